@@ -1,0 +1,38 @@
+"""The `modelyard` command line: run the platform, and look at what it holds.
+
+Commands only parse arguments and call `modelyard.Client` or the server bootstrap; output is a
+table, or JSON with --json. Errors print what went wrong and what to do, without a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from modelyard.cli import server, tracking
+from modelyard.cli.output import err_console
+from modelyard.errors import ModelyardError
+
+app = typer.Typer(
+    name="modelyard",
+    help="Modelyard: experiment tracking, model registry, feature store and serving.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+server.register(app)
+app.add_typer(tracking.experiments, name="experiments")
+app.add_typer(tracking.runs, name="runs")
+app.add_typer(tracking.artifacts, name="artifacts")
+
+
+def main() -> None:
+    try:
+        app()
+    except ModelyardError as exc:
+        hint = ""
+        if exc.error_code == "UNAVAILABLE":
+            hint = "\nIs the server running? Start one with `modelyard up`, or set MODELYARD_URI."
+        err_console.print(f"[red]error[/red] ({exc.error_code}): {exc}{hint}")
+        sys.exit(1)

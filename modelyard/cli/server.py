@@ -1,0 +1,121 @@
+"""`modelyard up`, `modelyard serve <service>` and `modelyard db upgrade`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from modelyard.cli.output import console, table
+
+Host = Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")]
+Port = Annotated[int | None, typer.Option(help="Port to listen on (default 50051; 0 picks one).")]
+Home = Annotated[Path | None, typer.Option(help="State directory (default ~/.modelyard).")]
+BackendUri = Annotated[
+    str | None,
+    typer.Option(help="Metadata database: sqlite:///path.db or postgresql://user@host/db."),
+]
+ArtifactUri = Annotated[
+    str | None, typer.Option(help="Artifact root: file:///path or s3://bucket/prefix.")
+]
+MetricsPort = Annotated[int | None, typer.Option(help="Serve Prometheus /metrics on this port.")]
+LogFormat = Annotated[str | None, typer.Option(help="console or json.")]
+
+
+def _settings(**flags: Any) -> Any:
+    from modelyard.services.common.settings import Settings
+
+    return Settings(**{k: v for k, v in flags.items() if v is not None})
+
+
+def _run(settings: Any, names: list[str]) -> None:
+    from modelyard.services.apps import builder
+    from modelyard.services.common import logging as mlog
+    from modelyard.services.common.metrics import serve_metrics
+    from modelyard.services.common.server import create_server, serve_forever
+
+    mlog.configure(settings.log_level, settings.log_format)
+    registrations = [builder(name)(settings) for name in names]
+    server = create_server(settings, registrations)
+    if settings.metrics_port is not None:
+        port = serve_metrics(settings.metrics_port, settings.host)
+        console.print(f"Prometheus metrics on http://{settings.host}:{port}/metrics")
+
+    def ready(address: str) -> None:
+        table(
+            "Modelyard is running",
+            ["service", "address"],
+            [(name, address) for name in names],
+        )
+        console.print(
+            f"Backend store: {settings.database_url}\nArtifacts:     {settings.artifact_root}\n"
+            f"Connect with MODELYARD_URI={address}   (Ctrl-C stops, after in-flight calls finish)"
+        )
+
+    serve_forever(server, on_ready=ready)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def up(
+        host: Host = None,
+        port: Port = None,
+        home: Home = None,
+        backend_store_uri: BackendUri = None,
+        artifact_uri: ArtifactUri = None,
+        metrics_port: MetricsPort = None,
+        log_format: LogFormat = None,
+    ) -> None:
+        """Run every service in one process on one port (SQLite + local files by default)."""
+        from modelyard.services.apps import SERVICES
+
+        settings = _settings(
+            host=host,
+            port=port,
+            home=home,
+            backend_store_uri=backend_store_uri,
+            artifact_uri=artifact_uri,
+            metrics_port=metrics_port,
+            log_format=log_format,
+        )
+        _run(settings, list(SERVICES))
+
+    @app.command()
+    def serve(
+        service: Annotated[str, typer.Argument(help="Which service: tracking.")],
+        host: Host = None,
+        port: Port = None,
+        home: Home = None,
+        backend_store_uri: BackendUri = None,
+        artifact_uri: ArtifactUri = None,
+        metrics_port: MetricsPort = None,
+        log_format: LogFormat = None,
+    ) -> None:
+        """Run one service (the entry point of a cluster Deployment)."""
+        from modelyard.services.apps import SERVICES
+
+        if service not in SERVICES:
+            raise typer.BadParameter(f"unknown service {service!r}; choose from {list(SERVICES)}")
+        settings = _settings(
+            host=host,
+            port=port,
+            home=home,
+            backend_store_uri=backend_store_uri,
+            artifact_uri=artifact_uri,
+            metrics_port=metrics_port,
+            log_format=log_format,
+        )
+        _run(settings, [service])
+
+    db = typer.Typer(help="Metadata database maintenance.", no_args_is_help=True)
+    app.add_typer(db, name="db")
+
+    @db.command("upgrade")
+    def db_upgrade(backend_store_uri: BackendUri = None, home: Home = None) -> None:
+        """Apply pending migrations of every service."""
+        from modelyard.services.apps import migrate_all
+
+        settings = _settings(backend_store_uri=backend_store_uri, home=home)
+        names = migrate_all(settings)
+        console.print(f"{settings.database_url}: up to date ({', '.join(names)})")

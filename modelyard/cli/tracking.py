@@ -1,0 +1,386 @@
+"""`modelyard experiments|runs|artifacts ...`: look at and manage tracking data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from modelyard.cli.output import console, key_values, ms, print_json, table
+from modelyard.client import Client
+from modelyard.entities import ViewType
+
+Uri = Annotated[
+    str | None,
+    typer.Option("--uri", envvar="MODELYARD_URI", help="Server address (default 127.0.0.1:50051)."),
+]
+Token = Annotated[str | None, typer.Option("--token", envvar="MODELYARD_TOKEN", help="API token.")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+View = Annotated[str, typer.Option("--view", help="active, deleted or all.")]
+
+experiments = typer.Typer(help="Experiments.", no_args_is_help=True)
+runs = typer.Typer(help="Runs.", no_args_is_help=True)
+artifacts = typer.Typer(help="Run artifacts.", no_args_is_help=True)
+
+
+def _client(uri: str | None, token: str | None) -> Client:
+    return Client(uri, token)
+
+
+def _view(value: str) -> ViewType:
+    views = {"active": ViewType.ACTIVE_ONLY, "deleted": ViewType.DELETED_ONLY, "all": ViewType.ALL}
+    if value not in views:
+        raise typer.BadParameter(f"--view must be one of {', '.join(views)}")
+    return views[value]
+
+
+def _tags(pairs: list[str] | None) -> dict[str, str]:
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--tag {pair!r} must look like key=value")
+        out[key] = value
+    return out
+
+
+# -- experiments -------------------------------------------------------------------------------
+
+
+@experiments.command("list")
+def experiments_list(
+    filter_string: Annotated[
+        str, typer.Option("--filter", help="e.g. \"name LIKE 'fraud%'\"")
+    ] = "",
+    view: View = "active",
+    max_results: Annotated[int, typer.Option("--max-results")] = 1000,
+    uri: Uri = None,
+    token: Token = None,
+    as_json: Json = False,
+) -> None:
+    """List experiments."""
+    found = _client(uri, token).search_experiments(
+        view_type=_view(view), max_results=max_results, filter_string=filter_string
+    )
+    if as_json:
+        print_json(list(found))
+        return
+    table(
+        None,
+        ["id", "name", "stage", "created", "artifact location"],
+        [
+            (e.experiment_id, e.name, e.lifecycle_stage, ms(e.creation_time), e.artifact_location)
+            for e in found
+        ],
+    )
+
+
+@experiments.command("create")
+def experiments_create(
+    name: str,
+    artifact_location: Annotated[str | None, typer.Option()] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="key=value, repeatable.")] = None,
+    uri: Uri = None,
+    token: Token = None,
+    as_json: Json = False,
+) -> None:
+    """Create an experiment and print its id."""
+    experiment_id = _client(uri, token).create_experiment(name, artifact_location, _tags(tag))
+    if as_json:
+        print_json({"experiment_id": experiment_id})
+    else:
+        console.print(f"Created experiment {name!r} with id {experiment_id}")
+
+
+@experiments.command("get")
+def experiments_get(
+    experiment_id: Annotated[str | None, typer.Argument()] = None,
+    name: Annotated[str | None, typer.Option(help="Look up by name instead of id.")] = None,
+    uri: Uri = None,
+    token: Token = None,
+    as_json: Json = False,
+) -> None:
+    """Show one experiment, by id or --name."""
+    client = _client(uri, token)
+    if (experiment_id is None) == (name is None):
+        raise typer.BadParameter("give an experiment id or --name, not both")
+    if name is not None:
+        from modelyard.errors import NotFound
+
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise NotFound(
+                f"no experiment is named {name!r}; list them with `modelyard experiments list`"
+            )
+        experiment = found
+    else:
+        assert experiment_id is not None
+        experiment = client.get_experiment(experiment_id)
+    if as_json:
+        print_json(experiment)
+        return
+    key_values(
+        f"experiment {experiment.experiment_id}",
+        {
+            "name": experiment.name,
+            "stage": experiment.lifecycle_stage,
+            "artifact_location": experiment.artifact_location,
+            "created": ms(experiment.creation_time),
+            "updated": ms(experiment.last_update_time),
+            **{f"tags.{k}": v for k, v in experiment.tags.items()},
+        },
+    )
+
+
+@experiments.command("rename")
+def experiments_rename(
+    experiment_id: str, new_name: str, uri: Uri = None, token: Token = None
+) -> None:
+    """Rename an experiment."""
+    _client(uri, token).rename_experiment(experiment_id, new_name)
+    console.print(f"Renamed experiment {experiment_id} to {new_name!r}")
+
+
+@experiments.command("delete")
+def experiments_delete(experiment_id: str, uri: Uri = None, token: Token = None) -> None:
+    """Delete an experiment and its runs (restorable)."""
+    _client(uri, token).delete_experiment(experiment_id)
+    console.print(
+        f"Deleted experiment {experiment_id}; "
+        f"undo with `modelyard experiments restore {experiment_id}`"
+    )
+
+
+@experiments.command("restore")
+def experiments_restore(experiment_id: str, uri: Uri = None, token: Token = None) -> None:
+    """Restore a deleted experiment and the runs deleted with it."""
+    _client(uri, token).restore_experiment(experiment_id)
+    console.print(f"Restored experiment {experiment_id}")
+
+
+# -- runs --------------------------------------------------------------------------------------
+
+
+def _runs_table(found: list) -> None:
+    """Runs with up to six metric and six param columns (--json has everything)."""
+    metric_keys = sorted({k for r in found for k in r.data.metrics})[:6]
+    param_keys = sorted({k for r in found for k in r.data.params})[:6]
+    table(
+        None,
+        [
+            "run id",
+            "name",
+            "status",
+            "started",
+            *[f"metrics.{k}" for k in metric_keys],
+            *[f"params.{k}" for k in param_keys],
+        ],
+        [
+            (
+                r.info.run_id,
+                r.info.run_name,
+                r.info.status,
+                ms(r.info.start_time),
+                *[_fmt(r.data.metrics.get(k)) for k in metric_keys],
+                *[r.data.params.get(k, "") for k in param_keys],
+            )
+            for r in found
+        ],
+    )
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+@runs.command("search")
+@runs.command("list")
+def runs_search(
+    experiment_id: Annotated[
+        list[str], typer.Option("--experiment-id", "-e", help="Repeatable.")
+    ] = ["0"],  # noqa: B006 - typer needs a literal default
+    filter_string: Annotated[
+        str, typer.Option("--filter", help="e.g. \"metrics.rmse < 0.8 and params.alpha = '0.5'\"")
+    ] = "",
+    order_by: Annotated[
+        list[str] | None, typer.Option("--order-by", help="e.g. 'metrics.rmse ASC'")
+    ] = None,
+    max_results: Annotated[int, typer.Option("--max-results")] = 100,
+    view: View = "active",
+    uri: Uri = None,
+    token: Token = None,
+    as_json: Json = False,
+) -> None:
+    """Search runs with MLflow's filter grammar."""
+    found = list(
+        _client(uri, token).search_runs(
+            experiment_id, filter_string, _view(view), max_results, order_by
+        )
+    )
+    if as_json:
+        print_json(found)
+        return
+    _runs_table(found)
+
+
+@runs.command("get")
+def runs_get(run_id: str, uri: Uri = None, token: Token = None, as_json: Json = False) -> None:
+    """Show a run: info, params, latest metrics, tags and dataset inputs."""
+    run = _client(uri, token).get_run(run_id)
+    if as_json:
+        print_json(run)
+        return
+    info = run.info
+    key_values(
+        f"run {info.run_id}",
+        {
+            "name": info.run_name,
+            "experiment_id": info.experiment_id,
+            "status": info.status,
+            "stage": info.lifecycle_stage,
+            "user": info.user_id,
+            "started": ms(info.start_time),
+            "ended": ms(info.end_time),
+            "parent_run_id": info.parent_run_id or "",
+            "artifact_uri": info.artifact_uri,
+        },
+    )
+    if run.data.params:
+        key_values("params", run.data.params)
+    if run.data.metrics:
+        table(
+            "metrics (latest)",
+            ["key", "value", "step"],
+            [(m.key, _fmt(m.value), m.step) for m in run.data.latest_metrics],
+        )
+    if run.data.tags:
+        key_values("tags", run.data.tags)
+    if run.inputs.dataset_inputs:
+        table(
+            "dataset inputs",
+            ["name", "digest", "context"],
+            [
+                (
+                    d.dataset.name,
+                    d.dataset.digest,
+                    ",".join(t.value for t in d.tags if t.key == "context"),
+                )
+                for d in run.inputs.dataset_inputs
+            ],
+        )
+
+
+@runs.command("delete")
+def runs_delete(run_id: str, uri: Uri = None, token: Token = None) -> None:
+    """Delete a run (restorable)."""
+    _client(uri, token).delete_run(run_id)
+    console.print(f"Deleted run {run_id}; undo with `modelyard runs restore {run_id}`")
+
+
+@runs.command("restore")
+def runs_restore(run_id: str, uri: Uri = None, token: Token = None) -> None:
+    """Restore a deleted run."""
+    _client(uri, token).restore_run(run_id)
+    console.print(f"Restored run {run_id}")
+
+
+# -- artifacts ---------------------------------------------------------------------------------
+
+
+@artifacts.command("list")
+def artifacts_list(
+    run_id: str,
+    path: Annotated[str, typer.Argument()] = "",
+    recursive: Annotated[bool, typer.Option("--recursive", "-r")] = False,
+    uri: Uri = None,
+    token: Token = None,
+    as_json: Json = False,
+) -> None:
+    """List a run's artifacts (one directory level unless --recursive)."""
+    files = list(_client(uri, token).iter_artifacts(run_id, path, recursive=recursive))
+    if as_json:
+        print_json(files)
+        return
+    table(
+        None,
+        ["path", "size", "sha256"],
+        [
+            (
+                f.path + ("/" if f.is_dir else ""),
+                "" if f.is_dir else f.file_size,
+                (f.sha256 or "")[:16],
+            )
+            for f in files
+        ],
+    )
+
+
+@artifacts.command("download")
+def artifacts_download(
+    run_id: str,
+    path: Annotated[str, typer.Argument(help="File or directory; empty for everything.")] = "",
+    dst: Annotated[Path, typer.Option("--dst", help="Where to put it.")] = Path("."),
+    uri: Uri = None,
+    token: Token = None,
+) -> None:
+    """Download a file or a directory, checking every file's sha256."""
+    client = _client(uri, token)
+    files = list(client.iter_artifacts(run_id, path, recursive=True))
+    with Progress(
+        TextColumn("[bold]downloading"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+    ) as progress:
+        task = progress.add_task("", total=max(len(files), 1))
+        if path and not files:  # a single file
+            local = client.download_artifacts(run_id, path, dst)
+            progress.advance(task)
+        else:
+            base = path.strip("/")
+            for f in files:
+                progress.update(task, description=f.path)
+                rel_dir = (
+                    Path(f.path).parent.relative_to(Path(base).parent)
+                    if base
+                    else Path(f.path).parent
+                )
+                client.download_artifacts(run_id, f.path, dst / rel_dir)
+                progress.advance(task)
+            local = str(dst / Path(base).name) if base else str(dst)
+    console.print(f"Downloaded to {local}")
+
+
+@artifacts.command("upload")
+def artifacts_upload(
+    run_id: str,
+    local_path: Path,
+    artifact_path: Annotated[str | None, typer.Option("--artifact-path")] = None,
+    uri: Uri = None,
+    token: Token = None,
+) -> None:
+    """Upload a file or a directory to a run."""
+    client = _client(uri, token)
+    if local_path.is_dir():
+        files = [p for p in local_path.rglob("*") if p.is_file()]
+        with Progress(
+            TextColumn("[bold]uploading"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            console=console,
+        ) as progress:
+            task = progress.add_task("", total=len(files))
+            for p in files:
+                rel_parent = p.parent.relative_to(local_path).as_posix()
+                parts = [x for x in (artifact_path, rel_parent if rel_parent != "." else "") if x]
+                progress.update(task, description=str(p.relative_to(local_path)))
+                client.log_artifact(run_id, p, "/".join(parts) or None)
+                progress.advance(task)
+        console.print(f"Uploaded {len(files)} files")
+    else:
+        info = client.log_artifact(run_id, local_path, artifact_path)
+        console.print(f"Uploaded {info.path} ({info.file_size} bytes, sha256 {info.sha256})")

@@ -1,0 +1,52 @@
+"""`modelyard.Client`: one object for every Modelyard service, shaped like MlflowClient.
+
+    client = Client("127.0.0.1:50051")
+    run = client.create_run(client.create_experiment("demo"))
+    client.log_metric(run.info.run_id, "rmse", 0.7)
+
+Each service has its own client class (TrackingClient, ...) holding that service's methods;
+Client combines them, so the flat MlflowClient style and `client.tracking.<method>` both work.
+"""
+
+from __future__ import annotations
+
+from modelyard.client._transport import Transport
+from modelyard.client.config import default_tls_ca, default_token, default_uri
+from modelyard.client.tracking import TrackingClient
+
+
+class Client(TrackingClient):
+    """Every service's methods on one object; `client.tracking` etc. are the same object."""
+
+    def __init__(
+        self,
+        uri: str | None = None,
+        token: str | None = None,
+        *,
+        tls_ca: str | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        self.uri = uri or default_uri()
+        self._transport = Transport(
+            self.uri, token or default_token(), tls_ca or default_tls_ca(), timeout
+        )
+        TrackingClient.__init__(self, self._transport)
+
+    @property
+    def tracking(self) -> TrackingClient:
+        return self
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client({self.uri!r})"
+
+
+__all__ = ["Client", "TrackingClient"]

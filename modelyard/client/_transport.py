@@ -1,0 +1,100 @@
+"""The gRPC channel behind every client: address parsing, retries, deadlines, auth metadata,
+and turning RpcError into Modelyard's own error classes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import grpc
+
+from modelyard.errors import InvalidArgument, from_rpc_error
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = 60.0
+_MAX_MESSAGE = 64 * 1024 * 1024
+
+# Retry only what never reached a server (UNAVAILABLE), with backoff; grpc applies it per call.
+_SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{}],
+                "retryPolicy": {
+                    "maxAttempts": 5,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "2s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+
+
+def parse_uri(uri: str) -> tuple[str, bool]:
+    """'host:port', 'grpc://host:port' or 'grpcs://host:port' -> (target, use_tls)."""
+    if "://" not in uri:
+        return uri, False
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("grpc", "grpcs", "http", "https"):
+        raise InvalidArgument(
+            f"tracking URI {uri!r} has an unknown scheme; use host:port or grpcs://host:port",
+            field="uri",
+        )
+    if not parsed.netloc:
+        raise InvalidArgument(f"tracking URI {uri!r} names no host", field="uri")
+    return parsed.netloc, parsed.scheme in ("grpcs", "https")
+
+
+class Transport:
+    def __init__(
+        self,
+        uri: str,
+        token: str | None = None,
+        tls_ca: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.uri = uri
+        self.timeout = timeout
+        target, tls = parse_uri(uri)
+        options = [
+            ("grpc.max_receive_message_length", _MAX_MESSAGE),
+            ("grpc.max_send_message_length", _MAX_MESSAGE),
+            ("grpc.service_config", _SERVICE_CONFIG),
+            ("grpc.enable_retries", 1),
+            ("grpc.keepalive_time_ms", 30000),
+        ]
+        if tls or tls_ca:
+            root = Path(tls_ca).read_bytes() if tls_ca else None
+            credentials = grpc.ssl_channel_credentials(root_certificates=root)
+            self.channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            self.channel = grpc.insecure_channel(target, options=options)
+        self.metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {token}"),) if token else ()
+        )
+
+    def call(self, method: Callable[..., T], request: Any, timeout: float | None = None) -> T:
+        try:
+            return method(request, metadata=self.metadata, timeout=timeout or self.timeout)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from None
+
+    def stream(
+        self, method: Callable[..., Iterator[T]], request: Any, timeout: float | None = None
+    ) -> Iterator[T]:
+        """A server-streaming call whose errors arrive as Modelyard errors while iterating."""
+        try:
+            yield from method(request, metadata=self.metadata, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from None
+
+    def close(self) -> None:
+        self.channel.close()

@@ -1,0 +1,343 @@
+"""TrackingClient: every TrackingService RPC, with MlflowClient's method names and return shapes."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from modelyard._gen.tracking.v1 import tracking_pb2 as pb
+from modelyard._gen.tracking.v1 import tracking_pb2_grpc
+from modelyard.client import _artifacts
+from modelyard.client._transport import Transport
+from modelyard.convert.common import (
+    file_info_to_entity,
+    ms_to_timestamp,
+    tags_to_proto,
+    view_type_to_proto,
+)
+from modelyard.convert.tracking import (
+    dataset_input_to_proto,
+    experiment_to_entity,
+    metric_to_entity,
+    metric_to_proto,
+    run_info_to_entity,
+    run_to_entity,
+    status_to_proto,
+)
+from modelyard.entities import (
+    DatasetInput,
+    Experiment,
+    FileInfo,
+    Metric,
+    PagedList,
+    Param,
+    Run,
+    RunInfo,
+    RunStatus,
+    RunTag,
+    ViewType,
+)
+from modelyard.errors import NotFound
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _stringify(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+class TrackingClient:
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+        self._tracking = tracking_pb2_grpc.TrackingServiceStub(transport.channel)
+
+    # -- experiments ---------------------------------------------------------------------------
+
+    def create_experiment(
+        self,
+        name: str,
+        artifact_location: str | None = None,
+        tags: dict[str, Any] | None = None,
+    ) -> str:
+        request = pb.CreateExperimentRequest(
+            name=name,
+            artifact_location=artifact_location or "",
+            tags=tags_to_proto({k: _stringify(v) for k, v in (tags or {}).items()}),
+        )
+        return self._t.call(self._tracking.CreateExperiment, request).experiment_id
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        request = pb.GetExperimentRequest(experiment_id=str(experiment_id))
+        return experiment_to_entity(self._t.call(self._tracking.GetExperiment, request).experiment)
+
+    def get_experiment_by_name(self, name: str) -> Experiment | None:
+        """The experiment called `name`, or None (as MlflowClient does)."""
+        request = pb.GetExperimentByNameRequest(experiment_name=name)
+        try:
+            response = self._t.call(self._tracking.GetExperimentByName, request)
+        except NotFound:
+            return None
+        return experiment_to_entity(response.experiment)
+
+    def search_experiments(
+        self,
+        view_type: ViewType = ViewType.ACTIVE_ONLY,
+        max_results: int | None = None,
+        filter_string: str | None = None,
+        order_by: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[Experiment]:
+        request = pb.SearchExperimentsRequest(
+            filter=filter_string or "",
+            order_by=list(order_by or []),
+            max_results=max_results or 0,
+            page_token=page_token or "",
+            view_type=view_type_to_proto(view_type),
+        )
+        response = self._t.call(self._tracking.SearchExperiments, request)
+        return PagedList(
+            [experiment_to_entity(e) for e in response.experiments], response.next_page_token
+        )
+
+    def rename_experiment(self, experiment_id: str, new_name: str) -> None:
+        request = pb.UpdateExperimentRequest(experiment_id=str(experiment_id), new_name=new_name)
+        self._t.call(self._tracking.UpdateExperiment, request)
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        request = pb.DeleteExperimentRequest(experiment_id=str(experiment_id))
+        self._t.call(self._tracking.DeleteExperiment, request)
+
+    def restore_experiment(self, experiment_id: str) -> None:
+        request = pb.RestoreExperimentRequest(experiment_id=str(experiment_id))
+        self._t.call(self._tracking.RestoreExperiment, request)
+
+    def set_experiment_tag(self, experiment_id: str, key: str, value: Any) -> None:
+        request = pb.SetExperimentTagRequest(
+            experiment_id=str(experiment_id), key=key, value=_stringify(value)
+        )
+        self._t.call(self._tracking.SetExperimentTag, request)
+
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        request = pb.DeleteExperimentTagRequest(experiment_id=str(experiment_id), key=key)
+        self._t.call(self._tracking.DeleteExperimentTag, request)
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        experiment_id: str,
+        start_time: int | None = None,
+        tags: dict[str, Any] | None = None,
+        run_name: str | None = None,
+        parent_run_id: str | None = None,
+    ) -> Run:
+        request = pb.CreateRunRequest(
+            experiment_id=str(experiment_id),
+            run_name=run_name or "",
+            tags=tags_to_proto({k: _stringify(v) for k, v in (tags or {}).items()}),
+            parent_run_id=parent_run_id or "",
+            user_id=_user(),
+        )
+        if start_time is not None:
+            request.start_time.CopyFrom(ms_to_timestamp(start_time))
+        return run_to_entity(self._t.call(self._tracking.CreateRun, request).run)
+
+    def get_run(self, run_id: str) -> Run:
+        return run_to_entity(
+            self._t.call(self._tracking.GetRun, pb.GetRunRequest(run_id=run_id)).run
+        )
+
+    def get_parent_run(self, run_id: str) -> Run | None:
+        parent = self.get_run(run_id).info.parent_run_id
+        return self.get_run(parent) if parent else None
+
+    def update_run(
+        self,
+        run_id: str,
+        status: RunStatus | str | None = None,
+        name: str | None = None,
+        end_time: int | None = None,
+    ) -> RunInfo:
+        request = pb.UpdateRunRequest(run_id=run_id, run_name=name or "")
+        if status is not None:
+            request.status = status_to_proto(status)
+        if end_time is not None:
+            request.end_time.CopyFrom(ms_to_timestamp(end_time))
+        return run_info_to_entity(self._t.call(self._tracking.UpdateRun, request).run_info)
+
+    def set_terminated(
+        self, run_id: str, status: RunStatus | str | None = None, end_time: int | None = None
+    ) -> RunInfo:
+        return self.update_run(
+            run_id, status=status or RunStatus.FINISHED, end_time=end_time or _now_ms()
+        )
+
+    def delete_run(self, run_id: str) -> None:
+        self._t.call(self._tracking.DeleteRun, pb.DeleteRunRequest(run_id=run_id))
+
+    def restore_run(self, run_id: str) -> None:
+        self._t.call(self._tracking.RestoreRun, pb.RestoreRunRequest(run_id=run_id))
+
+    def search_runs(
+        self,
+        experiment_ids: str | Sequence[str],
+        filter_string: str = "",
+        run_view_type: ViewType = ViewType.ACTIVE_ONLY,
+        max_results: int = 1000,
+        order_by: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[Run]:
+        ids = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids)
+        request = pb.SearchRunsRequest(
+            experiment_ids=[str(i) for i in ids],
+            filter=filter_string or "",
+            run_view_type=view_type_to_proto(run_view_type),
+            max_results=max_results,
+            order_by=list(order_by or []),
+            page_token=page_token or "",
+        )
+        response = self._t.call(self._tracking.SearchRuns, request)
+        return PagedList([run_to_entity(r) for r in response.runs], response.next_page_token)
+
+    # -- run data ------------------------------------------------------------------------------
+
+    def log_param(self, run_id: str, key: str, value: Any) -> Any:
+        request = pb.LogParamRequest(run_id=run_id, key=key, value=_stringify(value))
+        self._t.call(self._tracking.LogParam, request)
+        return value
+
+    def log_metric(
+        self,
+        run_id: str,
+        key: str,
+        value: float,
+        timestamp: int | None = None,
+        step: int | None = None,
+    ) -> None:
+        request = pb.LogMetricRequest(run_id=run_id, key=key, value=float(value), step=step or 0)
+        request.timestamp.CopyFrom(_timestamp(timestamp))
+        self._t.call(self._tracking.LogMetric, request)
+
+    def set_tag(self, run_id: str, key: str, value: Any) -> None:
+        request = pb.SetTagRequest(run_id=run_id, key=key, value=_stringify(value))
+        self._t.call(self._tracking.SetTag, request)
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        self._t.call(self._tracking.DeleteTag, pb.DeleteTagRequest(run_id=run_id, key=key))
+
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric] = (),
+        params: Sequence[Param] = (),
+        tags: Sequence[RunTag] = (),
+    ) -> None:
+        request = pb.LogBatchRequest(
+            run_id=run_id,
+            metrics=[metric_to_proto(m) for m in metrics],
+            params=[pb.Param(key=p.key, value=_stringify(p.value)) for p in params],
+            tags=tags_to_proto({t.key: _stringify(t.value) for t in tags}),
+        )
+        self._t.call(self._tracking.LogBatch, request)
+
+    def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput] | None = None) -> None:
+        request = pb.LogInputsRequest(
+            run_id=run_id, datasets=[dataset_input_to_proto(d) for d in datasets or []]
+        )
+        self._t.call(self._tracking.LogInputs, request)
+
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        """Every logged value of the metric, by step then time, across all pages."""
+        return list(self.iter_metric_history(run_id, key))
+
+    def iter_metric_history(self, run_id: str, key: str, page_size: int = 0) -> Iterator[Metric]:
+        token = ""
+        while True:
+            request = pb.GetMetricHistoryRequest(
+                run_id=run_id, metric_key=key, max_results=page_size, page_token=token
+            )
+            response = self._t.call(self._tracking.GetMetricHistory, request)
+            yield from (metric_to_entity(m) for m in response.metrics)
+            token = response.next_page_token
+            if not token:
+                return
+
+    # -- artifacts -----------------------------------------------------------------------------
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
+        """One directory level, all pages (MlflowClient.list_artifacts)."""
+        return list(self.iter_artifacts(run_id, path or ""))
+
+    def iter_artifacts(
+        self, run_id: str, path: str = "", recursive: bool = False
+    ) -> Iterator[FileInfo]:
+        token = ""
+        while True:
+            request = pb.ListArtifactsRequest(
+                run_id=run_id, path=path, recursive=recursive, page_token=token
+            )
+            response = self._t.call(self._tracking.ListArtifacts, request)
+            yield from (file_info_to_entity(f) for f in response.files)
+            token = response.next_page_token
+            if not token:
+                return
+
+    def log_artifact(
+        self, run_id: str, local_path: str | Path, artifact_path: str | None = None
+    ) -> FileInfo:
+        local = Path(local_path)
+        target = f"{artifact_path.strip('/')}/{local.name}" if artifact_path else local.name
+        return _artifacts.upload_file(self._t, self._tracking, run_id, local, target)
+
+    def log_artifacts(
+        self, run_id: str, local_dir: str | Path, artifact_path: str | None = None
+    ) -> list[FileInfo]:
+        return _artifacts.upload_tree(
+            self._t, self._tracking, run_id, Path(local_dir), artifact_path
+        )
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> FileInfo:
+        return _artifacts.upload_bytes(
+            self._t, self._tracking, run_id, text.encode(), artifact_file
+        )
+
+    def log_dict(self, run_id: str, dictionary: dict[str, Any], artifact_file: str) -> FileInfo:
+        if artifact_file.endswith((".yaml", ".yml")):
+            import yaml
+
+            data = yaml.safe_dump(dictionary, sort_keys=False).encode()
+        else:
+            data = json.dumps(dictionary, indent=2).encode()
+        return _artifacts.upload_bytes(self._t, self._tracking, run_id, data, artifact_file)
+
+    def download_artifacts(
+        self, run_id: str, path: str = "", dst_path: str | Path | None = None
+    ) -> str:
+        """Download a file or directory; returns the local path. Every file's sha256 is checked."""
+        return str(_artifacts.download(self._t, self._tracking, self, run_id, path, dst_path))
+
+    def delete_artifact(self, run_id: str, path: str) -> None:
+        self._t.call(
+            self._tracking.DeleteArtifact, pb.DeleteArtifactRequest(run_id=run_id, path=path)
+        )
+
+
+def _timestamp(ms: int | None) -> Timestamp:
+    ts = Timestamp()
+    ts.FromMilliseconds(ms if ms is not None else _now_ms())
+    return ts
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

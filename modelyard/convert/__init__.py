@@ -1,0 +1,1 @@
+"""Entity <-> protobuf converters, used by servicers and SDK clients alike."""

@@ -1,0 +1,76 @@
+"""Converters for shared messages: timestamps, tags, enums, file infos."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from modelyard._gen.common.v1 import common_pb2
+from modelyard.entities.common import FileInfo, LifecycleStage, ViewType
+
+
+def ms_to_timestamp(ms: int | None) -> Timestamp | None:
+    if ms is None:
+        return None
+    ts = Timestamp()
+    ts.FromMilliseconds(ms)
+    return ts
+
+
+def timestamp_to_ms(ts: Timestamp, present: bool = True) -> int | None:
+    """Milliseconds, or None for an unset message field (pass msg.HasField(...) as `present`)."""
+    return ts.ToMilliseconds() if present else None
+
+
+def tags_to_proto(tags: Mapping[str, str]) -> list[common_pb2.Tag]:
+    return [common_pb2.Tag(key=k, value=v) for k, v in tags.items()]
+
+
+def tags_to_dict(tags: Iterable[common_pb2.Tag]) -> dict[str, str]:
+    return {t.key: t.value for t in tags}
+
+
+_STAGE_TO_PROTO = {
+    LifecycleStage.ACTIVE: common_pb2.LIFECYCLE_STAGE_ACTIVE,
+    LifecycleStage.DELETED: common_pb2.LIFECYCLE_STAGE_DELETED,
+}
+_STAGE_FROM_PROTO = {v: k for k, v in _STAGE_TO_PROTO.items()}
+
+
+def stage_to_proto(stage: LifecycleStage) -> common_pb2.LifecycleStage.ValueType:
+    return _STAGE_TO_PROTO[stage]
+
+
+def stage_to_entity(stage: common_pb2.LifecycleStage.ValueType) -> LifecycleStage:
+    return _STAGE_FROM_PROTO.get(stage, LifecycleStage.ACTIVE)
+
+
+def view_type_to_proto(view: ViewType | int | None) -> common_pb2.ViewType.ValueType:
+    return common_pb2.ViewType.ValueType(int(view or ViewType.ACTIVE_ONLY))
+
+
+def view_type_to_entity(view: common_pb2.ViewType.ValueType) -> ViewType:
+    """UNSPECIFIED means active only; an unknown number is rejected by the caller's validation."""
+    return ViewType(view) if view else ViewType.ACTIVE_ONLY
+
+
+def file_info_to_proto(info: FileInfo) -> common_pb2.FileInfo:
+    msg = common_pb2.FileInfo(path=info.path, is_dir=info.is_dir)
+    if info.file_size is not None:
+        msg.file_size = info.file_size
+    if info.sha256:
+        msg.sha256 = info.sha256
+    if info.created_time is not None:
+        msg.create_time.CopyFrom(ms_to_timestamp(info.created_time))
+    return msg
+
+
+def file_info_to_entity(msg: common_pb2.FileInfo) -> FileInfo:
+    return FileInfo(
+        path=msg.path,
+        is_dir=msg.is_dir,
+        file_size=None if msg.is_dir else msg.file_size,
+        sha256=msg.sha256 or None,
+        created_time=timestamp_to_ms(msg.create_time, msg.HasField("create_time")),
+    )

@@ -1,0 +1,174 @@
+"""Converters for modelyard.tracking.v1 messages."""
+
+from __future__ import annotations
+
+from modelyard._gen.tracking.v1 import tracking_pb2 as pb
+from modelyard.convert.common import (
+    ms_to_timestamp,
+    stage_to_entity,
+    stage_to_proto,
+    tags_to_dict,
+    tags_to_proto,
+    timestamp_to_ms,
+)
+from modelyard.entities.tracking import (
+    Dataset,
+    DatasetInput,
+    Experiment,
+    InputTag,
+    Metric,
+    Param,
+    Run,
+    RunData,
+    RunInfo,
+    RunInputs,
+    RunStatus,
+)
+
+_STATUS_TO_PROTO = {
+    RunStatus.RUNNING: pb.RUN_STATUS_RUNNING,
+    RunStatus.SCHEDULED: pb.RUN_STATUS_SCHEDULED,
+    RunStatus.FINISHED: pb.RUN_STATUS_FINISHED,
+    RunStatus.FAILED: pb.RUN_STATUS_FAILED,
+    RunStatus.KILLED: pb.RUN_STATUS_KILLED,
+}
+_STATUS_FROM_PROTO = {v: k for k, v in _STATUS_TO_PROTO.items()}
+
+
+def status_to_proto(status: RunStatus | str) -> pb.RunStatus.ValueType:
+    return _STATUS_TO_PROTO[RunStatus(status)]
+
+
+def status_to_entity(status: pb.RunStatus.ValueType) -> RunStatus | None:
+    """None for RUN_STATUS_UNSPECIFIED or a number this version does not know."""
+    return _STATUS_FROM_PROTO.get(status)
+
+
+def experiment_to_proto(e: Experiment) -> pb.Experiment:
+    return pb.Experiment(
+        experiment_id=e.experiment_id,
+        name=e.name,
+        artifact_location=e.artifact_location,
+        lifecycle_stage=stage_to_proto(e.lifecycle_stage),
+        tags=tags_to_proto(e.tags),
+        creation_time=ms_to_timestamp(e.creation_time),
+        last_update_time=ms_to_timestamp(e.last_update_time),
+    )
+
+
+def experiment_to_entity(m: pb.Experiment) -> Experiment:
+    return Experiment(
+        experiment_id=m.experiment_id,
+        name=m.name,
+        artifact_location=m.artifact_location,
+        lifecycle_stage=stage_to_entity(m.lifecycle_stage),
+        tags=tags_to_dict(m.tags),
+        creation_time=timestamp_to_ms(m.creation_time, m.HasField("creation_time")),
+        last_update_time=timestamp_to_ms(m.last_update_time, m.HasField("last_update_time")),
+    )
+
+
+def metric_to_proto(m: Metric) -> pb.Metric:
+    return pb.Metric(key=m.key, value=m.value, timestamp=ms_to_timestamp(m.timestamp), step=m.step)
+
+
+def metric_to_entity(m: pb.Metric) -> Metric:
+    return Metric(key=m.key, value=m.value, timestamp=m.timestamp.ToMilliseconds(), step=m.step)
+
+
+def param_to_proto(p: Param) -> pb.Param:
+    return pb.Param(key=p.key, value=p.value)
+
+
+def run_info_to_proto(i: RunInfo) -> pb.RunInfo:
+    return pb.RunInfo(
+        run_id=i.run_id,
+        run_name=i.run_name,
+        experiment_id=i.experiment_id,
+        user_id=i.user_id,
+        status=status_to_proto(i.status),
+        start_time=ms_to_timestamp(i.start_time),
+        end_time=ms_to_timestamp(i.end_time),
+        artifact_uri=i.artifact_uri,
+        lifecycle_stage=stage_to_proto(i.lifecycle_stage),
+        parent_run_id=i.parent_run_id or "",
+    )
+
+
+def run_info_to_entity(m: pb.RunInfo) -> RunInfo:
+    return RunInfo(
+        run_id=m.run_id,
+        experiment_id=m.experiment_id,
+        run_name=m.run_name,
+        user_id=m.user_id,
+        status=status_to_entity(m.status) or RunStatus.RUNNING,
+        start_time=m.start_time.ToMilliseconds(),
+        end_time=timestamp_to_ms(m.end_time, m.HasField("end_time")),
+        artifact_uri=m.artifact_uri,
+        lifecycle_stage=stage_to_entity(m.lifecycle_stage),
+        parent_run_id=m.parent_run_id or None,
+    )
+
+
+def dataset_to_proto(d: Dataset) -> pb.Dataset:
+    return pb.Dataset(
+        name=d.name,
+        digest=d.digest,
+        source_type=d.source_type,
+        source=d.source,
+        schema=d.schema,
+        profile=d.profile,
+    )
+
+
+def dataset_to_entity(m: pb.Dataset) -> Dataset:
+    return Dataset(
+        name=m.name,
+        digest=m.digest,
+        source_type=m.source_type,
+        source=m.source,
+        schema=m.schema,
+        profile=m.profile,
+    )
+
+
+def dataset_input_to_proto(d: DatasetInput) -> pb.DatasetInput:
+    return pb.DatasetInput(
+        dataset=dataset_to_proto(d.dataset),
+        tags=tags_to_proto({t.key: t.value for t in d.tags}),
+    )
+
+
+def dataset_input_to_entity(m: pb.DatasetInput) -> DatasetInput:
+    return DatasetInput(
+        dataset=dataset_to_entity(m.dataset),
+        tags=tuple(InputTag(t.key, t.value) for t in m.tags),
+    )
+
+
+def run_to_proto(r: Run) -> pb.Run:
+    return pb.Run(
+        info=run_info_to_proto(r.info),
+        data=pb.RunData(
+            metrics=[metric_to_proto(m) for m in r.data.latest_metrics],
+            params=[pb.Param(key=k, value=v) for k, v in r.data.params.items()],
+            tags=tags_to_proto(r.data.tags),
+        ),
+        inputs=pb.RunInputs(
+            dataset_inputs=[dataset_input_to_proto(d) for d in r.inputs.dataset_inputs]
+        ),
+    )
+
+
+def run_to_entity(m: pb.Run) -> Run:
+    return Run(
+        info=run_info_to_entity(m.info),
+        data=RunData(
+            latest_metrics=tuple(metric_to_entity(x) for x in m.data.metrics),
+            params={p.key: p.value for p in m.data.params},
+            tags=tags_to_dict(m.data.tags),
+        ),
+        inputs=RunInputs(
+            dataset_inputs=tuple(dataset_input_to_entity(d) for d in m.inputs.dataset_inputs)
+        ),
+    )

@@ -1,0 +1,40 @@
+"""Plain, immutable domain objects shared by the SDK and the services.
+
+They never import generated protobuf code; `modelyard.convert` maps them to and from the wire.
+Times are integer milliseconds since the epoch, as in MLflow, so MLflow code ports unchanged.
+"""
+
+from modelyard.entities.common import FileInfo, LifecycleStage, PagedList, ViewType
+from modelyard.entities.tracking import (
+    Dataset,
+    DatasetInput,
+    Experiment,
+    InputTag,
+    Metric,
+    Param,
+    Run,
+    RunData,
+    RunInfo,
+    RunInputs,
+    RunStatus,
+    RunTag,
+)
+
+__all__ = [
+    "Dataset",
+    "DatasetInput",
+    "Experiment",
+    "FileInfo",
+    "InputTag",
+    "LifecycleStage",
+    "Metric",
+    "PagedList",
+    "Param",
+    "Run",
+    "RunData",
+    "RunInfo",
+    "RunInputs",
+    "RunStatus",
+    "RunTag",
+    "ViewType",
+]

@@ -1,0 +1,63 @@
+"""Entities shared by several services."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar, overload
+
+T = TypeVar("T")
+
+
+class ViewType(enum.IntEnum):
+    """Which resources a search returns; values match MLflow's ViewType and the proto enum."""
+
+    ACTIVE_ONLY = 1
+    DELETED_ONLY = 2
+    ALL = 3
+
+
+class LifecycleStage(enum.StrEnum):
+    ACTIVE = "active"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    """An artifact file (or directory, with is_dir set) relative to its owner's artifact root."""
+
+    path: str
+    is_dir: bool
+    file_size: int | None = None
+    sha256: str | None = None
+    created_time: int | None = None
+
+
+class PagedList(Sequence[T], Generic[T]):
+    """One page of results plus the opaque token for the next page ("" or None when done)."""
+
+    def __init__(self, items: Sequence[T], token: str | None) -> None:
+        self._items = list(items)
+        self.token = token or None
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[T]: ...
+    def __getitem__(self, index: int | slice) -> T | list[T]:
+        return self._items[index]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self._items)
+
+    def __repr__(self) -> str:
+        return f"PagedList({self._items!r}, token={self.token!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PagedList):
+            return self._items == other._items and self.token == other.token
+        return self._items == other

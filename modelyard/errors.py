@@ -1,0 +1,184 @@
+"""The one error hierarchy of Modelyard, shared by servers and the SDK.
+
+Each class is named after the gRPC status it travels as. Servers raise these from domain code and
+the error interceptor turns them into a status with `google.rpc` details (the field at fault, the
+resource concerned); the SDK turns a status back into the same class through the same table, so a
+caller catches `modelyard.errors.NotFound` whether it talks to a local or a remote server.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+
+class ModelyardError(Exception):
+    """Base class. `field` names the request field at fault, `resource` the resource concerned."""
+
+    code: ClassVar[grpc.StatusCode] = grpc.StatusCode.UNKNOWN
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        resource_type: str | None = None,
+        resource_name: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.resource_type = resource_type
+        self.resource_name = resource_name
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        suffix = f" (request id {self.request_id})" if self.request_id else ""
+        return f"{self.message}{suffix}"
+
+    @property
+    def error_code(self) -> str:
+        """The status name, e.g. "NOT_FOUND" (MLflow's MlflowException exposes the same)."""
+        return self.code.name
+
+
+class InvalidArgument(ModelyardError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(ModelyardError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(ModelyardError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class FailedPrecondition(ModelyardError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class ResourceExhausted(ModelyardError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class PermissionDenied(ModelyardError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class Unauthenticated(ModelyardError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class Unavailable(ModelyardError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class DeadlineExceeded(ModelyardError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Aborted(ModelyardError):
+    code = grpc.StatusCode.ABORTED
+
+
+class Unimplemented(ModelyardError):
+    code = grpc.StatusCode.UNIMPLEMENTED
+
+
+class DataLoss(ModelyardError):
+    code = grpc.StatusCode.DATA_LOSS
+
+
+class Internal(ModelyardError):
+    code = grpc.StatusCode.INTERNAL
+
+
+_BY_CODE: dict[grpc.StatusCode, type[ModelyardError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidArgument,
+        NotFound,
+        AlreadyExists,
+        FailedPrecondition,
+        ResourceExhausted,
+        PermissionDenied,
+        Unauthenticated,
+        Unavailable,
+        DeadlineExceeded,
+        Aborted,
+        Unimplemented,
+        DataLoss,
+        Internal,
+    )
+}
+
+
+def to_status(error: ModelyardError) -> grpc.Status:
+    """Encode an error as a gRPC status carrying google.rpc details."""
+    details: list[any_pb2.Any] = []
+    if error.field:
+        bad = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=error.field, description=error.message
+                )
+            ]
+        )
+        details.append(_pack(bad))
+    if error.resource_type or error.resource_name:
+        info = error_details_pb2.ResourceInfo(
+            resource_type=error.resource_type or "", resource_name=error.resource_name or ""
+        )
+        details.append(_pack(info))
+    if error.request_id:
+        details.append(_pack(error_details_pb2.RequestInfo(request_id=error.request_id)))
+    message = str(error)
+    status = status_pb2.Status(code=_CODE_VALUE[error.code], message=message, details=details)
+    return rpc_status.to_status(status)
+
+
+def from_rpc_error(error: grpc.RpcError) -> ModelyardError:
+    """Rebuild the Modelyard error a server sent; unknown codes become the base class."""
+    code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
+    message = error.details() if isinstance(error, grpc.Call) else str(error)
+    cls = _BY_CODE.get(code, ModelyardError)
+    kwargs: dict[str, str] = {}
+    status = rpc_status.from_call(error) if isinstance(error, grpc.Call) else None
+    for detail in status.details if status else ():
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            if bad.field_violations:
+                kwargs["field"] = bad.field_violations[0].field
+        elif detail.Is(error_details_pb2.ResourceInfo.DESCRIPTOR):
+            info = error_details_pb2.ResourceInfo()
+            detail.Unpack(info)
+            kwargs["resource_type"] = info.resource_type
+            kwargs["resource_name"] = info.resource_name
+        elif detail.Is(error_details_pb2.RequestInfo.DESCRIPTOR):
+            req = error_details_pb2.RequestInfo()
+            detail.Unpack(req)
+            kwargs["request_id"] = req.request_id
+    if "request_id" in kwargs and message:
+        message = message.removesuffix(f" (request id {kwargs['request_id']})")
+    err = cls(message or code.name, **kwargs)
+    if cls is ModelyardError:
+        err.code = code  # type: ignore[misc]
+    return err
+
+
+def _pack(message: object) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)  # type: ignore[arg-type]
+    return packed
+
+
+_CODE_VALUE: dict[grpc.StatusCode, int] = {
+    status: getattr(code_pb2, status.name) for status in grpc.StatusCode
+}

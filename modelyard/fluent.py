@@ -1,0 +1,439 @@
+"""The fluent API, in MLflow's style: an active run per context, module-level logging calls.
+
+    import modelyard
+    modelyard.set_experiment("fraud")
+    with modelyard.start_run():
+        modelyard.log_param("alpha", 0.5)
+        modelyard.log_metric("rmse", 0.71, step=3)
+
+The active-run stack lives in a ContextVar (a thread or task starts with none of its parent's
+runs unless it was copied into its context); one Client is cached per process and rebuilt by
+`set_tracking_uri`. Everything here goes through `Client`, never through stubs.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+from collections.abc import Sequence
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from modelyard._batching import MetricBatcher
+from modelyard.client import Client
+from modelyard.client.config import default_uri
+from modelyard.entities import (
+    Dataset,
+    DatasetInput,
+    Experiment,
+    FileInfo,
+    InputTag,
+    Metric,
+    Param,
+    Run,
+    RunStatus,
+    RunTag,
+    ViewType,
+)
+from modelyard.errors import FailedPrecondition, InvalidArgument
+
+_MAX_PARAMS = 100
+_MAX_TAGS = 100
+_MAX_METRICS = 1000
+
+_lock = threading.RLock()
+_client: Client | None = None
+_tracking_uri: str | None = None
+_experiment_id: str | None = None
+_batcher: MetricBatcher | None = None
+_async_logging = os.environ.get("MODELYARD_ASYNC_LOGGING", "").lower() in ("1", "true", "yes")
+_active_runs: ContextVar[tuple[ActiveRun, ...]] = ContextVar("modelyard_active_runs", default=())
+_last_run_id: str | None = None
+
+
+class ActiveRun(Run):
+    """A Run that ends itself when used as a context manager (FAILED if the block raised)."""
+
+    def __init__(self, run: Run) -> None:
+        super().__init__(run.info, run.data, run.inputs)
+
+    def __enter__(self) -> ActiveRun:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        end_run(RunStatus.FAILED if exc_type else RunStatus.FINISHED)
+
+
+# -- client and configuration ------------------------------------------------------------------
+
+
+def set_tracking_uri(uri: str) -> None:
+    global _client, _tracking_uri
+    with _lock:
+        if _client is not None:
+            _flush_metrics()
+            _client.close()
+        _client, _tracking_uri = None, uri
+
+
+def get_tracking_uri() -> str:
+    return _tracking_uri or default_uri()
+
+
+def client() -> Client:
+    """The process-wide Client the fluent functions use."""
+    global _client
+    with _lock:
+        if _client is None:
+            _client = Client(get_tracking_uri())
+        return _client
+
+
+def enable_async_logging(enable: bool = True) -> None:
+    """Send log_metric calls in background batches; end_run() and exit flush them."""
+    global _async_logging
+    _async_logging = enable
+    if not enable:
+        _flush_metrics()
+
+
+def _metrics_batcher() -> MetricBatcher:
+    global _batcher
+    with _lock:
+        if _batcher is None:
+            _batcher = MetricBatcher(lambda rid, items: client().log_batch(rid, metrics=items))
+        return _batcher
+
+
+def _flush_metrics() -> None:
+    if _batcher is not None:
+        _batcher.flush()
+
+
+# -- experiments -------------------------------------------------------------------------------
+
+
+def set_experiment(
+    experiment_name: str | None = None, experiment_id: str | None = None
+) -> Experiment:
+    """Make an experiment active for later runs, creating it by name if it does not exist."""
+    global _experiment_id
+    if (experiment_name is None) == (experiment_id is None):
+        raise InvalidArgument("pass exactly one of experiment_name or experiment_id")
+    c = client()
+    if experiment_id is not None:
+        experiment = c.get_experiment(experiment_id)
+    else:
+        assert experiment_name is not None
+        found = c.get_experiment_by_name(experiment_name)
+        experiment = found or c.get_experiment(c.create_experiment(experiment_name))
+    if experiment.lifecycle_stage != "active":
+        raise FailedPrecondition(
+            f"experiment {experiment.name!r} is deleted; restore it with "
+            "`modelyard experiments restore` or choose another name"
+        )
+    _experiment_id = experiment.experiment_id
+    return experiment
+
+
+def _current_experiment_id() -> str:
+    if _experiment_id is not None:
+        return _experiment_id
+    if env_id := os.environ.get("MODELYARD_EXPERIMENT_ID"):
+        return env_id
+    if env_name := os.environ.get("MODELYARD_EXPERIMENT_NAME"):
+        return set_experiment(env_name).experiment_id
+    return "0"
+
+
+def create_experiment(
+    name: str, artifact_location: str | None = None, tags: dict[str, Any] | None = None
+) -> str:
+    return client().create_experiment(name, artifact_location, tags)
+
+
+def get_experiment(experiment_id: str) -> Experiment:
+    return client().get_experiment(experiment_id)
+
+
+def get_experiment_by_name(name: str) -> Experiment | None:
+    return client().get_experiment_by_name(name)
+
+
+def delete_experiment(experiment_id: str) -> None:
+    client().delete_experiment(experiment_id)
+
+
+# -- runs ----------------------------------------------------------------------------------------
+
+
+def start_run(
+    run_id: str | None = None,
+    experiment_id: str | None = None,
+    run_name: str | None = None,
+    nested: bool = False,
+    parent_run_id: str | None = None,
+    tags: dict[str, Any] | None = None,
+    description: str | None = None,
+) -> ActiveRun:
+    """Start a run (or resume `run_id`) and make it active; use as a context manager."""
+    global _last_run_id
+    stack = _active_runs.get()
+    if stack and not nested and not parent_run_id:
+        raise FailedPrecondition(
+            f"run {stack[-1].info.run_id} is already active; end it with end_run(), or pass "
+            "nested=True to start a run inside it"
+        )
+    c = client()
+    if run_id:
+        run = c.get_run(run_id)
+        if run.info.lifecycle_stage != "active":
+            raise FailedPrecondition(f"run {run_id} is deleted; restore it before resuming it")
+        c.update_run(run_id, status=RunStatus.RUNNING)
+        if tags:
+            set_tags(tags, run_id=run_id)
+        run = c.get_run(run_id)
+    else:
+        parent = parent_run_id or (stack[-1].info.run_id if stack and nested else None)
+        all_tags = dict(tags or {})
+        if description:
+            all_tags["modelyard.note.content"] = description
+        exp_id = experiment_id or (
+            c.get_run(parent).info.experiment_id if parent else _current_experiment_id()
+        )
+        run = c.create_run(exp_id, tags=all_tags, run_name=run_name, parent_run_id=parent)
+    active = ActiveRun(run)
+    _active_runs.set((*stack, active))
+    _last_run_id = active.info.run_id
+    return active
+
+
+def active_run() -> ActiveRun | None:
+    stack = _active_runs.get()
+    return stack[-1] if stack else None
+
+
+def last_active_run() -> Run | None:
+    """The run most recently started in this process (ended or not)."""
+    return client().get_run(_last_run_id) if _last_run_id else None
+
+
+def end_run(status: RunStatus | str = RunStatus.FINISHED) -> None:
+    stack = _active_runs.get()
+    if not stack:
+        return
+    _flush_metrics()
+    client().set_terminated(stack[-1].info.run_id, RunStatus(status))
+    _active_runs.set(stack[:-1])
+
+
+def _run_id(run_id: str | None = None) -> str:
+    if run_id:
+        return run_id
+    stack = _active_runs.get()
+    if stack:
+        return stack[-1].info.run_id
+    return start_run().info.run_id  # MLflow starts a run implicitly on the first log call
+
+
+def get_run(run_id: str) -> Run:
+    return client().get_run(run_id)
+
+
+def delete_run(run_id: str) -> None:
+    client().delete_run(run_id)
+
+
+def get_artifact_uri(artifact_path: str | None = None) -> str:
+    uri = client().get_run(_run_id()).info.artifact_uri
+    return f"{uri}/{artifact_path.strip('/')}" if artifact_path else uri
+
+
+# -- logging -------------------------------------------------------------------------------------
+
+
+def log_param(key: str, value: Any, run_id: str | None = None) -> Any:
+    return client().log_param(_run_id(run_id), key, value)
+
+
+def log_params(params: dict[str, Any], run_id: str | None = None) -> None:
+    rid = _run_id(run_id)
+    items = [Param(k, str(v)) for k, v in params.items()]
+    for start in range(0, len(items), _MAX_PARAMS):
+        client().log_batch(rid, params=items[start : start + _MAX_PARAMS])
+
+
+def _metric(key: str, value: float, step: int | None, timestamp: int | None) -> Metric:
+    return Metric(key, float(value), timestamp or int(time.time() * 1000), step or 0)
+
+
+def log_metric(
+    key: str,
+    value: float,
+    step: int | None = None,
+    timestamp: int | None = None,
+    synchronous: bool | None = None,
+    run_id: str | None = None,
+) -> None:
+    rid = _run_id(run_id)
+    metric = _metric(key, value, step, timestamp)
+    if synchronous is False or (synchronous is None and _async_logging):
+        _metrics_batcher().add(rid, metric)
+    else:
+        client().log_batch(rid, metrics=[metric])
+
+
+def log_metrics(
+    metrics: dict[str, float],
+    step: int | None = None,
+    timestamp: int | None = None,
+    synchronous: bool | None = None,
+    run_id: str | None = None,
+) -> None:
+    rid = _run_id(run_id)
+    items = [_metric(k, v, step, timestamp) for k, v in metrics.items()]
+    if synchronous is False or (synchronous is None and _async_logging):
+        for m in items:
+            _metrics_batcher().add(rid, m)
+        return
+    for start in range(0, len(items), _MAX_METRICS):
+        client().log_batch(rid, metrics=items[start : start + _MAX_METRICS])
+
+
+def set_tag(key: str, value: Any, run_id: str | None = None) -> None:
+    client().set_tag(_run_id(run_id), key, value)
+
+
+def set_tags(tags: dict[str, Any], run_id: str | None = None) -> None:
+    rid = _run_id(run_id)
+    items = [RunTag(k, str(v)) for k, v in tags.items()]
+    for start in range(0, len(items), _MAX_TAGS):
+        client().log_batch(rid, tags=items[start : start + _MAX_TAGS])
+
+
+def delete_tag(key: str, run_id: str | None = None) -> None:
+    client().delete_tag(_run_id(run_id), key)
+
+
+def log_artifact(local_path: str | Path, artifact_path: str | None = None) -> FileInfo:
+    return client().log_artifact(_run_id(), local_path, artifact_path)
+
+
+def log_artifacts(local_dir: str | Path, artifact_path: str | None = None) -> list[FileInfo]:
+    return client().log_artifacts(_run_id(), local_dir, artifact_path)
+
+
+def log_text(text: str, artifact_file: str) -> FileInfo:
+    return client().log_text(_run_id(), text, artifact_file)
+
+
+def log_dict(dictionary: dict[str, Any], artifact_file: str) -> FileInfo:
+    return client().log_dict(_run_id(), dictionary, artifact_file)
+
+
+def log_input(
+    dataset: Dataset, context: str | None = None, tags: dict[str, str] | None = None
+) -> None:
+    all_tags = dict(tags or {})
+    if context:
+        all_tags["context"] = context
+    dataset_input = DatasetInput(dataset, tuple(InputTag(k, v) for k, v in all_tags.items()))
+    client().log_inputs(_run_id(), [dataset_input])
+
+
+# -- search --------------------------------------------------------------------------------------
+
+
+def search_runs(
+    experiment_ids: Sequence[str] | None = None,
+    filter_string: str = "",
+    run_view_type: ViewType = ViewType.ACTIVE_ONLY,
+    max_results: int = 100_000,
+    order_by: Sequence[str] | None = None,
+    output_format: Literal["pandas", "list"] = "pandas",
+    search_all_experiments: bool = False,
+    experiment_names: Sequence[str] | None = None,
+) -> pd.DataFrame | list[Run]:
+    """Runs matching the filter across all pages, as a DataFrame (MLflow's columns) or a list."""
+    c = client()
+    ids = list(experiment_ids or [])
+    for name in experiment_names or []:
+        found = c.get_experiment_by_name(name)
+        if found is not None:
+            ids.append(found.experiment_id)
+    if search_all_experiments:
+        ids = [e.experiment_id for e in _all_experiments(c, run_view_type)]
+    elif not ids and not experiment_names:
+        ids = [_current_experiment_id()]
+    runs: list[Run] = []
+    token = None
+    while ids and len(runs) < max_results:
+        page = c.search_runs(
+            ids, filter_string, run_view_type, min(1000, max_results - len(runs)), order_by, token
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            break
+    if output_format == "list":
+        return runs
+    if output_format != "pandas":
+        raise InvalidArgument("output_format must be 'pandas' or 'list'", field="output_format")
+    return runs_to_frame(runs)
+
+
+def _all_experiments(c: Client, view: ViewType) -> list[Experiment]:
+    found: list[Experiment] = []
+    token = None
+    while True:
+        page = c.search_experiments(view_type=view, page_token=token)
+        found.extend(page)
+        token = page.token
+        if not token:
+            return found
+
+
+def runs_to_frame(runs: Sequence[Run]) -> pd.DataFrame:
+    rows = []
+    for r in runs:
+        row: dict[str, Any] = {
+            "run_id": r.info.run_id,
+            "experiment_id": r.info.experiment_id,
+            "run_name": r.info.run_name,
+            "status": str(r.info.status),
+            "artifact_uri": r.info.artifact_uri,
+            "start_time": pd.to_datetime(r.info.start_time, unit="ms", utc=True),
+            "end_time": (
+                pd.to_datetime(r.info.end_time, unit="ms", utc=True) if r.info.end_time else pd.NaT
+            ),
+        }
+        row.update({f"metrics.{k}": v for k, v in r.data.metrics.items()})
+        row.update({f"params.{k}": v for k, v in r.data.params.items()})
+        row.update({f"tags.{k}": v for k, v in r.data.tags.items()})
+        rows.append(row)
+    columns = [
+        "run_id",
+        "experiment_id",
+        "run_name",
+        "status",
+        "artifact_uri",
+        "start_time",
+        "end_time",
+    ]
+    return pd.DataFrame(rows, columns=None if rows else columns)
+
+
+@atexit.register
+def _end_runs_at_exit() -> None:
+    """Flush queued metrics and finish runs left open, so an exiting script loses nothing."""
+    try:
+        _flush_metrics()
+        while _active_runs.get():
+            end_run(RunStatus.FINISHED)
+    except Exception as exc:  # the server may be gone at exit; say so instead of a traceback
+        print(f"modelyard: could not finish the active run at exit: {exc}")

@@ -1,0 +1,208 @@
+"""Model signatures: the named, typed columns (or tensors) a model takes and returns.
+
+A signature is inferred from an input example when a model is logged and enforced on every
+predict: a missing column or an unsafe type is an InvalidArgument naming the column; extra columns
+are dropped; safe widenings (int32 -> int64, integers or float32 -> double) are applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelyard.errors import InvalidArgument
+
+# Column types, as MLflow names them, and the numpy dtype each becomes.
+COLUMN_TYPES: dict[str, str] = {
+    "boolean": "bool",
+    "integer": "int32",
+    "long": "int64",
+    "float": "float32",
+    "double": "float64",
+    "string": "object",
+    "binary": "object",
+    "datetime": "datetime64[ns]",
+}
+# Which incoming types may be converted, losslessly, to a declared type.
+_WIDENING: dict[str, tuple[str, ...]] = {
+    "long": ("integer",),
+    "double": ("integer", "long", "float"),
+    "float": ("integer",),
+}
+
+
+def column_type(dtype: Any) -> str:
+    dtype = np.dtype(dtype) if not isinstance(dtype, pd.api.extensions.ExtensionDtype) else dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return "boolean"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "integer" if np.dtype(dtype).itemsize <= 4 else "long"
+    if pd.api.types.is_float_dtype(dtype):
+        return "float" if np.dtype(dtype).itemsize <= 4 else "double"
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "datetime"
+    if pd.api.types.is_string_dtype(dtype) or dtype == np.dtype("O"):
+        return "string"
+    raise InvalidArgument(f"cannot describe dtype {dtype} in a signature")
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    name: str
+    type: str
+    required: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "required": self.required}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    dtype: str
+    shape: tuple[int, ...]
+    name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "tensor", "dtype": self.dtype, "shape": list(self.shape)}
+        if self.name:
+            out["name"] = self.name
+        return out
+
+
+Spec = ColumnSpec | TensorSpec
+
+
+@dataclass(frozen=True)
+class Signature:
+    inputs: tuple[Spec, ...]
+    outputs: tuple[Spec, ...] = field(default=())
+
+    @property
+    def is_tabular(self) -> bool:
+        return all(isinstance(s, ColumnSpec) for s in self.inputs)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [s.name for s in self.inputs if s.name]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "inputs": [s.to_dict() for s in self.inputs],
+            "outputs": [s.to_dict() for s in self.outputs],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Signature:
+        return cls(
+            tuple(_spec(d) for d in data.get("inputs", [])),
+            tuple(_spec(d) for d in data.get("outputs", [])),
+        )
+
+
+def _spec(d: dict[str, Any]) -> Spec:
+    if d.get("type") == "tensor":
+        return TensorSpec(d["dtype"], tuple(d["shape"]), d.get("name"))
+    return ColumnSpec(d["name"], d["type"], d.get("required", True))
+
+
+def _specs_for(data: Any, name: str | None = None) -> tuple[Spec, ...]:
+    if isinstance(data, pd.DataFrame):
+        return tuple(ColumnSpec(str(c), column_type(t)) for c, t in data.dtypes.items())
+    if isinstance(data, pd.Series):
+        return (ColumnSpec(str(data.name or name or "prediction"), column_type(data.dtype)),)
+    if isinstance(data, dict):
+        return tuple(ColumnSpec(str(k), column_type(np.asarray(v).dtype)) for k, v in data.items())
+    array = np.asarray(data)
+    shape = (-1, *array.shape[1:]) if array.ndim else ()
+    return (TensorSpec(str(array.dtype), shape, name),)
+
+
+def infer_signature(model_input: Any, model_output: Any = None) -> Signature:
+    outputs = _specs_for(model_output) if model_output is not None else ()
+    return Signature(_specs_for(model_input), outputs)
+
+
+def enforce(signature: Signature, data: Any) -> Any:
+    """Return `data` shaped as the signature demands, or raise naming what is wrong."""
+    if signature.is_tabular:
+        return _enforce_columns(signature, data)
+    spec = signature.inputs[0]
+    assert isinstance(spec, TensorSpec)
+    array = data.to_numpy() if isinstance(data, pd.DataFrame) else np.asarray(data)
+    return _enforce_tensor(spec, array)
+
+
+def _enforce_columns(signature: Signature, data: Any) -> pd.DataFrame:
+    if isinstance(data, dict):
+        data = pd.DataFrame(data)
+    elif not isinstance(data, pd.DataFrame):
+        array = np.asarray(data)
+        names = signature.input_names
+        if array.ndim != 2 or array.shape[1] != len(names):
+            raise InvalidArgument(
+                f"input has shape {array.shape}; the model expects a table with columns "
+                f"{names} (a DataFrame, or a 2-D array with {len(names)} columns in that order)",
+                field="inputs",
+            )
+        data = pd.DataFrame(array, columns=names)
+    out = {}
+    for spec in signature.inputs:
+        assert isinstance(spec, ColumnSpec)
+        if spec.name not in data.columns:
+            if spec.required:
+                raise InvalidArgument(
+                    f"input is missing column {spec.name!r} ({spec.type}); the model needs "
+                    f"{signature.input_names}",
+                    field=spec.name,
+                )
+            continue
+        out[spec.name] = _convert_column(spec, data[spec.name])
+    return pd.DataFrame(out, index=data.index)
+
+
+def _convert_column(spec: ColumnSpec, column: pd.Series) -> pd.Series:
+    try:
+        actual = column_type(column.dtype)
+    except InvalidArgument:
+        actual = str(column.dtype)
+    if actual == spec.type:
+        return column
+    if actual in _WIDENING.get(spec.type, ()):
+        return column.astype(COLUMN_TYPES[spec.type])
+    if spec.type in ("string", "binary") and actual == "string":
+        return column
+    if actual == "string" and spec.type in ("double", "float", "long", "integer"):
+        # Values that arrived as text (JSON, CSV) but are all numbers convert safely.
+        converted = pd.to_numeric(column, errors="coerce")
+        integral = spec.type in ("double", "float") or bool((converted.dropna() % 1 == 0).all())
+        if not converted.isna().any() and integral:
+            return converted.astype(COLUMN_TYPES[spec.type])
+    raise InvalidArgument(
+        f"column {spec.name!r} has type {actual}, but the model expects {spec.type}; convert it "
+        "before calling predict",
+        field=spec.name,
+    )
+
+
+def _enforce_tensor(spec: TensorSpec, array: np.ndarray) -> np.ndarray:
+    expected = np.dtype(spec.dtype)
+    if array.dtype != expected:
+        if np.can_cast(array.dtype, expected, casting="safe"):
+            array = array.astype(expected)
+        else:
+            raise InvalidArgument(
+                f"input tensor has dtype {array.dtype}; the model expects {expected}",
+                field=spec.name or "inputs",
+            )
+    if len(array.shape) != len(spec.shape) or any(
+        want not in (-1, got) for want, got in zip(spec.shape, array.shape, strict=True)
+    ):
+        raise InvalidArgument(
+            f"input tensor has shape {list(array.shape)}; the model expects {list(spec.shape)} "
+            "(-1 is any size)",
+            field=spec.name or "inputs",
+        )
+    return array

@@ -1,0 +1,1 @@
+"""Modelyard's gRPC services (installed as `modelyard.services`)."""

@@ -1,0 +1,1 @@
+"""Plumbing every service shares: settings, server bootstrap, interceptors, storage."""

@@ -1,0 +1,196 @@
+"""The artifact store interface. Backends supply a few byte-level primitives; the base owns path
+rules, sha256, streaming and verification so every backend behaves the same.
+
+Keys are '/'-separated paths relative to the store's root URI. A store never lets a key escape
+its root: `clean_path` rejects absolute paths, '..' and other tricks before any backend sees them.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import io
+import posixpath
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound
+
+CHUNK_SIZE = 1024 * 1024
+MAX_PATH_LENGTH = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    key: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class PresignedUrl:
+    url: str
+    method: str
+    expires_at: datetime
+
+
+def clean_path(path: str, *, field: str = "path", allow_empty: bool = False) -> str:
+    """Normalize a relative artifact path or raise InvalidArgument naming `field`."""
+    if not path:
+        if allow_empty:
+            return ""
+        raise InvalidArgument(f"{field} must not be empty", field=field)
+    if len(path) > MAX_PATH_LENGTH:
+        raise InvalidArgument(f"{field} is longer than {MAX_PATH_LENGTH} characters", field=field)
+    if "\x00" in path or "\\" in path:
+        raise InvalidArgument(f"{field} must not contain NUL or backslash characters", field=field)
+    if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
+        raise InvalidArgument(
+            f"{field} {path!r} is absolute; give a path relative to the artifact root", field=field
+        )
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise InvalidArgument(f"{field} {path!r} must not contain '..'", field=field)
+    normalized = "/".join(parts)
+    if not normalized and not allow_empty:
+        raise InvalidArgument(f"{field} must name a file", field=field)
+    return normalized
+
+
+def join_key(*parts: str) -> str:
+    return posixpath.join(*[p.strip("/") for p in parts if p])
+
+
+class _VerifyingReader(io.RawIOBase):
+    """File-like view of a chunk iterator that hashes what passes and checks it at EOF.
+
+    Raising at EOF, before the backend commits, means a corrupt upload never replaces a file.
+    """
+
+    def __init__(self, chunks: Iterable[bytes], expected_sha256: str | None) -> None:
+        self._chunks = iter(chunks)
+        self._buffer = b""
+        self._expected = expected_sha256
+        self.hasher = hashlib.sha256()
+        self.size = 0
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: memoryview) -> int:  # type: ignore[override]
+        while not self._buffer and not self._eof:
+            try:
+                chunk = next(self._chunks)
+            except StopIteration:
+                self._eof = True
+                self._check()
+                break
+            self.hasher.update(chunk)
+            self.size += len(chunk)
+            self._buffer = bytes(chunk)
+        n = min(len(target), len(self._buffer))
+        target[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
+
+    def _check(self) -> None:
+        if self._expected and self.hasher.hexdigest() != self._expected.lower():
+            raise InvalidArgument(
+                f"uploaded bytes hash to sha256 {self.hasher.hexdigest()}, not the declared "
+                f"{self._expected}; the file was not stored, upload it again",
+                field="sha256",
+            )
+
+
+class ArtifactStore(abc.ABC):
+    """Bytes under a root URI. Subclasses implement the `_`-prefixed primitives."""
+
+    def __init__(self, root_uri: str) -> None:
+        self.root_uri = root_uri.rstrip("/")
+
+    def uri(self, key: str) -> str:
+        return f"{self.root_uri}/{key}" if key else self.root_uri
+
+    def key_for(self, uri: str) -> str | None:
+        """The key of `uri` if it lies under this store's root, else None."""
+        root = self.root_uri + "/"
+        if uri.rstrip("/") == self.root_uri:
+            return ""
+        if not uri.startswith(root):
+            return None
+        rest = uri[len(root) :]
+        return clean_path(rest, field="artifact_location", allow_empty=True)
+
+    # -- operations ------------------------------------------------------------------------
+
+    def write(
+        self, key: str, chunks: Iterable[bytes], expected_sha256: str | None = None
+    ) -> StoredFile:
+        """Store the bytes atomically; a reader sees the old file or the new one, never a part."""
+        reader = _VerifyingReader(chunks, expected_sha256)
+        self._put(key, reader)
+        return StoredFile(key, reader.size, reader.hasher.hexdigest())
+
+    def read(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        """Stream the file's bytes; NotFound if it is missing from storage."""
+        return self._get(key, chunk_size)
+
+    def digest(self, key: str) -> StoredFile:
+        hasher = hashlib.sha256()
+        size = 0
+        for chunk in self.read(key):
+            hasher.update(chunk)
+            size += len(chunk)
+        return StoredFile(key, size, hasher.hexdigest())
+
+    def copy(self, src_key: str, dst_key: str) -> None:
+        """Copy within this store; backends with server-side copy override it."""
+        self._put(dst_key, _VerifyingReader(self.read(src_key), None))
+
+    def presign_put(self, key: str) -> PresignedUrl:
+        raise FailedPrecondition(
+            f"artifact store {self.root_uri} cannot hand out upload URLs; "
+            "upload through UploadArtifact instead"
+        )
+
+    def presign_get(self, key: str) -> PresignedUrl:
+        raise FailedPrecondition(
+            f"artifact store {self.root_uri} cannot hand out download URLs; "
+            "download through DownloadArtifact instead"
+        )
+
+    @abc.abstractmethod
+    def size(self, key: str) -> int | None:
+        """Size in bytes, or None when there is no such file."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove one file; a missing file is not an error."""
+
+    @abc.abstractmethod
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every file under `prefix` (a directory key); returns how many."""
+
+    @abc.abstractmethod
+    def iter_files(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """(key, size) of every file under `prefix`, following all pages of the listing."""
+
+    @abc.abstractmethod
+    def _put(self, key: str, reader: io.RawIOBase) -> None:
+        """Store everything `reader` yields at `key`, atomically; an exception stores nothing."""
+
+    @abc.abstractmethod
+    def _get(self, key: str, chunk_size: int) -> Iterator[bytes]: ...
+
+    def close(self) -> None:
+        """Release connections; the default store holds none."""
+
+    @staticmethod
+    def _missing(key: str) -> NotFound:
+        return NotFound(
+            f"artifact {key!r} is recorded but missing from storage; re-upload it",
+            resource_type="artifact",
+            resource_name=key,
+        )

@@ -1,0 +1,87 @@
+"""Artifacts in a local directory (the laptop default, or a shared volume)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from modelyard.services.common.artifacts.base import CHUNK_SIZE, ArtifactStore
+
+_TMP_MARK = ".modelyard-tmp-"
+
+
+class LocalArtifactStore(ArtifactStore):
+    def __init__(self, root_uri: str) -> None:
+        super().__init__(root_uri)
+        parsed = urlparse(root_uri)
+        self.root = Path(unquote(parsed.path)).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve() if key else self.root
+        # clean_path already refused '..'; this also guards against symlinks planted inside.
+        if path != self.root and self.root not in path.parents:
+            raise PermissionError(f"artifact key {key!r} resolves outside the artifact root")
+        return path
+
+    def size(self, key: str) -> int | None:
+        path = self._path(key)
+        return path.stat().st_size if path.is_file() else None
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(key).unlink()
+
+    def delete_prefix(self, prefix: str) -> int:
+        path = self._path(prefix)
+        if not path.is_dir():
+            return 0
+        count = sum(1 for _ in self.iter_files(prefix))
+        shutil.rmtree(path)
+        return count
+
+    def iter_files(self, prefix: str) -> Iterator[tuple[str, int]]:
+        base = self._path(prefix)
+        if not base.is_dir():
+            return
+        for dirpath, _dirs, files in os.walk(base):
+            for name in sorted(files):
+                if name.startswith(_TMP_MARK):
+                    continue
+                full = Path(dirpath) / name
+                yield full.relative_to(self.root).as_posix(), full.stat().st_size
+
+    def _put(self, key: str, reader: io.RawIOBase) -> None:
+        final = self._path(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.parent / f"{_TMP_MARK}{uuid.uuid4().hex}"
+        try:
+            with open(tmp, "wb") as out:
+                shutil.copyfileobj(reader, out, CHUNK_SIZE)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+
+    def _get(self, key: str, chunk_size: int) -> Iterator[bytes]:
+        path = self._path(key)
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 - closed by the generator below
+        except (FileNotFoundError, IsADirectoryError):
+            raise self._missing(key) from None
+        return _chunks(handle, chunk_size)
+
+
+def _chunks(handle: io.BufferedReader, chunk_size: int) -> Iterator[bytes]:
+    with handle:
+        while chunk := handle.read(chunk_size):
+            yield chunk

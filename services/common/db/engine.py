@@ -1,0 +1,107 @@
+"""SQLAlchemy engines for the metadata store: SQLite (embedded, WAL) and PostgreSQL (psycopg 3).
+
+SQLite allows one writer at a time; instead of letting threads spin on "database is locked",
+`Database.write()` serializes writers in-process and opens the transaction with BEGIN IMMEDIATE.
+Readers never wait (WAL). PostgreSQL needs neither.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import QueuePool
+
+from modelyard.errors import InvalidArgument
+
+
+def normalize_url(url: str) -> str:
+    """Accept the URLs users write and pick our drivers: postgresql:// means psycopg 3."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "postgresql" and parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif backend not in ("sqlite", "postgresql"):
+        raise InvalidArgument(
+            f"unsupported backend store {backend!r}; use sqlite:///path/to.db or "
+            "postgresql://user@host/db",
+            field="backend_store_uri",
+        )
+    return parsed.render_as_string(hide_password=False)
+
+
+class Database:
+    """An engine plus the write discipline of its dialect."""
+
+    def __init__(self, url: str, *, pool_size: int = 8) -> None:
+        self.url = normalize_url(url)
+        parsed = make_url(self.url)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            self.engine = create_engine(
+                self.url,
+                poolclass=QueuePool,
+                pool_size=pool_size,
+                max_overflow=pool_size * 4,
+                connect_args={"check_same_thread": False, "timeout": 30},
+            )
+            _configure_sqlite(self.engine)
+        else:
+            self.engine = create_engine(
+                self.url, pool_size=pool_size, max_overflow=pool_size * 4, pool_pre_ping=True
+            )
+        self._write_lock: threading.Lock | None = threading.Lock() if self.is_sqlite else None
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection for queries; its transaction is rolled back when the block ends."""
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A transaction that commits when the block ends without error; one at a time on SQLite."""
+        with self._write_lock or nullcontext(), self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not pysqlite, decide when transactions begin.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a committed transaction survives a crash of this process
+        # (only a power loss can drop the last commits), at a fraction of FULL's cost.
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        # LIKE is case-sensitive in MLflow's grammar (and on PostgreSQL); ILIKE is the
+        # case-insensitive one.
+        cur.execute("PRAGMA case_sensitive_like=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        # Writers take the write lock up front (IMMEDIATE) so they never fail half-way with
+        # "database is locked"; readers start deferred and never block.
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")

@@ -1,0 +1,70 @@
+"""Alembic, driven from code: each service keeps its own migration scripts and version table.
+
+Services never share tables, so each has `services/<svc>/migrations/` and records its revision in
+`alembic_version_<svc>`; they can live in one database (laptop) or in separate ones (cluster).
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+from alembic import command, context
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from modelyard.services.common.db.engine import Database
+from sqlalchemy import MetaData, text
+
+
+def _config(db: Database, service: str, script_location: Path) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location))
+    cfg.attributes["service"] = service
+    return cfg
+
+
+def upgrade(db: Database, service: str, script_location: Path, revision: str = "head") -> None:
+    """Bring the service's tables to `revision`; concurrent callers on PostgreSQL queue up."""
+    cfg = _config(db, service, script_location)
+    with db.engine.begin() as conn:
+        if not db.is_sqlite:
+            # Two replicas starting together must not both run the same migration.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(service)})
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def current_revision(db: Database, service: str) -> str | None:
+    with db.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"version_table": version_table(service)})
+        return ctx.get_current_revision()
+
+
+def head_revision(script_location: Path) -> str | None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location))
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def version_table(service: str) -> str:
+    return f"alembic_version_{service}"
+
+
+def _lock_key(service: str) -> int:
+    return zlib.crc32(f"modelyard-migrate-{service}".encode())
+
+
+def run_env(target_metadata: MetaData) -> None:
+    """The body of every service's migrations/env.py."""
+    cfg = context.config
+    connection = cfg.attributes["connection"]
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        version_table=version_table(cfg.attributes["service"]),
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()

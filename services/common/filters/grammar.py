@@ -1,0 +1,234 @@
+"""Parser for MLflow's filter and order-by strings.
+
+    filter     := comparison ("AND" comparison)*
+    comparison := identifier op value | identifier ("IS" ["NOT"] "NULL")
+    identifier := [entity "."] key        key may be `back-quoted` or "double-quoted"
+    op         := = | != | <> | < | <= | > | >= | LIKE | ILIKE | [NOT] IN
+    value      := 'string' | "string" | number | "(" value ("," value)* ")"
+
+Entity prefixes follow MLflow: metrics, params, tags, attributes and datasets, with their
+singular and short aliases. An identifier without a prefix is an attribute (`name` in experiment
+searches). Errors name the position and say how to fix the filter.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from modelyard.errors import InvalidArgument
+
+Entity = Literal["metric", "param", "tag", "attribute", "dataset"]
+Value = str | float | tuple[str | float, ...] | None
+
+_ENTITY_ALIASES: dict[str, Entity] = {
+    "metric": "metric",
+    "metrics": "metric",
+    "param": "param",
+    "params": "param",
+    "parameter": "param",
+    "parameters": "param",
+    "tag": "tag",
+    "tags": "tag",
+    "attribute": "attribute",
+    "attributes": "attribute",
+    "attr": "attribute",
+    "run": "attribute",
+    "dataset": "dataset",
+    "datasets": "dataset",
+}
+
+_TOKEN = re.compile(
+    r"""
+    (?P<ws>\s+)
+  | (?P<string>'(?:[^']|'')*'|"(?:[^"]|"")*")
+  | (?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w.]))
+  | (?P<ident>[A-Za-z_][\w]*(?:\.(?:[\w]+|`[^`]*`|"[^"]*"))*)
+  | (?P<op><=|>=|!=|<>|=|<|>)
+  | (?P<punct>[(),])
+    """,
+    re.VERBOSE,
+)
+_KEYWORDS = {"AND", "OR", "LIKE", "ILIKE", "IN", "NOT", "IS", "NULL"}
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    entity: Entity
+    key: str
+    op: str
+    value: Value
+
+
+@dataclass(frozen=True, slots=True)
+class OrderKey:
+    entity: Entity
+    key: str
+    ascending: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class _Tok:
+    kind: str
+    text: str
+    pos: int
+
+
+def _bad(message: str, field: str) -> InvalidArgument:
+    return InvalidArgument(message, field=field)
+
+
+def _tokenize(text: str, field: str) -> list[_Tok]:
+    tokens: list[_Tok] = []
+    pos = 0
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if not match:
+            raise _bad(
+                f"{field}: unexpected character {text[pos]!r} at position {pos}; "
+                "quote string values with single quotes",
+                field,
+            )
+        kind = match.lastgroup or ""
+        if kind != "ws":
+            value = match.group()
+            if kind == "ident" and value.upper() in _KEYWORDS:
+                kind = "kw"
+                value = value.upper()
+            tokens.append(_Tok(kind, value, pos))
+        pos = match.end()
+    return tokens
+
+
+def _unquote(text: str) -> str:
+    quote = text[0]
+    return text[1:-1].replace(quote * 2, quote)
+
+
+def _split_identifier(raw: str, field: str) -> tuple[Entity, str]:
+    head, dot, rest = raw.partition(".")
+    entity = _ENTITY_ALIASES.get(head.lower()) if dot else None
+    if entity is None:
+        return "attribute", _clean_key(raw)
+    if not rest:
+        raise _bad(f"{field}: {raw!r} names no key after {head!r}", field)
+    return entity, _clean_key(rest)
+
+
+def _clean_key(key: str) -> str:
+    if len(key) >= 2 and key[0] == key[-1] and key[0] in '`"':
+        return key[1:-1]
+    return key
+
+
+class _Parser:
+    def __init__(self, text: str, field: str) -> None:
+        self.field = field
+        self.tokens = _tokenize(text, field)
+        self.i = 0
+
+    def peek(self) -> _Tok | None:
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def take(self, what: str) -> _Tok:
+        tok = self.peek()
+        if tok is None:
+            raise _bad(f"{self.field}: ended early, expected {what}", self.field)
+        self.i += 1
+        return tok
+
+    def fail(self, tok: _Tok, expected: str) -> InvalidArgument:
+        return _bad(
+            f"{self.field}: expected {expected} at position {tok.pos}, found {tok.text!r}",
+            self.field,
+        )
+
+    def comparison(self) -> Comparison:
+        tok = self.take("an identifier such as metrics.rmse")
+        if tok.kind != "ident":
+            raise self.fail(tok, "an identifier such as metrics.rmse or tags.team")
+        entity, key = _split_identifier(tok.text, self.field)
+        op_tok = self.take("a comparison operator")
+        if op_tok.kind == "op":
+            op = "!=" if op_tok.text == "<>" else op_tok.text
+            return Comparison(entity, key, op, self.scalar())
+        if op_tok.kind == "kw" and op_tok.text in ("LIKE", "ILIKE"):
+            value = self.scalar()
+            if not isinstance(value, str):
+                raise _bad(f"{self.field}: {op_tok.text} needs a quoted string pattern", self.field)
+            return Comparison(entity, key, op_tok.text, value)
+        if op_tok.kind == "kw" and op_tok.text == "NOT":
+            nxt = self.take("IN")
+            if nxt.text != "IN":
+                raise self.fail(nxt, "IN after NOT")
+            return Comparison(entity, key, "NOT IN", self.value_list())
+        if op_tok.kind == "kw" and op_tok.text == "IN":
+            return Comparison(entity, key, "IN", self.value_list())
+        if op_tok.kind == "kw" and op_tok.text == "IS":
+            nxt = self.take("NULL or NOT NULL")
+            negate = nxt.text == "NOT"
+            if negate:
+                nxt = self.take("NULL")
+            if nxt.text != "NULL":
+                raise self.fail(nxt, "NULL")
+            return Comparison(entity, key, "IS NOT NULL" if negate else "IS NULL", None)
+        raise self.fail(op_tok, "one of = != < <= > >= LIKE ILIKE IN NOT IN IS")
+
+    def scalar(self) -> str | float:
+        tok = self.take("a value")
+        if tok.kind == "string":
+            return _unquote(tok.text)
+        if tok.kind == "number":
+            return float(tok.text)
+        raise self.fail(tok, "a quoted string or a number")
+
+    def value_list(self) -> tuple[str | float, ...]:
+        tok = self.take("(")
+        if tok.text != "(":
+            raise self.fail(tok, "a parenthesized list such as ('a', 'b')")
+        values = [self.scalar()]
+        while True:
+            tok = self.take(", or )")
+            if tok.text == ")":
+                return tuple(values)
+            if tok.text != ",":
+                raise self.fail(tok, ", or )")
+            values.append(self.scalar())
+
+
+def parse_filter(text: str | None, field: str = "filter") -> tuple[Comparison, ...]:
+    """Parse a filter; an empty or blank string means no filter."""
+    if not text or not text.strip():
+        return ()
+    parser = _Parser(text, field)
+    clauses = [parser.comparison()]
+    while (tok := parser.peek()) is not None:
+        parser.i += 1
+        if tok.text == "OR":
+            raise _bad(f"{field}: OR is not supported; combine conditions with AND", field)
+        if tok.text != "AND":
+            raise parser.fail(tok, "AND between conditions")
+        clauses.append(parser.comparison())
+    return tuple(clauses)
+
+
+_ORDER = re.compile(r"^\s*(?P<ident>.+?)(?:\s+(?P<dir>ASC|DESC))?\s*$", re.IGNORECASE)
+
+
+def parse_order_by(items: list[str] | tuple[str, ...], field: str = "order_by") -> list[OrderKey]:
+    keys = []
+    for raw in items:
+        match = _ORDER.match(raw or "")
+        if not match or not match["ident"].strip():
+            raise _bad(f"{field}: {raw!r} is not '<identifier> [ASC|DESC]'", field)
+        tokens = _tokenize(match["ident"], field)
+        if len(tokens) != 1 or tokens[0].kind != "ident":
+            raise _bad(
+                f"{field}: {raw!r} is not '<identifier> [ASC|DESC]', e.g. 'metrics.rmse DESC'",
+                field,
+            )
+        entity, key = _split_identifier(tokens[0].text, field)
+        ascending = (match["dir"] or "ASC").upper() == "ASC"
+        keys.append(OrderKey(entity, key, ascending))
+    return keys

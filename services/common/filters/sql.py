@@ -1,0 +1,82 @@
+"""Compile single comparisons of the filter grammar to SQLAlchemy expressions.
+
+Services decide which identifiers exist and what type each has; this module owns what every
+operator means, so `LIKE`, `IN` and `IS NULL` behave the same in every search of every service.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from modelyard.services.common.filters.grammar import Comparison
+from sqlalchemy import ColumnElement, not_
+
+from modelyard.errors import InvalidArgument
+
+Kind = Literal["string", "number"]
+
+STRING_OPS = ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN")
+NUMBER_OPS = ("=", "!=", "<", "<=", ">", ">=")
+
+
+def compare(
+    column: ColumnElement,
+    comparison: Comparison,
+    kind: Kind,
+    *,
+    field: str = "filter",
+    ops: tuple[str, ...] | None = None,
+) -> ColumnElement[bool]:
+    """`column <op> value` for one parsed comparison, with its operator and value checked."""
+    allowed = ops or (STRING_OPS if kind == "string" else NUMBER_OPS)
+    op, value = comparison.op, comparison.value
+    name = (
+        f"{comparison.entity}s.{comparison.key}"
+        if comparison.entity != "attribute"
+        else (comparison.key)
+    )
+    if op not in allowed:
+        raise InvalidArgument(
+            f"{field}: {op} cannot be used with {name}; use one of {', '.join(allowed)}",
+            field=field,
+        )
+    if op in ("IN", "NOT IN"):
+        assert isinstance(value, tuple)
+        items = [_coerce(v, kind, name, field) for v in value]
+        expr = column.in_(items)
+        return not_(expr) if op == "NOT IN" else expr
+    coerced = _coerce(value, kind, name, field)
+    if op == "=":
+        return column == coerced
+    if op == "!=":
+        return column != coerced
+    if op == "<":
+        return column < coerced
+    if op == "<=":
+        return column <= coerced
+    if op == ">":
+        return column > coerced
+    if op == ">=":
+        return column >= coerced
+    if op == "LIKE":
+        return column.like(coerced)
+    if op == "ILIKE":
+        return column.ilike(coerced)
+    raise InvalidArgument(f"{field}: unsupported operator {op}", field=field)
+
+
+def _coerce(value: object, kind: Kind, name: str, field: str) -> str | float:
+    if kind == "number":
+        if isinstance(value, float):
+            return value
+        raise InvalidArgument(
+            f"{field}: {name} is numeric; compare it with a number, not {value!r}", field=field
+        )
+    if isinstance(value, str):
+        return value
+    raise InvalidArgument(
+        f"{field}: {name} is a string; quote the value, e.g. '{value:g}'"
+        if isinstance(value, float)
+        else f"{field}: {name} needs a quoted string value",
+        field=field,
+    )

@@ -1,0 +1,233 @@
+"""The server interceptor chain: (auth) -> error mapping -> metrics.
+
+Interceptors here wrap each method's behaviour once and cache the wrapped handler, so every RPC
+of every service, streaming ones included, goes through the same code without per-method
+decorators.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+from modelyard.services.common import logging as mlog
+from modelyard.services.common.metrics import RPC_ERRORS, RPC_LATENCY, RPC_REQUESTS
+
+from modelyard.errors import Internal, InvalidArgument, ModelyardError, to_status
+
+log = mlog.get_logger(__name__)
+
+Behavior = Callable[..., Any]
+
+
+class Undecodable:
+    """Stands in for a request message whose bytes did not parse, so the error is ours to report."""
+
+    def __init__(self, type_name: str, reason: str) -> None:
+        self.type_name = type_name
+        self.reason = reason
+
+    def error(self) -> InvalidArgument:
+        return InvalidArgument(
+            f"request is not a valid {self.type_name} message ({self.reason}); "
+            "send a message built from the modelyard protos"
+        )
+
+
+def split_method(full_method: str) -> tuple[str, str]:
+    """'/pkg.Service/Method' -> ('pkg.Service', 'Method')."""
+    _, service, method = full_method.split("/", 2)
+    return service, method
+
+
+class _WrappingInterceptor(grpc.ServerInterceptor):
+    """Base: subclasses wrap the four behaviour kinds; results are cached per method."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        cached = self._cache.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self.wrap(handler, method)
+        self._cache[method] = (handler, wrapped)
+        return wrapped
+
+    @abc.abstractmethod
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        """Return `handler` with its behaviour (and maybe deserializer) wrapped."""
+
+
+def _replace(handler: grpc.RpcMethodHandler, **changes: Any) -> grpc.RpcMethodHandler:
+    """grpc's own handlers (generated code, health, reflection) are namedtuples."""
+    return handler._replace(**changes)  # type: ignore[attr-defined]
+
+
+def _behavior_kind(handler: grpc.RpcMethodHandler) -> str:
+    if handler.request_streaming:
+        return "stream_stream" if handler.response_streaming else "stream_unary"
+    return "unary_stream" if handler.response_streaming else "unary_unary"
+
+
+class ErrorMappingInterceptor(_WrappingInterceptor):
+    """Maps ModelyardError to its status with details; anything else to INTERNAL with a request id.
+
+    Also turns undecodable request bytes into INVALID_ARGUMENT (grpc would say INTERNAL) and tags
+    every log line written during the call with the request id.
+    """
+
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        kind = _behavior_kind(handler)
+        behavior = getattr(handler, kind)
+        deserializer = handler.request_deserializer
+        changes: dict[str, Any] = {}
+        if deserializer is not None:
+            type_name = _type_name(deserializer)
+
+            def safe_deserialize(data: bytes) -> Any:
+                try:
+                    return deserializer(data)
+                except Exception as exc:  # the parser's own error says what was wrong
+                    return Undecodable(type_name, str(exc) or type(exc).__name__)
+
+            changes["request_deserializer"] = safe_deserialize
+        wrapper = _stream_response if handler.response_streaming else _unary_response
+        changes[kind] = wrapper(behavior, method, request_streaming=handler.request_streaming)
+        return _replace(handler, **changes)
+
+
+def _type_name(deserializer: Callable[[bytes], Any]) -> str:
+    owner = getattr(deserializer, "__self__", None)
+    descriptor = getattr(owner, "DESCRIPTOR", None)
+    return descriptor.full_name if descriptor is not None else "request"
+
+
+def _call_request_id(context: grpc.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-request-id" and isinstance(value, str) and 0 < len(value) <= 128:
+            return value
+    return uuid.uuid4().hex
+
+
+def _checked_requests(requests: Iterator[Any]) -> Iterator[Any]:
+    for request in requests:
+        if isinstance(request, Undecodable):
+            raise request.error()
+        yield request
+
+
+def _prepare(request: Any, request_streaming: bool) -> Any:
+    if request_streaming:
+        return _checked_requests(request)
+    if isinstance(request, Undecodable):
+        raise request.error()
+    return request
+
+
+def _abort(context: grpc.ServicerContext, exc: Exception, method: str, rid: str) -> None:
+    code = context.code()
+    if code is not None and code != grpc.StatusCode.OK:
+        raise exc  # the behaviour already aborted with its own status (health, reflection)
+    if isinstance(exc, ModelyardError):
+        if exc.code == grpc.StatusCode.INTERNAL and not exc.request_id:
+            exc.request_id = rid
+        context.abort_with_status(to_status(exc))
+    log.error("unhandled error in %s", method, exc_info=exc)
+    error = Internal(
+        "internal server error; retry, and report the request id to the operator if it persists",
+        request_id=rid,
+    )
+    context.abort_with_status(to_status(error))
+
+
+def _unary_response(behavior: Behavior, method: str, *, request_streaming: bool) -> Behavior:
+    def handle(request: Any, context: grpc.ServicerContext) -> Any:
+        rid = _call_request_id(context)
+        token = mlog.request_id.set(rid)
+        try:
+            return behavior(_prepare(request, request_streaming), context)
+        except Exception as exc:
+            _abort(context, exc, method, rid)
+        finally:
+            mlog.request_id.reset(token)
+
+    return handle
+
+
+def _stream_response(behavior: Behavior, method: str, *, request_streaming: bool) -> Behavior:
+    def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        rid = _call_request_id(context)
+        try:
+            yield from behavior(_prepare(request, request_streaming), context)
+        except Exception as exc:
+            _abort(context, exc, method, rid)
+
+    return handle
+
+
+class MetricsInterceptor(_WrappingInterceptor):
+    """Counts every RPC by final code and times it; innermost, so it sees domain exceptions."""
+
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        service, name = split_method(method)
+        kind = _behavior_kind(handler)
+        behavior = getattr(handler, kind)
+        latency = RPC_LATENCY.labels(service, name)
+
+        def record(start: float, code: grpc.StatusCode) -> None:
+            latency.observe(time.perf_counter() - start)
+            RPC_REQUESTS.labels(service, name, code.name).inc()
+            if code != grpc.StatusCode.OK:
+                RPC_ERRORS.labels(service, name, code.name).inc()
+
+        if handler.response_streaming:
+
+            def streamed(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                start = time.perf_counter()
+                code = grpc.StatusCode.OK
+                try:
+                    yield from behavior(request, context)
+                except BaseException as exc:
+                    code = _code_of(exc, context)
+                    raise
+                finally:
+                    record(start, code)
+
+            return _replace(handler, **{kind: streamed})
+
+        def unary(request: Any, context: grpc.ServicerContext) -> Any:
+            start = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                return behavior(request, context)
+            except BaseException as exc:
+                code = _code_of(exc, context)
+                raise
+            finally:
+                record(start, code)
+
+        return _replace(handler, **{kind: unary})
+
+
+def _code_of(exc: BaseException, context: grpc.ServicerContext) -> grpc.StatusCode:
+    if isinstance(exc, ModelyardError):
+        return exc.code
+    code = context.code()
+    if code is not None and code != grpc.StatusCode.OK:
+        return code
+    if isinstance(exc, GeneratorExit):
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.INTERNAL

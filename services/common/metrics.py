@@ -1,0 +1,28 @@
+"""Prometheus metrics common to every RPC; services add their own beside these."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram, start_http_server
+
+RPC_REQUESTS = Counter(
+    "modelyard_rpc_requests_total",
+    "RPCs handled, by method and final status code.",
+    ["service", "method", "code"],
+)
+RPC_LATENCY = Histogram(
+    "modelyard_rpc_latency_seconds",
+    "Time to handle an RPC, by method.",
+    ["service", "method"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+RPC_ERRORS = Counter(
+    "modelyard_rpc_errors_total",
+    "RPCs that ended in a status other than OK, by method and code.",
+    ["service", "method", "code"],
+)
+
+
+def serve_metrics(port: int, host: str = "0.0.0.0") -> int:
+    """Start the /metrics HTTP exporter in a daemon thread; returns the bound port."""
+    server, _thread = start_http_server(port, addr=host)
+    return server.server_port

@@ -1,0 +1,53 @@
+"""Opaque page tokens, tied to the query that produced them.
+
+A token carries the position to resume from (an offset, or the last key seen for keyset paging)
+and a fingerprint of the query; presenting it with a different filter or order is refused
+instead of silently returning the wrong page.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+
+from modelyard.errors import InvalidArgument
+
+
+def fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def encode_token(query: str, position: Any) -> str:
+    raw = json.dumps({"q": query, "p": position}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(token: str, query: str, field: str = "page_token") -> Any:
+    """The position stored in `token`, or None for an empty token."""
+    if not token:
+        return None
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        stored_query, position = data["q"], data["p"]
+    except (ValueError, KeyError, TypeError):
+        raise InvalidArgument(
+            f"{field} is not a token this server issued; pass the next_page_token of the "
+            "previous response unchanged",
+            field=field,
+        ) from None
+    if stored_query != query:
+        raise InvalidArgument(
+            f"{field} belongs to a different query; repeat the same filter and order with it, "
+            "or start again without a token",
+            field=field,
+        )
+    return position
+
+
+def page_size(value: int, *, default: int, maximum: int, field: str) -> int:
+    if value < 0 or value > maximum:
+        raise InvalidArgument(f"{field} must be between 1 and {maximum}, got {value}", field=field)
+    return value or default

@@ -1,0 +1,133 @@
+"""One server bootstrap for every service: gRPC server, health, reflection, interceptors, drain.
+
+`create_server` binds (port 0 picks a free port, which tests use) and returns a `ModelyardServer`;
+`serve_forever` starts it and drains on SIGTERM/SIGINT in the documented order: health turns
+NOT_SERVING, in-flight calls get `grace_period` seconds, then each service closes its stores.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from modelyard.services.common.interceptors import ErrorMappingInterceptor, MetricsInterceptor
+from modelyard.services.common.logging import get_logger
+from modelyard.services.common.settings import Settings
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceRegistration:
+    """What a service contributes to a server: its servicer(s) and how to release resources."""
+
+    # Fully qualified gRPC service names, for health and reflection.
+    service_names: tuple[str, ...]
+    register: Callable[[grpc.Server], None]
+    close: Callable[[], None] = field(default=lambda: None)
+    # Called once the server listens; `address` is where this process can be reached.
+    on_start: Callable[[str], None] = field(default=lambda address: None)
+
+
+class ModelyardServer:
+    def __init__(
+        self,
+        settings: Settings,
+        registrations: Sequence[ServiceRegistration],
+        interceptors: Sequence[grpc.ServerInterceptor] = (),
+    ) -> None:
+        self.settings = settings
+        self._registrations = list(registrations)
+        max_bytes = settings.max_message_mb * 1024 * 1024
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(
+                max_workers=settings.max_workers, thread_name_prefix="modelyard-rpc"
+            ),
+            interceptors=[*interceptors, ErrorMappingInterceptor(), MetricsInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", max_bytes),
+                ("grpc.max_send_message_length", max_bytes),
+                # Two servers must never share a port silently.
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        names: list[str] = [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
+        for registration in self._registrations:
+            registration.register(self._server)
+            names.extend(registration.service_names)
+        self.service_names = tuple(names)
+        reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], self._server)
+        self.port = self._server.add_insecure_port(settings.address)
+        if self.port == 0:
+            raise OSError(
+                f"could not listen on {settings.address}: the port is taken or the host is not "
+                "a local address; pick another with --port"
+            )
+        self._stopped = threading.Event()
+        self._stop_lock = threading.Lock()
+
+    @property
+    def address(self) -> str:
+        return f"{self.settings.host}:{self.port}"
+
+    def start(self) -> None:
+        self._server.start()
+        for name in ("", *self.service_names):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        for registration in self._registrations:
+            registration.on_start(self.address)
+        log.info("listening on %s", self.address)
+
+    def stop(self, grace: float | None = None) -> None:
+        """Drain and stop; safe to call more than once and from any thread."""
+        with self._stop_lock:
+            if self._stopped.is_set():
+                return
+            grace = self.settings.grace_period if grace is None else grace
+            log.info("draining: health NOT_SERVING, %.1fs grace for in-flight calls", grace)
+            self.health.enter_graceful_shutdown()
+            self._server.stop(grace).wait()
+            for registration in reversed(self._registrations):
+                try:
+                    registration.close()
+                except Exception:
+                    log.exception("error while closing a service")
+            self._stopped.set()
+            log.info("stopped")
+
+    def wait(self) -> None:
+        self._stopped.wait()
+
+
+def create_server(
+    settings: Settings,
+    registrations: Sequence[ServiceRegistration],
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
+) -> ModelyardServer:
+    return ModelyardServer(settings, registrations, interceptors)
+
+
+def serve_forever(server: ModelyardServer, on_ready: Callable[[str], None] | None = None) -> None:
+    """Start, then block until SIGTERM/SIGINT has drained the server."""
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        threading.Thread(target=server.stop, name="modelyard-drain", daemon=True).start()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.start()
+        if on_ready:
+            on_ready(server.address)
+        server.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

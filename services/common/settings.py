@@ -1,0 +1,78 @@
+"""The one settings object of a server process.
+
+Values come from keyword arguments (the CLI's flags), then `MODELYARD_*` environment variables
+(nested: `MODELYARD_S3__ENDPOINT`), then defaults. Nothing below the composition root reads the
+environment: the settings object is passed down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class S3Settings(BaseModel):
+    """Connection to an S3-compatible object store (MinIO, AWS S3, Ceph, rclone serve s3, ...)."""
+
+    model_config = {"extra": "forbid"}
+
+    # host:port, or a URL whose scheme (http/https) also sets `secure`.
+    endpoint: str = "s3.amazonaws.com"
+    # Endpoint put into presigned URLs, when clients reach S3 by another name than the server does.
+    public_endpoint: str | None = None
+    access_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    session_token: SecretStr | None = None
+    region: str | None = None
+    secure: bool = True
+    # Custom CA bundle for a TLS endpoint with a private certificate authority.
+    ca_file: Path | None = None
+    # Lifetime of presigned URLs handed to clients.
+    presign_expiry_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
+    # Multipart part size for uploads of unknown length.
+    part_size_mb: int = Field(default=16, ge=5, le=5120)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MODELYARD_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=50051, ge=0, le=65535)
+    # State for the embedded defaults (SQLite database, local artifacts).
+    home: Path = Path("~/.modelyard")
+    # SQLAlchemy URL of the metadata store; default sqlite:///<home>/modelyard.db.
+    backend_store_uri: str | None = None
+    # Root of artifact storage (file:///path or s3://bucket/prefix); default file://<home>/artifacts.
+    artifact_uri: str | None = None
+    s3: S3Settings = Field(default_factory=S3Settings)
+    # Apply pending database migrations at start-up (`modelyard db upgrade` does it on demand).
+    migrate_on_start: bool = True
+    # Prometheus /metrics port; None turns the HTTP exporter off.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # Seconds in-flight RPCs get to finish on SIGTERM before they are cancelled.
+    grace_period: float = Field(default=10.0, ge=0)
+    max_workers: int = Field(default=32, ge=1)
+    max_message_mb: int = Field(default=64, ge=4)
+    log_format: Literal["console", "json"] = "console"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser()
+
+    @property
+    def database_url(self) -> str:
+        return self.backend_store_uri or f"sqlite:///{self.home_dir / 'modelyard.db'}"
+
+    @property
+    def artifact_root(self) -> str:
+        return self.artifact_uri or (self.home_dir / "artifacts").as_uri()
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"

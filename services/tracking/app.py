@@ -1,0 +1,50 @@
+"""Wiring of the tracking service: the only place its parts are put together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from modelyard.services.common.artifacts import open_artifact_store
+from modelyard.services.common.db import Database
+from modelyard.services.common.db.migrations import upgrade
+from modelyard.services.common.server import ServiceRegistration
+from modelyard.services.common.settings import Settings
+from modelyard.services.tracking.service import (
+    DEFAULT_EXPERIMENT_ID,
+    DEFAULT_EXPERIMENT_NAME,
+    TrackingService,
+)
+from modelyard.services.tracking.servicer import TrackingServicer
+from modelyard.services.tracking.store.sql import SqlTrackingStore
+
+from modelyard._gen.tracking.v1 import tracking_pb2, tracking_pb2_grpc
+
+SERVICE = "tracking"
+MIGRATIONS = Path(__file__).parent / "migrations"
+SERVICE_NAME = tracking_pb2.DESCRIPTOR.services_by_name["TrackingService"].full_name
+
+
+def migrate(db: Database) -> None:
+    upgrade(db, SERVICE, MIGRATIONS)
+
+
+def build(settings: Settings) -> ServiceRegistration:
+    db = Database(settings.database_url)
+    if settings.migrate_on_start:
+        migrate(db)
+    artifacts = open_artifact_store(settings.artifact_root, settings.s3)
+    store = SqlTrackingStore(db, artifacts.root_uri)
+    store.ensure_experiment(int(DEFAULT_EXPERIMENT_ID), DEFAULT_EXPERIMENT_NAME)
+    servicer = TrackingServicer(TrackingService(store, artifacts))
+
+    def close() -> None:
+        store.close()
+        artifacts.close()
+
+    return ServiceRegistration(
+        service_names=(SERVICE_NAME,),
+        register=lambda server: tracking_pb2_grpc.add_TrackingServiceServicer_to_server(
+            servicer, server
+        ),
+        close=close,
+    )

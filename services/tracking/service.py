@@ -1,0 +1,546 @@
+"""TrackingService: the rules of experiment tracking, above the store and the artifact store.
+
+Validation happens here (every check names the field), so the store only persists; artifact
+bytes go to the artifact store first and become visible once the index row is committed.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Iterable, Iterator, Sequence
+
+from modelyard.services.common import validation as v
+from modelyard.services.common.artifacts import ArtifactStore, PresignedUrl, clean_path
+from modelyard.services.common.filters import parse_filter, parse_order_by
+from modelyard.services.common.pagination import decode_token, encode_token, fingerprint, page_size
+from modelyard.services.tracking import limits
+from modelyard.services.tracking.store.base import TrackingStore
+
+from modelyard.entities import (
+    DatasetInput,
+    Experiment,
+    FileInfo,
+    Metric,
+    PagedList,
+    Param,
+    Run,
+    RunInfo,
+    RunStatus,
+    RunTag,
+    ViewType,
+)
+from modelyard.entities.common import LifecycleStage
+from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound
+
+DEFAULT_EXPERIMENT_ID = "0"
+DEFAULT_EXPERIMENT_NAME = "Default"
+
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+_EXPERIMENT_ID = re.compile(r"^\d{1,18}$")
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+_ADJECTIVES = (
+    "amber",
+    "bold",
+    "brave",
+    "bright",
+    "calm",
+    "clever",
+    "crisp",
+    "dapper",
+    "eager",
+    "fleet",
+    "gentle",
+    "glad",
+    "honest",
+    "jolly",
+    "keen",
+    "lively",
+    "lucid",
+    "merry",
+    "nimble",
+    "polite",
+    "proud",
+    "quiet",
+    "rapid",
+    "serene",
+    "sharp",
+    "silent",
+    "sleek",
+    "steady",
+    "swift",
+    "tidy",
+    "vivid",
+    "warm",
+    "wise",
+    "zesty",
+)
+_NOUNS = (
+    "ant",
+    "badger",
+    "bee",
+    "crane",
+    "deer",
+    "dove",
+    "eagle",
+    "elk",
+    "falcon",
+    "finch",
+    "fox",
+    "gull",
+    "hare",
+    "hawk",
+    "heron",
+    "ibis",
+    "jay",
+    "koala",
+    "lark",
+    "lynx",
+    "mole",
+    "moth",
+    "newt",
+    "otter",
+    "owl",
+    "panda",
+    "quail",
+    "raven",
+    "robin",
+    "seal",
+    "shrew",
+    "stork",
+    "swan",
+    "tern",
+    "toad",
+    "trout",
+    "vole",
+    "wren",
+    "yak",
+)
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def run_id(field: str, value: str) -> str:
+    return v.identifier(field, value, pattern=_RUN_ID, example="32 lowercase hex digits")
+
+
+def experiment_id(field: str, value: str) -> str:
+    return v.identifier(field, value, pattern=_EXPERIMENT_ID, example="'0' or '12'")
+
+
+def generate_run_name() -> str:
+    return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}-{random.randint(100, 999)}"
+
+
+class TrackingService:
+    def __init__(self, store: TrackingStore, artifacts: ArtifactStore) -> None:
+        self.store = store
+        self.artifacts = artifacts
+
+    # -- experiments ---------------------------------------------------------------------------
+
+    def create_experiment(
+        self, name: str, artifact_location: str = "", tags: dict[str, str] | None = None
+    ) -> str:
+        v.require("name", name)
+        v.max_length("name", name, limits.MAX_EXPERIMENT_NAME_LENGTH)
+        location = None
+        if artifact_location:
+            if self.artifacts.key_for(artifact_location) is None:
+                raise InvalidArgument(
+                    f"artifact_location {artifact_location!r} is outside this server's artifact "
+                    f"root {self.artifacts.root_uri}; leave it empty or choose a location under it",
+                    field="artifact_location",
+                )
+            location = artifact_location.rstrip("/")
+        self._check_tags("tags", tags or {}, limits.MAX_TAG_VALUE_LENGTH)
+        return self.store.create_experiment(name, location, dict(tags or {}))
+
+    def get_experiment(self, exp_id: str) -> Experiment:
+        return self.store.get_experiment(experiment_id("experiment_id", exp_id))
+
+    def get_experiment_by_name(self, name: str) -> Experiment:
+        v.require("experiment_name", name)
+        found = self.store.find_experiment_by_name(name)
+        if found is None:
+            raise NotFound(
+                f"no experiment is named {name!r}; create it with CreateExperiment",
+                resource_type="experiment",
+                resource_name=name,
+            )
+        return found
+
+    def search_experiments(
+        self,
+        filter_string: str = "",
+        order_by: Sequence[str] = (),
+        max_results: int = 0,
+        page_token: str = "",
+        view_type: ViewType = ViewType.ACTIVE_ONLY,
+    ) -> PagedList[Experiment]:
+        size = page_size(
+            max_results,
+            default=limits.SEARCH_EXPERIMENTS_DEFAULT,
+            maximum=limits.SEARCH_EXPERIMENTS_MAX,
+            field="max_results",
+        )
+        return self.store.search_experiments(
+            view_type, parse_filter(filter_string), parse_order_by(order_by), size, page_token
+        )
+
+    def rename_experiment(self, exp_id: str, new_name: str) -> None:
+        experiment_id("experiment_id", exp_id)
+        v.require("new_name", new_name)
+        v.max_length("new_name", new_name, limits.MAX_EXPERIMENT_NAME_LENGTH)
+        self.store.rename_experiment(exp_id, new_name)
+
+    def delete_experiment(self, exp_id: str) -> None:
+        self.store.delete_experiment(experiment_id("experiment_id", exp_id))
+
+    def restore_experiment(self, exp_id: str) -> None:
+        self.store.restore_experiment(experiment_id("experiment_id", exp_id))
+
+    def set_experiment_tag(self, exp_id: str, key: str, value: str) -> None:
+        experiment_id("experiment_id", exp_id)
+        self._check_tags("key", {key: value}, limits.MAX_TAG_VALUE_LENGTH)
+        self.store.set_experiment_tag(exp_id, key, value)
+
+    def delete_experiment_tag(self, exp_id: str, key: str) -> None:
+        experiment_id("experiment_id", exp_id)
+        v.key("key", key, limits.MAX_KEY_LENGTH)
+        self.store.delete_experiment_tag(exp_id, key)
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        exp_id: str,
+        run_name: str = "",
+        start_time: int | None = None,
+        tags: dict[str, str] | None = None,
+        parent_run_id: str = "",
+        user_id: str = "",
+    ) -> Run:
+        experiment_id("experiment_id", exp_id or DEFAULT_EXPERIMENT_ID)
+        v.max_length("run_name", run_name, limits.MAX_RUN_NAME_LENGTH)
+        v.max_length("user_id", user_id, limits.MAX_USER_ID_LENGTH)
+        if parent_run_id:
+            run_id("parent_run_id", parent_run_id)
+        self._check_tags("tags", tags or {}, limits.MAX_TAG_VALUE_LENGTH)
+        return self.store.create_run(
+            exp_id or DEFAULT_EXPERIMENT_ID,
+            user_id or "unknown",
+            start_time if start_time is not None else _now(),
+            dict(tags or {}),
+            run_name or generate_run_name(),
+            parent_run_id or None,
+        )
+
+    def get_run(self, rid: str) -> Run:
+        return self.store.get_run(run_id("run_id", rid))
+
+    def update_run(
+        self,
+        rid: str,
+        status: RunStatus | None = None,
+        end_time: int | None = None,
+        run_name: str = "",
+    ) -> RunInfo:
+        run_id("run_id", rid)
+        v.max_length("run_name", run_name, limits.MAX_RUN_NAME_LENGTH)
+        return self.store.update_run(rid, status, end_time, run_name or None)
+
+    def delete_run(self, rid: str) -> None:
+        self.store.delete_run(run_id("run_id", rid))
+
+    def restore_run(self, rid: str) -> None:
+        self.store.restore_run(run_id("run_id", rid))
+
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str],
+        filter_string: str = "",
+        view_type: ViewType = ViewType.ACTIVE_ONLY,
+        max_results: int = 0,
+        order_by: Sequence[str] = (),
+        page_token: str = "",
+    ) -> PagedList[Run]:
+        if not experiment_ids:
+            raise InvalidArgument(
+                "experiment_ids must name at least one experiment", field="experiment_ids"
+            )
+        if len(experiment_ids) > limits.MAX_EXPERIMENTS_PER_SEARCH:
+            raise InvalidArgument(
+                f"experiment_ids names {len(experiment_ids)} experiments; the limit is "
+                f"{limits.MAX_EXPERIMENTS_PER_SEARCH}",
+                field="experiment_ids",
+            )
+        for eid in experiment_ids:
+            experiment_id("experiment_ids", eid)
+        size = page_size(
+            max_results,
+            default=limits.SEARCH_RUNS_DEFAULT,
+            maximum=limits.SEARCH_RUNS_MAX,
+            field="max_results",
+        )
+        return self.store.search_runs(
+            list(experiment_ids),
+            parse_filter(filter_string),
+            view_type,
+            size,
+            parse_order_by(order_by),
+            page_token,
+        )
+
+    # -- run data ------------------------------------------------------------------------------
+
+    def log_batch(
+        self,
+        rid: str,
+        metrics: Sequence[Metric] = (),
+        params: Sequence[Param] = (),
+        tags: Sequence[RunTag] = (),
+    ) -> None:
+        run_id("run_id", rid)
+        for name, items, limit in (
+            ("metrics", metrics, limits.MAX_METRICS_PER_BATCH),
+            ("params", params, limits.MAX_PARAMS_PER_BATCH),
+            ("tags", tags, limits.MAX_TAGS_PER_BATCH),
+        ):
+            if len(items) > limit:
+                raise InvalidArgument(
+                    f"{name} holds {len(items)} entries; a batch takes at most {limit}. "
+                    "Split it into several LogBatch calls",
+                    field=name,
+                )
+        for m in metrics:
+            v.key("metrics.key", m.key, limits.MAX_KEY_LENGTH)
+        for p in params:
+            v.key("params.key", p.key, limits.MAX_KEY_LENGTH)
+            v.max_length(f"params[{p.key}].value", p.value, limits.MAX_PARAM_VALUE_LENGTH)
+        for t in tags:
+            v.key("tags.key", t.key, limits.MAX_KEY_LENGTH)
+            v.max_length(f"tags[{t.key}].value", t.value, limits.MAX_TAG_VALUE_LENGTH)
+        if metrics or params or tags:
+            self.store.log_batch(rid, metrics, params, tags)
+
+    def log_metric(
+        self, rid: str, key: str, value: float, timestamp: int | None, step: int
+    ) -> None:
+        run_id("run_id", rid)
+        v.key("key", key, limits.MAX_KEY_LENGTH)
+        ts = timestamp if timestamp is not None else _now()
+        self.store.log_metric(rid, Metric(key, value, ts, step))
+
+    def log_param(self, rid: str, key: str, value: str) -> None:
+        run_id("run_id", rid)
+        v.key("key", key, limits.MAX_KEY_LENGTH)
+        v.max_length("value", value, limits.MAX_PARAM_VALUE_LENGTH)
+        self.store.log_param(rid, Param(key, value))
+
+    def set_tag(self, rid: str, key: str, value: str) -> None:
+        run_id("run_id", rid)
+        v.key("key", key, limits.MAX_KEY_LENGTH)
+        v.max_length("value", value, limits.MAX_TAG_VALUE_LENGTH)
+        self.store.set_tag(rid, RunTag(key, value))
+
+    def delete_tag(self, rid: str, key: str) -> None:
+        run_id("run_id", rid)
+        v.key("key", key, limits.MAX_KEY_LENGTH)
+        self.store.delete_tag(rid, key)
+
+    def log_inputs(self, rid: str, datasets: Sequence[DatasetInput]) -> None:
+        run_id("run_id", rid)
+        if len(datasets) > limits.MAX_DATASETS_PER_CALL:
+            raise InvalidArgument(
+                f"datasets holds {len(datasets)} entries; "
+                f"the limit is {limits.MAX_DATASETS_PER_CALL}",
+                field="datasets",
+            )
+        for i, item in enumerate(datasets):
+            d = item.dataset
+            prefix = f"datasets[{i}].dataset"
+            v.require(f"{prefix}.name", d.name)
+            v.require(f"{prefix}.digest", d.digest)
+            for name, value, limit in (
+                ("name", d.name, limits.MAX_DATASET_NAME_LENGTH),
+                ("digest", d.digest, limits.MAX_DATASET_DIGEST_LENGTH),
+                ("source_type", d.source_type, limits.MAX_DATASET_SOURCE_TYPE_LENGTH),
+                ("source", d.source, limits.MAX_DATASET_SOURCE_LENGTH),
+                ("schema", d.schema, limits.MAX_DATASET_SCHEMA_LENGTH),
+                ("profile", d.profile, limits.MAX_DATASET_PROFILE_LENGTH),
+            ):
+                v.max_length(f"{prefix}.{name}", value, limit)
+            for t in item.tags:
+                v.key(f"datasets[{i}].tags.key", t.key, limits.MAX_KEY_LENGTH)
+                v.max_length(f"datasets[{i}].tags.value", t.value, limits.MAX_TAG_VALUE_LENGTH)
+        if datasets:
+            self.store.log_inputs(rid, datasets)
+
+    def get_metric_history(
+        self, rid: str, key: str, max_results: int = 0, page_token: str = ""
+    ) -> PagedList[Metric]:
+        run_id("run_id", rid)
+        v.key("metric_key", key, limits.MAX_KEY_LENGTH)
+        size = page_size(
+            max_results,
+            default=limits.METRIC_HISTORY_DEFAULT,
+            maximum=limits.METRIC_HISTORY_MAX,
+            field="max_results",
+        )
+        return self.store.get_metric_history(rid, key, size, page_token)
+
+    # -- artifacts -----------------------------------------------------------------------------
+
+    def _artifact_key(self, info: RunInfo, path: str) -> str:
+        base = self.artifacts.key_for(info.artifact_uri)
+        if base is None:
+            raise FailedPrecondition(
+                f"run {info.run_id!r} stores artifacts at {info.artifact_uri}, outside this "
+                f"server's artifact root {self.artifacts.root_uri}; start the server with the "
+                "artifact root the run was created under",
+                resource_type="run",
+                resource_name=info.run_id,
+            )
+        return f"{base}/{path}" if path else base
+
+    def _writable_run(self, rid: str) -> RunInfo:
+        info = self.store.get_run_info(run_id("run_id", rid))
+        if info.lifecycle_stage != LifecycleStage.ACTIVE:
+            raise FailedPrecondition(
+                f"run {rid!r} is deleted; restore it with RestoreRun before adding artifacts",
+                resource_type="run",
+                resource_name=rid,
+            )
+        return info
+
+    def upload_artifact(
+        self, rid: str, path: str, chunks: Iterable[bytes], sha256: str = ""
+    ) -> FileInfo:
+        path = clean_path(path, field="path")
+        if sha256 and not _SHA256.match(sha256):
+            raise InvalidArgument("sha256 must be 64 hex digits", field="sha256")
+        info = self._writable_run(rid)
+        stored = self.artifacts.write(self._artifact_key(info, path), chunks, sha256 or None)
+        return self.store.record_artifact(rid, path, stored.size, stored.sha256)
+
+    def open_artifact(self, rid: str, path: str) -> tuple[FileInfo, Iterator[bytes]]:
+        path = clean_path(path, field="path")
+        info = self.store.get_run_info(run_id("run_id", rid))
+        file = self._recorded(rid, path)
+        return file, self.artifacts.read(self._artifact_key(info, path))
+
+    def _recorded(self, rid: str, path: str) -> FileInfo:
+        file = self.store.find_artifact(rid, path)
+        if file is None:
+            raise NotFound(
+                f"run {rid!r} has no artifact {path!r}; list its files with ListArtifacts",
+                resource_type="artifact",
+                resource_name=path,
+            )
+        return file
+
+    def list_artifacts(
+        self,
+        rid: str,
+        path: str = "",
+        recursive: bool = False,
+        page_size_: int = 0,
+        page_token: str = "",
+    ) -> tuple[str, PagedList[FileInfo]]:
+        """One directory level (or every file below `path`), paged by path."""
+        prefix = clean_path(path, field="path", allow_empty=True)
+        info = self.store.get_run_info(run_id("run_id", rid))
+        size = page_size(
+            page_size_,
+            default=limits.LIST_ARTIFACTS_DEFAULT,
+            maximum=limits.LIST_ARTIFACTS_MAX,
+            field="page_size",
+        )
+        query = fingerprint("artifacts", rid, prefix, recursive)
+        after = decode_token(page_token, query) or ""
+        files = self.store.list_artifacts(rid, prefix)
+        entries = files if recursive else _one_level(files, prefix)
+        remaining = [e for e in entries if e.path > after]
+        page = remaining[:size]
+        token = encode_token(query, page[-1].path) if len(remaining) > size else None
+        return info.artifact_uri, PagedList(page, token)
+
+    def delete_artifact(self, rid: str, path: str) -> int:
+        path = clean_path(path, field="path")
+        info = self._writable_run(rid)
+        exact = self.store.find_artifact(rid, path)
+        doomed = [exact] if exact else self.store.list_artifacts(rid, path)
+        if not doomed:
+            raise NotFound(
+                f"run {rid!r} has no artifact {path!r}; list its files with ListArtifacts",
+                resource_type="artifact",
+                resource_name=path,
+            )
+        # Forget first: the files vanish from listings at once; bytes left by a crash in between
+        # are unreachable, never half-listed.
+        self.store.forget_artifacts(rid, [f.path for f in doomed])
+        for f in doomed:
+            self.artifacts.delete(self._artifact_key(info, f.path))
+        return len(doomed)
+
+    def create_upload_url(self, rid: str, path: str) -> PresignedUrl:
+        path = clean_path(path, field="path")
+        info = self._writable_run(rid)
+        return self.artifacts.presign_put(self._artifact_key(info, path))
+
+    def complete_upload(self, rid: str, path: str, sha256: str) -> FileInfo:
+        path = clean_path(path, field="path")
+        if not _SHA256.match(sha256 or ""):
+            raise InvalidArgument(
+                "sha256 must be the 64 hex digit digest of the file", field="sha256"
+            )
+        info = self._writable_run(rid)
+        key = self._artifact_key(info, path)
+        if self.artifacts.size(key) is None:
+            raise FailedPrecondition(
+                f"nothing was uploaded to {path!r}; PUT the bytes to the upload URL first",
+                resource_type="artifact",
+                resource_name=path,
+            )
+        stored = self.artifacts.digest(key)
+        if stored.sha256 != sha256.lower():
+            raise InvalidArgument(
+                f"the object at {path!r} hashes to {stored.sha256}, not {sha256}; upload it again",
+                field="sha256",
+            )
+        return self.store.record_artifact(rid, path, stored.size, stored.sha256)
+
+    def create_download_url(self, rid: str, path: str) -> tuple[PresignedUrl, FileInfo]:
+        path = clean_path(path, field="path")
+        info = self.store.get_run_info(run_id("run_id", rid))
+        file = self._recorded(rid, path)
+        return self.artifacts.presign_get(self._artifact_key(info, path)), file
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_tags(field: str, tags: dict[str, str], value_limit: int) -> None:
+        for key, value in tags.items():
+            v.key(f"{field}.key" if field == "tags" else field, key, limits.MAX_KEY_LENGTH)
+            v.max_length(
+                f"{field}[{key}].value" if field == "tags" else "value", value, value_limit
+            )
+
+
+def _one_level(files: list[FileInfo], prefix: str) -> list[FileInfo]:
+    start = len(prefix) + 1 if prefix else 0
+    entries: dict[str, FileInfo] = {}
+    for f in files:
+        rest = f.path[start:]
+        head, sep, _ = rest.partition("/")
+        if sep:
+            directory = f"{prefix}/{head}" if prefix else head
+            entries.setdefault(directory, FileInfo(path=directory, is_dir=True))
+        else:
+            entries[f.path] = f
+    return sorted(entries.values(), key=lambda e: e.path)

@@ -1,0 +1,165 @@
+"""The tracking store interface.
+
+`log_batch` is the one write primitive for run data; `log_metric`, `log_param` and `set_tag` are
+built on it here, so a backend implements the batch path once and gets the rest.
+Filters and orders arrive parsed (see services/common/filters); ids are strings.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+from modelyard.services.common.filters import Comparison, OrderKey
+
+from modelyard.entities import (
+    DatasetInput,
+    Experiment,
+    FileInfo,
+    Metric,
+    PagedList,
+    Param,
+    Run,
+    RunInfo,
+    RunStatus,
+    RunTag,
+    ViewType,
+)
+
+
+class TrackingStore(abc.ABC):
+    # -- experiments ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def create_experiment(
+        self, name: str, artifact_location: str | None, tags: dict[str, str]
+    ) -> str:
+        """Create and return the new id; `artifact_location` None means <artifact root>/<id>."""
+
+    @abc.abstractmethod
+    def get_experiment(self, experiment_id: str) -> Experiment: ...
+
+    @abc.abstractmethod
+    def find_experiment_by_name(self, name: str) -> Experiment | None: ...
+
+    @abc.abstractmethod
+    def search_experiments(
+        self,
+        view_type: ViewType,
+        filters: Sequence[Comparison],
+        order_by: Sequence[OrderKey],
+        max_results: int,
+        page_token: str,
+    ) -> PagedList[Experiment]: ...
+
+    @abc.abstractmethod
+    def rename_experiment(self, experiment_id: str, new_name: str) -> None: ...
+
+    @abc.abstractmethod
+    def delete_experiment(self, experiment_id: str) -> None:
+        """Soft-delete the experiment and its active runs."""
+
+    @abc.abstractmethod
+    def restore_experiment(self, experiment_id: str) -> None:
+        """Undo delete_experiment, including the runs it deleted."""
+
+    @abc.abstractmethod
+    def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None: ...
+
+    @abc.abstractmethod
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None: ...
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def create_run(
+        self,
+        experiment_id: str,
+        user_id: str,
+        start_time: int,
+        tags: dict[str, str],
+        run_name: str,
+        parent_run_id: str | None,
+    ) -> Run: ...
+
+    @abc.abstractmethod
+    def get_run(self, run_id: str) -> Run: ...
+
+    @abc.abstractmethod
+    def get_run_info(self, run_id: str) -> RunInfo: ...
+
+    @abc.abstractmethod
+    def update_run(
+        self,
+        run_id: str,
+        status: RunStatus | None,
+        end_time: int | None,
+        run_name: str | None,
+    ) -> RunInfo: ...
+
+    @abc.abstractmethod
+    def delete_run(self, run_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def restore_run(self, run_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str],
+        filters: Sequence[Comparison],
+        view_type: ViewType,
+        max_results: int,
+        order_by: Sequence[OrderKey],
+        page_token: str,
+    ) -> PagedList[Run]: ...
+
+    # -- run data ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric],
+        params: Sequence[Param],
+        tags: Sequence[RunTag],
+    ) -> None:
+        """Write all or nothing. Re-logging a param with a different value is InvalidArgument."""
+
+    def log_metric(self, run_id: str, metric: Metric) -> None:
+        self.log_batch(run_id, [metric], [], [])
+
+    def log_param(self, run_id: str, param: Param) -> None:
+        self.log_batch(run_id, [], [param], [])
+
+    def set_tag(self, run_id: str, tag: RunTag) -> None:
+        self.log_batch(run_id, [], [], [tag])
+
+    @abc.abstractmethod
+    def delete_tag(self, run_id: str, key: str) -> None: ...
+
+    @abc.abstractmethod
+    def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput]) -> None: ...
+
+    @abc.abstractmethod
+    def get_metric_history(
+        self, run_id: str, key: str, max_results: int, page_token: str
+    ) -> PagedList[Metric]: ...
+
+    # -- artifact index ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def record_artifact(self, run_id: str, path: str, file_size: int, sha256: str) -> FileInfo: ...
+
+    @abc.abstractmethod
+    def find_artifact(self, run_id: str, path: str) -> FileInfo | None: ...
+
+    @abc.abstractmethod
+    def list_artifacts(self, run_id: str, prefix: str) -> list[FileInfo]:
+        """Every recorded file at or below `prefix` ('' for all), sorted by path."""
+
+    @abc.abstractmethod
+    def forget_artifacts(self, run_id: str, paths: Sequence[str]) -> None: ...
+
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,188 @@
+"""Tables of the tracking store (SQLAlchemy Core; rows never leave store/).
+
+Core rather than ORM: the hot paths (log_metric, log_batch, search_runs) are a few statements
+each, and Core keeps them free of unit-of-work overhead. `latest_metrics` holds the newest value
+of every metric of every run, so searching and ordering by a metric never scans the history.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# BIGINT autoincrement on PostgreSQL, INTEGER PRIMARY KEY (the rowid) on SQLite.
+_BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("experiment_id", _BigId, primary_key=True, autoincrement=True),
+    Column("name", String(500), nullable=False, unique=True),
+    Column("artifact_location", String(2000), nullable=False),
+    Column("lifecycle_stage", String(16), nullable=False),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_update_time", BigInteger, nullable=False),
+    # Set while deleted; runs deleted along with the experiment share it and come back with it.
+    Column("deleted_time", BigInteger, nullable=True),
+)
+
+experiment_tags = Table(
+    "experiment_tags",
+    metadata,
+    Column(
+        "experiment_id",
+        _BigId,
+        ForeignKey("experiments.experiment_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_uuid", String(32), primary_key=True),
+    Column("name", String(250), nullable=False),
+    Column("experiment_id", _BigId, ForeignKey("experiments.experiment_id"), nullable=False),
+    Column("user_id", String(256), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("start_time", BigInteger, nullable=False),
+    Column("end_time", BigInteger, nullable=True),
+    Column("lifecycle_stage", String(16), nullable=False),
+    Column("artifact_uri", String(2000), nullable=False),
+    Column("parent_run_id", String(32), nullable=True, index=True),
+    Column("deleted_time", BigInteger, nullable=True),
+    Index("ix_runs_experiment_stage_start", "experiment_id", "lifecycle_stage", "start_time"),
+)
+
+params = Table(
+    "params",
+    metadata,
+    Column(
+        "run_uuid", String(32), ForeignKey("runs.run_uuid", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+    Index("ix_params_key_value", "key", "run_uuid"),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column(
+        "run_uuid", String(32), ForeignKey("runs.run_uuid", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+    Index("ix_tags_key_run", "key", "run_uuid"),
+)
+
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("run_uuid", String(32), ForeignKey("runs.run_uuid", ondelete="CASCADE"), nullable=False),
+    Column("key", String(250), nullable=False),
+    # NaN cannot be stored portably (SQLite turns it into NULL): value 0 + is_nan marks it.
+    Column("value", Double, nullable=False),
+    Column("is_nan", Boolean, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Index("ix_metrics_run_key_step", "run_uuid", "key", "step", "timestamp"),
+)
+
+latest_metrics = Table(
+    "latest_metrics",
+    metadata,
+    Column(
+        "run_uuid", String(32), ForeignKey("runs.run_uuid", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("key", String(250), primary_key=True),
+    Column("value", Double, nullable=False),
+    Column("is_nan", Boolean, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Index("ix_latest_metrics_key_value", "key", "value"),
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("dataset_uuid", String(32), primary_key=True),
+    Column(
+        "experiment_id",
+        _BigId,
+        ForeignKey("experiments.experiment_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("name", String(500), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("source_type", String(64), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("schema", Text, nullable=False),
+    Column("profile", Text, nullable=False),
+    UniqueConstraint("experiment_id", "name", "digest"),
+)
+
+inputs = Table(
+    "inputs",
+    metadata,
+    Column("input_uuid", String(32), primary_key=True),
+    Column("run_uuid", String(32), ForeignKey("runs.run_uuid", ondelete="CASCADE"), nullable=False),
+    Column(
+        "dataset_uuid",
+        String(32),
+        ForeignKey("datasets.dataset_uuid", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    UniqueConstraint("run_uuid", "dataset_uuid"),
+)
+
+input_tags = Table(
+    "input_tags",
+    metadata,
+    Column(
+        "input_uuid",
+        String(32),
+        ForeignKey("inputs.input_uuid", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# The index of a run's artifact files: what exists, its size and digest. Bytes live in the
+# artifact store; a file becomes visible only once recorded here, after its bytes are stored.
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column(
+        "run_uuid", String(32), ForeignKey("runs.run_uuid", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("path", String(1024), primary_key=True),
+    Column("file_size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("created_time", BigInteger, nullable=False),
+)

@@ -1,0 +1,229 @@
+"""SQL for search_runs and search_experiments: which identifiers exist, their types, and ordering.
+
+Metrics compare against `latest_metrics` (one row per run and key), so a metric filter or order
+is an indexed lookup, not a scan of the metric history. Runs missing the metric (or param/tag)
+in an order-by come last, whichever the direction; NaN sorts above every number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from modelyard.services.common.filters import Comparison, OrderKey
+from modelyard.services.common.filters.sql import NUMBER_OPS, STRING_OPS, compare
+from modelyard.services.tracking.store.schema import (
+    datasets,
+    experiment_tags,
+    experiments,
+    input_tags,
+    inputs,
+    latest_metrics,
+    params,
+    runs,
+    tags,
+)
+from sqlalchemy import ColumnElement, Select, String, and_, cast, exists, not_, select
+
+from modelyard.entities import ViewType
+from modelyard.entities.common import LifecycleStage
+from modelyard.errors import InvalidArgument
+
+_TAG_OPS = (*STRING_OPS, "IS NULL", "IS NOT NULL")
+
+# attribute name -> (column, kind); aliases as MLflow accepts them.
+_RUN_ATTRIBUTES = {
+    "run_id": (runs.c.run_uuid, "string"),
+    "run_name": (runs.c.name, "string"),
+    "status": (runs.c.status, "string"),
+    "user_id": (runs.c.user_id, "string"),
+    "artifact_uri": (runs.c.artifact_uri, "string"),
+    "start_time": (runs.c.start_time, "number"),
+    "created": (runs.c.start_time, "number"),
+    "end_time": (runs.c.end_time, "number"),
+    "parent_run_id": (runs.c.parent_run_id, "string"),
+    "experiment_id": (cast(runs.c.experiment_id, String), "string"),
+}
+_RUN_ATTRIBUTE_OPS = {"run_id": ("=", "!=", "IN", "NOT IN")}
+
+_EXPERIMENT_ATTRIBUTES = {
+    "name": (experiments.c.name, "string"),
+    "experiment_id": (cast(experiments.c.experiment_id, String), "string"),
+    "creation_time": (experiments.c.creation_time, "number"),
+    "last_update_time": (experiments.c.last_update_time, "number"),
+}
+
+
+def stage_filter(column: ColumnElement, view_type: ViewType) -> ColumnElement[bool] | None:
+    if view_type == ViewType.ACTIVE_ONLY:
+        return column == LifecycleStage.ACTIVE.value
+    if view_type == ViewType.DELETED_ONLY:
+        return column == LifecycleStage.DELETED.value
+    return None
+
+
+def _attribute(table: dict, key: str, field: str) -> tuple[ColumnElement, str]:
+    try:
+        return table[key]
+    except KeyError:
+        raise InvalidArgument(
+            f"{field}: unknown attribute {key!r}; use one of {', '.join(sorted(table))}",
+            field=field,
+        ) from None
+
+
+def _key_value_clause(
+    table, owner: ColumnElement, c: Comparison, field: str
+) -> ColumnElement[bool]:
+    """params.x / tags.x: a correlated EXISTS on (owner, key), so it uses the primary key."""
+    match = and_(table.c.run_uuid == owner, table.c.key == c.key)
+    if c.op == "IS NULL":
+        return not_(exists(select(1).where(match)))
+    if c.op == "IS NOT NULL":
+        return exists(select(1).where(match))
+    return exists(
+        select(1).where(match, compare(table.c.value, c, "string", field=field, ops=_TAG_OPS))
+    )
+
+
+def _metric_clause(c: Comparison, field: str) -> ColumnElement[bool]:
+    lm = latest_metrics
+    return exists(
+        select(1).where(
+            lm.c.run_uuid == runs.c.run_uuid,
+            lm.c.key == c.key,
+            lm.c.is_nan.is_(False),
+            compare(lm.c.value, c, "number", field=field, ops=NUMBER_OPS),
+        )
+    )
+
+
+def _dataset_clause(c: Comparison, field: str) -> ColumnElement[bool]:
+    joined = inputs.join(datasets, inputs.c.dataset_uuid == datasets.c.dataset_uuid)
+    if c.key in ("name", "digest"):
+        column = datasets.c.name if c.key == "name" else datasets.c.digest
+        cond = compare(column, c, "string", field=field)
+    elif c.key == "context":
+        joined = joined.join(
+            input_tags,
+            and_(input_tags.c.input_uuid == inputs.c.input_uuid, input_tags.c.key == "context"),
+        )
+        cond = compare(input_tags.c.value, c, "string", field=field)
+    else:
+        raise InvalidArgument(
+            f"{field}: unknown dataset field {c.key!r}; use datasets.name, datasets.digest or "
+            "datasets.context",
+            field=field,
+        )
+    return exists(select(1).select_from(joined).where(inputs.c.run_uuid == runs.c.run_uuid, cond))
+
+
+def run_filter_clauses(filters: Sequence[Comparison], field: str = "filter") -> list:
+    clauses = []
+    for c in filters:
+        if c.entity == "metric":
+            clauses.append(_metric_clause(c, field))
+        elif c.entity == "param":
+            clauses.append(_key_value_clause(params, runs.c.run_uuid, c, field))
+        elif c.entity == "tag":
+            clauses.append(_key_value_clause(tags, runs.c.run_uuid, c, field))
+        elif c.entity == "dataset":
+            clauses.append(_dataset_clause(c, field))
+        else:
+            column, kind = _attribute(_RUN_ATTRIBUTES, c.key, field)
+            ops = _RUN_ATTRIBUTE_OPS.get(c.key)
+            if c.key == "experiment_id":
+                c = Comparison(c.entity, c.key, c.op, _as_text(c.value))
+            clauses.append(compare(column, c, kind, field=field, ops=ops))  # type: ignore[arg-type]
+    return clauses
+
+
+def _as_text(value: object) -> object:
+    if isinstance(value, float):
+        return str(int(value))
+    if isinstance(value, tuple):
+        return tuple(_as_text(v) for v in value)
+    return value
+
+
+def order_runs(stmt: Select, order_by: Sequence[OrderKey], field: str = "order_by") -> Select:
+    """Apply the order; default newest first. Ties always break on run id, so pages are stable."""
+    terms: list = []
+    for i, key in enumerate(order_by):
+        if key.entity == "metric":
+            lm = latest_metrics.alias(f"order_metric_{i}")
+            stmt = stmt.outerjoin(lm, and_(lm.c.run_uuid == runs.c.run_uuid, lm.c.key == key.key))
+            terms.append(lm.c.value.is_(None))  # missing last
+            nan_first = not key.ascending
+            terms.append(lm.c.is_nan.desc() if nan_first else lm.c.is_nan.asc())
+            terms.append(lm.c.value.asc() if key.ascending else lm.c.value.desc())
+        elif key.entity in ("param", "tag"):
+            table = (params if key.entity == "param" else tags).alias(f"order_{key.entity}_{i}")
+            stmt = stmt.outerjoin(
+                table, and_(table.c.run_uuid == runs.c.run_uuid, table.c.key == key.key)
+            )
+            terms.append(table.c.value.is_(None))
+            terms.append(table.c.value.asc() if key.ascending else table.c.value.desc())
+        elif key.entity == "attribute":
+            column, _ = _attribute(_RUN_ATTRIBUTES, key.key, field)
+            terms.append(column.is_(None))
+            terms.append(column.asc() if key.ascending else column.desc())
+        else:
+            raise InvalidArgument(
+                f"{field}: cannot order runs by {key.entity}s; use metrics., params., tags. or "
+                "attributes.",
+                field=field,
+            )
+    if not order_by:
+        terms.append(runs.c.start_time.desc())
+    terms.append(runs.c.run_uuid.asc())
+    return stmt.order_by(*terms)
+
+
+def experiment_filter_clauses(filters: Sequence[Comparison], field: str = "filter") -> list:
+    clauses = []
+    for c in filters:
+        if c.entity == "tag":
+            match = and_(
+                experiment_tags.c.experiment_id == experiments.c.experiment_id,
+                experiment_tags.c.key == c.key,
+            )
+            if c.op == "IS NULL":
+                clauses.append(not_(exists(select(1).where(match))))
+            elif c.op == "IS NOT NULL":
+                clauses.append(exists(select(1).where(match)))
+            else:
+                cond = compare(experiment_tags.c.value, c, "string", field=field, ops=_TAG_OPS)
+                clauses.append(exists(select(1).where(match, cond)))
+        elif c.entity == "attribute":
+            column, kind = _attribute(_EXPERIMENT_ATTRIBUTES, c.key, field)
+            if c.key == "experiment_id":
+                c = Comparison(c.entity, c.key, c.op, _as_text(c.value))
+            clauses.append(compare(column, c, kind, field=field))  # type: ignore[arg-type]
+        else:
+            raise InvalidArgument(
+                f"{field}: experiments can be filtered by name, creation_time, "
+                f"last_update_time and tags.<key>, not {c.entity}s.{c.key}",
+                field=field,
+            )
+    return clauses
+
+
+def order_experiments(
+    stmt: Select, order_by: Sequence[OrderKey], field: str = "order_by"
+) -> Select:
+    terms: list = []
+    for key in order_by:
+        if key.entity != "attribute":
+            raise InvalidArgument(
+                f"{field}: experiments can be ordered by name, experiment_id, creation_time or "
+                "last_update_time",
+                field=field,
+            )
+        column, _ = _attribute(_EXPERIMENT_ATTRIBUTES, key.key, field)
+        if key.key == "experiment_id":
+            column = experiments.c.experiment_id  # numeric order, not text order
+        terms.append(column.asc() if key.ascending else column.desc())
+    if not order_by:
+        terms.append(experiments.c.creation_time.desc())
+    terms.append(experiments.c.experiment_id.asc())
+    return stmt.order_by(*terms)

@@ -1,0 +1,790 @@
+"""SqlTrackingStore: the tracking store on SQLAlchemy Core, for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from modelyard.services.common.db import Database
+from modelyard.services.common.filters import Comparison, OrderKey
+from modelyard.services.common.pagination import decode_token, encode_token, fingerprint
+from modelyard.services.tracking.store import schema, search
+from modelyard.services.tracking.store.base import TrackingStore
+from modelyard.services.tracking.store.schema import (
+    artifacts,
+    datasets,
+    experiment_tags,
+    experiments,
+    input_tags,
+    inputs,
+    latest_metrics,
+    metrics,
+    params,
+    runs,
+    tags,
+)
+from sqlalchemy import Connection, Row, delete, insert, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from modelyard.entities import (
+    DatasetInput,
+    Experiment,
+    FileInfo,
+    Metric,
+    PagedList,
+    Param,
+    Run,
+    RunInfo,
+    RunStatus,
+    RunTag,
+    ViewType,
+)
+from modelyard.entities.common import LifecycleStage
+from modelyard.entities.tracking import Dataset, InputTag, RunData, RunInputs
+from modelyard.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+
+_IN_CHUNK = 500  # ids per IN (...) when loading run data in bulk
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def _experiment_not_found(experiment_id: str) -> NotFound:
+    return NotFound(
+        f"experiment {experiment_id!r} does not exist; list experiments with SearchExperiments",
+        resource_type="experiment",
+        resource_name=experiment_id,
+    )
+
+
+def _run_not_found(run_id: str) -> NotFound:
+    return NotFound(
+        f"run {run_id!r} does not exist; check the id, or search runs with SearchRuns",
+        resource_type="run",
+        resource_name=run_id,
+    )
+
+
+def _experiment_key(experiment_id: str) -> int:
+    try:
+        return int(experiment_id)
+    except ValueError:
+        raise _experiment_not_found(experiment_id) from None
+
+
+class SqlTrackingStore(TrackingStore):
+    def __init__(self, db: Database, artifact_root: str) -> None:
+        self.db = db
+        self.artifact_root = artifact_root.rstrip("/")
+        self._insert = sqlite.insert if db.is_sqlite else postgresql.insert
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    # -- experiments ---------------------------------------------------------------------------
+
+    def create_experiment(
+        self, name: str, artifact_location: str | None, tags: dict[str, str]
+    ) -> str:
+        now = _now()
+        try:
+            with self.db.write() as conn:
+                experiment_id = conn.execute(
+                    insert(experiments).values(
+                        name=name,
+                        artifact_location=artifact_location or "",
+                        lifecycle_stage=LifecycleStage.ACTIVE.value,
+                        creation_time=now,
+                        last_update_time=now,
+                    )
+                ).inserted_primary_key[0]
+                if not artifact_location:
+                    conn.execute(
+                        update(experiments)
+                        .where(experiments.c.experiment_id == experiment_id)
+                        .values(artifact_location=f"{self.artifact_root}/{experiment_id}")
+                    )
+                if tags:
+                    conn.execute(
+                        insert(experiment_tags),
+                        [
+                            {"experiment_id": experiment_id, "key": k, "value": v}
+                            for k, v in tags.items()
+                        ],
+                    )
+        except IntegrityError:
+            raise AlreadyExists(
+                f"an experiment named {name!r} already exists (possibly deleted); pick another "
+                "name, or restore the deleted one",
+                resource_type="experiment",
+                resource_name=name,
+            ) from None
+        return str(experiment_id)
+
+    def ensure_experiment(self, experiment_id: int, name: str) -> None:
+        """Create an experiment with a fixed id unless it exists (the Default experiment, id 0)."""
+        with self.db.write() as conn:
+            found = conn.execute(
+                select(experiments.c.experiment_id).where(
+                    experiments.c.experiment_id == experiment_id
+                )
+            ).first()
+            if found is None:
+                now = _now()
+                conn.execute(
+                    self._insert(experiments)
+                    .values(
+                        experiment_id=experiment_id,
+                        name=name,
+                        artifact_location=f"{self.artifact_root}/{experiment_id}",
+                        lifecycle_stage=LifecycleStage.ACTIVE.value,
+                        creation_time=now,
+                        last_update_time=now,
+                    )
+                    .on_conflict_do_nothing()
+                )
+
+    def _experiments(self, conn: Connection, rows: Sequence[Row]) -> list[Experiment]:
+        ids = [r.experiment_id for r in rows]
+        tag_map: dict[int, dict[str, str]] = {i: {} for i in ids}
+        for chunk in _chunks(ids):
+            for t in conn.execute(
+                select(experiment_tags).where(experiment_tags.c.experiment_id.in_(chunk))
+            ):
+                tag_map[t.experiment_id][t.key] = t.value
+        return [
+            Experiment(
+                experiment_id=str(r.experiment_id),
+                name=r.name,
+                artifact_location=r.artifact_location,
+                lifecycle_stage=LifecycleStage(r.lifecycle_stage),
+                tags=tag_map[r.experiment_id],
+                creation_time=r.creation_time,
+                last_update_time=r.last_update_time,
+            )
+            for r in rows
+        ]
+
+    def _experiment_row(self, conn: Connection, experiment_id: str) -> Row:
+        row = conn.execute(
+            select(experiments).where(experiments.c.experiment_id == _experiment_key(experiment_id))
+        ).first()
+        if row is None:
+            raise _experiment_not_found(experiment_id)
+        return row
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        with self.db.read() as conn:
+            return self._experiments(conn, [self._experiment_row(conn, experiment_id)])[0]
+
+    def find_experiment_by_name(self, name: str) -> Experiment | None:
+        with self.db.read() as conn:
+            row = conn.execute(select(experiments).where(experiments.c.name == name)).first()
+            return self._experiments(conn, [row])[0] if row else None
+
+    def search_experiments(
+        self,
+        view_type: ViewType,
+        filters: Sequence[Comparison],
+        order_by: Sequence[OrderKey],
+        max_results: int,
+        page_token: str,
+    ) -> PagedList[Experiment]:
+        query = fingerprint("experiments", view_type, filters, order_by)
+        offset = decode_token(page_token, query) or 0
+        stmt = select(experiments)
+        stage = search.stage_filter(experiments.c.lifecycle_stage, view_type)
+        if stage is not None:
+            stmt = stmt.where(stage)
+        stmt = stmt.where(*search.experiment_filter_clauses(filters))
+        stmt = search.order_experiments(stmt, order_by).offset(offset).limit(max_results + 1)
+        with self.db.read() as conn:
+            rows = conn.execute(stmt).all()
+            found = self._experiments(conn, rows[:max_results])
+        token = encode_token(query, offset + max_results) if len(rows) > max_results else None
+        return PagedList(found, token)
+
+    def _touch_experiment(self, conn: Connection, experiment_id: str, **values: Any) -> Row:
+        key = _experiment_key(experiment_id)
+        row = conn.execute(
+            update(experiments)
+            .where(experiments.c.experiment_id == key)
+            .values(last_update_time=_now(), **values)
+            .returning(experiments)
+        ).first()
+        if row is None:
+            raise _experiment_not_found(experiment_id)
+        return row
+
+    def rename_experiment(self, experiment_id: str, new_name: str) -> None:
+        try:
+            with self.db.write() as conn:
+                row = self._experiment_row(conn, experiment_id)
+                if row.lifecycle_stage != LifecycleStage.ACTIVE.value:
+                    raise FailedPrecondition(
+                        f"experiment {experiment_id!r} is deleted; restore it before renaming",
+                        resource_type="experiment",
+                        resource_name=experiment_id,
+                    )
+                self._touch_experiment(conn, experiment_id, name=new_name)
+        except IntegrityError:
+            raise AlreadyExists(
+                f"an experiment named {new_name!r} already exists; pick another name",
+                resource_type="experiment",
+                resource_name=new_name,
+            ) from None
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        now = _now()
+        with self.db.write() as conn:
+            row = self._experiment_row(conn, experiment_id)
+            if row.lifecycle_stage == LifecycleStage.DELETED.value:
+                return
+            self._touch_experiment(
+                conn, experiment_id, lifecycle_stage=LifecycleStage.DELETED.value, deleted_time=now
+            )
+            conn.execute(
+                update(runs)
+                .where(
+                    runs.c.experiment_id == row.experiment_id,
+                    runs.c.lifecycle_stage == LifecycleStage.ACTIVE.value,
+                )
+                .values(lifecycle_stage=LifecycleStage.DELETED.value, deleted_time=now)
+            )
+
+    def restore_experiment(self, experiment_id: str) -> None:
+        with self.db.write() as conn:
+            row = self._experiment_row(conn, experiment_id)
+            if row.lifecycle_stage == LifecycleStage.ACTIVE.value:
+                return
+            self._touch_experiment(
+                conn, experiment_id, lifecycle_stage=LifecycleStage.ACTIVE.value, deleted_time=None
+            )
+            conn.execute(
+                update(runs)
+                .where(
+                    runs.c.experiment_id == row.experiment_id,
+                    runs.c.deleted_time == row.deleted_time,
+                )
+                .values(lifecycle_stage=LifecycleStage.ACTIVE.value, deleted_time=None)
+            )
+
+    def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
+        with self.db.write() as conn:
+            row = self._touch_experiment(conn, experiment_id)
+            stmt = self._insert(experiment_tags).values(
+                experiment_id=row.experiment_id, key=key, value=value
+            )
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["experiment_id", "key"], set_={"value": stmt.excluded.value}
+                )
+            )
+
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        with self.db.write() as conn:
+            row = self._touch_experiment(conn, experiment_id)
+            deleted = conn.execute(
+                delete(experiment_tags).where(
+                    experiment_tags.c.experiment_id == row.experiment_id,
+                    experiment_tags.c.key == key,
+                )
+            ).rowcount
+            if not deleted:
+                raise NotFound(
+                    f"experiment {experiment_id!r} has no tag {key!r}",
+                    resource_type="experiment_tag",
+                    resource_name=key,
+                )
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        experiment_id: str,
+        user_id: str,
+        start_time: int,
+        tags: dict[str, str],
+        run_name: str,
+        parent_run_id: str | None,
+    ) -> Run:
+        run_id = uuid.uuid4().hex
+        with self.db.write() as conn:
+            exp = self._experiment_row(conn, experiment_id)
+            if exp.lifecycle_stage != LifecycleStage.ACTIVE.value:
+                raise FailedPrecondition(
+                    f"experiment {experiment_id!r} is deleted; restore it or use another one",
+                    resource_type="experiment",
+                    resource_name=experiment_id,
+                )
+            if parent_run_id:
+                parent = conn.execute(
+                    select(runs.c.experiment_id).where(runs.c.run_uuid == parent_run_id)
+                ).first()
+                if parent is None:
+                    raise _run_not_found(parent_run_id)
+                if parent.experiment_id != exp.experiment_id:
+                    raise InvalidArgument(
+                        f"parent run {parent_run_id!r} belongs to experiment "
+                        f"{parent.experiment_id}, not {experiment_id}; nested runs share their "
+                        "parent's experiment",
+                        field="parent_run_id",
+                    )
+            values = {
+                "run_uuid": run_id,
+                "name": run_name,
+                "experiment_id": exp.experiment_id,
+                "user_id": user_id,
+                "status": RunStatus.RUNNING.value,
+                "start_time": start_time,
+                "end_time": None,
+                "lifecycle_stage": LifecycleStage.ACTIVE.value,
+                "artifact_uri": f"{exp.artifact_location}/{run_id}/artifacts",
+                "parent_run_id": parent_run_id or None,
+            }
+            conn.execute(insert(runs).values(**values))
+            if tags:
+                conn.execute(
+                    insert(schema.tags),
+                    [{"run_uuid": run_id, "key": k, "value": v} for k, v in tags.items()],
+                )
+        info = _run_info(values)
+        return Run(info=info, data=RunData(tags=dict(tags)))
+
+    def _run_row(self, conn: Connection, run_id: str) -> Row:
+        row = conn.execute(select(runs).where(runs.c.run_uuid == run_id)).first()
+        if row is None:
+            raise _run_not_found(run_id)
+        return row
+
+    def get_run_info(self, run_id: str) -> RunInfo:
+        with self.db.read() as conn:
+            return _run_info(self._run_row(conn, run_id)._mapping)
+
+    def get_run(self, run_id: str) -> Run:
+        with self.db.read() as conn:
+            return self._runs(conn, [self._run_row(conn, run_id)])[0]
+
+    def _runs(self, conn: Connection, rows: Sequence[Row]) -> list[Run]:
+        """Assemble full runs with four bulk queries, however many runs there are."""
+        ids = [r.run_uuid for r in rows]
+        run_params: dict[str, dict[str, str]] = {i: {} for i in ids}
+        run_tags: dict[str, dict[str, str]] = {i: {} for i in ids}
+        run_metrics: dict[str, list[Metric]] = {i: [] for i in ids}
+        run_inputs: dict[str, list[DatasetInput]] = {i: [] for i in ids}
+        for chunk in _chunks(ids):
+            for p in conn.execute(select(params).where(params.c.run_uuid.in_(chunk))):
+                run_params[p.run_uuid][p.key] = p.value
+            for t in conn.execute(select(tags).where(tags.c.run_uuid.in_(chunk))):
+                run_tags[t.run_uuid][t.key] = t.value
+            for m in conn.execute(
+                select(latest_metrics)
+                .where(latest_metrics.c.run_uuid.in_(chunk))
+                .order_by(latest_metrics.c.key)
+            ):
+                run_metrics[m.run_uuid].append(_metric(m))
+            for run_id, dataset_input in self._dataset_inputs(conn, chunk):
+                run_inputs[run_id].append(dataset_input)
+        return [
+            Run(
+                info=_run_info(r._mapping),
+                data=RunData(
+                    latest_metrics=tuple(run_metrics[r.run_uuid]),
+                    params=run_params[r.run_uuid],
+                    tags=run_tags[r.run_uuid],
+                ),
+                inputs=RunInputs(dataset_inputs=tuple(run_inputs[r.run_uuid])),
+            )
+            for r in rows
+        ]
+
+    def _dataset_inputs(
+        self, conn: Connection, run_ids: Sequence[str]
+    ) -> Iterable[tuple[str, DatasetInput]]:
+        rows = conn.execute(
+            select(inputs.c.input_uuid, inputs.c.run_uuid, datasets)
+            .join(datasets, inputs.c.dataset_uuid == datasets.c.dataset_uuid)
+            .where(inputs.c.run_uuid.in_(run_ids))
+            .order_by(datasets.c.name, datasets.c.digest)
+        ).all()
+        if not rows:
+            return []
+        tag_map: dict[str, list[InputTag]] = {r.input_uuid: [] for r in rows}
+        for t in conn.execute(
+            select(input_tags)
+            .where(input_tags.c.input_uuid.in_(list(tag_map)))
+            .order_by(input_tags.c.key)
+        ):
+            tag_map[t.input_uuid].append(InputTag(t.key, t.value))
+        return [
+            (
+                r.run_uuid,
+                DatasetInput(
+                    dataset=Dataset(
+                        name=r.name,
+                        digest=r.digest,
+                        source_type=r.source_type,
+                        source=r.source,
+                        schema=r.schema,
+                        profile=r.profile,
+                    ),
+                    tags=tuple(tag_map[r.input_uuid]),
+                ),
+            )
+            for r in rows
+        ]
+
+    def update_run(
+        self, run_id: str, status: RunStatus | None, end_time: int | None, run_name: str | None
+    ) -> RunInfo:
+        values: dict[str, Any] = {}
+        if status is not None:
+            values["status"] = status.value
+        if end_time is not None:
+            values["end_time"] = end_time
+        if run_name:
+            values["name"] = run_name
+        with self.db.write() as conn:
+            row = self._active_run(conn, run_id)
+            if values:
+                row = conn.execute(
+                    update(runs).where(runs.c.run_uuid == run_id).values(**values).returning(runs)
+                ).one()
+            return _run_info(row._mapping)
+
+    def _set_run_stage(self, run_id: str, stage: LifecycleStage) -> None:
+        with self.db.write() as conn:
+            row = self._run_row(conn, run_id)
+            if stage == LifecycleStage.ACTIVE:
+                exp = conn.execute(
+                    select(experiments.c.lifecycle_stage).where(
+                        experiments.c.experiment_id == row.experiment_id
+                    )
+                ).one()
+                if exp.lifecycle_stage != LifecycleStage.ACTIVE.value:
+                    raise FailedPrecondition(
+                        f"run {run_id!r} belongs to deleted experiment {row.experiment_id}; "
+                        "restore the experiment first",
+                        resource_type="run",
+                        resource_name=run_id,
+                    )
+            conn.execute(
+                update(runs)
+                .where(runs.c.run_uuid == run_id)
+                .values(
+                    lifecycle_stage=stage.value,
+                    deleted_time=_now() if stage == LifecycleStage.DELETED else None,
+                )
+            )
+
+    def delete_run(self, run_id: str) -> None:
+        self._set_run_stage(run_id, LifecycleStage.DELETED)
+
+    def restore_run(self, run_id: str) -> None:
+        self._set_run_stage(run_id, LifecycleStage.ACTIVE)
+
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str],
+        filters: Sequence[Comparison],
+        view_type: ViewType,
+        max_results: int,
+        order_by: Sequence[OrderKey],
+        page_token: str,
+    ) -> PagedList[Run]:
+        query = fingerprint("runs", sorted(experiment_ids), view_type, filters, order_by)
+        offset = decode_token(page_token, query) or 0
+        keys = [_experiment_key(e) for e in experiment_ids]
+        stmt = select(runs).where(runs.c.experiment_id.in_(keys))
+        stage = search.stage_filter(runs.c.lifecycle_stage, view_type)
+        if stage is not None:
+            stmt = stmt.where(stage)
+        stmt = stmt.where(*search.run_filter_clauses(filters))
+        stmt = search.order_runs(stmt, order_by).offset(offset).limit(max_results + 1)
+        with self.db.read() as conn:
+            rows = conn.execute(stmt).all()
+            found = self._runs(conn, rows[:max_results])
+        token = encode_token(query, offset + max_results) if len(rows) > max_results else None
+        return PagedList(found, token)
+
+    # -- run data ------------------------------------------------------------------------------
+
+    def _active_run(self, conn: Connection, run_id: str) -> Row:
+        row = self._run_row(conn, run_id)
+        if row.lifecycle_stage != LifecycleStage.ACTIVE.value:
+            raise FailedPrecondition(
+                f"run {run_id!r} is deleted; restore it with RestoreRun before changing it",
+                resource_type="run",
+                resource_name=run_id,
+            )
+        return row
+
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric],
+        params: Sequence[Param],
+        tags: Sequence[RunTag],
+    ) -> None:
+        with self.db.write() as conn:
+            self._active_run(conn, run_id)
+            if params:
+                self._insert_params(conn, run_id, params)
+            if tags:
+                stmt = self._insert(schema.tags)
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["run_uuid", "key"], set_={"value": stmt.excluded.value}
+                    ),
+                    [
+                        {"run_uuid": run_id, "key": t.key, "value": t.value}
+                        for t in _last_per_key(tags)
+                    ],
+                )
+            if metrics:
+                self._insert_metrics(conn, run_id, metrics)
+
+    def _insert_params(self, conn: Connection, run_id: str, batch: Sequence[Param]) -> None:
+        wanted: dict[str, str] = {}
+        for p in batch:
+            if wanted.setdefault(p.key, p.value) != p.value:
+                raise InvalidArgument(
+                    f"param {p.key!r} appears twice in the batch with different values; "
+                    "log each param once",
+                    field="params",
+                )
+        conn.execute(
+            self._insert(params).on_conflict_do_nothing(),
+            [{"run_uuid": run_id, "key": k, "value": v} for k, v in wanted.items()],
+        )
+        stored = conn.execute(
+            select(params.c.key, params.c.value).where(
+                params.c.run_uuid == run_id, params.c.key.in_(list(wanted))
+            )
+        ).all()
+        for key, value in stored:
+            if value != wanted[key]:
+                raise InvalidArgument(
+                    f"param {key!r} of run {run_id!r} is already {value!r}; params are immutable, "
+                    f"so it cannot become {wanted[key]!r}. Log it under another key, or in a "
+                    "new run",
+                    field="params",
+                )
+
+    def _insert_metrics(self, conn: Connection, run_id: str, batch: Sequence[Metric]) -> None:
+        rows = [
+            {
+                "run_uuid": run_id,
+                "key": m.key,
+                "value": 0.0 if math.isnan(m.value) else m.value,
+                "is_nan": math.isnan(m.value),
+                "timestamp": m.timestamp,
+                "step": m.step,
+            }
+            for m in batch
+        ]
+        conn.execute(insert(metrics), rows)
+        newest: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            current = newest.get(row["key"])
+            if current is None or (row["step"], row["timestamp"]) >= (
+                current["step"],
+                current["timestamp"],
+            ):
+                newest[row["key"]] = row
+        stmt = self._insert(latest_metrics)
+        excluded = stmt.excluded
+        lm = latest_metrics.c
+        newer = tuple_(excluded.step, excluded.timestamp) >= tuple_(lm.step, lm.timestamp)
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["run_uuid", "key"],
+                set_={
+                    "value": excluded.value,
+                    "is_nan": excluded.is_nan,
+                    "timestamp": excluded.timestamp,
+                    "step": excluded.step,
+                },
+                where=newer,
+            ),
+            list(newest.values()),
+        )
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        with self.db.write() as conn:
+            self._active_run(conn, run_id)
+            deleted = conn.execute(
+                delete(tags).where(tags.c.run_uuid == run_id, tags.c.key == key)
+            ).rowcount
+            if not deleted:
+                raise NotFound(
+                    f"run {run_id!r} has no tag {key!r}",
+                    resource_type="run_tag",
+                    resource_name=key,
+                )
+
+    def log_inputs(self, run_id: str, dataset_inputs: Sequence[DatasetInput]) -> None:
+        with self.db.write() as conn:
+            run = self._active_run(conn, run_id)
+            for item in dataset_inputs:
+                d = item.dataset
+                conn.execute(
+                    self._insert(datasets)
+                    .values(
+                        dataset_uuid=uuid.uuid4().hex,
+                        experiment_id=run.experiment_id,
+                        name=d.name,
+                        digest=d.digest,
+                        source_type=d.source_type,
+                        source=d.source,
+                        schema=d.schema,
+                        profile=d.profile,
+                    )
+                    .on_conflict_do_nothing()
+                )
+                dataset_uuid = conn.execute(
+                    select(datasets.c.dataset_uuid).where(
+                        datasets.c.experiment_id == run.experiment_id,
+                        datasets.c.name == d.name,
+                        datasets.c.digest == d.digest,
+                    )
+                ).scalar_one()
+                conn.execute(
+                    self._insert(inputs)
+                    .values(input_uuid=uuid.uuid4().hex, run_uuid=run_id, dataset_uuid=dataset_uuid)
+                    .on_conflict_do_nothing()
+                )
+                input_uuid = conn.execute(
+                    select(inputs.c.input_uuid).where(
+                        inputs.c.run_uuid == run_id, inputs.c.dataset_uuid == dataset_uuid
+                    )
+                ).scalar_one()
+                if item.tags:
+                    stmt = self._insert(input_tags)
+                    conn.execute(
+                        stmt.on_conflict_do_update(
+                            index_elements=["input_uuid", "key"],
+                            set_={"value": stmt.excluded.value},
+                        ),
+                        [
+                            {"input_uuid": input_uuid, "key": t.key, "value": t.value}
+                            for t in item.tags
+                        ],
+                    )
+
+    def get_metric_history(
+        self, run_id: str, key: str, max_results: int, page_token: str
+    ) -> PagedList[Metric]:
+        query = fingerprint("metric_history", run_id, key)
+        after = decode_token(page_token, query)
+        m = metrics.c
+        stmt = select(metrics).where(m.run_uuid == run_id, m.key == key)
+        if after is not None:
+            stmt = stmt.where(tuple_(m.step, m.timestamp, m.id) > tuple_(*after))
+        stmt = stmt.order_by(m.step, m.timestamp, m.id).limit(max_results + 1)
+        with self.db.read() as conn:
+            self._run_row(conn, run_id)
+            rows = conn.execute(stmt).all()
+        page = rows[:max_results]
+        token = None
+        if len(rows) > max_results:
+            last = page[-1]
+            token = encode_token(query, [last.step, last.timestamp, last.id])
+        return PagedList([_metric(r) for r in page], token)
+
+    # -- artifact index ------------------------------------------------------------------------
+
+    def record_artifact(self, run_id: str, path: str, file_size: int, sha256: str) -> FileInfo:
+        now = _now()
+        with self.db.write() as conn:
+            self._active_run(conn, run_id)
+            stmt = self._insert(artifacts).values(
+                run_uuid=run_id, path=path, file_size=file_size, sha256=sha256, created_time=now
+            )
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["run_uuid", "path"],
+                    set_={
+                        "file_size": stmt.excluded.file_size,
+                        "sha256": stmt.excluded.sha256,
+                        "created_time": stmt.excluded.created_time,
+                    },
+                )
+            )
+        return FileInfo(
+            path=path, is_dir=False, file_size=file_size, sha256=sha256, created_time=now
+        )
+
+    def find_artifact(self, run_id: str, path: str) -> FileInfo | None:
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(artifacts).where(artifacts.c.run_uuid == run_id, artifacts.c.path == path)
+            ).first()
+        return _file_info(row) if row else None
+
+    def list_artifacts(self, run_id: str, prefix: str) -> list[FileInfo]:
+        a = artifacts.c
+        stmt = select(artifacts).where(a.run_uuid == run_id)
+        if prefix:
+            # Range on the primary key: every path that starts with "<prefix>/" ('0' follows '/').
+            stmt = stmt.where(a.path > prefix + "/", a.path < prefix + "0")
+        with self.db.read() as conn:
+            self._run_row(conn, run_id)
+            return [_file_info(r) for r in conn.execute(stmt.order_by(a.path))]
+
+    def forget_artifacts(self, run_id: str, paths: Sequence[str]) -> None:
+        with self.db.write() as conn:
+            for chunk in _chunks(list(paths)):
+                conn.execute(
+                    delete(artifacts).where(
+                        artifacts.c.run_uuid == run_id, artifacts.c.path.in_(chunk)
+                    )
+                )
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), _IN_CHUNK):
+        yield items[start : start + _IN_CHUNK]
+
+
+def _last_per_key(items: Sequence[RunTag]) -> list[RunTag]:
+    return list({t.key: t for t in items}.values())
+
+
+def _metric(row: Row) -> Metric:
+    return Metric(
+        key=row.key,
+        value=math.nan if row.is_nan else row.value,
+        timestamp=row.timestamp,
+        step=row.step,
+    )
+
+
+def _run_info(row: Any) -> RunInfo:
+    return RunInfo(
+        run_id=row["run_uuid"],
+        experiment_id=str(row["experiment_id"]),
+        run_name=row["name"],
+        user_id=row["user_id"],
+        status=RunStatus(row["status"]),
+        start_time=row["start_time"],
+        end_time=row["end_time"],
+        artifact_uri=row["artifact_uri"],
+        lifecycle_stage=LifecycleStage(row.get("lifecycle_stage", LifecycleStage.ACTIVE.value)),
+        parent_run_id=row["parent_run_id"],
+    )
+
+
+def _file_info(row: Row) -> FileInfo:
+    return FileInfo(
+        path=row.path,
+        is_dir=False,
+        file_size=row.file_size,
+        sha256=row.sha256,
+        created_time=row.created_time,
+    )
