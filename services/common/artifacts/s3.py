@@ -15,7 +15,7 @@ import urllib3
 from minio import Minio
 from minio.commonconfig import CopySource
 from minio.deleteobjects import DeleteObject
-from minio.error import MinioException, S3Error
+from minio.error import InvalidResponseError, MinioException, S3Error
 from modelyard.services.common.artifacts.base import ArtifactStore, PresignedUrl, join_key
 from modelyard.services.common.settings import S3Settings
 
@@ -23,6 +23,14 @@ from modelyard.errors import FailedPrecondition, Unavailable
 
 _MISSING = {"NoSuchKey", "NoSuchObject", "NotFound"}
 _COPY_LIMIT = 5 * 1024**3
+
+
+def _is_missing(exc: MinioException) -> bool:
+    if isinstance(exc, S3Error):
+        return exc.code in _MISSING
+    # Some S3 servers answer a missing key with an error body minio cannot parse as S3 XML
+    # (rclone sends it without an XML content type); the HTTP status still says 404.
+    return isinstance(exc, InvalidResponseError) and getattr(exc, "_code", None) == 404
 
 
 def _secret(value: object) -> str | None:
@@ -96,8 +104,8 @@ class S3ArtifactStore(ArtifactStore):
     def size(self, key: str) -> int | None:
         try:
             return self.client.stat_object(self.bucket, self._name(key)).size
-        except S3Error as exc:
-            if exc.code in _MISSING:
+        except MinioException as exc:
+            if _is_missing(exc):
                 return None
             raise
 
@@ -140,8 +148,8 @@ class S3ArtifactStore(ArtifactStore):
     def _get(self, key: str, chunk_size: int) -> Iterator[bytes]:
         try:
             response = self.client.get_object(self.bucket, self._name(key))
-        except S3Error as exc:
-            if exc.code in _MISSING:
+        except MinioException as exc:
+            if _is_missing(exc):
                 raise self._missing(key) from None
             raise
         return _stream(response, chunk_size)

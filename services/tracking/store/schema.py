@@ -43,7 +43,6 @@ experiments = Table(
     Column("lifecycle_stage", String(16), nullable=False),
     Column("creation_time", BigInteger, nullable=False),
     Column("last_update_time", BigInteger, nullable=False),
-    # Set while deleted; runs deleted along with the experiment share it and come back with it.
     Column("deleted_time", BigInteger, nullable=True),
 )
 
@@ -74,6 +73,9 @@ runs = Table(
     Column("artifact_uri", String(2000), nullable=False),
     Column("parent_run_id", String(32), nullable=True, index=True),
     Column("deleted_time", BigInteger, nullable=True),
+    # Set when the run was deleted by deleting its experiment, so restoring the experiment
+    # brings back exactly those runs.
+    Column("deleted_with_experiment", Boolean, nullable=False, default=False),
     Index("ix_runs_experiment_stage_start", "experiment_id", "lifecycle_stage", "start_time"),
 )
 

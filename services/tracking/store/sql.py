@@ -254,7 +254,11 @@ class SqlTrackingStore(TrackingStore):
                     runs.c.experiment_id == row.experiment_id,
                     runs.c.lifecycle_stage == LifecycleStage.ACTIVE.value,
                 )
-                .values(lifecycle_stage=LifecycleStage.DELETED.value, deleted_time=now)
+                .values(
+                    lifecycle_stage=LifecycleStage.DELETED.value,
+                    deleted_time=now,
+                    deleted_with_experiment=True,
+                )
             )
 
     def restore_experiment(self, experiment_id: str) -> None:
@@ -269,9 +273,13 @@ class SqlTrackingStore(TrackingStore):
                 update(runs)
                 .where(
                     runs.c.experiment_id == row.experiment_id,
-                    runs.c.deleted_time == row.deleted_time,
+                    runs.c.deleted_with_experiment.is_(True),
                 )
-                .values(lifecycle_stage=LifecycleStage.ACTIVE.value, deleted_time=None)
+                .values(
+                    lifecycle_stage=LifecycleStage.ACTIVE.value,
+                    deleted_time=None,
+                    deleted_with_experiment=False,
+                )
             )
 
     def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
@@ -346,6 +354,7 @@ class SqlTrackingStore(TrackingStore):
                 "lifecycle_stage": LifecycleStage.ACTIVE.value,
                 "artifact_uri": f"{exp.artifact_location}/{run_id}/artifacts",
                 "parent_run_id": parent_run_id or None,
+                "deleted_with_experiment": False,
             }
             conn.execute(insert(runs).values(**values))
             if tags:
@@ -479,6 +488,7 @@ class SqlTrackingStore(TrackingStore):
                 .values(
                     lifecycle_stage=stage.value,
                     deleted_time=_now() if stage == LifecycleStage.DELETED else None,
+                    deleted_with_experiment=False,
                 )
             )
 

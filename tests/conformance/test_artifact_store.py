@@ -1,0 +1,132 @@
+"""The artifact store contract, on local files and on a real S3 server (rclone serve s3)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+
+import pytest
+import urllib3
+
+from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound
+from modelyard.services.common.artifacts import ArtifactStore, clean_path, open_artifact_store
+from modelyard.services.common.settings import S3Settings
+
+
+@pytest.fixture
+def store(artifact_backend: tuple[str, S3Settings]) -> Iterator[ArtifactStore]:
+    root, s3 = artifact_backend
+    s = open_artifact_store(root, s3)
+    yield s
+    s.close()
+
+
+def chunks(data: bytes, size: int = 1000) -> Iterator[bytes]:
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
+
+
+def test_write_read_digest(store: ArtifactStore) -> None:
+    data = os.urandom(10_000)
+    stored = store.write("run/a/file.bin", chunks(data))
+    assert stored.size == len(data)
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert b"".join(store.read("run/a/file.bin", chunk_size=777)) == data
+    assert store.size("run/a/file.bin") == len(data)
+    assert store.digest("run/a/file.bin") == stored
+
+
+def test_empty_file(store: ArtifactStore) -> None:
+    stored = store.write("empty", iter([]))
+    assert stored.size == 0 and b"".join(store.read("empty")) == b""
+
+
+def test_large_file_streams_in_parts(store: ArtifactStore) -> None:
+    # Bigger than one S3 multipart part (5 MiB in the test settings).
+    data = os.urandom(12 * 1024 * 1024 + 17)
+    stored = store.write("big.bin", chunks(data, 1024 * 1024))
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert hashlib.sha256(b"".join(store.read("big.bin"))).hexdigest() == stored.sha256
+
+
+def test_declared_digest_mismatch_keeps_the_old_file(store: ArtifactStore) -> None:
+    store.write("f.txt", iter([b"old"]))
+    with pytest.raises(InvalidArgument, match="sha256"):
+        store.write("f.txt", iter([b"new bytes"]), expected_sha256="0" * 64)
+    assert b"".join(store.read("f.txt")) == b"old"
+    good = hashlib.sha256(b"new").hexdigest()
+    store.write("f.txt", iter([b"new"]), expected_sha256=good)
+    assert b"".join(store.read("f.txt")) == b"new"
+
+
+def test_missing_file(store: ArtifactStore) -> None:
+    assert store.size("nope") is None
+    with pytest.raises(NotFound):
+        b"".join(store.read("nope"))
+    store.delete("nope")  # deleting what is not there is fine
+
+
+def test_listing_copy_and_prefix_delete(store: ArtifactStore) -> None:
+    for i in range(30):
+        store.write(f"exp/run/{i:02d}.txt", iter([str(i).encode()]))
+    store.write("exp/runner.txt", iter([b"outside the prefix"]))
+    listed = sorted(store.iter_files("exp/run"))
+    assert [k for k, _ in listed] == [f"exp/run/{i:02d}.txt" for i in range(30)]
+    store.copy("exp/run/07.txt", "copy/07.txt")
+    assert b"".join(store.read("copy/07.txt")) == b"7"
+    assert store.delete_prefix("exp/run") == 30
+    assert list(store.iter_files("exp/run")) == []
+    assert b"".join(store.read("exp/runner.txt")) == b"outside the prefix"
+
+
+def test_keys_and_uris(store: ArtifactStore) -> None:
+    assert store.key_for(store.uri("a/b")) == "a/b"
+    assert store.key_for(store.root_uri) == ""
+    assert store.key_for("file:///somewhere/else") is None
+    with pytest.raises(InvalidArgument):
+        store.key_for(store.root_uri + "/../escape")
+
+
+@pytest.mark.parametrize(
+    "bad", ["../x", "a/../../x", "/etc/passwd", "a\\b", "C:/x", "a\x00b", "", "x" * 2000]
+)
+def test_clean_path_rejects_escapes(bad: str) -> None:
+    with pytest.raises(InvalidArgument):
+        clean_path(bad)
+
+
+def test_clean_path_normalizes() -> None:
+    assert clean_path("a//b/./c/") == "a/b/c"
+
+
+def test_presigned_urls(store: ArtifactStore) -> None:
+    if store.root_uri.startswith("file:"):
+        with pytest.raises(FailedPrecondition, match="UploadArtifact"):
+            store.presign_put("x")
+        return
+    put = store.presign_put("pre/x.txt")
+    assert put.method == "PUT"
+    assert urllib3.request("PUT", put.url, body=b"direct").status == 200
+    assert b"".join(store.read("pre/x.txt")) == b"direct"
+    get = store.presign_get("pre/x.txt")
+    assert urllib3.request("GET", get.url).data == b"direct"
+
+
+@pytest.mark.s3
+def test_s3_wrong_credentials_fail_clearly(s3_server: S3Settings) -> None:
+    bad = S3Settings.model_validate({**s3_server.model_dump(), "secret_key": "wrong-secret-key"})
+    with pytest.raises(FailedPrecondition, match="credentials"):
+        open_artifact_store("s3://modelyard-test/x", bad)
+
+
+def test_local_store_refuses_symlink_escape(tmp_path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "link").symlink_to(outside)
+    store = open_artifact_store(root.as_uri())
+    with pytest.raises(PermissionError):
+        store.write("link/evil.txt", iter([b"x"]))
+    assert not (outside / "evil.txt").exists()

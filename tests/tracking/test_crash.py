@@ -1,0 +1,80 @@
+"""Acknowledged writes survive a crash: kill -9 the server mid-logging, restart, check every value."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import grpc
+import pytest
+
+from modelyard import Client
+from modelyard.errors import ModelyardError
+from tests.conftest import free_port
+
+
+def start_server(home: Path, port: int, database_url: str) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-c", "from modelyard.cli import main; main()", "serve", "tracking",
+            "--port", str(port), "--home", str(home), "--backend-store-uri", database_url,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        grpc.channel_ready_future(channel).result(timeout=60)
+    except grpc.FutureTimeoutError:
+        proc.kill()
+        pytest.fail(f"server did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
+    finally:
+        channel.close()
+    return proc
+
+
+@pytest.mark.slow
+def test_acknowledged_writes_survive_kill(tmp_path: Path, database_url: str) -> None:
+    port = free_port()
+    proc = start_server(tmp_path, port, database_url)
+    client = Client(f"127.0.0.1:{port}", timeout=5)
+    rid = client.create_run("0").info.run_id
+    acknowledged: list[int] = []
+    enough = threading.Event()
+
+    def log_forever() -> None:
+        step = 0
+        while True:
+            try:
+                client.log_metric(rid, "loss", float(step), step=step)
+            except ModelyardError:
+                return  # the server is gone; this write was never acknowledged
+            acknowledged.append(step)
+            if step == 200:
+                enough.set()
+            step += 1
+
+    writer = threading.Thread(target=log_forever)
+    writer.start()
+    assert enough.wait(120), "the server never acknowledged 200 writes"
+    os.kill(proc.pid, signal.SIGKILL)  # no drain, no flush: a crash
+    proc.wait()
+    writer.join(60)
+    assert not writer.is_alive()
+    client.close()
+
+    restarted = start_server(tmp_path, port, database_url)
+    try:
+        with Client(f"127.0.0.1:{port}") as after:
+            history = after.get_metric_history(rid, "loss")
+        stored = {int(m.step) for m in history}
+        missing = set(acknowledged) - stored
+        assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {sorted(missing)[:5]}"
+        assert len(acknowledged) > 200
+    finally:
+        restarted.terminate()
+        assert restarted.wait(30) == 0
