@@ -9,12 +9,12 @@ modelyard.pyfunc.load_model(info.model_uri).predict(X)
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import json
 import pickle
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,9 +176,10 @@ def load_model(model_uri: str, dst_path: str | Path | None = None) -> Any:
 
 # -- autolog -------------------------------------------------------------------------------------
 
-_in_fit: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "modelyard_sklearn_fit", default=False
-)
+# Fits in progress, process-wide: a search or pipeline may fit its inner estimators on joblib's
+# threads, where a context variable would not reach, and those fits belong to the outer run.
+_fits_in_progress = 0
+_fits_lock = threading.Lock()
 _patched: dict[type, Any] = {}
 _config: dict[str, Any] = {"log_models": True, "disable": False}
 
@@ -233,9 +234,13 @@ def _patch(cls: type) -> None:
 
     @functools.wraps(original)
     def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if _config["disable"] or _in_fit.get():
+        global _fits_in_progress
+        with _fits_lock:
+            nested = _fits_in_progress > 0
+            if not nested and not _config["disable"]:
+                _fits_in_progress += 1
+        if nested or _config["disable"]:
             return original(self, *args, **kwargs)
-        token = _in_fit.set(True)
         started = fluent.active_run() is None
         try:
             run = fluent.start_run() if started else fluent.active_run()
@@ -266,7 +271,8 @@ def _patch(cls: type) -> None:
                 fluent.end_run("FAILED")
             raise
         finally:
-            _in_fit.reset(token)
+            with _fits_lock:
+                _fits_in_progress -= 1
 
     _patched[cls] = original
     cls.fit = fit
@@ -276,8 +282,8 @@ def autolog(log_models: bool = True, disable: bool = False) -> None:
     """Log params, training metrics and the fitted model of every scikit-learn `fit` call.
 
     A fit outside an active run gets a run of its own; inside one, it logs to it. Estimators
-    fitted inside another estimator's fit (pipeline steps, search candidates) are not logged
-    separately.
+    fitted while another autologged fit is in progress (pipeline steps, search candidates, even
+    on joblib's threads) belong to it and are not logged separately.
     """
     from sklearn.utils import all_estimators
 
@@ -285,5 +291,7 @@ def autolog(log_models: bool = True, disable: bool = False) -> None:
     if disable:
         return
     for _name, cls in all_estimators():
-        if cls not in _patched and "fit" in cls.__dict__:
-            _patch(cls)
+        # Patch the class that defines fit (GridSearchCV inherits it from BaseSearchCV).
+        owner = next((k for k in cls.__mro__ if "fit" in k.__dict__), None)
+        if owner is not None and owner not in _patched:
+            _patch(owner)

@@ -68,11 +68,52 @@ def postgres_server() -> str:
 @pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
     """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
+    yield from _fresh_schema(postgres_server)
+
+
+# -- Docker (testcontainers) -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """Skip (also under CI) when no Docker engine is reachable: containers cannot run here."""
+    try:
+        import docker
+
+        docker.from_env(timeout=5).ping()
+    except Exception as exc:
+        pytest.skip(f"no reachable Docker engine for testcontainers: {exc}")
+
+
+@pytest.fixture(scope="session")
+def postgres_container(docker_engine: None) -> Iterator[str]:
+    from testcontainers.postgres import PostgresContainer
+
+    with PostgresContainer("postgres:16-alpine", driver="psycopg") as pg:
+        yield pg.get_connection_url()
+
+
+@pytest.fixture(scope="session")
+def minio_container(docker_engine: None) -> Iterator[S3Settings]:
+    from testcontainers.minio import MinioContainer
+
+    with MinioContainer("minio/minio:latest") as minio:
+        config = minio.get_config()
+        yield S3Settings(
+            endpoint=f"http://{config['endpoint']}",
+            access_key=config["access_key"],
+            secret_key=config["secret_key"],
+            region="us-east-1",
+            part_size_mb=5,
+        )
+
+
+def _fresh_schema(base_url: str) -> Iterator[str]:
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_server.replace("postgresql://", "postgresql+psycopg://", 1))
+    admin = create_engine(base_url.replace("postgresql://", "postgresql+psycopg://", 1))
     with admin.begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
-    url = make_url(postgres_server).update_query_dict({"options": f"-csearch_path={schema}"})
+    url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
     try:
         yield url.render_as_string(hide_password=False)
     finally:
@@ -82,12 +123,20 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
 
 
 @pytest.fixture(
-    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("postgres-container", marks=pytest.mark.docker),
+    ],
 )
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The metadata store backends every store suite runs on."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'modelyard.db'}"
-    return request.getfixturevalue("postgres_url")
+        yield f"sqlite:///{tmp_path / 'modelyard.db'}"
+    elif request.param == "postgres":
+        yield request.getfixturevalue("postgres_url")
+    else:
+        yield from _fresh_schema(request.getfixturevalue("postgres_container"))
 
 
 # -- S3 (rclone serve s3) --------------------------------------------------------------------
@@ -148,12 +197,19 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Settings]:
         proc.wait(10)
 
 
-@pytest.fixture(params=["file", pytest.param("s3", marks=pytest.mark.s3)])
+@pytest.fixture(
+    params=[
+        "file",
+        pytest.param("s3", marks=pytest.mark.s3),
+        pytest.param("minio-container", marks=pytest.mark.docker),
+    ]
+)
 def artifact_backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, S3Settings]:
-    """(artifact root URI, S3 settings) for a fresh root on local files or on the S3 server."""
+    """(artifact root URI, S3 settings) for a fresh root on each artifact backend."""
     if request.param == "file":
         return (tmp_path / "artifacts").as_uri(), S3Settings()
-    s3 = request.getfixturevalue("s3_server")
+    fixture = "s3_server" if request.param == "s3" else "minio_container"
+    s3 = request.getfixturevalue(fixture)
     return f"s3://{S3_BUCKET}/{uuid.uuid4().hex[:12]}", s3
 
 

@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
-from modelyard.services.common import logging as mlog
-from modelyard.services.common.metrics import RPC_ERRORS, RPC_LATENCY, RPC_REQUESTS
 
 from modelyard.errors import Internal, InvalidArgument, ModelyardError, to_status
+from modelyard.services.common import logging as mlog
+from modelyard.services.common.metrics import RPC_ERRORS, RPC_LATENCY, RPC_REQUESTS
 
 log = mlog.get_logger(__name__)
 

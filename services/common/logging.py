@@ -1,7 +1,9 @@
-"""Structured logging: structlog on top of the standard library, JSON in clusters, console locally.
+"""Structured logging: standard-library loggers, rendered by structlog as JSON (clusters) or
+for a console (laptop).
 
-`request_id` is a context variable the error interceptor sets, so every log line written while a
-call is handled carries it.
+Code logs through `get_logger(__name__)` (a plain `logging.Logger`, `extra={...}` for fields), so
+libraries and tests see ordinary log records. `request_id` is a context variable the error
+interceptor sets; every line written while a call is handled carries it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ def _add_request_id(_logger: object, _name: str, event: dict) -> dict:
 def configure(level: str = "INFO", fmt: str = "console") -> None:
     shared = [
         structlog.contextvars.merge_contextvars,
+        structlog.stdlib.ExtraAdder(),
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -63,5 +66,5 @@ def _passthrough(_logger: object, _name: str, event: dict) -> dict:
     return event
 
 
-def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger(name)
+def get_logger(name: str) -> logging.Logger:
+    return logging.getLogger(name)

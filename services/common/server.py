@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
 from modelyard.services.common.interceptors import ErrorMappingInterceptor, MetricsInterceptor
 from modelyard.services.common.logging import get_logger
 from modelyard.services.common.settings import Settings
@@ -65,13 +66,18 @@ class ModelyardServer:
             names.extend(registration.service_names)
         self.service_names = tuple(names)
         reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], self._server)
-        self.port = self._server.add_insecure_port(settings.address)
+        try:
+            self.port = self._server.add_insecure_port(settings.address)
+        except RuntimeError:  # grpc raises on a failed bind (older versions returned 0)
+            self.port = 0
         if self.port == 0:
             raise OSError(
                 f"could not listen on {settings.address}: the port is taken or the host is not "
                 "a local address; pick another with --port"
             )
         self._stopped = threading.Event()
+        # Set once health reports NOT_SERVING at the start of a drain.
+        self.health_draining = threading.Event()
         self._stop_lock = threading.Lock()
 
     @property
@@ -94,6 +100,7 @@ class ModelyardServer:
             grace = self.settings.grace_period if grace is None else grace
             log.info("draining: health NOT_SERVING, %.1fs grace for in-flight calls", grace)
             self.health.enter_graceful_shutdown()
+            self.health_draining.set()
             self._server.stop(grace).wait()
             for registration in reversed(self._registrations):
                 try:

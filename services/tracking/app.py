@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from modelyard._gen.tracking.v1 import tracking_pb2, tracking_pb2_grpc
 from modelyard.services.common.artifacts import open_artifact_store
 from modelyard.services.common.db import Database
 from modelyard.services.common.db.migrations import upgrade
@@ -16,8 +17,6 @@ from modelyard.services.tracking.service import (
 )
 from modelyard.services.tracking.servicer import TrackingServicer
 from modelyard.services.tracking.store.sql import SqlTrackingStore
-
-from modelyard._gen.tracking.v1 import tracking_pb2, tracking_pb2_grpc
 
 SERVICE = "tracking"
 MIGRATIONS = Path(__file__).parent / "migrations"

@@ -11,13 +11,6 @@ import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
 
-from modelyard.services.common import validation as v
-from modelyard.services.common.artifacts import ArtifactStore, PresignedUrl, clean_path
-from modelyard.services.common.filters import parse_filter, parse_order_by
-from modelyard.services.common.pagination import decode_token, encode_token, fingerprint, page_size
-from modelyard.services.tracking import limits
-from modelyard.services.tracking.store.base import TrackingStore
-
 from modelyard.entities import (
     DatasetInput,
     Experiment,
@@ -33,6 +26,12 @@ from modelyard.entities import (
 )
 from modelyard.entities.common import LifecycleStage
 from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound
+from modelyard.services.common import validation as v
+from modelyard.services.common.artifacts import ArtifactStore, PresignedUrl, clean_path
+from modelyard.services.common.filters import parse_filter, parse_order_by
+from modelyard.services.common.pagination import decode_token, encode_token, fingerprint, page_size
+from modelyard.services.tracking import limits
+from modelyard.services.tracking.store.base import TrackingStore
 
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import grpc
-from modelyard.services.common.artifacts import PresignedUrl
-from modelyard.services.tracking.service import TrackingService
 
 from modelyard._gen.common.v1 import common_pb2
 from modelyard._gen.tracking.v1 import tracking_pb2 as pb
@@ -23,6 +21,8 @@ from modelyard.convert.tracking import (
 )
 from modelyard.entities import Param, RunTag, ViewType
 from modelyard.errors import InvalidArgument
+from modelyard.services.common.artifacts import PresignedUrl
+from modelyard.services.tracking.service import TrackingService
 
 
 def view_type(field: str, value: int) -> ViewType:

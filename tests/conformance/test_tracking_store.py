@@ -254,7 +254,7 @@ def test_search_runs_grammar(store: SqlTrackingStore) -> None:
     assert names("attributes.status = 'FAILED'") == ["run-5"]
     assert names("attributes.run_name != 'run-0' and metrics.acc >= 0.4") == ["run-5", "run-4"]
     assert names("", ["metrics.rmse ASC"])[:2] == ["run-5", "run-4"]
-    assert names("tags.missing IS NULL and attributes.run_id = '%s'" % ids[0]) == ["run-0"]
+    assert names(f"tags.missing IS NULL and attributes.run_id = '{ids[0]}'") == ["run-0"]
     assert names("attributes.end_time > 0") == ["run-5"]
     with pytest.raises(InvalidArgument, match="numeric"):
         search(store, ["0"], "metrics.rmse = 'x'")

@@ -1,4 +1,4 @@
-"""Acknowledged writes survive a crash: kill -9 the server mid-logging, restart, check every value."""
+"""Acknowledged writes survive a crash: kill -9 the server mid-logging, restart, check them all."""
 
 from __future__ import annotations
 
@@ -20,8 +20,17 @@ from tests.conftest import free_port
 def start_server(home: Path, port: int, database_url: str) -> subprocess.Popen:
     proc = subprocess.Popen(
         [
-            sys.executable, "-c", "from modelyard.cli import main; main()", "serve", "tracking",
-            "--port", str(port), "--home", str(home), "--backend-store-uri", database_url,
+            sys.executable,
+            "-c",
+            "from modelyard.cli import main; main()",
+            "serve",
+            "tracking",
+            "--port",
+            str(port),
+            "--home",
+            str(home),
+            "--backend-store-uri",
+            database_url,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

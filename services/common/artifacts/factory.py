@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
+from modelyard.errors import InvalidArgument
 from modelyard.services.common.artifacts.base import ArtifactStore
 from modelyard.services.common.settings import S3Settings
-
-from modelyard.errors import InvalidArgument
 
 
 def open_artifact_store(root_uri: str, s3: S3Settings | None = None) -> ArtifactStore:

@@ -16,10 +16,10 @@ from minio import Minio
 from minio.commonconfig import CopySource
 from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, MinioException, S3Error
-from modelyard.services.common.artifacts.base import ArtifactStore, PresignedUrl, join_key
-from modelyard.services.common.settings import S3Settings
 
 from modelyard.errors import FailedPrecondition, Unavailable
+from modelyard.services.common.artifacts.base import ArtifactStore, PresignedUrl, join_key
+from modelyard.services.common.settings import S3Settings
 
 _MISSING = {"NoSuchKey", "NoSuchObject", "NotFound"}
 _COPY_LIMIT = 5 * 1024**3

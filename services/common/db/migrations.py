@@ -13,8 +13,9 @@ from alembic import command, context
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from modelyard.services.common.db.engine import Database
 from sqlalchemy import MetaData, text
+
+from modelyard.services.common.db.engine import Database
 
 
 def _config(db: Database, service: str, script_location: Path) -> Config:

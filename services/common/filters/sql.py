@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from modelyard.services.common.filters.grammar import Comparison
 from sqlalchemy import ColumnElement, not_
 
 from modelyard.errors import InvalidArgument
+from modelyard.services.common.filters.grammar import Comparison
 
 Kind = Literal["string", "number"]
 

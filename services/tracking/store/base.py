@@ -10,8 +10,6 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 
-from modelyard.services.common.filters import Comparison, OrderKey
-
 from modelyard.entities import (
     DatasetInput,
     Experiment,
@@ -25,6 +23,7 @@ from modelyard.entities import (
     RunTag,
     ViewType,
 )
+from modelyard.services.common.filters import Comparison, OrderKey
 
 
 class TrackingStore(abc.ABC):

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sqlalchemy import ColumnElement, Select, String, and_, cast, exists, not_, select
+
+from modelyard.entities import ViewType
+from modelyard.entities.common import LifecycleStage
+from modelyard.errors import InvalidArgument
 from modelyard.services.common.filters import Comparison, OrderKey
 from modelyard.services.common.filters.sql import NUMBER_OPS, STRING_OPS, compare
 from modelyard.services.tracking.store.schema import (
@@ -22,11 +27,6 @@ from modelyard.services.tracking.store.schema import (
     runs,
     tags,
 )
-from sqlalchemy import ColumnElement, Select, String, and_, cast, exists, not_, select
-
-from modelyard.entities import ViewType
-from modelyard.entities.common import LifecycleStage
-from modelyard.errors import InvalidArgument
 
 _TAG_OPS = (*STRING_OPS, "IS NULL", "IS NOT NULL")
 

@@ -8,25 +8,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from modelyard.services.common.db import Database
-from modelyard.services.common.filters import Comparison, OrderKey
-from modelyard.services.common.pagination import decode_token, encode_token, fingerprint
-from modelyard.services.tracking.store import schema, search
-from modelyard.services.tracking.store.base import TrackingStore
-from modelyard.services.tracking.store.schema import (
-    artifacts,
-    datasets,
-    experiment_tags,
-    experiments,
-    input_tags,
-    inputs,
-    latest_metrics,
-    metrics,
-    params,
-    runs,
-    tags,
-)
-from sqlalchemy import Connection, Row, delete, insert, select, tuple_, update
+from sqlalchemy import Connection, Row, bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -46,6 +28,24 @@ from modelyard.entities import (
 from modelyard.entities.common import LifecycleStage
 from modelyard.entities.tracking import Dataset, InputTag, RunData, RunInputs
 from modelyard.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from modelyard.services.common.db import Database
+from modelyard.services.common.filters import Comparison, OrderKey
+from modelyard.services.common.pagination import decode_token, encode_token, fingerprint
+from modelyard.services.tracking.store import schema, search
+from modelyard.services.tracking.store.base import TrackingStore
+from modelyard.services.tracking.store.schema import (
+    artifacts,
+    datasets,
+    experiment_tags,
+    experiments,
+    input_tags,
+    inputs,
+    latest_metrics,
+    metrics,
+    params,
+    runs,
+    tags,
+)
 
 _IN_CHUNK = 500  # ids per IN (...) when loading run data in bulk
 
@@ -82,6 +82,26 @@ class SqlTrackingStore(TrackingStore):
         self.db = db
         self.artifact_root = artifact_root.rstrip("/")
         self._insert = sqlite.insert if db.is_sqlite else postgresql.insert
+        # Statements of the hot paths, built once: building them per call costs more than
+        # executing them on SQLite.
+        self._select_run = select(runs).where(runs.c.run_uuid == bindparam("run_id"))
+        self._insert_metric = insert(metrics)
+        upsert = self._insert(latest_metrics)
+        excluded, lm = upsert.excluded, latest_metrics.c
+        self._upsert_latest = upsert.on_conflict_do_update(
+            index_elements=["run_uuid", "key"],
+            set_={
+                "value": excluded.value,
+                "is_nan": excluded.is_nan,
+                "timestamp": excluded.timestamp,
+                "step": excluded.step,
+            },
+            where=tuple_(excluded.step, excluded.timestamp) >= tuple_(lm.step, lm.timestamp),
+        )
+        tag_upsert = self._insert(schema.tags)
+        self._upsert_tag = tag_upsert.on_conflict_do_update(
+            index_elements=["run_uuid", "key"], set_={"value": tag_upsert.excluded.value}
+        )
 
     def close(self) -> None:
         self.db.dispose()
@@ -366,7 +386,7 @@ class SqlTrackingStore(TrackingStore):
         return Run(info=info, data=RunData(tags=dict(tags)))
 
     def _run_row(self, conn: Connection, run_id: str) -> Row:
-        row = conn.execute(select(runs).where(runs.c.run_uuid == run_id)).first()
+        row = conn.execute(self._select_run, {"run_id": run_id}).first()
         if row is None:
             raise _run_not_found(run_id)
         return row
@@ -546,11 +566,8 @@ class SqlTrackingStore(TrackingStore):
             if params:
                 self._insert_params(conn, run_id, params)
             if tags:
-                stmt = self._insert(schema.tags)
                 conn.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=["run_uuid", "key"], set_={"value": stmt.excluded.value}
-                    ),
+                    self._upsert_tag,
                     [
                         {"run_uuid": run_id, "key": t.key, "value": t.value}
                         for t in _last_per_key(tags)
@@ -598,7 +615,7 @@ class SqlTrackingStore(TrackingStore):
             }
             for m in batch
         ]
-        conn.execute(insert(metrics), rows)
+        conn.execute(self._insert_metric, rows)
         newest: dict[str, dict[str, Any]] = {}
         for row in rows:
             current = newest.get(row["key"])
@@ -607,23 +624,7 @@ class SqlTrackingStore(TrackingStore):
                 current["timestamp"],
             ):
                 newest[row["key"]] = row
-        stmt = self._insert(latest_metrics)
-        excluded = stmt.excluded
-        lm = latest_metrics.c
-        newer = tuple_(excluded.step, excluded.timestamp) >= tuple_(lm.step, lm.timestamp)
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["run_uuid", "key"],
-                set_={
-                    "value": excluded.value,
-                    "is_nan": excluded.is_nan,
-                    "timestamp": excluded.timestamp,
-                    "step": excluded.step,
-                },
-                where=newer,
-            ),
-            list(newest.values()),
-        )
+        conn.execute(self._upsert_latest, list(newest.values()))
 
     def delete_tag(self, run_id: str, key: str) -> None:
         with self.db.write() as conn:

@@ -1,0 +1,477 @@
+#!/usr/bin/env python3
+"""Tracking benchmark: one tracking server, measured through one client library.
+
+    python bench/tracking.py --uri 127.0.0.1:50051 --client modelyard
+    bench/.venvs/mlflow/bin/python bench/tracking.py --uri 127.0.0.1:5000 --client mlflow
+
+Measures, in this order, against a server holding nothing else:
+
+  single      sequential log_metric calls (after a warm-up): calls/s, p50/p95/p99 ms
+  floor       (modelyard only) grpc.health.v1 Check on the client's own channel: the bare gRPC
+              unary round trip of this server, and single p50 / floor p50
+  log_batch   LogBatch of 1000 metrics per call into one run: metrics/s, p50/p95 ms per batch
+  concurrent  8 threads, each logging N log_metric calls into its own run through one shared
+              client; afterwards every value is read back with get_metric_history and compared
+  search      `--runs` runs in one experiment (3 params, 3 metrics, 2 tags each, written with
+              create_run + log_batch, possibly from several threads), then search_runs with a
+              filter and order_by, max_results=100 and max_results=1000: p50/p95 ms, and the
+              returned runs are checked against the expected ones
+
+Only the chosen client library is imported, so the script runs under either venv. Progress goes
+to stderr; stdout gets exactly one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+FILTER = "metrics.m1 > 0.5 and params.p1 = 'a'"
+ORDER_BY = ["metrics.m2 DESC"]
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class Progress:
+    """A running count on stderr: redrawn in place on a terminal, a line per ~10% otherwise."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self.done = label, total, 0
+        self.tty = sys.stderr.isatty()
+        self.step = max(1, total // 10)
+        self.lock = threading.Lock()
+        self.start = time.perf_counter()
+
+    def add(self, n: int = 1) -> None:
+        with self.lock:
+            before, self.done = self.done, self.done + n
+            if self.tty:
+                if self.done // max(1, self.total // 200) != before // max(1, self.total // 200):
+                    sys.stderr.write(f"\r  {self.label}: {self.done}/{self.total}")
+                    sys.stderr.flush()
+            elif self.done // self.step != before // self.step or self.done == self.total:
+                log(f"  {self.label}: {self.done}/{self.total}")
+
+    def close(self) -> None:
+        elapsed = time.perf_counter() - self.start
+        if self.tty:
+            sys.stderr.write(f"\r  {self.label}: {self.done}/{self.total} in {elapsed:.1f}s\n")
+            sys.stderr.flush()
+        else:
+            log(f"  {self.label}: done in {elapsed:.1f}s")
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of an already sorted list."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, min(len(sorted_values), round(q / 100 * len(sorted_values) + 0.5)))
+    return sorted_values[rank - 1]
+
+
+def latency_stats(seconds: Sequence[float]) -> dict[str, float]:
+    ms = sorted(s * 1000 for s in seconds)
+    return {
+        "p50_ms": round(percentile(ms, 50), 3),
+        "p95_ms": round(percentile(ms, 95), 3),
+        "p99_ms": round(percentile(ms, 99), 3),
+        "mean_ms": round(statistics.fmean(ms), 3),
+        "max_ms": round(ms[-1], 3),
+    }
+
+
+def timed_loop(fn: Callable[[int], Any], n: int, label: str) -> tuple[list[float], float]:
+    """Call fn(i) n times in sequence; per-call latencies and the total wall time (s)."""
+    lat = []
+    progress = Progress(label, n)
+    t0 = time.perf_counter()
+    for i in range(n):
+        s = time.perf_counter()
+        fn(i)
+        lat.append(time.perf_counter() - s)
+        progress.add()
+    total = time.perf_counter() - t0
+    progress.close()
+    return lat, total
+
+
+# -- the two client libraries, behind one small adapter ---------------------------------------
+
+
+class Adapter:
+    name: str
+    version: str
+
+    def create_experiment(self, name: str) -> str: ...
+    def create_run(self, experiment_id: str) -> str: ...
+    def log_metric(self, run_id: str, key: str, value: float, ts: int, step: int) -> None: ...
+    def log_batch(self, run_id, metrics=(), params=(), tags=()) -> None: ...  # tuples
+    def search(self, experiment_id: str, max_results: int) -> list[tuple[str, float]]: ...
+    def history(self, run_id: str, key: str) -> list[tuple[int, float]]: ...
+    def floor_call(self) -> Callable[[], Any] | None:
+        return None
+
+
+class ModelyardAdapter(Adapter):
+    name = "modelyard"
+
+    def __init__(self, uri: str) -> None:
+        import modelyard
+        from modelyard import Client
+        from modelyard.entities import Metric, Param, RunTag
+
+        self.version = modelyard.__version__
+        self.c = Client(uri)
+        self.Metric, self.Param, self.RunTag = Metric, Param, RunTag
+
+    def create_experiment(self, name: str) -> str:
+        return self.c.create_experiment(name)
+
+    def create_run(self, experiment_id: str) -> str:
+        return self.c.create_run(experiment_id).info.run_id
+
+    def log_metric(self, run_id, key, value, ts, step):
+        self.c.log_metric(run_id, key, value, timestamp=ts, step=step)
+
+    def log_batch(self, run_id, metrics=(), params=(), tags=()):
+        self.c.log_batch(
+            run_id,
+            metrics=[self.Metric(k, v, ts, s) for k, v, ts, s in metrics],
+            params=[self.Param(k, v) for k, v in params],
+            tags=[self.RunTag(k, v) for k, v in tags],
+        )
+
+    def search(self, experiment_id, max_results):
+        runs = self.c.search_runs(
+            [experiment_id], filter_string=FILTER, max_results=max_results, order_by=ORDER_BY
+        )
+        return [(r.info.run_id, r.data.metrics["m2"]) for r in runs]
+
+    def history(self, run_id, key):
+        return [(m.step, m.value) for m in self.c.get_metric_history(run_id, key)]
+
+    def floor_call(self):
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        stub = health_pb2_grpc.HealthStub(self.c._transport.channel)
+        request = health_pb2.HealthCheckRequest()
+        return lambda: stub.Check(request, timeout=60)
+
+
+class MlflowAdapter(Adapter):
+    name = "mlflow"
+
+    def __init__(self, uri: str) -> None:
+        # Never let the benchmark phone home (this machine only talks to 127.0.0.1).
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        os.environ.setdefault("DO_NOT_TRACK", "true")
+        import mlflow
+        from mlflow.entities import Metric, Param, RunTag
+
+        self.version = mlflow.__version__
+        target = uri if "://" in uri else f"http://{uri}"
+        self.c = mlflow.MlflowClient(tracking_uri=target)
+        self.Metric, self.Param, self.RunTag = Metric, Param, RunTag
+
+    def create_experiment(self, name):
+        return self.c.create_experiment(name)
+
+    def create_run(self, experiment_id):
+        return self.c.create_run(experiment_id).info.run_id
+
+    def log_metric(self, run_id, key, value, ts, step):
+        self.c.log_metric(run_id, key, value, timestamp=ts, step=step)
+
+    def log_batch(self, run_id, metrics=(), params=(), tags=()):
+        self.c.log_batch(
+            run_id,
+            metrics=[self.Metric(k, v, ts, s) for k, v, ts, s in metrics],
+            params=[self.Param(k, v) for k, v in params],
+            tags=[self.RunTag(k, v) for k, v in tags],
+        )
+
+    def search(self, experiment_id, max_results):
+        runs = self.c.search_runs(
+            [experiment_id], filter_string=FILTER, max_results=max_results, order_by=ORDER_BY
+        )
+        return [(r.info.run_id, r.data.metrics["m2"]) for r in runs]
+
+    def history(self, run_id, key):
+        return [(m.step, m.value) for m in self.c.get_metric_history(run_id, key)]
+
+
+# -- the measurements --------------------------------------------------------------------------
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def bench_single(a: Adapter, exp: str, calls: int, warmup: int) -> dict[str, Any]:
+    run = a.create_run(exp)
+    ts = now_ms()
+    for i in range(warmup):
+        a.log_metric(run, "warmup", float(i), ts, i)
+    lat, total = timed_loop(
+        lambda i: a.log_metric(run, "single", i * 0.5, ts + i, i), calls, "single log_metric"
+    )
+    stored = a.history(run, "single")
+    ok = len(stored) == calls and sorted(stored) == [(i, i * 0.5) for i in range(calls)]
+    return {
+        "calls": calls,
+        "calls_per_s": round(calls / total, 1),
+        **latency_stats(lat),
+        "verified": ok,
+    }
+
+
+def bench_floor(a: Adapter, calls: int, warmup: int) -> dict[str, Any] | None:
+    call = a.floor_call()
+    if call is None:
+        return None
+    for _ in range(warmup):
+        call()
+    lat, total = timed_loop(lambda i: call(), calls, "health Check (gRPC floor)")
+    return {"calls": calls, "calls_per_s": round(calls / total, 1), **latency_stats(lat)}
+
+
+def bench_log_batch(a: Adapter, exp: str, batches: int, size: int) -> dict[str, Any]:
+    run = a.create_run(exp)
+    keys = 100  # 100 keys x (size/100) steps per batch
+    per_key = size // keys
+    ts = now_ms()
+
+    def batch(b: int) -> list[tuple[str, float, int, int]]:
+        return [
+            (f"b{j % keys}", b * 1.0 + j / 10000, ts + b, b * per_key + j // keys)
+            for j in range(size)
+        ]
+
+    a.log_batch(run, metrics=batch(batches))  # warm-up batch, its own steps
+    prepared = [batch(b) for b in range(batches)]
+    lat, total = timed_loop(
+        lambda b: a.log_batch(run, metrics=prepared[b]), batches, f"log_batch x{size}"
+    )
+    stored = a.history(run, "b0")
+    expected = batches * per_key + per_key  # plus the warm-up batch
+    return {
+        "batches": batches,
+        "batch_size": size,
+        "metrics_per_s": round(batches * size / total, 1),
+        **{f"batch_{k}": v for k, v in latency_stats(lat).items() if k in ("p50_ms", "p95_ms")},
+        "verified": len(stored) == expected,
+    }
+
+
+def bench_concurrent(a: Adapter, exp: str, threads: int, per_thread: int) -> dict[str, Any]:
+    runs = [a.create_run(exp) for _ in range(threads)]
+    ts = now_ms()
+    for r in runs:  # warm each run (and each thread's first request) outside the timing
+        a.log_metric(r, "warmup", 0.0, ts, 0)
+    progress = Progress(f"{threads} threads x {per_thread} log_metric", threads * per_thread)
+    errors: list[str] = []
+    barrier = threading.Barrier(threads + 1)
+
+    def worker(t: int) -> None:
+        barrier.wait()
+        for i in range(per_thread):
+            try:
+                a.log_metric(runs[t], "c", t * 1_000_000 + i, ts + i, i)
+            except Exception as exc:  # recorded; the verification below catches the gap
+                errors.append(f"thread {t} call {i}: {exc!r}"[:300])
+            if i % 50 == 49:
+                progress.add(50)
+
+    pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for th in pool:
+        th.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for th in pool:
+        th.join()
+    total = time.perf_counter() - t0
+    progress.close()
+
+    expected_total = threads * per_thread
+    found = matching = 0
+    for t, r in enumerate(runs):
+        stored = a.history(r, "c")
+        found += len(stored)
+        want = {(i, float(t * 1_000_000 + i)) for i in range(per_thread)}
+        got = {(s, float(v)) for s, v in stored}
+        matching += len(want & got)
+    return {
+        "threads": threads,
+        "calls_per_thread": per_thread,
+        "calls": expected_total,
+        "calls_per_s": round(expected_total / total, 1),
+        "errors": len(errors),
+        "first_errors": errors[:3],
+        "values_expected": expected_total,
+        "values_found": found,
+        "values_matching": matching,
+        "verified": not errors and found == expected_total and matching == expected_total,
+    }
+
+
+def populate(a: Adapter, exp: str, n: int, threads: int, seed: int) -> dict[str, float]:
+    """n runs, each: create_run + one log_batch (3 params, 3 metrics, 2 tags). Returns m2 of
+    the runs that match FILTER, by run id."""
+    rng = random.Random(seed)
+    specs = [
+        (rng.random(), rng.random(), rng.random(), "a" if i % 2 == 0 else "b") for i in range(n)
+    ]
+    matching: dict[str, float] = {}
+    lock = threading.Lock()
+    progress = Progress(f"populate {n} runs ({threads} threads)", n)
+    ts = now_ms()
+
+    def one(i: int) -> None:
+        m1, m2, m3, p1 = specs[i]
+        run = a.create_run(exp)
+        a.log_batch(
+            run,
+            metrics=[("m1", m1, ts, 0), ("m2", m2, ts, 0), ("m3", m3, ts, 0)],
+            params=[("p1", p1), ("p2", str(i % 7)), ("p3", f"value-{i}")],
+            tags=[("t1", "bench"), ("t2", f"group-{i % 10}")],
+        )
+        if m1 > 0.5 and p1 == "a":
+            with lock:
+                matching[run] = m2
+        progress.add()
+
+    with ThreadPoolExecutor(threads) as pool:
+        for f in [pool.submit(one, i) for i in range(n)]:
+            f.result()
+    progress.close()
+    return matching
+
+
+def bench_search(
+    a: Adapter, exp: str, expected: dict[str, float], max_results: int, iterations: int, warmup: int
+) -> dict[str, Any]:
+    for _ in range(warmup):
+        a.search(exp, max_results)
+    results: list[list[tuple[str, float]]] = []
+    lat, _ = timed_loop(
+        lambda i: results.append(a.search(exp, max_results)),
+        iterations,
+        f"search_runs max_results={max_results}",
+    )
+    want = sorted(expected.values(), reverse=True)[:max_results]
+    got = results[-1]
+    ok = (
+        len(got) == len(want)
+        and [v for _, v in got] == want
+        and all(rid in expected for rid, _ in got)
+    )
+    return {
+        "max_results": max_results,
+        "iterations": iterations,
+        "returned": len(got),
+        **latency_stats(lat),
+        "verified": ok,
+    }
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--uri", required=True, help="HOST:PORT of the tracking server")
+    p.add_argument("--client", choices=("modelyard", "mlflow"), default="modelyard")
+    p.add_argument(
+        "--runs",
+        type=int,
+        default=None,
+        help="runs in the search experiment (default 10000; 1000 with --quick)",
+    )
+    p.add_argument("--quick", action="store_true", help="a fast smoke run: fewer of everything")
+    p.add_argument("--single-calls", type=int, default=None, help="default 3000 (300 quick)")
+    p.add_argument("--batches", type=int, default=None, help="default 20 (5 quick)")
+    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--threads", type=int, default=8)
+    p.add_argument("--per-thread", type=int, default=None, help="default 500 (50 quick)")
+    p.add_argument("--search-iterations", type=int, default=None, help="default 50 (10 quick)")
+    p.add_argument(
+        "--populate-threads",
+        type=int,
+        default=8,
+        help="threads that write the search runs (populating is not timed)",
+    )
+    p.add_argument("--seed", type=int, default=7)
+    args = p.parse_args()
+    q = args.quick
+    runs = args.runs if args.runs is not None else (1000 if q else 10000)
+    single = args.single_calls or (300 if q else 3000)
+    batches = args.batches or (5 if q else 20)
+    per_thread = args.per_thread or (50 if q else 500)
+    search_iters = args.search_iterations or (10 if q else 50)
+    warmup = 20 if q else 200
+
+    adapter: Adapter = (
+        ModelyardAdapter(args.uri) if args.client == "modelyard" else MlflowAdapter(args.uri)
+    )
+    log(f"[{adapter.name} {adapter.version}] {args.uri}")
+    tag = uuid.uuid4().hex[:8]
+    started = time.perf_counter()
+
+    out: dict[str, Any] = {
+        "client": adapter.name,
+        "client_version": adapter.version,
+        "uri": args.uri,
+        "quick": q,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
+    exp = adapter.create_experiment(f"bench-calls-{tag}")
+    out["single_log_metric"] = bench_single(adapter, exp, single, warmup)
+    floor = bench_floor(adapter, single, warmup)
+    if floor is not None:
+        out["grpc_floor"] = floor
+        out["single_p50_over_floor_p50"] = round(
+            out["single_log_metric"]["p50_ms"] / floor["p50_ms"], 2
+        )
+    out["log_batch"] = bench_log_batch(adapter, exp, batches, args.batch_size)
+    out["concurrent"] = bench_concurrent(adapter, exp, args.threads, per_thread)
+
+    search_exp = adapter.create_experiment(f"bench-search-{tag}")
+    t0 = time.perf_counter()
+    expected = populate(adapter, search_exp, runs, args.populate_threads, args.seed)
+    out["search"] = {
+        "runs": runs,
+        "matching_runs": len(expected),
+        "filter": FILTER,
+        "order_by": ORDER_BY,
+        "populate_s": round(time.perf_counter() - t0, 1),
+        "populate_threads": args.populate_threads,
+        "max_results_100": bench_search(
+            adapter, search_exp, expected, 100, search_iters, max(2, search_iters // 10)
+        ),
+        "max_results_1000": bench_search(
+            adapter, search_exp, expected, 1000, max(5, search_iters // 2), 2
+        ),
+    }
+    out["elapsed_s"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""The shared server bootstrap: error mapping, request ids, metrics, health and graceful drain."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import REGISTRY
+
+from modelyard.errors import NotFound, from_rpc_error
+from modelyard.services.common.server import ModelyardServer, ServiceRegistration, create_server
+from modelyard.services.common.settings import Settings
+
+Req = health_pb2.HealthCheckRequest
+Resp = health_pb2.HealthCheckResponse
+
+
+class Probe:
+    """A tiny test service: Fail raises, NotFound raises a domain error, Wait blocks on an event."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.closed = False
+
+    def fail(self, request, context):
+        raise RuntimeError("secret internal detail")
+
+    def not_found(self, request, context):
+        raise NotFound("widget 'w' does not exist", resource_type="widget", resource_name="w")
+
+    def wait(self, request, context):
+        self.entered.set()
+        assert self.release.wait(30)
+        return Resp(status=Resp.SERVING)
+
+    def stream(self, request, context):
+        yield Resp(status=Resp.SERVING)
+        raise NotFound("gone mid-stream", resource_type="widget", resource_name="w")
+
+    def registration(self) -> ServiceRegistration:
+        def handler(fn):
+            return grpc.unary_unary_rpc_method_handler(
+                fn, request_deserializer=Req.FromString, response_serializer=Resp.SerializeToString
+            )
+
+        handlers = grpc.method_handlers_generic_handler(
+            "test.Probe",
+            {
+                "Fail": handler(self.fail),
+                "NotFound": handler(self.not_found),
+                "Wait": handler(self.wait),
+                "Stream": grpc.unary_stream_rpc_method_handler(
+                    self.stream,
+                    request_deserializer=Req.FromString,
+                    response_serializer=Resp.SerializeToString,
+                ),
+            },
+        )
+
+        def close() -> None:
+            self.closed = True
+
+        return ServiceRegistration(
+            service_names=("test.Probe",),
+            register=lambda server: server.add_generic_rpc_handlers((handlers,)),
+            close=close,
+        )
+
+
+@pytest.fixture
+def probe() -> Probe:
+    return Probe()
+
+
+@pytest.fixture
+def probe_server(probe: Probe, tmp_path) -> Iterator[ModelyardServer]:
+    server = create_server(Settings(home=tmp_path, port=0, grace_period=5), [probe.registration()])
+    server.start()
+    yield server
+    probe.release.set()
+    server.stop(0)
+
+
+def call(server: ModelyardServer, method: str, metadata=()):
+    with grpc.insecure_channel(server.address) as channel:
+        stub = channel.unary_unary(
+            f"/test.Probe/{method}",
+            request_serializer=Req.SerializeToString,
+            response_deserializer=Resp.FromString,
+        )
+        return stub(Req(), metadata=metadata, timeout=30)
+
+
+def test_unexpected_error_is_internal_with_request_id_and_no_leak(
+    probe_server: ModelyardServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR), pytest.raises(grpc.RpcError) as err:
+        call(probe_server, "Fail", metadata=(("x-request-id", "req-123"),))
+    assert err.value.code() == grpc.StatusCode.INTERNAL
+    assert "secret internal detail" not in err.value.details()
+    assert "Traceback" not in err.value.details()
+    assert from_rpc_error(err.value).request_id == "req-123"
+    logged = [r for r in caplog.records if r.exc_info]
+    assert logged and "secret internal detail" in str(logged[0].exc_info[1])
+
+
+def test_domain_error_maps_to_its_code_with_resource(probe_server: ModelyardServer) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        call(probe_server, "NotFound")
+    rebuilt = from_rpc_error(err.value)
+    assert isinstance(rebuilt, NotFound)
+    assert (rebuilt.resource_type, rebuilt.resource_name) == ("widget", "w")
+
+
+def test_error_mid_stream_keeps_its_code(probe_server: ModelyardServer) -> None:
+    with grpc.insecure_channel(probe_server.address) as channel:
+        stub = channel.unary_stream(
+            "/test.Probe/Stream",
+            request_serializer=Req.SerializeToString,
+            response_deserializer=Resp.FromString,
+        )
+        received = []
+        with pytest.raises(grpc.RpcError) as err:
+            for msg in stub(Req(), timeout=30):
+                received.append(msg)
+    assert len(received) == 1
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_metrics_count_calls_by_code(probe_server: ModelyardServer) -> None:
+    def count(code: str) -> float:
+        value = REGISTRY.get_sample_value(
+            "modelyard_rpc_requests_total",
+            {"service": "test.Probe", "method": "NotFound", "code": code},
+        )
+        return value or 0.0
+
+    before = count("NOT_FOUND")
+    for _ in range(3):
+        with pytest.raises(grpc.RpcError):
+            call(probe_server, "NotFound")
+    assert count("NOT_FOUND") == before + 3
+    observed = REGISTRY.get_sample_value(
+        "modelyard_rpc_latency_seconds_count", {"service": "test.Probe", "method": "NotFound"}
+    )
+    assert observed and observed >= 3
+
+
+def test_graceful_drain(probe: Probe, probe_server: ModelyardServer) -> None:
+    """In-flight calls finish; health turns NOT_SERVING; stores close after the drain."""
+    result: dict[str, object] = {}
+
+    def in_flight() -> None:
+        result["reply"] = call(probe_server, "Wait")
+
+    caller = threading.Thread(target=in_flight)
+    caller.start()
+    assert probe.entered.wait(30)
+    channel = grpc.insecure_channel(probe_server.address)
+    health = health_pb2_grpc.HealthStub(channel)
+    assert health.Check(Req(service="test.Probe")).status == Resp.SERVING
+    stopper = threading.Thread(target=probe_server.stop)
+    stopper.start()
+    probe_server.health_draining.wait(30)
+    assert not probe.closed  # still draining: the call has not finished
+    probe.release.set()
+    caller.join(30)
+    stopper.join(30)
+    assert result["reply"].status == Resp.SERVING
+    assert probe.closed
+    channel.close()
+
+
+def test_health_not_serving_while_draining(probe: Probe, probe_server: ModelyardServer) -> None:
+    statuses = []
+    channel = grpc.insecure_channel(probe_server.address)
+    health = health_pb2_grpc.HealthStub(channel)
+    caller = threading.Thread(target=lambda: call(probe_server, "Wait"))
+    caller.start()
+    assert probe.entered.wait(30)
+    watch = health.Watch(Req(service="test.Probe"))
+    statuses.append(next(watch).status)
+    stopper = threading.Thread(target=probe_server.stop)
+    stopper.start()
+    statuses.append(next(watch).status)
+    watch.cancel()
+    probe.release.set()
+    caller.join(30)
+    stopper.join(30)
+    channel.close()
+    assert statuses == [Resp.SERVING, Resp.NOT_SERVING]
+
+
+def test_port_conflict_is_a_clear_error(probe_server: ModelyardServer, tmp_path) -> None:
+    port = int(probe_server.address.rsplit(":", 1)[1])
+    with pytest.raises(OSError, match="port is taken"):
+        create_server(Settings(home=tmp_path, port=port), [])

@@ -1,0 +1,152 @@
+"""The fluent API in MLflow's style, against a real server."""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modelyard.entities import RunStatus
+from modelyard.errors import FailedPrecondition
+
+
+def test_start_run_logs_and_finishes(fluent) -> None:
+    my = fluent
+    exp = my.set_experiment("fluent-exp")
+    with my.start_run(run_name="first", tags={"t": 1}) as run:
+        my.log_param("alpha", 0.5)
+        my.log_params({"beta": 2, "gamma": "x"})
+        my.log_metric("loss", 1.0, step=1)
+        my.log_metrics({"loss": 0.5, "acc": 0.9}, step=2)
+        my.set_tag("stage", "dev")
+        my.set_tags({"owner": "me"})
+        assert my.active_run().info.run_id == run.info.run_id
+    assert my.active_run() is None
+    got = my.get_run(run.info.run_id)
+    assert got.info.experiment_id == exp.experiment_id
+    assert got.info.status == RunStatus.FINISHED and got.info.end_time
+    assert got.data.params == {"alpha": "0.5", "beta": "2", "gamma": "x"}
+    assert got.data.metrics == {"loss": 0.5, "acc": 0.9}
+    assert got.data.tags == {"t": "1", "stage": "dev", "owner": "me"}
+    assert my.last_active_run().info.run_id == run.info.run_id
+
+
+def test_failed_block_marks_run_failed(fluent) -> None:
+    with pytest.raises(ValueError, match="boom"), fluent.start_run() as run:
+        raise ValueError("boom")
+    assert fluent.get_run(run.info.run_id).info.status == RunStatus.FAILED
+
+
+def test_nested_runs_and_resume(fluent) -> None:
+    with fluent.start_run() as parent:
+        with pytest.raises(FailedPrecondition, match="nested=True"):
+            fluent.start_run()
+        with fluent.start_run(nested=True) as child:
+            fluent.log_metric("inner", 1)
+        assert fluent.active_run().info.run_id == parent.info.run_id
+    assert fluent.get_run(child.info.run_id).info.parent_run_id == parent.info.run_id
+    with fluent.start_run(run_id=parent.info.run_id) as resumed:
+        fluent.log_metric("later", 2)
+    assert resumed.info.run_id == parent.info.run_id
+    assert fluent.get_run(parent.info.run_id).data.metrics == {"later": 2.0}
+
+
+def test_log_without_a_run_starts_one(fluent) -> None:
+    fluent.log_metric("m", 1)
+    run = fluent.active_run()
+    assert run is not None
+    fluent.end_run()
+    assert fluent.get_run(run.info.run_id).data.metrics == {"m": 1.0}
+
+
+def test_threads_have_their_own_active_run(fluent) -> None:
+    seen = {}
+    with fluent.start_run() as main:
+
+        def other() -> None:
+            seen["other"] = fluent.active_run()
+
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+        assert seen["other"] is None
+        assert fluent.active_run().info.run_id == main.info.run_id
+
+
+def test_async_logging_loses_nothing(fluent) -> None:
+    fluent.enable_async_logging(True)
+    with fluent.start_run() as run:
+        for step in range(2500):
+            fluent.log_metric("loss", float(step), step=step)
+    history = fluent.client().get_metric_history(run.info.run_id, "loss")
+    assert [m.step for m in history] == list(range(2500))
+
+
+def test_async_logging_surfaces_errors(fluent) -> None:
+    fluent.enable_async_logging(True)
+    with fluent.start_run() as run:
+        fluent.log_metric("ok", 1.0)
+    fluent.client().delete_run(run.info.run_id)
+    fluent.log_metric("late", 1.0, run_id=run.info.run_id, synchronous=False)
+    from modelyard import fluent as fl
+
+    with pytest.raises(FailedPrecondition, match="deleted"):
+        fl._flush_metrics()
+
+
+def test_nan_and_inf_round_trip(fluent) -> None:
+    with fluent.start_run() as run:
+        fluent.log_metrics({"nan": math.nan, "inf": math.inf, "ninf": -math.inf})
+    metrics = fluent.get_run(run.info.run_id).data.metrics
+    assert (
+        math.isnan(metrics["nan"]) and metrics["inf"] == math.inf and metrics["ninf"] == -math.inf
+    )
+
+
+def test_search_runs_dataframe_and_list(fluent) -> None:
+    fluent.set_experiment("search-me")
+    for i in range(5):
+        with fluent.start_run(run_name=f"r{i}"):
+            fluent.log_param("i", i)
+            fluent.log_metric("score", i * 1.5)
+    df = fluent.search_runs(filter_string="metrics.score > 2", order_by=["metrics.score DESC"])
+    assert isinstance(df, pd.DataFrame)
+    assert list(df["metrics.score"]) == [6.0, 4.5, 3.0]
+    assert list(df["params.i"]) == ["4", "3", "2"]
+    assert {"run_id", "experiment_id", "status", "start_time", "end_time"} <= set(df.columns)
+    runs = fluent.search_runs(output_format="list", experiment_names=["search-me"])
+    assert len(runs) == 5
+    assert len(fluent.search_runs(search_all_experiments=True, output_format="list")) == 5
+    empty = fluent.search_runs(filter_string="metrics.score > 100")
+    assert empty.empty and "run_id" in empty.columns
+
+
+def test_artifacts_and_inputs(fluent, tmp_path: Path) -> None:
+    f = tmp_path / "report.txt"
+    f.write_text("report")
+    df = pd.DataFrame({"x": np.arange(10), "y": np.arange(10) * 2.0})
+    dataset = fluent.data.from_pandas(df, source="file:///data/train.csv", name="train")
+    with fluent.start_run() as run:
+        fluent.log_artifact(f, "reports")
+        fluent.log_text("hello", "notes.txt")
+        fluent.log_dict({"a": [1, 2]}, "params.yaml")
+        fluent.log_input(dataset, context="training")
+        uri = fluent.get_artifact_uri("reports")
+    assert uri.endswith(f"{run.info.run_id}/artifacts/reports")
+    client = fluent.client()
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == [
+        "notes.txt",
+        "params.yaml",
+        "reports",
+    ]
+    got = fluent.get_run(run.info.run_id)
+    (item,) = got.inputs.dataset_inputs
+    assert item.dataset.name == "train" and item.dataset.digest == dataset.digest
+    assert {t.key: t.value for t in item.tags} == {"context": "training"}
+    # The same content gives the same digest; different content, a different one.
+    assert fluent.data.from_pandas(df.copy()).digest == dataset.digest
+    assert fluent.data.from_pandas(df.assign(y=0.0)).digest != dataset.digest

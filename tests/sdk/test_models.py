@@ -1,0 +1,148 @@
+"""Model packages, signatures, and scikit-learn logging and autologging."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import modelyard.pyfunc
+import modelyard.sklearn
+from modelyard.errors import DataLoss, InvalidArgument
+from modelyard.models import ColumnSpec, Signature, infer_signature
+from modelyard.models.signature import enforce
+
+
+@pytest.fixture
+def iris() -> tuple[pd.DataFrame, np.ndarray]:
+    data = load_iris(as_frame=True)
+    X = data.data.rename(columns=lambda c: c.replace(" (cm)", "").replace(" ", "_"))
+    return X, data.target.to_numpy()
+
+
+def test_log_and_load_through_runs_uri(fluent, iris, tmp_path: Path) -> None:
+    X, y = iris
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    with fluent.start_run():
+        info = modelyard.sklearn.log_model(model, "model", input_example=X.head(3))
+    assert info.model_uri == f"runs:/{info.run_id}/model"
+    loaded = modelyard.pyfunc.load_model(info.model_uri, dst_path=tmp_path / "dl")
+    assert np.array_equal(loaded.predict(X), model.predict(X))
+    sig = loaded.signature
+    assert [s.name for s in sig.inputs] == list(X.columns)
+    assert all(s.type == "double" for s in sig.inputs)
+    manifest = yaml.safe_load((tmp_path / "dl" / "model" / "MLmodel").read_text())
+    assert manifest["run_id"] == info.run_id
+    assert set(manifest["files"]) == {"model.pkl", "requirements.txt", "input_example.json"}
+    assert any(r.startswith("scikit-learn==") for r in manifest["requirements"])
+    assert loaded.input_example().shape == (3, 4)
+    native = modelyard.sklearn.load_model(info.model_uri)
+    assert isinstance(native, LogisticRegression)
+
+
+def test_tampered_package_is_refused(fluent, iris, tmp_path: Path) -> None:
+    X, y = iris
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    path = tmp_path / "pkg"
+    modelyard.sklearn.save_model(model, path, input_example=X.head(2))
+    modelyard.pyfunc.load_model(str(path))  # intact: loads
+    with open(path / "model.pkl", "ab") as f:
+        f.write(b"\x00")
+    with pytest.raises(DataLoss, match=r"model\.pkl was modified"):
+        modelyard.pyfunc.load_model(str(path))
+    copy = tmp_path / "copy"
+    shutil.copytree(path, copy)
+    (copy / "model.pkl").unlink()
+    (copy / "extra.py").write_text("import os")
+    with pytest.raises(DataLoss, match=r"missing.*extra\.py was added"):
+        modelyard.pyfunc.load_model(str(copy))
+
+
+def test_loader_module_must_be_ours(iris, tmp_path: Path) -> None:
+    X, y = iris
+    path = tmp_path / "pkg"
+    modelyard.sklearn.save_model(LinearRegression().fit(X, y), path)
+    manifest = yaml.safe_load((path / "MLmodel").read_text())
+    manifest["flavors"]["python_function"]["loader_module"] = "os"
+    (path / "MLmodel").write_text(yaml.safe_dump(manifest))
+    with pytest.raises(InvalidArgument, match="only modelyard flavor modules"):
+        modelyard.pyfunc.load_model(str(path))
+
+
+def test_signature_enforcement() -> None:
+    sig = Signature((ColumnSpec("a", "double"), ColumnSpec("b", "long"), ColumnSpec("c", "string")))
+    good = pd.DataFrame(
+        {
+            "a": np.array([1, 2], dtype="int32"),
+            "b": np.array([1, 2], dtype="int32"),
+            "c": ["x", "y"],
+            "extra": [0, 0],
+        }
+    )
+    out = enforce(sig, good)
+    assert list(out.columns) == ["a", "b", "c"]  # extra dropped
+    assert out["a"].dtype == np.float64 and out["b"].dtype == np.int64  # safe widening
+    with pytest.raises(InvalidArgument, match="missing column 'b'") as err:
+        enforce(sig, good.drop(columns=["b"]))
+    assert err.value.field == "b"
+    with pytest.raises(InvalidArgument, match="column 'a' has type string") as err:
+        enforce(sig, good.assign(a=["p", "q"]))
+    assert err.value.field == "a"
+    with pytest.raises(InvalidArgument, match="column 'b' has type double"):
+        enforce(sig, good.assign(b=[1.5, 2.0]))
+    numeric_text = enforce(sig, good.assign(a=["1.5", "2"]))
+    assert list(numeric_text["a"]) == [1.5, 2.0]
+    as_array = enforce(
+        Signature((ColumnSpec("a", "double"), ColumnSpec("b", "double"))), np.ones((3, 2))
+    )
+    assert list(as_array.columns) == ["a", "b"]
+
+
+def test_tensor_signature() -> None:
+    sig = infer_signature(np.zeros((4, 3), dtype="float32"))
+    assert sig.inputs[0].shape == (-1, 3)
+    assert enforce(sig, np.ones((7, 3), dtype="float16")).dtype == np.float32
+    with pytest.raises(InvalidArgument, match="shape"):
+        enforce(sig, np.ones((2, 4), dtype="float32"))
+    with pytest.raises(InvalidArgument, match="dtype"):
+        enforce(sig, np.ones((2, 3), dtype="float64"))
+
+
+def test_autolog_logs_params_metrics_and_model(fluent, iris) -> None:
+    X, y = iris
+    modelyard.sklearn.autolog()
+    try:
+        model = LogisticRegression(C=0.5, max_iter=300).fit(X, y)
+        run = fluent.last_active_run()
+        assert run.info.status == "FINISHED"
+        assert run.data.params["C"] == "0.5" and run.data.params["max_iter"] == "300"
+        assert run.data.tags["estimator_name"] == "LogisticRegression"
+        metrics = run.data.metrics
+        assert metrics["training_accuracy_score"] == pytest.approx(model.score(X, y))
+        assert {"training_f1_score", "training_log_loss", "training_roc_auc"} <= set(metrics)
+        loaded = modelyard.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+        assert np.array_equal(loaded.predict(X), model.predict(X))
+
+        with fluent.start_run() as outer:
+            LinearRegression().fit(X, y)
+        assert "training_r2_score" in fluent.get_run(outer.info.run_id).data.metrics
+
+        before = len(fluent.search_runs(output_format="list"))
+        make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)).fit(X, y)
+        GridSearchCV(LogisticRegression(max_iter=300), {"C": [0.1, 1.0]}, cv=2).fit(X, y)
+        runs = fluent.search_runs(output_format="list")
+        assert len(runs) == before + 2  # inner fits are not separate runs
+        assert {r.data.tags["estimator_name"] for r in runs[:2]} == {"Pipeline", "GridSearchCV"}
+    finally:
+        modelyard.sklearn.autolog(disable=True)
+    LogisticRegression(max_iter=300).fit(X, y)
+    assert len(fluent.search_runs(output_format="list")) == before + 2
