@@ -34,6 +34,7 @@ from modelyard.entities import (
     FileInfo,
     InputTag,
     Metric,
+    ModelVersion,
     Param,
     Run,
     RunStatus,
@@ -344,6 +345,21 @@ def log_input(
         all_tags["context"] = context
     dataset_input = DatasetInput(dataset, tuple(InputTag(k, v) for k, v in all_tags.items()))
     client().log_inputs(_run_id(), [dataset_input])
+
+
+# -- registry -----------------------------------------------------------------------------------
+
+
+def register_model(
+    model_uri: str,
+    name: str,
+    await_registration_for: float = 300,
+    tags: dict[str, Any] | None = None,
+) -> ModelVersion:
+    """Register a logged model (runs:/<run_id>/<path>) as the next version of `name`."""
+    return client().create_model_version(
+        name, model_uri, tags=tags, await_creation_for=await_registration_for
+    )
 
 
 # -- search --------------------------------------------------------------------------------------

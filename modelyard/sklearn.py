@@ -41,6 +41,7 @@ class ModelInfo:
     model_uuid: str
     signature: Signature | None
     flavors: dict[str, dict[str, Any]]
+    registered_model_version: int | None = None
 
 
 def _requirements() -> list[str]:
@@ -119,8 +120,10 @@ def log_model(
     pip_requirements: list[str] | None = None,
     metadata: dict[str, Any] | None = None,
     run_id: str | None = None,
+    registered_model_name: str | None = None,
+    await_registration_for: float = 300,
 ) -> ModelInfo:
-    """Save the model into the active run's artifacts under `name`."""
+    """Save the model into the active run's artifacts under `name` (and register it, if asked)."""
     rid = fluent._run_id(run_id)
     tmp = Path(tempfile.mkdtemp(prefix="modelyard-log-model-"))
     try:
@@ -137,6 +140,11 @@ def log_model(
         fluent.client().log_artifacts(rid, tmp / "pkg", name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    registered = None
+    if registered_model_name:
+        registered = fluent.register_model(
+            f"runs:/{rid}/{name}", registered_model_name, await_registration_for
+        )
     return ModelInfo(
         run_id=rid,
         artifact_path=name,
@@ -144,6 +152,7 @@ def log_model(
         model_uuid=manifest.model_uuid,
         signature=manifest.signature,
         flavors=manifest.flavors,
+        registered_model_version=registered.version if registered else None,
     )
 
 

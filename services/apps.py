@@ -12,6 +12,7 @@ from modelyard.services.common.settings import Settings
 # name -> module with build(settings) and migrate(db); `up` starts them in this order.
 SERVICES: dict[str, str] = {
     "tracking": "modelyard.services.tracking.app",
+    "registry": "modelyard.services.registry.app",
 }
 
 

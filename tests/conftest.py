@@ -218,9 +218,12 @@ def artifact_backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[st
 
 @contextlib.contextmanager
 def running_server(
-    settings: Settings, names: tuple[str, ...] = ("tracking",)
+    settings: Settings, names: tuple[str, ...] | None = None
 ) -> Iterator[ModelyardServer]:
-    from modelyard.services.apps import builder
+    """A started server with the named services (default: all of them, as `modelyard up`)."""
+    from modelyard.services.apps import SERVICES, builder
+
+    names = names or tuple(SERVICES)
 
     server = create_server(settings, [builder(n)(settings) for n in names])
     server.start()

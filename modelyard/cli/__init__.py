@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from modelyard.cli import server, tracking
+from modelyard.cli import registry, server, tracking
 from modelyard.cli.output import err_console
 from modelyard.errors import ModelyardError
 
@@ -25,6 +25,7 @@ server.register(app)
 app.add_typer(tracking.experiments, name="experiments")
 app.add_typer(tracking.runs, name="runs")
 app.add_typer(tracking.artifacts, name="artifacts")
+app.add_typer(registry.models, name="models")
 
 
 def main() -> None:

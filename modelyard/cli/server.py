@@ -83,7 +83,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def serve(
-        service: Annotated[str, typer.Argument(help="Which service: tracking.")],
+        service: Annotated[str, typer.Argument(help="Which service: tracking or registry.")],
         host: Host = None,
         port: Port = None,
         home: Home = None,

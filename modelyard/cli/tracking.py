@@ -25,7 +25,7 @@ runs = typer.Typer(help="Runs.", no_args_is_help=True)
 artifacts = typer.Typer(help="Run artifacts.", no_args_is_help=True)
 
 
-def _client(uri: str | None, token: str | None) -> Client:
+def client_for(uri: str | None, token: str | None) -> Client:
     return Client(uri, token)
 
 
@@ -61,7 +61,7 @@ def experiments_list(
     as_json: Json = False,
 ) -> None:
     """List experiments."""
-    found = _client(uri, token).search_experiments(
+    found = client_for(uri, token).search_experiments(
         view_type=_view(view), max_results=max_results, filter_string=filter_string
     )
     if as_json:
@@ -87,7 +87,7 @@ def experiments_create(
     as_json: Json = False,
 ) -> None:
     """Create an experiment and print its id."""
-    experiment_id = _client(uri, token).create_experiment(name, artifact_location, _tags(tag))
+    experiment_id = client_for(uri, token).create_experiment(name, artifact_location, _tags(tag))
     if as_json:
         print_json({"experiment_id": experiment_id})
     else:
@@ -103,7 +103,7 @@ def experiments_get(
     as_json: Json = False,
 ) -> None:
     """Show one experiment, by id or --name."""
-    client = _client(uri, token)
+    client = client_for(uri, token)
     if (experiment_id is None) == (name is None):
         raise typer.BadParameter("give an experiment id or --name, not both")
     if name is not None:
@@ -139,14 +139,14 @@ def experiments_rename(
     experiment_id: str, new_name: str, uri: Uri = None, token: Token = None
 ) -> None:
     """Rename an experiment."""
-    _client(uri, token).rename_experiment(experiment_id, new_name)
+    client_for(uri, token).rename_experiment(experiment_id, new_name)
     console.print(f"Renamed experiment {experiment_id} to {new_name!r}")
 
 
 @experiments.command("delete")
 def experiments_delete(experiment_id: str, uri: Uri = None, token: Token = None) -> None:
     """Delete an experiment and its runs (restorable)."""
-    _client(uri, token).delete_experiment(experiment_id)
+    client_for(uri, token).delete_experiment(experiment_id)
     console.print(
         f"Deleted experiment {experiment_id}; "
         f"undo with `modelyard experiments restore {experiment_id}`"
@@ -156,7 +156,7 @@ def experiments_delete(experiment_id: str, uri: Uri = None, token: Token = None)
 @experiments.command("restore")
 def experiments_restore(experiment_id: str, uri: Uri = None, token: Token = None) -> None:
     """Restore a deleted experiment and the runs deleted with it."""
-    _client(uri, token).restore_experiment(experiment_id)
+    client_for(uri, token).restore_experiment(experiment_id)
     console.print(f"Restored experiment {experiment_id}")
 
 
@@ -215,7 +215,7 @@ def runs_search(
 ) -> None:
     """Search runs with MLflow's filter grammar."""
     found = list(
-        _client(uri, token).search_runs(
+        client_for(uri, token).search_runs(
             experiment_id, filter_string, _view(view), max_results, order_by
         )
     )
@@ -228,7 +228,7 @@ def runs_search(
 @runs.command("get")
 def runs_get(run_id: str, uri: Uri = None, token: Token = None, as_json: Json = False) -> None:
     """Show a run: info, params, latest metrics, tags and dataset inputs."""
-    run = _client(uri, token).get_run(run_id)
+    run = client_for(uri, token).get_run(run_id)
     if as_json:
         print_json(run)
         return
@@ -275,14 +275,14 @@ def runs_get(run_id: str, uri: Uri = None, token: Token = None, as_json: Json = 
 @runs.command("delete")
 def runs_delete(run_id: str, uri: Uri = None, token: Token = None) -> None:
     """Delete a run (restorable)."""
-    _client(uri, token).delete_run(run_id)
+    client_for(uri, token).delete_run(run_id)
     console.print(f"Deleted run {run_id}; undo with `modelyard runs restore {run_id}`")
 
 
 @runs.command("restore")
 def runs_restore(run_id: str, uri: Uri = None, token: Token = None) -> None:
     """Restore a deleted run."""
-    _client(uri, token).restore_run(run_id)
+    client_for(uri, token).restore_run(run_id)
     console.print(f"Restored run {run_id}")
 
 
@@ -299,7 +299,7 @@ def artifacts_list(
     as_json: Json = False,
 ) -> None:
     """List a run's artifacts (one directory level unless --recursive)."""
-    files = list(_client(uri, token).iter_artifacts(run_id, path, recursive=recursive))
+    files = list(client_for(uri, token).iter_artifacts(run_id, path, recursive=recursive))
     if as_json:
         print_json(files)
         return
@@ -326,7 +326,7 @@ def artifacts_download(
     token: Token = None,
 ) -> None:
     """Download a file or a directory, checking every file's sha256."""
-    client = _client(uri, token)
+    client = client_for(uri, token)
     files = list(client.iter_artifacts(run_id, path, recursive=True))
     with Progress(
         TextColumn("[bold]downloading"),
@@ -363,7 +363,7 @@ def artifacts_upload(
     token: Token = None,
 ) -> None:
     """Upload a file or a directory to a run."""
-    client = _client(uri, token)
+    client = client_for(uri, token)
     if local_path.is_dir():
         files = [p for p in local_path.rglob("*") if p.is_file()]
         with Progress(

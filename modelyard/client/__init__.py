@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from modelyard.client._transport import Transport
 from modelyard.client.config import default_tls_ca, default_token, default_uri
+from modelyard.client.registry import RegistryClient
 from modelyard.client.tracking import TrackingClient
 
 
-class Client(TrackingClient):
+class Client(TrackingClient, RegistryClient):
     """Every service's methods on one object; `client.tracking` etc. are the same object."""
 
     def __init__(
@@ -31,9 +32,14 @@ class Client(TrackingClient):
             self.uri, token or default_token(), tls_ca or default_tls_ca(), timeout
         )
         TrackingClient.__init__(self, self._transport)
+        RegistryClient.__init__(self, self._transport)
 
     @property
     def tracking(self) -> TrackingClient:
+        return self
+
+    @property
+    def registry(self) -> RegistryClient:
         return self
 
     def close(self) -> None:
@@ -49,4 +55,4 @@ class Client(TrackingClient):
         return f"Client({self.uri!r})"
 
 
-__all__ = ["Client", "TrackingClient"]
+__all__ = ["Client", "RegistryClient", "TrackingClient"]

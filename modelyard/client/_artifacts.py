@@ -136,26 +136,36 @@ def download(
     return root
 
 
-def _download_file(t: Transport, stub: Any, run_id: str, path: str, target: Path) -> None:
+def open_stream(t: Transport, method: Any, request: Any) -> tuple[FileInfo, Iterator[bytes]]:
+    """Start a download stream: the header's FileInfo, then an iterator over the chunks.
+
+    Download RPCs of every service share this shape (FileInfo first, then bytes).
+    """
+    responses = t.stream(method, request, timeout=_STREAM_TIMEOUT)
+    first = next(responses)
+    if first.WhichOneof("part") != "file":
+        raise DataLoss("the server sent bytes before describing the file; retry the download")
+    return file_info_to_entity(first.file), (msg.chunk for msg in responses)
+
+
+def save_stream(info: FileInfo, chunks: Iterator[bytes], target: Path) -> None:
+    """Write a download to `target` atomically, refusing it unless it hashes to info.sha256."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.part")
     h = hashlib.sha256()
-    expected = None
     with open(tmp, "wb") as out:
-        for msg in t.stream(
-            stub.DownloadArtifact,
-            pb.DownloadArtifactRequest(run_id=run_id, path=path),
-            timeout=_STREAM_TIMEOUT,
-        ):
-            if msg.WhichOneof("part") == "file":
-                expected = msg.file.sha256
-            else:
-                h.update(msg.chunk)
-                out.write(msg.chunk)
-    if expected and h.hexdigest() != expected:
+        for chunk in chunks:
+            h.update(chunk)
+            out.write(chunk)
+    if info.sha256 and h.hexdigest() != info.sha256:
         tmp.unlink()
         raise DataLoss(
-            f"artifact {path!r} arrived with sha256 {h.hexdigest()}, but the server recorded "
-            f"{expected}; download it again"
+            f"artifact {info.path!r} arrived with sha256 {h.hexdigest()}, but the server recorded "
+            f"{info.sha256}; download it again"
         )
     os.replace(tmp, target)
+
+
+def _download_file(t: Transport, stub: Any, run_id: str, path: str, target: Path) -> None:
+    request = pb.DownloadArtifactRequest(run_id=run_id, path=path)
+    save_stream(*open_stream(t, stub.DownloadArtifact, request), target)

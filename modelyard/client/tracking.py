@@ -324,6 +324,14 @@ class TrackingClient:
         """Download a file or directory; returns the local path. Every file's sha256 is checked."""
         return str(_artifacts.download(self._t, self._tracking, self, run_id, path, dst_path))
 
+    def open_artifact(self, run_id: str, path: str) -> tuple[FileInfo, Iterator[bytes]]:
+        """A file's description and an iterator over its bytes, streamed from the server."""
+        return _artifacts.open_stream(
+            self._t,
+            self._tracking.DownloadArtifact,
+            pb.DownloadArtifactRequest(run_id=run_id, path=path),
+        )
+
     def delete_artifact(self, run_id: str, path: str) -> None:
         self._t.call(
             self._tracking.DeleteArtifact, pb.DeleteArtifactRequest(run_id=run_id, path=path)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Protocol
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -74,3 +76,15 @@ def file_info_to_entity(msg: common_pb2.FileInfo) -> FileInfo:
         sha256=msg.sha256 or None,
         created_time=timestamp_to_ms(msg.create_time, msg.HasField("create_time")),
     )
+
+
+class Presigned(Protocol):
+    url: str
+    method: str
+    expires_at: datetime
+
+
+def presigned_to_proto(url: Presigned) -> common_pb2.PresignedUrl:
+    msg = common_pb2.PresignedUrl(url=url.url, method=url.method)
+    msg.expire_time.FromDatetime(url.expires_at)
+    return msg

@@ -5,6 +5,14 @@ Times are integer milliseconds since the epoch, as in MLflow, so MLflow code por
 """
 
 from modelyard.entities.common import FileInfo, LifecycleStage, PagedList, ViewType
+from modelyard.entities.registry import (
+    ModelEvent,
+    ModelVersion,
+    ModelVersionLineage,
+    ModelVersionStatus,
+    RegisteredModel,
+    Stage,
+)
 from modelyard.entities.tracking import (
     Dataset,
     DatasetInput,
@@ -28,13 +36,19 @@ __all__ = [
     "InputTag",
     "LifecycleStage",
     "Metric",
+    "ModelEvent",
+    "ModelVersion",
+    "ModelVersionLineage",
+    "ModelVersionStatus",
     "PagedList",
     "Param",
+    "RegisteredModel",
     "Run",
     "RunData",
     "RunInfo",
     "RunInputs",
     "RunStatus",
     "RunTag",
+    "Stage",
     "ViewType",
 ]

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from modelyard.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from modelyard.client.registry import RegistryClient
 
 
 def parse_runs_uri(uri: str) -> tuple[str, str]:
@@ -18,7 +22,70 @@ def parse_runs_uri(uri: str) -> tuple[str, str]:
     return run_id, path
 
 
+def parse_models_uri(uri: str) -> tuple[str, str, str]:
+    """'models:/<name>/<version|stage|latest>' or 'models:/<name>@<alias>' -> (name, kind, ref).
+
+    kind is one of "version", "stage", "latest", "alias".
+    """
+    rest = uri[len("models:/") :].strip("/")
+    if "@" in rest:
+        name, _, alias = rest.rpartition("@")
+        if name and alias and "/" not in alias:
+            return name, "alias", alias
+    name, _, ref = rest.rpartition("/")
+    if not name or not ref:
+        raise InvalidArgument(
+            f"model URI {uri!r} is not models:/<name>/<version>, models:/<name>@<alias> or "
+            "models:/<name>/<stage>"
+        )
+    if ref.isdigit():
+        return name, "version", ref
+    if ref.lower() == "latest":
+        return name, "latest", ref
+    return name, "stage", ref
+
+
+def resolve_model_version(uri: str, registry: RegistryClient | None = None) -> tuple[str, int]:
+    """(name, version) that a models:/ URI points at right now."""
+    from modelyard.entities.registry import Stage
+    from modelyard.errors import NotFound
+    from modelyard.fluent import client
+
+    name, kind, ref = parse_models_uri(uri)
+    registry = registry or client()
+    if kind == "version":
+        return name, int(ref)
+    if kind == "alias":
+        return name, registry.get_model_version_by_alias(name, ref).version
+    if kind == "latest":
+        versions = registry.search_model_versions(
+            f"name = '{name}'", max_results=1, order_by=["version DESC"]
+        )
+    else:
+        try:
+            stage = Stage.parse(ref)
+        except ValueError:
+            raise InvalidArgument(
+                f"{ref!r} in {uri!r} is not a version, alias or stage (None, Staging, "
+                "Production, Archived)"
+            ) from None
+        versions = registry.get_latest_versions(name, [stage])
+    if not versions:
+        raise NotFound(
+            f"{uri} matches no version of {name!r}",
+            resource_type="model_version",
+            resource_name=uri,
+        )
+    return name, versions[0].version
+
+
 def resolve_model_uri(uri: str, dst: Path | None = None) -> Path:
+    if uri.startswith("models:/"):
+        from modelyard.fluent import client
+
+        name, version = resolve_model_version(uri)
+        target = dst or Path(tempfile.mkdtemp(prefix="modelyard-model-"))
+        return client().download_model_version(name, version, target)
     if uri.startswith("runs:/"):
         from modelyard.fluent import client
 
@@ -30,6 +97,7 @@ def resolve_model_uri(uri: str, dst: Path | None = None) -> Path:
     if "://" not in uri and ":/" not in uri and Path(uri).exists():
         return Path(uri)
     raise InvalidArgument(
-        f"cannot load model from {uri!r}; use a local directory, file://..., or "
-        "runs:/<run_id>/<path>"
+        f"cannot load model from {uri!r}; use a local directory, file://..., "
+        "runs:/<run_id>/<path>, models:/<name>/<version>, models:/<name>@<alias> or "
+        "models:/<name>/<stage>"
     )

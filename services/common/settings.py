@@ -36,6 +36,15 @@ class S3Settings(BaseModel):
     part_size_mb: int = Field(default=16, ge=5, le=5120)
 
 
+class RegistrySettings(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    # Where the registry reaches the tracking service; None means this process (modelyard up).
+    tracking_uri: str | None = None
+    # Threads copying new versions' files into registry storage.
+    copy_workers: int = Field(default=4, ge=1, le=64)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MODELYARD_", env_nested_delimiter="__", extra="ignore"
@@ -50,6 +59,7 @@ class Settings(BaseSettings):
     # Root of artifact storage (file:///path or s3://bucket/prefix); default file://<home>/artifacts.
     artifact_uri: str | None = None
     s3: S3Settings = Field(default_factory=S3Settings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
     # Apply pending database migrations at start-up (`modelyard db upgrade` does it on demand).
     migrate_on_start: bool = True
     # Prometheus /metrics port; None turns the HTTP exporter off.

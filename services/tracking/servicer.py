@@ -9,7 +9,7 @@ import grpc
 from modelyard._gen.common.v1 import common_pb2
 from modelyard._gen.tracking.v1 import tracking_pb2 as pb
 from modelyard._gen.tracking.v1 import tracking_pb2_grpc
-from modelyard.convert.common import file_info_to_proto, tags_to_dict
+from modelyard.convert.common import file_info_to_proto, presigned_to_proto, tags_to_dict
 from modelyard.convert.tracking import (
     dataset_input_to_entity,
     experiment_to_proto,
@@ -21,7 +21,6 @@ from modelyard.convert.tracking import (
 )
 from modelyard.entities import Param, RunTag, ViewType
 from modelyard.errors import InvalidArgument
-from modelyard.services.common.artifacts import PresignedUrl
 from modelyard.services.tracking.service import TrackingService
 
 
@@ -34,12 +33,6 @@ def view_type(field: str, value: int) -> ViewType:
         raise InvalidArgument(
             f"{field} {value} is not a ViewType; use ACTIVE_ONLY, DELETED_ONLY or ALL", field=field
         ) from None
-
-
-def presigned_to_proto(url: PresignedUrl) -> common_pb2.PresignedUrl:
-    msg = common_pb2.PresignedUrl(url=url.url, method=url.method)
-    msg.expire_time.FromDatetime(url.expires_at)
-    return msg
 
 
 def _chunks(requests: Iterator[pb.UploadArtifactRequest]) -> Iterator[bytes]:

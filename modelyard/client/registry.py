@@ -1,0 +1,321 @@
+"""RegistryClient: every ModelRegistryService RPC, with MlflowClient's method names and shapes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from modelyard._gen.registry.v1 import registry_pb2 as pb
+from modelyard._gen.registry.v1 import registry_pb2_grpc
+from modelyard.client import _artifacts
+from modelyard.client._transport import Transport
+from modelyard.convert.common import file_info_to_entity, tags_to_proto
+from modelyard.convert.registry import (
+    event_to_entity,
+    lineage_to_entity,
+    model_version_to_entity,
+    registered_model_to_entity,
+    stage_to_proto,
+)
+from modelyard.entities import FileInfo, PagedList
+from modelyard.entities.registry import (
+    ModelEvent,
+    ModelVersion,
+    ModelVersionLineage,
+    ModelVersionStatus,
+    RegisteredModel,
+    Stage,
+)
+from modelyard.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
+
+
+def _stage(stage: Stage | str) -> Any:
+    try:
+        return stage_to_proto(stage if isinstance(stage, Stage) else Stage.parse(stage))
+    except ValueError:
+        raise InvalidArgument(
+            f"stage {stage!r} is not one of None, Staging, Production, Archived", field="stage"
+        ) from None
+
+
+def _tags(tags: dict[str, Any] | None) -> Any:
+    return tags_to_proto({k: str(v) for k, v in (tags or {}).items()})
+
+
+class RegistryClient:
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+        self._registry = registry_pb2_grpc.ModelRegistryServiceStub(transport.channel)
+
+    # -- registered models ---------------------------------------------------------------------
+
+    def create_registered_model(
+        self, name: str, tags: dict[str, Any] | None = None, description: str | None = None
+    ) -> RegisteredModel:
+        request = pb.CreateRegisteredModelRequest(
+            name=name, description=description or "", tags=_tags(tags)
+        )
+        return registered_model_to_entity(
+            self._t.call(self._registry.CreateRegisteredModel, request).registered_model
+        )
+
+    def get_registered_model(self, name: str) -> RegisteredModel:
+        request = pb.GetRegisteredModelRequest(name=name)
+        return registered_model_to_entity(
+            self._t.call(self._registry.GetRegisteredModel, request).registered_model
+        )
+
+    def rename_registered_model(self, name: str, new_name: str) -> RegisteredModel:
+        request = pb.RenameRegisteredModelRequest(name=name, new_name=new_name)
+        return registered_model_to_entity(
+            self._t.call(self._registry.RenameRegisteredModel, request).registered_model
+        )
+
+    def update_registered_model(self, name: str, description: str | None = None) -> RegisteredModel:
+        request = pb.UpdateRegisteredModelRequest(name=name, description=description or "")
+        return registered_model_to_entity(
+            self._t.call(self._registry.UpdateRegisteredModel, request).registered_model
+        )
+
+    def delete_registered_model(self, name: str) -> None:
+        self._t.call(
+            self._registry.DeleteRegisteredModel, pb.DeleteRegisteredModelRequest(name=name)
+        )
+
+    def search_registered_models(
+        self,
+        filter_string: str | None = None,
+        max_results: int = 100,
+        order_by: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[RegisteredModel]:
+        request = pb.SearchRegisteredModelsRequest(
+            filter=filter_string or "",
+            max_results=max_results,
+            order_by=list(order_by or []),
+            page_token=page_token or "",
+        )
+        response = self._t.call(self._registry.SearchRegisteredModels, request)
+        return PagedList(
+            [registered_model_to_entity(m) for m in response.registered_models],
+            response.next_page_token,
+        )
+
+    def set_registered_model_tag(self, name: str, key: str, value: Any) -> None:
+        request = pb.SetRegisteredModelTagRequest(name=name, key=key, value=str(value))
+        self._t.call(self._registry.SetRegisteredModelTag, request)
+
+    def delete_registered_model_tag(self, name: str, key: str) -> None:
+        request = pb.DeleteRegisteredModelTagRequest(name=name, key=key)
+        self._t.call(self._registry.DeleteRegisteredModelTag, request)
+
+    # -- versions ------------------------------------------------------------------------------
+
+    def create_model_version(
+        self,
+        name: str,
+        source: str,
+        run_id: str | None = None,
+        tags: dict[str, Any] | None = None,
+        description: str | None = None,
+        await_creation_for: float = 300,
+    ) -> ModelVersion:
+        """Register `source` (runs:/<run_id>/<path>) as the next version of `name`.
+
+        Waits up to `await_creation_for` seconds for the files to be copied (0: return at once,
+        still PENDING_REGISTRATION); a failed registration raises FailedPrecondition with why.
+        """
+        request = pb.CreateModelVersionRequest(
+            name=name,
+            source=source,
+            run_id=run_id or "",
+            description=description or "",
+            tags=_tags(tags),
+        )
+        created = model_version_to_entity(
+            self._t.call(self._registry.CreateModelVersion, request).model_version
+        )
+        if await_creation_for <= 0:
+            return created
+        return self.wait_for_version(name, created.version, await_creation_for)
+
+    def wait_for_version(self, name: str, version: int, timeout: float = 300) -> ModelVersion:
+        """Block until the version leaves PENDING_REGISTRATION, following the change feed."""
+        since = self._last_event_id(name)
+        current = self.get_model_version(name, version)
+        if current.status == ModelVersionStatus.PENDING_REGISTRATION:
+            # Events after `since` are replayed, so a copy finishing right now is not missed.
+            try:
+                for event in self.watch_model_events(name, since, timeout=timeout):
+                    if event.version == version and event.event_type in (
+                        "VERSION_READY",
+                        "VERSION_FAILED",
+                    ):
+                        break
+            except DeadlineExceeded:
+                pass
+            current = self.get_model_version(name, version)
+        if current.status == ModelVersionStatus.PENDING_REGISTRATION:
+            raise DeadlineExceeded(
+                f"version {version} of {name!r} was still being registered after {timeout:.0f}s; "
+                "check it later with get_model_version"
+            )
+        return self._ready(current)
+
+    @staticmethod
+    def _ready(version: ModelVersion) -> ModelVersion:
+        if version.status == ModelVersionStatus.FAILED_REGISTRATION:
+            raise FailedPrecondition(
+                f"registering version {version.version} of {version.name!r} failed: "
+                f"{version.status_message}",
+                resource_type="model_version",
+                resource_name=f"{version.name}/{version.version}",
+            )
+        return version
+
+    def _last_event_id(self, name: str) -> int:
+        request = pb.ListModelEventsRequest(name=name, max_results=1, newest_first=True)
+        events = self._t.call(self._registry.ListModelEvents, request).events
+        return events[0].event_id if events else 0
+
+    def get_model_version(self, name: str, version: int | str) -> ModelVersion:
+        request = pb.GetModelVersionRequest(name=name, version=int(version))
+        return model_version_to_entity(
+            self._t.call(self._registry.GetModelVersion, request).model_version
+        )
+
+    def update_model_version(
+        self, name: str, version: int | str, description: str | None = None
+    ) -> ModelVersion:
+        request = pb.UpdateModelVersionRequest(
+            name=name, version=int(version), description=description or ""
+        )
+        return model_version_to_entity(
+            self._t.call(self._registry.UpdateModelVersion, request).model_version
+        )
+
+    def delete_model_version(self, name: str, version: int | str) -> None:
+        request = pb.DeleteModelVersionRequest(name=name, version=int(version))
+        self._t.call(self._registry.DeleteModelVersion, request)
+
+    def search_model_versions(
+        self,
+        filter_string: str | None = None,
+        max_results: int = 10000,
+        order_by: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[ModelVersion]:
+        request = pb.SearchModelVersionsRequest(
+            filter=filter_string or "",
+            max_results=max_results,
+            order_by=list(order_by or []),
+            page_token=page_token or "",
+        )
+        response = self._t.call(self._registry.SearchModelVersions, request)
+        return PagedList(
+            [model_version_to_entity(v) for v in response.model_versions],
+            response.next_page_token,
+        )
+
+    def get_latest_versions(
+        self, name: str, stages: Sequence[Stage | str] | None = None
+    ) -> list[ModelVersion]:
+        request = pb.GetLatestVersionsRequest(name=name, stages=[_stage(s) for s in stages or []])
+        response = self._t.call(self._registry.GetLatestVersions, request)
+        return [model_version_to_entity(v) for v in response.model_versions]
+
+    def set_model_version_tag(self, name: str, version: int | str, key: str, value: Any) -> None:
+        request = pb.SetModelVersionTagRequest(
+            name=name, version=int(version), key=key, value=str(value)
+        )
+        self._t.call(self._registry.SetModelVersionTag, request)
+
+    def delete_model_version_tag(self, name: str, version: int | str, key: str) -> None:
+        request = pb.DeleteModelVersionTagRequest(name=name, version=int(version), key=key)
+        self._t.call(self._registry.DeleteModelVersionTag, request)
+
+    def transition_model_version_stage(
+        self,
+        name: str,
+        version: int | str,
+        stage: Stage | str,
+        archive_existing_versions: bool = False,
+    ) -> ModelVersion:
+        request = pb.TransitionModelVersionStageRequest(
+            name=name,
+            version=int(version),
+            stage=_stage(stage),
+            archive_existing_versions=archive_existing_versions,
+        )
+        return model_version_to_entity(
+            self._t.call(self._registry.TransitionModelVersionStage, request).model_version
+        )
+
+    def get_model_version_download_uri(self, name: str, version: int | str) -> str:
+        return self.get_model_version(name, version).storage_location
+
+    # -- aliases -------------------------------------------------------------------------------
+
+    def set_registered_model_alias(self, name: str, alias: str, version: int | str) -> None:
+        request = pb.SetRegisteredModelAliasRequest(name=name, alias=alias, version=int(version))
+        self._t.call(self._registry.SetRegisteredModelAlias, request)
+
+    def delete_registered_model_alias(self, name: str, alias: str) -> None:
+        request = pb.DeleteRegisteredModelAliasRequest(name=name, alias=alias)
+        self._t.call(self._registry.DeleteRegisteredModelAlias, request)
+
+    def get_model_version_by_alias(self, name: str, alias: str) -> ModelVersion:
+        request = pb.GetModelVersionByAliasRequest(name=name, alias=alias)
+        return model_version_to_entity(
+            self._t.call(self._registry.GetModelVersionByAlias, request).model_version
+        )
+
+    # -- files, events, lineage ----------------------------------------------------------------
+
+    def list_model_version_artifacts(
+        self, name: str, version: int | str, path: str = ""
+    ) -> list[FileInfo]:
+        request = pb.ListModelVersionArtifactsRequest(name=name, version=int(version), path=path)
+        response = self._t.call(self._registry.ListModelVersionArtifacts, request)
+        return [file_info_to_entity(f) for f in response.files]
+
+    def download_model_version(self, name: str, version: int | str, dst_path: str | Path) -> Path:
+        """Download every file of the version into `dst_path`, checking each sha256."""
+        dst = Path(dst_path)
+        for f in self.list_model_version_artifacts(name, version):
+            self.download_model_version_file(name, version, f.path, dst)
+        return dst
+
+    def download_model_version_file(
+        self, name: str, version: int | str, path: str, dst_dir: str | Path
+    ) -> Path:
+        """Download one file of the version to dst_dir/path, checking its sha256."""
+        request = pb.DownloadModelVersionArtifactRequest(name=name, version=int(version), path=path)
+        info, chunks = _artifacts.open_stream(
+            self._t, self._registry.DownloadModelVersionArtifact, request
+        )
+        target = Path(dst_dir) / path
+        _artifacts.save_stream(info, chunks, target)
+        return target
+
+    def list_model_events(
+        self, name: str | None = None, since_event_id: int = 0, max_results: int = 1000
+    ) -> list[ModelEvent]:
+        request = pb.ListModelEventsRequest(
+            name=name or "", since_event_id=since_event_id, max_results=max_results
+        )
+        response = self._t.call(self._registry.ListModelEvents, request)
+        return [event_to_entity(e) for e in response.events]
+
+    def watch_model_events(
+        self, name: str | None = None, since_event_id: int = 0, timeout: float | None = None
+    ) -> Iterator[ModelEvent]:
+        """Events as they happen (after replaying those after `since_event_id`, if given)."""
+        request = pb.WatchModelEventsRequest(name=name or "", since_event_id=since_event_id)
+        for reply in self._t.stream(self._registry.WatchModelEvents, request, timeout):
+            yield event_to_entity(reply.event)
+
+    def get_model_version_lineage(self, name: str, version: int | str) -> ModelVersionLineage:
+        request = pb.GetModelVersionLineageRequest(name=name, version=int(version))
+        return lineage_to_entity(self._t.call(self._registry.GetModelVersionLineage, request))

@@ -1,0 +1,84 @@
+"""Wiring of the registry service: the only place its parts are put together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from modelyard._gen.registry.v1 import registry_pb2, registry_pb2_grpc
+from modelyard.client._transport import Transport
+from modelyard.client.tracking import TrackingClient
+from modelyard.errors import Unavailable
+from modelyard.services.common.artifacts import open_artifact_store
+from modelyard.services.common.db import Database
+from modelyard.services.common.db.migrations import upgrade
+from modelyard.services.common.server import ServiceRegistration
+from modelyard.services.common.settings import Settings
+from modelyard.services.registry.service import RegistryService
+from modelyard.services.registry.servicer import RegistryServicer
+from modelyard.services.registry.store.sql import SqlRegistryStore
+
+SERVICE = "registry"
+MIGRATIONS = Path(__file__).parent / "migrations"
+SERVICE_NAME = registry_pb2.DESCRIPTOR.services_by_name["ModelRegistryService"].full_name
+
+
+def migrate(db: Database) -> None:
+    upgrade(db, SERVICE, MIGRATIONS)
+
+
+class _TrackingConnection:
+    """The registry's client for the tracking service, connected when its address is known."""
+
+    def __init__(self, uri: str | None) -> None:
+        self._transport: Transport | None = None
+        self._client: TrackingClient | None = None
+        if uri:
+            self.connect(uri)
+
+    def connect(self, uri: str) -> None:
+        if self._client is None:
+            self._transport = Transport(uri)
+            self._client = TrackingClient(self._transport)
+
+    def __call__(self) -> TrackingClient:
+        if self._client is None:
+            raise Unavailable(
+                "the registry has no tracking service to talk to; "
+                "set MODELYARD_REGISTRY__TRACKING_URI"
+            )
+        return self._client
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+def build(settings: Settings) -> ServiceRegistration:
+    db = Database(settings.database_url)
+    if settings.migrate_on_start:
+        migrate(db)
+    artifacts = open_artifact_store(settings.artifact_root, settings.s3)
+    store = SqlRegistryStore(db, f"{artifacts.root_uri}/registry")
+    tracking = _TrackingConnection(settings.registry.tracking_uri)
+    service = RegistryService(store, artifacts, tracking, settings.registry.copy_workers)
+
+    def on_start(address: str) -> None:
+        # Under `modelyard up` tracking is served by this very process: talk to it over gRPC,
+        # the same path as in a cluster.
+        tracking.connect(address)
+        service.resume_pending()
+
+    def close() -> None:
+        service.close()
+        tracking.close()
+        store.close()
+        artifacts.close()
+
+    return ServiceRegistration(
+        service_names=(SERVICE_NAME,),
+        register=lambda server: registry_pb2_grpc.add_ModelRegistryServiceServicer_to_server(
+            RegistryServicer(service), server
+        ),
+        close=close,
+        on_start=on_start,
+    )

@@ -1,0 +1,54 @@
+"""The change feed behind WatchModelEvents.
+
+Events are rows committed with the change they describe. Watchers read them from the store in
+order; a write in this process wakes them at once, and a short poll catches writes made by other
+replicas. A generation counter closes the gap between reading and waiting, so no wake-up is lost.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+
+from modelyard.entities.registry import ModelEvent
+from modelyard.services.registry.store.base import RegistryStore
+
+POLL_SECONDS = 0.5
+_BATCH = 1000
+
+
+class EventFeed:
+    def __init__(self, store: RegistryStore, poll_seconds: float = POLL_SECONDS) -> None:
+        self._store = store
+        self._poll = poll_seconds
+        self._cond = threading.Condition()
+        self._generation = 0
+        self._closed = False
+
+    def notify(self) -> None:
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def watch(
+        self, name: str, since_event_id: int, is_active: Callable[[], bool]
+    ) -> Iterator[ModelEvent]:
+        last = since_event_id if since_event_id > 0 else self._store.last_event_id()
+        while is_active() and not self._closed:
+            with self._cond:
+                seen = self._generation
+            events = self._store.list_events(name, last, _BATCH)
+            for event in events:
+                yield event
+                last = event.event_id
+            if len(events) < _BATCH:
+                with self._cond:
+                    self._cond.wait_for(
+                        lambda seen=seen: self._generation != seen or self._closed,
+                        timeout=self._poll,
+                    )

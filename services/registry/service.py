@@ -1,0 +1,416 @@
+"""RegistryService: the rules of the model registry.
+
+A new version is checked against the tracking service over gRPC (its source run must exist and be
+active), recorded as PENDING_REGISTRATION, and its files are copied in the background into
+registry-owned storage: a server-side copy when tracking's artifacts live in the same store, a
+verified stream through tracking's DownloadArtifact otherwise. Every file keeps its sha256.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from modelyard.client.tracking import TrackingClient
+from modelyard.entities import FileInfo, PagedList
+from modelyard.entities.registry import (
+    ModelEvent,
+    ModelVersion,
+    ModelVersionLineage,
+    RegisteredModel,
+    Stage,
+)
+from modelyard.errors import FailedPrecondition, InvalidArgument, ModelyardError, NotFound
+from modelyard.models.uri import parse_runs_uri
+from modelyard.services.common import validation as v
+from modelyard.services.common.artifacts import ArtifactStore, PresignedUrl, clean_path
+from modelyard.services.common.filters import parse_filter, parse_order_by
+from modelyard.services.common.identity import caller
+from modelyard.services.common.logging import get_logger
+from modelyard.services.common.pagination import page_size
+from modelyard.services.registry.events import EventFeed
+from modelyard.services.registry.store.base import PendingVersion, RegistryStore, StoredFile
+
+log = get_logger(__name__)
+
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-. ]{0,255}$")
+_ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,254}$")
+_RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)
+MAX_DESCRIPTION = 65535
+MAX_TAG_VALUE = 8000
+
+
+def model_name(field: str, value: str) -> str:
+    v.require(field, value)
+    if not _MODEL_NAME.match(value) or value != value.strip():
+        raise InvalidArgument(
+            f"{field} {value!r} is not a valid model name: use 1-256 letters, digits, '_', '-', "
+            "'.' or inner spaces",
+            field=field,
+        )
+    return value
+
+
+def version_number(field: str, value: int) -> int:
+    if value <= 0:
+        raise InvalidArgument(
+            f"{field} must be a positive version number, got {value}", field=field
+        )
+    return value
+
+
+def alias_name(field: str, value: str) -> str:
+    v.require(field, value)
+    if not _ALIAS.match(value):
+        raise InvalidArgument(
+            f"{field} {value!r} is not a valid alias: start with a letter or '_', then letters, "
+            "digits, '_' or '-'",
+            field=field,
+        )
+    if _RESERVED_ALIAS.match(value):
+        raise InvalidArgument(
+            f"{field} {value!r} is reserved ('latest' and v<number> name versions directly)",
+            field=field,
+        )
+    return value
+
+
+def _tags(field: str, tags: dict[str, str]) -> dict[str, str]:
+    for key, value in tags.items():
+        v.key(f"{field}.key", key)
+        v.max_length(f"{field}[{key}].value", value, MAX_TAG_VALUE)
+    return tags
+
+
+class RegistryService:
+    def __init__(
+        self,
+        store: RegistryStore,
+        artifacts: ArtifactStore,
+        tracking: Callable[[], TrackingClient],
+        copy_workers: int = 4,
+    ) -> None:
+        self.store = store
+        self.artifacts = artifacts
+        self._tracking = tracking
+        self.events = EventFeed(store)
+        self._copier = ThreadPoolExecutor(copy_workers, thread_name_prefix="modelyard-register")
+
+    def close(self) -> None:
+        self.events.close()
+        self._copier.shutdown(wait=True, cancel_futures=False)
+
+    def _changed(self) -> None:
+        self.events.notify()
+
+    # -- registered models ---------------------------------------------------------------------
+
+    def create_registered_model(
+        self, name: str, description: str = "", tags: dict[str, str] | None = None
+    ) -> RegisteredModel:
+        model_name("name", name)
+        v.max_length("description", description, MAX_DESCRIPTION)
+        model = self.store.create_registered_model(
+            name, description, _tags("tags", tags or {}), caller()
+        )
+        self._changed()
+        return model
+
+    def get_registered_model(self, name: str) -> RegisteredModel:
+        return self.store.get_registered_model(model_name("name", name))
+
+    def rename_registered_model(self, name: str, new_name: str) -> RegisteredModel:
+        model_name("name", name)
+        model_name("new_name", new_name)
+        model = self.store.rename_registered_model(name, new_name, caller())
+        self._changed()
+        return model
+
+    def update_registered_model(self, name: str, description: str) -> RegisteredModel:
+        model_name("name", name)
+        v.max_length("description", description, MAX_DESCRIPTION)
+        model = self.store.update_registered_model(name, description, caller())
+        self._changed()
+        return model
+
+    def delete_registered_model(self, name: str) -> None:
+        locations = self.store.delete_registered_model(model_name("name", name), caller())
+        self._changed()
+        for location in locations:
+            self._delete_files(location)
+
+    def search_registered_models(
+        self,
+        filter_string: str = "",
+        order_by: Sequence[str] = (),
+        max_results: int = 0,
+        page_token: str = "",
+    ) -> PagedList[RegisteredModel]:
+        size = page_size(max_results, default=100, maximum=1000, field="max_results")
+        return self.store.search_registered_models(
+            parse_filter(filter_string), parse_order_by(order_by), size, page_token
+        )
+
+    def set_registered_model_tag(self, name: str, key: str, value: str) -> None:
+        model_name("name", name)
+        _tags("tag", {key: value})
+        self.store.set_registered_model_tag(name, key, value, caller())
+        self._changed()
+
+    def delete_registered_model_tag(self, name: str, key: str) -> None:
+        model_name("name", name)
+        v.key("key", key)
+        self.store.delete_registered_model_tag(name, key, caller())
+        self._changed()
+
+    # -- versions ------------------------------------------------------------------------------
+
+    def create_model_version(
+        self,
+        name: str,
+        source: str,
+        run_id: str = "",
+        description: str = "",
+        tags: dict[str, str] | None = None,
+    ) -> ModelVersion:
+        model_name("name", name)
+        v.require("source", source)
+        v.max_length("source", source, 2000)
+        v.max_length("description", description, MAX_DESCRIPTION)
+        if not source.startswith("runs:/"):
+            raise InvalidArgument(
+                f"source {source!r} is not a run's model; use runs:/<run_id>/<path>, as "
+                "log_model returns it",
+                field="source",
+            )
+        source_run, path = parse_runs_uri(source)
+        clean_path(path, field="source", allow_empty=True)
+        if run_id and run_id != source_run:
+            raise InvalidArgument(
+                f"run_id {run_id!r} differs from the run in source ({source_run}); give one",
+                field="run_id",
+            )
+        try:
+            run = self._tracking().get_run(source_run)
+        except NotFound:
+            raise NotFound(
+                f"source run {source_run!r} does not exist in the tracking service",
+                resource_type="run",
+                resource_name=source_run,
+            ) from None
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"source: {exc.message}", field="source") from None
+        if run.info.lifecycle_stage != "active":
+            raise FailedPrecondition(
+                f"source run {source_run!r} is deleted; restore it before registering its model",
+                resource_type="run",
+                resource_name=source_run,
+            )
+        version, pending = self.store.create_model_version(
+            name, source, source_run, description, _tags("tags", tags or {}), caller()
+        )
+        self._changed()
+        self._copier.submit(self._register, pending)
+        return version
+
+    def resume_pending(self) -> int:
+        """Re-queue versions whose copy was interrupted (a restart during registration)."""
+        pending = self.store.pending_versions()
+        for item in pending:
+            self._copier.submit(self._register, item)
+        return len(pending)
+
+    def _register(self, pending: PendingVersion) -> None:
+        try:
+            files = self._copy_files(pending)
+        except ModelyardError as exc:
+            self._fail(pending, exc.message)
+        except Exception as exc:  # any failure must leave a reason, not a stuck PENDING version
+            log.exception("registering %s version %s failed", pending.model_name, pending.version)
+            self._fail(pending, f"copying the model's files failed: {exc}")
+        else:
+            self.store.finish_registration(pending, files)
+            self._changed()
+
+    def _fail(self, pending: PendingVersion, message: str) -> None:
+        self.store.fail_registration(pending, message)
+        self._changed()
+
+    def _copy_files(self, pending: PendingVersion) -> list[StoredFile]:
+        tracking = self._tracking()
+        run_id, path = parse_runs_uri(pending.source)
+        path = path.strip("/")
+        listed = list(tracking.iter_artifacts(run_id, path, recursive=True))
+        if not listed:
+            raise FailedPrecondition(f"{pending.source} holds no files; log the model first")
+        run_root = self.artifacts.key_for(tracking.get_run(run_id).info.artifact_uri)
+        target = self._storage_key(pending.storage_location)
+        copied = []
+        for f in listed:
+            rel = f.path[len(path) + 1 :] if path else f.path
+            dst = f"{target}/{rel}"
+            if run_root is not None:  # same store: copy server-side, bytes never leave it
+                self.artifacts.copy(f"{run_root}/{f.path}", dst)
+                size = self.artifacts.size(dst)
+                if size != f.file_size:
+                    raise FailedPrecondition(
+                        f"copy of {f.path} has {size} bytes, the source {f.file_size}"
+                    )
+                copied.append(StoredFile(rel, f.file_size or 0, f.sha256 or ""))
+            else:  # another store: stream through tracking, verifying the digest on the way
+                _info, chunks = tracking.open_artifact(run_id, f.path)
+                stored = self.artifacts.write(dst, chunks, f.sha256)
+                copied.append(StoredFile(rel, stored.size, stored.sha256))
+        return copied
+
+    def _storage_key(self, location: str) -> str:
+        key = self.artifacts.key_for(location)
+        if key is None:
+            raise FailedPrecondition(
+                f"model storage {location} is outside the artifact root {self.artifacts.root_uri}"
+            )
+        return key
+
+    def _delete_files(self, location: str) -> None:
+        try:
+            self.artifacts.delete_prefix(self._storage_key(location))
+        except Exception:  # the rows are gone; leftover bytes are only unreachable storage
+            log.exception("could not delete model files at %s", location)
+
+    def get_model_version(self, name: str, version: int) -> ModelVersion:
+        return self.store.get_model_version(
+            model_name("name", name), version_number("version", version)
+        )
+
+    def update_model_version(self, name: str, version: int, description: str) -> ModelVersion:
+        model_name("name", name)
+        version_number("version", version)
+        v.max_length("description", description, MAX_DESCRIPTION)
+        updated = self.store.update_model_version(name, version, description, caller())
+        self._changed()
+        return updated
+
+    def delete_model_version(self, name: str, version: int) -> None:
+        model_name("name", name)
+        location = self.store.delete_model_version(
+            name, version_number("version", version), caller()
+        )
+        self._changed()
+        self._delete_files(location)
+
+    def search_model_versions(
+        self,
+        filter_string: str = "",
+        order_by: Sequence[str] = (),
+        max_results: int = 0,
+        page_token: str = "",
+    ) -> PagedList[ModelVersion]:
+        size = page_size(max_results, default=1000, maximum=10000, field="max_results")
+        return self.store.search_model_versions(
+            parse_filter(filter_string), parse_order_by(order_by), size, page_token
+        )
+
+    def get_latest_versions(self, name: str, stages: Sequence[Stage] = ()) -> list[ModelVersion]:
+        return self.store.get_latest_versions(model_name("name", name), stages)
+
+    def set_model_version_tag(self, name: str, version: int, key: str, value: str) -> None:
+        model_name("name", name)
+        version_number("version", version)
+        _tags("tag", {key: value})
+        self.store.set_model_version_tag(name, version, key, value, caller())
+        self._changed()
+
+    def delete_model_version_tag(self, name: str, version: int, key: str) -> None:
+        model_name("name", name)
+        version_number("version", version)
+        v.key("key", key)
+        self.store.delete_model_version_tag(name, version, key, caller())
+        self._changed()
+
+    def transition_stage(
+        self, name: str, version: int, stage: Stage, archive_existing: bool = False
+    ) -> ModelVersion:
+        model_name("name", name)
+        version_number("version", version)
+        moved = self.store.transition_stage(name, version, stage, archive_existing, caller())
+        self._changed()
+        return moved
+
+    # -- aliases -------------------------------------------------------------------------------
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        model_name("name", name)
+        alias_name("alias", alias)
+        self.store.set_alias(name, alias, version_number("version", version), caller())
+        self._changed()
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        model_name("name", name)
+        alias_name("alias", alias)
+        self.store.delete_alias(name, alias, caller())
+        self._changed()
+
+    def get_version_by_alias(self, name: str, alias: str) -> ModelVersion:
+        return self.store.get_version_by_alias(model_name("name", name), alias_name("alias", alias))
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def list_files(self, name: str, version: int, path: str = "") -> list[FileInfo]:
+        model_name("name", name)
+        version_number("version", version)
+        return self.store.list_version_files(name, version, clean_path(path, allow_empty=True))
+
+    def _file(self, name: str, version: int, path: str) -> tuple[ModelVersion, FileInfo]:
+        path = clean_path(path, field="path")
+        matches = [f for f in self.list_files(name, version, path) if f.path == path]
+        if not matches:
+            raise NotFound(
+                f"version {version} of model {name!r} has no file {path!r}; list its files with "
+                "ListModelVersionArtifacts",
+                resource_type="model_version_file",
+                resource_name=path,
+            )
+        return self.store.get_model_version(name, version), matches[0]
+
+    def open_file(self, name: str, version: int, path: str) -> tuple[FileInfo, Iterator[bytes]]:
+        mv, file = self._file(name, version, path)
+        return file, self.artifacts.read(f"{self._storage_key(mv.storage_location)}/{file.path}")
+
+    def file_download_url(
+        self, name: str, version: int, path: str
+    ) -> tuple[PresignedUrl, FileInfo]:
+        mv, file = self._file(name, version, path)
+        url = self.artifacts.presign_get(f"{self._storage_key(mv.storage_location)}/{file.path}")
+        return url, file
+
+    # -- events and lineage --------------------------------------------------------------------
+
+    def list_events(
+        self, name: str, since_event_id: int, max_results: int, newest_first: bool = False
+    ) -> list[ModelEvent]:
+        if name:
+            model_name("name", name)
+        if since_event_id < 0:
+            raise InvalidArgument("since_event_id must not be negative", field="since_event_id")
+        size = page_size(max_results, default=1000, maximum=10000, field="max_results")
+        return self.store.list_events(name, since_event_id, size, newest_first)
+
+    def watch_events(
+        self, name: str, since_event_id: int, is_active: Callable[[], bool]
+    ) -> Iterator[ModelEvent]:
+        if name:
+            model_name("name", name)
+        if since_event_id < 0:
+            raise InvalidArgument("since_event_id must not be negative", field="since_event_id")
+        return self.events.watch(name, since_event_id, is_active)
+
+    def lineage(self, name: str, version: int) -> ModelVersionLineage:
+        mv = self.get_model_version(name, version)
+        tracking = self._tracking()
+        try:
+            run = tracking.get_run(mv.run_id)
+        except NotFound:
+            return ModelVersionLineage(mv, None, None)
+        experiment = tracking.get_experiment(run.info.experiment_id)
+        return ModelVersionLineage(mv, run, experiment)

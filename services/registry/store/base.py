@@ -1,0 +1,165 @@
+"""The registry store interface.
+
+Every mutating method records its model event in the same transaction, so the history and the
+change feed never miss or invent a change. Names identify models at the interface; inside, models
+have immutable ids (`PendingVersion.model_id`) so a rename during registration is harmless.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from modelyard.entities import FileInfo, PagedList
+from modelyard.entities.registry import ModelEvent, ModelVersion, RegisteredModel, Stage
+from modelyard.services.common.filters import Comparison, OrderKey
+
+
+@dataclass(frozen=True)
+class PendingVersion:
+    """A version whose files still have to be copied into registry storage."""
+
+    model_id: str
+    model_name: str
+    version: int
+    source: str
+    run_id: str
+    storage_location: str
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    path: str
+    file_size: int
+    sha256: str
+
+
+class RegistryStore(abc.ABC):
+    # -- registered models ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def create_registered_model(
+        self, name: str, description: str, tags: dict[str, str], user: str
+    ) -> RegisteredModel: ...
+
+    @abc.abstractmethod
+    def get_registered_model(self, name: str) -> RegisteredModel: ...
+
+    @abc.abstractmethod
+    def rename_registered_model(self, name: str, new_name: str, user: str) -> RegisteredModel: ...
+
+    @abc.abstractmethod
+    def update_registered_model(
+        self, name: str, description: str, user: str
+    ) -> RegisteredModel: ...
+
+    @abc.abstractmethod
+    def delete_registered_model(self, name: str, user: str) -> list[str]:
+        """Delete the model and its versions; returns their storage locations to clean up."""
+
+    @abc.abstractmethod
+    def search_registered_models(
+        self,
+        filters: Sequence[Comparison],
+        order_by: Sequence[OrderKey],
+        max_results: int,
+        page_token: str,
+    ) -> PagedList[RegisteredModel]: ...
+
+    @abc.abstractmethod
+    def set_registered_model_tag(self, name: str, key: str, value: str, user: str) -> None: ...
+
+    @abc.abstractmethod
+    def delete_registered_model_tag(self, name: str, key: str, user: str) -> None: ...
+
+    # -- versions ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def create_model_version(
+        self,
+        name: str,
+        source: str,
+        run_id: str,
+        description: str,
+        tags: dict[str, str],
+        user: str,
+    ) -> tuple[ModelVersion, PendingVersion]:
+        """Allocate the next version number (creating the model if needed), status PENDING."""
+
+    @abc.abstractmethod
+    def get_model_version(self, name: str, version: int) -> ModelVersion: ...
+
+    @abc.abstractmethod
+    def update_model_version(
+        self, name: str, version: int, description: str, user: str
+    ) -> ModelVersion: ...
+
+    @abc.abstractmethod
+    def delete_model_version(self, name: str, version: int, user: str) -> str:
+        """Delete the version (and aliases pointing at it); returns its storage location."""
+
+    @abc.abstractmethod
+    def search_model_versions(
+        self,
+        filters: Sequence[Comparison],
+        order_by: Sequence[OrderKey],
+        max_results: int,
+        page_token: str,
+    ) -> PagedList[ModelVersion]: ...
+
+    @abc.abstractmethod
+    def get_latest_versions(self, name: str, stages: Sequence[Stage]) -> list[ModelVersion]: ...
+
+    @abc.abstractmethod
+    def set_model_version_tag(
+        self, name: str, version: int, key: str, value: str, user: str
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def delete_model_version_tag(self, name: str, version: int, key: str, user: str) -> None: ...
+
+    @abc.abstractmethod
+    def transition_stage(
+        self, name: str, version: int, stage: Stage, archive_existing: bool, user: str
+    ) -> ModelVersion: ...
+
+    # -- aliases -------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def set_alias(self, name: str, alias: str, version: int, user: str) -> None: ...
+
+    @abc.abstractmethod
+    def delete_alias(self, name: str, alias: str, user: str) -> None: ...
+
+    @abc.abstractmethod
+    def get_version_by_alias(self, name: str, alias: str) -> ModelVersion: ...
+
+    # -- registration and files ----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def pending_versions(self) -> list[PendingVersion]:
+        """Versions still PENDING_REGISTRATION (to resume after a restart)."""
+
+    @abc.abstractmethod
+    def finish_registration(self, pending: PendingVersion, files: Sequence[StoredFile]) -> None:
+        """Record the copied files and mark the version READY (a no-op if it was deleted)."""
+
+    @abc.abstractmethod
+    def fail_registration(self, pending: PendingVersion, message: str) -> None: ...
+
+    @abc.abstractmethod
+    def list_version_files(self, name: str, version: int, prefix: str) -> list[FileInfo]: ...
+
+    # -- events --------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def list_events(
+        self, name: str, since_event_id: int, max_results: int, newest_first: bool = False
+    ) -> list[ModelEvent]: ...
+
+    @abc.abstractmethod
+    def last_event_id(self) -> int: ...
+
+    def close(self) -> None:
+        """Release connections."""

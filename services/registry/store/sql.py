@@ -1,0 +1,896 @@
+"""SqlRegistryStore: the registry store on SQLAlchemy Core, for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, delete, exists, insert, not_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from modelyard.entities import FileInfo, PagedList
+from modelyard.entities.registry import (
+    ModelEvent,
+    ModelVersion,
+    ModelVersionStatus,
+    RegisteredModel,
+    Stage,
+)
+from modelyard.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from modelyard.services.common.db import Database
+from modelyard.services.common.filters import Comparison, OrderKey
+from modelyard.services.common.filters.sql import compare
+from modelyard.services.common.pagination import decode_token, encode_token, fingerprint
+from modelyard.services.registry.store.base import PendingVersion, RegistryStore, StoredFile
+from modelyard.services.registry.store.schema import (
+    model_aliases,
+    model_events,
+    model_version_files,
+    model_version_tags,
+    model_versions,
+    registered_model_tags,
+    registered_models,
+)
+
+_TAG_OPS = ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN", "IS NULL", "IS NOT NULL")
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def _model_not_found(name: str) -> NotFound:
+    return NotFound(
+        f"registered model {name!r} does not exist; list models with SearchRegisteredModels",
+        resource_type="registered_model",
+        resource_name=name,
+    )
+
+
+def _version_not_found(name: str, version: int) -> NotFound:
+    return NotFound(
+        f"model {name!r} has no version {version}; list them with SearchModelVersions",
+        resource_type="model_version",
+        resource_name=f"{name}/{version}",
+    )
+
+
+class SqlRegistryStore(RegistryStore):
+    def __init__(self, db: Database, storage_root: str) -> None:
+        self.db = db
+        self.storage_root = storage_root.rstrip("/")
+        self._insert = sqlite.insert if db.is_sqlite else postgresql.insert
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _model(self, conn: Connection, name: str) -> Row:
+        row = conn.execute(
+            select(registered_models).where(registered_models.c.name == name)
+        ).first()
+        if row is None:
+            raise _model_not_found(name)
+        return row
+
+    def _version(self, conn: Connection, name: str, version: int) -> tuple[Row, Row]:
+        model = self._model(conn, name)
+        row = conn.execute(
+            select(model_versions).where(
+                model_versions.c.model_id == model.model_id, model_versions.c.version == version
+            )
+        ).first()
+        if row is None:
+            raise _version_not_found(name, version)
+        return model, row
+
+    def _event(
+        self,
+        conn: Connection,
+        model: Row,
+        event_type: str,
+        user: str,
+        version: int | None = None,
+        name: str | None = None,
+        **details: Any,
+    ) -> None:
+        conn.execute(
+            insert(model_events).values(
+                model_id=model.model_id,
+                model_name=name or model.name,
+                version=version,
+                event_type=event_type,
+                details=json.dumps({k: str(v) for k, v in details.items()}),
+                user_id=user,
+                event_time=_now(),
+            )
+        )
+
+    def _touch(self, conn: Connection, model_id: str, version: int | None = None) -> None:
+        now = _now()
+        conn.execute(
+            update(registered_models)
+            .where(registered_models.c.model_id == model_id)
+            .values(last_update_time=now)
+        )
+        if version is not None:
+            conn.execute(
+                update(model_versions)
+                .where(model_versions.c.model_id == model_id, model_versions.c.version == version)
+                .values(last_update_time=now)
+            )
+
+    def _upsert_tag(self, conn: Connection, table: Any, keys: dict[str, Any], value: str) -> None:
+        stmt = self._insert(table).values(**keys, value=value)
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=list(keys), set_={"value": stmt.excluded.value}
+            )
+        )
+
+    def _versions(self, conn: Connection, rows: Sequence[Row]) -> list[ModelVersion]:
+        """Assemble versions (with tags and aliases) in bulk; rows carry model_id and name."""
+        keys = {(r.model_id, r.version) for r in rows}
+        model_ids = list({r.model_id for r in rows})
+        tags: dict[tuple[str, int], dict[str, str]] = {k: {} for k in keys}
+        aliases: dict[tuple[str, int], list[str]] = {k: [] for k in keys}
+        if model_ids:
+            for t in conn.execute(
+                select(model_version_tags).where(model_version_tags.c.model_id.in_(model_ids))
+            ):
+                if (t.model_id, t.version) in tags:
+                    tags[(t.model_id, t.version)][t.key] = t.value
+            for a in conn.execute(
+                select(model_aliases)
+                .where(model_aliases.c.model_id.in_(model_ids))
+                .order_by(model_aliases.c.alias)
+            ):
+                if (a.model_id, a.version) in aliases:
+                    aliases[(a.model_id, a.version)].append(a.alias)
+        return [
+            ModelVersion(
+                name=r.name,
+                version=r.version,
+                source=r.source,
+                run_id=r.run_id,
+                status=ModelVersionStatus(r.status),
+                current_stage=Stage(r.current_stage),
+                description=r.description,
+                status_message=r.status_message,
+                tags=tags[(r.model_id, r.version)],
+                aliases=tuple(aliases[(r.model_id, r.version)]),
+                storage_location=r.storage_location,
+                creation_timestamp=r.creation_time,
+                last_updated_timestamp=r.last_update_time,
+                user_id=r.user_id,
+            )
+            for r in rows
+        ]
+
+    def _version_select(self) -> Any:
+        return select(model_versions, registered_models.c.name).join(
+            registered_models, registered_models.c.model_id == model_versions.c.model_id
+        )
+
+    def _registered_models(self, conn: Connection, rows: Sequence[Row]) -> list[RegisteredModel]:
+        ids = [r.model_id for r in rows]
+        tags: dict[str, dict[str, str]] = {i: {} for i in ids}
+        aliases: dict[str, dict[str, int]] = {i: {} for i in ids}
+        latest: dict[str, list[ModelVersion]] = {i: [] for i in ids}
+        if ids:
+            for t in conn.execute(
+                select(registered_model_tags).where(registered_model_tags.c.model_id.in_(ids))
+            ):
+                tags[t.model_id][t.key] = t.value
+            for a in conn.execute(select(model_aliases).where(model_aliases.c.model_id.in_(ids))):
+                aliases[a.model_id][a.alias] = a.version
+            version_rows = conn.execute(
+                self._version_select()
+                .where(model_versions.c.model_id.in_(ids))
+                .order_by(model_versions.c.version.desc())
+            ).all()
+            newest: dict[tuple[str, str], Row] = {}
+            for r in version_rows:
+                newest.setdefault((r.model_id, r.current_stage), r)
+            newest_rows = list(newest.values())
+            for row, version in zip(newest_rows, self._versions(conn, newest_rows), strict=True):
+                latest[row.model_id].append(version)
+        return [
+            RegisteredModel(
+                name=r.name,
+                description=r.description,
+                tags=tags[r.model_id],
+                aliases=dict(sorted(aliases[r.model_id].items())),
+                latest_versions=tuple(sorted(latest[r.model_id], key=lambda v: v.version)),
+                creation_timestamp=r.creation_time,
+                last_updated_timestamp=r.last_update_time,
+                user_id=r.user_id,
+            )
+            for r in rows
+        ]
+
+    # -- registered models ---------------------------------------------------------------------
+
+    def _create_model_row(
+        self, conn: Connection, name: str, description: str, tags: dict[str, str], user: str
+    ) -> Row:
+        now = _now()
+        model_id = uuid.uuid4().hex
+        conn.execute(
+            insert(registered_models).values(
+                model_id=model_id,
+                name=name,
+                description=description,
+                user_id=user,
+                next_version=1,
+                creation_time=now,
+                last_update_time=now,
+            )
+        )
+        if tags:
+            conn.execute(
+                insert(registered_model_tags),
+                [{"model_id": model_id, "key": k, "value": v} for k, v in tags.items()],
+            )
+        row = self._model(conn, name)
+        self._event(conn, row, "MODEL_CREATED", user)
+        return row
+
+    def create_registered_model(
+        self, name: str, description: str, tags: dict[str, str], user: str
+    ) -> RegisteredModel:
+        try:
+            with self.db.write() as conn:
+                self._create_model_row(conn, name, description, tags, user)
+        except IntegrityError:
+            raise AlreadyExists(
+                f"registered model {name!r} already exists; choose another name",
+                resource_type="registered_model",
+                resource_name=name,
+            ) from None
+        return self.get_registered_model(name)
+
+    def get_registered_model(self, name: str) -> RegisteredModel:
+        with self.db.read() as conn:
+            return self._registered_models(conn, [self._model(conn, name)])[0]
+
+    def rename_registered_model(self, name: str, new_name: str, user: str) -> RegisteredModel:
+        try:
+            with self.db.write() as conn:
+                model = self._model(conn, name)
+                conn.execute(
+                    update(registered_models)
+                    .where(registered_models.c.model_id == model.model_id)
+                    .values(name=new_name, last_update_time=_now())
+                )
+                self._event(conn, model, "MODEL_RENAMED", user, name=new_name, old_name=name)
+        except IntegrityError:
+            raise AlreadyExists(
+                f"registered model {new_name!r} already exists; choose another name",
+                resource_type="registered_model",
+                resource_name=new_name,
+            ) from None
+        return self.get_registered_model(new_name)
+
+    def update_registered_model(self, name: str, description: str, user: str) -> RegisteredModel:
+        with self.db.write() as conn:
+            model = self._model(conn, name)
+            conn.execute(
+                update(registered_models)
+                .where(registered_models.c.model_id == model.model_id)
+                .values(description=description, last_update_time=_now())
+            )
+            self._event(conn, model, "MODEL_UPDATED", user, description=description)
+        return self.get_registered_model(name)
+
+    def delete_registered_model(self, name: str, user: str) -> list[str]:
+        with self.db.write() as conn:
+            model = self._model(conn, name)
+            locations = list(
+                conn.execute(
+                    select(model_versions.c.storage_location).where(
+                        model_versions.c.model_id == model.model_id
+                    )
+                ).scalars()
+            )
+            for table in (
+                model_version_files,
+                model_version_tags,
+                model_aliases,
+                model_versions,
+                registered_model_tags,
+            ):
+                conn.execute(delete(table).where(table.c.model_id == model.model_id))
+            conn.execute(
+                delete(registered_models).where(registered_models.c.model_id == model.model_id)
+            )
+            self._event(conn, model, "MODEL_DELETED", user)
+        return locations
+
+    def search_registered_models(
+        self,
+        filters: Sequence[Comparison],
+        order_by: Sequence[OrderKey],
+        max_results: int,
+        page_token: str,
+    ) -> PagedList[RegisteredModel]:
+        query = fingerprint("registered_models", filters, order_by)
+        offset = decode_token(page_token, query) or 0
+        rm = registered_models.c
+        stmt = select(registered_models)
+        for c in filters:
+            if c.entity == "tag":
+                stmt = stmt.where(
+                    self._tag_clause(
+                        registered_model_tags, [registered_model_tags.c.model_id == rm.model_id], c
+                    )
+                )
+            elif c.entity == "attribute" and c.key == "name":
+                stmt = stmt.where(compare(rm.name, c, "string"))
+            else:
+                raise InvalidArgument(
+                    "filter: registered models can be filtered by name and tags.<key>",
+                    field="filter",
+                )
+        columns = {
+            "name": rm.name,
+            "creation_time": rm.creation_time,
+            "creation_timestamp": rm.creation_time,
+            "last_update_time": rm.last_update_time,
+            "last_updated_timestamp": rm.last_update_time,
+        }
+        stmt = stmt.order_by(*_order(order_by, columns, rm.name.asc()), rm.model_id)
+        with self.db.read() as conn:
+            rows = conn.execute(stmt.offset(offset).limit(max_results + 1)).all()
+            found = self._registered_models(conn, rows[:max_results])
+        token = encode_token(query, offset + max_results) if len(rows) > max_results else None
+        return PagedList(found, token)
+
+    @staticmethod
+    def _tag_clause(table: Any, match: list, c: Comparison) -> Any:
+        on = and_(*match, table.c.key == c.key)
+        if c.op == "IS NULL":
+            return not_(exists(select(1).where(on)))
+        if c.op == "IS NOT NULL":
+            return exists(select(1).where(on))
+        return exists(select(1).where(on, compare(table.c.value, c, "string", ops=_TAG_OPS)))
+
+    def set_registered_model_tag(self, name: str, key: str, value: str, user: str) -> None:
+        with self.db.write() as conn:
+            model = self._model(conn, name)
+            self._upsert_tag(
+                conn, registered_model_tags, {"model_id": model.model_id, "key": key}, value
+            )
+            self._touch(conn, model.model_id)
+            self._event(conn, model, "MODEL_TAG_SET", user, key=key, value=value)
+
+    def delete_registered_model_tag(self, name: str, key: str, user: str) -> None:
+        with self.db.write() as conn:
+            model = self._model(conn, name)
+            deleted = conn.execute(
+                delete(registered_model_tags).where(
+                    registered_model_tags.c.model_id == model.model_id,
+                    registered_model_tags.c.key == key,
+                )
+            ).rowcount
+            if not deleted:
+                raise NotFound(
+                    f"registered model {name!r} has no tag {key!r}",
+                    resource_type="registered_model_tag",
+                    resource_name=key,
+                )
+            self._touch(conn, model.model_id)
+            self._event(conn, model, "MODEL_TAG_DELETED", user, key=key)
+
+    # -- versions ------------------------------------------------------------------------------
+
+    def create_model_version(
+        self,
+        name: str,
+        source: str,
+        run_id: str,
+        description: str,
+        tags: dict[str, str],
+        user: str,
+    ) -> tuple[ModelVersion, PendingVersion]:
+        for attempt in range(3):
+            try:
+                return self._create_model_version(name, source, run_id, description, tags, user)
+            except IntegrityError:
+                # Two callers created the same new model at once; the loser retries and finds it.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _create_model_version(
+        self,
+        name: str,
+        source: str,
+        run_id: str,
+        description: str,
+        tags: dict[str, str],
+        user: str,
+    ) -> tuple[ModelVersion, PendingVersion]:
+        now = _now()
+        with self.db.write() as conn:
+            found = conn.execute(
+                select(registered_models.c.model_id).where(registered_models.c.name == name)
+            ).first()
+            if found is None:
+                self._create_model_row(conn, name, "", {}, user)
+            # The row update takes the model's row lock: concurrent registrations queue here.
+            model = conn.execute(
+                update(registered_models)
+                .where(registered_models.c.name == name)
+                .values(next_version=registered_models.c.next_version + 1, last_update_time=now)
+                .returning(registered_models)
+            ).one()
+            version = model.next_version - 1
+            location = f"{self.storage_root}/{model.model_id}/{version}"
+            conn.execute(
+                insert(model_versions).values(
+                    model_id=model.model_id,
+                    version=version,
+                    description=description,
+                    source=source,
+                    run_id=run_id,
+                    status=ModelVersionStatus.PENDING_REGISTRATION.value,
+                    status_message="",
+                    current_stage=Stage.NONE.value,
+                    storage_location=location,
+                    user_id=user,
+                    creation_time=now,
+                    last_update_time=now,
+                )
+            )
+            if tags:
+                conn.execute(
+                    insert(model_version_tags),
+                    [
+                        {"model_id": model.model_id, "version": version, "key": k, "value": v}
+                        for k, v in tags.items()
+                    ],
+                )
+            self._event(conn, model, "VERSION_CREATED", user, version=version, source=source)
+            created = self._versions(
+                conn,
+                conn.execute(
+                    self._version_select().where(
+                        model_versions.c.model_id == model.model_id,
+                        model_versions.c.version == version,
+                    )
+                ).all(),
+            )[0]
+        pending = PendingVersion(model.model_id, name, version, source, run_id, location)
+        return created, pending
+
+    def _load_version(self, conn: Connection, model_id: str, version: int) -> ModelVersion:
+        rows = conn.execute(
+            self._version_select().where(
+                model_versions.c.model_id == model_id, model_versions.c.version == version
+            )
+        ).all()
+        return self._versions(conn, rows)[0]
+
+    def get_model_version(self, name: str, version: int) -> ModelVersion:
+        with self.db.read() as conn:
+            model, _ = self._version(conn, name, version)
+            return self._load_version(conn, model.model_id, version)
+
+    def update_model_version(
+        self, name: str, version: int, description: str, user: str
+    ) -> ModelVersion:
+        with self.db.write() as conn:
+            model, _ = self._version(conn, name, version)
+            conn.execute(
+                update(model_versions)
+                .where(
+                    model_versions.c.model_id == model.model_id, model_versions.c.version == version
+                )
+                .values(description=description)
+            )
+            self._touch(conn, model.model_id, version)
+            self._event(
+                conn, model, "VERSION_UPDATED", user, version=version, description=description
+            )
+            return self._load_version(conn, model.model_id, version)
+
+    def delete_model_version(self, name: str, version: int, user: str) -> str:
+        with self.db.write() as conn:
+            model, row = self._version(conn, name, version)
+            removed_aliases = list(
+                conn.execute(
+                    select(model_aliases.c.alias).where(
+                        model_aliases.c.model_id == model.model_id,
+                        model_aliases.c.version == version,
+                    )
+                ).scalars()
+            )
+            key = and_(
+                model_version_files.c.model_id == model.model_id,
+                model_version_files.c.version == version,
+            )
+            conn.execute(delete(model_version_files).where(key))
+            conn.execute(
+                delete(model_version_tags).where(
+                    model_version_tags.c.model_id == model.model_id,
+                    model_version_tags.c.version == version,
+                )
+            )
+            conn.execute(
+                delete(model_aliases).where(
+                    model_aliases.c.model_id == model.model_id, model_aliases.c.version == version
+                )
+            )
+            conn.execute(
+                delete(model_versions).where(
+                    model_versions.c.model_id == model.model_id, model_versions.c.version == version
+                )
+            )
+            self._touch(conn, model.model_id)
+            for alias in removed_aliases:
+                self._event(conn, model, "ALIAS_DELETED", user, version=version, alias=alias)
+            self._event(conn, model, "VERSION_DELETED", user, version=version)
+        return row.storage_location
+
+    def search_model_versions(
+        self,
+        filters: Sequence[Comparison],
+        order_by: Sequence[OrderKey],
+        max_results: int,
+        page_token: str,
+    ) -> PagedList[ModelVersion]:
+        query = fingerprint("model_versions", filters, order_by)
+        offset = decode_token(page_token, query) or 0
+        mv = model_versions.c
+        stmt = self._version_select()
+        string_columns = {
+            "name": registered_models.c.name,
+            "run_id": mv.run_id,
+            "source": mv.source,
+            "source_path": mv.source,
+            "current_stage": mv.current_stage,
+            "status": mv.status,
+        }
+        for c in filters:
+            if c.entity == "tag":
+                stmt = stmt.where(
+                    self._tag_clause(
+                        model_version_tags,
+                        [
+                            model_version_tags.c.model_id == mv.model_id,
+                            model_version_tags.c.version == mv.version,
+                        ],
+                        c,
+                    )
+                )
+            elif c.entity == "attribute" and c.key in string_columns:
+                stmt = stmt.where(compare(string_columns[c.key], c, "string"))
+            elif c.entity == "attribute" and c.key in ("version", "version_number"):
+                stmt = stmt.where(compare(mv.version, c, "number"))
+            else:
+                raise InvalidArgument(
+                    "filter: model versions can be filtered by name, run_id, source, version, "
+                    "current_stage, status and tags.<key>",
+                    field="filter",
+                )
+        columns = {
+            "name": registered_models.c.name,
+            "version": mv.version,
+            "version_number": mv.version,
+            "creation_time": mv.creation_time,
+            "creation_timestamp": mv.creation_time,
+            "last_update_time": mv.last_update_time,
+            "last_updated_timestamp": mv.last_update_time,
+        }
+        stmt = stmt.order_by(
+            *_order(order_by, columns, registered_models.c.name.asc()),
+            mv.version.desc(),
+            mv.model_id,
+        )
+        with self.db.read() as conn:
+            rows = conn.execute(stmt.offset(offset).limit(max_results + 1)).all()
+            found = self._versions(conn, rows[:max_results])
+        token = encode_token(query, offset + max_results) if len(rows) > max_results else None
+        return PagedList(found, token)
+
+    def get_latest_versions(self, name: str, stages: Sequence[Stage]) -> list[ModelVersion]:
+        model = self.get_registered_model(name)
+        wanted = set(stages)
+        return [v for v in model.latest_versions if not wanted or v.current_stage in wanted]
+
+    def set_model_version_tag(
+        self, name: str, version: int, key: str, value: str, user: str
+    ) -> None:
+        with self.db.write() as conn:
+            model, _ = self._version(conn, name, version)
+            self._upsert_tag(
+                conn,
+                model_version_tags,
+                {"model_id": model.model_id, "version": version, "key": key},
+                value,
+            )
+            self._touch(conn, model.model_id, version)
+            self._event(conn, model, "VERSION_TAG_SET", user, version=version, key=key, value=value)
+
+    def delete_model_version_tag(self, name: str, version: int, key: str, user: str) -> None:
+        with self.db.write() as conn:
+            model, _ = self._version(conn, name, version)
+            deleted = conn.execute(
+                delete(model_version_tags).where(
+                    model_version_tags.c.model_id == model.model_id,
+                    model_version_tags.c.version == version,
+                    model_version_tags.c.key == key,
+                )
+            ).rowcount
+            if not deleted:
+                raise NotFound(
+                    f"version {version} of model {name!r} has no tag {key!r}",
+                    resource_type="model_version_tag",
+                    resource_name=key,
+                )
+            self._touch(conn, model.model_id, version)
+            self._event(conn, model, "VERSION_TAG_DELETED", user, version=version, key=key)
+
+    def transition_stage(
+        self, name: str, version: int, stage: Stage, archive_existing: bool, user: str
+    ) -> ModelVersion:
+        with self.db.write() as conn:
+            model, row = self._version(conn, name, version)
+            mv = model_versions.c
+            conn.execute(
+                update(model_versions)
+                .where(mv.model_id == model.model_id, mv.version == version)
+                .values(current_stage=stage.value)
+            )
+            self._touch(conn, model.model_id, version)
+            self._event(
+                conn,
+                model,
+                "STAGE_TRANSITIONED",
+                user,
+                version=version,
+                stage=stage.value,
+                previous_stage=row.current_stage,
+            )
+            if archive_existing and stage in (Stage.STAGING, Stage.PRODUCTION):
+                others = (
+                    conn.execute(
+                        select(mv.version).where(
+                            mv.model_id == model.model_id,
+                            mv.current_stage == stage.value,
+                            mv.version != version,
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+                for other in others:
+                    conn.execute(
+                        update(model_versions)
+                        .where(mv.model_id == model.model_id, mv.version == other)
+                        .values(current_stage=Stage.ARCHIVED.value, last_update_time=_now())
+                    )
+                    self._event(
+                        conn,
+                        model,
+                        "STAGE_TRANSITIONED",
+                        user,
+                        version=other,
+                        stage=Stage.ARCHIVED.value,
+                        previous_stage=stage.value,
+                    )
+            return self._load_version(conn, model.model_id, version)
+
+    # -- aliases -------------------------------------------------------------------------------
+
+    def set_alias(self, name: str, alias: str, version: int, user: str) -> None:
+        with self.db.write() as conn:
+            model, _ = self._version(conn, name, version)
+            previous = conn.execute(
+                select(model_aliases.c.version).where(
+                    model_aliases.c.model_id == model.model_id, model_aliases.c.alias == alias
+                )
+            ).scalar()
+            stmt = self._insert(model_aliases).values(
+                model_id=model.model_id, alias=alias, version=version
+            )
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["model_id", "alias"], set_={"version": stmt.excluded.version}
+                )
+            )
+            self._touch(conn, model.model_id)
+            details = {"alias": alias}
+            if previous is not None:
+                details["previous_version"] = previous
+            self._event(conn, model, "ALIAS_SET", user, version=version, **details)
+
+    def delete_alias(self, name: str, alias: str, user: str) -> None:
+        with self.db.write() as conn:
+            model = self._model(conn, name)
+            version = conn.execute(
+                select(model_aliases.c.version).where(
+                    model_aliases.c.model_id == model.model_id, model_aliases.c.alias == alias
+                )
+            ).scalar()
+            if version is None:
+                raise NotFound(
+                    f"model {name!r} has no alias {alias!r}",
+                    resource_type="model_alias",
+                    resource_name=f"{name}@{alias}",
+                )
+            conn.execute(
+                delete(model_aliases).where(
+                    model_aliases.c.model_id == model.model_id, model_aliases.c.alias == alias
+                )
+            )
+            self._touch(conn, model.model_id)
+            self._event(conn, model, "ALIAS_DELETED", user, version=version, alias=alias)
+
+    def get_version_by_alias(self, name: str, alias: str) -> ModelVersion:
+        with self.db.read() as conn:
+            model = self._model(conn, name)
+            version = conn.execute(
+                select(model_aliases.c.version).where(
+                    model_aliases.c.model_id == model.model_id, model_aliases.c.alias == alias
+                )
+            ).scalar()
+            if version is None:
+                raise NotFound(
+                    f"model {name!r} has no alias {alias!r}; set it with SetRegisteredModelAlias",
+                    resource_type="model_alias",
+                    resource_name=f"{name}@{alias}",
+                )
+            return self._load_version(conn, model.model_id, version)
+
+    # -- registration and files ----------------------------------------------------------------
+
+    def pending_versions(self) -> list[PendingVersion]:
+        with self.db.read() as conn:
+            rows = conn.execute(
+                self._version_select().where(
+                    model_versions.c.status == ModelVersionStatus.PENDING_REGISTRATION.value
+                )
+            ).all()
+        return [
+            PendingVersion(r.model_id, r.name, r.version, r.source, r.run_id, r.storage_location)
+            for r in rows
+        ]
+
+    def _pending_row(self, conn: Connection, pending: PendingVersion) -> Row | None:
+        return conn.execute(
+            self._version_select().where(
+                model_versions.c.model_id == pending.model_id,
+                model_versions.c.version == pending.version,
+            )
+        ).first()
+
+    def finish_registration(self, pending: PendingVersion, files: Sequence[StoredFile]) -> None:
+        with self.db.write() as conn:
+            row = self._pending_row(conn, pending)
+            if row is None or row.status != ModelVersionStatus.PENDING_REGISTRATION.value:
+                return
+            conn.execute(
+                delete(model_version_files).where(
+                    model_version_files.c.model_id == pending.model_id,
+                    model_version_files.c.version == pending.version,
+                )
+            )
+            if files:
+                conn.execute(
+                    insert(model_version_files),
+                    [
+                        {
+                            "model_id": pending.model_id,
+                            "version": pending.version,
+                            "path": f.path,
+                            "file_size": f.file_size,
+                            "sha256": f.sha256,
+                        }
+                        for f in files
+                    ],
+                )
+            self._set_status(conn, pending, ModelVersionStatus.READY, "")
+            self._event(conn, row, "VERSION_READY", "modelyard", version=pending.version)
+
+    def fail_registration(self, pending: PendingVersion, message: str) -> None:
+        with self.db.write() as conn:
+            row = self._pending_row(conn, pending)
+            if row is None or row.status != ModelVersionStatus.PENDING_REGISTRATION.value:
+                return
+            self._set_status(conn, pending, ModelVersionStatus.FAILED_REGISTRATION, message)
+            self._event(
+                conn, row, "VERSION_FAILED", "modelyard", version=pending.version, reason=message
+            )
+
+    def _set_status(
+        self, conn: Connection, pending: PendingVersion, status: ModelVersionStatus, message: str
+    ) -> None:
+        conn.execute(
+            update(model_versions)
+            .where(
+                model_versions.c.model_id == pending.model_id,
+                model_versions.c.version == pending.version,
+            )
+            .values(status=status.value, status_message=message, last_update_time=_now())
+        )
+
+    def list_version_files(self, name: str, version: int, prefix: str) -> list[FileInfo]:
+        f = model_version_files.c
+        with self.db.read() as conn:
+            model, row = self._version(conn, name, version)
+            if row.status != ModelVersionStatus.READY.value:
+                raise FailedPrecondition(
+                    f"version {version} of model {name!r} is {row.status}"
+                    + (f" ({row.status_message})" if row.status_message else "")
+                    + "; its files are available once it is READY",
+                    resource_type="model_version",
+                    resource_name=f"{name}/{version}",
+                )
+            stmt = select(model_version_files).where(
+                f.model_id == model.model_id, f.version == version
+            )
+            if prefix:
+                stmt = stmt.where(
+                    (f.path == prefix) | ((f.path > prefix + "/") & (f.path < prefix + "0"))
+                )
+            rows = conn.execute(stmt.order_by(f.path)).all()
+        return [
+            FileInfo(path=r.path, is_dir=False, file_size=r.file_size, sha256=r.sha256)
+            for r in rows
+        ]
+
+    # -- events --------------------------------------------------------------------------------
+
+    def list_events(
+        self, name: str, since_event_id: int, max_results: int, newest_first: bool = False
+    ) -> list[ModelEvent]:
+        e = model_events.c
+        stmt = select(model_events).where(e.event_id > since_event_id)
+        if name:
+            stmt = stmt.where(e.model_name == name)
+        with self.db.read() as conn:
+            order = e.event_id.desc() if newest_first else e.event_id.asc()
+            rows = conn.execute(stmt.order_by(order).limit(max_results)).all()
+        return [
+            ModelEvent(
+                event_id=r.event_id,
+                event_type=r.event_type,
+                model_name=r.model_name,
+                version=r.version,
+                details=json.loads(r.details),
+                user_id=r.user_id,
+                timestamp=r.event_time,
+            )
+            for r in rows
+        ]
+
+    def last_event_id(self) -> int:
+        with self.db.read() as conn:
+            return (
+                conn.execute(
+                    select(model_events.c.event_id)
+                    .order_by(model_events.c.event_id.desc())
+                    .limit(1)
+                ).scalar()
+                or 0
+            )
+
+
+def _order(order_by: Sequence[OrderKey], columns: dict[str, Any], default: Any) -> list[Any]:
+    terms = []
+    for key in order_by:
+        column = columns.get(key.key) if key.entity == "attribute" else None
+        if column is None:
+            raise InvalidArgument(
+                f"order_by: cannot order by {key.key!r}; use one of {', '.join(sorted(columns))}",
+                field="order_by",
+            )
+        terms.append(column.asc() if key.ascending else column.desc())
+    return terms or [default]

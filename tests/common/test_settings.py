@@ -1,0 +1,40 @@
+"""Settings come from flags, then MODELYARD_* environment variables, then defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from modelyard.services.common.settings import Settings
+
+
+def test_defaults_live_under_home(tmp_path: Path) -> None:
+    s = Settings(home=tmp_path)
+    assert s.database_url == f"sqlite:///{tmp_path / 'modelyard.db'}"
+    assert s.artifact_root == (tmp_path / "artifacts").as_uri()
+    assert s.address == "127.0.0.1:50051"
+
+
+def test_environment_and_nested_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELYARD_PORT", "6000")
+    monkeypatch.setenv("MODELYARD_BACKEND_STORE_URI", "postgresql://u@db/m")
+    monkeypatch.setenv("MODELYARD_S3__ENDPOINT", "https://minio:9000")
+    monkeypatch.setenv("MODELYARD_S3__SECRET_KEY", "s3cret")
+    s = Settings()
+    assert s.port == 6000
+    assert s.database_url == "postgresql://u@db/m"
+    assert s.s3.endpoint == "https://minio:9000"
+    assert s.s3.secret_key.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(s)
+    assert Settings(port=7000).port == 7000  # a flag wins over the environment
+
+
+def test_bad_values_fail_at_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELYARD_PORT", "99999")
+    with pytest.raises(ValidationError, match="port"):
+        Settings()
+    monkeypatch.delenv("MODELYARD_PORT")
+    with pytest.raises(ValidationError, match="typo"):
+        Settings(s3={"endpoint": "x", "typo": 1})
