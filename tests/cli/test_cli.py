@@ -157,3 +157,28 @@ def test_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     assert proc.returncode == 0, rest
     assert "stopped" in rest
     assert (tmp_path / "modelyard.db").exists() and (tmp_path / "artifacts").is_dir()
+
+
+def test_models_commands(uri: str, tmp_path: Path) -> None:
+    with Client(uri) as client:
+        rid = client.create_run("0").info.run_id
+        client.log_text(rid, "manifest", "model/MLmodel")
+        for _ in range(2):
+            client.create_model_version("cli-model", f"runs:/{rid}/model", description="v")
+    listed = json.loads(run("models", "list", "--uri", uri, "--json"))
+    assert [m["name"] for m in listed] == ["cli-model"]
+    run("models", "alias", "set", "cli-model", "champion", "2", "--uri", uri)
+    got = json.loads(run("models", "get", "cli-model", "--uri", uri, "--json"))
+    assert got["aliases"] == {"champion": 2}
+    assert "champion" in run("models", "get", "cli-model", "--uri", uri)
+    versions = json.loads(run("models", "versions", "cli-model", "--uri", uri, "--json"))
+    assert [v["version"] for v in versions] == [2, 1]
+    moved = json.loads(run("models", "stage", "cli-model", "1", "Production", "--uri", uri, "--json"))
+    assert moved["current_stage"] == "Production"
+    run("models", "alias", "delete", "cli-model", "champion", "--uri", uri)
+    history = json.loads(run("models", "history", "cli-model", "--uri", uri, "--json"))
+    assert [e["event_type"] for e in history][-2:] == ["STAGE_TRANSITIONED", "ALIAS_DELETED"]
+    assert "ALIAS_SET" in run("models", "history", "cli-model", "--uri", uri)
+    out = run("models", "download", "models:/cli-model/latest", "--dst", str(tmp_path), "--uri", uri)
+    assert (tmp_path / "cli-model-v2" / "MLmodel").read_text() == "manifest"
+    assert "Downloaded" in out

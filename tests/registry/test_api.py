@@ -1,0 +1,275 @@
+"""The model registry over real gRPC: registration, aliases, stages, events, files, lineage."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+import modelyard
+import modelyard.pyfunc
+import modelyard.sklearn
+from modelyard import Client
+from modelyard.entities.registry import ModelVersionStatus, Stage
+from modelyard.errors import DataLoss, FailedPrecondition, InvalidArgument, NotFound
+from modelyard.services.common.settings import RegistrySettings, Settings
+from tests.conftest import running_server
+
+
+def logged_model(client: Client, files: dict[str, bytes] | None = None) -> str:
+    rid = client.create_run("0").info.run_id
+    for path, data in (files or {"MLmodel": b"flavors: {}\n", "model.pkl": b"\x00" * 2048}).items():
+        client.log_text(rid, data.decode("latin-1"), f"model/{path}")
+    return rid
+
+
+@pytest.fixture(
+    params=[
+        "sqlite+file",
+        pytest.param("postgres+s3", marks=[pytest.mark.postgres, pytest.mark.s3]),
+    ]
+)
+def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Client]:
+    settings = Settings(home=tmp_path, port=0, grace_period=0)
+    if request.param == "postgres+s3":
+        settings = Settings(
+            home=tmp_path,
+            port=0,
+            grace_period=0,
+            backend_store_uri=request.getfixturevalue("postgres_url"),
+            artifact_uri=f"s3://modelyard-test/{tmp_path.name}",
+            s3=request.getfixturevalue("s3_server"),
+        )
+    with running_server(settings) as server, Client(server.address) as client:
+        yield client
+
+
+def test_register_copies_files_into_registry_storage(stack: Client, tmp_path: Path) -> None:
+    rid = logged_model(stack, {"MLmodel": b"m", "data/weights.bin": b"w" * 5000})
+    mv = stack.create_model_version("fraud", f"runs:/{rid}/model", description="first")
+    assert (mv.version, mv.status, mv.run_id) == (1, ModelVersionStatus.READY, rid)
+    assert "/registry/" in mv.storage_location
+    files = {f.path: f for f in stack.list_model_version_artifacts("fraud", 1)}
+    assert set(files) == {"MLmodel", "data/weights.bin"}
+    assert files["data/weights.bin"].sha256 == hashlib.sha256(b"w" * 5000).hexdigest()
+    # The registry's copy is independent of the run: deleting the run's files changes nothing.
+    stack.delete_artifact(rid, "model")
+    out = stack.download_model_version("fraud", 1, tmp_path / "v1")
+    assert (out / "data" / "weights.bin").read_bytes() == b"w" * 5000
+    model = stack.get_registered_model("fraud")
+    assert [v.version for v in model.latest_versions] == [1]
+
+
+def test_registration_errors(stack: Client) -> None:
+    with pytest.raises(NotFound, match="source run"):
+        stack.create_model_version("m", f"runs:/{'0' * 32}/model")
+    with pytest.raises(InvalidArgument) as err:
+        stack.create_model_version("m", "s3://bucket/somewhere")
+    assert err.value.field == "source"
+    rid = stack.create_run("0").info.run_id
+    with pytest.raises(FailedPrecondition, match="holds no files"):
+        stack.create_model_version("m", f"runs:/{rid}/model")
+    failed = stack.get_model_version("m", 1)
+    assert failed.status == ModelVersionStatus.FAILED_REGISTRATION
+    assert "holds no files" in failed.status_message
+    stack.delete_run(rid)
+    with pytest.raises(FailedPrecondition, match="deleted"):
+        stack.create_model_version("m", f"runs:/{rid}/model")
+
+
+def test_aliases_stages_and_uris(stack: Client) -> None:
+    for _ in range(3):
+        stack.create_model_version("m", f"runs:/{logged_model(stack)}/model")
+    stack.set_registered_model_alias("m", "champion", 2)
+    assert stack.get_model_version_by_alias("m", "champion").version == 2
+    stack.transition_model_version_stage("m", 1, "Production")
+    stack.transition_model_version_stage("m", 3, Stage.PRODUCTION, archive_existing_versions=True)
+    assert [v.version for v in stack.get_latest_versions("m", ["Production"])] == [3]
+    assert stack.get_model_version("m", 1).current_stage == Stage.ARCHIVED
+    from modelyard.models.uri import resolve_model_version
+
+    assert resolve_model_version("models:/m@champion", stack) == ("m", 2)
+    assert resolve_model_version("models:/m/Production", stack) == ("m", 3)
+    assert resolve_model_version("models:/m/latest", stack) == ("m", 3)
+    assert resolve_model_version("models:/m/1", stack) == ("m", 1)
+    for bad in ("latest", "v2", "has space"):
+        with pytest.raises(InvalidArgument) as err:
+            stack.set_registered_model_alias("m", bad, 1)
+        assert err.value.field == "alias"
+
+
+def test_watch_sees_an_alias_move_within_a_second(stack: Client) -> None:
+    for _ in range(2):
+        stack.create_model_version("w", f"runs:/{logged_model(stack)}/model")
+    stack.set_registered_model_alias("w", "champion", 1)
+    since = stack.list_model_events("w")[-1].event_id  # replay from here: no subscription race
+    seen: list[tuple[str, float]] = []
+
+    def watch() -> None:
+        for event in stack.watch_model_events("w", since_event_id=since, timeout=30):
+            if event.event_type == "ALIAS_SET":
+                seen.append((event.details["alias"], time.monotonic()))
+                return
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    moved_at = time.monotonic()
+    stack.set_registered_model_alias("w", "champion", 2)
+    watcher.join(10)
+    assert seen, "the alias move was never delivered"
+    alias, delivered_at = seen[0]
+    assert alias == "champion"
+    assert delivered_at - moved_at < 1.0
+
+
+def test_events_record_who_did_what(stack: Client) -> None:
+    stack.create_model_version("h", f"runs:/{logged_model(stack)}/model")
+    stack.set_registered_model_alias("h", "champion", 1)
+    stack.update_model_version("h", 1, "checked")
+    kinds = [e.event_type for e in stack.list_model_events("h")]
+    assert kinds == [
+        "MODEL_CREATED",
+        "VERSION_CREATED",
+        "VERSION_READY",
+        "ALIAS_SET",
+        "VERSION_UPDATED",
+    ]
+    assert {e.user_id for e in stack.list_model_events("h") if e.event_type != "VERSION_READY"} == {
+        "anonymous"
+    }
+
+
+def test_lineage(stack: Client) -> None:
+    from modelyard.entities import DatasetInput
+    from modelyard.entities.tracking import Dataset, InputTag
+
+    eid = stack.create_experiment("lineage-exp")
+    rid = stack.create_run(eid).info.run_id
+    stack.log_param(rid, "alpha", 1)
+    stack.log_inputs(
+        rid, [DatasetInput(Dataset("train", "d1"), (InputTag("context", "training"),))]
+    )
+    stack.log_text(rid, "m", "model/MLmodel")
+    stack.create_model_version("lin", f"runs:/{rid}/model")
+    lineage = stack.get_model_version_lineage("lin", 1)
+    assert lineage.run.info.run_id == rid
+    assert lineage.experiment.name == "lineage-exp"
+    assert lineage.run.data.params == {"alpha": "1"}
+    assert [d.dataset.name for d in lineage.run.inputs.dataset_inputs] == ["train"]
+
+
+def test_concurrent_registrations_over_grpc(stack: Client) -> None:
+    rid = logged_model(stack)
+    versions: list[int] = []
+    lock = threading.Lock()
+
+    def register() -> None:
+        mv = stack.create_model_version("busy", f"runs:/{rid}/model", await_creation_for=0)
+        with lock:
+            versions.append(mv.version)
+
+    threads = [threading.Thread(target=register) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(versions) == list(range(1, 21))
+    for v in range(1, 21):
+        assert stack.wait_for_version("busy", v, timeout=60).status == ModelVersionStatus.READY
+
+
+def test_tampered_registry_file_is_refused(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, port=0, grace_period=0)
+    with running_server(settings) as server, Client(server.address) as client:
+        mv = client.create_model_version("t", f"runs:/{logged_model(client)}/model")
+        stored = Path(mv.storage_location.removeprefix("file://")) / "model.pkl"
+        stored.write_bytes(b"evil")
+        with pytest.raises(DataLoss, match="sha256"):
+            client.download_model_version("t", 1, tmp_path / "dl")
+
+
+def test_registry_streams_from_a_separate_tracking_service(tmp_path: Path) -> None:
+    """Two processes' worth of services with different artifact roots: files cross over gRPC."""
+    tracking_settings = Settings(home=tmp_path / "t", port=0, grace_period=0)
+    with running_server(tracking_settings, ("tracking",)) as tracking_server:
+        registry_settings = Settings(
+            home=tmp_path / "r",
+            port=0,
+            grace_period=0,
+            registry=RegistrySettings(tracking_uri=tracking_server.address),
+        )
+        with (
+            running_server(registry_settings, ("registry",)) as registry_server,
+            Client(tracking_server.address) as tracking,
+            Client(registry_server.address) as registry,
+        ):
+            rid = logged_model(tracking, {"MLmodel": b"x", "model.pkl": b"y" * 100_000})
+            mv = registry.create_model_version("remote", f"runs:/{rid}/model")
+            assert mv.status == ModelVersionStatus.READY
+            assert mv.storage_location.startswith((tmp_path / "r").as_uri())
+            out = registry.download_model_version("remote", 1, tmp_path / "dl")
+            assert (out / "model.pkl").read_bytes() == b"y" * 100_000
+
+
+def test_pending_registration_resumes_after_restart(tmp_path: Path) -> None:
+    from modelyard.services.common.db import Database
+    from modelyard.services.registry.store.sql import SqlRegistryStore
+
+    settings = Settings(home=tmp_path, port=0, grace_period=0)
+    with running_server(settings) as server, Client(server.address) as client:
+        rid = logged_model(client)
+    # A version recorded as pending whose copy never ran (the process died in between).
+    store = SqlRegistryStore(Database(settings.database_url), f"{settings.artifact_root}/registry")
+    store.create_model_version("resume", f"runs:/{rid}/model", rid, "", {}, "u")
+    store.close()
+    with running_server(settings) as server, Client(server.address) as client:
+        assert client.wait_for_version("resume", 1, timeout=60).status == ModelVersionStatus.READY
+        assert [f.path for f in client.list_model_version_artifacts("resume", 1)] == [
+            "MLmodel",
+            "model.pkl",
+        ]
+
+
+def test_train_register_alias_and_load_in_a_fresh_process(fluent, tmp_path: Path) -> None:
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    with fluent.start_run():
+        info = modelyard.sklearn.log_model(
+            model, "model", input_example=X.head(5), registered_model_name="iris"
+        )
+    assert info.registered_model_version == 1
+    fluent.client().set_registered_model_alias("iris", "champion", 1)
+    X.to_csv(tmp_path / "X.csv", index=False)
+    script = (
+        "import sys, numpy as np, pandas as pd, modelyard, modelyard.pyfunc\n"
+        "modelyard.set_tracking_uri(sys.argv[1])\n"
+        "m = modelyard.pyfunc.load_model('models:/iris@champion')\n"
+        "np.save(sys.argv[3], np.asarray(m.predict(pd.read_csv(sys.argv[2]))))\n"
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            fluent.get_tracking_uri(),
+            str(tmp_path / "X.csv"),
+            str(tmp_path / "p.npy"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert np.array_equal(np.load(tmp_path / "p.npy"), model.predict(X))
+    with pytest.raises(InvalidArgument, match="missing column"):
+        modelyard.pyfunc.load_model("models:/iris/1").predict(pd.DataFrame({"x": [1.0]}))
