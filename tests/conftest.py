@@ -23,7 +23,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from modelyard import Client
-from modelyard.services.common.server import ModelyardServer, create_server
+from modelyard.services.common.server import ModelyardServer
 from modelyard.services.common.settings import S3Settings, Settings
 
 CI = os.environ.get("CI", "").lower() == "true"
@@ -221,11 +221,9 @@ def running_server(
     settings: Settings, names: tuple[str, ...] | None = None
 ) -> Iterator[ModelyardServer]:
     """A started server with the named services (default: all of them, as `modelyard up`)."""
-    from modelyard.services.apps import SERVICES, builder
+    from modelyard.services.apps import build_server
 
-    names = names or tuple(SERVICES)
-
-    server = create_server(settings, [builder(n)(settings) for n in names])
+    server = build_server(settings, names)
     server.start()
     try:
         yield server

@@ -30,14 +30,13 @@ def _settings(**flags: Any) -> Any:
 
 
 def _run(settings: Any, names: list[str]) -> None:
-    from modelyard.services.apps import builder
+    from modelyard.services.apps import build_server
     from modelyard.services.common import logging as mlog
     from modelyard.services.common.metrics import serve_metrics
-    from modelyard.services.common.server import create_server, serve_forever
+    from modelyard.services.common.server import serve_forever
 
     mlog.configure(settings.log_level, settings.log_format)
-    registrations = [builder(name)(settings) for name in names]
-    server = create_server(settings, registrations)
+    server = build_server(settings, names)
     if settings.metrics_port is not None:
         port = serve_metrics(settings.metrics_port, settings.host)
         console.print(f"Prometheus metrics on http://{settings.host}:{port}/metrics")

@@ -11,12 +11,19 @@ Client combines them, so the flat MlflowClient style and `client.tracking.<metho
 from __future__ import annotations
 
 from modelyard.client._transport import Transport
-from modelyard.client.config import default_tls_ca, default_token, default_uri
+from modelyard.client.auth import AuthClient
+from modelyard.client.config import (
+    default_tls_ca,
+    default_tls_cert,
+    default_tls_key,
+    default_token,
+    default_uri,
+)
 from modelyard.client.registry import RegistryClient
 from modelyard.client.tracking import TrackingClient
 
 
-class Client(TrackingClient, RegistryClient):
+class Client(TrackingClient, RegistryClient, AuthClient):
     """Every service's methods on one object; `client.tracking` etc. are the same object."""
 
     def __init__(
@@ -29,10 +36,16 @@ class Client(TrackingClient, RegistryClient):
     ) -> None:
         self.uri = uri or default_uri()
         self._transport = Transport(
-            self.uri, token or default_token(), tls_ca or default_tls_ca(), timeout
+            self.uri,
+            token or default_token(),
+            tls_ca or default_tls_ca(),
+            timeout,
+            tls_cert=default_tls_cert(),
+            tls_key=default_tls_key(),
         )
         TrackingClient.__init__(self, self._transport)
         RegistryClient.__init__(self, self._transport)
+        AuthClient.__init__(self, self._transport)
 
     @property
     def tracking(self) -> TrackingClient:
@@ -40,6 +53,10 @@ class Client(TrackingClient, RegistryClient):
 
     @property
     def registry(self) -> RegistryClient:
+        return self
+
+    @property
+    def auth(self) -> AuthClient:
         return self
 
     def close(self) -> None:
@@ -55,4 +72,4 @@ class Client(TrackingClient, RegistryClient):
         return f"Client({self.uri!r})"
 
 
-__all__ = ["Client", "RegistryClient", "TrackingClient"]
+__all__ = ["AuthClient", "Client", "RegistryClient", "TrackingClient"]

@@ -60,6 +60,8 @@ class Transport:
         token: str | None = None,
         tls_ca: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
     ) -> None:
         self.uri = uri
         self.timeout = timeout
@@ -71,15 +73,25 @@ class Transport:
             ("grpc.enable_retries", 1),
             ("grpc.keepalive_time_ms", 30000),
         ]
-        if tls or tls_ca:
-            root = Path(tls_ca).read_bytes() if tls_ca else None
-            credentials = grpc.ssl_channel_credentials(root_certificates=root)
+        if tls or tls_ca or tls_cert:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=Path(tls_ca).read_bytes() if tls_ca else None,
+                private_key=Path(tls_key).read_bytes() if tls_key else None,
+                certificate_chain=Path(tls_cert).read_bytes() if tls_cert else None,
+            )
             self.channel = grpc.secure_channel(target, credentials, options=options)
         else:
             self.channel = grpc.insecure_channel(target, options=options)
         self.metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
         )
+
+    def with_token(self, token: str | None) -> Transport:
+        """The same channel, calling as another principal (services acting for their caller)."""
+        clone = object.__new__(Transport)
+        clone.__dict__.update(self.__dict__)
+        clone.metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        return clone
 
     def call(self, method: Callable[..., T], request: Any, timeout: float | None = None) -> T:
         try:

@@ -20,3 +20,12 @@ def default_token() -> str | None:
 
 def default_tls_ca() -> str | None:
     return os.environ.get("MODELYARD_TLS_CA") or None
+
+
+def default_tls_cert() -> str | None:
+    """Client certificate for servers that require mutual TLS."""
+    return os.environ.get("MODELYARD_TLS_CERT") or None
+
+
+def default_tls_key() -> str | None:
+    return os.environ.get("MODELYARD_TLS_KEY") or None

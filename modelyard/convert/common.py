@@ -9,7 +9,7 @@ from typing import Protocol
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from modelyard._gen.common.v1 import common_pb2
-from modelyard.entities.common import FileInfo, LifecycleStage, ViewType
+from modelyard.entities.common import FileInfo, Grant, LifecycleStage, PermissionLevel, ViewType
 
 
 def ms_to_timestamp(ms: int | None) -> Timestamp | None:
@@ -88,3 +88,21 @@ def presigned_to_proto(url: Presigned) -> common_pb2.PresignedUrl:
     msg = common_pb2.PresignedUrl(url=url.url, method=url.method)
     msg.expire_time.FromDatetime(url.expires_at)
     return msg
+
+
+def grant_to_proto(grant: Grant) -> common_pb2.Grant:
+    return common_pb2.Grant(
+        principal=grant.principal, level=common_pb2.PermissionLevel.ValueType(int(grant.level))
+    )
+
+
+def level_to_entity(level: int) -> PermissionLevel | None:
+    """None for PERMISSION_LEVEL_UNSPECIFIED or an unknown number."""
+    try:
+        return PermissionLevel(level)
+    except ValueError:
+        return None
+
+
+def grant_to_entity(msg: common_pb2.Grant) -> Grant:
+    return Grant(msg.principal, level_to_entity(msg.level) or PermissionLevel.READ)

@@ -4,7 +4,14 @@ They never import generated protobuf code; `modelyard.convert` maps them to and 
 Times are integer milliseconds since the epoch, as in MLflow, so MLflow code ports unchanged.
 """
 
-from modelyard.entities.common import FileInfo, LifecycleStage, PagedList, ViewType
+from modelyard.entities.common import (
+    FileInfo,
+    Grant,
+    LifecycleStage,
+    PagedList,
+    PermissionLevel,
+    ViewType,
+)
 from modelyard.entities.registry import (
     ModelEvent,
     ModelVersion,
@@ -33,6 +40,7 @@ __all__ = [
     "DatasetInput",
     "Experiment",
     "FileInfo",
+    "Grant",
     "InputTag",
     "LifecycleStage",
     "Metric",
@@ -42,6 +50,7 @@ __all__ = [
     "ModelVersionStatus",
     "PagedList",
     "Param",
+    "PermissionLevel",
     "RegisteredModel",
     "Run",
     "RunData",

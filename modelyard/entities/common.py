@@ -18,6 +18,23 @@ class ViewType(enum.IntEnum):
     ALL = 3
 
 
+class PermissionLevel(enum.IntEnum):
+    """Access to one resource; each level includes the ones below it (values match the proto)."""
+
+    READ = 1
+    USE = 2
+    EDIT = 3
+    MANAGE = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A principal's access to one resource; principal "*" means every authenticated caller."""
+
+    principal: str
+    level: PermissionLevel
+
+
 class LifecycleStage(enum.StrEnum):
     ACTIVE = "active"
     DELETED = "deleted"

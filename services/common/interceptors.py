@@ -1,4 +1,6 @@
-"""The server interceptor chain: (auth) -> error mapping -> metrics.
+"""The server interceptor chain: error mapping -> auth (services/common/auth) -> metrics.
+
+Error mapping is outermost so that refusals by auth travel like any other domain error.
 
 Interceptors here wrap each method's behaviour once and cache the wrapped handler, so every RPC
 of every service, streaming ones included, goes through the same code without per-method

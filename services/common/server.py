@@ -12,6 +12,8 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -20,6 +22,9 @@ from grpc_reflection.v1alpha import reflection
 from modelyard.services.common.interceptors import ErrorMappingInterceptor, MetricsInterceptor
 from modelyard.services.common.logging import get_logger
 from modelyard.services.common.settings import Settings
+
+if TYPE_CHECKING:
+    from modelyard.services.common.auth.interceptor import ServiceAccess
 
 log = get_logger(__name__)
 
@@ -34,6 +39,8 @@ class ServiceRegistration:
     close: Callable[[], None] = field(default=lambda: None)
     # Called once the server listens; `address` is where this process can be reached.
     on_start: Callable[[str], None] = field(default=lambda address: None)
+    # The service's access table and authorizer (see services/common/auth).
+    access: ServiceAccess | None = None
 
 
 class ModelyardServer:
@@ -50,7 +57,8 @@ class ModelyardServer:
             futures.ThreadPoolExecutor(
                 max_workers=settings.max_workers, thread_name_prefix="modelyard-rpc"
             ),
-            interceptors=[*interceptors, ErrorMappingInterceptor(), MetricsInterceptor()],
+            # Error mapping first, so refusals from the interceptors after it map like any error.
+            interceptors=[ErrorMappingInterceptor(), *interceptors, MetricsInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", max_bytes),
                 ("grpc.max_send_message_length", max_bytes),
@@ -67,7 +75,10 @@ class ModelyardServer:
         self.service_names = tuple(names)
         reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], self._server)
         try:
-            self.port = self._server.add_insecure_port(settings.address)
+            if settings.tls.enabled:
+                self.port = self._server.add_secure_port(settings.address, _credentials(settings))
+            else:
+                self.port = self._server.add_insecure_port(settings.address)
         except RuntimeError:  # grpc raises on a failed bind (older versions returned 0)
             self.port = 0
         if self.port == 0:
@@ -112,6 +123,18 @@ class ModelyardServer:
 
     def wait(self) -> None:
         self._stopped.wait()
+
+
+def _credentials(settings: Settings) -> grpc.ServerCredentials:
+    tls = settings.tls
+    if tls.cert_file is None or tls.key_file is None:
+        raise ValueError("TLS needs both tls.cert_file and tls.key_file")
+    client_ca = Path(tls.client_ca_file).read_bytes() if tls.client_ca_file else None
+    return grpc.ssl_server_credentials(
+        [(Path(tls.key_file).read_bytes(), Path(tls.cert_file).read_bytes())],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
 
 
 def create_server(

@@ -45,6 +45,44 @@ class RegistrySettings(BaseModel):
     copy_workers: int = Field(default=4, ge=1, le=64)
 
 
+class AuthSettings(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    # Check a bearer token on every call. `modelyard up` defaults to off (and says so); the Helm
+    # chart turns it on.
+    enabled: bool = False
+    # Ed25519 key pair (PEM). The auth service signs with the private key; every service
+    # verifies with the public key. Unset under `modelyard up`: a pair is kept in <home>/auth.
+    private_key_file: Path | None = None
+    public_key_file: Path | None = None
+    # Where the auth service listens when it is not in this process.
+    auth_uri: str | None = None
+    # This process's identity towards other services (a token of principal svc-<service>).
+    service_token: SecretStr | None = None
+    # How often revocations and role changes are pulled; the bound on revocation delay.
+    refresh_seconds: float = Field(default=5.0, gt=0, le=300)
+    # Aliases whose moves need MANAGE on the model (others need EDIT).
+    protected_aliases: list[str] = Field(default_factory=lambda: ["champion", "production", "prod"])
+
+
+class TLSSettings(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    # Serve TLS with this certificate chain and key (PEM).
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    # Require client certificates signed by this CA (mutual TLS).
+    client_ca_file: Path | None = None
+    # For calls to other services: the CA to trust, and this process's client certificate.
+    ca_file: Path | None = None
+    client_cert_file: Path | None = None
+    client_key_file: Path | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None and self.key_file is not None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MODELYARD_", env_nested_delimiter="__", extra="ignore"
@@ -60,6 +98,8 @@ class Settings(BaseSettings):
     artifact_uri: str | None = None
     s3: S3Settings = Field(default_factory=S3Settings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    tls: TLSSettings = Field(default_factory=TLSSettings)
     # Apply pending database migrations at start-up (`modelyard db upgrade` does it on demand).
     migrate_on_start: bool = True
     # Prometheus /metrics port; None turns the HTTP exporter off.

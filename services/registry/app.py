@@ -8,13 +8,20 @@ from modelyard._gen.registry.v1 import registry_pb2, registry_pb2_grpc
 from modelyard.client._transport import Transport
 from modelyard.client.tracking import TrackingClient
 from modelyard.errors import Unavailable
+from modelyard.services.common import identity
 from modelyard.services.common.artifacts import open_artifact_store
+from modelyard.services.common.auth.grants import GrantStore
+from modelyard.services.common.auth.interceptor import ServiceAccess
 from modelyard.services.common.db import Database
 from modelyard.services.common.db.migrations import upgrade
+from modelyard.services.common.runtime import Runtime
 from modelyard.services.common.server import ServiceRegistration
 from modelyard.services.common.settings import Settings
+from modelyard.services.registry.access import rules
+from modelyard.services.registry.authorizer import RegistryAuthorizer
 from modelyard.services.registry.service import RegistryService
 from modelyard.services.registry.servicer import RegistryServicer
+from modelyard.services.registry.store.schema import registered_model_permissions
 from modelyard.services.registry.store.sql import SqlRegistryStore
 
 SERVICE = "registry"
@@ -27,40 +34,50 @@ def migrate(db: Database) -> None:
 
 
 class _TrackingConnection:
-    """The registry's client for the tracking service, connected when its address is known."""
+    """The tracking service as the registry reaches it: as itself, or as its caller."""
 
-    def __init__(self, uri: str | None) -> None:
+    def __init__(self, runtime: Runtime, uri: str | None) -> None:
+        self._runtime = runtime
         self._transport: Transport | None = None
-        self._client: TrackingClient | None = None
         if uri:
             self.connect(uri)
 
     def connect(self, uri: str) -> None:
-        if self._client is None:
-            self._transport = Transport(uri)
-            self._client = TrackingClient(self._transport)
+        if self._transport is None:
+            self._transport = self._runtime.transport(uri, SERVICE)
 
-    def __call__(self) -> TrackingClient:
-        if self._client is None:
+    def _ready(self) -> Transport:
+        if self._transport is None:
             raise Unavailable(
                 "the registry has no tracking service to talk to; "
                 "set MODELYARD_REGISTRY__TRACKING_URI"
             )
-        return self._client
+        return self._transport
+
+    def service(self) -> TrackingClient:
+        return TrackingClient(self._ready())
+
+    def caller(self) -> TrackingClient:
+        me = identity.current()
+        transport = self._ready()
+        return TrackingClient(transport.with_token(me.token) if me.enforced else transport)
 
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
 
 
-def build(settings: Settings) -> ServiceRegistration:
+def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
     db = Database(settings.database_url)
     if settings.migrate_on_start:
         migrate(db)
     artifacts = open_artifact_store(settings.artifact_root, settings.s3)
     store = SqlRegistryStore(db, f"{artifacts.root_uri}/registry")
-    tracking = _TrackingConnection(settings.registry.tracking_uri)
-    service = RegistryService(store, artifacts, tracking, settings.registry.copy_workers)
+    authorizer = RegistryAuthorizer(store, GrantStore(db, registered_model_permissions))
+    tracking = _TrackingConnection(runtime, settings.registry.tracking_uri)
+    service = RegistryService(
+        store, artifacts, tracking, authorizer, settings.registry.copy_workers
+    )
 
     def on_start(address: str) -> None:
         # Under `modelyard up` tracking is served by this very process: talk to it over gRPC,
@@ -81,4 +98,5 @@ def build(settings: Settings) -> ServiceRegistration:
         ),
         close=close,
         on_start=on_start,
+        access=ServiceAccess(rules(settings.auth.protected_aliases), authorizer),
     )

@@ -36,13 +36,18 @@ class EventFeed:
             self._cond.notify_all()
 
     def watch(
-        self, name: str, since_event_id: int, is_active: Callable[[], bool]
+        self,
+        name: str,
+        since_event_id: int,
+        is_active: Callable[[], bool],
+        visible: Callable[[], set[str] | None] = lambda: None,
     ) -> Iterator[ModelEvent]:
+        """Events of `name` (or every model), re-asking `visible` which models may be seen."""
         last = since_event_id if since_event_id > 0 else self._store.last_event_id()
         while is_active() and not self._closed:
             with self._cond:
                 seen = self._generation
-            events = self._store.list_events(name, last, _BATCH)
+            events = self._store.list_events(name, last, _BATCH, only_model_ids=visible())
             for event in events:
                 yield event
                 last = event.event_id

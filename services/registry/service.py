@@ -11,9 +11,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 from modelyard.client.tracking import TrackingClient
 from modelyard.entities import FileInfo, PagedList
+from modelyard.entities.common import Grant, PermissionLevel
 from modelyard.entities.registry import (
     ModelEvent,
     ModelVersion,
@@ -23,12 +25,14 @@ from modelyard.entities.registry import (
 )
 from modelyard.errors import FailedPrecondition, InvalidArgument, ModelyardError, NotFound
 from modelyard.models.uri import parse_runs_uri
+from modelyard.services.common import identity
 from modelyard.services.common import validation as v
 from modelyard.services.common.artifacts import ArtifactStore, PresignedUrl, clean_path
 from modelyard.services.common.filters import parse_filter, parse_order_by
 from modelyard.services.common.identity import caller
 from modelyard.services.common.logging import get_logger
 from modelyard.services.common.pagination import page_size
+from modelyard.services.registry.authorizer import RegistryAuthorizer
 from modelyard.services.registry.events import EventFeed
 from modelyard.services.registry.store.base import PendingVersion, RegistryStore, StoredFile
 
@@ -83,17 +87,29 @@ def _tags(field: str, tags: dict[str, str]) -> dict[str, str]:
     return tags
 
 
+class TrackingAccess(Protocol):
+    """The tracking service as the registry reaches it."""
+
+    def service(self) -> TrackingClient:
+        """Calls made as the registry itself (background copies)."""
+
+    def caller(self) -> TrackingClient:
+        """Calls made on behalf of the current caller, with the caller's own token."""
+
+
 class RegistryService:
     def __init__(
         self,
         store: RegistryStore,
         artifacts: ArtifactStore,
-        tracking: Callable[[], TrackingClient],
+        tracking: TrackingAccess,
+        authorizer: RegistryAuthorizer,
         copy_workers: int = 4,
     ) -> None:
         self.store = store
         self.artifacts = artifacts
-        self._tracking = tracking
+        self.tracking = tracking
+        self.authorizer = authorizer
         self.events = EventFeed(store)
         self._copier = ThreadPoolExecutor(copy_workers, thread_name_prefix="modelyard-register")
 
@@ -103,6 +119,15 @@ class RegistryService:
 
     def _changed(self) -> None:
         self.events.notify()
+
+    def _own(self, model_id: str | None) -> None:
+        """The creator of a model manages it."""
+        me = identity.current()
+        if me.enforced and model_id is not None:
+            self.authorizer.grants.set(model_id, me.name, PermissionLevel.MANAGE)
+
+    def _visible(self) -> set[str] | None:
+        return self.authorizer.readable(identity.current())
 
     # -- registered models ---------------------------------------------------------------------
 
@@ -135,7 +160,10 @@ class RegistryService:
         return model
 
     def delete_registered_model(self, name: str) -> None:
-        locations = self.store.delete_registered_model(model_name("name", name), caller())
+        model_id = self.store.model_id_of(model_name("name", name))
+        locations = self.store.delete_registered_model(name, caller())
+        if model_id is not None:
+            self.authorizer.grants.delete_all(model_id)
         self._changed()
         for location in locations:
             self._delete_files(location)
@@ -149,7 +177,11 @@ class RegistryService:
     ) -> PagedList[RegisteredModel]:
         size = page_size(max_results, default=100, maximum=1000, field="max_results")
         return self.store.search_registered_models(
-            parse_filter(filter_string), parse_order_by(order_by), size, page_token
+            parse_filter(filter_string),
+            parse_order_by(order_by),
+            size,
+            page_token,
+            only_model_ids=self._visible(),
         )
 
     def set_registered_model_tag(self, name: str, key: str, value: str) -> None:
@@ -163,6 +195,36 @@ class RegistryService:
         v.key("key", key)
         self.store.delete_registered_model_tag(name, key, caller())
         self._changed()
+
+    def set_permission(self, name: str, principal: str, level: PermissionLevel | None) -> None:
+        model_id = self._model_id(name)
+        v.require("grant.principal", principal)
+        v.max_length("grant.principal", principal, 256)
+        if level is None:
+            raise InvalidArgument(
+                "grant.level must be READ, USE, EDIT or MANAGE", field="grant.level"
+            )
+        self.authorizer.grants.set(model_id, principal, level)
+
+    def delete_permission(self, name: str, principal: str) -> None:
+        model_id = self._model_id(name)
+        v.require("principal", principal)
+        if not self.authorizer.grants.delete(model_id, principal):
+            raise NotFound(
+                f"{principal!r} holds no grant on model {name!r}",
+                resource_type="grant",
+                resource_name=principal,
+            )
+
+    def list_permissions(self, name: str) -> list[Grant]:
+        return self.authorizer.grants.list(self._model_id(name))
+
+    def _model_id(self, name: str) -> str:
+        model_id = self.store.model_id_of(model_name("name", name))
+        if model_id is None:
+            self.store.get_registered_model(name)  # raises the standard NotFound
+        assert model_id is not None
+        return model_id
 
     # -- versions ------------------------------------------------------------------------------
 
@@ -192,7 +254,8 @@ class RegistryService:
                 field="run_id",
             )
         try:
-            run = self._tracking().get_run(source_run)
+            # As the caller: registering needs read access to the source run.
+            run = self.tracking.caller().get_run(source_run)
         except NotFound:
             raise NotFound(
                 f"source run {source_run!r} does not exist in the tracking service",
@@ -210,6 +273,8 @@ class RegistryService:
         version, pending = self.store.create_model_version(
             name, source, source_run, description, _tags("tags", tags or {}), caller()
         )
+        if pending.model_created:
+            self._own(pending.model_id)
         self._changed()
         self._copier.submit(self._register, pending)
         return version
@@ -238,7 +303,7 @@ class RegistryService:
         self._changed()
 
     def _copy_files(self, pending: PendingVersion) -> list[StoredFile]:
-        tracking = self._tracking()
+        tracking = self.tracking.service()
         run_id, path = parse_runs_uri(pending.source)
         path = path.strip("/")
         listed = list(tracking.iter_artifacts(run_id, path, recursive=True))
@@ -308,7 +373,11 @@ class RegistryService:
     ) -> PagedList[ModelVersion]:
         size = page_size(max_results, default=1000, maximum=10000, field="max_results")
         return self.store.search_model_versions(
-            parse_filter(filter_string), parse_order_by(order_by), size, page_token
+            parse_filter(filter_string),
+            parse_order_by(order_by),
+            size,
+            page_token,
+            only_model_ids=self._visible(),
         )
 
     def get_latest_versions(self, name: str, stages: Sequence[Stage] = ()) -> list[ModelVersion]:
@@ -394,7 +463,9 @@ class RegistryService:
         if since_event_id < 0:
             raise InvalidArgument("since_event_id must not be negative", field="since_event_id")
         size = page_size(max_results, default=1000, maximum=10000, field="max_results")
-        return self.store.list_events(name, since_event_id, size, newest_first)
+        return self.store.list_events(
+            name, since_event_id, size, newest_first, only_model_ids=self._visible()
+        )
 
     def watch_events(
         self, name: str, since_event_id: int, is_active: Callable[[], bool]
@@ -403,11 +474,14 @@ class RegistryService:
             model_name("name", name)
         if since_event_id < 0:
             raise InvalidArgument("since_event_id must not be negative", field="since_event_id")
-        return self.events.watch(name, since_event_id, is_active)
+        me = identity.current()
+        return self.events.watch(
+            name, since_event_id, is_active, lambda: self.authorizer.readable(me)
+        )
 
     def lineage(self, name: str, version: int) -> ModelVersionLineage:
         mv = self.get_model_version(name, version)
-        tracking = self._tracking()
+        tracking = self.tracking.caller()
         try:
             run = tracking.get_run(mv.run_id)
         except NotFound:

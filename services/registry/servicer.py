@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from modelyard._gen.registry.v1 import registry_pb2 as pb
 from modelyard._gen.registry.v1 import registry_pb2_grpc
-from modelyard.convert.common import file_info_to_proto, presigned_to_proto, tags_to_dict
+from modelyard.convert.common import (
+    file_info_to_proto,
+    grant_to_proto,
+    level_to_entity,
+    presigned_to_proto,
+    tags_to_dict,
+)
 from modelyard.convert.registry import (
     event_to_proto,
     lineage_to_proto,
@@ -71,6 +77,20 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
     def DeleteRegisteredModelTag(self, request, context):
         self.service.delete_registered_model_tag(request.name, request.key)
         return pb.DeleteRegisteredModelTagResponse()
+
+    def SetRegisteredModelPermission(self, request, context):
+        self.service.set_permission(
+            request.name, request.grant.principal, level_to_entity(request.grant.level)
+        )
+        return pb.SetRegisteredModelPermissionResponse()
+
+    def DeleteRegisteredModelPermission(self, request, context):
+        self.service.delete_permission(request.name, request.principal)
+        return pb.DeleteRegisteredModelPermissionResponse()
+
+    def ListRegisteredModelPermissions(self, request, context):
+        grants = self.service.list_permissions(request.name)
+        return pb.ListRegisteredModelPermissionsResponse(grants=[grant_to_proto(g) for g in grants])
 
     # -- versions ------------------------------------------------------------------------------
 

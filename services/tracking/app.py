@@ -6,16 +6,22 @@ from pathlib import Path
 
 from modelyard._gen.tracking.v1 import tracking_pb2, tracking_pb2_grpc
 from modelyard.services.common.artifacts import open_artifact_store
+from modelyard.services.common.auth.grants import GrantStore
+from modelyard.services.common.auth.interceptor import ServiceAccess
 from modelyard.services.common.db import Database
 from modelyard.services.common.db.migrations import upgrade
+from modelyard.services.common.runtime import Runtime
 from modelyard.services.common.server import ServiceRegistration
 from modelyard.services.common.settings import Settings
+from modelyard.services.tracking.access import RULES
+from modelyard.services.tracking.authorizer import TrackingAuthorizer
 from modelyard.services.tracking.service import (
     DEFAULT_EXPERIMENT_ID,
     DEFAULT_EXPERIMENT_NAME,
     TrackingService,
 )
 from modelyard.services.tracking.servicer import TrackingServicer
+from modelyard.services.tracking.store.schema import experiment_permissions
 from modelyard.services.tracking.store.sql import SqlTrackingStore
 
 SERVICE = "tracking"
@@ -27,14 +33,15 @@ def migrate(db: Database) -> None:
     upgrade(db, SERVICE, MIGRATIONS)
 
 
-def build(settings: Settings) -> ServiceRegistration:
+def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
     db = Database(settings.database_url)
     if settings.migrate_on_start:
         migrate(db)
     artifacts = open_artifact_store(settings.artifact_root, settings.s3)
     store = SqlTrackingStore(db, artifacts.root_uri)
     store.ensure_experiment(int(DEFAULT_EXPERIMENT_ID), DEFAULT_EXPERIMENT_NAME)
-    servicer = TrackingServicer(TrackingService(store, artifacts))
+    authorizer = TrackingAuthorizer(store, GrantStore(db, experiment_permissions))
+    servicer = TrackingServicer(TrackingService(store, artifacts, authorizer))
 
     def close() -> None:
         store.close()
@@ -46,4 +53,5 @@ def build(settings: Settings) -> ServiceRegistration:
             servicer, server
         ),
         close=close,
+        access=ServiceAccess(RULES, authorizer),
     )

@@ -24,13 +24,15 @@ from modelyard.entities import (
     RunTag,
     ViewType,
 )
-from modelyard.entities.common import LifecycleStage
+from modelyard.entities.common import Grant, LifecycleStage, PermissionLevel
 from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound
+from modelyard.services.common import identity
 from modelyard.services.common import validation as v
 from modelyard.services.common.artifacts import ArtifactStore, PresignedUrl, clean_path
 from modelyard.services.common.filters import parse_filter, parse_order_by
 from modelyard.services.common.pagination import decode_token, encode_token, fingerprint, page_size
 from modelyard.services.tracking import limits
+from modelyard.services.tracking.authorizer import TrackingAuthorizer
 from modelyard.services.tracking.store.base import TrackingStore
 
 DEFAULT_EXPERIMENT_ID = "0"
@@ -135,10 +137,19 @@ def generate_run_name() -> str:
     return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}-{random.randint(100, 999)}"
 
 
+def principal_name(field: str, value: str) -> str:
+    v.require(field, value)
+    v.max_length(field, value, 256)
+    return value
+
+
 class TrackingService:
-    def __init__(self, store: TrackingStore, artifacts: ArtifactStore) -> None:
+    def __init__(
+        self, store: TrackingStore, artifacts: ArtifactStore, authorizer: TrackingAuthorizer
+    ) -> None:
         self.store = store
         self.artifacts = artifacts
+        self.authorizer = authorizer
 
     # -- experiments ---------------------------------------------------------------------------
 
@@ -157,7 +168,11 @@ class TrackingService:
                 )
             location = artifact_location.rstrip("/")
         self._check_tags("tags", tags or {}, limits.MAX_TAG_VALUE_LENGTH)
-        return self.store.create_experiment(name, location, dict(tags or {}))
+        experiment_id = self.store.create_experiment(name, location, dict(tags or {}))
+        me = identity.current()
+        if me.enforced:  # the creator owns it
+            self.authorizer.grants.set(experiment_id, me.name, PermissionLevel.MANAGE)
+        return experiment_id
 
     def get_experiment(self, exp_id: str) -> Experiment:
         return self.store.get_experiment(experiment_id("experiment_id", exp_id))
@@ -188,7 +203,12 @@ class TrackingService:
             field="max_results",
         )
         return self.store.search_experiments(
-            view_type, parse_filter(filter_string), parse_order_by(order_by), size, page_token
+            view_type,
+            parse_filter(filter_string),
+            parse_order_by(order_by),
+            size,
+            page_token,
+            only_ids=self.authorizer.readable(identity.current()),
         )
 
     def rename_experiment(self, exp_id: str, new_name: str) -> None:
@@ -212,6 +232,29 @@ class TrackingService:
         experiment_id("experiment_id", exp_id)
         v.key("key", key, limits.MAX_KEY_LENGTH)
         self.store.delete_experiment_tag(exp_id, key)
+
+    def set_permission(self, exp_id: str, principal: str, level: PermissionLevel | None) -> None:
+        self.get_experiment(exp_id)
+        principal_name("grant.principal", principal)
+        if level is None:
+            raise InvalidArgument(
+                "grant.level must be READ, USE, EDIT or MANAGE", field="grant.level"
+            )
+        self.authorizer.grants.set(exp_id, principal, level)
+
+    def delete_permission(self, exp_id: str, principal: str) -> None:
+        self.get_experiment(exp_id)
+        principal_name("principal", principal)
+        if not self.authorizer.grants.delete(exp_id, principal):
+            raise NotFound(
+                f"{principal!r} holds no grant on experiment {exp_id}",
+                resource_type="grant",
+                resource_name=principal,
+            )
+
+    def list_permissions(self, exp_id: str) -> list[Grant]:
+        self.get_experiment(exp_id)
+        return self.authorizer.grants.list(exp_id)
 
     # -- runs ----------------------------------------------------------------------------------
 
@@ -280,6 +323,7 @@ class TrackingService:
             )
         for eid in experiment_ids:
             experiment_id("experiment_ids", eid)
+        self.authorizer.require_read(identity.current(), list(experiment_ids))
         size = page_size(
             max_results,
             default=limits.SEARCH_RUNS_DEFAULT,

@@ -9,7 +9,13 @@ import grpc
 from modelyard._gen.common.v1 import common_pb2
 from modelyard._gen.tracking.v1 import tracking_pb2 as pb
 from modelyard._gen.tracking.v1 import tracking_pb2_grpc
-from modelyard.convert.common import file_info_to_proto, presigned_to_proto, tags_to_dict
+from modelyard.convert.common import (
+    file_info_to_proto,
+    grant_to_proto,
+    level_to_entity,
+    presigned_to_proto,
+    tags_to_dict,
+)
 from modelyard.convert.tracking import (
     dataset_input_to_entity,
     experiment_to_proto,
@@ -96,6 +102,20 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
     def DeleteExperimentTag(self, request, context):
         self.service.delete_experiment_tag(request.experiment_id, request.key)
         return pb.DeleteExperimentTagResponse()
+
+    def SetExperimentPermission(self, request, context):
+        self.service.set_permission(
+            request.experiment_id, request.grant.principal, level_to_entity(request.grant.level)
+        )
+        return pb.SetExperimentPermissionResponse()
+
+    def DeleteExperimentPermission(self, request, context):
+        self.service.delete_permission(request.experiment_id, request.principal)
+        return pb.DeleteExperimentPermissionResponse()
+
+    def ListExperimentPermissions(self, request, context):
+        grants = self.service.list_permissions(request.experiment_id)
+        return pb.ListExperimentPermissionsResponse(grants=[grant_to_proto(g) for g in grants])
 
     # -- runs ----------------------------------------------------------------------------------
 

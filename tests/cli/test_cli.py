@@ -173,12 +173,16 @@ def test_models_commands(uri: str, tmp_path: Path) -> None:
     assert "champion" in run("models", "get", "cli-model", "--uri", uri)
     versions = json.loads(run("models", "versions", "cli-model", "--uri", uri, "--json"))
     assert [v["version"] for v in versions] == [2, 1]
-    moved = json.loads(run("models", "stage", "cli-model", "1", "Production", "--uri", uri, "--json"))
+    moved = json.loads(
+        run("models", "stage", "cli-model", "1", "Production", "--uri", uri, "--json")
+    )
     assert moved["current_stage"] == "Production"
     run("models", "alias", "delete", "cli-model", "champion", "--uri", uri)
     history = json.loads(run("models", "history", "cli-model", "--uri", uri, "--json"))
     assert [e["event_type"] for e in history][-2:] == ["STAGE_TRANSITIONED", "ALIAS_DELETED"]
     assert "ALIAS_SET" in run("models", "history", "cli-model", "--uri", uri)
-    out = run("models", "download", "models:/cli-model/latest", "--dst", str(tmp_path), "--uri", uri)
+    out = run(
+        "models", "download", "models:/cli-model/latest", "--dst", str(tmp_path), "--uri", uri
+    )
     assert (tmp_path / "cli-model-v2" / "MLmodel").read_text() == "manifest"
     assert "Downloaded" in out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from modelyard.entities import FileInfo, PagedList
 from modelyard.entities.registry import ModelEvent, ModelVersion, RegisteredModel, Stage
@@ -26,6 +26,8 @@ class PendingVersion:
     source: str
     run_id: str
     storage_location: str
+    # True when registering this version created the registered model (not part of identity).
+    model_created: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -59,13 +61,19 @@ class RegistryStore(abc.ABC):
         """Delete the model and its versions; returns their storage locations to clean up."""
 
     @abc.abstractmethod
+    def model_id_of(self, name: str) -> str | None:
+        """The immutable id of the model called `name`, or None."""
+
+    @abc.abstractmethod
     def search_registered_models(
         self,
         filters: Sequence[Comparison],
         order_by: Sequence[OrderKey],
         max_results: int,
         page_token: str,
-    ) -> PagedList[RegisteredModel]: ...
+        only_model_ids: set[str] | None = None,
+    ) -> PagedList[RegisteredModel]:
+        """`only_model_ids`, when given, limits the search to those models (access control)."""
 
     @abc.abstractmethod
     def set_registered_model_tag(self, name: str, key: str, value: str, user: str) -> None: ...
@@ -106,6 +114,7 @@ class RegistryStore(abc.ABC):
         order_by: Sequence[OrderKey],
         max_results: int,
         page_token: str,
+        only_model_ids: set[str] | None = None,
     ) -> PagedList[ModelVersion]: ...
 
     @abc.abstractmethod
@@ -155,7 +164,12 @@ class RegistryStore(abc.ABC):
 
     @abc.abstractmethod
     def list_events(
-        self, name: str, since_event_id: int, max_results: int, newest_first: bool = False
+        self,
+        name: str,
+        since_event_id: int,
+        max_results: int,
+        newest_first: bool = False,
+        only_model_ids: set[str] | None = None,
     ) -> list[ModelEvent]: ...
 
     @abc.abstractmethod

@@ -20,6 +20,8 @@ from sqlalchemy import (
     Text,
 )
 
+from modelyard.services.common.auth.grants import permissions_table
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -138,3 +140,6 @@ model_events = Table(
     Column("event_time", BigInteger, nullable=False),
     Index("ix_model_events_name_id", "model_name", "event_id"),
 )
+
+# Grants on registered models (keyed by model id, so they survive renames).
+registered_model_permissions = permissions_table(metadata, "registered_model_permissions")

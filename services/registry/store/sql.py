@@ -312,17 +312,26 @@ class SqlRegistryStore(RegistryStore):
             self._event(conn, model, "MODEL_DELETED", user)
         return locations
 
+    def model_id_of(self, name: str) -> str | None:
+        with self.db.read() as conn:
+            return conn.execute(
+                select(registered_models.c.model_id).where(registered_models.c.name == name)
+            ).scalar()
+
     def search_registered_models(
         self,
         filters: Sequence[Comparison],
         order_by: Sequence[OrderKey],
         max_results: int,
         page_token: str,
+        only_model_ids: set[str] | None = None,
     ) -> PagedList[RegisteredModel]:
-        query = fingerprint("registered_models", filters, order_by)
+        query = fingerprint("registered_models", filters, order_by, sorted(only_model_ids or ()))
         offset = decode_token(page_token, query) or 0
         rm = registered_models.c
         stmt = select(registered_models)
+        if only_model_ids is not None:
+            stmt = stmt.where(rm.model_id.in_(list(only_model_ids)))
         for c in filters:
             if c.entity == "tag":
                 stmt = stmt.where(
@@ -423,6 +432,7 @@ class SqlRegistryStore(RegistryStore):
             ).first()
             if found is None:
                 self._create_model_row(conn, name, "", {}, user)
+            model_created = found is None
             # The row update takes the model's row lock: concurrent registrations queue here.
             model = conn.execute(
                 update(registered_models)
@@ -466,7 +476,9 @@ class SqlRegistryStore(RegistryStore):
                     )
                 ).all(),
             )[0]
-        pending = PendingVersion(model.model_id, name, version, source, run_id, location)
+        pending = PendingVersion(
+            model.model_id, name, version, source, run_id, location, model_created
+        )
         return created, pending
 
     def _load_version(self, conn: Connection, model_id: str, version: int) -> ModelVersion:
@@ -544,11 +556,14 @@ class SqlRegistryStore(RegistryStore):
         order_by: Sequence[OrderKey],
         max_results: int,
         page_token: str,
+        only_model_ids: set[str] | None = None,
     ) -> PagedList[ModelVersion]:
-        query = fingerprint("model_versions", filters, order_by)
+        query = fingerprint("model_versions", filters, order_by, sorted(only_model_ids or ()))
         offset = decode_token(page_token, query) or 0
         mv = model_versions.c
         stmt = self._version_select()
+        if only_model_ids is not None:
+            stmt = stmt.where(mv.model_id.in_(list(only_model_ids)))
         string_columns = {
             "name": registered_models.c.name,
             "run_id": mv.run_id,
@@ -849,10 +864,17 @@ class SqlRegistryStore(RegistryStore):
     # -- events --------------------------------------------------------------------------------
 
     def list_events(
-        self, name: str, since_event_id: int, max_results: int, newest_first: bool = False
+        self,
+        name: str,
+        since_event_id: int,
+        max_results: int,
+        newest_first: bool = False,
+        only_model_ids: set[str] | None = None,
     ) -> list[ModelEvent]:
         e = model_events.c
         stmt = select(model_events).where(e.event_id > since_event_id)
+        if only_model_ids is not None:
+            stmt = stmt.where(e.model_id.in_(list(only_model_ids)))
         if name:
             stmt = stmt.where(e.model_name == name)
         with self.db.read() as conn:

@@ -49,7 +49,18 @@ class TrackingStore(abc.ABC):
         order_by: Sequence[OrderKey],
         max_results: int,
         page_token: str,
-    ) -> PagedList[Experiment]: ...
+        only_ids: set[str] | None = None,
+    ) -> PagedList[Experiment]:
+        """`only_ids`, when given, limits the search to those experiments (access control)."""
+
+    @abc.abstractmethod
+    def experiment_exists(self, experiment_id: str) -> bool: ...
+
+    @abc.abstractmethod
+    def experiment_id_by_name(self, name: str) -> str | None: ...
+
+    @abc.abstractmethod
+    def experiment_of_run(self, run_id: str) -> str | None: ...
 
     @abc.abstractmethod
     def rename_experiment(self, experiment_id: str, new_name: str) -> None: ...

@@ -22,6 +22,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from modelyard.services.common.auth.grants import permissions_table
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -188,3 +190,6 @@ artifacts = Table(
     Column("sha256", String(64), nullable=False),
     Column("created_time", BigInteger, nullable=False),
 )
+
+# Grants on experiments (and through them, on their runs).
+experiment_permissions = permissions_table(metadata, "experiment_permissions")

@@ -207,6 +207,33 @@ class SqlTrackingStore(TrackingStore):
             row = conn.execute(select(experiments).where(experiments.c.name == name)).first()
             return self._experiments(conn, [row])[0] if row else None
 
+    def experiment_exists(self, experiment_id: str) -> bool:
+        if not experiment_id.isdigit():
+            return False
+        with self.db.read() as conn:
+            return (
+                conn.execute(
+                    select(experiments.c.experiment_id).where(
+                        experiments.c.experiment_id == int(experiment_id)
+                    )
+                ).first()
+                is not None
+            )
+
+    def experiment_id_by_name(self, name: str) -> str | None:
+        with self.db.read() as conn:
+            found = conn.execute(
+                select(experiments.c.experiment_id).where(experiments.c.name == name)
+            ).scalar()
+        return str(found) if found is not None else None
+
+    def experiment_of_run(self, run_id: str) -> str | None:
+        with self.db.read() as conn:
+            found = conn.execute(
+                select(runs.c.experiment_id).where(runs.c.run_uuid == run_id)
+            ).scalar()
+        return str(found) if found is not None else None
+
     def search_experiments(
         self,
         view_type: ViewType,
@@ -214,10 +241,13 @@ class SqlTrackingStore(TrackingStore):
         order_by: Sequence[OrderKey],
         max_results: int,
         page_token: str,
+        only_ids: set[str] | None = None,
     ) -> PagedList[Experiment]:
-        query = fingerprint("experiments", view_type, filters, order_by)
+        query = fingerprint("experiments", view_type, filters, order_by, sorted(only_ids or ()))
         offset = decode_token(page_token, query) or 0
         stmt = select(experiments)
+        if only_ids is not None:
+            stmt = stmt.where(experiments.c.experiment_id.in_([int(i) for i in only_ids]))
         stage = search.stage_filter(experiments.c.lifecycle_stage, view_type)
         if stage is not None:
             stmt = stmt.where(stage)

@@ -58,6 +58,36 @@ LIFECYCLE_STAGE_ACTIVE: LifecycleStage.ValueType  # 1
 LIFECYCLE_STAGE_DELETED: LifecycleStage.ValueType  # 2
 Global___LifecycleStage: _TypeAlias = LifecycleStage  # noqa: Y015
 
+class _PermissionLevel:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PermissionLevelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PermissionLevel.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PERMISSION_LEVEL_UNSPECIFIED: _PermissionLevel.ValueType  # 0
+    PERMISSION_LEVEL_READ: _PermissionLevel.ValueType  # 1
+    """See the resource and its metadata."""
+    PERMISSION_LEVEL_USE: _PermissionLevel.ValueType  # 2
+    """Use it without changing it: load a model, query an endpoint, read features."""
+    PERMISSION_LEVEL_EDIT: _PermissionLevel.ValueType  # 3
+    """Change it: log to runs, register versions, update definitions."""
+    PERMISSION_LEVEL_MANAGE: _PermissionLevel.ValueType  # 4
+    """Everything, including deleting it, granting access and moving protected aliases/stages."""
+
+class PermissionLevel(_PermissionLevel, metaclass=_PermissionLevelEnumTypeWrapper):
+    """Access levels on one resource; each includes the ones before it."""
+
+PERMISSION_LEVEL_UNSPECIFIED: PermissionLevel.ValueType  # 0
+PERMISSION_LEVEL_READ: PermissionLevel.ValueType  # 1
+"""See the resource and its metadata."""
+PERMISSION_LEVEL_USE: PermissionLevel.ValueType  # 2
+"""Use it without changing it: load a model, query an endpoint, read features."""
+PERMISSION_LEVEL_EDIT: PermissionLevel.ValueType  # 3
+"""Change it: log to runs, register versions, update definitions."""
+PERMISSION_LEVEL_MANAGE: PermissionLevel.ValueType  # 4
+"""Everything, including deleting it, granting access and moving protected aliases/stages."""
+Global___PermissionLevel: _TypeAlias = PermissionLevel  # noqa: Y015
+
 @_typing.final
 class Tag(_message.Message):
     """A key/value label on a resource (experiment, run, model, ...)."""
@@ -146,3 +176,27 @@ class PresignedUrl(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PresignedUrl: _TypeAlias = PresignedUrl  # noqa: Y015
+
+@_typing.final
+class Grant(_message.Message):
+    """A principal's access to one resource. The principal "*" means every authenticated caller."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRINCIPAL_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    principal: _builtins.str
+    level: Global___PermissionLevel.ValueType
+    def __init__(
+        self,
+        *,
+        principal: _builtins.str = ...,
+        level: Global___PermissionLevel.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["level", b"level", "principal", b"principal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Grant: _TypeAlias = Grant  # noqa: Y015

@@ -75,6 +75,21 @@ class ModelRegistryServiceStub:
                 request_serializer=modelyard_dot_registry_dot_v1_dot_registry__pb2.DeleteRegisteredModelTagRequest.SerializeToString,
                 response_deserializer=modelyard_dot_registry_dot_v1_dot_registry__pb2.DeleteRegisteredModelTagResponse.FromString,
                 _registered_method=True)
+        self.SetRegisteredModelPermission = channel.unary_unary(
+                '/modelyard.registry.v1.ModelRegistryService/SetRegisteredModelPermission',
+                request_serializer=modelyard_dot_registry_dot_v1_dot_registry__pb2.SetRegisteredModelPermissionRequest.SerializeToString,
+                response_deserializer=modelyard_dot_registry_dot_v1_dot_registry__pb2.SetRegisteredModelPermissionResponse.FromString,
+                _registered_method=True)
+        self.DeleteRegisteredModelPermission = channel.unary_unary(
+                '/modelyard.registry.v1.ModelRegistryService/DeleteRegisteredModelPermission',
+                request_serializer=modelyard_dot_registry_dot_v1_dot_registry__pb2.DeleteRegisteredModelPermissionRequest.SerializeToString,
+                response_deserializer=modelyard_dot_registry_dot_v1_dot_registry__pb2.DeleteRegisteredModelPermissionResponse.FromString,
+                _registered_method=True)
+        self.ListRegisteredModelPermissions = channel.unary_unary(
+                '/modelyard.registry.v1.ModelRegistryService/ListRegisteredModelPermissions',
+                request_serializer=modelyard_dot_registry_dot_v1_dot_registry__pb2.ListRegisteredModelPermissionsRequest.SerializeToString,
+                response_deserializer=modelyard_dot_registry_dot_v1_dot_registry__pb2.ListRegisteredModelPermissionsResponse.FromString,
+                _registered_method=True)
         self.CreateModelVersion = channel.unary_unary(
                 '/modelyard.registry.v1.ModelRegistryService/CreateModelVersion',
                 request_serializer=modelyard_dot_registry_dot_v1_dot_registry__pb2.CreateModelVersionRequest.SerializeToString,
@@ -215,6 +230,25 @@ class ModelRegistryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteRegisteredModelTag(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetRegisteredModelPermission(self, request, context):
+        """Access to a model and its versions (MANAGE to change, READ to list).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteRegisteredModelPermission(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRegisteredModelPermissions(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -375,6 +409,21 @@ def add_ModelRegistryServiceServicer_to_server(servicer, server):
                     servicer.DeleteRegisteredModelTag,
                     request_deserializer=modelyard_dot_registry_dot_v1_dot_registry__pb2.DeleteRegisteredModelTagRequest.FromString,
                     response_serializer=modelyard_dot_registry_dot_v1_dot_registry__pb2.DeleteRegisteredModelTagResponse.SerializeToString,
+            ),
+            'SetRegisteredModelPermission': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetRegisteredModelPermission,
+                    request_deserializer=modelyard_dot_registry_dot_v1_dot_registry__pb2.SetRegisteredModelPermissionRequest.FromString,
+                    response_serializer=modelyard_dot_registry_dot_v1_dot_registry__pb2.SetRegisteredModelPermissionResponse.SerializeToString,
+            ),
+            'DeleteRegisteredModelPermission': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRegisteredModelPermission,
+                    request_deserializer=modelyard_dot_registry_dot_v1_dot_registry__pb2.DeleteRegisteredModelPermissionRequest.FromString,
+                    response_serializer=modelyard_dot_registry_dot_v1_dot_registry__pb2.DeleteRegisteredModelPermissionResponse.SerializeToString,
+            ),
+            'ListRegisteredModelPermissions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRegisteredModelPermissions,
+                    request_deserializer=modelyard_dot_registry_dot_v1_dot_registry__pb2.ListRegisteredModelPermissionsRequest.FromString,
+                    response_serializer=modelyard_dot_registry_dot_v1_dot_registry__pb2.ListRegisteredModelPermissionsResponse.SerializeToString,
             ),
             'CreateModelVersion': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateModelVersion,
@@ -684,6 +733,87 @@ class ModelRegistryService:
             '/modelyard.registry.v1.ModelRegistryService/DeleteRegisteredModelTag',
             modelyard_dot_registry_dot_v1_dot_registry__pb2.DeleteRegisteredModelTagRequest.SerializeToString,
             modelyard_dot_registry_dot_v1_dot_registry__pb2.DeleteRegisteredModelTagResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetRegisteredModelPermission(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelyard.registry.v1.ModelRegistryService/SetRegisteredModelPermission',
+            modelyard_dot_registry_dot_v1_dot_registry__pb2.SetRegisteredModelPermissionRequest.SerializeToString,
+            modelyard_dot_registry_dot_v1_dot_registry__pb2.SetRegisteredModelPermissionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRegisteredModelPermission(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelyard.registry.v1.ModelRegistryService/DeleteRegisteredModelPermission',
+            modelyard_dot_registry_dot_v1_dot_registry__pb2.DeleteRegisteredModelPermissionRequest.SerializeToString,
+            modelyard_dot_registry_dot_v1_dot_registry__pb2.DeleteRegisteredModelPermissionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRegisteredModelPermissions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelyard.registry.v1.ModelRegistryService/ListRegisteredModelPermissions',
+            modelyard_dot_registry_dot_v1_dot_registry__pb2.ListRegisteredModelPermissionsRequest.SerializeToString,
+            modelyard_dot_registry_dot_v1_dot_registry__pb2.ListRegisteredModelPermissionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,10 @@ class ModelRegistryServiceStub:
     SearchRegisteredModels: _grpc.UnaryUnaryMultiCallable[_registry_pb2.SearchRegisteredModelsRequest, _registry_pb2.SearchRegisteredModelsResponse]
     SetRegisteredModelTag: _grpc.UnaryUnaryMultiCallable[_registry_pb2.SetRegisteredModelTagRequest, _registry_pb2.SetRegisteredModelTagResponse]
     DeleteRegisteredModelTag: _grpc.UnaryUnaryMultiCallable[_registry_pb2.DeleteRegisteredModelTagRequest, _registry_pb2.DeleteRegisteredModelTagResponse]
+    SetRegisteredModelPermission: _grpc.UnaryUnaryMultiCallable[_registry_pb2.SetRegisteredModelPermissionRequest, _registry_pb2.SetRegisteredModelPermissionResponse]
+    """Access to a model and its versions (MANAGE to change, READ to list)."""
+    DeleteRegisteredModelPermission: _grpc.UnaryUnaryMultiCallable[_registry_pb2.DeleteRegisteredModelPermissionRequest, _registry_pb2.DeleteRegisteredModelPermissionResponse]
+    ListRegisteredModelPermissions: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ListRegisteredModelPermissionsRequest, _registry_pb2.ListRegisteredModelPermissionsResponse]
     CreateModelVersion: _grpc.UnaryUnaryMultiCallable[_registry_pb2.CreateModelVersionRequest, _registry_pb2.CreateModelVersionResponse]
     """Model versions."""
     GetModelVersion: _grpc.UnaryUnaryMultiCallable[_registry_pb2.GetModelVersionRequest, _registry_pb2.GetModelVersionResponse]
@@ -80,6 +84,10 @@ class ModelRegistryServiceAsyncStub(ModelRegistryServiceStub):
     SearchRegisteredModels: _aio.UnaryUnaryMultiCallable[_registry_pb2.SearchRegisteredModelsRequest, _registry_pb2.SearchRegisteredModelsResponse]  # type: ignore[assignment]
     SetRegisteredModelTag: _aio.UnaryUnaryMultiCallable[_registry_pb2.SetRegisteredModelTagRequest, _registry_pb2.SetRegisteredModelTagResponse]  # type: ignore[assignment]
     DeleteRegisteredModelTag: _aio.UnaryUnaryMultiCallable[_registry_pb2.DeleteRegisteredModelTagRequest, _registry_pb2.DeleteRegisteredModelTagResponse]  # type: ignore[assignment]
+    SetRegisteredModelPermission: _aio.UnaryUnaryMultiCallable[_registry_pb2.SetRegisteredModelPermissionRequest, _registry_pb2.SetRegisteredModelPermissionResponse]  # type: ignore[assignment]
+    """Access to a model and its versions (MANAGE to change, READ to list)."""
+    DeleteRegisteredModelPermission: _aio.UnaryUnaryMultiCallable[_registry_pb2.DeleteRegisteredModelPermissionRequest, _registry_pb2.DeleteRegisteredModelPermissionResponse]  # type: ignore[assignment]
+    ListRegisteredModelPermissions: _aio.UnaryUnaryMultiCallable[_registry_pb2.ListRegisteredModelPermissionsRequest, _registry_pb2.ListRegisteredModelPermissionsResponse]  # type: ignore[assignment]
     CreateModelVersion: _aio.UnaryUnaryMultiCallable[_registry_pb2.CreateModelVersionRequest, _registry_pb2.CreateModelVersionResponse]  # type: ignore[assignment]
     """Model versions."""
     GetModelVersion: _aio.UnaryUnaryMultiCallable[_registry_pb2.GetModelVersionRequest, _registry_pb2.GetModelVersionResponse]  # type: ignore[assignment]
@@ -163,6 +171,28 @@ class ModelRegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _registry_pb2.DeleteRegisteredModelTagRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_registry_pb2.DeleteRegisteredModelTagResponse, _abc.Awaitable[_registry_pb2.DeleteRegisteredModelTagResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SetRegisteredModelPermission(
+        self,
+        request: _registry_pb2.SetRegisteredModelPermissionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.SetRegisteredModelPermissionResponse, _abc.Awaitable[_registry_pb2.SetRegisteredModelPermissionResponse]]:
+        """Access to a model and its versions (MANAGE to change, READ to list)."""
+
+    @_abc_1.abstractmethod
+    def DeleteRegisteredModelPermission(
+        self,
+        request: _registry_pb2.DeleteRegisteredModelPermissionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.DeleteRegisteredModelPermissionResponse, _abc.Awaitable[_registry_pb2.DeleteRegisteredModelPermissionResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListRegisteredModelPermissions(
+        self,
+        request: _registry_pb2.ListRegisteredModelPermissionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.ListRegisteredModelPermissionsResponse, _abc.Awaitable[_registry_pb2.ListRegisteredModelPermissionsResponse]]: ...
 
     @_abc_1.abstractmethod
     def CreateModelVersion(

@@ -80,6 +80,21 @@ class TrackingServiceStub:
                 request_serializer=modelyard_dot_tracking_dot_v1_dot_tracking__pb2.DeleteExperimentTagRequest.SerializeToString,
                 response_deserializer=modelyard_dot_tracking_dot_v1_dot_tracking__pb2.DeleteExperimentTagResponse.FromString,
                 _registered_method=True)
+        self.SetExperimentPermission = channel.unary_unary(
+                '/modelyard.tracking.v1.TrackingService/SetExperimentPermission',
+                request_serializer=modelyard_dot_tracking_dot_v1_dot_tracking__pb2.SetExperimentPermissionRequest.SerializeToString,
+                response_deserializer=modelyard_dot_tracking_dot_v1_dot_tracking__pb2.SetExperimentPermissionResponse.FromString,
+                _registered_method=True)
+        self.DeleteExperimentPermission = channel.unary_unary(
+                '/modelyard.tracking.v1.TrackingService/DeleteExperimentPermission',
+                request_serializer=modelyard_dot_tracking_dot_v1_dot_tracking__pb2.DeleteExperimentPermissionRequest.SerializeToString,
+                response_deserializer=modelyard_dot_tracking_dot_v1_dot_tracking__pb2.DeleteExperimentPermissionResponse.FromString,
+                _registered_method=True)
+        self.ListExperimentPermissions = channel.unary_unary(
+                '/modelyard.tracking.v1.TrackingService/ListExperimentPermissions',
+                request_serializer=modelyard_dot_tracking_dot_v1_dot_tracking__pb2.ListExperimentPermissionsRequest.SerializeToString,
+                response_deserializer=modelyard_dot_tracking_dot_v1_dot_tracking__pb2.ListExperimentPermissionsResponse.FromString,
+                _registered_method=True)
         self.CreateRun = channel.unary_unary(
                 '/modelyard.tracking.v1.TrackingService/CreateRun',
                 request_serializer=modelyard_dot_tracking_dot_v1_dot_tracking__pb2.CreateRunRequest.SerializeToString,
@@ -236,6 +251,25 @@ class TrackingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteExperimentTag(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetExperimentPermission(self, request, context):
+        """Access to an experiment and its runs (MANAGE to change, READ to list).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteExperimentPermission(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListExperimentPermissions(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -411,6 +445,21 @@ def add_TrackingServiceServicer_to_server(servicer, server):
                     servicer.DeleteExperimentTag,
                     request_deserializer=modelyard_dot_tracking_dot_v1_dot_tracking__pb2.DeleteExperimentTagRequest.FromString,
                     response_serializer=modelyard_dot_tracking_dot_v1_dot_tracking__pb2.DeleteExperimentTagResponse.SerializeToString,
+            ),
+            'SetExperimentPermission': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetExperimentPermission,
+                    request_deserializer=modelyard_dot_tracking_dot_v1_dot_tracking__pb2.SetExperimentPermissionRequest.FromString,
+                    response_serializer=modelyard_dot_tracking_dot_v1_dot_tracking__pb2.SetExperimentPermissionResponse.SerializeToString,
+            ),
+            'DeleteExperimentPermission': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteExperimentPermission,
+                    request_deserializer=modelyard_dot_tracking_dot_v1_dot_tracking__pb2.DeleteExperimentPermissionRequest.FromString,
+                    response_serializer=modelyard_dot_tracking_dot_v1_dot_tracking__pb2.DeleteExperimentPermissionResponse.SerializeToString,
+            ),
+            'ListExperimentPermissions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListExperimentPermissions,
+                    request_deserializer=modelyard_dot_tracking_dot_v1_dot_tracking__pb2.ListExperimentPermissionsRequest.FromString,
+                    response_serializer=modelyard_dot_tracking_dot_v1_dot_tracking__pb2.ListExperimentPermissionsResponse.SerializeToString,
             ),
             'CreateRun': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateRun,
@@ -757,6 +806,87 @@ class TrackingService:
             '/modelyard.tracking.v1.TrackingService/DeleteExperimentTag',
             modelyard_dot_tracking_dot_v1_dot_tracking__pb2.DeleteExperimentTagRequest.SerializeToString,
             modelyard_dot_tracking_dot_v1_dot_tracking__pb2.DeleteExperimentTagResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetExperimentPermission(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelyard.tracking.v1.TrackingService/SetExperimentPermission',
+            modelyard_dot_tracking_dot_v1_dot_tracking__pb2.SetExperimentPermissionRequest.SerializeToString,
+            modelyard_dot_tracking_dot_v1_dot_tracking__pb2.SetExperimentPermissionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteExperimentPermission(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelyard.tracking.v1.TrackingService/DeleteExperimentPermission',
+            modelyard_dot_tracking_dot_v1_dot_tracking__pb2.DeleteExperimentPermissionRequest.SerializeToString,
+            modelyard_dot_tracking_dot_v1_dot_tracking__pb2.DeleteExperimentPermissionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListExperimentPermissions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelyard.tracking.v1.TrackingService/ListExperimentPermissions',
+            modelyard_dot_tracking_dot_v1_dot_tracking__pb2.ListExperimentPermissionsRequest.SerializeToString,
+            modelyard_dot_tracking_dot_v1_dot_tracking__pb2.ListExperimentPermissionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

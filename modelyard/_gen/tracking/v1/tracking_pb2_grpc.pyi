@@ -43,6 +43,10 @@ class TrackingServiceStub:
     RestoreExperiment: _grpc.UnaryUnaryMultiCallable[_tracking_pb2.RestoreExperimentRequest, _tracking_pb2.RestoreExperimentResponse]
     SetExperimentTag: _grpc.UnaryUnaryMultiCallable[_tracking_pb2.SetExperimentTagRequest, _tracking_pb2.SetExperimentTagResponse]
     DeleteExperimentTag: _grpc.UnaryUnaryMultiCallable[_tracking_pb2.DeleteExperimentTagRequest, _tracking_pb2.DeleteExperimentTagResponse]
+    SetExperimentPermission: _grpc.UnaryUnaryMultiCallable[_tracking_pb2.SetExperimentPermissionRequest, _tracking_pb2.SetExperimentPermissionResponse]
+    """Access to an experiment and its runs (MANAGE to change, READ to list)."""
+    DeleteExperimentPermission: _grpc.UnaryUnaryMultiCallable[_tracking_pb2.DeleteExperimentPermissionRequest, _tracking_pb2.DeleteExperimentPermissionResponse]
+    ListExperimentPermissions: _grpc.UnaryUnaryMultiCallable[_tracking_pb2.ListExperimentPermissionsRequest, _tracking_pb2.ListExperimentPermissionsResponse]
     CreateRun: _grpc.UnaryUnaryMultiCallable[_tracking_pb2.CreateRunRequest, _tracking_pb2.CreateRunResponse]
     """Runs."""
     GetRun: _grpc.UnaryUnaryMultiCallable[_tracking_pb2.GetRunRequest, _tracking_pb2.GetRunResponse]
@@ -82,6 +86,10 @@ class TrackingServiceAsyncStub(TrackingServiceStub):
     RestoreExperiment: _aio.UnaryUnaryMultiCallable[_tracking_pb2.RestoreExperimentRequest, _tracking_pb2.RestoreExperimentResponse]  # type: ignore[assignment]
     SetExperimentTag: _aio.UnaryUnaryMultiCallable[_tracking_pb2.SetExperimentTagRequest, _tracking_pb2.SetExperimentTagResponse]  # type: ignore[assignment]
     DeleteExperimentTag: _aio.UnaryUnaryMultiCallable[_tracking_pb2.DeleteExperimentTagRequest, _tracking_pb2.DeleteExperimentTagResponse]  # type: ignore[assignment]
+    SetExperimentPermission: _aio.UnaryUnaryMultiCallable[_tracking_pb2.SetExperimentPermissionRequest, _tracking_pb2.SetExperimentPermissionResponse]  # type: ignore[assignment]
+    """Access to an experiment and its runs (MANAGE to change, READ to list)."""
+    DeleteExperimentPermission: _aio.UnaryUnaryMultiCallable[_tracking_pb2.DeleteExperimentPermissionRequest, _tracking_pb2.DeleteExperimentPermissionResponse]  # type: ignore[assignment]
+    ListExperimentPermissions: _aio.UnaryUnaryMultiCallable[_tracking_pb2.ListExperimentPermissionsRequest, _tracking_pb2.ListExperimentPermissionsResponse]  # type: ignore[assignment]
     CreateRun: _aio.UnaryUnaryMultiCallable[_tracking_pb2.CreateRunRequest, _tracking_pb2.CreateRunResponse]  # type: ignore[assignment]
     """Runs."""
     GetRun: _aio.UnaryUnaryMultiCallable[_tracking_pb2.GetRunRequest, _tracking_pb2.GetRunResponse]  # type: ignore[assignment]
@@ -172,6 +180,28 @@ class TrackingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _tracking_pb2.DeleteExperimentTagRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_tracking_pb2.DeleteExperimentTagResponse, _abc.Awaitable[_tracking_pb2.DeleteExperimentTagResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SetExperimentPermission(
+        self,
+        request: _tracking_pb2.SetExperimentPermissionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tracking_pb2.SetExperimentPermissionResponse, _abc.Awaitable[_tracking_pb2.SetExperimentPermissionResponse]]:
+        """Access to an experiment and its runs (MANAGE to change, READ to list)."""
+
+    @_abc_1.abstractmethod
+    def DeleteExperimentPermission(
+        self,
+        request: _tracking_pb2.DeleteExperimentPermissionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tracking_pb2.DeleteExperimentPermissionResponse, _abc.Awaitable[_tracking_pb2.DeleteExperimentPermissionResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListExperimentPermissions(
+        self,
+        request: _tracking_pb2.ListExperimentPermissionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tracking_pb2.ListExperimentPermissionsResponse, _abc.Awaitable[_tracking_pb2.ListExperimentPermissionsResponse]]: ...
 
     @_abc_1.abstractmethod
     def CreateRun(

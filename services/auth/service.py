@@ -1,0 +1,168 @@
+"""AuthService: principals, tokens and the audit log."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from modelyard.entities.auth import AuditEvent, Principal, TokenInfo
+from modelyard.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from modelyard.services.auth.store.sql import SqlAuthStore
+from modelyard.services.common import identity
+from modelyard.services.common.auth.policy import SERVICE_ROLES, USER_ROLES
+from modelyard.services.common.auth.state import PrincipalState, Snapshot
+from modelyard.services.common.auth.tokens import TokenSigner
+from modelyard.services.common.pagination import page_size
+
+_NAME = re.compile(r"^[A-Za-z0-9._@\-]{1,256}$")
+DAY = 24 * 3600
+DEFAULT_TTL = 90 * DAY
+MAX_TTL = 366 * DAY
+SERVICE_TOKEN_TTL = 366 * DAY
+
+
+def service_principal(service: str) -> str:
+    """The principal a service acts as when it calls other services."""
+    return f"svc-{service}"
+
+
+class AuthService:
+    def __init__(self, store: SqlAuthStore, signer: TokenSigner | None) -> None:
+        self.store = store
+        self.signer = signer
+
+    # -- bootstrap -----------------------------------------------------------------------------
+
+    def ensure_service_principals(self, services: Sequence[str]) -> None:
+        for service in services:
+            name = service_principal(service)
+            if self.store.find_principal(name) is None:
+                self.store.create_principal(name, "service", [f"service:{service}"])
+
+    def bootstrap_admin(self, name: str) -> tuple[Principal, str]:
+        """Create the first admin and its token; refused once any user exists."""
+        self._valid_name("name", name)
+        if any(p.kind == "user" for p in self.store.list_principals()):
+            raise FailedPrecondition(
+                "an admin already exists; ask them for a token (`modelyard tokens create`)"
+            )
+        principal = self.store.create_principal(name, "user", ["admin"])
+        token, _ = self._issue(name, "bootstrap admin token", DEFAULT_TTL)
+        return principal, token
+
+    def mint_service_token(self, service: str) -> str:
+        token, _ = self._issue(
+            service_principal(service), f"{service} service identity", SERVICE_TOKEN_TTL
+        )
+        return token
+
+    # -- principals ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _valid_name(field: str, name: str) -> str:
+        if not _NAME.match(name or ""):
+            raise InvalidArgument(
+                f"{field} {name!r} must be 1-256 letters, digits, '.', '_', '@' or '-'", field=field
+            )
+        return name
+
+    @staticmethod
+    def _valid_roles(kind: str, roles: Sequence[str]) -> list[str]:
+        allowed = USER_ROLES if kind == "user" else SERVICE_ROLES
+        unknown = [r for r in roles if r not in allowed]
+        if unknown or not roles:
+            raise InvalidArgument(
+                f"roles {list(roles)} are not valid for a {kind}; use one or more of "
+                f"{sorted(allowed)}",
+                field="roles",
+            )
+        return list(roles)
+
+    def whoami(self) -> Principal:
+        me = identity.current()
+        if not me.enforced:
+            return Principal(name=me.name, kind="user", roles=("admin",))
+        return self.store.get_principal(me.name)
+
+    def create_principal(self, name: str, kind: str, roles: Sequence[str]) -> Principal:
+        self._valid_name("name", name)
+        if kind not in ("user", "service"):
+            raise InvalidArgument("kind must be USER or SERVICE", field="kind")
+        return self.store.create_principal(name, kind, self._valid_roles(kind, roles))
+
+    def list_principals(self) -> list[Principal]:
+        return self.store.list_principals()
+
+    def update_principal(self, name: str, roles: Sequence[str], disabled: bool) -> Principal:
+        current = self.store.get_principal(self._valid_name("name", name))
+        new_roles = self._valid_roles(current.kind, roles) if roles else None
+        return self.store.update_principal(name, new_roles, disabled)
+
+    # -- tokens --------------------------------------------------------------------------------
+
+    def _target(self, principal: str) -> str:
+        me = identity.current()
+        target = principal or me.name
+        if target != me.name and not me.unrestricted:
+            raise PermissionDenied(f"only admins can manage tokens of {target!r}")
+        return target
+
+    def _issue(self, principal: str, description: str, ttl: int) -> tuple[str, TokenInfo]:
+        if self.signer is None:
+            raise FailedPrecondition(
+                "this server cannot sign tokens (no private key); ask the auth service"
+            )
+        token, claims = self.signer.sign(principal, ttl)
+        info = self.store.add_token(
+            claims.token_id, principal, description, int(claims.expires_at * 1000)
+        )
+        return token, info
+
+    def create_token(
+        self, principal: str, description: str, ttl_seconds: int
+    ) -> tuple[str, TokenInfo]:
+        target = self._target(principal)
+        if ttl_seconds < 0 or ttl_seconds > MAX_TTL:
+            raise InvalidArgument(
+                f"ttl_seconds must be between 1 and {MAX_TTL} (366 days)", field="ttl_seconds"
+            )
+        if len(description) > 1000:
+            raise InvalidArgument("description is longer than 1000 characters", field="description")
+        found = self.store.get_principal(target)
+        if found.disabled:
+            raise FailedPrecondition(f"principal {target!r} is disabled; enable it first")
+        return self._issue(target, description, ttl_seconds or DEFAULT_TTL)
+
+    def list_tokens(self, principal: str) -> list[TokenInfo]:
+        return self.store.list_tokens(self._target(principal))
+
+    def revoke_token(self, token_id: str) -> None:
+        if not token_id:
+            raise InvalidArgument("token_id is required", field="token_id")
+        info = self.store.get_token(token_id)
+        self._target(info.principal)
+        self.store.revoke_token(token_id)
+
+    # -- state and audit -----------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            revoked=frozenset(self.store.revoked_token_ids()),
+            principals={
+                p.name: PrincipalState(frozenset(p.roles), p.disabled)
+                for p in self.store.list_principals()
+            },
+        )
+
+    def record_audit(self, events: Sequence[AuditEvent]) -> None:
+        if len(events) > 10_000:
+            raise InvalidArgument("send at most 10000 audit events per call", field="events")
+        self.store.record_audit(events)
+
+    def list_audit(
+        self, principal: str, service: str, method: str, since_event_id: int, max_results: int
+    ) -> list[AuditEvent]:
+        if since_event_id < 0:
+            raise InvalidArgument("since_event_id must not be negative", field="since_event_id")
+        size = page_size(max_results, default=1000, maximum=10000, field="max_results")
+        return self.store.list_audit(principal, service, method, since_event_id, size)

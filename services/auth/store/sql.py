@@ -1,0 +1,207 @@
+"""SqlAuthStore: principals, tokens and audit events on SQLAlchemy Core."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from modelyard.entities.auth import AuditEvent, Principal, TokenInfo
+from modelyard.errors import AlreadyExists, NotFound
+from modelyard.services.auth.store.schema import audit_events, principals, tokens
+from modelyard.services.common.db import Database
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def _principal(row) -> Principal:
+    return Principal(
+        name=row.name,
+        kind=row.kind,
+        roles=tuple(row.roles.split()),
+        disabled=row.disabled,
+        created=row.create_time,
+    )
+
+
+def _token(row) -> TokenInfo:
+    return TokenInfo(
+        token_id=row.token_id,
+        principal=row.principal,
+        description=row.description,
+        created=row.create_time,
+        expires=row.expire_time,
+        revoked=row.revoked,
+    )
+
+
+def _not_found(name: str) -> NotFound:
+    return NotFound(
+        f"principal {name!r} does not exist; list them with `modelyard users list`",
+        resource_type="principal",
+        resource_name=name,
+    )
+
+
+class SqlAuthStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    # -- principals ----------------------------------------------------------------------------
+
+    def create_principal(self, name: str, kind: str, roles: Sequence[str]) -> Principal:
+        try:
+            with self.db.write() as conn:
+                conn.execute(
+                    insert(principals).values(
+                        name=name,
+                        kind=kind,
+                        roles=" ".join(sorted(set(roles))),
+                        disabled=False,
+                        create_time=_now(),
+                    )
+                )
+        except IntegrityError:
+            raise AlreadyExists(
+                f"principal {name!r} already exists", resource_type="principal", resource_name=name
+            ) from None
+        return self.get_principal(name)
+
+    def find_principal(self, name: str) -> Principal | None:
+        with self.db.read() as conn:
+            row = conn.execute(select(principals).where(principals.c.name == name)).first()
+        return _principal(row) if row else None
+
+    def get_principal(self, name: str) -> Principal:
+        found = self.find_principal(name)
+        if found is None:
+            raise _not_found(name)
+        return found
+
+    def list_principals(self) -> list[Principal]:
+        with self.db.read() as conn:
+            rows = conn.execute(select(principals).order_by(principals.c.name)).all()
+        return [_principal(r) for r in rows]
+
+    def update_principal(
+        self, name: str, roles: Sequence[str] | None, disabled: bool | None
+    ) -> Principal:
+        values: dict[str, object] = {}
+        if roles is not None:
+            values["roles"] = " ".join(sorted(set(roles)))
+        if disabled is not None:
+            values["disabled"] = disabled
+        with self.db.write() as conn:
+            if values:
+                changed = conn.execute(
+                    update(principals).where(principals.c.name == name).values(**values)
+                ).rowcount
+                if not changed:
+                    raise _not_found(name)
+        return self.get_principal(name)
+
+    # -- tokens --------------------------------------------------------------------------------
+
+    def add_token(
+        self, token_id: str, principal: str, description: str, expires_ms: int
+    ) -> TokenInfo:
+        with self.db.write() as conn:
+            conn.execute(
+                insert(tokens).values(
+                    token_id=token_id,
+                    principal=principal,
+                    description=description,
+                    create_time=_now(),
+                    expire_time=expires_ms,
+                    revoked=False,
+                )
+            )
+        return self.get_token(token_id)
+
+    def get_token(self, token_id: str) -> TokenInfo:
+        with self.db.read() as conn:
+            row = conn.execute(select(tokens).where(tokens.c.token_id == token_id)).first()
+        if row is None:
+            raise NotFound(
+                f"token {token_id!r} does not exist; list tokens with `modelyard tokens list`",
+                resource_type="token",
+                resource_name=token_id,
+            )
+        return _token(row)
+
+    def list_tokens(self, principal: str) -> list[TokenInfo]:
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(tokens).where(tokens.c.principal == principal).order_by(tokens.c.create_time)
+            ).all()
+        return [_token(r) for r in rows]
+
+    def revoke_token(self, token_id: str) -> None:
+        with self.db.write() as conn:
+            conn.execute(update(tokens).where(tokens.c.token_id == token_id).values(revoked=True))
+
+    def revoked_token_ids(self) -> list[str]:
+        with self.db.read() as conn:
+            return list(
+                conn.execute(
+                    select(tokens.c.token_id).where(
+                        tokens.c.revoked.is_(True), tokens.c.expire_time > _now()
+                    )
+                ).scalars()
+            )
+
+    # -- audit ---------------------------------------------------------------------------------
+
+    def record_audit(self, events: Sequence[AuditEvent]) -> None:
+        if not events:
+            return
+        with self.db.write() as conn:
+            conn.execute(
+                insert(audit_events),
+                [
+                    {
+                        "event_time": e.timestamp,
+                        "principal": e.principal[:256],
+                        "service": e.service[:200],
+                        "method": e.method[:200],
+                        "resource": e.resource[:600],
+                        "outcome": e.outcome[:32],
+                        "request_id": e.request_id[:128],
+                    }
+                    for e in events
+                ],
+            )
+
+    def list_audit(
+        self, principal: str, service: str, method: str, since_event_id: int, max_results: int
+    ) -> list[AuditEvent]:
+        a = audit_events.c
+        stmt = select(audit_events).where(a.event_id > since_event_id)
+        if principal:
+            stmt = stmt.where(a.principal == principal)
+        if service:
+            stmt = stmt.where(a.service == service)
+        if method:
+            stmt = stmt.where(a.method == method)
+        with self.db.read() as conn:
+            rows = conn.execute(stmt.order_by(a.event_id).limit(max_results)).all()
+        return [
+            AuditEvent(
+                timestamp=r.event_time,
+                principal=r.principal,
+                service=r.service,
+                method=r.method,
+                resource=r.resource,
+                outcome=r.outcome,
+                request_id=r.request_id,
+                event_id=r.event_id,
+            )
+            for r in rows
+        ]

@@ -1,0 +1,258 @@
+"""The auth link of the interceptor chain: who is calling, may they, and the audit record.
+
+For every RPC: read the bearer token, verify it offline, check revocation and roles against the
+cached auth state, set the caller's identity for the service code, and evaluate the method's rule
+from its service's access table. Mutating calls are recorded in the audit log with their outcome.
+Requests whose resource arrives in a stream (UploadArtifact's header) are checked when the
+service reads the first message.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import grpc
+
+from modelyard.entities.auth import AuditEvent
+from modelyard.entities.common import PermissionLevel as Level
+from modelyard.errors import ModelyardError, PermissionDenied, Unauthenticated
+from modelyard.services.common.auth.audit import AuditRecorder
+from modelyard.services.common.auth.policy import (
+    CREATOR_ROLES,
+    PUBLIC_SERVICES,
+    SERVICE_ROLES,
+    Rule,
+)
+from modelyard.services.common.auth.state import AuthState
+from modelyard.services.common.auth.tokens import TokenVerifier
+from modelyard.services.common.identity import ANONYMOUS, Identity, reset_current, set_current
+from modelyard.services.common.interceptors import (
+    Behavior,
+    _behavior_kind,
+    _replace,
+    _WrappingInterceptor,
+    split_method,
+)
+
+
+@dataclass(frozen=True)
+class Access:
+    """What a caller holds on one resource; `exists` False when there is no such resource."""
+
+    resource: str
+    exists: bool
+    level: Level | None = None
+
+
+class Authorizer(Protocol):
+    def access(self, identity: Identity, resource_type: str, key: str) -> Access: ...
+
+
+@dataclass(frozen=True)
+class ServiceAccess:
+    rules: Mapping[str, Rule]
+    authorizer: Authorizer | None = None
+
+
+class Authenticator:
+    """Bearer token -> Identity, without a database round trip."""
+
+    def __init__(self, verifier: TokenVerifier, state: AuthState) -> None:
+        self.verifier = verifier
+        self.state = state
+
+    def __call__(self, metadata: Sequence[tuple[str, Any]]) -> Identity:
+        header = next((v for k, v in metadata if k == "authorization"), None)
+        if not header:
+            raise Unauthenticated(
+                "this server requires a token: send the 'authorization: Bearer <token>' header "
+                "(the SDK and CLI read MODELYARD_TOKEN)"
+            )
+        scheme, _, token = str(header).partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("the authorization header must be 'Bearer <token>'")
+        claims = self.verifier.verify(token.strip())
+        snapshot = self.state.snapshot
+        if claims.token_id in snapshot.revoked:
+            raise Unauthenticated(
+                "this token was revoked; create a new one with `modelyard tokens create`"
+            )
+        principal = snapshot.principals.get(claims.principal)
+        if principal is None:
+            raise Unauthenticated(
+                f"principal {claims.principal!r} does not exist (any more); ask an admin"
+            )
+        if principal.disabled:
+            raise Unauthenticated(f"principal {claims.principal!r} is disabled; ask an admin")
+        return Identity(claims.principal, principal.roles, token.strip(), enforced=True)
+
+
+def check(rule: Rule, identity: Identity, request: Any, authorizer: Authorizer | None) -> str:
+    """Raise PermissionDenied unless `identity` may make the call; returns the resource name."""
+    if rule.kind == "resource":
+        assert rule.resource is not None
+        resource_type, key = rule.resource(request)
+        if identity.unrestricted or authorizer is None:
+            return f"{resource_type}/{key}"
+        access = authorizer.access(identity, resource_type, key)
+        if not access.exists:
+            if rule.create_if_missing and not identity.roles & CREATOR_ROLES:
+                raise PermissionDenied(
+                    f"{identity.name} may not create {access.resource}: creating needs the "
+                    "editor or admin role",
+                    resource_type=resource_type,
+                    resource_name=key,
+                )
+            return access.resource  # the service answers NOT_FOUND (or creates it)
+        needed = rule.needed(request)
+        if access.level is None or access.level < needed:
+            have = access.level.name if access.level else "no access"
+            raise PermissionDenied(
+                f"{identity.name} needs {needed.name} on {access.resource} (has {have}); ask "
+                "someone with MANAGE on it for a grant",
+                resource_type=resource_type,
+                resource_name=key,
+            )
+        return access.resource
+    if identity.unrestricted or rule.kind in ("filtered", "authenticated"):
+        return ""
+    if rule.kind == "create" and identity.roles & CREATOR_ROLES:
+        return ""
+    if rule.kind == "service" and identity.roles & SERVICE_ROLES:
+        return ""
+    needs = {
+        "create": "the editor or admin role",
+        "admin": "the admin role",
+        "service": "a service identity",
+    }[rule.kind]
+    raise PermissionDenied(f"{identity.name} may not do this: it needs {needs}")
+
+
+class AuthInterceptor(_WrappingInterceptor):
+    def __init__(
+        self,
+        services: Mapping[str, ServiceAccess],
+        authenticate: Callable[[Sequence[tuple[str, Any]]], Identity] | None,
+        audit: AuditRecorder | None = None,
+    ) -> None:
+        super().__init__()
+        self._services = services
+        self._authenticate = authenticate
+        self._audit = audit
+
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        service, name = split_method(method)
+        if service in PUBLIC_SERVICES:
+            return handler
+        access = self._services.get(service)
+        rule = access.rules.get(name) if access else None
+        kind = _behavior_kind(handler)
+        behavior = getattr(handler, kind)
+        wrapped = self._guard(behavior, service, name, rule, access, handler)
+        return _replace(handler, **{kind: wrapped})
+
+    def _identity(self, context: grpc.ServicerContext) -> Identity:
+        if self._authenticate is None:
+            return ANONYMOUS
+        return self._authenticate(context.invocation_metadata() or ())
+
+    def _guard(
+        self,
+        behavior: Behavior,
+        service: str,
+        name: str,
+        rule: Rule | None,
+        access: ServiceAccess | None,
+        handler: grpc.RpcMethodHandler,
+    ) -> Behavior:
+        """Wrap one method. Errors raised here are mapped by the error interceptor around us."""
+        authorizer = access.authorizer if access else None
+        audited = self._audit is not None and rule is not None and rule.mutating
+
+        def who(context: grpc.ServicerContext) -> Identity:
+            identity = self._identity(context)
+            if rule is None:
+                raise PermissionDenied(
+                    f"{service}/{name} is in no access table, so nobody may call it; this is a "
+                    "server bug, report it"
+                )
+            return identity
+
+        def audit(
+            identity: Identity, resource: str, context: Any, exc: BaseException | None
+        ) -> None:
+            if not audited:
+                return
+            if exc is None:
+                code = grpc.StatusCode.OK
+            elif isinstance(exc, ModelyardError):
+                code = exc.code
+            else:
+                code = context.code() or grpc.StatusCode.INTERNAL
+            request_id = next(
+                (v for k, v in context.invocation_metadata() or () if k == "x-request-id"), ""
+            )
+            assert self._audit is not None
+            self._audit.record(
+                AuditEvent(
+                    timestamp=int(time.time() * 1000),
+                    principal=identity.name,
+                    service=service,
+                    method=name,
+                    resource=resource,
+                    outcome=code.name,
+                    request_id=str(request_id),
+                )
+            )
+
+        def checked_stream(
+            requests: Iterator[Any], identity: Identity, box: list[str]
+        ) -> Iterator[Any]:
+            # The resource is in the first message: check it when the service reads it.
+            first = True
+            for request in requests:
+                if first:
+                    first = False
+                    assert rule is not None
+                    box.append(check(rule, identity, request, authorizer))
+                yield request
+
+        def call(request: Any, context: grpc.ServicerContext) -> Any:
+            identity = ANONYMOUS
+            box: list[str] = []
+            exc_seen: BaseException | None = None
+            token = None
+            try:
+                identity = who(context)
+                if handler.request_streaming:
+                    request = checked_stream(request, identity, box)
+                else:
+                    assert rule is not None
+                    box.append(check(rule, identity, request, authorizer))
+                token = set_current(identity)
+                return behavior(request, context)
+            except BaseException as exc:
+                exc_seen = exc
+                raise
+            finally:
+                if token is not None:
+                    reset_current(token)
+                audit(identity, box[0] if box else "", context, exc_seen)
+
+        if not handler.response_streaming:
+            return call
+
+        def streamed(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            identity = who(context)
+            assert rule is not None
+            check(rule, identity, request, authorizer)
+            token = set_current(identity)
+            try:
+                yield from behavior(request, context)
+            finally:
+                reset_current(token)
+
+        return streamed

@@ -1,0 +1,53 @@
+"""What the services of one process share: settings, their identity towards other services, and
+transports to reach them. Built once by the composition root (services/apps.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from modelyard.client._transport import Transport
+from modelyard.errors import FailedPrecondition
+from modelyard.services.common.settings import Settings
+
+if TYPE_CHECKING:
+    from modelyard.services.auth.service import AuthService
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        # Set by the auth service when it runs in this process.
+        self.auth_service: AuthService | None = None
+        self.mint_token: Callable[[str], str] | None = None
+        self._tokens: dict[str, str] = {}
+
+    def service_token(self, service: str) -> str | None:
+        """The token `service` presents to other services (None when auth is off)."""
+        auth = self.settings.auth
+        if not auth.enabled:
+            return None
+        if auth.service_token is not None:
+            return auth.service_token.get_secret_value()
+        if service not in self._tokens:
+            if self.mint_token is None:
+                raise FailedPrecondition(
+                    f"the {service} service has no identity to call other services with; create "
+                    f"one with `modelyard tokens create --principal svc-{service}` and set "
+                    "MODELYARD_AUTH__SERVICE_TOKEN"
+                )
+            self._tokens[service] = self.mint_token(service)
+        return self._tokens[service]
+
+    def transport(self, uri: str, service: str) -> Transport:
+        """A channel to another service, as `service`, with this process's TLS client settings."""
+        tls = self.settings.tls
+        ca = tls.ca_file or (tls.cert_file if tls.enabled else None)
+        return Transport(
+            uri,
+            token=self.service_token(service),
+            tls_ca=str(ca) if ca else None,
+            tls_cert=str(tls.client_cert_file) if tls.client_cert_file else None,
+            tls_key=str(tls.client_key_file) if tls.client_key_file else None,
+        )

@@ -1,0 +1,59 @@
+"""Who may call each ModelRegistryService RPC.
+
+Moving a protected alias (champion, production, ... see auth.protected_aliases) or moving a
+version into Production needs MANAGE, in the spirit of a separate production-version permission;
+other aliases and stages need EDIT. Loading a model's files needs USE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from modelyard._gen.registry.v1 import registry_pb2 as pb
+from modelyard.entities.common import PermissionLevel as L
+from modelyard.services.common.auth.policy import Rule, create, filtered, on
+
+
+def rules(protected_aliases: Collection[str]) -> dict[str, Rule]:
+    protected = {a.lower() for a in protected_aliases}
+
+    def alias_level(request: Any) -> L:
+        return L.MANAGE if request.alias.lower() in protected else L.EDIT
+
+    def stage_level(request: Any) -> L:
+        return L.MANAGE if request.stage == pb.STAGE_PRODUCTION else L.EDIT
+
+    model = "registered_model"
+    return {
+        "CreateRegisteredModel": create(),
+        "GetRegisteredModel": on(L.READ, model, "name"),
+        "RenameRegisteredModel": on(L.MANAGE, model, "name", mutating=True),
+        "UpdateRegisteredModel": on(L.EDIT, model, "name", mutating=True),
+        "DeleteRegisteredModel": on(L.MANAGE, model, "name", mutating=True),
+        "SearchRegisteredModels": filtered(),
+        "SetRegisteredModelTag": on(L.EDIT, model, "name", mutating=True),
+        "DeleteRegisteredModelTag": on(L.EDIT, model, "name", mutating=True),
+        "SetRegisteredModelPermission": on(L.MANAGE, model, "name", mutating=True),
+        "DeleteRegisteredModelPermission": on(L.MANAGE, model, "name", mutating=True),
+        "ListRegisteredModelPermissions": on(L.READ, model, "name"),
+        "CreateModelVersion": on(L.EDIT, model, "name", mutating=True, create_if_missing=True),
+        "GetModelVersion": on(L.READ, model, "name"),
+        "UpdateModelVersion": on(L.EDIT, model, "name", mutating=True),
+        "DeleteModelVersion": on(L.MANAGE, model, "name", mutating=True),
+        "SearchModelVersions": filtered(),
+        "GetLatestVersions": on(L.READ, model, "name"),
+        "SetModelVersionTag": on(L.EDIT, model, "name", mutating=True),
+        "DeleteModelVersionTag": on(L.EDIT, model, "name", mutating=True),
+        "TransitionModelVersionStage": on(stage_level, model, "name", mutating=True),
+        "SetRegisteredModelAlias": on(alias_level, model, "name", mutating=True),
+        "DeleteRegisteredModelAlias": on(alias_level, model, "name", mutating=True),
+        "GetModelVersionByAlias": on(L.READ, model, "name"),
+        "ListModelVersionArtifacts": on(L.USE, model, "name"),
+        "DownloadModelVersionArtifact": on(L.USE, model, "name"),
+        "CreateModelVersionDownloadUrl": on(L.USE, model, "name"),
+        # Without a name: every model the caller may read (the service filters).
+        "ListModelEvents": filtered(),
+        "WatchModelEvents": filtered(),
+        "GetModelVersionLineage": on(L.READ, model, "name"),
+    }
