@@ -21,12 +21,27 @@ ArtifactUri = Annotated[
 ]
 MetricsPort = Annotated[int | None, typer.Option(help="Serve Prometheus /metrics on this port.")]
 LogFormat = Annotated[str | None, typer.Option(help="console or json.")]
+Auth = Annotated[
+    bool | None,
+    typer.Option(
+        "--auth/--no-auth", help="Check bearer tokens on every call (MODELYARD_AUTH__ENABLED)."
+    ),
+]
+TlsCert = Annotated[Path | None, typer.Option(help="Serve TLS with this certificate (PEM).")]
+TlsKey = Annotated[Path | None, typer.Option(help="The TLS certificate's private key (PEM).")]
 
 
 def _settings(**flags: Any) -> Any:
     from modelyard.services.common.settings import Settings
 
-    return Settings(**{k: v for k, v in flags.items() if v is not None})
+    auth = flags.pop("auth", None)
+    cert, key = flags.pop("tls_cert", None), flags.pop("tls_key", None)
+    settings = Settings(**{k: v for k, v in flags.items() if v is not None})
+    if auth is not None:
+        settings.auth.enabled = auth
+    if cert or key:
+        settings.tls.cert_file, settings.tls.key_file = cert, key
+    return settings
 
 
 def _run(settings: Any, names: list[str]) -> None:
@@ -40,6 +55,13 @@ def _run(settings: Any, names: list[str]) -> None:
     if settings.metrics_port is not None:
         port = serve_metrics(settings.metrics_port, settings.host)
         console.print(f"Prometheus metrics on http://{settings.host}:{port}/metrics")
+
+    if not settings.auth.enabled:
+        console.print(
+            "[bold red]Authentication is OFF[/bold red]: anyone who can reach "
+            f"{settings.host} can read and change everything. Fine on a laptop; use --auth "
+            "(then `modelyard admin bootstrap`) anywhere else."
+        )
 
     def ready(address: str) -> None:
         table(
@@ -65,6 +87,9 @@ def register(app: typer.Typer) -> None:
         artifact_uri: ArtifactUri = None,
         metrics_port: MetricsPort = None,
         log_format: LogFormat = None,
+        auth: Auth = None,
+        tls_cert: TlsCert = None,
+        tls_key: TlsKey = None,
     ) -> None:
         """Run every service in one process on one port (SQLite + local files by default)."""
         from modelyard.services.apps import SERVICES
@@ -77,12 +102,15 @@ def register(app: typer.Typer) -> None:
             artifact_uri=artifact_uri,
             metrics_port=metrics_port,
             log_format=log_format,
+            auth=auth,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
         )
         _run(settings, list(SERVICES))
 
     @app.command()
     def serve(
-        service: Annotated[str, typer.Argument(help="Which service: tracking or registry.")],
+        service: Annotated[str, typer.Argument(help="Which service: auth, tracking or registry.")],
         host: Host = None,
         port: Port = None,
         home: Home = None,
@@ -90,6 +118,9 @@ def register(app: typer.Typer) -> None:
         artifact_uri: ArtifactUri = None,
         metrics_port: MetricsPort = None,
         log_format: LogFormat = None,
+        auth: Auth = None,
+        tls_cert: TlsCert = None,
+        tls_key: TlsKey = None,
     ) -> None:
         """Run one service (the entry point of a cluster Deployment)."""
         from modelyard.services.apps import SERVICES
@@ -104,6 +135,9 @@ def register(app: typer.Typer) -> None:
             artifact_uri=artifact_uri,
             metrics_port=metrics_port,
             log_format=log_format,
+            auth=auth,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
         )
         _run(settings, [service])
 

@@ -81,6 +81,8 @@ class Authenticator:
                 "this token was revoked; create a new one with `modelyard tokens create`"
             )
         principal = snapshot.principals.get(claims.principal)
+        if principal is None:  # created since the last poll?
+            principal = self.state.refresh_soon().principals.get(claims.principal)
         if principal is None:
             raise Unauthenticated(
                 f"principal {claims.principal!r} does not exist (any more); ask an admin"
@@ -110,11 +112,12 @@ def check(rule: Rule, identity: Identity, request: Any, authorizer: Authorizer |
         needed = rule.needed(request)
         if access.level is None or access.level < needed:
             have = access.level.name if access.level else "no access"
+            kind, _, name = access.resource.partition("/")
             raise PermissionDenied(
                 f"{identity.name} needs {needed.name} on {access.resource} (has {have}); ask "
                 "someone with MANAGE on it for a grant",
-                resource_type=resource_type,
-                resource_name=key,
+                resource_type=kind,
+                resource_name=name,
             )
         return access.resource
     if identity.unrestricted or rule.kind in ("filtered", "authenticated"):
@@ -195,6 +198,8 @@ class AuthInterceptor(_WrappingInterceptor):
             request_id = next(
                 (v for k, v in context.invocation_metadata() or () if k == "x-request-id"), ""
             )
+            if not resource and isinstance(exc, ModelyardError) and exc.resource_type:
+                resource = f"{exc.resource_type}/{exc.resource_name}"
             assert self._audit is not None
             self._audit.record(
                 AuditEvent(

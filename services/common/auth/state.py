@@ -34,6 +34,8 @@ class AuthState:
         self._snapshot = Snapshot()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._generation = 0
+        self._lock = threading.Lock()
 
     @property
     def snapshot(self) -> Snapshot:
@@ -41,6 +43,16 @@ class AuthState:
 
     def refresh_now(self) -> None:
         self._snapshot = self._fetch()
+        self._generation += 1
+
+    def refresh_soon(self) -> Snapshot:
+        """Refresh now, once for all threads asking together (a token of a principal created a
+        moment ago should not wait for the next poll)."""
+        seen = self._generation
+        with self._lock:
+            if self._generation == seen:
+                self.refresh_now()
+        return self._snapshot
 
     def start(self) -> None:
         self.refresh_now()

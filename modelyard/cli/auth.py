@@ -1,0 +1,184 @@
+"""`modelyard admin|tokens|users|audit ...`: identities, tokens and the audit log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelyard.cli.output import console, ms, print_json, table
+from modelyard.cli.tracking import Json, Token, Uri, client_for
+
+admin = typer.Typer(help="Set up the first admin.", no_args_is_help=True)
+tokens = typer.Typer(help="API tokens (MODELYARD_TOKEN).", no_args_is_help=True)
+users = typer.Typer(help="Users and service accounts (admins).", no_args_is_help=True)
+
+
+@admin.command("bootstrap")
+def admin_bootstrap(
+    name: Annotated[str, typer.Option(help="The admin's user name.")] = "admin",
+    home: Annotated[
+        Path | None, typer.Option(help="State directory (default ~/.modelyard).")
+    ] = None,
+    backend_store_uri: Annotated[str | None, typer.Option(help="Metadata database URL.")] = None,
+) -> None:
+    """Create the first admin and print its token, once. Runs against the database directly."""
+    from modelyard.services.auth.app import open_service
+    from modelyard.services.common.runtime import Runtime
+    from modelyard.services.common.settings import Settings
+
+    flags = {"home": home, "backend_store_uri": backend_store_uri}
+    settings = Settings(**{k: v for k, v in flags.items() if v is not None})
+    service = open_service(settings, Runtime(settings))
+    try:
+        principal, token = service.bootstrap_admin(name)
+    finally:
+        service.store.close()
+    console.print(f"Created admin {principal.name!r}. Its token (shown only now):\n")
+    console.print(token, soft_wrap=True, highlight=False)
+    console.print("\nexport MODELYARD_TOKEN=<the token above>   # for the SDK and CLI")
+
+
+@tokens.command("create")
+def tokens_create(
+    principal: Annotated[str | None, typer.Option(help="For someone else (admins).")] = None,
+    description: Annotated[str, typer.Option()] = "",
+    ttl_days: Annotated[int, typer.Option(help="Lifetime in days (default 90).")] = 90,
+    uri: Uri = None,
+    token: Token = None,
+    as_json: Json = False,
+) -> None:
+    """Create a token; it is shown only once."""
+    secret, info = client_for(uri, token).create_token(principal, description, ttl_days * 86400)
+    if as_json:
+        print_json({"token": secret, "info": info})
+        return
+    console.print(f"Token {info.token_id} for {info.principal}, expires {ms(info.expires)}:")
+    console.print(secret, soft_wrap=True, highlight=False)
+
+
+@tokens.command("list")
+def tokens_list(
+    principal: Annotated[str | None, typer.Option(help="Someone else's (admins).")] = None,
+    uri: Uri = None,
+    token: Token = None,
+    as_json: Json = False,
+) -> None:
+    """List tokens (never their secret values)."""
+    found = client_for(uri, token).list_tokens(principal)
+    if as_json:
+        print_json(found)
+        return
+    table(
+        None,
+        ["token id", "principal", "created", "expires", "revoked", "description"],
+        [
+            (
+                t.token_id,
+                t.principal,
+                ms(t.created),
+                ms(t.expires),
+                "yes" if t.revoked else "",
+                t.description,
+            )
+            for t in found
+        ],
+    )
+
+
+@tokens.command("revoke")
+def tokens_revoke(token_id: str, uri: Uri = None, token: Token = None) -> None:
+    """Revoke a token; servers refuse it within auth.refresh_seconds (default 5 s)."""
+    client_for(uri, token).revoke_token(token_id)
+    console.print(f"Revoked token {token_id}")
+
+
+@users.command("list")
+def users_list(uri: Uri = None, token: Token = None, as_json: Json = False) -> None:
+    """List users and service accounts."""
+    found = client_for(uri, token).list_principals()
+    if as_json:
+        print_json(found)
+        return
+    table(
+        None,
+        ["name", "kind", "roles", "disabled", "created"],
+        [
+            (p.name, p.kind, " ".join(p.roles), "yes" if p.disabled else "", ms(p.created))
+            for p in found
+        ],
+    )
+
+
+@users.command("create")
+def users_create(
+    name: str,
+    role: Annotated[
+        list[str], typer.Option("--role", help="viewer, editor or admin; repeatable.")
+    ] = ["viewer"],  # noqa: B006
+    service: Annotated[bool, typer.Option("--service", help="A service account.")] = False,
+    uri: Uri = None,
+    token: Token = None,
+    as_json: Json = False,
+) -> None:
+    """Create a user (or a service account with --service)."""
+    principal = client_for(uri, token).create_principal(
+        name, role, "service" if service else "user"
+    )
+    if as_json:
+        print_json(principal)
+    else:
+        console.print(
+            f"Created {principal.kind} {principal.name} with roles {', '.join(principal.roles)}"
+        )
+
+
+@users.command("update")
+def users_update(
+    name: str,
+    role: Annotated[list[str] | None, typer.Option("--role", help="New roles; repeatable.")] = None,
+    disable: Annotated[bool, typer.Option("--disable", help="Stop all of its tokens.")] = False,
+    uri: Uri = None,
+    token: Token = None,
+) -> None:
+    """Change a principal's roles, or disable it."""
+    principal = client_for(uri, token).update_principal(name, role, disable)
+    state = "disabled" if principal.disabled else "enabled"
+    console.print(f"{principal.name}: roles {', '.join(principal.roles)}, {state}")
+
+
+def audit(
+    principal: Annotated[str | None, typer.Option(help="Only this caller.")] = None,
+    service: Annotated[
+        str | None, typer.Option(help="e.g. modelyard.tracking.v1.TrackingService")
+    ] = None,
+    method: Annotated[str | None, typer.Option(help="e.g. DeleteExperiment")] = None,
+    since: Annotated[int, typer.Option("--since", help="Only events after this id.")] = 0,
+    max_results: Annotated[int, typer.Option("--max-results")] = 1000,
+    uri: Uri = None,
+    token: Token = None,
+    as_json: Json = False,
+) -> None:
+    """Read the audit log of mutating calls (admins)."""
+    events = client_for(uri, token).list_audit_events(
+        principal, service, method, since, max_results
+    )
+    if as_json:
+        print_json(events)
+        return
+    table(
+        None,
+        ["id", "time", "principal", "method", "resource", "outcome"],
+        [
+            (
+                e.event_id,
+                ms(e.timestamp),
+                e.principal,
+                f"{e.service.rsplit('.', 1)[-1]}/{e.method}",
+                e.resource,
+                e.outcome,
+            )
+            for e in events
+        ],
+    )

@@ -1,0 +1,115 @@
+"""`modelyard admin bootstrap`, `tokens` and `users` against a server with auth on."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from modelyard import Client
+from modelyard.cli import app
+
+runner = CliRunner()
+
+
+def cli(*args: str, token: str) -> str:
+    result = runner.invoke(app, [*args, "--token", token], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_bootstrap_then_manage_users_and_tokens(tmp_path: Path) -> None:
+    first = runner.invoke(app, ["admin", "bootstrap", "--name", "root", "--home", str(tmp_path)])
+    assert first.exit_code == 0, first.output
+    token = re.search(r"(eyJ[\w-]+\.[\w-]+\.[\w-]+)", first.output).group(1)
+    again = runner.invoke(app, ["admin", "bootstrap", "--home", str(tmp_path)])
+    assert again.exit_code != 0
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from modelyard.cli import main; main()",
+            "up",
+            "--auth",
+            "--port",
+            "0",
+            "--home",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        address = None
+        for line in proc.stdout:
+            if match := re.search(r"MODELYARD_URI=(127\.0\.0\.1:\d+)", line):
+                address = match.group(1)
+                break
+        assert address
+        created = json.loads(
+            cli(
+                "users",
+                "create",
+                "carol",
+                "--role",
+                "editor",
+                "--uri",
+                address,
+                "--json",
+                token=token,
+            )
+        )
+        assert created["roles"] == ["editor"]
+        listed = json.loads(cli("users", "list", "--uri", address, "--json", token=token))
+        assert {p["name"] for p in listed} >= {"root", "carol", "svc-registry"}
+        issued = json.loads(
+            cli("tokens", "create", "--principal", "carol", "--uri", address, "--json", token=token)
+        )
+        with Client(address, token=issued["token"]) as carol:
+            assert carol.whoami()[0].name == "carol"
+        tokens = json.loads(
+            cli("tokens", "list", "--principal", "carol", "--uri", address, "--json", token=token)
+        )
+        assert [t["token_id"] for t in tokens] == [issued["info"]["token_id"]]
+        cli("tokens", "revoke", issued["info"]["token_id"], "--uri", address, token=token)
+        cli("users", "update", "carol", "--role", "viewer", "--uri", address, token=token)
+        assert "carol" in cli("users", "list", "--uri", address, token=token)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0
+
+
+def test_up_without_auth_says_so_loudly(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from modelyard.cli import main; main()",
+            "up",
+            "--port",
+            "0",
+            "--home",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "MODELYARD_URI=" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert "Authentication is OFF" in "".join(lines)

@@ -1,0 +1,431 @@
+"""The role x RPC matrix over real gRPC: every RPC of every service, called by principals holding
+each access level; allowed calls never get PERMISSION_DENIED, the others always do.
+
+The expected policy is written out here on its own, so a change to an access table that loosens
+(or tightens) a rule fails this test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+
+from modelyard._gen.auth.v1 import auth_pb2
+from modelyard._gen.common.v1 import common_pb2
+from modelyard._gen.registry.v1 import registry_pb2
+from modelyard._gen.tracking.v1 import tracking_pb2
+from modelyard.entities.common import PermissionLevel as L
+from tests.security.conftest import Secure
+
+T, R, A, C = tracking_pb2, registry_pb2, auth_pb2, common_pb2
+
+# Who is tried, least privileged first (so a destructive call runs after the refusals).
+PRINCIPALS = ["stranger", "service", "reader", "user", "writer", "owner", "admin"]
+LEVELS: dict[str, L | None] = {
+    "stranger": None,
+    "reader": L.READ,
+    "user": L.USE,
+    "writer": L.EDIT,
+    "owner": L.MANAGE,
+    "service": None,
+    "admin": L.MANAGE,
+}
+CREATORS = {"writer", "owner", "admin"}  # editor or admin role
+
+
+@dataclass
+class Seed:
+    experiment_id: str
+    run_id: str
+    model: str
+    alias: str = "champion"
+
+
+def grant(level: L) -> C.Grant:
+    return C.Grant(principal="stranger", level=int(level))
+
+
+# RPC -> (expected policy, request factory). Policies: ("level", L) on the seeded resource,
+# ("create",), ("any",) any authenticated caller, ("admin",), ("service",).
+Case = tuple[tuple[Any, ...], Callable[[Seed], Any]]
+
+TRACKING: dict[str, Case] = {
+    "CreateExperiment": (
+        ("create",),
+        lambda s: T.CreateExperimentRequest(name=f"new-{s.run_id[:8]}"),
+    ),
+    "GetExperiment": (
+        ("level", L.READ),
+        lambda s: T.GetExperimentRequest(experiment_id=s.experiment_id),
+    ),
+    "GetExperimentByName": (
+        ("level", L.READ),
+        lambda s: T.GetExperimentByNameRequest(experiment_name=f"exp-{s.run_id}"),
+    ),
+    "SearchExperiments": (("any",), lambda s: T.SearchExperimentsRequest()),
+    "UpdateExperiment": (
+        ("level", L.EDIT),
+        lambda s: T.UpdateExperimentRequest(
+            experiment_id=s.experiment_id, new_name=f"ren-{s.run_id}"
+        ),
+    ),
+    "DeleteExperiment": (
+        ("level", L.MANAGE),
+        lambda s: T.DeleteExperimentRequest(experiment_id=s.experiment_id),
+    ),
+    "RestoreExperiment": (
+        ("level", L.MANAGE),
+        lambda s: T.RestoreExperimentRequest(experiment_id=s.experiment_id),
+    ),
+    "SetExperimentTag": (
+        ("level", L.EDIT),
+        lambda s: T.SetExperimentTagRequest(experiment_id=s.experiment_id, key="k", value="v"),
+    ),
+    "DeleteExperimentTag": (
+        ("level", L.EDIT),
+        lambda s: T.DeleteExperimentTagRequest(experiment_id=s.experiment_id, key="seeded"),
+    ),
+    "SetExperimentPermission": (
+        ("level", L.MANAGE),
+        lambda s: T.SetExperimentPermissionRequest(
+            experiment_id=s.experiment_id, grant=grant(L.READ)
+        ),
+    ),
+    "DeleteExperimentPermission": (
+        ("level", L.MANAGE),
+        lambda s: T.DeleteExperimentPermissionRequest(
+            experiment_id=s.experiment_id, principal="reader"
+        ),
+    ),
+    "ListExperimentPermissions": (
+        ("level", L.READ),
+        lambda s: T.ListExperimentPermissionsRequest(experiment_id=s.experiment_id),
+    ),
+    "CreateRun": (("level", L.EDIT), lambda s: T.CreateRunRequest(experiment_id=s.experiment_id)),
+    "GetRun": (("level", L.READ), lambda s: T.GetRunRequest(run_id=s.run_id)),
+    "UpdateRun": (("level", L.EDIT), lambda s: T.UpdateRunRequest(run_id=s.run_id, run_name="x")),
+    "DeleteRun": (("level", L.MANAGE), lambda s: T.DeleteRunRequest(run_id=s.run_id)),
+    "RestoreRun": (("level", L.MANAGE), lambda s: T.RestoreRunRequest(run_id=s.run_id)),
+    "SearchRuns": (
+        ("level", L.READ),
+        lambda s: T.SearchRunsRequest(experiment_ids=[s.experiment_id]),
+    ),
+    "LogParam": (
+        ("level", L.EDIT),
+        lambda s: T.LogParamRequest(run_id=s.run_id, key="p", value="1"),
+    ),
+    "LogMetric": (
+        ("level", L.EDIT),
+        lambda s: T.LogMetricRequest(run_id=s.run_id, key="m", value=1),
+    ),
+    "SetTag": (("level", L.EDIT), lambda s: T.SetTagRequest(run_id=s.run_id, key="t", value="v")),
+    "DeleteTag": (("level", L.EDIT), lambda s: T.DeleteTagRequest(run_id=s.run_id, key="seeded")),
+    "LogBatch": (
+        ("level", L.EDIT),
+        lambda s: T.LogBatchRequest(run_id=s.run_id, metrics=[T.Metric(key="b", value=1)]),
+    ),
+    "LogInputs": (
+        ("level", L.EDIT),
+        lambda s: T.LogInputsRequest(
+            run_id=s.run_id, datasets=[T.DatasetInput(dataset=T.Dataset(name="d", digest="1"))]
+        ),
+    ),
+    "GetMetricHistory": (
+        ("level", L.READ),
+        lambda s: T.GetMetricHistoryRequest(run_id=s.run_id, metric_key="m"),
+    ),
+    "UploadArtifact": (
+        ("level", L.EDIT),
+        lambda s: [
+            T.UploadArtifactRequest(header=T.UploadArtifactHeader(run_id=s.run_id, path="up.txt")),
+            T.UploadArtifactRequest(chunk=b"x"),
+        ],
+    ),
+    "DownloadArtifact": (
+        ("level", L.READ),
+        lambda s: T.DownloadArtifactRequest(run_id=s.run_id, path="model/MLmodel"),
+    ),
+    "ListArtifacts": (("level", L.READ), lambda s: T.ListArtifactsRequest(run_id=s.run_id)),
+    "DeleteArtifact": (
+        ("level", L.EDIT),
+        lambda s: T.DeleteArtifactRequest(run_id=s.run_id, path="model/MLmodel"),
+    ),
+    "CreateArtifactUploadUrl": (
+        ("level", L.EDIT),
+        lambda s: T.CreateArtifactUploadUrlRequest(run_id=s.run_id, path="x"),
+    ),
+    "CompleteArtifactUpload": (
+        ("level", L.EDIT),
+        lambda s: T.CompleteArtifactUploadRequest(run_id=s.run_id, path="x", sha256="0" * 64),
+    ),
+    "CreateArtifactDownloadUrl": (
+        ("level", L.READ),
+        lambda s: T.CreateArtifactDownloadUrlRequest(run_id=s.run_id, path="model/MLmodel"),
+    ),
+}
+
+REGISTRY: dict[str, Case] = {
+    "CreateRegisteredModel": (
+        ("create",),
+        lambda s: R.CreateRegisteredModelRequest(name=f"new-{s.model}"),
+    ),
+    "GetRegisteredModel": (("level", L.READ), lambda s: R.GetRegisteredModelRequest(name=s.model)),
+    "RenameRegisteredModel": (
+        ("level", L.MANAGE),
+        lambda s: R.RenameRegisteredModelRequest(name=s.model, new_name=f"{s.model}-2"),
+    ),
+    "UpdateRegisteredModel": (
+        ("level", L.EDIT),
+        lambda s: R.UpdateRegisteredModelRequest(name=s.model, description="d"),
+    ),
+    "DeleteRegisteredModel": (
+        ("level", L.MANAGE),
+        lambda s: R.DeleteRegisteredModelRequest(name=s.model),
+    ),
+    "SearchRegisteredModels": (("any",), lambda s: R.SearchRegisteredModelsRequest()),
+    "SetRegisteredModelTag": (
+        ("level", L.EDIT),
+        lambda s: R.SetRegisteredModelTagRequest(name=s.model, key="k", value="v"),
+    ),
+    "DeleteRegisteredModelTag": (
+        ("level", L.EDIT),
+        lambda s: R.DeleteRegisteredModelTagRequest(name=s.model, key="seeded"),
+    ),
+    "SetRegisteredModelPermission": (
+        ("level", L.MANAGE),
+        lambda s: R.SetRegisteredModelPermissionRequest(name=s.model, grant=grant(L.READ)),
+    ),
+    "DeleteRegisteredModelPermission": (
+        ("level", L.MANAGE),
+        lambda s: R.DeleteRegisteredModelPermissionRequest(name=s.model, principal="reader"),
+    ),
+    "ListRegisteredModelPermissions": (
+        ("level", L.READ),
+        lambda s: R.ListRegisteredModelPermissionsRequest(name=s.model),
+    ),
+    "CreateModelVersion": (
+        ("level", L.EDIT),
+        lambda s: R.CreateModelVersionRequest(name=s.model, source=f"runs:/{s.run_id}/model"),
+    ),
+    "GetModelVersion": (
+        ("level", L.READ),
+        lambda s: R.GetModelVersionRequest(name=s.model, version=1),
+    ),
+    "UpdateModelVersion": (
+        ("level", L.EDIT),
+        lambda s: R.UpdateModelVersionRequest(name=s.model, version=1, description="d"),
+    ),
+    "DeleteModelVersion": (
+        ("level", L.MANAGE),
+        lambda s: R.DeleteModelVersionRequest(name=s.model, version=1),
+    ),
+    "SearchModelVersions": (("any",), lambda s: R.SearchModelVersionsRequest()),
+    "GetLatestVersions": (("level", L.READ), lambda s: R.GetLatestVersionsRequest(name=s.model)),
+    "SetModelVersionTag": (
+        ("level", L.EDIT),
+        lambda s: R.SetModelVersionTagRequest(name=s.model, version=1, key="k", value="v"),
+    ),
+    "DeleteModelVersionTag": (
+        ("level", L.EDIT),
+        lambda s: R.DeleteModelVersionTagRequest(name=s.model, version=1, key="seeded"),
+    ),
+    "TransitionModelVersionStage": (
+        ("level", L.EDIT),
+        lambda s: R.TransitionModelVersionStageRequest(
+            name=s.model, version=1, stage=R.STAGE_STAGING
+        ),
+    ),
+    "SetRegisteredModelAlias": (
+        ("level", L.EDIT),
+        lambda s: R.SetRegisteredModelAliasRequest(name=s.model, alias="challenger", version=1),
+    ),
+    "DeleteRegisteredModelAlias": (
+        ("level", L.EDIT),
+        lambda s: R.DeleteRegisteredModelAliasRequest(name=s.model, alias="shadow"),
+    ),
+    "GetModelVersionByAlias": (
+        ("level", L.READ),
+        lambda s: R.GetModelVersionByAliasRequest(name=s.model, alias="champion"),
+    ),
+    "ListModelVersionArtifacts": (
+        ("level", L.USE),
+        lambda s: R.ListModelVersionArtifactsRequest(name=s.model, version=1),
+    ),
+    "DownloadModelVersionArtifact": (
+        ("level", L.USE),
+        lambda s: R.DownloadModelVersionArtifactRequest(name=s.model, version=1, path="MLmodel"),
+    ),
+    "CreateModelVersionDownloadUrl": (
+        ("level", L.USE),
+        lambda s: R.CreateModelVersionDownloadUrlRequest(name=s.model, version=1, path="MLmodel"),
+    ),
+    "ListModelEvents": (("any",), lambda s: R.ListModelEventsRequest(name=s.model)),
+    "WatchModelEvents": (("any",), lambda s: R.WatchModelEventsRequest(name=s.model)),
+    "GetModelVersionLineage": (
+        ("level", L.READ),
+        lambda s: R.GetModelVersionLineageRequest(name=s.model, version=1),
+    ),
+}
+
+# Protected aliases and the Production stage need MANAGE (checked by the same matrix).
+PROTECTED: dict[str, Case] = {
+    "SetRegisteredModelAlias": (
+        ("level", L.MANAGE),
+        lambda s: R.SetRegisteredModelAliasRequest(name=s.model, alias="champion", version=1),
+    ),
+    "DeleteRegisteredModelAlias": (
+        ("level", L.MANAGE),
+        lambda s: R.DeleteRegisteredModelAliasRequest(name=s.model, alias="champion"),
+    ),
+    "TransitionModelVersionStage": (
+        ("level", L.MANAGE),
+        lambda s: R.TransitionModelVersionStageRequest(
+            name=s.model, version=1, stage=R.STAGE_PRODUCTION
+        ),
+    ),
+}
+
+AUTH: dict[str, Case] = {
+    "WhoAmI": (("any",), lambda s: A.WhoAmIRequest()),
+    "CreatePrincipal": (
+        ("admin",),
+        lambda s: A.CreatePrincipalRequest(
+            name=f"p-{s.run_id[:8]}", kind=A.PRINCIPAL_KIND_USER, roles=["viewer"]
+        ),
+    ),
+    "ListPrincipals": (("admin",), lambda s: A.ListPrincipalsRequest()),
+    "UpdatePrincipal": (
+        ("admin",),
+        lambda s: A.UpdatePrincipalRequest(name="stranger", roles=["viewer"]),
+    ),
+    "CreateToken": (("any",), lambda s: A.CreateTokenRequest(description="own")),
+    "ListTokens": (("any",), lambda s: A.ListTokensRequest()),
+    "RevokeToken": (("any",), lambda s: A.RevokeTokenRequest(token_id="0" * 32)),
+    "GetAuthState": (("service",), lambda s: A.GetAuthStateRequest()),
+    "RecordAuditEvents": (("service",), lambda s: A.RecordAuditEventsRequest()),
+    "ListAuditEvents": (("admin",), lambda s: A.ListAuditEventsRequest()),
+}
+
+SERVICES = {
+    "modelyard.tracking.v1.TrackingService": TRACKING,
+    "modelyard.registry.v1.ModelRegistryService": REGISTRY,
+    "modelyard.auth.v1.AuthService": AUTH,
+}
+CASES = [(svc, rpc, case) for svc, table in SERVICES.items() for rpc, case in table.items()]
+CASES += [
+    ("modelyard.registry.v1.ModelRegistryService", f"{rpc}[protected]", case)
+    for rpc, case in PROTECTED.items()
+]
+
+
+def expected(policy: tuple[Any, ...], who: str, service: str) -> bool:
+    kind = policy[0]
+    if kind == "any":
+        return True
+    if kind == "admin":
+        return who == "admin"
+    if kind == "service":
+        return who in ("service", "admin")
+    if kind == "create":
+        return who in CREATORS
+    level = LEVELS[who]
+    if who == "service" and service.endswith("TrackingService"):
+        level = L.READ  # the registry's identity reads every run, to copy model files
+    return level is not None and level >= policy[1]
+
+
+@pytest.fixture
+def world(secure: Secure) -> Iterator[dict[str, Any]]:
+    tokens = {"admin": secure.admin_token}
+    for who, roles in (
+        ("stranger", ["viewer"]),
+        ("reader", ["viewer"]),
+        ("user", ["viewer"]),
+        ("writer", ["editor"]),
+        ("owner", ["editor"]),
+    ):
+        secure.admin.create_principal(who, roles)
+        tokens[who] = secure.admin.create_token(who)[0]
+    tokens["service"] = secure.admin.create_token("svc-registry")[0]
+    owner = secure.client(tokens["owner"])
+    counter = iter(range(10_000))
+
+    def seed() -> Seed:
+        n = next(counter)
+        eid = owner.create_experiment(f"exp-pending-{n}", tags={"seeded": "1"})
+        rid = owner.create_run(eid).info.run_id
+        owner.rename_experiment(eid, f"exp-{rid}")
+        owner.set_tag(rid, "seeded", "1")
+        owner.log_metric(rid, "m", 1.0)
+        owner.log_text(rid, "manifest", "model/MLmodel")
+        model = f"model-{n}"
+        owner.create_model_version(model, f"runs:/{rid}/model")
+        owner.set_registered_model_tag(model, "seeded", "1")
+        owner.set_model_version_tag(model, 1, "seeded", "1")
+        owner.set_registered_model_alias(model, "champion", 1)
+        owner.set_registered_model_alias(model, "shadow", 1)
+        for who, level in (("reader", L.READ), ("user", L.USE), ("writer", L.EDIT)):
+            owner._t.call(
+                owner._tracking.SetExperimentPermission,
+                T.SetExperimentPermissionRequest(
+                    experiment_id=eid, grant=C.Grant(principal=who, level=int(level))
+                ),
+            )
+            owner._t.call(
+                owner._registry.SetRegisteredModelPermission,
+                R.SetRegisteredModelPermissionRequest(
+                    name=model, grant=C.Grant(principal=who, level=int(level))
+                ),
+            )
+        return Seed(eid, rid, model)
+
+    with grpc.insecure_channel(secure.address) as channel:
+        yield {"tokens": tokens, "seed": seed, "channel": channel}
+
+
+def call(
+    channel: grpc.Channel, service: str, rpc: str, request: Any, token: str
+) -> grpc.StatusCode:
+    path = f"/{service}/{rpc.split('[')[0]}"
+    metadata = (("authorization", f"Bearer {token}"),)
+    try:
+        if isinstance(request, list):
+            channel.stream_unary(path, request_serializer=lambda m: m.SerializeToString())(
+                iter(request), metadata=metadata, timeout=30
+            )
+        elif rpc.startswith(("Download", "Watch")):
+            stub = channel.unary_stream(path, request_serializer=lambda m: m.SerializeToString())
+            list(stub(request, metadata=metadata, timeout=1 if rpc.startswith("Watch") else 30))
+        else:
+            channel.unary_unary(path, request_serializer=lambda m: m.SerializeToString())(
+                request, metadata=metadata, timeout=30
+            )
+    except grpc.RpcError as err:
+        return err.code()
+    return grpc.StatusCode.OK
+
+
+@pytest.mark.parametrize(
+    ("service", "rpc", "case"), CASES, ids=[f"{s.rsplit('.', 1)[-1]}.{r}" for s, r, _ in CASES]
+)
+def test_matrix(world: dict[str, Any], service: str, rpc: str, case: Case) -> None:
+    policy, make_request = case
+    seed = world["seed"]()
+    outcomes = {}
+    for who in PRINCIPALS:
+        code = call(world["channel"], service, rpc, make_request(seed), world["tokens"][who])
+        assert code != grpc.StatusCode.UNAUTHENTICATED, f"{rpc} as {who}: UNAUTHENTICATED"
+        outcomes[who] = code
+    wrong = {
+        who: code.name
+        for who, code in outcomes.items()
+        if (code == grpc.StatusCode.PERMISSION_DENIED) == expected(policy, who, service)
+    }
+    assert not wrong, (
+        f"{rpc} {policy}: unexpected outcomes {wrong} "
+        f"(all: { {k: v.name for k, v in outcomes.items()} })"
+    )

@@ -1,0 +1,153 @@
+"""TLS and mutual TLS round trips, with certificates made in the test (the cryptography package)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from modelyard import Client
+from modelyard.errors import Unavailable
+from modelyard.services.common.settings import Settings, TLSSettings
+from tests.conftest import running_server
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _write(
+    path: Path, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate
+) -> tuple[Path, Path]:
+    key_path, cert_path = path.with_suffix(".key"), path.with_suffix(".crt")
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path
+
+
+class CA:
+    def __init__(self, directory: Path, name: str = "modelyard-test-ca") -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        now = dt.datetime.now(dt.UTC)
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name(name))
+            .issuer_name(_name(name))
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        self.cert_file, _ = _write(directory / name, self.key, self.cert)
+        self.directory = directory
+
+    def issue(self, name: str, *, server: bool) -> tuple[Path, Path]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = dt.datetime.now(dt.UTC)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(_name(name))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
+        )
+        if server:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                ),
+                critical=False,
+            )
+        return _write(self.directory / name, key, builder.sign(self.key, hashes.SHA256()))
+
+
+@pytest.fixture
+def ca(tmp_path: Path) -> CA:
+    return CA(tmp_path)
+
+
+def logged_model(client: Client) -> str:
+    rid = client.create_run("0").info.run_id
+    client.log_text(rid, "m", "model/MLmodel")
+    return rid
+
+
+def test_tls_round_trip_through_every_service(ca: CA, tmp_path: Path) -> None:
+    cert, key = ca.issue("server", server=True)
+    settings = Settings(
+        home=tmp_path,
+        port=0,
+        grace_period=0,
+        tls=TLSSettings(cert_file=cert, key_file=key, ca_file=ca.cert_file),
+    )
+    with running_server(settings) as server:
+        address = f"grpcs://{server.address}"
+        with Client(address, tls_ca=str(ca.cert_file)) as client:
+            rid = logged_model(client)
+            # The registry reaches tracking over TLS too.
+            assert client.create_model_version("tls", f"runs:/{rid}/model").status == "READY"
+        with Client(address) as untrusting, pytest.raises(Unavailable):
+            untrusting.search_experiments()  # the test CA is not in the system's trust store
+        with Client(server.address, timeout=5) as plaintext, pytest.raises(Unavailable):
+            plaintext.search_experiments()
+
+
+def test_mutual_tls(ca: CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cert, key = ca.issue("server", server=True)
+    client_cert, client_key = ca.issue("client", server=False)
+    other_ca = CA(tmp_path, "another-ca")
+    rogue_cert, rogue_key = other_ca.issue("rogue", server=False)
+    settings = Settings(
+        home=tmp_path,
+        port=0,
+        grace_period=0,
+        tls=TLSSettings(
+            cert_file=cert,
+            key_file=key,
+            client_ca_file=ca.cert_file,
+            ca_file=ca.cert_file,
+            client_cert_file=client_cert,
+            client_key_file=client_key,
+        ),
+    )
+    with running_server(settings) as server:
+        address = f"grpcs://{server.address}"
+        with (
+            Client(address, tls_ca=str(ca.cert_file), timeout=5) as anonymous,
+            pytest.raises(Unavailable),
+        ):
+            anonymous.search_experiments()  # no client certificate
+        monkeypatch.setenv("MODELYARD_TLS_CERT", str(rogue_cert))
+        monkeypatch.setenv("MODELYARD_TLS_KEY", str(rogue_key))
+        with (
+            Client(address, tls_ca=str(ca.cert_file), timeout=5) as rogue,
+            pytest.raises(Unavailable),
+        ):
+            rogue.search_experiments()  # a certificate from a CA the server does not trust
+        monkeypatch.setenv("MODELYARD_TLS_CERT", str(client_cert))
+        monkeypatch.setenv("MODELYARD_TLS_KEY", str(client_key))
+        with Client(address, tls_ca=str(ca.cert_file)) as client:
+            rid = logged_model(client)
+            assert client.create_model_version("mtls", f"runs:/{rid}/model").status == "READY"
