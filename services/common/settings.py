@@ -31,7 +31,7 @@ class S3Settings(BaseModel):
     # Custom CA bundle for a TLS endpoint with a private certificate authority.
     ca_file: Path | None = None
     # Lifetime of presigned URLs handed to clients.
-    presign_expiry_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
+    presign_expiry_seconds: int = Field(default=300, ge=1, le=3600)
     # Multipart part size for uploads of unknown length.
     part_size_mb: int = Field(default=16, ge=5, le=5120)
 

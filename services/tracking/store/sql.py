@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, delete, insert, select, tuple_, update
@@ -27,12 +28,13 @@ from modelyard.entities import (
 )
 from modelyard.entities.common import LifecycleStage
 from modelyard.entities.tracking import Dataset, InputTag, RunData, RunInputs
-from modelyard.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from modelyard.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from modelyard.services.common.db import Database
 from modelyard.services.common.filters import Comparison, OrderKey
 from modelyard.services.common.pagination import decode_token, encode_token, fingerprint
 from modelyard.services.tracking.store import schema, search
 from modelyard.services.tracking.store.base import TrackingStore
+from modelyard.services.tracking.store.hot import MetricWriter
 from modelyard.services.tracking.store.schema import (
     artifacts,
     datasets,
@@ -85,19 +87,7 @@ class SqlTrackingStore(TrackingStore):
         # Statements of the hot paths, built once: building them per call costs more than
         # executing them on SQLite.
         self._select_run = select(runs).where(runs.c.run_uuid == bindparam("run_id"))
-        self._insert_metric = insert(metrics)
-        upsert = self._insert(latest_metrics)
-        excluded, lm = upsert.excluded, latest_metrics.c
-        self._upsert_latest = upsert.on_conflict_do_update(
-            index_elements=["run_uuid", "key"],
-            set_={
-                "value": excluded.value,
-                "is_nan": excluded.is_nan,
-                "timestamp": excluded.timestamp,
-                "step": excluded.step,
-            },
-            where=tuple_(excluded.step, excluded.timestamp) >= tuple_(lm.step, lm.timestamp),
-        )
+        self._metrics = MetricWriter(db.dialect)
         tag_upsert = self._insert(schema.tags)
         self._upsert_tag = tag_upsert.on_conflict_do_update(
             index_elements=["run_uuid", "key"], set_={"value": tag_upsert.excluded.value}
@@ -592,6 +582,13 @@ class SqlTrackingStore(TrackingStore):
         tags: Sequence[RunTag],
     ) -> None:
         with self.db.write() as conn:
+            if metrics and not params and not tags:
+                # The hot path: one round trip checks the run and inserts.
+                with _cursor(conn) as cursor:
+                    if self._metrics.write(cursor, run_id, metrics, checked=False):
+                        return
+                self._active_run(conn, run_id)  # raises the precise error
+                raise Aborted(f"run {run_id!r} changed state while logging; retry the call")
             self._active_run(conn, run_id)
             if params:
                 self._insert_params(conn, run_id, params)
@@ -604,7 +601,8 @@ class SqlTrackingStore(TrackingStore):
                     ],
                 )
             if metrics:
-                self._insert_metrics(conn, run_id, metrics)
+                with _cursor(conn) as cursor:
+                    self._metrics.write(cursor, run_id, metrics, checked=True)
 
     def _insert_params(self, conn: Connection, run_id: str, batch: Sequence[Param]) -> None:
         wanted: dict[str, str] = {}
@@ -632,29 +630,6 @@ class SqlTrackingStore(TrackingStore):
                     "new run",
                     field="params",
                 )
-
-    def _insert_metrics(self, conn: Connection, run_id: str, batch: Sequence[Metric]) -> None:
-        rows = [
-            {
-                "run_uuid": run_id,
-                "key": m.key,
-                "value": 0.0 if math.isnan(m.value) else m.value,
-                "is_nan": math.isnan(m.value),
-                "timestamp": m.timestamp,
-                "step": m.step,
-            }
-            for m in batch
-        ]
-        conn.execute(self._insert_metric, rows)
-        newest: dict[str, dict[str, Any]] = {}
-        for row in rows:
-            current = newest.get(row["key"])
-            if current is None or (row["step"], row["timestamp"]) >= (
-                current["step"],
-                current["timestamp"],
-            ):
-                newest[row["key"]] = row
-        conn.execute(self._upsert_latest, list(newest.values()))
 
     def delete_tag(self, run_id: str, key: str) -> None:
         with self.db.write() as conn:
@@ -786,6 +761,16 @@ class SqlTrackingStore(TrackingStore):
                         artifacts.c.run_uuid == run_id, artifacts.c.path.in_(chunk)
                     )
                 )
+
+
+@contextmanager
+def _cursor(conn: Connection) -> Iterator[Any]:
+    """The DBAPI cursor of the connection's current transaction."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        yield cursor
+    finally:
+        cursor.close()
 
 
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
