@@ -67,9 +67,10 @@ def load_input_example(path: Path, manifest: ModelManifest) -> Any:
     return np.asarray(data["inputs"])
 
 
-def load_local(path: str | Path) -> PyFuncModel:
+def load_local(path: str | Path, ignore: tuple[str, ...] = ()) -> PyFuncModel:
+    """Load a package directory; `ignore` names bookkeeping files a cache keeps beside it."""
     path = Path(path)
-    manifest = verify(path)
+    manifest = verify(path, ignore=ignore)
     conf = manifest.flavors.get(PYFUNC)
     if not conf:
         raise InvalidArgument(

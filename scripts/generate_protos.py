@@ -29,8 +29,20 @@ def _target(top: str) -> str:
     return PACKAGE if top == "modelyard" else f"{PACKAGE}.{top}"
 
 
+def _private_pool(text: str) -> str:
+    """The OIP's `inference.*` names are also defined by tritonclient and KServe; a private
+    descriptor pool lets both live in one process (the wire format is unaffected)."""
+    text = text.replace("_descriptor_pool.Default()", "_POOL")
+    return text.replace(
+        "_sym_db = _symbol_database.Default()",
+        "_POOL = _descriptor_pool.DescriptorPool()\n_sym_db = _symbol_database.Default()",
+    )
+
+
 def _rewrite(path: Path) -> None:
     text = path.read_text()
+    if path.name.endswith("_pb2.py") and "/inference/" in path.as_posix():
+        text = _private_pool(text)
     text = _IMPORT.sub(lambda m: f"{m[1]} {_target(m[2])}{m[3]}", text)
     if path.suffix == ".pyi":
         # Stubs name types by fully qualified module (modelyard.common.v1.common_pb2.Tag).

@@ -17,6 +17,7 @@ SERVICES: dict[str, str] = {
     "auth": "modelyard.services.auth.app",
     "tracking": "modelyard.services.tracking.app",
     "registry": "modelyard.services.registry.app",
+    "serving": "modelyard.services.serving.app",
 }
 
 

@@ -110,7 +110,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def serve(
-        service: Annotated[str, typer.Argument(help="Which service: auth, tracking or registry.")],
+        service: Annotated[
+            str, typer.Argument(help="Which service: auth, tracking, registry or serving.")
+        ],
         host: Host = None,
         port: Port = None,
         home: Home = None,

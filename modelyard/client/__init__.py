@@ -20,10 +20,11 @@ from modelyard.client.config import (
     default_uri,
 )
 from modelyard.client.registry import RegistryClient
+from modelyard.client.serving import ServingClient
 from modelyard.client.tracking import TrackingClient
 
 
-class Client(TrackingClient, RegistryClient, AuthClient):
+class Client(TrackingClient, RegistryClient, ServingClient, AuthClient):
     """Every service's methods on one object; `client.tracking` etc. are the same object."""
 
     def __init__(
@@ -45,6 +46,7 @@ class Client(TrackingClient, RegistryClient, AuthClient):
         )
         TrackingClient.__init__(self, self._transport)
         RegistryClient.__init__(self, self._transport)
+        ServingClient.__init__(self, self._transport)
         AuthClient.__init__(self, self._transport)
 
     @property
@@ -53,6 +55,10 @@ class Client(TrackingClient, RegistryClient, AuthClient):
 
     @property
     def registry(self) -> RegistryClient:
+        return self
+
+    @property
+    def serving(self) -> ServingClient:
         return self
 
     @property
@@ -72,4 +78,4 @@ class Client(TrackingClient, RegistryClient, AuthClient):
         return f"Client({self.uri!r})"
 
 
-__all__ = ["AuthClient", "Client", "RegistryClient", "TrackingClient"]
+__all__ = ["AuthClient", "Client", "RegistryClient", "ServingClient", "TrackingClient"]

@@ -175,8 +175,7 @@ class RegistryClient:
         return version
 
     def _last_event_id(self, name: str) -> int:
-        request = pb.ListModelEventsRequest(name=name, max_results=1, newest_first=True)
-        events = self._t.call(self._registry.ListModelEvents, request).events
+        events = self.list_model_events(name, max_results=1, newest_first=True)
         return events[0].event_id if events else 0
 
     def get_model_version(self, name: str, version: int | str) -> ModelVersion:
@@ -300,10 +299,17 @@ class RegistryClient:
         return target
 
     def list_model_events(
-        self, name: str | None = None, since_event_id: int = 0, max_results: int = 1000
+        self,
+        name: str | None = None,
+        since_event_id: int = 0,
+        max_results: int = 1000,
+        newest_first: bool = False,
     ) -> list[ModelEvent]:
         request = pb.ListModelEventsRequest(
-            name=name or "", since_event_id=since_event_id, max_results=max_results
+            name=name or "",
+            since_event_id=since_event_id,
+            max_results=max_results,
+            newest_first=newest_first,
         )
         response = self._t.call(self._registry.ListModelEvents, request)
         return [event_to_entity(e) for e in response.events]

@@ -121,11 +121,13 @@ def read_manifest(directory: str | Path) -> ModelManifest:
     return ModelManifest.from_dict(yaml.safe_load(path.read_text()))
 
 
-def verify(directory: str | Path, manifest: ModelManifest | None = None) -> ModelManifest:
+def verify(
+    directory: str | Path, manifest: ModelManifest | None = None, ignore: tuple[str, ...] = ()
+) -> ModelManifest:
     """Check every file against its recorded sha256; raise DataLoss naming what differs."""
     directory = Path(directory)
     manifest = manifest or read_manifest(directory)
-    present = _files(directory)
+    present = {k: v for k, v in _files(directory).items() if k not in ignore}
     problems = []
     for rel, digest in sorted(manifest.files.items()):
         path = present.get(rel)

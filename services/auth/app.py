@@ -50,5 +50,5 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
         service_names=(SERVICE_NAME,),
         register=lambda server: auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server),
         close=service.store.close,
-        access=ServiceAccess(RULES),
+        access={SERVICE_NAME: ServiceAccess(RULES)},
     )

@@ -39,8 +39,8 @@ class ServiceRegistration:
     close: Callable[[], None] = field(default=lambda: None)
     # Called once the server listens; `address` is where this process can be reached.
     on_start: Callable[[str], None] = field(default=lambda address: None)
-    # The service's access table and authorizer (see services/common/auth).
-    access: ServiceAccess | None = None
+    # Each gRPC service's access table and authorizer (see services/common/auth).
+    access: dict[str, ServiceAccess] = field(default_factory=dict)
 
 
 class ModelyardServer:

@@ -45,6 +45,17 @@ class RegistrySettings(BaseModel):
     copy_workers: int = Field(default=4, ge=1, le=64)
 
 
+class ServingSettings(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    # Where serving reaches the registry; None means this process (modelyard up).
+    registry_uri: str | None = None
+    # Downloaded model versions, keyed by content digest; default <home>/model-cache.
+    cache_dir: Path | None = None
+    # Threads loading model versions in the background.
+    load_workers: int = Field(default=4, ge=1, le=64)
+
+
 class AuthSettings(BaseModel):
     model_config = {"extra": "forbid"}
 
@@ -98,6 +109,7 @@ class Settings(BaseSettings):
     artifact_uri: str | None = None
     s3: S3Settings = Field(default_factory=S3Settings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     tls: TLSSettings = Field(default_factory=TLSSettings)
     # Apply pending database migrations at start-up (`modelyard db upgrade` does it on demand).

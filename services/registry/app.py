@@ -98,5 +98,5 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
         ),
         close=close,
         on_start=on_start,
-        access=ServiceAccess(rules(settings.auth.protected_aliases), authorizer),
+        access={SERVICE_NAME: ServiceAccess(rules(settings.auth.protected_aliases), authorizer)},
     )

@@ -53,5 +53,5 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
             servicer, server
         ),
         close=close,
-        access=ServiceAccess(RULES, authorizer),
+        access={SERVICE_NAME: ServiceAccess(RULES, authorizer)},
     )

@@ -60,12 +60,7 @@ def install(
     `service` names this process (its identity towards the auth service when that is remote).
     """
     settings = runtime.settings
-    services = {
-        name: registration.access
-        for registration in registrations
-        if registration.access is not None
-        for name in registration.service_names
-    }
+    services = {name: access for r in registrations for name, access in r.access.items()}
     local = runtime.auth_service
     remote: AuthClient | None = None
     if local is None and settings.auth.auth_uri:

@@ -1,0 +1,173 @@
+"""`modelyard endpoints ...`: serving endpoints from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+
+from modelyard.cli.output import console, ms, print_json, table
+from modelyard.cli.tracking import Json, Token, Uri, client_for
+from modelyard.entities.serving import BatchingConfig, Endpoint, InferenceLogConfig, ServedModel
+
+endpoints = typer.Typer(help="Model serving endpoints.", no_args_is_help=True)
+
+Models = Annotated[
+    list[str],
+    typer.Option(
+        "--model",
+        help="models:/name@alias or models:/name/3, optionally =PERCENT (repeatable; sums to 100).",
+    ),
+]
+LogSampling = Annotated[
+    float | None, typer.Option(help="Record this fraction of requests in the inference log.")
+]
+MaxBatch = Annotated[int, typer.Option(help="Rows per batched model call (1: no batching).")]
+
+
+def _served(models: list[str], max_batch: int) -> list[ServedModel]:
+    served = []
+    for item in models:
+        uri, sep, percent = item.rpartition("=")
+        if not sep or not percent.isdigit():
+            uri, percent = item, ""
+        served.append(
+            ServedModel(
+                model_uri=uri,
+                traffic_percent=int(percent) if percent else 0,
+                batching=BatchingConfig(max_batch_size=max_batch),
+            )
+        )
+    unset = [i for i, s in enumerate(served) if not s.traffic_percent]
+    if unset:
+        rest = 100 - sum(s.traffic_percent for s in served)
+        share, extra = divmod(rest, len(unset))
+        for n, i in enumerate(unset):
+            s = served[i]
+            served[i] = ServedModel(
+                s.model_uri, share + (1 if n < extra else 0), batching=s.batching
+            )
+    return served
+
+
+def _show(endpoint: Endpoint) -> None:
+    table(
+        f"endpoint {endpoint.name}",
+        ["served model", "model uri", "traffic", "state", "version", "loaded", "reason"],
+        [
+            (
+                s.name,
+                s.model_uri,
+                f"{s.traffic_percent}%",
+                s.state or "",
+                s.version or "",
+                ms(s.loaded_time),
+                s.reason,
+            )
+            for s in endpoint.served_models
+        ],
+    )
+
+
+@endpoints.command("create")
+def endpoints_create(
+    name: str,
+    model: Models,
+    log_sampling: LogSampling = None,
+    max_batch: MaxBatch = 64,
+    uri: Uri = None,
+    token: Token = None,
+    as_json: Json = False,
+) -> None:
+    """Create an endpoint serving one or more registered models."""
+    log = InferenceLogConfig(enabled=True, sampling_rate=log_sampling) if log_sampling else None
+    created = client_for(uri, token).create_endpoint(name, _served(model, max_batch), log)
+    if as_json:
+        print_json(created)
+    else:
+        _show(created)
+
+
+@endpoints.command("update")
+def endpoints_update(
+    name: str,
+    model: Models,
+    log_sampling: LogSampling = None,
+    max_batch: MaxBatch = 64,
+    uri: Uri = None,
+    token: Token = None,
+    as_json: Json = False,
+) -> None:
+    """Replace an endpoint's served models (unchanged ones keep serving while others load)."""
+    log = InferenceLogConfig(enabled=True, sampling_rate=log_sampling) if log_sampling else None
+    updated = client_for(uri, token).update_endpoint(name, _served(model, max_batch), log)
+    if as_json:
+        print_json(updated)
+    else:
+        _show(updated)
+
+
+@endpoints.command("list")
+def endpoints_list(uri: Uri = None, token: Token = None, as_json: Json = False) -> None:
+    """List endpoints with the state of their served models."""
+    found = client_for(uri, token).list_endpoints()
+    if as_json:
+        print_json(found)
+        return
+    table(
+        None,
+        ["endpoint", "served models", "updated"],
+        [
+            (
+                e.name,
+                ", ".join(
+                    f"{s.name} {s.traffic_percent}% {s.state or ''} v{s.version}"
+                    for s in e.served_models
+                ),
+                ms(e.last_update_time),
+            )
+            for e in found
+        ],
+    )
+
+
+@endpoints.command("get")
+def endpoints_get(name: str, uri: Uri = None, token: Token = None, as_json: Json = False) -> None:
+    """Show an endpoint: served models, traffic, state and versions."""
+    endpoint = client_for(uri, token).get_endpoint(name)
+    if as_json:
+        print_json(endpoint)
+    else:
+        _show(endpoint)
+
+
+@endpoints.command("delete")
+def endpoints_delete(name: str, uri: Uri = None, token: Token = None) -> None:
+    """Delete an endpoint."""
+    client_for(uri, token).delete_endpoint(name)
+    console.print(f"Deleted endpoint {name}")
+
+
+@endpoints.command("predict")
+def endpoints_predict(
+    name: str,
+    data: Annotated[Path, typer.Option("--data", help="A CSV file, or JSON records / columns.")],
+    uri: Uri = None,
+    token: Token = None,
+    as_json: Json = False,
+) -> None:
+    """Send rows to an endpoint and print the predictions."""
+    frame = (
+        pd.read_csv(data)
+        if data.suffix.lower() == ".csv"
+        else pd.DataFrame(json.loads(data.read_text()))
+    )
+    outputs = client_for(uri, token).predict(name, frame)
+    if as_json:
+        print_json({k: v.tolist() for k, v in outputs.items()})
+        return
+    names = list(outputs)
+    table(None, names, list(zip(*(outputs[n].tolist() for n in names), strict=True)))

@@ -1,0 +1,172 @@
+"""ServingClient: endpoints (modelyard.serving.v1) and inference (Open Inference Protocol)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelyard._gen.common.v1 import common_pb2
+from modelyard._gen.inference import grpc_predict_v2_pb2 as oip
+from modelyard._gen.inference import grpc_predict_v2_pb2_grpc
+from modelyard._gen.serving.v1 import serving_pb2 as pb
+from modelyard._gen.serving.v1 import serving_pb2_grpc
+from modelyard.client._transport import Transport
+from modelyard.convert.common import grant_to_entity
+from modelyard.convert.serving import endpoint_to_entity, endpoint_to_proto, record_to_entity
+from modelyard.entities.common import Grant, PermissionLevel
+from modelyard.entities.serving import (
+    Endpoint,
+    InferenceLogConfig,
+    InferenceRecord,
+    MissingFeaturePolicy,
+    ServedModel,
+)
+
+_DATATYPE = {
+    "bool": "BOOL",
+    "int8": "INT8",
+    "int16": "INT16",
+    "int32": "INT32",
+    "int64": "INT64",
+    "uint8": "UINT8",
+    "uint16": "UINT16",
+    "uint32": "UINT32",
+    "uint64": "UINT64",
+    "float16": "FP16",
+    "float32": "FP32",
+    "float64": "FP64",
+}
+
+
+def _tensor_bytes(column: np.ndarray) -> tuple[str, bytes]:
+    if column.dtype.kind in "OUS":
+        parts = []
+        for value in column.reshape(-1):
+            data = value if isinstance(value, bytes) else str(value).encode()
+            parts.append(len(data).to_bytes(4, "little") + data)
+        return "BYTES", b"".join(parts)
+    datatype = _DATATYPE[column.dtype.name]
+    return datatype, np.ascontiguousarray(column, column.dtype.newbyteorder("<")).tobytes()
+
+
+def _from_raw(datatype: str, shape: Sequence[int], raw: bytes) -> np.ndarray:
+    if datatype == "BYTES":
+        items, offset = [], 0
+        while offset < len(raw):
+            length = int.from_bytes(raw[offset : offset + 4], "little")
+            items.append(raw[offset + 4 : offset + 4 + length].decode(errors="replace"))
+            offset += 4 + length
+        return np.array(items, dtype=object).reshape(shape)
+    numpy_type = {v: k for k, v in _DATATYPE.items()}[datatype]
+    return np.frombuffer(raw, dtype=np.dtype(numpy_type).newbyteorder("<")).reshape(shape)
+
+
+class ServingClient:
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+        self._serving = serving_pb2_grpc.ServingServiceStub(transport.channel)
+        self._inference = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(transport.channel)
+
+    def create_endpoint(
+        self,
+        name: str,
+        served_models: Sequence[ServedModel],
+        inference_log: InferenceLogConfig | None = None,
+        missing_features: MissingFeaturePolicy = MissingFeaturePolicy.FAIL,
+    ) -> Endpoint:
+        endpoint = Endpoint(
+            name, tuple(served_models), inference_log or InferenceLogConfig(), missing_features
+        )
+        request = pb.CreateEndpointRequest(endpoint=endpoint_to_proto(endpoint))
+        return endpoint_to_entity(self._t.call(self._serving.CreateEndpoint, request).endpoint)
+
+    def get_endpoint(self, name: str) -> Endpoint:
+        response = self._t.call(self._serving.GetEndpoint, pb.GetEndpointRequest(name=name))
+        return endpoint_to_entity(response.endpoint)
+
+    def list_endpoints(self) -> list[Endpoint]:
+        response = self._t.call(self._serving.ListEndpoints, pb.ListEndpointsRequest())
+        return [endpoint_to_entity(e) for e in response.endpoints]
+
+    def update_endpoint(
+        self,
+        name: str,
+        served_models: Sequence[ServedModel],
+        inference_log: InferenceLogConfig | None = None,
+        missing_features: MissingFeaturePolicy = MissingFeaturePolicy.FAIL,
+    ) -> Endpoint:
+        endpoint = Endpoint(
+            name, tuple(served_models), inference_log or InferenceLogConfig(), missing_features
+        )
+        request = pb.UpdateEndpointRequest(endpoint=endpoint_to_proto(endpoint))
+        return endpoint_to_entity(self._t.call(self._serving.UpdateEndpoint, request).endpoint)
+
+    def delete_endpoint(self, name: str) -> None:
+        self._t.call(self._serving.DeleteEndpoint, pb.DeleteEndpointRequest(name=name))
+
+    def set_endpoint_permission(self, name: str, principal: str, level: PermissionLevel) -> None:
+        grant = common_pb2.Grant(principal=principal, level=int(level))
+        self._t.call(
+            self._serving.SetEndpointPermission,
+            pb.SetEndpointPermissionRequest(name=name, grant=grant),
+        )
+
+    def list_endpoint_permissions(self, name: str) -> list[Grant]:
+        response = self._t.call(
+            self._serving.ListEndpointPermissions, pb.ListEndpointPermissionsRequest(name=name)
+        )
+        return [grant_to_entity(g) for g in response.grants]
+
+    def get_inference_log(
+        self,
+        endpoint: str,
+        since_record_id: int = 0,
+        max_results: int = 1000,
+        as_frame: bool = True,
+    ) -> pd.DataFrame | list[InferenceRecord]:
+        """The endpoint's logged requests, oldest first (as a DataFrame, to join ground truth)."""
+        request = pb.GetInferenceLogRequest(
+            endpoint=endpoint, since_record_id=since_record_id, max_results=max_results
+        )
+        records = [
+            record_to_entity(r)
+            for r in self._t.call(self._serving.GetInferenceLog, request).records
+        ]
+        if not as_frame:
+            return records
+        frame = pd.DataFrame([asdict(r) for r in records])
+        if not frame.empty:
+            frame["request_time"] = pd.to_datetime(frame["request_time"], unit="ms", utc=True)
+        return frame
+
+    def predict(
+        self,
+        endpoint: str,
+        data: pd.DataFrame | np.ndarray | dict[str, Any],
+        request_id: str | None = None,
+        served_model: str | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Call an endpoint: a DataFrame goes as one tensor per column, an array as one tensor."""
+        request = oip.ModelInferRequest(
+            model_name=endpoint, model_version=served_model or "", id=request_id or uuid.uuid4().hex
+        )
+        if isinstance(data, pd.DataFrame):
+            columns = {str(c): data[c].to_numpy() for c in data.columns}
+        elif isinstance(data, dict):
+            columns = {k: np.asarray(v) for k, v in data.items()}
+        else:
+            columns = {"input": np.asarray(data)}
+        for name, column in columns.items():
+            datatype, raw = _tensor_bytes(column)
+            request.inputs.add(name=name, datatype=datatype, shape=list(column.shape))
+            request.raw_input_contents.append(raw)
+        response = self._t.call(self._inference.ModelInfer, request)
+        return {
+            out.name: _from_raw(out.datatype, out.shape, raw)
+            for out, raw in zip(response.outputs, response.raw_output_contents, strict=True)
+        }

@@ -1,0 +1,35 @@
+"""Who may call each serving RPC: endpoints carry READ < USE < EDIT < MANAGE grants."""
+
+from __future__ import annotations
+
+from modelyard.entities.common import PermissionLevel as L
+from modelyard.services.common.auth.policy import Rule, authenticated, create, filtered, on
+
+ENDPOINT = "endpoint"
+
+SERVING_RULES: dict[str, Rule] = {
+    # Creating needs the editor role, and USE on every model put behind the endpoint (checked
+    # by the service against the registry, as the caller).
+    "CreateEndpoint": create(),
+    "GetEndpoint": on(L.READ, ENDPOINT, "name"),
+    "ListEndpoints": filtered(),
+    "UpdateEndpoint": on(L.EDIT, ENDPOINT, lambda r: r.endpoint.name, mutating=True),
+    "DeleteEndpoint": on(L.MANAGE, ENDPOINT, "name", mutating=True),
+    # Logged requests hold real inputs: reading them needs EDIT, not just READ.
+    "GetInferenceLog": on(L.EDIT, ENDPOINT, "endpoint"),
+    "SetEndpointPermission": on(L.MANAGE, ENDPOINT, "name", mutating=True),
+    "DeleteEndpointPermission": on(L.MANAGE, ENDPOINT, "name", mutating=True),
+    "ListEndpointPermissions": on(L.READ, ENDPOINT, "name"),
+}
+
+INFERENCE_RULES: dict[str, Rule] = {
+    "ServerLive": authenticated(),
+    "ServerReady": authenticated(),
+    "ServerMetadata": authenticated(),
+    "ModelReady": on(L.READ, ENDPOINT, "name"),
+    "ModelMetadata": on(L.READ, ENDPOINT, "name"),
+    "ModelInfer": on(L.USE, ENDPOINT, "model_name"),
+    "RepositoryIndex": filtered(),
+    "RepositoryModelLoad": on(L.EDIT, ENDPOINT, "model_name", mutating=True),
+    "RepositoryModelUnload": on(L.EDIT, ENDPOINT, "model_name", mutating=True),
+}

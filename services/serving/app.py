@@ -1,0 +1,119 @@
+"""Wiring of the serving service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from modelyard._gen.inference import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
+from modelyard._gen.serving.v1 import serving_pb2, serving_pb2_grpc
+from modelyard.client._transport import Transport
+from modelyard.client.registry import RegistryClient
+from modelyard.errors import Unavailable
+from modelyard.services.common import identity
+from modelyard.services.common.auth.grants import GrantStore
+from modelyard.services.common.auth.interceptor import ServiceAccess
+from modelyard.services.common.db import Database
+from modelyard.services.common.db.migrations import upgrade
+from modelyard.services.common.runtime import Runtime
+from modelyard.services.common.server import ServiceRegistration
+from modelyard.services.common.settings import Settings
+from modelyard.services.serving.access import INFERENCE_RULES, SERVING_RULES
+from modelyard.services.serving.authorizer import ServingAuthorizer
+from modelyard.services.serving.inference_log import InferenceLogWriter
+from modelyard.services.serving.loader import ModelLoader
+from modelyard.services.serving.oip_servicer import InferenceServicer
+from modelyard.services.serving.service import ServingService
+from modelyard.services.serving.servicer import ServingServicer
+from modelyard.services.serving.store.schema import endpoint_permissions
+from modelyard.services.serving.store.sql import SqlServingStore
+from modelyard.services.serving.watcher import RegistryWatcher
+
+SERVICE = "serving"
+MIGRATIONS = Path(__file__).parent / "migrations"
+SERVICE_NAME = serving_pb2.DESCRIPTOR.services_by_name["ServingService"].full_name
+INFERENCE_NAME = grpc_predict_v2_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+
+
+def migrate(db: Database) -> None:
+    upgrade(db, SERVICE, MIGRATIONS)
+
+
+class _RegistryConnection:
+    """The registry as serving reaches it: as svc-serving, or as the caller."""
+
+    def __init__(self, runtime: Runtime, uri: str | None) -> None:
+        self._runtime = runtime
+        self._transport: Transport | None = None
+        if uri:
+            self.connect(uri)
+
+    def connect(self, uri: str) -> None:
+        if self._transport is None:
+            self._transport = self._runtime.transport(uri, SERVICE)
+
+    def _ready(self) -> Transport:
+        if self._transport is None:
+            raise Unavailable(
+                "serving has no registry to load models from; set MODELYARD_SERVING__REGISTRY_URI"
+            )
+        return self._transport
+
+    def service(self) -> RegistryClient:
+        return RegistryClient(self._ready())
+
+    def caller(self) -> RegistryClient:
+        me = identity.current()
+        transport = self._ready()
+        return RegistryClient(transport.with_token(me.token) if me.enforced else transport)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
+    db = Database(settings.database_url)
+    if settings.migrate_on_start:
+        migrate(db)
+    store = SqlServingStore(db)
+    registry = _RegistryConnection(runtime, settings.serving.registry_uri)
+    cache = settings.serving.cache_dir or settings.home_dir / "model-cache"
+    loader = ModelLoader(registry.service, cache)
+    grants = GrantStore(db, endpoint_permissions)
+    log_writer = InferenceLogWriter(store.record_inferences)
+    service = ServingService(
+        store, loader, grants, registry.caller, log_writer, settings.serving.load_workers
+    )
+    watcher = RegistryWatcher(registry.service, service.model_changed)
+    authorizer = ServingAuthorizer(grants, lambda name: name in service._runtimes)
+    serving_servicer = ServingServicer(service)
+    inference_servicer = InferenceServicer(service)
+
+    def register(server) -> None:
+        serving_pb2_grpc.add_ServingServiceServicer_to_server(serving_servicer, server)
+        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
+            inference_servicer, server
+        )
+
+    def on_start(address: str) -> None:
+        registry.connect(address)
+        service.start()
+        watcher.start()
+
+    def close() -> None:
+        watcher.close()
+        service.close()
+        log_writer.close()
+        registry.close()
+        store.close()
+
+    return ServiceRegistration(
+        service_names=(SERVICE_NAME, INFERENCE_NAME),
+        register=register,
+        close=close,
+        on_start=on_start,
+        access={
+            SERVICE_NAME: ServiceAccess(SERVING_RULES, authorizer),
+            INFERENCE_NAME: ServiceAccess(INFERENCE_RULES, authorizer),
+        },
+    )

@@ -1,0 +1,168 @@
+"""Endpoints at run time: the loaded versions behind each served model, and traffic routing.
+
+A served model holds one loaded version at a time. Reloading (an alias moved, a load was asked
+for) loads the new version while the old one keeps answering, then swaps the reference in one
+assignment: no request fails or waits during the switch. A version that fails to load leaves the
+old one serving and records why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import time
+from dataclasses import replace
+from typing import Any
+
+from modelyard.entities.serving import Endpoint, ServedModel, ServedModelState
+from modelyard.errors import NotFound, Unavailable
+from modelyard.models.uri import parse_models_uri
+from modelyard.services.common.logging import get_logger
+from modelyard.services.serving.batching import DynamicBatcher
+from modelyard.services.serving.loader import ModelLoader
+from modelyard.services.serving.model import LoadedModel
+
+log = get_logger(__name__)
+
+
+class ServedModelRuntime:
+    def __init__(self, endpoint: str, spec: ServedModel, loader: ModelLoader) -> None:
+        self.endpoint = endpoint
+        self.spec = spec
+        self.model_name = parse_models_uri(spec.model_uri)[0]
+        self._loader = loader
+        # (model, batcher) is swapped as one tuple, so readers never see a mixed pair.
+        self._current: tuple[LoadedModel, DynamicBatcher] | None = None
+        self.state = ServedModelState.LOADING
+        self.reason = ""
+        self.loaded_time: int | None = None
+        self._load_lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def ready(self) -> bool:
+        return self._current is not None
+
+    @property
+    def current(self) -> tuple[LoadedModel, DynamicBatcher]:
+        current = self._current
+        if current is None:
+            why = f": {self.reason}" if self.reason else "; retry shortly"
+            raise Unavailable(
+                f"served model {self.name!r} of endpoint {self.endpoint!r} is not loaded{why}",
+                resource_type="served_model",
+                resource_name=f"{self.endpoint}/{self.name}",
+            )
+        return current
+
+    def load(self) -> bool:
+        """Resolve the URI now and load that version if it is not the one serving; True if the
+        served version changed. Failures are recorded, never raised."""
+        with self._load_lock:
+            version = 0
+            try:
+                name, version = self._loader.resolve(self.spec.model_uri)
+                current = self._current
+                if current is not None and current[0].version == version:
+                    self.state, self.reason = ServedModelState.READY, ""
+                    return False
+                model = self._loader.load(name, version)
+                batching = self.spec.batching
+                batcher = DynamicBatcher(
+                    model.predict,
+                    batching.max_batch_size,
+                    batching.max_queue_delay_micros,
+                    labels=(self.endpoint, self.name),
+                )
+                self._current = (model, batcher)  # the atomic switch
+                self.state, self.reason = ServedModelState.READY, ""
+                self.loaded_time = int(time.time() * 1000)
+                log.info("endpoint %s serves %s version %s", self.endpoint, name, version)
+                return True
+            except Exception as exc:
+                target = f"version {version}" if version else self.spec.model_uri
+                self.reason = f"loading {target} failed: {exc}"
+                self.state = ServedModelState.READY if self._current else ServedModelState.FAILED
+                log.warning("endpoint %s: %s", self.endpoint, self.reason)
+                return False
+
+    def unload(self) -> None:
+        self._current = None
+        self.state, self.reason = ServedModelState.LOADING, "unloaded on request"
+
+    def predict(self, tensors: dict[str, Any]) -> tuple[LoadedModel, dict[str, Any]]:
+        model, batcher = self.current
+        return model, batcher(model.to_input(tensors))
+
+    def to_entity(self) -> ServedModel:
+        current = self._current
+        return replace(
+            self.spec,
+            state=self.state,
+            version=current[0].version if current else 0,
+            reason=self.reason,
+            loaded_time=self.loaded_time,
+        )
+
+
+def _bucket(request_id: str) -> float:
+    """A stable point in [0, 100) for a request id, so retries land on the same model."""
+    digest = hashlib.sha256(request_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 * 100
+
+
+class EndpointRuntime:
+    def __init__(self, spec: Endpoint, served: list[ServedModelRuntime]) -> None:
+        self.spec = spec
+        self.served = served
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def route(self, request_id: str = "") -> ServedModelRuntime:
+        """A served model by traffic share (among those ready), stable for one request id."""
+        ready = [s for s in self.served if s.ready and s.spec.traffic_percent > 0]
+        if not ready:
+            ready = [s for s in self.served if s.ready]
+        if not ready:
+            reasons = "; ".join(f"{s.name}: {s.reason or s.state}" for s in self.served)
+            raise Unavailable(
+                f"endpoint {self.name!r} has no model loaded yet ({reasons}); retry shortly",
+                resource_type="endpoint",
+                resource_name=self.name,
+            )
+        total = sum(s.spec.traffic_percent for s in ready) or len(ready)
+        point = (_bucket(request_id) if request_id else random.random() * 100) / 100 * total
+        for s in ready:
+            point -= s.spec.traffic_percent or 1
+            if point < 0:
+                return s
+        return ready[-1]
+
+    def select(self, version: str) -> ServedModelRuntime:
+        """A served model by its name, or by the registry version it serves."""
+        for s in self.served:
+            if s.name == version:
+                return s
+        for s in self.served:
+            current = s._current
+            if current is not None and str(current[0].version) == version:
+                return s
+        raise NotFound(
+            f"endpoint {self.name!r} serves no model {version!r}; served models: "
+            f"{[s.name for s in self.served]}",
+            resource_type="served_model",
+            resource_name=f"{self.name}/{version}",
+        )
+
+    def to_entity(self, dropped_log_rows: int = 0) -> Endpoint:
+        return replace(
+            self.spec,
+            served_models=tuple(s.to_entity() for s in self.served),
+            dropped_log_rows=dropped_log_rows,
+        )

@@ -1,0 +1,211 @@
+"""A loaded model version: how protocol tensors become model input, and predictions tensors.
+
+Tabular models (a signature of named columns) take one tensor per column, or one 2-D tensor with
+the columns in signature order; tensor models take their single tensor. The signature is enforced
+on every request, so a missing column or an unsafe type is INVALID_ARGUMENT naming the input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelyard.errors import InvalidArgument
+from modelyard.models.signature import COLUMN_TYPES, ColumnSpec, TensorSpec, enforce
+from modelyard.pyfunc import PyFuncModel
+
+# Signature column type -> protocol datatype.
+_COLUMN_DATATYPE = {
+    "boolean": "BOOL",
+    "integer": "INT32",
+    "long": "INT64",
+    "float": "FP32",
+    "double": "FP64",
+    "string": "BYTES",
+    "binary": "BYTES",
+    "datetime": "BYTES",
+}
+_NUMPY_DATATYPE = {
+    "bool": "BOOL",
+    "int8": "INT8",
+    "int16": "INT16",
+    "int32": "INT32",
+    "int64": "INT64",
+    "uint8": "UINT8",
+    "uint16": "UINT16",
+    "uint32": "UINT32",
+    "uint64": "UINT64",
+    "float16": "FP16",
+    "float32": "FP32",
+    "float64": "FP64",
+}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+
+def _text(column: np.ndarray) -> np.ndarray:
+    if column.dtype == object:
+        return np.array([v.decode() if isinstance(v, bytes) else v for v in column], dtype=object)
+    return column
+
+
+class LoadedModel:
+    def __init__(self, name: str, version: int, model: PyFuncModel) -> None:
+        self.name = name
+        self.version = version
+        self.model = model
+        self.signature = model.signature
+        columns = [
+            s
+            for s in (self.signature.inputs if self.signature else ())
+            if isinstance(s, ColumnSpec)
+        ]
+        self.columns: list[ColumnSpec] = (
+            columns if self.signature and self.signature.is_tabular else []
+        )
+        native = model.unwrap_python_model()
+        # A model fitted on a plain array wants one: skip building a DataFrame for it.
+        self._array_ok = bool(self.columns) and not hasattr(native, "feature_names_in_")
+        self._numeric_dtype = (
+            COLUMN_TYPES[self.columns[0].type]
+            if self.columns
+            and len({c.type for c in self.columns}) == 1
+            and self.columns[0].type in ("double", "float", "long", "integer")
+            else None
+        )
+
+    # -- tensors -> model input ----------------------------------------------------------------
+
+    def to_input(self, tensors: dict[str, np.ndarray]) -> Any:
+        """The model input for one request, validated against the signature."""
+        if self.columns:
+            return self._table(tensors)
+        if len(tensors) != 1:
+            raise InvalidArgument(
+                f"model {self.name} takes one input tensor, got {len(tensors)}: {sorted(tensors)}",
+                field="inputs",
+            )
+        ((name, array),) = tensors.items()
+        if self.signature is not None:
+            try:
+                return enforce(self.signature, array)
+            except InvalidArgument as exc:
+                raise InvalidArgument(exc.message, field=name) from None
+        return array
+
+    def _table(self, tensors: dict[str, np.ndarray]) -> Any:
+        names = [c.name for c in self.columns]
+        if len(tensors) == 1 and next(iter(tensors)) not in names:
+            ((name, array),) = tensors.items()
+            if array.ndim != 2 or array.shape[1] != len(names):
+                raise InvalidArgument(
+                    f"input {name!r} has shape {list(array.shape)}; send a [rows, {len(names)}] "
+                    f"tensor with columns {names} in order, or one tensor per column",
+                    field=name,
+                )
+            if (
+                self._array_ok
+                and self._numeric_dtype
+                and array.dtype == np.dtype(self._numeric_dtype)
+            ):
+                return array  # already exactly what the model takes
+            frame = pd.DataFrame(_text(array) if array.dtype == object else array, columns=names)
+        else:
+            missing = [n for n in names if n not in tensors]
+            if missing:
+                raise InvalidArgument(
+                    f"input is missing column {missing[0]!r}; the model takes {names}",
+                    field=missing[0],
+                )
+            data = {}
+            rows = None
+            for n in names:
+                column = tensors[n]
+                if column.ndim == 2 and column.shape[1] == 1:
+                    column = column[:, 0]
+                if column.ndim != 1:
+                    raise InvalidArgument(
+                        f"input {n!r} has shape {list(column.shape)}; a column is [rows] or "
+                        "[rows, 1]",
+                        field=n,
+                    )
+                if rows is not None and len(column) != rows:
+                    raise InvalidArgument(
+                        f"input {n!r} has {len(column)} rows, the others {rows}", field=n
+                    )
+                rows = len(column)
+                data[n] = _text(column)
+            frame = pd.DataFrame(data)
+        return self._enforced(frame)
+
+    def _enforced(self, frame: pd.DataFrame) -> Any:
+        assert self.signature is not None
+        checked = enforce(self.signature, frame)
+        return checked.to_numpy() if self._array_ok else checked
+
+    # -- prediction ----------------------------------------------------------------------------
+
+    def predict(self, model_input: Any) -> dict[str, np.ndarray]:
+        """Named output arrays, first dimension = rows."""
+        impl = self.model._impl
+        result = impl.predict(model_input)
+        if isinstance(result, pd.DataFrame):
+            return {str(c): result[c].to_numpy() for c in result.columns}
+        if isinstance(result, pd.Series):
+            return {str(result.name or self.output_name): result.to_numpy()}
+        if isinstance(result, dict):
+            return {k: np.asarray(v) for k, v in result.items()}
+        return {self.output_name: np.asarray(result)}
+
+    @property
+    def output_name(self) -> str:
+        outputs = self.signature.outputs if self.signature else ()
+        if len(outputs) == 1 and outputs[0].name:
+            return str(outputs[0].name)
+        return "predictions"
+
+    # -- metadata ------------------------------------------------------------------------------
+
+    def inputs_metadata(self) -> list[TensorInfo]:
+        if self.columns:
+            return [TensorInfo(c.name, _COLUMN_DATATYPE[c.type], (-1,)) for c in self.columns]
+        specs = self.signature.inputs if self.signature else ()
+        return [
+            TensorInfo(s.name or "input", _NUMPY_DATATYPE.get(s.dtype, "BYTES"), tuple(s.shape))
+            for s in specs
+            if isinstance(s, TensorSpec)
+        ]
+
+    def outputs_metadata(self) -> list[TensorInfo]:
+        outputs = self.signature.outputs if self.signature else ()
+        infos = []
+        for s in outputs:
+            if isinstance(s, ColumnSpec):
+                infos.append(TensorInfo(self.output_name, _COLUMN_DATATYPE[s.type], (-1,)))
+            else:
+                infos.append(
+                    TensorInfo(
+                        s.name or self.output_name,
+                        _NUMPY_DATATYPE.get(s.dtype, "BYTES"),
+                        tuple(s.shape),
+                    )
+                )
+        return infos
+
+
+def rows(model_input: Any) -> int:
+    return len(model_input)
+
+
+def concat(parts: list[Any]) -> Any:
+    if isinstance(parts[0], pd.DataFrame):
+        return pd.concat(parts, ignore_index=True)
+    return np.concatenate(parts, axis=0)

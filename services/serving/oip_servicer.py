@@ -1,0 +1,115 @@
+"""InferenceServicer: the Open Inference Protocol (inference.GRPCInferenceService).
+
+An endpoint's name is the protocol's model name; `model_version` picks a served model by its name
+or registry version (shadow calls), otherwise traffic is split by the endpoint's percentages,
+deterministically when the request carries an id.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version as package_version
+
+from modelyard._gen.inference import grpc_predict_v2_pb2 as oip
+from modelyard._gen.inference import grpc_predict_v2_pb2_grpc
+from modelyard.services.serving.codec import decode_inputs, encode_outputs
+from modelyard.services.serving.endpoints import EndpointRuntime, ServedModelRuntime
+from modelyard.services.serving.model import LoadedModel
+from modelyard.services.serving.service import ServingService
+
+Metadata = oip.ModelMetadataResponse.TensorMetadata
+
+
+def _platform(model: LoadedModel) -> str:
+    flavors = [f for f in model.model.metadata.flavors if f != "python_function"]
+    return f"modelyard_{flavors[0] if flavors else 'pyfunc'}"
+
+
+class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, service: ServingService) -> None:
+        self.service = service
+
+    def ServerLive(self, request, context):
+        return oip.ServerLiveResponse(live=True)
+
+    def ServerReady(self, request, context):
+        return oip.ServerReadyResponse(ready=True)
+
+    def ServerMetadata(self, request, context):
+        return oip.ServerMetadataResponse(
+            name="modelyard", version=package_version("modelyard"), extensions=["model_repository"]
+        )
+
+    def _served(self, runtime: EndpointRuntime, version: str) -> ServedModelRuntime:
+        return runtime.select(version) if version else runtime.route()
+
+    def ModelReady(self, request, context):
+        runtime = self.service.runtime(request.name)
+        if request.version:
+            return oip.ModelReadyResponse(ready=runtime.select(request.version).ready)
+        return oip.ModelReadyResponse(ready=any(s.ready for s in runtime.served))
+
+    def ModelMetadata(self, request, context):
+        runtime = self.service.runtime(request.name)
+        model, _batcher = self._served(runtime, request.version).current
+        return oip.ModelMetadataResponse(
+            name=runtime.name,
+            versions=[str(s.to_entity().version) for s in runtime.served if s.ready],
+            platform=_platform(model),
+            inputs=[
+                Metadata(name=t.name, datatype=t.datatype, shape=list(t.shape))
+                for t in model.inputs_metadata()
+            ],
+            outputs=[
+                Metadata(name=t.name, datatype=t.datatype, shape=list(t.shape))
+                for t in model.outputs_metadata()
+            ],
+        )
+
+    def ModelInfer(self, request, context):
+        tensors = decode_inputs(request)
+        _served, model, outputs = self.service.infer(
+            request.model_name, request.model_version, request.id, tensors
+        )
+        response = oip.ModelInferResponse(
+            model_name=request.model_name, model_version=str(model.version), id=request.id
+        )
+        wanted = {o.name for o in request.outputs}
+        encode_outputs(
+            response, outputs, raw=bool(request.raw_input_contents), wanted=wanted or None
+        )
+        return response
+
+    def RepositoryIndex(self, request, context):
+        response = oip.RepositoryIndexResponse()
+        for endpoint in self.service.list_endpoints():
+            for served in endpoint.served_models:
+                state = (
+                    "READY" if served.version else ("UNAVAILABLE" if served.reason else "LOADING")
+                )
+                if request.ready and state != "READY":
+                    continue
+                response.models.add(
+                    name=endpoint.name,
+                    version=str(served.version) if served.version else served.name,
+                    state=state,
+                    reason=served.reason,
+                )
+        return response
+
+    def RepositoryModelLoad(self, request, context):
+        runtime = self.service.load_now(request.model_name)
+        failed = [s for s in runtime.served if not s.ready]
+        if failed:
+            from modelyard.errors import FailedPrecondition
+
+            raise FailedPrecondition(
+                f"endpoint {request.model_name!r} could not load: "
+                + "; ".join(f"{s.name}: {s.reason}" for s in failed),
+                resource_type="endpoint",
+                resource_name=request.model_name,
+            )
+        return oip.RepositoryModelLoadResponse()
+
+    def RepositoryModelUnload(self, request, context):
+        self.service.unload(request.model_name)
+        return oip.RepositoryModelUnloadResponse()

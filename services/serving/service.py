@@ -1,0 +1,314 @@
+"""ServingService: endpoint management and the data plane behind both gRPC APIs.
+
+Endpoint specs live in the serving store; their runtimes (loaded versions, batchers) live here.
+Changing an endpoint keeps served models whose spec did not change (their loaded version keeps
+answering) and loads the others in the background.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+from prometheus_client import Counter, Histogram
+
+from modelyard.client.registry import RegistryClient
+from modelyard.entities.common import Grant, PermissionLevel
+from modelyard.entities.serving import Endpoint, InferenceRecord, ServedModel
+from modelyard.errors import InvalidArgument, ModelyardError, NotFound
+from modelyard.models.uri import parse_models_uri
+from modelyard.services.common import identity
+from modelyard.services.common import validation as v
+from modelyard.services.common.auth.grants import GrantStore
+from modelyard.services.common.pagination import page_size
+from modelyard.services.serving.endpoints import EndpointRuntime, ServedModelRuntime
+from modelyard.services.serving.inference_log import InferenceLogWriter, to_json
+from modelyard.services.serving.loader import ModelLoader
+from modelyard.services.serving.model import LoadedModel
+from modelyard.services.serving.store.sql import SqlServingStore
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_SERVED_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,200}$")
+
+INFER_REQUESTS = Counter(
+    "modelyard_serving_requests_total",
+    "Inference requests by endpoint, served model, version and status code.",
+    ["endpoint", "served_model", "version", "code"],
+)
+INFER_LATENCY = Histogram(
+    "modelyard_serving_latency_seconds",
+    "Inference latency (decode, queue, predict, encode) by endpoint and served model.",
+    ["endpoint", "served_model", "version"],
+    buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+)
+
+
+def _served_name(spec: ServedModel) -> str:
+    name, kind, ref = parse_models_uri(spec.model_uri)
+    return f"{name}-{ref}" if kind != "latest" else f"{name}-latest"
+
+
+def validate_endpoint(endpoint: Endpoint) -> Endpoint:
+    """The endpoint with defaults filled in, or InvalidArgument naming what is wrong."""
+    if not _NAME.match(endpoint.name or ""):
+        raise InvalidArgument(
+            f"endpoint.name {endpoint.name!r} must be 1-63 lowercase letters, digits or '-', "
+            "starting and ending with a letter or digit",
+            field="endpoint.name",
+        )
+    if not endpoint.served_models:
+        raise InvalidArgument(
+            "endpoint.served_models must name at least one model", field="endpoint.served_models"
+        )
+    served = []
+    for i, s in enumerate(endpoint.served_models):
+        field = f"endpoint.served_models[{i}]"
+        if not s.model_uri.startswith("models:/"):
+            raise InvalidArgument(
+                f"{field}.model_uri {s.model_uri!r} must be models:/<name>@<alias> or "
+                "models:/<name>/<version>",
+                field=f"{field}.model_uri",
+            )
+        try:
+            parse_models_uri(s.model_uri)
+        except InvalidArgument as exc:
+            raise InvalidArgument(exc.message, field=f"{field}.model_uri") from None
+        if not 0 <= s.traffic_percent <= 100:
+            raise InvalidArgument(
+                f"{field}.traffic_percent must be 0-100", field=f"{field}.traffic_percent"
+            )
+        if (
+            not 1 <= s.batching.max_batch_size <= 4096
+            or not 0 <= s.batching.max_queue_delay_micros <= 1_000_000
+        ):
+            raise InvalidArgument(
+                f"{field}.batching: max_batch_size 1-4096, max_queue_delay_micros 0-1000000",
+                field=f"{field}.batching",
+            )
+        name = s.name or _served_name(s)
+        if not _SERVED_NAME.match(name):
+            raise InvalidArgument(
+                f"{field}.name {name!r} is not a valid served model name", field=f"{field}.name"
+            )
+        served.append(replace(s, name=name, state=None, version=0, reason="", loaded_time=None))
+    names = [s.name for s in served]
+    if len(set(names)) != len(names):
+        raise InvalidArgument(
+            f"served model names must be unique within an endpoint, got {names}; set name",
+            field="endpoint.served_models.name",
+        )
+    total = sum(s.traffic_percent for s in served)
+    if total != 100:
+        raise InvalidArgument(
+            f"traffic percentages add up to {total}; they must add up to 100",
+            field="endpoint.served_models.traffic_percent",
+        )
+    rate = endpoint.inference_log.sampling_rate
+    if not 0 <= rate <= 1:
+        raise InvalidArgument(
+            "inference_log.sampling_rate must be 0-1", field="endpoint.inference_log.sampling_rate"
+        )
+    return replace(endpoint, served_models=tuple(served))
+
+
+class ServingService:
+    def __init__(
+        self,
+        store: SqlServingStore,
+        loader: ModelLoader,
+        grants: GrantStore,
+        registry_as_caller: Callable[[], RegistryClient],
+        inference_log: InferenceLogWriter,
+        load_workers: int = 4,
+    ) -> None:
+        self.store = store
+        self.loader = loader
+        self.grants = grants
+        self._registry_as_caller = registry_as_caller
+        self.inference_log = inference_log
+        self._runtimes: dict[str, EndpointRuntime] = {}
+        self._loads = ThreadPoolExecutor(load_workers, thread_name_prefix="modelyard-model-load")
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for endpoint in self.store.list_endpoints():
+            self._install(endpoint)
+
+    def close(self) -> None:
+        self._loads.shutdown(wait=False, cancel_futures=True)
+
+    def _install(
+        self, endpoint: Endpoint, keep: Iterable[ServedModelRuntime] = ()
+    ) -> EndpointRuntime:
+        reusable = {(s.spec.model_uri, s.spec.batching, s.name): s for s in keep}
+        served = []
+        for spec in endpoint.served_models:
+            old = reusable.get((spec.model_uri, spec.batching, spec.name))
+            if old is not None:
+                old.spec = spec  # same model and batching: keep what is loaded (traffic may change)
+                served.append(old)
+                continue
+            runtime = ServedModelRuntime(endpoint.name, spec, self.loader)
+            self._loads.submit(runtime.load)
+            served.append(runtime)
+        self._runtimes[endpoint.name] = runtime_ = EndpointRuntime(endpoint, served)
+        return runtime_
+
+    def runtime(self, name: str) -> EndpointRuntime:
+        runtime = self._runtimes.get(name)
+        if runtime is None:
+            raise NotFound(
+                f"endpoint {name!r} does not exist; list endpoints with ListEndpoints",
+                resource_type="endpoint",
+                resource_name=name,
+            )
+        return runtime
+
+    def readable(self) -> set[str] | None:
+        me = identity.current()
+        if me.unrestricted:
+            return None
+        return self.grants.visible(me.name, PermissionLevel.READ)
+
+    # -- management ----------------------------------------------------------------------------
+
+    def _check_models_usable(self, endpoint: Endpoint) -> None:
+        """The caller must be allowed to load (USE) every model it puts behind the endpoint."""
+        registry = self._registry_as_caller()
+        for s in endpoint.served_models:
+            name, version = self.loader.resolve_with(registry, s.model_uri)
+            registry.list_model_version_artifacts(name, version)
+
+    def create_endpoint(self, endpoint: Endpoint) -> Endpoint:
+        endpoint = validate_endpoint(endpoint)
+        self._check_models_usable(endpoint)
+        created = self.store.create_endpoint(endpoint, identity.caller())
+        me = identity.current()
+        if me.enforced:
+            self.grants.set(created.name, me.name, PermissionLevel.MANAGE)
+        return self._install(created).to_entity()
+
+    def get_endpoint(self, name: str) -> Endpoint:
+        runtime = self.runtime(name)
+        return runtime.to_entity(self.inference_log.dropped[name])
+
+    def list_endpoints(self) -> list[Endpoint]:
+        visible = self.readable()
+        return [
+            r.to_entity(self.inference_log.dropped[n])
+            for n, r in sorted(self._runtimes.items())
+            if visible is None or n in visible
+        ]
+
+    def update_endpoint(self, endpoint: Endpoint) -> Endpoint:
+        endpoint = validate_endpoint(endpoint)
+        old = self.runtime(endpoint.name)
+        self._check_models_usable(endpoint)
+        updated = self.store.update_endpoint(endpoint)
+        return self._install(updated, keep=old.served).to_entity()
+
+    def delete_endpoint(self, name: str) -> None:
+        self.runtime(name)
+        self.store.delete_endpoint(name)
+        self._runtimes.pop(name, None)
+        self.grants.delete_all(name)
+
+    def set_permission(self, name: str, principal: str, level: PermissionLevel | None) -> None:
+        self.runtime(name)
+        v.require("grant.principal", principal)
+        if level is None:
+            raise InvalidArgument(
+                "grant.level must be READ, USE, EDIT or MANAGE", field="grant.level"
+            )
+        self.grants.set(name, principal, level)
+
+    def delete_permission(self, name: str, principal: str) -> None:
+        self.runtime(name)
+        if not self.grants.delete(name, principal):
+            raise NotFound(
+                f"{principal!r} holds no grant on endpoint {name!r}",
+                resource_type="grant",
+                resource_name=principal,
+            )
+
+    def list_permissions(self, name: str) -> list[Grant]:
+        self.runtime(name)
+        return self.grants.list(name)
+
+    def get_inference_log(
+        self, name: str, since_record_id: int, max_results: int
+    ) -> list[InferenceRecord]:
+        self.runtime(name)
+        if since_record_id < 0:
+            raise InvalidArgument("since_record_id must not be negative", field="since_record_id")
+        size = page_size(max_results, default=1000, maximum=10000, field="max_results")
+        self.inference_log.flush()  # what was answered is readable at once
+        return self.store.list_inferences(name, since_record_id, size)
+
+    # -- loading -------------------------------------------------------------------------------
+
+    def model_changed(self, model_name: str) -> None:
+        """A registry event for `model_name`: re-resolve every served model that uses it."""
+        for runtime in list(self._runtimes.values()):
+            for served in runtime.served:
+                if served.model_name == model_name:
+                    self._loads.submit(served.load)
+
+    def load_now(self, name: str) -> EndpointRuntime:
+        runtime = self.runtime(name)
+        for served in runtime.served:
+            served.load()
+        return runtime
+
+    def unload(self, name: str) -> None:
+        for served in self.runtime(name).served:
+            served.unload()
+
+    # -- inference -----------------------------------------------------------------------------
+
+    def infer(
+        self, endpoint: str, version: str, request_id: str, tensors: dict[str, np.ndarray]
+    ) -> tuple[ServedModelRuntime, LoadedModel, dict[str, Any]]:
+        start = time.perf_counter()
+        runtime = self.runtime(endpoint)
+        served = runtime.select(version) if version else runtime.route(request_id)
+        model: LoadedModel | None = None
+        code = "OK"
+        outputs: dict[str, Any] = {}
+        try:
+            model, outputs = served.predict(tensors)
+            return served, model, outputs
+        except ModelyardError as exc:
+            code = exc.error_code
+            raise
+        except Exception:
+            code = "INTERNAL"
+            raise
+        finally:
+            elapsed = time.perf_counter() - start
+            label_version = str(model.version) if model else "none"
+            INFER_REQUESTS.labels(endpoint, served.name, label_version, code).inc()
+            INFER_LATENCY.labels(endpoint, served.name, label_version).observe(elapsed)
+            config = runtime.spec.inference_log
+            if config.enabled and random.random() < (config.sampling_rate or 1.0):
+                self.inference_log.record(
+                    InferenceRecord(
+                        record_id=0,
+                        request_id=request_id,
+                        request_time=int(time.time() * 1000),
+                        endpoint=endpoint,
+                        served_model=served.name,
+                        model_version=model.version if model else 0,
+                        latency_ms=elapsed * 1000,
+                        inputs_json=to_json(tensors),
+                        outputs_json=to_json(outputs),
+                        status=code,
+                    )
+                )

@@ -1,0 +1,185 @@
+"""SqlServingStore: endpoint specs and the inference log."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from modelyard.entities.serving import (
+    BatchingConfig,
+    Endpoint,
+    InferenceLogConfig,
+    InferenceRecord,
+    MissingFeaturePolicy,
+    ServedModel,
+)
+from modelyard.errors import AlreadyExists, NotFound
+from modelyard.services.common.db import Database
+from modelyard.services.serving.store.schema import endpoints, inference_log
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def _spec_json(endpoint: Endpoint) -> str:
+    return json.dumps(
+        {
+            "served_models": [
+                {
+                    "name": s.name,
+                    "model_uri": s.model_uri,
+                    "traffic_percent": s.traffic_percent,
+                    "batching": asdict(s.batching),
+                }
+                for s in endpoint.served_models
+            ],
+            "inference_log": asdict(endpoint.inference_log),
+            "missing_features": endpoint.missing_features.value,
+        }
+    )
+
+
+def _endpoint(row: Any) -> Endpoint:
+    spec = json.loads(row.spec)
+    return Endpoint(
+        name=row.name,
+        served_models=tuple(
+            ServedModel(
+                model_uri=s["model_uri"],
+                traffic_percent=s["traffic_percent"],
+                name=s["name"],
+                batching=BatchingConfig(**s["batching"]),
+            )
+            for s in spec["served_models"]
+        ),
+        inference_log=InferenceLogConfig(**spec["inference_log"]),
+        missing_features=MissingFeaturePolicy(spec["missing_features"]),
+        creation_time=row.creation_time,
+        last_update_time=row.last_update_time,
+        user_id=row.user_id,
+    )
+
+
+def _not_found(name: str) -> NotFound:
+    return NotFound(
+        f"endpoint {name!r} does not exist; list endpoints with ListEndpoints",
+        resource_type="endpoint",
+        resource_name=name,
+    )
+
+
+class SqlServingStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    def create_endpoint(self, endpoint: Endpoint, user: str) -> Endpoint:
+        now = _now()
+        try:
+            with self.db.write() as conn:
+                conn.execute(
+                    insert(endpoints).values(
+                        name=endpoint.name,
+                        spec=_spec_json(endpoint),
+                        user_id=user,
+                        creation_time=now,
+                        last_update_time=now,
+                    )
+                )
+        except IntegrityError:
+            raise AlreadyExists(
+                f"endpoint {endpoint.name!r} already exists; update it or choose another name",
+                resource_type="endpoint",
+                resource_name=endpoint.name,
+            ) from None
+        return self.get_endpoint(endpoint.name)
+
+    def find_endpoint(self, name: str) -> Endpoint | None:
+        with self.db.read() as conn:
+            row = conn.execute(select(endpoints).where(endpoints.c.name == name)).first()
+        return _endpoint(row) if row else None
+
+    def get_endpoint(self, name: str) -> Endpoint:
+        found = self.find_endpoint(name)
+        if found is None:
+            raise _not_found(name)
+        return found
+
+    def list_endpoints(self) -> list[Endpoint]:
+        with self.db.read() as conn:
+            rows = conn.execute(select(endpoints).order_by(endpoints.c.name)).all()
+        return [_endpoint(r) for r in rows]
+
+    def update_endpoint(self, endpoint: Endpoint) -> Endpoint:
+        with self.db.write() as conn:
+            changed = conn.execute(
+                update(endpoints)
+                .where(endpoints.c.name == endpoint.name)
+                .values(spec=_spec_json(endpoint), last_update_time=_now())
+            ).rowcount
+        if not changed:
+            raise _not_found(endpoint.name)
+        return self.get_endpoint(endpoint.name)
+
+    def delete_endpoint(self, name: str) -> None:
+        with self.db.write() as conn:
+            if not conn.execute(delete(endpoints).where(endpoints.c.name == name)).rowcount:
+                raise _not_found(name)
+
+    def record_inferences(self, records: Sequence[InferenceRecord]) -> None:
+        if not records:
+            return
+        with self.db.write() as conn:
+            conn.execute(
+                insert(inference_log),
+                [
+                    {
+                        "endpoint": r.endpoint,
+                        "served_model": r.served_model,
+                        "model_version": r.model_version,
+                        "request_id": r.request_id[:128],
+                        "request_time": r.request_time,
+                        "latency_ms": r.latency_ms,
+                        "inputs_json": r.inputs_json,
+                        "outputs_json": r.outputs_json,
+                        "status": r.status,
+                    }
+                    for r in records
+                ],
+            )
+
+    def list_inferences(
+        self, endpoint: str, since_record_id: int, max_results: int
+    ) -> list[InferenceRecord]:
+        t = inference_log.c
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(inference_log)
+                .where(t.endpoint == endpoint, t.record_id > since_record_id)
+                .order_by(t.record_id)
+                .limit(max_results)
+            ).all()
+        return [
+            InferenceRecord(
+                record_id=r.record_id,
+                request_id=r.request_id,
+                request_time=r.request_time,
+                endpoint=r.endpoint,
+                served_model=r.served_model,
+                model_version=r.model_version,
+                latency_ms=r.latency_ms,
+                inputs_json=r.inputs_json,
+                outputs_json=r.outputs_json,
+                status=r.status,
+            )
+            for r in rows
+        ]
