@@ -1,0 +1,76 @@
+"""Registered scikit-learn models and helpers to wait for endpoints."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+import modelyard
+import modelyard.sklearn
+from modelyard import Client
+from modelyard.entities.serving import Endpoint, ServedModelState
+from modelyard.services.common.server import ModelyardServer
+from tests.conftest import running_server
+
+
+@pytest.fixture(scope="module")
+def iris() -> tuple[pd.DataFrame, np.ndarray]:
+    data = load_iris(as_frame=True)
+    X = data.data.rename(columns=lambda c: c.replace(" (cm)", "").replace(" ", "_"))
+    return X, data.target.to_numpy()
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[tuple[ModelyardServer, Client]]:
+    from modelyard.services.common.settings import Settings
+
+    with (
+        running_server(Settings(home=tmp_path, port=0, grace_period=0)) as server,
+        Client(server.address) as client,
+    ):
+        modelyard.set_tracking_uri(server.address)
+        yield server, client
+        modelyard.set_tracking_uri("127.0.0.1:1")
+
+
+def register(model, X, name: str) -> int:
+    with modelyard.start_run():
+        info = modelyard.sklearn.log_model(
+            model, "model", input_example=X[:3], registered_model_name=name
+        )
+    assert info.registered_model_version is not None
+    return info.registered_model_version
+
+
+def wait_ready(
+    client: Client, name: str, version: int | None = None, timeout: float = 60
+) -> Endpoint:
+    """Follow the endpoint until every served model is READY (at `version`, when given)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        endpoint = client.get_endpoint(name)
+        states = [(s.state, s.version) for s in endpoint.served_models]
+        if all(
+            s == ServedModelState.READY and (version is None or v == version) for s, v in states
+        ):
+            return endpoint
+        if time.monotonic() > deadline:
+            pytest.fail(f"endpoint {name} did not become ready: {endpoint.served_models}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def two_versions(platform, iris) -> Callable[[], tuple[LogisticRegression, LogisticRegression]]:
+    X, y = iris
+    first = LogisticRegression(max_iter=500, C=0.01).fit(X, y)
+    second = LogisticRegression(max_iter=500, C=100).fit(X, y)
+    register(first, X, "iris")
+    register(second, X, "iris")
+    return first, second

@@ -1,0 +1,239 @@
+"""Endpoints: traffic split, hot reload without failures, broken versions, batching, the
+inference log and metrics."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client import REGISTRY
+
+import modelyard.deployments
+from modelyard.entities.serving import (
+    BatchingConfig,
+    InferenceLogConfig,
+    ServedModel,
+    ServedModelState,
+)
+from modelyard.errors import InvalidArgument, NotFound
+from tests.serving.conftest import wait_ready
+
+
+def test_validation(platform, two_versions) -> None:
+    _server, client = platform
+    cases = {
+        "endpoint.name": ("Bad_Name", [ServedModel("models:/iris/1")]),
+        "endpoint.served_models[0].model_uri": ("e1", [ServedModel("runs:/abc/model")]),
+        "endpoint.served_models.traffic_percent": ("e2", [ServedModel("models:/iris/1", 50)]),
+        "endpoint.served_models.name": (
+            "e3",
+            [ServedModel("models:/iris/1", 50), ServedModel("models:/iris/1", 50)],
+        ),
+        "endpoint.served_models": ("e4", []),
+    }
+    for field, (name, served) in cases.items():
+        with pytest.raises(InvalidArgument) as err:
+            client.create_endpoint(name, served)
+        assert err.value.field == field, err.value
+    with pytest.raises(NotFound):
+        client.create_endpoint("e5", [ServedModel("models:/missing/1")])
+
+
+def test_traffic_split_90_10(platform, iris, two_versions) -> None:
+    _server, client = platform
+    X, _y = iris
+    client.create_endpoint(
+        "split", [ServedModel("models:/iris/1", 90), ServedModel("models:/iris/2", 10)]
+    )
+    wait_ready(client, "split")
+    from modelyard._gen.inference import grpc_predict_v2_pb2 as oip
+
+    row = X.head(1).to_numpy()
+    answered = Counter()
+    for i in range(1000):
+        request = oip.ModelInferRequest(model_name="split", id=f"req-{i}")
+        t = request.inputs.add(name="x", datatype="FP64", shape=[1, 4])
+        t.contents.fp64_contents.extend(row.reshape(-1).tolist())
+        answered[client._t.call(client._inference.ModelInfer, request).model_version] += 1
+    assert set(answered) == {"1", "2"}
+    assert 830 <= answered["1"] <= 970, answered  # 90% +- 7 points (binomial sd is ~1 point)
+    # The same request id always lands on the same version.
+    again = {
+        client.predict("split", X.head(1), request_id="sticky")["predictions"][0] for _ in range(20)
+    }
+    assert len(again) == 1
+    shadow = client.predict("split", X.head(5), served_model="iris-2")
+    assert np.array_equal(shadow["predictions"], two_versions[1].predict(X.head(5)))
+
+
+def test_alias_move_under_load_has_no_failures(platform, iris, two_versions) -> None:
+    _server, client = platform
+    X, _y = iris
+    first, second = two_versions
+    client.set_registered_model_alias("iris", "champion", 1)
+    client.create_endpoint("live", [ServedModel("models:/iris@champion")])
+    wait_ready(client, "live", version=1)
+    stop = threading.Event()
+    seen_versions: list[str] = []
+    progress = threading.Condition()
+    failures: list[BaseException] = []
+    probe = X.head(20)
+
+    def hammer() -> None:
+        from modelyard._gen.inference import grpc_predict_v2_pb2 as oip
+
+        while not stop.is_set():
+            request = oip.ModelInferRequest(model_name="live")
+            tensor = request.inputs.add(name="x", datatype="FP64", shape=[20, 4])
+            tensor.contents.fp64_contents.extend(probe.to_numpy().reshape(-1).tolist())
+            try:
+                response = client._t.call(client._inference.ModelInfer, request)
+            except BaseException as exc:
+                failures.append(exc)
+                continue
+            version = response.model_version
+            expected = (first if version == "1" else second).predict(probe)
+            if list(response.outputs[0].contents.int64_contents) != expected.tolist():
+                failures.append(AssertionError(f"version {version} answered wrongly"))
+            with progress:
+                seen_versions.append(version)
+                progress.notify_all()
+
+    def wait_for(count: int) -> None:
+        with progress:
+            assert progress.wait_for(lambda: len(seen_versions) >= count, timeout=60)
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    wait_for(50)
+    client.set_registered_model_alias("iris", "champion", 2)
+    wait_ready(client, "live", version=2)
+    wait_for(len(seen_versions) + 50)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert seen_versions[0] == "1" and seen_versions[-1] == "2"
+
+
+def test_broken_version_leaves_the_old_one_serving(
+    platform, iris, two_versions, tmp_path: Path
+) -> None:
+    _server, client = platform
+    X, _y = iris
+    client.set_registered_model_alias("iris", "champion", 1)
+    client.create_endpoint("guarded", [ServedModel("models:/iris@champion")])
+    wait_ready(client, "guarded", version=1)
+    # Corrupt version 2's stored model file (as a disk fault or tampering would).
+    stored = Path(client.get_model_version("iris", 2).storage_location.removeprefix("file://"))
+    (stored / "model.pkl").write_bytes(b"corrupted")
+    client.set_registered_model_alias("iris", "champion", 2)
+    deadline = time.monotonic() + 30
+    while True:
+        served = client.get_endpoint("guarded").served_models[0]
+        if served.reason or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert "sha256" in served.reason and "version 2" in served.reason
+    assert served.state == ServedModelState.READY and served.version == 1
+    out = client.predict("guarded", X.head(3))
+    assert np.array_equal(out["predictions"], two_versions[0].predict(X.head(3)))
+
+
+def test_batching_merges_concurrent_requests(platform, iris, two_versions) -> None:
+    _server, client = platform
+    X, _y = iris
+    client.create_endpoint(
+        "batched", [ServedModel("models:/iris/1", batching=BatchingConfig(64, 20_000))]
+    )
+    wait_ready(client, "batched")
+    results: dict[int, np.ndarray] = {}
+
+    def call(i: int) -> None:
+        results[i] = client.predict("batched", X.iloc[i : i + 1])["predictions"]
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    expected = two_versions[0].predict(X.head(16))
+    assert [results[i][0] for i in range(16)] == expected.tolist()
+    count = REGISTRY.get_sample_value(
+        "modelyard_serving_batch_size_count", {"endpoint": "batched", "served_model": "iris-1"}
+    )
+    rows = REGISTRY.get_sample_value(
+        "modelyard_serving_batch_size_sum", {"endpoint": "batched", "served_model": "iris-1"}
+    )
+    assert rows == 16 and count < 16  # fewer model calls than requests
+
+
+def test_inference_log_and_metrics(platform, iris, two_versions) -> None:
+    _server, client = platform
+    X, _y = iris
+    client.create_endpoint(
+        "logged",
+        [ServedModel("models:/iris/1")],
+        InferenceLogConfig(enabled=True, sampling_rate=1.0),
+    )
+    wait_ready(client, "logged")
+    for i in range(5):
+        modelyard.deployments.predict("logged", X.iloc[i : i + 2], request_id=f"log-{i}")
+    frame = client.get_inference_log("logged")
+    assert list(frame["request_id"]) == [f"log-{i}" for i in range(5)]
+    assert set(frame["model_version"]) == {1} and set(frame["status"]) == {"OK"}
+    assert (frame["latency_ms"] > 0).all()
+    import json
+
+    first = json.loads(frame["inputs_json"][0])
+    assert first["sepal_length"] == X["sepal_length"].iloc[0:2].tolist()
+    assert (
+        json.loads(frame["outputs_json"][0])["predictions"]
+        == two_versions[0].predict(X.iloc[0:2]).tolist()
+    )
+    requests = REGISTRY.get_sample_value(
+        "modelyard_serving_requests_total",
+        {"endpoint": "logged", "served_model": "iris-1", "version": "1", "code": "OK"},
+    )
+    assert requests == 5
+
+
+def test_inference_log_drops_are_counted(tmp_path: Path) -> None:
+    from modelyard.entities.serving import InferenceRecord
+    from modelyard.services.serving.inference_log import InferenceLogWriter
+
+    written: list[InferenceRecord] = []
+    gate = threading.Event()
+
+    def slow_sink(batch) -> None:
+        gate.wait(10)
+        written.extend(batch)
+
+    writer = InferenceLogWriter(slow_sink, flush_seconds=60, max_pending=10)
+    record = InferenceRecord(0, "r", 0, "busy", "m", 1, 1.0, "{}", "{}", "OK")
+    for _ in range(25):
+        writer.record(record)
+    assert writer.dropped["busy"] == 15
+    gate.set()
+    writer.close()
+    assert len(written) == 10
+
+
+def test_update_keeps_unchanged_models_loaded(platform, iris, two_versions) -> None:
+    _server, client = platform
+    client.create_endpoint("evolving", [ServedModel("models:/iris/1")])
+    first = wait_ready(client, "evolving").served_models[0]
+    updated = client.update_endpoint(
+        "evolving", [ServedModel("models:/iris/1", 80), ServedModel("models:/iris/2", 20)]
+    )
+    kept = updated.served_models[0]
+    assert kept.state == ServedModelState.READY and kept.loaded_time == first.loaded_time
+    wait_ready(client, "evolving")
+    client.delete_endpoint("evolving")
+    with pytest.raises(NotFound):
+        client.get_endpoint("evolving")

@@ -1,0 +1,188 @@
+"""Open Inference Protocol compatibility, driven by the real tritonclient.grpc."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tritonclient.grpc as triton
+from sklearn.linear_model import LinearRegression
+from tritonclient.utils import InferenceServerException
+
+from modelyard.entities.serving import ServedModel
+from tests.serving.conftest import register, wait_ready
+
+
+@pytest.fixture
+def served(platform, iris, two_versions):
+    server, client = platform
+    client.create_endpoint("iris", [ServedModel("models:/iris/1")])
+    wait_ready(client, "iris")
+    with triton.InferenceServerClient(server.address) as tc:
+        yield tc, client, two_versions[0]
+
+
+def test_server_and_model_metadata(served) -> None:
+    tc, _client, _model = served
+    assert tc.is_server_live() and tc.is_server_ready()
+    assert tc.is_model_ready("iris")
+    meta = tc.get_model_metadata("iris")
+    assert meta.name == "iris" and meta.versions == ["1"] and meta.platform == "modelyard_sklearn"
+    assert [(i.name, i.datatype, list(i.shape)) for i in meta.inputs] == [
+        (c, "FP64", [-1]) for c in ("sepal_length", "sepal_width", "petal_length", "petal_width")
+    ]
+    assert [(o.name, o.datatype) for o in meta.outputs] == [("predictions", "INT64")]
+    assert tc.get_server_metadata().name == "modelyard"
+    index = tc.get_model_repository_index()
+    assert [(m.name, m.version, m.state) for m in index.models] == [("iris", "1", "READY")]
+
+
+def test_one_tensor_per_column_matches_predict(served, iris) -> None:
+    tc, _client, model = served
+    X, _y = iris
+    inputs = []
+    for column in X.columns:
+        tensor = triton.InferInput(column, [len(X)], "FP64")
+        tensor.set_data_from_numpy(X[column].to_numpy())
+        inputs.append(tensor)
+    result = tc.infer("iris", inputs, request_id="r-1")
+    assert np.array_equal(result.as_numpy("predictions"), model.predict(X))
+    response = result.get_response()
+    assert (response.model_name, response.model_version, response.id) == ("iris", "1", "r-1")
+
+
+def test_single_2d_tensor_typed_contents_and_raw(served, iris) -> None:
+    tc, _client, model = served
+    X, _y = iris
+    array = X.to_numpy()
+    tensor = triton.InferInput("features", list(array.shape), "FP64")
+    tensor.set_data_from_numpy(array)  # raw_input_contents (tritonclient's default)
+    raw = tc.infer("iris", [tensor])
+    assert np.array_equal(raw.as_numpy("predictions"), model.predict(X))
+    # Typed contents: build the request the way KServe's clients can.
+    from modelyard._gen.inference import grpc_predict_v2_pb2 as oip
+
+    request = oip.ModelInferRequest(model_name="iris")
+    typed = request.inputs.add(name="features", datatype="FP64", shape=list(array.shape))
+    typed.contents.fp64_contents.extend(array.reshape(-1).tolist())
+    response = _client_infer(served[1], request)
+    assert list(response.outputs[0].contents.int64_contents) == model.predict(X).tolist()
+    assert not response.raw_output_contents
+
+
+def _client_infer(client, request):
+    return client._t.call(client._inference.ModelInfer, request)
+
+
+def test_safe_widening_and_fp16_raw(served, iris) -> None:
+    tc, _client, model = served
+    X, _y = iris
+    array = X.to_numpy().astype(np.float32)
+    tensor = triton.InferInput("features", list(array.shape), "FP32")
+    tensor.set_data_from_numpy(array)
+    assert np.array_equal(
+        tc.infer("iris", [tensor]).as_numpy("predictions"), model.predict(X.astype(np.float32))
+    )
+    half = X.to_numpy().astype(np.float16)
+    tensor = triton.InferInput("features", list(half.shape), "FP16")
+    tensor.set_data_from_numpy(half)
+    assert tc.infer("iris", [tensor]).as_numpy("predictions").shape == (len(X),)
+
+
+def test_bf16_and_bytes_and_tensor_models(platform) -> None:
+    """A tensor-signature model takes BF16 (raw only); a string model takes BYTES."""
+    import pandas as pd
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.naive_bayes import MultinomialNB
+    from sklearn.pipeline import make_pipeline
+
+    server, client = platform
+    X = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
+    register(LinearRegression().fit(X, X.sum(axis=1)), X, "tensor")
+    texts = pd.DataFrame({"text": ["good film", "bad film", "great plot", "awful acting"] * 5})
+    labels = np.array(["pos", "neg", "pos", "neg"] * 5)
+    text_model = make_pipeline(CountVectorizer(), MultinomialNB()).fit(texts["text"], labels)
+    register(_Column(text_model), texts, "text")
+    client.create_endpoint("tensor", [ServedModel("models:/tensor/1")])
+    client.create_endpoint("text", [ServedModel("models:/text/1")])
+    wait_ready(client, "tensor")
+    wait_ready(client, "text")
+    with triton.InferenceServerClient(server.address) as tc:
+        rows = X[:4]
+        bf16 = (rows.view(np.uint32) >> 16).astype(np.uint16)  # truncate to bfloat16 bits
+        tensor = triton.InferInput("input", [4, 3], "BF16")
+        tensor._raw_content = bf16.tobytes()  # tritonclient has no numpy bfloat16 helper
+        tensor._input.ClearField("contents")
+        out = tc.infer("tensor", [tensor]).as_numpy("predictions")
+        widened = (bf16.astype(np.uint32) << 16).view(np.float32)
+        assert np.allclose(out, widened.sum(axis=1), atol=1e-3)
+        with pytest.raises(InferenceServerException, match="raw_input_contents"):
+            bad = triton.InferInput("input", [1, 3], "BF16")
+            bad._input.contents.fp32_contents.extend([1.0, 2.0, 3.0])
+            tc.infer("tensor", [bad])
+        words = triton.InferInput("text", [2], "BYTES")
+        words.set_data_from_numpy(np.array([b"good plot", b"awful film"], dtype=object))
+        result = tc.infer("text", [words]).as_numpy("predictions")
+        assert [v.decode() if isinstance(v, bytes) else v for v in result] == ["pos", "neg"]
+
+
+class _Column:
+    """A text pipeline taking a one-column DataFrame (sklearn pipelines want the column)."""
+
+    def __init__(self, pipeline) -> None:
+        self.pipeline = pipeline
+
+    def predict(self, frame):
+        column = frame["text"] if hasattr(frame, "columns") else frame[:, 0]
+        return self.pipeline.predict(column)
+
+
+def test_bad_tensors_get_clear_statuses(served) -> None:
+    tc, _client, _model = served
+
+    def infer(name, inputs):
+        with pytest.raises(InferenceServerException) as err:
+            tc.infer(name, inputs)
+        return err.value
+
+    wrong_shape = triton.InferInput("features", [2, 3], "FP64")
+    wrong_shape.set_data_from_numpy(np.ones((2, 3)))
+    err = infer("iris", [wrong_shape])
+    assert err.status() == "StatusCode.INVALID_ARGUMENT" and "[rows, 4]" in err.message()
+    wrong_type = triton.InferInput("features", [1, 4], "BYTES")
+    wrong_type.set_data_from_numpy(np.array([[b"a", b"b", b"c", b"d"]], dtype=object))
+    err = infer("iris", [wrong_type])
+    assert err.status() == "StatusCode.INVALID_ARGUMENT" and "type" in err.message()
+    missing = triton.InferInput("sepal_length", [1], "FP64")
+    missing.set_data_from_numpy(np.ones(1))
+    other = triton.InferInput("petal_width", [1], "FP64")
+    other.set_data_from_numpy(np.ones(1))
+    err = infer("iris", [missing, other])
+    assert err.status() == "StatusCode.INVALID_ARGUMENT" and "sepal_width" in err.message()
+    mismatch = triton.InferInput("features", [2, 4], "FP64")
+    mismatch._raw_content = b"\x00" * 10
+    mismatch._input.ClearField("contents")
+    err = infer("iris", [mismatch])
+    assert err.status() == "StatusCode.INVALID_ARGUMENT" and "raw bytes" in err.message()
+    unknown_type = triton.InferInput("features", [1, 4], "FP8")
+    unknown_type._raw_content = b"\x00" * 4
+    err = infer("iris", [unknown_type])
+    assert err.status() == "StatusCode.INVALID_ARGUMENT" and "datatype" in err.message()
+    ok = triton.InferInput("features", [1, 4], "FP64")
+    ok.set_data_from_numpy(np.ones((1, 4)))
+    err = infer("nope", [ok])
+    assert err.status() == "StatusCode.NOT_FOUND" and "nope" in err.message()
+    with pytest.raises(InferenceServerException, match=r"(?i)unimplemented"):
+        tc.get_model_config("iris")
+
+
+def test_repository_unload_and_load(served) -> None:
+    tc, _client, _model = served
+    tc.unload_model("iris")
+    assert not tc.is_model_ready("iris")
+    tensor = triton.InferInput("features", [1, 4], "FP64")
+    tensor.set_data_from_numpy(np.ones((1, 4)))
+    with pytest.raises(InferenceServerException, match=r"UNAVAILABLE.*unloaded on request"):
+        tc.infer("iris", [tensor])
+    tc.load_model("iris")
+    assert tc.is_model_ready("iris")
+    assert tc.infer("iris", [tensor]).as_numpy("predictions").shape == (1,)
