@@ -16,12 +16,14 @@ from google.protobuf.message import Message
 
 from modelyard import Client
 from modelyard._gen.auth.v1 import auth_pb2
+from modelyard._gen.inference import grpc_predict_v2_pb2
 from modelyard._gen.registry.v1 import registry_pb2
+from modelyard._gen.serving.v1 import serving_pb2
 from modelyard._gen.tracking.v1 import tracking_pb2
 from modelyard.errors import from_rpc_error
 from modelyard.services.common.server import ModelyardServer
 
-MODULES: list[ModuleType] = [tracking_pb2, registry_pb2, auth_pb2]
+MODULES: list[ModuleType] = [tracking_pb2, registry_pb2, auth_pb2, serving_pb2, grpc_predict_v2_pb2]
 METHODS: list[tuple[ModuleType, MethodDescriptor]] = [
     (module, method)
     for module in MODULES
@@ -113,7 +115,11 @@ def _variants(message_cls: type[Message], seed: dict[str, object]) -> Iterator[t
         for value in values:
             msg = message_cls()
             for key, seeded in seed.items():
-                if key in fields and key != field.name and not fields[key].is_repeated:
+                target = fields.get(key)
+                if target is None or key == field.name or target.is_repeated:
+                    continue
+                is_text = target.type == FieldDescriptor.TYPE_STRING
+                if is_text == isinstance(seeded, str):
                     setattr(msg, key, seeded)
             if field.is_repeated:
                 getattr(msg, field.name).append(value)

@@ -16,12 +16,16 @@ import pytest
 
 from modelyard._gen.auth.v1 import auth_pb2
 from modelyard._gen.common.v1 import common_pb2
+from modelyard._gen.inference import grpc_predict_v2_pb2
 from modelyard._gen.registry.v1 import registry_pb2
+from modelyard._gen.serving.v1 import serving_pb2
 from modelyard._gen.tracking.v1 import tracking_pb2
 from modelyard.entities.common import PermissionLevel as L
+from modelyard.entities.serving import ServedModel
 from tests.security.conftest import Secure
 
 T, R, A, C = tracking_pb2, registry_pb2, auth_pb2, common_pb2
+S, OIP = serving_pb2, grpc_predict_v2_pb2
 
 # Who is tried, least privileged first (so a destructive call runs after the refusals).
 PRINCIPALS = ["stranger", "service", "reader", "user", "writer", "owner", "admin"]
@@ -42,7 +46,7 @@ class Seed:
     experiment_id: str
     run_id: str
     model: str
-    alias: str = "champion"
+    endpoint: str
 
 
 def grant(level: L) -> C.Grant:
@@ -310,10 +314,68 @@ AUTH: dict[str, Case] = {
     "ListAuditEvents": (("admin",), lambda s: A.ListAuditEventsRequest()),
 }
 
+
+def _endpoint(s: Seed, name: str | None = None) -> S.Endpoint:
+    return S.Endpoint(
+        name=name or s.endpoint,
+        served_models=[S.ServedModel(model_uri=f"models:/{s.model}/1", traffic_percent=100)],
+    )
+
+
+def _infer(s: Seed) -> OIP.ModelInferRequest:
+    request = OIP.ModelInferRequest(model_name=s.endpoint)
+    request.inputs.add(name="x", datatype="FP64", shape=[1]).contents.fp64_contents.append(1.0)
+    return request
+
+
+SERVING: dict[str, Case] = {
+    "CreateEndpoint": (
+        ("create",),
+        lambda s: S.CreateEndpointRequest(endpoint=_endpoint(s, f"new-{s.endpoint}")),
+    ),
+    "GetEndpoint": (("level", L.READ), lambda s: S.GetEndpointRequest(name=s.endpoint)),
+    "ListEndpoints": (("any",), lambda s: S.ListEndpointsRequest()),
+    "UpdateEndpoint": (("level", L.EDIT), lambda s: S.UpdateEndpointRequest(endpoint=_endpoint(s))),
+    "DeleteEndpoint": (("level", L.MANAGE), lambda s: S.DeleteEndpointRequest(name=s.endpoint)),
+    "GetInferenceLog": (("level", L.EDIT), lambda s: S.GetInferenceLogRequest(endpoint=s.endpoint)),
+    "SetEndpointPermission": (
+        ("level", L.MANAGE),
+        lambda s: S.SetEndpointPermissionRequest(name=s.endpoint, grant=grant(L.READ)),
+    ),
+    "DeleteEndpointPermission": (
+        ("level", L.MANAGE),
+        lambda s: S.DeleteEndpointPermissionRequest(name=s.endpoint, principal="reader"),
+    ),
+    "ListEndpointPermissions": (
+        ("level", L.READ),
+        lambda s: S.ListEndpointPermissionsRequest(name=s.endpoint),
+    ),
+}
+
+INFERENCE: dict[str, Case] = {
+    "ServerLive": (("any",), lambda s: OIP.ServerLiveRequest()),
+    "ServerReady": (("any",), lambda s: OIP.ServerReadyRequest()),
+    "ServerMetadata": (("any",), lambda s: OIP.ServerMetadataRequest()),
+    "ModelReady": (("level", L.READ), lambda s: OIP.ModelReadyRequest(name=s.endpoint)),
+    "ModelMetadata": (("level", L.READ), lambda s: OIP.ModelMetadataRequest(name=s.endpoint)),
+    "ModelInfer": (("level", L.USE), _infer),
+    "RepositoryIndex": (("any",), lambda s: OIP.RepositoryIndexRequest()),
+    "RepositoryModelLoad": (
+        ("level", L.EDIT),
+        lambda s: OIP.RepositoryModelLoadRequest(model_name=s.endpoint),
+    ),
+    "RepositoryModelUnload": (
+        ("level", L.EDIT),
+        lambda s: OIP.RepositoryModelUnloadRequest(model_name=s.endpoint),
+    ),
+}
+
 SERVICES = {
     "modelyard.tracking.v1.TrackingService": TRACKING,
     "modelyard.registry.v1.ModelRegistryService": REGISTRY,
     "modelyard.auth.v1.AuthService": AUTH,
+    "modelyard.serving.v1.ServingService": SERVING,
+    "inference.GRPCInferenceService": INFERENCE,
 }
 CASES = [(svc, rpc, case) for svc, table in SERVICES.items() for rpc, case in table.items()]
 CASES += [
@@ -368,6 +430,8 @@ def world(secure: Secure) -> Iterator[dict[str, Any]]:
         owner.set_model_version_tag(model, 1, "seeded", "1")
         owner.set_registered_model_alias(model, "champion", 1)
         owner.set_registered_model_alias(model, "shadow", 1)
+        endpoint = f"ep-{n}"
+        owner.create_endpoint(endpoint, [ServedModel(f"models:/{model}/1")])
         for who, level in (("reader", L.READ), ("user", L.USE), ("writer", L.EDIT)):
             owner._t.call(
                 owner._tracking.SetExperimentPermission,
@@ -381,7 +445,8 @@ def world(secure: Secure) -> Iterator[dict[str, Any]]:
                     name=model, grant=C.Grant(principal=who, level=int(level))
                 ),
             )
-        return Seed(eid, rid, model)
+            owner.set_endpoint_permission(endpoint, who, level)
+        return Seed(eid, rid, model, endpoint)
 
     with grpc.insecure_channel(secure.address) as channel:
         yield {"tokens": tokens, "seed": seed, "channel": channel}
