@@ -45,8 +45,30 @@ class RegistrySettings(BaseModel):
     copy_workers: int = Field(default=4, ge=1, le=64)
 
 
+class ClusterSettings(BaseModel):
+    """The endpoint controller: serve each endpoint as its own Deployment (in a cluster)."""
+
+    model_config = {"extra": "forbid"}
+
+    enabled: bool = False
+    # Defaults to the namespace this pod runs in.
+    namespace: str | None = None
+    image: str = "modelyard:latest"
+    service_account: str | None = None
+    env_secret: str | None = None
+    registry_uri: str = "modelyard-registry:50051"
+    min_replicas: int = Field(default=1, ge=1)
+    max_replicas: int = Field(default=5, ge=1)
+    target_cpu_percent: int = Field(default=70, ge=1, le=100)
+    resync_seconds: float = Field(default=30.0, gt=0)
+
+
 class ServingSettings(BaseModel):
     model_config = {"extra": "forbid"}
+
+    # Serve only these endpoints (an endpoint's own pods); None serves all of them.
+    endpoints: list[str] | None = None
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
 
     # Where serving reaches the registry; None means this process (modelyard up).
     registry_uri: str | None = None

@@ -19,6 +19,7 @@ from modelyard.services.common.server import ServiceRegistration
 from modelyard.services.common.settings import Settings
 from modelyard.services.serving.access import INFERENCE_RULES, SERVING_RULES
 from modelyard.services.serving.authorizer import ServingAuthorizer
+from modelyard.services.serving.cluster import ClusterConfig, EndpointController
 from modelyard.services.serving.inference_log import InferenceLogWriter
 from modelyard.services.serving.loader import ModelLoader
 from modelyard.services.serving.oip_servicer import InferenceServicer
@@ -31,6 +32,7 @@ from modelyard.services.serving.watcher import RegistryWatcher
 SERVICE = "serving"
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE_NAME = serving_pb2.DESCRIPTOR.services_by_name["ServingService"].full_name
+_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 INFERENCE_NAME = grpc_predict_v2_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 
 
@@ -71,6 +73,34 @@ class _RegistryConnection:
             self._transport.close()
 
 
+def _controller(settings: Settings, service: ServingService) -> EndpointController | None:
+    """In a cluster, each endpoint also runs as its own Deployment (serving.cluster.enabled)."""
+    cluster = settings.serving.cluster
+    if not cluster.enabled:
+        return None
+    from kubernetes import client, config
+
+    config.load_incluster_config()
+    namespace = cluster.namespace or Path(_NAMESPACE_FILE).read_text().strip()
+    controller = EndpointController(
+        client.ApiClient(),
+        ClusterConfig(
+            namespace=namespace,
+            image=cluster.image,
+            service_account=cluster.service_account,
+            env_secret=cluster.env_secret,
+            registry_uri=cluster.registry_uri,
+            min_replicas=cluster.min_replicas,
+            max_replicas=cluster.max_replicas,
+            target_cpu_percent=cluster.target_cpu_percent,
+        ),
+        service.list_endpoints,
+        cluster.resync_seconds,
+    )
+    service.on_change(controller.trigger)
+    return controller
+
+
 def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
     db = Database(settings.database_url)
     if settings.migrate_on_start:
@@ -81,9 +111,11 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
     loader = ModelLoader(registry.service, cache)
     grants = GrantStore(db, endpoint_permissions)
     log_writer = InferenceLogWriter(store.record_inferences)
+    only = set(settings.serving.endpoints) if settings.serving.endpoints is not None else None
     service = ServingService(
-        store, loader, grants, registry.caller, log_writer, settings.serving.load_workers
+        store, loader, grants, registry.caller, log_writer, settings.serving.load_workers, only
     )
+    controller = _controller(settings, service)
     watcher = RegistryWatcher(registry.service, service.model_changed)
     authorizer = ServingAuthorizer(grants, lambda name: name in service._runtimes)
     serving_servicer = ServingServicer(service)
@@ -99,8 +131,12 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
         registry.connect(address)
         service.start()
         watcher.start()
+        if controller is not None:
+            controller.start()
 
     def close() -> None:
+        if controller is not None:
+            controller.close()
         watcher.close()
         service.close()
         log_writer.close()

@@ -33,7 +33,8 @@ from modelyard.services.serving.loader import ModelLoader
 from modelyard.services.serving.model import LoadedModel
 from modelyard.services.serving.store.sql import SqlServingStore
 
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# Short enough for "modelyard-ep-<name>" to stay a valid Kubernetes Service name.
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?$")
 _SERVED_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,200}$")
 
 INFER_REQUESTS = Counter(
@@ -58,7 +59,7 @@ def validate_endpoint(endpoint: Endpoint) -> Endpoint:
     """The endpoint with defaults filled in, or InvalidArgument naming what is wrong."""
     if not _NAME.match(endpoint.name or ""):
         raise InvalidArgument(
-            f"endpoint.name {endpoint.name!r} must be 1-63 lowercase letters, digits or '-', "
+            f"endpoint.name {endpoint.name!r} must be 1-50 lowercase letters, digits or '-', "
             "starting and ending with a letter or digit",
             field="endpoint.name",
         )
@@ -126,6 +127,7 @@ class ServingService:
         registry_as_caller: Callable[[], RegistryClient],
         inference_log: InferenceLogWriter,
         load_workers: int = 4,
+        only: set[str] | None = None,
     ) -> None:
         self.store = store
         self.loader = loader
@@ -134,12 +136,24 @@ class ServingService:
         self.inference_log = inference_log
         self._runtimes: dict[str, EndpointRuntime] = {}
         self._loads = ThreadPoolExecutor(load_workers, thread_name_prefix="modelyard-model-load")
+        # An endpoint's own pods serve just it; the serving service serves all of them.
+        self._only = only
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after endpoints are created, updated or deleted."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            listener()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
         for endpoint in self.store.list_endpoints():
-            self._install(endpoint)
+            if self._only is None or endpoint.name in self._only:
+                self._install(endpoint)
 
     def close(self) -> None:
         self._loads.shutdown(wait=False, cancel_futures=True)
@@ -193,7 +207,9 @@ class ServingService:
         me = identity.current()
         if me.enforced:
             self.grants.set(created.name, me.name, PermissionLevel.MANAGE)
-        return self._install(created).to_entity()
+        installed = self._install(created).to_entity()
+        self._changed()
+        return installed
 
     def get_endpoint(self, name: str) -> Endpoint:
         runtime = self.runtime(name)
@@ -212,13 +228,16 @@ class ServingService:
         old = self.runtime(endpoint.name)
         self._check_models_usable(endpoint)
         updated = self.store.update_endpoint(endpoint)
-        return self._install(updated, keep=old.served).to_entity()
+        installed = self._install(updated, keep=old.served).to_entity()
+        self._changed()
+        return installed
 
     def delete_endpoint(self, name: str) -> None:
         self.runtime(name)
         self.store.delete_endpoint(name)
         self._runtimes.pop(name, None)
         self.grants.delete_all(name)
+        self._changed()
 
     def set_permission(self, name: str, principal: str, level: PermissionLevel | None) -> None:
         self.runtime(name)

@@ -1,0 +1,322 @@
+"""Endpoints as Kubernetes workloads: each endpoint becomes its own Deployment, Service and
+HorizontalPodAutoscaler, built here and kept in line by a reconcile loop.
+
+The objects carry owner labels (app.kubernetes.io/managed-by=modelyard,
+modelyard.io/endpoint=<name>) so the controller finds what it made after a restart, and a
+spec hash on the pod template so a change of served models or versions rolls the pods
+(maxUnavailable 0: old pods answer until new ones are ready). Pods meet the Pod Security
+"restricted" profile. RBAC the controller needs in its namespace: get/list/create/update/delete
+on deployments (apps), services (core) and horizontalpodautoscalers (autoscaling).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.rest import ApiException
+
+from modelyard.entities.serving import Endpoint
+from modelyard.services.common.logging import get_logger
+
+log = get_logger(__name__)
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+COMPONENT = "app.kubernetes.io/component"
+ENDPOINT_LABEL = "modelyard.io/endpoint"
+SPEC_HASH = "modelyard.io/spec-hash"
+# On every object: a hash of what the controller applied, so server-side defaults never look
+# like drift and a changed desired object is always applied.
+APPLIED = "modelyard.io/applied"
+SELECTOR = f"{MANAGED_BY}=modelyard,{COMPONENT}=endpoint"
+GRPC_PORT = 50051
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    namespace: str = "default"
+    image: str = "modelyard:latest"
+    image_pull_policy: str = "IfNotPresent"
+    service_account: str | None = None
+    # Secret with the pods' environment (database URL, S3 keys, service token).
+    env_secret: str | None = None
+    # Where endpoint pods reach the registry.
+    registry_uri: str = "modelyard-registry:50051"
+    min_replicas: int = 1
+    max_replicas: int = 5
+    target_cpu_percent: int = 70
+    requests: dict[str, str] = field(default_factory=lambda: {"cpu": "250m", "memory": "512Mi"})
+    limits: dict[str, str] = field(default_factory=lambda: {"cpu": "2", "memory": "2Gi"})
+
+
+def object_name(endpoint: str) -> str:
+    return f"modelyard-ep-{endpoint}"
+
+
+def spec_hash(endpoint: Endpoint) -> str:
+    """Changes when the served models, their traffic or the versions they serve change."""
+    served = [
+        [s.name, s.model_uri, s.traffic_percent, s.version, s.batching.max_batch_size]
+        for s in endpoint.served_models
+    ]
+    return hashlib.sha256(json.dumps(served, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _labels(endpoint: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "modelyard",
+        COMPONENT: "endpoint",
+        MANAGED_BY: "modelyard",
+        ENDPOINT_LABEL: endpoint,
+    }
+
+
+def _container(endpoint: Endpoint, config: ClusterConfig) -> k8s.V1Container:
+    grpc_probe = k8s.V1GRPCAction(port=GRPC_PORT)
+    return k8s.V1Container(
+        name="serving",
+        image=config.image,
+        image_pull_policy=config.image_pull_policy,
+        args=[
+            "serve",
+            "serving",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(GRPC_PORT),
+            "--log-format",
+            "json",
+        ],
+        env=[
+            k8s.V1EnvVar(name="MODELYARD_SERVING__ENDPOINTS", value=json.dumps([endpoint.name])),
+            k8s.V1EnvVar(name="MODELYARD_SERVING__REGISTRY_URI", value=config.registry_uri),
+            k8s.V1EnvVar(name="MODELYARD_HOME", value="/var/lib/modelyard"),
+        ],
+        env_from=(
+            [k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=config.env_secret))]
+            if config.env_secret
+            else None
+        ),
+        ports=[k8s.V1ContainerPort(name="grpc", container_port=GRPC_PORT)],
+        readiness_probe=k8s.V1Probe(grpc=grpc_probe, period_seconds=5, failure_threshold=3),
+        liveness_probe=k8s.V1Probe(grpc=grpc_probe, period_seconds=10, failure_threshold=6),
+        resources=k8s.V1ResourceRequirements(requests=config.requests, limits=config.limits),
+        security_context=k8s.V1SecurityContext(
+            allow_privilege_escalation=False,
+            read_only_root_filesystem=True,
+            run_as_non_root=True,
+            capabilities=k8s.V1Capabilities(drop=["ALL"]),
+            seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+        ),
+        volume_mounts=[
+            k8s.V1VolumeMount(name="state", mount_path="/var/lib/modelyard"),
+            k8s.V1VolumeMount(name="tmp", mount_path="/tmp"),
+        ],
+    )
+
+
+def build_objects(endpoint: Endpoint, config: ClusterConfig) -> list[Any]:
+    """The Deployment, Service and HorizontalPodAutoscaler of one endpoint."""
+    name = object_name(endpoint.name)
+    labels = _labels(endpoint.name)
+
+    def metadata() -> k8s.V1ObjectMeta:
+        return k8s.V1ObjectMeta(name=name, namespace=config.namespace, labels=dict(labels))
+
+    deployment = k8s.V1Deployment(
+        api_version="apps/v1",
+        kind="Deployment",
+        metadata=metadata(),
+        spec=k8s.V1DeploymentSpec(
+            replicas=config.min_replicas,
+            selector=k8s.V1LabelSelector(
+                match_labels={ENDPOINT_LABEL: endpoint.name, COMPONENT: "endpoint"}
+            ),
+            strategy=k8s.V1DeploymentStrategy(
+                type="RollingUpdate",
+                rolling_update=k8s.V1RollingUpdateDeployment(max_unavailable=0, max_surge=1),
+            ),
+            template=k8s.V1PodTemplateSpec(
+                metadata=k8s.V1ObjectMeta(
+                    labels=labels, annotations={SPEC_HASH: spec_hash(endpoint)}
+                ),
+                spec=k8s.V1PodSpec(
+                    service_account_name=config.service_account,
+                    automount_service_account_token=False,
+                    security_context=k8s.V1PodSecurityContext(
+                        run_as_non_root=True,
+                        run_as_user=10001,
+                        run_as_group=10001,
+                        fs_group=10001,
+                        seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+                    ),
+                    containers=[_container(endpoint, config)],
+                    volumes=[
+                        k8s.V1Volume(name="state", empty_dir=k8s.V1EmptyDirVolumeSource()),
+                        k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource()),
+                    ],
+                ),
+            ),
+        ),
+    )
+    service = k8s.V1Service(
+        api_version="v1",
+        kind="Service",
+        metadata=metadata(),
+        spec=k8s.V1ServiceSpec(
+            selector={ENDPOINT_LABEL: endpoint.name, COMPONENT: "endpoint"},
+            ports=[
+                k8s.V1ServicePort(
+                    name="grpc", port=GRPC_PORT, target_port="grpc", app_protocol="grpc"
+                )
+            ],
+        ),
+    )
+    autoscaler = k8s.V2HorizontalPodAutoscaler(
+        api_version="autoscaling/v2",
+        kind="HorizontalPodAutoscaler",
+        metadata=metadata(),
+        spec=k8s.V2HorizontalPodAutoscalerSpec(
+            scale_target_ref=k8s.V2CrossVersionObjectReference(
+                api_version="apps/v1", kind="Deployment", name=name
+            ),
+            min_replicas=config.min_replicas,
+            max_replicas=config.max_replicas,
+            metrics=[
+                k8s.V2MetricSpec(
+                    type="Resource",
+                    resource=k8s.V2ResourceMetricSource(
+                        name="cpu",
+                        target=k8s.V2MetricTarget(
+                            type="Utilization", average_utilization=config.target_cpu_percent
+                        ),
+                    ),
+                )
+            ],
+        ),
+    )
+    objects = [deployment, service, autoscaler]
+    serializer = k8s.ApiClient()
+    for obj in objects:
+        body = json.dumps(serializer.sanitize_for_serialization(obj), sort_keys=True)
+        obj.metadata.annotations = {APPLIED: hashlib.sha256(body.encode()).hexdigest()[:16]}
+    return objects
+
+
+@dataclass
+class ReconcileResult:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+
+class EndpointController:
+    """Make the cluster hold exactly one Deployment/Service/HPA set per endpoint."""
+
+    def __init__(
+        self,
+        api: k8s.ApiClient,
+        config: ClusterConfig,
+        endpoints: Callable[[], list[Endpoint]],
+        resync_seconds: float = 30.0,
+    ) -> None:
+        self.config = config
+        self._endpoints = endpoints
+        self._apps = k8s.AppsV1Api(api)
+        self._core = k8s.CoreV1Api(api)
+        self._scaling = k8s.AutoscalingV2Api(api)
+        self._resync = resync_seconds
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _kinds(self) -> dict[str, tuple[Callable[..., Any], ...]]:
+        ns = self.config.namespace
+        return {
+            "Deployment": (
+                lambda name: self._apps.read_namespaced_deployment(name, ns),
+                lambda body: self._apps.create_namespaced_deployment(ns, body),
+                lambda name, body: self._apps.replace_namespaced_deployment(name, ns, body),
+                lambda name: self._apps.delete_namespaced_deployment(name, ns),
+                lambda: self._apps.list_namespaced_deployment(ns, label_selector=SELECTOR).items,
+            ),
+            "Service": (
+                lambda name: self._core.read_namespaced_service(name, ns),
+                lambda body: self._core.create_namespaced_service(ns, body),
+                lambda name, body: self._core.replace_namespaced_service(name, ns, body),
+                lambda name: self._core.delete_namespaced_service(name, ns),
+                lambda: self._core.list_namespaced_service(ns, label_selector=SELECTOR).items,
+            ),
+            "HorizontalPodAutoscaler": (
+                lambda name: self._scaling.read_namespaced_horizontal_pod_autoscaler(name, ns),
+                lambda body: self._scaling.create_namespaced_horizontal_pod_autoscaler(ns, body),
+                lambda name, body: self._scaling.replace_namespaced_horizontal_pod_autoscaler(
+                    name, ns, body
+                ),
+                lambda name: self._scaling.delete_namespaced_horizontal_pod_autoscaler(name, ns),
+                lambda: (
+                    self._scaling.list_namespaced_horizontal_pod_autoscaler(
+                        ns, label_selector=SELECTOR
+                    ).items
+                ),
+            ),
+        }
+
+    def reconcile(self) -> ReconcileResult:
+        result = ReconcileResult()
+        kinds = self._kinds()
+        desired = {e.name: build_objects(e, self.config) for e in self._endpoints()}
+        for objects in desired.values():
+            for obj in objects:
+                read, create, replace, _delete, _list = kinds[obj.kind]
+                name = obj.metadata.name
+                try:
+                    current = read(name)
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+                    create(obj)
+                    result.created.append(f"{obj.kind}/{name}")
+                    continue
+                applied = (current.metadata.annotations or {}).get(APPLIED)
+                if applied != obj.metadata.annotations[APPLIED]:
+                    obj.metadata.resource_version = current.metadata.resource_version
+                    replace(name, obj)
+                    result.updated.append(f"{obj.kind}/{name}")
+        for kind, (_read, _create, _replace, delete, list_all) in kinds.items():
+            for existing in list_all():
+                owner = (existing.metadata.labels or {}).get(ENDPOINT_LABEL)
+                if owner not in desired:
+                    delete(existing.metadata.name)
+                    result.deleted.append(f"{kind}/{existing.metadata.name}")
+        if result.created or result.updated or result.deleted:
+            log.info("reconciled endpoints: %s", result)
+        return result
+
+    def trigger(self) -> None:
+        """Reconcile soon (an endpoint changed)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._loop, name="modelyard-endpoint-controller", daemon=True
+        )
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.reconcile()
+            except Exception:
+                log.exception("reconciling endpoints failed; retrying")
+            self._wake.wait(self._resync)
+            self._wake.clear()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()

@@ -1,0 +1,161 @@
+"""The endpoint controller: the objects it builds (validated against Kubernetes' schemas) and its
+reconcile loop, through the real `kubernetes` client against a fake API server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import kubernetes_validate
+import pytest
+from kubernetes import client as k8s
+
+from modelyard.entities.serving import Endpoint, ServedModel
+from modelyard.services.serving.cluster import (
+    APPLIED,
+    ENDPOINT_LABEL,
+    SPEC_HASH,
+    ClusterConfig,
+    EndpointController,
+    build_objects,
+)
+from tests.serving.fake_kube import FakeKube
+
+KUBERNETES_VERSIONS = ["1.30.0", "1.33.0", "1.37.0"]
+CONFIG = ClusterConfig(
+    namespace="ml", image="registry.example/modelyard:0.1.0", env_secret="modelyard-env"
+)
+
+
+def endpoint(name: str, *versions: int) -> Endpoint:
+    share = 100 // len(versions)
+    served = [
+        ServedModel(
+            f"models:/fraud/{v}",
+            share if i else 100 - share * (len(versions) - 1),
+            name=f"fraud-{v}",
+            version=v,
+        )
+        for i, v in enumerate(versions)
+    ]
+    return Endpoint(name, tuple(served))
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_objects_validate_against_kubernetes_schemas(version: str) -> None:
+    api = k8s.ApiClient()
+    for obj in build_objects(endpoint("fraud", 1, 2), CONFIG):
+        data = api.sanitize_for_serialization(obj)
+        kubernetes_validate.validate(data, version, strict=True)
+
+
+def test_pods_meet_the_restricted_profile() -> None:
+    deployment = build_objects(endpoint("fraud", 1), CONFIG)[0]
+    pod = deployment.spec.template.spec
+    assert (
+        pod.security_context.run_as_non_root
+        and pod.security_context.seccomp_profile.type == "RuntimeDefault"
+    )
+    (container,) = pod.containers
+    sc = container.security_context
+    assert sc.allow_privilege_escalation is False and sc.read_only_root_filesystem
+    assert sc.capabilities.drop == ["ALL"] and sc.run_as_non_root
+    assert (
+        container.readiness_probe.grpc.port == 50051 and container.liveness_probe.grpc.port == 50051
+    )
+    assert container.resources.requests and container.resources.limits
+    assert deployment.spec.strategy.rolling_update.max_unavailable == 0
+    assert {v.name for v in pod.volumes} == {m.name for m in container.volume_mounts}
+
+
+@pytest.fixture
+def kube() -> Iterator[tuple[FakeKube, k8s.ApiClient]]:
+    fake = FakeKube().start()
+    configuration = k8s.Configuration()
+    configuration.host = fake.url
+    with k8s.ApiClient(configuration) as api:
+        yield fake, api
+    fake.stop()
+
+
+def test_reconcile_creates_updates_and_deletes(kube) -> None:
+    fake, api = kube
+    desired = [endpoint("fraud", 1), endpoint("churn", 3)]
+    controller = EndpointController(api, CONFIG, lambda: desired)
+    first = controller.reconcile()
+    assert sorted(first.created) == sorted(
+        f"{kind}/modelyard-ep-{name}"
+        for kind in ("Deployment", "Service", "HorizontalPodAutoscaler")
+        for name in ("fraud", "churn")
+    )
+    assert set(fake.kinds("deployments")) == {"modelyard-ep-fraud", "modelyard-ep-churn"}
+    # Nothing changed: nothing is written.
+    writes = len([r for r in fake.requests if r[0] != "GET"])
+    assert controller.reconcile() == type(first)()
+    assert len([r for r in fake.requests if r[0] != "GET"]) == writes
+    # A new version behind "fraud": its Deployment is replaced with a new pod template hash.
+    old_hash = fake.kinds("deployments")["modelyard-ep-fraud"]["spec"]["template"]["metadata"][
+        "annotations"
+    ][SPEC_HASH]
+    desired[0] = endpoint("fraud", 1, 2)
+    second = controller.reconcile()
+    assert "Deployment/modelyard-ep-fraud" in second.updated
+    new = fake.kinds("deployments")["modelyard-ep-fraud"]
+    assert new["spec"]["template"]["metadata"]["annotations"][SPEC_HASH] != old_hash
+    # "churn" deleted: all three of its objects go.
+    desired.pop()
+    third = controller.reconcile()
+    assert sorted(third.deleted) == sorted(
+        f"{kind}/modelyard-ep-churn"
+        for kind in ("Deployment", "Service", "HorizontalPodAutoscaler")
+    )
+    assert set(fake.kinds("services")) == {"modelyard-ep-fraud"}
+
+
+def test_controller_recovers_after_a_restart(kube) -> None:
+    fake, api = kube
+    EndpointController(
+        api, CONFIG, lambda: [endpoint("fraud", 1), endpoint("stale", 1)]
+    ).reconcile()
+    # A new controller process: it finds its objects by label, keeps the current ones, removes
+    # the one no longer wanted, and leaves objects it does not own alone.
+    fake.objects[("deployments", "ml", "someone-elses")] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "someone-elses",
+            "namespace": "ml",
+            "labels": {"app": "other"},
+            "resourceVersion": "1",
+            "uid": "x",
+        },
+        "spec": {
+            "selector": {"matchLabels": {"app": "other"}},
+            "template": {
+                "metadata": {"labels": {"app": "other"}},
+                "spec": {"containers": [{"name": "c", "image": "i"}]},
+            },
+        },
+    }
+    restarted = EndpointController(api, CONFIG, lambda: [endpoint("fraud", 1)])
+    result = restarted.reconcile()
+    assert result.created == [] and result.updated == []
+    assert sorted(result.deleted) == sorted(
+        f"{kind}/modelyard-ep-stale"
+        for kind in ("Deployment", "Service", "HorizontalPodAutoscaler")
+    )
+    assert set(fake.kinds("deployments")) == {"modelyard-ep-fraud", "someone-elses"}
+
+
+def test_drift_is_repaired(kube) -> None:
+    fake, api = kube
+    controller = EndpointController(api, CONFIG, lambda: [endpoint("fraud", 1)])
+    controller.reconcile()
+    stored = fake.kinds("deployments")["modelyard-ep-fraud"]
+    stored["spec"]["replicas"] = 0
+    stored["metadata"]["annotations"][APPLIED] = "edited-by-hand"
+    assert controller.reconcile().updated == ["Deployment/modelyard-ep-fraud"]
+    assert (
+        fake.kinds("deployments")["modelyard-ep-fraud"]["spec"]["replicas"] == CONFIG.min_replicas
+    )
+    labels = fake.kinds("deployments")["modelyard-ep-fraud"]["metadata"]["labels"]
+    assert labels[ENDPOINT_LABEL] == "fraud"
