@@ -78,6 +78,15 @@ class ServingSettings(BaseModel):
     load_workers: int = Field(default=4, ge=1, le=64)
 
 
+class FeaturesSettings(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    # sqlite:///path.db (default <home>/online.db) or redis://host:6379/0.
+    online_store_uri: str | None = None
+    # DuckDB worker threads for training sets; None uses every core.
+    duckdb_threads: int | None = Field(default=None, ge=1)
+
+
 class AuthSettings(BaseModel):
     model_config = {"extra": "forbid"}
 
@@ -132,6 +141,7 @@ class Settings(BaseSettings):
     s3: S3Settings = Field(default_factory=S3Settings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    features: FeaturesSettings = Field(default_factory=FeaturesSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     tls: TLSSettings = Field(default_factory=TLSSettings)
     # Apply pending database migrations at start-up (`modelyard db upgrade` does it on demand).

@@ -1,0 +1,189 @@
+"""Feature definitions, named and shaped like Feast's so a Feast repository ports by changing
+imports: Entity, Field, FileSource, SqlSource, FeatureView, FeatureService.
+
+    driver = Entity(name="driver", join_keys=["driver_id"])
+    stats = FeatureView(
+        name="driver_stats", entities=[driver], ttl=timedelta(days=1),
+        schema=[Field(name="conv_rate", dtype=Float32), Field(name="trips", dtype=Int64)],
+        source=FileSource(path="data/driver_stats.parquet", timestamp_field="event_timestamp"),
+    )
+    model_v1 = FeatureService(name="model_v1", features=[stats[["conv_rate"]]])
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+
+class ValueType(enum.StrEnum):
+    INT32 = "INT32"
+    INT64 = "INT64"
+    FLOAT32 = "FLOAT32"
+    FLOAT64 = "FLOAT64"
+    STRING = "STRING"
+    BOOL = "BOOL"
+    BYTES = "BYTES"
+    UNIX_TIMESTAMP = "UNIX_TIMESTAMP"
+
+
+# Feast's type names.
+Int32 = ValueType.INT32
+Int64 = ValueType.INT64
+Float32 = ValueType.FLOAT32
+Float64 = ValueType.FLOAT64
+String = ValueType.STRING
+Bool = ValueType.BOOL
+Bytes = ValueType.BYTES
+UnixTimestamp = ValueType.UNIX_TIMESTAMP
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    dtype: ValueType
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Entity:
+    name: str
+    join_keys: tuple[Field, ...]
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict, hash=False)
+    owner: str = ""
+
+    def __init__(
+        self,
+        name: str,
+        join_keys: list[str] | list[Field] | tuple[Field, ...] | None = None,
+        value_type: ValueType = ValueType.INT64,
+        description: str = "",
+        tags: dict[str, str] | None = None,
+        owner: str = "",
+    ) -> None:
+        keys = join_keys or [name]
+        fields = tuple(k if isinstance(k, Field) else Field(k, value_type) for k in keys)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "join_keys", fields)
+        object.__setattr__(self, "description", description)
+        object.__setattr__(self, "tags", dict(tags or {}))
+        object.__setattr__(self, "owner", owner)
+
+    @property
+    def join_key_names(self) -> list[str]:
+        return [k.name for k in self.join_keys]
+
+
+@dataclass(frozen=True)
+class FileSource:
+    path: str
+    timestamp_field: str = "event_timestamp"
+    created_timestamp_column: str = ""
+    file_format: str = "parquet"
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class SqlSource:
+    url: str
+    query: str
+    timestamp_field: str = "event_timestamp"
+    created_timestamp_column: str = ""
+    name: str = ""
+
+
+DataSource = FileSource | SqlSource
+
+
+@dataclass(frozen=True)
+class FeatureViewProjection:
+    feature_view: str
+    features: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FeatureView:
+    name: str
+    entities: tuple[str, ...]
+    schema: tuple[Field, ...]
+    source: DataSource
+    ttl: timedelta | None = None
+    online: bool = True
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict, hash=False)
+    owner: str = ""
+
+    def __init__(
+        self,
+        name: str,
+        entities: list[Entity | str] | tuple[str, ...],
+        schema: list[Field] | tuple[Field, ...],
+        source: DataSource,
+        ttl: timedelta | None = None,
+        online: bool = True,
+        description: str = "",
+        tags: dict[str, str] | None = None,
+        owner: str = "",
+    ) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(
+            self, "entities", tuple(e.name if isinstance(e, Entity) else e for e in entities)
+        )
+        object.__setattr__(self, "schema", tuple(schema))
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "ttl", ttl if ttl else None)
+        object.__setattr__(self, "online", online)
+        object.__setattr__(self, "description", description)
+        object.__setattr__(self, "tags", dict(tags or {}))
+        object.__setattr__(self, "owner", owner)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.schema]
+
+    def __getitem__(self, features: list[str]) -> FeatureViewProjection:
+        """stats[["conv_rate"]]: a subset of the view's features, for a feature service."""
+        return FeatureViewProjection(self.name, tuple(features))
+
+
+@dataclass(frozen=True)
+class FeatureService:
+    name: str
+    projections: tuple[FeatureViewProjection, ...]
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict, hash=False)
+    owner: str = ""
+
+    def __init__(
+        self,
+        name: str,
+        features: list[FeatureView | FeatureViewProjection] | None = None,
+        description: str = "",
+        tags: dict[str, str] | None = None,
+        owner: str = "",
+        projections: tuple[FeatureViewProjection, ...] | None = None,
+    ) -> None:
+        items = projections or tuple(
+            f if isinstance(f, FeatureViewProjection) else FeatureViewProjection(f.name)
+            for f in features or []
+        )
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "projections", tuple(items))
+        object.__setattr__(self, "description", description)
+        object.__setattr__(self, "tags", dict(tags or {}))
+        object.__setattr__(self, "owner", owner)
+
+
+Definition = Entity | FeatureView | FeatureService
+
+KINDS: dict[type, str] = {
+    Entity: "entity",
+    FeatureView: "feature_view",
+    FeatureService: "feature_service",
+}
+
+
+def kind_of(definition: Definition) -> str:
+    return KINDS[type(definition)]

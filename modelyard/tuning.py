@@ -1,0 +1,497 @@
+"""Hyperparameter tuning with Optuna, tracked: one parent run per study, one nested run per trial.
+
+    import optuna
+    import modelyard, modelyard.tuning
+
+    def objective(trial):
+        alpha = trial.suggest_float("alpha", 1e-4, 1.0, log=True)
+        for epoch in range(20):
+            score = train_one_epoch(alpha)
+            trial.report(score, epoch)           # a metric step on the trial's run, right away
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return score
+
+    study = modelyard.tuning.create_study(direction="maximize",
+                                          pruner=optuna.pruners.MedianPruner())
+    result = modelyard.tuning.optimize(study, objective, n_trials=50)
+    result.best_run_id, result.best_params
+
+What lands where:
+
+- trial run (`trial-<number>`, nested under the parent): the trial's params; every value passed to
+  `trial.report` as the metric `intermediate_value` at that step, logged when it is reported (a
+  callback only sees them after the trial has ended); the objective's return value as `value`
+  (`metric_name=` renames it); `duration_seconds`; tags `optuna.trial_number`,
+  `optuna.trial_state` and, for a failure, `optuna.fail_reason`. Status FINISHED for a complete
+  trial, FAILED for a failed one and KILLED for a pruned one (with `optuna.trial_state=PRUNED`,
+  which is the tag to filter on). Inside the objective the trial's run is the active run, so
+  `modelyard.log_metric(...)` and `modelyard.sklearn.log_model(...)` go to it.
+- parent run: the sampler, pruner and direction as params; `best_value` as a metric stepped by
+  trial number while the study runs; at the end the study summary (`n_trials`, `n_complete`,
+  `n_pruned`, `n_failed`, `best_value`, `param_importance.<name>`), tags `best_trial.number`,
+  `best_trial.run_id`, `best_trial.params`, and artifacts `study/summary.json`,
+  `study/trials.csv`, `study/param_importances.json`.
+
+Distributed trials: create the study once on shared storage (Optuna's RDB storage on the
+platform's PostgreSQL) with `create_study`, which records the parent run in the study; then any
+number of worker processes or Kubernetes Jobs run
+`modelyard.tuning.optimize(optuna.load_study(study_name=..., storage=url), objective, n_trials=k)`.
+Each trial is run, and so tracked, by exactly one worker; each worker refreshes the parent's
+summary when it finishes, and the parent is marked FINISHED once no trial of the study is running.
+
+Any sampler or pruner works (`create_study` defaults to TPE). Grid and random search need nothing
+of their own: pass `optuna.samplers.GridSampler(search_space)` or `RandomSampler(seed=...)`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from modelyard import fluent
+from modelyard.entities import Metric, Param, RunStatus, RunTag
+
+PARENT_RUN_ATTR = "modelyard.parent_run_id"
+EXPERIMENT_ATTR = "modelyard.experiment_id"
+TRIAL_RUN_ATTR = "modelyard.run_id"
+MANAGED_TAG = "modelyard.tuning.managed"
+ROLE_TAG = "modelyard.tuning.role"
+INTERMEDIATE_METRIC = "intermediate_value"
+
+_STATUS = {
+    TrialState.COMPLETE: RunStatus.FINISHED,
+    TrialState.PRUNED: RunStatus.KILLED,
+    TrialState.FAIL: RunStatus.FAILED,
+}
+
+__all__ = ["TuningResult", "create_study", "optimize", "summarize", "track"]
+
+
+@dataclass(frozen=True)
+class TuningResult:
+    study: optuna.Study
+    parent_run_id: str
+    experiment_id: str
+    best_trial_number: int | None
+    best_run_id: str | None
+    best_value: float | None
+    best_params: dict[str, Any]
+    trial_run_ids: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where a study's trials are recorded."""
+
+    parent_run_id: str
+    experiment_id: str
+    metric_names: tuple[str, ...]
+    intermediate_metric: str
+
+
+# -- the parent run ------------------------------------------------------------------------------
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _experiment_id(experiment_name: str | None, experiment_id: str | None) -> str:
+    if experiment_id:
+        return str(experiment_id)
+    if experiment_name:
+        c = fluent.client()
+        found = c.get_experiment_by_name(experiment_name)
+        return found.experiment_id if found else c.create_experiment(experiment_name)
+    return fluent._current_experiment_id()
+
+
+def _start_parent(
+    study: optuna.Study, experiment_id: str, run_name: str | None, tags: dict[str, Any] | None
+) -> str:
+    """Create a managed parent run for the study and record it in the study's user attributes."""
+    c = fluent.client()
+    all_tags = {
+        ROLE_TAG: "study",
+        MANAGED_TAG: "true",
+        "optuna.study_name": study.study_name,
+        **(tags or {}),
+    }
+    run = c.create_run(experiment_id, tags=all_tags, run_name=run_name or study.study_name)
+    rid = run.info.run_id
+    pruner = getattr(study, "pruner", None)
+    params = {
+        "optuna.sampler": type(study.sampler).__name__,
+        "optuna.pruner": type(pruner).__name__ if pruner is not None else "None",
+        "optuna.directions": ",".join(d.name.lower() for d in study.directions),
+        "optuna.study_name": study.study_name,
+    }
+    c.log_batch(rid, params=[Param(k, v) for k, v in params.items()])
+    study.set_user_attr(PARENT_RUN_ATTR, rid)
+    study.set_user_attr(EXPERIMENT_ATTR, run.info.experiment_id)
+    return rid
+
+
+def create_study(
+    *,
+    study_name: str | None = None,
+    storage: str | optuna.storages.BaseStorage | None = None,
+    sampler: optuna.samplers.BaseSampler | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+    direction: str | None = None,
+    directions: Sequence[str] | None = None,
+    load_if_exists: bool = True,
+    experiment_name: str | None = None,
+    experiment_id: str | None = None,
+    run_name: str | None = None,
+    tags: dict[str, Any] | None = None,
+    seed: int | None = None,
+) -> optuna.Study:
+    """`optuna.create_study` (TPE by default) plus the study's parent run, recorded in the study.
+
+    With an active run, that run becomes the study's parent; otherwise a parent run is created
+    (in `experiment_name`, or the active experiment) and `optimize` manages its status. Call this
+    once per study, before starting workers: the workers find the parent through the study.
+    """
+    study = optuna.create_study(
+        storage=storage,
+        sampler=sampler or optuna.samplers.TPESampler(seed=seed),
+        pruner=pruner,
+        study_name=study_name,
+        direction=direction,
+        directions=directions,
+        load_if_exists=load_if_exists,
+    )
+    if PARENT_RUN_ATTR not in study.user_attrs:
+        active = fluent.active_run()
+        if active is not None and not (experiment_name or experiment_id):
+            study.set_user_attr(PARENT_RUN_ATTR, active.info.run_id)
+            study.set_user_attr(EXPERIMENT_ATTR, active.info.experiment_id)
+        else:
+            _start_parent(study, _experiment_id(experiment_name, experiment_id), run_name, tags)
+    return study
+
+
+def _resolve_parent(
+    study: optuna.Study,
+    parent_run_id: str | None,
+    run_name: str | None,
+    experiment_name: str | None,
+) -> tuple[str, str]:
+    """(parent run id, experiment id): explicit, recorded in the study, active, or new."""
+    c = fluent.client()
+    if parent_run_id:
+        return parent_run_id, c.get_run(parent_run_id).info.experiment_id
+    attrs = study.user_attrs
+    if PARENT_RUN_ATTR in attrs:
+        rid = str(attrs[PARENT_RUN_ATTR])
+        exp = attrs.get(EXPERIMENT_ATTR) or c.get_run(rid).info.experiment_id
+        return rid, str(exp)
+    active = fluent.active_run()
+    if active is not None and not experiment_name:
+        study.set_user_attr(PARENT_RUN_ATTR, active.info.run_id)
+        study.set_user_attr(EXPERIMENT_ATTR, active.info.experiment_id)
+        return active.info.run_id, active.info.experiment_id
+    exp_id = _experiment_id(experiment_name, None)
+    return _start_parent(study, exp_id, run_name, None), exp_id
+
+
+# -- trials --------------------------------------------------------------------------------------
+
+
+def _metric_names(study: optuna.Study, metric_name: str | Sequence[str]) -> tuple[str, ...]:
+    n = len(study.directions)
+    if isinstance(metric_name, str):
+        return (metric_name,) if n == 1 else tuple(f"{metric_name}_{i}" for i in range(n))
+    names = tuple(metric_name)
+    if len(names) != n:
+        raise ValueError(f"metric_name has {len(names)} names for a study with {n} objectives")
+    return names
+
+
+def _objective_values(value: Any, n: int) -> list[float] | None:
+    """The objective's values as Optuna will accept them, or None where it will fail the trial."""
+    try:
+        values = [float(v) for v in value] if isinstance(value, Sequence) else [float(value)]
+    except (TypeError, ValueError):
+        return None
+    if len(values) != n or any(math.isnan(v) for v in values):
+        return None
+    return values
+
+
+def _leave_trial_run(run_id: str, status: RunStatus) -> None:
+    """Terminate the trial's run and take it off this context's active-run stack."""
+    fluent._flush_metrics()
+    fluent.client().set_terminated(run_id, status)
+    stack = fluent._active_runs.get()
+    fluent._active_runs.set(tuple(r for r in stack if r.info.run_id != run_id))
+
+
+def _param_value(value: Any) -> str:
+    return str(value)[:6000]
+
+
+def track(
+    objective: Callable[[Trial], Any],
+    parent_run_id: str,
+    experiment_id: str,
+    metric_names: Sequence[str] = ("value",),
+    intermediate_metric: str = INTERMEDIATE_METRIC,
+) -> Callable[[Trial], Any]:
+    """Wrap an objective so every call is a nested run under `parent_run_id`.
+
+    `optimize` does this for you; use it directly with `study.optimize` or the ask/tell interface
+    (`track(...)(study.ask())` runs and records one trial).
+    """
+    target = _Target(parent_run_id, experiment_id, tuple(metric_names), intermediate_metric)
+
+    def tracked(trial: Trial) -> Any:
+        return _run_trial(objective, trial, target)
+
+    tracked.__name__ = getattr(objective, "__name__", "objective")
+    tracked.__doc__ = objective.__doc__
+    return tracked
+
+
+def _run_trial(objective: Callable[[Trial], Any], trial: Trial, target: _Target) -> Any:
+    run = fluent.start_run(
+        run_name=f"trial-{trial.number}",
+        parent_run_id=target.parent_run_id,
+        experiment_id=target.experiment_id,
+        tags={
+            ROLE_TAG: "trial",
+            "optuna.study_name": trial.study.study_name,
+            "optuna.trial_number": trial.number,
+            "optuna.worker": _worker(),
+        },
+    )
+    rid = run.info.run_id
+    trial.set_user_attr(TRIAL_RUN_ATTR, rid)
+    c = fluent.client()
+    reported: set[int] = set()
+    report = trial.report
+
+    def report_and_log(value: float, step: int) -> None:
+        report(value, step)  # Optuna validates first; it keeps only the first value per step
+        if step not in reported:
+            reported.add(step)
+            c.log_batch(rid, metrics=[Metric(target.intermediate_metric, float(value), _now_ms(), step)])
+
+    trial.report = report_and_log  # type: ignore[method-assign]
+    started = time.monotonic()
+    state, reason, values = TrialState.FAIL, "", None
+    try:
+        value = objective(trial)
+    except optuna.TrialPruned:
+        state = TrialState.PRUNED
+        raise
+    except BaseException as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        raise
+    else:
+        values = _objective_values(value, len(target.metric_names))
+        if values is None:
+            reason = f"the objective returned {value!r}, not {len(target.metric_names)} number(s)"
+        else:
+            state = TrialState.COMPLETE
+        return value
+    finally:
+        duration = time.monotonic() - started
+        now = _now_ms()
+        metrics = [Metric("duration_seconds", duration, now, 0)]
+        if values is not None:
+            metrics += [Metric(k, v, now, 0) for k, v in zip(target.metric_names, values, strict=True)]
+        tags = [RunTag("optuna.trial_state", state.name)]
+        if reason:
+            tags.append(RunTag("optuna.fail_reason", reason[:8000]))
+        params = [Param(k, _param_value(v)) for k, v in trial.params.items()]
+        try:
+            for start in range(0, len(params), 100):
+                c.log_batch(rid, params=params[start : start + 100])
+            c.log_batch(rid, metrics=metrics, tags=tags)
+        finally:
+            _leave_trial_run(rid, _STATUS[state])
+
+
+# -- the summary ---------------------------------------------------------------------------------
+
+
+def _importances(study: optuna.Study, complete: list[FrozenTrial]) -> dict[str, float]:
+    if len(study.directions) != 1 or len(complete) < 2:
+        return {}
+    if not any(t.params for t in complete):
+        return {}
+    try:
+        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+        found = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    except Exception:  # too few distinct values, a dynamic search space with no common params
+        return {}
+    return {k: float(v) for k, v in found.items()}
+
+
+def _metric_key(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "_-./ :" else "_" for ch in name)[:200]
+
+
+def _trial_row(t: FrozenTrial) -> dict[str, Any]:
+    return {
+        "number": t.number,
+        "state": t.state.name,
+        "values": t.values,
+        "params": t.params,
+        "run_id": t.user_attrs.get(TRIAL_RUN_ATTR),
+        "duration_seconds": t.duration.total_seconds() if t.duration else None,
+    }
+
+
+def summarize(
+    study: optuna.Study, parent_run_id: str | None = None, log_importance: bool = True
+) -> dict[str, Any]:
+    """Write the study summary, best trial and parameter importance to the parent run."""
+    rid = parent_run_id or str(study.user_attrs[PARENT_RUN_ATTR])
+    c = fluent.client()
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    counts = {
+        "n_trials": len(trials),
+        "n_complete": len(complete),
+        "n_pruned": sum(t.state == TrialState.PRUNED for t in trials),
+        "n_failed": sum(t.state == TrialState.FAIL for t in trials),
+    }
+    summary: dict[str, Any] = {"study_name": study.study_name, **counts}
+    now = _now_ms()
+    metrics = [Metric(k, float(v), now, 0) for k, v in counts.items()]
+    tags: list[RunTag] = []
+    if complete and len(study.directions) == 1:
+        best = study.best_trial
+        summary["best_trial"] = _trial_row(best)
+        metrics.append(Metric("best_value", float(best.value), now, best.number))
+        tags += [
+            RunTag("best_trial.number", str(best.number)),
+            RunTag("best_trial.run_id", str(best.user_attrs.get(TRIAL_RUN_ATTR, ""))),
+            RunTag("best_trial.params", json.dumps(best.params, default=str)[:8000]),
+        ]
+    elif complete:
+        summary["best_trials"] = [_trial_row(t) for t in study.best_trials]
+    importances = _importances(study, complete) if log_importance else {}
+    summary["param_importances"] = importances
+    metrics += [
+        Metric(_metric_key(f"param_importance.{k}"), v, now, 0) for k, v in importances.items()
+    ]
+    c.log_batch(rid, metrics=metrics, tags=tags)
+    c.log_dict(rid, summary, "study/summary.json")
+    c.log_text(rid, _trials_csv(study), "study/trials.csv")
+    if importances:
+        c.log_dict(rid, importances, "study/param_importances.json")
+    return summary
+
+
+def _trials_csv(study: optuna.Study) -> str:
+    frame = study.trials_dataframe(attrs=("number", "value", "state", "duration", "params"))
+    if frame.empty:
+        return "number,state\n"
+    runs = {t.number: t.user_attrs.get(TRIAL_RUN_ATTR, "") for t in study.get_trials(deepcopy=False)}
+    frame["run_id"] = frame["number"].map(runs)
+    return frame.to_csv(index=False)
+
+
+# -- optimize ------------------------------------------------------------------------------------
+
+
+def optimize(
+    study: optuna.Study,
+    objective: Callable[[Trial], Any],
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    *,
+    n_jobs: int = 1,
+    catch: Iterable[type[Exception]] | type[Exception] = (),
+    callbacks: Iterable[Callable[[optuna.Study, FrozenTrial], None]] | None = None,
+    gc_after_trial: bool = False,
+    show_progress_bar: bool = False,
+    metric_name: str | Sequence[str] = "value",
+    intermediate_metric: str = INTERMEDIATE_METRIC,
+    parent_run_id: str | None = None,
+    run_name: str | None = None,
+    experiment_name: str | None = None,
+    log_importance: bool = True,
+) -> TuningResult:
+    """`study.optimize(...)` with every trial a nested run and the summary on the parent run.
+
+    The parent is `parent_run_id`, else the one recorded in the study (by `create_study` or an
+    earlier call), else the active run, else a new run (`run_name`, in `experiment_name` or the
+    active experiment). A parent this module created is set RUNNING while trials run and
+    FINISHED (FAILED if the objective raised out of optimize) once no trial of the study is
+    running; a parent you own keeps the status you give it.
+    """
+    rid, exp_id = _resolve_parent(study, parent_run_id, run_name, experiment_name)
+    c = fluent.client()
+    managed = c.get_run(rid).data.tags.get(MANAGED_TAG) == "true"
+    if managed:
+        c.update_run(rid, status=RunStatus.RUNNING)
+    names = _metric_names(study, metric_name)
+    single = len(study.directions) == 1
+
+    def progress(s: optuna.Study, t: FrozenTrial) -> None:
+        if single and t.state == TrialState.COMPLETE:
+            try:
+                best = s.best_value
+            except ValueError:
+                return
+            c.log_batch(rid, metrics=[Metric("best_value", float(best), _now_ms(), t.number)])
+
+    failed = True
+    try:
+        study.optimize(
+            track(objective, rid, exp_id, names, intermediate_metric),
+            n_trials=n_trials,
+            timeout=timeout,
+            n_jobs=n_jobs,
+            catch=catch,
+            callbacks=[progress, *(callbacks or [])],
+            gc_after_trial=gc_after_trial,
+            show_progress_bar=show_progress_bar,
+        )
+        failed = False
+    finally:
+        summarize(study, rid, log_importance)
+        if managed:
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if failed:
+                c.set_terminated(rid, RunStatus.FAILED)
+            elif not running:
+                c.set_terminated(rid, RunStatus.FINISHED)
+    return _result(study, rid, exp_id)
+
+
+def _result(study: optuna.Study, rid: str, exp_id: str) -> TuningResult:
+    trials = study.get_trials(deepcopy=False)
+    runs = {t.number: str(t.user_attrs[TRIAL_RUN_ATTR]) for t in trials if TRIAL_RUN_ATTR in t.user_attrs}
+    best: FrozenTrial | None = None
+    if len(study.directions) == 1 and any(t.state == TrialState.COMPLETE for t in trials):
+        best = study.best_trial
+    return TuningResult(
+        study=study,
+        parent_run_id=rid,
+        experiment_id=exp_id,
+        best_trial_number=best.number if best else None,
+        best_run_id=runs.get(best.number) if best else None,
+        best_value=float(best.value) if best and best.value is not None else None,
+        best_params=dict(best.params) if best else {},
+        trial_run_ids=runs,
+    )

@@ -1,0 +1,30 @@
+"""Who may call each FeatureStoreService RPC.
+
+Lookups and training sets need USE on each feature view (or on the feature service asked for);
+the service checks that, since one call can touch several views. Changing definitions needs the
+editor role and EDIT on what is changed.
+"""
+
+from __future__ import annotations
+
+from modelyard.entities.common import PermissionLevel as L
+from modelyard.services.common.auth.policy import Rule, create, filtered, on
+
+
+def _definition(request) -> str:
+    return f"{request.kind}:{request.name}"
+
+
+RULES: dict[str, Rule] = {
+    "ApplyDefinitions": create(),
+    "ListDefinitions": filtered(),
+    "GetDefinition": on(L.READ, "definition", _definition),
+    "GetHistoricalFeatures": filtered(),
+    "Materialize": filtered(),
+    "ListMaterializations": on(L.READ, "feature_view", "feature_view"),
+    "GetOnlineFeatures": filtered(),
+    "Push": on(L.EDIT, "feature_view", "feature_view", mutating=True),
+    "SetFeaturePermission": on(L.MANAGE, "definition", _definition, mutating=True),
+    "DeleteFeaturePermission": on(L.MANAGE, "definition", _definition, mutating=True),
+    "ListFeaturePermissions": on(L.READ, "definition", _definition),
+}

@@ -1,0 +1,65 @@
+"""Wiring of the feature store service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from modelyard._gen.features.v1 import features_pb2, features_pb2_grpc
+from modelyard.services.common.artifacts import open_artifact_store
+from modelyard.services.common.auth.grants import GrantStore
+from modelyard.services.common.auth.interceptor import ServiceAccess
+from modelyard.services.common.db import Database
+from modelyard.services.common.db.migrations import upgrade
+from modelyard.services.common.runtime import Runtime
+from modelyard.services.common.server import ServiceRegistration
+from modelyard.services.common.settings import Settings
+from modelyard.services.features.access import RULES
+from modelyard.services.features.offline.duckdb_engine import DuckDbEngine
+from modelyard.services.features.offline.sources import SourceReader
+from modelyard.services.features.online import open_online_store
+from modelyard.services.features.service import FeatureAuthorizer, FeaturesService, push_log_root
+from modelyard.services.features.servicer import FeatureStoreServicer
+from modelyard.services.features.store.schema import feature_permissions
+from modelyard.services.features.store.sql import SqlFeatureStore
+
+SERVICE = "features"
+MIGRATIONS = Path(__file__).parent / "migrations"
+SERVICE_NAME = features_pb2.DESCRIPTOR.services_by_name["FeatureStoreService"].full_name
+
+
+def migrate(db: Database) -> None:
+    upgrade(db, SERVICE, MIGRATIONS)
+
+
+def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
+    db = Database(settings.database_url)
+    if settings.migrate_on_start:
+        migrate(db)
+    store = SqlFeatureStore(db)
+    artifacts = open_artifact_store(settings.artifact_root, settings.s3)
+    online = open_online_store(
+        settings.features.online_store_uri or f"sqlite:///{settings.home_dir / 'online.db'}"
+    )
+    authorizer = FeatureAuthorizer(GrantStore(db, feature_permissions), store)
+    sources = SourceReader(settings.s3, push_log_root(artifacts.root_uri))
+    engine = DuckDbEngine(
+        sources,
+        lambda view: [f.name for f in store.join_key_fields(view)],
+        settings.features.duckdb_threads,
+    )
+    service = FeaturesService(store, engine, online, authorizer, artifacts)
+    servicer = FeatureStoreServicer(service)
+
+    def close() -> None:
+        online.close()
+        artifacts.close()
+        store.close()
+
+    return ServiceRegistration(
+        service_names=(SERVICE_NAME,),
+        register=lambda server: features_pb2_grpc.add_FeatureStoreServiceServicer_to_server(
+            servicer, server
+        ),
+        close=close,
+        access={SERVICE_NAME: ServiceAccess(RULES, authorizer)},
+    )

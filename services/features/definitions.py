@@ -1,0 +1,205 @@
+"""Applying feature definitions: validation, the plan (create/update/delete/unchanged with what
+changes), and the rules that protect data already written (no in-place type or key changes)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from modelyard.errors import FailedPrecondition, InvalidArgument
+from modelyard.features.definitions import (
+    Definition,
+    Entity,
+    FeatureService,
+    FeatureView,
+    kind_of,
+)
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class Step:
+    action: str  # create, update, delete, unchanged
+    kind: str
+    name: str
+    changes: tuple[str, ...] = field(default=())
+
+
+def _check_name(kind: str, name: str) -> None:
+    if not _NAME.match(name or ""):
+        raise InvalidArgument(
+            f"{kind} name {name!r} must start with a letter or '_' and hold only letters, "
+            "digits, '_' and '-' (at most 128)",
+            field=f"{kind}.name",
+        )
+
+
+def validate(desired: Sequence[Definition], existing: dict[tuple[str, str], Definition]) -> None:
+    """Raise InvalidArgument for definitions that do not hold together."""
+    seen: set[tuple[str, str]] = set()
+    for d in desired:
+        kind = kind_of(d)
+        _check_name(kind, d.name)
+        if (kind, d.name) in seen:
+            raise InvalidArgument(f"{kind} {d.name!r} is defined twice", field=f"{kind}.name")
+        seen.add((kind, d.name))
+    entities = {d.name: d for d in desired if isinstance(d, Entity)}
+    entities |= {n: e for (k, n), e in existing.items() if k == "entity" and n not in entities}
+    views = {d.name: d for d in desired if isinstance(d, FeatureView)}
+    views |= {n: v for (k, n), v in existing.items() if k == "feature_view" and n not in views}
+    for d in desired:
+        if isinstance(d, Entity):
+            if not d.join_keys:
+                raise InvalidArgument(
+                    f"entity {d.name!r} has no join keys", field="entity.join_keys"
+                )
+        elif isinstance(d, FeatureView):
+            _validate_view(d, entities)
+        elif isinstance(d, FeatureService):
+            for p in d.projections:
+                view = views.get(p.feature_view)
+                if view is None:
+                    raise InvalidArgument(
+                        f"feature service {d.name!r} uses feature view {p.feature_view!r}, which "
+                        "is not defined",
+                        field="feature_service.projections",
+                    )
+                unknown = set(p.features) - set(view.feature_names)  # type: ignore[union-attr]
+                if unknown:
+                    raise InvalidArgument(
+                        f"feature service {d.name!r}: view {p.feature_view!r} has no feature "
+                        f"{sorted(unknown)[0]!r}",
+                        field="feature_service.projections",
+                    )
+
+
+def _validate_view(view: FeatureView, entities: dict[str, Definition]) -> None:
+    if not view.entities:
+        raise InvalidArgument(
+            f"feature view {view.name!r} names no entity", field="feature_view.entities"
+        )
+    for name in view.entities:
+        if name not in entities:
+            raise InvalidArgument(
+                f"feature view {view.name!r} uses entity {name!r}, which is not defined",
+                field="feature_view.entities",
+            )
+    keys = {k.name for e in view.entities for k in entities[e].join_keys}  # type: ignore[union-attr]
+    names = [f.name for f in view.schema if f.name not in keys]
+    if not names:
+        raise InvalidArgument(
+            f"feature view {view.name!r} has no features", field="feature_view.schema"
+        )
+    if len(set(names)) != len(names):
+        raise InvalidArgument(
+            f"feature view {view.name!r} lists a feature twice", field="feature_view.schema"
+        )
+    if not view.source.timestamp_field:
+        raise InvalidArgument(
+            f"feature view {view.name!r}: the source needs a timestamp_field",
+            field="feature_view.source.timestamp_field",
+        )
+
+
+def without_join_keys(view: FeatureView, keys: Sequence[str]) -> FeatureView:
+    """Feast lets a schema list the join keys too; features are the other fields."""
+    schema = tuple(f for f in view.schema if f.name not in keys)
+    if schema == view.schema:
+        return view
+    return FeatureView(
+        view.name,
+        list(view.entities),
+        list(schema),
+        view.source,
+        view.ttl,
+        view.online,
+        view.description,
+        view.tags,
+        view.owner,
+    )
+
+
+def _changes(old: Definition, new: Definition) -> tuple[str, ...]:
+    changes: list[str] = []
+    if isinstance(old, FeatureView) and isinstance(new, FeatureView):
+        old_types = {f.name: f.dtype for f in old.schema}
+        new_types = {f.name: f.dtype for f in new.schema}
+        for name in sorted(old_types.keys() & new_types.keys()):
+            if old_types[name] != new_types[name]:
+                raise FailedPrecondition(
+                    f"feature view {new.name!r}: feature {name!r} would change type from "
+                    f"{old_types[name]} to {new_types[name]} in place, which would mix types in "
+                    "stored data; add it under a new name (and drop the old one) instead",
+                    resource_type="feature_view",
+                    resource_name=new.name,
+                )
+        if old.entities != new.entities:
+            raise FailedPrecondition(
+                f"feature view {new.name!r}: its entities would change from {list(old.entities)} "
+                f"to {list(new.entities)}; define a new view instead",
+                resource_type="feature_view",
+                resource_name=new.name,
+            )
+        changes += [f"+feature {n}" for n in sorted(new_types.keys() - old_types.keys())]
+        changes += [f"-feature {n}" for n in sorted(old_types.keys() - new_types.keys())]
+        for attr in ("ttl", "online", "source", "description", "owner", "tags"):
+            if getattr(old, attr) != getattr(new, attr):
+                changes.append(f"{attr}: {getattr(old, attr)} -> {getattr(new, attr)}")
+    elif isinstance(old, Entity) and isinstance(new, Entity):
+        if old.join_keys != new.join_keys:
+            raise FailedPrecondition(
+                f"entity {new.name!r}: its join keys would change from "
+                f"{[(k.name, str(k.dtype)) for k in old.join_keys]} to "
+                f"{[(k.name, str(k.dtype)) for k in new.join_keys]}; define a new entity instead",
+                resource_type="entity",
+                resource_name=new.name,
+            )
+        for attr in ("description", "owner", "tags"):
+            if getattr(old, attr) != getattr(new, attr):
+                changes.append(f"{attr} changed")
+    elif isinstance(old, FeatureService) and isinstance(new, FeatureService):
+        before = {(p.feature_view, p.features) for p in old.projections}
+        after = {(p.feature_view, p.features) for p in new.projections}
+        changes += [f"+{v}:{','.join(f) or '*'}" for v, f in sorted(after - before)]
+        changes += [f"-{v}:{','.join(f) or '*'}" for v, f in sorted(before - after)]
+        for attr in ("description", "owner", "tags"):
+            if getattr(old, attr) != getattr(new, attr):
+                changes.append(f"{attr} changed")
+    return tuple(changes) or ("metadata",)
+
+
+def plan(
+    desired: Sequence[Definition],
+    existing: dict[tuple[str, str], Definition],
+    partial: bool,
+) -> list[Step]:
+    steps = []
+    wanted = {(kind_of(d), d.name): d for d in desired}
+    for (kind, name), d in sorted(wanted.items()):
+        old = existing.get((kind, name))
+        if old is None:
+            steps.append(Step("create", kind, name))
+        elif old == d:
+            steps.append(Step("unchanged", kind, name))
+        else:
+            steps.append(Step("update", kind, name, _changes(old, d)))
+    if not partial:
+        for kind, name in sorted(existing.keys() - wanted.keys()):
+            steps.append(Step("delete", kind, name))
+    # A view in use by a surviving feature service cannot go.
+    deleted_views = {s.name for s in steps if s.action == "delete" and s.kind == "feature_view"}
+    for (kind, name), d in {**existing, **wanted}.items():
+        if kind == "feature_service" and ("feature_service", name) not in {
+            (s.kind, s.name) for s in steps if s.action == "delete"
+        }:
+            used = {p.feature_view for p in d.projections} & deleted_views  # type: ignore[union-attr]
+            if used:
+                raise FailedPrecondition(
+                    f"feature view {sorted(used)[0]!r} would be deleted but feature service "
+                    f"{name!r} uses it; change the service first",
+                    resource_type="feature_view",
+                    resource_name=sorted(used)[0],
+                )
+    return steps

@@ -1,0 +1,1 @@
+"""Offline retrieval: point-in-time correct training sets and materialization windows."""

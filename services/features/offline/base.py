@@ -1,0 +1,36 @@
+"""The offline engine interface: what a bigger engine (Spark, a SQL warehouse) would implement to
+take DuckDB's place when the data outgrows one machine."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from modelyard.features.definitions import FeatureView
+
+
+@dataclass(frozen=True)
+class ViewRequest:
+    """Features wanted from one view, and the names they get in the result."""
+
+    view: FeatureView
+    features: tuple[str, ...]
+    output_names: tuple[str, ...]
+
+
+class OfflineEngine(abc.ABC):
+    @abc.abstractmethod
+    def historical(
+        self, entities: pa.Table, requests: Sequence[ViewRequest], event_timestamp_column: str
+    ) -> pa.RecordBatchReader:
+        """For each entity row: the latest values at or before its event time and within each
+        view's TTL, never from the future; ties broken by the created timestamp. Rows come back
+        in the order they were given, with the requested columns appended."""
+
+    @abc.abstractmethod
+    def latest(self, view: FeatureView, start_ms: int, end_ms: int) -> pa.Table:
+        """The latest row per entity with an event time in [start, end), for materialization:
+        join keys, `event_time_ms`, then the features."""

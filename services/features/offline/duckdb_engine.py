@@ -1,0 +1,114 @@
+"""DuckDbEngine: point-in-time joins with DuckDB's ASOF JOIN, over Arrow and Parquet.
+
+Per requested view: rows sharing an entity and event time keep only the latest-created one, then
+each entity row takes the latest feature row at or before its event time (ASOF), and values
+older than the view's TTL are blanked. Results keep the entity rows' order and stream as Arrow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import duckdb
+import pyarrow as pa
+
+from modelyard.errors import InvalidArgument
+from modelyard.features.definitions import FeatureView
+from modelyard.services.features.offline.base import OfflineEngine, ViewRequest
+from modelyard.services.features.offline.sources import SourceReader, _quote
+
+_BATCH_ROWS = 65_536
+
+
+class DuckDbEngine(OfflineEngine):
+    def __init__(
+        self,
+        sources: SourceReader,
+        join_keys: Callable[[FeatureView], list[str]],
+        threads: int | None = None,
+    ) -> None:
+        self._sources = sources
+        self._join_keys = join_keys
+        self._threads = threads
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        if self._threads:
+            con.execute(f"SET threads = {int(self._threads)}")
+        return con
+
+    def historical(
+        self, entities: pa.Table, requests: Sequence[ViewRequest], event_timestamp_column: str
+    ) -> pa.RecordBatchReader:
+        if event_timestamp_column not in entities.column_names:
+            raise InvalidArgument(
+                f"the entity rows have no {event_timestamp_column!r} column; add the time each "
+                "row's features should be taken at",
+                field="event_timestamp_column",
+            )
+        con = self._connect()
+        rows = entities.append_column("__row", pa.array(range(entities.num_rows), pa.int64()))
+        con.register("entity_input", rows)
+        con.execute(
+            "CREATE TEMP TABLE entities AS SELECT *, "
+            f"CAST({_quote(event_timestamp_column)} AS TIMESTAMPTZ) AS __event_ts FROM entity_input"
+        )
+        selects = []
+        for i, request in enumerate(requests):
+            view = request.view
+            keys = self._join_keys(view)
+            missing = [k for k in keys if k not in entities.column_names]
+            if missing:
+                raise InvalidArgument(
+                    f"the entity rows have no {missing[0]!r} column, the join key of feature view "
+                    f"{view.name!r}",
+                    field=missing[0],
+                )
+            source = f"src_{i}"
+            self._sources.register(con, view, keys, source)
+            if view.source.created_timestamp_column:
+                partition = ", ".join(_quote(k) for k in keys)
+                con.execute(
+                    f"CREATE TEMP TABLE dedup_{i} AS SELECT * FROM {source} QUALIFY row_number() "
+                    f"OVER (PARTITION BY {partition}, __ts ORDER BY __created DESC NULLS LAST) = 1"
+                )
+                source = f"dedup_{i}"
+            on = " AND ".join(f"e.{_quote(k)} = f.{_quote(k)}" for k in keys)
+            if view.ttl:
+                micros = int(view.ttl.total_seconds() * 1_000_000)
+                fresh = f"f.__ts >= e.__event_ts - INTERVAL '{micros} microseconds'"
+            else:
+                fresh = "f.__ts IS NOT NULL"
+            values = ", ".join(
+                f"CASE WHEN {fresh} THEN f.{_quote(feature)} END AS {_quote(out)}"
+                for feature, out in zip(request.features, request.output_names, strict=True)
+            )
+            con.execute(
+                f"CREATE TEMP TABLE joined_{i} AS SELECT e.__row, {values} FROM entities e "
+                f"ASOF LEFT JOIN {source} f ON {on} AND e.__event_ts >= f.__ts"
+            )
+            selects.append((f"joined_{i}", request.output_names))
+        columns = ", ".join(f"{table}.{_quote(out)}" for table, outs in selects for out in outs)
+        joins = " ".join(f"LEFT JOIN {table} USING (__row)" for table, _ in selects)
+        query = (
+            f"SELECT e.* EXCLUDE (__row, __event_ts){', ' + columns if columns else ''} "
+            f"FROM entities e {joins} ORDER BY e.__row"
+        )
+        return con.sql(query).to_arrow_reader(_BATCH_ROWS)
+
+    def latest(self, view: FeatureView, start_ms: int, end_ms: int) -> pa.Table:
+        con = self._connect()
+        keys = self._join_keys(view)
+        self._sources.register(con, view, keys, "src")
+        partition = ", ".join(_quote(k) for k in keys)
+        features = "".join(f", {_quote(f.name)}" for f in view.schema)
+        return con.sql(
+            f"SELECT {partition}, CAST(epoch_ms(__ts) AS BIGINT) AS event_time_ms{features} "
+            "FROM src "
+            "WHERE __ts >= make_timestamptz(CAST(? AS BIGINT) * 1000) "
+            "AND __ts < make_timestamptz(CAST(? AS BIGINT) * 1000) "
+            f"QUALIFY row_number() OVER (PARTITION BY {partition} "
+            "ORDER BY __ts DESC, __created DESC NULLS LAST) = 1",
+            params=[start_ms, end_ms],
+        ).to_arrow_table()

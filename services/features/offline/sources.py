@@ -1,0 +1,131 @@
+"""Reading feature view sources (Parquet/CSV on local files or S3, SQL tables) into DuckDB.
+
+Every source is exposed as a relation with the join keys, `__ts` (the event time as UTC
+TIMESTAMPTZ), `__created` (or NULL) and the features. Rows pushed to a view's offline log are
+unioned in. S3 objects are read through pyarrow's S3 filesystem with the platform's S3 settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import sqlalchemy
+
+from modelyard.errors import FailedPrecondition, InvalidArgument
+from modelyard.features.definitions import FeatureView, FileSource, SqlSource
+from modelyard.services.common.settings import S3Settings
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class SourceReader:
+    def __init__(self, s3: S3Settings, push_log_root: str) -> None:
+        self._s3 = s3
+        self.push_log_root = push_log_root.rstrip("/")
+
+    def _filesystem(self, uri: str) -> tuple[pafs.FileSystem, str]:
+        parsed = urlparse(uri)
+        if parsed.scheme == "s3":
+            endpoint = self._s3.endpoint
+            scheme = "https" if self._s3.secure else "http"
+            if "://" in endpoint:
+                scheme, _, endpoint = endpoint.partition("://")
+            secret = self._s3.secret_key.get_secret_value() if self._s3.secret_key else None
+            access = self._s3.access_key.get_secret_value() if self._s3.access_key else None
+            fs = pafs.S3FileSystem(
+                access_key=access,
+                secret_key=secret,
+                endpoint_override=endpoint,
+                scheme=scheme,
+                region=self._s3.region or "us-east-1",
+            )
+            return fs, f"{parsed.netloc}{parsed.path}"
+        if parsed.scheme in ("", "file"):
+            return pafs.LocalFileSystem(), str(
+                Path(parsed.path if parsed.scheme else uri).expanduser()
+            )
+        raise InvalidArgument(
+            f"source path {uri!r}: use a local path, file:// or s3:// URI", field="source.path"
+        )
+
+    def _dataset(self, uri: str, file_format: str) -> ds.Dataset | None:
+        fs, path = self._filesystem(uri)
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.NotFound:
+            return None
+        fmt = ds.CsvFileFormat() if file_format == "csv" else ds.ParquetFileFormat()
+        return ds.dataset(path, filesystem=fs, format=fmt)
+
+    def register(
+        self, con: duckdb.DuckDBPyConnection, view: FeatureView, join_keys: list[str], name: str
+    ) -> None:
+        """Create relation `name` for the view's rows (source plus pushed offline log)."""
+        source = view.source
+        raw = f"{name}__raw"
+        if isinstance(source, FileSource):
+            parsed = urlparse(source.path)
+            local = parsed.scheme in ("", "file")
+            path = (
+                str(Path(parsed.path if parsed.scheme else source.path).expanduser())
+                if local
+                else ""
+            )
+            if local and Path(path).is_file():
+                reader = "read_csv_auto" if source.file_format == "csv" else "read_parquet"
+                con.execute(
+                    f"CREATE OR REPLACE TEMP VIEW {raw} AS SELECT * FROM {reader}({_literal(path)})"
+                )
+            else:
+                dataset = self._dataset(source.path, source.file_format)
+                if dataset is None:
+                    raise FailedPrecondition(
+                        f"feature view {view.name!r}: source {source.path} does not exist",
+                        resource_type="feature_view",
+                        resource_name=view.name,
+                    )
+                con.register(raw, dataset)
+        else:
+            assert isinstance(source, SqlSource)
+            query = source.query
+            if not query.strip().lower().startswith("select"):
+                query = f"SELECT * FROM {query}"
+            engine = sqlalchemy.create_engine(source.url)
+            try:
+                with engine.connect() as conn:
+                    result = conn.execute(sqlalchemy.text(query))
+                    table = pa.Table.from_pylist([dict(r._mapping) for r in result])
+            finally:
+                engine.dispose()
+            con.register(raw, table)
+        pushed = self._dataset(f"{self.push_log_root}/{view.name}", "parquet")
+        select = self._normalized(view, join_keys, raw)
+        if pushed is not None:
+            con.register(f"{name}__pushed", pushed)
+            select += " UNION ALL BY NAME " + self._normalized(view, join_keys, f"{name}__pushed")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {select}")
+
+    @staticmethod
+    def _normalized(view: FeatureView, keys: list[str], relation: str) -> str:
+        source = view.source
+        created = (
+            f"CAST({_quote(source.created_timestamp_column)} AS TIMESTAMPTZ)"
+            if source.created_timestamp_column
+            else "CAST(NULL AS TIMESTAMPTZ)"
+        )
+        features = "".join(f", {_quote(f.name)}" for f in view.schema)
+        return (
+            f"SELECT {', '.join(_quote(k) for k in keys)}, "
+            f"CAST({_quote(source.timestamp_field)} AS TIMESTAMPTZ) AS __ts, {created} AS __created"
+            f"{features} FROM {relation}"
+        )

@@ -1,0 +1,69 @@
+"""RedisOnlineStore: the production store. One hash per (view, entity key) holding the values
+and their event time; a server-side script keeps only newer values, atomically."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+from modelyard.services.features.online.base import (
+    OnlineRow,
+    OnlineStore,
+    decode_values,
+    encode_values,
+)
+
+# KEYS[1]: the row's hash; ARGV: values JSON, event time. Writes only if not older.
+_WRITE_IF_NEWER = """
+local stored = redis.call('HGET', KEYS[1], 't')
+if stored and tonumber(stored) > tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 't', ARGV[2])
+return 1
+"""
+_PREFIX = "modelyard:online"
+
+
+class RedisOnlineStore(OnlineStore):
+    def __init__(self, uri: str) -> None:
+        self._redis = redis.Redis.from_url(uri)
+        self._write = self._redis.register_script(_WRITE_IF_NEWER)
+
+    @staticmethod
+    def _key(view: str, entity_key: str) -> str:
+        return f"{_PREFIX}:{view}:{entity_key}"
+
+    def write(self, view: str, rows: Sequence[OnlineRow]) -> int:
+        with self._redis.pipeline(transaction=False) as pipe:
+            for row in rows:
+                self._write(
+                    keys=[self._key(view, row.entity_key)],
+                    args=[encode_values(row.values), row.event_time_ms],
+                    client=pipe,
+                )
+            pipe.execute()
+        return len(rows)
+
+    def read(self, view: str, keys: Sequence[str]) -> list[tuple[dict[str, Any], int] | None]:
+        with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hmget(self._key(view, key), "v", "t")
+            replies = pipe.execute()
+        return [
+            (decode_values(values), int(event_time)) if values is not None else None
+            for values, event_time in replies
+        ]
+
+    def delete_view(self, view: str) -> None:
+        batch = []
+        for key in self._redis.scan_iter(match=f"{_PREFIX}:{view}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                self._redis.delete(*batch)
+                batch.clear()
+        if batch:
+            self._redis.delete(*batch)
+
+    def close(self) -> None:
+        self._redis.close()

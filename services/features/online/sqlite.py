@@ -1,0 +1,88 @@
+"""SqliteOnlineStore: the embedded default, one table keyed by (view, entity key)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from modelyard.services.features.online.base import (
+    OnlineRow,
+    OnlineStore,
+    decode_values,
+    encode_values,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS online_features (
+    view TEXT NOT NULL,
+    entity_key TEXT NOT NULL,
+    feature_values TEXT NOT NULL,
+    event_time INTEGER NOT NULL,
+    PRIMARY KEY (view, entity_key)
+) WITHOUT ROWID
+"""
+_UPSERT = (
+    "INSERT INTO online_features (view, entity_key, feature_values, event_time) "
+    "VALUES (?, ?, ?, ?) ON CONFLICT (view, entity_key) DO UPDATE SET "
+    "feature_values = excluded.feature_values, event_time = excluded.event_time "
+    "WHERE excluded.event_time >= online_features.event_time"
+)
+_CHUNK = 500
+
+
+class SqliteOnlineStore(OnlineStore):
+    def __init__(self, uri: str) -> None:
+        path = uri.removeprefix("sqlite:///")
+        if path != ":memory:":
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._conn().executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self._path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def write(self, view: str, rows: Sequence[OnlineRow]) -> int:
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    _UPSERT,
+                    [(view, r.entity_key, encode_values(r.values), r.event_time_ms) for r in rows],
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return len(rows)
+
+    def read(self, view: str, keys: Sequence[str]) -> list[tuple[dict[str, Any], int] | None]:
+        conn = self._conn()
+        found: dict[str, tuple[dict[str, Any], int]] = {}
+        for start in range(0, len(keys), _CHUNK):
+            chunk = list(keys[start : start + _CHUNK])
+            marks = ",".join("?" * len(chunk))
+            for key, values, event_time in conn.execute(
+                f"SELECT entity_key, feature_values, event_time FROM online_features "
+                f"WHERE view = ? AND entity_key IN ({marks})",
+                [view, *chunk],
+            ):
+                found[key] = (decode_values(values), event_time)
+        return [found.get(k) for k in keys]
+
+    def delete_view(self, view: str) -> None:
+        with self._write_lock:
+            self._conn().execute("DELETE FROM online_features WHERE view = ?", (view,))

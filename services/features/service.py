@@ -1,0 +1,522 @@
+"""FeaturesService: definitions, training sets, materialization, online lookups and pushes."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from modelyard.entities.common import Grant, PermissionLevel
+from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from modelyard.features.definitions import (
+    Definition,
+    Entity,
+    FeatureService,
+    FeatureView,
+    Field,
+    ValueType,
+    kind_of,
+)
+from modelyard.services.common import identity
+from modelyard.services.common.artifacts import ArtifactStore
+from modelyard.services.common.auth.grants import GrantStore
+from modelyard.services.common.auth.interceptor import Access
+from modelyard.services.common.auth.policy import role_level
+from modelyard.services.common.identity import Identity
+from modelyard.services.features import definitions as defs
+from modelyard.services.features.offline.base import OfflineEngine, ViewRequest
+from modelyard.services.features.online.base import OnlineRow, OnlineStore, entity_key
+from modelyard.services.features.store.sql import MaterializationRecord, SqlFeatureStore, Stored
+
+MAX_ONLINE_ROWS = 10_000
+GRANTED_KINDS = ("feature_view", "feature_service")
+
+
+def push_log_root(artifact_root: str) -> str:
+    """Where pushed rows land when sent to the offline log (read back by training sets)."""
+    return f"{artifact_root}/features/push"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class OnlineValue:
+    value: Any
+    status: str  # PRESENT, NOT_FOUND, OUTSIDE_MAX_AGE
+    event_time_ms: int | None
+
+
+@dataclass(frozen=True)
+class OnlineColumn:
+    name: str
+    dtype: ValueType
+    values: list[OnlineValue]
+
+
+class FeatureAuthorizer:
+    """Grants on feature views and services, keyed "<kind>:<name>"."""
+
+    def __init__(self, grants: GrantStore, store: SqlFeatureStore) -> None:
+        self.grants = grants
+        self.store = store
+
+    def level(self, who: Identity, kind: str, name: str) -> PermissionLevel | None:
+        levels = [
+            lvl
+            for lvl in (role_level(who.roles, kind), self.grants.level(f"{kind}:{name}", who.name))
+            if lvl is not None
+        ]
+        return max(levels) if levels else None
+
+    def require(self, kind: str, name: str, needed: PermissionLevel) -> None:
+        who = identity.current()
+        if who.unrestricted or kind not in GRANTED_KINDS:
+            return
+        have = self.level(who, kind, name)
+        if have is None or have < needed:
+            raise PermissionDenied(
+                f"{who.name} needs {needed.name} on {kind} {name!r} (has "
+                f"{have.name if have else 'no access'}); ask someone with MANAGE on it",
+                resource_type=kind,
+                resource_name=name,
+            )
+
+    def access(self, who: Identity, resource_type: str, key: str) -> Access:
+        kind, _, name = (
+            key.partition(":") if resource_type == "definition" else (resource_type, "", key)
+        )
+        resource = f"{kind}/{name}"
+        if kind not in GRANTED_KINDS:
+            return Access(resource, True, PermissionLevel.READ)
+        if self.store.find(kind, name) is None:
+            return Access(resource, exists=False)
+        return Access(resource, True, self.level(who, kind, name))
+
+
+class FeaturesService:
+    def __init__(
+        self,
+        store: SqlFeatureStore,
+        engine: OfflineEngine,
+        online: OnlineStore,
+        authorizer: FeatureAuthorizer,
+        artifacts: ArtifactStore,
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.online = online
+        self.authorizer = authorizer
+        self.artifacts = artifacts
+        self.push_log_root = push_log_root(artifacts.root_uri)
+
+    # -- definitions ---------------------------------------------------------------------------
+
+    def _existing(self) -> dict[tuple[str, str], Definition]:
+        return {
+            (kind_of(s.definition), s.definition.name): s.definition
+            for s in self.store.list_definitions()
+        }
+
+    def _normalize(
+        self, desired: Sequence[Definition], existing: dict[tuple[str, str], Definition]
+    ) -> list[Definition]:
+        entities = {n: e for (k, n), e in existing.items() if k == "entity"}
+        entities |= {d.name: d for d in desired if isinstance(d, Entity)}
+        out: list[Definition] = []
+        for d in desired:
+            if isinstance(d, FeatureView):
+                keys = [k.name for e in d.entities if e in entities for k in entities[e].join_keys]  # type: ignore[union-attr]
+                d = defs.without_join_keys(d, keys)
+            out.append(d)
+        return out
+
+    def apply(self, desired: Sequence[Definition], dry_run: bool, partial: bool) -> list[defs.Step]:
+        existing = self._existing()
+        desired = self._normalize(desired, existing)
+        defs.validate(desired, existing)
+        steps = defs.plan(desired, existing, partial)
+        me = identity.current()
+        for step in steps:
+            if step.action in ("update", "delete") and step.kind in GRANTED_KINDS:
+                self.authorizer.require(step.kind, step.name, PermissionLevel.EDIT)
+        if dry_run:
+            return steps
+        wanted = {(kind_of(d), d.name): d for d in desired}
+        upserts = [wanted[(s.kind, s.name)] for s in steps if s.action in ("create", "update")]
+        deletes = [(s.kind, s.name) for s in steps if s.action == "delete"]
+        self.store.apply(upserts, deletes, me.name)
+        for step in steps:
+            if step.action == "create" and step.kind in GRANTED_KINDS and me.enforced:
+                self.authorizer.grants.set(
+                    f"{step.kind}:{step.name}", me.name, PermissionLevel.MANAGE
+                )
+            if step.action == "delete":
+                if step.kind == "feature_view":
+                    self.online.delete_view(step.name)
+                if step.kind in GRANTED_KINDS:
+                    self.authorizer.grants.delete_all(f"{step.kind}:{step.name}")
+        return steps
+
+    def list_definitions(self, kind: str) -> list[Stored]:
+        if kind and kind not in ("entity", "feature_view", "feature_service"):
+            raise InvalidArgument(
+                "kind must be entity, feature_view or feature_service", field="kind"
+            )
+        who = identity.current()
+        stored = self.store.list_definitions(kind)
+        if who.unrestricted:
+            return stored
+        return [
+            s
+            for s in stored
+            if kind_of(s.definition) not in GRANTED_KINDS
+            or (self.authorizer.level(who, kind_of(s.definition), s.definition.name) or 0)
+            >= PermissionLevel.READ
+        ]
+
+    def get_definition(self, kind: str, name: str, version: int) -> Stored:
+        if version < 0:
+            raise InvalidArgument("version must not be negative", field="version")
+        return self.store.get(kind, name, version)
+
+    def _view(self, name: str) -> FeatureView:
+        found = self.store.find("feature_view", name)
+        if found is None:
+            raise NotFound(
+                f"feature view {name!r} is not defined; list views with `modelyard features list`",
+                resource_type="feature_view",
+                resource_name=name,
+            )
+        assert isinstance(found.definition, FeatureView)
+        return found.definition
+
+    def join_key_fields(self, view: FeatureView) -> list[Field]:
+        return self.store.join_key_fields(view)
+
+    def join_keys(self, view: FeatureView) -> list[str]:
+        return [f.name for f in self.store.join_key_fields(view)]
+
+    # -- resolving feature references ----------------------------------------------------------
+
+    def resolve(
+        self, refs: Sequence[str], feature_service: str, full_names: bool
+    ) -> list[ViewRequest]:
+        """Views and features named by "view:feature" refs or a feature service (needs USE)."""
+        if feature_service:
+            if refs:
+                raise InvalidArgument(
+                    "give features or feature_service, not both", field="features"
+                )
+            found = self.store.find("feature_service", feature_service)
+            if found is None:
+                raise NotFound(
+                    f"feature service {feature_service!r} is not defined",
+                    resource_type="feature_service",
+                    resource_name=feature_service,
+                )
+            self.authorizer.require("feature_service", feature_service, PermissionLevel.USE)
+            service = found.definition
+            assert isinstance(service, FeatureService)
+            wanted = [(p.feature_view, list(p.features)) for p in service.projections]
+            check_views = False
+        else:
+            if not refs:
+                raise InvalidArgument(
+                    "name the features (view:feature) or a feature_service", field="features"
+                )
+            grouped: dict[str, list[str]] = {}
+            for ref in refs:
+                view_name, sep, feature = ref.partition(":")
+                if not sep or not view_name or not feature:
+                    raise InvalidArgument(
+                        f"feature reference {ref!r} is not view:feature", field="features"
+                    )
+                grouped.setdefault(view_name, []).append(feature)
+            wanted = list(grouped.items())
+            check_views = True
+        requests = []
+        for view_name, features in wanted:
+            view = self._view(view_name)
+            if check_views:
+                self.authorizer.require("feature_view", view_name, PermissionLevel.USE)
+            names = features or view.feature_names
+            unknown = [f for f in names if f not in view.feature_names]
+            if unknown:
+                raise InvalidArgument(
+                    f"feature view {view_name!r} has no feature {unknown[0]!r}; it has "
+                    f"{view.feature_names}",
+                    field="features",
+                )
+            outputs = tuple(f"{view_name}__{f}" if full_names else f for f in names)
+            requests.append(ViewRequest(view, tuple(names), outputs))
+        outputs = [o for r in requests for o in r.output_names]
+        if len(set(outputs)) != len(outputs):
+            raise InvalidArgument(
+                "two views give features of the same name; set full_feature_names", field="features"
+            )
+        return requests
+
+    # -- offline -------------------------------------------------------------------------------
+
+    def historical(
+        self,
+        refs: Sequence[str],
+        feature_service: str,
+        entities: pa.Table,
+        event_timestamp_column: str,
+        full_names: bool,
+    ) -> pa.RecordBatchReader:
+        if entities.num_rows == 0:
+            raise InvalidArgument(
+                "the entity rows are empty; send at least one row", field="entities"
+            )
+        requests = self.resolve(refs, feature_service, full_names)
+        return self.engine.historical(
+            entities, requests, event_timestamp_column or "event_timestamp"
+        )
+
+    def write_output(
+        self, uri: str, batches: Iterator[pa.RecordBatch], schema: pa.Schema
+    ) -> tuple[int, str]:
+        """Write the result as Parquet to `uri` (under the artifact root); (rows, sha256)."""
+        key = self.artifacts.key_for(uri)
+        if key is None or not key:
+            raise InvalidArgument(
+                f"output_uri {uri!r} must lie under the artifact root {self.artifacts.root_uri}",
+                field="output_uri",
+            )
+        rows = 0
+        with tempfile.TemporaryFile() as tmp:
+            with pq.ParquetWriter(tmp, schema) as writer:
+                for batch in batches:
+                    rows += batch.num_rows
+                    writer.write_batch(batch)
+            tmp.seek(0)
+            stored = self.artifacts.write(key, iter(lambda: tmp.read(1024 * 1024), b""))
+        return rows, stored.sha256
+
+    # -- materialization -----------------------------------------------------------------------
+
+    def materialize(
+        self, views: Sequence[str], start_ms: int | None, end_ms: int
+    ) -> list[MaterializationRecord]:
+        if start_ms is not None and start_ms >= end_ms:
+            raise InvalidArgument("start_time must be before end_time", field="start_time")
+        names = list(views) or [
+            s.definition.name
+            for s in self.store.list_definitions("feature_view")
+            if isinstance(s.definition, FeatureView) and s.definition.online
+        ]
+        records = []
+        for name in names:
+            view = self._view(name)
+            self.authorizer.require("feature_view", name, PermissionLevel.EDIT)
+            if not view.online:
+                raise FailedPrecondition(
+                    f"feature view {name!r} is not online; set online=True to materialize it",
+                    resource_type="feature_view",
+                    resource_name=name,
+                )
+            start = start_ms
+            if start is None:  # incremental: continue after the last window
+                start = self.store.last_materialized(name)
+                if start is None:
+                    start = end_ms - int(view.ttl.total_seconds() * 1000) if view.ttl else 0
+            table = self.engine.latest(view, start, end_ms)
+            rows = self._to_online_rows(view, table)
+            self.online.write(name, rows)
+            record = MaterializationRecord(name, start, end_ms, len(rows), _now_ms())
+            self.store.record_materialization(record)
+            records.append(record)
+        return records
+
+    def _to_online_rows(self, view: FeatureView, table: pa.Table) -> list[OnlineRow]:
+        keys = self.join_keys(view)
+        data = table.to_pydict()
+        times = data["event_time_ms"]
+        features = view.feature_names
+        return [
+            OnlineRow(
+                entity_key([data[k][i] for k in keys]),
+                {f: _plain(data[f][i]) for f in features if f in data},
+                int(times[i]),
+            )
+            for i in range(table.num_rows)
+        ]
+
+    def materializations(self, view: str) -> list[MaterializationRecord]:
+        return self.store.materializations(view)
+
+    # -- online --------------------------------------------------------------------------------
+
+    def online_features(
+        self,
+        refs: Sequence[str],
+        feature_service: str,
+        entities: dict[str, list[Any]],
+        full_names: bool,
+    ) -> list[OnlineColumn]:
+        requests = self.resolve(refs, feature_service, full_names)
+        if not entities:
+            raise InvalidArgument("send at least one entity column", field="entities")
+        lengths = {len(v) for v in entities.values()}
+        if len(lengths) != 1:
+            raise InvalidArgument("entity columns differ in length", field="entities")
+        (rows,) = lengths
+        if rows == 0:
+            raise InvalidArgument("the entity rows are empty; send at least one", field="entities")
+        if rows > MAX_ONLINE_ROWS:
+            raise InvalidArgument(
+                f"{rows} entity rows in one request; the limit is {MAX_ONLINE_ROWS}: split it",
+                field="entities",
+            )
+        now = _now_ms()
+        columns: list[OnlineColumn] = []
+        for request in requests:
+            view = request.view
+            key_fields = self.join_key_fields(view)
+            for key in key_fields:
+                if key.name not in entities:
+                    raise InvalidArgument(
+                        f"entity rows lack join key {key.name!r} of feature view {view.name!r}",
+                        field=key.name,
+                    )
+                _check_key_type(key, entities[key.name])
+            keys = [entity_key([entities[k.name][i] for k in key_fields]) for i in range(rows)]
+            stored = self.online.read(view.name, keys)
+            ttl_ms = int(view.ttl.total_seconds() * 1000) if view.ttl else None
+            types = {f.name: f.dtype for f in view.schema}
+            for feature, out in zip(request.features, request.output_names, strict=True):
+                values = []
+                for found in stored:
+                    if found is None:
+                        values.append(OnlineValue(None, "NOT_FOUND", None))
+                        continue
+                    record, event_time = found
+                    status = (
+                        "OUTSIDE_MAX_AGE"
+                        if ttl_ms is not None and now - event_time > ttl_ms
+                        else "PRESENT"
+                    )
+                    values.append(OnlineValue(record.get(feature), status, event_time))
+                columns.append(OnlineColumn(out, types[feature], values))
+        return columns
+
+    def push(self, view_name: str, table: pa.Table, to_online: bool, to_offline: bool) -> int:
+        view = self._view(view_name)
+        if not to_online and not to_offline:
+            raise InvalidArgument("push to_online, to_offline or both", field="to_online")
+        keys = self.join_keys(view)
+        needed = [*keys, view.source.timestamp_field]
+        missing = [c for c in needed if c not in table.column_names]
+        if missing:
+            raise InvalidArgument(f"pushed rows lack column {missing[0]!r}", field=missing[0])
+        unknown = [
+            c
+            for c in table.column_names
+            if c not in needed
+            and c not in view.feature_names
+            and c != view.source.created_timestamp_column
+        ]
+        if unknown:
+            raise InvalidArgument(
+                f"feature view {view_name!r} has no feature {unknown[0]!r}", field=unknown[0]
+            )
+        if table.num_rows == 0:
+            return 0
+        if to_online:
+            ts = pa.compute.cast(table[view.source.timestamp_field], pa.timestamp("ms", tz="UTC"))
+            data = table.to_pydict()
+            times = ts.cast(pa.int64()).to_pylist()
+            latest: dict[str, OnlineRow] = {}
+            for i in range(table.num_rows):
+                key = entity_key([data[k][i] for k in keys])
+                row = OnlineRow(
+                    key, {f: _plain(data[f][i]) for f in view.feature_names if f in data}, times[i]
+                )
+                if key not in latest or row.event_time_ms >= latest[key].event_time_ms:
+                    latest[key] = row
+            self.online.write(view_name, list(latest.values()))
+        if to_offline:
+            buffer = io.BytesIO()
+            pq.write_table(table, buffer)
+            key = self.artifacts.key_for(
+                f"{self.push_log_root}/{view_name}/{uuid.uuid4().hex}.parquet"
+            )
+            assert key is not None
+            self.artifacts.write(key, iter([buffer.getvalue()]))
+        return table.num_rows
+
+    # -- permissions ---------------------------------------------------------------------------
+
+    def _granted(self, kind: str, name: str) -> str:
+        if kind not in GRANTED_KINDS:
+            raise InvalidArgument("kind must be feature_view or feature_service", field="kind")
+        if self.store.find(kind, name) is None:
+            raise NotFound(
+                f"{kind} {name!r} is not defined", resource_type=kind, resource_name=name
+            )
+        return f"{kind}:{name}"
+
+    def set_permission(
+        self, kind: str, name: str, principal: str, level: PermissionLevel | None
+    ) -> None:
+        resource = self._granted(kind, name)
+        if not principal:
+            raise InvalidArgument("grant.principal is required", field="grant.principal")
+        if level is None:
+            raise InvalidArgument(
+                "grant.level must be READ, USE, EDIT or MANAGE", field="grant.level"
+            )
+        self.authorizer.grants.set(resource, principal, level)
+
+    def delete_permission(self, kind: str, name: str, principal: str) -> None:
+        if not self.authorizer.grants.delete(self._granted(kind, name), principal):
+            raise NotFound(
+                f"{principal!r} holds no grant on {kind} {name!r}",
+                resource_type="grant",
+                resource_name=principal,
+            )
+
+    def list_permissions(self, kind: str, name: str) -> list[Grant]:
+        return self.authorizer.grants.list(self._granted(kind, name))
+
+
+_KEY_TYPES: dict[ValueType, tuple[type, ...]] = {
+    ValueType.INT32: (int,),
+    ValueType.INT64: (int,),
+    ValueType.STRING: (str,),
+    ValueType.BYTES: (bytes,),
+    ValueType.BOOL: (bool,),
+    ValueType.FLOAT32: (float, int),
+    ValueType.FLOAT64: (float, int),
+}
+
+
+def _check_key_type(key: Field, values: list[Any]) -> None:
+    allowed = _KEY_TYPES.get(key.dtype, (object,))
+    for value in values:
+        if (
+            value is None
+            or not isinstance(value, allowed)
+            or (isinstance(value, bool) and bool not in allowed)
+        ):
+            raise InvalidArgument(
+                f"join key {key.name!r} is {key.dtype}; got {type(value).__name__} value {value!r}",
+                field=key.name,
+            )
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value

@@ -1,0 +1,201 @@
+"""FeatureStoreServicer: modelyard.features.v1 over gRPC."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import pyarrow as pa
+
+from modelyard._gen.features.v1 import features_pb2 as pb
+from modelyard._gen.features.v1 import features_pb2_grpc
+from modelyard.convert.common import grant_to_proto, level_to_entity, ms_to_timestamp
+from modelyard.convert.features import (
+    definition_to_entity,
+    definition_to_proto,
+    value_to_proto,
+    value_to_python,
+)
+from modelyard.errors import InvalidArgument
+from modelyard.services.features.service import FeaturesService
+from modelyard.services.features.store.sql import MaterializationRecord, Stored
+
+CHUNK = 1024 * 1024
+MAX_ENTITY_BYTES = 2 * 1024**3
+_ACTIONS = {
+    "create": pb.PLAN_ACTION_CREATE,
+    "update": pb.PLAN_ACTION_UPDATE,
+    "delete": pb.PLAN_ACTION_DELETE,
+    "unchanged": pb.PLAN_ACTION_UNCHANGED,
+}
+_STATUS = {
+    "PRESENT": pb.FEATURE_STATUS_PRESENT,
+    "NOT_FOUND": pb.FEATURE_STATUS_NOT_FOUND,
+    "OUTSIDE_MAX_AGE": pb.FEATURE_STATUS_OUTSIDE_MAX_AGE,
+}
+
+
+def _stored(s: Stored) -> pb.Definition:
+    msg = definition_to_proto(s.definition)
+    msg.version = s.version
+    msg.update_time.CopyFrom(ms_to_timestamp(s.update_time))
+    return msg
+
+
+def _materialization(r: MaterializationRecord) -> pb.Materialization:
+    return pb.Materialization(
+        feature_view=r.feature_view,
+        start_time=ms_to_timestamp(r.start_time),
+        end_time=ms_to_timestamp(r.end_time),
+        rows=r.rows,
+        run_time=ms_to_timestamp(r.run_time),
+    )
+
+
+def _read_arrow(data: bytes, field: str) -> pa.Table:
+    try:
+        return pa.ipc.open_stream(data).read_all()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InvalidArgument(f"{field} is not an Arrow IPC stream ({exc})", field=field) from None
+
+
+def _arrow_chunks(
+    reader: pa.RecordBatchReader, also: list[pa.RecordBatch] | None
+) -> Iterator[tuple[bytes, int]]:
+    """The result as Arrow IPC stream bytes in chunks, with the rows each chunk completes."""
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, reader.schema) as writer:
+        for batch in reader:
+            if also is not None:
+                also.append(batch)
+            writer.write_batch(batch)
+            data = sink.getvalue()
+            sink.seek(0)
+            sink.truncate()
+            for start in range(0, len(data), CHUNK):
+                last = start + CHUNK >= len(data)
+                yield data[start : start + CHUNK], batch.num_rows if last else 0
+    tail = sink.getvalue()
+    if tail:
+        yield tail, 0
+
+
+class FeatureStoreServicer(features_pb2_grpc.FeatureStoreServiceServicer):
+    def __init__(self, service: FeaturesService) -> None:
+        self.service = service
+
+    def ApplyDefinitions(self, request, context):
+        definitions = []
+        for i, d in enumerate(request.definitions):
+            if d.WhichOneof("kind") is None:
+                raise InvalidArgument(f"definitions[{i}] is empty", field="definitions")
+            definitions.append(definition_to_entity(d))
+        steps = self.service.apply(definitions, request.dry_run, request.partial)
+        return pb.ApplyDefinitionsResponse(
+            plan=[
+                pb.PlanStep(
+                    action=_ACTIONS[s.action], kind=s.kind, name=s.name, changes=list(s.changes)
+                )
+                for s in steps
+            ],
+            applied=not request.dry_run,
+        )
+
+    def ListDefinitions(self, request, context):
+        stored = self.service.list_definitions(request.kind)
+        return pb.ListDefinitionsResponse(definitions=[_stored(s) for s in stored])
+
+    def GetDefinition(self, request, context):
+        stored = self.service.get_definition(request.kind, request.name, request.version)
+        return pb.GetDefinitionResponse(definition=_stored(stored))
+
+    def GetHistoricalFeatures(self, request_iterator, context):
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("part") != "header":
+            raise InvalidArgument("the first message must be the header", field="header")
+        header = first.header
+        data = bytearray()
+        for request in request_iterator:
+            if request.WhichOneof("part") != "arrow_chunk":
+                raise InvalidArgument("only the first message may be a header", field="header")
+            data.extend(request.arrow_chunk)
+            if len(data) > MAX_ENTITY_BYTES:
+                raise InvalidArgument(
+                    "the entity rows exceed 2 GiB; split them", field="arrow_chunk"
+                )
+        entities = _read_arrow(bytes(data), "arrow_chunk")
+        reader = self.service.historical(
+            list(header.features),
+            header.feature_service,
+            entities,
+            header.event_timestamp_column,
+            header.full_feature_names,
+        )
+        kept: list[pa.RecordBatch] | None = [] if header.output_uri else None
+        rows = 0
+        for chunk, batch_rows in _arrow_chunks(reader, kept):
+            rows += batch_rows
+            yield pb.GetHistoricalFeaturesResponse(arrow_chunk=chunk)
+        summary = pb.HistoricalFeaturesSummary(rows=rows, columns=list(reader.schema.names))
+        if kept is not None:
+            _rows, digest = self.service.write_output(header.output_uri, iter(kept), reader.schema)
+            summary.output_uri = header.output_uri
+            summary.output_sha256 = digest
+        yield pb.GetHistoricalFeaturesResponse(summary=summary)
+
+    def Materialize(self, request, context):
+        if not request.HasField("end_time"):
+            raise InvalidArgument("end_time is required", field="end_time")
+        start = request.start_time.ToMilliseconds() if request.HasField("start_time") else None
+        records = self.service.materialize(
+            list(request.feature_views), start, request.end_time.ToMilliseconds()
+        )
+        return pb.MaterializeResponse(materializations=[_materialization(r) for r in records])
+
+    def ListMaterializations(self, request, context):
+        records = self.service.materializations(request.feature_view)
+        return pb.ListMaterializationsResponse(
+            materializations=[_materialization(r) for r in records]
+        )
+
+    def GetOnlineFeatures(self, request, context):
+        entities = {c.name: [value_to_python(v) for v in c.values] for c in request.entities}
+        if len(entities) != len(request.entities):
+            raise InvalidArgument("an entity column appears twice", field="entities")
+        columns = self.service.online_features(
+            list(request.features), request.feature_service, entities, request.full_feature_names
+        )
+        response = pb.GetOnlineFeaturesResponse()
+        for c in request.entities:
+            response.columns.add(name=c.name, values=list(c.values))
+        for column in columns:
+            out = response.columns.add(name=column.name)
+            for v in column.values:
+                out.values.append(value_to_proto(v.value, column.dtype))
+                out.statuses.append(_STATUS[v.status])
+                ts = out.event_timestamps.add()
+                if v.event_time_ms is not None:
+                    ts.CopyFrom(ms_to_timestamp(v.event_time_ms))
+        return response
+
+    def Push(self, request, context):
+        table = _read_arrow(request.arrow_rows, "arrow_rows")
+        rows = self.service.push(request.feature_view, table, request.to_online, request.to_offline)
+        return pb.PushResponse(rows=rows)
+
+    def SetFeaturePermission(self, request, context):
+        self.service.set_permission(
+            request.kind,
+            request.name,
+            request.grant.principal,
+            level_to_entity(request.grant.level),
+        )
+        return pb.SetFeaturePermissionResponse()
+
+    def DeleteFeaturePermission(self, request, context):
+        self.service.delete_permission(request.kind, request.name, request.principal)
+        return pb.DeleteFeaturePermissionResponse()
+
+    def ListFeaturePermissions(self, request, context):
+        grants = self.service.list_permissions(request.kind, request.name)
+        return pb.ListFeaturePermissionsResponse(grants=[grant_to_proto(g) for g in grants])

@@ -1,0 +1,53 @@
+"""Tables of the feature store: definitions with their history, and materialization runs."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
+
+from modelyard.services.common.auth.grants import permissions_table
+
+metadata = MetaData(
+    naming_convention={"ix": "ix_%(table_name)s_%(column_0_N_name)s", "pk": "pk_%(table_name)s"}
+)
+
+_BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+definitions = Table(
+    "feature_definitions",
+    metadata,
+    Column("kind", String(32), primary_key=True),
+    Column("name", String(256), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    # The definition as its protobuf JSON.
+    Column("spec", Text, nullable=False),
+    Column("user_id", String(256), nullable=False),
+    Column("update_time", BigInteger, nullable=False),
+)
+
+# Every version ever applied (deleted ones included), for audits and GetDefinition(version=).
+definition_history = Table(
+    "feature_definition_history",
+    metadata,
+    Column("kind", String(32), primary_key=True),
+    Column("name", String(256), primary_key=True),
+    Column("version", BigInteger, primary_key=True),
+    Column("spec", Text, nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("user_id", String(256), nullable=False),
+    Column("update_time", BigInteger, nullable=False),
+)
+
+materializations = Table(
+    "feature_materializations",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("feature_view", String(256), nullable=False),
+    Column("start_time", BigInteger, nullable=False),
+    Column("end_time", BigInteger, nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("run_time", BigInteger, nullable=False),
+    Index("ix_feature_materializations_view_end", "feature_view", "end_time"),
+)
+
+# Grants on "feature_view:<name>" and "feature_service:<name>".
+feature_permissions = permissions_table(metadata, "feature_permissions")

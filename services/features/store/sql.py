@@ -1,0 +1,197 @@
+"""SqlFeatureStore: definitions (current and history) and materialization records."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from google.protobuf import json_format
+from sqlalchemy import delete, insert, select, update
+
+from modelyard._gen.features.v1 import features_pb2 as pb
+from modelyard.convert.features import definition_to_entity, definition_to_proto
+from modelyard.errors import FailedPrecondition, NotFound
+from modelyard.features.definitions import Definition, Entity, FeatureView, Field, kind_of
+from modelyard.services.common.db import Database
+from modelyard.services.features.store.schema import (
+    definition_history,
+    definitions,
+    materializations,
+)
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def _spec(definition: Definition) -> str:
+    return json_format.MessageToJson(definition_to_proto(definition), sort_keys=True, indent=None)
+
+
+def _load(spec: str) -> Definition:
+    return definition_to_entity(json_format.Parse(spec, pb.Definition()))
+
+
+@dataclass(frozen=True)
+class Stored:
+    definition: Definition
+    version: int
+    update_time: int
+
+
+@dataclass(frozen=True)
+class MaterializationRecord:
+    feature_view: str
+    start_time: int
+    end_time: int
+    rows: int
+    run_time: int
+
+
+class SqlFeatureStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    def list_definitions(self, kind: str = "") -> list[Stored]:
+        stmt = select(definitions).order_by(definitions.c.kind, definitions.c.name)
+        if kind:
+            stmt = stmt.where(definitions.c.kind == kind)
+        with self.db.read() as conn:
+            rows = conn.execute(stmt).all()
+        return [Stored(_load(r.spec), r.version, r.update_time) for r in rows]
+
+    def find(self, kind: str, name: str) -> Stored | None:
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(definitions).where(definitions.c.kind == kind, definitions.c.name == name)
+            ).first()
+        return Stored(_load(row.spec), row.version, row.update_time) if row else None
+
+    def get(self, kind: str, name: str, version: int = 0) -> Stored:
+        if version:
+            h = definition_history.c
+            with self.db.read() as conn:
+                row = conn.execute(
+                    select(definition_history).where(
+                        h.kind == kind, h.name == name, h.version == version
+                    )
+                ).first()
+            if row is None:
+                raise NotFound(
+                    f"{kind} {name!r} has no version {version}",
+                    resource_type=kind,
+                    resource_name=f"{name}@{version}",
+                )
+            return Stored(_load(row.spec), row.version, row.update_time)
+        found = self.find(kind, name)
+        if found is None:
+            raise NotFound(
+                f"{kind} {name!r} is not defined; apply it first (modelyard features apply)",
+                resource_type=kind,
+                resource_name=name,
+            )
+        return found
+
+    def apply(
+        self,
+        upserts: Sequence[Definition],
+        deletes: Sequence[tuple[str, str]],
+        user: str,
+    ) -> None:
+        """Write the changes in one transaction, each with a new version in the history."""
+        now = _now()
+        d, h = definitions.c, definition_history.c
+        with self.db.write() as conn:
+            for definition in upserts:
+                kind, name, spec = kind_of(definition), definition.name, _spec(definition)
+                last = (
+                    conn.execute(
+                        select(h.version)
+                        .where(h.kind == kind, h.name == name)
+                        .order_by(h.version.desc())
+                        .limit(1)
+                    ).scalar()
+                    or 0
+                )
+                version = last + 1
+                values = {"version": version, "spec": spec, "user_id": user, "update_time": now}
+                changed = conn.execute(
+                    update(definitions).where(d.kind == kind, d.name == name).values(**values)
+                ).rowcount
+                if not changed:
+                    conn.execute(insert(definitions).values(kind=kind, name=name, **values))
+                conn.execute(
+                    insert(definition_history).values(
+                        kind=kind, name=name, action="update" if changed else "create", **values
+                    )
+                )
+            for kind, name in deletes:
+                row = conn.execute(
+                    select(definitions).where(d.kind == kind, d.name == name)
+                ).first()
+                if row is None:
+                    continue
+                conn.execute(delete(definitions).where(d.kind == kind, d.name == name))
+                conn.execute(
+                    insert(definition_history).values(
+                        kind=kind,
+                        name=name,
+                        version=row.version + 1,
+                        spec=row.spec,
+                        action="delete",
+                        user_id=user,
+                        update_time=now,
+                    )
+                )
+
+    def join_key_fields(self, view: FeatureView) -> list[Field]:
+        """The join keys of the view's entities, in order."""
+        fields: list[Field] = []
+        for name in view.entities:
+            found = self.find("entity", name)
+            if found is None or not isinstance(found.definition, Entity):
+                raise FailedPrecondition(
+                    f"feature view {view.name!r} uses entity {name!r}, which is not defined",
+                    resource_type="entity",
+                    resource_name=name,
+                )
+            fields.extend(found.definition.join_keys)
+        return fields
+
+    def record_materialization(self, record: MaterializationRecord) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                insert(materializations).values(
+                    feature_view=record.feature_view,
+                    start_time=record.start_time,
+                    end_time=record.end_time,
+                    rows=record.rows,
+                    run_time=record.run_time,
+                )
+            )
+
+    def materializations(self, feature_view: str = "") -> list[MaterializationRecord]:
+        m = materializations.c
+        stmt = select(materializations).order_by(m.id)
+        if feature_view:
+            stmt = stmt.where(m.feature_view == feature_view)
+        with self.db.read() as conn:
+            rows = conn.execute(stmt).all()
+        return [
+            MaterializationRecord(r.feature_view, r.start_time, r.end_time, r.rows, r.run_time)
+            for r in rows
+        ]
+
+    def last_materialized(self, feature_view: str) -> int | None:
+        m = materializations.c
+        with self.db.read() as conn:
+            return conn.execute(
+                select(m.end_time)
+                .where(m.feature_view == feature_view)
+                .order_by(m.end_time.desc())
+                .limit(1)
+            ).scalar()
