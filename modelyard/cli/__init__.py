@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from modelyard.cli import auth, registry, server, serving, tracking
+from modelyard.cli import auth, features, registry, server, serving, tracking
 from modelyard.cli.output import err_console
 from modelyard.errors import ModelyardError
 
@@ -27,6 +27,7 @@ app.add_typer(tracking.runs, name="runs")
 app.add_typer(tracking.artifacts, name="artifacts")
 app.add_typer(registry.models, name="models")
 app.add_typer(serving.endpoints, name="endpoints")
+app.add_typer(features.features, name="features")
 app.add_typer(auth.admin, name="admin")
 app.add_typer(auth.tokens, name="tokens")
 app.add_typer(auth.users, name="users")

@@ -111,7 +111,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
         service: Annotated[
-            str, typer.Argument(help="Which service: auth, tracking, registry or serving.")
+            str, typer.Argument(help="auth, tracking, registry, features or serving.")
         ],
         host: Host = None,
         port: Port = None,

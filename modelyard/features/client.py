@@ -4,7 +4,9 @@ store = FeatureStoreClient()                      # MODELYARD_URI, MODELYARD_TOK
 store.apply([driver, driver_stats, model_v1])
 training = store.get_historical_features(entity_df, features=["driver_stats:conv_rate"]).to_df()
 store.materialize_incremental(datetime.now(UTC))
-store.get_online_features(features=["driver_stats:conv_rate"], entity_rows=[{"driver_id": 1}]).to_dict()
+store.get_online_features(
+    features=["driver_stats:conv_rate"], entity_rows=[{"driver_id": 1}]
+).to_dict()
 """
 
 from __future__ import annotations

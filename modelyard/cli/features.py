@@ -1,0 +1,194 @@
+"""`modelyard features ...`: apply definitions, look at them, materialize, look values up."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from modelyard.cli.output import console, print_json, table
+from modelyard.cli.tracking import Json, Token, Uri
+from modelyard.features.client import FeatureStoreClient
+from modelyard.features.definitions import Entity, FeatureService, FeatureView
+
+features = typer.Typer(help="The feature store.", no_args_is_help=True)
+
+
+def _client(uri: str | None, token: str | None) -> FeatureStoreClient:
+    return FeatureStoreClient(uri, token)
+
+
+def load_definitions(path: Path) -> list[Any]:
+    """Every Entity, FeatureView and FeatureService defined at the top of a Python file."""
+    namespace = runpy.run_path(str(path))
+    return [v for v in namespace.values() if isinstance(v, Entity | FeatureView | FeatureService)]
+
+
+def _when(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@features.command("apply")
+def features_apply(
+    path: Annotated[
+        Path, typer.Argument(help="A Python file defining entities, views and services.")
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; change nothing.")
+    ] = False,
+    uri: Uri = None,
+    token: Token = None,
+    as_json: Json = False,
+) -> None:
+    """Make the registry match a definitions file: create, update, and delete what it lacks."""
+    objects = load_definitions(path)
+    client = _client(uri, token)
+    plan = client.plan(objects, partial=False)
+    if not dry_run:
+        plan = client.apply(objects, partial=False)
+    if as_json:
+        print_json(
+            [
+                {"action": s.action, "kind": s.kind, "name": s.name, "changes": list(s.changes)}
+                for s in plan
+            ]
+        )
+        return
+    table(
+        "plan (dry run: nothing changed)" if dry_run else "applied",
+        ["action", "kind", "name", "changes"],
+        [(s.action, s.kind, s.name, "; ".join(s.changes)) for s in plan],
+    )
+
+
+@features.command("list")
+def features_list(uri: Uri = None, token: Token = None, as_json: Json = False) -> None:
+    """List entities, feature views and feature services."""
+    client = _client(uri, token)
+    rows = [
+        ("entity", e.name, ", ".join(k.name for k in e.join_keys), "")
+        for e in client.list_entities()
+    ]
+    rows += [
+        (
+            "feature_view",
+            v.name,
+            ", ".join(v.entities),
+            f"{len(v.schema)} features, ttl {v.ttl}, online {v.online}",
+        )
+        for v in client.list_feature_views()
+    ]
+    rows += [
+        (
+            "feature_service",
+            s.name,
+            "",
+            ", ".join(f"{p.feature_view}[{','.join(p.features) or '*'}]" for p in s.projections),
+        )
+        for s in client.list_feature_services()
+    ]
+    if as_json:
+        print_json([{"kind": k, "name": n, "keys": keys, "detail": d} for k, n, keys, d in rows])
+        return
+    table(None, ["kind", "name", "entities / join keys", "detail"], rows)
+
+
+@features.command("describe")
+def features_describe(
+    name: str,
+    kind: Annotated[
+        str, typer.Option(help="entity, feature_view or feature_service")
+    ] = "feature_view",
+    uri: Uri = None,
+    token: Token = None,
+    as_json: Json = False,
+) -> None:
+    """Show one definition, its version, and (for views) its materializations."""
+    client = _client(uri, token)
+    definition, version = client.get_definition(kind, name)
+    if as_json:
+        print_json({"version": version, "definition": definition})
+        return
+    console.print(f"[bold]{kind} {name}[/bold] version {version}")
+    if isinstance(definition, FeatureView):
+        table(None, ["feature", "type"], [(f.name, f.dtype) for f in definition.schema])
+        runs = client.list_materializations(name)
+        if runs:
+            table(
+                "materializations",
+                ["start", "end", "rows"],
+                [(m.start_time, m.end_time, m.rows) for m in runs],
+            )
+    else:
+        console.print(definition)
+
+
+@features.command("materialize")
+def features_materialize(
+    start: Annotated[str | None, typer.Argument(help="ISO time; omit for incremental.")] = None,
+    end: Annotated[str | None, typer.Argument(help="ISO time (default now).")] = None,
+    view: Annotated[
+        list[str] | None, typer.Option("--view", help="Only these views (repeatable).")
+    ] = None,
+    uri: Uri = None,
+    token: Token = None,
+    as_json: Json = False,
+) -> None:
+    """Load the latest values per entity into the online store."""
+    client = _client(uri, token)
+    end_time = _when(end) if end else datetime.now(UTC)
+    with console.status("materializing..."):
+        if start:
+            runs = client.materialize(_when(start), end_time, view)
+        else:
+            runs = client.materialize_incremental(end_time, view)
+    if as_json:
+        print_json(runs)
+        return
+    table(
+        None,
+        ["feature view", "start", "end", "rows"],
+        [(m.feature_view, m.start_time, m.end_time, m.rows) for m in runs],
+    )
+
+
+@features.command("get-online")
+def features_get_online(
+    feature: Annotated[
+        list[str] | None, typer.Option("--feature", help="view:feature (repeatable).")
+    ] = None,
+    service: Annotated[
+        str | None, typer.Option("--service", help="A feature service instead.")
+    ] = None,
+    entity: Annotated[
+        list[str], typer.Option("--entity", help="JSON row, e.g. '{\"driver_id\": 1}'.")
+    ] = [],  # noqa: B006
+    uri: Uri = None,
+    token: Token = None,
+    as_json: Json = False,
+) -> None:
+    """Look feature values up for entity rows."""
+    rows = [json.loads(e) for e in entity]
+    response = _client(uri, token).get_online_features(service or (feature or []), rows)
+    values, statuses = response.to_dict(), response.statuses()
+    if as_json:
+        print_json({"values": values, "statuses": statuses})
+        return
+    names = list(values)
+    table(
+        None,
+        names,
+        [
+            tuple(
+                f"{values[n][i]}"
+                + (f" ({statuses[n][i]})" if n in statuses and statuses[n][i] != "PRESENT" else "")
+                for n in names
+            )
+            for i in range(len(rows))
+        ],
+    )
