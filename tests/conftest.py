@@ -139,6 +139,44 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield from _fresh_schema(request.getfixturevalue("postgres_container"))
 
 
+# -- Redis --------------------------------------------------------------------------------------
+
+REDIS_URL = os.environ.get("MODELYARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> str:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as err:
+        require(False, f"Redis at {REDIS_URL} is not reachable: {err}")
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> Iterator[str]:
+    """A Redis URI whose keys live under a prefix of their own, deleted afterwards."""
+    import redis
+
+    prefix = f"modelyard-test-{uuid.uuid4().hex[:12]}"
+    yield f"{redis_server}?prefix={prefix}"
+    conn = redis.Redis.from_url(redis_server)
+    keys = list(conn.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        conn.delete(*keys)
+    conn.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def online_store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The online store backends every online suite runs on."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'online.db'}"
+    return request.getfixturevalue("redis_url")
+
+
 # -- S3 (rclone serve s3) --------------------------------------------------------------------
 
 

@@ -7,6 +7,9 @@ INVALID_ARGUMENT) or the resource (for NOT_FOUND), and no damage to data that wa
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
 from types import ModuleType
 
 import grpc
@@ -16,14 +19,24 @@ from google.protobuf.message import Message
 
 from modelyard import Client
 from modelyard._gen.auth.v1 import auth_pb2
+from modelyard._gen.features.v1 import features_pb2
 from modelyard._gen.inference import grpc_predict_v2_pb2
 from modelyard._gen.registry.v1 import registry_pb2
 from modelyard._gen.serving.v1 import serving_pb2
 from modelyard._gen.tracking.v1 import tracking_pb2
 from modelyard.errors import from_rpc_error
+from modelyard.features import FeatureService, FeatureStoreClient
 from modelyard.services.common.server import ModelyardServer
+from tests.features.conftest import NOW, make_repo
 
-MODULES: list[ModuleType] = [tracking_pb2, registry_pb2, auth_pb2, serving_pb2, grpc_predict_v2_pb2]
+MODULES: list[ModuleType] = [
+    tracking_pb2,
+    registry_pb2,
+    auth_pb2,
+    serving_pb2,
+    grpc_predict_v2_pb2,
+    features_pb2,
+]
 METHODS: list[tuple[ModuleType, MethodDescriptor]] = [
     (module, method)
     for module in MODULES
@@ -81,7 +94,7 @@ def channel(server: ModelyardServer) -> Iterator[grpc.Channel]:
 
 
 @pytest.fixture
-def seed(client: Client) -> dict[str, object]:
+def seed(client: Client, server: ModelyardServer, tmp_path: Path) -> dict[str, object]:
     """Real resources, so unusual values reach the deep checks instead of stopping at NOT_FOUND."""
     run_id = logged = client.create_run("0").info.run_id
     client.log_param(run_id, "keep", "me")
@@ -89,7 +102,20 @@ def seed(client: Client) -> dict[str, object]:
     client.log_text(logged, "m", "model/MLmodel")
     client.create_model_version("seed", f"runs:/{run_id}/model")
     client.set_registered_model_alias("seed", "champion", 1)
-    return {"run_id": run_id, "name": "seed", "version": 1, "experiment_id": "0"}
+    with FeatureStoreClient(server.address) as features:
+        repo = make_repo(tmp_path / "features")
+        view = replace(repo.stats, name="seed")
+        features.apply([repo.driver, view, FeatureService("seed", [view[["trips"]]])])
+        features.materialize(NOW - timedelta(days=30), NOW + timedelta(hours=1))
+    return {
+        "run_id": run_id,
+        "name": "seed",
+        "version": 1,
+        "experiment_id": "0",
+        "feature_view": "seed",
+        "feature_service": "seed",
+        "kind": "feature_view",
+    }
 
 
 def _request_class(module: ModuleType, method: MethodDescriptor) -> type[Message]:
@@ -226,7 +252,7 @@ def test_upload_stream_protocol_errors(channel: grpc.Channel, seed: dict[str, ob
 
 
 def test_bad_input_loses_no_data(
-    channel: grpc.Channel, client: Client, seed: dict[str, object]
+    channel: grpc.Channel, client: Client, server: ModelyardServer, seed: dict[str, object]
 ) -> None:
     for module, method in UNARY:
         if method.name.startswith(MUTATING):
@@ -238,3 +264,7 @@ def test_bad_input_loses_no_data(
     assert run.data.metrics["m"] == 1.0
     assert client.get_model_version_by_alias("seed", "champion").version == 1
     assert [f.path for f in client.list_model_version_artifacts("seed", 1)] == ["MLmodel"]
+    with FeatureStoreClient(server.address) as features:
+        assert features.get_definition("feature_view", "seed")[1] == 1
+        online = features.get_online_features("seed", [{"driver_id": 1}])
+        assert online.to_dict()["trips"] == [35]

@@ -171,6 +171,12 @@ class FeatureStoreClient:
     def close(self) -> None:
         self._t.close()
 
+    def __enter__(self) -> FeatureStoreClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- definitions ---------------------------------------------------------------------------
 
     def apply(

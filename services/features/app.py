@@ -14,10 +14,11 @@ from modelyard.services.common.runtime import Runtime
 from modelyard.services.common.server import ServiceRegistration
 from modelyard.services.common.settings import Settings
 from modelyard.services.features.access import RULES
+from modelyard.services.features.offline import push_log
 from modelyard.services.features.offline.duckdb_engine import DuckDbEngine
 from modelyard.services.features.offline.sources import SourceReader
 from modelyard.services.features.online import open_online_store
-from modelyard.services.features.service import FeatureAuthorizer, FeaturesService, push_log_root
+from modelyard.services.features.service import FeatureAuthorizer, FeaturesService
 from modelyard.services.features.servicer import FeatureStoreServicer
 from modelyard.services.features.store.schema import feature_permissions
 from modelyard.services.features.store.sql import SqlFeatureStore
@@ -41,7 +42,7 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
         settings.features.online_store_uri or f"sqlite:///{settings.home_dir / 'online.db'}"
     )
     authorizer = FeatureAuthorizer(GrantStore(db, feature_permissions), store)
-    sources = SourceReader(settings.s3, push_log_root(artifacts.root_uri))
+    sources = SourceReader(settings.s3, push_log.log_root(artifacts.root_uri))
     engine = DuckDbEngine(
         sources,
         lambda view: [f.name for f in store.join_key_fields(view)],

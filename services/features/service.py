@@ -6,7 +6,7 @@ import io
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,17 +31,13 @@ from modelyard.services.common.auth.interceptor import Access
 from modelyard.services.common.auth.policy import role_level
 from modelyard.services.common.identity import Identity
 from modelyard.services.features import definitions as defs
+from modelyard.services.features.offline import push_log
 from modelyard.services.features.offline.base import OfflineEngine, ViewRequest
 from modelyard.services.features.online.base import OnlineRow, OnlineStore, entity_key
 from modelyard.services.features.store.sql import MaterializationRecord, SqlFeatureStore, Stored
 
 MAX_ONLINE_ROWS = 10_000
 GRANTED_KINDS = ("feature_view", "feature_service")
-
-
-def push_log_root(artifact_root: str) -> str:
-    """Where pushed rows land when sent to the offline log (read back by training sets)."""
-    return f"{artifact_root}/features/push"
 
 
 def _now_ms() -> int:
@@ -60,6 +56,39 @@ class OnlineColumn:
     name: str
     dtype: ValueType
     values: list[OnlineValue]
+
+
+class TrainingSetOutput:
+    """Batches spooled to a local Parquet file as they stream out, then stored in one upload,
+    so a training set larger than memory can still be written."""
+
+    def __init__(self, artifacts: ArtifactStore, key: str) -> None:
+        self._artifacts = artifacts
+        self._key = key
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by finish() or abort()
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._file, batch.schema)
+        self._writer.write_batch(batch)
+
+    def finish(self, schema: pa.Schema) -> str:
+        """Upload; returns the file's sha256."""
+        try:
+            if self._writer is None:
+                self._writer = pq.ParquetWriter(self._file, schema)
+            self._writer.close()
+            self._file.seek(0)
+            chunks = iter(lambda: self._file.read(1024 * 1024), b"")
+            return self._artifacts.write(self._key, chunks).sha256
+        finally:
+            self._file.close()
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._file.close()
 
 
 class FeatureAuthorizer:
@@ -116,7 +145,7 @@ class FeaturesService:
         self.online = online
         self.authorizer = authorizer
         self.artifacts = artifacts
-        self.push_log_root = push_log_root(artifacts.root_uri)
+        self.push_log_root = push_log.log_root(artifacts.root_uri)
 
     # -- definitions ---------------------------------------------------------------------------
 
@@ -167,10 +196,8 @@ class FeaturesService:
         return steps
 
     def list_definitions(self, kind: str) -> list[Stored]:
-        if kind and kind not in ("entity", "feature_view", "feature_service"):
-            raise InvalidArgument(
-                "kind must be entity, feature_view or feature_service", field="kind"
-            )
+        if kind:
+            _check_kind(kind)
         who = identity.current()
         stored = self.store.list_definitions(kind)
         if who.unrestricted:
@@ -184,6 +211,9 @@ class FeaturesService:
         ]
 
     def get_definition(self, kind: str, name: str, version: int) -> Stored:
+        _check_kind(kind)
+        if not name:
+            raise InvalidArgument("name is required", field="name")
         if version < 0:
             raise InvalidArgument("version must not be negative", field="version")
         return self.store.get(kind, name, version)
@@ -284,25 +314,15 @@ class FeaturesService:
             entities, requests, event_timestamp_column or "event_timestamp"
         )
 
-    def write_output(
-        self, uri: str, batches: Iterator[pa.RecordBatch], schema: pa.Schema
-    ) -> tuple[int, str]:
-        """Write the result as Parquet to `uri` (under the artifact root); (rows, sha256)."""
+    def open_output(self, uri: str) -> TrainingSetOutput:
+        """Somewhere to write a training set as Parquet, checked before any work is done."""
         key = self.artifacts.key_for(uri)
-        if key is None or not key:
+        if not key:
             raise InvalidArgument(
                 f"output_uri {uri!r} must lie under the artifact root {self.artifacts.root_uri}",
                 field="output_uri",
             )
-        rows = 0
-        with tempfile.TemporaryFile() as tmp:
-            with pq.ParquetWriter(tmp, schema) as writer:
-                for batch in batches:
-                    rows += batch.num_rows
-                    writer.write_batch(batch)
-            tmp.seek(0)
-            stored = self.artifacts.write(key, iter(lambda: tmp.read(1024 * 1024), b""))
-        return rows, stored.sha256
+        return TrainingSetOutput(self.artifacts, key)
 
     # -- materialization -----------------------------------------------------------------------
 
@@ -433,16 +453,18 @@ class FeaturesService:
             )
         if table.num_rows == 0:
             return 0
+        table = push_log.normalize(view, self.join_key_fields(view), table)
+        for column in needed:
+            if table[column].null_count:
+                raise InvalidArgument(f"pushed column {column!r} holds nulls", field=column)
         if to_online:
-            ts = pa.compute.cast(table[view.source.timestamp_field], pa.timestamp("ms", tz="UTC"))
+            times = table[view.source.timestamp_field].cast(pa.timestamp("ms", tz="UTC"))
+            times = times.cast(pa.int64()).to_pylist()
             data = table.to_pydict()
-            times = ts.cast(pa.int64()).to_pylist()
             latest: dict[str, OnlineRow] = {}
             for i in range(table.num_rows):
                 key = entity_key([data[k][i] for k in keys])
-                row = OnlineRow(
-                    key, {f: _plain(data[f][i]) for f in view.feature_names if f in data}, times[i]
-                )
+                row = OnlineRow(key, {f: _plain(data[f][i]) for f in view.feature_names}, times[i])
                 if key not in latest or row.event_time_ms >= latest[key].event_time_ms:
                     latest[key] = row
             self.online.write(view_name, list(latest.values()))
@@ -489,6 +511,13 @@ class FeaturesService:
 
     def list_permissions(self, kind: str, name: str) -> list[Grant]:
         return self.authorizer.grants.list(self._granted(kind, name))
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in ("entity", "feature_view", "feature_service"):
+        raise InvalidArgument(
+            f"kind {kind!r} is not one of entity, feature_view, feature_service", field="kind"
+        )
 
 
 _KEY_TYPES: dict[ValueType, tuple[type, ...]] = {

@@ -17,7 +17,7 @@ from modelyard.convert.features import (
     value_to_python,
 )
 from modelyard.errors import InvalidArgument
-from modelyard.services.features.service import FeaturesService
+from modelyard.services.features.service import FeaturesService, TrainingSetOutput
 from modelyard.services.features.store.sql import MaterializationRecord, Stored
 
 CHUNK = 1024 * 1024
@@ -60,14 +60,14 @@ def _read_arrow(data: bytes, field: str) -> pa.Table:
 
 
 def _arrow_chunks(
-    reader: pa.RecordBatchReader, also: list[pa.RecordBatch] | None
+    reader: pa.RecordBatchReader, output: TrainingSetOutput | None
 ) -> Iterator[tuple[bytes, int]]:
     """The result as Arrow IPC stream bytes in chunks, with the rows each chunk completes."""
     sink = io.BytesIO()
     with pa.ipc.new_stream(sink, reader.schema) as writer:
         for batch in reader:
-            if also is not None:
-                also.append(batch)
+            if output is not None:
+                output.write(batch)
             writer.write_batch(batch)
             data = sink.getvalue()
             sink.seek(0)
@@ -123,24 +123,28 @@ class FeatureStoreServicer(features_pb2_grpc.FeatureStoreServiceServicer):
                 raise InvalidArgument(
                     "the entity rows exceed 2 GiB; split them", field="arrow_chunk"
                 )
-        entities = _read_arrow(bytes(data), "arrow_chunk")
-        reader = self.service.historical(
-            list(header.features),
-            header.feature_service,
-            entities,
-            header.event_timestamp_column,
-            header.full_feature_names,
-        )
-        kept: list[pa.RecordBatch] | None = [] if header.output_uri else None
-        rows = 0
-        for chunk, batch_rows in _arrow_chunks(reader, kept):
-            rows += batch_rows
-            yield pb.GetHistoricalFeaturesResponse(arrow_chunk=chunk)
-        summary = pb.HistoricalFeaturesSummary(rows=rows, columns=list(reader.schema.names))
-        if kept is not None:
-            _rows, digest = self.service.write_output(header.output_uri, iter(kept), reader.schema)
-            summary.output_uri = header.output_uri
-            summary.output_sha256 = digest
+        output = self.service.open_output(header.output_uri) if header.output_uri else None
+        try:
+            entities = _read_arrow(bytes(data), "arrow_chunk")
+            reader = self.service.historical(
+                list(header.features),
+                header.feature_service,
+                entities,
+                header.event_timestamp_column,
+                header.full_feature_names,
+            )
+            rows = 0
+            for chunk, batch_rows in _arrow_chunks(reader, output):
+                rows += batch_rows
+                yield pb.GetHistoricalFeaturesResponse(arrow_chunk=chunk)
+            summary = pb.HistoricalFeaturesSummary(rows=rows, columns=list(reader.schema.names))
+            if output is not None:
+                summary.output_uri = header.output_uri
+                summary.output_sha256 = output.finish(reader.schema)
+                output = None
+        finally:
+            if output is not None:
+                output.abort()
         yield pb.GetHistoricalFeaturesResponse(summary=summary)
 
     def Materialize(self, request, context):

@@ -8,24 +8,31 @@ The expected policy is written out here on its own, so a change to an access tab
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
+import pyarrow as pa
 import pytest
 
 from modelyard._gen.auth.v1 import auth_pb2
 from modelyard._gen.common.v1 import common_pb2
+from modelyard._gen.features.v1 import features_pb2
 from modelyard._gen.inference import grpc_predict_v2_pb2
 from modelyard._gen.registry.v1 import registry_pb2
 from modelyard._gen.serving.v1 import serving_pb2
 from modelyard._gen.tracking.v1 import tracking_pb2
+from modelyard.convert.common import ms_to_timestamp
 from modelyard.entities.common import PermissionLevel as L
 from modelyard.entities.serving import ServedModel
+from modelyard.features import FeatureService, FeatureStoreClient
+from tests.features.conftest import NOW, make_repo
 from tests.security.conftest import Secure
 
 T, R, A, C = tracking_pb2, registry_pb2, auth_pb2, common_pb2
-S, OIP = serving_pb2, grpc_predict_v2_pb2
+S, OIP, F = serving_pb2, grpc_predict_v2_pb2, features_pb2
 
 # Who is tried, least privileged first (so a destructive call runs after the refusals).
 PRINCIPALS = ["stranger", "service", "reader", "user", "writer", "owner", "admin"]
@@ -47,6 +54,8 @@ class Seed:
     run_id: str
     model: str
     endpoint: str
+    feature_view: str
+    feature_service: str
 
 
 def grant(level: L) -> C.Grant:
@@ -370,13 +379,117 @@ INFERENCE: dict[str, Case] = {
     ),
 }
 
+
+def _entity_rows() -> list[F.EntityColumn]:
+    return [F.EntityColumn(name="driver_id", values=[F.Value(int64_val=1)])]
+
+
+def _training_set(features: list[str], service: str = "") -> list[F.GetHistoricalFeaturesRequest]:
+    import pandas as pd
+
+    from modelyard.features.client import _arrow_bytes
+
+    rows = pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW]})
+    return [
+        F.GetHistoricalFeaturesRequest(
+            header=F.HistoricalFeaturesHeader(features=features, feature_service=service)
+        ),
+        F.GetHistoricalFeaturesRequest(arrow_chunk=_arrow_bytes(pa.Table.from_pandas(rows))),
+    ]
+
+
+def _push(s: Seed) -> F.PushRequest:
+    import pandas as pd
+
+    from modelyard.features.client import _arrow_bytes
+
+    rows = pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW], "trips": [5]})
+    return F.PushRequest(
+        feature_view=s.feature_view,
+        arrow_rows=_arrow_bytes(pa.Table.from_pandas(rows)),
+        to_online=True,
+    )
+
+
+FEATURES: dict[str, Case] = {
+    "ApplyDefinitions": (
+        ("create",),
+        lambda s: F.ApplyDefinitionsRequest(
+            definitions=[
+                F.Definition(
+                    entity=F.Entity(name=f"e-{s.run_id[:8]}", join_keys=[F.Field(name="k")])
+                )
+            ],
+            partial=True,
+        ),
+    ),
+    "ListDefinitions": (("any",), lambda s: F.ListDefinitionsRequest()),
+    "GetDefinition": (
+        ("level", L.READ),
+        lambda s: F.GetDefinitionRequest(kind="feature_view", name=s.feature_view),
+    ),
+    "GetDefinition[entity]": (
+        ("any",),
+        lambda s: F.GetDefinitionRequest(kind="entity", name="driver"),
+    ),
+    "GetHistoricalFeatures": (
+        ("level", L.USE),
+        lambda s: _training_set([f"{s.feature_view}:trips"]),
+    ),
+    "GetHistoricalFeatures[service]": (
+        ("level", L.USE),
+        lambda s: _training_set([], s.feature_service),
+    ),
+    "Materialize": (
+        ("level", L.EDIT),
+        lambda s: F.MaterializeRequest(
+            feature_views=[s.feature_view], end_time=ms_to_timestamp(int(NOW.timestamp() * 1000))
+        ),
+    ),
+    "ListMaterializations": (
+        ("level", L.READ),
+        lambda s: F.ListMaterializationsRequest(feature_view=s.feature_view),
+    ),
+    "GetOnlineFeatures": (
+        ("level", L.USE),
+        lambda s: F.GetOnlineFeaturesRequest(
+            features=[f"{s.feature_view}:trips"], entities=_entity_rows()
+        ),
+    ),
+    "GetOnlineFeatures[service]": (
+        ("level", L.USE),
+        lambda s: F.GetOnlineFeaturesRequest(
+            feature_service=s.feature_service, entities=_entity_rows()
+        ),
+    ),
+    "Push": (("level", L.EDIT), _push),
+    "SetFeaturePermission": (
+        ("level", L.MANAGE),
+        lambda s: F.SetFeaturePermissionRequest(
+            kind="feature_view", name=s.feature_view, grant=grant(L.READ)
+        ),
+    ),
+    "DeleteFeaturePermission": (
+        ("level", L.MANAGE),
+        lambda s: F.DeleteFeaturePermissionRequest(
+            kind="feature_view", name=s.feature_view, principal="reader"
+        ),
+    ),
+    "ListFeaturePermissions": (
+        ("level", L.READ),
+        lambda s: F.ListFeaturePermissionsRequest(kind="feature_service", name=s.feature_service),
+    ),
+}
+
 SERVICES = {
     "modelyard.tracking.v1.TrackingService": TRACKING,
     "modelyard.registry.v1.ModelRegistryService": REGISTRY,
     "modelyard.auth.v1.AuthService": AUTH,
     "modelyard.serving.v1.ServingService": SERVING,
     "inference.GRPCInferenceService": INFERENCE,
+    "modelyard.features.v1.FeatureStoreService": FEATURES,
 }
+FEATURE_STORE = "modelyard.features.v1.FeatureStoreService"
 CASES = [(svc, rpc, case) for svc, table in SERVICES.items() for rpc, case in table.items()]
 CASES += [
     ("modelyard.registry.v1.ModelRegistryService", f"{rpc}[protected]", case)
@@ -397,11 +510,13 @@ def expected(policy: tuple[Any, ...], who: str, service: str) -> bool:
     level = LEVELS[who]
     if who == "service" and service.endswith("TrackingService"):
         level = L.READ  # the registry's identity reads every run, to copy model files
+    if who == "service" and service == FEATURE_STORE:
+        level = L.USE  # the serving identity looks features up for every endpoint
     return level is not None and level >= policy[1]
 
 
 @pytest.fixture
-def world(secure: Secure) -> Iterator[dict[str, Any]]:
+def world(secure: Secure, tmp_path: Path) -> Iterator[dict[str, Any]]:
     tokens = {"admin": secure.admin_token}
     for who, roles in (
         ("stranger", ["viewer"]),
@@ -413,7 +528,11 @@ def world(secure: Secure) -> Iterator[dict[str, Any]]:
         secure.admin.create_principal(who, roles)
         tokens[who] = secure.admin.create_token(who)[0]
     tokens["service"] = secure.admin.create_token("svc-registry")[0]
+    tokens["service-features"] = secure.admin.create_token("svc-serving")[0]
     owner = secure.client(tokens["owner"])
+    features = FeatureStoreClient(secure.address, tokens["owner"])
+    repo = make_repo(tmp_path / "features")
+    features.apply([repo.driver])
     counter = iter(range(10_000))
 
     def seed() -> Seed:
@@ -446,10 +565,18 @@ def world(secure: Secure) -> Iterator[dict[str, Any]]:
                 ),
             )
             owner.set_endpoint_permission(endpoint, who, level)
-        return Seed(eid, rid, model, endpoint)
+        view = replace(repo.stats, name=f"fv-{n}")
+        service = FeatureService(f"fs-{n}", [view[["trips"]]])
+        features.apply([view, service])
+        features.materialize(NOW - timedelta(days=1), NOW, [view.name])
+        for who, level in (("reader", L.READ), ("user", L.USE), ("writer", L.EDIT)):
+            features.set_permission("feature_view", view.name, who, level)
+            features.set_permission("feature_service", service.name, who, level)
+        return Seed(eid, rid, model, endpoint, view.name, service.name)
 
     with grpc.insecure_channel(secure.address) as channel:
         yield {"tokens": tokens, "seed": seed, "channel": channel}
+    features.close()
 
 
 def call(
@@ -458,7 +585,10 @@ def call(
     path = f"/{service}/{rpc.split('[')[0]}"
     metadata = (("authorization", f"Bearer {token}"),)
     try:
-        if isinstance(request, list):
+        if rpc.startswith("GetHistoricalFeatures"):
+            stub = channel.stream_stream(path, request_serializer=lambda m: m.SerializeToString())
+            list(stub(iter(request), metadata=metadata, timeout=30))
+        elif isinstance(request, list):
             channel.stream_unary(path, request_serializer=lambda m: m.SerializeToString())(
                 iter(request), metadata=metadata, timeout=30
             )
@@ -482,7 +612,10 @@ def test_matrix(world: dict[str, Any], service: str, rpc: str, case: Case) -> No
     seed = world["seed"]()
     outcomes = {}
     for who in PRINCIPALS:
-        code = call(world["channel"], service, rpc, make_request(seed), world["tokens"][who])
+        token = world["tokens"][who]
+        if who == "service" and service == FEATURE_STORE:
+            token = world["tokens"]["service-features"]
+        code = call(world["channel"], service, rpc, make_request(seed), token)
         assert code != grpc.StatusCode.UNAUTHENTICATED, f"{rpc} as {who}: UNAUTHENTICATED"
         outcomes[who] = code
     wrong = {

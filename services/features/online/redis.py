@@ -1,10 +1,15 @@
 """RedisOnlineStore: the production store. One hash per (view, entity key) holding the values
-and their event time; a server-side script keeps only newer values, atomically."""
+and their event time; a server-side script keeps only newer values, atomically.
+
+`redis://host:6379/0?prefix=team-a` puts keys under `team-a:` (default `modelyard:online`), so
+several deployments can share one Redis.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
@@ -27,12 +32,14 @@ _PREFIX = "modelyard:online"
 
 class RedisOnlineStore(OnlineStore):
     def __init__(self, uri: str) -> None:
-        self._redis = redis.Redis.from_url(uri)
+        parts = urlsplit(uri)
+        query = dict(parse_qsl(parts.query))
+        self.prefix = query.pop("prefix", _PREFIX)
+        self._redis = redis.Redis.from_url(urlunsplit(parts._replace(query=urlencode(query))))
         self._write = self._redis.register_script(_WRITE_IF_NEWER)
 
-    @staticmethod
-    def _key(view: str, entity_key: str) -> str:
-        return f"{_PREFIX}:{view}:{entity_key}"
+    def _key(self, view: str, entity_key: str) -> str:
+        return f"{self.prefix}:{view}:{entity_key}"
 
     def write(self, view: str, rows: Sequence[OnlineRow]) -> int:
         with self._redis.pipeline(transaction=False) as pipe:
@@ -57,7 +64,7 @@ class RedisOnlineStore(OnlineStore):
 
     def delete_view(self, view: str) -> None:
         batch = []
-        for key in self._redis.scan_iter(match=f"{_PREFIX}:{view}:*", count=1000):
+        for key in self._redis.scan_iter(match=f"{self.prefix}:{view}:*", count=1000):
             batch.append(key)
             if len(batch) >= 1000:
                 self._redis.delete(*batch)

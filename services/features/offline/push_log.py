@@ -1,0 +1,56 @@
+"""The offline push log: pushed rows kept as Parquet beside the view's source.
+
+Every file holds the view's full, declared schema (join keys, event time, created time, every
+feature) whatever subset a push sent, so files from different pushes read as one dataset.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from modelyard.errors import InvalidArgument
+from modelyard.features.definitions import FeatureView, Field, ValueType
+
+ARROW_TYPES: dict[ValueType, pa.DataType] = {
+    ValueType.INT32: pa.int32(),
+    ValueType.INT64: pa.int64(),
+    ValueType.FLOAT32: pa.float32(),
+    ValueType.FLOAT64: pa.float64(),
+    ValueType.STRING: pa.string(),
+    ValueType.BOOL: pa.bool_(),
+    ValueType.BYTES: pa.binary(),
+    ValueType.UNIX_TIMESTAMP: pa.timestamp("us", tz="UTC"),
+}
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+
+def log_root(artifact_root: str) -> str:
+    """Where pushed rows land when sent to the offline log (read back by training sets)."""
+    return f"{artifact_root}/features/push"
+
+
+def _column(table: pa.Table, name: str, dtype: pa.DataType) -> pa.Array | pa.ChunkedArray:
+    if name not in table.column_names:
+        return pa.nulls(table.num_rows, dtype)
+    try:
+        return table[name].cast(dtype)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise InvalidArgument(
+            f"pushed column {name!r} is {table[name].type}, which does not convert to {dtype}: "
+            f"{exc}",
+            field=name,
+        ) from None
+
+
+def normalize(view: FeatureView, join_keys: list[Field], table: pa.Table) -> pa.Table:
+    """The pushed rows in the view's declared schema, missing features as nulls."""
+    source = view.source
+    columns = [(k.name, ARROW_TYPES[k.dtype]) for k in join_keys]
+    columns.append((source.timestamp_field, TIMESTAMP))
+    if source.created_timestamp_column:
+        columns.append((source.created_timestamp_column, TIMESTAMP))
+    columns += [(f.name, ARROW_TYPES[f.dtype]) for f in view.schema]
+    return pa.table(
+        {name: _column(table, name, dtype) for name, dtype in columns},
+        schema=pa.schema(columns),
+    )

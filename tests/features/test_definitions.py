@@ -1,0 +1,201 @@
+"""Declarative apply over gRPC on SQLite and PostgreSQL: plans, versions, refused changes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound
+from modelyard.features import (
+    Entity,
+    FeatureService,
+    FeatureStoreClient,
+    FeatureView,
+    Field,
+    Float32,
+    Int64,
+    String,
+)
+from modelyard.services.common.settings import FeaturesSettings, Settings
+from tests.conftest import running_server
+from tests.features.conftest import Repo, make_repo
+
+
+@pytest.fixture
+def settings_for(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(
+        home=tmp_path / "home",
+        port=0,
+        grace_period=0,
+        database_url=database_url,
+        features=FeaturesSettings(online_store_uri=f"sqlite:///{tmp_path / 'online.db'}"),
+    )
+
+
+@pytest.fixture
+def fs(settings_for: Settings) -> Iterator[FeatureStoreClient]:
+    with running_server(settings_for, ("features",)) as server:
+        client = FeatureStoreClient(server.address)
+        yield client
+        client.close()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repo:
+    return make_repo(tmp_path / "repo")
+
+
+def _plan(steps) -> list[tuple[str, str, str]]:
+    return [(s.action, s.kind, s.name) for s in steps]
+
+
+def test_apply_creates_then_reports_unchanged(fs: FeatureStoreClient, repo: Repo) -> None:
+    created = fs.apply(repo.objects)
+    assert sorted(_plan(created)) == [
+        ("create", "entity", "driver"),
+        ("create", "feature_service", "driver_model"),
+        ("create", "feature_view", "driver_stats"),
+    ]
+    assert {s.action for s in fs.apply(repo.objects)} == {"unchanged"}
+    view = fs.get_feature_view("driver_stats")
+    assert view == repo.stats  # every attribute survives the round trip
+    assert fs.get_feature_service("driver_model") == repo.service
+    assert fs.list_entities() == [repo.driver]
+
+
+def test_dry_run_changes_nothing(fs: FeatureStoreClient, repo: Repo) -> None:
+    plan = fs.plan(repo.objects)
+    assert {s.action for s in plan} == {"create"}
+    assert fs.list_feature_views() == []
+    with pytest.raises(NotFound) as err:
+        fs.get_feature_view("driver_stats")
+    assert err.value.resource_type == "feature_view"
+
+
+def test_updates_are_versioned_and_old_versions_readable(
+    fs: FeatureStoreClient, repo: Repo
+) -> None:
+    fs.apply(repo.objects)
+    longer = replace(repo.stats, ttl=timedelta(days=2))
+    widened = replace(longer, schema=(*longer.schema, Field("rating", Float32)))
+    steps = {s.name: s for s in fs.apply([widened])}
+    assert steps["driver_stats"].action == "update"
+    assert "+feature rating" in steps["driver_stats"].changes
+    assert any(c.startswith("ttl:") for c in steps["driver_stats"].changes)
+    current, version = fs.get_definition("feature_view", "driver_stats")
+    assert version == 2 and current == widened
+    old, old_version = fs.get_definition("feature_view", "driver_stats", version=1)
+    assert old_version == 1 and old == repo.stats
+    with pytest.raises(NotFound):
+        fs.get_definition("feature_view", "driver_stats", version=9)
+
+
+def test_changing_a_feature_type_in_place_is_refused(fs: FeatureStoreClient, repo: Repo) -> None:
+    fs.apply(repo.objects)
+    retyped = replace(
+        repo.stats,
+        schema=tuple(Field(f.name, String) if f.name == "trips" else f for f in repo.stats.schema),
+    )
+    with pytest.raises(FailedPrecondition) as err:
+        fs.apply([retyped])
+    assert "'trips'" in str(err.value) and "INT64" in str(err.value) and "STRING" in str(err.value)
+    assert "new name" in str(err.value)  # tells the user what to do instead
+    assert fs.get_feature_view("driver_stats") == repo.stats  # nothing changed
+
+
+def test_changing_join_keys_is_refused(fs: FeatureStoreClient, repo: Repo) -> None:
+    fs.apply(repo.objects)
+    with pytest.raises(FailedPrecondition) as err:
+        fs.apply([Entity(name="driver", join_keys=["driver_uuid"], value_type=String)])
+    assert err.value.resource_name == "driver"
+
+
+def test_full_apply_deletes_what_the_file_lacks(fs: FeatureStoreClient, repo: Repo) -> None:
+    extra = Entity(name="customer", join_keys=["customer_id"])
+    fs.apply([*repo.objects, extra])
+    plan = fs.apply(repo.objects, partial=False)
+    assert ("delete", "entity", "customer") in _plan(plan)
+    assert [e.name for e in fs.list_entities()] == ["driver"]
+
+
+def test_a_view_in_use_by_a_service_cannot_be_deleted(fs: FeatureStoreClient, repo: Repo) -> None:
+    fs.apply(repo.objects)
+    with pytest.raises(FailedPrecondition) as err:
+        fs.apply([repo.driver, repo.service], partial=False)
+    assert err.value.resource_name == "driver_stats"
+    assert "driver_model" in str(err.value)
+    assert fs.get_feature_view("driver_stats") == repo.stats
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        (lambda r: [r.driver, replace(r.stats, entities=("nobody",))], "feature_view.entities"),
+        (lambda r: [r.driver, replace(r.stats, schema=())], "feature_view.schema"),
+        (lambda r: [r.driver, replace(r.stats, name="bad name!")], "feature_view.name"),
+        (lambda r: [r.driver, r.driver], "entity.name"),
+        (
+            lambda r: [r.driver, r.stats, FeatureService("s", [r.stats[["nope"]]])],
+            "feature_service.projections",
+        ),
+        (lambda r: [FeatureService("s", [r.stats])], "feature_service.projections"),
+    ],
+)
+def test_definitions_that_do_not_hold_together(
+    fs: FeatureStoreClient, repo: Repo, bad, field
+) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        fs.apply(bad(repo))
+    assert err.value.field == field
+    assert fs.list_entities() == []  # all or nothing
+
+
+def test_join_keys_listed_in_the_schema_are_not_features(
+    fs: FeatureStoreClient, repo: Repo
+) -> None:
+    feast_style = replace(repo.stats, schema=(Field("driver_id", Int64), *repo.stats.schema))
+    fs.apply([repo.driver, feast_style])
+    assert fs.get_feature_view("driver_stats").feature_names == ["conv_rate", "trips", "city"]
+
+
+def test_definitions_survive_a_restart(settings_for: Settings, repo: Repo) -> None:
+    with (
+        running_server(settings_for, ("features",)) as server,
+        FeatureStoreClient(server.address) as fs,
+    ):
+        fs.apply(repo.objects)
+        fs.apply([replace(repo.stats, online=False)])
+    with (
+        running_server(settings_for, ("features",)) as server,
+        FeatureStoreClient(server.address) as fs,
+    ):
+        assert fs.get_definition("feature_view", "driver_stats")[1] == 2
+        assert fs.get_feature_view("driver_stats").online is False
+        assert fs.get_feature_service("driver_model") == repo.service
+
+
+def test_list_rejects_an_unknown_kind(fs: FeatureStoreClient) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        fs._list("table")
+    assert err.value.field == "kind"
+
+
+def test_view_named_in_a_service_must_exist_in_the_registry_or_request(
+    fs: FeatureStoreClient, repo: Repo
+) -> None:
+    fs.apply([repo.driver, repo.stats])
+    other = FeatureView(
+        name="driver_daily",
+        entities=[repo.driver],
+        schema=[Field("km", Float32)],
+        source=repo.stats.source,
+    )
+    steps = fs.apply([other, FeatureService("both", [repo.stats, other])])
+    assert sorted(_plan(steps)) == [
+        ("create", "feature_service", "both"),
+        ("create", "feature_view", "driver_daily"),
+    ]

@@ -1,0 +1,187 @@
+"""Materialization, online lookups and pushes over gRPC, on the SQLite and Redis online stores."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+
+from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound
+from modelyard.features import FeatureStoreClient
+from tests.features.conftest import NOW, Repo
+
+HOUR = timedelta(hours=1)
+
+
+def _lookup(store: FeatureStoreClient, ids: list[int], features=None):
+    return store.get_online_features(
+        features or ["driver_stats:conv_rate", "driver_stats:trips", "driver_stats:city"],
+        [{"driver_id": i} for i in ids],
+    )
+
+
+def test_materialize_then_look_up(store: FeatureStoreClient, repo: Repo) -> None:
+    store.apply(repo.objects)
+    (done,) = store.materialize(NOW - 100 * HOUR, NOW + HOUR)
+    assert (done.feature_view, done.rows) == ("driver_stats", 2)
+    response = _lookup(store, [1, 2, 3])
+    # Driver 1: the later-created of the two rows an hour ago. Driver 2's row is 72h old, past
+    # the one-day TTL. Driver 3 was never seen.
+    assert response.to_dict() == {
+        "driver_id": [1, 2, 3],
+        "conv_rate": [0.35, 0.9, None],
+        "trips": [35, 90, None],
+        "city": ["Bergen", "Paris", None],
+    }
+    statuses = response.statuses()
+    assert statuses["conv_rate"] == ["PRESENT", "OUTSIDE_MAX_AGE", "NOT_FOUND"]
+    times = response.event_timestamps()["trips"]
+    assert times == [NOW - HOUR, NOW - 72 * HOUR, None]
+
+
+def test_a_window_loads_the_latest_row_inside_it(store: FeatureStoreClient, repo: Repo) -> None:
+    store.apply(repo.objects)
+    store.materialize(NOW - 10 * HOUR, NOW - 90 * timedelta(minutes=1))
+    assert _lookup(store, [1]).to_dict()["conv_rate"] == [0.2]
+
+
+def test_incremental_continues_where_the_last_window_ended(
+    store: FeatureStoreClient, repo: Repo
+) -> None:
+    store.apply(repo.objects)
+    # The first incremental run reaches back one TTL: driver 2's row (72h old) stays out.
+    first = store.materialize_incremental(NOW - 90 * timedelta(minutes=1))
+    assert first[0].start_time == NOW - 90 * timedelta(minutes=1) - timedelta(days=1)
+    assert _lookup(store, [1, 2]).statuses()["trips"] == ["PRESENT", "NOT_FOUND"]
+    second = store.materialize_incremental(NOW + HOUR)
+    assert second[0].start_time == first[0].end_time
+    assert _lookup(store, [1]).to_dict()["trips"] == [35]
+    history = store.list_materializations("driver_stats")
+    assert [(m.start_time, m.end_time, m.rows) for m in history] == [
+        (first[0].start_time, first[0].end_time, 1),
+        (second[0].start_time, second[0].end_time, 1),
+    ]
+
+
+def test_an_older_window_does_not_overwrite_newer_values(
+    store: FeatureStoreClient, repo: Repo
+) -> None:
+    store.apply(repo.objects)
+    store.materialize(NOW - 100 * HOUR, NOW + HOUR)
+    store.materialize(NOW - 10 * HOUR, NOW - 3 * HOUR)
+    assert _lookup(store, [1]).to_dict()["conv_rate"] == [0.35]
+
+
+def test_a_feature_service_and_full_names(store: FeatureStoreClient, repo: Repo) -> None:
+    store.apply(repo.objects)
+    store.materialize(NOW - 100 * HOUR, NOW + HOUR)
+    by_service = store.get_online_features(repo.service, [{"driver_id": 1}]).to_dict()
+    assert by_service == {"driver_id": [1], "conv_rate": [0.35], "trips": [35]}
+    full = store.get_online_features(
+        ["driver_stats:trips"], [{"driver_id": 1}], full_feature_names=True
+    ).to_dict()
+    assert full == {"driver_id": [1], "driver_stats__trips": [35]}
+
+
+def test_push_to_online_is_visible_at_once(store: FeatureStoreClient, repo: Repo) -> None:
+    store.apply(repo.objects)
+    store.materialize(NOW - 100 * HOUR, NOW + HOUR)
+    fresh = pd.DataFrame(
+        {
+            "driver_id": [1, 3, 3],
+            "event_timestamp": [NOW, NOW - HOUR, NOW],
+            "conv_rate": [0.5, 0.6, 0.7],
+            "trips": [50, 60, 70],
+            "city": ["Oslo", "Rome", "Rome"],
+        }
+    )
+    assert store.push("driver_stats", fresh) == 3
+    values = _lookup(store, [1, 3]).to_dict()
+    assert values["conv_rate"] == [0.5, 0.7]  # the newest of driver 3's two rows
+    stale = fresh.iloc[:1].assign(event_timestamp=[NOW - 10 * HOUR], conv_rate=[0.0])
+    store.push("driver_stats", stale)
+    assert _lookup(store, [1]).to_dict()["conv_rate"] == [0.5]  # an older push is ignored
+    # Not in the offline log: training sets do not see online-only pushes.
+    entity = pd.DataFrame({"driver_id": [3], "event_timestamp": [NOW + HOUR]})
+    assert (
+        store.get_historical_features(entity, ["driver_stats:trips"]).to_df()["trips"].isna().all()
+    )
+
+
+def test_push_to_the_offline_log_reaches_training_sets(
+    store: FeatureStoreClient, repo: Repo
+) -> None:
+    store.apply(repo.objects)
+    pushed = pd.DataFrame(
+        {
+            "driver_id": [4],
+            "event_timestamp": [NOW - HOUR],
+            "created": [NOW],
+            "conv_rate": [0.44],
+            "trips": [44],
+            "city": ["Lima"],
+        }
+    )
+    store.push("driver_stats", pushed, to="online_and_offline")
+    entity = pd.DataFrame({"driver_id": [4, 1], "event_timestamp": [NOW, NOW]})
+    training = store.get_historical_features(entity, ["driver_stats:trips"]).to_df()
+    assert list(training["trips"]) == [44, 35]
+    assert _lookup(store, [4]).to_dict()["trips"] == [44]
+
+
+def test_push_rejects_columns_the_view_lacks(store: FeatureStoreClient, repo: Repo) -> None:
+    store.apply(repo.objects)
+    bad = pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW], "speed": [3.0]})
+    with pytest.raises(InvalidArgument) as err:
+        store.push("driver_stats", bad)
+    assert err.value.field == "speed"
+    with pytest.raises(InvalidArgument) as err:
+        store.push("driver_stats", bad.drop(columns=["event_timestamp", "speed"]))
+    assert err.value.field == "event_timestamp"
+    with pytest.raises(NotFound):
+        store.push("nope", bad)
+
+
+def test_offline_only_views_cannot_be_materialized(store: FeatureStoreClient, repo: Repo) -> None:
+    store.apply([repo.driver, replace(repo.stats, online=False)])
+    with pytest.raises(FailedPrecondition) as err:
+        store.materialize(NOW - HOUR, NOW, ["driver_stats"])
+    assert "online=True" in str(err.value)
+    assert store.materialize(NOW - HOUR, NOW) == []  # all online views: none
+
+
+def test_deleting_a_view_clears_its_online_rows(store: FeatureStoreClient, repo: Repo) -> None:
+    store.apply(repo.objects)
+    store.materialize(NOW - 100 * HOUR, NOW + HOUR)
+    store.apply([repo.driver], partial=False)
+    store.apply(repo.objects)
+    assert _lookup(store, [1]).statuses()["trips"] == ["NOT_FOUND"]
+
+
+def test_lookups_name_what_is_wrong(store: FeatureStoreClient, repo: Repo) -> None:
+    store.apply(repo.objects)
+    with pytest.raises(InvalidArgument) as err:
+        _lookup(store, [1], ["driver_stats:speed"])
+    assert err.value.field == "features" and "'speed'" in str(err.value)
+    with pytest.raises(NotFound) as err:
+        _lookup(store, [1], ["trucks:speed"])
+    assert err.value.resource_name == "trucks"
+    with pytest.raises(InvalidArgument) as err:
+        store.get_online_features(["driver_stats:trips"], [{"driver_id": "one"}])
+    assert err.value.field == "driver_id" and "INT64" in str(err.value)
+    with pytest.raises(InvalidArgument) as err:
+        store.get_online_features(["driver_stats:trips"], [])
+    assert err.value.field == "entities"
+    with pytest.raises(InvalidArgument) as err:
+        store.get_online_features(["driver_stats:trips"], [{"customer_id": 1}])
+    assert err.value.field == "driver_id"
+    with pytest.raises(InvalidArgument) as err:
+        store.get_online_features(
+            ["driver_stats:trips"], [{"driver_id": i} for i in range(100_000)]
+        )
+    assert err.value.field == "entities" and "10000" in str(err.value)
+    with pytest.raises(InvalidArgument) as err:
+        store.materialize(NOW, NOW - HOUR)
+    assert err.value.field == "start_time"

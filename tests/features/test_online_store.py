@@ -1,0 +1,95 @@
+"""Online store suite, run on SQLite and on the real Redis server."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from modelyard.errors import InvalidArgument
+from modelyard.services.features.online import open_online_store
+from modelyard.services.features.online.base import OnlineRow, OnlineStore, entity_key
+
+
+@pytest.fixture
+def online(online_store_uri: str) -> Iterator[OnlineStore]:
+    store = open_online_store(online_store_uri)
+    yield store
+    store.close()
+
+
+def test_entity_keys_are_stable_and_typed() -> None:
+    assert entity_key([1, "a"]) == entity_key([1, "a"])
+    assert entity_key([1]) != entity_key(["1"])
+    assert entity_key([1, 2]) != entity_key([2, 1])
+
+
+def test_read_returns_what_was_written_in_key_order(online: OnlineStore) -> None:
+    rows = [OnlineRow(entity_key([i]), {"x": i * 1.5, "name": f"n{i}"}, 1000 + i) for i in range(5)]
+    assert online.write("view", rows) == 5
+    keys = [entity_key([i]) for i in (4, 0, 99, 2)]
+    assert online.read("view", keys) == [
+        ({"x": 6.0, "name": "n4"}, 1004),
+        ({"x": 0.0, "name": "n0"}, 1000),
+        None,
+        ({"x": 3.0, "name": "n2"}, 1002),
+    ]
+
+
+def test_views_do_not_share_rows(online: OnlineStore) -> None:
+    online.write("a", [OnlineRow(entity_key([1]), {"x": 1}, 10)])
+    online.write("b", [OnlineRow(entity_key([1]), {"x": 2}, 10)])
+    assert online.read("a", [entity_key([1])]) == [({"x": 1}, 10)]
+    assert online.read("b", [entity_key([1])]) == [({"x": 2}, 10)]
+
+
+def test_an_older_write_never_replaces_a_newer_value(online: OnlineStore) -> None:
+    key = entity_key([7])
+    online.write("view", [OnlineRow(key, {"x": "new"}, 2000)])
+    online.write("view", [OnlineRow(key, {"x": "old"}, 1000)])
+    assert online.read("view", [key]) == [({"x": "new"}, 2000)]
+    online.write("view", [OnlineRow(key, {"x": "newer"}, 3000)])
+    assert online.read("view", [key]) == [({"x": "newer"}, 3000)]
+
+
+def test_null_values_round_trip(online: OnlineStore) -> None:
+    key = entity_key(["k"])
+    online.write("view", [OnlineRow(key, {"x": None, "y": True}, 5)])
+    assert online.read("view", [key]) == [({"x": None, "y": True}, 5)]
+
+
+def test_many_keys_in_one_read(online: OnlineStore) -> None:
+    rows = [OnlineRow(entity_key([i]), {"x": i}, i) for i in range(2500)]
+    online.write("view", rows)
+    found = online.read("view", [entity_key([i]) for i in range(3000)])
+    assert [f[0]["x"] if f else None for f in found] == [*range(2500), *[None] * 500]
+
+
+def test_delete_view_removes_only_that_view(online: OnlineStore) -> None:
+    online.write("gone", [OnlineRow(entity_key([i]), {"x": i}, 1) for i in range(1200)])
+    online.write("kept", [OnlineRow(entity_key([1]), {"x": 1}, 1)])
+    online.delete_view("gone")
+    assert online.read("gone", [entity_key([i]) for i in range(1200)]) == [None] * 1200
+    assert online.read("kept", [entity_key([1])]) == [({"x": 1}, 1)]
+
+
+def test_concurrent_writers_keep_the_newest(online: OnlineStore) -> None:
+    key = entity_key([1])
+
+    def write(start: int) -> None:
+        for t in range(start, 400, 4):
+            online.write("view", [OnlineRow(key, {"t": t}, t)])
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert online.read("view", [key]) == [({"t": 399}, 399)]
+
+
+def test_unknown_scheme_is_refused_with_the_setting_named() -> None:
+    with pytest.raises(InvalidArgument) as err:
+        open_online_store("memcached://127.0.0.1")
+    assert err.value.field == "features.online_store_uri"

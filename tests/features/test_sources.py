@@ -1,0 +1,160 @@
+"""Sources on the real S3 server and in SQL databases; output Parquet and pushes on S3."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from minio import Minio
+from sqlalchemy import create_engine
+
+from modelyard.errors import FailedPrecondition, InvalidArgument
+from modelyard.features import FeatureStoreClient, FileSource, SqlSource
+from modelyard.services.common.artifacts.s3 import make_client
+from modelyard.services.common.settings import FeaturesSettings, S3Settings, Settings
+from tests.conftest import S3_BUCKET, running_server
+from tests.features.conftest import NOW, Repo, driver_rows, make_repo
+
+ENTITIES = pd.DataFrame({"driver_id": [1, 2, 3], "event_timestamp": [NOW, NOW, NOW]})
+# At NOW: driver 1's latest (created later) row; driver 2's row is older than the TTL.
+EXPECTED_TRIPS = [35, None, None]
+
+
+def _trips(df: pd.DataFrame) -> list:
+    return [None if pd.isna(v) else int(v) for v in df["trips"]]
+
+
+def _minio(s3: S3Settings) -> Minio:
+    return make_client(s3)
+
+
+@pytest.fixture
+def s3_platform(s3_server: S3Settings, tmp_path: Path) -> Iterator[tuple[FeatureStoreClient, str]]:
+    root = f"s3://{S3_BUCKET}/{tmp_path.name}"
+    settings = Settings(
+        home=tmp_path / "home",
+        port=0,
+        grace_period=0,
+        artifact_uri=f"{root}/artifacts",
+        s3=s3_server,
+        features=FeaturesSettings(online_store_uri=f"sqlite:///{tmp_path / 'online.db'}"),
+    )
+    with (
+        running_server(settings, ("features",)) as server,
+        FeatureStoreClient(server.address) as fs,
+    ):
+        yield fs, root
+
+
+@pytest.mark.s3
+def test_parquet_on_s3(s3_platform, s3_server: S3Settings, tmp_path: Path) -> None:
+    fs, root = s3_platform  # the server has created the bucket
+    repo = make_repo(tmp_path / "repo")
+    data = repo.path.read_bytes()
+    key = f"{root.removeprefix(f's3://{S3_BUCKET}/')}/sources/driver_stats.parquet"
+    _minio(s3_server).put_object(S3_BUCKET, key, io.BytesIO(data), len(data))
+    stats = _with_source(
+        repo, FileSource(f"s3://{S3_BUCKET}/{key}", created_timestamp_column="created")
+    )
+    fs.apply([repo.driver, stats])
+    assert (
+        _trips(fs.get_historical_features(ENTITIES, ["driver_stats:trips"]).to_df())
+        == EXPECTED_TRIPS
+    )
+
+    # The training set written to the S3 artifact root, and a push to the offline log there.
+    job = fs.get_historical_features(
+        ENTITIES, ["driver_stats:trips"], output_uri=f"{root}/artifacts/sets/train.parquet"
+    )
+    job.to_arrow()
+    written = (
+        _minio(s3_server)
+        .get_object(
+            S3_BUCKET, key.replace("sources/driver_stats.parquet", "artifacts/sets/train.parquet")
+        )
+        .read()
+    )
+    assert hashlib.sha256(written).hexdigest() == job.summary.output_sha256
+    assert _trips(pd.read_parquet(io.BytesIO(written))) == EXPECTED_TRIPS
+
+    fs.push(
+        "driver_stats",
+        pd.DataFrame({"driver_id": [3], "event_timestamp": [NOW], "created": [NOW], "trips": [7]}),
+        to="offline",
+    )
+    assert _trips(fs.get_historical_features(ENTITIES, ["driver_stats:trips"]).to_df()) == [
+        35,
+        None,
+        7,
+    ]
+
+
+@pytest.mark.s3
+def test_output_outside_the_artifact_root_is_refused(s3_platform) -> None:
+    fs, _root = s3_platform
+    with pytest.raises(InvalidArgument) as err:
+        fs.get_historical_features(
+            ENTITIES, ["x:y"], output_uri="s3://another-bucket/train.parquet"
+        ).to_arrow()
+    assert err.value.field in ("output_uri", "features")
+
+
+def _with_source(repo: Repo, source) -> object:
+    from dataclasses import replace
+
+    return replace(repo.stats, source=source)
+
+
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+def test_sql_table_on_sqlite(store: FeatureStoreClient, repo: Repo, tmp_path: Path) -> None:
+    db = tmp_path / "warehouse.db"
+    with sqlite3.connect(db) as conn:
+        rows = driver_rows()
+        # SQLite has no timestamp type: store ISO text, as warehouses exported to SQLite do.
+        for column in ("event_timestamp", "created"):
+            rows[column] = rows[column].map(lambda t: t.isoformat())
+        rows.to_sql("driver_stats", conn, index=False)
+    stats = _with_source(
+        repo, SqlSource(f"sqlite:///{db}", "driver_stats", created_timestamp_column="created")
+    )
+    store.apply([repo.driver, stats])
+    assert (
+        _trips(store.get_historical_features(ENTITIES, ["driver_stats:trips"]).to_df())
+        == EXPECTED_TRIPS
+    )
+    store.materialize(NOW - pd.Timedelta(hours=100), NOW)
+    assert store.get_online_features(["driver_stats:trips"], [{"driver_id": 1}]).to_dict()[
+        "trips"
+    ] == [35]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+def test_sql_query_on_postgres(store: FeatureStoreClient, repo: Repo, postgres_url: str) -> None:
+    url = postgres_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = create_engine(url)
+    driver_rows().to_sql("driver_stats_pg", engine, index=False)
+    engine.dispose()
+    query = "SELECT * FROM driver_stats_pg WHERE trips < 1000"
+    stats = _with_source(repo, SqlSource(url, query, created_timestamp_column="created"))
+    store.apply([repo.driver, stats])
+    assert (
+        _trips(store.get_historical_features(ENTITIES, ["driver_stats:trips"]).to_df())
+        == EXPECTED_TRIPS
+    )
+
+
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+def test_a_missing_source_file_names_the_view(
+    store: FeatureStoreClient, repo: Repo, tmp_path
+) -> None:
+    stats = _with_source(repo, FileSource(str(tmp_path / "nowhere.parquet")))
+    store.apply([repo.driver, stats])
+    with pytest.raises(FailedPrecondition) as err:
+        store.get_historical_features(ENTITIES, ["driver_stats:trips"]).to_arrow()
+    assert err.value.resource_name == "driver_stats" and "nowhere.parquet" in str(err.value)
