@@ -23,7 +23,13 @@ import numpy as np
 import pandas as pd
 
 from modelyard import fluent
-from modelyard.models.package import ModelManifest, read_manifest, verify, write_package
+from modelyard.models.package import (
+    ModelManifest,
+    read_manifest,
+    verify,
+    with_feature_service,
+    write_package,
+)
 from modelyard.models.signature import Signature, infer_signature
 from modelyard.models.uri import resolve_model_uri
 
@@ -72,8 +78,12 @@ def save_model(
     metadata: dict[str, Any] | None = None,
     run_id: str | None = None,
     artifact_path: str | None = None,
+    feature_service: Any = None,
 ) -> ModelManifest:
-    """Write the package to a new directory `path`."""
+    """Write the package to a new directory `path`.
+
+    feature_service (a FeatureService or its name) records which features the model was trained
+    on; serving then looks them up by entity key, so callers send only the keys."""
     import sklearn
 
     path = Path(path)
@@ -106,7 +116,7 @@ def save_model(
         requirements=requirements,
         run_id=run_id,
         artifact_path=artifact_path,
-        metadata=dict(metadata or {}),
+        metadata=with_feature_service(metadata, feature_service),
     )
     return write_package(path, manifest)
 
@@ -122,6 +132,7 @@ def log_model(
     run_id: str | None = None,
     registered_model_name: str | None = None,
     await_registration_for: float = 300,
+    feature_service: Any = None,
 ) -> ModelInfo:
     """Save the model into the active run's artifacts under `name` (and register it, if asked)."""
     rid = fluent._run_id(run_id)
@@ -136,6 +147,7 @@ def log_model(
             metadata=metadata,
             run_id=rid,
             artifact_path=name,
+            feature_service=feature_service,
         )
         fluent.client().log_artifacts(rid, tmp / "pkg", name)
     finally:

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from modelyard.cli.output import console, print_json, table
+from modelyard.cli.output import console, err_console, print_json, table
 from modelyard.cli.tracking import Json, Token, Uri
 from modelyard.features.client import FeatureStoreClient
 from modelyard.features.definitions import Entity, FeatureService, FeatureView
@@ -29,14 +30,24 @@ def load_definitions(path: Path) -> list[Any]:
 
 
 def _when(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO time; write it like 2026-11-23T12:00:00"
+        ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @features.command("apply")
 def features_apply(
     path: Annotated[
-        Path, typer.Argument(help="A Python file defining entities, views and services.")
+        Path,
+        typer.Argument(
+            help="A Python file defining entities, views and services.",
+            exists=True,
+            dir_okay=False,
+        ),
     ],
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan; change nothing.")
@@ -45,25 +56,32 @@ def features_apply(
     token: Token = None,
     as_json: Json = False,
 ) -> None:
-    """Make the registry match a definitions file: create, update, and delete what it lacks."""
+    """Make the registry match a definitions file: create, update, and delete what it lacks.
+
+    The plan is printed first; with --dry-run nothing else happens."""
     objects = load_definitions(path)
     client = _client(uri, token)
     plan = client.plan(objects, partial=False)
-    if not dry_run:
+    rows = [(s.action, s.kind, s.name, "; ".join(s.changes)) for s in plan]
+    if not as_json:
+        table("plan", ["action", "kind", "name", "changes"], rows)
+    changes = [s for s in plan if s.action != "unchanged"]
+    if not dry_run and changes:
         plan = client.apply(objects, partial=False)
     if as_json:
         print_json(
-            [
-                {"action": s.action, "kind": s.kind, "name": s.name, "changes": list(s.changes)}
-                for s in plan
-            ]
+            {
+                "applied": not dry_run,
+                "plan": [
+                    {"action": s.action, "kind": s.kind, "name": s.name, "changes": list(s.changes)}
+                    for s in plan
+                ],
+            }
         )
-        return
-    table(
-        "plan (dry run: nothing changed)" if dry_run else "applied",
-        ["action", "kind", "name", "changes"],
-        [(s.action, s.kind, s.name, "; ".join(s.changes)) for s in plan],
-    )
+    elif dry_run:
+        console.print(f"dry run: {len(changes)} change(s) not applied; run without --dry-run")
+    else:
+        console.print(f"applied {len(changes)} change(s)")
 
 
 @features.command("list")
@@ -139,14 +157,30 @@ def features_materialize(
     token: Token = None,
     as_json: Json = False,
 ) -> None:
-    """Load the latest values per entity into the online store."""
+    """Load the latest values per entity into the online store, one view at a time."""
     client = _client(uri, token)
     end_time = _when(end) if end else datetime.now(UTC)
-    with console.status("materializing..."):
-        if start:
-            runs = client.materialize(_when(start), end_time, view)
-        else:
-            runs = client.materialize_incremental(end_time, view)
+    start_time = _when(start) if start else None
+    views = view or [v.name for v in client.list_feature_views() if v.online]
+    if not views:
+        err_console.print("no online feature views to materialize; apply one with online=True")
+        raise typer.Exit(1)
+    runs = []
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err_console,
+        disable=as_json,
+    ) as progress:
+        task = progress.add_task("materializing", total=len(views))
+        for name in views:
+            progress.update(task, description=f"materializing {name}")
+            if start_time:
+                runs += client.materialize(start_time, end_time, [name])
+            else:
+                runs += client.materialize_incremental(end_time, [name])
+            progress.advance(task)
     if as_json:
         print_json(runs)
         return
@@ -173,7 +207,18 @@ def features_get_online(
     as_json: Json = False,
 ) -> None:
     """Look feature values up for entity rows."""
-    rows = [json.loads(e) for e in entity]
+    rows = []
+    for text in entity:
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict):
+            raise typer.BadParameter(
+                f"{text!r} is not a JSON object; write it like '{{\"driver_id\": 1}}'",
+                param_hint="--entity",
+            )
+        rows.append(row)
     response = _client(uri, token).get_online_features(service or (feature or []), rows)
     values, statuses = response.to_dict(), response.statuses()
     if as_json:

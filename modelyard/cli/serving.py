@@ -11,7 +11,13 @@ import typer
 
 from modelyard.cli.output import console, ms, print_json, table
 from modelyard.cli.tracking import Json, Token, Uri, client_for
-from modelyard.entities.serving import BatchingConfig, Endpoint, InferenceLogConfig, ServedModel
+from modelyard.entities.serving import (
+    BatchingConfig,
+    Endpoint,
+    InferenceLogConfig,
+    MissingFeaturePolicy,
+    ServedModel,
+)
 
 endpoints = typer.Typer(help="Model serving endpoints.", no_args_is_help=True)
 
@@ -26,6 +32,15 @@ LogSampling = Annotated[
     float | None, typer.Option(help="Record this fraction of requests in the inference log.")
 ]
 MaxBatch = Annotated[int, typer.Option(help="Rows per batched model call (1: no batching).")]
+MissingFeatures = Annotated[
+    MissingFeaturePolicy,
+    typer.Option(
+        "--missing-features",
+        case_sensitive=False,
+        help="For models trained from a feature service: FAIL a call whose features are missing "
+        "or stale, or IMPUTE their type's default.",
+    ),
+]
 
 
 def _served(models: list[str], max_batch: int) -> list[ServedModel]:
@@ -55,7 +70,7 @@ def _served(models: list[str], max_batch: int) -> list[ServedModel]:
 
 def _show(endpoint: Endpoint) -> None:
     table(
-        f"endpoint {endpoint.name}",
+        f"endpoint {endpoint.name} (missing features: {endpoint.missing_features})",
         ["served model", "model uri", "traffic", "state", "version", "loaded", "reason"],
         [
             (
@@ -78,13 +93,16 @@ def endpoints_create(
     model: Models,
     log_sampling: LogSampling = None,
     max_batch: MaxBatch = 64,
+    missing_features: MissingFeatures = MissingFeaturePolicy.FAIL,
     uri: Uri = None,
     token: Token = None,
     as_json: Json = False,
 ) -> None:
     """Create an endpoint serving one or more registered models."""
     log = InferenceLogConfig(enabled=True, sampling_rate=log_sampling) if log_sampling else None
-    created = client_for(uri, token).create_endpoint(name, _served(model, max_batch), log)
+    created = client_for(uri, token).create_endpoint(
+        name, _served(model, max_batch), log, missing_features
+    )
     if as_json:
         print_json(created)
     else:
@@ -97,13 +115,16 @@ def endpoints_update(
     model: Models,
     log_sampling: LogSampling = None,
     max_batch: MaxBatch = 64,
+    missing_features: MissingFeatures = MissingFeaturePolicy.FAIL,
     uri: Uri = None,
     token: Token = None,
     as_json: Json = False,
 ) -> None:
     """Replace an endpoint's served models (unchanged ones keep serving while others load)."""
     log = InferenceLogConfig(enabled=True, sampling_rate=log_sampling) if log_sampling else None
-    updated = client_for(uri, token).update_endpoint(name, _served(model, max_batch), log)
+    updated = client_for(uri, token).update_endpoint(
+        name, _served(model, max_batch), log, missing_features
+    )
     if as_json:
         print_json(updated)
     else:

@@ -85,8 +85,9 @@ def _ms(moment: datetime) -> int:
 class RetrievalJob:
     """A training set being computed server-side; results stream back as Arrow on first use."""
 
-    def __init__(self, run: Any) -> None:
+    def __init__(self, run: Any, source: dict[str, Any]) -> None:
         self._run = run
+        self._source = source  # what was asked for: a feature service or feature refs
         self._table: pa.Table | None = None
         self.summary: pb.HistoricalFeaturesSummary | None = None
 
@@ -109,8 +110,9 @@ class RetrievalJob:
         self.to_arrow()
         return self.summary.output_uri if self.summary and self.summary.output_uri else None
 
-    def to_dataset(self, name: str, source: str) -> Dataset:
-        """Describe this training set for `log_input` (digest of the written Parquet, if any)."""
+    def to_dataset(self, name: str) -> Dataset:
+        """This training set as a run input: `modelyard.log_input(job.to_dataset("train"))`
+        records its features, digest (of the written Parquet, if any), schema and row count."""
         table = self.to_arrow()
         digest = (self.summary.output_sha256 if self.summary else "") or hashlib.sha256(
             _arrow_bytes(table)
@@ -122,7 +124,7 @@ class RetrievalJob:
             name=name,
             digest=digest[:16],
             source_type="feature_store",
-            source=json.dumps({"feature_source": source, "uri": self.output_uri}),
+            source=json.dumps({**self._source, "uri": self.output_uri}),
             schema=schema,
             profile=json.dumps({"num_rows": table.num_rows}),
         )
@@ -255,8 +257,14 @@ class FeatureStoreClient:
             for start in range(0, len(data), _CHUNK):
                 yield pb.GetHistoricalFeaturesRequest(arrow_chunk=data[start : start + _CHUNK])
 
+        source: dict[str, Any] = (
+            {"feature_service": header.feature_service}
+            if header.feature_service
+            else {"features": list(header.features)}
+        )
         return RetrievalJob(
-            lambda: self._t.stream(self._stub.GetHistoricalFeatures, requests(), timeout=3600)
+            lambda: self._t.stream(self._stub.GetHistoricalFeatures, requests(), timeout=3600),
+            source,
         )
 
     # -- materialization and online ------------------------------------------------------------

@@ -32,6 +32,20 @@ MANIFEST = "MLmodel"
 FORMAT_VERSION = 1
 
 
+FEATURE_SERVICE = "feature_service"
+
+
+def with_feature_service(metadata: dict[str, Any] | None, feature_service: Any) -> dict[str, Any]:
+    """Manifest metadata naming the feature service (object or name) a model consumes."""
+    out = dict(metadata or {})
+    if feature_service is not None:
+        name = feature_service if isinstance(feature_service, str) else feature_service.name
+        if not name:
+            raise InvalidArgument("feature_service has no name", field="feature_service")
+        out[FEATURE_SERVICE] = name
+    return out
+
+
 @dataclass
 class ModelManifest:
     flavors: dict[str, dict[str, Any]]
@@ -46,6 +60,10 @@ class ModelManifest:
     files: dict[str, str] = field(default_factory=dict)
     # Free-form facts other parts of the platform attach (e.g. the feature service used).
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def feature_service(self) -> str | None:
+        return self.metadata.get(FEATURE_SERVICE)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {

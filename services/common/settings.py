@@ -57,6 +57,7 @@ class ClusterSettings(BaseModel):
     service_account: str | None = None
     env_secret: str | None = None
     registry_uri: str = "modelyard-registry:50051"
+    features_uri: str = "modelyard-features:50051"
     min_replicas: int = Field(default=1, ge=1)
     max_replicas: int = Field(default=5, ge=1)
     target_cpu_percent: int = Field(default=70, ge=1, le=100)
@@ -72,6 +73,9 @@ class ServingSettings(BaseModel):
 
     # Where serving reaches the registry; None means this process (modelyard up).
     registry_uri: str | None = None
+    # Where serving looks features up for models trained from a feature service; None: this
+    # process.
+    features_uri: str | None = None
     # Downloaded model versions, keyed by content digest; default <home>/model-cache.
     cache_dir: Path | None = None
     # Threads loading model versions in the background.

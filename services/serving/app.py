@@ -9,6 +9,7 @@ from modelyard._gen.serving.v1 import serving_pb2, serving_pb2_grpc
 from modelyard.client._transport import Transport
 from modelyard.client.registry import RegistryClient
 from modelyard.errors import Unavailable
+from modelyard.features.client import FeatureStoreClient
 from modelyard.services.common import identity
 from modelyard.services.common.auth.grants import GrantStore
 from modelyard.services.common.auth.interceptor import ServiceAccess
@@ -40,11 +41,14 @@ def migrate(db: Database) -> None:
     upgrade(db, SERVICE, MIGRATIONS)
 
 
-class _RegistryConnection:
-    """The registry as serving reaches it: as svc-serving, or as the caller."""
+class _Peer:
+    """Another service as serving reaches it (as svc-serving, or as the caller); its address is
+    configured, or this process's own once it listens (modelyard up)."""
 
-    def __init__(self, runtime: Runtime, uri: str | None) -> None:
+    def __init__(self, runtime: Runtime, uri: str | None, what: str, setting: str) -> None:
         self._runtime = runtime
+        self._what = what
+        self._setting = setting
         self._transport: Transport | None = None
         if uri:
             self.connect(uri)
@@ -55,18 +59,19 @@ class _RegistryConnection:
 
     def _ready(self) -> Transport:
         if self._transport is None:
-            raise Unavailable(
-                "serving has no registry to load models from; set MODELYARD_SERVING__REGISTRY_URI"
-            )
+            raise Unavailable(f"serving has no {self._what}; set {self._setting}")
         return self._transport
 
-    def service(self) -> RegistryClient:
+    def registry(self) -> RegistryClient:
         return RegistryClient(self._ready())
 
-    def caller(self) -> RegistryClient:
+    def registry_as_caller(self) -> RegistryClient:
         me = identity.current()
         transport = self._ready()
         return RegistryClient(transport.with_token(me.token) if me.enforced else transport)
+
+    def features(self) -> FeatureStoreClient:
+        return FeatureStoreClient(transport=self._ready())
 
     def close(self) -> None:
         if self._transport is not None:
@@ -90,6 +95,7 @@ def _controller(settings: Settings, service: ServingService) -> EndpointControll
             service_account=cluster.service_account,
             env_secret=cluster.env_secret,
             registry_uri=cluster.registry_uri,
+            features_uri=cluster.features_uri,
             min_replicas=cluster.min_replicas,
             max_replicas=cluster.max_replicas,
             target_cpu_percent=cluster.target_cpu_percent,
@@ -106,17 +112,34 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
     if settings.migrate_on_start:
         migrate(db)
     store = SqlServingStore(db)
-    registry = _RegistryConnection(runtime, settings.serving.registry_uri)
+    registry = _Peer(
+        runtime,
+        settings.serving.registry_uri,
+        "registry to load models from",
+        "MODELYARD_SERVING__REGISTRY_URI",
+    )
+    features = _Peer(
+        runtime,
+        settings.serving.features_uri,
+        "feature store to look features up in",
+        "MODELYARD_SERVING__FEATURES_URI",
+    )
     cache = settings.serving.cache_dir or settings.home_dir / "model-cache"
-    loader = ModelLoader(registry.service, cache)
+    loader = ModelLoader(registry.registry, cache, features.features)
     grants = GrantStore(db, endpoint_permissions)
     log_writer = InferenceLogWriter(store.record_inferences)
     only = set(settings.serving.endpoints) if settings.serving.endpoints is not None else None
     service = ServingService(
-        store, loader, grants, registry.caller, log_writer, settings.serving.load_workers, only
+        store,
+        loader,
+        grants,
+        registry.registry_as_caller,
+        log_writer,
+        settings.serving.load_workers,
+        only,
     )
     controller = _controller(settings, service)
-    watcher = RegistryWatcher(registry.service, service.model_changed)
+    watcher = RegistryWatcher(registry.registry, service.model_changed)
     authorizer = ServingAuthorizer(grants, lambda name: name in service._runtimes)
     serving_servicer = ServingServicer(service)
     inference_servicer = InferenceServicer(service)
@@ -129,6 +152,7 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
 
     def on_start(address: str) -> None:
         registry.connect(address)
+        features.connect(address)
         service.start()
         watcher.start()
         if controller is not None:
@@ -141,6 +165,7 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
         service.close()
         log_writer.close()
         registry.close()
+        features.close()
         store.close()
 
     return ServiceRegistration(

@@ -47,6 +47,8 @@ class ClusterConfig:
     env_secret: str | None = None
     # Where endpoint pods reach the registry.
     registry_uri: str = "modelyard-registry:50051"
+    # Where endpoint pods look features up.
+    features_uri: str = "modelyard-features:50051"
     min_replicas: int = 1
     max_replicas: int = 5
     target_cpu_percent: int = 70
@@ -95,6 +97,7 @@ def _container(endpoint: Endpoint, config: ClusterConfig) -> k8s.V1Container:
         env=[
             k8s.V1EnvVar(name="MODELYARD_SERVING__ENDPOINTS", value=json.dumps([endpoint.name])),
             k8s.V1EnvVar(name="MODELYARD_SERVING__REGISTRY_URI", value=config.registry_uri),
+            k8s.V1EnvVar(name="MODELYARD_SERVING__FEATURES_URI", value=config.features_uri),
             k8s.V1EnvVar(name="MODELYARD_HOME", value="/var/lib/modelyard"),
         ],
         env_from=(

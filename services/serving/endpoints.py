@@ -15,7 +15,12 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from modelyard.entities.serving import Endpoint, ServedModel, ServedModelState
+from modelyard.entities.serving import (
+    Endpoint,
+    MissingFeaturePolicy,
+    ServedModel,
+    ServedModelState,
+)
 from modelyard.errors import NotFound, Unavailable
 from modelyard.models.uri import parse_models_uri
 from modelyard.services.common.logging import get_logger
@@ -94,9 +99,13 @@ class ServedModelRuntime:
         self._current = None
         self.state, self.reason = ServedModelState.LOADING, "unloaded on request"
 
-    def predict(self, tensors: dict[str, Any]) -> tuple[LoadedModel, dict[str, Any]]:
+    def predict(
+        self,
+        tensors: dict[str, Any],
+        missing_features: MissingFeaturePolicy = MissingFeaturePolicy.FAIL,
+    ) -> tuple[LoadedModel, dict[str, Any]]:
         model, batcher = self.current
-        return model, batcher(model.to_input(tensors))
+        return model, batcher(model.to_input(tensors, missing_features))
 
     def to_entity(self) -> ServedModel:
         current = self._current

@@ -14,16 +14,25 @@ from collections.abc import Callable
 from pathlib import Path
 
 from modelyard.client.registry import RegistryClient
+from modelyard.errors import FailedPrecondition
+from modelyard.features.client import FeatureStoreClient
 from modelyard.models.uri import resolve_model_version
 from modelyard.pyfunc import load_local
+from modelyard.services.serving.features import FeatureJoin
 from modelyard.services.serving.model import LoadedModel
 
 _DONE = ".modelyard-complete"
 
 
 class ModelLoader:
-    def __init__(self, registry: Callable[[], RegistryClient], cache_dir: Path) -> None:
+    def __init__(
+        self,
+        registry: Callable[[], RegistryClient],
+        cache_dir: Path,
+        features: Callable[[], FeatureStoreClient] | None = None,
+    ) -> None:
         self._registry = registry
+        self._features = features
         self.cache_dir = cache_dir
         cache_dir.mkdir(parents=True, exist_ok=True)
 
@@ -53,4 +62,14 @@ class ModelLoader:
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
         # The completion marker is the cache's, not the package's.
-        return LoadedModel(name, version, load_local(target, ignore=(_DONE,)))
+        model = load_local(target, ignore=(_DONE,))
+        service = model.metadata.feature_service
+        join = None
+        if service:
+            if self._features is None:
+                raise FailedPrecondition(
+                    f"model {name} version {version} reads feature service {service!r}, but this "
+                    "server has no feature store; set MODELYARD_SERVING__FEATURES_URI"
+                )
+            join = FeatureJoin.resolve(service, self._features)
+        return LoadedModel(name, version, model, join)

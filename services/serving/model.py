@@ -13,9 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from modelyard.entities.serving import MissingFeaturePolicy
 from modelyard.errors import InvalidArgument
 from modelyard.models.signature import COLUMN_TYPES, ColumnSpec, TensorSpec, enforce
 from modelyard.pyfunc import PyFuncModel
+from modelyard.services.serving.features import KEY_DATATYPE, FeatureJoin
 
 # Signature column type -> protocol datatype.
 _COLUMN_DATATYPE = {
@@ -58,10 +60,14 @@ def _text(column: np.ndarray) -> np.ndarray:
 
 
 class LoadedModel:
-    def __init__(self, name: str, version: int, model: PyFuncModel) -> None:
+    def __init__(
+        self, name: str, version: int, model: PyFuncModel, features: FeatureJoin | None = None
+    ) -> None:
         self.name = name
         self.version = version
         self.model = model
+        # Set for models trained from a feature service: requests carry entity keys.
+        self.features = features
         self.signature = model.signature
         columns = [
             s
@@ -84,8 +90,15 @@ class LoadedModel:
 
     # -- tensors -> model input ----------------------------------------------------------------
 
-    def to_input(self, tensors: dict[str, np.ndarray]) -> Any:
-        """The model input for one request, validated against the signature."""
+    def to_input(
+        self,
+        tensors: dict[str, np.ndarray],
+        missing_features: MissingFeaturePolicy = MissingFeaturePolicy.FAIL,
+    ) -> Any:
+        """The model input for one request (with its online features joined in, for a model
+        trained from a feature service), validated against the signature."""
+        if self.features is not None:
+            tensors = self.features.join(tensors, missing_features)
         if self.columns:
             return self._table(tensors)
         if len(tensors) != 1:
@@ -175,6 +188,15 @@ class LoadedModel:
     # -- metadata ------------------------------------------------------------------------------
 
     def inputs_metadata(self) -> list[TensorInfo]:
+        if self.features is not None:  # the keys, and whatever the feature store does not give
+            looked_up = {f.name for f in self.features.features}
+            return [
+                TensorInfo(k.name, KEY_DATATYPE[k.dtype], (-1,)) for k in self.features.join_keys
+            ] + [
+                TensorInfo(c.name, _COLUMN_DATATYPE[c.type], (-1,))
+                for c in self.columns
+                if c.name not in looked_up
+            ]
         if self.columns:
             return [TensorInfo(c.name, _COLUMN_DATATYPE[c.type], (-1,)) for c in self.columns]
         specs = self.signature.inputs if self.signature else ()

@@ -302,7 +302,7 @@ class ServingService:
         code = "OK"
         outputs: dict[str, Any] = {}
         try:
-            model, outputs = served.predict(tensors)
+            model, outputs = served.predict(tensors, runtime.spec.missing_features)
             return served, model, outputs
         except ModelyardError as exc:
             code = exc.error_code

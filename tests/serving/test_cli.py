@@ -52,8 +52,12 @@ def test_endpoint_commands(platform, iris, two_versions, tmp_path: Path) -> None
     )
     assert len(predicted["predictions"]) == 4
     updated = json.loads(
-        run("endpoints", "update", "cli-ep", "--model", "models:/iris/2", "--uri", uri, "--json")
-    )
+        run(
+            "endpoints", "update", "cli-ep", "--model", "models:/iris/2",
+            "--missing-features", "impute", "--uri", uri, "--json",
+        )
+    )  # fmt: skip
     assert [s["model_uri"] for s in updated["served_models"]] == ["models:/iris/2"]
+    assert updated["missing_features"] == "IMPUTE"
     run("endpoints", "delete", "cli-ep", "--uri", uri)
     assert "cli-ep" not in run("endpoints", "list", "--uri", uri)
