@@ -17,6 +17,60 @@ import pandas as pd
 
 from modelyard.entities import Dataset
 
+# Dataset profiles travel with the run (at most 16 KiB, MLflow's limit): per-column bins are what
+# drift checks compare live inputs against.
+_PROFILE_BUDGET = 15_000
+_BINS = 10
+_TOP_VALUES = 20
+
+
+def _column_profile(column: pd.Series) -> dict[str, Any] | None:
+    present = column.dropna()
+    missing = round(1 - len(present) / len(column), 6) if len(column) else 0.0
+    if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
+        counts = present.astype(str).value_counts(normalize=True)
+        top = counts.head(_TOP_VALUES)
+        return {
+            "kind": "categorical",
+            "values": {str(k): round(float(v), 6) for k, v in top.items()},
+            "other": round(float(1 - top.sum()), 6),
+            "missing": missing,
+        }
+    values = present.to_numpy(dtype=float)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return None
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, _BINS + 1)))
+    counts = np.histogram(values, bins=edges)[0] if len(edges) > 1 else np.array([len(values)])
+    return {
+        "kind": "numeric",
+        "edges": [float(f"{e:.8g}") for e in edges],
+        "fractions": [round(float(c) / len(values), 6) for c in counts],
+        "mean": float(f"{values.mean():.8g}"),
+        "std": float(f"{values.std():.8g}"),
+        "missing": missing,
+    }
+
+
+def profile(df: pd.DataFrame, **extra: Any) -> dict[str, Any]:
+    """Row count and, per column while the size budget lasts, its distribution: decile edges
+    and bin fractions for numbers, top values for categories."""
+    out: dict[str, Any] = {"num_rows": len(df), "num_elements": int(df.size), **extra}
+    columns: dict[str, Any] = {}
+    used = len(json.dumps(out))
+    for name in df.columns:
+        summary = _column_profile(df[name])
+        if summary is None:
+            continue
+        size = len(json.dumps({str(name): summary})) + 2
+        if used + size > _PROFILE_BUDGET:
+            out["columns_truncated"] = True
+            break
+        columns[str(name)] = summary
+        used += size
+    out["columns"] = columns
+    return out
+
 
 def _schema(df: pd.DataFrame) -> str:
     return json.dumps({"columns": [{"name": str(c), "type": str(t)} for c, t in df.dtypes.items()]})
@@ -32,16 +86,13 @@ def from_pandas(
     h = hashlib.sha256(hashed.tobytes())
     h.update(json.dumps([str(c) for c in df.columns]).encode())
     digest = h.hexdigest()[:16]
-    profile: dict[str, Any] = {"num_rows": len(df), "num_elements": int(df.size)}
-    if targets:
-        profile["targets"] = targets
     return Dataset(
         name=name or f"dataset-{digest[:8]}",
         digest=digest,
         source_type="uri" if source else "code",
         source=json.dumps({"uri": source}) if source else "{}",
         schema=_schema(df),
-        profile=json.dumps(profile),
+        profile=json.dumps(profile(df, **({"targets": targets} if targets else {}))),
     )
 
 

@@ -49,6 +49,19 @@ class Client(TrackingClient, RegistryClient, ServingClient, AuthClient):
         ServingClient.__init__(self, self._transport)
         AuthClient.__init__(self, self._transport)
 
+    @classmethod
+    def over(cls, transport: Transport) -> Client:
+        """A client on an existing channel: one channel shared by many callers, each with its
+        own token (`transport.with_token(...)`), as the web UI does."""
+        client = cls.__new__(cls)
+        client.uri = transport.uri
+        client._transport = transport
+        TrackingClient.__init__(client, transport)
+        RegistryClient.__init__(client, transport)
+        ServingClient.__init__(client, transport)
+        AuthClient.__init__(client, transport)
+        return client
+
     @property
     def tracking(self) -> TrackingClient:
         return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -128,10 +129,15 @@ class ServingClient:
         since_record_id: int = 0,
         max_results: int = 1000,
         as_frame: bool = True,
+        newest_first: bool = False,
     ) -> pd.DataFrame | list[InferenceRecord]:
-        """The endpoint's logged requests, oldest first (as a DataFrame, to join ground truth)."""
+        """The endpoint's logged requests, oldest first (newest_first: the latest first), with
+        any ground truth logged for them."""
         request = pb.GetInferenceLogRequest(
-            endpoint=endpoint, since_record_id=since_record_id, max_results=max_results
+            endpoint=endpoint,
+            since_record_id=since_record_id,
+            max_results=max_results,
+            newest_first=newest_first,
         )
         records = [
             record_to_entity(r)
@@ -143,6 +149,17 @@ class ServingClient:
         if not frame.empty:
             frame["request_time"] = pd.to_datetime(frame["request_time"], unit="ms", utc=True)
         return frame
+
+    def log_ground_truth(self, endpoint: str, values: dict[str, Any]) -> int:
+        """Record outcomes by request id (the id sent with `predict`), e.g. {"req-1": 3.5}."""
+        request = pb.LogGroundTruthRequest(
+            endpoint=endpoint,
+            ground_truth=[
+                pb.GroundTruth(request_id=rid, value_json=json.dumps(value, default=str))
+                for rid, value in values.items()
+            ],
+        )
+        return self._t.call(self._serving.LogGroundTruth, request).recorded
 
     def predict(
         self,

@@ -112,6 +112,7 @@ def record_to_proto(r: InferenceRecord) -> pb.InferenceRecord:
         inputs_json=r.inputs_json,
         outputs_json=r.outputs_json,
         status=r.status,
+        ground_truth_json=r.ground_truth_json,
     )
 
 
@@ -127,4 +128,5 @@ def record_to_entity(m: pb.InferenceRecord) -> InferenceRecord:
         inputs_json=m.inputs_json,
         outputs_json=m.outputs_json,
         status=m.status,
+        ground_truth_json=m.ground_truth_json,
     )

@@ -66,3 +66,4 @@ class InferenceRecord:
     inputs_json: str
     outputs_json: str
     status: str
+    ground_truth_json: str = ""

@@ -34,6 +34,7 @@ from modelyard.convert.features import (
     python_value,
     value_to_python,
 )
+from modelyard.data import profile
 from modelyard.entities import Dataset
 from modelyard.entities.common import PermissionLevel
 from modelyard.errors import InvalidArgument
@@ -126,7 +127,7 @@ class RetrievalJob:
             source_type="feature_store",
             source=json.dumps({**self._source, "uri": self.output_uri}),
             schema=schema,
-            profile=json.dumps({"num_rows": table.num_rows}),
+            profile=json.dumps(profile(table.to_pandas())),
         )
 
 

@@ -129,6 +129,22 @@ class TLSSettings(BaseModel):
         return self.cert_file is not None and self.key_file is not None
 
 
+class UISettings(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    # `modelyard up` serves the web UI too (`modelyard ui` runs it on its own).
+    enabled: bool = True
+    # Defaults to the services' host.
+    host: str | None = None
+    port: int = Field(default=5000, ge=0, le=65535)
+    # Where the UI reaches the services; None: this process (`modelyard up`).
+    services_uri: str | None = None
+    # Signs session cookies; default: a random key kept in <home>/ui/session.key.
+    session_secret: SecretStr | None = None
+    # Send cookies only over HTTPS (set when the UI sits behind a TLS ingress).
+    secure_cookies: bool = False
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MODELYARD_", env_nested_delimiter="__", extra="ignore"
@@ -148,6 +164,7 @@ class Settings(BaseSettings):
     features: FeaturesSettings = Field(default_factory=FeaturesSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     tls: TLSSettings = Field(default_factory=TLSSettings)
+    ui: UISettings = Field(default_factory=UISettings)
     # Apply pending database migrations at start-up (`modelyard db upgrade` does it on demand).
     migrate_on_start: bool = True
     # Prometheus /metrics port; None turns the HTTP exporter off.

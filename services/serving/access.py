@@ -17,6 +17,7 @@ SERVING_RULES: dict[str, Rule] = {
     "DeleteEndpoint": on(L.MANAGE, ENDPOINT, "name", mutating=True),
     # Logged requests hold real inputs: reading them needs EDIT, not just READ.
     "GetInferenceLog": on(L.EDIT, ENDPOINT, "endpoint"),
+    "LogGroundTruth": on(L.EDIT, ENDPOINT, "endpoint", mutating=True),
     "SetEndpointPermission": on(L.MANAGE, ENDPOINT, "name", mutating=True),
     "DeleteEndpointPermission": on(L.MANAGE, ENDPOINT, "name", mutating=True),
     "ListEndpointPermissions": on(L.READ, ENDPOINT, "name"),

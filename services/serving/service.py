@@ -7,10 +7,11 @@ answering) and loads the others in the background.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -48,6 +49,9 @@ INFER_LATENCY = Histogram(
     ["endpoint", "served_model", "version"],
     buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
 )
+
+
+MAX_GROUND_TRUTH = 10_000
 
 
 def _served_name(spec: ServedModel) -> str:
@@ -262,14 +266,41 @@ class ServingService:
         return self.grants.list(name)
 
     def get_inference_log(
-        self, name: str, since_record_id: int, max_results: int
+        self, name: str, since_record_id: int, max_results: int, newest_first: bool = False
     ) -> list[InferenceRecord]:
         self.runtime(name)
         if since_record_id < 0:
             raise InvalidArgument("since_record_id must not be negative", field="since_record_id")
         size = page_size(max_results, default=1000, maximum=10000, field="max_results")
         self.inference_log.flush()  # what was answered is readable at once
-        return self.store.list_inferences(name, since_record_id, size)
+        return self.store.list_inferences(name, since_record_id, size, newest_first)
+
+    def log_ground_truth(self, name: str, values: Sequence[tuple[str, str]]) -> int:
+        self.runtime(name)
+        if len(values) > MAX_GROUND_TRUTH:
+            raise InvalidArgument(
+                f"{len(values)} values in one request; send at most {MAX_GROUND_TRUTH}",
+                field="ground_truth",
+            )
+        for request_id, value in values:
+            v.require("ground_truth.request_id", request_id)
+            if len(request_id) > 128:
+                raise InvalidArgument(
+                    "a request id is at most 128 characters", field="ground_truth.request_id"
+                )
+            if len(value) > 65536:
+                raise InvalidArgument(
+                    f"ground truth of {request_id!r} exceeds 64 KiB",
+                    field="ground_truth.value_json",
+                )
+            try:
+                json.loads(value)
+            except ValueError:
+                raise InvalidArgument(
+                    f"ground truth of {request_id!r} is not JSON (e.g. 3.5 or [0, 1])",
+                    field="ground_truth.value_json",
+                ) from None
+        return self.store.record_ground_truth(name, values)
 
     # -- loading -------------------------------------------------------------------------------
 

@@ -52,12 +52,18 @@ class ServingServicer(serving_pb2_grpc.ServingServiceServicer):
 
     def GetInferenceLog(self, request, context):
         records = self.service.get_inference_log(
-            request.endpoint, request.since_record_id, request.max_results
+            request.endpoint, request.since_record_id, request.max_results, request.newest_first
         )
         return pb.GetInferenceLogResponse(
             records=[record_to_proto(r) for r in records],
             last_record_id=records[-1].record_id if records else request.since_record_id,
         )
+
+    def LogGroundTruth(self, request, context):
+        recorded = self.service.log_ground_truth(
+            request.endpoint, [(g.request_id, g.value_json) for g in request.ground_truth]
+        )
+        return pb.LogGroundTruthResponse(recorded=recorded)
 
     def SetEndpointPermission(self, request, context):
         self.service.set_permission(

@@ -150,3 +150,25 @@ def test_artifacts_and_inputs(fluent, tmp_path: Path) -> None:
     # The same content gives the same digest; different content, a different one.
     assert fluent.data.from_pandas(df.copy()).digest == dataset.digest
     assert fluent.data.from_pandas(df.assign(y=0.0)).digest != dataset.digest
+
+
+def test_dataset_profiles_carry_column_distributions() -> None:
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from modelyard.data import from_pandas
+
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame(
+        {"x": rng.normal(size=2000), "city": rng.choice(["oslo", "lima"], 2000, p=[0.75, 0.25])}
+    )
+    profile = json.loads(from_pandas(df).profile)
+    x, city = profile["columns"]["x"], profile["columns"]["city"]
+    assert x["kind"] == "numeric" and len(x["edges"]) == 11
+    assert abs(sum(x["fractions"]) - 1) < 1e-6 and max(x["fractions"]) < 0.11
+    assert city["kind"] == "categorical" and abs(city["values"]["oslo"] - 0.75) < 0.03
+    wide = from_pandas(pd.DataFrame(rng.normal(size=(50, 300))))
+    assert len(wide.profile) <= 16384  # the tracking service's limit
+    assert json.loads(wide.profile)["columns_truncated"] is True

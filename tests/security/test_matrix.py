@@ -347,6 +347,12 @@ SERVING: dict[str, Case] = {
     "UpdateEndpoint": (("level", L.EDIT), lambda s: S.UpdateEndpointRequest(endpoint=_endpoint(s))),
     "DeleteEndpoint": (("level", L.MANAGE), lambda s: S.DeleteEndpointRequest(name=s.endpoint)),
     "GetInferenceLog": (("level", L.EDIT), lambda s: S.GetInferenceLogRequest(endpoint=s.endpoint)),
+    "LogGroundTruth": (
+        ("level", L.EDIT),
+        lambda s: S.LogGroundTruthRequest(
+            endpoint=s.endpoint, ground_truth=[S.GroundTruth(request_id="r1", value_json="1")]
+        ),
+    ),
     "SetEndpointPermission": (
         ("level", L.MANAGE),
         lambda s: S.SetEndpointPermissionRequest(name=s.endpoint, grant=grant(L.READ)),

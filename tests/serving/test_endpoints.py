@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 import modelyard.deployments
+from modelyard._gen.serving.v1 import serving_pb2
 from modelyard.entities.serving import (
     BatchingConfig,
     InferenceLogConfig,
@@ -201,6 +202,40 @@ def test_inference_log_and_metrics(platform, iris, two_versions) -> None:
         {"endpoint": "logged", "served_model": "iris-1", "version": "1", "code": "OK"},
     )
     assert requests == 5
+
+
+def test_ground_truth_joins_the_log(platform, iris, two_versions) -> None:
+    _server, client = platform
+    X, y = iris
+    client.create_endpoint(
+        "truth", [ServedModel("models:/iris/1")], InferenceLogConfig(enabled=True)
+    )
+    wait_ready(client, "truth")
+    for i in range(4):
+        modelyard.deployments.predict("truth", X.iloc[i : i + 1], request_id=f"t-{i}")
+    assert client.log_ground_truth("truth", {"t-0": int(y[0]), "t-2": int(y[2])}) == 2
+    assert client.log_ground_truth("truth", {"t-2": 2}) == 1  # a correction replaces the value
+    frame = client.get_inference_log("truth")
+    assert list(frame["ground_truth_json"]) == [str(y[0]), "", "2", ""]
+    newest = client.get_inference_log("truth", max_results=2, newest_first=True)
+    assert list(newest["request_id"]) == ["t-3", "t-2"]
+    older = client.get_inference_log(
+        "truth", since_record_id=int(newest["record_id"].iloc[-1]), newest_first=True
+    )
+    assert list(older["request_id"]) == ["t-1", "t-0"]
+    with pytest.raises(InvalidArgument) as err:
+        client._t.call(
+            client._serving.LogGroundTruth,
+            serving_pb2.LogGroundTruthRequest(
+                endpoint="truth",
+                ground_truth=[serving_pb2.GroundTruth(request_id="t-1", value_json="{oops")],
+            ),
+        )
+    assert err.value.field == "ground_truth.value_json"
+    # Deleting the endpoint deletes what it logged: a new one of that name starts clean.
+    client.delete_endpoint("truth")
+    client.create_endpoint("truth", [ServedModel("models:/iris/1")])
+    assert client.get_inference_log("truth").empty
 
 
 def test_inference_log_drops_are_counted(tmp_path: Path) -> None:

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Double, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
 
 from modelyard.services.common.auth.grants import permissions_table
 
@@ -42,4 +53,15 @@ inference_log = Table(
     Column("outputs_json", Text, nullable=False),
     Column("status", String(32), nullable=False),
     Index("ix_serving_inference_log_endpoint_record", "endpoint", "record_id"),
+)
+
+# Outcomes for logged requests, by request id (the latest logged value wins).
+ground_truth = Table(
+    "serving_ground_truth",
+    metadata,
+    Column("endpoint", String(63), nullable=False),
+    Column("request_id", String(128), nullable=False),
+    Column("value_json", Text, nullable=False),
+    Column("record_time", BigInteger, nullable=False),
+    PrimaryKeyConstraint("endpoint", "request_id"),
 )

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from modelyard.entities.serving import (
@@ -21,7 +22,7 @@ from modelyard.entities.serving import (
 )
 from modelyard.errors import AlreadyExists, NotFound
 from modelyard.services.common.db import Database
-from modelyard.services.serving.store.schema import endpoints, inference_log
+from modelyard.services.serving.store.schema import endpoints, ground_truth, inference_log
 
 
 def _now() -> int:
@@ -134,6 +135,8 @@ class SqlServingStore:
         with self.db.write() as conn:
             if not conn.execute(delete(endpoints).where(endpoints.c.name == name)).rowcount:
                 raise _not_found(name)
+            conn.execute(delete(inference_log).where(inference_log.c.endpoint == name))
+            conn.execute(delete(ground_truth).where(ground_truth.c.endpoint == name))
 
     def record_inferences(self, records: Sequence[InferenceRecord]) -> None:
         if not records:
@@ -158,16 +161,23 @@ class SqlServingStore:
             )
 
     def list_inferences(
-        self, endpoint: str, since_record_id: int, max_results: int
+        self, endpoint: str, since_record_id: int, max_results: int, newest_first: bool = False
     ) -> list[InferenceRecord]:
-        t = inference_log.c
+        t, g = inference_log.c, ground_truth.c
+        query = (
+            select(inference_log, g.value_json)
+            .outerjoin(ground_truth, and_(g.endpoint == t.endpoint, g.request_id == t.request_id))
+            .where(t.endpoint == endpoint)
+            .limit(max_results)
+        )
+        if newest_first:
+            if since_record_id:
+                query = query.where(t.record_id < since_record_id)
+            query = query.order_by(t.record_id.desc())
+        else:
+            query = query.where(t.record_id > since_record_id).order_by(t.record_id)
         with self.db.read() as conn:
-            rows = conn.execute(
-                select(inference_log)
-                .where(t.endpoint == endpoint, t.record_id > since_record_id)
-                .order_by(t.record_id)
-                .limit(max_results)
-            ).all()
+            rows = conn.execute(query).all()
         return [
             InferenceRecord(
                 record_id=r.record_id,
@@ -180,6 +190,28 @@ class SqlServingStore:
                 inputs_json=r.inputs_json,
                 outputs_json=r.outputs_json,
                 status=r.status,
+                ground_truth_json=r.value_json or "",
             )
             for r in rows
         ]
+
+    def record_ground_truth(self, endpoint: str, values: Sequence[tuple[str, str]]) -> int:
+        """Upsert (request id, value JSON) pairs; returns how many were written."""
+        if not values:
+            return 0
+        now = int(time.time() * 1000)
+        rows = [
+            {"endpoint": endpoint, "request_id": rid, "value_json": value, "record_time": now}
+            for rid, value in values
+        ]
+        with self.db.write() as conn:
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            stmt = dialect.insert(ground_truth)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["endpoint", "request_id"],
+                    set_={"value_json": stmt.excluded.value_json, "record_time": now},
+                ),
+                rows,
+            )
+        return len(rows)

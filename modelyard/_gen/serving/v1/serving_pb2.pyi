@@ -413,6 +413,7 @@ class InferenceRecord(_message.Message):
     INPUTS_JSON_FIELD_NUMBER: _builtins.int
     OUTPUTS_JSON_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    GROUND_TRUTH_JSON_FIELD_NUMBER: _builtins.int
     record_id: _builtins.int
     request_id: _builtins.str
     endpoint: _builtins.str
@@ -424,6 +425,8 @@ class InferenceRecord(_message.Message):
     outputs_json: _builtins.str
     status: _builtins.str
     """The gRPC status name; errors are recorded too."""
+    ground_truth_json: _builtins.str
+    """JSON of the outcome logged with LogGroundTruth for this request id; empty until then."""
     @_builtins.property
     def request_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -439,10 +442,11 @@ class InferenceRecord(_message.Message):
         inputs_json: _builtins.str = ...,
         outputs_json: _builtins.str = ...,
         status: _builtins.str = ...,
+        ground_truth_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["request_time", b"request_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "inputs_json", b"inputs_json", "latency_ms", b"latency_ms", "model_version", b"model_version", "outputs_json", b"outputs_json", "record_id", b"record_id", "request_id", b"request_id", "request_time", b"request_time", "served_model", b"served_model", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "ground_truth_json", b"ground_truth_json", "inputs_json", b"inputs_json", "latency_ms", b"latency_ms", "model_version", b"model_version", "outputs_json", b"outputs_json", "record_id", b"record_id", "request_id", b"request_id", "request_time", b"request_time", "served_model", b"served_model", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -455,21 +459,25 @@ class GetInferenceLogRequest(_message.Message):
     ENDPOINT_FIELD_NUMBER: _builtins.int
     SINCE_RECORD_ID_FIELD_NUMBER: _builtins.int
     MAX_RESULTS_FIELD_NUMBER: _builtins.int
+    NEWEST_FIRST_FIELD_NUMBER: _builtins.int
     endpoint: _builtins.str
     since_record_id: _builtins.int
     """Records after this id (0 for the oldest)."""
     max_results: _builtins.int
     """1-10000; 0 means 1000."""
+    newest_first: _builtins.bool
+    """The latest records first (since_record_id then bounds from above when set)."""
     def __init__(
         self,
         *,
         endpoint: _builtins.str = ...,
         since_record_id: _builtins.int = ...,
         max_results: _builtins.int = ...,
+        newest_first: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "max_results", b"max_results", "since_record_id", b"since_record_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "max_results", b"max_results", "newest_first", b"newest_first", "since_record_id", b"since_record_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -497,6 +505,73 @@ class GetInferenceLogResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetInferenceLogResponse: _TypeAlias = GetInferenceLogResponse  # noqa: Y015
+
+@_typing.final
+class GroundTruth(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    VALUE_JSON_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    value_json: _builtins.str
+    """JSON of the true value(s), shaped like the prediction (e.g. 3.5 or [0, 1])."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        value_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "value_json", b"value_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroundTruth: _TypeAlias = GroundTruth  # noqa: Y015
+
+@_typing.final
+class LogGroundTruthRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    GROUND_TRUTH_FIELD_NUMBER: _builtins.int
+    endpoint: _builtins.str
+    @_builtins.property
+    def ground_truth(self) -> _containers.RepeatedCompositeFieldContainer[Global___GroundTruth]:
+        """At most 10000; a request id logged again replaces its earlier value."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: _builtins.str = ...,
+        ground_truth: _abc.Iterable[Global___GroundTruth] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "ground_truth", b"ground_truth"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogGroundTruthRequest: _TypeAlias = LogGroundTruthRequest  # noqa: Y015
+
+@_typing.final
+class LogGroundTruthResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDED_FIELD_NUMBER: _builtins.int
+    recorded: _builtins.int
+    def __init__(
+        self,
+        *,
+        recorded: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["recorded", b"recorded"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogGroundTruthResponse: _TypeAlias = LogGroundTruthResponse  # noqa: Y015
 
 @_typing.final
 class SetEndpointPermissionRequest(_message.Message):

@@ -65,6 +65,11 @@ class ServingServiceStub:
                 request_serializer=modelyard_dot_serving_dot_v1_dot_serving__pb2.GetInferenceLogRequest.SerializeToString,
                 response_deserializer=modelyard_dot_serving_dot_v1_dot_serving__pb2.GetInferenceLogResponse.FromString,
                 _registered_method=True)
+        self.LogGroundTruth = channel.unary_unary(
+                '/modelyard.serving.v1.ServingService/LogGroundTruth',
+                request_serializer=modelyard_dot_serving_dot_v1_dot_serving__pb2.LogGroundTruthRequest.SerializeToString,
+                response_deserializer=modelyard_dot_serving_dot_v1_dot_serving__pb2.LogGroundTruthResponse.FromString,
+                _registered_method=True)
         self.SetEndpointPermission = channel.unary_unary(
                 '/modelyard.serving.v1.ServingService/SetEndpointPermission',
                 request_serializer=modelyard_dot_serving_dot_v1_dot_serving__pb2.SetEndpointPermissionRequest.SerializeToString,
@@ -123,6 +128,14 @@ class ServingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LogGroundTruth(self, request, context):
+        """What really happened for earlier requests (by request id), joined to the inference log to
+        compare predictions with outcomes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetEndpointPermission(self, request, context):
         """Access to an endpoint: USE to query it, EDIT to change it, MANAGE to delete or grant.
         """
@@ -174,6 +187,11 @@ def add_ServingServiceServicer_to_server(servicer, server):
                     servicer.GetInferenceLog,
                     request_deserializer=modelyard_dot_serving_dot_v1_dot_serving__pb2.GetInferenceLogRequest.FromString,
                     response_serializer=modelyard_dot_serving_dot_v1_dot_serving__pb2.GetInferenceLogResponse.SerializeToString,
+            ),
+            'LogGroundTruth': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogGroundTruth,
+                    request_deserializer=modelyard_dot_serving_dot_v1_dot_serving__pb2.LogGroundTruthRequest.FromString,
+                    response_serializer=modelyard_dot_serving_dot_v1_dot_serving__pb2.LogGroundTruthResponse.SerializeToString,
             ),
             'SetEndpointPermission': grpc.unary_unary_rpc_method_handler(
                     servicer.SetEndpointPermission,
@@ -354,6 +372,33 @@ class ServingService:
             '/modelyard.serving.v1.ServingService/GetInferenceLog',
             modelyard_dot_serving_dot_v1_dot_serving__pb2.GetInferenceLogRequest.SerializeToString,
             modelyard_dot_serving_dot_v1_dot_serving__pb2.GetInferenceLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogGroundTruth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelyard.serving.v1.ServingService/LogGroundTruth',
+            modelyard_dot_serving_dot_v1_dot_serving__pb2.LogGroundTruthRequest.SerializeToString,
+            modelyard_dot_serving_dot_v1_dot_serving__pb2.LogGroundTruthResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,10 @@ class ServingServiceStub:
     DeleteEndpoint: _grpc.UnaryUnaryMultiCallable[_serving_pb2.DeleteEndpointRequest, _serving_pb2.DeleteEndpointResponse]
     GetInferenceLog: _grpc.UnaryUnaryMultiCallable[_serving_pb2.GetInferenceLogRequest, _serving_pb2.GetInferenceLogResponse]
     """Request/response pairs recorded for the endpoint (its "inference table")."""
+    LogGroundTruth: _grpc.UnaryUnaryMultiCallable[_serving_pb2.LogGroundTruthRequest, _serving_pb2.LogGroundTruthResponse]
+    """What really happened for earlier requests (by request id), joined to the inference log to
+    compare predictions with outcomes.
+    """
     SetEndpointPermission: _grpc.UnaryUnaryMultiCallable[_serving_pb2.SetEndpointPermissionRequest, _serving_pb2.SetEndpointPermissionResponse]
     """Access to an endpoint: USE to query it, EDIT to change it, MANAGE to delete or grant."""
     DeleteEndpointPermission: _grpc.UnaryUnaryMultiCallable[_serving_pb2.DeleteEndpointPermissionRequest, _serving_pb2.DeleteEndpointPermissionResponse]
@@ -59,6 +63,10 @@ class ServingServiceAsyncStub(ServingServiceStub):
     DeleteEndpoint: _aio.UnaryUnaryMultiCallable[_serving_pb2.DeleteEndpointRequest, _serving_pb2.DeleteEndpointResponse]  # type: ignore[assignment]
     GetInferenceLog: _aio.UnaryUnaryMultiCallable[_serving_pb2.GetInferenceLogRequest, _serving_pb2.GetInferenceLogResponse]  # type: ignore[assignment]
     """Request/response pairs recorded for the endpoint (its "inference table")."""
+    LogGroundTruth: _aio.UnaryUnaryMultiCallable[_serving_pb2.LogGroundTruthRequest, _serving_pb2.LogGroundTruthResponse]  # type: ignore[assignment]
+    """What really happened for earlier requests (by request id), joined to the inference log to
+    compare predictions with outcomes.
+    """
     SetEndpointPermission: _aio.UnaryUnaryMultiCallable[_serving_pb2.SetEndpointPermissionRequest, _serving_pb2.SetEndpointPermissionResponse]  # type: ignore[assignment]
     """Access to an endpoint: USE to query it, EDIT to change it, MANAGE to delete or grant."""
     DeleteEndpointPermission: _aio.UnaryUnaryMultiCallable[_serving_pb2.DeleteEndpointPermissionRequest, _serving_pb2.DeleteEndpointPermissionResponse]  # type: ignore[assignment]
@@ -109,6 +117,16 @@ class ServingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_serving_pb2.GetInferenceLogResponse, _abc.Awaitable[_serving_pb2.GetInferenceLogResponse]]:
         """Request/response pairs recorded for the endpoint (its "inference table")."""
+
+    @_abc_1.abstractmethod
+    def LogGroundTruth(
+        self,
+        request: _serving_pb2.LogGroundTruthRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_serving_pb2.LogGroundTruthResponse, _abc.Awaitable[_serving_pb2.LogGroundTruthResponse]]:
+        """What really happened for earlier requests (by request id), joined to the inference log to
+        compare predictions with outcomes.
+        """
 
     @_abc_1.abstractmethod
     def SetEndpointPermission(
