@@ -44,7 +44,13 @@ def _settings(**flags: Any) -> Any:
     return settings
 
 
-def _run(settings: Any, names: list[str]) -> None:
+UIPort = Annotated[
+    int | None, typer.Option("--ui-port", help="Web UI port (default 5000; 0 picks one).")
+]
+NoUI = Annotated[bool, typer.Option("--no-ui", help="Do not serve the web UI.")]
+
+
+def _run(settings: Any, names: list[str], with_ui: bool = False) -> None:
     from modelyard.services.apps import build_server
     from modelyard.services.common import logging as mlog
     from modelyard.services.common.metrics import serve_metrics
@@ -63,21 +69,63 @@ def _run(settings: Any, names: list[str]) -> None:
             "(then `modelyard admin bootstrap`) anywhere else."
         )
 
+    ui = None
+
     def ready(address: str) -> None:
-        table(
-            "Modelyard is running",
-            ["service", "address"],
-            [(name, address) for name in names],
-        )
+        nonlocal ui
+        rows = [(name, address) for name in names]
+        if with_ui:
+            from modelyard.services.ui.server import UIServer
+
+            ui = UIServer(settings, settings.ui.services_uri or address)
+            ui.start()
+            rows.append(("web UI", ui.url))
+        table("Modelyard is running", ["service", "address"], rows)
         console.print(
             f"Backend store: {settings.database_url}\nArtifacts:     {settings.artifact_root}\n"
             f"Connect with MODELYARD_URI={address}   (Ctrl-C stops, after in-flight calls finish)"
         )
 
-    serve_forever(server, on_ready=ready)
+    try:
+        serve_forever(server, on_ready=ready)
+    finally:
+        if ui is not None:
+            ui.stop()
 
 
 def register(app: typer.Typer) -> None:
+    @app.command("ui")
+    def ui(
+        host: Host = None,
+        port: Annotated[
+            int | None, typer.Option(help="Port to listen on (default 5000; 0 picks one).")
+        ] = None,
+        uri: Annotated[
+            str | None,
+            typer.Option(
+                help="The services' address (default MODELYARD_UI__SERVICES_URI, MODELYARD_URI, "
+                "127.0.0.1:50051)."
+            ),
+        ] = None,
+        home: Home = None,
+        log_format: LogFormat = None,
+    ) -> None:
+        """Serve the web UI for services running elsewhere."""
+        from modelyard.client.config import default_uri
+        from modelyard.services.common import logging as mlog
+        from modelyard.services.ui.server import UIServer
+
+        settings = _settings(home=home, log_format=log_format)
+        if port is not None:
+            settings.ui.port = port
+        if host:
+            settings.ui.host = host
+        services = uri or settings.ui.services_uri or default_uri()
+        mlog.configure(settings.log_level, settings.log_format)
+        server = UIServer(settings, services)
+        console.print(f"Modelyard UI on {server.url} (services at {services})")
+        server.serve()
+
     @app.command()
     def up(
         host: Host = None,
@@ -90,8 +138,11 @@ def register(app: typer.Typer) -> None:
         auth: Auth = None,
         tls_cert: TlsCert = None,
         tls_key: TlsKey = None,
+        ui_port: UIPort = None,
+        no_ui: NoUI = False,
     ) -> None:
-        """Run every service in one process on one port (SQLite + local files by default)."""
+        """Run every service in one process on one port (SQLite + local files by default), and
+        the web UI beside them."""
         from modelyard.services.apps import SERVICES
 
         settings = _settings(
@@ -106,7 +157,9 @@ def register(app: typer.Typer) -> None:
             tls_cert=tls_cert,
             tls_key=tls_key,
         )
-        _run(settings, list(SERVICES))
+        if ui_port is not None:
+            settings.ui.port = ui_port
+        _run(settings, list(SERVICES), with_ui=settings.ui.enabled and not no_ui)
 
     @app.command()
     def serve(

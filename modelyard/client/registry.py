@@ -10,7 +10,7 @@ from modelyard._gen.registry.v1 import registry_pb2 as pb
 from modelyard._gen.registry.v1 import registry_pb2_grpc
 from modelyard.client import _artifacts
 from modelyard.client._transport import Transport
-from modelyard.convert.common import file_info_to_entity, tags_to_proto
+from modelyard.convert.common import file_info_to_entity, grant_to_entity, tags_to_proto
 from modelyard.convert.registry import (
     event_to_entity,
     lineage_to_entity,
@@ -19,6 +19,7 @@ from modelyard.convert.registry import (
     stage_to_proto,
 )
 from modelyard.entities import FileInfo, PagedList
+from modelyard.entities.common import Grant
 from modelyard.entities.registry import (
     ModelEvent,
     ModelVersion,
@@ -101,6 +102,13 @@ class RegistryClient:
             [registered_model_to_entity(m) for m in response.registered_models],
             response.next_page_token,
         )
+
+    def list_registered_model_permissions(self, name: str) -> list[Grant]:
+        response = self._t.call(
+            self._registry.ListRegisteredModelPermissions,
+            pb.ListRegisteredModelPermissionsRequest(name=name),
+        )
+        return [grant_to_entity(g) for g in response.grants]
 
     def set_registered_model_tag(self, name: str, key: str, value: Any) -> None:
         request = pb.SetRegisteredModelTagRequest(name=name, key=key, value=str(value))

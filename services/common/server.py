@@ -68,6 +68,7 @@ class ModelyardServer:
         )
         self.health = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        self._health_server = self._plaintext_health(settings)
         names: list[str] = [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
         for registration in self._registrations:
             registration.register(self._server)
@@ -91,12 +92,30 @@ class ModelyardServer:
         self.health_draining = threading.Event()
         self._stop_lock = threading.Lock()
 
+    def _plaintext_health(self, settings: Settings) -> grpc.Server | None:
+        """Health checks only, without TLS, on `health_port`: kubelets probe in plaintext. It
+        shares the health servicer, so a drain shows there too."""
+        if settings.health_port is None:
+            return None
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        address = f"{settings.host}:{settings.health_port}"
+        try:
+            self.health_port = server.add_insecure_port(address)
+        except RuntimeError:
+            self.health_port = 0
+        if self.health_port == 0:
+            raise OSError(f"could not listen for health checks on {address}; pick another port")
+        return server
+
     @property
     def address(self) -> str:
         return f"{self.settings.host}:{self.port}"
 
     def start(self) -> None:
         self._server.start()
+        if self._health_server is not None:
+            self._health_server.start()
         for name in ("", *self.service_names):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         for registration in self._registrations:
@@ -113,6 +132,8 @@ class ModelyardServer:
             self.health.enter_graceful_shutdown()
             self.health_draining.set()
             self._server.stop(grace).wait()
+            if self._health_server is not None:
+                self._health_server.stop(0).wait()
             for registration in reversed(self._registrations):
                 try:
                     registration.close()

@@ -152,6 +152,8 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=50051, ge=0, le=65535)
+    # Also answer grpc.health.v1 checks, in plaintext, on this port (kubelets probe without TLS).
+    health_port: int | None = Field(default=None, ge=0, le=65535)
     # State for the embedded defaults (SQLite database, local artifacts).
     home: Path = Path("~/.modelyard")
     # SQLAlchemy URL of the metadata store; default sqlite:///<home>/modelyard.db.

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from modelyard.entities.serving import MissingFeaturePolicy
-from modelyard.errors import InvalidArgument
+from modelyard.errors import Internal, InvalidArgument, ModelyardError
 from modelyard.models.signature import COLUMN_TYPES, ColumnSpec, TensorSpec, enforce
 from modelyard.pyfunc import PyFuncModel
 from modelyard.services.serving.features import KEY_DATATYPE, FeatureJoin
@@ -169,7 +169,15 @@ class LoadedModel:
     def predict(self, model_input: Any) -> dict[str, np.ndarray]:
         """Named output arrays, first dimension = rows."""
         impl = self.model._impl
-        result = impl.predict(model_input)
+        try:
+            result = impl.predict(model_input)
+        except ModelyardError:
+            raise
+        except Exception as exc:  # the model's own code failed: say so, without a traceback
+            raise Internal(
+                f"model {self.name} version {self.version} failed to predict: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         if isinstance(result, pd.DataFrame):
             return {str(c): result[c].to_numpy() for c in result.columns}
         if isinstance(result, pd.Series):

@@ -151,3 +151,35 @@ def test_mutual_tls(ca: CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         with Client(address, tls_ca=str(ca.cert_file)) as client:
             rid = logged_model(client)
             assert client.create_model_version("mtls", f"runs:/{rid}/model").status == "READY"
+
+
+def test_plaintext_health_port_beside_tls(ca: CA, tmp_path: Path) -> None:
+    """Kubelets probe gRPC health without TLS: health_port answers health checks only."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from tests.conftest import free_port
+
+    cert, key = ca.issue("server", server=True)
+    health_port = free_port()
+    settings = Settings(
+        home=tmp_path,
+        port=0,
+        grace_period=0,
+        health_port=health_port,
+        tls=TLSSettings(cert_file=cert, key_file=key),
+    )
+    with running_server(settings, ("tracking",)) as server:
+        with grpc.insecure_channel(f"127.0.0.1:{health_port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            tracking = "modelyard.tracking.v1.TrackingService"
+            reply = health.Check(health_pb2.HealthCheckRequest(service=tracking), timeout=10)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            other = channel.unary_unary(f"/{tracking}/SearchExperiments")
+            with pytest.raises(grpc.RpcError) as err:
+                other(b"", timeout=10)
+            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED  # nothing else is there
+        with pytest.raises(Unavailable):  # and the main port still insists on TLS
+            Client(server.address).search_experiments()

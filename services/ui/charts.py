@@ -1,0 +1,70 @@
+"""Chart specifications, as plain data for plotly.js (and for the metric charts, series that the
+page's script redraws when the x axis or the smoothing changes)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from modelyard.entities.tracking import Metric
+
+MAX_POINTS = 2000  # per series; longer histories are thinned evenly (first and last kept)
+
+LAYOUT: dict[str, Any] = {
+    "margin": {"l": 50, "r": 20, "t": 30, "b": 40},
+    "height": 280,
+    "paper_bgcolor": "rgba(0,0,0,0)",
+    "plot_bgcolor": "rgba(0,0,0,0)",
+    "xaxis": {"gridcolor": "#e5e7eb"},
+    "yaxis": {"gridcolor": "#e5e7eb"},
+    "legend": {"orientation": "h"},
+}
+
+
+def thin(points: Sequence[Any], limit: int = MAX_POINTS) -> list[Any]:
+    if len(points) <= limit:
+        return list(points)
+    stride = (len(points) - 1) / (limit - 1)
+    return [points[round(i * stride)] for i in range(limit)]
+
+
+def metric_series(name: str, history: Sequence[Metric]) -> dict[str, Any]:
+    """One metric's history with both x axes: step and wall time."""
+    points = thin(sorted(history, key=lambda m: (m.step, m.timestamp)))
+    return {
+        "name": name,
+        "step": [m.step for m in points],
+        "time": [m.timestamp for m in points],
+        "y": [m.value if m.value == m.value else None for m in points],  # NaN -> gap
+    }
+
+
+def metric_chart(title: str, series: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"kind": "metrics", "title": title, "series": series, "layout": LAYOUT}
+
+
+def figure(data: list[dict[str, Any]], title: str = "", **layout: Any) -> dict[str, Any]:
+    return {
+        "kind": "plotly",
+        "data": data,
+        "layout": {**LAYOUT, "title": {"text": title, "font": {"size": 14}}, **layout},
+    }
+
+
+def parallel_coordinates(
+    dimensions: list[tuple[str, list[float]]], color: list[float] | None, color_name: str
+) -> dict[str, Any]:
+    dims = [
+        {"label": label, "values": values}
+        for label, values in dimensions
+        if (values and min(values) != max(values)) or len(values) == 1
+    ]
+    line: dict[str, Any] = {}
+    if color:
+        line = {
+            "color": color,
+            "colorscale": "Viridis",
+            "showscale": True,
+            "colorbar": {"title": {"text": color_name}},
+        }
+    return figure([{"type": "parcoords", "dimensions": dims, "line": line}], height=380)

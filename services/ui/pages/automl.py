@@ -1,0 +1,58 @@
+"""An AutoML run's trials as a leaderboard, each linked to its run and its generated source."""
+
+from __future__ import annotations
+
+import math
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from modelyard.errors import InvalidArgument
+from modelyard.services.ui.web import client, render
+
+MAX_TRIALS = 1000
+
+
+def leaderboard(request: Request) -> Response:
+    rid = request.path_params["run_id"]
+    c = client(request)
+    parent = c.get_run(rid)
+    tags = parent.data.tags
+    if tags.get("modelyard.automl.role") != "parent":
+        raise InvalidArgument(f"run {rid} is not an AutoML run", field="run_id")
+    primary = parent.data.params.get("primary_metric", "")
+    trials = list(
+        c.search_runs(
+            [parent.info.experiment_id],
+            filter_string=f"attributes.parent_run_id = '{rid}'",
+            max_results=MAX_TRIALS,
+        )
+    )
+    key = f"val_{primary}"  # what AutoML ranks trials by
+    metric_keys = sorted({k for t in trials for k in t.data.metrics})
+    lower_is_better = primary in {"rmse", "mae", "log_loss", "smape", "mase", "mse", "mape"}
+
+    def score(run) -> float:
+        value = run.data.metrics.get(key)
+        if value is None or math.isnan(value):
+            return math.inf
+        return value if lower_is_better else -value
+
+    trials.sort(key=score)
+    columns = [k for k in metric_keys if k.startswith(("val_", "test_", "train_"))] or metric_keys
+    return render(
+        request,
+        "automl.html",
+        parent=parent,
+        trials=trials,
+        key=key,
+        columns=columns[:9],
+        best=tags.get("modelyard.automl.best_run_id"),
+        problem=tags.get("modelyard.automl.problem_type", ""),
+        target=tags.get("modelyard.automl.target_col", ""),
+        report=tags.get("modelyard.automl.report"),
+    )
+
+
+ROUTES = [Route("/automl/{run_id}", leaderboard)]

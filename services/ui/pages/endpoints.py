@@ -1,0 +1,218 @@
+"""Endpoints: what each serves and how traffic splits, live request rate and latency, and the
+monitoring dashboard built from the inference log."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from modelyard.client import Client
+from modelyard.entities.serving import Endpoint
+from modelyard.errors import ModelyardError, PermissionDenied
+from modelyard.models.uri import parse_models_uri
+from modelyard.services.ui import charts, monitoring
+from modelyard.services.ui.web import client, render
+
+LOG_ROWS = 5000  # the latest requests the dashboard looks at
+
+
+def endpoints(request: Request) -> Response:
+    return render(request, "endpoints.html", endpoints=client(request).list_endpoints())
+
+
+def _log(c: Client, name: str) -> tuple[pd.DataFrame | None, str]:
+    """The latest logged requests, or why there are none to show."""
+    try:
+        log = c.get_inference_log(name, max_results=LOG_ROWS, newest_first=True)
+    except PermissionDenied:
+        return None, "Reading the inference log needs EDIT on this endpoint."
+    assert isinstance(log, pd.DataFrame)
+    if log.empty:
+        return None, "No logged requests yet. Turn the inference log on (--log-sampling 1.0)."
+    return log.iloc[::-1].reset_index(drop=True), ""
+
+
+def _reference(c: Client, endpoint: Endpoint) -> tuple[dict[str, Any], str, list[str]]:
+    """The training dataset profile of the first served version (and its signature's columns)."""
+    for served in endpoint.served_models:
+        if not served.version:
+            continue
+        name = parse_models_uri(served.model_uri)[0]
+        try:
+            lineage = c.get_model_version_lineage(name, served.version)
+        except ModelyardError:
+            continue
+        if lineage.run is None:
+            continue
+        inputs = sorted(
+            lineage.run.inputs.dataset_inputs,
+            key=lambda i: next((t.value for t in i.tags if t.key == "context"), "") != "training",
+        )
+        for item in inputs:
+            try:
+                profile = json.loads(item.dataset.profile or "{}")
+            except ValueError:
+                continue
+            if profile.get("columns"):
+                names = list(profile["columns"])
+                return profile, f"{item.dataset.name} ({item.dataset.digest})", names
+    return {}, "", []
+
+
+def _traffic_charts(t: monitoring.Traffic) -> list[dict[str, Any]]:
+    return [
+        charts.figure(
+            [{"type": "bar", "x": t.minutes, "y": t.requests, "name": "requests"}],
+            "Requests per minute",
+        ),
+        charts.figure(
+            [
+                {
+                    "type": "scatter",
+                    "mode": "lines+markers",
+                    "x": t.minutes,
+                    "y": t.p50,
+                    "name": "p50",
+                },
+                {
+                    "type": "scatter",
+                    "mode": "lines+markers",
+                    "x": t.minutes,
+                    "y": t.p95,
+                    "name": "p95",
+                },
+            ],
+            "Latency (ms)",
+        ),
+    ]
+
+
+def endpoint(request: Request) -> Response:
+    name = request.path_params["name"]
+    c = client(request)
+    ep = c.get_endpoint(name)
+    log, why = _log(c, name)
+    context: dict[str, Any] = {"endpoint": ep, "why": why, "split": None}
+    context["split"] = charts.figure(
+        [
+            {
+                "type": "pie",
+                "labels": [f"{s.name} (v{s.version or '?'})" for s in ep.served_models],
+                "values": [s.traffic_percent for s in ep.served_models],
+                "hole": 0.5,
+            }
+        ],
+        "Traffic split",
+        height=240,
+    )
+    if log is not None:
+        now = pd.Timestamp.now(tz="UTC")
+        traffic = monitoring.traffic(log, now)
+        context.update(traffic=traffic, traffic_charts=_traffic_charts(traffic))
+        reference, reference_name, names = _reference(c, ep)
+        inputs, predictions = monitoring.decode(log, names)
+        column = monitoring.prediction_column(predictions) if not predictions.empty else None
+        if column:
+            dist = monitoring.distribution(predictions, column)
+            context["distribution"] = dist and _distribution_chart(dist, column)
+            context["anomalies"] = [dist.times[i] for i in dist.anomalies] if dist else []
+            accuracy = monitoring.against_truth(predictions, column)
+            context["accuracy"] = accuracy
+            context["accuracy_chart"] = accuracy and _accuracy_chart(accuracy)
+        context["drift"] = monitoring.drift(inputs, reference) if reference else []
+        context["reference"] = reference_name
+        forecast = monitoring.latest_forecast(log)
+        context["forecast"] = forecast and _forecast_chart(forecast)
+    return render(request, "endpoint.html", **context)
+
+
+def endpoint_stats(request: Request) -> Response:
+    """Live numbers for the endpoint page to poll."""
+    c = client(request)
+    name = request.path_params["name"]
+    ep = c.get_endpoint(name)
+    log, why = _log(c, name)
+    body: dict[str, Any] = {
+        "states": {s.name: str(s.state) for s in ep.served_models},
+        "versions": {s.name: s.version for s in ep.served_models},
+        "why": why,
+    }
+    if log is not None:
+        t = monitoring.traffic(log, pd.Timestamp.now(tz="UTC"))
+        body.update(
+            rate_per_s=t.rate_per_s,
+            latency_p50=t.latency_p50,
+            latency_p95=t.latency_p95,
+            total=t.total,
+            errors=t.errors,
+            charts=_traffic_charts(t),
+        )
+    return JSONResponse(body)
+
+
+def _distribution_chart(d: monitoring.Distribution, column: str) -> dict[str, Any]:
+    line = {"type": "scatter", "mode": "lines", "x": d.times}
+    return charts.figure(
+        [
+            {**line, "y": d.p90, "name": "p90", "line": {"width": 0}, "showlegend": False},
+            {**line, "y": d.p10, "name": "p10-p90", "fill": "tonexty", "line": {"width": 0},
+             "fillcolor": "rgba(59,130,246,0.2)"},
+            {**line, "y": d.p50, "name": "median", "line": {"color": "#2563eb"}},
+            {**line, "y": d.upper, "name": "band", "line": {"dash": "dot", "color": "#9ca3af"}},
+            {**line, "y": d.lower, "name": "band", "line": {"dash": "dot", "color": "#9ca3af"},
+             "showlegend": False},
+            {"type": "scatter", "mode": "markers", "name": "anomaly",
+             "x": [d.times[i] for i in d.anomalies], "y": [d.mean[i] for i in d.anomalies],
+             "marker": {"color": "#dc2626", "size": 10, "symbol": "x"}},
+        ],
+        f"{column} over time (mean outside the rolling band is flagged)",
+    )  # fmt: skip
+
+
+def _accuracy_chart(a: monitoring.Accuracy) -> dict[str, Any]:
+    if a.kind == "regression":
+        low = min(v for v in [*a.predicted, *a.actual] if v is not None)
+        high = max(v for v in [*a.predicted, *a.actual] if v is not None)
+        return charts.figure(
+            [
+                {"type": "scatter", "mode": "markers", "x": a.actual, "y": a.predicted,
+                 "name": "requests"},
+                {"type": "scatter", "mode": "lines", "x": [low, high], "y": [low, high],
+                 "name": "ideal", "line": {"dash": "dash", "color": "#9ca3af"}},
+            ],
+            "Predicted vs actual",
+            xaxis={"title": {"text": "actual"}},
+            yaxis={"title": {"text": "predicted"}},
+        )  # fmt: skip
+    labels = sorted(set(a.predicted) | set(a.actual))
+    counts = [[sum(1 for p, t in zip(a.predicted, a.actual, strict=True) if p == col and t == row)
+               for col in labels] for row in labels]  # fmt: skip
+    return charts.figure(
+        [{"type": "heatmap", "x": labels, "y": labels, "z": counts, "colorscale": "Blues"}],
+        "Actual (rows) vs predicted (columns)",
+    )
+
+
+def _forecast_chart(f: monitoring.Forecast) -> dict[str, Any]:
+    line = {"type": "scatter", "mode": "lines", "x": f.steps}
+    return charts.figure(
+        [
+            {**line, "y": f.upper, "name": "upper", "line": {"width": 0}, "showlegend": False},
+            {**line, "y": f.lower, "name": "interval", "fill": "tonexty", "line": {"width": 0},
+             "fillcolor": "rgba(16,185,129,0.2)"},
+            {**line, "y": f.value, "name": "forecast", "line": {"color": "#059669"}},
+        ],
+        f"Latest forecast (request {f.request_id}): {len(f.steps)} steps ahead",
+    )  # fmt: skip
+
+
+ROUTES = [
+    Route("/endpoints", endpoints),
+    Route("/endpoints/{name}", endpoint),
+    Route("/endpoints/{name}/stats", endpoint_stats),
+]

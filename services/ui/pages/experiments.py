@@ -1,0 +1,142 @@
+"""Experiments, and one experiment's runs as a table: chosen columns, search_runs filters,
+sorting, page tokens (so 10k+ runs page as fast as 100), children grouped under their parent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from modelyard.entities.tracking import Run
+from modelyard.errors import InvalidArgument
+from modelyard.services.ui.web import client, render
+
+PAGE = 100
+AUTO_COLUMNS = 6  # when none are chosen: this many metrics and params seen on the page
+COLUMN_KINDS = ("metrics", "params", "tags")
+
+
+def experiments(request: Request) -> Response:
+    query = request.query_params.get("q", "").strip()
+    filter_string = f"name ILIKE '%{query.replace(chr(39), '')}%'" if query else None
+    page = client(request).search_experiments(
+        filter_string=filter_string,
+        max_results=PAGE,
+        page_token=request.query_params.get("page_token") or None,
+        order_by=["last_update_time DESC"],
+    )
+    return render(
+        request, "experiments.html", experiments=list(page), next_token=page.token, q=query
+    )
+
+
+@dataclass
+class Row:
+    run: Run
+    depth: int = 0
+    children: list[Run] = field(default_factory=list)
+
+
+def group_nested(runs: list[Run]) -> list[Row]:
+    """Each run's children right below it (for children whose parent is on this page)."""
+    on_page = {r.info.run_id for r in runs}
+    children: dict[str, list[Run]] = {}
+    for run in runs:
+        parent = run.info.parent_run_id
+        if parent and parent in on_page:
+            children.setdefault(parent, []).append(run)
+    rows: list[Row] = []
+
+    def add(run: Run, depth: int) -> None:
+        kids = children.get(run.info.run_id, [])
+        rows.append(Row(run, depth, kids))
+        for child in kids:
+            add(child, depth + 1)
+
+    for run in runs:
+        if not (run.info.parent_run_id and run.info.parent_run_id in on_page):
+            add(run, 0)
+    return rows
+
+
+def parse_columns(text: str) -> list[tuple[str, str]]:
+    """'metrics.rmse, params.alpha' -> [("metrics", "rmse"), ("params", "alpha")]."""
+    columns = []
+    for item in text.split(","):
+        kind, _, key = item.strip().partition(".")
+        if kind in COLUMN_KINDS and key:
+            columns.append((kind, key))
+    return columns
+
+
+def auto_columns(runs: list[Run]) -> list[tuple[str, str]]:
+    metrics: list[str] = []
+    params: list[str] = []
+    for run in runs:
+        metrics += [k for k in run.data.metrics if k not in metrics]
+        params += [k for k in run.data.params if k not in params]
+    return [("metrics", k) for k in metrics[:AUTO_COLUMNS]] + [
+        ("params", k) for k in params[:AUTO_COLUMNS]
+    ]
+
+
+def experiment(request: Request) -> Response:
+    eid = request.path_params["experiment_id"]
+    c = client(request)
+    exp = c.get_experiment(eid)
+    params = request.query_params
+    filter_string = params.get("filter", "").strip()
+    order = params.get("order", "").strip()
+    error = ""
+    runs: list[Run] = []
+    next_token = None
+    try:
+        page = c.search_runs(
+            [eid],
+            filter_string=filter_string,
+            max_results=PAGE,
+            order_by=[order] if order else None,
+            page_token=params.get("page_token") or None,
+        )
+        runs, next_token = list(page), page.token
+    except InvalidArgument as exc:
+        error = str(exc)  # a filter typo: show it next to the box, keep the page
+    chosen = parse_columns(params.get("columns", ""))
+    columns = chosen or auto_columns(runs)
+
+    def link(**changes: str) -> str:
+        query = {
+            "filter": filter_string,
+            "order": order,
+            "columns": params.get("columns", ""),
+            **changes,
+        }
+        return f"/experiments/{eid}?" + urlencode({k: v for k, v in query.items() if v})
+
+    def sort_link(column: str) -> str:
+        descending = order == f"{column} DESC"
+        return link(order=f"{column} {'ASC' if descending else 'DESC'}", page_token="")
+
+    return render(
+        request,
+        "experiment.html",
+        experiment=exp,
+        rows=group_nested(runs),
+        columns=columns,
+        filter=filter_string,
+        order=order,
+        chosen=params.get("columns", ""),
+        error=error,
+        next_link=link(page_token=next_token) if next_token else "",
+        first_link=link() if params.get("page_token") else "",
+        sort_link=sort_link,
+    )
+
+
+ROUTES = [
+    Route("/experiments", experiments),
+    Route("/experiments/{experiment_id}", experiment),
+]

@@ -1,0 +1,82 @@
+"""The feature store: entities, feature views with the freshness of their online values, feature
+services, and each view's materialization history."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from modelyard.features.client import FeatureStoreClient, Materialization
+from modelyard.features.definitions import FeatureView
+from modelyard.services.ui import charts
+from modelyard.services.ui.web import features as feature_store
+from modelyard.services.ui.web import render
+
+
+def freshness(view: FeatureView, runs: list[Materialization]) -> dict[str, object]:
+    """How old the newest materialized window is, against the view's TTL."""
+    if not view.online:
+        return {"status": "offline only", "age": None, "last_end": None}
+    if not runs:
+        return {"status": "never materialized", "age": None, "last_end": None}
+    last = max(runs, key=lambda m: m.end_time)
+    age = time.time() - last.end_time.timestamp()
+    ttl = view.ttl.total_seconds() if view.ttl else None
+    status = "stale" if ttl is not None and age > ttl else "fresh"
+    return {"status": status, "age": _age(age), "last_end": last.end_time}
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if abs(seconds) >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def overview(request: Request) -> Response:
+    store: FeatureStoreClient = feature_store(request)
+    views = store.list_feature_views()
+    rows = [(v, freshness(v, store.list_materializations(v.name))) for v in views]
+    return render(
+        request,
+        "features.html",
+        entities=store.list_entities(),
+        views=rows,
+        services=store.list_feature_services(),
+    )
+
+
+def view_page(request: Request) -> Response:
+    store = feature_store(request)
+    name = request.path_params["name"]
+    view, version = store.get_definition("feature_view", name)
+    assert isinstance(view, FeatureView)
+    runs = store.list_materializations(name)
+    chart = charts.figure(
+        [
+            {
+                "type": "bar",
+                "x": [m.end_time.isoformat() for m in runs],
+                "y": [m.rows for m in runs],
+                "name": "rows",
+            }
+        ],
+        "Rows loaded per materialization (by window end)",
+    )
+    return render(
+        request,
+        "feature_view.html",
+        view=view,
+        version=version,
+        runs=sorted(runs, key=lambda m: m.end_time, reverse=True),
+        freshness=freshness(view, runs),
+        chart=chart if runs else None,
+        now=datetime.now(UTC),
+    )
+
+
+ROUTES = [Route("/features", overview), Route("/features/views/{name}", view_page)]

@@ -1,0 +1,139 @@
+"""Registered models: versions with aliases and stages, lineage to runs and datasets, the event
+history, and the alias/stage actions for callers allowed to take them."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from modelyard.client import Client
+from modelyard.entities.common import PermissionLevel
+from modelyard.entities.registry import Stage
+from modelyard.errors import ModelyardError, PermissionDenied
+from modelyard.services.ui.pages.runs import datasets
+from modelyard.services.ui.web import check_csrf, client, flash, redirect, render
+
+PAGE = 100
+STAGES = [s.value for s in Stage]
+
+
+def access_level(request: Request, c: Client, name: str) -> PermissionLevel | None:
+    """What the caller may do to the model, to show only the actions it can take (the services
+    check again on every call)."""
+    if not request.session.get("auth"):
+        return PermissionLevel.MANAGE
+    principal, _ = c.whoami()
+    if "admin" in principal.roles:
+        return PermissionLevel.MANAGE
+    try:
+        grants = c.list_registered_model_permissions(name)
+    except PermissionDenied:
+        return None
+    mine = [g.level for g in grants if g.principal == principal.name]
+    return max(mine) if mine else PermissionLevel.READ
+
+
+def models(request: Request) -> Response:
+    query = request.query_params.get("q", "").strip()
+    filter_string = f"name ILIKE '%{query.replace(chr(39), '')}%'" if query else None
+    page = client(request).search_registered_models(
+        filter_string=filter_string,
+        max_results=PAGE,
+        page_token=request.query_params.get("page_token") or None,
+    )
+    return render(request, "models.html", models=list(page), next_token=page.token, q=query)
+
+
+def model(request: Request) -> Response:
+    name = request.path_params["name"]
+    c = client(request)
+    registered = c.get_registered_model(name)
+    versions = list(
+        c.search_model_versions(
+            filter_string=f"name = '{name.replace(chr(39), '')}'",
+            order_by=["version_number DESC"],
+            max_results=200,
+        )
+    )
+    events = c.list_model_events(name, max_results=100, newest_first=True)
+    level = access_level(request, c, name)
+    return render(
+        request,
+        "model.html",
+        model=registered,
+        versions=versions,
+        events=events,
+        stages=STAGES,
+        can_edit=level is not None and level >= PermissionLevel.EDIT,
+        can_manage=level is not None and level >= PermissionLevel.MANAGE,
+    )
+
+
+def model_version(request: Request) -> Response:
+    name = request.path_params["name"]
+    version = int(request.path_params["version"])
+    c = client(request)
+    lineage = c.get_model_version_lineage(name, version)
+    files = c.list_model_version_artifacts(name, version)
+    return render(
+        request,
+        "model_version.html",
+        lineage=lineage,
+        version=lineage.model_version,
+        datasets=datasets(lineage.run) if lineage.run else [],
+        files=files,
+    )
+
+
+async def _act(request: Request, action, done: str) -> Response:
+    """Run a change as the caller; errors come back as a message on the model page."""
+    name = request.path_params["name"]
+    form = await check_csrf(request)
+    try:
+        await run_in_threadpool(action, client(request), name, form)
+        flash(request, done.format(name=name, **form))
+    except ModelyardError as exc:
+        flash(request, str(exc), "error")
+    except (KeyError, ValueError):
+        flash(request, "Fill in the form: a version number and a name.", "error")
+    return redirect(f"/models/{request.path_params['name']}")
+
+
+async def set_alias(request: Request) -> Response:
+    return await _act(
+        request,
+        lambda c, name, f: c.set_registered_model_alias(
+            name, f["alias"].strip(), int(f["version"])
+        ),
+        "Alias {alias} now points to version {version}.",
+    )
+
+
+async def delete_alias(request: Request) -> Response:
+    return await _act(
+        request,
+        lambda c, name, f: c.delete_registered_model_alias(name, f["alias"]),
+        "Alias {alias} deleted.",
+    )
+
+
+async def transition_stage(request: Request) -> Response:
+    return await _act(
+        request,
+        lambda c, name, f: c.transition_model_version_stage(
+            name, int(f["version"]), f["stage"], archive_existing_versions=bool(f.get("archive"))
+        ),
+        "Version {version} moved to {stage}.",
+    )
+
+
+ROUTES = [
+    Route("/models", models),
+    Route("/models/{name}", model),
+    Route("/models/{name}/versions/{version:int}", model_version),
+    Route("/models/{name}/alias", set_alias, methods=["POST"]),
+    Route("/models/{name}/alias/delete", delete_alias, methods=["POST"]),
+    Route("/models/{name}/stage", transition_stage, methods=["POST"]),
+]

@@ -1,0 +1,165 @@
+"""A run: overview, metric charts, datasets and lineage, and its artifacts (browse, preview,
+download)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import PurePosixPath
+from typing import Any
+
+from starlette.concurrency import iterate_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from modelyard.client import Client
+from modelyard.entities.tracking import Run
+from modelyard.errors import InvalidArgument, ModelyardError
+from modelyard.services.ui import charts, previews
+from modelyard.services.ui.web import client, render
+
+MAX_CHARTS = 24  # metric keys drawn on the overview (all are listed in the table)
+
+
+def metric_charts(c: Client, run: Run) -> list[dict[str, Any]]:
+    keys = sorted(run.data.metrics)[:MAX_CHARTS]
+    return [
+        charts.metric_chart(
+            key, [charts.metric_series(key, list(c.iter_metric_history(run.info.run_id, key)))]
+        )
+        for key in keys
+    ]
+
+
+def datasets(run: Run) -> list[dict[str, Any]]:
+    out = []
+    for item in run.inputs.dataset_inputs:
+        d = item.dataset
+        try:
+            rows = json.loads(d.profile or "{}").get("num_rows")
+        except ValueError:
+            rows = None
+        out.append(
+            {
+                "name": d.name,
+                "digest": d.digest,
+                "source_type": d.source_type,
+                "source": d.source,
+                "rows": rows,
+                "context": next((t.value for t in item.tags if t.key == "context"), ""),
+            }
+        )
+    return out
+
+
+def run_page(request: Request) -> Response:
+    rid = request.path_params["run_id"]
+    c = client(request)
+    run = c.get_run(rid)
+    experiment = c.get_experiment(run.info.experiment_id)
+    parent = c.get_run(run.info.parent_run_id) if run.info.parent_run_id else None
+    children = c.search_runs(
+        [run.info.experiment_id], filter_string=f"attributes.parent_run_id = '{rid}'",
+        max_results=50,
+    )  # fmt: skip
+    versions = c.search_model_versions(filter_string=f"run_id = '{rid}'", max_results=50)
+    return render(
+        request,
+        "run.html",
+        run=run,
+        experiment=experiment,
+        parent=parent,
+        children=list(children),
+        versions=list(versions),
+        datasets=datasets(run),
+        metrics=sorted(run.data.latest_metrics, key=lambda m: m.key),
+        charts=metric_charts(c, run),
+        artifacts=c.list_artifacts(rid),
+        automl=run.data.tags.get("modelyard.automl.role") == "parent",
+    )
+
+
+def _safe_path(path: str) -> str:
+    parts = PurePosixPath(path).parts
+    if path.startswith("/") or ".." in parts:
+        raise InvalidArgument("artifact paths are relative, without '..'", field="path")
+    return path
+
+
+def _head(chunks: Iterator[bytes], limit: int) -> bytes:
+    data = bytearray()
+    for chunk in chunks:
+        data.extend(chunk)
+        if len(data) >= limit:
+            break
+    return bytes(data[:limit]) if len(data) > limit else bytes(data)
+
+
+def artifacts_page(request: Request) -> Response:
+    rid = request.path_params["run_id"]
+    path = _safe_path(request.query_params.get("path", ""))
+    c = client(request)
+    run = c.get_run(rid)
+    listing = c.list_artifacts(rid, path or None)
+    is_file = len(listing) == 1 and listing[0].path == path and not listing[0].is_dir
+    preview = None
+    info = None
+    if path and (is_file or not listing):
+        info, chunks = c.open_artifact(rid, path)
+        if not info.is_dir:
+            kind = previews.kind_of(path)
+            limit = (
+                info.file_size
+                if kind == "table" and path.endswith(".parquet")
+                else previews.PREVIEW_BYTES
+            )
+            head = _head(chunks, min(limit, 64 * 1024 * 1024))
+            preview = previews.build(path, head, info.file_size or len(head))
+        listing = []
+    parent = str(PurePosixPath(path).parent) if path else None
+    return render(
+        request,
+        "artifacts.html",
+        run=run,
+        path=path,
+        parent="" if parent == "." else parent,
+        listing=listing,
+        info=info,
+        preview=preview,
+        signature=previews.signature_rows(preview.manifest) if preview and preview.manifest else [],
+    )
+
+
+def artifact_raw(request: Request) -> Response:
+    """The file's bytes. Only raster images are shown inline; HTML is sandboxed (no scripts, no
+    access to this origin); everything else downloads."""
+    rid = request.path_params["run_id"]
+    path = _safe_path(request.query_params.get("path", ""))
+    info, chunks = client(request).open_artifact(rid, path)
+    name = PurePosixPath(path).name.replace('"', "")
+    suffix = PurePosixPath(path).suffix.lower()
+    headers = {"content-disposition": f'attachment; filename="{name}"'}
+    media = "application/octet-stream"
+    if suffix in previews.IMAGE_TYPES:
+        media, headers = previews.IMAGE_TYPES[suffix], {"content-disposition": "inline"}
+    elif suffix in (".html", ".htm") and request.query_params.get("inline"):
+        media = "text/html; charset=utf-8"
+        headers = {"content-disposition": "inline", "content-security-policy": "sandbox"}
+    if info.file_size:
+        headers["content-length"] = str(info.file_size)
+
+    def guarded() -> Iterator[bytes]:
+        try:
+            yield from chunks
+        except ModelyardError:
+            return  # the connection is cut short; the browser reports a failed download
+
+    return StreamingResponse(iterate_in_threadpool(guarded()), media_type=media, headers=headers)
+
+
+ROUTES = [
+    Route("/runs/{run_id}", run_page),
+    Route("/runs/{run_id}/artifacts", artifacts_page),
+    Route("/runs/{run_id}/artifact", artifact_raw),
+]

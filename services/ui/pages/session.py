@@ -1,0 +1,88 @@
+"""Signing in with a token (when the services check tokens) and out again."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from modelyard.client import Client
+from modelyard.errors import ModelyardError, Unauthenticated
+from modelyard.services.ui.web import check_csrf, client, local_path, redirect, render, ui_of
+
+
+def _identify(request: Request) -> None:
+    principal, enforced = client(request).whoami()
+    request.session["user"] = principal.name
+    request.session["auth"] = enforced
+
+
+class RequireIdentity:
+    """Learn who the caller is once per session; with auth on and no token, send them to log in."""
+
+    OPEN = ("/login", "/static/", "/healthz")
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith(self.OPEN):
+            request = Request(scope, receive)
+            if "user" not in request.session:
+                try:
+                    await run_in_threadpool(_identify, request)
+                except Unauthenticated:
+                    target = local_path(scope["path"])
+                    await redirect(f"/login?next={target}")(scope, receive, send)
+                    return
+                except ModelyardError:
+                    pass  # the page itself will show what is wrong (e.g. services unreachable)
+        await self.app(scope, receive, send)
+
+
+def login_form(request: Request) -> Response:
+    return render(request, "login.html", next=local_path(request.query_params.get("next")))
+
+
+async def login(request: Request) -> Response:
+    form = await check_csrf(request)
+    token = form.get("token", "").strip()
+    target = local_path(form.get("next"))
+    if not token:
+        return render(request, "login.html", 400, next=target, error="Paste an API token.")
+    candidate = Client.over(ui_of(request).transport.with_token(token))
+    try:
+        principal, enforced = await run_in_threadpool(candidate.whoami)
+    except Unauthenticated:
+        return render(
+            request,
+            "login.html",
+            401,
+            next=target,
+            error="That token was not accepted (expired, revoked or mistyped). Create a new one "
+            "with `modelyard tokens create`.",
+        )
+    request.session.clear()
+    request.session.update(token=token, user=principal.name, auth=enforced)
+    return redirect(target)
+
+
+async def logout(request: Request) -> Response:
+    await check_csrf(request)
+    request.session.clear()
+    return redirect("/login")
+
+
+def healthz(request: Request) -> Response:
+    return Response("ok", media_type="text/plain")
+
+
+ROUTES = [
+    Route("/login", login_form, methods=["GET"]),
+    Route("/login", login, methods=["POST"]),
+    Route("/logout", logout, methods=["POST"]),
+    Route("/healthz", healthz),
+    Route("/", lambda request: redirect("/experiments")),
+]

@@ -1,0 +1,256 @@
+"""Plumbing every page shares: the caller's clients, templates, CSRF, errors, security headers."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import plotly.offline
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from modelyard.client import Client
+from modelyard.client._transport import Transport
+from modelyard.errors import (
+    InvalidArgument,
+    ModelyardError,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
+from modelyard.features.client import FeatureStoreClient
+
+log = logging.getLogger(__name__)
+TEMPLATES = Path(__file__).parent / "templates"
+
+# Plotly draws with inline styles; scripts only from this origin (no inline scripts at all).
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; frame-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'self'"
+)
+
+
+class UI:
+    """One channel to the services for the whole process; each request adds its caller's token."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self.templates = Environment(
+            loader=FileSystemLoader(TEMPLATES),
+            autoescape=select_autoescape(["html"], default=True),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.templates.filters.update(
+            ms=format_ms, duration=format_duration, number=format_number, chart=chart_json
+        )
+        self.templates.globals["quote"] = functools.partial(quote, safe="")
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def ui_of(request: Request) -> UI:
+    return request.app.state.ui
+
+
+def token_of(request: Request) -> str | None:
+    return request.session.get("token")
+
+
+def client(request: Request) -> Client:
+    return Client.over(ui_of(request).transport.with_token(token_of(request)))
+
+
+def features(request: Request) -> FeatureStoreClient:
+    return FeatureStoreClient(transport=ui_of(request).transport.with_token(token_of(request)))
+
+
+# -- templates -------------------------------------------------------------------------------------
+
+
+def csrf_token(request: Request) -> str:
+    token = request.session.get("csrf")
+    if token is None:
+        token = request.session["csrf"] = secrets.token_urlsafe(24)
+    return token
+
+
+async def check_csrf(request: Request) -> dict[str, str]:
+    """The posted form, once its CSRF token matches the session's."""
+    form = await request.form()
+    sent = str(form.get("csrf", ""))
+    if not sent or not hmac.compare_digest(sent, request.session.get("csrf", "")):
+        raise HTTPException(403, "the form expired; reload the page and try again")
+    return {k: str(v) for k, v in form.items()}
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
+    page = ui_of(request).templates.get_template(template)
+    html = page.render(
+        request=request,
+        user=request.session.get("user"),
+        auth=request.session.get("auth", False),
+        csrf=csrf_token(request),
+        flash=request.session.pop("flash", None),
+        **context,
+    )
+    return HTMLResponse(html, status_code=status_code)
+
+
+def flash(request: Request, message: str, kind: str = "ok") -> None:
+    request.session["flash"] = {"kind": kind, "message": message}
+
+
+def redirect(path: str) -> RedirectResponse:
+    return RedirectResponse(path, status_code=303)
+
+
+def local_path(target: str | None, default: str = "/") -> str:
+    """Only same-site paths after a login: never an open redirect."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return default
+    return target
+
+
+# -- formatting ------------------------------------------------------------------------------------
+
+
+def format_ms(value: int | None) -> str:
+    if not value:
+        return ""
+    return datetime.fromtimestamp(value / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_duration(start: int | None, end: int | None) -> str:
+    if not start or not end:
+        return ""
+    seconds = (end - start) / 1000
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f}min"
+    return f"{seconds / 3600:.1f}h"
+
+
+def format_number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else str(value)
+
+
+def chart_json(figure: dict[str, Any]) -> Markup:
+    """A figure as JSON safe inside <script type="application/json"> (no '<', '>', '&')."""
+    text = json.dumps(figure, default=str, allow_nan=False)
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return Markup(text)
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+_STATUS = {
+    NotFound: 404,
+    PermissionDenied: 403,
+    InvalidArgument: 400,
+    Unavailable: 503,
+}
+
+
+async def _modelyard_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ModelyardError)
+    if isinstance(exc, Unauthenticated):
+        request.session.pop("token", None)
+        target = quote(local_path(str(request.url.path)), safe="/")
+        return redirect(f"/login?next={target}")
+    status = next((code for kind, code in _STATUS.items() if isinstance(exc, kind)), 500)
+    hint = {
+        403: "Ask someone with MANAGE on it for access.",
+        503: "The services are not reachable: is `modelyard up` running, and is --uri right?",
+    }.get(status, "")
+    return render(request, "error.html", status, message=str(exc), hint=hint, status=status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = exc.detail if exc.status_code != 404 else "There is no such page."
+    return render(
+        request, "error.html", exc.status_code, message=message, hint="", status=exc.status_code
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("page %s failed", request.url.path)
+    return render(
+        request,
+        "error.html",
+        500,
+        message="Something went wrong while building this page.",
+        hint="The UI's log has the details; reload, or report it with the time it happened.",
+        status=500,
+    )
+
+
+def error_handlers() -> dict[Any, Any]:
+    return {ModelyardError: _modelyard_error, HTTPException: _http_error, Exception: _unexpected}
+
+
+# -- static and headers ----------------------------------------------------------------------------
+
+
+@functools.cache
+def _plotly_bundle() -> tuple[bytes, str]:
+    data = plotly.offline.get_plotlyjs().encode()
+    return data, hashlib.sha256(data).hexdigest()[:16]
+
+
+async def plotly_js(request: Request) -> Response:
+    data, etag = _plotly_bundle()
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304)
+    return Response(
+        data,
+        media_type="text/javascript",
+        headers={"cache-control": "public, max-age=86400", "etag": etag},
+    )
+
+
+class SecurityHeaders:
+    """CSP, no MIME sniffing, no framing by others, no referrer leaks; on every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.setdefault("headers", [])
+                present = {k.lower() for k, _ in headers}
+                for name, value in (
+                    (b"content-security-policy", CSP.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"same-origin"),
+                    (b"x-frame-options", b"SAMEORIGIN"),
+                ):
+                    if name not in present:
+                        headers.append((name, value))
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

@@ -1,0 +1,111 @@
+"""The dashboard's numbers on logs built by hand, where the right answer is known."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from modelyard.data import profile
+from modelyard.services.ui import monitoring
+
+
+def _log(rows: list[dict]) -> pd.DataFrame:
+    base = pd.Timestamp("2026-11-23T12:00:00Z")
+    records = []
+    for i, row in enumerate(rows):
+        records.append(
+            {
+                "record_id": i + 1,
+                "request_id": row.get("id", f"r{i}"),
+                "request_time": base + pd.Timedelta(seconds=row.get("t", i)),
+                "latency_ms": row.get("latency", 1.0),
+                "inputs_json": json.dumps(row["inputs"]),
+                "outputs_json": json.dumps(row["outputs"]),
+                "status": row.get("status", "OK"),
+                "ground_truth_json": json.dumps(row["truth"]) if "truth" in row else "",
+            }
+        )
+    return pd.DataFrame(records)
+
+
+def test_psi_is_zero_for_the_same_distribution_and_large_for_a_shift() -> None:
+    rng = np.random.default_rng(0)
+    reference = profile(
+        pd.DataFrame({"x": rng.normal(0, 1, 20_000), "c": rng.choice(["a", "b"], 20_000)})
+    )
+    same = pd.DataFrame({"x": rng.normal(0, 1, 20_000), "c": rng.choice(["a", "b"], 20_000)})
+    shifted = pd.DataFrame({"x": rng.normal(1.5, 1, 20_000), "c": ["a"] * 20_000})
+    stable = {d.feature: d for d in monitoring.drift(same, reference)}
+    assert stable["x"].psi < 0.01 and stable["x"].ks < 0.02 and stable["x"].status == "stable"
+    assert stable["c"].psi < 0.01
+    moved = {d.feature: d for d in monitoring.drift(shifted, reference)}
+    assert moved["x"].status == "drifted" and moved["x"].ks > 0.4
+    # All of one category where there were two halves: PSI = 0.5 ln(0.5/1e-4) + 0.5 ln(2) ≈ 4.6.
+    assert abs(moved["c"].psi - (0.5 * np.log(0.5 / 1e-4) + 0.5 * np.log(2))) < 0.05
+    assert next(d.feature for d in monitoring.drift(shifted, reference)) == "c"  # worst first
+
+
+def test_a_level_shift_is_flagged_against_the_rolling_band() -> None:
+    rows = [{"inputs": {"x": [1]}, "outputs": {"predictions": [10 + (i % 3) * 0.1]}, "t": i}
+            for i in range(40)]  # fmt: skip
+    rows += [
+        {"inputs": {"x": [1]}, "outputs": {"predictions": [25.0]}, "t": 40 + i} for i in range(3)
+    ]
+    _inputs, predictions = monitoring.decode(_log(rows))
+    dist = monitoring.distribution(predictions, "predictions")
+    assert dist is not None
+    flagged = [dist.times[i] for i in dist.anomalies]
+    assert flagged and all(pd.Timestamp(t) >= pd.Timestamp("2026-11-23T12:00:38Z") for t in flagged)
+    steady = monitoring.distribution(monitoring.decode(_log(rows[:40]))[1], "predictions")
+    assert steady is not None and steady.anomalies == []
+
+
+def test_two_dimensional_inputs_take_the_signature_names() -> None:
+    log = _log([{"inputs": {"input": [[1, 2], [3, 4]]}, "outputs": {"predictions": [0, 1]}}])
+    inputs, predictions = monitoring.decode(log, ["a", "b"])
+    assert inputs[["a", "b"]].to_numpy().tolist() == [[1, 2], [3, 4]]
+    assert list(predictions["predictions"]) == [0, 1]
+    unnamed, _ = monitoring.decode(log)
+    assert "input[1]" in unnamed.columns
+
+
+def test_ground_truth_accuracy_and_errors() -> None:
+    rows = [
+        {"inputs": {"x": [1, 2]}, "outputs": {"predictions": [1.5, 2.5]}, "truth": [1.0, 3.0]},
+        {"inputs": {"x": [3]}, "outputs": {"predictions": [4.0]}},  # no ground truth yet
+        {"inputs": {"x": [3]}, "outputs": {}, "status": "INVALID_ARGUMENT"},
+    ]
+    _inputs, predictions = monitoring.decode(_log(rows))
+    result = monitoring.against_truth(predictions, "predictions")
+    assert result is not None and result.kind == "regression"
+    assert result.pairs == 2 and result.mae == 0.5 and result.rmse == 0.5
+    classes = [
+        {"inputs": {"x": [1]}, "outputs": {"predictions": [k % 2]}, "truth": 1} for k in range(4)
+    ]
+    accuracy = monitoring.against_truth(monitoring.decode(_log(classes))[1], "predictions")
+    assert accuracy is not None and accuracy.kind == "classification" and accuracy.accuracy == 0.5
+
+
+def test_traffic_counts_recent_requests_and_errors() -> None:
+    rows = [{"inputs": {}, "outputs": {}, "t": i * 30, "latency": float(i)} for i in range(20)]
+    rows[3]["status"] = "INTERNAL"
+    log = _log(rows)
+    now = log["request_time"].max() + pd.Timedelta(seconds=1)
+    t = monitoring.traffic(log, now)
+    assert t.total == 20 and t.errors == 1
+    assert sum(t.requests) == 20 and len(t.minutes) == 10  # two requests a minute
+    assert t.rate_per_s == round(10 / 300, 3)  # the last five minutes hold 10 requests
+
+
+def test_forecasts_with_intervals_are_found() -> None:
+    rows = [
+        {"inputs": {"step": [1, 2, 3]}, "outputs": {"yhat": [1, 2, 3], "yhat_lower": [0, 1, 2],
+                                                     "yhat_upper": [2, 3, 4]}, "id": "f1"},
+        {"inputs": {"x": [1]}, "outputs": {"predictions": [5]}},
+    ]  # fmt: skip
+    forecast = monitoring.latest_forecast(_log(rows))
+    assert forecast is not None and forecast.request_id == "f1"
+    assert forecast.steps == [1, 2, 3] and forecast.upper == [2.0, 3.0, 4.0]
+    assert monitoring.latest_forecast(_log(rows[1:])) is None
