@@ -1,0 +1,272 @@
+"""Secrets the Helm chart cannot template, kept by two small programs that run in the cluster.
+
+`keys` (a pre-install/pre-upgrade hook Job): creates, once, the Ed25519 token-signing key pair
+(`private.pem`, `public.pem`) and the empty Secret that holds the services' tokens. Existing
+Secrets are left alone (a key pair is checked to be one).
+
+`service-tokens` (an init container of the auth pod, which holds the signing key and the database
+URL): makes sure the Secret holds a valid token of principal svc-<service> for every calling
+service, minting one through the auth service's own code where it is missing, unreadable, signed
+by another key, revoked, unknown to the database, or expires within 30 days.
+
+The chart runs this file with `python -c`; tests import it. It prints no token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+RENEW_BEFORE_SECONDS = 30 * 24 * 3600
+DATABASE_WAIT_SECONDS = 300.0
+CONFLICT_RETRIES = 5
+
+
+def log(message: str) -> None:
+    print(f"modelyard-bootstrap: {message}", file=sys.stderr, flush=True)
+
+
+def _core(api: Any) -> Any:
+    from kubernetes import client
+
+    if api is None:
+        from kubernetes import config
+
+        config.load_incluster_config()
+        api = client.ApiClient()
+    return client.CoreV1Api(api)
+
+
+def _read(core: Any, name: str, namespace: str) -> Any | None:
+    from kubernetes.client.rest import ApiException
+
+    try:
+        return core.read_namespaced_secret(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _create(core: Any, name: str, namespace: str, data: dict[str, bytes], labels: dict) -> bool:
+    """Create the Secret; False when someone else created it first."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    body = client.V1Secret(
+        metadata=client.V1ObjectMeta(name=name, namespace=namespace, labels=labels),
+        type="Opaque",
+        data={k: base64.b64encode(v).decode() for k, v in data.items()},
+    )
+    try:
+        core.create_namespaced_secret(namespace, body)
+    except ApiException as exc:
+        if exc.status == 409:
+            return False
+        raise
+    return True
+
+
+def _decoded(secret: Any) -> dict[str, bytes]:
+    return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+
+
+def _labels(text: str) -> dict[str, str]:
+    pairs = [item.split("=", 1) for item in text.split(",") if item]
+    return {key: value for key, value in pairs}
+
+
+# -- keys ----------------------------------------------------------------------------------------
+
+
+def check_keypair(private_pem: bytes, public_pem: bytes) -> None:
+    """Raise ValueError unless the two PEM blocks are one Ed25519 key pair."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    private = serialization.load_pem_private_key(private_pem, password=None)
+    if not isinstance(private, Ed25519PrivateKey):
+        raise ValueError("private.pem is not an Ed25519 key (openssl genpkey -algorithm ed25519)")
+    derived = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    given = serialization.load_pem_public_key(public_pem).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    if derived != given:
+        raise ValueError("public.pem is not the public half of private.pem")
+
+
+def ensure_keys(
+    core: Any,
+    namespace: str,
+    signing_key_secret: str | None,
+    tokens_secret: str | None,
+    labels: dict[str, str],
+) -> list[str]:
+    """Create what is missing; return what was created."""
+    from modelyard.services.common.auth.tokens import generate_keypair
+
+    created = []
+    if signing_key_secret:
+        existing = _read(core, signing_key_secret, namespace)
+        if existing is None:
+            private, public = generate_keypair()
+            data = {"private.pem": private, "public.pem": public}
+            if _create(core, signing_key_secret, namespace, data, labels):
+                created.append(signing_key_secret)
+            existing = _read(core, signing_key_secret, namespace)
+        keys = _decoded(existing)
+        missing = {"private.pem", "public.pem"} - keys.keys()
+        if missing:
+            raise ValueError(f"Secret {signing_key_secret} lacks {', '.join(sorted(missing))}")
+        check_keypair(keys["private.pem"], keys["public.pem"])
+    if (
+        tokens_secret
+        and _read(core, tokens_secret, namespace) is None
+        and _create(core, tokens_secret, namespace, {}, labels)
+    ):
+        created.append(tokens_secret)
+    return created
+
+
+# -- service tokens ------------------------------------------------------------------------------
+
+
+def open_auth_service(
+    settings: Any,
+    wait_seconds: float = DATABASE_WAIT_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Any:
+    """The auth service's own object on its database, waiting for the database to answer."""
+    from modelyard.services.auth.app import open_service
+    from modelyard.services.common.runtime import Runtime
+
+    deadline = clock() + wait_seconds
+    delay = 1.0
+    while True:
+        try:
+            return open_service(settings, Runtime(settings))
+        except Exception as exc:
+            if clock() + delay > deadline:
+                raise
+            log(f"database not ready ({type(exc).__name__}: {exc}); retrying in {delay:.0f}s")
+            sleep(delay)
+            delay = min(delay * 2, 15.0)
+
+
+def token_problem(service: Any, verifier: Any, name: str, token: str | None, now: float) -> str:
+    """Why `token` cannot stay the token of svc-`name` ('' when it can)."""
+    from modelyard.errors import ModelyardError
+
+    if not token:
+        return "missing"
+    try:
+        claims = verifier.verify(token)
+    except ModelyardError as exc:
+        return f"invalid ({exc})"
+    if claims.principal != f"svc-{name}":
+        return f"belongs to {claims.principal}"
+    if claims.expires_at - now < RENEW_BEFORE_SECONDS:
+        return "expires within 30 days"
+    try:
+        info = service.store.get_token(claims.token_id)
+    except ModelyardError:
+        return "unknown to the database"
+    if info.revoked:
+        return "revoked"
+    return ""
+
+
+def ensure_service_tokens(
+    core: Any,
+    namespace: str,
+    secret_name: str,
+    services: Sequence[str],
+    auth_service: Any,
+    public_pem: bytes,
+) -> list[str]:
+    """Fill the Secret; return the services whose token was (re)minted."""
+    from kubernetes.client.rest import ApiException
+
+    from modelyard.services.common.auth.tokens import TokenVerifier
+
+    verifier = TokenVerifier(public_pem)
+    for _attempt in range(CONFLICT_RETRIES):
+        secret = _read(core, secret_name, namespace)
+        if secret is None:
+            raise LookupError(
+                f"Secret {secret_name} does not exist (the chart's key hook Job creates it)"
+            )
+        tokens = {k: v.decode() for k, v in _decoded(secret).items()}
+        minted = []
+        now = time.time()
+        for name in services:
+            problem = token_problem(auth_service, verifier, name, tokens.get(name), now)
+            if problem:
+                log(f"svc-{name}: token {problem}; minting a new one")
+                tokens[name] = auth_service.mint_service_token(name)
+                minted.append(name)
+        if not minted:
+            return []
+        secret.data = {k: base64.b64encode(v.encode()).decode() for k, v in tokens.items()}
+        try:
+            core.replace_namespaced_secret(secret_name, namespace, secret)
+        except ApiException as exc:
+            if exc.status == 409:  # another auth pod wrote first: check its tokens
+                continue
+            raise
+        return minted
+    raise RuntimeError(f"Secret {secret_name} kept changing under us; giving up")
+
+
+# -- command line --------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str], api: Any = None, namespace: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="modelyard-bootstrap")
+    commands = parser.add_subparsers(dest="command", required=True)
+    keys = commands.add_parser("keys")
+    keys.add_argument("--signing-key-secret")
+    keys.add_argument("--tokens-secret")
+    keys.add_argument("--labels", default="")
+    tokens = commands.add_parser("service-tokens")
+    tokens.add_argument("--secret", required=True)
+    tokens.add_argument("--services", default="")
+    args = parser.parse_args(argv)
+
+    core = _core(api)
+    namespace = namespace or NAMESPACE_FILE.read_text().strip()
+    if args.command == "keys":
+        created = ensure_keys(
+            core, namespace, args.signing_key_secret, args.tokens_secret, _labels(args.labels)
+        )
+        log(f"created {', '.join(created)}" if created else "nothing to create")
+        return 0
+
+    from modelyard.services.common.auth.setup import public_key
+    from modelyard.services.common.runtime import Runtime
+    from modelyard.services.common.settings import Settings
+
+    settings = Settings()
+    services = [s for s in args.services.split(",") if s]
+    auth_service = open_auth_service(settings)
+    try:
+        minted = ensure_service_tokens(
+            core, namespace, args.secret, services, auth_service, public_key(Runtime(settings))
+        )
+    finally:
+        auth_service.store.close()
+    log(f"minted tokens for {', '.join(minted)}" if minted else "every service token is valid")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,219 @@
+"""The chart's in-cluster bootstrap (helm/modelyard/files/bootstrap.py): the key hook Job and the
+auth pod's service-token init container, run against a fake Kubernetes API for Secrets, a real
+auth database, and a real auth server that must accept the tokens it mints."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from kubernetes import client as k8s
+from sqlalchemy.exc import OperationalError
+
+from modelyard.client._transport import Transport
+from modelyard.client.auth import AuthClient
+from modelyard.errors import Unauthenticated
+from modelyard.services.common.auth.tokens import TokenSigner, TokenVerifier, generate_keypair
+from modelyard.services.common.settings import AuthSettings, Settings
+from tests.conftest import free_port, running_server
+from tests.helm.conftest import CHART
+from tests.helm.fake_secrets import FakeSecrets
+
+SCRIPT = CHART / "files" / "bootstrap.py"
+NS = "ml"
+LABELS = {"app.kubernetes.io/instance": "modelyard"}
+
+
+@pytest.fixture(scope="module")
+def bootstrap() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("modelyard_chart_bootstrap", SCRIPT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def kube() -> Iterator[tuple[FakeSecrets, k8s.ApiClient]]:
+    fake = FakeSecrets().start()
+    configuration = k8s.Configuration()
+    configuration.host = fake.url
+    with k8s.ApiClient(configuration) as api:
+        yield fake, api
+    fake.stop()
+
+
+def secret_data(fake: FakeSecrets, name: str) -> dict[str, bytes]:
+    stored = fake.secrets[(NS, name)]
+    return {k: base64.b64decode(v) for k, v in (stored.get("data") or {}).items()}
+
+
+# -- keys (the pre-install hook Job) --------------------------------------------------------------
+
+
+def test_keys_creates_a_signing_key_pair_and_an_empty_token_secret_once(bootstrap, kube):
+    fake, api = kube
+    argv = ["keys", "--signing-key-secret=sk", "--tokens-secret=tok", "--labels=a=b,c=d"]
+    assert bootstrap.main(argv, api=api, namespace=NS) == 0
+    keys = secret_data(fake, "sk")
+    bootstrap.check_keypair(keys["private.pem"], keys["public.pem"])
+    token, _ = TokenSigner(keys["private.pem"]).sign("svc-tracking", 60)
+    assert TokenVerifier(keys["public.pem"]).verify(token).principal == "svc-tracking"
+    assert secret_data(fake, "tok") == {}
+    assert fake.secrets[(NS, "tok")]["metadata"]["labels"] == {"a": "b", "c": "d"}
+    # Upgrades run the Job again: nothing changes.
+    assert bootstrap.main(argv, api=api, namespace=NS) == 0
+    assert secret_data(fake, "sk") == keys
+    assert [m for m, _ in fake.requests].count("POST") == 2
+
+
+def test_keys_leaves_a_given_pair_alone_and_rejects_a_broken_one(bootstrap, kube):
+    fake, api = kube
+    core = k8s.CoreV1Api(api)
+    private, public = generate_keypair()
+    bootstrap._create(core, "sk", NS, {"private.pem": private, "public.pem": public}, LABELS)
+    assert bootstrap.ensure_keys(core, NS, "sk", None, LABELS) == []
+    assert secret_data(fake, "sk")["private.pem"] == private
+    _, other_public = generate_keypair()
+    bootstrap._create(core, "bad", NS, {"private.pem": private, "public.pem": other_public}, {})
+    with pytest.raises(ValueError, match="not the public half"):
+        bootstrap.ensure_keys(core, NS, "bad", None, LABELS)
+    bootstrap._create(core, "half", NS, {"public.pem": public}, {})
+    with pytest.raises(ValueError, match=r"lacks private\.pem"):
+        bootstrap.ensure_keys(core, NS, "half", None, LABELS)
+
+
+def test_the_chart_runs_the_file_with_python_c():
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT.read_text(), "keys", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--signing-key-secret" in result.stdout
+
+
+# -- service tokens (the auth pod's init container) -----------------------------------------------
+
+
+@pytest.fixture
+def auth_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The environment the chart gives the init container: database URL and key files."""
+    private, public = generate_keypair()
+    (tmp_path / "private.pem").write_bytes(private)
+    (tmp_path / "public.pem").write_bytes(public)
+    env = {
+        "MODELYARD_HOME": str(tmp_path / "home"),
+        "MODELYARD_BACKEND_STORE_URI": f"sqlite:///{tmp_path / 'modelyard.db'}",
+        "MODELYARD_AUTH__ENABLED": "true",
+        "MODELYARD_AUTH__PRIVATE_KEY_FILE": str(tmp_path / "private.pem"),
+        "MODELYARD_AUTH__PUBLIC_KEY_FILE": str(tmp_path / "public.pem"),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return Settings()
+
+
+def mint(bootstrap, kube, services: str = "tracking,registry") -> list[str]:
+    fake, api = kube
+    if (NS, "tok") not in fake.secrets:
+        bootstrap._create(k8s.CoreV1Api(api), "tok", NS, {}, LABELS)
+    before = {k: v for k, v in secret_data(fake, "tok").items()}
+    assert (
+        bootstrap.main(
+            ["service-tokens", "--secret=tok", f"--services={services}"], api=api, namespace=NS
+        )
+        == 0
+    )
+    after = secret_data(fake, "tok")
+    return sorted(k for k in after if after[k] != before.get(k))
+
+
+def test_minted_tokens_are_accepted_by_the_auth_server(bootstrap, kube, auth_env: Settings):
+    assert mint(bootstrap, kube) == ["registry", "tracking"]
+    tokens = {k: v.decode() for k, v in secret_data(kube[0], "tok").items()}
+    verifier = TokenVerifier(auth_env.auth.public_key_file.read_bytes())
+    assert verifier.verify(tokens["tracking"]).principal == "svc-tracking"
+    assert verifier.verify(tokens["registry"]).principal == "svc-registry"
+    settings = auth_env.model_copy(update={"host": "127.0.0.1", "port": 0, "grace_period": 0})
+    with running_server(settings, ("auth",)) as server:
+        state = AuthClient(Transport(server.address, tokens["tracking"])).get_auth_state()
+        assert "svc-tracking" in {p.name for p in state.principals}
+        with pytest.raises(Unauthenticated):
+            AuthClient(Transport(server.address, tokens["tracking"] + "x")).get_auth_state()
+
+
+def test_valid_tokens_are_kept_and_bad_ones_replaced(bootstrap, kube, auth_env: Settings):
+    fake, _ = kube
+    assert mint(bootstrap, kube) == ["registry", "tracking"]
+    # A restart with every token valid changes nothing.
+    assert mint(bootstrap, kube) == []
+    # A revoked token is replaced, and only that one.
+    tokens = {k: v.decode() for k, v in secret_data(fake, "tok").items()}
+    verifier = TokenVerifier(auth_env.auth.public_key_file.read_bytes())
+    service = bootstrap.open_auth_service(auth_env)
+    try:
+        service.store.revoke_token(verifier.verify(tokens["registry"]).token_id)
+        # A token about to expire is replaced too.
+        soon = TokenSigner(auth_env.auth.private_key_file.read_bytes())
+        short, claims = soon.sign("svc-tracking", 3600)
+        service.store.add_token(
+            claims.token_id, "svc-tracking", "short", int(claims.expires_at * 1000)
+        )
+    finally:
+        service.store.close()
+    data = {**tokens, "tracking": short}
+    stored = fake.secrets[(NS, "tok")]
+    stored["data"] = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+    assert mint(bootstrap, kube) == ["registry", "tracking"]
+    # Signed with another key, garbage, or another service's token: replaced.
+    other_private, _ = generate_keypair()
+    foreign, _ = TokenSigner(other_private).sign("svc-serving", 10**7)
+    current = {k: v.decode() for k, v in secret_data(fake, "tok").items()}
+    bad = {"tracking": foreign, "registry": "not-a-token", "serving": current["tracking"]}
+    stored = fake.secrets[(NS, "tok")]
+    stored["data"] = {k: base64.b64encode(v.encode()).decode() for k, v in bad.items()}
+    assert mint(bootstrap, kube, "tracking,registry,serving") == ["registry", "serving", "tracking"]
+
+
+def test_a_concurrent_writer_is_retried(bootstrap, kube, auth_env: Settings):
+    fake, _ = kube
+    fake.conflicts = 1  # the other auth replica wrote first
+    assert mint(bootstrap, kube) == ["registry", "tracking"]
+    assert [m for m, _ in fake.requests].count("PUT") == 2
+
+
+def test_a_missing_token_secret_is_an_error(bootstrap, kube, auth_env: Settings):
+    _, api = kube
+    with pytest.raises(LookupError, match="key hook Job creates it"):
+        bootstrap.main(
+            ["service-tokens", "--secret=nope", "--services=tracking"], api=api, namespace=NS
+        )
+
+
+def test_waits_for_the_database_then_gives_up(bootstrap, tmp_path: Path):
+    settings = Settings(
+        home=tmp_path,
+        # Nothing listens there: PostgreSQL is not up yet.
+        backend_store_uri=f"postgresql://modelyard@127.0.0.1:{free_port()}/modelyard",
+        auth=AuthSettings(enabled=True),
+    )
+    now = [time.monotonic()]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    with pytest.raises(OperationalError):
+        bootstrap.open_auth_service(settings, wait_seconds=40, clock=lambda: now[0], sleep=sleep)
+    assert slept == [1.0, 2.0, 4.0, 8.0, 15.0]

@@ -1,0 +1,118 @@
+"""The environment the chart gives each Modelyard container is one the server's settings accept
+(nested settings forbid unknown keys, so a misnamed variable would stop the pod at start)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelyard.services.common.settings import Settings
+from tests.helm.conftest import Rendered, containers, render, values_of
+
+
+def environment(rendered: Rendered, container: dict[str, Any]) -> dict[str, str]:
+    """What the container's process sees: envFrom ConfigMaps, then env (secrets as placeholders)."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        config = rendered.get("ConfigMap", source["configMapRef"]["name"])
+        env.update(config["data"])
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        elif "secretKeyRef" in item["valueFrom"]:
+            ref = item["valueFrom"]["secretKeyRef"]
+            env[item["name"]] = f"secret-{ref['name']}-{ref['key']}"
+    return env
+
+
+def modelyard_containers(rendered: Rendered) -> list[tuple[str, dict[str, Any]]]:
+    """Containers that build Modelyard's settings (the key Job only talks to the API)."""
+    return [
+        (f"{w['metadata']['name']}/{c['name']}", c)
+        for w in rendered.workloads()
+        for c in containers(w)
+        if "/modelyard:" in c["image"] and c["name"] != "keys"
+    ]
+
+
+def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for key in [k for k in os.environ if k.startswith("MODELYARD_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return Settings()
+
+
+def test_every_container_environment_is_accepted(rendered: Rendered, monkeypatch):
+    found = modelyard_containers(rendered)
+    assert found
+    for name, container in found:
+        settings = settings_from(environment(rendered, container), monkeypatch)
+        assert settings.log_format == "json", name
+        assert settings.home == Path("/var/lib/modelyard"), name
+        if container.get("args", [""])[0] != "ui":  # the UI only talks to the services
+            assert settings.backend_store_uri.startswith("secret-"), name
+
+
+def test_services_get_their_peers_keys_and_certificates(default: Rendered, monkeypatch):
+    by_name = dict(modelyard_containers(default))
+    registry = settings_from(
+        environment(default, by_name["modelyard-registry/registry"]), monkeypatch
+    )
+    assert registry.registry.tracking_uri == "modelyard-tracking:50051"
+    assert registry.auth.enabled and registry.auth.auth_uri == "modelyard-auth:50051"
+    assert registry.auth.public_key_file == Path("/etc/modelyard/signing-key/public.pem")
+    assert registry.auth.private_key_file is None
+    assert registry.auth.service_token.get_secret_value() == (
+        "secret-modelyard-service-tokens-registry"
+    )
+    assert registry.tls.enabled and registry.tls.ca_file == Path("/etc/modelyard/tls/ca.crt")
+    assert registry.metrics_port == 9464 and not registry.migrate_on_start
+    assert registry.s3.access_key.get_secret_value() == "secret-modelyard-s3-accessKey"
+    serving = settings_from(environment(default, by_name["modelyard-serving/serving"]), monkeypatch)
+    assert serving.serving.registry_uri == "modelyard-registry:50051"
+    assert not serving.serving.cluster.enabled
+    auth = settings_from(environment(default, by_name["modelyard-auth/auth"]), monkeypatch)
+    assert auth.auth.private_key_file == Path("/etc/modelyard/signing-key/private.pem")
+    assert auth.auth.service_token is None
+
+
+def test_features_and_the_endpoint_controller_are_configured(monkeypatch):
+    production = render(values_of("production"))
+    by_name = dict(modelyard_containers(production))
+    features = settings_from(
+        environment(production, by_name["modelyard-features/features"]), monkeypatch
+    )
+    assert features.features.online_store_uri == "secret-modelyard-redis-uri"
+    assert features.s3.endpoint == "https://s3.eu-west-1.amazonaws.com"
+    assert features.artifact_uri == "s3://acme-ml-artifacts/modelyard"
+
+    auth_off = render(values_of("auth-off"))
+    by_name = dict(modelyard_containers(auth_off))
+    serving = settings_from(
+        environment(auth_off, by_name["modelyard-serving/serving"]), monkeypatch
+    )
+    cluster = serving.serving.cluster
+    assert cluster.enabled and cluster.env_secret == "modelyard-endpoint-env"
+    assert cluster.image == "ghcr.io/modelyard/modelyard:0.1.0"
+    assert cluster.registry_uri == "modelyard-registry:50051"
+    assert not serving.auth.enabled and not serving.tls.enabled
+    # Endpoint pods get their whole environment from the chart's Secret.
+    endpoint_env = auth_off.get("Secret", "modelyard-endpoint-env")["stringData"]
+    endpoint = settings_from(endpoint_env, monkeypatch)
+    assert endpoint.s3.endpoint == "http://modelyard-minio:9000"
+    assert endpoint.backend_store_uri.startswith("postgresql://")
+
+
+def test_ui_reaches_the_services_through_the_gateway(monkeypatch):
+    production = render(values_of("production"))
+    (container,) = (c for name, c in modelyard_containers(production) if name.endswith("/ui"))
+    settings = settings_from(environment(production, container), monkeypatch)
+    assert settings.ui.services_uri == "grpcs://modelyard-gateway:50051"
+    assert settings.ui.host == "0.0.0.0" and settings.ui.port == 5000
+    assert settings.ui.session_secret.get_secret_value() == "secret-modelyard-ui-sessionSecret"
+    assert settings.ui.secure_cookies
+    assert settings.tls.ca_file == Path("/etc/modelyard/tls/ca.crt")
