@@ -74,6 +74,8 @@ def test_services_get_their_peers_keys_and_certificates(default: Rendered, monke
     assert registry.s3.access_key.get_secret_value() == "secret-modelyard-s3-accessKey"
     serving = settings_from(environment(default, by_name["modelyard-serving/serving"]), monkeypatch)
     assert serving.serving.registry_uri == "modelyard-registry:50051"
+    assert serving.serving.features_uri == "modelyard-features:50051"  # lookups by entity key
+    assert serving.health_port == 50052  # plaintext health beside TLS, for the kubelet
     assert not serving.serving.cluster.enabled
     auth = settings_from(environment(default, by_name["modelyard-auth/auth"]), monkeypatch)
     assert auth.auth.private_key_file == Path("/etc/modelyard/signing-key/private.pem")

@@ -280,6 +280,8 @@ seccompProfile:
   value: {{ include "modelyard.endpointEnvSecret" $ | quote }}
 - name: MODELYARD_SERVING__CLUSTER__REGISTRY_URI
   value: {{ include "modelyard.serviceUri" (dict "ctx" $ "component" "registry") | quote }}
+- name: MODELYARD_SERVING__CLUSTER__FEATURES_URI
+  value: {{ include "modelyard.serviceUri" (dict "ctx" $ "component" "features") | quote }}
 - name: MODELYARD_SERVING__CLUSTER__MIN_REPLICAS
   value: {{ .minReplicas | quote }}
 - name: MODELYARD_SERVING__CLUSTER__MAX_REPLICAS
