@@ -320,7 +320,7 @@ def test_serving_autoscales_and_every_service_has_a_disruption_budget(default: R
         p["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"]
         for p in default.of_kind("PodDisruptionBudget")
     }
-    assert budgets == {"auth", "tracking", "registry", "serving", "gateway"}
+    assert budgets == {"auth", "tracking", "registry", "serving", "features", "ui", "gateway"}
     for budget in default.of_kind("PodDisruptionBudget"):
         # maxUnavailable never blocks draining a node, whatever the replica count.
         assert budget["spec"]["maxUnavailable"] == 1
@@ -370,7 +370,7 @@ def test_token_bootstrap_may_touch_only_its_secrets(default: Rendered):
     assert init["command"][3:] == [
         "service-tokens",
         "--secret=modelyard-service-tokens",
-        "--services=tracking,registry,serving",
+        "--services=tracking,registry,serving,features",
     ]
     assert init["command"][2] == (CHART / "files" / "bootstrap.py").read_text()
 
@@ -390,6 +390,7 @@ def test_gateway_routes_each_grpc_service_to_its_deployment(default: Rendered):
         "/modelyard.registry.v1.ModelRegistryService/": "registry",
         "/modelyard.serving.v1.ServingService/": "serving",
         "/inference.GRPCInferenceService/": "serving",
+        "/modelyard.features.v1.FeatureStoreService/": "features",
     }
     clusters = {c["name"]: c for c in envoy["static_resources"]["clusters"]}
     address = clusters["tracking"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]

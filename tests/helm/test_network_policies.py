@@ -223,7 +223,7 @@ def test_dev_dependencies_are_reachable_only_by_their_users():
     assert cluster.can("notebook", "minio", 9000)  # presigned URLs
     assert cluster.can("features", "redis", 6379)
     assert cluster.can("serving", "features", 50051)
-    assert cluster.can("features", "tracking", 50051)
+    assert not cluster.can("features", "tracking", 50051)  # it never calls tracking
     for source, target, port in [
         ("tracking", "redis", 6379),
         ("gateway", "postgresql", 5432),
