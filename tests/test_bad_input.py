@@ -27,7 +27,7 @@ from modelyard._gen.tracking.v1 import tracking_pb2
 from modelyard.errors import from_rpc_error
 from modelyard.features import FeatureService, FeatureStoreClient
 from modelyard.services.common.server import ModelyardServer
-from tests.features.conftest import NOW, make_repo
+from tests.features.repo import NOW, make_repo
 
 MODULES: list[ModuleType] = [
     tracking_pb2,

@@ -10,7 +10,7 @@ from modelyard.cli import app
 from modelyard.errors import NotFound
 from modelyard.features import FeatureStoreClient
 from tests.cli.test_cli import run, runner
-from tests.features.conftest import NOW, make_repo
+from tests.features.repo import NOW, make_repo
 
 DEFINITIONS = """
 from datetime import timedelta

@@ -22,7 +22,7 @@ from modelyard.features import (
 )
 from modelyard.services.common.settings import FeaturesSettings, Settings
 from tests.conftest import running_server
-from tests.features.conftest import Repo, make_repo
+from tests.features.repo import Repo, make_repo
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound
 from modelyard.features import FeatureStoreClient
-from tests.features.conftest import NOW, Repo
+from tests.features.repo import NOW, Repo
 
 HOUR = timedelta(hours=1)
 

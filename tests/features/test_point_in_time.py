@@ -22,7 +22,7 @@ from modelyard.features import (
     Int64,
     String,
 )
-from tests.features.conftest import NOW
+from tests.features.repo import NOW
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
 

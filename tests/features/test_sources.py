@@ -18,7 +18,7 @@ from modelyard.features import FeatureStoreClient, FileSource, SqlSource
 from modelyard.services.common.artifacts.s3 import make_client
 from modelyard.services.common.settings import FeaturesSettings, S3Settings, Settings
 from tests.conftest import S3_BUCKET, running_server
-from tests.features.conftest import NOW, Repo, driver_rows, make_repo
+from tests.features.repo import NOW, Repo, driver_rows, make_repo
 
 ENTITIES = pd.DataFrame({"driver_id": [1, 2, 3], "event_timestamp": [NOW, NOW, NOW]})
 # At NOW: driver 1's latest (created later) row; driver 2's row is older than the TTL.

@@ -22,7 +22,7 @@ from modelyard.features import FeatureStoreClient
 from modelyard.models.package import read_manifest
 from modelyard.services.common.settings import FeaturesSettings, Settings
 from tests.conftest import running_server
-from tests.features.conftest import NOW, Repo, make_repo
+from tests.features.repo import NOW, Repo, make_repo
 from tests.serving.conftest import wait_ready
 
 FEATURES = ["conv_rate", "trips"]

@@ -13,7 +13,7 @@ import pytest
 from modelyard.entities.common import PermissionLevel as L
 from modelyard.errors import PermissionDenied
 from modelyard.features import FeatureStoreClient
-from tests.features.conftest import NOW, make_repo
+from tests.features.repo import NOW, make_repo
 from tests.security.conftest import Secure
 
 

@@ -28,7 +28,7 @@ from modelyard.convert.common import ms_to_timestamp
 from modelyard.entities.common import PermissionLevel as L
 from modelyard.entities.serving import ServedModel
 from modelyard.features import FeatureService, FeatureStoreClient
-from tests.features.conftest import NOW, make_repo
+from tests.features.repo import NOW, make_repo
 from tests.security.conftest import Secure
 
 T, R, A, C = tracking_pb2, registry_pb2, auth_pb2, common_pb2

@@ -17,7 +17,7 @@ import modelyard.sklearn
 from modelyard import Client
 from modelyard.entities.serving import InferenceLogConfig, ServedModel
 from modelyard.features import FeatureStoreClient
-from tests.features.conftest import NOW, make_repo
+from tests.features.repo import NOW, make_repo
 from tests.serving.conftest import wait_ready
 from tests.ui.conftest import UI
 from tests.ui.models import IntervalForecaster
