@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -26,7 +26,9 @@ from modelyard.entities.serving import (
     InferenceRecord,
     MissingFeaturePolicy,
     ServedModel,
+    ServedModelState,
 )
+from modelyard.errors import DeadlineExceeded, FailedPrecondition
 
 _DATATYPE = {
     "bool": "BOOL",
@@ -89,6 +91,42 @@ class ServingClient:
     def get_endpoint(self, name: str) -> Endpoint:
         response = self._t.call(self._serving.GetEndpoint, pb.GetEndpointRequest(name=name))
         return endpoint_to_entity(response.endpoint)
+
+    def watch_endpoint(self, name: str, timeout: float | None = None) -> Iterator[Endpoint]:
+        """The endpoint now, then after every change (until `timeout` seconds, or deletion)."""
+        request = pb.WatchEndpointRequest(name=name)
+        for reply in self._t.stream(self._serving.WatchEndpoint, request, timeout=timeout):
+            yield endpoint_to_entity(reply.endpoint)
+
+    def wait_endpoint_ready(
+        self, name: str, version: int | None = None, timeout: float = 300
+    ) -> Endpoint:
+        """Block until every served model is READY (at `version`, when given); a served model
+        that FAILED to load raises, with why."""
+        try:
+            for endpoint in self.watch_endpoint(name, timeout=timeout):
+                states = [(s.state, s.version, s.reason) for s in endpoint.served_models]
+                failed = [r for state, _v, r in states if state == ServedModelState.FAILED]
+                if failed:
+                    raise FailedPrecondition(
+                        f"endpoint {name!r} cannot serve: {failed[0]}; fix the model version "
+                        "and update the endpoint",
+                        resource_type="endpoint",
+                        resource_name=name,
+                    )
+                if all(
+                    state == ServedModelState.READY and (version is None or v == version)
+                    for state, v, _r in states
+                ):
+                    return endpoint
+        except DeadlineExceeded:
+            pass
+        raise DeadlineExceeded(
+            f"endpoint {name!r} was not ready within {timeout:g}s; see `modelyard endpoints get "
+            f"{name}` for each served model's state",
+            resource_type="endpoint",
+            resource_name=name,
+        )
 
     def list_endpoints(self) -> list[Endpoint]:
         response = self._t.call(self._serving.ListEndpoints, pb.ListEndpointsRequest())

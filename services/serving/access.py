@@ -12,6 +12,7 @@ SERVING_RULES: dict[str, Rule] = {
     # by the service against the registry, as the caller).
     "CreateEndpoint": create(),
     "GetEndpoint": on(L.READ, ENDPOINT, "name"),
+    "WatchEndpoint": on(L.READ, ENDPOINT, "name"),
     "ListEndpoints": filtered(),
     "UpdateEndpoint": on(L.EDIT, ENDPOINT, lambda r: r.endpoint.name, mutating=True),
     "DeleteEndpoint": on(L.MANAGE, ENDPOINT, "name", mutating=True),

@@ -12,6 +12,7 @@ import hashlib
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -32,9 +33,16 @@ log = get_logger(__name__)
 
 
 class ServedModelRuntime:
-    def __init__(self, endpoint: str, spec: ServedModel, loader: ModelLoader) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        spec: ServedModel,
+        loader: ModelLoader,
+        changed: Callable[[], None] = lambda: None,
+    ) -> None:
         self.endpoint = endpoint
         self.spec = spec
+        self._changed = changed  # told whenever the state or the served version changes
         self.model_name = parse_models_uri(spec.model_uri)[0]
         self._loader = loader
         # (model, batcher) is swapped as one tuple, so readers never see a mixed pair.
@@ -67,6 +75,12 @@ class ServedModelRuntime:
     def load(self) -> bool:
         """Resolve the URI now and load that version if it is not the one serving; True if the
         served version changed. Failures are recorded, never raised."""
+        try:
+            return self._load()
+        finally:
+            self._changed()
+
+    def _load(self) -> bool:
         with self._load_lock:
             version = 0
             try:
@@ -98,6 +112,7 @@ class ServedModelRuntime:
     def unload(self) -> None:
         self._current = None
         self.state, self.reason = ServedModelState.LOADING, "unloaded on request"
+        self._changed()
 
     def predict(
         self,

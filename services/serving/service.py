@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import random
 import re
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -52,6 +53,8 @@ INFER_LATENCY = Histogram(
 
 
 MAX_GROUND_TRUTH = 10_000
+# How often a watch looks whether its caller went away while nothing changes.
+WATCH_POLL = 1.0
 
 
 def _served_name(spec: ServedModel) -> str:
@@ -143,6 +146,9 @@ class ServingService:
         # An endpoint's own pods serve just it; the serving service serves all of them.
         self._only = only
         self._listeners: list[Callable[[], None]] = []
+        # Bumped on every change an endpoint watcher could see (spec, state, served version).
+        self._generation = 0
+        self._watch = threading.Condition()
 
     def on_change(self, listener: Callable[[], None]) -> None:
         """Call `listener` after endpoints are created, updated or deleted."""
@@ -151,6 +157,29 @@ class ServingService:
     def _changed(self) -> None:
         for listener in self._listeners:
             listener()
+        self._state_changed()
+
+    def _state_changed(self) -> None:
+        with self._watch:
+            self._generation += 1
+            self._watch.notify_all()
+
+    def watch_endpoint(self, name: str, active: Callable[[], bool]) -> Iterator[Endpoint]:
+        """The endpoint now and after every change, while `active()`; ends once it is deleted."""
+        with self._watch:
+            seen = self._generation
+        last = self.get_endpoint(name)
+        yield last
+        while active():
+            with self._watch:
+                self._watch.wait_for(lambda s=seen: self._generation != s, timeout=WATCH_POLL)
+                seen = self._generation
+            if name not in self._runtimes:
+                return
+            current = self.get_endpoint(name)
+            if current != last:
+                last = current
+                yield current
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -173,7 +202,7 @@ class ServingService:
                 old.spec = spec  # same model and batching: keep what is loaded (traffic may change)
                 served.append(old)
                 continue
-            runtime = ServedModelRuntime(endpoint.name, spec, self.loader)
+            runtime = ServedModelRuntime(endpoint.name, spec, self.loader, self._state_changed)
             self._loads.submit(runtime.load)
             served.append(runtime)
         self._runtimes[endpoint.name] = runtime_ = EndpointRuntime(endpoint, served)

@@ -46,6 +46,10 @@ class ServingServicer(serving_pb2_grpc.ServingServiceServicer):
         endpoint = self.service.update_endpoint(_endpoint(request.endpoint))
         return pb.UpdateEndpointResponse(endpoint=endpoint_to_proto(endpoint))
 
+    def WatchEndpoint(self, request, context):
+        for endpoint in self.service.watch_endpoint(request.name, context.is_active):
+            yield pb.WatchEndpointResponse(endpoint=endpoint_to_proto(endpoint))
+
     def DeleteEndpoint(self, request, context):
         self.service.delete_endpoint(request.name)
         return pb.DeleteEndpointResponse()

@@ -68,3 +68,12 @@ def parallel_coordinates(
             "colorbar": {"title": {"text": color_name}},
         }
     return figure([{"type": "parcoords", "dimensions": dims, "line": line}], height=380)
+
+
+def band(x: list[Any], lower: list[Any], upper: list[Any], name: str, fill: str) -> list[dict]:
+    """A shaded band between two series (the upper edge unnamed in the legend)."""
+    line = {"type": "scatter", "mode": "lines", "x": x, "line": {"width": 0}}
+    return [
+        {**line, "y": upper, "name": "upper", "showlegend": False},
+        {**line, "y": lower, "name": name, "fill": "tonexty", "fillcolor": fill},
+    ]

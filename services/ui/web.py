@@ -112,6 +112,12 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     return HTMLResponse(html, status_code=status_code)
 
 
+def name_search(request: Request) -> tuple[str, str | None]:
+    """The search box's text (`q`) and the name filter it means."""
+    query = request.query_params.get("q", "").strip()
+    return query, (f"name ILIKE '%{query.replace(chr(39), '')}%'" if query else None)
+
+
 def flash(request: Request, message: str, kind: str = "ok") -> None:
     request.session["flash"] = {"kind": kind, "message": message}
 

@@ -47,7 +47,10 @@ def platform(tmp_path: Path, online_store_uri: str) -> Iterator[tuple[Client, Fe
 
 
 def _train(store: FeatureStoreClient, repo: Repo) -> tuple[LinearRegression, int, str]:
-    """A model trained on a point-in-time training set, logged with its feature service."""
+    """The repository applied and materialized, and a model trained on a point-in-time training
+    set from it, logged with its feature service."""
+    store.apply(repo.objects)
+    store.materialize(NOW - timedelta(days=5), NOW + timedelta(minutes=1))
     rng = np.random.default_rng(0)
     entity_df = pd.DataFrame(
         {
@@ -85,8 +88,6 @@ def _expected(model: LinearRegression, frame: pd.DataFrame) -> list[float]:
 def test_train_register_serve_by_entity_key(platform, tmp_path: Path) -> None:
     client, store = platform
     repo = make_repo(tmp_path / "repo")
-    store.apply(repo.objects)
-    store.materialize(NOW - timedelta(days=5), NOW + timedelta(minutes=1))
     model, version, run_id = _train(store, repo)
     assert client.get_run(run_id).inputs.dataset_inputs[0].tags[0].value == "training"
 
@@ -156,8 +157,6 @@ def test_train_register_serve_by_entity_key(platform, tmp_path: Path) -> None:
 def test_triton_clients_see_the_entity_keys_as_inputs(platform, tmp_path: Path) -> None:
     client, store = platform
     repo = make_repo(tmp_path / "repo")
-    store.apply(repo.objects)
-    store.materialize(NOW - timedelta(days=5), NOW + timedelta(minutes=1))
     model, _version, _run = _train(store, repo)
     client.create_endpoint("drivers", [ServedModel("models:/driver-model/1")])
     wait_ready(client, "drivers")

@@ -23,8 +23,8 @@ from modelyard.errors import Unauthenticated
 from modelyard.services.common.auth.tokens import TokenSigner, TokenVerifier, generate_keypair
 from modelyard.services.common.settings import AuthSettings, Settings
 from tests.conftest import free_port, running_server
+from tests.fake_kube import FakeKube
 from tests.helm.conftest import CHART
-from tests.helm.fake_secrets import FakeSecrets
 
 SCRIPT = CHART / "files" / "bootstrap.py"
 NS = "ml"
@@ -41,8 +41,8 @@ def bootstrap() -> ModuleType:
 
 
 @pytest.fixture
-def kube() -> Iterator[tuple[FakeSecrets, k8s.ApiClient]]:
-    fake = FakeSecrets().start()
+def kube() -> Iterator[tuple[FakeKube, k8s.ApiClient]]:
+    fake = FakeKube().start()
     configuration = k8s.Configuration()
     configuration.host = fake.url
     with k8s.ApiClient(configuration) as api:
@@ -50,7 +50,7 @@ def kube() -> Iterator[tuple[FakeSecrets, k8s.ApiClient]]:
     fake.stop()
 
 
-def secret_data(fake: FakeSecrets, name: str) -> dict[str, bytes]:
+def secret_data(fake: FakeKube, name: str) -> dict[str, bytes]:
     stored = fake.secrets[(NS, name)]
     return {k: base64.b64decode(v) for k, v in (stored.get("data") or {}).items()}
 

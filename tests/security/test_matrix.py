@@ -343,6 +343,7 @@ SERVING: dict[str, Case] = {
         lambda s: S.CreateEndpointRequest(endpoint=_endpoint(s, f"new-{s.endpoint}")),
     ),
     "GetEndpoint": (("level", L.READ), lambda s: S.GetEndpointRequest(name=s.endpoint)),
+    "WatchEndpoint": (("level", L.READ), lambda s: S.WatchEndpointRequest(name=s.endpoint)),
     "ListEndpoints": (("any",), lambda s: S.ListEndpointsRequest()),
     "UpdateEndpoint": (("level", L.EDIT), lambda s: S.UpdateEndpointRequest(endpoint=_endpoint(s))),
     "DeleteEndpoint": (("level", L.MANAGE), lambda s: S.DeleteEndpointRequest(name=s.endpoint)),

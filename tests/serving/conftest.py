@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 import modelyard
 import modelyard.sklearn
 from modelyard import Client
-from modelyard.entities.serving import Endpoint, ServedModelState
+from modelyard.entities.serving import Endpoint
 from modelyard.services.common.server import ModelyardServer
 from tests.conftest import running_server
 
@@ -52,18 +51,8 @@ def register(model, X, name: str) -> int:
 def wait_ready(
     client: Client, name: str, version: int | None = None, timeout: float = 60
 ) -> Endpoint:
-    """Follow the endpoint until every served model is READY (at `version`, when given)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        endpoint = client.get_endpoint(name)
-        states = [(s.state, s.version) for s in endpoint.served_models]
-        if all(
-            s == ServedModelState.READY and (version is None or v == version) for s, v in states
-        ):
-            return endpoint
-        if time.monotonic() > deadline:
-            pytest.fail(f"endpoint {name} did not become ready: {endpoint.served_models}")
-        time.sleep(0.02)
+    """Follow the endpoint (WatchEndpoint) until every served model is READY (at `version`)."""
+    return client.wait_endpoint_ready(name, version, timeout)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from modelyard.services.serving.cluster import (
     EndpointController,
     build_objects,
 )
-from tests.serving.fake_kube import FakeKube
+from tests.fake_kube import FakeKube
 
 KUBERNETES_VERSIONS = ["1.30.0", "1.33.0", "1.37.0"]
 CONFIG = ClusterConfig(

@@ -4,7 +4,6 @@ inference log and metrics."""
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from modelyard.entities.serving import (
     ServedModel,
     ServedModelState,
 )
-from modelyard.errors import InvalidArgument, NotFound
+from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound
 from tests.serving.conftest import wait_ready
 
 
@@ -122,6 +121,32 @@ def test_alias_move_under_load_has_no_failures(platform, iris, two_versions) -> 
     assert seen_versions[0] == "1" and seen_versions[-1] == "2"
 
 
+def test_watch_follows_loading_and_reports_failures(platform, iris, two_versions) -> None:
+    _server, client = platform
+    client.create_endpoint("watched", [ServedModel("models:/iris/1")])
+    states = []
+    for endpoint in client.watch_endpoint("watched", timeout=60):
+        states.append(endpoint.served_models[0].state)
+        if states[-1] == ServedModelState.READY:
+            break
+    assert states[-1] == ServedModelState.READY and set(states) <= {
+        ServedModelState.LOADING,
+        ServedModelState.READY,
+    }
+    # A model that cannot load: waiting ends at once with the reason, not at the timeout.
+    stored = Path(client.get_model_version("iris", 2).storage_location.removeprefix("file://"))
+    (stored / "model.pkl").write_bytes(b"corrupted")
+    client.create_endpoint("doomed", [ServedModel("models:/iris/2")])
+    with pytest.raises(FailedPrecondition) as err:
+        client.wait_endpoint_ready("doomed", timeout=60)
+    assert "sha256" in str(err.value) and err.value.resource_name == "doomed"
+    # Deleting ends a watch.
+    watch = client.watch_endpoint("watched", timeout=60)
+    next(watch)
+    client.delete_endpoint("watched")
+    assert list(watch) == []
+
+
 def test_broken_version_leaves_the_old_one_serving(
     platform, iris, two_versions, tmp_path: Path
 ) -> None:
@@ -134,12 +159,11 @@ def test_broken_version_leaves_the_old_one_serving(
     stored = Path(client.get_model_version("iris", 2).storage_location.removeprefix("file://"))
     (stored / "model.pkl").write_bytes(b"corrupted")
     client.set_registered_model_alias("iris", "champion", 2)
-    deadline = time.monotonic() + 30
-    while True:
-        served = client.get_endpoint("guarded").served_models[0]
-        if served.reason or time.monotonic() > deadline:
-            break
-        time.sleep(0.02)
+    served = next(
+        e.served_models[0]
+        for e in client.watch_endpoint("guarded", timeout=30)
+        if e.served_models[0].reason
+    )
     assert "sha256" in served.reason and "version 2" in served.reason
     assert served.state == ServedModelState.READY and served.version == 1
     out = client.predict("guarded", X.head(3))

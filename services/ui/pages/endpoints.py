@@ -159,9 +159,7 @@ def _distribution_chart(d: monitoring.Distribution, column: str) -> dict[str, An
     line = {"type": "scatter", "mode": "lines", "x": d.times}
     return charts.figure(
         [
-            {**line, "y": d.p90, "name": "p90", "line": {"width": 0}, "showlegend": False},
-            {**line, "y": d.p10, "name": "p10-p90", "fill": "tonexty", "line": {"width": 0},
-             "fillcolor": "rgba(59,130,246,0.2)"},
+            *charts.band(d.times, d.p10, d.p90, "p10-p90", "rgba(59,130,246,0.2)"),
             {**line, "y": d.p50, "name": "median", "line": {"color": "#2563eb"}},
             {**line, "y": d.upper, "name": "band", "line": {"dash": "dot", "color": "#9ca3af"}},
             {**line, "y": d.lower, "name": "band", "line": {"dash": "dot", "color": "#9ca3af"},
@@ -202,9 +200,7 @@ def _forecast_chart(f: monitoring.Forecast) -> dict[str, Any]:
     line = {"type": "scatter", "mode": "lines", "x": f.steps}
     return charts.figure(
         [
-            {**line, "y": f.upper, "name": "upper", "line": {"width": 0}, "showlegend": False},
-            {**line, "y": f.lower, "name": "interval", "fill": "tonexty", "line": {"width": 0},
-             "fillcolor": "rgba(16,185,129,0.2)"},
+            *charts.band(f.steps, f.lower, f.upper, "interval", "rgba(16,185,129,0.2)"),
             {**line, "y": f.value, "name": "forecast", "line": {"color": "#059669"}},
         ],
         f"Latest forecast (request {f.request_id}): {len(f.steps)} steps ahead",

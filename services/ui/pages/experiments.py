@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from modelyard.entities.tracking import Run
 from modelyard.errors import InvalidArgument
-from modelyard.services.ui.web import client, render
+from modelyard.services.ui.web import client, name_search, render
 
 PAGE = 100
 AUTO_COLUMNS = 6  # when none are chosen: this many metrics and params seen on the page
@@ -20,8 +20,7 @@ COLUMN_KINDS = ("metrics", "params", "tags")
 
 
 def experiments(request: Request) -> Response:
-    query = request.query_params.get("q", "").strip()
-    filter_string = f"name ILIKE '%{query.replace(chr(39), '')}%'" if query else None
+    query, filter_string = name_search(request)
     page = client(request).search_experiments(
         filter_string=filter_string,
         max_results=PAGE,

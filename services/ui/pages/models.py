@@ -13,7 +13,7 @@ from modelyard.entities.common import PermissionLevel
 from modelyard.entities.registry import Stage
 from modelyard.errors import ModelyardError, PermissionDenied
 from modelyard.services.ui.pages.runs import datasets
-from modelyard.services.ui.web import check_csrf, client, flash, redirect, render
+from modelyard.services.ui.web import check_csrf, client, flash, name_search, redirect, render
 
 PAGE = 100
 STAGES = [s.value for s in Stage]
@@ -36,8 +36,7 @@ def access_level(request: Request, c: Client, name: str) -> PermissionLevel | No
 
 
 def models(request: Request) -> Response:
-    query = request.query_params.get("q", "").strip()
-    filter_string = f"name ILIKE '%{query.replace(chr(39), '')}%'" if query else None
+    query, filter_string = name_search(request)
     page = client(request).search_registered_models(
         filter_string=filter_string,
         max_results=PAGE,

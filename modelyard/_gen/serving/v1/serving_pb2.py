@@ -26,17 +26,17 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from modelyard._gen.common.v1 import common_pb2 as modelyard_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"modelyard/serving/v1/serving.proto\x12\x14modelyard.serving.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a modelyard/common/v1/common.proto\"H\n\x0e\x42\x61tchingConfig\x12\x16\n\x0emax_batch_size\x18\x01 \x01(\x05\x12\x1e\n\x16max_queue_delay_micros\x18\x02 \x01(\x05\"\x88\x02\n\x0bServedModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tmodel_uri\x18\x02 \x01(\t\x12\x17\n\x0ftraffic_percent\x18\x03 \x01(\x05\x12\x36\n\x08\x62\x61tching\x18\x04 \x01(\x0b\x32$.modelyard.serving.v1.BatchingConfig\x12\x35\n\x05state\x18\n \x01(\x0e\x32&.modelyard.serving.v1.ServedModelState\x12\x0f\n\x07version\x18\x0b \x01(\x03\x12\x0e\n\x06reason\x18\x0c \x01(\t\x12/\n\x0bloaded_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"<\n\x12InferenceLogConfig\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x15\n\rsampling_rate\x18\x02 \x01(\x01\"\xed\x02\n\x08\x45ndpoint\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x38\n\rserved_models\x18\x02 \x03(\x0b\x32!.modelyard.serving.v1.ServedModel\x12?\n\rinference_log\x18\x03 \x01(\x0b\x32(.modelyard.serving.v1.InferenceLogConfig\x12\x44\n\x10missing_features\x18\x04 \x01(\x0e\x32*.modelyard.serving.v1.MissingFeaturePolicy\x12\x31\n\rcreation_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10last_update_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\x07 \x01(\t\x12\x18\n\x10\x64ropped_log_rows\x18\x08 \x01(\x03\"I\n\x15\x43reateEndpointRequest\x12\x30\n\x08\x65ndpoint\x18\x01 \x01(\x0b\x32\x1e.modelyard.serving.v1.Endpoint\"J\n\x16\x43reateEndpointResponse\x12\x30\n\x08\x65ndpoint\x18\x01 \x01(\x0b\x32\x1e.modelyard.serving.v1.Endpoint\"\"\n\x12GetEndpointRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"G\n\x13GetEndpointResponse\x12\x30\n\x08\x65ndpoint\x18\x01 \x01(\x0b\x32\x1e.modelyard.serving.v1.Endpoint\"\x16\n\x14ListEndpointsRequest\"J\n\x15ListEndpointsResponse\x12\x31\n\tendpoints\x18\x01 \x03(\x0b\x32\x1e.modelyard.serving.v1.Endpoint\"I\n\x15UpdateEndpointRequest\x12\x30\n\x08\x65ndpoint\x18\x01 \x01(\x0b\x32\x1e.modelyard.serving.v1.Endpoint\"J\n\x16UpdateEndpointResponse\x12\x30\n\x08\x65ndpoint\x18\x01 \x01(\x0b\x32\x1e.modelyard.serving.v1.Endpoint\"%\n\x15\x44\x65leteEndpointRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteEndpointResponse\"\x93\x02\n\x0fInferenceRecord\x12\x11\n\trecord_id\x18\x01 \x01(\x03\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x30\n\x0crequest_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x65ndpoint\x18\x04 \x01(\t\x12\x14\n\x0cserved_model\x18\x05 \x01(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\x03\x12\x12\n\nlatency_ms\x18\x07 \x01(\x01\x12\x13\n\x0binputs_json\x18\x08 \x01(\t\x12\x14\n\x0coutputs_json\x18\t \x01(\t\x12\x0e\n\x06status\x18\n \x01(\t\x12\x19\n\x11ground_truth_json\x18\x0b \x01(\t\"n\n\x16GetInferenceLogRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x17\n\x0fsince_record_id\x18\x02 \x01(\x03\x12\x13\n\x0bmax_results\x18\x03 \x01(\x05\x12\x14\n\x0cnewest_first\x18\x04 \x01(\x08\"i\n\x17GetInferenceLogResponse\x12\x36\n\x07records\x18\x01 \x03(\x0b\x32%.modelyard.serving.v1.InferenceRecord\x12\x16\n\x0elast_record_id\x18\x02 \x01(\x03\"5\n\x0bGroundTruth\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nvalue_json\x18\x02 \x01(\t\"b\n\x15LogGroundTruthRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x37\n\x0cground_truth\x18\x02 \x03(\x0b\x32!.modelyard.serving.v1.GroundTruth\"*\n\x16LogGroundTruthResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x03\"W\n\x1cSetEndpointPermissionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x05grant\x18\x02 \x01(\x0b\x32\x1a.modelyard.common.v1.Grant\"\x1f\n\x1dSetEndpointPermissionResponse\"B\n\x1f\x44\x65leteEndpointPermissionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tprincipal\x18\x02 \x01(\t\"\"\n DeleteEndpointPermissionResponse\".\n\x1eListEndpointPermissionsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"M\n\x1fListEndpointPermissionsResponse\x12*\n\x06grants\x18\x01 \x03(\x0b\x32\x1a.modelyard.common.v1.Grant*\x93\x01\n\x10ServedModelState\x12\"\n\x1eSERVED_MODEL_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aSERVED_MODEL_STATE_LOADING\x10\x01\x12\x1c\n\x18SERVED_MODEL_STATE_READY\x10\x02\x12\x1d\n\x19SERVED_MODEL_STATE_FAILED\x10\x03*\x82\x01\n\x14MissingFeaturePolicy\x12&\n\"MISSING_FEATURE_POLICY_UNSPECIFIED\x10\x00\x12\x1f\n\x1bMISSING_FEATURE_POLICY_FAIL\x10\x01\x12!\n\x1dMISSING_FEATURE_POLICY_IMPUTE\x10\x02\x32\x9a\t\n\x0eServingService\x12k\n\x0e\x43reateEndpoint\x12+.modelyard.serving.v1.CreateEndpointRequest\x1a,.modelyard.serving.v1.CreateEndpointResponse\x12\x62\n\x0bGetEndpoint\x12(.modelyard.serving.v1.GetEndpointRequest\x1a).modelyard.serving.v1.GetEndpointResponse\x12h\n\rListEndpoints\x12*.modelyard.serving.v1.ListEndpointsRequest\x1a+.modelyard.serving.v1.ListEndpointsResponse\x12k\n\x0eUpdateEndpoint\x12+.modelyard.serving.v1.UpdateEndpointRequest\x1a,.modelyard.serving.v1.UpdateEndpointResponse\x12k\n\x0e\x44\x65leteEndpoint\x12+.modelyard.serving.v1.DeleteEndpointRequest\x1a,.modelyard.serving.v1.DeleteEndpointResponse\x12n\n\x0fGetInferenceLog\x12,.modelyard.serving.v1.GetInferenceLogRequest\x1a-.modelyard.serving.v1.GetInferenceLogResponse\x12k\n\x0eLogGroundTruth\x12+.modelyard.serving.v1.LogGroundTruthRequest\x1a,.modelyard.serving.v1.LogGroundTruthResponse\x12\x80\x01\n\x15SetEndpointPermission\x12\x32.modelyard.serving.v1.SetEndpointPermissionRequest\x1a\x33.modelyard.serving.v1.SetEndpointPermissionResponse\x12\x89\x01\n\x18\x44\x65leteEndpointPermission\x12\x35.modelyard.serving.v1.DeleteEndpointPermissionRequest\x1a\x36.modelyard.serving.v1.DeleteEndpointPermissionResponse\x12\x86\x01\n\x17ListEndpointPermissions\x12\x34.modelyard.serving.v1.ListEndpointPermissionsRequest\x1a\x35.modelyard.serving.v1.ListEndpointPermissionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"modelyard/serving/v1/serving.proto\x12\x14modelyard.serving.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a modelyard/common/v1/common.proto\"H\n\x0e\x42\x61tchingConfig\x12\x16\n\x0emax_batch_size\x18\x01 \x01(\x05\x12\x1e\n\x16max_queue_delay_micros\x18\x02 \x01(\x05\"\x88\x02\n\x0bServedModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tmodel_uri\x18\x02 \x01(\t\x12\x17\n\x0ftraffic_percent\x18\x03 \x01(\x05\x12\x36\n\x08\x62\x61tching\x18\x04 \x01(\x0b\x32$.modelyard.serving.v1.BatchingConfig\x12\x35\n\x05state\x18\n \x01(\x0e\x32&.modelyard.serving.v1.ServedModelState\x12\x0f\n\x07version\x18\x0b \x01(\x03\x12\x0e\n\x06reason\x18\x0c \x01(\t\x12/\n\x0bloaded_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"<\n\x12InferenceLogConfig\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x15\n\rsampling_rate\x18\x02 \x01(\x01\"\xed\x02\n\x08\x45ndpoint\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x38\n\rserved_models\x18\x02 \x03(\x0b\x32!.modelyard.serving.v1.ServedModel\x12?\n\rinference_log\x18\x03 \x01(\x0b\x32(.modelyard.serving.v1.InferenceLogConfig\x12\x44\n\x10missing_features\x18\x04 \x01(\x0e\x32*.modelyard.serving.v1.MissingFeaturePolicy\x12\x31\n\rcreation_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10last_update_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\x07 \x01(\t\x12\x18\n\x10\x64ropped_log_rows\x18\x08 \x01(\x03\"I\n\x15\x43reateEndpointRequest\x12\x30\n\x08\x65ndpoint\x18\x01 \x01(\x0b\x32\x1e.modelyard.serving.v1.Endpoint\"J\n\x16\x43reateEndpointResponse\x12\x30\n\x08\x65ndpoint\x18\x01 \x01(\x0b\x32\x1e.modelyard.serving.v1.Endpoint\"\"\n\x12GetEndpointRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"G\n\x13GetEndpointResponse\x12\x30\n\x08\x65ndpoint\x18\x01 \x01(\x0b\x32\x1e.modelyard.serving.v1.Endpoint\"$\n\x14WatchEndpointRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"I\n\x15WatchEndpointResponse\x12\x30\n\x08\x65ndpoint\x18\x01 \x01(\x0b\x32\x1e.modelyard.serving.v1.Endpoint\"\x16\n\x14ListEndpointsRequest\"J\n\x15ListEndpointsResponse\x12\x31\n\tendpoints\x18\x01 \x03(\x0b\x32\x1e.modelyard.serving.v1.Endpoint\"I\n\x15UpdateEndpointRequest\x12\x30\n\x08\x65ndpoint\x18\x01 \x01(\x0b\x32\x1e.modelyard.serving.v1.Endpoint\"J\n\x16UpdateEndpointResponse\x12\x30\n\x08\x65ndpoint\x18\x01 \x01(\x0b\x32\x1e.modelyard.serving.v1.Endpoint\"%\n\x15\x44\x65leteEndpointRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteEndpointResponse\"\x93\x02\n\x0fInferenceRecord\x12\x11\n\trecord_id\x18\x01 \x01(\x03\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x30\n\x0crequest_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x65ndpoint\x18\x04 \x01(\t\x12\x14\n\x0cserved_model\x18\x05 \x01(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\x03\x12\x12\n\nlatency_ms\x18\x07 \x01(\x01\x12\x13\n\x0binputs_json\x18\x08 \x01(\t\x12\x14\n\x0coutputs_json\x18\t \x01(\t\x12\x0e\n\x06status\x18\n \x01(\t\x12\x19\n\x11ground_truth_json\x18\x0b \x01(\t\"n\n\x16GetInferenceLogRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x17\n\x0fsince_record_id\x18\x02 \x01(\x03\x12\x13\n\x0bmax_results\x18\x03 \x01(\x05\x12\x14\n\x0cnewest_first\x18\x04 \x01(\x08\"i\n\x17GetInferenceLogResponse\x12\x36\n\x07records\x18\x01 \x03(\x0b\x32%.modelyard.serving.v1.InferenceRecord\x12\x16\n\x0elast_record_id\x18\x02 \x01(\x03\"5\n\x0bGroundTruth\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nvalue_json\x18\x02 \x01(\t\"b\n\x15LogGroundTruthRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x37\n\x0cground_truth\x18\x02 \x03(\x0b\x32!.modelyard.serving.v1.GroundTruth\"*\n\x16LogGroundTruthResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x03\"W\n\x1cSetEndpointPermissionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x05grant\x18\x02 \x01(\x0b\x32\x1a.modelyard.common.v1.Grant\"\x1f\n\x1dSetEndpointPermissionResponse\"B\n\x1f\x44\x65leteEndpointPermissionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tprincipal\x18\x02 \x01(\t\"\"\n DeleteEndpointPermissionResponse\".\n\x1eListEndpointPermissionsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"M\n\x1fListEndpointPermissionsResponse\x12*\n\x06grants\x18\x01 \x03(\x0b\x32\x1a.modelyard.common.v1.Grant*\x93\x01\n\x10ServedModelState\x12\"\n\x1eSERVED_MODEL_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aSERVED_MODEL_STATE_LOADING\x10\x01\x12\x1c\n\x18SERVED_MODEL_STATE_READY\x10\x02\x12\x1d\n\x19SERVED_MODEL_STATE_FAILED\x10\x03*\x82\x01\n\x14MissingFeaturePolicy\x12&\n\"MISSING_FEATURE_POLICY_UNSPECIFIED\x10\x00\x12\x1f\n\x1bMISSING_FEATURE_POLICY_FAIL\x10\x01\x12!\n\x1dMISSING_FEATURE_POLICY_IMPUTE\x10\x02\x32\x86\n\n\x0eServingService\x12k\n\x0e\x43reateEndpoint\x12+.modelyard.serving.v1.CreateEndpointRequest\x1a,.modelyard.serving.v1.CreateEndpointResponse\x12\x62\n\x0bGetEndpoint\x12(.modelyard.serving.v1.GetEndpointRequest\x1a).modelyard.serving.v1.GetEndpointResponse\x12h\n\rListEndpoints\x12*.modelyard.serving.v1.ListEndpointsRequest\x1a+.modelyard.serving.v1.ListEndpointsResponse\x12k\n\x0eUpdateEndpoint\x12+.modelyard.serving.v1.UpdateEndpointRequest\x1a,.modelyard.serving.v1.UpdateEndpointResponse\x12k\n\x0e\x44\x65leteEndpoint\x12+.modelyard.serving.v1.DeleteEndpointRequest\x1a,.modelyard.serving.v1.DeleteEndpointResponse\x12j\n\rWatchEndpoint\x12*.modelyard.serving.v1.WatchEndpointRequest\x1a+.modelyard.serving.v1.WatchEndpointResponse0\x01\x12n\n\x0fGetInferenceLog\x12,.modelyard.serving.v1.GetInferenceLogRequest\x1a-.modelyard.serving.v1.GetInferenceLogResponse\x12k\n\x0eLogGroundTruth\x12+.modelyard.serving.v1.LogGroundTruthRequest\x1a,.modelyard.serving.v1.LogGroundTruthResponse\x12\x80\x01\n\x15SetEndpointPermission\x12\x32.modelyard.serving.v1.SetEndpointPermissionRequest\x1a\x33.modelyard.serving.v1.SetEndpointPermissionResponse\x12\x89\x01\n\x18\x44\x65leteEndpointPermission\x12\x35.modelyard.serving.v1.DeleteEndpointPermissionRequest\x1a\x36.modelyard.serving.v1.DeleteEndpointPermissionResponse\x12\x86\x01\n\x17ListEndpointPermissions\x12\x34.modelyard.serving.v1.ListEndpointPermissionsRequest\x1a\x35.modelyard.serving.v1.ListEndpointPermissionsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelyard.serving.v1.serving_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SERVEDMODELSTATE']._serialized_start=2524
-  _globals['_SERVEDMODELSTATE']._serialized_end=2671
-  _globals['_MISSINGFEATUREPOLICY']._serialized_start=2674
-  _globals['_MISSINGFEATUREPOLICY']._serialized_end=2804
+  _globals['_SERVEDMODELSTATE']._serialized_start=2637
+  _globals['_SERVEDMODELSTATE']._serialized_end=2784
+  _globals['_MISSINGFEATUREPOLICY']._serialized_start=2787
+  _globals['_MISSINGFEATUREPOLICY']._serialized_end=2917
   _globals['_BATCHINGCONFIG']._serialized_start=127
   _globals['_BATCHINGCONFIG']._serialized_end=199
   _globals['_SERVEDMODEL']._serialized_start=202
@@ -53,42 +53,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETENDPOINTREQUEST']._serialized_end=1083
   _globals['_GETENDPOINTRESPONSE']._serialized_start=1085
   _globals['_GETENDPOINTRESPONSE']._serialized_end=1156
-  _globals['_LISTENDPOINTSREQUEST']._serialized_start=1158
-  _globals['_LISTENDPOINTSREQUEST']._serialized_end=1180
-  _globals['_LISTENDPOINTSRESPONSE']._serialized_start=1182
-  _globals['_LISTENDPOINTSRESPONSE']._serialized_end=1256
-  _globals['_UPDATEENDPOINTREQUEST']._serialized_start=1258
-  _globals['_UPDATEENDPOINTREQUEST']._serialized_end=1331
-  _globals['_UPDATEENDPOINTRESPONSE']._serialized_start=1333
-  _globals['_UPDATEENDPOINTRESPONSE']._serialized_end=1407
-  _globals['_DELETEENDPOINTREQUEST']._serialized_start=1409
-  _globals['_DELETEENDPOINTREQUEST']._serialized_end=1446
-  _globals['_DELETEENDPOINTRESPONSE']._serialized_start=1448
-  _globals['_DELETEENDPOINTRESPONSE']._serialized_end=1472
-  _globals['_INFERENCERECORD']._serialized_start=1475
-  _globals['_INFERENCERECORD']._serialized_end=1750
-  _globals['_GETINFERENCELOGREQUEST']._serialized_start=1752
-  _globals['_GETINFERENCELOGREQUEST']._serialized_end=1862
-  _globals['_GETINFERENCELOGRESPONSE']._serialized_start=1864
-  _globals['_GETINFERENCELOGRESPONSE']._serialized_end=1969
-  _globals['_GROUNDTRUTH']._serialized_start=1971
-  _globals['_GROUNDTRUTH']._serialized_end=2024
-  _globals['_LOGGROUNDTRUTHREQUEST']._serialized_start=2026
-  _globals['_LOGGROUNDTRUTHREQUEST']._serialized_end=2124
-  _globals['_LOGGROUNDTRUTHRESPONSE']._serialized_start=2126
-  _globals['_LOGGROUNDTRUTHRESPONSE']._serialized_end=2168
-  _globals['_SETENDPOINTPERMISSIONREQUEST']._serialized_start=2170
-  _globals['_SETENDPOINTPERMISSIONREQUEST']._serialized_end=2257
-  _globals['_SETENDPOINTPERMISSIONRESPONSE']._serialized_start=2259
-  _globals['_SETENDPOINTPERMISSIONRESPONSE']._serialized_end=2290
-  _globals['_DELETEENDPOINTPERMISSIONREQUEST']._serialized_start=2292
-  _globals['_DELETEENDPOINTPERMISSIONREQUEST']._serialized_end=2358
-  _globals['_DELETEENDPOINTPERMISSIONRESPONSE']._serialized_start=2360
-  _globals['_DELETEENDPOINTPERMISSIONRESPONSE']._serialized_end=2394
-  _globals['_LISTENDPOINTPERMISSIONSREQUEST']._serialized_start=2396
-  _globals['_LISTENDPOINTPERMISSIONSREQUEST']._serialized_end=2442
-  _globals['_LISTENDPOINTPERMISSIONSRESPONSE']._serialized_start=2444
-  _globals['_LISTENDPOINTPERMISSIONSRESPONSE']._serialized_end=2521
-  _globals['_SERVINGSERVICE']._serialized_start=2807
-  _globals['_SERVINGSERVICE']._serialized_end=3985
+  _globals['_WATCHENDPOINTREQUEST']._serialized_start=1158
+  _globals['_WATCHENDPOINTREQUEST']._serialized_end=1194
+  _globals['_WATCHENDPOINTRESPONSE']._serialized_start=1196
+  _globals['_WATCHENDPOINTRESPONSE']._serialized_end=1269
+  _globals['_LISTENDPOINTSREQUEST']._serialized_start=1271
+  _globals['_LISTENDPOINTSREQUEST']._serialized_end=1293
+  _globals['_LISTENDPOINTSRESPONSE']._serialized_start=1295
+  _globals['_LISTENDPOINTSRESPONSE']._serialized_end=1369
+  _globals['_UPDATEENDPOINTREQUEST']._serialized_start=1371
+  _globals['_UPDATEENDPOINTREQUEST']._serialized_end=1444
+  _globals['_UPDATEENDPOINTRESPONSE']._serialized_start=1446
+  _globals['_UPDATEENDPOINTRESPONSE']._serialized_end=1520
+  _globals['_DELETEENDPOINTREQUEST']._serialized_start=1522
+  _globals['_DELETEENDPOINTREQUEST']._serialized_end=1559
+  _globals['_DELETEENDPOINTRESPONSE']._serialized_start=1561
+  _globals['_DELETEENDPOINTRESPONSE']._serialized_end=1585
+  _globals['_INFERENCERECORD']._serialized_start=1588
+  _globals['_INFERENCERECORD']._serialized_end=1863
+  _globals['_GETINFERENCELOGREQUEST']._serialized_start=1865
+  _globals['_GETINFERENCELOGREQUEST']._serialized_end=1975
+  _globals['_GETINFERENCELOGRESPONSE']._serialized_start=1977
+  _globals['_GETINFERENCELOGRESPONSE']._serialized_end=2082
+  _globals['_GROUNDTRUTH']._serialized_start=2084
+  _globals['_GROUNDTRUTH']._serialized_end=2137
+  _globals['_LOGGROUNDTRUTHREQUEST']._serialized_start=2139
+  _globals['_LOGGROUNDTRUTHREQUEST']._serialized_end=2237
+  _globals['_LOGGROUNDTRUTHRESPONSE']._serialized_start=2239
+  _globals['_LOGGROUNDTRUTHRESPONSE']._serialized_end=2281
+  _globals['_SETENDPOINTPERMISSIONREQUEST']._serialized_start=2283
+  _globals['_SETENDPOINTPERMISSIONREQUEST']._serialized_end=2370
+  _globals['_SETENDPOINTPERMISSIONRESPONSE']._serialized_start=2372
+  _globals['_SETENDPOINTPERMISSIONRESPONSE']._serialized_end=2403
+  _globals['_DELETEENDPOINTPERMISSIONREQUEST']._serialized_start=2405
+  _globals['_DELETEENDPOINTPERMISSIONREQUEST']._serialized_end=2471
+  _globals['_DELETEENDPOINTPERMISSIONRESPONSE']._serialized_start=2473
+  _globals['_DELETEENDPOINTPERMISSIONRESPONSE']._serialized_end=2507
+  _globals['_LISTENDPOINTPERMISSIONSREQUEST']._serialized_start=2509
+  _globals['_LISTENDPOINTPERMISSIONSREQUEST']._serialized_end=2555
+  _globals['_LISTENDPOINTPERMISSIONSRESPONSE']._serialized_start=2557
+  _globals['_LISTENDPOINTPERMISSIONSRESPONSE']._serialized_end=2634
+  _globals['_SERVINGSERVICE']._serialized_start=2920
+  _globals['_SERVINGSERVICE']._serialized_end=4206
 # @@protoc_insertion_point(module_scope)

@@ -60,6 +60,11 @@ class ServingServiceStub:
                 request_serializer=modelyard_dot_serving_dot_v1_dot_serving__pb2.DeleteEndpointRequest.SerializeToString,
                 response_deserializer=modelyard_dot_serving_dot_v1_dot_serving__pb2.DeleteEndpointResponse.FromString,
                 _registered_method=True)
+        self.WatchEndpoint = channel.unary_stream(
+                '/modelyard.serving.v1.ServingService/WatchEndpoint',
+                request_serializer=modelyard_dot_serving_dot_v1_dot_serving__pb2.WatchEndpointRequest.SerializeToString,
+                response_deserializer=modelyard_dot_serving_dot_v1_dot_serving__pb2.WatchEndpointResponse.FromString,
+                _registered_method=True)
         self.GetInferenceLog = channel.unary_unary(
                 '/modelyard.serving.v1.ServingService/GetInferenceLog',
                 request_serializer=modelyard_dot_serving_dot_v1_dot_serving__pb2.GetInferenceLogRequest.SerializeToString,
@@ -117,6 +122,14 @@ class ServingServiceServicer:
 
     def DeleteEndpoint(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchEndpoint(self, request, context):
+        """The endpoint now, then again every time it changes (a version loads or fails, the spec is
+        updated), until the call is cancelled or its deadline passes; ends when it is deleted.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -182,6 +195,11 @@ def add_ServingServiceServicer_to_server(servicer, server):
                     servicer.DeleteEndpoint,
                     request_deserializer=modelyard_dot_serving_dot_v1_dot_serving__pb2.DeleteEndpointRequest.FromString,
                     response_serializer=modelyard_dot_serving_dot_v1_dot_serving__pb2.DeleteEndpointResponse.SerializeToString,
+            ),
+            'WatchEndpoint': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchEndpoint,
+                    request_deserializer=modelyard_dot_serving_dot_v1_dot_serving__pb2.WatchEndpointRequest.FromString,
+                    response_serializer=modelyard_dot_serving_dot_v1_dot_serving__pb2.WatchEndpointResponse.SerializeToString,
             ),
             'GetInferenceLog': grpc.unary_unary_rpc_method_handler(
                     servicer.GetInferenceLog,
@@ -345,6 +363,33 @@ class ServingService:
             '/modelyard.serving.v1.ServingService/DeleteEndpoint',
             modelyard_dot_serving_dot_v1_dot_serving__pb2.DeleteEndpointRequest.SerializeToString,
             modelyard_dot_serving_dot_v1_dot_serving__pb2.DeleteEndpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/modelyard.serving.v1.ServingService/WatchEndpoint',
+            modelyard_dot_serving_dot_v1_dot_serving__pb2.WatchEndpointRequest.SerializeToString,
+            modelyard_dot_serving_dot_v1_dot_serving__pb2.WatchEndpointResponse.FromString,
             options,
             channel_credentials,
             insecure,

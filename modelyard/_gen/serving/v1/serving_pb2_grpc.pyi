@@ -40,6 +40,10 @@ class ServingServiceStub:
     ListEndpoints: _grpc.UnaryUnaryMultiCallable[_serving_pb2.ListEndpointsRequest, _serving_pb2.ListEndpointsResponse]
     UpdateEndpoint: _grpc.UnaryUnaryMultiCallable[_serving_pb2.UpdateEndpointRequest, _serving_pb2.UpdateEndpointResponse]
     DeleteEndpoint: _grpc.UnaryUnaryMultiCallable[_serving_pb2.DeleteEndpointRequest, _serving_pb2.DeleteEndpointResponse]
+    WatchEndpoint: _grpc.UnaryStreamMultiCallable[_serving_pb2.WatchEndpointRequest, _serving_pb2.WatchEndpointResponse]
+    """The endpoint now, then again every time it changes (a version loads or fails, the spec is
+    updated), until the call is cancelled or its deadline passes; ends when it is deleted.
+    """
     GetInferenceLog: _grpc.UnaryUnaryMultiCallable[_serving_pb2.GetInferenceLogRequest, _serving_pb2.GetInferenceLogResponse]
     """Request/response pairs recorded for the endpoint (its "inference table")."""
     LogGroundTruth: _grpc.UnaryUnaryMultiCallable[_serving_pb2.LogGroundTruthRequest, _serving_pb2.LogGroundTruthResponse]
@@ -61,6 +65,10 @@ class ServingServiceAsyncStub(ServingServiceStub):
     ListEndpoints: _aio.UnaryUnaryMultiCallable[_serving_pb2.ListEndpointsRequest, _serving_pb2.ListEndpointsResponse]  # type: ignore[assignment]
     UpdateEndpoint: _aio.UnaryUnaryMultiCallable[_serving_pb2.UpdateEndpointRequest, _serving_pb2.UpdateEndpointResponse]  # type: ignore[assignment]
     DeleteEndpoint: _aio.UnaryUnaryMultiCallable[_serving_pb2.DeleteEndpointRequest, _serving_pb2.DeleteEndpointResponse]  # type: ignore[assignment]
+    WatchEndpoint: _aio.UnaryStreamMultiCallable[_serving_pb2.WatchEndpointRequest, _serving_pb2.WatchEndpointResponse]  # type: ignore[assignment]
+    """The endpoint now, then again every time it changes (a version loads or fails, the spec is
+    updated), until the call is cancelled or its deadline passes; ends when it is deleted.
+    """
     GetInferenceLog: _aio.UnaryUnaryMultiCallable[_serving_pb2.GetInferenceLogRequest, _serving_pb2.GetInferenceLogResponse]  # type: ignore[assignment]
     """Request/response pairs recorded for the endpoint (its "inference table")."""
     LogGroundTruth: _aio.UnaryUnaryMultiCallable[_serving_pb2.LogGroundTruthRequest, _serving_pb2.LogGroundTruthResponse]  # type: ignore[assignment]
@@ -109,6 +117,16 @@ class ServingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _serving_pb2.DeleteEndpointRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_serving_pb2.DeleteEndpointResponse, _abc.Awaitable[_serving_pb2.DeleteEndpointResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def WatchEndpoint(
+        self,
+        request: _serving_pb2.WatchEndpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_serving_pb2.WatchEndpointResponse], _abc.AsyncIterator[_serving_pb2.WatchEndpointResponse]]:
+        """The endpoint now, then again every time it changes (a version loads or fails, the spec is
+        updated), until the call is cancelled or its deadline passes; ends when it is deleted.
+        """
 
     @_abc_1.abstractmethod
     def GetInferenceLog(

@@ -1,8 +1,10 @@
 """A small stand-in for the Kubernetes API server: stores objects over HTTP.
 
-It speaks just enough of the REST API for the endpoint controller, through the real `kubernetes`
-client: create, read, replace, delete and label-selected list of Deployments, Services and
-HorizontalPodAutoscalers in a namespace, with resourceVersions and 404/409 Status replies.
+It speaks just enough of the REST API for the serving endpoint controller and the chart's token
+bootstrap, through the real `kubernetes` client: create, read, replace, delete and label-selected
+list of Deployments, Services, HorizontalPodAutoscalers and Secrets in a namespace, with
+resourceVersions and 404/409 Status replies. `conflicts` makes the next replaces answer 409, as
+when another writer got there first.
 """
 
 from __future__ import annotations
@@ -18,19 +20,22 @@ from urllib.parse import parse_qs, urlparse
 
 _PATH = re.compile(
     r"^/(?:api/v1|apis/(?P<group>[\w.]+)/(?P<version>\w+))/namespaces/(?P<ns>[\w-]+)/"
-    r"(?P<plural>deployments|services|horizontalpodautoscalers)(?:/(?P<name>[\w.-]+))?$"
+    r"(?P<plural>deployments|services|horizontalpodautoscalers|secrets)(?:/(?P<name>[\w.-]+))?$"
 )
-_LIST_KIND = {
-    "deployments": "DeploymentList",
-    "services": "ServiceList",
-    "horizontalpodautoscalers": "HorizontalPodAutoscalerList",
+_KIND = {
+    "deployments": "Deployment",
+    "services": "Service",
+    "horizontalpodautoscalers": "HorizontalPodAutoscaler",
+    "secrets": "Secret",
 }
+_CORE = ("services", "secrets")
 
 
 class FakeKube:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.requests: list[tuple[str, str]] = []
+        self.conflicts = 0
         self._version = 0
         self._lock = threading.Lock()
         fake = self
@@ -94,6 +99,11 @@ class FakeKube:
     def kinds(self, plural: str) -> dict[str, dict[str, Any]]:
         return {name: obj for (p, _ns, name), obj in self.objects.items() if p == plural}
 
+    @property
+    def secrets(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Stored Secrets by (namespace, name)."""
+        return {(ns, name): obj for (p, ns, name), obj in self.objects.items() if p == "secrets"}
+
     def handle(
         self, method: str, match: re.Match[str], query: dict[str, list[str]], body: dict[str, Any]
     ) -> tuple[int, dict[str, Any]]:
@@ -110,12 +120,9 @@ class FakeKube:
                     and n == ns
                     and selector.items() <= obj["metadata"].get("labels", {}).items()
                 ]
-                api_version = (
-                    "v1" if plural == "services" else f"{match['group']}/{match['version']}"
-                )
                 return 200, {
-                    "apiVersion": api_version,
-                    "kind": _LIST_KIND[plural],
+                    "apiVersion": self._api_version(match),
+                    "kind": f"{_KIND[plural]}List",
                     "metadata": {"resourceVersion": str(self._version)},
                     "items": items,
                 }
@@ -130,8 +137,11 @@ class FakeKube:
             if method == "POST":
                 if existing:
                     return 409, _status(409, "AlreadyExists", f"{plural} {key[2]} already exists")
-                return 201, self._store(key, body, uid=uuid.uuid4().hex)
+                return 201, self._store(key, body, match, uid=uuid.uuid4().hex)
             if method == "PUT":
+                if self.conflicts:
+                    self.conflicts -= 1
+                    return 409, _status(409, "Conflict", "the object has been modified")
                 if not existing:
                     return 404, _status(404, "NotFound", f"{plural} {name} not found")
                 if (
@@ -139,7 +149,7 @@ class FakeKube:
                     != existing["metadata"]["resourceVersion"]
                 ):
                     return 409, _status(409, "Conflict", "the object has been modified")
-                return 200, self._store(key, body, uid=existing["metadata"]["uid"])
+                return 200, self._store(key, body, match, uid=existing["metadata"]["uid"])
             if method == "DELETE":
                 if not existing:
                     return 404, _status(404, "NotFound", f"{plural} {name} not found")
@@ -150,9 +160,18 @@ class FakeKube:
                 return 200, _status(200, "", "deleted", status="Success")
         return 405, _status(405, "MethodNotAllowed", method)
 
-    def _store(self, key: tuple[str, str, str], body: dict[str, Any], uid: str) -> dict[str, Any]:
+    @staticmethod
+    def _api_version(match: re.Match[str]) -> str:
+        return "v1" if match["plural"] in _CORE else f"{match['group']}/{match['version']}"
+
+    def _store(
+        self, key: tuple[str, str, str], body: dict[str, Any], match: re.Match[str], uid: str
+    ) -> dict[str, Any]:
         self._version += 1
+        body.setdefault("apiVersion", self._api_version(match))
+        body.setdefault("kind", _KIND[key[0]])
         body.setdefault("metadata", {}).update(
+            namespace=key[1],
             resourceVersion=str(self._version),
             uid=uid,
             creationTimestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
