@@ -32,6 +32,9 @@ LogSampling = Annotated[
     float | None, typer.Option(help="Record this fraction of requests in the inference log.")
 ]
 MaxBatch = Annotated[int, typer.Option(help="Rows per batched model call (1: no batching).")]
+Wait = Annotated[
+    bool, typer.Option("--wait", help="Return once every served model is READY (or failed).")
+]
 MissingFeatures = Annotated[
     MissingFeaturePolicy,
     typer.Option(
@@ -94,15 +97,18 @@ def endpoints_create(
     log_sampling: LogSampling = None,
     max_batch: MaxBatch = 64,
     missing_features: MissingFeatures = MissingFeaturePolicy.FAIL,
+    wait: Wait = False,
     uri: Uri = None,
     token: Token = None,
     as_json: Json = False,
 ) -> None:
     """Create an endpoint serving one or more registered models."""
     log = InferenceLogConfig(enabled=True, sampling_rate=log_sampling) if log_sampling else None
-    created = client_for(uri, token).create_endpoint(
-        name, _served(model, max_batch), log, missing_features
-    )
+    client = client_for(uri, token)
+    created = client.create_endpoint(name, _served(model, max_batch), log, missing_features)
+    if wait:
+        with console.status(f"waiting for {name} to load its models..."):
+            created = client.wait_endpoint_ready(name)
     if as_json:
         print_json(created)
     else:
@@ -116,15 +122,18 @@ def endpoints_update(
     log_sampling: LogSampling = None,
     max_batch: MaxBatch = 64,
     missing_features: MissingFeatures = MissingFeaturePolicy.FAIL,
+    wait: Wait = False,
     uri: Uri = None,
     token: Token = None,
     as_json: Json = False,
 ) -> None:
     """Replace an endpoint's served models (unchanged ones keep serving while others load)."""
     log = InferenceLogConfig(enabled=True, sampling_rate=log_sampling) if log_sampling else None
-    updated = client_for(uri, token).update_endpoint(
-        name, _served(model, max_batch), log, missing_features
-    )
+    client = client_for(uri, token)
+    updated = client.update_endpoint(name, _served(model, max_batch), log, missing_features)
+    if wait:
+        with console.status(f"waiting for {name} to load its models..."):
+            updated = client.wait_endpoint_ready(name)
     if as_json:
         print_json(updated)
     else:

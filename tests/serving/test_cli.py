@@ -8,7 +8,6 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from modelyard.cli import app
-from tests.serving.conftest import wait_ready
 
 runner = CliRunner()
 
@@ -20,7 +19,7 @@ def run(*args: str) -> str:
 
 
 def test_endpoint_commands(platform, iris, two_versions, tmp_path: Path) -> None:
-    server, client = platform
+    server, _client = platform
     uri = server.address
     X, _y = iris
     created = json.loads(
@@ -32,16 +31,16 @@ def test_endpoint_commands(platform, iris, two_versions, tmp_path: Path) -> None
             "models:/iris/1=70",
             "--model",
             "models:/iris/2",
+            "--wait",
             "--uri",
             uri,
             "--json",
         )
     )
-    assert [(s["name"], s["traffic_percent"]) for s in created["served_models"]] == [
-        ("iris-1", 70),
-        ("iris-2", 30),
+    assert [(s["name"], s["traffic_percent"], s["state"]) for s in created["served_models"]] == [
+        ("iris-1", 70, "READY"),  # --wait returned once both had loaded
+        ("iris-2", 30, "READY"),
     ]
-    wait_ready(client, "cli-ep")
     table = run("endpoints", "get", "cli-ep", "--uri", uri)
     assert "iris-1" in table and "READY" in table
     assert "cli-ep" in run("endpoints", "list", "--uri", uri)
