@@ -68,6 +68,7 @@ MANAGED_TAG = "modelyard.tuning.managed"
 ROLE_TAG = "modelyard.tuning.role"
 INTERMEDIATE_METRIC = "intermediate_value"
 
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 _STATUS = {
     TrialState.COMPLETE: RunStatus.FINISHED,
     TrialState.PRUNED: RunStatus.KILLED,
@@ -290,7 +291,9 @@ def _run_trial(objective: Callable[[Trial], Any], trial: Trial, target: _Target)
         report(value, step)  # Optuna validates first; it keeps only the first value per step
         if step not in reported:
             reported.add(step)
-            c.log_batch(rid, metrics=[Metric(target.intermediate_metric, float(value), _now_ms(), step)])
+            c.log_batch(
+                rid, metrics=[Metric(target.intermediate_metric, float(value), _now_ms(), step)]
+            )
 
     trial.report = report_and_log  # type: ignore[method-assign]
     started = time.monotonic()
@@ -315,7 +318,9 @@ def _run_trial(objective: Callable[[Trial], Any], trial: Trial, target: _Target)
         now = _now_ms()
         metrics = [Metric("duration_seconds", duration, now, 0)]
         if values is not None:
-            metrics += [Metric(k, v, now, 0) for k, v in zip(target.metric_names, values, strict=True)]
+            metrics += [
+                Metric(k, v, now, 0) for k, v in zip(target.metric_names, values, strict=True)
+            ]
         tags = [RunTag("optuna.trial_state", state.name)]
         if reason:
             tags.append(RunTag("optuna.fail_reason", reason[:8000]))
@@ -365,7 +370,7 @@ def summarize(
     """Write the study summary, best trial and parameter importance to the parent run."""
     rid = parent_run_id or str(study.user_attrs[PARENT_RUN_ATTR])
     c = fluent.client()
-    trials = study.get_trials(deepcopy=False)
+    trials = study.get_trials(deepcopy=False, states=FINISHED_STATES)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     counts = {
         "n_trials": len(trials),
@@ -405,7 +410,10 @@ def _trials_csv(study: optuna.Study) -> str:
     frame = study.trials_dataframe(attrs=("number", "value", "state", "duration", "params"))
     if frame.empty:
         return "number,state\n"
-    runs = {t.number: t.user_attrs.get(TRIAL_RUN_ATTR, "") for t in study.get_trials(deepcopy=False)}
+    frame = frame[frame["state"] != TrialState.WAITING.name].copy()
+    runs = {
+        t.number: t.user_attrs.get(TRIAL_RUN_ATTR, "") for t in study.get_trials(deepcopy=False)
+    }
     frame["run_id"] = frame["number"].map(runs)
     return frame.to_csv(index=False)
 
@@ -481,7 +489,11 @@ def optimize(
 
 def _result(study: optuna.Study, rid: str, exp_id: str) -> TuningResult:
     trials = study.get_trials(deepcopy=False)
-    runs = {t.number: str(t.user_attrs[TRIAL_RUN_ATTR]) for t in trials if TRIAL_RUN_ATTR in t.user_attrs}
+    runs = {
+        t.number: str(t.user_attrs[TRIAL_RUN_ATTR])
+        for t in trials
+        if TRIAL_RUN_ATTR in t.user_attrs
+    }
     best: FrozenTrial | None = None
     if len(study.directions) == 1 and any(t.state == TrialState.COMPLETE for t in trials):
         best = study.best_trial

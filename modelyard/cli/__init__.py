@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from modelyard.cli import auth, features, registry, server, serving, tracking
+from modelyard.cli import auth, automl, features, registry, server, serving, tracking
 from modelyard.cli.output import err_console
 from modelyard.errors import ModelyardError
 
@@ -32,6 +32,7 @@ app.add_typer(auth.admin, name="admin")
 app.add_typer(auth.tokens, name="tokens")
 app.add_typer(auth.users, name="users")
 app.command("audit")(auth.audit)
+app.add_typer(automl.app, name="automl")
 
 
 def main() -> None:

@@ -1,0 +1,314 @@
+"""`modelyard.automl.classify / regress / forecast`: a tracked, glass-box baseline in minutes.
+
+    import modelyard.automl
+    result = modelyard.automl.classify(df, target_col="churned", timeout_minutes=5)
+    result.best_trial.model_uri        # runs:/<id>/model, with signature and input example
+    result.best_trial.source_path      # the trial as a standalone script: read it, change it
+    result.trials                      # every trial, best first
+
+One AutoML run holds the data (`data/training_data.csv`, with the split), the data exploration
+report and the study summary; each trial is a nested run with train / val / test metrics and its
+generated script; the best trial's run also gets the model and its permutation importance.
+"""
+
+# X and y are named as scikit-learn names them.
+# ruff: noqa: N803
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+import modelyard.sklearn
+from modelyard import fluent
+from modelyard.automl import common, dataset, families, features, metrics, profile, search
+from modelyard.automl.codegen import Origin
+from modelyard.automl.metrics import CLASSIFICATION, REGRESSION
+from modelyard.automl.result import AutoMLResult
+from modelyard.errors import InvalidArgument
+
+OnTrial = Callable[[search.TrialEvent], None]
+CV_MAX_ROWS = 5000  # at most this many train + val rows: trials are scored by 5-fold CV
+
+
+def classify(
+    data: pd.DataFrame | str | Path,
+    target_col: str,
+    *,
+    primary_metric: str | None = None,
+    timeout_minutes: float | None = None,
+    max_trials: int | None = None,
+    exclude_frameworks: Iterable[str] | None = None,
+    exclude_cols: Iterable[str] | None = None,
+    pos_label: Any = None,
+    split_col: str | None = None,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    cv_folds: int | str | None = "auto",
+    experiment_name: str | None = None,
+    register_model: str | None = None,
+    seed: int = 0,
+    output_dir: str | Path | None = None,
+    on_trial: OnTrial | None = None,
+) -> AutoMLResult:
+    """Find a classifier for `target_col`. Primary metric: f1 (default), roc_auc, log_loss,
+    accuracy, precision or recall; binary metrics are for `pos_label` (default: the last label
+    in sorted order, e.g. 1 or True)."""
+    return _tabular(CLASSIFICATION, **locals())
+
+
+def regress(
+    data: pd.DataFrame | str | Path,
+    target_col: str,
+    *,
+    primary_metric: str | None = None,
+    timeout_minutes: float | None = None,
+    max_trials: int | None = None,
+    exclude_frameworks: Iterable[str] | None = None,
+    exclude_cols: Iterable[str] | None = None,
+    split_col: str | None = None,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    cv_folds: int | str | None = "auto",
+    experiment_name: str | None = None,
+    register_model: str | None = None,
+    seed: int = 0,
+    output_dir: str | Path | None = None,
+    on_trial: OnTrial | None = None,
+) -> AutoMLResult:
+    """Find a regressor for `target_col`. Primary metric: rmse (default), mae or r2."""
+    return _tabular(REGRESSION, pos_label=None, **locals())
+
+
+def forecast(
+    data: pd.DataFrame | str | Path,
+    target_col: str,
+    time_col: str,
+    horizon: int,
+    frequency: str = "D",
+    *,
+    primary_metric: str | None = None,
+    timeout_minutes: float | None = None,
+    max_trials: int | None = None,
+    exclude_frameworks: Iterable[str] | None = None,
+    experiment_name: str | None = None,
+    register_model: str | None = None,
+    seed: int = 0,
+    output_dir: str | Path | None = None,
+    on_trial: OnTrial | None = None,
+) -> AutoMLResult:
+    """Forecast `target_col` `horizon` steps of `frequency` ahead. Primary metric: smape
+    (default), mase, mae or rmse. The last `horizon` points are the test set, the `horizon`
+    before them the validation set."""
+    kwargs = dict(locals())
+    from modelyard.automl import forecasting
+
+    return forecasting.run(**kwargs)
+
+
+def _cv_folds(cv_folds: int | str | None, n_rows: int) -> int | None:
+    if cv_folds == "auto":
+        return 5 if n_rows <= CV_MAX_ROWS else None
+    if cv_folds is None:
+        return None
+    if not isinstance(cv_folds, int) or cv_folds < 2:
+        raise InvalidArgument("cv_folds must be 'auto', None or an integer >= 2", field="cv_folds")
+    return cv_folds
+
+
+def _classes(y: pd.Series, pos_label: Any) -> tuple[list[Any], Any]:
+    classes = sorted(y.unique().tolist())
+    if len(classes) < 2:
+        raise InvalidArgument(
+            f"the target has {len(classes)} class(es); classification needs at least two",
+            field="target_col",
+        )
+    if pos_label is None:
+        return classes, classes[-1] if len(classes) == 2 else None
+    for c in classes:
+        if c == pos_label or str(c) == str(pos_label):
+            return classes, c
+    raise InvalidArgument(f"pos_label {pos_label!r} is not one of {classes}", field="pos_label")
+
+
+def _prepare(
+    problem: str,
+    data: Any,
+    target_col: str,
+    exclude_cols: Iterable[str] | None,
+    split_col: str | None,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    workdir: Path,
+) -> tuple[pd.DataFrame, dataset.Schema, Path, list[str]]:
+    """Load, clean, split, and round-trip through the CSV the trial scripts will read."""
+    raw = dataset.load(data)
+    notes = []
+    if target_col not in raw.columns:
+        raise InvalidArgument(f"target_col {target_col!r} is not a column", field="target_col")
+    missing = int(raw[target_col].isna().sum())
+    if missing:
+        raw = raw[raw[target_col].notna()]
+        notes.append(f"{missing} rows without a {target_col} value were dropped")
+    drop = [c for c in exclude_cols or () if c in raw.columns and c != target_col]
+    raw = raw.drop(columns=drop).reset_index(drop=True)
+    if len(raw) < 20:
+        raise InvalidArgument(f"{len(raw)} rows is too few to train and validate", field="data")
+    split = dataset.assign_split(
+        raw, target_col, problem == CLASSIFICATION, val_fraction, test_fraction, seed, split_col
+    )
+    if split_col is not None:
+        raw = raw.drop(columns=[split_col])
+    normalized, schema = dataset.normalize(raw, target_col, problem == REGRESSION)
+    normalized[dataset.SPLIT_COL] = split.to_numpy()
+    schema.dtypes[dataset.SPLIT_COL] = "str"
+    csv_path = workdir / "training_data.csv"
+    normalized.to_csv(csv_path, index=False)
+    return schema.read(csv_path), schema, csv_path, notes
+
+
+def _tabular(
+    problem: str,
+    data: Any,
+    target_col: str,
+    *,
+    primary_metric: str | None,
+    timeout_minutes: float | None,
+    max_trials: int | None,
+    exclude_frameworks: Iterable[str] | None,
+    exclude_cols: Iterable[str] | None,
+    pos_label: Any,
+    split_col: str | None,
+    val_fraction: float,
+    test_fraction: float,
+    cv_folds: int | str | None,
+    experiment_name: str | None,
+    register_model: str | None,
+    seed: int,
+    output_dir: str | Path | None,
+    on_trial: OnTrial | None,
+) -> AutoMLResult:
+    started = time.monotonic()
+    primary = metrics.primary_metric(problem, primary_metric)
+    excluded = common.excluded_frameworks(exclude_frameworks)
+    total, timeout = common.budget_seconds(timeout_minutes, max_trials)
+    workdir = common.output_dir(output_dir)
+    df, schema, csv_path, notes = _prepare(
+        problem,
+        data,
+        target_col,
+        exclude_cols,
+        split_col,
+        val_fraction,
+        test_fraction,
+        seed,
+        workdir,
+    )
+    feature_frame = df.drop(columns=[target_col, dataset.SPLIT_COL])
+    types = profile.detect_types(feature_frame)
+    plan = features.plan(types)
+    if not plan.columns:
+        raise InvalidArgument(f"no usable feature columns: {plan.dropped}", field="data")
+    prof = profile.profile(df.drop(columns=[dataset.SPLIT_COL]), target_col, problem, types)
+    fit_rows = int((df[dataset.SPLIT_COL] != "test").sum())
+    folds = _cv_folds(cv_folds, fit_rows)
+    classes, label = (None, None)
+    imbalanced, stratified = False, False
+    if problem == CLASSIFICATION:
+        classes, label = _classes(df[target_col], pos_label)
+        counts = df[target_col].value_counts()
+        imbalanced = bool(counts.min() / counts.max() < 0.5)
+        fit_counts = df.loc[df[dataset.SPLIT_COL] != "test", target_col].value_counts()
+        stratified = folds is not None and int(fit_counts.min()) >= folds
+    ctx = families.Context(
+        problem=problem,
+        n_rows=len(df),
+        n_classes=len(classes or []),
+        imbalanced=imbalanced,
+        seed=seed,
+        n_jobs=1 if df.size <= 2_000_000 else -1,
+    )
+    candidates = families.available(ctx, excluded)
+    if not candidates:
+        raise InvalidArgument(
+            f"exclude_frameworks {list(excluded)} leaves no model family for {problem}",
+            field="exclude_frameworks",
+        )
+    exp_id = common.experiment_id(experiment_name)
+    params = {
+        "problem_type": problem,
+        "target_col": target_col,
+        "primary_metric": primary,
+        "timeout_minutes": timeout_minutes,
+        "max_trials": max_trials,
+        "exclude_frameworks": ",".join(excluded),
+        "model_families": ",".join(f.name for f in candidates),
+        "cv_folds": folds,
+        "split": "user" if split_col else f"random:{val_fraction}/{test_fraction}",
+        "seed": seed,
+        "n_rows": len(df),
+        "n_features": len(plan.columns),
+        "pos_label": label,
+    }
+    with common.start_parent(problem, target_col, exp_id, params) as parent:
+        common.log_data(
+            df,
+            csv_path,
+            Path(str(data)).stem if isinstance(data, str | Path) else "training_data",
+            target_col,
+        )
+        report_uri = common.log_exploration(prof, f"Data exploration: {target_col} ({problem})")
+        s = search.TabularSearch(
+            problem=problem,
+            primary=primary,
+            maximize=metrics.maximize(problem, primary),
+            families=candidates,
+            ctx=ctx,
+            origin=Origin(fluent.get_tracking_uri(), exp_id, parent.info.run_id, -1, ""),
+            output_dir=workdir,
+            seed=seed,
+            df=df,
+            schema=schema,
+            target_col=target_col,
+            plan=plan,
+            classes=classes,
+            pos_label=label,
+            cv_folds=folds,
+            stratified=stratified,
+        )
+        remaining = None if timeout is None else max(1.0, timeout - (time.monotonic() - started))
+        enqueue = [f.enqueued(ctx) for f in candidates]
+        tuned = search.run(s, s.objective, remaining, max_trials, on_trial, enqueue)
+        held_out = df[df[dataset.SPLIT_COL] == ("val" if folds is None else "test")]
+        example_cols = plan.columns
+
+        def log_model(model: Any, run_id: str, fit_frame: pd.DataFrame) -> tuple[str, int | None]:
+            family = s.records[s.best.number].framework
+            info = modelyard.sklearn.log_model(
+                model,
+                "model",
+                input_example=fit_frame[example_cols].head(5),
+                run_id=run_id,
+                registered_model_name=register_model,
+                pip_requirements=common.requirements(family),
+            )
+            return info.model_uri, info.registered_model_version
+
+        def score(model: Any, X: pd.DataFrame, y: pd.Series) -> float:
+            return s.scores(model, X, y, [primary])[primary]
+
+        return common.finish(
+            s,
+            tuned,
+            log_model=log_model,
+            explain_frame=(held_out[plan.columns], held_out[target_col]),
+            score=score,
+            report_uri=report_uri,
+            warnings=notes + [w.message for w in prof.warnings],
+            deadline=None if total is None else started + total - 2.0,
+        )

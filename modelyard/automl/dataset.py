@@ -1,0 +1,148 @@
+"""Training data as AutoML stores it: normalized types, a split column, and a CSV round trip.
+
+AutoML logs the data it trained on to the parent run (`data/training_data.csv`) with a split
+column (`_automl_split`: train / val / test), and every trial, in process or in its generated
+script, reads that same file with the same `pd.read_csv(..., dtype=..., parse_dates=...)`
+call. So a script sees exactly the rows, types and split the trial saw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelyard.errors import InvalidArgument
+
+SPLIT_COL = "_automl_split"
+DATA_ARTIFACT = "data/training_data.csv"
+_SPLIT_NAMES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validate": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
+
+
+@dataclass(frozen=True)
+class Schema:
+    """How to read the CSV back: a dtype per column and the timestamp columns."""
+
+    dtypes: dict[str, str]
+    date_columns: list[str]
+
+    def read(self, path: str | Path) -> pd.DataFrame:
+        return pd.read_csv(path, dtype=self.dtypes, parse_dates=self.date_columns)
+
+
+def load(data: Any) -> pd.DataFrame:
+    """A DataFrame as given, or one read from a .csv / .parquet path."""
+    if isinstance(data, pd.DataFrame):
+        return data.copy()
+    if isinstance(data, str | Path):
+        path = Path(data)
+        if not path.exists():
+            raise InvalidArgument(f"data file {path} does not exist", field="data")
+        if path.suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    raise InvalidArgument(
+        f"data must be a pandas DataFrame or a path to a CSV or Parquet file, not "
+        f"{type(data).__name__}",
+        field="data",
+    )
+
+
+def normalize(
+    df: pd.DataFrame, target_col: str, keep_target_numeric: bool
+) -> tuple[pd.DataFrame, Schema]:
+    """Features as float64, text (str) or timestamps; the target keeps its type."""
+    out = {}
+    dtypes: dict[str, str] = {}
+    dates: list[str] = []
+    for c in df.columns:
+        name = str(c)
+        col = df[c]
+        if pd.api.types.is_datetime64_any_dtype(col):
+            if getattr(col.dt, "tz", None) is not None:
+                col = col.dt.tz_convert("UTC").dt.tz_localize(None)
+            out[name] = col
+            dates.append(name)
+            continue
+        if name == target_col:
+            if pd.api.types.is_bool_dtype(col):
+                dtypes[name] = "bool"
+            elif pd.api.types.is_integer_dtype(col):
+                col, dtypes[name] = col.astype("int64"), "int64"
+            elif pd.api.types.is_float_dtype(col) or keep_target_numeric:
+                col, dtypes[name] = col.astype("float64"), "float64"
+            else:
+                col, dtypes[name] = col.astype(str), "str"
+        elif pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+            col, dtypes[name] = col.astype("float64"), "float64"
+        else:
+            col = col.astype("object").where(col.notna(), None)
+            col = col.map(lambda v: v if v is None else str(v))
+            dtypes[name] = "str"
+        out[name] = col
+    return pd.DataFrame(out, index=df.index), Schema(dtypes, dates)
+
+
+def assign_split(
+    df: pd.DataFrame,
+    target_col: str,
+    stratify: bool,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    split_col: str | None = None,
+) -> pd.Series:
+    """train / val / test per row: from the user's split column, or drawn at random."""
+    if split_col is not None:
+        if split_col not in df.columns:
+            raise InvalidArgument(f"split_col {split_col!r} is not a column", field="split_col")
+        names = df[split_col].astype(str).str.lower().map(_SPLIT_NAMES)
+        if names.isna().any():
+            bad = sorted(set(df[split_col][names.isna()].astype(str)))[:5]
+            raise InvalidArgument(
+                f"split_col {split_col!r} holds {bad}; use train, validate or test",
+                field="split_col",
+            )
+        return names.rename(SPLIT_COL)
+    if not 0 < test_fraction < 1 or not 0 < val_fraction < 1 or val_fraction + test_fraction >= 1:
+        raise InvalidArgument("split fractions must be in (0, 1) and sum below 1", field="split")
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(df))
+    labels = df[target_col].to_numpy() if stratify else None
+    if labels is not None and pd.Series(labels).value_counts().min() < 3:
+        labels = None
+    rest, test = train_test_split(
+        index, test_size=test_fraction, random_state=seed, stratify=labels
+    )
+    rest_labels = labels[rest] if labels is not None else None
+    train, val = train_test_split(
+        rest,
+        test_size=val_fraction / (1 - test_fraction),
+        random_state=seed,
+        stratify=rest_labels,
+    )
+    split = np.empty(len(df), dtype=object)
+    split[train], split[val], split[test] = "train", "val", "test"
+    return pd.Series(split, index=df.index, name=SPLIT_COL)
+
+
+def time_split(times: pd.Series, horizon: int) -> pd.Series:
+    """The last `horizon` points are test, the `horizon` before them validation."""
+    n = len(times)
+    split = np.full(n, "train", dtype=object)
+    split[n - 2 * horizon : n - horizon] = "val"
+    split[n - horizon :] = "test"
+    return pd.Series(split, index=times.index, name=SPLIT_COL)

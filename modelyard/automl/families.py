@@ -1,0 +1,316 @@
+"""Model families AutoML searches: their estimators, search spaces and first (default) configs.
+
+A family turns an Optuna trial into constructor arguments (`suggest`); `estimator` builds the
+scikit-learn compatible estimator from them and `source` writes the same constructor call as
+code. Search-space names are prefixed with the family (`lightgbm.num_leaves`) so one study can
+hold every family; `defaults` are enqueued as the first trials, so a usable baseline of each
+family exists within seconds.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from modelyard.automl.metrics import CLASSIFICATION, REGRESSION
+
+FRAMEWORKS = ("sklearn", "lightgbm", "xgboost", "statsmodels")
+SMALL_DATA_ROWS = 10_000  # kernel and neighbour models only below this size
+
+
+@dataclass(frozen=True)
+class Context:
+    problem: str
+    n_rows: int
+    n_classes: int = 0
+    imbalanced: bool = False
+    seed: int = 0
+    n_jobs: int = 1
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What to construct: `module.cls(**kwargs)`, optionally wrapped."""
+
+    module: str
+    cls: str
+    kwargs: dict[str, Any]
+    # "labels": LabelEncodedClassifier; "scaled_target": regress a standardized target;
+    # "calibrated": probabilities by cross-validated calibration (SVC has none of its own)
+    wrapper: str | None = None
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    framework: str
+    problems: tuple[str, ...]
+    suggest: Callable[[optuna.Trial, Context], Spec]
+    defaults: Callable[[Context], dict[str, Any]]
+    small_data_only: bool = False
+
+    def available(self, ctx: Context) -> bool:
+        return ctx.problem in self.problems and (
+            not self.small_data_only or ctx.n_rows <= SMALL_DATA_ROWS
+        )
+
+    def enqueued(self, ctx: Context) -> dict[str, Any]:
+        return {
+            "model_family": self.name,
+            **{f"{self.name}.{k}": v for k, v in self.defaults(ctx).items()},
+        }
+
+
+def _p(trial: optuna.Trial, family: str) -> Callable[..., Any]:
+    """A suggest helper that prefixes parameter names with the family."""
+
+    def suggest(kind: str, name: str, *args: Any, **kwargs: Any) -> Any:
+        return getattr(trial, f"suggest_{kind}")(f"{family}.{name}", *args, **kwargs)
+
+    return suggest
+
+
+def _class_weight(s: Callable[..., Any], ctx: Context) -> dict[str, Any]:
+    if ctx.problem == CLASSIFICATION and ctx.imbalanced:
+        return {"class_weight": s("categorical", "class_weight", [None, "balanced"])}
+    return {}
+
+
+def _weight_default(ctx: Context) -> dict[str, Any]:
+    return {"class_weight": "balanced"} if ctx.problem == CLASSIFICATION and ctx.imbalanced else {}
+
+
+# -- scikit-learn --------------------------------------------------------------------------------
+
+
+def _linear(trial: optuna.Trial, ctx: Context) -> Spec:
+    s = _p(trial, "linear")
+    if ctx.problem == CLASSIFICATION:
+        kwargs = {"C": s("float", "C", 1e-4, 1e3, log=True), "max_iter": 2000}
+        kwargs.update(_class_weight(s, ctx))
+        return Spec("sklearn.linear_model", "LogisticRegression", kwargs)
+    kwargs = {
+        "alpha": s("float", "alpha", 1e-6, 10.0, log=True),
+        "l1_ratio": s("float", "l1_ratio", 0.0, 1.0),
+        "max_iter": 5000,
+    }
+    return Spec("sklearn.linear_model", "ElasticNet", kwargs)
+
+
+def _linear_defaults(ctx: Context) -> dict[str, Any]:
+    if ctx.problem == CLASSIFICATION:
+        return {"C": 1.0, **_weight_default(ctx)}
+    return {"alpha": 1e-3, "l1_ratio": 0.5}
+
+
+def _trees(kind: str) -> Callable[[optuna.Trial, Context], Spec]:
+    def suggest(trial: optuna.Trial, ctx: Context) -> Spec:
+        s = _p(trial, kind)
+        kwargs: dict[str, Any] = {
+            "n_estimators": s("int", "n_estimators", 50, 500, log=True),
+            "max_features": s(
+                "categorical", "max_features", ["sqrt", "log2", 0.25, 0.5, 0.75, 1.0]
+            ),
+            "min_samples_leaf": s("int", "min_samples_leaf", 1, 32, log=True),
+        }
+        if ctx.problem == CLASSIFICATION:
+            kwargs["criterion"] = s("categorical", "criterion", ["gini", "entropy"])
+            kwargs.update(_class_weight(s, ctx))
+        kwargs.update(random_state=ctx.seed, n_jobs=ctx.n_jobs)
+        prefix = "RandomForest" if kind == "random_forest" else "ExtraTrees"
+        suffix = "Classifier" if ctx.problem == CLASSIFICATION else "Regressor"
+        return Spec("sklearn.ensemble", prefix + suffix, kwargs)
+
+    return suggest
+
+
+def _trees_defaults(ctx: Context) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "n_estimators": 200,
+        "max_features": "sqrt" if ctx.problem == CLASSIFICATION else 1.0,
+        "min_samples_leaf": 1,
+    }
+    if ctx.problem == CLASSIFICATION:
+        out.update(criterion="gini", **_weight_default(ctx))
+    return out
+
+
+def _svm(trial: optuna.Trial, ctx: Context) -> Spec:
+    s = _p(trial, "svm")
+    kwargs: dict[str, Any] = {
+        "C": s("float", "C", 1e-2, 1e3, log=True),
+        "gamma": s("float", "gamma", 1e-4, 1.0, log=True),
+    }
+    if ctx.problem == CLASSIFICATION:
+        kwargs.update(_class_weight(s, ctx))
+        return Spec("sklearn.svm", "SVC", kwargs, wrapper="calibrated")
+    kwargs["epsilon"] = s("float", "epsilon", 1e-3, 1.0, log=True)
+    return Spec("sklearn.svm", "SVR", kwargs, wrapper="scaled_target")
+
+
+def _svm_defaults(ctx: Context) -> dict[str, Any]:
+    out: dict[str, Any] = {"C": 1.0, "gamma": 0.01}
+    if ctx.problem == CLASSIFICATION:
+        out.update(_weight_default(ctx))
+    else:
+        out["epsilon"] = 0.1
+    return out
+
+
+def _knn(trial: optuna.Trial, ctx: Context) -> Spec:
+    s = _p(trial, "knn")
+    kwargs = {
+        "n_neighbors": s("int", "n_neighbors", 1, 50, log=True),
+        "weights": s("categorical", "weights", ["uniform", "distance"]),
+        "p": s("categorical", "p", [1, 2]),
+        "n_jobs": ctx.n_jobs,
+    }
+    cls = "KNeighborsClassifier" if ctx.problem == CLASSIFICATION else "KNeighborsRegressor"
+    return Spec("sklearn.neighbors", cls, kwargs)
+
+
+# -- gradient boosting ---------------------------------------------------------------------------
+
+
+def _lightgbm(trial: optuna.Trial, ctx: Context) -> Spec:
+    s = _p(trial, "lightgbm")
+    kwargs: dict[str, Any] = {
+        "n_estimators": s("int", "n_estimators", 16, 1024, log=True),
+        "learning_rate": s("float", "learning_rate", 0.01, 0.3, log=True),
+        "num_leaves": s("int", "num_leaves", 4, 256, log=True),
+        "min_child_samples": s("int", "min_child_samples", 2, 64, log=True),
+        "subsample": s("float", "subsample", 0.5, 1.0),
+        "subsample_freq": 1,
+        "colsample_bytree": s("float", "colsample_bytree", 0.3, 1.0),
+        "reg_alpha": s("float", "reg_alpha", 1e-8, 10.0, log=True),
+        "reg_lambda": s("float", "reg_lambda", 1e-8, 10.0, log=True),
+    }
+    kwargs.update(_class_weight(s, ctx))
+    kwargs.update(random_state=ctx.seed, n_jobs=ctx.n_jobs, verbose=-1)
+    cls = "LGBMClassifier" if ctx.problem == CLASSIFICATION else "LGBMRegressor"
+    return Spec("lightgbm", cls, kwargs)
+
+
+def _lightgbm_defaults(ctx: Context) -> dict[str, Any]:
+    return {
+        "n_estimators": 100,
+        "learning_rate": 0.1,
+        "num_leaves": 31,
+        "min_child_samples": 20,
+        "subsample": 1.0,
+        "colsample_bytree": 1.0,
+        "reg_alpha": 1e-8,
+        "reg_lambda": 1e-8,
+        **_weight_default(ctx),
+    }
+
+
+def _xgboost(trial: optuna.Trial, ctx: Context) -> Spec:
+    s = _p(trial, "xgboost")
+    kwargs: dict[str, Any] = {
+        "n_estimators": s("int", "n_estimators", 16, 1024, log=True),
+        "max_depth": s("int", "max_depth", 2, 10),
+        "learning_rate": s("float", "learning_rate", 0.01, 0.3, log=True),
+        "subsample": s("float", "subsample", 0.5, 1.0),
+        "colsample_bytree": s("float", "colsample_bytree", 0.3, 1.0),
+        "min_child_weight": s("float", "min_child_weight", 0.5, 16.0, log=True),
+        "reg_lambda": s("float", "reg_lambda", 1e-3, 10.0, log=True),
+        "reg_alpha": s("float", "reg_alpha", 1e-8, 1.0, log=True),
+    }
+    if ctx.problem == CLASSIFICATION and ctx.imbalanced and ctx.n_classes == 2:
+        kwargs["scale_pos_weight"] = s("float", "scale_pos_weight", 1.0, 20.0, log=True)
+    kwargs.update(tree_method="hist", random_state=ctx.seed, n_jobs=ctx.n_jobs, verbosity=0)
+    if ctx.problem == CLASSIFICATION:
+        return Spec("xgboost", "XGBClassifier", kwargs, wrapper="labels")
+    return Spec("xgboost", "XGBRegressor", kwargs)
+
+
+def _xgboost_defaults(ctx: Context) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "n_estimators": 100,
+        "max_depth": 6,
+        "learning_rate": 0.1,
+        "subsample": 1.0,
+        "colsample_bytree": 1.0,
+        "min_child_weight": 1.0,
+        "reg_lambda": 1.0,
+        "reg_alpha": 1e-8,
+    }
+    if ctx.problem == CLASSIFICATION and ctx.imbalanced and ctx.n_classes == 2:
+        out["scale_pos_weight"] = 1.0
+    return out
+
+
+BOTH = (CLASSIFICATION, REGRESSION)
+# In the order their defaults are tried: quick, strong baselines first.
+FAMILIES: tuple[Family, ...] = (
+    Family("lightgbm", "lightgbm", BOTH, _lightgbm, _lightgbm_defaults),
+    Family("linear", "sklearn", BOTH, _linear, _linear_defaults),
+    Family("xgboost", "xgboost", BOTH, _xgboost, _xgboost_defaults),
+    Family("random_forest", "sklearn", BOTH, _trees("random_forest"), _trees_defaults),
+    Family("svm", "sklearn", BOTH, _svm, _svm_defaults, small_data_only=True),
+    Family("extra_trees", "sklearn", BOTH, _trees("extra_trees"), _trees_defaults),
+    Family(
+        "knn",
+        "sklearn",
+        BOTH,
+        _knn,
+        lambda ctx: {"n_neighbors": 5, "weights": "distance", "p": 2},
+        small_data_only=True,
+    ),
+)
+
+
+def available(ctx: Context, exclude_frameworks: tuple[str, ...] = ()) -> list[Family]:
+    return [f for f in FAMILIES if f.available(ctx) and f.framework not in exclude_frameworks]
+
+
+# -- building and writing estimators ------------------------------------------------------------
+
+
+def estimator(spec: Spec) -> Any:
+    cls = getattr(importlib.import_module(spec.module), spec.cls)
+    model = cls(**spec.kwargs)
+    if spec.wrapper == "labels":
+        from modelyard.automl.transformers import LabelEncodedClassifier
+
+        return LabelEncodedClassifier(model)
+    if spec.wrapper == "scaled_target":
+        from sklearn.compose import TransformedTargetRegressor
+        from sklearn.preprocessing import StandardScaler
+
+        return TransformedTargetRegressor(regressor=model, transformer=StandardScaler())
+    if spec.wrapper == "calibrated":
+        from sklearn.calibration import CalibratedClassifierCV
+
+        return CalibratedClassifierCV(model, ensemble=False)
+    return model
+
+
+def imports(spec: Spec) -> list[str]:
+    lines = [f"from {spec.module} import {spec.cls}"]
+    if spec.wrapper == "labels":
+        lines.append("from modelyard.automl.transformers import LabelEncodedClassifier")
+    if spec.wrapper == "scaled_target":
+        lines.append("from sklearn.compose import TransformedTargetRegressor")
+        lines.append("from sklearn.preprocessing import StandardScaler")
+    if spec.wrapper == "calibrated":
+        lines.append("from sklearn.calibration import CalibratedClassifierCV")
+    return lines
+
+
+def source(spec: Spec, indent: str = "    ") -> str:
+    """The constructor call as code, one argument per line."""
+    args = "".join(f"{indent}    {k}={v!r},\n" for k, v in spec.kwargs.items())
+    call = f"{spec.cls}(\n{args}{indent})"
+    if spec.wrapper == "labels":
+        return f"LabelEncodedClassifier({call})"
+    if spec.wrapper == "scaled_target":
+        return f"TransformedTargetRegressor(regressor={call}, transformer=StandardScaler())"
+    if spec.wrapper == "calibrated":
+        return f"CalibratedClassifierCV({call}, ensemble=False)"
+    return call

@@ -1,0 +1,174 @@
+"""Forecasters AutoML fits, importable by generated trial code and by logged models.
+
+All of them fit one regular series (a pandas Series with a DatetimeIndex) and forecast the
+`steps` points after its end:
+
+- `StatsmodelsForecaster`: Holt-Winters exponential smoothing or (seasonal) ARIMA.
+- `LagForecaster`: any scikit-learn style regressor on lag, rolling-mean and calendar features,
+  forecasting recursively (each prediction becomes a lag of the next); optionally on differences,
+  so tree models can follow a trend.
+- `ForecastModel`: what gets logged: a fitted forecaster that answers `predict(df)` for the
+  timestamps in `df[time_col]`.
+"""
+
+# X and y are named as scikit-learn names them.
+# ruff: noqa: N803, N806
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelyard.errors import InvalidArgument
+
+
+def season_length(frequency: str) -> int:
+    """Points per seasonal cycle for a pandas frequency: hourly 24, daily 7, monthly 12, ..."""
+    name = pd.tseries.frequencies.to_offset(frequency).rule_code.upper()
+    for prefix, m in (
+        ("MIN", 60),
+        ("T", 60),
+        ("S", 60),
+        ("H", 24),
+        ("B", 5),
+        ("D", 7),
+        ("W", 52),
+        ("M", 12),
+        ("Q", 4),
+    ):
+        if name.startswith(prefix):
+            return m
+    return 1
+
+
+def future_times(last: pd.Timestamp, steps: int, frequency: str) -> pd.DatetimeIndex:
+    return pd.date_range(last, periods=steps + 1, freq=frequency)[1:]
+
+
+class StatsmodelsForecaster:
+    """`kind` is "exponential_smoothing" or "arima"; `settings` go to the statsmodels model."""
+
+    def __init__(self, kind: str, **settings: Any) -> None:
+        self.kind = kind
+        self.settings = settings
+
+    def fit(self, series: pd.Series) -> StatsmodelsForecaster:
+        import warnings
+
+        values = np.asarray(series, dtype=float)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence chatter
+            if self.kind == "exponential_smoothing":
+                from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
+                self.result_ = ExponentialSmoothing(values, **self.settings).fit()
+            elif self.kind == "arima":
+                from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+                self.result_ = SARIMAX(values, **self.settings).fit(disp=False, maxiter=200)
+            else:
+                raise InvalidArgument(f"unknown statsmodels forecaster {self.kind!r}")
+        return self
+
+    def forecast(self, steps: int) -> np.ndarray:
+        return np.asarray(self.result_.forecast(steps), dtype=float)
+
+    def fitted(self) -> np.ndarray:
+        """In-sample one-step-ahead predictions, one per training point."""
+        return np.asarray(self.result_.fittedvalues, dtype=float)
+
+
+class LagForecaster:
+    """A regressor on lags `lags`, a rolling mean over `window` points and calendar features."""
+
+    def __init__(
+        self,
+        estimator: Any,
+        lags: list[int],
+        window: int,
+        frequency: str,
+        difference: bool = False,
+    ) -> None:
+        self.estimator = estimator
+        self.lags = lags
+        self.window = window
+        self.frequency = frequency
+        self.difference = difference
+
+    def _row(self, history: list[float], when: pd.Timestamp) -> list[float]:
+        row = [history[-lag] for lag in self.lags]
+        row.append(float(np.mean(history[-self.window :])))
+        row += [when.day_of_week, when.month, when.day, when.hour, len(history)]
+        return row
+
+    @property
+    def warmup(self) -> int:
+        return max(max(self.lags), self.window)
+
+    def fit(self, series: pd.Series) -> LagForecaster:
+        values = [float(v) for v in series]
+        times = pd.DatetimeIndex(series.index)
+        if len(values) <= self.warmup + 1:
+            raise InvalidArgument(
+                f"{len(values)} points are too few for lags up to {self.warmup}", field="data"
+            )
+        X = [self._row(values[:t], times[t]) for t in range(self.warmup, len(values))]
+        y = np.asarray(values[self.warmup :])
+        if self.difference:
+            y = y - np.asarray(values[self.warmup - 1 : -1])
+        self.estimator.fit(np.asarray(X), y)
+        self.history_ = values
+        self.last_ = times[-1]
+        self.fitted_ = self._one_step(np.asarray(X), np.asarray(values[self.warmup - 1 : -1]))
+        return self
+
+    def _one_step(self, X: np.ndarray, previous: np.ndarray) -> np.ndarray:
+        predicted = np.asarray(self.estimator.predict(X), dtype=float)
+        return predicted + previous if self.difference else predicted
+
+    def forecast(self, steps: int) -> np.ndarray:
+        history = list(self.history_)
+        out = []
+        for when in future_times(self.last_, steps, self.frequency):
+            x = np.asarray([self._row(history, when)])
+            value = float(self._one_step(x, np.asarray([history[-1]]))[0])
+            history.append(value)
+            out.append(value)
+        return np.asarray(out)
+
+    def fitted(self) -> np.ndarray:
+        """One-step predictions for every training point after the warm-up."""
+        return self.fitted_
+
+
+class ForecastModel:
+    """A fitted forecaster for the points after `last_time`: `predict(df)` reads `df[time_col]`."""
+
+    def __init__(self, forecaster: Any, time_col: str, frequency: str, last_time: pd.Timestamp):
+        self.forecaster = forecaster
+        self.time_col = time_col
+        self.frequency = frequency
+        self.last_time = pd.Timestamp(last_time)
+        # Named input columns: the pyfunc loader passes a DataFrame through as is.
+        self.feature_names_in_ = np.asarray([time_col], dtype=object)
+
+    def predict(self, data: pd.DataFrame) -> np.ndarray:
+        if self.time_col not in data.columns:
+            raise InvalidArgument(f"input needs a {self.time_col!r} column", field=self.time_col)
+        times = pd.to_datetime(data[self.time_col])
+        if (times <= self.last_time).any():
+            raise InvalidArgument(
+                f"{self.time_col} must be after the end of the training data ({self.last_time})",
+                field=self.time_col,
+            )
+        grid = pd.date_range(self.last_time, times.max(), freq=self.frequency)[1:]
+        positions = grid.get_indexer(pd.DatetimeIndex(times))
+        if (positions < 0).any():
+            raise InvalidArgument(
+                f"{self.time_col} values must fall on the {self.frequency!r} grid after "
+                f"{self.last_time}",
+                field=self.time_col,
+            )
+        return self.forecaster.forecast(len(grid))[positions]

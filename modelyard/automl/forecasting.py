@@ -1,0 +1,532 @@
+"""AutoML for one time series: statistical models and regressors on lag features, searched.
+
+The series is put on a regular grid (`frequency`; duplicate timestamps averaged, gaps
+interpolated), then split by time: the last `horizon` points are the test set and the `horizon`
+before them the validation set. Each trial fits on the training points and forecasts the
+validation points; then it refits on train + validation and forecasts the test points. The
+refitted model is the one logged for the best trial.
+
+Families: Holt-Winters exponential smoothing and seasonal ARIMA (statsmodels), Ridge
+(scikit-learn) and LightGBM / XGBoost on lag, rolling-mean and calendar features.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+from typing import Any
+
+import optuna
+import pandas as pd
+
+import modelyard.sklearn
+from modelyard import fluent
+from modelyard.automl import codegen, common, dataset, families, metrics, profile, search
+from modelyard.automl.codegen import Origin
+from modelyard.automl.forecasters import (
+    ForecastModel,
+    LagForecaster,
+    StatsmodelsForecaster,
+    future_times,
+    season_length,
+)
+from modelyard.automl.metrics import FORECASTING
+from modelyard.automl.result import AutoMLResult
+from modelyard.errors import InvalidArgument
+
+
+@dataclass(frozen=True)
+class ForecastSpec:
+    """A forecaster to build: statsmodels (`settings`) or a regressor on lags (`regressor`)."""
+
+    kind: str  # "exponential_smoothing", "arima" or "lags"
+    settings: dict[str, Any]
+    regressor: families.Spec | None = None
+
+
+@dataclass(frozen=True)
+class Series:
+    n_train: int
+    season: int
+    positive: bool
+
+
+# -- families ----------------------------------------------------------------------------------
+
+
+def _exponential_smoothing(trial: optuna.Trial, s: Series) -> ForecastSpec:
+    trend = trial.suggest_categorical("exponential_smoothing.trend", [None, "add"])
+    settings: dict[str, Any] = {"trend": trend}
+    if trend:
+        settings["damped_trend"] = trial.suggest_categorical(
+            "exponential_smoothing.damped_trend", [False, True]
+        )
+    if s.season > 1 and s.n_train >= 2 * s.season + 2:
+        choices = [None, "add", "mul"] if s.positive else [None, "add"]
+        seasonal = trial.suggest_categorical("exponential_smoothing.seasonal", choices)
+        if seasonal:
+            settings.update(seasonal=seasonal, seasonal_periods=s.season)
+    return ForecastSpec("exponential_smoothing", settings)
+
+
+def _arima(trial: optuna.Trial, s: Series) -> ForecastSpec:
+    p = trial.suggest_int("arima.p", 0, 3)
+    d = trial.suggest_int("arima.d", 0, 1)
+    q = trial.suggest_int("arima.q", 0, 2)
+    settings: dict[str, Any] = {"order": (p, d, q)}
+    seasonal_d = 0
+    if s.season > 1 and s.n_train >= 3 * s.season:
+        big_p = trial.suggest_int("arima.P", 0, 1)
+        seasonal_d = trial.suggest_int("arima.D", 0, 1)
+        big_q = trial.suggest_int("arima.Q", 0, 1)
+        settings["seasonal_order"] = (big_p, seasonal_d, big_q, s.season)
+    settings["trend"] = "c" if d + seasonal_d == 0 else "n"
+    return ForecastSpec("arima", settings)
+
+
+def _lag_settings(trial: optuna.Trial, name: str, s: Series) -> dict[str, Any]:
+    most = max(2, min(3 * s.season, s.n_train // 4))
+    n_lags = trial.suggest_int(f"{name}.n_lags", 1, most)
+    lags = sorted({*range(1, n_lags + 1), *([s.season] if 1 < s.season < s.n_train // 2 else [])})
+    return {
+        "lags": lags,
+        "window": s.season if s.season > 1 else 3,
+        "difference": trial.suggest_categorical(f"{name}.difference", [False, True]),
+    }
+
+
+def _ridge(trial: optuna.Trial, s: Series) -> ForecastSpec:
+    settings = _lag_settings(trial, "ridge", s)
+    alpha = trial.suggest_float("ridge.alpha", 1e-4, 100.0, log=True)
+    return ForecastSpec(
+        "lags", settings, families.Spec("sklearn.linear_model", "Ridge", {"alpha": alpha})
+    )
+
+
+def _boosting(name: str) -> Any:
+    def suggest(trial: optuna.Trial, s: Series) -> ForecastSpec:
+        settings = _lag_settings(trial, name, s)
+        kwargs: dict[str, Any] = {
+            "n_estimators": trial.suggest_int(f"{name}.n_estimators", 20, 500, log=True),
+            "learning_rate": trial.suggest_float(f"{name}.learning_rate", 0.01, 0.3, log=True),
+        }
+        if name == "lightgbm":
+            kwargs["num_leaves"] = trial.suggest_int("lightgbm.num_leaves", 4, 64, log=True)
+            kwargs["min_child_samples"] = trial.suggest_int(
+                "lightgbm.min_child_samples", 2, 30, log=True
+            )
+            kwargs.update(random_state=0, n_jobs=1, verbose=-1)
+            return ForecastSpec(
+                "lags", settings, families.Spec("lightgbm", "LGBMRegressor", kwargs)
+            )
+        kwargs["max_depth"] = trial.suggest_int("xgboost.max_depth", 2, 8)
+        kwargs.update(random_state=0, n_jobs=1, verbosity=0)
+        return ForecastSpec("lags", settings, families.Spec("xgboost", "XGBRegressor", kwargs))
+
+    return suggest
+
+
+@dataclass(frozen=True)
+class ForecastFamily:
+    name: str
+    framework: str
+    suggest: Any
+    defaults: Any
+
+    def enqueued(self, s: Series) -> dict[str, Any]:
+        return {
+            "model_family": self.name,
+            **{f"{self.name}.{k}": v for k, v in self.defaults(s).items()},
+        }
+
+
+def _es_defaults(s: Series) -> dict[str, Any]:
+    out: dict[str, Any] = {"trend": "add", "damped_trend": True}
+    if s.season > 1:
+        out["seasonal"] = "add"
+    return out
+
+
+FAMILIES = (
+    ForecastFamily("exponential_smoothing", "statsmodels", _exponential_smoothing, _es_defaults),
+    ForecastFamily(
+        "ridge",
+        "sklearn",
+        _ridge,
+        lambda s: {"n_lags": max(1, min(s.season, 7)), "difference": False, "alpha": 1.0},
+    ),
+    ForecastFamily(
+        "lightgbm",
+        "lightgbm",
+        _boosting("lightgbm"),
+        lambda s: {
+            "n_lags": max(1, min(s.season, 7)),
+            "difference": True,
+            "n_estimators": 100,
+            "learning_rate": 0.1,
+            "num_leaves": 15,
+            "min_child_samples": 5,
+        },
+    ),
+    ForecastFamily(
+        "arima", "statsmodels", _arima, lambda s: {"p": 1, "d": 1, "q": 1, "P": 0, "D": 1, "Q": 1}
+    ),
+    ForecastFamily(
+        "xgboost",
+        "xgboost",
+        _boosting("xgboost"),
+        lambda s: {
+            "n_lags": max(1, min(s.season, 7)),
+            "difference": True,
+            "n_estimators": 100,
+            "learning_rate": 0.1,
+            "max_depth": 4,
+        },
+    ),
+)
+
+
+def build(spec: ForecastSpec, frequency: str) -> Any:
+    if spec.kind == "lags":
+        assert spec.regressor is not None
+        return LagForecaster(
+            families.estimator(spec.regressor), frequency=frequency, **spec.settings
+        )
+    return StatsmodelsForecaster(spec.kind, **spec.settings)
+
+
+def source(spec: ForecastSpec) -> tuple[list[str], str]:
+    """(imports, the constructor call) for the generated script, FREQUENCY being a constant."""
+    settings = "".join(f"        {k}={v!r},\n" for k, v in spec.settings.items())
+    if spec.kind == "lags":
+        assert spec.regressor is not None
+        imports = ["from modelyard.automl.forecasters import LagForecaster"]
+        imports += families.imports(spec.regressor)
+        call = (
+            f"LagForecaster(\n        {families.source(spec.regressor, '        ')},\n"
+            f"{settings}        frequency=FREQUENCY,\n    )"
+        )
+        return imports, call
+    imports = ["from modelyard.automl.forecasters import StatsmodelsForecaster"]
+    return imports, f"StatsmodelsForecaster(\n        {spec.kind!r},\n{settings}    )"
+
+
+# -- the generated script ----------------------------------------------------------------------
+
+_FORECAST = """
+
+
+TIME = $time_literal
+FREQUENCY = $frequency_literal
+SEASON = $season  # points per seasonal cycle, used to scale MASE
+
+
+def build_forecaster():
+    return $forecaster
+
+
+def smape(actual, predicted) -> float:
+    actual, predicted = np.asarray(actual, dtype=float), np.asarray(predicted, dtype=float)
+    denominator = np.abs(actual) + np.abs(predicted)
+    ratio = np.divide(2 * np.abs(predicted - actual), denominator,
+                      out=np.zeros_like(actual), where=denominator != 0)
+    return float(100 * ratio.mean())
+
+
+def mase(actual, predicted, history) -> float:
+    history = np.asarray(history, dtype=float)
+    lag = SEASON if 1 < SEASON < len(history) else 1
+    scale = np.mean(np.abs(history[lag:] - history[:-lag])) if len(history) > lag else np.nan
+    error = np.mean(np.abs(np.asarray(actual, dtype=float) - np.asarray(predicted, dtype=float)))
+    return float(error / scale) if scale and not np.isnan(scale) else float("nan")
+
+
+def evaluate(actual, predicted, history) -> dict[str, float]:
+    actual, predicted = np.asarray(actual, dtype=float), np.asarray(predicted, dtype=float)
+    return {
+        "smape": smape(actual, predicted),
+        "mase": mase(actual, predicted, history),
+        "mae": float(np.mean(np.abs(actual - predicted))),
+        "rmse": float(np.sqrt(np.mean((actual - predicted) ** 2))),
+    }
+
+
+def train_and_evaluate(df: pd.DataFrame):
+    series = df.set_index(TIME)[TARGET].asfreq(FREQUENCY)
+    split = df.set_index(TIME)[SPLIT].reindex(series.index)
+    train, val, test = (series[split == part] for part in ("train", "val", "test"))
+    model = build_forecaster().fit(train)
+    metrics = {}
+    fitted = model.fitted()
+    k = min(len(fitted), len(train) - SEASON)  # skip the first cycle: no history for it yet
+    scores = evaluate(train.to_numpy()[-k:], fitted[-k:], train)
+    metrics.update({f"train_{name}": v for name, v in scores.items()})
+    scores = evaluate(val, model.forecast(len(val)), train)
+    metrics.update({f"val_{name}": v for name, v in scores.items()})
+    history = pd.concat([train, val])
+    model = build_forecaster().fit(history)  # the model to keep: trained up to the test period
+    scores = evaluate(test, model.forecast(len(test)), history)
+    metrics.update({f"test_{name}": v for name, v in scores.items()})
+    return ForecastModel(model, TIME, FREQUENCY, history.index[-1]), metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-log", action="store_true", help="print the metrics, log nothing")
+    args = parser.parse_args()
+    model, metrics = train_and_evaluate(load_data())
+    for name, value in sorted(metrics.items()):
+        print(f"{name:24s} {value:.6g}")
+    if args.no_log:
+        return
+    modelyard.set_tracking_uri(TRACKING_URI)
+    tags = {"modelyard.automl.reproduces": $trial_run_id_literal}
+    future = pd.date_range(model.last_time, periods=6, freq=FREQUENCY)[1:]
+    with modelyard.start_run(experiment_id=EXPERIMENT_ID, run_name=$run_name_literal, tags=tags):
+        modelyard.log_param("model_family", $family_literal)
+        modelyard.log_metrics(metrics)
+        example = pd.DataFrame({TIME: future})
+        info = modelyard.sklearn.log_model(model, "model", input_example=example)
+    print(f"logged run {info.run_id}; model {info.model_uri}")
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def script(
+    origin: Origin,
+    spec: ForecastSpec,
+    family: str,
+    schema: dataset.Schema,
+    target_col: str,
+    time_col: str,
+    frequency: str,
+    season: int,
+    filename: str,
+) -> str:
+    imports, call = source(spec)
+    imports.append("from modelyard.automl.forecasters import ForecastModel")
+    title = f"AutoML trial {origin.trial_number}: {family} forecaster for {target_col}"
+    values = codegen.common_values(origin, schema, target_col, title, filename, imports)
+    values.update(
+        time_literal=repr(time_col),
+        frequency_literal=repr(frequency),
+        season=repr(season),
+        forecaster=call,
+        trial_run_id_literal=repr(origin.trial_run_id),
+        run_name_literal=repr(f"reproduce-trial-{origin.trial_number}-{family}"),
+        family_literal=repr(family),
+    )
+    return Template(codegen.HEADER + _FORECAST).substitute(values)
+
+
+# -- the search --------------------------------------------------------------------------------
+
+
+@dataclass
+class ForecastSearch(search.Search):
+    df: pd.DataFrame = field(default_factory=pd.DataFrame)
+    schema: dataset.Schema | None = None
+    target_col: str = ""
+    time_col: str = ""
+    frequency: str = "D"
+    series: Series = Series(0, 1, True)
+
+    def parts(self) -> tuple[pd.Series, pd.Series, pd.Series]:
+        """Mirrors the generated script's train_and_evaluate."""
+        series = self.df.set_index(self.time_col)[self.target_col].asfreq(self.frequency)
+        split = self.df.set_index(self.time_col)[dataset.SPLIT_COL].reindex(series.index)
+        train, val, test = (series[split == part] for part in ("train", "val", "test"))
+        return train, val, test
+
+    def evaluate(self, spec: ForecastSpec) -> tuple[Any, dict[str, float], pd.DataFrame]:
+        train, val, test = self.parts()
+        season = self.series.season
+        model = build(spec, self.frequency).fit(train)
+        out: dict[str, float] = {}
+        fitted = model.fitted()
+        k = min(len(fitted), len(train) - season)
+        for name, scores in (
+            ("train", metrics.forecasting(train.to_numpy()[-k:], fitted[-k:], train, season)),
+            ("val", metrics.forecasting(val, model.forecast(len(val)), train, season)),
+        ):
+            out.update({f"{name}_{m}": v for m, v in scores.items()})
+        history = pd.concat([train, val])
+        model = build(spec, self.frequency).fit(history)
+        scores = metrics.forecasting(test, model.forecast(len(test)), history, season)
+        out.update({f"test_{m}": v for m, v in scores.items()})
+        final = ForecastModel(model, self.time_col, self.frequency, history.index[-1])
+        future = future_times(history.index[-1], 5, self.frequency)
+        return final, out, pd.DataFrame({self.time_col: future})
+
+    def objective(self, trial: optuna.Trial) -> float:
+        names = [f.name for f in self.families]
+        family = self.families[names.index(trial.suggest_categorical("model_family", names))]
+        spec = family.suggest(trial, self.series)
+
+        def write(origin: Origin, filename: str) -> str:
+            assert self.schema is not None
+            return script(
+                origin,
+                spec,
+                family.name,
+                self.schema,
+                self.target_col,
+                self.time_col,
+                self.frequency,
+                self.series.season,
+                filename,
+            )
+
+        estimator = spec.regressor.cls if spec.regressor else spec.kind
+        return search.run_trial(
+            self, trial, family, None, lambda: self.evaluate(spec), write, estimator=estimator
+        )
+
+
+def _prepare(
+    data: Any, target_col: str, time_col: str, frequency: str, horizon: int, workdir: Path
+) -> tuple[pd.DataFrame, dataset.Schema, Path, list[str]]:
+    raw = dataset.load(data)
+    for name, col in (("target_col", target_col), ("time_col", time_col)):
+        if col not in raw.columns:
+            raise InvalidArgument(f"{name} {col!r} is not a column", field=name)
+    try:
+        pd.tseries.frequencies.to_offset(frequency)
+    except ValueError:
+        raise InvalidArgument(
+            f"frequency {frequency!r} is not a pandas frequency", field="frequency"
+        ) from None
+    if horizon < 1:
+        raise InvalidArgument("horizon must be at least 1", field="horizon")
+    notes = []
+    extra = [c for c in raw.columns if c not in (target_col, time_col)]
+    if extra:
+        notes.append(f"columns {extra} are not used: forecasting models the target's own history")
+    frame = pd.DataFrame(
+        {
+            time_col: pd.to_datetime(raw[time_col]),
+            target_col: pd.to_numeric(raw[target_col], errors="coerce"),
+        }
+    ).dropna(subset=[time_col])
+    if frame[time_col].duplicated().any():
+        notes.append("timestamps repeat: their values are averaged")
+    series = frame.groupby(time_col)[target_col].mean().sort_index().asfreq(frequency)
+    gaps = int(series.isna().sum())
+    if gaps:
+        notes.append(f"{gaps} missing points on the {frequency!r} grid were interpolated")
+        series = series.interpolate(limit_direction="both")
+    if len(series) < 2 * horizon + 10:
+        raise InvalidArgument(
+            f"{len(series)} points leave too little history for 2 x horizon {horizon} held out",
+            field="horizon",
+        )
+    df = pd.DataFrame({time_col: series.index, target_col: series.to_numpy()})
+    df[dataset.SPLIT_COL] = dataset.time_split(df[time_col], horizon).to_numpy()
+    schema = dataset.Schema({target_col: "float64", dataset.SPLIT_COL: "str"}, [time_col])
+    csv_path = workdir / "training_data.csv"
+    df.to_csv(csv_path, index=False)
+    return schema.read(csv_path), schema, csv_path, notes
+
+
+def run(
+    data: Any,
+    target_col: str,
+    time_col: str,
+    horizon: int,
+    frequency: str = "D",
+    *,
+    primary_metric: str | None = None,
+    timeout_minutes: float | None = None,
+    max_trials: int | None = None,
+    exclude_frameworks: Any = None,
+    experiment_name: str | None = None,
+    register_model: str | None = None,
+    seed: int = 0,
+    output_dir: str | Path | None = None,
+    on_trial: Any = None,
+) -> AutoMLResult:
+    started = time.monotonic()
+    primary = metrics.primary_metric(FORECASTING, primary_metric)
+    excluded = common.excluded_frameworks(exclude_frameworks)
+    _, timeout = common.budget_seconds(timeout_minutes, max_trials)
+    workdir = common.output_dir(output_dir)
+    df, schema, csv_path, notes = _prepare(data, target_col, time_col, frequency, horizon, workdir)
+    season = season_length(frequency)
+    n_train = int((df[dataset.SPLIT_COL] == "train").sum())
+    series = Series(n_train, season, bool((df[target_col] > 0).all()))
+    candidates = [f for f in FAMILIES if f.framework not in excluded]
+    if not candidates:
+        raise InvalidArgument(
+            f"exclude_frameworks {list(excluded)} leaves no forecasting model",
+            field="exclude_frameworks",
+        )
+    types = {time_col: "datetime"}
+    prof = profile.profile(
+        df.drop(columns=[dataset.SPLIT_COL]), target_col, FORECASTING, types, time_col
+    )
+    exp_id = common.experiment_id(experiment_name)
+    params = {
+        "problem_type": FORECASTING,
+        "target_col": target_col,
+        "time_col": time_col,
+        "horizon": horizon,
+        "frequency": frequency,
+        "season_length": season,
+        "primary_metric": primary,
+        "timeout_minutes": timeout_minutes,
+        "max_trials": max_trials,
+        "exclude_frameworks": ",".join(excluded),
+        "model_families": ",".join(f.name for f in candidates),
+        "seed": seed,
+        "n_points": len(df),
+    }
+    with common.start_parent(FORECASTING, target_col, exp_id, params) as parent:
+        name = Path(str(data)).stem if isinstance(data, str | Path) else "training_data"
+        common.log_data(df, csv_path, name, target_col)
+        report_uri = common.log_exploration(prof, f"Data exploration: {target_col} (forecasting)")
+        s = ForecastSearch(
+            problem=FORECASTING,
+            primary=primary,
+            maximize=metrics.maximize(FORECASTING, primary),
+            families=candidates,
+            ctx=families.Context(FORECASTING, len(df), seed=seed),
+            origin=Origin(fluent.get_tracking_uri(), exp_id, parent.info.run_id, -1, ""),
+            output_dir=workdir,
+            seed=seed,
+            df=df,
+            schema=schema,
+            target_col=target_col,
+            time_col=time_col,
+            frequency=frequency,
+            series=series,
+        )
+        remaining = None if timeout is None else max(1.0, timeout - (time.monotonic() - started))
+        enqueue = [f.enqueued(series) for f in candidates]
+        tuned = search.run(s, s.objective, remaining, max_trials, on_trial, enqueue)
+
+        def log_model(model: Any, run_id: str, example: pd.DataFrame) -> tuple[str, int | None]:
+            framework = s.records[s.best.number].framework
+            info = modelyard.sklearn.log_model(
+                model,
+                "model",
+                input_example=example,
+                run_id=run_id,
+                registered_model_name=register_model,
+                pip_requirements=common.requirements(framework),
+            )
+            return info.model_uri, info.registered_model_version
+
+        return common.finish(
+            s,
+            tuned,
+            log_model=log_model,
+            explain_frame=None,
+            score=None,
+            report_uri=report_uri,
+            warnings=notes + [w.message for w in prof.warnings],
+        )

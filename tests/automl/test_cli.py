@@ -1,0 +1,44 @@
+"""`modelyard automl run` on a CSV file: a progress bar, then the trials and the best one."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from modelyard.cli import app
+
+runner = CliRunner()
+
+
+def test_automl_run_shows_progress_and_the_best_trial(fluent, server, prices, tmp_path) -> None:
+    data = tmp_path / "prices.csv"
+    prices.to_csv(data, index=False)
+    args = ["automl", "run", "--data", str(data), "--target", "price", "--problem", "regression"]
+    args += ["--timeout", "1", "--max-trials", "2", "--uri", server.address]
+    result = runner.invoke(app, [*args, "--output-dir", str(tmp_path / "code")])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "AutoML regression: price" in out and "trials 2" in out and "best rmse" in out
+    assert "Trials (2), best first by val_rmse" in out
+    assert "source" in out and str(tmp_path / "code") in out.replace("\n", "")
+    assert len(list((tmp_path / "code").glob("trial_*.py"))) == 2
+
+    done = runner.invoke(app, [*args, "--experiment", "cli-automl", "--json"])
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.output)
+    assert summary["trials"] == 2 and summary["primary_metric"] == "rmse"
+    run = fluent.client().get_run(summary["best_trial"]["run_id"])
+    assert run.info.experiment_id == summary["experiment_id"]
+    assert fluent.client().get_experiment(summary["experiment_id"]).name == "cli-automl"
+
+
+def test_automl_run_refuses_a_forecast_without_a_time_column(
+    fluent, server, sales, tmp_path
+) -> None:
+    data = tmp_path / "sales.csv"
+    sales.to_csv(data, index=False)
+    args = ["automl", "run", "--data", str(data), "--target", "sales", "--problem", "forecasting"]
+    result = runner.invoke(app, [*args, "--uri", server.address])
+    assert result.exit_code != 0
+    assert "--time-col" in result.output

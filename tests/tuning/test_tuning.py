@@ -1,0 +1,216 @@
+"""Optuna studies tracked through a real server: a parent run per study, a nested run per trial."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from modelyard import tuning
+from modelyard.entities import RunStatus
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _children(client, parent_run_id: str, experiment_id: str):
+    return list(
+        client.search_runs([experiment_id], f"attributes.parent_run_id = '{parent_run_id}'")
+    )
+
+
+@pytest.mark.filterwarnings("ignore:The reported value is ignored")
+def test_trials_are_nested_runs_with_every_intermediate_value(fluent) -> None:
+    c = fluent.client()
+    seen_while_running: list[list[int]] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", -4.0, 4.0)
+        kind = trial.suggest_categorical("kind", ["a", "b"])
+        if kind == "b" and x > 3.5:
+            raise ValueError("unlucky")
+        loss = 0.0
+        for step in range(4):
+            loss = (x - 1.0) ** 2 + 1.0 / (step + 1)
+            trial.report(loss, step)
+            trial.report(loss + 100, step)  # a second report at a step is ignored, as in Optuna
+            run_id = fluent.active_run().info.run_id
+            history = c.get_metric_history(run_id, "intermediate_value")
+            seen_while_running.append([m.step for m in history])
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        fluent.log_metric("user_metric", 7.0)  # the trial's run is the active run
+        return loss
+
+    study = tuning.create_study(
+        direction="minimize",
+        sampler=optuna.samplers.RandomSampler(seed=3),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
+        experiment_name="tuning-nested",
+        run_name="quadratic",
+    )
+    study.enqueue_trial({"x": 3.9, "kind": "b"})  # fails
+    result = tuning.optimize(study, objective, n_trials=12, catch=(ValueError,))
+
+    # Intermediate values were on the server while the trial was still running.
+    assert [0] in seen_while_running and [0, 1] in seen_while_running
+    parent = c.get_run(result.parent_run_id)
+    assert parent.info.run_name == "quadratic" and parent.info.status == RunStatus.FINISHED
+    runs = {
+        int(r.data.tags["optuna.trial_number"]): r
+        for r in _children(c, result.parent_run_id, result.experiment_id)
+    }
+    trials = study.get_trials()
+    assert sorted(runs) == [t.number for t in trials]
+    states = {t.state for t in trials}
+    assert optuna.trial.TrialState.PRUNED in states and optuna.trial.TrialState.FAIL in states
+    expected_status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+    for t in trials:
+        run = runs[t.number]
+        assert run.info.run_name == f"trial-{t.number}"
+        assert run.data.tags["optuna.trial_state"] == t.state.name
+        assert run.info.status == expected_status[t.state.name]
+        assert run.data.params == {k: str(v) for k, v in t.params.items()}
+        assert run.data.metrics["duration_seconds"] >= 0
+        history = c.get_metric_history(run.info.run_id, "intermediate_value")
+        assert {m.step: m.value for m in history} == t.intermediate_values
+        assert t.user_attrs[tuning.TRIAL_RUN_ATTR] == run.info.run_id
+        if t.state.name == "COMPLETE":
+            assert run.data.metrics["value"] == pytest.approx(t.value)
+            assert run.data.metrics["user_metric"] == 7.0
+        if t.state.name == "FAIL":
+            assert run.data.tags["optuna.fail_reason"] == "ValueError: unlucky"
+            assert "value" not in run.data.metrics
+
+    # The parent holds the summary, the best trial and the parameter importance.
+    best = study.best_trial
+    assert result.best_run_id == runs[best.number].info.run_id
+    assert parent.data.tags["best_trial.run_id"] == result.best_run_id
+    assert json.loads(parent.data.tags["best_trial.params"]) == best.params
+    assert parent.data.params["optuna.sampler"] == "RandomSampler"
+    assert parent.data.params["optuna.pruner"] == "MedianPruner"
+    assert parent.data.metrics["best_value"] == pytest.approx(best.value)
+    assert parent.data.metrics["n_trials"] == 12
+    assert parent.data.metrics["n_pruned"] + parent.data.metrics["n_failed"] >= 2
+    assert "param_importance.x" in parent.data.metrics
+    summary = json.loads(
+        Path(c.download_artifacts(result.parent_run_id, "study/summary.json")).read_text()
+    )
+    assert summary["best_trial"]["number"] == best.number
+    # best_value is stepped by trial number as the study runs: it never gets worse.
+    steps = c.get_metric_history(result.parent_run_id, "best_value")
+    values = [m.value for m in sorted(steps, key=lambda m: (m.step, m.timestamp))]
+    assert values == sorted(values, reverse=True)
+
+
+def test_an_uncaught_failure_fails_the_trial_and_the_parent(fluent) -> None:
+    c = fluent.client()
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.suggest_int("n", 1, 3)
+        raise RuntimeError("broken objective")
+
+    study = tuning.create_study(direction="maximize")
+    with pytest.raises(RuntimeError, match="broken objective"):
+        tuning.optimize(study, objective, n_trials=3)
+    parent_id = study.user_attrs[tuning.PARENT_RUN_ATTR]
+    assert c.get_run(parent_id).info.status == RunStatus.FAILED
+    (run,) = _children(c, parent_id, c.get_run(parent_id).info.experiment_id)
+    assert run.info.status == RunStatus.FAILED
+    assert run.data.tags["optuna.fail_reason"] == "RuntimeError: broken objective"
+    assert fluent.active_run() is None
+
+
+def test_an_active_run_is_the_parent_and_threads_track_their_own_trials(fluent) -> None:
+    c = fluent.client()
+
+    def objective(trial: optuna.Trial) -> float:
+        fluent.log_metric("from_objective", trial.number)
+        return trial.suggest_float("x", 0, 1)
+
+    with fluent.start_run(run_name="my-parent") as parent:
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+        result = tuning.optimize(study, objective, n_trials=6, n_jobs=2, metric_name="loss")
+        assert fluent.active_run().info.run_id == parent.info.run_id
+        assert c.get_run(parent.info.run_id).info.status == RunStatus.RUNNING
+    assert result.parent_run_id == parent.info.run_id
+    runs = _children(c, parent.info.run_id, parent.info.experiment_id)
+    assert len(runs) == 6
+    for run in runs:
+        assert run.data.metrics["from_objective"] == int(run.data.tags["optuna.trial_number"])
+        assert "loss" in run.data.metrics and run.info.status == RunStatus.FINISHED
+
+
+def test_grid_sampler_covers_the_grid_once(fluent) -> None:
+    c = fluent.client()
+    grid = {"depth": [2, 4, 8], "lr": [0.1, 0.01]}
+    study = tuning.create_study(sampler=optuna.samplers.GridSampler(grid, seed=0))
+    result = tuning.optimize(
+        study, lambda t: t.suggest_int("depth", 2, 8) * t.suggest_float("lr", 0.01, 0.1)
+    )
+    runs = _children(c, result.parent_run_id, result.experiment_id)
+    combos = {(r.data.params["depth"], r.data.params["lr"]) for r in runs}
+    assert len(runs) == 6 and len(combos) == 6
+    assert c.get_run(result.parent_run_id).data.params["optuna.sampler"] == "GridSampler"
+
+
+def test_multi_objective_values_get_one_metric_each(fluent) -> None:
+    c = fluent.client()
+    study = tuning.create_study(directions=["minimize", "maximize"])
+    result = tuning.optimize(
+        study,
+        lambda t: (t.suggest_float("a", 0, 1), t.suggest_float("b", 0, 1)),
+        n_trials=3,
+        metric_name=["cost", "gain"],
+    )
+    assert result.best_run_id is None
+    runs = _children(c, result.parent_run_id, result.experiment_id)
+    assert all({"cost", "gain"} <= set(r.data.metrics) for r in runs)
+
+
+@pytest.mark.postgres
+def test_two_worker_processes_share_one_study_on_postgres(fluent, server, postgres_url) -> None:
+    """Optuna's RDB storage on PostgreSQL; every trial is tracked exactly once, by its worker."""
+    storage = postgres_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    study = tuning.create_study(
+        study_name="shared", storage=storage, direction="minimize", experiment_name="distributed"
+    )
+    parent_id = study.user_attrs[tuning.PARENT_RUN_ATTR]
+    worker = Path(__file__).with_name("worker.py")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(worker), server.address, storage, "shared", "5"],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+
+    c = fluent.client()
+    trials = optuna.load_study(study_name="shared", storage=storage).get_trials()
+    assert len(trials) == 10 and all(t.state.name == "COMPLETE" for t in trials)
+    runs = _children(c, parent_id, c.get_run(parent_id).info.experiment_id)
+    numbers = sorted(int(r.data.tags["optuna.trial_number"]) for r in runs)
+    assert numbers == list(range(10))  # all trials, each exactly once
+    assert {t.user_attrs[tuning.TRIAL_RUN_ATTR] for t in trials} == {r.info.run_id for r in runs}
+    assert len({r.data.tags["optuna.worker"] for r in runs}) == 2  # both workers ran trials
+    for r in runs:
+        assert [m.step for m in c.get_metric_history(r.info.run_id, "intermediate_value")] == [
+            0,
+            1,
+            2,
+        ]
+    parent = c.get_run(parent_id)
+    assert parent.info.status == RunStatus.FINISHED  # the last worker out finished it
+    assert parent.data.metrics["n_complete"] == 10
+    assert parent.data.tags["best_trial.run_id"] in {r.info.run_id for r in runs}
