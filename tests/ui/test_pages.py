@@ -379,3 +379,30 @@ def test_with_auth_on(secure_ui, tmp_path) -> None:
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_test_id("experiments")).to_contain_text("secret-project")
     admin.close()
+
+
+def test_automl_leaderboard(ui: UI, client: Client, tmp_path) -> None:
+    import modelyard.automl
+    from tests.automl.conftest import price_frame
+
+    result = modelyard.automl.regress(
+        price_frame(), "price", max_trials=3, cv_folds=None, experiment_name="prices",
+        output_dir=tmp_path / "automl",
+    )  # fmt: skip
+    page = ui.page
+    ui.go(f"/runs/{result.parent_run_id}")
+    page.get_by_role("link", name="AutoML leaderboard").click()
+    page.wait_for_load_state("load")
+    ui.screenshot("automl")
+    board = page.get_by_test_id("leaderboard")
+    rows = board.locator("tbody tr")
+    expect(rows).to_have_count(3)
+    expect(page.locator("body")).to_contain_text("ranked by val_rmse")
+    # Best first (lowest RMSE), and the best trial is the one AutoML picked.
+    scores = [float(rows.nth(i).locator("td.num").first.inner_text()) for i in range(3)]
+    assert scores == sorted(scores)
+    expect(rows.nth(0)).to_contain_text("best")
+    assert result.best_trial.run_id in rows.nth(0).get_by_role("link").first.get_attribute("href")
+    rows.nth(0).locator("a.source").click()
+    page.wait_for_load_state("load")
+    expect(page.get_by_test_id("preview")).to_contain_text("import")  # the generated script

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelyard.automl.metrics import maximize
 from modelyard.errors import InvalidArgument
 from modelyard.services.ui.web import client, render
 
@@ -31,7 +32,11 @@ def leaderboard(request: Request) -> Response:
     )
     key = f"val_{primary}"  # what AutoML ranks trials by
     metric_keys = sorted({k for t in trials for k in t.data.metrics})
-    lower_is_better = primary in {"rmse", "mae", "log_loss", "smape", "mase", "mse", "mape"}
+    problem = tags.get("modelyard.automl.problem_type", "")
+    try:
+        lower_is_better = not maximize(problem, primary)
+    except KeyError:  # a run from another AutoML version: assume an error metric
+        lower_is_better = True
 
     def score(run) -> float:
         value = run.data.metrics.get(key)
@@ -49,7 +54,7 @@ def leaderboard(request: Request) -> Response:
         key=key,
         columns=columns[:9],
         best=tags.get("modelyard.automl.best_run_id"),
-        problem=tags.get("modelyard.automl.problem_type", ""),
+        problem=problem,
         target=tags.get("modelyard.automl.target_col", ""),
         report=tags.get("modelyard.automl.report"),
     )
