@@ -180,7 +180,7 @@ class Settings(BaseSettings):
 
     @property
     def home_dir(self) -> Path:
-        return self.home.expanduser()
+        return self.home.expanduser().absolute()  # file:// URIs need an absolute path
 
     @property
     def database_url(self) -> str:

@@ -38,3 +38,10 @@ def test_bad_values_fail_at_load(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MODELYARD_PORT")
     with pytest.raises(ValidationError, match="typo"):
         Settings(s3={"endpoint": "x", "typo": 1})
+
+
+def test_a_relative_home_is_made_absolute(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(home="state")
+    assert settings.home_dir == tmp_path / "state"
+    assert settings.artifact_root == (tmp_path / "state" / "artifacts").as_uri()
