@@ -9,12 +9,15 @@ modelyard.pyfunc.load_model(info.model_uri).predict(X)
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import pickle
 import shutil
 import tempfile
 import threading
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,6 +179,35 @@ class _SklearnPredictor:
         if isinstance(data, pd.DataFrame) and not hasattr(self.model, "feature_names_in_"):
             data = data.to_numpy()  # fitted on an array: column names would only warn
         return self.model.predict(data)
+
+    def for_arrays(
+        self, columns: list[str], example: pd.DataFrame | None
+    ) -> Callable[[np.ndarray], Any] | None:
+        """A predict taking a plain [rows, columns] array, or None. An estimator fitted on a
+        DataFrame then skips building one per call (and scikit-learn's checks of it), the
+        largest cost of a one-row prediction. Offered only when a copy without the fitted
+        column names gives exactly the same answers on the input example; a pipeline that picks
+        columns by name never qualifies."""
+        names = getattr(self.model, "feature_names_in_", None)
+        if names is None:
+            return self.model.predict
+        if example is None or list(names) != list(columns):
+            return None
+        twin = copy.copy(self.model)
+        try:
+            del twin.feature_names_in_
+        except AttributeError:  # derived from inner steps (a Pipeline): names matter there
+            return None
+        frame = example[list(columns)]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                by_name = np.asarray(self.model.predict(frame))
+                by_position = np.asarray(twin.predict(frame.to_numpy()))
+        except Exception:
+            return None
+        same = by_name.shape == by_position.shape and np.array_equal(by_name, by_position)
+        return twin.predict if same else None
 
 
 def _load_pickle(path: Path, manifest: ModelManifest) -> Any:

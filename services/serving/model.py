@@ -77,16 +77,25 @@ class LoadedModel:
         self.columns: list[ColumnSpec] = (
             columns if self.signature and self.signature.is_tabular else []
         )
-        native = model.unwrap_python_model()
-        # A model fitted on a plain array wants one: skip building a DataFrame for it.
-        self._array_ok = bool(self.columns) and not hasattr(native, "feature_names_in_")
+        self._names = [c.name for c in self.columns]
+        self._index = pd.Index(self._names)  # built once, not per request
         self._numeric_dtype = (
-            COLUMN_TYPES[self.columns[0].type]
+            np.dtype(COLUMN_TYPES[self.columns[0].type])
             if self.columns
             and len({c.type for c in self.columns}) == 1
             and self.columns[0].type in ("double", "float", "long", "integer")
             else None
         )
+        # All-numeric tables go to the model as one array when the flavor can take it (for
+        # scikit-learn: checked on the input example to give the same answers as a DataFrame).
+        self._array_predict = None
+        for_arrays = getattr(model._impl, "for_arrays", None)
+        if self._numeric_dtype is not None and for_arrays is not None:
+            example = model.input_example()
+            self._array_predict = for_arrays(
+                self._names, example if isinstance(example, pd.DataFrame) else None
+            )
+        self._array_ok = self._array_predict is not None
 
     # -- tensors -> model input ----------------------------------------------------------------
 
@@ -115,7 +124,7 @@ class LoadedModel:
         return array
 
     def _table(self, tensors: dict[str, np.ndarray]) -> Any:
-        names = [c.name for c in self.columns]
+        names = self._names
         if len(tensors) == 1 and next(iter(tensors)) not in names:
             ((name, array),) = tensors.items()
             if array.ndim != 2 or array.shape[1] != len(names):
@@ -124,13 +133,11 @@ class LoadedModel:
                     f"tensor with columns {names} in order, or one tensor per column",
                     field=name,
                 )
-            if (
-                self._array_ok
-                and self._numeric_dtype
-                and array.dtype == np.dtype(self._numeric_dtype)
-            ):
+            if self._array_ok and array.dtype == self._numeric_dtype:
                 return array  # already exactly what the model takes
-            frame = pd.DataFrame(_text(array) if array.dtype == object else array, columns=names)
+            frame = pd.DataFrame(
+                _text(array) if array.dtype == object else array, columns=self._index
+            )
         else:
             missing = [n for n in names if n not in tensors]
             if missing:
@@ -156,7 +163,9 @@ class LoadedModel:
                     )
                 rows = len(column)
                 data[n] = _text(column)
-            frame = pd.DataFrame(data)
+            if self._array_ok and all(c.dtype == self._numeric_dtype for c in data.values()):
+                return np.column_stack(list(data.values()))  # the types are already right
+            frame = pd.DataFrame(data, columns=self._index)
         return self._enforced(frame)
 
     def _enforced(self, frame: pd.DataFrame) -> Any:
@@ -170,7 +179,10 @@ class LoadedModel:
         """Named output arrays, first dimension = rows."""
         impl = self.model._impl
         try:
-            result = impl.predict(model_input)
+            if self._array_predict is not None and isinstance(model_input, np.ndarray):
+                result = self._array_predict(model_input)
+            else:
+                result = impl.predict(model_input)
         except ModelyardError:
             raise
         except Exception as exc:  # the model's own code failed: say so, without a traceback
