@@ -89,6 +89,8 @@ class FeaturesSettings(BaseModel):
     online_store_uri: str | None = None
     # DuckDB worker threads for training sets; None uses every core.
     duckdb_threads: int | None = Field(default=None, ge=1)
+    # Definitions are cached this long; another replica's apply shows here within it.
+    definitions_cache_seconds: float = Field(default=5.0, ge=0)
 
 
 class AuthSettings(BaseModel):

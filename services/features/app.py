@@ -36,7 +36,7 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
     db = Database(settings.database_url)
     if settings.migrate_on_start:
         migrate(db)
-    store = SqlFeatureStore(db)
+    store = SqlFeatureStore(db, settings.features.definitions_cache_seconds)
     artifacts = open_artifact_store(settings.artifact_root, settings.s3)
     online = open_online_store(
         settings.features.online_store_uri or f"sqlite:///{settings.home_dir / 'online.db'}"

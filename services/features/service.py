@@ -45,17 +45,15 @@ def _now_ms() -> int:
 
 
 @dataclass(frozen=True)
-class OnlineValue:
-    value: Any
-    status: str  # PRESENT, NOT_FOUND, OUTSIDE_MAX_AGE
-    event_time_ms: int | None
-
-
-@dataclass(frozen=True)
 class OnlineColumn:
+    """One feature's values for the entity rows. A view's features share one `statuses` and one
+    `event_times` list (the same objects), since they were stored and read together."""
+
     name: str
     dtype: ValueType
-    values: list[OnlineValue]
+    values: list[Any]
+    statuses: list[str]  # PRESENT, NOT_FOUND, OUTSIDE_MAX_AGE
+    event_times: list[int | None]  # ms
 
 
 class TrainingSetOutput:
@@ -415,20 +413,19 @@ class FeaturesService:
             stored = self.online.read(view.name, keys)
             ttl_ms = int(view.ttl.total_seconds() * 1000) if view.ttl else None
             types = {f.name: f.dtype for f in view.schema}
+            statuses = [
+                "NOT_FOUND"
+                if found is None
+                else "OUTSIDE_MAX_AGE"
+                if ttl_ms is not None and now - found[1] > ttl_ms
+                else "PRESENT"
+                for found in stored
+            ]
+            times = [None if found is None else found[1] for found in stored]
+            records = [None if found is None else found[0] for found in stored]
             for feature, out in zip(request.features, request.output_names, strict=True):
-                values = []
-                for found in stored:
-                    if found is None:
-                        values.append(OnlineValue(None, "NOT_FOUND", None))
-                        continue
-                    record, event_time = found
-                    status = (
-                        "OUTSIDE_MAX_AGE"
-                        if ttl_ms is not None and now - event_time > ttl_ms
-                        else "PRESENT"
-                    )
-                    values.append(OnlineValue(record.get(feature), status, event_time))
-                columns.append(OnlineColumn(out, types[feature], values))
+                values = [None if r is None else r.get(feature) for r in records]
+                columns.append(OnlineColumn(out, types[feature], values, statuses, times))
         return columns
 
     def push(self, view_name: str, table: pa.Table, to_online: bool, to_offline: bool) -> int:

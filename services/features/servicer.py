@@ -6,6 +6,7 @@ import io
 from collections.abc import Iterator
 
 import pyarrow as pa
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from modelyard._gen.features.v1 import features_pb2 as pb
 from modelyard._gen.features.v1 import features_pb2_grpc
@@ -172,14 +173,20 @@ class FeatureStoreServicer(features_pb2_grpc.FeatureStoreServiceServicer):
         response = pb.GetOnlineFeaturesResponse()
         for c in request.entities:
             response.columns.add(name=c.name, values=list(c.values))
+        shared: dict[int, tuple[list[int], list[Timestamp]]] = {}  # per view, built once
         for column in columns:
-            out = response.columns.add(name=column.name)
-            for v in column.values:
-                out.values.append(value_to_proto(v.value, column.dtype))
-                out.statuses.append(_STATUS[v.status])
-                ts = out.event_timestamps.add()
-                if v.event_time_ms is not None:
-                    ts.CopyFrom(ms_to_timestamp(v.event_time_ms))
+            if id(column.statuses) not in shared:
+                shared[id(column.statuses)] = (
+                    [_STATUS[s] for s in column.statuses],
+                    [Timestamp() if t is None else ms_to_timestamp(t) for t in column.event_times],
+                )
+            statuses, times = shared[id(column.statuses)]
+            response.columns.add(
+                name=column.name,
+                values=[value_to_proto(v, column.dtype) for v in column.values],
+                statuses=statuses,
+                event_timestamps=times,
+            )
         return response
 
     def Push(self, request, context):

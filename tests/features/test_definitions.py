@@ -199,3 +199,21 @@ def test_view_named_in_a_service_must_exist_in_the_registry_or_request(
         ("create", "feature_service", "both"),
         ("create", "feature_view", "driver_daily"),
     ]
+
+
+def test_definition_lookups_are_cached_per_replica(database_url: str, repo: Repo) -> None:
+    """Lookups answer from memory (definitions change rarely); this replica's applies show at
+    once, another replica's after `definitions_cache_seconds`."""
+    from modelyard.services.common.db import Database
+    from modelyard.services.features.app import migrate
+    from modelyard.services.features.store.sql import SqlFeatureStore
+
+    db = Database(database_url)
+    migrate(db)
+    here, other, uncached = (SqlFeatureStore(db, s) for s in (3600, 3600, 0))
+    assert here.find("entity", "driver") is None and other.find("entity", "driver") is None
+    here.apply([repo.driver], [], "alice")
+    assert here.find("entity", "driver").definition == repo.driver  # its own apply: at once
+    assert other.find("entity", "driver") is None  # still within the other replica's cache
+    assert uncached.find("entity", "driver").definition == repo.driver
+    db.dispose()

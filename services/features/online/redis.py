@@ -27,6 +27,12 @@ if stored and tonumber(stored) > tonumber(ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[1], 'v', ARGV[1], 't', ARGV[2])
 return 1
 """
+# KEYS: rows' hashes. One round trip and one command for any number of keys.
+_READ_ALL = """
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('HMGET', key, 'v', 't') end
+return out
+"""
 _PREFIX = "modelyard:online"
 
 
@@ -37,6 +43,7 @@ class RedisOnlineStore(OnlineStore):
         self.prefix = query.pop("prefix", _PREFIX)
         self._redis = redis.Redis.from_url(urlunsplit(parts._replace(query=urlencode(query))))
         self._write = self._redis.register_script(_WRITE_IF_NEWER)
+        self._read_all = self._redis.register_script(_READ_ALL)
 
     def _key(self, view: str, entity_key: str) -> str:
         return f"{self.prefix}:{view}:{entity_key}"
@@ -53,10 +60,10 @@ class RedisOnlineStore(OnlineStore):
         return len(rows)
 
     def read(self, view: str, keys: Sequence[str]) -> list[tuple[dict[str, Any], int] | None]:
-        with self._redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.hmget(self._key(view, key), "v", "t")
-            replies = pipe.execute()
+        names = [self._key(view, key) for key in keys]
+        replies = (
+            [self._redis.hmget(names[0], "v", "t")] if len(names) == 1 else self._read_all(names)
+        )
         return [
             (decode_values(values), int(event_time)) if values is not None else None
             for values, event_time in replies

@@ -50,8 +50,14 @@ class MaterializationRecord:
 
 
 class SqlFeatureStore:
-    def __init__(self, db: Database) -> None:
+    """Definitions are read on every lookup and change rarely: `find` answers from memory for
+    `cache_seconds` (how long another replica's apply may take to show here); an apply through
+    this store is seen at once."""
+
+    def __init__(self, db: Database, cache_seconds: float = 5.0) -> None:
         self.db = db
+        self._cache_seconds = cache_seconds
+        self._cache: dict[tuple[str, str], tuple[float, Stored | None]] = {}
 
     def close(self) -> None:
         self.db.dispose()
@@ -65,6 +71,15 @@ class SqlFeatureStore:
         return [Stored(_load(r.spec), r.version, r.update_time) for r in rows]
 
     def find(self, kind: str, name: str) -> Stored | None:
+        now = time.monotonic()
+        cached = self._cache.get((kind, name))
+        if cached is not None and now - cached[0] < self._cache_seconds:
+            return cached[1]
+        found = self._find(kind, name)
+        self._cache[(kind, name)] = (now, found)
+        return found
+
+    def _find(self, kind: str, name: str) -> Stored | None:
         with self.db.read() as conn:
             row = conn.execute(
                 select(definitions).where(definitions.c.kind == kind, definitions.c.name == name)
@@ -104,6 +119,19 @@ class SqlFeatureStore:
     ) -> None:
         """Write the changes in one transaction, each with a new version in the history."""
         now = _now()
+        self._cache.clear()
+        try:
+            self._write(upserts, deletes, user, now)
+        finally:
+            self._cache.clear()  # whatever happened, read the table again
+
+    def _write(
+        self,
+        upserts: Sequence[Definition],
+        deletes: Sequence[tuple[str, str]],
+        user: str,
+        now: int,
+    ) -> None:
         d, h = definitions.c, definition_history.c
         with self.db.write() as conn:
             for definition in upserts:
