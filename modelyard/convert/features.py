@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -167,6 +168,33 @@ def value_to_proto(value: Any, dtype: ValueType) -> pb.Value:
         msg.unix_timestamp_val.FromDatetime(moment.astimezone(UTC) if moment.tzinfo else moment)
         return msg
     return pb.Value(string_val=str(value))
+
+
+# Per type: the Value field a Python value goes in, and how it is made that field's type.
+_FIELDS: dict[ValueType, tuple[str, Any]] = {
+    ValueType.INT32: ("int32_val", int),
+    ValueType.INT64: ("int64_val", int),
+    ValueType.FLOAT32: ("float_val", float),
+    ValueType.FLOAT64: ("double_val", float),
+    ValueType.BOOL: ("bool_val", bool),
+    ValueType.BYTES: ("bytes_val", bytes),
+    ValueType.STRING: ("string_val", str),
+}
+
+
+def append_values(values: Any, items: Sequence[Any], dtype: ValueType) -> None:
+    """Append Python values to a repeated Value field, built in place (the fast path for
+    responses of many values; same result as value_to_proto for each)."""
+    if dtype not in _FIELDS:
+        values.extend(value_to_proto(v, dtype) for v in items)
+        return
+    field, cast = _FIELDS[dtype]
+    add = values.add
+    for v in items:
+        if v is None or (isinstance(v, float) and v != v):  # None or NaN: unset
+            add()
+        else:
+            add(**{field: cast(v)})
 
 
 def value_to_python(m: pb.Value) -> Any:

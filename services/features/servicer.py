@@ -12,9 +12,9 @@ from modelyard._gen.features.v1 import features_pb2 as pb
 from modelyard._gen.features.v1 import features_pb2_grpc
 from modelyard.convert.common import grant_to_proto, level_to_entity, ms_to_timestamp
 from modelyard.convert.features import (
+    append_values,
     definition_to_entity,
     definition_to_proto,
-    value_to_proto,
     value_to_python,
 )
 from modelyard.errors import InvalidArgument
@@ -181,12 +181,9 @@ class FeatureStoreServicer(features_pb2_grpc.FeatureStoreServiceServicer):
                     [Timestamp() if t is None else ms_to_timestamp(t) for t in column.event_times],
                 )
             statuses, times = shared[id(column.statuses)]
-            response.columns.add(
-                name=column.name,
-                values=[value_to_proto(v, column.dtype) for v in column.values],
-                statuses=statuses,
-                event_timestamps=times,
-            )
+            out = response.columns.add(name=column.name, statuses=statuses)
+            append_values(out.values, column.values, column.dtype)
+            out.event_timestamps.extend(times)
         return response
 
     def Push(self, request, context):

@@ -8,11 +8,12 @@ materializing an old window after a fresh push never goes back in time.
 from __future__ import annotations
 
 import abc
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
+
+import orjson
 
 from modelyard.errors import InvalidArgument
 
@@ -25,15 +26,15 @@ class OnlineRow:
 
 
 def entity_key(values: Sequence[Any]) -> str:
-    return json.dumps(list(values), separators=(",", ":"), default=str)
+    return orjson.dumps(list(values), default=str).decode()
 
 
 def encode_values(values: dict[str, Any]) -> str:
-    return json.dumps(values, separators=(",", ":"), default=str)
+    return orjson.dumps(values, default=str, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
 def decode_values(data: str | bytes) -> dict[str, Any]:
-    return json.loads(data)
+    return orjson.loads(data)
 
 
 class OnlineStore(abc.ABC):
