@@ -8,7 +8,8 @@ Measures, in this order, against a server holding nothing else:
 
   single      sequential log_metric calls (after a warm-up): calls/s, p50/p95/p99 ms
   floor       (modelyard only) grpc.health.v1 Check on the client's own channel: the bare gRPC
-              unary round trip of this server, and single p50 / floor p50
+              unary round trip of this server, and single p50 / floor p50; also the same Check
+              from 8 threads at once (the parallel ceiling for the concurrent figure)
   log_batch   LogBatch of 1000 metrics per call into one run: metrics/s, p50/p95 ms per batch
   concurrent  8 threads, each logging N log_metric calls into its own run through one shared
               client; afterwards every value is read back with get_metric_history and compared
@@ -251,6 +252,36 @@ def bench_floor(a: Adapter, calls: int, warmup: int) -> dict[str, Any] | None:
     return {"calls": calls, "calls_per_s": round(calls / total, 1), **latency_stats(lat)}
 
 
+def bench_floor_concurrent(a: Adapter, threads: int, per_thread: int) -> dict[str, Any] | None:
+    """The same health Check from `threads` threads at once: the most calls/s this server and
+    client can exchange in parallel on this machine, whatever the RPC does."""
+    call = a.floor_call()
+    if call is None:
+        return None
+    barrier = threading.Barrier(threads + 1)
+
+    def worker() -> None:
+        call()
+        barrier.wait()
+        for _ in range(per_thread):
+            call()
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for th in pool:
+        th.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for th in pool:
+        th.join()
+    total = time.perf_counter() - t0
+    log(f"  {threads} threads x {per_thread} health Check: done in {total:.1f}s")
+    return {
+        "threads": threads,
+        "calls": threads * per_thread,
+        "calls_per_s": round(threads * per_thread / total, 1),
+    }
+
+
 def bench_log_batch(a: Adapter, exp: str, batches: int, size: int) -> dict[str, Any]:
     run = a.create_run(exp)
     keys = 100  # 100 keys x (size/100) steps per batch
@@ -451,6 +482,12 @@ def main() -> None:
         )
     out["log_batch"] = bench_log_batch(adapter, exp, batches, args.batch_size)
     out["concurrent"] = bench_concurrent(adapter, exp, args.threads, per_thread)
+    floor_concurrent = bench_floor_concurrent(adapter, args.threads, per_thread)
+    if floor_concurrent is not None:
+        out["grpc_floor_concurrent"] = floor_concurrent
+        out["concurrent_over_floor_concurrent"] = round(
+            out["concurrent"]["calls_per_s"] / floor_concurrent["calls_per_s"], 2
+        )
 
     search_exp = adapter.create_experiment(f"bench-search-{tag}")
     t0 = time.perf_counter()

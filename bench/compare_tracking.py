@@ -1,0 +1,585 @@
+#!/usr/bin/env python3
+"""Modelyard vs MLflow tracking, side by side in one run, on SQLite and PostgreSQL.
+
+    . .venv/bin/activate
+    python bench/compare_tracking.py            # full: 10k runs, 3000 single calls, ...
+    python bench/compare_tracking.py --quick    # smoke run, a minute or two
+
+For each backend store it starts, one after another and each on a fresh store:
+  1. Modelyard's tracking server (`modelyard serve tracking`, this venv) -> bench/tracking.py
+     --client modelyard, run with this venv's python;
+  2. `mlflow server --workers 1` (bench/.venvs/mlflow) -> bench/tracking.py --client mlflow,
+     run with the mlflow venv's python;
+  3. `mlflow server` with its default worker count, the same way.
+Each server is polled with a real request until it answers, and stopped (SIGTERM to its process
+group) afterwards. Everything listens on 127.0.0.1 only. The combined JSON (per backend: the three
+result sets, ratios and targets) goes to stdout and to --output; progress and server logs' paths
+go to stderr. Server logs and stores live in bench/.work/compare-<time>/.
+
+The mlflow venv is created on first use and mlflow is pip-installed there, never into the
+project venv. MLflow telemetry is disabled for every mlflow process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+TRACKING = BENCH / "tracking.py"
+PROJECT_VENV = ROOT / ".venv"
+MLFLOW_VENV = BENCH / ".venvs" / "mlflow"
+PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432"
+
+# Targets are stated against MLflow with one worker (its fastest per-call configuration).
+TARGETS = {
+    "single_call_rate_x": (">=", 15.0),
+    "log_batch_metrics_per_s_x": (">=", 10.0),
+    "concurrent_8_threads_calls_per_s_x": (">=", 20.0),
+    "search_p95_ms_10k_runs": ("<", 20.0),
+    "single_p50_over_grpc_floor_p50": ("<=", 3.0),
+}
+
+
+def log(msg: str) -> None:
+    print(f"[compare {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def venv_bin(venv: Path, name: str) -> Path:
+    return venv / "bin" / name
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def quiet_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true", PYTHONUNBUFFERED="1")
+    env.pop("VIRTUAL_ENV", None)
+    env.update(extra)
+    return env
+
+
+# -- the mlflow venv ---------------------------------------------------------------------------
+
+
+def ensure_mlflow(spec: str) -> str:
+    py = venv_bin(MLFLOW_VENV, "python")
+    probe = [str(py), "-c", "import mlflow, psycopg; print(mlflow.__version__)"]
+    if py.exists():
+        done = subprocess.run(probe, capture_output=True, text=True, env=quiet_env())
+        if done.returncode == 0:
+            return done.stdout.strip()
+    else:
+        log(f"creating {MLFLOW_VENV}")
+        base = getattr(sys, "_base_executable", None) or sys.executable
+        subprocess.run([base, "-m", "venv", str(MLFLOW_VENV)], check=True)
+    # psycopg 3: SQLAlchemy 2.1 maps postgresql:// to it (older ones needed psycopg2).
+    log(f"pip install {spec} psycopg[binary] into {MLFLOW_VENV} (takes a few minutes)")
+    subprocess.run(
+        [str(py), "-m", "pip", "install", "-q", spec, "psycopg[binary]", "psycopg2-binary"],
+        check=True,
+        env=quiet_env(),
+    )
+    return subprocess.run(
+        probe, capture_output=True, text=True, check=True, env=quiet_env()
+    ).stdout.strip()
+
+
+# -- PostgreSQL databases ----------------------------------------------------------------------
+
+
+class Postgres:
+    def __init__(self, base: str) -> None:
+        import psycopg  # the project venv's driver
+
+        self.base = base.rstrip("/")
+        self.admin = psycopg.connect(f"{self.base}/test", autocommit=True)
+
+    def version(self) -> str:
+        return self.admin.execute("SHOW server_version").fetchone()[0]
+
+    @contextmanager
+    def database(self, name: str) -> Iterator[str]:
+        self.admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"{self.base}/{name}"
+        finally:
+            self.admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# -- servers -----------------------------------------------------------------------------------
+
+
+class Server:
+    def __init__(
+        self, label: str, argv: list[str], cwd: Path, env: dict[str, str], logfile: Path
+    ) -> None:
+        self.label, self.logfile = label, logfile
+        self._log = open(logfile, "wb")  # noqa: SIM115 (closed in stop())
+        log(f"start {label}: {' '.join(argv)}  (log: {logfile.relative_to(ROOT)})")
+        # Its own session, so the whole tree (mlflow's uvicorn workers) stops with its group.
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, probe, timeout: float = 180.0) -> float:
+        t0 = time.monotonic()
+        last = ""
+        while time.monotonic() - t0 < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.label} exited with {self.proc.returncode} before it "
+                    f"was ready:\n{self.tail()}"
+                )
+            try:
+                probe()
+                took = time.monotonic() - t0
+                log(f"{self.label} ready after {took:.1f}s")
+                return took
+            except Exception as exc:  # not up yet
+                last = repr(exc)
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.label} not ready after {timeout}s ({last}):\n{self.tail()}")
+
+    def settle(self, window: float = 1.0, idle: float = 0.05, timeout: float = 90.0) -> float:
+        """Wait until the server's whole process group is idle (< `idle` of a core over
+        `window` seconds): mlflow server keeps importing its job-runner consumers for a while
+        after it first answers, which would otherwise eat into the first measurement."""
+        t0 = time.monotonic()
+        before = group_cpu_seconds(self.proc.pid)
+        while time.monotonic() - t0 < timeout:
+            time.sleep(window)
+            now = group_cpu_seconds(self.proc.pid)
+            if now - before < idle * window:
+                break
+            before = now
+        took = time.monotonic() - t0
+        log(f"{self.label} idle after {took:.1f}s more")
+        return took
+
+    def tail(self, n: int = 30) -> str:
+        self._log.flush()
+        return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-n:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                log(f"{self.label} ignored SIGTERM for 30s; SIGKILL")
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+            except ProcessLookupError:
+                pass
+        self._log.close()
+        log(f"stopped {self.label} (exit {self.proc.returncode})")
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system) of every live process in a process group, from /proc."""
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid:  # fields after "comm)": state ppid pgrp ... utime stime
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def modelyard_probe(addr: str):
+    from modelyard import Client
+
+    def probe() -> None:
+        with Client(addr, timeout=2.0) as c:  # a fresh channel each time: no reconnect backoff
+            c.search_experiments(max_results=1)
+
+    return probe
+
+
+def mlflow_probe(addr: str):
+    url = f"http://{addr}/api/2.0/mlflow/experiments/search?max_results=1"
+
+    def probe() -> None:
+        with urllib.request.urlopen(url, timeout=2.0) as r:
+            if r.status != 200:
+                raise RuntimeError(f"HTTP {r.status}")
+
+    return probe
+
+
+def run_bench(
+    python: Path, client: str, addr: str, bench_args: list[str], env: dict[str, str], timeout: float
+) -> dict[str, Any]:
+    argv = [str(python), str(TRACKING), "--uri", addr, "--client", client, *bench_args]
+    log(f"bench: {' '.join(argv[1:])}")
+    done = subprocess.run(
+        argv, stdout=subprocess.PIPE, stderr=None, env=env, timeout=timeout, text=True, cwd=ROOT
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed with {done.returncode}")
+    return json.loads(done.stdout)
+
+
+def keep(result: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Write one configuration's result as soon as it exists (a later failure keeps it)."""
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+# -- one configuration -------------------------------------------------------------------------
+
+
+def measure_modelyard(
+    backend: str, store_uri: str, work: Path, bench_args: list[str], timeout: float
+) -> dict[str, Any]:
+    home = work / f"modelyard-{backend}"
+    home.mkdir(parents=True)
+    port = free_port()
+    addr = f"127.0.0.1:{port}"
+    argv = [
+        str(venv_bin(PROJECT_VENV, "modelyard")),
+        "serve",
+        "tracking",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--home",
+        str(home),
+        "--backend-store-uri",
+        store_uri,
+    ]
+    source = source_state()
+    server = Server(
+        f"modelyard/{backend}", argv, home, quiet_env(), work / f"modelyard-{backend}.log"
+    )
+    try:
+        ready = server.wait_ready(modelyard_probe(addr))
+        settle = server.settle()
+        result = run_bench(
+            venv_bin(PROJECT_VENV, "python"), "modelyard", addr, bench_args, quiet_env(), timeout
+        )
+    finally:
+        server.stop()
+    result["server"] = {
+        "argv": argv[1:],
+        "ready_s": round(ready, 1),
+        "settle_s": round(settle, 1),
+        "source": source,
+    }
+    return keep(result, work / f"modelyard-{backend}.json")
+
+
+def measure_mlflow(
+    backend: str,
+    store_uri: str,
+    work: Path,
+    workers: int | None,
+    bench_args: list[str],
+    timeout: float,
+) -> dict[str, Any]:
+    label = f"mlflow-{workers or 'default'}w-{backend}"
+    home = work / label
+    home.mkdir(parents=True)
+    port = free_port()
+    addr = f"127.0.0.1:{port}"
+    argv = [
+        str(venv_bin(MLFLOW_VENV, "mlflow")),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        store_uri,
+        "--artifacts-destination",
+        str(home / "mlartifacts"),
+    ]
+    if workers is not None:
+        argv += ["--workers", str(workers)]
+    server = Server(label, argv, home, quiet_env(), work / f"{label}.log")
+    try:
+        ready = server.wait_ready(mlflow_probe(addr))
+        settle = server.settle()
+        result = run_bench(
+            venv_bin(MLFLOW_VENV, "python"), "mlflow", addr, bench_args, quiet_env(), timeout
+        )
+    finally:
+        server.stop()
+    result["server"] = {
+        "argv": argv[1:],
+        "workers": workers or "default (4)",
+        "ready_s": round(ready, 1),
+        "settle_s": round(settle, 1),
+    }
+    return keep(result, work / f"{label}.json")
+
+
+@contextmanager
+def store(backend: str, kind: str, work: Path, pg: Postgres | None, tag: str) -> Iterator[str]:
+    """A fresh, empty backend store for one server."""
+    if backend == "sqlite":
+        yield f"sqlite:///{work / f'{kind}-{backend}.db'}"
+    else:
+        assert pg is not None
+        with pg.database(f"bench_{kind}_{tag}") as url:
+            yield url
+
+
+def ratios(my: dict[str, Any], ml: dict[str, Any]) -> dict[str, float]:
+    def div(a: float, b: float) -> float:
+        return round(a / b, 2) if b else float("inf")
+
+    return {
+        "single_call_rate_x": div(
+            my["single_log_metric"]["calls_per_s"], ml["single_log_metric"]["calls_per_s"]
+        ),
+        "single_call_p50_x": div(
+            ml["single_log_metric"]["p50_ms"], my["single_log_metric"]["p50_ms"]
+        ),
+        "log_batch_metrics_per_s_x": div(
+            my["log_batch"]["metrics_per_s"], ml["log_batch"]["metrics_per_s"]
+        ),
+        "concurrent_8_threads_calls_per_s_x": div(
+            my["concurrent"]["calls_per_s"], ml["concurrent"]["calls_per_s"]
+        ),
+        "search_100_p95_x": div(
+            ml["search"]["max_results_100"]["p95_ms"], my["search"]["max_results_100"]["p95_ms"]
+        ),
+        "search_1000_p95_x": div(
+            ml["search"]["max_results_1000"]["p95_ms"], my["search"]["max_results_1000"]["p95_ms"]
+        ),
+    }
+
+
+def targets(my: dict[str, Any], vs_one_worker: dict[str, float]) -> dict[str, Any]:
+    values = {
+        "single_call_rate_x": vs_one_worker["single_call_rate_x"],
+        "log_batch_metrics_per_s_x": vs_one_worker["log_batch_metrics_per_s_x"],
+        "concurrent_8_threads_calls_per_s_x": vs_one_worker["concurrent_8_threads_calls_per_s_x"],
+        "search_p95_ms_10k_runs": my["search"]["max_results_100"]["p95_ms"],
+        "single_p50_over_grpc_floor_p50": my["single_p50_over_floor_p50"],
+    }
+    out = {}
+    for name, (op, goal) in TARGETS.items():
+        value = values[name]
+        met = {">=": value >= goal, "<": value < goal, "<=": value <= goal}[op]
+        out[name] = {"value": value, "target": f"{op} {goal:g}", "met": met}
+    out["search_p95_ms_10k_runs"]["note"] = f"max_results=100 over {my['search']['runs']} runs"
+    return out
+
+
+def versions(pg: Postgres | None, mlflow_version: str) -> dict[str, Any]:
+    from importlib.metadata import version
+
+    out = {
+        "modelyard": version("modelyard"),
+        "mlflow": mlflow_version,
+        "python": platform.python_version(),
+    }
+    for dist in ("grpcio", "protobuf", "SQLAlchemy", "psycopg"):
+        out[dist] = version(dist)
+    mlflow_py = venv_bin(MLFLOW_VENV, "python")
+    code = (
+        "import importlib.metadata as m, json; print(json.dumps({d: m.version(d) for d in "
+        "('SQLAlchemy', 'uvicorn', 'fastapi', 'flask', 'requests', 'psycopg')}))"
+    )
+    with suppress(subprocess.CalledProcessError, json.JSONDecodeError):
+        out["mlflow_venv"] = json.loads(
+            subprocess.run(
+                [str(mlflow_py), "-c", code], capture_output=True, text=True, check=True
+            ).stdout
+        )
+    out["sqlite"] = __import__("sqlite3").sqlite_version
+    if pg is not None:
+        out["postgresql"] = pg.version()
+    return out
+
+
+def source_state() -> dict[str, Any]:
+    """Which Modelyard code a server runs: the editable install serves the work tree as it is
+    when the server starts, so record HEAD and the files changed outside bench/."""
+
+    def git(*argv: str) -> str:
+        done = subprocess.run(["git", "-C", str(ROOT), *argv], capture_output=True, text=True)
+        return done.stdout.rstrip() if done.returncode == 0 else ""
+
+    dirty = [
+        line[3:]
+        for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
+        if not line[3:].startswith("bench/")
+    ]
+    return {"commit": git("rev-parse", "--short=12", "HEAD"), "uncommitted_files": dirty}
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kb / 1024 / 1024:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "memory": mem,
+        "os": platform.platform(),
+        "note": "servers and benchmark clients share these cores",
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="smoke run: fewer runs and calls")
+    p.add_argument(
+        "--backends",
+        default="sqlite,postgresql",
+        help="comma-separated subset of sqlite,postgresql",
+    )
+    p.add_argument(
+        "--pg",
+        default=PG_DEFAULT,
+        help="PostgreSQL server (database `test` must "
+        "exist; fresh databases are created and dropped next to it)",
+    )
+    p.add_argument("--mlflow-spec", default="mlflow", help="pip requirement for the mlflow venv")
+    p.add_argument(
+        "--no-default-workers",
+        action="store_true",
+        help="skip MLflow with its default worker count",
+    )
+    p.add_argument("--runs", type=int, help="override tracking.py --runs")
+    p.add_argument("--output", type=Path, help="also write the combined JSON here")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds per tracking.py run")
+    args = p.parse_args()
+
+    try:
+        import modelyard  # noqa: F401  (the readiness probe uses the SDK)
+    except ImportError:
+        sys.exit("run this with the project venv: . .venv/bin/activate")
+
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    for b in backends:
+        if b not in ("sqlite", "postgresql"):
+            sys.exit(f"unknown backend {b!r}")
+    bench_args = ["--quick"] if args.quick else []
+    if args.runs is not None:
+        bench_args += ["--runs", str(args.runs)]
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    work = BENCH / ".work" / f"compare-{stamp}"
+    work.mkdir(parents=True)
+    mlflow_version = ensure_mlflow(args.mlflow_spec)
+    log(
+        f"mlflow {mlflow_version} in {MLFLOW_VENV.relative_to(ROOT)}; work dir "
+        f"{work.relative_to(ROOT)}"
+    )
+    pg = Postgres(args.pg) if "postgresql" in backends else None
+
+    started = time.time()
+    combined: dict[str, Any] = {
+        "benchmark": "modelyard vs mlflow tracking",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "quick": args.quick,
+        "command": " ".join(["python", "bench/compare_tracking.py", *sys.argv[1:]]),
+        "machine": machine(),
+        "versions": versions(pg, mlflow_version),
+        "modelyard_source_at_start": source_state(),
+        "targets_against": "mlflow server --workers 1",
+        "backends": {},
+    }
+    tag = f"{stamp.replace('-', '_')}_{os.getpid()}"
+    errors: dict[str, str] = {}
+    for backend in backends:
+        log(f"=== backend {backend} ===")
+
+        def attempt(kind: str, fn, *fn_args, backend: str = backend) -> dict[str, Any] | None:
+            try:
+                with store(backend, kind, work, pg, tag) as uri:
+                    return fn(backend, uri, work, *fn_args)
+            except Exception as exc:  # keep going: one failed configuration is a result too
+                log(f"{kind}/{backend} FAILED: {exc}")
+                errors[f"{kind}/{backend}"] = str(exc)[-2000:]
+                return None
+
+        my = attempt("modelyard", measure_modelyard, bench_args, args.timeout)
+        ml1 = attempt("mlflow1", measure_mlflow, 1, bench_args, args.timeout)
+        mld = None
+        if not args.no_default_workers:
+            mld = attempt("mlflowd", measure_mlflow, None, bench_args, args.timeout)
+
+        vs1 = ratios(my, ml1) if my and ml1 else None
+        entry: dict[str, Any] = {
+            "modelyard": my,
+            "mlflow_1_worker": ml1,
+            "mlflow_default_workers": mld,
+            "ratios_vs_mlflow_1_worker": vs1,
+            "ratios_vs_mlflow_default_workers": ratios(my, mld) if my and mld else None,
+            "targets": targets(my, vs1) if vs1 else None,
+        }
+        entry["all_verified"] = all(
+            r[k]["verified"]
+            if k != "search"
+            else r[k]["max_results_100"]["verified"] and r[k]["max_results_1000"]["verified"]
+            for r in (my, ml1, mld)
+            if r
+            for k in ("single_log_metric", "log_batch", "concurrent", "search")
+        )
+        combined["backends"][backend] = entry
+        if entry["targets"]:
+            log(
+                f"{backend}: targets "
+                + ", ".join(
+                    f"{k}={v['value']} ({'met' if v['met'] else 'MISSED'})"
+                    for k, v in entry["targets"].items()
+                )
+            )
+
+    combined["errors"] = errors
+    combined["elapsed_s"] = round(time.time() - started, 1)
+    text = json.dumps(combined, indent=2)
+    (work / "results.json").write_text(text + "\n")
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
