@@ -68,8 +68,19 @@ def experiment_to_entity(m: pb.Experiment) -> Experiment:
     )
 
 
+# The range of google.protobuf.Timestamp, in milliseconds.
+_MIN_MS = -62_135_596_800_000
+_MAX_MS = 253_402_300_799_999
+
+
 def metric_to_proto(m: Metric) -> pb.Metric:
-    return pb.Metric(key=m.key, value=m.value, timestamp=ms_to_timestamp(m.timestamp), step=m.step)
+    ms = m.timestamp
+    if type(ms) is int and _MIN_MS <= ms <= _MAX_MS:
+        # What Timestamp.FromMilliseconds sets, at half the cost: runs and batches carry
+        # hundreds of metrics.
+        timestamp = {"seconds": ms // 1000, "nanos": ms % 1000 * 1_000_000}
+        return pb.Metric(key=m.key, value=m.value, timestamp=timestamp, step=m.step)
+    return pb.Metric(key=m.key, value=m.value, timestamp=ms_to_timestamp(ms), step=m.step)
 
 
 def metric_to_entity(m: pb.Metric) -> Metric:
@@ -146,18 +157,35 @@ def dataset_input_to_entity(m: pb.DatasetInput) -> DatasetInput:
     )
 
 
-def run_to_proto(r: Run) -> pb.Run:
-    return pb.Run(
-        info=run_info_to_proto(r.info),
-        data=pb.RunData(
-            metrics=[metric_to_proto(m) for m in r.data.latest_metrics],
-            params=[pb.Param(key=k, value=v) for k, v in r.data.params.items()],
-            tags=tags_to_proto(r.data.tags),
-        ),
-        inputs=pb.RunInputs(
-            dataset_inputs=[dataset_input_to_proto(d) for d in r.inputs.dataset_inputs]
-        ),
-    )
+def run_to_proto(r: Run, out: pb.Run | None = None) -> pb.Run:
+    """The run as a message; filled into `out` (e.g. `response.runs.add()`) if given.
+
+    Built in place, field by field: passing sub-messages to constructors copies them, which
+    costs twice as much for a page of runs with their metrics.
+    """
+    if out is None:
+        out = pb.Run()
+    out.info.CopyFrom(run_info_to_proto(r.info))
+    data = out.data
+    data.SetInParent()
+    add_metric = data.metrics.add
+    for m in r.data.latest_metrics:
+        ms = m.timestamp
+        if type(ms) is int and _MIN_MS <= ms <= _MAX_MS:
+            timestamp = {"seconds": ms // 1000, "nanos": ms % 1000 * 1_000_000}
+            add_metric(key=m.key, value=m.value, timestamp=timestamp, step=m.step)
+        else:
+            data.metrics.append(metric_to_proto(m))
+    add_param = data.params.add
+    for k, v in r.data.params.items():
+        add_param(key=k, value=v)
+    add_tag = data.tags.add
+    for k, v in r.data.tags.items():
+        add_tag(key=k, value=v)
+    out.inputs.SetInParent()
+    for d in r.inputs.dataset_inputs:
+        out.inputs.dataset_inputs.append(dataset_input_to_proto(d))
+    return out
 
 
 def run_to_entity(m: pb.Run) -> Run:

@@ -34,6 +34,7 @@ from modelyard.services.common.pagination import decode_token, encode_token, fin
 from modelyard.services.tracking import limits
 from modelyard.services.tracking.authorizer import TrackingAuthorizer
 from modelyard.services.tracking.store.base import TrackingStore
+from modelyard.services.tracking.store.hot import MetricRow
 
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
@@ -360,8 +361,7 @@ class TrackingService:
                     "Split it into several LogBatch calls",
                     field=name,
                 )
-        for m in metrics:
-            v.key("metrics.key", m.key, limits.MAX_KEY_LENGTH)
+        _check_metric_keys(m.key for m in metrics)
         for p in params:
             v.key("params.key", p.key, limits.MAX_KEY_LENGTH)
             v.max_length(f"params[{p.key}].value", p.value, limits.MAX_PARAM_VALUE_LENGTH)
@@ -371,13 +371,27 @@ class TrackingService:
         if metrics or params or tags:
             self.store.log_batch(rid, metrics, params, tags)
 
+    def log_metric_rows(self, rid: str, rows: Sequence[MetricRow]) -> None:
+        """LogBatch with metrics only, as (key, value, timestamp_ms, step) tuples: the hot path
+        of batched logging, which skips building a Metric per value."""
+        run_id("run_id", rid)
+        if len(rows) > limits.MAX_METRICS_PER_BATCH:
+            raise InvalidArgument(
+                f"metrics holds {len(rows)} entries; a batch takes at most "
+                f"{limits.MAX_METRICS_PER_BATCH}. Split it into several LogBatch calls",
+                field="metrics",
+            )
+        _check_metric_keys(row[0] for row in rows)
+        if rows:
+            self.store.log_metric_rows(rid, rows)
+
     def log_metric(
         self, rid: str, key: str, value: float, timestamp: int | None, step: int
     ) -> None:
         run_id("run_id", rid)
         v.key("key", key, limits.MAX_KEY_LENGTH)
         ts = timestamp if timestamp is not None else _now()
-        self.store.log_metric(rid, Metric(key, value, ts, step))
+        self.store.log_metric_rows(rid, [(key, value, ts, step)])
 
     def log_param(self, rid: str, key: str, value: str) -> None:
         run_id("run_id", rid)
@@ -573,6 +587,12 @@ class TrackingService:
             v.max_length(
                 f"{field}[{key}].value" if field == "tags" else "value", value, value_limit
             )
+
+
+def _check_metric_keys(keys: Iterable[str]) -> None:
+    """Each distinct key once (a batch repeats a few keys over many steps), first one first."""
+    for key in dict.fromkeys(keys):
+        v.key("metrics.key", key, limits.MAX_KEY_LENGTH)
 
 
 def _one_level(files: list[FileInfo], prefix: str) -> list[FileInfo]:

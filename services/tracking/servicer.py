@@ -51,6 +51,14 @@ def _chunks(requests: Iterator[pb.UploadArtifactRequest]) -> Iterator[bytes]:
         yield request.chunk
 
 
+def _metric_rows(metrics) -> list[tuple[str, float, int, int]]:
+    """(key, value, timestamp_ms, step) per metric, as metric_to_entity reads them."""
+    try:
+        return [(m.key, m.value, m.timestamp.ToMilliseconds(), m.step) for m in metrics]
+    except ValueError as exc:  # a Timestamp outside its valid range
+        raise InvalidArgument(f"metrics.timestamp: {exc}", field="metrics.timestamp") from None
+
+
 class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
     def __init__(self, service: TrackingService) -> None:
         self.service = service
@@ -166,9 +174,10 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
             list(request.order_by),
             request.page_token,
         )
-        return pb.SearchRunsResponse(
-            runs=[run_to_proto(r) for r in page], next_page_token=page.token or ""
-        )
+        response = pb.SearchRunsResponse(next_page_token=page.token or "")
+        for run in page:
+            run_to_proto(run, response.runs.add())
+        return response
 
     # -- run data ------------------------------------------------------------------------------
 
@@ -195,6 +204,10 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
         return pb.DeleteTagResponse()
 
     def LogBatch(self, request, context):
+        if not request.params and not request.tags:
+            # The hot path of batched logging: plain tuples straight from the messages.
+            self.service.log_metric_rows(request.run_id, _metric_rows(request.metrics))
+            return pb.LogBatchResponse()
         self.service.log_batch(
             request.run_id,
             metrics=[metric_to_entity(m) for m in request.metrics],

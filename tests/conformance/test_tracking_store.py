@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import threading
 from collections.abc import Iterator
 
@@ -330,3 +331,51 @@ def test_concurrent_logging_keeps_every_value(store: SqlTrackingStore) -> None:
         history = store.get_metric_history(rid, f"w{n}", 1000, "")
         assert [m.value for m in history] == [float(s) for s in range(25)]
     assert store.get_run(rid).data.metrics == {f"w{n}": 24.0 for n in range(8)}
+
+
+@pytest.mark.parametrize(
+    "walk", [None, (0, 1), (1000, 8)], ids=["uncapped", "tiny-cap", "default-cap"]
+)
+def test_search_by_one_metric_matches_the_plain_query(
+    store: SqlTrackingStore, walk: tuple[int, int] | None
+) -> None:
+    """A search of one experiment ordered by one metric reads that metric's values in order
+    (capped or not, falling back to the plain query); it must return exactly what the plain
+    query does, page by page: NaN, infinities, ties, missing values, deleted runs, filters."""
+    store.metric_walk = walk
+    eid = store.create_experiment("walk", None, {})
+    empty = store.create_experiment("empty", None, {})  # two experiments: the plain query
+    other = store.create_experiment("other", None, {})
+    rng = random.Random(3)
+    values = [0.5, 0.5, 0.5, -1.0, 2.0, math.nan, math.nan, math.inf, -math.inf, 0.0, 7.25]
+    for i in range(40):
+        rid = new_run(store, eid, start_time=rng.randint(0, 5)).info.run_id
+        logged = [Metric("f", float(i % 4), 0, 0)]
+        if i % 7:
+            logged.append(Metric("m", rng.choice(values), 0, 0))
+        store.log_batch(rid, logged, [Param("p", "ab"[i % 2])], [RunTag("t", str(i % 3))])
+        if i % 9 == 0:
+            store.delete_run(rid)
+    for _ in range(5):  # the same metric in another experiment stays out of the walk
+        store.log_metric(new_run(store, other).info.run_id, Metric("m", 1.0, 0, 0))
+
+    def all_pages(exp_ids, flt, order, view, n):
+        seen, token = [], ""
+        while True:
+            page = search(store, exp_ids, flt, [order], view, n, token)
+            seen.extend(r.info.run_id for r in page)
+            token = page.token
+            if not token:
+                return seen
+
+    filters = ["params.p = 'a'", "metrics.f >= 2", "tags.t != '1' and attributes.start_time > 1"]
+    for flt in ["", *filters]:
+        for order in ("metrics.m ASC", "metrics.m DESC"):
+            for view in (ViewType.ACTIVE_ONLY, ViewType.ALL, ViewType.DELETED_ONLY):
+                for n in (3, 100):
+                    fast = all_pages([eid], flt, order, view, n)
+                    plain = all_pages([eid, empty], flt, order, view, n)
+                    assert fast == plain, (flt, order, view, n)
+    flt, order = "params.p = 'b'", "metrics.m DESC"
+    one_by_one = all_pages([eid], flt, order, ViewType.ALL, 1)
+    assert one_by_one == all_pages([eid, empty], flt, order, ViewType.ALL, 1)

@@ -139,6 +139,11 @@ class TrackingStore(abc.ABC):
     def log_metric(self, run_id: str, metric: Metric) -> None:
         self.log_batch(run_id, [metric], [], [])
 
+    def log_metric_rows(self, run_id: str, rows: Sequence[tuple[str, float, int, int]]) -> None:
+        """Metrics only, as (key, value, timestamp_ms, step) tuples; a backend may write these
+        without building entities."""
+        self.log_batch(run_id, [Metric(*row) for row in rows], [], [])
+
     def log_param(self, run_id: str, param: Param) -> None:
         self.log_batch(run_id, [], [param], [])
 

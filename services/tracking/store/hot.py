@@ -1,67 +1,269 @@
-"""The metric-logging hot path in plain SQL, run on the raw DBAPI cursor.
+"""The metric-logging hot path: plain SQL on the raw DBAPI cursor, and group commit.
 
-log_metric is the call training loops make thousands of times; going through SQLAlchemy's
-execution machinery for its two statements costs more than the statements themselves on SQLite.
-The SQL is the same for SQLite and PostgreSQL apart from the parameter markers. The insert also
-checks that the run exists and is active (no separate SELECT): a row count short of the batch
-means the caller gets the precise error from the slow path.
+log_metric is the call training loops make thousands of times, and LogBatch carries up to
+thousands of metrics a call; going through SQLAlchemy's execution machinery (or building entity
+objects) costs more than the statements themselves. Metrics arrive here as plain tuples
+`(key, value, timestamp_ms, step)`, grouped by run: `(run_id, rows)`.
+
+A write checks its runs once and writes only the rows of runs that exist and are active; the
+runs it skipped are reported back, so that their writers get the precise error and everyone
+else's rows stand. On SQLite that is a SELECT and plain inserts inside the (serialized) write
+transaction. On PostgreSQL, where every round trip counts, a write of a few rows is a single
+statement run in autocommit mode, so it is its own transaction, committed (synchronously) before
+its result comes back: one round trip per write. Large writes use COPY in a transaction.
+
+Group commit (`GroupCommit`): every call is its own synchronous commit, so concurrent writers
+mostly wait for each other's commits. Instead the first writer becomes the leader, takes every
+write queued meanwhile, writes them all in one transaction, commits once, and then wakes each
+follower with its own outcome; the next queued writer then leads. A write is acknowledged only
+after the commit that holds it. If the shared transaction fails before its commit, the leader
+writes each queued call in a transaction of its own, so one writer's bad call fails that writer
+alone.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from modelyard.entities import Metric
+# (key, value, timestamp in ms, step): one logged metric value.
+MetricRow = tuple[str, float, int, int]
+# (run_id, metric rows): one writer's call.
+RunRows = tuple[str, Sequence[MetricRow]]
+
+COPY_MIN = 64  # from this many rows, PostgreSQL gets them through COPY in a transaction
 
 _COLUMNS = "run_uuid, key, value, is_nan, timestamp, step"
-_INSERT_IF_ACTIVE = (
-    f"INSERT INTO metrics ({_COLUMNS}) SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS "
-    "(SELECT 1 FROM runs WHERE run_uuid = ? AND lifecycle_stage = 'active')"
-)
 _INSERT = f"INSERT INTO metrics ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
-_UPSERT_LATEST = (
-    f"INSERT INTO latest_metrics ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, "
+_COPY = f"COPY metrics ({_COLUMNS}) FROM STDIN"
+_ON_CONFLICT = (
+    " ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, "
     "is_nan = excluded.is_nan, timestamp = excluded.timestamp, step = excluded.step "
     "WHERE (excluded.step, excluded.timestamp) >= (latest_metrics.step, latest_metrics.timestamp)"
 )
+_UPSERT_LATEST = (
+    f"INSERT INTO latest_metrics ({_COLUMNS}, experiment_id) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    + _ON_CONFLICT
+)
+_ACTIVE_SQLITE = (
+    "SELECT run_uuid, experiment_id FROM runs WHERE run_uuid IN ({}) AND lifecycle_stage = 'active'"
+)
+# PostgreSQL: one primary-key lookup per run, fenced (OFFSET 0) so that no plan, with or without
+# statistics, scans the runs table instead.
+_ACTIVE_PG = (
+    "SELECT r.run_uuid, r.experiment_id FROM unnest(%s::varchar[]) AS ids(id) "
+    "CROSS JOIN LATERAL (SELECT run_uuid, experiment_id FROM runs WHERE run_uuid = ids.id "
+    "AND lifecycle_stage = 'active' OFFSET 0) AS r"
+)
+_ROWS_PG = (
+    "unnest(%s::varchar[], %s::varchar[], %s::float8[], %s::bool[], %s::bigint[], %s::bigint[])"
+)
+_UPSERT_LATEST_PG = (
+    f"INSERT INTO latest_metrics ({_COLUMNS}, experiment_id) "
+    f"SELECT l.*, a.experiment_id FROM {_ROWS_PG} AS l({_COLUMNS}) "
+    "JOIN active AS a ON a.run_uuid = l.run_uuid" + _ON_CONFLICT
+)
+# The whole write in one statement: the active runs, their rows (in the order given: ids, and
+# so history ties, follow it), their latest values; returns the runs written to.
+_WRITE_PG = (
+    f"WITH active AS ({_ACTIVE_PG}), "
+    f"ins AS (INSERT INTO metrics ({_COLUMNS}) SELECT m.* FROM {_ROWS_PG} AS m({_COLUMNS}) "
+    "WHERE m.run_uuid = ANY(ARRAY(SELECT run_uuid FROM active))), "
+    f"up AS ({_UPSERT_LATEST_PG}) "
+    "SELECT run_uuid FROM active"
+)
+
+
+# The same for the commonest write, one value of one run (log_metric), with plain parameters:
+# arrays cost twice as much to send and to plan.
+_WRITE_ONE_PG = (
+    "WITH active AS (SELECT run_uuid, experiment_id FROM runs "
+    "WHERE run_uuid = %(run)s AND lifecycle_stage = 'active'), "
+    f"ins AS (INSERT INTO metrics ({_COLUMNS}) "
+    "SELECT run_uuid, %(key)s, %(value)s, %(is_nan)s, %(timestamp)s, %(step)s FROM active), "
+    f"up AS (INSERT INTO latest_metrics ({_COLUMNS}, experiment_id) "
+    "SELECT run_uuid, %(key)s, %(value)s, %(is_nan)s, %(timestamp)s, %(step)s, experiment_id "
+    "FROM active" + _ON_CONFLICT + ") "
+    "SELECT run_uuid FROM active"
+)
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    return [[row[i] for row in rows] for i in range(width)]
 
 
 class MetricWriter:
+    """The statements of the hot path for one dialect; stateless, safe to share."""
+
     def __init__(self, dialect: str) -> None:
+        self.postgres = dialect == "postgresql"
+
         def native(sql: str) -> str:
-            return sql.replace("?", "%s") if dialect == "postgresql" else sql
+            return sql.replace("?", "%s") if self.postgres else sql
 
-        self._insert_if_active = native(_INSERT_IF_ACTIVE)
         self._insert = native(_INSERT)
-        self._upsert_latest = native(_UPSERT_LATEST)
+        self._upsert = native(_UPSERT_LATEST)
 
-    def write(self, cursor: Any, run_id: str, batch: Sequence[Metric], checked: bool) -> bool:
-        """Insert the batch and move the latest values; False if the run is missing or deleted
-        (only tested when `checked` is False, i.e. the caller has not looked at the run yet)."""
-        rows = [
-            (
-                run_id,
-                m.key,
-                0.0 if math.isnan(m.value) else m.value,
-                math.isnan(m.value),
-                m.timestamp,
-                m.step,
-            )
-            for m in batch
+    @staticmethod
+    def rows(batch: Sequence[RunRows]) -> list[tuple[Any, ...]]:
+        """Table rows (run_uuid, key, value, is_nan, timestamp, step) of a batch."""
+        return [
+            # NaN cannot be stored portably: value 0 plus is_nan marks it (NaN != NaN).
+            (run_id, key, 0.0 if value != value else float(value), value != value, timestamp, step)
+            for run_id, items in batch
+            for key, value, timestamp, step in items
         ]
-        if checked:
-            cursor.executemany(self._insert, rows)
+
+    def active_runs(self, cursor: Any, run_ids: Sequence[str]) -> dict[str, int]:
+        """run id -> experiment id of those of `run_ids` that exist and are active."""
+        if self.postgres:
+            cursor.execute(_ACTIVE_PG, (list(run_ids),))
         else:
-            cursor.executemany(self._insert_if_active, [(*row, run_id) for row in rows])
-            if cursor.rowcount != len(rows):
-                return False
-        newest: dict[str, tuple[Any, ...]] = {}
-        for row in rows:
-            current = newest.get(row[1])
-            if current is None or (row[5], row[4]) >= (current[5], current[4]):
-                newest[row[1]] = row
-        cursor.executemany(self._upsert_latest, list(newest.values()))
-        return True
+            cursor.execute(_ACTIVE_SQLITE.format(", ".join("?" * len(run_ids))), list(run_ids))
+        return dict(cursor.fetchall())
+
+    def write(
+        self, cursor: Any, batch: Sequence[RunRows], experiments: dict[str, int] | None = None
+    ) -> set[str]:
+        """Insert the metrics of the batch's active runs and move their latest values, inside
+        the caller's transaction; return the ids of the runs skipped (missing or not active).
+        `experiments` (run id -> experiment id) means the caller has checked the runs."""
+        wanted = list(dict.fromkeys(run_id for run_id, _ in batch))
+        if experiments is None:
+            experiments = self.active_runs(cursor, wanted)
+        skipped = {run_id for run_id in wanted if run_id not in experiments}
+        rows = self.rows([item for item in batch if item[0] not in skipped])
+        if not rows:
+            return skipped
+        if self.postgres and len(rows) >= COPY_MIN:
+            with cursor.copy(_COPY) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        elif len(rows) == 1:
+            cursor.execute(self._insert, rows[0])
+        else:
+            cursor.executemany(self._insert, rows)
+        latest = [(*row, experiments[row[0]]) for row in _newest(rows)]
+        if len(latest) == 1:
+            cursor.execute(self._upsert, latest[0])
+        else:
+            cursor.executemany(self._upsert, latest)
+        return skipped
+
+    def write_statement(self, cursor: Any, batch: Sequence[RunRows]) -> set[str]:
+        """PostgreSQL: the whole write as one statement; on a connection in autocommit mode it
+        is committed when this returns. Returns the ids of the runs skipped."""
+        wanted = list(dict.fromkeys(run_id for run_id, _ in batch))
+        rows = self.rows(batch)
+        if len(rows) == 1:
+            names = ("run", "key", "value", "is_nan", "timestamp", "step")
+            cursor.execute(_WRITE_ONE_PG, dict(zip(names, rows[0], strict=True)))
+        else:
+            cursor.execute(_WRITE_PG, [wanted, *_columns(rows, 6), *_columns(_newest(rows), 6)])
+        written = {run_id for (run_id,) in cursor.fetchall()}
+        return {run_id for run_id in wanted if run_id not in written}
+
+
+def _newest(rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The row to keep in latest_metrics per (run, key): highest (step, timestamp), later rows
+    winning ties. Sorted by (run, key), so concurrent writers lock rows in the same order."""
+    newest: dict[tuple[str, str], tuple[Any, ...]] = {}
+    for row in rows:
+        current = newest.get((row[0], row[1]))
+        if current is None or (row[5], row[4]) >= (current[5], current[4]):
+            newest[(row[0], row[1])] = row
+    return [newest[k] for k in sorted(newest)]
+
+
+# -- group commit ------------------------------------------------------------------------------
+
+
+class Job:
+    """One writer's call, waiting in the group-commit queue."""
+
+    __slots__ = ("_done", "error", "lead", "rows", "run_id")
+
+    def __init__(self, run_id: str, rows: Sequence[MetricRow]) -> None:
+        self.run_id = run_id
+        self.rows = rows
+        self.error: BaseException | None = None
+        self.lead = False
+        self._done = threading.Event()
+
+
+class GroupCommit:
+    """Leader/follower group commit of metric writes (see the module docstring).
+
+    `commit_group(jobs)` writes and commits the jobs and records every job's outcome in its
+    `error` (None: committed). It runs in the leader's thread, one call at a time. A group holds
+    at most `max_jobs` calls and, unless a single call is larger, `max_rows` rows.
+    `on_queue(n)`, if given, is called after a writer queues up behind a leader, with the number
+    now queued (tests use it to know when a group has formed).
+    """
+
+    def __init__(
+        self,
+        commit_group: Callable[[list[Job]], None],
+        *,
+        max_jobs: int = 256,
+        max_rows: int = 20_000,
+        on_queue: Callable[[int], None] | None = None,
+    ) -> None:
+        self._commit_group = commit_group
+        self._max_jobs = max_jobs
+        self._max_rows = max_rows
+        self.on_queue = on_queue
+        self._mutex = threading.Lock()
+        self._queue: list[Job] = []
+        self._leading = False  # a leader is writing; new jobs queue up for the next group
+
+    def submit(self, run_id: str, rows: Sequence[MetricRow]) -> None:
+        """Return once this write is committed; raise its own error if it failed."""
+        job = Job(run_id, rows)
+        with self._mutex:
+            self._queue.append(job)
+            if not self._leading:
+                self._leading = job.lead = True
+            queued = len(self._queue)
+        if not job.lead:
+            if self.on_queue is not None:
+                self.on_queue(queued)
+            job._done.wait()  # until a leader has committed it, or made this job the leader
+        if job.lead:
+            self._lead()
+        if job.error is not None:
+            raise job.error
+
+    def _lead(self) -> None:
+        with self._mutex:
+            group = self._take()
+        try:
+            self._commit_group(group)
+        except BaseException as exc:  # commit_group records outcomes; this is a last resort
+            for job in group:
+                if job.error is None:
+                    job.error = exc
+        finally:
+            with self._mutex:
+                if self._queue:  # hand over: the oldest waiting writer leads the next group
+                    successor = self._queue[0]
+                    successor.lead = True
+                    successor._done.set()
+                else:
+                    self._leading = False
+            for job in group:
+                job.lead = False
+                job._done.set()
+
+    def _take(self) -> list[Job]:
+        """Pop the next group off the queue, oldest first, within the size limits."""
+        rows = 0
+        count = 0
+        for job in self._queue:
+            if count and (count >= self._max_jobs or rows + len(job.rows) > self._max_rows):
+                break
+            count += 1
+            rows += len(job.rows)
+        group, self._queue = self._queue[:count], self._queue[count:]
+        return group

@@ -128,7 +128,28 @@ latest_metrics = Table(
     Column("is_nan", Boolean, nullable=False),
     Column("timestamp", BigInteger, nullable=False),
     Column("step", BigInteger, nullable=False),
-    Index("ix_latest_metrics_key_value", "key", "value"),
+    # The run's experiment (a run never moves), so that ordering an experiment's runs by a
+    # metric reads only that experiment's values.
+    Column("experiment_id", _BigId, nullable=False),
+)
+# Searching runs ordered by a metric walks one of these in exactly the order of the result
+# (NaN above every number, ties by run id), so a page stops after its last run instead of
+# sorting every match: ASC orders forward on the first, DESC orders forward on the second.
+Index(
+    "ix_latest_metrics_order_asc",
+    latest_metrics.c.experiment_id,
+    latest_metrics.c.key,
+    latest_metrics.c.is_nan,
+    latest_metrics.c.value,
+    latest_metrics.c.run_uuid,
+)
+Index(
+    "ix_latest_metrics_order_desc",
+    latest_metrics.c.experiment_id,
+    latest_metrics.c.key,
+    latest_metrics.c.is_nan.desc(),
+    latest_metrics.c.value.desc(),
+    latest_metrics.c.run_uuid,
 )
 
 datasets = Table(

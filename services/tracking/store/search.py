@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, Select, String, and_, cast, exists, not_, select
+from sqlalchemy import ColumnElement, Select, String, and_, cast, exists, func, not_, select
 
 from modelyard.entities import ViewType
 from modelyard.entities.common import LifecycleStage
@@ -177,6 +177,86 @@ def order_runs(stmt: Select, order_by: Sequence[OrderKey], field: str = "order_b
         terms.append(runs.c.start_time.desc())
     terms.append(runs.c.run_uuid.asc())
     return stmt.order_by(*terms)
+
+
+# -- runs ordered by one metric -----------------------------------------------------------------
+#
+# The plain query (order_runs) joins every run of the experiments to its metric and sorts all the
+# matches to return one page. When the order is a single metric of a single experiment, these
+# read the experiment's values of that metric in result order instead, through
+# ix_latest_metrics_order_asc/desc, test each run's conditions as they come, and stop once the
+# page is full. The conditions sit in an EXISTS with OFFSET 0: PostgreSQL then keeps it a per-row
+# lookup rather than turning it into a join whose plan depends on fresh statistics. Runs without
+# the metric follow (runs_missing_metric), as in the plain query.
+
+
+# Built once: an alias's columns are set up on first use, which costs more than the query's run.
+_WALK = latest_metrics.alias("walk")  # not latest_metrics: metric filters correlate to that
+_HAS_METRIC = latest_metrics.alias("has_metric")
+
+
+def _metric_order(columns, ascending: bool) -> list:
+    """ASC: numbers up, then NaN; DESC: NaN, then numbers down; ties by run id."""
+    if ascending:
+        return [columns.is_nan.asc(), columns.value.asc(), columns.run_uuid.asc()]
+    return [columns.is_nan.desc(), columns.value.desc(), columns.run_uuid.asc()]
+
+
+def runs_in_metric_order(
+    experiment_id: int, key: OrderKey, conditions: Sequence, cap: int | None
+) -> Select:
+    """Ids of the experiment's runs that have metric `key` and meet `conditions` (clauses on
+    `runs`), in search order. `cap` limits the walk to that many values of the metric."""
+    walk = _WALK
+    values = select(walk.c.run_uuid, walk.c.is_nan, walk.c.value).where(
+        walk.c.experiment_id == experiment_id, walk.c.key == key.key
+    )
+    if cap is None:
+        columns = walk.c
+        stmt = values.with_only_columns(walk.c.run_uuid)
+    else:
+        capped = values.order_by(*_metric_order(walk.c, key.ascending)).limit(cap).subquery()
+        columns = capped.c
+        stmt = select(capped.c.run_uuid)
+    if conditions:
+        stmt = stmt.where(
+            select(1)
+            .select_from(runs)
+            .where(runs.c.run_uuid == columns.run_uuid, *conditions)
+            .offset(0)
+            .exists()
+        )
+    return stmt.order_by(*_metric_order(columns, key.ascending))
+
+
+def metric_values_within(experiment_id: int, key: OrderKey, cap: int) -> Select:
+    """How many values of the metric the experiment has, counting no further than `cap`."""
+    lm = latest_metrics
+    values = (
+        select(lm.c.run_uuid)
+        .where(lm.c.experiment_id == experiment_id, lm.c.key == key.key)
+        .limit(cap)
+        .subquery()
+    )
+    return select(func.count()).select_from(values)
+
+
+def count_of(stmt: Select) -> Select:
+    return select(func.count()).select_from(stmt.order_by(None).subquery())
+
+
+def runs_missing_metric(experiment_id: int, key: OrderKey, conditions: Sequence) -> Select:
+    """Ids of the experiment's runs that meet `conditions` but lack the metric, by run id."""
+    has = _HAS_METRIC
+    return (
+        select(runs.c.run_uuid)
+        .where(
+            runs.c.experiment_id == experiment_id,
+            *conditions,
+            ~select(1).where(has.c.run_uuid == runs.c.run_uuid, has.c.key == key.key).exists(),
+        )
+        .order_by(runs.c.run_uuid.asc())
+    )
 
 
 def experiment_filter_clauses(filters: Sequence[Comparison], field: str = "filter") -> list:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, delete, insert, select, tuple_, update
@@ -34,7 +34,14 @@ from modelyard.services.common.filters import Comparison, OrderKey
 from modelyard.services.common.pagination import decode_token, encode_token, fingerprint
 from modelyard.services.tracking.store import schema, search
 from modelyard.services.tracking.store.base import TrackingStore
-from modelyard.services.tracking.store.hot import MetricWriter
+from modelyard.services.tracking.store.hot import (
+    COPY_MIN,
+    GroupCommit,
+    Job,
+    MetricRow,
+    MetricWriter,
+    RunRows,
+)
 from modelyard.services.tracking.store.schema import (
     artifacts,
     datasets,
@@ -42,7 +49,6 @@ from modelyard.services.tracking.store.schema import (
     experiments,
     input_tags,
     inputs,
-    latest_metrics,
     metrics,
     params,
     runs,
@@ -50,6 +56,34 @@ from modelyard.services.tracking.store.schema import (
 )
 
 _IN_CHUNK = 500  # ids per IN (...) when loading run data in bulk
+_HOT_IDLE_PING = 1.0  # seconds the hot-path connection may idle before it is checked first
+
+# Everything of a set of runs but their dataset inputs, in one round trip: kind (0 param, 1 tag,
+# 2 latest metric, 3 has inputs), run id, key, text value, metric value, is_nan, timestamp, step.
+# Metrics come in key order, as each run lists them. Each part is a lookup by primary key per run:
+# SQLite does that for IN (...); on PostgreSQL a LATERAL subquery fenced with OFFSET 0 makes it
+# so whatever the planner's statistics say (without any, it scans whole tables for = ANY).
+_RUN_DATA_PARTS = (
+    "SELECT 0 AS kind, run_uuid, key, value AS text, CAST(NULL AS DOUBLE PRECISION) AS value, "
+    "CAST(NULL AS BOOLEAN) AS is_nan, CAST(NULL AS BIGINT) AS timestamp, "
+    "CAST(NULL AS BIGINT) AS step FROM params WHERE run_uuid {ids} "
+    "UNION ALL SELECT 1, run_uuid, key, value, NULL, NULL, NULL, NULL FROM tags "
+    "WHERE run_uuid {ids} "
+    "UNION ALL SELECT 2, run_uuid, key, NULL, value, is_nan, timestamp, step FROM latest_metrics "
+    "WHERE run_uuid {ids} "
+    "UNION ALL SELECT 3, run_uuid, NULL, NULL, NULL, NULL, NULL, NULL FROM inputs "
+    "WHERE run_uuid {ids}"
+)
+_RUN_DATA_PG = (
+    "SELECT d.* FROM unnest(%s::varchar[]) AS ids(id) CROSS JOIN LATERAL ("
+    + _RUN_DATA_PARTS.format(ids="= ids.id")
+    + " OFFSET 0) AS d ORDER BY 1, 3"
+)
+_RUN_COLUMNS = ", ".join(c.name for c in runs.c)
+_RUN_ROWS_PG = (
+    "SELECT r.* FROM unnest(%s::varchar[]) AS ids(id) CROSS JOIN LATERAL "
+    f"(SELECT {_RUN_COLUMNS} FROM runs WHERE run_uuid = ids.id OFFSET 0) AS r"
+)
 
 
 def _now() -> int:
@@ -88,12 +122,23 @@ class SqlTrackingStore(TrackingStore):
         # executing them on SQLite.
         self._select_run = select(runs).where(runs.c.run_uuid == bindparam("run_id"))
         self._metrics = MetricWriter(db.dialect)
+        self._group = GroupCommit(self._commit_group)
+        # Searches ordered by one metric walk its values in order; on PostgreSQL at most
+        # max(least, factor * (offset + page)) of them before falling back to the plain query,
+        # which its planner may run faster when few runs match (SQLite: no cap, the plain query
+        # walks the same rows). (least, factor), or None for no cap.
+        self.metric_walk: tuple[int, int] | None = None if db.is_sqlite else (1000, 8)
+        # PostgreSQL: the connection of the metric hot path, used only by the group-commit
+        # leader (one at a time), so a write pays no pool checkout and no liveness ping.
+        self._hot: Any = None
+        self._hot_used = 0.0
         tag_upsert = self._insert(schema.tags)
         self._upsert_tag = tag_upsert.on_conflict_do_update(
             index_elements=["run_uuid", "key"], set_={"value": tag_upsert.excluded.value}
         )
 
     def close(self) -> None:
+        self._drop_hot()
         self.db.dispose()
 
     # -- experiments ---------------------------------------------------------------------------
@@ -417,37 +462,49 @@ class SqlTrackingStore(TrackingStore):
 
     def get_run(self, run_id: str) -> Run:
         with self.db.read() as conn:
-            return self._runs(conn, [self._run_row(conn, run_id)])[0]
+            return self._runs(conn, [self._run_row(conn, run_id)._mapping])[0]
 
-    def _runs(self, conn: Connection, rows: Sequence[Row]) -> list[Run]:
-        """Assemble full runs with four bulk queries, however many runs there are."""
-        ids = [r.run_uuid for r in rows]
+    def _runs(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[Run]:
+        """Assemble full runs from their runs rows: params, tags, latest metrics and whether
+        they have inputs in one query (on the raw cursor: per-row overhead is most of what a
+        page of runs costs), then the dataset inputs of the runs that have any."""
+        ids = [r["run_uuid"] for r in rows]
         run_params: dict[str, dict[str, str]] = {i: {} for i in ids}
         run_tags: dict[str, dict[str, str]] = {i: {} for i in ids}
         run_metrics: dict[str, list[Metric]] = {i: [] for i in ids}
         run_inputs: dict[str, list[DatasetInput]] = {i: [] for i in ids}
-        for chunk in _chunks(ids):
-            for p in conn.execute(select(params).where(params.c.run_uuid.in_(chunk))):
-                run_params[p.run_uuid][p.key] = p.value
-            for t in conn.execute(select(tags).where(tags.c.run_uuid.in_(chunk))):
-                run_tags[t.run_uuid][t.key] = t.value
-            for m in conn.execute(
-                select(latest_metrics)
-                .where(latest_metrics.c.run_uuid.in_(chunk))
-                .order_by(latest_metrics.c.key)
-            ):
-                run_metrics[m.run_uuid].append(_metric(m))
-            for run_id, dataset_input in self._dataset_inputs(conn, chunk):
-                run_inputs[run_id].append(dataset_input)
+        with_inputs: set[str] = set()
+        with _cursor(conn) as cursor:
+            for chunk in _chunks(ids):
+                if self.db.is_sqlite:
+                    where = f"IN ({', '.join('?' * len(chunk))})"
+                    sql = _RUN_DATA_PARTS.format(ids=where) + " ORDER BY 1, 3"
+                    cursor.execute(sql, [*chunk] * 4)
+                else:
+                    cursor.execute(_RUN_DATA_PG, (list(chunk),))
+                for kind, run_id, key, text, value, is_nan, timestamp, step in cursor:
+                    if kind == 0:
+                        run_params[run_id][key] = text
+                    elif kind == 1:
+                        run_tags[run_id][key] = text
+                    elif kind == 2:
+                        value = math.nan if is_nan else value
+                        run_metrics[run_id].append(Metric(key, value, timestamp, step))
+                    else:
+                        with_inputs.add(run_id)
+        if with_inputs:
+            for chunk in _chunks([i for i in ids if i in with_inputs]):
+                for run_id, dataset_input in self._dataset_inputs(conn, chunk):
+                    run_inputs[run_id].append(dataset_input)
         return [
             Run(
-                info=_run_info(r._mapping),
+                info=_run_info(r),
                 data=RunData(
-                    latest_metrics=tuple(run_metrics[r.run_uuid]),
-                    params=run_params[r.run_uuid],
-                    tags=run_tags[r.run_uuid],
+                    latest_metrics=tuple(run_metrics[r["run_uuid"]]),
+                    params=run_params[r["run_uuid"]],
+                    tags=run_tags[r["run_uuid"]],
                 ),
-                inputs=RunInputs(dataset_inputs=tuple(run_inputs[r.run_uuid])),
+                inputs=RunInputs(dataset_inputs=tuple(run_inputs[r["run_uuid"]])),
             )
             for r in rows
         ]
@@ -550,17 +607,75 @@ class SqlTrackingStore(TrackingStore):
         query = fingerprint("runs", sorted(experiment_ids), view_type, filters, order_by)
         offset = decode_token(page_token, query) or 0
         keys = [_experiment_key(e) for e in experiment_ids]
-        stmt = select(runs).where(runs.c.experiment_id.in_(keys))
+        conditions = search.run_filter_clauses(filters)
         stage = search.stage_filter(runs.c.lifecycle_stage, view_type)
         if stage is not None:
-            stmt = stmt.where(stage)
-        stmt = stmt.where(*search.run_filter_clauses(filters))
-        stmt = search.order_runs(stmt, order_by).offset(offset).limit(max_results + 1)
+            conditions.insert(0, stage)
+        limit = max_results + 1
         with self.db.read() as conn:
-            rows = conn.execute(stmt).all()
+            ids = None
+            if len(set(keys)) == 1 and len(order_by) == 1 and order_by[0].entity == "metric":
+                ids = self._search_by_metric(conn, keys[0], order_by[0], conditions, offset, limit)
+            if ids is None:
+                stmt = select(runs).where(runs.c.experiment_id.in_(keys), *conditions)
+                stmt = search.order_runs(stmt, order_by).offset(offset).limit(limit)
+                rows = [r._mapping for r in conn.execute(stmt)]
+            else:
+                rows = self._run_rows(conn, ids)
             found = self._runs(conn, rows[:max_results])
         token = encode_token(query, offset + max_results) if len(rows) > max_results else None
         return PagedList(found, token)
+
+    def _search_by_metric(
+        self,
+        conn: Connection,
+        experiment: int,
+        key: OrderKey,
+        conditions: Sequence[Any],
+        offset: int,
+        limit: int,
+    ) -> list[str] | None:
+        """Run ids `offset:offset+limit` of the search ordered by one metric, read in metric
+        order (see search.runs_in_metric_order); None if the plain query suits it better."""
+        cap = None
+        if self.metric_walk is not None:
+            least, factor = self.metric_walk
+            cap = max(least, factor * (offset + limit))
+        walk = search.runs_in_metric_order(experiment, key, conditions, cap)
+        ids = list(conn.execute(walk.offset(offset).limit(limit)).scalars())
+        if len(ids) == limit:
+            return ids
+        if cap is not None:
+            walked = conn.execute(search.metric_values_within(experiment, key, cap)).scalar_one()
+            if walked >= cap:
+                # Few of many values match: walking on could take longer than the plain query.
+                return None
+        # Every run with the metric is counted; those without it follow, by run id.
+        if ids or not offset:
+            with_metric = offset + len(ids)
+        else:
+            with_metric = conn.execute(search.count_of(walk)).scalar_one()
+        rest = search.runs_missing_metric(experiment, key, conditions)
+        rest = rest.offset(max(0, offset - with_metric)).limit(limit - len(ids))
+        return ids + list(conn.execute(rest).scalars())
+
+    def _run_rows(self, conn: Connection, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The runs rows of `ids` (which exist), in that order; a primary-key lookup each."""
+        found: dict[str, dict[str, Any]] = {}
+        with _cursor(conn) as cursor:
+            for chunk in _chunks(ids):
+                if self.db.is_sqlite:
+                    markers = ", ".join("?" * len(chunk))
+                    cursor.execute(
+                        f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_uuid IN ({markers})", chunk
+                    )
+                else:
+                    cursor.execute(_RUN_ROWS_PG, (list(chunk),))
+                names = [d[0] for d in cursor.description]
+                for values in cursor:
+                    row = dict(zip(names, values, strict=True))
+                    found[row["run_uuid"]] = row
+        return [found[i] for i in ids]
 
     # -- run data ------------------------------------------------------------------------------
 
@@ -581,15 +696,12 @@ class SqlTrackingStore(TrackingStore):
         params: Sequence[Param],
         tags: Sequence[RunTag],
     ) -> None:
+        rows = [(m.key, m.value, m.timestamp, m.step) for m in metrics]
+        if rows and not params and not tags:
+            self.log_metric_rows(run_id, rows)
+            return
         with self.db.write() as conn:
-            if metrics and not params and not tags:
-                # The hot path: one round trip checks the run and inserts.
-                with _cursor(conn) as cursor:
-                    if self._metrics.write(cursor, run_id, metrics, checked=False):
-                        return
-                self._active_run(conn, run_id)  # raises the precise error
-                raise Aborted(f"run {run_id!r} changed state while logging; retry the call")
-            self._active_run(conn, run_id)
+            run = self._active_run(conn, run_id)
             if params:
                 self._insert_params(conn, run_id, params)
             if tags:
@@ -600,9 +712,95 @@ class SqlTrackingStore(TrackingStore):
                         for t in _last_per_key(tags)
                     ],
                 )
-            if metrics:
+            if rows:
                 with _cursor(conn) as cursor:
-                    self._metrics.write(cursor, run_id, metrics, checked=True)
+                    self._metrics.write(cursor, [(run_id, rows)], {run_id: run.experiment_id})
+
+    def log_metric_rows(self, run_id: str, rows: Sequence[MetricRow]) -> None:
+        """The hot path: group-committed with concurrent writers, acknowledged once committed."""
+        if not rows:
+            with self.db.read() as conn:
+                self._active_run(conn, run_id)
+            return
+        self._group.submit(run_id, rows)
+
+    def _commit_group(self, jobs: list[Job]) -> None:
+        """Write the queued calls together; if that fails, each on its own."""
+        if len(jobs) > 1:
+            try:
+                skipped = self._write_metrics([(job.run_id, job.rows) for job in jobs])
+            except _CommitFailed as failed:  # the outcome is unknown: never write twice
+                for job in jobs:
+                    job.error = failed.error
+                return
+            except Exception:  # nothing was written: each call gets its own outcome below
+                pass
+            else:
+                for job in jobs:
+                    if job.run_id in skipped:
+                        job.error = self._not_written(job.run_id)
+                return
+        for job in jobs:
+            try:
+                if self._write_metrics([(job.run_id, job.rows)]):
+                    job.error = self._not_written(job.run_id)
+            except _CommitFailed as failed:
+                job.error = failed.error
+            except Exception as exc:
+                job.error = exc
+
+    def _not_written(self, run_id: str) -> Exception:
+        """Why the metrics of a run the hot path skipped were not written."""
+        try:
+            with self.db.read() as conn:
+                self._active_run(conn, run_id)
+        except (NotFound, FailedPrecondition) as exc:
+            return exc
+        return Aborted(f"run {run_id!r} changed state while logging; retry the call")
+
+    def _write_metrics(self, batch: Sequence[RunRows]) -> set[str]:
+        """Write and commit the metrics of the batch's active runs; return the ids of the runs
+        skipped (missing or not active: nothing of theirs was written). _CommitFailed means the
+        outcome is unknown (the connection broke); any other error means nothing was written."""
+        if self.db.is_sqlite:
+            with self.db.write() as conn, _cursor(conn) as cursor:
+                return self._metrics.write(cursor, batch)
+        conn = self._hot_connection()
+        try:
+            with conn.cursor() as cursor:
+                if sum(len(rows) for _, rows in batch) < COPY_MIN:
+                    return self._metrics.write_statement(cursor, batch)  # autocommit
+                with conn.transaction():
+                    return self._metrics.write(cursor, batch)
+        except Exception as exc:
+            if conn.closed or conn.broken:
+                self._drop_hot()
+                raise _CommitFailed(exc) from exc
+            raise
+
+    def _hot_connection(self) -> Any:
+        """PostgreSQL: the hot path's own connection, in autocommit mode; checked with a ping
+        when it has been idle a while, so a database restart costs no write."""
+        now = time.monotonic()
+        if self._hot is not None and now - self._hot_used > _HOT_IDLE_PING:
+            try:
+                self._hot.execute("SELECT 1")
+            except Exception:  # gone: replaced below
+                self._drop_hot()
+        self._hot_used = now
+        if self._hot is None:
+            fairy = self.db.engine.raw_connection()
+            conn = fairy.driver_connection
+            fairy.detach()  # never back into the pool: it is in autocommit mode
+            conn.autocommit = True
+            self._hot = conn
+        return self._hot
+
+    def _drop_hot(self) -> None:
+        conn, self._hot = self._hot, None
+        if conn is not None:
+            with suppress(Exception):  # already unusable: nothing more to release
+                conn.close()
 
     def _insert_params(self, conn: Connection, run_id: str, batch: Sequence[Param]) -> None:
         wanted: dict[str, str] = {}
@@ -763,6 +961,14 @@ class SqlTrackingStore(TrackingStore):
                 )
 
 
+class _CommitFailed(Exception):
+    """The commit of a hot-path transaction failed: whether it took effect is unknown."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 @contextmanager
 def _cursor(conn: Connection) -> Iterator[Any]:
     """The DBAPI cursor of the connection's current transaction."""
@@ -791,17 +997,24 @@ def _metric(row: Row) -> Metric:
     )
 
 
+# Stored value -> enum member, without Enum.__call__ per row (a page of runs is hundreds).
+_STATUSES = {s.value: s for s in RunStatus}
+_STAGES = {s.value: s for s in LifecycleStage}
+
+
 def _run_info(row: Any) -> RunInfo:
+    status = row["status"]
+    stage = row.get("lifecycle_stage", LifecycleStage.ACTIVE.value)
     return RunInfo(
         run_id=row["run_uuid"],
         experiment_id=str(row["experiment_id"]),
         run_name=row["name"],
         user_id=row["user_id"],
-        status=RunStatus(row["status"]),
+        status=_STATUSES.get(status) or RunStatus(status),
         start_time=row["start_time"],
         end_time=row["end_time"],
         artifact_uri=row["artifact_uri"],
-        lifecycle_stage=LifecycleStage(row.get("lifecycle_stage", LifecycleStage.ACTIVE.value)),
+        lifecycle_stage=_STAGES.get(stage) or LifecycleStage(stage),
         parent_run_id=row["parent_run_id"],
     )
 

@@ -1,0 +1,51 @@
+"""Tracking migrations applied to a store that already holds data."""
+
+from __future__ import annotations
+
+from modelyard.entities import Metric, ViewType
+from modelyard.services.common.db import Database
+from modelyard.services.common.db.migrations import upgrade
+from modelyard.services.common.filters import parse_order_by
+from modelyard.services.tracking.app import MIGRATIONS, SERVICE, migrate
+from modelyard.services.tracking.store.sql import SqlTrackingStore
+
+
+def test_latest_metrics_learn_their_experiment(database_url: str) -> None:
+    """0003 copies each run's experiment into latest_metrics, which search walks by."""
+    db = Database(database_url)
+    try:
+        upgrade(db, SERVICE, MIGRATIONS, revision="0002")
+        with db.engine.begin() as conn:
+            for exp in (1, 2):
+                conn.exec_driver_sql(
+                    "INSERT INTO experiments (experiment_id, name, artifact_location, "
+                    "lifecycle_stage, creation_time, last_update_time) "
+                    f"VALUES ({exp}, 'e{exp}', 'file:///a/{exp}', 'active', 0, 0)"
+                )
+            for i in range(6):
+                conn.exec_driver_sql(
+                    "INSERT INTO runs (run_uuid, name, experiment_id, user_id, status, "
+                    "start_time, lifecycle_stage, artifact_uri, deleted_with_experiment) "
+                    f"VALUES ('{i:032x}', 'r{i}', {1 + i % 2}, 'u', 'RUNNING', {i}, 'active', "
+                    "'file:///a', false)"
+                )
+                conn.exec_driver_sql(
+                    "INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step) "
+                    f"VALUES ('{i:032x}', 'm', {i}.0, false, 0, 0)"
+                )
+        migrate(db)
+        with db.engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT run_uuid, experiment_id FROM latest_metrics ORDER BY run_uuid"
+            ).all()
+        assert rows == [(f"{i:032x}", 1 + i % 2) for i in range(6)]
+
+        store = SqlTrackingStore(db, "file:///a")
+        store.log_metric(f"{0:032x}", Metric("m", 9.0, 1, 1))
+        page = store.search_runs(
+            ["1"], [], ViewType.ACTIVE_ONLY, 10, parse_order_by(["metrics.m DESC"]), ""
+        )
+        assert [r.data.metrics["m"] for r in page] == [9.0, 4.0, 2.0]
+        store.close()
+    finally:
+        db.dispose()
