@@ -17,7 +17,7 @@ SERVICES: dict[str, str] = {
     "auth": "modelyard.services.auth.app",
     "tracking": "modelyard.services.tracking.app",
     "registry": "modelyard.services.registry.app",
-    "features": "modelyard.services.features.app",
+    "features": "modelyard.services.feature_store.app",
     "serving": "modelyard.services.serving.app",
 }
 

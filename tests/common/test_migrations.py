@@ -21,7 +21,7 @@ def test_migrations_match_models(database_url: str, service: str) -> None:
         app.migrate(db)
         app.migrate(db)  # idempotent
         assert current_revision(db, service) == head_revision(app.MIGRATIONS)
-        schema = importlib.import_module(f"modelyard.services.{service}.store.schema")
+        schema = importlib.import_module(SERVICES[service].rsplit(".", 1)[0] + ".store.schema")
         with db.engine.connect() as conn:
             ctx = MigrationContext.configure(
                 conn, opts={"version_table": version_table(service), "compare_type": True}

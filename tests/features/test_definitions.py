@@ -205,8 +205,8 @@ def test_definition_lookups_are_cached_per_replica(database_url: str, repo: Repo
     """Lookups answer from memory (definitions change rarely); this replica's applies show at
     once, another replica's after `definitions_cache_seconds`."""
     from modelyard.services.common.db import Database
-    from modelyard.services.features.app import migrate
-    from modelyard.services.features.store.sql import SqlFeatureStore
+    from modelyard.services.feature_store.app import migrate
+    from modelyard.services.feature_store.store.sql import SqlFeatureStore
 
     db = Database(database_url)
     migrate(db)

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from modelyard.errors import InvalidArgument
-from modelyard.services.features.online import open_online_store
-from modelyard.services.features.online.base import OnlineRow, OnlineStore, entity_key
+from modelyard.services.feature_store.online import open_online_store
+from modelyard.services.feature_store.online.base import OnlineRow, OnlineStore, entity_key
 
 
 @pytest.fixture

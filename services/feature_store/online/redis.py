@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
-from modelyard.services.features.online.base import (
+from modelyard.services.feature_store.online.base import (
     OnlineRow,
     OnlineStore,
     decode_values,

@@ -13,15 +13,15 @@ from modelyard.services.common.db.migrations import upgrade
 from modelyard.services.common.runtime import Runtime
 from modelyard.services.common.server import ServiceRegistration
 from modelyard.services.common.settings import Settings
-from modelyard.services.features.access import RULES
-from modelyard.services.features.offline import push_log
-from modelyard.services.features.offline.duckdb_engine import DuckDbEngine
-from modelyard.services.features.offline.sources import SourceReader
-from modelyard.services.features.online import open_online_store
-from modelyard.services.features.service import FeatureAuthorizer, FeaturesService
-from modelyard.services.features.servicer import FeatureStoreServicer
-from modelyard.services.features.store.schema import feature_permissions
-from modelyard.services.features.store.sql import SqlFeatureStore
+from modelyard.services.feature_store.access import RULES
+from modelyard.services.feature_store.offline import push_log
+from modelyard.services.feature_store.offline.duckdb_engine import DuckDbEngine
+from modelyard.services.feature_store.offline.sources import SourceReader
+from modelyard.services.feature_store.online import open_online_store
+from modelyard.services.feature_store.service import FeatureAuthorizer, FeaturesService
+from modelyard.services.feature_store.servicer import FeatureStoreServicer
+from modelyard.services.feature_store.store.schema import feature_permissions
+from modelyard.services.feature_store.store.sql import SqlFeatureStore
 
 SERVICE = "features"
 MIGRATIONS = Path(__file__).parent / "migrations"

@@ -1,5 +1,5 @@
 """Online stores: the latest feature values per entity, for low-latency lookups."""
 
-from modelyard.services.features.online.base import OnlineRow, OnlineStore, open_online_store
+from modelyard.services.feature_store.online.base import OnlineRow, OnlineStore, open_online_store
 
 __all__ = ["OnlineRow", "OnlineStore", "open_online_store"]

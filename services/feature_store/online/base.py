@@ -56,11 +56,11 @@ class OnlineStore(abc.ABC):
 def open_online_store(uri: str) -> OnlineStore:
     scheme = urlparse(uri).scheme
     if scheme == "sqlite":
-        from modelyard.services.features.online.sqlite import SqliteOnlineStore
+        from modelyard.services.feature_store.online.sqlite import SqliteOnlineStore
 
         return SqliteOnlineStore(uri)
     if scheme in ("redis", "rediss"):
-        from modelyard.services.features.online.redis import RedisOnlineStore
+        from modelyard.services.feature_store.online.redis import RedisOnlineStore
 
         return RedisOnlineStore(uri)
     raise InvalidArgument(

@@ -1,4 +1,4 @@
 from modelyard.services.common.db.migrations import run_env
-from modelyard.services.features.store.schema import metadata
+from modelyard.services.feature_store.store.schema import metadata
 
 run_env(metadata)

@@ -14,7 +14,7 @@ from modelyard.convert.features import definition_to_entity, definition_to_proto
 from modelyard.errors import FailedPrecondition, NotFound
 from modelyard.features.definitions import Definition, Entity, FeatureView, Field, kind_of
 from modelyard.services.common.db import Database
-from modelyard.services.features.store.schema import (
+from modelyard.services.feature_store.store.schema import (
     definition_history,
     definitions,
     materializations,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from modelyard.services.features.online.base import (
+from modelyard.services.feature_store.online.base import (
     OnlineRow,
     OnlineStore,
     decode_values,

@@ -14,8 +14,8 @@ import pyarrow as pa
 
 from modelyard.errors import InvalidArgument
 from modelyard.features.definitions import FeatureView
-from modelyard.services.features.offline.base import OfflineEngine, ViewRequest
-from modelyard.services.features.offline.sources import SourceReader, _quote
+from modelyard.services.feature_store.offline.base import OfflineEngine, ViewRequest
+from modelyard.services.feature_store.offline.sources import SourceReader, _quote
 
 _BATCH_ROWS = 65_536
 

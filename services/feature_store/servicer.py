@@ -18,8 +18,8 @@ from modelyard.convert.features import (
     value_to_python,
 )
 from modelyard.errors import InvalidArgument
-from modelyard.services.features.service import FeaturesService, TrainingSetOutput
-from modelyard.services.features.store.sql import MaterializationRecord, Stored
+from modelyard.services.feature_store.service import FeaturesService, TrainingSetOutput
+from modelyard.services.feature_store.store.sql import MaterializationRecord, Stored
 
 CHUNK = 1024 * 1024
 MAX_ENTITY_BYTES = 2 * 1024**3
