@@ -34,7 +34,11 @@ from modelyard.services.feature_store import definitions as defs
 from modelyard.services.feature_store.offline import push_log
 from modelyard.services.feature_store.offline.base import OfflineEngine, ViewRequest
 from modelyard.services.feature_store.online.base import OnlineRow, OnlineStore, entity_key
-from modelyard.services.feature_store.store.sql import MaterializationRecord, SqlFeatureStore, Stored
+from modelyard.services.feature_store.store.sql import (
+    MaterializationRecord,
+    SqlFeatureStore,
+    Stored,
+)
 
 MAX_ONLINE_ROWS = 10_000
 GRANTED_KINDS = ("feature_view", "feature_service")
