@@ -56,6 +56,10 @@ class ClusterSettings(BaseModel):
     image: str = "modelyard:latest"
     service_account: str | None = None
     env_secret: str | None = None
+    # {path in an endpoint pod: "<secret>/<key>"}: the files it reads (public signing key, TLS).
+    secret_files: dict[str, str] = Field(default_factory=dict)
+    # Secret with the serving service token (key `serving`), the endpoint pods' identity.
+    service_token_secret: str | None = None
     registry_uri: str = "modelyard-registry:50051"
     features_uri: str = "modelyard-features:50051"
     min_replicas: int = Field(default=1, ge=1)

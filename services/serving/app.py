@@ -20,7 +20,7 @@ from modelyard.services.common.server import ServiceRegistration
 from modelyard.services.common.settings import Settings
 from modelyard.services.serving.access import INFERENCE_RULES, SERVING_RULES
 from modelyard.services.serving.authorizer import ServingAuthorizer
-from modelyard.services.serving.cluster import ClusterConfig, EndpointController
+from modelyard.services.serving.cluster import ClusterConfig, EndpointController, secret_volumes
 from modelyard.services.serving.inference_log import InferenceLogWriter
 from modelyard.services.serving.loader import ModelLoader
 from modelyard.services.serving.oip_servicer import InferenceServicer
@@ -78,6 +78,27 @@ class _Peer:
             self._transport.close()
 
 
+def cluster_config(settings: Settings, namespace: str) -> ClusterConfig:
+    """What the endpoint controller makes pods with: serving.cluster, plus this process's own
+    health port (endpoint pods get the same environment, so they open it too)."""
+    cluster = settings.serving.cluster
+    secret_volumes(cluster.secret_files)  # a mistake there stops start-up, not every reconcile
+    return ClusterConfig(
+        namespace=namespace,
+        image=cluster.image,
+        service_account=cluster.service_account,
+        env_secret=cluster.env_secret,
+        secret_files=cluster.secret_files,
+        service_token_secret=cluster.service_token_secret,
+        health_port=settings.health_port,
+        registry_uri=cluster.registry_uri,
+        features_uri=cluster.features_uri,
+        min_replicas=cluster.min_replicas,
+        max_replicas=cluster.max_replicas,
+        target_cpu_percent=cluster.target_cpu_percent,
+    )
+
+
 def _controller(settings: Settings, service: ServingService) -> EndpointController | None:
     """In a cluster, each endpoint also runs as its own Deployment (serving.cluster.enabled)."""
     cluster = settings.serving.cluster
@@ -89,17 +110,7 @@ def _controller(settings: Settings, service: ServingService) -> EndpointControll
     namespace = cluster.namespace or Path(_NAMESPACE_FILE).read_text().strip()
     controller = EndpointController(
         client.ApiClient(),
-        ClusterConfig(
-            namespace=namespace,
-            image=cluster.image,
-            service_account=cluster.service_account,
-            env_secret=cluster.env_secret,
-            registry_uri=cluster.registry_uri,
-            features_uri=cluster.features_uri,
-            min_replicas=cluster.min_replicas,
-            max_replicas=cluster.max_replicas,
-            target_cpu_percent=cluster.target_cpu_percent,
-        ),
+        cluster_config(settings, namespace),
         service.list_endpoints,
         cluster.resync_seconds,
     )

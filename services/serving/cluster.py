@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,8 +44,16 @@ class ClusterConfig:
     image: str = "modelyard:latest"
     image_pull_policy: str = "IfNotPresent"
     service_account: str | None = None
-    # Secret with the pods' environment (database URL, S3 keys, service token).
+    # Secret with the pods' environment (database URL, S3 keys, settings).
     env_secret: str | None = None
+    # Files the pods read, {path in the pod: "<secret>/<key>"}: the signing key's public half and
+    # the TLS certificates. Each Secret is mounted read-only with only the listed keys.
+    secret_files: dict[str, str] = field(default_factory=dict)
+    # Secret with the serving service token under the key `serving`: endpoint pods call the
+    # registry and the feature store as that identity.
+    service_token_secret: str | None = None
+    # The plaintext grpc.health.v1 port the pods also answer on (kubelets probe without TLS).
+    health_port: int | None = None
     # Where endpoint pods reach the registry.
     registry_uri: str = "modelyard-registry:50051"
     # Where endpoint pods look features up.
@@ -78,8 +87,58 @@ def _labels(endpoint: str) -> dict[str, str]:
     }
 
 
+def secret_volumes(files: dict[str, str]) -> list[tuple[k8s.V1Volume, k8s.V1VolumeMount]]:
+    """One read-only Secret volume per directory, holding only the listed keys."""
+    by_directory: dict[str, tuple[str, list[k8s.V1KeyToPath]]] = {}
+    for path, source in sorted(files.items()):
+        secret, _, key = source.partition("/")
+        directory = posixpath.dirname(path)
+        if not (secret and key and posixpath.isabs(path) and directory != "/"):
+            raise ValueError(
+                f"serving.cluster.secret_files: {path!r}: {source!r} must map an absolute file "
+                "path to '<secret>/<key>', e.g. '/etc/modelyard/tls/ca.crt': 'modelyard-tls/ca.crt'"
+            )
+        owner, items = by_directory.setdefault(directory, (secret, []))
+        if owner != secret:
+            raise ValueError(
+                f"serving.cluster.secret_files: {directory} holds files of Secrets {owner!r} and "
+                f"{secret!r}; give each Secret its own directory"
+            )
+        items.append(k8s.V1KeyToPath(key=key, path=posixpath.basename(path)))
+    return [
+        (
+            k8s.V1Volume(
+                name=f"secret-files-{n}",
+                secret=k8s.V1SecretVolumeSource(
+                    secret_name=secret, items=items, default_mode=0o440
+                ),
+            ),
+            k8s.V1VolumeMount(name=f"secret-files-{n}", mount_path=directory, read_only=True),
+        )
+        for n, (directory, (secret, items)) in enumerate(by_directory.items())
+    ]
+
+
 def _container(endpoint: Endpoint, config: ClusterConfig) -> k8s.V1Container:
-    grpc_probe = k8s.V1GRPCAction(port=GRPC_PORT)
+    probe_port = config.health_port or GRPC_PORT
+    grpc_probe = k8s.V1GRPCAction(port=probe_port)
+    token = (
+        [
+            k8s.V1EnvVar(
+                name="MODELYARD_AUTH__SERVICE_TOKEN",
+                value_from=k8s.V1EnvVarSource(
+                    secret_key_ref=k8s.V1SecretKeySelector(
+                        name=config.service_token_secret, key="serving"
+                    )
+                ),
+            )
+        ]
+        if config.service_token_secret
+        else []
+    )
+    ports = [k8s.V1ContainerPort(name="grpc", container_port=GRPC_PORT)]
+    if config.health_port:
+        ports.append(k8s.V1ContainerPort(name="health", container_port=config.health_port))
     return k8s.V1Container(
         name="serving",
         image=config.image,
@@ -99,13 +158,14 @@ def _container(endpoint: Endpoint, config: ClusterConfig) -> k8s.V1Container:
             k8s.V1EnvVar(name="MODELYARD_SERVING__REGISTRY_URI", value=config.registry_uri),
             k8s.V1EnvVar(name="MODELYARD_SERVING__FEATURES_URI", value=config.features_uri),
             k8s.V1EnvVar(name="MODELYARD_HOME", value="/var/lib/modelyard"),
+            *token,
         ],
         env_from=(
             [k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=config.env_secret))]
             if config.env_secret
             else None
         ),
-        ports=[k8s.V1ContainerPort(name="grpc", container_port=GRPC_PORT)],
+        ports=ports,
         readiness_probe=k8s.V1Probe(grpc=grpc_probe, period_seconds=5, failure_threshold=3),
         liveness_probe=k8s.V1Probe(grpc=grpc_probe, period_seconds=10, failure_threshold=6),
         resources=k8s.V1ResourceRequirements(requests=config.requests, limits=config.limits),
@@ -119,6 +179,7 @@ def _container(endpoint: Endpoint, config: ClusterConfig) -> k8s.V1Container:
         volume_mounts=[
             k8s.V1VolumeMount(name="state", mount_path="/var/lib/modelyard"),
             k8s.V1VolumeMount(name="tmp", mount_path="/tmp"),
+            *(mount for _, mount in secret_volumes(config.secret_files)),
         ],
     )
 
@@ -162,6 +223,7 @@ def build_objects(endpoint: Endpoint, config: ClusterConfig) -> list[Any]:
                     volumes=[
                         k8s.V1Volume(name="state", empty_dir=k8s.V1EmptyDirVolumeSource()),
                         k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource()),
+                        *(volume for volume, _ in secret_volumes(config.secret_files)),
                     ],
                 ),
             ),

@@ -303,6 +303,18 @@ def test_generated_tls_certificate_names_every_service_and_localhost(default: Re
         assert f"modelyard-{component}" in names
         assert f"modelyard-{component}.ml.svc.cluster.local" in names
     assert "localhost" in names  # kubectl port-forward
+    assert not any(n.startswith("*") for n in names)  # no wildcard without endpoint pods
+
+
+def test_with_the_endpoint_controller_the_certificate_covers_endpoint_services():
+    from cryptography import x509
+
+    secret = render(values_of("dev")).get("Secret", "modelyard-tls")
+    cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    names = cert.extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    ).value.get_values_for_type(x509.DNSName)
+    assert {"*.ml.svc", "*.ml.svc.cluster.local"} <= set(names)  # modelyard-ep-<endpoint>.ml.svc
 
 
 # -- Serving: autoscaling, disruption budgets, the endpoint controller's rights -------------------
@@ -501,7 +513,6 @@ BAD_VALUES: list[tuple[str, dict[str, Any]]] = [
         "HPA target over 100",
         {"services": {"serving": {"autoscaling": {"targetCPUUtilizationPercentage": 150}}}},
     ),
-    ("controller with auth on", {"services": {"serving": {"controller": {"enabled": True}}}}),
     (
         "every service off",
         {

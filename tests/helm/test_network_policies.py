@@ -115,7 +115,7 @@ class Cluster:
             self.pods[labels["app.kubernetes.io/component"]] = Endpoint(
                 labels["app.kubernetes.io/component"], labels, NAMESPACE, ports
             )
-        grpc = {"grpc": 50051}
+        grpc = {"grpc": 50051, "health": 50052}  # as services/serving/cluster.py names them
         self.pods["endpoint"] = Endpoint(
             "endpoint",
             {
@@ -132,6 +132,7 @@ class Cluster:
         self.pods["database"] = Endpoint("database", ip="10.20.1.5")
         self.pods["s3"] = Endpoint("s3", ip="52.95.150.10")
         self.pods["apiserver"] = Endpoint("apiserver", ip="10.96.0.1")
+        self.pods["kubelet"] = Endpoint("kubelet", ip="10.0.0.10")  # a node: probes come from it
 
     def can(self, source: str, target: str, port: int) -> bool:
         src, dst = self.pods[source], self.pods[target]
@@ -255,3 +256,12 @@ def test_endpoint_pods_get_a_policy_when_the_controller_runs():
     assert cluster.can("notebook", "endpoint", 50051)
     assert not cluster.can("endpoint", "tracking", 50051)
     assert not cluster.can("endpoint", "apiserver", 443)
+    assert not cluster.can("kubelet", "endpoint", 50052)  # no TLS: probes use the gRPC port
+
+
+def test_secured_endpoint_pods_take_probes_on_the_health_port():
+    cluster = Cluster(render(values_of("dev")))  # auth and TLS on, controller on
+    assert cluster.can("kubelet", "endpoint", 50052)
+    assert cluster.can("endpoint", "auth", 50051)  # token checks and revocations
+    assert cluster.can("endpoint", "features", 50051)
+    assert not cluster.can("endpoint", "tracking", 50051)

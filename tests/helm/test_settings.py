@@ -10,15 +10,18 @@ from typing import Any
 import pytest
 
 from modelyard.services.common.settings import Settings
-from tests.helm.conftest import Rendered, containers, render, values_of
+from tests.helm.conftest import Rendered, containers, pod_spec, render, values_of
 
 
 def environment(rendered: Rendered, container: dict[str, Any]) -> dict[str, str]:
-    """What the container's process sees: envFrom ConfigMaps, then env (secrets as placeholders)."""
+    """What the container's process sees: envFrom ConfigMaps and chart-made Secrets, then env
+    (other secrets as placeholders)."""
     env: dict[str, str] = {}
     for source in container.get("envFrom", []):
-        config = rendered.get("ConfigMap", source["configMapRef"]["name"])
-        env.update(config["data"])
+        if "configMapRef" in source:
+            env.update(rendered.get("ConfigMap", source["configMapRef"]["name"])["data"])
+        else:
+            env.update(rendered.get("Secret", source["secretRef"]["name"])["stringData"])
     for item in container.get("env", []):
         if "value" in item:
             env[item["name"]] = item["value"]
@@ -118,3 +121,55 @@ def test_ui_reaches_the_services_through_the_gateway(monkeypatch):
     assert settings.ui.session_secret.get_secret_value() == "secret-modelyard-ui-sessionSecret"
     assert settings.ui.secure_cookies
     assert settings.tls.ca_file == Path("/etc/modelyard/tls/ca.crt")
+
+
+def test_endpoint_pods_get_the_files_and_identity_of_the_serving_pods(monkeypatch):
+    """With auth and TLS on (dev), the controller, configured by the chart, makes endpoint pods
+    whose settings point at files it mounts, from the Secrets the serving pods mount them from."""
+    from kubernetes import client as k8s
+
+    from modelyard.entities.serving import Endpoint, ServedModel
+    from modelyard.services.serving.app import cluster_config
+    from modelyard.services.serving.cluster import build_objects
+
+    dev = render(values_of("dev"))
+    serving_pod = dev.get("Deployment", "modelyard-serving")
+    (serving_container,) = containers(serving_pod)
+    serving = settings_from(environment(dev, serving_container), monkeypatch)
+    assert serving.auth.enabled and serving.tls.enabled and serving.serving.cluster.enabled
+    config = cluster_config(serving, "modelyard")
+    fraud = Endpoint("fraud", (ServedModel("models:/fraud@champion", 100, name="fraud"),))
+    pod = k8s.ApiClient().sanitize_for_serialization(build_objects(fraud, config)[0])
+    (container,) = containers(pod)
+
+    endpoint = settings_from(environment(dev, container), monkeypatch)
+    assert endpoint.auth.enabled and endpoint.tls.enabled
+    assert endpoint.auth.service_token.get_secret_value() == (
+        "secret-modelyard-service-tokens-serving"
+    )
+    assert endpoint.auth.private_key_file is None
+    assert endpoint.serving.endpoints == ["fraud"] and not endpoint.serving.cluster.enabled
+
+    def files(workload: dict[str, Any], c: dict[str, Any]) -> dict[str, str]:
+        """path -> "<secret>/<key>" of every Secret file mounted into container c."""
+        volumes = {v["name"]: v["secret"] for v in pod_spec(workload)["volumes"] if "secret" in v}
+        return {
+            f"{m['mountPath']}/{item['path']}": f"{volumes[m['name']]['secretName']}/{item['key']}"
+            for m in c["volumeMounts"]
+            if m["name"] in volumes
+            for item in volumes[m["name"]]["items"]
+        }
+
+    mounted = files(pod, container)
+    needed = [
+        endpoint.auth.public_key_file,
+        endpoint.tls.cert_file,
+        endpoint.tls.key_file,
+        endpoint.tls.ca_file,
+    ]
+    assert sorted(mounted) == sorted(str(p) for p in needed)
+    serving_files = files(serving_pod, serving_container)
+    assert all(serving_files[path] == source for path, source in mounted.items())
+    assert not any(source.endswith("private.pem") for source in mounted.values())
+    probe = container["readinessProbe"]["grpc"]["port"]
+    assert probe == endpoint.health_port == serving_container["readinessProbe"]["grpc"]["port"]

@@ -3,7 +3,9 @@ reconcile loop, through the real `kubernetes` client against a fake API server."
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from dataclasses import replace
 
 import kubernetes_validate
 import pytest
@@ -17,12 +19,25 @@ from modelyard.services.serving.cluster import (
     ClusterConfig,
     EndpointController,
     build_objects,
+    secret_volumes,
 )
 from tests.fake_kube import FakeKube
 
 KUBERNETES_VERSIONS = ["1.30.0", "1.33.0", "1.37.0"]
 CONFIG = ClusterConfig(
     namespace="ml", image="registry.example/modelyard:0.1.0", env_secret="modelyard-env"
+)
+# As the chart configures it with auth and TLS on.
+SECURED = replace(
+    CONFIG,
+    secret_files={
+        "/etc/modelyard/signing-key/public.pem": "modelyard-signing-key/public.pem",
+        "/etc/modelyard/tls/tls.crt": "modelyard-tls/tls.crt",
+        "/etc/modelyard/tls/tls.key": "modelyard-tls/tls.key",
+        "/etc/modelyard/tls/ca.crt": "modelyard-tls/ca.crt",
+    },
+    service_token_secret="modelyard-service-tokens",
+    health_port=50052,
 )
 
 
@@ -40,16 +55,18 @@ def endpoint(name: str, *versions: int) -> Endpoint:
     return Endpoint(name, tuple(served))
 
 
+@pytest.mark.parametrize("config", [CONFIG, SECURED], ids=["plain", "auth-and-tls"])
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
-def test_objects_validate_against_kubernetes_schemas(version: str) -> None:
+def test_objects_validate_against_kubernetes_schemas(version: str, config: ClusterConfig) -> None:
     api = k8s.ApiClient()
-    for obj in build_objects(endpoint("fraud", 1, 2), CONFIG):
+    for obj in build_objects(endpoint("fraud", 1, 2), config):
         data = api.sanitize_for_serialization(obj)
         kubernetes_validate.validate(data, version, strict=True)
 
 
-def test_pods_meet_the_restricted_profile() -> None:
-    deployment = build_objects(endpoint("fraud", 1), CONFIG)[0]
+@pytest.mark.parametrize("config", [CONFIG, SECURED], ids=["plain", "auth-and-tls"])
+def test_pods_meet_the_restricted_profile(config: ClusterConfig) -> None:
+    deployment = build_objects(endpoint("fraud", 1), config)[0]
     pod = deployment.spec.template.spec
     assert (
         pod.security_context.run_as_non_root
@@ -59,12 +76,42 @@ def test_pods_meet_the_restricted_profile() -> None:
     sc = container.security_context
     assert sc.allow_privilege_escalation is False and sc.read_only_root_filesystem
     assert sc.capabilities.drop == ["ALL"] and sc.run_as_non_root
-    assert (
-        container.readiness_probe.grpc.port == 50051 and container.liveness_probe.grpc.port == 50051
-    )
+    probe_port = config.health_port or 50051
+    assert container.readiness_probe.grpc.port == container.liveness_probe.grpc.port == probe_port
+    assert probe_port in {p.container_port for p in container.ports}
+    assert all(m.read_only for m in container.volume_mounts if m.mount_path.startswith("/etc"))
     assert container.resources.requests and container.resources.limits
     assert deployment.spec.strategy.rolling_update.max_unavailable == 0
     assert {v.name for v in pod.volumes} == {m.name for m in container.volume_mounts}
+
+
+def test_secured_pods_get_only_the_files_and_token_they_need() -> None:
+    pod = build_objects(endpoint("fraud", 1), SECURED)[0].spec.template.spec
+    (container,) = pod.containers
+    mounts = {m.name: m.mount_path for m in container.volume_mounts}
+    files = {
+        f"{mounts[v.name]}/{item.path}": f"{v.secret.secret_name}/{item.key}"
+        for v in pod.volumes
+        if v.secret
+        for item in v.secret.items
+    }
+    assert files == SECURED.secret_files  # never the signing key's private half
+    (token,) = [e for e in container.env if e.name == "MODELYARD_AUTH__SERVICE_TOKEN"]
+    ref = token.value_from.secret_key_ref
+    assert (ref.name, ref.key) == ("modelyard-service-tokens", "serving")
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"relative/ca.crt": "tls/ca.crt"}, "absolute file path"),
+        ({"/etc/tls/ca.crt": "no-key"}, "'<secret>/<key>'"),
+        ({"/etc/x/a": "one/a", "/etc/x/b": "two/b"}, "give each Secret its own directory"),
+    ],
+)
+def test_bad_secret_files_are_refused_with_what_to_fix(files: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        secret_volumes(files)
 
 
 @pytest.fixture

@@ -172,6 +172,21 @@ the database URL and S3 keys itself. */}}
 {{- end -}}
 {{- end -}}
 
+{{/* The files endpoint pods read, as JSON {path: "<secret>/<key>"}: the same paths the
+ConfigMap names, from the same Secrets the services mount (never the private signing key). */}}
+{{- define "modelyard.endpointSecretFiles" -}}
+{{- $files := dict -}}
+{{- if .Values.auth.enabled -}}
+{{- $_ := set $files "/etc/modelyard/signing-key/public.pem" (printf "%s/public.pem" (include "modelyard.signingKeySecret" .)) -}}
+{{- end -}}
+{{- if .Values.tls.enabled -}}
+{{- range $key := list "tls.crt" "tls.key" "ca.crt" -}}
+{{- $_ := set $files (printf "/etc/modelyard/tls/%s" $key) (printf "%s/%s" (include "modelyard.tlsSecret" $) $key) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $files -}}
+{{- end -}}
+
 {{/* Whether the chart itself makes the key pair (hook Job) and mints service tokens (auth pod). */}}
 {{- define "modelyard.generateSigningKey" -}}
 {{- if and .Values.auth.enabled (not .Values.auth.signingKey.existingSecret) -}}true{{- end -}}
@@ -278,6 +293,12 @@ seccompProfile:
   value: {{ printf "%s-endpoint" (include "modelyard.fullname" $) | quote }}
 - name: MODELYARD_SERVING__CLUSTER__ENV_SECRET
   value: {{ include "modelyard.endpointEnvSecret" $ | quote }}
+- name: MODELYARD_SERVING__CLUSTER__SECRET_FILES
+  value: {{ include "modelyard.endpointSecretFiles" $ | quote }}
+{{- if $.Values.auth.enabled }}
+- name: MODELYARD_SERVING__CLUSTER__SERVICE_TOKEN_SECRET
+  value: {{ include "modelyard.serviceTokensSecret" $ | quote }}
+{{- end }}
 - name: MODELYARD_SERVING__CLUSTER__REGISTRY_URI
   value: {{ include "modelyard.serviceUri" (dict "ctx" $ "component" "registry") | quote }}
 - name: MODELYARD_SERVING__CLUSTER__FEATURES_URI
