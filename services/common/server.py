@@ -17,13 +17,15 @@ from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
+from modelyard.services.common import reflection
 from modelyard.services.common.interceptors import ErrorMappingInterceptor, MetricsInterceptor
 from modelyard.services.common.logging import get_logger
 from modelyard.services.common.settings import Settings
 
 if TYPE_CHECKING:
+    from google.protobuf.descriptor_pool import DescriptorPool
+
     from modelyard.services.common.auth.interceptor import ServiceAccess
 
 log = get_logger(__name__)
@@ -41,6 +43,8 @@ class ServiceRegistration:
     on_start: Callable[[str], None] = field(default=lambda address: None)
     # Each gRPC service's access table and authorizer (see services/common/auth).
     access: dict[str, ServiceAccess] = field(default_factory=dict)
+    # Where its services' descriptors live, when not in protobuf's default pool (for reflection).
+    descriptor_pool: DescriptorPool | None = None
 
 
 class ModelyardServer:
@@ -74,7 +78,8 @@ class ModelyardServer:
             registration.register(self._server)
             names.extend(registration.service_names)
         self.service_names = tuple(names)
-        reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], self._server)
+        pools = [r.descriptor_pool for r in self._registrations if r.descriptor_pool is not None]
+        reflection.enable(self._server, names, pools)
         try:
             if settings.tls.enabled:
                 self.port = self._server.add_secure_port(settings.address, _credentials(settings))

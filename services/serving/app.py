@@ -181,6 +181,7 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
 
     return ServiceRegistration(
         service_names=(SERVICE_NAME, INFERENCE_NAME),
+        descriptor_pool=grpc_predict_v2_pb2.DESCRIPTOR.pool,  # the OIP's private pool
         register=register,
         close=close,
         on_start=on_start,

@@ -186,3 +186,33 @@ def test_repository_unload_and_load(served) -> None:
     tc.load_model("iris")
     assert tc.is_model_ready("iris")
     assert tc.infer("iris", [tensor]).as_numpy("predictions").shape == (1,)
+
+
+def test_reflection_resolves_the_inference_service(platform) -> None:
+    """A reflection client (what grpcurl uses) lists the OIP service and resolves its methods and
+    messages, although their descriptors live in a private pool."""
+    import grpc
+    from google.protobuf.descriptor_pool import DescriptorPool
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+        ProtoReflectionDescriptorDatabase,
+    )
+
+    server, _client = platform
+    with grpc.insecure_channel(server.address) as channel:
+        database = ProtoReflectionDescriptorDatabase(channel)
+        assert {"inference.GRPCInferenceService", "modelyard.serving.v1.ServingService"} <= set(
+            database.get_services()
+        )
+        # Modelyard's own file, not tritonclient's copy of the protocol (also loaded here).
+        served = database.FindFileContainingSymbol("inference.GRPCInferenceService")
+        assert served.name == "inference/grpc_predict_v2.proto"
+        pool = DescriptorPool(database)
+        infer = pool.FindServiceByName("inference.GRPCInferenceService").FindMethodByName(
+            "ModelInfer"
+        )
+        assert infer.input_type.full_name == "inference.ModelInferRequest"
+        assert "raw_input_contents" in infer.input_type.fields_by_name
+        serving = pool.FindServiceByName("modelyard.serving.v1.ServingService")
+        assert serving.FindMethodByName("CreateEndpoint") is not None
+        with pytest.raises(KeyError):
+            pool.FindServiceByName("inference.NoSuchService")
