@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from benchkit import log
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -51,10 +52,6 @@ DATASETS: dict[str, tuple[str, str, bool]] = {
     "digits": ("classification", "log_loss", False),
     "diabetes": ("regression", "rmse", False),
 }
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def flaml_python() -> Path:

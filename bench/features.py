@@ -52,7 +52,6 @@ import os
 import platform
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -69,6 +68,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from benchkit import free_port, load_average, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -106,18 +106,6 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 
 def log(msg: str) -> None:
     print(f"[features {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def load() -> dict[str, Any]:
-    one, five, fifteen = os.getloadavg()
-    uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    return {"load_1m": one, "load_5m": five, "load_15m": fifteen, "uptime": uptime}
 
 
 def source_state() -> dict[str, Any]:
@@ -396,12 +384,6 @@ def run_feast(
 
 
 # -- statistics -------------------------------------------------------------------------------
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of an already sorted list."""
-    rank = max(1, min(len(sorted_values), math.ceil(q / 100 * len(sorted_values))))
-    return sorted_values[rank - 1]
 
 
 def latency_stats(ns: Sequence[int]) -> dict[str, float]:
@@ -1213,7 +1195,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    start_load = load()
+    start_load = load_average()
     log(f"load at start: {start_load['uptime']}")
     import duckdb
     import grpc
@@ -1298,7 +1280,7 @@ def main() -> None:
         report["online"] = online
         report["offline"] = offline
         report["targets"] = targets(online, offline)
-        report["machine"]["load_end"] = load()
+        report["machine"]["load_end"] = load_average()
         log(f"load at end: {report['machine']['load_end']['uptime']}")
         text = json.dumps(report, indent=2, default=str)
         (work / "result.json").write_text(text + "\n")

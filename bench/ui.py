@@ -26,14 +26,12 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from benchkit import log
+
 from modelyard import Client
 from modelyard.entities.tracking import Metric, Param
 
 FILTERED = "filter=params.model+%3D+%27rf%27+and+metrics.auc+%3E+0.5"
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def start(home: Path) -> tuple[subprocess.Popen, str, str]:

@@ -1,0 +1,83 @@
+"""Helpers every benchmark script shares. Standard library only: the scripts (and the load
+generators they spawn) also run under the peers' venvs, which do not have Modelyard installed."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of an already sorted list (nan for an empty one)."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, min(len(sorted_values), math.ceil(q / 100 * len(sorted_values))))
+    return sorted_values[rank - 1]
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (everything in the benchmarks listens on loopback only)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def load_average() -> dict[str, Any]:
+    """The machine's load: other jobs share its cores, so every result records it."""
+    one, five, fifteen = os.getloadavg()
+    try:
+        text = subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        text = ""
+    return {"load1": one, "load5": five, "load15": fifteen, "uptime": text.strip()}
+
+
+def wait_for_load(limit: float, max_minutes: float, poll: float = 60.0) -> dict[str, Any]:
+    """Wait (polling) until the 1-minute load is at most `limit`, for at most `max_minutes`."""
+    start = time.monotonic()
+    first = os.getloadavg()[0]
+    while os.getloadavg()[0] > limit and time.monotonic() - start < max_minutes * 60:
+        log(f"load {os.getloadavg()[0]:.2f} > {limit}; waiting (up to {max_minutes:.0f} min)")
+        time.sleep(poll)
+    return {
+        "limit": limit,
+        "load1_before_wait": first,
+        "waited_s": round(time.monotonic() - start),
+        "load1_after_wait": os.getloadavg()[0],
+        "gave_up": os.getloadavg()[0] > limit,
+    }
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem = f"{int(Path('/proc/meminfo').read_text().split()[1]) / 1024 / 1024:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        mem = ""
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "memory": mem,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "note": "servers and benchmark clients share these cores; other jobs may run too",
+    }
