@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +35,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
+
+from benchkit import free_port, machine
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -60,12 +61,6 @@ def log(msg: str) -> None:
 
 def venv_bin(venv: Path, name: str) -> Path:
     return venv / "bin" / name
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def quiet_env(**extra: str) -> dict[str, str]:
@@ -438,30 +433,6 @@ def source_state() -> dict[str, Any]:
         if not line[3:].startswith("bench/")
     ]
     return {"commit": git("rev-parse", "--short=12", "HEAD"), "uncommitted_files": dirty}
-
-
-def machine() -> dict[str, Any]:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = ""
-    try:
-        kb = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f"{kb / 1024 / 1024:.0f} GiB"
-    except (OSError, ValueError, IndexError):
-        pass
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "memory": mem,
-        "os": platform.platform(),
-        "note": "servers and benchmark clients share these cores",
-    }
 
 
 def main() -> None:

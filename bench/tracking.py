@@ -38,6 +38,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from benchkit import percentile
+
 FILTER = "metrics.m1 > 0.5 and params.p1 = 'a'"
 ORDER_BY = ["metrics.m2 DESC"]
 
@@ -76,14 +78,6 @@ class Progress:
             sys.stderr.flush()
         else:
             log(f"  {self.label}: done in {elapsed:.1f}s")
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of an already sorted list."""
-    if not sorted_values:
-        return float("nan")
-    rank = max(1, min(len(sorted_values), round(q / 100 * len(sorted_values) + 0.5)))
-    return sorted_values[rank - 1]
 
 
 def latency_stats(seconds: Sequence[float]) -> dict[str, float]:

@@ -350,17 +350,9 @@ class TrackingService:
         tags: Sequence[RunTag] = (),
     ) -> None:
         run_id("run_id", rid)
-        for name, items, limit in (
-            ("metrics", metrics, limits.MAX_METRICS_PER_BATCH),
-            ("params", params, limits.MAX_PARAMS_PER_BATCH),
-            ("tags", tags, limits.MAX_TAGS_PER_BATCH),
-        ):
-            if len(items) > limit:
-                raise InvalidArgument(
-                    f"{name} holds {len(items)} entries; a batch takes at most {limit}. "
-                    "Split it into several LogBatch calls",
-                    field=name,
-                )
+        _check_batch_size("metrics", metrics, limits.MAX_METRICS_PER_BATCH)
+        _check_batch_size("params", params, limits.MAX_PARAMS_PER_BATCH)
+        _check_batch_size("tags", tags, limits.MAX_TAGS_PER_BATCH)
         _check_metric_keys(m.key for m in metrics)
         for p in params:
             v.key("params.key", p.key, limits.MAX_KEY_LENGTH)
@@ -375,12 +367,7 @@ class TrackingService:
         """LogBatch with metrics only, as (key, value, timestamp_ms, step) tuples: the hot path
         of batched logging, which skips building a Metric per value."""
         run_id("run_id", rid)
-        if len(rows) > limits.MAX_METRICS_PER_BATCH:
-            raise InvalidArgument(
-                f"metrics holds {len(rows)} entries; a batch takes at most "
-                f"{limits.MAX_METRICS_PER_BATCH}. Split it into several LogBatch calls",
-                field="metrics",
-            )
+        _check_batch_size("metrics", rows, limits.MAX_METRICS_PER_BATCH)
         _check_metric_keys(row[0] for row in rows)
         if rows:
             self.store.log_metric_rows(rid, rows)
@@ -587,6 +574,16 @@ class TrackingService:
             v.max_length(
                 f"{field}[{key}].value" if field == "tags" else "value", value, value_limit
             )
+
+
+def _check_batch_size(name: str, items: Sequence[object], limit: int) -> None:
+    """MLflow's LogBatch limits (1000 metrics, 100 params, 100 tags per call)."""
+    if len(items) > limit:
+        raise InvalidArgument(
+            f"{name} holds {len(items)} entries; a batch takes at most {limit}. "
+            "Split it into several LogBatch calls",
+            field=name,
+        )
 
 
 def _check_metric_keys(keys: Iterable[str]) -> None:
