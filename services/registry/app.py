@@ -5,15 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from modelyard._gen.registry.v1 import registry_pb2, registry_pb2_grpc
-from modelyard.client._transport import Transport
 from modelyard.client.tracking import TrackingClient
-from modelyard.errors import Unavailable
-from modelyard.services.common import identity
 from modelyard.services.common.artifacts import open_artifact_store
 from modelyard.services.common.auth.grants import GrantStore
 from modelyard.services.common.auth.interceptor import ServiceAccess
 from modelyard.services.common.db import Database
 from modelyard.services.common.db.migrations import upgrade
+from modelyard.services.common.peer import Peer
 from modelyard.services.common.runtime import Runtime
 from modelyard.services.common.server import ServiceRegistration
 from modelyard.services.common.settings import Settings
@@ -33,40 +31,6 @@ def migrate(db: Database) -> None:
     upgrade(db, SERVICE, MIGRATIONS)
 
 
-class _TrackingConnection:
-    """The tracking service as the registry reaches it: as itself, or as its caller."""
-
-    def __init__(self, runtime: Runtime, uri: str | None) -> None:
-        self._runtime = runtime
-        self._transport: Transport | None = None
-        if uri:
-            self.connect(uri)
-
-    def connect(self, uri: str) -> None:
-        if self._transport is None:
-            self._transport = self._runtime.transport(uri, SERVICE)
-
-    def _ready(self) -> Transport:
-        if self._transport is None:
-            raise Unavailable(
-                "the registry has no tracking service to talk to; "
-                "set MODELYARD_REGISTRY__TRACKING_URI"
-            )
-        return self._transport
-
-    def service(self) -> TrackingClient:
-        return TrackingClient(self._ready())
-
-    def caller(self) -> TrackingClient:
-        me = identity.current()
-        transport = self._ready()
-        return TrackingClient(transport.with_token(me.token) if me.enforced else transport)
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-
-
 def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
     db = Database(settings.database_url)
     if settings.migrate_on_start:
@@ -74,7 +38,13 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
     artifacts = open_artifact_store(settings.artifact_root, settings.s3)
     store = SqlRegistryStore(db, f"{artifacts.root_uri}/registry")
     authorizer = RegistryAuthorizer(store, GrantStore(db, registered_model_permissions))
-    tracking = _TrackingConnection(runtime, settings.registry.tracking_uri)
+    tracking = Peer(
+        runtime,
+        settings.registry.tracking_uri,
+        SERVICE,
+        TrackingClient,
+        "the registry has no tracking service to talk to; set MODELYARD_REGISTRY__TRACKING_URI",
+    )
     service = RegistryService(
         store, artifacts, tracking, authorizer, settings.registry.copy_workers
     )

@@ -6,15 +6,13 @@ from pathlib import Path
 
 from modelyard._gen.inference import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from modelyard._gen.serving.v1 import serving_pb2, serving_pb2_grpc
-from modelyard.client._transport import Transport
 from modelyard.client.registry import RegistryClient
-from modelyard.errors import Unavailable
 from modelyard.features.client import FeatureStoreClient
-from modelyard.services.common import identity
 from modelyard.services.common.auth.grants import GrantStore
 from modelyard.services.common.auth.interceptor import ServiceAccess
 from modelyard.services.common.db import Database
 from modelyard.services.common.db.migrations import upgrade
+from modelyard.services.common.peer import Peer
 from modelyard.services.common.runtime import Runtime
 from modelyard.services.common.server import ServiceRegistration
 from modelyard.services.common.settings import Settings
@@ -39,43 +37,6 @@ INFERENCE_NAME = grpc_predict_v2_pb2.DESCRIPTOR.services_by_name["GRPCInferenceS
 
 def migrate(db: Database) -> None:
     upgrade(db, SERVICE, MIGRATIONS)
-
-
-class _Peer:
-    """Another service as serving reaches it (as svc-serving, or as the caller); its address is
-    configured, or this process's own once it listens (modelyard up)."""
-
-    def __init__(self, runtime: Runtime, uri: str | None, what: str, setting: str) -> None:
-        self._runtime = runtime
-        self._what = what
-        self._setting = setting
-        self._transport: Transport | None = None
-        if uri:
-            self.connect(uri)
-
-    def connect(self, uri: str) -> None:
-        if self._transport is None:
-            self._transport = self._runtime.transport(uri, SERVICE)
-
-    def _ready(self) -> Transport:
-        if self._transport is None:
-            raise Unavailable(f"serving has no {self._what}; set {self._setting}")
-        return self._transport
-
-    def registry(self) -> RegistryClient:
-        return RegistryClient(self._ready())
-
-    def registry_as_caller(self) -> RegistryClient:
-        me = identity.current()
-        transport = self._ready()
-        return RegistryClient(transport.with_token(me.token) if me.enforced else transport)
-
-    def features(self) -> FeatureStoreClient:
-        return FeatureStoreClient(transport=self._ready())
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
 
 
 def cluster_config(settings: Settings, namespace: str) -> ClusterConfig:
@@ -123,20 +84,22 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
     if settings.migrate_on_start:
         migrate(db)
     store = SqlServingStore(db)
-    registry = _Peer(
+    registry = Peer(
         runtime,
         settings.serving.registry_uri,
-        "registry to load models from",
-        "MODELYARD_SERVING__REGISTRY_URI",
+        SERVICE,
+        RegistryClient,
+        "serving has no registry to load models from; set MODELYARD_SERVING__REGISTRY_URI",
     )
-    features = _Peer(
+    features = Peer(
         runtime,
         settings.serving.features_uri,
-        "feature store to look features up in",
-        "MODELYARD_SERVING__FEATURES_URI",
+        SERVICE,
+        lambda transport: FeatureStoreClient(transport=transport),
+        "serving has no feature store to look features up in; set MODELYARD_SERVING__FEATURES_URI",
     )
     cache = settings.serving.cache_dir or settings.home_dir / "model-cache"
-    loader = ModelLoader(registry.registry, cache, features.features)
+    loader = ModelLoader(registry.service, cache, features.service)
     grants = GrantStore(db, endpoint_permissions)
     log_writer = InferenceLogWriter(store.record_inferences)
     only = set(settings.serving.endpoints) if settings.serving.endpoints is not None else None
@@ -144,13 +107,13 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
         store,
         loader,
         grants,
-        registry.registry_as_caller,
+        registry.caller,
         log_writer,
         settings.serving.load_workers,
         only,
     )
     controller = _controller(settings, service)
-    watcher = RegistryWatcher(registry.registry, service.model_changed)
+    watcher = RegistryWatcher(registry.service, service.model_changed)
     authorizer = ServingAuthorizer(grants, lambda name: name in service._runtimes)
     serving_servicer = ServingServicer(service)
     inference_servicer = InferenceServicer(service)

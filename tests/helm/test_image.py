@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 import yaml
 
 from tests.helm.conftest import CHART, ROOT
@@ -86,3 +87,39 @@ def test_build_context_holds_only_the_package():
         for part in arguments.split()[:-1]
     }
     assert copied == included
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_the_image_builds_and_answers_health_checks(docker_engine: None) -> None:
+    """Where a Docker engine is reachable: build the image, run `serve tracking` in it as the
+    chart runs pods (read-only root, writable home and /tmp only), and ask grpc.health.v1."""
+    import docker
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    client = docker.from_env()
+    image, _logs = client.images.build(path=str(ROOT), tag="modelyard:test", rm=True)
+    container = client.containers.run(
+        image.id,
+        ["serve", "tracking", "--host", "0.0.0.0", "--port", "50051"],
+        detach=True,
+        ports={"50051/tcp": ("127.0.0.1", None)},
+        read_only=True,
+        tmpfs={"/tmp": "", "/var/lib/modelyard": "uid=10001,gid=10001"},
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+    )
+    try:
+        container.reload()
+        port = container.attrs["NetworkSettings"]["Ports"]["50051/tcp"][0]["HostPort"]
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=120)
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service="modelyard.tracking.v1.TrackingService"),
+                wait_for_ready=True,
+                timeout=60,
+            )
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING, container.logs()[-2000:]
+    finally:
+        container.remove(force=True)
