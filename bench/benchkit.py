@@ -6,11 +6,12 @@ from __future__ import annotations
 import math
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +82,67 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "note": "servers and benchmark clients share these cores; other jobs may run too",
     }
+
+
+class ServerProcess:
+    """A server under test as a subprocess in its own session (so its whole process tree stops
+    with it), its output in `logfile`, reporting through `say`."""
+
+    def __init__(
+        self,
+        label: str,
+        argv: list[str],
+        env: dict[str, str],
+        logfile: Path,
+        cwd: Path | None = None,
+        say: Callable[[str], None] = log,
+    ) -> None:
+        self.label, self.logfile, self.say = label, logfile, say
+        self._log = open(logfile, "wb")  # noqa: SIM115 (closed in stop())
+        say(f"start {label}: {' '.join(argv)}  (log: {os.path.relpath(logfile)})")
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, probe: Callable[[], Any], timeout: float = 180.0) -> float:
+        """Call `probe` until it stops raising; seconds it took."""
+        t0 = time.monotonic()
+        last = ""
+        while time.monotonic() - t0 < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.label} exited with {self.proc.returncode} before it "
+                    f"was ready:\n{self.tail()}"
+                )
+            try:
+                probe()
+                took = time.monotonic() - t0
+                self.say(f"{self.label} ready after {took:.1f}s")
+                return took
+            except Exception as exc:  # not up yet
+                last = repr(exc)
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.label} not ready after {timeout}s ({last}):\n{self.tail()}")
+
+    def tail(self, n: int = 30) -> str:
+        self._log.flush()
+        return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-n:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.say(f"{self.label} ignored SIGTERM for 30s; SIGKILL")
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+            except ProcessLookupError:
+                pass
+        self._log.close()
+        self.say(f"stopped {self.label} (exit {self.proc.returncode})")

@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import time
@@ -36,7 +35,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from benchkit import free_port, machine
+from benchkit import ServerProcess, free_port, machine
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -123,41 +122,13 @@ class Postgres:
 # -- servers -----------------------------------------------------------------------------------
 
 
-class Server:
+class Server(ServerProcess):
+    """A tracking server under test; MLflow's also needs time to go idle after it answers."""
+
     def __init__(
         self, label: str, argv: list[str], cwd: Path, env: dict[str, str], logfile: Path
     ) -> None:
-        self.label, self.logfile = label, logfile
-        self._log = open(logfile, "wb")  # noqa: SIM115 (closed in stop())
-        log(f"start {label}: {' '.join(argv)}  (log: {logfile.relative_to(ROOT)})")
-        # Its own session, so the whole tree (mlflow's uvicorn workers) stops with its group.
-        self.proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def wait_ready(self, probe, timeout: float = 180.0) -> float:
-        t0 = time.monotonic()
-        last = ""
-        while time.monotonic() - t0 < timeout:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"{self.label} exited with {self.proc.returncode} before it "
-                    f"was ready:\n{self.tail()}"
-                )
-            try:
-                probe()
-                took = time.monotonic() - t0
-                log(f"{self.label} ready after {took:.1f}s")
-                return took
-            except Exception as exc:  # not up yet
-                last = repr(exc)
-            time.sleep(0.2)
-        raise RuntimeError(f"{self.label} not ready after {timeout}s ({last}):\n{self.tail()}")
+        super().__init__(label, argv, env, logfile, cwd=cwd, say=log)
 
     def settle(self, window: float = 1.0, idle: float = 0.05, timeout: float = 90.0) -> float:
         """Wait until the server's whole process group is idle (< `idle` of a core over
@@ -174,24 +145,6 @@ class Server:
         took = time.monotonic() - t0
         log(f"{self.label} idle after {took:.1f}s more")
         return took
-
-    def tail(self, n: int = 30) -> str:
-        self._log.flush()
-        return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-n:])
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                log(f"{self.label} ignored SIGTERM for 30s; SIGKILL")
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-            except ProcessLookupError:
-                pass
-        self._log.close()
-        log(f"stopped {self.label} (exit {self.proc.returncode})")
 
 
 def group_cpu_seconds(pgid: int) -> float:

@@ -68,7 +68,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from benchkit import free_port, load_average, percentile
+from benchkit import ServerProcess, free_port, load_average, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -278,52 +278,6 @@ class PeakRss:
         self._thread.join()
 
 
-class Server:
-    def __init__(self, label: str, argv: list[str], env: dict[str, str], logfile: Path) -> None:
-        self.label, self.logfile = label, logfile
-        self._log = open(logfile, "wb")  # noqa: SIM115 (closed in stop())
-        log(f"start {label}: {' '.join(argv)}  (log: {logfile.relative_to(ROOT)})")
-        self.proc = subprocess.Popen(
-            argv, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    def wait_ready(self, probe: Callable[[], Any], timeout: float = 180.0) -> float:
-        t0 = time.monotonic()
-        last = ""
-        while time.monotonic() - t0 < timeout:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"{self.label} exited with {self.proc.returncode}:\n{self.tail()}"
-                )
-            try:
-                probe()
-                took = time.monotonic() - t0
-                log(f"{self.label} ready after {took:.1f}s")
-                return took
-            except Exception as exc:  # not up yet
-                last = repr(exc)
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.label} not ready after {timeout}s ({last}):\n{self.tail()}")
-
-    def tail(self, n: int = 30) -> str:
-        self._log.flush()
-        return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-n:])
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                log(f"{self.label} ignored SIGTERM for 30s; SIGKILL")
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-            except ProcessLookupError:
-                pass
-        self._log.close()
-        log(f"stopped {self.label} (exit {self.proc.returncode})")
-
-
 def feast_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("VIRTUAL_ENV", None)
@@ -407,7 +361,7 @@ def ratio(slow: float, fast: float) -> float:
 # -- Modelyard --------------------------------------------------------------------------------
 
 
-def modelyard_server(store_uri: str, work: Path, label: str) -> tuple[Server, str]:
+def modelyard_server(store_uri: str, work: Path, label: str) -> tuple[ServerProcess, str]:
     from modelyard.features import FeatureStoreClient  # noqa: F401  (fail early if missing)
 
     port = free_port()
@@ -415,7 +369,9 @@ def modelyard_server(store_uri: str, work: Path, label: str) -> tuple[Server, st
     env = dict(os.environ, MODELYARD_FEATURES__ONLINE_STORE_URI=store_uri, PYTHONUNBUFFERED="1")
     argv = [str(MODELYARD_BIN), "serve", "features", "--no-auth"]
     argv += ["--home", str(home), "--port", str(port), "--host", "127.0.0.1"]
-    server = Server(f"modelyard features ({label})", argv, env, work / f"modelyard-{label}.log")
+    server = ServerProcess(
+        f"modelyard features ({label})", argv, env, work / f"modelyard-{label}.log", say=log
+    )
     address = f"127.0.0.1:{port}"
 
     def probe() -> None:
@@ -477,14 +433,16 @@ def feast_repo(
     return repo
 
 
-def feast_server(repo: Path, work: Path, label: str) -> tuple[Server, int]:
+def feast_server(repo: Path, work: Path, label: str) -> tuple[ServerProcess, int]:
     port = free_port()
     argv = [str(FEAST_VENV / "bin" / "feast"), "-c", str(repo), "serve"]
     # One worker like Modelyard's one process; gunicorn's worker recycling (every ~1000
     # requests by default) off, so a restart never lands inside the timed calls.
     argv += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--workers", "1"]
     argv += ["--max-requests", "0", "--max-requests-jitter", "0"]
-    server = Server(f"feast serve ({label})", argv, feast_env(), work / f"feast-serve-{label}.log")
+    server = ServerProcess(
+        f"feast serve ({label})", argv, feast_env(), work / f"feast-serve-{label}.log", say=log
+    )
 
     def probe() -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
