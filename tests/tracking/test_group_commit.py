@@ -138,6 +138,17 @@ def test_group_size_is_bounded() -> None:
 # -- the store's group commit, on every backend ------------------------------------------------
 
 
+# The database_url backends that are servers (PostgreSQL here, and in a container where Docker is).
+ON_A_DATABASE_SERVER = pytest.mark.parametrize(
+    "database_url",
+    [
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("postgres-container", marks=pytest.mark.docker),
+    ],
+    indirect=True,
+)
+
+
 @pytest.fixture
 def store(database_url: str) -> Iterator[SqlTrackingStore]:
     db = Database(database_url)
@@ -219,11 +230,10 @@ def test_metrics_logged_with_params_share_the_hot_writer(store: SqlTrackingStore
     assert store.get_run(run_id).data.metrics["m3"] == 193.0
 
 
+@ON_A_DATABASE_SERVER  # SQLite runs in-process: a failed write is known not to have happened
 def test_a_write_whose_outcome_is_unknown_is_never_retried(
     store: SqlTrackingStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if store.db.is_sqlite:
-        pytest.skip("SQLite runs in-process: a failed write is known not to have happened")
     import psycopg
 
     runs = [new_run(store) for _ in range(3)]
@@ -265,11 +275,10 @@ def test_a_write_whose_outcome_is_unknown_is_never_retried(
     assert history(store, runs[0]) == [(0, 1.0)]
 
 
+@ON_A_DATABASE_SERVER  # SQLite has no server connection to lose
 def test_the_hot_path_reconnects_after_losing_its_connection(
     store: SqlTrackingStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if store.db.is_sqlite:
-        pytest.skip("SQLite has no server connection to lose")
     from modelyard.services.tracking.store import sql
 
     run_id = new_run(store)
