@@ -119,7 +119,9 @@ def secret_volumes(files: dict[str, str]) -> list[tuple[k8s.V1Volume, k8s.V1Volu
     ]
 
 
-def _container(endpoint: Endpoint, config: ClusterConfig) -> k8s.V1Container:
+def _container(
+    endpoint: Endpoint, config: ClusterConfig, mounts: list[k8s.V1VolumeMount]
+) -> k8s.V1Container:
     probe_port = config.health_port or GRPC_PORT
     grpc_probe = k8s.V1GRPCAction(port=probe_port)
     token = (
@@ -179,13 +181,14 @@ def _container(endpoint: Endpoint, config: ClusterConfig) -> k8s.V1Container:
         volume_mounts=[
             k8s.V1VolumeMount(name="state", mount_path="/var/lib/modelyard"),
             k8s.V1VolumeMount(name="tmp", mount_path="/tmp"),
-            *(mount for _, mount in secret_volumes(config.secret_files)),
+            *mounts,
         ],
     )
 
 
 def build_objects(endpoint: Endpoint, config: ClusterConfig) -> list[Any]:
     """The Deployment, Service and HorizontalPodAutoscaler of one endpoint."""
+    files = secret_volumes(config.secret_files)
     name = object_name(endpoint.name)
     labels = _labels(endpoint.name)
 
@@ -219,11 +222,11 @@ def build_objects(endpoint: Endpoint, config: ClusterConfig) -> list[Any]:
                         fs_group=10001,
                         seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
                     ),
-                    containers=[_container(endpoint, config)],
+                    containers=[_container(endpoint, config, [m for _, m in files])],
                     volumes=[
                         k8s.V1Volume(name="state", empty_dir=k8s.V1EmptyDirVolumeSource()),
                         k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource()),
-                        *(volume for volume, _ in secret_volumes(config.secret_files)),
+                        *(volume for volume, _ in files),
                     ],
                 ),
             ),
