@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from modelyard._gen.tracking.v1 import tracking_pb2 as pb
 from modelyard.convert.common import (
     ms_to_timestamp,
@@ -73,14 +75,19 @@ _MIN_MS = -62_135_596_800_000
 _MAX_MS = 253_402_300_799_999
 
 
-def metric_to_proto(m: Metric) -> pb.Metric:
+def _metric_fields(m: Metric) -> dict[str, Any]:
     ms = m.timestamp
     if type(ms) is int and _MIN_MS <= ms <= _MAX_MS:
         # What Timestamp.FromMilliseconds sets, at half the cost: runs and batches carry
         # hundreds of metrics.
-        timestamp = {"seconds": ms // 1000, "nanos": ms % 1000 * 1_000_000}
-        return pb.Metric(key=m.key, value=m.value, timestamp=timestamp, step=m.step)
-    return pb.Metric(key=m.key, value=m.value, timestamp=ms_to_timestamp(ms), step=m.step)
+        timestamp: Any = {"seconds": ms // 1000, "nanos": ms % 1000 * 1_000_000}
+    else:
+        timestamp = ms_to_timestamp(ms)
+    return {"key": m.key, "value": m.value, "timestamp": timestamp, "step": m.step}
+
+
+def metric_to_proto(m: Metric) -> pb.Metric:
+    return pb.Metric(**_metric_fields(m))
 
 
 def metric_to_entity(m: pb.Metric) -> Metric:
@@ -170,12 +177,7 @@ def run_to_proto(r: Run, out: pb.Run | None = None) -> pb.Run:
     data.SetInParent()
     add_metric = data.metrics.add
     for m in r.data.latest_metrics:
-        ms = m.timestamp
-        if type(ms) is int and _MIN_MS <= ms <= _MAX_MS:
-            timestamp = {"seconds": ms // 1000, "nanos": ms % 1000 * 1_000_000}
-            add_metric(key=m.key, value=m.value, timestamp=timestamp, step=m.step)
-        else:
-            data.metrics.append(metric_to_proto(m))
+        add_metric(**_metric_fields(m))
     add_param = data.params.add
     for k, v in r.data.params.items():
         add_param(key=k, value=v)
