@@ -477,7 +477,7 @@ def online_variants(
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     from modelyard._gen.features.v1 import features_pb2 as pb
-    from modelyard.convert.features import python_value
+    from modelyard.convert.features import append_python_values
     from modelyard.features import FeatureStoreClient
 
     refs = [f"{view}:{f}" for f in FEATURE_NAMES]
@@ -488,9 +488,9 @@ def online_variants(
     check = health_pb2.HealthCheckRequest(service="")
 
     def prebuilt(ids: list[int]) -> Any:
-        request = pb.GetOnlineFeaturesRequest(features=refs)
-        column = request.entities.add(name=JOIN_KEY)
-        column.values.extend(python_value(i) for i in ids)
+        # The request the SDK sends (typed arrays back), built before the clock starts.
+        request = pb.GetOnlineFeaturesRequest(features=refs, typed_arrays=True)
+        append_python_values(request.entities.add(name=JOIN_KEY).values, ids)
         return request
 
     rows = [[{JOIN_KEY: i} for i in ids] for ids in case.requests]

@@ -206,4 +206,4 @@ def register(app: typer.Typer) -> None:
 
         settings = _settings(backend_store_uri=backend_store_uri, home=home)
         names = migrate_all(settings)
-        console.print(f"{settings.database_url}: up to date ({', '.join(names)})")
+        console.print(f"{settings.database_url}: up to date ({', '.join(names)})", soft_wrap=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+import base64
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from modelyard._gen.features.v1 import features_pb2 as pb
 from modelyard.convert.common import tags_to_dict, tags_to_proto
@@ -146,29 +147,28 @@ def definition_to_entity(m: pb.Definition) -> Definition:
     )
 
 
-def value_to_proto(value: Any, dtype: ValueType) -> pb.Value:
-    """A Python value as a typed Value; None (or NaN) stays unset."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return pb.Value()
-    if dtype == ValueType.INT32:
-        return pb.Value(int32_val=int(value))
-    if dtype == ValueType.INT64:
-        return pb.Value(int64_val=int(value))
-    if dtype == ValueType.FLOAT32:
-        return pb.Value(float_val=float(value))
-    if dtype == ValueType.FLOAT64:
-        return pb.Value(double_val=float(value))
-    if dtype == ValueType.BOOL:
-        return pb.Value(bool_val=bool(value))
-    if dtype == ValueType.BYTES:
-        return pb.Value(bytes_val=bytes(value))
-    if dtype == ValueType.UNIX_TIMESTAMP:
-        msg = pb.Value()
-        moment = value if isinstance(value, datetime) else datetime.fromtimestamp(float(value), UTC)
-        msg.unix_timestamp_val.FromDatetime(moment.astimezone(UTC) if moment.tzinfo else moment)
-        return msg
-    return pb.Value(string_val=str(value))
+def _moment(value: Any) -> datetime:
+    """A timestamp feature's value as an aware datetime: online rows hold ISO strings, Python
+    callers pass datetimes or epoch seconds."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        moment = datetime.fromisoformat(value)
+    else:
+        return datetime.fromtimestamp(float(value), UTC)
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
+
+def _bytes(value: Any) -> bytes:
+    """Online rows hold bytes as base64 text (they are stored as JSON)."""
+    return base64.b64decode(value) if isinstance(value, str) else bytes(value)
+
+
+def _micros(value: Any) -> int:
+    return (_moment(value) - EPOCH) // timedelta(microseconds=1)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Per type: the Value field a Python value goes in, and how it is made that field's type.
 _FIELDS: dict[ValueType, tuple[str, Any]] = {
@@ -177,9 +177,36 @@ _FIELDS: dict[ValueType, tuple[str, Any]] = {
     ValueType.FLOAT32: ("float_val", float),
     ValueType.FLOAT64: ("double_val", float),
     ValueType.BOOL: ("bool_val", bool),
-    ValueType.BYTES: ("bytes_val", bytes),
+    ValueType.BYTES: ("bytes_val", _bytes),
     ValueType.STRING: ("string_val", str),
 }
+# Per type: the ValueArray list that holds it, the cast, and the placeholder for a missing row.
+_ARRAYS: dict[ValueType, tuple[str, Any, Any]] = {
+    ValueType.INT32: ("int64_values", int, 0),
+    ValueType.INT64: ("int64_values", int, 0),
+    ValueType.FLOAT32: ("float_values", float, 0.0),
+    ValueType.FLOAT64: ("double_values", float, 0.0),
+    ValueType.BOOL: ("bool_values", bool, False),
+    ValueType.BYTES: ("bytes_values", _bytes, b""),
+    ValueType.STRING: ("string_values", str, ""),
+    ValueType.UNIX_TIMESTAMP: ("unix_timestamp_micros", _micros, 0),
+}
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)  # None or NaN
+
+
+def value_to_proto(value: Any, dtype: ValueType) -> pb.Value:
+    """A Python value as a typed Value; None (or NaN) stays unset."""
+    if _missing(value):
+        return pb.Value()
+    if dtype == ValueType.UNIX_TIMESTAMP:
+        msg = pb.Value()
+        msg.unix_timestamp_val.FromDatetime(_moment(value))
+        return msg
+    field, cast = _FIELDS.get(dtype, _FIELDS[ValueType.STRING])
+    return pb.Value(**{field: cast(value)})
 
 
 def append_values(values: Any, items: Sequence[Any], dtype: ValueType) -> None:
@@ -191,19 +218,52 @@ def append_values(values: Any, items: Sequence[Any], dtype: ValueType) -> None:
     field, cast = _FIELDS[dtype]
     add = values.add
     for v in items:
-        if v is None or (isinstance(v, float) and v != v):  # None or NaN: unset
+        if v is None or (isinstance(v, float) and v != v):  # inlined _missing: the hot loop
             add()
         else:
             add(**{field: cast(v)})
 
 
-def value_to_python(m: pb.Value) -> Any:
-    kind = m.WhichOneof("val")
-    if kind is None:
-        return None
-    if kind == "unix_timestamp_val":
-        return m.unix_timestamp_val.ToDatetime(tzinfo=UTC)
-    return getattr(m, kind)
+def fill_array(array: pb.ValueArray, items: Sequence[Any], dtype: ValueType) -> None:
+    """Python values (None or NaN where missing) as one typed ValueArray."""
+    field, cast, placeholder = _ARRAYS.get(dtype, _ARRAYS[ValueType.STRING])
+    array.type = _TYPES.get(dtype, pb.VALUE_TYPE_STRING)
+    missing = [i for i, v in enumerate(items) if v is None or (isinstance(v, float) and v != v)]
+    if missing:
+        gaps = set(missing)
+        items = [placeholder if i in gaps else v for i, v in enumerate(items)]
+        array.missing.extend(missing)
+    getattr(array, field).extend(items if cast is float else [cast(v) for v in items])
+
+
+def array_to_python(array: pb.ValueArray) -> list[Any]:
+    """A ValueArray's values as Python values, None for missing rows."""
+    dtype = _TYPES_BACK.get(array.type, ValueType.STRING)
+    values: list[Any] = list(getattr(array, _ARRAYS[dtype][0]))
+    if dtype == ValueType.UNIX_TIMESTAMP:
+        values = [EPOCH + timedelta(microseconds=v) for v in values]
+    for i in array.missing:
+        values[i] = None
+    return values
+
+
+def values_to_python(values: Iterable[pb.Value]) -> list[Any]:
+    """Python values of a repeated Value field (None where unset, datetimes for timestamps),
+    in one comprehension: responses carry thousands of them."""
+    out = [None if (kind := v.WhichOneof("val")) is None else getattr(v, kind) for v in values]
+    if any(isinstance(x, Timestamp) for x in out):
+        return [x.ToDatetime(tzinfo=UTC) if isinstance(x, Timestamp) else x for x in out]
+    return out
+
+
+# A request value's field, by its exact Python type; other types go through python_value.
+_PYTHON_FIELDS: dict[type, str] = {
+    bool: "bool_val",
+    int: "int64_val",
+    float: "double_val",
+    str: "string_val",
+    bytes: "bytes_val",
+}
 
 
 def python_value(value: Any) -> pb.Value:
@@ -221,3 +281,14 @@ def python_value(value: Any) -> pb.Value:
     if hasattr(value, "item"):  # numpy scalars
         return python_value(value.item())
     return pb.Value(string_val=str(value))
+
+
+def append_python_values(values: Any, items: Iterable[Any]) -> None:
+    """python_value for each item, built in place in a repeated Value field."""
+    add = values.add
+    for item in items:
+        field = _PYTHON_FIELDS.get(type(item))
+        if field is None:
+            values.append(python_value(item))
+        else:
+            add(**{field: item})

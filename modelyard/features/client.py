@@ -29,10 +29,11 @@ from modelyard.client._transport import Transport
 from modelyard.client.config import default_tls_ca, default_token, default_uri
 from modelyard.convert.common import ms_to_timestamp
 from modelyard.convert.features import (
+    append_python_values,
+    array_to_python,
     definition_to_entity,
     definition_to_proto,
-    python_value,
-    value_to_python,
+    values_to_python,
 )
 from modelyard.data import profile
 from modelyard.entities import Dataset
@@ -136,7 +137,10 @@ class OnlineResponse:
         self._response = response
 
     def to_dict(self) -> dict[str, list[Any]]:
-        return {c.name: [value_to_python(v) for v in c.values] for c in self._response.columns}
+        return {
+            c.name: array_to_python(c.array) if c.HasField("array") else values_to_python(c.values)
+            for c in self._response.columns
+        }
 
     def to_df(self) -> pd.DataFrame:
         return pd.DataFrame(self.to_dict())
@@ -322,7 +326,9 @@ class FeatureStoreClient:
         entity_rows: Sequence[dict[str, Any]],
         full_feature_names: bool = False,
     ) -> OnlineResponse:
-        request = pb.GetOnlineFeaturesRequest(full_feature_names=full_feature_names)
+        request = pb.GetOnlineFeaturesRequest(
+            full_feature_names=full_feature_names, typed_arrays=True
+        )
         if isinstance(features, FeatureService):
             request.feature_service = features.name
         elif isinstance(features, str):
@@ -335,11 +341,12 @@ class FeatureStoreClient:
                 if name not in names:
                     names.append(name)
         for name in names:
-            column = request.entities.add(name=name)
-            for row in entity_rows:
-                if name not in row:
-                    raise InvalidArgument(f"entity row {row} lacks {name!r}", field=name)
-                column.values.append(python_value(row[name]))
+            try:
+                items = [row[name] for row in entity_rows]
+            except KeyError:
+                row = next(r for r in entity_rows if name not in r)
+                raise InvalidArgument(f"entity row {row} lacks {name!r}", field=name) from None
+            append_python_values(request.entities.add(name=name).values, items)
         return OnlineResponse(self._t.call(self._stub.GetOnlineFeatures, request))
 
     def push(self, feature_view: str, df: pd.DataFrame, to: str = "online") -> int:

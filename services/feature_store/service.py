@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import tempfile
 import time
@@ -547,6 +548,10 @@ def _check_key_type(key: Field, values: list[Any]) -> None:
 
 
 def _plain(value: Any) -> Any:
+    """A feature value as online rows store it (JSON): timestamps as ISO text, bytes as base64;
+    modelyard.convert.features reads both back by the feature's type."""
     if hasattr(value, "isoformat"):
         return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
     return value

@@ -8,8 +8,22 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
+from modelyard._gen.features.v1 import features_pb2 as pb
+from modelyard.convert.features import append_python_values
 from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound
-from modelyard.features import FeatureStoreClient
+from modelyard.features import (
+    Bool,
+    Bytes,
+    FeatureStoreClient,
+    FeatureView,
+    Field,
+    FileSource,
+    Float32,
+    Int32,
+    OnlineResponse,
+    String,
+    UnixTimestamp,
+)
 from tests.features.repo import NOW, Repo
 
 HOUR = timedelta(hours=1)
@@ -185,3 +199,64 @@ def test_lookups_name_what_is_wrong(store: FeatureStoreClient, repo: Repo) -> No
     with pytest.raises(InvalidArgument) as err:
         store.materialize(NOW, NOW - HOUR)
     assert err.value.field == "start_time"
+
+
+def test_every_feature_type_comes_back_as_it_went_in(
+    store: FeatureStoreClient, repo: Repo, tmp_path
+) -> None:
+    """Materialized from Parquet, read back both ways the contract offers: typed arrays (what
+    the SDK asks for) and a Value per row (what other clients get by default)."""
+    moment = NOW - 2 * HOUR
+    data = pd.DataFrame(
+        {
+            "driver_id": [1, 2],
+            "event_timestamp": [NOW - HOUR, NOW - HOUR],
+            "ratio": pd.array([0.25, None], dtype="Float32"),
+            "laps": pd.array([7, None], dtype="Int32"),
+            "active": pd.array([True, None], dtype="boolean"),
+            "badge": [b"\x00\xff", None],
+            "last_seen": [moment, None],
+            "note": ["late", None],
+        }
+    )
+    path = tmp_path / "typed.parquet"
+    data.to_parquet(path)
+    typed = FeatureView(
+        name="typed",
+        entities=[repo.driver],
+        ttl=timedelta(days=1),
+        schema=[
+            Field(name="ratio", dtype=Float32),
+            Field(name="laps", dtype=Int32),
+            Field(name="active", dtype=Bool),
+            Field(name="badge", dtype=Bytes),
+            Field(name="last_seen", dtype=UnixTimestamp),
+            Field(name="note", dtype=String),
+        ],
+        source=FileSource(path=str(path), timestamp_field="event_timestamp"),
+    )
+    store.apply([repo.driver, typed])
+    store.materialize(NOW - 10 * HOUR, NOW)
+    refs = [f"typed:{f.name}" for f in typed.schema]
+    expected = {
+        "driver_id": [1, 2, 3],
+        "ratio": [0.25, None, None],
+        "laps": [7, None, None],
+        "active": [True, None, None],
+        "badge": [b"\x00\xff", None, None],
+        "last_seen": [moment, None, None],
+        "note": ["late", None, None],
+    }
+    response = store.get_online_features(refs, [{"driver_id": i} for i in (1, 2, 3)])
+    assert response.to_dict() == expected
+    assert response.statuses()["laps"] == ["PRESENT", "PRESENT", "NOT_FOUND"]
+
+    for typed_arrays in (True, False):
+        request = pb.GetOnlineFeaturesRequest(features=refs, typed_arrays=typed_arrays)
+        append_python_values(request.entities.add(name="driver_id").values, [1, 2, 3])
+        reply = store._stub.GetOnlineFeatures(request)
+        key, *features = reply.columns
+        assert len(key.values) == 3 and not key.HasField("array")  # keys come back as sent
+        assert all(c.HasField("array") == typed_arrays for c in features)
+        assert all(len(c.values) == (0 if typed_arrays else 3) for c in features)
+        assert OnlineResponse(reply).to_dict() == expected

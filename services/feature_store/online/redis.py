@@ -1,5 +1,6 @@
-"""RedisOnlineStore: the production store. One hash per (view, entity key) holding the values
-and their event time; a server-side script keeps only newer values, atomically.
+"""RedisOnlineStore: the production store. One string per (view, entity key), holding
+"<event time ms>|<values JSON>"; a server-side script keeps only newer values, atomically, and
+reads are one MGET (plain strings, not hashes, so no script runs on the read path).
 
 `redis://host:6379/0?prefix=team-a` puts keys under `team-a:` (default `modelyard:online`), so
 several deployments can share one Redis.
@@ -20,18 +21,15 @@ from modelyard.services.feature_store.online.base import (
     encode_values,
 )
 
-# KEYS[1]: the row's hash; ARGV: values JSON, event time. Writes only if not older.
+# KEYS[1]: the row's key; ARGV: values JSON, event time. Writes only if not older.
 _WRITE_IF_NEWER = """
-local stored = redis.call('HGET', KEYS[1], 't')
-if stored and tonumber(stored) > tonumber(ARGV[2]) then return 0 end
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 't', ARGV[2])
+local stored = redis.call('GET', KEYS[1])
+if stored then
+  local t = tonumber(string.match(stored, '^(-?%d+)|'))
+  if t and t > tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2] .. '|' .. ARGV[1])
 return 1
-"""
-# KEYS: rows' hashes. One round trip and one command for any number of keys.
-_READ_ALL = """
-local out = {}
-for i, key in ipairs(KEYS) do out[i] = redis.call('HMGET', key, 'v', 't') end
-return out
 """
 _PREFIX = "modelyard:online"
 
@@ -43,7 +41,6 @@ class RedisOnlineStore(OnlineStore):
         self.prefix = query.pop("prefix", _PREFIX)
         self._redis = redis.Redis.from_url(urlunsplit(parts._replace(query=urlencode(query))))
         self._write = self._redis.register_script(_WRITE_IF_NEWER)
-        self._read_all = self._redis.register_script(_READ_ALL)
 
     def _key(self, view: str, entity_key: str) -> str:
         return f"{self.prefix}:{view}:{entity_key}"
@@ -60,14 +57,15 @@ class RedisOnlineStore(OnlineStore):
         return len(rows)
 
     def read(self, view: str, keys: Sequence[str]) -> list[tuple[dict[str, Any], int] | None]:
-        names = [self._key(view, key) for key in keys]
-        replies = (
-            [self._redis.hmget(names[0], "v", "t")] if len(names) == 1 else self._read_all(names)
-        )
-        return [
-            (decode_values(values), int(event_time)) if values is not None else None
-            for values, event_time in replies
-        ]
+        found = self._redis.mget([self._key(view, key) for key in keys])
+        rows: list[tuple[dict[str, Any], int] | None] = []
+        for raw in found:
+            if raw is None:
+                rows.append(None)
+            else:
+                event_time, _, values = raw.partition(b"|")
+                rows.append((decode_values(values), int(event_time)))
+        return rows
 
     def delete_view(self, view: str) -> None:
         batch = []

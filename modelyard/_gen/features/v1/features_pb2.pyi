@@ -141,6 +141,67 @@ class Value(_message.Message):
 Global___Value: _TypeAlias = Value  # noqa: Y015
 
 @_typing.final
+class ValueArray(_message.Message):
+    """One column of values, packed by type: the compact form of a `repeated Value` (see
+    GetOnlineFeaturesRequest.typed_arrays). Only the list for `type` is filled, one entry per row.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    INT64_VALUES_FIELD_NUMBER: _builtins.int
+    FLOAT_VALUES_FIELD_NUMBER: _builtins.int
+    DOUBLE_VALUES_FIELD_NUMBER: _builtins.int
+    STRING_VALUES_FIELD_NUMBER: _builtins.int
+    BOOL_VALUES_FIELD_NUMBER: _builtins.int
+    BYTES_VALUES_FIELD_NUMBER: _builtins.int
+    UNIX_TIMESTAMP_MICROS_FIELD_NUMBER: _builtins.int
+    MISSING_FIELD_NUMBER: _builtins.int
+    type: Global___ValueType.ValueType
+    @_builtins.property
+    def int64_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """INT32 and INT64."""
+
+    @_builtins.property
+    def float_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    @_builtins.property
+    def double_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    @_builtins.property
+    def string_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def bool_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bool]: ...
+    @_builtins.property
+    def bytes_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    @_builtins.property
+    def unix_timestamp_micros(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """UNIX_TIMESTAMP, as microseconds since the epoch (UTC)."""
+
+    @_builtins.property
+    def missing(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Rows with no value; their entry in the list above is a zero placeholder."""
+
+    def __init__(
+        self,
+        *,
+        type: Global___ValueType.ValueType = ...,
+        int64_values: _abc.Iterable[_builtins.int] | None = ...,
+        float_values: _abc.Iterable[_builtins.float] | None = ...,
+        double_values: _abc.Iterable[_builtins.float] | None = ...,
+        string_values: _abc.Iterable[_builtins.str] | None = ...,
+        bool_values: _abc.Iterable[_builtins.bool] | None = ...,
+        bytes_values: _abc.Iterable[_builtins.bytes] | None = ...,
+        unix_timestamp_micros: _abc.Iterable[_builtins.int] | None = ...,
+        missing: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bool_values", b"bool_values", "bytes_values", b"bytes_values", "double_values", b"double_values", "float_values", b"float_values", "int64_values", b"int64_values", "missing", b"missing", "string_values", b"string_values", "type", b"type", "unix_timestamp_micros", b"unix_timestamp_micros"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValueArray: _TypeAlias = ValueArray  # noqa: Y015
+
+@_typing.final
 class Field(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -883,8 +944,13 @@ class GetOnlineFeaturesRequest(_message.Message):
     FEATURE_SERVICE_FIELD_NUMBER: _builtins.int
     ENTITIES_FIELD_NUMBER: _builtins.int
     FULL_FEATURE_NAMES_FIELD_NUMBER: _builtins.int
+    TYPED_ARRAYS_FIELD_NUMBER: _builtins.int
     feature_service: _builtins.str
     full_feature_names: _builtins.bool
+    typed_arrays: _builtins.bool
+    """Send each feature column as one ValueArray (FeatureColumn.array) instead of a Value per
+    row: much less to build, send and read when many values come back. The SDK sets it.
+    """
     @_builtins.property
     def features(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -896,10 +962,11 @@ class GetOnlineFeaturesRequest(_message.Message):
         feature_service: _builtins.str = ...,
         entities: _abc.Iterable[Global___EntityColumn] | None = ...,
         full_feature_names: _builtins.bool = ...,
+        typed_arrays: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entities", b"entities", "feature_service", b"feature_service", "features", b"features", "full_feature_names", b"full_feature_names"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entities", b"entities", "feature_service", b"feature_service", "features", b"features", "full_feature_names", b"full_feature_names", "typed_arrays", b"typed_arrays"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -913,13 +980,22 @@ class FeatureColumn(_message.Message):
     VALUES_FIELD_NUMBER: _builtins.int
     STATUSES_FIELD_NUMBER: _builtins.int
     EVENT_TIMESTAMPS_FIELD_NUMBER: _builtins.int
+    ARRAY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     @_builtins.property
-    def values(self) -> _containers.RepeatedCompositeFieldContainer[Global___Value]: ...
+    def values(self) -> _containers.RepeatedCompositeFieldContainer[Global___Value]:
+        """One per entity row. Join key columns always come this way (as sent); feature columns do
+        unless the request set typed_arrays.
+        """
+
     @_builtins.property
     def statuses(self) -> _containers.RepeatedScalarFieldContainer[Global___FeatureStatus.ValueType]: ...
     @_builtins.property
     def event_timestamps(self) -> _containers.RepeatedCompositeFieldContainer[_timestamp_pb2.Timestamp]: ...
+    @_builtins.property
+    def array(self) -> Global___ValueArray:
+        """A feature column's values when the request set typed_arrays."""
+
     def __init__(
         self,
         *,
@@ -927,10 +1003,11 @@ class FeatureColumn(_message.Message):
         values: _abc.Iterable[Global___Value] | None = ...,
         statuses: _abc.Iterable[Global___FeatureStatus.ValueType] | None = ...,
         event_timestamps: _abc.Iterable[_timestamp_pb2.Timestamp] | None = ...,
+        array: Global___ValueArray | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["array", b"array"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_timestamps", b"event_timestamps", "name", b"name", "statuses", b"statuses", "values", b"values"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["array", b"array", "event_timestamps", b"event_timestamps", "name", b"name", "statuses", b"statuses", "values", b"values"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
