@@ -6,10 +6,12 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from modelyard.errors import InvalidArgument
 from modelyard.services.feature_store.online import open_online_store
 from modelyard.services.feature_store.online.base import OnlineRow, OnlineStore, entity_key
+from modelyard.services.feature_store.online.redis import RedisOnlineStore
 
 
 @pytest.fixture
@@ -93,3 +95,23 @@ def test_unknown_scheme_is_refused_with_the_setting_named() -> None:
     with pytest.raises(InvalidArgument) as err:
         open_online_store("memcached://127.0.0.1")
     assert err.value.field == "features.online_store_uri"
+
+
+@pytest.mark.redis
+def test_rows_of_the_older_hash_layout_are_replaced_on_write(
+    redis_server: str, redis_url: str
+) -> None:
+    """Modelyard kept Redis rows as hashes before; materializing after an upgrade overwrites
+    them instead of failing, and until then they read as not found."""
+    online = open_online_store(redis_url)
+    assert isinstance(online, RedisOnlineStore)
+    key = entity_key([7])
+    raw = redis.Redis.from_url(redis_server)
+    try:
+        raw.hset(online._key("view", key), mapping={"v": '{"x": 1.0}', "t": 5})
+        assert online.read("view", [key]) == [None]
+        assert online.write("view", [OnlineRow(key, {"x": 2.0}, 1)]) == 1
+        assert online.read("view", [key]) == [({"x": 2.0}, 1)]
+    finally:
+        online.close()
+        raw.close()

@@ -21,10 +21,11 @@ from modelyard.services.feature_store.online.base import (
     encode_values,
 )
 
-# KEYS[1]: the row's key; ARGV: values JSON, event time. Writes only if not older.
+# KEYS[1]: the row's key; ARGV: values JSON, event time. Writes only if not older. A key that
+# holds something else (an older Modelyard kept rows as hashes) makes GET fail: it is replaced.
 _WRITE_IF_NEWER = """
-local stored = redis.call('GET', KEYS[1])
-if stored then
+local stored = redis.pcall('GET', KEYS[1])
+if type(stored) == 'string' then
   local t = tonumber(string.match(stored, '^(-?%d+)|'))
   if t and t > tonumber(ARGV[2]) then return 0 end
 end
