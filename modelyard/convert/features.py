@@ -164,11 +164,13 @@ def _bytes(value: Any) -> bytes:
     return base64.b64decode(value) if isinstance(value, str) else bytes(value)
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _micros(value: Any) -> int:
+    """A timestamp feature's value as ValueArray carries it: microseconds since the epoch."""
     return (_moment(value) - EPOCH) // timedelta(microseconds=1)
 
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Per type: the Value field a Python value goes in, and how it is made that field's type.
 _FIELDS: dict[ValueType, tuple[str, Any]] = {
@@ -228,7 +230,7 @@ def fill_array(array: pb.ValueArray, items: Sequence[Any], dtype: ValueType) -> 
     """Python values (None or NaN where missing) as one typed ValueArray."""
     field, cast, placeholder = _ARRAYS.get(dtype, _ARRAYS[ValueType.STRING])
     array.type = _TYPES.get(dtype, pb.VALUE_TYPE_STRING)
-    missing = [i for i, v in enumerate(items) if v is None or (isinstance(v, float) and v != v)]
+    missing = [i for i, v in enumerate(items) if _missing(v)]
     if missing:
         gaps = set(missing)
         items = [placeholder if i in gaps else v for i, v in enumerate(items)]
