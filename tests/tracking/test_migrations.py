@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from modelyard.entities import Metric, ViewType
+from modelyard.errors import NotFound
 from modelyard.services.common.db import Database
 from modelyard.services.common.db.migrations import upgrade
 from modelyard.services.common.filters import parse_order_by
@@ -46,6 +49,29 @@ def test_latest_metrics_learn_their_experiment(database_url: str) -> None:
             ["1"], [], ViewType.ACTIVE_ONLY, 10, parse_order_by(["metrics.m DESC"]), ""
         )
         assert [r.data.metrics["m"] for r in page] == [9.0, 4.0, 2.0]
+        store.close()
+    finally:
+        db.dispose()
+
+
+def test_metric_history_survives_dropping_its_run_foreign_key(database_url: str) -> None:
+    """0004 drops the history's foreign key (SQLite rebuilds the table): the rows stay, and a
+    write to a run that does not exist is still refused, now by the hot path's own check."""
+    db = Database(database_url)
+    try:
+        upgrade(db, SERVICE, MIGRATIONS, revision="0003")
+        store = SqlTrackingStore(db, "file:///a")
+        exp = store.create_experiment("e", None, {})
+        run = store.create_run(exp, "u", 0, {}, "r", None).info.run_id
+        store.log_batch(run, [Metric("m", float(s), s, s) for s in range(5)], [], [])
+        store.close()
+        migrate(db)
+
+        store = SqlTrackingStore(db, "file:///a")
+        store.log_metric(run, Metric("m", 5.0, 5, 5))
+        assert [m.value for m in store.get_metric_history(run, "m", 100, "")] == [0, 1, 2, 3, 4, 5]
+        with pytest.raises(NotFound):
+            store.log_batch("f" * 32, [Metric("m", 1.0, 1, 1)] * 100, [], [])
         store.close()
     finally:
         db.dispose()

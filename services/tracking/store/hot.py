@@ -50,11 +50,12 @@ _ACTIVE_SQLITE = (
     "SELECT run_uuid, experiment_id FROM runs WHERE run_uuid IN ({}) AND lifecycle_stage = 'active'"
 )
 # PostgreSQL: one primary-key lookup per run, fenced (OFFSET 0) so that no plan, with or without
-# statistics, scans the runs table instead.
+# statistics, scans the runs table instead. FOR KEY SHARE holds each run until the write commits
+# (the metrics history has no foreign key to do it row by row).
 _ACTIVE_PG = (
     "SELECT r.run_uuid, r.experiment_id FROM unnest(%s::varchar[]) AS ids(id) "
     "CROSS JOIN LATERAL (SELECT run_uuid, experiment_id FROM runs WHERE run_uuid = ids.id "
-    "AND lifecycle_stage = 'active' OFFSET 0) AS r"
+    "AND lifecycle_stage = 'active' OFFSET 0 FOR KEY SHARE) AS r"
 )
 _ROWS_PG = (
     "unnest(%s::varchar[], %s::varchar[], %s::float8[], %s::bool[], %s::bigint[], %s::bigint[])"
@@ -79,7 +80,7 @@ _WRITE_PG = (
 # arrays cost twice as much to send and to plan.
 _WRITE_ONE_PG = (
     "WITH active AS (SELECT run_uuid, experiment_id FROM runs "
-    "WHERE run_uuid = %(run)s AND lifecycle_stage = 'active'), "
+    "WHERE run_uuid = %(run)s AND lifecycle_stage = 'active' FOR KEY SHARE), "
     f"ins AS (INSERT INTO metrics ({_COLUMNS}) "
     "SELECT run_uuid, %(key)s, %(value)s, %(is_nan)s, %(timestamp)s, %(step)s FROM active), "
     f"up AS (INSERT INTO latest_metrics ({_COLUMNS}, experiment_id) "

@@ -107,7 +107,9 @@ metrics = Table(
     "metrics",
     metadata,
     Column("id", _BigId, primary_key=True, autoincrement=True),
-    Column("run_uuid", String(32), ForeignKey("runs.run_uuid", ondelete="CASCADE"), nullable=False),
+    # No foreign key: a per-row trigger on PostgreSQL; the hot path (store/hot.py) checks and
+    # locks each run once per write instead (migration 0004).
+    Column("run_uuid", String(32), nullable=False),
     Column("key", String(250), nullable=False),
     # NaN cannot be stored portably (SQLite turns it into NULL): value 0 + is_nan marks it.
     Column("value", Double, nullable=False),
