@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import tempfile
 import time
@@ -370,7 +369,7 @@ class FeaturesService:
         return [
             OnlineRow(
                 entity_key([data[k][i] for k in keys]),
-                {f: _plain(data[f][i]) for f in features if f in data},
+                {f: data[f][i] for f in features if f in data},
                 int(times[i]),
             )
             for i in range(table.num_rows)
@@ -466,7 +465,7 @@ class FeaturesService:
             latest: dict[str, OnlineRow] = {}
             for i in range(table.num_rows):
                 key = entity_key([data[k][i] for k in keys])
-                row = OnlineRow(key, {f: _plain(data[f][i]) for f in view.feature_names}, times[i])
+                row = OnlineRow(key, {f: data[f][i] for f in view.feature_names}, times[i])
                 if key not in latest or row.event_time_ms >= latest[key].event_time_ms:
                     latest[key] = row
             self.online.write(view_name, list(latest.values()))
@@ -545,13 +544,3 @@ def _check_key_type(key: Field, values: list[Any]) -> None:
                 f"join key {key.name!r} is {key.dtype}; got {type(value).__name__} value {value!r}",
                 field=key.name,
             )
-
-
-def _plain(value: Any) -> Any:
-    """A feature value as online rows store it (JSON): timestamps as ISO text, bytes as base64;
-    modelyard.convert.features reads both back by the feature's type."""
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    return value

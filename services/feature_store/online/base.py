@@ -8,6 +8,7 @@ materializing an old window after a fresh push never goes back in time.
 from __future__ import annotations
 
 import abc
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,8 +30,18 @@ def entity_key(values: Sequence[Any]) -> str:
     return orjson.dumps(list(values), default=str).decode()
 
 
+def _json_value(value: Any) -> Any:
+    """What JSON lacks: bytes go in as base64 text, other timestamps (orjson writes datetimes
+    itself) as ISO text; modelyard.convert.features reads both back by the feature's type."""
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
 def encode_values(values: dict[str, Any]) -> str:
-    return orjson.dumps(values, default=str, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    return orjson.dumps(values, default=_json_value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
 def decode_values(data: str | bytes) -> dict[str, Any]:
