@@ -128,8 +128,8 @@ class SqlTrackingStore(TrackingStore):
         # which its planner may run faster when few runs match (SQLite: no cap, the plain query
         # walks the same rows). (least, factor), or None for no cap.
         self.metric_walk: tuple[int, int] | None = None if db.is_sqlite else (1000, 8)
-        # PostgreSQL: the connection of the metric hot path, used only by the group-commit
-        # leader (one at a time), so a write pays no pool checkout and no liveness ping.
+        # The connection of the metric hot path, used only by the group-commit leader (one at
+        # a time), so a write pays no pool checkout, no liveness ping, no SQLAlchemy layer.
         self._hot: Any = None
         self._hot_used = 0.0
         tag_upsert = self._insert(schema.tags)
@@ -762,10 +762,20 @@ class SqlTrackingStore(TrackingStore):
         """Write and commit the metrics of the batch's active runs; return the ids of the runs
         skipped (missing or not active: nothing of theirs was written). _CommitFailed means the
         outcome is unknown (the connection broke); any other error means nothing was written."""
-        if self.db.is_sqlite:
-            with self.db.write() as conn, _cursor(conn) as cursor:
-                return self._metrics.write(cursor, batch)
         conn = self._hot_connection()
+        if self.db.is_sqlite:
+            with self.db.write_lock():
+                cursor = conn.cursor()
+                try:
+                    cursor.execute("BEGIN IMMEDIATE")
+                    skipped = self._metrics.write(cursor, batch)
+                    cursor.execute("COMMIT")
+                except BaseException:
+                    conn.rollback()  # a failed COMMIT leaves the transaction open: nothing written
+                    raise
+                finally:
+                    cursor.close()
+                return skipped
         try:
             with conn.cursor() as cursor:
                 if sum(len(rows) for _, rows in batch) < COPY_MIN:
@@ -779,20 +789,22 @@ class SqlTrackingStore(TrackingStore):
             raise
 
     def _hot_connection(self) -> Any:
-        """PostgreSQL: the hot path's own connection, in autocommit mode; checked with a ping
-        when it has been idle a while, so a database restart costs no write."""
+        """The hot path's own DB-API connection, used by one group-commit leader at a time.
+        On PostgreSQL it is in autocommit mode and checked with a ping when it has been idle a
+        while, so a database restart costs no write; on SQLite transactions are opened on it
+        explicitly (its driver is told not to, see db.engine)."""
         now = time.monotonic()
-        if self._hot is not None and now - self._hot_used > _HOT_IDLE_PING:
+        idle = now - self._hot_used > _HOT_IDLE_PING
+        if self._hot is not None and idle and not self.db.is_sqlite:
             try:
                 self._hot.execute("SELECT 1")
             except Exception:  # gone: replaced below
                 self._drop_hot()
         self._hot_used = now
         if self._hot is None:
-            fairy = self.db.engine.raw_connection()
-            conn = fairy.driver_connection
-            fairy.detach()  # never back into the pool: it is in autocommit mode
-            conn.autocommit = True
+            conn = self.db.detached_connection()
+            if not self.db.is_sqlite:
+                conn.autocommit = True
             self._hot = conn
         return self._hot
 
