@@ -21,6 +21,7 @@ from modelyard.convert.tracking import (
     experiment_to_proto,
     metric_to_entity,
     metric_to_proto,
+    run_fields,
     run_info_to_proto,
     run_to_proto,
     status_to_entity,
@@ -174,10 +175,9 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
             list(request.order_by),
             request.page_token,
         )
-        response = pb.SearchRunsResponse(next_page_token=page.token or "")
-        for run in page:
-            run_to_proto(run, response.runs.add())
-        return response
+        return pb.SearchRunsResponse(
+            runs=[run_fields(run) for run in page], next_page_token=page.token or ""
+        )
 
     # -- run data ------------------------------------------------------------------------------
 
