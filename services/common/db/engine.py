@@ -72,18 +72,11 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A transaction that commits when the block ends without error; one at a time on SQLite."""
-        with self.write_lock(), self.engine.connect() as conn:
+        with self._write_lock or nullcontext(), self.engine.connect() as conn:
             if self.is_sqlite:
                 conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():
                 yield conn
-
-    @contextmanager
-    def write_lock(self) -> Iterator[None]:
-        """Held by every writer on SQLite (see the module docstring); nothing on PostgreSQL.
-        For hot paths that write on a connection of their own instead of `write()`."""
-        with self._write_lock or nullcontext():
-            yield
 
     def detached_connection(self) -> Any:
         """A DB-API connection set up like the pool's (SQLite pragmas), but outside the pool
@@ -93,6 +86,25 @@ class Database:
         conn = fairy.driver_connection
         fairy.detach()
         return conn
+
+    @contextmanager
+    def write_detached(self, conn: Any) -> Iterator[Any]:
+        """SQLite: `write()`'s transaction on a connection from `detached_connection()`, as a
+        DB-API cursor, without SQLAlchemy's per-transaction layer: under the write lock, begun
+        IMMEDIATE. Any error rolls it back (a failed COMMIT leaves the transaction open):
+        nothing is written. (PostgreSQL hot paths commit through psycopg in autocommit mode.)"""
+        assert self._write_lock is not None, "write_detached is the SQLite write discipline"
+        with self._write_lock:
+            cursor = conn.cursor()
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                yield cursor
+                cursor.execute("COMMIT")
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                cursor.close()
 
     def dispose(self) -> None:
         self.engine.dispose()

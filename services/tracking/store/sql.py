@@ -764,18 +764,8 @@ class SqlTrackingStore(TrackingStore):
         outcome is unknown (the connection broke); any other error means nothing was written."""
         conn = self._hot_connection()
         if self.db.is_sqlite:
-            with self.db.write_lock():
-                cursor = conn.cursor()
-                try:
-                    cursor.execute("BEGIN IMMEDIATE")
-                    skipped = self._metrics.write(cursor, batch)
-                    cursor.execute("COMMIT")
-                except BaseException:
-                    conn.rollback()  # a failed COMMIT leaves the transaction open: nothing written
-                    raise
-                finally:
-                    cursor.close()
-                return skipped
+            with self.db.write_detached(conn) as cursor:
+                return self._metrics.write(cursor, batch)
         try:
             with conn.cursor() as cursor:
                 if sum(len(rows) for _, rows in batch) < COPY_MIN:
