@@ -16,6 +16,7 @@ import grpc
 import pytest
 from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from modelyard import Client
 from modelyard._gen.auth.v1 import auth_pb2
@@ -268,3 +269,27 @@ def test_bad_input_loses_no_data(
         assert features.get_definition("feature_view", "seed")[1] == 1
         online = features.get_online_features("seed", [{"driver_id": 1}])
         assert online.to_dict()["trips"] == [35]
+
+
+def test_timestamps_out_of_range_name_the_field(
+    channel: grpc.Channel, seed: dict[str, object]
+) -> None:
+    pb = tracking_pb2
+    service = pb.DESCRIPTOR.services_by_name["TrackingService"]
+    rid = str(seed["run_id"])
+    for bad in (Timestamp(seconds=253_402_300_800), Timestamp(seconds=1, nanos=-1)):
+        metric = pb.Metric(key="m", value=1, timestamp=bad)
+        for method, request, field in (
+            ("LogMetric", pb.LogMetricRequest(run_id=rid, key="m", timestamp=bad), "timestamp"),
+            ("LogBatch", pb.LogBatchRequest(run_id=rid, metrics=[metric]), "metrics.timestamp"),
+            (
+                "LogBatch",
+                pb.LogBatchRequest(run_id=rid, metrics=[metric], params=[pb.Param(key="p")]),
+                "metrics.timestamp",
+            ),
+        ):
+            err = _call(channel, service.methods_by_name[method], request.SerializeToString())
+            assert err is not None, (method, bad)
+            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (method, err.details())
+            assert from_rpc_error(err).field == field
+            assert "outside 0001-01-01 to 9999-12-31" in err.details()

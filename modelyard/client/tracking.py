@@ -24,8 +24,8 @@ from modelyard.convert.common import (
 from modelyard.convert.tracking import (
     dataset_input_to_proto,
     experiment_to_entity,
+    metric_fields,
     metric_to_entity,
-    metric_to_proto,
     run_info_to_entity,
     run_to_entity,
     status_to_proto,
@@ -242,7 +242,7 @@ class TrackingClient:
     ) -> None:
         request = pb.LogBatchRequest(
             run_id=run_id,
-            metrics=[metric_to_proto(m) for m in metrics],
+            metrics=[metric_fields(m) for m in metrics],
             params=[pb.Param(key=p.key, value=_stringify(p.value)) for p in params],
             tags=tags_to_proto({t.key: _stringify(t.value) for t in tags}),
         )

@@ -8,6 +8,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from modelyard._gen.tracking.v1 import tracking_pb2 as pb
 from modelyard.convert.common import (
+    MAX_SECONDS,
+    MIN_SECONDS,
     ms_to_timestamp,
     stage_to_entity,
     stage_to_proto,
@@ -73,8 +75,8 @@ def experiment_to_entity(m: pb.Experiment) -> Experiment:
 
 
 # The range of google.protobuf.Timestamp, in milliseconds.
-_MIN_MS = -62_135_596_800_000
-_MAX_MS = 253_402_300_799_999
+_MIN_MS = MIN_SECONDS * 1000
+_MAX_MS = MAX_SECONDS * 1000 + 999
 
 
 def _timestamp_fields(ms: int) -> Any:
@@ -90,7 +92,8 @@ def _ms(ts: Timestamp) -> int:
     return ts.seconds * 1000 + ts.nanos // 1_000_000
 
 
-def _metric_fields(m: Metric) -> dict[str, Any]:
+def metric_fields(m: Metric) -> dict[str, Any]:
+    """pb.Metric's constructor arguments: a list of these builds a repeated field in one call."""
     return {
         "key": m.key,
         "value": m.value,
@@ -100,7 +103,7 @@ def _metric_fields(m: Metric) -> dict[str, Any]:
 
 
 def metric_to_proto(m: Metric) -> pb.Metric:
-    return pb.Metric(**_metric_fields(m))
+    return pb.Metric(**metric_fields(m))
 
 
 def metric_to_entity(m: pb.Metric) -> Metric:
@@ -191,7 +194,7 @@ def run_fields(r: Run) -> dict[str, Any]:
     return {
         "info": _run_info_fields(r.info),
         "data": {
-            "metrics": [_metric_fields(m) for m in data.latest_metrics],
+            "metrics": [metric_fields(m) for m in data.latest_metrics],
             "params": [{"key": k, "value": v} for k, v in data.params.items()],
             "tags": [{"key": k, "value": v} for k, v in data.tags.items()],
         },

@@ -15,18 +15,18 @@ from modelyard.convert.common import (
     level_to_entity,
     presigned_to_proto,
     tags_to_dict,
+    timestamp_to_ms,
 )
 from modelyard.convert.tracking import (
     dataset_input_to_entity,
     experiment_to_proto,
-    metric_to_entity,
     metric_to_proto,
     run_fields,
     run_info_to_proto,
     run_to_proto,
     status_to_entity,
 )
-from modelyard.entities import Param, RunTag, ViewType
+from modelyard.entities import Metric, Param, RunTag, ViewType
 from modelyard.errors import InvalidArgument
 from modelyard.services.tracking.service import TrackingService
 
@@ -53,11 +53,17 @@ def _chunks(requests: Iterator[pb.UploadArtifactRequest]) -> Iterator[bytes]:
 
 
 def _metric_rows(metrics) -> list[tuple[str, float, int, int]]:
-    """(key, value, timestamp_ms, step) per metric, as metric_to_entity reads them."""
+    """(key, value, timestamp_ms, step) per metric; a timestamp out of range is rejected."""
     try:
-        return [(m.key, m.value, m.timestamp.ToMilliseconds(), m.step) for m in metrics]
-    except ValueError as exc:  # a Timestamp outside its valid range
-        raise InvalidArgument(f"metrics.timestamp: {exc}", field="metrics.timestamp") from None
+        return [(m.key, m.value, timestamp_to_ms(m.timestamp), m.step) for m in metrics]
+    except ValueError as exc:
+        raise _bad_timestamp("metrics.timestamp", exc) from None
+
+
+def _bad_timestamp(field: str, exc: ValueError) -> InvalidArgument:
+    return InvalidArgument(
+        f"{field}: {exc}; send the time the value was logged, in UTC", field=field
+    )
 
 
 class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
@@ -186,13 +192,11 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
         return pb.LogParamResponse()
 
     def LogMetric(self, request, context):
-        self.service.log_metric(
-            request.run_id,
-            request.key,
-            request.value,
-            request.timestamp.ToMilliseconds() if request.HasField("timestamp") else None,
-            request.step,
-        )
+        try:
+            ms = timestamp_to_ms(request.timestamp, request.HasField("timestamp"))
+        except ValueError as exc:
+            raise _bad_timestamp("timestamp", exc) from None
+        self.service.log_metric(request.run_id, request.key, request.value, ms, request.step)
         return pb.LogMetricResponse()
 
     def SetTag(self, request, context):
@@ -210,7 +214,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
             return pb.LogBatchResponse()
         self.service.log_batch(
             request.run_id,
-            metrics=[metric_to_entity(m) for m in request.metrics],
+            metrics=[Metric(*row) for row in _metric_rows(request.metrics)],
             params=[Param(p.key, p.value) for p in request.params],
             tags=[RunTag(t.key, t.value) for t in request.tags],
         )
