@@ -7,6 +7,7 @@ import random
 import threading
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 
 from modelyard.entities import DatasetInput, Metric, Param, RunStatus, RunTag, ViewType
@@ -15,6 +16,7 @@ from modelyard.errors import AlreadyExists, FailedPrecondition, InvalidArgument,
 from modelyard.services.common.db import Database
 from modelyard.services.common.filters import parse_filter, parse_order_by
 from modelyard.services.tracking.app import migrate
+from modelyard.services.tracking.store.hot import COPY_MIN
 from modelyard.services.tracking.store.sql import SqlTrackingStore
 
 ROOT = "file:///artifacts"
@@ -141,6 +143,18 @@ def test_params_are_immutable(store: SqlTrackingStore) -> None:
     assert store.get_run(rid).data.params == {"lr": "0.1"}
 
 
+@pytest.mark.parametrize("size", [2, 2 * COPY_MIN], ids=["small-batch", "bulk-batch"])
+def test_a_batch_with_an_unstorable_value_writes_nothing(
+    store: SqlTrackingStore, size: int
+) -> None:
+    rid = new_run(store).info.run_id
+    batch = [Metric("m", float(i), 1, i) for i in range(size - 1)]
+    with pytest.raises((OverflowError, psycopg.DataError)):  # the driver's or the server's
+        store.log_batch(rid, [*batch, Metric("m", 1.0, 1, 2**70)], [], [])
+    assert store.get_metric_history(rid, "m", 1000, "") == []
+    assert store.get_run(rid).data.metrics == {}
+
+
 def test_failed_batch_writes_nothing(store: SqlTrackingStore) -> None:
     rid = new_run(store).info.run_id
     store.log_param(rid, Param("p", "1"))
@@ -150,11 +164,14 @@ def test_failed_batch_writes_nothing(store: SqlTrackingStore) -> None:
     assert run.data.metrics == {} and "t" not in run.data.tags
 
 
-def test_metrics_history_latest_and_special_values(store: SqlTrackingStore) -> None:
+# Padded, the batch is large enough for the bulk path (COPY on PostgreSQL).
+@pytest.mark.parametrize("padding", [0, 2 * COPY_MIN], ids=["small-batch", "bulk-batch"])
+def test_metrics_history_latest_and_special_values(store: SqlTrackingStore, padding: int) -> None:
     rid = new_run(store).info.run_id
     store.log_batch(
         rid,
         [
+            *(Metric("pad", float(i), 1, i) for i in range(padding)),
             Metric("loss", 3.0, 100, 0),
             Metric("loss", 2.0, 200, 1),
             Metric("loss", 9.0, 50, 0),  # an older step logged late: not the latest
