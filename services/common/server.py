@@ -134,18 +134,24 @@ class ModelyardServer:
             if self._stopped.is_set():
                 return
             grace = self.settings.grace_period if grace is None else grace
-            log.info("draining: health NOT_SERVING, %.1fs grace for in-flight calls", grace)
-            self.health.enter_graceful_shutdown()
-            self.health_draining.set()
-            self._server.stop(grace).wait()
-            if self._health_server is not None:
-                self._health_server.stop(0).wait()
-            for registration in reversed(self._registrations):
-                try:
-                    registration.close()
-                except Exception:
-                    log.exception("error while closing a service")
-            self._stopped.set()
+            try:
+                log.info("draining: health NOT_SERVING, %.1fs grace for in-flight calls", grace)
+                self.health.enter_graceful_shutdown()
+                self.health_draining.set()
+                self._server.stop(grace).wait()
+                if self._health_server is not None:
+                    self._health_server.stop(0).wait()
+                for registration in reversed(self._registrations):
+                    try:
+                        registration.close()
+                    except Exception:
+                        log.exception("error while closing a service")
+            except BaseException:
+                # Whatever went wrong, the process must not wait forever for a drain that died.
+                log.exception("error while draining; stopping anyway")
+                raise
+            finally:
+                self._stopped.set()
             log.info("stopped")
 
     def wait(self) -> None:

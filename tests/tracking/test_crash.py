@@ -17,7 +17,9 @@ from modelyard.errors import ModelyardError
 from tests.conftest import free_port
 
 
-def start_server(home: Path, port: int, database_url: str) -> subprocess.Popen:
+def start_server(home: Path, port: int, database_url: str, log: Path) -> subprocess.Popen:
+    """The server in a process of its own, its output in `log` (a pipe nobody reads could fill
+    up and block it)."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -33,14 +35,15 @@ def start_server(home: Path, port: int, database_url: str) -> subprocess.Popen:
             database_url,
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log.open("wb"),
     )
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
         grpc.channel_ready_future(channel).result(timeout=60)
     except grpc.FutureTimeoutError:
         proc.kill()
-        pytest.fail(f"server did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
+        proc.wait()
+        pytest.fail(f"server did not start; its log:\n{log.read_text()}")
     finally:
         channel.close()
     return proc
@@ -49,7 +52,7 @@ def start_server(home: Path, port: int, database_url: str) -> subprocess.Popen:
 @pytest.mark.slow
 def test_acknowledged_writes_survive_kill(tmp_path: Path, database_url: str) -> None:
     port = free_port()
-    proc = start_server(tmp_path, port, database_url)
+    proc = start_server(tmp_path, port, database_url, tmp_path / "first.log")
     client = Client(f"127.0.0.1:{port}", timeout=5)
     rid = client.create_run("0").info.run_id
     acknowledged: list[int] = []
@@ -76,7 +79,8 @@ def test_acknowledged_writes_survive_kill(tmp_path: Path, database_url: str) -> 
     assert not writer.is_alive()
     client.close()
 
-    restarted = start_server(tmp_path, port, database_url)
+    log = tmp_path / "restarted.log"
+    restarted = start_server(tmp_path, port, database_url, log)
     try:
         with Client(f"127.0.0.1:{port}") as after:
             history = after.get_metric_history(rid, "loss")
@@ -86,4 +90,10 @@ def test_acknowledged_writes_survive_kill(tmp_path: Path, database_url: str) -> 
         assert len(acknowledged) > 200
     finally:
         restarted.terminate()
-        assert restarted.wait(30) == 0
+        try:
+            code = restarted.wait(30)
+        except subprocess.TimeoutExpired:
+            restarted.kill()
+            restarted.wait()
+            pytest.fail(f"no exit within 30 s of SIGTERM; the server's log:\n{log.read_text()}")
+        assert code == 0, log.read_text()
