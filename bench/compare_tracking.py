@@ -206,7 +206,12 @@ def keep(result: dict[str, Any], path: Path) -> dict[str, Any]:
 
 
 def measure_modelyard(
-    backend: str, store_uri: str, work: Path, bench_args: list[str], timeout: float
+    backend: str,
+    store_uri: str,
+    work: Path,
+    bench_args: list[str],
+    timeout: float,
+    sqlite_synchronous: str,
 ) -> dict[str, Any]:
     home = work / f"modelyard-{backend}"
     home.mkdir(parents=True)
@@ -226,9 +231,8 @@ def measure_modelyard(
         store_uri,
     ]
     source = source_state()
-    server = Server(
-        f"modelyard/{backend}", argv, home, quiet_env(), work / f"modelyard-{backend}.log"
-    )
+    env = quiet_env(MODELYARD_SQLITE_SYNCHRONOUS=sqlite_synchronous)
+    server = Server(f"modelyard/{backend}", argv, home, env, work / f"modelyard-{backend}.log")
     try:
         ready = server.wait_ready(modelyard_probe(addr))
         settle = server.settle()
@@ -242,6 +246,7 @@ def measure_modelyard(
         "ready_s": round(ready, 1),
         "settle_s": round(settle, 1),
         "source": source,
+        "sqlite_synchronous": sqlite_synchronous if backend == "sqlite" else None,
     }
     return keep(result, work / f"modelyard-{backend}.json")
 
@@ -408,6 +413,12 @@ def main() -> None:
         action="store_true",
         help="skip MLflow with its default worker count",
     )
+    p.add_argument(
+        "--sqlite-synchronous",
+        choices=("normal", "full"),
+        default="normal",
+        help="Modelyard's SQLite commit mode (full: an fsync per commit, like MLflow's SQLite)",
+    )
     p.add_argument("--runs", type=int, help="override tracking.py --runs")
     p.add_argument("--output", type=Path, help="also write the combined JSON here")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per tracking.py run")
@@ -462,7 +473,9 @@ def main() -> None:
                 errors[f"{kind}/{backend}"] = str(exc)[-2000:]
                 return None
 
-        my = attempt("modelyard", measure_modelyard, bench_args, args.timeout)
+        my = attempt(
+            "modelyard", measure_modelyard, bench_args, args.timeout, args.sqlite_synchronous
+        )
         ml1 = attempt("mlflow1", measure_mlflow, 1, bench_args, args.timeout)
         mld = None
         if not args.no_default_workers:

@@ -32,7 +32,7 @@ def build_server(settings: Settings, names: Sequence[str] | None = None) -> Mode
 
 
 def migrate_all(settings: Settings) -> list[str]:
-    db = Database(settings.database_url)
+    db = Database.from_settings(settings)
     try:
         for name in SERVICES:
             importlib.import_module(SERVICES[name]).migrate(db)

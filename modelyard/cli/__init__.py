@@ -7,6 +7,7 @@ table, or JSON with --json. Errors print what went wrong and what to do, without
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 
@@ -44,3 +45,22 @@ def main() -> None:
             hint = "\nIs the server running? Start one with `modelyard up`, or set MODELYARD_URI."
         err_console.print(f"[red]error[/red] ({exc.error_code}): {exc}{hint}")
         sys.exit(1)
+    except Exception as exc:
+        from pydantic import ValidationError
+
+        if not isinstance(exc, ValidationError):
+            raise
+        _print_bad_settings(exc)
+        sys.exit(2)
+
+
+def _print_bad_settings(exc: Any) -> None:
+    """A setting from a flag or a MODELYARD_* variable that does not validate: say which."""
+    for error in exc.errors():
+        path = [str(part) for part in error["loc"]]
+        env = "MODELYARD_" + "__".join(path).upper()
+        err_console.print(
+            f"[red]error[/red]: setting {'.'.join(path)} is {error.get('input')!r}: "
+            f"{error['msg']}. Fix {env}, or the flag that sets it (see the command's --help), "
+            "and run the command again."
+        )

@@ -30,7 +30,7 @@ def migrate(db: Database) -> None:
 
 
 def open_service(settings: Settings, runtime: Runtime) -> AuthService:
-    db = Database(settings.database_url)
+    db = Database.from_settings(settings)
     if settings.migrate_on_start:
         migrate(db)
     private, _public = key_files(runtime)

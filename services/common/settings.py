@@ -13,6 +13,9 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# How the SQLite store commits (see Settings.sqlite_synchronous).
+SQLiteSynchronous = Literal["normal", "full"]
+
 
 class S3Settings(BaseModel):
     """Connection to an S3-compatible object store (MinIO, AWS S3, Ceph, rclone serve s3, ...)."""
@@ -164,6 +167,10 @@ class Settings(BaseSettings):
     home: Path = Path("~/.modelyard")
     # SQLAlchemy URL of the metadata store; default sqlite:///<home>/modelyard.db.
     backend_store_uri: str | None = None
+    # SQLite store only: "normal" (WAL, no fsync per commit: acknowledged writes survive a crash
+    # of the server, a power loss can drop the last ones) or "full" (an fsync per commit: they
+    # survive a power loss too). PostgreSQL follows its own synchronous_commit.
+    sqlite_synchronous: SQLiteSynchronous = "normal"
     # Root of artifact storage (file:///path or s3://bucket/prefix); default file://<home>/artifacts.
     artifact_uri: str | None = None
     s3: S3Settings = Field(default_factory=S3Settings)

@@ -33,7 +33,7 @@ def migrate(db: Database) -> None:
 
 
 def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
-    db = Database(settings.database_url)
+    db = Database.from_settings(settings)
     if settings.migrate_on_start:
         migrate(db)
     store = SqlFeatureStore(db, settings.features.definitions_cache_seconds)

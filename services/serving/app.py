@@ -80,7 +80,7 @@ def _controller(settings: Settings, service: ServingService) -> EndpointControll
 
 
 def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
-    db = Database(settings.database_url)
+    db = Database.from_settings(settings)
     if settings.migrate_on_start:
         migrate(db)
     store = SqlServingStore(db)

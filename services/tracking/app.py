@@ -34,7 +34,7 @@ def migrate(db: Database) -> None:
 
 
 def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
-    db = Database(settings.database_url)
+    db = Database.from_settings(settings)
     if settings.migrate_on_start:
         migrate(db)
     artifacts = open_artifact_store(settings.artifact_root, settings.s3)

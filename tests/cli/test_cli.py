@@ -117,6 +117,34 @@ def test_errors_say_what_to_do(uri: str) -> None:
     assert result.returncode == 1 and "modelyard up" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("MODELYARD_SQLITE_SYNCHRONOUS", "bogus"), ("MODELYARD_S3__PRESIGN_EXPIRY_SECONDS", "abc")],
+)
+def test_a_bad_setting_names_its_variable(tmp_path: Path, variable: str, value: str) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from modelyard.cli import main; main()",
+            "up",
+            "--home",
+            str(tmp_path),
+            "--port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, variable: value},
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert variable in result.stderr and repr(value) in result.stderr
+    assert "--help" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "modelyard.db").exists()  # nothing started
+
+
 def test_db_upgrade(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'm.db'}"
     out = run("db", "upgrade", "--backend-store-uri", url)

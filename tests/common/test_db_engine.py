@@ -1,0 +1,40 @@
+"""How the SQLite store commits is a setting, and it holds on every connection the store uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modelyard.services.common.db import Database
+from modelyard.services.common.settings import Settings
+
+# PRAGMA synchronous reports 1 for NORMAL and 2 for FULL.
+_LEVELS = {"normal": 1, "full": 2}
+
+
+@pytest.mark.parametrize("level", ["normal", "full"])
+def test_sqlite_synchronous_holds_on_pooled_and_detached_connections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, level: str
+) -> None:
+    monkeypatch.setenv("MODELYARD_SQLITE_SYNCHRONOUS", level)
+    db = Database.from_settings(Settings(home=tmp_path))
+    try:
+        with db.write() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (v INTEGER)")
+            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+        with db.read() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == _LEVELS[level]
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("SELECT v FROM t").scalar() == 1
+        hot = db.detached_connection()
+        try:
+            assert hot.execute("PRAGMA synchronous").fetchone() == (_LEVELS[level],)
+        finally:
+            hot.close()
+    finally:
+        db.dispose()
+
+
+def test_the_default_is_normal(tmp_path: Path) -> None:
+    assert Settings(home=tmp_path).sqlite_synchronous == "normal"
