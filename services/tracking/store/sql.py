@@ -795,6 +795,12 @@ class SqlTrackingStore(TrackingStore):
             conn = self.db.detached_connection()
             if not self.db.is_sqlite:
                 conn.autocommit = True
+                # The group write's array statement is planned afresh on every execution under
+                # the default plan cache mode (its custom plans look cheaper than the generic
+                # one), which doubled PostgreSQL's CPU per group of 3 writes (0.35 -> 0.18 ms).
+                # Its plans do not depend on the values: primary-key lookups and inserts.
+                if conn.info.server_version >= 120000:  # the setting came with PostgreSQL 12
+                    conn.execute("SET plan_cache_mode = force_generic_plan")
             self._hot = conn
         return self._hot
 
