@@ -38,3 +38,42 @@ def test_sqlite_synchronous_holds_on_pooled_and_detached_connections(
 
 def test_the_default_is_normal(tmp_path: Path) -> None:
     assert Settings(home=tmp_path).sqlite_synchronous == "normal"
+
+
+def test_postgresql_reads_hold_no_transaction_and_see_each_commit(postgres_url: str) -> None:
+    """A read on PostgreSQL is autocommit: no transaction stays open between its statements
+    (no BEGIN/ROLLBACK round trips), and each statement sees what was committed before it, as
+    it would under READ COMMITTED."""
+    db = Database(postgres_url)
+    try:
+        with db.write() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (v INTEGER)")
+        with db.read() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 0
+            status = conn.connection.driver_connection.info.transaction_status
+            assert status.name == "IDLE"
+            with db.write() as writer:
+                writer.exec_driver_sql("INSERT INTO t VALUES (1)")
+            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 1
+        with db.write() as conn:  # writes still commit as one transaction, or not at all
+            conn.exec_driver_sql("INSERT INTO t VALUES (2)")
+            assert conn.connection.driver_connection.info.transaction_status.name == "INTRANS"
+    finally:
+        db.dispose()
+
+
+def test_sqlite_reads_see_one_snapshot(tmp_path: Path) -> None:
+    """On SQLite a read is one transaction: a commit made while it runs is not seen by it."""
+    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    try:
+        with db.write() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (v INTEGER)")
+        with db.read() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 0
+            with db.write() as writer:
+                writer.exec_driver_sql("INSERT INTO t VALUES (1)")
+            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 0
+        with db.read() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 1
+    finally:
+        db.dispose()

@@ -60,6 +60,15 @@ class Database:
             self.engine = create_engine(
                 self.url, pool_size=pool_size, max_overflow=pool_size * 4, pool_pre_ping=True
             )
+        # Reads on PostgreSQL run in autocommit mode: under READ COMMITTED every statement
+        # takes its own snapshot anyway, so a read transaction bought only its BEGIN and
+        # ROLLBACK round trips (1.5 ms of a 16 ms SearchRuns). SQLite readers keep theirs: there
+        # it is one snapshot for all the statements of a read.
+        self._reader = (
+            self.engine
+            if self.is_sqlite
+            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self._write_lock: threading.Lock | None = threading.Lock() if self.is_sqlite else None
 
     @classmethod
@@ -73,8 +82,9 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A connection for queries; its transaction is rolled back when the block ends."""
-        with self.engine.connect() as conn:
+        """A connection for queries, which must not write: on SQLite a transaction rolled back
+        when the block ends, on PostgreSQL autocommit (see __init__)."""
+        with self._reader.connect() as conn:
             yield conn
 
     @contextmanager
