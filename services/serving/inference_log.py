@@ -60,6 +60,9 @@ class InferenceLogWriter:
         self._max = max_pending
         self._pending: deque[InferenceRecord] = deque()
         self._cond = threading.Condition()
+        # Held while a batch is taken and stored, so that flush() also waits for a batch the
+        # writer thread took just before: after flush() every recorded request is readable.
+        self._writing = threading.Lock()
         self._closed = False
         self.dropped: Counter[str] = Counter()
         self._thread = threading.Thread(
@@ -76,10 +79,15 @@ class InferenceLogWriter:
             self._pending.append(record)
 
     def flush(self) -> None:
+        """Store every record made so far, including a batch the writer thread is storing."""
+        with self._writing:
+            self._write(self._take())
+
+    def _take(self) -> list[InferenceRecord]:
         with self._cond:
             batch = list(self._pending)
             self._pending.clear()
-        self._write(batch)
+        return batch
 
     def _write(self, batch: list[InferenceRecord]) -> None:
         if not batch:
@@ -97,9 +105,7 @@ class InferenceLogWriter:
             with self._cond:
                 self._cond.wait(self._flush)
                 closed = self._closed
-                batch = list(self._pending)
-                self._pending.clear()
-            self._write(batch)
+            self.flush()
             if closed:
                 return
 

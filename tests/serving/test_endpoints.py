@@ -283,6 +283,47 @@ def test_inference_log_drops_are_counted(tmp_path: Path) -> None:
     assert len(written) == 10
 
 
+def test_inference_log_flush_waits_for_the_batch_being_written() -> None:
+    """After flush() every record made before it is stored, also those of a batch the writer
+    thread took just before and is still storing (the dashboard once read the log mid-write)."""
+    from modelyard.entities.serving import InferenceRecord
+    from modelyard.services.serving.inference_log import InferenceLogWriter
+
+    written: list[InferenceRecord] = []
+    in_flight = threading.Event()
+    release = threading.Event()
+    flushed = threading.Event()
+    flushed_while_in_flight: list[bool] = []
+
+    def sink(batch) -> None:
+        if threading.current_thread().name == "modelyard-inference-log" and not in_flight.is_set():
+            in_flight.set()
+            release.wait(10)
+            flushed_while_in_flight.append(flushed.is_set())
+        written.extend(batch)
+
+    writer = InferenceLogWriter(sink, flush_seconds=0.01)
+    record = InferenceRecord(0, "r", 0, "ep", "m", 1, 1.0, "{}", "{}", "OK")
+    for _ in range(3):
+        writer.record(record)
+    assert in_flight.wait(10)  # the writer thread is storing those three now
+    writer.record(record)
+
+    def flush() -> None:
+        writer.flush()
+        flushed.set()
+
+    flusher = threading.Thread(target=flush)
+    flusher.start()
+    # A flush that does not wait for the batch in flight returns at once: give it that chance.
+    flushed.wait(1)
+    release.set()
+    flusher.join(10)
+    writer.close()
+    assert flushed_while_in_flight == [False]
+    assert len(written) == 4
+
+
 def test_update_keeps_unchanged_models_loaded(platform, iris, two_versions) -> None:
     _server, client = platform
     client.create_endpoint("evolving", [ServedModel("models:/iris/1")])
