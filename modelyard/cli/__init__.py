@@ -46,7 +46,7 @@ def main() -> None:
         err_console.print(f"[red]error[/red] ({exc.error_code}): {exc}{hint}")
         sys.exit(1)
     except Exception as exc:
-        from pydantic import ValidationError
+        from pydantic import ValidationError  # here: client commands never import pydantic
 
         if not isinstance(exc, ValidationError):
             raise

@@ -81,13 +81,10 @@ class InferenceLogWriter:
     def flush(self) -> None:
         """Store every record made so far, including a batch the writer thread is storing."""
         with self._writing:
-            self._write(self._take())
-
-    def _take(self) -> list[InferenceRecord]:
-        with self._cond:
-            batch = list(self._pending)
-            self._pending.clear()
-        return batch
+            with self._cond:
+                batch = list(self._pending)
+                self._pending.clear()
+            self._write(batch)
 
     def _write(self, batch: list[InferenceRecord]) -> None:
         if not batch:

@@ -1,4 +1,5 @@
-"""How the SQLite store commits is a setting, and it holds on every connection the store uses."""
+"""The metadata store's connections: SQLite's commit mode is a setting that holds on every
+connection; reads are one snapshot on SQLite and autocommit on PostgreSQL."""
 
 from __future__ import annotations
 
