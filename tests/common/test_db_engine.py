@@ -1,5 +1,6 @@
 """The metadata store's connections: SQLite's commit mode is a setting that holds on every
-connection; reads are one snapshot on SQLite and autocommit on PostgreSQL."""
+connection; reads are one snapshot on SQLite and autocommit on PostgreSQL; PostgreSQL
+connections are pinged only after idling."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from modelyard.services.common.db import Database
+from modelyard.services.common.db import Database, engine
 from modelyard.services.common.settings import Settings
 
 # PRAGMA synchronous reports 1 for NORMAL and 2 for FULL.
@@ -76,5 +77,45 @@ def test_sqlite_reads_see_one_snapshot(tmp_path: Path) -> None:
             assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 0
         with db.read() as conn:
             assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 1
+    finally:
+        db.dispose()
+
+
+def _backend_pid(db: Database) -> int:
+    with db.read() as conn:
+        return conn.connection.driver_connection.info.backend_pid
+
+
+def test_postgresql_pings_only_connections_idle_a_while(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection back from the pool within IDLE_PING_SECONDS of its last use goes straight to
+    work (a busy service pays no ping round trip per request); one idle longer is pinged first,
+    and if its server side is gone the pool connects afresh, so the request still succeeds."""
+    db = Database(postgres_url)
+    pings: list[object] = []
+    real_ping = db.engine.dialect.do_ping
+
+    def counting_ping(dbapi_conn: object) -> bool:
+        pings.append(dbapi_conn)
+        return real_ping(dbapi_conn)
+
+    monkeypatch.setattr(db.engine.dialect, "do_ping", counting_ping)
+    try:
+        first = _backend_pid(db)
+        assert [_backend_pid(db) for _ in range(3)] == [first] * 3
+        assert pings == []
+        other = Database(postgres_url)  # as a database restart or an idle timeout would
+        try:
+            with other.read() as conn:
+                conn.exec_driver_sql(f"SELECT pg_terminate_backend({first}, 30000)")
+        finally:
+            other.dispose()
+        monkeypatch.setattr(engine, "IDLE_PING_SECONDS", 0.0)  # "idle long enough"
+        replaced = {_backend_pid(db) for _ in range(2)}
+        assert first not in replaced
+        assert len(pings) >= 2
+        with db.read() as conn:
+            assert conn.exec_driver_sql("SELECT 1").scalar() == 1
     finally:
         db.dispose()

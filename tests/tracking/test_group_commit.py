@@ -285,6 +285,6 @@ def test_the_hot_path_reconnects_after_losing_its_connection(
     store.log_metric_rows(run_id, [ROW])  # opens the hot path's connection
     with store.db.engine.connect() as conn:  # as a database restart would
         conn.exec_driver_sql(f"SELECT pg_terminate_backend({store._hot.info.backend_pid}, 30000)")
-    monkeypatch.setattr(sql, "_HOT_IDLE_PING", 0.0)  # "idle long enough": checked before use
+    monkeypatch.setattr(sql, "IDLE_PING_SECONDS", 0.0)  # "idle long enough": checked before use
     store.log_metric_rows(run_id, [("loss", 2.0, 1000, 1)])
     assert history(store, run_id) == [(0, 1.0), (1, 2.0)]

@@ -30,6 +30,7 @@ from modelyard.entities.common import LifecycleStage
 from modelyard.entities.tracking import Dataset, InputTag, RunData, RunInputs
 from modelyard.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from modelyard.services.common.db import Database
+from modelyard.services.common.db.engine import IDLE_PING_SECONDS
 from modelyard.services.common.filters import Comparison, OrderKey
 from modelyard.services.common.pagination import decode_token, encode_token, fingerprint
 from modelyard.services.tracking.store import schema, search
@@ -56,7 +57,6 @@ from modelyard.services.tracking.store.schema import (
 )
 
 _IN_CHUNK = 500  # ids per IN (...) when loading run data in bulk
-_HOT_IDLE_PING = 1.0  # seconds the hot-path connection may idle before it is checked first
 
 # Everything of a set of runs but their dataset inputs, in one round trip: kind (0 param, 1 tag,
 # 2 latest metric, 3 has inputs), run id, key, text value, metric value, is_nan, timestamp, step.
@@ -786,7 +786,7 @@ class SqlTrackingStore(TrackingStore):
         while, so a database restart costs no write; on SQLite transactions are opened on it
         explicitly (its driver is told not to, see db.engine)."""
         now = time.monotonic()
-        idle = now - self._hot_used > _HOT_IDLE_PING
+        idle = now - self._hot_used > IDLE_PING_SECONDS
         if self._hot is not None and idle and not self.db.is_sqlite:
             try:
                 self._hot.execute("SELECT 1")
