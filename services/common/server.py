@@ -23,6 +23,7 @@ from modelyard.services.common import reflection
 from modelyard.services.common.interceptors import ErrorMappingInterceptor, MetricsInterceptor
 from modelyard.services.common.logging import get_logger
 from modelyard.services.common.settings import Settings
+from modelyard.services.common.thread_pool import ElasticThreadPool
 
 if TYPE_CHECKING:
     from google.protobuf.descriptor_pool import DescriptorPool
@@ -58,10 +59,13 @@ class ModelyardServer:
         self.settings = settings
         self._registrations = list(registrations)
         max_bytes = settings.max_message_mb * 1024 * 1024
+        self._pool = ElasticThreadPool(
+            min(settings.core_workers, settings.max_workers),
+            settings.max_workers,
+            name="modelyard-rpc",
+        )
         self._server = grpc.server(
-            futures.ThreadPoolExecutor(
-                max_workers=settings.max_workers, thread_name_prefix="modelyard-rpc"
-            ),
+            self._pool,
             # Error mapping first, so refusals from the interceptors after it map like any error.
             interceptors=[ErrorMappingInterceptor(), *interceptors, MetricsInterceptor()],
             options=[
@@ -139,6 +143,7 @@ class ModelyardServer:
                 self.health.enter_graceful_shutdown()
                 self.health_draining.set()
                 self._server.stop(grace).wait()
+                self._pool.shutdown(wait=False, cancel_futures=True)
                 if self._health_server is not None:
                     self._health_server.stop(0).wait()
                 for registration in reversed(self._registrations):

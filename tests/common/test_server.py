@@ -200,3 +200,28 @@ def test_port_conflict_is_a_clear_error(probe_server: ModelyardServer, tmp_path)
     port = int(probe_server.address.rsplit(":", 1)[1])
     with pytest.raises(OSError, match="port is taken"):
         create_server(Settings(home=tmp_path, port=port), [])
+
+
+def test_calls_are_answered_while_long_calls_hold_every_core_thread(probe: Probe, tmp_path) -> None:
+    """Streams and waiting calls hold their threads; the pool grows rather than starve others."""
+    settings = Settings(home=tmp_path, port=0, grace_period=0, core_workers=1, max_workers=4)
+    server = create_server(settings, [probe.registration()])
+    server.start()
+    channel = grpc.insecure_channel(server.address)
+    try:
+        wait = channel.unary_unary(
+            "/test.Probe/Wait",
+            request_serializer=Req.SerializeToString,
+            response_deserializer=Resp.FromString,
+        )
+        held = [wait.future(Req(), timeout=30) for _ in range(2)]  # more than the core
+        assert probe.entered.wait(30)
+        reply = health_pb2_grpc.HealthStub(channel).Check(Req(), timeout=10)
+        assert reply.status == Resp.SERVING
+        assert not any(f.done() for f in held)
+        probe.release.set()
+        assert all(f.result().status == Resp.SERVING for f in held)
+    finally:
+        probe.release.set()
+        channel.close()
+        server.stop(0)
