@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 RPC_REQUESTS = Counter(
     "modelyard_rpc_requests_total",
@@ -20,6 +20,10 @@ RPC_ERRORS = Counter(
     "RPCs that ended in a status other than OK, by method and code.",
     ["service", "method", "code"],
 )
+# Read from the server's pool when scraped (services/common/thread_pool.py): threads beyond the
+# core ones were added because calls were stuck (streams, calls waiting on other calls).
+RPC_THREADS = Gauge("modelyard_rpc_threads", "Threads in the pool that runs RPCs.")
+RPC_QUEUED = Gauge("modelyard_rpc_queued", "RPCs waiting for a thread of the pool.")
 
 
 def serve_metrics(port: int, host: str = "0.0.0.0") -> int:

@@ -22,6 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from modelyard.services.common import reflection
 from modelyard.services.common.interceptors import ErrorMappingInterceptor, MetricsInterceptor
 from modelyard.services.common.logging import get_logger
+from modelyard.services.common.metrics import RPC_QUEUED, RPC_THREADS
 from modelyard.services.common.settings import Settings
 from modelyard.services.common.thread_pool import ElasticThreadPool
 
@@ -64,6 +65,8 @@ class ModelyardServer:
             settings.max_workers,
             name="modelyard-rpc",
         )
+        RPC_THREADS.set_function(lambda: self._pool.threads)
+        RPC_QUEUED.set_function(lambda: self._pool.queued)
         self._server = grpc.server(
             self._pool,
             # Error mapping first, so refusals from the interceptors after it map like any error.

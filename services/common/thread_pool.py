@@ -62,7 +62,7 @@ class _Idle:
 
 
 class ElasticThreadPool(futures.Executor):
-    """See the module docstring. `threads` is how many threads the pool has now."""
+    """See the module docstring. `threads` and `queued` say how it stands now."""
 
     def __init__(
         self,
@@ -91,6 +91,11 @@ class ElasticThreadPool(futures.Executor):
     def threads(self) -> int:
         with self._lock:
             return len(self._threads)
+
+    @property
+    def queued(self) -> int:
+        with self._lock:
+            return len(self._queue)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> futures.Future[Any]:
         call = _Call(fn, args, kwargs)

@@ -219,6 +219,9 @@ def test_calls_are_answered_while_long_calls_hold_every_core_thread(probe: Probe
         reply = health_pb2_grpc.HealthStub(channel).Check(Req(), timeout=10)
         assert reply.status == Resp.SERVING
         assert not any(f.done() for f in held)
+        # One core thread and two added, one per call that found every thread stuck.
+        assert REGISTRY.get_sample_value("modelyard_rpc_threads") == 3
+        assert REGISTRY.get_sample_value("modelyard_rpc_queued") == 0
         probe.release.set()
         assert all(f.result().status == Resp.SERVING for f in held)
     finally:
