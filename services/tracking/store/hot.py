@@ -56,17 +56,18 @@ _ACTIVE_SQLITE = (
 # statistics, scans the runs table instead. FOR KEY SHARE holds each run until the write commits
 # (the metrics history has no foreign key to do it row by row).
 _ACTIVE_PG = (
-    "SELECT r.run_uuid, r.experiment_id FROM unnest(%s::varchar[]) AS ids(id) "
+    "SELECT r.run_uuid, r.experiment_id FROM unnest(%b::varchar[]) AS ids(id) "
     "CROSS JOIN LATERAL (SELECT run_uuid, experiment_id FROM runs WHERE run_uuid = ids.id "
     "AND lifecycle_stage = 'active' OFFSET 0 FOR KEY SHARE) AS r"
 )
-# Table rows sent as one array per column (PostgreSQL).
-_ARRAYS_PG = "%s::varchar[], %s::varchar[], %s::float8[], %s::bool[], %s::bigint[], %s::bigint[]"
+# Table rows sent as one array per column (PostgreSQL), in binary (%b): psycopg writes a list as
+# a text array literal for %s, at 3x the CPU (the store's LogBatch of 1000 rows: 8.8 -> 8.1 ms).
+_ARRAYS_PG = "%b::varchar[], %b::varchar[], %b::float8[], %b::bool[], %b::bigint[], %b::bigint[]"
 _ROWS_PG = f"unnest({_ARRAYS_PG})"
 # The latest values of a large write, as one statement (fewer round trips than one per key).
 _UPSERT_LATEST_ROWS_PG = (
     f"INSERT INTO latest_metrics ({_COLUMNS}, experiment_id) "
-    f"SELECT * FROM unnest({_ARRAYS_PG}, %s::bigint[])" + _ON_CONFLICT
+    f"SELECT * FROM unnest({_ARRAYS_PG}, %b::bigint[])" + _ON_CONFLICT
 )
 _UPSERT_LATEST_PG = (
     f"INSERT INTO latest_metrics ({_COLUMNS}, experiment_id) "

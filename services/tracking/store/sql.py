@@ -75,13 +75,13 @@ _RUN_DATA_PARTS = (
     "WHERE run_uuid {ids}"
 )
 _RUN_DATA_PG = (
-    "SELECT d.* FROM unnest(%s::varchar[]) AS ids(id) CROSS JOIN LATERAL ("
+    "SELECT d.* FROM unnest(%b::varchar[]) AS ids(id) CROSS JOIN LATERAL ("
     + _RUN_DATA_PARTS.format(ids="= ids.id")
     + " OFFSET 0) AS d ORDER BY 1, 3"
 )
 _RUN_COLUMNS = ", ".join(c.name for c in runs.c)
 _RUN_ROWS_PG = (
-    "SELECT r.* FROM unnest(%s::varchar[]) AS ids(id) CROSS JOIN LATERAL "
+    "SELECT r.* FROM unnest(%b::varchar[]) AS ids(id) CROSS JOIN LATERAL "
     f"(SELECT {_RUN_COLUMNS} FROM runs WHERE run_uuid = ids.id OFFSET 0) AS r"
 )
 
