@@ -186,10 +186,11 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     # Seconds in-flight RPCs get to finish on SIGTERM before they are cancelled.
     grace_period: float = Field(default=10.0, ge=0)
-    # Threads that run RPCs (services/common/thread_pool.py): `core_workers` take the calls,
-    # and more, up to `max_workers`, join only while calls queue up (a streaming RPC, such as an
-    # artifact transfer or a change feed, holds its thread for its whole length). Fewer busy
-    # threads cost less CPU per call under many small concurrent calls (bench/README.md).
+    # Threads that run RPCs (services/common/thread_pool.py): `core_workers` take the calls;
+    # more, up to `max_workers`, join only when calls are queued and none has finished for a
+    # few ms (threads held by streaming RPCs, such as artifact transfers and change feeds, or by
+    # calls waiting on other calls). Fewer busy threads cost less CPU per call under many small
+    # concurrent calls (bench/README.md).
     core_workers: int = Field(default=4, ge=1)
     max_workers: int = Field(default=32, ge=1)
     max_message_mb: int = Field(default=64, ge=4)
