@@ -8,7 +8,6 @@ NOT_SERVING, in-flight calls get `grace_period` seconds, then each service close
 from __future__ import annotations
 
 import gc
-import signal
 import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
@@ -24,9 +23,12 @@ from modelyard.services.common.interceptors import ErrorMappingInterceptor, Metr
 from modelyard.services.common.logging import get_logger
 from modelyard.services.common.metrics import RPC_QUEUED, RPC_THREADS
 from modelyard.services.common.settings import Settings
+from modelyard.services.common.signals import on_stop_signals, wait_for
 from modelyard.services.common.thread_pool import ElasticThreadPool
 
 if TYPE_CHECKING:
+    import signal
+
     from google.protobuf.descriptor_pool import DescriptorPool
 
     from modelyard.services.common.auth.interceptor import ServiceAccess
@@ -163,7 +165,7 @@ class ModelyardServer:
             log.info("stopped")
 
     def wait(self) -> None:
-        self._stopped.wait()
+        wait_for(self._stopped)
 
 
 def _credentials(settings: Settings) -> grpc.ServerCredentials:
@@ -189,20 +191,17 @@ def create_server(
 def serve_forever(server: ModelyardServer, on_ready: Callable[[str], None] | None = None) -> None:
     """Start, then block until SIGTERM/SIGINT has drained the server."""
 
-    def request_stop(signum: int, _frame: object) -> None:
-        log.info("received %s", signal.Signals(signum).name)
+    def request_stop(sig: signal.Signals) -> None:
+        log.info("received %s", sig.name)
         threading.Thread(target=server.stop, name="modelyard-drain", daemon=True).start()
 
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    # What is loaded by now (modules, descriptors, stores) lives as long as the process: keep it
-    # out of the cyclic collector's passes, so a collection that lands in a request stays short.
-    gc.collect()
-    gc.freeze()
-    try:
+    with on_stop_signals(request_stop):
+        # What is loaded by now (modules, descriptors, stores) lives as long as the process: keep
+        # it out of the cyclic collector's passes, so a collection that lands in a request stays
+        # short.
+        gc.collect()
+        gc.freeze()
         server.start()
         if on_ready:
             on_ready(server.address)
         server.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import socket
 import threading
 
 import uvicorn
 
 from modelyard.services.common.settings import Settings
+from modelyard.services.common.signals import on_stop_signals, wait_for
 from modelyard.services.ui.app import create_app
 
 
@@ -32,15 +32,12 @@ class UIServer:
     def serve(self) -> None:
         """Block until Ctrl-C or SIGTERM, then finish open requests and exit cleanly."""
         stop = threading.Event()
-        signals = (signal.SIGTERM, signal.SIGINT)
-        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in signals}
-        self.start()
-        try:
-            stop.wait()
-        finally:
-            self.stop()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        with on_stop_signals(lambda _sig: stop.set()):
+            self.start()
+            try:
+                wait_for(stop)
+            finally:
+                self.stop()
 
     def start(self) -> None:
         """Serve in a background thread (uvicorn leaves signals to the main thread then)."""

@@ -160,6 +160,8 @@ def test_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
             "up",
             "--port",
             "0",
+            "--ui-port",
+            "0",
             "--home",
             str(tmp_path),
         ],

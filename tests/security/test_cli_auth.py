@@ -39,6 +39,8 @@ def test_bootstrap_then_manage_users_and_tokens(tmp_path: Path) -> None:
             "--auth",
             "--port",
             "0",
+            "--ui-port",
+            "0",
             "--home",
             str(tmp_path),
         ],
@@ -48,12 +50,13 @@ def test_bootstrap_then_manage_users_and_tokens(tmp_path: Path) -> None:
         env={**os.environ, "COLUMNS": "200"},
     )
     try:
-        address = None
+        address, lines = None, []
         for line in proc.stdout:
+            lines.append(line)
             if match := re.search(r"MODELYARD_URI=(127\.0\.0\.1:\d+)", line):
                 address = match.group(1)
                 break
-        assert address
+        assert address, "".join(lines)
         created = json.loads(
             cli(
                 "users",
@@ -96,6 +99,8 @@ def test_up_without_auth_says_so_loudly(tmp_path: Path) -> None:
             "from modelyard.cli import main; main()",
             "up",
             "--port",
+            "0",
+            "--ui-port",
             "0",
             "--home",
             str(tmp_path),
