@@ -2,7 +2,8 @@
 
 `create_server` binds (port 0 picks a free port, which tests use) and returns a `ModelyardServer`;
 `serve_forever` starts it and drains on SIGTERM/SIGINT in the documented order: health turns
-NOT_SERVING, in-flight calls get `grace_period` seconds, then each service closes its stores.
+NOT_SERVING, new calls are refused, each service ends its open watch streams, in-flight calls get
+`grace_period` seconds, then each service closes its stores.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ class ServiceRegistration:
     service_names: tuple[str, ...]
     register: Callable[[grpc.Server], None]
     close: Callable[[], None] = field(default=lambda: None)
+    # Called as a drain starts, once new calls are refused: ends the streams that would otherwise
+    # hold the drain for the whole grace period (change feeds, watches). Clients watch again,
+    # from where they were, on another replica.
+    drain: Callable[[], None] = field(default=lambda: None)
     # Called once the server listens; `address` is where this process can be reached.
     on_start: Callable[[str], None] = field(default=lambda address: None)
     # Each gRPC service's access table and authorizer (see services/common/auth).
@@ -147,7 +152,13 @@ class ModelyardServer:
                 log.info("draining: health NOT_SERVING, %.1fs grace for in-flight calls", grace)
                 self.health.enter_graceful_shutdown()
                 self.health_draining.set()
-                self._server.stop(grace).wait()
+                stopped = self._server.stop(grace)
+                for registration in reversed(self._registrations):
+                    try:
+                        registration.drain()
+                    except Exception:
+                        log.exception("error while ending a service's streams")
+                stopped.wait()
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 if self._health_server is not None:
                     self._health_server.stop(0).wait()

@@ -67,6 +67,7 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
             RegistryServicer(service), server
         ),
         close=close,
+        drain=service.events.close,
         on_start=on_start,
         access={SERVICE_NAME: ServiceAccess(rules(settings.auth.protected_aliases), authorizer)},
     )

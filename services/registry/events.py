@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 from modelyard.entities.registry import ModelEvent
+from modelyard.errors import Unavailable
 from modelyard.services.registry.store.base import RegistryStore
 
 POLL_SECONDS = 0.5
@@ -31,6 +32,8 @@ class EventFeed:
             self._cond.notify_all()
 
     def close(self) -> None:
+        """End every watch (with UNAVAILABLE, so clients watch again elsewhere) and refuse new
+        ones."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
@@ -44,7 +47,11 @@ class EventFeed:
     ) -> Iterator[ModelEvent]:
         """Events of `name` (or every model), re-asking `visible` which models may be seen."""
         last = since_event_id if since_event_id > 0 else self._store.last_event_id()
-        while is_active() and not self._closed:
+        while is_active():
+            if self._closed:
+                raise Unavailable(
+                    f"the registry is shutting down; watch again with since_event_id={last}"
+                )
             with self._cond:
                 seen = self._generation
             events = self._store.list_events(name, last, _BATCH, only_model_ids=visible())

@@ -132,6 +132,10 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
         if controller is not None:
             controller.start()
 
+    def drain() -> None:
+        watcher.close()  # before the registry ends its feed, so the watcher does not reconnect
+        service.end_watches()
+
     def close() -> None:
         if controller is not None:
             controller.close()
@@ -147,6 +151,7 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
         descriptor_pool=grpc_predict_v2_pb2.DESCRIPTOR.pool,  # the OIP's private pool
         register=register,
         close=close,
+        drain=drain,
         on_start=on_start,
         access={
             SERVICE_NAME: ServiceAccess(SERVING_RULES, authorizer),

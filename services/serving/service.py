@@ -23,7 +23,7 @@ from prometheus_client import Counter, Histogram
 from modelyard.client.registry import RegistryClient
 from modelyard.entities.common import Grant, PermissionLevel
 from modelyard.entities.serving import Endpoint, InferenceRecord, ServedModel
-from modelyard.errors import InvalidArgument, ModelyardError, NotFound
+from modelyard.errors import InvalidArgument, ModelyardError, NotFound, Unavailable
 from modelyard.models.uri import parse_models_uri
 from modelyard.services.common import identity
 from modelyard.services.common import validation as v
@@ -149,6 +149,7 @@ class ServingService:
         # Bumped on every change an endpoint watcher could see (spec, state, served version).
         self._generation = 0
         self._watch = threading.Condition()
+        self._watches_ended = False
 
     def on_change(self, listener: Callable[[], None]) -> None:
         """Call `listener` after endpoints are created, updated or deleted."""
@@ -172,8 +173,13 @@ class ServingService:
         yield last
         while active():
             with self._watch:
-                self._watch.wait_for(lambda s=seen: self._generation != s, timeout=WATCH_POLL)
+                self._watch.wait_for(
+                    lambda s=seen: self._generation != s or self._watches_ended,
+                    timeout=WATCH_POLL,
+                )
                 seen = self._generation
+            if self._watches_ended:
+                raise Unavailable(f"serving is shutting down; watch endpoint {name!r} again")
             if name not in self._runtimes:
                 return
             current = self.get_endpoint(name)
@@ -187,6 +193,12 @@ class ServingService:
         for endpoint in self.store.list_endpoints():
             if self._only is None or endpoint.name in self._only:
                 self._install(endpoint)
+
+    def end_watches(self) -> None:
+        """End every endpoint watch with UNAVAILABLE, so clients watch again elsewhere."""
+        with self._watch:
+            self._watches_ended = True
+            self._watch.notify_all()
 
     def close(self) -> None:
         self._loads.shutdown(wait=False, cancel_futures=True)
