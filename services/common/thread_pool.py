@@ -121,14 +121,18 @@ class ElasticThreadPool(futures.Executor):
         """Queued calls still run unless `cancel_futures`; idle threads leave at once."""
         with self._lock:
             self._shutdown = True
+            cancelled = list(self._queue) if cancel_futures else []
             if cancel_futures:
-                while self._queue:
-                    self._queue.popleft().future.cancel()
+                self._queue.clear()
             for idle in self._idle:
                 idle.wake.release()  # with no call: leave
             self._idle.clear()
             self._starving.notify()
             threads = [*self._threads, *([self._watchdog] if self._watchdog else [])]
+        # Outside the lock: a future's done-callbacks take their own locks (grpc's server state),
+        # and grpc holds that lock while it submits.
+        for call in cancelled:
+            call.future.cancel()
         if wait:
             for thread in threads:
                 if thread is not threading.current_thread():
