@@ -355,7 +355,9 @@ class ModelRegistryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchModelEvents(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Events after since_event_id, then each one as it is committed. A server that starts shutting
+        down ends the stream with UNAVAILABLE: watch again from the last event_id received.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -67,6 +67,9 @@ class ModelRegistryServiceStub:
     ListModelEvents: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ListModelEventsRequest, _registry_pb2.ListModelEventsResponse]
     """History and change feed."""
     WatchModelEvents: _grpc.UnaryStreamMultiCallable[_registry_pb2.WatchModelEventsRequest, _registry_pb2.WatchModelEventsResponse]
+    """Events after since_event_id, then each one as it is committed. A server that starts shutting
+    down ends the stream with UNAVAILABLE: watch again from the last event_id received.
+    """
     GetModelVersionLineage: _grpc.UnaryUnaryMultiCallable[_registry_pb2.GetModelVersionLineageRequest, _registry_pb2.GetModelVersionLineageResponse]
     """Where a version came from: its run, the run's experiment, and the run's datasets."""
 
@@ -109,6 +112,9 @@ class ModelRegistryServiceAsyncStub(ModelRegistryServiceStub):
     ListModelEvents: _aio.UnaryUnaryMultiCallable[_registry_pb2.ListModelEventsRequest, _registry_pb2.ListModelEventsResponse]  # type: ignore[assignment]
     """History and change feed."""
     WatchModelEvents: _aio.UnaryStreamMultiCallable[_registry_pb2.WatchModelEventsRequest, _registry_pb2.WatchModelEventsResponse]  # type: ignore[assignment]
+    """Events after since_event_id, then each one as it is committed. A server that starts shutting
+    down ends the stream with UNAVAILABLE: watch again from the last event_id received.
+    """
     GetModelVersionLineage: _aio.UnaryUnaryMultiCallable[_registry_pb2.GetModelVersionLineageRequest, _registry_pb2.GetModelVersionLineageResponse]  # type: ignore[assignment]
     """Where a version came from: its run, the run's experiment, and the run's datasets."""
 
@@ -315,7 +321,10 @@ class ModelRegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _registry_pb2.WatchModelEventsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_registry_pb2.WatchModelEventsResponse], _abc.AsyncIterator[_registry_pb2.WatchModelEventsResponse]]: ...
+    ) -> _typing.Union[_abc.Iterator[_registry_pb2.WatchModelEventsResponse], _abc.AsyncIterator[_registry_pb2.WatchModelEventsResponse]]:
+        """Events after since_event_id, then each one as it is committed. A server that starts shutting
+        down ends the stream with UNAVAILABLE: watch again from the last event_id received.
+        """
 
     @_abc_1.abstractmethod
     def GetModelVersionLineage(

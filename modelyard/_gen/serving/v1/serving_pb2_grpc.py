@@ -128,7 +128,8 @@ class ServingServiceServicer:
 
     def WatchEndpoint(self, request, context):
         """The endpoint now, then again every time it changes (a version loads or fails, the spec is
-        updated), until the call is cancelled or its deadline passes; ends when it is deleted.
+        updated), until the call is cancelled or its deadline passes; ends when it is deleted. A
+        server that starts shutting down ends the stream with UNAVAILABLE: watch again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -42,7 +42,8 @@ class ServingServiceStub:
     DeleteEndpoint: _grpc.UnaryUnaryMultiCallable[_serving_pb2.DeleteEndpointRequest, _serving_pb2.DeleteEndpointResponse]
     WatchEndpoint: _grpc.UnaryStreamMultiCallable[_serving_pb2.WatchEndpointRequest, _serving_pb2.WatchEndpointResponse]
     """The endpoint now, then again every time it changes (a version loads or fails, the spec is
-    updated), until the call is cancelled or its deadline passes; ends when it is deleted.
+    updated), until the call is cancelled or its deadline passes; ends when it is deleted. A
+    server that starts shutting down ends the stream with UNAVAILABLE: watch again.
     """
     GetInferenceLog: _grpc.UnaryUnaryMultiCallable[_serving_pb2.GetInferenceLogRequest, _serving_pb2.GetInferenceLogResponse]
     """Request/response pairs recorded for the endpoint (its "inference table")."""
@@ -67,7 +68,8 @@ class ServingServiceAsyncStub(ServingServiceStub):
     DeleteEndpoint: _aio.UnaryUnaryMultiCallable[_serving_pb2.DeleteEndpointRequest, _serving_pb2.DeleteEndpointResponse]  # type: ignore[assignment]
     WatchEndpoint: _aio.UnaryStreamMultiCallable[_serving_pb2.WatchEndpointRequest, _serving_pb2.WatchEndpointResponse]  # type: ignore[assignment]
     """The endpoint now, then again every time it changes (a version loads or fails, the spec is
-    updated), until the call is cancelled or its deadline passes; ends when it is deleted.
+    updated), until the call is cancelled or its deadline passes; ends when it is deleted. A
+    server that starts shutting down ends the stream with UNAVAILABLE: watch again.
     """
     GetInferenceLog: _aio.UnaryUnaryMultiCallable[_serving_pb2.GetInferenceLogRequest, _serving_pb2.GetInferenceLogResponse]  # type: ignore[assignment]
     """Request/response pairs recorded for the endpoint (its "inference table")."""
@@ -125,7 +127,8 @@ class ServingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_serving_pb2.WatchEndpointResponse], _abc.AsyncIterator[_serving_pb2.WatchEndpointResponse]]:
         """The endpoint now, then again every time it changes (a version loads or fails, the spec is
-        updated), until the call is cancelled or its deadline passes; ends when it is deleted.
+        updated), until the call is cancelled or its deadline passes; ends when it is deleted. A
+        server that starts shutting down ends the stream with UNAVAILABLE: watch again.
         """
 
     @_abc_1.abstractmethod
