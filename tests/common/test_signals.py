@@ -50,4 +50,8 @@ def test_sigint_handled_on_another_thread_still_stops_the_server(tmp_path: Path)
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == ["SIGINT raised on a helper thread", "drained and returned"]
+    # Either line may come first: the helper prints while the main thread drains.
+    assert sorted(proc.stdout.splitlines()) == [
+        "SIGINT raised on a helper thread",
+        "drained and returned",
+    ]
