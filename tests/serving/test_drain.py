@@ -21,7 +21,7 @@ from tests.serving.conftest import register
 def test_drain_ends_watches_with_unavailable(tmp_path: Path, iris) -> None:
     X, y = iris
     # A grace period far longer than the test: a watch still open at its end would be CANCELLED.
-    settings = Settings(home=tmp_path, port=0, grace_period=600)
+    settings = Settings(home=tmp_path, port=0, grace_period=60)
     with running_server(settings) as server, Client(server.address) as client:
         modelyard.set_tracking_uri(server.address)
         try:
@@ -29,10 +29,10 @@ def test_drain_ends_watches_with_unavailable(tmp_path: Path, iris) -> None:
         finally:
             modelyard.set_tracking_uri("127.0.0.1:1")
         client.create_endpoint("watched", [ServedModel("models:/iris/1")])
-        endpoints = client.watch_endpoint("watched", timeout=600)
+        endpoints = client.watch_endpoint("watched", timeout=120)
         next(endpoints)  # the stream is open on the server
         first = client.list_model_events("iris")[0].event_id
-        events = client.watch_model_events("iris", since_event_id=first, timeout=600)
+        events = client.watch_model_events("iris", since_event_id=first, timeout=120)
         next(events)  # replayed: this stream is open too
 
         stopper = threading.Thread(target=server.stop)
