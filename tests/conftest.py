@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import re
 import shutil
 import socket
 import subprocess
@@ -267,6 +268,42 @@ def running_server(
         yield server
     finally:
         server.stop(grace=0)
+
+
+# What `modelyard up` prints once it listens.
+UP_ADDRESS = r"MODELYARD_URI=(127\.0\.0\.1:\d+)"
+
+
+def start_command(
+    args: list[str], pattern: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str, str]:
+    """`modelyard <args>` as a real process, read until a line matches `pattern` (a serving
+    command prints its address once it listens): the process, the pattern's first group, and
+    what the command printed up to there."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelyard.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
+    seen = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        seen.append(line)
+        if found := re.search(pattern, line):
+            return proc, found.group(1), "".join(seen)
+    proc.kill()
+    raise AssertionError("".join(seen))
+
+
+def start_up(
+    home: Path, *flags: str, pattern: str = UP_ADDRESS
+) -> tuple[subprocess.Popen[str], str, str]:
+    """`modelyard up` on free ports (the web UI's too), as `start_command`."""
+    return start_command(
+        ["up", *flags, "--port", "0", "--ui-port", "0", "--home", str(home)], pattern
+    )
 
 
 @pytest.fixture

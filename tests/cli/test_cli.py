@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from typer.testing import CliRunner
 
 from modelyard import Client
 from modelyard.cli import app
+from tests.conftest import start_up
 
 runner = CliRunner()
 
@@ -152,33 +152,7 @@ def test_db_upgrade(tmp_path: Path) -> None:
 
 
 def test_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from modelyard.cli import main; main()",
-            "up",
-            "--port",
-            "0",
-            "--ui-port",
-            "0",
-            "--home",
-            str(tmp_path),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    address = None
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        match = re.search(r"MODELYARD_URI=(127\.0\.0\.1:\d+)", line)
-        if match:
-            address = match.group(1)
-            break
-    assert address, "".join(lines)
+    proc, address, _ = start_up(tmp_path)
     with Client(address) as client:
         rid = client.create_run("0").info.run_id
         client.log_metric(rid, "m", 1.0)

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from modelyard import Client
 from modelyard.cli import app
+from tests.conftest import start_up
 
 runner = CliRunner()
 
@@ -30,33 +28,8 @@ def test_bootstrap_then_manage_users_and_tokens(tmp_path: Path) -> None:
     token = re.search(r"(eyJ[\w-]+\.[\w-]+\.[\w-]+)", first.output).group(1)
     again = runner.invoke(app, ["admin", "bootstrap", "--home", str(tmp_path)])
     assert again.exit_code != 0
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from modelyard.cli import main; main()",
-            "up",
-            "--auth",
-            "--port",
-            "0",
-            "--ui-port",
-            "0",
-            "--home",
-            str(tmp_path),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    proc, address, _ = start_up(tmp_path, "--auth")
     try:
-        address, lines = None, []
-        for line in proc.stdout:
-            lines.append(line)
-            if match := re.search(r"MODELYARD_URI=(127\.0\.0\.1:\d+)", line):
-                address = match.group(1)
-                break
-        assert address, "".join(lines)
         created = json.loads(
             cli(
                 "users",
@@ -92,29 +65,7 @@ def test_bootstrap_then_manage_users_and_tokens(tmp_path: Path) -> None:
 
 
 def test_up_without_auth_says_so_loudly(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from modelyard.cli import main; main()",
-            "up",
-            "--port",
-            "0",
-            "--ui-port",
-            "0",
-            "--home",
-            str(tmp_path),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if "MODELYARD_URI=" in line:
-            break
+    proc, _address, printed = start_up(tmp_path)
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)
-    assert "Authentication is OFF" in "".join(lines)
+    assert "Authentication is OFF" in printed

@@ -3,35 +3,11 @@ elsewhere. Both as real processes, stopped with SIGTERM."""
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import running_server
-
-
-def _start(args: list[str], tmp_path: Path, pattern: str) -> tuple[subprocess.Popen, str]:
-    env = {**os.environ, "COLUMNS": "200", "MODELYARD_HOME": str(tmp_path / "home")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "modelyard.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    seen = []
-    assert proc.stdout is not None
-    for line in proc.stdout:  # the command prints its address once it listens
-        seen.append(line)
-        found = re.search(pattern, line)
-        if found:
-            return proc, found.group(1)
-    proc.kill()
-    raise AssertionError("".join(seen))
+from tests.conftest import running_server, start_command, start_up
 
 
 def _get(url: str) -> str:
@@ -41,11 +17,7 @@ def _get(url: str) -> str:
 
 
 def test_up_serves_the_ui(tmp_path: Path) -> None:
-    proc, url = _start(
-        ["up", "--port", "0", "--ui-port", "0", "--home", str(tmp_path / "home")],
-        tmp_path,
-        r"web UI\s*│?\s*(http://127\.0\.0\.1:\d+)",
-    )
+    proc, url, _ = start_up(tmp_path / "home", pattern=r"web UI\s*│?\s*(http://127\.0\.0\.1:\d+)")
     try:
         assert "Default" in _get(url + "/experiments")
     finally:
@@ -55,8 +27,10 @@ def test_up_serves_the_ui(tmp_path: Path) -> None:
 
 def test_ui_command_reaches_services_elsewhere(tmp_path: Path, settings) -> None:
     with running_server(settings) as server:
-        proc, url = _start(
-            ["ui", "--port", "0", "--uri", server.address], tmp_path, r"UI on (http://\S+)"
+        proc, url, _ = start_command(
+            ["ui", "--port", "0", "--uri", server.address],
+            r"UI on (http://\S+)",
+            env={"MODELYARD_HOME": str(tmp_path / "home")},
         )
         try:
             assert "Default" in _get(url + "/experiments")
