@@ -121,9 +121,9 @@ class ElasticThreadPool(futures.Executor):
         """Queued calls still run unless `cancel_futures`; idle threads leave at once."""
         with self._lock:
             self._shutdown = True
-            cancelled = list(self._queue) if cancel_futures else []
+            cancelled: list[_Call] = []
             if cancel_futures:
-                self._queue.clear()
+                cancelled, self._queue = list(self._queue), deque()
             for idle in self._idle:
                 idle.wake.release()  # with no call: leave
             self._idle.clear()
