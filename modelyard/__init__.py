@@ -6,6 +6,10 @@ with modelyard.start_run():
     modelyard.log_metric("rmse", 0.7)
 """
 
+from modelyard._grpc_engine import use_polling_engine
+
+use_polling_engine()  # before anything imports grpc
+
 from modelyard import data, errors
 from modelyard.client import Client
 from modelyard.entities import ViewType
