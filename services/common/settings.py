@@ -10,8 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from modelyard.services.common.cpu_affinity import parse_cpus
 
 # How the SQLite store commits (see Settings.sqlite_synchronous).
 SQLiteSynchronous = Literal["normal", "full"]
@@ -194,8 +196,19 @@ class Settings(BaseSettings):
     core_workers: int = Field(default=4, ge=1)
     max_workers: int = Field(default=32, ge=1)
     max_message_mb: int = Field(default=64, ge=4)
+    # Pin the server process to these CPUs ("0", "0-3", "0,2-3"); None leaves placement to the
+    # kernel. Worth it where a server shares a few cores with its clients
+    # (services/common/cpu_affinity.py).
+    cpu_affinity: str | None = None
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("cpu_affinity")
+    @classmethod
+    def _known_cpus(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_cpus(value)
+        return value
 
     @property
     def home_dir(self) -> Path:

@@ -119,7 +119,12 @@ def test_errors_say_what_to_do(uri: str) -> None:
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("MODELYARD_SQLITE_SYNCHRONOUS", "bogus"), ("MODELYARD_S3__PRESIGN_EXPIRY_SECONDS", "abc")],
+    [
+        ("MODELYARD_SQLITE_SYNCHRONOUS", "bogus"),
+        ("MODELYARD_S3__PRESIGN_EXPIRY_SECONDS", "abc"),
+        ("MODELYARD_CPU_AFFINITY", "0-x"),
+        ("MODELYARD_CPU_AFFINITY", "4096"),  # no such CPU here
+    ],
 )
 def test_a_bad_setting_names_its_variable(tmp_path: Path, variable: str, value: str) -> None:
     result = subprocess.run(
