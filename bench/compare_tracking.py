@@ -6,13 +6,16 @@
     python bench/compare_tracking.py --quick    # smoke run, a minute or two
 
 For each backend store it starts, one after another and each on a fresh store:
-  1. Modelyard's tracking server (`modelyard serve tracking`, this venv) -> bench/tracking.py
-     --client modelyard, run with this venv's python;
-  2. `mlflow server --workers 1` (bench/.venvs/mlflow) -> bench/tracking.py --client mlflow,
+  1. Modelyard's tracking server (`modelyard serve tracking --cpu-affinity 0`, this venv) ->
+     bench/tracking.py --client modelyard, run with this venv's python;
+  2. the same server unpinned;
+  3. `mlflow server --workers 1` (bench/.venvs/mlflow) -> bench/tracking.py --client mlflow,
      run with the mlflow venv's python;
-  3. `mlflow server` with its default worker count, the same way.
+  4. the same pinned to the same CPU (`taskset`), since pinning speeds MLflow up too;
+  5. `mlflow server` with its default worker count, the same way as 3.
+Clients are never pinned (they stand for training code). `--server-cpus ''` skips 2 and 4.
 Each server is polled with a real request until it answers, and stopped (SIGTERM to its process
-group) afterwards. Everything listens on 127.0.0.1 only. The combined JSON (per backend: the three
+group) afterwards. Everything listens on 127.0.0.1 only. The combined JSON (per backend: the five
 result sets, ratios and targets) goes to stdout and to --output; progress and server logs' paths
 go to stderr. Server logs and stores live in bench/.work/compare-<time>/.
 
@@ -212,8 +215,10 @@ def measure_modelyard(
     bench_args: list[str],
     timeout: float,
     sqlite_synchronous: str,
+    cpus: str | None,
 ) -> dict[str, Any]:
-    home = work / f"modelyard-{backend}"
+    label = f"modelyard-{'pinned' if cpus else 'unpinned'}-{backend}"
+    home = work / label
     home.mkdir(parents=True)
     port = free_port()
     addr = f"127.0.0.1:{port}"
@@ -229,10 +234,11 @@ def measure_modelyard(
         str(home),
         "--backend-store-uri",
         store_uri,
+        *(["--cpu-affinity", cpus] if cpus else []),
     ]
     source = source_state()
     env = quiet_env(MODELYARD_SQLITE_SYNCHRONOUS=sqlite_synchronous)
-    server = Server(f"modelyard/{backend}", argv, home, env, work / f"modelyard-{backend}.log")
+    server = Server(label, argv, home, env, work / f"{label}.log")
     try:
         ready = server.wait_ready(modelyard_probe(addr))
         settle = server.settle()
@@ -247,8 +253,9 @@ def measure_modelyard(
         "settle_s": round(settle, 1),
         "source": source,
         "sqlite_synchronous": sqlite_synchronous if backend == "sqlite" else None,
+        "cpu_affinity": cpus,
     }
-    return keep(result, work / f"modelyard-{backend}.json")
+    return keep(result, work / f"{label}.json")
 
 
 def measure_mlflow(
@@ -258,13 +265,16 @@ def measure_mlflow(
     workers: int | None,
     bench_args: list[str],
     timeout: float,
+    cpus: str | None = None,
 ) -> dict[str, Any]:
-    label = f"mlflow-{workers or 'default'}w-{backend}"
+    label = f"mlflow-{workers or 'default'}w-{'pinned' if cpus else 'unpinned'}-{backend}"
     home = work / label
     home.mkdir(parents=True)
     port = free_port()
     addr = f"127.0.0.1:{port}"
     argv = [
+        # MLflow has no such setting: taskset pins the server and everything it starts.
+        *(["taskset", "--cpu-list", cpus] if cpus else []),
         str(venv_bin(MLFLOW_VENV, "mlflow")),
         "server",
         "--host",
@@ -288,8 +298,9 @@ def measure_mlflow(
     finally:
         server.stop()
     result["server"] = {
-        "argv": argv[1:],
+        "argv": argv,
         "workers": workers or "default (4)",
+        "cpu_affinity": cpus,
         "ready_s": round(ready, 1),
         "settle_s": round(settle, 1),
     }
@@ -419,6 +430,13 @@ def main() -> None:
         default="normal",
         help="Modelyard's SQLite commit mode (full: an fsync per commit, like MLflow's SQLite)",
     )
+    p.add_argument(
+        "--server-cpus",
+        default="0",
+        help="pin Modelyard's server (its --cpu-affinity) and a second run of MLflow's one-worker "
+        "server (taskset) to these CPUs; targets use MLflow's faster run. Modelyard also runs "
+        "unpinned, for comparison. Empty: no pinning",
+    )
     p.add_argument("--runs", type=int, help="override tracking.py --runs")
     p.add_argument("--output", type=Path, help="also write the combined JSON here")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per tracking.py run")
@@ -456,7 +474,8 @@ def main() -> None:
         "machine": machine(),
         "versions": versions(pg, mlflow_version),
         "modelyard_source_at_start": source_state(),
-        "targets_against": "mlflow server --workers 1",
+        "targets_against": "mlflow server --workers 1, the faster of unpinned and pinned to "
+        "--server-cpus, per figure",
         "backends": {},
     }
     tag = f"{stamp.replace('-', '_')}_{os.getpid()}"
@@ -473,28 +492,43 @@ def main() -> None:
                 errors[f"{kind}/{backend}"] = str(exc)[-2000:]
                 return None
 
-        my = attempt(
-            "modelyard", measure_modelyard, bench_args, args.timeout, args.sqlite_synchronous
-        )
+        cpus = args.server_cpus or None
+        sync = args.sqlite_synchronous
+        my = attempt("modelyard", measure_modelyard, bench_args, args.timeout, sync, cpus)
+        my_free = None
+        if cpus:
+            my_free = attempt("myfree", measure_modelyard, bench_args, args.timeout, sync, None)
         ml1 = attempt("mlflow1", measure_mlflow, 1, bench_args, args.timeout)
+        ml1_pinned = None
+        if cpus:
+            ml1_pinned = attempt("mlflow1p", measure_mlflow, 1, bench_args, args.timeout, cpus)
         mld = None
         if not args.no_default_workers:
             mld = attempt("mlflowd", measure_mlflow, None, bench_args, args.timeout)
 
         vs1 = ratios(my, ml1) if my and ml1 else None
+        vs1_pinned = ratios(my, ml1_pinned) if my and ml1_pinned else None
+        # Targets are judged against MLflow's fastest one-worker configuration, figure by figure.
+        fastest = [r for r in (vs1, vs1_pinned) if r]
+        vs_fastest = {k: min(r[k] for r in fastest) for k in fastest[0]} if fastest else None
         entry: dict[str, Any] = {
             "modelyard": my,
+            "modelyard_unpinned": my_free,
             "mlflow_1_worker": ml1,
+            "mlflow_1_worker_pinned": ml1_pinned,
             "mlflow_default_workers": mld,
             "ratios_vs_mlflow_1_worker": vs1,
+            "ratios_vs_mlflow_1_worker_pinned": vs1_pinned,
             "ratios_vs_mlflow_default_workers": ratios(my, mld) if my and mld else None,
-            "targets": targets(my, vs1) if vs1 else None,
+            "ratios_vs_fastest_mlflow_1_worker": vs_fastest,
+            "ratios_unpinned_vs_mlflow_1_worker": ratios(my_free, ml1) if my_free and ml1 else None,
+            "targets": targets(my, vs_fastest) if vs_fastest else None,
         }
         entry["all_verified"] = all(
             r[k]["verified"]
             if k != "search"
             else r[k]["max_results_100"]["verified"] and r[k]["max_results_1000"]["verified"]
-            for r in (my, ml1, mld)
+            for r in (my, my_free, ml1, ml1_pinned, mld)
             if r
             for k in ("single_log_metric", "log_batch", "concurrent", "search")
         )
