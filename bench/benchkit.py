@@ -3,6 +3,7 @@ generators they spawn) also run under the peers' venvs, which do not have Modely
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -146,3 +147,11 @@ class ServerProcess:
                 pass
         self._log.close()
         self.say(f"stopped {self.label} (exit {self.proc.returncode})")
+
+
+def emit(result: Any, output: Path | None) -> None:
+    """A benchmark's one JSON object: on stdout, and in `output` when given."""
+    text = json.dumps(result, indent=2)
+    if output:
+        output.write_text(text + "\n")
+    print(text)

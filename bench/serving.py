@@ -83,7 +83,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from benchkit import free_port, load_average, log, machine, percentile, wait_for_load
+from benchkit import emit, free_port, load_average, log, machine, percentile, wait_for_load
 
 # Only the standard library at module level: load-generator processes are spawned and import
 # this file, and they should stay small.
@@ -1664,10 +1664,7 @@ def main() -> None:
     result["load_at_end"] = load_average()
     shutil.rmtree(workdir, ignore_errors=True)
 
-    text = json.dumps(result, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
+    emit(result, args.out)
 
 
 if __name__ == "__main__":
