@@ -5,8 +5,8 @@ bytes are read by one of grpc's own threads, which then wakes the thread waiting
 one more thread hand-off per call, in the client and in the server. On a small VM that hand-off
 is a cross-CPU wake-up. With the polling engine (Python's default up to grpcio 1.79) the waiting
 thread reads the socket itself. On this project's 2-core benchmark machine a bare unary call's
-p50 fell from 0.67 to 0.28-0.29 ms with both ends on the polling engine, and `log_metric` from
-0.88 to 0.46 ms (bench/README.md, "grpc's I/O engine").
+p50 fell from 0.68 to 0.31 ms with both ends on the polling engine, and `log_metric` from 1,056 to
+1,489 calls/s (bench/tracking_placement.py; bench/README.md, "Thread hand-offs").
 
 grpc reads its experiments once, when it is first imported, so this must run before anything
 imports grpc: `modelyard/__init__.py` calls it first. It leaves alone a process that has already

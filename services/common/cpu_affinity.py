@@ -5,8 +5,9 @@ it, and grpc sends the reply. Each hand-off wakes a thread, and when the kernel 
 on another CPU, the wake-up is an inter-processor interrupt (on a VM, an exit to the host too).
 Python runs the handlers themselves under one GIL, so a server uses about one core however many
 it may run on. Where it shares a few cores with its clients, pinning it to one CPU keeps every
-hand-off on that CPU: on the 2-core benchmark machine `log_metric` went from 1,500 to 1,950
-calls/s and 8 concurrent callers from 2,100 to 3,600 calls/s (bench/README.md).
+hand-off on that CPU: on the 2-core benchmark machine `log_metric` went from 1,489 to 1,841
+calls/s and 8 concurrent callers from 2,206 to 3,423 calls/s (bench/tracking_placement.py). Where
+the database shares those cores too, bulk writes can lose: PostgreSQL LogBatch fell 13% pinned.
 
 In Kubernetes, leave this unset and let the kubelet pin the container instead (whole CPUs in a
 Guaranteed pod under the static CPU manager policy): CPU numbers chosen here would collide
