@@ -12,7 +12,7 @@ import textwrap
 # Imports modelyard, then serves and calls a health check over loopback in one process.
 SCRIPT = textwrap.dedent(
     """
-    import os, sys
+    import os
     import modelyard  # noqa: F401  (first: it chooses grpc's engine)
     from concurrent import futures
     import grpc
@@ -46,7 +46,8 @@ def run(**env: str) -> subprocess.CompletedProcess[str]:
 def test_client_and_server_use_the_polling_engine_and_leave_no_variable_behind() -> None:
     proc = run()
     assert "tcp_posix.cc" in proc.stderr  # the polling engine's endpoint, both ends
-    assert "tcp_server_posix.cc" in proc.stderr  # its listener
+    assert "tcp_client_posix.cc" in proc.stderr  # its connector: the client side
+    assert "tcp_server_posix.cc" in proc.stderr  # its listener: the server side
     assert proc.stdout.strip() == "False"  # child processes do not inherit the choice
 
 
