@@ -216,7 +216,11 @@ def measure_modelyard(
     timeout: float,
     sqlite_synchronous: str,
     cpus: str | None,
+    server_env: dict[str, str] | None = None,
+    client_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """Modelyard's tracking server measured through bench/tracking.py. The environments of
+    server and client default to `quiet_env()` (tracking_placement.py sets grpc's engine there)."""
     label = f"modelyard-{'pinned' if cpus else 'unpinned'}-{backend}"
     home = work / label
     home.mkdir(parents=True)
@@ -237,14 +241,14 @@ def measure_modelyard(
         *(["--cpu-affinity", cpus] if cpus else []),
     ]
     source = source_state()
-    env = quiet_env(MODELYARD_SQLITE_SYNCHRONOUS=sqlite_synchronous)
+    env = {**(server_env or quiet_env()), "MODELYARD_SQLITE_SYNCHRONOUS": sqlite_synchronous}
     server = Server(label, argv, home, env, work / f"{label}.log")
     try:
         ready = server.wait_ready(modelyard_probe(addr))
         settle = server.settle()
-        result = run_bench(
-            venv_bin(PROJECT_VENV, "python"), "modelyard", addr, bench_args, quiet_env(), timeout
-        )
+        python = venv_bin(PROJECT_VENV, "python")
+        client = client_env or quiet_env()
+        result = run_bench(python, "modelyard", addr, bench_args, client, timeout)
     finally:
         server.stop()
     result["server"] = {

@@ -29,16 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchkit import emit, free_port, log, machine
-from compare_tracking import (
-    PROJECT_VENV,
-    Server,
-    modelyard_probe,
-    quiet_env,
-    run_bench,
-    source_state,
-    venv_bin,
-)
+from benchkit import emit, log, machine
+from compare_tracking import measure_modelyard, quiet_env, source_state
 
 # name -> (server on EventEngine, client on EventEngine, server pinned)
 CONFIGS = {
@@ -64,22 +56,18 @@ def engine_env(eventengine: bool) -> dict[str, str]:
 
 def measure(name: str, cpus: str, work: Path) -> dict[str, Any]:
     server_ee, client_ee, pinned = CONFIGS[name]
-    home = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=work))
-    addr = f"127.0.0.1:{free_port()}"
-    argv = [
-        str(venv_bin(PROJECT_VENV, "modelyard")),
-        *("serve", "tracking", "--host", "127.0.0.1", "--port", addr.rsplit(":", 1)[1]),
-        *("--home", str(home)),
-        *(["--cpu-affinity", cpus] if pinned else []),
-    ]
-    server = Server(name, argv, home, engine_env(server_ee), home / "server.log")
-    try:
-        server.wait_ready(modelyard_probe(addr))
-        server.settle()
-        python = venv_bin(PROJECT_VENV, "python")
-        result = run_bench(python, "modelyard", addr, BENCH_ARGS, engine_env(client_ee), 600)
-    finally:
-        server.stop()
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=work))
+    result = measure_modelyard(
+        "sqlite",
+        f"sqlite:///{run_dir / 'modelyard.db'}",
+        run_dir,
+        BENCH_ARGS,
+        600,
+        "normal",
+        cpus if pinned else None,
+        server_env=engine_env(server_ee),
+        client_env=engine_env(client_ee),
+    )
     return {
         "config": name,
         "single_calls_per_s": result["single_log_metric"]["calls_per_s"],
