@@ -85,6 +85,43 @@ def machine() -> dict[str, Any]:
     }
 
 
+class CpuMeter:
+    """Busy CPU time of the whole machine (/proc/stat) and of this process over one timed phase.
+
+    Whether a rate is bound by CPU or by waiting decides what can raise it: a phase that keeps
+    every core busy goes faster only with less CPU per call; one that leaves cores idle is waiting
+    on hand-offs, locks or disk. Linux only; elsewhere `result` returns None.
+    """
+
+    def __init__(self) -> None:
+        self._start = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float] | None:
+        try:
+            ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        except (OSError, ValueError):
+            return None
+        # idle and iowait are not busy; steal (ticks[7]) is the hypervisor's; guest is in user.
+        idle = ticks[3] + ticks[4]
+        busy = (sum(ticks[:7]) - idle) / os.sysconf("SC_CLK_TCK")
+        own = os.times()
+        return busy, own.user + own.system, time.perf_counter()
+
+    def result(self, calls: int) -> dict[str, float] | None:
+        """Cores kept busy on average, and CPU microseconds per call: the machine's (every
+        process: client, server, database, anything else running) and this client's."""
+        end = self._sample()
+        if self._start is None or end is None or calls <= 0:
+            return None
+        busy, own, wall = (b - a for a, b in zip(self._start, end, strict=True))
+        return {
+            "cores_busy": round(busy / wall, 2),
+            "machine_us_per_call": round(busy / calls * 1e6, 1),
+            "client_us_per_call": round(own / calls * 1e6, 1),
+        }
+
+
 class ServerProcess:
     """A server under test as a subprocess in its own session (so its whole process tree stops
     with it), its output in `logfile`, reporting through `say`."""

@@ -12,12 +12,17 @@ For each backend store it starts, one after another and each on a fresh store:
   3. `mlflow server --workers 1` (bench/.venvs/mlflow) -> bench/tracking.py --client mlflow,
      run with the mlflow venv's python;
   4. the same pinned to the same CPU (`taskset`), since pinning speeds MLflow up too;
-  5. `mlflow server` with its default worker count, the same way as 3.
+  5. `mlflow server` with its default worker count, the same way as 3;
+  6. no server: Modelyard's store writing one metric value at a time in this process (the
+     durable write alone), for the bounds below.
 Clients are never pinned (they stand for training code). `--server-cpus ''` skips 2 and 4.
+Per backend, `bounds` holds the targets against what this machine allows: the gRPC floor plus
+the durable write bound a single call; the CPU a bare health Check costs from 8 threads bounds
+the concurrent rate.
 Each server is polled with a real request until it answers, and stopped (SIGTERM to its process
 group) afterwards. Everything listens on 127.0.0.1 only. The combined JSON (per backend: the five
-result sets, ratios and targets) goes to stdout and to --output; progress and server logs' paths
-go to stderr. Server logs and stores live in bench/.work/compare-<time>/.
+result sets, ratios, targets and bounds) goes to stdout and to --output; progress and server
+logs' paths go to stderr. Server logs and stores live in bench/.work/compare-<time>/.
 
 The mlflow venv is created on first use and mlflow is pip-installed there, never into the
 project venv. MLflow telemetry is disabled for every mlflow process.
@@ -38,7 +43,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from benchkit import ServerProcess, free_port, machine
+from benchkit import ServerProcess, free_port, machine, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -262,6 +267,38 @@ def measure_modelyard(
     return keep(result, work / f"{label}.json")
 
 
+def measure_store_write(
+    backend: str, store_uri: str, work: Path, sqlite_synchronous: str, calls: int = 2000
+) -> dict[str, Any]:
+    """The durable write behind one log_metric, alone: Modelyard's store hot path called in this
+    process, no gRPC, on a fresh store of the same backend. Added to the gRPC floor it is about
+    the fastest a single call can be on this machine."""
+    from modelyard.services.common.db import Database
+    from modelyard.services.tracking.app import migrate
+    from modelyard.services.tracking.store.sql import SqlTrackingStore
+
+    db = Database(store_uri, sqlite_synchronous=sqlite_synchronous)  # type: ignore[arg-type]
+    try:
+        migrate(db)
+        store = SqlTrackingStore(db, (work / "store-write-artifacts").as_uri())
+        store.ensure_experiment(0, "Default")
+        ts = int(time.time() * 1000)
+        run_id = store.create_run("0", "bench", ts, {}, "store-write", None).info.run_id
+        lat = []
+        for i in range(-200, calls):  # the first 200 warm up
+            t0 = time.perf_counter()
+            store.log_metric_rows(run_id, [("store", i * 0.5, ts + i, i)])
+            if i >= 0:
+                lat.append((time.perf_counter() - t0) * 1000)
+        store.close()
+    finally:
+        db.dispose()
+    lat.sort()
+    result = {"calls": calls, "p50_ms": round(percentile(lat, 50), 3)}
+    log(f"store write alone ({backend}): p50 {result['p50_ms']} ms")
+    return result
+
+
 def measure_mlflow(
     backend: str,
     store_uri: str,
@@ -362,6 +399,50 @@ def targets(my: dict[str, Any], vs_one_worker: dict[str, float]) -> dict[str, An
         met = {">=": value >= goal, "<": value < goal, "<=": value <= goal}[op]
         out[name] = {"value": value, "target": f"{op} {goal:g}", "met": met}
     out["search_p95_ms_10k_runs"]["note"] = f"max_results=100 over {my['search']['runs']} runs"
+    return out
+
+
+def bounds(
+    my: dict[str, Any], store_write: dict[str, Any] | None, mlflow: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """How far this machine lets the two per-call targets go, from figures of the same run.
+
+    single: sequential calls cannot beat the gRPC floor plus the durable write, so
+    1000 / (floor p50 + write p50) calls/s is about the best rate (p50, not mean: approximate).
+    concurrent: 8 callers can't use more than every core; dividing the cores by the CPU the target
+    rate allows per call, set beside what a bare health Check costs from 8 threads, says whether
+    gRPC calls from Python can reach it here at all.
+    """
+    single_goal = TARGETS["single_call_rate_x"][1]
+    concurrent_goal = TARGETS["concurrent_8_threads_calls_per_s_x"][1]
+    out: dict[str, Any] = {}
+    mlflow_single = max(r["single_log_metric"]["calls_per_s"] for r in mlflow)
+    if store_write and "grpc_floor" in my:
+        best_p50 = my["grpc_floor"]["p50_ms"] + store_write["p50_ms"]
+        best_rate = 1000 / best_p50
+        out["single"] = {
+            "grpc_floor_p50_ms": my["grpc_floor"]["p50_ms"],
+            "store_write_p50_ms": store_write["p50_ms"],
+            "best_p50_ms": round(best_p50, 3),
+            "best_calls_per_s": round(best_rate, 1),
+            "best_rate_x": round(best_rate / mlflow_single, 2),
+            "target_reachable_here": best_rate / mlflow_single >= single_goal,
+        }
+    cpu = my["concurrent"].get("cpu")
+    floor_cpu = (my.get("grpc_floor_concurrent") or {}).get("cpu")
+    if cpu and floor_cpu:
+        mlflow_concurrent = max(r["concurrent"]["calls_per_s"] for r in mlflow)
+        cores = os.cpu_count() or 1
+        allowed = cores * 1e6 / (concurrent_goal * mlflow_concurrent)
+        out["concurrent"] = {
+            "cores": cores,
+            "cores_busy": cpu["cores_busy"],
+            "machine_us_per_call": cpu["machine_us_per_call"],
+            "client_us_per_call": cpu["client_us_per_call"],
+            "health_check_machine_us_per_call": floor_cpu["machine_us_per_call"],
+            "target_allows_us_per_call": round(allowed, 1),
+            "target_reachable_here": floor_cpu["machine_us_per_call"] < allowed,
+        }
     return out
 
 
@@ -509,6 +590,7 @@ def main() -> None:
         mld = None
         if not args.no_default_workers:
             mld = attempt("mlflowd", measure_mlflow, None, bench_args, args.timeout)
+        write = attempt("storewrite", measure_store_write, sync)
 
         vs1 = ratios(my, ml1) if my and ml1 else None
         vs1_pinned = ratios(my, ml1_pinned) if my and ml1_pinned else None
@@ -527,6 +609,10 @@ def main() -> None:
             "ratios_vs_fastest_mlflow_1_worker": vs_fastest,
             "ratios_unpinned_vs_mlflow_1_worker": ratios(my_free, ml1) if my_free and ml1 else None,
             "targets": targets(my, vs_fastest) if vs_fastest else None,
+            "store_write_alone": write,
+            "bounds": bounds(my, write, [r for r in (ml1, ml1_pinned) if r])
+            if my and (ml1 or ml1_pinned)
+            else None,
         }
         entry["all_verified"] = all(
             r[k]["verified"]

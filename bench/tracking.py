@@ -18,6 +18,9 @@ Measures, in this order, against a server holding nothing else:
               filter and order_by, max_results=100 and max_results=1000: p50/p95 ms, and the
               returned runs are checked against the expected ones
 
+The single, floor and concurrent figures carry `cpu`: cores kept busy over the phase and CPU
+microseconds per call, machine-wide (/proc/stat: client, server, database) and this client's.
+
 Only the chosen client library is imported, so the script runs under either venv. Progress goes
 to stderr; stdout gets exactly one JSON object.
 """
@@ -38,7 +41,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from benchkit import percentile
+from benchkit import CpuMeter, percentile
 
 FILTER = "metrics.m1 > 0.5 and params.p1 = 'a'"
 ORDER_BY = ["metrics.m2 DESC"]
@@ -223,6 +226,7 @@ def bench_single(a: Adapter, exp: str, calls: int, warmup: int) -> dict[str, Any
     ts = now_ms()
     for i in range(warmup):
         a.log_metric(run, "warmup", float(i), ts, i)
+    meter = CpuMeter()
     lat, total = timed_loop(
         lambda i: a.log_metric(run, "single", i * 0.5, ts + i, i), calls, "single log_metric"
     )
@@ -232,6 +236,7 @@ def bench_single(a: Adapter, exp: str, calls: int, warmup: int) -> dict[str, Any
         "calls": calls,
         "calls_per_s": round(calls / total, 1),
         **latency_stats(lat),
+        "cpu": meter.result(calls),
         "verified": ok,
     }
 
@@ -242,8 +247,14 @@ def bench_floor(a: Adapter, calls: int, warmup: int) -> dict[str, Any] | None:
         return None
     for _ in range(warmup):
         call()
+    meter = CpuMeter()
     lat, total = timed_loop(lambda i: call(), calls, "health Check (gRPC floor)")
-    return {"calls": calls, "calls_per_s": round(calls / total, 1), **latency_stats(lat)}
+    return {
+        "calls": calls,
+        "calls_per_s": round(calls / total, 1),
+        **latency_stats(lat),
+        "cpu": meter.result(calls),
+    }
 
 
 def bench_floor_concurrent(a: Adapter, threads: int, per_thread: int) -> dict[str, Any] | None:
@@ -264,6 +275,7 @@ def bench_floor_concurrent(a: Adapter, threads: int, per_thread: int) -> dict[st
     for th in pool:
         th.start()
     barrier.wait()
+    meter = CpuMeter()
     t0 = time.perf_counter()
     for th in pool:
         th.join()
@@ -273,6 +285,7 @@ def bench_floor_concurrent(a: Adapter, threads: int, per_thread: int) -> dict[st
         "threads": threads,
         "calls": threads * per_thread,
         "calls_per_s": round(threads * per_thread / total, 1),
+        "cpu": meter.result(threads * per_thread),
     }
 
 
@@ -309,7 +322,8 @@ def bench_concurrent(a: Adapter, exp: str, threads: int, per_thread: int) -> dic
     ts = now_ms()
     for r in runs:  # warm each run (and each thread's first request) outside the timing
         a.log_metric(r, "warmup", 0.0, ts, 0)
-    progress = Progress(f"{threads} threads x {per_thread} log_metric", threads * per_thread)
+    expected_total = threads * per_thread
+    progress = Progress(f"{threads} threads x {per_thread} log_metric", expected_total)
     errors: list[str] = []
     barrier = threading.Barrier(threads + 1)
 
@@ -327,13 +341,14 @@ def bench_concurrent(a: Adapter, exp: str, threads: int, per_thread: int) -> dic
     for th in pool:
         th.start()
     barrier.wait()
+    meter = CpuMeter()
     t0 = time.perf_counter()
     for th in pool:
         th.join()
     total = time.perf_counter() - t0
+    cpu = meter.result(expected_total)
     progress.close()
 
-    expected_total = threads * per_thread
     found = matching = 0
     for t, r in enumerate(runs):
         stored = a.history(r, "c")
@@ -346,6 +361,7 @@ def bench_concurrent(a: Adapter, exp: str, threads: int, per_thread: int) -> dic
         "calls_per_thread": per_thread,
         "calls": expected_total,
         "calls_per_s": round(expected_total / total, 1),
+        "cpu": cpu,
         "errors": len(errors),
         "first_errors": errors[:3],
         "values_expected": expected_total,
