@@ -19,6 +19,7 @@ from modelyard._gen.serving.v1 import serving_pb2_grpc
 from modelyard.client._transport import Transport
 from modelyard.convert.common import grant_to_entity
 from modelyard.convert.serving import endpoint_to_entity, endpoint_to_proto, record_to_entity
+from modelyard.convert.tensors import datatype_of, from_raw, to_raw
 from modelyard.entities.common import Grant, PermissionLevel
 from modelyard.entities.serving import (
     Endpoint,
@@ -30,43 +31,24 @@ from modelyard.entities.serving import (
 )
 from modelyard.errors import DeadlineExceeded, FailedPrecondition
 
-_DATATYPE = {
-    "bool": "BOOL",
-    "int8": "INT8",
-    "int16": "INT16",
-    "int32": "INT32",
-    "int64": "INT64",
-    "uint8": "UINT8",
-    "uint16": "UINT16",
-    "uint32": "UINT32",
-    "uint64": "UINT64",
-    "float16": "FP16",
-    "float32": "FP32",
-    "float64": "FP64",
-}
+
+def _endpoint(
+    name: str,
+    served_models: Sequence[ServedModel],
+    inference_log: InferenceLogConfig | None,
+    missing_features: MissingFeaturePolicy,
+) -> pb.Endpoint:
+    log = inference_log or InferenceLogConfig()
+    return endpoint_to_proto(Endpoint(name, tuple(served_models), log, missing_features))
 
 
-def _tensor_bytes(column: np.ndarray) -> tuple[str, bytes]:
-    if column.dtype.kind in "OUS":
-        parts = []
-        for value in column.reshape(-1):
-            data = value if isinstance(value, bytes) else str(value).encode()
-            parts.append(len(data).to_bytes(4, "little") + data)
-        return "BYTES", b"".join(parts)
-    datatype = _DATATYPE[column.dtype.name]
-    return datatype, np.ascontiguousarray(column, column.dtype.newbyteorder("<")).tobytes()
-
-
-def _from_raw(datatype: str, shape: Sequence[int], raw: bytes) -> np.ndarray:
-    if datatype == "BYTES":
-        items, offset = [], 0
-        while offset < len(raw):
-            length = int.from_bytes(raw[offset : offset + 4], "little")
-            items.append(raw[offset + 4 : offset + 4 + length].decode(errors="replace"))
-            offset += 4 + length
-        return np.array(items, dtype=object).reshape(shape)
-    numpy_type = {v: k for k, v in _DATATYPE.items()}[datatype]
-    return np.frombuffer(raw, dtype=np.dtype(numpy_type).newbyteorder("<")).reshape(shape)
+def _output_array(tensor: Any, raw: bytes) -> np.ndarray:
+    """An output tensor as an array; BYTES elements as text, as the model returned them."""
+    array = from_raw(tensor.name, tensor.datatype, tensor.shape, raw)
+    if tensor.datatype != "BYTES":
+        return array
+    text = [item.decode(errors="replace") for item in array.reshape(-1)]
+    return np.array(text, dtype=object).reshape(array.shape)
 
 
 class ServingClient:
@@ -82,10 +64,8 @@ class ServingClient:
         inference_log: InferenceLogConfig | None = None,
         missing_features: MissingFeaturePolicy = MissingFeaturePolicy.FAIL,
     ) -> Endpoint:
-        endpoint = Endpoint(
-            name, tuple(served_models), inference_log or InferenceLogConfig(), missing_features
-        )
-        request = pb.CreateEndpointRequest(endpoint=endpoint_to_proto(endpoint))
+        endpoint = _endpoint(name, served_models, inference_log, missing_features)
+        request = pb.CreateEndpointRequest(endpoint=endpoint)
         return endpoint_to_entity(self._t.call(self._serving.CreateEndpoint, request).endpoint)
 
     def get_endpoint(self, name: str) -> Endpoint:
@@ -139,10 +119,8 @@ class ServingClient:
         inference_log: InferenceLogConfig | None = None,
         missing_features: MissingFeaturePolicy = MissingFeaturePolicy.FAIL,
     ) -> Endpoint:
-        endpoint = Endpoint(
-            name, tuple(served_models), inference_log or InferenceLogConfig(), missing_features
-        )
-        request = pb.UpdateEndpointRequest(endpoint=endpoint_to_proto(endpoint))
+        endpoint = _endpoint(name, served_models, inference_log, missing_features)
+        request = pb.UpdateEndpointRequest(endpoint=endpoint)
         return endpoint_to_entity(self._t.call(self._serving.UpdateEndpoint, request).endpoint)
 
     def delete_endpoint(self, name: str) -> None:
@@ -217,11 +195,11 @@ class ServingClient:
         else:
             columns = {"input": np.asarray(data)}
         for name, column in columns.items():
-            datatype, raw = _tensor_bytes(column)
+            datatype = datatype_of(column)
             request.inputs.add(name=name, datatype=datatype, shape=list(column.shape))
-            request.raw_input_contents.append(raw)
+            request.raw_input_contents.append(to_raw(column, datatype))
         response = self._t.call(self._inference.ModelInfer, request)
         return {
-            out.name: _from_raw(out.datatype, out.shape, raw)
+            out.name: _output_array(out, raw)
             for out, raw in zip(response.outputs, response.raw_output_contents, strict=True)
         }

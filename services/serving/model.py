@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from modelyard.convert.tensors import BY_DTYPE
 from modelyard.entities.serving import MissingFeaturePolicy
 from modelyard.errors import Internal, InvalidArgument, ModelyardError
 from modelyard.models.signature import COLUMN_TYPES, ColumnSpec, TensorSpec, enforce
@@ -29,20 +30,6 @@ _COLUMN_DATATYPE = {
     "string": "BYTES",
     "binary": "BYTES",
     "datetime": "BYTES",
-}
-_NUMPY_DATATYPE = {
-    "bool": "BOOL",
-    "int8": "INT8",
-    "int16": "INT16",
-    "int32": "INT32",
-    "int64": "INT64",
-    "uint8": "UINT8",
-    "uint16": "UINT16",
-    "uint32": "UINT32",
-    "uint64": "UINT64",
-    "float16": "FP16",
-    "float32": "FP32",
-    "float64": "FP64",
 }
 
 
@@ -221,7 +208,7 @@ class LoadedModel:
             return [TensorInfo(c.name, _COLUMN_DATATYPE[c.type], (-1,)) for c in self.columns]
         specs = self.signature.inputs if self.signature else ()
         return [
-            TensorInfo(s.name or "input", _NUMPY_DATATYPE.get(s.dtype, "BYTES"), tuple(s.shape))
+            TensorInfo(s.name or "input", BY_DTYPE.get(s.dtype, "BYTES"), tuple(s.shape))
             for s in specs
             if isinstance(s, TensorSpec)
         ]
@@ -236,7 +223,7 @@ class LoadedModel:
                 infos.append(
                     TensorInfo(
                         s.name or self.output_name,
-                        _NUMPY_DATATYPE.get(s.dtype, "BYTES"),
+                        BY_DTYPE.get(s.dtype, "BYTES"),
                         tuple(s.shape),
                     )
                 )
