@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 console = Console()
@@ -53,3 +54,14 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
 
 def key_values(title: str, items: dict[str, Any]) -> None:
     table(title, ["key", "value"], sorted(items.items()))
+
+
+def file_progress(verb: str) -> Progress:
+    """The bar of a transfer of many files: "<verb> ━━━━ 3/10 <file being moved>"."""
+    return Progress(
+        TextColumn(f"[bold]{verb}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+    )

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from modelyard.cli.output import console, key_values, ms, print_json, table
+from modelyard.cli.output import console, file_progress, key_values, ms, print_json, table
 from modelyard.cli.tracking import Json, Token, Uri, client_for
 from modelyard.entities.registry import ModelVersion
 
@@ -192,13 +191,7 @@ def models_download(
     name, version = resolve_model_version(model_uri, client)
     files = client.list_model_version_artifacts(name, version)
     target = dst / f"{name}-v{version}"
-    with Progress(
-        TextColumn("[bold]downloading"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        console=console,
-    ) as progress:
+    with file_progress("downloading") as progress:
         task = progress.add_task("", total=len(files))
         for f in files:
             progress.update(task, description=f.path)

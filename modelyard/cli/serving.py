@@ -11,6 +11,7 @@ import typer
 
 from modelyard.cli.output import console, ms, print_json, table
 from modelyard.cli.tracking import Json, Token, Uri, client_for
+from modelyard.client import Client
 from modelyard.entities.serving import (
     BatchingConfig,
     Endpoint,
@@ -103,16 +104,10 @@ def endpoints_create(
     as_json: Json = False,
 ) -> None:
     """Create an endpoint serving one or more registered models."""
-    log = InferenceLogConfig(enabled=True, sampling_rate=log_sampling) if log_sampling else None
     client = client_for(uri, token)
-    created = client.create_endpoint(name, _served(model, max_batch), log, missing_features)
-    if wait:
-        with console.status(f"waiting for {name} to load its models..."):
-            created = client.wait_endpoint_ready(name)
-    if as_json:
-        print_json(created)
-    else:
-        _show(created)
+    served = _served(model, max_batch)
+    created = client.create_endpoint(name, served, _log_config(log_sampling), missing_features)
+    _report(client, created, wait, as_json)
 
 
 @endpoints.command("update")
@@ -128,16 +123,25 @@ def endpoints_update(
     as_json: Json = False,
 ) -> None:
     """Replace an endpoint's served models (unchanged ones keep serving while others load)."""
-    log = InferenceLogConfig(enabled=True, sampling_rate=log_sampling) if log_sampling else None
     client = client_for(uri, token)
-    updated = client.update_endpoint(name, _served(model, max_batch), log, missing_features)
+    served = _served(model, max_batch)
+    updated = client.update_endpoint(name, served, _log_config(log_sampling), missing_features)
+    _report(client, updated, wait, as_json)
+
+
+def _log_config(log_sampling: float | None) -> InferenceLogConfig | None:
+    return InferenceLogConfig(enabled=True, sampling_rate=log_sampling) if log_sampling else None
+
+
+def _report(client: Client, endpoint: Endpoint, wait: bool, as_json: bool) -> None:
+    """Show a created or updated endpoint, once its models are ready if asked to wait."""
     if wait:
-        with console.status(f"waiting for {name} to load its models..."):
-            updated = client.wait_endpoint_ready(name)
+        with console.status(f"waiting for {endpoint.name} to load its models..."):
+            endpoint = client.wait_endpoint_ready(endpoint.name)
     if as_json:
-        print_json(updated)
+        print_json(endpoint)
     else:
-        _show(updated)
+        _show(endpoint)
 
 
 @endpoints.command("list")

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from modelyard.cli.output import console, key_values, ms, print_json, table
+from modelyard.cli.output import console, file_progress, key_values, ms, print_json, table
 from modelyard.client import Client
 from modelyard.entities import ViewType
 
@@ -328,13 +327,7 @@ def artifacts_download(
     """Download a file or a directory, checking every file's sha256."""
     client = client_for(uri, token)
     files = list(client.iter_artifacts(run_id, path, recursive=True))
-    with Progress(
-        TextColumn("[bold]downloading"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        console=console,
-    ) as progress:
+    with file_progress("downloading") as progress:
         task = progress.add_task("", total=max(len(files), 1))
         if path and not files:  # a single file
             local = client.download_artifacts(run_id, path, dst)
@@ -366,13 +359,7 @@ def artifacts_upload(
     client = client_for(uri, token)
     if local_path.is_dir():
         files = [p for p in local_path.rglob("*") if p.is_file()]
-        with Progress(
-            TextColumn("[bold]uploading"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.description}"),
-            console=console,
-        ) as progress:
+        with file_progress("uploading") as progress:
             task = progress.add_task("", total=len(files))
             for p in files:
                 rel_parent = p.parent.relative_to(local_path).as_posix()

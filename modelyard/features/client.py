@@ -71,6 +71,11 @@ class Materialization:
     rows: int
 
 
+def _materialization(m: pb.Materialization) -> Materialization:
+    start, end = m.start_time.ToDatetime(tzinfo=UTC), m.end_time.ToDatetime(tzinfo=UTC)
+    return Materialization(m.feature_view, start, end, m.rows)
+
+
 def _arrow_bytes(table: pa.Table) -> bytes:
     sink = io.BytesIO()
     with pa.ipc.new_stream(sink, table.schema) as writer:
@@ -283,15 +288,7 @@ class FeatureStoreClient:
         if start is not None:
             request.start_time.CopyFrom(ms_to_timestamp(_ms(start)))
         response = self._t.call(self._stub.Materialize, request, timeout=3600)
-        return [
-            Materialization(
-                m.feature_view,
-                m.start_time.ToDatetime(tzinfo=UTC),
-                m.end_time.ToDatetime(tzinfo=UTC),
-                m.rows,
-            )
-            for m in response.materializations
-        ]
+        return [_materialization(m) for m in response.materializations]
 
     def materialize(
         self, start_date: datetime, end_date: datetime, feature_views: Sequence[str] | None = None
@@ -310,15 +307,7 @@ class FeatureStoreClient:
             self._stub.ListMaterializations,
             pb.ListMaterializationsRequest(feature_view=feature_view),
         )
-        return [
-            Materialization(
-                m.feature_view,
-                m.start_time.ToDatetime(tzinfo=UTC),
-                m.end_time.ToDatetime(tzinfo=UTC),
-                m.rows,
-            )
-            for m in response.materializations
-        ]
+        return [_materialization(m) for m in response.materializations]
 
     def get_online_features(
         self,

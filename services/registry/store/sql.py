@@ -78,6 +78,20 @@ class SqlRegistryStore(RegistryStore):
             raise _model_not_found(name)
         return row
 
+    def _alias_version(self, conn: Connection, model: Row, alias: str) -> int:
+        version = conn.execute(
+            select(model_aliases.c.version).where(
+                model_aliases.c.model_id == model.model_id, model_aliases.c.alias == alias
+            )
+        ).scalar()
+        if version is None:
+            raise NotFound(
+                f"model {model.name!r} has no alias {alias!r}; set it with SetRegisteredModelAlias",
+                resource_type="model_alias",
+                resource_name=f"{model.name}@{alias}",
+            )
+        return version
+
     def _version(self, conn: Connection, name: str, version: int) -> tuple[Row, Row]:
         model = self._model(conn, name)
         row = conn.execute(
@@ -729,17 +743,7 @@ class SqlRegistryStore(RegistryStore):
     def delete_alias(self, name: str, alias: str, user: str) -> None:
         with self.db.write() as conn:
             model = self._model(conn, name)
-            version = conn.execute(
-                select(model_aliases.c.version).where(
-                    model_aliases.c.model_id == model.model_id, model_aliases.c.alias == alias
-                )
-            ).scalar()
-            if version is None:
-                raise NotFound(
-                    f"model {name!r} has no alias {alias!r}",
-                    resource_type="model_alias",
-                    resource_name=f"{name}@{alias}",
-                )
+            version = self._alias_version(conn, model, alias)
             conn.execute(
                 delete(model_aliases).where(
                     model_aliases.c.model_id == model.model_id, model_aliases.c.alias == alias
@@ -751,18 +755,7 @@ class SqlRegistryStore(RegistryStore):
     def get_version_by_alias(self, name: str, alias: str) -> ModelVersion:
         with self.db.read() as conn:
             model = self._model(conn, name)
-            version = conn.execute(
-                select(model_aliases.c.version).where(
-                    model_aliases.c.model_id == model.model_id, model_aliases.c.alias == alias
-                )
-            ).scalar()
-            if version is None:
-                raise NotFound(
-                    f"model {name!r} has no alias {alias!r}; set it with SetRegisteredModelAlias",
-                    resource_type="model_alias",
-                    resource_name=f"{name}@{alias}",
-                )
-            return self._load_version(conn, model.model_id, version)
+            return self._load_version(conn, model.model_id, self._alias_version(conn, model, alias))
 
     # -- registration and files ----------------------------------------------------------------
 
