@@ -85,19 +85,36 @@ def machine() -> dict[str, Any]:
     }
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system) of every live process in a process group, from /proc."""
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid:  # fields after "comm)": state ppid pgrp ... utime stime
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 class CpuMeter:
-    """Busy CPU time of the whole machine (/proc/stat) and of this process over one timed phase.
+    """Busy CPU time over one timed phase: of the whole machine (/proc/stat), of this process,
+    and of the server's process group when its id is given.
 
     Whether a rate is bound by CPU or by waiting decides what can raise it: a phase that keeps
-    every core busy goes faster only with less CPU per call; one that leaves cores idle is waiting
-    on hand-offs, locks or disk. Linux only; elsewhere `result` returns None.
+    the cores (or the server's one core: Python runs its handlers under one lock) busy goes
+    faster only with less CPU per call; one that leaves them idle is waiting on hand-offs, locks
+    or disk. Linux only; elsewhere `result` returns None.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, server_pgid: int | None = None) -> None:
+        self._server = server_pgid
         self._start = self._sample()
 
-    @staticmethod
-    def _sample() -> tuple[float, float, float] | None:
+    def _sample(self) -> tuple[float, float, float, float] | None:
         try:
             ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
         except (OSError, ValueError):
@@ -106,20 +123,26 @@ class CpuMeter:
         idle = ticks[3] + ticks[4]
         busy = (sum(ticks[:7]) - idle) / os.sysconf("SC_CLK_TCK")
         own = os.times()
-        return busy, own.user + own.system, time.perf_counter()
+        server = group_cpu_seconds(self._server) if self._server else 0.0
+        return busy, own.user + own.system, server, time.perf_counter()
 
     def result(self, calls: int) -> dict[str, float] | None:
         """Cores kept busy on average, and CPU microseconds per call: the machine's (every
-        process: client, server, database, anything else running) and this client's."""
+        process: client, server, database, anything else running), this client's and the
+        server's."""
         end = self._sample()
         if self._start is None or end is None or calls <= 0:
             return None
-        busy, own, wall = (b - a for a, b in zip(self._start, end, strict=True))
-        return {
+        busy, own, server, wall = (b - a for a, b in zip(self._start, end, strict=True))
+        out = {
             "cores_busy": round(busy / wall, 2),
             "machine_us_per_call": round(busy / calls * 1e6, 1),
             "client_us_per_call": round(own / calls * 1e6, 1),
         }
+        if self._server:
+            out["server_cores_busy"] = round(server / wall, 2)
+            out["server_us_per_call"] = round(server / calls * 1e6, 1)
+        return out
 
 
 class ServerProcess:

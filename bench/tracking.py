@@ -221,12 +221,14 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def bench_single(a: Adapter, exp: str, calls: int, warmup: int) -> dict[str, Any]:
+def bench_single(
+    a: Adapter, exp: str, calls: int, warmup: int, server: int | None
+) -> dict[str, Any]:
     run = a.create_run(exp)
     ts = now_ms()
     for i in range(warmup):
         a.log_metric(run, "warmup", float(i), ts, i)
-    meter = CpuMeter()
+    meter = CpuMeter(server)
     lat, total = timed_loop(
         lambda i: a.log_metric(run, "single", i * 0.5, ts + i, i), calls, "single log_metric"
     )
@@ -241,13 +243,13 @@ def bench_single(a: Adapter, exp: str, calls: int, warmup: int) -> dict[str, Any
     }
 
 
-def bench_floor(a: Adapter, calls: int, warmup: int) -> dict[str, Any] | None:
+def bench_floor(a: Adapter, calls: int, warmup: int, server: int | None) -> dict[str, Any] | None:
     call = a.floor_call()
     if call is None:
         return None
     for _ in range(warmup):
         call()
-    meter = CpuMeter()
+    meter = CpuMeter(server)
     lat, total = timed_loop(lambda i: call(), calls, "health Check (gRPC floor)")
     return {
         "calls": calls,
@@ -257,7 +259,9 @@ def bench_floor(a: Adapter, calls: int, warmup: int) -> dict[str, Any] | None:
     }
 
 
-def bench_floor_concurrent(a: Adapter, threads: int, per_thread: int) -> dict[str, Any] | None:
+def bench_floor_concurrent(
+    a: Adapter, threads: int, per_thread: int, server: int | None
+) -> dict[str, Any] | None:
     """The same health Check from `threads` threads at once: the most calls/s this server and
     client can exchange in parallel on this machine, whatever the RPC does."""
     call = a.floor_call()
@@ -275,7 +279,7 @@ def bench_floor_concurrent(a: Adapter, threads: int, per_thread: int) -> dict[st
     for th in pool:
         th.start()
     barrier.wait()
-    meter = CpuMeter()
+    meter = CpuMeter(server)
     t0 = time.perf_counter()
     for th in pool:
         th.join()
@@ -317,7 +321,9 @@ def bench_log_batch(a: Adapter, exp: str, batches: int, size: int) -> dict[str, 
     }
 
 
-def bench_concurrent(a: Adapter, exp: str, threads: int, per_thread: int) -> dict[str, Any]:
+def bench_concurrent(
+    a: Adapter, exp: str, threads: int, per_thread: int, server: int | None
+) -> dict[str, Any]:
     runs = [a.create_run(exp) for _ in range(threads)]
     ts = now_ms()
     for r in runs:  # warm each run (and each thread's first request) outside the timing
@@ -341,7 +347,7 @@ def bench_concurrent(a: Adapter, exp: str, threads: int, per_thread: int) -> dic
     for th in pool:
         th.start()
     barrier.wait()
-    meter = CpuMeter()
+    meter = CpuMeter(server)
     t0 = time.perf_counter()
     for th in pool:
         th.join()
@@ -458,6 +464,11 @@ def main() -> None:
         help="threads that write the search runs (populating is not timed)",
     )
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--server-pid",
+        type=int,
+        help="process group of the server, on this machine: adds its CPU per call to `cpu`",
+    )
     args = p.parse_args()
     q = args.quick
     runs = args.runs if args.runs is not None else (1000 if q else 10000)
@@ -483,16 +494,16 @@ def main() -> None:
         "cpus": os.cpu_count(),
     }
     exp = adapter.create_experiment(f"bench-calls-{tag}")
-    out["single_log_metric"] = bench_single(adapter, exp, single, warmup)
-    floor = bench_floor(adapter, single, warmup)
+    out["single_log_metric"] = bench_single(adapter, exp, single, warmup, args.server_pid)
+    floor = bench_floor(adapter, single, warmup, args.server_pid)
     if floor is not None:
         out["grpc_floor"] = floor
         out["single_p50_over_floor_p50"] = round(
             out["single_log_metric"]["p50_ms"] / floor["p50_ms"], 2
         )
     out["log_batch"] = bench_log_batch(adapter, exp, batches, args.batch_size)
-    out["concurrent"] = bench_concurrent(adapter, exp, args.threads, per_thread)
-    floor_concurrent = bench_floor_concurrent(adapter, args.threads, per_thread)
+    out["concurrent"] = bench_concurrent(adapter, exp, args.threads, per_thread, args.server_pid)
+    floor_concurrent = bench_floor_concurrent(adapter, args.threads, per_thread, args.server_pid)
     if floor_concurrent is not None:
         out["grpc_floor_concurrent"] = floor_concurrent
         out["concurrent_over_floor_concurrent"] = round(
