@@ -94,19 +94,63 @@ def latency_stats(seconds: Sequence[float]) -> dict[str, float]:
     }
 
 
-def timed_loop(fn: Callable[[int], Any], n: int, label: str) -> tuple[list[float], float]:
-    """Call fn(i) n times in sequence; per-call latencies and the total wall time (s)."""
-    lat = []
+# Every timed phase lasts at least this long: a fast server's 20 batches take 0.2 s, and one
+# stall of the machine in so short a window would decide the figure.
+MIN_SECONDS = 3.0
+
+
+def timed_loop(
+    fn: Callable[[Any], Any],
+    n: int,
+    label: str,
+    min_seconds: float = MIN_SECONDS,
+    prepare: Callable[[int], Any] | None = None,
+) -> tuple[list[float], float]:
+    """Call fn in sequence, at least n times and until min_seconds have been spent in it, with
+    the call's index or, given `prepare`, with prepare(index) built outside the timing. Returns
+    the per-call latencies and their sum (s)."""
+    lat: list[float] = []
     progress = Progress(label, n)
-    t0 = time.perf_counter()
-    for i in range(n):
+    spent = 0.0
+    while len(lat) < n or spent < min_seconds:
+        arg = prepare(len(lat)) if prepare else len(lat)
         s = time.perf_counter()
-        fn(i)
+        fn(arg)
         lat.append(time.perf_counter() - s)
+        spent += lat[-1]
         progress.add()
-    total = time.perf_counter() - t0
     progress.close()
-    return lat, total
+    return lat, spent
+
+
+def run_threads(
+    threads: int, per_thread: int, call: Callable[[int, int], Any], progress: Progress | None
+) -> tuple[list[int], float]:
+    """`threads` threads, released together, each calling call(thread, i) for i = 0, 1, ...
+    at least per_thread times and for at least MIN_SECONDS. Returns the calls each thread
+    made and the wall time until the last one finished."""
+    barrier = threading.Barrier(threads + 1)
+    counts = [0] * threads
+
+    def worker(t: int) -> None:
+        barrier.wait()
+        started = time.perf_counter()
+        i = 0
+        while i < per_thread or time.perf_counter() - started < MIN_SECONDS:
+            call(t, i)
+            i += 1
+            if progress is not None and i % 50 == 0:
+                progress.add(50)
+        counts[t] = i
+
+    pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for th in pool:
+        th.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for th in pool:
+        th.join()
+    return counts, time.perf_counter() - t0
 
 
 # -- the two client libraries, behind one small adapter ---------------------------------------
@@ -232,6 +276,7 @@ def bench_single(
     lat, total = timed_loop(
         lambda i: a.log_metric(run, "single", i * 0.5, ts + i, i), calls, "single log_metric"
     )
+    calls = len(lat)
     stored = a.history(run, "single")
     ok = len(stored) == calls and sorted(stored) == [(i, i * 0.5) for i in range(calls)]
     return {
@@ -251,6 +296,7 @@ def bench_floor(a: Adapter, calls: int, warmup: int, server: int | None) -> dict
         call()
     meter = CpuMeter(server)
     lat, total = timed_loop(lambda i: call(), calls, "health Check (gRPC floor)")
+    calls = len(lat)
     return {
         "calls": calls,
         "calls_per_s": round(calls / total, 1),
@@ -267,29 +313,16 @@ def bench_floor_concurrent(
     call = a.floor_call()
     if call is None:
         return None
-    barrier = threading.Barrier(threads + 1)
-
-    def worker() -> None:
-        call()
-        barrier.wait()
-        for _ in range(per_thread):
-            call()
-
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
-    for th in pool:
-        th.start()
-    barrier.wait()
+    call()  # the channel is up before the timing starts
     meter = CpuMeter(server)
-    t0 = time.perf_counter()
-    for th in pool:
-        th.join()
-    total = time.perf_counter() - t0
-    log(f"  {threads} threads x {per_thread} health Check: done in {total:.1f}s")
+    counts, total = run_threads(threads, per_thread, lambda t, i: call(), None)
+    calls = sum(counts)
+    log(f"  {threads} threads x {per_thread}+ health Check: {calls} in {total:.1f}s")
     return {
         "threads": threads,
-        "calls": threads * per_thread,
-        "calls_per_s": round(threads * per_thread / total, 1),
-        "cpu": meter.result(threads * per_thread),
+        "calls": calls,
+        "calls_per_s": round(calls / total, 1),
+        "cpu": meter.result(calls),
     }
 
 
@@ -305,19 +338,21 @@ def bench_log_batch(a: Adapter, exp: str, batches: int, size: int) -> dict[str, 
             for j in range(size)
         ]
 
-    a.log_batch(run, metrics=batch(batches))  # warm-up batch, its own steps
-    prepared = [batch(b) for b in range(batches)]
+    warmup = [(f"warmup{key}", value, t, step) for key, value, t, step in batch(0)]
+    a.log_batch(run, metrics=warmup)  # the same shape under other keys
     lat, total = timed_loop(
-        lambda b: a.log_batch(run, metrics=prepared[b]), batches, f"log_batch x{size}"
+        lambda metrics: a.log_batch(run, metrics=metrics),
+        batches,
+        f"log_batch x{size}",
+        prepare=batch,
     )
     stored = a.history(run, "b0")
-    expected = batches * per_key + per_key  # plus the warm-up batch
     return {
-        "batches": batches,
+        "batches": len(lat),
         "batch_size": size,
-        "metrics_per_s": round(batches * size / total, 1),
+        "metrics_per_s": round(len(lat) * size / total, 1),
         **{f"batch_{k}": v for k, v in latency_stats(lat).items() if k in ("p50_ms", "p95_ms")},
-        "verified": len(stored) == expected,
+        "verified": len(stored) == len(lat) * per_key,
     }
 
 
@@ -328,30 +363,18 @@ def bench_concurrent(
     ts = now_ms()
     for r in runs:  # warm each run (and each thread's first request) outside the timing
         a.log_metric(r, "warmup", 0.0, ts, 0)
-    expected_total = threads * per_thread
-    progress = Progress(f"{threads} threads x {per_thread} log_metric", expected_total)
+    progress = Progress(f"{threads} threads x {per_thread}+ log_metric", threads * per_thread)
     errors: list[str] = []
-    barrier = threading.Barrier(threads + 1)
 
-    def worker(t: int) -> None:
-        barrier.wait()
-        for i in range(per_thread):
-            try:
-                a.log_metric(runs[t], "c", t * 1_000_000 + i, ts + i, i)
-            except Exception as exc:  # recorded; the verification below catches the gap
-                errors.append(f"thread {t} call {i}: {exc!r}"[:300])
-            if i % 50 == 49:
-                progress.add(50)
+    def call(t: int, i: int) -> None:
+        try:
+            a.log_metric(runs[t], "c", t * 1_000_000 + i, ts + i, i)
+        except Exception as exc:  # recorded; the verification below catches the gap
+            errors.append(f"thread {t} call {i}: {exc!r}"[:300])
 
-    pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
-    for th in pool:
-        th.start()
-    barrier.wait()
     meter = CpuMeter(server)
-    t0 = time.perf_counter()
-    for th in pool:
-        th.join()
-    total = time.perf_counter() - t0
+    counts, total = run_threads(threads, per_thread, call, progress)
+    expected_total = sum(counts)
     cpu = meter.result(expected_total)
     progress.close()
 
@@ -359,12 +382,12 @@ def bench_concurrent(
     for t, r in enumerate(runs):
         stored = a.history(r, "c")
         found += len(stored)
-        want = {(i, float(t * 1_000_000 + i)) for i in range(per_thread)}
+        want = {(i, float(t * 1_000_000 + i)) for i in range(counts[t])}
         got = {(s, float(v)) for s, v in stored}
         matching += len(want & got)
     return {
         "threads": threads,
-        "calls_per_thread": per_thread,
+        "calls_per_thread": counts,
         "calls": expected_total,
         "calls_per_s": round(expected_total / total, 1),
         "cpu": cpu,
@@ -420,6 +443,7 @@ def bench_search(
         lambda i: results.append(a.search(exp, max_results)),
         iterations,
         f"search_runs max_results={max_results}",
+        min_seconds=0.0,
     )
     want = sorted(expected.values(), reverse=True)[:max_results]
     got = results[-1]
