@@ -122,7 +122,8 @@ class Postgres:
         self.admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         self.admin.execute(f'CREATE DATABASE "{name}"')
         # Every configuration starts right after a checkpoint, so none pays for the WAL that an
-        # earlier one left behind (the first ran measurably slower before this, in any order).
+        # earlier one left behind (ad hoc, the first of two LogBatch rounds ran ~20% slower,
+        # pinned or not).
         self.admin.execute("CHECKPOINT")
         try:
             yield f"{self.base}/{name}"
