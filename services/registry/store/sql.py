@@ -78,12 +78,16 @@ class SqlRegistryStore(RegistryStore):
             raise _model_not_found(name)
         return row
 
-    def _alias_version(self, conn: Connection, model: Row, alias: str) -> int:
-        version = conn.execute(
+    def _find_alias(self, conn: Connection, model: Row, alias: str) -> int | None:
+        """The version `alias` points to, or None when the model has no such alias."""
+        return conn.execute(
             select(model_aliases.c.version).where(
                 model_aliases.c.model_id == model.model_id, model_aliases.c.alias == alias
             )
         ).scalar()
+
+    def _alias_version(self, conn: Connection, model: Row, alias: str) -> int:
+        version = self._find_alias(conn, model, alias)
         if version is None:
             raise NotFound(
                 f"model {model.name!r} has no alias {alias!r}; set it with SetRegisteredModelAlias",
@@ -721,11 +725,7 @@ class SqlRegistryStore(RegistryStore):
     def set_alias(self, name: str, alias: str, version: int, user: str) -> None:
         with self.db.write() as conn:
             model, _ = self._version(conn, name, version)
-            previous = conn.execute(
-                select(model_aliases.c.version).where(
-                    model_aliases.c.model_id == model.model_id, model_aliases.c.alias == alias
-                )
-            ).scalar()
+            previous = self._find_alias(conn, model, alias)
             stmt = self._insert(model_aliases).values(
                 model_id=model.model_id, alias=alias, version=version
             )
