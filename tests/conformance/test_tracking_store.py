@@ -143,6 +143,21 @@ def test_params_are_immutable(store: SqlTrackingStore) -> None:
     assert store.get_run(rid).data.params == {"lr": "0.1"}
 
 
+# Each write path of the hot store sends values its own way (plain parameters, JSON, COPY).
+# Not -0.0: SQLite keeps an integral REAL as an integer, and so reads it back as 0.0.
+@pytest.mark.parametrize("size", [1, 7, 2 * COPY_MIN], ids=["one", "small-batch", "bulk-batch"])
+def test_metric_values_round_trip_exactly(store: SqlTrackingStore, size: int) -> None:
+    special = [0.1 + 0.2, 5e-324, -1.7976931348623157e308, 1 / 3, 2.0**53 + 2, -math.inf]
+    values = [special[i % len(special)] * (1 + i // len(special)) for i in range(size)]
+    rid = new_run(store).info.run_id
+    store.log_batch(rid, [Metric("v", x, 10**12 + i, -i) for i, x in enumerate(values)], [], [])
+    history = store.get_metric_history(rid, "v", 1000, "")
+    got = sorted((m.step, m.timestamp, m.value) for m in history)
+    want = sorted((-i, 10**12 + i, x) for i, x in enumerate(values))
+    assert [repr(v) for v in got] == [repr(v) for v in want]
+    assert store.get_run(rid).data.metrics["v"] == values[0]  # step 0 is the highest
+
+
 @pytest.mark.parametrize("size", [2, 2 * COPY_MIN], ids=["small-batch", "bulk-batch"])
 def test_a_batch_with_an_unstorable_value_writes_nothing(
     store: SqlTrackingStore, size: int

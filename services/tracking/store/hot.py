@@ -23,6 +23,7 @@ alone.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -63,30 +64,40 @@ _ACTIVE_PG = (
 # Table rows sent as one array per column (PostgreSQL), in binary (%b): psycopg writes a list as
 # a text array literal for %s, at 3x the CPU (the store's LogBatch of 1000 rows: 8.8 -> 8.1 ms).
 _ARRAYS_PG = "%b::varchar[], %b::varchar[], %b::float8[], %b::bool[], %b::bigint[], %b::bigint[]"
-_ROWS_PG = f"unnest({_ARRAYS_PG})"
 # The latest values of a large write, as one statement (fewer round trips than one per key).
 _UPSERT_LATEST_ROWS_PG = (
     f"INSERT INTO latest_metrics ({_COLUMNS}, experiment_id) "
     f"SELECT * FROM unnest({_ARRAYS_PG}, %b::bigint[])" + _ON_CONFLICT
 )
-_UPSERT_LATEST_PG = (
-    f"INSERT INTO latest_metrics ({_COLUMNS}, experiment_id) "
-    f"SELECT l.*, a.experiment_id FROM {_ROWS_PG} AS l({_COLUMNS}) "
-    "JOIN active AS a ON a.run_uuid = l.run_uuid" + _ON_CONFLICT
-)
 # The whole write in one statement: the active runs, their rows (in the order given: ids, and
-# so history ties, follow it), their latest values; returns the runs written to.
+# so history ties, follow it), their latest values; returns the runs written to. The rows come
+# as one JSON array of [run_uuid, key, value, is_nan, timestamp, step]: psycopg's Python code
+# dumps one string in a third of the time it takes for a set of binary arrays (a group of 3
+# writes: 0.06 against 0.15 ms of the leader's CPU, 0.34 against 0.43 ms for the whole write).
+_JSON_ROWS_PG = (
+    "SELECT e->>0 AS run_uuid, e->>1 AS key, (e->>2)::float8 AS value, (e->>3)::bool AS is_nan, "
+    "(e->>4)::bigint AS timestamp, (e->>5)::bigint AS step, n "
+    "FROM json_array_elements(%s::json) WITH ORDINALITY AS r(e, n)"
+)
 _WRITE_PG = (
-    f"WITH active AS ({_ACTIVE_PG}), "
-    f"ins AS (INSERT INTO metrics ({_COLUMNS}) SELECT m.* FROM {_ROWS_PG} AS m({_COLUMNS}) "
-    "WHERE m.run_uuid = ANY(ARRAY(SELECT run_uuid FROM active))), "
-    f"up AS ({_UPSERT_LATEST_PG}) "
+    f"WITH rows AS ({_JSON_ROWS_PG}), "
+    "active AS (SELECT r.run_uuid, r.experiment_id "
+    "FROM (SELECT DISTINCT run_uuid FROM rows) AS ids CROSS JOIN LATERAL "
+    "(SELECT run_uuid, experiment_id FROM runs WHERE run_uuid = ids.run_uuid "
+    "AND lifecycle_stage = 'active' OFFSET 0 FOR KEY SHARE) AS r), "
+    f"ins AS (INSERT INTO metrics ({_COLUMNS}) SELECT {_COLUMNS} FROM rows "
+    "WHERE run_uuid IN (SELECT run_uuid FROM active) ORDER BY n), "
+    # The newest row per (run, key), as _newest picks it, in (run, key) order.
+    f"up AS (INSERT INTO latest_metrics ({_COLUMNS}, experiment_id) "
+    "SELECT DISTINCT ON (l.run_uuid, l.key) l.run_uuid, l.key, l.value, l.is_nan, l.timestamp, "
+    "l.step, a.experiment_id FROM rows AS l JOIN active AS a ON a.run_uuid = l.run_uuid "
+    "ORDER BY l.run_uuid, l.key, l.step DESC, l.timestamp DESC, l.n DESC" + _ON_CONFLICT + ") "
     "SELECT run_uuid FROM active"
 )
 
 
 # The same for the commonest write, one value of one run (log_metric), with plain parameters:
-# arrays cost twice as much to send and to plan.
+# PostgreSQL reads and plans them faster than the JSON (0.24 against 0.29 ms for the write).
 _WRITE_ONE_PG = (
     "WITH active AS (SELECT run_uuid, experiment_id FROM runs "
     "WHERE run_uuid = %(run)s AND lifecycle_stage = 'active' FOR KEY SHARE), "
@@ -173,9 +184,21 @@ class MetricWriter:
             names = ("run", "key", "value", "is_nan", "timestamp", "step")
             cursor.execute(_WRITE_ONE_PG, dict(zip(names, rows[0], strict=True)))
         else:
-            cursor.execute(_WRITE_PG, [wanted, *_columns(rows, 6), *_columns(_newest(rows), 6)])
+            cursor.execute(_WRITE_PG, (_json_rows(rows),))
         written = {run_id for (run_id,) in cursor.fetchall()}
         return {run_id for run_id in wanted if run_id not in written}
+
+
+def _json_rows(rows: Sequence[tuple[Any, ...]]) -> str:
+    """Table rows as a JSON array for _WRITE_PG. JSON has no infinities: those go as the
+    strings PostgreSQL's float8 reads (NaN is already 0 plus is_nan, see rows())."""
+    finite = [
+        row if row[2] - row[2] == 0 else (*row[:2], _INFINITY[row[2] > 0], *row[3:]) for row in rows
+    ]
+    return json.dumps(finite)
+
+
+_INFINITY = {True: "Infinity", False: "-Infinity"}
 
 
 def _newest(rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
