@@ -10,8 +10,8 @@ decorators.
 from __future__ import annotations
 
 import abc
+import os
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -121,7 +121,7 @@ def _call_request_id(context: grpc.ServicerContext) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == "x-request-id" and isinstance(value, str) and 0 < len(value) <= 128:
             return value
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # a uuid4's randomness, at a sixth of the CPU
 
 
 def _checked_requests(requests: Iterator[Any]) -> Iterator[Any]:
@@ -188,12 +188,15 @@ class MetricsInterceptor(_WrappingInterceptor):
         kind = _behavior_kind(handler)
         behavior = getattr(handler, kind)
         latency = RPC_LATENCY.labels(service, name)
+        ok = RPC_REQUESTS.labels(service, name, grpc.StatusCode.OK.name)  # looked up once
 
         def record(start: float, code: grpc.StatusCode) -> None:
             latency.observe(time.perf_counter() - start)
+            if code == grpc.StatusCode.OK:
+                ok.inc()
+                return
             RPC_REQUESTS.labels(service, name, code.name).inc()
-            if code != grpc.StatusCode.OK:
-                RPC_ERRORS.labels(service, name, code.name).inc()
+            RPC_ERRORS.labels(service, name, code.name).inc()
 
         if handler.response_streaming:
 

@@ -133,18 +133,27 @@ def test_error_mid_stream_keeps_its_code(probe_server: ModelyardServer) -> None:
 
 
 def test_metrics_count_calls_by_code(probe_server: ModelyardServer) -> None:
-    def count(code: str) -> float:
-        value = REGISTRY.get_sample_value(
-            "modelyard_rpc_requests_total",
-            {"service": "test.Probe", "method": "NotFound", "code": code},
-        )
-        return value or 0.0
+    def sample(name: str, service: str, method: str, code: str) -> float:
+        labels = {"service": service, "method": method, "code": code}
+        return REGISTRY.get_sample_value(name, labels) or 0.0
 
-    before = count("NOT_FOUND")
+    def counts(service: str, method: str, code: str) -> tuple[float, float]:
+        return (
+            sample("modelyard_rpc_requests_total", service, method, code),
+            sample("modelyard_rpc_errors_total", service, method, code),
+        )
+
+    health = "grpc.health.v1.Health"
+    failed_before = counts("test.Probe", "NotFound", "NOT_FOUND")
+    ok_before = counts(health, "Check", "OK")
     for _ in range(3):
         with pytest.raises(grpc.RpcError):
             call(probe_server, "NotFound")
-    assert count("NOT_FOUND") == before + 3
+    with grpc.insecure_channel(probe_server.address) as channel:
+        for _ in range(2):
+            health_pb2_grpc.HealthStub(channel).Check(Req(), timeout=30)
+    assert counts("test.Probe", "NotFound", "NOT_FOUND") == tuple(n + 3 for n in failed_before)
+    assert counts(health, "Check", "OK") == (ok_before[0] + 2, 0.0)  # OK is no error
     observed = REGISTRY.get_sample_value(
         "modelyard_rpc_latency_seconds_count", {"service": "test.Probe", "method": "NotFound"}
     )
