@@ -26,6 +26,7 @@ import asyncio
 import os
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -136,8 +137,6 @@ def main() -> None:
     from modelyard._grpc_engine import use_polling_engine
 
     use_polling_engine()  # the client as Modelyard's: on the polling engine
-    import tempfile
-
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONFIGS}
     with tempfile.TemporaryDirectory(prefix="grpc-models-") as tmp:
         for _ in range(args.repeats):

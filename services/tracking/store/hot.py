@@ -24,6 +24,7 @@ alone.
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -192,13 +193,14 @@ class MetricWriter:
 def _json_rows(rows: Sequence[tuple[Any, ...]]) -> str:
     """Table rows as a JSON array for _WRITE_PG. JSON has no infinities: those go as the
     strings PostgreSQL's float8 reads (NaN is already 0 plus is_nan, see rows())."""
-    finite = [
-        row if row[2] - row[2] == 0 else (*row[:2], _INFINITY[row[2] > 0], *row[3:]) for row in rows
-    ]
-    return json.dumps(finite)
+    return json.dumps([_json_row(row) for row in rows])
 
 
-_INFINITY = {True: "Infinity", False: "-Infinity"}
+def _json_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    value = row[2]
+    if not math.isinf(value):
+        return row
+    return (*row[:2], "Infinity" if value > 0 else "-Infinity", *row[3:])
 
 
 def _newest(rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
