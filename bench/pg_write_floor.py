@@ -1,0 +1,303 @@
+#!/usr/bin/env python3
+"""What is left of the 8-thread PostgreSQL rate once everything of Modelyard's but the write goes?
+
+    . .venv/bin/activate
+    python bench/pg_write_floor.py --repeats 3 --output bench/results/pg_write_floor.json
+
+compare_tracking.py misses its 8-thread target on PostgreSQL (20x MLflow's one-worker server),
+and bench/README.md ("What this machine allows") asks whether Modelyard's own layers or the
+durable write through Python gRPC on these 2 cores are what bind it. This measures, on one
+fresh database, servers pinned to CPU 0 (as compare_tracking pins Modelyard's), interleaved:
+
+  modelyard   `modelyard serve tracking`, called through `modelyard.Client.log_metric`: the
+              product, interceptors, service layers and SDK included
+  write_only  a bare `grpc.server` with the product's RPC pool (4 core threads) whose one method
+              hands the parsed LogMetricRequest straight to the tracking store's own group
+              commit and write statement (services/tracking/store/hot.py) on one autocommit
+              connection, called through a bare stub with no metadata and no deadline: the same
+              durable write with nothing else of Modelyard's around it
+  grpc_only   the same bare server and stub, the method answering without writing: the gRPC
+              round trip alone
+  mlflow      `mlflow server --workers 1` pinned with taskset on a fresh database of its own,
+              measured by bench/tracking.py from the mlflow venv (its 8-thread phase; the
+              other phases cut short): what the 20x target is set against, in the same run
+
+Each phase: 8 threads, each logging into a run of its own, started together behind a barrier.
+Every value is read back from the database afterwards. One JSON object on stdout: every phase
+(calls/s; cores busy and CPU µs per call of the machine, the client and the server, from /proc),
+the medians per configuration, and `bound`: the most calls/s the write_only path could make with
+both cores fully busy at its measured CPU per call, against 20x MLflow's median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchkit import CpuMeter, emit, free_port, log, machine
+from compare_tracking import (
+    PG_DEFAULT,
+    PROJECT_VENV,
+    Postgres,
+    Server,
+    ensure_mlflow,
+    measure_mlflow,
+    modelyard_probe,
+    quiet_env,
+    source_state,
+    venv_bin,
+)
+
+CONFIGS = ("modelyard", "write_only", "grpc_only", "mlflow")
+THREADS = 8
+WARMUP = 50  # calls per thread before the barrier, under another key
+# bench/tracking.py for MLflow: its other phases as short as they go (200 runs to search).
+MLFLOW_ARGS = [
+    *("--runs", "200", "--single-calls", "100"),
+    *("--batches", "1", "--search-iterations", "1"),
+]
+
+
+def serve_write_only(port: int, dsn: str, core_threads: int) -> None:
+    """The write_only / grpc_only server (run in a child process)."""
+    os.sched_setaffinity(0, {0})  # before grpc starts a thread: they all inherit it
+    import grpc
+    import psycopg
+
+    from modelyard._gen.tracking.v1 import tracking_pb2 as pb
+    from modelyard.services.common.thread_pool import ElasticThreadPool
+    from modelyard.services.tracking.store.hot import GroupCommit, Job, MetricWriter
+
+    conn = psycopg.connect(dsn, autocommit=True)
+    conn.execute("SET plan_cache_mode = force_generic_plan")  # as the store's hot connection
+    cursor, writer = conn.cursor(), MetricWriter("postgresql")
+
+    def commit_group(jobs: list[Job]) -> None:
+        writer.write_statement(cursor, [(job.run_id, job.rows) for job in jobs])
+
+    group = GroupCommit(commit_group)
+    response = pb.LogMetricResponse()
+
+    def write(request: Any, context: Any) -> Any:
+        row = (request.key, request.value, request.timestamp.ToMilliseconds(), request.step)
+        group.submit(request.run_id, [row])
+        return response
+
+    def answer(request: Any, context: Any) -> Any:
+        return response
+
+    def method(behavior: Callable[[Any, Any], Any]) -> Any:
+        return grpc.unary_unary_rpc_method_handler(
+            behavior, pb.LogMetricRequest.FromString, pb.LogMetricResponse.SerializeToString
+        )
+
+    server = grpc.server(ElasticThreadPool(core_threads, 32, name="floor-rpc"))
+    handlers = {"Write": method(write), "Answer": method(answer)}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("floor", handlers),))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    server.wait_for_termination()
+
+
+Call = Callable[[str, str, int], None]  # (run id, metric key, step): log one value
+
+
+def phase(call: Call, runs: list[str], calls: int, pgid: int) -> dict[str, Any]:
+    """8 threads, one run each, `calls` calls each; calls/s and CPU over the timed part."""
+    barrier = threading.Barrier(THREADS + 1)
+
+    def worker(run_id: str) -> None:
+        for i in range(WARMUP):
+            call(run_id, "warm-up", i)
+        barrier.wait()
+        for i in range(calls):
+            call(run_id, "m", i)
+
+    pool = [threading.Thread(target=worker, args=(run_id,)) for run_id in runs]
+    for t in pool:
+        t.start()
+    barrier.wait()
+    meter, t0 = CpuMeter(pgid), time.perf_counter()
+    for t in pool:
+        t.join()
+    wall = time.perf_counter() - t0
+    total = THREADS * calls
+    return {"calls": total, "calls_per_s": round(total / wall), "cpu": meter.result(total)}
+
+
+def verify(pg: Any, db: str, runs: list[str], calls: int) -> bool:
+    """Every timed value is in the history (value == step) and each run's latest is the last."""
+    import psycopg
+
+    with psycopg.connect(f"{pg.base}/{db}") as conn:
+        rows = conn.execute(
+            "SELECT m.run_uuid, count(*), count(*) FILTER (WHERE m.value <> m.step), "
+            "min(l.value) FROM metrics m JOIN latest_metrics l "
+            "ON l.run_uuid = m.run_uuid AND l.key = m.key "
+            "WHERE m.run_uuid = ANY(%s) AND m.key = 'm' GROUP BY m.run_uuid",
+            (runs,),
+        ).fetchall()
+    return len(rows) == len(runs) and all(
+        n == calls and bad == 0 and latest == calls - 1 for _, n, bad, latest in rows
+    )
+
+
+def mlflow(pg: Postgres, work: Path, tag: str, args: argparse.Namespace) -> dict[str, Any]:
+    """MLflow's one-worker server, pinned, on a fresh database: its 8-thread phase."""
+    bench_args = [*MLFLOW_ARGS, "--per-thread", str(args.mlflow_calls)]
+    (work / tag).mkdir()
+    with pg.database(f"bench_pg_write_floor_mlflow_{tag}") as url:
+        result = measure_mlflow("postgresql", url, work / tag, 1, bench_args, 3600, cpus="0")
+    concurrent = result["concurrent"]
+    log(f"mlflow: {concurrent['calls_per_s']} calls/s")
+    return {key: concurrent[key] for key in ("calls", "calls_per_s", "cpu", "verified")}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--calls", type=int, default=1000, help="timed calls per thread")
+    p.add_argument("--mlflow-calls", type=int, default=500, help="MLflow's calls per thread")
+    p.add_argument("--mlflow-spec", default="mlflow", help="pip requirement for the mlflow venv")
+    p.add_argument("--core-threads", type=int, default=4, help="RPC pool of the bare server")
+    p.add_argument("--pg", default=PG_DEFAULT, help="PostgreSQL base URL (database test exists)")
+    p.add_argument("--output", type=Path)
+    p.add_argument("--serve-write-only", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    p.add_argument("--dsn", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.serve_write_only:
+        serve_write_only(args.serve_write_only, args.dsn, args.core_threads)
+        return
+
+    import grpc
+
+    import modelyard  # the client as Modelyard's: on the polling engine
+    from modelyard._gen.tracking.v1 import tracking_pb2 as pb
+
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    mlflow_version = ensure_mlflow(args.mlflow_spec)
+    pg = Postgres(args.pg)
+    stamp = int(time.time())
+    db = f"bench_pg_write_floor_{stamp}"
+    phases: dict[str, list[dict[str, Any]]] = {name: [] for name in CONFIGS}
+    with tempfile.TemporaryDirectory(prefix="pg-write-floor-") as tmp, pg.database(db) as url:
+        work = Path(tmp)
+        port, floor_port = free_port(), free_port()
+        product = Server(
+            "modelyard",
+            [
+                *(str(venv_bin(PROJECT_VENV, "modelyard")), "serve", "tracking"),
+                *("--host", "127.0.0.1", "--port", str(port), "--home", str(work)),
+                *("--backend-store-uri", url),
+                *("--cpu-affinity", "0"),
+            ],
+            work,
+            quiet_env(),
+            work / "modelyard.log",
+        )
+        bare = Server(
+            "write_only",
+            [
+                *(sys.executable, __file__, "--serve-write-only", str(floor_port)),
+                *("--dsn", url, "--core-threads", str(args.core_threads)),
+            ],
+            work,
+            quiet_env(),
+            work / "write_only.log",
+        )
+        client = modelyard.Client(f"127.0.0.1:{port}", timeout=60)
+        channel = grpc.insecure_channel(f"127.0.0.1:{floor_port}")
+        try:
+            product.wait_ready(modelyard_probe(f"127.0.0.1:{port}"))
+            experiment = client.create_experiment("pg-write-floor")
+            (write, answer) = (
+                channel.unary_unary(
+                    f"/floor/{name}",
+                    request_serializer=pb.LogMetricRequest.SerializeToString,
+                    response_deserializer=pb.LogMetricResponse.FromString,
+                )
+                for name in ("Write", "Answer")
+            )
+
+            def stub(method: Any) -> Call:
+                def call(run_id: str, key: str, i: int) -> None:
+                    request = pb.LogMetricRequest(run_id=run_id, key=key, value=i, step=i)
+                    request.timestamp.FromMilliseconds(1_700_000_000_000 + i)
+                    method(request)
+
+                return call
+
+            def sdk(run_id: str, key: str, i: int) -> None:
+                client.log_metric(run_id, key, i, timestamp=1_700_000_000_000 + i, step=i)
+
+            calls = {"modelyard": sdk, "write_only": stub(write), "grpc_only": stub(answer)}
+            bare.wait_ready(lambda: answer(pb.LogMetricRequest(), timeout=2))
+            for server in (product, bare):
+                server.settle()
+            for repeat in range(args.repeats):
+                for name in CONFIGS:
+                    if name == "mlflow":
+                        phases[name].append(mlflow(pg, work, f"{stamp}_{repeat}", args))
+                        continue
+                    runs = [client.create_run(experiment).info.run_id for _ in range(THREADS)]
+                    pgid = (product if name == "modelyard" else bare).proc.pid
+                    result = phase(calls[name], runs, args.calls, pgid)
+                    if name != "grpc_only":
+                        result["verified"] = verify(pg, db, runs, args.calls)
+                    log(f"round {repeat + 1} {name}: {result}")
+                    phases[name].append(result)
+        finally:
+            client.close()
+            channel.close()
+            product.stop()
+            bare.stop()
+
+    def median(name: str, get: Callable[[dict[str, Any]], float]) -> float:
+        return statistics.median(get(r) for r in phases[name])
+
+    cpu_keys = ("cores_busy", "machine_us_per_call", "client_us_per_call", "server_us_per_call")
+    medians = {
+        name: {
+            "calls_per_s": median(name, lambda r: r["calls_per_s"]),
+            **{key: median(name, lambda r, key=key: r["cpu"][key]) for key in cpu_keys},
+        }
+        for name in CONFIGS
+    }
+    write_us = medians["write_only"]["machine_us_per_call"]
+    target = 20 * medians["mlflow"]["calls_per_s"]
+    bound = {
+        "cores": os.cpu_count(),
+        "write_only_most_calls_per_s": round(os.cpu_count() * 1e6 / write_us),
+        "target_calls_per_s": round(target),
+        "target_allows_machine_us_per_call": round(os.cpu_count() * 1e6 / target, 1),
+        "write_only_x_mlflow": round(medians["write_only"]["calls_per_s"] / target * 20, 2),
+        "modelyard_x_mlflow": round(medians["modelyard"]["calls_per_s"] / target * 20, 2),
+    }
+    result = {
+        "benchmark": "pg_write_floor",
+        "started": started,
+        "machine": machine(),
+        "postgres": pg.version(),
+        "mlflow": mlflow_version,
+        "source": source_state(),
+        "threads": THREADS,
+        "calls_per_thread": args.calls,
+        "repeats": args.repeats,
+        "all_verified": all(r.get("verified", True) for rs in phases.values() for r in rs),
+        "phases": phases,
+        "medians": medians,
+        "bound": bound,
+    }
+    emit(result, args.output)
+
+
+if __name__ == "__main__":
+    main()
