@@ -1,32 +1,33 @@
 #!/usr/bin/env python3
-"""What is left of the 8-thread PostgreSQL rate once everything of Modelyard's but the write goes?
+"""What is left of the 8-thread rate once everything of Modelyard's but the durable write goes?
 
     . .venv/bin/activate
-    python bench/pg_write_floor.py --repeats 3 --output bench/results/pg_write_floor.json
+    python bench/write_floor.py --backend postgresql --repeats 5 --calls 1500 \
+        --output bench/results/write_floor_postgresql.json
 
-compare_tracking.py misses its 8-thread target on PostgreSQL (20x MLflow's one-worker server),
-and bench/README.md ("What this machine allows") asks whether Modelyard's own layers or the
-durable write through Python gRPC on these 2 cores are what bind it. This measures, on one
-fresh database, servers pinned to CPU 0 (as compare_tracking pins Modelyard's), interleaved:
+compare_tracking.py's 8-thread target is 20x MLflow's one-worker server. This asks whether
+Modelyard's own layers or the durable write through Python gRPC on this machine's cores are what
+bind the rate. It measures, on one fresh store of the chosen backend, servers pinned to CPU 0
+(as compare_tracking pins Modelyard's), interleaved:
 
   modelyard   `modelyard serve tracking`, called through `modelyard.Client.log_metric`: the
               product, interceptors, service layers and SDK included
   write_only  a bare `grpc.server` with the product's RPC pool (4 core threads) whose one method
-              hands the parsed LogMetricRequest straight to the tracking store's own group
-              commit and write statement (services/tracking/store/hot.py) on one autocommit
-              connection, called through a bare stub with no metadata and no deadline: the same
-              durable write with nothing else of Modelyard's around it
+              hands the parsed LogMetricRequest straight to the tracking store's hot path
+              (`SqlTrackingStore.log_metric_rows`: its group commit and write statements),
+              called through a bare stub with no metadata and no deadline: the same durable
+              write with nothing else of Modelyard's around it
   grpc_only   the same bare server and stub, the method answering without writing: the gRPC
               round trip alone
-  mlflow      `mlflow server --workers 1` pinned with taskset on a fresh database of its own,
+  mlflow      `mlflow server --workers 1` pinned with taskset on a fresh store of its own,
               measured by bench/tracking.py from the mlflow venv (its 8-thread phase; the
               other phases cut short): what the 20x target is set against, in the same run
 
 Each phase: 8 threads, each logging into a run of its own, started together behind a barrier.
-Every value is read back from the database afterwards. One JSON object on stdout: every phase
+Every value is read back from the store afterwards. One JSON object on stdout: every phase
 (calls/s; cores busy and CPU µs per call of the machine, the client and the server, from /proc),
 the medians per configuration, and `bound`: the most calls/s the write_only path could make with
-both cores fully busy at its measured CPU per call, against 20x MLflow's median.
+every core fully busy at its measured CPU per call, against 20x MLflow's median.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,29 +68,22 @@ MLFLOW_ARGS = [
 ]
 
 
-def serve_write_only(port: int, dsn: str, core_threads: int) -> None:
+def serve_write_only(port: int, store_uri: str, artifacts: str, core_threads: int) -> None:
     """The write_only / grpc_only server (run in a child process)."""
     os.sched_setaffinity(0, {0})  # before grpc starts a thread: they all inherit it
     import grpc
-    import psycopg
 
     from modelyard._gen.tracking.v1 import tracking_pb2 as pb
+    from modelyard.services.common.db import Database
     from modelyard.services.common.thread_pool import ElasticThreadPool
-    from modelyard.services.tracking.store.hot import GroupCommit, Job, MetricWriter
+    from modelyard.services.tracking.store.sql import SqlTrackingStore
 
-    conn = psycopg.connect(dsn, autocommit=True)
-    conn.execute("SET plan_cache_mode = force_generic_plan")  # as the store's hot connection
-    cursor, writer = conn.cursor(), MetricWriter("postgresql")
-
-    def commit_group(jobs: list[Job]) -> None:
-        writer.write_statement(cursor, [(job.run_id, job.rows) for job in jobs])
-
-    group = GroupCommit(commit_group)
+    store = SqlTrackingStore(Database(store_uri), artifacts)
     response = pb.LogMetricResponse()
 
     def write(request: Any, context: Any) -> Any:
         row = (request.key, request.value, request.timestamp.ToMilliseconds(), request.step)
-        group.submit(request.run_id, [row])
+        store.log_metric_rows(request.run_id, [row])
         return response
 
     def answer(request: Any, context: Any) -> Any:
@@ -133,29 +128,47 @@ def phase(call: Call, runs: list[str], calls: int, pgid: int) -> dict[str, Any]:
     return {"calls": total, "calls_per_s": round(total / wall), "cpu": meter.result(total)}
 
 
-def verify(pg: Any, db: str, runs: list[str], calls: int) -> bool:
+def verify(store_uri: str, runs: list[str], calls: int) -> bool:
     """Every timed value is in the history (value == step) and each run's latest is the last."""
-    import psycopg
+    from sqlalchemy import text
 
-    with psycopg.connect(f"{pg.base}/{db}") as conn:
-        rows = conn.execute(
-            "SELECT m.run_uuid, count(*), count(*) FILTER (WHERE m.value <> m.step), "
-            "min(l.value) FROM metrics m JOIN latest_metrics l "
-            "ON l.run_uuid = m.run_uuid AND l.key = m.key "
-            "WHERE m.run_uuid = ANY(%s) AND m.key = 'm' GROUP BY m.run_uuid",
-            (runs,),
-        ).fetchall()
-    return len(rows) == len(runs) and all(
-        n == calls and bad == 0 and latest == calls - 1 for _, n, bad, latest in rows
-    )
+    from modelyard.services.common.db import Database
+
+    db = Database(store_uri)
+    try:
+        with db.engine.connect() as conn:
+            found = [
+                conn.execute(
+                    text(
+                        "SELECT count(*), sum(CASE WHEN value <> step THEN 1 ELSE 0 END), "
+                        "(SELECT value FROM latest_metrics WHERE run_uuid = :run AND key = 'm') "
+                        "FROM metrics WHERE run_uuid = :run AND key = 'm'"
+                    ),
+                    {"run": run_id},
+                ).one()
+                for run_id in runs
+            ]
+    finally:
+        db.dispose()
+    return all(n == calls and bad == 0 and latest == calls - 1 for n, bad, latest in found)
 
 
-def mlflow(pg: Postgres, work: Path, tag: str, args: argparse.Namespace) -> dict[str, Any]:
-    """MLflow's one-worker server, pinned, on a fresh database: its 8-thread phase."""
-    bench_args = [*MLFLOW_ARGS, "--per-thread", str(args.mlflow_calls)]
-    (work / tag).mkdir()
-    with pg.database(f"bench_pg_write_floor_mlflow_{tag}") as url:
-        result = measure_mlflow("postgresql", url, work / tag, 1, bench_args, 3600, cpus="0")
+@contextmanager
+def fresh_store(backend: str, pg: Postgres | None, work: Path, name: str) -> Iterator[str]:
+    if pg is None:
+        yield f"sqlite:///{work / f'{name}.db'}"
+    else:
+        with pg.database(name) as url:
+            yield url
+
+
+def mlflow(backend: str, pg: Postgres | None, work: Path, tag: str, calls: int) -> dict[str, Any]:
+    """MLflow's one-worker server, pinned, on a fresh store: its 8-thread phase."""
+    bench_args = [*MLFLOW_ARGS, "--per-thread", str(calls)]
+    home = work / f"mlflow-{tag}"
+    home.mkdir()
+    with fresh_store(backend, pg, home, f"bench_write_floor_mlflow_{tag}") as url:
+        result = measure_mlflow(backend, url, home, 1, bench_args, 3600, cpus="0")
     concurrent = result["concurrent"]
     log(f"mlflow: {concurrent['calls_per_s']} calls/s")
     return {key: concurrent[key] for key in ("calls", "calls_per_s", "cpu", "verified")}
@@ -163,6 +176,7 @@ def mlflow(pg: Postgres, work: Path, tag: str, args: argparse.Namespace) -> dict
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--backend", choices=("postgresql", "sqlite"), default="postgresql")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--calls", type=int, default=1000, help="timed calls per thread")
     p.add_argument("--mlflow-calls", type=int, default=500, help="MLflow's calls per thread")
@@ -171,10 +185,11 @@ def main() -> None:
     p.add_argument("--pg", default=PG_DEFAULT, help="PostgreSQL base URL (database test exists)")
     p.add_argument("--output", type=Path)
     p.add_argument("--serve-write-only", type=int, metavar="PORT", help=argparse.SUPPRESS)
-    p.add_argument("--dsn", help=argparse.SUPPRESS)
+    p.add_argument("--store", help=argparse.SUPPRESS)
+    p.add_argument("--artifacts", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.serve_write_only:
-        serve_write_only(args.serve_write_only, args.dsn, args.core_threads)
+        serve_write_only(args.serve_write_only, args.store, args.artifacts, args.core_threads)
         return
 
     import grpc
@@ -184,11 +199,13 @@ def main() -> None:
 
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     mlflow_version = ensure_mlflow(args.mlflow_spec)
-    pg = Postgres(args.pg)
+    pg = Postgres(args.pg) if args.backend == "postgresql" else None
     stamp = int(time.time())
-    db = f"bench_pg_write_floor_{stamp}"
     phases: dict[str, list[dict[str, Any]]] = {name: [] for name in CONFIGS}
-    with tempfile.TemporaryDirectory(prefix="pg-write-floor-") as tmp, pg.database(db) as url:
+    with (
+        tempfile.TemporaryDirectory(prefix="write-floor-") as tmp,
+        fresh_store(args.backend, pg, Path(tmp), f"bench_write_floor_{stamp}") as url,
+    ):
         work = Path(tmp)
         port, floor_port = free_port(), free_port()
         product = Server(
@@ -196,8 +213,7 @@ def main() -> None:
             [
                 *(str(venv_bin(PROJECT_VENV, "modelyard")), "serve", "tracking"),
                 *("--host", "127.0.0.1", "--port", str(port), "--home", str(work)),
-                *("--backend-store-uri", url),
-                *("--cpu-affinity", "0"),
+                *("--backend-store-uri", url, "--cpu-affinity", "0"),
             ],
             work,
             quiet_env(),
@@ -207,7 +223,8 @@ def main() -> None:
             "write_only",
             [
                 *(sys.executable, __file__, "--serve-write-only", str(floor_port)),
-                *("--dsn", url, "--core-threads", str(args.core_threads)),
+                *("--store", url, "--artifacts", (work / "artifacts").as_uri()),
+                *("--core-threads", str(args.core_threads)),
             ],
             work,
             quiet_env(),
@@ -216,8 +233,8 @@ def main() -> None:
         client = modelyard.Client(f"127.0.0.1:{port}", timeout=60)
         channel = grpc.insecure_channel(f"127.0.0.1:{floor_port}")
         try:
-            product.wait_ready(modelyard_probe(f"127.0.0.1:{port}"))
-            experiment = client.create_experiment("pg-write-floor")
+            product.wait_ready(modelyard_probe(f"127.0.0.1:{port}"))  # it migrates the store
+            experiment = client.create_experiment("write-floor")
             (write, answer) = (
                 channel.unary_unary(
                     f"/floor/{name}",
@@ -245,13 +262,14 @@ def main() -> None:
             for repeat in range(args.repeats):
                 for name in CONFIGS:
                     if name == "mlflow":
-                        phases[name].append(mlflow(pg, work, f"{stamp}_{repeat}", args))
+                        tag = f"{stamp}_{repeat}"
+                        phases[name].append(mlflow(args.backend, pg, work, tag, args.mlflow_calls))
                         continue
                     runs = [client.create_run(experiment).info.run_id for _ in range(THREADS)]
                     pgid = (product if name == "modelyard" else bare).proc.pid
                     result = phase(calls[name], runs, args.calls, pgid)
                     if name != "grpc_only":
-                        result["verified"] = verify(pg, db, runs, args.calls)
+                        result["verified"] = verify(url, runs, args.calls)
                     log(f"round {repeat + 1} {name}: {result}")
                     phases[name].append(result)
         finally:
@@ -271,21 +289,24 @@ def main() -> None:
         }
         for name in CONFIGS
     }
-    write_us = medians["write_only"]["machine_us_per_call"]
+    cores = os.cpu_count() or 1
     target = 20 * medians["mlflow"]["calls_per_s"]
     bound = {
-        "cores": os.cpu_count(),
-        "write_only_most_calls_per_s": round(os.cpu_count() * 1e6 / write_us),
+        "cores": cores,
+        "write_only_most_calls_per_s": round(
+            cores * 1e6 / medians["write_only"]["machine_us_per_call"]
+        ),
         "target_calls_per_s": round(target),
-        "target_allows_machine_us_per_call": round(os.cpu_count() * 1e6 / target, 1),
+        "target_allows_machine_us_per_call": round(cores * 1e6 / target, 1),
         "write_only_x_mlflow": round(medians["write_only"]["calls_per_s"] / target * 20, 2),
         "modelyard_x_mlflow": round(medians["modelyard"]["calls_per_s"] / target * 20, 2),
     }
     result = {
-        "benchmark": "pg_write_floor",
+        "benchmark": "write_floor",
+        "backend": args.backend,
         "started": started,
         "machine": machine(),
-        "postgres": pg.version(),
+        "postgres": pg.version() if pg else None,
         "mlflow": mlflow_version,
         "source": source_state(),
         "threads": THREADS,
