@@ -119,3 +119,36 @@ def test_postgresql_pings_only_connections_idle_a_while(
             assert conn.exec_driver_sql("SELECT 1").scalar() == 1
     finally:
         db.dispose()
+
+
+def _driver_connections(db: Database, held: int) -> list[object]:
+    """Open `held` connections at once, return them to the pool in opening order, and give the
+    driver connection of each."""
+    opened = [db.read() for _ in range(held)]
+    conns = [block.__enter__() for block in opened]
+    drivers = [conn.connection.driver_connection for conn in conns]
+    for block in opened:
+        block.__exit__(None, None, None)
+    return drivers
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_sequential_reads_reuse_the_connection_returned_last(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """After a burst opened several connections, one caller at a time keeps getting the same
+    one (its prepared statements and caches warm), not each idle connection in turn."""
+    url = (
+        f"sqlite:///{tmp_path / 'lifo.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    db = Database(url)
+    try:
+        drivers = _driver_connections(db, 3)
+        assert len({id(d) for d in drivers}) == 3
+        for _ in range(4):
+            with db.read() as conn:
+                assert conn.connection.driver_connection is drivers[-1]
+    finally:
+        db.dispose()

@@ -8,6 +8,13 @@ PostgreSQL connections are checked with a ping only when they come out of the po
 idle a while (`IDLE_PING_SECONDS`), as HikariCP does, not on every checkout as `pool_pre_ping`
 would: a server restart or a dropped idle connection still costs no request, and a busy service
 saves a round trip per request.
+
+Both pools hand out the connection returned last (LIFO), not the one idle longest: after a burst
+has opened several, a sequential caller keeps reusing one whose prepared statements (psycopg
+prepares a statement at its fifth use on a connection) and caches are warm, instead of rotating
+through all of them. In-process on PostgreSQL, SearchRuns at 10k runs after 8 connections had
+been opened, 9 alternating rounds of 50: p95 lower in 8 of them, medians 20.2 against 23.3 ms
+(p50 15.1 against 16.2 ms).
 """
 
 from __future__ import annotations
@@ -63,11 +70,14 @@ class Database:
                 poolclass=QueuePool,
                 pool_size=pool_size,
                 max_overflow=pool_size * 4,
+                pool_use_lifo=True,
                 connect_args={"check_same_thread": False, "timeout": 30},
             )
             _configure_sqlite(self.engine, sqlite_synchronous)
         else:
-            self.engine = create_engine(self.url, pool_size=pool_size, max_overflow=pool_size * 4)
+            self.engine = create_engine(
+                self.url, pool_size=pool_size, max_overflow=pool_size * 4, pool_use_lifo=True
+            )
             _ping_when_idle(self.engine)
         # Reads on PostgreSQL run in autocommit mode: under READ COMMITTED every statement
         # takes its own snapshot anyway, so a read transaction bought only its BEGIN and
