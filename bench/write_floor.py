@@ -39,8 +39,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +54,7 @@ from compare_tracking import (
     modelyard_probe,
     quiet_env,
     source_state,
+    store,
     venv_bin,
 )
 
@@ -153,21 +153,12 @@ def verify(store_uri: str, runs: list[str], calls: int) -> bool:
     return all(n == calls and bad == 0 and latest == calls - 1 for n, bad, latest in found)
 
 
-@contextmanager
-def fresh_store(backend: str, pg: Postgres | None, work: Path, name: str) -> Iterator[str]:
-    if pg is None:
-        yield f"sqlite:///{work / f'{name}.db'}"
-    else:
-        with pg.database(name) as url:
-            yield url
-
-
 def mlflow(backend: str, pg: Postgres | None, work: Path, tag: str, calls: int) -> dict[str, Any]:
     """MLflow's one-worker server, pinned, on a fresh store: its 8-thread phase."""
     bench_args = [*MLFLOW_ARGS, "--per-thread", str(calls)]
     home = work / f"mlflow-{tag}"
     home.mkdir()
-    with fresh_store(backend, pg, home, f"bench_write_floor_mlflow_{tag}") as url:
+    with store(backend, "writefloor_mlflow", home, pg, tag) as url:
         result = measure_mlflow(backend, url, home, 1, bench_args, 3600, cpus="0")
     concurrent = result["concurrent"]
     log(f"mlflow: {concurrent['calls_per_s']} calls/s")
@@ -204,7 +195,7 @@ def main() -> None:
     phases: dict[str, list[dict[str, Any]]] = {name: [] for name in CONFIGS}
     with (
         tempfile.TemporaryDirectory(prefix="write-floor-") as tmp,
-        fresh_store(args.backend, pg, Path(tmp), f"bench_write_floor_{stamp}") as url,
+        store(args.backend, "writefloor", Path(tmp), pg, str(stamp)) as url,
     ):
         work = Path(tmp)
         port, floor_port = free_port(), free_port()

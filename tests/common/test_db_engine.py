@@ -4,6 +4,7 @@ connections are pinged only after idling."""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -122,14 +123,11 @@ def test_postgresql_pings_only_connections_idle_a_while(
 
 
 def _driver_connections(db: Database, held: int) -> list[object]:
-    """Open `held` connections at once, return them to the pool in opening order, and give the
-    driver connection of each."""
-    opened = [db.read() for _ in range(held)]
-    conns = [block.__enter__() for block in opened]
-    drivers = [conn.connection.driver_connection for conn in conns]
-    for block in opened:
-        block.__exit__(None, None, None)
-    return drivers
+    """Open `held` connections at once and give the driver connection of each; they go back
+    to the pool in reverse opening order, so the first one opened is returned last."""
+    with ExitStack() as stack:
+        conns = [stack.enter_context(db.read()) for _ in range(held)]
+        return [conn.connection.driver_connection for conn in conns]
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -149,6 +147,6 @@ def test_sequential_reads_reuse_the_connection_returned_last(
         assert len({id(d) for d in drivers}) == 3
         for _ in range(4):
             with db.read() as conn:
-                assert conn.connection.driver_connection is drivers[-1]
+                assert conn.connection.driver_connection is drivers[0]
     finally:
         db.dispose()
