@@ -8,9 +8,10 @@ objects) costs more than the statements themselves. Metrics arrive here as plain
 A write checks its runs once and writes only the rows of runs that exist and are active; the
 runs it skipped are reported back, so that their writers get the precise error and everyone
 else's rows stand. On SQLite that is a SELECT and plain inserts inside the (serialized) write
-transaction. On PostgreSQL, where every round trip counts, a write of a few rows is a single
-statement run in autocommit mode, so it is its own transaction, committed (synchronously) before
-its result comes back: one round trip per write. Large writes use COPY in a transaction.
+transaction; a write of one value checks its run inside its two statements instead. On
+PostgreSQL, where every round trip counts, a write of a few rows is a single statement run in
+autocommit mode, so it is its own transaction, committed (synchronously) before its result comes
+back: one round trip per write. Large writes use COPY in a transaction.
 
 Group commit (`GroupCommit`): every call is its own synchronous commit, so concurrent writers
 mostly wait for each other's commits. Instead the first writer becomes the leader, takes every
@@ -53,6 +54,19 @@ _UPSERT_LATEST = (
 )
 _ACTIVE_SQLITE = (
     "SELECT run_uuid, experiment_id FROM runs WHERE run_uuid IN ({}) AND lifecycle_stage = 'active'"
+)
+# SQLite, one value of one run (log_metric): the run's check rides in the insert (no row if the
+# run is missing or deleted), and the upsert takes the experiment from it, so the write needs no
+# SELECT of its own: in-process 22 -> 17.5 µs of CPU per write; through gRPC, interleaved, 2,071
+# -> 2,214 single calls/s. The upsert's WHERE also keeps SQLite from reading ON CONFLICT as a
+# join's ON.
+_INSERT_ONE_SQLITE = (
+    f"INSERT INTO metrics ({_COLUMNS}) SELECT run_uuid, ?, ?, ?, ?, ? FROM runs "
+    "WHERE run_uuid = ? AND lifecycle_stage = 'active'"
+)
+_UPSERT_ONE_SQLITE = (
+    f"INSERT INTO latest_metrics ({_COLUMNS}, experiment_id) "
+    "SELECT run_uuid, ?, ?, ?, ?, ?, experiment_id FROM runs WHERE run_uuid = ?" + _ON_CONFLICT
 )
 # PostgreSQL: one primary-key lookup per run, fenced (OFFSET 0) so that no plan, with or without
 # statistics, scans the runs table instead. FOR KEY SHARE holds each run until the write commits
@@ -151,6 +165,8 @@ class MetricWriter:
         """Insert the metrics of the batch's active runs and move their latest values, inside
         the caller's transaction; return the ids of the runs skipped (missing or not active).
         `experiments` (run id -> experiment id) means the caller has checked the runs."""
+        if not self.postgres and experiments is None and len(batch) == 1 and len(batch[0][1]) == 1:
+            return self._write_one_sqlite(cursor, batch[0][0], self.rows(batch)[0])
         wanted = list(dict.fromkeys(run_id for run_id, _ in batch))
         if experiments is None:
             experiments = self.active_runs(cursor, wanted)
@@ -175,6 +191,15 @@ class MetricWriter:
         else:
             cursor.executemany(self._upsert, latest)
         return skipped
+
+    @staticmethod
+    def _write_one_sqlite(cursor: Any, run_id: str, row: tuple[Any, ...]) -> set[str]:
+        values = (*row[1:], run_id)  # key, value, is_nan, timestamp, step; then the run
+        cursor.execute(_INSERT_ONE_SQLITE, values)
+        if cursor.rowcount == 0:
+            return {run_id}
+        cursor.execute(_UPSERT_ONE_SQLITE, values)
+        return set()
 
     def write_statement(self, cursor: Any, batch: Sequence[RunRows]) -> set[str]:
         """PostgreSQL: the whole write as one statement; on a connection in autocommit mode it
