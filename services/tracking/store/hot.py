@@ -165,8 +165,6 @@ class MetricWriter:
         """Insert the metrics of the batch's active runs and move their latest values, inside
         the caller's transaction; return the ids of the runs skipped (missing or not active).
         `experiments` (run id -> experiment id) means the caller has checked the runs."""
-        if not self.postgres and experiments is None and len(batch) == 1 and len(batch[0][1]) == 1:
-            return self._write_one_sqlite(cursor, batch[0][0], self.rows(batch)[0])
         wanted = list(dict.fromkeys(run_id for run_id, _ in batch))
         if experiments is None:
             experiments = self.active_runs(cursor, wanted)
@@ -192,9 +190,10 @@ class MetricWriter:
             cursor.executemany(self._upsert, latest)
         return skipped
 
-    @staticmethod
-    def _write_one_sqlite(cursor: Any, run_id: str, row: tuple[Any, ...]) -> set[str]:
-        values = (*row[1:], run_id)  # key, value, is_nan, timestamp, step; then the run
+    def write_one_sqlite(self, cursor: Any, item: RunRows) -> set[str]:
+        """SQLite: `write` for one value of one run, its run checked inside its statements."""
+        run_id = item[0]
+        values = (*self.rows([item])[0][1:], run_id)  # key, value, is_nan, timestamp, step; run
         cursor.execute(_INSERT_ONE_SQLITE, values)
         if cursor.rowcount == 0:
             return {run_id}

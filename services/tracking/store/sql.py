@@ -767,6 +767,8 @@ class SqlTrackingStore(TrackingStore):
         conn = self._hot_connection()
         if self.db.is_sqlite:
             with self.db.write_detached(conn) as cursor:
+                if len(batch) == 1 and len(batch[0][1]) == 1:  # log_metric's write
+                    return self._metrics.write_one_sqlite(cursor, batch[0])
                 return self._metrics.write(cursor, batch)
         try:
             with conn.cursor() as cursor:
