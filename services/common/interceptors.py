@@ -1,6 +1,7 @@
-"""The server interceptor chain: error mapping -> auth (services/common/auth) -> metrics.
+"""The server interceptor chain: error mapping -> metrics -> auth (services/common/auth).
 
-Error mapping is outermost so that refusals by auth travel like any other domain error.
+Error mapping is outermost so that refusals by auth travel like any other domain error, and
+metrics sees them as it sees the service's own errors.
 
 Interceptors here wrap each method's behaviour once and cache the wrapped handler, so every RPC
 of every service, streaming ones included, goes through the same code without per-method
@@ -172,16 +173,20 @@ def _unary_response(behavior: Behavior, method: str, *, request_streaming: bool)
 def _stream_response(behavior: Behavior, method: str, *, request_streaming: bool) -> Behavior:
     def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         rid = _call_request_id(context)
+        token = mlog.request_id.set(rid)  # grpc drives the generator from one thread
         try:
             yield from behavior(_prepare(request, request_streaming), context)
         except Exception as exc:
             _abort(context, exc, method, rid)
+        finally:
+            mlog.request_id.reset(token)
 
     return handle
 
 
 class MetricsInterceptor(_WrappingInterceptor):
-    """Counts every RPC by final code and times it; innermost, so it sees domain exceptions."""
+    """Counts every RPC by final code and times it; inside error mapping, so it sees domain
+    exceptions (auth's refusals among them) before they become statuses."""
 
     def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         service, name = split_method(method)

@@ -76,8 +76,9 @@ class ModelyardServer:
         RPC_QUEUED.set_function(lambda: self._pool.queued)
         self._server = grpc.server(
             self._pool,
-            # Error mapping first, so refusals from the interceptors after it map like any error.
-            interceptors=[ErrorMappingInterceptor(), *interceptors, MetricsInterceptor()],
+            # Error mapping first, so refusals from the interceptors after it map like any error;
+            # metrics next, so those refusals (auth's) are counted like any error.
+            interceptors=[ErrorMappingInterceptor(), MetricsInterceptor(), *interceptors],
             options=[
                 ("grpc.max_receive_message_length", max_bytes),
                 ("grpc.max_send_message_length", max_bytes),

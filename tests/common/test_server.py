@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY
 
 from modelyard.errors import NotFound, from_rpc_error
+from modelyard.services.common.logging import request_id
 from modelyard.services.common.server import ModelyardServer, ServiceRegistration, create_server
 from modelyard.services.common.settings import Settings
 
@@ -26,6 +27,7 @@ class Probe:
         self.entered = threading.Event()
         self.release = threading.Event()
         self.closed = False
+        self.stream_request_ids: list[str | None] = []
 
     def fail(self, request, context):
         raise RuntimeError("secret internal detail")
@@ -39,6 +41,7 @@ class Probe:
         return Resp(status=Resp.SERVING)
 
     def stream(self, request, context):
+        self.stream_request_ids.append(request_id.get())  # what its log lines are tagged with
         yield Resp(status=Resp.SERVING)
         raise NotFound("gone mid-stream", resource_type="widget", resource_name="w")
 
@@ -130,6 +133,20 @@ def test_error_mid_stream_keeps_its_code(probe_server: ModelyardServer) -> None:
                 received.append(msg)
     assert len(received) == 1
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_streaming_calls_log_with_their_request_id(
+    probe: Probe, probe_server: ModelyardServer
+) -> None:
+    with grpc.insecure_channel(probe_server.address) as channel:
+        stub = channel.unary_stream(
+            "/test.Probe/Stream",
+            request_serializer=Req.SerializeToString,
+            response_deserializer=Resp.FromString,
+        )
+        with pytest.raises(grpc.RpcError):
+            list(stub(Req(), timeout=30, metadata=(("x-request-id", "stream-7"),)))
+    assert probe.stream_request_ids == ["stream-7"]
 
 
 def test_metrics_count_calls_by_code(probe_server: ModelyardServer) -> None:

@@ -1,5 +1,6 @@
 """The wire contract is guarded: `buf lint` is clean and `buf breaking` finds no breaking change
-against the previous commit on main (or against HEAD when protos/ has uncommitted edits)."""
+against the contract before its latest change on main (or against HEAD when protos/ has
+uncommitted edits)."""
 
 from __future__ import annotations
 
@@ -31,14 +32,23 @@ def test_buf_lint() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_buf_breaking_against_previous_commit() -> None:
+def _contract_before_head() -> str | None:
+    """The commit holding the contract before its latest change: uncommitted edits compare
+    with HEAD; otherwise the parent of the newest commit that changed protos/, so a break is
+    caught even when later commits on main left protos/ alone. None when protos/ is new."""
+    if _git("status", "--porcelain", "--", "protos").stdout.strip():
+        return "HEAD"
+    changes = _git("rev-list", "HEAD", "--", "protos").stdout.split()
+    assert changes, "protos/ is in no commit of this checkout; commit it"
+    before = f"{changes[0]}~1"
+    return before if _git("cat-file", "-e", f"{before}:protos").returncode == 0 else None
+
+
+def test_buf_breaking_against_previous_contract() -> None:
     if _git("rev-parse", "--git-dir").returncode != 0:
         pytest.fail("not a git checkout: buf breaking needs the previous commit to compare with")
-    dirty = _git("status", "--porcelain", "--", "protos").stdout.strip()
-    against = "HEAD" if dirty else "HEAD~1"
-    if _git("cat-file", "-e", f"{against}:protos").returncode != 0:
-        # The first commit that adds protos/ has nothing to break.
-        assert _git("rev-list", "--count", "HEAD").stdout.strip() in ("0", "1") or against == "HEAD"
+    against = _contract_before_head()
+    if against is None:  # the commit that added protos/ has nothing to break
         return
     result = subprocess.run(
         [_buf(), "breaking", "--against", f".git#ref={against},subdir=."],

@@ -75,3 +75,19 @@ def test_audit_cli(secure: Secure) -> None:
         env={"COLUMNS": "200"},
     )
     assert "CreateExperiment" in table.output
+
+
+def test_refusals_are_counted_in_the_rpc_metrics(secure: Secure) -> None:
+    """Auth refuses before the service runs; the error counters must still see it."""
+    from prometheus_client import REGISTRY
+
+    labels = {
+        "service": "modelyard.tracking.v1.TrackingService",
+        "method": "DeleteExperiment",
+        "code": "PERMISSION_DENIED",
+    }
+    before = REGISTRY.get_sample_value("modelyard_rpc_errors_total", labels) or 0.0
+    eid = secure.user("carol", "editor").create_experiment("counted")
+    with pytest.raises(PermissionDenied):
+        secure.user("dave", "viewer").delete_experiment(eid)
+    assert REGISTRY.get_sample_value("modelyard_rpc_errors_total", labels) == before + 1
