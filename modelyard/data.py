@@ -79,8 +79,8 @@ def _schema(df: pd.DataFrame) -> str:
 def from_pandas(
     df: pd.DataFrame,
     source: str | None = None,
-    name: str | None = None,
     targets: str | None = None,
+    name: str | None = None,
 ) -> Dataset:
     hashed = pd.util.hash_pandas_object(df, index=False).to_numpy()
     h = hashlib.sha256(hashed.tobytes())
@@ -99,8 +99,8 @@ def from_pandas(
 def from_numpy(
     features: np.ndarray,
     source: str | None = None,
-    name: str | None = None,
     targets: np.ndarray | None = None,
+    name: str | None = None,
 ) -> Dataset:
     h = hashlib.sha256(np.ascontiguousarray(features).tobytes())
     h.update(str((features.shape, features.dtype)).encode())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -39,13 +40,10 @@ from modelyard.entities import (
     Run,
     RunStatus,
     RunTag,
+    SystemTag,
     ViewType,
 )
 from modelyard.errors import FailedPrecondition, InvalidArgument
-
-_MAX_PARAMS = 100
-_MAX_TAGS = 100
-_MAX_METRICS = 1000
 
 _lock = threading.RLock()
 _client: Client | None = None
@@ -170,6 +168,44 @@ def delete_experiment(experiment_id: str) -> None:
     client().delete_experiment(experiment_id)
 
 
+def restore_experiment(experiment_id: str) -> None:
+    client().restore_experiment(experiment_id)
+
+
+def search_experiments(
+    view_type: ViewType = ViewType.ACTIVE_ONLY,
+    max_results: int | None = None,
+    filter_string: str | None = None,
+    order_by: Sequence[str] | None = None,
+) -> list[Experiment]:
+    """Every matching experiment, across all pages (up to `max_results`)."""
+    c = client()
+    found: list[Experiment] = []
+    token = None
+    while max_results is None or len(found) < max_results:
+        want = None if max_results is None else max_results - len(found)
+        page = c.search_experiments(view_type, want, filter_string, order_by, token)
+        found.extend(page)
+        token = page.token
+        if not token:
+            break
+    return found
+
+
+def set_experiment_tag(key: str, value: Any) -> None:
+    """Tag the active experiment (set_experiment's, or the default one)."""
+    client().set_experiment_tag(_current_experiment_id(), key, value)
+
+
+def set_experiment_tags(tags: dict[str, Any]) -> None:
+    for key, value in tags.items():
+        set_experiment_tag(key, value)
+
+
+def delete_experiment_tag(key: str) -> None:
+    client().delete_experiment_tag(_current_experiment_id(), key)
+
+
 # -- runs ----------------------------------------------------------------------------------------
 
 
@@ -203,7 +239,9 @@ def start_run(
         parent = parent_run_id or (stack[-1].info.run_id if stack and nested else None)
         all_tags = dict(tags or {})
         if description:
-            all_tags["modelyard.note.content"] = description
+            all_tags[SystemTag.NOTE] = description
+        for key, value in _source_tags().items():
+            all_tags.setdefault(key, value)
         exp_id = experiment_id or (
             c.get_run(parent).info.experiment_id if parent else _current_experiment_id()
         )
@@ -212,6 +250,15 @@ def start_run(
     _active_runs.set((*stack, active))
     _last_run_id = active.info.run_id
     return active
+
+
+def _source_tags() -> dict[str, str]:
+    """Where the run was started from, under MLflow's tags (its UI and searches read them)."""
+    main = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    return {
+        SystemTag.SOURCE_NAME: os.path.abspath(main) if main and main != "-c" else "<console>",
+        SystemTag.SOURCE_TYPE: "LOCAL",
+    }
 
 
 def active_run() -> ActiveRun | None:
@@ -228,9 +275,9 @@ def end_run(status: RunStatus | str = RunStatus.FINISHED) -> None:
     stack = _active_runs.get()
     if not stack:
         return
+    _active_runs.set(stack[:-1])  # first, as MLflow does: a failed call below ends it locally
     _flush_metrics()
     client().set_terminated(stack[-1].info.run_id, RunStatus(status))
-    _active_runs.set(stack[:-1])
 
 
 def _run_id(run_id: str | None = None) -> str:
@@ -250,6 +297,10 @@ def delete_run(run_id: str) -> None:
     client().delete_run(run_id)
 
 
+def get_parent_run(run_id: str) -> Run | None:
+    return client().get_parent_run(run_id)
+
+
 def get_artifact_uri(artifact_path: str | None = None) -> str:
     uri = client().get_run(_run_id()).info.artifact_uri
     return f"{uri}/{artifact_path.strip('/')}" if artifact_path else uri
@@ -258,32 +309,40 @@ def get_artifact_uri(artifact_path: str | None = None) -> str:
 # -- logging -------------------------------------------------------------------------------------
 
 
-def log_param(key: str, value: Any, run_id: str | None = None) -> Any:
+def log_param(
+    key: str, value: Any, synchronous: bool | None = None, run_id: str | None = None
+) -> Any:
+    """Params and tags are written at once whatever `synchronous` says (it is accepted for
+    MLflow's signature): a refused param (params are immutable) must reach the caller."""
     return client().log_param(_run_id(run_id), key, value)
 
 
-def log_params(params: dict[str, Any], run_id: str | None = None) -> None:
-    rid = _run_id(run_id)
-    items = [Param(k, str(v)) for k, v in params.items()]
-    for start in range(0, len(items), _MAX_PARAMS):
-        client().log_batch(rid, params=items[start : start + _MAX_PARAMS])
+def log_params(
+    params: dict[str, Any], synchronous: bool | None = None, run_id: str | None = None
+) -> None:
+    client().log_batch(_run_id(run_id), params=[Param(k, str(v)) for k, v in params.items()])
 
 
 def _metric(key: str, value: float, step: int | None, timestamp: int | None) -> Metric:
     return Metric(key, float(value), timestamp or int(time.time() * 1000), step or 0)
 
 
+def _queued(synchronous: bool | None) -> bool:
+    return synchronous is False or (synchronous is None and _async_logging)
+
+
 def log_metric(
     key: str,
     value: float,
     step: int | None = None,
-    timestamp: int | None = None,
     synchronous: bool | None = None,
+    timestamp: int | None = None,
     run_id: str | None = None,
 ) -> None:
+    """`synchronous=False` (or enable_async_logging) queues the value for a background batch."""
     rid = _run_id(run_id)
     metric = _metric(key, value, step, timestamp)
-    if synchronous is False or (synchronous is None and _async_logging):
+    if _queued(synchronous):
         _metrics_batcher().add(rid, metric)
     else:
         client().log_batch(rid, metrics=[metric])
@@ -292,59 +351,91 @@ def log_metric(
 def log_metrics(
     metrics: dict[str, float],
     step: int | None = None,
-    timestamp: int | None = None,
     synchronous: bool | None = None,
     run_id: str | None = None,
+    timestamp: int | None = None,
 ) -> None:
     rid = _run_id(run_id)
     items = [_metric(k, v, step, timestamp) for k, v in metrics.items()]
-    if synchronous is False or (synchronous is None and _async_logging):
+    if _queued(synchronous):
         for m in items:
             _metrics_batcher().add(rid, m)
-        return
-    for start in range(0, len(items), _MAX_METRICS):
-        client().log_batch(rid, metrics=items[start : start + _MAX_METRICS])
+    else:
+        client().log_batch(rid, metrics=items)
 
 
-def set_tag(key: str, value: Any, run_id: str | None = None) -> None:
+def flush_async_logging() -> None:
+    """Send every queued metric value now."""
+    _flush_metrics()
+
+
+def set_tag(
+    key: str, value: Any, synchronous: bool | None = None, run_id: str | None = None
+) -> None:
     client().set_tag(_run_id(run_id), key, value)
 
 
-def set_tags(tags: dict[str, Any], run_id: str | None = None) -> None:
-    rid = _run_id(run_id)
-    items = [RunTag(k, str(v)) for k, v in tags.items()]
-    for start in range(0, len(items), _MAX_TAGS):
-        client().log_batch(rid, tags=items[start : start + _MAX_TAGS])
+def set_tags(
+    tags: dict[str, Any], synchronous: bool | None = None, run_id: str | None = None
+) -> None:
+    client().log_batch(_run_id(run_id), tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
 def delete_tag(key: str, run_id: str | None = None) -> None:
     client().delete_tag(_run_id(run_id), key)
 
 
-def log_artifact(local_path: str | Path, artifact_path: str | None = None) -> FileInfo:
-    return client().log_artifact(_run_id(), local_path, artifact_path)
+def log_artifact(
+    local_path: str | Path, artifact_path: str | None = None, run_id: str | None = None
+) -> FileInfo:
+    return client().log_artifact(_run_id(run_id), local_path, artifact_path)
 
 
-def log_artifacts(local_dir: str | Path, artifact_path: str | None = None) -> list[FileInfo]:
-    return client().log_artifacts(_run_id(), local_dir, artifact_path)
+def log_artifacts(
+    local_dir: str | Path, artifact_path: str | None = None, run_id: str | None = None
+) -> list[FileInfo]:
+    return client().log_artifacts(_run_id(run_id), local_dir, artifact_path)
 
 
-def log_text(text: str, artifact_file: str) -> FileInfo:
-    return client().log_text(_run_id(), text, artifact_file)
+def log_text(text: str, artifact_file: str, run_id: str | None = None) -> FileInfo:
+    return client().log_text(_run_id(run_id), text, artifact_file)
 
 
-def log_dict(dictionary: dict[str, Any], artifact_file: str) -> FileInfo:
-    return client().log_dict(_run_id(), dictionary, artifact_file)
+def log_dict(dictionary: dict[str, Any], artifact_file: str, run_id: str | None = None) -> FileInfo:
+    return client().log_dict(_run_id(run_id), dictionary, artifact_file)
+
+
+def _dataset_input(
+    dataset: Dataset, context: str | None, tags: dict[str, str] | None
+) -> DatasetInput:
+    all_tags = dict(tags or {})
+    if context:
+        all_tags[SystemTag.DATASET_CONTEXT] = context
+    return DatasetInput(dataset, tuple(InputTag(k, v) for k, v in all_tags.items()))
 
 
 def log_input(
     dataset: Dataset, context: str | None = None, tags: dict[str, str] | None = None
 ) -> None:
-    all_tags = dict(tags or {})
-    if context:
-        all_tags["context"] = context
-    dataset_input = DatasetInput(dataset, tuple(InputTag(k, v) for k, v in all_tags.items()))
-    client().log_inputs(_run_id(), [dataset_input])
+    client().log_inputs(_run_id(), [_dataset_input(dataset, context, tags)])
+
+
+def log_inputs(
+    datasets: Sequence[Dataset],
+    contexts: Sequence[str | None] | None = None,
+    tags_list: Sequence[dict[str, str] | None] | None = None,
+) -> None:
+    """Several dataset inputs in one call; `contexts` and `tags_list` align with `datasets`."""
+    contexts = list(contexts) if contexts is not None else [None] * len(datasets)
+    tags_list = list(tags_list) if tags_list is not None else [None] * len(datasets)
+    if not len(datasets) == len(contexts) == len(tags_list):
+        raise InvalidArgument(
+            f"datasets ({len(datasets)}), contexts ({len(contexts)}) and tags_list "
+            f"({len(tags_list)}) must be the same length; pass one entry per dataset",
+            field="contexts",
+        )
+    inputs = [_dataset_input(*entry) for entry in zip(datasets, contexts, tags_list, strict=True)]
+    client().log_inputs(_run_id(), inputs)
 
 
 # -- registry -----------------------------------------------------------------------------------
@@ -366,7 +457,7 @@ def register_model(
 
 
 def search_runs(
-    experiment_ids: Sequence[str] | None = None,
+    experiment_ids: str | Sequence[str] | None = None,
     filter_string: str = "",
     run_view_type: ViewType = ViewType.ACTIVE_ONLY,
     max_results: int = 100_000,
@@ -377,13 +468,13 @@ def search_runs(
 ) -> pd.DataFrame | list[Run]:
     """Runs matching the filter across all pages, as a DataFrame (MLflow's columns) or a list."""
     c = client()
-    ids = list(experiment_ids or [])
+    ids = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids or [])
     for name in experiment_names or []:
         found = c.get_experiment_by_name(name)
         if found is not None:
             ids.append(found.experiment_id)
     if search_all_experiments:
-        ids = [e.experiment_id for e in _all_experiments(c, run_view_type)]
+        ids = [e.experiment_id for e in search_experiments(run_view_type)]
     elif not ids and not experiment_names:
         ids = [_current_experiment_id()]
     runs: list[Run] = []
@@ -401,17 +492,6 @@ def search_runs(
     if output_format != "pandas":
         raise InvalidArgument("output_format must be 'pandas' or 'list'", field="output_format")
     return runs_to_frame(runs)
-
-
-def _all_experiments(c: Client, view: ViewType) -> list[Experiment]:
-    found: list[Experiment] = []
-    token = None
-    while True:
-        page = c.search_experiments(view_type=view, page_token=token)
-        found.extend(page)
-        token = page.token
-        if not token:
-            return found
 
 
 def runs_to_frame(runs: Sequence[Run]) -> pd.DataFrame:

@@ -32,10 +32,16 @@ class Client(TrackingClient, RegistryClient, ServingClient, AuthClient):
         uri: str | None = None,
         token: str | None = None,
         *,
+        tracking_uri: str | None = None,
         tls_ca: str | None = None,
         timeout: float = 60.0,
     ) -> None:
-        self.uri = uri or default_uri()
+        """`tracking_uri` is MlflowClient's name for `uri`, so `Client(tracking_uri=...)` ports."""
+        if uri and tracking_uri and uri != tracking_uri:
+            raise ValueError(
+                f"uri {uri!r} and tracking_uri {tracking_uri!r} differ; pass one of them"
+            )
+        self.uri = uri or tracking_uri or default_uri()
         self._transport = Transport(
             self.uri,
             token or default_token(),
@@ -61,6 +67,10 @@ class Client(TrackingClient, RegistryClient, ServingClient, AuthClient):
         ServingClient.__init__(client, transport)
         AuthClient.__init__(client, transport)
         return client
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.uri
 
     @property
     def tracking(self) -> TrackingClient:

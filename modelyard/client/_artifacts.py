@@ -17,17 +17,27 @@ import urllib3
 
 from modelyard._gen.tracking.v1 import tracking_pb2 as pb
 from modelyard.client._transport import Transport
-from modelyard.convert.common import file_info_to_entity
-from modelyard.entities import FileInfo
+from modelyard.convert.common import file_info_to_entity, presigned_to_entity
+from modelyard.entities import FileInfo, PresignedUrl
 from modelyard.errors import DataLoss, FailedPrecondition, Unavailable
 
 if TYPE_CHECKING:
     from modelyard.client.tracking import TrackingClient
 
 CHUNK = 1024 * 1024
-# Files at least this big go through a presigned URL when the artifact store offers one.
+# Files at least this big move through a presigned URL, both ways, when the store offers one.
 PRESIGN_THRESHOLD = 32 * 1024 * 1024
+# S3 takes at most 5 GiB in one PUT; bigger files stream through the service, which stores them
+# as a multipart upload.
+PRESIGNED_PUT_LIMIT = 5 * 1024**3
 _STREAM_TIMEOUT = 3600.0
+# Calls that move or hash a whole file get a deadline of at least a second per this many bytes,
+# so a big file on a slow link is not cut off by a deadline sized for small ones.
+_SLOWEST_RATE = 1024 * 1024
+
+
+def _deadline(size: int, floor: float) -> float:
+    return max(floor, size / _SLOWEST_RATE)
 
 
 def file_sha256(path: Path) -> str:
@@ -54,21 +64,24 @@ def _file_chunks(path: Path) -> Iterator[bytes]:
 def upload_bytes(t: Transport, stub: Any, run_id: str, data: bytes, path: str) -> FileInfo:
     chunks = iter([data[i : i + CHUNK] for i in range(0, len(data), CHUNK)] or [b""])
     requests = _requests(run_id, path, hashlib.sha256(data).hexdigest(), chunks)
-    return file_info_to_entity(t.call(stub.UploadArtifact, requests, timeout=_STREAM_TIMEOUT).file)
+    timeout = _deadline(len(data), _STREAM_TIMEOUT)
+    return file_info_to_entity(t.call(stub.UploadArtifact, requests, timeout=timeout).file)
 
 
 def upload_file(t: Transport, stub: Any, run_id: str, local: Path, path: str) -> FileInfo:
+    size = local.stat().st_size
     digest = file_sha256(local)
-    if local.stat().st_size >= PRESIGN_THRESHOLD:
-        uploaded = _upload_presigned(t, stub, run_id, local, path, digest)
+    if PRESIGN_THRESHOLD <= size <= PRESIGNED_PUT_LIMIT:
+        uploaded = _upload_presigned(t, stub, run_id, local, path, digest, size)
         if uploaded is not None:
             return uploaded
     requests = _requests(run_id, path, digest, _file_chunks(local))
-    return file_info_to_entity(t.call(stub.UploadArtifact, requests, timeout=_STREAM_TIMEOUT).file)
+    timeout = _deadline(size, _STREAM_TIMEOUT)
+    return file_info_to_entity(t.call(stub.UploadArtifact, requests, timeout=timeout).file)
 
 
 def _upload_presigned(
-    t: Transport, stub: Any, run_id: str, local: Path, path: str, digest: str
+    t: Transport, stub: Any, run_id: str, local: Path, path: str, digest: str, size: int
 ) -> FileInfo | None:
     try:
         response = t.call(
@@ -76,23 +89,17 @@ def _upload_presigned(
             pb.CreateArtifactUploadUrlRequest(run_id=run_id, path=path),
         )
     except FailedPrecondition:
-        return None  # the store has no URLs (local files): stream through the service instead
+        # The store has no URLs (local files): stream through the service, which also answers
+        # any other refusal again, before the bytes.
+        return None
     with open(local, "rb") as body:
-        reply = urllib3.request(
-            "PUT",
-            response.upload_url.url,
-            body=body,
-            headers={"Content-Length": str(local.stat().st_size)},
-            timeout=urllib3.Timeout(connect=10, read=_STREAM_TIMEOUT),
-        )
-    if reply.status >= 300:
-        raise Unavailable(
-            f"object storage refused the upload of {path!r} (HTTP {reply.status}); retry, or "
-            "check that the presigned URL's endpoint is reachable from this machine"
-        )
+        headers = {"Content-Length": str(size)}
+        _http("PUT", response.upload_url.url, path, body=body, headers=headers)
+    # The server reads the whole object back to hash it.
     done = t.call(
         stub.CompleteArtifactUpload,
         pb.CompleteArtifactUploadRequest(run_id=run_id, path=path, sha256=digest),
+        timeout=_deadline(size, t.timeout),
     )
     return file_info_to_entity(done.file)
 
@@ -127,21 +134,29 @@ def download(
     if path and not files:
         # Not a directory, so a single file (the server answers NotFound if it is neither).
         target = dst / Path(path).name
-        _download_file(t, stub, run_id, path, target)
+        _download_file(t, stub, run_id, path, None, target)
         return target
     root = dst / Path(path).name if path else dst
     for f in files:
         rel = f.path[len(path) + 1 :] if path else f.path
-        _download_file(t, stub, run_id, f.path, root / rel)
+        _download_file(t, stub, run_id, f.path, f.file_size, root / rel)
     return root
 
 
-def open_stream(t: Transport, method: Any, request: Any) -> tuple[FileInfo, Iterator[bytes]]:
+def download_url(t: Transport, stub: Any, run_id: str, path: str) -> tuple[PresignedUrl, FileInfo]:
+    request = pb.CreateArtifactDownloadUrlRequest(run_id=run_id, path=path)
+    reply = t.call(stub.CreateArtifactDownloadUrl, request)
+    return presigned_to_entity(reply.download_url), file_info_to_entity(reply.file)
+
+
+def open_stream(
+    t: Transport, method: Any, request: Any, timeout: float = _STREAM_TIMEOUT
+) -> tuple[FileInfo, Iterator[bytes]]:
     """Start a download stream: the header's FileInfo, then an iterator over the chunks.
 
     Download RPCs of every service share this shape (FileInfo first, then bytes).
     """
-    responses = t.stream(method, request, timeout=_STREAM_TIMEOUT)
+    responses = t.stream(method, request, timeout=timeout)
     first = next(responses)
     if first.WhichOneof("part") != "file":
         raise DataLoss("the server sent bytes before describing the file; retry the download")
@@ -149,23 +164,78 @@ def open_stream(t: Transport, method: Any, request: Any) -> tuple[FileInfo, Iter
 
 
 def save_stream(info: FileInfo, chunks: Iterator[bytes], target: Path) -> None:
-    """Write a download to `target` atomically, refusing it unless it hashes to info.sha256."""
+    """Write a download to `target` atomically, refusing it unless it hashes to info.sha256;
+    a failed download leaves nothing behind."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.part")
     h = hashlib.sha256()
-    with open(tmp, "wb") as out:
-        for chunk in chunks:
-            h.update(chunk)
-            out.write(chunk)
-    if info.sha256 and h.hexdigest() != info.sha256:
-        tmp.unlink()
-        raise DataLoss(
-            f"artifact {info.path!r} arrived with sha256 {h.hexdigest()}, but the server recorded "
-            f"{info.sha256}; download it again"
-        )
-    os.replace(tmp, target)
+    try:
+        with open(tmp, "wb") as out:
+            for chunk in chunks:
+                h.update(chunk)
+                out.write(chunk)
+        if info.sha256 and h.hexdigest() != info.sha256:
+            raise DataLoss(
+                f"artifact {info.path!r} arrived with sha256 {h.hexdigest()}, but the server "
+                f"recorded {info.sha256}; download it again"
+            )
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
-def _download_file(t: Transport, stub: Any, run_id: str, path: str, target: Path) -> None:
+def _download_file(
+    t: Transport, stub: Any, run_id: str, path: str, size: int | None, target: Path
+) -> None:
+    """Big files, and single files of unknown size, come straight from object storage when the
+    store presigns URLs; the rest, and every file of a local store, stream through the service."""
+    if size is None or size >= PRESIGN_THRESHOLD:
+        try:
+            url, info = download_url(t, stub, run_id, path)
+        except FailedPrecondition:
+            pass  # the store has no URLs (local files): stream through the service instead
+        else:
+            size = info.file_size or 0
+            if size >= PRESIGN_THRESHOLD:
+                _fetch(url, info, target)
+                return
     request = pb.DownloadArtifactRequest(run_id=run_id, path=path)
-    save_stream(*open_stream(t, stub.DownloadArtifact, request), target)
+    timeout = _deadline(size or 0, _STREAM_TIMEOUT)
+    save_stream(*open_stream(t, stub.DownloadArtifact, request, timeout), target)
+
+
+def _fetch(url: PresignedUrl, info: FileInfo, target: Path) -> None:
+    response = _http(url.method, url.url, info.path, preload_content=False)
+    try:
+        save_stream(info, response.stream(CHUNK), target)
+    except urllib3.exceptions.HTTPError as exc:
+        raise _unreachable(url.method, info.path, exc) from None
+    finally:
+        response.release_conn()
+
+
+def _http(method: str, url: str, path: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:
+    """A request to a presigned URL; a failure becomes Unavailable with what to check."""
+    try:
+        reply = urllib3.request(
+            method, url, timeout=urllib3.Timeout(connect=10, read=_STREAM_TIMEOUT), **kwargs
+        )
+    except urllib3.exceptions.HTTPError as exc:
+        raise _unreachable(method, path, exc) from None
+    if reply.status >= 300:
+        reply.release_conn()
+        raise Unavailable(
+            f"object storage refused the {method} of {path!r} (HTTP {reply.status}); retry (the "
+            "presigned URL may have expired), or check that its endpoint is reachable from this "
+            "machine (MODELYARD_S3__PUBLIC_ENDPOINT on the server)"
+        )
+    return reply
+
+
+def _unreachable(method: str, path: str, exc: Exception) -> Unavailable:
+    return Unavailable(
+        f"the {method} of {path!r} through its presigned URL failed ({exc}); retry, or check "
+        "that the URL's endpoint is reachable from this machine (MODELYARD_S3__PUBLIC_ENDPOINT on "
+        "the server)"
+    )

@@ -17,6 +17,8 @@ from modelyard.client import _artifacts
 from modelyard.client._transport import Transport
 from modelyard.convert.common import (
     file_info_to_entity,
+    grant_to_entity,
+    grant_to_proto,
     ms_to_timestamp,
     tags_to_proto,
     view_type_to_proto,
@@ -34,9 +36,12 @@ from modelyard.entities import (
     DatasetInput,
     Experiment,
     FileInfo,
+    Grant,
     Metric,
     PagedList,
     Param,
+    PermissionLevel,
+    PresignedUrl,
     Run,
     RunInfo,
     RunStatus,
@@ -44,6 +49,11 @@ from modelyard.entities import (
     ViewType,
 )
 from modelyard.errors import NotFound
+from modelyard.services.tracking.limits import (
+    MAX_METRICS_PER_BATCH,
+    MAX_PARAMS_PER_BATCH,
+    MAX_TAGS_PER_BATCH,
+)
 
 
 def _now_ms() -> int:
@@ -128,6 +138,27 @@ class TrackingClient:
     def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
         request = pb.DeleteExperimentTagRequest(experiment_id=str(experiment_id), key=key)
         self._t.call(self._tracking.DeleteExperimentTag, request)
+
+    def set_experiment_permission(
+        self, experiment_id: str, principal: str, level: PermissionLevel
+    ) -> None:
+        """Give `principal` ("*": every authenticated caller) `level` on the experiment and its
+        runs, replacing the grant it held."""
+        request = pb.SetExperimentPermissionRequest(
+            experiment_id=str(experiment_id), grant=grant_to_proto(Grant(principal, level))
+        )
+        self._t.call(self._tracking.SetExperimentPermission, request)
+
+    def delete_experiment_permission(self, experiment_id: str, principal: str) -> None:
+        request = pb.DeleteExperimentPermissionRequest(
+            experiment_id=str(experiment_id), principal=principal
+        )
+        self._t.call(self._tracking.DeleteExperimentPermission, request)
+
+    def list_experiment_permissions(self, experiment_id: str) -> list[Grant]:
+        request = pb.ListExperimentPermissionsRequest(experiment_id=str(experiment_id))
+        response = self._t.call(self._tracking.ListExperimentPermissions, request)
+        return [grant_to_entity(g) for g in response.grants]
 
     # -- runs ----------------------------------------------------------------------------------
 
@@ -239,14 +270,19 @@ class TrackingClient:
         metrics: Sequence[Metric] = (),
         params: Sequence[Param] = (),
         tags: Sequence[RunTag] = (),
+        synchronous: bool | None = None,
     ) -> None:
-        request = pb.LogBatchRequest(
-            run_id=run_id,
-            metrics=[metric_fields(m) for m in metrics],
-            params=[pb.Param(key=p.key, value=_stringify(p.value)) for p in params],
-            tags=tags_to_proto({t.key: _stringify(t.value) for t in tags}),
-        )
-        self._t.call(self._tracking.LogBatch, request)
+        """Log everything, in as many LogBatch calls as the server's limits need (as
+        MlflowClient does; each call is all or nothing, the whole is not). The write is done
+        when this returns; `synchronous` is accepted for MlflowClient's signature."""
+        for chunk_metrics, chunk_params, chunk_tags in _batches(metrics, params, tags):
+            request = pb.LogBatchRequest(
+                run_id=run_id,
+                metrics=[metric_fields(m) for m in chunk_metrics],
+                params=[pb.Param(key=p.key, value=_stringify(p.value)) for p in chunk_params],
+                tags=tags_to_proto({t.key: _stringify(t.value) for t in chunk_tags}),
+            )
+            self._t.call(self._tracking.LogBatch, request)
 
     def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput] | None = None) -> None:
         request = pb.LogInputsRequest(
@@ -293,8 +329,12 @@ class TrackingClient:
     def log_artifact(
         self, run_id: str, local_path: str | Path, artifact_path: str | None = None
     ) -> FileInfo:
+        """Upload a file, or a directory with everything in it, as `<artifact_path>/<name>`."""
         local = Path(local_path)
         target = f"{artifact_path.strip('/')}/{local.name}" if artifact_path else local.name
+        if local.is_dir():
+            files = _artifacts.upload_tree(self._t, self._tracking, run_id, local, target)
+            return FileInfo(target, True, sum(f.file_size or 0 for f in files))
         return _artifacts.upload_file(self._t, self._tracking, run_id, local, target)
 
     def log_artifacts(
@@ -332,6 +372,12 @@ class TrackingClient:
             pb.DownloadArtifactRequest(run_id=run_id, path=path),
         )
 
+    def create_artifact_download_url(self, run_id: str, path: str) -> tuple[PresignedUrl, FileInfo]:
+        """A short-lived URL to GET the file straight from object storage, and the file's
+        description (hash the bytes and compare with its sha256). A store without URLs (local
+        files) answers FailedPrecondition: use download_artifacts or open_artifact there."""
+        return _artifacts.download_url(self._t, self._tracking, run_id, path)
+
     def delete_artifact(self, run_id: str, path: str) -> None:
         self._t.call(
             self._tracking.DeleteArtifact, pb.DeleteArtifactRequest(run_id=run_id, path=path)
@@ -349,3 +395,20 @@ def _user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def _batches(
+    metrics: Sequence[Metric], params: Sequence[Param], tags: Sequence[RunTag]
+) -> Iterator[tuple[Sequence[Metric], Sequence[Param], Sequence[RunTag]]]:
+    """Slices of a batch within LogBatch's limits; one (maybe empty) slice at least."""
+    start = 0
+    while True:
+        chunk = (
+            metrics[start * MAX_METRICS_PER_BATCH : (start + 1) * MAX_METRICS_PER_BATCH],
+            params[start * MAX_PARAMS_PER_BATCH : (start + 1) * MAX_PARAMS_PER_BATCH],
+            tags[start * MAX_TAGS_PER_BATCH : (start + 1) * MAX_TAGS_PER_BATCH],
+        )
+        if start and not any(chunk):
+            return
+        yield chunk
+        start += 1

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
-from typing import Protocol
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from modelyard._gen.common.v1 import common_pb2
-from modelyard.entities.common import FileInfo, Grant, LifecycleStage, PermissionLevel, ViewType
+from modelyard.entities.common import (
+    FileInfo,
+    Grant,
+    LifecycleStage,
+    PermissionLevel,
+    PresignedUrl,
+    ViewType,
+)
 
 
 def ms_to_timestamp(ms: int | None) -> Timestamp | None:
@@ -93,16 +98,14 @@ def file_info_to_entity(msg: common_pb2.FileInfo) -> FileInfo:
     )
 
 
-class Presigned(Protocol):
-    url: str
-    method: str
-    expires_at: datetime
+def presigned_to_proto(url: PresignedUrl) -> common_pb2.PresignedUrl:
+    return common_pb2.PresignedUrl(
+        url=url.url, method=url.method, expire_time=ms_to_timestamp(url.expire_time)
+    )
 
 
-def presigned_to_proto(url: Presigned) -> common_pb2.PresignedUrl:
-    msg = common_pb2.PresignedUrl(url=url.url, method=url.method)
-    msg.expire_time.FromDatetime(url.expires_at)
-    return msg
+def presigned_to_entity(msg: common_pb2.PresignedUrl) -> PresignedUrl:
+    return PresignedUrl(msg.url, msg.method, msg.expire_time.ToMilliseconds())
 
 
 def grant_to_proto(grant: Grant) -> common_pb2.Grant:

@@ -10,6 +10,7 @@ from modelyard.entities.common import (
     LifecycleStage,
     PagedList,
     PermissionLevel,
+    PresignedUrl,
     ViewType,
 )
 from modelyard.entities.registry import (
@@ -33,6 +34,7 @@ from modelyard.entities.tracking import (
     RunInputs,
     RunStatus,
     RunTag,
+    SystemTag,
 )
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "PagedList",
     "Param",
     "PermissionLevel",
+    "PresignedUrl",
     "RegisteredModel",
     "Run",
     "RunData",
@@ -59,5 +62,6 @@ __all__ = [
     "RunStatus",
     "RunTag",
     "Stage",
+    "SystemTag",
     "ViewType",
 ]

@@ -51,6 +51,16 @@ class FileInfo:
     created_time: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PresignedUrl:
+    """A short-lived URL that moves one file's bytes straight to or from object storage, so big
+    files skip the service; `method` is the HTTP method to use (GET or PUT)."""
+
+    url: str
+    method: str
+    expire_time: int
+
+
 class PagedList(Sequence[T], Generic[T]):
     """One page of results plus the opaque token for the next page ("" or None when done)."""
 

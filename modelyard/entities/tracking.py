@@ -8,6 +8,23 @@ from dataclasses import dataclass, field
 from modelyard.entities.common import LifecycleStage
 
 
+class SystemTag(enum.StrEnum):
+    """Tags MLflow defines on runs and inputs, under MLflow's names: code written for MLflow
+    reads and filters on them (`tags.mlflow.parentRunId = '<id>'` finds a run's children).
+
+    The server keeps the first two in step with the run's run_name and parent_run_id (setting
+    either side changes both) and sets the user's tag from user_id when a run is created.
+    """
+
+    RUN_NAME = "mlflow.runName"
+    PARENT_RUN_ID = "mlflow.parentRunId"
+    USER = "mlflow.user"
+    SOURCE_NAME = "mlflow.source.name"
+    SOURCE_TYPE = "mlflow.source.type"
+    NOTE = "mlflow.note.content"  # the run's description
+    DATASET_CONTEXT = "mlflow.data.context"  # a dataset input's role: training, eval, ...
+
+
 class RunStatus(enum.StrEnum):
     RUNNING = "RUNNING"
     SCHEDULED = "SCHEDULED"
@@ -103,6 +120,11 @@ class InputTag:
 class DatasetInput:
     dataset: Dataset
     tags: tuple[InputTag, ...] = ()
+
+    @property
+    def context(self) -> str:
+        """The input's role (training, eval, ...), kept in MLflow's tag."""
+        return next((t.value for t in self.tags if t.key == SystemTag.DATASET_CONTEXT), "")
 
 
 @dataclass(frozen=True, slots=True)

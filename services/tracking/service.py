@@ -22,13 +22,20 @@ from modelyard.entities import (
     RunInfo,
     RunStatus,
     RunTag,
+    SystemTag,
     ViewType,
 )
 from modelyard.entities.common import Grant, LifecycleStage, PermissionLevel
 from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound
 from modelyard.services.common import identity
 from modelyard.services.common import validation as v
-from modelyard.services.common.artifacts import ArtifactStore, PresignedUrl, clean_path
+from modelyard.services.common.artifacts import (
+    ArtifactStore,
+    PresignedUrl,
+    clean_path,
+    parents,
+    path_clash,
+)
 from modelyard.services.common.filters import parse_filter, parse_order_by
 from modelyard.services.common.pagination import decode_token, encode_token, fingerprint, page_size
 from modelyard.services.tracking import limits
@@ -269,17 +276,28 @@ class TrackingService:
         user_id: str = "",
     ) -> Run:
         experiment_id("experiment_id", exp_id or DEFAULT_EXPERIMENT_ID)
+        tags = dict(tags or {})
+        self._check_tags("tags", tags, limits.MAX_TAG_VALUE_LENGTH)
+        # MLflow clients name and nest runs through these tags as often as through the fields.
+        run_name = _field_or_tag("run_name", run_name, tags, SystemTag.RUN_NAME)
+        parent_run_id = _field_or_tag("parent_run_id", parent_run_id, tags, SystemTag.PARENT_RUN_ID)
         v.max_length("run_name", run_name, limits.MAX_RUN_NAME_LENGTH)
         v.max_length("user_id", user_id, limits.MAX_USER_ID_LENGTH)
         if parent_run_id:
             run_id("parent_run_id", parent_run_id)
-        self._check_tags("tags", tags or {}, limits.MAX_TAG_VALUE_LENGTH)
+        run_name = run_name or generate_run_name()
+        tags[SystemTag.RUN_NAME] = run_name
+        if parent_run_id:
+            tags[SystemTag.PARENT_RUN_ID] = parent_run_id
+        user_id = user_id or tags.get(SystemTag.USER, "")
+        if user_id:
+            tags.setdefault(SystemTag.USER, user_id)
         return self.store.create_run(
             exp_id or DEFAULT_EXPERIMENT_ID,
             user_id or "unknown",
             start_time if start_time is not None else _now(),
-            dict(tags or {}),
-            run_name or generate_run_name(),
+            tags,
+            run_name,
             parent_run_id or None,
         )
 
@@ -360,6 +378,7 @@ class TrackingService:
         for t in tags:
             v.key("tags.key", t.key, limits.MAX_KEY_LENGTH)
             v.max_length(f"tags[{t.key}].value", t.value, limits.MAX_TAG_VALUE_LENGTH)
+            _check_system_tag(f"tags[{t.key}].value", t)
         if metrics or params or tags:
             self.store.log_batch(rid, metrics, params, tags)
 
@@ -390,6 +409,7 @@ class TrackingService:
         run_id("run_id", rid)
         v.key("key", key, limits.MAX_KEY_LENGTH)
         v.max_length("value", value, limits.MAX_TAG_VALUE_LENGTH)
+        _check_system_tag("value", RunTag(key, value))
         self.store.set_tag(rid, RunTag(key, value))
 
     def delete_tag(self, rid: str, key: str) -> None:
@@ -469,8 +489,20 @@ class TrackingService:
         if sha256 and not _SHA256.match(sha256):
             raise InvalidArgument("sha256 must be 64 hex digits", field="sha256")
         info = self._writable_run(rid)
+        self._check_path_free(rid, path)
         stored = self.artifacts.write(self._artifact_key(info, path), chunks, sha256 or None)
         return self.store.record_artifact(rid, path, stored.size, stored.sha256)
+
+    def _check_path_free(self, rid: str, path: str) -> None:
+        """Refuse a file that would be a directory of the run's recorded files, or lie inside
+        one of them, before any bytes move: listings come from these records, so every backend
+        (AWS S3 too, which would store both) shows each name once."""
+        for above in parents(path):
+            if self.store.find_artifact(rid, above) is not None:
+                raise path_clash(path, above)
+        inside = self.store.list_artifacts(rid, path)
+        if inside:
+            raise path_clash(path, inside[0].path)
 
     def open_artifact(self, rid: str, path: str) -> tuple[FileInfo, Iterator[bytes]]:
         path = clean_path(path, field="path")
@@ -535,6 +567,7 @@ class TrackingService:
     def create_upload_url(self, rid: str, path: str) -> PresignedUrl:
         path = clean_path(path, field="path")
         info = self._writable_run(rid)
+        self._check_path_free(rid, path)
         return self.artifacts.presign_put(self._artifact_key(info, path))
 
     def complete_upload(self, rid: str, path: str, sha256: str) -> FileInfo:
@@ -551,12 +584,19 @@ class TrackingService:
                 resource_type="artifact",
                 resource_name=path,
             )
-        stored = self.artifacts.digest(key)
-        if stored.sha256 != sha256.lower():
-            raise InvalidArgument(
-                f"the object at {path!r} hashes to {stored.sha256}, not {sha256}; upload it again",
-                field="sha256",
-            )
+        try:
+            self._check_path_free(rid, path)
+            stored = self.artifacts.digest(key)
+            if stored.sha256 != sha256.lower():
+                raise InvalidArgument(
+                    f"the object at {path!r} hashes to {stored.sha256}, not {sha256}; "
+                    "upload it again",
+                    field="sha256",
+                )
+        except (FailedPrecondition, InvalidArgument):
+            if self.store.find_artifact(rid, path) is None:
+                self.artifacts.delete(key)  # refused bytes that no record points at
+            raise
         return self.store.record_artifact(rid, path, stored.size, stored.sha256)
 
     def create_download_url(self, rid: str, path: str) -> tuple[PresignedUrl, FileInfo]:
@@ -574,6 +614,31 @@ class TrackingService:
             v.max_length(
                 f"{field}[{key}].value" if field == "tags" else "value", value, value_limit
             )
+
+
+def _field_or_tag(name: str, value: str, tags: dict[str, str], tag: SystemTag) -> str:
+    """A run field that may also arrive as its MLflow system tag; both must then agree."""
+    tagged = tags.get(tag, "")
+    if value and tagged and value != tagged:
+        raise InvalidArgument(
+            f"{name} is {value!r} but tag {tag.value} is {tagged!r}; send one of them, or the "
+            "same value in both",
+            field=name,
+        )
+    return value or tagged
+
+
+def _check_system_tag(field: str, tag: RunTag) -> None:
+    """Tags that stand for a run field take that field's rules."""
+    if tag.key == SystemTag.RUN_NAME:
+        if not tag.value:
+            raise InvalidArgument(
+                f"{field}: tag {tag.key} is the run's name and cannot be empty; give a name",
+                field=field,
+            )
+        v.max_length(field, tag.value, limits.MAX_RUN_NAME_LENGTH)
+    elif tag.key == SystemTag.PARENT_RUN_ID:
+        run_id(field, tag.value)
 
 
 def _check_batch_size(name: str, items: Sequence[object], limit: int) -> None:

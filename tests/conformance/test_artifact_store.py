@@ -120,6 +120,35 @@ def test_s3_wrong_credentials_fail_clearly(s3_server: S3Settings) -> None:
         open_artifact_store("s3://modelyard-test/x", bad)
 
 
+def test_a_file_inside_a_file_is_refused_clearly(store: ArtifactStore) -> None:
+    """Local disks, MinIO and rclone cannot store 'f/g' beside a file 'f' (AWS S3 can; the
+    services refuse such paths from their records before a write gets here)."""
+    store.write("f", iter([b"f"]))
+    with pytest.raises(FailedPrecondition) as err:
+        store.write("f/g", iter([b"new"]))
+    assert err.value.resource_name == "f/g"
+    assert "inside 'f', which is a file" in err.value.message
+    assert sorted(store.iter_files("")) == [("f", 1)]
+    assert b"".join(store.read("f")) == b"f"
+
+
+def test_local_store_refuses_a_file_where_a_directory_is(tmp_path) -> None:
+    root = tmp_path / "root"
+    store = open_artifact_store(root.as_uri())
+    store.write("m/x", iter([b"x"]))
+    with pytest.raises(FailedPrecondition) as err:
+        store.write("m", iter([b"new"]))
+    assert err.value.resource_name == "m"
+    assert "'m' is a directory (it holds 'm/x')" in err.value.message
+    assert "DeleteArtifact" in err.value.message
+    # Nothing left behind, temporary files included.
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) == ["m/x"]
+    # A directory whose files were deleted is no obstacle: S3 has no directories at all.
+    store.delete("m/x")
+    store.write("m", iter([b"m"]))
+    assert b"".join(store.read("m")) == b"m"
+
+
 def test_local_store_refuses_symlink_escape(tmp_path) -> None:
     root = tmp_path / "root"
     root.mkdir()
@@ -127,6 +156,7 @@ def test_local_store_refuses_symlink_escape(tmp_path) -> None:
     outside.mkdir()
     (root / "link").symlink_to(outside)
     store = open_artifact_store(root.as_uri())
-    with pytest.raises(PermissionError):
+    with pytest.raises(InvalidArgument, match="symbolic link") as err:
         store.write("link/evil.txt", iter([b"x"]))
+    assert err.value.field == "path" and "'link/evil.txt'" in err.value.message
     assert not (outside / "evil.txt").exists()

@@ -247,14 +247,14 @@ def test_deleted_run_refuses_writes_until_restored(store: SqlTrackingStore) -> N
 def test_dataset_inputs_deduplicate(store: SqlTrackingStore) -> None:
     rid = new_run(store).info.run_id
     ds = Dataset(name="train", digest="abc", source_type="local", source="{}", schema="{}")
-    item = DatasetInput(ds, (InputTag("context", "training"),))
+    item = DatasetInput(ds, (InputTag("mlflow.data.context", "training"),))
     store.log_inputs(rid, [item])
     store.log_inputs(rid, [item])
     other = new_run(store).info.run_id
-    store.log_inputs(other, [DatasetInput(ds, (InputTag("context", "eval"),))])
+    store.log_inputs(other, [DatasetInput(ds, (InputTag("mlflow.data.context", "eval"),))])
     inputs = store.get_run(rid).inputs.dataset_inputs
     assert len(inputs) == 1 and inputs[0].dataset.name == "train"
-    assert inputs[0].tags == (InputTag("context", "training"),)
+    assert inputs[0].tags == (InputTag("mlflow.data.context", "training"),)
     found = search(store, ["0"], "datasets.context = 'eval'")
     assert [r.info.run_id for r in found] == [other]
 

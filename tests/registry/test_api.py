@@ -154,7 +154,7 @@ def test_lineage(stack: Client) -> None:
     rid = stack.create_run(eid).info.run_id
     stack.log_param(rid, "alpha", 1)
     stack.log_inputs(
-        rid, [DatasetInput(Dataset("train", "d1"), (InputTag("context", "training"),))]
+        rid, [DatasetInput(Dataset("train", "d1"), (InputTag("mlflow.data.context", "training"),))]
     )
     stack.log_text(rid, "m", "model/MLmodel")
     stack.create_model_version("lin", f"runs:/{rid}/model")

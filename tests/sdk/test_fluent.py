@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
 import math
+import os
+import sys
 import threading
 from pathlib import Path
 
@@ -31,7 +34,16 @@ def test_start_run_logs_and_finishes(fluent) -> None:
     assert got.info.status == RunStatus.FINISHED and got.info.end_time
     assert got.data.params == {"alpha": "0.5", "beta": "2", "gamma": "x"}
     assert got.data.metrics == {"loss": 0.5, "acc": 0.9}
-    assert got.data.tags == {"t": "1", "stage": "dev", "owner": "me"}
+    assert got.data.tags == {
+        "t": "1",
+        "stage": "dev",
+        "owner": "me",
+        # MLflow's system tags: name and user kept by the server, the source set by the SDK
+        "mlflow.runName": "first",
+        "mlflow.user": getpass.getuser(),
+        "mlflow.source.name": os.path.abspath(sys.argv[0]),
+        "mlflow.source.type": "LOCAL",
+    }
     assert my.last_active_run().info.run_id == run.info.run_id
 
 
@@ -146,7 +158,7 @@ def test_artifacts_and_inputs(fluent, tmp_path: Path) -> None:
     got = fluent.get_run(run.info.run_id)
     (item,) = got.inputs.dataset_inputs
     assert item.dataset.name == "train" and item.dataset.digest == dataset.digest
-    assert {t.key: t.value for t in item.tags} == {"context": "training"}
+    assert {t.key: t.value for t in item.tags} == {"mlflow.data.context": "training"}
     # The same content gives the same digest; different content, a different one.
     assert fluent.data.from_pandas(df.copy()).digest == dataset.digest
     assert fluent.data.from_pandas(df.assign(y=0.0)).digest != dataset.digest
@@ -172,3 +184,47 @@ def test_dataset_profiles_carry_column_distributions() -> None:
     wide = from_pandas(pd.DataFrame(rng.normal(size=(50, 300))))
     assert len(wide.profile) <= 16384  # the tracking service's limit
     assert json.loads(wide.profile)["columns_truncated"] is True
+
+
+def test_mlflow_signatures_port_unchanged(fluent, tmp_path: Path) -> None:
+    """Positional calls written for MLflow mean the same here (synchronous comes before
+    run_id), and the functions MLflow code reaches for exist."""
+    my = fluent
+    exp = my.set_experiment("ported")
+    with my.start_run(description="why this run") as run:
+        rid = run.info.run_id
+        my.log_param("a", 1, True)
+        my.log_params({"b": 2}, True)
+        my.log_metric("m", 1.0, 3, True, 1234)  # key, value, step, synchronous, timestamp
+        my.log_metrics({"n": 2.0}, 4, False)
+        my.flush_async_logging()
+        my.set_tag("t", "x", True)
+        my.set_tags({"u": "y"}, True)
+        (tmp_path / "d" / "sub").mkdir(parents=True)
+        (tmp_path / "d" / "sub" / "f.txt").write_text("hi")
+        my.log_artifact(tmp_path / "d", "out")  # a directory, as <artifact_path>/<name>
+        my.log_inputs([my.data.from_numpy(np.zeros((2, 2)), name="z")], ["eval"])
+        my.set_experiment_tag("team", "risk")
+    got = my.get_run(rid)
+    assert got.data.params == {"a": "1", "b": "2"}
+    assert got.data.metrics == {"m": 1.0, "n": 2.0}
+    assert my.client().get_metric_history(rid, "m")[0].step == 3
+    assert my.client().get_metric_history(rid, "m")[0].timestamp == 1234
+    assert {got.data.tags["t"], got.data.tags["u"]} == {"x", "y"}
+    assert got.data.tags["mlflow.note.content"] == "why this run"
+    assert [f.path for f in my.client().list_artifacts(rid, "out/d/sub")] == ["out/d/sub/f.txt"]
+    assert got.inputs.dataset_inputs[0].context == "eval"
+    assert my.get_experiment(exp.experiment_id).tags == {"team": "risk"}
+    assert [e.name for e in my.search_experiments(filter_string="name = 'ported'")] == ["ported"]
+
+
+def test_search_runs_takes_one_experiment_id_as_a_string(fluent) -> None:
+    """'12' is one experiment, not experiments 1 and 2."""
+    my = fluent
+    ids = [my.create_experiment(f"e{i}") for i in range(12)]
+    wanted = next(i for i in ids if len(i) > 1)
+    rid = my.client().create_run(wanted).info.run_id
+    for i in ids:
+        if i != wanted:
+            my.client().create_run(i)
+    assert list(my.search_runs(experiment_ids=wanted)["run_id"]) == [rid]

@@ -1,15 +1,13 @@
 """The tracking service end to end over real gRPC, through the SDK's Client.
 
-Runs on the embedded stack (SQLite + local files) and the production stack (PostgreSQL + S3).
+Runs on the embedded stack (SQLite + local files) and the production stack (PostgreSQL + S3), see
+conftest.py; artifacts have their own suite, test_artifacts.py.
 """
 
 from __future__ import annotations
 
-import hashlib
+import getpass
 import math
-import os
-from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
@@ -18,32 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from modelyard import Client
 from modelyard.entities import DatasetInput, Metric, Param, RunStatus, RunTag, ViewType
 from modelyard.entities.tracking import Dataset, InputTag
-from modelyard.errors import AlreadyExists, DataLoss, InvalidArgument, NotFound
-from modelyard.services.common.settings import Settings
-from tests.conftest import running_server
-
-
-@pytest.fixture(
-    params=[
-        "sqlite+file",
-        pytest.param("postgres+s3", marks=[pytest.mark.postgres, pytest.mark.s3]),
-    ]
-)
-def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Client]:
-    if request.param == "sqlite+file":
-        settings = Settings(home=tmp_path, port=0, grace_period=0)
-    else:
-        s3 = request.getfixturevalue("s3_server")
-        settings = Settings(
-            home=tmp_path,
-            port=0,
-            grace_period=0,
-            backend_store_uri=request.getfixturevalue("postgres_url"),
-            artifact_uri=f"s3://modelyard-test/{tmp_path.name}",
-            s3=s3,
-        )
-    with running_server(settings) as server, Client(server.address) as client:
-        yield client
+from modelyard.errors import AlreadyExists
 
 
 def test_experiments(stack: Client) -> None:
@@ -81,13 +54,20 @@ def test_run_logging_round_trip(stack: Client) -> None:
     )
     stack.log_inputs(
         rid,
-        [DatasetInput(Dataset("train", "d1", "local", "{}"), (InputTag("context", "training"),))],
+        [
+            DatasetInput(
+                Dataset("train", "d1", "local", "{}"),
+                (InputTag("mlflow.data.context", "training"),),
+            )
+        ],
     )
     got = stack.get_run(rid)
     assert got.data.params == {"alpha": "0.5", "depth": "4"}
     assert math.isnan(got.data.metrics["loss"]) and got.data.metrics["inf"] == math.inf
     assert got.data.metrics["acc"] == 0.9
-    assert got.data.tags == {"k": "v", "stage": "dev", "owner": "me"}
+    user = getpass.getuser()
+    system = {"mlflow.runName": "r1", "mlflow.user": user}  # MLflow's, kept by the server
+    assert got.data.tags == {"k": "v", "stage": "dev", "owner": "me", **system}
     assert got.inputs.dataset_inputs[0].dataset.name == "train"
     history = stack.get_metric_history(rid, "loss")
     assert [m.step for m in history] == [0, 1] and math.isnan(history[1].value)
@@ -129,67 +109,6 @@ def test_metric_history_pages(stack: Client) -> None:
     assert values == [float(s) for s in range(2500)]
 
 
-def test_artifacts_round_trip(stack: Client, tmp_path: Path) -> None:
-    rid = stack.create_run("0").info.run_id
-    src = tmp_path / "src"
-    (src / "sub").mkdir(parents=True)
-    (src / "a.txt").write_text("alpha")
-    (src / "sub" / "b.bin").write_bytes(os.urandom(3 * 1024 * 1024 + 5))
-    stack.log_artifacts(rid, src, "outputs")
-    stack.log_text(rid, "hello", "notes/readme.md")
-    stack.log_dict(rid, {"a": 1}, "config.json")
-    top = stack.list_artifacts(rid)
-    assert [(f.path, f.is_dir) for f in top] == [
-        ("config.json", False),
-        ("notes", True),
-        ("outputs", True),
-    ]
-    listed = {f.path: f for f in stack.list_artifacts(rid, "outputs/sub")}
-    digest = hashlib.sha256((src / "sub" / "b.bin").read_bytes()).hexdigest()
-    assert listed["outputs/sub/b.bin"].sha256 == digest
-    out = Path(stack.download_artifacts(rid, "outputs", tmp_path / "dst"))
-    assert (out / "a.txt").read_text() == "alpha"
-    assert (out / "sub" / "b.bin").read_bytes() == (src / "sub" / "b.bin").read_bytes()
-    single = Path(stack.download_artifacts(rid, "notes/readme.md", tmp_path / "one"))
-    assert single.read_text() == "hello"
-    stack.delete_artifact(rid, "outputs")
-    assert [f.path for f in stack.list_artifacts(rid)] == ["config.json", "notes"]
-    with pytest.raises(NotFound):
-        stack.download_artifacts(rid, "outputs/a.txt", tmp_path / "gone")
-
-
-def test_artifact_paths_cannot_escape(stack: Client, tmp_path: Path) -> None:
-    from modelyard.client import _artifacts
-
-    rid = stack.create_run("0").info.run_id
-    for bad in ("../../etc/passwd", "/abs/x", "a/../../b"):
-        with pytest.raises(InvalidArgument) as err:
-            _artifacts.upload_bytes(stack._transport, stack._tracking, rid, b"x", bad)
-        assert err.value.field == "path"
-    assert stack.list_artifacts(rid) == []
-
-
-def test_download_detects_corruption(
-    stack: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from modelyard.client import _artifacts
-
-    rid = stack.create_run("0").info.run_id
-    stack.log_text(rid, "original", "f.txt")
-    real = _artifacts.Transport.stream
-
-    def tampering(self, method, request, timeout=None):
-        for msg in real(self, method, request, timeout):
-            if msg.WhichOneof("part") == "chunk":
-                msg.chunk = b"tampered"
-            yield msg
-
-    monkeypatch.setattr(_artifacts.Transport, "stream", tampering)
-    with pytest.raises(DataLoss, match="sha256"):
-        stack.download_artifacts(rid, "f.txt", tmp_path / "dst")
-    assert not (tmp_path / "dst" / "f.txt").exists()
-
-
 def test_health_and_reflection(stack: Client) -> None:
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -209,49 +128,3 @@ def test_health_and_reflection(stack: Client) -> None:
     )
     names = {s.name for s in reply.list_services_response.service}
     assert "modelyard.tracking.v1.TrackingService" in names
-
-
-@pytest.mark.s3
-def test_presigned_upload_and_download(
-    s3_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Big files skip the service: PUT to a presigned URL, then the server verifies the digest."""
-    from modelyard.client import _artifacts
-
-    monkeypatch.setattr(_artifacts, "PRESIGN_THRESHOLD", 1024)
-    settings = Settings(
-        home=tmp_path,
-        port=0,
-        grace_period=0,
-        artifact_uri="s3://modelyard-test/presign",
-        s3=s3_server,
-    )
-    with running_server(settings) as server, Client(server.address) as client:
-        rid = client.create_run("0").info.run_id
-        big = tmp_path / "big.bin"
-        big.write_bytes(os.urandom(200_000))
-        calls = []
-        real_call = _artifacts.Transport.call
-
-        def spy(self, method, request, timeout=None):
-            calls.append(type(request).__name__)
-            return real_call(self, method, request, timeout)
-
-        monkeypatch.setattr(_artifacts.Transport, "call", spy)
-        info = client.log_artifact(rid, big)
-        assert (
-            "CreateArtifactUploadUrlRequest" in calls and "CompleteArtifactUploadRequest" in calls
-        )
-        assert info.sha256 == hashlib.sha256(big.read_bytes()).hexdigest()
-        url = client._tracking.CreateArtifactDownloadUrl  # the RPC, through the raw stub
-        from modelyard._gen.tracking.v1 import tracking_pb2 as pb
-
-        reply = url(pb.CreateArtifactDownloadUrlRequest(run_id=rid, path="big.bin"))
-        import urllib3
-
-        assert urllib3.request("GET", reply.download_url.url).data == big.read_bytes()
-        with pytest.raises(grpc.RpcError) as err:
-            client._tracking.CompleteArtifactUpload(
-                pb.CompleteArtifactUploadRequest(run_id=rid, path="big.bin", sha256="0" * 64)
-            )
-        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

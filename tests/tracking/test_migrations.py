@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from modelyard.entities import Metric, ViewType
+from modelyard.entities import Dataset, DatasetInput, InputTag, Metric, ViewType
 from modelyard.errors import NotFound
 from modelyard.services.common.db import Database
 from modelyard.services.common.db.migrations import upgrade
-from modelyard.services.common.filters import parse_order_by
+from modelyard.services.common.filters import parse_filter, parse_order_by
 from modelyard.services.tracking.app import MIGRATIONS, SERVICE, migrate
 from modelyard.services.tracking.store.sql import SqlTrackingStore
 
@@ -72,6 +72,46 @@ def test_metric_history_survives_dropping_its_run_foreign_key(database_url: str)
         assert [m.value for m in store.get_metric_history(run, "m", 100, "")] == [0, 1, 2, 3, 4, 5]
         with pytest.raises(NotFound):
             store.log_batch("f" * 32, [Metric("m", 1.0, 1, 1)] * 100, [], [])
+        store.close()
+    finally:
+        db.dispose()
+
+
+def test_existing_runs_get_mlflow_system_tags(database_url: str) -> None:
+    """0005 tags the runs that exist already from their own fields, and moves the description
+    and dataset-context tags to MLflow's names, so MLflow-style searches find old runs too."""
+    db = Database(database_url)
+    try:
+        upgrade(db, SERVICE, MIGRATIONS, revision="0004")
+        store = SqlTrackingStore(db, "file:///a")
+        exp = store.create_experiment("e", None, {})
+        parent = store.create_run(exp, "alice", 0, {}, "parent", None).info.run_id
+        child = store.create_run(
+            exp, "unknown", 0, {"modelyard.note.content": "why"}, "kid", parent
+        )
+        child_id = child.info.run_id
+        store.log_inputs(
+            child_id, [DatasetInput(Dataset("d", "x"), (InputTag("context", "eval"),))]
+        )
+        store.close()
+        migrate(db)
+
+        store = SqlTrackingStore(db, "file:///a")
+        assert store.get_run(parent).data.tags == {
+            "mlflow.runName": "parent",
+            "mlflow.user": "alice",
+        }
+        got = store.get_run(child_id)
+        assert got.data.tags == {
+            "mlflow.runName": "kid",
+            "mlflow.parentRunId": parent,
+            "mlflow.note.content": "why",
+        }
+        assert got.inputs.dataset_inputs[0].context == "eval"
+        found = store.search_runs(
+            [exp], parse_filter(f"tags.mlflow.parentRunId = '{parent}'"), ViewType.ALL, 10, [], ""
+        )
+        assert [r.info.run_id for r in found] == [child_id]
         store.close()
     finally:
         db.dispose()

@@ -101,8 +101,9 @@ def test_experiments_runs_table_filter_sort_and_paging(ui: UI, client: Client) -
 def test_run_page_charts_artifacts_and_previews(ui: UI, client: Client, tmp_path) -> None:
     modelyard.set_experiment("previews")
     X = pd.DataFrame({"a": np.arange(20.0), "b": np.arange(20.0) % 3})
-    with modelyard.start_run(run_name="trained") as run:
+    with modelyard.start_run(run_name="trained", description="why: a baseline") as run:
         modelyard.log_params({"alpha": 0.5})
+        modelyard.set_tag("team", "ml")
         for step in range(60):
             modelyard.log_metric("loss", 1 / (step + 1) + (step % 3) * 0.01, step=step)
             modelyard.log_metric("acc", 1 - 1 / (step + 2), step=step)
@@ -122,6 +123,9 @@ def test_run_page_charts_artifacts_and_previews(ui: UI, client: Client, tmp_path
     page = ui.page
     ui.go(f"/runs/{rid}", "run")
     expect(page.get_by_test_id("metrics")).to_contain_text("loss")
+    expect(page.get_by_test_id("description")).to_have_text("why: a baseline")
+    expect(page.get_by_test_id("tags")).to_contain_text("team")
+    expect(page.get_by_test_id("tags")).not_to_contain_text("mlflow.")  # shown as fields
     expect(page.get_by_test_id("datasets")).to_contain_text("train-set")
     expect(page.get_by_test_id("datasets")).to_contain_text("training")
     expect(page.get_by_test_id("lineage")).to_contain_text("previewed version 1")

@@ -6,6 +6,8 @@ from modelyard.services.common.artifacts.base import (
     PresignedUrl,
     StoredFile,
     clean_path,
+    parents,
+    path_clash,
 )
 from modelyard.services.common.artifacts.factory import open_artifact_store
 
@@ -16,4 +18,6 @@ __all__ = [
     "StoredFile",
     "clean_path",
     "open_artifact_store",
+    "parents",
+    "path_clash",
 ]

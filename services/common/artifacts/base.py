@@ -3,6 +3,12 @@ rules, sha256, streaming and verification so every backend behaves the same.
 
 Keys are '/'-separated paths relative to the store's root URI. A store never lets a key escape
 its root: `clean_path` rejects absolute paths, '..' and other tricks before any backend sees them.
+
+Keys form a tree as on a disk: no key is both a file and a directory (a prefix of other keys).
+Local disks cannot hold both and MinIO refuses both; AWS S3 would accept them, but a listing would
+then show one name as a file and as a directory. So services refuse such a path from their records
+before any bytes move, with `path_clash`, and a backend that refuses one anyway (two uploads racing,
+a file left unrecorded by a crash) raises the same error.
 """
 
 from __future__ import annotations
@@ -13,8 +19,8 @@ import io
 import posixpath
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 
+from modelyard.entities.common import PresignedUrl
 from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound
 
 CHUNK_SIZE = 1024 * 1024
@@ -26,13 +32,6 @@ class StoredFile:
     key: str
     size: int
     sha256: str
-
-
-@dataclass(frozen=True, slots=True)
-class PresignedUrl:
-    url: str
-    method: str
-    expires_at: datetime
 
 
 def clean_path(path: str, *, field: str = "path", allow_empty: bool = False) -> str:
@@ -60,6 +59,29 @@ def clean_path(path: str, *, field: str = "path", allow_empty: bool = False) -> 
 
 def join_key(*parts: str) -> str:
     return posixpath.join(*[p.strip("/") for p in parts if p])
+
+
+def parents(path: str) -> Iterator[str]:
+    """Every directory above `path`, the top one first: 'a/b/c' -> 'a', 'a/b'."""
+    parts = path.split("/")
+    for i in range(1, len(parts)):
+        yield "/".join(parts[:i])
+
+
+def path_clash(path: str, other: str) -> FailedPrecondition:
+    """The refusal of a file at `path` when `other` is a file above it (so `path` would be
+    inside a file) or inside it (so `path` is a directory)."""
+    if other.startswith(path + "/"):
+        message = (
+            f"artifact path {path!r} is a directory (it holds {other!r}); upload the file under "
+            "another path, or delete the directory first with DeleteArtifact"
+        )
+    else:
+        message = (
+            f"artifact path {path!r} lies inside {other!r}, which is a file; upload the file "
+            f"under another path, or delete {other!r} first with DeleteArtifact"
+        )
+    return FailedPrecondition(message, resource_type="artifact", resource_name=path)
 
 
 class _VerifyingReader(io.RawIOBase):
@@ -186,6 +208,15 @@ class ArtifactStore(abc.ABC):
 
     def close(self) -> None:
         """Release connections; the default store holds none."""
+
+    def _clash(self, key: str) -> FailedPrecondition | None:
+        """`path_clash` naming the file `key` collides with, if one does: what explains a write
+        the backend refused."""
+        for above in parents(key):
+            if self.size(above) is not None:
+                return path_clash(key, above)
+        inside = next((k for k, _ in self.iter_files(key)), None)
+        return path_clash(key, inside) if inside else None
 
     @staticmethod
     def _missing(key: str) -> NotFound:

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from modelyard.services.common.artifacts.base import CHUNK_SIZE, ArtifactStore
+from modelyard.errors import InvalidArgument
+from modelyard.services.common.artifacts.base import CHUNK_SIZE, ArtifactStore, path_clash
 
 _TMP_MARK = ".modelyard-tmp-"
 
@@ -27,7 +28,11 @@ class LocalArtifactStore(ArtifactStore):
         path = (self.root / key).resolve() if key else self.root
         # clean_path already refused '..'; this also guards against symlinks planted inside.
         if path != self.root and self.root not in path.parents:
-            raise PermissionError(f"artifact key {key!r} resolves outside the artifact root")
+            raise InvalidArgument(
+                f"artifact path {key!r} leads outside the artifact root through a symbolic link; "
+                "choose another path, or ask the operator to remove the link",
+                field="path",
+            )
         return path
 
     def size(self, key: str) -> int | None:
@@ -35,7 +40,7 @@ class LocalArtifactStore(ArtifactStore):
         return path.stat().st_size if path.is_file() else None
 
     def delete(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             self._path(key).unlink()
 
     def delete_prefix(self, prefix: str) -> int:
@@ -59,14 +64,28 @@ class LocalArtifactStore(ArtifactStore):
 
     def _put(self, key: str, reader: io.RawIOBase) -> None:
         final = self._path(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            clash = self._clash(key)  # a file where a directory must be
+            if clash is None:
+                raise
+            raise clash from None
         tmp = final.parent / f"{_TMP_MARK}{uuid.uuid4().hex}"
         try:
             with open(tmp, "wb") as out:
                 shutil.copyfileobj(reader, out, CHUNK_SIZE)
                 out.flush()
                 os.fsync(out.fileno())
-            os.replace(tmp, final)
+            try:
+                os.replace(tmp, final)
+            except IsADirectoryError:
+                # Deleting files leaves their directories behind; S3 has none, so an empty one
+                # must not block a file either.
+                if not _remove_empty_tree(final):
+                    # Files in it, or only the temporary files of uploads under way.
+                    raise self._clash(key) or path_clash(key, f"{key}/...") from None
+                os.replace(tmp, final)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
@@ -76,9 +95,19 @@ class LocalArtifactStore(ArtifactStore):
         path = self._path(key)
         try:
             handle = open(path, "rb")  # noqa: SIM115 - closed by the generator below
-        except (FileNotFoundError, IsADirectoryError):
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise self._missing(key) from None
         return _chunks(handle, chunk_size)
+
+
+def _remove_empty_tree(directory: Path) -> bool:
+    """Remove `directory` if no file is in it (only empty directories); False if one is."""
+    try:
+        for dirpath, _dirs, _files in os.walk(directory, topdown=False):
+            os.rmdir(dirpath)
+    except OSError:
+        return False
+    return True
 
 
 def _chunks(handle: io.BufferedReader, chunk_size: int) -> Iterator[bytes]:

@@ -7,8 +7,9 @@ continuation page (minio's iterator does); presigned URLs let clients move bytes
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from urllib.parse import urlparse
 
 import urllib3
@@ -17,8 +18,9 @@ from minio.commonconfig import CopySource
 from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, MinioException, S3Error
 
+from modelyard.entities.common import PresignedUrl
 from modelyard.errors import FailedPrecondition, Unavailable
-from modelyard.services.common.artifacts.base import ArtifactStore, PresignedUrl, join_key
+from modelyard.services.common.artifacts.base import ArtifactStore, join_key
 from modelyard.services.common.settings import S3Settings
 
 _MISSING = {"NoSuchKey", "NoSuchObject", "NotFound"}
@@ -137,13 +139,24 @@ class S3ArtifactStore(ArtifactStore):
                 yield obj.object_name[strip:], obj.size or 0
 
     def _put(self, key: str, reader: io.RawIOBase) -> None:
-        self.client.put_object(
-            self.bucket,
-            self._name(key),
-            io.BufferedReader(reader, buffer_size=1024 * 1024),
-            length=-1,
-            part_size=self._part_size,
-        )
+        try:
+            self.client.put_object(
+                self.bucket,
+                self._name(key),
+                io.BufferedReader(reader, buffer_size=1024 * 1024),
+                length=-1,
+                part_size=self._part_size,
+            )
+        except (MinioException, urllib3.exceptions.HTTPError):
+            # MinIO and filesystem-backed servers (rclone) refuse a file where a directory is,
+            # or inside a file, as a disk does; say so, as the local store does.
+            try:
+                clash = self._clash(key)
+            except (MinioException, urllib3.exceptions.HTTPError):
+                clash = None  # the store is failing: its first error says more
+            if clash is None:
+                raise
+            raise clash from None
 
     def _get(self, key: str, chunk_size: int) -> Iterator[bytes]:
         try:
@@ -166,14 +179,22 @@ class S3ArtifactStore(ArtifactStore):
         )
 
     def presign_put(self, key: str) -> PresignedUrl:
-        expiry = timedelta(seconds=self.settings.presign_expiry_seconds)
-        url = self._presigner.presigned_put_object(self.bucket, self._name(key), expiry)
-        return PresignedUrl(url, "PUT", datetime.now(UTC) + expiry)
+        expiry = self.settings.presign_expiry_seconds
+        url = self._presigner.presigned_put_object(
+            self.bucket, self._name(key), timedelta(seconds=expiry)
+        )
+        return PresignedUrl(url, "PUT", _expire_time(expiry))
 
     def presign_get(self, key: str) -> PresignedUrl:
-        expiry = timedelta(seconds=self.settings.presign_expiry_seconds)
-        url = self._presigner.presigned_get_object(self.bucket, self._name(key), expiry)
-        return PresignedUrl(url, "GET", datetime.now(UTC) + expiry)
+        expiry = self.settings.presign_expiry_seconds
+        url = self._presigner.presigned_get_object(
+            self.bucket, self._name(key), timedelta(seconds=expiry)
+        )
+        return PresignedUrl(url, "GET", _expire_time(expiry))
+
+
+def _expire_time(seconds: int) -> int:
+    return int((time.time() + seconds) * 1000)
 
 
 def _stream(response: urllib3.BaseHTTPResponse, chunk_size: int) -> Iterator[bytes]:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import ColumnElement, Select, String, and_, cast, exists, func, not_, select
 
-from modelyard.entities import ViewType
+from modelyard.entities import SystemTag, ViewType
 from modelyard.entities.common import LifecycleStage
 from modelyard.errors import InvalidArgument
 from modelyard.services.common.filters import Comparison, OrderKey
@@ -105,7 +105,10 @@ def _dataset_clause(c: Comparison, field: str) -> ColumnElement[bool]:
     elif c.key == "context":
         joined = joined.join(
             input_tags,
-            and_(input_tags.c.input_uuid == inputs.c.input_uuid, input_tags.c.key == "context"),
+            and_(
+                input_tags.c.input_uuid == inputs.c.input_uuid,
+                input_tags.c.key == SystemTag.DATASET_CONTEXT.value,
+            ),
         )
         cond = compare(input_tags.c.value, c, "string", field=field)
     else:

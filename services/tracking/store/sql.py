@@ -27,7 +27,7 @@ from modelyard.entities import (
     ViewType,
 )
 from modelyard.entities.common import LifecycleStage
-from modelyard.entities.tracking import Dataset, InputTag, RunData, RunInputs
+from modelyard.entities.tracking import Dataset, InputTag, RunData, RunInputs, SystemTag
 from modelyard.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from modelyard.services.common.db import Database
 from modelyard.services.common.db.engine import IDLE_PING_SECONDS
@@ -369,6 +369,13 @@ class SqlTrackingStore(TrackingStore):
 
     def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
         with self.db.write() as conn:
+            stage = self._experiment_row(conn, experiment_id).lifecycle_stage
+            if stage != LifecycleStage.ACTIVE.value:
+                raise FailedPrecondition(
+                    f"experiment {experiment_id!r} is deleted; restore it before tagging it",
+                    resource_type="experiment",
+                    resource_name=experiment_id,
+                )
             row = self._touch_experiment(conn, experiment_id)
             stmt = self._insert(experiment_tags).values(
                 experiment_id=row.experiment_id, key=key, value=value
@@ -555,6 +562,8 @@ class SqlTrackingStore(TrackingStore):
             values["status"] = status.value
         if end_time is not None:
             values["end_time"] = end_time
+        elif status is not None and not status.is_terminated:
+            values["end_time"] = None  # running again (a resumed run): it has not ended
         if run_name:
             values["name"] = run_name
         with self.db.write() as conn:
@@ -563,6 +572,11 @@ class SqlTrackingStore(TrackingStore):
                 row = conn.execute(
                     update(runs).where(runs.c.run_uuid == run_id).values(**values).returning(runs)
                 ).one()
+            if run_name:
+                conn.execute(
+                    self._upsert_tag,
+                    {"run_uuid": run_id, "key": SystemTag.RUN_NAME.value, "value": run_name},
+                )
             return _run_info(row._mapping)
 
     def _set_run_stage(self, run_id: str, stage: LifecycleStage) -> None:
@@ -707,16 +721,55 @@ class SqlTrackingStore(TrackingStore):
             if params:
                 self._insert_params(conn, run_id, params)
             if tags:
+                latest = _last_per_key(tags)
+                self._follow_system_tags(conn, run, {t.key: t.value for t in latest})
                 conn.execute(
                     self._upsert_tag,
-                    [
-                        {"run_uuid": run_id, "key": t.key, "value": t.value}
-                        for t in _last_per_key(tags)
-                    ],
+                    [{"run_uuid": run_id, "key": t.key, "value": t.value} for t in latest],
                 )
             if rows:
                 with _cursor(conn) as cursor:
                     self._metrics.write(cursor, [(run_id, rows)], {run_id: run.experiment_id})
+
+    def _follow_system_tags(self, conn: Connection, run: Row, tags: dict[str, str]) -> None:
+        """Tags that stand for a run field (see SystemTag) change that field with them."""
+        values: dict[str, Any] = {}
+        if SystemTag.RUN_NAME in tags:
+            values["name"] = tags[SystemTag.RUN_NAME]
+        parent = tags.get(SystemTag.PARENT_RUN_ID)
+        if parent is not None and parent != run.parent_run_id:
+            self._check_new_parent(conn, run, parent)
+            values["parent_run_id"] = parent
+        if values:
+            conn.execute(update(runs).where(runs.c.run_uuid == run.run_uuid).values(**values))
+
+    def _check_new_parent(self, conn: Connection, run: Row, parent_id: str) -> None:
+        """A run may move under a run of its own experiment that does not descend from it."""
+        field = f"tags[{SystemTag.PARENT_RUN_ID.value}].value"
+        ancestor: str | None = parent_id
+        seen: set[str] = set()
+        while ancestor and ancestor not in seen:
+            if ancestor == run.run_uuid:
+                raise InvalidArgument(
+                    f"run {parent_id!r} is {run.run_uuid!r} itself or nested inside it, so it "
+                    "cannot be its parent; pick a run outside this run's nesting",
+                    field=field,
+                )
+            seen.add(ancestor)
+            row = conn.execute(
+                select(runs.c.experiment_id, runs.c.parent_run_id).where(
+                    runs.c.run_uuid == ancestor
+                )
+            ).first()
+            if row is None:
+                raise _run_not_found(ancestor)
+            if ancestor == parent_id and row.experiment_id != run.experiment_id:
+                raise InvalidArgument(
+                    f"parent run {parent_id!r} belongs to experiment {row.experiment_id}, not "
+                    f"{run.experiment_id}; nested runs share their parent's experiment",
+                    field=field,
+                )
+            ancestor = row.parent_run_id
 
     def log_metric_rows(self, run_id: str, rows: Sequence[MetricRow]) -> None:
         """The hot path: group-committed with concurrent writers, acknowledged once committed."""
@@ -842,8 +895,18 @@ class SqlTrackingStore(TrackingStore):
                 )
 
     def delete_tag(self, run_id: str, key: str) -> None:
+        if key == SystemTag.RUN_NAME:
+            raise InvalidArgument(
+                f"tag {key} is the run's name, and every run has one; rename the run with "
+                "UpdateRun or set the tag to a new name instead",
+                field="key",
+            )
         with self.db.write() as conn:
             self._active_run(conn, run_id)
+            if key == SystemTag.PARENT_RUN_ID:  # the run is no longer nested
+                conn.execute(
+                    update(runs).where(runs.c.run_uuid == run_id).values(parent_run_id=None)
+                )
             deleted = conn.execute(
                 delete(tags).where(tags.c.run_uuid == run_id, tags.c.key == key)
             ).rowcount

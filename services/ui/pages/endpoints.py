@@ -51,7 +51,7 @@ def _reference(c: Client, endpoint: Endpoint) -> tuple[dict[str, Any], str, list
             continue
         inputs = sorted(
             lineage.run.inputs.dataset_inputs,
-            key=lambda i: next((t.value for t in i.tags if t.key == "context"), "") != "training",
+            key=lambda i: i.context != "training",
         )
         for item in inputs:
             try:

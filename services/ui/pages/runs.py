@@ -14,7 +14,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from modelyard.client import Client
-from modelyard.entities.tracking import Run
+from modelyard.entities.tracking import Run, SystemTag
 from modelyard.errors import InvalidArgument, ModelyardError
 from modelyard.services.ui import charts, previews
 from modelyard.services.ui.web import client, render
@@ -47,7 +47,7 @@ def datasets(run: Run) -> list[dict[str, Any]]:
                 "source_type": d.source_type,
                 "source": d.source,
                 "rows": rows,
-                "context": next((t.value for t in item.tags if t.key == "context"), ""),
+                "context": item.context,
             }
         )
     return out
@@ -77,6 +77,9 @@ def run_page(request: Request) -> Response:
         charts=metric_charts(c, run),
         artifacts=c.list_artifacts(rid),
         automl=run.data.tags.get("modelyard.automl.role") == "parent",
+        description=run.data.tags.get(SystemTag.NOTE, ""),
+        # MLflow's system tags repeat what the page shows already (name, user, parent, source)
+        tags={k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
     )
 
 

@@ -1,0 +1,386 @@
+"""Run artifacts end to end over real gRPC, through the SDK: paths, transfers, presigned URLs.
+
+The `stack` tests run on both stacks (tests/tracking/conftest.py); the presigned URL tests need S3.
+A recording interceptor on the client's channel shows which RPCs a transfer made, and with what
+deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import grpc
+import pytest
+import urllib3
+
+from modelyard import Client
+from modelyard._gen.tracking.v1 import tracking_pb2 as pb
+from modelyard.client import _artifacts
+from modelyard.client._transport import DEFAULT_TIMEOUT, Transport
+from modelyard.entities import Run
+from modelyard.errors import (
+    DataLoss,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
+from modelyard.services.common.artifacts import ArtifactStore, open_artifact_store
+from modelyard.services.common.settings import S3Settings, Settings
+from tests.conftest import S3_BUCKET, free_port, running_server
+
+
+def storage(settings: Settings, run: Run) -> ArtifactStore:
+    """The run's artifacts as the server stores them, to look (or tamper) under the service."""
+    return open_artifact_store(run.info.artifact_uri, settings.s3)
+
+
+def stored_keys(settings: Settings, run: Run) -> list[str]:
+    return sorted(key for key, _ in storage(settings, run).iter_files(""))
+
+
+def listed(client: Client, run: Run) -> list[str]:
+    return [f.path for f in client.iter_artifacts(run.info.run_id, recursive=True)]
+
+
+# -- on both stacks ----------------------------------------------------------------------------
+
+
+def test_artifacts_round_trip(stack: Client, tmp_path: Path) -> None:
+    rid = stack.create_run("0").info.run_id
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("alpha")
+    (src / "sub" / "b.bin").write_bytes(os.urandom(3 * 1024 * 1024 + 5))
+    stack.log_artifacts(rid, src, "outputs")
+    stack.log_text(rid, "hello", "notes/readme.md")
+    stack.log_dict(rid, {"a": 1}, "config.json")
+    top = stack.list_artifacts(rid)
+    assert [(f.path, f.is_dir) for f in top] == [
+        ("config.json", False),
+        ("notes", True),
+        ("outputs", True),
+    ]
+    files = {f.path: f for f in stack.list_artifacts(rid, "outputs/sub")}
+    digest = hashlib.sha256((src / "sub" / "b.bin").read_bytes()).hexdigest()
+    assert files["outputs/sub/b.bin"].sha256 == digest
+    out = Path(stack.download_artifacts(rid, "outputs", tmp_path / "dst"))
+    assert (out / "a.txt").read_text() == "alpha"
+    assert (out / "sub" / "b.bin").read_bytes() == (src / "sub" / "b.bin").read_bytes()
+    single = Path(stack.download_artifacts(rid, "notes/readme.md", tmp_path / "one"))
+    assert single.read_text() == "hello"
+    stack.delete_artifact(rid, "outputs")
+    assert [f.path for f in stack.list_artifacts(rid)] == ["config.json", "notes"]
+    with pytest.raises(NotFound):
+        stack.download_artifacts(rid, "outputs/a.txt", tmp_path / "gone")
+
+
+def test_artifact_paths_cannot_escape(stack: Client) -> None:
+    rid = stack.create_run("0").info.run_id
+    for bad in ("../../etc/passwd", "/abs/x", "a/../../b"):
+        with pytest.raises(InvalidArgument) as err:
+            stack.log_text(rid, "x", bad)
+        assert err.value.field == "path"
+    assert stack.list_artifacts(rid) == []
+
+
+def test_download_detects_corruption(
+    stack: Client, stack_settings: Settings, tmp_path: Path
+) -> None:
+    run = stack.create_run("0")
+    stack.log_text(run.info.run_id, "original", "f.txt")
+    storage(stack_settings, run).write("f.txt", iter([b"tampered"]))  # behind the service
+    with pytest.raises(DataLoss, match="sha256"):
+        stack.download_artifacts(run.info.run_id, "f.txt", tmp_path / "dst")
+    assert list((tmp_path / "dst").iterdir()) == []  # neither the file nor a partial one
+
+
+def test_a_path_cannot_be_a_file_and_a_directory(
+    stack: Client, stack_settings: Settings, tmp_path: Path
+) -> None:
+    run = stack.create_run("0")
+    rid = run.info.run_id
+    stack.log_text(rid, "manifest", "model/MLmodel")
+    stack.log_text(rid, "alpha", "a")
+    for path, message in (
+        ("model", "'model' is a directory (it holds 'model/MLmodel')"),
+        ("a/b", "'a/b' lies inside 'a', which is a file"),
+        ("a/b/c", "'a/b/c' lies inside 'a', which is a file"),
+    ):
+        with pytest.raises(FailedPrecondition) as err:
+            stack.log_text(rid, "clash", path)
+        assert message in err.value.message and "DeleteArtifact" in err.value.message
+        assert (err.value.resource_type, err.value.resource_name) == ("artifact", path)
+    # Nothing changed, in the records or in storage.
+    assert listed(stack, run) == ["a", "model/MLmodel"]
+    assert stored_keys(stack_settings, run) == ["a", "model/MLmodel"]
+    assert Path(stack.download_artifacts(rid, "a", tmp_path / "a")).read_text() == "alpha"
+    # Deleting the other side frees the path (on local files, despite the directory left behind).
+    stack.delete_artifact(rid, "model")
+    stack.log_text(rid, "now a file", "model")
+    stack.delete_artifact(rid, "a")
+    stack.log_text(rid, "now inside a directory", "a/b")
+    assert listed(stack, run) == ["a/b", "model"]
+    assert stored_keys(stack_settings, run) == ["a/b", "model"]
+
+
+def test_a_symlink_out_of_the_artifact_root_is_refused(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", port=0, grace_period=0)
+    with running_server(settings) as server, Client(server.address) as client:
+        run = client.create_run("0")
+        run_dir = Path(unquote(urlparse(run.info.artifact_uri).path))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        (run_dir / "link").symlink_to(outside)
+        with pytest.raises(InvalidArgument, match="symbolic link") as err:
+            client.log_text(run.info.run_id, "x", "link/evil.txt")
+        assert err.value.field == "path" and "link/evil.txt'" in err.value.message
+        assert list(outside.iterdir()) == []
+        assert client.list_artifacts(run.info.run_id) == []
+
+
+# -- presigned URLs --------------------------------------------------------------------------
+
+
+class Recorder(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+):
+    """Notes each RPC a client makes (its short name) and the deadline it gives it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, float | None]] = []
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+    def timeout(self, name: str) -> float | None:
+        return next(t for n, t in self.calls if n == name)
+
+    def _note(self, details: Any) -> None:
+        self.calls.append((details.method.rsplit("/", 1)[-1], details.timeout))
+
+    def _pass(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        self._note(details)
+        return continuation(details, request)
+
+    intercept_unary_unary = intercept_unary_stream = intercept_stream_unary = _pass
+
+
+@contextlib.contextmanager
+def recording(settings: Settings) -> Iterator[tuple[Client, Recorder]]:
+    """A server, and a client whose calls a Recorder notes."""
+    recorder = Recorder()
+    with running_server(settings) as server:
+        transport = Transport(server.address)
+        transport.channel = grpc.intercept_channel(transport.channel, recorder)
+        with Client.over(transport) as client:
+            yield client, recorder
+
+
+def s3_settings(tmp_path: Path, s3: S3Settings) -> Settings:
+    return Settings(
+        home=tmp_path,
+        port=0,
+        grace_period=0,
+        artifact_uri=f"s3://{S3_BUCKET}/{tmp_path.name}",
+        s3=s3,
+    )
+
+
+def random_file(path: Path, size: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(os.urandom(size))
+    return path
+
+
+@pytest.fixture
+def small_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Presign from 1 KiB, and only up to 100 kB in one PUT, so small files show each path."""
+    monkeypatch.setattr(_artifacts, "PRESIGN_THRESHOLD", 1024)
+    monkeypatch.setattr(_artifacts, "PRESIGNED_PUT_LIMIT", 100_000)
+
+
+@pytest.mark.s3
+@pytest.mark.usefixtures("small_thresholds")
+def test_big_files_move_through_presigned_urls_both_ways(
+    s3_server: S3Settings, tmp_path: Path
+) -> None:
+    big = random_file(tmp_path / "src" / "big.bin", 50_000)
+    small = random_file(tmp_path / "src" / "small.txt", 100)
+    with recording(s3_settings(tmp_path, s3_server)) as (client, calls):
+        rid = client.create_run("0").info.run_id
+        info = client.log_artifact(rid, big, "d")
+        assert info.sha256 == hashlib.sha256(big.read_bytes()).hexdigest()
+        assert "UploadArtifact" not in calls.names()
+        assert {"CreateArtifactUploadUrl", "CompleteArtifactUpload"} <= set(calls.names())
+        calls.calls.clear()
+        client.log_artifact(rid, small, "d")
+        assert "UploadArtifact" in calls.names()
+        assert "CreateArtifactUploadUrl" not in calls.names()
+
+        calls.calls.clear()
+        out = Path(client.download_artifacts(rid, "d", tmp_path / "dst"))
+        assert (out / "big.bin").read_bytes() == big.read_bytes()
+        assert (out / "small.txt").read_bytes() == small.read_bytes()
+        # The listing gave both sizes: only the big file asks for a URL, only the small streams.
+        assert calls.names().count("CreateArtifactDownloadUrl") == 1
+        assert calls.names().count("DownloadArtifact") == 1
+
+        # One file, of a size unknown until the server describes it.
+        calls.calls.clear()
+        one = Path(client.download_artifacts(rid, "d/big.bin", tmp_path / "one"))
+        assert one.read_bytes() == big.read_bytes()
+        assert "DownloadArtifact" not in calls.names()
+        calls.calls.clear()
+        one = Path(client.download_artifacts(rid, "d/small.txt", tmp_path / "one"))
+        assert one.read_bytes() == small.read_bytes()
+        assert "DownloadArtifact" in calls.names()
+
+
+@pytest.mark.s3
+@pytest.mark.usefixtures("small_thresholds")
+def test_files_over_the_single_put_limit_stream_through_the_service(
+    s3_server: S3Settings, tmp_path: Path
+) -> None:
+    at_limit = random_file(tmp_path / "at_limit.bin", 100_000)
+    over = random_file(tmp_path / "over.bin", 100_001)
+    with recording(s3_settings(tmp_path, s3_server)) as (client, calls):
+        rid = client.create_run("0").info.run_id
+        client.log_artifact(rid, at_limit)
+        assert "CreateArtifactUploadUrl" in calls.names()
+        assert "UploadArtifact" not in calls.names()
+        calls.calls.clear()
+        info = client.log_artifact(rid, over)
+        assert info.sha256 == hashlib.sha256(over.read_bytes()).hexdigest()
+        assert calls.names() == ["UploadArtifact"]
+        # Downloads have no such limit.
+        calls.calls.clear()
+        got = Path(client.download_artifacts(rid, "over.bin", tmp_path / "dst"))
+        assert got.read_bytes() == over.read_bytes()
+        assert "DownloadArtifact" not in calls.names()
+
+
+@pytest.mark.s3
+@pytest.mark.usefixtures("small_thresholds")
+def test_deadlines_of_whole_file_calls_grow_with_the_size(
+    s3_server: S3Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_artifacts, "_SLOWEST_RATE", 1000)  # bytes per second
+    small = random_file(tmp_path / "small.bin", 2000)
+    big = random_file(tmp_path / "big.bin", 90_000)
+    huge = random_file(tmp_path / "huge.bin", 5_000_000)
+    with recording(s3_settings(tmp_path, s3_server)) as (client, calls):
+        rid = client.create_run("0").info.run_id
+        client.log_artifact(rid, small)
+        assert calls.timeout("CompleteArtifactUpload") == pytest.approx(DEFAULT_TIMEOUT)
+        calls.calls.clear()
+        client.log_artifact(rid, big)
+        assert calls.timeout("CompleteArtifactUpload") == pytest.approx(90, abs=1)
+        calls.calls.clear()
+        client.log_artifact(rid, huge)  # over the put limit: streams, for up to 5,000 s
+        assert calls.timeout("UploadArtifact") == pytest.approx(5000, abs=1)
+
+
+@pytest.mark.s3
+@pytest.mark.usefixtures("small_thresholds")
+def test_presigned_transfers_are_verified_and_leave_nothing_behind(
+    s3_server: S3Settings, tmp_path: Path
+) -> None:
+    settings = s3_settings(tmp_path, s3_server)
+    big = random_file(tmp_path / "big.bin", 50_000)
+    with running_server(settings) as server, Client(server.address) as client:
+        run = client.create_run("0")
+        rid = run.info.run_id
+        client.log_artifact(rid, big)
+        # The stored object changes behind the service: the download refuses it.
+        storage(settings, run).write("big.bin", iter([os.urandom(50_000)]))
+        with pytest.raises(DataLoss, match="sha256"):
+            client.download_artifacts(rid, "big.bin", tmp_path / "dst")
+        assert list((tmp_path / "dst").iterdir()) == []
+
+        # An upload the server refuses to complete is removed, unless a record points at it.
+        reply = client._t.call(
+            client._tracking.CreateArtifactUploadUrl,
+            pb.CreateArtifactUploadUrlRequest(run_id=rid, path="new.bin"),
+        )
+        assert urllib3.request("PUT", reply.upload_url.url, body=b"bytes").status == 200
+        with pytest.raises(InvalidArgument) as err:
+            client._t.call(
+                client._tracking.CompleteArtifactUpload,
+                pb.CompleteArtifactUploadRequest(run_id=rid, path="new.bin", sha256="0" * 64),
+            )
+        assert err.value.field == "sha256"
+        assert stored_keys(settings, run) == ["big.bin"]
+        assert listed(client, run) == ["big.bin"]
+
+        # Nor does a path that clashes with a recorded file get an upload URL.
+        client.log_text(rid, "manifest", "model/MLmodel")
+        with pytest.raises(FailedPrecondition) as clash:
+            client._t.call(
+                client._tracking.CreateArtifactUploadUrl,
+                pb.CreateArtifactUploadUrlRequest(run_id=rid, path="model"),
+            )
+        assert clash.value.resource_name == "model"
+
+
+@pytest.mark.s3
+@pytest.mark.usefixtures("small_thresholds")
+def test_an_unreachable_presigned_endpoint_is_reported(
+    s3_server: S3Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed = s3_server.model_copy(update={"public_endpoint": f"http://127.0.0.1:{free_port()}"})
+    big = random_file(tmp_path / "big.bin", 50_000)
+    with running_server(s3_settings(tmp_path, closed)) as server, Client(server.address) as c:
+        rid = c.create_run("0").info.run_id
+        with pytest.raises(Unavailable, match="MODELYARD_S3__PUBLIC_ENDPOINT"):
+            c.log_artifact(rid, big)
+        assert c.list_artifacts(rid) == []
+        monkeypatch.setattr(_artifacts, "PRESIGN_THRESHOLD", 10**9)
+        c.log_artifact(rid, big)  # streams through the service
+        monkeypatch.setattr(_artifacts, "PRESIGN_THRESHOLD", 1024)
+        with pytest.raises(Unavailable, match="MODELYARD_S3__PUBLIC_ENDPOINT"):
+            c.download_artifacts(rid, "big.bin", tmp_path / "dst")
+        assert list((tmp_path / "dst").iterdir()) == []
+
+
+@pytest.mark.usefixtures("small_thresholds")
+def test_a_local_store_streams_files_of_every_size(tmp_path: Path) -> None:
+    big = random_file(tmp_path / "big.bin", 50_000)
+    with recording(Settings(home=tmp_path / "home", port=0, grace_period=0)) as (client, calls):
+        rid = client.create_run("0").info.run_id
+        info = client.log_artifact(rid, big)
+        assert info.sha256 == hashlib.sha256(big.read_bytes()).hexdigest()
+        assert calls.names()[-2:] == ["CreateArtifactUploadUrl", "UploadArtifact"]
+        calls.calls.clear()
+        got = Path(client.download_artifacts(rid, "big.bin", tmp_path / "dst"))
+        assert got.read_bytes() == big.read_bytes()
+        assert calls.names()[-2:] == ["CreateArtifactDownloadUrl", "DownloadArtifact"]
+        with pytest.raises(FailedPrecondition, match="DownloadArtifact"):
+            client.create_artifact_download_url(rid, "big.bin")
+
+
+@pytest.mark.s3
+def test_create_artifact_download_url(s3_server: S3Settings, tmp_path: Path) -> None:
+    with running_server(s3_settings(tmp_path, s3_server)) as server, Client(server.address) as c:
+        rid = c.create_run("0").info.run_id
+        c.log_text(rid, "hello", "notes/a.txt")
+        before = int(time.time() * 1000)
+        url, info = c.create_artifact_download_url(rid, "notes/a.txt")
+        assert url.method == "GET"
+        expiry_ms = s3_server.presign_expiry_seconds * 1000
+        assert before + expiry_ms - 5000 <= url.expire_time <= before + expiry_ms + 5000
+        assert info.path == "notes/a.txt" and info.file_size == 5
+        data = urllib3.request(url.method, url.url).data
+        assert data == b"hello" and hashlib.sha256(data).hexdigest() == info.sha256
+        with pytest.raises(NotFound):
+            c.create_artifact_download_url(rid, "notes/missing.txt")
