@@ -1,15 +1,18 @@
 """The `modelyard` command line: run the platform, and look at what it holds.
 
 Commands only parse arguments and call `modelyard.Client` or the server bootstrap; output is a
-table, or JSON with --json. Errors print what went wrong and what to do, without a traceback.
+table, or JSON with --json. Errors print what went wrong and what to do, without a traceback
+(`--debug` or MODELYARD_DEBUG=1 adds it).
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+import traceback
+from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from modelyard.cli import auth, automl, features, registry, server, serving, tracking
 from modelyard.cli.output import err_console
@@ -35,32 +38,91 @@ app.add_typer(auth.users, name="users")
 app.command("audit")(auth.audit)
 app.add_typer(automl.app, name="automl")
 
+_DEBUG_HINT = "run it again with MODELYARD_DEBUG=1 to see the traceback"
+_debug = False
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar="MODELYARD_DEBUG",
+            help="Print the traceback of an error too (for a bug report).",
+        ),
+    ] = False,
+) -> None:
+    global _debug
+    _debug = debug
+
 
 def main() -> None:
     try:
         app()
-    except ModelyardError as exc:
+    except Exception as exc:
+        if _debug:
+            traceback.print_exc()
+        message, code = _describe(exc)
+        # soft_wrap: one line per sentence, so a path or flag is never broken in two
+        err_console.print(Text.assemble(("error", "red"), message), soft_wrap=True)
+        sys.exit(code)
+
+
+def _describe(exc: Exception) -> tuple[str, int]:
+    """What to print after "error" and the exit status, for any exception a command lets out.
+
+    Known failures (the server, the database, a port or a file) get a hint of what to do; anything
+    else is a bug to report, so it says how to see its traceback rather than hiding it.
+    """
+    if isinstance(exc, ModelyardError):
         hint = ""
         if exc.error_code == "UNAVAILABLE":
-            hint = "\nIs the server running? Start one with `modelyard up`, or set MODELYARD_URI."
-        err_console.print(f"[red]error[/red] ({exc.error_code}): {exc}{hint}")
-        sys.exit(1)
-    except Exception as exc:
-        from pydantic import ValidationError  # here: client commands never import pydantic
+            hint = (
+                "\nIs the server running? Start one with `modelyard up`, or point --uri "
+                "(MODELYARD_URI) at the one you use."
+            )
+        return f" ({exc.error_code}): {exc}{hint}", 1
+    if isinstance(exc, OSError):
+        return f": {_os_error(exc)}", 1
+    # Imported only if a command already did: client commands never load pydantic or SQLAlchemy.
+    if (pydantic := sys.modules.get("pydantic")) and isinstance(exc, pydantic.ValidationError):
+        return _bad_settings(exc), 2
+    if (sa := sys.modules.get("sqlalchemy.exc")) and isinstance(exc, sa.OperationalError):
+        cause = str(exc.orig or exc).strip().splitlines()[0]
+        return (
+            f": could not use the metadata database: {cause}\nCheck that the database is up "
+            "and reachable, and that --backend-store-uri (MODELYARD_BACKEND_STORE_URI) names it.",
+            1,
+        )
+    if sa and isinstance(exc, sa.ArgumentError):
+        return (
+            f": the backend store URI is not usable: {exc}\nPass --backend-store-uri "
+            "(MODELYARD_BACKEND_STORE_URI) as sqlite:///path.db or postgresql://user@host/db.",
+            1,
+        )
+    return f": unexpected {type(exc).__name__}: {exc}\nThis is a bug; {_DEBUG_HINT}.", 1
 
-        if not isinstance(exc, ValidationError):
-            raise
-        _print_bad_settings(exc)
-        sys.exit(2)
+
+def _os_error(exc: OSError) -> str:
+    if exc.filename is not None:  # a path the user gave: say which, and what to check
+        return (
+            f"{exc.strerror or exc}: {exc.filename}\nCheck the path and its permissions, "
+            "then run the command again."
+        )
+    if exc.errno is None:  # raised with a sentence of ours that already says what to do
+        return str(exc)
+    return f"{exc.strerror or exc}\nIf the cause is not clear, {_DEBUG_HINT}."
 
 
-def _print_bad_settings(exc: Any) -> None:
+def _bad_settings(exc: Any) -> str:
     """A setting from a flag or a MODELYARD_* variable that does not validate: say which."""
+    lines = []
     for error in exc.errors():
         path = [str(part) for part in error["loc"]]
         env = "MODELYARD_" + "__".join(path).upper()
-        err_console.print(
-            f"[red]error[/red]: setting {'.'.join(path)} is {error.get('input')!r}: "
-            f"{error['msg']}. Fix {env}, or the flag that sets it (see the command's --help), "
-            "and run the command again."
+        lines.append(
+            f"setting {'.'.join(path)} is {error.get('input')!r}: {error['msg']}. Fix {env}, or "
+            "the flag that sets it (see the command's --help), and run the command again."
         )
+    return ": " + "\nerror: ".join(lines)

@@ -5,13 +5,17 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
+
+from modelyard.entities import PagedList
+
+T = TypeVar("T")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -35,6 +39,25 @@ def to_jsonable(value: Any) -> Any:
 
 def print_json(value: Any) -> None:
     console.print_json(json.dumps(to_jsonable(value), default=str))
+
+
+def print_page(
+    page: PagedList[T], key: str, as_json: bool, show: Callable[[list[T]], None]
+) -> None:
+    """One page of a listing. JSON carries the token beside the items (`{key: [...],
+    "next_page_token": str | null}`, as the API's responses do), so a script pages with the
+    document it already parses; a table ends with the flag that fetches the next page."""
+    if as_json:
+        print_json({key: list(page), "next_page_token": page.token})
+        return
+    show(list(page))
+    if page.token:
+        console.print(
+            f"More results: run the same command with --page-token {page.token}",
+            soft_wrap=True,  # one line, so the token can be copied whole
+            markup=False,
+            highlight=False,
+        )
 
 
 def ms(value: int | None) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -38,6 +40,21 @@ CpuAffinity = Annotated[
 ]
 
 
+T = TypeVar("T")
+
+
+def _listen(what: str, address: str, flag: str, bind: Callable[[], T]) -> T:
+    """A failed bind says only "Address already in use": name the port and the flag that moves
+    it. (The gRPC port's own error, from create_server, already does.)"""
+    try:
+        return bind()
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise OSError(
+            f"could not listen for {what} on {address}: {reason}; pick another port with {flag}"
+        ) from exc
+
+
 def _settings(**flags: Any) -> Any:
     from modelyard.services.common.settings import Settings
 
@@ -66,12 +83,27 @@ def _run(settings: Any, names: list[str], with_ui: bool = False) -> None:
 
     mlog.configure(settings.log_level, settings.log_format)
     server = build_server(settings, names)
+    ui = None
+    if with_ui:  # bound now, so a taken port stops us before anything serves
+        from modelyard.services.ui.server import UIServer
+
+        ui = _listen(
+            "the web UI",
+            f"{settings.ui.host or settings.host}:{settings.ui.port}",
+            "--ui-port (or turn the UI off with --no-ui)",
+            lambda: UIServer(settings, settings.ui.services_uri or server.address),
+        )
     if settings.cpu_affinity is not None:
         cpus = parse_cpus(settings.cpu_affinity)
         pin_process(cpus)
         console.print(f"Pinned to CPU {format_cpus(cpus)}")
     if settings.metrics_port is not None:
-        port = serve_metrics(settings.metrics_port, settings.host)
+        port = _listen(
+            "Prometheus metrics",
+            f"{settings.host}:{settings.metrics_port}",
+            "--metrics-port",
+            lambda: serve_metrics(settings.metrics_port, settings.host),
+        )
         console.print(f"Prometheus metrics on http://{settings.host}:{port}/metrics")
 
     if not settings.auth.enabled:
@@ -81,15 +113,9 @@ def _run(settings: Any, names: list[str], with_ui: bool = False) -> None:
             "(then `modelyard admin bootstrap`) anywhere else."
         )
 
-    ui = None
-
     def ready(address: str) -> None:
-        nonlocal ui
         rows = [(name, address) for name in names]
-        if with_ui:
-            from modelyard.services.ui.server import UIServer
-
-            ui = UIServer(settings, settings.ui.services_uri or address)
+        if ui is not None:
             ui.start()
             rows.append(("web UI", ui.url))
         table("Modelyard is running", ["service", "address"], rows)
@@ -134,7 +160,12 @@ def register(app: typer.Typer) -> None:
             settings.ui.host = host
         services = uri or settings.ui.services_uri or default_uri()
         mlog.configure(settings.log_level, settings.log_format)
-        server = UIServer(settings, services)
+        server = _listen(
+            "the web UI",
+            f"{settings.ui.host or settings.host}:{settings.ui.port}",
+            "--port",
+            lambda: UIServer(settings, services),
+        )
         console.print(f"Modelyard UI on {server.url} (services at {services})")
         server.serve()
 

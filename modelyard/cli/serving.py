@@ -188,17 +188,26 @@ def endpoints_delete(name: str, uri: Uri = None, token: Token = None) -> None:
 @endpoints.command("predict")
 def endpoints_predict(
     name: str,
-    data: Annotated[Path, typer.Option("--data", help="A CSV file, or JSON records / columns.")],
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data", help="A CSV file, or JSON records / columns.", exists=True, dir_okay=False
+        ),
+    ],
     uri: Uri = None,
     token: Token = None,
     as_json: Json = False,
 ) -> None:
     """Send rows to an endpoint and print the predictions."""
-    frame = (
-        pd.read_csv(data)
-        if data.suffix.lower() == ".csv"
-        else pd.DataFrame(json.loads(data.read_text()))
-    )
+    if data.suffix.lower() == ".csv":
+        frame = pd.read_csv(data)
+    else:
+        try:
+            frame = pd.DataFrame(json.loads(data.read_text()))
+        except json.JSONDecodeError as exc:
+            raise typer.BadParameter(
+                f"{data} is not JSON ({exc}); give JSON records or columns, or a .csv file"
+            ) from None
     outputs = client_for(uri, token).predict(name, frame)
     if as_json:
         print_json({k: v.tolist() for k, v in outputs.items()})

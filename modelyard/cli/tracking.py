@@ -7,9 +7,17 @@ from typing import Annotated
 
 import typer
 
-from modelyard.cli.output import console, file_progress, key_values, ms, print_json, table
+from modelyard.cli.output import (
+    console,
+    file_progress,
+    key_values,
+    ms,
+    print_json,
+    print_page,
+    table,
+)
 from modelyard.client import Client
-from modelyard.entities import ViewType
+from modelyard.entities import Experiment, Run, ViewType
 
 Uri = Annotated[
     str | None,
@@ -17,7 +25,15 @@ Uri = Annotated[
 ]
 Token = Annotated[str | None, typer.Option("--token", envvar="MODELYARD_TOKEN", help="API token.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-View = Annotated[str, typer.Option("--view", help="active, deleted or all.")]
+View = Annotated[
+    str,
+    typer.Option("--view", "-v", help="active, deleted or all (or MLflow's active_only, ...)."),
+]
+MaxResults = Annotated[int, typer.Option("--max-results", help="Page size.")]
+PageToken = Annotated[
+    str | None,
+    typer.Option("--page-token", help="Where the previous page ended (it prints the token)."),
+]
 
 experiments = typer.Typer(help="Experiments.", no_args_is_help=True)
 runs = typer.Typer(help="Runs.", no_args_is_help=True)
@@ -30,9 +46,11 @@ def client_for(uri: str | None, token: str | None) -> Client:
 
 def _view(value: str) -> ViewType:
     views = {"active": ViewType.ACTIVE_ONLY, "deleted": ViewType.DELETED_ONLY, "all": ViewType.ALL}
-    if value not in views:
+    # MLflow's CLI spells them active_only and deleted_only: accept those from its users' habits.
+    view = views.get(value.lower().removesuffix("_only"))
+    if view is None:
         raise typer.BadParameter(f"--view must be one of {', '.join(views)}")
-    return views[value]
+    return view
 
 
 def _tags(pairs: list[str] | None) -> dict[str, str]:
@@ -48,24 +66,35 @@ def _tags(pairs: list[str] | None) -> dict[str, str]:
 # -- experiments -------------------------------------------------------------------------------
 
 
+@experiments.command("search")
 @experiments.command("list")
-def experiments_list(
+def experiments_search(
     filter_string: Annotated[
-        str, typer.Option("--filter", help="e.g. \"name LIKE 'fraud%'\"")
+        str, typer.Option("--filter", help="e.g. \"name LIKE 'fraud%' and tags.team = 'ml'\"")
     ] = "",
+    order_by: Annotated[
+        list[str] | None,
+        typer.Option("--order-by", help="e.g. 'last_update_time DESC'; repeatable."),
+    ] = None,
     view: View = "active",
-    max_results: Annotated[int, typer.Option("--max-results")] = 1000,
+    max_results: MaxResults = 1000,
+    page_token: PageToken = None,
     uri: Uri = None,
     token: Token = None,
     as_json: Json = False,
 ) -> None:
-    """List experiments."""
-    found = client_for(uri, token).search_experiments(
-        view_type=_view(view), max_results=max_results, filter_string=filter_string
+    """Search experiments with MLflow's filter grammar (`list` is the same command)."""
+    page = client_for(uri, token).search_experiments(
+        view_type=_view(view),
+        max_results=max_results,
+        filter_string=filter_string,
+        order_by=order_by,
+        page_token=page_token,
     )
-    if as_json:
-        print_json(list(found))
-        return
+    print_page(page, "experiments", as_json, _experiments_table)
+
+
+def _experiments_table(found: list[Experiment]) -> None:
     table(
         None,
         ["id", "name", "stage", "created", "artifact location"],
@@ -159,10 +188,28 @@ def experiments_restore(experiment_id: str, uri: Uri = None, token: Token = None
     console.print(f"Restored experiment {experiment_id}")
 
 
+@experiments.command("set-tag")
+def experiments_set_tag(
+    experiment_id: str, key: str, value: str, uri: Uri = None, token: Token = None
+) -> None:
+    """Set (or overwrite) a tag on an experiment."""
+    client_for(uri, token).set_experiment_tag(experiment_id, key, value)
+    console.print(f"Set tag {key}={value!r} on experiment {experiment_id}")
+
+
+@experiments.command("delete-tag")
+def experiments_delete_tag(
+    experiment_id: str, key: str, uri: Uri = None, token: Token = None
+) -> None:
+    """Remove a tag from an experiment."""
+    client_for(uri, token).delete_experiment_tag(experiment_id, key)
+    console.print(f"Deleted tag {key} from experiment {experiment_id}")
+
+
 # -- runs --------------------------------------------------------------------------------------
 
 
-def _runs_table(found: list) -> None:
+def _runs_table(found: list[Run]) -> None:
     """Runs with up to six metric and six param columns (--json has everything)."""
     metric_keys = sorted({k for r in found for k in r.data.metrics})[:6]
     param_keys = sorted({k for r in found for k in r.data.params})[:6]
@@ -206,22 +253,18 @@ def runs_search(
     order_by: Annotated[
         list[str] | None, typer.Option("--order-by", help="e.g. 'metrics.rmse ASC'")
     ] = None,
-    max_results: Annotated[int, typer.Option("--max-results")] = 100,
+    max_results: MaxResults = 100,
+    page_token: PageToken = None,
     view: View = "active",
     uri: Uri = None,
     token: Token = None,
     as_json: Json = False,
 ) -> None:
-    """Search runs with MLflow's filter grammar."""
-    found = list(
-        client_for(uri, token).search_runs(
-            experiment_id, filter_string, _view(view), max_results, order_by
-        )
+    """Search runs with MLflow's filter grammar (`list` is the same command)."""
+    page = client_for(uri, token).search_runs(
+        experiment_id, filter_string, _view(view), max_results, order_by, page_token
     )
-    if as_json:
-        print_json(found)
-        return
-    _runs_table(found)
+    print_page(page, "runs", as_json, _runs_table)
 
 
 @runs.command("get")
@@ -264,7 +307,7 @@ def runs_get(run_id: str, uri: Uri = None, token: Token = None, as_json: Json = 
                 (
                     d.dataset.name,
                     d.dataset.digest,
-                    ",".join(t.value for t in d.tags if t.key == "context"),
+                    d.context,
                 )
                 for d in run.inputs.dataset_inputs
             ],
@@ -283,6 +326,20 @@ def runs_restore(run_id: str, uri: Uri = None, token: Token = None) -> None:
     """Restore a deleted run."""
     client_for(uri, token).restore_run(run_id)
     console.print(f"Restored run {run_id}")
+
+
+@runs.command("set-tag")
+def runs_set_tag(run_id: str, key: str, value: str, uri: Uri = None, token: Token = None) -> None:
+    """Set (or overwrite) a tag on a run."""
+    client_for(uri, token).set_tag(run_id, key, value)
+    console.print(f"Set tag {key}={value!r} on run {run_id}")
+
+
+@runs.command("delete-tag")
+def runs_delete_tag(run_id: str, key: str, uri: Uri = None, token: Token = None) -> None:
+    """Remove a tag from a run."""
+    client_for(uri, token).delete_tag(run_id, key)
+    console.print(f"Deleted tag {key} from run {run_id}")
 
 
 # -- artifacts ---------------------------------------------------------------------------------
@@ -350,7 +407,7 @@ def artifacts_download(
 @artifacts.command("upload")
 def artifacts_upload(
     run_id: str,
-    local_path: Path,
+    local_path: Annotated[Path, typer.Argument(exists=True, help="A file or a directory.")],
     artifact_path: Annotated[str | None, typer.Option("--artifact-path")] = None,
     uri: Uri = None,
     token: Token = None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -39,16 +40,22 @@ def test_experiments_commands(uri: str) -> None:
     out = run("experiments", "create", "cli-exp", "--tag", "team=ml", "--uri", uri, "--json")
     eid = json.loads(out)["experiment_id"]
     listed = json.loads(run("experiments", "list", "--uri", uri, "--json"))
-    assert {e["name"] for e in listed} == {"Default", "cli-exp"}
+    assert {e["name"] for e in listed["experiments"]} == {"Default", "cli-exp"}
+    assert listed["next_page_token"] is None
     table = run("experiments", "list", "--uri", uri)
     assert "cli-exp" in table and "Default" in table
     got = json.loads(run("experiments", "get", "--name", "cli-exp", "--uri", uri, "--json"))
     assert got["experiment_id"] == eid and got["tags"] == {"team": "ml"}
     run("experiments", "rename", eid, "cli-exp-2", "--uri", uri)
     run("experiments", "delete", eid, "--uri", uri)
-    deleted = json.loads(run("experiments", "list", "--view", "deleted", "--uri", uri, "--json"))
-    assert [e["name"] for e in deleted] == ["cli-exp-2"]
+    for view in ("deleted", "deleted_only"):  # ours, and MLflow's spelling
+        deleted = json.loads(run("experiments", "list", "--view", view, "--uri", uri, "--json"))
+        assert [e["name"] for e in deleted["experiments"]] == ["cli-exp-2"]
     run("experiments", "restore", eid, "--uri", uri)
+    run("experiments", "set-tag", eid, "stage", "beta", "--uri", uri)
+    run("experiments", "delete-tag", eid, "team", "--uri", uri)
+    with Client(uri) as client:
+        assert client.get_experiment(eid).tags == {"stage": "beta"}
 
 
 def test_runs_and_artifacts_commands(uri: str, tmp_path: Path) -> None:
@@ -61,12 +68,18 @@ def test_runs_and_artifacts_commands(uri: str, tmp_path: Path) -> None:
     found = json.loads(
         run("runs", "search", "-e", "0", "--filter", "metrics.rmse < 0.5", "--uri", uri, "--json")
     )
-    assert [r["info"]["run_id"] for r in found] == [rid]
-    assert found[0]["data"]["metrics"] == {"rmse": 0.25}
+    assert [r["info"]["run_id"] for r in found["runs"]] == [rid]
+    assert found["runs"][0]["data"]["metrics"] == {"rmse": 0.25}
     table = run("runs", "list", "-e", "0", "--uri", uri)
     assert "cli-run" in table and "metrics.rmse" in table
     detail = run("runs", "get", rid, "--uri", uri)
     assert "alpha" in detail and "0.25" in detail
+    run("runs", "set-tag", rid, "reviewed", "yes", "--uri", uri)
+    with Client(uri) as client:
+        assert client.get_run(rid).data.tags["reviewed"] == "yes"
+    run("runs", "delete-tag", rid, "reviewed", "--uri", uri)
+    with Client(uri) as client:
+        assert "reviewed" not in client.get_run(rid).data.tags
     files = json.loads(run("artifacts", "list", rid, "dir", "--recursive", "--uri", uri, "--json"))
     assert [f["path"] for f in files] == ["dir/a.txt", "dir/sub/b.txt"]
     out = run("artifacts", "download", rid, "dir", "--dst", str(tmp_path), "--uri", uri)
@@ -80,6 +93,53 @@ def test_runs_and_artifacts_commands(uri: str, tmp_path: Path) -> None:
     run("artifacts", "upload", rid, str(src), "--artifact-path", "uploaded", "--uri", uri)
     files = json.loads(run("artifacts", "list", rid, "uploaded", "-r", "--uri", uri, "--json"))
     assert [f["path"] for f in files] == ["uploaded/x/f.txt"]
+
+
+def test_runs_list_pages_with_the_token_it_prints(uri: str) -> None:
+    with Client(uri) as client:
+        made = {client.create_run("0", run_name=f"r{i}").info.run_id for i in range(5)}
+    query = ["runs", "list", "-e", "0", "--max-results", "2", "--uri", uri]
+    seen: list[str] = []
+    token = None
+    for _ in range(3):  # 2 + 2 + 1
+        page = json.loads(run(*query, "--json", *(["--page-token", token] if token else [])))
+        seen += [r["info"]["run_id"] for r in page["runs"]]
+        token = page["next_page_token"]
+    assert token is None and len(seen) == 5 and set(seen) == made
+    first = run(*query)
+    assert next_page_flag(first) == [
+        "--page-token",
+        json.loads(run(*query, "--json"))["next_page_token"],
+    ]
+    second = run(*query, *next_page_flag(first))
+    last = run(*query, *next_page_flag(second))
+    assert "--page-token" not in last  # no hint after the last page
+    names = [re.findall(r"\br\d\b", page) for page in (first, second, last)]
+    assert [len(n) for n in names] == [2, 2, 1]
+    assert sorted(n for page in names for n in page) == [f"r{i}" for i in range(5)]
+
+
+def next_page_flag(table: str) -> list[str]:
+    """The `--page-token TOKEN` a table ends with, for the next page."""
+    [line] = [line for line in table.splitlines() if "--page-token" in line]
+    return line[line.index("--page-token") :].split()
+
+
+def test_experiments_search_filters_orders_and_pages(uri: str) -> None:
+    with Client(uri) as client:
+        for name in ("fraud-a", "fraud-b", "churn"):
+            client.create_experiment(name, tags={"team": "ml" if "fraud" in name else "bi"})
+    ml = ["--filter", "tags.team = 'ml'", "--order-by", "name DESC"]
+    found = json.loads(run("experiments", "search", *ml, "--uri", uri, "--json"))
+    assert [e["name"] for e in found["experiments"]] == ["fraud-b", "fraud-a"]
+    query = ["experiments", "search", "--order-by", "name", "--max-results", "2", "--uri", uri]
+    first = json.loads(run(*query, "--json"))
+    rest = json.loads(run(*query, "--json", "--page-token", first["next_page_token"]))
+    names = [e["name"] for e in first["experiments"] + rest["experiments"]]
+    assert names == ["Default", "churn", "fraud-a", "fraud-b"]
+    assert rest["next_page_token"] is None
+    refused = runner.invoke(app, [*query, "--page-token", "not-a-token"])
+    assert refused.exit_code != 0 and "page_token" in str(refused.exception)
 
 
 def test_errors_say_what_to_do(uri: str) -> None:
