@@ -1,21 +1,16 @@
-"""scikit-learn flavor: save, log and load estimators, and autolog their training.
+"""The scikit-learn flavor: save, log and load estimators as model packages.
 
-modelyard.sklearn.autolog()
-LogisticRegression().fit(X, y)       # params, training metrics and the model are logged
-
-info = modelyard.sklearn.log_model(model, "model", input_example=X[:5])
-modelyard.pyfunc.load_model(info.model_uri).predict(X)
+Packages name `modelyard.sklearn` as their loader module, so `_load_pyfunc` stays importable
+from there (see __init__.py).
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import pickle
 import shutil
 import tempfile
-import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +36,13 @@ MODEL_FILE = "model.pkl"
 EXAMPLE_FILE = "input_example.json"
 REQUIREMENTS_FILE = "requirements.txt"
 
+# MLflow's names for the ways an estimator can be written; both pickle formats load with
+# pickle.load (cloudpickle's output needs cloudpickle importable), skops is not supported.
+SERIALIZATION_FORMAT_PICKLE = "pickle"
+SERIALIZATION_FORMAT_CLOUDPICKLE = "cloudpickle"
+SERIALIZATION_FORMAT_SKOPS = "skops"
+SUPPORTED_SERIALIZATION_FORMATS = (SERIALIZATION_FORMAT_PICKLE, SERIALIZATION_FORMAT_CLOUDPICKLE)
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -53,17 +55,39 @@ class ModelInfo:
     registered_model_version: int | None = None
 
 
-def _requirements() -> list[str]:
+def _check_format(serialization_format: str) -> None:
+    if serialization_format not in SUPPORTED_SERIALIZATION_FORMATS:
+        raise ValueError(
+            f"serialization_format {serialization_format!r} is not supported; use one of "
+            f"{list(SUPPORTED_SERIALIZATION_FORMATS)}"
+        )
+
+
+def _requirements(serialization_format: str = SERIALIZATION_FORMAT_PICKLE) -> list[str]:
     from importlib.metadata import version
 
     import sklearn
 
-    return [
+    found = [
         f"scikit-learn=={sklearn.__version__}",
         f"numpy=={np.__version__}",
         f"pandas=={pd.__version__}",
         f"modelyard=={version('modelyard')}",
     ]
+    if serialization_format == SERIALIZATION_FORMAT_CLOUDPICKLE:
+        found.append(f"cloudpickle=={version('cloudpickle')}")
+    return found
+
+
+def _is_sparse(value: Any) -> bool:
+    from scipy.sparse import issparse
+
+    return bool(issparse(value))
+
+
+def _dense(value: Any) -> Any:
+    """JSON and signatures describe dense tables, so a sparse matrix is shown as its rows."""
+    return value.toarray() if _is_sparse(value) else value
 
 
 def _example_json(example: Any) -> str:
@@ -82,24 +106,61 @@ def save_model(
     run_id: str | None = None,
     artifact_path: str | None = None,
     feature_service: Any = None,
+    serialization_format: str = SERIALIZATION_FORMAT_PICKLE,
 ) -> ModelManifest:
     """Write the package to a new directory `path`.
 
     feature_service (a FeatureService or its name) records which features the model was trained
-    on; serving then looks them up by entity key, so callers send only the keys."""
+    on; serving then looks them up by entity key, so callers send only the keys. A sparse
+    input_example is stored densified: JSON has no sparse form."""
+    return _save_model(
+        sk_model,
+        Path(path),
+        signature=signature,
+        input_example=input_example,
+        pip_requirements=pip_requirements,
+        metadata=metadata,
+        run_id=run_id,
+        artifact_path=artifact_path,
+        feature_service=feature_service,
+        serialization_format=serialization_format,
+        infer_from_example=True,
+    )
+
+
+def _save_model(
+    sk_model: Any,
+    path: Path,
+    *,
+    signature: Signature | None,
+    input_example: Any,
+    pip_requirements: list[str] | None,
+    metadata: dict[str, Any] | None,
+    run_id: str | None,
+    artifact_path: str | None,
+    feature_service: Any,
+    serialization_format: str,
+    infer_from_example: bool,
+) -> ModelManifest:
+    """save_model, plus the choice autolog needs: an example without a signature."""
     import sklearn
 
-    path = Path(path)
+    _check_format(serialization_format)
     path.mkdir(parents=True, exist_ok=False)
     with open(path / MODEL_FILE, "wb") as f:
-        pickle.dump(sk_model, f, protocol=pickle.HIGHEST_PROTOCOL)
-    if signature is None and input_example is not None:
-        example = input_example
-        output = sk_model.predict(example) if hasattr(sk_model, "predict") else None
-        signature = infer_signature(example, output)
+        if serialization_format == SERIALIZATION_FORMAT_CLOUDPICKLE:
+            import cloudpickle
+
+            cloudpickle.dump(sk_model, f, protocol=pickle.HIGHEST_PROTOCOL)
+        else:
+            pickle.dump(sk_model, f, protocol=pickle.HIGHEST_PROTOCOL)
+    input_example = _dense(input_example)
+    if signature is None and input_example is not None and infer_from_example:
+        output = sk_model.predict(input_example) if hasattr(sk_model, "predict") else None
+        signature = infer_signature(input_example, output)
     if input_example is not None:
         (path / EXAMPLE_FILE).write_text(_example_json(input_example))
-    requirements = pip_requirements or _requirements()
+    requirements = pip_requirements or _requirements(serialization_format)
     (path / REQUIREMENTS_FILE).write_text("\n".join(requirements) + "\n")
     manifest = ModelManifest(
         flavors={
@@ -111,7 +172,7 @@ def save_model(
             FLAVOR: {
                 "pickled_model": MODEL_FILE,
                 "sklearn_version": sklearn.__version__,
-                "serialization_format": "pickle",
+                "serialization_format": serialization_format,
             },
         },
         signature=signature,
@@ -126,7 +187,7 @@ def save_model(
 
 def log_model(
     sk_model: Any,
-    name: str = "model",
+    name: str | None = None,
     *,
     input_example: Any = None,
     signature: Signature | None = None,
@@ -136,12 +197,57 @@ def log_model(
     registered_model_name: str | None = None,
     await_registration_for: float = 300,
     feature_service: Any = None,
+    serialization_format: str = SERIALIZATION_FORMAT_PICKLE,
+    artifact_path: str | None = None,
 ) -> ModelInfo:
-    """Save the model into the active run's artifacts under `name` (and register it, if asked)."""
+    """Save the model into the active run's artifacts under `name` (and register it, if asked).
+
+    `name` defaults to "model". `artifact_path` is its deprecated MLflow spelling, accepted so
+    MLflow code ports unchanged."""
+    if artifact_path is not None:
+        if name is not None:
+            raise TypeError("log_model() got both name and artifact_path; pass only name")
+        warnings.warn(
+            "log_model(artifact_path=...) is deprecated; pass name=... instead",
+            FutureWarning,
+            stacklevel=2,
+        )
+        name = artifact_path
+    return _log_model(
+        sk_model,
+        name or "model",
+        input_example=input_example,
+        signature=signature,
+        pip_requirements=pip_requirements,
+        metadata=metadata,
+        run_id=run_id,
+        registered_model_name=registered_model_name,
+        await_registration_for=await_registration_for,
+        feature_service=feature_service,
+        serialization_format=serialization_format,
+        infer_from_example=True,
+    )
+
+
+def _log_model(
+    sk_model: Any,
+    name: str,
+    *,
+    input_example: Any,
+    signature: Signature | None,
+    pip_requirements: list[str] | None,
+    metadata: dict[str, Any] | None,
+    run_id: str | None,
+    registered_model_name: str | None,
+    await_registration_for: float,
+    feature_service: Any,
+    serialization_format: str,
+    infer_from_example: bool,
+) -> ModelInfo:
     rid = fluent._run_id(run_id)
     tmp = Path(tempfile.mkdtemp(prefix="modelyard-log-model-"))
     try:
-        manifest = save_model(
+        manifest = _save_model(
             sk_model,
             tmp / "pkg",
             signature=signature,
@@ -151,6 +257,8 @@ def log_model(
             run_id=rid,
             artifact_path=name,
             feature_service=feature_service,
+            serialization_format=serialization_format,
+            infer_from_example=infer_from_example,
         )
         fluent.client().log_artifacts(rid, tmp / "pkg", name)
     finally:
@@ -225,126 +333,3 @@ def load_model(model_uri: str, dst_path: str | Path | None = None) -> Any:
     local = resolve_model_uri(model_uri, Path(dst_path) if dst_path else None)
     manifest = verify(local, read_manifest(local))
     return _load_pickle(local, manifest)
-
-
-# -- autolog -------------------------------------------------------------------------------------
-
-# Fits in progress, process-wide: a search or pipeline may fit its inner estimators on joblib's
-# threads, where a context variable would not reach, and those fits belong to the outer run.
-_fits_in_progress = 0
-_fits_lock = threading.Lock()
-_patched: dict[type, Any] = {}
-_config: dict[str, Any] = {"log_models": True, "disable": False}
-
-
-def _safe_params(estimator: Any) -> dict[str, str]:
-    params = {}
-    for key, value in estimator.get_params(deep=True).items():
-        text = value.__class__.__name__ if hasattr(value, "get_params") else str(value)
-        params[key] = text[:6000]
-    return params
-
-
-def _training_metrics(estimator: Any, X: Any, y: Any) -> dict[str, float]:
-    from sklearn import metrics as skm
-    from sklearn.base import is_classifier, is_regressor
-
-    if y is None or not hasattr(estimator, "predict"):
-        return {}
-    predicted = estimator.predict(X)
-    out: dict[str, float] = {}
-    if is_classifier(estimator):
-        out["training_accuracy_score"] = skm.accuracy_score(y, predicted)
-        out["training_precision_score"] = skm.precision_score(
-            y, predicted, average="weighted", zero_division=0
-        )
-        out["training_recall_score"] = skm.recall_score(
-            y, predicted, average="weighted", zero_division=0
-        )
-        out["training_f1_score"] = skm.f1_score(y, predicted, average="weighted", zero_division=0)
-        if hasattr(estimator, "predict_proba"):
-            proba = estimator.predict_proba(X)
-            out["training_log_loss"] = skm.log_loss(y, proba, labels=estimator.classes_)
-            if proba.shape[1] == 2:
-                out["training_roc_auc"] = skm.roc_auc_score(y, proba[:, 1])
-            else:
-                out["training_roc_auc"] = skm.roc_auc_score(
-                    y, proba, multi_class="ovr", labels=estimator.classes_
-                )
-    elif is_regressor(estimator):
-        mse = skm.mean_squared_error(y, predicted)
-        out["training_mean_squared_error"] = mse
-        out["training_root_mean_squared_error"] = float(np.sqrt(mse))
-        out["training_mean_absolute_error"] = skm.mean_absolute_error(y, predicted)
-        out["training_r2_score"] = skm.r2_score(y, predicted)
-    if hasattr(estimator, "score"):
-        out["training_score"] = float(estimator.score(X, y))
-    return {k: float(v) for k, v in out.items()}
-
-
-def _patch(cls: type) -> None:
-    original = cls.__dict__["fit"]
-
-    @functools.wraps(original)
-    def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
-        global _fits_in_progress
-        with _fits_lock:
-            nested = _fits_in_progress > 0
-            if not nested and not _config["disable"]:
-                _fits_in_progress += 1
-        if nested or _config["disable"]:
-            return original(self, *args, **kwargs)
-        started = fluent.active_run() is None
-        try:
-            run = fluent.start_run() if started else fluent.active_run()
-            assert run is not None
-            rid = run.info.run_id
-            fluent.log_params(_safe_params(self), run_id=rid)
-            fluent.set_tags(
-                {
-                    "estimator_name": type(self).__name__,
-                    "estimator_class": f"{type(self).__module__}.{type(self).__name__}",
-                },
-                run_id=rid,
-            )
-            result = original(self, *args, **kwargs)
-            X = args[0] if args else kwargs.get("X")
-            y = args[1] if len(args) > 1 else kwargs.get("y")
-            metrics = _training_metrics(self, X, y)
-            if metrics:
-                fluent.log_metrics(metrics, run_id=rid)
-            if _config["log_models"]:
-                example = X[:5] if X is not None and hasattr(X, "__getitem__") else None
-                log_model(self, "model", input_example=example, run_id=rid)
-            if started:
-                fluent.end_run()
-            return result
-        except BaseException:
-            if started and fluent.active_run() is not None:
-                fluent.end_run("FAILED")
-            raise
-        finally:
-            with _fits_lock:
-                _fits_in_progress -= 1
-
-    _patched[cls] = original
-    cls.fit = fit
-
-
-def autolog(log_models: bool = True, disable: bool = False) -> None:
-    """Log params, training metrics and the fitted model of every scikit-learn `fit` call.
-
-    A fit outside an active run gets a run of its own; inside one, it logs to it. Estimators
-    fitted while another autologged fit is in progress (pipeline steps, search candidates, even
-    on joblib's threads) belong to it and are not logged separately.
-    """
-    from sklearn.utils import all_estimators
-
-    _config.update(log_models=log_models, disable=disable)
-    if disable:
-        return
-    for _name, cls in all_estimators():
-        # Patch the class that defines fit (GridSearchCV inherits it from BaseSearchCV).
-        owner = next((k for k in cls.__mro__ if "fit" in k.__dict__), None)
-        if owner is not None and owner not in _patched:
-            _patch(owner)

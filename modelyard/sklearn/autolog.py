@@ -1,0 +1,650 @@
+"""scikit-learn autologging: params, training metrics, the training dataset and the fitted
+model of every `fit`, the way MLflow's sklearn autolog records them.
+
+    modelyard.sklearn.autolog()
+    LogisticRegression().fit(X, y)   # logged to the active run, or to a run of its own
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import inspect
+import json
+import re
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelyard import data, fluent
+from modelyard.entities import Dataset, DatasetInput, InputTag, Param, RunStatus, RunTag
+from modelyard.errors import DeadlineExceeded, InvalidArgument, ModelyardError, Unavailable
+from modelyard.models.signature import Signature, infer_signature
+from modelyard.services.tracking.limits import MAX_KEY_LENGTH, MAX_PARAM_VALUE_LENGTH
+from modelyard.sklearn.flavor import (
+    FLAVOR,
+    SERIALIZATION_FORMAT_CLOUDPICKLE,
+    SERIALIZATION_FORMAT_PICKLE,
+    _check_format,
+    _dense,
+    _is_sparse,
+    _log_model,
+)
+
+# Fits in progress, process-wide: a search or pipeline may fit its inner estimators on joblib's
+# threads, where a context variable would not reach, and those fits belong to the outer run.
+_fits_in_progress = 0
+_fits_lock = threading.Lock()
+_patched: dict[type, Any] = {}
+
+_EXAMPLE_ROWS = 5
+# The scikit-learn releases autolog is tested with (major, minor), for
+# disable_for_unsupported_versions; the floor is the one pyproject.toml requires.
+_TESTED_SKLEARN = ((1, 4), (1, 9))
+_AUTOLOG_TAG = "modelyard.autologging"
+
+
+class AutologWarning(UserWarning):
+    """Autolog could not log something; the user's fit was not affected."""
+
+
+@dataclass(frozen=True)
+class _Settings:
+    log_input_examples: bool = False
+    log_model_signatures: bool = True
+    log_models: bool = True
+    log_datasets: bool = True
+    disable: bool = False
+    exclusive: bool = False
+    silent: bool = False
+    max_tuning_runs: int | None = 5
+    serialization_format: str = SERIALIZATION_FORMAT_PICKLE
+    registered_model_name: str | None = None
+    pos_label: Any = None
+    extra_tags: dict[str, str] = field(default_factory=dict)
+
+
+# Replaced as a whole by autolog(), so a fit in progress reads one consistent set.
+_settings = _Settings()
+
+
+def _param_text(value: Any) -> str:
+    text = value.__class__.__name__ if hasattr(value, "get_params") else str(value)
+    return text[:MAX_PARAM_VALUE_LENGTH]
+
+
+def _safe_params(params: dict[str, Any]) -> dict[str, str]:
+    return {k: _param_text(v) for k, v in params.items() if len(k) <= MAX_KEY_LENGTH}
+
+
+def _is_search(estimator: Any) -> bool:
+    from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
+
+    return isinstance(estimator, GridSearchCV | RandomizedSearchCV)
+
+
+def _estimator_params(estimator: Any) -> dict[str, str]:
+    # A search's inner estimator is only the seed of the search: its untuned params would mislead.
+    return _safe_params(estimator.get_params(deep=not _is_search(estimator)))
+
+
+def _estimator_tags(estimator: Any) -> dict[str, str]:
+    cls = type(estimator)
+    return {"estimator_name": cls.__name__, "estimator_class": f"{cls.__module__}.{cls.__name__}"}
+
+
+def _fit_inputs(original: Callable[..., Any], estimator: Any, args: Any, kwargs: Any) -> Any:
+    """(X, y, sample_weight) as this fit names them (CountVectorizer's X is raw_documents)."""
+    signature = inspect.signature(original)
+    try:
+        bound = signature.bind(estimator, *args, **kwargs).arguments
+    except TypeError:  # the call itself is wrong: the original fit will say how
+        return None, None, None
+    named: list[str] = []
+    extra: dict[str, Any] = {}
+    for name, param in list(signature.parameters.items())[1:]:
+        if param.kind == param.VAR_KEYWORD:
+            extra = bound.get(name) or {}
+        elif param.kind != param.VAR_POSITIONAL:
+            named.append(name)
+    X = bound.get(named[0]) if named else None
+    y = bound.get(named[1]) if len(named) > 1 and named[1] != "sample_weight" else None
+    return X, y, bound.get("sample_weight", extra.get("sample_weight"))
+
+
+def _head(X: Any) -> Any:
+    """A few training rows, taken before fit can change X, dense for JSON and signatures."""
+    if X is None:
+        return None
+    if isinstance(X, pd.DataFrame | pd.Series):
+        return X.iloc[:_EXAMPLE_ROWS].copy()
+    if _is_sparse(X):
+        return X.tocsr()[:_EXAMPLE_ROWS].toarray()
+    if isinstance(X, np.ndarray):
+        return X[:_EXAMPLE_ROWS].copy()
+    if isinstance(X, list | tuple):
+        return np.asarray(X[:_EXAMPLE_ROWS])
+    return None
+
+
+def _infer_model_signature(estimator: Any, example: Any) -> Signature:
+    if isinstance(example, np.ndarray) and example.dtype.kind in "US":
+        # A string tensor's dtype carries the example's longest length ("<U12"), which would
+        # refuse longer texts; any string casts safely to object.
+        example = example.astype(object)
+    if hasattr(estimator, "predict"):
+        output = estimator.predict(copy.deepcopy(example))
+    elif hasattr(estimator, "transform"):
+        output = estimator.transform(copy.deepcopy(example))
+    else:
+        output = None
+    return infer_signature(example, _dense(output))
+
+
+def _digestible(values: Any) -> np.ndarray | None:
+    """values as an array whose bytes are its content: an object array's bytes are pointers,
+    so one holding only strings becomes a string array, and any other has no stable digest."""
+    array = np.asarray(_dense(values))
+    if array.dtype != object:
+        return array
+    if all(isinstance(v, str) for v in array.ravel()):
+        return array.astype(str)
+    return None
+
+
+def _training_dataset(X: Any, y: Any) -> Dataset | None:
+    """X (and y) as a run input, or None for data without a stable digest."""
+    targets = _digestible(y) if y is not None else None
+    if isinstance(X, pd.DataFrame):
+        return data.from_pandas(X)
+    if _is_sparse(X):
+        return _sparse_dataset(X, targets)
+    features = _digestible(X)
+    return None if features is None else data.from_numpy(features, targets=targets)
+
+
+def _sparse_dataset(X: Any, y: np.ndarray | None) -> Dataset:
+    """Digest the stored entries, not a densified copy that could be far larger than memory."""
+    csr = X.tocsr()
+    if not csr.has_canonical_format:
+        csr = csr.copy()
+        csr.sum_duplicates()
+    digest = hashlib.sha256()
+    for part in (csr.data, csr.indices, csr.indptr):
+        digest.update(np.ascontiguousarray(part).tobytes())
+    digest.update(str((csr.shape, csr.dtype)).encode())
+    schema: dict[str, Any] = {
+        "features": {"dtype": str(csr.dtype), "shape": list(csr.shape), "format": "csr"}
+    }
+    if y is not None:
+        digest.update(np.ascontiguousarray(y).tobytes())
+        schema["targets"] = {"dtype": str(y.dtype), "shape": list(y.shape)}
+    hex_digest = digest.hexdigest()[:16]
+    return Dataset(
+        name=f"dataset-{hex_digest[:8]}",
+        digest=hex_digest,
+        source_type="code",
+        source="{}",
+        schema=json.dumps(schema),
+        profile=json.dumps({"num_rows": int(csr.shape[0]), "num_stored": int(csr.nnz)}),
+    )
+
+
+def _training_metrics(
+    estimator: Any, X: Any, y: Any, sample_weight: Any, pos_label: Any
+) -> tuple[dict[str, float], list[tuple[str, Exception]]]:
+    """MLflow's training_* metrics, and the ones that could not be computed (with why)."""
+    from sklearn import metrics as skm
+    from sklearn.base import is_classifier, is_regressor
+
+    if y is None or not hasattr(estimator, "predict"):
+        return {}, []
+    found: dict[str, float] = {}
+    failed: list[tuple[str, Exception]] = []
+
+    def add(name: str, compute: Callable[[], Any]) -> None:
+        try:
+            found[f"training_{name}"] = float(compute())
+        except Exception as exc:
+            failed.append((f"compute training_{name}", exc))
+
+    try:
+        predicted = estimator.predict(X)
+    except Exception as exc:
+        return {}, [("predict the training data for training metrics", exc)]
+    weight = {"sample_weight": sample_weight}
+    if is_classifier(estimator):
+        average = {"average": "weighted"} if pos_label is None else {"pos_label": pos_label}
+        for name, fn in (
+            ("precision_score", skm.precision_score),
+            ("recall_score", skm.recall_score),
+            ("f1_score", skm.f1_score),
+        ):
+            add(name, functools.partial(fn, y, predicted, zero_division=0, **average, **weight))
+        add("accuracy_score", lambda: skm.accuracy_score(y, predicted, **weight))
+        if hasattr(estimator, "predict_proba"):
+            try:
+                proba = estimator.predict_proba(X)
+            except Exception as exc:
+                failed.append(("predict_proba the training data", exc))
+            else:
+                labels = getattr(estimator, "classes_", None)
+                add("log_loss", lambda: skm.log_loss(y, proba, labels=labels, **weight))
+                score = proba[:, 1] if proba.shape[1] == 2 else proba
+                # One-vs-one (MLflow's choice, less sensitive to imbalance) cannot weight
+                # samples; one-vs-rest can.
+                pairing = "ovo" if sample_weight is None else "ovr"
+                add(
+                    "roc_auc",
+                    lambda: skm.roc_auc_score(
+                        y, score, average="weighted", multi_class=pairing, labels=labels, **weight
+                    ),
+                )
+    elif is_regressor(estimator):
+        add("mean_squared_error", lambda: skm.mean_squared_error(y, predicted, **weight))
+        if "training_mean_squared_error" in found:
+            found["training_root_mean_squared_error"] = float(
+                np.sqrt(found["training_mean_squared_error"])
+            )
+        add("mean_absolute_error", lambda: skm.mean_absolute_error(y, predicted, **weight))
+        add("r2_score", lambda: skm.r2_score(y, predicted, **weight))
+    if hasattr(estimator, "score"):
+        accepts_weight = "sample_weight" in inspect.signature(estimator.score).parameters
+        extra = weight if accepts_weight and sample_weight is not None else {}
+        add("score", lambda: estimator.score(X, y, **extra))
+    return found, failed
+
+
+def _log_params(run_id: str, params: dict[str, str], tags: dict[str, str] | None = None) -> None:
+    """Tags go in the first request with the first params (Client.log_batch's split), so a
+    rejected first request (a param an earlier fit set differently) leaves the tags alone."""
+    fluent.client().log_batch(
+        run_id,
+        params=[Param(k, v) for k, v in params.items()],
+        tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+    )
+
+
+def _log_metrics(run_id: str, metrics: dict[str, float]) -> None:
+    if metrics:
+        fluent.log_metrics(metrics, synchronous=True, run_id=run_id)
+
+
+def _sklearn_version_tested() -> bool:
+    import sklearn
+
+    found = re.match(r"(\d+)\.(\d+)", sklearn.__version__)
+    if not found:
+        return False
+    major_minor = (int(found.group(1)), int(found.group(2)))
+    return _TESTED_SKLEARN[0] <= major_minor <= _TESTED_SKLEARN[1]
+
+
+class _FitLog:
+    """The logging of one top-level fit. Every step is guarded: a failure is remembered for one
+    warning at the end, and a failed server call skips the steps after it (they would fail the
+    same way, and each retry would delay the user's program)."""
+
+    def __init__(self, settings: _Settings, estimator: Any) -> None:
+        self.settings = settings
+        self.estimator = estimator
+        self.failures: list[tuple[str, Exception]] = []
+        self.broken = False
+        self.run_id: str | None = None
+        self.own_run = False
+
+    @contextmanager
+    def _quiet(self) -> Iterator[None]:
+        if not self.settings.silent:
+            yield
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+
+    def step(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        if self.broken:
+            return None
+        try:
+            with self._quiet():
+                return fn(*args)
+        except Exception as exc:
+            self.failures.append((what, exc))
+            self.broken = self.broken or isinstance(exc, ModelyardError)
+            return None
+
+    # -- before the original fit ------------------------------------------------------------
+
+    def start(self) -> None:
+        active = fluent.active_run()
+        if active is not None:
+            self.run_id = active.info.run_id
+            return
+        tags = {**self.settings.extra_tags, _AUTOLOG_TAG: FLAVOR}
+        try:
+            self.run_id = fluent.start_run(tags=tags).info.run_id
+        except Exception:
+            self.broken = True  # nothing to log into
+            raise
+        self.own_run = True
+
+    def before(self, X: Any, y: Any) -> None:
+        self.step("start a run", self.start)
+        rid = self.run_id
+        if rid is None:
+            self.broken = True
+            return
+        self.step("log params and tags", self._log_estimator, rid)
+        if self.settings.log_datasets and X is not None:
+            self.step("log the training dataset", self._log_dataset, rid, X, y)
+
+    def _log_estimator(self, rid: str) -> None:
+        estimator = self.estimator
+        _log_params(rid, _estimator_params(estimator), _estimator_tags(estimator))
+
+    def _log_dataset(self, rid: str, X: Any, y: Any) -> None:
+        dataset = _training_dataset(X, y)
+        if dataset is not None:
+            item = DatasetInput(dataset, (InputTag("context", "train"),))
+            fluent.client().log_inputs(rid, [item])
+
+    # -- after it ---------------------------------------------------------------------------
+
+    def after(self, X: Any, y: Any, sample_weight: Any, example: Any) -> None:
+        if self.broken or self.run_id is None:
+            return
+        rid, estimator, settings = self.run_id, self.estimator, self.settings
+        computed = self.step(
+            "compute training metrics",
+            _training_metrics,
+            estimator,
+            X,
+            y,
+            sample_weight,
+            settings.pos_label,
+        )
+        if computed is not None:
+            metrics, failed = computed
+            self.failures.extend(failed)
+            self.step("log training metrics", _log_metrics, rid, metrics)
+        signature = None
+        if settings.log_models and settings.log_model_signatures and example is not None:
+            signature = self.step(
+                "infer the model signature", _infer_model_signature, estimator, example
+            )
+        if settings.log_models:
+            self.step("log the model", self._log_model, estimator, "model", signature, example)
+            if settings.registered_model_name and not self.broken:
+                self.step(
+                    f"register the model as {settings.registered_model_name!r}",
+                    fluent.register_model,
+                    f"runs:/{rid}/model",
+                    settings.registered_model_name,
+                )
+        if _is_search(estimator):
+            self._after_search(rid, estimator, signature, example)
+
+    def _log_model(self, model: Any, name: str, signature: Signature | None, example: Any) -> None:
+        _log_model(
+            model,
+            name,
+            input_example=example if self.settings.log_input_examples else None,
+            signature=signature,
+            pip_requirements=None,
+            metadata=None,
+            run_id=self.run_id,
+            registered_model_name=None,
+            await_registration_for=0,
+            feature_service=None,
+            serialization_format=self.settings.serialization_format,
+            infer_from_example=False,
+        )
+
+    def _after_search(
+        self, rid: str, search: Any, signature: Signature | None, example: Any
+    ) -> None:
+        if hasattr(search, "best_params_"):
+            self.step("log the best params", self._log_best_params, rid, search.best_params_)
+        if hasattr(search, "best_score_"):
+            self.step("log best_cv_score", self._log_best_score, rid, search.best_score_)
+        if hasattr(search, "cv_results_"):
+            self.step("log the tuning child runs", self._child_runs, rid, search)
+            self.step("log cv_results.csv", self._log_cv_results, rid, search)
+        if self.settings.log_models and hasattr(search, "best_estimator_"):
+            self.step(
+                "log the best estimator",
+                self._log_model,
+                search.best_estimator_,
+                "best_estimator",
+                signature,
+                example,
+            )
+
+    @staticmethod
+    def _log_best_params(rid: str, best_params: dict[str, Any]) -> None:
+        _log_params(rid, _safe_params({f"best_{k}": v for k, v in best_params.items()}))
+
+    @staticmethod
+    def _log_best_score(rid: str, best_score: Any) -> None:
+        _log_metrics(rid, {"best_cv_score": float(best_score)})
+
+    @staticmethod
+    def _log_cv_results(rid: str, search: Any) -> None:
+        text = pd.DataFrame(search.cv_results_).to_csv(index=False)
+        fluent.client().log_text(rid, text, "cv_results.csv")
+
+    def _child_runs(self, rid: str, search: Any) -> None:
+        """One child run per candidate, best ranked first, up to max_tuning_runs: the params it
+        tried and its aggregate cross-validation scores (per-split columns are left out)."""
+        results = pd.DataFrame(search.cv_results_)
+        limit = self.settings.max_tuning_runs
+        rank = "rank_test_score"
+        if rank not in results:
+            rank = next((c for c in results.columns if c.startswith("rank_test_")), "")
+        if rank:  # multi-metric scoring ranks by its first scorer
+            results = results.sort_values(rank, kind="stable")
+        if limit is not None:
+            results = results.head(limit)
+        client = fluent.client()
+        seed = search.estimator
+        base = _estimator_params(seed)
+        tags = {**_estimator_tags(seed), _AUTOLOG_TAG: FLAVOR}
+        active = fluent.active_run()
+        run = active if active is not None and active.info.run_id == rid else client.get_run(rid)
+        experiment_id = run.info.experiment_id
+        for _, row in results.iterrows():
+            child = client.create_run(experiment_id, tags=tags, parent_run_id=rid)
+            child_id = child.info.run_id
+            status = RunStatus.FAILED
+            try:
+                _log_params(child_id, {**base, **_safe_params(row["params"])})
+                scores = {
+                    str(k): float(v)
+                    for k, v in row.items()
+                    if not str(k).startswith(("param", "split"))
+                    and isinstance(v, int | float | np.number)
+                    and not isinstance(v, bool)
+                }
+                _log_metrics(child_id, scores)
+                status = RunStatus.FINISHED
+            finally:
+                client.set_terminated(child_id, status)
+
+    # -- the end ----------------------------------------------------------------------------
+
+    def finish(self, fit_failed: bool) -> None:
+        """End the run autolog started (FAILED if the fit failed or its logging broke off, as
+        MLflow does) and warn once about whatever could not be logged."""
+        if self.own_run and self.run_id is not None:
+            failed = fit_failed or self.broken
+            self._end_run(self.run_id, RunStatus.FAILED if failed else RunStatus.FINISHED)
+        if self.failures and not self.settings.silent:
+            try:
+                message = self._message()
+            except Exception as exc:  # a failure that cannot even be described
+                message = f"modelyard.sklearn.autolog: logging was incomplete ({exc!r})"
+            warnings.warn(message, AutologWarning, stacklevel=4)
+
+    def _end_run(self, rid: str, status: RunStatus) -> None:
+        try:
+            top = fluent.active_run()
+            if top is not None and top.info.run_id == rid:
+                fluent.end_run(status)
+            else:  # the fit left another run on top of ours: end ours, leave that one
+                fluent.client().set_terminated(rid, status)
+        except Exception as exc:  # end_run has taken the run off the stack even so
+            self.failures.append((f"end run {rid}", exc))
+
+    def _message(self) -> str:
+        name = f"{type(self.estimator).__name__}.fit"
+        where = f" to run {self.run_id}" if self.run_id else ""
+        what = "; ".join(f"could not {w}: {type(e).__name__}: {e}" for w, e in self.failures)
+        errors = [e for _, e in self.failures]
+        if any(isinstance(e, Unavailable | DeadlineExceeded) for e in errors):
+            hint = (
+                f"Check that the tracking server at {fluent.get_tracking_uri()} is running and "
+                "reachable; later fits are logged again once it answers."
+            )
+        elif not self.own_run and any(
+            w == "log params and tags" and isinstance(e, InvalidArgument) for w, e in self.failures
+        ):
+            hint = (
+                "An earlier fit in this run already set these params and params cannot change, "
+                "so this fit was not logged. To log each fit, give it its own run: "
+                "`with modelyard.start_run(nested=True): model.fit(...)`."
+            )
+        elif self.broken:
+            hint = "The rest of this fit's logging was skipped."
+        else:
+            hint = "Everything else was logged."
+        return (
+            f"modelyard.sklearn.autolog: logging {name}{where} was incomplete ({what}). {hint} "
+            "The fit itself was not affected; autolog(silent=True) hides these warnings."
+        )
+
+
+def _logged_fit(
+    settings: _Settings, original: Callable[..., Any], estimator: Any, args: Any, kwargs: Any
+) -> Any:
+    log = _FitLog(settings, estimator)
+    inputs = log.step("read fit's arguments", _fit_inputs, original, estimator, args, kwargs)
+    X, y, sample_weight = inputs or (None, None, None)
+    example = log.step("take an input example", _head, X) if settings.log_models else None
+    # Steps inside before/after guard themselves; the outer step catches a bug between them.
+    log.step("prepare logging", log.before, X, y)
+    try:
+        result = original(estimator, *args, **kwargs)
+    except BaseException:
+        log.finish(fit_failed=True)
+        raise
+    log.step("log the trained model", log.after, X, y, sample_weight, example)
+    log.finish(fit_failed=False)
+    return result
+
+
+def _patch(cls: type) -> None:
+    original = cls.__dict__["fit"]
+
+    @functools.wraps(original)
+    def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
+        global _fits_in_progress
+        settings = _settings
+        with _fits_lock:
+            if settings.disable or _fits_in_progress:
+                top_level = False
+            else:
+                top_level = True
+                _fits_in_progress += 1
+        if not top_level:
+            return original(self, *args, **kwargs)
+        try:
+            if settings.exclusive and fluent.active_run() is not None:
+                return original(self, *args, **kwargs)
+            return _logged_fit(settings, original, self, args, kwargs)
+        finally:
+            with _fits_lock:
+                _fits_in_progress -= 1
+
+    _patched[cls] = original
+    cls.fit = fit  # type: ignore[attr-defined]
+
+
+def autolog(
+    log_input_examples: bool = False,
+    log_model_signatures: bool = True,
+    log_models: bool = True,
+    log_datasets: bool = True,
+    disable: bool = False,
+    exclusive: bool = False,
+    disable_for_unsupported_versions: bool = False,
+    silent: bool = False,
+    max_tuning_runs: int | None = 5,
+    log_post_training_metrics: bool = True,
+    serialization_format: str = SERIALIZATION_FORMAT_CLOUDPICKLE,
+    registered_model_name: str | None = None,
+    pos_label: Any = None,
+    extra_tags: dict[str, Any] | None = None,
+) -> None:
+    """Log params, training metrics, the training dataset and the fitted model of every
+    scikit-learn `fit` call; MLflow's arguments, with MLflow's defaults and meanings.
+
+    A fit outside an active run gets a run of its own (tagged with extra_tags); inside one, it
+    logs to it (unless exclusive=True). Params are immutable, so a second fit with other params
+    in the same run is not logged; give each fit a nested run instead. Estimators fitted while
+    another autologged fit is in progress (pipeline steps, search candidates, even on joblib's
+    threads) belong to it and are not logged separately. GridSearchCV and RandomizedSearchCV
+    also log best_<param> params, best_cv_score, cv_results.csv, the best estimator, and a child
+    run for each of the max_tuning_runs best candidates (None: all of them).
+
+    Autologging never changes what fit returns or raises: anything it cannot log becomes one
+    AutologWarning per fit (silent=True hides them). log_post_training_metrics is accepted for
+    MLflow compatibility, but metrics computed after training (model.score, sklearn.metrics)
+    are not captured: log those with modelyard.log_metric. serialization_format "skops" is not
+    supported.
+    """
+    global _settings
+    if max_tuning_runs is not None and max_tuning_runs < 0:
+        raise ValueError(f"max_tuning_runs must be None or >= 0, not {max_tuning_runs}")
+    _check_format(serialization_format)
+    del log_post_training_metrics  # accepted for MLflow compatibility; see the docstring
+    notes: list[str] = []
+    if not disable and not _sklearn_version_tested():
+        import sklearn
+
+        tested = "-".join(".".join(map(str, v)) for v in _TESTED_SKLEARN)
+        notes.append(f"scikit-learn {sklearn.__version__} is outside the tested {tested}")
+        if disable_for_unsupported_versions:
+            disable = True
+            notes.append("autologging is disabled (disable_for_unsupported_versions=True)")
+    _settings = _Settings(
+        log_input_examples=log_input_examples,
+        log_model_signatures=log_model_signatures,
+        log_models=log_models,
+        log_datasets=log_datasets,
+        disable=disable,
+        exclusive=exclusive,
+        silent=silent,
+        max_tuning_runs=max_tuning_runs,
+        serialization_format=serialization_format,
+        registered_model_name=registered_model_name,
+        pos_label=pos_label,
+        extra_tags={str(k): str(v) for k, v in (extra_tags or {}).items()},
+    )
+    if notes and not silent:
+        warnings.warn(f"modelyard.sklearn.autolog: {'; '.join(notes)}", AutologWarning, 2)
+    if disable:
+        return
+    from sklearn.utils import all_estimators
+
+    for _name, cls in all_estimators():
+        # Patch the class that defines fit (GridSearchCV inherits it from BaseSearchCV).
+        owner = next((k for k in cls.__mro__ if "fit" in k.__dict__), None)
+        if owner is not None and owner not in _patched:
+            _patch(owner)

@@ -1,0 +1,414 @@
+"""scikit-learn autologging as MLflow users expect it: never in the way of `fit`, MLflow's
+arguments, sparse inputs, parameter searches; and log_model's MLflow spellings."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sklearn
+from scipy.sparse import csr_matrix
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import precision_score
+from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+import modelyard.pyfunc
+import modelyard.sklearn
+from modelyard.entities import Run
+from modelyard.models.package import read_manifest
+from modelyard.sklearn import AutologWarning
+
+DEAD_SERVER = "127.0.0.1:1"  # nothing listens on port 1: every call fails as UNAVAILABLE
+
+
+@pytest.fixture
+def iris() -> tuple[pd.DataFrame, np.ndarray]:
+    data = load_iris(as_frame=True)
+    X = data.data.rename(columns=lambda c: c.replace(" (cm)", "").replace(" ", "_"))
+    return X, data.target.to_numpy()
+
+
+@pytest.fixture
+def autolog(fluent) -> Iterator[Callable[..., None]]:
+    """modelyard.sklearn.autolog, switched off again after the test."""
+    try:
+        yield modelyard.sklearn.autolog
+    finally:
+        modelyard.sklearn.autolog(disable=True)
+
+
+def autolog_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, AutologWarning)]
+
+
+def runs(fluent) -> list[Run]:
+    return fluent.search_runs(output_format="list")
+
+
+def model_dir(fluent, run_id: str, tmp_path: Path, name: str = "model") -> Path:
+    return Path(fluent.client().download_artifacts(run_id, name, tmp_path / run_id))
+
+
+# -- the user's fit always behaves as without autolog ------------------------------------------
+
+
+def test_second_fit_in_one_run_warns_and_trains_normally(fluent, autolog, iris) -> None:
+    X, y = iris
+    reference = Ridge(alpha=2.0).fit(X, y)
+    autolog()
+    with fluent.start_run() as run:
+        first = Ridge(alpha=1.0).fit(X, y)
+        second = Ridge(alpha=2.0)
+        with pytest.warns(AutologWarning, match=r"start_run\(nested=True\)") as caught:
+            returned = second.fit(X, y)
+        assert returned is second
+        assert np.array_equal(second.coef_, reference.coef_)
+        assert fluent.active_run().info.run_id == run.info.run_id  # the user's run is still on
+    assert "params cannot change" in autolog_warnings(caught.list)[0]
+    logged = fluent.get_run(run.info.run_id)
+    assert logged.info.status == "FINISHED"
+    assert logged.data.params["alpha"] == "1.0"
+    # The run's model is the fit its params describe, not the second one.
+    model = modelyard.sklearn.load_model(f"runs:/{run.info.run_id}/model")
+    assert np.array_equal(model.coef_, first.coef_)
+
+    # The remedy the warning gives: one nested run per fit logs both.
+    with fluent.start_run(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with fluent.start_run(nested=True) as one:
+            Ridge(alpha=1.0).fit(X, y)
+        with fluent.start_run(nested=True) as two:
+            Ridge(alpha=2.0).fit(X, y)
+    assert autolog_warnings(caught) == []
+    assert fluent.get_run(one.info.run_id).data.params["alpha"] == "1.0"
+    assert fluent.get_run(two.info.run_id).data.params["alpha"] == "2.0"
+
+
+def test_unreachable_server_warns_once_and_never_stops_training(
+    fluent, autolog, server, iris
+) -> None:
+    X, y = iris
+    reference = LogisticRegression(max_iter=300).fit(X, y)
+    autolog()
+    fluent.set_tracking_uri(DEAD_SERVER)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = LogisticRegression(max_iter=300).fit(X, y)
+    finally:
+        fluent.set_tracking_uri(server.address)
+    [message] = autolog_warnings(caught)
+    assert "could not start a run" in message
+    assert f"tracking server at {DEAD_SERVER}" in message
+    assert np.array_equal(model.coef_, reference.coef_)
+    assert fluent.active_run() is None
+    assert runs(fluent) == []
+
+
+def test_server_lost_inside_a_users_run(fluent, autolog, server, iris) -> None:
+    X, y = iris
+    reference = Ridge().fit(X, y)
+    autolog()
+    with fluent.start_run() as run:
+        fluent.set_tracking_uri(DEAD_SERVER)
+        try:
+            with pytest.warns(AutologWarning, match="could not log params and tags"):
+                model = Ridge().fit(X, y)
+            assert fluent.active_run().info.run_id == run.info.run_id
+        finally:
+            fluent.set_tracking_uri(server.address)
+    assert np.array_equal(model.coef_, reference.coef_)
+    assert fluent.get_run(run.info.run_id).data.params == {}
+
+
+def test_server_lost_during_training_leaves_no_run_active(fluent, autolog, server, iris) -> None:
+    X, y = iris
+    reference = Ridge().fit(X, y)
+
+    def lose_the_server(rows: pd.DataFrame) -> pd.DataFrame:
+        fluent.set_tracking_uri(DEAD_SERVER)
+        return rows
+
+    autolog()
+    pipeline = make_pipeline(FunctionTransformer(lose_the_server), Ridge())
+    try:
+        with pytest.warns(AutologWarning, match="could not log training metrics") as caught:
+            pipeline.fit(X, y)
+    finally:
+        fluent.set_tracking_uri(server.address)
+    message = autolog_warnings(caught.list)[0]
+    assert "could not end run" in message
+    assert f"tracking server at {DEAD_SERVER}" in message
+    # Ending the run failed too, yet it no longer counts as active: later calls cannot land in it.
+    assert fluent.active_run() is None
+    [run] = runs(fluent)
+    assert run.data.params["ridge__alpha"] == "1.0"  # logged before the server went away
+    assert np.array_equal(pipeline[-1].coef_, reference.coef_)
+
+
+def test_silent_hides_autologs_warnings(fluent, autolog, iris) -> None:
+    X, y = iris
+    autolog(silent=True)
+    with fluent.start_run() as run, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Ridge(alpha=1.0).fit(X, y)
+        Ridge(alpha=2.0).fit(X, y)  # not logged: the run already has alpha=1.0
+    assert autolog_warnings(caught) == []
+    assert fluent.get_run(run.info.run_id).data.params["alpha"] == "1.0"
+
+
+def test_a_failing_fit_raises_its_own_error_and_fails_the_run(fluent, autolog, iris) -> None:
+    X, _ = iris
+    one_class = np.zeros(len(X), dtype=int)
+    with pytest.raises(ValueError, match="class") as plain:
+        LogisticRegression().fit(X, one_class)
+    autolog()
+    with pytest.raises(ValueError, match="class") as logged:
+        LogisticRegression().fit(X, one_class)
+    assert str(logged.value) == str(plain.value)
+    assert fluent.active_run() is None
+    [run] = runs(fluent)
+    assert run.info.status == "FAILED"
+    assert run.data.params["C"] == "1.0"  # logged before training, as MLflow does
+
+
+# -- inputs ------------------------------------------------------------------------------------
+
+
+def test_sparse_training_data(fluent, autolog, iris, tmp_path: Path) -> None:
+    X, y = iris
+    sparse = csr_matrix(X.to_numpy())
+    autolog(log_input_examples=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = LogisticRegression(max_iter=300).fit(sparse, y)
+    assert autolog_warnings(caught) == []
+    run = fluent.last_active_run()
+    example = json.loads(
+        (model_dir(fluent, run.info.run_id, tmp_path) / "input_example.json").read_text()
+    )
+    assert np.array_equal(example["inputs"], X.to_numpy()[:5])
+    loaded = modelyard.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    assert np.array_equal(loaded.predict(X.to_numpy()), model.predict(sparse))
+    [dataset_input] = run.inputs.dataset_inputs
+    schema = json.loads(dataset_input.dataset.schema)
+    assert schema["features"] == {"dtype": "float64", "shape": [150, 4], "format": "csr"}
+
+
+def test_log_model_with_a_sparse_input_example(fluent, iris, tmp_path: Path) -> None:
+    X, y = iris
+    sparse = csr_matrix(X.to_numpy())
+    model = LogisticRegression(max_iter=300).fit(sparse, y)
+    with fluent.start_run():
+        info = modelyard.sklearn.log_model(model, "model", input_example=sparse[:3])
+    assert info.signature is not None
+    assert info.signature.inputs[0].shape == (-1, 4)
+    loaded = modelyard.pyfunc.load_model(info.model_uri)
+    assert np.array_equal(loaded.predict(X.to_numpy()), model.predict(sparse))
+
+
+# -- autolog's arguments -----------------------------------------------------------------------
+
+
+# mlflow.sklearn.autolog's parameters and defaults (MLflow 3.x), in its order.
+MLFLOW_AUTOLOG_DEFAULTS = {
+    "log_input_examples": False,
+    "log_model_signatures": True,
+    "log_models": True,
+    "log_datasets": True,
+    "disable": False,
+    "exclusive": False,
+    "disable_for_unsupported_versions": False,
+    "silent": False,
+    "max_tuning_runs": 5,
+    "log_post_training_metrics": True,
+    "serialization_format": "cloudpickle",
+    "registered_model_name": None,
+    "pos_label": None,
+    "extra_tags": None,
+}
+
+
+def test_arguments_are_mlflows(autolog) -> None:
+    parameters = inspect.signature(modelyard.sklearn.autolog).parameters
+    assert {k: p.default for k, p in parameters.items()} == MLFLOW_AUTOLOG_DEFAULTS
+    assert list(parameters) == list(MLFLOW_AUTOLOG_DEFAULTS)  # positional calls port too
+    with pytest.raises(TypeError, match="log_every_n_iter"):
+        autolog(log_every_n_iter=2)  # another flavor's argument: not ours
+    with pytest.raises(ValueError, match="max_tuning_runs"):
+        autolog(max_tuning_runs=-1)
+    with pytest.raises(ValueError, match="skops"):
+        autolog(serialization_format="skops")
+
+
+def test_defaults(fluent, autolog, iris, tmp_path: Path) -> None:
+    X, y = iris
+    autolog()
+    LogisticRegression(max_iter=300).fit(X, y)
+    run = fluent.last_active_run()
+    assert run.data.tags["modelyard.autologging"] == "sklearn"
+    manifest = read_manifest(model_dir(fluent, run.info.run_id, tmp_path))
+    assert manifest.input_example is None  # log_input_examples=False
+    assert manifest.signature is not None
+    assert manifest.signature.input_names == list(X.columns)
+    assert manifest.flavors["sklearn"]["serialization_format"] == "cloudpickle"
+    assert any(r.startswith("cloudpickle==") for r in manifest.requirements)
+    [dataset_input] = run.inputs.dataset_inputs
+    assert {(t.key, t.value) for t in dataset_input.tags} == {("context", "train")}
+    assert json.loads(dataset_input.dataset.profile)["num_rows"] == len(X)
+
+
+def test_switches_and_extra_tags(fluent, autolog, iris, tmp_path: Path) -> None:
+    X, y = iris
+    autolog(
+        log_input_examples=True,
+        log_model_signatures=False,
+        log_datasets=False,
+        serialization_format="pickle",
+        extra_tags={"team": "fraud"},
+    )
+    LogisticRegression(max_iter=300).fit(X, y)
+    run = fluent.last_active_run()
+    assert run.data.tags["team"] == "fraud"
+    assert run.inputs.dataset_inputs == ()
+    manifest = read_manifest(model_dir(fluent, run.info.run_id, tmp_path))
+    assert manifest.input_example == "input_example.json"
+    assert manifest.signature is None
+    assert manifest.flavors["sklearn"]["serialization_format"] == "pickle"
+
+    with fluent.start_run() as mine:  # extra_tags are for the runs autolog creates
+        LogisticRegression(max_iter=300).fit(X, y)
+    assert "team" not in fluent.get_run(mine.info.run_id).data.tags
+
+    autolog(log_models=False)
+    LogisticRegression(max_iter=300).fit(X, y)
+    run = fluent.last_active_run()
+    assert run.data.metrics["training_accuracy_score"] > 0.9
+    assert fluent.client().list_artifacts(run.info.run_id) == []
+
+
+def test_exclusive_leaves_the_users_runs_alone(fluent, autolog, iris) -> None:
+    X, y = iris
+    autolog(exclusive=True)
+    with fluent.start_run() as mine:
+        LogisticRegression(max_iter=300).fit(X, y)
+    assert fluent.get_run(mine.info.run_id).data.params == {}
+    assert len(runs(fluent)) == 1
+    LogisticRegression(C=0.5, max_iter=300).fit(X, y)
+    assert fluent.last_active_run().data.params["C"] == "0.5"
+    assert len(runs(fluent)) == 2
+
+
+def test_registered_model_name(fluent, autolog, iris) -> None:
+    X, y = iris
+    autolog(registered_model_name="iris-autolog")
+    LogisticRegression(max_iter=300).fit(X, y)
+    first = fluent.last_active_run().info.run_id
+    LogisticRegression(C=0.5, max_iter=300).fit(X, y)
+    client = fluent.client()
+    assert client.get_model_version("iris-autolog", 1).run_id == first
+    version = client.get_model_version("iris-autolog", 2)
+    assert version.source == f"runs:/{fluent.last_active_run().info.run_id}/model"
+
+
+def test_pos_label_scores_the_positive_class(fluent, autolog, iris) -> None:
+    X, y = iris
+    binary = np.where(y == 2, "virginica", "other")
+    autolog(pos_label="virginica")
+    model = LogisticRegression(max_iter=300).fit(X, binary)
+    metrics = fluent.last_active_run().data.metrics
+    predicted = model.predict(X)
+    positive = precision_score(binary, predicted, pos_label="virginica")
+    weighted = precision_score(binary, predicted, average="weighted")
+    assert positive != pytest.approx(weighted)  # the two averages tell the settings apart
+    assert metrics["training_precision_score"] == pytest.approx(positive)
+    autolog()
+    LogisticRegression(max_iter=300).fit(X, binary)
+    metrics = fluent.last_active_run().data.metrics
+    assert metrics["training_precision_score"] == pytest.approx(weighted)
+
+
+def test_disable_for_unsupported_versions(fluent, autolog, iris, monkeypatch) -> None:
+    X, y = iris
+    monkeypatch.setattr(sklearn, "__version__", "0.20.3")
+    with pytest.warns(AutologWarning, match=r"0\.20\.3 is outside the tested"):
+        autolog()
+    LogisticRegression(max_iter=300).fit(X, y)
+    assert len(runs(fluent)) == 1  # untested, but not disabled
+    with pytest.warns(AutologWarning, match="autologging is disabled"):
+        autolog(disable_for_unsupported_versions=True)
+    LogisticRegression(max_iter=300).fit(X, y)
+    assert len(runs(fluent)) == 1
+
+
+# -- parameter searches ------------------------------------------------------------------------
+
+
+def test_grid_search_logs_best_params_score_and_best_candidates(
+    fluent, autolog, iris, tmp_path: Path
+) -> None:
+    X, y = iris
+    autolog(max_tuning_runs=2)
+    search = GridSearchCV(
+        LogisticRegression(max_iter=300), {"C": [0.001, 0.01, 1.0, 10.0]}, cv=2
+    ).fit(X, y)
+    parent = fluent.last_active_run()
+    assert parent.data.params["best_C"] == str(search.best_params_["C"])
+    assert parent.data.params["estimator"] == "LogisticRegression"
+    assert "estimator__C" not in parent.data.params  # the seed's untuned params are not logged
+    assert parent.data.metrics["best_cv_score"] == pytest.approx(search.best_score_)
+
+    children = [r for r in runs(fluent) if r.info.parent_run_id == parent.info.run_id]
+    results = pd.DataFrame(search.cv_results_).sort_values("rank_test_score")
+    best_two = results.head(2)
+    assert sorted(r.data.params["C"] for r in children) == sorted(
+        str(p["C"]) for p in best_two["params"]
+    )
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.params["max_iter"] == "300"
+        row = results[results["param_C"].astype(str) == child.data.params["C"]].iloc[0]
+        assert child.data.metrics["mean_test_score"] == pytest.approx(row["mean_test_score"])
+        assert not any(k.startswith("split") for k in child.data.metrics)
+
+    names = {f.path for f in fluent.client().list_artifacts(parent.info.run_id)}
+    assert {"model", "best_estimator", "cv_results.csv"} <= names
+    best = modelyard.sklearn.load_model(f"runs:/{parent.info.run_id}/best_estimator")
+    assert np.array_equal(best.predict(X), search.best_estimator_.predict(X))
+
+
+def test_randomized_search_without_a_limit_logs_every_candidate(fluent, autolog, iris) -> None:
+    X, y = iris
+    autolog(max_tuning_runs=None, log_models=False)
+    RandomizedSearchCV(Ridge(), {"alpha": [0.1, 1.0, 10.0]}, n_iter=3, cv=2, random_state=0).fit(
+        X, y
+    )
+    parent = fluent.last_active_run()
+    children = [r for r in runs(fluent) if r.info.parent_run_id == parent.info.run_id]
+    assert sorted(r.data.params["alpha"] for r in children) == ["0.1", "1.0", "10.0"]
+    assert "best_alpha" in parent.data.params
+
+
+# -- log_model ----------------------------------------------------------------------------------
+
+
+def test_log_model_accepts_mlflows_artifact_path(fluent, iris) -> None:
+    X, y = iris
+    model = LogisticRegression(max_iter=300).fit(X, y)
+    with fluent.start_run():
+        with pytest.warns(FutureWarning, match="name="):
+            info = modelyard.sklearn.log_model(model, artifact_path="classifier")
+        with pytest.raises(TypeError, match="both"):
+            modelyard.sklearn.log_model(model, "a", artifact_path="b")
+    assert info.model_uri == f"runs:/{info.run_id}/classifier"
+    loaded = modelyard.sklearn.load_model(info.model_uri)
+    assert np.array_equal(loaded.predict(X), model.predict(X))
