@@ -96,25 +96,66 @@ def from_pandas(
     )
 
 
-def from_numpy(
-    features: np.ndarray,
-    source: str | None = None,
-    targets: np.ndarray | None = None,
-    name: str | None = None,
-) -> Dataset:
-    h = hashlib.sha256(np.ascontiguousarray(features).tobytes())
-    h.update(str((features.shape, features.dtype)).encode())
-    if targets is not None:
-        h.update(np.ascontiguousarray(targets).tobytes())
+def _content(array: np.ndarray) -> bytes:
+    """Bytes that stand for what the array holds: an object array's own bytes are pointers,
+    different in every process, so its values are hashed instead."""
+    if array.dtype == object:
+        return pd.util.hash_array(array.ravel()).tobytes()
+    return np.ascontiguousarray(array).tobytes()
+
+
+def _array_dataset(
+    parts: list[bytes], schema: dict[str, Any], profile: dict[str, Any], source: str | None,
+    name: str | None,
+) -> Dataset:  # fmt: skip
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part)
     digest = h.hexdigest()[:16]
-    schema = {"features": {"dtype": str(features.dtype), "shape": list(features.shape)}}
-    if targets is not None:
-        schema["targets"] = {"dtype": str(targets.dtype), "shape": list(targets.shape)}
     return Dataset(
         name=name or f"dataset-{digest[:8]}",
         digest=digest,
         source_type="uri" if source else "code",
         source=json.dumps({"uri": source}) if source else "{}",
         schema=json.dumps(schema),
-        profile=json.dumps({"num_rows": int(features.shape[0]) if features.ndim else 1}),
+        profile=json.dumps(profile),
     )
+
+
+def from_numpy(
+    features: np.ndarray,
+    source: str | None = None,
+    targets: np.ndarray | None = None,
+    name: str | None = None,
+) -> Dataset:
+    parts = [_content(features), str((features.shape, features.dtype)).encode()]
+    schema = {"features": {"dtype": str(features.dtype), "shape": list(features.shape)}}
+    if targets is not None:
+        parts.append(_content(targets))
+        schema["targets"] = {"dtype": str(targets.dtype), "shape": list(targets.shape)}
+    rows = int(features.shape[0]) if features.ndim else 1
+    return _array_dataset(parts, schema, {"num_rows": rows}, source, name)
+
+
+def from_scipy(
+    features: Any,
+    source: str | None = None,
+    targets: np.ndarray | None = None,
+    name: str | None = None,
+) -> Dataset:
+    """A scipy sparse matrix, digested from its stored entries: a dense copy could be far
+    larger than memory."""
+    csr = features.tocsr()
+    if not csr.has_canonical_format:
+        csr = csr.copy()
+        csr.sum_duplicates()
+    parts = [np.ascontiguousarray(p).tobytes() for p in (csr.data, csr.indices, csr.indptr)]
+    parts.append(str((csr.shape, csr.dtype)).encode())
+    schema: dict[str, Any] = {
+        "features": {"dtype": str(csr.dtype), "shape": list(csr.shape), "format": "csr"}
+    }
+    if targets is not None:
+        parts.append(_content(targets))
+        schema["targets"] = {"dtype": str(targets.dtype), "shape": list(targets.shape)}
+    profile = {"num_rows": int(csr.shape[0]), "num_stored": int(csr.nnz)}
+    return _array_dataset(parts, schema, profile, source, name)

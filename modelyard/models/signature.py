@@ -108,6 +108,11 @@ def _spec(d: dict[str, Any]) -> Spec:
     return ColumnSpec(d["name"], d["type"], d.get("required", True))
 
 
+# A text tensor's numpy dtype carries the example's longest text ("<U12"), which would refuse
+# longer ones: signatures record the kind instead.
+_STRING_KINDS = {"U": "str", "S": "bytes"}
+
+
 def _specs_for(data: Any, name: str | None = None) -> tuple[Spec, ...]:
     if isinstance(data, pd.DataFrame):
         return tuple(ColumnSpec(str(c), column_type(t)) for c, t in data.dtypes.items())
@@ -117,7 +122,7 @@ def _specs_for(data: Any, name: str | None = None) -> tuple[Spec, ...]:
         return tuple(ColumnSpec(str(k), column_type(np.asarray(v).dtype)) for k, v in data.items())
     array = np.asarray(data)
     shape = (-1, *array.shape[1:]) if array.ndim else ()
-    return (TensorSpec(str(array.dtype), shape, name),)
+    return (TensorSpec(_STRING_KINDS.get(array.dtype.kind, str(array.dtype)), shape, name),)
 
 
 def infer_signature(model_input: Any, model_output: Any = None) -> Signature:
@@ -189,7 +194,16 @@ def _convert_column(spec: ColumnSpec, column: pd.Series) -> pd.Series:
 
 def _enforce_tensor(spec: TensorSpec, array: np.ndarray) -> np.ndarray:
     expected = np.dtype(spec.dtype)
-    if array.dtype != expected:
+    if expected.kind in _STRING_KINDS:  # texts of any length (older packages: "<U12")
+        text = str if expected.kind == "U" else bytes
+        if array.dtype == object and all(isinstance(v, text) for v in array.ravel()):
+            array = array.astype(expected.kind)
+        if array.dtype.kind != expected.kind:
+            raise InvalidArgument(
+                f"input tensor has dtype {array.dtype}; the model expects {spec.dtype} texts",
+                field=spec.name or "inputs",
+            )
+    elif array.dtype != expected:
         if np.can_cast(array.dtype, expected, casting="safe"):
             array = array.astype(expected)
         else:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
 import inspect
-import json
 import re
 import threading
 import warnings
@@ -24,7 +22,15 @@ import numpy as np
 import pandas as pd
 
 from modelyard import data, fluent
-from modelyard.entities import Dataset, DatasetInput, InputTag, Param, RunStatus, RunTag
+from modelyard.entities import (
+    Dataset,
+    DatasetInput,
+    InputTag,
+    Param,
+    RunStatus,
+    RunTag,
+    SystemTag,
+)
 from modelyard.errors import DeadlineExceeded, InvalidArgument, ModelyardError, Unavailable
 from modelyard.models.signature import Signature, infer_signature
 from modelyard.services.tracking.limits import MAX_KEY_LENGTH, MAX_PARAM_VALUE_LENGTH
@@ -135,10 +141,6 @@ def _head(X: Any) -> Any:
 
 
 def _infer_model_signature(estimator: Any, example: Any) -> Signature:
-    if isinstance(example, np.ndarray) and example.dtype.kind in "US":
-        # A string tensor's dtype carries the example's longest length ("<U12"), which would
-        # refuse longer texts; any string casts safely to object.
-        example = example.astype(object)
     if hasattr(estimator, "predict"):
         output = estimator.predict(copy.deepcopy(example))
     elif hasattr(estimator, "transform"):
@@ -148,53 +150,13 @@ def _infer_model_signature(estimator: Any, example: Any) -> Signature:
     return infer_signature(example, _dense(output))
 
 
-def _digestible(values: Any) -> np.ndarray | None:
-    """values as an array whose bytes are its content: an object array's bytes are pointers,
-    so one holding only strings becomes a string array, and any other has no stable digest."""
-    array = np.asarray(_dense(values))
-    if array.dtype != object:
-        return array
-    if all(isinstance(v, str) for v in array.ravel()):
-        return array.astype(str)
-    return None
-
-
-def _training_dataset(X: Any, y: Any) -> Dataset | None:
-    """X (and y) as a run input, or None for data without a stable digest."""
-    targets = _digestible(y) if y is not None else None
+def _training_dataset(X: Any, y: Any) -> Dataset:
+    targets = None if y is None else np.asarray(_dense(y))
     if isinstance(X, pd.DataFrame):
         return data.from_pandas(X)
     if _is_sparse(X):
-        return _sparse_dataset(X, targets)
-    features = _digestible(X)
-    return None if features is None else data.from_numpy(features, targets=targets)
-
-
-def _sparse_dataset(X: Any, y: np.ndarray | None) -> Dataset:
-    """Digest the stored entries, not a densified copy that could be far larger than memory."""
-    csr = X.tocsr()
-    if not csr.has_canonical_format:
-        csr = csr.copy()
-        csr.sum_duplicates()
-    digest = hashlib.sha256()
-    for part in (csr.data, csr.indices, csr.indptr):
-        digest.update(np.ascontiguousarray(part).tobytes())
-    digest.update(str((csr.shape, csr.dtype)).encode())
-    schema: dict[str, Any] = {
-        "features": {"dtype": str(csr.dtype), "shape": list(csr.shape), "format": "csr"}
-    }
-    if y is not None:
-        digest.update(np.ascontiguousarray(y).tobytes())
-        schema["targets"] = {"dtype": str(y.dtype), "shape": list(y.shape)}
-    hex_digest = digest.hexdigest()[:16]
-    return Dataset(
-        name=f"dataset-{hex_digest[:8]}",
-        digest=hex_digest,
-        source_type="code",
-        source="{}",
-        schema=json.dumps(schema),
-        profile=json.dumps({"num_rows": int(csr.shape[0]), "num_stored": int(csr.nnz)}),
-    )
+        return data.from_scipy(X, targets=targets)
+    return data.from_numpy(np.asarray(X), targets=targets)
 
 
 def _training_metrics(
@@ -350,10 +312,8 @@ class _FitLog:
         _log_params(rid, _estimator_params(estimator), _estimator_tags(estimator))
 
     def _log_dataset(self, rid: str, X: Any, y: Any) -> None:
-        dataset = _training_dataset(X, y)
-        if dataset is not None:
-            item = DatasetInput(dataset, (InputTag("context", "train"),))
-            fluent.client().log_inputs(rid, [item])
+        context = InputTag(SystemTag.DATASET_CONTEXT, "train")  # MLflow autolog's context
+        fluent.client().log_inputs(rid, [DatasetInput(_training_dataset(X, y), (context,))])
 
     # -- after it ---------------------------------------------------------------------------
 

@@ -228,3 +228,19 @@ def test_search_runs_takes_one_experiment_id_as_a_string(fluent) -> None:
         if i != wanted:
             my.client().create_run(i)
     assert list(my.search_runs(experiment_ids=wanted)["run_id"]) == [rid]
+
+
+def test_dataset_digests_hold_across_processes() -> None:
+    """An object array's bytes are pointers; its digest must come from its values."""
+    import subprocess
+
+    from modelyard import data
+
+    code = (
+        "import numpy as np; from modelyard import data; "
+        "print(data.from_numpy(np.array([['a', 1], ['b', 2]], dtype=object)).digest)"
+    )
+    here = data.from_numpy(np.array([["a", 1], ["b", 2]], dtype=object)).digest
+    there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert there.stdout.strip() == here
+    assert data.from_numpy(np.array([["a", 1], ["c", 2]], dtype=object)).digest != here

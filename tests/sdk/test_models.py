@@ -117,6 +117,19 @@ def test_tensor_signature() -> None:
         enforce(sig, np.ones((2, 3), dtype="float64"))
 
 
+def test_text_tensor_signature_takes_texts_of_any_length() -> None:
+    """The example's numpy dtype (<U5) would refuse longer texts: the signature says 'str'."""
+    sig = infer_signature(np.array(["short", "tiny"]))
+    assert sig.inputs[0].dtype == "str"
+    longer = ["a review much longer than any text in the example"]
+    assert list(enforce(sig, np.array(longer))) == longer
+    assert list(enforce(sig, np.array(longer, dtype=object))) == longer  # as OIP BYTES decode
+    with pytest.raises(InvalidArgument, match="texts"):
+        enforce(sig, np.ones(2))
+    legacy = Signature.from_dict({"inputs": [{"type": "tensor", "dtype": "<U5", "shape": [-1]}]})
+    assert list(enforce(legacy, np.array(longer))) == longer
+
+
 def test_autolog_logs_params_metrics_and_model(fluent, iris) -> None:
     X, y = iris
     modelyard.sklearn.autolog()

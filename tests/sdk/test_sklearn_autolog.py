@@ -263,7 +263,7 @@ def test_defaults(fluent, autolog, iris, tmp_path: Path) -> None:
     assert manifest.flavors["sklearn"]["serialization_format"] == "cloudpickle"
     assert any(r.startswith("cloudpickle==") for r in manifest.requirements)
     [dataset_input] = run.inputs.dataset_inputs
-    assert {(t.key, t.value) for t in dataset_input.tags} == {("context", "train")}
+    assert dataset_input.context == "train"
     assert json.loads(dataset_input.dataset.profile)["num_rows"] == len(X)
 
 
