@@ -7,9 +7,17 @@ from typing import Annotated
 
 import typer
 
-from modelyard.cli.output import console, file_progress, key_values, ms, print_json, table
-from modelyard.cli.tracking import Json, Token, Uri, client_for
-from modelyard.entities.registry import ModelVersion
+from modelyard.cli.output import (
+    console,
+    file_progress,
+    key_values,
+    ms,
+    print_json,
+    print_page,
+    table,
+)
+from modelyard.cli.tracking import Json, MaxResults, PageToken, Token, Uri, client_for
+from modelyard.entities.registry import ModelVersion, RegisteredModel
 
 models = typer.Typer(help="Registered models and their versions.", no_args_is_help=True)
 alias = typer.Typer(help="Aliases: named pointers to versions.", no_args_is_help=True)
@@ -40,16 +48,20 @@ def models_list(
     filter_string: Annotated[
         str, typer.Option("--filter", help="e.g. \"name LIKE 'fraud%'\"")
     ] = "",
-    max_results: Annotated[int, typer.Option("--max-results")] = 100,
+    max_results: MaxResults = 100,
+    page_token: PageToken = None,
     uri: Uri = None,
     token: Token = None,
     as_json: Json = False,
 ) -> None:
-    """List registered models."""
-    found = list(client_for(uri, token).search_registered_models(filter_string, max_results))
-    if as_json:
-        print_json(found)
-        return
+    """List registered models, a page at a time."""
+    page = client_for(uri, token).search_registered_models(
+        filter_string, max_results, page_token=page_token
+    )
+    print_page(page, "registered_models", as_json, _models_table)
+
+
+def _models_table(found: list[RegisteredModel]) -> None:
     table(
         None,
         ["name", "latest version", "aliases", "updated", "description"],

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from modelyard.errors import InvalidArgument
 from modelyard.services.common.cpu_affinity import parse_cpus
 
 # How the SQLite store commits (see Settings.sqlite_synchronous).
@@ -202,6 +203,19 @@ class Settings(BaseSettings):
     cpu_affinity: str | None = None
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("backend_store_uri")
+    @classmethod
+    def _usable_database_url(cls, value: str | None) -> str | None:
+        """Checked here, so a bad URL is a settings error before anything connects."""
+        if value is not None:
+            from modelyard.services.common.db.engine import normalize_url  # imports Settings
+
+            try:
+                normalize_url(value)
+            except InvalidArgument as exc:
+                raise ValueError(exc.message) from None
+        return value
 
     @field_validator("cpu_affinity")
     @classmethod

@@ -234,8 +234,19 @@ def test_models_commands(uri: str, tmp_path: Path) -> None:
         client.log_text(rid, "manifest", "model/MLmodel")
         for _ in range(2):
             client.create_model_version("cli-model", f"runs:/{rid}/model", description="v")
-    listed = json.loads(run("models", "list", "--uri", uri, "--json"))
-    assert [m["name"] for m in listed] == ["cli-model"]
+        client.create_model_version("other-model", f"runs:/{rid}/model")
+    first = json.loads(run("models", "list", "--max-results", "1", "--uri", uri, "--json"))
+    assert [m["name"] for m in first["registered_models"]] == ["cli-model"]
+    assert f"--page-token {first['next_page_token']}" in run(
+        "models", "list", "--max-results", "1", "--uri", uri
+    )
+    rest = json.loads(
+        run("models", "list", "--page-token", first["next_page_token"], "--uri", uri, "--json")
+    )
+    assert ([m["name"] for m in rest["registered_models"]], rest["next_page_token"]) == (
+        ["other-model"],
+        None,
+    )
     run("models", "alias", "set", "cli-model", "champion", "2", "--uri", uri)
     got = json.loads(run("models", "get", "cli-model", "--uri", uri, "--json"))
     assert got["aliases"] == {"champion": 2}

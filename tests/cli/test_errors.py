@@ -170,3 +170,20 @@ def test_an_unexpected_error_is_reported_with_how_to_see_its_traceback(
 def test_a_system_error_without_a_file_says_how_to_see_where_it_happened() -> None:
     result = unplanned("reset")
     assert_reported(result, os.strerror(errno.ECONNRESET), "MODELYARD_DEBUG=1")
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("postgresql://", "names no database"),  # would connect to a database named after you
+        ("sqlite://", "names no database"),  # in memory: gone when the server stops
+        ("postgresql://u@127.0.0.1:xx/db", "does not parse"),
+    ],
+)
+def test_a_backend_uri_that_names_no_usable_database_is_a_settings_error(
+    url: str, reason: str
+) -> None:
+    result = cli("db", "upgrade", "--backend-store-uri", url)
+    assert result.returncode == 2, result.stderr
+    assert reason in result.stderr and "postgresql://user@host/db" in result.stderr
+    assert "Traceback" not in result.stderr

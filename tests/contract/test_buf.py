@@ -40,8 +40,10 @@ def _contract_before_head() -> str | None:
         return "HEAD"
     changes = _git("rev-list", "HEAD", "--", "protos").stdout.split()
     assert changes, "protos/ is in no commit of this checkout; commit it"
-    before = f"{changes[0]}~1"
-    return before if _git("cat-file", "-e", f"{before}:protos").returncode == 0 else None
+    before = _git("rev-parse", "--verify", "--quiet", f"{changes[0]}~1").stdout.strip()
+    if not before or _git("cat-file", "-e", f"{before}:protos").returncode != 0:
+        return None
+    return before  # a commit id: buf's git input does not read 'rev~1'
 
 
 def test_buf_breaking_against_previous_contract() -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.pool import QueuePool
 
 from modelyard.errors import InvalidArgument
@@ -40,16 +40,26 @@ IDLE_PING_SECONDS = 1.0
 
 def normalize_url(url: str) -> str:
     """Accept the URLs users write and pick our drivers: postgresql:// means psycopg 3."""
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    if backend == "postgresql" and parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    elif backend not in ("sqlite", "postgresql"):
+    forms = "use sqlite:///path/to.db or postgresql://user@host/db"
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:  # no scheme, a port that is not a number, ...
         raise InvalidArgument(
-            f"unsupported backend store {backend!r}; use sqlite:///path/to.db or "
-            "postgresql://user@host/db",
-            field="backend_store_uri",
+            f"backend store URL {url!r} does not parse ({exc}); {forms}", field="backend_store_uri"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise InvalidArgument(
+            f"unsupported backend store {backend!r}; {forms}", field="backend_store_uri"
         )
+    if not parsed.database or parsed.database == ":memory:":
+        # postgresql:// alone would use a database named after the OS user; sqlite:// alone
+        # keeps everything in memory, gone when the server stops.
+        raise InvalidArgument(
+            f"backend store URL {url!r} names no database; {forms}", field="backend_store_uri"
+        )
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed.render_as_string(hide_password=False)
 
 
