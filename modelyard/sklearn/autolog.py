@@ -48,7 +48,11 @@ from modelyard.sklearn.flavor import (
 # threads, where a context variable would not reach, and those fits belong to the outer run.
 _fits_in_progress = 0
 _fits_lock = threading.Lock()
-_patched: dict[type, Any] = {}
+# (class, method) -> the method autolog replaced
+_patched: dict[tuple[type, str], Any] = {}
+# The training entry points, as MLflow patches them: fit_transform and fit_predict often train
+# without calling fit (PCA, KMeans.fit_predict through its own code paths).
+_TRAINING_METHODS = ("fit", "fit_transform", "fit_predict")
 
 _EXAMPLE_ROWS = 5
 # The scikit-learn releases autolog is tested with (major, minor), for
@@ -509,8 +513,16 @@ def _logged_fit(
     return result
 
 
-def _patch(cls: type) -> None:
-    original = cls.__dict__["fit"]
+def _patch(cls: type, method: str) -> None:
+    found = cls.__dict__[method]
+    # scikit-learn hides methods a configuration cannot offer behind an available_if
+    # descriptor (Pipeline.fit_transform exists only when its last step has one): wrap the
+    # function inside and keep the descriptor's check. Anything else that is no plain function
+    # is left alone.
+    conditional = all(hasattr(found, a) for a in ("fn", "check", "attribute_name"))
+    original = found.fn if conditional else found
+    if not inspect.isfunction(original):
+        return
 
     @functools.wraps(original)
     def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -532,8 +544,10 @@ def _patch(cls: type) -> None:
             with _fits_lock:
                 _fits_in_progress -= 1
 
-    _patched[cls] = original
-    cls.fit = fit  # type: ignore[attr-defined]
+    _patched[(cls, method)] = found
+    setattr(
+        cls, method, type(found)(fit, found.check, found.attribute_name) if conditional else fit
+    )
 
 
 def autolog(
@@ -604,7 +618,8 @@ def autolog(
     from sklearn.utils import all_estimators
 
     for _name, cls in all_estimators():
-        # Patch the class that defines fit (GridSearchCV inherits it from BaseSearchCV).
-        owner = next((k for k in cls.__mro__ if "fit" in k.__dict__), None)
-        if owner is not None and owner not in _patched:
-            _patch(owner)
+        # Patch the class that defines each (GridSearchCV inherits fit from BaseSearchCV).
+        for method in _TRAINING_METHODS:
+            owner = next((k for k in cls.__mro__ if method in k.__dict__), None)
+            if owner is not None and (owner, method) not in _patched:
+                _patch(owner, method)

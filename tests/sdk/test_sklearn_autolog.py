@@ -412,3 +412,27 @@ def test_log_model_accepts_mlflows_artifact_path(fluent, iris) -> None:
     assert info.model_uri == f"runs:/{info.run_id}/classifier"
     loaded = modelyard.sklearn.load_model(info.model_uri)
     assert np.array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_fit_transform_and_fit_predict_are_training_too(fluent, autolog, iris) -> None:
+    """PCA trains in fit_transform without calling fit; each call is one run, as in MLflow."""
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, _ = iris
+    autolog(log_models=False)
+    reduced = PCA(n_components=2).fit_transform(X)
+    assert reduced.shape == (150, 2)  # fit_transform still returns what it returns
+    run = fluent.last_active_run()
+    assert run.data.params["n_components"] == "2"
+    assert run.data.tags["estimator_name"] == "PCA"
+    labels = KMeans(n_clusters=3, n_init=2, random_state=0).fit_predict(X)
+    assert len(set(labels)) == 3
+    assert fluent.last_active_run().data.tags["estimator_name"] == "KMeans"
+    before = len(fluent.search_runs(output_format="list"))
+    make_pipeline(StandardScaler(), PCA(n_components=2)).fit_transform(X)
+    runs = fluent.search_runs(output_format="list")
+    assert len(runs) == before + 1  # the steps belong to the pipeline's run
+    assert fluent.last_active_run().data.tags["estimator_name"] == "Pipeline"
