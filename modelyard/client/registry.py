@@ -10,7 +10,12 @@ from modelyard._gen.registry.v1 import registry_pb2 as pb
 from modelyard._gen.registry.v1 import registry_pb2_grpc
 from modelyard.client import _artifacts
 from modelyard.client._transport import Transport
-from modelyard.convert.common import file_info_to_entity, grant_to_entity, tags_to_proto
+from modelyard.convert.common import (
+    file_info_to_entity,
+    grant_to_entity,
+    grant_to_proto,
+    tags_to_proto,
+)
 from modelyard.convert.registry import (
     event_to_entity,
     lineage_to_entity,
@@ -19,7 +24,7 @@ from modelyard.convert.registry import (
     stage_to_proto,
 )
 from modelyard.entities import FileInfo, PagedList
-from modelyard.entities.common import Grant
+from modelyard.entities.common import Grant, PermissionLevel
 from modelyard.entities.registry import (
     ModelEvent,
     ModelVersion,
@@ -102,6 +107,20 @@ class RegistryClient:
             [registered_model_to_entity(m) for m in response.registered_models],
             response.next_page_token,
         )
+
+    def set_registered_model_permission(
+        self, name: str, principal: str, level: PermissionLevel
+    ) -> None:
+        """Give `principal` ("*": every authenticated caller) `level` on the model and its
+        versions, replacing the grant it held."""
+        request = pb.SetRegisteredModelPermissionRequest(
+            name=name, grant=grant_to_proto(Grant(principal, level))
+        )
+        self._t.call(self._registry.SetRegisteredModelPermission, request)
+
+    def delete_registered_model_permission(self, name: str, principal: str) -> None:
+        request = pb.DeleteRegisteredModelPermissionRequest(name=name, principal=principal)
+        self._t.call(self._registry.DeleteRegisteredModelPermission, request)
 
     def list_registered_model_permissions(self, name: str) -> list[Grant]:
         response = self._t.call(

@@ -11,13 +11,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from modelyard._gen.common.v1 import common_pb2
 from modelyard._gen.inference import grpc_predict_v2_pb2 as oip
 from modelyard._gen.inference import grpc_predict_v2_pb2_grpc
 from modelyard._gen.serving.v1 import serving_pb2 as pb
 from modelyard._gen.serving.v1 import serving_pb2_grpc
 from modelyard.client._transport import Transport
-from modelyard.convert.common import grant_to_entity
+from modelyard.convert.common import grant_to_entity, grant_to_proto
 from modelyard.convert.serving import endpoint_to_entity, endpoint_to_proto, record_to_entity
 from modelyard.convert.tensors import datatype_of, from_raw, to_raw
 from modelyard.entities.common import Grant, PermissionLevel
@@ -127,11 +126,15 @@ class ServingClient:
         self._t.call(self._serving.DeleteEndpoint, pb.DeleteEndpointRequest(name=name))
 
     def set_endpoint_permission(self, name: str, principal: str, level: PermissionLevel) -> None:
-        grant = common_pb2.Grant(principal=principal, level=int(level))
+        grant = grant_to_proto(Grant(principal, level))
         self._t.call(
             self._serving.SetEndpointPermission,
             pb.SetEndpointPermissionRequest(name=name, grant=grant),
         )
+
+    def delete_endpoint_permission(self, name: str, principal: str) -> None:
+        request = pb.DeleteEndpointPermissionRequest(name=name, principal=principal)
+        self._t.call(self._serving.DeleteEndpointPermission, request)
 
     def list_endpoint_permissions(self, name: str) -> list[Grant]:
         response = self._t.call(

@@ -22,12 +22,11 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from modelyard._gen.common.v1 import common_pb2
 from modelyard._gen.features.v1 import features_pb2 as pb
 from modelyard._gen.features.v1 import features_pb2_grpc
 from modelyard.client._transport import Transport
 from modelyard.client.config import default_tls_ca, default_token, default_uri
-from modelyard.convert.common import ms_to_timestamp
+from modelyard.convert.common import grant_to_entity, grant_to_proto, ms_to_timestamp
 from modelyard.convert.features import (
     append_python_values,
     array_to_python,
@@ -37,7 +36,7 @@ from modelyard.convert.features import (
 )
 from modelyard.data import profile
 from modelyard.entities import Dataset
-from modelyard.entities.common import PermissionLevel
+from modelyard.entities.common import Grant, PermissionLevel
 from modelyard.errors import InvalidArgument
 from modelyard.features.definitions import (
     Definition,
@@ -351,8 +350,17 @@ class FeatureStoreClient:
         return self._t.call(self._stub.Push, request).rows
 
     def set_permission(self, kind: str, name: str, principal: str, level: PermissionLevel) -> None:
-        grant = common_pb2.Grant(principal=principal, level=int(level))
+        grant = grant_to_proto(Grant(principal, level))
         self._t.call(
             self._stub.SetFeaturePermission,
             pb.SetFeaturePermissionRequest(kind=kind, name=name, grant=grant),
         )
+
+    def delete_permission(self, kind: str, name: str, principal: str) -> None:
+        request = pb.DeleteFeaturePermissionRequest(kind=kind, name=name, principal=principal)
+        self._t.call(self._stub.DeleteFeaturePermission, request)
+
+    def list_permissions(self, kind: str, name: str) -> list[Grant]:
+        request = pb.ListFeaturePermissionsRequest(kind=kind, name=name)
+        response = self._t.call(self._stub.ListFeaturePermissions, request)
+        return [grant_to_entity(g) for g in response.grants]

@@ -139,6 +139,7 @@ class RegistryService:
         model = self.store.create_registered_model(
             name, description, _tags("tags", tags or {}), caller()
         )
+        self._own(self.store.model_id_of(name))
         self._changed()
         return model
 

@@ -43,3 +43,17 @@ def test_experiment_permissions_through_the_client(secure: Secure) -> None:
     with pytest.raises(InvalidArgument) as bad:
         alice.set_experiment_permission(eid, "", L.READ)
     assert bad.value.field == "grant.principal"
+
+
+def test_registered_model_permissions_through_the_client(secure: Secure) -> None:
+    alice = secure.user("alice", "editor")
+    bob = secure.user("bob", "viewer")
+    alice.create_registered_model("shared-model")
+    with pytest.raises(PermissionDenied):
+        bob.get_registered_model("shared-model")
+    alice.set_registered_model_permission("shared-model", "bob", L.READ)
+    assert bob.get_registered_model("shared-model").name == "shared-model"
+    assert Grant("bob", L.READ) in alice.list_registered_model_permissions("shared-model")
+    alice.delete_registered_model_permission("shared-model", "bob")
+    with pytest.raises(PermissionDenied):
+        bob.get_registered_model("shared-model")

@@ -54,6 +54,14 @@ def test_creator_owns_and_others_need_grants(secure: Secure, tmp_path: Path) -> 
     assert bob.apply([replace(repo.stats, description="better")])[0].action == "update"
     with pytest.raises(PermissionDenied):
         bob.set_permission("feature_view", "driver_stats", "vera", L.EDIT)
+
+    # Grants are listed and taken back through the client too.
+    granted = {
+        (g.principal, g.level) for g in alice.list_permissions("feature_view", "driver_stats")
+    }
+    assert {("vera", L.READ), ("bob", L.EDIT)} <= granted
+    alice.delete_permission("feature_view", "driver_stats", "vera")
+    assert viewer.list_feature_views() == []
     for c in (alice, bob, viewer):
         c.close()
 
