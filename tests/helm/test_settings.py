@@ -27,7 +27,10 @@ def environment(rendered: Rendered, container: dict[str, Any]) -> dict[str, str]
             env[item["name"]] = item["value"]
         elif "secretKeyRef" in item["valueFrom"]:
             ref = item["valueFrom"]["secretKeyRef"]
-            env[item["name"]] = f"secret-{ref['name']}-{ref['key']}"
+            placeholder = f"secret-{ref['name']}-{ref['key']}"
+            if item["name"] == "MODELYARD_BACKEND_STORE_URI":  # settings parse it: a URL it is
+                placeholder = f"postgresql://{placeholder}/modelyard"
+            env[item["name"]] = placeholder
     return env
 
 
@@ -57,7 +60,7 @@ def test_every_container_environment_is_accepted(rendered: Rendered, monkeypatch
         assert settings.log_format == "json", name
         assert settings.home == Path("/var/lib/modelyard"), name
         if container.get("args", [""])[0] != "ui":  # the UI only talks to the services
-            assert settings.backend_store_uri.startswith("secret-"), name
+            assert settings.backend_store_uri.startswith("postgresql://secret-"), name
 
 
 def test_services_get_their_peers_keys_and_certificates(default: Rendered, monkeypatch):
