@@ -6,9 +6,11 @@
         modelyard.log_param("alpha", 0.5)
         modelyard.log_metric("rmse", 0.71, step=3)
 
-The active-run stack lives in a ContextVar (a thread or task starts with none of its parent's
-runs unless it was copied into its context); one Client is cached per process and rebuilt by
-`set_tracking_uri`. Everything here goes through `Client`, never through stubs.
+The active-run stack is per thread, as MLflow's: a new thread starts with no active run, and a
+notebook's cells, which the kernel runs in its main thread, share one (a ContextVar would not:
+kernels run cells as asyncio tasks, and some versions give each its own context). One Client is
+cached per process and rebuilt by `set_tracking_uri`. Everything here goes through `Client`,
+never through stubs.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,8 +52,21 @@ _tracking_uri: str | None = None
 _experiment_id: str | None = None
 _batcher: MetricBatcher | None = None
 _async_logging = os.environ.get("MODELYARD_ASYNC_LOGGING", "").lower() in ("1", "true", "yes")
-_active_runs: ContextVar[tuple[ActiveRun, ...]] = ContextVar("modelyard_active_runs", default=())
+_thread = threading.local()  # .runs: this thread's active-run stack, innermost last
 _last_run_id: str | None = None
+
+
+def _active_runs() -> tuple[ActiveRun, ...]:
+    return getattr(_thread, "runs", ())
+
+
+def _set_active_runs(runs: tuple[ActiveRun, ...]) -> None:
+    _thread.runs = runs
+
+
+def _forget_run(run_id: str) -> None:
+    """Take a run off this thread's stack wherever it is (a tuning trial that ended early)."""
+    _set_active_runs(tuple(r for r in _active_runs() if r.info.run_id != run_id))
 
 
 class ActiveRun(Run):
@@ -220,7 +234,7 @@ def start_run(
 ) -> ActiveRun:
     """Start a run (or resume `run_id`) and make it active; use as a context manager."""
     global _last_run_id
-    stack = _active_runs.get()
+    stack = _active_runs()
     if stack and not nested and not parent_run_id:
         raise FailedPrecondition(
             f"run {stack[-1].info.run_id} is already active; end it with end_run(), or pass "
@@ -247,7 +261,7 @@ def start_run(
         )
         run = c.create_run(exp_id, tags=all_tags, run_name=run_name, parent_run_id=parent)
     active = ActiveRun(run)
-    _active_runs.set((*stack, active))
+    _set_active_runs((*stack, active))
     _last_run_id = active.info.run_id
     return active
 
@@ -262,7 +276,7 @@ def _source_tags() -> dict[str, str]:
 
 
 def active_run() -> ActiveRun | None:
-    stack = _active_runs.get()
+    stack = _active_runs()
     return stack[-1] if stack else None
 
 
@@ -272,10 +286,10 @@ def last_active_run() -> Run | None:
 
 
 def end_run(status: RunStatus | str = RunStatus.FINISHED) -> None:
-    stack = _active_runs.get()
+    stack = _active_runs()
     if not stack:
         return
-    _active_runs.set(stack[:-1])  # first, as MLflow does: a failed call below ends it locally
+    _set_active_runs(stack[:-1])  # first, as MLflow does: a failed call below ends it locally
     _flush_metrics()
     client().set_terminated(stack[-1].info.run_id, RunStatus(status))
 
@@ -283,7 +297,7 @@ def end_run(status: RunStatus | str = RunStatus.FINISHED) -> None:
 def _run_id(run_id: str | None = None) -> str:
     if run_id:
         return run_id
-    stack = _active_runs.get()
+    stack = _active_runs()
     if stack:
         return stack[-1].info.run_id
     return start_run().info.run_id  # MLflow starts a run implicitly on the first log call
@@ -529,7 +543,7 @@ def _end_runs_at_exit() -> None:
     """Flush queued metrics and finish runs left open, so an exiting script loses nothing."""
     try:
         _flush_metrics()
-        while _active_runs.get():
+        while _active_runs():
             end_run(RunStatus.FINISHED)
     except Exception as exc:  # the server may be gone at exit; say so instead of a traceback
         print(f"modelyard: could not finish the active run at exit: {exc}")

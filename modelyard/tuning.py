@@ -236,11 +236,10 @@ def _objective_values(value: Any, n: int) -> list[float] | None:
 
 
 def _leave_trial_run(run_id: str, status: RunStatus) -> None:
-    """Terminate the trial's run and take it off this context's active-run stack."""
+    """Terminate the trial's run and take it off this thread's active-run stack."""
     fluent._flush_metrics()
     fluent.client().set_terminated(run_id, status)
-    stack = fluent._active_runs.get()
-    fluent._active_runs.set(tuple(r for r in stack if r.info.run_id != run_id))
+    fluent._forget_run(run_id)
 
 
 def _param_value(value: Any) -> str:

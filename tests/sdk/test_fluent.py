@@ -89,6 +89,28 @@ def test_threads_have_their_own_active_run(fluent) -> None:
         assert fluent.active_run().info.run_id == main.info.run_id
 
 
+def test_cells_run_as_tasks_share_the_active_run(fluent) -> None:
+    """A notebook kernel runs each cell as an asyncio task in one thread; a run started in one
+    cell is still active in the next (each task gets its own copy of a ContextVar context)."""
+    import asyncio
+
+    async def cell_starting_a_run() -> str:
+        return fluent.start_run().info.run_id
+
+    async def cell_logging() -> str:
+        fluent.log_metric("m", 1.0)
+        return fluent.active_run().info.run_id
+
+    loop = asyncio.new_event_loop()
+    try:
+        started = loop.run_until_complete(cell_starting_a_run())
+        assert loop.run_until_complete(cell_logging()) == started
+    finally:
+        loop.close()
+    fluent.end_run()
+    assert fluent.get_run(started).data.metrics == {"m": 1.0}
+
+
 def test_async_logging_loses_nothing(fluent) -> None:
     fluent.enable_async_logging(True)
     with fluent.start_run() as run:
