@@ -339,3 +339,30 @@ def fluent(server: ModelyardServer) -> Iterator[object]:
         modelyard.enable_async_logging(False)
         modelyard.set_tracking_uri("127.0.0.1:1")
         fl._experiment_id = None
+
+
+# The two stacks every end-to-end suite runs on: the embedded one (SQLite + local files) and the
+# production one (PostgreSQL + S3).
+@pytest.fixture(
+    params=[
+        "sqlite+file",
+        pytest.param("postgres+s3", marks=[pytest.mark.postgres, pytest.mark.s3]),
+    ]
+)
+def stack_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    if request.param == "sqlite+file":
+        return Settings(home=tmp_path, port=0, grace_period=0)
+    return Settings(
+        home=tmp_path,
+        port=0,
+        grace_period=0,
+        backend_store_uri=request.getfixturevalue("postgres_url"),
+        artifact_uri=f"s3://modelyard-test/{tmp_path.name}",
+        s3=request.getfixturevalue("s3_server"),
+    )
+
+
+@pytest.fixture
+def stack(stack_settings: Settings) -> Iterator[Client]:
+    with running_server(stack_settings) as server, Client(server.address) as client:
+        yield client

@@ -6,7 +6,6 @@ import hashlib
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,27 +29,6 @@ def logged_model(client: Client, files: dict[str, bytes] | None = None) -> str:
     for path, data in (files or {"MLmodel": b"flavors: {}\n", "model.pkl": b"\x00" * 2048}).items():
         client.log_text(rid, data.decode("latin-1"), f"model/{path}")
     return rid
-
-
-@pytest.fixture(
-    params=[
-        "sqlite+file",
-        pytest.param("postgres+s3", marks=[pytest.mark.postgres, pytest.mark.s3]),
-    ]
-)
-def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Client]:
-    settings = Settings(home=tmp_path, port=0, grace_period=0)
-    if request.param == "postgres+s3":
-        settings = Settings(
-            home=tmp_path,
-            port=0,
-            grace_period=0,
-            backend_store_uri=request.getfixturevalue("postgres_url"),
-            artifact_uri=f"s3://modelyard-test/{tmp_path.name}",
-            s3=request.getfixturevalue("s3_server"),
-        )
-    with running_server(settings) as server, Client(server.address) as client:
-        yield client
 
 
 def test_register_copies_files_into_registry_storage(stack: Client, tmp_path: Path) -> None:
