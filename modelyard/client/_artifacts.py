@@ -95,12 +95,11 @@ def _upload_presigned(
     with open(local, "rb") as body:
         headers = {"Content-Length": str(size)}
         _http("PUT", response.upload_url.url, path, body=body, headers=headers)
-    # The server reads the whole object back to hash it.
-    done = t.call(
-        stub.CompleteArtifactUpload,
-        pb.CompleteArtifactUploadRequest(run_id=run_id, path=path, sha256=digest),
-        timeout=_deadline(size, t.timeout),
+    # The server reads the staged object back to hash it, then copies it into place.
+    request = pb.CompleteArtifactUploadRequest(
+        run_id=run_id, path=path, sha256=digest, upload_id=response.upload_id
     )
+    done = t.call(stub.CompleteArtifactUpload, request, timeout=_deadline(size, t.timeout))
     return file_info_to_entity(done.file)
 
 

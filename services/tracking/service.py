@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import random
 import re
+import secrets
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import timedelta
 
 from modelyard.entities import (
     DatasetInput,
@@ -30,11 +32,14 @@ from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound
 from modelyard.services.common import identity
 from modelyard.services.common import validation as v
 from modelyard.services.common.artifacts import (
+    STAGING_DIR,
     ArtifactStore,
     PresignedUrl,
     clean_path,
+    is_staging,
     parents,
     path_clash,
+    staged_upload_key,
 )
 from modelyard.services.common.filters import parse_filter, parse_order_by
 from modelyard.services.common.pagination import decode_token, encode_token, fingerprint, page_size
@@ -49,6 +54,10 @@ DEFAULT_EXPERIMENT_NAME = "Default"
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _EXPERIMENT_ID = re.compile(r"^\d{1,18}$")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+_UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
+# A staged upload left this long is abandoned: its CompleteArtifactUpload follows the PUT at once
+# and the SDK gives it at most ~1.5 h (5 GiB at the slowest rate it allows for).
+ABANDONED_UPLOAD_AGE = timedelta(days=1)
 
 _ADJECTIVES = (
     "amber",
@@ -168,10 +177,17 @@ class TrackingService:
         v.max_length("name", name, limits.MAX_EXPERIMENT_NAME_LENGTH)
         location = None
         if artifact_location:
-            if self.artifacts.key_for(artifact_location) is None:
+            key = self.artifacts.key_for(artifact_location)
+            if key is None:
                 raise InvalidArgument(
                     f"artifact_location {artifact_location!r} is outside this server's artifact "
                     f"root {self.artifacts.root_uri}; leave it empty or choose a location under it",
+                    field="artifact_location",
+                )
+            if is_staging(key):
+                raise InvalidArgument(
+                    f"artifact_location {artifact_location!r} is in {STAGING_DIR}/, which the "
+                    "server reserves for uploads in flight; choose another location",
                     field="artifact_location",
                 )
             location = artifact_location.rstrip("/")
@@ -564,40 +580,68 @@ class TrackingService:
             self.artifacts.delete(self._artifact_key(info, f.path))
         return len(doomed)
 
-    def create_upload_url(self, rid: str, path: str) -> PresignedUrl:
+    def create_upload_url(self, rid: str, path: str) -> tuple[PresignedUrl, str]:
+        """A URL that stages the bytes aside, and the upload id that CompleteArtifactUpload
+        takes to verify them and copy them into place: until then the path keeps its file."""
         path = clean_path(path, field="path")
         info = self._writable_run(rid)
         self._check_path_free(rid, path)
-        return self.artifacts.presign_put(self._artifact_key(info, path))
+        self._artifact_key(info, path)  # a run stored outside this root cannot complete
+        # Time first, so the newest upload of a path sorts last (see _staged_upload).
+        upload_id = f"{_now():012x}{secrets.token_hex(10)}"
+        url = self.artifacts.presign_put(staged_upload_key(rid, path, upload_id))
+        self.artifacts.sweep_staged(ABANDONED_UPLOAD_AGE)
+        return url, upload_id
 
-    def complete_upload(self, rid: str, path: str, sha256: str) -> FileInfo:
+    def complete_upload(self, rid: str, path: str, sha256: str, upload_id: str = "") -> FileInfo:
         path = clean_path(path, field="path")
         if not _SHA256.match(sha256 or ""):
             raise InvalidArgument(
                 "sha256 must be the 64 hex digit digest of the file", field="sha256"
             )
+        if upload_id and not _UPLOAD_ID.match(upload_id):
+            raise InvalidArgument(
+                "upload_id must be the 32 hex digit id that CreateArtifactUploadUrl returned",
+                field="upload_id",
+            )
         info = self._writable_run(rid)
         key = self._artifact_key(info, path)
-        if self.artifacts.size(key) is None:
+        staged = self._staged_upload(rid, path, upload_id, key)
+        try:
+            self._check_path_free(rid, path)
+            if staged is None:  # a URL from a server before staging wrote to the path itself
+                stored = self.artifacts.verify(key, sha256)
+            else:
+                stored = self.artifacts.promote(staged, key, sha256)
+        except (FailedPrecondition, InvalidArgument):
+            if staged is not None:
+                self.artifacts.delete(staged)  # a refused upload leaves nothing behind
+            raise
+        recorded = self.store.record_artifact(rid, path, stored.size, stored.sha256)
+        if staged is not None:
+            self.artifacts.delete(staged)  # after the record: a crash leaves it to the sweep
+        return recorded
+
+    def _staged_upload(self, rid: str, path: str, upload_id: str, key: str) -> str | None:
+        """The staged object of `upload_id`, which completes only the upload to the run and path it
+        was issued for. Clients that send none (before upload ids) get the run's newest upload to
+        `path`, or, if none is staged, None: the bytes at `key`."""
+        if upload_id:
+            staged: str | None = staged_upload_key(rid, path, upload_id)
+            found = self.artifacts.size(staged) is not None
+        else:
+            keys = (k for k, _ in self.artifacts.iter_files(staged_upload_key(rid, path)))
+            staged = max(keys, default=None)
+            found = staged is not None or self.artifacts.size(key) is not None
+        if not found:
             raise FailedPrecondition(
-                f"nothing was uploaded to {path!r}; PUT the bytes to the upload URL first",
+                f"nothing was uploaded to {path!r}"
+                + (f" under upload_id {upload_id}" if upload_id else "")
+                + "; PUT the bytes to the URL from CreateArtifactUploadUrl first",
                 resource_type="artifact",
                 resource_name=path,
             )
-        try:
-            self._check_path_free(rid, path)
-            stored = self.artifacts.digest(key)
-            if stored.sha256 != sha256.lower():
-                raise InvalidArgument(
-                    f"the object at {path!r} hashes to {stored.sha256}, not {sha256}; "
-                    "upload it again",
-                    field="sha256",
-                )
-        except (FailedPrecondition, InvalidArgument):
-            if self.store.find_artifact(rid, path) is None:
-                self.artifacts.delete(key)  # refused bytes that no record points at
-            raise
-        return self.store.record_artifact(rid, path, stored.size, stored.sha256)
+        return staged
 
     def create_download_url(self, rid: str, path: str) -> tuple[PresignedUrl, FileInfo]:
         path = clean_path(path, field="path")

@@ -274,11 +274,15 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
         return pb.DeleteArtifactResponse()
 
     def CreateArtifactUploadUrl(self, request, context):
-        url = self.service.create_upload_url(request.run_id, request.path)
-        return pb.CreateArtifactUploadUrlResponse(upload_url=presigned_to_proto(url))
+        url, upload_id = self.service.create_upload_url(request.run_id, request.path)
+        return pb.CreateArtifactUploadUrlResponse(
+            upload_url=presigned_to_proto(url), upload_id=upload_id
+        )
 
     def CompleteArtifactUpload(self, request, context):
-        file = self.service.complete_upload(request.run_id, request.path, request.sha256)
+        file = self.service.complete_upload(
+            request.run_id, request.path, request.sha256, request.upload_id
+        )
         return pb.CompleteArtifactUploadResponse(file=file_info_to_proto(file))
 
     def CreateArtifactDownloadUrl(self, request, context):

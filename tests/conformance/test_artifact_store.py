@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 import urllib3
 
 from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound
-from modelyard.services.common.artifacts import ArtifactStore, clean_path, open_artifact_store
+from modelyard.services.common.artifacts import (
+    ArtifactStore,
+    clean_path,
+    open_artifact_store,
+    staged_upload_key,
+)
+from modelyard.services.common.artifacts.s3 import S3ArtifactStore
 from modelyard.services.common.settings import S3Settings
 
 
@@ -78,6 +86,85 @@ def test_listing_copy_and_prefix_delete(store: ArtifactStore) -> None:
     assert store.delete_prefix("exp/run") == 30
     assert list(store.iter_files("exp/run")) == []
     assert b"".join(store.read("exp/runner.txt")) == b"outside the prefix"
+
+
+RUN = "0123456789abcdef0123456789abcdef"
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_promote_copies_only_verified_bytes_into_place(store: ArtifactStore) -> None:
+    store.write("run/f.bin", iter([b"old"]))
+    staged = staged_upload_key(RUN, "f.bin", "1" * 32)
+    store.write(staged, iter([b"new"]))
+    with pytest.raises(InvalidArgument, match="sha256") as err:
+        store.promote(staged, "run/f.bin", sha(b"other"))
+    assert err.value.field == "sha256"
+    assert b"".join(store.read("run/f.bin")) == b"old"
+    promoted = store.promote(staged, "run/f.bin", sha(b"new"))
+    assert (promoted.key, promoted.size, promoted.sha256) == ("run/f.bin", 3, sha(b"new"))
+    assert b"".join(store.read("run/f.bin")) == b"new"
+    assert b"".join(store.read(staged)) == b"new"  # the caller deletes it
+
+
+def test_promote_onto_a_directory_keeps_its_files(store: ArtifactStore) -> None:
+    """rclone would replace the directory's files by the copy: the clash is refused first."""
+    store.write("run/model/MLmodel", iter([b"manifest"]))
+    staged = staged_upload_key(RUN, "model", "2" * 32)
+    store.write(staged, iter([b"file"]))
+    with pytest.raises(FailedPrecondition) as err:
+        store.promote(staged, "run/model", sha(b"file"))
+    assert err.value.resource_name == "run/model" and "is a directory" in err.value.message
+    assert b"".join(store.read("run/model/MLmodel")) == b"manifest"
+    assert store.size("run/model") is None
+
+
+def test_copies_beyond_one_copy_request(store: ArtifactStore) -> None:
+    """Over S3's limit for one CopyObject (lowered here to 5 MiB), S3 stores copy in parts
+    (minio's compose_object); servers without UploadPartCopy (rclone) get a streamed copy."""
+    data = os.urandom(12 * 1024 * 1024 + 17)
+    staged = staged_upload_key(RUN, "big.bin", "3" * 32)
+    store.write(staged, chunks(data, 1024 * 1024))
+    trace = io.StringIO()
+    if isinstance(store, S3ArtifactStore):
+        store.max_copy_size = 5 * 1024 * 1024
+        store.client.trace_on(trace)
+    store.copy(staged, "copy/big.bin")
+    promoted = store.promote(staged, "run/big.bin", sha(data))
+    if isinstance(store, S3ArtifactStore):
+        store.client.trace_off()
+        assert trace.getvalue().lower().count("x-amz-copy-source-range: bytes=0-5242879") == 2
+    assert promoted.size == len(data)
+    for key in ("copy/big.bin", "run/big.bin"):
+        assert store.digest(key).sha256 == sha(data)
+
+
+def test_listings_skip_staged_uploads(store: ArtifactStore) -> None:
+    store.write("exp/f.txt", iter([b"f"]))
+    staged = staged_upload_key(RUN, "f.txt", "4" * 32)
+    store.write(staged, iter([b"staged"]))
+    assert list(store.iter_files("")) == [("exp/f.txt", 1)]
+    assert [k for k, _ in store.iter_files(staged_upload_key(RUN, "f.txt"))] == [staged]
+
+
+def test_sweep_removes_only_abandoned_staged_uploads(store: ArtifactStore) -> None:
+    store.write("exp/f.txt", iter([b"f"]))
+    staged = staged_upload_key(RUN, "f.txt", "5" * 32)
+    store.write(staged, iter([b"staged"]))
+    # Files of an experiment placed in .uploads/ before the directory was reserved.
+    squatter = f".uploads/{RUN}/artifacts/f.txt"
+    store.write(squatter, iter([b"mine"]))
+    assert store.sweep_staged(timedelta(days=1)) == 0  # written just now
+    assert store.size(staged) == 6
+    if not isinstance(store, S3ArtifactStore):
+        assert store.sweep_staged(timedelta(0)) == 0  # no presigned uploads, nothing to sweep
+        return
+    assert store.sweep_staged(timedelta(0)) == 1
+    assert store.size(staged) is None
+    assert b"".join(store.read(squatter)) == b"mine"
+    assert b"".join(store.read("exp/f.txt")) == b"f"
 
 
 def test_keys_and_uris(store: ArtifactStore) -> None:

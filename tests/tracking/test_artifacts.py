@@ -32,7 +32,13 @@ from modelyard.errors import (
     NotFound,
     Unavailable,
 )
-from modelyard.services.common.artifacts import ArtifactStore, open_artifact_store
+from modelyard.services.common.artifacts import (
+    STAGING_DIR,
+    ArtifactStore,
+    is_staging,
+    open_artifact_store,
+)
+from modelyard.services.common.artifacts.s3 import S3ArtifactStore
 from modelyard.services.common.settings import S3Settings, Settings
 from tests.conftest import S3_BUCKET, free_port, running_server
 
@@ -331,6 +337,153 @@ def test_presigned_transfers_are_verified_and_leave_nothing_behind(
                 pb.CreateArtifactUploadUrlRequest(run_id=rid, path="model"),
             )
         assert clash.value.resource_name == "model"
+
+
+def root_objects(settings: Settings) -> list[str]:
+    """Every object under the server's artifact root as S3 lists it, staged uploads included."""
+    store = open_artifact_store(settings.artifact_uri, settings.s3)
+    assert isinstance(store, S3ArtifactStore)
+    start = len(store.prefix) + 1
+    listing = store.client.list_objects(store.bucket, prefix=store.prefix + "/", recursive=True)
+    return sorted(obj.object_name[start:] for obj in listing if obj.object_name)
+
+
+def staged(settings: Settings) -> list[str]:
+    return [key for key in root_objects(settings) if is_staging(key)]
+
+
+def start_upload(client: Client, rid: str, path: str, data: bytes) -> str:
+    """CreateArtifactUploadUrl and the PUT to its URL, as the SDK does; returns the upload id."""
+    reply = client._t.call(
+        client._tracking.CreateArtifactUploadUrl,
+        pb.CreateArtifactUploadUrlRequest(run_id=rid, path=path),
+    )
+    assert urllib3.request("PUT", reply.upload_url.url, body=data).status == 200
+    return reply.upload_id
+
+
+def complete(client: Client, rid: str, path: str, data: bytes | str, upload_id: str) -> Any:
+    digest = data if isinstance(data, str) else hashlib.sha256(data).hexdigest()
+    request = pb.CompleteArtifactUploadRequest(
+        run_id=rid, path=path, sha256=digest, upload_id=upload_id
+    )
+    return client._t.call(client._tracking.CompleteArtifactUpload, request).file
+
+
+def read_back(client: Client, rid: str, path: str, dst: Path) -> bytes:
+    return Path(client.download_artifacts(rid, path, dst)).read_bytes()
+
+
+@pytest.mark.s3
+@pytest.mark.usefixtures("small_thresholds")
+def test_presigned_uploads_are_staged_until_completed(
+    s3_server: S3Settings, tmp_path: Path
+) -> None:
+    settings = s3_settings(tmp_path, s3_server)
+    old, new = os.urandom(50_000), os.urandom(60_000)
+    with running_server(settings) as server, Client(server.address) as client:
+        run = client.create_run("0")
+        rid = run.info.run_id
+        (tmp_path / "f.bin").write_bytes(old)
+        recorded = client.log_artifact(rid, tmp_path / "f.bin")
+        assert staged(settings) == []
+
+        # Uploaded but not completed: the bytes wait aside, seen by no listing.
+        upload_id = start_upload(client, rid, "f.bin", new)
+        assert len(upload_id) == 32
+        [waiting] = staged(settings)
+        assert waiting.startswith(f"{STAGING_DIR}/{rid}/") and waiting.endswith(upload_id)
+        assert listed(client, run) == ["f.bin"]
+        assert stored_keys(settings, run) == ["f.bin"]
+        root = open_artifact_store(settings.artifact_uri, settings.s3)
+        assert not any(is_staging(key) for key, _ in root.iter_files(""))
+        assert read_back(client, rid, "f.bin", tmp_path / "mid") == old
+
+        # A wrong digest is refused: the recorded file keeps its bytes and its record.
+        with pytest.raises(InvalidArgument) as err:
+            complete(client, rid, "f.bin", "0" * 64, upload_id)
+        assert err.value.field == "sha256"
+        assert staged(settings) == []
+        [info] = client.list_artifacts(rid)
+        assert (info.sha256, info.file_size) == (recorded.sha256, len(old))
+        assert read_back(client, rid, "f.bin", tmp_path / "refused") == old
+
+        # A path that became a directory meanwhile is refused, and the directory keeps its files.
+        upload_id = start_upload(client, rid, "model", new)
+        client.log_text(rid, "manifest", "model/MLmodel")
+        with pytest.raises(FailedPrecondition) as clash:
+            complete(client, rid, "model", new, upload_id)
+        assert clash.value.resource_name == "model"
+        assert read_back(client, rid, "model/MLmodel", tmp_path / "m") == b"manifest"
+        assert staged(settings) == []
+
+        # A verified upload replaces the file.
+        upload_id = start_upload(client, rid, "f.bin", new)
+        done = complete(client, rid, "f.bin", new, upload_id)
+        assert done.sha256 == hashlib.sha256(new).hexdigest() and done.file_size == len(new)
+        assert read_back(client, rid, "f.bin", tmp_path / "replaced") == new
+        assert staged(settings) == []
+        assert listed(client, run) == ["f.bin", "model/MLmodel"]
+        assert stored_keys(settings, run) == ["f.bin", "model/MLmodel"]
+
+
+@pytest.mark.s3
+@pytest.mark.usefixtures("small_thresholds")
+def test_an_upload_id_completes_only_its_own_upload(s3_server: S3Settings, tmp_path: Path) -> None:
+    settings = s3_settings(tmp_path, s3_server)
+    data = os.urandom(5000)
+    with running_server(settings) as server, Client(server.address) as client:
+        run = client.create_run("0")
+        rid = run.info.run_id
+        upload_id = start_upload(client, rid, "a.bin", data)
+        for path, bad_id, status in (
+            ("b.bin", upload_id, FailedPrecondition),  # issued for another path
+            ("a.bin", "f" * 32, FailedPrecondition),  # issued to nobody
+            ("a.bin", "not-an-id", InvalidArgument),
+        ):
+            with pytest.raises(status) as err:
+                complete(client, rid, path, data, bad_id)
+            if status is InvalidArgument:
+                assert err.value.field == "upload_id"
+            else:
+                assert err.value.resource_name == path and "nothing was uploaded" in str(err.value)
+        assert listed(client, run) == []
+        assert complete(client, rid, "a.bin", data, upload_id).file_size == len(data)
+        assert read_back(client, rid, "a.bin", tmp_path / "a") == data
+
+
+@pytest.mark.s3
+@pytest.mark.usefixtures("small_thresholds")
+def test_clients_that_send_no_upload_id_complete_their_newest_upload(
+    s3_server: S3Settings, tmp_path: Path
+) -> None:
+    settings = s3_settings(tmp_path, s3_server)
+    first, second = os.urandom(5000), os.urandom(6000)
+    with running_server(settings) as server, Client(server.address) as client:
+        run = client.create_run("0")
+        rid = run.info.run_id
+        start_upload(client, rid, "a.bin", first)  # abandoned
+        start_upload(client, rid, "a.bin", second)
+        assert complete(client, rid, "a.bin", second, "").file_size == len(second)
+        assert read_back(client, rid, "a.bin", tmp_path / "a") == second
+        assert len(staged(settings)) == 1  # the abandoned one, left to the sweep
+        with pytest.raises(InvalidArgument):  # the newest upload is now the abandoned one
+            complete(client, rid, "a.bin", "0" * 64, "")
+        assert staged(settings) == []
+        # Nothing staged: the bytes at the path are verified in place, as before upload ids.
+        assert complete(client, rid, "a.bin", second, "").file_size == len(second)
+        assert read_back(client, rid, "a.bin", tmp_path / "b") == second
+        with pytest.raises(FailedPrecondition, match="nothing was uploaded"):
+            complete(client, rid, "never.bin", second, "")
+
+
+def test_experiments_cannot_store_artifacts_among_staged_uploads(stack: Client) -> None:
+    root = stack.get_experiment("0").artifact_location.rsplit("/", 1)[0]
+    for location in (f"{root}/{STAGING_DIR}", f"{root}/{STAGING_DIR}/mine"):
+        with pytest.raises(InvalidArgument, match="reserves") as err:
+            stack.create_experiment(f"exp-{len(location)}", artifact_location=location)
+        assert err.value.field == "artifact_location"
+    assert stack.create_experiment("fine", artifact_location=f"{root}/{STAGING_DIR}x")
 
 
 @pytest.mark.s3

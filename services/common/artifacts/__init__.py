@@ -2,22 +2,30 @@
 
 from modelyard.services.common.artifacts.base import (
     CHUNK_SIZE,
+    STAGING_DIR,
     ArtifactStore,
     PresignedUrl,
     StoredFile,
     clean_path,
+    is_staged_upload,
+    is_staging,
     parents,
     path_clash,
+    staged_upload_key,
 )
 from modelyard.services.common.artifacts.factory import open_artifact_store
 
 __all__ = [
     "CHUNK_SIZE",
+    "STAGING_DIR",
     "ArtifactStore",
     "PresignedUrl",
     "StoredFile",
     "clean_path",
+    "is_staged_upload",
+    "is_staging",
     "open_artifact_store",
     "parents",
     "path_clash",
+    "staged_upload_key",
 ]

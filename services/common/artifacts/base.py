@@ -9,6 +9,11 @@ Local disks cannot hold both and MinIO refuses both; AWS S3 would accept them, b
 then show one name as a file and as a directory. So services refuse such a path from their records
 before any bytes move, with `path_clash`, and a backend that refuses one anyway (two uploads racing,
 a file left unrecorded by a crash) raises the same error.
+
+Presigned uploads are staged: the URL writes to a key under `STAGING_DIR` (a top-level directory of
+the root that holds no artifact and that listings skip), and `promote` copies the bytes into place
+only once they hash to the declared sha256, so a refused upload never touches the file it was meant
+to replace. Staged objects that nobody completes are swept by `sweep_staged`.
 """
 
 from __future__ import annotations
@@ -17,14 +22,23 @@ import abc
 import hashlib
 import io
 import posixpath
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 from modelyard.entities.common import PresignedUrl
 from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound
 
 CHUNK_SIZE = 1024 * 1024
 MAX_PATH_LENGTH = 1024
+# Reserved top-level directory of every artifact root: presigned uploads in flight, nothing else.
+# Every artifact lies below an experiment's location, and none may be here (see `is_staging`).
+STAGING_DIR = ".uploads"
+# The one shape of a staged upload: <owner>/<digest of its path>/<upload id>, 32 hex digits each.
+# No artifact key has it (they end in .../<run id>/artifacts/<path>), so the sweep deletes only
+# uploads, even where an experiment made before the directory was reserved keeps files in it.
+_STAGED_UPLOAD = re.compile(rf"^{re.escape(STAGING_DIR)}(/[0-9a-f]{{32}}){{3}}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +73,29 @@ def clean_path(path: str, *, field: str = "path", allow_empty: bool = False) -> 
 
 def join_key(*parts: str) -> str:
     return posixpath.join(*[p.strip("/") for p in parts if p])
+
+
+def staged_upload_key(owner: str, path: str, upload_id: str = "") -> str:
+    """Where an upload of `path` by `owner` (a run id) is staged; without `upload_id`, the
+    directory of all of them. The path goes in by digest, as paths can be long."""
+    return join_key(STAGING_DIR, owner, hashlib.sha256(path.encode()).hexdigest()[:32], upload_id)
+
+
+def is_staged_upload(key: str) -> bool:
+    return _STAGED_UPLOAD.match(key) is not None
+
+
+def is_staging(key: str) -> bool:
+    """Whether `key` (relative to the root) lies in the staging directory."""
+    return key.split("/", 1)[0] == STAGING_DIR
+
+
+def digest_mismatch(actual: str, expected: str) -> InvalidArgument:
+    return InvalidArgument(
+        f"uploaded bytes hash to sha256 {actual}, not the declared {expected}; the file was not "
+        "stored, upload it again",
+        field="sha256",
+    )
 
 
 def parents(path: str) -> Iterator[str]:
@@ -119,11 +156,7 @@ class _VerifyingReader(io.RawIOBase):
 
     def _check(self) -> None:
         if self._expected and self.hasher.hexdigest() != self._expected.lower():
-            raise InvalidArgument(
-                f"uploaded bytes hash to sha256 {self.hasher.hexdigest()}, not the declared "
-                f"{self._expected}; the file was not stored, upload it again",
-                field="sha256",
-            )
+            raise digest_mismatch(self.hasher.hexdigest(), self._expected)
 
 
 class ArtifactStore(abc.ABC):
@@ -167,9 +200,36 @@ class ArtifactStore(abc.ABC):
             size += len(chunk)
         return StoredFile(key, size, hasher.hexdigest())
 
+    def verify(self, key: str, sha256: str) -> StoredFile:
+        """The stored file, once its bytes hash to `sha256` (InvalidArgument if they do not)."""
+        stored = self.digest(key)
+        if stored.sha256 != sha256.lower():
+            raise digest_mismatch(stored.sha256, sha256)
+        return stored
+
     def copy(self, src_key: str, dst_key: str) -> None:
-        """Copy within this store; backends with server-side copy override it."""
-        self._put(dst_key, _VerifyingReader(self.read(src_key), None))
+        """Copy within this store (server-side where the backend can)."""
+        self._copy(src_key, dst_key, None)
+
+    def promote(self, staged_key: str, key: str, sha256: str) -> StoredFile:
+        """Copy a staged upload to `key` once it hashes to `sha256`; a refusal (digest, or a path
+        clash in storage) leaves `key` as it was. The caller deletes the staged object either way.
+
+        The copy takes the very bytes that were hashed, where the backend can pin them: a new PUT
+        to the staged key meanwhile makes it fail rather than store unverified bytes."""
+        version = self._version(staged_key)
+        stored = self.verify(staged_key, sha256)
+        # Some servers (rclone) replace a directory's files by a copy onto its name: check first.
+        clash = self._clash(key)
+        if clash is not None:
+            raise clash
+        self._copy(staged_key, key, version)
+        return StoredFile(key, stored.size, stored.sha256)
+
+    def sweep_staged(self, older_than: timedelta) -> int:
+        """Delete staged uploads last written more than `older_than` ago; returns how many. Only
+        stores that presign uploads stage any."""
+        return 0
 
     def presign_put(self, key: str) -> PresignedUrl:
         raise FailedPrecondition(
@@ -205,6 +265,14 @@ class ArtifactStore(abc.ABC):
 
     @abc.abstractmethod
     def _get(self, key: str, chunk_size: int) -> Iterator[bytes]: ...
+
+    def _version(self, key: str) -> str | None:
+        """A token for the current bytes at `key` that `_copy` can require, or None."""
+        return None
+
+    def _copy(self, src_key: str, dst_key: str, version: str | None) -> None:
+        """Copy `src_key` (as of `version`, when given and the backend can check it)."""
+        self._put(dst_key, _VerifyingReader(self.read(src_key), None))
 
     def close(self) -> None:
         """Release connections; the default store holds none."""

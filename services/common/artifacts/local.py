@@ -12,7 +12,12 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from modelyard.errors import InvalidArgument
-from modelyard.services.common.artifacts.base import CHUNK_SIZE, ArtifactStore, path_clash
+from modelyard.services.common.artifacts.base import (
+    CHUNK_SIZE,
+    STAGING_DIR,
+    ArtifactStore,
+    path_clash,
+)
 
 _TMP_MARK = ".modelyard-tmp-"
 
@@ -55,7 +60,9 @@ class LocalArtifactStore(ArtifactStore):
         base = self._path(prefix)
         if not base.is_dir():
             return
-        for dirpath, _dirs, files in os.walk(base):
+        for dirpath, dirs, files in os.walk(base):
+            if not prefix and Path(dirpath) == self.root and STAGING_DIR in dirs:
+                dirs.remove(STAGING_DIR)  # uploads in flight are no files
             for name in sorted(files):
                 if name.startswith(_TMP_MARK):
                     continue

@@ -1,7 +1,8 @@
 """Artifacts in any S3-compatible object store, through the `minio` client.
 
 Uploads of unknown length go up as multipart uploads (`part_size_mb` parts); listings follow every
-continuation page (minio's iterator does); presigned URLs let clients move bytes directly.
+continuation page (minio's iterator does); presigned URLs let clients move bytes directly. Copies
+stay on the server: one CopyObject up to S3's 5 GiB limit, a multipart copy (compose) above it.
 """
 
 from __future__ import annotations
@@ -9,22 +10,31 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlparse
+from xml.etree.ElementTree import ParseError
 
 import urllib3
 from minio import Minio
-from minio.commonconfig import CopySource
+from minio.commonconfig import ComposeSource, CopySource
 from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, MinioException, S3Error
 
 from modelyard.entities.common import PresignedUrl
 from modelyard.errors import FailedPrecondition, Unavailable
-from modelyard.services.common.artifacts.base import ArtifactStore, join_key
+from modelyard.services.common.artifacts.base import (
+    STAGING_DIR,
+    ArtifactStore,
+    is_staged_upload,
+    is_staging,
+    join_key,
+)
+from modelyard.services.common.logging import get_logger
 from modelyard.services.common.settings import S3Settings
 
+log = get_logger(__name__)
+
 _MISSING = {"NoSuchKey", "NoSuchObject", "NotFound"}
-_COPY_LIMIT = 5 * 1024**3
 
 
 def _is_missing(exc: MinioException) -> bool:
@@ -66,6 +76,10 @@ def make_client(settings: S3Settings, endpoint: str | None = None) -> Minio:
 
 
 class S3ArtifactStore(ArtifactStore):
+    # The largest object one CopyObject takes (S3's limit); bigger ones are copied in parts of this
+    # size. Tests lower it (to at least S3's 5 MiB minimum part) to exercise the multipart copy.
+    max_copy_size = 5 * 1024**3
+
     def __init__(self, root_uri: str, settings: S3Settings) -> None:
         super().__init__(root_uri)
         parsed = urlparse(root_uri)
@@ -103,6 +117,10 @@ class S3ArtifactStore(ArtifactStore):
     def _name(self, key: str) -> str:
         return join_key(self.prefix, key)
 
+    def _key(self, name: str) -> str:
+        """The key of object `name` (the inverse of `_name`)."""
+        return name[len(self.prefix) + 1 :] if self.prefix else name
+
     def size(self, key: str) -> int | None:
         try:
             return self.client.stat_object(self.bucket, self._name(key)).size
@@ -131,12 +149,35 @@ class S3ArtifactStore(ArtifactStore):
 
     def iter_files(self, prefix: str) -> Iterator[tuple[str, int]]:
         base = self._name(prefix)
-        strip = len(self.prefix) + 1 if self.prefix else 0
         for obj in self.client.list_objects(
             self.bucket, prefix=base + "/" if base else "", recursive=True
         ):
             if obj.object_name and not obj.is_dir:
-                yield obj.object_name[strip:], obj.size or 0
+                key = self._key(obj.object_name)
+                if prefix or not is_staging(key):  # uploads in flight are no files
+                    yield key, obj.size or 0
+
+    def sweep_staged(self, older_than: timedelta) -> int:
+        # Housekeeping on the way to a new upload: a failure is logged, never the upload's.
+        cutoff = datetime.now(UTC) - older_than
+        try:
+            doomed = [
+                DeleteObject(obj.object_name)
+                for obj in self.client.list_objects(
+                    self.bucket, prefix=self._name(STAGING_DIR) + "/", recursive=True
+                )
+                if obj.object_name
+                and obj.last_modified
+                and obj.last_modified <= cutoff
+                and is_staged_upload(self._key(obj.object_name))
+            ]
+            errors = list(self.client.remove_objects(self.bucket, doomed)) if doomed else []
+        except (MinioException, urllib3.exceptions.HTTPError) as exc:
+            log.warning("could not sweep abandoned uploads under %s: %s", STAGING_DIR, exc)
+            return 0
+        if errors:
+            log.warning("could not delete %d abandoned uploads: %s", len(errors), errors[0])
+        return len(doomed) - len(errors)
 
     def _put(self, key: str, reader: io.RawIOBase) -> None:
         try:
@@ -148,14 +189,18 @@ class S3ArtifactStore(ArtifactStore):
                 part_size=self._part_size,
             )
         except (MinioException, urllib3.exceptions.HTTPError):
-            # MinIO and filesystem-backed servers (rclone) refuse a file where a directory is,
-            # or inside a file, as a disk does; say so, as the local store does.
-            try:
-                clash = self._clash(key)
-            except (MinioException, urllib3.exceptions.HTTPError):
-                clash = None  # the store is failing: its first error says more
-            if clash is None:
-                raise
+            self._explain_refusal(key)
+            raise
+
+    def _explain_refusal(self, key: str) -> None:
+        """Raise `path_clash` if a write to `key` failed because of one: MinIO and
+        filesystem-backed servers (rclone) refuse a file where a directory is, or inside a file,
+        as a disk does; say so, as the local store does. Returns if no clash explains it."""
+        try:
+            clash = self._clash(key)
+        except (MinioException, urllib3.exceptions.HTTPError):
+            clash = None  # the store is failing: its first error says more
+        if clash is not None:
             raise clash from None
 
     def _get(self, key: str, chunk_size: int) -> Iterator[bytes]:
@@ -167,16 +212,55 @@ class S3ArtifactStore(ArtifactStore):
             raise
         return _stream(response, chunk_size)
 
-    def copy(self, src_key: str, dst_key: str) -> None:
+    def _version(self, key: str) -> str | None:
+        try:
+            return self.client.stat_object(self.bucket, self._name(key)).etag
+        except MinioException as exc:
+            if _is_missing(exc):
+                raise self._missing(key) from None
+            raise
+
+    def _copy(self, src_key: str, dst_key: str, version: str | None) -> None:
         size = self.size(src_key)
         if size is None:
             raise self._missing(src_key)
-        if size >= _COPY_LIMIT:  # single-request server-side copy stops at 5 GiB
-            super().copy(src_key, dst_key)
-            return
-        self.client.copy_object(
-            self.bucket, self._name(dst_key), CopySource(self.bucket, self._name(src_key))
-        )
+        src, dst = self._name(src_key), self._name(dst_key)
+        try:
+            if size <= self.max_copy_size:
+                self.client.copy_object(
+                    self.bucket, dst, CopySource(self.bucket, src, match_etag=version)
+                )
+                return
+            parts = [
+                ComposeSource(
+                    self.bucket,
+                    src,
+                    offset=start,
+                    length=min(self.max_copy_size, size - start),
+                    match_etag=version,
+                )
+                for start in range(0, size, self.max_copy_size)
+            ]
+            try:
+                self.client.compose_object(self.bucket, dst, parts)
+            except ParseError:
+                # A server without UploadPartCopy (rclone) answers each part with an empty body;
+                # minio aborted the upload, so nothing was stored. Copy through this process.
+                log.info("S3 server cannot copy in parts; streaming %s instead", src_key)
+                super()._copy(src_key, dst_key, version)
+        except MinioException as exc:
+            if _is_missing(exc) or (isinstance(exc, S3Error) and exc.code == "PreconditionFailed"):
+                raise FailedPrecondition(
+                    f"{src_key!r} changed or vanished while it was copied to {dst_key!r}; "
+                    "nothing was stored, try again",
+                    resource_type="artifact",
+                    resource_name=dst_key,
+                ) from None
+            self._explain_refusal(dst_key)
+            raise
+        except urllib3.exceptions.HTTPError:
+            self._explain_refusal(dst_key)
+            raise
 
     def presign_put(self, key: str) -> PresignedUrl:
         expiry = self.settings.presign_expiry_seconds

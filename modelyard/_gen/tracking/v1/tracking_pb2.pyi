@@ -1683,16 +1683,24 @@ class CreateArtifactUploadUrlResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     UPLOAD_URL_FIELD_NUMBER: _builtins.int
+    UPLOAD_ID_FIELD_NUMBER: _builtins.int
+    upload_id: _builtins.str
+    """Names this upload in CompleteArtifactUpload."""
     @_builtins.property
-    def upload_url(self) -> _common_pb2.PresignedUrl: ...
+    def upload_url(self) -> _common_pb2.PresignedUrl:
+        """Stages the bytes aside (under the artifact root's `.uploads/`): the artifact at `path` is
+        replaced only once CompleteArtifactUpload has verified them.
+        """
+
     def __init__(
         self,
         *,
         upload_url: _common_pb2.PresignedUrl | None = ...,
+        upload_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["upload_url", b"upload_url"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["upload_url", b"upload_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["upload_id", b"upload_id", "upload_url", b"upload_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1700,26 +1708,34 @@ Global___CreateArtifactUploadUrlResponse: _TypeAlias = CreateArtifactUploadUrlRe
 
 @_typing.final
 class CompleteArtifactUploadRequest(_message.Message):
-    """Registers a file uploaded through a presigned URL; the server verifies its size and digest."""
+    """Registers a file uploaded through a presigned URL; the server verifies its digest, then copies
+    the staged bytes into place. A refused upload is deleted and leaves the artifact as it was.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     RUN_ID_FIELD_NUMBER: _builtins.int
     PATH_FIELD_NUMBER: _builtins.int
     SHA256_FIELD_NUMBER: _builtins.int
+    UPLOAD_ID_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     path: _builtins.str
     sha256: _builtins.str
+    upload_id: _builtins.str
+    """The upload_id CreateArtifactUploadUrl returned. Empty (clients older than upload ids): the
+    run's newest upload to `path`.
+    """
     def __init__(
         self,
         *,
         run_id: _builtins.str = ...,
         path: _builtins.str = ...,
         sha256: _builtins.str = ...,
+        upload_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["path", b"path", "run_id", b"run_id", "sha256", b"sha256"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["path", b"path", "run_id", b"run_id", "sha256", b"sha256", "upload_id", b"upload_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
