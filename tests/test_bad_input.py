@@ -2,13 +2,21 @@
 
 The rule: a clear status that is never INTERNAL or UNKNOWN, a message that names the field (for
 INVALID_ARGUMENT) or the resource (for NOT_FOUND), and no damage to data that was already there.
+TrackingService goes deepest: each RPC from a valid request, one field at a time, on SQLite and
+PostgreSQL.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import replace
+import base64
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 
@@ -17,17 +25,22 @@ import pytest
 from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import MetaData, Table, select
 
 from modelyard import Client
 from modelyard._gen.auth.v1 import auth_pb2
+from modelyard._gen.common.v1 import common_pb2
 from modelyard._gen.features.v1 import features_pb2
 from modelyard._gen.inference import grpc_predict_v2_pb2
 from modelyard._gen.registry.v1 import registry_pb2
 from modelyard._gen.serving.v1 import serving_pb2
-from modelyard._gen.tracking.v1 import tracking_pb2
-from modelyard.errors import from_rpc_error
+from modelyard._gen.tracking.v1 import tracking_pb2, tracking_pb2_grpc
+from modelyard.errors import ModelyardError, from_rpc_error
 from modelyard.features import FeatureService, FeatureStoreClient
+from modelyard.services.common.db import Database
 from modelyard.services.common.server import ModelyardServer
+from modelyard.services.common.settings import Settings
+from tests.conftest import running_server
 from tests.features.repo import NOW, make_repo
 
 MODULES: list[ModuleType] = [
@@ -45,6 +58,8 @@ METHODS: list[tuple[ModuleType, MethodDescriptor]] = [
     for method in service.methods
 ]
 UNARY = [(m, d) for m, d in METHODS if not d.client_streaming and not d.server_streaming]
+# TrackingService has its own, deeper, field-by-field test below.
+OTHER_UNARY = [(m, d) for m, d in UNARY if m is not tracking_pb2]
 NEVER = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 HUGE = "x" * 70_000
 STRANGE = ["", " ", "../../etc/passwd", "\u202e\U0001f600", "' OR 1=1 --", HUGE]
@@ -91,6 +106,17 @@ def _assert_clear(err: grpc.RpcError | None, what: str) -> None:
 @pytest.fixture
 def channel(server: ModelyardServer) -> Iterator[grpc.Channel]:
     with grpc.insecure_channel(server.address) as ch:
+        yield ch
+
+
+@pytest.fixture(scope="module")
+def shared_channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[grpc.Channel]:
+    """One server for requests that carry nothing usable (empty or undecodable): what they may
+    create (a run in the Default experiment) changes no other such request's outcome, and a
+    server per RPC would cost a minute."""
+    home = tmp_path_factory.mktemp("shared") / "home"
+    settings = Settings(home=home, host="127.0.0.1", port=0, grace_period=0)
+    with running_server(settings) as server, grpc.insecure_channel(server.address) as ch:
         yield ch
 
 
@@ -156,12 +182,12 @@ def _variants(message_cls: type[Message], seed: dict[str, object]) -> Iterator[t
 
 
 @pytest.mark.parametrize("item", METHODS, ids=_id)
-def test_empty_request(channel: grpc.Channel, item) -> None:
-    _assert_clear(_call(channel, item[1], b""), f"{_id(item)}(empty)")
+def test_empty_request(shared_channel: grpc.Channel, item) -> None:
+    _assert_clear(_call(shared_channel, item[1], b""), f"{_id(item)}(empty)")
 
 
 @pytest.mark.parametrize("item", METHODS, ids=_id)
-def test_undecodable_bytes(channel: grpc.Channel, item) -> None:
+def test_undecodable_bytes(shared_channel: grpc.Channel, item) -> None:
     method = item[1]
     # A length-delimited field running past the end and a broken tag; invalid UTF-8 where
     # field 1 is a string (elsewhere unknown bytes are legal, as protobuf intends).
@@ -170,92 +196,23 @@ def test_undecodable_bytes(channel: grpc.Channel, item) -> None:
     if first is not None and first.type == FieldDescriptor.TYPE_STRING:
         payloads.append(b"\x0a\x02\xff\xfe")
     for payload in payloads:
-        err = _call(channel, method, payload)
+        err = _call(shared_channel, method, payload)
         assert err is not None, f"{_id(item)} accepted garbage {payload!r}"
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (_id(item), err.details())
         assert method.input_type.full_name in err.details()
 
 
-@pytest.mark.parametrize("item", UNARY, ids=_id)
+@pytest.mark.parametrize("item", OTHER_UNARY, ids=_id)
 def test_unusual_field_values(channel: grpc.Channel, seed: dict[str, object], item) -> None:
     module, method = item
     for label, msg in _variants(_request_class(module, method), seed):
         _assert_clear(_call(channel, method, msg.SerializeToString()), f"{_id(item)}({label})")
 
 
-def test_batch_limits_name_the_field(channel: grpc.Channel, seed: dict[str, object]) -> None:
-    pb = tracking_pb2
-    method = pb.DESCRIPTOR.services_by_name["TrackingService"].methods_by_name["LogBatch"]
-    rid = str(seed["run_id"])
-    cases = {
-        "metrics": pb.LogBatchRequest(run_id=rid, metrics=[pb.Metric(key="m", value=1)] * 1001),
-        "params": pb.LogBatchRequest(
-            run_id=rid, params=[pb.Param(key=f"p{i}", value="v") for i in range(101)]
-        ),
-    }
-    tags = pb.LogBatchRequest(run_id=rid)
-    for i in range(101):
-        tags.tags.add(key=f"t{i}", value="v")
-    cases["tags"] = tags
-    for field, request in cases.items():
-        err = _call(channel, method, request.SerializeToString())
-        assert err is not None
-        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert from_rpc_error(err).field == field
-        assert "at most" in err.details()
-
-
-def test_oversized_values(channel: grpc.Channel, seed: dict[str, object]) -> None:
-    pb = tracking_pb2
-    method = pb.DESCRIPTOR.services_by_name["TrackingService"].methods_by_name["LogBatch"]
-    rid = str(seed["run_id"])
-    for request in (
-        pb.LogBatchRequest(run_id=rid, params=[pb.Param(key="big", value="v" * 6001)]),
-        pb.LogBatchRequest(run_id=rid, metrics=[pb.Metric(key="k" * 251, value=1)]),
-    ):
-        err = _call(channel, method, request.SerializeToString())
-        assert err is not None
-        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert "limit" in err.details() or "characters" in err.details()
-
-
-def test_message_over_the_size_limit(channel: grpc.Channel, seed: dict[str, object]) -> None:
-    pb = tracking_pb2
-    method = pb.DESCRIPTOR.services_by_name["TrackingService"].methods_by_name["SetTag"]
-    request = pb.SetTagRequest(run_id=str(seed["run_id"]), key="k", value="v" * (65 * 1024 * 1024))
-    err = _call(channel, method, request.SerializeToString())
-    assert err is not None
-    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-
-
-def test_upload_stream_protocol_errors(channel: grpc.Channel, seed: dict[str, object]) -> None:
-    pb = tracking_pb2
-    upload = channel.stream_unary(
-        "/modelyard.tracking.v1.TrackingService/UploadArtifact",
-        request_serializer=pb.UploadArtifactRequest.SerializeToString,
-        response_deserializer=pb.UploadArtifactResponse.FromString,
-    )
-    rid = str(seed["run_id"])
-    header = pb.UploadArtifactRequest(header=pb.UploadArtifactHeader(run_id=rid, path="a.txt"))
-    bad_digest = pb.UploadArtifactRequest(
-        header=pb.UploadArtifactHeader(run_id=rid, path="a", sha256="nothex")
-    )
-    for requests in (
-        [],
-        [pb.UploadArtifactRequest(chunk=b"bytes first")],
-        [header, header],
-        [bad_digest],
-    ):
-        with pytest.raises(grpc.RpcError) as err:
-            upload(iter(requests), timeout=30)
-        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert from_rpc_error(err.value).field in ("header", "sha256")
-
-
 def test_bad_input_loses_no_data(
     channel: grpc.Channel, client: Client, server: ModelyardServer, seed: dict[str, object]
 ) -> None:
-    for module, method in UNARY:
+    for module, method in OTHER_UNARY:
         if method.name.startswith(MUTATING):
             continue
         for _label, msg in _variants(_request_class(module, method), seed):
@@ -271,15 +228,704 @@ def test_bad_input_loses_no_data(
         assert online.to_dict()["trips"] == [35]
 
 
-def test_timestamps_out_of_range_name_the_field(
-    channel: grpc.Channel, seed: dict[str, object]
-) -> None:
-    pb = tracking_pb2
-    service = pb.DESCRIPTOR.services_by_name["TrackingService"]
-    rid = str(seed["run_id"])
+# -- TrackingService: every RPC from a valid request, one field at a time -----------------------
+#
+# Each variant differs from a request the server accepts in exactly one field (nested and repeated
+# fields included), so the odd value reaches the check that must judge it; a refusal must then
+# name that very field, and a refused write must leave the seed data exactly as it was.
+
+pb = tracking_pb2
+TRACKING = pb.DESCRIPTOR.services_by_name["TrackingService"]
+TEXT = [*STRANGE, "nul\x00byte", "new\nline"]
+INT32 = [0, -1, -(2**31), 2**31 - 1]  # 0 is also what a missing field reads as
+INT64 = [0, -1, -(2**63), 2**63 - 1]
+DOUBLE = [math.nan, math.inf, -math.inf, -0.0, 1.7976931348623157e308, 5e-324]
+TOO_MANY = 1001  # one over the largest list limit (metrics, datasets, experiment ids)
+UPLOADED = b"seed bytes"
+UPLOADED_SHA = hashlib.sha256(UPLOADED).hexdigest()
+SEED_TIME = Timestamp(seconds=1_700_000_000, nanos=5_000_000)
+CLEAR = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.FAILED_PRECONDITION,
+}
+WRITERS = ("Create", "Update", "Delete", "Restore", "Set", "Log", "Upload", "Complete")
+# Presigned URLs need an object store; on local files the valid request gets this instead.
+SEED_REFUSED = {
+    "CreateArtifactUploadUrl": grpc.StatusCode.FAILED_PRECONDITION,
+    "CreateArtifactDownloadUrl": grpc.StatusCode.FAILED_PRECONDITION,
+}
+# (RPC, varied field) -> another field the refusal may name instead: with no experiment_id, a run
+# goes to the Default experiment, where the valid request's parent run is not.
+ALSO_AT_FAULT = {("CreateRun", "experiment_id"): "parent_run_id"}
+# Fields made unique per call (unless they are the field being varied): the same name twice
+# would be refused as a duplicate, which is not the check the variant is aimed at.
+FRESH = {
+    "CreateExperiment": ("name", "artifact_location"),
+    "UpdateExperiment": ("new_name",),
+    "LogParam": ("key",),
+    "LogBatch": ("params.key",),
+}
+
+BAD_FILTERS = [
+    "name = 'unterminated",
+    "name = 'nul\x00byte'",
+    'params.p = "unterminated',
+    "tags.`unterminated = 'x'",
+    "metrics.m >",
+    "metrics.m > 1 AND",
+    "AND metrics.m > 1",
+    "metrics.m ~ 1",
+    "metrics.m == 1",
+    "metrics.m = 'text'",
+    "params.p > 1",
+    "tags.t LIKE 1",
+    "metrics.m IN ()",
+    "metrics.m IN (1",
+    "metrics.m > 1 OR metrics.m < 0",
+    "(metrics.m > 1)",
+    "metrics. = 1",
+    "nosuch_attribute = 'x'",
+    "nosuch.key = 'x'",
+    "datasets.nope = 'x'",
+    "attributes.experiment_id = 1e999",
+    "attributes.start_time > 1e999",
+    "tags.t = 'x' AND " * 5000 + "tags.t = 'x'",
+    "1" * 70_000 + "x",
+    HUGE,
+]
+BAD_ORDER_BY = [
+    "",
+    " ",
+    "metrics.m SIDEWAYS",
+    "metrics.m ASC DESC",
+    "nosuch",
+    "metrics.",
+    "datasets.name",
+    "metrics.m, params.p",
+    "'quoted'",
+    "a" + " " * 70_000 + "x",
+    HUGE,
+]
+BAD_KEYS = ["", " ", "..", "/abs", "a/../b", "new\nline", "k" * 251]
+BAD_PATHS = ["../escape", "a/../../b", "/abs", "a\\b", "nul\x00byte", "p" * 5000]
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """A tracking server with seed data, and what the valid requests point at."""
+
+    channel: grpc.Channel
+    stub: tracking_pb2_grpc.TrackingServiceStub
+    db: Database
+    tables: list[Table]
+    artifact_root: str
+    artifact_dir: Path
+    experiment_id: str
+    victim_experiment_id: str  # renamed, deleted and restored by the valid requests
+    run_id: str  # its data must survive every refused call
+    victim_run_id: str  # updated, deleted and restored by the valid requests
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A request that differs from a valid one in one field, so a refusal must be about it."""
+
+    field: str  # dotted path of the one field that differs from the valid request
+    label: str
+    payload: bytes
+    refuse: bool  # never valid: must be INVALID_ARGUMENT naming the field
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def tracking(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Tracked]:
+    """A tracking-only server on each metadata backend, seeded through the API."""
+    settings = Settings(
+        home=tmp_path / "home",
+        host="127.0.0.1",
+        port=0,
+        grace_period=0,
+        backend_store_uri=(
+            request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+        ),
+    )
+    with (
+        running_server(settings, ("tracking",)) as server,
+        grpc.insecure_channel(server.address) as channel,
+    ):
+        stub = tracking_pb2_grpc.TrackingServiceStub(channel)
+        tag = common_pb2.Tag
+        experiment_id = stub.CreateExperiment(
+            pb.CreateExperimentRequest(
+                name="fuzz", tags=[tag(key="team", value="risk"), tag(key="victim", value="v")]
+            )
+        ).experiment_id
+        victim_experiment_id = stub.CreateExperiment(
+            pb.CreateExperimentRequest(name="victim")
+        ).experiment_id
+        run_id, victim_run_id = (
+            stub.CreateRun(pb.CreateRunRequest(experiment_id=experiment_id)).run.info.run_id
+            for _ in range(2)
+        )
+        for rid in (run_id, victim_run_id):
+            stub.LogBatch(
+                pb.LogBatchRequest(
+                    run_id=rid,
+                    metrics=[
+                        pb.Metric(key="m", value=v, timestamp=SEED_TIME, step=v) for v in (1, 2)
+                    ],
+                    params=[pb.Param(key="keep", value="me")],
+                    tags=[tag(key="t", value="v"), tag(key="victim", value="v")],
+                )
+            )
+        stub.LogInputs(pb.LogInputsRequest(run_id=run_id, datasets=[_dataset_input()]))
+        for path in ("model/MLmodel", "notes/a.txt", "victim.txt"):
+            _upload(stub, pb.UploadArtifactHeader(run_id=run_id, path=path), UPLOADED)
+        db = Database.from_settings(settings)
+        metadata = MetaData()
+        metadata.reflect(db.engine)
+        yield Tracked(
+            channel,
+            stub,
+            db,
+            list(metadata.sorted_tables),
+            settings.artifact_root,
+            settings.home_dir / "artifacts",
+            experiment_id,
+            victim_experiment_id,
+            run_id,
+            victim_run_id,
+        )
+        db.dispose()
+
+
+def _dataset_input() -> pb.DatasetInput:
+    return pb.DatasetInput(
+        dataset=pb.Dataset(
+            name="train",
+            digest="abc123",
+            source_type="local",
+            source="file:///data/train.csv",
+            schema='{"x": "int"}',
+            profile='{"rows": 3}',
+        ),
+        tags=[common_pb2.Tag(key="mlflow.data.context", value="training")],
+    )
+
+
+def _upload(
+    stub: tracking_pb2_grpc.TrackingServiceStub, header: pb.UploadArtifactHeader, data: bytes
+) -> pb.UploadArtifactResponse:
+    return stub.UploadArtifact(
+        iter([pb.UploadArtifactRequest(header=header), pb.UploadArtifactRequest(chunk=data)])
+    )
+
+
+def _valid_requests(t: Tracked) -> dict[str, Message]:
+    """One request per RPC that the seeded server accepts, in an order where each valid request
+    leaves what the next needs (a grant to delete, a deleted run to restore)."""
+    tag, ts = common_pb2.Tag, SEED_TIME
+    exp, run, victim = t.experiment_id, t.run_id, t.victim_run_id
+    return {
+        "CreateExperiment": pb.CreateExperimentRequest(
+            name="fresh",
+            artifact_location=f"{t.artifact_root}/fresh",
+            tags=[tag(key="team", value="risk")],
+        ),
+        "GetExperiment": pb.GetExperimentRequest(experiment_id=exp),
+        "GetExperimentByName": pb.GetExperimentByNameRequest(experiment_name="fuzz"),
+        "SearchExperiments": pb.SearchExperimentsRequest(
+            filter="name LIKE '%'",
+            order_by=["name ASC"],
+            max_results=1,
+            view_type=common_pb2.VIEW_TYPE_ALL,
+        ),
+        "UpdateExperiment": pb.UpdateExperimentRequest(
+            experiment_id=t.victim_experiment_id, new_name="renamed"
+        ),
+        "DeleteExperiment": pb.DeleteExperimentRequest(experiment_id=t.victim_experiment_id),
+        "RestoreExperiment": pb.RestoreExperimentRequest(experiment_id=t.victim_experiment_id),
+        "SetExperimentTag": pb.SetExperimentTagRequest(experiment_id=exp, key="team", value="r"),
+        "DeleteExperimentTag": pb.DeleteExperimentTagRequest(experiment_id=exp, key="victim"),
+        "SetExperimentPermission": pb.SetExperimentPermissionRequest(
+            experiment_id=exp,
+            grant=common_pb2.Grant(principal="alice", level=common_pb2.PERMISSION_LEVEL_READ),
+        ),
+        "DeleteExperimentPermission": pb.DeleteExperimentPermissionRequest(
+            experiment_id=exp, principal="alice"
+        ),
+        "ListExperimentPermissions": pb.ListExperimentPermissionsRequest(experiment_id=exp),
+        "CreateRun": pb.CreateRunRequest(
+            experiment_id=exp,
+            run_name="child",
+            start_time=ts,
+            tags=[tag(key="team", value="risk")],
+            parent_run_id=run,
+            user_id="alice",
+        ),
+        "GetRun": pb.GetRunRequest(run_id=run),
+        "UpdateRun": pb.UpdateRunRequest(
+            run_id=victim, status=pb.RUN_STATUS_FINISHED, end_time=ts, run_name="renamed"
+        ),
+        "DeleteRun": pb.DeleteRunRequest(run_id=victim),
+        "RestoreRun": pb.RestoreRunRequest(run_id=victim),
+        "SearchRuns": pb.SearchRunsRequest(
+            experiment_ids=[exp],
+            filter="metrics.m > 0 AND params.keep = 'me'",
+            run_view_type=common_pb2.VIEW_TYPE_ALL,
+            max_results=1,
+            order_by=["metrics.m DESC"],
+        ),
+        "LogParam": pb.LogParamRequest(run_id=run, key="p", value="v"),
+        "LogMetric": pb.LogMetricRequest(run_id=run, key="m", value=3, timestamp=ts, step=3),
+        "SetTag": pb.SetTagRequest(run_id=run, key="t", value="v"),
+        "DeleteTag": pb.DeleteTagRequest(run_id=run, key="victim"),
+        "LogBatch": pb.LogBatchRequest(
+            run_id=run,
+            metrics=[pb.Metric(key="m", value=4, timestamp=ts, step=4)],
+            params=[pb.Param(key="bp", value="v")],
+            tags=[tag(key="bt", value="v")],
+        ),
+        "LogInputs": pb.LogInputsRequest(run_id=run, datasets=[_dataset_input()]),
+        "GetMetricHistory": pb.GetMetricHistoryRequest(run_id=run, metric_key="m", max_results=1),
+        # Sent as the header of a stream whose one chunk is UPLOADED.
+        "UploadArtifact": pb.UploadArtifactHeader(
+            run_id=run, path="uploads/new.bin", sha256=UPLOADED_SHA
+        ),
+        "DownloadArtifact": pb.DownloadArtifactRequest(run_id=run, path="model/MLmodel"),
+        "ListArtifacts": pb.ListArtifactsRequest(run_id=run, recursive=True, page_size=1),
+        "DeleteArtifact": pb.DeleteArtifactRequest(run_id=run, path="victim.txt"),
+        "CreateArtifactUploadUrl": pb.CreateArtifactUploadUrlRequest(
+            run_id=run, path="uploads/presigned.bin"
+        ),
+        "CompleteArtifactUpload": pb.CompleteArtifactUploadRequest(
+            run_id=run, path="model/MLmodel", sha256=UPLOADED_SHA
+        ),
+        "CreateArtifactDownloadUrl": pb.CreateArtifactDownloadUrlRequest(
+            run_id=run, path="model/MLmodel"
+        ),
+    }
+
+
+def _token(query: object, position: object) -> str:
+    raw = json.dumps({"q": query, "p": position}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _bad_tokens(real: str, positions: Sequence[object]) -> list[str]:
+    """Garbage, tokens of the wrong shape or of another query, and `real` with each of
+    `positions` forged in: none was issued by the server, so each must be refused."""
+    assert real, "the valid request must leave a next page, to forge tokens from"
+    query = json.loads(base64.urlsafe_b64decode(real + "=" * (-len(real) % 4)))["q"]
+    return [
+        "not a token",
+        "!!!!",
+        base64.urlsafe_b64encode(b"\xff\xfe\x00").decode(),
+        base64.urlsafe_b64encode(b'"just a string"').decode(),
+        base64.urlsafe_b64encode(b'{"p": 1}').decode(),
+        _token("0123456789abcdef", 1),
+        real[:-2],
+        *(_token(query, p) for p in positions),
+    ]
+
+
+def _refusals(rpc: str, request: Message, t: Tracked) -> dict[str, list[object]]:
+    """Field path -> values `rpc` must refuse (INVALID_ARGUMENT naming that field)."""
+    refuse: dict[str, list[object]] = {}
+    names = {f.name for f in request.DESCRIPTOR.fields}
+    if "filter" in names:
+        refuse["filter"] = list(BAD_FILTERS)
+        refuse["order_by"] = list(BAD_ORDER_BY)
+    limits = {"SearchExperiments": 10_000, "SearchRuns": 50_000, "GetMetricHistory": 100_000}
+    if rpc in limits:
+        refuse["max_results"] = [-1, limits[rpc] + 1, 2**31 - 1]
+    if rpc == "ListArtifacts":
+        refuse["page_size"] = [-1, 10_001, 2**31 - 1]
+    if "page_token" in names:
+        real = _raw_call(t.channel, rpc, request.SerializeToString())
+        assert isinstance(real, bytes), real
+        token = TRACKING_RESPONSES[rpc].FromString(real).next_page_token
+        positions: list[object] = {
+            "GetMetricHistory": [-1, "1", [1], [1, 2], ["a", "b", "c"], [2**70, 0, 0]],
+            "ListArtifacts": [5, [1], {"a": 1}],
+        }.get(rpc, [-1, "1", 1.5, 2**70, [1], {"a": 1}])
+        refuse["page_token"] = _bad_tokens(token, positions)
+    if "path" in names:
+        refuse["path"] = list(BAD_PATHS)
+    for key_field in ("key", "metric_key", "metrics.key", "params.key", "tags.key"):
+        if _has_path(request, key_field):
+            refuse[key_field] = list(BAD_KEYS)
+    if "sha256" in names:
+        refuse["sha256"] = ["0" * 64, "nothex", "a" * 63, "a" * 65]
+    if rpc == "LogInputs":
+        refuse["datasets.tags.key"] = list(BAD_KEYS)
+        refuse["datasets.dataset.name"] = ["", "n" * 501]
+        refuse["datasets.dataset.digest"] = ["", "d" * 65]
+    for stamp in ("timestamp", "metrics.timestamp", "start_time", "end_time"):
+        if _has_path(request, stamp):
+            refuse[f"{stamp}.seconds"] = [253_402_300_800, -62_135_596_801, 2**63 - 1]
+            refuse[f"{stamp}.nanos"] = [-1, 1_000_000_000]
+    return refuse
+
+
+def _has_path(msg: Message, path: str) -> bool:
+    descriptor = msg.DESCRIPTOR
+    for part in path.split("."):
+        field = descriptor.fields_by_name.get(part)
+        if field is None:
+            return False
+        descriptor = field.message_type
+    return True
+
+
+def _odd_scalars(field: FieldDescriptor, current: object) -> list[object]:
+    if field.type == FieldDescriptor.TYPE_STRING:
+        return list(TEXT)
+    if field.type == FieldDescriptor.TYPE_BYTES:
+        return [b"", b"\xff" * 70_000]
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        return [0, 99, -1]
+    if field.type == FieldDescriptor.TYPE_BOOL:
+        return [not current]
+    if field.type in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+        return list(DOUBLE)
+    if field.type in (FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_SINT32):
+        return list(INT32)
+    if field.type in (FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_SINT64):
+        return list(INT64)
+    raise AssertionError(f"no odd values for {field.full_name}; add them here")
+
+
+def _copy(msg: Message) -> Message:
+    out = type(msg)()
+    out.CopyFrom(msg)
+    return out
+
+
+def _label(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:30]}...({len(text)} chars)"
+
+
+def _field_variants(
+    seed: Message, refuse: dict[str, list[object]], prefix: str = ""
+) -> Iterator[tuple[str, str, Message, bool]]:
+    """(field path, label, message, must refuse) for every field of `seed` given each odd value
+    in turn, recursing into message fields and the first entry of repeated ones."""
+    for field in seed.DESCRIPTOR.fields:
+        path = prefix + field.name
+        for label, change, must in _changes(seed, field, path, refuse):
+            msg = _copy(seed)
+            field_path = change(msg)
+            yield field_path or path, label, msg, must
+
+
+def _changes(
+    seed: Message, field: FieldDescriptor, path: str, refuse: dict[str, list[object]]
+) -> Iterator[tuple[str, Callable[[Message], str | None], bool]]:
+    """(label, change applied to a copy of `seed` returning the varied path, must refuse)."""
+    name = field.name
+    current = getattr(seed, name)
+    if field.is_repeated:
+        entries = list(current)
+        yield "[]", lambda m: m.ClearField(name), False
+        if not entries:
+            return
+        first = entries[0]
+        yield f"{TOO_MANY} entries", lambda m: _fill(m, name, first, TOO_MANY), False
+        yield "a duplicate entry", lambda m: _duplicate(m, name, first), False
+        if field.message_type is None:
+            for value in refuse.get(path, []):
+                yield _label(value), partial(_set_first, name=name, value=value), True
+            for value in _odd_scalars(field, first):
+                yield _label(value), partial(_set_first, name=name, value=value), False
+            return
+        for sub_path, label, sub, must in _field_variants(first, refuse, path + "."):
+            yield label, partial(_set_first, name=name, value=sub, path=sub_path), must
+        return
+    if field.message_type is not None:
+        yield "missing", lambda m: m.ClearField(name), False
+        yield "empty", lambda m: _empty(m, name), False
+        for sub_path, label, sub, must in _field_variants(current, refuse, path + "."):
+            yield label, partial(_set_message, name=name, value=sub, path=sub_path), must
+        return
+    for value in refuse.get(path, []):
+        yield _label(value), partial(_set_scalar, name=name, value=value), True
+    for value in _odd_scalars(field, current):
+        yield _label(value), partial(_set_scalar, name=name, value=value), False
+
+
+def _empty(msg: Message, name: str) -> None:
+    msg.ClearField(name)
+    getattr(msg, name).SetInParent()
+
+
+def _set_scalar(msg: Message, *, name: str, value: object) -> None:
+    setattr(msg, name, value)
+
+
+def _set_message(msg: Message, *, name: str, value: Message, path: str) -> str:
+    getattr(msg, name).CopyFrom(value)
+    return path
+
+
+def _set_first(msg: Message, *, name: str, value: object, path: str | None = None) -> str | None:
+    entries = getattr(msg, name)
+    if isinstance(value, Message):
+        entries[0].CopyFrom(value)
+    else:
+        entries[0] = value
+    return path
+
+
+def _fill(msg: Message, name: str, first: object, count: int) -> None:
+    entries = getattr(msg, name)
+    del entries[:]
+    for i in range(count):
+        if isinstance(first, Message):
+            entry = entries.add()
+            entry.CopyFrom(first)
+            if "key" in entry.DESCRIPTOR.fields_by_name:
+                entry.key = f"{entry.key}{i}"  # distinct, so a map of them keeps them all
+        else:
+            entries.append(first)
+
+
+def _duplicate(msg: Message, name: str, first: object) -> None:
+    """The first entry again; a keyed entry with another value, which cannot both hold."""
+    entries = getattr(msg, name)
+    if not isinstance(first, Message):
+        entries.append(first)
+        return
+    entry = entries.add()
+    entry.CopyFrom(first)
+    value = entry.DESCRIPTOR.fields_by_name.get("value")
+    if value is not None and value.type == FieldDescriptor.TYPE_STRING:
+        entry.value += "-other"
+    elif value is not None:
+        entry.value += 1
+
+
+def _wrong_wire_type(seed: Message, field: FieldDescriptor) -> bytes:
+    """`seed` with `field` encoded in a wire type its declaration does not allow (the parser
+    keeps it aside as an unknown field, so the server sees the field missing)."""
+    msg = _copy(seed)
+    msg.ClearField(field.name)
+    length_delimited = field.is_repeated or field.type in (
+        FieldDescriptor.TYPE_STRING,
+        FieldDescriptor.TYPE_BYTES,
+        FieldDescriptor.TYPE_MESSAGE,
+    )
+    if length_delimited:
+        wrong = _varint(field.number << 3 | 0) + _varint(1)
+    else:
+        wrong = _varint(field.number << 3 | 2) + _varint(3) + b"abc"
+    return msg.SerializeToString() + wrong
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _fresh(rpc: str, msg: Message, varied: str, n: object) -> Message:
+    """`msg` with the FRESH fields of `rpc` other than `varied` made unique by suffix `n`."""
+    for path in FRESH.get(rpc, ()):
+        if path != varied:
+            _suffix(msg, path, f"-{n}")
+    return msg
+
+
+def _suffix(msg: Message, path: str, suffix: str) -> None:
+    head, _, rest = path.partition(".")
+    if not rest:
+        setattr(msg, head, f"{getattr(msg, head)}{suffix}")
+        return
+    children = getattr(msg, head)
+    for child in children if isinstance(children, Iterable) else [children]:
+        _suffix(child, rest, suffix)
+
+
+def _tracking_variants(rpc: str, request: Message, t: Tracked) -> Iterator[Variant]:
+    refuse = _refusals(rpc, request, t)
+    for n, (path, label, msg, must) in enumerate(_field_variants(request, refuse)):
+        yield Variant(path, label, _fresh(rpc, msg, path, n).SerializeToString(), must)
+    for field in request.DESCRIPTOR.fields:
+        msg = _fresh(rpc, _copy(request), field.name, f"wire-{field.number}")
+        yield Variant(field.name, "wrong wire type", _wrong_wire_type(msg, field), False)
+    unused = [path for path in refuse if not _has_path(request, path)]
+    assert not unused, f"{rpc}: refusals for fields it does not have: {unused}"
+
+
+TRACKING_RESPONSES: dict[str, type[Message]] = {
+    m.name: getattr(pb, m.output_type.name) for m in TRACKING.methods
+}
+
+
+def _raw_call(channel: grpc.Channel, rpc: str, payload: bytes) -> bytes | grpc.RpcError:
+    """Send `payload` (for UploadArtifact: the header, followed by one chunk of UPLOADED);
+    the response bytes (for DownloadArtifact: all of them), or the error."""
+    path = f"/{TRACKING.full_name}/{rpc}"
+    try:
+        if rpc == "UploadArtifact":
+            header = b"\x0a" + _varint(len(payload)) + payload
+            chunk = pb.UploadArtifactRequest(chunk=UPLOADED).SerializeToString()
+            return channel.stream_unary(path)(iter([header, chunk]), timeout=20)
+        if rpc == "DownloadArtifact":
+            return b"".join(channel.unary_stream(path)(payload, timeout=20))
+        return channel.unary_unary(path)(payload, timeout=20)
+    except grpc.RpcError as err:
+        return err
+
+
+def _related(reported: str, varied: str) -> bool:
+    """Does the field an error names (indices such as [0] or [key] aside) lie on the path of the
+    field that was varied, as 'metrics' or 'metrics.timestamp' for 'metrics.timestamp.nanos'?"""
+    reported = re.sub(r"\[[^\]]*\]", "", reported)
+    return (
+        reported == varied or varied.startswith(f"{reported}.") or reported.startswith(f"{varied}.")
+    )
+
+
+def _names(details: str, field: str) -> bool:
+    """Does the message name `field`, as 'datasets[0].dataset.name', 'param' for 'params' or
+    'parent run' for 'parent_run_id'?"""
+    leaf = re.sub(r"\[[^\]]*\]", "", field).rsplit(".", 1)[-1]
+    spoken = leaf.removesuffix("_id").replace("_", " ")
+    return any(name in details for name in (field, leaf.removesuffix("s"), spoken))
+
+
+def _judge(rpc: str, variant: Variant, outcome: bytes | grpc.RpcError) -> str | None:
+    """What is wrong with the server's answer to `variant`, or None."""
+    what = f"{rpc}({variant.field}={variant.label})"
+    if not isinstance(outcome, grpc.RpcError):
+        return f"{what}: accepted; it must be refused" if variant.refuse else None
+    code, details = outcome.code(), outcome.details() or ""
+    if code not in CLEAR:
+        return f"{what}: {code.name}: {details[:300]}"
+    if not details.strip() or "Traceback" in details or 'File "' in details:
+        return f"{what}: {code.name} with an unhelpful message {details[:300]!r}"
+    error = from_rpc_error(outcome)
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        at_fault = (variant.field, ALSO_AT_FAULT.get((rpc, variant.field), variant.field))
+        if not error.field or not any(_related(error.field, f) for f in at_fault):
+            return f"{what}: names field {error.field!r}, not {variant.field!r}: {details[:200]}"
+        if not _names(details, error.field):
+            return f"{what}: the message does not name {error.field!r}: {details[:200]}"
+    elif variant.refuse:
+        return f"{what}: {code.name}, not INVALID_ARGUMENT naming the field: {details[:200]}"
+    elif code == grpc.StatusCode.NOT_FOUND and not error.resource_type:
+        return f"{what}: NOT_FOUND without a resource: {details[:200]}"
+    return None
+
+
+def _snapshot(t: Tracked) -> list[object]:
+    """Every row of every table, and every file under the artifact root (temporary ones
+    included): what a refused write must leave exactly as it was. Rows as reprs, so NaN
+    compares equal to NaN."""
+    with t.db.read() as conn:
+        rows = [sorted(repr(tuple(r)) for r in conn.execute(select(table))) for table in t.tables]
+    files = sorted(
+        (str(f.relative_to(t.artifact_dir)), hashlib.sha256(f.read_bytes()).hexdigest())
+        for f in t.artifact_dir.rglob("*")
+        if f.is_file()
+    )
+    return [*rows, files]
+
+
+def test_every_tracking_rpc_judges_each_field(tracking: Tracked) -> None:
+    valid = _valid_requests(tracking)
+    assert list(valid) == [m.name for m in TRACKING.methods], "a valid request for each RPC"
+    problems: list[str] = []
+    before = _snapshot(tracking)
+    for rpc, request in valid.items():
+        writes = rpc.startswith(WRITERS)
+        for variant in _tracking_variants(rpc, request, tracking):
+            outcome = _raw_call(tracking.channel, rpc, variant.payload)
+            if problem := _judge(rpc, variant, outcome):
+                problems.append(problem)
+            if writes:
+                after = _snapshot(tracking)
+                if isinstance(outcome, grpc.RpcError) and after != before:
+                    problems.append(
+                        f"{rpc}({variant.field}={variant.label}): refused, yet data changed"
+                    )
+                before = after
+        valid_request = _fresh(rpc, _copy(request), "", "valid").SerializeToString()
+        outcome = _raw_call(tracking.channel, rpc, valid_request)
+        code = outcome.code() if isinstance(outcome, grpc.RpcError) else None
+        if code != SEED_REFUSED.get(rpc):
+            problems.append(f"valid {rpc}: {outcome}")
+        if writes:
+            before = _snapshot(tracking)
+    assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems)
+
+
+def _refusal(outcome: object) -> grpc.RpcError:
+    assert isinstance(outcome, grpc.RpcError), f"accepted: {outcome!r}"
+    return outcome
+
+
+def _assert_refused(outcome: object, code: grpc.StatusCode, field: str) -> ModelyardError:
+    err = _refusal(outcome)
+    assert err.code() == code, (err.code(), err.details())
+    error = from_rpc_error(err)
+    assert error.field == field, (field, err.details())
+    assert _names(err.details(), field), err.details()
+    return error
+
+
+def test_batch_limits_name_the_field(tracking: Tracked) -> None:
+    rid = tracking.run_id
+    tag = common_pb2.Tag
+    cases = {
+        "metrics": pb.LogBatchRequest(run_id=rid, metrics=[pb.Metric(key="m", value=1)] * 1001),
+        "params": pb.LogBatchRequest(
+            run_id=rid, params=[pb.Param(key=f"p{i}", value="v") for i in range(101)]
+        ),
+        "tags": pb.LogBatchRequest(
+            run_id=rid, tags=[tag(key=f"t{i}", value="v") for i in range(101)]
+        ),
+    }
+    before = _snapshot(tracking)
+    for field, request in cases.items():
+        outcome = _raw_call(tracking.channel, "LogBatch", request.SerializeToString())
+        _assert_refused(outcome, grpc.StatusCode.INVALID_ARGUMENT, field)
+        assert "at most" in _refusal(outcome).details()
+    assert _snapshot(tracking) == before
+
+
+def test_oversized_values_name_the_limit(tracking: Tracked) -> None:
+    rid = tracking.run_id
+    for request, field in (
+        (pb.LogBatchRequest(run_id=rid, params=[pb.Param(key="big", value="v" * 6001)]), "params"),
+        (pb.LogBatchRequest(run_id=rid, metrics=[pb.Metric(key="k" * 251, value=1)]), "metrics"),
+        (pb.LogParamRequest(run_id=rid, key="big", value="v" * 6001), "value"),
+        (pb.SetTagRequest(run_id=rid, key="big", value="v" * 8001), "value"),
+    ):
+        rpc = type(request).__name__.removesuffix("Request")
+        err = _refusal(_raw_call(tracking.channel, rpc, request.SerializeToString()))
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert _related(from_rpc_error(err).field or "", field), err.details()
+        assert "the limit is" in err.details(), err.details()
+
+
+def test_message_over_the_size_limit(tracking: Tracked) -> None:
+    request = pb.SetTagRequest(run_id=tracking.run_id, key="k", value="v" * (65 * 1024 * 1024))
+    err = _refusal(_raw_call(tracking.channel, "SetTag", request.SerializeToString()))
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_timestamps_out_of_range_name_the_field(tracking: Tracked) -> None:
+    rid = tracking.run_id
     for bad in (Timestamp(seconds=253_402_300_800), Timestamp(seconds=1, nanos=-1)):
         metric = pb.Metric(key="m", value=1, timestamp=bad)
-        for method, request, field in (
+        for rpc, request, field in (
             ("LogMetric", pb.LogMetricRequest(run_id=rid, key="m", timestamp=bad), "timestamp"),
             ("LogBatch", pb.LogBatchRequest(run_id=rid, metrics=[metric]), "metrics.timestamp"),
             (
@@ -287,9 +933,160 @@ def test_timestamps_out_of_range_name_the_field(
                 pb.LogBatchRequest(run_id=rid, metrics=[metric], params=[pb.Param(key="p")]),
                 "metrics.timestamp",
             ),
+            ("CreateRun", pb.CreateRunRequest(start_time=bad), "start_time"),
+            ("UpdateRun", pb.UpdateRunRequest(run_id=rid, end_time=bad), "end_time"),
         ):
-            err = _call(channel, service.methods_by_name[method], request.SerializeToString())
-            assert err is not None, (method, bad)
-            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (method, err.details())
-            assert from_rpc_error(err).field == field
-            assert "outside 0001-01-01 to 9999-12-31" in err.details()
+            outcome = _raw_call(tracking.channel, rpc, request.SerializeToString())
+            _assert_refused(outcome, grpc.StatusCode.INVALID_ARGUMENT, field)
+            assert "outside 0001-01-01 to 9999-12-31" in _refusal(outcome).details()
+
+
+def _same_float(got: float, logged: float) -> bool:
+    """NaN is NaN; otherwise equal (SQLite keeps -0.0 as 0.0, and no one compares the two)."""
+    return math.isnan(got) if math.isnan(logged) else got == logged
+
+
+def test_nan_and_infinite_metric_values_round_trip(tracking: Tracked) -> None:
+    """A diverged loss is data: NaN and +/-inf are stored and returned as logged (MLflow does
+    the same), through LogMetric and both paths of LogBatch, not refused or turned into 0."""
+    s, rid = tracking.stub, tracking.run_id
+    values = [math.nan, math.inf, -math.inf, -0.0, 1.7976931348623157e308, 5e-324]
+    for i, value in enumerate(values):
+        s.LogMetric(
+            pb.LogMetricRequest(run_id=rid, key=f"one{i}", value=value, timestamp=SEED_TIME)
+        )
+    batch = [
+        pb.Metric(key="batch", value=value, timestamp=SEED_TIME, step=i)
+        for i, value in enumerate(values)
+    ]
+    s.LogBatch(pb.LogBatchRequest(run_id=rid, metrics=batch))  # the metrics-only path
+    mixed = [
+        pb.Metric(key="mixed", value=m.value, timestamp=m.timestamp, step=m.step) for m in batch
+    ]
+    param = pb.Param(key="x", value="1")
+    s.LogBatch(pb.LogBatchRequest(run_id=rid, metrics=mixed, params=[param]))  # the general path
+    latest = {m.key: m.value for m in s.GetRun(pb.GetRunRequest(run_id=rid)).run.data.metrics}
+    for i, value in enumerate(values):
+        assert _same_float(latest[f"one{i}"], value), (value, latest[f"one{i}"])
+    for key in ("batch", "mixed"):
+        history = s.GetMetricHistory(pb.GetMetricHistoryRequest(run_id=rid, metric_key=key))
+        assert [m.step for m in history.metrics] == list(range(len(values)))
+        got = [m.value for m in history.metrics]
+        assert all(map(_same_float, got, values)), (key, got)
+    # Searches compare and order around them without failing.
+    found = s.SearchRuns(
+        pb.SearchRunsRequest(
+            experiment_ids=[tracking.experiment_id],
+            filter="metrics.one1 > 0",
+            order_by=["metrics.one0 DESC"],
+        )
+    )
+    assert [r.info.run_id for r in found.runs] == [rid]
+
+
+def _header(t: Tracked, **fields: str) -> pb.UploadArtifactRequest:
+    fields = {"run_id": t.run_id, "path": "model/MLmodel", **fields}
+    return pb.UploadArtifactRequest(header=pb.UploadArtifactHeader(**fields))
+
+
+def _upload_outcome(t: Tracked, requests: Iterable[pb.UploadArtifactRequest]) -> object:
+    try:
+        return t.stub.UploadArtifact(iter(requests), timeout=20)
+    except grpc.RpcError as err:
+        return err
+
+
+def test_upload_streams_that_break_the_protocol(tracking: Tracked) -> None:
+    """An upload is a header (run, safe relative path, optional sha256), then bytes that hash to
+    the sha256. Each breach is refused naming the field, and the file already at the path,
+    its record and the rest of the store stay as they were."""
+    t, chunk = tracking, pb.UploadArtifactRequest(chunk=b"replacement bytes")
+    unknown_run = "0" * 32
+    t.stub.DeleteRun(pb.DeleteRunRequest(run_id=t.victim_run_id))
+    invalid = grpc.StatusCode.INVALID_ARGUMENT
+    cases: dict[str, tuple[list[pb.UploadArtifactRequest], grpc.StatusCode, str]] = {
+        "no message": ([], invalid, "header"),
+        "bytes before the header": ([chunk, _header(t)], invalid, "header"),
+        "two headers": ([_header(t), _header(t), chunk], invalid, "header"),
+        "a header after bytes": ([_header(t), chunk, _header(t)], invalid, "header"),
+        "a message with neither part": ([_header(t), pb.UploadArtifactRequest()], invalid, "chunk"),
+        "an empty header": ([pb.UploadArtifactRequest(header={}), chunk], invalid, "path"),
+        "a path out of the run": ([_header(t, path="../x/MLmodel"), chunk], invalid, "path"),
+        "'..' inside the path": ([_header(t, path="model/../../x"), chunk], invalid, "path"),
+        "an absolute path": ([_header(t, path="/etc/passwd"), chunk], invalid, "path"),
+        "a sha256 that is not hex": ([_header(t, sha256="nothex"), chunk], invalid, "sha256"),
+        "bytes that do not hash to sha256": (
+            [_header(t, sha256=UPLOADED_SHA), chunk],
+            invalid,
+            "sha256",
+        ),
+        "a malformed run id": ([_header(t, run_id="r1"), chunk], invalid, "run_id"),
+    }
+    before = _snapshot(t)
+    for case, (requests, code, field) in cases.items():
+        outcome = _upload_outcome(t, requests)
+        err = _refusal(outcome)
+        assert err.code() == code, (case, err.code(), err.details())
+        assert from_rpc_error(err).field == field, (case, err.details())
+        assert _names(err.details(), field), (case, err.details())
+        assert _snapshot(t) == before, f"{case}: refused, yet data changed"
+    for case, header, code, resource in (
+        ("an unknown run", _header(t, run_id=unknown_run), grpc.StatusCode.NOT_FOUND, "run"),
+        (
+            "a deleted run",
+            _header(t, run_id=t.victim_run_id, path="a.txt"),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "run",
+        ),
+        ("a directory", _header(t, path="model"), grpc.StatusCode.FAILED_PRECONDITION, "artifact"),
+        (
+            "a path inside a file",
+            _header(t, path="model/MLmodel/inner"),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "artifact",
+        ),
+    ):
+        err = _refusal(_upload_outcome(t, [header, chunk]))
+        assert err.code() == code, (case, err.code(), err.details())
+        assert from_rpc_error(err).resource_type == resource, (case, err.details())
+        assert _snapshot(t) == before, f"{case}: refused, yet data changed"
+
+
+def test_an_abandoned_upload_keeps_the_file_it_would_replace(tracking: Tracked) -> None:
+    """A client that fails mid-stream cancels the call. gRPC's Python server may still present
+    the stream to the handler as complete (a cancelled read looks like the end of the bytes),
+    so the sha256 the header declares (the SDK always sends one) is what must keep the half
+    that arrived from replacing the file at the path."""
+    t, new = tracking, b"the new model, all of it"
+
+    def gives_up() -> Iterator[pb.UploadArtifactRequest]:
+        yield _header(t, sha256=hashlib.sha256(new).hexdigest())
+        yield pb.UploadArtifactRequest(chunk=new[:10])
+        raise ConnectionAbortedError("the client gave up")
+
+    before = _snapshot(t)
+    _refusal(_upload_outcome(t, gives_up()))
+    download = pb.DownloadArtifactRequest(run_id=t.run_id, path="model/MLmodel")
+    parts = list(t.stub.DownloadArtifact(download))
+    assert parts[0].file.sha256 == UPLOADED_SHA
+    assert b"".join(p.chunk for p in parts[1:]) == UPLOADED
+    assert _snapshot(t)[:-1] == before[:-1]  # the record too (files may hold the half in flight)
+
+
+def test_download_streams_refuse_clearly(tracking: Tracked) -> None:
+    t, invalid = tracking, grpc.StatusCode.INVALID_ARGUMENT
+    missing = grpc.StatusCode.NOT_FOUND
+    for run_id, path, code, at_fault in (
+        (t.run_id, "", invalid, "path"),
+        (t.run_id, "../escape", invalid, "path"),
+        (t.run_id, "/etc/passwd", invalid, "path"),
+        (t.run_id, "model", missing, "artifact"),  # a directory: its files download one by one
+        (t.run_id, "model/missing", missing, "artifact"),
+        ("r1", "model/MLmodel", invalid, "run_id"),
+        ("0" * 32, "model/MLmodel", missing, "run"),
+    ):
+        request = pb.DownloadArtifactRequest(run_id=run_id, path=path)
+        err = _refusal(_raw_call(t.channel, "DownloadArtifact", request.SerializeToString()))
+        assert err.code() == code, (path, err.code(), err.details())
+        error = from_rpc_error(err)
+        assert at_fault in (error.field, error.resource_type), (path, err.details())

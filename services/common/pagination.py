@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from modelyard.errors import InvalidArgument
@@ -24,20 +25,45 @@ def encode_token(query: str, position: Any) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def _read(token: str) -> tuple[Any, Any]:
+    """(query, position) of a token; ValueError, KeyError or TypeError if it is none."""
+    data = json.loads(base64.urlsafe_b64decode((token + "=" * (-len(token) % 4)).encode()))
+    return data["q"], data["p"]
+
+
+def _not_issued(field: str) -> InvalidArgument:
+    return InvalidArgument(
+        f"{field} is not a token this server issued; pass the next_page_token of the previous "
+        "response unchanged",
+        field=field,
+    )
+
+
+def check_position(
+    token: str, looks_issued: Callable[[Any], bool], field: str = "page_token"
+) -> str:
+    """`token` unchanged, once the position inside has the shape the RPC's tokens carry. A
+    forged position (a negative offset, a list where a number goes) would otherwise reach the
+    SQL and fail there, as INTERNAL. Tokens that do not decode are left to decode_token."""
+    if not token:
+        return token
+    try:
+        _query, position = _read(token)
+    except (ValueError, KeyError, TypeError):
+        return token
+    if not looks_issued(position):
+        raise _not_issued(field)
+    return token
+
+
 def decode_token(token: str, query: str, field: str = "page_token") -> Any:
     """The position stored in `token`, or None for an empty token."""
     if not token:
         return None
     try:
-        padded = token + "=" * (-len(token) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        stored_query, position = data["q"], data["p"]
+        stored_query, position = _read(token)
     except (ValueError, KeyError, TypeError):
-        raise InvalidArgument(
-            f"{field} is not a token this server issued; pass the next_page_token of the "
-            "previous response unchanged",
-            field=field,
-        ) from None
+        raise _not_issued(field) from None
     if stored_query != query:
         raise InvalidArgument(
             f"{field} belongs to a different query; repeat the same filter and order with it, "

@@ -10,6 +10,14 @@ from modelyard.errors import InvalidArgument
 _KEY = re.compile(r"^[\w\-./ :]+$")
 
 
+def shown(value: str, limit: int = 80) -> str:
+    """`value` quoted for an error message, cut short: the message travels in gRPC metadata
+    (16 KiB at most), and one that overflows reaches the client as 'Stream removed'."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"
+
+
 def require(field: str, value: str) -> str:
     if not value or not value.strip():
         raise InvalidArgument(f"{field} is required", field=field)
@@ -17,9 +25,16 @@ def require(field: str, value: str) -> str:
 
 
 def max_length(field: str, value: str, limit: int) -> str:
+    """`value`, if at most `limit` characters and free of NUL, which PostgreSQL cannot store in
+    text: every stored string passes through here, so both backends refuse it alike."""
     if len(value) > limit:
         raise InvalidArgument(
             f"{field} is {len(value)} characters long; the limit is {limit}", field=field
+        )
+    if "\x00" in value:
+        raise InvalidArgument(
+            f"{field} contains a NUL character (\\x00), which cannot be stored; remove it",
+            field=field,
         )
     return value
 
@@ -39,5 +54,7 @@ def key(field: str, value: str, limit: int = 250) -> str:
 def identifier(field: str, value: str, *, pattern: re.Pattern[str], example: str) -> str:
     require(field, value)
     if not pattern.match(value):
-        raise InvalidArgument(f"{field} {value!r} is not a valid id (e.g. {example})", field=field)
+        raise InvalidArgument(
+            f"{field} {shown(value)} is not a valid id (e.g. {example})", field=field
+        )
     return value

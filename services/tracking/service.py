@@ -42,7 +42,13 @@ from modelyard.services.common.artifacts import (
     staged_upload_key,
 )
 from modelyard.services.common.filters import parse_filter, parse_order_by
-from modelyard.services.common.pagination import decode_token, encode_token, fingerprint, page_size
+from modelyard.services.common.pagination import (
+    check_position,
+    decode_token,
+    encode_token,
+    fingerprint,
+    page_size,
+)
 from modelyard.services.tracking import limits
 from modelyard.services.tracking.authorizer import TrackingAuthorizer
 from modelyard.services.tracking.store.base import TrackingStore
@@ -180,14 +186,15 @@ class TrackingService:
             key = self.artifacts.key_for(artifact_location)
             if key is None:
                 raise InvalidArgument(
-                    f"artifact_location {artifact_location!r} is outside this server's artifact "
-                    f"root {self.artifacts.root_uri}; leave it empty or choose a location under it",
+                    f"artifact_location {v.shown(artifact_location)} is outside this server's "
+                    f"artifact root {self.artifacts.root_uri}; leave it empty or choose a "
+                    "location under it",
                     field="artifact_location",
                 )
             if is_staging(key):
                 raise InvalidArgument(
-                    f"artifact_location {artifact_location!r} is in {STAGING_DIR}/, which the "
-                    "server reserves for uploads in flight; choose another location",
+                    f"artifact_location {v.shown(artifact_location)} is in {STAGING_DIR}/, which "
+                    "the server reserves for uploads in flight; choose another location",
                     field="artifact_location",
                 )
             location = artifact_location.rstrip("/")
@@ -203,10 +210,11 @@ class TrackingService:
 
     def get_experiment_by_name(self, name: str) -> Experiment:
         v.require("experiment_name", name)
+        v.max_length("experiment_name", name, limits.MAX_EXPERIMENT_NAME_LENGTH)
         found = self.store.find_experiment_by_name(name)
         if found is None:
             raise NotFound(
-                f"no experiment is named {name!r}; create it with CreateExperiment",
+                f"no experiment is named {v.shown(name)}; create it with CreateExperiment",
                 resource_type="experiment",
                 resource_name=name,
             )
@@ -231,7 +239,7 @@ class TrackingService:
             parse_filter(filter_string),
             parse_order_by(order_by),
             size,
-            page_token,
+            check_position(page_token, _is_offset),
             only_ids=self.authorizer.readable(identity.current()),
         )
 
@@ -371,7 +379,7 @@ class TrackingService:
             view_type,
             size,
             parse_order_by(order_by),
-            page_token,
+            check_position(page_token, _is_offset),
         )
 
     # -- run data ------------------------------------------------------------------------------
@@ -472,7 +480,9 @@ class TrackingService:
             maximum=limits.METRIC_HISTORY_MAX,
             field="max_results",
         )
-        return self.store.get_metric_history(rid, key, size, page_token)
+        return self.store.get_metric_history(
+            rid, key, size, check_position(page_token, _is_metric_position)
+        )
 
     # -- artifacts -----------------------------------------------------------------------------
 
@@ -554,7 +564,7 @@ class TrackingService:
             field="page_size",
         )
         query = fingerprint("artifacts", rid, prefix, recursive)
-        after = decode_token(page_token, query) or ""
+        after = decode_token(check_position(page_token, _is_path), query) or ""
         files = self.store.list_artifacts(rid, prefix)
         entries = files if recursive else _one_level(files, prefix)
         remaining = [e for e in entries if e.path > after]
@@ -660,13 +670,34 @@ class TrackingService:
             )
 
 
+_MAX_OFFSET = 2**53  # past any result set, and far from overflowing SQL's 64-bit integers
+_INT64 = range(-(2**63), 2**63)
+
+
+def _is_offset(position: object) -> bool:
+    return type(position) is int and 0 <= position <= _MAX_OFFSET
+
+
+def _is_metric_position(position: object) -> bool:
+    """[step, timestamp, id] of the last metric value of the previous page."""
+    return (
+        isinstance(position, list)
+        and len(position) == 3
+        and all(type(x) is int and x in _INT64 for x in position)
+    )
+
+
+def _is_path(position: object) -> bool:
+    return isinstance(position, str)
+
+
 def _field_or_tag(name: str, value: str, tags: dict[str, str], tag: SystemTag) -> str:
     """A run field that may also arrive as its MLflow system tag; both must then agree."""
     tagged = tags.get(tag, "")
     if value and tagged and value != tagged:
         raise InvalidArgument(
-            f"{name} is {value!r} but tag {tag.value} is {tagged!r}; send one of them, or the "
-            "same value in both",
+            f"{name} is {v.shown(value)} but tag {tag.value} is {v.shown(tagged)}; send one of "
+            "them, or the same value in both",
             field=name,
         )
     return value or tagged

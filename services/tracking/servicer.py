@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import grpc
+from google.protobuf.message import Message
 
 from modelyard._gen.common.v1 import common_pb2
 from modelyard._gen.tracking.v1 import tracking_pb2 as pb
@@ -44,7 +45,14 @@ def view_type(field: str, value: int) -> ViewType:
 
 def _chunks(requests: Iterator[pb.UploadArtifactRequest]) -> Iterator[bytes]:
     for request in requests:
-        if request.WhichOneof("part") != "chunk":
+        part = request.WhichOneof("part")
+        if part is None:
+            raise InvalidArgument(
+                "an UploadArtifact message after the header carries no chunk; put the file's "
+                "bytes in chunk",
+                field="chunk",
+            )
+        if part != "chunk":
             raise InvalidArgument(
                 "only the first UploadArtifact message may carry a header; send bytes after it",
                 field="header",
@@ -60,10 +68,16 @@ def _metric_rows(metrics) -> list[tuple[str, float, int, int]]:
         raise _bad_timestamp("metrics.timestamp", exc) from None
 
 
+def _optional_ms(request: Message, field: str) -> int | None:
+    """Milliseconds of an optional Timestamp field (None when unset), its range checked."""
+    try:
+        return timestamp_to_ms(getattr(request, field), request.HasField(field))
+    except ValueError as exc:
+        raise _bad_timestamp(field, exc) from None
+
+
 def _bad_timestamp(field: str, exc: ValueError) -> InvalidArgument:
-    return InvalidArgument(
-        f"{field}: {exc}; send the time the value was logged, in UTC", field=field
-    )
+    return InvalidArgument(f"{field}: {exc}; send a UTC time within that range", field=field)
 
 
 class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
@@ -138,9 +152,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
         run = self.service.create_run(
             request.experiment_id,
             run_name=request.run_name,
-            start_time=(
-                request.start_time.ToMilliseconds() if request.HasField("start_time") else None
-            ),
+            start_time=_optional_ms(request, "start_time"),
             tags=tags_to_dict(request.tags),
             parent_run_id=request.parent_run_id,
             user_id=request.user_id,
@@ -159,7 +171,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
         info = self.service.update_run(
             request.run_id,
             status=status,
-            end_time=request.end_time.ToMilliseconds() if request.HasField("end_time") else None,
+            end_time=_optional_ms(request, "end_time"),
             run_name=request.run_name,
         )
         return pb.UpdateRunResponse(run_info=run_info_to_proto(info))

@@ -8,16 +8,19 @@
 
 Entity prefixes follow MLflow: metrics, params, tags, attributes and datasets, with their
 singular and short aliases. An identifier without a prefix is an attribute (`name` in experiment
-searches). Errors name the position and say how to fix the filter.
+searches). Errors name the position and say how to fix the filter. A filter holds at most
+MAX_CONDITIONS conditions and an order at most MAX_ORDER_KEYS keys.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Literal
 
 from modelyard.errors import InvalidArgument
+from modelyard.services.common.validation import shown
 
 Entity = Literal["metric", "param", "tag", "attribute", "dataset"]
 Value = str | float | tuple[str | float, ...] | None
@@ -43,7 +46,7 @@ _TOKEN = re.compile(
     r"""
     (?P<ws>\s+)
   | (?P<string>'(?:[^']|'')*'|"(?:[^"]|"")*")
-  | (?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w.]))
+  | (?P<number>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?(?![\w.]))
   | (?P<ident>[A-Za-z_][\w]*(?:\.(?:[\w]+|`[^`]*`|"[^"]*"))*)
   | (?P<op><=|>=|!=|<>|=|<|>)
   | (?P<punct>[(),])
@@ -51,6 +54,11 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _KEYWORDS = {"AND", "OR", "LIKE", "ILIKE", "IN", "NOT", "IS", "NULL"}
+# Bounds that keep a query within what SQLite accepts (expression depth, tables in a join) and
+# its cost predictable; no key is longer than validation.key allows.
+MAX_CONDITIONS = 100
+MAX_ORDER_KEYS = 20
+_MAX_KEY = 250
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +118,20 @@ def _split_identifier(raw: str, field: str) -> tuple[Entity, str]:
     head, dot, rest = raw.partition(".")
     entity = _ENTITY_ALIASES.get(head.lower()) if dot else None
     if entity is None:
-        return "attribute", _clean_key(raw)
+        return "attribute", _checked_key(_clean_key(raw), field)
     if not rest:
-        raise _bad(f"{field}: {raw!r} names no key after {head!r}", field)
-    return entity, _clean_key(rest)
+        raise _bad(f"{field}: {shown(raw)} names no key after {head!r}", field)
+    return entity, _checked_key(_clean_key(rest), field)
+
+
+def _checked_key(key: str, field: str) -> str:
+    if len(key) > _MAX_KEY:
+        raise _bad(
+            f"{field}: key {shown(key)} is {len(key)} characters long; keys have at most "
+            f"{_MAX_KEY}, so check the identifier",
+            field,
+        )
+    return key
 
 
 def _clean_key(key: str) -> str:
@@ -140,7 +158,7 @@ class _Parser:
 
     def fail(self, tok: _Tok, expected: str) -> InvalidArgument:
         return _bad(
-            f"{self.field}: expected {expected} at position {tok.pos}, found {tok.text!r}",
+            f"{self.field}: expected {expected} at position {tok.pos}, found {shown(tok.text)}",
             self.field,
         )
 
@@ -180,7 +198,14 @@ class _Parser:
         if tok.kind == "string":
             return _unquote(tok.text)
         if tok.kind == "number":
-            return float(tok.text)
+            number = float(tok.text)
+            if not math.isfinite(number):
+                raise _bad(
+                    f"{self.field}: number {shown(tok.text)} at position {tok.pos} is out of "
+                    "range; compare with a number between -1.8e308 and 1.8e308",
+                    self.field,
+                )
+            return number
         raise self.fail(tok, "a quoted string or a number")
 
     def value_list(self) -> tuple[str | float, ...]:
@@ -201,6 +226,8 @@ def parse_filter(text: str | None, field: str = "filter") -> tuple[Comparison, .
     """Parse a filter; an empty or blank string means no filter."""
     if not text or not text.strip():
         return ()
+    if "\x00" in text:  # PostgreSQL cannot compare text with NUL in it
+        raise _bad(f"{field} contains a NUL character (\\x00); remove it", field)
     parser = _Parser(text, field)
     clauses = [parser.comparison()]
     while (tok := parser.peek()) is not None:
@@ -210,25 +237,40 @@ def parse_filter(text: str | None, field: str = "filter") -> tuple[Comparison, .
         if tok.text != "AND":
             raise parser.fail(tok, "AND between conditions")
         clauses.append(parser.comparison())
+        if len(clauses) > MAX_CONDITIONS:
+            raise _bad(
+                f"{field} has more than {MAX_CONDITIONS} conditions; narrow it down, or split "
+                "the search into several",
+                field,
+            )
     return tuple(clauses)
 
 
-_ORDER = re.compile(r"^\s*(?P<ident>.+?)(?:\s+(?P<dir>ASC|DESC))?\s*$", re.IGNORECASE)
+def _split_direction(raw: str) -> tuple[str, bool]:
+    """'<identifier> [ASC|DESC]' -> (identifier, ascending), in linear time: a regex with a lazy
+    identifier backtracks quadratically over a long run of spaces."""
+    words = raw.strip().rsplit(None, 1)
+    if len(words) == 2 and words[1].upper() in ("ASC", "DESC"):
+        return words[0], words[1].upper() == "ASC"
+    return raw.strip(), True
 
 
 def parse_order_by(items: list[str] | tuple[str, ...], field: str = "order_by") -> list[OrderKey]:
+    if len(items) > MAX_ORDER_KEYS:
+        raise _bad(
+            f"{field} has {len(items)} entries; order by at most {MAX_ORDER_KEYS} keys", field
+        )
     keys = []
     for raw in items:
-        match = _ORDER.match(raw or "")
-        if not match or not match["ident"].strip():
-            raise _bad(f"{field}: {raw!r} is not '<identifier> [ASC|DESC]'", field)
-        tokens = _tokenize(match["ident"], field)
+        ident, ascending = _split_direction(raw or "")
+        if not ident:
+            raise _bad(f"{field}: {shown(raw)} is not '<identifier> [ASC|DESC]'", field)
+        tokens = _tokenize(ident, field)
         if len(tokens) != 1 or tokens[0].kind != "ident":
             raise _bad(
-                f"{field}: {raw!r} is not '<identifier> [ASC|DESC]', e.g. 'metrics.rmse DESC'",
+                f"{field}: {shown(raw)} is not '<identifier> [ASC|DESC]', e.g. 'metrics.rmse DESC'",
                 field,
             )
         entity, key = _split_identifier(tokens[0].text, field)
-        ascending = (match["dir"] or "ASC").upper() == "ASC"
         keys.append(OrderKey(entity, key, ascending))
     return keys

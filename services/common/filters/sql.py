@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, not_
 
 from modelyard.errors import InvalidArgument
 from modelyard.services.common.filters.grammar import Comparison
+from modelyard.services.common.validation import shown
 
 Kind = Literal["string", "number"]
 
@@ -70,7 +71,8 @@ def _coerce(value: object, kind: Kind, name: str, field: str) -> str | float:
         if isinstance(value, float):
             return value
         raise InvalidArgument(
-            f"{field}: {name} is numeric; compare it with a number, not {value!r}", field=field
+            f"{field}: {name} is numeric; compare it with a number, not {shown(str(value))}",
+            field=field,
         )
     if isinstance(value, str):
         return value
