@@ -119,26 +119,43 @@ _BY_CODE: dict[grpc.StatusCode, type[ModelyardError]] = {
 }
 
 
+# A status travels in trailing metadata, which a grpc client starts refusing past 8 KiB (its
+# soft limit, at random) and always past 16 KiB, as RESOURCE_EXHAUSTED "Stream removed" instead
+# of the error. The message goes percent-encoded (up to 3 bytes per byte) and again, with the
+# names, in base64 details: echoed input is cut to these many UTF-8 bytes to stay well under.
+_MAX_MESSAGE_BYTES = 1024
+_MAX_NAME_BYTES = 256
+
+
+def _clip(text: str, limit: int) -> str:
+    raw = text.encode()
+    if len(raw) <= limit:
+        return text
+    return f"{raw[:limit].decode(errors='ignore')}... ({len(text)} characters)"
+
+
 def to_status(error: ModelyardError) -> grpc.Status:
     """Encode an error as a gRPC status carrying google.rpc details."""
     details: list[any_pb2.Any] = []
+    message = _clip(str(error), _MAX_MESSAGE_BYTES)
     if error.field:
         bad = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(
-                    field=error.field, description=error.message
+                    field=_clip(error.field, _MAX_NAME_BYTES),
+                    description=_clip(error.message, _MAX_MESSAGE_BYTES),
                 )
             ]
         )
         details.append(_pack(bad))
     if error.resource_type or error.resource_name:
         info = error_details_pb2.ResourceInfo(
-            resource_type=error.resource_type or "", resource_name=error.resource_name or ""
+            resource_type=_clip(error.resource_type or "", _MAX_NAME_BYTES),
+            resource_name=_clip(error.resource_name or "", _MAX_NAME_BYTES),
         )
         details.append(_pack(info))
     if error.request_id:
         details.append(_pack(error_details_pb2.RequestInfo(request_id=error.request_id)))
-    message = str(error)
     status = status_pb2.Status(code=_CODE_VALUE[error.code], message=message, details=details)
     return rpc_status.to_status(status)
 

@@ -35,7 +35,7 @@ from modelyard._gen.inference import grpc_predict_v2_pb2
 from modelyard._gen.registry.v1 import registry_pb2
 from modelyard._gen.serving.v1 import serving_pb2
 from modelyard._gen.tracking.v1 import tracking_pb2, tracking_pb2_grpc
-from modelyard.errors import ModelyardError, from_rpc_error
+from modelyard.errors import ModelyardError, NotFound, from_rpc_error
 from modelyard.features import FeatureService, FeatureStoreClient
 from modelyard.services.common.db import Database
 from modelyard.services.common.server import ModelyardServer
@@ -94,6 +94,8 @@ def _assert_clear(err: grpc.RpcError | None, what: str) -> None:
         return  # accepted: some unusual values are legal (a tag value may be anything)
     assert err.code() not in NEVER, f"{what}: {err.code()} {err.details()}"
     assert err.details(), f"{what}: status without a message"
+    # What the client sees when a status overflows gRPC's metadata limit, instead of the error.
+    assert "Stream removed" not in err.details(), f"{what}: the status was too large to send"
     assert "Traceback" not in err.details(), what
     assert 'File "' not in err.details(), what
     rebuilt = from_rpc_error(err)
@@ -381,7 +383,8 @@ def tracking(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Tracked
             )
         stub.LogInputs(pb.LogInputsRequest(run_id=run_id, datasets=[_dataset_input()]))
         for path in ("model/MLmodel", "notes/a.txt", "victim.txt"):
-            _upload(stub, pb.UploadArtifactHeader(run_id=run_id, path=path), UPLOADED)
+            header = pb.UploadArtifactHeader(run_id=run_id, path=path, sha256=UPLOADED_SHA)
+            _upload(stub, header, UPLOADED)
         db = Database.from_settings(settings)
         metadata = MetaData()
         metadata.reflect(db.engine)
@@ -984,8 +987,12 @@ def test_nan_and_infinite_metric_values_round_trip(tracking: Tracked) -> None:
     assert [r.info.run_id for r in found.runs] == [rid]
 
 
+REPLACEMENT = b"replacement bytes"
+
+
 def _header(t: Tracked, **fields: str) -> pb.UploadArtifactRequest:
-    fields = {"run_id": t.run_id, "path": "model/MLmodel", **fields}
+    digest = hashlib.sha256(REPLACEMENT).hexdigest()
+    fields = {"run_id": t.run_id, "path": "model/MLmodel", "sha256": digest, **fields}
     return pb.UploadArtifactRequest(header=pb.UploadArtifactHeader(**fields))
 
 
@@ -997,10 +1004,10 @@ def _upload_outcome(t: Tracked, requests: Iterable[pb.UploadArtifactRequest]) ->
 
 
 def test_upload_streams_that_break_the_protocol(tracking: Tracked) -> None:
-    """An upload is a header (run, safe relative path, optional sha256), then bytes that hash to
-    the sha256. Each breach is refused naming the field, and the file already at the path,
+    """An upload is a header (run, safe relative path, sha256), then bytes that hash to the
+    sha256. Each breach is refused naming the field, and the file already at the path,
     its record and the rest of the store stay as they were."""
-    t, chunk = tracking, pb.UploadArtifactRequest(chunk=b"replacement bytes")
+    t, chunk = tracking, pb.UploadArtifactRequest(chunk=REPLACEMENT)
     unknown_run = "0" * 32
     t.stub.DeleteRun(pb.DeleteRunRequest(run_id=t.victim_run_id))
     invalid = grpc.StatusCode.INVALID_ARGUMENT
@@ -1015,6 +1022,7 @@ def test_upload_streams_that_break_the_protocol(tracking: Tracked) -> None:
         "'..' inside the path": ([_header(t, path="model/../../x"), chunk], invalid, "path"),
         "an absolute path": ([_header(t, path="/etc/passwd"), chunk], invalid, "path"),
         "a sha256 that is not hex": ([_header(t, sha256="nothex"), chunk], invalid, "sha256"),
+        "no sha256": ([_header(t, sha256=""), chunk], invalid, "sha256"),
         "bytes that do not hash to sha256": (
             [_header(t, sha256=UPLOADED_SHA), chunk],
             invalid,
@@ -1055,8 +1063,8 @@ def test_upload_streams_that_break_the_protocol(tracking: Tracked) -> None:
 def test_an_abandoned_upload_keeps_the_file_it_would_replace(tracking: Tracked) -> None:
     """A client that fails mid-stream cancels the call. gRPC's Python server may still present
     the stream to the handler as complete (a cancelled read looks like the end of the bytes),
-    so the sha256 the header declares (the SDK always sends one) is what must keep the half
-    that arrived from replacing the file at the path."""
+    so the sha256 every header must declare is what keeps the half that arrived from replacing
+    the file at the path."""
     t, new = tracking, b"the new model, all of it"
 
     def gives_up() -> Iterator[pb.UploadArtifactRequest]:
@@ -1090,3 +1098,17 @@ def test_download_streams_refuse_clearly(tracking: Tracked) -> None:
         assert err.code() == code, (path, err.code(), err.details())
         error = from_rpc_error(err)
         assert at_fault in (error.field, error.resource_type), (path, err.details())
+
+
+def test_errors_echoing_huge_input_still_reach_the_client(client: Client) -> None:
+    """A status travels in metadata that a gRPC client refuses past 8 KiB at random and past
+    16 KiB always (the message percent-encoded: 3 bytes per byte of non-ASCII text). Errors
+    that name a 70,000-character input must still arrive as themselves, cut short, not as
+    RESOURCE_EXHAUSTED 'Stream removed'."""
+    with pytest.raises(ModelyardError) as named:
+        client.get_registered_model("é" * 70_000)
+    with pytest.raises(NotFound) as missing:
+        client.get_endpoint("x" * 70_000)
+    for err in (named.value, missing.value):
+        assert "Stream removed" not in err.message
+        assert err.message.endswith(" characters)") and len(err.message.encode()) < 1100

@@ -512,11 +512,19 @@ class TrackingService:
         self, rid: str, path: str, chunks: Iterable[bytes], sha256: str = ""
     ) -> FileInfo:
         path = clean_path(path, field="path")
-        if sha256 and not _SHA256.match(sha256):
+        if not sha256:
+            # grpc's server can end a cancelled client stream as if it were complete: without
+            # the digest, a cut-short upload would replace the file with its first part.
+            raise InvalidArgument(
+                "sha256 is required: put the file's sha256 in the upload's header, so a transfer "
+                "cut short is refused instead of stored",
+                field="sha256",
+            )
+        if not _SHA256.match(sha256):
             raise InvalidArgument("sha256 must be 64 hex digits", field="sha256")
         info = self._writable_run(rid)
         self._check_path_free(rid, path)
-        stored = self.artifacts.write(self._artifact_key(info, path), chunks, sha256 or None)
+        stored = self.artifacts.write(self._artifact_key(info, path), chunks, sha256)
         return self.store.record_artifact(rid, path, stored.size, stored.sha256)
 
     def _check_path_free(self, rid: str, path: str) -> None:

@@ -7,6 +7,7 @@ The expected policy is written out here on its own, so a change to an access tab
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -154,7 +155,11 @@ TRACKING: dict[str, Case] = {
     "UploadArtifact": (
         ("level", L.EDIT),
         lambda s: [
-            T.UploadArtifactRequest(header=T.UploadArtifactHeader(run_id=s.run_id, path="up.txt")),
+            T.UploadArtifactRequest(
+                header=T.UploadArtifactHeader(
+                    run_id=s.run_id, path="up.txt", sha256=hashlib.sha256(b"x").hexdigest()
+                )
+            ),
             T.UploadArtifactRequest(chunk=b"x"),
         ],
     ),

@@ -1473,7 +1473,9 @@ class UploadArtifactHeader(_message.Message):
     path: _builtins.str
     """Relative '/'-separated path inside the run's artifact root; no '..' or leading '/'."""
     sha256: _builtins.str
-    """Optional; when set, the upload fails unless the received bytes hash to it."""
+    """Required: the upload fails unless the received bytes hash to it. A stream cut short can
+    look complete to the server; the digest is what tells a whole file from a truncated one.
+    """
     def __init__(
         self,
         *,
