@@ -275,7 +275,8 @@ class TrackingClient:
         """Log everything, in as many LogBatch calls as the server's limits need (as
         MlflowClient does; each call is all or nothing, the whole is not). The write is done
         when this returns; `synchronous` is accepted for MlflowClient's signature."""
-        for chunk_metrics, chunk_params, chunk_tags in _batches(metrics, params, tags):
+        batches = _batches(list(metrics), list(params), list(tags))  # any iterable, as before
+        for chunk_metrics, chunk_params, chunk_tags in batches:
             request = pb.LogBatchRequest(
                 run_id=run_id,
                 metrics=[metric_fields(m) for m in chunk_metrics],
