@@ -11,8 +11,8 @@ _KEY = re.compile(r"^[\w\-./ :]+$")
 
 
 def shown(value: str, limit: int = 80) -> str:
-    """`value` quoted for an error message, cut short: the message travels in gRPC metadata
-    (16 KiB at most), and one that overflows reaches the client as 'Stream removed'."""
+    """`value` quoted for an error message, cut short so the message stays readable. (What
+    keeps any status small enough for gRPC's metadata is modelyard.errors.to_status.)"""
     if len(value) <= limit:
         return repr(value)
     return f"{value[:limit]!r}... ({len(value)} characters)"
