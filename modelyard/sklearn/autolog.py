@@ -41,7 +41,7 @@ from modelyard.sklearn.flavor import (
     _check_format,
     _dense,
     _is_sparse,
-    _log_model,
+    log_model,
 )
 
 # Fits in progress, process-wide: a search or pipeline may fit its inner estimators on joblib's
@@ -356,19 +356,13 @@ class _FitLog:
             self._after_search(rid, estimator, signature, example)
 
     def _log_model(self, model: Any, name: str, signature: Signature | None, example: Any) -> None:
-        _log_model(
+        log_model(
             model,
             name,
             input_example=example if self.settings.log_input_examples else None,
-            signature=signature,
-            pip_requirements=None,
-            metadata=None,
+            signature=signature if signature is not None else False,  # inferred here, or none
             run_id=self.run_id,
-            registered_model_name=None,
-            await_registration_for=0,
-            feature_service=None,
             serialization_format=self.settings.serialization_format,
-            infer_from_example=False,
         )
 
     def _after_search(

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -99,7 +99,7 @@ def _example_json(example: Any) -> str:
 def save_model(
     sk_model: Any,
     path: str | Path,
-    signature: Signature | None = None,
+    signature: Signature | Literal[False] | None = None,
     input_example: Any = None,
     pip_requirements: list[str] | None = None,
     metadata: dict[str, Any] | None = None,
@@ -110,42 +110,15 @@ def save_model(
 ) -> ModelManifest:
     """Write the package to a new directory `path`.
 
-    feature_service (a FeatureService or its name) records which features the model was trained
-    on; serving then looks them up by entity key, so callers send only the keys. A sparse
-    input_example is stored densified: JSON has no sparse form."""
-    return _save_model(
-        sk_model,
-        Path(path),
-        signature=signature,
-        input_example=input_example,
-        pip_requirements=pip_requirements,
-        metadata=metadata,
-        run_id=run_id,
-        artifact_path=artifact_path,
-        feature_service=feature_service,
-        serialization_format=serialization_format,
-        infer_from_example=True,
-    )
-
-
-def _save_model(
-    sk_model: Any,
-    path: Path,
-    *,
-    signature: Signature | None,
-    input_example: Any,
-    pip_requirements: list[str] | None,
-    metadata: dict[str, Any] | None,
-    run_id: str | None,
-    artifact_path: str | None,
-    feature_service: Any,
-    serialization_format: str,
-    infer_from_example: bool,
-) -> ModelManifest:
-    """save_model, plus the choice autolog needs: an example without a signature."""
+    Without a signature, one is inferred from input_example; signature=False (MLflow's way)
+    keeps the example and infers none. feature_service (a FeatureService or its name) records
+    which features the model was trained on; serving then looks them up by entity key, so
+    callers send only the keys. A sparse input_example is stored densified: JSON has no sparse
+    form."""
     import sklearn
 
     _check_format(serialization_format)
+    path = Path(path)
     path.mkdir(parents=True, exist_ok=False)
     with open(path / MODEL_FILE, "wb") as f:
         if serialization_format == SERIALIZATION_FORMAT_CLOUDPICKLE:
@@ -155,7 +128,7 @@ def _save_model(
         else:
             pickle.dump(sk_model, f, protocol=pickle.HIGHEST_PROTOCOL)
     input_example = _dense(input_example)
-    if signature is None and input_example is not None and infer_from_example:
+    if signature is None and input_example is not None:
         output = sk_model.predict(input_example) if hasattr(sk_model, "predict") else None
         signature = infer_signature(input_example, output)
     if input_example is not None:
@@ -175,7 +148,7 @@ def _save_model(
                 "serialization_format": serialization_format,
             },
         },
-        signature=signature,
+        signature=signature or None,
         input_example=EXAMPLE_FILE if input_example is not None else None,
         requirements=requirements,
         run_id=run_id,
@@ -190,7 +163,7 @@ def log_model(
     name: str | None = None,
     *,
     input_example: Any = None,
-    signature: Signature | None = None,
+    signature: Signature | Literal[False] | None = None,
     pip_requirements: list[str] | None = None,
     metadata: dict[str, Any] | None = None,
     run_id: str | None = None,
@@ -213,41 +186,11 @@ def log_model(
             stacklevel=2,
         )
         name = artifact_path
-    return _log_model(
-        sk_model,
-        name or "model",
-        input_example=input_example,
-        signature=signature,
-        pip_requirements=pip_requirements,
-        metadata=metadata,
-        run_id=run_id,
-        registered_model_name=registered_model_name,
-        await_registration_for=await_registration_for,
-        feature_service=feature_service,
-        serialization_format=serialization_format,
-        infer_from_example=True,
-    )
-
-
-def _log_model(
-    sk_model: Any,
-    name: str,
-    *,
-    input_example: Any,
-    signature: Signature | None,
-    pip_requirements: list[str] | None,
-    metadata: dict[str, Any] | None,
-    run_id: str | None,
-    registered_model_name: str | None,
-    await_registration_for: float,
-    feature_service: Any,
-    serialization_format: str,
-    infer_from_example: bool,
-) -> ModelInfo:
+    name = name or "model"
     rid = fluent._run_id(run_id)
     tmp = Path(tempfile.mkdtemp(prefix="modelyard-log-model-"))
     try:
-        manifest = _save_model(
+        manifest = save_model(
             sk_model,
             tmp / "pkg",
             signature=signature,
@@ -258,7 +201,6 @@ def _log_model(
             artifact_path=name,
             feature_service=feature_service,
             serialization_format=serialization_format,
-            infer_from_example=infer_from_example,
         )
         fluent.client().log_artifacts(rid, tmp / "pkg", name)
     finally:
