@@ -8,7 +8,9 @@ NOT_SERVING, new calls are refused, each service ends its open watch streams, in
 
 from __future__ import annotations
 
+import errno
 import gc
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
@@ -96,6 +98,12 @@ class ModelyardServer:
         self.service_names = tuple(names)
         pools = [r.descriptor_pool for r in self._registrations if r.descriptor_pool is not None]
         reflection.enable(self._server, names, pools)
+        taken = OSError(
+            f"could not listen on {settings.address}: the port is taken or the host is not "
+            "a local address; pick another with --port"
+        )
+        if _port_taken(settings.host, settings.port):
+            raise taken  # before grpc tries, which logs its own error line above ours
         try:
             if settings.tls.enabled:
                 self.port = self._server.add_secure_port(settings.address, _credentials(settings))
@@ -104,10 +112,7 @@ class ModelyardServer:
         except RuntimeError:  # grpc raises on a failed bind (older versions returned 0)
             self.port = 0
         if self.port == 0:
-            raise OSError(
-                f"could not listen on {settings.address}: the port is taken or the host is not "
-                "a local address; pick another with --port"
-            )
+            raise taken
         self._stopped = threading.Event()
         # Set once health reports NOT_SERVING at the start of a drain.
         self.health_draining = threading.Event()
@@ -121,12 +126,15 @@ class ModelyardServer:
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         address = f"{settings.host}:{settings.health_port}"
+        taken = OSError(f"could not listen for health checks on {address}; pick another port")
+        if _port_taken(settings.host, settings.health_port):
+            raise taken
         try:
             self.health_port = server.add_insecure_port(address)
         except RuntimeError:
             self.health_port = 0
         if self.health_port == 0:
-            raise OSError(f"could not listen for health checks on {address}; pick another port")
+            raise taken
         return server
 
     @property
@@ -178,6 +186,31 @@ class ModelyardServer:
 
     def wait(self) -> None:
         wait_for(self._stopped)
+
+
+def _port_taken(host: str, port: int) -> bool:
+    """Whether another socket listens on `port` of `host`. Checked before grpc binds so that a
+    taken port gets our message alone: grpc's failed bind also logs a C-level error line. A race
+    in between is still caught by grpc's own refusal."""
+    if port == 0:
+        return False
+    try:
+        addresses = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
+    except OSError:
+        return False  # let grpc judge the host
+    # grpc listens if any resolved address binds, so the port counts as taken only if all are.
+    return bool(addresses) and all(_in_use(*a[:3], a[4]) for a in addresses)
+
+
+def _in_use(family: int, kind: int, proto: int, address: tuple) -> bool:
+    with socket.socket(family, kind, proto) as probe:
+        # As grpc binds: SO_REUSEADDR passes a port left in TIME_WAIT, not a listener.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
 
 
 def _credentials(settings: Settings) -> grpc.ServerCredentials:
