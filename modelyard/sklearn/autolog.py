@@ -1,5 +1,6 @@
 """scikit-learn autologging: params, training metrics, the training dataset and the fitted
-model of every `fit`, the way MLflow's sklearn autolog records them.
+model of every `fit`, the way MLflow's sklearn autolog records them (and, through
+post_training.py, the metrics computed on the fitted model's predictions afterwards).
 
     modelyard.sklearn.autolog()
     LogisticRegression().fit(X, y)   # logged to the active run, or to a run of its own
@@ -79,6 +80,7 @@ class _Settings:
     registered_model_name: str | None = None
     pos_label: Any = None
     extra_tags: dict[str, str] = field(default_factory=dict)
+    log_post_training_metrics: bool = True
 
 
 # Replaced as a whole by autolog(), so a fit in progress reads one consistent set.
@@ -253,18 +255,15 @@ def _sklearn_version_tested() -> bool:
     return _TESTED_SKLEARN[0] <= major_minor <= _TESTED_SKLEARN[1]
 
 
-class _FitLog:
-    """The logging of one top-level fit. Every step is guarded: a failure is remembered for one
-    warning at the end, and a failed server call skips the steps after it (they would fail the
-    same way, and each retry would delay the user's program)."""
+class _GuardedLog:
+    """Logging that must never break the user's call: every step is guarded, a failure is
+    remembered for one AutologWarning at the end, and a failed server call skips the steps after
+    it (they would fail the same way, and each retry would delay the user's program)."""
 
-    def __init__(self, settings: _Settings, estimator: Any) -> None:
+    def __init__(self, settings: _Settings) -> None:
         self.settings = settings
-        self.estimator = estimator
         self.failures: list[tuple[str, Exception]] = []
         self.broken = False
-        self.run_id: str | None = None
-        self.own_run = False
 
     @contextmanager
     def _quiet(self) -> Iterator[None]:
@@ -285,6 +284,42 @@ class _FitLog:
             self.failures.append((what, exc))
             self.broken = self.broken or isinstance(exc, ModelyardError)
             return None
+
+    def server_hint(self) -> str | None:
+        """What to check when the failures say the server could not be reached."""
+        if any(isinstance(e, Unavailable | DeadlineExceeded) for _, e in self.failures):
+            return (
+                f"Check that the tracking server at {fluent.get_tracking_uri()} is running and "
+                "reachable;"
+            )
+        return None
+
+    def warn(self, subject: str, hint: Callable[[], str], unaffected: str, stacklevel: int) -> None:
+        """The one AutologWarning for everything that failed (none if nothing did, or silent);
+        stacklevel counts from the caller of warn."""
+        if not self.failures or self.settings.silent:
+            return
+        try:
+            what = "; ".join(f"could not {w}: {type(e).__name__}: {e}" for w, e in self.failures)
+            parts = (
+                f"modelyard.sklearn.autolog: logging {subject} was incomplete ({what}).",
+                hint(),
+                f"{unaffected}; autolog(silent=True) hides these warnings.",
+            )
+            message = " ".join(p for p in parts if p)
+        except Exception as exc:  # a failure that cannot even be described
+            message = f"modelyard.sklearn.autolog: logging was incomplete ({exc!r})"
+        warnings.warn(message, AutologWarning, stacklevel=stacklevel + 1)
+
+
+class _FitLog(_GuardedLog):
+    """The logging of one top-level fit."""
+
+    def __init__(self, settings: _Settings, estimator: Any) -> None:
+        super().__init__(settings)
+        self.estimator = estimator
+        self.run_id: str | None = None
+        self.own_run = False
 
     # -- before the original fit ------------------------------------------------------------
 
@@ -443,12 +478,9 @@ class _FitLog:
         if self.own_run and self.run_id is not None:
             failed = fit_failed or self.broken
             self._end_run(self.run_id, RunStatus.FAILED if failed else RunStatus.FINISHED)
-        if self.failures and not self.settings.silent:
-            try:
-                message = self._message()
-            except Exception as exc:  # a failure that cannot even be described
-                message = f"modelyard.sklearn.autolog: logging was incomplete ({exc!r})"
-            warnings.warn(message, AutologWarning, stacklevel=4)
+        where = f" to run {self.run_id}" if self.run_id else ""
+        subject = f"{type(self.estimator).__name__}.fit{where}"
+        self.warn(subject, self._hint, "The fit itself was not affected", stacklevel=4)
 
     def _end_run(self, rid: str, status: RunStatus) -> None:
         try:
@@ -460,37 +492,28 @@ class _FitLog:
         except Exception as exc:  # end_run has taken the run off the stack even so
             self.failures.append((f"end run {rid}", exc))
 
-    def _message(self) -> str:
-        name = f"{type(self.estimator).__name__}.fit"
-        where = f" to run {self.run_id}" if self.run_id else ""
-        what = "; ".join(f"could not {w}: {type(e).__name__}: {e}" for w, e in self.failures)
-        errors = [e for _, e in self.failures]
-        if any(isinstance(e, Unavailable | DeadlineExceeded) for e in errors):
-            hint = (
-                f"Check that the tracking server at {fluent.get_tracking_uri()} is running and "
-                "reachable; later fits are logged again once it answers."
-            )
-        elif not self.own_run and any(
+    def _hint(self) -> str:
+        server = self.server_hint()
+        if server is not None:
+            return f"{server} later fits are logged again once it answers."
+        if not self.own_run and any(
             w == "log params and tags" and isinstance(e, InvalidArgument) for w, e in self.failures
         ):
-            hint = (
+            return (
                 "An earlier fit in this run already set these params and params cannot change, "
                 "so this fit was not logged. To log each fit, give it its own run: "
                 "`with modelyard.start_run(nested=True): model.fit(...)`."
             )
-        elif self.broken:
-            hint = "The rest of this fit's logging was skipped."
-        else:
-            hint = "Everything else was logged."
-        return (
-            f"modelyard.sklearn.autolog: logging {name}{where} was incomplete ({what}). {hint} "
-            "The fit itself was not affected; autolog(silent=True) hides these warnings."
-        )
+        if self.broken:
+            return "The rest of this fit's logging was skipped."
+        return "Everything else was logged."
 
 
 def _logged_fit(
     settings: _Settings, original: Callable[..., Any], estimator: Any, args: Any, kwargs: Any
 ) -> Any:
+    from modelyard.sklearn import post_training  # it builds on this module
+
     log = _FitLog(settings, estimator)
     inputs = log.step("read fit's arguments", _fit_inputs, original, estimator, args, kwargs)
     X, y, sample_weight = inputs or (None, None, None)
@@ -502,12 +525,26 @@ def _logged_fit(
     except BaseException:
         log.finish(fit_failed=True)
         raise
+    if settings.log_post_training_metrics and log.run_id is not None:
+        log.step("follow the model's predictions", post_training.track, estimator, log.run_id)
     log.step("log the trained model", log.after, X, y, sample_weight, example)
     log.finish(fit_failed=False)
     return result
 
 
-def _patch(cls: type, method: str) -> None:
+def _owner(cls: type, method: str) -> type | None:
+    """The class that defines what cls.<method> is (GridSearchCV's fit is BaseSearchCV's)."""
+    return next((k for k in cls.__mro__ if method in k.__dict__), None)
+
+
+def _wrap_method(
+    cls: type,
+    method: str,
+    wrap: Callable[[Callable[..., Any]], Callable[..., Any]],
+    originals: dict[Any, Any],
+) -> None:
+    """Replace the method cls defines with wrap(its function), remembering what was there in
+    originals[(cls, method)]."""
     found = cls.__dict__[method]
     # scikit-learn hides methods a configuration cannot offer behind an available_if
     # descriptor (Pipeline.fit_transform exists only when its last step has one): wrap the
@@ -517,13 +554,27 @@ def _patch(cls: type, method: str) -> None:
     original = found.fn if conditional else found
     if not inspect.isfunction(original):
         return
+    wrapped = wrap(original)
+    originals[(cls, method)] = found
+    setattr(
+        cls,
+        method,
+        type(found)(wrapped, found.check, found.attribute_name) if conditional else wrapped,
+    )
 
+
+def _training_method(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
         global _fits_in_progress
+        from modelyard.sklearn import post_training  # it builds on this module
+
         settings = _settings
+        # A fit inside a metric or prediction autolog follows is the library's (log_loss fits
+        # a LabelBinarizer), not the user's training.
+        inside_metric = post_training.is_suspended()
         with _fits_lock:
-            if settings.disable or _fits_in_progress:
+            if settings.disable or _fits_in_progress or inside_metric:
                 top_level = False
             else:
                 top_level = True
@@ -531,17 +582,16 @@ def _patch(cls: type, method: str) -> None:
         if not top_level:
             return original(self, *args, **kwargs)
         try:
-            if settings.exclusive and fluent.active_run() is not None:
-                return original(self, *args, **kwargs)
-            return _logged_fit(settings, original, self, args, kwargs)
+            # The training metrics below call predict and sklearn.metrics: not post-training.
+            with post_training.suspended():
+                if settings.exclusive and fluent.active_run() is not None:
+                    return original(self, *args, **kwargs)
+                return _logged_fit(settings, original, self, args, kwargs)
         finally:
             with _fits_lock:
                 _fits_in_progress -= 1
 
-    _patched[(cls, method)] = found
-    setattr(
-        cls, method, type(found)(fit, found.check, found.attribute_name) if conditional else fit
-    )
+    return fit
 
 
 def autolog(
@@ -571,17 +621,23 @@ def autolog(
     also log best_<param> params, best_cv_score, cv_results.csv, the best estimator, and a child
     run for each of the max_tuning_runs best candidates (None: all of them).
 
-    Autologging never changes what fit returns or raises: anything it cannot log becomes one
-    AutologWarning per fit (silent=True hides them). log_post_training_metrics is accepted for
-    MLflow compatibility, but metrics computed after training (model.score, sklearn.metrics)
-    are not captured: log those with modelyard.log_metric. serialization_format "skops" is not
-    supported.
+    log_post_training_metrics=True also logs, to the fit's run (even once it has ended), what
+    `model.score(X_test, y)` and sklearn.metrics functions (looked up on sklearn.metrics after
+    autolog() was called) return for the fitted model's predict, predict_proba,
+    predict_log_proba and transform outputs: as MLflow names them, `accuracy_score_X_test`,
+    `accuracy_score-2_X_test` for the run's second accuracy_score, `X_test-2` for another
+    dataset held by a variable of the same name, `unknown_dataset` for one without a name, and
+    `LogisticRegression_score_X_test`; each call's arguments go to the run's metric_info.json.
+    Only the very objects the prediction methods returned count, not copies or slices.
+
+    Autologging never changes what fit, the prediction methods or the metric functions return
+    or raise: anything it cannot log becomes one AutologWarning per call (silent=True hides
+    them). serialization_format "skops" is not supported.
     """
     global _settings
     if max_tuning_runs is not None and max_tuning_runs < 0:
         raise ValueError(f"max_tuning_runs must be None or >= 0, not {max_tuning_runs}")
     _check_format(serialization_format)
-    del log_post_training_metrics  # accepted for MLflow compatibility; see the docstring
     notes: list[str] = []
     if not disable and not _sklearn_version_tested():
         import sklearn
@@ -604,9 +660,16 @@ def autolog(
         registered_model_name=registered_model_name,
         pos_label=pos_label,
         extra_tags={str(k): str(v) for k, v in (extra_tags or {}).items()},
+        log_post_training_metrics=log_post_training_metrics,
     )
     if notes and not silent:
         warnings.warn(f"modelyard.sklearn.autolog: {'; '.join(notes)}", AutologWarning, 2)
+    from modelyard.sklearn import post_training  # it builds on this module
+
+    if disable or not log_post_training_metrics:
+        post_training.disable()
+    else:
+        post_training.enable(_settings)
     if disable:
         return
     from sklearn.utils import all_estimators
@@ -614,6 +677,6 @@ def autolog(
     for _name, cls in all_estimators():
         # Patch the class that defines each (GridSearchCV inherits fit from BaseSearchCV).
         for method in _TRAINING_METHODS:
-            owner = next((k for k in cls.__mro__ if method in k.__dict__), None)
+            owner = _owner(cls, method)
             if owner is not None and (owner, method) not in _patched:
-                _patch(owner, method)
+                _wrap_method(owner, method, _training_method, _patched)

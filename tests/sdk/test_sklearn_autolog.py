@@ -3,9 +3,11 @@ arguments, sparse inputs, parameter searches; and log_model's MLflow spellings."
 
 from __future__ import annotations
 
+import gc
 import inspect
 import json
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sklearn
+import sklearn.metrics
 from scipy.sparse import csr_matrix
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression, Ridge
@@ -436,3 +439,207 @@ def test_fit_transform_and_fit_predict_are_training_too(fluent, autolog, iris) -
     runs = fluent.search_runs(output_format="list")
     assert len(runs) == before + 1  # the steps belong to the pipeline's run
     assert fluent.last_active_run().data.tags["estimator_name"] == "Pipeline"
+
+
+# -- post-training metrics ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def split(iris) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
+    X, y = iris
+    return X.iloc[::2], X.iloc[1::2], y[::2], y[1::2]
+
+
+def post_training(fluent, run_id: str) -> dict[str, float]:
+    metrics = fluent.get_run(run_id).data.metrics
+    return {k: v for k, v in metrics.items() if not k.startswith(("training_", "best_cv"))}
+
+
+def metric_info(fluent, run_id: str, tmp_path: Path) -> dict[str, str]:
+    path = fluent.client().download_artifacts(run_id, "metric_info.json", tmp_path / run_id)
+    return json.loads(Path(path).read_text())
+
+
+def test_metric_on_a_prediction_goes_to_the_fits_ended_run(fluent, autolog, split, tmp_path):
+    X_train, X_test, y_train, y_test = split
+    plain_accuracy = sklearn.metrics.accuracy_score
+    autolog()
+    from sklearn.metrics import accuracy_score  # imported after autolog(), as MLflow asks
+
+    model = LogisticRegression(max_iter=300).fit(X_train, y_train)
+    run_id = fluent.last_active_run().info.run_id
+    assert fluent.active_run() is None  # autolog's own run has ended
+    y_pred = model.predict(X_test)
+    accuracy = accuracy_score(y_test, y_pred)
+    assert accuracy == plain_accuracy(y_test, y_pred)
+    assert post_training(fluent, run_id) == {"accuracy_score_X_test": pytest.approx(accuracy)}
+    assert metric_info(fluent, run_id, tmp_path) == {
+        "accuracy_score_X_test": "accuracy_score(y_true=y_test, y_pred=y_pred)"
+    }
+
+
+def test_regression_metrics_and_score_go_to_the_users_run(fluent, autolog, split) -> None:
+    X_train, X_test, y_train, y_test = split
+    autolog()
+    with fluent.start_run() as run:
+        model = Ridge().fit(X_train, y_train)
+    predicted = model.predict(X_test)
+    mse = sklearn.metrics.mean_squared_error(y_test, predicted)
+    r2 = sklearn.metrics.r2_score(y_pred=predicted, y_true=y_test)  # found among keywords too
+    score = model.score(X_test, y_test)
+    assert score == pytest.approx(r2)
+    assert post_training(fluent, run.info.run_id) == {
+        "mean_squared_error_X_test": pytest.approx(mse),
+        "r2_score_X_test": pytest.approx(r2),
+        "Ridge_score_X_test": pytest.approx(score),  # not also an r2_score from inside score
+    }
+
+
+def test_metric_names_follow_mlflow(fluent, autolog, split, tmp_path: Path) -> None:
+    X_train, X_test, y_train, y_test = split
+    autolog()
+    model = LogisticRegression(max_iter=300).fit(X_train, y_train)
+    run_id = fluent.last_active_run().info.run_id
+    y_pred = model.predict(X_test)
+    metrics = sklearn.metrics
+    metrics.accuracy_score(y_test, y_pred)
+    metrics.accuracy_score(y_test, y_pred, normalize=False)  # the run's second accuracy_score
+    macro = metrics.f1_score(y_test, y_pred, average="macro")  # keywords are not in the key
+    proba = model.predict_proba(X_test)
+    auc = metrics.roc_auc_score(y_test, proba, multi_class="ovr")
+    model.score(X_test, y_test)
+    X_test = X_test.copy()  # another dataset under the same name
+    metrics.accuracy_score(y_test, model.predict(X_test))
+    metrics.accuracy_score(y_train[:20], model.predict(X_train.iloc[:20]))  # held by no variable
+    logged = post_training(fluent, run_id)
+    assert set(logged) == {
+        "accuracy_score_X_test",
+        "accuracy_score-2_X_test",
+        "f1_score_X_test",
+        "roc_auc_score_X_test",
+        "LogisticRegression_score_X_test",
+        "accuracy_score-3_X_test-2",
+        "accuracy_score-4_unknown_dataset",
+    }
+    assert logged["accuracy_score-2_X_test"] == (y_test == y_pred).sum()
+    assert logged["f1_score_X_test"] == pytest.approx(macro)
+    assert logged["roc_auc_score_X_test"] == pytest.approx(auc)
+    info = metric_info(fluent, run_id, tmp_path)
+    assert info["f1_score_X_test"] == "f1_score(y_true=y_test, y_pred=y_pred, average='macro')"
+    assert info["accuracy_score-2_X_test"].endswith("normalize=False)")
+    assert info["LogisticRegression_score_X_test"] == "LogisticRegression.score(X=X_test, y=y_test)"
+    assert list(info) == sorted(logged)
+
+
+def test_only_outputs_of_autologged_models_are_logged(fluent, autolog, split) -> None:
+    X_train, X_test, y_train, y_test = split
+    before = LogisticRegression(max_iter=300).fit(X_train, y_train)  # before autolog()
+    autolog()
+    model = LogisticRegression(max_iter=300).fit(X_train, y_train)
+    run_id = fluent.last_active_run().info.run_id
+    metrics = sklearn.metrics
+    metrics.accuracy_score(y_test, before.predict(X_test))
+    metrics.accuracy_score(y_test, model.predict(X_test).copy())  # a copy is not the output
+    metrics.accuracy_score(y_test, y_test)
+    metrics.log_loss(y_test, before.predict_proba(X_test))  # fits a LabelBinarizer inside
+    before.score(X_test, y_test)
+    assert post_training(fluent, run_id) == {}
+    assert len(runs(fluent)) == 1  # the metrics' own fits are not the user's training
+
+    # Refitting a followed model computes training metrics with its predictions: they are
+    # logged as training_* to the new run, never as post-training metrics to the old one.
+    model.fit(X_test, y_test)
+    assert post_training(fluent, run_id) == {}
+    assert post_training(fluent, fluent.last_active_run().info.run_id) == {}
+
+
+def test_metric_functions_return_and_raise_what_they_would(fluent, autolog, split) -> None:
+    X_train, X_test, y_train, y_test = split
+    plain = {n: getattr(sklearn.metrics, n) for n in ("accuracy_score", "confusion_matrix")}
+    autolog()
+    model = LogisticRegression(max_iter=300).fit(X_train, y_train)
+    y_pred = model.predict(X_test)
+    for name, original in plain.items():
+        patched = getattr(sklearn.metrics, name)
+        assert patched is not original
+        expected, got = original(y_test, y_pred), patched(y_test, y_pred)
+        assert type(got) is type(expected)
+        assert np.array_equal(got, expected)
+        with pytest.raises(ValueError, match="inconsistent numbers") as plain_error:
+            original(y_test, y_pred[:3])
+        with pytest.raises(ValueError, match="inconsistent numbers") as patched_error:
+            patched(y_test, y_pred[:3])
+        assert str(patched_error.value) == str(plain_error.value)
+    assert inspect.signature(sklearn.metrics.f1_score).parameters["average"].default == "binary"
+    run_id = fluent.last_active_run().info.run_id
+    assert set(post_training(fluent, run_id)) == {"accuracy_score_X_test"}  # a matrix is no metric
+
+
+def test_lost_server_warns_and_returns_the_metric(fluent, autolog, server, split) -> None:
+    X_train, X_test, y_train, y_test = split
+    autolog()
+    model = LogisticRegression(max_iter=300).fit(X_train, y_train)
+    run_id = fluent.last_active_run().info.run_id
+    y_pred = model.predict(X_test)
+    fluent.set_tracking_uri(DEAD_SERVER)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            accuracy = sklearn.metrics.accuracy_score(y_test, y_pred)
+            score = model.score(X_test, y_test)
+    finally:
+        fluent.set_tracking_uri(server.address)
+    assert accuracy == score == (y_test == y_pred).mean()
+    first, second = autolog_warnings(caught)
+    assert "could not log metric accuracy_score_X_test" in first
+    assert f"tracking server at {DEAD_SERVER}" in first
+    assert "What accuracy_score returned was not affected" in first
+    assert "could not log metric LogisticRegression_score_X_test" in second
+    assert [w.filename for w in caught if issubclass(w.category, AutologWarning)] == [__file__] * 2
+    sklearn.metrics.accuracy_score(y_test, y_pred)  # the server is back
+    assert set(post_training(fluent, run_id)) == {"accuracy_score-2_X_test"}
+
+
+def test_disabled_post_training_metrics_patch_nothing(fluent, autolog, split) -> None:
+    X_train, X_test, y_train, y_test = split
+    plain = (sklearn.metrics.accuracy_score, LogisticRegression.predict, LogisticRegression.score)
+    autolog()
+    patched_accuracy = sklearn.metrics.accuracy_score
+    model = LogisticRegression(max_iter=300).fit(X_train, y_train)
+    run_id = fluent.last_active_run().info.run_id
+    y_pred = model.predict(X_test)
+    autolog(disable=True)
+    now = (sklearn.metrics.accuracy_score, LogisticRegression.predict, LogisticRegression.score)
+    assert all(a is b for a, b in zip(now, plain, strict=True))
+    patched_accuracy(y_test, y_pred)  # a function imported while autolog was on
+    sklearn.metrics.accuracy_score(y_test, model.predict(X_test))
+    model.score(X_test, y_test)
+    assert post_training(fluent, run_id) == {}
+
+    autolog(log_post_training_metrics=False)
+    now = (sklearn.metrics.accuracy_score, LogisticRegression.predict, LogisticRegression.score)
+    assert all(a is b for a, b in zip(now, plain, strict=True))
+    model = LogisticRegression(max_iter=300).fit(X_train, y_train)
+    run_id = fluent.last_active_run().info.run_id
+    sklearn.metrics.accuracy_score(y_test, model.predict(X_test))
+    assert post_training(fluent, run_id) == {}
+    assert "training_accuracy_score" in fluent.get_run(run_id).data.metrics  # fits still log
+
+
+def test_followed_models_and_outputs_are_not_kept_alive(fluent, autolog, split) -> None:
+    X_train, X_test, y_train, y_test = split
+    autolog(log_models=False)
+
+    def evaluate() -> list[weakref.ref]:
+        # In a function of its own: before Python 3.13 the variables autolog looked up by name
+        # stay referenced from its frame until it returns (see post_training._bindings).
+        model = LogisticRegression(max_iter=300).fit(X_train, y_train)
+        X_eval = X_test.copy()
+        proba = model.predict_proba(X_eval)
+        sklearn.metrics.log_loss(y_test, proba)
+        return [weakref.ref(model), weakref.ref(X_eval), weakref.ref(proba)]
+
+    dead = evaluate()
+    assert set(post_training(fluent, fluent.last_active_run().info.run_id)) == {"log_loss_X_eval"}
+    gc.collect()
+    assert [ref() for ref in dead] == [None, None, None]
