@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import urllib3
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from modelyard._gen.tracking.v1 import tracking_pb2 as pb
 from modelyard.client._transport import Transport
 from modelyard.convert.common import file_info_to_entity, presigned_to_entity
 from modelyard.entities import FileInfo, PresignedUrl
-from modelyard.errors import DataLoss, FailedPrecondition, Unavailable
+from modelyard.errors import Aborted, DataLoss, FailedPrecondition, ModelyardError, Unavailable
 
 if TYPE_CHECKING:
     from modelyard.client.tracking import TrackingClient
@@ -34,6 +35,23 @@ _STREAM_TIMEOUT = 3600.0
 # Calls that move or hash a whole file get a deadline of at least a second per this many bytes,
 # so a big file on a slow link is not cut off by a deadline sized for small ones.
 _SLOWEST_RATE = 1024 * 1024
+
+
+# While an upload moves new bytes to a path, the server answers another upload of it ABORTED and
+# a download UNAVAILABLE, naming the artifact: a moment, or, if that upload died with its server,
+# until its lease runs out (15 s for small files). The call starts over until then.
+_PATH_BUSY_WAIT = 30.0
+
+
+def _path_busy(error: type[ModelyardError]) -> Any:
+    return retry(
+        retry=retry_if_exception(
+            lambda exc: isinstance(exc, error) and exc.resource_type == "artifact"
+        ),
+        stop=stop_after_delay(_PATH_BUSY_WAIT),
+        wait=wait_random_exponential(multiplier=0.05, max=2),
+        reraise=True,
+    )
 
 
 def _deadline(size: int, floor: float) -> float:
@@ -61,6 +79,7 @@ def _file_chunks(path: Path) -> Iterator[bytes]:
             yield block
 
 
+@_path_busy(Aborted)
 def upload_bytes(t: Transport, stub: Any, run_id: str, data: bytes, path: str) -> FileInfo:
     chunks = iter([data[i : i + CHUNK] for i in range(0, len(data), CHUNK)] or [b""])
     requests = _requests(run_id, path, hashlib.sha256(data).hexdigest(), chunks)
@@ -68,6 +87,7 @@ def upload_bytes(t: Transport, stub: Any, run_id: str, data: bytes, path: str) -
     return file_info_to_entity(t.call(stub.UploadArtifact, requests, timeout=timeout).file)
 
 
+@_path_busy(Aborted)
 def upload_file(t: Transport, stub: Any, run_id: str, local: Path, path: str) -> FileInfo:
     size = local.stat().st_size
     digest = file_sha256(local)
@@ -184,6 +204,7 @@ def save_stream(info: FileInfo, chunks: Iterator[bytes], target: Path) -> None:
         raise
 
 
+@_path_busy(Unavailable)
 def _download_file(
     t: Transport, stub: Any, run_id: str, path: str, size: int | None, target: Path
 ) -> None:

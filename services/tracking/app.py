@@ -41,7 +41,9 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
     store = SqlTrackingStore(db, artifacts.root_uri)
     store.ensure_experiment(int(DEFAULT_EXPERIMENT_ID), DEFAULT_EXPERIMENT_NAME)
     authorizer = TrackingAuthorizer(store, GrantStore(db, experiment_permissions))
-    servicer = TrackingServicer(TrackingService(store, artifacts, authorizer))
+    service = TrackingService(store, artifacts, authorizer)
+    service.finish_abandoned_uploads()
+    servicer = TrackingServicer(service)
 
     def close() -> None:
         store.close()

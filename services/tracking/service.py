@@ -1,7 +1,8 @@
 """TrackingService: the rules of experiment tracking, above the store and the artifact store.
 
 Validation happens here (every check names the field), so the store only persists; artifact
-bytes go to the artifact store first and become visible once the index row is committed.
+bytes are staged in the artifact store first, then moved into place and recorded under a lease on
+their path (placement.py), and become visible once the index row is committed.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from modelyard.services.common.artifacts import (
     STAGING_DIR,
     ArtifactStore,
     PresignedUrl,
+    StagedFile,
     clean_path,
     is_staging,
     parents,
@@ -51,6 +53,7 @@ from modelyard.services.common.pagination import (
 )
 from modelyard.services.tracking import limits
 from modelyard.services.tracking.authorizer import TrackingAuthorizer
+from modelyard.services.tracking.placement import ArtifactPlacer
 from modelyard.services.tracking.store.base import TrackingStore
 from modelyard.services.tracking.store.hot import MetricRow
 
@@ -61,6 +64,9 @@ _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _EXPERIMENT_ID = re.compile(r"^\d{1,18}$")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
+# Ids of uploads streamed through UploadArtifact begin with time 0: clients that complete a
+# presigned upload without its id get the newest one (see _staged_upload), never one of these.
+_STREAMED = "0" * 12
 # A staged upload left this long is abandoned: its CompleteArtifactUpload follows the PUT at once
 # and the SDK gives it at most ~1.5 h (5 GiB at the slowest rate it allows for).
 ABANDONED_UPLOAD_AGE = timedelta(days=1)
@@ -173,6 +179,11 @@ class TrackingService:
         self.store = store
         self.artifacts = artifacts
         self.authorizer = authorizer
+        self.placer = ArtifactPlacer(store, artifacts, self._artifact_key)
+
+    def finish_abandoned_uploads(self) -> int:
+        """At start-up: settle the artifact placements that died with a process."""
+        return self.placer.finish_all_abandoned()
 
     # -- experiments ---------------------------------------------------------------------------
 
@@ -524,8 +535,10 @@ class TrackingService:
             raise InvalidArgument("sha256 must be 64 hex digits", field="sha256")
         info = self._writable_run(rid)
         self._check_path_free(rid, path)
-        stored = self.artifacts.write(self._artifact_key(info, path), chunks, sha256)
-        return self.store.record_artifact(rid, path, stored.size, stored.sha256)
+        key = self._artifact_key(info, path)
+        staged = staged_upload_key(rid, path, f"{_STREAMED}{secrets.token_hex(10)}")
+        stored = self.artifacts.write(staged, chunks, sha256)
+        return self.placer.place(rid, path, key, StagedFile(staged, stored.size, stored.sha256))
 
     def _check_path_free(self, rid: str, path: str) -> None:
         """Refuse a file that would be a directory of the run's recorded files, or lie inside
@@ -542,10 +555,12 @@ class TrackingService:
         path = clean_path(path, field="path")
         info = self.store.get_run_info(run_id("run_id", rid))
         file = self._recorded(rid, path)
-        return file, self.artifacts.read(self._artifact_key(info, path))
+        chunks = self.artifacts.read(self._artifact_key(info, path))
+        self.placer.check_unchanged(rid, path, file, chunks)
+        return file, chunks
 
     def _recorded(self, rid: str, path: str) -> FileInfo:
-        file = self.store.find_artifact(rid, path)
+        file = self.placer.settled(rid, path)
         if file is None:
             raise NotFound(
                 f"run {rid!r} has no artifact {path!r}; list its files with ListArtifacts",
@@ -583,6 +598,7 @@ class TrackingService:
     def delete_artifact(self, rid: str, path: str) -> int:
         path = clean_path(path, field="path")
         info = self._writable_run(rid)
+        self.placer.settle_below(rid, path)
         exact = self.store.find_artifact(rid, path)
         doomed = [exact] if exact else self.store.list_artifacts(rid, path)
         if not doomed:
@@ -608,8 +624,14 @@ class TrackingService:
         # Time first, so the newest upload of a path sorts last (see _staged_upload).
         upload_id = f"{_now():012x}{secrets.token_hex(10)}"
         url = self.artifacts.presign_put(staged_upload_key(rid, path, upload_id))
-        self.artifacts.sweep_staged(ABANDONED_UPLOAD_AGE)
+        self.sweep_abandoned_uploads()
         return url, upload_id
+
+    def sweep_abandoned_uploads(self, older_than: timedelta = ABANDONED_UPLOAD_AGE) -> int:
+        """Delete staged uploads nobody completed, but those a placement still needs (one that
+        died is finished from them)."""
+        placing = {lease.staged_key for lease in self.store.find_placements()}
+        return self.artifacts.sweep_staged(older_than, keep=placing)
 
     def complete_upload(self, rid: str, path: str, sha256: str, upload_id: str = "") -> FileInfo:
         path = clean_path(path, field="path")
@@ -625,20 +647,17 @@ class TrackingService:
         info = self._writable_run(rid)
         key = self._artifact_key(info, path)
         staged = self._staged_upload(rid, path, upload_id, key)
+        if staged is None:  # a URL from a server before staging wrote to the path itself
+            self._check_path_free(rid, path)
+            stored = self.artifacts.verify(key, sha256)
+            return self.store.record_artifact(rid, path, stored.size, stored.sha256)
         try:
             self._check_path_free(rid, path)
-            if staged is None:  # a URL from a server before staging wrote to the path itself
-                stored = self.artifacts.verify(key, sha256)
-            else:
-                stored = self.artifacts.promote(staged, key, sha256)
+            verified = self.artifacts.verify_staged(staged, sha256)
         except (FailedPrecondition, InvalidArgument):
-            if staged is not None:
-                self.artifacts.delete(staged)  # a refused upload leaves nothing behind
+            self.artifacts.delete(staged)  # a refused upload leaves nothing behind
             raise
-        recorded = self.store.record_artifact(rid, path, stored.size, stored.sha256)
-        if staged is not None:
-            self.artifacts.delete(staged)  # after the record: a crash leaves it to the sweep
-        return recorded
+        return self.placer.place(rid, path, key, verified)
 
     def _staged_upload(self, rid: str, path: str, upload_id: str, key: str) -> str | None:
         """The staged object of `upload_id`, which completes only the upload to the run and path it
@@ -649,7 +668,7 @@ class TrackingService:
             found = self.artifacts.size(staged) is not None
         else:
             keys = (k for k, _ in self.artifacts.iter_files(staged_upload_key(rid, path)))
-            staged = max(keys, default=None)
+            staged = max((k for k in keys if not _streamed(k)), default=None)
             found = staged is not None or self.artifacts.size(key) is not None
         if not found:
             raise FailedPrecondition(
@@ -738,6 +757,10 @@ def _check_metric_keys(keys: Iterable[str]) -> None:
     """Each distinct key once (a batch repeats a few keys over many steps), first one first."""
     for key in dict.fromkeys(keys):
         v.key("metrics.key", key, limits.MAX_KEY_LENGTH)
+
+
+def _streamed(staged_key: str) -> bool:
+    return staged_key.rsplit("/", 1)[-1].startswith(_STREAMED)
 
 
 def _one_level(files: list[FileInfo], prefix: str) -> list[FileInfo]:

@@ -97,3 +97,64 @@ def test_acknowledged_writes_survive_kill(tmp_path: Path, database_url: str) -> 
             restarted.wait()
             pytest.fail(f"no exit within 30 s of SIGTERM; the server's log:\n{log.read_text()}")
         assert code == 0, log.read_text()
+
+
+@pytest.mark.slow
+def test_artifact_uploads_survive_kill(tmp_path: Path, database_url: str) -> None:
+    """Kill -9 while two writers upload: one replacing the same file over and over, one adding
+    new files. After a restart every acknowledged new file reads back whole, and the replaced
+    file reads back as one of the versions uploaded, matching its recorded sha256 (a record
+    left behind its bytes would read as DataLoss)."""
+    port = free_port()
+    proc = start_server(tmp_path, port, database_url, tmp_path / "first.log")
+    client = Client(f"127.0.0.1:{port}", timeout=5)
+    rid = client.create_run("0").info.run_id
+    versions = [f"version {i}\n".encode() * (1 + i % 7) * 1000 for i in range(100_000)]
+    added: list[int] = []
+    replaced = 0
+    enough = threading.Event()  # both writers have 50 acknowledged uploads (and go on)
+
+    def replace_forever() -> None:
+        nonlocal replaced
+        for i, content in enumerate(versions):
+            try:
+                client.log_text(rid, content.decode(), "model/weights.txt")
+            except ModelyardError:
+                return
+            replaced = i + 1
+            if replaced > 50 and len(added) > 50:
+                enough.set()
+
+    def add_forever() -> None:
+        for i, content in enumerate(versions):
+            try:
+                client.log_text(rid, content.decode(), f"files/{i}.txt")
+            except ModelyardError:
+                return
+            added.append(i)
+            if replaced > 50 and len(added) > 50:
+                enough.set()
+
+    writers = [threading.Thread(target=replace_forever), threading.Thread(target=add_forever)]
+    for writer in writers:
+        writer.start()
+    assert enough.wait(120), "the server never acknowledged 50 uploads of each kind"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for writer in writers:
+        writer.join(60)
+        assert not writer.is_alive()
+    client.close()
+
+    log = tmp_path / "restarted.log"
+    restarted = start_server(tmp_path, port, database_url, log)
+    try:
+        with Client(f"127.0.0.1:{port}") as after:
+            # Downloads check each file against its recorded sha256: DataLoss if they differ.
+            files = Path(after.download_artifacts(rid, "", tmp_path / "after"))
+        for i in added:
+            assert (files / "files" / f"{i}.txt").read_bytes() == versions[i]
+        assert (files / "model" / "weights.txt").read_bytes() in versions[: replaced + 1]
+    finally:
+        restarted.terminate()
+        restarted.wait(30)

@@ -10,10 +10,12 @@ then show one name as a file and as a directory. So services refuse such a path 
 before any bytes move, with `path_clash`, and a backend that refuses one anyway (two uploads racing,
 a file left unrecorded by a crash) raises the same error.
 
-Presigned uploads are staged: the URL writes to a key under `STAGING_DIR` (a top-level directory of
-the root that holds no artifact and that listings skip), and `promote` copies the bytes into place
-only once they hash to the declared sha256, so a refused upload never touches the file it was meant
-to replace. Staged objects that nobody completes are swept by `sweep_staged`.
+Every upload is staged: its bytes go to a key under `STAGING_DIR` (a top-level directory of the
+root that holds no artifact and that listings skip) and move into place only once they hash to the
+declared sha256 (`verify_staged`, then `place`), so a refused upload never touches the file it was
+meant to replace. `place` is an atomic rename on local disks and a server-side copy on S3; the
+service orders it with its records (see services/tracking/placement.py). `promote` does both steps
+and keeps the staged object. Staged objects that nobody completes are swept by `sweep_staged`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import hashlib
 import io
 import posixpath
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -34,7 +36,9 @@ CHUNK_SIZE = 1024 * 1024
 MAX_PATH_LENGTH = 1024
 # Reserved top-level directory of every artifact root: presigned uploads in flight, nothing else.
 # Every artifact lies below an experiment's location, and none may be here (see `is_staging`).
-STAGING_DIR = ".uploads"
+# Not ".uploads": SeaweedFS keeps its own multipart uploads in folders of that name and leaves
+# them out of listings, so the sweep would never see an abandoned upload there.
+STAGING_DIR = ".modelyard-staging"
 # The one shape of a staged upload: <owner>/<digest of its path>/<upload id>, 32 hex digits each.
 # No artifact key has it (they end in .../<run id>/artifacts/<path>), so the sweep deletes only
 # uploads, even where an experiment made before the directory was reserved keeps files in it.
@@ -46,6 +50,17 @@ class StoredFile:
     key: str
     size: int
     sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class StagedFile:
+    """Staged bytes known to hash to `sha256`; `version`, where the backend has one, pins those
+    very bytes, so placing them fails rather than move bytes written to the key since."""
+
+    key: str
+    size: int
+    sha256: str
+    version: str | None = None
 
 
 def clean_path(path: str, *, field: str = "path", allow_empty: bool = False) -> str:
@@ -211,24 +226,32 @@ class ArtifactStore(abc.ABC):
         """Copy within this store (server-side where the backend can)."""
         self._copy(src_key, dst_key, None)
 
-    def promote(self, staged_key: str, key: str, sha256: str) -> StoredFile:
-        """Copy a staged upload to `key` once it hashes to `sha256`; a refusal (digest, or a path
-        clash in storage) leaves `key` as it was. The caller deletes the staged object either way.
-
-        The copy takes the very bytes that were hashed, where the backend can pin them: a new PUT
-        to the staged key meanwhile makes it fail rather than store unverified bytes."""
+    def verify_staged(self, staged_key: str, sha256: str) -> StagedFile:
+        """The staged upload at `staged_key`, once its bytes hash to `sha256` (InvalidArgument if
+        they do not), pinned where the backend can: a new PUT to it meanwhile makes `place` fail
+        rather than store unverified bytes."""
         version = self._version(staged_key)
         stored = self.verify(staged_key, sha256)
-        # Some servers (rclone) replace a directory's files by a copy onto its name: check first.
-        clash = self._clash(key)
-        if clash is not None:
-            raise clash
-        self._copy(staged_key, key, version)
-        return StoredFile(key, stored.size, stored.sha256)
+        return StagedFile(staged_key, stored.size, stored.sha256, version)
 
-    def sweep_staged(self, older_than: timedelta) -> int:
-        """Delete staged uploads last written more than `older_than` ago; returns how many. Only
-        stores that presign uploads stage any."""
+    def place(self, staged: StagedFile, key: str) -> StoredFile:
+        """Put verified staged bytes at `key` atomically; a refusal (a path clash in storage, the
+        staged bytes changed) leaves `key` as it was. The staged object may be gone afterwards
+        (a local rename moves it); the caller deletes it either way."""
+        self._place(staged.key, key, staged.version)
+        return StoredFile(key, staged.size, staged.sha256)
+
+    def promote(self, staged_key: str, key: str, sha256: str) -> StoredFile:
+        """`verify_staged` and a copy to `key` that keeps the staged object, on every backend."""
+        staged = self.verify_staged(staged_key, sha256)
+        self._copy_into_place(staged.key, key, staged.version)
+        return StoredFile(key, staged.size, staged.sha256)
+
+    def sweep_staged(self, older_than: timedelta, keep: Collection[str] = ()) -> int:
+        """Delete staged uploads last written more than `older_than` ago, but those in `keep`
+        (placements under way still need them); returns how many. Only stores that presign
+        uploads sweep: elsewhere a staged upload leaves nothing behind unless the process dies
+        between staging and placing it."""
         return 0
 
     def presign_put(self, key: str) -> PresignedUrl:
@@ -264,7 +287,9 @@ class ArtifactStore(abc.ABC):
         """Store everything `reader` yields at `key`, atomically; an exception stores nothing."""
 
     @abc.abstractmethod
-    def _get(self, key: str, chunk_size: int) -> Iterator[bytes]: ...
+    def _get(self, key: str, chunk_size: int, version: str | None = None) -> Iterator[bytes]:
+        """The bytes at `key`; with `version` (from `_version`), only those very bytes, where the
+        backend can check it: other bytes there now fail the read."""
 
     def _version(self, key: str) -> str | None:
         """A token for the current bytes at `key` that `_copy` can require, or None."""
@@ -272,7 +297,18 @@ class ArtifactStore(abc.ABC):
 
     def _copy(self, src_key: str, dst_key: str, version: str | None) -> None:
         """Copy `src_key` (as of `version`, when given and the backend can check it)."""
-        self._put(dst_key, _VerifyingReader(self.read(src_key), None))
+        self._put(dst_key, _VerifyingReader(self._get(src_key, CHUNK_SIZE, version), None))
+
+    def _place(self, staged_key: str, key: str, version: str | None) -> None:
+        """Move staged bytes to `key`; backends that can rename atomically do."""
+        self._copy_into_place(staged_key, key, version)
+
+    def _copy_into_place(self, staged_key: str, key: str, version: str | None) -> None:
+        # Some servers (rclone) replace a directory's files by a copy onto its name: check first.
+        clash = self._clash(key)
+        if clash is not None:
+            raise clash
+        self._copy(staged_key, key, version)
 
     def close(self) -> None:
         """Release connections; the default store holds none."""

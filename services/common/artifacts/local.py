@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import shutil
@@ -70,35 +71,72 @@ class LocalArtifactStore(ArtifactStore):
                 yield full.relative_to(self.root).as_posix(), full.stat().st_size
 
     def _put(self, key: str, reader: io.RawIOBase) -> None:
-        final = self._path(key)
-        try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            clash = self._clash(key)  # a file where a directory must be
-            if clash is None:
-                raise
-            raise clash from None
+        final = self._parent_ready(key)
         tmp = final.parent / f"{_TMP_MARK}{uuid.uuid4().hex}"
         try:
-            with open(tmp, "wb") as out:
+            try:
+                out = open(tmp, "wb")  # noqa: SIM115 - closed by the with block below
+            except FileNotFoundError:  # a placement pruned the empty directory meanwhile
+                final = self._parent_ready(key)
+                out = open(tmp, "wb")  # noqa: SIM115
+            with out:
                 shutil.copyfileobj(reader, out, CHUNK_SIZE)
                 out.flush()
                 os.fsync(out.fileno())
-            try:
-                os.replace(tmp, final)
-            except IsADirectoryError:
-                # Deleting files leaves their directories behind; S3 has none, so an empty one
-                # must not block a file either.
-                if not _remove_empty_tree(final):
-                    # Files in it, or only the temporary files of uploads under way.
-                    raise self._clash(key) or path_clash(key, f"{key}/...") from None
-                os.replace(tmp, final)
+            self._replace(tmp, final, key)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
             raise
 
-    def _get(self, key: str, chunk_size: int) -> Iterator[bytes]:
+    def _place(self, staged_key: str, key: str, version: str | None) -> None:
+        """A rename: atomic, and no byte is copied. The staged file was synced when written; the
+        directory is synced after, so the rename outlives a power loss as the record will."""
+        staged = self._path(staged_key)
+        final = self._parent_ready(key)
+        try:
+            self._replace(staged, final, key)
+        except FileNotFoundError:
+            raise self._missing(staged_key) from None
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            super()._place(staged_key, key, version)  # the run's directory is another mount
+            return
+        _sync_directory(final.parent)
+        # Every path of every run stages in a directory of its own: leave none of them behind.
+        for directory in (staged.parent, staged.parent.parent):
+            if directory == self.root / STAGING_DIR:
+                break
+            try:
+                directory.rmdir()
+            except OSError:  # another upload of the path is staged there
+                break
+
+    def _parent_ready(self, key: str) -> Path:
+        """The path of `key`, its directory made; a file where a directory must be is a clash."""
+        final = self._path(key)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            clash = self._clash(key)
+            if clash is None:
+                raise
+            raise clash from None
+        return final
+
+    def _replace(self, src: Path, final: Path, key: str) -> None:
+        try:
+            os.replace(src, final)
+        except IsADirectoryError:
+            # Deleting files leaves their directories behind; S3 has none, so an empty one
+            # must not block a file either.
+            if not _remove_empty_tree(final):
+                # Files in it, or only the temporary files of uploads under way.
+                raise self._clash(key) or path_clash(key, f"{key}/...") from None
+            os.replace(src, final)
+
+    def _get(self, key: str, chunk_size: int, version: str | None = None) -> Iterator[bytes]:
         path = self._path(key)
         try:
             handle = open(path, "rb")  # noqa: SIM115 - closed by the generator below
@@ -115,6 +153,14 @@ def _remove_empty_tree(directory: Path) -> bool:
     except OSError:
         return False
     return True
+
+
+def _sync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _chunks(handle: io.BufferedReader, chunk_size: int) -> Iterator[bytes]:

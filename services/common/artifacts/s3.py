@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlparse
 from xml.etree.ElementTree import ParseError
@@ -157,9 +157,10 @@ class S3ArtifactStore(ArtifactStore):
                 if prefix or not is_staging(key):  # uploads in flight are no files
                     yield key, obj.size or 0
 
-    def sweep_staged(self, older_than: timedelta) -> int:
+    def sweep_staged(self, older_than: timedelta, keep: Collection[str] = ()) -> int:
         # Housekeeping on the way to a new upload: a failure is logged, never the upload's.
         cutoff = datetime.now(UTC) - older_than
+        kept = {self._name(key) for key in keep}
         try:
             doomed = [
                 DeleteObject(obj.object_name)
@@ -170,6 +171,7 @@ class S3ArtifactStore(ArtifactStore):
                 and obj.last_modified
                 and obj.last_modified <= cutoff
                 and is_staged_upload(self._key(obj.object_name))
+                and obj.object_name not in kept
             ]
             errors = list(self.client.remove_objects(self.bucket, doomed)) if doomed else []
         except (MinioException, urllib3.exceptions.HTTPError) as exc:
@@ -203,9 +205,11 @@ class S3ArtifactStore(ArtifactStore):
         if clash is not None:
             raise clash from None
 
-    def _get(self, key: str, chunk_size: int) -> Iterator[bytes]:
+    def _get(self, key: str, chunk_size: int, version: str | None = None) -> Iterator[bytes]:
+        # With an ETag, the server answers other bytes 412 PreconditionFailed (rclone ignores it).
+        headers = {"If-Match": f'"{version}"'} if version else None
         try:
-            response = self.client.get_object(self.bucket, self._name(key))
+            response = self.client.get_object(self.bucket, self._name(key), request_headers=headers)
         except MinioException as exc:
             if _is_missing(exc):
                 raise self._missing(key) from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from modelyard.entities import (
     DatasetInput,
@@ -24,6 +25,19 @@ from modelyard.entities import (
     ViewType,
 )
 from modelyard.services.common.filters import Comparison, OrderKey
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactPlacement:
+    """A lease on one artifact path while the staged bytes `staged_key` (`sha256`, `file_size`)
+    move into place; past `expires_at` (ms since the epoch) its holder is presumed dead."""
+
+    run_id: str
+    path: str
+    staged_key: str
+    sha256: str
+    file_size: int
+    expires_at: int
 
 
 class TrackingStore(abc.ABC):
@@ -175,6 +189,38 @@ class TrackingStore(abc.ABC):
 
     @abc.abstractmethod
     def forget_artifacts(self, run_id: str, paths: Sequence[str]) -> None: ...
+
+    # -- artifact placements (see services/tracking/placement.py) ------------------------------
+
+    @abc.abstractmethod
+    def take_placement(self, lease: ArtifactPlacement) -> ArtifactPlacement | None:
+        """Store `lease` and return None, or return the lease that holds its path already.
+        FailedPrecondition if the run is deleted."""
+
+    @abc.abstractmethod
+    def claim_placement(self, lease: ArtifactPlacement, expires_at: int) -> bool:
+        """Move `lease` (as read: same staged key and expiry) to `expires_at`; False if it
+        changed or is gone, so of several finishing an abandoned lease exactly one goes on."""
+
+    @abc.abstractmethod
+    def finish_placement(self, lease: ArtifactPlacement) -> FileInfo:
+        """In one transaction, record the lease's file and delete the lease; Aborted if the lease
+        on that path no longer names these staged bytes (nothing is recorded then). The run may
+        have been deleted since the lease was taken: the bytes are in place, so they count."""
+
+    @abc.abstractmethod
+    def drop_placement(self, lease: ArtifactPlacement) -> None:
+        """Delete the lease if it still names these staged bytes."""
+
+    @abc.abstractmethod
+    def find_placements(self, run_id: str | None = None, path: str = "") -> list[ArtifactPlacement]:
+        """Leases of every run (run_id None), or of one run's `path` and the paths below it."""
+
+    @abc.abstractmethod
+    def artifact_state(
+        self, run_id: str, path: str
+    ) -> tuple[FileInfo | None, ArtifactPlacement | None]:
+        """The record of `path` and its lease, read together."""
 
     def close(self) -> None:
         """Release connections."""

@@ -214,5 +214,22 @@ artifacts = Table(
     Column("created_time", BigInteger, nullable=False),
 )
 
+# Leases on artifact paths whose new bytes are being moved into place (one per path at a time):
+# taken before the move, deleted in the transaction that records the file. A lease left by a
+# crash names its staged bytes, so whoever finds it expired finishes the placement
+# (services/tracking/placement.py).
+artifact_placements = Table(
+    "artifact_placements",
+    metadata,
+    Column(
+        "run_uuid", String(32), ForeignKey("runs.run_uuid", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("path", String(1024), primary_key=True),
+    Column("staged_key", String(256), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("file_size", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),  # ms since the epoch
+)
+
 # Grants on experiments (and through them, on their runs).
 experiment_permissions = permissions_table(metadata, "experiment_permissions")

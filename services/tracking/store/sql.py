@@ -9,7 +9,18 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -34,7 +45,7 @@ from modelyard.services.common.db.engine import IDLE_PING_SECONDS
 from modelyard.services.common.filters import Comparison, OrderKey
 from modelyard.services.common.pagination import decode_token, encode_token, fingerprint
 from modelyard.services.tracking.store import schema, search
-from modelyard.services.tracking.store.base import TrackingStore
+from modelyard.services.tracking.store.base import ArtifactPlacement, TrackingStore
 from modelyard.services.tracking.store.hot import (
     COPY_MIN,
     GroupCommit,
@@ -44,6 +55,7 @@ from modelyard.services.tracking.store.hot import (
     RunRows,
 )
 from modelyard.services.tracking.store.schema import (
+    artifact_placements,
     artifacts,
     datasets,
     experiment_tags,
@@ -989,32 +1001,39 @@ class SqlTrackingStore(TrackingStore):
     # -- artifact index ------------------------------------------------------------------------
 
     def record_artifact(self, run_id: str, path: str, file_size: int, sha256: str) -> FileInfo:
-        now = _now()
         with self.db.write() as conn:
             self._active_run(conn, run_id)
-            stmt = self._insert(artifacts).values(
-                run_uuid=run_id, path=path, file_size=file_size, sha256=sha256, created_time=now
+            return self._record(conn, run_id, path, file_size, sha256)
+
+    def _record(
+        self, conn: Connection, run_id: str, path: str, file_size: int, sha256: str
+    ) -> FileInfo:
+        now = _now()
+        stmt = self._insert(artifacts).values(
+            run_uuid=run_id, path=path, file_size=file_size, sha256=sha256, created_time=now
+        )
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["run_uuid", "path"],
+                set_={
+                    "file_size": stmt.excluded.file_size,
+                    "sha256": stmt.excluded.sha256,
+                    "created_time": stmt.excluded.created_time,
+                },
             )
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["run_uuid", "path"],
-                    set_={
-                        "file_size": stmt.excluded.file_size,
-                        "sha256": stmt.excluded.sha256,
-                        "created_time": stmt.excluded.created_time,
-                    },
-                )
-            )
+        )
         return FileInfo(
             path=path, is_dir=False, file_size=file_size, sha256=sha256, created_time=now
         )
 
     def find_artifact(self, run_id: str, path: str) -> FileInfo | None:
         with self.db.read() as conn:
-            row = conn.execute(
-                select(artifacts).where(artifacts.c.run_uuid == run_id, artifacts.c.path == path)
-            ).first()
+            row = conn.execute(self._artifact_row(run_id, path)).first()
         return _file_info(row) if row else None
+
+    @staticmethod
+    def _artifact_row(run_id: str, path: str) -> Any:
+        return select(artifacts).where(artifacts.c.run_uuid == run_id, artifacts.c.path == path)
 
     def list_artifacts(self, run_id: str, prefix: str) -> list[FileInfo]:
         a = artifacts.c
@@ -1034,6 +1053,104 @@ class SqlTrackingStore(TrackingStore):
                         artifacts.c.run_uuid == run_id, artifacts.c.path.in_(chunk)
                     )
                 )
+
+    # -- artifact placements -------------------------------------------------------------------
+
+    def take_placement(self, lease: ArtifactPlacement) -> ArtifactPlacement | None:
+        p = artifact_placements.c
+        insert_lease = (
+            self._insert(artifact_placements)
+            .values(
+                run_uuid=lease.run_id,
+                path=lease.path,
+                staged_key=lease.staged_key,
+                sha256=lease.sha256,
+                file_size=lease.file_size,
+                expires_at=lease.expires_at,
+            )
+            .on_conflict_do_nothing(index_elements=["run_uuid", "path"])
+            .returning(p.run_uuid)  # an INSERT reports rowcount -1 on PostgreSQL (psycopg)
+        )
+        holder = select(artifact_placements).where(p.run_uuid == lease.run_id, p.path == lease.path)
+        with self.db.write() as conn:
+            self._active_run(conn, lease.run_id)
+            # On PostgreSQL a concurrent insert makes ours wait for its commit, then do nothing;
+            # its lease may be finished by the time we look, so try again (each statement of a
+            # READ COMMITTED transaction sees what committed before it).
+            for _ in range(3):
+                if conn.execute(insert_lease).first() is not None:
+                    return None
+                row = conn.execute(holder).first()
+                if row is not None:
+                    return _placement(row)
+        raise Aborted(
+            f"artifact {lease.path!r} of run {lease.run_id!r} is being written by other uploads; "
+            "retry the upload",
+            resource_type="artifact",
+            resource_name=lease.path,
+        )
+
+    def claim_placement(self, lease: ArtifactPlacement, expires_at: int) -> bool:
+        with self.db.write() as conn:
+            moved = conn.execute(
+                update(artifact_placements)
+                .where(*_same_lease(lease), artifact_placements.c.expires_at == lease.expires_at)
+                .values(expires_at=expires_at)
+            )
+        return moved.rowcount == 1
+
+    def finish_placement(self, lease: ArtifactPlacement) -> FileInfo:
+        with self.db.write() as conn:
+            if conn.execute(delete(artifact_placements).where(*_same_lease(lease))).rowcount != 1:
+                raise Aborted(
+                    f"the upload to artifact {lease.path!r} of run {lease.run_id!r} was taken "
+                    "over after its lease expired; retry the upload",
+                    resource_type="artifact",
+                    resource_name=lease.path,
+                )
+            return self._record(conn, lease.run_id, lease.path, lease.file_size, lease.sha256)
+
+    def drop_placement(self, lease: ArtifactPlacement) -> None:
+        with self.db.write() as conn:
+            conn.execute(delete(artifact_placements).where(*_same_lease(lease)))
+
+    def find_placements(self, run_id: str | None = None, path: str = "") -> list[ArtifactPlacement]:
+        p = artifact_placements.c
+        stmt = select(artifact_placements)
+        if run_id is not None:
+            stmt = stmt.where(p.run_uuid == run_id)
+        if path:
+            # The path itself, and the range of "<path>/..." ('0' follows '/').
+            stmt = stmt.where(or_(p.path == path, and_(p.path > path + "/", p.path < path + "0")))
+        with self.db.read() as conn:
+            return [_placement(r) for r in conn.execute(stmt.order_by(p.run_uuid, p.path))]
+
+    def artifact_state(
+        self, run_id: str, path: str
+    ) -> tuple[FileInfo | None, ArtifactPlacement | None]:
+        p = artifact_placements.c
+        with self.db.read() as conn:
+            row = conn.execute(self._artifact_row(run_id, path)).first()
+            lease = conn.execute(
+                select(artifact_placements).where(p.run_uuid == run_id, p.path == path)
+            ).first()
+        return (_file_info(row) if row else None), (_placement(lease) if lease else None)
+
+
+def _same_lease(lease: ArtifactPlacement) -> tuple[Any, ...]:
+    p = artifact_placements.c
+    return (p.run_uuid == lease.run_id, p.path == lease.path, p.staged_key == lease.staged_key)
+
+
+def _placement(row: Row) -> ArtifactPlacement:
+    return ArtifactPlacement(
+        run_id=row.run_uuid,
+        path=row.path,
+        staged_key=row.staged_key,
+        sha256=row.sha256,
+        file_size=row.file_size,
+        expires_at=row.expires_at,
+    )
 
 
 class _CommitFailed(Exception):
