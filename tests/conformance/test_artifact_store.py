@@ -1,19 +1,24 @@
-"""The artifact store contract, on local files and on a real S3 server (rclone serve s3)."""
+"""The artifact store contract, on local files and on real S3 servers: rclone serve s3, and
+SeaweedFS, which unlike rclone pins a copy's source by ETag and copies in parts on the server."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import os
+import re
 from collections.abc import Iterator
 from datetime import timedelta
+from xml.etree.ElementTree import ParseError
 
 import pytest
 import urllib3
 
 from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound
 from modelyard.services.common.artifacts import (
+    STAGING_DIR,
     ArtifactStore,
+    StoredFile,
     clean_path,
     open_artifact_store,
     staged_upload_key,
@@ -33,6 +38,23 @@ def store(artifact_backend: tuple[str, S3Settings]) -> Iterator[ArtifactStore]:
 def chunks(data: bytes, size: int = 1000) -> Iterator[bytes]:
     for i in range(0, len(data), size):
         yield data[i : i + size]
+
+
+def backend(request: pytest.FixtureRequest) -> str:
+    """The `artifact_backend` this test runs on ('file', 's3' (rclone), 'seaweedfs', ...)."""
+    return request.node.callspec.params["artifact_backend"]
+
+
+# S3 servers that implement what rclone lacks: CopyObject with x-amz-copy-source-if-match (the
+# copy takes only the bytes that were hashed) and UploadPartCopy (copies beyond one request).
+on_copying_s3_servers = pytest.mark.parametrize(
+    "artifact_backend",
+    [
+        pytest.param("seaweedfs", marks=pytest.mark.s3),
+        pytest.param("minio-container", marks=pytest.mark.docker),
+    ],
+    indirect=True,
+)
 
 
 def test_write_read_digest(store: ArtifactStore) -> None:
@@ -141,6 +163,112 @@ def test_copies_beyond_one_copy_request(store: ArtifactStore) -> None:
         assert store.digest(key).sha256 == sha(data)
 
 
+PART = 5 * 1024 * 1024  # S3's smallest part but the last
+
+
+def replace_after_hashing(
+    store: ArtifactStore, monkeypatch: pytest.MonkeyPatch, staged: str, data: bytes
+) -> None:
+    """Make `promote` meet a second PUT to the staged key (a client reusing its upload URL) right
+    after it hashed the bytes there and before it copies them: the race it must lose safely."""
+    verify = store.verify
+
+    def verify_then_replace(key: str, sha256: str) -> StoredFile:
+        stored = verify(key, sha256)
+        if key == staged:
+            store.write(staged, chunks(data, 1024 * 1024))
+        return stored
+
+    monkeypatch.setattr(store, "verify", verify_then_replace)
+
+
+@on_copying_s3_servers
+def test_promote_copies_none_of_the_bytes_put_after_hashing(
+    store: ArtifactStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CopyObject names the hashed bytes' ETag: a PUT since makes it fail, nothing is stored."""
+    store.write("run/f.bin", iter([b"old"]))
+    staged = staged_upload_key(RUN, "f.bin", "6" * 32)
+    store.write(staged, iter([b"verified"]))
+    replace_after_hashing(store, monkeypatch, staged, b"unverified")
+    with pytest.raises(FailedPrecondition) as err:
+        store.promote(staged, "run/f.bin", sha(b"verified"))
+    assert err.value.resource_name == "run/f.bin"
+    assert b"".join(store.read("run/f.bin")) == b"old"
+    assert b"".join(store.read(staged)) == b"unverified"  # the race did happen
+
+
+@on_copying_s3_servers
+def test_copies_in_parts_on_the_server(
+    store: ArtifactStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parts of `max_copy_size` (lowered to S3's 5 MiB minimum), a shorter last one, all copied
+    by the server (UploadPartCopy): no byte passes through this process."""
+    assert isinstance(store, S3ArtifactStore)
+    data = os.urandom(2 * PART + 1024 * 1024 + 17)
+    staged = staged_upload_key(RUN, "big.bin", "7" * 32)
+    store.write(staged, chunks(data, 1024 * 1024))
+    store.max_copy_size = PART
+
+    def streamed(*args: object) -> None:
+        raise AssertionError("the copy went through this process")
+
+    monkeypatch.setattr(store, "_put", streamed)  # what a streamed copy ends in
+    trace = io.StringIO()
+    store.client.trace_on(trace)
+    promoted = store.promote(staged, "run/big.bin", sha(data))
+    store.client.trace_off()
+    ranges = re.findall(r"x-amz-copy-source-range: bytes=(\d+)-(\d+)", trace.getvalue(), re.I)
+    last = (2 * PART, len(data) - 1)  # 1 MiB and 17 bytes
+    assert [(int(a), int(b)) for a, b in ranges] == [(0, PART - 1), (PART, 2 * PART - 1), last]
+    assert promoted == StoredFile("run/big.bin", len(data), sha(data))
+    assert b"".join(store.read("run/big.bin")) == data
+
+
+@on_copying_s3_servers
+def test_copy_in_parts_refuses_bytes_put_after_hashing(
+    store: ArtifactStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every part is pinned to the hashed bytes' ETag; new bytes of the same size (the same
+    parts) fail the copy, and the multipart copy stores nothing."""
+    assert isinstance(store, S3ArtifactStore)
+    data = os.urandom(2 * PART + 1024 * 1024 + 17)
+    store.write("run/big.bin", iter([b"old"]))
+    staged = staged_upload_key(RUN, "big.bin", "8" * 32)
+    store.write(staged, chunks(data, 1024 * 1024))
+    store.max_copy_size = PART
+    replace_after_hashing(store, monkeypatch, staged, data[::-1])
+    with pytest.raises(FailedPrecondition) as err:
+        store.promote(staged, "run/big.bin", sha(data))
+    assert err.value.resource_name == "run/big.bin"
+    assert b"".join(store.read("run/big.bin")) == b"old"
+    assert store.digest(staged).sha256 == sha(data[::-1])  # the race did happen
+
+
+@on_copying_s3_servers
+def test_streamed_copy_refuses_bytes_put_after_hashing(
+    store: ArtifactStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where a server lacks UploadPartCopy (rclone answers with an empty body, which minio cannot
+    parse), the copy streams through this process; it too must take only the hashed bytes."""
+    assert isinstance(store, S3ArtifactStore)
+
+    def no_part_copy(*args: object, **kwargs: object) -> None:
+        raise ParseError("no element found: line 1, column 0")
+
+    monkeypatch.setattr(store.client, "compose_object", no_part_copy)
+    data = os.urandom(PART + 17)
+    store.write("run/big.bin", iter([b"old"]))
+    staged = staged_upload_key(RUN, "big.bin", "9" * 32)
+    store.write(staged, chunks(data, 1024 * 1024))
+    store.max_copy_size = PART
+    replace_after_hashing(store, monkeypatch, staged, data[::-1])
+    with pytest.raises(FailedPrecondition) as err:
+        store.promote(staged, "run/big.bin", sha(data))
+    assert err.value.resource_name == "run/big.bin"
+    assert b"".join(store.read("run/big.bin")) == b"old"
+
+
 def test_listings_skip_staged_uploads(store: ArtifactStore) -> None:
     store.write("exp/f.txt", iter([b"f"]))
     staged = staged_upload_key(RUN, "f.txt", "4" * 32)
@@ -153,8 +281,8 @@ def test_sweep_removes_only_abandoned_staged_uploads(store: ArtifactStore) -> No
     store.write("exp/f.txt", iter([b"f"]))
     staged = staged_upload_key(RUN, "f.txt", "5" * 32)
     store.write(staged, iter([b"staged"]))
-    # Files of an experiment placed in .uploads/ before the directory was reserved.
-    squatter = f".uploads/{RUN}/artifacts/f.txt"
+    # Files of an experiment placed in the staging directory before its name was reserved.
+    squatter = f"{STAGING_DIR}/{RUN}/artifacts/f.txt"
     store.write(squatter, iter([b"mine"]))
     assert store.sweep_staged(timedelta(days=1)) == 0  # written just now
     assert store.size(staged) == 6
@@ -201,16 +329,25 @@ def test_presigned_urls(store: ArtifactStore) -> None:
 
 
 @pytest.mark.s3
-def test_s3_wrong_credentials_fail_clearly(s3_server: S3Settings) -> None:
-    bad = S3Settings.model_validate({**s3_server.model_dump(), "secret_key": "wrong-secret-key"})
+@pytest.mark.parametrize("server", ["s3_server", "seaweedfs_server"])
+def test_s3_wrong_credentials_fail_clearly(server: str, request: pytest.FixtureRequest) -> None:
+    s3: S3Settings = request.getfixturevalue(server)
+    bad = S3Settings.model_validate({**s3.model_dump(), "secret_key": "wrong-secret-key"})
     with pytest.raises(FailedPrecondition, match="credentials"):
         open_artifact_store("s3://modelyard-test/x", bad)
 
 
-def test_a_file_inside_a_file_is_refused_clearly(store: ArtifactStore) -> None:
-    """Local disks, MinIO and rclone cannot store 'f/g' beside a file 'f' (AWS S3 can; the
-    services refuse such paths from their records before a write gets here)."""
+def test_a_file_inside_a_file_is_refused_clearly(
+    store: ArtifactStore, request: pytest.FixtureRequest
+) -> None:
+    """Local disks, MinIO and rclone cannot store 'f/g' beside a file 'f' (AWS S3 and SeaweedFS
+    can; the services refuse such paths from their records before a write gets here)."""
     store.write("f", iter([b"f"]))
+    if backend(request) == "seaweedfs":
+        store.write("f/g", iter([b"new"]))  # no clash to explain: both are stored
+        assert sorted(store.iter_files("")) == [("f", 1), ("f/g", 3)]
+        assert b"".join(store.read("f")) == b"f"
+        return
     with pytest.raises(FailedPrecondition) as err:
         store.write("f/g", iter([b"new"]))
     assert err.value.resource_name == "f/g"
