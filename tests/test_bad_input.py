@@ -2,8 +2,9 @@
 
 The rule: a clear status that is never INTERNAL or UNKNOWN, a message that names the field (for
 INVALID_ARGUMENT) or the resource (for NOT_FOUND), and no damage to data that was already there.
-TrackingService goes deepest: each RPC from a valid request, one field at a time, on SQLite and
-PostgreSQL.
+The other services' RPCs with message-typed fields are also driven from a valid request (NESTED),
+one change inside those messages at a time. TrackingService goes deepest: each RPC from a valid
+request, one field at a time, on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from dataclasses import field as attribute
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -24,6 +26,7 @@ import grpc
 import pytest
 from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import MetaData, Table, select
 
@@ -183,6 +186,549 @@ def _variants(message_cls: type[Message], seed: dict[str, object]) -> Iterator[t
             yield f"{field.name}={str(value)[:20]!r}", msg
 
 
+# -- Message-typed fields of the other services ------------------------------------------------
+#
+# Each variant starts from a request the seeded server accepts (NESTED) and changes one thing inside
+# one of its message fields (singular, repeated or map): a scalar set to an odd value, the message
+# left empty, a repeated field emptied, swollen or given a duplicate. A refusal must name a field
+# on the varied path, from the request's root (`endpoint.served_models[0].traffic_percent`).
+
+NESTED_TEXT = ["", HUGE, "nul\x00byte", "\u202e\U0001f600"]
+NESTED_INT32 = [-1, -(2**31), 2**31 - 1]
+NESTED_INT64 = [-1, -(2**63), 2**63 - 1]
+NESTED_FLOAT = [math.nan, math.inf, -math.inf, -1.0]
+MANY_MESSAGES = 10_001  # one over the largest per-request list limit (10,000)
+MANY_SCALARS = 100_001
+# What a repeated scalar field is swollen with when the valid request leaves it empty.
+ZERO = {
+    FieldDescriptor.TYPE_STRING: "",
+    FieldDescriptor.TYPE_BYTES: b"",
+    FieldDescriptor.TYPE_BOOL: False,
+}
+KEY_FIELDS = ("name", "key", "principal", "request_id", "feature_view")
+
+
+@dataclass(frozen=True)
+class Nested:
+    """A valid request for an RPC with message-typed fields, and what keeps its variants apart."""
+
+    build: Callable[[grpc.Channel, dict[str, object]], Message]
+    fresh: tuple[str, ...] = ()  # singular string fields made unique per variant (dotted paths)
+    # Varied path -> another field a refusal may name instead (the two only hold together).
+    also_at_fault: dict[str, str] = attribute(default_factory=dict)
+    # Varied path -> values that must be refused (INVALID_ARGUMENT naming the field): those
+    # the server would otherwise store, where PostgreSQL cannot (NUL, over a column's length).
+    refuse: dict[str, list[object]] = attribute(default_factory=dict)
+    # How the valid request is answered (None: accepted), so its variants reach the checks.
+    answer: frozenset[grpc.StatusCode | None] = frozenset({None})
+
+
+def _serving(channel: grpc.Channel, rpc: str, request: Message) -> None:
+    path = f"/{serving_pb2.DESCRIPTOR.services_by_name['ServingService'].full_name}/{rpc}"
+    channel.unary_unary(path)(request.SerializeToString(), timeout=30)
+
+
+def _endpoint(name: str) -> serving_pb2.Endpoint:
+    return serving_pb2.Endpoint(
+        name=name,
+        served_models=[
+            serving_pb2.ServedModel(
+                name="a",
+                model_uri="models:/seed/1",
+                traffic_percent=100,
+                batching=serving_pb2.BatchingConfig(max_batch_size=8, max_queue_delay_micros=10),
+            )
+        ],
+        inference_log=serving_pb2.InferenceLogConfig(enabled=True, sampling_rate=0.5),
+        missing_features=serving_pb2.MISSING_FEATURE_POLICY_FAIL,
+    )
+
+
+def _existing_endpoint(channel: grpc.Channel) -> str:
+    """An endpoint for requests that need one, created by the first of them."""
+    try:
+        _serving(
+            channel, "CreateEndpoint", serving_pb2.CreateEndpointRequest(endpoint=_endpoint("e"))
+        )
+    except grpc.RpcError as err:
+        if err.code() != grpc.StatusCode.ALREADY_EXISTS:
+            raise
+    return "e"
+
+
+def _definitions(
+    channel: grpc.Channel, seed: dict[str, object]
+) -> features_pb2.ApplyDefinitionsRequest:
+    """An entity, a view over the seed view's file and a service using it, all new; partial, so
+    what the request leaves out (the seed) stays."""
+    service = features_pb2.DESCRIPTOR.services_by_name["FeatureStoreService"]
+    got = channel.unary_unary(f"/{service.full_name}/GetDefinition")(
+        features_pb2.GetDefinitionRequest(
+            kind="feature_view", name=str(seed["feature_view"])
+        ).SerializeToString(),
+        timeout=30,
+    )
+    source = features_pb2.GetDefinitionResponse.FromString(got).definition.feature_view.source
+    tag = common_pb2.Tag(key="team", value="risk")
+    entity = features_pb2.Entity(
+        name="rider",
+        join_keys=[features_pb2.Field(name="driver_id", dtype=features_pb2.VALUE_TYPE_INT64)],
+        tags=[tag],
+    )
+    view = features_pb2.FeatureView(
+        name="rides",
+        entities=["rider"],
+        schema=[features_pb2.Field(name="trips", dtype=features_pb2.VALUE_TYPE_INT64)],
+        source=source,
+        online=True,
+        tags=[tag],
+    )
+    view.ttl.FromSeconds(3600)
+    service_def = features_pb2.FeatureService(
+        name="riding",
+        projections=[features_pb2.FeatureViewProjection(feature_view="rides", features=["trips"])],
+        tags=[tag],
+    )
+    return features_pb2.ApplyDefinitionsRequest(
+        definitions=[
+            features_pb2.Definition(entity=entity),
+            features_pb2.Definition(feature_view=view),
+            features_pb2.Definition(feature_service=service_def),
+        ],
+        partial=True,
+    )
+
+
+def _infer(channel: grpc.Channel, seed: dict[str, object]) -> grpc_predict_v2_pb2.ModelInferRequest:
+    oip = grpc_predict_v2_pb2
+    request = oip.ModelInferRequest(
+        model_name=_existing_endpoint(channel),
+        id="r1",
+        inputs=[
+            oip.ModelInferRequest.InferInputTensor(
+                name="x",
+                datatype="FP64",
+                shape=[1, 2],
+                contents=oip.InferTensorContents(fp64_contents=[1.0, 2.0]),
+            )
+        ],
+        outputs=[oip.ModelInferRequest.InferRequestedOutputTensor(name="y")],
+    )
+    request.parameters["content_type"].string_param = "np"
+    request.inputs[0].parameters["content_type"].string_param = "np"
+    request.outputs[0].parameters["binary_data"].bool_param = False
+    return request
+
+
+def _repository(cls: type[Message]) -> Callable[[grpc.Channel, dict[str, object]], Message]:
+    def build(channel: grpc.Channel, seed: dict[str, object]) -> Message:
+        request = cls(model_name=_existing_endpoint(channel))
+        request.parameters["mode"].string_param = "x"
+        return request
+
+    return build
+
+
+def _grant() -> common_pb2.Grant:
+    return common_pb2.Grant(principal="alice", level=common_pb2.PERMISSION_LEVEL_READ)
+
+
+def _audit_events() -> auth_pb2.RecordAuditEventsRequest:
+    event = auth_pb2.AuditEvent(
+        principal="alice", service="s", method="m", resource="r", outcome="OK", request_id="q"
+    )
+    event.event_time.CopyFrom(SEED_TIME)
+    return auth_pb2.RecordAuditEventsRequest(events=[event])
+
+
+TAGS = [common_pb2.Tag(key="team", value="risk")]
+# A grant's principal is stored in a 256-character column; grants.level out of range too.
+BAD_PRINCIPALS: dict[str, list[object]] = {
+    "grant.principal": ["", HUGE, "nul\x00byte"],
+    "grant.level": [99, -1],
+}
+# Per RPC (Service.Method), its valid request; every RPC with a message-typed field has one.
+NESTED: dict[str, Nested] = {
+    "ModelRegistryService.CreateRegisteredModel": Nested(
+        lambda ch, s: registry_pb2.CreateRegisteredModelRequest(name="nested", tags=TAGS),
+        fresh=("name",),
+    ),
+    "ModelRegistryService.CreateModelVersion": Nested(
+        lambda ch, s: registry_pb2.CreateModelVersionRequest(
+            name=str(s["name"]),
+            source=f"runs:/{s['run_id']}/model",
+            run_id=str(s["run_id"]),
+            tags=TAGS,
+        )
+    ),
+    "ModelRegistryService.SetRegisteredModelPermission": Nested(
+        lambda ch, s: registry_pb2.SetRegisteredModelPermissionRequest(
+            name=str(s["name"]), grant=_grant()
+        ),
+        refuse=BAD_PRINCIPALS,
+    ),
+    "AuthService.RecordAuditEvents": Nested(lambda ch, s: _audit_events()),
+    "ServingService.CreateEndpoint": Nested(
+        lambda ch, s: serving_pb2.CreateEndpointRequest(endpoint=_endpoint("nested")),
+        fresh=("endpoint.name",),
+    ),
+    "ServingService.UpdateEndpoint": Nested(
+        lambda ch, s: serving_pb2.UpdateEndpointRequest(endpoint=_endpoint(_existing_endpoint(ch)))
+    ),
+    "ServingService.LogGroundTruth": Nested(
+        lambda ch, s: serving_pb2.LogGroundTruthRequest(
+            endpoint=_existing_endpoint(ch),
+            ground_truth=[serving_pb2.GroundTruth(request_id="r1", value_json="[1, 2]")],
+        )
+    ),
+    "ServingService.SetEndpointPermission": Nested(
+        lambda ch, s: serving_pb2.SetEndpointPermissionRequest(
+            name=_existing_endpoint(ch), grant=_grant()
+        ),
+        refuse=BAD_PRINCIPALS,
+    ),
+    # A shape and the values it counts hold together: either may be what is wrong. The seed's
+    # model does not load (its MLmodel is text), so what is reached is the decoding of inputs.
+    "GRPCInferenceService.ModelInfer": Nested(
+        _infer,
+        also_at_fault={"inputs.shape": "inputs.contents"},
+        answer=frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION}),
+    ),
+    "GRPCInferenceService.RepositoryModelLoad": Nested(
+        _repository(grpc_predict_v2_pb2.RepositoryModelLoadRequest),
+        answer=frozenset({grpc.StatusCode.FAILED_PRECONDITION}),
+    ),
+    "GRPCInferenceService.RepositoryModelUnload": Nested(
+        _repository(grpc_predict_v2_pb2.RepositoryModelUnloadRequest)
+    ),
+    # A feature renamed is one the service no longer finds.
+    "FeatureStoreService.ApplyDefinitions": Nested(
+        _definitions,
+        also_at_fault={
+            "definitions.feature_view.schema.name": "definitions.feature_service.projections"
+        },
+    ),
+    "FeatureStoreService.Materialize": Nested(
+        lambda ch, s: features_pb2.MaterializeRequest(
+            feature_views=[str(s["feature_view"])],
+            start_time=Timestamp(seconds=int((NOW - timedelta(days=30)).timestamp())),
+            end_time=Timestamp(seconds=int((NOW + timedelta(hours=1)).timestamp())),
+        ),
+        also_at_fault={"end_time": "start_time", "end_time.seconds": "start_time"},
+    ),
+    "FeatureStoreService.GetOnlineFeatures": Nested(
+        lambda ch, s: features_pb2.GetOnlineFeaturesRequest(
+            features=[f"{s['feature_view']}:trips"],
+            entities=[
+                features_pb2.EntityColumn(
+                    name="driver_id", values=[features_pb2.Value(int64_val=1)]
+                )
+            ],
+        )
+    ),
+    "FeatureStoreService.SetFeaturePermission": Nested(
+        lambda ch, s: features_pb2.SetFeaturePermissionRequest(
+            kind=str(s["kind"]), name=str(s["feature_view"]), grant=_grant()
+        ),
+        refuse=BAD_PRINCIPALS,
+    ),
+}
+
+
+def _has_message_field(descriptor: object) -> bool:
+    return any(f.message_type is not None for f in descriptor.fields)  # type: ignore[attr-defined]
+
+
+def _nested_odd(field: FieldDescriptor, current: object) -> list[object]:
+    """Odd values for a scalar inside a message: fewer than the tracking section's, so every
+    message field of every service fits in the time a test may take."""
+    if field.type == FieldDescriptor.TYPE_STRING:
+        return list(NESTED_TEXT)
+    if field.type == FieldDescriptor.TYPE_BYTES:
+        return [b"", b"\xff" * 70_000]
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        return [99, -1]
+    if field.type == FieldDescriptor.TYPE_BOOL:
+        return [not current]
+    if field.type in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+        return list(NESTED_FLOAT)
+    if field.type in (FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_SINT32):
+        return list(NESTED_INT32)
+    if field.type in (FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_SINT64):
+        return list(NESTED_INT64)
+    if field.type == FieldDescriptor.TYPE_UINT32:
+        return [2**32 - 1]
+    if field.type == FieldDescriptor.TYPE_UINT64:
+        return [2**64 - 1]
+    raise AssertionError(f"no odd values for {field.full_name}; add them here")
+
+
+# A change to a copy of the valid request: (path of the varied field, without indices; label).
+Change = tuple[str, str, Callable[[Message], None]]
+
+
+def _at(getter: Callable[[Message], Message], name: str) -> Callable[[Message], object]:
+    return lambda m: getattr(getter(m), name)
+
+
+def _inside(
+    getter: Callable[[Message], Message], msg: Message, path: str, label: str
+) -> Iterator[Change]:
+    """Changes to every field of `msg` (reached in a request by `getter`); for the request
+    itself only to its message and repeated fields (single scalars are _variants' work)."""
+    for field in msg.DESCRIPTOR.fields:
+        if not path and field.message_type is None and not field.is_repeated:
+            continue
+        sub_path, sub_label = f"{path}.{field.name}", f"{label}.{field.name}"
+        if field.containing_oneof is not None and not msg.HasField(field.name):
+            yield from _other_member(getter, field, sub_path, sub_label)
+        elif field.message_type is not None:
+            yield from _message_changes(getter, msg, field, sub_path, sub_label)
+        else:
+            yield from _scalar_changes(getter, msg, field, sub_path, sub_label)
+
+
+def _other_member(
+    getter: Callable[[Message], Message], field: FieldDescriptor, path: str, label: str
+) -> Iterator[Change]:
+    """Changes that put another member of a oneof in use: a scalar at its odd values, a
+    message empty. Only into a Timestamp or Duration does it go further: empty, those are valid
+    values, so a refusal can only be about the odd part (an empty Entity is refused for its
+    missing name, whatever else is odd in it)."""
+    if field.message_type is None:
+        for value in _nested_odd(field, None):
+            yield (
+                path,
+                f"{label}={_label(value)}",
+                partial(_put, getter=getter, name=field.name, value=value),
+            )
+        return
+    yield path, f"{label}={{}}", partial(_empty_in, getter=getter, name=field.name)
+    if field.message_type.full_name.startswith("google.protobuf."):
+        empty = GetMessageClass(field.message_type)()
+        yield from _inside(_at(getter, field.name), empty, path, label)
+
+
+def _scalar_changes(
+    getter: Callable[[Message], Message],
+    msg: Message,
+    field: FieldDescriptor,
+    path: str,
+    label: str,
+) -> Iterator[Change]:
+    name = field.name
+    if not field.is_repeated:
+        for value in _nested_odd(field, getattr(msg, name)):
+            yield (
+                path,
+                f"{label}={_label(value)}",
+                partial(_put, getter=getter, name=name, value=value),
+            )
+        return
+    entries = list(getattr(msg, name))
+    sample = entries[0] if entries else ZERO.get(field.type, 0)
+    yield path, f"{label}=[]", lambda m: getter(m).ClearField(name)
+    yield (
+        path,
+        f"{label}=[{MANY_SCALARS} entries]",
+        lambda m: getattr(getter(m), name).extend([sample] * MANY_SCALARS),
+    )
+    for value in _nested_odd(field, sample):
+        yield (
+            path,
+            f"{label}[0]={_label(value)}",
+            partial(_put_first, getter=getter, name=name, value=value),
+        )
+
+
+def _put(m: Message, *, getter: Callable[[Message], Message], name: str, value: object) -> None:
+    setattr(getter(m), name, value)
+
+
+def _put_first(
+    m: Message, *, getter: Callable[[Message], Message], name: str, value: object
+) -> None:
+    entries = getattr(getter(m), name)
+    if entries:
+        entries[0] = value
+    else:
+        entries.append(value)
+
+
+def _message_changes(
+    getter: Callable[[Message], Message],
+    msg: Message,
+    field: FieldDescriptor,
+    path: str,
+    label: str,
+) -> Iterator[Change]:
+    name = field.name
+    if field.message_type.GetOptions().map_entry:
+        yield from _map_changes(getter, msg, field, path, label)
+    elif field.is_repeated:
+        entries = list(getattr(msg, name))
+        yield path, f"{label}=[]", lambda m: getter(m).ClearField(name)
+        yield path, f"{label}+=[{{}}]", lambda m: getattr(getter(m), name).add()
+        if not entries:
+            return
+        yield path, f"{label}=[{MANY_MESSAGES} entries]", partial(_swell, getter=getter, name=name)
+        yield (
+            path,
+            f"{label}+=[a duplicate of [0]]",
+            lambda m: getattr(getter(m), name).append(getattr(getter(m), name)[0]),
+        )
+        for i, entry in enumerate(entries):
+            entry_getter = partial(_entry, getter=getter, name=name, index=i)
+            yield from _inside(entry_getter, entry, path, f"{label}[{i}]")
+    else:
+        yield path, f"{label}=missing", lambda m: getter(m).ClearField(name)
+        yield path, f"{label}={{}}", partial(_empty_in, getter=getter, name=name)
+        if msg.HasField(name):
+            yield from _inside(_at(getter, name), getattr(msg, name), path, label)
+
+
+def _entry(m: Message, *, getter: Callable[[Message], Message], name: str, index: int) -> Message:
+    return getattr(getter(m), name)[index]
+
+
+def _empty_in(m: Message, *, getter: Callable[[Message], Message], name: str) -> None:
+    _empty(getter(m), name)
+
+
+def _swell(m: Message, *, getter: Callable[[Message], Message], name: str) -> None:
+    """Copies of the first entry, keyed apart where they have a key, so only the count is odd."""
+    entries = getattr(getter(m), name)
+    first = entries[0]
+    key = next((k for k in KEY_FIELDS if k in first.DESCRIPTOR.fields_by_name), None)
+    for i in range(1, MANY_MESSAGES):
+        entry = entries.add()
+        entry.CopyFrom(first)
+        if key and entry.DESCRIPTOR.fields_by_name[key].type == FieldDescriptor.TYPE_STRING:
+            setattr(entry, key, f"{getattr(entry, key)}{i}")
+
+
+def _map_changes(
+    getter: Callable[[Message], Message],
+    msg: Message,
+    field: FieldDescriptor,
+    path: str,
+    label: str,
+) -> Iterator[Change]:
+    name = field.name
+    entries = getattr(msg, name)
+    value_field = field.message_type.fields_by_name["value"]
+    yield path, f"{label}={{}}", lambda m: getter(m).ClearField(name)
+    for key in list(entries):
+        for odd in NESTED_TEXT:
+            yield (
+                path,
+                f"{label}[{_label(odd)}]",
+                partial(_rekey, getter=getter, name=name, old=key, new=odd),
+            )
+        yield (
+            path,
+            f"{label}[{key!r}]={{}}",
+            partial(_empty_value, getter=getter, name=name, key=key),
+        )
+        if value_field.message_type is not None:
+            value_getter = partial(_map_value, getter=getter, name=name, key=key)
+            yield from _inside(value_getter, entries[key], path, f"{label}[{key!r}]")
+    if entries:
+        key = next(iter(entries))
+        yield (
+            path,
+            f"{label}=[{MANY_MESSAGES} entries]",
+            partial(_swell_map, getter=getter, name=name, key=key),
+        )
+
+
+def _rekey(
+    m: Message, *, getter: Callable[[Message], Message], name: str, old: str, new: str
+) -> None:
+    entries = getattr(getter(m), name)
+    value = entries[old]
+    if isinstance(value, Message):
+        entries[new].CopyFrom(value)
+    else:
+        entries[new] = value
+    del entries[old]
+
+
+def _empty_value(m: Message, *, getter: Callable[[Message], Message], name: str, key: str) -> None:
+    entries = getattr(getter(m), name)
+    del entries[key]
+    entries[key]  # reading a missing key adds it, with the empty value
+
+
+def _map_value(m: Message, *, getter: Callable[[Message], Message], name: str, key: str) -> Message:
+    return getattr(getter(m), name)[key]
+
+
+def _swell_map(m: Message, *, getter: Callable[[Message], Message], name: str, key: str) -> None:
+    entries = getattr(getter(m), name)
+    for i in range(1, MANY_MESSAGES):
+        if isinstance(entries[key], Message):
+            entries[f"{key}{i}"].CopyFrom(entries[key])
+        else:
+            entries[f"{key}{i}"] = entries[key]
+
+
+def _nested_valid(
+    item: tuple[ModuleType, MethodDescriptor], channel: grpc.Channel, seed: dict[str, object]
+) -> Message | None:
+    """The valid request of `item`'s RPC, if it has message-typed fields (else None)."""
+    if not _has_message_field(item[1].input_type):
+        return None
+    nested = NESTED.get(_id(item))
+    assert nested is not None, f"{_id(item)} has message fields: add its valid request to NESTED"
+    return nested.build(channel, seed)
+
+
+def _nested_variants(
+    item: tuple[ModuleType, MethodDescriptor], valid: Message
+) -> Iterator[Variant]:
+    """A variant of `valid` for every change inside its message (and repeated) fields."""
+    nested = NESTED[_id(item)]
+    root = lambda m: m  # noqa: E731
+    for n, (path, label, change) in enumerate(_inside(root, valid, "", "")):
+        msg = _copy(valid)
+        change(msg)
+        path, label = path.lstrip("."), label.lstrip(".")
+        for fresh in nested.fresh:
+            if not _related(fresh, path):  # a message varied around it stays as varied
+                _suffix(msg, fresh, f"-{n}")
+        refuse = any(label.endswith(f"={_label(value)}") for value in nested.refuse.get(path, ()))
+        yield Variant(path, label, msg.SerializeToString(), refuse)
+
+
+def _nested_problem(
+    what: str, variant: Variant, err: grpc.RpcError | None, also: str | None
+) -> str | None:
+    """What is wrong with the answer to `variant` (a refusal may name `also` instead, a field
+    that only holds together with the varied one), or None."""
+    if err is None:
+        return f"{what}: accepted; it must be refused" if variant.refuse else None
+    code, details = err.code(), err.details() or ""
+    if code in NEVER or not details.strip() or "Traceback" in details or 'File "' in details:
+        return f"{what}: {code.name}: {details[:300]}"
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return f"{what}: no answer within the call's deadline"
+    if "Stream removed" in details:
+        return f"{what}: the status was too large to send"
+    error = from_rpc_error(err)
+    path = variant.field
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        if not error.field or not any(_related(error.field, p) for p in (path, also or path)):
+            return f"{what}: names field {error.field!r}, not {path!r}: {details[:200]}"
+        if not _names(details, error.field):
+            return f"{what}: the message does not name {error.field!r}: {details[:200]}"
+    elif variant.refuse:
+        return f"{what}: {code.name}, not INVALID_ARGUMENT naming the field: {details[:200]}"
+    if code == grpc.StatusCode.NOT_FOUND and not error.resource_type:
+        return f"{what}: NOT_FOUND without a resource: {details[:200]}"
+    return None
+
+
 @pytest.mark.parametrize("item", METHODS, ids=_id)
 def test_empty_request(shared_channel: grpc.Channel, item) -> None:
     _assert_clear(_call(shared_channel, item[1], b""), f"{_id(item)}(empty)")
@@ -209,6 +755,19 @@ def test_unusual_field_values(channel: grpc.Channel, seed: dict[str, object], it
     module, method = item
     for label, msg in _variants(_request_class(module, method), seed):
         _assert_clear(_call(channel, method, msg.SerializeToString()), f"{_id(item)}({label})")
+    valid = _nested_valid(item, channel, seed)
+    if valid is None:
+        return
+    answer = _call(channel, method, valid.SerializeToString())
+    code = None if answer is None else answer.code()
+    assert code in NESTED[_id(item)].answer, f"valid {_id(item)}: {answer}"
+    problems = []
+    for variant in _nested_variants(item, valid):
+        also = NESTED[_id(item)].also_at_fault.get(variant.field)
+        outcome = _call(channel, method, variant.payload)
+        if problem := _nested_problem(f"{_id(item)}({variant.label})", variant, outcome, also):
+            problems.append(problem)
+    assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems)
 
 
 def test_bad_input_loses_no_data(
@@ -219,6 +778,9 @@ def test_bad_input_loses_no_data(
             continue
         for _label, msg in _variants(_request_class(module, method), seed):
             _call(channel, method, msg.SerializeToString())
+        valid = _nested_valid((module, method), channel, seed)
+        for variant in _nested_variants((module, method), valid) if valid else ():
+            _call(channel, method, variant.payload)
     run = client.get_run(str(seed["run_id"]))
     assert run.data.params["keep"] == "me"
     assert run.data.metrics["m"] == 1.0
@@ -228,6 +790,72 @@ def test_bad_input_loses_no_data(
         assert features.get_definition("feature_view", "seed")[1] == 1
         online = features.get_online_features("seed", [{"driver_id": 1}])
         assert online.to_dict()["trips"] == [35]
+
+
+def test_a_source_without_a_join_key_fails_the_view_not_the_server(
+    channel: grpc.Channel, seed: dict[str, object]
+) -> None:
+    """A view whose source holds no column for its entity's join key is accepted (the source
+    may gain it), but materializing it is the definition's fault: FAILED_PRECONDITION naming
+    the view, not a server error."""
+    features = features_pb2.DESCRIPTOR.services_by_name["FeatureStoreService"]
+    definitions = _definitions(channel, seed)
+    definitions.definitions[0].entity.join_keys[0].name = "rider_id"
+    apply = features.methods_by_name["ApplyDefinitions"]
+    assert _call(channel, apply, definitions.SerializeToString()) is None
+    request = NESTED["FeatureStoreService.Materialize"].build(channel, seed)
+    request.feature_views[:] = ["rides"]
+    err = _call(channel, features.methods_by_name["Materialize"], request.SerializeToString())
+    assert err is not None and err.code() == grpc.StatusCode.FAILED_PRECONDITION, err
+    assert from_rpc_error(err).resource_name == "rides"
+    assert "rider_id" in err.details(), err.details()
+
+
+def test_the_longest_ttl_materializes_from_the_first_day(
+    channel: grpc.Channel, seed: dict[str, object]
+) -> None:
+    """A first materialization without start_time starts a ttl before end_time; for the
+    longest ttl accepted (10,000 years) that is before year 1, so it starts at year 1."""
+    features = features_pb2.DESCRIPTOR.services_by_name["FeatureStoreService"]
+    definitions = _definitions(channel, seed)
+    definitions.definitions[1].feature_view.ttl.seconds = 315_576_000_000
+    apply = features.methods_by_name["ApplyDefinitions"]
+    assert _call(channel, apply, definitions.SerializeToString()) is None
+    request = NESTED["FeatureStoreService.Materialize"].build(channel, seed)
+    request.feature_views[:] = ["rides"]
+    request.ClearField("start_time")
+    path = f"/{features.full_name}/Materialize"
+    response = features_pb2.MaterializeResponse.FromString(
+        channel.unary_unary(path)(request.SerializeToString(), timeout=30)
+    )
+    assert [m.start_time.ToJsonString() for m in response.materializations] == [
+        "0001-01-01T00:00:00Z"
+    ]
+
+
+@pytest.mark.postgres
+def test_audit_events_keep_what_postgres_cannot_store(postgres_url: str, tmp_path: Path) -> None:
+    """An audit record is kept as far as its columns hold it: a NUL (which PostgreSQL text
+    cannot hold) must not lose the batch to a server error, so the trail has no holes."""
+    settings = Settings(
+        home=tmp_path / "home",
+        host="127.0.0.1",
+        port=0,
+        grace_period=0,
+        backend_store_uri=postgres_url,
+    )
+    service = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
+    request = _audit_events()
+    texts = ("principal", "service", "method", "resource", "outcome", "request_id")
+    for name in texts:
+        setattr(request.events[0], name, "nul\x00byte")
+    with running_server(settings, ("auth",)) as server, grpc.insecure_channel(server.address) as ch:
+        ch.unary_unary(f"/{service}/RecordAuditEvents")(request.SerializeToString(), timeout=30)
+        listed = auth_pb2.ListAuditEventsResponse.FromString(
+            ch.unary_unary(f"/{service}/ListAuditEvents")(b"", timeout=30)
+        )
+    recorded = [e for e in listed.events if e.method.startswith("nul")]
+    assert [getattr(recorded[0], name) for name in texts] == ["nul\ufffdbyte"] * len(texts)
 
 
 # -- TrackingService: every RPC from a valid request, one field at a time -----------------------

@@ -14,6 +14,7 @@ from modelyard.convert.auth import (
 from modelyard.errors import InvalidArgument
 from modelyard.services.auth.service import AuthService
 from modelyard.services.common import identity
+from modelyard.services.common import validation as v
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
@@ -69,6 +70,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         )
 
     def RecordAuditEvents(self, request, context):
+        for i, event in enumerate(request.events):
+            v.timestamp_ms(f"events[{i}].event_time", event.event_time)
         self.service.record_audit([audit_to_entity(e) for e in request.events])
         return pb.RecordAuditEventsResponse()
 

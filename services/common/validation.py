@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from modelyard.convert.common import timestamp_to_ms
 from modelyard.errors import InvalidArgument
 
 # MLflow's rule for metric/param/tag keys: letters, digits, and _ - . space / (no '..' segments).
@@ -58,3 +61,17 @@ def identifier(field: str, value: str, *, pattern: re.Pattern[str], example: str
             f"{field} {shown(value)} is not a valid id (e.g. {example})", field=field
         )
     return value
+
+
+def timestamp_ms(field: str, ts: Timestamp, present: bool = True) -> int | None:
+    """Milliseconds of a Timestamp field (None when unset): a client can send seconds and nanos
+    no calendar holds, which the conversions below would raise on as a server error."""
+    try:
+        return timestamp_to_ms(ts, present)
+    except ValueError as exc:
+        raise bad_timestamp(field, exc) from None
+
+
+def bad_timestamp(field: str, exc: ValueError) -> InvalidArgument:
+    """The refusal of a Timestamp out of range, from timestamp_to_ms's ValueError."""
+    return InvalidArgument(f"{field}: {exc}; send a UTC time within that range", field=field)

@@ -27,79 +27,85 @@ class Step:
     changes: tuple[str, ...] = field(default=())
 
 
-def _check_name(kind: str, name: str) -> None:
+def _check_name(field: str, kind: str, name: str) -> None:
     if not _NAME.match(name or ""):
         raise InvalidArgument(
-            f"{kind} name {name!r} must start with a letter or '_' and hold only letters, "
-            "digits, '_' and '-' (at most 128)",
-            field=f"{kind}.name",
+            f"{field}: {kind} name {name!r} must start with a letter or '_' and hold only "
+            "letters, digits, '_' and '-' (at most 128)",
+            field=field,
         )
 
 
 def validate(desired: Sequence[Definition], existing: dict[tuple[str, str], Definition]) -> None:
-    """Raise InvalidArgument for definitions that do not hold together."""
+    """Raise InvalidArgument for definitions that do not hold together, naming the field by its
+    place in the request (`definitions[2].feature_service.projections[0].features`)."""
     seen: set[tuple[str, str]] = set()
-    for d in desired:
+    for i, d in enumerate(desired):
         kind = kind_of(d)
-        _check_name(kind, d.name)
+        field = f"definitions[{i}].{kind}.name"
+        _check_name(field, kind, d.name)
         if (kind, d.name) in seen:
-            raise InvalidArgument(f"{kind} {d.name!r} is defined twice", field=f"{kind}.name")
+            raise InvalidArgument(f"{field}: {kind} {d.name!r} is defined twice", field=field)
         seen.add((kind, d.name))
     entities = {d.name: d for d in desired if isinstance(d, Entity)}
     entities |= {n: e for (k, n), e in existing.items() if k == "entity" and n not in entities}
     views = {d.name: d for d in desired if isinstance(d, FeatureView)}
     views |= {n: v for (k, n), v in existing.items() if k == "feature_view" and n not in views}
-    for d in desired:
+    for i, d in enumerate(desired):
+        at = f"definitions[{i}].{kind_of(d)}"
         if isinstance(d, Entity):
             if not d.join_keys:
                 raise InvalidArgument(
-                    f"entity {d.name!r} has no join keys", field="entity.join_keys"
+                    f"{at}.join_keys: entity {d.name!r} has no join keys", field=f"{at}.join_keys"
                 )
         elif isinstance(d, FeatureView):
-            _validate_view(d, entities)
+            _validate_view(at, d, entities)
         elif isinstance(d, FeatureService):
-            for p in d.projections:
+            for j, p in enumerate(d.projections):
+                field = f"{at}.projections[{j}]"
                 view = views.get(p.feature_view)
                 if view is None:
                     raise InvalidArgument(
-                        f"feature service {d.name!r} uses feature view {p.feature_view!r}, which "
-                        "is not defined",
-                        field="feature_service.projections",
+                        f"{field}.feature_view: feature service {d.name!r} uses feature view "
+                        f"{p.feature_view!r}, which is not defined",
+                        field=f"{field}.feature_view",
                     )
                 unknown = set(p.features) - set(view.feature_names)  # type: ignore[union-attr]
                 if unknown:
                     raise InvalidArgument(
-                        f"feature service {d.name!r}: view {p.feature_view!r} has no feature "
-                        f"{sorted(unknown)[0]!r}",
-                        field="feature_service.projections",
+                        f"{field}.features: feature service {d.name!r}: view {p.feature_view!r} "
+                        f"has no feature {sorted(unknown)[0]!r}",
+                        field=f"{field}.features",
                     )
 
 
-def _validate_view(view: FeatureView, entities: dict[str, Definition]) -> None:
+def _validate_view(at: str, view: FeatureView, entities: dict[str, Definition]) -> None:
     if not view.entities:
         raise InvalidArgument(
-            f"feature view {view.name!r} names no entity", field="feature_view.entities"
+            f"{at}.entities: feature view {view.name!r} names no entity", field=f"{at}.entities"
         )
     for name in view.entities:
         if name not in entities:
             raise InvalidArgument(
-                f"feature view {view.name!r} uses entity {name!r}, which is not defined",
-                field="feature_view.entities",
+                f"{at}.entities: feature view {view.name!r} uses entity {name!r}, which is not "
+                "defined",
+                field=f"{at}.entities",
             )
     keys = {k.name for e in view.entities for k in entities[e].join_keys}  # type: ignore[union-attr]
     names = [f.name for f in view.schema if f.name not in keys]
     if not names:
         raise InvalidArgument(
-            f"feature view {view.name!r} has no features", field="feature_view.schema"
+            f"{at}.schema: feature view {view.name!r} has no features", field=f"{at}.schema"
         )
     if len(set(names)) != len(names):
         raise InvalidArgument(
-            f"feature view {view.name!r} lists a feature twice", field="feature_view.schema"
+            f"{at}.schema: feature view {view.name!r} lists a feature twice", field=f"{at}.schema"
         )
     if not view.source.timestamp_field:
         raise InvalidArgument(
-            f"feature view {view.name!r}: the source needs a timestamp_field",
-            field="feature_view.source.timestamp_field",
+            f"{at}.source.timestamp_field: feature view {view.name!r}: the source needs a "
+            "timestamp_field",
+            field=f"{at}.source.timestamp_field",
         )
 
 

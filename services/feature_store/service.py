@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from modelyard.convert.common import MIN_SECONDS
 from modelyard.entities.common import Grant, PermissionLevel
 from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from modelyard.features.definitions import (
@@ -25,6 +26,7 @@ from modelyard.features.definitions import (
     kind_of,
 )
 from modelyard.services.common import identity
+from modelyard.services.common import validation as v
 from modelyard.services.common.artifacts import ArtifactStore
 from modelyard.services.common.auth.grants import GrantStore
 from modelyard.services.common.auth.interceptor import Access
@@ -42,6 +44,7 @@ from modelyard.services.feature_store.store.sql import (
 
 MAX_ONLINE_ROWS = 10_000
 GRANTED_KINDS = ("feature_view", "feature_service")
+MIN_MS = MIN_SECONDS * 1000  # 0001-01-01, the first instant a Timestamp holds
 
 
 def _now_ms() -> int:
@@ -333,7 +336,9 @@ class FeaturesService:
     ) -> list[MaterializationRecord]:
         if start_ms is not None and start_ms >= end_ms:
             raise InvalidArgument("start_time must be before end_time", field="start_time")
-        names = list(views) or [
+        # Each view once, however often it is named: a view materialized twice in a request
+        # is the same work twice (100,000 times, a request that never ends).
+        names = list(dict.fromkeys(views)) or [
             s.definition.name
             for s in self.store.list_definitions("feature_view")
             if isinstance(s.definition, FeatureView) and s.definition.online
@@ -352,7 +357,9 @@ class FeaturesService:
             if start is None:  # incremental: continue after the last window
                 start = self.store.last_materialized(name)
                 if start is None:
-                    start = end_ms - int(view.ttl.total_seconds() * 1000) if view.ttl else 0
+                    start = 0
+                    if view.ttl:  # not before the first day a Timestamp holds, however long
+                        start = max(end_ms - int(view.ttl.total_seconds() * 1000), MIN_MS)
             table = self.engine.latest(view, start, end_ms)
             rows = self._to_online_rows(view, table)
             self.online.write(name, rows)
@@ -389,16 +396,25 @@ class FeaturesService:
     ) -> list[OnlineColumn]:
         requests = self.resolve(refs, feature_service, full_names)
         if not entities:
-            raise InvalidArgument("send at least one entity column", field="entities")
-        lengths = {len(v) for v in entities.values()}
+            raise InvalidArgument(
+                "entities is empty; send at least one entity column", field="entities"
+            )
+        lengths = {len(values) for values in entities.values()}
         if len(lengths) != 1:
-            raise InvalidArgument("entity columns differ in length", field="entities")
+            raise InvalidArgument(
+                f"entities: the columns differ in length ({sorted(lengths)}); send one value per "
+                "row in each",
+                field="entities",
+            )
         (rows,) = lengths
         if rows == 0:
-            raise InvalidArgument("the entity rows are empty; send at least one", field="entities")
+            raise InvalidArgument(
+                "entities hold no rows; send at least one value in each column", field="entities"
+            )
         if rows > MAX_ONLINE_ROWS:
             raise InvalidArgument(
-                f"{rows} entity rows in one request; the limit is {MAX_ONLINE_ROWS}: split it",
+                f"entities hold {rows} rows in one request; the limit is {MAX_ONLINE_ROWS}: "
+                "split it",
                 field="entities",
             )
         now = _now_ms()
@@ -494,8 +510,8 @@ class FeaturesService:
         self, kind: str, name: str, principal: str, level: PermissionLevel | None
     ) -> None:
         resource = self._granted(kind, name)
-        if not principal:
-            raise InvalidArgument("grant.principal is required", field="grant.principal")
+        v.require("grant.principal", principal)
+        v.max_length("grant.principal", principal, 256)
         if level is None:
             raise InvalidArgument(
                 "grant.level must be READ, USE, EDIT or MANAGE", field="grant.level"

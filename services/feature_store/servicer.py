@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 
 import pyarrow as pa
@@ -16,9 +17,11 @@ from modelyard.convert.features import (
     definition_to_entity,
     definition_to_proto,
     fill_array,
+    value_type_to_entity,
     values_to_python,
 )
 from modelyard.errors import InvalidArgument
+from modelyard.services.common import validation as v
 from modelyard.services.feature_store.service import FeaturesService, TrainingSetOutput
 from modelyard.services.feature_store.store.sql import MaterializationRecord, Stored
 
@@ -82,6 +85,62 @@ def _arrow_chunks(
         yield tail, 0
 
 
+def _in_entities(exc: InvalidArgument, request: pb.GetOnlineFeaturesRequest) -> InvalidArgument:
+    """`exc` as naming the request's field: the service names a join key by its name (which
+    serving's callers know as a model input), here it is an entity column of the request."""
+    if exc.field is None or re.split(r"[.\[]", exc.field)[0] in request.DESCRIPTOR.fields_by_name:
+        return exc
+    for i, column in enumerate(request.entities):
+        if column.name == exc.field:
+            return InvalidArgument(
+                f"entities[{i}].values: {exc.message}", field=f"entities[{i}].values"
+            )
+    return InvalidArgument(
+        f"entities: {exc.message}; add an entity column named {exc.field!r}", field="entities"
+    )
+
+
+def _python_values(field: str, values) -> list:
+    """values_to_python, whose one failure (a timestamp no calendar holds) names the value."""
+    try:
+        return values_to_python(values)
+    except ValueError:
+        for j, value in enumerate(values):
+            if value.WhichOneof("val") == "unix_timestamp_val":
+                v.timestamp_ms(f"{field}[{j}].unix_timestamp_val", value.unix_timestamp_val)
+        raise
+
+
+# Duration's range (+/- 10,000 years), which the conversion to a timedelta relies on.
+MAX_TTL_SECONDS = 315_576_000_000
+
+
+def _check_fields(at: str, d: pb.Definition) -> None:
+    """The fields of one definition that must make sense on their own (how definitions hold
+    together is the service's check): column names and types, and the ttl."""
+    columns = (
+        [(f"{at}.entity.join_keys[{j}]", k) for j, k in enumerate(d.entity.join_keys)]
+        if d.HasField("entity")
+        else [(f"{at}.feature_view.schema[{j}]", f) for j, f in enumerate(d.feature_view.schema)]
+    )
+    for field, column in columns:
+        v.require(f"{field}.name", column.name)
+        v.max_length(f"{field}.name", column.name, 255)
+        if column.dtype and value_type_to_entity(column.dtype) is None:
+            raise InvalidArgument(
+                f"{field}.dtype {column.dtype} is not a ValueType; use one of "
+                + ", ".join(pb.ValueType.keys()[1:]),
+                field=f"{field}.dtype",
+            )
+    ttl = d.feature_view.ttl
+    if not 0 <= ttl.seconds <= MAX_TTL_SECONDS or not 0 <= ttl.nanos < 1_000_000_000:
+        raise InvalidArgument(
+            f"{at}.feature_view.ttl must be 0 (no limit) to {MAX_TTL_SECONDS} seconds, "
+            f"got {ttl.seconds}s + {ttl.nanos}ns",
+            field=f"{at}.feature_view.ttl",
+        )
+
+
 class FeatureStoreServicer(features_pb2_grpc.FeatureStoreServiceServicer):
     def __init__(self, service: FeaturesService) -> None:
         self.service = service
@@ -90,7 +149,11 @@ class FeatureStoreServicer(features_pb2_grpc.FeatureStoreServiceServicer):
         definitions = []
         for i, d in enumerate(request.definitions):
             if d.WhichOneof("kind") is None:
-                raise InvalidArgument(f"definitions[{i}] is empty", field="definitions")
+                raise InvalidArgument(
+                    f"definitions[{i}] is empty; set its entity, feature_view or feature_service",
+                    field="definitions",
+                )
+            _check_fields(f"definitions[{i}]", d)
             definitions.append(definition_to_entity(d))
         steps = self.service.apply(definitions, request.dry_run, request.partial)
         return pb.ApplyDefinitionsResponse(
@@ -152,10 +215,9 @@ class FeatureStoreServicer(features_pb2_grpc.FeatureStoreServiceServicer):
     def Materialize(self, request, context):
         if not request.HasField("end_time"):
             raise InvalidArgument("end_time is required", field="end_time")
-        start = request.start_time.ToMilliseconds() if request.HasField("start_time") else None
-        records = self.service.materialize(
-            list(request.feature_views), start, request.end_time.ToMilliseconds()
-        )
+        start = v.timestamp_ms("start_time", request.start_time, request.HasField("start_time"))
+        end = v.timestamp_ms("end_time", request.end_time)
+        records = self.service.materialize(list(request.feature_views), start, end)
         return pb.MaterializeResponse(materializations=[_materialization(r) for r in records])
 
     def ListMaterializations(self, request, context):
@@ -165,12 +227,23 @@ class FeatureStoreServicer(features_pb2_grpc.FeatureStoreServiceServicer):
         )
 
     def GetOnlineFeatures(self, request, context):
-        entities = {c.name: values_to_python(c.values) for c in request.entities}
-        if len(entities) != len(request.entities):
-            raise InvalidArgument("an entity column appears twice", field="entities")
-        columns = self.service.online_features(
-            list(request.features), request.feature_service, entities, request.full_feature_names
-        )
+        entities: dict[str, list] = {}
+        for i, c in enumerate(request.entities):
+            if c.name in entities:
+                raise InvalidArgument(
+                    f"entities[{i}].name: the entity column {c.name!r} appears twice",
+                    field=f"entities[{i}].name",
+                )
+            entities[c.name] = _python_values(f"entities[{i}].values", c.values)
+        try:
+            columns = self.service.online_features(
+                list(request.features),
+                request.feature_service,
+                entities,
+                request.full_feature_names,
+            )
+        except InvalidArgument as exc:
+            raise _in_entities(exc, request) from None
         response = pb.GetOnlineFeaturesResponse()
         for c in request.entities:
             response.columns.add(name=c.name, values=c.values)

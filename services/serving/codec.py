@@ -24,18 +24,44 @@ from modelyard.convert.tensors import (
 )
 from modelyard.errors import InvalidArgument
 
+# numpy's limit before 2.0 (64 since); no model takes deeper tensors.
+MAX_DIMS = 32
 
-def _from_contents(tensor: Any) -> np.ndarray:
-    shape = checked_shape(tensor.name, tensor.shape)
+
+def _about(field: str, exc: InvalidArgument) -> InvalidArgument:
+    """`exc`, which names a tensor, as naming the request field that holds what is wrong."""
+    return InvalidArgument(f"{field}: {exc.message}", field=field)
+
+
+def _shape(field: str, tensor: Any) -> tuple[int, ...]:
+    if len(tensor.shape) > MAX_DIMS:
+        raise InvalidArgument(
+            f"{field}: tensor {tensor.name!r} has {len(tensor.shape)} dimensions; at most "
+            f"{MAX_DIMS} are supported",
+            field=field,
+        )
+    try:
+        return checked_shape(tensor.name, tensor.shape)
+    except InvalidArgument as exc:
+        raise _about(field, exc) from None
+
+
+def _from_contents(at: str, tensor: Any, shape: tuple[int, ...]) -> np.ndarray:
     dtype, field = DATATYPES[tensor.datatype]
     if field is None:
-        raise bad_tensor(tensor.name, f"{tensor.datatype} data must travel in raw_input_contents")
+        raise _about(
+            f"{at}.datatype",
+            bad_tensor(tensor.name, f"{tensor.datatype} data must travel in raw_input_contents"),
+        )
     values = getattr(tensor.contents, field)
     if len(values) != prod(shape):
-        raise bad_tensor(
-            tensor.name,
-            f"has {len(values)} values in contents.{field}; shape {list(shape)} needs "
-            f"{prod(shape)}",
+        raise _about(
+            f"{at}.contents.{field}",
+            bad_tensor(
+                tensor.name,
+                f"has {len(values)} values in contents.{field}; shape {list(shape)} needs "
+                f"{prod(shape)}",
+            ),
         )
     if tensor.datatype == "BYTES":
         return np.array(list(values), dtype=object).reshape(shape)
@@ -43,6 +69,7 @@ def _from_contents(tensor: Any) -> np.ndarray:
 
 
 def decode_inputs(request: oip.ModelInferRequest) -> dict[str, np.ndarray]:
+    """The input arrays by name; InvalidArgument names the field at fault (`inputs[1].shape`)."""
     if not request.inputs:
         raise InvalidArgument("the request has no inputs", field="inputs")
     raw = request.raw_input_contents
@@ -54,20 +81,31 @@ def decode_inputs(request: oip.ModelInferRequest) -> dict[str, np.ndarray]:
         )
     decoded: dict[str, np.ndarray] = {}
     for i, tensor in enumerate(request.inputs):
+        at = f"inputs[{i}]"
         if not tensor.name:
-            raise InvalidArgument(f"input #{i} has no name", field="inputs.name")
+            raise InvalidArgument(
+                f"{at}.name is required: input #{i} has no name", field=f"{at}.name"
+            )
         if tensor.datatype not in DATATYPES:
-            raise bad_tensor(
-                tensor.name,
-                f"datatype {tensor.datatype!r} is not one of {', '.join(DATATYPES)}",
+            raise _about(
+                f"{at}.datatype",
+                bad_tensor(
+                    tensor.name,
+                    f"datatype {tensor.datatype!r} is not one of {', '.join(DATATYPES)}",
+                ),
             )
         if tensor.name in decoded:
-            raise bad_tensor(tensor.name, "appears twice")
-        decoded[tensor.name] = (
-            from_raw(tensor.name, tensor.datatype, tensor.shape, raw[i])
-            if raw
-            else _from_contents(tensor)
-        )
+            raise _about(
+                f"{at}.name", bad_tensor(tensor.name, "appears twice; give each input its own name")
+            )
+        shape = _shape(f"{at}.shape", tensor)
+        if raw:
+            try:
+                decoded[tensor.name] = from_raw(tensor.name, tensor.datatype, shape, raw[i])
+            except InvalidArgument as exc:
+                raise _about(f"raw_input_contents[{i}]", exc) from None
+        else:
+            decoded[tensor.name] = _from_contents(at, tensor, shape)
     return decoded
 
 

@@ -287,6 +287,7 @@ class ServingService:
     def set_permission(self, name: str, principal: str, level: PermissionLevel | None) -> None:
         self.runtime(name)
         v.require("grant.principal", principal)
+        v.max_length("grant.principal", principal, 256)
         if level is None:
             raise InvalidArgument(
                 "grant.level must be READ, USE, EDIT or MANAGE", field="grant.level"
@@ -320,25 +321,24 @@ class ServingService:
         self.runtime(name)
         if len(values) > MAX_GROUND_TRUTH:
             raise InvalidArgument(
-                f"{len(values)} values in one request; send at most {MAX_GROUND_TRUTH}",
+                f"ground_truth holds {len(values)} values; send at most {MAX_GROUND_TRUTH} per "
+                "request",
                 field="ground_truth",
             )
-        for request_id, value in values:
-            v.require("ground_truth.request_id", request_id)
-            if len(request_id) > 128:
-                raise InvalidArgument(
-                    "a request id is at most 128 characters", field="ground_truth.request_id"
-                )
+        for i, (request_id, value) in enumerate(values):
+            at = f"ground_truth[{i}]"
+            v.require(f"{at}.request_id", request_id)
+            v.max_length(f"{at}.request_id", request_id, 128)
             if len(value) > 65536:
                 raise InvalidArgument(
-                    f"ground truth of {request_id!r} exceeds 64 KiB",
+                    f"{at}.value_json (request {request_id!r}) exceeds 64 KiB",
                     field="ground_truth.value_json",
                 )
             try:
                 json.loads(value)
             except ValueError:
                 raise InvalidArgument(
-                    f"ground truth of {request_id!r} is not JSON (e.g. 3.5 or [0, 1])",
+                    f"{at}.value_json (request {request_id!r}) is not JSON (e.g. 3.5 or [0, 1])",
                     field="ground_truth.value_json",
                 ) from None
         return self.store.record_ground_truth(name, values)

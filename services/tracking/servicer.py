@@ -29,6 +29,7 @@ from modelyard.convert.tracking import (
 )
 from modelyard.entities import Metric, Param, RunTag, ViewType
 from modelyard.errors import InvalidArgument
+from modelyard.services.common import validation as v
 from modelyard.services.tracking.service import TrackingService
 
 
@@ -65,19 +66,12 @@ def _metric_rows(metrics) -> list[tuple[str, float, int, int]]:
     try:
         return [(m.key, m.value, timestamp_to_ms(m.timestamp), m.step) for m in metrics]
     except ValueError as exc:
-        raise _bad_timestamp("metrics.timestamp", exc) from None
+        raise v.bad_timestamp("metrics.timestamp", exc) from None
 
 
 def _optional_ms(request: Message, field: str) -> int | None:
     """Milliseconds of an optional Timestamp field (None when unset), its range checked."""
-    try:
-        return timestamp_to_ms(getattr(request, field), request.HasField(field))
-    except ValueError as exc:
-        raise _bad_timestamp(field, exc) from None
-
-
-def _bad_timestamp(field: str, exc: ValueError) -> InvalidArgument:
-    return InvalidArgument(f"{field}: {exc}; send a UTC time within that range", field=field)
+    return v.timestamp_ms(field, getattr(request, field), request.HasField(field))
 
 
 class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
@@ -204,10 +198,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
         return pb.LogParamResponse()
 
     def LogMetric(self, request, context):
-        try:
-            ms = timestamp_to_ms(request.timestamp, request.HasField("timestamp"))
-        except ValueError as exc:
-            raise _bad_timestamp("timestamp", exc) from None
+        ms = v.timestamp_ms("timestamp", request.timestamp, request.HasField("timestamp"))
         self.service.log_metric(request.run_id, request.key, request.value, ms, request.step)
         return pb.LogMetricResponse()
 

@@ -134,15 +134,24 @@ def test_a_view_in_use_by_a_service_cannot_be_deleted(fs: FeatureStoreClient, re
 @pytest.mark.parametrize(
     ("bad", "field"),
     [
-        (lambda r: [r.driver, replace(r.stats, entities=("nobody",))], "feature_view.entities"),
-        (lambda r: [r.driver, replace(r.stats, schema=())], "feature_view.schema"),
-        (lambda r: [r.driver, replace(r.stats, name="bad name!")], "feature_view.name"),
-        (lambda r: [r.driver, r.driver], "entity.name"),
+        (
+            lambda r: [r.driver, replace(r.stats, entities=("nobody",))],
+            "definitions[1].feature_view.entities",
+        ),
+        (lambda r: [r.driver, replace(r.stats, schema=())], "definitions[1].feature_view.schema"),
+        (
+            lambda r: [r.driver, replace(r.stats, name="bad name!")],
+            "definitions[1].feature_view.name",
+        ),
+        (lambda r: [r.driver, r.driver], "definitions[1].entity.name"),
         (
             lambda r: [r.driver, r.stats, FeatureService("s", [r.stats[["nope"]]])],
-            "feature_service.projections",
+            "definitions[2].feature_service.projections[0].features",
         ),
-        (lambda r: [FeatureService("s", [r.stats])], "feature_service.projections"),
+        (
+            lambda r: [FeatureService("s", [r.stats])],
+            "definitions[0].feature_service.projections[0].feature_view",
+        ),
     ],
 )
 def test_definitions_that_do_not_hold_together(

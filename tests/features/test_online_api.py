@@ -184,13 +184,13 @@ def test_lookups_name_what_is_wrong(store: FeatureStoreClient, repo: Repo) -> No
     assert err.value.resource_name == "trucks"
     with pytest.raises(InvalidArgument) as err:
         store.get_online_features(["driver_stats:trips"], [{"driver_id": "one"}])
-    assert err.value.field == "driver_id" and "INT64" in str(err.value)
+    assert err.value.field == "entities[0].values" and "INT64" in str(err.value)
     with pytest.raises(InvalidArgument) as err:
         store.get_online_features(["driver_stats:trips"], [])
     assert err.value.field == "entities"
     with pytest.raises(InvalidArgument) as err:
         store.get_online_features(["driver_stats:trips"], [{"customer_id": 1}])
-    assert err.value.field == "driver_id"
+    assert err.value.field == "entities" and "'driver_id'" in str(err.value)
     with pytest.raises(InvalidArgument) as err:
         store.get_online_features(
             ["driver_stats:trips"], [{"driver_id": i} for i in range(100_000)]

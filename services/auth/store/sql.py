@@ -39,6 +39,12 @@ def _token(row) -> TokenInfo:
     )
 
 
+def _kept(value: str, limit: int) -> str:
+    """`value` as a column of `limit` characters holds it: an audit record is kept, cut short
+    and with any NUL (which PostgreSQL text cannot hold) shown as U+FFFD, never refused."""
+    return value[:limit].replace("\x00", "\ufffd")
+
+
 def _not_found(name: str) -> NotFound:
     return NotFound(
         f"principal {name!r} does not exist; list them with `modelyard users list`",
@@ -168,12 +174,12 @@ class SqlAuthStore:
                 [
                     {
                         "event_time": e.timestamp,
-                        "principal": e.principal[:256],
-                        "service": e.service[:200],
-                        "method": e.method[:200],
-                        "resource": e.resource[:600],
-                        "outcome": e.outcome[:32],
-                        "request_id": e.request_id[:128],
+                        "principal": _kept(e.principal, 256),
+                        "service": _kept(e.service, 200),
+                        "method": _kept(e.method, 200),
+                        "resource": _kept(e.resource, 600),
+                        "outcome": _kept(e.outcome, 32),
+                        "request_id": _kept(e.request_id, 128),
                     }
                     for e in events
                 ],

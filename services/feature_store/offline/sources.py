@@ -113,7 +113,16 @@ class SourceReader:
         if pushed is not None:
             con.register(f"{name}__pushed", pushed)
             select += " UNION ALL BY NAME " + self._normalized(view, join_keys, f"{name}__pushed")
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {select}")
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {select}")
+        except duckdb.BinderException as exc:
+            raise FailedPrecondition(
+                f"feature view {view.name!r}: its source lacks a column the view reads ({exc}); "
+                "the source must hold the entities' join keys, the timestamp fields and every "
+                "feature of the schema",
+                resource_type="feature_view",
+                resource_name=view.name,
+            ) from None
 
     @staticmethod
     def _normalized(view: FeatureView, keys: list[str], relation: str) -> str:
