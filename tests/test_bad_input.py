@@ -439,23 +439,37 @@ def _has_message_field(descriptor: object) -> bool:
     return any(f.message_type is not None for f in descriptor.fields)  # type: ignore[attr-defined]
 
 
-def _nested_odd(field: FieldDescriptor, current: object) -> list[object]:
-    """Odd values for a scalar inside a message: fewer than the tracking section's, so every
-    message field of every service fits in the time a test may take."""
+@dataclass(frozen=True)
+class OddValues:
+    """The unusual values a test tries for each scalar type."""
+
+    text: Sequence[str]
+    floats: Sequence[float]
+    int32: Sequence[int]
+    int64: Sequence[int]
+    enums: Sequence[int]
+
+
+# For scalars inside messages: fewer than the tracking section's, so every message field of every
+# service fits in the time a test may take.
+NESTED_ODD = OddValues(NESTED_TEXT, NESTED_FLOAT, NESTED_INT32, NESTED_INT64, (99, -1))
+
+
+def _odd(field: FieldDescriptor, current: object, odd: OddValues) -> list[object]:
     if field.type == FieldDescriptor.TYPE_STRING:
-        return list(NESTED_TEXT)
+        return list(odd.text)
     if field.type == FieldDescriptor.TYPE_BYTES:
         return [b"", b"\xff" * 70_000]
     if field.type == FieldDescriptor.TYPE_ENUM:
-        return [99, -1]
+        return list(odd.enums)
     if field.type == FieldDescriptor.TYPE_BOOL:
         return [not current]
     if field.type in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
-        return list(NESTED_FLOAT)
+        return list(odd.floats)
     if field.type in (FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_SINT32):
-        return list(NESTED_INT32)
+        return list(odd.int32)
     if field.type in (FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_SINT64):
-        return list(NESTED_INT64)
+        return list(odd.int64)
     if field.type == FieldDescriptor.TYPE_UINT32:
         return [2**32 - 1]
     if field.type == FieldDescriptor.TYPE_UINT64:
@@ -496,7 +510,7 @@ def _other_member(
     values, so a refusal can only be about the odd part (an empty Entity is refused for its
     missing name, whatever else is odd in it)."""
     if field.message_type is None:
-        for value in _nested_odd(field, None):
+        for value in _odd(field, None, NESTED_ODD):
             yield (
                 path,
                 f"{label}={_label(value)}",
@@ -518,7 +532,7 @@ def _scalar_changes(
 ) -> Iterator[Change]:
     name = field.name
     if not field.is_repeated:
-        for value in _nested_odd(field, getattr(msg, name)):
+        for value in _odd(field, getattr(msg, name), NESTED_ODD):
             yield (
                 path,
                 f"{label}={_label(value)}",
@@ -533,7 +547,7 @@ def _scalar_changes(
         f"{label}=[{MANY_SCALARS} entries]",
         lambda m: getattr(getter(m), name).extend([sample] * MANY_SCALARS),
     )
-    for value in _nested_odd(field, sample):
+    for value in _odd(field, sample, NESTED_ODD):
         yield (
             path,
             f"{label}[0]={_label(value)}",
@@ -870,6 +884,7 @@ TEXT = [*STRANGE, "nul\x00byte", "new\nline"]
 INT32 = [0, -1, -(2**31), 2**31 - 1]  # 0 is also what a missing field reads as
 INT64 = [0, -1, -(2**63), 2**63 - 1]
 DOUBLE = [math.nan, math.inf, -math.inf, -0.0, 1.7976931348623157e308, 5e-324]
+TRACKING_ODD = OddValues(TEXT, DOUBLE, INT32, INT64, (0, 99, -1))
 TOO_MANY = 1001  # one over the largest list limit (metrics, datasets, experiment ids)
 UPLOADED = b"seed bytes"
 UPLOADED_SHA = hashlib.sha256(UPLOADED).hexdigest()
@@ -1210,24 +1225,6 @@ def _has_path(msg: Message, path: str) -> bool:
     return True
 
 
-def _odd_scalars(field: FieldDescriptor, current: object) -> list[object]:
-    if field.type == FieldDescriptor.TYPE_STRING:
-        return list(TEXT)
-    if field.type == FieldDescriptor.TYPE_BYTES:
-        return [b"", b"\xff" * 70_000]
-    if field.type == FieldDescriptor.TYPE_ENUM:
-        return [0, 99, -1]
-    if field.type == FieldDescriptor.TYPE_BOOL:
-        return [not current]
-    if field.type in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
-        return list(DOUBLE)
-    if field.type in (FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_SINT32):
-        return list(INT32)
-    if field.type in (FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_SINT64):
-        return list(INT64)
-    raise AssertionError(f"no odd values for {field.full_name}; add them here")
-
-
 def _copy(msg: Message) -> Message:
     out = type(msg)()
     out.CopyFrom(msg)
@@ -1269,7 +1266,7 @@ def _changes(
         if field.message_type is None:
             for value in refuse.get(path, []):
                 yield _label(value), partial(_set_first, name=name, value=value), True
-            for value in _odd_scalars(field, first):
+            for value in _odd(field, first, TRACKING_ODD):
                 yield _label(value), partial(_set_first, name=name, value=value), False
             return
         for sub_path, label, sub, must in _field_variants(first, refuse, path + "."):
@@ -1283,7 +1280,7 @@ def _changes(
         return
     for value in refuse.get(path, []):
         yield _label(value), partial(_set_scalar, name=name, value=value), True
-    for value in _odd_scalars(field, current):
+    for value in _odd(field, current, TRACKING_ODD):
         yield _label(value), partial(_set_scalar, name=name, value=value), False
 
 
