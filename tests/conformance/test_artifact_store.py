@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import pathlib
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -23,6 +24,7 @@ from modelyard.services.common.artifacts import (
     open_artifact_store,
     staged_upload_key,
 )
+from modelyard.services.common.artifacts.local import LocalArtifactStore
 from modelyard.services.common.artifacts.s3 import S3ArtifactStore
 from modelyard.services.common.settings import S3Settings
 
@@ -384,3 +386,49 @@ def test_local_store_refuses_symlink_escape(tmp_path) -> None:
         store.write("link/evil.txt", iter([b"x"]))
     assert err.value.field == "path" and "'link/evil.txt'" in err.value.message
     assert not (outside / "evil.txt").exists()
+
+
+# A placement on a local disk prunes the staging directories it empties, while another upload of
+# the same run may be making them: a directory can vanish between mkdir and its use.
+
+
+def test_a_directory_pruned_before_the_file_is_opened_is_made_again(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LocalArtifactStore(tmp_path.as_uri())
+    made = store._parent_ready
+    pruned: list[str] = []
+
+    def pruned_once(key: str) -> pathlib.Path:
+        final = made(key)
+        if not pruned:
+            final.parent.rmdir()  # as a placement does, once the directory is empty
+            pruned.append(key)
+        return final
+
+    monkeypatch.setattr(store, "_parent_ready", pruned_once)
+    stored = store.write("a/b/f.txt", iter([b"bytes"]))
+    assert pruned == ["a/b/f.txt"]
+    assert stored.sha256 == sha(b"bytes")
+    assert b"".join(store.read("a/b/f.txt")) == b"bytes"
+
+
+def test_a_directory_pruned_while_mkdir_checks_it_is_made_again(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mkdir(exist_ok=True) raises FileExistsError when the directory it found is gone by the
+    time it checks it."""
+    store = LocalArtifactStore(tmp_path.as_uri())
+    real = pathlib.Path.mkdir
+    raced: list[pathlib.Path] = []
+
+    def vanished_once(self: pathlib.Path, *args: object, **kwargs: object) -> None:
+        if not raced and self.name == "b":
+            raced.append(self)
+            raise FileExistsError(17, "File exists", str(self))
+        real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", vanished_once)
+    store.write("a/b/f.txt", iter([b"bytes"]))
+    assert [p.name for p in raced] == ["b"]
+    assert b"".join(store.read("a/b/f.txt")) == b"bytes"

@@ -21,6 +21,8 @@ from modelyard.services.common.artifacts.base import (
 )
 
 _TMP_MARK = ".modelyard-tmp-"
+# Tries at making a directory that concurrent placements may prune (see _open_beside).
+_PRUNE_RACES = 5
 
 
 class LocalArtifactStore(ArtifactStore):
@@ -71,14 +73,9 @@ class LocalArtifactStore(ArtifactStore):
                 yield full.relative_to(self.root).as_posix(), full.stat().st_size
 
     def _put(self, key: str, reader: io.RawIOBase) -> None:
-        final = self._parent_ready(key)
-        tmp = final.parent / f"{_TMP_MARK}{uuid.uuid4().hex}"
+        final, out = self._open_beside(key)
+        tmp = Path(out.name)
         try:
-            try:
-                out = open(tmp, "wb")  # noqa: SIM115 - closed by the with block below
-            except FileNotFoundError:  # a placement pruned the empty directory meanwhile
-                final = self._parent_ready(key)
-                out = open(tmp, "wb")  # noqa: SIM115
             with out:
                 shutil.copyfileobj(reader, out, CHUNK_SIZE)
                 out.flush()
@@ -113,17 +110,36 @@ class LocalArtifactStore(ArtifactStore):
             except OSError:  # another upload of the path is staged there
                 break
 
+    def _open_beside(self, key: str) -> tuple[Path, io.BufferedWriter]:
+        """The path of `key`, and a new temporary file open in its directory. A placement prunes
+        the empty staging directories it leaves, so one may vanish between being made and
+        holding the file: then it is made again."""
+        for attempt in range(_PRUNE_RACES):
+            final = self._parent_ready(key)
+            try:
+                tmp = final.parent / f"{_TMP_MARK}{uuid.uuid4().hex}"
+                return final, open(tmp, "wb")
+            except FileNotFoundError:
+                if attempt == _PRUNE_RACES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
     def _parent_ready(self, key: str) -> Path:
         """The path of `key`, its directory made; a file where a directory must be is a clash."""
         final = self._path(key)
-        try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            clash = self._clash(key)
-            if clash is None:
-                raise
-            raise clash from None
-        return final
+        for attempt in range(_PRUNE_RACES):
+            try:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                return final
+            except (FileExistsError, NotADirectoryError, FileNotFoundError):
+                clash = self._clash(key)
+                if clash is not None:
+                    raise clash from None
+                # A placement pruned the directory (or one above it) while mkdir made or checked
+                # it: make it again. Anything else in the way is not ours to explain.
+                if final.parent.exists() or attempt == _PRUNE_RACES - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def _replace(self, src: Path, final: Path, key: str) -> None:
         try:
