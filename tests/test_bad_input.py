@@ -729,16 +729,25 @@ def _nested_problem(
         return f"{what}: no answer within the call's deadline"
     if "Stream removed" in details:
         return f"{what}: the status was too large to send"
-    error = from_rpc_error(err)
-    path = variant.field
+    at_fault = (variant.field, also or variant.field)
+    return _judge_status(what, err, from_rpc_error(err), at_fault, variant.refuse)
+
+
+def _judge_status(
+    what: str, err: grpc.RpcError, error: ModelyardError, at_fault: Sequence[str], refuse: bool
+) -> str | None:
+    """The verdict on a clear status: INVALID_ARGUMENT names a field at fault (`at_fault[0]`,
+    or one that may be blamed with it) in its message; a refusal the variant demands is
+    INVALID_ARGUMENT; NOT_FOUND names its resource."""
+    code, details = err.code(), err.details() or ""
     if code == grpc.StatusCode.INVALID_ARGUMENT:
-        if not error.field or not any(_related(error.field, p) for p in (path, also or path)):
-            return f"{what}: names field {error.field!r}, not {path!r}: {details[:200]}"
+        if not error.field or not any(_related(error.field, f) for f in at_fault):
+            return f"{what}: names field {error.field!r}, not {at_fault[0]!r}: {details[:200]}"
         if not _names(details, error.field):
             return f"{what}: the message does not name {error.field!r}: {details[:200]}"
-    elif variant.refuse:
+    elif refuse:
         return f"{what}: {code.name}, not INVALID_ARGUMENT naming the field: {details[:200]}"
-    if code == grpc.StatusCode.NOT_FOUND and not error.resource_type:
+    elif code == grpc.StatusCode.NOT_FOUND and not error.resource_type:
         return f"{what}: NOT_FOUND without a resource: {details[:200]}"
     return None
 
@@ -1438,18 +1447,8 @@ def _judge(rpc: str, variant: Variant, outcome: bytes | grpc.RpcError) -> str | 
         return f"{what}: {code.name}: {details[:300]}"
     if not details.strip() or "Traceback" in details or 'File "' in details:
         return f"{what}: {code.name} with an unhelpful message {details[:300]!r}"
-    error = from_rpc_error(outcome)
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        at_fault = (variant.field, ALSO_AT_FAULT.get((rpc, variant.field), variant.field))
-        if not error.field or not any(_related(error.field, f) for f in at_fault):
-            return f"{what}: names field {error.field!r}, not {variant.field!r}: {details[:200]}"
-        if not _names(details, error.field):
-            return f"{what}: the message does not name {error.field!r}: {details[:200]}"
-    elif variant.refuse:
-        return f"{what}: {code.name}, not INVALID_ARGUMENT naming the field: {details[:200]}"
-    elif code == grpc.StatusCode.NOT_FOUND and not error.resource_type:
-        return f"{what}: NOT_FOUND without a resource: {details[:200]}"
-    return None
+    at_fault = (variant.field, ALSO_AT_FAULT.get((rpc, variant.field), variant.field))
+    return _judge_status(what, outcome, from_rpc_error(outcome), at_fault, variant.refuse)
 
 
 def _snapshot(t: Tracked) -> list[object]:
