@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -49,6 +52,25 @@ def start_server(home: Path, port: int, database_url: str, log: Path) -> subproc
     return proc
 
 
+@contextlib.contextmanager
+def restarted(home: Path, port: int, database_url: str) -> Iterator[Client]:
+    """The server started again after a crash, and a client of it; it must stop cleanly."""
+    log = home / "restarted.log"
+    proc = start_server(home, port, database_url, log)
+    try:
+        with Client(f"127.0.0.1:{port}") as client:
+            yield client
+    finally:
+        proc.terminate()
+        try:
+            code = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            pytest.fail(f"no exit within 30 s of SIGTERM; the server's log:\n{log.read_text()}")
+        assert code == 0, log.read_text()
+
+
 @pytest.mark.slow
 def test_acknowledged_writes_survive_kill(tmp_path: Path, database_url: str) -> None:
     port = free_port()
@@ -79,24 +101,12 @@ def test_acknowledged_writes_survive_kill(tmp_path: Path, database_url: str) -> 
     assert not writer.is_alive()
     client.close()
 
-    log = tmp_path / "restarted.log"
-    restarted = start_server(tmp_path, port, database_url, log)
-    try:
-        with Client(f"127.0.0.1:{port}") as after:
-            history = after.get_metric_history(rid, "loss")
-        stored = {int(m.step) for m in history}
-        missing = set(acknowledged) - stored
-        assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {sorted(missing)[:5]}"
-        assert len(acknowledged) > 200
-    finally:
-        restarted.terminate()
-        try:
-            code = restarted.wait(30)
-        except subprocess.TimeoutExpired:
-            restarted.kill()
-            restarted.wait()
-            pytest.fail(f"no exit within 30 s of SIGTERM; the server's log:\n{log.read_text()}")
-        assert code == 0, log.read_text()
+    with restarted(tmp_path, port, database_url) as after:
+        history = after.get_metric_history(rid, "loss")
+    stored = {int(m.step) for m in history}
+    missing = set(acknowledged) - stored
+    assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {sorted(missing)[:5]}"
+    assert len(acknowledged) > 200
 
 
 @pytest.mark.slow
@@ -109,16 +119,15 @@ def test_artifact_uploads_survive_kill(tmp_path: Path, database_url: str) -> Non
     proc = start_server(tmp_path, port, database_url, tmp_path / "first.log")
     client = Client(f"127.0.0.1:{port}", timeout=5)
     rid = client.create_run("0").info.run_id
-    versions = [f"version {i}\n".encode() * (1 + i % 7) * 1000 for i in range(100_000)]
     added: list[int] = []
     replaced = 0
     enough = threading.Event()  # both writers have 50 acknowledged uploads (and go on)
 
     def replace_forever() -> None:
         nonlocal replaced
-        for i, content in enumerate(versions):
+        for i in itertools.count():
             try:
-                client.log_text(rid, content.decode(), "model/weights.txt")
+                client.log_text(rid, _version(i), "model/weights.txt")
             except ModelyardError:
                 return
             replaced = i + 1
@@ -126,9 +135,9 @@ def test_artifact_uploads_survive_kill(tmp_path: Path, database_url: str) -> Non
                 enough.set()
 
     def add_forever() -> None:
-        for i, content in enumerate(versions):
+        for i in itertools.count():
             try:
-                client.log_text(rid, content.decode(), f"files/{i}.txt")
+                client.log_text(rid, _version(i), f"files/{i}.txt")
             except ModelyardError:
                 return
             added.append(i)
@@ -146,15 +155,16 @@ def test_artifact_uploads_survive_kill(tmp_path: Path, database_url: str) -> Non
         assert not writer.is_alive()
     client.close()
 
-    log = tmp_path / "restarted.log"
-    restarted = start_server(tmp_path, port, database_url, log)
-    try:
-        with Client(f"127.0.0.1:{port}") as after:
-            # Downloads check each file against its recorded sha256: DataLoss if they differ.
-            files = Path(after.download_artifacts(rid, "", tmp_path / "after"))
-        for i in added:
-            assert (files / "files" / f"{i}.txt").read_bytes() == versions[i]
-        assert (files / "model" / "weights.txt").read_bytes() in versions[: replaced + 1]
-    finally:
-        restarted.terminate()
-        restarted.wait(30)
+    with restarted(tmp_path, port, database_url) as after:
+        # Downloads check each file against its recorded sha256: DataLoss if they differ.
+        files = Path(after.download_artifacts(rid, "", tmp_path / "after"))
+    for i in added:
+        assert (files / "files" / f"{i}.txt").read_text() == _version(i)
+    shown = (files / "model" / "weights.txt").read_text()
+    index = int(shown.split("\n", 1)[0].removeprefix("version "))
+    assert index <= replaced and shown == _version(index)
+
+
+def _version(i: int) -> str:
+    """Upload i's content: 14-98 KB, its number on every line."""
+    return f"version {i}\n" * (1 + i % 7) * 1000
