@@ -11,6 +11,7 @@ from modelyard.errors import InvalidArgument
 
 # MLflow's rule for metric/param/tag keys: letters, digits, and _ - . space / (no '..' segments).
 _KEY = re.compile(r"^[\w\-./ :]+$")
+MAX_KEY_LENGTH = 250  # MLflow's, for metric, param and tag keys
 
 
 def shown(value: str, limit: int = 80) -> str:
@@ -42,7 +43,7 @@ def max_length(field: str, value: str, limit: int) -> str:
     return value
 
 
-def key(field: str, value: str, limit: int = 250) -> str:
+def key(field: str, value: str, limit: int = MAX_KEY_LENGTH) -> str:
     require(field, value)
     max_length(field, value, limit)
     if not _KEY.match(value) or ".." in value.split("/") or value.startswith("/"):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from modelyard.errors import InvalidArgument
-from modelyard.services.common.validation import shown
+from modelyard.services.common.validation import MAX_KEY_LENGTH, shown
 
 Entity = Literal["metric", "param", "tag", "attribute", "dataset"]
 Value = str | float | tuple[str | float, ...] | None
@@ -55,10 +55,9 @@ _TOKEN = re.compile(
 )
 _KEYWORDS = {"AND", "OR", "LIKE", "ILIKE", "IN", "NOT", "IS", "NULL"}
 # Bounds that keep a query within what SQLite accepts (expression depth, tables in a join) and
-# its cost predictable; no key is longer than validation.key allows.
+# its cost predictable; no key is longer than validation.key allows (MAX_KEY_LENGTH).
 MAX_CONDITIONS = 100
 MAX_ORDER_KEYS = 20
-_MAX_KEY = 250
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,10 +124,10 @@ def _split_identifier(raw: str, field: str) -> tuple[Entity, str]:
 
 
 def _checked_key(key: str, field: str) -> str:
-    if len(key) > _MAX_KEY:
+    if len(key) > MAX_KEY_LENGTH:
         raise _bad(
             f"{field}: key {shown(key)} is {len(key)} characters long; keys have at most "
-            f"{_MAX_KEY}, so check the identifier",
+            f"{MAX_KEY_LENGTH}, so check the identifier",
             field,
         )
     return key
