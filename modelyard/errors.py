@@ -8,16 +8,17 @@ caller catches `modelyard.errors.NotFound` whether it talks to a local or a remo
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 
 class ModelyardError(Exception):
-    """Base class. `field` names the request field at fault, `resource` the resource concerned."""
+    """Base class. `field` names the request field at fault, `resource` the resource concerned;
+    `busy_for` (seconds), on a refusal worth retrying, how long its cause may last at most."""
 
     code: ClassVar[grpc.StatusCode] = grpc.StatusCode.UNKNOWN
 
@@ -29,6 +30,7 @@ class ModelyardError(Exception):
         resource_type: str | None = None,
         resource_name: str | None = None,
         request_id: str | None = None,
+        busy_for: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -36,6 +38,7 @@ class ModelyardError(Exception):
         self.resource_type = resource_type
         self.resource_name = resource_name
         self.request_id = request_id
+        self.busy_for = busy_for
 
     def __str__(self) -> str:
         suffix = f" (request id {self.request_id})" if self.request_id else ""
@@ -134,6 +137,24 @@ def _clip(text: str, limit: int) -> str:
     return f"{raw[:limit].decode(errors='ignore')}... ({len(text)} characters)"
 
 
+# A refusal whose cause passes (a path another call is writing) says so in the standard way: a
+# RetryInfo with a short delay, as the cause usually lasts milliseconds, and an ErrorInfo with
+# reason BUSY and the most it can last, up to which the SDK keeps retrying.
+BUSY = "BUSY"
+_DOMAIN = "modelyard"
+_BUSY_FOR_MS = "busy_for_ms"
+_RETRY_AFTER = 0.1
+
+
+def _busy_details(busy_for: float) -> list[any_pb2.Any]:
+    delay = duration_pb2.Duration()
+    delay.FromNanoseconds(int(min(max(busy_for, 0.0), _RETRY_AFTER) * 1e9))
+    reason = error_details_pb2.ErrorInfo(
+        reason=BUSY, domain=_DOMAIN, metadata={_BUSY_FOR_MS: str(int(max(busy_for, 0.0) * 1000))}
+    )
+    return [_pack(error_details_pb2.RetryInfo(retry_delay=delay)), _pack(reason)]
+
+
 def to_status(error: ModelyardError) -> grpc.Status:
     """Encode an error as a gRPC status carrying google.rpc details."""
     details: list[any_pb2.Any] = []
@@ -156,6 +177,8 @@ def to_status(error: ModelyardError) -> grpc.Status:
         details.append(_pack(info))
     if error.request_id:
         details.append(_pack(error_details_pb2.RequestInfo(request_id=error.request_id)))
+    if error.busy_for is not None:
+        details.extend(_busy_details(error.busy_for))
     status = status_pb2.Status(code=_CODE_VALUE[error.code], message=message, details=details)
     return rpc_status.to_status(status)
 
@@ -165,7 +188,7 @@ def from_rpc_error(error: grpc.RpcError) -> ModelyardError:
     code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
     message = error.details() if isinstance(error, grpc.Call) else str(error)
     cls = _BY_CODE.get(code, ModelyardError)
-    kwargs: dict[str, str] = {}
+    kwargs: dict[str, Any] = {}
     status = rpc_status.from_call(error) if isinstance(error, grpc.Call) else None
     for detail in status.details if status else ():
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
@@ -182,6 +205,11 @@ def from_rpc_error(error: grpc.RpcError) -> ModelyardError:
             req = error_details_pb2.RequestInfo()
             detail.Unpack(req)
             kwargs["request_id"] = req.request_id
+        elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            reason = error_details_pb2.ErrorInfo()
+            detail.Unpack(reason)
+            if reason.reason == BUSY and reason.metadata.get(_BUSY_FOR_MS, "").isdigit():
+                kwargs["busy_for"] = int(reason.metadata[_BUSY_FOR_MS]) / 1000
     if "request_id" in kwargs and message:
         message = message.removesuffix(f" (request id {kwargs['request_id']})")
     err = cls(message or code.name, **kwargs)

@@ -6,15 +6,17 @@ hashed on arrival and compared with the digest the server recorded.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import urllib3
-from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
 from modelyard._gen.tracking.v1 import tracking_pb2 as pb
 from modelyard.client._transport import Transport
@@ -36,22 +38,57 @@ _STREAM_TIMEOUT = 3600.0
 # so a big file on a slow link is not cut off by a deadline sized for small ones.
 _SLOWEST_RATE = 1024 * 1024
 
+F = TypeVar("F", bound=Callable[..., Any])
 
-# While an upload moves new bytes to a path, the server answers another upload of it ABORTED and
-# a download UNAVAILABLE, naming the artifact: a moment, or, if that upload died with its server,
-# until its lease runs out (15 s for small files). The call starts over until then.
+
+# While an upload moves new bytes to a path (or a delete removes them), the server answers another
+# upload of it ABORTED and a download UNAVAILABLE, naming the artifact: a moment, or, if that upload
+# died with its server, until its lease runs out (15 s for small files, minutes for big ones). The
+# call starts over until then: for as long as the server says the lease can last (`busy_for`, plus
+# a margin for finishing it), or, from servers that say nothing, for _PATH_BUSY_WAIT.
 _PATH_BUSY_WAIT = 30.0
+_PATH_BUSY_MARGIN = 10.0
+_PATH_BUSY_MAX = 3600.0  # what the server advises at most; a larger hint is not believed
+# Injected by tests, so waiting out a lease of minutes takes none.
+_clock = time.monotonic
+_sleep = time.sleep
 
 
-def _path_busy(error: type[ModelyardError]) -> Any:
-    return retry(
-        retry=retry_if_exception(
-            lambda exc: isinstance(exc, error) and exc.resource_type == "artifact"
-        ),
-        stop=stop_after_delay(_PATH_BUSY_WAIT),
-        wait=wait_random_exponential(multiplier=0.05, max=2),
-        reraise=True,
-    )
+class _BusyBudget:
+    """Stop once the path has been busy for longer than any answer said it could be; one per
+    call, as each call waits out its own path."""
+
+    def __init__(self) -> None:
+        self.start = _clock()
+        self.budget = _PATH_BUSY_WAIT
+
+    def __call__(self, state: RetryCallState) -> bool:
+        error = state.outcome.exception() if state.outcome else None
+        hint = getattr(error, "busy_for", None)
+        if hint is not None:
+            self.budget = max(self.budget, min(hint, _PATH_BUSY_MAX) + _PATH_BUSY_MARGIN)
+        return _clock() - self.start >= self.budget
+
+
+def _path_busy(error: type[ModelyardError]) -> Callable[[F], F]:
+    def busy(exc: BaseException) -> bool:
+        return isinstance(exc, error) and exc.resource_type == "artifact"
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            retrying = Retrying(
+                retry=retry_if_exception(busy),
+                stop=_BusyBudget(),
+                wait=wait_random_exponential(multiplier=0.05, max=2),
+                sleep=lambda seconds: _sleep(seconds),
+                reraise=True,
+            )
+            return retrying(fn, *args, **kwargs)
+
+        return cast(F, call)
+
+    return decorate
 
 
 def _deadline(size: int, floor: float) -> float:

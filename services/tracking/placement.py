@@ -15,10 +15,19 @@ one transaction, delete the staged object. Hence:
   while the record is the old one. A read also checks, once the bytes are open, that no placement
   began meanwhile (same record, no lease), so it never pairs new bytes with an old digest.
 
-The lease lasts 15 s plus 100 ms per MB (10 MB/s): far beyond a rename, a server-side copy and two
-transactions, yet short, as a path whose placement died answers "retry" until then (the SDK waits
-it out). Its holder is presumed dead once it expires; one merely stalled that long could still
-place its bytes after a successor did, which the expiry is sized to keep away.
+A delete holds leases too, one per file and without staged bytes ("deleting"), taken in the
+transaction that forgets the records (so the files vanish from listings at once) and dropped once
+the bytes are gone. An upload of such a path meanwhile gets ABORTED, as it would otherwise place and
+record bytes that the delete then removes; a read finds no record (NOT_FOUND). A deletion lease
+left by a crash is finished like a placement: its bytes are deleted, then the lease.
+
+The lease lasts 15 s plus 100 ms per MB (10 MB/s), or for a delete 15 s plus 50 ms per file: far
+beyond a rename, a server-side copy and two transactions, yet short, as a path whose placement died
+answers "retry" until then. Each such answer says how long that can be, the lease's remaining time
+(`busy_for`, an ErrorInfo beside a short RetryInfo), and the SDK keeps retrying for that long (plus
+a margin) rather than a fixed 30 s. Its holder is
+presumed dead once it expires; one merely stalled that long could still place its bytes after a
+successor did, which the expiry is sized to keep away.
 """
 
 from __future__ import annotations
@@ -28,7 +37,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 from modelyard.entities import FileInfo, RunInfo
-from modelyard.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from modelyard.errors import (
+    Aborted,
+    FailedPrecondition,
+    InvalidArgument,
+    ModelyardError,
+    NotFound,
+    Unavailable,
+)
 from modelyard.services.common.artifacts import ArtifactStore, StagedFile
 from modelyard.services.common.logging import get_logger
 from modelyard.services.tracking.store.base import ArtifactPlacement, TrackingStore
@@ -37,6 +53,10 @@ log = get_logger(__name__)
 
 LEASE_BASE_MS = 15_000
 LEASE_BYTES_PER_MS = 10_000  # 10 MB/s
+DELETE_MS_PER_FILE = 50
+# The longest a "retry" answer says a path can stay busy: the lease of a file of tens of GB could
+# outlast it, but no client should be told to hang on for longer.
+MAX_BUSY_MS = 3_600_000
 # Attempts at taking (or reading past) a lease before answering "retry": each one past the first
 # follows the finishing of an abandoned lease, so more than a couple means others keep writing.
 _ATTEMPTS = 3
@@ -46,6 +66,10 @@ _NOTHING_PLACED = (FailedPrecondition, InvalidArgument, NotFound)
 
 def lease_ms(file_size: int) -> int:
     return LEASE_BASE_MS + file_size // LEASE_BYTES_PER_MS
+
+
+def deletion_lease_ms(files: int) -> int:
+    return LEASE_BASE_MS + files * DELETE_MS_PER_FILE
 
 
 def _now_ms() -> int:
@@ -99,21 +123,17 @@ class ArtifactPlacer:
         return file
 
     def _take(self, wanted: ArtifactPlacement) -> ArtifactPlacement:
+        holder: ArtifactPlacement | None = None
         for _ in range(_ATTEMPTS):
             # Timed from each attempt: finishing an abandoned placement first can take a while.
             lease = replace(wanted, expires_at=self.clock() + lease_ms(wanted.file_size))
             holder = self.store.take_placement(lease)
             if holder is None:
                 return lease
-            if not self._expired(holder):
+            if holder is lease or not self._expired(holder):
                 break
             self.finish_abandoned(holder)
-        raise Aborted(
-            f"artifact {wanted.path!r} of run {wanted.run_id!r} is being written by another "
-            "upload; retry the upload",
-            resource_type="artifact",
-            resource_name=wanted.path,
-        )
+        raise self._busy(Aborted, wanted.run_id, wanted.path, holder, "retry the upload")
 
     # -- reading and deleting ------------------------------------------------------------------
 
@@ -123,51 +143,89 @@ class ArtifactPlacer:
         for _ in range(_ATTEMPTS):
             file, lease = self.store.artifact_state(run_id, path)
             if lease is None or (file is None and not self._expired(lease)):
-                return file  # no file yet is no file, even while the first one is placed
+                # No file yet is no file, even while the first one is placed; and a file being
+                # deleted has lost its record already.
+                return file
             if not self._expired(lease):
                 break
             self.finish_abandoned(lease)
-        raise self._being_replaced(run_id, path)
+        raise self._busy(Unavailable, run_id, path, lease, "retry")
 
     def check_unchanged(
         self, run_id: str, path: str, file: FileInfo, chunks: Iterator[bytes]
     ) -> None:
         """After opening the bytes of `file`: UNAVAILABLE (the bytes closed) if a placement of
         the path began or ended since its record was read, so the bytes may not be the record's."""
-        if self.store.artifact_state(run_id, path) == (file, None):
+        now, lease = self.store.artifact_state(run_id, path)
+        if (now, lease) == (file, None):
             return
         close = getattr(chunks, "close", None)
         if close is not None:
             close()
-        raise self._being_replaced(run_id, path)
+        raise self._busy(Unavailable, run_id, path, lease, "retry")
 
     def settle_below(self, run_id: str, path: str) -> None:
         """Before deleting `path` (a file or a directory): finish abandoned placements there,
         and ABORTED while a live one would put bytes back after the delete."""
         for lease in self.store.find_placements(run_id, path):
             if not self._expired(lease):
-                raise Aborted(
-                    f"artifact {lease.path!r} of run {run_id!r} is being written by an upload; "
-                    "retry the delete",
-                    resource_type="artifact",
-                    resource_name=lease.path,
-                )
+                raise self._busy(Aborted, run_id, lease.path, lease, "retry the delete")
             self.finish_abandoned(lease)
 
-    @staticmethod
-    def _being_replaced(run_id: str, path: str) -> Unavailable:
-        return Unavailable(
-            f"artifact {path!r} of run {run_id!r} is being replaced by an upload; retry",
+    def delete(self, info: RunInfo, paths: list[str]) -> None:
+        """Forget the records of `paths` and delete their bytes, holding a lease on each path
+        meanwhile: an upload of one in between would record bytes that this then deletes.
+        Statements: a few per 500 paths, whatever their number; one storage delete per path."""
+        holder: ArtifactPlacement | None = None
+        leases: list[ArtifactPlacement] = []
+        for _ in range(_ATTEMPTS):
+            expires_at = self.clock() + deletion_lease_ms(len(paths))
+            leases = [ArtifactPlacement(info.run_id, p, "", "", 0, expires_at) for p in paths]
+            holder = self.store.take_deletion(leases)
+            if holder is None:
+                break
+            if any(holder is lease for lease in leases) or not self._expired(holder):
+                break
+            self.finish_abandoned(holder)
+        if holder is not None:
+            raise self._busy(Aborted, info.run_id, holder.path, holder, "retry the delete")
+        # Any failure from here keeps the leases (the records are gone already): whoever finds
+        # one expired deletes the rest of the bytes.
+        for lease in leases:
+            self.artifacts.delete(self.artifact_key(info, lease.path))
+        self.store.drop_deletion(leases)
+
+    def _busy(
+        self,
+        error: type[ModelyardError],
+        run_id: str,
+        path: str,
+        holder: ArtifactPlacement | None,
+        what_next: str,
+    ) -> ModelyardError:
+        """The answer to a call that met `holder` on its path: retry, for at most the time left
+        on the lease (which the SDK follows)."""
+        if holder is not None and holder.deleting:
+            doing = "being deleted"
+        elif error is Unavailable:
+            doing = "being replaced by an upload"
+        else:
+            doing = "being written by another upload"
+        left = None if holder is None else max(holder.expires_at - self.clock(), 0)
+        return error(
+            f"artifact {path!r} of run {run_id!r} is {doing}; {what_next}",
             resource_type="artifact",
             resource_name=path,
+            busy_for=None if left is None else min(left, MAX_BUSY_MS) / 1000,
         )
 
     # -- recovery ------------------------------------------------------------------------------
 
     def finish_abandoned(self, lease: ArtifactPlacement) -> None:
         """Settle the placement of a holder presumed dead (its lease expired): record the staged
-        bytes if the path holds them or they can still be put there, else drop the lease. Of
-        several finishing one lease, only the one whose claim lands goes on."""
+        bytes if the path holds them or they can still be put there, else drop the lease; or,
+        for a delete, delete the bytes and the lease. Of several finishing one lease, only the
+        one whose claim lands goes on."""
         # Recovery reads the bytes to check them, then may copy them: twice the lease.
         claimed = replace(lease, expires_at=self.clock() + 2 * lease_ms(lease.file_size))
         if not self.store.claim_placement(lease, claimed.expires_at):
@@ -176,6 +234,14 @@ class ArtifactPlacer:
             key = self.artifact_key(self.store.get_run_info(lease.run_id), lease.path)
         except _NOTHING_PLACED:  # stored outside this server's root: never placed by it
             key = None
+        if lease.deleting:  # its record is gone: delete the bytes, as the delete would have
+            if key is not None:
+                self.artifacts.delete(key)
+            self.store.drop_placement(claimed)
+            log.info(
+                "finished an abandoned delete of artifact %r of run %s", lease.path, lease.run_id
+            )
+            return
         placed = key is not None and (
             self._place_again(lease, key)
             # Staged bytes gone (or refused) may have been moved into place by their holder.

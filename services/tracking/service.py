@@ -182,8 +182,12 @@ class TrackingService:
         self.placer = ArtifactPlacer(store, artifacts, self._artifact_key)
 
     def finish_abandoned_uploads(self) -> int:
-        """At start-up: settle the artifact placements that died with a process."""
-        return self.placer.finish_all_abandoned()
+        """At start-up: settle the artifact placements (and deletes) that died with a process,
+        then sweep the staged uploads nobody will complete (a process killed between staging
+        and placing them leaves them; a store that does not presign has no other sweep)."""
+        done = self.placer.finish_all_abandoned()
+        self.sweep_abandoned_uploads()
+        return done
 
     # -- experiments ---------------------------------------------------------------------------
 
@@ -607,11 +611,9 @@ class TrackingService:
                 resource_type="artifact",
                 resource_name=path,
             )
-        # Forget first: the files vanish from listings at once; bytes left by a crash in between
-        # are unreachable, never half-listed.
-        self.store.forget_artifacts(rid, [f.path for f in doomed])
-        for f in doomed:
-            self.artifacts.delete(self._artifact_key(info, f.path))
+        # Forget first: the files vanish from listings at once; leases on their paths keep
+        # uploads off them until their bytes are gone (see placement.py).
+        self.placer.delete(info, [f.path for f in doomed])
         return len(doomed)
 
     def create_upload_url(self, rid: str, path: str) -> tuple[PresignedUrl, str]:

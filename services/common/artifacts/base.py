@@ -224,7 +224,7 @@ class ArtifactStore(abc.ABC):
 
     def copy(self, src_key: str, dst_key: str) -> None:
         """Copy within this store (server-side where the backend can)."""
-        self._copy(src_key, dst_key, None)
+        self._copy(src_key, dst_key, None, None)
 
     def verify_staged(self, staged_key: str, sha256: str) -> StagedFile:
         """The staged upload at `staged_key`, once its bytes hash to `sha256` (InvalidArgument if
@@ -238,20 +238,19 @@ class ArtifactStore(abc.ABC):
         """Put verified staged bytes at `key` atomically; a refusal (a path clash in storage, the
         staged bytes changed) leaves `key` as it was. The staged object may be gone afterwards
         (a local rename moves it); the caller deletes it either way."""
-        self._place(staged.key, key, staged.version)
+        self._place(staged, key)
         return StoredFile(key, staged.size, staged.sha256)
 
     def promote(self, staged_key: str, key: str, sha256: str) -> StoredFile:
         """`verify_staged` and a copy to `key` that keeps the staged object, on every backend."""
         staged = self.verify_staged(staged_key, sha256)
-        self._copy_into_place(staged.key, key, staged.version)
+        self._copy_into_place(staged, key)
         return StoredFile(key, staged.size, staged.sha256)
 
     def sweep_staged(self, older_than: timedelta, keep: Collection[str] = ()) -> int:
         """Delete staged uploads last written more than `older_than` ago, but those in `keep`
-        (placements under way still need them); returns how many. Only stores that presign
-        uploads sweep: elsewhere a staged upload leaves nothing behind unless the process dies
-        between staging and placing it."""
+        (placements under way still need them); returns how many. Presigned uploads nobody
+        completes leave them, and so does a process that dies between staging and placing."""
         return 0
 
     def presign_put(self, key: str) -> PresignedUrl:
@@ -295,20 +294,21 @@ class ArtifactStore(abc.ABC):
         """A token for the current bytes at `key` that `_copy` can require, or None."""
         return None
 
-    def _copy(self, src_key: str, dst_key: str, version: str | None) -> None:
-        """Copy `src_key` (as of `version`, when given and the backend can check it)."""
+    def _copy(self, src_key: str, dst_key: str, version: str | None, size: int | None) -> None:
+        """Copy `src_key` (as of `version`, when given and the backend can check it); `size`,
+        when the caller knows it, spares backends that need it a look-up."""
         self._put(dst_key, _VerifyingReader(self._get(src_key, CHUNK_SIZE, version), None))
 
-    def _place(self, staged_key: str, key: str, version: str | None) -> None:
+    def _place(self, staged: StagedFile, key: str) -> None:
         """Move staged bytes to `key`; backends that can rename atomically do."""
-        self._copy_into_place(staged_key, key, version)
+        self._copy_into_place(staged, key)
 
-    def _copy_into_place(self, staged_key: str, key: str, version: str | None) -> None:
+    def _copy_into_place(self, staged: StagedFile, key: str) -> None:
         # Some servers (rclone) replace a directory's files by a copy onto its name: check first.
         clash = self._clash(key)
         if clash is not None:
             raise clash
-        self._copy(staged_key, key, version)
+        self._copy(staged.key, key, staged.version, staged.size)
 
     def close(self) -> None:
         """Release connections; the default store holds none."""

@@ -7,8 +7,10 @@ import errno
 import io
 import os
 import shutil
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -17,11 +19,16 @@ from modelyard.services.common.artifacts.base import (
     CHUNK_SIZE,
     STAGING_DIR,
     ArtifactStore,
+    StagedFile,
+    is_staged_upload,
     path_clash,
 )
+from modelyard.services.common.logging import get_logger
+
+log = get_logger(__name__)
 
 _TMP_MARK = ".modelyard-tmp-"
-# Tries at making a directory that concurrent placements may prune (see _open_beside).
+# Tries at making a staging directory that placements and the sweep may prune (_open_beside).
 _PRUNE_RACES = 5
 
 
@@ -72,6 +79,38 @@ class LocalArtifactStore(ArtifactStore):
                 full = Path(dirpath) / name
                 yield full.relative_to(self.root).as_posix(), full.stat().st_size
 
+    def sweep_staged(self, older_than: timedelta, keep: Collection[str] = ()) -> int:
+        # Housekeeping (at start-up, before uploads): a failure is logged, never raised.
+        staging = self.root / STAGING_DIR
+        cutoff = time.time() - older_than.total_seconds()
+        kept = set(keep)
+        swept = 0
+        emptied: set[Path] = set()  # directories this sweep took something out of
+        try:
+            for dirpath, _dirs, files in os.walk(staging, topdown=False):
+                directory = Path(dirpath)
+                for name in files:
+                    path = directory / name
+                    key = path.relative_to(self.root).as_posix()
+                    # Partial writes (a process killed mid-upload) too, but nothing else that
+                    # may lie here: a file from before the directory was reserved stays.
+                    if key in kept or not (is_staged_upload(key) or name.startswith(_TMP_MARK)):
+                        continue
+                    with contextlib.suppress(FileNotFoundError):  # placed meanwhile
+                        if path.stat().st_mtime <= cutoff:
+                            path.unlink()
+                            swept += 1
+                            emptied.add(directory)
+                if directory != staging and (directory in emptied or _older(directory, cutoff)):
+                    # Only an empty one goes: an upload that made it for its file just now
+                    # makes it again (see _open_beside); one with its file in it keeps it.
+                    with contextlib.suppress(OSError):
+                        directory.rmdir()
+                        emptied.add(directory.parent)
+        except OSError as exc:
+            log.warning("could not sweep abandoned uploads under %s: %s", staging, exc)
+        return swept
+
     def _put(self, key: str, reader: io.RawIOBase) -> None:
         final, out = self._open_beside(key)
         tmp = Path(out.name)
@@ -86,19 +125,19 @@ class LocalArtifactStore(ArtifactStore):
                 tmp.unlink()
             raise
 
-    def _place(self, staged_key: str, key: str, version: str | None) -> None:
+    def _place(self, staged_file: StagedFile, key: str) -> None:
         """A rename: atomic, and no byte is copied. The staged file was synced when written; the
         directory is synced after, so the rename outlives a power loss as the record will."""
-        staged = self._path(staged_key)
+        staged = self._path(staged_file.key)
         final = self._parent_ready(key)
         try:
             self._replace(staged, final, key)
         except FileNotFoundError:
-            raise self._missing(staged_key) from None
+            raise self._missing(staged_file.key) from None
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
-            super()._place(staged_key, key, version)  # the run's directory is another mount
+            super()._place(staged_file, key)  # the run's directory is another mount
             return
         _sync_directory(final.parent)
         # Every path of every run stages in a directory of its own: leave none of them behind.
@@ -111,9 +150,9 @@ class LocalArtifactStore(ArtifactStore):
                 break
 
     def _open_beside(self, key: str) -> tuple[Path, io.BufferedWriter]:
-        """The path of `key`, and a new temporary file open in its directory. A placement prunes
-        the empty staging directories it leaves, so one may vanish between being made and
-        holding the file: then it is made again."""
+        """The path of `key`, and a new temporary file open in its directory. A placement (and
+        the sweep) prunes the empty staging directories it leaves, so one may vanish between
+        being made and holding the file: then it is made again."""
         for attempt in range(_PRUNE_RACES):
             final = self._parent_ready(key)
             try:
@@ -159,6 +198,13 @@ class LocalArtifactStore(ArtifactStore):
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise self._missing(key) from None
         return _chunks(handle, chunk_size)
+
+
+def _older(path: Path, cutoff: float) -> bool:
+    try:
+        return path.stat().st_mtime <= cutoff
+    except FileNotFoundError:
+        return False
 
 
 def _remove_empty_tree(directory: Path) -> bool:

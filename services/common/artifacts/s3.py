@@ -224,8 +224,9 @@ class S3ArtifactStore(ArtifactStore):
                 raise self._missing(key) from None
             raise
 
-    def _copy(self, src_key: str, dst_key: str, version: str | None) -> None:
-        size = self.size(src_key)
+    def _copy(self, src_key: str, dst_key: str, version: str | None, size: int | None) -> None:
+        if size is None:
+            size = self.size(src_key)
         if size is None:
             raise self._missing(src_key)
         src, dst = self._name(src_key), self._name(dst_key)
@@ -251,7 +252,7 @@ class S3ArtifactStore(ArtifactStore):
                 # A server without UploadPartCopy (rclone) answers each part with an empty body;
                 # minio aborted the upload, so nothing was stored. Copy through this process.
                 log.info("S3 server cannot copy in parts; streaming %s instead", src_key)
-                super()._copy(src_key, dst_key, version)
+                super()._copy(src_key, dst_key, version, size)
         except MinioException as exc:
             if _is_missing(exc) or (isinstance(exc, S3Error) and exc.code == "PreconditionFailed"):
                 raise FailedPrecondition(

@@ -30,7 +30,8 @@ from modelyard.services.common.filters import Comparison, OrderKey
 @dataclass(frozen=True, slots=True)
 class ArtifactPlacement:
     """A lease on one artifact path while the staged bytes `staged_key` (`sha256`, `file_size`)
-    move into place; past `expires_at` (ms since the epoch) its holder is presumed dead."""
+    move into place, or, with no staged bytes (`deleting`), while the path's bytes are deleted;
+    past `expires_at` (ms since the epoch) its holder is presumed dead."""
 
     run_id: str
     path: str
@@ -38,6 +39,10 @@ class ArtifactPlacement:
     sha256: str
     file_size: int
     expires_at: int
+
+    @property
+    def deleting(self) -> bool:
+        return not self.staged_key
 
 
 class TrackingStore(abc.ABC):
@@ -194,8 +199,16 @@ class TrackingStore(abc.ABC):
 
     @abc.abstractmethod
     def take_placement(self, lease: ArtifactPlacement) -> ArtifactPlacement | None:
-        """Store `lease` and return None, or return the lease that holds its path already.
-        FailedPrecondition if the run is deleted."""
+        """Store `lease` and return None, or return the lease that holds its path already (or
+        `lease` itself if the path kept changing hands). FailedPrecondition if the run is
+        deleted."""
+
+    @abc.abstractmethod
+    def take_deletion(self, leases: Sequence[ArtifactPlacement]) -> ArtifactPlacement | None:
+        """In one transaction, store `leases` (deleting ones, of one run) and forget the records
+        of their paths, and return None; or change nothing and return a lease that holds one of
+        the paths (or one of `leases` if they kept changing hands). A few statements per 500
+        paths. FailedPrecondition if the run is deleted."""
 
     @abc.abstractmethod
     def claim_placement(self, lease: ArtifactPlacement, expires_at: int) -> bool:
@@ -211,6 +224,10 @@ class TrackingStore(abc.ABC):
     @abc.abstractmethod
     def drop_placement(self, lease: ArtifactPlacement) -> None:
         """Delete the lease if it still names these staged bytes."""
+
+    @abc.abstractmethod
+    def drop_deletion(self, leases: Sequence[ArtifactPlacement]) -> None:
+        """Delete the leases that one `take_deletion` stored, those still as it stored them."""
 
     @abc.abstractmethod
     def find_placements(self, run_id: str | None = None, path: str = "") -> list[ArtifactPlacement]:

@@ -217,7 +217,8 @@ artifacts = Table(
 # Leases on artifact paths whose new bytes are being moved into place (one per path at a time):
 # taken before the move, deleted in the transaction that records the file. A lease left by a
 # crash names its staged bytes, so whoever finds it expired finishes the placement
-# (services/tracking/placement.py).
+# (services/tracking/placement.py). A lease with an empty staged_key and sha256 is a delete's,
+# held while the bytes of a path whose record it forgot are deleted.
 artifact_placements = Table(
     "artifact_placements",
     metadata,

@@ -1047,48 +1047,81 @@ class SqlTrackingStore(TrackingStore):
 
     def forget_artifacts(self, run_id: str, paths: Sequence[str]) -> None:
         with self.db.write() as conn:
-            for chunk in _chunks(list(paths)):
-                conn.execute(
-                    delete(artifacts).where(
-                        artifacts.c.run_uuid == run_id, artifacts.c.path.in_(chunk)
-                    )
-                )
+            self._forget(conn, run_id, paths)
+
+    @staticmethod
+    def _forget(conn: Connection, run_id: str, paths: Sequence[str]) -> None:
+        for chunk in _chunks(list(paths)):
+            conn.execute(
+                delete(artifacts).where(artifacts.c.run_uuid == run_id, artifacts.c.path.in_(chunk))
+            )
 
     # -- artifact placements -------------------------------------------------------------------
 
     def take_placement(self, lease: ArtifactPlacement) -> ArtifactPlacement | None:
-        p = artifact_placements.c
-        insert_lease = (
-            self._insert(artifact_placements)
-            .values(
-                run_uuid=lease.run_id,
-                path=lease.path,
-                staged_key=lease.staged_key,
-                sha256=lease.sha256,
-                file_size=lease.file_size,
-                expires_at=lease.expires_at,
-            )
-            .on_conflict_do_nothing(index_elements=["run_uuid", "path"])
-            .returning(p.run_uuid)  # an INSERT reports rowcount -1 on PostgreSQL (psycopg)
-        )
-        holder = select(artifact_placements).where(p.run_uuid == lease.run_id, p.path == lease.path)
         with self.db.write() as conn:
             self._active_run(conn, lease.run_id)
+            return self._take_leases(conn, lease.run_id, [lease])
+
+    def take_deletion(self, leases: Sequence[ArtifactPlacement]) -> ArtifactPlacement | None:
+        if not leases:
+            return None
+        run_id = leases[0].run_id
+        try:
+            with self.db.write() as conn:
+                self._active_run(conn, run_id)
+                holder = self._take_leases(conn, run_id, leases)
+                if holder is not None:
+                    raise _Held(holder)  # rolls back the leases taken
+                self._forget(conn, run_id, [lease.path for lease in leases])
+        except _Held as held:
+            return held.lease
+        return None
+
+    def _take_leases(
+        self, conn: Connection, run_id: str, leases: Sequence[ArtifactPlacement]
+    ) -> ArtifactPlacement | None:
+        """Insert `leases` (of `run_id`), a few statements per 500; None if all went in, else the
+        lease holding one of their paths, or one of `leases` itself if those paths kept changing
+        hands. The caller rolls back what went in if it needs all or nothing."""
+        p = artifact_placements.c
+        pending = {lease.path: lease for lease in leases}
+        for _ in range(3):
+            for chunk in _chunks(list(pending.values())):
+                insert_leases = (
+                    self._insert(artifact_placements)
+                    .values(
+                        [
+                            {
+                                "run_uuid": lease.run_id,
+                                "path": lease.path,
+                                "staged_key": lease.staged_key,
+                                "sha256": lease.sha256,
+                                "file_size": lease.file_size,
+                                "expires_at": lease.expires_at,
+                            }
+                            for lease in chunk
+                        ]
+                    )
+                    .on_conflict_do_nothing(index_elements=["run_uuid", "path"])
+                    .returning(p.path)  # an INSERT reports rowcount -1 on PostgreSQL (psycopg)
+                )
+                for (path,) in conn.execute(insert_leases):
+                    del pending[path]
+            if not pending:
+                return None
             # On PostgreSQL a concurrent insert makes ours wait for its commit, then do nothing;
             # its lease may be finished by the time we look, so try again (each statement of a
             # READ COMMITTED transaction sees what committed before it).
-            for _ in range(3):
-                if conn.execute(insert_lease).first() is not None:
-                    return None
-                row = conn.execute(holder).first()
+            for chunk in _chunks(list(pending)):
+                row = conn.execute(
+                    select(artifact_placements)
+                    .where(p.run_uuid == run_id, p.path.in_(chunk))
+                    .limit(1)
+                ).first()
                 if row is not None:
                     return _placement(row)
-        raise Aborted(
-            f"artifact {lease.path!r} of run {lease.run_id!r} is being written by other uploads; "
-            "retry the upload",
-            resource_type="artifact",
-            resource_name=lease.path,
-        )
+        return next(iter(pending.values()))
 
     def claim_placement(self, lease: ArtifactPlacement, expires_at: int) -> bool:
         with self.db.write() as conn:
@@ -1113,6 +1146,21 @@ class SqlTrackingStore(TrackingStore):
     def drop_placement(self, lease: ArtifactPlacement) -> None:
         with self.db.write() as conn:
             conn.execute(delete(artifact_placements).where(*_same_lease(lease)))
+
+    def drop_deletion(self, leases: Sequence[ArtifactPlacement]) -> None:
+        if not leases:
+            return
+        first, p = leases[0], artifact_placements.c
+        with self.db.write() as conn:
+            for chunk in _chunks([lease.path for lease in leases]):
+                conn.execute(
+                    delete(artifact_placements).where(
+                        p.run_uuid == first.run_id,
+                        p.path.in_(chunk),
+                        p.staged_key == first.staged_key,
+                        p.expires_at == first.expires_at,  # not a successor's, once it expired
+                    )
+                )
 
     def find_placements(self, run_id: str | None = None, path: str = "") -> list[ArtifactPlacement]:
         p = artifact_placements.c
@@ -1140,6 +1188,14 @@ class SqlTrackingStore(TrackingStore):
 def _same_lease(lease: ArtifactPlacement) -> tuple[Any, ...]:
     p = artifact_placements.c
     return (p.run_uuid == lease.run_id, p.path == lease.path, p.staged_key == lease.staged_key)
+
+
+class _Held(Exception):
+    """Rolls back a deletion whose paths another lease holds."""
+
+    def __init__(self, lease: ArtifactPlacement) -> None:
+        super().__init__(lease.path)
+        self.lease = lease
 
 
 def _placement(row: Row) -> ArtifactPlacement:

@@ -1,0 +1,73 @@
+"""Round trips of placing staged bytes on S3: the staged object's size is known from hashing it,
+so placing (and promoting) it asks the server for it no more. Real S3 servers, their HTTP traced."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from modelyard.services.common.artifacts import (
+    ArtifactStore,
+    StoredFile,
+    open_artifact_store,
+    staged_upload_key,
+)
+from modelyard.services.common.artifacts.s3 import S3ArtifactStore
+from modelyard.services.common.settings import S3Settings
+
+RUN = "0123456789abcdef0123456789abcdef"
+PART = 5 * 1024 * 1024  # S3's smallest part: the lowest `max_copy_size` can go
+
+on_s3_servers = pytest.mark.parametrize(
+    "artifact_backend",
+    [pytest.param("s3", marks=pytest.mark.s3), pytest.param("seaweedfs", marks=pytest.mark.s3)],
+    indirect=True,
+)
+
+
+@pytest.fixture
+def store(artifact_backend: tuple[str, S3Settings]) -> Iterator[ArtifactStore]:
+    s = open_artifact_store(*artifact_backend)
+    yield s
+    s.close()
+
+
+def heads_of(trace: str, store: S3ArtifactStore, key: str) -> int:
+    """HEAD requests for `key` in a minio trace."""
+    name = re.escape(f"/{store.bucket}/{store._name(key)}")
+    return len(re.findall(rf"^HEAD {name}\b", trace, re.M))
+
+
+@on_s3_servers
+@pytest.mark.parametrize("size", [10, 2 * PART + 17])
+def test_placing_staged_bytes_looks_up_no_size(store: ArtifactStore, size: int) -> None:
+    """Once verified, the staged object's size is known: placing it asks the server for it no
+    more, whether copied in one request or in parts (or streamed where the server cannot copy
+    parts). What HEADs remain are minio's own, one per source of a CopyObject or of each part,
+    and, when promoting, the one that pins the hashed bytes."""
+    assert isinstance(store, S3ArtifactStore)
+    store.max_copy_size = PART
+    data = os.urandom(size)
+    digest = hashlib.sha256(data).hexdigest()
+    sources = -(-size // PART)  # minio looks at each before copying it
+    for how, pin in (("place", 0), ("promote", 1)):
+        staged = staged_upload_key(RUN, "f.bin", str(pin) * 32)
+        store.write(staged, iter([data[i : i + PART] for i in range(0, size, PART)]))
+        verified = store.verify_staged(staged, digest) if how == "place" else None
+        trace = io.StringIO()
+        store.client.trace_on(trace)
+        try:
+            if verified is not None:
+                placed = store.place(verified, f"exp/{how}.bin")
+            else:
+                placed = store.promote(staged, f"exp/{how}.bin", digest)
+        finally:
+            store.client.trace_off()
+        assert heads_of(trace.getvalue(), store, staged) == sources + pin, how
+        assert placed == StoredFile(f"exp/{how}.bin", size, digest)
+        assert store.digest(f"exp/{how}.bin") == placed
