@@ -4,6 +4,10 @@ A new version is checked against the tracking service over gRPC (its source run 
 active), recorded as PENDING_REGISTRATION, and its files are copied in the background into
 registry-owned storage: a server-side copy when tracking's artifacts live in the same store, a
 verified stream through tracking's DownloadArtifact otherwise. Every file keeps its sha256.
+
+An upload may replace the run's file between the listing and a copy in the store, so the digest
+listed need not be the copy's: each copy is confirmed against tracking's settled record of the
+file, or hashed where tracking cannot give that record without the bytes (see `_copy_in_store`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,14 @@ from modelyard.entities.registry import (
     RegisteredModel,
     Stage,
 )
-from modelyard.errors import FailedPrecondition, InvalidArgument, ModelyardError, NotFound
+from modelyard.errors import (
+    Aborted,
+    FailedPrecondition,
+    InvalidArgument,
+    ModelyardError,
+    NotFound,
+    Unavailable,
+)
 from modelyard.models.uri import parse_runs_uri
 from modelyard.services.common import identity
 from modelyard.services.common import validation as v
@@ -43,6 +54,9 @@ _ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,254}$")
 _RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)
 MAX_DESCRIPTION = 65535
 MAX_TAG_VALUE = 8000
+# Copies of one file within the store before its registration fails: each one past the first
+# follows an upload that replaced the file (or was replacing it) while it was copied.
+COPY_ATTEMPTS = 3
 
 
 def model_name(field: str, value: str) -> str:
@@ -316,19 +330,74 @@ class RegistryService:
         for f in listed:
             rel = f.path[len(path) + 1 :] if path else f.path
             dst = f"{target}/{rel}"
-            if run_root is not None:  # same store: copy server-side, bytes never leave it
-                self.artifacts.copy(f"{run_root}/{f.path}", dst)
-                size = self.artifacts.size(dst)
-                if size != f.file_size:
-                    raise FailedPrecondition(
-                        f"copy of {f.path} has {size} bytes, the source {f.file_size}"
-                    )
-                copied.append(StoredFile(rel, f.file_size or 0, f.sha256 or ""))
+            if run_root is not None:  # same store: copy within it
+                size, sha256 = self._copy_in_store(tracking, run_id, f, f"{run_root}/{f.path}", dst)
+                copied.append(StoredFile(rel, size, sha256))
             else:  # another store: stream through tracking, verifying the digest on the way
                 _info, chunks = tracking.open_artifact(run_id, f.path)
                 stored = self.artifacts.write(dst, chunks, f.sha256)
                 copied.append(StoredFile(rel, stored.size, stored.sha256))
         return copied
+
+    def _copy_in_store(
+        self, tracking: TrackingClient, run_id: str, listed: FileInfo, src: str, dst: str
+    ) -> tuple[int, str]:
+        """Copy a run's file within the store; returns the size and sha256 of the bytes copied.
+
+        Tracking changes a file's bytes only during a placement, which ends by recording them.
+        So when its settled record, read after the copy, equals the one read before it (created
+        time included, which every placement renews), no placement touched the file meanwhile:
+        the copy holds that record's bytes; else copy again against the newer record. Tracking
+        gives that record without reading the bytes only with a download URL; a store without
+        URLs (local files) copies through this process anyway, and the copy is hashed instead."""
+        before: FileInfo | None = listed
+        for _ in range(COPY_ATTEMPTS):
+            if before is None:  # the last check met an upload under way: read what it recorded
+                before = self._settled_record(tracking, run_id, listed.path)
+                if before is None:
+                    continue
+            self.artifacts.copy(src, dst)
+            if not self.artifacts.presigns:  # tracking's store (this one) gives no URLs
+                stored = self.artifacts.digest(dst)
+                return stored.size, stored.sha256
+            after = self._settled_record(tracking, run_id, listed.path)
+            if after == before:
+                size = self.artifacts.size(dst)
+                if size != after.file_size:
+                    raise FailedPrecondition(
+                        f"the copy of {listed.path!r} of run {run_id!r} has {size} bytes, but "
+                        f"tracking recorded {after.file_size}: upload the file to the run again, "
+                        "then register the version again"
+                    )
+                return after.file_size or 0, after.sha256 or ""
+            before = after
+        raise FailedPrecondition(
+            f"file {listed.path!r} of run {run_id!r} kept changing while it was copied: an "
+            f"upload replaced it, or was replacing it, at each of {COPY_ATTEMPTS} attempts; "
+            "register the version again once uploads to the run have finished",
+            resource_type="artifact",
+            resource_name=listed.path,
+        )
+
+    @staticmethod
+    def _settled_record(tracking: TrackingClient, run_id: str, path: str) -> FileInfo | None:
+        """Tracking's record of a run's file once no upload is placing it; None while one is
+        (its bytes may already be the new ones)."""
+        try:
+            return tracking.create_artifact_download_url(run_id, path)[1]
+        except (Unavailable, Aborted) as exc:
+            if exc.resource_type == "artifact":  # a placement of the path is under way
+                return None
+            raise
+        except NotFound as exc:
+            if exc.resource_type != "artifact":
+                raise
+            raise FailedPrecondition(
+                f"file {path!r} of run {run_id!r} was deleted while the version was registered; "
+                "log the model to the run again, then register it",
+                resource_type="artifact",
+                resource_name=path,
+            ) from None
 
     def _storage_key(self, location: str) -> str:
         key = self.artifacts.key_for(location)

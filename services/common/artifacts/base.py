@@ -177,6 +177,9 @@ class _VerifyingReader(io.RawIOBase):
 class ArtifactStore(abc.ABC):
     """Bytes under a root URI. Subclasses implement the `_`-prefixed primitives."""
 
+    # Whether presign_put/presign_get hand out URLs (else they refuse with FailedPrecondition).
+    presigns = False
+
     def __init__(self, root_uri: str) -> None:
         self.root_uri = root_uri.rstrip("/")
 

@@ -76,6 +76,7 @@ def make_client(settings: S3Settings, endpoint: str | None = None) -> Minio:
 
 
 class S3ArtifactStore(ArtifactStore):
+    presigns = True
     # The largest object one CopyObject takes (S3's limit); bigger ones are copied in parts of this
     # size. Tests lower it (to at least S3's 5 MiB minimum part) to exercise the multipart copy.
     max_copy_size = 5 * 1024**3

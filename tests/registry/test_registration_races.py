@@ -1,0 +1,201 @@
+"""A registered file's sha256 describes the bytes the registry copied, even when an upload replaces
+the run's file while the version is registered. Both stacks (SQLite and local files, PostgreSQL and
+S3), where tracking and the registry share the artifact store, so files are copied in the store:
+on S3 each copy is checked against tracking's settled record of the file and made again if that
+changed; local files (no download URLs, so no such record without the bytes) are hashed instead.
+
+Each race is made deterministic: a replacing upload runs inside the registry's copy, just before
+the copy itself (after the registry listed the run's files); an upload caught between placing its
+bytes and recording them is set up in tracking's store before the version is registered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from modelyard import Client
+from modelyard.entities.registry import ModelVersionStatus
+from modelyard.errors import FailedPrecondition
+from modelyard.services.common.artifacts import (
+    ArtifactStore,
+    open_artifact_store,
+    staged_upload_key,
+)
+from modelyard.services.common.db import Database
+from modelyard.services.common.settings import S3Settings, Settings
+from modelyard.services.registry import app as registry_app
+from modelyard.services.registry.service import COPY_ATTEMPTS
+from modelyard.services.tracking.store.base import ArtifactPlacement
+from modelyard.services.tracking.store.sql import SqlTrackingStore
+from tests.conftest import running_server
+from tests.registry.test_api import logged_model
+
+OLD = b"\x00" * 2048  # logged_model's model.pkl
+# Replacements of the same size: the registry checked only the size of its copies.
+NEW = [bytes([n]) * 2048 for n in range(1, COPY_ATTEMPTS + 1)]
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def checks_records(settings: Settings) -> bool:
+    """Whether the store hands out URLs, so copies are checked against tracking's records."""
+    return urlparse(settings.artifact_root).scheme == "s3"
+
+
+@contextlib.contextmanager
+def served(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Client, ArtifactStore]]:
+    """A client of a full server, and the registry's own artifact store (to hook its copies)."""
+    opened: list[ArtifactStore] = []
+
+    def open_and_keep(root_uri: str, s3: S3Settings | None = None) -> ArtifactStore:
+        store = open_artifact_store(root_uri, s3)
+        opened.append(store)
+        return store
+
+    monkeypatch.setattr(registry_app, "open_artifact_store", open_and_keep)
+    with running_server(settings) as server, Client(server.address) as client:
+        [store] = opened
+        yield client, store
+
+
+def hook_copies(
+    monkeypatch: pytest.MonkeyPatch, store: ArtifactStore, before: Callable[[str], None]
+) -> list[str]:
+    """Run `before(name)` ahead of each copy the registry makes; the names of the copied files."""
+    copied: list[str] = []
+    copy = store.copy
+
+    def hooked(src: str, dst: str) -> None:
+        name = dst.rsplit("/", 1)[-1]
+        copied.append(name)
+        before(name)
+        copy(src, dst)
+
+    monkeypatch.setattr(store, "copy", hooked)
+    return copied
+
+
+@contextlib.contextmanager
+def tracking_store(settings: Settings) -> Iterator[SqlTrackingStore]:
+    store = SqlTrackingStore(Database.from_settings(settings), settings.artifact_root)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def place_unrecorded(
+    settings: Settings, client: Client, rid: str, data: bytes, expires_at: int
+) -> ArtifactPlacement:
+    """What an upload of `data` to model/model.pkl leaves between placing its bytes and recording
+    them: its lease, and the new bytes at the path under the old record."""
+    staged = staged_upload_key(rid, "model/model.pkl", "0" * 32)  # already moved into place
+    lease = ArtifactPlacement(rid, "model/model.pkl", staged, sha(data), len(data), expires_at)
+    with tracking_store(settings) as store:
+        assert store.take_placement(lease) is None
+    run_files = open_artifact_store(client.get_run(rid).info.artifact_uri, settings.s3)
+    try:
+        run_files.write("model/model.pkl", iter([data]))
+    finally:
+        run_files.close()
+    return lease
+
+
+def test_file_replaced_before_its_copy_is_recorded_as_copied(
+    stack_settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with served(stack_settings, monkeypatch) as (client, store):
+        rid = logged_model(client)
+
+        def upload_once(name: str) -> None:
+            if name == "model.pkl" and copied.count(name) == 1:
+                client.log_text(rid, NEW[0].decode(), "model/model.pkl")
+
+        copied = hook_copies(monkeypatch, store, upload_once)
+        mv = client.create_model_version("raced", f"runs:/{rid}/model")
+        assert mv.status == ModelVersionStatus.READY
+        files = {f.path: f for f in client.list_model_version_artifacts("raced", 1)}
+        assert files["model.pkl"].sha256 == sha(NEW[0])
+        # The download checks every file against its recorded sha256.
+        out = client.download_model_version("raced", 1, tmp_path / "dl")
+        assert (out / "model.pkl").read_bytes() == NEW[0]
+        # One copy per file, and, where it is checked against tracking's record, one more of the
+        # replaced file (a hashed copy is kept as it is).
+        again = ["model.pkl"] if checks_records(stack_settings) else []
+        assert copied == ["MLmodel", "model.pkl", *again]
+
+
+def test_file_replaced_at_every_copy_fails_the_registration(
+    stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not checks_records(stack_settings):
+        pytest.skip("a hashed copy is never made again (the test above covers local files)")
+    with served(stack_settings, monkeypatch) as (client, store):
+        rid = logged_model(client)
+
+        def upload_each_time(name: str) -> None:
+            if name == "model.pkl":
+                client.log_text(rid, NEW[copied.count(name) - 1].decode(), "model/model.pkl")
+
+        copied = hook_copies(monkeypatch, store, upload_each_time)
+        with pytest.raises(FailedPrecondition, match="kept changing") as err:
+            client.create_model_version("raced", f"runs:/{rid}/model")
+        assert "register the version again" in err.value.message
+        failed = client.get_model_version("raced", 1)
+        assert failed.status == ModelVersionStatus.FAILED_REGISTRATION
+        assert "'model/model.pkl'" in failed.status_message
+        assert copied == ["MLmodel"] + ["model.pkl"] * COPY_ATTEMPTS
+
+
+def test_upload_that_died_unrecorded_is_finished_before_the_copy_is_accepted(
+    stack_settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The run's listing still shows the old record while the path holds the new bytes: only
+    tracking's settled record (which finishes the dead upload) tells the copy is of NEW."""
+    with served(stack_settings, monkeypatch) as (client, _store):
+        rid = logged_model(client)
+        place_unrecorded(stack_settings, client, rid, NEW[0], expires_at=0)
+        [_, listed] = client.list_artifacts(rid, "model")
+        assert listed.sha256 == sha(OLD)
+        mv = client.create_model_version("raced", f"runs:/{rid}/model")
+        assert mv.status == ModelVersionStatus.READY
+        files = {f.path: f for f in client.list_model_version_artifacts("raced", 1)}
+        assert files["model.pkl"].sha256 == sha(NEW[0])
+        out = client.download_model_version("raced", 1, tmp_path / "dl")
+        assert (out / "model.pkl").read_bytes() == NEW[0]
+
+
+def test_upload_under_way_throughout(
+    stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """New bytes in place, their record not yet written: tracking answers "busy" for the path
+    until the upload ends, so a checked copy cannot be confirmed and the registration fails; a
+    hashed copy is recorded as what it is."""
+    with served(stack_settings, monkeypatch) as (client, _store):
+        rid = logged_model(client)
+        an_hour = int(time.time() * 1000) + 3_600_000
+        lease = place_unrecorded(stack_settings, client, rid, NEW[0], expires_at=an_hour)
+        try:
+            if checks_records(stack_settings):
+                with pytest.raises(FailedPrecondition, match="kept changing"):
+                    client.create_model_version("raced", f"runs:/{rid}/model")
+                failed = client.get_model_version("raced", 1)
+                assert failed.status == ModelVersionStatus.FAILED_REGISTRATION
+            else:
+                client.create_model_version("raced", f"runs:/{rid}/model")
+                [_, pkl] = client.list_model_version_artifacts("raced", 1)
+                assert pkl.sha256 == sha(NEW[0])
+        finally:
+            with tracking_store(stack_settings) as store:
+                store.drop_placement(lease)
