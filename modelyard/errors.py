@@ -8,6 +8,7 @@ caller catches `modelyard.errors.NotFound` whether it talks to a local or a remo
 
 from __future__ import annotations
 
+from collections import namedtuple
 from typing import Any, ClassVar
 
 import grpc
@@ -146,6 +147,13 @@ _BUSY_FOR_MS = "busy_for_ms"
 _RETRY_AFTER = 0.1
 
 
+_NO_TRANSPORT_RETRY = "grpc-retry-pushback-ms"
+
+
+class _Status(namedtuple("_Status", ("code", "details", "trailing_metadata")), grpc.Status):
+    """A grpc.Status: an interface grpc leaves to the application to implement."""
+
+
 def _busy_details(busy_for: float) -> list[any_pb2.Any]:
     delay = duration_pb2.Duration()
     delay.FromNanoseconds(int(min(max(busy_for, 0.0), _RETRY_AFTER) * 1e9))
@@ -179,8 +187,17 @@ def to_status(error: ModelyardError) -> grpc.Status:
         details.append(_pack(error_details_pb2.RequestInfo(request_id=error.request_id)))
     if error.busy_for is not None:
         details.extend(_busy_details(error.busy_for))
-    status = status_pb2.Status(code=_CODE_VALUE[error.code], message=message, details=details)
-    return rpc_status.to_status(status)
+    status = rpc_status.to_status(
+        status_pb2.Status(code=_CODE_VALUE[error.code], message=message, details=details)
+    )
+    if error.busy_for is None:
+        return status
+    # grpc's own retries (a client's retry policy on UNAVAILABLE) would retry a busy answer
+    # blind, a few times within a second or two; this pushback stops them, leaving the retry to
+    # the caller, told by the details above how soon and for how long.
+    return _Status(
+        status.code, status.details, (*status.trailing_metadata, (_NO_TRANSPORT_RETRY, "-1"))
+    )
 
 
 def from_rpc_error(error: grpc.RpcError) -> ModelyardError:

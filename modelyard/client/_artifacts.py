@@ -199,10 +199,27 @@ def download(
     return root
 
 
-def download_url(t: Transport, stub: Any, run_id: str, path: str) -> tuple[PresignedUrl, FileInfo]:
+def _download_url(t: Transport, stub: Any, run_id: str, path: str) -> tuple[PresignedUrl, FileInfo]:
     request = pb.CreateArtifactDownloadUrlRequest(run_id=run_id, path=path)
     reply = t.call(stub.CreateArtifactDownloadUrl, request)
     return presigned_to_entity(reply.download_url), file_info_to_entity(reply.file)
+
+
+# A busy path retried at the outermost call only: nested retries would multiply the wait.
+download_url = _path_busy(Unavailable)(_download_url)
+
+
+@_path_busy(Unavailable)
+def open_run_artifact(
+    t: Transport, stub: Any, run_id: str, path: str
+) -> tuple[FileInfo, Iterator[bytes]]:
+    request = pb.DownloadArtifactRequest(run_id=run_id, path=path)
+    return open_stream(t, stub.DownloadArtifact, request)
+
+
+@_path_busy(Aborted)
+def delete(t: Transport, stub: Any, run_id: str, path: str) -> None:
+    t.call(stub.DeleteArtifact, pb.DeleteArtifactRequest(run_id=run_id, path=path))
 
 
 def open_stream(
@@ -249,7 +266,7 @@ def _download_file(
     store presigns URLs; the rest, and every file of a local store, stream through the service."""
     if size is None or size >= PRESIGN_THRESHOLD:
         try:
-            url, info = download_url(t, stub, run_id, path)
+            url, info = _download_url(t, stub, run_id, path)
         except FailedPrecondition:
             pass  # the store has no URLs (local files): stream through the service instead
         else:

@@ -367,11 +367,7 @@ class TrackingClient:
 
     def open_artifact(self, run_id: str, path: str) -> tuple[FileInfo, Iterator[bytes]]:
         """A file's description and an iterator over its bytes, streamed from the server."""
-        return _artifacts.open_stream(
-            self._t,
-            self._tracking.DownloadArtifact,
-            pb.DownloadArtifactRequest(run_id=run_id, path=path),
-        )
+        return _artifacts.open_run_artifact(self._t, self._tracking, run_id, path)
 
     def create_artifact_download_url(self, run_id: str, path: str) -> tuple[PresignedUrl, FileInfo]:
         """A short-lived URL to GET the file straight from object storage, and the file's
@@ -380,9 +376,7 @@ class TrackingClient:
         return _artifacts.download_url(self._t, self._tracking, run_id, path)
 
     def delete_artifact(self, run_id: str, path: str) -> None:
-        self._t.call(
-            self._tracking.DeleteArtifact, pb.DeleteArtifactRequest(run_id=run_id, path=path)
-        )
+        _artifacts.delete(self._t, self._tracking, run_id, path)
 
 
 def _timestamp(ms: int | None) -> Timestamp:

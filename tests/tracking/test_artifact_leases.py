@@ -24,7 +24,14 @@ from modelyard import Client
 from modelyard._gen.tracking.v1 import tracking_pb2 as pb
 from modelyard._gen.tracking.v1 import tracking_pb2_grpc
 from modelyard.client import _artifacts
-from modelyard.errors import Aborted, ModelyardError, NotFound, Unavailable, from_rpc_error
+from modelyard.errors import (
+    Aborted,
+    FailedPrecondition,
+    ModelyardError,
+    NotFound,
+    Unavailable,
+    from_rpc_error,
+)
 from modelyard.services.common.artifacts import STAGING_DIR, staged_upload_key
 from modelyard.services.common.artifacts.local import LocalArtifactStore
 from modelyard.services.common.settings import Settings
@@ -245,6 +252,9 @@ def test_a_busy_path_answers_with_the_time_left_on_its_lease(
             assert reason is not None and reason.reason == "BUSY"
             busy_ms = int(reason.metadata["busy_for_ms"])
             assert from_rpc_error(refused.value).busy_for == busy_ms / 1000
+            # ...and grpc's own retry policy, which would retry blind, is told not to.
+            pushback = dict(refused.value.trailing_metadata())  # type: ignore[attr-defined]
+            assert pushback.get("grpc-retry-pushback-ms") == "-1"
             if lease_s * 1000 > MAX_BUSY_MS:
                 assert busy_ms == MAX_BUSY_MS
             else:
@@ -319,6 +329,48 @@ def test_the_sdk_waits_out_a_long_lease_over_grpc(
         assert fake.now >= 120
         got = Path(client.download_artifacts(rid, "f.bin", tmp_path / "after"))
         assert got.read_bytes() == THIRD
+    assert leases(stack_settings) == 0
+
+
+def _read_back(client: Client, rid: str) -> bytes:
+    _info, chunks = client.open_artifact(rid, "f.bin")
+    return b"".join(chunks)
+
+
+def _url_record(client: Client, rid: str) -> str | None:
+    try:
+        return client.create_artifact_download_url(rid, "f.bin")[1].sha256
+    except FailedPrecondition:  # a local store gives no URLs, once the path is settled
+        return sha(NEW)
+
+
+@pytest.mark.parametrize(
+    ("call", "then"),
+    [
+        # The upload that died had placed NEW: its lease, once expired, is finished by recording it.
+        (_read_back, lambda result: result == NEW),
+        (_url_record, lambda result: result == sha(NEW)),
+        (lambda client, rid: client.delete_artifact(rid, "f.bin"), lambda result: True),
+    ],
+    ids=["open_artifact", "create_artifact_download_url", "delete_artifact"],
+)
+def test_every_sdk_call_on_an_artifact_waits_out_a_busy_path(
+    stack_settings: Settings, monkeypatch: pytest.MonkeyPatch, call: Any, then: Any
+) -> None:
+    """Not only uploads and downloads: every SDK call that the server can answer "busy" for a
+    path retries for as long as the server says, then gets the settled answer."""
+    rid = started_run(stack_settings)
+    with tracking_service(stack_settings) as service:
+        crash_upload(service, monkeypatch, rid, "recording")
+    expire_leases(stack_settings, at=int(time.time() * 1000) + 200_000)
+    fake = FakeTime(then_s=120, then=lambda: expire_leases(stack_settings))
+    monkeypatch.setattr(_artifacts, "_clock", fake.clock)
+    monkeypatch.setattr(_artifacts, "_sleep", fake.sleep)
+    with running_server(stack_settings) as server, Client(server.address) as client:
+        assert then(call(client, rid))
+        assert fake.now >= 120
+        deleted = call is not _read_back and call is not _url_record
+        assert [f.path for f in client.list_artifacts(rid)] == ([] if deleted else ["f.bin"])
     assert leases(stack_settings) == 0
 
 
