@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 import pytest
 
 from modelyard import Client
+from modelyard.client import _artifacts
 from modelyard.entities.registry import ModelVersionStatus
 from modelyard.errors import FailedPrecondition
 from modelyard.services.common.artifacts import (
@@ -36,10 +37,21 @@ from modelyard.services.tracking.store.base import ArtifactPlacement
 from modelyard.services.tracking.store.sql import SqlTrackingStore
 from tests.conftest import running_server
 from tests.registry.test_api import logged_model
+from tests.tracking.test_artifact_consistency import expire_leases
+from tests.tracking.test_artifact_leases import FakeTime
 
 OLD = b"\x00" * 2048  # logged_model's model.pkl
 # Replacements of the same size: the registry checked only the size of its copies.
 NEW = [bytes([n]) * 2048 for n in range(1, COPY_ATTEMPTS + 1)]
+
+
+# Races only a checked copy meets (a hashed copy is never made again, nor waits); the tests
+# before each cover local files.
+S3_ONLY = pytest.mark.parametrize(
+    "stack_settings",
+    [pytest.param("postgres+s3", marks=[pytest.mark.postgres, pytest.mark.s3])],
+    indirect=True,
+)
 
 
 def sha(data: bytes) -> str:
@@ -136,11 +148,10 @@ def test_file_replaced_before_its_copy_is_recorded_as_copied(
         assert copied == ["MLmodel", "model.pkl", *again]
 
 
+@S3_ONLY
 def test_file_replaced_at_every_copy_fails_the_registration(
     stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not checks_records(stack_settings):
-        pytest.skip("a hashed copy is never made again (the test above covers local files)")
     with served(stack_settings, monkeypatch) as (client, store):
         rid = logged_model(client)
 
@@ -176,26 +187,44 @@ def test_upload_that_died_unrecorded_is_finished_before_the_copy_is_accepted(
         assert (out / "model.pkl").read_bytes() == NEW[0]
 
 
-def test_upload_under_way_throughout(
+def test_registration_waits_out_an_upload_under_way(
     stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """New bytes in place, their record not yet written: tracking answers "busy" for the path
-    until the upload ends, so a checked copy cannot be confirmed and the registration fails; a
-    hashed copy is recorded as what it is."""
+    until the upload ends (its lease, written 120 s ahead, tells the SDK so); the registration
+    waits (on the SDK's clock, faked) and records what the upload placed. A hashed copy (local
+    files) is recorded as what it is at once."""
+    fake = FakeTime(then_s=60, then=lambda: expire_leases(stack_settings))
+    monkeypatch.setattr(_artifacts, "_clock", fake.clock)
+    monkeypatch.setattr(_artifacts, "_sleep", fake.sleep)
     with served(stack_settings, monkeypatch) as (client, _store):
         rid = logged_model(client)
-        an_hour = int(time.time() * 1000) + 3_600_000
-        lease = place_unrecorded(stack_settings, client, rid, NEW[0], expires_at=an_hour)
+        place_unrecorded(stack_settings, client, rid, NEW[0], int(time.time() * 1000) + 120_000)
+        client.create_model_version("raced", f"runs:/{rid}/model")
+        [_, pkl] = client.list_model_version_artifacts("raced", 1)
+        assert pkl.sha256 == sha(NEW[0])
+        assert (fake.now >= 60) == checks_records(stack_settings)
+
+
+@S3_ONLY
+def test_upload_under_way_throughout_fails_the_registration(
+    stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upload still under way after the SDK has waited as long as its lease said, at each
+    attempt: the copy cannot be confirmed, and the registration fails saying what to do."""
+    fake = FakeTime()
+    monkeypatch.setattr(_artifacts, "_clock", fake.clock)
+    monkeypatch.setattr(_artifacts, "_sleep", fake.sleep)
+    with served(stack_settings, monkeypatch) as (client, _store):
+        rid = logged_model(client)
+        expires_at = int(time.time() * 1000) + 120_000
+        lease = place_unrecorded(stack_settings, client, rid, NEW[0], expires_at)
         try:
-            if checks_records(stack_settings):
-                with pytest.raises(FailedPrecondition, match="kept changing"):
-                    client.create_model_version("raced", f"runs:/{rid}/model")
-                failed = client.get_model_version("raced", 1)
-                assert failed.status == ModelVersionStatus.FAILED_REGISTRATION
-            else:
+            with pytest.raises(FailedPrecondition, match="kept changing"):
                 client.create_model_version("raced", f"runs:/{rid}/model")
-                [_, pkl] = client.list_model_version_artifacts("raced", 1)
-                assert pkl.sha256 == sha(NEW[0])
+            failed = client.get_model_version("raced", 1)
+            assert failed.status == ModelVersionStatus.FAILED_REGISTRATION
+            assert fake.now >= COPY_ATTEMPTS * 120
         finally:
             with tracking_store(stack_settings) as store:
                 store.drop_placement(lease)
