@@ -16,6 +16,7 @@ never through stubs.
 from __future__ import annotations
 
 import atexit
+import inspect
 import os
 import sys
 import threading
@@ -29,6 +30,7 @@ import pandas as pd
 from modelyard._batching import MetricBatcher
 from modelyard.client import Client
 from modelyard.client.config import default_uri
+from modelyard.client.tracking import runs_to_frame
 from modelyard.entities import (
     Dataset,
     DatasetInput,
@@ -419,6 +421,41 @@ def log_dict(dictionary: dict[str, Any], artifact_file: str, run_id: str | None 
     return client().log_dict(_run_id(run_id), dictionary, artifact_file)
 
 
+def log_figure(
+    figure: Any, artifact_file: str, *, save_kwargs: dict[str, Any] | None = None
+) -> FileInfo:
+    """A matplotlib or plotly figure, in the format `artifact_file`'s extension names."""
+    return client().log_figure(_run_id(), figure, artifact_file, save_kwargs=save_kwargs)
+
+
+def log_image(
+    image: Any,
+    artifact_file: str | None = None,
+    key: str | None = None,
+    step: int | None = None,
+    timestamp: int | None = None,
+    synchronous: bool | None = None,
+) -> FileInfo:
+    """A numpy array or PIL image as the file `artifact_file`, or as the image `key` at `step`
+    (see Client.log_image); stored when this returns, whatever `synchronous` says."""
+    return client().log_image(_run_id(), image, artifact_file, key, step, timestamp, synchronous)
+
+
+def log_table(data: Any, artifact_file: str, run_id: str | None = None) -> FileInfo:
+    """A DataFrame or dict of columns as a .json table; appends to one logged there before."""
+    return client().log_table(_run_id(run_id), data, artifact_file)
+
+
+def load_table(
+    artifact_file: str,
+    run_ids: Sequence[str] | None = None,
+    extra_columns: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """The tables the active experiment's runs (or `run_ids`) logged at `artifact_file`, as one
+    DataFrame; `extra_columns=["run_id"]` says which run each row came from."""
+    return client().load_table(_current_experiment_id(), artifact_file, run_ids, extra_columns)
+
+
 def _dataset_input(
     dataset: Dataset, context: str | None, tags: dict[str, str] | None
 ) -> DatasetInput:
@@ -508,34 +545,47 @@ def search_runs(
     return runs_to_frame(runs)
 
 
-def runs_to_frame(runs: Sequence[Run]) -> pd.DataFrame:
-    rows = []
-    for r in runs:
-        row: dict[str, Any] = {
-            "run_id": r.info.run_id,
-            "experiment_id": r.info.experiment_id,
-            "run_name": r.info.run_name,
-            "status": str(r.info.status),
-            "artifact_uri": r.info.artifact_uri,
-            "start_time": pd.to_datetime(r.info.start_time, unit="ms", utc=True),
-            "end_time": (
-                pd.to_datetime(r.info.end_time, unit="ms", utc=True) if r.info.end_time else pd.NaT
-            ),
-        }
-        row.update({f"metrics.{k}": v for k, v in r.data.metrics.items()})
-        row.update({f"params.{k}": v for k, v in r.data.params.items()})
-        row.update({f"tags.{k}": v for k, v in r.data.tags.items()})
-        rows.append(row)
-    columns = [
-        "run_id",
-        "experiment_id",
-        "run_name",
-        "status",
-        "artifact_uri",
-        "start_time",
-        "end_time",
-    ]
-    return pd.DataFrame(rows, columns=None if rows else columns)
+# -- autologging ---------------------------------------------------------------------------------
+
+
+def autolog(
+    log_input_examples: bool = False,
+    log_model_signatures: bool = True,
+    log_models: bool = True,
+    log_datasets: bool = True,
+    log_traces: bool = True,
+    disable: bool = False,
+    exclusive: bool = False,
+    disable_for_unsupported_versions: bool = False,
+    silent: bool = False,
+    extra_tags: dict[str, str] | None = None,
+    exclude_flavors: Sequence[str] | None = None,
+) -> None:
+    """Configure autologging for every flavor Modelyard has (scikit-learn), as mlflow.autolog
+    does: each flavor gets those of these arguments its own autolog takes (none takes
+    log_traces yet); `exclude_flavors=["sklearn"]` leaves that flavor's configuration alone."""
+    import modelyard.sklearn  # here: it imports this module, and scikit-learn
+
+    given = {
+        "log_input_examples": log_input_examples,
+        "log_model_signatures": log_model_signatures,
+        "log_models": log_models,
+        "log_datasets": log_datasets,
+        "log_traces": log_traces,
+        "disable": disable,
+        "exclusive": exclusive,
+        "disable_for_unsupported_versions": disable_for_unsupported_versions,
+        "silent": silent,
+        "extra_tags": extra_tags,
+    }
+    # Names of flavors Modelyard lacks ("tensorflow") are ignored, as MLflow ignores names
+    # that match none of its flavors: code written for MLflow runs unchanged.
+    flavors = {"sklearn": modelyard.sklearn.autolog}
+    for name, flavor_autolog in flavors.items():
+        if name in (exclude_flavors or ()):
+            continue
+        takes = inspect.signature(flavor_autolog).parameters
+        flavor_autolog(**{k: v for k, v in given.items() if k in takes})
 
 
 @atexit.register

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import getpass
 import json
+import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from modelyard import media
 from modelyard._gen.tracking.v1 import tracking_pb2 as pb
 from modelyard._gen.tracking.v1 import tracking_pb2_grpc
 from modelyard.client import _artifacts
@@ -46,9 +50,10 @@ from modelyard.entities import (
     RunInfo,
     RunStatus,
     RunTag,
+    SystemTag,
     ViewType,
 )
-from modelyard.errors import NotFound
+from modelyard.errors import InvalidArgument, NotFound
 from modelyard.services.tracking.limits import (
     MAX_METRICS_PER_BATCH,
     MAX_PARAMS_PER_BATCH,
@@ -359,6 +364,172 @@ class TrackingClient:
             data = json.dumps(dictionary, indent=2).encode()
         return _artifacts.upload_bytes(self._t, self._tracking, run_id, data, artifact_file)
 
+    def log_figure(
+        self,
+        run_id: str,
+        figure: Any,
+        artifact_file: str,
+        *,
+        save_kwargs: dict[str, Any] | None = None,
+    ) -> FileInfo:
+        """A matplotlib or plotly figure, in the format `artifact_file`'s extension names
+        (plotly: .html, or an image format where kaleido is installed)."""
+        data = media.figure_bytes(figure, artifact_file, save_kwargs)
+        return _artifacts.upload_bytes(self._t, self._tracking, run_id, data, artifact_file)
+
+    def log_image(
+        self,
+        run_id: str,
+        image: Any,
+        artifact_file: str | None = None,
+        key: str | None = None,
+        step: int | None = None,
+        timestamp: int | None = None,
+        synchronous: bool | None = None,
+    ) -> FileInfo:
+        """A numpy array or PIL image, either as the file `artifact_file` (in the format its
+        extension names), or as the image `key` at `step` (default 0), laid out as MLflow's UI
+        finds images: a PNG and a WebP thumbnail under images/, and the run tagged
+        mlflow.loggedImages. Returns the full-size file; it is stored when this returns
+        (`synchronous` is accepted for MlflowClient's signature). Key form: 3 calls."""
+        if artifact_file is not None and (key, step, timestamp) != (None, None, None):
+            raise TypeError(
+                "log_image takes either artifact_file (a static image) or key with step and "
+                "timestamp (an image series), not both; drop one of them"
+            )
+        if artifact_file is None and key is None:
+            raise TypeError(
+                "log_image needs artifact_file (e.g. 'image.png') for a static image, or key "
+                "(and step) for an image series; pass one of them"
+            )
+        if artifact_file is not None:
+            data = media.image_bytes(media.to_pil_image(image), artifact_file)
+            return _artifacts.upload_bytes(self._t, self._tracking, run_id, data, artifact_file)
+        assert key is not None
+        full_path, thumbnail_path = media.step_image_paths(key, step or 0, timestamp or _now_ms())
+        picture = media.to_pil_image(image)
+        full = media.image_bytes(picture, full_path)
+        small = media.image_bytes(media.thumbnail(picture), thumbnail_path)
+        info = _artifacts.upload_bytes(self._t, self._tracking, run_id, full, full_path)
+        _artifacts.upload_bytes(self._t, self._tracking, run_id, small, thumbnail_path)
+        self.set_tag(run_id, SystemTag.LOGGED_IMAGES, True)
+        return info
+
+    def log_table(self, run_id: str, data: Any, artifact_file: str) -> FileInfo:
+        """A DataFrame or dict of columns as MLflow stores a table (.json, pandas' split orient,
+        listed in the run's mlflow.loggedArtifacts tag, PIL images in cells as files under
+        table_images/); rows are appended to a table already logged at `artifact_file`. Costs a
+        download of that table, an upload, 1-2 calls and 2 uploads per image. Two concurrent
+        appends to one table can lose one (as in MLflow): log from one process."""
+        media.check_table_file(artifact_file, writing=True)
+        frame = media.to_frame(data)
+        images = media.image_columns(frame)
+        if images:
+            frame = frame.copy()  # the caller's frame keeps its images
+            for column in images:
+                frame[column] = [
+                    self._log_table_image(run_id, artifact_file, i) for i in frame[column]
+                ]
+        try:
+            existing = self._read_table(run_id, artifact_file)
+        except NotFound:
+            pass
+        else:
+            frame = pd.concat([existing, frame], ignore_index=True)
+        info = _artifacts.upload_bytes(
+            self._t, self._tracking, run_id, media.table_json(frame), artifact_file
+        )
+        tag = SystemTag.LOGGED_ARTIFACTS
+        listed = media.tag_with_table(self.get_run(run_id).data.tags.get(tag), artifact_file)
+        if listed is not None:
+            self.set_tag(run_id, tag, listed)
+        return info
+
+    def _log_table_image(self, run_id: str, artifact_file: str, image: Any) -> dict[str, str]:
+        """Store a table's image cell as MLflow does; the cell becomes what MLflow's UI reads."""
+        full_path, thumbnail_path = media.table_image_paths(artifact_file)
+        full = media.image_bytes(image, full_path)
+        small = media.image_bytes(media.thumbnail(image), thumbnail_path)
+        _artifacts.upload_bytes(self._t, self._tracking, run_id, full, full_path)
+        _artifacts.upload_bytes(self._t, self._tracking, run_id, small, thumbnail_path)
+        return {"type": "image", "filepath": full_path, "compressed_filepath": thumbnail_path}
+
+    def load_table(
+        self,
+        experiment_id: str,
+        artifact_file: str,
+        run_ids: Sequence[str] | None = None,
+        extra_columns: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """The tables logged at `artifact_file` by the experiment's runs (or by those of
+        `run_ids` that logged one), concatenated; `extra_columns` adds search_runs columns of
+        each table's run ("run_id", "tags.x", ...), with a trailing "_" where the table has a
+        column of that name. Costs a search, then a download per table."""
+        media.check_table_file(artifact_file, writing=False)
+        filter_string = media.table_filter(artifact_file)
+        if run_ids:
+            quoted = ", ".join("'" + str(r).replace("'", "''") + "'" for r in run_ids)
+            filter_string += f" AND attributes.run_id IN ({quoted})"
+        runs: list[Run] = []
+        token = None
+        while True:
+            page = self.search_runs(experiment_id, filter_string, page_token=token)
+            # The filter matches loosely (see table_filter); the tag itself says for sure.
+            tags = ((r, r.data.tags.get(SystemTag.LOGGED_ARTIFACTS)) for r in page)
+            runs.extend(r for r, tag in tags if media.tag_lists_table(tag, artifact_file))
+            token = page.token
+            if not token:
+                break
+        if not runs:
+            among = f"runs {list(run_ids)}" if run_ids else f"experiment {experiment_id}'s runs"
+            raise NotFound(
+                f"none of {among} logged a table at {artifact_file!r}; check the name given to "
+                "log_table, the experiment, and the run ids",
+                resource_type="artifact",
+                resource_name=artifact_file,
+            )
+        if run_ids:
+            missing = sorted(set(run_ids) - {r.info.run_id for r in runs})
+            if missing:
+                warnings.warn(
+                    f"runs {missing} logged no table at {artifact_file!r}; they are left out",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        frame = runs_to_frame(runs)
+        unknown = [c for c in extra_columns or [] if c not in frame.columns]
+        if unknown:
+            raise InvalidArgument(
+                f"extra_columns {unknown} are not columns of these runs; use search_runs' "
+                f"columns, such as {', '.join(map(repr, frame.columns[:8]))}",
+                field="extra_columns",
+            )
+        tables = []
+        for (_, row), run in zip(frame.iterrows(), runs, strict=True):
+            table = self._logged_table(run.info.run_id, artifact_file)
+            for column in extra_columns or []:
+                name = f"{column}_" if column in table.columns else column
+                table[name] = row[column]
+            tables.append(table)
+        return pd.concat(tables, ignore_index=True)
+
+    def _read_table(self, run_id: str, artifact_file: str) -> pd.DataFrame:
+        with tempfile.TemporaryDirectory(prefix="modelyard-table-") as tmp:
+            local = Path(self.download_artifacts(run_id, artifact_file, tmp))
+            return media.read_table(local.read_bytes())
+
+    def _logged_table(self, run_id: str, artifact_file: str) -> pd.DataFrame:
+        try:
+            return self._read_table(run_id, artifact_file)
+        except NotFound:
+            raise NotFound(
+                f"run {run_id} lists the table {artifact_file!r} in its "
+                f"{SystemTag.LOGGED_ARTIFACTS} tag, but the file is gone (deleted); log it "
+                "again, or pass run_ids without this run",
+                resource_type="artifact",
+                resource_name=artifact_file,
+            ) from None
+
     def download_artifacts(
         self, run_id: str, path: str = "", dst_path: str | Path | None = None
     ) -> str:
@@ -377,6 +548,36 @@ class TrackingClient:
 
     def delete_artifact(self, run_id: str, path: str) -> None:
         _artifacts.delete(self._t, self._tracking, run_id, path)
+
+
+def runs_to_frame(runs: Sequence[Run]) -> pd.DataFrame:
+    rows = []
+    for r in runs:
+        row: dict[str, Any] = {
+            "run_id": r.info.run_id,
+            "experiment_id": r.info.experiment_id,
+            "run_name": r.info.run_name,
+            "status": str(r.info.status),
+            "artifact_uri": r.info.artifact_uri,
+            "start_time": pd.to_datetime(r.info.start_time, unit="ms", utc=True),
+            "end_time": (
+                pd.to_datetime(r.info.end_time, unit="ms", utc=True) if r.info.end_time else pd.NaT
+            ),
+        }
+        row.update({f"metrics.{k}": v for k, v in r.data.metrics.items()})
+        row.update({f"params.{k}": v for k, v in r.data.params.items()})
+        row.update({f"tags.{k}": v for k, v in r.data.tags.items()})
+        rows.append(row)
+    columns = [
+        "run_id",
+        "experiment_id",
+        "run_name",
+        "status",
+        "artifact_uri",
+        "start_time",
+        "end_time",
+    ]
+    return pd.DataFrame(rows, columns=None if rows else columns)
 
 
 def _timestamp(ms: int | None) -> Timestamp:

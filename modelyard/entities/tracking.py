@@ -23,6 +23,8 @@ class SystemTag(enum.StrEnum):
     SOURCE_TYPE = "mlflow.source.type"
     NOTE = "mlflow.note.content"  # the run's description
     DATASET_CONTEXT = "mlflow.data.context"  # a dataset input's role: training, eval, ...
+    LOGGED_ARTIFACTS = "mlflow.loggedArtifacts"  # the tables log_table wrote, as a JSON list
+    LOGGED_IMAGES = "mlflow.loggedImages"  # log_image wrote an image series under images/
 
 
 class RunStatus(enum.StrEnum):
