@@ -10,8 +10,9 @@ from __future__ import annotations
 import random
 import re
 import secrets
+import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import timedelta
 
 from modelyard.entities import (
@@ -44,6 +45,7 @@ from modelyard.services.common.artifacts import (
     staged_upload_key,
 )
 from modelyard.services.common.filters import parse_filter, parse_order_by
+from modelyard.services.common.logging import get_logger
 from modelyard.services.common.pagination import (
     check_position,
     decode_token,
@@ -56,6 +58,8 @@ from modelyard.services.tracking.authorizer import TrackingAuthorizer
 from modelyard.services.tracking.placement import ArtifactPlacer
 from modelyard.services.tracking.store.base import TrackingStore
 from modelyard.services.tracking.store.hot import MetricRow
+
+log = get_logger(__name__)
 
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
@@ -70,6 +74,8 @@ _STREAMED = "0" * 12
 # A staged upload left this long is abandoned: its CompleteArtifactUpload follows the PUT at once
 # and the SDK gives it at most ~1.5 h (5 GiB at the slowest rate it allows for).
 ABANDONED_UPLOAD_AGE = timedelta(days=1)
+# How often uploads sweep them (besides start-up): each sweep lists every staged upload.
+SWEEP_INTERVAL_S = 3600.0
 
 _ADJECTIVES = (
     "amber",
@@ -174,17 +180,25 @@ def principal_name(field: str, value: str) -> str:
 
 class TrackingService:
     def __init__(
-        self, store: TrackingStore, artifacts: ArtifactStore, authorizer: TrackingAuthorizer
+        self,
+        store: TrackingStore,
+        artifacts: ArtifactStore,
+        authorizer: TrackingAuthorizer,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.artifacts = artifacts
         self.authorizer = authorizer
         self.placer = ArtifactPlacer(store, artifacts, self._artifact_key)
+        self._clock = clock
+        self._sweep_lock = threading.Lock()
+        self._next_sweep = clock() + SWEEP_INTERVAL_S  # start-up sweeps first
 
     def finish_abandoned_uploads(self) -> int:
         """At start-up: settle the artifact placements (and deletes) that died with a process,
         then sweep the staged uploads nobody will complete (a process killed between staging
-        and placing them leaves them; a store that does not presign has no other sweep)."""
+        and placing them leaves them, as do presigned uploads never completed); uploads sweep
+        again every SWEEP_INTERVAL_S."""
         done = self.placer.finish_all_abandoned()
         self.sweep_abandoned_uploads()
         return done
@@ -540,6 +554,7 @@ class TrackingService:
         info = self._writable_run(rid)
         self._check_path_free(rid, path)
         key = self._artifact_key(info, path)
+        self._sweep_when_due()
         staged = staged_upload_key(rid, path, f"{_STREAMED}{secrets.token_hex(10)}")
         stored = self.artifacts.write(staged, chunks, sha256)
         return self.placer.place(rid, path, key, StagedFile(staged, stored.size, stored.sha256))
@@ -626,8 +641,20 @@ class TrackingService:
         # Time first, so the newest upload of a path sorts last (see _staged_upload).
         upload_id = f"{_now():012x}{secrets.token_hex(10)}"
         url = self.artifacts.presign_put(staged_upload_key(rid, path, upload_id))
-        self.sweep_abandoned_uploads()
+        self._sweep_when_due()
         return url, upload_id
+
+    def _sweep_when_due(self) -> None:
+        """Sweep from an upload once SWEEP_INTERVAL_S has passed since the last sweep (a server
+        may run for months between restarts): that upload pays for it, no other waits."""
+        with self._sweep_lock:
+            if self._clock() < self._next_sweep:
+                return
+            self._next_sweep = self._clock() + SWEEP_INTERVAL_S
+        try:
+            self.sweep_abandoned_uploads()
+        except Exception as exc:  # housekeeping: the next one retries; the upload goes on
+            log.warning("could not sweep abandoned uploads: %s", exc)
 
     def sweep_abandoned_uploads(self, older_than: timedelta = ABANDONED_UPLOAD_AGE) -> int:
         """Delete staged uploads nobody completed, but those a placement still needs (one that

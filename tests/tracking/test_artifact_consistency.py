@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -50,7 +51,9 @@ def sha(data: bytes) -> str:
 
 
 @contextlib.contextmanager
-def tracking_service(settings: Settings) -> Iterator[TrackingService]:
+def tracking_service(
+    settings: Settings, clock: Callable[[], float] = time.monotonic
+) -> Iterator[TrackingService]:
     """The tracking service on the stores of `settings`, as a server process holds it."""
     db = Database.from_settings(settings)
     migrate(db)
@@ -59,7 +62,7 @@ def tracking_service(settings: Settings) -> Iterator[TrackingService]:
     store.ensure_experiment(0, "Default")
     authorizer = TrackingAuthorizer(store, GrantStore(db, experiment_permissions))
     try:
-        yield TrackingService(store, artifacts, authorizer)
+        yield TrackingService(store, artifacts, authorizer, clock)
     finally:
         store.close()
         artifacts.close()

@@ -36,7 +36,7 @@ from modelyard.services.common.artifacts import STAGING_DIR, staged_upload_key
 from modelyard.services.common.artifacts.local import LocalArtifactStore
 from modelyard.services.common.settings import Settings
 from modelyard.services.tracking.placement import MAX_BUSY_MS, deletion_lease_ms
-from modelyard.services.tracking.service import TrackingService
+from modelyard.services.tracking.service import SWEEP_INTERVAL_S, TrackingService
 from tests.conftest import running_server
 from tests.tracking.test_artifact_consistency import (
     NEW,
@@ -431,6 +431,48 @@ def test_a_restart_sweeps_what_a_process_killed_before_its_lease_staged(
     with running_server(settings) as server, Client(server.address) as client:
         assert list(staging.iterdir()) == []
         assert client.list_artifacts(rid)[0].sha256 == sha(OLD)
+
+
+def test_a_long_running_server_sweeps_from_uploads_once_an_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only at start-up: the first upload once SWEEP_INTERVAL_S has passed sweeps; uploads
+    before that do not (each sweep lists every staged upload)."""
+    settings = local_settings(tmp_path)
+    rid = started_run(settings)
+    now = [0.0]
+    with tracking_service(settings, clock=lambda: now[0]) as service:
+        assert isinstance(service.artifacts, LocalArtifactStore)
+
+        def abandoned(path: str) -> str:
+            """What a process killed between staging an upload and its lease leaves."""
+            with monkeypatch.context() as patched:
+                patched.setattr(service.store, "take_placement", _crash)
+                with pytest.raises(Crash):
+                    upload(service, rid, path, NEW)
+            [staged] = [k for k, _ in service.artifacts.iter_files(staged_upload_key(rid, path))]
+            age(service.artifacts, staged)
+            return staged
+
+        first = abandoned("a.bin")
+        upload(service, rid, "b.bin", OLD)  # within the interval: no sweep
+        assert service.artifacts.size(first) is not None
+        now[0] += SWEEP_INTERVAL_S
+        upload(service, rid, "c.bin", OLD)  # the first upload past it sweeps
+        assert service.artifacts.size(first) is None
+        second = abandoned("d.bin")
+        upload(service, rid, "e.bin", OLD)
+        assert service.artifacts.size(second) is not None
+        now[0] += SWEEP_INTERVAL_S
+        upload(service, rid, "g.bin", OLD)
+        assert service.artifacts.size(second) is None
+        # The abandoned uploads never became files; every acknowledged one did.
+        listed = service.list_artifacts(rid, recursive=True)[1]
+        assert sorted(f.path for f in listed) == ["b.bin", "c.bin", "e.bin", "f.bin", "g.bin"]
+
+
+def _crash(*_args: object) -> None:
+    raise Crash
 
 
 def test_the_sweep_never_breaks_an_upload_under_way(
