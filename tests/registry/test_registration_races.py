@@ -21,7 +21,6 @@ from urllib.parse import urlparse
 import pytest
 
 from modelyard import Client
-from modelyard.client import _artifacts
 from modelyard.entities.registry import ModelVersionStatus
 from modelyard.errors import FailedPrecondition
 from modelyard.services.common.artifacts import (
@@ -38,7 +37,7 @@ from modelyard.services.tracking.store.sql import SqlTrackingStore
 from tests.conftest import running_server
 from tests.registry.test_api import logged_model
 from tests.tracking.test_artifact_consistency import expire_leases
-from tests.tracking.test_artifact_leases import FakeTime
+from tests.tracking.test_artifact_leases import FakeTime, sdk_time
 
 OLD = b"\x00" * 2048  # logged_model's model.pkl
 # Replacements of the same size: the registry checked only the size of its copies.
@@ -194,9 +193,7 @@ def test_registration_waits_out_an_upload_under_way(
     until the upload ends (its lease, written 120 s ahead, tells the SDK so); the registration
     waits (on the SDK's clock, faked) and records what the upload placed. A hashed copy (local
     files) is recorded as what it is at once."""
-    fake = FakeTime(then_s=60, then=lambda: expire_leases(stack_settings))
-    monkeypatch.setattr(_artifacts, "_clock", fake.clock)
-    monkeypatch.setattr(_artifacts, "_sleep", fake.sleep)
+    fake = sdk_time(monkeypatch, FakeTime(then_s=60, then=lambda: expire_leases(stack_settings)))
     with served(stack_settings, monkeypatch) as (client, _store):
         rid = logged_model(client)
         place_unrecorded(stack_settings, client, rid, NEW[0], int(time.time() * 1000) + 120_000)
@@ -212,9 +209,7 @@ def test_upload_under_way_throughout_fails_the_registration(
 ) -> None:
     """An upload still under way after the SDK has waited as long as its lease said, at each
     attempt: the copy cannot be confirmed, and the registration fails saying what to do."""
-    fake = FakeTime()
-    monkeypatch.setattr(_artifacts, "_clock", fake.clock)
-    monkeypatch.setattr(_artifacts, "_sleep", fake.sleep)
+    fake = sdk_time(monkeypatch, FakeTime())
     with served(stack_settings, monkeypatch) as (client, _store):
         rid = logged_model(client)
         expires_at = int(time.time() * 1000) + 120_000

@@ -282,12 +282,28 @@ class FakeTime:
             self.then = None
 
 
-@pytest.fixture
-def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    fake = FakeTime()
+def sdk_time(monkeypatch: pytest.MonkeyPatch, fake: FakeTime) -> FakeTime:
+    """Make `fake` the clock and sleep of the SDK's retries (of this process: servers started
+    in it, such as the registry's, included)."""
     monkeypatch.setattr(_artifacts, "_clock", fake.clock)
     monkeypatch.setattr(_artifacts, "_sleep", fake.sleep)
     return fake
+
+
+@pytest.fixture
+def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+    return sdk_time(monkeypatch, FakeTime())
+
+
+def died_holding_a_long_lease(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, rid: str
+) -> FakeTime:
+    """An upload of NEW to f.bin that died after placing its bytes, holding a lease written far
+    ahead (200 s, a big file's); the SDK's clock, faked, runs it out when it passes 120 s."""
+    with tracking_service(settings) as service:
+        crash_upload(service, monkeypatch, rid, "recording")
+    expire_leases(settings, at=int(time.time() * 1000) + 200_000)
+    return sdk_time(monkeypatch, FakeTime(then_s=120, then=lambda: expire_leases(settings)))
 
 
 @pytest.mark.parametrize(
@@ -318,12 +334,7 @@ def test_the_sdk_waits_out_a_long_lease_over_grpc(
     30 s of old. The SDK keeps retrying for as long as the server says; once the lease has run
     out (here when the fake clock passes 120 s) the server finishes it and the upload lands."""
     rid = started_run(stack_settings)
-    with tracking_service(stack_settings) as service:
-        crash_upload(service, monkeypatch, rid, "recording")
-    expire_leases(stack_settings, at=int(time.time() * 1000) + 200_000)
-    fake = FakeTime(then_s=120, then=lambda: expire_leases(stack_settings))
-    monkeypatch.setattr(_artifacts, "_clock", fake.clock)
-    monkeypatch.setattr(_artifacts, "_sleep", fake.sleep)
+    fake = died_holding_a_long_lease(stack_settings, monkeypatch, rid)
     with running_server(stack_settings) as server, Client(server.address) as client:
         assert client.log_text(rid, THIRD.decode(), "f.bin").sha256 == sha(THIRD)
         assert fake.now >= 120
@@ -360,12 +371,7 @@ def test_every_sdk_call_on_an_artifact_waits_out_a_busy_path(
     """Not only uploads and downloads: every SDK call that the server can answer "busy" for a
     path retries for as long as the server says, then gets the settled answer."""
     rid = started_run(stack_settings)
-    with tracking_service(stack_settings) as service:
-        crash_upload(service, monkeypatch, rid, "recording")
-    expire_leases(stack_settings, at=int(time.time() * 1000) + 200_000)
-    fake = FakeTime(then_s=120, then=lambda: expire_leases(stack_settings))
-    monkeypatch.setattr(_artifacts, "_clock", fake.clock)
-    monkeypatch.setattr(_artifacts, "_sleep", fake.sleep)
+    fake = died_holding_a_long_lease(stack_settings, monkeypatch, rid)
     with running_server(stack_settings) as server, Client(server.address) as client:
         assert then(call(client, rid))
         assert fake.now >= 120
