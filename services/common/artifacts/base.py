@@ -34,7 +34,8 @@ from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound
 
 CHUNK_SIZE = 1024 * 1024
 MAX_PATH_LENGTH = 1024
-# Reserved top-level directory of every artifact root: presigned uploads in flight, nothing else.
+# Reserved top-level directory of every artifact root: uploads in flight (streamed and presigned),
+# nothing else.
 # Every artifact lies below an experiment's location, and none may be here (see `is_staging`).
 # Not ".uploads": SeaweedFS keeps its own multipart uploads in folders of that name and leaves
 # them out of listings, so the sweep would never see an abandoned upload there.

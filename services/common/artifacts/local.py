@@ -80,7 +80,8 @@ class LocalArtifactStore(ArtifactStore):
                 yield full.relative_to(self.root).as_posix(), full.stat().st_size
 
     def sweep_staged(self, older_than: timedelta, keep: Collection[str] = ()) -> int:
-        # Housekeeping (at start-up, before uploads): a failure is logged, never raised.
+        # Housekeeping (at start-up, and hourly from an upload): a failure is logged, never
+        # raised; uploads under way meanwhile are safe (see _open_beside).
         staging = self.root / STAGING_DIR
         cutoff = time.time() - older_than.total_seconds()
         kept = set(keep)
