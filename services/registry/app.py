@@ -56,8 +56,7 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
         service.resume_pending()
 
     def close() -> None:
-        service.close()
-        tracking.close()
+        service.close()  # closes the tracking clients too
         store.close()
         artifacts.close()
 
@@ -67,7 +66,7 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
             RegistryServicer(service), server
         ),
         close=close,
-        drain=service.events.close,
+        drain=service.drain,
         on_start=on_start,
         access={SERVICE_NAME: ServiceAccess(rules(settings.auth.protected_aliases), authorizer)},
     )

@@ -8,11 +8,16 @@ verified stream through tracking's DownloadArtifact otherwise. Every file keeps 
 An upload may replace the run's file between the listing and a copy in the store, so the digest
 listed need not be the copy's: each copy is confirmed against tracking's settled record of the
 file, or hashed where tracking cannot give that record without the bytes (see `_copy_in_store`).
+
+A server that stops does not wait for registrations: one under way ends at its next call to
+tracking (a copy waiting out an upload's lease could otherwise hold the stop for an hour), and it
+and those queued stay PENDING_REGISTRATION, which the next start resumes (`resume_pending`).
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
@@ -110,6 +115,9 @@ class TrackingAccess(Protocol):
     def caller(self) -> TrackingClient:
         """Calls made on behalf of the current caller, with the caller's own token."""
 
+    def close(self) -> None:
+        """Close the clients: a call made afterwards fails at once."""
+
 
 class RegistryService:
     def __init__(
@@ -126,10 +134,20 @@ class RegistryService:
         self.authorizer = authorizer
         self.events = EventFeed(store)
         self._copier = ThreadPoolExecutor(copy_workers, thread_name_prefix="modelyard-register")
+        self._stopping = threading.Event()
+
+    def drain(self) -> None:
+        """A stop has begun: end the change feeds, and leave registrations that fail from now on
+        pending (tracking may already refuse calls)."""
+        self._stopping.set()
+        self.events.close()
 
     def close(self) -> None:
-        self.events.close()
-        self._copier.shutdown(wait=True, cancel_futures=False)
+        """Stop registering, and close the tracking clients (this service's from here on)."""
+        self.drain()
+        self._copier.shutdown(wait=False, cancel_futures=True)
+        self.tracking.close()  # a copy waiting on a busy path fails at its next retry
+        self._copier.shutdown(wait=True)
 
     def _changed(self) -> None:
         self.events.notify()
@@ -304,11 +322,22 @@ class RegistryService:
     def _register(self, pending: PendingVersion) -> None:
         try:
             files = self._copy_files(pending)
-        except ModelyardError as exc:
-            self._fail(pending, exc.message)
-        except Exception as exc:  # any failure must leave a reason, not a stuck PENDING version
-            log.exception("registering %s version %s failed", pending.model_name, pending.version)
-            self._fail(pending, f"copying the model's files failed: {exc}")
+        except Exception as exc:
+            if self._stopping.is_set():  # most likely the stop itself: the next start retries
+                log.info(
+                    "registration of %s version %s stopped with the server (%s); it resumes at "
+                    "the next start",
+                    pending.model_name,
+                    pending.version,
+                    exc,
+                )
+            elif isinstance(exc, ModelyardError):
+                self._fail(pending, exc.message)
+            else:  # any failure must leave a reason, not a stuck PENDING version
+                log.exception(
+                    "registering %s version %s failed", pending.model_name, pending.version
+                )
+                self._fail(pending, f"copying the model's files failed: {exc}")
         else:
             self.store.finish_registration(pending, files)
             self._changed()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from urllib.parse import urlparse
 import pytest
 
 from modelyard import Client
+from modelyard.client import _artifacts
 from modelyard.entities.registry import ModelVersionStatus
 from modelyard.errors import FailedPrecondition
 from modelyard.services.common.artifacts import (
@@ -29,7 +31,7 @@ from modelyard.services.common.artifacts import (
     staged_upload_key,
 )
 from modelyard.services.common.db import Database
-from modelyard.services.common.settings import S3Settings, Settings
+from modelyard.services.common.settings import RegistrySettings, S3Settings, Settings
 from modelyard.services.registry import app as registry_app
 from modelyard.services.registry.service import COPY_ATTEMPTS
 from modelyard.services.tracking.store.base import ArtifactPlacement
@@ -223,3 +225,50 @@ def test_upload_under_way_throughout_fails_the_registration(
         finally:
             with tracking_store(stack_settings) as store:
                 store.drop_placement(lease)
+
+
+@S3_ONLY
+@pytest.mark.parametrize("apart", [False, True], ids=["one-process", "apart"])
+def test_registration_waiting_when_the_server_stops_resumes_at_the_next_start(
+    stack_settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, apart: bool
+) -> None:
+    """The registration's copy waits out an upload under way (an hour's lease, on the real clock)
+    when the registry stops: in one process with tracking (`modelyard up`), or apart from it, with
+    tracking still answering "busy" (a cluster). The stop does not wait out the lease, nor does it
+    fail the version: it stays pending, and the next start resumes it and, the upload over,
+    records what it placed."""
+    waiting = threading.Event()
+    sleep = _artifacts._sleep
+
+    def waits(seconds: float) -> None:
+        waiting.set()
+        sleep(seconds)
+
+    monkeypatch.setattr(_artifacts, "_sleep", waits)
+    with contextlib.ExitStack() as stack:
+        settings, names = stack_settings, None
+        if apart:
+            tracker = stack.enter_context(running_server(stack_settings, ("tracking",)))
+            registry = RegistrySettings(tracking_uri=tracker.address)
+            settings, names = (
+                stack_settings.model_copy(update={"registry": registry}),
+                ("registry",),
+            )
+            tracking = stack.enter_context(Client(tracker.address))
+        with running_server(settings, names) as server, Client(server.address) as client:
+            tracking = tracking if apart else client
+            rid = logged_model(tracking)
+            place_unrecorded(
+                stack_settings, tracking, rid, NEW[0], int(time.time() * 1000) + 3_600_000
+            )
+            pending = client.create_model_version(
+                "raced", f"runs:/{rid}/model", await_creation_for=0
+            )
+            assert pending.status == ModelVersionStatus.PENDING_REGISTRATION
+            assert waiting.wait(timeout=60)  # the copy met the busy path and waits
+        expire_leases(stack_settings)  # the upload ends while no registry runs
+        with running_server(settings, names) as server, Client(server.address) as client:
+            mv = client.wait_for_version("raced", 1, timeout=60)
+            assert mv.status == ModelVersionStatus.READY
+            out = client.download_model_version("raced", 1, tmp_path / "dl")
+            assert (out / "model.pkl").read_bytes() == NEW[0]
