@@ -65,7 +65,9 @@ UNARY = [(m, d) for m, d in METHODS if not d.client_streaming and not d.server_s
 OTHER_UNARY = [(m, d) for m, d in UNARY if m is not tracking_pb2]
 NEVER = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 HUGE = "x" * 70_000
-STRANGE = ["", " ", "../../etc/passwd", "\u202e\U0001f600", "' OR 1=1 --", HUGE]
+# Short as text, but a name no file system takes (300 bytes in UTF-8; most allow 255).
+LONG_NAME = "\u5b9e" * 100
+STRANGE = ["", " ", "../../etc/passwd", "\u202e\U0001f600", "' OR 1=1 --", HUGE, LONG_NAME]
 # Changes a request may legitimately make to the seed data; skipped in the no-damage test.
 MUTATING = ("Delete", "Update", "Rename", "Transition", "Set", "Restore")
 

@@ -525,7 +525,16 @@ class TrackingService:
                 resource_type="run",
                 resource_name=info.run_id,
             )
-        return f"{base}/{path}" if path else base
+        key = f"{base}/{path}" if path else base
+        limit = self.artifacts.max_key_bytes
+        if limit is not None and (size := self.artifacts.key_bytes(key)) > limit:
+            raise InvalidArgument(
+                f"path makes an object key of {size} bytes under run {info.run_id!r} (the path "
+                f"itself {len(path.encode())}); the artifact store takes at most {limit}: "
+                "shorten the path",
+                field="path",
+            )
+        return key
 
     def _writable_run(self, rid: str) -> RunInfo:
         info = self.store.get_run_info(run_id("run_id", rid))

@@ -97,6 +97,24 @@ def test_artifact_paths_cannot_escape(stack: Client) -> None:
     assert stack.list_artifacts(rid) == []
 
 
+def test_artifact_paths_the_store_cannot_take_are_refused(stack: Client, tmp_path: Path) -> None:
+    """A name over 255 bytes fits no file system, and S3 keys end at 1024 bytes, the run's root
+    included: refused naming the path, where both failed in the store, as INTERNAL."""
+    rid = stack.create_run("0").info.run_id
+    with pytest.raises(InvalidArgument, match="at most 255") as err:
+        stack.log_text(rid, "x", "\u5b9e" * 100)  # 100 characters, 300 bytes
+    assert err.value.field == "path"
+    deep = "/".join(["d" * 200] * 5)  # no name too long; 1004 bytes
+    if stack.get_run(rid).info.artifact_uri.startswith("s3://"):
+        with pytest.raises(InvalidArgument, match="at most 1024") as err:
+            stack.log_text(rid, "x", deep)
+        assert err.value.field == "path"
+        assert stack.list_artifacts(rid) == []
+    else:
+        stack.log_text(rid, "kept", deep)
+        assert Path(stack.download_artifacts(rid, deep, tmp_path)).read_text() == "kept"
+
+
 def test_download_detects_corruption(
     stack: Client, stack_settings: Settings, tmp_path: Path
 ) -> None:

@@ -34,6 +34,8 @@ from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound
 
 CHUNK_SIZE = 1024 * 1024
 MAX_PATH_LENGTH = 1024
+# Each name in a path, in UTF-8 bytes: what local file systems take (Linux's NAME_MAX).
+MAX_NAME_BYTES = 255
 # Reserved top-level directory of every artifact root: uploads in flight (streamed and presigned),
 # nothing else.
 # Every artifact lies below an experiment's location, and none may be here (see `is_staging`).
@@ -81,6 +83,13 @@ def clean_path(path: str, *, field: str = "path", allow_empty: bool = False) -> 
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if any(p == ".." for p in parts):
         raise InvalidArgument(f"{field} {path!r} must not contain '..'", field=field)
+    for part in parts:
+        if len(part.encode()) > MAX_NAME_BYTES:
+            raise InvalidArgument(
+                f"{field}: the name {part[:40]!r}... is {len(part.encode())} bytes in UTF-8; "
+                f"each file or directory name may be at most {MAX_NAME_BYTES}: shorten it",
+                field=field,
+            )
     normalized = "/".join(parts)
     if not normalized and not allow_empty:
         raise InvalidArgument(f"{field} must name a file", field=field)
@@ -180,12 +189,19 @@ class ArtifactStore(abc.ABC):
 
     # Whether presign_put/presign_get hand out URLs (else they refuse with FailedPrecondition).
     presigns = False
+    # The longest full object name the store takes, in UTF-8 bytes (None: no limit beyond each
+    # name's, MAX_NAME_BYTES); see key_bytes.
+    max_key_bytes: int | None = None
 
     def __init__(self, root_uri: str) -> None:
         self.root_uri = root_uri.rstrip("/")
 
     def uri(self, key: str) -> str:
         return f"{self.root_uri}/{key}" if key else self.root_uri
+
+    def key_bytes(self, key: str) -> int:
+        """The length of `key`'s full object name, as max_key_bytes counts it."""
+        return len(key.encode())
 
     def key_for(self, uri: str) -> str | None:
         """The key of `uri` if it lies under this store's root, else None."""

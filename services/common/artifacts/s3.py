@@ -80,6 +80,7 @@ class S3ArtifactStore(ArtifactStore):
     # The largest object one CopyObject takes (S3's limit); bigger ones are copied in parts of this
     # size. Tests lower it (to at least S3's 5 MiB minimum part) to exercise the multipart copy.
     max_copy_size = 5 * 1024**3
+    max_key_bytes = 1024  # S3's limit on an object key, the root's prefix included
 
     def __init__(self, root_uri: str, settings: S3Settings) -> None:
         super().__init__(root_uri)
@@ -117,6 +118,9 @@ class S3ArtifactStore(ArtifactStore):
 
     def _name(self, key: str) -> str:
         return join_key(self.prefix, key)
+
+    def key_bytes(self, key: str) -> int:
+        return len(self._name(key).encode())
 
     def _key(self, name: str) -> str:
         """The key of object `name` (the inverse of `_name`)."""
