@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import math
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -21,7 +22,14 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+# Non-finite floats as protobuf's JSON mapping writes them: JSON itself has no NaN or Infinity,
+# and strict parsers (JavaScript's, jq's) refuse or mangle Python's bare `NaN`.
+_NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
 def to_jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return _NON_FINITE.get(value, "NaN")
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         data = {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
         for prop in ("metrics",):
@@ -38,7 +46,7 @@ def to_jsonable(value: Any) -> Any:
 
 
 def print_json(value: Any) -> None:
-    console.print_json(json.dumps(to_jsonable(value), default=str))
+    console.print_json(json.dumps(to_jsonable(value), default=str, allow_nan=False))
 
 
 def print_page(
@@ -67,11 +75,18 @@ def ms(value: int | None) -> str:
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Cells fold to fit the terminal, but identifiers (columns named `id` or `... id`): those
+    stay whole on one line, so they can be copied into the next command."""
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
     t = Table(title=title, show_lines=False, header_style="bold")
-    for c in columns:
-        t.add_column(c, overflow="fold")
-    for row in rows:
-        t.add_row(*("" if v is None else str(v) for v in row))
+    for i, c in enumerate(columns):
+        if c == "id" or c.endswith((" id", "_id")):
+            widest = max((len(row[i]) for row in cells), default=0)
+            t.add_column(c, no_wrap=True, min_width=max(widest, len(c)))
+        else:
+            t.add_column(c, overflow="fold")
+    for row in cells:
+        t.add_row(*row)
     console.print(t)
 
 

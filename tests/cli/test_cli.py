@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -14,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelyard import Client
-from modelyard.cli import app
+from modelyard.cli import app, output
 from tests.conftest import start_up
 
 runner = CliRunner()
@@ -58,7 +59,10 @@ def test_experiments_commands(uri: str) -> None:
         assert client.get_experiment(eid).tags == {"stage": "beta"}
 
 
-def test_runs_and_artifacts_commands(uri: str, tmp_path: Path) -> None:
+def test_runs_and_artifacts_commands(
+    uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(output.console, "width", 120)  # every column unfolded
     with Client(uri) as client:
         rid = client.create_run("0", run_name="cli-run").info.run_id
         client.log_metric(rid, "rmse", 0.25)
@@ -93,6 +97,34 @@ def test_runs_and_artifacts_commands(uri: str, tmp_path: Path) -> None:
     run("artifacts", "upload", rid, str(src), "--artifact-path", "uploaded", "--uri", uri)
     files = json.loads(run("artifacts", "list", rid, "uploaded", "-r", "--uri", uri, "--json"))
     assert [f["path"] for f in files] == ["uploaded/x/f.txt"]
+
+
+def test_json_output_stays_json_with_non_finite_metrics(uri: str) -> None:
+    """JSON has no NaN or Infinity: they go out as protobuf's JSON mapping writes them, so a
+    strict parser (JavaScript's, jq's) reads the document."""
+    with Client(uri) as client:
+        rid = client.create_run("0").info.run_id
+        for key, value in (("nan", math.nan), ("up", math.inf), ("down", -math.inf)):
+            client.log_metric(rid, key, value)
+
+    def strict(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    got = json.loads(run("runs", "get", rid, "--uri", uri, "--json"), parse_constant=strict)
+    assert got["data"]["metrics"] == {"nan": "NaN", "up": "Infinity", "down": "-Infinity"}
+
+
+def test_tables_keep_ids_whole_on_narrow_terminals(
+    uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Client(uri) as client:
+        experiment = client.create_experiment("narrow")
+        rid = client.create_run(experiment, run_name="a-rather-long-run-name").info.run_id
+        for i in range(6):
+            client.log_metric(rid, f"metric_{i}", i / 3)
+    monkeypatch.setattr(output.console, "width", 70)
+    listed = run("runs", "list", "-e", experiment, "--uri", uri)
+    assert any(rid in line for line in listed.splitlines()), listed
 
 
 def test_runs_list_pages_with_the_token_it_prints(uri: str) -> None:
