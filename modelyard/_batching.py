@@ -1,9 +1,12 @@
 """Background batching of metric logging for the fluent API (opt-in, as in MLflow).
 
 Metrics queue up and a daemon thread sends them with LogBatch (at most 1000 per call) every
-`interval` seconds or as soon as a batch is full. `flush()` blocks until everything queued so far
-is acknowledged and re-raises the first error the thread met, so `end_run()` and interpreter
-exit lose nothing silently.
+`interval` seconds or as soon as a batch is full. A batch is all-or-nothing on the server, so when
+it is refused as invalid the thread splits it in halves until the refused values are isolated:
+one bad key never costs the good values queued with it. `add()` never raises (raising there would
+lose the value, or stop the caller's loop at a point that depends on timing); `flush()` blocks
+until everything queued so far is sent and raises what went wrong meanwhile, naming each refused
+key, so `end_run()` and interpreter exit lose nothing silently.
 """
 
 from __future__ import annotations
@@ -11,12 +14,22 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from modelyard.entities import Metric
+from modelyard.errors import InvalidArgument
 
 MAX_BATCH = 1000
+_SHOWN_REFUSALS = 5  # keys an error message lists before summing up the rest
 
 Sender = Callable[[str, Sequence[Metric]], None]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    run_id: str
+    metric: Metric
+    error: InvalidArgument
 
 
 class MetricBatcher:
@@ -27,7 +40,8 @@ class MetricBatcher:
         self._count = 0
         self._cond = threading.Condition()
         self._in_flight = 0
-        self._error: BaseException | None = None
+        self._errors: list[BaseException] = []
+        self._refused: list[Refusal] = []
         self._closed = False
         self._flush_requested = False
         self._thread = threading.Thread(target=self._loop, name="modelyard-metrics", daemon=True)
@@ -35,7 +49,6 @@ class MetricBatcher:
 
     def add(self, run_id: str, metric: Metric) -> None:
         with self._cond:
-            self._raise_pending_error()
             self._pending[run_id].append(metric)
             self._count += 1
             if self._count >= MAX_BATCH:
@@ -47,19 +60,30 @@ class MetricBatcher:
             self._flush_requested = True
             self._cond.notify_all()
             self._cond.wait_for(lambda: (not self._count and not self._in_flight) or self._closed)
-            self._raise_pending_error()
+            self._raise_pending_errors()
 
     def close(self) -> None:
-        self.flush()
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        self._thread.join()
+        try:
+            self.flush()
+        finally:
+            with self._cond:
+                self._closed = True
+                self._cond.notify_all()
+            self._thread.join()
 
-    def _raise_pending_error(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+    def _raise_pending_errors(self) -> None:
+        """Raise the first failure since the last flush (each is reported once); refusals come
+        as one InvalidArgument naming every refused key."""
+        errors, self._errors = self._errors, []
+        if self._refused:
+            errors.append(_refusals_error(self._refused))
+            self._refused = []
+        if not errors:
+            return
+        first = errors[0]
+        for other in errors[1:]:
+            first.add_note(f"also: {type(other).__name__}: {other}")
+        raise first
 
     def _take(self) -> list[tuple[str, list[Metric]]]:
         batches = []
@@ -84,11 +108,50 @@ class MetricBatcher:
                 batches = self._take()
             try:
                 for run_id, items in batches:
-                    self._send(run_id, items)
-            except BaseException as exc:  # surfaced to the caller by the next add()/flush()
-                with self._cond:
-                    self._error = self._error or exc
+                    # One batch failing (a deleted run, say) does not stop the others.
+                    try:
+                        refused = self._send_isolating(run_id, items)
+                    except BaseException as exc:  # surfaced to the caller by the next flush()
+                        with self._cond:
+                            self._errors.append(exc)
+                    else:
+                        if refused:
+                            with self._cond:
+                                self._refused.extend(refused)
             finally:
                 with self._cond:
                     self._in_flight = 0
                     self._cond.notify_all()
+
+    def _send_isolating(self, run_id: str, items: list[Metric]) -> list[Refusal]:
+        """Send `items`; if the server refuses them as invalid, send each half apart, down to
+        the single values it refuses, which are returned (everything else is logged)."""
+        try:
+            self._send(run_id, items)
+        except InvalidArgument as exc:
+            if len(items) == 1:
+                return [Refusal(run_id, items[0], exc)]
+            if not _about_the_values(exc):  # the run id, say: no split would get it through
+                raise
+            mid = len(items) // 2
+            return self._send_isolating(run_id, items[:mid]) + self._send_isolating(
+                run_id, items[mid:]
+            )
+        return []
+
+
+def _about_the_values(error: InvalidArgument) -> bool:
+    """Whether the refusal may concern some values only (so splitting the batch can help)."""
+    return error.field is None or error.field.startswith("metrics")
+
+
+def _refusals_error(refused: list[Refusal]) -> InvalidArgument:
+    shown = "; ".join(
+        f"{r.metric.key!r} (run {r.run_id}): {r.error.message}" for r in refused[:_SHOWN_REFUSALS]
+    )
+    more = f"; and {len(refused) - _SHOWN_REFUSALS} more" if len(refused) > _SHOWN_REFUSALS else ""
+    return InvalidArgument(
+        f"{len(refused)} metric value(s) logged in the background were refused and not stored "
+        f"(every other value was): {shown}{more}",
+        field=refused[0].error.field,
+    )

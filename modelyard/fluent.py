@@ -9,8 +9,8 @@
 The active-run stack is per thread, as MLflow's: a new thread starts with no active run, and a
 notebook's cells, which the kernel runs in its main thread, share one (a ContextVar would not:
 kernels run cells as asyncio tasks, and some versions give each its own context). One Client is
-cached per process and rebuilt by `set_tracking_uri`. Everything here goes through `Client`,
-never through stubs.
+cached per process and rebuilt by `set_tracking_uri`, whose URI lives in client/config.py so that
+`Client()` follows it too. Everything here goes through `Client`, never through stubs.
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from modelyard._batching import MetricBatcher
-from modelyard.client import Client
-from modelyard.client.config import default_uri
+from modelyard.client import Client, config
 from modelyard.client.tracking import runs_to_frame
 from modelyard.entities import (
     Dataset,
@@ -50,12 +49,11 @@ from modelyard.errors import FailedPrecondition, InvalidArgument
 
 _lock = threading.RLock()
 _client: Client | None = None
-_tracking_uri: str | None = None
 _experiment_id: str | None = None
 _batcher: MetricBatcher | None = None
 _async_logging = os.environ.get("MODELYARD_ASYNC_LOGGING", "").lower() in ("1", "true", "yes")
 _thread = threading.local()  # .runs: this thread's active-run stack, innermost last
-_last_run_id: str | None = None
+_last_run_id: str | None = None  # the run started or ended last, for last_active_run()
 
 
 def _active_runs() -> tuple[ActiveRun, ...]:
@@ -88,16 +86,19 @@ class ActiveRun(Run):
 
 
 def set_tracking_uri(uri: str) -> None:
-    global _client, _tracking_uri
+    """Point the fluent API, and every Client or FeatureStoreClient made without a URI, at
+    `uri` (it wins over MODELYARD_URI, as mlflow.set_tracking_uri over MLFLOW_TRACKING_URI)."""
+    global _client
     with _lock:
         if _client is not None:
             _flush_metrics()
             _client.close()
-        _client, _tracking_uri = None, uri
+        _client = None
+        config.set_uri(uri)
 
 
 def get_tracking_uri() -> str:
-    return _tracking_uri or default_uri()
+    return config.default_uri()
 
 
 def client() -> Client:
@@ -247,7 +248,7 @@ def start_run(
         run = c.get_run(run_id)
         if run.info.lifecycle_stage != "active":
             raise FailedPrecondition(f"run {run_id} is deleted; restore it before resuming it")
-        c.update_run(run_id, status=RunStatus.RUNNING)
+        c.update_run(run_id, status=RunStatus.RUNNING, name=run_name)  # renames, as MLflow
         if tags:
             set_tags(tags, run_id=run_id)
         run = c.get_run(run_id)
@@ -283,17 +284,28 @@ def active_run() -> ActiveRun | None:
 
 
 def last_active_run() -> Run | None:
-    """The run most recently started in this process (ended or not)."""
-    return client().get_run(_last_run_id) if _last_run_id else None
+    """The active run, else the run this process ended last (after a nested run ends with its
+    parent, the parent), as MLflow's; fetched afresh, so it holds what was logged since."""
+    active = active_run()
+    run_id = active.info.run_id if active else _last_run_id
+    return client().get_run(run_id) if run_id else None
 
 
 def end_run(status: RunStatus | str = RunStatus.FINISHED) -> None:
+    """End the active run with `status`. Queued metrics are flushed first; if that fails (a
+    refused key) the run is still ended, then the error is raised: never left RUNNING."""
+    global _last_run_id
     stack = _active_runs()
     if not stack:
         return
+    run_id = stack[-1].info.run_id
+    status = RunStatus(status)
     _set_active_runs(stack[:-1])  # first, as MLflow does: a failed call below ends it locally
-    _flush_metrics()
-    client().set_terminated(stack[-1].info.run_id, RunStatus(status))
+    _last_run_id = run_id
+    try:
+        _flush_metrics()
+    finally:
+        client().set_terminated(run_id, status)
 
 
 def _run_id(run_id: str | None = None) -> str:
@@ -590,10 +602,14 @@ def autolog(
 
 @atexit.register
 def _end_runs_at_exit() -> None:
-    """Flush queued metrics and finish runs left open, so an exiting script loses nothing."""
+    """Flush queued metrics and finish runs left open, so an exiting script loses nothing; one
+    failure (a refused key, a server gone) neither hides the others nor leaves a run open."""
     try:
         _flush_metrics()
-        while _active_runs():
+    except Exception as exc:  # said instead of a traceback, and the runs still end below
+        print(f"modelyard: could not log every queued metric at exit: {exc}")
+    while _active_runs():  # end_run takes the run off the stack even when it raises
+        try:
             end_run(RunStatus.FINISHED)
-    except Exception as exc:  # the server may be gone at exit; say so instead of a traceback
-        print(f"modelyard: could not finish the active run at exit: {exc}")
+        except Exception as exc:
+            print(f"modelyard: could not finish the active run at exit: {exc}")

@@ -1,6 +1,9 @@
-"""Where the SDK and CLI find the server: arguments first, then MODELYARD_* environment variables.
+"""Where the SDK and CLI find the server: arguments first, then the URI `set_tracking_uri` set,
+then MODELYARD_* environment variables.
 
-This is the one place the client side reads the environment.
+This is the one place the client side reads the environment, and the one place the URI
+`modelyard.set_tracking_uri` set is kept, so `Client()` and `FeatureStoreClient()` follow it as
+MlflowClient() follows mlflow.set_tracking_uri (fluent.py imports this module, not the reverse).
 """
 
 from __future__ import annotations
@@ -9,9 +12,18 @@ import os
 
 DEFAULT_URI = "127.0.0.1:50051"
 
+_set_uri: str | None = None
+
+
+def set_uri(uri: str | None) -> None:
+    """Record the process-wide URI (`modelyard.set_tracking_uri`); None forgets it."""
+    global _set_uri
+    _set_uri = uri or None
+
 
 def default_uri() -> str:
-    return os.environ.get("MODELYARD_URI") or DEFAULT_URI
+    """The URI set in this process, else MODELYARD_URI, else the local default."""
+    return _set_uri or os.environ.get("MODELYARD_URI") or DEFAULT_URI
 
 
 def default_token() -> str | None:

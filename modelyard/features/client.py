@@ -1,6 +1,6 @@
 """FeatureStoreClient: the feature store from Python, with Feast's method names.
 
-store = FeatureStoreClient()                      # MODELYARD_URI, MODELYARD_TOKEN
+store = FeatureStoreClient()                      # set_tracking_uri, MODELYARD_URI; TOKEN
 store.apply([driver, driver_stats, model_v1])
 training = store.get_historical_features(entity_df, features=["driver_stats:conv_rate"]).to_df()
 store.materialize_incremental(datetime.now(UTC))

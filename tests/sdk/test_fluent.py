@@ -17,8 +17,9 @@ from modelyard.entities import RunStatus
 from modelyard.errors import FailedPrecondition
 
 
-def test_start_run_logs_and_finishes(fluent) -> None:
+def test_start_run_logs_and_finishes(fluent, monkeypatch: pytest.MonkeyPatch) -> None:
     my = fluent
+    monkeypatch.setattr(sys, "argv", ["train.py"])  # the script the run is started from
     exp = my.set_experiment("fluent-exp")
     with my.start_run(run_name="first", tags={"t": 1}) as run:
         my.log_param("alpha", 0.5)
@@ -41,7 +42,7 @@ def test_start_run_logs_and_finishes(fluent) -> None:
         # MLflow's system tags: name and user kept by the server, the source set by the SDK
         "mlflow.runName": "first",
         "mlflow.user": getpass.getuser(),
-        "mlflow.source.name": os.path.abspath(sys.argv[0]),
+        "mlflow.source.name": os.path.abspath("train.py"),
         "mlflow.source.type": "LOCAL",
     }
     assert my.last_active_run().info.run_id == run.info.run_id

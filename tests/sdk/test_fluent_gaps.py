@@ -1,0 +1,122 @@
+"""Fluent API behaviours MLflow users rely on that an audit found missing, against a real server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modelyard.client import Client
+from modelyard.entities import RunStatus
+from modelyard.errors import InvalidArgument
+from modelyard.features import FeatureStoreClient
+
+
+def test_clients_default_to_the_set_tracking_uri(fluent, server, monkeypatch) -> None:
+    """As MlflowClient() uses mlflow.set_tracking_uri's URI, over MLFLOW_TRACKING_URI."""
+    monkeypatch.setenv("MODELYARD_URI", "127.0.0.1:1")
+    fluent.set_tracking_uri(server.address)
+    assert fluent.get_tracking_uri() == server.address
+    with Client(timeout=3) as c:
+        assert c.uri == server.address
+        assert [e.name for e in c.search_experiments()] == ["Default"]
+    with FeatureStoreClient() as store:
+        assert store._t.uri == server.address
+
+
+def test_clients_fall_back_to_the_environment_then_the_default(fluent, monkeypatch) -> None:
+    from modelyard.client import config
+
+    monkeypatch.setattr(config, "_set_uri", None)
+    monkeypatch.setenv("MODELYARD_URI", "127.0.0.1:2")
+    assert Client().uri == fluent.get_tracking_uri() == "127.0.0.1:2"
+    monkeypatch.delenv("MODELYARD_URI")
+    assert Client().uri == fluent.get_tracking_uri() == config.DEFAULT_URI
+
+
+def test_a_refused_background_value_loses_none_of_the_others(fluent) -> None:
+    """One bad key among queued values: the good ones land, the error names the bad key and
+    the run still ends (it never stays RUNNING)."""
+    with pytest.raises(InvalidArgument, match="bad key!") as raised, fluent.start_run() as run:
+        for step in range(10):
+            fluent.log_metric("good", float(step), step=step, synchronous=False)
+        fluent.log_metric("bad key!", 1.0, synchronous=False)
+        for step in range(10, 20):
+            fluent.log_metric("good", float(step), step=step, synchronous=False)
+    assert raised.value.field == "metrics.key"
+    history = fluent.client().get_metric_history(run.info.run_id, "good")
+    assert sorted(m.step for m in history) == list(range(20))
+    got = fluent.get_run(run.info.run_id)
+    assert got.info.status == RunStatus.FINISHED and got.info.end_time
+    assert "bad key!" not in got.data.metrics
+    fluent.flush_async_logging()  # the error was reported once, not again
+
+
+def test_refusals_across_many_batches_are_all_named(fluent) -> None:
+    """Two bad keys among 2,500 queued values (three LogBatch calls' worth)."""
+    fluent.enable_async_logging(True)
+    run = fluent.start_run()
+    for step in range(2500):
+        fluent.log_metric("loss", float(step), step=step)
+        if step in (7, 1800):
+            fluent.log_metric(f"bad/../{step}", 0.0)
+    with pytest.raises(InvalidArgument, match=r"bad/\.\./7.*bad/\.\./1800"):
+        fluent.flush_async_logging()
+    fluent.end_run()
+    history = fluent.client().get_metric_history(run.info.run_id, "loss")
+    assert sorted(m.step for m in history) == list(range(2500))
+    assert fluent.get_run(run.info.run_id).info.status == RunStatus.FINISHED
+
+
+def test_end_run_terminates_the_run_when_the_flush_fails(fluent) -> None:
+    run = fluent.start_run()
+    fluent.log_metric("bad key!", 1.0, synchronous=False)
+    with pytest.raises(InvalidArgument, match="bad key!"):
+        fluent.end_run(RunStatus.KILLED)
+    assert fluent.active_run() is None
+    assert fluent.get_run(run.info.run_id).info.status == RunStatus.KILLED
+
+
+def test_exit_ends_the_run_when_a_queued_value_is_refused(fluent, tmp_path: Path) -> None:
+    """A script that leaves its run open: at exit the good value lands, the refusal is said,
+    and the run ends FINISHED (before, the failed flush skipped ending it)."""
+    script = (
+        "import sys, modelyard\n"
+        "modelyard.set_tracking_uri(sys.argv[1])\n"
+        "print(modelyard.start_run().info.run_id)\n"
+        "modelyard.log_metric('good', 1.0, synchronous=False)\n"
+        "modelyard.log_metric('bad key!', 1.0, synchronous=False)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, fluent.get_tracking_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,  # the installed modelyard, not whatever the working directory holds
+    )
+    assert done.returncode == 0, done.stderr
+    run_id, said = done.stdout.split("\n", 1)
+    assert "'bad key!'" in said
+    got = fluent.get_run(run_id)
+    assert got.info.status == RunStatus.FINISHED
+    assert got.data.metrics == {"good": 1.0}
+
+
+def test_last_active_run_is_the_active_one_else_the_last_ended(fluent) -> None:
+    with fluent.start_run() as parent:
+        with fluent.start_run(nested=True) as child:
+            assert fluent.last_active_run().info.run_id == child.info.run_id
+        assert fluent.last_active_run().info.run_id == parent.info.run_id
+    assert fluent.last_active_run().info.run_id == parent.info.run_id
+
+
+def test_resuming_a_run_with_a_name_renames_it(fluent) -> None:
+    with fluent.start_run(run_name="first") as run:
+        pass
+    with fluent.start_run(run_id=run.info.run_id, run_name="renamed") as resumed:
+        assert resumed.info.run_name == "renamed"
+    got = fluent.get_run(run.info.run_id)
+    assert got.info.run_name == "renamed"
+    assert got.data.tags["mlflow.runName"] == "renamed"
