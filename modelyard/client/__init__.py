@@ -89,6 +89,7 @@ class Client(TrackingClient, RegistryClient, ServingClient, AuthClient):
         return self
 
     def close(self) -> None:
+        self._finish_background()
         self._transport.close()
 
     def __enter__(self) -> Client:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import getpass
 import json
 import tempfile
+import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from modelyard import media
 from modelyard._gen.tracking.v1 import tracking_pb2 as pb
@@ -23,18 +24,19 @@ from modelyard.convert.common import (
     file_info_to_entity,
     grant_to_entity,
     grant_to_proto,
-    ms_to_timestamp,
     tags_to_proto,
     view_type_to_proto,
 )
 from modelyard.convert.tracking import (
     dataset_input_to_proto,
     experiment_to_entity,
+    metric_args,
     metric_fields,
     metric_to_entity,
     run_info_to_entity,
     run_to_entity,
     status_to_proto,
+    timestamp_fields,
 )
 from modelyard.entities import (
     DatasetInput,
@@ -69,10 +71,39 @@ def _stringify(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
+class RunOperations:
+    """What a `synchronous=False` call returns (MLflow's name): `wait()` blocks until the call
+    is done, then raises its error, if any."""
+
+    def __init__(self, future: Future[None]) -> None:
+        self._future = future
+
+    def wait(self) -> None:
+        self._future.result()
+
+
 class TrackingClient:
     def __init__(self, transport: Transport) -> None:
         self._t = transport
         self._tracking = tracking_pb2_grpc.TrackingServiceStub(transport.channel)
+        self._background: ThreadPoolExecutor | None = None
+        self._background_lock = threading.Lock()
+
+    def _later(self, send: Callable[[], None]) -> RunOperations:
+        """Run `send` on this client's one background thread, after the calls submitted before
+        it (one thread, so they keep their order), as MlflowClient's `synchronous=False`. The
+        thread starts with the first such call: most clients never make one."""
+        with self._background_lock:
+            if self._background is None:
+                self._background = ThreadPoolExecutor(1, thread_name_prefix="modelyard-log")
+            return RunOperations(self._background.submit(send))
+
+    def _finish_background(self) -> None:
+        """Wait for the queued `synchronous=False` calls (closing waits, so none is lost)."""
+        with self._background_lock:
+            background, self._background = self._background, None
+        if background is not None:
+            background.shutdown(wait=True)
 
     # -- experiments ---------------------------------------------------------------------------
 
@@ -181,9 +212,8 @@ class TrackingClient:
             tags=tags_to_proto({k: _stringify(v) for k, v in (tags or {}).items()}),
             parent_run_id=parent_run_id or "",
             user_id=_user(),
+            start_time=None if start_time is None else timestamp_fields(start_time, "start_time"),
         )
-        if start_time is not None:
-            request.start_time.CopyFrom(ms_to_timestamp(start_time))
         return run_to_entity(self._t.call(self._tracking.CreateRun, request).run)
 
     def get_run(self, run_id: str) -> Run:
@@ -202,11 +232,12 @@ class TrackingClient:
         name: str | None = None,
         end_time: int | None = None,
     ) -> RunInfo:
-        request = pb.UpdateRunRequest(run_id=run_id, run_name=name or "")
-        if status is not None:
-            request.status = status_to_proto(status)
-        if end_time is not None:
-            request.end_time.CopyFrom(ms_to_timestamp(end_time))
+        request = pb.UpdateRunRequest(
+            run_id=run_id,
+            run_name=name or "",
+            status=None if status is None else status_to_proto(status),
+            end_time=None if end_time is None else timestamp_fields(end_time, "end_time"),
+        )
         return run_info_to_entity(self._t.call(self._tracking.UpdateRun, request).run_info)
 
     def set_terminated(
@@ -245,8 +276,16 @@ class TrackingClient:
 
     # -- run data ------------------------------------------------------------------------------
 
-    def log_param(self, run_id: str, key: str, value: Any) -> Any:
+    # `synchronous` as in MlflowClient: None or True write before returning; False queues the
+    # call on the client's background thread and returns RunOperations. Input is checked and
+    # the request built at once either way, so bad input raises in the caller. A synchronous
+    # call does not wait for queued ones (as in MLflow): wait() first where order matters.
+
+    def log_param(self, run_id: str, key: str, value: Any, synchronous: bool | None = None) -> Any:
+        """`value` once written (or RunOperations, with synchronous=False)."""
         request = pb.LogParamRequest(run_id=run_id, key=key, value=_stringify(value))
+        if synchronous is False:
+            return self._later(lambda: self._t.call(self._tracking.LogParam, request))
         self._t.call(self._tracking.LogParam, request)
         return value
 
@@ -257,14 +296,25 @@ class TrackingClient:
         value: float,
         timestamp: int | None = None,
         step: int | None = None,
-    ) -> None:
-        request = pb.LogMetricRequest(run_id=run_id, key=key, value=float(value), step=step or 0)
-        request.timestamp.CopyFrom(_timestamp(timestamp))
+        synchronous: bool | None = None,
+    ) -> RunOperations | None:
+        """`timestamp`: milliseconds since the epoch (default now); `step`: default 0. There is
+        no dataset_name, dataset_digest or model_id (MLflow 3's): no field of ours holds them."""
+        fields = metric_args(key, value, _now_ms() if timestamp is None else timestamp, step or 0)
+        request = pb.LogMetricRequest(run_id=run_id, **fields)
+        if synchronous is False:
+            return self._later(lambda: self._t.call(self._tracking.LogMetric, request))
         self._t.call(self._tracking.LogMetric, request)
+        return None
 
-    def set_tag(self, run_id: str, key: str, value: Any) -> None:
+    def set_tag(
+        self, run_id: str, key: str, value: Any, synchronous: bool | None = None
+    ) -> RunOperations | None:
         request = pb.SetTagRequest(run_id=run_id, key=key, value=_stringify(value))
+        if synchronous is False:
+            return self._later(lambda: self._t.call(self._tracking.SetTag, request))
         self._t.call(self._tracking.SetTag, request)
+        return None
 
     def delete_tag(self, run_id: str, key: str) -> None:
         self._t.call(self._tracking.DeleteTag, pb.DeleteTagRequest(run_id=run_id, key=key))
@@ -276,19 +326,31 @@ class TrackingClient:
         params: Sequence[Param] = (),
         tags: Sequence[RunTag] = (),
         synchronous: bool | None = None,
-    ) -> None:
+    ) -> RunOperations | None:
         """Log everything, in as many LogBatch calls as the server's limits need (as
-        MlflowClient does; each call is all or nothing, the whole is not). The write is done
-        when this returns; `synchronous` is accepted for MlflowClient's signature."""
-        batches = _batches(list(metrics), list(params), list(tags))  # any iterable, as before
-        for chunk_metrics, chunk_params, chunk_tags in batches:
-            request = pb.LogBatchRequest(
+        MlflowClient does; each call is all or nothing, the whole is not). Every metric is
+        checked before the first call. Done when this returns, or, with synchronous=False, when
+        the returned RunOperations' wait() returns."""
+        # Any iterable, as before; metrics as checked message fields, so a bad one sends nothing.
+        fields = [metric_fields(m, i) for i, m in enumerate(metrics)]
+        requests = [
+            pb.LogBatchRequest(
                 run_id=run_id,
-                metrics=[metric_fields(m) for m in chunk_metrics],
+                metrics=chunk_metrics,
                 params=[pb.Param(key=p.key, value=_stringify(p.value)) for p in chunk_params],
                 tags=tags_to_proto({t.key: _stringify(t.value) for t in chunk_tags}),
             )
-            self._t.call(self._tracking.LogBatch, request)
+            for chunk_metrics, chunk_params, chunk_tags in _batches(fields, [*params], [*tags])
+        ]
+
+        def send() -> None:
+            for request in requests:
+                self._t.call(self._tracking.LogBatch, request)
+
+        if synchronous is False:
+            return self._later(send)
+        send()
+        return None
 
     def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput] | None = None) -> None:
         request = pb.LogInputsRequest(
@@ -580,12 +642,6 @@ def runs_to_frame(runs: Sequence[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=None if rows else columns)
 
 
-def _timestamp(ms: int | None) -> Timestamp:
-    ts = Timestamp()
-    ts.FromMilliseconds(ms if ms is not None else _now_ms())
-    return ts
-
-
 def _user() -> str:
     try:
         return getpass.getuser()
@@ -594,8 +650,8 @@ def _user() -> str:
 
 
 def _batches(
-    metrics: Sequence[Metric], params: Sequence[Param], tags: Sequence[RunTag]
-) -> Iterator[tuple[Sequence[Metric], Sequence[Param], Sequence[RunTag]]]:
+    metrics: Sequence[dict[str, Any]], params: Sequence[Param], tags: Sequence[RunTag]
+) -> Iterator[tuple[Sequence[dict[str, Any]], Sequence[Param], Sequence[RunTag]]]:
     """Slices of a batch within LogBatch's limits; one (maybe empty) slice at least."""
     start = 0
     while True:

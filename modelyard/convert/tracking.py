@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -30,6 +31,7 @@ from modelyard.entities.tracking import (
     RunInputs,
     RunStatus,
 )
+from modelyard.errors import InvalidArgument
 
 _STATUS_TO_PROTO = {
     RunStatus.RUNNING: pb.RUN_STATUS_RUNNING,
@@ -39,10 +41,16 @@ _STATUS_TO_PROTO = {
     RunStatus.KILLED: pb.RUN_STATUS_KILLED,
 }
 _STATUS_FROM_PROTO = {v: k for k, v in _STATUS_TO_PROTO.items()}
+_STATUS_NAMES = ", ".join(s.value for s in list(RunStatus)[:-1]) + f" or {list(RunStatus)[-1]}"
 
 
 def status_to_proto(status: RunStatus | str) -> pb.RunStatus.ValueType:
-    return _STATUS_TO_PROTO[RunStatus(status)]
+    try:
+        return _STATUS_TO_PROTO[RunStatus(status)]
+    except ValueError:
+        raise InvalidArgument(
+            f"status {status!r} is not a RunStatus; use {_STATUS_NAMES}", field="status"
+        ) from None
 
 
 def status_to_entity(status: pb.RunStatus.ValueType) -> RunStatus | None:
@@ -77,14 +85,69 @@ def experiment_to_entity(m: pb.Experiment) -> Experiment:
 # The range of google.protobuf.Timestamp, in milliseconds.
 _MIN_MS = MIN_SECONDS * 1000
 _MAX_MS = MAX_SECONDS * 1000 + 999
+_MIN_INT64 = -(2**63)
+_MAX_INT64 = 2**63 - 1
 
 
-def _timestamp_fields(ms: int) -> Any:
+def timestamp_fields(ms: int, field: str = "timestamp") -> Any:
     """What Timestamp.FromMilliseconds sets, as constructor arguments, at half the cost (runs
-    and batches carry hundreds of timestamps); out-of-range values raise as it does."""
-    if type(ms) is int and _MIN_MS <= ms <= _MAX_MS:
-        return {"seconds": ms // 1000, "nanos": ms % 1000 * 1_000_000}
-    return ms_to_timestamp(ms)
+    and batches carry hundreds of timestamps). Anything else than whole milliseconds within
+    Timestamp's range is refused here, naming `field`, rather than by protobuf's TypeError or
+    ValueError, which name neither the field nor the unit."""
+    if type(ms) is not int or not _MIN_MS <= ms <= _MAX_MS:
+        ms = _whole_number(ms, field, "a timestamp", "milliseconds since the Unix epoch")
+        if not _MIN_MS <= ms <= _MAX_MS:
+            raise InvalidArgument(
+                f"{field} {ms} ms is outside 0001-01-01 to 9999-12-31; send a UTC time within "
+                "that range, in milliseconds since the Unix epoch",
+                field=field,
+            )
+    return {"seconds": ms // 1000, "nanos": ms % 1000 * 1_000_000}
+
+
+def _whole_number(value: object, field: str, what: str, unit: str) -> int:
+    """`value` as an int, if it is one (numpy's too, not bool): the slow path of the checks."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    raise InvalidArgument(
+        f"{field} is {value!r} ({type(value).__name__}); {what} must be an integer ({unit})",
+        field=field,
+    )
+
+
+def metric_args(
+    key: str, value: float, timestamp: int, step: int, index: int | None = None
+) -> dict[str, Any]:
+    """pb.Metric's (and LogMetricRequest's) fields of one value, checked: a value that is not
+    a real number (None would be sent as 0.0), or a timestamp or step protobuf would refuse, is
+    InvalidArgument naming the field (`metrics[<index>].value` in a batch). Type checks first,
+    field names only on failure: this is the hot path of logging."""
+    if type(value) is not float:
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            value = float(value)
+        else:
+            field = _field(index, "value")
+            raise InvalidArgument(
+                f"{field} of metric {key!r} is {value!r} ({type(value).__name__}); a metric "
+                "value must be a number (int or float)",
+                field=field,
+            )
+    if type(step) is not int or not _MIN_INT64 <= step <= _MAX_INT64:
+        field = _field(index, "step")
+        step = _whole_number(step, field, "a step", "64-bit")
+        if not _MIN_INT64 <= step <= _MAX_INT64:
+            raise InvalidArgument(
+                f"{field} {step} is outside the 64-bit integers a step is stored as", field=field
+            )
+    if type(timestamp) is int and _MIN_MS <= timestamp <= _MAX_MS:
+        ts = {"seconds": timestamp // 1000, "nanos": timestamp % 1000 * 1_000_000}
+    else:
+        ts = timestamp_fields(timestamp, _field(index, "timestamp"))
+    return {"key": key, "value": value, "timestamp": ts, "step": step}
+
+
+def _field(index: int | None, name: str) -> str:
+    return name if index is None else f"metrics[{index}].{name}"
 
 
 def _ms(ts: Timestamp) -> int:
@@ -92,14 +155,10 @@ def _ms(ts: Timestamp) -> int:
     return ts.seconds * 1000 + ts.nanos // 1_000_000
 
 
-def metric_fields(m: Metric) -> dict[str, Any]:
-    """pb.Metric's constructor arguments: a list of these builds a repeated field in one call."""
-    return {
-        "key": m.key,
-        "value": m.value,
-        "timestamp": _timestamp_fields(m.timestamp),
-        "step": m.step,
-    }
+def metric_fields(m: Metric, index: int | None = None) -> dict[str, Any]:
+    """pb.Metric's constructor arguments: a list of these builds a repeated field in one call.
+    `index`, the metric's place in a request's list, names the field at fault (metrics[i])."""
+    return metric_args(m.key, m.value, m.timestamp, m.step, index)
 
 
 def metric_to_proto(m: Metric) -> pb.Metric:
@@ -126,9 +185,9 @@ def _run_info_fields(i: RunInfo) -> dict[str, Any]:
         "parent_run_id": i.parent_run_id or "",
     }
     if i.start_time is not None:
-        fields["start_time"] = _timestamp_fields(i.start_time)
+        fields["start_time"] = timestamp_fields(i.start_time, "start_time")
     if i.end_time is not None:
-        fields["end_time"] = _timestamp_fields(i.end_time)
+        fields["end_time"] = timestamp_fields(i.end_time, "end_time")
     return fields
 
 

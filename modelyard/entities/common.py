@@ -17,6 +17,21 @@ class ViewType(enum.IntEnum):
     DELETED_ONLY = 2
     ALL = 3
 
+    # MLflow's helpers; its strings are the lower-case names ("active_only").
+
+    @classmethod
+    def from_string(cls, view: str) -> ViewType:
+        found = cls.__members__.get(view.upper()) if isinstance(view, str) else None
+        if found is None:
+            raise ValueError(
+                f"{view!r} is not a view type; use one of {[v.name.lower() for v in cls]}"
+            )
+        return found
+
+    @classmethod
+    def to_string(cls, view: ViewType | int) -> str:
+        return cls(view).name.lower()
+
 
 class PermissionLevel(enum.IntEnum):
     """Access to one resource; each level includes the ones below it (values match the proto)."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from modelyard.entities.common import LifecycleStage
 
@@ -37,6 +38,29 @@ class RunStatus(enum.StrEnum):
     @property
     def is_terminated(self) -> bool:
         return self in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED)
+
+    # MLflow's RunStatus helpers, for code ported from it (its statuses are ints, ours strings).
+
+    @classmethod
+    def from_string(cls, status: str) -> RunStatus:
+        try:
+            return cls(status)
+        except ValueError:
+            raise ValueError(
+                f"{status!r} is not a run status; use one of {[s.value for s in cls]}"
+            ) from None
+
+    @classmethod
+    def to_string(cls, status: RunStatus | str) -> str:
+        return cls.from_string(status).value
+
+    @classmethod
+    def is_terminated_status(cls, status: RunStatus | str) -> bool:
+        return cls.from_string(status).is_terminated
+
+    @classmethod
+    def all_status(cls) -> list[RunStatus]:
+        return list(cls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,3 +163,28 @@ class Run:
     info: RunInfo
     data: RunData = field(default_factory=RunData)
     inputs: RunInputs = field(default_factory=RunInputs)
+
+    def to_dictionary(self) -> dict[str, Any]:
+        """The run as plain dicts, lists and strings in MLflow's Run.to_dictionary layout (for
+        JSON dumps of a run written against MLflow)."""
+        info = {f.name: getattr(self.info, f.name) for f in fields(RunInfo)}
+        info["status"] = self.info.status.value
+        info["lifecycle_stage"] = self.info.lifecycle_stage.value
+        info["run_uuid"] = self.info.run_id
+        return {
+            "info": info,
+            "data": {
+                "metrics": self.data.metrics,
+                "params": dict(self.data.params),
+                "tags": dict(self.data.tags),
+            },
+            "inputs": {
+                "dataset_inputs": [
+                    {
+                        "dataset": {f.name: getattr(d.dataset, f.name) for f in fields(Dataset)},
+                        "tags": [{"key": t.key, "value": t.value} for t in d.tags],
+                    }
+                    for d in self.inputs.dataset_inputs
+                ]
+            },
+        }

@@ -1,0 +1,209 @@
+"""The Client checks what it converts before anything is sent, and MlflowClient's `synchronous`.
+
+Bad input must fail in the SDK with InvalidArgument naming the field, never reach the server as a
+silently different value (None stored as 0.0) nor surface as a protobuf TypeError/ValueError.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modelyard import Client
+from modelyard.entities import Metric, Param, RunStatus, RunTag, ViewType
+from modelyard.errors import InvalidArgument, NotFound
+from modelyard.services.common.server import ModelyardServer
+
+
+@pytest.fixture
+def run_id(client: Client) -> str:
+    return client.create_run(client.create_experiment("input")).info.run_id
+
+
+@pytest.fixture
+def unreachable() -> Client:
+    """A client whose every call would fail as Unavailable: a check that raises InvalidArgument
+    instead ran before anything was sent."""
+    with Client("127.0.0.1:1", timeout=2) as c:
+        yield c
+
+
+# -- metric values -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [None, "abc", "1.5", True, [1.0], 1 + 2j])
+def test_log_batch_refuses_a_metric_value_that_is_not_a_number(
+    client: Client, run_id: str, value: object
+) -> None:
+    good = Metric("ok", 1.0, 1_000, 0)
+    with pytest.raises(InvalidArgument, match=r"metrics\[1\]\.value") as err:
+        client.log_batch(run_id, metrics=[good, Metric("nv", value, 0, 0)])  # type: ignore[arg-type]
+    assert err.value.field == "metrics[1].value"
+    assert "number" in str(err.value)
+    # All or nothing: the good metric before it was not sent either.
+    assert client.get_run(run_id).data.metrics == {}
+
+
+def test_log_batch_checks_every_metric_before_sending_the_first_chunk(
+    client: Client, run_id: str
+) -> None:
+    metrics = [Metric("m", float(i), 1_000, i) for i in range(1_500)]  # two LogBatch calls
+    metrics[1_200] = Metric("m", None, 1_000, 1_200)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match=r"metrics\[1200\]\.value"):
+        client.log_batch(run_id, metrics=metrics)
+    assert client.get_metric_history(run_id, "m") == []
+
+
+@pytest.mark.parametrize("value", [None, "abc", False])
+def test_log_metric_refuses_a_value_that_is_not_a_number(
+    unreachable: Client, value: object
+) -> None:
+    with pytest.raises(InvalidArgument, match="value") as err:
+        unreachable.log_metric("0" * 32, "m", value)  # type: ignore[arg-type]
+    assert err.value.field == "value"
+    assert "could not convert" not in str(err.value)
+
+
+def test_numbers_of_every_kind_are_logged_as_floats(client: Client, run_id: str) -> None:
+    client.log_metric(run_id, "int", 3)
+    client.log_metric(run_id, "np32", np.float32(0.5), step=np.int64(2))
+    client.log_metric(run_id, "nan", float("nan"))
+    client.log_batch(run_id, metrics=[Metric("npint", np.int64(7), np.int64(1_000), 1)])
+    got = client.get_run(run_id).data.metrics
+    assert (got["int"], got["np32"], got["npint"]) == (3.0, 0.5, 7.0)
+    assert got["nan"] != got["nan"]
+    assert client.get_metric_history(run_id, "np32")[0].step == 2
+
+
+# -- timestamps, steps, statuses -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "expected"),
+    [
+        ({"timestamp": 10**20}, "timestamp", "0001-01-01 to 9999-12-31"),
+        ({"timestamp": 1.7e12}, "timestamp", "milliseconds"),
+        ({"step": 1.5}, "step", "integer"),
+        ({"step": 2**63}, "step", "64-bit"),
+    ],
+)
+def test_log_metric_names_a_bad_timestamp_or_step(
+    unreachable: Client, kwargs: dict[str, object], field: str, expected: str
+) -> None:
+    with pytest.raises(InvalidArgument, match=expected) as err:
+        unreachable.log_metric("0" * 32, "m", 1.0, **kwargs)  # type: ignore[arg-type]
+    assert err.value.field == field
+    assert "Timestamp is not valid" not in str(err.value)
+
+
+def test_log_batch_names_the_metric_with_a_bad_timestamp(unreachable: Client) -> None:
+    metrics = [Metric("m", 1.0, 1_000, 0), Metric("m", 1.0, -(10**20), 1)]
+    with pytest.raises(InvalidArgument, match="0001-01-01") as err:
+        unreachable.log_batch("0" * 32, metrics=metrics)
+    assert err.value.field == "metrics[1].timestamp"
+
+
+def test_create_run_names_a_bad_start_time(client: Client, unreachable: Client) -> None:
+    with pytest.raises(InvalidArgument, match="0001-01-01 to 9999-12-31") as err:
+        unreachable.create_run("0", start_time=10**20)
+    assert err.value.field == "start_time"
+    eid = client.create_experiment("times")
+    assert client.create_run(eid, start_time=1_000).info.start_time == 1_000
+
+
+def test_update_run_lists_the_valid_statuses(unreachable: Client) -> None:
+    with pytest.raises(
+        InvalidArgument, match="RUNNING, SCHEDULED, FINISHED, FAILED or KILLED"
+    ) as e:
+        unreachable.update_run("0" * 32, status="DONE")
+    assert e.value.field == "status"
+    with pytest.raises(InvalidArgument, match="end_time") as e:
+        unreachable.update_run("0" * 32, end_time=10**20)
+    assert e.value.field == "end_time"
+
+
+# -- synchronous=False ---------------------------------------------------------------------------
+
+
+def test_synchronous_default_and_true_log_at_once(client: Client, run_id: str) -> None:
+    assert client.log_metric(run_id, "m", 1.0, synchronous=True) is None
+    assert client.log_param(run_id, "p", 5, synchronous=None) == 5
+    assert client.set_tag(run_id, "t", "x", synchronous=True) is None
+    assert client.log_batch(run_id, params=[Param("q", "1")], synchronous=True) is None
+    data = client.get_run(run_id).data
+    assert (data.metrics, data.params["p"], data.tags["t"]) == ({"m": 1.0}, "5", "x")
+
+
+def test_asynchronous_calls_run_in_submission_order(client: Client, run_id: str) -> None:
+    ops = [client.log_metric(run_id, "m", float(i), step=i, synchronous=False) for i in range(50)]
+    ops += [client.set_tag(run_id, "last", str(i), synchronous=False) for i in range(20)]
+    ops.append(client.log_param(run_id, "p", "v", synchronous=False))
+    ops.append(
+        client.log_batch(
+            run_id,
+            metrics=[Metric("b", 2.0, 1_000, 0)],
+            tags=[RunTag("bt", "y")],
+            synchronous=False,
+        )
+    )
+    # One worker, first in first out: once the last call is done, all before it are too.
+    ops[-1].wait()
+    run = client.get_run(run_id)
+    assert run.data.tags["last"] == "19" and run.data.tags["bt"] == "y"
+    assert run.data.params == {"p": "v"} and run.data.metrics["b"] == 2.0
+    assert [m.value for m in client.get_metric_history(run_id, "m")] == [
+        float(i) for i in range(50)
+    ]
+    for op in ops:
+        assert op.wait() is None
+
+
+def test_wait_raises_the_error_of_an_asynchronous_call(client: Client, run_id: str) -> None:
+    missing = client.log_metric("f" * 32, "m", 1.0, synchronous=False)
+    after = client.set_tag(run_id, "after", "ok", synchronous=False)
+    with pytest.raises(NotFound):
+        missing.wait()
+    after.wait()  # a failed call does not stop the ones queued after it
+    assert client.get_run(run_id).data.tags["after"] == "ok"
+
+
+def test_closing_the_client_waits_for_its_queued_calls(
+    server: ModelyardServer, client: Client, run_id: str
+) -> None:
+    with Client(server.address) as queued:
+        for i in range(50):
+            queued.log_metric(run_id, "queued", float(i), step=i, synchronous=False)
+    assert [m.step for m in client.get_metric_history(run_id, "queued")] == list(range(50))
+
+
+def test_asynchronous_calls_check_their_input_at_once(unreachable: Client) -> None:
+    with pytest.raises(InvalidArgument, match=r"metrics\[0\]\.value"):
+        unreachable.log_batch("0" * 32, metrics=[Metric("m", None, 0, 0)], synchronous=False)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="step"):
+        unreachable.log_metric("0" * 32, "m", 1.0, step=0.5, synchronous=False)  # type: ignore[arg-type]
+
+
+# -- MLflow's entity helpers ---------------------------------------------------------------------
+
+
+def test_run_status_and_view_type_strings() -> None:
+    assert RunStatus.from_string("FINISHED") is RunStatus.FINISHED
+    assert RunStatus.to_string(RunStatus.KILLED) == "KILLED"
+    assert RunStatus.all_status() == list(RunStatus)
+    with pytest.raises(ValueError, match="RUNNING"):
+        RunStatus.from_string("DONE")
+    assert ViewType.from_string("deleted_only") is ViewType.DELETED_ONLY
+    assert ViewType.to_string(ViewType.ALL) == "all"
+    with pytest.raises(ValueError, match="active_only"):
+        ViewType.from_string("everything")
+
+
+def test_run_to_dictionary(client: Client, run_id: str) -> None:
+    client.log_batch(run_id, metrics=[Metric("m", 0.5, 1_000, 1)], params=[Param("p", "1")])
+    run = client.get_run(run_id)
+    d = run.to_dictionary()
+    assert d["info"]["run_id"] == d["info"]["run_uuid"] == run_id
+    assert d["info"]["status"] == "RUNNING" and type(d["info"]["status"]) is str
+    assert d["info"]["lifecycle_stage"] == "active"
+    assert d["data"] == {"metrics": {"m": 0.5}, "params": {"p": "1"}, "tags": run.data.tags}
+    assert d["inputs"] == {"dataset_inputs": []}
