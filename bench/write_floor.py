@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""What is left of the 8-thread rate once everything of Modelyard's but the durable write goes?
+"""What is left of the logging rate once everything of Modelyard's but the durable write goes?
 
     . .venv/bin/activate
     python bench/write_floor.py --backend postgresql --repeats 5 --calls 1500 \
         --output bench/results/write_floor_postgresql.json
+    python bench/write_floor.py --backend postgresql --threads 1 --repeats 5 --calls 3000 \
+        --output bench/results/write_floor_postgresql_single.json
 
-compare_tracking.py's 8-thread target is 20x MLflow's one-worker server. This asks whether
-Modelyard's own layers or the durable write through Python gRPC on this machine's cores are what
-bind the rate. It measures, on one fresh store of the chosen backend, servers pinned to CPU 0
-(as compare_tracking pins Modelyard's), interleaved:
+compare_tracking.py's targets are 20x MLflow's one-worker server from 8 threads and 15x for
+sequential calls (`--threads 1`), with a sequential call's p50 within 3x of the bare gRPC round
+trip's. This asks whether Modelyard's own layers or the durable write through Python gRPC on
+this machine are what bind the rate. It measures, on one fresh store of the chosen backend,
+servers pinned to CPU 0 (as compare_tracking pins Modelyard's), interleaved:
 
   modelyard   `modelyard serve tracking`, called through `modelyard.Client.log_metric`: the
               product, interceptors, service layers and SDK included
@@ -20,14 +23,17 @@ bind the rate. It measures, on one fresh store of the chosen backend, servers pi
   grpc_only   the same bare server and stub, the method answering without writing: the gRPC
               round trip alone
   mlflow      `mlflow server --workers 1` pinned with taskset on a fresh store of its own,
-              measured by bench/tracking.py from the mlflow venv (its 8-thread phase; the
-              other phases cut short): what the 20x target is set against, in the same run
+              measured by bench/tracking.py from the mlflow venv (its 8-thread phase, or its
+              sequential one for --threads 1; the other phases cut short): what the target is
+              set against, in the same run
 
-Each phase: 8 threads, each logging into a run of its own, started together behind a barrier.
-Every value is read back from the store afterwards. One JSON object on stdout: every phase
-(calls/s; cores busy and CPU µs per call of the machine, the client and the server, from /proc),
-the medians per configuration, and `bound`: the most calls/s the write_only path could make with
-every core fully busy at its measured CPU per call, against 20x MLflow's median.
+Each phase: `--threads` threads (8), each logging into a run of its own, started together behind
+a barrier. Every value is read back from the store afterwards. One JSON object on stdout: every
+phase (calls/s; per-call latency; cores busy and CPU µs per call of the machine, the client and
+the server, from /proc), the medians per configuration, and `bound`: against the target's rate
+(20x MLflow's median from 8 threads, 15x sequentially), what each path made, the most calls/s
+the write_only path could make with every core fully busy at its measured CPU per call, and each
+path's p50 over grpc_only's.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchkit import CpuMeter, emit, free_port, log, machine
+from benchkit import CpuMeter, emit, free_port, log, machine, percentile
 from compare_tracking import (
     PG_DEFAULT,
     PROJECT_VENV,
@@ -59,13 +65,11 @@ from compare_tracking import (
 )
 
 CONFIGS = ("modelyard", "write_only", "grpc_only", "mlflow")
-THREADS = 8
 WARMUP = 50  # calls per thread before the barrier, under another key
 # bench/tracking.py for MLflow: its other phases as short as they go (200 runs to search).
-MLFLOW_ARGS = [
-    *("--runs", "200", "--single-calls", "100"),
-    *("--batches", "1", "--search-iterations", "1"),
-]
+MLFLOW_ARGS = [*("--runs", "200", "--batches", "1", "--search-iterations", "1")]
+# The target for each kind of phase, as compare_tracking.py judges it: times MLflow's rate.
+TARGET_X = {"sequential": 15, "concurrent": 20}
 
 
 def serve_write_only(port: int, store_uri: str, artifacts: str, core_threads: int) -> None:
@@ -106,15 +110,20 @@ Call = Callable[[str, str, int], None]  # (run id, metric key, step): log one va
 
 
 def phase(call: Call, runs: list[str], calls: int, pgid: int) -> dict[str, Any]:
-    """8 threads, one run each, `calls` calls each; calls/s and CPU over the timed part."""
-    barrier = threading.Barrier(THREADS + 1)
+    """A thread per run, `calls` calls each; calls/s, latency and CPU over the timed part."""
+    barrier = threading.Barrier(len(runs) + 1)
+    latencies: list[float] = []  # list.extend holds the GIL: no lock needed
 
     def worker(run_id: str) -> None:
         for i in range(WARMUP):
             call(run_id, "warm-up", i)
+        own = []
         barrier.wait()
         for i in range(calls):
+            t0 = time.perf_counter()
             call(run_id, "m", i)
+            own.append(time.perf_counter() - t0)
+        latencies.extend(own)
 
     pool = [threading.Thread(target=worker, args=(run_id,)) for run_id in runs]
     for t in pool:
@@ -124,8 +133,15 @@ def phase(call: Call, runs: list[str], calls: int, pgid: int) -> dict[str, Any]:
     for t in pool:
         t.join()
     wall = time.perf_counter() - t0
-    total = THREADS * calls
-    return {"calls": total, "calls_per_s": round(total / wall), "cpu": meter.result(total)}
+    total = len(runs) * calls
+    ms = sorted(s * 1000 for s in latencies)
+    return {
+        "calls": total,
+        "calls_per_s": round(total / wall),
+        "p50_ms": round(percentile(ms, 50), 3),
+        "p95_ms": round(percentile(ms, 95), 3),
+        "cpu": meter.result(total),
+    }
 
 
 def verify(store_uri: str, runs: list[str], calls: int) -> bool:
@@ -153,22 +169,31 @@ def verify(store_uri: str, runs: list[str], calls: int) -> bool:
     return all(n == calls and bad == 0 and latest == calls - 1 for n, bad, latest in found)
 
 
-def mlflow(backend: str, pg: Postgres | None, work: Path, tag: str, calls: int) -> dict[str, Any]:
-    """MLflow's one-worker server, pinned, on a fresh store: its 8-thread phase."""
-    bench_args = [*MLFLOW_ARGS, "--per-thread", str(calls)]
+def mlflow(
+    backend: str, pg: Postgres | None, work: Path, tag: str, calls: int, threads: int
+) -> dict[str, Any]:
+    """MLflow's one-worker server, pinned, on a fresh store: its phase of `threads` threads (its
+    sequential phase for one)."""
+    if threads == 1:
+        bench_args = [*MLFLOW_ARGS, "--single-calls", str(calls), "--per-thread", "10"]
+    else:
+        bench_args = [*MLFLOW_ARGS, "--single-calls", "100", "--per-thread", str(calls)]
+        bench_args += ["--threads", str(threads)]
     home = work / f"mlflow-{tag}"
     home.mkdir()
     with store(backend, "writefloor_mlflow", home, pg, tag) as url:
         result = measure_mlflow(backend, url, home, 1, bench_args, 3600, cpus="0")
-    concurrent = result["concurrent"]
-    log(f"mlflow: {concurrent['calls_per_s']} calls/s")
-    return {key: concurrent[key] for key in ("calls", "calls_per_s", "cpu", "verified")}
+    measured = result["single_log_metric" if threads == 1 else "concurrent"]
+    log(f"mlflow: {measured['calls_per_s']} calls/s")
+    keys = ("calls", "calls_per_s", "p50_ms", "p95_ms", "cpu", "verified")
+    return {key: measured[key] for key in keys if key in measured}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--backend", choices=("postgresql", "sqlite"), default="postgresql")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=8, help="1: the sequential call's floor")
     p.add_argument("--calls", type=int, default=1000, help="timed calls per thread")
     p.add_argument("--mlflow-calls", type=int, default=500, help="MLflow's calls per thread")
     p.add_argument("--mlflow-spec", default="mlflow", help="pip requirement for the mlflow venv")
@@ -254,9 +279,11 @@ def main() -> None:
                 for name in CONFIGS:
                     if name == "mlflow":
                         tag = f"{stamp}_{repeat}"
-                        phases[name].append(mlflow(args.backend, pg, work, tag, args.mlflow_calls))
+                        phases[name].append(
+                            mlflow(args.backend, pg, work, tag, args.mlflow_calls, args.threads)
+                        )
                         continue
-                    runs = [client.create_run(experiment).info.run_id for _ in range(THREADS)]
+                    runs = [client.create_run(experiment).info.run_id for _ in range(args.threads)]
                     pgid = (product if name == "modelyard" else bare).proc.pid
                     result = phase(calls[name], runs, args.calls, pgid)
                     if name != "grpc_only":
@@ -272,25 +299,37 @@ def main() -> None:
     def median(name: str, get: Callable[[dict[str, Any]], float]) -> float:
         return statistics.median(get(r) for r in phases[name])
 
+    one = args.threads == 1
     cpu_keys = ("cores_busy", "machine_us_per_call", "client_us_per_call", "server_us_per_call")
     medians = {
         name: {
             "calls_per_s": median(name, lambda r: r["calls_per_s"]),
+            # MLflow's 8-thread phase (bench/tracking.py) reports no latency.
+            "p50_ms": median(name, lambda r: r["p50_ms"]) if name != "mlflow" or one else None,
             **{key: median(name, lambda r, key=key: r["cpu"][key]) for key in cpu_keys},
         }
         for name in CONFIGS
     }
     cores = os.cpu_count() or 1
-    target = 20 * medians["mlflow"]["calls_per_s"]
+    factor = TARGET_X["sequential" if args.threads == 1 else "concurrent"]
+    target = factor * medians["mlflow"]["calls_per_s"]
+    floor_p50 = medians["grpc_only"]["p50_ms"]
     bound = {
         "cores": cores,
+        "target_x_mlflow": factor,
         "write_only_most_calls_per_s": round(
             cores * 1e6 / medians["write_only"]["machine_us_per_call"]
         ),
         "target_calls_per_s": round(target),
         "target_allows_machine_us_per_call": round(cores * 1e6 / target, 1),
-        "write_only_x_mlflow": round(medians["write_only"]["calls_per_s"] / target * 20, 2),
-        "modelyard_x_mlflow": round(medians["modelyard"]["calls_per_s"] / target * 20, 2),
+        **{
+            f"{name}_x_mlflow": round(medians[name]["calls_per_s"] / target * factor, 2)
+            for name in ("write_only", "modelyard")
+        },
+        **{
+            f"{name}_p50_over_grpc_only": round(medians[name]["p50_ms"] / floor_p50, 2)
+            for name in ("write_only", "modelyard")
+        },
     }
     result = {
         "benchmark": "write_floor",
@@ -300,7 +339,7 @@ def main() -> None:
         "postgres": pg.version() if pg else None,
         "mlflow": mlflow_version,
         "source": source_state(),
-        "threads": THREADS,
+        "threads": args.threads,
         "calls_per_thread": args.calls,
         "repeats": args.repeats,
         "all_verified": all(r.get("verified", True) for rs in phases.values() for r in rs),
