@@ -10,7 +10,7 @@ from modelyard._grpc_engine import use_polling_engine
 
 use_polling_engine()  # before anything imports grpc
 
-from modelyard import data, errors
+from modelyard import artifacts, data, errors
 from modelyard.client import Client
 from modelyard.entities import ViewType
 from modelyard.fluent import (
@@ -32,6 +32,7 @@ from modelyard.fluent import (
     get_parent_run,
     get_run,
     get_tracking_uri,
+    is_tracking_uri_set,
     last_active_run,
     load_table,
     log_artifact,
@@ -49,6 +50,7 @@ from modelyard.fluent import (
     log_text,
     register_model,
     restore_experiment,
+    restore_run,
     search_experiments,
     search_runs,
     set_experiment,
@@ -67,6 +69,7 @@ __all__ = [
     "Client",
     "ViewType",
     "active_run",
+    "artifacts",
     "autolog",
     "client",
     "create_experiment",
@@ -85,6 +88,7 @@ __all__ = [
     "get_parent_run",
     "get_run",
     "get_tracking_uri",
+    "is_tracking_uri_set",
     "last_active_run",
     "load_table",
     "log_artifact",
@@ -102,6 +106,7 @@ __all__ = [
     "log_text",
     "register_model",
     "restore_experiment",
+    "restore_run",
     "search_experiments",
     "search_runs",
     "set_experiment",

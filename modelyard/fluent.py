@@ -101,6 +101,11 @@ def get_tracking_uri() -> str:
     return config.default_uri()
 
 
+def is_tracking_uri_set() -> bool:
+    """Whether set_tracking_uri or MODELYARD_URI chose the server (else the local default)."""
+    return config.uri_is_set()
+
+
 def client() -> Client:
     """The process-wide Client the fluent functions use."""
     global _client
@@ -249,8 +254,11 @@ def start_run(
         if run.info.lifecycle_stage != "active":
             raise FailedPrecondition(f"run {run_id} is deleted; restore it before resuming it")
         c.update_run(run_id, status=RunStatus.RUNNING, name=run_name)  # renames, as MLflow
-        if tags:
-            set_tags(tags, run_id=run_id)
+        resumed_tags = dict(tags or {})
+        if description:
+            resumed_tags[SystemTag.NOTE] = description
+        if resumed_tags:
+            set_tags(resumed_tags, run_id=run_id)
         run = c.get_run(run_id)
     else:
         parent = parent_run_id or (stack[-1].info.run_id if stack and nested else None)
@@ -323,6 +331,10 @@ def get_run(run_id: str) -> Run:
 
 def delete_run(run_id: str) -> None:
     client().delete_run(run_id)
+
+
+def restore_run(run_id: str) -> None:
+    client().restore_run(run_id)
 
 
 def get_parent_run(run_id: str) -> Run | None:

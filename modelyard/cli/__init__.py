@@ -79,7 +79,9 @@ def _describe(exc: Exception) -> tuple[str, int]:
         hint = ""
         if exc.error_code == "UNAVAILABLE":
             hint = (
-                "\nIs the server running? Start one with `modelyard up`, or point --uri "
+                "\nOn the command line, --uri names the server."  # the SDK said the rest
+                if "modelyard up" in exc.message
+                else "\nIs the server running? Start one with `modelyard up`, or point --uri "
                 "(MODELYARD_URI) at the one you use."
             )
         return f" ({exc.error_code}): {exc}{hint}", 1

@@ -12,11 +12,12 @@ from urllib.parse import urlparse
 
 import grpc
 
-from modelyard.errors import InvalidArgument, from_rpc_error
+from modelyard.errors import InvalidArgument, ModelyardError, Unavailable, from_rpc_error
 
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 60.0
+_GRPC_STATUS_DETAILS = {"grpc-status-details-bin"}
 _MAX_MESSAGE = 64 * 1024 * 1024
 
 # Retry only what never reached a server (UNAVAILABLE), with backoff; grpc applies it per call.
@@ -97,7 +98,7 @@ class Transport:
         try:
             return method(request, metadata=self.metadata, timeout=timeout or self.timeout)
         except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from None
+            raise self._error(exc) from None
 
     def stream(
         self, method: Callable[..., Iterator[T]], request: Any, timeout: float | None = None
@@ -106,7 +107,23 @@ class Transport:
         try:
             yield from method(request, metadata=self.metadata, timeout=timeout)
         except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from None
+            raise self._error(exc) from None
+
+    def _error(self, exc: grpc.RpcError) -> ModelyardError:
+        """A call that never reached a Modelyard server (every answer from one carries a
+        google.rpc.Status) also says how to get one running."""
+        error = from_rpc_error(exc)
+        if isinstance(error, Unavailable) and not _GRPC_STATUS_DETAILS & _trailer_keys(exc):
+            error = Unavailable(
+                f"{error.message}; no Modelyard server answered at {self.uri}: start one with "
+                "`modelyard up`, or point the client at yours (MODELYARD_URI)"
+            )
+        return error
 
     def close(self) -> None:
         self.channel.close()
+
+
+def _trailer_keys(exc: grpc.RpcError) -> set[str]:
+    trailers = exc.trailing_metadata() if isinstance(exc, grpc.Call) else None
+    return {key for key, _ in trailers or ()}

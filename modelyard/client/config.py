@@ -21,6 +21,11 @@ def set_uri(uri: str | None) -> None:
     _set_uri = uri or None
 
 
+def uri_is_set() -> bool:
+    """Whether the URI was chosen (set in this process, or MODELYARD_URI), not the default."""
+    return _set_uri is not None or bool(os.environ.get("MODELYARD_URI"))
+
+
 def default_uri() -> str:
     """The URI set in this process, else MODELYARD_URI, else the local default."""
     return _set_uri or os.environ.get("MODELYARD_URI") or DEFAULT_URI

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import math
 import tempfile
 import threading
 import time
@@ -612,34 +613,38 @@ class TrackingClient:
         _artifacts.delete(self._t, self._tracking, run_id, path)
 
 
+# search_runs' DataFrame, laid out as MLflow's: these columns, then `metrics.*`, `params.*`,
+# `tags.*` (each in the order first met; one run's new keys sorted). A run without a key holds
+# NaN for a metric and None for a param or tag, as there (the run name is `tags.mlflow.runName`).
+_RUN_COLUMNS = ("run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time")
+
+
 def runs_to_frame(runs: Sequence[Run]) -> pd.DataFrame:
-    rows = []
-    for r in runs:
-        row: dict[str, Any] = {
-            "run_id": r.info.run_id,
-            "experiment_id": r.info.experiment_id,
-            "run_name": r.info.run_name,
-            "status": str(r.info.status),
-            "artifact_uri": r.info.artifact_uri,
-            "start_time": pd.to_datetime(r.info.start_time, unit="ms", utc=True),
-            "end_time": (
-                pd.to_datetime(r.info.end_time, unit="ms", utc=True) if r.info.end_time else pd.NaT
-            ),
+    info: dict[str, list[Any]] = {column: [] for column in _RUN_COLUMNS}
+    groups: dict[str, dict[str, list[Any]]] = {"metrics": {}, "params": {}, "tags": {}}
+    for i, r in enumerate(runs):
+        info["run_id"].append(r.info.run_id)
+        info["experiment_id"].append(r.info.experiment_id)
+        info["status"].append(str(r.info.status))
+        info["artifact_uri"].append(r.info.artifact_uri)
+        info["start_time"].append(pd.to_datetime(r.info.start_time, unit="ms", utc=True))
+        end = r.info.end_time
+        info["end_time"].append(pd.NaT if end is None else pd.to_datetime(end, unit="ms", utc=True))
+        values: dict[str, dict[str, Any]] = {
+            "metrics": r.data.metrics,
+            "params": r.data.params,
+            "tags": r.data.tags,
         }
-        row.update({f"metrics.{k}": v for k, v in r.data.metrics.items()})
-        row.update({f"params.{k}": v for k, v in r.data.params.items()})
-        row.update({f"tags.{k}": v for k, v in r.data.tags.items()})
-        rows.append(row)
-    columns = [
-        "run_id",
-        "experiment_id",
-        "run_name",
-        "status",
-        "artifact_uri",
-        "start_time",
-        "end_time",
-    ]
-    return pd.DataFrame(rows, columns=None if rows else columns)
+        for group, columns in groups.items():
+            null = math.nan if group == "metrics" else None
+            for key in sorted(values[group].keys() - columns.keys()):
+                columns[key] = [null] * i
+            for key, column in columns.items():
+                column.append(values[group].get(key, null))
+    data: dict[str, list[Any]] = dict(info)
+    for group, columns in groups.items():
+        data.update({f"{group}.{key}": column for key, column in columns.items()})
+    return pd.DataFrame(data)
 
 
 def _user() -> str:

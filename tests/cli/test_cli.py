@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelyard import Client
-from modelyard.cli import app, output
+from modelyard.cli import app
 from tests.conftest import start_up
 
 runner = CliRunner()
@@ -62,7 +62,7 @@ def test_experiments_commands(uri: str) -> None:
 def test_runs_and_artifacts_commands(
     uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(output.console, "width", 120)  # every column unfolded
+    monkeypatch.setenv("COLUMNS", "120")  # every column unfolded
     with Client(uri) as client:
         rid = client.create_run("0", run_name="cli-run").info.run_id
         client.log_metric(rid, "rmse", 0.25)
@@ -122,7 +122,7 @@ def test_tables_keep_ids_whole_on_narrow_terminals(
         rid = client.create_run(experiment, run_name="a-rather-long-run-name").info.run_id
         for i in range(6):
             client.log_metric(rid, f"metric_{i}", i / 3)
-    monkeypatch.setattr(output.console, "width", 70)
+    monkeypatch.setenv("COLUMNS", "70")
     listed = run("runs", "list", "-e", experiment, "--uri", uri)
     assert any(rid in line for line in listed.splitlines()), listed
 

@@ -11,7 +11,7 @@ import pytest
 
 from modelyard import Client
 from modelyard.entities import Metric, Param, RunStatus, RunTag, ViewType
-from modelyard.errors import InvalidArgument, NotFound
+from modelyard.errors import InvalidArgument, NotFound, Unavailable
 from modelyard.services.common.server import ModelyardServer
 
 
@@ -207,3 +207,9 @@ def test_run_to_dictionary(client: Client, run_id: str) -> None:
     assert d["info"]["lifecycle_stage"] == "active"
     assert d["data"] == {"metrics": {"m": 0.5}, "params": {"p": "1"}, "tags": run.data.tags}
     assert d["inputs"] == {"dataset_inputs": []}
+
+
+def test_a_call_no_server_answers_says_how_to_start_one(unreachable: Client) -> None:
+    with pytest.raises(Unavailable, match="modelyard up") as err:
+        unreachable.search_experiments()
+    assert "127.0.0.1:1" in err.value.message

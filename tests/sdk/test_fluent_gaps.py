@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from modelyard.client import Client
@@ -120,3 +122,86 @@ def test_resuming_a_run_with_a_name_renames_it(fluent) -> None:
     got = fluent.get_run(run.info.run_id)
     assert got.info.run_name == "renamed"
     assert got.data.tags["mlflow.runName"] == "renamed"
+
+
+def test_resuming_a_run_with_a_description_sets_its_note(fluent) -> None:
+    with fluent.start_run() as run:
+        pass
+    with fluent.start_run(run_id=run.info.run_id, description="second try"):
+        pass
+    assert fluent.get_run(run.info.run_id).data.tags["mlflow.note.content"] == "second try"
+
+
+def test_restore_run_and_is_tracking_uri_set(fluent, monkeypatch) -> None:
+    from modelyard.client import config
+
+    with fluent.start_run() as run:
+        pass
+    fluent.delete_run(run.info.run_id)
+    fluent.restore_run(run.info.run_id)
+    assert fluent.get_run(run.info.run_id).info.lifecycle_stage == "active"
+    assert fluent.is_tracking_uri_set()
+    monkeypatch.setattr(config, "_set_uri", None)
+    monkeypatch.delenv("MODELYARD_URI", raising=False)
+    assert not fluent.is_tracking_uri_set()
+    monkeypatch.setenv("MODELYARD_URI", "127.0.0.1:2")
+    assert fluent.is_tracking_uri_set()
+
+
+def test_search_runs_frame_is_laid_out_as_mlflows(fluent) -> None:
+    """Run columns, then metrics.*, params.*, tags.*; a run without a key holds NaN for a
+    metric, None for a param or tag (MLflow's search_runs): the old frame had run_name among
+    the run columns and its metrics, params and tags mixed in the order first met."""
+    fluent.set_experiment("frame")
+    with fluent.start_run(run_name="a"):
+        fluent.log_metric("m", 1.0)
+        fluent.log_param("p", "x")
+    with fluent.start_run(run_name="b"):
+        fluent.log_metric("n", 2.0)
+        fluent.set_tag("t", "y")
+    frame = fluent.search_runs(order_by=["attributes.run_name ASC"])
+    info = ["run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time"]
+    assert list(frame.columns[:6]) == info
+    groups = [c.split(".", 1)[0] for c in frame.columns[6:]]
+    assert groups == sorted(groups, key=["metrics", "params", "tags"].index)
+    assert {"metrics.m", "metrics.n", "params.p", "tags.t", "tags.mlflow.runName"} <= set(
+        frame.columns
+    )
+    a, b = frame.iloc[0], frame.iloc[1]
+    assert (a["tags.mlflow.runName"], b["tags.mlflow.runName"]) == ("a", "b")
+    assert (a["metrics.m"], b["metrics.n"], a["params.p"], b["tags.t"]) == (1.0, 2.0, "x", "y")
+    assert math.isnan(a["metrics.n"]) and math.isnan(b["metrics.m"])
+    # None, which pandas 3 stores in its string columns as their NA (MLflow's frame alike)
+    assert pd.isna(b["params.p"]) and pd.isna(a["tags.t"])
+    assert frame["end_time"].notna().all()
+    assert fluent.search_runs(filter_string="params.p = 'none'").columns.tolist() == info
+
+
+def test_artifacts_module_reads_runs_files_as_mlflows(fluent, tmp_path: Path) -> None:
+    from modelyard import artifacts
+
+    with fluent.start_run() as run:
+        fluent.log_text("hello", "notes/a.txt")
+        fluent.log_dict({"k": [1, 2]}, "conf/c.json")
+        fluent.log_dict({"k": "v"}, "conf/c.yaml")
+    rid = run.info.run_id
+    assert artifacts.load_text(f"runs:/{rid}/notes/a.txt") == "hello"
+    assert artifacts.load_dict(f"runs:/{rid}/conf/c.json") == {"k": [1, 2]}
+    assert artifacts.load_dict(f"runs:/{rid}/conf/c.yaml") == {"k": "v"}
+    with pytest.raises(InvalidArgument, match="load_text") as err:
+        artifacts.load_dict(f"runs:/{rid}/notes/a.txt")
+    assert err.value.field == "artifact_uri"
+    assert [f.path for f in artifacts.list_artifacts(run_id=rid)] == ["conf", "notes"]
+    assert [f.path for f in artifacts.list_artifacts(f"runs:/{rid}/conf")] == [
+        "conf/c.json",
+        "conf/c.yaml",
+    ]
+    local = artifacts.download_artifacts(f"runs:/{rid}/notes", dst_path=str(tmp_path))
+    assert (Path(local) / "a.txt").read_text() == "hello"
+    one = artifacts.download_artifacts(
+        run_id=rid, artifact_path="conf/c.json", dst_path=str(tmp_path)
+    )
+    assert Path(one).read_text().startswith("{")
+    for bad in ({"artifact_uri": "s3://bucket/x"}, {"artifact_uri": "runs:/x/y", "run_id": "x"}):
+        with pytest.raises(InvalidArgument):
+            artifacts.download_artifacts(**bad)
