@@ -42,6 +42,14 @@ S3_SECRET_KEY = "modelyard-test-secret-key"
 S3_BUCKET = "modelyard-test"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """pytest-xdist starts its workers with COLUMNS=80 and LINES=24: rich's CLI console, made
+    when a test module imports the CLI, would fix its width from them and ignore the COLUMNS
+    that CLI tests give each command."""
+    for variable in ("COLUMNS", "LINES"):
+        os.environ.pop(variable, None)
+
+
 def require(condition: bool, reason: str) -> None:
     """Skip locally when a backend is missing; under CI=true that is a failure."""
     if condition:
