@@ -17,7 +17,6 @@ from modelyard.errors import InvalidArgument, ModelyardError, Unavailable, from_
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 60.0
-_GRPC_STATUS_DETAILS = {"grpc-status-details-bin"}
 _MAX_MESSAGE = 64 * 1024 * 1024
 
 # Retry only what never reached a server (UNAVAILABLE), with backoff; grpc applies it per call.
@@ -113,7 +112,7 @@ class Transport:
         """A call that never reached a Modelyard server (every answer from one carries a
         google.rpc.Status) also says how to get one running."""
         error = from_rpc_error(exc)
-        if isinstance(error, Unavailable) and not _GRPC_STATUS_DETAILS & _trailer_keys(exc):
+        if isinstance(error, Unavailable) and not _from_a_server(exc):
             error = Unavailable(
                 f"{error.message}; no Modelyard server answered at {self.uri}: start one with "
                 "`modelyard up`, or point the client at yours (MODELYARD_URI)"
@@ -124,6 +123,7 @@ class Transport:
         self.channel.close()
 
 
-def _trailer_keys(exc: grpc.RpcError) -> set[str]:
+def _from_a_server(exc: grpc.RpcError) -> bool:
+    """Whether the error carries the google.rpc.Status every Modelyard server sends."""
     trailers = exc.trailing_metadata() if isinstance(exc, grpc.Call) else None
-    return {key for key, _ in trailers or ()}
+    return any(key == "grpc-status-details-bin" for key, _ in trailers or ())
