@@ -99,6 +99,16 @@ def hook_copies(
     return copied
 
 
+def assert_registered_as(client: Client, data: bytes, tmp_path: Path) -> None:
+    """Version 1 of "raced" is ready, its model.pkl recorded as `data` and downloaded as it (the
+    download checks every file against its recorded sha256)."""
+    assert client.get_model_version("raced", 1).status == ModelVersionStatus.READY
+    files = {f.path: f for f in client.list_model_version_artifacts("raced", 1)}
+    assert files["model.pkl"].sha256 == sha(data)
+    out = client.download_model_version("raced", 1, tmp_path / "dl")
+    assert (out / "model.pkl").read_bytes() == data
+
+
 @contextlib.contextmanager
 def tracking_store(settings: Settings) -> Iterator[SqlTrackingStore]:
     store = SqlTrackingStore(Database.from_settings(settings), settings.artifact_root)
@@ -138,11 +148,7 @@ def test_file_replaced_before_its_copy_is_recorded_as_copied(
         copied = hook_copies(monkeypatch, store, upload_once)
         mv = client.create_model_version("raced", f"runs:/{rid}/model")
         assert mv.status == ModelVersionStatus.READY
-        files = {f.path: f for f in client.list_model_version_artifacts("raced", 1)}
-        assert files["model.pkl"].sha256 == sha(NEW[0])
-        # The download checks every file against its recorded sha256.
-        out = client.download_model_version("raced", 1, tmp_path / "dl")
-        assert (out / "model.pkl").read_bytes() == NEW[0]
+        assert_registered_as(client, NEW[0], tmp_path)
         # One copy per file, and, where it is checked against tracking's record, one more of the
         # replaced file (a hashed copy is kept as it is).
         again = ["model.pkl"] if checks_records(stack_settings) else []
@@ -182,10 +188,7 @@ def test_upload_that_died_unrecorded_is_finished_before_the_copy_is_accepted(
         assert listed.sha256 == sha(OLD)
         mv = client.create_model_version("raced", f"runs:/{rid}/model")
         assert mv.status == ModelVersionStatus.READY
-        files = {f.path: f for f in client.list_model_version_artifacts("raced", 1)}
-        assert files["model.pkl"].sha256 == sha(NEW[0])
-        out = client.download_model_version("raced", 1, tmp_path / "dl")
-        assert (out / "model.pkl").read_bytes() == NEW[0]
+        assert_registered_as(client, NEW[0], tmp_path)
 
 
 def test_registration_waits_out_an_upload_under_way(
@@ -270,5 +273,4 @@ def test_registration_waiting_when_the_server_stops_resumes_at_the_next_start(
         with running_server(settings, names) as server, Client(server.address) as client:
             mv = client.wait_for_version("raced", 1, timeout=60)
             assert mv.status == ModelVersionStatus.READY
-            out = client.download_model_version("raced", 1, tmp_path / "dl")
-            assert (out / "model.pkl").read_bytes() == NEW[0]
+            assert_registered_as(client, NEW[0], tmp_path)
