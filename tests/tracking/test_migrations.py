@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import inspect
 
 from modelyard.entities import Dataset, DatasetInput, InputTag, Metric, ViewType
 from modelyard.errors import NotFound
@@ -112,6 +113,48 @@ def test_existing_runs_get_mlflow_system_tags(database_url: str) -> None:
             [exp], parse_filter(f"tags.mlflow.parentRunId = '{parent}'"), ViewType.ALL, 10, [], ""
         )
         assert [r.info.run_id for r in found] == [child_id]
+        store.close()
+    finally:
+        db.dispose()
+
+
+def test_metric_history_keyed_by_its_order(database_url: str) -> None:
+    """0007 makes PostgreSQL's history primary key its read order, in place of a second index,
+    and its run ids and keys bytewise: the rows, their order (ties by id, as written) and pages
+    across the migration stay, and new rows keep taking ids after the old ones."""
+    db = Database(database_url)
+    try:
+        upgrade(db, SERVICE, MIGRATIONS, revision="0006")
+        store = SqlTrackingStore(db, "file:///a")
+        exp = store.create_experiment("e", None, {})
+        run = store.create_run(exp, "u", 0, {}, "r", None).info.run_id
+        # Three values at one (step, timestamp): only the id orders them.
+        store.log_batch(run, [Metric("m", v, 7, 1) for v in (3.0, 1.0, 2.0)], [], [])
+        store.log_metric(run, Metric("m", 0.5, 5, 0))
+        store.close()
+        migrate(db)
+
+        with db.engine.connect() as conn:
+            inspector = inspect(conn)
+            primary_key = inspector.get_pk_constraint("metrics")["constrained_columns"]
+            indexes = {i["name"] for i in inspector.get_indexes("metrics")}
+            collations = {
+                c["name"]: getattr(c["type"], "collation", None)
+                for c in inspector.get_columns("metrics")
+                if c["name"] in ("run_uuid", "key")
+            }
+        if db.is_sqlite:
+            assert (primary_key, indexes) == (["id"], {"ix_metrics_run_key_step"})
+        else:
+            assert (primary_key, indexes) == (["run_uuid", "key", "step", "timestamp", "id"], set())
+            assert collations == {"run_uuid": "C", "key": "C"}
+
+        store = SqlTrackingStore(db, "file:///a")
+        store.log_batch(run, [Metric("m", v, 7, 1) for v in (4.0, 0.0)], [], [])
+        first = store.get_metric_history(run, "m", 2, "")
+        rest = store.get_metric_history(run, "m", 10, first.token)
+        assert [m.value for m in [*first, *rest]] == [0.5, 3.0, 1.0, 2.0, 4.0, 0.0]
+        assert store.get_run(run).data.metrics == {"m": 0.0}
         store.close()
     finally:
         db.dispose()

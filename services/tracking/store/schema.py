@@ -36,6 +36,13 @@ metadata = MetaData(
 # BIGINT autoincrement on PostgreSQL, INTEGER PRIMARY KEY (the rowid) on SQLite.
 _BigId = BigInteger().with_variant(Integer(), "sqlite")
 
+
+def _bytewise(length: int) -> String:
+    """A string PostgreSQL compares byte by byte, as SQLite does: for columns only ever tested
+    for equality, where the database's collation would cost strcoll calls in every index."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
 experiments = Table(
     "experiments",
     metadata,
@@ -103,21 +110,32 @@ tags = Table(
     Index("ix_tags_key_run", "key", "run_uuid"),
 )
 
+# The history, read per (run, key) in (step, timestamp, id) order. On SQLite `id` is the
+# primary key (the rowid, numbering rows as written) and the order has an index of its own; on
+# PostgreSQL the primary key is that order itself, (run_uuid, key, step, timestamp, id), and run
+# ids and keys compare bytewise, so each write keeps up one index, without strcoll (migration
+# 0007).
 metrics = Table(
     "metrics",
     metadata,
     Column("id", _BigId, primary_key=True, autoincrement=True),
     # No foreign key: a per-row trigger on PostgreSQL; the hot path (store/hot.py) checks and
     # locks each run once per write instead (migration 0004).
-    Column("run_uuid", String(32), nullable=False),
-    Column("key", String(250), nullable=False),
+    Column("run_uuid", _bytewise(32), nullable=False),
+    Column("key", _bytewise(250), nullable=False),
     # NaN cannot be stored portably (SQLite turns it into NULL): value 0 + is_nan marks it.
     Column("value", Double, nullable=False),
     Column("is_nan", Boolean, nullable=False),
     Column("timestamp", BigInteger, nullable=False),
     Column("step", BigInteger, nullable=False),
-    Index("ix_metrics_run_key_step", "run_uuid", "key", "step", "timestamp"),
 )
+Index(
+    "ix_metrics_run_key_step",
+    metrics.c.run_uuid,
+    metrics.c.key,
+    metrics.c.step,
+    metrics.c.timestamp,
+).ddl_if(dialect="sqlite")
 
 latest_metrics = Table(
     "latest_metrics",
