@@ -16,6 +16,7 @@ For each backend store it starts, one after another and each on a fresh store:
   6. no server: Modelyard's store writing one metric value at a time in this process (the
      durable write alone), for the bounds below.
 Clients are never pinned (they stand for training code). `--server-cpus ''` skips 2 and 4.
+Targets take each product's faster configuration, figure by figure: 1 or 2 against 3 or 4.
 Per backend, `bounds` holds the targets against what this machine allows: the gRPC floor plus
 the durable write bound a single call; the CPU a bare health Check costs from 8 threads bounds
 the concurrent rate.
@@ -393,20 +394,29 @@ def ratios(my: dict[str, Any], ml: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def targets(my: dict[str, Any], vs_one_worker: dict[str, float]) -> dict[str, Any]:
+def fastest_ratios(mine: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> dict[str, float]:
+    """`ratios` of each product's faster configuration, figure by figure (every ratio reads
+    higher as better for Modelyard): Modelyard's best run against MLflow's best run."""
+    each = [{k: min(ratios(m, t)[k] for t in theirs) for k in ratios(m, theirs[0])} for m in mine]
+    return {k: max(r[k] for r in each) for k in each[0]}
+
+
+def targets(mine: list[dict[str, Any]], vs_one_worker: dict[str, float]) -> dict[str, Any]:
+    """The issue's targets, from Modelyard's faster configuration per figure (`mine`: pinned
+    and unpinned) against MLflow's faster one-worker configuration (`vs_one_worker`)."""
     values = {
         "single_call_rate_x": vs_one_worker["single_call_rate_x"],
         "log_batch_metrics_per_s_x": vs_one_worker["log_batch_metrics_per_s_x"],
         "concurrent_8_threads_calls_per_s_x": vs_one_worker["concurrent_8_threads_calls_per_s_x"],
-        "search_p95_ms_10k_runs": my["search"]["max_results_100"]["p95_ms"],
-        "single_p50_over_grpc_floor_p50": my["single_p50_over_floor_p50"],
+        "search_p95_ms_10k_runs": min(m["search"]["max_results_100"]["p95_ms"] for m in mine),
+        "single_p50_over_grpc_floor_p50": min(m["single_p50_over_floor_p50"] for m in mine),
     }
     out = {}
     for name, (op, goal) in TARGETS.items():
         value = values[name]
         met = {">=": value >= goal, "<": value < goal, "<=": value <= goal}[op]
         out[name] = {"value": value, "target": f"{op} {goal:g}", "met": met}
-    out["search_p95_ms_10k_runs"]["note"] = f"max_results=100 over {my['search']['runs']} runs"
+    out["search_p95_ms_10k_runs"]["note"] = f"max_results=100 over {mine[0]['search']['runs']} runs"
     return out
 
 
@@ -538,8 +548,8 @@ def main() -> None:
         "--server-cpus",
         default="0",
         help="pin Modelyard's server (its --cpu-affinity) and a second run of MLflow's one-worker "
-        "server (taskset) to these CPUs; targets use MLflow's faster run. Modelyard also runs "
-        "unpinned, for comparison. Empty: no pinning",
+        "server (taskset) to these CPUs; Modelyard also runs unpinned, and targets take each "
+        "product's faster run per figure. Empty: no pinning",
     )
     p.add_argument("--runs", type=int, help="override tracking.py --runs")
     p.add_argument("--output", type=Path, help="also write the combined JSON here")
@@ -578,8 +588,8 @@ def main() -> None:
         "machine": machine(),
         "versions": versions(pg, mlflow_version),
         "modelyard_source_at_start": source_state(),
-        "targets_against": "mlflow server --workers 1, the faster of unpinned and pinned to "
-        "--server-cpus, per figure",
+        "targets_against": "Modelyard's faster of pinned to --server-cpus and unpinned against "
+        "mlflow server --workers 1, the faster of unpinned and pinned, per figure",
         "backends": {},
     }
     tag = f"{stamp.replace('-', '_')}_{os.getpid()}"
@@ -614,9 +624,12 @@ def main() -> None:
 
         vs1 = ratios(my, ml1) if my and ml1 else None
         vs1_pinned = ratios(my, ml1_pinned) if my and ml1_pinned else None
-        # Targets are judged against MLflow's fastest one-worker configuration, figure by figure.
         fastest = [r for r in (vs1, vs1_pinned) if r]
         vs_fastest = {k: min(r[k] for r in fastest) for k in fastest[0]} if fastest else None
+        # Targets: each product's faster configuration, figure by figure (pinned or not).
+        mine = [r for r in (my, my_free) if r]
+        theirs = [r for r in (ml1, ml1_pinned) if r]
+        best = fastest_ratios(mine, theirs) if mine and theirs else None
         entry: dict[str, Any] = {
             "modelyard": my,
             "modelyard_unpinned": my_free,
@@ -628,7 +641,8 @@ def main() -> None:
             "ratios_vs_mlflow_default_workers": ratios(my, mld) if my and mld else None,
             "ratios_vs_fastest_mlflow_1_worker": vs_fastest,
             "ratios_unpinned_vs_mlflow_1_worker": ratios(my_free, ml1) if my_free and ml1 else None,
-            "targets": targets(my, vs_fastest) if vs_fastest else None,
+            "ratios_fastest_vs_fastest_mlflow_1_worker": best,
+            "targets": targets(mine, best) if best else None,
             "store_write_alone": write,
             "bounds": bounds(my, write, [r for r in (ml1, ml1_pinned) if r])
             if my and (ml1 or ml1_pinned)
