@@ -60,10 +60,7 @@ def test_metric_history_survives_dropping_its_run_foreign_key(database_url: str)
     write to a run that does not exist is still refused, now by the hot path's own check."""
     db = Database(database_url)
     try:
-        upgrade(db, SERVICE, MIGRATIONS, revision="0003")
-        store = SqlTrackingStore(db, "file:///a")
-        exp = store.create_experiment("e", None, {})
-        run = store.create_run(exp, "u", 0, {}, "r", None).info.run_id
+        store, run = _run_at(db, "0003")
         store.log_batch(run, [Metric("m", float(s), s, s) for s in range(5)], [], [])
         store.close()
         migrate(db)
@@ -124,10 +121,7 @@ def test_metric_history_keyed_by_its_order(database_url: str) -> None:
     across the migration stay, and new rows keep taking ids after the old ones."""
     db = Database(database_url)
     try:
-        upgrade(db, SERVICE, MIGRATIONS, revision="0006")
-        store = SqlTrackingStore(db, "file:///a")
-        exp = store.create_experiment("e", None, {})
-        run = store.create_run(exp, "u", 0, {}, "r", None).info.run_id
+        store, run = _run_at(db, "0006")
         # Three values at one (step, timestamp): only the id orders them.
         store.log_batch(run, [Metric("m", v, 7, 1) for v in (3.0, 1.0, 2.0)], [], [])
         store.log_metric(run, Metric("m", 0.5, 5, 0))
@@ -158,3 +152,11 @@ def test_metric_history_keyed_by_its_order(database_url: str) -> None:
         store.close()
     finally:
         db.dispose()
+
+
+def _run_at(db: Database, revision: str) -> tuple[SqlTrackingStore, str]:
+    """A store migrated up to `revision` and the id of a new run in it."""
+    upgrade(db, SERVICE, MIGRATIONS, revision=revision)
+    store = SqlTrackingStore(db, "file:///a")
+    exp = store.create_experiment("e", None, {})
+    return store, store.create_run(exp, "u", 0, {}, "r", None).info.run_id
