@@ -92,13 +92,7 @@ def _run_and_path(
 
 
 def _parse(artifact_uri: str) -> tuple[str, str]:
-    if not artifact_uri.startswith("runs:/"):
-        raise InvalidArgument(
-            f"artifact URI {artifact_uri!r} is not runs:/<run_id>/<path>; give the run's id and "
-            "the file's path in it",
-            field="artifact_uri",
-        )
-    run_id, path = parse_runs_uri(artifact_uri)
+    run_id, path = parse_runs_uri(artifact_uri, field="artifact_uri")
     return run_id, path.strip("/")
 
 

@@ -13,12 +13,20 @@ if TYPE_CHECKING:
     from modelyard.client.registry import RegistryClient
 
 
-def parse_runs_uri(uri: str) -> tuple[str, str]:
-    """'runs:/<run_id>/<path>' -> (run_id, path)."""
+def parse_runs_uri(uri: str, field: str = "uri") -> tuple[str, str]:
+    """'runs:/<run_id>/<path>' -> (run_id, path); anything else is refused, naming `field`."""
+    if not uri.startswith("runs:/"):
+        raise InvalidArgument(
+            f"{field} {uri!r} is not runs:/<run_id>/<path>; give the run's id and the path in "
+            "its artifacts, as log_model returns it",
+            field=field,
+        )
     rest = uri[len("runs:/") :].lstrip("/")
     run_id, _, path = rest.partition("/")
     if not run_id:
-        raise InvalidArgument(f"model URI {uri!r} names no run; use runs:/<run_id>/<path>")
+        raise InvalidArgument(
+            f"{field} {uri!r} names no run; use runs:/<run_id>/<path>", field=field
+        )
     return run_id, path
 
 

@@ -273,13 +273,7 @@ class RegistryService:
         v.require("source", source)
         v.max_length("source", source, 2000)
         v.max_length("description", description, MAX_DESCRIPTION)
-        if not source.startswith("runs:/"):
-            raise InvalidArgument(
-                f"source {source!r} is not a run's model; use runs:/<run_id>/<path>, as "
-                "log_model returns it",
-                field="source",
-            )
-        source_run, path = parse_runs_uri(source)
+        source_run, path = parse_runs_uri(source, field="source")
         clean_path(path, field="source", allow_empty=True)
         if run_id and run_id != source_run:
             raise InvalidArgument(
