@@ -29,6 +29,24 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[rank - 1]
 
 
+def paused_latencies_ms(
+    call: Callable[[int], None], calls: int, pause_s: float, warmup: int = 0
+) -> list[float]:
+    """Sorted ms of `calls` calls of `call(i)`, each after spinning `pause_s` (a sleep would
+    let the CPU idle, which is what the pause stands in for a server not to do); `warmup`
+    untimed calls first, with negative i."""
+    lat = []
+    for i in range(-warmup, calls):
+        start = time.perf_counter()
+        while time.perf_counter() - start < pause_s:
+            pass
+        t0 = time.perf_counter()
+        call(i)
+        if i >= 0:
+            lat.append((time.perf_counter() - t0) * 1000)
+    return sorted(lat)
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1 (everything in the benchmarks listens on loopback only)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchkit import emit, log, machine, percentile
+from benchkit import emit, log, machine, paused_latencies_ms, percentile
 from compare_tracking import PG_DEFAULT, Postgres, source_state
 
 PAUSES_MS = (0.0, 0.2, 0.5, 2.0)
@@ -41,15 +41,7 @@ KINDS = ("select_1", "insert_async", "insert", "store_write")
 
 def timed(call: Callable[[int], None], calls: int, pause_s: float) -> dict[str, float]:
     """p50/p95 ms of `calls` calls, each after spinning `pause_s`."""
-    lat = []
-    for i in range(calls):
-        start = time.perf_counter()
-        while time.perf_counter() - start < pause_s:
-            pass
-        t0 = time.perf_counter()
-        call(i)
-        lat.append(time.perf_counter() - t0)
-    ms = sorted(s * 1000 for s in lat)
+    ms = paused_latencies_ms(call, calls, pause_s)
     return {"p50_ms": round(percentile(ms, 50), 3), "p95_ms": round(percentile(ms, 95), 3)}
 
 

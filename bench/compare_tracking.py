@@ -44,7 +44,14 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from benchkit import ServerProcess, free_port, group_cpu_seconds, machine, percentile
+from benchkit import (
+    ServerProcess,
+    free_port,
+    group_cpu_seconds,
+    machine,
+    paused_latencies_ms,
+    percentile,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -285,16 +292,10 @@ def measure_store_write(
         run_id = store.create_run("0", "bench", ts, {}, "store-write", None).info.run_id
 
         def p50(pause_s: float, key: str) -> float:
-            lat = []
-            for i in range(-200, calls):  # the first 200 warm up
-                start = time.perf_counter()
-                while time.perf_counter() - start < pause_s:
-                    pass
-                t0 = time.perf_counter()
+            def write(i: int) -> None:
                 store.log_metric_rows(run_id, [(key, i * 0.5, ts + i, i)])
-                if i >= 0:
-                    lat.append((time.perf_counter() - t0) * 1000)
-            lat.sort()
+
+            lat = paused_latencies_ms(write, calls, pause_s, warmup=200)
             return round(percentile(lat, 50), 3)
 
         result: dict[str, Any] = {"calls": calls, "p50_ms": p50(0.0, "store")}
