@@ -53,6 +53,7 @@ from benchkit import CpuMeter, emit, free_port, log, machine, percentile
 from compare_tracking import (
     PG_DEFAULT,
     PROJECT_VENV,
+    TARGETS,
     Postgres,
     Server,
     ensure_mlflow,
@@ -69,7 +70,10 @@ WARMUP = 50  # calls per thread before the barrier, under another key
 # bench/tracking.py for MLflow: its other phases as short as they go (200 runs to search).
 MLFLOW_ARGS = [*("--runs", "200", "--batches", "1", "--search-iterations", "1")]
 # The target for each kind of phase, as compare_tracking.py judges it: times MLflow's rate.
-TARGET_X = {"sequential": 15, "concurrent": 20}
+TARGET_X = {
+    "sequential": TARGETS["single_call_rate_x"][1],
+    "concurrent": TARGETS["concurrent_8_threads_calls_per_s_x"][1],
+}
 
 
 def serve_write_only(port: int, store_uri: str, artifacts: str, core_threads: int) -> None:
