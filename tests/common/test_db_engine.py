@@ -1,4 +1,4 @@
-"""The metadata store's connections: SQLite's commit mode is a setting that holds on every
+"""The metadata store's connections: SQLite's commit mode and checkpoint interval hold on every
 connection; reads are one snapshot on SQLite and autocommit on PostgreSQL; PostgreSQL
 connections are pinged only after idling."""
 
@@ -17,7 +17,7 @@ _LEVELS = {"normal": 1, "full": 2}
 
 
 @pytest.mark.parametrize("level", ["normal", "full"])
-def test_sqlite_synchronous_holds_on_pooled_and_detached_connections(
+def test_sqlite_pragmas_hold_on_pooled_and_detached_connections(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, level: str
 ) -> None:
     monkeypatch.setenv("MODELYARD_SQLITE_SYNCHRONOUS", level)
@@ -29,10 +29,15 @@ def test_sqlite_synchronous_holds_on_pooled_and_detached_connections(
         with db.read() as conn:
             assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == _LEVELS[level]
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            checkpoint = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+            assert checkpoint == engine.WAL_CHECKPOINT_PAGES
             assert conn.exec_driver_sql("SELECT v FROM t").scalar() == 1
         hot = db.detached_connection()
         try:
             assert hot.execute("PRAGMA synchronous").fetchone() == (_LEVELS[level],)
+            assert hot.execute("PRAGMA wal_autocheckpoint").fetchone() == (
+                engine.WAL_CHECKPOINT_PAGES,
+            )
         finally:
             hot.close()
     finally:

@@ -176,6 +176,15 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError(f"pooled connection is gone: {exc}") from exc
 
 
+# SQLite checkpoints its write-ahead log into the database inside the commit that takes the log
+# past this many pages, under the write lock (default 1000). A LogBatch dirties ~110 pages of
+# the history's (run, key, step) index, the same leaf pages batch after batch; a longer log copies
+# each of them once per checkpoint instead of eight times. In-process, 1500 LogBatches of 1000
+# into one run, 2 rounds: mean 6.5-6.8 -> 5.8-5.9 ms a batch (16000 pages: 5.7; the rarest
+# batch that checkpoints takes 40 ms instead of 22-27). The log file grows to ~32 MiB.
+WAL_CHECKPOINT_PAGES = 8000
+
+
 def _configure_sqlite(engine: Engine, synchronous: SQLiteSynchronous) -> None:
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -193,6 +202,7 @@ def _configure_sqlite(engine: Engine, synchronous: SQLiteSynchronous) -> None:
         # small page cache (2 MiB by default): index lookups by the thousand (a search over many
         # runs) stop paying a read() per page, and every pooled connection shares the pages.
         cur.execute("PRAGMA mmap_size=268435456")
+        cur.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
         # LIKE is case-sensitive in MLflow's grammar (and on PostgreSQL); ILIKE is the
         # case-insensitive one.
         cur.execute("PRAGMA case_sensitive_like=ON")
