@@ -83,6 +83,11 @@ class Unavailable(ModelyardError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class NoServer(Unavailable):
+    """UNAVAILABLE from the connection itself: no Modelyard server answered at the address
+    (nothing listens there, or something else does). Its message says how to start one."""
+
+
 class DeadlineExceeded(ModelyardError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 

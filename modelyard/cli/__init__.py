@@ -16,7 +16,7 @@ from rich.text import Text
 
 from modelyard.cli import auth, automl, features, registry, server, serving, tracking
 from modelyard.cli.output import err_console
-from modelyard.errors import ModelyardError
+from modelyard.errors import ModelyardError, NoServer
 
 app = typer.Typer(
     name="modelyard",
@@ -77,11 +77,11 @@ def _describe(exc: Exception) -> tuple[str, int]:
     """
     if isinstance(exc, ModelyardError):
         hint = ""
-        if exc.error_code == "UNAVAILABLE":
+        if isinstance(exc, NoServer):  # its message says how to start one
+            hint = "\nOn the command line, --uri names the server."
+        elif exc.error_code == "UNAVAILABLE":
             hint = (
-                "\nOn the command line, --uri names the server."  # the SDK said the rest
-                if "modelyard up" in exc.message
-                else "\nIs the server running? Start one with `modelyard up`, or point --uri "
+                "\nIs the server running? Start one with `modelyard up`, or point --uri "
                 "(MODELYARD_URI) at the one you use."
             )
         return f" ({exc.error_code}): {exc}{hint}", 1

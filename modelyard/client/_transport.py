@@ -12,7 +12,13 @@ from urllib.parse import urlparse
 
 import grpc
 
-from modelyard.errors import InvalidArgument, ModelyardError, Unavailable, from_rpc_error
+from modelyard.errors import (
+    InvalidArgument,
+    ModelyardError,
+    NoServer,
+    Unavailable,
+    from_rpc_error,
+)
 
 T = TypeVar("T")
 
@@ -113,7 +119,7 @@ class Transport:
         google.rpc.Status) also says how to get one running."""
         error = from_rpc_error(exc)
         if isinstance(error, Unavailable) and not _from_a_server(exc):
-            error = Unavailable(
+            error = NoServer(
                 f"{error.message}; no Modelyard server answered at {self.uri}: start one with "
                 "`modelyard up`, or point the client at yours (MODELYARD_URI)"
             )

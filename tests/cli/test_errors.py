@@ -90,7 +90,9 @@ def test_a_backend_uri_without_a_driver_says_what_to_write(tmp_path: Path) -> No
 def test_a_server_that_is_not_running_says_how_to_start_one() -> None:
     address = f"127.0.0.1:{free_port()}"
     result = cli("runs", "list", env={"MODELYARD_URI": address})
-    assert_reported(result, "UNAVAILABLE", address, "modelyard up", "MODELYARD_URI")
+    assert_reported(
+        result, "UNAVAILABLE", address, "modelyard up", "MODELYARD_URI", "--uri names the server"
+    )
 
 
 def test_a_missing_file_names_it(tmp_path: Path) -> None:

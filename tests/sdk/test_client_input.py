@@ -11,7 +11,7 @@ import pytest
 
 from modelyard import Client
 from modelyard.entities import Metric, Param, RunStatus, RunTag, ViewType
-from modelyard.errors import InvalidArgument, NotFound, Unavailable
+from modelyard.errors import InvalidArgument, NoServer, NotFound
 from modelyard.services.common.server import ModelyardServer
 
 
@@ -210,6 +210,6 @@ def test_run_to_dictionary(client: Client, run_id: str) -> None:
 
 
 def test_a_call_no_server_answers_says_how_to_start_one(unreachable: Client) -> None:
-    with pytest.raises(Unavailable, match="modelyard up") as err:
+    with pytest.raises(NoServer, match="modelyard up") as err:
         unreachable.search_experiments()
     assert "127.0.0.1:1" in err.value.message
