@@ -19,8 +19,9 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import urllib3
@@ -429,13 +430,17 @@ UP_ADDRESS = r"MODELYARD_URI=(127\.0\.0\.1:\d+)"
 
 
 def start_command(
-    args: list[str], pattern: str, env: dict[str, str] | None = None
+    args: list[str],
+    pattern: str,
+    env: dict[str, str] | None = None,
+    program: Sequence[str] = (sys.executable, "-m", "modelyard.cli"),
 ) -> tuple[subprocess.Popen[str], str, str]:
     """`modelyard <args>` as a real process, read until a line matches `pattern` (a serving
     command prints its address once it listens): the process, the pattern's first group, and
-    what the command printed up to there."""
+    what the command printed up to there. `program` is the command's own path elsewhere (an
+    installed console script)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "modelyard.cli", *args],
+        [*program, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -452,11 +457,12 @@ def start_command(
 
 
 def start_up(
-    home: Path, *flags: str, pattern: str = UP_ADDRESS
+    home: Path, *flags: str, pattern: str = UP_ADDRESS, **command: Any
 ) -> tuple[subprocess.Popen[str], str, str]:
-    """`modelyard up` on free ports (the web UI's too), as `start_command`."""
+    """`modelyard up` on free ports (the web UI's too), as `start_command` (`command`: its
+    `env` and `program`)."""
     return start_command(
-        ["up", *flags, "--port", "0", "--ui-port", "0", "--home", str(home)], pattern
+        ["up", *flags, "--port", "0", "--ui-port", "0", "--home", str(home)], pattern, **command
     )
 
 

@@ -1,0 +1,1 @@
+"""The web UI (`modelyard ui`, and beside the services under `modelyard up`)."""
