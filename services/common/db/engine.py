@@ -180,7 +180,7 @@ def _ping_when_idle(engine: Engine) -> None:
 # past this many pages, under the write lock (default 1000). A LogBatch dirties ~110 pages of
 # the history's (run, key, step) index, the same leaf pages batch after batch; a longer log copies
 # each of them once per checkpoint instead of eight times. In-process, 1500 LogBatches of 1000
-# into one run, 2 rounds: mean 6.5-6.8 -> 5.8-5.9 ms a batch (16000 pages: 5.7; the rarest
+# into one run, 2 rounds: mean 6.5-6.8 -> 5.8-5.9 ms a batch (16000 pages: 5.7; the rare
 # batch that checkpoints takes 40 ms instead of 22-27). The log file grows to ~32 MiB.
 WAL_CHECKPOINT_PAGES = 8000
 
