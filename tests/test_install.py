@@ -47,6 +47,8 @@ def test_up_runs_from_the_built_wheel(tmp_path: Path) -> None:
         timeout=600,
     )
     assert built.returncode == 0, built.stderr
+    # setuptools warns of a directory of modules (or data) that no package names: left out.
+    assert "BuildBackendWarning" not in built.stdout + built.stderr, built.stdout + built.stderr
     [wheel] = dist.glob("modelyard-*.whl")
 
     # A venv of its own holds the wheel; the dependencies come from this one's site-packages,

@@ -1,0 +1,1 @@
+"""Alembic revisions of the feature store schema, one module each."""
