@@ -112,8 +112,11 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A connection for queries, which must not write: on SQLite a transaction rolled back
-        when the block ends, on PostgreSQL autocommit (see __init__)."""
+        when the block ends, on PostgreSQL autocommit (see __init__). The SQLite transaction
+        begins at once, so statements run on its DB-API cursor (`Prepared`) share its snapshot."""
         with self._reader.connect() as conn:
+            if self.is_sqlite:
+                conn.begin()
             yield conn
 
     @contextmanager
@@ -212,5 +215,6 @@ def _configure_sqlite(engine: Engine, synchronous: SQLiteSynchronous) -> None:
     def _begin(conn: Connection) -> None:
         # Writers take the write lock up front (IMMEDIATE) so they never fail half-way with
         # "database is locked"; readers start deferred and never block.
+        # On the DB-API connection: through exec_driver_sql the BEGIN cost ~30 µs more.
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        conn.connection.driver_connection.execute(f"BEGIN {mode}")  # type: ignore[union-attr]

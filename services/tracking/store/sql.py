@@ -42,6 +42,7 @@ from modelyard.entities.tracking import Dataset, InputTag, RunData, RunInputs, S
 from modelyard.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from modelyard.services.common.db import Database
 from modelyard.services.common.db.engine import IDLE_PING_SECONDS
+from modelyard.services.common.db.prepared import Prepared
 from modelyard.services.common.filters import Comparison, OrderKey
 from modelyard.services.common.pagination import decode_token, encode_token, fingerprint
 from modelyard.services.tracking.store import schema, search
@@ -130,9 +131,24 @@ class SqlTrackingStore(TrackingStore):
         self.db = db
         self.artifact_root = artifact_root.rstrip("/")
         self._insert = sqlite.insert if db.is_sqlite else postgresql.insert
-        # Statements of the hot paths, built once: building them per call costs more than
-        # executing them on SQLite.
-        self._select_run = select(runs).where(runs.c.run_uuid == bindparam("run_id"))
+        # Point reads, compiled once and run on the DB-API cursor (see Prepared).
+        dialect = db.engine.dialect
+        self._select_run = Prepared(dialect, select(runs).where(runs.c.run_uuid == bindparam("id")))
+        self._select_experiment = Prepared(
+            dialect, select(experiments).where(experiments.c.experiment_id == bindparam("id"))
+        )
+        self._select_experiment_by_name = Prepared(
+            dialect, select(experiments).where(experiments.c.name == bindparam("name"))
+        )
+        self._select_experiment_tags = Prepared(
+            dialect,
+            select(experiment_tags.c.key, experiment_tags.c.value).where(
+                experiment_tags.c.experiment_id == bindparam("id")
+            ),
+        )
+        self._select_experiment_of_run = Prepared(
+            dialect, select(runs.c.experiment_id).where(runs.c.run_uuid == bindparam("id"))
+        )
         self._metrics = MetricWriter(db.dialect)
         self._group = GroupCommit(self._commit_group)
         # Searches ordered by one metric walk its values in order; on PostgreSQL at most
@@ -224,62 +240,46 @@ class SqlTrackingStore(TrackingStore):
                 select(experiment_tags).where(experiment_tags.c.experiment_id.in_(chunk))
             ):
                 tag_map[t.experiment_id][t.key] = t.value
-        return [
-            Experiment(
-                experiment_id=str(r.experiment_id),
-                name=r.name,
-                artifact_location=r.artifact_location,
-                lifecycle_stage=LifecycleStage(r.lifecycle_stage),
-                tags=tag_map[r.experiment_id],
-                creation_time=r.creation_time,
-                last_update_time=r.last_update_time,
-            )
-            for r in rows
-        ]
+        return [_experiment(r._mapping, tag_map[r.experiment_id]) for r in rows]
 
-    def _experiment_row(self, conn: Connection, experiment_id: str) -> Row:
-        row = conn.execute(
-            select(experiments).where(experiments.c.experiment_id == _experiment_key(experiment_id))
-        ).first()
+    def _experiment_row(self, conn: Connection, experiment_id: str) -> dict[str, Any]:
+        key = _experiment_key(experiment_id)
+        with _cursor(conn) as cursor:
+            row = self._select_experiment.first(cursor, id=key)
         if row is None:
             raise _experiment_not_found(experiment_id)
         return row
 
+    def _with_tags(self, conn: Connection, row: dict[str, Any]) -> Experiment:
+        with _cursor(conn) as cursor:
+            tags = self._select_experiment_tags.rows(cursor, id=row["experiment_id"])
+        return _experiment(row, {t["key"]: t["value"] for t in tags})
+
     def get_experiment(self, experiment_id: str) -> Experiment:
         with self.db.read() as conn:
-            return self._experiments(conn, [self._experiment_row(conn, experiment_id)])[0]
+            return self._with_tags(conn, self._experiment_row(conn, experiment_id))
 
     def find_experiment_by_name(self, name: str) -> Experiment | None:
         with self.db.read() as conn:
-            row = conn.execute(select(experiments).where(experiments.c.name == name)).first()
-            return self._experiments(conn, [row])[0] if row else None
+            with _cursor(conn) as cursor:
+                row = self._select_experiment_by_name.first(cursor, name=name)
+            return self._with_tags(conn, row) if row else None
 
     def experiment_exists(self, experiment_id: str) -> bool:
         if not experiment_id.isdigit():
             return False
-        with self.db.read() as conn:
-            return (
-                conn.execute(
-                    select(experiments.c.experiment_id).where(
-                        experiments.c.experiment_id == int(experiment_id)
-                    )
-                ).first()
-                is not None
-            )
+        with self.db.read() as conn, _cursor(conn) as cursor:
+            return self._select_experiment.first(cursor, id=int(experiment_id)) is not None
 
     def experiment_id_by_name(self, name: str) -> str | None:
-        with self.db.read() as conn:
-            found = conn.execute(
-                select(experiments.c.experiment_id).where(experiments.c.name == name)
-            ).scalar()
-        return str(found) if found is not None else None
+        with self.db.read() as conn, _cursor(conn) as cursor:
+            row = self._select_experiment_by_name.first(cursor, name=name)
+        return str(row["experiment_id"]) if row else None
 
     def experiment_of_run(self, run_id: str) -> str | None:
-        with self.db.read() as conn:
-            found = conn.execute(
-                select(runs.c.experiment_id).where(runs.c.run_uuid == run_id)
-            ).scalar()
-        return str(found) if found is not None else None
+        with self.db.read() as conn, _cursor(conn) as cursor:
+            row = self._select_experiment_of_run.first(cursor, id=run_id)
+        return str(row["experiment_id"]) if row else None
 
     def search_experiments(
         self,
@@ -322,7 +322,7 @@ class SqlTrackingStore(TrackingStore):
         try:
             with self.db.write() as conn:
                 row = self._experiment_row(conn, experiment_id)
-                if row.lifecycle_stage != LifecycleStage.ACTIVE.value:
+                if row["lifecycle_stage"] != LifecycleStage.ACTIVE.value:
                     raise FailedPrecondition(
                         f"experiment {experiment_id!r} is deleted; restore it before renaming",
                         resource_type="experiment",
@@ -340,7 +340,7 @@ class SqlTrackingStore(TrackingStore):
         now = _now()
         with self.db.write() as conn:
             row = self._experiment_row(conn, experiment_id)
-            if row.lifecycle_stage == LifecycleStage.DELETED.value:
+            if row["lifecycle_stage"] == LifecycleStage.DELETED.value:
                 return
             self._touch_experiment(
                 conn, experiment_id, lifecycle_stage=LifecycleStage.DELETED.value, deleted_time=now
@@ -348,7 +348,7 @@ class SqlTrackingStore(TrackingStore):
             conn.execute(
                 update(runs)
                 .where(
-                    runs.c.experiment_id == row.experiment_id,
+                    runs.c.experiment_id == row["experiment_id"],
                     runs.c.lifecycle_stage == LifecycleStage.ACTIVE.value,
                 )
                 .values(
@@ -361,7 +361,7 @@ class SqlTrackingStore(TrackingStore):
     def restore_experiment(self, experiment_id: str) -> None:
         with self.db.write() as conn:
             row = self._experiment_row(conn, experiment_id)
-            if row.lifecycle_stage == LifecycleStage.ACTIVE.value:
+            if row["lifecycle_stage"] == LifecycleStage.ACTIVE.value:
                 return
             self._touch_experiment(
                 conn, experiment_id, lifecycle_stage=LifecycleStage.ACTIVE.value, deleted_time=None
@@ -369,7 +369,7 @@ class SqlTrackingStore(TrackingStore):
             conn.execute(
                 update(runs)
                 .where(
-                    runs.c.experiment_id == row.experiment_id,
+                    runs.c.experiment_id == row["experiment_id"],
                     runs.c.deleted_with_experiment.is_(True),
                 )
                 .values(
@@ -381,7 +381,7 @@ class SqlTrackingStore(TrackingStore):
 
     def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
         with self.db.write() as conn:
-            stage = self._experiment_row(conn, experiment_id).lifecycle_stage
+            stage = self._experiment_row(conn, experiment_id)["lifecycle_stage"]
             if stage != LifecycleStage.ACTIVE.value:
                 raise FailedPrecondition(
                     f"experiment {experiment_id!r} is deleted; restore it before tagging it",
@@ -428,7 +428,7 @@ class SqlTrackingStore(TrackingStore):
         run_id = uuid.uuid4().hex
         with self.db.write() as conn:
             exp = self._experiment_row(conn, experiment_id)
-            if exp.lifecycle_stage != LifecycleStage.ACTIVE.value:
+            if exp["lifecycle_stage"] != LifecycleStage.ACTIVE.value:
                 raise FailedPrecondition(
                     f"experiment {experiment_id!r} is deleted; restore it or use another one",
                     resource_type="experiment",
@@ -440,7 +440,7 @@ class SqlTrackingStore(TrackingStore):
                 ).first()
                 if parent is None:
                     raise _run_not_found(parent_run_id)
-                if parent.experiment_id != exp.experiment_id:
+                if parent.experiment_id != exp["experiment_id"]:
                     raise InvalidArgument(
                         f"parent run {parent_run_id!r} belongs to experiment "
                         f"{parent.experiment_id}, not {experiment_id}; nested runs share their "
@@ -450,13 +450,13 @@ class SqlTrackingStore(TrackingStore):
             values = {
                 "run_uuid": run_id,
                 "name": run_name,
-                "experiment_id": exp.experiment_id,
+                "experiment_id": exp["experiment_id"],
                 "user_id": user_id,
                 "status": RunStatus.RUNNING.value,
                 "start_time": start_time,
                 "end_time": None,
                 "lifecycle_stage": LifecycleStage.ACTIVE.value,
-                "artifact_uri": f"{exp.artifact_location}/{run_id}/artifacts",
+                "artifact_uri": f"{exp['artifact_location']}/{run_id}/artifacts",
                 "parent_run_id": parent_run_id or None,
                 "deleted_with_experiment": False,
             }
@@ -469,19 +469,20 @@ class SqlTrackingStore(TrackingStore):
         info = _run_info(values)
         return Run(info=info, data=RunData(tags=dict(tags)))
 
-    def _run_row(self, conn: Connection, run_id: str) -> Row:
-        row = conn.execute(self._select_run, {"run_id": run_id}).first()
+    def _run_row(self, conn: Connection, run_id: str) -> dict[str, Any]:
+        with _cursor(conn) as cursor:
+            row = self._select_run.first(cursor, id=run_id)
         if row is None:
             raise _run_not_found(run_id)
         return row
 
     def get_run_info(self, run_id: str) -> RunInfo:
         with self.db.read() as conn:
-            return _run_info(self._run_row(conn, run_id)._mapping)
+            return _run_info(self._run_row(conn, run_id))
 
     def get_run(self, run_id: str) -> Run:
         with self.db.read() as conn:
-            return self._runs(conn, [self._run_row(conn, run_id)._mapping])[0]
+            return self._runs(conn, [self._run_row(conn, run_id)])[0]
 
     def _runs(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[Run]:
         """Assemble full runs from their runs rows: params, tags, latest metrics and whether
@@ -581,15 +582,22 @@ class SqlTrackingStore(TrackingStore):
         with self.db.write() as conn:
             row = self._active_run(conn, run_id)
             if values:
-                row = conn.execute(
-                    update(runs).where(runs.c.run_uuid == run_id).values(**values).returning(runs)
-                ).one()
+                row = dict(
+                    conn.execute(
+                        update(runs)
+                        .where(runs.c.run_uuid == run_id)
+                        .values(**values)
+                        .returning(runs)
+                    )
+                    .one()
+                    ._mapping
+                )
             if run_name:
                 conn.execute(
                     self._upsert_tag,
                     {"run_uuid": run_id, "key": SystemTag.RUN_NAME.value, "value": run_name},
                 )
-            return _run_info(row._mapping)
+            return _run_info(row)
 
     def _set_run_stage(self, run_id: str, stage: LifecycleStage) -> None:
         with self.db.write() as conn:
@@ -597,12 +605,12 @@ class SqlTrackingStore(TrackingStore):
             if stage == LifecycleStage.ACTIVE:
                 exp = conn.execute(
                     select(experiments.c.lifecycle_stage).where(
-                        experiments.c.experiment_id == row.experiment_id
+                        experiments.c.experiment_id == row["experiment_id"]
                     )
                 ).one()
                 if exp.lifecycle_stage != LifecycleStage.ACTIVE.value:
                     raise FailedPrecondition(
-                        f"run {run_id!r} belongs to deleted experiment {row.experiment_id}; "
+                        f"run {run_id!r} belongs to deleted experiment {row['experiment_id']}; "
                         "restore the experiment first",
                         resource_type="run",
                         resource_name=run_id,
@@ -707,9 +715,9 @@ class SqlTrackingStore(TrackingStore):
 
     # -- run data ------------------------------------------------------------------------------
 
-    def _active_run(self, conn: Connection, run_id: str) -> Row:
+    def _active_run(self, conn: Connection, run_id: str) -> dict[str, Any]:
         row = self._run_row(conn, run_id)
-        if row.lifecycle_stage != LifecycleStage.ACTIVE.value:
+        if row["lifecycle_stage"] != LifecycleStage.ACTIVE.value:
             raise FailedPrecondition(
                 f"run {run_id!r} is deleted; restore it with RestoreRun before changing it",
                 resource_type="run",
@@ -741,29 +749,31 @@ class SqlTrackingStore(TrackingStore):
                 )
             if rows:
                 with _cursor(conn) as cursor:
-                    self._metrics.write(cursor, [(run_id, rows)], {run_id: run.experiment_id})
+                    self._metrics.write(cursor, [(run_id, rows)], {run_id: run["experiment_id"]})
 
-    def _follow_system_tags(self, conn: Connection, run: Row, tags: dict[str, str]) -> None:
+    def _follow_system_tags(
+        self, conn: Connection, run: Mapping[str, Any], tags: dict[str, str]
+    ) -> None:
         """Tags that stand for a run field (see SystemTag) change that field with them."""
         values: dict[str, Any] = {}
         if SystemTag.RUN_NAME in tags:
             values["name"] = tags[SystemTag.RUN_NAME]
         parent = tags.get(SystemTag.PARENT_RUN_ID)
-        if parent is not None and parent != run.parent_run_id:
+        if parent is not None and parent != run["parent_run_id"]:
             self._check_new_parent(conn, run, parent)
             values["parent_run_id"] = parent
         if values:
-            conn.execute(update(runs).where(runs.c.run_uuid == run.run_uuid).values(**values))
+            conn.execute(update(runs).where(runs.c.run_uuid == run["run_uuid"]).values(**values))
 
-    def _check_new_parent(self, conn: Connection, run: Row, parent_id: str) -> None:
+    def _check_new_parent(self, conn: Connection, run: Mapping[str, Any], parent_id: str) -> None:
         """A run may move under a run of its own experiment that does not descend from it."""
         field = f"tags[{SystemTag.PARENT_RUN_ID.value}].value"
         ancestor: str | None = parent_id
         seen: set[str] = set()
         while ancestor and ancestor not in seen:
-            if ancestor == run.run_uuid:
+            if ancestor == run["run_uuid"]:
                 raise InvalidArgument(
-                    f"run {parent_id!r} is {run.run_uuid!r} itself or nested inside it, so it "
+                    f"run {parent_id!r} is {run['run_uuid']!r} itself or nested inside it, so it "
                     "cannot be its parent; pick a run outside this run's nesting",
                     field=field,
                 )
@@ -775,10 +785,10 @@ class SqlTrackingStore(TrackingStore):
             ).first()
             if row is None:
                 raise _run_not_found(ancestor)
-            if ancestor == parent_id and row.experiment_id != run.experiment_id:
+            if ancestor == parent_id and row.experiment_id != run["experiment_id"]:
                 raise InvalidArgument(
                     f"parent run {parent_id!r} belongs to experiment {row.experiment_id}, not "
-                    f"{run.experiment_id}; nested runs share their parent's experiment",
+                    f"{run['experiment_id']}; nested runs share their parent's experiment",
                     field=field,
                 )
             ancestor = row.parent_run_id
@@ -938,7 +948,7 @@ class SqlTrackingStore(TrackingStore):
                     self._insert(datasets)
                     .values(
                         dataset_uuid=uuid.uuid4().hex,
-                        experiment_id=run.experiment_id,
+                        experiment_id=run["experiment_id"],
                         name=d.name,
                         digest=d.digest,
                         source_type=d.source_type,
@@ -950,7 +960,7 @@ class SqlTrackingStore(TrackingStore):
                 )
                 dataset_uuid = conn.execute(
                     select(datasets.c.dataset_uuid).where(
-                        datasets.c.experiment_id == run.experiment_id,
+                        datasets.c.experiment_id == run["experiment_id"],
                         datasets.c.name == d.name,
                         datasets.c.digest == d.digest,
                     )
@@ -1274,4 +1284,16 @@ def _file_info(row: Row) -> FileInfo:
         file_size=row.file_size,
         sha256=row.sha256,
         created_time=row.created_time,
+    )
+
+
+def _experiment(row: Mapping[str, Any], tags: dict[str, str]) -> Experiment:
+    return Experiment(
+        experiment_id=str(row["experiment_id"]),
+        name=row["name"],
+        artifact_location=row["artifact_location"],
+        lifecycle_stage=LifecycleStage(row["lifecycle_stage"]),
+        tags=tags,
+        creation_time=row["creation_time"],
+        last_update_time=row["last_update_time"],
     )

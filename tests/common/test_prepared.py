@@ -1,0 +1,95 @@
+"""Statements compiled once and run on the DB-API cursor (`Prepared`): parameters by name,
+literal values kept, SQLAlchemy's type conversions applied, and inside the caller's
+transaction, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, bindparam, select
+from sqlalchemy.engine import Connection
+
+from modelyard.services.common.db import Database
+from modelyard.services.common.db.prepared import Prepared
+
+metadata = MetaData()
+items = Table(
+    "prepared_items",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("name", String(50), nullable=False),
+    Column("done", Boolean, nullable=False),
+)
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    db = Database(database_url)
+    metadata.drop_all(db.engine)
+    metadata.create_all(db.engine)
+    with db.write() as conn:
+        conn.execute(
+            items.insert(),
+            [
+                {"id": 1, "kind": "a", "name": "one", "done": True},
+                {"id": 2, "kind": "b", "name": "two", "done": False},
+                {"id": 3, "kind": "a", "name": "three", "done": False},
+            ],
+        )
+    yield db
+    metadata.drop_all(db.engine)
+    db.dispose()
+
+
+def _cursor(conn: Connection) -> Any:
+    return conn.connection.driver_connection.cursor()
+
+
+def test_parameters_go_by_name_beside_the_statements_own_values(db: Database) -> None:
+    stmt = (
+        select(items.c.name, items.c.id)
+        .where(items.c.kind == "a", items.c.id >= bindparam("low"), items.c.id <= bindparam("high"))
+        .order_by(items.c.id)
+    )
+    prepared = Prepared(db.engine.dialect, stmt)
+    with db.read() as conn:
+        # The keywords' order differs from the statement's, and the literal "a" stays bound.
+        found = prepared.rows(_cursor(conn), high=3, low=1)
+        assert found == [{"name": "one", "id": 1}, {"name": "three", "id": 3}]
+        assert prepared.first(_cursor(conn), low=2, high=2) is None
+
+
+def test_values_come_back_as_sqlalchemy_would_give_them(db: Database) -> None:
+    """SQLite stores a Boolean as 0/1: the column's result conversion still applies."""
+    stmt = select(items).where(items.c.id == bindparam("id"))
+    prepared = Prepared(db.engine.dialect, stmt)
+    with db.read() as conn:
+        row = prepared.first(_cursor(conn), id=1)
+        expected = conn.execute(stmt, {"id": 1}).one()._mapping
+    assert row == dict(expected)
+    assert row is not None and row["done"] is True
+    assert prepared.columns == ("id", "kind", "name", "done")
+
+
+def test_a_sqlite_read_is_one_snapshot_when_only_prepared_statements_run(tmp_path: Path) -> None:
+    """The read's transaction begins with the block, not with SQLAlchemy's first statement: a
+    read made only of `Prepared` statements still sees one snapshot (its cursor would
+    otherwise run each statement in a transaction of its own)."""
+    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    try:
+        metadata.create_all(db.engine)
+        prepared = Prepared(db.engine.dialect, select(items.c.id))
+        with db.read() as conn:
+            cursor = _cursor(conn)
+            assert prepared.rows(cursor) == []
+            with db.write() as writer:
+                writer.execute(items.insert().values(id=9, kind="a", name="x", done=False))
+            assert prepared.rows(cursor) == []
+        with db.read() as conn:
+            assert prepared.rows(_cursor(conn)) == [{"id": 9}]
+    finally:
+        db.dispose()
