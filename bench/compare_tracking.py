@@ -392,6 +392,7 @@ def ratios(my: dict[str, Any], ml: dict[str, Any]) -> dict[str, float]:
         "search_1000_p95_x": div(
             ml["search"]["max_results_1000"]["p95_ms"], my["search"]["max_results_1000"]["p95_ms"]
         ),
+        "get_run_p50_x": div(ml["get_run"]["p50_ms"], my["get_run"]["p50_ms"]),
     }
 
 
@@ -654,7 +655,7 @@ def main() -> None:
             else r[k]["max_results_100"]["verified"] and r[k]["max_results_1000"]["verified"]
             for r in (my, my_free, ml1, ml1_pinned, mld)
             if r
-            for k in ("single_log_metric", "log_batch", "concurrent", "search")
+            for k in ("single_log_metric", "log_batch", "concurrent", "search", "get_run")
         )
         combined["backends"][backend] = entry
         if entry["targets"]:

@@ -17,6 +17,8 @@ Measures, in this order, against a server holding nothing else:
               create_run + log_batch, possibly from several threads), then search_runs with a
               filter and order_by, max_results=100 and max_results=1000: p50/p95 ms, and the
               returned runs are checked against the expected ones
+  get_run     sequential get_run calls on the search's runs, each a point read of one run with
+              its params, metrics and tags: calls/s, p50/p95 ms, every returned m2 and p3 checked
 
 The single, floor and concurrent figures carry `cpu`: cores kept busy over the phase and CPU
 microseconds per call, machine-wide (/proc/stat: client, server, database) and this client's.
@@ -166,6 +168,7 @@ class Adapter:
     def log_batch(self, run_id, metrics=(), params=(), tags=()) -> None: ...  # tuples
     def search(self, experiment_id: str, max_results: int) -> list[tuple[str, float]]: ...
     def history(self, run_id: str, key: str) -> list[tuple[int, float]]: ...
+    def get_run(self, run_id: str) -> tuple[float, str]: ...  # (metrics m2, params p3)
     def floor_call(self) -> Callable[[], Any] | None:
         return None
 
@@ -207,6 +210,10 @@ class ModelyardAdapter(Adapter):
 
     def history(self, run_id, key):
         return [(m.step, m.value) for m in self.c.get_metric_history(run_id, key)]
+
+    def get_run(self, run_id):
+        data = self.c.get_run(run_id).data
+        return data.metrics["m2"], data.params["p3"]
 
     def floor_call(self):
         from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -256,6 +263,10 @@ class MlflowAdapter(Adapter):
 
     def history(self, run_id, key):
         return [(m.step, m.value) for m in self.c.get_metric_history(run_id, key)]
+
+    def get_run(self, run_id):
+        data = self.c.get_run(run_id).data
+        return data.metrics["m2"], data.params["p3"]
 
 
 # -- the measurements --------------------------------------------------------------------------
@@ -400,14 +411,17 @@ def bench_concurrent(
     }
 
 
-def populate(a: Adapter, exp: str, n: int, threads: int, seed: int) -> dict[str, float]:
-    """n runs, each: create_run + one log_batch (3 params, 3 metrics, 2 tags). Returns m2 of
-    the runs that match FILTER, by run id."""
+def populate(
+    a: Adapter, exp: str, n: int, threads: int, seed: int
+) -> tuple[dict[str, tuple[float, str]], set[str]]:
+    """n runs, each: create_run + one log_batch (3 params, 3 metrics, 2 tags). Returns (m2, p3)
+    of every run by run id, and the ids of the runs that match FILTER."""
     rng = random.Random(seed)
     specs = [
         (rng.random(), rng.random(), rng.random(), "a" if i % 2 == 0 else "b") for i in range(n)
     ]
-    matching: dict[str, float] = {}
+    written: dict[str, tuple[float, str]] = {}
+    matching: set[str] = set()
     lock = threading.Lock()
     progress = Progress(f"populate {n} runs ({threads} threads)", n)
     ts = now_ms()
@@ -421,16 +435,17 @@ def populate(a: Adapter, exp: str, n: int, threads: int, seed: int) -> dict[str,
             params=[("p1", p1), ("p2", str(i % 7)), ("p3", f"value-{i}")],
             tags=[("t1", "bench"), ("t2", f"group-{i % 10}")],
         )
-        if m1 > 0.5 and p1 == "a":
-            with lock:
-                matching[run] = m2
+        with lock:
+            written[run] = (m2, f"value-{i}")
+            if m1 > 0.5 and p1 == "a":
+                matching.add(run)
         progress.add()
 
     with ThreadPoolExecutor(threads) as pool:
         for f in [pool.submit(one, i) for i in range(n)]:
             f.result()
     progress.close()
-    return matching
+    return written, matching
 
 
 def bench_search(
@@ -458,6 +473,28 @@ def bench_search(
         "returned": len(got),
         **latency_stats(lat),
         "verified": ok,
+    }
+
+
+def bench_get_run(
+    a: Adapter, written: dict[str, tuple[float, str]], calls: int, warmup: int
+) -> dict[str, Any]:
+    ids = list(written)
+    for i in range(warmup):
+        a.get_run(ids[i % len(ids)])
+    wrong: list[str] = []
+
+    def read(i: int) -> None:
+        run_id = ids[i % len(ids)]
+        if a.get_run(run_id) != written[run_id]:
+            wrong.append(run_id)
+
+    lat, total = timed_loop(read, calls, "get_run")
+    return {
+        "calls": len(lat),
+        "calls_per_s": round(len(lat) / total, 1),
+        **latency_stats(lat),
+        "verified": not wrong,
     }
 
 
@@ -536,7 +573,8 @@ def main() -> None:
 
     search_exp = adapter.create_experiment(f"bench-search-{tag}")
     t0 = time.perf_counter()
-    expected = populate(adapter, search_exp, runs, args.populate_threads, args.seed)
+    written, matching = populate(adapter, search_exp, runs, args.populate_threads, args.seed)
+    expected = {run_id: written[run_id][0] for run_id in matching}
     out["search"] = {
         "runs": runs,
         "matching_runs": len(expected),
@@ -551,6 +589,7 @@ def main() -> None:
             adapter, search_exp, expected, 1000, max(5, search_iters // 2), 2
         ),
     }
+    out["get_run"] = bench_get_run(adapter, written, single, warmup)
     out["elapsed_s"] = round(time.perf_counter() - started, 1)
     print(json.dumps(out, indent=2))
 
