@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    Integer,
     Row,
     and_,
     bindparam,
@@ -148,6 +149,18 @@ class SqlTrackingStore(TrackingStore):
         )
         self._select_experiment_of_run = Prepared(
             dialect, select(runs.c.experiment_id).where(runs.c.run_uuid == bindparam("id"))
+        )
+        m = metrics.c
+        history = (
+            select(metrics)
+            .where(m.run_uuid == bindparam("run_id"), m.key == bindparam("key"))
+            .order_by(m.step, m.timestamp, m.id)
+            .limit(bindparam("limit", type_=Integer))
+        )
+        after = tuple_(bindparam("step"), bindparam("timestamp"), bindparam("id"))
+        self._select_history = Prepared(dialect, history)
+        self._select_history_after = Prepared(
+            dialect, history.where(tuple_(m.step, m.timestamp, m.id) > after)
         )
         self._metrics = MetricWriter(db.dialect)
         self._group = GroupCommit(self._commit_group)
@@ -993,19 +1006,29 @@ class SqlTrackingStore(TrackingStore):
     ) -> PagedList[Metric]:
         query = fingerprint("metric_history", run_id, key)
         after = decode_token(page_token, query)
-        m = metrics.c
-        stmt = select(metrics).where(m.run_uuid == run_id, m.key == key)
-        if after is not None:
-            stmt = stmt.where(tuple_(m.step, m.timestamp, m.id) > tuple_(*after))
-        stmt = stmt.order_by(m.step, m.timestamp, m.id).limit(max_results + 1)
         with self.db.read() as conn:
             self._run_row(conn, run_id)
-            rows = conn.execute(stmt).all()
+            with _cursor(conn) as cursor:
+                if after is None:
+                    rows = self._select_history.rows(
+                        cursor, run_id=run_id, key=key, limit=max_results + 1
+                    )
+                else:
+                    step, timestamp, row_id = after
+                    rows = self._select_history_after.rows(
+                        cursor,
+                        run_id=run_id,
+                        key=key,
+                        limit=max_results + 1,
+                        step=step,
+                        timestamp=timestamp,
+                        id=row_id,
+                    )
         page = rows[:max_results]
         token = None
         if len(rows) > max_results:
             last = page[-1]
-            token = encode_token(query, [last.step, last.timestamp, last.id])
+            token = encode_token(query, [last["step"], last["timestamp"], last["id"]])
         return PagedList([_metric(r) for r in page], token)
 
     # -- artifact index ------------------------------------------------------------------------
@@ -1246,12 +1269,12 @@ def _last_per_key(items: Sequence[RunTag]) -> list[RunTag]:
     return list({t.key: t for t in items}.values())
 
 
-def _metric(row: Row) -> Metric:
+def _metric(row: Mapping[str, Any]) -> Metric:
     return Metric(
-        key=row.key,
-        value=math.nan if row.is_nan else row.value,
-        timestamp=row.timestamp,
-        step=row.step,
+        key=row["key"],
+        value=math.nan if row["is_nan"] else row["value"],
+        timestamp=row["timestamp"],
+        step=row["step"],
     )
 
 
