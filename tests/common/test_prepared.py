@@ -46,7 +46,9 @@ def db(database_url: str) -> Iterator[Database]:
 
 
 def _cursor(conn: Connection) -> Any:
-    return conn.connection.driver_connection.cursor()
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    return driver.cursor()
 
 
 def test_parameters_go_by_name_beside_the_statements_own_values(db: Database) -> None:

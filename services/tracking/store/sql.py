@@ -1310,7 +1310,7 @@ def _file_info(row: Row) -> FileInfo:
     )
 
 
-def _experiment(row: Mapping[str, Any], tags: dict[str, str]) -> Experiment:
+def _experiment(row: Mapping[Any, Any], tags: dict[str, str]) -> Experiment:
     return Experiment(
         experiment_id=str(row["experiment_id"]),
         name=row["name"],
