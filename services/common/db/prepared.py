@@ -33,15 +33,15 @@ class Prepared:
             name: p for name, b in binds.items() if (p := b.type.bind_processor(dialect))
         }
         columns = list(stmt.selected_columns)
-        self.columns = tuple(c.key for c in columns)
+        self.columns: tuple[str, ...] = tuple(str(c.key) for c in columns)
         self._result_processors: list[tuple[int, Callable[[Any], Any]]] = [
             (i, p) for i, c in enumerate(columns) if (p := c.type.result_processor(dialect, None))
         ]
 
     def rows(self, cursor: Any, **params: Any) -> list[dict[str, Any]]:
         values = {**self._fixed, **params}
-        for name, process in self._bind_processors.items():
-            values[name] = process(values[name])
+        for name, convert in self._bind_processors.items():
+            values[name] = convert(values[name])
         cursor.execute(
             self.sql,
             tuple(values[n] for n in self._names) if self._positional else values,
