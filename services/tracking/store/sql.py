@@ -159,6 +159,16 @@ class SqlTrackingStore(TrackingStore):
         )
         after = tuple_(bindparam("step"), bindparam("timestamp"), bindparam("id"))
         self._select_history = Prepared(dialect, history)
+        a = artifacts.c
+        files = select(artifacts).where(a.run_uuid == bindparam("run_id"))
+        self._select_artifact = Prepared(dialect, files.where(a.path == bindparam("path")))
+        self._select_artifacts = Prepared(dialect, files.order_by(a.path))
+        # Under a prefix: a range on the primary key, every path that starts with "<prefix>/"
+        # ('0' follows '/').
+        self._select_artifacts_under = Prepared(
+            dialect,
+            files.where(a.path > bindparam("low"), a.path < bindparam("high")).order_by(a.path),
+        )
         self._select_history_after = Prepared(
             dialect, history.where(tuple_(m.step, m.timestamp, m.id) > after)
         )
@@ -1060,23 +1070,21 @@ class SqlTrackingStore(TrackingStore):
         )
 
     def find_artifact(self, run_id: str, path: str) -> FileInfo | None:
-        with self.db.read() as conn:
-            row = conn.execute(self._artifact_row(run_id, path)).first()
+        with self.db.read() as conn, _cursor(conn) as cursor:
+            row = self._select_artifact.first(cursor, run_id=run_id, path=path)
         return _file_info(row) if row else None
 
-    @staticmethod
-    def _artifact_row(run_id: str, path: str) -> Any:
-        return select(artifacts).where(artifacts.c.run_uuid == run_id, artifacts.c.path == path)
-
     def list_artifacts(self, run_id: str, prefix: str) -> list[FileInfo]:
-        a = artifacts.c
-        stmt = select(artifacts).where(a.run_uuid == run_id)
-        if prefix:
-            # Range on the primary key: every path that starts with "<prefix>/" ('0' follows '/').
-            stmt = stmt.where(a.path > prefix + "/", a.path < prefix + "0")
         with self.db.read() as conn:
             self._run_row(conn, run_id)
-            return [_file_info(r) for r in conn.execute(stmt.order_by(a.path))]
+            with _cursor(conn) as cursor:
+                if prefix:
+                    rows = self._select_artifacts_under.rows(
+                        cursor, run_id=run_id, low=prefix + "/", high=prefix + "0"
+                    )
+                else:
+                    rows = self._select_artifacts.rows(cursor, run_id=run_id)
+        return [_file_info(r) for r in rows]
 
     def forget_artifacts(self, run_id: str, paths: Sequence[str]) -> None:
         with self.db.write() as conn:
@@ -1211,7 +1219,8 @@ class SqlTrackingStore(TrackingStore):
     ) -> tuple[FileInfo | None, ArtifactPlacement | None]:
         p = artifact_placements.c
         with self.db.read() as conn:
-            row = conn.execute(self._artifact_row(run_id, path)).first()
+            with _cursor(conn) as cursor:
+                row = self._select_artifact.first(cursor, run_id=run_id, path=path)
             lease = conn.execute(
                 select(artifact_placements).where(p.run_uuid == run_id, p.path == path)
             ).first()
@@ -1300,13 +1309,13 @@ def _run_info(row: Any) -> RunInfo:
     )
 
 
-def _file_info(row: Row) -> FileInfo:
+def _file_info(row: Mapping[str, Any]) -> FileInfo:
     return FileInfo(
-        path=row.path,
+        path=row["path"],
         is_dir=False,
-        file_size=row.file_size,
-        sha256=row.sha256,
-        created_time=row.created_time,
+        file_size=row["file_size"],
+        sha256=row["sha256"],
+        created_time=row["created_time"],
     )
 
 
