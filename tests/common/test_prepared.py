@@ -10,10 +10,26 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, bindparam, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.types import TypeDecorator
 
 from modelyard.services.common.db import Database
 from modelyard.services.common.db.prepared import Prepared
+
+
+class Shouted(TypeDecorator[str]):
+    """Stored upper-case, read back lower-case: a conversion each way that the raw driver
+    would not make."""
+
+    impl = String(20)
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return value.upper() if value is not None else None
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
+        return value.lower() if value is not None else None
+
 
 metadata = MetaData()
 items = Table(
@@ -23,21 +39,21 @@ items = Table(
     Column("kind", String(20), nullable=False),
     Column("name", String(50), nullable=False),
     Column("done", Boolean, nullable=False),
+    Column("label", Shouted, nullable=False),
 )
 
 
 @pytest.fixture
 def db(database_url: str) -> Iterator[Database]:
-    db = Database(database_url)
-    metadata.drop_all(db.engine)
+    db = Database(database_url)  # a fresh file or schema
     metadata.create_all(db.engine)
     with db.write() as conn:
         conn.execute(
             items.insert(),
             [
-                {"id": 1, "kind": "a", "name": "one", "done": True},
-                {"id": 2, "kind": "b", "name": "two", "done": False},
-                {"id": 3, "kind": "a", "name": "three", "done": False},
+                {"id": 1, "kind": "a", "name": "one", "done": True, "label": "x"},
+                {"id": 2, "kind": "b", "name": "two", "done": False, "label": "y"},
+                {"id": 3, "kind": "a", "name": "three", "done": False, "label": "x"},
             ],
         )
     yield db
@@ -74,7 +90,19 @@ def test_values_come_back_as_sqlalchemy_would_give_them(db: Database) -> None:
         expected = conn.execute(stmt, {"id": 1}).one()._mapping
     assert row == dict(expected)
     assert row is not None and row["done"] is True
-    assert prepared.columns == ("id", "kind", "name", "done")
+    assert row["label"] == "x"  # stored as "X"
+    assert prepared.columns == ("id", "kind", "name", "done", "label")
+
+
+def test_parameters_are_converted_as_sqlalchemy_would_bind_them(db: Database) -> None:
+    """The column type's bind conversion applies to a parameter: "x" finds the rows stored
+    as "X"."""
+    stmt = select(items.c.id).where(items.c.label == bindparam("label")).order_by(items.c.id)
+    prepared = Prepared(db.engine.dialect, stmt)
+    with db.read() as conn:
+        assert prepared.rows(_cursor(conn), label="x") == [{"id": 1}, {"id": 3}]
+        raw = conn.exec_driver_sql("SELECT label FROM prepared_items WHERE id = 2").scalar()
+    assert raw == "Y"
 
 
 def test_a_sqlite_read_is_one_snapshot_when_only_prepared_statements_run(tmp_path: Path) -> None:
@@ -89,7 +117,9 @@ def test_a_sqlite_read_is_one_snapshot_when_only_prepared_statements_run(tmp_pat
             cursor = _cursor(conn)
             assert prepared.rows(cursor) == []
             with db.write() as writer:
-                writer.execute(items.insert().values(id=9, kind="a", name="x", done=False))
+                writer.execute(
+                    items.insert().values(id=9, kind="a", name="x", done=False, label="z")
+                )
             assert prepared.rows(cursor) == []
         with db.read() as conn:
             assert prepared.rows(_cursor(conn)) == [{"id": 9}]
