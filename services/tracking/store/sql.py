@@ -183,6 +183,13 @@ class SqlTrackingStore(TrackingStore):
         # a time), so a write pays no pool checkout, no liveness ping, no SQLAlchemy layer.
         self._hot: Any = None
         self._hot_used = 0.0
+        # Params' statements, built once: a statement built per call also pays for its cache key
+        # each time (SQLAlchemy memoizes it on the statement). store.log_param 283 -> 158 µs.
+        self._insert_params_stmt = self._insert(params).on_conflict_do_nothing()
+        self._stored_params = select(params.c.key, params.c.value).where(
+            params.c.run_uuid == bindparam("run_id"),
+            params.c.key.in_(bindparam("keys", expanding=True)),
+        )
         tag_upsert = self._insert(schema.tags)
         self._upsert_tag = tag_upsert.on_conflict_do_update(
             index_elements=["run_uuid", "key"], set_={"value": tag_upsert.excluded.value}
@@ -922,14 +929,10 @@ class SqlTrackingStore(TrackingStore):
                     field="params",
                 )
         conn.execute(
-            self._insert(params).on_conflict_do_nothing(),
+            self._insert_params_stmt,
             [{"run_uuid": run_id, "key": k, "value": v} for k, v in wanted.items()],
         )
-        stored = conn.execute(
-            select(params.c.key, params.c.value).where(
-                params.c.run_uuid == run_id, params.c.key.in_(list(wanted))
-            )
-        ).all()
+        stored = conn.execute(self._stored_params, {"run_id": run_id, "keys": list(wanted)}).all()
         for key, value in stored:
             if value != wanted[key]:
                 raise InvalidArgument(
