@@ -7,6 +7,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from modelyard.services.common.db import Database, engine
@@ -153,5 +154,42 @@ def test_sequential_reads_reuse_the_connection_returned_last(
         for _ in range(4):
             with db.read() as conn:
                 assert conn.connection.driver_connection is drivers[0]
+    finally:
+        db.dispose()
+
+
+def _select_one_on_each(db: Database, held: int) -> list[int]:
+    """`held` reads at once, each running a statement on its raw cursor."""
+    found = []
+    with ExitStack() as stack:
+        for _ in range(held):
+            conn = stack.enter_context(db.read())
+            cursor = stack.enter_context(db.cursor(conn))
+            cursor.execute("SELECT 1")
+            found.append(cursor.fetchone()[0])
+    return found
+
+
+def test_a_dead_connection_met_on_the_cursor_drops_the_pool(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL went away under pooled connections used moments ago (no idle ping guards
+    them): the first statement on a raw cursor fails, and, as for a statement SQLAlchemy ran,
+    the whole pool is dropped, so the next burst of requests connects afresh instead of
+    meeting the other dead connections (SQLAlchemy alone would replace only the one it met)."""
+    monkeypatch.setattr(engine, "IDLE_PING_SECONDS", 3600.0)  # "used moments ago"
+    db = Database(postgres_url)
+    try:
+        pids = [d.info.backend_pid for d in _driver_connections(db, 3)]  # type: ignore[attr-defined]
+        other = Database(postgres_url)
+        try:
+            with other.read() as conn:
+                for pid in pids:
+                    conn.exec_driver_sql(f"SELECT pg_terminate_backend({pid}, 30000)")
+        finally:
+            other.dispose()
+        with pytest.raises(psycopg.OperationalError):
+            _select_one_on_each(db, 1)
+        assert _select_one_on_each(db, 3) == [1, 1, 1]
     finally:
         db.dispose()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +118,27 @@ class Database:
             if self.is_sqlite:
                 conn.begin()
             yield conn
+
+    @contextmanager
+    def cursor(self, conn: Connection) -> Iterator[Any]:
+        """The DB-API cursor of `conn`'s transaction, for statements run without SQLAlchemy
+        (`Prepared`). A driver error saying the database connection is gone drops the pool, as
+        SQLAlchemy does for a statement of its own: otherwise every pooled connection used since
+        the database went away would fail one request of its own before being replaced."""
+        fairy = conn.connection
+        assert fairy.driver_connection is not None
+        cursor = fairy.driver_connection.cursor()
+        dialect = self.engine.dialect
+        try:
+            yield cursor
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, fairy.dbapi_connection, cursor):
+                conn.invalidate(exc)
+                self.engine.dispose()  # the other pooled connections are as gone as this one
+            raise
+        finally:
+            with suppress(dialect.loaded_dbapi.Error):  # an invalidated connection's cursor
+                cursor.close()
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

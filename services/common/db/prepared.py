@@ -17,11 +17,14 @@ from sqlalchemy.sql import Select
 
 class Prepared:
     """A SELECT compiled for one dialect; `rows(cursor, **params)` runs it on a DB-API cursor
-    (from `Connection.connection`, inside the caller's transaction) and returns dicts keyed by
+    (`Database.cursor(conn)`: inside the caller's transaction) and returns dicts keyed by
     column name. Its parameters are `bindparam`s, filled by name; literal values stay as built."""
 
     def __init__(self, dialect: Dialect, stmt: Select[Any]) -> None:
         compiled = stmt.compile(dialect=dialect)
+        if "POSTCOMPILE" in compiled.string or compiled.escaped_bind_names:
+            # Expanding IN lists and escaped names are rendered per execution by SQLAlchemy.
+            raise ValueError(f"cannot prepare {compiled.string!r}: run it through SQLAlchemy")
         self.sql = compiled.string
         binds = {name: bind for bind, name in compiled.bind_names.items()}
         self._positional = compiled.positional
@@ -30,13 +33,18 @@ class Prepared:
         )
         self._fixed = {name: b.value for name, b in binds.items() if not b.required}
         self._bind_processors = {
-            name: p for name, b in binds.items() if (p := b.type.bind_processor(dialect))
+            name: p
+            for name, b in binds.items()
+            if (p := b.type.dialect_impl(dialect).bind_processor(dialect))
         }
         columns = list(stmt.selected_columns)
         self.columns: tuple[str, ...] = tuple(str(c.key) for c in columns)
-        self._result_processors: list[tuple[int, Callable[[Any], Any]]] = [
-            (i, p) for i, c in enumerate(columns) if (p := c.type.result_processor(dialect, None))
-        ]
+        self._dialect = dialect
+        self._types = [c.type.dialect_impl(dialect) for c in columns]
+        # Some conversions depend on the type the driver reports (PostgreSQL's numerics), so
+        # they are chosen at the first execution, from the cursor's description, as SQLAlchemy
+        # does; the statement's result types never change after that.
+        self._result_processors: list[tuple[int, Callable[[Any], Any]]] | None = None
 
     def rows(self, cursor: Any, **params: Any) -> list[dict[str, Any]]:
         values = {**self._fixed, **params}
@@ -46,6 +54,14 @@ class Prepared:
             self.sql,
             tuple(values[n] for n in self._names) if self._positional else values,
         )
+        if self._result_processors is None:
+            self._result_processors = [
+                (i, p)
+                for i, (kind, described) in enumerate(
+                    zip(self._types, cursor.description, strict=True)
+                )
+                if (p := kind.result_processor(self._dialect, described[1]))
+            ]
         found = [dict(zip(self.columns, row, strict=True)) for row in cursor.fetchall()]
         for row in found:
             for i, process in self._result_processors:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import suppress
 from typing import Any
 
 from sqlalchemy import (
@@ -274,14 +274,14 @@ class SqlTrackingStore(TrackingStore):
 
     def _experiment_row(self, conn: Connection, experiment_id: str) -> dict[str, Any]:
         key = _experiment_key(experiment_id)
-        with _cursor(conn) as cursor:
+        with self.db.cursor(conn) as cursor:
             row = self._select_experiment.first(cursor, id=key)
         if row is None:
             raise _experiment_not_found(experiment_id)
         return row
 
     def _with_tags(self, conn: Connection, row: dict[str, Any]) -> Experiment:
-        with _cursor(conn) as cursor:
+        with self.db.cursor(conn) as cursor:
             tags = self._select_experiment_tags.rows(cursor, id=row["experiment_id"])
         return _experiment(row, {t["key"]: t["value"] for t in tags})
 
@@ -291,23 +291,23 @@ class SqlTrackingStore(TrackingStore):
 
     def find_experiment_by_name(self, name: str) -> Experiment | None:
         with self.db.read() as conn:
-            with _cursor(conn) as cursor:
+            with self.db.cursor(conn) as cursor:
                 row = self._select_experiment_by_name.first(cursor, name=name)
             return self._with_tags(conn, row) if row else None
 
     def experiment_exists(self, experiment_id: str) -> bool:
         if not experiment_id.isdigit():
             return False
-        with self.db.read() as conn, _cursor(conn) as cursor:
+        with self.db.read() as conn, self.db.cursor(conn) as cursor:
             return self._select_experiment.first(cursor, id=int(experiment_id)) is not None
 
     def experiment_id_by_name(self, name: str) -> str | None:
-        with self.db.read() as conn, _cursor(conn) as cursor:
+        with self.db.read() as conn, self.db.cursor(conn) as cursor:
             row = self._select_experiment_by_name.first(cursor, name=name)
         return str(row["experiment_id"]) if row else None
 
     def experiment_of_run(self, run_id: str) -> str | None:
-        with self.db.read() as conn, _cursor(conn) as cursor:
+        with self.db.read() as conn, self.db.cursor(conn) as cursor:
             row = self._select_experiment_of_run.first(cursor, id=run_id)
         return str(row["experiment_id"]) if row else None
 
@@ -500,7 +500,7 @@ class SqlTrackingStore(TrackingStore):
         return Run(info=info, data=RunData(tags=dict(tags)))
 
     def _run_row(self, conn: Connection, run_id: str) -> dict[str, Any]:
-        with _cursor(conn) as cursor:
+        with self.db.cursor(conn) as cursor:
             row = self._select_run.first(cursor, id=run_id)
         if row is None:
             raise _run_not_found(run_id)
@@ -524,7 +524,7 @@ class SqlTrackingStore(TrackingStore):
         run_metrics: dict[str, list[Metric]] = {i: [] for i in ids}
         run_inputs: dict[str, list[DatasetInput]] = {i: [] for i in ids}
         with_inputs: set[str] = set()
-        with _cursor(conn) as cursor:
+        with self.db.cursor(conn) as cursor:
             for chunk in _chunks(ids):
                 if self.db.is_sqlite:
                     where = f"IN ({', '.join('?' * len(chunk))})"
@@ -728,7 +728,7 @@ class SqlTrackingStore(TrackingStore):
     def _run_rows(self, conn: Connection, ids: Sequence[str]) -> list[dict[str, Any]]:
         """The runs rows of `ids` (which exist), in that order; a primary-key lookup each."""
         found: dict[str, dict[str, Any]] = {}
-        with _cursor(conn) as cursor:
+        with self.db.cursor(conn) as cursor:
             for chunk in _chunks(ids):
                 if self.db.is_sqlite:
                     markers = ", ".join("?" * len(chunk))
@@ -778,7 +778,7 @@ class SqlTrackingStore(TrackingStore):
                     [{"run_uuid": run_id, "key": t.key, "value": t.value} for t in latest],
                 )
             if rows:
-                with _cursor(conn) as cursor:
+                with self.db.cursor(conn) as cursor:
                     self._metrics.write(cursor, [(run_id, rows)], {run_id: run["experiment_id"]})
 
     def _follow_system_tags(
@@ -1021,7 +1021,7 @@ class SqlTrackingStore(TrackingStore):
         after = decode_token(page_token, query)
         with self.db.read() as conn:
             self._run_row(conn, run_id)
-            with _cursor(conn) as cursor:
+            with self.db.cursor(conn) as cursor:
                 if after is None:
                     rows = self._select_history.rows(
                         cursor, run_id=run_id, key=key, limit=max_results + 1
@@ -1073,14 +1073,14 @@ class SqlTrackingStore(TrackingStore):
         )
 
     def find_artifact(self, run_id: str, path: str) -> FileInfo | None:
-        with self.db.read() as conn, _cursor(conn) as cursor:
+        with self.db.read() as conn, self.db.cursor(conn) as cursor:
             row = self._select_artifact.first(cursor, run_id=run_id, path=path)
         return _file_info(row) if row else None
 
     def list_artifacts(self, run_id: str, prefix: str) -> list[FileInfo]:
         with self.db.read() as conn:
             self._run_row(conn, run_id)
-            with _cursor(conn) as cursor:
+            with self.db.cursor(conn) as cursor:
                 if prefix:
                     rows = self._select_artifacts_under.rows(
                         cursor, run_id=run_id, low=prefix + "/", high=prefix + "0"
@@ -1222,7 +1222,7 @@ class SqlTrackingStore(TrackingStore):
     ) -> tuple[FileInfo | None, ArtifactPlacement | None]:
         p = artifact_placements.c
         with self.db.read() as conn:
-            with _cursor(conn) as cursor:
+            with self.db.cursor(conn) as cursor:
                 row = self._select_artifact.first(cursor, run_id=run_id, path=path)
             lease = conn.execute(
                 select(artifact_placements).where(p.run_uuid == run_id, p.path == path)
@@ -1260,16 +1260,6 @@ class _CommitFailed(Exception):
     def __init__(self, error: Exception) -> None:
         super().__init__(str(error))
         self.error = error
-
-
-@contextmanager
-def _cursor(conn: Connection) -> Iterator[Any]:
-    """The DBAPI cursor of the connection's current transaction."""
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        yield cursor
-    finally:
-        cursor.close()
 
 
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
