@@ -34,6 +34,7 @@ from modelyard.errors import (
 )
 from modelyard.services.common.artifacts import STAGING_DIR, staged_upload_key
 from modelyard.services.common.artifacts.local import LocalArtifactStore
+from modelyard.services.common.db.prepared import Prepared
 from modelyard.services.common.settings import Settings
 from modelyard.services.tracking.placement import MAX_BUSY_MS, deletion_lease_ms
 from modelyard.services.tracking.service import SWEEP_INTERVAL_S, TrackingService
@@ -173,7 +174,7 @@ def test_a_delete_that_died_is_finished_by_whoever_meets_it(
 
 
 def test_a_delete_of_a_directory_costs_the_same_statements_for_any_number_of_files(
-    stack_settings: Settings,
+    stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with tracking_service(stack_settings) as service:
         rid = service.create_run("0").info.run_id
@@ -181,6 +182,15 @@ def test_a_delete_of_a_directory_costs_the_same_statements_for_any_number_of_fil
 
         def count(*args: Any) -> None:
             statements.append(args[2])
+
+        # Statements on the raw cursor (Prepared) pass no SQLAlchemy event: count them too.
+        prepared_rows = Prepared.rows
+
+        def counted_rows(self: Prepared, cursor: Any, **params: Any) -> Any:
+            statements.append(self.sql)
+            return prepared_rows(self, cursor, **params)
+
+        monkeypatch.setattr(Prepared, "rows", counted_rows)
 
         costs = []
         for n in (2, 40):
