@@ -533,6 +533,8 @@ def main() -> None:
     args = p.parse_args()
     q = args.quick
     runs = args.runs if args.runs is not None else (1000 if q else 10000)
+    if runs < 1:
+        p.error("--runs must be at least 1: search and get_run read those runs")
     single = args.single_calls or (300 if q else 3000)
     batches = args.batches or (5 if q else 20)
     per_thread = args.per_thread or (50 if q else 500)
