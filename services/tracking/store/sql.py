@@ -159,6 +159,9 @@ class SqlTrackingStore(TrackingStore):
         )
         after = tuple_(bindparam("step"), bindparam("timestamp"), bindparam("id"))
         self._select_history = Prepared(dialect, history)
+        self._select_history_after = Prepared(
+            dialect, history.where(tuple_(m.step, m.timestamp, m.id) > after)
+        )
         a = artifacts.c
         files = select(artifacts).where(a.run_uuid == bindparam("run_id"))
         self._select_artifact = Prepared(dialect, files.where(a.path == bindparam("path")))
@@ -168,9 +171,6 @@ class SqlTrackingStore(TrackingStore):
         self._select_artifacts_under = Prepared(
             dialect,
             files.where(a.path > bindparam("low"), a.path < bindparam("high")).order_by(a.path),
-        )
-        self._select_history_after = Prepared(
-            dialect, history.where(tuple_(m.step, m.timestamp, m.id) > after)
         )
         self._metrics = MetricWriter(db.dialect)
         self._group = GroupCommit(self._commit_group)
@@ -465,15 +465,11 @@ class SqlTrackingStore(TrackingStore):
                     resource_name=experiment_id,
                 )
             if parent_run_id:
-                parent = conn.execute(
-                    select(runs.c.experiment_id).where(runs.c.run_uuid == parent_run_id)
-                ).first()
-                if parent is None:
-                    raise _run_not_found(parent_run_id)
-                if parent.experiment_id != exp["experiment_id"]:
+                parent = self._run_row(conn, parent_run_id)
+                if parent["experiment_id"] != exp["experiment_id"]:
                     raise InvalidArgument(
                         f"parent run {parent_run_id!r} belongs to experiment "
-                        f"{parent.experiment_id}, not {experiment_id}; nested runs share their "
+                        f"{parent['experiment_id']}, not {experiment_id}; nested runs share their "
                         "parent's experiment",
                         field="parent_run_id",
                     )
@@ -633,12 +629,8 @@ class SqlTrackingStore(TrackingStore):
         with self.db.write() as conn:
             row = self._run_row(conn, run_id)
             if stage == LifecycleStage.ACTIVE:
-                exp = conn.execute(
-                    select(experiments.c.lifecycle_stage).where(
-                        experiments.c.experiment_id == row["experiment_id"]
-                    )
-                ).one()
-                if exp.lifecycle_stage != LifecycleStage.ACTIVE.value:
+                exp = self._experiment_row(conn, str(row["experiment_id"]))
+                if exp["lifecycle_stage"] != LifecycleStage.ACTIVE.value:
                     raise FailedPrecondition(
                         f"run {run_id!r} belongs to deleted experiment {row['experiment_id']}; "
                         "restore the experiment first",
@@ -808,20 +800,14 @@ class SqlTrackingStore(TrackingStore):
                     field=field,
                 )
             seen.add(ancestor)
-            row = conn.execute(
-                select(runs.c.experiment_id, runs.c.parent_run_id).where(
-                    runs.c.run_uuid == ancestor
-                )
-            ).first()
-            if row is None:
-                raise _run_not_found(ancestor)
-            if ancestor == parent_id and row.experiment_id != run["experiment_id"]:
+            row = self._run_row(conn, ancestor)
+            if ancestor == parent_id and row["experiment_id"] != run["experiment_id"]:
                 raise InvalidArgument(
-                    f"parent run {parent_id!r} belongs to experiment {row.experiment_id}, not "
+                    f"parent run {parent_id!r} belongs to experiment {row['experiment_id']}, not "
                     f"{run['experiment_id']}; nested runs share their parent's experiment",
                     field=field,
                 )
-            ancestor = row.parent_run_id
+            ancestor = row["parent_run_id"]
 
     def log_metric_rows(self, run_id: str, rows: Sequence[MetricRow]) -> None:
         """The hot path: group-committed with concurrent writers, acknowledged once committed."""
