@@ -13,6 +13,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -464,6 +465,14 @@ def start_up(
     return start_command(
         ["up", *flags, "--port", "0", "--ui-port", "0", "--home", str(home)], pattern, **command
     )
+
+
+def stop_cleanly(proc: subprocess.Popen[str]) -> str:
+    """Ctrl-C a serving command and check that it drained and exited 0; what it printed."""
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, rest
+    return rest
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import sysconfig
@@ -15,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from modelyard import Client
-from tests.conftest import start_up
+from tests.conftest import start_up, stop_cleanly
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,9 +81,7 @@ def test_up_runs_from_the_built_wheel(tmp_path: Path) -> None:
         with urllib.request.urlopen(f"{ui}/experiments", timeout=30) as page:
             assert "from-the-wheel" in page.read().decode()
     finally:
-        proc.send_signal(signal.SIGINT)
-        rest = proc.communicate(timeout=60)[0]
-    assert proc.returncode == 0, rest
+        stop_cleanly(proc)
 
 
 def test_every_import_is_a_declared_dependency() -> None:

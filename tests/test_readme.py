@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from modelyard import Client
-from tests.conftest import start_up
+from tests.conftest import start_up, stop_cleanly
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +47,4 @@ def test_the_quickstart_runs_as_written_against_modelyard_up(tmp_path: Path) -> 
             [note] = client.list_artifacts(run.info.run_id, "notes")
             assert note.path == "notes/readme.txt"
     finally:
-        proc.send_signal(signal.SIGINT)
-        rest = proc.communicate(timeout=60)[0]
-    assert proc.returncode == 0, rest
+        stop_cleanly(proc)

@@ -6,7 +6,6 @@ import json
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from typer.testing import CliRunner
 
 from modelyard import Client
 from modelyard.cli import app
-from tests.conftest import start_up
+from tests.conftest import start_up, stop_cleanly
 
 runner = CliRunner()
 
@@ -253,10 +252,7 @@ def test_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     with Client(address) as client:
         rid = client.create_run("0").info.run_id
         client.log_metric(rid, "m", 1.0)
-    proc.send_signal(signal.SIGINT)
-    rest = proc.communicate(timeout=60)[0]
-    assert proc.returncode == 0, rest
-    assert "stopped" in rest
+    assert "stopped" in stop_cleanly(proc)
     assert (tmp_path / "modelyard.db").exists() and (tmp_path / "artifacts").is_dir()
 
 

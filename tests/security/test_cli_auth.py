@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from modelyard import Client
 from modelyard.cli import app
-from tests.conftest import start_up
+from tests.conftest import start_up, stop_cleanly
 
 runner = CliRunner()
 
@@ -59,9 +59,7 @@ def test_bootstrap_then_manage_users_and_tokens(tmp_path: Path) -> None:
         cli("users", "update", "carol", "--role", "viewer", "--uri", address, token=token)
         assert "carol" in cli("users", "list", "--uri", address, token=token)
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=60)
-    assert proc.returncode == 0
+        stop_cleanly(proc)
 
 
 def test_up_without_auth_says_so_loudly(tmp_path: Path) -> None:
