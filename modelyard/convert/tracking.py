@@ -19,6 +19,7 @@ from modelyard.convert.common import (
     timestamp_to_ms,
 )
 from modelyard.entities.tracking import (
+    NO_INPUTS,
     Dataset,
     DatasetInput,
     Experiment,
@@ -166,7 +167,7 @@ def metric_to_proto(m: Metric) -> pb.Metric:
 
 
 def metric_to_entity(m: pb.Metric) -> Metric:
-    return Metric(key=m.key, value=m.value, timestamp=_ms(m.timestamp), step=m.step)
+    return Metric(m.key, m.value, _ms(m.timestamp), m.step)
 
 
 def param_to_proto(p: Param) -> pb.Param:
@@ -196,17 +197,18 @@ def run_info_to_proto(i: RunInfo) -> pb.RunInfo:
 
 
 def run_info_to_entity(m: pb.RunInfo) -> RunInfo:
+    # Positional arguments: a page of runs builds hundreds of these (keywords cost ~30% more).
     return RunInfo(
-        run_id=m.run_id,
-        experiment_id=m.experiment_id,
-        run_name=m.run_name,
-        user_id=m.user_id,
-        status=status_to_entity(m.status) or RunStatus.RUNNING,
-        start_time=_ms(m.start_time),
-        end_time=_ms(m.end_time) if m.HasField("end_time") else None,
-        artifact_uri=m.artifact_uri,
-        lifecycle_stage=stage_to_entity(m.lifecycle_stage),
-        parent_run_id=m.parent_run_id or None,
+        m.run_id,
+        m.experiment_id,
+        m.run_name,
+        m.user_id,
+        status_to_entity(m.status) or RunStatus.RUNNING,
+        _ms(m.start_time),
+        _ms(m.end_time) if m.HasField("end_time") else None,
+        m.artifact_uri,
+        stage_to_entity(m.lifecycle_stage),
+        m.parent_run_id or None,
     )
 
 
@@ -266,14 +268,16 @@ def run_to_proto(r: Run) -> pb.Run:
 
 
 def run_to_entity(m: pb.Run) -> Run:
+    """A page of runs is converted in one go by the SDK's searches: every field is read once,
+    and runs without inputs share one empty RunInputs."""
+    data = m.data
+    inputs = m.inputs.dataset_inputs
     return Run(
-        info=run_info_to_entity(m.info),
-        data=RunData(
-            latest_metrics=tuple(metric_to_entity(x) for x in m.data.metrics),
-            params={p.key: p.value for p in m.data.params},
-            tags=tags_to_dict(m.data.tags),
+        run_info_to_entity(m.info),
+        RunData(
+            tuple([metric_to_entity(x) for x in data.metrics]),
+            {p.key: p.value for p in data.params},
+            tags_to_dict(data.tags),
         ),
-        inputs=RunInputs(
-            dataset_inputs=tuple(dataset_input_to_entity(d) for d in m.inputs.dataset_inputs)
-        ),
+        RunInputs(tuple([dataset_input_to_entity(d) for d in inputs])) if inputs else NO_INPUTS,
     )

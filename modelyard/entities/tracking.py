@@ -158,11 +158,14 @@ class RunInputs:
     dataset_inputs: tuple[DatasetInput, ...] = ()
 
 
+NO_INPUTS = RunInputs()  # most runs have none: one shared instance (it is immutable)
+
+
 @dataclass(frozen=True, slots=True)
 class Run:
     info: RunInfo
     data: RunData = field(default_factory=RunData)
-    inputs: RunInputs = field(default_factory=RunInputs)
+    inputs: RunInputs = NO_INPUTS
 
     def to_dictionary(self) -> dict[str, Any]:
         """The run as plain dicts, lists and strings in MLflow's Run.to_dictionary layout (for

@@ -39,7 +39,7 @@ from modelyard.entities import (
     ViewType,
 )
 from modelyard.entities.common import LifecycleStage
-from modelyard.entities.tracking import Dataset, InputTag, RunData, RunInputs, SystemTag
+from modelyard.entities.tracking import NO_INPUTS, Dataset, InputTag, RunData, RunInputs, SystemTag
 from modelyard.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from modelyard.services.common.db import Database
 from modelyard.services.common.db.engine import IDLE_PING_SECONDS
@@ -544,17 +544,14 @@ class SqlTrackingStore(TrackingStore):
             for chunk in _chunks([i for i in ids if i in with_inputs]):
                 for run_id, dataset_input in self._dataset_inputs(conn, chunk):
                     run_inputs[run_id].append(dataset_input)
+        # Positional arguments, and one shared empty RunInputs: a page builds hundreds of these.
         return [
             Run(
-                info=_run_info(r),
-                data=RunData(
-                    latest_metrics=tuple(run_metrics[r["run_uuid"]]),
-                    params=run_params[r["run_uuid"]],
-                    tags=run_tags[r["run_uuid"]],
-                ),
-                inputs=RunInputs(dataset_inputs=tuple(run_inputs[r["run_uuid"]])),
+                _run_info(r),
+                RunData(tuple(run_metrics[i]), run_params[i], run_tags[i]),
+                RunInputs(tuple(run_inputs[i])) if i in with_inputs else NO_INPUTS,
             )
-            for r in rows
+            for r, i in zip(rows, ids, strict=True)
         ]
 
     def _dataset_inputs(
@@ -1275,16 +1272,16 @@ def _run_info(row: Any) -> RunInfo:
     status = row["status"]
     stage = row.get("lifecycle_stage", LifecycleStage.ACTIVE.value)
     return RunInfo(
-        run_id=row["run_uuid"],
-        experiment_id=str(row["experiment_id"]),
-        run_name=row["name"],
-        user_id=row["user_id"],
-        status=_STATUSES.get(status) or RunStatus(status),
-        start_time=row["start_time"],
-        end_time=row["end_time"],
-        artifact_uri=row["artifact_uri"],
-        lifecycle_stage=_STAGES.get(stage) or LifecycleStage(stage),
-        parent_run_id=row["parent_run_id"],
+        row["run_uuid"],
+        str(row["experiment_id"]),
+        row["name"],
+        row["user_id"],
+        _STATUSES.get(status) or RunStatus(status),
+        row["start_time"],
+        row["end_time"],
+        row["artifact_uri"],
+        _STAGES.get(stage) or LifecycleStage(stage),
+        row["parent_run_id"],
     )
 
 
