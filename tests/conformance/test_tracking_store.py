@@ -16,6 +16,7 @@ from modelyard.errors import AlreadyExists, FailedPrecondition, InvalidArgument,
 from modelyard.services.common.db import Database
 from modelyard.services.common.filters import parse_filter, parse_order_by
 from modelyard.services.tracking.app import migrate
+from modelyard.services.tracking.store import search
 from modelyard.services.tracking.store.hot import COPY_MIN
 from modelyard.services.tracking.store.sql import SqlTrackingStore
 
@@ -38,7 +39,7 @@ def new_run(store: SqlTrackingStore, experiment_id: str = "0", **kw):
     return store.create_run(experiment_id, **defaults)
 
 
-def search(store, exp_ids, flt="", order=(), view=ViewType.ACTIVE_ONLY, n=1000, token=""):
+def search_runs(store, exp_ids, flt="", order=(), view=ViewType.ACTIVE_ONLY, n=1000, token=""):
     return store.search_runs(
         exp_ids, parse_filter(flt), view, n, parse_order_by(list(order)), token
     )
@@ -255,7 +256,7 @@ def test_dataset_inputs_deduplicate(store: SqlTrackingStore) -> None:
     inputs = store.get_run(rid).inputs.dataset_inputs
     assert len(inputs) == 1 and inputs[0].dataset.name == "train"
     assert inputs[0].tags == (InputTag("mlflow.data.context", "training"),)
-    found = search(store, ["0"], "datasets.context = 'eval'")
+    found = search_runs(store, ["0"], "datasets.context = 'eval'")
     assert [r.info.run_id for r in found] == [other]
 
 
@@ -273,7 +274,7 @@ def test_search_runs_grammar(store: SqlTrackingStore) -> None:
     store.update_run(ids[5], RunStatus.FAILED, 9999, None)
 
     def names(flt="", order=(), **kw):
-        return [r.info.run_name for r in search(store, ["0"], flt, order, **kw)]
+        return [r.info.run_name for r in search_runs(store, ["0"], flt, order, **kw)]
 
     assert names("metrics.rmse < 0.22") == ["run-5", "run-4"]
     assert names("params.model = 'tree' and tags.team = 'b'") == ["run-5", "run-3"]
@@ -290,11 +291,11 @@ def test_search_runs_grammar(store: SqlTrackingStore) -> None:
     assert names(f"tags.missing IS NULL and attributes.run_id = '{ids[0]}'") == ["run-0"]
     assert names("attributes.end_time > 0") == ["run-5"]
     with pytest.raises(InvalidArgument, match="numeric"):
-        search(store, ["0"], "metrics.rmse = 'x'")
+        search_runs(store, ["0"], "metrics.rmse = 'x'")
     with pytest.raises(InvalidArgument, match="quote"):
-        search(store, ["0"], "params.depth = 3")
+        search_runs(store, ["0"], "params.depth = 3")
     with pytest.raises(InvalidArgument, match="unknown attribute"):
-        search(store, ["0"], "attributes.color = 'red'")
+        search_runs(store, ["0"], "attributes.color = 'red'")
 
 
 def test_search_runs_order_missing_and_nan_values(store: SqlTrackingStore) -> None:
@@ -305,12 +306,12 @@ def test_search_runs_order_missing_and_nan_values(store: SqlTrackingStore) -> No
     store.log_metric(a, Metric("m", 2.0, 0, 0))
     store.log_metric(b, Metric("m", math.nan, 0, 0))
     store.log_metric(c, Metric("m", -1.0, 0, 0))
-    asc = [r.info.run_name for r in search(store, ["0"], order=["metrics.m ASC"])]
-    desc = [r.info.run_name for r in search(store, ["0"], order=["metrics.m DESC"])]
+    asc = [r.info.run_name for r in search_runs(store, ["0"], order=["metrics.m ASC"])]
+    desc = [r.info.run_name for r in search_runs(store, ["0"], order=["metrics.m DESC"])]
     assert asc == ["c", "a", "b", "none"]
     assert desc == ["b", "a", "c", "none"]
     # NaN never satisfies a comparison
-    assert {r.info.run_name for r in search(store, ["0"], "metrics.m > -100")} == {"a", "c"}
+    assert {r.info.run_name for r in search_runs(store, ["0"], "metrics.m > -100")} == {"a", "c"}
 
 
 def test_search_runs_pages_and_views(store: SqlTrackingStore) -> None:
@@ -318,16 +319,16 @@ def test_search_runs_pages_and_views(store: SqlTrackingStore) -> None:
     store.delete_run(ids[0])
     pages, token = [], ""
     while True:
-        page = search(store, ["0"], n=10, token=token)
+        page = search_runs(store, ["0"], n=10, token=token)
         pages.append(len(page))
         token = page.token
         if not token:
             break
     assert pages == [10, 10, 4]
-    assert len(search(store, ["0"], view=ViewType.DELETED_ONLY)) == 1
-    assert len(search(store, ["0"], view=ViewType.ALL)) == 25
+    assert len(search_runs(store, ["0"], view=ViewType.DELETED_ONLY)) == 1
+    assert len(search_runs(store, ["0"], view=ViewType.ALL)) == 25
     with pytest.raises(InvalidArgument):
-        search(store, ["0"], token="not-a-token")
+        search_runs(store, ["0"], token="not-a-token")
 
 
 def test_artifact_index(store: SqlTrackingStore) -> None:
@@ -394,7 +395,7 @@ def test_search_by_one_metric_matches_the_plain_query(
     def all_pages(exp_ids, flt, order, view, n):
         seen, token = [], ""
         while True:
-            page = search(store, exp_ids, flt, [order], view, n, token)
+            page = search_runs(store, exp_ids, flt, [order], view, n, token)
             seen.extend(r.info.run_id for r in page)
             token = page.token
             if not token:
@@ -411,3 +412,65 @@ def test_search_by_one_metric_matches_the_plain_query(
     flt, order = "params.p = 'b'", "metrics.m DESC"
     one_by_one = all_pages([eid], flt, order, ViewType.ALL, 1)
     assert one_by_one == all_pages([eid, empty], flt, order, ViewType.ALL, 1)
+
+
+def test_a_search_statement_serves_every_search_of_its_shape(
+    store: SqlTrackingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Search statements are kept by the filter's shape, with the values bound per search:
+    each search of a kept shape returns its own values' runs, and a filter whose value has
+    another type is still checked, never answered by a kept statement."""
+    first = store.create_experiment("first", None, {})
+    second = store.create_experiment("second", None, {})
+    runs: dict[str, list[str]] = {first: [], second: []}
+    for eid in (first, second):
+        for i in range(8):
+            rid = new_run(store, eid, run_name=f"{eid}-{i}").info.run_id
+            store.log_batch(
+                rid, [Metric("m", float(i), 0, 0)], [Param("p", f"v{i}")], [RunTag("t", "x")]
+            )
+            runs[eid].append(rid)
+            if i in (2, 5):
+                ds = Dataset(name=f"data-{i}", digest="d", source_type="local")
+                store.log_inputs(rid, [DatasetInput(ds)])
+
+    built = 0
+    build = search.run_filter_clauses
+
+    def counted(*args, **kwargs):
+        nonlocal built
+        built += 1
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(search, "run_filter_clauses", counted)
+
+    def names(exp_ids, flt, order=()):
+        return [r.info.run_name for r in search_runs(store, exp_ids, flt, order)]
+
+    for eid in (first, second):  # one metric of one experiment: the walk
+        for low in (5.0, 2.0, 6.5):
+            got = names([eid], f"metrics.m >= {low} and params.p != 'v7'", ["metrics.m DESC"])
+            assert got == [f"{eid}-{i}" for i in range(7, -1, -1) if i >= low and i != 7]
+    assert built == 1
+    for values in (("v1",), ("v1", "v3", "v4"), ("v6", "v0")):  # IN lists of any length
+        listed = ", ".join(f"'{v}'" for v in values)
+        got = names([first, second], f"params.p IN ({listed})", ["attributes.run_name"])
+        want = sorted(f"{e}-{v[1:]}" for e in (first, second) for v in values)
+        assert got == want
+    for pattern, count in (("v%", 16), ("%3", 2), ("x%", 0)):
+        assert len(names([first, second], f"params.p LIKE '{pattern}'")) == count
+    for name in ("data-2", "data-5"):
+        got = names([first], f"datasets.name = '{name}'")
+        assert got == [f"{first}-{name[-1]}"]
+    for eid in (first, second):
+        assert len(names([first, second], f"attributes.experiment_id = {eid}")) == 8
+        assert len(names([first, second], f"attributes.experiment_id = '{eid}'")) == 8
+    # One per shape, whatever the values (an experiment id is compared as text either way).
+    assert built == 5
+    # The same filter with a value of another type is checked again and refused.
+    assert names([first], "params.p = 'v3'") == [f"{first}-3"]
+    with pytest.raises(InvalidArgument, match="quote"):
+        names([first], "params.p = 3")
+    assert len(names([first], "metrics.m >= 1", ["metrics.m DESC"])) == 7
+    with pytest.raises(InvalidArgument, match="numeric"):
+        names([first], "metrics.m >= 'high'", ["metrics.m DESC"])

@@ -6,9 +6,9 @@ operator means, so `LIKE`, `IN` and `IS NULL` behave the same in every search of
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, not_
+from sqlalchemy import ColumnElement, bindparam, not_
 
 from modelyard.errors import InvalidArgument
 from modelyard.services.common.filters.grammar import Comparison
@@ -27,8 +27,13 @@ def compare(
     *,
     field: str = "filter",
     ops: tuple[str, ...] | None = None,
+    param: str | None = None,
 ) -> ColumnElement[bool]:
-    """`column <op> value` for one parsed comparison, with its operator and value checked."""
+    """`column <op> value` for one parsed comparison, with its operator and value checked.
+
+    With `param`, the value is left to a bind parameter of that name, which every execution
+    must supply (`bound_value` gives it): the statement then serves any value of the same type,
+    so a caller may keep it and skip building it again."""
     allowed = ops or (STRING_OPS if kind == "string" else NUMBER_OPS)
     op, value = comparison.op, comparison.value
     name = (
@@ -43,10 +48,14 @@ def compare(
         )
     if op in ("IN", "NOT IN"):
         assert isinstance(value, tuple)
-        items = [_coerce(v, kind, name, field) for v in value]
+        items: Any = [_coerce(v, kind, name, field) for v in value]
+        if param is not None:
+            items = bindparam(param, expanding=True)
         expr = column.in_(items)
         return not_(expr) if op == "NOT IN" else expr
-    coerced = _coerce(value, kind, name, field)
+    coerced: Any = _coerce(value, kind, name, field)
+    if param is not None:
+        coerced = bindparam(param)
     if op == "=":
         return column == coerced
     if op == "!=":
@@ -82,3 +91,21 @@ def _coerce(value: object, kind: Kind, name: str, field: str) -> str | float:
         else f"{field}: {name} needs a quoted string value",
         field=field,
     )
+
+
+def bound_value(comparison: Comparison) -> object:
+    """What the bind parameter of `compare(..., param=...)` takes for this comparison."""
+    value = comparison.value
+    return list(value) if isinstance(value, tuple) else value
+
+
+def value_shape(comparison: Comparison) -> tuple[str, str, str, object]:
+    """The comparison without its value but with the value's type: whatever `compare` checks
+    or builds is the same for every comparison of the same shape."""
+    value = comparison.value
+    kind = (
+        tuple(sorted({type(v).__name__ for v in value}))
+        if isinstance(value, tuple)
+        else (type(value).__name__)
+    )
+    return (comparison.entity, comparison.key, comparison.op, kind)

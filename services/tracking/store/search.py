@@ -9,13 +9,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, Select, String, and_, cast, exists, func, not_, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    and_,
+    bindparam,
+    cast,
+    exists,
+    func,
+    not_,
+    select,
+)
 
 from modelyard.entities import SystemTag, ViewType
 from modelyard.entities.common import LifecycleStage
 from modelyard.errors import InvalidArgument
 from modelyard.services.common.filters import Comparison, OrderKey
-from modelyard.services.common.filters.sql import NUMBER_OPS, STRING_OPS, compare
+from modelyard.services.common.filters.sql import (
+    NUMBER_OPS,
+    STRING_OPS,
+    bound_value,
+    compare,
+    value_shape,
+)
 from modelyard.services.tracking.store.schema import (
     datasets,
     experiment_tags,
@@ -72,7 +89,7 @@ def _attribute(table: dict, key: str, field: str) -> tuple[ColumnElement, str]:
 
 
 def _key_value_clause(
-    table, owner: ColumnElement, c: Comparison, field: str
+    table, owner: ColumnElement, c: Comparison, field: str, param: str | None = None
 ) -> ColumnElement[bool]:
     """params.x / tags.x: a correlated EXISTS on (owner, key), so it uses the primary key."""
     match = and_(table.c.run_uuid == owner, table.c.key == c.key)
@@ -81,27 +98,29 @@ def _key_value_clause(
     if c.op == "IS NOT NULL":
         return exists(select(1).where(match))
     return exists(
-        select(1).where(match, compare(table.c.value, c, "string", field=field, ops=_TAG_OPS))
+        select(1).where(
+            match, compare(table.c.value, c, "string", field=field, ops=_TAG_OPS, param=param)
+        )
     )
 
 
-def _metric_clause(c: Comparison, field: str) -> ColumnElement[bool]:
+def _metric_clause(c: Comparison, field: str, param: str) -> ColumnElement[bool]:
     lm = latest_metrics
     return exists(
         select(1).where(
             lm.c.run_uuid == runs.c.run_uuid,
             lm.c.key == c.key,
             lm.c.is_nan.is_(False),
-            compare(lm.c.value, c, "number", field=field, ops=NUMBER_OPS),
+            compare(lm.c.value, c, "number", field=field, ops=NUMBER_OPS, param=param),
         )
     )
 
 
-def _dataset_clause(c: Comparison, field: str) -> ColumnElement[bool]:
+def _dataset_clause(c: Comparison, field: str, param: str) -> ColumnElement[bool]:
     joined = inputs.join(datasets, inputs.c.dataset_uuid == datasets.c.dataset_uuid)
     if c.key in ("name", "digest"):
         column = datasets.c.name if c.key == "name" else datasets.c.digest
-        cond = compare(column, c, "string", field=field)
+        cond = compare(column, c, "string", field=field, param=param)
     elif c.key == "context":
         joined = joined.join(
             input_tags,
@@ -110,7 +129,7 @@ def _dataset_clause(c: Comparison, field: str) -> ColumnElement[bool]:
                 input_tags.c.key == SystemTag.DATASET_CONTEXT.value,
             ),
         )
-        cond = compare(input_tags.c.value, c, "string", field=field)
+        cond = compare(input_tags.c.value, c, "string", field=field, param=param)
     else:
         raise InvalidArgument(
             f"{field}: unknown dataset field {c.key!r}; use datasets.name, datasets.digest or "
@@ -121,23 +140,45 @@ def _dataset_clause(c: Comparison, field: str) -> ColumnElement[bool]:
 
 
 def run_filter_clauses(filters: Sequence[Comparison], field: str = "filter") -> list:
+    """The filters as clauses on `runs` whose values are bind parameters (`filter_params` gives
+    them), so the clauses, and statements built on them, serve every search of the same
+    `filter_shape`."""
     clauses = []
-    for c in filters:
+    for i, c in enumerate(_normalized(filters)):
+        param = f"filter_{i}"
         if c.entity == "metric":
-            clauses.append(_metric_clause(c, field))
+            clauses.append(_metric_clause(c, field, param))
         elif c.entity == "param":
-            clauses.append(_key_value_clause(params, runs.c.run_uuid, c, field))
+            clauses.append(_key_value_clause(params, runs.c.run_uuid, c, field, param))
         elif c.entity == "tag":
-            clauses.append(_key_value_clause(tags, runs.c.run_uuid, c, field))
+            clauses.append(_key_value_clause(tags, runs.c.run_uuid, c, field, param))
         elif c.entity == "dataset":
-            clauses.append(_dataset_clause(c, field))
+            clauses.append(_dataset_clause(c, field, param))
         else:
             column, kind = _attribute(_RUN_ATTRIBUTES, c.key, field)
             ops = _RUN_ATTRIBUTE_OPS.get(c.key)
-            if c.key == "experiment_id":
-                c = Comparison(c.entity, c.key, c.op, _as_text(c.value))
-            clauses.append(compare(column, c, kind, field=field, ops=ops))  # type: ignore[arg-type]
+            clauses.append(compare(column, c, kind, field=field, ops=ops, param=param))  # type: ignore[arg-type]
     return clauses
+
+
+def filter_shape(filters: Sequence[Comparison]) -> tuple:
+    """What run_filter_clauses builds from, without the values."""
+    return tuple(value_shape(c) for c in _normalized(filters))
+
+
+def filter_params(filters: Sequence[Comparison]) -> dict[str, object]:
+    """The values of run_filter_clauses' bind parameters."""
+    return {f"filter_{i}": bound_value(c) for i, c in enumerate(_normalized(filters))}
+
+
+def _normalized(filters: Sequence[Comparison]) -> list[Comparison]:
+    """experiment_id compares as text (see _RUN_ATTRIBUTES): a number compares as its digits."""
+    return [
+        Comparison(c.entity, c.key, c.op, _as_text(c.value))
+        if c.entity == "attribute" and c.key == "experiment_id"
+        else c
+        for c in filters
+    ]
 
 
 def _as_text(value: object) -> object:
@@ -205,22 +246,22 @@ def _metric_order(columns, ascending: bool) -> list:
     return [columns.is_nan.desc(), columns.value.desc(), columns.run_uuid.asc()]
 
 
-def runs_in_metric_order(
-    experiment_id: int, key: OrderKey, conditions: Sequence, cap: int | None
-) -> Select:
-    """Ids of the experiment's runs that have metric `key` and meet `conditions` (clauses on
-    `runs`), in search order. `cap` limits the walk to that many values of the metric."""
+def runs_in_metric_order(key: OrderKey, conditions: Sequence, capped: bool) -> Select:
+    """Ids of an experiment's runs that have metric `key` and meet `conditions` (clauses on
+    `runs`), in search order. Bind parameters: `experiment_id`, and with `capped` `cap`, the
+    number of the metric's values walked at most; one statement serves every experiment."""
     walk = _WALK
     values = select(walk.c.run_uuid, walk.c.is_nan, walk.c.value).where(
-        walk.c.experiment_id == experiment_id, walk.c.key == key.key
+        walk.c.experiment_id == bindparam("experiment_id"), walk.c.key == key.key
     )
-    if cap is None:
+    if capped:
+        order = _metric_order(walk.c, key.ascending)
+        walked = values.order_by(*order).limit(bindparam("cap")).subquery()
+        columns = walked.c
+        stmt = select(walked.c.run_uuid)
+    else:
         columns = walk.c
         stmt = values.with_only_columns(walk.c.run_uuid)
-    else:
-        capped = values.order_by(*_metric_order(walk.c, key.ascending)).limit(cap).subquery()
-        columns = capped.c
-        stmt = select(capped.c.run_uuid)
     if conditions:
         stmt = stmt.where(
             select(1)
@@ -230,6 +271,11 @@ def runs_in_metric_order(
             .exists()
         )
     return stmt.order_by(*_metric_order(columns, key.ascending))
+
+
+def page(stmt: Select) -> Select:
+    """`stmt` from bind parameter `offset`, at most `limit` rows."""
+    return stmt.offset(bindparam("offset")).limit(bindparam("limit"))
 
 
 def metric_values_within(experiment_id: int, key: OrderKey, cap: int) -> Select:
