@@ -436,13 +436,20 @@ def test_a_search_statement_serves_every_search_of_its_shape(
 
     built = 0
     build = search.run_filter_clauses
+    walks: list[bool] = []
+    walk = search.runs_in_metric_order
 
     def counted(*args, **kwargs):
         nonlocal built
         built += 1
         return build(*args, **kwargs)
 
+    def counted_walk(key, conditions, capped):
+        walks.append(capped)
+        return walk(key, conditions, capped)
+
     monkeypatch.setattr(search, "run_filter_clauses", counted)
+    monkeypatch.setattr(search, "runs_in_metric_order", counted_walk)
 
     def names(exp_ids, flt, order=()):
         return [r.info.run_name for r in search_runs(store, exp_ids, flt, order)]
@@ -451,7 +458,7 @@ def test_a_search_statement_serves_every_search_of_its_shape(
         for low in (5.0, 2.0, 6.5):
             got = names([eid], f"metrics.m >= {low} and params.p != 'v7'", ["metrics.m DESC"])
             assert got == [f"{eid}-{i}" for i in range(7, -1, -1) if i >= low and i != 7]
-    assert built == 1
+    assert built == 1 and len(walks) == 1  # every experiment, every value, one statement
     for values in (("v1",), ("v1", "v3", "v4"), ("v6", "v0")):  # IN lists of any length
         listed = ", ".join(f"'{v}'" for v in values)
         got = names([first, second], f"params.p IN ({listed})", ["attributes.run_name"])
@@ -467,6 +474,12 @@ def test_a_search_statement_serves_every_search_of_its_shape(
         assert len(names([first, second], f"attributes.experiment_id = '{eid}'")) == 8
     # One per shape, whatever the values (an experiment id is compared as text either way).
     assert built == 5
+    # A fraction or a number past the 64-bit integers compares with an integer column as such.
+    starts = {new_run(store, second, start_time=t).info.run_id: t for t in (5, 6, 7)}
+    for bound, want in ((5.5, [6, 7]), (6.5, [7]), (1e19, [])):
+        got = search_runs(store, [second], f"attributes.start_time > {bound}")
+        assert sorted(starts[r.info.run_id] for r in got if r.info.run_id in starts) == want
+    assert list(search_runs(store, [second], "attributes.start_time = 5.5")) == []
     # The same filter with a value of another type is checked again and refused.
     assert names([first], "params.p = 'v3'") == [f"{first}-3"]
     with pytest.raises(InvalidArgument, match="quote"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, bindparam, not_
+from sqlalchemy import ColumnElement, Double, bindparam, not_
 
 from modelyard.errors import InvalidArgument
 from modelyard.services.common.filters.grammar import Comparison
@@ -55,7 +55,9 @@ def compare(
         return not_(expr) if op == "NOT IN" else expr
     coerced: Any = _coerce(value, kind, name, field)
     if param is not None:
-        coerced = bindparam(param)
+        # A number is bound as a double, as its literal would be: bound as the column's type,
+        # 5.5 against an integer column would be cast to an integer (PostgreSQL rounds it).
+        coerced = bindparam(param, type_=Double() if kind == "number" else None)
     if op == "=":
         return column == coerced
     if op == "!=":
