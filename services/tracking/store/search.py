@@ -140,12 +140,12 @@ def _dataset_clause(c: Comparison, field: str, param: str) -> ColumnElement[bool
 
 
 def run_filter_clauses(filters: Sequence[Comparison], field: str = "filter") -> list:
-    """The filters as clauses on `runs` whose values are bind parameters (`filter_params` gives
+    """The filters as clauses on `runs` whose values are bind parameters (`filter_binds` gives
     them), so the clauses, and statements built on them, serve every search of the same
-    `filter_shape`."""
+    shape."""
     clauses = []
     for i, c in enumerate(_normalized(filters)):
-        param = f"filter_{i}"
+        param = _param(i)
         if c.entity == "metric":
             clauses.append(_metric_clause(c, field, param))
         elif c.entity == "param":
@@ -161,14 +161,16 @@ def run_filter_clauses(filters: Sequence[Comparison], field: str = "filter") -> 
     return clauses
 
 
-def filter_shape(filters: Sequence[Comparison]) -> tuple:
-    """What run_filter_clauses builds from, without the values."""
-    return tuple(value_shape(c) for c in _normalized(filters))
+def filter_binds(filters: Sequence[Comparison]) -> tuple[tuple, dict[str, object]]:
+    """The filters' shape (what run_filter_clauses builds from, without the values) and the
+    values of its bind parameters."""
+    normalized = _normalized(filters)
+    shape = tuple(value_shape(c) for c in normalized)
+    return shape, {_param(i): bound_value(c) for i, c in enumerate(normalized)}
 
 
-def filter_params(filters: Sequence[Comparison]) -> dict[str, object]:
-    """The values of run_filter_clauses' bind parameters."""
-    return {f"filter_{i}": bound_value(c) for i, c in enumerate(_normalized(filters))}
+def _param(index: int) -> str:
+    return f"filter_{index}"
 
 
 def _normalized(filters: Sequence[Comparison]) -> list[Comparison]:

@@ -666,11 +666,12 @@ class SqlTrackingStore(TrackingStore):
         query = fingerprint("runs", sorted(experiment_ids), view_type, filters, order_by)
         offset = decode_token(page_token, query) or 0
         keys = [_experiment_key(e) for e in experiment_ids]
-        shape = (search.filter_shape(filters), view_type)
+        filter_shape, filter_values = search.filter_binds(filters)
+        shape = (filter_shape, view_type)
         conditions = self._statement(
             ("conditions", shape), lambda: _run_conditions(filters, view_type)
         )
-        params = {**search.filter_params(filters), "offset": offset, "limit": max_results + 1}
+        params = {**filter_values, "offset": offset, "limit": max_results + 1}
         with self.db.read() as conn:
             ids = None
             if len(set(keys)) == 1 and len(order_by) == 1 and order_by[0].entity == "metric":
@@ -726,11 +727,12 @@ class SqlTrackingStore(TrackingStore):
         if bounds is not None:
             least, factor = bounds
             values["cap"] = max(least, factor * (offset + limit))
-        walk = self._statement(
-            ("walk", shape, key, capped),
-            lambda: search.runs_in_metric_order(key, conditions, capped),
-        )
-        walk_page = self._statement(("walk page", shape, key, capped), lambda: search.page(walk))
+
+        def build() -> tuple[Any, Any]:
+            walk = search.runs_in_metric_order(key, conditions, capped)
+            return walk, search.page(walk)
+
+        walk, walk_page = self._statement(("walk", shape, key, capped), build)
         ids = list(conn.execute(walk_page, values).scalars())
         if len(ids) == limit:
             return ids
