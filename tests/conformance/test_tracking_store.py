@@ -474,6 +474,23 @@ def test_a_search_statement_serves_every_search_of_its_shape(
         assert len(names([first, second], f"attributes.experiment_id = '{eid}'")) == 8
     # One per shape, whatever the values (an experiment id is compared as text either way).
     assert built == 5
+    # Runs without the order's metric follow the walk, by run id: kept by shape too.
+    missing = {
+        eid: sorted(new_run(store, eid, run_name=f"{eid}-x{j}").info.run_id for j in range(2))
+        for eid in (first, second)
+    }
+    rests: list[object] = []
+    rest = search.runs_missing_metric
+    monkeypatch.setattr(search, "runs_missing_metric", lambda *a: rests.append(a) or rest(*a))
+    for eid in (first, second):
+        for skipped in (3, 6):
+            found = search_runs(
+                store, [eid], f"attributes.run_name != '{eid}-{skipped}'", ["metrics.m DESC"]
+            )
+            with_metric = [f"{eid}-{i}" for i in range(7, -1, -1) if i != skipped]
+            assert [r.info.run_name for r in found][:7] == with_metric
+            assert [r.info.run_id for r in found][7:] == missing[eid]
+    assert len(rests) == 1
     # A fraction or a number past the 64-bit integers compares with an integer column as such.
     starts = {new_run(store, second, start_time=t).info.run_id: t for t in (5, 6, 7)}
     for bound, want in ((5.5, [6, 7]), (6.5, [7]), (1e19, [])):

@@ -280,13 +280,14 @@ def page(stmt: Select) -> Select:
     return stmt.offset(bindparam("offset")).limit(bindparam("limit"))
 
 
-def metric_values_within(experiment_id: int, key: OrderKey, cap: int) -> Select:
-    """How many values of the metric the experiment has, counting no further than `cap`."""
+def metric_values_within(key: OrderKey) -> Select:
+    """How many values of the metric the experiment has, counting no further than the walk's
+    cap. Bind parameters: `experiment_id`, `cap`."""
     lm = latest_metrics
     values = (
         select(lm.c.run_uuid)
-        .where(lm.c.experiment_id == experiment_id, lm.c.key == key.key)
-        .limit(cap)
+        .where(lm.c.experiment_id == bindparam("experiment_id"), lm.c.key == key.key)
+        .limit(bindparam("cap"))
         .subquery()
     )
     return select(func.count()).select_from(values)
@@ -296,13 +297,14 @@ def count_of(stmt: Select) -> Select:
     return select(func.count()).select_from(stmt.order_by(None).subquery())
 
 
-def runs_missing_metric(experiment_id: int, key: OrderKey, conditions: Sequence) -> Select:
-    """Ids of the experiment's runs that meet `conditions` but lack the metric, by run id."""
+def runs_missing_metric(key: OrderKey, conditions: Sequence) -> Select:
+    """Ids of the experiment's runs that meet `conditions` but lack the metric, by run id.
+    Bind parameters: `experiment_id`, and `offset` and `limit` of the page."""
     has = _HAS_METRIC
-    return (
+    return page(
         select(runs.c.run_uuid)
         .where(
-            runs.c.experiment_id == experiment_id,
+            runs.c.experiment_id == bindparam("experiment_id"),
             *conditions,
             ~select(1).where(has.c.run_uuid == runs.c.run_uuid, has.c.key == key.key).exists(),
         )

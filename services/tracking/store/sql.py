@@ -730,25 +730,26 @@ class SqlTrackingStore(TrackingStore):
 
         def build() -> tuple[Any, Any]:
             walk = search.runs_in_metric_order(key, conditions, capped)
-            return walk, search.page(walk)
+            return search.page(walk), search.count_of(walk)
 
-        walk, walk_page = self._statement(("walk", shape, key, capped), build)
+        walk_page, walk_count = self._statement(("walk", shape, key, capped), build)
         ids = list(conn.execute(walk_page, values).scalars())
         if len(ids) == limit:
             return ids
         if capped:
-            cap = values["cap"]
-            walked = conn.execute(search.metric_values_within(experiment, key, cap)).scalar_one()
-            if walked >= cap:
+            within = self._statement(("within", key), lambda: search.metric_values_within(key))
+            if conn.execute(within, values).scalar_one() >= values["cap"]:
                 # Few of many values match: walking on could take longer than the plain query.
                 return None
         # Every run with the metric is counted; those without it follow, by run id.
         if ids or not offset:
             with_metric = offset + len(ids)
         else:
-            with_metric = conn.execute(search.count_of(walk), values).scalar_one()
-        rest = search.runs_missing_metric(experiment, key, conditions)
-        rest = rest.offset(max(0, offset - with_metric)).limit(limit - len(ids))
+            with_metric = conn.execute(walk_count, values).scalar_one()
+        rest = self._statement(
+            ("missing", shape, key), lambda: search.runs_missing_metric(key, conditions)
+        )
+        values.update(offset=max(0, offset - with_metric), limit=limit - len(ids))
         return ids + list(conn.execute(rest, values).scalars())
 
     def _run_rows(self, conn: Connection, ids: Sequence[str]) -> list[dict[str, Any]]:
