@@ -213,6 +213,22 @@ def test_metrics_history_latest_and_special_values(store: SqlTrackingStore, padd
         (1, 2.0),
         (2, 1.5),
     ]
+    # Values at the same step and time: the highest is the latest, as in MLflow, whatever the
+    # order they came in, one call each or in one batch (NaN counts as 0 there).
+    pad = [Metric("pad", float(i), 1, i) for i in range(padding)]
+    for values, latest in (([5.0, 3.0], 5.0), ([3.0, 5.0], 5.0), ([1.0, math.nan], 1.0)):
+        for one_by_one in (True, False):
+            tied = new_run(store).info.run_id
+            if one_by_one:
+                for value in values:
+                    store.log_metric(tied, Metric("tied", value, 7, 4))
+            else:
+                store.log_batch(tied, [*pad, *(Metric("tied", v, 7, 4) for v in values)], [], [])
+            assert store.get_run(tied).data.metrics["tied"] == latest, (values, one_by_one)
+    for values in ([math.nan, -1.0], [-1.0, math.nan]):  # -1 < the NaN's 0
+        tied = new_run(store).info.run_id
+        store.log_batch(tied, [*pad, *(Metric("tied", v, 7, 4) for v in values)], [], [])
+        assert math.isnan(store.get_run(tied).data.metrics["tied"])
     # keyset pages cover the same sequence
     seen, token = [], ""
     while True:

@@ -43,10 +43,13 @@ _INSERT = f"INSERT INTO metrics ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
 # per 1000 rows).
 _COPY = f"COPY metrics ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 _COPY_TYPES = ("varchar", "varchar", "float8", "bool", "int8", "int8")
+# The latest value of a key is MLflow's: the highest (step, timestamp, value), NaN counting as its
+# stored 0; a value equal on all three leaves the one already there.
 _ON_CONFLICT = (
     " ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, "
     "is_nan = excluded.is_nan, timestamp = excluded.timestamp, step = excluded.step "
-    "WHERE (excluded.step, excluded.timestamp) >= (latest_metrics.step, latest_metrics.timestamp)"
+    "WHERE (excluded.step, excluded.timestamp, excluded.value) "
+    "> (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)"
 )
 _UPSERT_LATEST = (
     f"INSERT INTO latest_metrics ({_COLUMNS}, experiment_id) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -106,7 +109,9 @@ _WRITE_PG = (
     f"up AS (INSERT INTO latest_metrics ({_COLUMNS}, experiment_id) "
     "SELECT DISTINCT ON (l.run_uuid, l.key) l.run_uuid, l.key, l.value, l.is_nan, l.timestamp, "
     "l.step, a.experiment_id FROM rows AS l JOIN active AS a ON a.run_uuid = l.run_uuid "
-    "ORDER BY l.run_uuid, l.key, l.step DESC, l.timestamp DESC, l.n DESC" + _ON_CONFLICT + ") "
+    "ORDER BY l.run_uuid, l.key, l.step DESC, l.timestamp DESC, l.value DESC, l.n"
+    + _ON_CONFLICT
+    + ") "
     "SELECT run_uuid FROM active"
 )
 
@@ -228,12 +233,13 @@ def _json_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def _newest(rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """The row to keep in latest_metrics per (run, key): highest (step, timestamp), later rows
-    winning ties. Sorted by (run, key), so concurrent writers lock rows in the same order."""
+    """The row to keep in latest_metrics per (run, key), as _ON_CONFLICT picks it: highest
+    (step, timestamp, stored value), the first of equals. Sorted by (run, key), so concurrent
+    writers lock rows in the same order."""
     newest: dict[tuple[str, str], tuple[Any, ...]] = {}
     for row in rows:
         current = newest.get((row[0], row[1]))
-        if current is None or (row[5], row[4]) >= (current[5], current[4]):
+        if current is None or (row[5], row[4], row[2]) > (current[5], current[4], current[2]):
             newest[(row[0], row[1])] = row
     return [newest[k] for k in sorted(newest)]
 
