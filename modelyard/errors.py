@@ -47,8 +47,10 @@ class ModelyardError(Exception):
 
     @property
     def error_code(self) -> str:
-        """The status name, e.g. "NOT_FOUND" (MLflow's MlflowException exposes the same)."""
-        return self.code.name
+        """MLflow's name for the error, as MlflowException.error_code gives it (code ported
+        from MLflow compares it: "RESOURCE_ALREADY_EXISTS" around create_experiment). The
+        gRPC status is `code`."""
+        return _MLFLOW_ERROR_CODE.get(self.code, "INTERNAL_ERROR")
 
 
 class InvalidArgument(ModelyardError):
@@ -125,6 +127,24 @@ _BY_CODE: dict[grpc.StatusCode, type[ModelyardError]] = {
         DataLoss,
         Internal,
     )
+}
+
+
+# MLflow's error codes (its databricks.proto ErrorCode) for each status, as its tracking server
+# raises them: a missing run is RESOURCE_DOES_NOT_EXIST, a deleted one INVALID_STATE.
+_MLFLOW_ERROR_CODE: dict[grpc.StatusCode, str] = {
+    grpc.StatusCode.INVALID_ARGUMENT: "INVALID_PARAMETER_VALUE",
+    grpc.StatusCode.NOT_FOUND: "RESOURCE_DOES_NOT_EXIST",
+    grpc.StatusCode.ALREADY_EXISTS: "RESOURCE_ALREADY_EXISTS",
+    grpc.StatusCode.FAILED_PRECONDITION: "INVALID_STATE",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "RESOURCE_EXHAUSTED",
+    grpc.StatusCode.PERMISSION_DENIED: "PERMISSION_DENIED",
+    grpc.StatusCode.UNAUTHENTICATED: "UNAUTHENTICATED",
+    grpc.StatusCode.UNAVAILABLE: "TEMPORARILY_UNAVAILABLE",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "DEADLINE_EXCEEDED",
+    grpc.StatusCode.ABORTED: "ABORTED",
+    grpc.StatusCode.UNIMPLEMENTED: "NOT_IMPLEMENTED",
+    grpc.StatusCode.DATA_LOSS: "DATA_LOSS",
 }
 
 

@@ -29,7 +29,8 @@ import pandas as pd
 
 from modelyard._batching import MetricBatcher
 from modelyard.client import Client, config
-from modelyard.client.tracking import runs_to_frame
+from modelyard.client.tracking import RunOperations, runs_to_frame
+from modelyard.convert.tracking import metric_args
 from modelyard.entities import (
     Dataset,
     DatasetInput,
@@ -79,7 +80,14 @@ class ActiveRun(Run):
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        end_run(RunStatus.FAILED if exc_type else RunStatus.FINISHED)
+        """End this run if it is still active (a nested run ended by hand inside the block
+        leaves its parent running, as in MLflow), with any runs still open inside it."""
+        stack = _active_runs()
+        if any(r.info.run_id == self.info.run_id for r in stack):
+            status = RunStatus.FAILED if exc_type else RunStatus.FINISHED
+            while _active_runs()[-1].info.run_id != self.info.run_id:
+                end_run(status)
+            end_run(status)
 
 
 # -- client and configuration ------------------------------------------------------------------
@@ -307,7 +315,7 @@ def end_run(status: RunStatus | str = RunStatus.FINISHED) -> None:
     if not stack:
         return
     run_id = stack[-1].info.run_id
-    status = RunStatus(status)
+    status = RunStatus.from_string(status)  # before the run leaves the stack: a typo keeps it
     _set_active_runs(stack[:-1])  # first, as MLflow does: a failed call below ends it locally
     _last_run_id = run_id
     try:
@@ -349,22 +357,36 @@ def get_artifact_uri(artifact_path: str | None = None) -> str:
 # -- logging -------------------------------------------------------------------------------------
 
 
+# Params and tags are written at once whatever `synchronous` says: a refused param (params are
+# immutable) must reach the caller. With synchronous=False they return, as in MLflow, a
+# RunOperations, already done; metrics queue for a background batch and theirs waits for it.
+_DONE = RunOperations(lambda: None)
+
+
+def _written(synchronous: bool | None, result: Any = None) -> Any:
+    return _DONE if _queued(synchronous) else result
+
+
 def log_param(
     key: str, value: Any, synchronous: bool | None = None, run_id: str | None = None
 ) -> Any:
-    """Params and tags are written at once whatever `synchronous` says (it is accepted for
-    MLflow's signature): a refused param (params are immutable) must reach the caller."""
-    return client().log_param(_run_id(run_id), key, value)
+    """`value` once written (RunOperations with synchronous=False)."""
+    return _written(synchronous, client().log_param(_run_id(run_id), key, value))
 
 
 def log_params(
     params: dict[str, Any], synchronous: bool | None = None, run_id: str | None = None
-) -> None:
+) -> RunOperations | None:
     client().log_batch(_run_id(run_id), params=[Param(k, str(v)) for k, v in params.items()])
+    return _written(synchronous)
 
 
 def _metric(key: str, value: float, step: int | None, timestamp: int | None) -> Metric:
-    return Metric(key, float(value), timestamp or int(time.time() * 1000), step or 0)
+    """Checked here, so a value that is not a number raises InvalidArgument in the caller even
+    when it is queued for a background batch."""
+    ts = timestamp or int(time.time() * 1000)
+    checked = metric_args(key, value, ts, step or 0)
+    return Metric(key, checked["value"], ts, checked["step"])
 
 
 def _queued(synchronous: bool | None) -> bool:
@@ -378,14 +400,10 @@ def log_metric(
     synchronous: bool | None = None,
     timestamp: int | None = None,
     run_id: str | None = None,
-) -> None:
-    """`synchronous=False` (or enable_async_logging) queues the value for a background batch."""
-    rid = _run_id(run_id)
-    metric = _metric(key, value, step, timestamp)
-    if _queued(synchronous):
-        _metrics_batcher().add(rid, metric)
-    else:
-        client().log_batch(rid, metrics=[metric])
+) -> RunOperations | None:
+    """`synchronous=False` (or enable_async_logging) queues the value for a background batch;
+    the RunOperations returned then waits until it is sent."""
+    return log_metrics({key: value}, step, synchronous, run_id, timestamp)
 
 
 def log_metrics(
@@ -394,14 +412,16 @@ def log_metrics(
     synchronous: bool | None = None,
     run_id: str | None = None,
     timestamp: int | None = None,
-) -> None:
+) -> RunOperations | None:
     rid = _run_id(run_id)
     items = [_metric(k, v, step, timestamp) for k, v in metrics.items()]
-    if _queued(synchronous):
-        for m in items:
-            _metrics_batcher().add(rid, m)
-    else:
+    if not _queued(synchronous):
         client().log_batch(rid, metrics=items)
+        return None
+    batcher = _metrics_batcher()
+    for m in items:
+        batcher.add(rid, m)
+    return RunOperations(batcher.flush)
 
 
 def flush_async_logging() -> None:
@@ -411,14 +431,16 @@ def flush_async_logging() -> None:
 
 def set_tag(
     key: str, value: Any, synchronous: bool | None = None, run_id: str | None = None
-) -> None:
+) -> RunOperations | None:
     client().set_tag(_run_id(run_id), key, value)
+    return _written(synchronous)
 
 
 def set_tags(
     tags: dict[str, Any], synchronous: bool | None = None, run_id: str | None = None
-) -> None:
+) -> RunOperations | None:
     client().log_batch(_run_id(run_id), tags=[RunTag(k, str(v)) for k, v in tags.items()])
+    return _written(synchronous)
 
 
 def delete_tag(key: str, run_id: str | None = None) -> None:

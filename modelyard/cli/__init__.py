@@ -16,7 +16,7 @@ from rich.text import Text
 
 from modelyard.cli import auth, automl, features, registry, server, serving, tracking
 from modelyard.cli.output import err_console
-from modelyard.errors import ModelyardError, NoServer
+from modelyard.errors import ModelyardError, NoServer, Unavailable
 
 app = typer.Typer(
     name="modelyard",
@@ -79,12 +79,12 @@ def _describe(exc: Exception) -> tuple[str, int]:
         hint = ""
         if isinstance(exc, NoServer):  # its message says how to start one
             hint = "\nOn the command line, --uri names the server."
-        elif exc.error_code == "UNAVAILABLE":
+        elif isinstance(exc, Unavailable):
             hint = (
                 "\nIs the server running? Start one with `modelyard up`, or point --uri "
                 "(MODELYARD_URI) at the one you use."
             )
-        return f" ({exc.error_code}): {exc}{hint}", 1
+        return f" ({exc.code.name}): {exc}{hint}", 1
     if isinstance(exc, OSError):
         return f": {_os_error(exc)}", 1
     # Imported only if a command already did: client commands never load pydantic or SQLAlchemy.

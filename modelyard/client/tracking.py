@@ -10,7 +10,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -76,11 +76,11 @@ class RunOperations:
     """What a `synchronous=False` call returns (MLflow's name): `wait()` blocks until the call
     is done, then raises its error, if any."""
 
-    def __init__(self, future: Future[None]) -> None:
-        self._future = future
+    def __init__(self, wait: Callable[[], object]) -> None:
+        self._wait = wait
 
     def wait(self) -> None:
-        self._future.result()
+        self._wait()
 
 
 class TrackingClient:
@@ -97,7 +97,7 @@ class TrackingClient:
         with self._background_lock:
             if self._background is None:
                 self._background = ThreadPoolExecutor(1, thread_name_prefix="modelyard-log")
-            return RunOperations(self._background.submit(send))
+            return RunOperations(self._background.submit(send).result)
 
     def _finish_background(self) -> None:
         """Wait for the queued `synchronous=False` calls (closing waits, so none is lost)."""

@@ -28,6 +28,15 @@ class SystemTag(enum.StrEnum):
     LOGGED_IMAGES = "mlflow.loggedImages"  # log_image wrote an image series under images/
 
 
+class _IsTerminated:
+    """`status.is_terminated`, and MLflow's `RunStatus.is_terminated(status)` on the class."""
+
+    def __get__(self, status: RunStatus | None, cls: type[RunStatus]) -> Any:
+        if status is None:
+            return lambda other: cls.from_string(other) in _TERMINATED
+        return status in _TERMINATED
+
+
 class RunStatus(enum.StrEnum):
     RUNNING = "RUNNING"
     SCHEDULED = "SCHEDULED"
@@ -35,9 +44,7 @@ class RunStatus(enum.StrEnum):
     FAILED = "FAILED"
     KILLED = "KILLED"
 
-    @property
-    def is_terminated(self) -> bool:
-        return self in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED)
+    is_terminated = _IsTerminated()
 
     # MLflow's RunStatus helpers, for code ported from it (its statuses are ints, ours strings).
 
@@ -55,12 +62,11 @@ class RunStatus(enum.StrEnum):
         return cls.from_string(status).value
 
     @classmethod
-    def is_terminated_status(cls, status: RunStatus | str) -> bool:
-        return cls.from_string(status).is_terminated
-
-    @classmethod
     def all_status(cls) -> list[RunStatus]:
         return list(cls)
+
+
+_TERMINATED = frozenset((RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED))
 
 
 @dataclass(frozen=True, slots=True)

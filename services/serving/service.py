@@ -377,7 +377,7 @@ class ServingService:
             model, outputs = served.predict(tensors, runtime.spec.missing_features)
             return served, model, outputs
         except ModelyardError as exc:
-            code = exc.error_code
+            code = exc.code.name
             raise
         except Exception:
             code = "INTERNAL"

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable
 
 from modelyard.client.registry import RegistryClient
-from modelyard.errors import ModelyardError
+from modelyard.errors import DeadlineExceeded, ModelyardError
 from modelyard.services.common.logging import get_logger
 
 log = get_logger(__name__)
@@ -58,7 +58,7 @@ class RegistryWatcher:
             except ModelyardError as exc:
                 if self._stop.is_set():
                     return
-                if exc.error_code != "DEADLINE_EXCEEDED":
+                if not isinstance(exc, DeadlineExceeded):
                     log.warning("registry change feed interrupted (%s); reconnecting", exc)
                     self._stop.wait(self._retry)
             except Exception:

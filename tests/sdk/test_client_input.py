@@ -11,7 +11,13 @@ import pytest
 
 from modelyard import Client
 from modelyard.entities import Metric, Param, RunStatus, RunTag, ViewType
-from modelyard.errors import InvalidArgument, NoServer, NotFound
+from modelyard.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NoServer,
+    NotFound,
+)
 from modelyard.services.common.server import ModelyardServer
 
 
@@ -190,6 +196,13 @@ def test_run_status_and_view_type_strings() -> None:
     assert RunStatus.from_string("FINISHED") is RunStatus.FINISHED
     assert RunStatus.to_string(RunStatus.KILLED) == "KILLED"
     assert RunStatus.all_status() == list(RunStatus)
+    # MLflow's RunStatus.is_terminated(status) on the class, a property on a status.
+    assert [RunStatus.is_terminated(s) for s in ("RUNNING", "FINISHED", RunStatus.KILLED)] == [
+        False,
+        True,
+        True,
+    ]
+    assert RunStatus.FAILED.is_terminated and not RunStatus.SCHEDULED.is_terminated
     with pytest.raises(ValueError, match="RUNNING"):
         RunStatus.from_string("DONE")
     assert ViewType.from_string("deleted_only") is ViewType.DELETED_ONLY
@@ -213,3 +226,24 @@ def test_a_call_no_server_answers_says_how_to_start_one(unreachable: Client) -> 
     with pytest.raises(NoServer, match="modelyard up") as err:
         unreachable.search_experiments()
     assert "127.0.0.1:1" in err.value.message
+
+
+def test_errors_carry_mlflows_error_codes(client: Client, run_id: str) -> None:
+    """MLflow code compares MlflowException.error_code with MLflow's names."""
+    client.create_experiment("twice")
+    with pytest.raises(AlreadyExists) as exists:
+        client.create_experiment("twice")
+    with pytest.raises(NotFound) as missing:
+        client.get_run("0" * 32)
+    with pytest.raises(InvalidArgument) as bad:
+        client.log_metric(run_id, "bad key!", 1.0)
+    client.delete_run(run_id)
+    with pytest.raises(FailedPrecondition) as deleted:
+        client.log_metric(run_id, "m", 1.0)
+    assert [e.value.error_code for e in (exists, missing, bad, deleted)] == [
+        "RESOURCE_ALREADY_EXISTS",
+        "RESOURCE_DOES_NOT_EXIST",
+        "INVALID_PARAMETER_VALUE",
+        "INVALID_STATE",
+    ]
+    assert missing.value.code.name == "NOT_FOUND"  # the gRPC status it travelled as

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -205,3 +206,70 @@ def test_artifacts_module_reads_runs_files_as_mlflows(fluent, tmp_path: Path) ->
     for bad in ({"artifact_uri": "s3://bucket/x"}, {"artifact_uri": "runs:/x/y", "run_id": "x"}):
         with pytest.raises(InvalidArgument):
             artifacts.download_artifacts(**bad)
+
+
+def test_ending_a_nested_run_by_hand_leaves_its_parent_active(fluent) -> None:
+    """As in MLflow: the child's block finds its run ended and leaves the parent alone, so
+    what is logged next goes to the parent."""
+    with fluent.start_run() as parent:
+        with fluent.start_run(nested=True) as child:
+            fluent.end_run()
+        assert fluent.active_run().info.run_id == parent.info.run_id
+        fluent.log_metric("after_child", 1.0)
+    assert fluent.active_run() is None
+    got = fluent.get_run(parent.info.run_id)
+    assert got.data.metrics == {"after_child": 1.0}
+    assert got.info.status == RunStatus.FINISHED
+    assert fluent.get_run(child.info.run_id).info.status == RunStatus.FINISHED
+
+
+def test_a_block_ends_the_runs_left_open_inside_it(fluent) -> None:
+    with pytest.raises(RuntimeError), fluent.start_run() as parent:
+        child = fluent.start_run(nested=True)
+        raise RuntimeError("training failed")
+    assert fluent.active_run() is None
+    for run in (parent, child):
+        assert fluent.get_run(run.info.run_id).info.status == RunStatus.FAILED
+
+
+def test_asynchronous_calls_return_run_operations(fluent) -> None:
+    """MLflow's synchronous=False returns RunOperations: wait() returns once the values are
+    stored (queued metrics are sent by then) and raises a refusal."""
+    with fluent.start_run() as run:
+        operations = [
+            fluent.log_metric("m", 1.0, synchronous=False),
+            fluent.log_metrics({"a": 2.0, "b": 3.0}, synchronous=False),
+            fluent.log_param("p", 1, synchronous=False),
+            fluent.log_params({"q": "x"}, synchronous=False),
+            fluent.set_tag("t", "y", synchronous=False),
+            fluent.set_tags({"u": "z"}, synchronous=False),
+        ]
+        for operation in operations:
+            operation.wait()
+        got = fluent.get_run(run.info.run_id).data  # before end_run flushes anything
+        assert got.metrics == {"m": 1.0, "a": 2.0, "b": 3.0}
+        assert got.params == {"p": "1", "q": "x"}
+        assert {"t": "y", "u": "z"}.items() <= got.tags.items()
+        refused = fluent.log_metric("bad key!", 1.0, synchronous=False)
+        with pytest.raises(InvalidArgument, match="bad key!"):
+            refused.wait()
+        assert fluent.log_param("r", 2) == 2 and fluent.log_metric("m", 2.0) is None
+
+
+@pytest.mark.parametrize("synchronous", [True, False])
+def test_a_metric_value_that_is_not_a_number_raises_in_the_caller(fluent, synchronous) -> None:
+    with fluent.start_run() as run:
+        for value in (None, "1.5", True):
+            with pytest.raises(InvalidArgument, match="must be a number"):
+                fluent.log_metric("m", value, synchronous=synchronous)
+        fluent.log_metric("m", np.float32(0.5), synchronous=synchronous)
+    assert fluent.get_run(run.info.run_id).data.metrics == {"m": 0.5}
+
+
+def test_end_run_refuses_an_unknown_status_and_keeps_the_run(fluent) -> None:
+    with fluent.start_run() as run:
+        with pytest.raises(ValueError, match="FINISHED"):
+            fluent.end_run("DONE")
+        assert fluent.active_run().info.run_id == run.info.run_id
+        fluent.end_run("KILLED")
+    assert fluent.get_run(run.info.run_id).info.status == RunStatus.KILLED
