@@ -324,10 +324,45 @@ def test_search_runs_order_missing_and_nan_values(store: SqlTrackingStore) -> No
     store.log_metric(c, Metric("m", -1.0, 0, 0))
     asc = [r.info.run_name for r in search_runs(store, ["0"], order=["metrics.m ASC"])]
     desc = [r.info.run_name for r in search_runs(store, ["0"], order=["metrics.m DESC"])]
+    # As MLflow's: numbers, then NaN, then runs without the metric, in either direction.
     assert asc == ["c", "a", "b", "none"]
-    assert desc == ["b", "a", "c", "none"]
-    # NaN never satisfies a comparison
+    assert desc == ["a", "c", "b", "none"]
+    # NaN satisfies no comparison but !=, as in MLflow
     assert {r.info.run_name for r in search_runs(store, ["0"], "metrics.m > -100")} == {"a", "c"}
+    assert {r.info.run_name for r in search_runs(store, ["0"], "metrics.m = 0")} == set()
+    assert {r.info.run_name for r in search_runs(store, ["0"], "metrics.m != 2")} == {"b", "c"}
+
+
+def test_search_runs_ties_break_newest_first_as_mlflow(store: SqlTrackingStore) -> None:
+    """After the order keys, MLflow breaks ties by start time, newest first, then by run id;
+    runs without the key come last in that order too. Through the walk and the plain query."""
+    eid = store.create_experiment("ties", None, {})
+    other = store.create_experiment("other", None, {})
+    names = {}
+    for start, (name, value) in enumerate(
+        [("a", 1.0), ("b", 1.0), ("c", None), ("d", 1.0), ("e", None), ("f", 0.5)]
+    ):
+        rid = new_run(store, eid, run_name=name, start_time=start).info.run_id
+        names[rid] = name
+        if value is not None:
+            store.log_batch(rid, [Metric("m", value, 0, 0)], [Param("p", "x")], [])
+        else:
+            store.log_batch(rid, [], [Param("p", "x")], [])
+    for order, want in (
+        ("metrics.m DESC", ["d", "b", "a", "f", "e", "c"]),
+        ("metrics.m ASC", ["f", "d", "b", "a", "e", "c"]),
+        ("params.p ASC", ["f", "e", "d", "c", "b", "a"]),
+    ):
+        for exp_ids in ([eid], [eid, other]):  # one experiment: the walk; two: the plain query
+            for n in (2, 100):
+                seen, token = [], ""
+                while True:
+                    page = search_runs(store, exp_ids, "", [order], n=n, token=token)
+                    seen.extend(names[r.info.run_id] for r in page)
+                    token = page.token
+                    if not token:
+                        break
+                assert seen == want, (order, exp_ids, n)
 
 
 def test_search_runs_pages_and_views(store: SqlTrackingStore) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from sqlalchemy import inspect
 
@@ -61,8 +63,8 @@ def test_metric_history_survives_dropping_its_run_foreign_key(database_url: str)
     db = Database(database_url)
     try:
         store, run = _run_at(db, "0003")
-        store.log_batch(run, [Metric("m", float(s), s, s) for s in range(5)], [], [])
         store.close()
+        _log_before_0008(db, run, [Metric("m", float(s), s, s) for s in range(5)])
         migrate(db)
 
         store = SqlTrackingStore(db, "file:///a")
@@ -122,10 +124,10 @@ def test_metric_history_keyed_by_its_order(database_url: str) -> None:
     db = Database(database_url)
     try:
         store, run = _run_at(db, "0006")
-        # Three values at one (step, timestamp): only the id orders them.
-        store.log_batch(run, [Metric("m", v, 7, 1) for v in (3.0, 1.0, 2.0)], [], [])
-        store.log_metric(run, Metric("m", 0.5, 5, 0))
         store.close()
+        # Three values at one (step, timestamp): only the id orders them.
+        _log_before_0008(db, run, [Metric("m", v, 7, 1) for v in (3.0, 1.0, 2.0)])
+        _log_before_0008(db, run, [Metric("m", 0.5, 5, 0)])
         migrate(db)
 
         with db.engine.connect() as conn:
@@ -160,3 +162,78 @@ def _run_at(db: Database, revision: str) -> tuple[SqlTrackingStore, str]:
     store = SqlTrackingStore(db, "file:///a")
     exp = store.create_experiment("e", None, {})
     return store, store.create_run(exp, "u", 0, {}, "r", None).info.run_id
+
+
+def _log_before_0008(db: Database, run: str, metrics: list[Metric]) -> None:
+    """Metric values written as stores did before 0008 (today's store also writes the run's
+    start time into latest_metrics): the history rows, in order, and each key's latest value."""
+    with db.engine.begin() as conn:
+        (experiment,) = conn.exec_driver_sql(
+            f"SELECT experiment_id FROM runs WHERE run_uuid = '{run}'"
+        ).one()
+        for m in metrics:
+            values = f"'{run}', '{m.key}', {m.value}, false, {m.timestamp}, {m.step}"
+            conn.exec_driver_sql(
+                f"INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step) "
+                f"VALUES ({values})"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step, "
+                f"experiment_id) VALUES ({values}, {experiment}) ON CONFLICT (run_uuid, key) "
+                "DO UPDATE SET value = excluded.value, timestamp = excluded.timestamp, "
+                "step = excluded.step WHERE (excluded.step, excluded.timestamp, excluded.value) "
+                "> (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)"
+            )
+
+
+def test_latest_metrics_learn_their_runs_start_time(database_url: str) -> None:
+    """0008 copies each run's start time into latest_metrics and rebuilds the order indexes in
+    MLflow's order; searches by a metric then walk them: NaN after the numbers either way, ties
+    newest first."""
+    db = Database(database_url)
+    try:
+        upgrade(db, SERVICE, MIGRATIONS, revision="0007")
+        store = SqlTrackingStore(db, "file:///a")
+        exp = store.create_experiment("e", None, {})
+        values = {"old": 1.0, "new": 1.0, "nan": math.nan, "top": 2.0}
+        ids = {
+            name: store.create_run(exp, "u", start, {}, name, None).info.run_id
+            for start, name in enumerate(values)
+        }
+        store.close()
+        for name, value in values.items():
+            if math.isnan(value):
+                with db.engine.begin() as conn:  # as stores wrote NaN: 0 and is_nan
+                    conn.exec_driver_sql(
+                        "INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, "
+                        f"step, experiment_id) VALUES ('{ids[name]}', 'm', 0, true, 0, 0, {exp})"
+                    )
+            else:
+                _log_before_0008(db, ids[name], [Metric("m", value, 0, 0)])
+        migrate(db)
+        with db.engine.connect() as conn:
+            starts = dict(
+                conn.exec_driver_sql("SELECT run_uuid, start_time FROM latest_metrics").all()
+            )
+            indexes = {
+                i["name"]: i["column_names"] for i in inspect(conn).get_indexes("latest_metrics")
+            }
+        assert starts == {ids[name]: start for start, name in enumerate(values)}
+        order = ["experiment_id", "key", "is_nan", "value", "start_time", "run_uuid"]
+        assert indexes == {
+            "ix_latest_metrics_order_asc": order,
+            "ix_latest_metrics_order_desc": order,
+        }
+
+        store = SqlTrackingStore(db, "file:///a")
+        for direction, want in (
+            ("DESC", ["top", "new", "old", "nan"]),
+            ("ASC", ["new", "old", "top", "nan"]),
+        ):
+            page = store.search_runs(
+                [exp], [], ViewType.ACTIVE_ONLY, 10, parse_order_by([f"metrics.m {direction}"]), ""
+            )
+            assert [r.info.run_name for r in page] == want
+        store.close()
+    finally:
+        db.dispose()

@@ -148,27 +148,30 @@ latest_metrics = Table(
     Column("is_nan", Boolean, nullable=False),
     Column("timestamp", BigInteger, nullable=False),
     Column("step", BigInteger, nullable=False),
-    # The run's experiment (a run never moves), so that ordering an experiment's runs by a
-    # metric reads only that experiment's values.
+    # The run's experiment and start time (a run changes neither), so that ordering an
+    # experiment's runs by a metric reads only that experiment's values, in the result's order.
     Column("experiment_id", _BigId, nullable=False),
+    Column("start_time", BigInteger, nullable=False),
 )
-# Searching runs ordered by a metric walks one of these in exactly the order of the result
-# (NaN above every number, ties by run id), so a page stops after its last run instead of
-# sorting every match: ASC orders forward on the first, DESC orders forward on the second.
+# Searching runs ordered by a metric walks one of these in exactly the order of the result,
+# MLflow's (numbers, then NaN, in either direction; ties by start time, newest first, then run
+# id), so a page stops after its last run instead of sorting every match.
 Index(
     "ix_latest_metrics_order_asc",
     latest_metrics.c.experiment_id,
     latest_metrics.c.key,
     latest_metrics.c.is_nan,
     latest_metrics.c.value,
+    latest_metrics.c.start_time.desc(),
     latest_metrics.c.run_uuid,
 )
 Index(
     "ix_latest_metrics_order_desc",
     latest_metrics.c.experiment_id,
     latest_metrics.c.key,
-    latest_metrics.c.is_nan.desc(),
+    latest_metrics.c.is_nan,
     latest_metrics.c.value.desc(),
+    latest_metrics.c.start_time.desc(),
     latest_metrics.c.run_uuid,
 )
 

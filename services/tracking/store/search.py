@@ -105,13 +105,15 @@ def _key_value_clause(
 
 
 def _metric_clause(c: Comparison, field: str, param: str) -> ColumnElement[bool]:
+    """NaN compares as MLflow's: unequal to every number, and nothing else."""
     lm = latest_metrics
+    value = compare(lm.c.value, c, "number", field=field, ops=NUMBER_OPS, param=param)
+    nan = lm.c.is_nan.is_(True) if c.op == "!=" else None
     return exists(
         select(1).where(
             lm.c.run_uuid == runs.c.run_uuid,
             lm.c.key == c.key,
-            lm.c.is_nan.is_(False),
-            compare(lm.c.value, c, "number", field=field, ops=NUMBER_OPS, param=param),
+            lm.c.is_nan.is_(False) & value if nan is None else nan | value,
         )
     )
 
@@ -192,15 +194,15 @@ def _as_text(value: object) -> object:
 
 
 def order_runs(stmt: Select, order_by: Sequence[OrderKey], field: str = "order_by") -> Select:
-    """Apply the order; default newest first. Ties always break on run id, so pages are stable."""
+    """Apply the order, MLflow's: runs without a key last, a metric's NaN after its numbers;
+    ties (and no order) newest first, then by run id, so pages are stable."""
     terms: list = []
     for i, key in enumerate(order_by):
         if key.entity == "metric":
             lm = latest_metrics.alias(f"order_metric_{i}")
             stmt = stmt.outerjoin(lm, and_(lm.c.run_uuid == runs.c.run_uuid, lm.c.key == key.key))
             terms.append(lm.c.value.is_(None))  # missing last
-            nan_first = not key.ascending
-            terms.append(lm.c.is_nan.desc() if nan_first else lm.c.is_nan.asc())
+            terms.append(lm.c.is_nan.asc())
             terms.append(lm.c.value.asc() if key.ascending else lm.c.value.desc())
         elif key.entity in ("param", "tag"):
             table = (params if key.entity == "param" else tags).alias(f"order_{key.entity}_{i}")
@@ -219,8 +221,7 @@ def order_runs(stmt: Select, order_by: Sequence[OrderKey], field: str = "order_b
                 "attributes.",
                 field=field,
             )
-    if not order_by:
-        terms.append(runs.c.start_time.desc())
+    terms.append(runs.c.start_time.desc())
     terms.append(runs.c.run_uuid.asc())
     return stmt.order_by(*terms)
 
@@ -242,10 +243,9 @@ _HAS_METRIC = latest_metrics.alias("has_metric")
 
 
 def _metric_order(columns, ascending: bool) -> list:
-    """ASC: numbers up, then NaN; DESC: NaN, then numbers down; ties by run id."""
-    if ascending:
-        return [columns.is_nan.asc(), columns.value.asc(), columns.run_uuid.asc()]
-    return [columns.is_nan.desc(), columns.value.desc(), columns.run_uuid.asc()]
+    """Numbers up (ASC) or down (DESC), then NaN; ties newest first, then by run id."""
+    value = columns.value.asc() if ascending else columns.value.desc()
+    return [columns.is_nan.asc(), value, columns.start_time.desc(), columns.run_uuid.asc()]
 
 
 def runs_in_metric_order(key: OrderKey, conditions: Sequence, capped: bool) -> Select:
@@ -253,7 +253,7 @@ def runs_in_metric_order(key: OrderKey, conditions: Sequence, capped: bool) -> S
     `runs`), in search order. Bind parameters: `experiment_id`, and with `capped` `cap`, the
     number of the metric's values walked at most; one statement serves every experiment."""
     walk = _WALK
-    values = select(walk.c.run_uuid, walk.c.is_nan, walk.c.value).where(
+    values = select(walk.c.run_uuid, walk.c.is_nan, walk.c.value, walk.c.start_time).where(
         walk.c.experiment_id == bindparam("experiment_id"), walk.c.key == key.key
     )
     if capped:
@@ -298,8 +298,8 @@ def count_of(stmt: Select) -> Select:
 
 
 def runs_missing_metric(key: OrderKey, conditions: Sequence) -> Select:
-    """Ids of the experiment's runs that meet `conditions` but lack the metric, by run id.
-    Bind parameters: `experiment_id`, and `offset` and `limit` of the page."""
+    """Ids of the experiment's runs that meet `conditions` but lack the metric, newest first,
+    then by run id. Bind parameters: `experiment_id`, and `offset` and `limit` of the page."""
     has = _HAS_METRIC
     return page(
         select(runs.c.run_uuid)
@@ -308,7 +308,7 @@ def runs_missing_metric(key: OrderKey, conditions: Sequence) -> Select:
             *conditions,
             ~select(1).where(has.c.run_uuid == runs.c.run_uuid, has.c.key == key.key).exists(),
         )
-        .order_by(runs.c.run_uuid.asc())
+        .order_by(runs.c.start_time.desc(), runs.c.run_uuid.asc())
     )
 
 

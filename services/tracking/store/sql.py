@@ -741,7 +741,7 @@ class SqlTrackingStore(TrackingStore):
             if conn.execute(within, values).scalar_one() >= values["cap"]:
                 # Few of many values match: walking on could take longer than the plain query.
                 return None
-        # Every run with the metric is counted; those without it follow, by run id.
+        # Every run with the metric is counted; those without it follow, newest first.
         if ids or not offset:
             with_metric = offset + len(ids)
         else:
@@ -806,7 +806,8 @@ class SqlTrackingStore(TrackingStore):
                 )
             if rows:
                 with self.db.cursor(conn) as cursor:
-                    self._metrics.write(cursor, [(run_id, rows)], {run_id: run["experiment_id"]})
+                    active = {run_id: (run["experiment_id"], run["start_time"])}
+                    self._metrics.write(cursor, [(run_id, rows)], active)
 
     def _follow_system_tags(
         self, conn: Connection, run: Mapping[str, Any], tags: dict[str, str]
