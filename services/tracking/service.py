@@ -383,10 +383,6 @@ class TrackingService:
         order_by: Sequence[str] = (),
         page_token: str = "",
     ) -> PagedList[Run]:
-        if not experiment_ids:
-            raise InvalidArgument(
-                "experiment_ids must name at least one experiment", field="experiment_ids"
-            )
         if len(experiment_ids) > limits.MAX_EXPERIMENTS_PER_SEARCH:
             raise InvalidArgument(
                 f"experiment_ids names {len(experiment_ids)} experiments; the limit is "
@@ -402,13 +398,12 @@ class TrackingService:
             maximum=limits.SEARCH_RUNS_MAX,
             field="max_results",
         )
+        filters, order = parse_filter(filter_string), parse_order_by(order_by)
+        position = check_position(page_token, _is_offset)
+        if not experiment_ids:  # as MLflow: no runs (a bad filter is still refused)
+            return PagedList([], None)
         return self.store.search_runs(
-            list(experiment_ids),
-            parse_filter(filter_string),
-            view_type,
-            size,
-            parse_order_by(order_by),
-            check_position(page_token, _is_offset),
+            list(experiment_ids), filters, view_type, size, order, position
         )
 
     # -- run data ------------------------------------------------------------------------------

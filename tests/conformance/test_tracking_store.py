@@ -306,6 +306,15 @@ def test_search_runs_grammar(store: SqlTrackingStore) -> None:
     assert names("", ["metrics.rmse ASC"])[:2] == ["run-5", "run-4"]
     assert names(f"tags.missing IS NULL and attributes.run_id = '{ids[0]}'") == ["run-0"]
     assert names("attributes.end_time > 0") == ["run-5"]
+    # MLflow's spellings: its attribute aliases, quoted attributes and a back-quoted prefix,
+    # LIKE on run ids.
+    for spelled in ("`run name`", '"Run Name"', "attributes.`Run name`", "run.`Run Name`"):
+        assert names(f"{spelled} = 'run-2'") == ["run-2"], spelled
+    for spelled in ("created", "Created", "attr.created"):
+        assert names(f"{spelled} >= 1004") == ["run-5", "run-4"], spelled
+    assert names("`metrics`.acc > 0.35 and `tags`.`team` = 'b'") == ["run-5", "run-4"]
+    assert names(f"attributes.run_id LIKE '{ids[3][:8]}%'") == ["run-3"]
+    assert names(f"attributes.run_id ILIKE '{ids[3][:8].upper()}%'") == ["run-3"]
     with pytest.raises(InvalidArgument, match="numeric"):
         search_runs(store, ["0"], "metrics.rmse = 'x'")
     with pytest.raises(InvalidArgument, match="quote"):

@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from modelyard import Client
 from modelyard.entities import DatasetInput, Metric, Param, RunStatus, RunTag, ViewType
 from modelyard.entities.tracking import Dataset, InputTag
-from modelyard.errors import AlreadyExists
+from modelyard.errors import AlreadyExists, InvalidArgument
 
 
 def test_experiments(stack: Client) -> None:
@@ -96,6 +96,12 @@ def test_search_runs_pages_through_everything(stack: Client) -> None:
         if not token:
             break
     assert seen == [float(i) for i in range(22, 2, -1)]
+    # No experiments: no runs, as in MLflow; the filter and order are still checked.
+    assert list(stack.search_runs([], "metrics.score >= 3")) == []
+    with pytest.raises(InvalidArgument, match="filter"):
+        stack.search_runs([], "metrics.score >=")
+    with pytest.raises(InvalidArgument, match="order_by"):
+        stack.search_runs([], order_by=["metrics.score SIDEWAYS"])
 
 
 def test_metric_history_pages(stack: Client) -> None:

@@ -2,7 +2,7 @@
 
     filter     := comparison ("AND" comparison)*
     comparison := identifier op value | identifier ("IS" ["NOT"] "NULL")
-    identifier := [entity "."] key        key may be `back-quoted` or "double-quoted"
+    identifier := [entity "."] key        either may be `back-quoted`, a key "double-quoted"
     op         := = | != | <> | < | <= | > | >= | LIKE | ILIKE | [NOT] IN
     value      := 'string' | "string" | number | "(" value ("," value)* ")"
 
@@ -47,7 +47,7 @@ _TOKEN = re.compile(
     (?P<ws>\s+)
   | (?P<string>'(?:[^']|'')*'|"(?:[^"]|"")*")
   | (?P<number>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?(?![\w.]))
-  | (?P<ident>[A-Za-z_][\w]*(?:\.(?:[\w]+|`[^`]*`|"[^"]*"))*)
+  | (?P<ident>(?:[A-Za-z_][\w]*|`[^`]*`)(?:\.(?:[\w]+|`[^`]*`|"[^"]*"))*)
   | (?P<op><=|>=|!=|<>|=|<|>)
   | (?P<punct>[(),])
     """,
@@ -115,7 +115,7 @@ def _unquote(text: str) -> str:
 
 def _split_identifier(raw: str, field: str) -> tuple[Entity, str]:
     head, dot, rest = raw.partition(".")
-    entity = _ENTITY_ALIASES.get(head.lower()) if dot else None
+    entity = _ENTITY_ALIASES.get(_clean_key(head).lower()) if dot else None
     if entity is None:
         return "attribute", _checked_key(_clean_key(raw), field)
     if not rest:
@@ -163,9 +163,12 @@ class _Parser:
 
     def comparison(self) -> Comparison:
         tok = self.take("an identifier such as metrics.rmse")
-        if tok.kind != "ident":
+        if tok.kind == "string" and tok.text[0] == '"':  # a quoted attribute: "Run Name"
+            entity, key = "attribute", _checked_key(_unquote(tok.text), self.field)
+        elif tok.kind == "ident":
+            entity, key = _split_identifier(tok.text, self.field)
+        else:
             raise self.fail(tok, "an identifier such as metrics.rmse or tags.team")
-        entity, key = _split_identifier(tok.text, self.field)
         op_tok = self.take("a comparison operator")
         if op_tok.kind == "op":
             op = "!=" if op_tok.text == "<>" else op_tok.text

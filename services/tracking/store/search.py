@@ -55,12 +55,20 @@ _RUN_ATTRIBUTES = {
     "user_id": (runs.c.user_id, "string"),
     "artifact_uri": (runs.c.artifact_uri, "string"),
     "start_time": (runs.c.start_time, "number"),
-    "created": (runs.c.start_time, "number"),
     "end_time": (runs.c.end_time, "number"),
     "parent_run_id": (runs.c.parent_run_id, "string"),
     "experiment_id": (cast(runs.c.experiment_id, String), "string"),
 }
-_RUN_ATTRIBUTE_OPS = {"run_id": ("=", "!=", "IN", "NOT IN")}
+_RUN_ATTRIBUTES |= {
+    alias: _RUN_ATTRIBUTES[name]
+    for alias, name in {
+        "created": "start_time",
+        "Created": "start_time",
+        "run name": "run_name",
+        "Run name": "run_name",
+        "Run Name": "run_name",
+    }.items()
+}
 
 _EXPERIMENT_ATTRIBUTES = {
     "name": (experiments.c.name, "string"),
@@ -158,8 +166,7 @@ def run_filter_clauses(filters: Sequence[Comparison], field: str = "filter") -> 
             clauses.append(_dataset_clause(c, field, param))
         else:
             column, kind = _attribute(_RUN_ATTRIBUTES, c.key, field)
-            ops = _RUN_ATTRIBUTE_OPS.get(c.key)
-            clauses.append(compare(column, c, kind, field=field, ops=ops, param=param))  # type: ignore[arg-type]
+            clauses.append(compare(column, c, kind, field=field, param=param))  # type: ignore[arg-type]
     return clauses
 
 

@@ -1070,7 +1070,7 @@ class SearchRunsRequest(_message.Message):
     """Opaque token from a previous response; only valid with the same query."""
     @_builtins.property
     def experiment_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """At least one experiment."""
+        """The experiments to search; none finds no runs, as in MLflow."""
 
     @_builtins.property
     def order_by(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
