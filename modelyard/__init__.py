@@ -61,6 +61,11 @@ from modelyard.fluent import (
     set_tracking_uri,
     start_run,
 )
+from modelyard.system_metrics import (
+    disable_system_metrics_logging,
+    enable_system_metrics_logging,
+    set_system_metrics_sampling_interval,
+)
 
 __version__ = "0.1.0"
 
@@ -78,7 +83,9 @@ __all__ = [
     "delete_experiment_tag",
     "delete_run",
     "delete_tag",
+    "disable_system_metrics_logging",
     "enable_async_logging",
+    "enable_system_metrics_logging",
     "end_run",
     "errors",
     "flush_async_logging",
@@ -112,6 +119,7 @@ __all__ = [
     "set_experiment",
     "set_experiment_tag",
     "set_experiment_tags",
+    "set_system_metrics_sampling_interval",
     "set_tag",
     "set_tags",
     "set_tracking_uri",

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from modelyard import system_metrics
 from modelyard._batching import MetricBatcher
 from modelyard.client import Client, config
 from modelyard.client.tracking import RunOperations, runs_to_frame
@@ -55,6 +56,7 @@ _batcher: MetricBatcher | None = None
 _async_logging = os.environ.get("MODELYARD_ASYNC_LOGGING", "").lower() in ("1", "true", "yes")
 _thread = threading.local()  # .runs: this thread's active-run stack, innermost last
 _last_run_id: str | None = None  # the run started or ended last, for last_active_run()
+_monitors: dict[str, system_metrics.SystemMetricsMonitor] = {}  # by run id, until it ends
 
 
 def _active_runs() -> tuple[ActiveRun, ...]:
@@ -68,6 +70,14 @@ def _set_active_runs(runs: tuple[ActiveRun, ...]) -> None:
 def _forget_run(run_id: str) -> None:
     """Take a run off this thread's stack wherever it is (a tuning trial that ended early)."""
     _set_active_runs(tuple(r for r in _active_runs() if r.info.run_id != run_id))
+    _stop_system_metrics(run_id)
+
+
+def _stop_system_metrics(run_id: str) -> None:
+    with _lock:
+        monitor = _monitors.pop(run_id, None)
+    if monitor is not None:
+        monitor.finish()
 
 
 class ActiveRun(Run):
@@ -247,8 +257,12 @@ def start_run(
     parent_run_id: str | None = None,
     tags: dict[str, Any] | None = None,
     description: str | None = None,
+    log_system_metrics: bool | None = None,
 ) -> ActiveRun:
-    """Start a run (or resume `run_id`) and make it active; use as a context manager."""
+    """Start a run (or resume `run_id`) and make it active; use as a context manager.
+    `log_system_metrics`: sample the machine's CPU, memory, disk and network into `system/*`
+    metrics until the run ends (None: as enable_system_metrics_logging or the environment
+    says; see modelyard.system_metrics)."""
     global _last_run_id
     stack = _active_runs()
     if stack and not nested and not parent_run_id:
@@ -281,7 +295,11 @@ def start_run(
         run = c.create_run(exp_id, tags=all_tags, run_name=run_name, parent_run_id=parent)
     active = ActiveRun(run)
     _set_active_runs((*stack, active))
-    _last_run_id = active.info.run_id
+    _last_run_id = rid = active.info.run_id
+    if system_metrics.wanted(log_system_metrics):
+        monitor = system_metrics.SystemMetricsMonitor(lambda ms: c.log_batch(rid, metrics=ms))
+        with _lock:
+            _monitors[rid] = monitor.start()
     return active
 
 
@@ -319,6 +337,7 @@ def end_run(status: RunStatus | str = RunStatus.FINISHED) -> None:
     _set_active_runs(stack[:-1])  # first, as MLflow does: a failed call below ends it locally
     _last_run_id = run_id
     try:
+        _stop_system_metrics(run_id)
         _flush_metrics()
     finally:
         client().set_terminated(run_id, status)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -273,3 +274,57 @@ def test_end_run_refuses_an_unknown_status_and_keeps_the_run(fluent) -> None:
         assert fluent.active_run().info.run_id == run.info.run_id
         fluent.end_run("KILLED")
     assert fluent.get_run(run.info.run_id).info.status == RunStatus.KILLED
+
+
+SYSTEM_METRICS = {
+    "system/cpu_utilization_percentage",
+    "system/system_memory_usage_megabytes",
+    "system/system_memory_usage_percentage",
+    "system/disk_usage_percentage",
+    "system/disk_usage_megabytes",
+    "system/disk_available_megabytes",
+    "system/network_receive_megabytes",
+    "system/network_transmit_megabytes",
+}
+
+
+def test_system_metrics_are_logged_for_the_runs_that_ask(fluent, monkeypatch) -> None:
+    """start_run(log_system_metrics=True) as MLflow's: system/* metrics under its names, at
+    least the sample the end of the run takes; other runs get none."""
+    monkeypatch.delenv("MODELYARD_ENABLE_SYSTEM_METRICS_LOGGING", raising=False)
+    with fluent.start_run(log_system_metrics=True) as run:
+        fluent.log_metric("loss", 0.5)
+    with fluent.start_run() as plain:
+        fluent.log_metric("loss", 0.5)
+    metrics = fluent.get_run(run.info.run_id).data.metrics
+    assert SYSTEM_METRICS | {"loss"} == metrics.keys()
+    assert 0 < metrics["system/system_memory_usage_percentage"] < 100
+    assert metrics["system/disk_available_megabytes"] > 0
+    assert fluent.get_run(plain.info.run_id).data.metrics.keys() == {"loss"}
+    monkeypatch.setenv("MODELYARD_ENABLE_SYSTEM_METRICS_LOGGING", "true")
+    with fluent.start_run() as by_environment:
+        pass
+    assert fluent.get_run(by_environment.info.run_id).data.metrics.keys() == SYSTEM_METRICS
+
+
+def test_the_system_metrics_monitor_logs_a_step_per_sample() -> None:
+    from modelyard.system_metrics import SystemMetricsMonitor
+
+    batches: list[list] = []
+    three = threading.Event()
+
+    def send(metrics) -> None:
+        batches.append(list(metrics))
+        if len(batches) == 3:
+            three.set()
+        if len(batches) == 2:
+            raise ConnectionError("server away")  # logged; sampling goes on
+
+    monitor = SystemMetricsMonitor(send, interval=0.001).start()
+    assert three.wait(30), "the monitor logged fewer than 3 samples in 30 s"
+    monitor.finish()
+    assert [{m.step for m in batch} for batch in batches] == [{i} for i in range(len(batches))]
+    assert all({m.key for m in batch} == SYSTEM_METRICS for batch in batches)
+    count = len(batches)
+    monitor.finish()
+    assert len(batches) == count
