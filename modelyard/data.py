@@ -81,18 +81,24 @@ def from_pandas(
     source: str | None = None,
     targets: str | None = None,
     name: str | None = None,
+    digest: str | None = None,
+    predictions: str | None = None,
 ) -> Dataset:
-    hashed = pd.util.hash_pandas_object(df, index=False).to_numpy()
-    h = hashlib.sha256(hashed.tobytes())
-    h.update(json.dumps([str(c) for c in df.columns]).encode())
-    digest = h.hexdigest()[:16]
+    """`targets` and `predictions` name the label and prediction columns, as in MLflow; a
+    `digest` given replaces the content's."""
+    if digest is None:
+        hashed = pd.util.hash_pandas_object(df, index=False).to_numpy()
+        h = hashlib.sha256(hashed.tobytes())
+        h.update(json.dumps([str(c) for c in df.columns]).encode())
+        digest = h.hexdigest()[:16]
+    roles = {"targets": targets, "predictions": predictions}
     return Dataset(
         name=name or f"dataset-{digest[:8]}",
         digest=digest,
         source_type="uri" if source else "code",
         source=json.dumps({"uri": source}) if source else "{}",
         schema=_schema(df),
-        profile=json.dumps(profile(df, **({"targets": targets} if targets else {}))),
+        profile=json.dumps(profile(df, **{k: v for k, v in roles.items() if v})),
     )
 
 
@@ -106,12 +112,13 @@ def _content(array: np.ndarray) -> bytes:
 
 def _array_dataset(
     parts: list[bytes], schema: dict[str, Any], profile: dict[str, Any], source: str | None,
-    name: str | None,
+    name: str | None, digest: str | None = None,
 ) -> Dataset:  # fmt: skip
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(part)
-    digest = h.hexdigest()[:16]
+    if digest is None:
+        h = hashlib.sha256()
+        for part in parts:
+            h.update(part)
+        digest = h.hexdigest()[:16]
     return Dataset(
         name=name or f"dataset-{digest[:8]}",
         digest=digest,
@@ -122,19 +129,40 @@ def _array_dataset(
     )
 
 
+Arrays = np.ndarray | dict[str, np.ndarray]
+
+
+def _arrays(role: str, arrays: Arrays) -> tuple[list[bytes], dict[str, Any], int]:
+    """Digest parts, schema and row count of one array, or of named arrays (as MLflow's
+    from_numpy takes them), by name."""
+    named = arrays if isinstance(arrays, dict) else {"": arrays}
+    parts, schema, rows = [], {}, 0
+    for key in sorted(named):
+        array = np.asarray(named[key])
+        parts += [key.encode(), _content(array), str((array.shape, array.dtype)).encode()]
+        schema[f"{role}.{key}" if key else role] = {
+            "dtype": str(array.dtype),
+            "shape": list(array.shape),
+        }
+        rows = max(rows, int(array.shape[0]) if array.ndim else 1)
+    return parts, schema, rows
+
+
 def from_numpy(
-    features: np.ndarray,
+    features: Arrays,
     source: str | None = None,
-    targets: np.ndarray | None = None,
+    targets: Arrays | None = None,
     name: str | None = None,
+    digest: str | None = None,
 ) -> Dataset:
-    parts = [_content(features), str((features.shape, features.dtype)).encode()]
-    schema = {"features": {"dtype": str(features.dtype), "shape": list(features.shape)}}
+    """An array, or a dict of named arrays (features and targets alike), as in MLflow."""
+    parts, schema, rows = _arrays("features", features)
     if targets is not None:
-        parts.append(_content(targets))
-        schema["targets"] = {"dtype": str(targets.dtype), "shape": list(targets.shape)}
-    rows = int(features.shape[0]) if features.ndim else 1
-    return _array_dataset(parts, schema, {"num_rows": rows}, source, name)
+        more, target_schema, _ = _arrays("targets", targets)
+        # One array's digest is its content alone, as before named arrays were taken.
+        parts += [_content(targets)] if isinstance(targets, np.ndarray) else more
+        schema |= target_schema
+    return _array_dataset(parts, schema, {"num_rows": rows}, source, name, digest)
 
 
 def from_scipy(

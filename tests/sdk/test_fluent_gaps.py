@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -328,3 +329,26 @@ def test_the_system_metrics_monitor_logs_a_step_per_sample() -> None:
     count = len(batches)
     monitor.finish()
     assert len(batches) == count
+
+
+def test_datasets_take_mlflows_arguments(fluent) -> None:
+    """from_pandas' digest= and predictions=, from_numpy's named arrays, as in mlflow.data."""
+    df = pd.DataFrame({"x": [1.0, 2.0], "y": [0, 1], "p": [0, 0]})
+    scored = fluent.data.from_pandas(df, targets="y", predictions="p", digest="v1")
+    assert scored.digest == "v1"
+    assert {"targets": "y", "predictions": "p"}.items() <= json.loads(scored.profile).items()
+    named = {"x": np.zeros((3, 2)), "z": np.arange(3.0)}
+    arrays = fluent.data.from_numpy(named, targets={"y": np.arange(3)})
+    assert json.loads(arrays.schema) == {
+        "features.x": {"dtype": "float64", "shape": [3, 2]},
+        "features.z": {"dtype": "float64", "shape": [3]},
+        "targets.y": {"dtype": "int64", "shape": [3]},
+    }
+    assert json.loads(arrays.profile) == {"num_rows": 3}
+    same = fluent.data.from_numpy(dict(reversed(named.items())), targets={"y": np.arange(3)})
+    assert same.digest == arrays.digest  # by name, whatever the dict's order
+    assert fluent.data.from_numpy({**named, "z": named["z"] + 1}).digest != arrays.digest
+    with fluent.start_run() as run:
+        fluent.log_input(arrays, context="training")
+    logged = fluent.get_run(run.info.run_id).inputs.dataset_inputs
+    assert [d.dataset.digest for d in logged] == [arrays.digest]
