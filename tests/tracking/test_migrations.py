@@ -166,7 +166,8 @@ def _run_at(db: Database, revision: str) -> tuple[SqlTrackingStore, str]:
 
 def _log_before_0008(db: Database, run: str, metrics: list[Metric]) -> None:
     """Metric values written as stores did before 0008 (today's store also writes the run's
-    start time into latest_metrics): the history rows, in order, and each key's latest value."""
+    start time into latest_metrics): the history rows, in order, and each key's latest value,
+    the last written of those at the highest (step, timestamp)."""
     with db.engine.begin() as conn:
         (experiment,) = conn.exec_driver_sql(
             f"SELECT experiment_id FROM runs WHERE run_uuid = '{run}'"
@@ -181,8 +182,8 @@ def _log_before_0008(db: Database, run: str, metrics: list[Metric]) -> None:
                 "INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step, "
                 f"experiment_id) VALUES ({values}, {experiment}) ON CONFLICT (run_uuid, key) "
                 "DO UPDATE SET value = excluded.value, timestamp = excluded.timestamp, "
-                "step = excluded.step WHERE (excluded.step, excluded.timestamp, excluded.value) "
-                "> (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)"
+                "step = excluded.step WHERE (excluded.step, excluded.timestamp) "
+                ">= (latest_metrics.step, latest_metrics.timestamp)"
             )
 
 
@@ -210,19 +211,39 @@ def test_latest_metrics_learn_their_runs_start_time(database_url: str) -> None:
                     )
             else:
                 _log_before_0008(db, ids[name], [Metric("m", value, 0, 0)])
+        # Three values at one (step, timestamp): stores kept the last (2.0), MLflow the highest.
+        _log_before_0008(db, ids["old"], [Metric("t", v, 7, 1) for v in (3.0, 1.0, 2.0)])
+        _log_before_0008(db, ids["old"], [Metric("u", v, 7, 1) for v in (3.0, 1.0, 5.0)])
+        assert _latest(db, ids["old"]) == {"m": 1.0, "t": 2.0, "u": 5.0}
         migrate(db)
+        assert _latest(db, ids["old"]) == {"m": 1.0, "t": 3.0, "u": 5.0}
         with db.engine.connect() as conn:
             starts = dict(
-                conn.exec_driver_sql("SELECT run_uuid, start_time FROM latest_metrics").all()
+                conn.exec_driver_sql(
+                    "SELECT DISTINCT run_uuid, start_time FROM latest_metrics"
+                ).all()
             )
+            if db.is_sqlite:
+                found = conn.exec_driver_sql(
+                    "SELECT name, sql FROM sqlite_master WHERE tbl_name = 'latest_metrics' "
+                    "AND name LIKE 'ix_%'"
+                )
+            else:
+                found = conn.exec_driver_sql(
+                    "SELECT indexname, indexdef FROM pg_indexes "
+                    "WHERE tablename = 'latest_metrics' AND indexname LIKE 'ix_%%'"
+                )
             indexes = {
-                i["name"]: i["column_names"] for i in inspect(conn).get_indexes("latest_metrics")
+                name: " ".join(sql.split("(", 1)[1].replace('"', "").split()) for name, sql in found
             }
         assert starts == {ids[name]: start for start, name in enumerate(values)}
-        order = ["experiment_id", "key", "is_nan", "value", "start_time", "run_uuid"]
         assert indexes == {
-            "ix_latest_metrics_order_asc": order,
-            "ix_latest_metrics_order_desc": order,
+            "ix_latest_metrics_order_asc": (
+                "experiment_id, key, is_nan, value, start_time DESC, run_uuid)"
+            ),
+            "ix_latest_metrics_order_desc": (
+                "experiment_id, key, is_nan, value DESC, start_time DESC, run_uuid)"
+            ),
         }
 
         store = SqlTrackingStore(db, "file:///a")
@@ -237,3 +258,11 @@ def test_latest_metrics_learn_their_runs_start_time(database_url: str) -> None:
         store.close()
     finally:
         db.dispose()
+
+
+def _latest(db: Database, run: str) -> dict[str, float]:
+    with db.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            f"SELECT key, value FROM latest_metrics WHERE run_uuid = '{run}'"
+        ).all()
+    return dict(rows)

@@ -6,6 +6,10 @@ indexes in exactly the result's order, so NaN moves after the numbers in the DES
 both gain the run's start time (copied here, as the experiment is in 0003: a run never changes
 it) ahead of the run id.
 
+A key's latest value becomes MLflow's too: of the values at its highest (step, timestamp), the
+highest (NaN counting as its stored 0), the first written of equals. Before, the last written of
+them was kept, so those keys are picked again from the history.
+
 Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-06 07:45:00.000000
@@ -43,6 +47,18 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("latest_metrics", schema=None) as batch_op:
         batch_op.alter_column("start_time", existing_type=sa.BigInteger(), nullable=False)
+    # The history's rows at the latest value's (step, timestamp), in MLflow's order of them.
+    tied = (
+        "FROM metrics AS m WHERE m.run_uuid = latest_metrics.run_uuid "
+        "AND m.key = latest_metrics.key AND m.step = latest_metrics.step "
+        "AND m.timestamp = latest_metrics.timestamp"
+    )
+    op.execute(
+        f"UPDATE latest_metrics SET (value, is_nan) = (SELECT m.value, m.is_nan {tied} "
+        "ORDER BY m.value DESC, m.id LIMIT 1) "
+        f"WHERE EXISTS (SELECT 1 {tied} AND (m.value > latest_metrics.value "
+        "OR (m.value = latest_metrics.value AND m.is_nan <> latest_metrics.is_nan)))"
+    )
     lm = _latest.c
     for name, value in (("asc", lm.value), ("desc", lm.value.desc())):
         op.create_index(
