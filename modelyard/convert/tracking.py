@@ -124,15 +124,15 @@ def metric_args(
     InvalidArgument naming the field (`metrics[<index>].value` in a batch). Type checks first,
     field names only on failure: this is the hot path of logging."""
     if type(value) is not float:
-        if isinstance(value, numbers.Real) and not isinstance(value, bool):
-            value = float(value)
-        else:
+        number = _real(value)
+        if number is None:
             field = _field(index, "value")
             raise InvalidArgument(
                 f"{field} of metric {key!r} is {value!r} ({type(value).__name__}); a metric "
                 "value must be a number (int or float)",
                 field=field,
             )
+        value = number
     if type(step) is not int or not _MIN_INT64 <= step <= _MAX_INT64:
         field = _field(index, "step")
         step = _whole_number(step, field, "a step", "64-bit")
@@ -145,6 +145,22 @@ def metric_args(
     else:
         ts = timestamp_fields(timestamp, _field(index, "timestamp"))
     return {"key": key, "value": value, "timestamp": ts, "step": step}
+
+
+def _real(value: object) -> float | None:
+    """A real number as a float, numpy's and a one-element array or tensor's too (its .item(),
+    as MLflow takes a torch loss); None for anything else (strings and bools included)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    item = getattr(value, "item", None)
+    if callable(item) and not isinstance(value, (str, bytes)):
+        try:
+            inner = item()
+        except (TypeError, ValueError, RuntimeError):  # not one element
+            return None
+        if isinstance(inner, numbers.Real) and not isinstance(inner, bool):
+            return float(inner)
+    return None
 
 
 def _field(index: int | None, name: str) -> str:

@@ -261,11 +261,14 @@ def test_asynchronous_calls_return_run_operations(fluent) -> None:
 @pytest.mark.parametrize("synchronous", [True, False])
 def test_a_metric_value_that_is_not_a_number_raises_in_the_caller(fluent, synchronous) -> None:
     with fluent.start_run() as run:
-        for value in (None, "1.5", True):
+        for value in (None, "1.5", True, np.array([1.0, 2.0]), np.array(["a"])):
             with pytest.raises(InvalidArgument, match="must be a number"):
                 fluent.log_metric("m", value, synchronous=synchronous)
-        fluent.log_metric("m", np.float32(0.5), synchronous=synchronous)
-    assert fluent.get_run(run.info.run_id).data.metrics == {"m": 0.5}
+        # numpy's scalars, and one-element arrays as a framework's loss tensor: .item()
+        for step, value in enumerate((np.float32(0.5), np.array(1.5), np.array([[2.5]]))):
+            fluent.log_metric("m", value, step=step, synchronous=synchronous)
+    history = fluent.client().get_metric_history(run.info.run_id, "m")
+    assert [m.value for m in history] == [0.5, 1.5, 2.5]
 
 
 def test_end_run_refuses_an_unknown_status_and_keeps_the_run(fluent) -> None:
