@@ -131,12 +131,13 @@ _BY_CODE: dict[grpc.StatusCode, type[ModelyardError]] = {
 
 
 # MLflow's error codes (its databricks.proto ErrorCode) for each status, as its tracking server
-# raises them: a missing run is RESOURCE_DOES_NOT_EXIST, a deleted one INVALID_STATE.
+# raises them: a missing run is RESOURCE_DOES_NOT_EXIST; a write to a deleted run or experiment,
+# the commonest refused state, INVALID_PARAMETER_VALUE.
 _MLFLOW_ERROR_CODE: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.INVALID_ARGUMENT: "INVALID_PARAMETER_VALUE",
     grpc.StatusCode.NOT_FOUND: "RESOURCE_DOES_NOT_EXIST",
     grpc.StatusCode.ALREADY_EXISTS: "RESOURCE_ALREADY_EXISTS",
-    grpc.StatusCode.FAILED_PRECONDITION: "INVALID_STATE",
+    grpc.StatusCode.FAILED_PRECONDITION: "INVALID_PARAMETER_VALUE",
     grpc.StatusCode.RESOURCE_EXHAUSTED: "RESOURCE_EXHAUSTED",
     grpc.StatusCode.PERMISSION_DENIED: "PERMISSION_DENIED",
     grpc.StatusCode.UNAUTHENTICATED: "UNAUTHENTICATED",

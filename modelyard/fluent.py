@@ -95,9 +95,11 @@ class ActiveRun(Run):
         stack = _active_runs()
         if any(r.info.run_id == self.info.run_id for r in stack):
             status = RunStatus.FAILED if exc_type else RunStatus.FINISHED
-            while _active_runs()[-1].info.run_id != self.info.run_id:
+            try:
+                while _active_runs()[-1].info.run_id != self.info.run_id:
+                    end_run(status)
+            finally:  # this run ends even if ending one inside it failed
                 end_run(status)
-            end_run(status)
 
 
 # -- client and configuration ------------------------------------------------------------------
@@ -295,12 +297,27 @@ def start_run(
         run = c.create_run(exp_id, tags=all_tags, run_name=run_name, parent_run_id=parent)
     active = ActiveRun(run)
     _set_active_runs((*stack, active))
-    _last_run_id = rid = active.info.run_id
+    _last_run_id = active.info.run_id
     if system_metrics.wanted(log_system_metrics):
-        monitor = system_metrics.SystemMetricsMonitor(lambda ms: c.log_batch(rid, metrics=ms))
-        with _lock:
-            _monitors[rid] = monitor.start()
+        _start_system_metrics(c, run)
     return active
+
+
+def _start_system_metrics(c: Client, run: Run) -> None:
+    """Never fails the run: without the machine's figures (no permission to read them, say),
+    it is logged and the run goes on, as in MLflow."""
+    rid = run.info.run_id
+    _stop_system_metrics(rid)  # the same run resumed again: one monitor at a time
+    try:
+        monitor = system_metrics.SystemMetricsMonitor(
+            lambda ms: c.log_batch(rid, metrics=ms),
+            first_step=system_metrics.next_step(run.data.latest_metrics),
+        ).start()
+    except Exception as exc:
+        system_metrics.log.warning("system metrics of run %s not logged: %s", rid, exc)
+        return
+    with _lock:
+        _monitors[rid] = monitor
 
 
 def _source_tags() -> dict[str, str]:

@@ -45,6 +45,11 @@ def set_system_metrics_sampling_interval(seconds: float | None) -> None:
     _interval = 10.0 if seconds is None else float(seconds)
 
 
+def next_step(latest: Sequence[Metric]) -> int:
+    """The step a resumed run's system metrics go on from, after its latest values'."""
+    return max((m.step + 1 for m in latest if m.key.startswith(_PREFIX)), default=0)
+
+
 def wanted(asked: bool | None) -> bool:
     """Whether a run started with `log_system_metrics=asked` logs system metrics."""
     if asked is not None:
@@ -60,12 +65,15 @@ class SystemMetricsMonitor:
     one batch; a failed send is logged and sampling goes on (it must never stop training)."""
 
     def __init__(
-        self, send: Callable[[Sequence[Metric]], None], interval: float | None = None
+        self,
+        send: Callable[[Sequence[Metric]], None],
+        interval: float | None = None,
+        first_step: int = 0,
     ) -> None:
         self._send = send
         self._interval = _interval if interval is None else interval
         self._stop = threading.Event()
-        self._step = 0
+        self._step = first_step
         self._lock = threading.Lock()  # one sample at a time: steps stay in order
         self._network = psutil.net_io_counters()
         psutil.cpu_percent(None)  # the first reading only starts the measurement
@@ -92,12 +100,11 @@ class SystemMetricsMonitor:
 
     def _log_sample(self) -> None:
         with self._lock:
-            now = int(time.time() * 1000)
-            metrics = [Metric(_PREFIX + k, v, now, self._step) for k, v in self._sample().items()]
+            now, step = int(time.time() * 1000), self._step
             try:
-                self._send(metrics)
+                self._send([Metric(_PREFIX + k, v, now, step) for k, v in self._sample().items()])
             except Exception as exc:
-                log.warning("system metrics not logged (step %d): %s", self._step, exc)
+                log.warning("system metrics not logged (step %d): %s", step, exc)
             self._step += 1
 
     def _sample(self) -> dict[str, float]:

@@ -244,6 +244,6 @@ def test_errors_carry_mlflows_error_codes(client: Client, run_id: str) -> None:
         "RESOURCE_ALREADY_EXISTS",
         "RESOURCE_DOES_NOT_EXIST",
         "INVALID_PARAMETER_VALUE",
-        "INVALID_STATE",
+        "INVALID_PARAMETER_VALUE",  # as MLflow's store refuses a write to a deleted run
     ]
     assert missing.value.code.name == "NOT_FOUND"  # the gRPC status it travelled as

@@ -355,3 +355,41 @@ def test_datasets_take_mlflows_arguments(fluent) -> None:
         fluent.log_input(arrays, context="training")
     logged = fluent.get_run(run.info.run_id).inputs.dataset_inputs
     assert [d.dataset.digest for d in logged] == [arrays.digest]
+
+
+def test_a_resumed_run_goes_on_from_its_last_system_metrics_step(fluent) -> None:
+    with fluent.start_run(log_system_metrics=True) as run:
+        pass
+    with fluent.start_run(run_id=run.info.run_id, log_system_metrics=True):
+        pass
+    history = fluent.client().get_metric_history(
+        run.info.run_id, "system/cpu_utilization_percentage"
+    )
+    assert [m.step for m in history] == [0, 1]
+
+
+def test_system_metrics_that_cannot_be_read_never_fail_the_run(fluent, monkeypatch) -> None:
+    import psutil
+
+    def denied(*_: object) -> None:
+        raise PermissionError("no access to the machine's figures")
+
+    monkeypatch.setattr(psutil, "disk_usage", denied)  # each sample fails
+    with fluent.start_run(log_system_metrics=True) as run:
+        fluent.log_metric("loss", 0.5, synchronous=False)
+    monkeypatch.setattr(psutil, "net_io_counters", denied)  # the monitor cannot start
+    with fluent.start_run(log_system_metrics=True) as other:
+        fluent.log_metric("loss", 0.25)
+    for ended, loss in ((run, 0.5), (other, 0.25)):
+        got = fluent.get_run(ended.info.run_id)
+        assert got.data.metrics == {"loss": loss}
+        assert got.info.status == RunStatus.FINISHED
+
+
+def test_a_block_ends_its_run_when_ending_one_inside_it_fails(fluent) -> None:
+    with pytest.raises(InvalidArgument, match="bad key!"), fluent.start_run() as parent:
+        child = fluent.start_run(nested=True)
+        fluent.log_metric("bad key!", 1.0, synchronous=False)  # refused when the child ends
+    assert fluent.active_run() is None
+    for run in (parent, child):
+        assert fluent.get_run(run.info.run_id).info.status == RunStatus.FINISHED
