@@ -6,7 +6,9 @@ it is refused as invalid the thread splits it in halves until the refused values
 one bad key never costs the good values queued with it. `add()` never raises (raising there would
 lose the value, or stop the caller's loop at a point that depends on timing); `flush()` blocks
 until everything queued so far is sent and raises what went wrong meanwhile, naming each refused
-key, so `end_run()` and interpreter exit lose nothing silently.
+key, so `end_run()` and interpreter exit lose nothing silently. `add()` returns a ticket, and
+`wait(ticket)` blocks until that value is sent and raises only what went wrong with it (MLflow's
+RunOperations.wait); an error raised there is not raised again by `flush()`.
 """
 
 from __future__ import annotations
@@ -32,12 +34,21 @@ class Refusal:
     error: InvalidArgument
 
 
+_FAILED_KEPT = 100_000  # per-value failures kept for wait(); past this many, the oldest go
+
+
 class MetricBatcher:
     def __init__(self, send: Sender, interval: float = 0.5) -> None:
         self._send = send
         self._interval = interval
         self._pending: dict[str, list[Metric]] = defaultdict(list)
+        self._tickets: dict[str, list[int]] = defaultdict(list)  # beside _pending, in order
         self._count = 0
+        self._next_ticket = 0
+        self._sent_below = 0  # every value with a lower ticket has been sent (or failed)
+        self._failed: dict[int, BaseException] = {}  # ticket -> what went wrong with it
+        # Errors wait() has raised, by id (held, so no id is reused): flush() skips them.
+        self._waited: dict[int, BaseException] = {}
         self._cond = threading.Condition()
         self._in_flight = 0
         self._errors: list[BaseException] = []
@@ -47,12 +58,27 @@ class MetricBatcher:
         self._thread = threading.Thread(target=self._loop, name="modelyard-metrics", daemon=True)
         self._thread.start()
 
-    def add(self, run_id: str, metric: Metric) -> None:
+    def add(self, run_id: str, metric: Metric) -> int:
         with self._cond:
+            ticket = self._next_ticket
+            self._next_ticket += 1
             self._pending[run_id].append(metric)
+            self._tickets[run_id].append(ticket)
             self._count += 1
             if self._count >= MAX_BATCH:
                 self._cond.notify_all()
+            return ticket
+
+    def wait(self, ticket: int) -> None:
+        """Wait until the value `add` gave `ticket` is sent; raise what went wrong with it."""
+        with self._cond:
+            self._flush_requested = True
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self._sent_below > ticket or self._closed)
+            error = self._failed.get(ticket)
+            if error is not None:
+                self._waited[id(error)] = error
+                raise error
 
     def flush(self) -> None:
         """Wait until every metric added before this call is sent; raise what went wrong."""
@@ -74,10 +100,11 @@ class MetricBatcher:
     def _raise_pending_errors(self) -> None:
         """Raise the first failure since the last flush (each is reported once); refusals come
         as one InvalidArgument naming every refused key."""
-        errors, self._errors = self._errors, []
-        if self._refused:
-            errors.append(_refusals_error(self._refused))
-            self._refused = []
+        errors = [e for e in self._errors if id(e) not in self._waited]
+        refused = [r for r in self._refused if id(r.error) not in self._waited]
+        self._errors, self._refused, self._waited = [], [], {}
+        if refused:
+            errors.append(_refusals_error(refused))
         if not errors:
             return
         first = errors[0]
@@ -85,12 +112,15 @@ class MetricBatcher:
             first.add_note(f"also: {type(other).__name__}: {other}")
         raise first
 
-    def _take(self) -> list[tuple[str, list[Metric]]]:
+    def _take(self) -> list[tuple[str, list[Metric], list[int]]]:
         batches = []
         for run_id, items in self._pending.items():
+            tickets = self._tickets[run_id]
             for start in range(0, len(items), MAX_BATCH):
-                batches.append((run_id, items[start : start + MAX_BATCH]))
+                end = start + MAX_BATCH
+                batches.append((run_id, items[start:end], tickets[start:end]))
         self._pending.clear()
+        self._tickets.clear()
         self._in_flight = self._count
         self._count = 0
         return batches
@@ -106,22 +136,39 @@ class MetricBatcher:
                 if self._closed and not self._count:
                     return
                 batches = self._take()
+                taken_below = self._next_ticket
             try:
-                for run_id, items in batches:
+                for run_id, items, tickets in batches:
                     # One batch failing (a deleted run, say) does not stop the others.
                     try:
                         refused = self._send_isolating(run_id, items)
                     except BaseException as exc:  # surfaced to the caller by the next flush()
                         with self._cond:
                             self._errors.append(exc)
+                            self._record(dict.fromkeys(tickets, exc))
                     else:
                         if refused:
+                            by_value = {id(r.metric): r.error for r in refused}
                             with self._cond:
                                 self._refused.extend(refused)
+                                self._record(
+                                    {
+                                        t: by_value[id(m)]
+                                        for t, m in zip(tickets, items, strict=True)
+                                        if id(m) in by_value
+                                    }
+                                )
             finally:
                 with self._cond:
                     self._in_flight = 0
+                    self._sent_below = taken_below
                     self._cond.notify_all()
+
+    def _record(self, failed: dict[int, BaseException]) -> None:
+        """Keep what went wrong with each value for wait(); called holding the lock."""
+        self._failed.update(failed)
+        while len(self._failed) > _FAILED_KEPT:
+            del self._failed[next(iter(self._failed))]
 
     def _send_isolating(self, run_id: str, items: list[Metric]) -> list[Refusal]:
         """Send `items`; if the server refuses them as invalid, send each half apart, down to

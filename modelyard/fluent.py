@@ -455,9 +455,8 @@ def log_metrics(
         client().log_batch(rid, metrics=items)
         return None
     batcher = _metrics_batcher()
-    for m in items:
-        batcher.add(rid, m)
-    return RunOperations(batcher.flush)
+    tickets = [batcher.add(rid, m) for m in items]
+    return RunOperations(lambda: [batcher.wait(t) for t in tickets])
 
 
 def flush_async_logging() -> None:

@@ -393,3 +393,18 @@ def test_a_block_ends_its_run_when_ending_one_inside_it_fails(fluent) -> None:
     assert fluent.active_run() is None
     for run in (parent, child):
         assert fluent.get_run(run.info.run_id).info.status == RunStatus.FINISHED
+
+
+def test_waiting_on_a_queued_value_reports_only_what_went_wrong_with_it(fluent) -> None:
+    """MLflow's RunOperations.wait: another value's refusal is not this one's; a refusal
+    reported by wait() is not reported again when the run ends."""
+    with fluent.start_run() as run:
+        bad = fluent.log_metric("bad key!", 1.0, synchronous=False)
+        good = fluent.log_metric("good", 2.0, synchronous=False)
+        good.wait()
+        assert fluent.get_run(run.info.run_id).data.metrics == {"good": 2.0}
+        with pytest.raises(InvalidArgument, match="bad key!"):
+            bad.wait()
+        with pytest.raises(InvalidArgument, match="bad key!"):
+            bad.wait()  # asked again, the same answer
+    assert fluent.get_run(run.info.run_id).info.status == RunStatus.FINISHED
