@@ -261,7 +261,8 @@ def start_run(
     description: str | None = None,
     log_system_metrics: bool | None = None,
 ) -> ActiveRun:
-    """Start a run (or resume `run_id`) and make it active; use as a context manager.
+    """Start a run (or resume `run_id`, else MODELYARD_RUN_ID's) and make it active; use as a
+    context manager.
     `log_system_metrics`: sample the machine's CPU, memory, disk and network into `system/*`
     metrics until the run ends (None: as enable_system_metrics_logging or the environment
     says; see modelyard.system_metrics)."""
@@ -272,6 +273,8 @@ def start_run(
             f"run {stack[-1].info.run_id} is already active; end it with end_run(), or pass "
             "nested=True to start a run inside it"
         )
+    if not run_id:  # a run an orchestrator started for this process, resumed once (MLflow's
+        run_id = os.environ.pop("MODELYARD_RUN_ID", None)  # MLFLOW_RUN_ID)
     c = client()
     if run_id:
         run = c.get_run(run_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import threading
@@ -408,3 +409,20 @@ def test_waiting_on_a_queued_value_reports_only_what_went_wrong_with_it(fluent) 
         with pytest.raises(InvalidArgument, match="bad key!"):
             bad.wait()  # asked again, the same answer
     assert fluent.get_run(run.info.run_id).info.status == RunStatus.FINISHED
+
+
+def test_an_orchestrators_run_id_in_the_environment_is_resumed_once(fluent, monkeypatch) -> None:
+    """As MLFLOW_RUN_ID: the first start_run without run_id resumes it, and takes it out of the
+    environment, so the next run is a new one."""
+    with fluent.start_run() as started:
+        pass
+    monkeypatch.setenv("MODELYARD_RUN_ID", started.info.run_id)
+    with fluent.start_run() as resumed:
+        assert resumed.info.run_id == started.info.run_id
+        assert fluent.get_run(started.info.run_id).info.status == RunStatus.RUNNING
+        fluent.log_metric("after", 1.0)
+    assert "MODELYARD_RUN_ID" not in os.environ
+    with fluent.start_run() as fresh:
+        pass
+    assert fresh.info.run_id != started.info.run_id
+    assert fluent.get_run(started.info.run_id).data.metrics == {"after": 1.0}
