@@ -139,7 +139,8 @@ def _arrays(role: str, arrays: Arrays) -> tuple[list[bytes], dict[str, Any], int
     parts, schema, rows = [], {}, 0
     for key in sorted(named):
         array = np.asarray(named[key])
-        parts += [key.encode(), _content(array), str((array.shape, array.dtype)).encode()]
+        parts += [key.encode()] if key else []
+        parts += [_content(array), str((array.shape, array.dtype)).encode()]
         schema[f"{role}.{key}" if key else role] = {
             "dtype": str(array.dtype),
             "shape": list(array.shape),
@@ -159,8 +160,9 @@ def from_numpy(
     parts, schema, rows = _arrays("features", features)
     if targets is not None:
         more, target_schema, _ = _arrays("targets", targets)
-        # One array's digest is its content alone, as before named arrays were taken.
-        parts += [_content(targets)] if isinstance(targets, np.ndarray) else more
+        # One array's part is its content alone (without its shape), as before named arrays
+        # were taken, so its digest is unchanged.
+        parts += more[:1] if isinstance(targets, np.ndarray) else more
         schema |= target_schema
     return _array_dataset(parts, schema, {"num_rows": rows}, source, name, digest)
 
