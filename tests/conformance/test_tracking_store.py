@@ -447,6 +447,9 @@ def test_search_by_one_metric_matches_the_plain_query(
         if i % 7:
             logged.append(Metric("m", rng.choice(values), 0, 0))
         store.log_batch(rid, logged, [Param("p", "ab"[i % 2])], [RunTag("t", str(i % 3))])
+        if i % 5 == 0:
+            data = Dataset(name=f"d{i % 2}", digest="x", source_type="local")
+            store.log_inputs(rid, [DatasetInput(data)])
         if i % 9 == 0:
             store.delete_run(rid)
     for _ in range(5):  # the same metric in another experiment stays out of the walk
@@ -461,7 +464,14 @@ def test_search_by_one_metric_matches_the_plain_query(
             if not token:
                 return seen
 
-    filters = ["params.p = 'a'", "metrics.f >= 2", "tags.t != '1' and attributes.start_time > 1"]
+    filters = [
+        "params.p = 'a'",
+        "metrics.f >= 2",
+        "tags.t != '1' and attributes.start_time > 1",
+        "datasets.name = 'd0'",
+        "metrics.m != 0.5 and tags.missing IS NULL",
+        "metrics.f != 1 and params.p != 'a' and attributes.status = 'RUNNING'",
+    ]
     for flt in ["", *filters]:
         for order in ("metrics.m ASC", "metrics.m DESC"):
             for view in (ViewType.ACTIVE_ONLY, ViewType.ALL, ViewType.DELETED_ONLY):
@@ -495,7 +505,7 @@ def test_a_search_statement_serves_every_search_of_its_shape(
                 store.log_inputs(rid, [DatasetInput(ds)])
 
     built = 0
-    build = search.run_filter_clauses
+    build = search.run_conditions
     walks: list[bool] = []
     walk = search.runs_in_metric_order
 
@@ -504,11 +514,11 @@ def test_a_search_statement_serves_every_search_of_its_shape(
         built += 1
         return build(*args, **kwargs)
 
-    def counted_walk(key, conditions, capped):
+    def counted_walk(key, filters, view_type, capped, lateral):
         walks.append(capped)
-        return walk(key, conditions, capped)
+        return walk(key, filters, view_type, capped, lateral)
 
-    monkeypatch.setattr(search, "run_filter_clauses", counted)
+    monkeypatch.setattr(search, "run_conditions", counted)
     monkeypatch.setattr(search, "runs_in_metric_order", counted_walk)
 
     def names(exp_ids, flt, order=()):
@@ -518,7 +528,8 @@ def test_a_search_statement_serves_every_search_of_its_shape(
         for low in (5.0, 2.0, 6.5):
             got = names([eid], f"metrics.m >= {low} and params.p != 'v7'", ["metrics.m DESC"])
             assert got == [f"{eid}-{i}" for i in range(7, -1, -1) if i >= low and i != 7]
-    assert built == 1 and len(walks) == 1  # every experiment, every value, one statement
+    # Every experiment, every value: one walk, and one statement for the runs without the metric.
+    assert built == 2 and len(walks) == 1
     for values in (("v1",), ("v1", "v3", "v4"), ("v6", "v0")):  # IN lists of any length
         listed = ", ".join(f"'{v}'" for v in values)
         got = names([first, second], f"params.p IN ({listed})", ["attributes.run_name"])
@@ -533,7 +544,7 @@ def test_a_search_statement_serves_every_search_of_its_shape(
         assert len(names([first, second], f"attributes.experiment_id = {eid}")) == 8
         assert len(names([first, second], f"attributes.experiment_id = '{eid}'")) == 8
     # One per shape, whatever the values (an experiment id is compared as text either way).
-    assert built == 5
+    assert built == 6
     # Runs without the order's metric follow the walk, by run id: kept by shape too.
     missing = {
         eid: sorted(new_run(store, eid, run_name=f"{eid}-x{j}").info.run_id for j in range(2))

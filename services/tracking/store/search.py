@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import (
     ColumnElement,
+    FromClause,
     Select,
     String,
     and_,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     func,
     not_,
     select,
+    true,
 )
 
 from modelyard.entities import SystemTag, ViewType
@@ -96,37 +98,45 @@ def _attribute(table: dict, key: str, field: str) -> tuple[ColumnElement, str]:
         ) from None
 
 
+def _exists(owner: ColumnElement, stmt: Select) -> ColumnElement[bool]:
+    """EXISTS (stmt), correlated to the run id `owner` however deep it is nested (SQLAlchemy
+    correlates by itself only to the enclosing SELECT)."""
+    return stmt.correlate(owner.table).exists()  # type: ignore[attr-defined]
+
+
 def _key_value_clause(
     table, owner: ColumnElement, c: Comparison, field: str, param: str | None = None
 ) -> ColumnElement[bool]:
     """params.x / tags.x: a correlated EXISTS on (owner, key), so it uses the primary key."""
-    match = and_(table.c.run_uuid == owner, table.c.key == c.key)
+    match = select(1).where(table.c.run_uuid == owner, table.c.key == c.key)
     if c.op == "IS NULL":
-        return not_(exists(select(1).where(match)))
+        return not_(_exists(owner, match))
     if c.op == "IS NOT NULL":
-        return exists(select(1).where(match))
-    return exists(
-        select(1).where(
-            match, compare(table.c.value, c, "string", field=field, ops=_TAG_OPS, param=param)
-        )
-    )
+        return _exists(owner, match)
+    value = compare(table.c.value, c, "string", field=field, ops=_TAG_OPS, param=param)
+    return _exists(owner, match.where(value))
 
 
-def _metric_clause(c: Comparison, field: str, param: str) -> ColumnElement[bool]:
+def _metric_clause(
+    c: Comparison, field: str, param: str, owner: ColumnElement
+) -> ColumnElement[bool]:
     """NaN compares as MLflow's: unequal to every number, and nothing else."""
     lm = latest_metrics
     value = compare(lm.c.value, c, "number", field=field, ops=NUMBER_OPS, param=param)
     nan = lm.c.is_nan.is_(True) if c.op == "!=" else None
-    return exists(
+    return _exists(
+        owner,
         select(1).where(
-            lm.c.run_uuid == runs.c.run_uuid,
+            lm.c.run_uuid == owner,
             lm.c.key == c.key,
             lm.c.is_nan.is_(False) & value if nan is None else nan | value,
-        )
+        ),
     )
 
 
-def _dataset_clause(c: Comparison, field: str, param: str) -> ColumnElement[bool]:
+def _dataset_clause(
+    c: Comparison, field: str, param: str, owner: ColumnElement
+) -> ColumnElement[bool]:
     joined = inputs.join(datasets, inputs.c.dataset_uuid == datasets.c.dataset_uuid)
     if c.key in ("name", "digest"):
         column = datasets.c.name if c.key == "name" else datasets.c.digest
@@ -146,24 +156,32 @@ def _dataset_clause(c: Comparison, field: str, param: str) -> ColumnElement[bool
             "datasets.context",
             field=field,
         )
-    return exists(select(1).select_from(joined).where(inputs.c.run_uuid == runs.c.run_uuid, cond))
+    return _exists(owner, select(1).select_from(joined).where(inputs.c.run_uuid == owner, cond))
 
 
-def run_filter_clauses(filters: Sequence[Comparison], field: str = "filter") -> list:
-    """The filters as clauses on `runs` whose values are bind parameters (`filter_binds` gives
-    them), so the clauses, and statements built on them, serve every search of the same
-    shape."""
-    clauses = []
+def run_conditions(
+    filters: Sequence[Comparison],
+    view_type: ViewType,
+    owner: ColumnElement = runs.c.run_uuid,
+    field: str = "filter",
+) -> list:
+    """The view type's lifecycle stage and the filters, as clauses on `runs` whose values are
+    bind parameters (`filter_binds` gives them), so the clauses, and statements built on them,
+    serve every search of the same shape. Params, tags, metrics and datasets are looked up by
+    `owner`, a column equal to runs.run_uuid where the clauses are used: the metric walk passes
+    its own, which lets PostgreSQL test them before it reads the run's row."""
+    stage = stage_filter(runs.c.lifecycle_stage, view_type)
+    clauses = [] if stage is None else [stage]
     for i, c in enumerate(_normalized(filters)):
         param = _param(i)
         if c.entity == "metric":
-            clauses.append(_metric_clause(c, field, param))
+            clauses.append(_metric_clause(c, field, param, owner))
         elif c.entity == "param":
-            clauses.append(_key_value_clause(params, runs.c.run_uuid, c, field, param))
+            clauses.append(_key_value_clause(params, owner, c, field, param))
         elif c.entity == "tag":
-            clauses.append(_key_value_clause(tags, runs.c.run_uuid, c, field, param))
+            clauses.append(_key_value_clause(tags, owner, c, field, param))
         elif c.entity == "dataset":
-            clauses.append(_dataset_clause(c, field, param))
+            clauses.append(_dataset_clause(c, field, param, owner))
         else:
             column, kind = _attribute(_RUN_ATTRIBUTES, c.key, field)
             clauses.append(compare(column, c, kind, field=field, param=param))  # type: ignore[arg-type]
@@ -171,7 +189,7 @@ def run_filter_clauses(filters: Sequence[Comparison], field: str = "filter") -> 
 
 
 def filter_binds(filters: Sequence[Comparison]) -> tuple[tuple, dict[str, object]]:
-    """The filters' shape (what run_filter_clauses builds from, without the values) and the
+    """The filters' shape (what run_conditions builds from, without the values) and the
     values of its bind parameters."""
     normalized = _normalized(filters)
     shape = tuple(value_shape(c) for c in normalized)
@@ -238,10 +256,13 @@ def order_runs(stmt: Select, order_by: Sequence[OrderKey], field: str = "order_b
 # The plain query (order_runs) joins every run of the experiments to its metric and sorts all the
 # matches to return one page. When the order is a single metric of a single experiment, these
 # read the experiment's values of that metric in result order instead, through
-# ix_latest_metrics_order_asc/desc, test each run's conditions as they come, and stop once the
-# page is full. The conditions sit in an EXISTS with OFFSET 0: PostgreSQL then keeps it a per-row
-# lookup rather than turning it into a join whose plan depends on fresh statistics. Runs without
-# the metric follow (runs_missing_metric), as in the plain query.
+# ix_latest_metrics_order_asc/desc, test each run's filters as they come, and stop once the page
+# is full. The filters look params, tags and metrics up by the walked run id, so a run that fails
+# them costs no read of its runs row (PostgreSQL tests them first; 20% fewer buffers read for the
+# benchmark's search). On PostgreSQL the walk is capped and each value's run is joined LATERAL
+# with OFFSET 0: it then stays a per-value lookup rather than a join whose plan depends on fresh
+# statistics. SQLite walks the index first by itself (its order is the query's). Runs without the
+# metric follow (runs_missing_metric), as in the plain query.
 
 
 # Built once: an alias's columns are set up on first use, which costs more than the query's run.
@@ -255,30 +276,40 @@ def _metric_order(columns, ascending: bool) -> list:
     return [columns.is_nan.asc(), value, columns.start_time.desc(), columns.run_uuid.asc()]
 
 
-def runs_in_metric_order(key: OrderKey, conditions: Sequence, capped: bool) -> Select:
-    """Ids of an experiment's runs that have metric `key` and meet `conditions` (clauses on
-    `runs`), in search order. Bind parameters: `experiment_id`, and with `capped` `cap`, the
-    number of the metric's values walked at most; one statement serves every experiment."""
+def runs_in_metric_order(
+    key: OrderKey,
+    filters: Sequence[Comparison],
+    view_type: ViewType,
+    capped: bool,
+    lateral: bool,
+) -> Select:
+    """The runs rows of an experiment's runs that have metric `key` and meet the filters, in
+    search order. Bind parameters: `experiment_id`, the filters' (`filter_binds`), and with
+    `capped` `cap`, the number of the metric's values walked at most; one statement serves
+    every experiment. `lateral` (PostgreSQL; SQLite has no LATERAL) joins each value's run
+    LATERAL."""
     walk = _WALK
-    values = select(walk.c.run_uuid, walk.c.is_nan, walk.c.value, walk.c.start_time).where(
-        walk.c.experiment_id == bindparam("experiment_id"), walk.c.key == key.key
-    )
+    of_key = (walk.c.experiment_id == bindparam("experiment_id"), walk.c.key == key.key)
     if capped:
-        order = _metric_order(walk.c, key.ascending)
-        walked = values.order_by(*order).limit(bindparam("cap")).subquery()
-        columns = walked.c
-        stmt = select(walked.c.run_uuid)
-    else:
-        columns = walk.c
-        stmt = values.with_only_columns(walk.c.run_uuid)
-    if conditions:
-        stmt = stmt.where(
-            select(1)
-            .select_from(runs)
-            .where(runs.c.run_uuid == columns.run_uuid, *conditions)
-            .offset(0)
-            .exists()
+        walked: FromClause = (
+            select(walk.c.run_uuid, walk.c.is_nan, walk.c.value, walk.c.start_time)
+            .where(*of_key)
+            .order_by(*_metric_order(walk.c, key.ascending))
+            .limit(bindparam("cap"))
+            .subquery()
         )
+        of_key = ()
+    else:
+        walked = walk
+    columns = walked.c
+    conditions = run_conditions(filters, view_type, owner=columns.run_uuid)
+    if lateral:
+        run = select(runs).where(runs.c.run_uuid == columns.run_uuid, *conditions).offset(0)
+        joined = run.lateral("run")
+        stmt = select(joined).select_from(walked.join(joined, true())).where(*of_key)
+    else:
+        on = runs.c.run_uuid == columns.run_uuid
+        stmt = select(runs).select_from(walked.join(runs, on)).where(*of_key, *conditions)
     return stmt.order_by(*_metric_order(columns, key.ascending))
 
 
@@ -305,11 +336,12 @@ def count_of(stmt: Select) -> Select:
 
 
 def runs_missing_metric(key: OrderKey, conditions: Sequence) -> Select:
-    """Ids of the experiment's runs that meet `conditions` but lack the metric, newest first,
-    then by run id. Bind parameters: `experiment_id`, and `offset` and `limit` of the page."""
+    """The runs rows of the experiment's runs that meet `conditions` (run_conditions) but lack
+    the metric, newest first, then by run id. Bind parameters: `experiment_id`, the filters',
+    and `offset` and `limit` of the page."""
     has = _HAS_METRIC
     return page(
-        select(runs.c.run_uuid)
+        select(runs)
         .where(
             runs.c.experiment_id == bindparam("experiment_id"),
             *conditions,

@@ -93,14 +93,9 @@ _RUN_DATA_PG = (
     + _RUN_DATA_PARTS.format(ids="= ids.id")
     + " OFFSET 0) AS d ORDER BY 1, 3"
 )
-_RUN_COLUMNS = ", ".join(c.name for c in runs.c)
 # Search statements kept by shape (SqlTrackingStore._statement); past this many, they start over.
 _STATEMENTS_KEPT = 512
 _Built = TypeVar("_Built")
-_RUN_ROWS_PG = (
-    "SELECT r.* FROM unnest(%b::varchar[]) AS ids(id) CROSS JOIN LATERAL "
-    f"(SELECT {_RUN_COLUMNS} FROM runs WHERE run_uuid = ids.id OFFSET 0) AS r"
-)
 
 
 def _now() -> int:
@@ -531,7 +526,7 @@ class SqlTrackingStore(TrackingStore):
                     sql = _RUN_DATA_PARTS.format(ids=where) + " ORDER BY 1, 3"
                     cursor.execute(sql, [*chunk] * 4)
                 else:
-                    cursor.execute(_RUN_DATA_PG, (list(chunk),))
+                    cursor.execute(_RUN_DATA_PG, (list(chunk),), binary=True)
                 # fetchall loads the rows in one call: iterating psycopg's cursor costs ~0.6 µs
                 # more per row (0.5 ms of a page of 100 runs).
                 for kind, run_id, key, text, value, is_nan, timestamp, step in cursor.fetchall():
@@ -668,31 +663,33 @@ class SqlTrackingStore(TrackingStore):
         keys = [_experiment_key(e) for e in experiment_ids]
         filter_shape, filter_values = search.filter_binds(filters)
         shape = (filter_shape, view_type)
-        conditions = self._statement(
-            ("conditions", shape), lambda: _run_conditions(filters, view_type)
-        )
+
+        def conditions() -> list[Any]:
+            return self._statement(
+                ("conditions", shape), lambda: search.run_conditions(filters, view_type)
+            )
+
         params = {**filter_values, "offset": offset, "limit": max_results + 1}
         with self.db.read() as conn:
-            ids = None
+            rows = None
             if len(set(keys)) == 1 and len(order_by) == 1 and order_by[0].entity == "metric":
-                key = order_by[0]
-                ids = self._search_by_metric(conn, shape, key, conditions, keys[0], params)
-            if ids is None:
+                rows = self._search_by_metric(
+                    conn, shape, order_by[0], filters, conditions, keys[0], params
+                )
+            if rows is None:
                 stmt = self._statement(
                     ("plain", shape, tuple(order_by)),
                     lambda: search.page(
                         search.order_runs(
                             select(runs).where(
                                 runs.c.experiment_id.in_(bindparam("experiments", expanding=True)),
-                                *conditions,
+                                *conditions(),
                             ),
                             order_by,
                         )
                     ),
                 )
                 rows = [r._mapping for r in conn.execute(stmt, {**params, "experiments": keys})]
-            else:
-                rows = self._run_rows(conn, ids)
             found = self._runs(conn, rows[:max_results])
         token = encode_token(query, offset + max_results) if len(rows) > max_results else None
         return PagedList(found, token)
@@ -700,7 +697,7 @@ class SqlTrackingStore(TrackingStore):
     def _statement(self, key: tuple, build: Callable[[], _Built]) -> _Built:
         """A search's statement (or its clauses) by shape, built once: building the walk of a
         filtered search costs ~0.8 ms, about as much as SQLite takes to run it for a page of
-        100. Values are bind parameters (see search.run_filter_clauses)."""
+        100. Values are bind parameters (see search.run_conditions)."""
         found = self._statements.get(key)
         if found is None:
             if len(self._statements) >= _STATEMENTS_KEPT:
@@ -713,13 +710,14 @@ class SqlTrackingStore(TrackingStore):
         conn: Connection,
         shape: tuple,
         key: OrderKey,
-        conditions: Sequence[Any],
+        filters: Sequence[Comparison],
+        conditions: Callable[[], list[Any]],
         experiment: int,
         params: dict[str, Any],
-    ) -> list[str] | None:
-        """Run ids of the page (`params`' offset and limit) of the search ordered by one metric,
-        read in metric order (see search.runs_in_metric_order); None if the plain query suits
-        it better."""
+    ) -> list[Mapping[str, Any]] | None:
+        """The runs rows of the page (`params`' offset and limit) of the search ordered by one
+        metric, read in metric order (see search.runs_in_metric_order); None if the plain query
+        suits it better. `conditions` gives the filters' clauses on `runs`."""
         offset, limit = params["offset"], params["limit"]
         values = {**params, "experiment_id": experiment}
         bounds = self.metric_walk
@@ -729,46 +727,29 @@ class SqlTrackingStore(TrackingStore):
             values["cap"] = max(least, factor * (offset + limit))
 
         def build() -> tuple[Any, Any]:
-            walk = search.runs_in_metric_order(key, conditions, capped)
+            lateral = not self.db.is_sqlite
+            walk = search.runs_in_metric_order(key, filters, shape[1], capped, lateral)
             return search.page(walk), search.count_of(walk)
 
         walk_page, walk_count = self._statement(("walk", shape, key, capped), build)
-        ids = list(conn.execute(walk_page, values).scalars())
-        if len(ids) == limit:
-            return ids
+        rows = [r._mapping for r in conn.execute(walk_page, values)]
+        if len(rows) == limit:
+            return rows
         if capped:
             within = self._statement(("within", key), lambda: search.metric_values_within(key))
             if conn.execute(within, values).scalar_one() >= values["cap"]:
                 # Few of many values match: walking on could take longer than the plain query.
                 return None
         # Every run with the metric is counted; those without it follow, newest first.
-        if ids or not offset:
-            with_metric = offset + len(ids)
+        if rows or not offset:
+            with_metric = offset + len(rows)
         else:
             with_metric = conn.execute(walk_count, values).scalar_one()
         rest = self._statement(
-            ("missing", shape, key), lambda: search.runs_missing_metric(key, conditions)
+            ("missing", shape, key), lambda: search.runs_missing_metric(key, conditions())
         )
-        values.update(offset=max(0, offset - with_metric), limit=limit - len(ids))
-        return ids + list(conn.execute(rest, values).scalars())
-
-    def _run_rows(self, conn: Connection, ids: Sequence[str]) -> list[dict[str, Any]]:
-        """The runs rows of `ids` (which exist), in that order; a primary-key lookup each."""
-        found: dict[str, dict[str, Any]] = {}
-        with self.db.cursor(conn) as cursor:
-            for chunk in _chunks(ids):
-                if self.db.is_sqlite:
-                    markers = ", ".join("?" * len(chunk))
-                    cursor.execute(
-                        f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_uuid IN ({markers})", chunk
-                    )
-                else:
-                    cursor.execute(_RUN_ROWS_PG, (list(chunk),))
-                names = [d[0] for d in cursor.description]
-                for values in cursor.fetchall():
-                    row = dict(zip(names, values, strict=True))
-                    found[row["run_uuid"]] = row
-        return [found[i] for i in ids]
+        values.update(offset=max(0, offset - with_metric), limit=limit - len(rows))
+        return rows + [r._mapping for r in conn.execute(rest, values)]
 
     # -- run data ------------------------------------------------------------------------------
 
@@ -1305,12 +1286,6 @@ def _metric(row: Mapping[str, Any]) -> Metric:
 # Stored value -> enum member, without Enum.__call__ per row (a page of runs is hundreds).
 _STATUSES = {s.value: s for s in RunStatus}
 _STAGES = {s.value: s for s in LifecycleStage}
-
-
-def _run_conditions(filters: Sequence[Comparison], view_type: ViewType) -> list[Any]:
-    conditions = search.run_filter_clauses(filters)
-    stage = search.stage_filter(runs.c.lifecycle_stage, view_type)
-    return conditions if stage is None else [stage, *conditions]
 
 
 def _run_info(row: Any) -> RunInfo:
