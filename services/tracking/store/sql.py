@@ -663,18 +663,12 @@ class SqlTrackingStore(TrackingStore):
         keys = [_experiment_key(e) for e in experiment_ids]
         filter_shape, filter_values = search.filter_binds(filters)
         shape = (filter_shape, view_type)
-
-        def conditions() -> list[Any]:
-            return self._statement(
-                ("conditions", shape), lambda: search.run_conditions(filters, view_type)
-            )
-
         params = {**filter_values, "offset": offset, "limit": max_results + 1}
         with self.db.read() as conn:
             rows = None
             if len(set(keys)) == 1 and len(order_by) == 1 and order_by[0].entity == "metric":
                 rows = self._search_by_metric(
-                    conn, shape, order_by[0], filters, conditions, keys[0], params
+                    conn, shape, order_by[0], filters, view_type, keys[0], params
                 )
             if rows is None:
                 stmt = self._statement(
@@ -683,7 +677,7 @@ class SqlTrackingStore(TrackingStore):
                         search.order_runs(
                             select(runs).where(
                                 runs.c.experiment_id.in_(bindparam("experiments", expanding=True)),
-                                *conditions(),
+                                *self._conditions(shape, filters, view_type),
                             ),
                             order_by,
                         )
@@ -705,19 +699,27 @@ class SqlTrackingStore(TrackingStore):
             found = self._statements[key] = build()
         return found
 
+    def _conditions(
+        self, shape: tuple, filters: Sequence[Comparison], view_type: ViewType
+    ) -> list[Any]:
+        """The filters' and view type's clauses on `runs` (search.run_conditions), by shape."""
+        return self._statement(
+            ("conditions", shape), lambda: search.run_conditions(filters, view_type)
+        )
+
     def _search_by_metric(
         self,
         conn: Connection,
         shape: tuple,
         key: OrderKey,
         filters: Sequence[Comparison],
-        conditions: Callable[[], list[Any]],
+        view_type: ViewType,
         experiment: int,
         params: dict[str, Any],
     ) -> list[Mapping[str, Any]] | None:
         """The runs rows of the page (`params`' offset and limit) of the search ordered by one
         metric, read in metric order (see search.runs_in_metric_order); None if the plain query
-        suits it better. `conditions` gives the filters' clauses on `runs`."""
+        suits it better."""
         offset, limit = params["offset"], params["limit"]
         values = {**params, "experiment_id": experiment}
         bounds = self.metric_walk
@@ -728,7 +730,7 @@ class SqlTrackingStore(TrackingStore):
 
         def build() -> tuple[Any, Any]:
             lateral = not self.db.is_sqlite
-            walk = search.runs_in_metric_order(key, filters, shape[1], capped, lateral)
+            walk = search.runs_in_metric_order(key, filters, view_type, capped, lateral)
             return search.page(walk), search.count_of(walk)
 
         walk_page, walk_count = self._statement(("walk", shape, key, capped), build)
@@ -746,7 +748,8 @@ class SqlTrackingStore(TrackingStore):
         else:
             with_metric = conn.execute(walk_count, values).scalar_one()
         rest = self._statement(
-            ("missing", shape, key), lambda: search.runs_missing_metric(key, conditions())
+            ("missing", shape, key),
+            lambda: search.runs_missing_metric(key, self._conditions(shape, filters, view_type)),
         )
         values.update(offset=max(0, offset - with_metric), limit=limit - len(rows))
         return rows + [r._mapping for r in conn.execute(rest, values)]
