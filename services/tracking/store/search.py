@@ -289,7 +289,10 @@ def runs_in_metric_order(
     every experiment. `lateral` (PostgreSQL; SQLite has no LATERAL) joins each value's run
     LATERAL."""
     walk = _WALK
-    of_key = (walk.c.experiment_id == bindparam("experiment_id"), walk.c.key == key.key)
+    of_key: tuple[ColumnElement[bool], ...] = (
+        walk.c.experiment_id == bindparam("experiment_id"),
+        walk.c.key == key.key,
+    )
     if capped:
         walked: FromClause = (
             select(walk.c.run_uuid, walk.c.is_nan, walk.c.value, walk.c.start_time)

@@ -23,6 +23,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from modelyard.entities import (
@@ -509,7 +510,7 @@ class SqlTrackingStore(TrackingStore):
         with self.db.read() as conn:
             return self._runs(conn, [self._run_row(conn, run_id)])[0]
 
-    def _runs(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[Run]:
+    def _runs(self, conn: Connection, rows: Sequence[Mapping[Any, Any]]) -> list[Run]:
         """Assemble full runs from their runs rows: params, tags, latest metrics and whether
         they have inputs in one query (on the raw cursor: per-row overhead is most of what a
         page of runs costs), then the dataset inputs of the runs that have any."""
@@ -716,7 +717,7 @@ class SqlTrackingStore(TrackingStore):
         view_type: ViewType,
         experiment: int,
         params: dict[str, Any],
-    ) -> list[Mapping[str, Any]] | None:
+    ) -> Sequence[RowMapping] | None:
         """The runs rows of the page (`params`' offset and limit) of the search ordered by one
         metric, read in metric order (see search.runs_in_metric_order); None if the plain query
         suits it better."""
