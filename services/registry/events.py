@@ -7,11 +7,11 @@ replicas. A generation counter closes the gap between reading and waiting, so no
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 
 from modelyard.entities.registry import ModelEvent
 from modelyard.errors import Unavailable
+from modelyard.services.common.changes import ChangeCounter
 from modelyard.services.registry.store.base import RegistryStore
 
 POLL_SECONDS = 0.5
@@ -22,21 +22,15 @@ class EventFeed:
     def __init__(self, store: RegistryStore, poll_seconds: float = POLL_SECONDS) -> None:
         self._store = store
         self._poll = poll_seconds
-        self._cond = threading.Condition()
-        self._generation = 0
-        self._closed = False
+        self._changes = ChangeCounter()
 
     def notify(self) -> None:
-        with self._cond:
-            self._generation += 1
-            self._cond.notify_all()
+        self._changes.bump()
 
     def close(self) -> None:
         """End every watch (with UNAVAILABLE, so clients watch again elsewhere) and refuse new
         ones."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+        self._changes.close()
 
     def watch(
         self,
@@ -48,19 +42,14 @@ class EventFeed:
         """Events of `name` (or every model), re-asking `visible` which models may be seen."""
         last = since_event_id if since_event_id > 0 else self._store.last_event_id()
         while is_active():
-            if self._closed:
+            if self._changes.closed:
                 raise Unavailable(
                     f"the registry is shutting down; watch again with since_event_id={last}"
                 )
-            with self._cond:
-                seen = self._generation
+            seen = self._changes.current()
             events = self._store.list_events(name, last, _BATCH, only_model_ids=visible())
             for event in events:
                 yield event
                 last = event.event_id
             if len(events) < _BATCH:
-                with self._cond:
-                    self._cond.wait_for(
-                        lambda seen=seen: self._generation != seen or self._closed,
-                        timeout=self._poll,
-                    )
+                self._changes.wait_past(seen, self._poll)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +27,7 @@ from modelyard.models.uri import parse_models_uri
 from modelyard.services.common import identity
 from modelyard.services.common import validation as v
 from modelyard.services.common.auth.grants import GrantStore
+from modelyard.services.common.changes import ChangeCounter
 from modelyard.services.common.pagination import page_size
 from modelyard.services.serving.endpoints import EndpointRuntime, ServedModelRuntime
 from modelyard.services.serving.inference_log import InferenceLogWriter, to_json
@@ -147,9 +147,7 @@ class ServingService:
         self._only = only
         self._listeners: list[Callable[[], None]] = []
         # Bumped on every change an endpoint watcher could see (spec, state, served version).
-        self._generation = 0
-        self._watch = threading.Condition()
-        self._watches_ended = False
+        self._changes = ChangeCounter()
 
     def on_change(self, listener: Callable[[], None]) -> None:
         """Call `listener` after endpoints are created, updated or deleted."""
@@ -158,27 +156,16 @@ class ServingService:
     def _changed(self) -> None:
         for listener in self._listeners:
             listener()
-        self._state_changed()
-
-    def _state_changed(self) -> None:
-        with self._watch:
-            self._generation += 1
-            self._watch.notify_all()
+        self._changes.bump()
 
     def watch_endpoint(self, name: str, active: Callable[[], bool]) -> Iterator[Endpoint]:
         """The endpoint now and after every change, while `active()`; ends once it is deleted."""
-        with self._watch:
-            seen = self._generation
+        seen = self._changes.current()
         last = self.get_endpoint(name)
         yield last
         while active():
-            with self._watch:
-                self._watch.wait_for(
-                    lambda s=seen: self._generation != s or self._watches_ended,
-                    timeout=WATCH_POLL,
-                )
-                seen = self._generation
-            if self._watches_ended:
+            seen = self._changes.wait_past(seen, WATCH_POLL)
+            if self._changes.closed:
                 raise Unavailable(f"serving is shutting down; watch endpoint {name!r} again")
             if name not in self._runtimes:
                 return
@@ -196,9 +183,7 @@ class ServingService:
 
     def end_watches(self) -> None:
         """End every endpoint watch with UNAVAILABLE, so clients watch again elsewhere."""
-        with self._watch:
-            self._watches_ended = True
-            self._watch.notify_all()
+        self._changes.close()
 
     def close(self) -> None:
         self._loads.shutdown(wait=False, cancel_futures=True)
@@ -214,7 +199,7 @@ class ServingService:
                 old.spec = spec  # same model and batching: keep what is loaded (traffic may change)
                 served.append(old)
                 continue
-            runtime = ServedModelRuntime(endpoint.name, spec, self.loader, self._state_changed)
+            runtime = ServedModelRuntime(endpoint.name, spec, self.loader, self._changes.bump)
             self._loads.submit(runtime.load)
             served.append(runtime)
         self._runtimes[endpoint.name] = runtime_ = EndpointRuntime(endpoint, served)
