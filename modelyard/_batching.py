@@ -24,7 +24,7 @@ from modelyard.errors import InvalidArgument
 MAX_BATCH = 1000
 _SHOWN_REFUSALS = 5  # keys an error message lists before summing up the rest
 
-Sender = Callable[[str, Sequence[Metric]], None]
+Sender = Callable[[str, Sequence[Metric]], object]
 
 
 @dataclass(frozen=True)

@@ -459,7 +459,12 @@ def log_metrics(
         return None
     batcher = _metrics_batcher()
     tickets = [batcher.add(rid, m) for m in items]
-    return RunOperations(lambda: [batcher.wait(t) for t in tickets])
+
+    def wait_for_all() -> None:
+        for ticket in tickets:
+            batcher.wait(ticket)
+
+    return RunOperations(wait_for_all)
 
 
 def flush_async_logging() -> None:
@@ -650,7 +655,7 @@ def autolog(
     log_traces yet); `exclude_flavors=["sklearn"]` leaves that flavor's configuration alone."""
     import modelyard.sklearn  # here: it imports this module, and scikit-learn
 
-    given = {
+    given: dict[str, Any] = {
         "log_input_examples": log_input_examples,
         "log_model_signatures": log_model_signatures,
         "log_models": log_models,

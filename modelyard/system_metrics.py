@@ -66,7 +66,7 @@ class SystemMetricsMonitor:
 
     def __init__(
         self,
-        send: Callable[[Sequence[Metric]], None],
+        send: Callable[[Sequence[Metric]], object],
         interval: float | None = None,
         first_step: int = 0,
     ) -> None:

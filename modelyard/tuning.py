@@ -53,9 +53,10 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, cast
 
 import optuna
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from modelyard import fluent
@@ -67,6 +68,8 @@ TRIAL_RUN_ATTR = "modelyard.run_id"
 MANAGED_TAG = "modelyard.tuning.managed"
 ROLE_TAG = "modelyard.tuning.role"
 INTERMEDIATE_METRIC = "intermediate_value"
+
+Direction = Literal["minimize", "maximize"] | StudyDirection  # as optuna.create_study takes it
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 _STATUS = {
@@ -153,8 +156,8 @@ def create_study(
     storage: str | optuna.storages.BaseStorage | None = None,
     sampler: optuna.samplers.BaseSampler | None = None,
     pruner: optuna.pruners.BasePruner | None = None,
-    direction: str | None = None,
-    directions: Sequence[str] | None = None,
+    direction: Direction | None = None,
+    directions: Sequence[Direction] | None = None,
     load_if_exists: bool = True,
     experiment_name: str | None = None,
     experiment_id: str | None = None,
@@ -384,7 +387,8 @@ def summarize(
     if complete and len(study.directions) == 1:
         best = study.best_trial
         summary["best_trial"] = _trial_row(best)
-        metrics.append(Metric("best_value", float(best.value), now, best.number))
+        value = cast(float, best.value)  # a complete trial of a one-objective study has one
+        metrics.append(Metric("best_value", value, now, best.number))
         tags += [
             RunTag("best_trial.number", str(best.number)),
             RunTag("best_trial.run_id", str(best.user_attrs.get(TRIAL_RUN_ATTR, ""))),

@@ -291,11 +291,11 @@ def profile(
     ny = _numeric_target(y, problem_type)
     target_corr: dict[str, float] = {}
     if ny is not None:
-        for c in numeric:
-            x = pd.to_numeric(sample[c], errors="coerce").astype(float)
+        for name in numeric:
+            x = pd.to_numeric(sample[name], errors="coerce").astype(float)
             ok = x.notna() & ny.notna()
             if ok.sum() > 2 and x[ok].std() > 0 and ny[ok].std() > 0:
-                target_corr[c] = float(np.corrcoef(x[ok], ny[ok])[0, 1])
+                target_corr[name] = float(np.corrcoef(x[ok], ny[ok])[0, 1])
     target_corr = dict(sorted(target_corr.items(), key=lambda kv: -abs(kv[1])))
     pairs: list[tuple[str, str, float]] = []
     if 1 < len(numeric) <= 200:

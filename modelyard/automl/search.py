@@ -26,6 +26,7 @@ import pandas as pd
 from modelyard import fluent, tuning
 from modelyard.automl import codegen, families, features
 from modelyard.automl.dataset import SPLIT_COL, Schema
+from modelyard.automl.families import Context
 from modelyard.automl.metrics import CLASSIFICATION
 from modelyard.automl.metrics import classification as classification_scores
 from modelyard.automl.metrics import regression as regression_scores
@@ -79,7 +80,7 @@ class Search:
     primary: str
     maximize: bool
     families: list[Any]  # FamilyLike: tabular Family or forecasting ForecastFamily
-    ctx: families.Context
+    ctx: Context  # not families.Context: the field above hides the module in this class
     origin: codegen.Origin  # trial_number / trial_run_id are filled per trial
     output_dir: Path
     seed: int

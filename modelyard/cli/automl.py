@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import Progress, ProgressColumn, Task, TextColumn
@@ -136,7 +136,7 @@ def run(
         best = f"{event.best_value:.4g}" if event.best_value is not None else "-"
         progress.update(task, trials=event.n_done, best=f"{metric_name} {best}")
 
-    common = {
+    common: dict[str, Any] = {
         "primary_metric": metric,
         "timeout_minutes": timeout,
         "max_trials": max_trials,

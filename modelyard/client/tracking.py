@@ -236,9 +236,10 @@ class TrackingClient:
         request = pb.UpdateRunRequest(
             run_id=run_id,
             run_name=name or "",
-            status=None if status is None else status_to_proto(status),
             end_time=None if end_time is None else timestamp_fields(end_time, "end_time"),
         )
+        if status is not None:
+            request.status = status_to_proto(status)
         return run_info_to_entity(self._t.call(self._tracking.UpdateRun, request).run_info)
 
     def set_terminated(
@@ -337,7 +338,7 @@ class TrackingClient:
         requests = [
             pb.LogBatchRequest(
                 run_id=run_id,
-                metrics=chunk_metrics,
+                metrics=chunk_metrics,  # type: ignore[arg-type]  # protobuf takes the dicts
                 params=[pb.Param(key=p.key, value=_stringify(p.value)) for p in chunk_params],
                 tags=tags_to_proto({t.key: _stringify(t.value) for t in chunk_tags}),
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import overload
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -30,6 +31,10 @@ MIN_SECONDS = -62_135_596_800
 MAX_SECONDS = 253_402_300_799
 
 
+@overload
+def timestamp_to_ms(ts: Timestamp) -> int: ...
+@overload
+def timestamp_to_ms(ts: Timestamp, present: bool) -> int | None: ...
 def timestamp_to_ms(ts: Timestamp, present: bool = True) -> int | None:
     """Milliseconds, or None for an unset message field (pass msg.HasField(...) as `present`).
     Checks the range as Timestamp.ToMilliseconds does (ValueError), at a third of its cost:
@@ -84,7 +89,7 @@ def file_info_to_proto(info: FileInfo) -> common_pb2.FileInfo:
     if info.sha256:
         msg.sha256 = info.sha256
     if info.created_time is not None:
-        msg.create_time.CopyFrom(ms_to_timestamp(info.created_time))
+        msg.create_time.FromMilliseconds(info.created_time)
     return msg
 
 

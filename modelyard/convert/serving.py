@@ -49,7 +49,7 @@ def served_model_to_proto(s: ServedModel) -> pb.ServedModel:
     if s.state is not None:
         msg.state = _STATE[s.state]
     if s.loaded_time is not None:
-        msg.loaded_time.CopyFrom(ms_to_timestamp(s.loaded_time))
+        msg.loaded_time.FromMilliseconds(s.loaded_time)
     return msg
 
 

@@ -285,7 +285,7 @@ class FeatureStoreClient:
             feature_views=list(views or []), end_time=ms_to_timestamp(_ms(end))
         )
         if start is not None:
-            request.start_time.CopyFrom(ms_to_timestamp(_ms(start)))
+            request.start_time.FromMilliseconds(_ms(start))
         response = self._t.call(self._stub.Materialize, request, timeout=3600)
         return [_materialization(m) for m in response.materializations]
 

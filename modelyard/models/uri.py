@@ -10,7 +10,10 @@ from urllib.parse import unquote, urlparse
 from modelyard.errors import InvalidArgument
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from modelyard.client.registry import RegistryClient
+    from modelyard.entities.registry import ModelVersion
 
 
 def parse_runs_uri(uri: str, field: str = "uri") -> tuple[str, str]:
@@ -65,6 +68,7 @@ def resolve_model_version(uri: str, registry: RegistryClient | None = None) -> t
         return name, int(ref)
     if kind == "alias":
         return name, registry.get_model_version_by_alias(name, ref).version
+    versions: Sequence[ModelVersion]
     if kind == "latest":
         versions = registry.search_model_versions(
             f"name = '{name}'", max_results=1, order_by=["version DESC"]

@@ -13,11 +13,12 @@ import sys
 from contextvars import ContextVar
 
 import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
-def _add_request_id(_logger: object, _name: str, event: dict) -> dict:
+def _add_request_id(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
     rid = request_id.get()
     if rid:
         event.setdefault("request_id", rid)
@@ -25,7 +26,7 @@ def _add_request_id(_logger: object, _name: str, event: dict) -> dict:
 
 
 def configure(level: str = "INFO", fmt: str = "console") -> None:
-    shared = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.ExtraAdder(),
         structlog.stdlib.add_log_level,
@@ -62,7 +63,7 @@ def configure(level: str = "INFO", fmt: str = "console") -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
-def _passthrough(_logger: object, _name: str, event: dict) -> dict:
+def _passthrough(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
     return event
 
 

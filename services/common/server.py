@@ -199,7 +199,9 @@ def _port_taken(host: str, port: int) -> bool:
     except OSError:
         return False  # let grpc judge the host
     # grpc listens if any resolved address binds, so the port counts as taken only if all are.
-    return bool(addresses) and all(_in_use(*a[:3], a[4]) for a in addresses)
+    return bool(addresses) and all(
+        _in_use(family, kind, proto, address) for family, kind, proto, _, address in addresses
+    )
 
 
 def _in_use(family: int, kind: int, proto: int, address: tuple) -> bool:

@@ -48,9 +48,13 @@ def validate(desired: Sequence[Definition], existing: dict[tuple[str, str], Defi
             raise InvalidArgument(f"{field}: {kind} {d.name!r} is defined twice", field=field)
         seen.add((kind, d.name))
     entities = {d.name: d for d in desired if isinstance(d, Entity)}
-    entities |= {n: e for (k, n), e in existing.items() if k == "entity" and n not in entities}
+    entities |= {
+        n: e for (_, n), e in existing.items() if isinstance(e, Entity) and n not in entities
+    }
     views = {d.name: d for d in desired if isinstance(d, FeatureView)}
-    views |= {n: v for (k, n), v in existing.items() if k == "feature_view" and n not in views}
+    views |= {
+        n: v for (_, n), v in existing.items() if isinstance(v, FeatureView) and n not in views
+    }
     for i, d in enumerate(desired):
         at = f"definitions[{i}].{kind_of(d)}"
         if isinstance(d, Entity):
@@ -79,7 +83,7 @@ def validate(desired: Sequence[Definition], existing: dict[tuple[str, str], Defi
                     )
 
 
-def _validate_view(at: str, view: FeatureView, entities: dict[str, Definition]) -> None:
+def _validate_view(at: str, view: FeatureView, entities: dict[str, Entity]) -> None:
     if not view.entities:
         raise InvalidArgument(
             f"{at}.entities: feature view {view.name!r} names no entity", field=f"{at}.entities"
@@ -91,7 +95,7 @@ def _validate_view(at: str, view: FeatureView, entities: dict[str, Definition]) 
                 "defined",
                 field=f"{at}.entities",
             )
-    keys = {k.name for e in view.entities for k in entities[e].join_keys}  # type: ignore[union-attr]
+    keys = {k.name for e in view.entities for k in entities[e].join_keys}
     names = [f.name for f in view.schema if f.name not in keys]
     if not names:
         raise InvalidArgument(

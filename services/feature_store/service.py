@@ -293,8 +293,8 @@ class FeaturesService:
                 )
             outputs = tuple(f"{view_name}__{f}" if full_names else f for f in names)
             requests.append(ViewRequest(view, tuple(names), outputs))
-        outputs = [o for r in requests for o in r.output_names]
-        if len(set(outputs)) != len(outputs):
+        all_outputs = [o for r in requests for o in r.output_names]
+        if len(set(all_outputs)) != len(all_outputs):
             raise InvalidArgument(
                 "two views give features of the same name; set full_feature_names", field="features"
             )

@@ -43,7 +43,7 @@ _STATUS = {
 def _stored(s: Stored) -> pb.Definition:
     msg = definition_to_proto(s.definition)
     msg.version = s.version
-    msg.update_time.CopyFrom(ms_to_timestamp(s.update_time))
+    msg.update_time.FromMilliseconds(s.update_time)
     return msg
 
 

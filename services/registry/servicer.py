@@ -23,7 +23,7 @@ from modelyard.errors import InvalidArgument
 from modelyard.services.registry.service import RegistryService
 
 
-def _stage(field: str, value: int) -> Stage:
+def _stage(field: str, value: pb.Stage.ValueType) -> Stage:
     stage = stage_to_entity(value)
     if stage is None:
         raise InvalidArgument(

@@ -77,7 +77,8 @@ class DynamicBatcher:
                     self._cond.notify_all()
 
     def _take(self) -> list[_Pending]:
-        batch, total = [], 0
+        batch: list[_Pending] = []
+        total = 0
         while self._queue and (not batch or total + self._queue[0].rows <= self._max_rows):
             item = self._queue.pop(0)
             batch.append(item)

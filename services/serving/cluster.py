@@ -268,7 +268,7 @@ def build_objects(endpoint: Endpoint, config: ClusterConfig) -> list[Any]:
             ],
         ),
     )
-    objects = [deployment, service, autoscaler]
+    objects: list[Any] = [deployment, service, autoscaler]
     serializer = k8s.ApiClient()
     for obj in objects:
         body = json.dumps(serializer.sanitize_for_serialization(obj), sort_keys=True)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 EPS = 1e-4
 PSI_MODERATE, PSI_DRIFT = 0.1, 0.25
@@ -208,7 +209,7 @@ class Drift:
     live_rows: int
 
 
-def _psi(expected: Sequence[float], actual: Sequence[float]) -> float:
+def _psi(expected: ArrayLike, actual: ArrayLike) -> float:
     e = np.clip(np.asarray(expected, dtype=float), EPS, None)
     a = np.clip(np.asarray(actual, dtype=float), EPS, None)
     return float(np.sum((a - e) * np.log(a / e)))
@@ -324,7 +325,7 @@ def latest_forecast(log: pd.DataFrame) -> Forecast | None:
 
 
 def _plain(values: list[Any]) -> list[float | None]:
-    out = []
+    out: list[float | None] = []
     for v in values:
         try:
             out.append(float(v[0] if isinstance(v, list) else v))

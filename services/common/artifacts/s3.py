@@ -19,6 +19,7 @@ from minio import Minio
 from minio.commonconfig import ComposeSource, CopySource
 from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, MinioException, S3Error
+from minio.helpers import DictType
 
 from modelyard.entities.common import PresignedUrl
 from modelyard.errors import FailedPrecondition, Unavailable
@@ -212,7 +213,7 @@ class S3ArtifactStore(ArtifactStore):
 
     def _get(self, key: str, chunk_size: int, version: str | None = None) -> Iterator[bytes]:
         # With an ETag, the server answers other bytes 412 PreconditionFailed (rclone ignores it).
-        headers = {"If-Match": f'"{version}"'} if version else None
+        headers: DictType | None = {"If-Match": f'"{version}"'} if version else None
         try:
             response = self.client.get_object(self.bucket, self._name(key), request_headers=headers)
         except MinioException as exc:

@@ -7,6 +7,7 @@ made in this process clears the cache at once, other replicas see it within `ttl
 
 from __future__ import annotations
 
+import builtins
 import threading
 import time
 from collections.abc import Iterable
@@ -73,7 +74,7 @@ class GrantStore:
         levels = [grants[p] for p in (principal, EVERYONE) if p in grants]
         return max(levels) if levels else None
 
-    def visible(self, principal: str, minimum: PermissionLevel) -> set[str]:
+    def visible(self, principal: str, minimum: PermissionLevel) -> builtins.set[str]:
         """Ids of resources on which `principal` (or everyone) holds at least `minimum`."""
         t = self.table.c
         with self.db.read() as conn:

@@ -163,6 +163,7 @@ class _Parser:
 
     def comparison(self) -> Comparison:
         tok = self.take("an identifier such as metrics.rmse")
+        entity: Entity
         if tok.kind == "string" and tok.text[0] == '"':  # a quoted attribute: "Run Name"
             entity, key = "attribute", _checked_key(_unquote(tok.text), self.field)
         elif tok.kind == "ident":

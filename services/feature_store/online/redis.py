@@ -9,7 +9,7 @@ several deployments can share one Redis.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
@@ -58,7 +58,8 @@ class RedisOnlineStore(OnlineStore):
         return len(rows)
 
     def read(self, view: str, keys: Sequence[str]) -> list[tuple[dict[str, Any], int] | None]:
-        found = self._redis.mget([self._key(view, key) for key in keys])
+        # Bytes: the client leaves responses undecoded (redis-py's default).
+        found = cast(list[bytes | None], self._redis.mget([self._key(view, key) for key in keys]))
         rows: list[tuple[dict[str, Any], int] | None] = []
         for raw in found:
             if raw is None:

@@ -735,7 +735,7 @@ class SqlRegistryStore(RegistryStore):
                 )
             )
             self._touch(conn, model.model_id)
-            details = {"alias": alias}
+            details: dict[str, Any] = {"alias": alias}
             if previous is not None:
                 details["previous_version"] = previous
             self._event(conn, model, "ALIAS_SET", user, version=version, **details)
