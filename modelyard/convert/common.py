@@ -18,6 +18,10 @@ from modelyard.entities.common import (
 )
 
 
+@overload
+def ms_to_timestamp(ms: int) -> Timestamp: ...
+@overload
+def ms_to_timestamp(ms: int | None) -> Timestamp | None: ...
 def ms_to_timestamp(ms: int | None) -> Timestamp | None:
     if ms is None:
         return None

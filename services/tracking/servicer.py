@@ -188,7 +188,8 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
             request.page_token,
         )
         return pb.SearchRunsResponse(
-            runs=[run_fields(run) for run in page], next_page_token=page.token or ""
+            runs=[run_fields(run) for run in page],  # type: ignore[misc]  # protobuf takes dicts
+            next_page_token=page.token or "",
         )
 
     # -- run data ------------------------------------------------------------------------------
