@@ -26,7 +26,8 @@ RPC_THREADS = Gauge("modelyard_rpc_threads", "Threads in the pool that runs RPCs
 RPC_QUEUED = Gauge("modelyard_rpc_queued", "RPCs waiting for a thread of the pool.")
 
 
-def serve_metrics(port: int, host: str = "0.0.0.0") -> int:
-    """Start the /metrics HTTP exporter in a daemon thread; returns the bound port."""
+def serve_metrics(port: int, host: str) -> int:
+    """Start the /metrics HTTP exporter in a daemon thread, on the gRPC server's host; returns
+    the bound port."""
     server, _thread = start_http_server(port, addr=host)
     return server.server_port
