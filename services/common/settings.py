@@ -101,6 +101,11 @@ class FeaturesSettings(BaseModel):
     duckdb_threads: int | None = Field(default=None, ge=1)
     # Definitions are cached this long; another replica's apply shows here within it.
     definitions_cache_seconds: float = Field(default=5.0, ge=0)
+    # Where callers without the admin role may point feature view sources (the server reads
+    # them with its own access): URI prefixes such as s3://warehouse/features, /data/features,
+    # postgresql://warehouse.internal/analytics. Empty: only admins may set a source (with
+    # authentication off, everyone is one).
+    source_locations: list[str] = Field(default_factory=list)
 
 
 class AuthSettings(BaseModel):

@@ -20,6 +20,7 @@ from modelyard.services.feature_store.offline.sources import SourceReader
 from modelyard.services.feature_store.online import open_online_store
 from modelyard.services.feature_store.service import FeatureAuthorizer, FeaturesService
 from modelyard.services.feature_store.servicer import FeatureStoreServicer
+from modelyard.services.feature_store.source_locations import SourceLocations
 from modelyard.services.feature_store.store.schema import feature_permissions
 from modelyard.services.feature_store.store.sql import SqlFeatureStore
 
@@ -48,7 +49,11 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
         lambda view: [f.name for f in store.join_key_fields(view)],
         settings.features.duckdb_threads,
     )
-    service = FeaturesService(store, engine, online, authorizer, artifacts)
+    locations = SourceLocations(
+        settings.features.source_locations,
+        server_own=[artifacts.root_uri, str(settings.home_dir), settings.database_url],
+    )
+    service = FeaturesService(store, engine, online, authorizer, artifacts, locations)
     servicer = FeatureStoreServicer(service)
 
     def close() -> None:

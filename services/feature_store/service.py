@@ -36,6 +36,7 @@ from modelyard.services.feature_store import definitions as defs
 from modelyard.services.feature_store.offline import push_log
 from modelyard.services.feature_store.offline.base import OfflineEngine, ViewRequest
 from modelyard.services.feature_store.online.base import OnlineRow, OnlineStore, entity_key
+from modelyard.services.feature_store.source_locations import SourceLocations
 from modelyard.services.feature_store.store.sql import (
     MaterializationRecord,
     SqlFeatureStore,
@@ -144,12 +145,14 @@ class FeaturesService:
         online: OnlineStore,
         authorizer: FeatureAuthorizer,
         artifacts: ArtifactStore,
+        source_locations: SourceLocations,
     ) -> None:
         self.store = store
         self.engine = engine
         self.online = online
         self.authorizer = authorizer
         self.artifacts = artifacts
+        self.source_locations = source_locations
         self.push_log_root = push_log.log_root(artifacts.root_uri)
 
     # -- definitions ---------------------------------------------------------------------------
@@ -173,6 +176,17 @@ class FeaturesService:
             out.append(d)
         return out
 
+    def _check_sources(
+        self, desired: Sequence[Definition], existing: dict[tuple[str, str], Definition]
+    ) -> None:
+        """A new or moved source must lie in a location sources may use; a view whose source
+        stays (an admin's, say) may be edited by whoever holds EDIT on it."""
+        for i, d in enumerate(desired):
+            if isinstance(d, FeatureView):
+                before = existing.get(("feature_view", d.name))
+                if not (isinstance(before, FeatureView) and before.source == d.source):
+                    self.source_locations.check(f"definitions[{i}].feature_view", d)
+
     def apply(self, desired: Sequence[Definition], dry_run: bool, partial: bool) -> list[defs.Step]:
         existing = self._existing()
         desired = self._normalize(desired, existing)
@@ -182,6 +196,8 @@ class FeaturesService:
         for step in steps:
             if step.action in ("update", "delete") and step.kind in GRANTED_KINDS:
                 self.authorizer.require(step.kind, step.name, PermissionLevel.EDIT)
+        if not me.unrestricted:
+            self._check_sources(desired, existing)
         if dry_run:
             return steps
         wanted = {(kind_of(d), d.name): d for d in desired}

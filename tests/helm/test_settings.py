@@ -97,6 +97,7 @@ def test_features_and_the_endpoint_controller_are_configured(monkeypatch):
     assert features.features.online_store_uri == "secret-modelyard-redis-uri"
     assert features.s3.endpoint == "https://s3.eu-west-1.amazonaws.com"
     assert features.artifact_uri == "s3://acme-ml-artifacts/modelyard"
+    assert features.features.source_locations == ["s3://acme-warehouse/features"]
 
     auth_off = render(values_of("auth-off"))
     by_name = dict(modelyard_containers(auth_off))

@@ -12,7 +12,7 @@ from modelyard import Client
 from modelyard.services.auth.app import open_service
 from modelyard.services.common.runtime import Runtime
 from modelyard.services.common.server import ModelyardServer
-from modelyard.services.common.settings import AuthSettings, Settings
+from modelyard.services.common.settings import AuthSettings, FeaturesSettings, Settings
 from tests.conftest import running_server
 
 
@@ -52,7 +52,15 @@ class Secure:
 
 
 def secure_settings(home: Path, **auth: object) -> Settings:
-    return Settings(home=home, port=0, grace_period=0, auth=AuthSettings(enabled=True, **auth))
+    """Editors may point feature sources into the test's directory (home's parent), where the
+    tests make their feature repos."""
+    return Settings(
+        home=home,
+        port=0,
+        grace_period=0,
+        auth=AuthSettings(enabled=True, **auth),
+        features=FeaturesSettings(source_locations=[str(home.parent)]),
+    )
 
 
 @pytest.fixture
