@@ -6,6 +6,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from modelyard.errors import FailedPrecondition, InvalidArgument
 from modelyard.features.definitions import (
@@ -13,8 +17,10 @@ from modelyard.features.definitions import (
     Entity,
     FeatureService,
     FeatureView,
+    FileSource,
     kind_of,
 )
+from modelyard.services.common.validation import shown
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$")
 
@@ -110,6 +116,55 @@ def _validate_view(at: str, view: FeatureView, entities: dict[str, Entity]) -> N
             f"{at}.source.timestamp_field: feature view {view.name!r}: the source needs a "
             "timestamp_field",
             field=f"{at}.source.timestamp_field",
+        )
+    _validate_source(f"{at}.source", view)
+
+
+def _validate_source(at: str, view: FeatureView) -> None:
+    """What the readers (offline/sources.py) can open, checked when the view is applied rather
+    than when it is first read."""
+    source = view.source
+    if isinstance(source, FileSource):
+        parsed = urlparse(source.path)
+        if (
+            not source.path
+            or parsed.scheme not in ("", "file", "s3")
+            or (parsed.scheme == "s3" and not parsed.netloc)
+        ):
+            raise InvalidArgument(
+                f"{at}.file.path: feature view {view.name!r}: {shown(source.path)} is not a local "
+                "path, file:// or s3://bucket/key URI",
+                field=f"{at}.file.path",
+            )
+        if source.file_format not in ("parquet", "csv"):
+            raise InvalidArgument(
+                f"{at}.file.file_format: feature view {view.name!r}: "
+                f"{shown(source.file_format)} is not a format sources are read in; use parquet "
+                "or csv",
+                field=f"{at}.file.file_format",
+            )
+        return
+    try:
+        dialect = make_url(source.url).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError):
+        raise InvalidArgument(
+            f"{at}.sql.url: feature view {view.name!r}: the source's URL is not one SQLAlchemy "
+            "can connect with; use one such as postgresql://host/database or "
+            "sqlite:///path.db",
+            field=f"{at}.sql.url",
+        ) from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        raise InvalidArgument(
+            f"{at}.sql.url: feature view {view.name!r}: the feature store lacks the driver for "
+            f"{dialect.name} ({exc.name}); install it where the feature store runs",
+            field=f"{at}.sql.url",
+        ) from None
+    if not source.query.strip():
+        raise InvalidArgument(
+            f"{at}.sql.query: feature view {view.name!r}: give the table or SELECT to read",
+            field=f"{at}.sql.query",
         )
 
 

@@ -59,9 +59,9 @@ class SourceLocations:
         """Refuse, naming `field`, a source outside the allowed locations."""
         source = view.source
         if isinstance(source, FileSource):
-            uri, field = source.path, f"{field}.source.path"
+            uri, field = source.path, f"{field}.source.file.path"
         else:
-            uri, field = source.url, f"{field}.source.url"
+            uri, field = source.url, f"{field}.source.sql.url"
         if ".." in PurePosixPath(urlparse(uri).path).parts:
             raise PermissionDenied(
                 f"{field}: {_shown(uri)} climbs out of its folder ('..'); give the path without it",

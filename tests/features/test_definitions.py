@@ -16,8 +16,10 @@ from modelyard.features import (
     FeatureStoreClient,
     FeatureView,
     Field,
+    FileSource,
     Float32,
     Int64,
+    SqlSource,
     String,
 )
 from modelyard.services.common.settings import FeaturesSettings, Settings
@@ -151,6 +153,38 @@ def test_a_view_in_use_by_a_service_cannot_be_deleted(fs: FeatureStoreClient, re
         (
             lambda r: [FeatureService("s", [r.stats])],
             "definitions[0].feature_service.projections[0].feature_view",
+        ),
+        # Sources the readers cannot open are refused when applied, not when first read.
+        (
+            lambda r: [r.driver, replace(r.stats, source=FileSource("gs://bucket/x.parquet"))],
+            "definitions[1].feature_view.source.file.path",
+        ),
+        (
+            lambda r: [r.driver, replace(r.stats, source=FileSource("s3:///x.parquet"))],
+            "definitions[1].feature_view.source.file.path",
+        ),
+        (
+            lambda r: [
+                r.driver,
+                replace(r.stats, source=FileSource(str(r.path), file_format="orc")),
+            ],
+            "definitions[1].feature_view.source.file.file_format",
+        ),
+        (
+            lambda r: [r.driver, replace(r.stats, source=SqlSource("not a url", "t"))],
+            "definitions[1].feature_view.source.sql.url",
+        ),
+        (
+            lambda r: [r.driver, replace(r.stats, source=SqlSource("nosuchdb://h/d", "t"))],
+            "definitions[1].feature_view.source.sql.url",
+        ),
+        (
+            lambda r: [r.driver, replace(r.stats, source=SqlSource("mysql://h/d", "t"))],
+            "definitions[1].feature_view.source.sql.url",
+        ),
+        (
+            lambda r: [r.driver, replace(r.stats, source=SqlSource("sqlite:///f.db", " "))],
+            "definitions[1].feature_view.source.sql.query",
         ),
     ],
 )

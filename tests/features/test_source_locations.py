@@ -45,7 +45,7 @@ def test_s3_sources_inside_a_prefix_pass_and_the_artifact_root_never_does(
     ):
         with pytest.raises(PermissionDenied, match=why) as err:
             locations.check("fv", _file(view, refused))
-        assert "fv.source.path" in str(err.value)
+        assert "fv.source.file.path" in str(err.value)
 
 
 def test_database_places_compare_by_host_port_and_database(view: FeatureView) -> None:
@@ -64,7 +64,7 @@ def test_database_places_compare_by_host_port_and_database(view: FeatureView) ->
     ):
         with pytest.raises(PermissionDenied, match=why) as err:
             locations.check("fv", _sql(view, refused))
-        assert "fv.source.url" in str(err.value)
+        assert "fv.source.sql.url" in str(err.value)
 
 
 def test_no_locations_leave_sources_to_admins(view: FeatureView) -> None:
