@@ -158,3 +158,44 @@ def test_a_missing_source_file_names_the_view(
     with pytest.raises(FailedPrecondition) as err:
         store.get_historical_features(ENTITIES, ["driver_stats:trips"]).to_arrow()
     assert err.value.resource_name == "driver_stats" and "nowhere.parquet" in str(err.value)
+
+
+def _broken_sources(tmp_path: Path) -> dict[str, tuple[object, str]]:
+    """Sources whose reading fails, with what the error must say."""
+    corrupt = tmp_path / "corrupt.parquet"
+    corrupt.write_bytes(b"not parquet at all")
+    bad_time = tmp_path / "bad_time.csv"
+    bad_time.write_text(
+        "driver_id,event_timestamp,created,conv_rate,trips,city\n1,notatime,notatime,0.1,3,x\n"
+    )
+    return {
+        "corrupt parquet": (FileSource(str(corrupt)), "magic bytes"),
+        "unparsable time": (FileSource(str(bad_time), file_format="csv"), "notatime"),
+        "missing table": (SqlSource(f"sqlite:///{tmp_path / 'empty.db'}", "nowhere"), "nowhere"),
+        # Port 1 on loopback: nothing listens there.
+        "unreachable database": (
+            SqlSource("postgresql+psycopg://127.0.0.1:1/warehouse", "stats"),
+            "Connection refused",
+        ),
+    }
+
+
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    "broken", ["corrupt parquet", "unparsable time", "missing table", "unreachable database"]
+)
+def test_a_source_that_cannot_be_read_fails_the_call_naming_the_view(
+    store: FeatureStoreClient, repo: Repo, tmp_path: Path, broken: str
+) -> None:
+    """Its owner can fix it, the server cannot: FAILED_PRECONDITION with the reader's own words,
+    for a training set and for a materialization alike (never INTERNAL)."""
+    source, said = _broken_sources(tmp_path)[broken]
+    store.apply([repo.driver, _with_source(repo, source)])
+    for call in (
+        lambda: store.get_historical_features(ENTITIES, ["driver_stats:trips"]).to_arrow(),
+        lambda: store.materialize(NOW - pd.Timedelta(hours=100), NOW),
+    ):
+        with pytest.raises(FailedPrecondition) as err:
+            call()
+        assert err.value.resource_name == "driver_stats"
+        assert "could not be read" in str(err.value) and said in str(err.value)

@@ -15,7 +15,7 @@ import pyarrow as pa
 from modelyard.errors import InvalidArgument
 from modelyard.features.definitions import FeatureView
 from modelyard.services.feature_store.offline.base import OfflineEngine, ViewRequest
-from modelyard.services.feature_store.offline.sources import SourceReader, _quote
+from modelyard.services.feature_store.offline.sources import SourceReader, _quote, reading
 
 _BATCH_ROWS = 65_536
 
@@ -65,29 +65,8 @@ class DuckDbEngine(OfflineEngine):
                     f"{view.name!r}",
                     field=missing[0],
                 )
-            source = f"src_{i}"
-            self._sources.register(con, view, keys, source)
-            if view.source.created_timestamp_column:
-                partition = ", ".join(_quote(k) for k in keys)
-                con.execute(
-                    f"CREATE TEMP TABLE dedup_{i} AS SELECT * FROM {source} QUALIFY row_number() "
-                    f"OVER (PARTITION BY {partition}, __ts ORDER BY __created DESC NULLS LAST) = 1"
-                )
-                source = f"dedup_{i}"
-            on = " AND ".join(f"e.{_quote(k)} = f.{_quote(k)}" for k in keys)
-            if view.ttl:
-                micros = int(view.ttl.total_seconds() * 1_000_000)
-                fresh = f"f.__ts >= e.__event_ts - INTERVAL '{micros} microseconds'"
-            else:
-                fresh = "f.__ts IS NOT NULL"
-            values = ", ".join(
-                f"CASE WHEN {fresh} THEN f.{_quote(feature)} END AS {_quote(out)}"
-                for feature, out in zip(request.features, request.output_names, strict=True)
-            )
-            con.execute(
-                f"CREATE TEMP TABLE joined_{i} AS SELECT e.__row, {values} FROM entities e "
-                f"ASOF LEFT JOIN {source} f ON {on} AND e.__event_ts >= f.__ts"
-            )
+            with reading(view):
+                self._join_view(con, i, request, keys)
             selects.append((f"joined_{i}", request.output_names))
         columns = ", ".join(f"{table}.{_quote(out)}" for table, outs in selects for out in outs)
         joins = " ".join(f"LEFT JOIN {table} USING (__row)" for table, _ in selects)
@@ -97,18 +76,48 @@ class DuckDbEngine(OfflineEngine):
         )
         return con.sql(query).to_arrow_reader(_BATCH_ROWS)
 
+    def _join_view(
+        self, con: duckdb.DuckDBPyConnection, i: int, request: ViewRequest, keys: list[str]
+    ) -> None:
+        """Table joined_<i>: each entity row's values of one view at its event time."""
+        view = request.view
+        source = f"src_{i}"
+        self._sources.register(con, view, keys, source)
+        if view.source.created_timestamp_column:
+            partition = ", ".join(_quote(k) for k in keys)
+            con.execute(
+                f"CREATE TEMP TABLE dedup_{i} AS SELECT * FROM {source} QUALIFY row_number() "
+                f"OVER (PARTITION BY {partition}, __ts ORDER BY __created DESC NULLS LAST) = 1"
+            )
+            source = f"dedup_{i}"
+        on = " AND ".join(f"e.{_quote(k)} = f.{_quote(k)}" for k in keys)
+        if view.ttl:
+            micros = int(view.ttl.total_seconds() * 1_000_000)
+            fresh = f"f.__ts >= e.__event_ts - INTERVAL '{micros} microseconds'"
+        else:
+            fresh = "f.__ts IS NOT NULL"
+        values = ", ".join(
+            f"CASE WHEN {fresh} THEN f.{_quote(feature)} END AS {_quote(out)}"
+            for feature, out in zip(request.features, request.output_names, strict=True)
+        )
+        con.execute(
+            f"CREATE TEMP TABLE joined_{i} AS SELECT e.__row, {values} FROM entities e "
+            f"ASOF LEFT JOIN {source} f ON {on} AND e.__event_ts >= f.__ts"
+        )
+
     def latest(self, view: FeatureView, start_ms: int, end_ms: int) -> pa.Table:
         con = self._connect()
         keys = self._join_keys(view)
-        self._sources.register(con, view, keys, "src")
         partition = ", ".join(_quote(k) for k in keys)
         features = "".join(f", {_quote(f.name)}" for f in view.schema)
-        return con.sql(
-            f"SELECT {partition}, CAST(epoch_ms(__ts) AS BIGINT) AS event_time_ms{features} "
-            "FROM src "
-            "WHERE __ts >= make_timestamptz(CAST(? AS BIGINT) * 1000) "
-            "AND __ts < make_timestamptz(CAST(? AS BIGINT) * 1000) "
-            f"QUALIFY row_number() OVER (PARTITION BY {partition} "
-            "ORDER BY __ts DESC, __created DESC NULLS LAST) = 1",
-            params=[start_ms, end_ms],
-        ).to_arrow_table()
+        with reading(view):
+            self._sources.register(con, view, keys, "src")
+            return con.sql(
+                f"SELECT {partition}, CAST(epoch_ms(__ts) AS BIGINT) AS event_time_ms{features} "
+                "FROM src "
+                "WHERE __ts >= make_timestamptz(CAST(? AS BIGINT) * 1000) "
+                "AND __ts < make_timestamptz(CAST(? AS BIGINT) * 1000) "
+                f"QUALIFY row_number() OVER (PARTITION BY {partition} "
+                "ORDER BY __ts DESC, __created DESC NULLS LAST) = 1",
+                params=[start_ms, end_ms],
+            ).to_arrow_table()

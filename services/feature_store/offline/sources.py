@@ -7,6 +7,8 @@ unioned in. S3 objects are read through pyarrow's S3 filesystem with the platfor
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -19,6 +21,35 @@ import sqlalchemy
 from modelyard.errors import FailedPrecondition, InvalidArgument
 from modelyard.features.definitions import FeatureView, FileSource, SqlSource
 from modelyard.services.common.settings import S3Settings
+
+# What a source's data or database can raise while it is read: the view's owner can fix those,
+# the server cannot, so they are FAILED_PRECONDITION, not INTERNAL.
+_SOURCE_ERRORS = (
+    duckdb.ConversionException,
+    duckdb.IOException,
+    duckdb.InvalidInputException,
+    duckdb.OutOfRangeException,
+    pa.ArrowException,
+    sqlalchemy.exc.SQLAlchemyError,
+)
+
+
+@contextmanager
+def reading(view: FeatureView) -> Iterator[None]:
+    """Errors of reading `view`'s source, as FailedPrecondition naming the view."""
+    try:
+        yield
+    except _SOURCE_ERRORS as exc:
+        cause = getattr(exc, "orig", None) or exc  # a database's own words, without the SQL
+        # The first paragraph: DuckDB follows it with pages of advice for its own API.
+        first = str(cause).strip().split("\n\n")[0].splitlines()
+        detail = "; ".join(first)[:500] or type(cause).__name__
+        raise FailedPrecondition(
+            f"feature view {view.name!r}: its source could not be read ({detail}); fix the "
+            "source's data, or its url and query",
+            resource_type="feature_view",
+            resource_name=view.name,
+        ) from None
 
 
 def _literal(text: str) -> str:
