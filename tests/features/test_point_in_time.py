@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from modelyard.errors import InvalidArgument
 from modelyard.features import (
     Entity,
     FeatureStoreClient,
@@ -22,7 +23,7 @@ from modelyard.features import (
     Int64,
     String,
 )
-from tests.features.repo import NOW
+from tests.features.repo import NOW, Repo
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -176,3 +177,40 @@ def test_a_feature_service_and_output_parquet(store: FeatureStoreClient, repo, t
     assert job.output_uri.endswith("sets/a.parquet")
     assert job.summary.output_sha256 == hashlib.sha256(output.read_bytes()).hexdigest()
     assert job.summary.rows == 4
+
+
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    ("entity_rows", "field", "said"),
+    [
+        (
+            pd.DataFrame({"driver_id": [1, 2], "event_timestamp": ["notatime", "x"]}),
+            "event_timestamp_column",
+            "notatime",
+        ),
+        (
+            pd.DataFrame({"driver_id": [1, 2], "event_timestamp": [1, 2]}),
+            "event_timestamp_column",
+            "not times",
+        ),
+        (
+            pd.DataFrame({"driver_id": ["1", "a"], "event_timestamp": [NOW, NOW]}),
+            "driver_id",
+            "'a'",
+        ),
+    ],
+)
+def test_entity_rows_that_cannot_be_joined_are_the_callers_to_fix(
+    store: FeatureStoreClient, repo: Repo, entity_rows: pd.DataFrame, field: str, said: str
+) -> None:
+    """Times that are not times and keys of the wrong type: INVALID_ARGUMENT naming the column,
+    not an error blamed on the source or the server."""
+    store.apply(repo.objects)
+    with pytest.raises(InvalidArgument) as err:
+        store.get_historical_features(entity_rows, ["driver_stats:trips"]).to_df()
+    assert err.value.field == field and said in str(err.value)
+    # Keys given as digits are cast, as before: driver 1's latest trips.
+    ok = pd.DataFrame({"driver_id": ["1"], "event_timestamp": [NOW]})
+    assert store.get_historical_features(ok, ["driver_stats:trips"]).to_df()["trips"].tolist() == [
+        35
+    ]

@@ -18,6 +18,33 @@ from modelyard.services.feature_store.offline.base import OfflineEngine, ViewReq
 from modelyard.services.feature_store.offline.sources import SourceReader, _quote, reading
 
 _BATCH_ROWS = 65_536
+_CAST_ERRORS = (duckdb.ConversionException, duckdb.BinderException, duckdb.InvalidInputException)
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _check_entity_keys(
+    con: duckdb.DuckDBPyConnection, source: str, keys: Sequence[str], view: FeatureView
+) -> None:
+    """Entity rows whose join key cannot be the source's type are the caller's to fix: say so,
+    rather than let the join fail as if the source were broken."""
+    relation = con.sql(f"SELECT {', '.join(map(_quote, keys))} FROM {source}")
+    types = dict(zip(keys, relation.types, strict=True))
+    for key in keys:
+        column = _quote(key)
+        bad = con.execute(
+            f"SELECT {column} FROM entities WHERE {column} IS NOT NULL "
+            f"AND TRY_CAST({column} AS {types[key]}) IS NULL LIMIT 1"
+        ).fetchone()
+        if bad is not None:
+            raise InvalidArgument(
+                f"the entity rows' {key!r} column holds {bad[0]!r}, which is not a "
+                f"{types[key]} like the join key of feature view {view.name!r}; give keys of "
+                "that type",
+                field=key,
+            )
 
 
 class DuckDbEngine(OfflineEngine):
@@ -50,10 +77,18 @@ class DuckDbEngine(OfflineEngine):
         con = self._connect()
         rows = entities.append_column("__row", pa.array(range(entities.num_rows), pa.int64()))
         con.register("entity_input", rows)
-        con.execute(
-            "CREATE TEMP TABLE entities AS SELECT *, "
-            f"CAST({_quote(event_timestamp_column)} AS TIMESTAMPTZ) AS __event_ts FROM entity_input"
-        )
+        try:
+            con.execute(
+                "CREATE TEMP TABLE entities AS SELECT *, "
+                f"CAST({_quote(event_timestamp_column)} AS TIMESTAMPTZ) AS __event_ts "
+                "FROM entity_input"
+            )
+        except _CAST_ERRORS as exc:
+            raise InvalidArgument(
+                f"the entity rows' {event_timestamp_column!r} column holds values that are not "
+                f"times ({_first_line(exc)}); give timestamps or ISO 8601 strings",
+                field="event_timestamp_column",
+            ) from None
         selects = []
         for i, request in enumerate(requests):
             view = request.view
@@ -83,6 +118,7 @@ class DuckDbEngine(OfflineEngine):
         view = request.view
         source = f"src_{i}"
         self._sources.register(con, view, keys, source)
+        _check_entity_keys(con, source, keys, view)
         if view.source.created_timestamp_column:
             partition = ", ".join(_quote(k) for k in keys)
             con.execute(
