@@ -168,8 +168,12 @@ def _broken_sources(tmp_path: Path) -> dict[str, tuple[object, str]]:
     bad_time.write_text(
         "driver_id,event_timestamp,created,conv_rate,trips,city\n1,notatime,notatime,0.1,3,x\n"
     )
+    # Text where the view declares numbers: refused at the read, not stored for lookups to trip on.
+    wrong_kind = tmp_path / "wrong_kind.parquet"
+    driver_rows().assign(trips="many").to_parquet(wrong_kind)
     return {
         "corrupt parquet": (FileSource(str(corrupt)), "magic bytes"),
+        "text for numbers": (FileSource(str(wrong_kind)), "'many' to INT64"),
         "unparsable time": (FileSource(str(bad_time), file_format="csv"), "notatime"),
         "missing table": (SqlSource(f"sqlite:///{tmp_path / 'empty.db'}", "nowhere"), "nowhere"),
         # Port 1 on loopback: nothing listens there.
@@ -182,7 +186,14 @@ def _broken_sources(tmp_path: Path) -> dict[str, tuple[object, str]]:
 
 @pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
 @pytest.mark.parametrize(
-    "broken", ["corrupt parquet", "unparsable time", "missing table", "unreachable database"]
+    "broken",
+    [
+        "corrupt parquet",
+        "text for numbers",
+        "unparsable time",
+        "missing table",
+        "unreachable database",
+    ],
 )
 def test_a_source_that_cannot_be_read_fails_the_call_naming_the_view(
     store: FeatureStoreClient, repo: Repo, tmp_path: Path, broken: str

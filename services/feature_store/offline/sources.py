@@ -19,7 +19,7 @@ import pyarrow.fs as pafs
 import sqlalchemy
 
 from modelyard.errors import FailedPrecondition, InvalidArgument
-from modelyard.features.definitions import FeatureView, FileSource, SqlSource
+from modelyard.features.definitions import FeatureView, Field, FileSource, SqlSource, ValueType
 from modelyard.services.common.settings import S3Settings
 
 # What a source's data or database can raise while it is read: the view's owner can fix those,
@@ -50,6 +50,25 @@ def reading(view: FeatureView) -> Iterator[None]:
             resource_type="feature_view",
             resource_name=view.name,
         ) from None
+
+
+# A feature's values, read as the kind its declared type is (without narrowing: FLOAT32 is
+# read as DOUBLE), so a source holding text where numbers belong fails the read naming the
+# value, rather than reaching the online store. Times and bytes are read as they are.
+_READ_AS = {
+    ValueType.INT32: "BIGINT",
+    ValueType.INT64: "BIGINT",
+    ValueType.FLOAT32: "DOUBLE",
+    ValueType.FLOAT64: "DOUBLE",
+    ValueType.STRING: "VARCHAR",
+    ValueType.BOOL: "BOOLEAN",
+}
+
+
+def _typed(feature: Field) -> str:
+    name = _quote(feature.name)
+    kind = _READ_AS.get(feature.dtype)
+    return f"CAST({name} AS {kind}) AS {name}" if kind else name
 
 
 def _literal(text: str) -> str:
@@ -163,7 +182,7 @@ class SourceReader:
             if source.created_timestamp_column
             else "CAST(NULL AS TIMESTAMPTZ)"
         )
-        features = "".join(f", {_quote(f.name)}" for f in view.schema)
+        features = "".join(f", {_typed(f)}" for f in view.schema)
         return (
             f"SELECT {', '.join(_quote(k) for k in keys)}, "
             f"CAST({_quote(source.timestamp_field)} AS TIMESTAMPTZ) AS __ts, {created} AS __created"
