@@ -101,13 +101,13 @@ def build(path: str, head: bytes, size: int) -> Preview:
     if kind == "manifest":
         try:
             manifest = yaml.safe_load(text) or {}
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError):  # nested deeper than the stack
             manifest = {}
         return Preview(
             "manifest", text=text, manifest=manifest if isinstance(manifest, dict) else {}
         )
     if path.lower().endswith(".json") and not truncated:
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError, RecursionError):  # shown as it is
             text = json.dumps(json.loads(text), indent=2)
     return Preview("text", text=text, truncated=truncated)
 

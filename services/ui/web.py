@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-import json
 import logging
 import secrets
 from datetime import UTC, datetime
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 import plotly.offline
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
@@ -160,8 +160,12 @@ def format_number(value: Any) -> str:
 
 
 def chart_json(figure: dict[str, Any]) -> Markup:
-    """A figure as JSON safe inside <script type="application/json"> (no '<', '>', '&')."""
-    text = json.dumps(figure, default=str, allow_nan=False)
+    """A figure as JSON safe inside <script type="application/json"> (no '<', '>', '&').
+    NaN and infinite values (a diverged loss) become null: a gap in the line, as JSON has no
+    such numbers; the run's tables show them as they are."""
+    text = orjson.dumps(
+        figure, default=str, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+    ).decode()
     text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return Markup(text)
 

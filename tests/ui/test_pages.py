@@ -341,6 +341,31 @@ def test_user_text_is_escaped_everywhere(ui: UI, client: Client) -> None:
     # The fixture fails the test if any alert() ran.
 
 
+def test_a_diverged_run_and_odd_files_still_show(ui: UI, client: Client) -> None:
+    """NaN and infinite metric values (a loss that diverged) are gaps in the chart and shown as
+    they are in the table; JSON nested deeper than Python's stack is previewed as text."""
+    modelyard.set_experiment("diverged")
+    with modelyard.start_run(run_name="diverged") as run:
+        for step, value in enumerate([1.0, float("nan"), float("inf"), 0.5]):
+            modelyard.log_metric("loss", value, step=step)
+        modelyard.log_metric("final", float("nan"))
+        modelyard.log_text("[" * 5000 + "]" * 5000, "deep.json")
+    rid = run.info.run_id
+    page = ui.page
+    assert ui.go(f"/runs/{rid}", "run-diverged").status == 200
+    expect(page.get_by_test_id("metrics")).to_contain_text("nan")
+    expect(page.locator("div.chart[data-drawn=true]")).to_have_count(2)
+    # Charts are in key order: final, loss.
+    assert page.evaluate("() => document.getElementById('metric-2').data[0].y") == [
+        1.0,
+        None,
+        None,
+        0.5,
+    ]
+    assert ui.go(f"/runs/{rid}/artifacts?path=deep.json").status == 200
+    expect(page.get_by_test_id("preview")).to_contain_text("[[[[")
+
+
 def test_errors_are_pages_not_tracebacks(ui: UI, client: Client) -> None:
     page = ui.page
     response = ui.go("/runs/0123456789abcdef0123456789abcdef", "error-not-found")
