@@ -97,6 +97,29 @@ class TrainingSetOutput:
         self._file.close()
 
 
+def _check_entity_columns(columns: Sequence[str], requests: Sequence[ViewRequest]) -> None:
+    """A training set's columns are the entity rows' and then the features': a name in both
+    would leave two columns of that name, and the engine's own working columns start with
+    '__'."""
+    for column in columns:
+        if column.startswith("__"):
+            raise InvalidArgument(
+                f"the entity rows have a column {column!r}; names starting with '__' are the "
+                "feature store's own: rename it",
+                field="entities",
+            )
+    taken = set(columns)
+    for request in requests:
+        for name in request.output_names:
+            if name in taken:
+                raise InvalidArgument(
+                    f"the entity rows already have a column {name!r}, which feature view "
+                    f"{request.view.name!r} would add; drop or rename it, or ask for full "
+                    "feature names (view__feature)",
+                    field="entities",
+                )
+
+
 class FeatureAuthorizer:
     """Grants on feature views and services, keyed "<kind>:<name>"."""
 
@@ -331,6 +354,7 @@ class FeaturesService:
                 "the entity rows are empty; send at least one row", field="entities"
             )
         requests = self.resolve(refs, feature_service, full_names)
+        _check_entity_columns(entities.column_names, requests)
         return self.engine.historical(
             entities, requests, event_timestamp_column or "event_timestamp"
         )

@@ -198,13 +198,24 @@ def test_a_feature_service_and_output_parquet(store: FeatureStoreClient, repo, t
             "driver_id",
             "'a'",
         ),
+        # A column the features would add again, and the engine's own working names.
+        (
+            pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW], "trips": [5]}),
+            "entities",
+            "already have a column 'trips'",
+        ),
+        (
+            pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW], "__event_ts": [5]}),
+            "entities",
+            "'__event_ts'",
+        ),
     ],
 )
 def test_entity_rows_that_cannot_be_joined_are_the_callers_to_fix(
     store: FeatureStoreClient, repo: Repo, entity_rows: pd.DataFrame, field: str, said: str
 ) -> None:
-    """Times that are not times and keys of the wrong type: INVALID_ARGUMENT naming the column,
-    not an error blamed on the source or the server."""
+    """Times that are not times, keys of the wrong type, columns that would clash: INVALID_ARGUMENT
+    naming the column, not an error blamed on the source or the server."""
     store.apply(repo.objects)
     with pytest.raises(InvalidArgument) as err:
         store.get_historical_features(entity_rows, ["driver_stats:trips"]).to_df()
