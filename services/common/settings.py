@@ -107,6 +107,22 @@ class FeaturesSettings(BaseModel):
     # authentication off, everyone is one).
     source_locations: list[str] = Field(default_factory=list)
 
+    @field_validator("source_locations")
+    @classmethod
+    def _places(cls, value: list[str]) -> list[str]:
+        """Checked here, so a bad entry is a settings error at start, not a refusal later."""
+        from modelyard.services.feature_store.source_locations import location_of
+
+        for entry in value:
+            try:
+                location_of(entry)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{exc}; list places such as s3://bucket/prefix, /data/features or "
+                    "postgresql://host/database"
+                ) from None
+        return value
+
 
 class AuthSettings(BaseModel):
     model_config = {"extra": "forbid"}

@@ -27,20 +27,28 @@ _DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1
 _TO_FIX = "add its location to features.source_locations, or ask an admin to apply the view"
 
 
-def _location(uri: str) -> str:
+def location_of(uri: str) -> str:
     """`uri` as a comparable location: scheme://place/path, with `~`, symlinks and `..` of local
-    paths resolved and no credentials, query or trailing slash."""
+    paths resolved and no credentials, query or trailing slash. ValueError for a URI that names
+    no place (an empty path would otherwise mean the server's working directory)."""
     parsed = urlparse(uri)
     if parsed.scheme in ("", "file"):
-        local = Path(parsed.path if parsed.scheme else uri).expanduser().resolve()
-        return local.as_uri()
+        path = parsed.path if parsed.scheme else uri
+        if not path:
+            raise ValueError(f"{uri!r} names no path")
+        return Path(path).expanduser().resolve().as_uri()
     if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ValueError(f"{uri!r} names no bucket")
         return f"s3://{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
-    url = make_url(uri)
-    backend = url.get_backend_name()
-    if backend == "sqlite":  # a local file: file locations cover it
-        return _location(url.database or ":memory:")
-    port = url.port or _DEFAULT_PORTS.get(backend)
+    try:
+        url = make_url(uri)
+        backend = url.get_backend_name()
+        if backend == "sqlite":  # a local file: file locations cover it
+            return location_of(url.database or "")
+        port = url.port or _DEFAULT_PORTS.get(backend)
+    except ArgumentError:
+        raise ValueError(f"{uri!r} is not a path, s3:// URI or database URL") from None
     place = f"{(url.host or '').lower()}{f':{port}' if port else ''}"
     return f"{backend}://{place}/{url.database or ''}".rstrip("/")
 
@@ -52,8 +60,8 @@ def _inside(location: str, parent: str) -> bool:
 class SourceLocations:
     def __init__(self, allowed: Sequence[str], server_own: Sequence[str]) -> None:
         self.allowed = list(allowed)
-        self._allowed = [_location(u) for u in allowed]
-        self._server_own = [_location(u) for u in server_own]
+        self._allowed = [location_of(u) for u in allowed]
+        self._server_own = [location_of(u) for u in server_own]
 
     def check(self, field: str, view: FeatureView) -> None:
         """Refuse, naming `field`, a source outside the allowed locations."""
@@ -69,11 +77,11 @@ class SourceLocations:
                 resource_name=view.name,
             )
         try:
-            where = _location(uri)
-        except ArgumentError:
+            where = location_of(uri)
+        except ValueError:
             raise InvalidArgument(
-                f"{field}: {_shown(uri)} is not a database URL; use one such as "
-                "postgresql://host/database",
+                f"{field}: {_shown(uri)} names no place a source can be read from; use a path, "
+                "s3://bucket/key or a database URL such as postgresql://host/database",
                 field=field,
             ) from None
         if not isinstance(source, FileSource):

@@ -45,3 +45,16 @@ def test_a_relative_home_is_made_absolute(tmp_path, monkeypatch) -> None:
     settings = Settings(home="state")
     assert settings.home_dir == tmp_path / "state"
     assert settings.artifact_root == (tmp_path / "state" / "artifacts").as_uri()
+
+
+def test_source_locations_come_from_json_and_must_name_a_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "MODELYARD_FEATURES__SOURCE_LOCATIONS", '["s3://warehouse/features", "/data/features"]'
+    )
+    assert Settings().features.source_locations == ["s3://warehouse/features", "/data/features"]
+    # An empty entry would otherwise stand for the server's working directory.
+    for entry, said in (("", "names no path"), ("file://", "names no path"), ("s3://", "bucket")):
+        with pytest.raises(ValidationError, match=said):
+            Settings(features={"source_locations": [entry]})
