@@ -144,6 +144,11 @@ def _abort(context: grpc.ServicerContext, exc: Exception, method: str, rid: str)
     code = context.code()
     if code is not None and code != grpc.StatusCode.OK:
         raise exc  # the behaviour already aborted with its own status (health, reflection)
+    if not context.is_active():
+        # The client cancelled or its deadline passed: reading its stream raised, and there is
+        # no one to answer. Not a server fault, so no traceback in the error log.
+        log.info("%s ended by the client (%s)", method, type(exc).__name__)
+        context.abort(grpc.StatusCode.CANCELLED, "the client ended the call")
     if isinstance(exc, ModelyardError):
         if exc.code == grpc.StatusCode.INTERNAL and not exc.request_id:
             exc.request_id = rid

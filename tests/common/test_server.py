@@ -45,6 +45,11 @@ class Probe:
         yield Resp(status=Resp.SERVING)
         raise NotFound("gone mid-stream", resource_type="widget", resource_name="w")
 
+    def collect(self, requests, context):
+        for _ in requests:
+            self.entered.set()
+        return Resp(status=Resp.SERVING)
+
     def registration(self) -> ServiceRegistration:
         def handler(fn):
             return grpc.unary_unary_rpc_method_handler(
@@ -57,6 +62,11 @@ class Probe:
                 "Fail": handler(self.fail),
                 "NotFound": handler(self.not_found),
                 "Wait": handler(self.wait),
+                "Collect": grpc.stream_unary_rpc_method_handler(
+                    self.collect,
+                    request_deserializer=Req.FromString,
+                    response_serializer=Resp.SerializeToString,
+                ),
                 "Stream": grpc.unary_stream_rpc_method_handler(
                     self.stream,
                     request_deserializer=Req.FromString,
@@ -110,6 +120,54 @@ def test_unexpected_error_is_internal_with_request_id_and_no_leak(
     assert from_rpc_error(err.value).request_id == "req-123"
     logged = [r for r in caplog.records if r.exc_info]
     assert logged and "secret internal detail" in str(logged[0].exc_info[1])
+
+
+class _Records(logging.Handler):
+    """Keeps a logger's records and signals the first, for a test to wait on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+        self.first = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        self.first.set()
+
+
+def test_a_call_the_client_cancels_is_no_server_error(
+    probe: Probe, probe_server: ModelyardServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Reading the stream of a cancelled call raises in the handler; the error mapping logs that
+    once, as the client's doing without a traceback, not as an unhandled error."""
+    name = "modelyard.services.common.interceptors"
+    caplog.set_level(logging.INFO, logger=name)
+    records = _Records()
+    logging.getLogger(name).addHandler(records)
+    gate = threading.Event()
+
+    def requests() -> Iterator[Req]:
+        yield Req()
+        gate.wait(30)  # the stream stays open until the call is cancelled
+
+    try:
+        with grpc.insecure_channel(probe_server.address) as channel:
+            stub = channel.stream_unary(
+                "/test.Probe/Collect",
+                request_serializer=Req.SerializeToString,
+                response_deserializer=Resp.FromString,
+            )
+            future = stub.future(requests(), timeout=30)
+            assert probe.entered.wait(30)
+            future.cancel()
+            gate.set()
+            assert records.first.wait(30)  # the mapping has judged the handler's error
+    finally:
+        logging.getLogger(name).removeHandler(records)
+    assert future.cancelled()
+    [record] = records.records
+    assert record.levelno == logging.INFO and record.exc_info is None
+    assert "/test.Probe/Collect ended by the client" in record.getMessage()
 
 
 def test_domain_error_maps_to_its_code_with_resource(probe_server: ModelyardServer) -> None:
