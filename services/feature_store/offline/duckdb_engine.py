@@ -15,14 +15,15 @@ import pyarrow as pa
 from modelyard.errors import InvalidArgument
 from modelyard.features.definitions import FeatureView
 from modelyard.services.feature_store.offline.base import OfflineEngine, ViewRequest
-from modelyard.services.feature_store.offline.sources import SourceReader, _quote, reading
+from modelyard.services.feature_store.offline.sources import (
+    SourceReader,
+    _quote,
+    reading,
+    summary,
+)
 
 _BATCH_ROWS = 65_536
 _CAST_ERRORS = (duckdb.ConversionException, duckdb.BinderException, duckdb.InvalidInputException)
-
-
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _check_entity_keys(
@@ -86,7 +87,7 @@ class DuckDbEngine(OfflineEngine):
         except _CAST_ERRORS as exc:
             raise InvalidArgument(
                 f"the entity rows' {event_timestamp_column!r} column holds values that are not "
-                f"times ({_first_line(exc)}); give timestamps or ISO 8601 strings",
+                f"times ({summary(exc)}); give timestamps or ISO 8601 strings",
                 field="event_timestamp_column",
             ) from None
         selects = []

@@ -34,18 +34,23 @@ _SOURCE_ERRORS = (
 )
 
 
+def summary(exc: BaseException) -> str:
+    """A reader's error in a line, for a message: a database's own words without the SQL
+    SQLAlchemy adds, and only the first paragraph of DuckDB's (pages of advice on its API
+    follow it)."""
+    cause = getattr(exc, "orig", None) or exc
+    first = str(cause).strip().split("\n\n")[0].splitlines()
+    return "; ".join(first)[:500] or type(cause).__name__
+
+
 @contextmanager
 def reading(view: FeatureView) -> Iterator[None]:
     """Errors of reading `view`'s source, as FailedPrecondition naming the view."""
     try:
         yield
     except _SOURCE_ERRORS as exc:
-        cause = getattr(exc, "orig", None) or exc  # a database's own words, without the SQL
-        # The first paragraph: DuckDB follows it with pages of advice for its own API.
-        first = str(cause).strip().split("\n\n")[0].splitlines()
-        detail = "; ".join(first)[:500] or type(cause).__name__
         raise FailedPrecondition(
-            f"feature view {view.name!r}: its source could not be read ({detail}); fix the "
+            f"feature view {view.name!r}: its source could not be read ({summary(exc)}); fix the "
             "source's data, or its url and query",
             resource_type="feature_view",
             resource_name=view.name,
