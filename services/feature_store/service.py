@@ -64,6 +64,10 @@ class OnlineColumn:
     event_times: list[int | None]  # ms
 
 
+# The artifact store's folder for training sets written with output_uri.
+TRAINING_SETS = "training-sets"
+
+
 class TrainingSetOutput:
     """Batches spooled to a local Parquet file as they stream out, then stored in one upload,
     so a training set larger than memory can still be written."""
@@ -360,11 +364,20 @@ class FeaturesService:
         )
 
     def open_output(self, uri: str) -> TrainingSetOutput:
-        """Somewhere to write a training set as Parquet, checked before any work is done."""
-        key = self.artifacts.key_for(uri)
-        if not key:
+        """Somewhere to write a training set as Parquet, checked before any work is done. The
+        server writes it with its own credentials, so only into the training sets' area of the
+        artifact store (with auth on, the caller's own folder of it): the rest holds runs'
+        artifacts, registered models and pushed rows, which an output must not overwrite."""
+        me = identity.current()
+        area = TRAINING_SETS if me.unrestricted else f"{TRAINING_SETS}/{me.name}"
+        try:
+            key = self.artifacts.key_for(uri)
+        except InvalidArgument:  # '..' and the like
+            key = None
+        if key is None or not key.startswith(area + "/"):
             raise InvalidArgument(
-                f"output_uri {uri!r} must lie under the artifact root {self.artifacts.root_uri}",
+                f"output_uri {v.shown(uri)} must lie in {self.artifacts.uri(area)}/, where "
+                f"training sets are written; use e.g. {self.artifacts.uri(area)}/train.parquet",
                 field="output_uri",
             )
         return TrainingSetOutput(self.artifacts, key)

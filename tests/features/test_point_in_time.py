@@ -164,7 +164,7 @@ def test_a_feature_service_and_output_parquet(store: FeatureStoreClient, repo, t
             "event_timestamp": [NOW, NOW - timedelta(hours=3), NOW - timedelta(hours=71), NOW],
         }
     )
-    output = tmp_path / "home" / "artifacts" / "sets" / "a.parquet"
+    output = tmp_path / "home" / "artifacts" / "training-sets" / "a.parquet"
     job = store.get_historical_features(entity_df, repo.service, output_uri=output.as_uri())
     df = job.to_df()
     assert list(df.columns) == ["driver_id", "event_timestamp", "conv_rate", "trips"]
@@ -174,7 +174,7 @@ def test_a_feature_service_and_output_parquet(store: FeatureStoreClient, repo, t
     assert [_plain(v) for v in df["trips"]] == [35, 10, 90, None]
     written = pd.read_parquet(output)
     pd.testing.assert_frame_equal(written, df)
-    assert job.output_uri.endswith("sets/a.parquet")
+    assert job.output_uri.endswith("training-sets/a.parquet")
     assert job.summary.output_sha256 == hashlib.sha256(output.read_bytes()).hexdigest()
     assert job.summary.rows == 4
 

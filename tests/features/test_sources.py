@@ -69,13 +69,16 @@ def test_parquet_on_s3(s3_platform, s3_server: S3Settings, tmp_path: Path) -> No
 
     # The training set written to the S3 artifact root, and a push to the offline log there.
     job = fs.get_historical_features(
-        ENTITIES, ["driver_stats:trips"], output_uri=f"{root}/artifacts/sets/train.parquet"
+        ENTITIES,
+        ["driver_stats:trips"],
+        output_uri=f"{root}/artifacts/training-sets/train.parquet",
     )
     job.to_arrow()
     written = (
         _minio(s3_server)
         .get_object(
-            S3_BUCKET, key.replace("sources/driver_stats.parquet", "artifacts/sets/train.parquet")
+            S3_BUCKET,
+            key.replace("sources/driver_stats.parquet", "artifacts/training-sets/train.parquet"),
         )
         .read()
     )
@@ -95,13 +98,24 @@ def test_parquet_on_s3(s3_platform, s3_server: S3Settings, tmp_path: Path) -> No
 
 
 @pytest.mark.s3
-def test_output_outside_the_artifact_root_is_refused(s3_platform) -> None:
-    fs, _root = s3_platform
-    with pytest.raises(InvalidArgument) as err:
-        fs.get_historical_features(
-            ENTITIES, ["x:y"], output_uri="s3://another-bucket/train.parquet"
-        ).to_arrow()
-    assert err.value.field in ("output_uri", "features")
+def test_output_outside_the_training_sets_area_is_refused(s3_platform) -> None:
+    """The server writes outputs with its own credentials: never over a run's artifacts, a
+    registered model or pushed rows, which share the artifact store."""
+    fs, root = s3_platform
+    area = f"{root}/artifacts/training-sets"
+    for elsewhere in (
+        "s3://another-bucket/train.parquet",
+        f"{root}/artifacts/1/0123456789abcdef0123456789abcdef/artifacts/model/model.pkl",
+        f"{root}/artifacts/training-sets-not/train.parquet",
+        f"{area}/../1/model.pkl",
+        area,
+    ):
+        with pytest.raises(InvalidArgument) as err:
+            fs.get_historical_features(
+                ENTITIES, ["driver_stats:trips"], output_uri=elsewhere
+            ).to_arrow()
+        assert err.value.field == "output_uri"
+        assert f"{area}/train.parquet" in str(err.value)  # where it may go instead
 
 
 def _with_source(repo: Repo, source) -> object:

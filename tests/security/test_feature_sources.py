@@ -10,12 +10,13 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from modelyard.entities.common import PermissionLevel as L
-from modelyard.errors import PermissionDenied
+from modelyard.errors import InvalidArgument, PermissionDenied
 from modelyard.features import FeatureStoreClient, FeatureView, FileSource, SqlSource
-from tests.features.repo import Repo, make_repo
+from tests.features.repo import NOW, Repo, make_repo
 from tests.security.conftest import Secure
 
 
@@ -129,3 +130,23 @@ def test_admins_choose_any_source_and_editors_may_edit_around_it(
     other = elsewhere.with_name("other.parquet")
     shutil.copy(elsewhere, other)
     _refused(editor, _at(repo.stats, other), "outside the locations")
+
+
+def test_each_caller_writes_training_sets_into_its_own_folder(
+    secure: Secure, editor: FeatureStoreClient, repo: Repo
+) -> None:
+    """With auth on, output_uri lies in training-sets/<caller>/: no one overwrites another's."""
+    editor.apply(repo.objects)
+    area = f"{secure.settings.artifact_root}/training-sets"
+    rows = pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW]})
+    job = editor.get_historical_features(
+        rows, ["driver_stats:trips"], output_uri=f"{area}/eddie/train.parquet"
+    )
+    assert job.to_df()["trips"].tolist() == [35]
+    assert job.summary.output_sha256
+    for elsewhere in (f"{area}/alice/train.parquet", f"{area}/train.parquet"):
+        with pytest.raises(InvalidArgument) as err:
+            editor.get_historical_features(
+                rows, ["driver_stats:trips"], output_uri=elsewhere
+            ).to_arrow()
+        assert f"{area}/eddie/" in str(err.value)
