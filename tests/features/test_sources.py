@@ -163,6 +163,26 @@ def test_sql_query_on_postgres(store: FeatureStoreClient, repo: Repo, postgres_u
     )
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+def test_a_sql_source_only_reads(store: FeatureStoreClient, repo: Repo, postgres_url: str) -> None:
+    """The view's query runs in a read-only transaction: a SELECT with a side effect (taking a
+    sequence's next value) is refused by the database and changes nothing."""
+    url = postgres_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = create_engine(url)
+    driver_rows().to_sql("driver_stats_ro", engine, index=False)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE SEQUENCE probe_seq")
+    query = "SELECT *, nextval('probe_seq') AS n FROM driver_stats_ro"
+    store.apply([repo.driver, _with_source(repo, SqlSource(url, query))])
+    with pytest.raises(FailedPrecondition) as err:
+        store.get_historical_features(ENTITIES, ["driver_stats:trips"]).to_arrow()
+    assert "read-only transaction" in str(err.value)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT is_called FROM probe_seq").scalar() is False
+    engine.dispose()
+
+
 @pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
 def test_a_missing_source_file_names_the_view(
     store: FeatureStoreClient, repo: Repo, tmp_path

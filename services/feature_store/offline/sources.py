@@ -76,6 +76,15 @@ def _typed(feature: Field) -> str:
     return f"CAST({name} AS {kind}) AS {name}" if kind else name
 
 
+def _read_only(conn: sqlalchemy.Connection) -> None:
+    """A view's query only reads: where the database can enforce that, it refuses whatever else
+    the query tries (a function with side effects, say), whoever defined the view."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sqlalchemy.text("SET TRANSACTION READ ONLY"))  # the transaction's first
+    elif conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("PRAGMA query_only = ON")
+
+
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -158,6 +167,7 @@ class SourceReader:
             engine = sqlalchemy.create_engine(source.url)
             try:
                 with engine.connect() as conn:
+                    _read_only(conn)
                     result = conn.execute(sqlalchemy.text(query))
                     table = pa.Table.from_pylist([dict(r._mapping) for r in result])
             finally:
