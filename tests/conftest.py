@@ -512,13 +512,16 @@ def fluent(server: ModelyardServer) -> Iterator[object]:
 
 # The two stacks every end-to-end suite runs on: the embedded one (SQLite + local files) and the
 # production one (PostgreSQL + S3).
-@pytest.fixture(
-    params=[
-        "sqlite+file",
-        pytest.param("postgres+s3", marks=[pytest.mark.postgres, pytest.mark.s3]),
-    ]
-)
-def stack_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+STACKS = [
+    "sqlite+file",
+    pytest.param("postgres+s3", marks=[pytest.mark.postgres, pytest.mark.s3]),
+]
+
+
+def stack_settings_of(
+    request: pytest.FixtureRequest, tmp_path: Path, s3_server: str = "s3_server"
+) -> Settings:
+    """Settings of the stack `request.param` names; its S3 server is the fixture `s3_server`."""
     if request.param == "sqlite+file":
         return Settings(home=tmp_path, port=0, grace_period=0)
     return Settings(
@@ -526,9 +529,14 @@ def stack_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
         port=0,
         grace_period=0,
         backend_store_uri=request.getfixturevalue("postgres_url"),
-        artifact_uri=f"s3://modelyard-test/{tmp_path.name}",
-        s3=request.getfixturevalue("s3_server"),
+        artifact_uri=f"s3://{S3_BUCKET}/{tmp_path.name}",
+        s3=request.getfixturevalue(s3_server),
     )
+
+
+@pytest.fixture(params=STACKS)
+def stack_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    return stack_settings_of(request, tmp_path)
 
 
 @pytest.fixture

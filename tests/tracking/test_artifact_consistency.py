@@ -37,7 +37,7 @@ from modelyard.services.tracking.service import TrackingService
 from modelyard.services.tracking.store.base import ArtifactPlacement
 from modelyard.services.tracking.store.schema import artifact_placements, experiment_permissions
 from modelyard.services.tracking.store.sql import SqlTrackingStore
-from tests.conftest import S3_BUCKET, running_server
+from tests.conftest import STACKS, running_server, stack_settings_of
 
 OLD, NEW, THIRD = b"old bytes", b"new bytes, longer", b"third"
 
@@ -284,27 +284,13 @@ def test_the_sweep_keeps_the_staged_bytes_of_an_abandoned_placement(
 # -- two uploads of one path at once ---------------------------------------------------------
 
 
-@pytest.fixture(
-    params=[
-        "sqlite+file",
-        pytest.param("postgres+s3", marks=[pytest.mark.postgres, pytest.mark.s3]),
-    ]
-)
+@pytest.fixture(params=STACKS)
 def racing_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     """The two stacks, with SeaweedFS as the S3 server: rclone's `serve s3` loses track of an
     object when a delete empties its directory in rclone's cache while the object is being
     PUT there (it reads NoSuchKey while on disk, until the cache expires), which two uploads
     of one path, each deleting its staged object, provoke about once in 25 runs under load."""
-    if request.param == "sqlite+file":
-        return Settings(home=tmp_path, port=0, grace_period=0)
-    return Settings(
-        home=tmp_path,
-        port=0,
-        grace_period=0,
-        backend_store_uri=request.getfixturevalue("postgres_url"),
-        artifact_uri=f"s3://{S3_BUCKET}/{tmp_path.name}",
-        s3=request.getfixturevalue("seaweedfs_server"),
-    )
+    return stack_settings_of(request, tmp_path, "seaweedfs_server")
 
 
 def test_concurrent_uploads_of_one_path_keep_record_and_bytes_together(
