@@ -20,6 +20,7 @@ from sqlalchemy.exc import ArgumentError
 
 from modelyard.errors import InvalidArgument, PermissionDenied
 from modelyard.features.definitions import FeatureView, FileSource
+from modelyard.services.common.validation import shown
 
 # Query parameters a restricted caller's SQL URL may carry: none of them picks another server.
 _SAFE_SQL_PARAMS = frozenset({"sslmode", "connect_timeout", "application_name"})
@@ -112,8 +113,8 @@ class SourceLocations:
 
 
 def _shown(uri: str) -> str:
-    """The URI without its password, for messages and logs."""
+    """The URI for a message: quoted, cut short, without its password."""
     parsed = urlparse(uri)
     if parsed.password:
-        return uri.replace(f":{parsed.password}@", ":***@", 1)
-    return uri
+        uri = uri.replace(f":{parsed.password}@", ":***@", 1)
+    return shown(uri)
