@@ -125,9 +125,13 @@ def _validate_source(at: str, view: FeatureView) -> None:
     than when it is first read."""
     source = view.source
     if isinstance(source, FileSource):
-        parsed = urlparse(source.path)
+        try:
+            parsed = urlparse(source.path)
+        except ValueError:  # an unclosed [ of an IPv6 host, say
+            parsed = None
         if (
-            not source.path
+            parsed is None
+            or not source.path
             or parsed.scheme not in ("", "file", "s3")
             or (parsed.scheme == "s3" and not parsed.netloc)
         ):

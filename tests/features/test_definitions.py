@@ -164,6 +164,10 @@ def test_a_view_in_use_by_a_service_cannot_be_deleted(fs: FeatureStoreClient, re
             "definitions[1].feature_view.source.file.path",
         ),
         (
+            lambda r: [r.driver, replace(r.stats, source=FileSource("s3://[bucket/x.parquet"))],
+            "definitions[1].feature_view.source.file.path",
+        ),
+        (
             lambda r: [
                 r.driver,
                 replace(r.stats, source=FileSource(str(r.path), file_format="orc")),
