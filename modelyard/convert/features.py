@@ -29,7 +29,7 @@ _TYPES_BACK = {v: k for k, v in _TYPES.items()}
 
 
 def value_type_to_entity(value: int) -> ValueType | None:
-    return _TYPES_BACK.get(value)  # type: ignore[call-overload]
+    return _TYPES_BACK.get(value)
 
 
 def _field(f: Field) -> pb.Field:

@@ -76,7 +76,7 @@ class _WrappingInterceptor(grpc.ServerInterceptor):
 
 def _replace(handler: grpc.RpcMethodHandler, **changes: Any) -> grpc.RpcMethodHandler:
     """grpc's own handlers (generated code, health, reflection) are namedtuples."""
-    return handler._replace(**changes)  # type: ignore[attr-defined]
+    return handler._replace(**changes)
 
 
 def _behavior_kind(handler: grpc.RpcMethodHandler) -> str:

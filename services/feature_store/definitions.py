@@ -80,7 +80,7 @@ def validate(desired: Sequence[Definition], existing: dict[tuple[str, str], Defi
                         f"{p.feature_view!r}, which is not defined",
                         field=f"{field}.feature_view",
                     )
-                unknown = set(p.features) - set(view.feature_names)  # type: ignore[union-attr]
+                unknown = set(p.features) - set(view.feature_names)
                 if unknown:
                     raise InvalidArgument(
                         f"{field}.features: feature service {d.name!r}: view {p.feature_view!r} "

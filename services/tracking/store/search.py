@@ -101,7 +101,7 @@ def _attribute(table: dict, key: str, field: str) -> tuple[ColumnElement, str]:
 def _exists(owner: ColumnElement, stmt: Select) -> ColumnElement[bool]:
     """EXISTS (stmt), correlated to the run id `owner` however deep it is nested (SQLAlchemy
     correlates by itself only to the enclosing SELECT)."""
-    return stmt.correlate(owner.table).exists()  # type: ignore[attr-defined]
+    return stmt.correlate(owner.table).exists()
 
 
 def _key_value_clause(
@@ -184,7 +184,7 @@ def run_conditions(
             clauses.append(_dataset_clause(c, field, param, owner))
         else:
             column, kind = _attribute(_RUN_ATTRIBUTES, c.key, field)
-            clauses.append(compare(column, c, kind, field=field, param=param))  # type: ignore[arg-type]
+            clauses.append(compare(column, c, kind, field=field, param=param))
     return clauses
 
 
@@ -373,7 +373,7 @@ def experiment_filter_clauses(filters: Sequence[Comparison], field: str = "filte
             column, kind = _attribute(_EXPERIMENT_ATTRIBUTES, c.key, field)
             if c.key == "experiment_id":
                 c = Comparison(c.entity, c.key, c.op, _as_text(c.value))
-            clauses.append(compare(column, c, kind, field=field))  # type: ignore[arg-type]
+            clauses.append(compare(column, c, kind, field=field))
         else:
             raise InvalidArgument(
                 f"{field}: experiments can be filtered by name, creation_time, "
