@@ -193,12 +193,12 @@ class FeaturesService:
     def _normalize(
         self, desired: Sequence[Definition], existing: dict[tuple[str, str], Definition]
     ) -> list[Definition]:
-        entities = {n: e for (k, n), e in existing.items() if k == "entity"}
+        entities = {n: e for (_, n), e in existing.items() if isinstance(e, Entity)}
         entities |= {d.name: d for d in desired if isinstance(d, Entity)}
         out: list[Definition] = []
         for d in desired:
             if isinstance(d, FeatureView):
-                keys = [k.name for e in d.entities if e in entities for k in entities[e].join_keys]  # type: ignore[union-attr]
+                keys = [k.name for e in d.entities if e in entities for k in entities[e].join_keys]
                 d = defs.without_join_keys(d, keys)
             out.append(d)
         return out
