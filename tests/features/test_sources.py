@@ -6,6 +6,7 @@ import hashlib
 import io
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +15,7 @@ from minio import Minio
 from sqlalchemy import create_engine
 
 from modelyard.errors import FailedPrecondition, InvalidArgument
-from modelyard.features import FeatureStoreClient, FileSource, SqlSource
+from modelyard.features import FeatureStoreClient, FileSource, Int32, SqlSource
 from modelyard.services.common.artifacts.s3 import make_client
 from modelyard.services.common.settings import FeaturesSettings, S3Settings, Settings
 from tests.conftest import S3_BUCKET, running_server
@@ -119,8 +120,6 @@ def test_output_outside_the_training_sets_area_is_refused(s3_platform) -> None:
 
 
 def _with_source(repo: Repo, source) -> object:
-    from dataclasses import replace
-
     return replace(repo.stats, source=source)
 
 
@@ -205,9 +204,13 @@ def _broken_sources(tmp_path: Path) -> dict[str, tuple[object, str]]:
     # Text where the view declares numbers: refused at the read, not stored for lookups to trip on.
     wrong_kind = tmp_path / "wrong_kind.parquet"
     driver_rows().assign(trips="many").to_parquet(wrong_kind)
+    # A fraction where the view declares integers: DuckDB's cast alone would round it.
+    fraction = tmp_path / "fraction.parquet"
+    driver_rows().assign(trips=lambda rows: rows["trips"] + 0.5).to_parquet(fraction)
     return {
         "corrupt parquet": (FileSource(str(corrupt)), "magic bytes"),
         "text for numbers": (FileSource(str(wrong_kind)), "'many' to INT64"),
+        "fraction for integers": (FileSource(str(fraction)), "holds 10.5, which is not an integer"),
         "unparsable time": (FileSource(str(bad_time), file_format="csv"), "notatime"),
         "missing table": (SqlSource(f"sqlite:///{tmp_path / 'empty.db'}", "nowhere"), "nowhere"),
         # Port 1 on loopback: nothing listens there.
@@ -219,11 +222,30 @@ def _broken_sources(tmp_path: Path) -> dict[str, tuple[object, str]]:
 
 
 @pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+def test_an_int32_feature_refuses_values_beyond_its_range(
+    store: FeatureStoreClient, repo: Repo, tmp_path: Path
+) -> None:
+    """Read as INT64 they reached the online store, which then answered INT32 lookups with them."""
+    path = tmp_path / "big.parquet"
+    driver_rows().assign(trips=lambda rows: rows["trips"] + 2**40).to_parquet(path)
+    schema = [replace(f, dtype=Int32) if f.name == "trips" else f for f in repo.stats.schema]
+    store.apply([repo.driver, replace(repo.stats, source=FileSource(str(path)), schema=schema)])
+    with pytest.raises(FailedPrecondition) as err:
+        store.materialize(NOW - pd.Timedelta(hours=100), NOW)
+    assert "out of range for the destination type INT32" in str(err.value)
+    assert store.get_online_features(["driver_stats:trips"], [{"driver_id": 1}]).to_dict() == {
+        "driver_id": [1],
+        "trips": [None],
+    }
+
+
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
 @pytest.mark.parametrize(
     "broken",
     [
         "corrupt parquet",
         "text for numbers",
+        "fraction for integers",
         "unparsable time",
         "missing table",
         "unreachable database",

@@ -57,11 +57,11 @@ def reading(view: FeatureView) -> Iterator[None]:
         ) from None
 
 
-# A feature's values, read as the kind its declared type is (without narrowing: FLOAT32 is
-# read as DOUBLE), so a source holding text where numbers belong fails the read naming the
-# value, rather than reaching the online store. Times and bytes are read as they are.
+# A feature's values, read as the kind its declared type is, so a source holding text where
+# numbers belong fails the read naming the value, rather than reaching the online store. FLOAT32
+# is read as DOUBLE (no narrowing); times and bytes are read as they are.
 _READ_AS = {
-    ValueType.INT32: "BIGINT",
+    ValueType.INT32: "INTEGER",
     ValueType.INT64: "BIGINT",
     ValueType.FLOAT32: "DOUBLE",
     ValueType.FLOAT64: "DOUBLE",
@@ -73,7 +73,21 @@ _READ_AS = {
 def _typed(feature: Field) -> str:
     name = _quote(feature.name)
     kind = _READ_AS.get(feature.dtype)
-    return f"CAST({name} AS {kind}) AS {name}" if kind else name
+    if kind is None:
+        return name
+    cast = f"CAST({name} AS {kind})"
+    if kind in ("INTEGER", "BIGINT"):
+        # DuckDB's cast rounds a fraction (2.5 and '2.5' become 3): refuse it instead of storing
+        # a value the source does not hold. Text that is no number still fails in the cast.
+        declared = _literal(
+            f"feature {feature.name!r} is declared {feature.dtype.name}, its source holds "
+        )
+        cast = (
+            f"CASE WHEN TRY_CAST({name} AS DOUBLE) % 1 <> 0 "
+            f"THEN error({declared} || CAST({name} AS VARCHAR) || ', which is not an integer') "
+            f"ELSE {cast} END"
+        )
+    return f"{cast} AS {name}"
 
 
 def _read_only(conn: sqlalchemy.Connection) -> None:
