@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -16,6 +17,9 @@ from modelyard import Client
 from modelyard.services.common.server import ModelyardServer
 from modelyard.services.common.settings import AuthSettings, Settings
 from tests.conftest import require, running_server
+
+if TYPE_CHECKING:  # playwright is imported when a browser test runs, so a missing one skips
+    from playwright.sync_api import Browser, Page, Response
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 CHROMIUM_FLAGS = [
@@ -30,7 +34,7 @@ CHROMIUM_FLAGS = [
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
+def browser() -> Iterator[Browser]:
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     require(executable is not None, "Chromium is not installed (Debian: apt-get install chromium)")
     try:
@@ -50,11 +54,12 @@ class UI:
 
     url: str
     server: ModelyardServer
-    page: object
+    page: Page
     problems: list[str] = field(default_factory=list)
 
-    def go(self, path: str, shot: str | None = None) -> object:
+    def go(self, path: str, shot: str | None = None) -> Response:
         response = self.page.goto(self.url + path)
+        assert response is not None, f"{path}: no navigation happened"
         self.page.wait_for_load_state("load")
         self.wait_for_charts()
         if shot:
