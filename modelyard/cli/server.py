@@ -185,8 +185,7 @@ def register(app: typer.Typer) -> None:
         ui_port: UIPort = None,
         no_ui: NoUI = False,
     ) -> None:
-        """Run every service in one process on one port (SQLite + local files by default), and
-        the web UI beside them."""
+        """Run every service and the web UI in one process (SQLite + local files by default)."""
         from modelyard.services.apps import SERVICES
 
         settings = _settings(
