@@ -2,79 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import os
-import signal
-import subprocess
-import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 
 from modelyard import Client
 from modelyard.errors import ModelyardError
 from tests.conftest import free_port
+from tests.server_process import crash, restarted, start_server
 
-
-def start_server(home: Path, port: int, database_url: str, log: Path) -> subprocess.Popen:
-    """The server in a process of its own, its output in `log` (a pipe nobody reads could fill
-    up and block it)."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from modelyard.cli import main; main()",
-            "serve",
-            "tracking",
-            "--port",
-            str(port),
-            "--home",
-            str(home),
-            "--backend-store-uri",
-            database_url,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("wb"),
-    )
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        grpc.channel_ready_future(channel).result(timeout=60)
-    except grpc.FutureTimeoutError:
-        proc.kill()
-        proc.wait()
-        pytest.fail(f"server did not start; its log:\n{log.read_text()}")
-    finally:
-        channel.close()
-    return proc
-
-
-@contextlib.contextmanager
-def restarted(home: Path, port: int, database_url: str) -> Iterator[Client]:
-    """The server started again after a crash, and a client of it; it must stop cleanly."""
-    log = home / "restarted.log"
-    proc = start_server(home, port, database_url, log)
-    try:
-        with Client(f"127.0.0.1:{port}") as client:
-            yield client
-    finally:
-        proc.terminate()
-        try:
-            code = proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            pytest.fail(f"no exit within 30 s of SIGTERM; the server's log:\n{log.read_text()}")
-        assert code == 0, log.read_text()
+TRACKING = ("serve", "tracking")
 
 
 @pytest.mark.slow
 def test_acknowledged_writes_survive_kill(tmp_path: Path, database_url: str) -> None:
     port = free_port()
-    proc = start_server(tmp_path, port, database_url, tmp_path / "first.log")
+    proc = start_server(tmp_path, port, database_url, tmp_path / "first.log", TRACKING)
     client = Client(f"127.0.0.1:{port}", timeout=5)
     rid = client.create_run("0").info.run_id
     acknowledged: list[int] = []
@@ -95,13 +40,12 @@ def test_acknowledged_writes_survive_kill(tmp_path: Path, database_url: str) -> 
     writer = threading.Thread(target=log_forever)
     writer.start()
     assert enough.wait(120), "the server never acknowledged 200 writes"
-    os.kill(proc.pid, signal.SIGKILL)  # no drain, no flush: a crash
-    proc.wait()
+    crash(proc)
     writer.join(60)
     assert not writer.is_alive()
     client.close()
 
-    with restarted(tmp_path, port, database_url) as after:
+    with restarted(tmp_path, port, database_url, TRACKING) as address, Client(address) as after:
         history = after.get_metric_history(rid, "loss")
     stored = {int(m.step) for m in history}
     missing = set(acknowledged) - stored
@@ -116,7 +60,7 @@ def test_artifact_uploads_survive_kill(tmp_path: Path, database_url: str) -> Non
     file reads back as one of the versions uploaded, matching its recorded sha256 (a record
     left behind its bytes would read as DataLoss)."""
     port = free_port()
-    proc = start_server(tmp_path, port, database_url, tmp_path / "first.log")
+    proc = start_server(tmp_path, port, database_url, tmp_path / "first.log", TRACKING)
     client = Client(f"127.0.0.1:{port}", timeout=5)
     rid = client.create_run("0").info.run_id
     added: list[int] = []
@@ -148,14 +92,13 @@ def test_artifact_uploads_survive_kill(tmp_path: Path, database_url: str) -> Non
     for writer in writers:
         writer.start()
     assert enough.wait(120), "the server never acknowledged 50 uploads of each kind"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    crash(proc)
     for writer in writers:
         writer.join(60)
         assert not writer.is_alive()
     client.close()
 
-    with restarted(tmp_path, port, database_url) as after:
+    with restarted(tmp_path, port, database_url, TRACKING) as address, Client(address) as after:
         # Downloads check each file against its recorded sha256: DataLoss if they differ.
         files = Path(after.download_artifacts(rid, "", tmp_path / "after"))
     for i in added:

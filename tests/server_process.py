@@ -1,0 +1,79 @@
+"""A Modelyard server in a process of its own, for the tests that kill it (kill -9) mid-work and
+check, after a restart, that every acknowledged write is still there."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import grpc
+import pytest
+
+# Every service in one process, without the web UI; `("serve", "tracking")` runs one alone.
+EVERY_SERVICE = ("up", "--no-ui")
+
+
+def start_server(
+    home: Path, port: int, database_url: str, log: Path, command: Sequence[str] = EVERY_SERVICE
+) -> subprocess.Popen:
+    """The server, answering on 127.0.0.1:`port`, its output in `log` (a pipe nobody reads could
+    fill up and block it)."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from modelyard.cli import main; main()",
+            *command,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--home",
+            str(home),
+            "--backend-store-uri",
+            database_url,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+    )
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        grpc.channel_ready_future(channel).result(timeout=60)
+    except grpc.FutureTimeoutError:
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"server did not start; its log:\n{log.read_text()}")
+    finally:
+        channel.close()
+    return proc
+
+
+def crash(proc: subprocess.Popen) -> None:
+    """kill -9: no drain, no flush."""
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@contextlib.contextmanager
+def restarted(
+    home: Path, port: int, database_url: str, command: Sequence[str] = EVERY_SERVICE
+) -> Iterator[str]:
+    """The server started again after a crash, by its address; it must then stop cleanly."""
+    log = home / "restarted.log"
+    proc = start_server(home, port, database_url, log, command)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            code = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            pytest.fail(f"no exit within 30 s of SIGTERM; the server's log:\n{log.read_text()}")
+        assert code == 0, log.read_text()
