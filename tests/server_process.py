@@ -53,6 +53,19 @@ def start_server(
     return proc
 
 
+@contextlib.contextmanager
+def to_crash(
+    home: Path, port: int, database_url: str, log: Path, command: Sequence[str] = EVERY_SERVICE
+) -> Iterator[subprocess.Popen]:
+    """The server the test will crash; killed on the way out should the test fail first."""
+    proc = start_server(home, port, database_url, log, command)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            crash(proc)
+
+
 def crash(proc: subprocess.Popen) -> None:
     """kill -9: no drain, no flush."""
     os.kill(proc.pid, signal.SIGKILL)

@@ -14,7 +14,7 @@ from modelyard.errors import DeadlineExceeded, ModelyardError, Unavailable
 from modelyard.features import FeatureStoreClient
 from tests.conftest import free_port
 from tests.features.repo import NOW, make_repo
-from tests.server_process import crash, restarted, start_server
+from tests.server_process import crash, restarted, to_crash
 
 FIRST_ID = 1000  # apart from the source's drivers
 
@@ -22,40 +22,40 @@ FIRST_ID = 1000  # apart from the source's drivers
 @pytest.mark.slow
 def test_acknowledged_pushes_survive_kill(tmp_path: Path, database_url: str) -> None:
     port = free_port()
-    proc = start_server(tmp_path / "home", port, database_url, tmp_path / "first.log")
-    repo = make_repo(tmp_path / "repo")
-    store = FeatureStoreClient(f"127.0.0.1:{port}")
-    store.apply(repo.objects)
-    acknowledged: list[int] = []
-    enough = threading.Event()
-    ended: list[ModelyardError] = []
+    with to_crash(tmp_path / "home", port, database_url, tmp_path / "first.log") as proc:
+        repo = make_repo(tmp_path / "repo")
+        store = FeatureStoreClient(f"127.0.0.1:{port}")
+        store.apply(repo.objects)
+        acknowledged: list[int] = []
+        enough = threading.Event()
+        ended: list[ModelyardError] = []
 
-    def push_forever() -> None:
-        i = 0
-        while True:
-            row = pd.DataFrame(
-                {
-                    "driver_id": [FIRST_ID + i],
-                    "event_timestamp": [NOW],
-                    "conv_rate": [i / 1000],
-                    "trips": [i],
-                    "city": [f"city {i}"],
-                }
-            )
-            try:
-                store.push("driver_stats", row, to="online_and_offline")
-            except ModelyardError as exc:
-                ended.append(exc)  # the server is gone: this push was never acknowledged
-                return
-            acknowledged.append(i)
-            if i == 40:
-                enough.set()
-            i += 1
+        def push_forever() -> None:
+            i = 0
+            while True:
+                row = pd.DataFrame(
+                    {
+                        "driver_id": [FIRST_ID + i],
+                        "event_timestamp": [NOW],
+                        "conv_rate": [i / 1000],
+                        "trips": [i],
+                        "city": [f"city {i}"],
+                    }
+                )
+                try:
+                    store.push("driver_stats", row, to="online_and_offline")
+                except ModelyardError as exc:
+                    ended.append(exc)  # the server is gone: this push was never acknowledged
+                    return
+                acknowledged.append(i)
+                if i == 40:
+                    enough.set()
+                i += 1
 
-    writer = threading.Thread(target=push_forever)
-    writer.start()
-    assert enough.wait(120), f"the server never acknowledged 40 pushes: {ended}"
-    crash(proc)
+        writer = threading.Thread(target=push_forever)
+        writer.start()
+        assert enough.wait(120), f"the server never acknowledged 40 pushes: {ended}"
+        crash(proc)
     writer.join(60)
     assert not writer.is_alive()
     assert len(ended) == 1 and isinstance(ended[0], (Unavailable, DeadlineExceeded)), ended

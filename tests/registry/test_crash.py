@@ -13,7 +13,7 @@ from modelyard import Client
 from modelyard.entities.registry import ModelVersionStatus
 from modelyard.errors import DeadlineExceeded, ModelyardError, Unavailable
 from tests.conftest import free_port
-from tests.server_process import crash, restarted, start_server
+from tests.server_process import crash, restarted, to_crash
 
 FILES = {f"model/part-{i}.txt": f"part {i}\n" * 20_000 for i in range(3)}  # 140 KB each
 
@@ -21,37 +21,37 @@ FILES = {f"model/part-{i}.txt": f"part {i}\n" * 20_000 for i in range(3)}  # 140
 @pytest.mark.slow
 def test_acknowledged_registrations_survive_kill(tmp_path: Path, database_url: str) -> None:
     port = free_port()
-    proc = start_server(tmp_path, port, database_url, tmp_path / "first.log")
-    client = Client(f"127.0.0.1:{port}", timeout=5)
-    rid = client.create_run("0").info.run_id
-    for path, text in FILES.items():
-        client.log_text(rid, text, path)
-    client.create_registered_model("crash")
-    created: list[int] = []
-    aliased: list[int] = []
-    enough = threading.Event()
-    ended: list[ModelyardError] = []
+    with to_crash(tmp_path, port, database_url, tmp_path / "first.log") as proc:
+        client = Client(f"127.0.0.1:{port}", timeout=5)
+        rid = client.create_run("0").info.run_id
+        for path, text in FILES.items():
+            client.log_text(rid, text, path)
+        client.create_registered_model("crash")
+        created: list[int] = []
+        aliased: list[int] = []
+        enough = threading.Event()
+        ended: list[ModelyardError] = []
 
-    def register_forever() -> None:
-        while True:
-            try:
-                # Acknowledged once recorded: the copy goes on in the background.
-                version = client.create_model_version(
-                    "crash", f"runs:/{rid}/model", rid, await_creation_for=0
-                ).version
-                created.append(version)
-                client.set_registered_model_alias("crash", "champion", version)
-            except ModelyardError as exc:
-                ended.append(exc)  # the server is gone: this call was never acknowledged
-                return
-            aliased.append(version)
-            if len(aliased) == 15:
-                enough.set()
+        def register_forever() -> None:
+            while True:
+                try:
+                    # Acknowledged once recorded: the copy goes on in the background.
+                    version = client.create_model_version(
+                        "crash", f"runs:/{rid}/model", rid, await_creation_for=0
+                    ).version
+                    created.append(version)
+                    client.set_registered_model_alias("crash", "champion", version)
+                except ModelyardError as exc:
+                    ended.append(exc)  # the server is gone: this call was never acknowledged
+                    return
+                aliased.append(version)
+                if len(aliased) == 15:
+                    enough.set()
 
-    writer = threading.Thread(target=register_forever)
-    writer.start()
-    assert enough.wait(120), f"the server never acknowledged 15 registrations: {ended}"
-    crash(proc)
+        writer = threading.Thread(target=register_forever)
+        writer.start()
+        assert enough.wait(120), f"the server never acknowledged 15 registrations: {ended}"
+        crash(proc)
     writer.join(60)
     assert not writer.is_alive()
     assert len(ended) == 1 and isinstance(ended[0], (Unavailable, DeadlineExceeded)), ended

@@ -11,7 +11,7 @@ import pytest
 from modelyard import Client
 from modelyard.errors import ModelyardError
 from tests.conftest import free_port
-from tests.server_process import crash, restarted, start_server
+from tests.server_process import crash, restarted, to_crash
 
 TRACKING = ("serve", "tracking")
 
@@ -19,28 +19,28 @@ TRACKING = ("serve", "tracking")
 @pytest.mark.slow
 def test_acknowledged_writes_survive_kill(tmp_path: Path, database_url: str) -> None:
     port = free_port()
-    proc = start_server(tmp_path, port, database_url, tmp_path / "first.log", TRACKING)
-    client = Client(f"127.0.0.1:{port}", timeout=5)
-    rid = client.create_run("0").info.run_id
-    acknowledged: list[int] = []
-    enough = threading.Event()
+    with to_crash(tmp_path, port, database_url, tmp_path / "first.log", TRACKING) as proc:
+        client = Client(f"127.0.0.1:{port}", timeout=5)
+        rid = client.create_run("0").info.run_id
+        acknowledged: list[int] = []
+        enough = threading.Event()
 
-    def log_forever() -> None:
-        step = 0
-        while True:
-            try:
-                client.log_metric(rid, "loss", float(step), step=step)
-            except ModelyardError:
-                return  # the server is gone; this write was never acknowledged
-            acknowledged.append(step)
-            if step == 200:
-                enough.set()
-            step += 1
+        def log_forever() -> None:
+            step = 0
+            while True:
+                try:
+                    client.log_metric(rid, "loss", float(step), step=step)
+                except ModelyardError:
+                    return  # the server is gone; this write was never acknowledged
+                acknowledged.append(step)
+                if step == 200:
+                    enough.set()
+                step += 1
 
-    writer = threading.Thread(target=log_forever)
-    writer.start()
-    assert enough.wait(120), "the server never acknowledged 200 writes"
-    crash(proc)
+        writer = threading.Thread(target=log_forever)
+        writer.start()
+        assert enough.wait(120), "the server never acknowledged 200 writes"
+        crash(proc)
     writer.join(60)
     assert not writer.is_alive()
     client.close()
@@ -60,39 +60,39 @@ def test_artifact_uploads_survive_kill(tmp_path: Path, database_url: str) -> Non
     file reads back as one of the versions uploaded, matching its recorded sha256 (a record
     left behind its bytes would read as DataLoss)."""
     port = free_port()
-    proc = start_server(tmp_path, port, database_url, tmp_path / "first.log", TRACKING)
-    client = Client(f"127.0.0.1:{port}", timeout=5)
-    rid = client.create_run("0").info.run_id
-    added: list[int] = []
-    replaced = 0
-    enough = threading.Event()  # both writers have 50 acknowledged uploads (and go on)
+    with to_crash(tmp_path, port, database_url, tmp_path / "first.log", TRACKING) as proc:
+        client = Client(f"127.0.0.1:{port}", timeout=5)
+        rid = client.create_run("0").info.run_id
+        added: list[int] = []
+        replaced = 0
+        enough = threading.Event()  # both writers have 50 acknowledged uploads (and go on)
 
-    def replace_forever() -> None:
-        nonlocal replaced
-        for i in itertools.count():
-            try:
-                client.log_text(rid, _version(i), "model/weights.txt")
-            except ModelyardError:
-                return
-            replaced = i + 1
-            if replaced > 50 and len(added) > 50:
-                enough.set()
+        def replace_forever() -> None:
+            nonlocal replaced
+            for i in itertools.count():
+                try:
+                    client.log_text(rid, _version(i), "model/weights.txt")
+                except ModelyardError:
+                    return
+                replaced = i + 1
+                if replaced > 50 and len(added) > 50:
+                    enough.set()
 
-    def add_forever() -> None:
-        for i in itertools.count():
-            try:
-                client.log_text(rid, _version(i), f"files/{i}.txt")
-            except ModelyardError:
-                return
-            added.append(i)
-            if replaced > 50 and len(added) > 50:
-                enough.set()
+        def add_forever() -> None:
+            for i in itertools.count():
+                try:
+                    client.log_text(rid, _version(i), f"files/{i}.txt")
+                except ModelyardError:
+                    return
+                added.append(i)
+                if replaced > 50 and len(added) > 50:
+                    enough.set()
 
-    writers = [threading.Thread(target=replace_forever), threading.Thread(target=add_forever)]
-    for writer in writers:
-        writer.start()
-    assert enough.wait(120), "the server never acknowledged 50 uploads of each kind"
-    crash(proc)
+        writers = [threading.Thread(target=replace_forever), threading.Thread(target=add_forever)]
+        for writer in writers:
+            writer.start()
+        assert enough.wait(120), "the server never acknowledged 50 uploads of each kind"
+        crash(proc)
     for writer in writers:
         writer.join(60)
         assert not writer.is_alive()
