@@ -140,7 +140,7 @@ def _prepare(request: Any, request_streaming: bool) -> Any:
     return request
 
 
-def _abort(context: grpc.ServicerContext, exc: Exception, method: str, rid: str) -> None:
+def _abort(context: grpc.ServicerContext, exc: BaseException, method: str, rid: str) -> None:
     code = context.code()
     if code is not None and code != grpc.StatusCode.OK:
         raise exc  # the behaviour already aborted with its own status (health, reflection)
@@ -167,7 +167,7 @@ def _unary_response(behavior: Behavior, method: str, *, request_streaming: bool)
         token = mlog.request_id.set(rid)
         try:
             return behavior(_prepare(request, request_streaming), context)
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit too: grpc would never answer the call
             _abort(context, exc, method, rid)
         finally:
             mlog.request_id.reset(token)
@@ -181,7 +181,9 @@ def _stream_response(behavior: Behavior, method: str, *, request_streaming: bool
         token = mlog.request_id.set(rid)  # grpc drives the generator from one thread
         try:
             yield from behavior(_prepare(request, request_streaming), context)
-        except Exception as exc:
+        except GeneratorExit:
+            raise  # grpc closed the stream
+        except BaseException as exc:  # SystemExit too: grpc would never end the call
             _abort(context, exc, method, rid)
         finally:
             mlog.request_id.reset(token)

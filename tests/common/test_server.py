@@ -32,6 +32,13 @@ class Probe:
     def fail(self, request, context):
         raise RuntimeError("secret internal detail")
 
+    def exit(self, request, context):
+        raise SystemExit(3)  # no Exception: what a library's sys.exit() raises
+
+    def stream_exit(self, request, context):
+        yield Resp(status=Resp.SERVING)
+        raise SystemExit(3)
+
     def not_found(self, request, context):
         raise NotFound("widget 'w' does not exist", resource_type="widget", resource_name="w")
 
@@ -60,6 +67,12 @@ class Probe:
             "test.Probe",
             {
                 "Fail": handler(self.fail),
+                "Exit": handler(self.exit),
+                "StreamExit": grpc.unary_stream_rpc_method_handler(
+                    self.stream_exit,
+                    request_deserializer=Req.FromString,
+                    response_serializer=Resp.SerializeToString,
+                ),
                 "NotFound": handler(self.not_found),
                 "Wait": handler(self.wait),
                 "Collect": grpc.stream_unary_rpc_method_handler(
@@ -120,6 +133,25 @@ def test_unexpected_error_is_internal_with_request_id_and_no_leak(
     assert from_rpc_error(err.value).request_id == "req-123"
     logged = [r for r in caplog.records if r.exc_info]
     assert logged and "secret internal detail" in str(logged[0].exc_info[1])
+
+
+def test_a_handler_that_exits_is_answered_internal(probe_server: ModelyardServer) -> None:
+    """SystemExit is no Exception: grpc left such a call unanswered until its deadline."""
+    with pytest.raises(grpc.RpcError) as err:
+        call(probe_server, "Exit", metadata=(("x-request-id", "req-exit"),))
+    assert err.value.code() == grpc.StatusCode.INTERNAL
+    assert from_rpc_error(err.value).request_id == "req-exit"
+    with grpc.insecure_channel(probe_server.address) as channel:
+        stream = channel.unary_stream(
+            "/test.Probe/StreamExit",
+            request_serializer=Req.SerializeToString,
+            response_deserializer=Resp.FromString,
+        )
+        replies = stream(Req(), timeout=30)
+        assert next(replies).status == Resp.SERVING
+        with pytest.raises(grpc.RpcError) as err:
+            next(replies)
+    assert err.value.code() == grpc.StatusCode.INTERNAL
 
 
 class _Records(logging.Handler):
