@@ -4,17 +4,28 @@ Whoever finds the model idle runs the batch itself (leader/follower, no hand-off
 thread), so a lone request pays nothing; while a call runs, new requests queue and the next
 leader takes up to `max_batch_size` rows of them at once. With `max_queue_delay_micros` > 0 the
 leader first waits that long for more requests to join.
+
+Merging is only right for a model that answers row by row: one whose output has another number
+of rows than its input (it drops rows with NaNs, say) would hand callers each other's rows, so
+such a batch is run again request by request, and the model is never batched again. A request
+whose caller's deadline passes while it waits behind a slow model leaves the queue, so callers
+that gave up do not hold the server's threads nor get computed later.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import Histogram
 
+from modelyard.errors import DeadlineExceeded
+from modelyard.services.common.logging import get_logger
 from modelyard.services.serving.model import concat, rows
+
+log = get_logger(__name__)
 
 BATCH_SIZE = Histogram(
     "modelyard_serving_batch_size",
@@ -25,14 +36,19 @@ BATCH_SIZE = Histogram(
 
 
 class _Pending:
-    __slots__ = ("done", "error", "inputs", "result", "rows")
+    __slots__ = ("deadline", "done", "error", "inputs", "result", "rows")
 
-    def __init__(self, inputs: Any) -> None:
+    def __init__(self, inputs: Any, deadline: float | None) -> None:
         self.inputs = inputs
         self.rows = rows(inputs)
+        self.deadline = deadline  # time.monotonic() by which the caller wants its answer
         self.done = False
         self.result: dict[str, Any] | None = None
         self.error: BaseException | None = None
+
+
+class _NotRowWise(Exception):
+    """The model's output rows do not match the batch's input rows."""
 
 
 class DynamicBatcher:
@@ -50,20 +66,29 @@ class DynamicBatcher:
         self._queue: list[_Pending] = []
         self._busy = False
         self._sizes = BATCH_SIZE.labels(*labels)
+        self._labels = labels
+        self._row_wise = True  # until a batch's output says otherwise
 
-    def __call__(self, inputs: Any) -> dict[str, Any]:
-        item = _Pending(inputs)
+    def __call__(self, inputs: Any, deadline: float | None = None) -> dict[str, Any]:
+        """The model's outputs for `inputs`; DeadlineExceeded once `deadline` (a monotonic time)
+        passes while the request still waits for its turn."""
+        item = _Pending(inputs, deadline)
         with self._cond:
             self._queue.append(item)
             self._cond.notify_all()  # a leader waiting out max_queue_delay may now be full
         while True:
             with self._cond:
                 while not item.done and self._busy:
-                    self._cond.wait()
+                    if deadline is None:
+                        self._cond.wait()
+                    elif time.monotonic() < deadline:
+                        self._cond.wait(deadline - time.monotonic())
+                    else:
+                        self._give_up(item)
                 if item.done:
                     return self._outcome(item)
                 self._busy = True  # this thread leads the next batch
-                if self._delay:
+                if self._delay and self._row_wise:
                     # Give concurrent requests a moment to join, unless the batch is full.
                     self._cond.wait_for(
                         lambda: sum(p.rows for p in self._queue) >= self._max_rows, self._delay
@@ -76,27 +101,53 @@ class DynamicBatcher:
                     self._busy = False
                     self._cond.notify_all()
 
+    def _give_up(self, item: _Pending) -> None:
+        """The caller's deadline passed: leave the queue (a batch under way finishes unread)."""
+        if item in self._queue:
+            self._queue.remove(item)
+        raise DeadlineExceeded("the request's deadline passed while it waited for the model")
+
     def _take(self) -> list[_Pending]:
         batch: list[_Pending] = []
         total = 0
-        while self._queue and (not batch or total + self._queue[0].rows <= self._max_rows):
+        now = time.monotonic()
+        while self._queue and (
+            not batch or (self._row_wise and total + self._queue[0].rows <= self._max_rows)
+        ):
             item = self._queue.pop(0)
+            if item.deadline is not None and item.deadline <= now:
+                # Its thread has not woken to leave yet: do not compute what nobody will read.
+                item.error = DeadlineExceeded("the request's deadline passed before its turn")
+                item.done = True
+                continue
             batch.append(item)
             total += item.rows
         return batch
 
     def _run(self, batch: list[_Pending]) -> None:
-        self._sizes.observe(sum(item.rows for item in batch))
+        if not batch:
+            return
+        total = sum(item.rows for item in batch)
+        self._sizes.observe(total)
         try:
             if len(batch) == 1:
                 results = [self._predict(batch[0].inputs)]
             else:
                 merged = self._predict(concat([item.inputs for item in batch]))
+                if not all(getattr(v, "ndim", 0) >= 1 and len(v) == total for v in merged.values()):
+                    raise _NotRowWise
                 results, start = [], 0
                 for item in batch:
                     results.append({k: v[start : start + item.rows] for k, v in merged.items()})
                     start += item.rows
         except BaseException as exc:
+            if isinstance(exc, _NotRowWise):
+                self._row_wise = False  # one request at a time from now on
+                log.warning(
+                    "endpoint %s, served model %s: the model's output rows differ from its "
+                    "input rows, so its requests are no longer batched",
+                    *self._labels,
+                )
             if len(batch) > 1:
                 # One bad request must not fail its neighbours: rerun each on its own.
                 for item in batch:

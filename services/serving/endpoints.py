@@ -118,9 +118,10 @@ class ServedModelRuntime:
         self,
         tensors: dict[str, Any],
         missing_features: MissingFeaturePolicy = MissingFeaturePolicy.FAIL,
+        deadline: float | None = None,
     ) -> tuple[LoadedModel, dict[str, Any]]:
         model, batcher = self.current
-        return model, batcher(model.to_input(tensors, missing_features))
+        return model, batcher(model.to_input(tensors, missing_features), deadline)
 
     def to_entity(self) -> ServedModel:
         current = self._current

@@ -172,7 +172,9 @@ class LoadedModel:
                 result = impl.predict(model_input)
         except ModelyardError:
             raise
-        except Exception as exc:  # the model's own code failed: say so, without a traceback
+        # The model's own code failed: say so, without a traceback. BaseException too: a
+        # sys.exit() in a preprocessing step must answer the call, not leave it hanging.
+        except BaseException as exc:
             raise Internal(
                 f"model {self.name} version {self.version} failed to predict: "
                 f"{type(exc).__name__}: {exc}"

@@ -7,6 +7,7 @@ deterministically when the request carries an id.
 
 from __future__ import annotations
 
+import time
 from importlib.metadata import version as package_version
 
 from modelyard._gen.inference import grpc_predict_v2_pb2 as oip
@@ -67,8 +68,13 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
 
     def ModelInfer(self, request, context):
         tensors = decode_inputs(request)
+        remaining = context.time_remaining()
         _served, model, outputs = self.service.infer(
-            request.model_name, request.model_version, request.id, tensors
+            request.model_name,
+            request.model_version,
+            request.id,
+            tensors,
+            None if remaining is None else time.monotonic() + remaining,
         )
         response = oip.ModelInferResponse(
             model_name=request.model_name, model_version=str(model.version), id=request.id

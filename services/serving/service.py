@@ -350,8 +350,14 @@ class ServingService:
     # -- inference -----------------------------------------------------------------------------
 
     def infer(
-        self, endpoint: str, version: str, request_id: str, tensors: dict[str, np.ndarray]
+        self,
+        endpoint: str,
+        version: str,
+        request_id: str,
+        tensors: dict[str, np.ndarray],
+        deadline: float | None = None,
     ) -> tuple[ServedModelRuntime, LoadedModel, dict[str, Any]]:
+        """`deadline` (a time.monotonic() value): when the caller stops waiting."""
         start = time.perf_counter()
         runtime = self.runtime(endpoint)
         served = runtime.select(version) if version else runtime.route(request_id)
@@ -359,7 +365,7 @@ class ServingService:
         code = "OK"
         outputs: dict[str, Any] = {}
         try:
-            model, outputs = served.predict(tensors, runtime.spec.missing_features)
+            model, outputs = served.predict(tensors, runtime.spec.missing_features, deadline)
             return served, model, outputs
         except ModelyardError as exc:
             code = exc.code.name

@@ -1,0 +1,86 @@
+"""A model's own faults reach its caller as a status, and never cost other callers the server."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LinearRegression
+
+import modelyard
+from modelyard import Client
+from modelyard.entities.serving import ServedModel
+from modelyard.errors import DeadlineExceeded, Internal
+from modelyard.services.common.server import ModelyardServer
+from modelyard.services.common.settings import Settings
+from tests.conftest import running_server
+from tests.serving import models
+from tests.serving.conftest import register, wait_ready
+
+X = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [4.0, 5.0, 6.0]})
+
+
+@pytest.fixture
+def gate() -> Iterator[None]:
+    models.GATE.clear()
+    models.ENTERED.clear()
+    models.SEEN.clear()
+    yield
+    models.GATE.set()  # never leave a server thread waiting
+
+
+def _serve(client: Client, model, name: str) -> None:
+    register(model, X, name)
+    client.create_endpoint(name, [ServedModel(f"models:/{name}/1")])
+    wait_ready(client, name)
+
+
+def test_a_model_that_calls_sys_exit_answers_internal(platform) -> None:
+    """SystemExit is no Exception: it used to leave the call unanswered until its deadline."""
+    server, client = platform
+    _serve(client, models.Exits(), "exits")
+    with Client(server.address, timeout=30) as caller:
+        for _ in range(2):  # and the endpoint goes on answering
+            with pytest.raises(Internal) as err:
+                caller.predict("exits", X.assign(a=-1.0))
+            assert "failed to predict" in str(err.value) and "SystemExit" in str(err.value)
+        assert caller.predict("exits", X)["predictions"] == pytest.approx([1.0, 2.0, 3.0])
+
+
+@pytest.fixture
+def few_threads(tmp_path: Path) -> Iterator[tuple[ModelyardServer, Client]]:
+    """A server with 8 RPC threads, so a handful of stuck calls would hold them all."""
+    settings = Settings(home=tmp_path, port=0, grace_period=0, core_workers=2, max_workers=8)
+    with running_server(settings) as server, Client(server.address) as client:
+        modelyard.set_tracking_uri(server.address)
+        yield server, client
+        modelyard.set_tracking_uri("127.0.0.1:1")
+
+
+def test_callers_that_give_up_behind_a_slow_model_free_the_server(few_threads, gate) -> None:
+    """20 callers with a 1 s deadline queue behind a call the model holds. They used to hold
+    the server's threads until the model finished; now they leave at their deadline (that they
+    are then never run is test_batching's), and other endpoints' callers are answered."""
+    server, client = few_threads
+    _serve(client, models.Gated(), "slow")
+    _serve(client, LinearRegression().fit(X, [1.0, 2.0, 3.0]), "fast")
+    answer: dict[str, np.ndarray] = {}
+    held = threading.Thread(target=lambda: answer.update(client.predict("slow", X.assign(a=-1.0))))
+    held.start()
+    assert models.ENTERED.wait(60)
+    with Client(server.address, timeout=1) as impatient, ThreadPoolExecutor(20) as pool:
+        calls = [pool.submit(impatient.predict, "slow", X.assign(a=float(i))) for i in range(20)]
+        for call in calls:
+            with pytest.raises(DeadlineExceeded):
+                call.result(60)
+    # With the old queue, this waited for the held call (ten seconds is a bound, not a timing).
+    with Client(server.address, timeout=10) as other:
+        assert other.predict("fast", X)["predictions"] == pytest.approx([1.0, 2.0, 3.0])
+    models.GATE.set()
+    held.join(60)
+    assert answer["predictions"].tolist() == [-1.0, -1.0, -1.0]
