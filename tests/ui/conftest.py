@@ -19,7 +19,7 @@ from modelyard.services.common.settings import AuthSettings, Settings
 from tests.conftest import require, running_server
 
 if TYPE_CHECKING:  # playwright is imported when a browser test runs, so a missing one skips
-    from playwright.sync_api import Browser, Page, Response
+    from playwright.sync_api import Browser, Dialog, Page, Response
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 CHROMIUM_FLAGS = [
@@ -99,9 +99,12 @@ def _open_ui(browser, server: ModelyardServer, settings: Settings) -> Iterator[U
             else None
         ),
     )
-    page.on(
-        "dialog", lambda dialog: (ui.problems.append(f"dialog: {dialog.message}"), dialog.dismiss())
-    )
+
+    def dismiss(dialog: Dialog) -> None:
+        ui.problems.append(f"dialog: {dialog.message}")
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
     try:
         yield ui
         assert not ui.problems, ui.problems

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ from modelyard.data import profile
 from modelyard.services.ui import monitoring
 
 
-def _log(rows: list[dict]) -> pd.DataFrame:
+def _log(rows: list[dict[str, Any]]) -> pd.DataFrame:
     base = pd.Timestamp("2026-11-23T12:00:00Z")
     records = []
     for i, row in enumerate(rows):
@@ -72,7 +73,7 @@ def test_two_dimensional_inputs_take_the_signature_names() -> None:
 
 
 def test_ground_truth_accuracy_and_errors() -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"inputs": {"x": [1, 2]}, "outputs": {"predictions": [1.5, 2.5]}, "truth": [1.0, 3.0]},
         {"inputs": {"x": [3]}, "outputs": {"predictions": [4.0]}},  # no ground truth yet
         {"inputs": {"x": [3]}, "outputs": {}, "status": "INVALID_ARGUMENT"},
@@ -100,7 +101,7 @@ def test_traffic_counts_recent_requests_and_errors() -> None:
 
 
 def test_forecasts_with_intervals_are_found() -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"inputs": {"step": [1, 2, 3]}, "outputs": {"yhat": [1, 2, 3], "yhat_lower": [0, 1, 2],
                                                      "yhat_upper": [2, 3, 4]}, "id": "f1"},
         {"inputs": {"x": [1]}, "outputs": {"predictions": [5]}},

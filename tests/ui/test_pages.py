@@ -431,7 +431,8 @@ def test_automl_leaderboard(ui: UI, client: Client, tmp_path) -> None:
     scores = [float(rows.nth(i).locator("td.num").first.inner_text()) for i in range(3)]
     assert scores == sorted(scores)
     expect(rows.nth(0)).to_contain_text("best")
-    assert result.best_trial.run_id in rows.nth(0).get_by_role("link").first.get_attribute("href")
+    href = rows.nth(0).get_by_role("link").first.get_attribute("href")
+    assert href is not None and result.best_trial.run_id in href
     rows.nth(0).locator("a.source").click()
     page.wait_for_load_state("load")
     expect(page.get_by_test_id("preview")).to_contain_text("import")  # the generated script
