@@ -179,9 +179,9 @@ def test_lookups_name_what_is_wrong(store: FeatureStoreClient, repo: Repo) -> No
     with pytest.raises(InvalidArgument) as err:
         _lookup(store, [1], ["driver_stats:speed"])
     assert err.value.field == "features" and "'speed'" in str(err.value)
-    with pytest.raises(NotFound) as err:
+    with pytest.raises(NotFound) as missing:
         _lookup(store, [1], ["trucks:speed"])
-    assert err.value.resource_name == "trucks"
+    assert missing.value.resource_name == "trucks"
     with pytest.raises(InvalidArgument) as err:
         store.get_online_features(["driver_stats:trips"], [{"driver_id": "one"}])
     assert err.value.field == "entities[0].values" and "INT64" in str(err.value)

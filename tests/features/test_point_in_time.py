@@ -29,7 +29,7 @@ BASE = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _feature_rows(rng: random.Random, keys: list[Any], key_name: str, n: int) -> pd.DataFrame:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i in range(n):
         ts = BASE + timedelta(seconds=rng.randrange(0, 50_000))
         if i % 7 == 0 and rows:  # share an event time with an earlier row of the same key
@@ -174,7 +174,8 @@ def test_a_feature_service_and_output_parquet(store: FeatureStoreClient, repo, t
     assert [_plain(v) for v in df["trips"]] == [35, 10, 90, None]
     written = pd.read_parquet(output)
     pd.testing.assert_frame_equal(written, df)
-    assert job.output_uri.endswith("training-sets/a.parquet")
+    assert job.output_uri is not None and job.output_uri.endswith("training-sets/a.parquet")
+    assert job.summary is not None  # to_df() ran the job, whose reply carries the summary
     assert job.summary.output_sha256 == hashlib.sha256(output.read_bytes()).hexdigest()
     assert job.summary.rows == 4
 

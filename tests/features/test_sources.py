@@ -15,7 +15,8 @@ from minio import Minio
 from sqlalchemy import create_engine
 
 from modelyard.errors import FailedPrecondition, InvalidArgument
-from modelyard.features import FeatureStoreClient, FileSource, Int32, SqlSource
+from modelyard.features import FeatureStoreClient, FeatureView, FileSource, Int32, SqlSource
+from modelyard.features.definitions import DataSource
 from modelyard.services.common.artifacts.s3 import make_client
 from modelyard.services.common.settings import FeaturesSettings, S3Settings, Settings
 from tests.conftest import S3_BUCKET, running_server
@@ -119,7 +120,7 @@ def test_output_outside_the_training_sets_area_is_refused(s3_platform) -> None:
         assert f"{area}/train.parquet" in str(err.value)  # where it may go instead
 
 
-def _with_source(repo: Repo, source) -> object:
+def _with_source(repo: Repo, source: DataSource) -> FeatureView:
     return replace(repo.stats, source=source)
 
 
@@ -193,7 +194,7 @@ def test_a_missing_source_file_names_the_view(
     assert err.value.resource_name == "driver_stats" and "nowhere.parquet" in str(err.value)
 
 
-def _broken_sources(tmp_path: Path) -> dict[str, tuple[object, str]]:
+def _broken_sources(tmp_path: Path) -> dict[str, tuple[DataSource, str]]:
     """Sources whose reading fails, with what the error must say."""
     corrupt = tmp_path / "corrupt.parquet"
     corrupt.write_bytes(b"not parquet at all")
@@ -228,7 +229,7 @@ def test_an_int32_feature_refuses_values_beyond_its_range(
     """Read as INT64 they reached the online store, which then answered INT32 lookups with them."""
     path = tmp_path / "big.parquet"
     driver_rows().assign(trips=lambda rows: rows["trips"] + 2**40).to_parquet(path)
-    schema = [replace(f, dtype=Int32) if f.name == "trips" else f for f in repo.stats.schema]
+    schema = tuple(replace(f, dtype=Int32) if f.name == "trips" else f for f in repo.stats.schema)
     store.apply([repo.driver, replace(repo.stats, source=FileSource(str(path)), schema=schema)])
     with pytest.raises(FailedPrecondition) as err:
         store.materialize(NOW - pd.Timedelta(hours=100), NOW)

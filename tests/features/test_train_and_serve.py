@@ -129,9 +129,9 @@ def test_train_register_serve_by_entity_key(platform, tmp_path: Path) -> None:
         assert err.value.resource_name == f"driver_id={driver}"
         assert status in str(err.value) and "IMPUTE" in str(err.value)
 
-    with pytest.raises(InvalidArgument) as err:
+    with pytest.raises(InvalidArgument) as invalid:
         _predict(client, "drivers", {"rider_id": [1]})
-    assert err.value.field == "driver_id"
+    assert invalid.value.field == "driver_id"
 
     # The endpoint's policy can impute instead: the type's default (0) takes the gap.
     client.update_endpoint(

@@ -4,6 +4,7 @@ Python values, for every kind the Value message carries."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,7 @@ def test_typed_values_with_missing_ones_come_back_as_none() -> None:
 
 def test_typed_arrays_carry_what_a_value_per_row_carries() -> None:
     before_1970 = datetime(1969, 7, 20, 20, 17, 40, 123456, tzinfo=UTC)
-    columns = {
+    columns: dict[ValueType, list[Any]] = {
         ValueType.INT32: [1, None, -5],
         ValueType.INT64: [2**40, None, 0],
         ValueType.FLOAT32: [0.1, float("nan"), 2.5],
