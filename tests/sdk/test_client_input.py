@@ -6,10 +6,13 @@ silently different value (None stored as 0.0) nor surface as a protobuf TypeErro
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 
 from modelyard import Client
+from modelyard.client.tracking import RunOperations
 from modelyard.entities import Metric, Param, RunStatus, RunTag, ViewType
 from modelyard.errors import (
     AlreadyExists,
@@ -27,7 +30,7 @@ def run_id(client: Client) -> str:
 
 
 @pytest.fixture
-def unreachable() -> Client:
+def unreachable() -> Iterator[Client]:
     """A client whose every call would fail as Unavailable: a check that raises InvalidArgument
     instead ran before anything was sent."""
     with Client("127.0.0.1:1", timeout=2) as c:
@@ -72,9 +75,12 @@ def test_log_metric_refuses_a_value_that_is_not_a_number(
 
 def test_numbers_of_every_kind_are_logged_as_floats(client: Client, run_id: str) -> None:
     client.log_metric(run_id, "int", 3)
-    client.log_metric(run_id, "np32", np.float32(0.5), step=np.int64(2))
+    # Numpy's numbers are taken, as MLflow takes them: the SDK's hints (float, int) leave them out.
+    np32, step = np.float32(0.5), np.int64(2)
+    client.log_metric(run_id, "np32", np32, step=step)  # type: ignore[arg-type]  # numpy: see above
     client.log_metric(run_id, "nan", float("nan"))
-    client.log_batch(run_id, metrics=[Metric("npint", np.int64(7), np.int64(1_000), 1)])
+    npint = Metric("npint", np.int64(7), np.int64(1_000), 1)  # type: ignore[arg-type]  # numpy, too
+    client.log_batch(run_id, metrics=[npint])
     got = client.get_run(run_id).data.metrics
     assert (got["int"], got["np32"], got["npint"]) == (3.0, 0.5, 7.0)
     assert got["nan"] != got["nan"]
@@ -131,6 +137,12 @@ def test_update_run_lists_the_valid_statuses(unreachable: Client) -> None:
 # -- synchronous=False ---------------------------------------------------------------------------
 
 
+def queued(op: RunOperations | None) -> RunOperations:
+    """A synchronous=False call's RunOperations: the hints say `| None`, for synchronous calls."""
+    assert isinstance(op, RunOperations), op
+    return op
+
+
 def test_synchronous_default_and_true_log_at_once(client: Client, run_id: str) -> None:
     assert client.log_metric(run_id, "m", 1.0, synchronous=True) is None
     assert client.log_param(run_id, "p", 5, synchronous=None) == 5
@@ -141,15 +153,20 @@ def test_synchronous_default_and_true_log_at_once(client: Client, run_id: str) -
 
 
 def test_asynchronous_calls_run_in_submission_order(client: Client, run_id: str) -> None:
-    ops = [client.log_metric(run_id, "m", float(i), step=i, synchronous=False) for i in range(50)]
-    ops += [client.set_tag(run_id, "last", str(i), synchronous=False) for i in range(20)]
-    ops.append(client.log_param(run_id, "p", "v", synchronous=False))
+    ops = [
+        queued(client.log_metric(run_id, "m", float(i), step=i, synchronous=False))
+        for i in range(50)
+    ]
+    ops += [queued(client.set_tag(run_id, "last", str(i), synchronous=False)) for i in range(20)]
+    ops.append(queued(client.log_param(run_id, "p", "v", synchronous=False)))
     ops.append(
-        client.log_batch(
-            run_id,
-            metrics=[Metric("b", 2.0, 1_000, 0)],
-            tags=[RunTag("bt", "y")],
-            synchronous=False,
+        queued(
+            client.log_batch(
+                run_id,
+                metrics=[Metric("b", 2.0, 1_000, 0)],
+                tags=[RunTag("bt", "y")],
+                synchronous=False,
+            )
         )
     )
     # One worker, first in first out: once the last call is done, all before it are too.
@@ -161,12 +178,12 @@ def test_asynchronous_calls_run_in_submission_order(client: Client, run_id: str)
         float(i) for i in range(50)
     ]
     for op in ops:
-        assert op.wait() is None
+        assert op.wait() is None  # type: ignore[func-returns-value]  # checks the hint's None
 
 
 def test_wait_raises_the_error_of_an_asynchronous_call(client: Client, run_id: str) -> None:
-    missing = client.log_metric("f" * 32, "m", 1.0, synchronous=False)
-    after = client.set_tag(run_id, "after", "ok", synchronous=False)
+    missing = queued(client.log_metric("f" * 32, "m", 1.0, synchronous=False))
+    after = queued(client.set_tag(run_id, "after", "ok", synchronous=False))
     with pytest.raises(NotFound):
         missing.wait()
     after.wait()  # a failed call does not stop the ones queued after it
@@ -197,11 +214,11 @@ def test_run_status_and_view_type_strings() -> None:
     assert RunStatus.to_string(RunStatus.KILLED) == "KILLED"
     assert RunStatus.all_status() == list(RunStatus)
     # MLflow's RunStatus.is_terminated(status) on the class, a property on a status.
-    assert [RunStatus.is_terminated(s) for s in ("RUNNING", "FINISHED", RunStatus.KILLED)] == [
-        False,
-        True,
-        True,
+    terminated = [
+        RunStatus.is_terminated(s)  # type: ignore[operator]  # a descriptor mypy takes for a member
+        for s in ("RUNNING", "FINISHED", RunStatus.KILLED)
     ]
+    assert terminated == [False, True, True]
     assert RunStatus.FAILED.is_terminated and not RunStatus.SCHEDULED.is_terminated
     with pytest.raises(ValueError, match="RUNNING"):
         RunStatus.from_string("DONE")

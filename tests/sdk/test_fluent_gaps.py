@@ -266,8 +266,8 @@ def test_a_metric_value_that_is_not_a_number_raises_in_the_caller(fluent, synchr
             with pytest.raises(InvalidArgument, match="must be a number"):
                 fluent.log_metric("m", value, synchronous=synchronous)
         # numpy's scalars, and one-element arrays as a framework's loss tensor: .item()
-        for step, value in enumerate((np.float32(0.5), np.array(1.5), np.array([[2.5]]))):
-            fluent.log_metric("m", value, step=step, synchronous=synchronous)
+        for step, number in enumerate((np.float32(0.5), np.array(1.5), np.array([[2.5]]))):
+            fluent.log_metric("m", number, step=step, synchronous=synchronous)
     history = fluent.client().get_metric_history(run.info.run_id, "m")
     assert [m.value for m in history] == [0.5, 1.5, 2.5]
 

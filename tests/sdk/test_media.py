@@ -33,6 +33,13 @@ STEP_IMAGE = re.compile(
 )
 
 
+def step_image(path: str) -> re.Match[str]:
+    """`path` parsed as MLflow's UI parses a step image's name: it must parse."""
+    parsed = STEP_IMAGE.fullmatch(path)
+    assert parsed is not None, path
+    return parsed
+
+
 def fetch(fluent, run_id: str, path: str, tmp_path: Path) -> Path:
     return Path(fluent.client().download_artifacts(run_id, path, tmp_path / "download"))
 
@@ -141,15 +148,15 @@ def test_step_images_are_laid_out_as_mlflow_ui_finds_them(fluent, tmp_path: Path
         fluent.log_image(frame[:, :, 0], key="train/samples", step=4)
     run_id = run.info.run_id
     files = sorted(f.path for f in fluent.client().list_artifacts(run_id, "images"))
-    parsed = [STEP_IMAGE.fullmatch(p) for p in files]
-    assert len(files) == 4 and all(parsed), files
+    assert len(files) == 4, files
+    parsed = [step_image(p) for p in files]
     assert {m["key"] for m in parsed} == {"train~samples"}  # "/" becomes "~", as MLflow's
     by_step: dict[str, dict[str, str]] = {}
     for path, m in zip(files, parsed, strict=True):
         by_step.setdefault(m["step"], {})["thumb" if m["compressed"] else "full"] = path
         assert m["ext"] == ("webp" if m["compressed"] else "png")
     assert set(by_step) == {"3", "4"}
-    step3 = STEP_IMAGE.fullmatch(by_step["3"]["full"])
+    step3 = step_image(by_step["3"]["full"])
     assert step3["timestamp"] == "1700000000000"
     # The thumbnail is the full image's name plus "+compressed".
     assert by_step["3"]["thumb"] == by_step["3"]["full"].removesuffix(".png") + "+compressed.webp"

@@ -18,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 import modelyard.pyfunc
 import modelyard.sklearn
 from modelyard.errors import DataLoss, InvalidArgument
-from modelyard.models import ColumnSpec, Signature, infer_signature
+from modelyard.models import ColumnSpec, Signature, TensorSpec, infer_signature
 from modelyard.models.signature import enforce
 
 
@@ -38,8 +38,9 @@ def test_log_and_load_through_runs_uri(fluent, iris, tmp_path: Path) -> None:
     loaded = modelyard.pyfunc.load_model(info.model_uri, dst_path=tmp_path / "dl")
     assert np.array_equal(loaded.predict(X), model.predict(X))
     sig = loaded.signature
+    assert sig is not None
     assert [s.name for s in sig.inputs] == list(X.columns)
-    assert all(s.type == "double" for s in sig.inputs)
+    assert all(isinstance(s, ColumnSpec) and s.type == "double" for s in sig.inputs)
     manifest = yaml.safe_load((tmp_path / "dl" / "model" / "MLmodel").read_text())
     assert manifest["run_id"] == info.run_id
     assert set(manifest["files"]) == {"model.pkl", "requirements.txt", "input_example.json"}
@@ -109,7 +110,8 @@ def test_signature_enforcement() -> None:
 
 def test_tensor_signature() -> None:
     sig = infer_signature(np.zeros((4, 3), dtype="float32"))
-    assert sig.inputs[0].shape == (-1, 3)
+    spec = sig.inputs[0]
+    assert isinstance(spec, TensorSpec) and spec.shape == (-1, 3)
     assert enforce(sig, np.ones((7, 3), dtype="float16")).dtype == np.float32
     with pytest.raises(InvalidArgument, match="shape"):
         enforce(sig, np.ones((2, 4), dtype="float32"))
@@ -120,7 +122,8 @@ def test_tensor_signature() -> None:
 def test_text_tensor_signature_takes_texts_of_any_length() -> None:
     """The example's numpy dtype (<U5) would refuse longer texts: the signature says 'str'."""
     sig = infer_signature(np.array(["short", "tiny"]))
-    assert sig.inputs[0].dtype == "str"
+    spec = sig.inputs[0]
+    assert isinstance(spec, TensorSpec) and spec.dtype == "str"
     longer = ["a review much longer than any text in the example"]
     assert list(enforce(sig, np.array(longer))) == longer
     assert list(enforce(sig, np.array(longer, dtype=object))) == longer  # as OIP BYTES decode

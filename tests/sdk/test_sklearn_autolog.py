@@ -27,6 +27,7 @@ from sklearn.preprocessing import FunctionTransformer
 import modelyard.pyfunc
 import modelyard.sklearn
 from modelyard.entities import Run
+from modelyard.models import TensorSpec
 from modelyard.models.package import read_manifest
 from modelyard.sklearn import AutologWarning
 
@@ -85,13 +86,13 @@ def test_second_fit_in_one_run_warns_and_trains_normally(fluent, autolog, iris) 
     assert np.array_equal(model.coef_, first.coef_)
 
     # The remedy the warning gives: one nested run per fit logs both.
-    with fluent.start_run(), warnings.catch_warnings(record=True) as caught:
+    with fluent.start_run(), warnings.catch_warnings(record=True) as recorded:
         warnings.simplefilter("always")
         with fluent.start_run(nested=True) as one:
             Ridge(alpha=1.0).fit(X, y)
         with fluent.start_run(nested=True) as two:
             Ridge(alpha=2.0).fit(X, y)
-    assert autolog_warnings(caught) == []
+    assert autolog_warnings(recorded) == []
     assert fluent.get_run(one.info.run_id).data.params["alpha"] == "1.0"
     assert fluent.get_run(two.info.run_id).data.params["alpha"] == "2.0"
 
@@ -214,7 +215,8 @@ def test_log_model_with_a_sparse_input_example(fluent, iris, tmp_path: Path) -> 
     with fluent.start_run():
         info = modelyard.sklearn.log_model(model, "model", input_example=sparse[:3])
     assert info.signature is not None
-    assert info.signature.inputs[0].shape == (-1, 4)
+    spec = info.signature.inputs[0]
+    assert isinstance(spec, TensorSpec) and spec.shape == (-1, 4)
     loaded = modelyard.pyfunc.load_model(info.model_uri)
     assert np.array_equal(loaded.predict(X.to_numpy()), model.predict(sparse))
 
