@@ -30,7 +30,7 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 
 
 def paused_latencies_ms(
-    call: Callable[[int], None], calls: int, pause_s: float, warmup: int = 0
+    call: Callable[[int], object], calls: int, pause_s: float, warmup: int = 0
 ) -> list[float]:
     """Sorted ms of `calls` calls of `call(i)`, each after spinning `pause_s` (a sleep would
     let the CPU idle, which is what the pause stands in for a server not to do); `warmup`

@@ -123,7 +123,9 @@ class Postgres:
         self.admin = psycopg.connect(f"{self.base}/test", autocommit=True)
 
     def version(self) -> str:
-        return self.admin.execute("SHOW server_version").fetchone()[0]
+        row = self.admin.execute("SHOW server_version").fetchone()
+        assert row is not None  # SHOW answers one row
+        return row[0]
 
     @contextmanager
     def database(self, name: str) -> Iterator[str]:

@@ -916,7 +916,7 @@ def check_offline(data: Dataset, mine: pd.DataFrame, feast_path: Path) -> dict[s
         truth = truth.set_index("row_id")
         verdict = {"modelyard_right": 0, "feast_right": 0, "neither": 0}
         missing_verdict = {"truth_all_null": 0, "truth_has_values": 0}
-        examples = []
+        examples: list[dict[str, Any]] = []
         for row in suspects.itertuples(index=False):
             rid = row.row_id
             expected = truth.loc[rid]

@@ -63,8 +63,12 @@ def main() -> None:
             for i in range(args.moves):
                 sent.append(time.perf_counter())
                 client.set_registered_model_alias("watched", "champion", 1 + i % 2)
+
+                def moved(i: int = i) -> bool:
+                    return len(arrived) > i
+
                 with delivered:  # one move in flight at a time
-                    delivered.wait_for(lambda i=i: len(arrived) > i, timeout=30)
+                    delivered.wait_for(moved, timeout=30)
             thread.join(60)
         delays = sorted((arrived[i] - sent[i]) * 1000 for i in range(len(arrived)))
         result = {

@@ -63,6 +63,7 @@ Progress goes to stderr; stdout gets exactly one JSON document.
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import json
 import multiprocessing as mp
@@ -1091,13 +1092,15 @@ def latency_tests(
             ("grpc_raw_tensor_32rows", infer_request(ep, x32, False, cols), exp32),
             ("grpc_raw_columns_32rows", infer_request(ep, x32, True, cols), exp32),
         ):
-            tests.append(LatencyTest(name, s, lambda p=payload: infer(p), infer_predictions, exp))
+            tests.append(
+                LatencyTest(name, s, functools.partial(infer, payload), infer_predictions, exp)
+            )
         tests.append(LatencyTest("tritonclient_1row", s, triton_call(ep, x1), triton_check, exp1))
         tests.append(
             LatencyTest(
                 "sdk_predict_dataframe_1row",
                 s,
-                lambda ep=ep, df1=df1: sdk.predict(ep, df1),
+                functools.partial(sdk.predict, ep, df1),
                 sdk_check,
                 exp1,
             )
@@ -1132,7 +1135,7 @@ def latency_tests(
             LatencyTest(
                 "http_raw_1row",
                 s,
-                lambda r=raw, b=body1: r.post(b),
+                functools.partial(raw.post, body1),
                 mlflow_predictions,
                 exp1,
                 max_calls=SLOW_PATH_CALLS if slow else None,
@@ -1143,7 +1146,7 @@ def latency_tests(
                 LatencyTest(
                     "http_newconn_1row",
                     s,
-                    lambda f=fresh, b=body1: f.post(b),
+                    functools.partial(fresh.post, body1),
                     mlflow_predictions,
                     exp1,
                 )
@@ -1153,7 +1156,7 @@ def latency_tests(
                 LatencyTest(
                     "http_raw_32rows",
                     s,
-                    lambda r=raw, b=body32: r.post(b),
+                    functools.partial(raw.post, body32),
                     mlflow_predictions,
                     exp32,
                 )
@@ -1331,7 +1334,7 @@ def targets(result: dict[str, Any], clients: list[int]) -> dict[str, Any]:
         peak_peer = max(r["requests_per_s"] for r in peers[peak_key].values())
         by_clients = {}
         for n in mine:
-            best = max(peers, key=lambda k, n=n: rps(peers[k], n))
+            best = max(peers, key=lambda k: rps(peers[k], n))
             best_rps = rps(peers[best], n)
             by_clients[n] = {
                 "modelyard_rps": mine[n]["requests_per_s"],
@@ -1576,8 +1579,8 @@ def main() -> None:
                 loads.append((f"{key}/http_newconn_1row", server, "http_newconn", body, ""))
         tp: dict[str, dict[str, Any]] = {}
         for n in clients:
-            for name, server, kind, payload, path in loads:
-                run = run_load(kind, server.address, payload, n, duration, server, 30, path)
+            for name, server, kind, payload, method_path in loads:
+                run = run_load(kind, server.address, payload, n, duration, server, 30, method_path)
                 tp.setdefault(name, {})[str(n)] = run
                 log(
                     f"  {name} x{n}: {run['requests_per_s']:.0f} req/s, p50 "
@@ -1632,7 +1635,7 @@ def main() -> None:
 
                 return run
 
-            def loaded(payload: bytes, n: int) -> Callable[[float], None]:
+            def loaded(payload: bytes, n: int) -> Callable[[float], dict[str, Any]]:
                 return lambda seconds: run_load("grpc", my.address, payload, n, seconds, my)
 
             workloads = [

@@ -39,6 +39,7 @@ import sys
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -158,16 +159,25 @@ def run_threads(
 # -- the two client libraries, behind one small adapter ---------------------------------------
 
 
-class Adapter:
+class Adapter(ABC):
+    """What each client library implements (abstract: a missing method fails at construction)."""
+
     name: str
     version: str
 
+    @abstractmethod
     def create_experiment(self, name: str) -> str: ...
+    @abstractmethod
     def create_run(self, experiment_id: str) -> str: ...
+    @abstractmethod
     def log_metric(self, run_id: str, key: str, value: float, ts: int, step: int) -> None: ...
+    @abstractmethod
     def log_batch(self, run_id, metrics=(), params=(), tags=()) -> None: ...  # tuples
+    @abstractmethod
     def search(self, experiment_id: str, max_results: int) -> list[tuple[str, float]]: ...
+    @abstractmethod
     def history(self, run_id: str, key: str) -> list[tuple[int, float]]: ...
+    @abstractmethod
     def get_run(self, run_id: str) -> tuple[float, str]: ...  # (metrics m2, params p3)
     def floor_call(self) -> Callable[[], Any] | None:
         return None

@@ -310,7 +310,7 @@ def main() -> None:
             "calls_per_s": median(name, lambda r: r["calls_per_s"]),
             # MLflow's 8-thread phase (bench/tracking.py) reports no latency.
             "p50_ms": median(name, lambda r: r["p50_ms"]) if name != "mlflow" or one else None,
-            **{key: median(name, lambda r, key=key: r["cpu"][key]) for key in cpu_keys},
+            **{key: statistics.median(r["cpu"][key] for r in phases[name]) for key in cpu_keys},
         }
         for name in CONFIGS
     }
