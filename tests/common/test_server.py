@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from typing import TypeAlias
 
 import grpc
 import pytest
@@ -16,8 +17,9 @@ from modelyard.services.common.logging import request_id
 from modelyard.services.common.server import ModelyardServer, ServiceRegistration, create_server
 from modelyard.services.common.settings import Settings
 
-Req = health_pb2.HealthCheckRequest
-Resp = health_pb2.HealthCheckResponse
+# Aliases, also as types: grpc_health ships no py.typed, so mypy sees its module as Any.
+Req: TypeAlias = health_pb2.HealthCheckRequest
+Resp: TypeAlias = health_pb2.HealthCheckResponse
 
 
 class Probe:
@@ -131,8 +133,8 @@ def test_unexpected_error_is_internal_with_request_id_and_no_leak(
     assert "secret internal detail" not in err.value.details()
     assert "Traceback" not in err.value.details()
     assert from_rpc_error(err.value).request_id == "req-123"
-    logged = [r for r in caplog.records if r.exc_info]
-    assert logged and "secret internal detail" in str(logged[0].exc_info[1])
+    logged = [r.exc_info for r in caplog.records if r.exc_info]
+    assert logged and "secret internal detail" in str(logged[0][1])
 
 
 def test_a_handler_that_exits_is_answered_internal(probe_server: ModelyardServer) -> None:
@@ -269,7 +271,7 @@ def test_metrics_count_calls_by_code(probe_server: ModelyardServer) -> None:
 
 def test_graceful_drain(probe: Probe, probe_server: ModelyardServer) -> None:
     """In-flight calls finish; health turns NOT_SERVING; stores close after the drain."""
-    result: dict[str, object] = {}
+    result: dict[str, Resp] = {}
 
     def in_flight() -> None:
         result["reply"] = call(probe_server, "Wait")

@@ -230,7 +230,8 @@ def test_metrics_history_latest_and_special_values(store: SqlTrackingStore, padd
         store.log_batch(tied, [*pad, *(Metric("tied", v, 7, 4) for v in values)], [], [])
         assert math.isnan(store.get_run(tied).data.metrics["tied"])
     # keyset pages cover the same sequence
-    seen, token = [], ""
+    seen: list[tuple[int, float]] = []
+    token = ""
     while True:
         page = store.get_metric_history(rid, "loss", 2, token)
         seen.extend((m.step, m.value) for m in page)
@@ -364,7 +365,8 @@ def test_search_runs_ties_break_newest_first_as_mlflow(store: SqlTrackingStore) 
     ):
         for exp_ids in ([eid], [eid, other]):  # one experiment: the walk; two: the plain query
             for n in (2, 100):
-                seen, token = [], ""
+                seen: list[str] = []
+                token = ""
                 while True:
                     page = search_runs(store, exp_ids, "", [order], n=n, token=token)
                     seen.extend(names[r.info.run_id] for r in page)
@@ -456,7 +458,8 @@ def test_search_by_one_metric_matches_the_plain_query(
         store.log_metric(new_run(store, other).info.run_id, Metric("m", 1.0, 0, 0))
 
     def all_pages(exp_ids, flt, order, view, n):
-        seen, token = [], ""
+        seen: list[str] = []
+        token = ""
         while True:
             page = search_runs(store, exp_ids, flt, [order], view, n, token)
             seen.extend(r.info.run_id for r in page)
@@ -552,7 +555,12 @@ def test_a_search_statement_serves_every_search_of_its_shape(
     }
     rests: list[object] = []
     rest = search.runs_missing_metric
-    monkeypatch.setattr(search, "runs_missing_metric", lambda *a: rests.append(a) or rest(*a))
+
+    def counted_rest(*args):
+        rests.append(args)
+        return rest(*args)
+
+    monkeypatch.setattr(search, "runs_missing_metric", counted_rest)
     for eid in (first, second):
         for skipped in (3, 6):
             found = search_runs(
@@ -564,9 +572,9 @@ def test_a_search_statement_serves_every_search_of_its_shape(
     assert len(rests) == 1
     # A fraction or a number past the 64-bit integers compares with an integer column as such.
     starts = {new_run(store, second, start_time=t).info.run_id: t for t in (5, 6, 7)}
-    for bound, want in ((5.5, [6, 7]), (6.5, [7]), (1e19, [])):
+    for bound, after in ((5.5, [6, 7]), (6.5, [7]), (1e19, [])):
         got = search_runs(store, [second], f"attributes.start_time > {bound}")
-        assert sorted(starts[r.info.run_id] for r in got if r.info.run_id in starts) == want
+        assert sorted(starts[r.info.run_id] for r in got if r.info.run_id in starts) == after
     assert list(search_runs(store, [second], "attributes.start_time = 5.5")) == []
     # The same filter with a value of another type is checked again and refused.
     assert names([first], "params.p = 'v3'") == [f"{first}-3"]

@@ -22,7 +22,8 @@ from modelyard.errors import AlreadyExists, InvalidArgument
 def test_experiments(stack: Client) -> None:
     eid = stack.create_experiment("churn", tags={"team": "growth"})
     assert stack.get_experiment(eid).tags == {"team": "growth"}
-    assert stack.get_experiment_by_name("churn").experiment_id == eid
+    found = stack.get_experiment_by_name("churn")
+    assert found is not None and found.experiment_id == eid
     assert stack.get_experiment_by_name("missing") is None
     with pytest.raises(AlreadyExists) as err:
         stack.create_experiment("churn")
@@ -74,7 +75,8 @@ def test_run_logging_round_trip(stack: Client) -> None:
     finished = stack.set_terminated(rid)
     assert finished.status == RunStatus.FINISHED and finished.end_time is not None
     child = stack.create_run(eid, parent_run_id=rid)
-    assert stack.get_parent_run(child.info.run_id).info.run_id == rid
+    parent = stack.get_parent_run(child.info.run_id)
+    assert parent is not None and parent.info.run_id == rid
 
 
 def test_search_runs_pages_through_everything(stack: Client) -> None:
@@ -82,7 +84,8 @@ def test_search_runs_pages_through_everything(stack: Client) -> None:
     for i in range(23):
         rid = stack.create_run(eid, start_time=1000 + i).info.run_id
         stack.log_metric(rid, "score", i)
-    seen, token = [], None
+    seen: list[float] = []
+    token: str | None = None
     while True:
         page = stack.search_runs(
             [eid],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -81,7 +82,7 @@ def test_writers_queued_behind_a_leader_share_one_commit() -> None:
     group = GroupCommit(lambda jobs: commits.append([j.run_id for j in jobs]))
     gate = Gate(group, expected=5)
     leader = Writer(lambda: group.submit("lead", [ROW]))
-    followers = [Writer(lambda i=i: group.submit(f"w{i}", [ROW, ROW])) for i in range(5)]
+    followers = [Writer(partial(group.submit, f"w{i}", [ROW, ROW])) for i in range(5)]
     run_group(gate, leader, followers)
     assert [w.error for w in [leader, *followers]] == [None] * 6
     assert commits[0] == ["lead"]
@@ -99,7 +100,7 @@ def test_each_writer_gets_its_own_outcome() -> None:
     gate = Gate(group, expected=4)
     leader = Writer(lambda: group.submit("lead", [ROW]))
     bad = Writer(lambda: group.submit("bad", [ROW]))
-    good = [Writer(lambda i=i: group.submit(f"w{i}", [ROW])) for i in range(3)]
+    good = [Writer(partial(group.submit, f"w{i}", [ROW])) for i in range(3)]
     run_group(gate, leader, [bad, *good])
     assert isinstance(bad.error, ValueError)
     assert [w.error for w in [leader, *good]] == [None] * 4
@@ -116,7 +117,7 @@ def test_a_failing_group_fails_its_writers_and_the_next_group_runs() -> None:
     group = GroupCommit(commit)
     gate = Gate(group, expected=3)
     leader = Writer(lambda: group.submit("lead", [ROW]))
-    followers = [Writer(lambda i=i: group.submit(f"w{i}", [ROW])) for i in range(3)]
+    followers = [Writer(partial(group.submit, f"w{i}", [ROW])) for i in range(3)]
     run_group(gate, leader, followers)
     assert leader.error is None
     assert all(isinstance(w.error, RuntimeError) for w in followers)
@@ -129,7 +130,7 @@ def test_group_size_is_bounded() -> None:
     group = GroupCommit(lambda jobs: commits.append(len(jobs)), max_jobs=2)
     gate = Gate(group, expected=5)
     leader = Writer(lambda: group.submit("lead", [ROW]))
-    followers = [Writer(lambda i=i: group.submit(f"w{i}", [ROW])) for i in range(5)]
+    followers = [Writer(partial(group.submit, f"w{i}", [ROW])) for i in range(5)]
     run_group(gate, leader, followers)
     assert commits == [1, 2, 2, 1]
     assert all(w.error is None for w in followers)
@@ -179,7 +180,7 @@ def test_concurrent_writers_all_get_their_rows(store: SqlTrackingStore) -> None:
                 mine = (f"k{n}", float(step), step, step)
                 store.log_metric_rows(shared, [mine, ("loss", float(n), step, n * 100 + step)])
 
-    writers = [Writer(lambda n=n: write(n)) for n in range(8)]
+    writers = [Writer(partial(write, n)) for n in range(8)]
     for w in writers:
         w.start()
     for w in writers:
@@ -264,7 +265,7 @@ def test_a_write_whose_outcome_is_unknown_is_never_retried(
     monkeypatch.setattr(store, "_hot_connection", DiesMidStatement)
     gate = Gate(store._group, expected=2)
     leader = Writer(lambda: store.log_metric_rows(runs[0], [ROW]))
-    followers = [Writer(lambda r=r: store.log_metric_rows(r, [ROW])) for r in runs[1:]]
+    followers = [Writer(partial(store.log_metric_rows, r, [ROW])) for r in runs[1:]]
     run_group(gate, leader, followers)
     monkeypatch.undo()
     # Each writer is told, and nothing was sent twice: a retry could write a value twice.
