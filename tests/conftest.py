@@ -226,8 +226,15 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Settings]:
         stderr=subprocess.PIPE,
         text=True,
     )
+    stderr = proc.stderr
+    assert stderr is not None  # stderr=subprocess.PIPE
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
+
+    def forward() -> None:
+        for line in stderr:
+            lines.put(line)
+
+    threading.Thread(target=forward, daemon=True).start()
     seen = []
     try:
         while True:

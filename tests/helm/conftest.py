@@ -69,7 +69,8 @@ def render(values: dict[str, Any] | None = None, **options: Any) -> Rendered:
     h = helm()
     with h.Chart.load(CHART) as chart:
         manifests = chart.render(values, name=RELEASE, namespace=NAMESPACE, **options)
-    objects, notes = [], ""
+    objects: list[dict[str, Any]] = []
+    notes = ""
     for path, text in sorted(manifests.items()):
         if path.endswith("NOTES.txt"):
             notes = text

@@ -466,7 +466,9 @@ def test_ingress_sends_grpc_to_the_gateway():
     (path,) = rule["http"]["paths"]
     assert path["backend"]["service"] == {"name": "modelyard-gateway", "port": {"name": "grpc"}}
     # Without the gateway, each gRPC service's path goes to its own Service.
-    direct = render({**values_of("production"), "gateway": {"enabled": False}})
+    production = values_of("production")
+    assert production is not None  # an example file's values (only "default" has none)
+    direct = render({**production, "gateway": {"enabled": False}})
     (ingress,) = direct.of_kind("Ingress")
     paths = {
         p["path"]: p["backend"]["service"]["name"]

@@ -137,6 +137,7 @@ def test_lineage(stack: Client) -> None:
     stack.log_text(rid, "m", "model/MLmodel")
     stack.create_model_version("lin", f"runs:/{rid}/model")
     lineage = stack.get_model_version_lineage("lin", 1)
+    assert lineage.run is not None and lineage.experiment is not None  # made from a run
     assert lineage.run.info.run_id == rid
     assert lineage.experiment.name == "lineage-exp"
     assert lineage.run.data.params == {"alpha": "1"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +56,7 @@ def wait_ready(
 
 
 @pytest.fixture
-def two_versions(platform, iris) -> Callable[[], tuple[LogisticRegression, LogisticRegression]]:
+def two_versions(platform, iris) -> tuple[LogisticRegression, LogisticRegression]:
     X, y = iris
     first = LogisticRegression(max_iter=500, C=0.01).fit(X, y)
     second = LogisticRegression(max_iter=500, C=100).fit(X, y)
