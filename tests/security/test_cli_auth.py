@@ -25,7 +25,9 @@ def cli(*args: str, token: str) -> str:
 def test_bootstrap_then_manage_users_and_tokens(tmp_path: Path) -> None:
     first = runner.invoke(app, ["admin", "bootstrap", "--name", "root", "--home", str(tmp_path)])
     assert first.exit_code == 0, first.output
-    token = re.search(r"(eyJ[\w-]+\.[\w-]+\.[\w-]+)", first.output).group(1)
+    found = re.search(r"(eyJ[\w-]+\.[\w-]+\.[\w-]+)", first.output)
+    assert found is not None, first.output  # bootstrap prints the admin's token
+    token = found.group(1)
     again = runner.invoke(app, ["admin", "bootstrap", "--home", str(tmp_path)])
     assert again.exit_code != 0
     proc, address, _ = start_up(tmp_path, "--auth")

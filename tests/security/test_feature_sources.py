@@ -143,7 +143,7 @@ def test_each_caller_writes_training_sets_into_its_own_folder(
         rows, ["driver_stats:trips"], output_uri=f"{area}/eddie/train.parquet"
     )
     assert job.to_df()["trips"].tolist() == [35]
-    assert job.summary.output_sha256
+    assert job.summary is not None and job.summary.output_sha256
     for elsewhere in (f"{area}/alice/train.parquet", f"{area}/train.parquet"):
         with pytest.raises(InvalidArgument) as err:
             editor.get_historical_features(

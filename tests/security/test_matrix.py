@@ -60,7 +60,7 @@ class Seed:
 
 
 def grant(level: L) -> C.Grant:
-    return C.Grant(principal="stranger", level=int(level))
+    return C.Grant(principal="stranger", level=C.PermissionLevel.ValueType(int(level)))
 
 
 # RPC -> (expected policy, request factory). Policies: ("level", L) on the seeded resource,
@@ -567,13 +567,15 @@ def world(secure: Secure, tmp_path: Path) -> Iterator[dict[str, Any]]:
             owner._t.call(
                 owner._tracking.SetExperimentPermission,
                 T.SetExperimentPermissionRequest(
-                    experiment_id=eid, grant=C.Grant(principal=who, level=int(level))
+                    experiment_id=eid,
+                    grant=C.Grant(principal=who, level=C.PermissionLevel.ValueType(int(level))),
                 ),
             )
             owner._t.call(
                 owner._registry.SetRegisteredModelPermission,
                 R.SetRegisteredModelPermissionRequest(
-                    name=model, grant=C.Grant(principal=who, level=int(level))
+                    name=model,
+                    grant=C.Grant(principal=who, level=C.PermissionLevel.ValueType(int(level))),
                 ),
             )
             owner.set_endpoint_permission(endpoint, who, level)

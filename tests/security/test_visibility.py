@@ -17,7 +17,10 @@ def grant_experiment(client, experiment_id: str, who: str, level: L) -> None:
     client._t.call(
         client._tracking.SetExperimentPermission,
         pb.SetExperimentPermissionRequest(
-            experiment_id=experiment_id, grant=common_pb2.Grant(principal=who, level=int(level))
+            experiment_id=experiment_id,
+            grant=common_pb2.Grant(
+                principal=who, level=common_pb2.PermissionLevel.ValueType(int(level))
+            ),
         ),
     )
 
@@ -62,7 +65,10 @@ def test_registry_searches_and_events_are_filtered(secure: Secure) -> None:
     alice._t.call(
         alice._registry.SetRegisteredModelPermission,
         pb.SetRegisteredModelPermissionRequest(
-            name="visible", grant=common_pb2.Grant(principal="bob", level=int(L.READ))
+            name="visible",
+            grant=common_pb2.Grant(
+                principal="bob", level=common_pb2.PermissionLevel.ValueType(int(L.READ))
+            ),
         ),
     )
     assert [m.name for m in bob.search_registered_models()] == ["visible"]
