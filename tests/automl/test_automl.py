@@ -15,6 +15,7 @@ import pytest
 import modelyard.automl
 import modelyard.pyfunc
 from modelyard.automl.dataset import SPLIT_COL
+from modelyard.automl.search import TrialEvent
 from modelyard.entities import RunStatus
 from modelyard.errors import InvalidArgument
 
@@ -38,7 +39,7 @@ def _run_script(path: Path, uri: str, *args: str) -> str:
 
 def test_classify_tracks_every_trial_and_logs_the_best_model(fluent, churn, tmp_path) -> None:
     c = fluent.client()
-    events = []
+    events: list[TrialEvent] = []
     result = modelyard.automl.classify(
         churn,
         "churned",
@@ -108,6 +109,7 @@ def test_classify_tracks_every_trial_and_logs_the_best_model(fluent, churn, tmp_
         or (best.source_uri.startswith(f"runs:/{best.run_id}/code/"))
     )
     model = modelyard.pyfunc.load_model(best.model_uri)
+    assert model.signature is not None
     assert [s.name for s in model.signature.inputs] == [
         "usage",
         "plan",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import numpy as np
 import pandas as pd
 
@@ -56,17 +58,20 @@ def test_imbalanced_classes_search_class_weights() -> None:
 
     from modelyard.automl import families
 
+    def fixed(params: dict[str, Any]) -> optuna.Trial:
+        """optuna's FixedTrial, which the families take though their hints say optuna.Trial
+        where any optuna.trial.BaseTrial does (modelyard/automl/families.py)."""
+        return cast(optuna.Trial, optuna.trial.FixedTrial(params))
+
     ctx = families.Context("classification", n_rows=500, n_classes=2, imbalanced=True)
     found = {f.name: f for f in families.available(ctx)}
-    trial = optuna.trial.FixedTrial(found["lightgbm"].enqueued(ctx))
+    trial = fixed(found["lightgbm"].enqueued(ctx))
     spec = found["lightgbm"].suggest(trial, ctx)
     assert spec.kwargs["class_weight"] == "balanced"
-    xgb = found["xgboost"].suggest(optuna.trial.FixedTrial(found["xgboost"].enqueued(ctx)), ctx)
+    xgb = found["xgboost"].suggest(fixed(found["xgboost"].enqueued(ctx)), ctx)
     assert "scale_pos_weight" in xgb.kwargs
     balanced = families.Context("classification", n_rows=500, n_classes=2, imbalanced=False)
-    plain = found["linear"].suggest(
-        optuna.trial.FixedTrial(found["linear"].enqueued(balanced)), balanced
-    )
+    plain = found["linear"].suggest(fixed(found["linear"].enqueued(balanced)), balanced)
     assert "class_weight" not in plain.kwargs
     assert "knn" not in {
         f.name for f in families.available(families.Context("classification", n_rows=50_000))

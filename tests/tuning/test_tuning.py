@@ -148,7 +148,7 @@ def test_an_active_run_is_the_parent_and_threads_track_their_own_trials(fluent) 
 
 def test_grid_sampler_covers_the_grid_once(fluent) -> None:
     c = fluent.client()
-    grid = {"depth": [2, 4, 8], "lr": [0.1, 0.01]}
+    grid: dict[str, list[float]] = {"depth": [2, 4, 8], "lr": [0.1, 0.01]}
     study = tuning.create_study(sampler=optuna.samplers.GridSampler(grid, seed=0))
     result = tuning.optimize(
         study, lambda t: t.suggest_int("depth", 2, 8) * t.suggest_float("lr", 0.01, 0.1)
