@@ -21,10 +21,11 @@ from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING, TypeAlias
 
 import grpc
 import pytest
-from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -45,6 +46,14 @@ from modelyard.services.common.server import ModelyardServer
 from modelyard.services.common.settings import Settings
 from tests.conftest import running_server
 from tests.features.repo import NOW, make_repo
+
+if TYPE_CHECKING:
+    from google._upb._message import Descriptor as UpbDescriptor
+    from google._upb._message import FieldDescriptor as UpbFieldDescriptor
+
+    # A message's descriptors as typeshed has them: protobuf's Python classes or upb's C ones.
+    AnyDescriptor: TypeAlias = Descriptor | UpbDescriptor
+    AnyField: TypeAlias = FieldDescriptor | UpbFieldDescriptor
 
 MODULES: list[ModuleType] = [
     tracking_pb2,
@@ -163,7 +172,7 @@ def _variants(message_cls: type[Message], seed: dict[str, object]) -> Iterator[t
         if field.message_type is not None:
             continue
         if field.type == FieldDescriptor.TYPE_STRING:
-            values: list[object] = STRANGE
+            values: list[object] = list(STRANGE)
         elif field.type == FieldDescriptor.TYPE_ENUM:
             values = [99, -1]
         elif field.type in (FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_INT64):
@@ -322,7 +331,12 @@ def _infer(channel: grpc.Channel, seed: dict[str, object]) -> grpc_predict_v2_pb
     return request
 
 
-def _repository(cls: type[Message]) -> Callable[[grpc.Channel, dict[str, object]], Message]:
+def _repository(
+    cls: type[
+        grpc_predict_v2_pb2.RepositoryModelLoadRequest
+        | grpc_predict_v2_pb2.RepositoryModelUnloadRequest
+    ],
+) -> Callable[[grpc.Channel, dict[str, object]], Message]:
     def build(channel: grpc.Channel, seed: dict[str, object]) -> Message:
         request = cls(model_name=_existing_endpoint(channel))
         request.parameters["mode"].string_param = "x"
@@ -457,7 +471,7 @@ class OddValues:
 NESTED_ODD = OddValues(NESTED_TEXT, NESTED_FLOAT, NESTED_INT32, NESTED_INT64, (99, -1))
 
 
-def _odd(field: FieldDescriptor, current: object, odd: OddValues) -> list[object]:
+def _odd(field: AnyField, current: object, odd: OddValues) -> list[object]:
     if field.type == FieldDescriptor.TYPE_STRING:
         return list(odd.text)
     if field.type == FieldDescriptor.TYPE_BYTES:
@@ -483,7 +497,8 @@ def _odd(field: FieldDescriptor, current: object, odd: OddValues) -> list[object
 Change = tuple[str, str, Callable[[Message], None]]
 
 
-def _at(getter: Callable[[Message], Message], name: str) -> Callable[[Message], object]:
+def _at(getter: Callable[[Message], Message], name: str) -> Callable[[Message], Message]:
+    """The getter of message field `name` of what `getter` reaches."""
     return lambda m: getattr(getter(m), name)
 
 
@@ -505,7 +520,7 @@ def _inside(
 
 
 def _other_member(
-    getter: Callable[[Message], Message], field: FieldDescriptor, path: str, label: str
+    getter: Callable[[Message], Message], field: AnyField, path: str, label: str
 ) -> Iterator[Change]:
     """Changes that put another member of a oneof in use: a scalar at its odd values, a
     message empty. Only into a Timestamp or Duration does it go further: empty, those are valid
@@ -521,14 +536,15 @@ def _other_member(
         return
     yield path, f"{label}={{}}", partial(_empty_in, getter=getter, name=field.name)
     if field.message_type.full_name.startswith("google.protobuf."):
-        empty = GetMessageClass(field.message_type)()
+        # typeshed's GetMessageClass names protobuf's Descriptor only; upb's works as well.
+        empty = GetMessageClass(field.message_type)()  # type: ignore[arg-type]  # see above
         yield from _inside(_at(getter, field.name), empty, path, label)
 
 
 def _scalar_changes(
     getter: Callable[[Message], Message],
     msg: Message,
-    field: FieldDescriptor,
+    field: AnyField,
     path: str,
     label: str,
 ) -> Iterator[Change]:
@@ -574,11 +590,12 @@ def _put_first(
 def _message_changes(
     getter: Callable[[Message], Message],
     msg: Message,
-    field: FieldDescriptor,
+    field: AnyField,
     path: str,
     label: str,
 ) -> Iterator[Change]:
     name = field.name
+    assert field.message_type is not None  # _inside sends message fields here
     if field.message_type.GetOptions().map_entry:
         yield from _map_changes(getter, msg, field, path, label)
     elif field.is_repeated:
@@ -626,12 +643,13 @@ def _swell(m: Message, *, getter: Callable[[Message], Message], name: str) -> No
 def _map_changes(
     getter: Callable[[Message], Message],
     msg: Message,
-    field: FieldDescriptor,
+    field: AnyField,
     path: str,
     label: str,
 ) -> Iterator[Change]:
     name = field.name
     entries = getattr(msg, name)
+    assert field.message_type is not None  # a map: a repeated message field
     value_field = field.message_type.fields_by_name["value"]
     yield path, f"{label}={{}}", lambda m: getter(m).ClearField(name)
     for key in list(entries):
@@ -829,6 +847,7 @@ def test_a_source_without_a_join_key_fails_the_view_not_the_server(
     apply = features.methods_by_name["ApplyDefinitions"]
     assert _call(channel, apply, definitions.SerializeToString()) is None
     request = NESTED["FeatureStoreService.Materialize"].build(channel, seed)
+    assert isinstance(request, features_pb2.MaterializeRequest)
     request.feature_views[:] = ["rides"]
     err = _call(channel, features.methods_by_name["Materialize"], request.SerializeToString())
     assert err is not None and err.code() == grpc.StatusCode.FAILED_PRECONDITION, err
@@ -847,6 +866,7 @@ def test_the_longest_ttl_materializes_from_the_first_day(
     apply = features.methods_by_name["ApplyDefinitions"]
     assert _call(channel, apply, definitions.SerializeToString()) is None
     request = NESTED["FeatureStoreService.Materialize"].build(channel, seed)
+    assert isinstance(request, features_pb2.MaterializeRequest)
     request.feature_views[:] = ["rides"]
     request.ClearField("start_time")
     path = f"/{features.full_name}/Materialize"
@@ -1202,12 +1222,13 @@ def _refusals(rpc: str, request: Message, t: Tracked) -> dict[str, list[object]]
     if "page_token" in names:
         real = _raw_call(t.channel, rpc, request.SerializeToString())
         assert isinstance(real, bytes), real
-        token = TRACKING_RESPONSES[rpc].FromString(real).next_page_token
+        response = TRACKING_RESPONSES[rpc].FromString(real)
+        token = response.next_page_token  # type: ignore[attr-defined]  # a paged rpc's response
         positions: list[object] = {
             "GetMetricHistory": [-1, "1", [1], [1, 2], ["a", "b", "c"], [2**70, 0, 0]],
             "ListArtifacts": [5, [1], {"a": 1}],
         }.get(rpc, [-1, "1", 1.5, 2**70, [1], {"a": 1}])
-        refuse["page_token"] = _bad_tokens(token, positions)
+        refuse["page_token"] = list(_bad_tokens(token, positions))
     if "path" in names:
         refuse["path"] = list(BAD_PATHS)
     for key_field in ("key", "metric_key", "metrics.key", "params.key", "tags.key"):
@@ -1227,8 +1248,9 @@ def _refusals(rpc: str, request: Message, t: Tracked) -> dict[str, list[object]]
 
 
 def _has_path(msg: Message, path: str) -> bool:
-    descriptor = msg.DESCRIPTOR
+    descriptor: AnyDescriptor | None = msg.DESCRIPTOR
     for part in path.split("."):
+        assert descriptor is not None, f"{path}: {part} is inside a scalar"
         field = descriptor.fields_by_name.get(part)
         if field is None:
             return False
@@ -1261,7 +1283,7 @@ def _field_variants(
 
 
 def _changes(
-    seed: Message, field: FieldDescriptor, path: str, refuse: dict[str, list[object]]
+    seed: Message, field: AnyField, path: str, refuse: dict[str, list[object]]
 ) -> Iterator[tuple[str, Callable[[Message], str | None], bool]]:
     """(label, change applied to a copy of `seed` returning the varied path, must refuse)."""
     name = field.name
@@ -1346,7 +1368,7 @@ def _duplicate(msg: Message, name: str, first: object) -> None:
         entry.value += 1
 
 
-def _wrong_wire_type(seed: Message, field: FieldDescriptor) -> bytes:
+def _wrong_wire_type(seed: Message, field: AnyField) -> bytes:
     """`seed` with `field` encoded in a wire type its declaration does not allow (the parser
     keeps it aside as an unknown field, so the server sees the field missing)."""
     msg = _copy(seed)
@@ -1489,7 +1511,7 @@ def test_every_tracking_rpc_judges_each_field(tracking: Tracked) -> None:
         outcome = _raw_call(tracking.channel, rpc, valid_request)
         code = outcome.code() if isinstance(outcome, grpc.RpcError) else None
         if code != SEED_REFUSED.get(rpc):
-            problems.append(f"valid {rpc}: {outcome}")
+            problems.append(f"valid {rpc}: {outcome!r}")  # the same text as str()
         if writes:
             before = _snapshot(tracking)
     assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems)
@@ -1643,7 +1665,11 @@ def test_upload_streams_that_break_the_protocol(tracking: Tracked) -> None:
         "two headers": ([_header(t), _header(t), chunk], invalid, "header"),
         "a header after bytes": ([_header(t), chunk, _header(t)], invalid, "header"),
         "a message with neither part": ([_header(t), pb.UploadArtifactRequest()], invalid, "chunk"),
-        "an empty header": ([pb.UploadArtifactRequest(header={}), chunk], invalid, "path"),
+        "an empty header": (
+            [pb.UploadArtifactRequest(header=pb.UploadArtifactHeader()), chunk],
+            invalid,
+            "path",
+        ),
         "a path out of the run": ([_header(t, path="../x/MLmodel"), chunk], invalid, "path"),
         "'..' inside the path": ([_header(t, path="model/../../x"), chunk], invalid, "path"),
         "an absolute path": ([_header(t, path="/etc/passwd"), chunk], invalid, "path"),
