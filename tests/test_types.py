@@ -1,5 +1,6 @@
 """The type hints hold: mypy (configured in pyproject.toml, pinned in the test extras) over the
-SDK and the services, so a hint that lies about a value fails here, not in a user's editor."""
+SDK, the services, the tests and the benchmarks, so a hint that lies about a value fails here,
+not in a user's editor, and a test or benchmark cannot drift from the hints it calls."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_sdk_and_services_type_check() -> None:
+def test_the_sdk_services_tests_and_benchmarks_type_check() -> None:
     checked = subprocess.run(
-        [sys.executable, "-m", "mypy", "modelyard", "services"],
+        [sys.executable, "-m", "mypy", "modelyard", "services", "tests", "bench"],
         cwd=ROOT,
         capture_output=True,
         text=True,
