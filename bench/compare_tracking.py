@@ -285,7 +285,7 @@ def measure_store_write(
     from modelyard.services.tracking.app import migrate
     from modelyard.services.tracking.store.sql import SqlTrackingStore
 
-    db = Database(store_uri, sqlite_synchronous=sqlite_synchronous)  # type: ignore[arg-type]
+    db = Database(store_uri, sqlite_synchronous=sqlite_synchronous)
     try:
         migrate(db)
         store = SqlTrackingStore(db, (work / "store-write-artifacts").as_uri())

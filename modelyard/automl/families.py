@@ -49,7 +49,7 @@ class Family:
     name: str
     framework: str
     problems: tuple[str, ...]
-    suggest: Callable[[optuna.Trial, Context], Spec]
+    suggest: Callable[[optuna.trial.BaseTrial, Context], Spec]
     defaults: Callable[[Context], dict[str, Any]]
     small_data_only: bool = False
 
@@ -65,7 +65,7 @@ class Family:
         }
 
 
-def _p(trial: optuna.Trial, family: str) -> Callable[..., Any]:
+def _p(trial: optuna.trial.BaseTrial, family: str) -> Callable[..., Any]:
     """A suggest helper that prefixes parameter names with the family."""
 
     def suggest(kind: str, name: str, *args: Any, **kwargs: Any) -> Any:
@@ -87,7 +87,7 @@ def _weight_default(ctx: Context) -> dict[str, Any]:
 # -- scikit-learn --------------------------------------------------------------------------------
 
 
-def _linear(trial: optuna.Trial, ctx: Context) -> Spec:
+def _linear(trial: optuna.trial.BaseTrial, ctx: Context) -> Spec:
     s = _p(trial, "linear")
     if ctx.problem == CLASSIFICATION:
         kwargs = {"C": s("float", "C", 1e-4, 1e3, log=True), "max_iter": 2000}
@@ -107,8 +107,8 @@ def _linear_defaults(ctx: Context) -> dict[str, Any]:
     return {"alpha": 1e-3, "l1_ratio": 0.5}
 
 
-def _trees(kind: str) -> Callable[[optuna.Trial, Context], Spec]:
-    def suggest(trial: optuna.Trial, ctx: Context) -> Spec:
+def _trees(kind: str) -> Callable[[optuna.trial.BaseTrial, Context], Spec]:
+    def suggest(trial: optuna.trial.BaseTrial, ctx: Context) -> Spec:
         s = _p(trial, kind)
         kwargs: dict[str, Any] = {
             "n_estimators": s("int", "n_estimators", 50, 500, log=True),
@@ -139,7 +139,7 @@ def _trees_defaults(ctx: Context) -> dict[str, Any]:
     return out
 
 
-def _svm(trial: optuna.Trial, ctx: Context) -> Spec:
+def _svm(trial: optuna.trial.BaseTrial, ctx: Context) -> Spec:
     s = _p(trial, "svm")
     kwargs: dict[str, Any] = {
         "C": s("float", "C", 1e-2, 1e3, log=True),
@@ -161,7 +161,7 @@ def _svm_defaults(ctx: Context) -> dict[str, Any]:
     return out
 
 
-def _knn(trial: optuna.Trial, ctx: Context) -> Spec:
+def _knn(trial: optuna.trial.BaseTrial, ctx: Context) -> Spec:
     s = _p(trial, "knn")
     kwargs = {
         "n_neighbors": s("int", "n_neighbors", 1, 50, log=True),
@@ -176,7 +176,7 @@ def _knn(trial: optuna.Trial, ctx: Context) -> Spec:
 # -- gradient boosting ---------------------------------------------------------------------------
 
 
-def _lightgbm(trial: optuna.Trial, ctx: Context) -> Spec:
+def _lightgbm(trial: optuna.trial.BaseTrial, ctx: Context) -> Spec:
     s = _p(trial, "lightgbm")
     kwargs: dict[str, Any] = {
         "n_estimators": s("int", "n_estimators", 16, 1024, log=True),
@@ -209,7 +209,7 @@ def _lightgbm_defaults(ctx: Context) -> dict[str, Any]:
     }
 
 
-def _xgboost(trial: optuna.Trial, ctx: Context) -> Spec:
+def _xgboost(trial: optuna.trial.BaseTrial, ctx: Context) -> Spec:
     s = _p(trial, "xgboost")
     kwargs: dict[str, Any] = {
         "n_estimators": s("int", "n_estimators", 16, 1024, log=True),

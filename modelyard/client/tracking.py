@@ -9,10 +9,10 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, SupportsFloat, SupportsIndex
 
 import pandas as pd
 
@@ -295,13 +295,14 @@ class TrackingClient:
         self,
         run_id: str,
         key: str,
-        value: float,
-        timestamp: int | None = None,
-        step: int | None = None,
+        value: SupportsFloat,
+        timestamp: SupportsIndex | None = None,
+        step: SupportsIndex | None = None,
         synchronous: bool | None = None,
     ) -> RunOperations | None:
-        """`timestamp`: milliseconds since the epoch (default now); `step`: default 0. There is
-        no dataset_name, dataset_digest or model_id (MLflow 3's): no field of ours holds them."""
+        """`value`, `timestamp` and `step` may be numpy's numbers too. `timestamp`: milliseconds
+        since the epoch (default now); `step`: default 0. There is no dataset_name,
+        dataset_digest or model_id (MLflow 3's): no field of ours holds them."""
         fields = metric_args(key, value, _now_ms() if timestamp is None else timestamp, step or 0)
         request = pb.LogMetricRequest(run_id=run_id, **fields)
         if synchronous is False:
@@ -324,9 +325,9 @@ class TrackingClient:
     def log_batch(
         self,
         run_id: str,
-        metrics: Sequence[Metric] = (),
-        params: Sequence[Param] = (),
-        tags: Sequence[RunTag] = (),
+        metrics: Iterable[Metric] = (),
+        params: Iterable[Param] = (),
+        tags: Iterable[RunTag] = (),
         synchronous: bool | None = None,
     ) -> RunOperations | None:
         """Log everything, in as many LogBatch calls as the server's limits need (as

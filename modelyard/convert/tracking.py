@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import Any, SupportsFloat, SupportsIndex
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -90,7 +90,7 @@ _MIN_INT64 = -(2**63)
 _MAX_INT64 = 2**63 - 1
 
 
-def timestamp_fields(ms: int, field: str = "timestamp") -> Any:
+def timestamp_fields(ms: SupportsIndex, field: str = "timestamp") -> Any:
     """What Timestamp.FromMilliseconds sets, as constructor arguments, at half the cost (runs
     and batches carry hundreds of timestamps). Anything else than whole milliseconds within
     Timestamp's range is refused here, naming `field`, rather than by protobuf's TypeError or
@@ -117,7 +117,11 @@ def _whole_number(value: object, field: str, what: str, unit: str) -> int:
 
 
 def metric_args(
-    key: str, value: float, timestamp: int, step: int, index: int | None = None
+    key: str,
+    value: SupportsFloat,
+    timestamp: SupportsIndex,
+    step: SupportsIndex,
+    index: int | None = None,
 ) -> dict[str, Any]:
     """pb.Metric's (and LogMetricRequest's) fields of one value, checked: a value that is not
     a real number (None would be sent as 0.0), or a timestamp or step protobuf would refuse, is

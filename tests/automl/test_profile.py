@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -58,10 +58,8 @@ def test_imbalanced_classes_search_class_weights() -> None:
 
     from modelyard.automl import families
 
-    def fixed(params: dict[str, Any]) -> optuna.Trial:
-        """optuna's FixedTrial, which the families take though their hints say optuna.Trial
-        where any optuna.trial.BaseTrial does (modelyard/automl/families.py)."""
-        return cast(optuna.Trial, optuna.trial.FixedTrial(params))
+    def fixed(params: dict[str, Any]) -> optuna.trial.BaseTrial:
+        return optuna.trial.FixedTrial(params)
 
     ctx = families.Context("classification", n_rows=500, n_classes=2, imbalanced=True)
     found = {f.name: f for f in families.available(ctx)}

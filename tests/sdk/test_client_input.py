@@ -75,9 +75,9 @@ def test_log_metric_refuses_a_value_that_is_not_a_number(
 
 def test_numbers_of_every_kind_are_logged_as_floats(client: Client, run_id: str) -> None:
     client.log_metric(run_id, "int", 3)
-    # Numpy's numbers are taken, as MLflow takes them: the SDK's hints (float, int) leave them out.
+    # Numpy's numbers are taken, as MLflow takes them.
     np32, step = np.float32(0.5), np.int64(2)
-    client.log_metric(run_id, "np32", np32, step=step)  # type: ignore[arg-type]  # numpy: see above
+    client.log_metric(run_id, "np32", np32, step=step)
     client.log_metric(run_id, "nan", float("nan"))
     npint = Metric("npint", np.int64(7), np.int64(1_000), 1)  # type: ignore[arg-type]  # numpy, too
     client.log_batch(run_id, metrics=[npint])

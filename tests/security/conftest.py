@@ -48,7 +48,7 @@ class Secure:
 
         for interceptor in self.server._server._state.interceptor_pipeline.interceptors:
             if isinstance(interceptor, AuthInterceptor) and interceptor._authenticate:
-                interceptor._authenticate.state.refresh_now()  # type: ignore[attr-defined]
+                interceptor._authenticate.state.refresh_now()
 
 
 def secure_settings(home: Path, **auth: object) -> Settings:

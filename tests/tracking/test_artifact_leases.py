@@ -214,7 +214,7 @@ def busy_details(
     error: grpc.RpcError,
 ) -> tuple[error_details_pb2.RetryInfo | None, error_details_pb2.ErrorInfo | None]:
     """The standard details a generic gRPC client reads: when to retry, and why."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     found: dict[type, Any] = {}
     for detail in status.details if status else ():
         for kind in (error_details_pb2.RetryInfo, error_details_pb2.ErrorInfo):
@@ -253,7 +253,7 @@ def test_a_busy_path_answers_with_the_time_left_on_its_lease(
             with pytest.raises(grpc.RpcError) as refused:
                 call()
             after = int(time.time() * 1000)
-            assert refused.value.code() == code  # type: ignore[attr-defined]
+            assert refused.value.code() == code
             retry, reason = busy_details(refused.value)
             # A generic client is told to retry soon (the cause usually lasts milliseconds)...
             assert retry is not None, f"{code.name} carries no RetryInfo"
@@ -263,7 +263,7 @@ def test_a_busy_path_answers_with_the_time_left_on_its_lease(
             busy_ms = int(reason.metadata["busy_for_ms"])
             assert from_rpc_error(refused.value).busy_for == busy_ms / 1000
             # ...and grpc's own retry policy, which would retry blind, is told not to.
-            pushback = dict(refused.value.trailing_metadata())  # type: ignore[attr-defined]
+            pushback = dict(refused.value.trailing_metadata())
             assert pushback.get("grpc-retry-pushback-ms") == "-1"
             if lease_s * 1000 > MAX_BUSY_MS:
                 assert busy_ms == MAX_BUSY_MS

@@ -113,7 +113,7 @@ def test_log_batch_beyond_the_limits_is_split(stack: Client) -> None:
         f"t{i}": str(i) for i in range(150)
     }
     assert len(stack.search_runs(["0"], "params.p249 = '249'", ViewType.ALL)) == 1
-    # A generator: log_batch reads any iterable, though its hint says Sequence.
+    # A generator: log_batch reads any iterable.
     generated = (Metric("g", float(i), 1, i) for i in range(3))
-    stack.log_batch(rid, metrics=generated)  # type: ignore[arg-type]  # the hint: see above
+    stack.log_batch(rid, metrics=generated)
     assert [m.value for m in stack.get_metric_history(rid, "g")] == [0.0, 1.0, 2.0]
