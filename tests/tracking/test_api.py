@@ -17,6 +17,8 @@ from modelyard import Client
 from modelyard.entities import DatasetInput, Metric, Param, RunStatus, RunTag, ViewType
 from modelyard.entities.tracking import Dataset, InputTag
 from modelyard.errors import AlreadyExists, InvalidArgument
+from modelyard.services.common.settings import Settings
+from tests.conftest import running_server
 
 
 def test_experiments(stack: Client) -> None:
@@ -137,3 +139,41 @@ def test_health_and_reflection(stack: Client) -> None:
     )
     names = {s.name for s in reply.list_services_response.service}
     assert "modelyard.tracking.v1.TrackingService" in names
+
+
+def test_filters_of_the_most_conditions_allowed_are_answered(stack_settings: Settings) -> None:
+    """PostgreSQL planned every tag, param and metric lookup of a filter as one more join: 100
+    conditions (the most a filter may hold) took 35-60 s and gigabytes of its memory, and 40 tag
+    conditions on registered models 2 s. Thirty seconds is a bound here, not a timing."""
+    tags = {f"t{i}": "v" for i in range(100)}
+    with (
+        running_server(stack_settings) as server,
+        Client(server.address, timeout=30) as client,
+    ):
+        eid = client.create_experiment("many", tags=tags)
+        good, other = (client.create_run(eid).info.run_id for _ in range(2))
+        for rid, last in ((good, 1.0), (other, 0.0)):
+            client.log_batch(
+                rid,
+                metrics=[Metric(f"m{i}", 1.0 if i < 33 else last, 0, 0) for i in range(34)],
+                params=[Param(f"p{i}", "v") for i in range(33)],
+                tags=[RunTag(f"t{i}", "v") for i in range(33)],
+            )
+        metrics = [f"metrics.m{i} >= 1" for i in range(34)]
+        params_and_tags = [f"params.p{i} = 'v'" for i in range(33)] + [
+            f"tags.t{i} = 'v'" for i in range(33)
+        ]
+        found = client.search_runs([eid], " AND ".join(metrics + params_and_tags))
+        assert [r.info.run_id for r in found] == [good]
+
+        every_tag = " AND ".join(f"tags.t{i} = 'v'" for i in range(100))
+        assert [e.experiment_id for e in client.search_experiments(filter_string=every_tag)] == [
+            eid
+        ]
+        client.log_text(good, "weights", "model/weights.txt")
+        client.create_registered_model("many", tags=tags)
+        client.create_model_version("many", f"runs:/{good}/model", good, tags=tags)
+        models = client.search_registered_models(filter_string=every_tag)
+        assert [m.name for m in models] == ["many"]
+        versions = client.search_model_versions(filter_string=every_tag)
+        assert [(v.name, v.version) for v in versions] == [("many", 1)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Double, bindparam, not_
+from sqlalchemy import ColumnElement, Double, Select, bindparam, literal_column, not_
 
 from modelyard.errors import InvalidArgument
 from modelyard.services.common.filters.grammar import Comparison
@@ -18,6 +18,20 @@ Kind = Literal["string", "number"]
 
 STRING_OPS = ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN")
 NUMBER_OPS = ("=", "!=", "<", "<=", ">", ">=")
+
+# PostgreSQL plans each EXISTS lookup (a tag, param or metric of the row) as a semi-join and
+# searches the joins' orders: planning took 1 ms at 4 lookups, 30 ms at 8, 0.6 s at 30, and
+# 35-60 s and gigabytes of memory at the 100 a filter may hold. Lookups past the first few are
+# kept out of that search, each then a check per candidate row (one index probe).
+JOINED_LOOKUPS = 4
+
+
+def lookup_exists(stmt: Select, nth: int) -> ColumnElement[bool]:
+    """EXISTS (stmt) for a lookup with `nth` lookups (or comparisons) of the filter before it;
+    past JOINED_LOOKUPS with OFFSET 0, which PostgreSQL does not pull up into a join."""
+    if nth >= JOINED_LOOKUPS:
+        stmt = stmt.offset(literal_column("0"))
+    return stmt.exists()
 
 
 def compare(

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, delete, exists, insert, not_, select, update
+from sqlalchemy import Connection, Row, and_, delete, insert, not_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -23,7 +23,7 @@ from modelyard.entities.registry import (
 from modelyard.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from modelyard.services.common.db import Database
 from modelyard.services.common.filters import Comparison, OrderKey
-from modelyard.services.common.filters.sql import compare
+from modelyard.services.common.filters.sql import compare, lookup_exists
 from modelyard.services.common.pagination import decode_token, encode_token, fingerprint
 from modelyard.services.registry.store.base import PendingVersion, RegistryStore, StoredFile
 from modelyard.services.registry.store.schema import (
@@ -350,11 +350,14 @@ class SqlRegistryStore(RegistryStore):
         stmt = select(registered_models)
         if only_model_ids is not None:
             stmt = stmt.where(rm.model_id.in_(list(only_model_ids)))
-        for c in filters:
+        for nth, c in enumerate(filters):
             if c.entity == "tag":
                 stmt = stmt.where(
                     self._tag_clause(
-                        registered_model_tags, [registered_model_tags.c.model_id == rm.model_id], c
+                        registered_model_tags,
+                        [registered_model_tags.c.model_id == rm.model_id],
+                        c,
+                        nth,
                     )
                 )
             elif c.entity == "attribute" and c.key == "name":
@@ -379,13 +382,16 @@ class SqlRegistryStore(RegistryStore):
         return PagedList(found, token)
 
     @staticmethod
-    def _tag_clause(table: Any, match: list, c: Comparison) -> Any:
+    def _tag_clause(table: Any, match: list, c: Comparison, nth: int) -> Any:
+        """The filter's `nth` lookup of a tag (lookup_exists)."""
         on = and_(*match, table.c.key == c.key)
         if c.op == "IS NULL":
-            return not_(exists(select(1).where(on)))
+            return not_(lookup_exists(select(1).where(on), nth))
         if c.op == "IS NOT NULL":
-            return exists(select(1).where(on))
-        return exists(select(1).where(on, compare(table.c.value, c, "string", ops=_TAG_OPS)))
+            return lookup_exists(select(1).where(on), nth)
+        return lookup_exists(
+            select(1).where(on, compare(table.c.value, c, "string", ops=_TAG_OPS)), nth
+        )
 
     def set_registered_model_tag(self, name: str, key: str, value: str, user: str) -> None:
         with self.db.write() as conn:
@@ -590,7 +596,7 @@ class SqlRegistryStore(RegistryStore):
             "current_stage": mv.current_stage,
             "status": mv.status,
         }
-        for c in filters:
+        for nth, c in enumerate(filters):
             if c.entity == "tag":
                 stmt = stmt.where(
                     self._tag_clause(
@@ -600,6 +606,7 @@ class SqlRegistryStore(RegistryStore):
                             model_version_tags.c.version == mv.version,
                         ],
                         c,
+                        nth,
                     )
                 )
             elif c.entity == "attribute" and c.key in string_columns:

@@ -17,7 +17,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     cast,
-    exists,
     func,
     not_,
     select,
@@ -33,6 +32,7 @@ from modelyard.services.common.filters.sql import (
     STRING_OPS,
     bound_value,
     compare,
+    lookup_exists,
     value_shape,
 )
 from modelyard.services.tracking.store.schema import (
@@ -98,27 +98,32 @@ def _attribute(table: dict, key: str, field: str) -> tuple[ColumnElement, str]:
         ) from None
 
 
-def _exists(owner: ColumnElement, stmt: Select) -> ColumnElement[bool]:
-    """EXISTS (stmt), correlated to the run id `owner` however deep it is nested (SQLAlchemy
-    correlates by itself only to the enclosing SELECT)."""
-    return stmt.correlate(owner.table).exists()
+def _exists(owner: ColumnElement, stmt: Select, nth: int = 0) -> ColumnElement[bool]:
+    """The filter's `nth` lookup (lookup_exists), correlated to the run id `owner` however deep
+    it is nested (SQLAlchemy correlates by itself only to the enclosing SELECT)."""
+    return lookup_exists(stmt.correlate(owner.table), nth)
 
 
 def _key_value_clause(
-    table, owner: ColumnElement, c: Comparison, field: str, param: str | None = None
+    table,
+    owner: ColumnElement,
+    c: Comparison,
+    field: str,
+    param: str | None = None,
+    nth: int = 0,
 ) -> ColumnElement[bool]:
     """params.x / tags.x: a correlated EXISTS on (owner, key), so it uses the primary key."""
     match = select(1).where(table.c.run_uuid == owner, table.c.key == c.key)
     if c.op == "IS NULL":
-        return not_(_exists(owner, match))
+        return not_(_exists(owner, match, nth))
     if c.op == "IS NOT NULL":
-        return _exists(owner, match)
+        return _exists(owner, match, nth)
     value = compare(table.c.value, c, "string", field=field, ops=_TAG_OPS, param=param)
-    return _exists(owner, match.where(value))
+    return _exists(owner, match.where(value), nth)
 
 
 def _metric_clause(
-    c: Comparison, field: str, param: str, owner: ColumnElement
+    c: Comparison, field: str, param: str, owner: ColumnElement, nth: int = 0
 ) -> ColumnElement[bool]:
     """NaN compares as MLflow's: unequal to every number, and nothing else."""
     lm = latest_metrics
@@ -131,18 +136,19 @@ def _metric_clause(
             lm.c.key == c.key,
             lm.c.is_nan.is_(False) & value if nan is None else nan | value,
         ),
+        nth,
     )
 
 
 def _dataset_clause(
-    c: Comparison, field: str, param: str, owner: ColumnElement
+    c: Comparison, field: str, param: str, owner: ColumnElement, nth: int = 0
 ) -> ColumnElement[bool]:
-    joined = inputs.join(datasets, inputs.c.dataset_uuid == datasets.c.dataset_uuid)
+    tables = inputs.join(datasets, inputs.c.dataset_uuid == datasets.c.dataset_uuid)
     if c.key in ("name", "digest"):
         column = datasets.c.name if c.key == "name" else datasets.c.digest
         cond = compare(column, c, "string", field=field, param=param)
     elif c.key == "context":
-        joined = joined.join(
+        tables = tables.join(
             input_tags,
             and_(
                 input_tags.c.input_uuid == inputs.c.input_uuid,
@@ -156,7 +162,8 @@ def _dataset_clause(
             "datasets.context",
             field=field,
         )
-    return _exists(owner, select(1).select_from(joined).where(inputs.c.run_uuid == owner, cond))
+    lookup = select(1).select_from(tables).where(inputs.c.run_uuid == owner, cond)
+    return _exists(owner, lookup, nth)
 
 
 def run_conditions(
@@ -172,19 +179,22 @@ def run_conditions(
     its own, which lets PostgreSQL test them before it reads the run's row."""
     stage = stage_filter(runs.c.lifecycle_stage, view_type)
     clauses = [] if stage is None else [stage]
+    nth = 0  # lookups so far
     for i, c in enumerate(_normalized(filters)):
         param = _param(i)
         if c.entity == "metric":
-            clauses.append(_metric_clause(c, field, param, owner))
+            clauses.append(_metric_clause(c, field, param, owner, nth))
         elif c.entity == "param":
-            clauses.append(_key_value_clause(params, owner, c, field, param))
+            clauses.append(_key_value_clause(params, owner, c, field, param, nth))
         elif c.entity == "tag":
-            clauses.append(_key_value_clause(tags, owner, c, field, param))
+            clauses.append(_key_value_clause(tags, owner, c, field, param, nth))
         elif c.entity == "dataset":
-            clauses.append(_dataset_clause(c, field, param, owner))
+            clauses.append(_dataset_clause(c, field, param, owner, nth))
         else:
             column, kind = _attribute(_RUN_ATTRIBUTES, c.key, field)
             clauses.append(compare(column, c, kind, field=field, param=param))
+            continue
+        nth += 1
     return clauses
 
 
@@ -356,6 +366,7 @@ def runs_missing_metric(key: OrderKey, conditions: Sequence) -> Select:
 
 def experiment_filter_clauses(filters: Sequence[Comparison], field: str = "filter") -> list:
     clauses = []
+    nth = 0  # lookups so far
     for c in filters:
         if c.entity == "tag":
             match = and_(
@@ -363,12 +374,13 @@ def experiment_filter_clauses(filters: Sequence[Comparison], field: str = "filte
                 experiment_tags.c.key == c.key,
             )
             if c.op == "IS NULL":
-                clauses.append(not_(exists(select(1).where(match))))
+                clauses.append(not_(lookup_exists(select(1).where(match), nth)))
             elif c.op == "IS NOT NULL":
-                clauses.append(exists(select(1).where(match)))
+                clauses.append(lookup_exists(select(1).where(match), nth))
             else:
                 cond = compare(experiment_tags.c.value, c, "string", field=field, ops=_TAG_OPS)
-                clauses.append(exists(select(1).where(match, cond)))
+                clauses.append(lookup_exists(select(1).where(match, cond), nth))
+            nth += 1
         elif c.entity == "attribute":
             column, kind = _attribute(_EXPERIMENT_ATTRIBUTES, c.key, field)
             if c.key == "experiment_id":
