@@ -918,8 +918,7 @@ def profile_server(
 def register_modelyard(server: Server, cases: dict[str, Case], delay_us: int) -> dict[str, Any]:
     """Log, register and serve every case; for `frame` and `rf` also endpoints on the same
     version with batching off and with a queue delay. One endpoint at a time, each READY before
-    the next: endpoints loading the same version at once can fail (ModelLoader.load replaces
-    the cached package while another endpoint reads it)."""
+    the next."""
     import modelyard
     import modelyard.sklearn
     from modelyard import Client

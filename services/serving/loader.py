@@ -3,18 +3,27 @@
 The cache is keyed by the sha256 of the version's file digests, so the same bytes are downloaded
 once however many endpoints or versions point at them, and a changed file can never be confused
 with a cached one. Every load verifies the package's digests before unpickling anything.
+
+Loads of one version may run at once, in threads here and in other replicas sharing the cache
+directory. One of them fills the entry (under a lock held across both) into a staging copy and
+publishes it with one rename; a published entry is complete and is never replaced or deleted,
+so a load reading it cannot be broken by another.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import shutil
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from modelyard.client.registry import RegistryClient
-from modelyard.errors import FailedPrecondition
+from modelyard.entities.common import FileInfo
+from modelyard.errors import FailedPrecondition, Internal, ModelyardError
 from modelyard.features.client import FeatureStoreClient
 from modelyard.models.uri import resolve_model_version
 from modelyard.pyfunc import load_local
@@ -22,6 +31,15 @@ from modelyard.services.serving.features import FeatureJoin
 from modelyard.services.serving.model import LoadedModel
 
 _DONE = ".modelyard-complete"
+# Stands for the cache directory in messages: load failures are shown to endpoint users.
+_CACHE_LABEL = "<model-cache>"
+
+
+def files_digest(files: list[FileInfo]) -> str:
+    """The cache key of a version: one sha256 over its files' paths and digests."""
+    return hashlib.sha256(
+        "".join(f"{f.path}\0{f.sha256}\n" for f in sorted(files, key=lambda f: f.path)).encode()
+    ).hexdigest()
 
 
 class ModelLoader:
@@ -35,6 +53,8 @@ class ModelLoader:
         self._features = features
         self.cache_dir = cache_dir
         cache_dir.mkdir(parents=True, exist_ok=True)
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
 
     def resolve(self, model_uri: str) -> tuple[str, int]:
         return self.resolve_with(self._registry(), model_uri)
@@ -47,22 +67,20 @@ class ModelLoader:
     def load(self, name: str, version: int) -> LoadedModel:
         registry = self._registry()
         files = registry.list_model_version_artifacts(name, version)
-        digest = hashlib.sha256(
-            "".join(f"{f.path}\0{f.sha256}\n" for f in sorted(files, key=lambda f: f.path)).encode()
-        ).hexdigest()
-        target = self.cache_dir / digest
-        if not (target / _DONE).exists():
-            staging = self.cache_dir / f".{digest}.{uuid.uuid4().hex}"
-            try:
-                registry.download_model_version(name, version, staging)
-                (staging / _DONE).touch()
-                if target.exists():
-                    shutil.rmtree(target)
-                staging.rename(target)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
-        # The completion marker is the cache's, not the package's.
-        model = load_local(target, ignore=(_DONE,))
+        try:
+            package = self._cached(
+                files_digest(files),
+                lambda staging: self._download(registry, name, version, files, staging),
+            )
+            # The completion marker is the cache's, not the package's.
+            model = load_local(package, ignore=(_DONE,))
+        except ModelyardError as exc:
+            raise self._without_cache_path(exc) from exc
+        except OSError as exc:
+            raise Internal(
+                f"model {name} version {version} could not be cached or read: "
+                f"{self._describe(exc)}; check the serving model cache's disk"
+            ) from exc
         service = model.metadata.feature_service
         join = None
         if service:
@@ -73,3 +91,75 @@ class ModelLoader:
                 )
             join = FeatureJoin.resolve(service, self._features)
         return LoadedModel(name, version, model, join)
+
+    @staticmethod
+    def _download(
+        registry: RegistryClient, name: str, version: int, files: list[FileInfo], dst: Path
+    ) -> None:
+        """The listed files (those the cache key was computed from), each sha256-checked."""
+        for f in files:
+            if not f.is_dir:
+                registry.download_model_version_file(name, version, f.path, dst)
+
+    # -- the cache -----------------------------------------------------------------------------
+
+    def _cached(self, digest: str, fill: Callable[[Path], None]) -> Path:
+        """The complete cache entry for `digest`, filled by `fill` unless a load (here or in
+        another process) already published it."""
+        target = self.cache_dir / digest
+        if (target / _DONE).exists():
+            return target
+        with self._lock(digest):
+            if (target / _DONE).exists():
+                return target  # published while this load waited for the lock
+            staging = self.cache_dir / f".{digest}.{uuid.uuid4().hex}"
+            try:
+                fill(staging)
+                (staging / _DONE).touch()
+                self._publish(staging, target)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)  # gone already once published
+        return target
+
+    def _publish(self, staging: Path, target: Path) -> None:
+        """Move the complete `staging` copy to `target` in one rename (with the lock held)."""
+        if target.exists() and not (target / _DONE).exists():
+            # Left incomplete by a load that died: no load reads an entry without the marker.
+            stale = self.cache_dir / f".{target.name}.{uuid.uuid4().hex}.stale"
+            target.rename(stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            staging.rename(target)
+        except OSError:
+            # Published by a process the lock did not reach (a file system without flock, say):
+            # keep that entry, as loads may be reading it, and drop this copy.
+            if not (target / _DONE).exists():
+                raise
+
+    @contextmanager
+    def _lock(self, digest: str) -> Iterator[None]:
+        """Held by one load of `digest` at a time: across threads (a lock per digest) and across
+        processes sharing the cache directory (flock on a lock file, released on close)."""
+        with self._locks_guard:
+            lock = self._locks.setdefault(digest, threading.Lock())
+        with lock, open(self.cache_dir / f".{digest}.lock", "a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            yield
+
+    # -- messages ------------------------------------------------------------------------------
+
+    def _without_cache_path(self, exc: ModelyardError) -> ModelyardError:
+        """`exc` again, with the cache directory's path replaced by a label."""
+        return type(exc)(
+            exc.message.replace(str(self.cache_dir), _CACHE_LABEL),
+            field=exc.field,
+            resource_type=exc.resource_type,
+            resource_name=exc.resource_name,
+        )
+
+    def _describe(self, exc: OSError) -> str:
+        """What failed, naming a file by its place in the cache rather than its full path."""
+        what = exc.strerror or type(exc).__name__
+        if not exc.filename:
+            return what
+        return f"{what}: {str(exc.filename).replace(str(self.cache_dir), _CACHE_LABEL)}"

@@ -1,0 +1,73 @@
+"""Loading model versions: the shared local cache under concurrent loads."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modelyard.errors import DataLoss
+from modelyard.services.serving.loader import ModelLoader
+from modelyard.services.serving.model import LoadedModel
+
+
+def _load_at_once(loaders: list[ModelLoader], threads: int) -> list[LoadedModel | BaseException]:
+    """Iris version 1 loaded by `threads` threads (taking the loaders in turn), all started at
+    the same moment: each one's model or error."""
+    start = threading.Barrier(threads)
+    results: list[LoadedModel | BaseException] = []
+
+    def load(loader: ModelLoader) -> None:
+        start.wait(30)
+        try:
+            results.append(loader.load("iris", 1))
+        except BaseException as exc:
+            results.append(exc)
+
+    running = [
+        threading.Thread(target=load, args=(loaders[i % len(loaders)],)) for i in range(threads)
+    ]
+    for t in running:
+        t.start()
+    for t in running:
+        t.join()
+    return results
+
+
+def test_concurrent_loads_of_one_version_never_break_each_other(
+    platform, iris, two_versions, tmp_path: Path
+) -> None:
+    """Loads of one version started at the same moment, by threads of one loader and of a second
+    loader on the same cache directory (a second replica on a shared volume), all succeed: none
+    deletes or replaces files another is reading (they once did, leaving endpoints FAILED)."""
+    _server, client = platform
+    X, _y = iris
+    expected = two_versions[0].predict(X.head(5))
+    for round_ in range(5):  # a fresh cache each round, so every round races to fill it
+        cache = tmp_path / f"cache-{round_}"
+        results = _load_at_once([ModelLoader(lambda: client, cache) for _ in range(2)], 8)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        assert errors == [], f"round {round_}: {errors}"
+        for model in results:
+            assert isinstance(model, LoadedModel)
+            assert np.array_equal(model.model.predict(X.head(5)), expected)
+        # One complete entry, and no staging copy left behind.
+        entries = [p.name for p in cache.iterdir() if p.is_dir()]
+        assert len(entries) == 1 and not entries[0].startswith("."), entries
+
+
+def test_load_failures_do_not_show_the_cache_path(platform, two_versions, tmp_path: Path) -> None:
+    """A failed load's message (an endpoint's reason) names the file, not where the server keeps
+    its cache."""
+    _server, client = platform
+    cache = tmp_path / "cache"
+    loader = ModelLoader(lambda: client, cache)
+    loader.load("iris", 1)
+    (entry,) = [p for p in cache.iterdir() if p.is_dir()]
+    (entry / "model.pkl").write_bytes(b"corrupted")
+    with pytest.raises(DataLoss) as err:
+        loader.load("iris", 1)
+    assert "model.pkl was modified" in err.value.message
+    assert str(tmp_path) not in err.value.message and entry.name in err.value.message
