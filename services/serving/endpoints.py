@@ -26,7 +26,7 @@ from modelyard.errors import NotFound, Unavailable
 from modelyard.models.uri import parse_models_uri
 from modelyard.services.common.logging import get_logger
 from modelyard.services.serving.batching import DynamicBatcher
-from modelyard.services.serving.loader import ModelLoader
+from modelyard.services.serving.loader import ModelLoader, VersionFiles
 from modelyard.services.serving.model import LoadedModel
 
 log = get_logger(__name__)
@@ -85,11 +85,11 @@ class ServedModelRuntime:
             version = 0
             try:
                 name, version = self._loader.resolve(self.spec.model_uri)
-                current = self._current
-                if current is not None and current[0].version == version:
+                located = self._loader.files_of(name, version)
+                if self._serving(located, self._current):
                     self.state, self.reason = ServedModelState.READY, ""
                     return False
-                model = self._loader.load(name, version)
+                model = self._loader.load_files(located)
                 batching = self.spec.batching
                 batcher = DynamicBatcher(
                     model.predict,
@@ -108,6 +108,16 @@ class ServedModelRuntime:
                 self.state = ServedModelState.READY if self._current else ServedModelState.FAILED
                 log.warning("endpoint %s: %s", self.endpoint, self.reason)
                 return False
+
+    @staticmethod
+    def _serving(located: VersionFiles, current: tuple[LoadedModel, DynamicBatcher] | None) -> bool:
+        """Whether `current` is that version: its number and its files' digest, as a model
+        deleted and registered again reuses names and numbers for other content."""
+        return (
+            current is not None
+            and current[0].version == located.version
+            and current[0].digest == located.digest
+        )
 
     def unload(self) -> None:
         self._current = None

@@ -19,6 +19,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from modelyard.client.registry import RegistryClient
@@ -35,11 +36,22 @@ _DONE = ".modelyard-complete"
 _CACHE_LABEL = "<model-cache>"
 
 
-def files_digest(files: list[FileInfo]) -> str:
+def files_digest(files: tuple[FileInfo, ...]) -> str:
     """The cache key of a version: one sha256 over its files' paths and digests."""
     return hashlib.sha256(
         "".join(f"{f.path}\0{f.sha256}\n" for f in sorted(files, key=lambda f: f.path)).encode()
     ).hexdigest()
+
+
+@dataclass(frozen=True)
+class VersionFiles:
+    """A version's files as the registry lists them now; `digest` identifies their content,
+    where a name and version number may come back (a model deleted and registered again)."""
+
+    name: str
+    version: int
+    files: tuple[FileInfo, ...]
+    digest: str
 
 
 class ModelLoader:
@@ -64,13 +76,20 @@ class ModelLoader:
         """(name, version) the URI points at now, asking `registry` (and so with its rights)."""
         return resolve_model_version(model_uri, registry)
 
+    def files_of(self, name: str, version: int) -> VersionFiles:
+        files = tuple(self._registry().list_model_version_artifacts(name, version))
+        return VersionFiles(name, version, files, files_digest(files))
+
     def load(self, name: str, version: int) -> LoadedModel:
-        registry = self._registry()
-        files = registry.list_model_version_artifacts(name, version)
+        return self.load_files(self.files_of(name, version))
+
+    def load_files(self, located: VersionFiles) -> LoadedModel:
+        """The version whose files were listed as `located` (downloaded unless cached)."""
+        name, version, registry = located.name, located.version, self._registry()
         try:
             package = self._cached(
-                files_digest(files),
-                lambda staging: self._download(registry, name, version, files, staging),
+                located.digest,
+                lambda staging: self._download(registry, name, version, located.files, staging),
             )
             # The completion marker is the cache's, not the package's.
             model = load_local(package, ignore=(_DONE,))
@@ -90,11 +109,11 @@ class ModelLoader:
                     "server has no feature store; set MODELYARD_SERVING__FEATURES_URI"
                 )
             join = FeatureJoin.resolve(service, self._features)
-        return LoadedModel(name, version, model, join)
+        return LoadedModel(name, version, model, join, digest=located.digest)
 
     @staticmethod
     def _download(
-        registry: RegistryClient, name: str, version: int, files: list[FileInfo], dst: Path
+        registry: RegistryClient, name: str, version: int, files: tuple[FileInfo, ...], dst: Path
     ) -> None:
         """The listed files (those the cache key was computed from), each sha256-checked."""
         for f in files:

@@ -48,10 +48,16 @@ def _text(column: np.ndarray) -> np.ndarray:
 
 class LoadedModel:
     def __init__(
-        self, name: str, version: int, model: PyFuncModel, features: FeatureJoin | None = None
+        self,
+        name: str,
+        version: int,
+        model: PyFuncModel,
+        features: FeatureJoin | None = None,
+        digest: str = "",
     ) -> None:
         self.name = name
         self.version = version
+        self.digest = digest  # of the version's files: what tells two models of one name apart
         self.model = model
         # Set for models trained from a feature service: requests carry entity keys.
         self.features = features

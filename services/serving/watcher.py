@@ -11,13 +11,16 @@ from modelyard.services.common.logging import get_logger
 
 log = get_logger(__name__)
 
-# Events after which a models:/name@alias or models:/name/Stage URI may point elsewhere.
+# Events after which a models:/ URI may point elsewhere, or at other files: a model deleted and
+# registered again reuses its name and version numbers.
 RELOAD_EVENTS = {
     "ALIAS_SET",
     "ALIAS_DELETED",
     "STAGE_TRANSITIONED",
     "VERSION_READY",
     "VERSION_DELETED",
+    "MODEL_DELETED",
+    "MODEL_RENAMED",
 }
 
 
@@ -53,6 +56,8 @@ class RegistryWatcher:
                     self._since = event.event_id
                     if event.event_type in RELOAD_EVENTS:
                         self._on_change(event.model_name)
+                        if old_name := event.details.get("old_name"):
+                            self._on_change(old_name)  # renamed: its URIs resolve no longer
                     if self._stop.is_set():
                         return
             except ModelyardError as exc:

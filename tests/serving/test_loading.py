@@ -1,4 +1,5 @@
-"""Loading model versions: the shared local cache under concurrent loads."""
+"""Loading model versions: the shared local cache under concurrent loads, and reloading when
+a name and version number come back with other content."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.dummy import DummyClassifier
 
+from modelyard.entities.serving import ServedModel, ServedModelState
 from modelyard.errors import DataLoss
 from modelyard.services.serving.loader import ModelLoader
 from modelyard.services.serving.model import LoadedModel
+from tests.serving.conftest import register, wait_ready
 
 
 def _load_at_once(loaders: list[ModelLoader], threads: int) -> list[LoadedModel | BaseException]:
@@ -71,3 +75,38 @@ def test_load_failures_do_not_show_the_cache_path(platform, two_versions, tmp_pa
         loader.load("iris", 1)
     assert "model.pkl was modified" in err.value.message
     assert str(tmp_path) not in err.value.message and entry.name in err.value.message
+
+
+def test_a_model_registered_again_replaces_the_deleted_one(platform, iris, two_versions) -> None:
+    """After model "m" is deleted and registered again, endpoints on models:/m@live and
+    models:/m/1 load the new version 1 on their own (from the registry's events), though name
+    and version number are the same (they once kept serving the deleted model)."""
+    _server, client = platform
+    X, y = iris
+    register(two_versions[0], X, "m")
+    client.set_registered_model_alias("m", "live", 1)
+    uris = {"by-alias": "models:/m@live", "by-number": "models:/m/1"}
+    loaded_at = {}
+    for endpoint, uri in uris.items():
+        client.create_endpoint(endpoint, [ServedModel(uri)])
+        loaded_at[endpoint] = wait_ready(client, endpoint, version=1).served_models[0].loaded_time
+    client.delete_registered_model("m")
+    for endpoint in uris:  # they keep serving what they have, and say why it is stale
+        stale = next(
+            s
+            for e in client.watch_endpoint(endpoint, timeout=60)
+            if (s := e.served_models[0]).reason
+        )
+        assert stale.state == ServedModelState.READY and "'m'" in stale.reason, stale.reason
+    again = DummyClassifier(strategy="constant", constant=2).fit(X, y)
+    assert register(again, X, "m") == 1
+    client.set_registered_model_alias("m", "live", 1)
+    for endpoint in uris:
+        reloaded = next(
+            s
+            for e in client.watch_endpoint(endpoint, timeout=60)
+            if (s := e.served_models[0]).loaded_time != loaded_at[endpoint]
+        )
+        assert reloaded.state == ServedModelState.READY and reloaded.version == 1
+        out = client.predict(endpoint, X.head(5))
+        assert np.array_equal(out["predictions"], again.predict(X.head(5))), endpoint
