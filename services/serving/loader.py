@@ -12,7 +12,6 @@ so a load reading it cannot be broken by another.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import shutil
 import threading
@@ -30,6 +29,11 @@ from modelyard.models.uri import resolve_model_version
 from modelyard.pyfunc import load_local
 from modelyard.services.serving.features import FeatureJoin
 from modelyard.services.serving.model import LoadedModel
+
+try:
+    import fcntl
+except ImportError:  # Windows: loads in one process still take turns; replicas are POSIX pods
+    fcntl = None  # type: ignore[assignment]
 
 _DONE = ".modelyard-complete"
 # Stands for the cache directory in messages: load failures are shown to endpoint users.
@@ -162,7 +166,8 @@ class ModelLoader:
         with self._locks_guard:
             lock = self._locks.setdefault(digest, threading.Lock())
         with lock, open(self.cache_dir / f".{digest}.lock", "a") as held:
-            fcntl.flock(held, fcntl.LOCK_EX)
+            if fcntl is not None:
+                fcntl.flock(held, fcntl.LOCK_EX)
             yield
 
     # -- messages ------------------------------------------------------------------------------
