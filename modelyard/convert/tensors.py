@@ -68,10 +68,16 @@ def bad_tensor(name: str, message: str) -> InvalidArgument:
     return InvalidArgument(f"tensor {name!r}: {message}", field=name)
 
 
+# No tensor a message can carry comes near it; past it numpy cannot shape even an empty array.
+MAX_DIM = 2**31 - 1
+
+
 def checked_shape(name: str, shape: Sequence[int]) -> tuple[int, ...]:
     dims = tuple(int(d) for d in shape)
     if any(d < 0 for d in dims):
         raise bad_tensor(name, f"shape {list(dims)} has a negative dimension")
+    if any(d > MAX_DIM for d in dims):
+        raise bad_tensor(name, f"shape {list(dims)} has a dimension over {MAX_DIM:,}")
     return dims
 
 

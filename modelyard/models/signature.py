@@ -55,6 +55,13 @@ class ColumnSpec:
     type: str
     required: bool = True
 
+    def __post_init__(self) -> None:
+        if self.type not in COLUMN_TYPES:
+            raise InvalidArgument(
+                f"column {self.name!r}: type {self.type!r} is not one of {', '.join(COLUMN_TYPES)}",
+                field=self.name,
+            )
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "required": self.required}
 
@@ -64,6 +71,20 @@ class TensorSpec:
     dtype: str
     shape: tuple[int, ...]
     name: str | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            np.dtype(self.dtype)
+        except TypeError:
+            raise InvalidArgument(
+                f"tensor {self.name or 'input'!r}: dtype {self.dtype!r} is no numpy dtype "
+                "(float32, int64, str, ...)",
+                field=self.name or "dtype",
+            ) from None
+
+    @property
+    def takes_text(self) -> bool:
+        return np.dtype(self.dtype).kind == "U"
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": "tensor", "dtype": self.dtype, "shape": list(self.shape)}

@@ -22,7 +22,7 @@ from modelyard.convert.tensors import (
     from_raw,
     to_raw,
 )
-from modelyard.errors import InvalidArgument
+from modelyard.errors import Internal, InvalidArgument
 
 # numpy's limit before 2.0 (64 since); no model takes deeper tensors.
 MAX_DIMS = 32
@@ -65,7 +65,18 @@ def _from_contents(at: str, tensor: Any, shape: tuple[int, ...]) -> np.ndarray:
         )
     if tensor.datatype == "BYTES":
         return np.array(list(values), dtype=object).reshape(shape)
-    return np.array(values, dtype=dtype).reshape(shape)
+    try:
+        return np.array(values, dtype=dtype).reshape(shape)
+    except OverflowError:  # contents fields are wider than the datatype (300 as a UINT8)
+        info = np.iinfo(dtype)
+        outside = next(v for v in values if not info.min <= v <= info.max)
+        raise _about(
+            f"{at}.contents.{field}",
+            bad_tensor(
+                tensor.name,
+                f"value {outside} does not fit {tensor.datatype} ({info.min} to {info.max})",
+            ),
+        ) from None
 
 
 def decode_inputs(request: oip.ModelInferRequest) -> dict[str, np.ndarray]:
@@ -82,6 +93,12 @@ def decode_inputs(request: oip.ModelInferRequest) -> dict[str, np.ndarray]:
     decoded: dict[str, np.ndarray] = {}
     for i, tensor in enumerate(request.inputs):
         at = f"inputs[{i}]"
+        if raw and tensor.HasField("contents") and tensor.contents.ListFields():
+            raise InvalidArgument(
+                f"raw_input_contents: {at} carries its data in contents too; send the inputs' "
+                "data one way, raw or in contents",
+                field="raw_input_contents",
+            )
         if not tensor.name:
             raise InvalidArgument(
                 f"{at}.name is required: input #{i} has no name", field=f"{at}.name"
@@ -109,6 +126,26 @@ def decode_inputs(request: oip.ModelInferRequest) -> dict[str, np.ndarray]:
     return decoded
 
 
+def unknown_outputs(request: oip.ModelInferRequest, outputs: Mapping[str, np.ndarray]) -> None:
+    """Refuse requested outputs the model does not give, as Triton does."""
+    for i, wanted in enumerate(request.outputs):
+        if wanted.name not in outputs:
+            raise InvalidArgument(
+                f"outputs[{i}].name: the model has no output {wanted.name!r}; it gives "
+                f"{sorted(outputs)} (ask for none to get them all)",
+                field=f"outputs[{i}].name",
+            )
+
+
+def _datatype_of_output(name: str, array: np.ndarray) -> str:
+    """The model's doing, not the caller's: an output of a type the protocol lacks is INTERNAL
+    naming it."""
+    try:
+        return datatype_of(array)
+    except InvalidArgument as exc:
+        raise Internal(f"model output {name!r}: {exc.message}") from None
+
+
 def encode_outputs(
     response: oip.ModelInferResponse,
     outputs: Mapping[str, np.ndarray],
@@ -118,7 +155,7 @@ def encode_outputs(
     """Add the outputs to `response`: raw if the request was raw, or if any output can only
     travel raw (FP16); the protocol forbids mixing the two forms in one response."""
     chosen = {n: a for n, a in outputs.items() if not wanted or n in wanted}
-    types = {n: datatype_of(a) for n, a in chosen.items()}
+    types = {n: _datatype_of_output(n, a) for n, a in chosen.items()}
     raw = raw or any(DATATYPES[t][1] is None for t in types.values())
     for name, array in chosen.items():
         datatype = types[name]

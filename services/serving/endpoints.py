@@ -22,12 +22,12 @@ from modelyard.entities.serving import (
     ServedModel,
     ServedModelState,
 )
-from modelyard.errors import NotFound, Unavailable
+from modelyard.errors import InvalidArgument, NotFound, Unavailable
 from modelyard.models.uri import parse_models_uri
 from modelyard.services.common.logging import get_logger
 from modelyard.services.serving.batching import DynamicBatcher
 from modelyard.services.serving.loader import ModelLoader, VersionFiles
-from modelyard.services.serving.model import LoadedModel
+from modelyard.services.serving.model import LoadedModel, rows
 
 log = get_logger(__name__)
 
@@ -131,7 +131,13 @@ class ServedModelRuntime:
         deadline: float | None = None,
     ) -> tuple[LoadedModel, dict[str, Any]]:
         model, batcher = self.current
-        return model, batcher(model.to_input(tensors, missing_features), deadline)
+        model_input = model.to_input(tensors, missing_features)
+        if rows(model_input) == 0:
+            raise InvalidArgument(
+                "inputs: the request has no rows (a first dimension of 0); send at least one",
+                field="inputs",
+            )
+        return model, batcher(model_input, deadline)
 
     def to_entity(self) -> ServedModel:
         current = self._current

@@ -40,10 +40,35 @@ class TensorInfo:
     shape: tuple[int, ...]
 
 
-def _text(column: np.ndarray) -> np.ndarray:
-    if column.dtype == object:
-        return np.array([v.decode() if isinstance(v, bytes) else v for v in column], dtype=object)
-    return column
+def _decoded(values: np.ndarray, name: str) -> np.ndarray:
+    """BYTES elements (of any shape) as text; InvalidArgument naming the input where one is no
+    UTF-8."""
+    try:
+        flat = [v.decode() if isinstance(v, bytes) else v for v in values.ravel()]
+    except UnicodeDecodeError as exc:
+        raise InvalidArgument(
+            f"input {name!r}: a value is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+            "send text, or log the model with a binary column",
+            field=name,
+        ) from None
+    return np.array(flat, dtype=object).reshape(values.shape)
+
+
+def _column(values: np.ndarray, spec: ColumnSpec) -> Any:
+    """One column's BYTES as the signature's type takes them: binary stays bytes, times are
+    read from ISO 8601 text, the rest is text (numbers in it are converted by `enforce`)."""
+    if values.dtype != object or spec.type == "binary":
+        return values
+    text = _decoded(values, spec.name)
+    if spec.type != "datetime":
+        return text
+    try:
+        return pd.to_datetime(pd.Series(text), format="ISO8601").to_numpy()
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgument(
+            f"input {spec.name!r}: {exc}; send times as ISO 8601 text (2026-12-06T17:30:00)",
+            field=spec.name,
+        ) from None
 
 
 class LoadedModel:
@@ -110,6 +135,9 @@ class LoadedModel:
             )
         ((name, array),) = tensors.items()
         if self.signature is not None:
+            spec = self.signature.inputs[0]
+            if array.dtype == object and isinstance(spec, TensorSpec) and spec.takes_text:
+                array = _decoded(array, name)
             try:
                 return enforce(self.signature, array)
             except InvalidArgument as exc:
@@ -128,11 +156,14 @@ class LoadedModel:
                 )
             if self._array_ok and array.dtype == self._numeric_dtype:
                 return array  # already exactly what the model takes
-            frame = pd.DataFrame(
-                _text(array) if array.dtype == object else array, columns=self._index
-            )
+            if array.dtype == object:
+                frame = pd.DataFrame(
+                    {c.name: _column(array[:, j], c) for j, c in enumerate(self.columns)}
+                )
+            else:
+                frame = pd.DataFrame(array, columns=self._index)
         else:
-            missing = [n for n in names if n not in tensors]
+            missing = [c.name for c in self.columns if c.required and c.name not in tensors]
             if missing:
                 raise InvalidArgument(
                     f"input is missing column {missing[0]!r}; the model takes {names}",
@@ -140,7 +171,10 @@ class LoadedModel:
                 )
             data = {}
             rows = None
-            for n in names:
+            for spec in self.columns:
+                n = spec.name
+                if n not in tensors:
+                    continue  # an optional column
                 column = tensors[n]
                 if column.ndim == 2 and column.shape[1] == 1:
                     column = column[:, 0]
@@ -155,10 +189,15 @@ class LoadedModel:
                         f"input {n!r} has {len(column)} rows, the others {rows}", field=n
                     )
                 rows = len(column)
-                data[n] = _text(column)
-            if self._array_ok and all(c.dtype == self._numeric_dtype for c in data.values()):
+                data[n] = _column(column, spec)
+            if (
+                self._array_ok
+                and len(data) == len(names)
+                and all(c.dtype == self._numeric_dtype for c in data.values())
+            ):
                 return np.column_stack(list(data.values()))  # the types are already right
-            frame = pd.DataFrame(data, columns=self._index)
+            # The index built once, where every column came (no optional one left out).
+            frame = pd.DataFrame(data, columns=self._index if len(data) == len(names) else None)
         return self._enforced(frame)
 
     def _enforced(self, frame: pd.DataFrame) -> Any:
@@ -185,13 +224,21 @@ class LoadedModel:
                 f"model {self.name} version {self.version} failed to predict: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-        if isinstance(result, pd.DataFrame):
-            return {str(c): result[c].to_numpy() for c in result.columns}
-        if isinstance(result, pd.Series):
-            return {str(result.name or self.output_name): result.to_numpy()}
-        if isinstance(result, dict):
-            return {k: np.asarray(v) for k, v in result.items()}
-        return {self.output_name: np.asarray(result)}
+        try:
+            if isinstance(result, pd.DataFrame):
+                outputs = {str(c): result[c].to_numpy() for c in result.columns}
+            elif isinstance(result, pd.Series):
+                outputs = {str(result.name or self.output_name): result.to_numpy()}
+            elif isinstance(result, dict):
+                outputs = {str(k): np.asarray(v) for k, v in result.items()}
+            else:
+                outputs = {self.output_name: np.asarray(result)}
+        except (ValueError, TypeError) as exc:  # ragged lists, say
+            raise Internal(
+                f"model {self.name} version {self.version} returned {type(result).__name__} "
+                f"that is no tensor ({exc}); return an array, a DataFrame or a dict of arrays"
+            ) from None
+        return {name: _sendable(array) for name, array in outputs.items()}
 
     @property
     def output_name(self) -> str:
@@ -236,6 +283,16 @@ class LoadedModel:
                     )
                 )
         return infos
+
+
+def _sendable(array: np.ndarray) -> np.ndarray:
+    """Times as ISO 8601 text (the protocol has no time type), as a JSON answer would carry
+    them; everything else as it is."""
+    if array.dtype.kind == "M":
+        return np.datetime_as_string(array).astype(object)
+    if array.dtype.kind == "m":
+        return np.array([str(v) for v in array.ravel()], dtype=object).reshape(array.shape)
+    return array
 
 
 def rows(model_input: Any) -> int:

@@ -12,7 +12,7 @@ from importlib.metadata import version as package_version
 
 from modelyard._gen.inference import grpc_predict_v2_pb2 as oip
 from modelyard._gen.inference import grpc_predict_v2_pb2_grpc
-from modelyard.services.serving.codec import decode_inputs, encode_outputs
+from modelyard.services.serving.codec import decode_inputs, encode_outputs, unknown_outputs
 from modelyard.services.serving.endpoints import EndpointRuntime, ServedModelRuntime
 from modelyard.services.serving.model import LoadedModel
 from modelyard.services.serving.service import ServingService
@@ -79,6 +79,7 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
         response = oip.ModelInferResponse(
             model_name=request.model_name, model_version=str(model.version), id=request.id
         )
+        unknown_outputs(request, outputs)
         wanted = {o.name for o in request.outputs}
         encode_outputs(
             response, outputs, raw=bool(request.raw_input_contents), wanted=wanted or None

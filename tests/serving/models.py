@@ -43,3 +43,36 @@ class Exits(RegressorMixin, BaseEstimator):
         if (X[:, 0] < 0).any():
             sys.exit(3)
         return X[:, 0]
+
+
+class Kinds(RegressorMixin, BaseEstimator):
+    """Answers, per row, what its columns arrived as: the Python type of `blob`'s value and the
+    year of `when`, as text."""
+
+    def fit(self, X, y=None) -> Kinds:
+        self.feature_names_in_ = np.array(X.columns)  # so it is given DataFrames
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        return np.array(
+            [f"{type(b).__name__}/{w.year}" for b, w in zip(X["blob"], X["when"], strict=True)],
+            dtype=object,
+        )
+
+
+class Answers(RegressorMixin, BaseEstimator):
+    """Answers in an odd shape, picked by `kind`: times, a dict keyed by numbers, ragged lists."""
+
+    def __init__(self, kind: str = "times") -> None:
+        self.kind = kind
+
+    def fit(self, X, y=None) -> Answers:
+        return self
+
+    def predict(self, X):
+        n = len(X)
+        if self.kind == "times":
+            return np.array(["2026-12-06T17:30:00"] * n, dtype="datetime64[s]")
+        if self.kind == "numbered":
+            return {0: np.zeros(n), 1: np.ones(n)}
+        return [[1.0] * (i + 1) for i in range(n)]  # ragged

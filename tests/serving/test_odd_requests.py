@@ -1,0 +1,178 @@
+"""Requests and answers at the edges of the Open Inference Protocol: each either works as a
+user would expect or gets a status naming the field at fault, never INTERNAL for the caller's
+doing and never a wrong answer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import grpc
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import make_column_transformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+import modelyard
+import modelyard.sklearn
+from modelyard._gen.inference import grpc_predict_v2_pb2 as oip
+from modelyard._gen.inference import grpc_predict_v2_pb2_grpc
+from modelyard.entities.serving import ServedModel
+from modelyard.errors import InvalidArgument
+from modelyard.models.signature import ColumnSpec, Signature, TensorSpec
+from tests.serving import models
+from tests.serving.conftest import wait_ready
+
+Infer = Callable[..., oip.ModelInferResponse]  # ModelInfer(request, timeout=...)
+COLORS = pd.DataFrame({"color": ["red", "blue", "red", "green"], "size": ["s", "l", "l", "s"]})
+
+
+def _serve(client, model, name: str, example, signature: Signature | None = None) -> None:
+    with modelyard.start_run():
+        modelyard.sklearn.log_model(
+            model, "model", input_example=example, signature=signature, registered_model_name=name
+        )
+    client.create_endpoint(name, [ServedModel(f"models:/{name}/1")])
+    wait_ready(client, name)
+
+
+@pytest.fixture
+def infer(platform) -> Iterator[Infer]:
+    server, _client = platform
+    with grpc.insecure_channel(server.address) as channel:
+        yield grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer
+
+
+def _request(name: str, **tensors: tuple[str, list[int], str, list]) -> oip.ModelInferRequest:
+    """tensors: input name -> (datatype, shape, contents field, values)."""
+    request = oip.ModelInferRequest(model_name=name)
+    for input_name, (datatype, shape, field, values) in tensors.items():
+        tensor = request.inputs.add(name=input_name, datatype=datatype, shape=shape)
+        getattr(tensor.contents, field).extend(values)
+    return request
+
+
+def _refused(infer: Infer, request: oip.ModelInferRequest) -> str:
+    with pytest.raises(grpc.RpcError) as err:
+        infer(request, timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    return err.value.details()
+
+
+@pytest.fixture
+def colors(platform) -> LogisticRegression:
+    _server, client = platform
+    encode = make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["color", "size"]))
+    model = make_pipeline(encode, LogisticRegression()).fit(COLORS, [1, 0, 1, 0])
+    _serve(client, model, "colors", COLORS)
+    return model
+
+
+def test_text_in_one_2d_tensor_answers_as_in_columns(infer, colors) -> None:
+    """A [rows, 2] BYTES tensor reached the model as bytes, which the encoder took for unknown
+    categories: every answer was the same, with status OK."""
+    expected = colors.predict(COLORS).tolist()
+    cells = [v.encode() for row in COLORS.itertuples(index=False) for v in row]
+    table = _request("colors", features=("BYTES", [4, 2], "bytes_contents", cells))
+    assert list(infer(table, timeout=30).outputs[0].contents.int64_contents) == expected
+    by_column = _request(
+        "colors",
+        color=("BYTES", [4], "bytes_contents", [v.encode() for v in COLORS["color"]]),
+        size=("BYTES", [4], "bytes_contents", [v.encode() for v in COLORS["size"]]),
+    )
+    assert list(infer(by_column, timeout=30).outputs[0].contents.int64_contents) == expected
+
+
+def test_text_that_is_no_utf8_names_the_input(infer, colors) -> None:
+    for request in (
+        _request(
+            "colors",
+            color=("BYTES", [1], "bytes_contents", [b"\xff\xfe"]),
+            size=("BYTES", [1], "bytes_contents", [b"s"]),
+        ),
+        _request("colors", features=("BYTES", [1, 2], "bytes_contents", [b"\xff", b"s"])),
+    ):
+        assert "'color'" in _refused(infer, request)
+
+
+def test_requests_at_the_edges_name_the_field(infer, colors, platform) -> None:
+    _server, client = platform
+    X = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
+    _serve(client, LogisticRegression().fit(X, [0, 1]), "numbers", X)
+    small = _request("numbers", features=("UINT8", [1, 2], "uint_contents", [300, 1]))
+    assert "value 300 does not fit UINT8" in _refused(infer, small)
+    huge = _request("numbers", features=("FP64", [0, 2**62], "fp64_contents", []))
+    assert "inputs[0].shape" in _refused(infer, huge)
+    empty = _request("numbers", features=("FP64", [0, 2], "fp64_contents", []))
+    assert "no rows" in _refused(infer, empty)
+    ask = _request("numbers", features=("FP64", [1, 2], "fp64_contents", [1.0, 2.0]))
+    ask.outputs.add(name="nope")
+    assert "outputs[0].name" in _refused(infer, ask)
+    both = _request("numbers", features=("FP64", [1, 2], "fp64_contents", [1.0, 2.0]))
+    both.raw_input_contents.append(np.array([1.0, 2.0]).tobytes())
+    assert "one way" in _refused(infer, both)
+
+
+def test_binary_columns_stay_bytes_and_times_are_read_from_iso_text(infer, platform) -> None:
+    _server, client = platform
+    example = pd.DataFrame({"blob": [b"\x00\x01"], "when": [pd.Timestamp("2026-01-02")]})
+    signature = Signature(
+        inputs=(ColumnSpec("blob", "binary"), ColumnSpec("when", "datetime")),
+        outputs=(ColumnSpec("", "string"),),
+    )
+    _serve(client, models.Kinds().fit(example), "kinds", example, signature)
+    request = _request(
+        "kinds",
+        blob=("BYTES", [2], "bytes_contents", [b"\xff\x00", b"ok"]),
+        when=("BYTES", [2], "bytes_contents", [b"2025-03-04T05:06:07", b"2027-01-01"]),
+    )
+    answer = infer(request, timeout=30).outputs[0].contents.bytes_contents
+    assert list(answer) == [b"bytes/2025", b"bytes/2027"]
+    bad_time = _request(
+        "kinds",
+        blob=("BYTES", [1], "bytes_contents", [b"x"]),
+        when=("BYTES", [1], "bytes_contents", [b"yesterday"]),
+    )
+    assert "'when'" in _refused(infer, bad_time)
+
+
+def test_an_optional_column_may_be_left_out(infer, platform) -> None:
+    _server, client = platform
+    X = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0]})
+    signature = Signature(
+        inputs=(ColumnSpec("a", "double"), ColumnSpec("b", "double", required=False))
+    )
+    model = LogisticRegression().fit(X, [0, 0, 1, 1])
+    _serve(client, model, "optional", X, signature)
+    request = _request("optional", a=("FP64", [4], "fp64_contents", X["a"].tolist()))
+    answer = infer(request, timeout=30).outputs[0].contents.int64_contents
+    assert list(answer) == model.predict(X).tolist()
+
+
+def test_odd_answers_travel_or_are_the_models_fault(infer, platform) -> None:
+    _server, client = platform
+    X = pd.DataFrame({"a": [1.0, 2.0]})
+    for kind in ("times", "numbered", "ragged"):
+        _serve(
+            client, models.Answers(kind), kind, X, Signature(inputs=(ColumnSpec("a", "double"),))
+        )
+    request = _request("times", a=("FP64", [2], "fp64_contents", [1.0, 2.0]))
+    times = infer(request, timeout=30).outputs[0]
+    assert times.datatype == "BYTES"
+    assert list(times.contents.bytes_contents) == [b"2026-12-06T17:30:00"] * 2
+    request.model_name = "numbered"
+    assert [o.name for o in infer(request, timeout=30).outputs] == ["0", "1"]
+    request.model_name = "ragged"
+    with pytest.raises(grpc.RpcError) as err:
+        infer(request, timeout=30)
+    assert err.value.code() == grpc.StatusCode.INTERNAL
+    assert "model ragged version 1 returned list that is no tensor" in err.value.details()
+
+
+def test_a_signature_with_a_type_that_does_not_exist_is_refused_when_made() -> None:
+    with pytest.raises(InvalidArgument, match="'decimal'"):
+        ColumnSpec("a", "decimal")
+    with pytest.raises(InvalidArgument, match="'nonsense'"):
+        TensorSpec("nonsense", (-1,))
