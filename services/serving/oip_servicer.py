@@ -12,6 +12,7 @@ from importlib.metadata import version as package_version
 
 from modelyard._gen.inference import grpc_predict_v2_pb2 as oip
 from modelyard._gen.inference import grpc_predict_v2_pb2_grpc
+from modelyard.errors import FailedPrecondition
 from modelyard.services.serving.codec import decode_inputs, encode_outputs, unknown_outputs
 from modelyard.services.serving.endpoints import EndpointRuntime, ServedModelRuntime
 from modelyard.services.serving.model import LoadedModel
@@ -105,13 +106,16 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
 
     def RepositoryModelLoad(self, request, context):
         runtime = self.service.load_now(request.model_name)
-        failed = [s for s in runtime.served if not s.ready]
+        # As Triton's: the load asked for failed, though an older version may go on serving.
+        failed = [s for s in runtime.served if not s.ready or s.reason]
         if failed:
-            from modelyard.errors import FailedPrecondition
-
             raise FailedPrecondition(
                 f"endpoint {request.model_name!r} could not load: "
-                + "; ".join(f"{s.name}: {s.reason}" for s in failed),
+                + "; ".join(
+                    f"{s.name}: {s.reason}"
+                    + (f" (version {s.to_entity().version} goes on serving)" if s.ready else "")
+                    for s in failed
+                ),
                 resource_type="endpoint",
                 resource_name=request.model_name,
             )

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tritonclient.grpc as triton
 from prometheus_client import REGISTRY
+from tritonclient.utils import InferenceServerException
 
 import modelyard.deployments
 from modelyard._gen.serving.v1 import serving_pb2
@@ -150,7 +152,7 @@ def test_watch_follows_loading_and_reports_failures(platform, iris, two_versions
 def test_broken_version_leaves_the_old_one_serving(
     platform, iris, two_versions, tmp_path: Path
 ) -> None:
-    _server, client = platform
+    server, client = platform
     X, _y = iris
     client.set_registered_model_alias("iris", "champion", 1)
     client.create_endpoint("guarded", [ServedModel("models:/iris@champion")])
@@ -168,6 +170,13 @@ def test_broken_version_leaves_the_old_one_serving(
     assert served.state == ServedModelState.READY and served.version == 1
     out = client.predict("guarded", X.head(3))
     assert np.array_equal(out["predictions"], two_versions[0].predict(X.head(3)))
+    # Asked to load it now, the protocol's answer is the failure (Triton's), not OK.
+    with (
+        triton.InferenceServerClient(server.address) as tc,
+        pytest.raises(InferenceServerException, match="version 1 goes on serving") as err,
+    ):
+        tc.load_model("guarded")
+    assert err.value.status() == "StatusCode.FAILED_PRECONDITION"
 
 
 def test_batching_merges_concurrent_requests(platform, iris, two_versions) -> None:
