@@ -4,15 +4,19 @@ check, after a restart, that every acknowledged write is still there."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import grpc
 import pytest
+
+from modelyard.errors import DeadlineExceeded, ModelyardError, Unavailable
 
 # Every service in one process, without the web UI; `("serve", "tracking")` runs one alone.
 EVERY_SERVICE = ("up", "--no-ui")
@@ -70,6 +74,35 @@ def crash(proc: subprocess.Popen) -> None:
     """kill -9: no drain, no flush."""
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def crash_amid(proc: subprocess.Popen, write: Callable[[int], object], enough: int) -> list[int]:
+    """Call write(0), write(1), ... on a thread of its own and crash the server once `enough`
+    calls were acknowledged, as they go on; the numbers of the acknowledged calls. The call
+    the crash ended must have failed as a server that is gone fails, nothing else."""
+    acknowledged: list[int] = []
+    ended: list[ModelyardError] = []
+    reached = threading.Event()
+
+    def write_on() -> None:
+        for i in itertools.count():
+            try:
+                write(i)
+            except ModelyardError as exc:
+                ended.append(exc)  # this call was never acknowledged
+                return
+            acknowledged.append(i)
+            if len(acknowledged) == enough:
+                reached.set()
+
+    writer = threading.Thread(target=write_on)
+    writer.start()
+    assert reached.wait(120), f"the server never acknowledged {enough} calls: {ended}"
+    crash(proc)
+    writer.join(60)
+    assert not writer.is_alive()
+    assert len(ended) == 1 and isinstance(ended[0], (Unavailable, DeadlineExceeded)), ended
+    return acknowledged
 
 
 @contextlib.contextmanager

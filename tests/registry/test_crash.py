@@ -4,16 +4,14 @@ acknowledged version completes with its files whole, the alias where it was last
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
 
 from modelyard import Client
 from modelyard.entities.registry import ModelVersionStatus
-from modelyard.errors import DeadlineExceeded, ModelyardError, Unavailable
 from tests.conftest import free_port
-from tests.server_process import crash, restarted, to_crash
+from tests.server_process import crash_amid, restarted, to_crash
 
 FILES = {f"model/part-{i}.txt": f"part {i}\n" * 20_000 for i in range(3)}  # 140 KB each
 
@@ -28,33 +26,16 @@ def test_acknowledged_registrations_survive_kill(tmp_path: Path, database_url: s
             client.log_text(rid, text, path)
         client.create_registered_model("crash")
         created: list[int] = []
-        aliased: list[int] = []
-        enough = threading.Event()
-        ended: list[ModelyardError] = []
 
-        def register_forever() -> None:
-            while True:
-                try:
-                    # Acknowledged once recorded: the copy goes on in the background.
-                    version = client.create_model_version(
-                        "crash", f"runs:/{rid}/model", rid, await_creation_for=0
-                    ).version
-                    created.append(version)
-                    client.set_registered_model_alias("crash", "champion", version)
-                except ModelyardError as exc:
-                    ended.append(exc)  # the server is gone: this call was never acknowledged
-                    return
-                aliased.append(version)
-                if len(aliased) == 15:
-                    enough.set()
+        def register(_: int) -> None:
+            # Acknowledged once recorded: the copy goes on in the background.
+            version = client.create_model_version(
+                "crash", f"runs:/{rid}/model", rid, await_creation_for=0
+            ).version
+            created.append(version)
+            client.set_registered_model_alias("crash", "champion", version)
 
-        writer = threading.Thread(target=register_forever)
-        writer.start()
-        assert enough.wait(120), f"the server never acknowledged 15 registrations: {ended}"
-        crash(proc)
-    writer.join(60)
-    assert not writer.is_alive()
-    assert len(ended) == 1 and isinstance(ended[0], (Unavailable, DeadlineExceeded)), ended
+        aliased = [created[i] for i in crash_amid(proc, register, 15)]
     client.close()
 
     with restarted(tmp_path, port, database_url) as address, Client(address) as after:
