@@ -32,6 +32,7 @@ from modelyard.errors import (
     Unavailable,
 )
 from modelyard.features.client import FeatureStoreClient
+from modelyard.services.common.filters.grammar import like_literal
 
 log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "templates"
@@ -115,7 +116,7 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
 def name_search(request: Request) -> tuple[str, str | None]:
     """The search box's text (`q`) and the name filter it means."""
     query = request.query_params.get("q", "").strip()
-    return query, (f"name ILIKE '%{query.replace(chr(39), '')}%'" if query else None)
+    return query, (f"name ILIKE '%{like_literal(query)}%'" if query else None)
 
 
 def flash(request: Request, message: str, kind: str = "ok") -> None:

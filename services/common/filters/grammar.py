@@ -178,6 +178,7 @@ class _Parser:
             value = self.scalar()
             if not isinstance(value, str):
                 raise _bad(f"{self.field}: {op_tok.text} needs a quoted string pattern", self.field)
+            self.check_pattern(value, op_tok.text)
             return Comparison(entity, key, op_tok.text, value)
         if op_tok.kind == "kw" and op_tok.text == "NOT":
             nxt = self.take("IN")
@@ -195,6 +196,17 @@ class _Parser:
                 raise self.fail(nxt, "NULL")
             return Comparison(entity, key, "IS NOT NULL" if negate else "IS NULL", None)
         raise self.fail(op_tok, "one of = != < <= > >= LIKE ILIKE IN NOT IN IS")
+
+    def check_pattern(self, pattern: str, op: str) -> None:
+        """A backslash escapes the character after it (sql.LIKE_ESCAPE), so a pattern may not end
+        with one escaping nothing: PostgreSQL fails such a search, SQLite matches nothing."""
+        trailing = len(pattern) - len(pattern.rstrip("\\"))
+        if trailing % 2:
+            raise _bad(
+                f"{self.field}: {op} pattern {shown(pattern)} ends with an escaping backslash; "
+                "write \\\\ for a literal backslash",
+                self.field,
+            )
 
     def scalar(self) -> str | float:
         tok = self.take("a value")
@@ -223,6 +235,13 @@ class _Parser:
             if tok.text != ",":
                 raise self.fail(tok, ", or )")
             values.append(self.scalar())
+
+
+def like_literal(text: str) -> str:
+    """`text` for inside a quoted LIKE pattern, matching only itself: user text searched for
+    as a substring or prefix must not turn its %, _ or backslash into wildcards or escapes."""
+    escaped = re.sub(r"([\\%_])", r"\\\1", text)
+    return escaped.replace("'", "''")
 
 
 def parse_filter(text: str | None, field: str = "filter") -> tuple[Comparison, ...]:

@@ -25,6 +25,10 @@ NUMBER_OPS = ("=", "!=", "<", "<=", ">", ">=")
 # kept out of that search, each then a check per candidate row (one index probe).
 JOINED_LOOKUPS = 4
 
+# LIKE's escape character, named in every LIKE: PostgreSQL escapes with a backslash unless told
+# otherwise and SQLite has no escape at all, so without it one pattern matched differently.
+LIKE_ESCAPE = "\\"
+
 
 def lookup_exists(stmt: Select, nth: int) -> ColumnElement[bool]:
     """EXISTS (stmt) for a lookup with `nth` lookups (or comparisons) of the filter before it;
@@ -85,9 +89,9 @@ def compare(
     if op == ">=":
         return column >= coerced
     if op == "LIKE":
-        return column.like(coerced)
+        return column.like(coerced, escape=LIKE_ESCAPE)
     if op == "ILIKE":
-        return column.ilike(coerced)
+        return column.ilike(coerced, escape=LIKE_ESCAPE)
     raise InvalidArgument(f"{field}: unsupported operator {op}", field=field)
 
 
