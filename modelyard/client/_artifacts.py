@@ -11,6 +11,7 @@ import hashlib
 import os
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -240,10 +241,13 @@ def save_stream(info: FileInfo, chunks: Iterator[bytes], target: Path) -> None:
     """Write a download to `target` atomically, refusing it unless it hashes to info.sha256;
     a failed download leaves nothing behind."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.part")
+    # A short name of its own beside the target (so the rename is atomic): one derived from the
+    # target's is over the file system's 255 bytes for the longest names uploads take. Not
+    # tempfile's, which would leave the file readable by its owner only.
+    tmp = target.with_name(f".modelyard-{uuid.uuid4().hex}.part")
     h = hashlib.sha256()
     try:
-        with open(tmp, "wb") as out:
+        with open(tmp, "xb") as out:
             for chunk in chunks:
                 h.update(chunk)
                 out.write(chunk)

@@ -115,6 +115,22 @@ def test_artifact_paths_the_store_cannot_take_are_refused(stack: Client, tmp_pat
         assert Path(stack.download_artifacts(rid, deep, tmp_path)).read_text() == "kept"
 
 
+def test_files_with_the_longest_names_download(stack: Client, tmp_path: Path) -> None:
+    """A 255-byte name is the longest uploads take; the download's temporary file beside the
+    target must not be named after it, or it is too long for the file system (ENAMETOOLONG)."""
+    rid = stack.create_run("0").info.run_id
+    name = "x" * 251 + ".txt"
+    stack.log_text(rid, "long", f"model/{name}")
+    single = Path(stack.download_artifacts(rid, f"model/{name}", tmp_path / "one"))
+    assert single.name == name and single.read_text() == "long"
+    whole = Path(stack.download_artifacts(rid, "", tmp_path / "all"))
+    assert sorted(p.name for p in whole.rglob("*")) == ["model", name]
+    stack.create_model_version("long", f"runs:/{rid}/model")
+    version = stack.download_model_version("long", 1, tmp_path / "v1")
+    assert [p.name for p in version.iterdir()] == [name]
+    assert (version / name).read_text() == "long"
+
+
 def test_download_detects_corruption(
     stack: Client, stack_settings: Settings, tmp_path: Path
 ) -> None:
