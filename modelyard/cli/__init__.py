@@ -77,7 +77,7 @@ def _describe(exc: Exception) -> tuple[str, int]:
     """
     if isinstance(exc, ModelyardError):
         hint = ""
-        if isinstance(exc, NoServer):  # its message says how to start one
+        if isinstance(exc, NoServer) or exc.field == "uri":  # the message says what to do
             hint = "\nOn the command line, --uri names the server."
         elif isinstance(exc, Unavailable):
             hint = (

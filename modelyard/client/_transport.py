@@ -5,6 +5,7 @@ and turning RpcError into Modelyard's own error classes.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,19 +45,57 @@ _SERVICE_CONFIG = json.dumps(
 )
 
 
+# Where `modelyard up` listens; a plain address without a port means it (gRPC alone dials 443).
+DEFAULT_PORT = 50051
+# TLS addresses without a port keep gRPC's (and HTTPS's) default.
+TLS_DEFAULT_PORT = 443
+_SCHEMES = ("grpc", "grpcs", "http", "https")
+_TLS_SCHEMES = ("grpcs", "https")
+# gRPC's own target syntax (unix:/run/x.sock, dns:///host:port, ...), passed on as is.
+_GRPC_TARGET = re.compile(r"^(?:unix|unix-abstract|dns|ipv4|ipv6|vsock):(?!\d*$)")
+# host, [IPv6 host] or either with ":port"; anything else (an unbracketed IPv6) goes to gRPC.
+_HOST_PORT = re.compile(r"^(?P<host>\[[^\]]*\]|[^:\[\]]*)(?::(?P<port>[^:]*))?$")
+
+
 def parse_uri(uri: str) -> tuple[str, bool]:
-    """'host:port', 'grpc://host:port' or 'grpcs://host:port' -> (target, use_tls)."""
-    if "://" not in uri:
+    """'host[:port]', 'grpc://host[:port]' or 'grpcs://host[:port]' -> (target, use_tls).
+
+    The port is checked here, as gRPC takes any number modulo 65536 and would dial some other
+    port; without one, a plain address means DEFAULT_PORT and a TLS one TLS_DEFAULT_PORT."""
+    if _GRPC_TARGET.match(uri):
         return uri, False
+    if "://" not in uri:
+        return _with_port(uri, uri, DEFAULT_PORT), False
     parsed = urlparse(uri)
-    if parsed.scheme not in ("grpc", "grpcs", "http", "https"):
+    if parsed.scheme not in _SCHEMES:
         raise InvalidArgument(
             f"tracking URI {uri!r} has an unknown scheme; use host:port or grpcs://host:port",
             field="uri",
         )
-    if not parsed.netloc:
-        raise InvalidArgument(f"tracking URI {uri!r} names no host", field="uri")
-    return parsed.netloc, parsed.scheme in ("grpcs", "https")
+    tls = parsed.scheme in _TLS_SCHEMES
+    return _with_port(parsed.netloc, uri, TLS_DEFAULT_PORT if tls else DEFAULT_PORT), tls
+
+
+def _with_port(address: str, uri: str, default: int) -> str:
+    """'host:port' of `address`, its port checked or `default` added."""
+    match = _HOST_PORT.match(address)
+    if match is None:
+        return address
+    host, port = match["host"], match["port"]
+    if not host:
+        raise InvalidArgument(
+            f"tracking URI {uri!r} names no host; use host:port, e.g. 127.0.0.1:{DEFAULT_PORT}",
+            field="uri",
+        )
+    if not port:
+        return f"{host}:{default}"
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise InvalidArgument(
+            f"tracking URI {uri!r} has port {port!r}; a port is a number from 1 to 65535, "
+            f"e.g. {host}:{DEFAULT_PORT}",
+            field="uri",
+        )
+    return f"{host}:{int(port)}"
 
 
 class Transport:

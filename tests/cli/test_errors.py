@@ -95,6 +95,12 @@ def test_a_server_that_is_not_running_says_how_to_start_one() -> None:
     )
 
 
+def test_a_port_out_of_range_is_refused_before_dialling() -> None:
+    """127.0.0.1:99999 dialled 34463 (99999 mod 65536), which may be some other server."""
+    result = cli("runs", "list", "--uri", "127.0.0.1:99999")
+    assert_reported(result, "INVALID_ARGUMENT", "'127.0.0.1:99999'", "1 to 65535", "--uri")
+
+
 def test_a_missing_file_names_it(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-ca.pem"
     result = cli("runs", "list", "--uri", "127.0.0.1:1", env={"MODELYARD_TLS_CA": str(missing)})
