@@ -45,7 +45,7 @@ from modelyard.errors import (
     NotFound,
     Unavailable,
 )
-from modelyard.services.common.artifacts import ArtifactStore, StagedFile
+from modelyard.services.common.artifacts import ArtifactStore, PathClash, StagedFile
 from modelyard.services.common.logging import get_logger
 from modelyard.services.tracking.store.base import ArtifactPlacement, TrackingStore
 
@@ -112,9 +112,11 @@ class ArtifactPlacer:
             raise
         try:
             self.artifacts.place(staged, key)
-        except _NOTHING_PLACED:
+        except _NOTHING_PLACED as exc:
             self.store.drop_placement(lease)
             self._discard(staged.key)
+            if isinstance(exc, PathClash):  # found in storage keys: name the run's paths
+                raise exc.under(key.removesuffix(path)) from None
             raise
         # Any other failure from here keeps the lease: the bytes may be in place, and whoever
         # finds the lease expired settles it.

@@ -37,6 +37,7 @@ from modelyard.services.common.artifacts import (
     ArtifactStore,
     is_staging,
     open_artifact_store,
+    path_clash,
 )
 from modelyard.services.common.artifacts.s3 import S3ArtifactStore
 from modelyard.services.common.settings import S3Settings, Settings
@@ -169,6 +170,38 @@ def test_a_path_cannot_be_a_file_and_a_directory(
     stack.log_text(rid, "now inside a directory", "a/b")
     assert listed(stack, run) == ["a/b", "model"]
     assert stored_keys(stack_settings, run) == ["a/b", "model"]
+
+
+def test_a_clash_found_in_storage_names_run_relative_paths(
+    stack: Client, stack_settings: Settings
+) -> None:
+    """A file stored but not recorded (left by a crash, or an upload racing this one) is found
+    by the store, in its own keys ('<experiment>/<run>/artifacts/a'): the refusal names the
+    paths as the run's records would, and as the caller gave them."""
+    run = stack.create_run("0")
+    rid = run.info.run_id
+    store = storage(stack_settings, run)
+    store.write("a/b.txt", iter([b"unrecorded"]))
+    store.write("c", iter([b"unrecorded"]))
+    for path, message in (
+        ("a", "artifact path 'a' is a directory (it holds 'a/b.txt')"),
+        ("c/d", "artifact path 'c/d' lies inside 'c', which is a file"),
+    ):
+        with pytest.raises(FailedPrecondition) as err:
+            stack.log_text(rid, "clash", path)
+        assert err.value.message.startswith(message), err.value.message
+        assert rid not in err.value.message and "artifacts/" not in err.value.message
+        assert (err.value.resource_type, err.value.resource_name) == ("artifact", path)
+    assert listed(stack, run) == []
+
+
+def test_a_clash_with_a_file_above_the_runs_artifacts_names_no_key() -> None:
+    run_dir = "0/5c45e0e58b6c42c0a32df5f7a9e0627e/artifacts"
+    inside = path_clash(f"{run_dir}/a/b", f"{run_dir}/a").under(run_dir)
+    assert inside.message.startswith("artifact path 'a/b' lies inside 'a', which is a file")
+    above = path_clash(f"{run_dir}/a/b", run_dir).under(run_dir)
+    assert "'a/b'" in above.message and run_dir not in above.message
+    assert (above.resource_type, above.resource_name) == ("artifact", "a/b")
 
 
 def test_a_symlink_out_of_the_artifact_root_is_refused(tmp_path: Path) -> None:

@@ -130,20 +130,43 @@ def parents(path: str) -> Iterator[str]:
         yield "/".join(parts[:i])
 
 
-def path_clash(path: str, other: str) -> FailedPrecondition:
+class PathClash(FailedPrecondition):
+    """`path_clash`'s refusal, keeping both paths: a store finds a clash in its own keys, which a
+    service names again as its callers know the files (`under`), never as storage keys."""
+
+    def __init__(self, path: str, other: str) -> None:
+        self.path, self.other = path, other
+        if other.startswith(path + "/"):
+            message = (
+                f"artifact path {path!r} is a directory (it holds {other!r}); upload the file "
+                "under another path, or delete the directory first with DeleteArtifact"
+            )
+        else:
+            message = (
+                f"artifact path {path!r} lies inside {other!r}, which is a file; upload the file "
+                f"under another path, or delete {other!r} first with DeleteArtifact"
+            )
+        super().__init__(message, resource_type="artifact", resource_name=path)
+
+    def under(self, directory: str) -> FailedPrecondition:
+        """The same refusal with both keys named relative to `directory` (a run's artifacts),
+        which holds `path`; a file above it is no path of the caller's, so it goes unnamed."""
+        prefix = directory.rstrip("/") + "/"
+        path = self.path.removeprefix(prefix)
+        if self.other.startswith(prefix):
+            return PathClash(path, self.other.removeprefix(prefix))
+        return FailedPrecondition(
+            f"artifact path {path!r} lies inside a file of the artifact store that is not one of "
+            "its artifacts; ask the operator to remove that file",
+            resource_type="artifact",
+            resource_name=path,
+        )
+
+
+def path_clash(path: str, other: str) -> PathClash:
     """The refusal of a file at `path` when `other` is a file above it (so `path` would be
     inside a file) or inside it (so `path` is a directory)."""
-    if other.startswith(path + "/"):
-        message = (
-            f"artifact path {path!r} is a directory (it holds {other!r}); upload the file under "
-            "another path, or delete the directory first with DeleteArtifact"
-        )
-    else:
-        message = (
-            f"artifact path {path!r} lies inside {other!r}, which is a file; upload the file "
-            f"under another path, or delete {other!r} first with DeleteArtifact"
-        )
-    return FailedPrecondition(message, resource_type="artifact", resource_name=path)
+    return PathClash(path, other)
 
 
 class _VerifyingReader(io.RawIOBase):
