@@ -1,4 +1,11 @@
-"""SqlRegistryStore: the registry store on SQLAlchemy Core, for SQLite and PostgreSQL."""
+"""SqlRegistryStore: the registry store on SQLAlchemy Core, for SQLite and PostgreSQL.
+
+Lock order: every write that changes a model or its versions, tags or aliases first locks the
+model's row (SELECT ... FOR UPDATE, `_model(lock=True)`), and only then touches other rows. On
+PostgreSQL, writes that locked their own version row first and the model row (or other versions)
+after deadlocked each other: 32 concurrent archiving transitions, 19-23 failed. Writes to one
+model now take turns, as they always did on SQLite, whose writers are serialized anyway.
+"""
 
 from __future__ import annotations
 
@@ -70,10 +77,11 @@ class SqlRegistryStore(RegistryStore):
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _model(self, conn: Connection, name: str) -> Row:
-        row = conn.execute(
-            select(registered_models).where(registered_models.c.name == name)
-        ).first()
+    def _model(self, conn: Connection, name: str, *, lock: bool = False) -> Row:
+        """The model called `name`; `lock`: hold its row until the write ends (the lock order
+        above; a no-op on SQLite)."""
+        stmt = select(registered_models).where(registered_models.c.name == name)
+        row = conn.execute(stmt.with_for_update() if lock else stmt).first()
         if row is None:
             raise _model_not_found(name)
         return row
@@ -96,8 +104,11 @@ class SqlRegistryStore(RegistryStore):
             )
         return version
 
-    def _version(self, conn: Connection, name: str, version: int) -> tuple[Row, Row]:
-        model = self._model(conn, name)
+    def _version(
+        self, conn: Connection, name: str, version: int, *, lock: bool = False
+    ) -> tuple[Row, Row]:
+        """The model and its version row; `lock` locks the model's row (see `_model`)."""
+        model = self._model(conn, name, lock=lock)
         row = conn.execute(
             select(model_versions).where(
                 model_versions.c.model_id == model.model_id, model_versions.c.version == version
@@ -280,7 +291,7 @@ class SqlRegistryStore(RegistryStore):
     def rename_registered_model(self, name: str, new_name: str, user: str) -> RegisteredModel:
         try:
             with self.db.write() as conn:
-                model = self._model(conn, name)
+                model = self._model(conn, name, lock=True)
                 conn.execute(
                     update(registered_models)
                     .where(registered_models.c.model_id == model.model_id)
@@ -297,7 +308,7 @@ class SqlRegistryStore(RegistryStore):
 
     def update_registered_model(self, name: str, description: str, user: str) -> RegisteredModel:
         with self.db.write() as conn:
-            model = self._model(conn, name)
+            model = self._model(conn, name, lock=True)
             conn.execute(
                 update(registered_models)
                 .where(registered_models.c.model_id == model.model_id)
@@ -308,7 +319,7 @@ class SqlRegistryStore(RegistryStore):
 
     def delete_registered_model(self, name: str, user: str) -> list[str]:
         with self.db.write() as conn:
-            model = self._model(conn, name)
+            model = self._model(conn, name, lock=True)
             locations = list(
                 conn.execute(
                     select(model_versions.c.storage_location).where(
@@ -395,7 +406,7 @@ class SqlRegistryStore(RegistryStore):
 
     def set_registered_model_tag(self, name: str, key: str, value: str, user: str) -> None:
         with self.db.write() as conn:
-            model = self._model(conn, name)
+            model = self._model(conn, name, lock=True)
             self._upsert_tag(
                 conn, registered_model_tags, {"model_id": model.model_id, "key": key}, value
             )
@@ -404,7 +415,7 @@ class SqlRegistryStore(RegistryStore):
 
     def delete_registered_model_tag(self, name: str, key: str, user: str) -> None:
         with self.db.write() as conn:
-            model = self._model(conn, name)
+            model = self._model(conn, name, lock=True)
             deleted = conn.execute(
                 delete(registered_model_tags).where(
                     registered_model_tags.c.model_id == model.model_id,
@@ -522,7 +533,7 @@ class SqlRegistryStore(RegistryStore):
         self, name: str, version: int, description: str, user: str
     ) -> ModelVersion:
         with self.db.write() as conn:
-            model, _ = self._version(conn, name, version)
+            model, _ = self._version(conn, name, version, lock=True)
             conn.execute(
                 update(model_versions)
                 .where(
@@ -538,7 +549,7 @@ class SqlRegistryStore(RegistryStore):
 
     def delete_model_version(self, name: str, version: int, user: str) -> str:
         with self.db.write() as conn:
-            model, row = self._version(conn, name, version)
+            model, row = self._version(conn, name, version, lock=True)
             removed_aliases = list(
                 conn.execute(
                     select(model_aliases.c.alias).where(
@@ -648,7 +659,7 @@ class SqlRegistryStore(RegistryStore):
         self, name: str, version: int, key: str, value: str, user: str
     ) -> None:
         with self.db.write() as conn:
-            model, _ = self._version(conn, name, version)
+            model, _ = self._version(conn, name, version, lock=True)
             self._upsert_tag(
                 conn,
                 model_version_tags,
@@ -660,7 +671,7 @@ class SqlRegistryStore(RegistryStore):
 
     def delete_model_version_tag(self, name: str, version: int, key: str, user: str) -> None:
         with self.db.write() as conn:
-            model, _ = self._version(conn, name, version)
+            model, _ = self._version(conn, name, version, lock=True)
             deleted = conn.execute(
                 delete(model_version_tags).where(
                     model_version_tags.c.model_id == model.model_id,
@@ -681,7 +692,7 @@ class SqlRegistryStore(RegistryStore):
         self, name: str, version: int, stage: Stage, archive_existing: bool, user: str
     ) -> ModelVersion:
         with self.db.write() as conn:
-            model, row = self._version(conn, name, version)
+            model, row = self._version(conn, name, version, lock=True)
             mv = model_versions.c
             conn.execute(
                 update(model_versions)
@@ -731,7 +742,7 @@ class SqlRegistryStore(RegistryStore):
 
     def set_alias(self, name: str, alias: str, version: int, user: str) -> None:
         with self.db.write() as conn:
-            model, _ = self._version(conn, name, version)
+            model, _ = self._version(conn, name, version, lock=True)
             previous = self._find_alias(conn, model, alias)
             stmt = self._insert(model_aliases).values(
                 model_id=model.model_id, alias=alias, version=version
@@ -749,7 +760,7 @@ class SqlRegistryStore(RegistryStore):
 
     def delete_alias(self, name: str, alias: str, user: str) -> None:
         with self.db.write() as conn:
-            model = self._model(conn, name)
+            model = self._model(conn, name, lock=True)
             version = self._alias_version(conn, model, alias)
             conn.execute(
                 delete(model_aliases).where(
@@ -779,6 +790,12 @@ class SqlRegistryStore(RegistryStore):
         ]
 
     def _pending_row(self, conn: Connection, pending: PendingVersion) -> Row | None:
+        """The pending version's row, its model's row locked first (the lock order above)."""
+        conn.execute(
+            select(registered_models.c.model_id)
+            .where(registered_models.c.model_id == pending.model_id)
+            .with_for_update()
+        )
         return conn.execute(
             self._version_select().where(
                 model_versions.c.model_id == pending.model_id,
