@@ -98,3 +98,35 @@ def test_concurrent_writes_of_every_kind_on_one_model_all_succeed(db_client: Cli
         outcomes = race([partial(writes[i % len(writes)], i) for i in range(CALLS)])
         assert outcomes == {"OK": CALLS}
     assert len(db_client.get_latest_versions("m", [Stage.STAGING])) <= 1
+
+
+@pytest.mark.parametrize("change", ["delete", "rename"])
+def test_new_versions_racing_a_delete_or_rename_of_their_model(
+    db_client: Client, change: str
+) -> None:
+    """CreateModelVersion while the model is deleted or renamed: PostgreSQL failed some with
+    INTERNAL (NoResultFound: the model looked up by name was gone when its counter was bumped).
+    Each call now takes effect before the change (its version goes with the model) or after it
+    (a new model of that name, numbered from 1); none is lost or numbered twice."""
+    src = f"runs:/{logged_model(db_client)}/model"
+    for n in range(ROUNDS):
+        name, renamed = f"m{n}", f"m{n}-renamed"
+        db_client.create_model_version(name, src)
+        first: Callable[[], object] = (
+            partial(db_client.delete_registered_model, name)
+            if change == "delete"
+            else partial(db_client.rename_registered_model, name, renamed)
+        )
+        create = partial(db_client.create_model_version, name, src, await_creation_for=0)
+        outcomes = race([first] + [create] * (CALLS - 1))
+        assert outcomes == {"OK": CALLS}
+        after = versions_of(db_client, name)
+        assert after == list(range(1, len(after) + 1))
+        if change == "rename":
+            before = versions_of(db_client, renamed)
+            assert before == list(range(1, len(before) + 1))
+            assert len(before) + len(after) == CALLS  # the first version, and 31 new ones
+
+
+def versions_of(client: Client, name: str) -> list[int]:
+    return sorted(v.version for v in client.search_model_versions(f"name = '{name}'"))

@@ -77,11 +77,14 @@ class SqlRegistryStore(RegistryStore):
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _model(self, conn: Connection, name: str, *, lock: bool = False) -> Row:
-        """The model called `name`; `lock`: hold its row until the write ends (the lock order
-        above; a no-op on SQLite)."""
+    def _find_model(self, conn: Connection, name: str, *, lock: bool = False) -> Row | None:
+        """The model called `name`, or None; `lock`: hold its row until the write ends (the lock
+        order above; a no-op on SQLite)."""
         stmt = select(registered_models).where(registered_models.c.name == name)
-        row = conn.execute(stmt.with_for_update() if lock else stmt).first()
+        return conn.execute(stmt.with_for_update() if lock else stmt).first()
+
+    def _model(self, conn: Connection, name: str, *, lock: bool = False) -> Row:
+        row = self._find_model(conn, name, lock=lock)
         if row is None:
             raise _model_not_found(name)
         return row
@@ -462,16 +465,17 @@ class SqlRegistryStore(RegistryStore):
     ) -> tuple[ModelVersion, PendingVersion]:
         now = _now()
         with self.db.write() as conn:
-            found = conn.execute(
-                select(registered_models.c.model_id).where(registered_models.c.name == name)
-            ).first()
-            if found is None:
-                self._create_model_row(conn, name, "", {}, user)
+            # Concurrent registrations queue at the model's row lock. A delete or rename of the
+            # model holding it leaves no model of that name once it commits: the version then
+            # starts a new one, as it would have after them (the model was looked up by name, and
+            # its counter bumped by name, so that case used to fail with NoResultFound).
+            found = self._find_model(conn, name, lock=True)
             model_created = found is None
-            # The row update takes the model's row lock: concurrent registrations queue here.
+            if found is None:
+                found = self._create_model_row(conn, name, "", {}, user)
             model = conn.execute(
                 update(registered_models)
-                .where(registered_models.c.name == name)
+                .where(registered_models.c.model_id == found.model_id)
                 .values(next_version=registered_models.c.next_version + 1, last_update_time=now)
                 .returning(registered_models)
             ).one()
