@@ -9,30 +9,19 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from pathlib import Path
 
 import pytest
 
 from modelyard import Client
 from modelyard.entities.registry import Stage
 from modelyard.errors import ModelyardError
-from modelyard.services.common.settings import Settings
-from tests.conftest import running_server
 from tests.registry.test_api import logged_model
 
 ROUNDS = 6
 CALLS = 32
-
-
-@pytest.fixture
-def db_client(database_url: str, tmp_path: Path) -> Iterator[Client]:
-    """A full server on `database_url`, with local files."""
-    settings = Settings(home=tmp_path, port=0, grace_period=0, backend_store_uri=database_url)
-    with running_server(settings) as server, Client(server.address, timeout=120) as c:
-        yield c
 
 
 def race(calls: list[Callable[[], object]]) -> Counter[str]:

@@ -388,7 +388,7 @@ class SqlRegistryStore(RegistryStore):
             "last_update_time": rm.last_update_time,
             "last_updated_timestamp": rm.last_update_time,
         }
-        stmt = stmt.order_by(*_order(order_by, columns, rm.name.asc()), rm.model_id)
+        stmt = stmt.order_by(*_order(order_by, columns, [rm.name.asc()]))
         with self.db.read() as conn:
             rows = conn.execute(stmt.offset(offset).limit(max_results + 1)).all()
             found = self._registered_models(conn, rows[:max_results])
@@ -644,9 +644,7 @@ class SqlRegistryStore(RegistryStore):
             "last_updated_timestamp": mv.last_update_time,
         }
         stmt = stmt.order_by(
-            *_order(order_by, columns, registered_models.c.name.asc()),
-            mv.version.desc(),
-            mv.model_id,
+            *_order(order_by, columns, [registered_models.c.name.asc(), mv.version.desc()])
         )
         with self.db.read() as conn:
             rows = conn.execute(stmt.offset(offset).limit(max_results + 1)).all()
@@ -926,8 +924,14 @@ class SqlRegistryStore(RegistryStore):
             )
 
 
-def _order(order_by: Sequence[OrderKey], columns: dict[str, Any], default: Any) -> list[Any]:
+def _order(
+    order_by: Sequence[OrderKey], columns: dict[str, Any], tiebreaks: Sequence[Any]
+) -> list[Any]:
+    """The terms of `order_by`, then each of `tiebreaks` on a column it does not name: ties come
+    back in a fixed order (MLflow's: name ASC, then version DESC for versions), which offset page
+    tokens need. A column named twice (under any of its names) is refused, as MLflow does."""
     terms = []
+    named: dict[str, str] = {}  # column -> the order_by key that named it
     for key in order_by:
         column = columns.get(key.key) if key.entity == "attribute" else None
         if column is None:
@@ -935,5 +939,12 @@ def _order(order_by: Sequence[OrderKey], columns: dict[str, Any], default: Any) 
                 f"order_by: cannot order by {key.key!r}; use one of {', '.join(sorted(columns))}",
                 field="order_by",
             )
+        if column.key in named:
+            raise InvalidArgument(
+                f"order_by: {key.key!r} orders by a field given twice (first as "
+                f"{named[column.key]!r}); name each field once",
+                field="order_by",
+            )
+        named[column.key] = key.key
         terms.append(column.asc() if key.ascending else column.desc())
-    return terms or [default]
+    return terms + [t for t in tiebreaks if t.element.key not in named]
