@@ -495,6 +495,14 @@ class RegistryService:
     ) -> ModelVersion:
         model_name("name", name)
         version_number("version", version)
+        if archive_existing and stage not in (Stage.STAGING, Stage.PRODUCTION):
+            # As MLflow: only those stages hold one current version each; taken silently, the
+            # flag would suggest the others were archived.
+            raise InvalidArgument(
+                f"archive_existing_versions applies only to a move into Staging or Production, "
+                f"not {stage.value}; leave it false",
+                field="archive_existing_versions",
+            )
         moved = self.store.transition_stage(name, version, stage, archive_existing, caller())
         self._changed()
         return moved

@@ -249,3 +249,19 @@ def test_train_register_alias_and_load_in_a_fresh_process(fluent, tmp_path: Path
     assert np.array_equal(np.load(tmp_path / "p.npy"), model.predict(X))
     with pytest.raises(InvalidArgument, match="missing column"):
         modelyard.pyfunc.load_model("models:/iris/1").predict(pd.DataFrame({"x": [1.0]}))
+
+
+@pytest.mark.parametrize("stage", [Stage.ARCHIVED, Stage.NONE])
+def test_archiving_existing_versions_applies_only_to_staging_and_production(
+    client: Client, stage: Stage
+) -> None:
+    """As MLflow: moving into Archived or None archives nothing, so asking for it is refused
+    (it was accepted silently), and the version stays where it was."""
+    for _ in range(2):
+        client.create_model_version("a", f"runs:/{logged_model(client)}/model")
+    client.transition_model_version_stage("a", 1, Stage.PRODUCTION)
+    with pytest.raises(InvalidArgument, match="Staging or Production") as err:
+        client.transition_model_version_stage("a", 2, stage, archive_existing_versions=True)
+    assert err.value.field == "archive_existing_versions"
+    assert client.get_model_version("a", 2).current_stage == Stage.NONE
+    assert client.get_model_version("a", 1).current_stage == Stage.PRODUCTION
