@@ -325,20 +325,42 @@ class RegistryService:
                     pending.version,
                     exc,
                 )
-            elif isinstance(exc, ModelyardError):
-                self._fail(pending, exc.message)
-            else:  # any failure must leave a reason, not a stuck PENDING version
-                log.exception(
-                    "registering %s version %s failed", pending.model_name, pending.version
-                )
-                self._fail(pending, f"copying the model's files failed: {exc}")
+            else:
+                self._fail(pending, exc)
         else:
-            self.store.finish_registration(pending, files)
+            if not self.store.finish_registration(pending, files):
+                self._discard(pending, "")
             self._changed()
 
-    def _fail(self, pending: PendingVersion, message: str) -> None:
-        self.store.fail_registration(pending, message)
+    def _fail(self, pending: PendingVersion, exc: Exception) -> None:
+        """Record why the copy failed: any failure must leave a reason, not a stuck PENDING
+        version; an unexpected one is logged with its traceback too."""
+        message = (
+            exc.message
+            if isinstance(exc, ModelyardError)
+            else f"copying the model's files failed: {exc}"
+        )
+        if not self.store.fail_registration(pending, message):
+            self._discard(pending, f" ({exc})")
+        elif not isinstance(exc, ModelyardError):
+            log.error(
+                "registering %s version %s failed",
+                pending.model_name,
+                pending.version,
+                exc_info=exc,
+            )
         self._changed()
+
+    def _discard(self, pending: PendingVersion, detail: str) -> None:
+        """The version was deleted while its files were copied, an expected race (its copy may
+        have failed on the files the delete removed): remove what the copy wrote after it."""
+        log.info(
+            "version %s of %s was deleted while its files were copied%s; the copy is discarded",
+            pending.version,
+            pending.model_name,
+            detail,
+        )
+        self._delete_files(pending.storage_location)
 
     def _copy_files(self, pending: PendingVersion) -> list[StoredFile]:
         tracking = self.tracking.service()

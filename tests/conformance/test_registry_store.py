@@ -84,7 +84,7 @@ def test_versions_number_from_one_and_create_the_model(store: SqlRegistryStore) 
     assert (first.version, first.status) == (1, ModelVersionStatus.PENDING_REGISTRATION)
     assert first.storage_location.startswith("file:///models/")
     assert store.pending_versions() == [pending]
-    store.finish_registration(pending, [StoredFile("a", 1, "1" * 64)])
+    assert store.finish_registration(pending, [StoredFile("a", 1, "1" * 64)])
     assert store.get_model_version("m", 1).status == ModelVersionStatus.READY
     assert store.pending_versions() == []
     second, _ = version(store)
@@ -128,8 +128,18 @@ def test_failed_registration_keeps_the_reason(store: SqlRegistryStore) -> None:
     )
     with pytest.raises(FailedPrecondition, match="no files"):
         store.list_version_files("m", 1, "")
-    store.finish_registration(pending, [])  # too late: stays failed
+    assert store.finish_registration(pending, [])  # too late: stays failed, but still there
     assert store.get_model_version("m", 1).status == ModelVersionStatus.FAILED_REGISTRATION
+
+
+def test_registration_of_a_deleted_version_says_so(store: SqlRegistryStore) -> None:
+    """False: the caller removes the files it copied (the delete removed those already there)."""
+    _, pending = version(store, ready=False)
+    store.delete_model_version("m", 1, "ann")
+    assert not store.finish_registration(pending, [StoredFile("a", 1, "1" * 64)])
+    assert not store.fail_registration(pending, "copy failed")
+    with pytest.raises(NotFound):
+        store.get_model_version("m", 1)
 
 
 def test_aliases_point_at_one_version(store: SqlRegistryStore) -> None:

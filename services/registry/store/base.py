@@ -151,11 +151,14 @@ class RegistryStore(abc.ABC):
         """Versions still PENDING_REGISTRATION (to resume after a restart)."""
 
     @abc.abstractmethod
-    def finish_registration(self, pending: PendingVersion, files: Sequence[StoredFile]) -> None:
-        """Record the copied files and mark the version READY (a no-op if it was deleted)."""
+    def finish_registration(self, pending: PendingVersion, files: Sequence[StoredFile]) -> bool:
+        """Record the copied files and mark the version READY (a no-op if it is no longer
+        pending). False if the version was deleted: the files copied are the caller's to remove."""
 
     @abc.abstractmethod
-    def fail_registration(self, pending: PendingVersion, message: str) -> None: ...
+    def fail_registration(self, pending: PendingVersion, message: str) -> bool:
+        """Mark the version FAILED_REGISTRATION with `message`; False (as finish_registration)
+        if it was deleted."""
 
     @abc.abstractmethod
     def list_version_files(self, name: str, version: int, prefix: str) -> list[FileInfo]: ...

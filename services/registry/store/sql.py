@@ -805,11 +805,11 @@ class SqlRegistryStore(RegistryStore):
             )
         ).first()
 
-    def finish_registration(self, pending: PendingVersion, files: Sequence[StoredFile]) -> None:
+    def finish_registration(self, pending: PendingVersion, files: Sequence[StoredFile]) -> bool:
         with self.db.write() as conn:
             row = self._pending_row(conn, pending)
             if row is None or row.status != ModelVersionStatus.PENDING_REGISTRATION.value:
-                return
+                return row is not None
             conn.execute(
                 delete(model_version_files).where(
                     model_version_files.c.model_id == pending.model_id,
@@ -832,16 +832,18 @@ class SqlRegistryStore(RegistryStore):
                 )
             self._set_status(conn, pending, ModelVersionStatus.READY, "")
             self._event(conn, row, "VERSION_READY", "modelyard", version=pending.version)
+        return True
 
-    def fail_registration(self, pending: PendingVersion, message: str) -> None:
+    def fail_registration(self, pending: PendingVersion, message: str) -> bool:
         with self.db.write() as conn:
             row = self._pending_row(conn, pending)
             if row is None or row.status != ModelVersionStatus.PENDING_REGISTRATION.value:
-                return
+                return row is not None
             self._set_status(conn, pending, ModelVersionStatus.FAILED_REGISTRATION, message)
             self._event(
                 conn, row, "VERSION_FAILED", "modelyard", version=pending.version, reason=message
             )
+        return True
 
     def _set_status(
         self, conn: Connection, pending: PendingVersion, status: ModelVersionStatus, message: str
