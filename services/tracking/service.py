@@ -36,12 +36,12 @@ from modelyard.services.common import validation as v
 from modelyard.services.common.artifacts import (
     STAGING_DIR,
     ArtifactStore,
+    PathClash,
     PresignedUrl,
     StagedFile,
     clean_path,
     is_staging,
     parents,
-    path_clash,
     staged_upload_key,
 )
 from modelyard.services.common.filters import parse_filter, parse_order_by
@@ -569,10 +569,10 @@ class TrackingService:
         (AWS S3 too, which would store both) shows each name once."""
         for above in parents(path):
             if self.store.find_artifact(rid, above) is not None:
-                raise path_clash(path, above)
+                raise PathClash(path, above)
         inside = self.store.list_artifacts(rid, path)
         if inside:
-            raise path_clash(path, inside[0].path)
+            raise PathClash(path, inside[0].path)
 
     def open_artifact(self, rid: str, path: str) -> tuple[FileInfo, Iterator[bytes]]:
         path = clean_path(path, field="path")

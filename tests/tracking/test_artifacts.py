@@ -35,9 +35,9 @@ from modelyard.errors import (
 from modelyard.services.common.artifacts import (
     STAGING_DIR,
     ArtifactStore,
+    PathClash,
     is_staging,
     open_artifact_store,
-    path_clash,
 )
 from modelyard.services.common.artifacts.s3 import S3ArtifactStore
 from modelyard.services.common.settings import S3Settings, Settings
@@ -197,9 +197,9 @@ def test_a_clash_found_in_storage_names_run_relative_paths(
 
 def test_a_clash_with_a_file_above_the_runs_artifacts_names_no_key() -> None:
     run_dir = "0/5c45e0e58b6c42c0a32df5f7a9e0627e/artifacts"
-    inside = path_clash(f"{run_dir}/a/b", f"{run_dir}/a").under(run_dir)
+    inside = PathClash(f"{run_dir}/a/b", f"{run_dir}/a").under(run_dir)
     assert inside.message.startswith("artifact path 'a/b' lies inside 'a', which is a file")
-    above = path_clash(f"{run_dir}/a/b", run_dir).under(run_dir)
+    above = PathClash(f"{run_dir}/a/b", run_dir).under(run_dir)
     assert "'a/b'" in above.message and run_dir not in above.message
     assert (above.resource_type, above.resource_name) == ("artifact", "a/b")
 

@@ -12,7 +12,6 @@ from modelyard.services.common.artifacts.base import (
     is_staged_upload,
     is_staging,
     parents,
-    path_clash,
     staged_upload_key,
 )
 from modelyard.services.common.artifacts.factory import open_artifact_store
@@ -30,6 +29,5 @@ __all__ = [
     "is_staging",
     "open_artifact_store",
     "parents",
-    "path_clash",
     "staged_upload_key",
 ]

@@ -7,7 +7,7 @@ its root: `clean_path` rejects absolute paths, '..' and other tricks before any 
 Keys form a tree as on a disk: no key is both a file and a directory (a prefix of other keys).
 Local disks cannot hold both and MinIO refuses both; AWS S3 would accept them, but a listing would
 then show one name as a file and as a directory. So services refuse such a path from their records
-before any bytes move, with `path_clash`, and a backend that refuses one anyway (two uploads racing,
+before any bytes move, with `PathClash`, and a backend that refuses one anyway (two uploads racing,
 a file left unrecorded by a crash) raises the same error.
 
 Every upload is staged: its bytes go to a key under `STAGING_DIR` (a top-level directory of the
@@ -131,8 +131,10 @@ def parents(path: str) -> Iterator[str]:
 
 
 class PathClash(FailedPrecondition):
-    """`path_clash`'s refusal, keeping both paths: a store finds a clash in its own keys, which a
-    service names again as its callers know the files (`under`), never as storage keys."""
+    """The refusal of a file at `path` when `other` is a file above it (so `path` would be
+    inside a file) or inside it (so `path` is a directory). It keeps both paths: a store finds
+    a clash in its own keys, which a service names again as its callers know the files
+    (`under`), never as storage keys."""
 
     def __init__(self, path: str, other: str) -> None:
         self.path, self.other = path, other
@@ -161,12 +163,6 @@ class PathClash(FailedPrecondition):
             resource_type="artifact",
             resource_name=path,
         )
-
-
-def path_clash(path: str, other: str) -> PathClash:
-    """The refusal of a file at `path` when `other` is a file above it (so `path` would be
-    inside a file) or inside it (so `path` is a directory)."""
-    return PathClash(path, other)
 
 
 class _VerifyingReader(io.RawIOBase):
@@ -357,13 +353,13 @@ class ArtifactStore(abc.ABC):
         """Release connections; the default store holds none."""
 
     def _clash(self, key: str) -> FailedPrecondition | None:
-        """`path_clash` naming the file `key` collides with, if one does: what explains a write
+        """`PathClash` naming the file `key` collides with, if one does: what explains a write
         the backend refused."""
         for above in parents(key):
             if self.size(above) is not None:
-                return path_clash(key, above)
+                return PathClash(key, above)
         inside = next((k for k, _ in self.iter_files(key)), None)
-        return path_clash(key, inside) if inside else None
+        return PathClash(key, inside) if inside else None
 
     @staticmethod
     def _missing(key: str) -> NotFound:

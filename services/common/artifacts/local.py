@@ -19,9 +19,9 @@ from modelyard.services.common.artifacts.base import (
     CHUNK_SIZE,
     STAGING_DIR,
     ArtifactStore,
+    PathClash,
     StagedFile,
     is_staged_upload,
-    path_clash,
 )
 from modelyard.services.common.logging import get_logger
 
@@ -189,7 +189,7 @@ class LocalArtifactStore(ArtifactStore):
             # must not block a file either.
             if not _remove_empty_tree(final):
                 # Files in it, or only the temporary files of uploads under way.
-                raise self._clash(key) or path_clash(key, f"{key}/...") from None
+                raise self._clash(key) or PathClash(key, f"{key}/...") from None
             os.replace(src, final)
 
     def _get(self, key: str, chunk_size: int, version: str | None = None) -> Iterator[bytes]:

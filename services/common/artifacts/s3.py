@@ -201,7 +201,7 @@ class S3ArtifactStore(ArtifactStore):
             raise
 
     def _explain_refusal(self, key: str) -> None:
-        """Raise `path_clash` if a write to `key` failed because of one: MinIO and
+        """Raise `PathClash` if a write to `key` failed because of one: MinIO and
         filesystem-backed servers (rclone) refuse a file where a directory is, or inside a file,
         as a disk does; say so, as the local store does. Returns if no clash explains it."""
         try:
