@@ -233,3 +233,45 @@ def emit(result: Any, output: Path | None) -> None:
     if output:
         output.write_text(text + "\n")
     print(text)
+
+
+# -- MLflow's venv: the peer of the tracking and serving benchmarks, never a project dependency
+
+MLFLOW_VENV = Path(__file__).resolve().parent / ".venvs" / "mlflow"
+
+
+def venv_bin(venv: Path, name: str) -> Path:
+    return venv / "bin" / name
+
+
+def quiet_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true", PYTHONUNBUFFERED="1")
+    env.pop("VIRTUAL_ENV", None)
+    env.update(extra)
+    return env
+
+
+def ensure_mlflow(spec: str) -> str:
+    """MLflow's version in MLFLOW_VENV, which is made and pip-installed with `spec` on first
+    use."""
+    py = venv_bin(MLFLOW_VENV, "python")
+    probe = [str(py), "-c", "import mlflow, psycopg; print(mlflow.__version__)"]
+    if py.exists():
+        done = subprocess.run(probe, capture_output=True, text=True, env=quiet_env())
+        if done.returncode == 0:
+            return done.stdout.strip()
+    else:
+        log(f"creating {MLFLOW_VENV}")
+        base = getattr(sys, "_base_executable", None) or sys.executable
+        subprocess.run([base, "-m", "venv", str(MLFLOW_VENV)], check=True)
+    # psycopg 3: SQLAlchemy 2.1 maps postgresql:// to it (older ones needed psycopg2).
+    log(f"pip install {spec} psycopg[binary] into {MLFLOW_VENV} (takes a few minutes)")
+    subprocess.run(
+        [str(py), "-m", "pip", "install", "-q", spec, "psycopg[binary]", "psycopg2-binary"],
+        check=True,
+        env=quiet_env(),
+    )
+    return subprocess.run(
+        probe, capture_output=True, text=True, check=True, env=quiet_env()
+    ).stdout.strip()

@@ -45,19 +45,22 @@ from pathlib import Path
 from typing import Any
 
 from benchkit import (
+    MLFLOW_VENV,
     ServerProcess,
+    ensure_mlflow,
     free_port,
     group_cpu_seconds,
     machine,
     paused_latencies_ms,
     percentile,
+    quiet_env,
+    venv_bin,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 TRACKING = BENCH / "tracking.py"
 PROJECT_VENV = ROOT / ".venv"
-MLFLOW_VENV = BENCH / ".venvs" / "mlflow"
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432"
 
 # Targets are stated against MLflow with one worker (its fastest per-call configuration).
@@ -72,44 +75,6 @@ TARGETS = {
 
 def log(msg: str) -> None:
     print(f"[compare {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def venv_bin(venv: Path, name: str) -> Path:
-    return venv / "bin" / name
-
-
-def quiet_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true", PYTHONUNBUFFERED="1")
-    env.pop("VIRTUAL_ENV", None)
-    env.update(extra)
-    return env
-
-
-# -- the mlflow venv ---------------------------------------------------------------------------
-
-
-def ensure_mlflow(spec: str) -> str:
-    py = venv_bin(MLFLOW_VENV, "python")
-    probe = [str(py), "-c", "import mlflow, psycopg; print(mlflow.__version__)"]
-    if py.exists():
-        done = subprocess.run(probe, capture_output=True, text=True, env=quiet_env())
-        if done.returncode == 0:
-            return done.stdout.strip()
-    else:
-        log(f"creating {MLFLOW_VENV}")
-        base = getattr(sys, "_base_executable", None) or sys.executable
-        subprocess.run([base, "-m", "venv", str(MLFLOW_VENV)], check=True)
-    # psycopg 3: SQLAlchemy 2.1 maps postgresql:// to it (older ones needed psycopg2).
-    log(f"pip install {spec} psycopg[binary] into {MLFLOW_VENV} (takes a few minutes)")
-    subprocess.run(
-        [str(py), "-m", "pip", "install", "-q", spec, "psycopg[binary]", "psycopg2-binary"],
-        check=True,
-        env=quiet_env(),
-    )
-    return subprocess.run(
-        probe, capture_output=True, text=True, check=True, env=quiet_env()
-    ).stdout.strip()
 
 
 # -- PostgreSQL databases ----------------------------------------------------------------------

@@ -84,13 +84,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from benchkit import emit, free_port, load_average, log, machine, percentile, wait_for_load
+from benchkit import (
+    MLFLOW_VENV,
+    emit,
+    ensure_mlflow,
+    free_port,
+    load_average,
+    log,
+    machine,
+    percentile,
+    wait_for_load,
+)
 
 # Only the standard library at module level: load-generator processes are spawned and import
 # this file, and they should stay small.
 
 ROOT = Path(__file__).resolve().parent.parent
-MLFLOW_VENV = ROOT / "bench" / ".venvs" / "mlflow"
 COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]  # iris
 RF_COLUMNS = [f"x{i:02d}" for i in range(20)]
 INFER = "/inference.GRPCInferenceService/ModelInfer"
@@ -1412,6 +1421,11 @@ def main() -> None:
     p.add_argument("--wait-load", type=float, default=0.0, help="wait until load1 <= this")
     p.add_argument("--wait-minutes", type=float, default=30.0, help="give up waiting after")
     p.add_argument("--no-mlflow", action="store_true", help="measure Modelyard only")
+    p.add_argument(
+        "--mlflow-spec",
+        default="mlflow==3.17.2",
+        help="pip requirement for bench/.venvs/mlflow, when it is first made",
+    )
     p.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
     p.add_argument("--profile-dir", type=Path, help="keep py-spy's raw stacks here")
     p.add_argument("--out", type=Path, help="also write the JSON document to this file")
@@ -1503,6 +1517,7 @@ def main() -> None:
         mlflow: dict[str, Server] = {}
         mlflow_saved: dict[str, Any] = {}
         if not args.no_mlflow:
+            log(f"mlflow {ensure_mlflow(args.mlflow_spec)} in {MLFLOW_VENV}")
             log("saving the MLflow models (bench/serving_mlflow.py in the mlflow venv)")
             mlflow_saved = save_mlflow_models(workdir, cases, 300 if args.quick else 3000)
             for variant, workers in (
