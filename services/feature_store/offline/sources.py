@@ -70,15 +70,35 @@ _READ_AS = {
 }
 
 
-def _typed(feature: Field) -> str:
+# Source column types whose values are whole numbers already: their cast cannot round.
+_WHOLE = frozenset(
+    [
+        "TINYINT",
+        "SMALLINT",
+        "INTEGER",
+        "BIGINT",
+        "HUGEINT",
+        "UTINYINT",
+        "USMALLINT",
+        "UINTEGER",
+        "UBIGINT",
+        "UHUGEINT",
+        "BOOLEAN",
+    ]
+)
+
+
+def _typed(feature: Field, source_type: str) -> str:
+    """The feature's column read as its declared kind; `source_type` is DuckDB's type of it."""
     name = _quote(feature.name)
     kind = _READ_AS.get(feature.dtype)
     if kind is None:
         return name
     cast = f"CAST({name} AS {kind})"
-    if kind in ("INTEGER", "BIGINT"):
-        # DuckDB's cast rounds a fraction (2.5 and '2.5' become 3): refuse it instead of storing
-        # a value the source does not hold. Text that is no number still fails in the cast.
+    if kind in ("INTEGER", "BIGINT") and source_type not in _WHOLE:
+        # DuckDB's cast rounds a fraction (2.5 and '2.5' become 2 and 3): refuse it instead of
+        # storing a value the source does not hold. Text that is no number fails in the cast.
+        # Only for sources not typed as integers: the check costs a quarter of a retrieval.
         declared = _literal(
             f"feature {feature.name!r} is declared {feature.dtype.name}, its source holds "
         )
@@ -188,10 +208,12 @@ class SourceReader:
                 engine.dispose()
             con.register(raw, table)
         pushed = self._dataset(f"{self.push_log_root}/{view.name}", "parquet")
-        select = self._normalized(view, join_keys, raw)
+        select = self._normalized(con, view, join_keys, raw)
         if pushed is not None:
             con.register(f"{name}__pushed", pushed)
-            select += " UNION ALL BY NAME " + self._normalized(view, join_keys, f"{name}__pushed")
+            select += " UNION ALL BY NAME " + self._normalized(
+                con, view, join_keys, f"{name}__pushed"
+            )
         try:
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {select}")
         except duckdb.BinderException as exc:
@@ -204,14 +226,17 @@ class SourceReader:
             ) from None
 
     @staticmethod
-    def _normalized(view: FeatureView, keys: list[str], relation: str) -> str:
+    def _normalized(
+        con: duckdb.DuckDBPyConnection, view: FeatureView, keys: list[str], relation: str
+    ) -> str:
         source = view.source
         created = (
             f"CAST({_quote(source.created_timestamp_column)} AS TIMESTAMPTZ)"
             if source.created_timestamp_column
             else "CAST(NULL AS TIMESTAMPTZ)"
         )
-        features = "".join(f", {_typed(f)}" for f in view.schema)
+        types = {row[0]: row[1] for row in con.execute(f"DESCRIBE {relation}").fetchall()}
+        features = "".join(f", {_typed(f, types.get(f.name, ''))}" for f in view.schema)
         return (
             f"SELECT {', '.join(_quote(k) for k in keys)}, "
             f"CAST({_quote(source.timestamp_field)} AS TIMESTAMPTZ) AS __ts, {created} AS __created"
