@@ -252,26 +252,27 @@ def quiet_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def ensure_mlflow(spec: str) -> str:
-    """MLflow's version in MLFLOW_VENV, which is made and pip-installed with `spec` on first
-    use."""
-    py = venv_bin(MLFLOW_VENV, "python")
-    probe = [str(py), "-c", "import mlflow, psycopg; print(mlflow.__version__)"]
+def ensure_venv(venv: Path, imports: str, requirements: list[str], env: dict[str, str]) -> str:
+    """The version of the first module of `imports` in `venv`, which is made and pip-installed
+    with `requirements` on first use (a peer's venv: never the project's)."""
+    py = venv_bin(venv, "python")
+    first = imports.split(",")[0].strip()
+    probe = [str(py), "-c", f"import {imports}; print({first}.__version__)"]
     if py.exists():
-        done = subprocess.run(probe, capture_output=True, text=True, env=quiet_env())
+        done = subprocess.run(probe, capture_output=True, text=True, env=env)
         if done.returncode == 0:
             return done.stdout.strip()
     else:
-        log(f"creating {MLFLOW_VENV}")
+        log(f"creating {venv}")
         base = getattr(sys, "_base_executable", None) or sys.executable
-        subprocess.run([base, "-m", "venv", str(MLFLOW_VENV)], check=True)
-    # psycopg 3: SQLAlchemy 2.1 maps postgresql:// to it (older ones needed psycopg2).
-    log(f"pip install {spec} psycopg[binary] into {MLFLOW_VENV} (takes a few minutes)")
-    subprocess.run(
-        [str(py), "-m", "pip", "install", "-q", spec, "psycopg[binary]", "psycopg2-binary"],
-        check=True,
-        env=quiet_env(),
-    )
-    return subprocess.run(
-        probe, capture_output=True, text=True, check=True, env=quiet_env()
-    ).stdout.strip()
+        subprocess.run([base, "-m", "venv", str(venv)], check=True)
+    log(f"pip install {' '.join(requirements)} into {venv} (takes a few minutes)")
+    subprocess.run([str(py), "-m", "pip", "install", "-q", *requirements], check=True, env=env)
+    return subprocess.run(probe, capture_output=True, text=True, check=True, env=env).stdout.strip()
+
+
+def ensure_mlflow(spec: str) -> str:
+    """MLflow's version in MLFLOW_VENV. psycopg 3: SQLAlchemy 2.1 maps postgresql:// to it
+    (older ones needed psycopg2)."""
+    requirements = [spec, "psycopg[binary]", "psycopg2-binary"]
+    return ensure_venv(MLFLOW_VENV, "mlflow, psycopg", requirements, quiet_env())

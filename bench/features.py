@@ -68,7 +68,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from benchkit import ServerProcess, free_port, load_average, percentile
+from benchkit import ServerProcess, ensure_venv, free_port, load_average, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -286,20 +286,7 @@ def feast_env() -> dict[str, str]:
 
 
 def ensure_feast() -> str:
-    py = FEAST_VENV / "bin" / "python"
-    probe = [str(py), "-c", "import feast, redis; print(feast.__version__)"]
-    if py.exists():
-        done = subprocess.run(probe, capture_output=True, text=True, env=feast_env())
-        if done.returncode == 0:
-            return done.stdout.strip()
-    else:
-        log(f"creating {FEAST_VENV.relative_to(ROOT)}")
-        subprocess.run(["python3.11", "-m", "venv", str(FEAST_VENV)], check=True)
-    log(f"pip install {FEAST_SPEC} into {FEAST_VENV.relative_to(ROOT)} (a few minutes)")
-    subprocess.run([str(py), "-m", "pip", "install", "-q", FEAST_SPEC], check=True, env=feast_env())
-    return subprocess.run(
-        probe, capture_output=True, text=True, check=True, env=feast_env()
-    ).stdout.strip()
+    return ensure_venv(FEAST_VENV, "feast, redis", [FEAST_SPEC], feast_env())
 
 
 def run_feast(
