@@ -38,6 +38,30 @@ def lookup_exists(stmt: Select, nth: int) -> ColumnElement[bool]:
     return stmt.exists()
 
 
+# A key/value lookup (tags, params) also asks whether the key is there at all.
+KEY_VALUE_OPS = (*STRING_OPS, "IS NULL", "IS NOT NULL")
+
+
+def key_value_lookup(
+    match: Select,
+    value: ColumnElement,
+    comparison: Comparison,
+    nth: int,
+    *,
+    field: str = "filter",
+    param: str | None = None,
+) -> ColumnElement[bool]:
+    """A comparison on a key/value table (tags, params), as the filter's `nth` lookup
+    (lookup_exists): `match` selects the filtered row's entry of the key; IS NULL and IS NOT
+    NULL ask whether there is one, any other operator compares its `value`."""
+    if comparison.op == "IS NULL":
+        return not_(lookup_exists(match, nth))
+    if comparison.op == "IS NOT NULL":
+        return lookup_exists(match, nth)
+    cond = compare(value, comparison, "string", field=field, ops=KEY_VALUE_OPS, param=param)
+    return lookup_exists(match.where(cond), nth)
+
+
 def compare(
     column: ColumnElement,
     comparison: Comparison,

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, delete, insert, not_, select, update
+from sqlalchemy import Connection, Row, and_, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -30,7 +30,7 @@ from modelyard.entities.registry import (
 from modelyard.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from modelyard.services.common.db import Database
 from modelyard.services.common.filters import Comparison, OrderKey
-from modelyard.services.common.filters.sql import compare, lookup_exists
+from modelyard.services.common.filters.sql import compare, key_value_lookup
 from modelyard.services.common.pagination import decode_token, encode_token, fingerprint
 from modelyard.services.registry.store.base import PendingVersion, RegistryStore, StoredFile
 from modelyard.services.registry.store.schema import (
@@ -42,8 +42,6 @@ from modelyard.services.registry.store.schema import (
     registered_model_tags,
     registered_models,
 )
-
-_TAG_OPS = ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN", "IS NULL", "IS NOT NULL")
 
 
 def _now() -> int:
@@ -366,14 +364,9 @@ class SqlRegistryStore(RegistryStore):
             stmt = stmt.where(rm.model_id.in_(list(only_model_ids)))
         for nth, c in enumerate(filters):
             if c.entity == "tag":
-                stmt = stmt.where(
-                    self._tag_clause(
-                        registered_model_tags,
-                        [registered_model_tags.c.model_id == rm.model_id],
-                        c,
-                        nth,
-                    )
-                )
+                tags = registered_model_tags.c
+                match = select(1).where(tags.model_id == rm.model_id, tags.key == c.key)
+                stmt = stmt.where(key_value_lookup(match, tags.value, c, nth))
             elif c.entity == "attribute" and c.key == "name":
                 stmt = stmt.where(compare(rm.name, c, "string"))
             else:
@@ -394,18 +387,6 @@ class SqlRegistryStore(RegistryStore):
             found = self._registered_models(conn, rows[:max_results])
         token = encode_token(query, offset + max_results) if len(rows) > max_results else None
         return PagedList(found, token)
-
-    @staticmethod
-    def _tag_clause(table: Any, match: list, c: Comparison, nth: int) -> Any:
-        """The filter's `nth` lookup of a tag (lookup_exists)."""
-        on = and_(*match, table.c.key == c.key)
-        if c.op == "IS NULL":
-            return not_(lookup_exists(select(1).where(on), nth))
-        if c.op == "IS NOT NULL":
-            return lookup_exists(select(1).where(on), nth)
-        return lookup_exists(
-            select(1).where(on, compare(table.c.value, c, "string", ops=_TAG_OPS)), nth
-        )
 
     def set_registered_model_tag(self, name: str, key: str, value: str, user: str) -> None:
         with self.db.write() as conn:
@@ -613,17 +594,11 @@ class SqlRegistryStore(RegistryStore):
         }
         for nth, c in enumerate(filters):
             if c.entity == "tag":
-                stmt = stmt.where(
-                    self._tag_clause(
-                        model_version_tags,
-                        [
-                            model_version_tags.c.model_id == mv.model_id,
-                            model_version_tags.c.version == mv.version,
-                        ],
-                        c,
-                        nth,
-                    )
+                tags = model_version_tags.c
+                match = select(1).where(
+                    tags.model_id == mv.model_id, tags.version == mv.version, tags.key == c.key
                 )
+                stmt = stmt.where(key_value_lookup(match, tags.value, c, nth))
             elif c.entity == "attribute" and c.key in string_columns:
                 stmt = stmt.where(compare(string_columns[c.key], c, "string"))
             elif c.entity == "attribute" and c.key in ("version", "version_number"):

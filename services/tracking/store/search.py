@@ -18,7 +18,6 @@ from sqlalchemy import (
     bindparam,
     cast,
     func,
-    not_,
     select,
     true,
 )
@@ -29,9 +28,9 @@ from modelyard.errors import InvalidArgument
 from modelyard.services.common.filters import Comparison, OrderKey
 from modelyard.services.common.filters.sql import (
     NUMBER_OPS,
-    STRING_OPS,
     bound_value,
     compare,
+    key_value_lookup,
     lookup_exists,
     value_shape,
 )
@@ -46,8 +45,6 @@ from modelyard.services.tracking.store.schema import (
     runs,
     tags,
 )
-
-_TAG_OPS = (*STRING_OPS, "IS NULL", "IS NOT NULL")
 
 # attribute name -> (column, kind); aliases as MLflow accepts them.
 _RUN_ATTRIBUTES = {
@@ -114,12 +111,8 @@ def _key_value_clause(
 ) -> ColumnElement[bool]:
     """params.x / tags.x: a correlated EXISTS on (owner, key), so it uses the primary key."""
     match = select(1).where(table.c.run_uuid == owner, table.c.key == c.key)
-    if c.op == "IS NULL":
-        return not_(_exists(owner, match, nth))
-    if c.op == "IS NOT NULL":
-        return _exists(owner, match, nth)
-    value = compare(table.c.value, c, "string", field=field, ops=_TAG_OPS, param=param)
-    return _exists(owner, match.where(value), nth)
+    correlated = match.correlate(owner.table)  # see _exists
+    return key_value_lookup(correlated, table.c.value, c, nth, field=field, param=param)
 
 
 def _metric_clause(
@@ -369,17 +362,11 @@ def experiment_filter_clauses(filters: Sequence[Comparison], field: str = "filte
     nth = 0  # lookups so far
     for c in filters:
         if c.entity == "tag":
-            match = and_(
+            match = select(1).where(
                 experiment_tags.c.experiment_id == experiments.c.experiment_id,
                 experiment_tags.c.key == c.key,
             )
-            if c.op == "IS NULL":
-                clauses.append(not_(lookup_exists(select(1).where(match), nth)))
-            elif c.op == "IS NOT NULL":
-                clauses.append(lookup_exists(select(1).where(match), nth))
-            else:
-                cond = compare(experiment_tags.c.value, c, "string", field=field, ops=_TAG_OPS)
-                clauses.append(lookup_exists(select(1).where(match, cond), nth))
+            clauses.append(key_value_lookup(match, experiment_tags.c.value, c, nth, field=field))
             nth += 1
         elif c.entity == "attribute":
             column, kind = _attribute(_EXPERIMENT_ATTRIBUTES, c.key, field)
