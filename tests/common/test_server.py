@@ -27,6 +27,7 @@ class Probe:
 
     def __init__(self) -> None:
         self.entered = threading.Event()
+        self.collected = threading.Event()  # Collect's stream ended without an error
         self.release = threading.Event()
         self.closed = False
         self.stream_request_ids: list[str | None] = []
@@ -57,6 +58,7 @@ class Probe:
     def collect(self, requests, context):
         for _ in requests:
             self.entered.set()
+        self.collected.set()
         return Resp(status=Resp.SERVING)
 
     def registration(self) -> ServiceRegistration:
@@ -173,10 +175,13 @@ def test_a_call_the_client_cancels_is_no_server_error(
     probe: Probe, probe_server: ModelyardServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Reading the stream of a cancelled call raises in the handler; the error mapping logs that
-    once, as the client's doing without a traceback, not as an unhandled error."""
+    once, as the client's doing without a traceback, not as an unhandled error. (grpc may also
+    end the stream quietly, when the empty read is seen before the cancellation: then the
+    handler returns and nothing is logged, which CI once met.)"""
     name = "modelyard.services.common.interceptors"
     caplog.set_level(logging.INFO, logger=name)
     records = _Records()
+    records.first = probe.collected  # whichever way the handler ends
     logging.getLogger(name).addHandler(records)
     gate = threading.Event()
 
@@ -199,6 +204,8 @@ def test_a_call_the_client_cancels_is_no_server_error(
     finally:
         logging.getLogger(name).removeHandler(records)
     assert future.cancelled()
+    if not records.records:
+        return  # the stream ended quietly: nothing to log
     [record] = records.records
     assert record.levelno == logging.INFO and record.exc_info is None
     assert "/test.Probe/Collect ended by the client" in record.getMessage()
