@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 
 from modelyard.errors import Internal, InvalidArgument, ModelyardError, to_status
+from modelyard.services.common import call_end
 from modelyard.services.common import logging as mlog
 from modelyard.services.common.metrics import RPC_ERRORS, RPC_LATENCY, RPC_REQUESTS
 
@@ -165,11 +166,13 @@ def _unary_response(behavior: Behavior, method: str, *, request_streaming: bool)
     def handle(request: Any, context: grpc.ServicerContext) -> Any:
         rid = _call_request_id(context)
         token = mlog.request_id.set(rid)
+        call = call_end.current.set(context)
         try:
             return behavior(_prepare(request, request_streaming), context)
         except BaseException as exc:  # SystemExit too: grpc would never answer the call
             _abort(context, exc, method, rid)
         finally:
+            call_end.current.reset(call)
             mlog.request_id.reset(token)
 
     return handle
@@ -179,6 +182,7 @@ def _stream_response(behavior: Behavior, method: str, *, request_streaming: bool
     def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         rid = _call_request_id(context)
         token = mlog.request_id.set(rid)  # grpc drives the generator from one thread
+        call = call_end.current.set(context)
         try:
             yield from behavior(_prepare(request, request_streaming), context)
         except GeneratorExit:
@@ -186,6 +190,7 @@ def _stream_response(behavior: Behavior, method: str, *, request_streaming: bool
         except BaseException as exc:  # SystemExit too: grpc would never end the call
             _abort(context, exc, method, rid)
         finally:
+            call_end.current.reset(call)
             mlog.request_id.reset(token)
 
     return handle

@@ -16,6 +16,7 @@ from modelyard.errors import NotFound, from_rpc_error
 from modelyard.services.common.logging import request_id
 from modelyard.services.common.server import ModelyardServer, ServiceRegistration, create_server
 from modelyard.services.common.settings import Settings
+from tests.log_records import LogRecords
 
 # Aliases, also as types: grpc_health ships no py.typed, so mypy sees its module as Any.
 Req: TypeAlias = health_pb2.HealthCheckRequest
@@ -158,19 +159,6 @@ def test_a_handler_that_exits_is_answered_internal(probe_server: ModelyardServer
     assert err.value.code() == grpc.StatusCode.INTERNAL
 
 
-class _Records(logging.Handler):
-    """Keeps a logger's records and signals the first, for a test to wait on."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-        self.first = threading.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-        self.first.set()
-
-
 def test_a_call_the_client_cancels_is_no_server_error(
     probe: Probe, probe_server: ModelyardServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -180,7 +168,7 @@ def test_a_call_the_client_cancels_is_no_server_error(
     handler returns and nothing is logged, which CI once met.)"""
     name = "modelyard.services.common.interceptors"
     caplog.set_level(logging.INFO, logger=name)
-    records = _Records()
+    records = LogRecords()
     records.first = probe.collected  # whichever way the handler ends
     logging.getLogger(name).addHandler(records)
     gate = threading.Event()

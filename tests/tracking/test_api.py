@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import getpass
 import math
+import time
+from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy import Connection, create_engine, text
 
 from modelyard import Client
+from modelyard._gen.tracking.v1 import tracking_pb2 as pb
+from modelyard._gen.tracking.v1.tracking_pb2_grpc import TrackingServiceStub
 from modelyard.entities import DatasetInput, Metric, Param, RunStatus, RunTag, ViewType
 from modelyard.entities.tracking import Dataset, InputTag
 from modelyard.errors import AlreadyExists, InvalidArgument
@@ -177,3 +182,37 @@ def test_filters_of_the_most_conditions_allowed_are_answered(stack_settings: Set
         assert [m.name for m in models] == ["many"]
         versions = client.search_model_versions(filter_string=every_tag)
         assert [(v.name, v.version) for v in versions] == [("many", 1)]
+
+
+def test_a_search_the_client_gives_up_stops_on_the_database(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """A search waiting on PostgreSQL is cancelled there when its client cancels: it held a
+    backend (and an RPC thread) until it finished, for an answer no one would read. The search
+    here waits for a lock the test holds; the pooled connection it ran on serves the next one."""
+    settings = Settings(home=tmp_path, port=0, grace_period=0, backend_store_uri=postgres_url)
+    engine = create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    waiting = text(
+        "SELECT count(*) FROM pg_locks WHERE relation = 'runs'::regclass AND NOT granted"
+    )
+
+    def searches_waiting(conn: Connection, expected: int) -> None:
+        deadline = time.monotonic() + 30
+        while conn.execute(waiting).scalar() != expected:
+            assert time.monotonic() < deadline, f"not {expected} searches waiting after 30 s"
+            time.sleep(0.05)  # polling PostgreSQL's own view of its locks
+
+    with running_server(settings) as server, Client(server.address) as client:
+        eid = client.create_experiment("locked")
+        rid = client.create_run(eid).info.run_id
+        with engine.connect() as holder, engine.connect() as observer:
+            holder.execute(text("LOCK TABLE runs IN ACCESS EXCLUSIVE MODE"))  # until rollback
+            with grpc.insecure_channel(server.address) as channel:
+                search = TrackingServiceStub(channel).SearchRuns
+                future = search.future(pb.SearchRunsRequest(experiment_ids=[eid]), timeout=60)
+                searches_waiting(observer, 1)
+                future.cancel()
+                searches_waiting(observer, 0)  # while the lock is still held
+            holder.rollback()
+        assert [r.info.run_id for r in client.search_runs([eid])] == [rid]
+    engine.dispose()

@@ -32,6 +32,7 @@ from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.pool import QueuePool
 
 from modelyard.errors import InvalidArgument
+from modelyard.services.common.call_end import interrupted_when_call_ends
 from modelyard.services.common.settings import Settings, SQLiteSynchronous
 
 # How long a PostgreSQL connection may sit unused before it is pinged on its next use.
@@ -115,9 +116,15 @@ class Database:
         when the block ends, on PostgreSQL autocommit (see __init__). The SQLite transaction
         begins at once, so statements run on its DB-API cursor (`Prepared`) share its snapshot."""
         with self._reader.connect() as conn:
-            if self.is_sqlite:
-                conn.begin()
-            yield conn
+            driver = conn.connection.driver_connection
+            assert driver is not None  # a connection just checked out of the pool
+            # A read for a call that ends meanwhile stops (call_end): PostgreSQL cancels the
+            # backend's statement, SQLite interrupts the connection's.
+            stop = driver.interrupt if self.is_sqlite else driver.cancel_safe
+            with interrupted_when_call_ends(stop):
+                if self.is_sqlite:
+                    conn.begin()
+                yield conn
 
     @contextmanager
     def cursor(self, conn: Connection) -> Iterator[Any]:

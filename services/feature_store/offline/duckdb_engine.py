@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from modelyard.errors import InvalidArgument
 from modelyard.features.definitions import FeatureView
+from modelyard.services.common import call_end
 from modelyard.services.feature_store.offline.base import OfflineEngine, ViewRequest
 from modelyard.services.feature_store.offline.sources import (
     SourceReader,
@@ -48,6 +49,17 @@ def _check_entity_keys(
             )
 
 
+def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """A connection for one retrieval, interrupted if its call ends first: a client that gave
+    up on a training set would otherwise leave its join running for seconds on every core."""
+    con = duckdb.connect()
+    call_end.on_end(con.interrupt)
+    con.execute("SET TimeZone = 'UTC'")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    return con
+
+
 class DuckDbEngine(OfflineEngine):
     def __init__(
         self,
@@ -59,13 +71,6 @@ class DuckDbEngine(OfflineEngine):
         self._join_keys = join_keys
         self._threads = threads
 
-    def _connect(self) -> duckdb.DuckDBPyConnection:
-        con = duckdb.connect()
-        con.execute("SET TimeZone = 'UTC'")
-        if self._threads:
-            con.execute(f"SET threads = {int(self._threads)}")
-        return con
-
     def historical(
         self, entities: pa.Table, requests: Sequence[ViewRequest], event_timestamp_column: str
     ) -> pa.RecordBatchReader:
@@ -75,7 +80,7 @@ class DuckDbEngine(OfflineEngine):
                 "row's features should be taken at",
                 field="event_timestamp_column",
             )
-        con = self._connect()
+        con = connect(self._threads)
         rows = entities.append_column("__row", pa.array(range(entities.num_rows), pa.int64()))
         con.register("entity_input", rows)
         try:
@@ -143,7 +148,7 @@ class DuckDbEngine(OfflineEngine):
         )
 
     def latest(self, view: FeatureView, start_ms: int, end_ms: int) -> pa.Table:
-        con = self._connect()
+        con = connect(self._threads)
         keys = self._join_keys(view)
         partition = ", ".join(_quote(k) for k in keys)
         features = "".join(f", {_quote(f.name)}" for f in view.schema)

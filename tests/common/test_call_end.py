@@ -1,0 +1,228 @@
+"""A database read stops when its call ends first (client cancelled, deadline passed), on both
+metadata stores, through the real server plumbing: the statement is cancelled on the database,
+the handler's thread is freed, and the end is logged as the client's doing, not as an error."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import duckdb
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2
+from sqlalchemy import create_engine, text
+
+from modelyard.services.common.call_end import CallEnded
+from modelyard.services.common.db.engine import Database
+from modelyard.services.common.server import ModelyardServer, ServiceRegistration, create_server
+from modelyard.services.common.settings import Settings
+from modelyard.services.feature_store.offline import duckdb_engine
+from tests.log_records import LogRecords
+
+Req = health_pb2.HealthCheckRequest
+Resp = health_pb2.HealthCheckResponse
+
+# Statements that never end by themselves. SQLite's calls started() on its first row, so the test
+# knows the statement runs; PostgreSQL's is seen in pg_stat_activity.
+ENDLESS = {
+    "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE started()) "
+    "SELECT max(x) FROM c",
+    "postgresql": "SELECT pg_sleep(3600) /* call_end test */",
+}
+
+
+INTERCEPTORS = "modelyard.services.common.interceptors"
+
+
+class Reader:
+    """A test service whose calls read from a real Database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.running = threading.Event()  # the endless statement has begun (SQLite)
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self.driver: Any = None  # the endless statement's DB-API connection
+
+    def endless(self, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            with self.db.read() as conn:
+                self.driver = conn.connection.driver_connection
+                if self.db.is_sqlite:
+                    self.driver.create_function("started", 0, self._started)
+                conn.execute(text(ENDLESS[self.db.dialect])).all()
+            return Resp()
+        except BaseException as exc:
+            self.error = exc
+            raise
+        finally:
+            self.done.set()
+
+    def duckdb_endless(self, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            con = duckdb_engine.connect()  # the feature store's retrieval connection
+            self.driver = con
+            con.create_function("started", self._started, [], "BOOLEAN")
+            con.sql("SELECT count(*) FROM range(1000000000000) WHERE started()").fetchall()
+            return Resp()
+        except BaseException as exc:
+            self.error = exc
+            raise
+        finally:
+            self.done.set()
+
+    def after_end(self, request: Any, context: grpc.ServicerContext) -> Any:
+        ended = threading.Event()
+        context.add_callback(ended.set)
+        self.running.set()
+        try:
+            assert ended.wait(30)
+            with self.db.read() as conn:
+                conn.execute(text("SELECT 1"))
+            return Resp()
+        except BaseException as exc:
+            self.error = exc
+            raise
+        finally:
+            self.done.set()
+
+    def _started(self) -> bool:
+        self.running.set()
+        return True
+
+    def registration(self) -> ServiceRegistration:
+        def unary(fn: Any) -> grpc.RpcMethodHandler:
+            return grpc.unary_unary_rpc_method_handler(
+                fn, request_deserializer=Req.FromString, response_serializer=Resp.SerializeToString
+            )
+
+        handlers = grpc.method_handlers_generic_handler(
+            "test.Reader",
+            {
+                "Endless": unary(self.endless),
+                "DuckdbEndless": unary(self.duckdb_endless),
+                "AfterEnd": unary(self.after_end),
+            },
+        )
+        return ServiceRegistration(
+            service_names=("test.Reader",),
+            register=lambda server: server.add_generic_rpc_handlers((handlers,)),
+        )
+
+
+@pytest.fixture
+def reader(database_url: str) -> Iterator[Reader]:
+    db = Database(database_url)
+    reader = Reader(db)
+    yield reader
+    if reader.driver is not None and not reader.done.is_set():  # the test failed: stop it
+        stop = getattr(reader.driver, "cancel_safe", None) or reader.driver.interrupt
+        stop()
+        reader.done.wait(30)
+    db.dispose()
+
+
+@pytest.fixture
+def reader_server(reader: Reader, tmp_path: Any) -> Iterator[ModelyardServer]:
+    server = create_server(Settings(home=tmp_path, port=0, grace_period=5), [reader.registration()])
+    server.start()
+    yield server
+    server.stop(0)
+
+
+def _statement_running(url: str) -> bool:
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as conn:
+            return bool(
+                conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                        "AND query LIKE '%call_end test%' AND pid <> pg_backend_pid()"
+                    )
+                ).scalar()
+            )
+    finally:
+        engine.dispose()
+
+
+def _wait_for_statement(reader: Reader, url: str, running: bool) -> None:
+    """Until the endless statement is (or is no longer) running on the database."""
+    if reader.db.is_sqlite:
+        assert reader.running.wait(30) if running else reader.done.wait(30)
+        return
+    deadline = time.monotonic() + 30
+    while _statement_running(url) != running:
+        assert time.monotonic() < deadline, f"statement running={not running} after 30 s"
+        time.sleep(0.05)  # polling the database's own view of its backends
+
+
+@pytest.mark.parametrize("ending", ["cancel", "deadline"])
+def test_a_read_stops_when_its_call_ends(
+    ending: str,
+    reader: Reader,
+    reader_server: ModelyardServer,
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger=INTERCEPTORS)
+    judged = LogRecords()
+    logging.getLogger(INTERCEPTORS).addHandler(judged)
+    with grpc.insecure_channel(reader_server.address) as channel:
+        stub = channel.unary_unary(
+            "/test.Reader/Endless",
+            request_serializer=Req.SerializeToString,
+            response_deserializer=Resp.FromString,
+        )
+        # The deadline case ends by itself; the statement must be seen running before that.
+        future = stub.future(Req(), timeout=3 if ending == "deadline" else 60)
+        _wait_for_statement(reader, database_url, running=True)
+        if ending == "cancel":
+            future.cancel()
+        assert reader.done.wait(30), "the handler still runs its statement after the call ended"
+    _wait_for_statement(reader, database_url, running=False)
+    said = str(reader.error).lower()  # sqlite3 "interrupted", psycopg "canceling statement"
+    assert "interrupt" in said or "cancel" in said, said
+    assert judged.first.wait(30), "the error mapping logged nothing for the ended call"
+    logging.getLogger(INTERCEPTORS).removeHandler(judged)
+    [record] = judged.records
+    assert record.levelno == logging.INFO and record.exc_info is None  # no error, no traceback
+    assert "/test.Reader/Endless ended by the client" in record.getMessage()
+
+
+def test_a_read_for_a_call_already_ended_does_not_begin(
+    reader: Reader, reader_server: ModelyardServer
+) -> None:
+    with grpc.insecure_channel(reader_server.address) as channel:
+        stub = channel.unary_unary(
+            "/test.Reader/AfterEnd",
+            request_serializer=Req.SerializeToString,
+            response_deserializer=Resp.FromString,
+        )
+        future = stub.future(Req(), timeout=60)
+        assert reader.running.wait(30)
+        future.cancel()
+        assert reader.done.wait(30)
+    assert isinstance(reader.error, CallEnded)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_training_set_join_stops_when_its_call_ends(
+    reader: Reader, reader_server: ModelyardServer
+) -> None:
+    """The feature store's DuckDB connections (point-in-time joins, materialization reads)."""
+    with grpc.insecure_channel(reader_server.address) as channel:
+        stub = channel.unary_unary(
+            "/test.Reader/DuckdbEndless",
+            request_serializer=Req.SerializeToString,
+            response_deserializer=Resp.FromString,
+        )
+        future = stub.future(Req(), timeout=60)
+        assert reader.running.wait(30)
+        future.cancel()
+        assert reader.done.wait(30), "the DuckDB query still runs after the call ended"
+    assert isinstance(reader.error, duckdb.InterruptException)
