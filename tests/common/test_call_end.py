@@ -7,8 +7,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeAlias
 
 import duckdb
 import grpc
@@ -23,8 +24,8 @@ from modelyard.services.common.settings import Settings
 from modelyard.services.feature_store.offline import duckdb_engine
 from tests.log_records import LogRecords
 
-Req = health_pb2.HealthCheckRequest
-Resp = health_pb2.HealthCheckResponse
+Req: TypeAlias = health_pb2.HealthCheckRequest  # see test_server.py
+Resp: TypeAlias = health_pb2.HealthCheckResponse
 
 # Statements that never end by themselves. SQLite's calls started() on its first row, so the test
 # knows the statement runs; PostgreSQL's is seen in pg_stat_activity.
@@ -48,56 +49,46 @@ class Reader:
         self.error: BaseException | None = None
         self.driver: Any = None  # the endless statement's DB-API connection
 
-    def endless(self, request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            with self.db.read() as conn:
-                self.driver = conn.connection.driver_connection
-                if self.db.is_sqlite:
-                    self.driver.create_function("started", 0, self._started)
-                conn.execute(text(ENDLESS[self.db.dialect])).all()
-            return Resp()
-        except BaseException as exc:
-            self.error = exc
-            raise
-        finally:
-            self.done.set()
+    def endless(self, context: grpc.ServicerContext) -> None:
+        with self.db.read() as conn:
+            self.driver = conn.connection.driver_connection
+            if self.db.is_sqlite:
+                self.driver.create_function("started", 0, self._started)
+            conn.execute(text(ENDLESS[self.db.dialect])).all()
 
-    def duckdb_endless(self, request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            con = duckdb_engine.connect()  # the feature store's retrieval connection
-            self.driver = con
-            con.create_function("started", self._started, [], "BOOLEAN")
-            con.sql("SELECT count(*) FROM range(1000000000000) WHERE started()").fetchall()
-            return Resp()
-        except BaseException as exc:
-            self.error = exc
-            raise
-        finally:
-            self.done.set()
+    def duckdb_endless(self, context: grpc.ServicerContext) -> None:
+        con = self.driver = duckdb_engine.connect()  # the feature store's retrieval connection
+        con.create_function("started", self._started, [], "BOOLEAN")
+        con.sql("SELECT count(*) FROM range(1000000000000) WHERE started()").fetchall()
 
-    def after_end(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def after_end(self, context: grpc.ServicerContext) -> None:
         ended = threading.Event()
         context.add_callback(ended.set)
         self.running.set()
-        try:
-            assert ended.wait(30)
-            with self.db.read() as conn:
-                conn.execute(text("SELECT 1"))
-            return Resp()
-        except BaseException as exc:
-            self.error = exc
-            raise
-        finally:
-            self.done.set()
+        assert ended.wait(30)
+        with self.db.read() as conn:
+            conn.execute(text("SELECT 1"))
 
     def _started(self) -> bool:
         self.running.set()
         return True
 
     def registration(self) -> ServiceRegistration:
-        def unary(fn: Any) -> grpc.RpcMethodHandler:
+        def unary(work: Callable[[grpc.ServicerContext], None]) -> grpc.RpcMethodHandler:
+            def handle(request: Req, context: grpc.ServicerContext) -> Resp:
+                try:
+                    work(context)
+                    return Resp()
+                except BaseException as exc:
+                    self.error = exc
+                    raise
+                finally:
+                    self.done.set()
+
             return grpc.unary_unary_rpc_method_handler(
-                fn, request_deserializer=Req.FromString, response_serializer=Resp.SerializeToString
+                handle,
+                request_deserializer=Req.FromString,
+                response_serializer=Resp.SerializeToString,
             )
 
         handlers = grpc.method_handlers_generic_handler(
@@ -132,6 +123,29 @@ def reader_server(reader: Reader, tmp_path: Any) -> Iterator[ModelyardServer]:
     server.start()
     yield server
     server.stop(0)
+
+
+@contextmanager
+def calling(server: ModelyardServer, method: str, timeout: float = 60) -> Iterator[grpc.Future]:
+    """A call of the test service in flight, on a channel open for the block."""
+    with grpc.insecure_channel(server.address) as channel:
+        stub = channel.unary_unary(
+            f"/test.Reader/{method}",
+            request_serializer=Req.SerializeToString,
+            response_deserializer=Resp.FromString,
+        )
+        yield stub.future(Req(), timeout=timeout)
+
+
+def _cancelled_once_running(
+    reader: Reader, server: ModelyardServer, method: str
+) -> BaseException | None:
+    """Cancel a call once its handler has begun its work; the error the handler met."""
+    with calling(server, method) as future:
+        assert reader.running.wait(30)
+        future.cancel()
+        assert reader.done.wait(30), f"{method} still runs after its call ended"
+    return reader.error
 
 
 def _statement_running(url: str) -> bool:
@@ -172,14 +186,8 @@ def test_a_read_stops_when_its_call_ends(
     caplog.set_level(logging.INFO, logger=INTERCEPTORS)
     judged = LogRecords()
     logging.getLogger(INTERCEPTORS).addHandler(judged)
-    with grpc.insecure_channel(reader_server.address) as channel:
-        stub = channel.unary_unary(
-            "/test.Reader/Endless",
-            request_serializer=Req.SerializeToString,
-            response_deserializer=Resp.FromString,
-        )
-        # The deadline case ends by itself; the statement must be seen running before that.
-        future = stub.future(Req(), timeout=3 if ending == "deadline" else 60)
+    # The deadline case ends by itself; the statement must be seen running before that.
+    with calling(reader_server, "Endless", timeout=3 if ending == "deadline" else 60) as future:
         _wait_for_statement(reader, database_url, running=True)
         if ending == "cancel":
             future.cancel()
@@ -197,17 +205,7 @@ def test_a_read_stops_when_its_call_ends(
 def test_a_read_for_a_call_already_ended_does_not_begin(
     reader: Reader, reader_server: ModelyardServer
 ) -> None:
-    with grpc.insecure_channel(reader_server.address) as channel:
-        stub = channel.unary_unary(
-            "/test.Reader/AfterEnd",
-            request_serializer=Req.SerializeToString,
-            response_deserializer=Resp.FromString,
-        )
-        future = stub.future(Req(), timeout=60)
-        assert reader.running.wait(30)
-        future.cancel()
-        assert reader.done.wait(30)
-    assert isinstance(reader.error, CallEnded)
+    assert isinstance(_cancelled_once_running(reader, reader_server, "AfterEnd"), CallEnded)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -215,14 +213,5 @@ def test_a_training_set_join_stops_when_its_call_ends(
     reader: Reader, reader_server: ModelyardServer
 ) -> None:
     """The feature store's DuckDB connections (point-in-time joins, materialization reads)."""
-    with grpc.insecure_channel(reader_server.address) as channel:
-        stub = channel.unary_unary(
-            "/test.Reader/DuckdbEndless",
-            request_serializer=Req.SerializeToString,
-            response_deserializer=Resp.FromString,
-        )
-        future = stub.future(Req(), timeout=60)
-        assert reader.running.wait(30)
-        future.cancel()
-        assert reader.done.wait(30), "the DuckDB query still runs after the call ended"
-    assert isinstance(reader.error, duckdb.InterruptException)
+    error = _cancelled_once_running(reader, reader_server, "DuckdbEndless")
+    assert isinstance(error, duckdb.InterruptException)
