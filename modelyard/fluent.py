@@ -57,6 +57,7 @@ _async_logging = os.environ.get("MODELYARD_ASYNC_LOGGING", "").lower() in ("1", 
 _thread = threading.local()  # .runs: this thread's active-run stack, innermost last
 _last_run_id: str | None = None  # the run started or ended last, for last_active_run()
 _monitors: dict[str, system_metrics.SystemMetricsMonitor] = {}  # by run id, until it ends
+RUN_ID_ENV = "MODELYARD_RUN_ID"
 
 
 def _active_runs() -> tuple[ActiveRun, ...]:
@@ -266,6 +267,39 @@ def start_run(
     `log_system_metrics`: sample the machine's CPU, memory, disk and network into `system/*`
     metrics until the run ends (None: as enable_system_metrics_logging or the environment
     says; see modelyard.system_metrics)."""
+    return _start_run(
+        run_id,
+        experiment_id=experiment_id,
+        run_name=run_name,
+        nested=nested,
+        parent_run_id=parent_run_id,
+        tags=tags,
+        description=description,
+        log_system_metrics=log_system_metrics,
+        resume_env_run=True,
+    )
+
+
+def _env_run_id() -> str | None:
+    """The run a job runner started for this process (MLflow's MLFLOW_RUN_ID), which the first
+    start_run without a run_id resumes, and which then leaves the environment."""
+    return os.environ.get(RUN_ID_ENV) or None
+
+
+def _start_run(
+    run_id: str | None,
+    *,
+    experiment_id: str | None = None,
+    run_name: str | None = None,
+    nested: bool = False,
+    parent_run_id: str | None = None,
+    tags: dict[str, Any] | None = None,
+    description: str | None = None,
+    log_system_metrics: bool | None = None,
+    resume_env_run: bool,
+) -> ActiveRun:
+    """start_run; `resume_env_run=False` always makes a new run when `run_id` is None (a tuning
+    trial, which must not take over the job runner's run)."""
     global _last_run_id
     stack = _active_runs()
     if stack and not nested and not parent_run_id:
@@ -273,8 +307,8 @@ def start_run(
             f"run {stack[-1].info.run_id} is already active; end it with end_run(), or pass "
             "nested=True to start a run inside it"
         )
-    if not run_id:  # a run an orchestrator started for this process, resumed once (MLflow's
-        run_id = os.environ.pop("MODELYARD_RUN_ID", None)  # MLFLOW_RUN_ID)
+    if not run_id and resume_env_run and _env_run_id():  # resumed once
+        run_id = os.environ.pop(RUN_ID_ENV)
     c = client()
     if run_id:
         run = c.get_run(run_id)

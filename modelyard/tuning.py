@@ -27,11 +27,14 @@ What lands where:
   trial, FAILED for a failed one and KILLED for a pruned one (with `optuna.trial_state=PRUNED`,
   which is the tag to filter on). Inside the objective the trial's run is the active run, so
   `modelyard.log_metric(...)` and `modelyard.sklearn.log_model(...)` go to it.
-- parent run: the sampler, pruner and direction as params; `best_value` as a metric stepped by
-  trial number while the study runs; at the end the study summary (`n_trials`, `n_complete`,
-  `n_pruned`, `n_failed`, `best_value`, `param_importance.<name>`), tags `best_trial.number`,
-  `best_trial.run_id`, `best_trial.params`, and artifacts `study/summary.json`,
-  `study/trials.csv`, `study/param_importances.json`.
+- parent run: the active run, else the run a job runner named in `MODELYARD_RUN_ID` (as
+  MLflow's `MLFLOW_RUN_ID`; the variable stays set, for the job's own `start_run`), else a new
+  run. The first two keep their owner's status. The trial runs are always new runs, never the
+  environment's. On the parent: the sampler, pruner and direction as params; `best_value` as
+  a metric stepped by trial number while the study runs; at the end the study summary
+  (`n_trials`, `n_complete`, `n_pruned`, `n_failed`, `best_value`, `param_importance.<name>`),
+  tags `best_trial.number`, `best_trial.run_id`, `best_trial.params`, and artifacts
+  `study/summary.json`, `study/trials.csv`, `study/param_importances.json`.
 
 Distributed trials: create the study once on shared storage (Optuna's RDB storage on the
 platform's PostgreSQL) with `create_study`, which records the parent run in the study; then any
@@ -145,9 +148,26 @@ def _start_parent(
         "optuna.study_name": study.study_name,
     }
     c.log_batch(rid, params=[Param(k, v) for k, v in params.items()])
-    study.set_user_attr(PARENT_RUN_ATTR, rid)
-    study.set_user_attr(EXPERIMENT_ATTR, run.info.experiment_id)
+    _record_parent(study, rid, run.info.experiment_id)
     return rid
+
+
+def _record_parent(study: optuna.Study, run_id: str, experiment_id: str) -> None:
+    """Where every worker of the study finds its parent run."""
+    study.set_user_attr(PARENT_RUN_ATTR, run_id)
+    study.set_user_attr(EXPERIMENT_ATTR, experiment_id)
+
+
+def _ambient_run() -> tuple[str, str] | None:
+    """(run id, experiment id) of the run the fluent API logs to: the active run, else the job
+    runner's (MODELYARD_RUN_ID), which stays in the environment and keeps its owner's status."""
+    active = fluent.active_run()
+    if active is not None:
+        return active.info.run_id, active.info.experiment_id
+    env_run_id = fluent._env_run_id()
+    if env_run_id:
+        return env_run_id, fluent.client().get_run(env_run_id).info.experiment_id
+    return None
 
 
 def create_study(
@@ -167,7 +187,8 @@ def create_study(
 ) -> optuna.Study:
     """`optuna.create_study` (TPE by default) plus the study's parent run, recorded in the study.
 
-    With an active run, that run becomes the study's parent; otherwise a parent run is created
+    With an active run (else a job runner's MODELYARD_RUN_ID run), that run becomes the
+    study's parent; otherwise a parent run is created
     (in `experiment_name`, or the active experiment) and `optimize` manages its status. Call this
     once per study, before starting workers: the workers find the parent through the study.
     """
@@ -181,10 +202,9 @@ def create_study(
         load_if_exists=load_if_exists,
     )
     if PARENT_RUN_ATTR not in study.user_attrs:
-        active = fluent.active_run()
-        if active is not None and not (experiment_name or experiment_id):
-            study.set_user_attr(PARENT_RUN_ATTR, active.info.run_id)
-            study.set_user_attr(EXPERIMENT_ATTR, active.info.experiment_id)
+        ambient = None if experiment_name or experiment_id else _ambient_run()
+        if ambient is not None:
+            _record_parent(study, *ambient)
         else:
             _start_parent(study, _experiment_id(experiment_name, experiment_id), run_name, tags)
     return study
@@ -196,7 +216,7 @@ def _resolve_parent(
     run_name: str | None,
     experiment_name: str | None,
 ) -> tuple[str, str]:
-    """(parent run id, experiment id): explicit, recorded in the study, active, or new."""
+    """(parent run id, experiment id): explicit, recorded in the study, ambient, or new."""
     c = fluent.client()
     if parent_run_id:
         return parent_run_id, c.get_run(parent_run_id).info.experiment_id
@@ -205,11 +225,10 @@ def _resolve_parent(
         rid = str(attrs[PARENT_RUN_ATTR])
         exp = attrs.get(EXPERIMENT_ATTR) or c.get_run(rid).info.experiment_id
         return rid, str(exp)
-    active = fluent.active_run()
-    if active is not None and not experiment_name:
-        study.set_user_attr(PARENT_RUN_ATTR, active.info.run_id)
-        study.set_user_attr(EXPERIMENT_ATTR, active.info.experiment_id)
-        return active.info.run_id, active.info.experiment_id
+    ambient = None if experiment_name else _ambient_run()
+    if ambient is not None:
+        _record_parent(study, *ambient)
+        return ambient
     exp_id = _experiment_id(experiment_name, None)
     return _start_parent(study, exp_id, run_name, None), exp_id
 
@@ -272,7 +291,8 @@ def track(
 
 
 def _run_trial(objective: Callable[[Trial], Any], trial: Trial, target: _Target) -> Any:
-    run = fluent.start_run(
+    run = fluent._start_run(  # always a new run: never MODELYARD_RUN_ID's, the job's own
+        None,
         run_name=f"trial-{trial.number}",
         parent_run_id=target.parent_run_id,
         experiment_id=target.experiment_id,
@@ -282,6 +302,7 @@ def _run_trial(objective: Callable[[Trial], Any], trial: Trial, target: _Target)
             "optuna.trial_number": trial.number,
             "optuna.worker": _worker(),
         },
+        resume_env_run=False,
     )
     rid = run.info.run_id
     trial.set_user_attr(TRIAL_RUN_ATTR, rid)
@@ -445,10 +466,10 @@ def optimize(
     """`study.optimize(...)` with every trial a nested run and the summary on the parent run.
 
     The parent is `parent_run_id`, else the one recorded in the study (by `create_study` or an
-    earlier call), else the active run, else a new run (`run_name`, in `experiment_name` or the
-    active experiment). A parent this module created is set RUNNING while trials run and
-    FINISHED (FAILED if the objective raised out of optimize) once no trial of the study is
-    running; a parent you own keeps the status you give it.
+    earlier call), else the active run or MODELYARD_RUN_ID's, else a new run (`run_name`, in
+    `experiment_name` or the active experiment). A parent this module created is set RUNNING
+    while trials run and FINISHED (FAILED if the objective raised out of optimize) once no
+    trial of the study is running; a parent you own keeps the status you give it.
     """
     rid, exp_id = _resolve_parent(study, parent_run_id, run_name, experiment_name)
     c = fluent.client()

@@ -146,6 +146,30 @@ def test_an_active_run_is_the_parent_and_threads_track_their_own_trials(fluent) 
         assert "loss" in run.data.metrics and run.info.status == RunStatus.FINISHED
 
 
+def test_a_job_runners_run_is_the_parent_and_never_a_trial(
+    fluent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MODELYARD_RUN_ID (MLflow's MLFLOW_RUN_ID) names the job's run: the study's parent, left as
+    its owner has it; each trial is a new run under it."""
+    c = fluent.client()
+    job = c.create_run(c.create_experiment("job-runner"), run_name="orchestrator-job")
+    job_id = job.info.run_id
+    monkeypatch.setenv("MODELYARD_RUN_ID", job_id)
+
+    study = tuning.create_study(direction="minimize")
+    result = tuning.optimize(study, lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+
+    assert result.parent_run_id == job_id
+    run = c.get_run(job_id)
+    assert run.info.run_name == "orchestrator-job" and run.info.status == RunStatus.RUNNING
+    assert "optuna.trial_number" not in run.data.tags
+    trials = _children(c, job_id, job.info.experiment_id)
+    assert sorted(int(r.data.tags["optuna.trial_number"]) for r in trials) == [0, 1, 2]
+    assert job_id not in {r.info.run_id for r in trials}
+    assert os.environ["MODELYARD_RUN_ID"] == job_id  # still there for the job's own start_run
+    assert fluent.active_run() is None
+
+
 def test_grid_sampler_covers_the_grid_once(fluent) -> None:
     c = fluent.client()
     grid: dict[str, list[float]] = {"depth": [2, 4, 8], "lr": [0.1, 0.01]}
