@@ -31,7 +31,8 @@ What lands where:
   MLflow's `MLFLOW_RUN_ID`; the variable stays set, for the job's own `start_run`), else a new
   run. The first two keep their owner's status. The trial runs are always new runs, never the
   environment's. On the parent: the sampler, pruner and direction as params; `best_value` as
-  a metric stepped by trial number while the study runs; at the end the study summary
+  a metric while the study runs, stepped by the number of complete trials (the latest is the
+  study's best, whatever order trials end in); at the end the study summary
   (`n_trials`, `n_complete`, `n_pruned`, `n_failed`, `best_value`, `param_importance.<name>`),
   tags `best_trial.number`, `best_trial.run_id`, `best_trial.params`, and artifacts
   `study/summary.json`, `study/trials.csv`, `study/param_importances.json`.
@@ -56,7 +57,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import optuna
 from optuna.study import StudyDirection
@@ -376,6 +377,14 @@ def _metric_key(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "_-./ :" else "_" for ch in name)[:200]
 
 
+def _best_value(study: optuna.Study, complete: list[FrozenTrial], now: int) -> Metric:
+    """The parent's best_value, stepped by how many trials are complete (read before the best):
+    a later step is the best of as many trials or more, so the latest value is the study's best
+    whatever order trials end in across threads and workers (by trial number, a slow trial's
+    better value sank below a faster, later-numbered one's)."""
+    return Metric("best_value", float(study.best_value), now, len(complete))
+
+
 def _trial_row(t: FrozenTrial) -> dict[str, Any]:
     return {
         "number": t.number,
@@ -408,8 +417,7 @@ def summarize(
     if complete and len(study.directions) == 1:
         best = study.best_trial
         summary["best_trial"] = _trial_row(best)
-        value = cast(float, best.value)  # a complete trial of a one-objective study has one
-        metrics.append(Metric("best_value", value, now, best.number))
+        metrics.append(_best_value(study, complete, now))
         tags += [
             RunTag("best_trial.number", str(best.number)),
             RunTag("best_trial.run_id", str(best.user_attrs.get(TRIAL_RUN_ATTR, ""))),
@@ -481,11 +489,8 @@ def optimize(
 
     def progress(s: optuna.Study, t: FrozenTrial) -> None:
         if single and t.state == TrialState.COMPLETE:
-            try:
-                best = s.best_value
-            except ValueError:
-                return
-            c.log_batch(rid, metrics=[Metric("best_value", float(best), _now_ms(), t.number)])
+            complete = s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            c.log_batch(rid, metrics=[_best_value(s, complete, _now_ms())])
 
     failed = True
     try:

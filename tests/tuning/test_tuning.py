@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import optuna
@@ -102,7 +103,8 @@ def test_trials_are_nested_runs_with_every_intermediate_value(fluent) -> None:
         Path(c.download_artifacts(result.parent_run_id, "study/summary.json")).read_text()
     )
     assert summary["best_trial"]["number"] == best.number
-    # best_value is stepped by trial number as the study runs: it never gets worse.
+    # best_value is stepped by the number of complete trials as the study runs: it never gets
+    # worse.
     steps = c.get_metric_history(result.parent_run_id, "best_value")
     values = [m.value for m in sorted(steps, key=lambda m: (m.step, m.timestamp))]
     assert values == sorted(values, reverse=True)
@@ -168,6 +170,33 @@ def test_a_job_runners_run_is_the_parent_and_never_a_trial(
     assert job_id not in {r.info.run_id for r in trials}
     assert os.environ["MODELYARD_RUN_ID"] == job_id  # still there for the job's own start_run
     assert fluent.active_run() is None
+
+
+def test_the_parents_latest_best_value_is_the_best_when_trials_end_out_of_order(fluent) -> None:
+    """Trial 0, the best, ends last: two threads, and it waits until trials 1-3 are recorded."""
+    c = fluent.client()
+    others_recorded = threading.Event()
+    study = tuning.create_study(direction="minimize")
+    for x in (0.0, 5.0, 6.0, 7.0):
+        study.enqueue_trial({"x": x})
+
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", -10, 10)
+        if trial.number == 0:
+            assert others_recorded.wait(timeout=60)
+        return x * x
+
+    def after(s: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
+        if len(s.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 3:
+            others_recorded.set()  # after optimize's own callback has logged trial t's best
+
+    result = tuning.optimize(study, objective, n_trials=4, n_jobs=2, callbacks=[after])
+
+    assert [t.number for t in study.get_trials()] == [0, 1, 2, 3] and study.best_value == 0.0
+    assert c.get_run(result.parent_run_id).data.metrics["best_value"] == 0.0
+    history = c.get_metric_history(result.parent_run_id, "best_value")
+    values = [m.value for m in sorted(history, key=lambda m: (m.step, m.timestamp))]
+    assert values == sorted(values, reverse=True) and values[-1] == 0.0
 
 
 def test_grid_sampler_covers_the_grid_once(fluent) -> None:
