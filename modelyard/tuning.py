@@ -19,14 +19,18 @@
 
 What lands where:
 
-- trial run (`trial-<number>`, nested under the parent): the trial's params; every value passed to
+- trial run (`trial-<number>`, nested under the parent): the trial's params (a name the
+  server refuses as a key, such as `layer[0].lr`, under a key made of it, with the tag
+  `optuna.param_names` mapping such keys to their names); every value passed to
   `trial.report` as the metric `intermediate_value` at that step, logged when it is reported (a
   callback only sees them after the trial has ended); the objective's return value as `value`
   (`metric_name=` renames it); `duration_seconds`; tags `optuna.trial_number`,
   `optuna.trial_state` and, for a failure, `optuna.fail_reason`. Status FINISHED for a complete
   trial, FAILED for a failed one and KILLED for a pruned one (with `optuna.trial_state=PRUNED`,
-  which is the tag to filter on). Inside the objective the trial's run is the active run, so
-  `modelyard.log_metric(...)` and `modelyard.sklearn.log_model(...)` go to it.
+  which is the tag to filter on), as Optuna records the trial: a tracking error at the trial's
+  end (a refused key) is logged as a warning and never changes that. Inside the objective the
+  trial's run is the active run, so `modelyard.log_metric(...)` and
+  `modelyard.sklearn.log_model(...)` go to it.
 - parent run: the active run, else the run a job runner named in `MODELYARD_RUN_ID` (as
   MLflow's `MLFLOW_RUN_ID`; the variable stays set, for the job's own `start_run`), else a new
   run. The first two keep their owner's status. The trial runs are always new runs, never the
@@ -50,7 +54,9 @@ of their own: pass `optuna.samplers.GridSampler(search_space)` or `RandomSampler
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import math
 import os
 import socket
@@ -65,6 +71,13 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from modelyard import fluent
 from modelyard.entities import Metric, Param, RunStatus, RunTag
+from modelyard.errors import InvalidArgument
+from modelyard.services.common import validation
+from modelyard.services.tracking.limits import (
+    MAX_KEY_LENGTH,
+    MAX_PARAM_VALUE_LENGTH,
+    MAX_TAG_VALUE_LENGTH,
+)
 
 PARENT_RUN_ATTR = "modelyard.parent_run_id"
 EXPERIMENT_ATTR = "modelyard.experiment_id"
@@ -72,6 +85,7 @@ TRIAL_RUN_ATTR = "modelyard.run_id"
 MANAGED_TAG = "modelyard.tuning.managed"
 ROLE_TAG = "modelyard.tuning.role"
 INTERMEDIATE_METRIC = "intermediate_value"
+PARAM_NAMES_TAG = "optuna.param_names"
 
 Direction = Literal["minimize", "maximize"] | StudyDirection  # as optuna.create_study takes it
 
@@ -81,6 +95,8 @@ _STATUS = {
     TrialState.PRUNED: RunStatus.KILLED,
     TrialState.FAIL: RunStatus.FAILED,
 }
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["TuningResult", "create_study", "optimize", "summarize", "track"]
 
@@ -258,15 +274,59 @@ def _objective_values(value: Any, n: int) -> list[float] | None:
     return values
 
 
-def _leave_trial_run(run_id: str, status: RunStatus) -> None:
-    """Terminate the trial's run and take it off this thread's active-run stack."""
-    fluent._flush_metrics()
-    fluent.client().set_terminated(run_id, status)
-    fluent._forget_run(run_id)
+def _key(name: str) -> str:
+    """`name` (a param's, or a metric's made of one) as a key the server takes for params and
+    metrics alike: unchanged if it is one; else its other characters (and '/', so no path
+    escapes) replaced by '_', cut to fit, and a hash of the whole name appended, so two names
+    never share a key. Optuna allows any string, the server MLflow's rule."""
+    try:
+        return validation.key("key", name)
+    except InvalidArgument:
+        pass
+    kept = "".join(ch if ch.isalnum() or ch in "_-. :" else "_" for ch in name)
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{kept[: MAX_KEY_LENGTH - len(digest) - 1]}-{digest}"
 
 
 def _param_value(value: Any) -> str:
-    return str(value)[:6000]
+    return str(value)[:MAX_PARAM_VALUE_LENGTH]
+
+
+def _trial_params(trial: Trial) -> tuple[list[Param], list[RunTag]]:
+    """The trial's params under their keys, and, if a name is not its key, the tag
+    `optuna.param_names` mapping each such key to its name."""
+    keys = {name: _key(name) for name in trial.params}
+    params = [Param(keys[name], _param_value(v)) for name, v in trial.params.items()]
+    renamed = {k: name for name, k in keys.items() if k != name}
+    if not renamed:
+        return params, []
+    return params, [RunTag(PARAM_NAMES_TAG, json.dumps(renamed)[:MAX_TAG_VALUE_LENGTH])]
+
+
+def _end_trial_run(
+    rid: str,
+    number: int,
+    status: RunStatus,
+    params: list[Param],
+    metrics: list[Metric],
+    tags: list[RunTag],
+) -> None:
+    """Record the trial's outcome on its run, end the run with `status`, and take it off this
+    thread's active-run stack. A tracking error is logged, not raised: raised, it would replace
+    the objective's outcome, and Optuna would fail a trial whose run says otherwise."""
+    c = fluent.client()
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("params", lambda: c.log_batch(rid, params=params)),
+        ("outcome", lambda: c.log_batch(rid, metrics=metrics, tags=tags)),
+        ("queued metrics", fluent._flush_metrics),
+        (f"status {status.name}", lambda: c.set_terminated(rid, status)),
+    ]
+    for what, step in steps:
+        try:
+            step()
+        except Exception:
+            _log.warning("trial %d: %s not recorded on run %s", number, what, rid, exc_info=True)
+    fluent._forget_run(rid)
 
 
 def track(
@@ -348,13 +408,8 @@ def _run_trial(objective: Callable[[Trial], Any], trial: Trial, target: _Target)
         tags = [RunTag("optuna.trial_state", state.name)]
         if reason:
             tags.append(RunTag("optuna.fail_reason", reason[:8000]))
-        params = [Param(k, _param_value(v)) for k, v in trial.params.items()]
-        try:
-            for start in range(0, len(params), 100):
-                c.log_batch(rid, params=params[start : start + 100])
-            c.log_batch(rid, metrics=metrics, tags=tags)
-        finally:
-            _leave_trial_run(rid, _STATUS[state])
+        params, name_tags = _trial_params(trial)
+        _end_trial_run(rid, trial.number, _STATUS[state], params, metrics, tags + name_tags)
 
 
 # -- the summary ---------------------------------------------------------------------------------
@@ -371,10 +426,6 @@ def _importances(study: optuna.Study, complete: list[FrozenTrial]) -> dict[str, 
     except Exception:  # too few distinct values, a dynamic search space with no common params
         return {}
     return {k: float(v) for k, v in found.items()}
-
-
-def _metric_key(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "_-./ :" else "_" for ch in name)[:200]
 
 
 def _best_value(study: optuna.Study, complete: list[FrozenTrial], now: int) -> Metric:
@@ -427,9 +478,7 @@ def summarize(
         summary["best_trials"] = [_trial_row(t) for t in study.best_trials]
     importances = _importances(study, complete) if log_importance else {}
     summary["param_importances"] = importances
-    metrics += [
-        Metric(_metric_key(f"param_importance.{k}"), v, now, 0) for k, v in importances.items()
-    ]
+    metrics += [Metric(_key(f"param_importance.{k}"), v, now, 0) for k, v in importances.items()]
     c.log_batch(rid, metrics=metrics, tags=tags)
     c.log_dict(rid, summary, "study/summary.json")
     c.log_text(rid, _trials_csv(study), "study/trials.csv")

@@ -199,6 +199,54 @@ def test_the_parents_latest_best_value_is_the_best_when_trials_end_out_of_order(
     assert values == sorted(values, reverse=True) and values[-1] == 0.0
 
 
+def test_param_names_optuna_allows_are_logged_under_keys_the_server_takes(fluent) -> None:
+    c = fluent.client()
+    names = ["layer[0].lr", "a,b", "a_b", "x=1", "a/../b", "/abs", "x" * 300, "über"]
+    study = tuning.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+
+    def objective(trial: optuna.Trial) -> float:
+        return sum(trial.suggest_float(name, 0, 1) for name in names)
+
+    result = tuning.optimize(study, objective, n_trials=3, catch=(Exception,))
+
+    assert [t.state.name for t in study.get_trials()] == ["COMPLETE"] * 3
+    for t in study.get_trials():
+        run = c.get_run(result.trial_run_ids[t.number])
+        assert run.info.status == RunStatus.FINISHED and "value" in run.data.metrics
+        assert run.data.tags["optuna.trial_state"] == "COMPLETE"
+        renamed = json.loads(run.data.tags[tuning.PARAM_NAMES_TAG])
+        assert {"a_b", "über"} <= set(run.data.params) and not {"a_b", "über"} & set(renamed)
+        logged = {renamed.get(k, k): v for k, v in run.data.params.items()}
+        assert logged == {name: str(v) for name, v in t.params.items()}  # each name, one key
+    summary = json.loads(
+        Path(c.download_artifacts(result.parent_run_id, "study/summary.json")).read_text()
+    )
+    assert set(summary["best_trial"]["params"]) == set(names)
+
+
+def test_a_tracking_error_at_a_trials_end_leaves_its_optuna_state(
+    fluent, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The objective completes; a metric it queued is refused when the trial's run ends."""
+    c = fluent.client()
+
+    def objective(trial: optuna.Trial) -> float:
+        fluent.log_metric("refused,key", 1.0, synchronous=False)
+        return trial.suggest_float("x", 0, 1)
+
+    study = tuning.create_study()
+    result = tuning.optimize(study, objective, n_trials=2)
+
+    assert [t.state.name for t in study.get_trials()] == ["COMPLETE"] * 2
+    for t in study.get_trials():
+        run = c.get_run(result.trial_run_ids[t.number])
+        assert run.info.status == RunStatus.FINISHED
+        assert run.data.tags["optuna.trial_state"] == "COMPLETE"
+        assert run.data.metrics["value"] == pytest.approx(t.value)
+    assert "queued metrics not recorded" in caplog.text and "refused,key" in caplog.text
+    assert fluent.active_run() is None
+
+
 def test_grid_sampler_covers_the_grid_once(fluent) -> None:
     c = fluent.client()
     grid: dict[str, list[float]] = {"depth": [2, 4, 8], "lr": [0.1, 0.01]}
