@@ -48,6 +48,13 @@ number of worker processes or Kubernetes Jobs run
 Each trial is run, and so tracked, by exactly one worker; each worker refreshes the parent's
 summary when it finishes, and the parent is marked FINISHED once no trial of the study is running.
 
+A worker that dies mid-trial (killed, out of memory, a preempted pod) leaves its trial RUNNING in
+Optuna, and so its run and the parent, unless the storage has a heartbeat: give every worker
+`optuna.storages.RDBStorage(url, heartbeat_interval=60)` (a stale trial is one not heard from
+for `grace_period`, by default two intervals). Optuna then fails the dead worker's trial, as any
+worker starts a trial or finishes; the worker that finishes ends that trial's run FAILED and,
+with no trial running, finishes the parent.
+
 Any sampler or pruner works (`create_study` defaults to TPE). Grid and random search need nothing
 of their own: pass `optuna.samplers.GridSampler(search_space)` or `RandomSampler(seed=...)`.
 """
@@ -61,16 +68,18 @@ import math
 import os
 import socket
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import optuna
+from optuna.storages._heartbeat import is_heartbeat_enabled  # what Optuna's optimize checks
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from modelyard import fluent
-from modelyard.entities import Metric, Param, RunStatus, RunTag
+from modelyard.entities import Metric, Param, Run, RunStatus, RunTag
 from modelyard.errors import InvalidArgument
 from modelyard.services.common import validation
 from modelyard.services.tracking.limits import (
@@ -555,6 +564,7 @@ def optimize(
         )
         failed = False
     finally:
+        _end_stale_trial_runs(study, rid, exp_id)
         summarize(study, rid, log_importance)
         if managed:
             running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
@@ -563,6 +573,33 @@ def optimize(
             elif not running:
                 c.set_terminated(rid, RunStatus.FINISHED)
     return _result(study, rid, exp_id)
+
+
+def _end_stale_trial_runs(study: optuna.Study, parent_run_id: str, experiment_id: str) -> None:
+    """End FAILED the runs of trials Optuna failed for a stale heartbeat (their worker died), so
+    that neither they nor the parent stay RUNNING. Optuna fails such trials itself, here and
+    before each trial any worker starts; only a storage with a heartbeat can tell."""
+    if not is_heartbeat_enabled(study._storage):
+        return
+    with warnings.catch_warnings():  # as Optuna calls it: experimental since 2.9, still is
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    running = fluent.search_runs(
+        [experiment_id],
+        f"attributes.parent_run_id = '{parent_run_id}' and attributes.status = 'RUNNING'",
+        output_format="list",
+    )
+    running_ids = {r.info.run_id for r in cast(list[Run], running)}
+    c = fluent.client()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        run_id = t.user_attrs.get(TRIAL_RUN_ATTR)
+        if run_id in running_ids:
+            reason = "its worker stopped: no heartbeat within the storage's grace period"
+            c.log_batch(
+                run_id,
+                tags=[RunTag("optuna.trial_state", "FAIL"), RunTag("optuna.fail_reason", reason)],
+            )
+            c.set_terminated(run_id, RunStatus.FAILED)
 
 
 def _result(study: optuna.Study, rid: str, exp_id: str) -> TuningResult:

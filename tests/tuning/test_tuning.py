@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import optuna
@@ -315,3 +316,48 @@ def test_two_worker_processes_share_one_study_on_postgres(fluent, server, postgr
     assert parent.info.status == RunStatus.FINISHED  # the last worker out finished it
     assert parent.data.metrics["n_complete"] == 10
     assert parent.data.tags["best_trial.run_id"] in {r.info.run_id for r in runs}
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_killed_workers_trial_run_and_the_parent_end_with_a_heartbeat(
+    fluent, server, tmp_path: Path
+) -> None:
+    """kill -9 mid-trial on SQLite RDB storage with a heartbeat: Optuna fails the trial once it
+    is stale, and the next worker ends its run FAILED and finishes the parent."""
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    storage = optuna.storages.RDBStorage(url, heartbeat_interval=1, grace_period=1)
+    study = tuning.create_study(study_name="crash", storage=storage, direction="minimize")
+    parent_id = study.user_attrs[tuning.PARENT_RUN_ATTR]
+    worker = [sys.executable, str(Path(__file__).with_name("worker.py")), server.address, url]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    doomed = subprocess.Popen(
+        [*worker, "crash", "1", "--heartbeat", "1", "--hang"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert doomed.stdout is not None and doomed.stdout.readline() == "running 0\n"
+    finally:
+        doomed.kill()
+        doomed.wait()
+    c = fluent.client()
+    (crashed,) = study.get_trials()
+    run_id = crashed.user_attrs[tuning.TRIAL_RUN_ATTR]
+    assert c.get_run(run_id).info.status == c.get_run(parent_id).info.status == RunStatus.RUNNING
+
+    deadline = time.monotonic() + 60  # the dead worker's heartbeat goes stale
+    while crashed._trial_id not in storage._get_stale_trial_ids(study._study_id):
+        assert time.monotonic() < deadline, "trial 0 never went stale"
+        time.sleep(0.2)
+    done = subprocess.run(
+        [*worker, "crash", "2", "--heartbeat", "1"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+
+    assert [t.state.name for t in study.get_trials()] == ["FAIL", "COMPLETE", "COMPLETE"]
+    run = c.get_run(run_id)
+    assert run.info.status == RunStatus.FAILED and run.data.tags["optuna.trial_state"] == "FAIL"
+    assert "heartbeat" in run.data.tags["optuna.fail_reason"]
+    parent = c.get_run(parent_id)
+    assert parent.info.status == RunStatus.FINISHED and parent.data.metrics["n_failed"] == 1

@@ -1,11 +1,16 @@
 """One tuning worker process: joins a study on shared RDB storage and runs some of its trials.
 
-python tests/tuning/worker.py TRACKING_URI STORAGE_URL STUDY_NAME N_TRIALS
+python tests/tuning/worker.py TRACKING_URI STORAGE_URL STUDY_NAME N_TRIALS [--heartbeat S] [--hang]
+
+--heartbeat: Optuna's RDBStorage heartbeat every S seconds (a trial is stale after S more).
+--hang: each trial prints "running <number>" once its run has started, then never returns (a
+worker for the test to kill).
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+import threading
 
 import optuna
 
@@ -20,12 +25,29 @@ def objective(trial: optuna.Trial) -> float:
     return (x - 0.5) ** 2
 
 
+def hang(trial: optuna.Trial) -> float:
+    print(f"running {trial.number}", flush=True)
+    threading.Event().wait()
+    raise AssertionError("unreachable")
+
+
 def main() -> None:
-    uri, storage, study_name, n_trials = sys.argv[1:5]
+    args = argparse.ArgumentParser()
+    for name in ("uri", "storage", "study_name"):
+        args.add_argument(name)
+    args.add_argument("n_trials", type=int)
+    args.add_argument("--heartbeat", type=int)
+    args.add_argument("--hang", action="store_true")
+    a = args.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    modelyard.set_tracking_uri(uri)
-    study = optuna.load_study(study_name=study_name, storage=storage)
-    tuning.optimize(study, objective, n_trials=int(n_trials))
+    modelyard.set_tracking_uri(a.uri)
+    storage: str | optuna.storages.RDBStorage = a.storage
+    if a.heartbeat:
+        storage = optuna.storages.RDBStorage(
+            a.storage, heartbeat_interval=a.heartbeat, grace_period=a.heartbeat
+        )
+    study = optuna.load_study(study_name=a.study_name, storage=storage)
+    tuning.optimize(study, hang if a.hang else objective, n_trials=a.n_trials)
 
 
 if __name__ == "__main__":
