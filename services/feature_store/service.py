@@ -35,7 +35,12 @@ from modelyard.services.common.identity import Identity
 from modelyard.services.feature_store import definitions as defs
 from modelyard.services.feature_store.offline import push_log
 from modelyard.services.feature_store.offline.base import OfflineEngine, ViewRequest
-from modelyard.services.feature_store.online.base import OnlineRow, OnlineStore, entity_key
+from modelyard.services.feature_store.online.base import (
+    OnlineRow,
+    OnlineStore,
+    entity_key,
+    row_order,
+)
 from modelyard.services.feature_store.source_locations import SourceLocations
 from modelyard.services.feature_store.store.sql import (
     MaterializationRecord,
@@ -413,27 +418,33 @@ class FeaturesService:
                     start = 0
                     if view.ttl:  # not before the first day a Timestamp holds, however long
                         start = max(end_ms - int(view.ttl.total_seconds() * 1000), MIN_MS)
-            table = self.engine.latest(view, start, end_ms)
-            rows = self._to_online_rows(view, table)
+            data = self.engine.latest(view, start, end_ms).to_pydict()
+            rows = self._online_rows(view, data, data["event_time_us"], data["created_time_us"])
             self.online.write(name, rows)
             record = MaterializationRecord(name, start, end_ms, len(rows), _now_ms())
             self.store.record_materialization(record)
             records.append(record)
         return records
 
-    def _to_online_rows(self, view: FeatureView, table: pa.Table) -> list[OnlineRow]:
+    def _online_rows(
+        self,
+        view: FeatureView,
+        data: dict[str, list[Any]],
+        event_us: list[int],
+        created_us: list[int | None],
+    ) -> list[OnlineRow]:
+        """One row per entity: its latest by (event time, created time), the order training sets
+        take rows in; of rows equal in both, the last."""
         keys = self.join_keys(view)
-        data = table.to_pydict()
-        times = data["event_time_ms"]
-        features = view.feature_names
-        return [
-            OnlineRow(
-                entity_key([data[k][i] for k in keys]),
-                {f: data[f][i] for f in features if f in data},
-                int(times[i]),
-            )
-            for i in range(table.num_rows)
-        ]
+        features = [f for f in view.feature_names if f in data]
+        latest: dict[str, OnlineRow] = {}
+        for i, event in enumerate(event_us):
+            key = entity_key([data[k][i] for k in keys])
+            ms, tiebreak = row_order(event, created_us[i])
+            row = OnlineRow(key, {f: data[f][i] for f in features}, ms, tiebreak)
+            if key not in latest or row.order >= latest[key].order:
+                latest[key] = row
+        return list(latest.values())
 
     def materializations(self, view: str) -> list[MaterializationRecord]:
         return self.store.materializations(view)
@@ -528,16 +539,11 @@ class FeaturesService:
             if table[column].null_count:
                 raise InvalidArgument(f"pushed column {column!r} holds nulls", field=column)
         if to_online:
-            times = table[view.source.timestamp_field].cast(pa.timestamp("ms", tz="UTC"))
-            times = times.cast(pa.int64()).to_pylist()
-            data = table.to_pydict()
-            latest: dict[str, OnlineRow] = {}
-            for i in range(table.num_rows):
-                key = entity_key([data[k][i] for k in keys])
-                row = OnlineRow(key, {f: data[f][i] for f in view.feature_names}, times[i])
-                if key not in latest or row.event_time_ms >= latest[key].event_time_ms:
-                    latest[key] = row
-            self.online.write(view_name, list(latest.values()))
+            created = view.source.created_timestamp_column
+            event_us = _micros(table[view.source.timestamp_field])
+            created_us = _micros(table[created]) if created else [None] * table.num_rows
+            rows = self._online_rows(view, table.to_pydict(), event_us, created_us)
+            self.online.write(view_name, rows)
         if to_offline:
             buffer = io.BytesIO()
             pq.write_table(table, buffer)
@@ -581,6 +587,11 @@ class FeaturesService:
 
     def list_permissions(self, kind: str, name: str) -> list[Grant]:
         return self.authorizer.grants.list(self._granted(kind, name))
+
+
+def _micros(times: pa.ChunkedArray) -> list[Any]:
+    """A pushed (normalized) timestamp column as µs since 1970, None where null."""
+    return times.cast(pa.int64()).to_pylist()
 
 
 def _check_kind(kind: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -143,6 +143,53 @@ def test_push_to_the_offline_log_reaches_training_sets(
     training = store.get_historical_features(entity, ["driver_stats:trips"]).to_df()
     assert list(training["trips"]) == [44, 35]
     assert _lookup(store, [4]).to_dict()["trips"] == [44]
+
+
+def test_push_keeps_event_times_finer_than_a_millisecond(
+    store: FeatureStoreClient, repo: Repo
+) -> None:
+    """datetime.now() has µs: the event time is served floored to the ms, and of two rows in
+    one ms online keeps the later µs, as a training set does."""
+    store.apply(repo.objects)
+    moment = NOW - HOUR + timedelta(microseconds=1500)
+
+    def push(at: datetime, trips: int) -> None:
+        row = {"driver_id": [5], "event_timestamp": [at], "trips": [trips]}
+        store.push("driver_stats", pd.DataFrame(row), to="online_and_offline")
+
+    push(moment, 1)
+    push(moment - timedelta(microseconds=300), 2)  # the same ms, earlier
+    push(pd.Timestamp(moment) - pd.Timedelta(nanoseconds=1), 3)  # ns: cut to µs
+    response = _lookup(store, [5], ["driver_stats:trips"])
+    assert response.to_dict()["trips"] == [1]
+    assert response.event_timestamps()["trips"] == [NOW - HOUR + timedelta(milliseconds=1)]
+    entity = pd.DataFrame({"driver_id": [5], "event_timestamp": [NOW]})
+    training = store.get_historical_features(entity, ["driver_stats:trips"]).to_df()
+    assert list(training["trips"]) == [1]
+
+
+def test_online_breaks_event_time_ties_by_created_time_as_training_sets_do(
+    store: FeatureStoreClient, repo: Repo
+) -> None:
+    store.apply(repo.objects)
+    at = NOW - HOUR
+
+    def push(ids: list[int], created: list[datetime], trips: list[int]) -> None:
+        rows = {"driver_id": ids, "event_timestamp": [at] * len(ids), "created": created}
+        store.push("driver_stats", pd.DataFrame({**rows, "trips": trips}), "online_and_offline")
+
+    push([6], [NOW], [61])
+    push([6], [NOW - HOUR], [60])  # a later push, created earlier: loses
+    push([7, 7], [NOW, NOW - HOUR], [71, 70])  # one push: the later created wins
+    push([8], [NOW - HOUR], [80])
+    no_created = {"driver_id": [8], "event_timestamp": [at], "trips": [81]}
+    store.push("driver_stats", pd.DataFrame(no_created), "online_and_offline")  # loses
+    online = _lookup(store, [6, 7, 8], ["driver_stats:trips"]).to_dict()["trips"]
+    entity = pd.DataFrame({"driver_id": [6, 7, 8], "event_timestamp": [NOW] * 3})
+    training = store.get_historical_features(entity, ["driver_stats:trips"]).to_df()
+    assert online == list(training["trips"]) == [61, 71, 80]
+    store.materialize(NOW - 100 * HOUR, NOW + HOUR)  # the source's row of driver 1 stays
+    assert _lookup(store, [1], ["driver_stats:trips"]).to_dict()["trips"] == [35]
 
 
 def test_push_rejects_columns_the_view_lacks(store: FeatureStoreClient, repo: Repo) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 
@@ -10,7 +11,12 @@ import redis
 
 from modelyard.errors import InvalidArgument
 from modelyard.services.feature_store.online import open_online_store
-from modelyard.services.feature_store.online.base import OnlineRow, OnlineStore, entity_key
+from modelyard.services.feature_store.online.base import (
+    OnlineRow,
+    OnlineStore,
+    entity_key,
+    row_order,
+)
 from modelyard.services.feature_store.online.redis import RedisOnlineStore
 
 
@@ -53,6 +59,62 @@ def test_an_older_write_never_replaces_a_newer_value(online: OnlineStore) -> Non
     assert online.read("view", [key]) == [({"x": "new"}, 2000)]
     online.write("view", [OnlineRow(key, {"x": "newer"}, 3000)])
     assert online.read("view", [key]) == [({"x": "newer"}, 3000)]
+
+
+def test_a_tie_in_event_time_goes_to_the_later_microsecond_then_created_time(
+    online: OnlineStore,
+) -> None:
+    """The order training sets take rows in: event time to the µs, then created time (a row
+    with one beats a row without), and a row equal in both replaces the stored one."""
+    key = entity_key([1])
+
+    def write(value: str, event_us: int, created_us: int | None) -> None:
+        online.write("view", [OnlineRow(key, {"x": value}, *row_order(event_us, created_us))])
+
+    write("a", 1_000_500, None)
+    write("earlier µs", 1_000_400, 5)
+    assert online.read("view", [key]) == [({"x": "a"}, 1000)]
+    write("created", 1_000_500, -(10**15))  # before 1970, still beats no created time
+    write("no created", 1_000_500, None)
+    assert online.read("view", [key]) == [({"x": "created"}, 1000)]
+    write("created later", 1_000_500, 7)
+    write("created earlier", 1_000_500, 6)
+    write("the same, later", 1_000_500, 7)
+    assert online.read("view", [key]) == [({"x": "the same, later"}, 1000)]
+
+
+def test_event_times_are_floored_to_the_millisecond() -> None:
+    assert row_order(1_999, None)[0] == 1
+    assert row_order(-1_500, None)[0] == -2  # the earlier ms, as DuckDB's epoch_ms
+    assert row_order(-1_500, None) < row_order(-1_400, None) < row_order(-1_000, None)
+
+
+def test_rows_stored_before_tiebreaks_read_and_give_way(online_store_uri: str) -> None:
+    """Rows written by the release before tiebreaks (SQLite: no tiebreak column; Redis:
+    "<ms>|<json>") still read, and a row of the same event time replaces them."""
+    key = entity_key([1])
+    if online_store_uri.startswith("sqlite"):
+        with sqlite3.connect(online_store_uri.removeprefix("sqlite:///")) as conn:
+            conn.execute(
+                "CREATE TABLE online_features (view TEXT NOT NULL, entity_key TEXT NOT NULL, "
+                "feature_values TEXT NOT NULL, event_time INTEGER NOT NULL, "
+                "PRIMARY KEY (view, entity_key)) WITHOUT ROWID"
+            )
+            conn.execute(
+                "INSERT INTO online_features VALUES ('view', ?, '{\"x\": \"old\"}', 1000)", (key,)
+            )
+        conn.close()
+    online = open_online_store(online_store_uri)
+    try:
+        if isinstance(online, RedisOnlineStore):
+            online._redis.set(online._key("view", key), b'1000|{"x": "old"}')
+        assert online.read("view", [key]) == [({"x": "old"}, 1000)]
+        online.write("view", [OnlineRow(key, {"x": "older"}, *row_order(999_999, 1))])
+        assert online.read("view", [key]) == [({"x": "old"}, 1000)]
+        online.write("view", [OnlineRow(key, {"x": "new"}, *row_order(1_000_000, None))])
+        assert online.read("view", [key]) == [({"x": "new"}, 1000)]
+    finally:
+        online.close()
 
 
 def test_null_values_round_trip(online: OnlineStore) -> None:

@@ -33,4 +33,5 @@ class OfflineEngine(abc.ABC):
     @abc.abstractmethod
     def latest(self, view: FeatureView, start_ms: int, end_ms: int) -> pa.Table:
         """The latest row per entity with an event time in [start, end), for materialization:
-        join keys, `event_time_ms`, then the features."""
+        join keys, `event_time_us` and `created_time_us` (µs since 1970, the latter null where
+        the row has none), then the features."""

@@ -32,7 +32,17 @@ def log_root(artifact_root: str) -> str:
 def _column(table: pa.Table, name: str, dtype: pa.DataType) -> pa.Array | pa.ChunkedArray:
     if name not in table.column_names:
         return pa.nulls(table.num_rows, dtype)
+    given = table[name].type
+    if pa.types.is_timestamp(dtype) and (pa.types.is_integer(given) or pa.types.is_floating(given)):
+        # Arrow would read a number as µs since 1970: epoch seconds would land in January 1970.
+        raise InvalidArgument(
+            f"pushed column {name!r} holds numbers ({given}); send timestamps or ISO 8601 text",
+            field=name,
+        )
     try:
+        if pa.types.is_timestamp(dtype) and pa.types.is_timestamp(given) and given.unit == "ns":
+            # Finer than µs (pandas' ns) is cut to µs, all a stored time keeps, not refused.
+            return table[name].cast(dtype, safe=False)
         return table[name].cast(dtype)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise InvalidArgument(

@@ -1,5 +1,7 @@
 """RedisOnlineStore: the production store. One string per (view, entity key), holding
-"<event time ms>|<values JSON>"; a server-side script keeps only newer values, atomically, and
+"<event time ms>|<tiebreak>|<values JSON>" (rows written before the tiebreak existed hold
+"<event time ms>|<values JSON>", whose JSON starts with "{"); a server-side script keeps only
+values not older (see OnlineRow.order), atomically, and
 reads are one MGET (plain strings, not hashes, so no script runs on the read path).
 
 `redis://host:6379/0?prefix=team-a` puts keys under `team-a:` (default `modelyard:online`), so
@@ -21,15 +23,22 @@ from modelyard.services.feature_store.online.base import (
     encode_values,
 )
 
-# KEYS[1]: the row's key; ARGV: values JSON, event time. Writes only if not older. A key that
-# holds something else (an older Modelyard kept rows as hashes) makes GET fail: it is replaced.
+# KEYS[1]: the row's key; ARGV: values JSON, event time, tiebreak. Writes only if (event time,
+# tiebreak) is not older; the tiebreak is digits of fixed width, so compared as text (a stored row
+# without one has ""). A key that holds something else (an older Modelyard kept rows as hashes)
+# makes GET fail: it is replaced.
 _WRITE_IF_NEWER = """
 local stored = redis.pcall('GET', KEYS[1])
 if type(stored) == 'string' then
-  local t = tonumber(string.match(stored, '^(-?%d+)|'))
-  if t and t > tonumber(ARGV[2]) then return 0 end
+  local t, tiebreak = string.match(stored, '^(-?%d+)|(%d*)|')
+  if not t then
+    t, tiebreak = string.match(stored, '^(-?%d+)|'), ''
+  end
+  t = tonumber(t)
+  local new = tonumber(ARGV[2])
+  if t and (t > new or (t == new and tiebreak > ARGV[3])) then return 0 end
 end
-redis.call('SET', KEYS[1], ARGV[2] .. '|' .. ARGV[1])
+redis.call('SET', KEYS[1], ARGV[2] .. '|' .. ARGV[3] .. '|' .. ARGV[1])
 return 1
 """
 _PREFIX = "modelyard:online"
@@ -51,7 +60,7 @@ class RedisOnlineStore(OnlineStore):
             for row in rows:
                 self._write(
                     keys=[self._key(view, row.entity_key)],
-                    args=[encode_values(row.values), row.event_time_ms],
+                    args=[encode_values(row.values), row.event_time_ms, row.tiebreak],
                     client=pipe,
                 )
             pipe.execute()
@@ -66,6 +75,8 @@ class RedisOnlineStore(OnlineStore):
                 rows.append(None)
             else:
                 event_time, _, values = raw.partition(b"|")
+                if not values.startswith(b"{"):  # a tiebreak comes first
+                    values = values.partition(b"|")[2]
                 rows.append((decode_values(values), int(event_time)))
         return rows
 

@@ -21,14 +21,19 @@ CREATE TABLE IF NOT EXISTS online_features (
     entity_key TEXT NOT NULL,
     feature_values TEXT NOT NULL,
     event_time INTEGER NOT NULL,
+    tiebreak TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (view, entity_key)
 ) WITHOUT ROWID
 """
+# Tables made before rows had a tiebreak get the column; their rows keep "" (sorts first).
+_ADD_TIEBREAK = "ALTER TABLE online_features ADD COLUMN tiebreak TEXT NOT NULL DEFAULT ''"
 _UPSERT = (
-    "INSERT INTO online_features (view, entity_key, feature_values, event_time) "
-    "VALUES (?, ?, ?, ?) ON CONFLICT (view, entity_key) DO UPDATE SET "
-    "feature_values = excluded.feature_values, event_time = excluded.event_time "
-    "WHERE excluded.event_time >= online_features.event_time"
+    "INSERT INTO online_features (view, entity_key, feature_values, event_time, tiebreak) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (view, entity_key) DO UPDATE SET "
+    "feature_values = excluded.feature_values, event_time = excluded.event_time, "
+    "tiebreak = excluded.tiebreak "
+    "WHERE (excluded.event_time, excluded.tiebreak) >= "
+    "(online_features.event_time, online_features.tiebreak)"
 )
 _CHUNK = 500
 
@@ -41,7 +46,15 @@ class SqliteOnlineStore(OnlineStore):
         self._path = path
         self._local = threading.local()
         self._write_lock = threading.Lock()
-        self._conn().executescript(_SCHEMA)
+        conn = self._conn()
+        conn.executescript(_SCHEMA)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(online_features)")}
+        if "tiebreak" not in columns:
+            try:
+                conn.execute(_ADD_TIEBREAK)
+            except sqlite3.OperationalError as exc:  # another process added it first
+                if "duplicate column" not in str(exc):
+                    raise
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -61,7 +74,10 @@ class SqliteOnlineStore(OnlineStore):
             try:
                 conn.executemany(
                     _UPSERT,
-                    [(view, r.entity_key, encode_values(r.values), r.event_time_ms) for r in rows],
+                    [
+                        (view, r.entity_key, encode_values(r.values), r.event_time_ms, r.tiebreak)
+                        for r in rows
+                    ],
                 )
                 conn.execute("COMMIT")
             except BaseException:
