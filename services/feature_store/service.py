@@ -38,7 +38,7 @@ from modelyard.services.feature_store.offline.base import OfflineEngine, ViewReq
 from modelyard.services.feature_store.online.base import (
     OnlineRow,
     OnlineStore,
-    entity_key,
+    entity_keys,
     row_order,
 )
 from modelyard.services.feature_store.source_locations import SourceLocations
@@ -419,7 +419,14 @@ class FeaturesService:
                     if view.ttl:  # not before the first day a Timestamp holds, however long
                         start = max(end_ms - int(view.ttl.total_seconds() * 1000), MIN_MS)
             data = self.engine.latest(view, start, end_ms).to_pydict()
-            rows = self._online_rows(view, data, data["event_time_us"], data["created_time_us"])
+            try:
+                rows = self._online_rows(view, data, data["event_time_us"], data["created_time_us"])
+            except InvalidArgument as exc:  # the source's keys: for the view's owner to fix
+                raise FailedPrecondition(
+                    f"feature view {name!r}: its source's {exc.message}; fix the source's keys",
+                    resource_type="feature_view",
+                    resource_name=name,
+                ) from None
             self.online.write(name, rows)
             record = MaterializationRecord(name, start, end_ms, len(rows), _now_ms())
             self.store.record_materialization(record)
@@ -435,11 +442,11 @@ class FeaturesService:
     ) -> list[OnlineRow]:
         """One row per entity: its latest by (event time, created time), the order training sets
         take rows in; of rows equal in both, the last."""
-        keys = self.join_keys(view)
+        fields = self.join_key_fields(view)
+        keys = entity_keys(fields, [data[k.name] for k in fields])
         features = [f for f in view.feature_names if f in data]
         latest: dict[str, OnlineRow] = {}
-        for i, event in enumerate(event_us):
-            key = entity_key([data[k][i] for k in keys])
+        for i, (key, event) in enumerate(zip(keys, event_us, strict=True)):
             ms, tiebreak = row_order(event, created_us[i])
             row = OnlineRow(key, {f: data[f][i] for f in features}, ms, tiebreak)
             if key not in latest or row.order >= latest[key].order:
@@ -492,8 +499,7 @@ class FeaturesService:
                         f"entity rows lack join key {key.name!r} of feature view {view.name!r}",
                         field=key.name,
                     )
-                _check_key_type(key, entities[key.name])
-            keys = [entity_key([entities[k.name][i] for k in key_fields]) for i in range(rows)]
+            keys = entity_keys(key_fields, [entities[k.name] for k in key_fields])
             stored = self.online.read(view.name, keys)
             ttl_ms = int(view.ttl.total_seconds() * 1000) if view.ttl else None
             types = {f.name: f.dtype for f in view.schema}
@@ -599,28 +605,3 @@ def _check_kind(kind: str) -> None:
         raise InvalidArgument(
             f"kind {kind!r} is not one of entity, feature_view, feature_service", field="kind"
         )
-
-
-_KEY_TYPES: dict[ValueType, tuple[type, ...]] = {
-    ValueType.INT32: (int,),
-    ValueType.INT64: (int,),
-    ValueType.STRING: (str,),
-    ValueType.BYTES: (bytes,),
-    ValueType.BOOL: (bool,),
-    ValueType.FLOAT32: (float, int),
-    ValueType.FLOAT64: (float, int),
-}
-
-
-def _check_key_type(key: Field, values: list[Any]) -> None:
-    allowed = _KEY_TYPES.get(key.dtype, (object,))
-    for value in values:
-        if (
-            value is None
-            or not isinstance(value, allowed)
-            or (isinstance(value, bool) and bool not in allowed)
-        ):
-            raise InvalidArgument(
-                f"join key {key.name!r} is {key.dtype}; got {type(value).__name__} value {value!r}",
-                field=key.name,
-            )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from modelyard._gen.features.v1 import features_pb2 as pb
@@ -14,12 +17,15 @@ from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound
 from modelyard.features import (
     Bool,
     Bytes,
+    Entity,
     FeatureStoreClient,
     FeatureView,
     Field,
     FileSource,
     Float32,
+    Float64,
     Int32,
+    Int64,
     OnlineResponse,
     String,
     UnixTimestamp,
@@ -190,6 +196,58 @@ def test_online_breaks_event_time_ties_by_created_time_as_training_sets_do(
     assert online == list(training["trips"]) == [61, 71, 80]
     store.materialize(NOW - 100 * HOUR, NOW + HOUR)  # the source's row of driver 1 stays
     assert _lookup(store, [1], ["driver_stats:trips"]).to_dict()["trips"] == [35]
+
+
+def test_keys_are_found_however_the_source_or_the_caller_typed_them(
+    store: FeatureStoreClient, tmp_path
+) -> None:
+    """Keys are made their entity's declared type on write and on lookup: online finds the rows
+    a training set finds."""
+    at = NOW - HOUR
+    day = datetime(2024, 5, 1, tzinfo=UTC)
+    source = pa.table(
+        {
+            "f64": [1.0],
+            "text": [7],  # a STRING key held as an integer
+            "whole": [3.0],  # an INT64 key held as a float
+            "day": pa.array([day.replace(tzinfo=None)], pa.timestamp("us")),  # no offset
+            "ts": pa.array([at], pa.timestamp("us", tz="UTC")),
+            "x": [10],
+        }
+    )
+    pq.write_table(source, tmp_path / "keys.parquet")
+    kinds = {"f64": Float64, "text": String, "whole": Int64, "day": UnixTimestamp, "f32": Float32}
+    entities = {k: Entity(name=k, join_keys=[Field(k, t)]) for k, t in kinds.items()}
+    views = [
+        FeatureView(
+            name=f"by_{k}",
+            entities=[entities[k]],
+            schema=[Field("x", Int64)],
+            source=FileSource(path=str(tmp_path / "keys.parquet"), timestamp_field="ts"),
+        )
+        for k in kinds
+    ]
+    store.apply([*entities.values(), *views])
+    store.materialize(NOW - 10 * HOUR, NOW, [f"by_{k}" for k in kinds if k != "f32"])
+    store.push("by_f32", pd.DataFrame({"f32": pa.array([0.1], pa.float32()), "ts": [at], "x": [1]}))
+    lookups: dict[str, list[Any]] = {
+        "f64": [1, 1.0],
+        "text": ["7", 7],
+        "whole": [3, 3.0],
+        "day": [day],
+        "f32": [0.1],
+    }
+    for key, values in lookups.items():
+        found = store.get_online_features([f"by_{key}:x"], [{key: v} for v in values])
+        assert found.statuses()["x"] == ["PRESENT"] * len(values), key
+    for key, value in [("whole", 3.5), ("day", int(day.timestamp())), ("f64", float("nan"))]:
+        with pytest.raises(InvalidArgument) as err:
+            store.get_online_features([f"by_{key}:x"], [{key: value}])
+        assert err.value.field == "entities[0].values" and repr(value) in str(err.value)
+    for key, value in [("whole", 3.5), ("day", int(day.timestamp()))]:
+        with pytest.raises(InvalidArgument) as err:
+            store.push(f"by_{key}", pd.DataFrame({key: [value], "ts": [at], "x": [1]}))
+        assert err.value.field == key
 
 
 def test_push_rejects_columns_the_view_lacks(store: FeatureStoreClient, repo: Repo) -> None:

@@ -160,7 +160,9 @@ class DuckDbEngine(OfflineEngine):
                 "FROM src "
                 "WHERE __ts >= make_timestamptz(CAST(? AS BIGINT) * 1000) "
                 "AND __ts < make_timestamptz(CAST(? AS BIGINT) * 1000) "
-                f"QUALIFY row_number() OVER (PARTITION BY {partition} "
+                # A row without its key is no entity's: nothing could look it up.
+                + "".join(f"AND {_quote(k)} IS NOT NULL " for k in keys)
+                + f"QUALIFY row_number() OVER (PARTITION BY {partition} "
                 "ORDER BY __ts DESC, __created DESC NULLS LAST) = 1",
                 params=[start_ms, end_ms],
             ).to_arrow_table()

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import abc
 import base64
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
+import numpy as np
 import orjson
 
 from modelyard.errors import InvalidArgument
+from modelyard.features.definitions import Field, ValueType
 
 # Microseconds from 1970 to 0001-01-01, the first instant a datetime holds.
 _MIN_US = -62_135_596_800_000_000
@@ -50,7 +54,95 @@ def row_order(event_us: int, created_us: int | None) -> tuple[int, str]:
 
 
 def entity_key(values: Sequence[Any]) -> str:
+    """The key of one entity row's join key values, already canonical (see entity_keys)."""
     return orjson.dumps(list(values), default=str).decode()
+
+
+class _NotKey(Exception):
+    pass
+
+
+def _whole(value: Any, bits: int) -> int:
+    if isinstance(value, float) and value.is_integer():  # a source's 3.0 for an integer key
+        value = int(value)
+    if type(value) is not int or not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+        raise _NotKey
+    return value
+
+
+def _real(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _NotKey
+    return float(value)
+
+
+def _float32(value: Any) -> float:
+    """The shortest decimal of the nearest float32, so that 0.1 and the float32 0.1 read back as
+    0.10000000149 are one key."""
+    narrowed = np.float32(_real(value))
+    if not np.isfinite(narrowed):
+        raise _NotKey
+    return float(str(narrowed))
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if type(value) is int:  # a source's integer column for a STRING key
+        return str(value)
+    raise _NotKey
+
+
+def _moment(value: Any) -> datetime:
+    """In UTC as a plain datetime (pandas' Timestamp serializes otherwise); a time without an
+    offset is taken as UTC, as the offline side reads it."""
+    if not isinstance(value, datetime):
+        raise _NotKey
+    v = value.astimezone(UTC) if value.tzinfo else value
+    return datetime(v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond, UTC)
+
+
+def _exactly(kind: type) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        if type(value) is not kind:
+            raise _NotKey
+        return value
+
+    return convert
+
+
+_CANONICAL: dict[ValueType, Callable[[Any], Any]] = {
+    ValueType.INT32: lambda v: _whole(v, 32),
+    ValueType.INT64: lambda v: _whole(v, 64),
+    ValueType.FLOAT32: _float32,
+    ValueType.FLOAT64: _real,
+    ValueType.STRING: _text,
+    ValueType.BOOL: _exactly(bool),
+    ValueType.BYTES: _exactly(bytes),
+    ValueType.UNIX_TIMESTAMP: _moment,
+}
+
+
+def entity_keys(fields: Sequence[Field], columns: Sequence[Sequence[Any]]) -> list[str]:
+    """The online key of each entity row: the join key values made the canonical value of each
+    key's declared type, on write (push, materialize) and on lookup alike, so that a key reads
+    back however the source or the caller typed it (1 and 1.0 for a FLOAT64 key, 7 and "7" for
+    a STRING one). Raises InvalidArgument naming the key of a value that cannot be its type."""
+    canonical = []
+    for field, values in zip(fields, columns, strict=True):
+        convert = _CANONICAL[field.dtype]
+        out = []
+        for value in values:
+            try:
+                out.append(convert(value.item() if isinstance(value, np.generic) else value))
+            except _NotKey:
+                raise InvalidArgument(
+                    f"join key {field.name!r} is {field.dtype}; got {type(value).__name__} value "
+                    f"{value!r}, which is not one",
+                    field=field.name,
+                ) from None
+        canonical.append(out)
+    return [entity_key(row) for row in zip(*canonical, strict=True)]
 
 
 def _json_value(value: Any) -> Any:
