@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -248,6 +249,21 @@ def test_keys_are_found_however_the_source_or_the_caller_typed_them(
         with pytest.raises(InvalidArgument) as err:
             store.push(f"by_{key}", pd.DataFrame({key: [value], "ts": [at], "x": [1]}))
         assert err.value.field == key
+
+
+def test_infinities_are_served_as_training_sets_hold_them(
+    store: FeatureStoreClient, repo: Repo
+) -> None:
+    store.apply(repo.objects)
+    rates = [math.inf, -math.inf, 0.5]
+    rows = {"driver_id": [5, 6, 7], "event_timestamp": [NOW - HOUR] * 3, "conv_rate": rates}
+    store.push("driver_stats", pd.DataFrame(rows), to="online_and_offline")
+    response = _lookup(store, [5, 6, 7], ["driver_stats:conv_rate"])
+    assert response.to_dict()["conv_rate"] == rates
+    assert response.statuses()["conv_rate"] == ["PRESENT"] * 3
+    entity = pd.DataFrame({"driver_id": [5, 6, 7], "event_timestamp": [NOW] * 3})
+    training = store.get_historical_features(entity, ["driver_stats:conv_rate"]).to_df()
+    assert list(training["conv_rate"]) == rates
 
 
 def test_push_rejects_columns_the_view_lacks(store: FeatureStoreClient, repo: Repo) -> None:

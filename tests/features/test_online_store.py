@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 import redis
 
@@ -121,6 +123,22 @@ def test_null_values_round_trip(online: OnlineStore) -> None:
     key = entity_key(["k"])
     online.write("view", [OnlineRow(key, {"x": None, "y": True}, 5)])
     assert online.read("view", [key]) == [({"x": None, "y": True}, 5)]
+
+
+def test_nan_and_infinities_round_trip(online: OnlineStore) -> None:
+    """JSON holds none of them; they come back as they went in, not as nulls."""
+    key = entity_key(["k"])
+    stored = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "none": None, "text": "inf"}
+    online.write("view", [OnlineRow(key, {**stored, "np": np.float32("-inf")}, 5)])
+    ((values, _),) = online.read("view", [key])  # type: ignore[misc]
+    assert math.isnan(values.pop("nan"))
+    assert values == {
+        "inf": math.inf,
+        "-inf": -math.inf,
+        "none": None,
+        "text": "inf",
+        "np": -math.inf,
+    }
 
 
 def test_many_keys_in_one_read(online: OnlineStore) -> None:

@@ -123,6 +123,23 @@ _CANONICAL: dict[ValueType, Callable[[Any], Any]] = {
 }
 
 
+def _canonical_already(dtype: ValueType, values: Sequence[Any]) -> bool:
+    """Whether a column is canonical as it is: the common case on the lookup path, checked in
+    C-speed passes rather than a call per value."""
+    if dtype in (ValueType.INT64, ValueType.INT32):
+        bits = 64 if dtype == ValueType.INT64 else 32
+        return (
+            all(type(v) is int for v in values)
+            and -(2 ** (bits - 1)) <= min(values, default=0)
+            and max(values, default=0) < 2 ** (bits - 1)
+        )
+    if dtype == ValueType.STRING:
+        return all(type(v) is str for v in values)
+    if dtype == ValueType.FLOAT64:
+        return all(type(v) is float for v in values) and all(map(math.isfinite, values))
+    return False
+
+
 def entity_keys(fields: Sequence[Field], columns: Sequence[Sequence[Any]]) -> list[str]:
     """The online key of each entity row: the join key values made the canonical value of each
     key's declared type, on write (push, materialize) and on lookup alike, so that a key reads
@@ -130,6 +147,9 @@ def entity_keys(fields: Sequence[Field], columns: Sequence[Sequence[Any]]) -> li
     a STRING one). Raises InvalidArgument naming the key of a value that cannot be its type."""
     canonical = []
     for field, values in zip(fields, columns, strict=True):
+        if _canonical_already(field.dtype, values):
+            canonical.append(values)
+            continue
         convert = _CANONICAL[field.dtype]
         out = []
         for value in values:
@@ -155,12 +175,33 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
+def _dumps(data: Any) -> bytes:
+    return orjson.dumps(data, default=_json_value, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
 def encode_values(values: dict[str, Any]) -> str:
-    return orjson.dumps(values, default=_json_value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    """The values as a JSON object; JSON has no NaN or infinity (orjson writes them as null), so
+    a row holding one is [object, {feature: "nan" | "inf" | "-inf"}] instead, which
+    decode_values reads back. Only a row with a null is looked through for them."""
+    data = _dumps(values)
+    if b"null" in data:
+        odd = {
+            k: str(float(v))
+            for k, v in values.items()
+            if isinstance(v, float | np.floating) and not math.isfinite(v)
+        }
+        if odd:
+            data = _dumps([values, odd])
+    return data.decode()
 
 
 def decode_values(data: str | bytes) -> dict[str, Any]:
-    return orjson.loads(data)
+    values = orjson.loads(data)
+    if type(values) is list:  # see encode_values
+        values, odd = values
+        for feature, text in odd.items():
+            values[feature] = float(text)
+    return values
 
 
 class OnlineStore(abc.ABC):
