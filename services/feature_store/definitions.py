@@ -18,6 +18,7 @@ from modelyard.features.definitions import (
     FeatureService,
     FeatureView,
     FileSource,
+    ValueType,
     kind_of,
 )
 from modelyard.services.common.validation import shown
@@ -117,6 +118,15 @@ def _validate_view(at: str, view: FeatureView, entities: dict[str, Entity]) -> N
             "timestamp_field",
             field=f"{at}.source.timestamp_field",
         )
+    times = {view.source.timestamp_field, view.source.created_timestamp_column}
+    for j, f in enumerate(view.schema):
+        if f.name in times and f.dtype != ValueType.UNIX_TIMESTAMP:
+            raise InvalidArgument(
+                f"{at}.schema[{j}]: feature view {view.name!r}: feature {f.name!r} is the "
+                f"source's timestamp column, so it is a UNIX_TIMESTAMP, not {f.dtype}; declare "
+                "it so or leave it out of the schema",
+                field=f"{at}.schema[{j}].dtype",
+            )
     _validate_source(f"{at}.source", view)
 
 

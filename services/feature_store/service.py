@@ -522,6 +522,13 @@ class FeaturesService:
         view = self._view(view_name)
         if not to_online and not to_offline:
             raise InvalidArgument("push to_online, to_offline or both", field="to_online")
+        names = table.column_names
+        twice = next((c for c in names if names.count(c) > 1), None)
+        if twice is not None:
+            raise InvalidArgument(
+                f"pushed rows have more than one column named {twice!r}; send each column once",
+                field=twice,
+            )
         keys = self.join_keys(view)
         needed = [*keys, view.source.timestamp_field]
         missing = [c for c in needed if c not in table.column_names]

@@ -31,6 +31,7 @@ from modelyard.features import (
     String,
     UnixTimestamp,
 )
+from modelyard.features.client import _arrow_bytes
 from tests.features.repo import NOW, Repo
 
 HOUR = timedelta(hours=1)
@@ -285,6 +286,45 @@ def test_offline_only_views_cannot_be_materialized(store: FeatureStoreClient, re
         store.materialize(NOW - HOUR, NOW, ["driver_stats"])
     assert "online=True" in str(err.value)
     assert store.materialize(NOW - HOUR, NOW) == []  # all online views: none
+
+
+def test_push_names_a_column_sent_twice(store: FeatureStoreClient, repo: Repo) -> None:
+    store.apply(repo.objects)
+    at = pa.array([NOW], pa.timestamp("us", tz="UTC"))
+    table = pa.Table.from_arrays(
+        [pa.array([1]), at, pa.array([1]), pa.array([2])],
+        names=["driver_id", "event_timestamp", "trips", "trips"],
+    )
+    request = pb.PushRequest(
+        feature_view="driver_stats", arrow_rows=_arrow_bytes(table), to_online=True
+    )
+    with pytest.raises(InvalidArgument) as err:
+        store._t.call(store._stub.Push, request)
+    assert err.value.field == "trips" and "'trips'" in str(err.value)
+
+
+def test_a_schema_may_list_the_timestamp_field(store: FeatureStoreClient, repo: Repo) -> None:
+    """As Feast lets it: the feature is the event time itself, online and offline."""
+    at = NOW - HOUR
+    listed = replace(
+        repo.stats, schema=(*repo.stats.schema, Field("event_timestamp", UnixTimestamp))
+    )
+    store.apply([repo.driver, listed])
+    rows = {"driver_id": [4], "event_timestamp": [at], "trips": [4]}
+    store.push("driver_stats", pd.DataFrame(rows), to="online_and_offline")
+    online = _lookup(store, [4], ["driver_stats:trips", "driver_stats:event_timestamp"])
+    assert online.to_dict() == {"driver_id": [4], "trips": [4], "event_timestamp": [at]}
+    entity = pd.DataFrame({"driver_id": [4], "when": [NOW]})
+    training = store.get_historical_features(
+        entity, ["driver_stats:event_timestamp"], event_timestamp_column="when"
+    ).to_df()
+    assert list(training["event_timestamp"]) == [at]
+    typed_otherwise = replace(
+        repo.stats, schema=(*repo.stats.schema, Field("event_timestamp", Int64))
+    )
+    with pytest.raises(InvalidArgument) as err:
+        store.apply([repo.driver, typed_otherwise])
+    assert "UNIX_TIMESTAMP" in str(err.value) and str(err.value.field).endswith("schema[3].dtype")
 
 
 def test_deleting_a_view_clears_its_online_rows(store: FeatureStoreClient, repo: Repo) -> None:

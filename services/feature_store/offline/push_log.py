@@ -59,7 +59,9 @@ def normalize(view: FeatureView, join_keys: list[Field], table: pa.Table) -> pa.
     columns.append((source.timestamp_field, TIMESTAMP))
     if source.created_timestamp_column:
         columns.append((source.created_timestamp_column, TIMESTAMP))
-    columns += [(f.name, ARROW_TYPES[f.dtype]) for f in view.schema]
+    # A feature may be the event or created time itself (Feast lets a schema list it): one column.
+    taken = {name for name, _ in columns}
+    columns += [(f.name, ARROW_TYPES[f.dtype]) for f in view.schema if f.name not in taken]
     return pa.table(
         {name: _column(table, name, dtype) for name, dtype in columns},
         schema=pa.schema(columns),
