@@ -513,9 +513,25 @@ class FeaturesService:
             ]
             times = [None if found is None else found[1] for found in stored]
             records = [None if found is None else found[0] for found in stored]
+            wanted = set(request.features)
+            complete = all(r is None or r.keys() >= wanted for r in records)
             for feature, out in zip(request.features, request.output_names, strict=True):
                 values = [None if r is None else r.get(feature) for r in records]
-                columns.append(OnlineColumn(out, types[feature], values, statuses, times))
+                if complete:
+                    columns.append(OnlineColumn(out, types[feature], values, statuses, times))
+                    continue
+                # Rows stored before the feature was added hold no value of it: NOT_FOUND, as
+                # Feast answers, not PRESENT with a null.
+                absent = [r is not None and feature not in r for r in records]
+                columns.append(
+                    OnlineColumn(
+                        out,
+                        types[feature],
+                        values,
+                        ["NOT_FOUND" if a else st for a, st in zip(absent, statuses, strict=True)],
+                        [None if a else t for a, t in zip(absent, times, strict=True)],
+                    )
+                )
         return columns
 
     def push(self, view_name: str, table: pa.Table, to_online: bool, to_offline: bool) -> int:

@@ -288,6 +288,28 @@ def test_offline_only_views_cannot_be_materialized(store: FeatureStoreClient, re
     assert store.materialize(NOW - HOUR, NOW) == []  # all online views: none
 
 
+def test_a_feature_added_after_rows_were_stored_is_not_found_for_them(
+    store: FeatureStoreClient, repo: Repo
+) -> None:
+    store.apply(repo.objects)
+    store.materialize(NOW - 100 * HOUR, NOW + HOUR)
+    grown = replace(repo.stats, schema=(*repo.stats.schema, Field("rating", Float64)))
+    store.apply([repo.driver, grown, repo.service])
+    pushed = {"driver_id": [9], "event_timestamp": [NOW], "rating": [4.5]}
+    store.push("driver_stats", pd.DataFrame(pushed))
+    response = _lookup(store, [1, 9, 3], ["driver_stats:trips", "driver_stats:rating"])
+    assert response.to_dict() == {
+        "driver_id": [1, 9, 3],
+        "trips": [35, None, None],
+        "rating": [None, 4.5, None],
+    }
+    assert response.statuses() == {
+        "trips": ["PRESENT", "PRESENT", "NOT_FOUND"],
+        "rating": ["NOT_FOUND", "PRESENT", "NOT_FOUND"],
+    }
+    assert response.event_timestamps()["rating"] == [None, NOW, None]
+
+
 def test_push_names_a_column_sent_twice(store: FeatureStoreClient, repo: Repo) -> None:
     store.apply(repo.objects)
     at = pa.array([NOW], pa.timestamp("us", tz="UTC"))
