@@ -405,12 +405,7 @@ class FeaturesService:
         for name in names:
             view = self._view(name)
             self.authorizer.require("feature_view", name, PermissionLevel.EDIT)
-            if not view.online:
-                raise FailedPrecondition(
-                    f"feature view {name!r} is not online; set online=True to materialize it",
-                    resource_type="feature_view",
-                    resource_name=name,
-                )
+            _require_online(view, "materialize it")
             start = start_ms
             if start is None:  # incremental: continue after the last window
                 start = self.store.last_materialized(name)
@@ -466,6 +461,8 @@ class FeaturesService:
         full_names: bool,
     ) -> list[OnlineColumn]:
         requests = self.resolve(refs, feature_service, full_names)
+        for request in requests:
+            _require_online(request.view, "look its features up online")
         if not entities:
             raise InvalidArgument(
                 "entities is empty; send at least one entity column", field="entities"
@@ -561,6 +558,8 @@ class FeaturesService:
             raise InvalidArgument(
                 f"feature view {view_name!r} has no feature {unknown[0]!r}", field=unknown[0]
             )
+        if to_online:
+            _require_online(view, "push to the online store")
         if table.num_rows == 0:
             return 0
         table = push_log.normalize(view, self.join_key_fields(view), table)
@@ -616,6 +615,17 @@ class FeaturesService:
 
     def list_permissions(self, kind: str, name: str) -> list[Grant]:
         return self.authorizer.grants.list(self._granted(kind, name))
+
+
+def _require_online(view: FeatureView, to: str) -> None:
+    """A view with online=False has no online rows: writing or reading them is refused, not
+    answered as if they were missing."""
+    if not view.online:
+        raise FailedPrecondition(
+            f"feature view {view.name!r} is not online; set online=True to {to}",
+            resource_type="feature_view",
+            resource_name=view.name,
+        )
 
 
 def _micros(times: pa.ChunkedArray) -> list[Any]:

@@ -288,6 +288,21 @@ def test_offline_only_views_cannot_be_materialized(store: FeatureStoreClient, re
     assert store.materialize(NOW - HOUR, NOW) == []  # all online views: none
 
 
+def test_offline_only_views_are_neither_pushed_to_nor_read_online(
+    store: FeatureStoreClient, repo: Repo
+) -> None:
+    store.apply([repo.driver, replace(repo.stats, online=False)])
+    rows = pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW], "trips": [5]})
+    for to in ("online", "online_and_offline"):
+        with pytest.raises(FailedPrecondition) as err:
+            store.push("driver_stats", rows, to=to)
+        assert err.value.resource_name == "driver_stats" and "online=True" in str(err.value)
+    assert store.push("driver_stats", rows, to="offline") == 1
+    with pytest.raises(FailedPrecondition) as err:
+        _lookup(store, [1])
+    assert err.value.resource_name == "driver_stats" and "online=True" in str(err.value)
+
+
 def test_a_feature_added_after_rows_were_stored_is_not_found_for_them(
     store: FeatureStoreClient, repo: Repo
 ) -> None:
