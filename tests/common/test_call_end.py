@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeAlias
@@ -27,12 +28,14 @@ from tests.log_records import LogRecords
 Req: TypeAlias = health_pb2.HealthCheckRequest  # see test_server.py
 Resp: TypeAlias = health_pb2.HealthCheckResponse
 
-# Statements that never end by themselves. SQLite's calls started() on its first row, so the test
-# knows the statement runs; PostgreSQL's is seen in pg_stat_activity.
+# Statements that do not end by themselves (PostgreSQL's within two minutes, should a failing
+# test leave it). SQLite's calls started() on its first row, so the test knows the statement
+# runs; PostgreSQL's is seen in pg_stat_activity by its marker, which is the test's own (tests on
+# other workers run theirs on the same server).
 ENDLESS = {
     "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE started()) "
     "SELECT max(x) FROM c",
-    "postgresql": "SELECT pg_sleep(3600) /* call_end test */",
+    "postgresql": "SELECT pg_sleep(120) /* {marker} */",
 }
 
 
@@ -48,13 +51,14 @@ class Reader:
         self.done = threading.Event()
         self.error: BaseException | None = None
         self.driver: Any = None  # the endless statement's DB-API connection
+        self.marker = f"call_end test {uuid.uuid4().hex}"
 
     def endless(self, context: grpc.ServicerContext) -> None:
         with self.db.read() as conn:
             self.driver = conn.connection.driver_connection
             if self.db.is_sqlite:
                 self.driver.create_function("started", 0, self._started)
-            conn.execute(text(ENDLESS[self.db.dialect])).all()
+            conn.execute(text(ENDLESS[self.db.dialect].format(marker=self.marker))).all()
 
     def duckdb_endless(self, context: grpc.ServicerContext) -> None:
         con = self.driver = duckdb_engine.connect()  # the feature store's retrieval connection
@@ -148,7 +152,7 @@ def _cancelled_once_running(
     return reader.error
 
 
-def _statement_running(url: str) -> bool:
+def _statement_running(url: str, marker: str) -> bool:
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
     try:
         with engine.connect() as conn:
@@ -156,8 +160,9 @@ def _statement_running(url: str) -> bool:
                 conn.execute(
                     text(
                         "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
-                        "AND query LIKE '%call_end test%' AND pid <> pg_backend_pid()"
-                    )
+                        "AND query LIKE :marker AND pid <> pg_backend_pid()"
+                    ),
+                    {"marker": f"%{marker}%"},
                 ).scalar()
             )
     finally:
@@ -170,7 +175,7 @@ def _wait_for_statement(reader: Reader, url: str, running: bool) -> None:
         assert reader.running.wait(30) if running else reader.done.wait(30)
         return
     deadline = time.monotonic() + 30
-    while _statement_running(url) != running:
+    while _statement_running(url, reader.marker) != running:
         assert time.monotonic() < deadline, f"statement running={not running} after 30 s"
         time.sleep(0.05)  # polling the database's own view of its backends
 
@@ -186,8 +191,9 @@ def test_a_read_stops_when_its_call_ends(
     caplog.set_level(logging.INFO, logger=INTERCEPTORS)
     judged = LogRecords()
     logging.getLogger(INTERCEPTORS).addHandler(judged)
-    # The deadline case ends by itself; the statement must be seen running before that.
-    with calling(reader_server, "Endless", timeout=3 if ending == "deadline" else 60) as future:
+    # The deadline case ends by itself; the statement must be seen running before that, which
+    # takes a loaded machine seconds.
+    with calling(reader_server, "Endless", timeout=8 if ending == "deadline" else 60) as future:
         _wait_for_statement(reader, database_url, running=True)
         if ending == "cancel":
             future.cancel()
