@@ -8,6 +8,7 @@ call. So a script sees exactly the rows, types and split the trial saw.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,57 @@ def load(data: Any) -> pd.DataFrame:
     )
 
 
+def require_column(df: pd.DataFrame, column: str, name: str) -> None:
+    """Refuse a column the data does not have, naming the closest ones (or all of them)."""
+    if column in df.columns:
+        return
+    names = [str(c) for c in df.columns]
+    close = [c for c in names if c.lower() == str(column).lower()]
+    close += difflib.get_close_matches(str(column), names, n=3)
+    if close:
+        hint = f"did you mean {', '.join(repr(c) for c in dict.fromkeys(close))}?"
+    else:
+        hint = f"the columns are {names[:20]}{' ...' if len(names) > 20 else ''}"
+    raise InvalidArgument(f"{name} {column!r} is not a column; {hint}", field=name)
+
+
+def numeric(col: pd.Series, name: str) -> pd.Series:
+    """The column as float64; values that are not numbers are refused by name, never made NaN."""
+    if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+        return col.astype("float64")
+    converted = pd.to_numeric(col, errors="coerce")
+    bad = col[converted.isna() & col.notna()]
+    if len(bad):
+        shown = [str(v) for v in dict.fromkeys(bad.tolist())][:5]
+        raise InvalidArgument(
+            f"column {name!r} holds {len(bad)} value(s) that are not numbers, e.g. {shown}: "
+            "convert them to numbers (drop thousands separators and units; with read_csv, "
+            "thousands=',') or to missing values (NaN), whose rows are dropped",
+            field=name,
+        )
+    return converted.astype("float64")
+
+
+def timestamps(col: pd.Series, name: str) -> pd.Series:
+    """The column as timestamps without a time zone: values with a UTC offset (even mixed ones,
+    as across a DST change) are converted to UTC."""
+    if not pd.api.types.is_datetime64_any_dtype(col):
+        try:
+            col = pd.to_datetime(col)
+        except (ValueError, TypeError):
+            try:  # offsets that differ row to row: pandas parses them only as UTC
+                col = pd.to_datetime(col, utc=True)
+            except (ValueError, TypeError) as exc:
+                raise InvalidArgument(
+                    f"column {name!r} does not hold timestamps ({exc}); give dates or "
+                    "date-times such as 2024-01-31 or 2024-01-31T08:00:00+01:00",
+                    field=name,
+                ) from None
+    if getattr(col.dt, "tz", None) is not None:
+        col = col.dt.tz_convert("UTC").dt.tz_localize(None)
+    return col
+
+
 def normalize(
     df: pd.DataFrame, target_col: str, keep_target_numeric: bool
 ) -> tuple[pd.DataFrame, Schema]:
@@ -71,9 +123,7 @@ def normalize(
         name = str(c)
         col = df[c]
         if pd.api.types.is_datetime64_any_dtype(col):
-            if getattr(col.dt, "tz", None) is not None:
-                col = col.dt.tz_convert("UTC").dt.tz_localize(None)
-            out[name] = col
+            out[name] = timestamps(col, name)
             dates.append(name)
             continue
         if name == target_col:
@@ -82,7 +132,7 @@ def normalize(
             elif pd.api.types.is_integer_dtype(col):
                 col, dtypes[name] = col.astype("int64"), "int64"
             elif pd.api.types.is_float_dtype(col) or keep_target_numeric:
-                col, dtypes[name] = col.astype("float64"), "float64"
+                col, dtypes[name] = numeric(col, name), "float64"
             else:
                 col, dtypes[name] = col.astype(str), "str"
         elif pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):

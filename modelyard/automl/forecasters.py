@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from modelyard.automl.dataset import timestamps
 from modelyard.errors import InvalidArgument
 
 
@@ -41,6 +42,12 @@ def season_length(frequency: str) -> int:
         if name.startswith(prefix):
             return m
     return 1
+
+
+def fill_gaps(series: pd.Series) -> pd.Series:
+    """Periods without a value, interpolated from their neighbours (held at the end), for the
+    models to fit on a whole grid; such periods are never scored."""
+    return series.interpolate().ffill()
 
 
 def future_times(last: pd.Timestamp, steps: int, frequency: str) -> pd.DatetimeIndex:
@@ -157,7 +164,7 @@ class ForecastModel:
     def predict(self, data: pd.DataFrame) -> np.ndarray:
         if self.time_col not in data.columns:
             raise InvalidArgument(f"input needs a {self.time_col!r} column", field=self.time_col)
-        times = pd.to_datetime(data[self.time_col])
+        times = timestamps(data[self.time_col], self.time_col)
         if (times <= self.last_time).any():
             raise InvalidArgument(
                 f"{self.time_col} must be after the end of the training data ({self.last_time})",

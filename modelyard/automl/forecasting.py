@@ -1,10 +1,10 @@
 """AutoML for one time series: statistical models and regressors on lag features, searched.
 
-The series is put on a regular grid (`frequency`; duplicate timestamps averaged, gaps
-interpolated), then split by time: the last `horizon` points are the test set and the `horizon`
-before them the validation set. Each trial fits on the training points and forecasts the
-validation points; then it refits on train + validation and forecasts the test points. The
-refitted model is the one logged for the best trial.
+The series is put on a regular grid (`frequency`; each period the mean of its rows, periods
+without one interpolated to fit but never scored), then split by time: the last `horizon`
+points are the test set and the `horizon` before them the validation set. Each trial fits on
+the training points and forecasts the validation points; then it refits on train + validation
+and forecasts the test points. The refitted model is the one logged for the best trial.
 
 Families: Holt-Winters exponential smoothing and seasonal ARIMA (statsmodels), Ridge
 (scikit-learn) and LightGBM / XGBoost on lag, rolling-mean and calendar features.
@@ -29,6 +29,7 @@ from modelyard.automl.forecasters import (
     ForecastModel,
     LagForecaster,
     StatsmodelsForecaster,
+    fill_gaps,
     future_times,
     season_length,
 )
@@ -228,7 +229,6 @@ def build_forecaster():
 
 
 def smape(actual, predicted) -> float:
-    actual, predicted = np.asarray(actual, dtype=float), np.asarray(predicted, dtype=float)
     denominator = np.abs(actual) + np.abs(predicted)
     ratio = np.divide(2 * np.abs(predicted - actual), denominator,
                       out=np.zeros_like(actual), where=denominator != 0)
@@ -236,15 +236,18 @@ def smape(actual, predicted) -> float:
 
 
 def mase(actual, predicted, history) -> float:
-    history = np.asarray(history, dtype=float)
+    history = np.asarray(history, dtype=float)  # periods without a value are NaN: skipped
     lag = SEASON if 1 < SEASON < len(history) else 1
-    scale = np.mean(np.abs(history[lag:] - history[:-lag])) if len(history) > lag else np.nan
+    steps = np.abs(history[lag:] - history[:-lag]) if len(history) > lag else np.array([])
+    scale = np.nanmean(steps) if np.isfinite(steps).any() else np.nan
     error = np.mean(np.abs(np.asarray(actual, dtype=float) - np.asarray(predicted, dtype=float)))
     return float(error / scale) if scale and not np.isnan(scale) else float("nan")
 
 
 def evaluate(actual, predicted, history) -> dict[str, float]:
     actual, predicted = np.asarray(actual, dtype=float), np.asarray(predicted, dtype=float)
+    keep = ~np.isnan(actual)  # a period without a value (filled in to fit) is never scored
+    actual, predicted = actual[keep], predicted[keep]
     return {
         "smape": smape(actual, predicted),
         "mase": mase(actual, predicted, history),
@@ -257,7 +260,7 @@ def train_and_evaluate(df: pd.DataFrame):
     series = df.set_index(TIME)[TARGET].asfreq(FREQUENCY)
     split = df.set_index(TIME)[SPLIT].reindex(series.index)
     train, val, test = (series[split == part] for part in ("train", "val", "test"))
-    model = build_forecaster().fit(train)
+    model = build_forecaster().fit(fill_gaps(train))
     metrics = {}
     fitted = model.fitted()
     k = min(len(fitted), len(train) - SEASON)  # skip the first cycle: no history for it yet
@@ -266,7 +269,8 @@ def train_and_evaluate(df: pd.DataFrame):
     scores = evaluate(val, model.forecast(len(val)), train)
     metrics.update({f"val_{name}": v for name, v in scores.items()})
     history = pd.concat([train, val])
-    model = build_forecaster().fit(history)  # the model to keep: trained up to the test period
+    # The model to keep: trained up to the test period.
+    model = build_forecaster().fit(fill_gaps(history))
     scores = evaluate(test, model.forecast(len(test)), history)
     metrics.update({f"test_{name}": v for name, v in scores.items()})
     return ForecastModel(model, TIME, FREQUENCY, history.index[-1]), metrics
@@ -309,7 +313,7 @@ def script(
     filename: str,
 ) -> str:
     imports, call = source(spec)
-    imports.append("from modelyard.automl.forecasters import ForecastModel")
+    imports.append("from modelyard.automl.forecasters import ForecastModel, fill_gaps")
     title = f"AutoML trial {origin.trial_number}: {family} forecaster for {target_col}"
     values = codegen.common_values(origin, schema, target_col, title, filename, imports)
     values.update(
@@ -346,7 +350,7 @@ class ForecastSearch(search.Search):
     def evaluate(self, spec: ForecastSpec) -> tuple[Any, dict[str, float], pd.DataFrame]:
         train, val, test = self.parts()
         season = self.series.season
-        model = build(spec, self.frequency).fit(train)
+        model = build(spec, self.frequency).fit(fill_gaps(train))
         out: dict[str, float] = {}
         fitted = model.fitted()
         k = min(len(fitted), len(train) - season)
@@ -356,7 +360,7 @@ class ForecastSearch(search.Search):
         ):
             out.update({f"{name}_{m}": v for m, v in scores.items()})
         history = pd.concat([train, val])
-        model = build(spec, self.frequency).fit(history)
+        model = build(spec, self.frequency).fit(fill_gaps(history))
         scores = metrics.forecasting(test, model.forecast(len(test)), history, season)
         out.update({f"test_{m}": v for m, v in scores.items()})
         final = ForecastModel(model, self.time_col, self.frequency, history.index[-1])
@@ -388,38 +392,113 @@ class ForecastSearch(search.Search):
         )
 
 
-def _prepare(
-    data: Any, target_col: str, time_col: str, frequency: str, horizon: int, workdir: Path
-) -> tuple[pd.DataFrame, dataset.Schema, Path, list[str]]:
-    raw = dataset.load(data)
-    for name, col in (("target_col", target_col), ("time_col", time_col)):
-        if col not in raw.columns:
-            raise InvalidArgument(f"{name} {col!r} is not a column", field=name)
+# Databricks AutoML's frequency names, as pandas spells them. Month, quarter and year are
+# anchored as the data's dates are (see `resolve_frequency`); "m" is a minute, "M" a month.
+_FREQUENCY_NAMES = {
+    **dict.fromkeys(("W", "week", "weeks"), "W"),
+    **dict.fromkeys(("D", "d", "day", "days"), "D"),
+    **dict.fromkeys(("h", "H", "hr", "hour", "hours"), "h"),
+    **dict.fromkeys(("m", "T", "min", "minute", "minutes"), "min"),
+    **dict.fromkeys(("S", "s", "sec", "second", "seconds"), "s"),
+    **dict.fromkeys(("M", "month", "months"), "M"),
+    **dict.fromkeys(("Q", "quarter", "quarters"), "Q"),
+    **dict.fromkeys(("Y", "y", "year", "years"), "Y"),
+}
+_DAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
+
+
+def resolve_frequency(frequency: str, times: pd.Series) -> str:
+    """A pandas frequency for `frequency`: a pandas alias as given, a Databricks name mapped.
+
+    Weeks end on the data's weekday when every date shares one; months, quarters and years
+    start or end as the data's dates do (pandas 3 has no bare "M"), so periods are labelled
+    with the user's own dates."""
+    name = _FREQUENCY_NAMES.get(frequency, _FREQUENCY_NAMES.get(frequency.lower(), frequency))
+    if name == "W" and times.dt.day_of_week.nunique() == 1:
+        name = f"W-{_DAYS[int(times.dt.day_of_week.iloc[0])]}"
+    elif name in ("M", "Q", "Y"):
+        starts = {"M": times.dt.is_month_start, "Q": times.dt.is_quarter_start}
+        at_start = starts.get(name, times.dt.is_year_start) & (times == times.dt.normalize())
+        name += "S" if bool(at_start.all()) else "E"
     try:
-        pd.tseries.frequencies.to_offset(frequency)
+        pd.tseries.frequencies.to_offset(name)
     except ValueError:
         raise InvalidArgument(
-            f"frequency {frequency!r} is not a pandas frequency", field="frequency"
+            f"frequency {frequency!r} is neither a pandas frequency (D, h, W-MON, MS, 15min, ...) "
+            f"nor a Databricks one ({', '.join(k for k in _FREQUENCY_NAMES if len(k) > 1)})",
+            field="frequency",
         ) from None
+    return name
+
+
+def _refuse_several_series(raw: pd.DataFrame, times: pd.Series, time_col: str) -> None:
+    """Repeated timestamps with a column that tells them apart are several series, not one
+    series to average (two stores' sales averaged are neither store's)."""
+    if not times.duplicated().any():
+        return
+    for c in raw.columns:
+        col = raw[c]
+        if c == time_col or pd.api.types.is_float_dtype(col):
+            continue
+        n = col.nunique()
+        if 1 < n <= len(raw) // 2 and not pd.DataFrame({"t": times, "c": col}).duplicated().any():
+            shown = [str(v) for v in col.drop_duplicates().head(3)]
+            raise InvalidArgument(
+                f"timestamps repeat, and column {c!r} tells {n} series apart ({shown}...): "
+                "AutoML forecasts one series. Pass the rows of one series "
+                f"(df[df[{c!r}] == {shown[0]!r}]) per run, or combine the series yourself "
+                "(one row per timestamp)",
+                field="data",
+            )
+
+
+def _prepare(
+    data: Any, target_col: str, time_col: str, frequency: str, horizon: int, workdir: Path
+) -> tuple[pd.DataFrame, dataset.Schema, Path, str, list[str]]:
+    """The series on its grid: each period the mean of its rows, periods without a row left
+    missing (NaN in the CSV). Trials fill those in to fit, and never score on them."""
+    raw = dataset.load(data)
+    dataset.require_column(raw, target_col, "target_col")
+    dataset.require_column(raw, time_col, "time_col")
     if horizon < 1:
         raise InvalidArgument("horizon must be at least 1", field="horizon")
     notes = []
     extra = [c for c in raw.columns if c not in (target_col, time_col)]
     if extra:
         notes.append(f"columns {extra} are not used: forecasting models the target's own history")
+    times = dataset.timestamps(raw[time_col], time_col)
+    _refuse_several_series(raw, times, time_col)
     frame = pd.DataFrame(
-        {
-            time_col: pd.to_datetime(raw[time_col]),
-            target_col: pd.to_numeric(raw[target_col], errors="coerce"),
-        }
+        {time_col: times, target_col: dataset.numeric(raw[target_col], target_col)}
     ).dropna(subset=[time_col])
-    if frame[time_col].duplicated().any():
-        notes.append("timestamps repeat: their values are averaged")
-    series = frame.groupby(time_col)[target_col].mean().sort_index().asfreq(frequency)
-    gaps = int(series.isna().sum())
+    unvalued = int(frame[target_col].isna().sum())
+    if unvalued:  # e.g. future rows without a value yet: they must not become test points
+        notes.append(f"{unvalued} rows without a {target_col} value were dropped")
+        frame = frame.dropna(subset=[target_col])
+    if frame.empty:
+        raise InvalidArgument(f"no row has both a {time_col} and a {target_col}", field="data")
+    frequency = resolve_frequency(frequency, frame[time_col])
+    series = frame.set_index(time_col)[target_col].sort_index().resample(frequency).mean()
+    observed = int(series.notna().sum())
+    if observed < len(frame):
+        notes.append(
+            f"{len(frame)} rows fall in {observed} {frequency!r} periods: each period is the "
+            "mean of its rows"
+        )
+    if observed < len(series) / 2:
+        raise InvalidArgument(
+            f"only {observed} of the {len(series)} {frequency!r} periods from "
+            f"{series.index[0]} to {series.index[-1]} have a value: the data is not recorded "
+            f"every {frequency!r}. Pass the frequency it is recorded at, or a coarser one "
+            "(each period is then the mean of its rows)",
+            field="frequency",
+        )
+    gaps = len(series) - observed
     if gaps:
-        notes.append(f"{gaps} missing points on the {frequency!r} grid were interpolated")
-        series = series.interpolate(limit_direction="both")
+        notes.append(
+            f"{gaps} of {len(series)} {frequency!r} periods have no value: models are fitted "
+            "with them interpolated, and scored only on periods with a value"
+        )
     if len(series) < 2 * horizon + 10:
         raise InvalidArgument(
             f"{len(series)} points leave too little history for 2 x horizon {horizon} held out",
@@ -427,10 +506,17 @@ def _prepare(
         )
     df = pd.DataFrame({time_col: series.index, target_col: series.to_numpy()})
     df[dataset.SPLIT_COL] = dataset.time_split(df[time_col], horizon).to_numpy()
+    for part, name in (("val", "validation"), ("test", "test")):
+        if df.loc[df[dataset.SPLIT_COL] == part, target_col].isna().all():
+            raise InvalidArgument(
+                f"the {name} period (the {horizon} {frequency!r} periods held out for it) has "
+                f"no value to score on: pass a longer horizon, or data without that gap",
+                field="horizon",
+            )
     schema = dataset.Schema({target_col: "float64", dataset.SPLIT_COL: "str"}, [time_col])
     csv_path = workdir / "training_data.csv"
     df.to_csv(csv_path, index=False)
-    return schema.read(csv_path), schema, csv_path, notes
+    return schema.read(csv_path), schema, csv_path, frequency, notes
 
 
 def run(
@@ -455,10 +541,12 @@ def run(
     excluded = common.excluded_frameworks(exclude_frameworks)
     _, timeout = common.budget_seconds(timeout_minutes, max_trials)
     workdir = common.output_dir(output_dir)
-    df, schema, csv_path, notes = _prepare(data, target_col, time_col, frequency, horizon, workdir)
+    df, schema, csv_path, frequency, notes = _prepare(
+        data, target_col, time_col, frequency, horizon, workdir
+    )
     season = season_length(frequency)
     n_train = int((df[dataset.SPLIT_COL] == "train").sum())
-    series = Series(n_train, season, bool((df[target_col] > 0).all()))
+    series = Series(n_train, season, bool((df[target_col].dropna() > 0).all()))
     candidates = [f for f in FAMILIES if f.framework not in excluded]
     if not candidates:
         raise InvalidArgument(

@@ -130,16 +130,21 @@ def smape(y_true: Any, y_pred: Any) -> float:
 
 
 def mase(y_true: Any, y_pred: Any, history: Any, season: int) -> float:
-    """Mean absolute scaled error: MAE over the in-sample MAE of the seasonal naive forecast."""
+    """Mean absolute scaled error: MAE over the in-sample MAE of the seasonal naive forecast
+    (over the history's periods that have a value)."""
     h = np.asarray(history, dtype=float)
     lag = season if 1 < season < len(h) else 1
-    scale = np.mean(np.abs(h[lag:] - h[:-lag])) if len(h) > lag else math.nan
+    steps = np.abs(h[lag:] - h[:-lag]) if len(h) > lag else np.array([])
+    scale = float(np.nanmean(steps)) if np.isfinite(steps).any() else math.nan
     error = np.mean(np.abs(np.asarray(y_true, dtype=float) - np.asarray(y_pred, dtype=float)))
     return float(error / scale) if scale and not math.isnan(scale) else math.nan
 
 
 def forecasting(y_true: Any, y_pred: Any, history: Any, season: int) -> dict[str, float]:
+    """Scores over the periods that have a value: a gap filled in to fit is no actual."""
     a, f = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    keep = ~np.isnan(a)
+    a, f = a[keep], f[keep]
     return {
         "smape": smape(a, f),
         "mase": mase(a, f, history, season),

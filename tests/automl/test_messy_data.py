@@ -1,0 +1,143 @@
+"""AutoML on data as users have it: gaps, future rows, other frequencies, odd types, their own
+splits. Each either works as the user meant or is refused up front, saying what to do."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import modelyard.automl
+import modelyard.pyfunc
+from modelyard.automl import forecasting
+from modelyard.automl.dataset import SPLIT_COL
+from modelyard.errors import InvalidArgument
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _binary(n: int = 60, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    return pd.DataFrame({"x": x, "y": (x + rng.normal(scale=0.5, size=n) > 0).astype(int)})
+
+
+# -- forecasting: the grid ---------------------------------------------------------------------
+
+
+def test_forecast_drops_future_rows_and_never_scores_a_filled_gap(fluent, sales, tmp_path) -> None:
+    data = sales.copy()
+    data.loc[len(data) - 5 :, "sales"] = np.nan  # future rows: no value yet
+    gap = len(data) - 5 - 10  # a day without a value inside the validation period
+    data.loc[gap, "sales"] = np.nan
+    last = data["day"].iloc[len(data) - 6]
+    result = modelyard.automl.forecast(
+        data, "sales", "day", horizon=7, max_trials=2, output_dir=tmp_path
+    )
+    c = fluent.client()
+    csv = pd.read_csv(c.download_artifacts(result.parent_run_id, "data/training_data.csv"))
+    assert pd.Timestamp(csv["day"].iloc[-1]) == last  # the test period ends at the last value
+    assert list(csv[SPLIT_COL].tail(14)) == ["val"] * 7 + ["test"] * 7
+    missing = csv[csv["sales"].isna()]
+    assert list(missing["day"]) == [str(data["day"].iloc[gap].date())]
+    assert missing[SPLIT_COL].tolist() == ["val"]
+    assert "6 rows without a sales value were dropped" in result.warnings  # 5 + the gap
+    assert any("1 of 115 'D' periods have no value" in w for w in result.warnings)
+    assert np.isfinite(result.trials["val_smape"]).all()
+    # The trial's own script scores the same periods (reads the same CSV, skips the same gap).
+    env = {**os.environ, "MODELYARD_URI": fluent.get_tracking_uri(), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, str(result.best_trial.source_path), "--no-log"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    printed = dict(line.split() for line in done.stdout.strip().splitlines())
+    for key in ("val_smape", "val_mase", "test_mae"):
+        assert float(printed[key]) == pytest.approx(result.best_trial.metrics[key], rel=1e-5)
+
+
+def test_forecast_refuses_a_grid_that_is_mostly_made_up(fluent) -> None:
+    rng = np.random.default_rng(0)
+    days = np.sort(rng.choice(200, 70, replace=False))
+    data = pd.DataFrame(
+        {"ds": pd.Timestamp("2024-01-01") + pd.to_timedelta(days, unit="D"), "y": 5.0}
+    )
+    with pytest.raises(InvalidArgument, match=r"only 70 of the \d+ 'D' periods .* coarser one"):
+        modelyard.automl.forecast(data, "y", "ds", horizon=7, max_trials=1)
+    assert fluent.search_runs(search_all_experiments=True).empty
+
+
+def _grid(data: pd.DataFrame, frequency: str, tmp_path: Path) -> tuple[pd.DataFrame, str, list]:
+    df, _, _, resolved, notes = forecasting._prepare(data, "y", "ds", frequency, 3, tmp_path)
+    return df, resolved, notes
+
+
+def test_rows_finer_than_the_frequency_are_averaged_per_period(tmp_path) -> None:
+    hours = pd.date_range("2024-01-01", periods=24 * 20, freq="h")
+    data = pd.DataFrame({"ds": hours, "y": np.repeat(np.arange(20.0), 24) + hours.hour / 100})
+    df, resolved, notes = _grid(data, "D", tmp_path)
+    assert resolved == "D" and len(df) == 20
+    assert df["y"].tolist() == pytest.approx(np.arange(20.0) + 0.115)  # each day's mean
+    assert "480 rows fall in 20 'D' periods: each period is the mean of its rows" in notes
+
+
+@pytest.mark.parametrize(
+    ("dates", "frequency", "resolved"),
+    [
+        (pd.date_range("2019-01-01", periods=30, freq="MS"), "M", "MS"),  # Databricks' month
+        (pd.date_range("2019-01-31", periods=30, freq="ME"), "month", "ME"),
+        (pd.date_range("2019-01-01", periods=30, freq="MS"), "ME", "ME"),  # pandas' own, kept
+        (pd.date_range("2022-01-03", periods=30, freq="W-MON"), "W", "W-MON"),
+        (pd.date_range("2022-01-03", periods=30, freq="W-MON"), "W-SUN", "W-SUN"),
+        (pd.date_range("2024-01-01", periods=30, freq="h"), "hours", "h"),
+        (pd.date_range("2024-01-01", periods=30, freq="min"), "m", "min"),
+        (pd.date_range("2019-01-01", periods=30, freq="QS"), "Q", "QS"),
+    ],
+)
+def test_frequencies_by_databricks_name_or_pandas_alias_keep_every_point(
+    dates: pd.DatetimeIndex, frequency: str, resolved: str, tmp_path: Path
+) -> None:
+    data = pd.DataFrame({"ds": dates, "y": np.arange(30.0)})
+    df, got, notes = _grid(data, frequency, tmp_path)
+    assert got == resolved
+    assert df["y"].tolist() == list(np.arange(30.0)) and not notes
+
+
+def test_timestamps_with_changing_utc_offsets_are_read_as_utc(tmp_path) -> None:
+    # Hourly across the switch to summer time: "+01:00", then "+02:00".
+    berlin = pd.date_range("2024-03-30 12:00", periods=30, freq="h", tz="Europe/Berlin")
+    data = pd.DataFrame({"ds": berlin.astype(str), "y": np.arange(30.0)})
+    df, _, notes = _grid(data, "h", tmp_path)
+    assert df["ds"].iloc[0] == pd.Timestamp("2024-03-30 11:00")  # UTC
+    assert df["y"].tolist() == list(np.arange(30.0)) and not notes
+
+
+def test_forecast_refuses_text_targets_and_several_series(tmp_path) -> None:
+    days = pd.date_range("2024-01-01", periods=40, freq="D")
+    text = pd.DataFrame({"ds": days, "y": [f"{v:,.1f}" for v in 1000 + np.arange(40) * 10.0]})
+    with pytest.raises(InvalidArgument, match=r"column 'y' holds 40 value.*'1,000.0'.*thousands"):
+        _grid(text, "D", tmp_path)
+    stores = pd.concat(
+        [pd.DataFrame({"ds": days, "store": s, "y": 1.0}) for s in ("a", "b")], ignore_index=True
+    )
+    with pytest.raises(InvalidArgument, match="column 'store' tells 2 series apart"):
+        _grid(stores, "D", tmp_path)
+
+
+# -- tabular -----------------------------------------------------------------------------------
+
+
+def test_regression_refuses_a_target_value_that_is_no_number(tmp_path) -> None:
+    data = _binary()
+    data["y"] = data["x"].map(lambda v: f"{v:.3f}")
+    data.loc[3, "y"] = "n/a"
+    with pytest.raises(InvalidArgument, match=r"column 'y' holds 1 value.*\['n/a'\].*NaN"):
+        modelyard.automl.regress(data, "y", max_trials=1, output_dir=tmp_path)
