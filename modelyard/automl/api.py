@@ -30,6 +30,7 @@ from modelyard.automl.codegen import Origin
 from modelyard.automl.metrics import CLASSIFICATION, REGRESSION
 from modelyard.automl.result import AutoMLResult
 from modelyard.errors import InvalidArgument
+from modelyard.models.signature import column_type
 
 OnTrial = Callable[[search.TrialEvent], None]
 CV_MAX_ROWS = 5000  # at most this many train + val rows: trials are scored by 5-fold CV
@@ -130,9 +131,27 @@ def _classes(y: pd.Series, pos_label: Any) -> tuple[list[Any], Any]:
     if pos_label is None:
         return classes, classes[-1] if len(classes) == 2 else None
     for c in classes:
-        if c == pos_label or str(c) == str(pos_label):
+        if _same_label(c, pos_label):
             return classes, c
     raise InvalidArgument(f"pos_label {pos_label!r} is not one of {classes}", field="pos_label")
+
+
+def _same_label(label: Any, given: Any) -> bool:
+    """`given` names `label` as itself, as its text, or as the same number ("1" for 1 or 1.0):
+    a pos_label from the command line is always text."""
+    if label == given or str(label) == str(given):
+        return True
+    try:
+        return not isinstance(label, bool | str) and float(given) == float(label)
+    except (TypeError, ValueError):
+        return False
+
+
+def _whole_numbers(y: pd.Series) -> pd.Series:
+    """Class labels stored as floats only because a value was missing (0.0 / 1.0) as integers."""
+    if pd.api.types.is_float_dtype(y) and len(y) and bool((y % 1 == 0).all()):
+        return y.astype("int64")
+    return y
 
 
 def _prepare(
@@ -145,16 +164,18 @@ def _prepare(
     test_fraction: float,
     seed: int,
     workdir: Path,
-) -> tuple[pd.DataFrame, dataset.Schema, Path, list[str]]:
-    """Load, clean, split, and round-trip through the CSV the trial scripts will read."""
+) -> tuple[pd.DataFrame, pd.DataFrame, dataset.Schema, Path, list[str]]:
+    """Load, clean, split, and round-trip through the CSV the trial scripts will read; also
+    the features as the user gave them (same rows, same order), for the model's signature."""
     raw = dataset.load(data)
     notes = []
-    if target_col not in raw.columns:
-        raise InvalidArgument(f"target_col {target_col!r} is not a column", field="target_col")
+    dataset.require_column(raw, target_col, "target_col")
     missing = int(raw[target_col].isna().sum())
     if missing:
         raw = raw[raw[target_col].notna()]
         notes.append(f"{missing} rows without a {target_col} value were dropped")
+    if problem == CLASSIFICATION:
+        raw[target_col] = _whole_numbers(raw[target_col])
     drop = [c for c in exclude_cols or () if c in raw.columns and c != target_col]
     raw = raw.drop(columns=drop).reset_index(drop=True)
     if len(raw) < 20:
@@ -169,7 +190,24 @@ def _prepare(
     schema.dtypes[dataset.SPLIT_COL] = "str"
     csv_path = workdir / "training_data.csv"
     normalized.to_csv(csv_path, index=False)
-    return schema.read(csv_path), schema, csv_path, notes
+    given = raw.drop(columns=[target_col]).rename(columns=str)
+    return schema.read(csv_path), given, schema, csv_path, notes
+
+
+def _input_example(given: pd.DataFrame, df: pd.DataFrame, rows: Any, columns: list[str]) -> Any:
+    """Rows of the user's own columns and types (a bool stays bool), so the signature accepts
+    the frame the model was trained from; a column a signature cannot describe as given
+    (a category, time-zone-aware timestamps) is taken as the training CSV has it."""
+    out = {}
+    for c in columns:
+        col = given.loc[rows, c]
+        try:
+            column_type(col.dtype)
+            usable = not isinstance(col.dtype, pd.DatetimeTZDtype)
+        except (InvalidArgument, TypeError):
+            usable = False
+        out[c] = col if usable else df.loc[rows, c]
+    return pd.DataFrame(out)
 
 
 def _tabular(
@@ -198,7 +236,7 @@ def _tabular(
     excluded = common.excluded_frameworks(exclude_frameworks)
     total, timeout = common.budget_seconds(timeout_minutes, max_trials)
     workdir = common.output_dir(output_dir)
-    df, schema, csv_path, notes = _prepare(
+    df, given, schema, csv_path, notes = _prepare(
         problem,
         data,
         target_col,
@@ -217,6 +255,8 @@ def _tabular(
     prof = profile.profile(df.drop(columns=[dataset.SPLIT_COL]), target_col, problem, types)
     fit_rows = int((df[dataset.SPLIT_COL] != "test").sum())
     folds = _cv_folds(cv_folds, fit_rows)
+    if split_col is not None:
+        dataset.check_split(df[dataset.SPLIT_COL], split_col, folds)
     classes, label = (None, None)
     imbalanced, stratified = False, False
     if problem == CLASSIFICATION:
@@ -225,6 +265,13 @@ def _tabular(
         imbalanced = bool(counts.min() / counts.max() < 0.5)
         fit_counts = df.loc[df[dataset.SPLIT_COL] != "test", target_col].value_counts()
         stratified = folds is not None and int(fit_counts.min()) >= folds
+        rare = {k: int(n) for k, n in fit_counts.items() if folds is not None and n < folds}
+        if rare:
+            notes.append(
+                f"classes {rare} have fewer train + validation rows than the {folds} CV folds: "
+                "folds are not stratified, and scores for those classes rest on a row or two; "
+                "add rows of those classes, or merge them into others"
+            )
     ctx = families.Context(
         problem=problem,
         n_rows=len(df),
@@ -285,14 +332,14 @@ def _tabular(
         enqueue = [f.enqueued(ctx) for f in candidates]
         tuned = search.run(s, s.objective, remaining, max_trials, on_trial, enqueue)
         held_out = df[df[dataset.SPLIT_COL] == ("val" if folds is None else "test")]
-        example_cols = plan.columns
 
         def log_model(model: Any, run_id: str, fit_frame: pd.DataFrame) -> tuple[str, int | None]:
             family = s.records[s.best.number].framework
+            example = _input_example(given, df, fit_frame.index[:5], plan.columns)
             info = modelyard.sklearn.log_model(
                 model,
                 "model",
-                input_example=fit_frame[example_cols].head(5),
+                input_example=example,
                 run_id=run_id,
                 registered_model_name=register_model,
                 pip_requirements=common.requirements(family),

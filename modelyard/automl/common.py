@@ -159,8 +159,10 @@ def finish(
     """Log the best model (and register it), explain it, and describe the run."""
     best = search.best
     if best.model is None or best.number not in search.records:
+        # Not len(study.trials): that counts defaults enqueued but never started.
+        ran = len(result.study.get_trials(deepcopy=False, states=tuning.FINISHED_STATES))
         raise FailedPrecondition(
-            f"no AutoML trial finished (of {len(result.study.trials)}): see the failed trial runs "
+            f"no AutoML trial finished (of {ran} run): see the failed trial runs "
             f"under run {search.origin.parent_run_id} (tag optuna.fail_reason), or allow more time"
         )
     record = search.records[best.number]

@@ -189,6 +189,25 @@ def assign_split(
     return pd.Series(split, index=df.index, name=SPLIT_COL)
 
 
+def check_split(split: pd.Series, split_col: str, cv_folds: int | None) -> None:
+    """Refuse a user's split that leaves a part every trial needs empty: without it each trial
+    would fail alike and the whole budget go to nothing."""
+    present = set(split)
+    if "test" not in present:
+        problem, fix = "no test rows to score the best model on", "mark some rows 'test'"
+    elif cv_folds is None and "val" not in present:
+        problem = "no validation rows to score trials on (cv_folds is None)"
+        fix = "mark some rows 'validate', or pass cv_folds='auto' to cross-validate"
+    elif (cv_folds is None and "train" not in present) or not present & {"train", "val"}:
+        problem, fix = "no train rows", "mark some rows 'train'"
+    else:
+        return
+    raise InvalidArgument(
+        f"split_col {split_col!r} has {problem}: {fix} (its values: train, validate, test)",
+        field="split_col",
+    )
+
+
 def time_split(times: pd.Series, horizon: int) -> pd.Series:
     """The last `horizon` points are test, the `horizon` before them validation."""
     n = len(times)

@@ -123,7 +123,11 @@ def _trees(kind: str) -> Callable[[optuna.trial.BaseTrial, Context], Spec]:
         kwargs.update(random_state=ctx.seed, n_jobs=ctx.n_jobs)
         prefix = "RandomForest" if kind == "random_forest" else "ExtraTrees"
         suffix = "Classifier" if ctx.problem == CLASSIFICATION else "Regressor"
-        return Spec("sklearn.ensemble", prefix + suffix, kwargs)
+        # scikit-learn 1.9's forests look class weights up by int(label), so labels such as
+        # "0" / "1" fail every fit ("The classes, [0, 1], are not in class_weight"): weighted
+        # forests learn labels encoded as 0..k-1.
+        wrapper = "labels" if kwargs.get("class_weight") else None
+        return Spec("sklearn.ensemble", prefix + suffix, kwargs, wrapper=wrapper)
 
     return suggest
 

@@ -9,14 +9,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 
 import modelyard.automl
 import modelyard.pyfunc
-from modelyard.automl import forecasting
+from modelyard.automl import families, forecasting, search
 from modelyard.automl.dataset import SPLIT_COL
-from modelyard.errors import InvalidArgument
+from modelyard.automl.metrics import CLASSIFICATION
+from modelyard.errors import FailedPrecondition, InvalidArgument
+from modelyard.models.signature import ColumnSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -141,3 +144,78 @@ def test_regression_refuses_a_target_value_that_is_no_number(tmp_path) -> None:
     data.loc[3, "y"] = "n/a"
     with pytest.raises(InvalidArgument, match=r"column 'y' holds 1 value.*\['n/a'\].*NaN"):
         modelyard.automl.regress(data, "y", max_trials=1, output_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("values", "cv_folds", "missing"),
+    [
+        (["train", "validate"], "auto", "no test rows"),
+        (["train", "validate"], None, "no test rows"),
+        (["train", "test"], None, "no validation rows"),
+    ],
+)
+def test_a_split_col_without_a_needed_part_is_refused_before_any_run(
+    fluent, values: list[str], cv_folds: str | None, missing: str
+) -> None:
+    data = _binary()
+    data["which"] = np.resize(values, len(data))
+    with pytest.raises(InvalidArgument, match=f"split_col 'which' has {missing}"):
+        modelyard.automl.classify(data, "y", split_col="which", cv_folds=cv_folds, max_trials=1)
+    assert fluent.search_runs(search_all_experiments=True).empty
+
+
+def test_no_finished_trial_counts_only_trials_that_ran(fluent, monkeypatch, tmp_path) -> None:
+    def fail(self: search.TabularSearch, spec: families.Spec) -> None:
+        raise ValueError("this trial fails")
+
+    monkeypatch.setattr(search.TabularSearch, "evaluate", fail)
+    with pytest.raises(FailedPrecondition, match=r"no AutoML trial finished \(of 1 run\)"):
+        modelyard.automl.classify(_binary(), "y", max_trials=1, output_dir=tmp_path)
+
+
+def test_the_logged_model_takes_the_frame_it_was_trained_from(fluent, tmp_path) -> None:
+    data = _binary()
+    data["flag"] = data["x"] > 0.5  # bool: the training CSV holds it as 0.0 / 1.0
+    data["count"] = np.arange(len(data)) % 4
+    result = modelyard.automl.classify(data, "y", max_trials=1, output_dir=tmp_path)
+    model = modelyard.pyfunc.load_model(result.best_trial.model_uri)
+    assert model.signature is not None
+    types = {s.name: s.type for s in model.signature.inputs if isinstance(s, ColumnSpec)}
+    assert types == {"x": "double", "flag": "boolean", "count": "long"}
+    assert model.input_example()["flag"].dtype == bool
+    assert len(model.predict(data.drop(columns=["y"]))) == len(data)
+
+
+def test_pos_label_as_text_names_a_whole_number_target_with_gaps(fluent, tmp_path) -> None:
+    data = _binary().astype({"y": float})
+    data.loc[:3, "y"] = np.nan  # 0/1 stored as float because values are missing
+    result = modelyard.automl.classify(data, "y", pos_label="1", max_trials=1, output_dir=tmp_path)
+    assert fluent.client().get_run(result.parent_run_id).data.params["pos_label"] == "1"
+    model = modelyard.pyfunc.load_model(result.best_trial.model_uri)
+    assert set(np.asarray(model.predict(data.drop(columns=["y"])))) <= {0, 1}
+
+
+@pytest.mark.parametrize("name", ["random_forest", "extra_trees"])
+def test_weighted_forests_fit_labels_that_look_like_numbers(name: str) -> None:
+    """scikit-learn 1.9 forests with class weights failed every fit on labels "0" / "1"."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2))
+    y = np.array(["0", "1"] * 29 + ["rare", "rare"], dtype=object)
+    ctx = families.Context(CLASSIFICATION, n_rows=60, n_classes=3, imbalanced=True)
+    family = next(f for f in families.FAMILIES if f.name == name)
+    params = {k: v for k, v in family.enqueued(ctx).items() if k != "model_family"}
+    assert params[f"{name}.class_weight"] == "balanced"
+    model = families.estimator(family.suggest(optuna.trial.FixedTrial(params), ctx))
+    model.fit(X, y)
+    assert set(model.predict(X)) <= {"0", "1", "rare"}
+    assert list(model.classes_) == ["0", "1", "rare"]
+
+
+def test_classes_rarer_than_the_folds_are_reported(fluent, tmp_path) -> None:
+    data = _binary().astype({"y": str})
+    data.loc[[0, 1], "y"] = "rare"
+    result = modelyard.automl.classify(data, "y", max_trials=1, output_dir=tmp_path)
+    assert any(
+        "classes {'rare': 2} have fewer train + validation rows than the 5 CV folds" in w
+        for w in result.warnings
+    )
