@@ -15,7 +15,7 @@ import typer
 from rich.text import Text
 
 from modelyard.cli import auth, automl, features, registry, server, serving, tracking
-from modelyard.cli.output import err_console
+from modelyard.cli.output import err_console, print_json
 from modelyard.errors import ModelyardError, NoServer, Unavailable
 
 app = typer.Typer(
@@ -64,9 +64,20 @@ def main() -> None:
         if _debug:
             traceback.print_exc()
         message, code = _describe(exc)
-        # soft_wrap: one line per sentence, so a path or flag is never broken in two
-        err_console.print(Text.assemble(("error", "red"), message), soft_wrap=True)
+        if "--json" in sys.argv[1:]:  # a script parses what it asked for, a failure included
+            print_json({"error": _error_object(exc, message)})
+        else:
+            # soft_wrap: one line per sentence, so a path or flag is never broken in two
+            err_console.print(Text.assemble(("error", "red"), message), soft_wrap=True)
         sys.exit(code)
+
+
+def _error_object(exc: Exception, message: str) -> dict[str, Any]:
+    """`{"code", "message", "field"}`: the status name as the API's errors have it, and the
+    printed message without the prefix the plain form puts after "error"."""
+    if isinstance(exc, ModelyardError):  # message: " (CODE): what happened\nwhat to do"
+        return {"code": exc.code.name, "message": message.partition("): ")[2], "field": exc.field}
+    return {"code": "UNKNOWN", "message": message.removeprefix(":").strip(), "field": None}
 
 
 def _describe(exc: Exception) -> tuple[str, int]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from typer.testing import CliRunner
 
@@ -42,3 +44,23 @@ def test_automl_run_refuses_a_forecast_without_a_time_column(
     result = runner.invoke(app, [*args, "--uri", server.address])
     assert result.exit_code != 0
     assert "--time-col" in result.output
+
+
+def test_with_json_an_error_is_a_json_object_naming_the_close_column(prices, tmp_path) -> None:
+    data = tmp_path / "prices.csv"
+    prices.to_csv(data, index=False)
+    args = ["automl", "run", "--data", str(data), "--target", "Price", "--problem", "regression"]
+    done = subprocess.run(  # through main(), the one place a command's error is printed
+        [sys.executable, "-m", "modelyard.cli", *args, "--json", "--uri", "127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout) == {
+        "error": {
+            "code": "INVALID_ARGUMENT",
+            "message": "target_col 'Price' is not a column; did you mean 'price'?",
+            "field": "target_col",
+        }
+    }
