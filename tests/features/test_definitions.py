@@ -33,7 +33,7 @@ def settings_for(tmp_path: Path, database_url: str) -> Settings:
         home=tmp_path / "home",
         port=0,
         grace_period=0,
-        database_url=database_url,
+        backend_store_uri=database_url,
         features=FeaturesSettings(online_store_uri=f"sqlite:///{tmp_path / 'online.db'}"),
     )
 
