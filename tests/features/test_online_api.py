@@ -458,3 +458,27 @@ def test_every_feature_type_comes_back_as_it_went_in(
         assert all(c.HasField("array") == typed_arrays for c in features)
         assert all(len(c.values) == (0 if typed_arrays else 3) for c in features)
         assert OnlineResponse(reply).to_dict() == expected
+
+
+def test_a_feature_added_after_offline_pushes_is_null_in_their_rows(
+    store: FeatureStoreClient, repo: Repo
+) -> None:
+    """The push log's first file predates the new feature: it used to give the whole log its
+    schema, and every read of the view failed on the missing column."""
+    slim = replace(repo.stats, schema=tuple(f for f in repo.stats.schema if f.name != "city"))
+    store.apply([repo.driver, slim])
+    old = pd.DataFrame({"driver_id": [4], "event_timestamp": [NOW - HOUR], "trips": [44]})
+    store.push("driver_stats", old, to="offline")
+    store.apply([repo.stats])  # city is back, and in the source
+    features = ["driver_stats:trips", "driver_stats:city"]
+
+    def training(ids: list[int]) -> dict[str, list]:
+        entity = pd.DataFrame({"driver_id": ids, "event_timestamp": [NOW] * len(ids)})
+        frame = store.get_historical_features(entity, features).to_df()
+        return frame[["trips", "city"]].astype(object).where(frame.notna(), None).to_dict("list")
+
+    assert training([1, 4]) == {"trips": [35, 44], "city": ["Bergen", None]}
+    assert store.materialize(NOW - 10 * HOUR, NOW)[0].rows == 2
+    # Files pushed since hold the feature: old and new files read together.
+    store.push("driver_stats", old.assign(driver_id=[5], trips=[55], city=["Lima"]), to="offline")
+    assert training([1, 4, 5]) == {"trips": [35, 44, 55], "city": ["Bergen", None, "Lima"]}

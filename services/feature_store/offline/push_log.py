@@ -52,17 +52,20 @@ def _column(table: pa.Table, name: str, dtype: pa.DataType) -> pa.Array | pa.Chu
         ) from None
 
 
-def normalize(view: FeatureView, join_keys: list[Field], table: pa.Table) -> pa.Table:
-    """The pushed rows in the view's declared schema, missing features as nulls."""
+def log_schema(view: FeatureView, join_keys: list[tuple[str, pa.DataType]]) -> pa.Schema:
+    """The columns of the view's push log files as the view is defined now: what pushes write,
+    and what the log is read as (files pushed before a feature was added lack it: nulls)."""
     source = view.source
-    columns = [(k.name, ARROW_TYPES[k.dtype]) for k in join_keys]
-    columns.append((source.timestamp_field, TIMESTAMP))
+    columns = [*join_keys, (source.timestamp_field, TIMESTAMP)]
     if source.created_timestamp_column:
         columns.append((source.created_timestamp_column, TIMESTAMP))
     # A feature may be the event or created time itself (Feast lets a schema list it): one column.
     taken = {name for name, _ in columns}
     columns += [(f.name, ARROW_TYPES[f.dtype]) for f in view.schema if f.name not in taken]
-    return pa.table(
-        {name: _column(table, name, dtype) for name, dtype in columns},
-        schema=pa.schema(columns),
-    )
+    return pa.schema(columns)
+
+
+def normalize(view: FeatureView, join_keys: list[Field], table: pa.Table) -> pa.Table:
+    """The pushed rows in the view's declared schema, missing features as nulls."""
+    schema = log_schema(view, [(k.name, ARROW_TYPES[k.dtype]) for k in join_keys])
+    return pa.table({f.name: _column(table, f.name, f.type) for f in schema}, schema=schema)

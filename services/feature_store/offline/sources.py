@@ -21,6 +21,7 @@ import sqlalchemy
 from modelyard.errors import FailedPrecondition, InvalidArgument
 from modelyard.features.definitions import FeatureView, Field, FileSource, SqlSource, ValueType
 from modelyard.services.common.settings import S3Settings
+from modelyard.services.feature_store.offline import push_log
 
 # What a source's data or database can raise while it is read: the view's owner can fix those,
 # the server cannot, so they are FAILED_PRECONDITION, not INTERNAL.
@@ -210,6 +211,10 @@ class SourceReader:
         pushed = self._dataset(f"{self.push_log_root}/{view.name}", "parquet")
         select = self._normalized(con, view, join_keys, raw)
         if pushed is not None:
+            # A dataset takes its schema from its first file, which may predate a feature added
+            # since: read every file as the view is defined now, missing columns as nulls.
+            keys = [(k, pushed.schema.field(k).type) for k in join_keys]
+            pushed = pushed.replace_schema(push_log.log_schema(view, keys))
             con.register(f"{name}__pushed", pushed)
             select += " UNION ALL BY NAME " + self._normalized(
                 con, view, join_keys, f"{name}__pushed"
