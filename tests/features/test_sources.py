@@ -147,6 +147,24 @@ def test_sql_table_on_sqlite(store: FeatureStoreClient, repo: Repo, tmp_path: Pa
     ] == [35]
 
 
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+def test_a_sql_source_with_no_rows_yet_gives_no_values(
+    store: FeatureStoreClient, repo: Repo, tmp_path: Path
+) -> None:
+    """The rows were read as a list of dicts: none gave a table with no columns, and training
+    sets and materialization failed ("must have at least one column")."""
+    db = tmp_path / "warehouse.db"
+    with sqlite3.connect(db) as conn:
+        driver_rows().head(0).to_sql("driver_stats", conn, index=False)
+    stats = _with_source(
+        repo, SqlSource(f"sqlite:///{db}", "driver_stats", created_timestamp_column="created")
+    )
+    store.apply([repo.driver, stats])
+    training = store.get_historical_features(ENTITIES, ["driver_stats:trips"]).to_df()
+    assert _trips(training) == [None, None, None]
+    assert store.materialize(NOW - pd.Timedelta(hours=100), NOW)[0].rows == 0
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
 def test_sql_query_on_postgres(store: FeatureStoreClient, repo: Repo, postgres_url: str) -> None:

@@ -35,6 +35,8 @@ def _check_entity_keys(
     relation = con.sql(f"SELECT {', '.join(map(_quote, keys))} FROM {source}")
     types = dict(zip(keys, relation.types, strict=True))
     for key in keys:
+        if types[key] == duckdb.sqltype("NULL"):
+            continue  # no value in the source (a SQL source with no rows): any key matches none
         column = _quote(key)
         bad = con.execute(
             f"SELECT {column} FROM entities WHERE {column} IS NOT NULL "

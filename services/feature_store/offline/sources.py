@@ -204,7 +204,11 @@ class SourceReader:
                 with engine.connect() as conn:
                     _read_only(conn)
                     result = conn.execute(sqlalchemy.text(query))
-                    table = pa.Table.from_pylist([dict(r._mapping) for r in result])
+                    # Column by column from the result's own names: a query with no rows still
+                    # has its columns (all null), where rows alone would give a table of none.
+                    names = list(result.keys())
+                    rows = result.all()
+                    table = pa.table({n: [r[i] for r in rows] for i, n in enumerate(names)})
             finally:
                 engine.dispose()
             con.register(raw, table)
