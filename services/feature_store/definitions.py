@@ -22,6 +22,7 @@ from modelyard.features.definitions import (
     kind_of,
 )
 from modelyard.services.common.validation import shown
+from modelyard.services.feature_store.offline.base import RESERVED_PREFIX
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$")
 
@@ -39,6 +40,16 @@ def _check_name(field: str, kind: str, name: str) -> None:
         raise InvalidArgument(
             f"{field}: {kind} name {name!r} must start with a letter or '_' and hold only "
             "letters, digits, '_' and '-' (at most 128)",
+            field=field,
+        )
+
+
+def _check_column(field: str, what: str, name: str) -> None:
+    """Feature and join key names become columns beside the engine's own working ones."""
+    if name.startswith(RESERVED_PREFIX):
+        raise InvalidArgument(
+            f"{field}: {what} {name!r} starts with {RESERVED_PREFIX!r}, which the feature store "
+            "keeps for its own working columns; rename it",
             field=field,
         )
 
@@ -69,6 +80,8 @@ def validate(desired: Sequence[Definition], existing: dict[tuple[str, str], Defi
                 raise InvalidArgument(
                     f"{at}.join_keys: entity {d.name!r} has no join keys", field=f"{at}.join_keys"
                 )
+            for j, key in enumerate(d.join_keys):
+                _check_column(f"{at}.join_keys[{j}].name", f"entity {d.name!r}: join key", key.name)
         elif isinstance(d, FeatureView):
             _validate_view(at, d, entities)
         elif isinstance(d, FeatureService):
@@ -104,6 +117,8 @@ def _validate_view(at: str, view: FeatureView, entities: dict[str, Entity]) -> N
             )
     keys = {k.name for e in view.entities for k in entities[e].join_keys}
     names = [f.name for f in view.schema if f.name not in keys]
+    for j, f in enumerate(view.schema):
+        _check_column(f"{at}.schema[{j}].name", f"feature view {view.name!r}: feature", f.name)
     if not names:
         raise InvalidArgument(
             f"{at}.schema: feature view {view.name!r} has no features", field=f"{at}.schema"

@@ -34,7 +34,11 @@ from modelyard.services.common.auth.policy import role_level
 from modelyard.services.common.identity import Identity
 from modelyard.services.feature_store import definitions as defs
 from modelyard.services.feature_store.offline import push_log
-from modelyard.services.feature_store.offline.base import OfflineEngine, ViewRequest
+from modelyard.services.feature_store.offline.base import (
+    RESERVED_PREFIX,
+    OfflineEngine,
+    ViewRequest,
+)
 from modelyard.services.feature_store.online.base import (
     OnlineRow,
     OnlineStore,
@@ -108,13 +112,12 @@ class TrainingSetOutput:
 
 def _check_entity_columns(columns: Sequence[str], requests: Sequence[ViewRequest]) -> None:
     """A training set's columns are the entity rows' and then the features': a name in both
-    would leave two columns of that name, and the engine's own working columns start with
-    '__'."""
+    would leave two columns of that name, and the engine's own working columns are reserved."""
     for column in columns:
-        if column.startswith("__"):
+        if column.startswith(RESERVED_PREFIX):
             raise InvalidArgument(
-                f"the entity rows have a column {column!r}; names starting with '__' are the "
-                "feature store's own: rename it",
+                f"the entity rows have a column {column!r}; names starting with "
+                f"{RESERVED_PREFIX!r} are the feature store's own: rename it",
                 field="entities",
             )
     taken = set(columns)
@@ -415,7 +418,9 @@ class FeaturesService:
                         start = max(end_ms - int(view.ttl.total_seconds() * 1000), MIN_MS)
             data = self.engine.latest(view, start, end_ms).to_pydict()
             try:
-                rows = self._online_rows(view, data, data["event_time_us"], data["created_time_us"])
+                rows = self._online_rows(
+                    view, data, data["__event_time_us"], data["__created_time_us"]
+                )
             except InvalidArgument as exc:  # the source's keys: for the view's owner to fix
                 raise FailedPrecondition(
                     f"feature view {name!r}: its source's {exc.message}; fix the source's keys",

@@ -190,6 +190,15 @@ def test_a_view_in_use_by_a_service_cannot_be_deleted(fs: FeatureStoreClient, re
             lambda r: [r.driver, replace(r.stats, source=SqlSource("sqlite:///f.db", " "))],
             "definitions[1].feature_view.source.sql.query",
         ),
+        # Names of the engine's own working columns (`__ts`, `__row`, ...) are no features.
+        (
+            lambda r: [r.driver, replace(r.stats, schema=(*r.stats.schema, Field("__ts", Int64)))],
+            "definitions[1].feature_view.schema[3].name",
+        ),
+        (
+            lambda r: [Entity(name="e", join_keys=["__row"], value_type=Int64)],
+            "definitions[0].entity.join_keys[0].name",
+        ),
     ],
 )
 def test_definitions_that_do_not_hold_together(

@@ -482,3 +482,18 @@ def test_a_feature_added_after_offline_pushes_is_null_in_their_rows(
     # Files pushed since hold the feature: old and new files read together.
     store.push("driver_stats", old.assign(driver_id=[5], trips=[55], city=["Lima"]), to="offline")
     assert training([1, 4, 5]) == {"trips": [35, 44, 55], "city": ["Bergen", None, "Lima"]}
+
+
+def test_a_feature_named_like_the_engines_time_column_keeps_its_values(
+    store: FeatureStoreClient, repo: Repo
+) -> None:
+    """Materialization's event time column was `event_time_ms`: a feature of that name was
+    stored as the event time."""
+    rows = repo.rows.assign(event_time_ms=repo.rows["trips"] * 1000)
+    rows.to_parquet(repo.path)
+    view = replace(repo.stats, schema=(*repo.stats.schema, Field("event_time_ms", Int64)))
+    store.apply([repo.driver, view])
+    store.materialize(NOW - 10 * HOUR, NOW)
+    found = _lookup(store, [1], ["driver_stats:event_time_ms", "driver_stats:trips"])
+    assert found.to_dict()["event_time_ms"] == [35_000]
+    assert found.event_timestamps()["trips"] == [NOW - HOUR]

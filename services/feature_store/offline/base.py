@@ -11,6 +11,10 @@ import pyarrow as pa
 
 from modelyard.features.definitions import FeatureView
 
+# The engines' working columns (`__ts`, `__created`, `__row`, `__event_time_ms`) start with
+# this; no feature, join key or entity row column may, so none can be taken for one of them.
+RESERVED_PREFIX = "__"
+
 
 @dataclass(frozen=True)
 class ViewRequest:
@@ -33,5 +37,5 @@ class OfflineEngine(abc.ABC):
     @abc.abstractmethod
     def latest(self, view: FeatureView, start_ms: int, end_ms: int) -> pa.Table:
         """The latest row per entity with an event time in [start, end), for materialization:
-        join keys, `event_time_us` and `created_time_us` (µs since 1970, the latter null where
+        join keys, `__event_time_us` and `__created_time_us` (µs since 1970, the latter null where
         the row has none), then the features."""

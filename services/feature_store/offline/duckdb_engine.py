@@ -157,8 +157,8 @@ class DuckDbEngine(OfflineEngine):
         with reading(view):
             self._sources.register(con, view, keys, "src")
             return con.sql(
-                f"SELECT {partition}, epoch_us(__ts) AS event_time_us, "
-                f"epoch_us(__created) AS created_time_us{features} "
+                f"SELECT {partition}, epoch_us(__ts) AS __event_time_us, "
+                f"epoch_us(__created) AS __created_time_us{features} "
                 "FROM src "
                 "WHERE __ts >= make_timestamptz(CAST(? AS BIGINT) * 1000) "
                 "AND __ts < make_timestamptz(CAST(? AS BIGINT) * 1000) "
