@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -57,8 +58,18 @@ GRANTED_KINDS = ("feature_view", "feature_service")
 MIN_MS = MIN_SECONDS * 1000  # 0001-01-01, the first instant a Timestamp holds
 
 
+# How far ahead of the server's clock a materialization window may end: room for clients'
+# clocks and time zone slips, not for a far-off date (a window's end is where incremental runs
+# continue from).
+MAX_END_AHEAD_MS = 24 * 3600 * 1000
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _shown_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
 
 @dataclass(frozen=True)
@@ -397,6 +408,13 @@ class FeaturesService:
     ) -> list[MaterializationRecord]:
         if start_ms is not None and start_ms >= end_ms:
             raise InvalidArgument("start_time must be before end_time", field="start_time")
+        if end_ms > _now_ms() + MAX_END_AHEAD_MS:
+            raise InvalidArgument(
+                f"end_time {_shown_ms(end_ms)} is more than a day from now: incremental runs "
+                "continue from the latest window's end, so they would stop until then; "
+                "give a time up to now",
+                field="end_time",
+            )
         # Each view once, however often it is named: a view materialized twice in a request
         # is the same work twice (100,000 times, a request that never ends).
         names = list(dict.fromkeys(views)) or [
@@ -416,6 +434,17 @@ class FeaturesService:
                     start = 0
                     if view.ttl:  # not before the first day a Timestamp holds, however long
                         start = max(end_ms - int(view.ttl.total_seconds() * 1000), MIN_MS)
+                elif start > end_ms:
+                    # Not an empty window recorded (from the future back to now) with every
+                    # run: say why nothing can be done. An end equal to the last one (a
+                    # daily job run twice a day) is an empty window, as in Feast.
+                    raise FailedPrecondition(
+                        f"feature view {name!r} is materialized up to {_shown_ms(start)}, after "
+                        f"end_time {_shown_ms(end_ms)}: incremental runs continue from there; "
+                        "give a later end_time, or a start_time for this window",
+                        resource_type="feature_view",
+                        resource_name=name,
+                    )
             data = self.engine.latest(view, start, end_ms).to_pydict()
             try:
                 rows = self._online_rows(

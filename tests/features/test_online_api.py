@@ -497,3 +497,24 @@ def test_a_feature_named_like_the_engines_time_column_keeps_its_values(
     found = _lookup(store, [1], ["driver_stats:event_time_ms", "driver_stats:trips"])
     assert found.to_dict()["event_time_ms"] == [35_000]
     assert found.event_timestamps()["trips"] == [NOW - HOUR]
+
+
+def test_a_window_ending_far_ahead_is_refused(store: FeatureStoreClient, repo: Repo) -> None:
+    """A window to 9999-12-31 was recorded, and every incremental run after it recorded a
+    window from 9999 back to now with no rows, answering OK."""
+    store.apply(repo.objects)
+    with pytest.raises(InvalidArgument) as err:
+        store.materialize(NOW - HOUR, NOW + timedelta(days=3650))
+    assert err.value.field == "end_time"
+    with pytest.raises(InvalidArgument) as err:
+        store.materialize_incremental(NOW + timedelta(days=2))
+    assert err.value.field == "end_time"
+    assert store.list_materializations("driver_stats") == []
+    # Within a day ahead: allowed (clocks differ); an incremental run ending before it cannot
+    # go on, and says so rather than record a window that runs backwards.
+    ahead = store.materialize_incremental(NOW + 12 * HOUR)[0].end_time
+    with pytest.raises(FailedPrecondition) as refused:
+        store.materialize_incremental(NOW)
+    assert refused.value.resource_name == "driver_stats"
+    assert ahead.isoformat() in str(refused.value) and "start_time" in str(refused.value)
+    assert store.materialize_incremental(ahead)[0].rows == 0  # the same end: nothing to do
