@@ -4,14 +4,14 @@ changes), and the rules that protect data already written (no in-place type or k
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from modelyard.errors import FailedPrecondition, InvalidArgument
+from modelyard.errors import FailedPrecondition, InvalidArgument, ModelyardError
 from modelyard.features.definitions import (
     Definition,
     Entity,
@@ -54,9 +54,32 @@ def _check_column(field: str, what: str, name: str) -> None:
         )
 
 
-def validate(desired: Sequence[Definition], existing: dict[tuple[str, str], Definition]) -> None:
-    """Raise InvalidArgument for definitions that do not hold together, naming the field by its
-    place in the request (`definitions[2].feature_service.projections[0].features`)."""
+def _missing(
+    field: str, user: str, kind: str, name: str, existing: Mapping[tuple[str, str], Definition]
+) -> ModelyardError:
+    """`user` (a definition, as "feature view 'v'") refers to a `kind` `name` the apply would
+    leave undefined: deleted by a full apply that omits it, or never defined."""
+    if (kind, name) in existing:
+        return FailedPrecondition(
+            f"{kind.replace('_', ' ')} {name!r} would be deleted but {user} uses it; keep it in "
+            "the apply, or change what uses it first",
+            resource_type=kind,
+            resource_name=name,
+        )
+    return InvalidArgument(
+        f"{field}: {user} uses {kind.replace('_', ' ')} {name!r}, which is not defined",
+        field=field,
+    )
+
+
+def validate(
+    desired: Sequence[Definition], existing: Mapping[tuple[str, str], Definition], partial: bool
+) -> None:
+    """Check the definitions as they will be after the apply (a full apply keeps only what it
+    names): InvalidArgument for a requested definition that does not hold together, naming the
+    field by its place in the request (`definitions[2].feature_service.projections[0]
+    .features`); FailedPrecondition where the apply would delete or change what a definition it
+    leaves in place uses."""
     seen: set[tuple[str, str]] = set()
     for i, d in enumerate(desired):
         kind = kind_of(d)
@@ -65,14 +88,10 @@ def validate(desired: Sequence[Definition], existing: dict[tuple[str, str], Defi
         if (kind, d.name) in seen:
             raise InvalidArgument(f"{field}: {kind} {d.name!r} is defined twice", field=field)
         seen.add((kind, d.name))
-    entities = {d.name: d for d in desired if isinstance(d, Entity)}
-    entities |= {
-        n: e for (_, n), e in existing.items() if isinstance(e, Entity) and n not in entities
-    }
-    views = {d.name: d for d in desired if isinstance(d, FeatureView)}
-    views |= {
-        n: v for (_, n), v in existing.items() if isinstance(v, FeatureView) and n not in views
-    }
+    after = dict(existing) if partial else {}
+    after |= {(kind_of(d), d.name): d for d in desired}
+    entities = {n: e for (_, n), e in after.items() if isinstance(e, Entity)}
+    views = {n: v for (_, n), v in after.items() if isinstance(v, FeatureView)}
     for i, d in enumerate(desired):
         at = f"definitions[{i}].{kind_of(d)}"
         if isinstance(d, Entity):
@@ -83,37 +102,64 @@ def validate(desired: Sequence[Definition], existing: dict[tuple[str, str], Defi
             for j, key in enumerate(d.join_keys):
                 _check_column(f"{at}.join_keys[{j}].name", f"entity {d.name!r}: join key", key.name)
         elif isinstance(d, FeatureView):
-            _validate_view(at, d, entities)
+            _validate_view(at, d, entities, existing)
         elif isinstance(d, FeatureService):
-            for j, p in enumerate(d.projections):
-                field = f"{at}.projections[{j}]"
-                view = views.get(p.feature_view)
-                if view is None:
-                    raise InvalidArgument(
-                        f"{field}.feature_view: feature service {d.name!r} uses feature view "
-                        f"{p.feature_view!r}, which is not defined",
-                        field=f"{field}.feature_view",
-                    )
-                unknown = set(p.features) - set(view.feature_names)
-                if unknown:
-                    raise InvalidArgument(
-                        f"{field}.features: feature service {d.name!r}: view {p.feature_view!r} "
-                        f"has no feature {sorted(unknown)[0]!r}",
-                        field=f"{field}.features",
+            _validate_service(at, d, views, existing)
+    # What a partial apply leaves in place must still hold: a service must keep its features.
+    for (kind, name), d in after.items():
+        if (kind, name) not in seen and isinstance(d, FeatureService):
+            for p in d.projections:
+                view = views[p.feature_view]  # a partial apply deletes no view
+                lost = sorted(set(p.features) - set(view.feature_names))
+                if lost:
+                    raise FailedPrecondition(
+                        f"feature view {view.name!r} would lose feature {lost[0]!r}, which feature "
+                        f"service {name!r} uses; change the service first (or in the same apply)",
+                        resource_type="feature_view",
+                        resource_name=view.name,
                     )
 
 
-def _validate_view(at: str, view: FeatureView, entities: dict[str, Entity]) -> None:
+def _validate_service(
+    at: str,
+    service: FeatureService,
+    views: dict[str, FeatureView],
+    existing: Mapping[tuple[str, str], Definition],
+) -> None:
+    for j, p in enumerate(service.projections):
+        field = f"{at}.projections[{j}]"
+        view = views.get(p.feature_view)
+        if view is None:
+            raise _missing(
+                f"{field}.feature_view",
+                f"feature service {service.name!r}",
+                "feature_view",
+                p.feature_view,
+                existing,
+            )
+        unknown = set(p.features) - set(view.feature_names)
+        if unknown:
+            raise InvalidArgument(
+                f"{field}.features: feature service {service.name!r}: view {p.feature_view!r} "
+                f"has no feature {sorted(unknown)[0]!r}",
+                field=f"{field}.features",
+            )
+
+
+def _validate_view(
+    at: str,
+    view: FeatureView,
+    entities: dict[str, Entity],
+    existing: Mapping[tuple[str, str], Definition],
+) -> None:
     if not view.entities:
         raise InvalidArgument(
             f"{at}.entities: feature view {view.name!r} names no entity", field=f"{at}.entities"
         )
     for name in view.entities:
         if name not in entities:
-            raise InvalidArgument(
-                f"{at}.entities: feature view {view.name!r} uses entity {name!r}, which is not "
-                "defined",
-                field=f"{at}.entities",
+            raise _missing(
+                f"{at}.entities", f"feature view {view.name!r}", "entity", name, existing
             )
     keys = {k.name for e in view.entities for k in entities[e].join_keys}
     names = [f.name for f in view.schema if f.name not in keys]
@@ -264,11 +310,33 @@ def _changes(old: Definition, new: Definition) -> tuple[str, ...]:
     return tuple(changes) or ("metadata",)
 
 
+def _check_retyped(view: FeatureView, past: Sequence[tuple[int, Definition]]) -> None:
+    """A feature dropped from a view keeps its values in rows stored before (the online store's,
+    the push log's): added back under another type, those would be read as the new type (a
+    STRING 'hello' as BOOL True). Refuse that, as a change of type in place is refused."""
+    types = {f.name: f.dtype for f in view.schema}
+    for version, old in reversed(past):
+        assert isinstance(old, FeatureView)
+        for f in old.schema:
+            if f.name in types and types[f.name] != f.dtype:
+                raise FailedPrecondition(
+                    f"feature view {view.name!r}: feature {f.name!r} was {f.dtype} (version "
+                    f"{version}) and rows stored then still hold such values; it cannot come back "
+                    f"as {types[f.name]}: add it under a new name, or delete and re-create the "
+                    "view (which drops its stored rows)",
+                    resource_type="feature_view",
+                    resource_name=view.name,
+                )
+
+
 def plan(
     desired: Sequence[Definition],
-    existing: dict[tuple[str, str], Definition],
+    existing: Mapping[tuple[str, str], Definition],
     partial: bool,
+    history: Callable[[str, str], Sequence[tuple[int, Definition]]],
 ) -> list[Step]:
+    """The steps of an apply `validate` passed; `history(kind, name)` gives a definition's
+    versions since it was created, oldest first."""
     steps = []
     wanted = {(kind_of(d), d.name): d for d in desired}
     for (kind, name), d in sorted(wanted.items()):
@@ -278,22 +346,11 @@ def plan(
         elif old == d:
             steps.append(Step("unchanged", kind, name))
         else:
-            steps.append(Step("update", kind, name, _changes(old, d)))
+            changes = _changes(old, d)
+            if isinstance(d, FeatureView) and any(c.startswith("+feature ") for c in changes):
+                _check_retyped(d, history(kind, name))
+            steps.append(Step("update", kind, name, changes))
     if not partial:
         for kind, name in sorted(existing.keys() - wanted.keys()):
             steps.append(Step("delete", kind, name))
-    # A view in use by a surviving feature service cannot go.
-    deleted_views = {s.name for s in steps if s.action == "delete" and s.kind == "feature_view"}
-    for (kind, name), d in {**existing, **wanted}.items():
-        if kind == "feature_service" and ("feature_service", name) not in {
-            (s.kind, s.name) for s in steps if s.action == "delete"
-        }:
-            used = {p.feature_view for p in d.projections} & deleted_views  # type: ignore[union-attr]
-            if used:
-                raise FailedPrecondition(
-                    f"feature view {sorted(used)[0]!r} would be deleted but feature service "
-                    f"{name!r} uses it; change the service first",
-                    resource_type="feature_view",
-                    resource_name=sorted(used)[0],
-                )
     return steps

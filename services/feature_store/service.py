@@ -203,12 +203,6 @@ class FeaturesService:
 
     # -- definitions ---------------------------------------------------------------------------
 
-    def _existing(self) -> dict[tuple[str, str], Definition]:
-        return {
-            (kind_of(s.definition), s.definition.name): s.definition
-            for s in self.store.list_definitions()
-        }
-
     def _normalize(
         self, desired: Sequence[Definition], existing: dict[tuple[str, str], Definition]
     ) -> list[Definition]:
@@ -234,22 +228,23 @@ class FeaturesService:
                     self.source_locations.check(f"definitions[{i}].feature_view", d)
 
     def apply(self, desired: Sequence[Definition], dry_run: bool, partial: bool) -> list[defs.Step]:
-        existing = self._existing()
-        desired = self._normalize(desired, existing)
-        defs.validate(desired, existing)
-        steps = defs.plan(desired, existing, partial)
         me = identity.current()
-        for step in steps:
-            if step.action in ("update", "delete") and step.kind in GRANTED_KINDS:
-                self.authorizer.require(step.kind, step.name, PermissionLevel.EDIT)
-        if not me.unrestricted:
-            self._check_sources(desired, existing)
-        if dry_run:
-            return steps
-        wanted = {(kind_of(d), d.name): d for d in desired}
-        upserts = [wanted[(s.kind, s.name)] for s in steps if s.action in ("create", "update")]
-        deletes = [(s.kind, s.name) for s in steps if s.action == "delete"]
-        self.store.apply(upserts, deletes, me.name)
+        with self.store.applying() as tx:
+            existing = tx.existing()
+            desired = self._normalize(desired, existing)
+            defs.validate(desired, existing, partial)
+            steps = defs.plan(desired, existing, partial, tx.history)
+            for step in steps:
+                if step.action in ("update", "delete") and step.kind in GRANTED_KINDS:
+                    self.authorizer.require(step.kind, step.name, PermissionLevel.EDIT)
+            if not me.unrestricted:
+                self._check_sources(desired, existing)
+            if dry_run:
+                return steps
+            wanted = {(kind_of(d), d.name): d for d in desired}
+            upserts = [wanted[(s.kind, s.name)] for s in steps if s.action in ("create", "update")]
+            deletes = [(s.kind, s.name) for s in steps if s.action == "delete"]
+            tx.write(upserts, deletes, me.name)
         for step in steps:
             if step.action == "create" and step.kind in GRANTED_KINDS and me.enforced:
                 self.authorizer.grants.set(

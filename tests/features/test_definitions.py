@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound
 from modelyard.features import (
+    Bool,
     Entity,
     FeatureService,
     FeatureStoreClient,
@@ -25,6 +27,7 @@ from modelyard.features import (
 from modelyard.services.common.settings import FeaturesSettings, Settings
 from tests.conftest import running_server
 from tests.features.repo import Repo, make_repo
+from tests.registry.test_write_races import race
 
 
 @pytest.fixture
@@ -273,3 +276,84 @@ def test_definition_lookups_are_cached_per_replica(database_url: str, repo: Repo
     assert other.find("entity", "driver") is None  # still within the other replica's cache
     assert uncached.find("entity", "driver").definition == repo.driver
     db.dispose()
+
+
+def _without(view: FeatureView, feature: str) -> FeatureView:
+    return replace(view, schema=tuple(f for f in view.schema if f.name != feature))
+
+
+def test_a_partial_apply_cannot_drop_a_feature_a_service_uses(
+    fs: FeatureStoreClient, repo: Repo
+) -> None:
+    """Only the services in the request were checked: the apply succeeded, and the service
+    then failed every call."""
+    fs.apply(repo.objects)
+    with pytest.raises(FailedPrecondition) as err:
+        fs.apply([_without(repo.stats, "trips")])
+    assert err.value.resource_name == "driver_stats"
+    assert "'trips'" in str(err.value) and "'driver_model'" in str(err.value)
+    assert fs.get_feature_view("driver_stats") == repo.stats
+    slim = _without(repo.stats, "trips")  # with the service changed in the same apply: fine
+    fs.apply([slim, FeatureService("driver_model", [slim[["conv_rate"]]])])
+    assert fs.get_feature_view("driver_stats") == slim
+
+
+def test_a_full_apply_cannot_delete_an_entity_a_view_it_keeps_uses(
+    fs: FeatureStoreClient, repo: Repo
+) -> None:
+    """Checked against the entities before the apply, the view passed and its entity was
+    deleted; applying the same file again was then refused."""
+    fs.apply(repo.objects)
+    with pytest.raises(FailedPrecondition) as err:
+        fs.apply([repo.stats, repo.service], partial=False)
+    assert (err.value.resource_type, err.value.resource_name) == ("entity", "driver")
+    assert "'driver_stats'" in str(err.value)
+    assert fs.list_entities() == [repo.driver]
+    assert {s.action for s in fs.apply(repo.objects, partial=False)} == {"unchanged"}
+
+
+def test_a_feature_dropped_and_added_back_keeps_its_type(
+    fs: FeatureStoreClient, repo: Repo
+) -> None:
+    """Only the current definition was compared: dropping a feature and adding it back under
+    another type let rows stored before be read as the new type (a STRING as BOOL True)."""
+    fs.apply([repo.driver, repo.stats])
+    without = _without(repo.stats, "city")
+    fs.apply([without])
+    retyped = replace(repo.stats, schema=(*without.schema, Field("city", Bool)))
+    with pytest.raises(FailedPrecondition) as err:
+        fs.apply([retyped])
+    message = str(err.value)
+    assert "'city'" in message and "STRING" in message and "BOOL" in message
+    assert "new name" in message  # what to do instead
+    assert fs.get_feature_view("driver_stats") == without
+    fs.apply([repo.stats])  # back as it was: fine
+    # A view deleted (its rows with it) and created again has no past.
+    fs.apply([repo.driver], partial=False)
+    assert ("create", "feature_view", "driver_stats") in _plan(fs.apply([repo.driver, retyped]))
+
+
+def test_concurrent_applies_all_succeed(settings_for: Settings, repo: Repo) -> None:
+    """Applies at once of one new view, then of changes to it. On PostgreSQL each computed the
+    same next version outside any lock and most failed INTERNAL on the primary key."""
+    calls = 8
+    with running_server(settings_for, ("features",)) as server:
+        clients = [FeatureStoreClient(server.address) for _ in range(calls)]
+        try:
+            clients[0].apply([repo.driver])
+            for n in range(3):
+                for phase in ("create", "update"):
+                    views = [
+                        replace(repo.stats, name=f"v{n}", description=f"{phase} {i}")
+                        for i in range(calls)
+                    ]
+                    outcomes = race(
+                        [partial(c.apply, [v]) for c, v in zip(clients, views, strict=True)]
+                    )
+                    assert outcomes == {"OK": calls}
+                # Every apply changed the description: one version each, the first a create.
+                assert clients[0].get_definition("feature_view", f"v{n}")[1] == 2 * calls
+                assert clients[0].get_definition("feature_view", f"v{n}", version=1)
+        finally:
+            for c in clients:
+                c.close()

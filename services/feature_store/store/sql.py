@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from google.protobuf import json_format
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, text, update
 
 from modelyard._gen.features.v1 import features_pb2 as pb
 from modelyard.convert.features import definition_to_entity, definition_to_proto
@@ -112,69 +113,29 @@ class SqlFeatureStore:
         return found
 
     def apply(
-        self,
-        upserts: Sequence[Definition],
-        deletes: Sequence[tuple[str, str]],
-        user: str,
+        self, upserts: Sequence[Definition], deletes: Sequence[tuple[str, str]], user: str
     ) -> None:
         """Write the changes in one transaction, each with a new version in the history."""
-        now = _now()
+        with self.applying() as tx:
+            tx.write(upserts, deletes, user)
+
+    @contextmanager
+    def applying(self) -> Iterator[Applying]:
+        """One apply's transaction: it reads the definitions, checks and plans against them, and
+        writes, with no other apply in between. An apply checks definitions against each other
+        (a service's features, a view's entities), so locking only the rows it writes would let
+        two applies each check against what the other changes: applies are rare, and one at a
+        time costs nothing. SQLite's writers are one at a time already; on PostgreSQL the lock
+        on the table (EXCLUSIVE: reads go on) makes a concurrent apply wait rather than compute
+        the same next version and fail on the primary key."""
         self._cache.clear()
         try:
-            self._write(upserts, deletes, user, now)
+            with self.db.write() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(text("LOCK TABLE feature_definitions IN EXCLUSIVE MODE"))
+                yield Applying(conn)
         finally:
             self._cache.clear()  # whatever happened, read the table again
-
-    def _write(
-        self,
-        upserts: Sequence[Definition],
-        deletes: Sequence[tuple[str, str]],
-        user: str,
-        now: int,
-    ) -> None:
-        d, h = definitions.c, definition_history.c
-        with self.db.write() as conn:
-            for definition in upserts:
-                kind, name, spec = kind_of(definition), definition.name, _spec(definition)
-                last = (
-                    conn.execute(
-                        select(h.version)
-                        .where(h.kind == kind, h.name == name)
-                        .order_by(h.version.desc())
-                        .limit(1)
-                    ).scalar()
-                    or 0
-                )
-                version = last + 1
-                values = {"version": version, "spec": spec, "user_id": user, "update_time": now}
-                changed = conn.execute(
-                    update(definitions).where(d.kind == kind, d.name == name).values(**values)
-                ).rowcount
-                if not changed:
-                    conn.execute(insert(definitions).values(kind=kind, name=name, **values))
-                conn.execute(
-                    insert(definition_history).values(
-                        kind=kind, name=name, action="update" if changed else "create", **values
-                    )
-                )
-            for kind, name in deletes:
-                row = conn.execute(
-                    select(definitions).where(d.kind == kind, d.name == name)
-                ).first()
-                if row is None:
-                    continue
-                conn.execute(delete(definitions).where(d.kind == kind, d.name == name))
-                conn.execute(
-                    insert(definition_history).values(
-                        kind=kind,
-                        name=name,
-                        version=row.version + 1,
-                        spec=row.spec,
-                        action="delete",
-                        user_id=user,
-                        update_time=now,
-                    )
-                )
 
     def join_key_fields(self, view: FeatureView) -> list[Field]:
         """The join keys of the view's entities, in order."""
@@ -223,3 +184,72 @@ class SqlFeatureStore:
                 .order_by(m.end_time.desc())
                 .limit(1)
             ).scalar()
+
+
+class Applying:
+    """The definitions within an apply's transaction (SqlFeatureStore.applying)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def existing(self) -> dict[tuple[str, str], Definition]:
+        rows = self._conn.execute(select(definitions.c.spec)).scalars().all()
+        return {(kind_of(d), d.name): d for d in map(_load, rows)}
+
+    def history(self, kind: str, name: str) -> list[tuple[int, Definition]]:
+        """(version, definition) of each version since the definition was last created, oldest
+        first: what a deleted one had is gone with it."""
+        h = definition_history.c
+        rows = self._conn.execute(
+            select(h.version, h.spec, h.action)
+            .where(h.kind == kind, h.name == name)
+            .order_by(h.version)
+        ).all()
+        created = max((i for i, r in enumerate(rows) if r.action == "create"), default=0)
+        return [(r.version, _load(r.spec)) for r in rows[created:] if r.action != "delete"]
+
+    def write(
+        self, upserts: Sequence[Definition], deletes: Sequence[tuple[str, str]], user: str
+    ) -> None:
+        """Each change with a new version in the history."""
+        conn, now = self._conn, _now()
+        d, h = definitions.c, definition_history.c
+        for definition in upserts:
+            kind, name, spec = kind_of(definition), definition.name, _spec(definition)
+            last = (
+                conn.execute(
+                    select(h.version)
+                    .where(h.kind == kind, h.name == name)
+                    .order_by(h.version.desc())
+                    .limit(1)
+                ).scalar()
+                or 0
+            )
+            version = last + 1
+            values = {"version": version, "spec": spec, "user_id": user, "update_time": now}
+            changed = conn.execute(
+                update(definitions).where(d.kind == kind, d.name == name).values(**values)
+            ).rowcount
+            if not changed:
+                conn.execute(insert(definitions).values(kind=kind, name=name, **values))
+            conn.execute(
+                insert(definition_history).values(
+                    kind=kind, name=name, action="update" if changed else "create", **values
+                )
+            )
+        for kind, name in deletes:
+            row = conn.execute(select(definitions).where(d.kind == kind, d.name == name)).first()
+            if row is None:
+                continue
+            conn.execute(delete(definitions).where(d.kind == kind, d.name == name))
+            conn.execute(
+                insert(definition_history).values(
+                    kind=kind,
+                    name=name,
+                    version=row.version + 1,
+                    spec=row.spec,
+                    action="delete",
+                    user_id=user,
+                    update_time=now,
+                )
+            )
