@@ -244,6 +244,11 @@ class FeaturesService:
             wanted = {(kind_of(d), d.name): d for d in desired}
             upserts = [wanted[(s.kind, s.name)] for s in steps if s.action in ("create", "update")]
             deletes = [(s.kind, s.name) for s in steps if s.action == "delete"]
+            for step in steps:
+                if step.action == "create" and step.kind == "feature_view":
+                    # Left by a view of this name whose delete did not finish (see below): a
+                    # new view starts with none of its rows.
+                    self._delete_push_log(step.name)
             tx.write(upserts, deletes, me.name)
         for step in steps:
             if step.action == "create" and step.kind in GRANTED_KINDS and me.enforced:
@@ -252,10 +257,21 @@ class FeaturesService:
                 )
             if step.action == "delete":
                 if step.kind == "feature_view":
+                    # Its rows go with it, or a view created again under the name would
+                    # serve them.
                     self.online.delete_view(step.name)
+                    self._delete_push_log(step.name)
                 if step.kind in GRANTED_KINDS:
                     self.authorizer.grants.delete_all(f"{step.kind}:{step.name}")
         return steps
+
+    def _push_log_key(self, view_name: str) -> str:
+        key = self.artifacts.key_for(f"{self.push_log_root}/{view_name}")
+        assert key is not None
+        return key
+
+    def _delete_push_log(self, view_name: str) -> None:
+        self.artifacts.delete_prefix(self._push_log_key(view_name))
 
     def list_definitions(self, kind: str) -> list[Stored]:
         if kind:

@@ -499,6 +499,29 @@ def test_a_feature_named_like_the_engines_time_column_keeps_its_values(
     assert found.event_timestamps()["trips"] == [NOW - HOUR]
 
 
+def test_a_view_created_again_starts_without_the_old_ones_rows(
+    store: FeatureStoreClient, repo: Repo
+) -> None:
+    """Deleting a view deleted its online rows only: its pushed offline rows and its
+    materialization windows came back with a new view of the same name."""
+    store.apply(repo.objects)
+    pushed = pd.DataFrame(
+        {"driver_id": [4], "event_timestamp": [NOW - HOUR], "conv_rate": [0.4], "trips": [44]}
+    )
+    store.push("driver_stats", pushed, to="online_and_offline")
+    store.materialize_incremental(NOW)
+    store.apply([repo.driver], partial=False)
+    store.apply(repo.objects)
+    entity = pd.DataFrame({"driver_id": [4, 1], "event_timestamp": [NOW, NOW]})
+    training = store.get_historical_features(entity, ["driver_stats:trips"]).to_df()
+    assert list(training["trips"].replace({float("nan"): None})) == [None, 35]
+    assert store.list_materializations("driver_stats") == []
+    # Incremental runs start afresh (one TTL back), not from the old view's last window.
+    again = store.materialize_incremental(NOW)
+    assert again[0].start_time == NOW - timedelta(days=1)
+    assert _lookup(store, [4, 1]).to_dict()["trips"] == [None, 35]
+
+
 def test_a_window_ending_far_ahead_is_refused(store: FeatureStoreClient, repo: Repo) -> None:
     """A window to 9999-12-31 was recorded, and every incremental run after it recorded a
     window from 9999 back to now with no rows, answering OK."""

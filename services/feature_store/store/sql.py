@@ -211,7 +211,8 @@ class Applying:
     def write(
         self, upserts: Sequence[Definition], deletes: Sequence[tuple[str, str]], user: str
     ) -> None:
-        """Each change with a new version in the history."""
+        """Each change with a new version in the history; a deleted view's materialization
+        records go with it (a view created again under its name starts afresh)."""
         conn, now = self._conn, _now()
         d, h = definitions.c, definition_history.c
         for definition in upserts:
@@ -253,3 +254,7 @@ class Applying:
                     update_time=now,
                 )
             )
+            if kind == "feature_view":
+                conn.execute(
+                    delete(materializations).where(materializations.c.feature_view == name)
+                )
