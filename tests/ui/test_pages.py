@@ -8,6 +8,8 @@ from datetime import timedelta
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from playwright.sync_api import expect
 from sklearn.linear_model import LinearRegression
 
@@ -364,6 +366,47 @@ def test_a_diverged_run_and_odd_files_still_show(ui: UI, client: Client) -> None
     ]
     assert ui.go(f"/runs/{rid}/artifacts?path=deep.json").status == 200
     expect(page.get_by_test_id("preview")).to_contain_text("[[[[")
+
+
+def _yaml_alias_bomb(levels: int) -> str:
+    """A "billion laughs": 10**levels strings from a few hundred bytes of nested aliases."""
+    lines = ['l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"l{i}: &l{i} [" + ",".join([f"*l{i - 1}"] * 10) + "]" for i in range(1, levels)]
+    return "\n".join([*lines, f"created: *l{levels - 1}", "flavors: {python_function: {}}"])
+
+
+def _parquet_of_long_strings(path, rows: int, mib: int) -> None:
+    """A few KiB on disk that decode to rows * mib MiB."""
+    long = pa.array(["a" * (mib * 2**20)] * rows, type=pa.large_string())
+    pq.write_table(pa.table({"s": long}), path, compression="zstd", use_dictionary=False)
+
+
+def test_previews_of_small_files_that_expand_stay_small(ui: UI, client: Client, tmp_path) -> None:
+    """Artifacts are whatever a run logged: an MLmodel of nested YAML aliases, or Parquet whose
+    values decompress a thousandfold, make a small page that says what it left out."""
+    _parquet_of_long_strings(tmp_path / "huge.parquet", rows=50, mib=2)  # 100 MiB decoded
+    _parquet_of_long_strings(tmp_path / "long.parquet", rows=8, mib=1)
+    modelyard.set_experiment("expanding")
+    with modelyard.start_run() as run:
+        modelyard.log_text(_yaml_alias_bomb(6), "model/MLmodel")
+        modelyard.log_artifact(tmp_path / "huge.parquet")
+        modelyard.log_artifact(tmp_path / "long.parquet")
+    page = ui.page
+
+    def small_page(path: str) -> None:
+        response = page.request.get(f"{ui.url}/runs/{run.info.run_id}/artifacts?path={path}")
+        assert response.status == 200
+        assert len(response.body()) < 100_000
+        ui.go(f"/runs/{run.info.run_id}/artifacts?path={path}")
+
+    small_page("model/MLmodel")
+    expect(page.get_by_test_id("preview-note")).to_contain_text("uses YAML aliases")
+    expect(page.get_by_test_id("preview")).to_contain_text("*l4")  # the text, unexpanded
+    small_page("huge.parquet")
+    expect(page.get_by_test_id("preview")).to_contain_text("decode to more than 32 MiB")
+    small_page("long.parquet")
+    expect(page.get_by_test_id("table-preview").locator("tbody tr")).to_have_count(8)
+    expect(page.get_by_test_id("preview-note")).to_contain_text("values cut to 2000 characters")
 
 
 def test_errors_are_pages_not_tracebacks(ui: UI, client: Client) -> None:

@@ -111,13 +111,7 @@ def artifacts_page(request: Request) -> Response:
     if path and (is_file or not listing):
         info, chunks = c.open_artifact(rid, path)
         if not info.is_dir:
-            kind = previews.kind_of(path)
-            limit = (
-                info.file_size
-                if kind == "table" and path.endswith(".parquet")
-                else previews.PREVIEW_BYTES
-            )
-            head = _head(chunks, min(limit, 64 * 1024 * 1024))
+            head = _head(chunks, previews.read_limit(path))
             preview = previews.build(path, head, info.file_size or len(head))
         listing = []
     parent = str(PurePosixPath(path).parent) if path else None
@@ -130,7 +124,7 @@ def artifacts_page(request: Request) -> Response:
         listing=listing,
         info=info,
         preview=preview,
-        signature=previews.signature_rows(preview.manifest) if preview and preview.manifest else [],
+        preview_kib=previews.PREVIEW_BYTES // 1024,
     )
 
 
