@@ -1,9 +1,10 @@
 """The web UI: server-rendered pages over the services' gRPC APIs, as the signed-in user.
 
-Every page asks the services with the caller's own token (kept in a signed, HTTP-only session
-cookie), so the UI shows nothing the caller could not fetch with the SDK; with auth off there is
-no login. Pages are Jinja2 templates with autoescaping on; charts are Plotly figures drawn by the
-plotly.js that ships inside the `plotly` package, so nothing needs Node.js.
+Every page asks the services with the caller's own token (kept in this process, found by the id
+in a signed, HTTP-only session cookie: see sessions.py), so the UI shows nothing the caller could
+not fetch with the SDK; with auth off there is no login. Pages are Jinja2 templates with
+autoescaping on; charts are Plotly figures drawn by the plotly.js that ships inside the `plotly`
+package, so nothing needs Node.js.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from starlette.staticfiles import StaticFiles
 
 from modelyard.client._transport import Transport
 from modelyard.services.common.settings import Settings
-from modelyard.services.ui import pages
+from modelyard.services.ui import pages, sessions
 from modelyard.services.ui.pages.session import RequireIdentity
 from modelyard.services.ui.web import UI, SecurityHeaders, error_handlers, plotly_js
 
@@ -65,7 +66,7 @@ def create_app(settings: Settings, services_uri: str, tls_ca: str | None = None)
                 session_cookie="modelyard_session",
                 same_site="lax",
                 https_only=settings.ui.secure_cookies,
-                max_age=12 * 3600,
+                max_age=sessions.LIFETIME,
             ),
             Middleware(RequireIdentity),
         ],

@@ -33,6 +33,7 @@ from modelyard.errors import (
 )
 from modelyard.features.client import FeatureStoreClient
 from modelyard.services.common.filters.grammar import like_literal
+from modelyard.services.ui.sessions import Identity, SessionStore
 
 log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "templates"
@@ -46,10 +47,12 @@ CSP = (
 
 
 class UI:
-    """One channel to the services for the whole process; each request adds its caller's token."""
+    """One channel to the services for the whole process; each request adds its caller's token,
+    found in `sessions` by the id in the session cookie."""
 
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
+        self.sessions = SessionStore()
         self.templates = Environment(
             loader=FileSystemLoader(TEMPLATES),
             autoescape=select_autoescape(["html"], default=True),
@@ -69,8 +72,25 @@ def ui_of(request: Request) -> UI:
     return request.app.state.ui
 
 
+def identity_of(request: Request) -> Identity | None:
+    return ui_of(request).sessions.get(request.session.get("sid"))
+
+
 def token_of(request: Request) -> str | None:
-    return request.session.get("token")
+    identity = identity_of(request)
+    return identity.token if identity else None
+
+
+def sign_in(request: Request, identity: Identity) -> None:
+    """A new session (and id: one set before signing in is not reused) for `identity`."""
+    sign_out(request)
+    request.session["sid"] = ui_of(request).sessions.start(identity)
+
+
+def sign_out(request: Request) -> None:
+    """End the session here, so that a copy of its cookie is worth nothing either."""
+    ui_of(request).sessions.end(request.session.get("sid"))
+    request.session.clear()
 
 
 def client(request: Request) -> Client:
@@ -102,10 +122,11 @@ async def check_csrf(request: Request) -> dict[str, str]:
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
     page = ui_of(request).templates.get_template(template)
+    identity = identity_of(request)
     html = page.render(
         request=request,
-        user=request.session.get("user"),
-        auth=request.session.get("auth", False),
+        user=identity.user if identity else None,
+        auth=identity.auth if identity else False,
         csrf=csrf_token(request),
         flash=request.session.pop("flash", None),
         **context,
@@ -183,8 +204,8 @@ _STATUS = {
 
 async def _modelyard_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ModelyardError)
-    if isinstance(exc, Unauthenticated):
-        request.session.pop("token", None)
+    if isinstance(exc, Unauthenticated):  # the token expired or was revoked
+        sign_out(request)
         target = quote(local_path(str(request.url.path)), safe="/")
         return redirect(f"/login?next={target}")
     status = next((code for kind, code in _STATUS.items() if isinstance(exc, kind)), 500)

@@ -13,7 +13,15 @@ from modelyard.entities.common import PermissionLevel
 from modelyard.entities.registry import Stage
 from modelyard.errors import ModelyardError, PermissionDenied
 from modelyard.services.ui.pages.runs import datasets
-from modelyard.services.ui.web import check_csrf, client, flash, name_search, redirect, render
+from modelyard.services.ui.web import (
+    check_csrf,
+    client,
+    flash,
+    identity_of,
+    name_search,
+    redirect,
+    render,
+)
 
 PAGE = 100
 STAGES = [s.value for s in Stage]
@@ -22,7 +30,8 @@ STAGES = [s.value for s in Stage]
 def access_level(request: Request, c: Client, name: str) -> PermissionLevel | None:
     """What the caller may do to the model, to show only the actions it can take (the services
     check again on every call)."""
-    if not request.session.get("auth"):
+    identity = identity_of(request)
+    if identity is None or not identity.auth:
         return PermissionLevel.MANAGE
     principal, _ = c.whoami()
     if "admin" in principal.roles:

@@ -10,13 +10,24 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelyard.client import Client
 from modelyard.errors import ModelyardError, Unauthenticated
-from modelyard.services.ui.web import check_csrf, client, local_path, redirect, render, ui_of
+from modelyard.services.ui.sessions import Identity
+from modelyard.services.ui.web import (
+    check_csrf,
+    client,
+    identity_of,
+    local_path,
+    redirect,
+    render,
+    sign_in,
+    sign_out,
+    ui_of,
+)
 
 
 def _identify(request: Request) -> None:
+    """Without a token: who the services take an anonymous caller for (when auth is off)."""
     principal, enforced = client(request).whoami()
-    request.session["user"] = principal.name
-    request.session["auth"] = enforced
+    sign_in(request, Identity(principal.name, enforced))
 
 
 class RequireIdentity:
@@ -30,7 +41,7 @@ class RequireIdentity:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope["path"].startswith(self.OPEN):
             request = Request(scope, receive)
-            if "user" not in request.session:
+            if identity_of(request) is None:
                 try:
                     await run_in_threadpool(_identify, request)
                 except Unauthenticated:
@@ -64,14 +75,13 @@ async def login(request: Request) -> Response:
             error="That token was not accepted (expired, revoked or mistyped). Create a new one "
             "with `modelyard tokens create`.",
         )
-    request.session.clear()
-    request.session.update(token=token, user=principal.name, auth=enforced)
+    sign_in(request, Identity(principal.name, enforced, token))
     return redirect(target)
 
 
 async def logout(request: Request) -> Response:
     await check_csrf(request)
-    request.session.clear()
+    sign_out(request)
     return redirect("/login")
 
 
