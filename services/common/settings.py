@@ -174,7 +174,8 @@ class UISettings(BaseModel):
     services_uri: str | None = None
     # Signs session cookies; default: a random key kept in <home>/ui/session.key.
     session_secret: SecretStr | None = None
-    # Send cookies only over HTTPS (set when the UI sits behind a TLS ingress).
+    # Send cookies only over HTTPS (set when the UI sits behind a TLS ingress); always so when
+    # the UI serves HTTPS itself (with tls.cert_file and tls.key_file).
     secure_cookies: bool = False
 
 

@@ -65,7 +65,7 @@ def create_app(settings: Settings, services_uri: str, tls_ca: str | None = None)
                 secret_key=session_secret(settings),
                 session_cookie="modelyard_session",
                 same_site="lax",
-                https_only=settings.ui.secure_cookies,
+                https_only=settings.ui.secure_cookies or settings.tls.enabled,
                 max_age=sessions.LIFETIME,
             ),
             Middleware(RequireIdentity),

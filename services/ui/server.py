@@ -13,18 +13,25 @@ from modelyard.services.ui.app import create_app
 
 
 class UIServer:
-    """uvicorn on a bound socket, so the port is known (and taken) before the first request."""
+    """uvicorn on a bound socket, so the port is known (and taken) before the first request.
+    With TLS settings (`--tls-cert/--tls-key`), the UI serves HTTPS with the services'
+    certificate: a UI in plain HTTP beside TLS services would send tokens and cookies in clear."""
 
     def __init__(self, settings: Settings, services_uri: str) -> None:
         host = settings.ui.host or settings.host
         self.socket = socket.create_server((host, settings.ui.port))
         self.port = self.socket.getsockname()[1]
-        self.url = f"http://{host}:{self.port}"
         tls = settings.tls
+        self.url = f"{'https' if tls.enabled else 'http'}://{host}:{self.port}"
         ca = tls.ca_file or (tls.cert_file if tls.enabled else None)
         app = create_app(settings, services_uri, str(ca) if ca else None)
         config = uvicorn.Config(
-            app, log_level=settings.log_level.lower(), access_log=False, lifespan="on"
+            app,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+            lifespan="on",
+            ssl_certfile=tls.cert_file if tls.enabled else None,
+            ssl_keyfile=tls.key_file if tls.enabled else None,
         )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None

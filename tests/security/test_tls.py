@@ -7,6 +7,7 @@ import ipaddress
 from pathlib import Path
 
 import pytest
+import urllib3
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -16,6 +17,7 @@ from modelyard import Client
 from modelyard.errors import Unavailable
 from modelyard.services.common.settings import Settings, TLSSettings
 from tests.conftest import running_server
+from tests.ui.http import WebSession, serving_ui
 
 
 def _name(common_name: str) -> x509.Name:
@@ -183,3 +185,44 @@ def test_plaintext_health_port_beside_tls(ca: CA, tmp_path: Path) -> None:
             assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED  # nothing else is there
         with pytest.raises(Unavailable):  # and the main port still insists on TLS
             Client(server.address).search_experiments()
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A self-signed server certificate for localhost, as `openssl req -x509` makes one."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("localhost"))
+        .issuer_name(_name("localhost"))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return _write(directory / "self-signed", key, cert)
+
+
+def test_the_ui_serves_https_with_the_services_certificate(tmp_path: Path) -> None:
+    """`modelyard up --tls-cert/--tls-key` serves the UI with the same certificate, and its
+    session cookie is sent over HTTPS only."""
+    cert, key = _self_signed(tmp_path)
+    settings = Settings(
+        home=tmp_path, port=0, grace_period=0, tls=TLSSettings(cert_file=cert, key_file=key)
+    )
+    with running_server(settings) as server, serving_ui(settings, server.address) as url:
+        assert url.startswith("https://127.0.0.1:")
+        web = WebSession(url, ca_file=str(cert))
+        assert web.get("/experiments").status == 200  # and the UI reached the services over TLS
+        (cookie,) = (c for c in web.set_cookies if c.startswith("modelyard_session="))
+        assert "secure" in cookie.lower().split("; ")
+        with pytest.raises(urllib3.exceptions.HTTPError):
+            WebSession(url.replace("https://", "http://")).get("/experiments")
