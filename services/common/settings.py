@@ -177,6 +177,10 @@ class UISettings(BaseModel):
     # Send cookies only over HTTPS (set when the UI sits behind a TLS ingress); always so when
     # the UI serves HTTPS itself (with tls.cert_file and tls.key_file).
     secure_cookies: bool = False
+    # Host names the UI answers to besides localhost and its own addresses: the names it is
+    # reached by (an ingress host, a DNS alias). Requests for any other name are refused, as a
+    # page fetched under an attacker's name resolving here (DNS rebinding) would be.
+    allowed_hosts: list[str] = []
 
 
 class Settings(BaseSettings):

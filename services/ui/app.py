@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import psutil
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -27,6 +30,8 @@ from modelyard.services.ui.pages.session import RequireIdentity
 from modelyard.services.ui.web import UI, SecurityHeaders, error_handlers, plotly_js
 
 STATIC = Path(__file__).parent / "static"
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+ALL_ADDRESSES = ("0.0.0.0", "::", "")
 
 
 def session_secret(settings: Settings) -> str:
@@ -39,6 +44,30 @@ def session_secret(settings: Settings) -> str:
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(48))
     return path.read_text().strip()
+
+
+def allowed_hosts(settings: Settings) -> list[str]:
+    """The Host names the UI answers to: localhost, the address it is bound to (each of this
+    machine's addresses and names when bound to all), and ui.allowed_hosts. A page requested
+    under another name may be a DNS rebinding attack: an attacker's name that resolves here,
+    whose page would then read and post to the UI as the same origin."""
+    bound = settings.ui.host or settings.host
+    hosts = {*LOCAL_HOSTS, *settings.ui.allowed_hosts}
+    if bound in ALL_ADDRESSES:
+        hosts.update({socket.gethostname(), socket.getfqdn()})
+        for addresses in psutil.net_if_addrs().values():
+            hosts.update(_literal(a.address) for a in addresses if a.family in _IP_FAMILIES)
+    else:
+        hosts.add(_literal(bound))
+    return sorted(hosts)
+
+
+_IP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+
+
+def _literal(address: str) -> str:
+    """An address as a Host header names it: IPv6 in brackets, without a zone (fe80::1%eth0)."""
+    return f"[{address.split('%')[0]}]" if ":" in address else address
 
 
 def _closing(ui: UI) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
@@ -59,6 +88,7 @@ def create_app(settings: Settings, services_uri: str, tls_ca: str | None = None)
             *pages.routes(),
         ],
         middleware=[
+            Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings)),
             Middleware(SecurityHeaders),
             Middleware(
                 SessionMiddleware,

@@ -117,13 +117,21 @@ def test_features_and_the_endpoint_controller_are_configured(monkeypatch):
 
 
 def test_ui_reaches_the_services_through_the_gateway(monkeypatch):
-    production = render(values_of("production"))
+    values = values_of("production")
+    assert values is not None
+    values.setdefault("services", {}).setdefault("ui", {})["externalUri"] = (
+        "modelyard.example.com:443"
+    )
+    production = render(values)
     (container,) = (c for name, c in modelyard_containers(production) if name.endswith("/ui"))
     settings = settings_from(environment(production, container), monkeypatch)
     assert settings.ui.services_uri == "grpcs://modelyard-gateway:50051"
     assert settings.ui.host == "0.0.0.0" and settings.ui.port == 5000
     assert settings.ui.session_secret.get_secret_value() == "secret-modelyard-ui-sessionSecret"
     assert settings.ui.secure_cookies
+    # Browsers reach it by ui.externalUri and the Service's names; it refuses other names.
+    assert "modelyard.example.com" in settings.ui.allowed_hosts
+    assert "modelyard-ui.ml.svc" in settings.ui.allowed_hosts
     assert settings.tls.ca_file == Path("/etc/modelyard/tls/ca.crt")
 
 

@@ -88,6 +88,19 @@ auth tracking registry serving features
 {{- end -}}
 {{- end -}}
 
+{{/*
+The host names the UI answers to, as JSON: its Service's names and ui.externalUri's host.
+*/}}
+{{- define "modelyard.uiHosts" -}}
+{{- $name := printf "%s-ui" (include "modelyard.fullname" .) -}}
+{{- $ns := .Release.Namespace -}}
+{{- $hosts := list $name (printf "%s.%s" $name $ns) (printf "%s.%s.svc" $name $ns) (printf "%s.%s.svc.cluster.local" $name $ns) -}}
+{{- with .Values.services.ui.externalUri -}}
+{{- $hosts = append $hosts (regexReplaceAll "^(grpcs?://)?([^:/]+).*$" . "${2}") -}}
+{{- end -}}
+{{- toJson $hosts -}}
+{{- end -}}
+
 {{/* -- Secrets: name and key of every secret value ------------------------------------------ */}}
 
 {{/*

@@ -1,0 +1,36 @@
+"""The UI over plain HTTP: the headers, names and odd requests a browser would not show."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from modelyard.services.common.server import ModelyardServer
+from modelyard.services.common.settings import Settings
+from tests.ui.http import WebSession, serving_ui
+
+
+@pytest.fixture
+def web(settings: Settings, server: ModelyardServer) -> Iterator[WebSession]:
+    """A cookie jar on a UI (auth off) over started services."""
+    with serving_ui(settings, server.address) as url:
+        yield WebSession(url)
+
+
+def test_pages_answer_only_to_the_uis_own_host_names(
+    settings: Settings, server: ModelyardServer, web: WebSession
+) -> None:
+    """A page fetched under another name (DNS rebinding: an attacker's name that resolves to
+    127.0.0.1) is refused, so the attacker's page cannot read it or post its forms."""
+    port = web.url.rsplit(":", 1)[1]
+    rebound = {"Host": f"attacker.example:{port}"}
+    assert web.get("/experiments", rebound).status == 400
+    assert web.request("POST", "/logout", {"csrf": "x"}, rebound).status == 400
+    for host in ("127.0.0.1", "localhost", "[::1]"):
+        assert web.get("/experiments", {"Host": f"{host}:{port}"}).status == 200, host
+    settings.ui.allowed_hosts = ["modelyard.corp.example"]  # e.g. an ingress's host
+    with serving_ui(settings, server.address) as url:
+        named = WebSession(url)
+        assert named.get("/experiments", {"Host": "modelyard.corp.example"}).status == 200
+        assert named.get("/experiments", {"Host": "attacker.example"}).status == 400
