@@ -21,6 +21,19 @@ LAYOUT: dict[str, Any] = {
 }
 
 
+def plotly_text(value: Any) -> Any:
+    """`value` with `<` and `&` in every string as HTML entities: Plotly reads titles, names and
+    labels as its pseudo-HTML (links, styles, entities), and they hold users' text (run names,
+    keys, URL parameters, request ids). Plotly shows the entities as the characters."""
+    if isinstance(value, str):
+        return value.replace("&", "&amp;").replace("<", "&lt;")
+    if isinstance(value, dict):
+        return {k: plotly_text(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plotly_text(v) for v in value]
+    return value
+
+
 def thin(points: Sequence[Any], limit: int = MAX_POINTS) -> list[Any]:
     if len(points) <= limit:
         return list(points)

@@ -33,6 +33,7 @@ from modelyard.errors import (
 )
 from modelyard.features.client import FeatureStoreClient
 from modelyard.services.common.filters.grammar import like_literal
+from modelyard.services.ui import charts
 from modelyard.services.ui.sessions import Identity, SessionStore
 
 log = logging.getLogger(__name__)
@@ -182,11 +183,14 @@ def format_number(value: Any) -> str:
 
 
 def chart_json(figure: dict[str, Any]) -> Markup:
-    """A figure as JSON safe inside <script type="application/json"> (no '<', '>', '&').
-    NaN and infinite values (a diverged loss) become null: a gap in the line, as JSON has no
-    such numbers; the run's tables show them as they are."""
+    """A figure as JSON safe inside <script type="application/json"> (no '<', '>', '&'), its
+    strings as plain text to Plotly (charts.plotly_text). NaN and infinite values (a diverged
+    loss) become null: a gap in the line, as JSON has no such numbers; the run's tables show
+    them as they are."""
     text = orjson.dumps(
-        figure, default=str, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+        charts.plotly_text(figure),
+        default=str,
+        option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY,
     ).decode()
     text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return Markup(text)

@@ -343,6 +343,28 @@ def test_user_text_is_escaped_everywhere(ui: UI, client: Client) -> None:
     # The fixture fails the test if any alert() ran.
 
 
+def test_user_text_in_charts_is_plain_text(ui: UI, client: Client) -> None:
+    """Plotly reads chart text as its own HTML (links, styles): run names in a legend are shown
+    as written, not drawn as a link or a huge red label."""
+    names = [
+        '<a href="https://evil.example/login" target="_top">Session expired: sign in</a>',
+        '<span style="font-size:80px;fill:red">HUGE</span> &amp; more',
+    ]
+    modelyard.set_experiment("markup")
+    ids = []
+    for name in names:
+        with modelyard.start_run(run_name=name) as run:
+            for step in range(3):
+                modelyard.log_metric("m", step * 1.0, step=step)
+            ids.append(run.info.run_id)
+    page = ui.page
+    ui.go(f"/compare?runs={','.join(ids)}", "compare-markup")
+    legend = page.locator("#history-1 .legendtext")
+    expect(legend).to_have_count(2)
+    assert sorted(legend.all_text_contents()) == sorted(names)
+    assert page.locator("#history-1 a, #history-1 [style*='font-size:80px']").count() == 0
+
+
 def test_a_diverged_run_and_odd_files_still_show(ui: UI, client: Client) -> None:
     """NaN and infinite metric values (a loss that diverged) are gaps in the chart and shown as
     they are in the table; JSON nested deeper than Python's stack is previewed as text."""
