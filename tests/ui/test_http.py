@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from modelyard import Client
 from modelyard.services.common.server import ModelyardServer
 from modelyard.services.common.settings import Settings
 from tests.ui.http import WebSession, serving_ui
@@ -34,3 +35,22 @@ def test_pages_answer_only_to_the_uis_own_host_names(
         named = WebSession(url)
         assert named.get("/experiments", {"Host": "modelyard.corp.example"}).status == 200
         assert named.get("/experiments", {"Host": "attacker.example"}).status == 400
+
+
+@pytest.fixture
+def run_id(server: ModelyardServer) -> str:
+    with Client(server.address) as c:
+        return c.create_run("0").info.run_id
+
+
+def test_html_artifacts_shown_inline_load_nothing_from_elsewhere(
+    server: ModelyardServer, web: WebSession, run_id: str
+) -> None:
+    """The artifact's Content-Security-Policy replaces the page's: a sandbox alone would let the
+    HTML load scripts' look-alikes, images and styles from any site (tracking its viewers)."""
+    with Client(server.address) as c:
+        c.log_text(run_id, '<img src="https://tracker.example/p.gif">', "report.html")
+    response = web.get(f"/runs/{run_id}/artifact?path=report.html&inline=1")
+    assert response.status == 200
+    policy = [p.strip() for p in response.headers["content-security-policy"].split(";")]
+    assert policy == ["sandbox", "default-src 'none'", "img-src data:", "style-src 'unsafe-inline'"]

@@ -19,6 +19,9 @@ from modelyard.errors import InvalidArgument, ModelyardError
 from modelyard.services.ui import charts, previews
 from modelyard.services.ui.web import client, render
 
+# An HTML artifact shown inline: this policy replaces the page's, so it must forbid on its own
+# what the sandbox does not (loading scripts, frames, fonts or beacons from anywhere).
+HTML_PREVIEW_CSP = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 MAX_CHARTS = 24  # metric keys drawn on the overview (all are listed in the table)
 
 
@@ -130,7 +133,7 @@ def artifacts_page(request: Request) -> Response:
 
 def artifact_raw(request: Request) -> Response:
     """The file's bytes. Only raster images are shown inline; HTML is sandboxed (no scripts, no
-    access to this origin); everything else downloads."""
+    access to this origin, nothing loaded from elsewhere); everything else downloads."""
     rid = request.path_params["run_id"]
     path = _safe_path(request.query_params.get("path", ""))
     info, chunks = client(request).open_artifact(rid, path)
@@ -142,7 +145,7 @@ def artifact_raw(request: Request) -> Response:
         media, headers = previews.IMAGE_TYPES[suffix], {"content-disposition": "inline"}
     elif suffix in (".html", ".htm") and request.query_params.get("inline"):
         media = "text/html; charset=utf-8"
-        headers = {"content-disposition": "inline", "content-security-policy": "sandbox"}
+        headers = {"content-disposition": "inline", "content-security-policy": HTML_PREVIEW_CSP}
     if info.file_size:
         headers["content-length"] = str(info.file_size)
 
