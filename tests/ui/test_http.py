@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 
@@ -54,3 +55,26 @@ def test_html_artifacts_shown_inline_load_nothing_from_elsewhere(
     assert response.status == 200
     policy = [p.strip() for p in response.headers["content-security-policy"].split(";")]
     assert policy == ["sandbox", "default-src 'none'", "img-src data:", "style-src 'unsafe-inline'"]
+
+
+@pytest.mark.parametrize(
+    ("name", "fallback", "utf8"),
+    [
+        ("模型.txt", "__.txt", "%E6%A8%A1%E5%9E%8B.txt"),
+        ("résumé.txt", "r_sum_.txt", "r%C3%A9sum%C3%A9.txt"),
+        ("a\r\nSet-Cookie: x=1.txt", "aSet-Cookie: x=1.txt", "aSet-Cookie%3A%20x%3D1.txt"),
+        ('q"uote;x.txt', "q_uote;x.txt", "q%22uote%3Bx.txt"),
+    ],
+)
+def test_downloads_keep_any_file_name(
+    server: ModelyardServer, web: WebSession, run_id: str, name: str, fallback: str, utf8: str
+) -> None:
+    """Non-Latin-1 names made a 500, and CR/LF in a name cut the connection."""
+    with Client(server.address) as c:
+        c.log_text(run_id, "data", name)
+    response = web.get(f"/runs/{run_id}/artifact?path={quote(name)}")
+    assert response.status == 200 and response.data == b"data"
+    assert response.headers["content-disposition"] == (
+        f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{utf8}"
+    )
+    assert not [c for c in web.set_cookies if c.startswith("x=")]

@@ -4,9 +4,11 @@ download)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import quote
 
 from starlette.concurrency import iterate_in_threadpool
 from starlette.requests import Request
@@ -131,15 +133,22 @@ def artifacts_page(request: Request) -> Response:
     )
 
 
+def attachment(name: str) -> str:
+    """A Content-Disposition that downloads as `name`: in UTF-8 (RFC 6266's filename*), with an
+    ASCII fallback for old clients. Control characters go: CR/LF would end the header."""
+    name = "".join(ch for ch in name if ch.isprintable()) or "download"
+    fallback = re.sub(r'[^\x20-\x7e]|["\\]', "_", name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
 def artifact_raw(request: Request) -> Response:
     """The file's bytes. Only raster images are shown inline; HTML is sandboxed (no scripts, no
     access to this origin, nothing loaded from elsewhere); everything else downloads."""
     rid = request.path_params["run_id"]
     path = _safe_path(request.query_params.get("path", ""))
     info, chunks = client(request).open_artifact(rid, path)
-    name = PurePosixPath(path).name.replace('"', "")
     suffix = PurePosixPath(path).suffix.lower()
-    headers = {"content-disposition": f'attachment; filename="{name}"'}
+    headers = {"content-disposition": attachment(PurePosixPath(path).name)}
     media = "application/octet-stream"
     if suffix in previews.IMAGE_TYPES:
         media, headers = previews.IMAGE_TYPES[suffix], {"content-disposition": "inline"}
