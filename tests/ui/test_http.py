@@ -78,3 +78,21 @@ def test_downloads_keep_any_file_name(
         f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{utf8}"
     )
     assert not [c for c in web.set_cookies if c.startswith("x=")]
+
+
+@pytest.fixture
+def model(server: ModelyardServer, run_id: str) -> str:
+    """A registered model "plain" with version 1."""
+    with Client(server.address) as c:
+        c.log_text(run_id, "m", "model/MLmodel")
+        c.create_model_version("plain", f"runs:/{run_id}/model")
+    return "plain"
+
+
+def test_a_model_action_with_an_extra_form_field(web: WebSession, model: str) -> None:
+    """A form field named like the message's own `name` made a 500 after the change was saved."""
+    fields = {"alias": "champion", "version": "1", "name": "other"}
+    response = web.post(f"/models/{model}/alias", {"csrf": web.csrf(f"/models/{model}"), **fields})
+    assert response.status == 303
+    page = web.get(response.headers["location"]).data.decode()
+    assert "Alias champion now points to version 1." in page

@@ -3,6 +3,8 @@ history, and the alias/stage actions for callers allowed to take them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -95,46 +97,50 @@ def model_version(request: Request) -> Response:
     )
 
 
-async def _act(request: Request, action, done: str) -> Response:
-    """Run a change as the caller; errors come back as a message on the model page."""
+async def _act(request: Request, action: Callable[[Client, str, dict[str, str]], str]) -> Response:
+    """Run a change as the caller; it returns the message the model page shows, built from the
+    form fields it reads (formatting a message with the whole form let any extra field, such as
+    `name`, break it after the change was made). Errors come back as a message too."""
     name = request.path_params["name"]
     form = await check_csrf(request)
     try:
-        await run_in_threadpool(action, client(request), name, form)
-        flash(request, done.format(name=name, **form))
+        flash(request, await run_in_threadpool(action, client(request), name, form))
     except ModelyardError as exc:
         flash(request, str(exc), "error")
     except (KeyError, ValueError):
         flash(request, "Fill in the form: a version number and a name.", "error")
-    return redirect(f"/models/{request.path_params['name']}")
+    return redirect(f"/models/{name}")
+
+
+def _set_alias(c: Client, name: str, form: dict[str, str]) -> str:
+    alias, version = form["alias"].strip(), int(form["version"])
+    c.set_registered_model_alias(name, alias, version)
+    return f"Alias {alias} now points to version {version}."
+
+
+def _delete_alias(c: Client, name: str, form: dict[str, str]) -> str:
+    c.delete_registered_model_alias(name, form["alias"])
+    return f"Alias {form['alias']} deleted."
+
+
+def _transition_stage(c: Client, name: str, form: dict[str, str]) -> str:
+    version, stage = int(form["version"]), form["stage"]
+    c.transition_model_version_stage(
+        name, version, stage, archive_existing_versions=bool(form.get("archive"))
+    )
+    return f"Version {version} moved to {stage}."
 
 
 async def set_alias(request: Request) -> Response:
-    return await _act(
-        request,
-        lambda c, name, f: c.set_registered_model_alias(
-            name, f["alias"].strip(), int(f["version"])
-        ),
-        "Alias {alias} now points to version {version}.",
-    )
+    return await _act(request, _set_alias)
 
 
 async def delete_alias(request: Request) -> Response:
-    return await _act(
-        request,
-        lambda c, name, f: c.delete_registered_model_alias(name, f["alias"]),
-        "Alias {alias} deleted.",
-    )
+    return await _act(request, _delete_alias)
 
 
 async def transition_stage(request: Request) -> Response:
-    return await _act(
-        request,
-        lambda c, name, f: c.transition_model_version_stage(
-            name, int(f["version"]), f["stage"], archive_existing_versions=bool(f.get("archive"))
-        ),
-        "Version {version} moved to {stage}.",
-    )
+    return await _act(request, _transition_stage)
 
 
 ROUTES = [
