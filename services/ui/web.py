@@ -37,6 +37,7 @@ from modelyard.services.ui import charts
 from modelyard.services.ui.sessions import Identity, SessionStore
 
 log = logging.getLogger(__name__)
+MAX_SEARCH = 1000  # characters in a search box: longer than any name (experiments: 500)
 TEMPLATES = Path(__file__).parent / "templates"
 
 # Plotly draws with inline styles; scripts only from this origin (no inline scripts at all).
@@ -138,6 +139,12 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
 def name_search(request: Request) -> tuple[str, str | None]:
     """The search box's text (`q`) and the name filter it means."""
     query = request.query_params.get("q", "").strip()
+    if len(query) > MAX_SEARCH:
+        raise InvalidArgument(
+            f"the search text is {len(query)} characters long; search for at most {MAX_SEARCH} "
+            "(no name is longer)",
+            field="q",
+        )
     return query, (f"name ILIKE '%{like_literal(query)}%'" if query else None)
 
 

@@ -96,3 +96,16 @@ def test_pattern_ending_in_escape_is_refused(stack: Client, op: str) -> None:
     # An escaped backslash at the end is a pattern like any other.
     found = stack.search_runs([eid], f"params.p {op} 'ab\\\\'")
     assert [r.info.run_id for r in found] == [run.info.run_id]
+
+
+@pytest.mark.parametrize("op", ["LIKE", "ILIKE"])
+def test_an_overlong_pattern_is_refused_naming_the_field(stack: Client, op: str) -> None:
+    """SQLite fails patterns over 50,000 bytes as an internal error; both backends refuse them
+    as the caller's mistake."""
+    eid = stack.create_experiment("long")
+    with pytest.raises(InvalidArgument, match=r"longer than 12000 characters") as refused:
+        stack.search_runs([eid], f"params.p {op} '%{'é' * 12_000}%'")
+    assert refused.value.field == "filter"
+    with pytest.raises(InvalidArgument, match=r"longer than 12000"):
+        stack.search_experiments(filter_string=f"name {op} '{'a' * 50_010}'")
+    assert not stack.search_runs([eid], f"params.p {op} '{'é' * 12_000}'")

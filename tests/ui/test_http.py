@@ -96,3 +96,18 @@ def test_a_model_action_with_an_extra_form_field(web: WebSession, model: str) ->
     assert response.status == 303
     page = web.get(response.headers["location"]).data.decode()
     assert "Alias champion now points to version 1." in page
+
+
+def test_out_of_range_versions_and_long_searches_are_not_server_errors(
+    web: WebSession, model: str
+) -> None:
+    """A version past int64 could not be asked for, and SQLite fails LIKE patterns over 50,000
+    bytes: both were 500s."""
+    response = web.get(f"/models/{model}/versions/{10**22}")
+    assert response.status == 404
+    assert "has no version" in response.data.decode()
+    for path in ("/experiments", "/models"):
+        response = web.get(f"{path}?q={'a' * 50_010}")
+        assert response.status == 400, path
+        assert "search for at most 1000" in response.data.decode()
+        assert web.get(f"{path}?q={'a' * 1000}").status == 200

@@ -9,7 +9,8 @@
 Entity prefixes follow MLflow: metrics, params, tags, attributes and datasets, with their
 singular and short aliases. An identifier without a prefix is an attribute (`name` in experiment
 searches). Errors name the position and say how to fix the filter. A filter holds at most
-MAX_CONDITIONS conditions and an order at most MAX_ORDER_KEYS keys.
+MAX_CONDITIONS conditions, a LIKE pattern at most MAX_PATTERN_LENGTH characters and an order at
+most MAX_ORDER_KEYS keys.
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ _KEYWORDS = {"AND", "OR", "LIKE", "ILIKE", "IN", "NOT", "IS", "NULL"}
 # its cost predictable; no key is longer than validation.key allows (MAX_KEY_LENGTH).
 MAX_CONDITIONS = 100
 MAX_ORDER_KEYS = 20
+# SQLite refuses LIKE patterns over 50,000 bytes (an INTERNAL error); at 4 bytes a character at
+# most, this stays under it, and is longer than any value a pattern could match (tag values:
+# 8,000 characters, each at most 2 in a pattern, escaped).
+MAX_PATTERN_LENGTH = 12_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +205,12 @@ class _Parser:
     def check_pattern(self, pattern: str, op: str) -> None:
         """A backslash escapes the character after it (sql.LIKE_ESCAPE), so a pattern may not end
         with one escaping nothing: PostgreSQL fails such a search, SQLite matches nothing."""
+        if len(pattern) > MAX_PATTERN_LENGTH:
+            raise _bad(
+                f"{self.field}: {op} pattern {shown(pattern)} is longer than "
+                f"{MAX_PATTERN_LENGTH} characters; search for a shorter part of the value",
+                self.field,
+            )
         trailing = len(pattern) - len(pattern.rstrip("\\"))
         if trailing % 2:
             raise _bad(

@@ -13,7 +13,7 @@ from starlette.routing import Route
 from modelyard.client import Client
 from modelyard.entities.common import PermissionLevel
 from modelyard.entities.registry import Stage
-from modelyard.errors import ModelyardError, PermissionDenied
+from modelyard.errors import ModelyardError, NotFound, PermissionDenied
 from modelyard.services.ui.pages.runs import datasets
 from modelyard.services.ui.web import (
     check_csrf,
@@ -26,6 +26,7 @@ from modelyard.services.ui.web import (
 )
 
 PAGE = 100
+MAX_VERSION = 2**63 - 1
 STAGES = [s.value for s in Stage]
 
 
@@ -84,6 +85,8 @@ def model(request: Request) -> Response:
 def model_version(request: Request) -> Response:
     name = request.path_params["name"]
     version = int(request.path_params["version"])
+    if version > MAX_VERSION:  # the API's versions are int64: the call could not be made
+        raise NotFound(f"model {name!r} has no version {version}; see its versions on /models")
     c = client(request)
     lineage = c.get_model_version_lineage(name, version)
     files = c.list_model_version_artifacts(name, version)
