@@ -272,7 +272,9 @@ async def plotly_js(request: Request) -> Response:
 
 
 class SecurityHeaders:
-    """CSP, no MIME sniffing, no framing by others, no referrer leaks; on every response."""
+    """CSP, no MIME sniffing, no framing by others, no referrer leaks; on every response. And
+    no caching of anything but static files: pages and downloads show a signed-in user's data,
+    which a shared or later user of the browser (or a proxy) must not get from a cache."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -294,6 +296,8 @@ class SecurityHeaders:
                 ):
                     if name not in present:
                         headers.append((name, value))
+                if b"cache-control" not in present and not scope["path"].startswith("/static/"):
+                    headers.append((b"cache-control", b"no-store"))
             await send(message)
 
         await self.app(scope, receive, with_headers)

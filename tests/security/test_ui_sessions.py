@@ -48,3 +48,14 @@ def test_a_cookie_copied_before_logout_is_refused_after(secure: Secure, ui_url: 
     again = _signed_in(ui_url, secure.admin_token)
     assert again.cookies["modelyard_session"] != copied["modelyard_session"]
     assert replay.get("/experiments").status == 303
+
+
+def test_signed_in_pages_and_downloads_are_not_cached(secure: Secure, ui_url: str) -> None:
+    rid = secure.admin.create_run("0").info.run_id
+    secure.admin.log_text(rid, "secret", "notes.txt")
+    web = _signed_in(ui_url, secure.admin_token)
+    for path in ("/experiments", f"/runs/{rid}", f"/runs/{rid}/artifact?path=notes.txt"):
+        response = web.get(path)
+        assert response.status == 200, path
+        assert response.headers["cache-control"] == "no-store", path
+    assert "no-store" not in web.get("/static/app.css").headers.get("cache-control", "")
