@@ -1,0 +1,64 @@
+"""The chart's UI: probes that do not depend on the services, and the settings it needs to work."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelyard.services.common.settings import Settings, UISettings
+from modelyard.services.ui import app as ui_app
+from modelyard.services.ui.pages import session
+from tests.helm.conftest import Rendered, containers
+
+
+def _get(app: Any, path: str, host: str = "localhost") -> int:
+    """The status of GET path with this Host header, straight through the ASGI app."""
+    sent: list[dict[str, Any]] = []
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "GET",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(b"host", host.encode())],
+        "scheme": "http",
+        "server": ("ui", 5000),
+        "client": ("10.0.0.10", 1234),
+        "root_path": "",
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return next(m["status"] for m in sent if m["type"] == "http.response.start")
+
+
+def _ui_container(rendered: Rendered) -> dict[str, Any]:
+    return containers(rendered.get("Deployment", "modelyard-ui"))[0]
+
+
+def test_ui_probes_answer_without_calling_the_services(
+    default: Rendered, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A probe that asks the services (whoami through the gateway) fails when they are slow or
+    down, and kubelet then restarts a healthy UI."""
+    container = _ui_container(default)
+    paths = {container[p]["httpGet"]["path"] for p in ("readinessProbe", "livenessProbe")}
+
+    def identify(request: Any) -> None:
+        raise AssertionError(f"the probe of {request.url.path} called the services")
+
+    monkeypatch.setattr(session, "_identify", identify)
+    settings = Settings(home=tmp_path, ui=UISettings(session_secret="s" * 48))
+    # Nothing listens there: any call to the services would fail.
+    app = ui_app.create_app(settings, "127.0.0.1:9")
+    for path in paths:
+        assert _get(app, path) == 200, path
