@@ -468,7 +468,9 @@ def test_ingress_sends_grpc_to_the_gateway():
     # Without the gateway, each gRPC service's path goes to its own Service.
     production = values_of("production")
     assert production is not None  # an example file's values (only "default" has none)
-    direct = render({**production, "gateway": {"enabled": False}})
+    # (The UI needs the gateway, so it goes too.)
+    services = {**production["services"], "ui": {**production["services"]["ui"], "enabled": False}}
+    direct = render({**production, "services": services, "gateway": {"enabled": False}})
     (ingress,) = direct.of_kind("Ingress")
     paths = {
         p["path"]: p["backend"]["service"]["name"]

@@ -11,7 +11,7 @@ import pytest
 from modelyard.services.common.settings import Settings, UISettings
 from modelyard.services.ui import app as ui_app
 from modelyard.services.ui.pages import session
-from tests.helm.conftest import Rendered, containers
+from tests.helm.conftest import Rendered, containers, env_of, render
 
 
 def _get(app: Any, path: str, host: str = "localhost") -> int:
@@ -62,3 +62,21 @@ def test_ui_probes_answer_without_calling_the_services(
     app = ui_app.create_app(settings, "127.0.0.1:9")
     for path in paths:
         assert _get(app, path) == 200, path
+
+
+def test_ui_without_the_gateway_is_refused_with_what_to_set():
+    """The UI calls every service over one channel; only the gateway routes it to each."""
+    with pytest.raises(Exception, match=r"services\.ui needs the gateway") as failure:
+        render({"gateway": {"enabled": False}})
+    assert "gateway.enabled=true" in str(failure.value)
+    assert "services.ui.enabled=false" in str(failure.value)
+    # Without the UI, the gateway may be off (clients call each service).
+    out = render({"gateway": {"enabled": False}, "services": {"ui": {"enabled": False}}})
+    assert not out.names("Deployment") & {"modelyard-ui", "modelyard-gateway"}
+
+
+def test_the_ui_reaches_the_services_through_the_gateway(rendered: Rendered):
+    if "modelyard-ui" not in rendered.names("Deployment"):
+        return
+    uri = env_of(_ui_container(rendered))["MODELYARD_UI__SERVICES_URI"]
+    assert uri.removeprefix("grpcs://") == "modelyard-gateway:50051"
