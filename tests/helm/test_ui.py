@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from modelyard.services.common.settings import Settings, UISettings
 from modelyard.services.ui import app as ui_app
 from modelyard.services.ui.pages import session
-from tests.helm.conftest import Rendered, containers, env_of, render
+from tests.helm.conftest import Rendered, containers, env_of, render, values_of
 
 
 def _get(app: Any, path: str, host: str = "localhost") -> int:
@@ -80,3 +81,41 @@ def test_the_ui_reaches_the_services_through_the_gateway(rendered: Rendered):
         return
     uri = env_of(_ui_container(rendered))["MODELYARD_UI__SERVICES_URI"]
     assert uri.removeprefix("grpcs://") == "modelyard-gateway:50051"
+
+
+def _ui_app(rendered: Rendered, home: Path) -> Any:
+    """The UI app as the chart's environment configures it (bound to all, its allowed hosts)."""
+    env = env_of(_ui_container(rendered))
+    ui = UISettings(
+        host=env["MODELYARD_UI__HOST"],
+        session_secret="s" * 48,
+        allowed_hosts=json.loads(env["MODELYARD_UI__ALLOWED_HOSTS"]),
+    )
+    return ui_app.create_app(Settings(home=home, ui=ui), "127.0.0.1:9")
+
+
+def test_the_production_example_ui_answers_at_its_external_host(tmp_path: Path):
+    """Without ui.externalUri, the UI refuses (400) the host browsers reach it by."""
+    production = render(values_of("production"))
+    values = values_of("production")
+    assert values is not None
+    host = values["services"]["ui"]["externalUri"].rsplit(":", 1)[0]
+    app = _ui_app(production, tmp_path)
+    assert _get(app, "/healthz", host) == 200
+    assert _get(app, "/healthz", "elsewhere.example") == 400
+
+
+def test_the_production_example_keeps_each_browser_on_the_pod_with_its_session():
+    """Sessions live in the UI process: a second replica without affinity signs users out."""
+    production = render(values_of("production"))
+    replicas = production.get("Deployment", "modelyard-ui")["spec"]["replicas"]
+    affinity = production.get("Service", "modelyard-ui")["spec"].get("sessionAffinity")
+    assert replicas == 1 or affinity == "ClientIP"
+
+
+def test_the_ui_answers_to_its_service_names_in_the_cluster_domain(tmp_path: Path):
+    out = render({"clusterDomain": "corp.internal"})
+    hosts = json.loads(env_of(_ui_container(out))["MODELYARD_UI__ALLOWED_HOSTS"])
+    assert "modelyard-ui.ml.svc.corp.internal" in hosts
+    assert not any(h.endswith("cluster.local") for h in hosts)
+    assert _get(_ui_app(out, tmp_path), "/healthz", "modelyard-ui.ml.svc.corp.internal") == 200

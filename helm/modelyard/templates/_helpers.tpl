@@ -94,7 +94,7 @@ The host names the UI answers to, as JSON: its Service's names and ui.externalUr
 {{- define "modelyard.uiHosts" -}}
 {{- $name := printf "%s-ui" (include "modelyard.fullname" .) -}}
 {{- $ns := .Release.Namespace -}}
-{{- $hosts := list $name (printf "%s.%s" $name $ns) (printf "%s.%s.svc" $name $ns) (printf "%s.%s.svc.cluster.local" $name $ns) -}}
+{{- $hosts := list $name (printf "%s.%s" $name $ns) (printf "%s.%s.svc" $name $ns) (printf "%s.%s.svc.%s" $name $ns .Values.clusterDomain) -}}
 {{- with .Values.services.ui.externalUri -}}
 {{- $hosts = append $hosts (regexReplaceAll "^(grpcs?://)?([^:/]+).*$" . "${2}") -}}
 {{- end -}}
