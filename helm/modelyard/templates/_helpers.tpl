@@ -439,8 +439,20 @@ livenessProbe:
   failureThreshold: 6
 {{- end -}}
 
+{{/*
+What the chart puts into its Secrets from the values (database URL, S3 keys, Redis URI), hashed
+into the pods' annotations: environment from a Secret is read at pod start, so a changed value
+needs a rollout. Generated dev passwords are left out: a render makes new ones before `lookup`
+reads the stored ones back, and once made they never change.
+*/}}
+{{- define "modelyard.chartSecretsInput" -}}
+{{- $v := .Values -}}
+{{- toJson (list $v.database.url $v.s3.accessKey $v.s3.secretKey $v.redis.uri) -}}
+{{- end -}}
+
 {{- define "modelyard.podAnnotations" -}}
 {{- $annotations := dict "checksum/config" (include (print .ctx.Template.BasePath "/configmap.yaml") .ctx | sha256sum) -}}
+{{- $_ := set $annotations "checksum/secrets" (include "modelyard.chartSecretsInput" .ctx | sha256sum) -}}
 {{- if .ctx.Values.metrics.enabled -}}
 {{- $_ := set $annotations "prometheus.io/scrape" "true" -}}
 {{- $_ := set $annotations "prometheus.io/port" (toString .ctx.Values.metrics.port) -}}
