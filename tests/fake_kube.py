@@ -3,7 +3,8 @@
 It speaks just enough of the REST API for the serving endpoint controller and the chart's token
 bootstrap, through the real `kubernetes` client: create, read, replace, delete and label-selected
 list of Deployments, Services, HorizontalPodAutoscalers and Secrets in a namespace, with
-resourceVersions and 404/409 Status replies. `conflicts` makes the next replaces answer 409, as
+resourceVersions and 404/409 Status replies (422 for a changed Deployment selector). `conflicts`
+makes the next replaces answer 409, as
 when another writer got there first.
 """
 
@@ -149,6 +150,8 @@ class FakeKube:
                     != existing["metadata"]["resourceVersion"]
                 ):
                     return 409, _status(409, "Conflict", "the object has been modified")
+                if plural == "deployments" and _selector(body) != _selector(existing):
+                    return 422, _status(422, "Invalid", "spec.selector: field is immutable")
                 return 200, self._store(key, body, match, uid=existing["metadata"]["uid"])
             if method == "DELETE":
                 if not existing:
@@ -178,6 +181,10 @@ class FakeKube:
         )
         self.objects[key] = body
         return body
+
+
+def _selector(deployment: dict[str, Any]) -> Any:
+    return deployment.get("spec", {}).get("selector")
 
 
 def _status(code: int, reason: str, message: str, status: str = "Failure") -> dict[str, Any]:

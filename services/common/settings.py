@@ -59,6 +59,10 @@ class ClusterSettings(BaseModel):
     enabled: bool = False
     # Defaults to the namespace this pod runs in.
     namespace: str | None = None
+    # This install's name (the chart passes its release's fullname): endpoint objects are named
+    # <instance>-ep-<endpoint> and labelled with it, and the controller manages only those, so
+    # two releases can share a namespace. The default keeps a single install's names.
+    instance: str = Field(default="modelyard", pattern=r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
     image: str = "modelyard:latest"
     service_account: str | None = None
     env_secret: str | None = None

@@ -46,6 +46,7 @@ def cluster_config(settings: Settings, namespace: str) -> ClusterConfig:
     secret_volumes(cluster.secret_files)  # a mistake there stops start-up, not every reconcile
     return ClusterConfig(
         namespace=namespace,
+        instance=cluster.instance,
         image=cluster.image,
         service_account=cluster.service_account,
         env_secret=cluster.env_secret,

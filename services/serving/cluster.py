@@ -1,8 +1,10 @@
 """Endpoints as Kubernetes workloads: each endpoint becomes its own Deployment, Service and
 HorizontalPodAutoscaler, built here and kept in line by a reconcile loop.
 
-The objects carry owner labels (app.kubernetes.io/managed-by=modelyard,
-modelyard.io/endpoint=<name>) so the controller finds what it made after a restart, and a
+The objects are named <instance>-ep-<endpoint> and carry owner labels
+(app.kubernetes.io/managed-by=modelyard, modelyard.io/instance=<instance>,
+modelyard.io/endpoint=<name>) so the controller finds what it made after a restart, and leaves
+alone the endpoints of another release's controller in the same namespace, and a
 spec hash on the pod template so a change of served models or versions rolls the pods
 (maxUnavailable 0: old pods answer until new ones are ready). Pods meet the Pod Security
 "restricted" profile. RBAC the controller needs in its namespace: get/list/create/update/delete
@@ -30,17 +32,23 @@ log = get_logger(__name__)
 MANAGED_BY = "app.kubernetes.io/managed-by"
 COMPONENT = "app.kubernetes.io/component"
 ENDPOINT_LABEL = "modelyard.io/endpoint"
+# Which controller (release) made the object: two releases may share a namespace.
+INSTANCE_LABEL = "modelyard.io/instance"
 SPEC_HASH = "modelyard.io/spec-hash"
 # On every object: a hash of what the controller applied, so server-side defaults never look
 # like drift and a changed desired object is always applied.
 APPLIED = "modelyard.io/applied"
-SELECTOR = f"{MANAGED_BY}=modelyard,{COMPONENT}=endpoint"
 GRPC_PORT = 50051
+# Kubernetes object names (a Service's is a DNS label) are at most this long.
+MAX_NAME = 63
 
 
 @dataclass(frozen=True)
 class ClusterConfig:
     namespace: str = "default"
+    # The release this controller belongs to: the prefix of object names and the value of
+    # INSTANCE_LABEL. The default keeps the names of a single install (modelyard-ep-<endpoint>).
+    instance: str = "modelyard"
     image: str = "modelyard:latest"
     image_pull_policy: str = "IfNotPresent"
     service_account: str | None = None
@@ -65,8 +73,19 @@ class ClusterConfig:
     limits: dict[str, str] = field(default_factory=lambda: {"cpu": "2", "memory": "2Gi"})
 
 
-def object_name(endpoint: str) -> str:
-    return f"modelyard-ep-{endpoint}"
+def object_name(endpoint: str, instance: str = "modelyard") -> str:
+    """<instance>-ep-<endpoint>; when longer than a DNS label, cut, with a hash of the whole
+    name so that endpoints sharing a long prefix keep distinct names."""
+    name = f"{instance}-ep-{endpoint}"
+    if len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: MAX_NAME - 9].rstrip('-')}-{digest}"
+
+
+def selector(config: ClusterConfig) -> str:
+    """The objects of this controller's endpoints (not another release's)."""
+    return f"{MANAGED_BY}=modelyard,{COMPONENT}=endpoint,{INSTANCE_LABEL}={config.instance}"
 
 
 def spec_hash(endpoint: Endpoint) -> str:
@@ -78,13 +97,18 @@ def spec_hash(endpoint: Endpoint) -> str:
     return hashlib.sha256(json.dumps(served, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _labels(endpoint: str) -> dict[str, str]:
+def _labels(endpoint: str, instance: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "modelyard",
         COMPONENT: "endpoint",
         MANAGED_BY: "modelyard",
+        INSTANCE_LABEL: instance,
         ENDPOINT_LABEL: endpoint,
     }
+
+
+def _pod_selector(endpoint: str, instance: str) -> dict[str, str]:
+    return {ENDPOINT_LABEL: endpoint, COMPONENT: "endpoint", INSTANCE_LABEL: instance}
 
 
 def secret_volumes(files: dict[str, str]) -> list[tuple[k8s.V1Volume, k8s.V1VolumeMount]]:
@@ -189,8 +213,8 @@ def _container(
 def build_objects(endpoint: Endpoint, config: ClusterConfig) -> list[Any]:
     """The Deployment, Service and HorizontalPodAutoscaler of one endpoint."""
     files = secret_volumes(config.secret_files)
-    name = object_name(endpoint.name)
-    labels = _labels(endpoint.name)
+    name = object_name(endpoint.name, config.instance)
+    labels = _labels(endpoint.name, config.instance)
 
     def metadata() -> k8s.V1ObjectMeta:
         return k8s.V1ObjectMeta(name=name, namespace=config.namespace, labels=dict(labels))
@@ -202,7 +226,7 @@ def build_objects(endpoint: Endpoint, config: ClusterConfig) -> list[Any]:
         spec=k8s.V1DeploymentSpec(
             replicas=config.min_replicas,
             selector=k8s.V1LabelSelector(
-                match_labels={ENDPOINT_LABEL: endpoint.name, COMPONENT: "endpoint"}
+                match_labels=_pod_selector(endpoint.name, config.instance)
             ),
             strategy=k8s.V1DeploymentStrategy(
                 type="RollingUpdate",
@@ -237,7 +261,7 @@ def build_objects(endpoint: Endpoint, config: ClusterConfig) -> list[Any]:
         kind="Service",
         metadata=metadata(),
         spec=k8s.V1ServiceSpec(
-            selector={ENDPOINT_LABEL: endpoint.name, COMPONENT: "endpoint"},
+            selector=_pod_selector(endpoint.name, config.instance),
             ports=[
                 k8s.V1ServicePort(
                     name="grpc", port=GRPC_PORT, target_port="grpc", app_protocol="grpc"
@@ -276,6 +300,10 @@ def build_objects(endpoint: Endpoint, config: ClusterConfig) -> list[Any]:
     return objects
 
 
+def _selector_of(deployment: Any) -> dict[str, str]:
+    return dict(deployment.spec.selector.match_labels or {})
+
+
 @dataclass
 class ReconcileResult:
     created: list[str] = field(default_factory=list)
@@ -305,20 +333,21 @@ class EndpointController:
 
     def _kinds(self) -> dict[str, tuple[Callable[..., Any], ...]]:
         ns = self.config.namespace
+        labels = selector(self.config)
         return {
             "Deployment": (
                 lambda name: self._apps.read_namespaced_deployment(name, ns),
                 lambda body: self._apps.create_namespaced_deployment(ns, body),
                 lambda name, body: self._apps.replace_namespaced_deployment(name, ns, body),
                 lambda name: self._apps.delete_namespaced_deployment(name, ns),
-                lambda: self._apps.list_namespaced_deployment(ns, label_selector=SELECTOR).items,
+                lambda: self._apps.list_namespaced_deployment(ns, label_selector=labels).items,
             ),
             "Service": (
                 lambda name: self._core.read_namespaced_service(name, ns),
                 lambda body: self._core.create_namespaced_service(ns, body),
                 lambda name, body: self._core.replace_namespaced_service(name, ns, body),
                 lambda name: self._core.delete_namespaced_service(name, ns),
-                lambda: self._core.list_namespaced_service(ns, label_selector=SELECTOR).items,
+                lambda: self._core.list_namespaced_service(ns, label_selector=labels).items,
             ),
             "HorizontalPodAutoscaler": (
                 lambda name: self._scaling.read_namespaced_horizontal_pod_autoscaler(name, ns),
@@ -329,7 +358,7 @@ class EndpointController:
                 lambda name: self._scaling.delete_namespaced_horizontal_pod_autoscaler(name, ns),
                 lambda: (
                     self._scaling.list_namespaced_horizontal_pod_autoscaler(
-                        ns, label_selector=SELECTOR
+                        ns, label_selector=labels
                     ).items
                 ),
             ),
@@ -341,7 +370,7 @@ class EndpointController:
         desired = {e.name: build_objects(e, self.config) for e in self._endpoints()}
         for objects in desired.values():
             for obj in objects:
-                read, create, replace, _delete, _list = kinds[obj.kind]
+                read, create, replace, delete, _list = kinds[obj.kind]
                 name = obj.metadata.name
                 try:
                     current = read(name)
@@ -352,7 +381,13 @@ class EndpointController:
                     result.created.append(f"{obj.kind}/{name}")
                     continue
                 applied = (current.metadata.annotations or {}).get(APPLIED)
-                if applied != obj.metadata.annotations[APPLIED]:
+                if obj.kind == "Deployment" and _selector_of(current) != _selector_of(obj):
+                    # A Deployment's selector cannot change (a controller from before
+                    # INSTANCE_LABEL made it): make it anew.
+                    delete(name)
+                    create(obj)
+                    result.updated.append(f"{obj.kind}/{name}")
+                elif applied != obj.metadata.annotations[APPLIED]:
                     obj.metadata.resource_version = current.metadata.resource_version
                     replace(name, obj)
                     result.updated.append(f"{obj.kind}/{name}")

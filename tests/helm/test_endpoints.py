@@ -1,4 +1,5 @@
-"""The chart's side of the serving endpoint controller: what its endpoint pods run as."""
+"""The chart's side of the serving endpoint controller: what its endpoint pods run as, and which
+pods are this release's."""
 
 from __future__ import annotations
 
@@ -6,15 +7,28 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 from kubernetes import client as k8s
 
 from modelyard.entities.serving import Endpoint, ServedModel
 from modelyard.services.common.settings import Settings
 from modelyard.services.serving.app import cluster_config
 from modelyard.services.serving.cluster import build_objects
-from tests.helm.conftest import NAMESPACE, Rendered, containers, env_of, render
+from tests.helm.conftest import CHART, NAMESPACE, Rendered, containers, env_of, helm, render
 
 CONTROLLER = {"dev": {"enabled": True}, "services": {"serving": {"controller": {"enabled": True}}}}
+
+
+def _render_release(release: str, values: dict[str, Any]) -> Rendered:
+    with helm().Chart.load(CHART) as chart:
+        manifests = chart.render(values, name=release, namespace=NAMESPACE)
+    docs = [
+        d
+        for path, text in manifests.items()
+        if path.endswith(".yaml")
+        for d in yaml.safe_load_all(text)
+    ]
+    return Rendered([d for d in docs if d], "")
 
 
 def _endpoint_deployment(out: Rendered, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
@@ -43,3 +57,42 @@ def test_endpoint_pods_pull_with_the_charts_pull_secrets(monkeypatch: pytest.Mon
     kubernetes_validate.validate(account, "1.37.0", strict=True)
     assert pod.get("imagePullSecrets", account.get("imagePullSecrets")) == [{"name": "regcred"}]
     assert "imagePullSecrets" not in render(CONTROLLER).get("ServiceAccount", "modelyard-endpoint")
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return selector.items() <= labels.items()
+
+
+def test_two_releases_tell_their_endpoint_pods_apart(monkeypatch: pytest.MonkeyPatch):
+    """Each release's controller and NetworkPolicies deal with its own endpoint pods only."""
+    releases = {r: _render_release(r, CONTROLLER) for r in ("team-a", "team-b")}
+    pods = {r: _endpoint_deployment(out, monkeypatch) for r, out in releases.items()}
+    names = {r: d["metadata"]["name"] for r, d in pods.items()}
+    assert names == {"team-a": "team-a-modelyard-ep-fraud", "team-b": "team-b-modelyard-ep-fraud"}
+    for release, out in releases.items():
+        policy = out.get("NetworkPolicy", f"{release}-modelyard-endpoints")
+        selector = policy["spec"]["podSelector"]["matchLabels"]
+        for other, deployment in pods.items():
+            labels = deployment["spec"]["template"]["metadata"]["labels"]
+            assert _selects(selector, labels) == (other == release), (release, other)
+            # The Deployment selects only its release's pods (its HPA scales on them).
+            own = deployment["spec"]["selector"]["matchLabels"]
+            other_labels = pods["team-b" if other == "team-a" else "team-a"]
+            assert not _selects(own, other_labels["spec"]["template"]["metadata"]["labels"])
+        # Who may call the registry: this release's endpoint pods, not the other's.
+        registry = out.get("NetworkPolicy", f"{release}-modelyard-registry")
+        peers = [
+            p["podSelector"]["matchLabels"]
+            for rule in registry["spec"]["ingress"]
+            for p in rule.get("from", [])
+            if "podSelector" in p
+        ]
+        for other, deployment in pods.items():
+            labels = deployment["spec"]["template"]["metadata"]["labels"]
+            assert any(_selects(p, labels) for p in peers) == (other == release), (release, other)
+
+
+def test_a_single_install_keeps_its_endpoint_names(monkeypatch: pytest.MonkeyPatch):
+    """A release named modelyard (the documented install) keeps modelyard-ep-<endpoint>."""
+    deployment = _endpoint_deployment(render(CONTROLLER), monkeypatch)
+    assert deployment["metadata"]["name"] == "modelyard-ep-fraud"

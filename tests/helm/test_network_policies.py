@@ -121,6 +121,7 @@ class Cluster:
             {
                 "app.kubernetes.io/component": "endpoint",
                 "app.kubernetes.io/managed-by": "modelyard",
+                "modelyard.io/instance": "modelyard",  # the controller's instance: this release
             },
             ports=grpc,
         )

@@ -15,10 +15,12 @@ from modelyard.entities.serving import Endpoint, ServedModel
 from modelyard.services.serving.cluster import (
     APPLIED,
     ENDPOINT_LABEL,
+    INSTANCE_LABEL,
     SPEC_HASH,
     ClusterConfig,
     EndpointController,
     build_objects,
+    object_name,
     secret_volumes,
 )
 from tests.fake_kube import FakeKube
@@ -206,3 +208,63 @@ def test_drift_is_repaired(kube) -> None:
     )
     labels = fake.kinds("deployments")["modelyard-ep-fraud"]["metadata"]["labels"]
     assert labels[ENDPOINT_LABEL] == "fraud"
+
+
+def test_two_instances_in_one_namespace_keep_their_own_endpoints(kube) -> None:
+    """Two releases' controllers in one namespace, both with an endpoint "fraud": each makes and
+    keeps its own objects, and removes only its own."""
+    fake, api = kube
+    team_a = replace(CONFIG, instance="team-a-modelyard")
+    team_b = replace(CONFIG, instance="team-b-modelyard")
+    a = EndpointController(api, team_a, lambda: [endpoint("fraud", 1)])
+    wanted_b = [endpoint("fraud", 2), endpoint("churn", 1)]
+    b = EndpointController(api, team_b, lambda: wanted_b)
+    a.reconcile()
+    b.reconcile()
+    quiet = a.reconcile()  # B's objects are none of A's business
+    assert not (quiet.created or quiet.updated or quiet.deleted)
+    assert set(fake.kinds("deployments")) == {
+        "team-a-modelyard-ep-fraud",
+        "team-b-modelyard-ep-fraud",
+        "team-b-modelyard-ep-churn",
+    }
+    wanted_b.clear()
+    assert len(b.reconcile().deleted) == 6
+    assert set(fake.kinds("services")) == {"team-a-modelyard-ep-fraud"}
+    # A's Service and Deployment select A's pods only (not B's, which share the endpoint name).
+    service = fake.kinds("services")["team-a-modelyard-ep-fraud"]
+    assert service["spec"]["selector"][INSTANCE_LABEL] == "team-a-modelyard"
+    deployment = fake.kinds("deployments")["team-a-modelyard-ep-fraud"]
+    assert deployment["spec"]["selector"]["matchLabels"][INSTANCE_LABEL] == "team-a-modelyard"
+
+
+def test_deployments_from_before_instances_are_remade(kube) -> None:
+    """A Deployment made before the instance label has a selector without it, which Kubernetes
+    will not let change: the controller makes it anew (and Service and HPA are replaced)."""
+    fake, api = kube
+    old_deployment = k8s.ApiClient().sanitize_for_serialization(
+        build_objects(endpoint("fraud", 1), CONFIG)[0]
+    )
+    for labels in (
+        old_deployment["metadata"]["labels"],
+        old_deployment["spec"]["selector"]["matchLabels"],
+        old_deployment["spec"]["template"]["metadata"]["labels"],
+    ):
+        labels.pop(INSTANCE_LABEL, None)
+    fake.objects[("deployments", "ml", "modelyard-ep-fraud")] = {
+        **old_deployment,
+        "metadata": {**old_deployment["metadata"], "resourceVersion": "1", "uid": "old"},
+    }
+    result = EndpointController(api, CONFIG, lambda: [endpoint("fraud", 1)]).reconcile()
+    assert "Deployment/modelyard-ep-fraud" in result.updated
+    remade = fake.kinds("deployments")["modelyard-ep-fraud"]
+    assert remade["metadata"]["uid"] != "old"
+    assert remade["spec"]["selector"]["matchLabels"][INSTANCE_LABEL] == "modelyard"
+
+
+def test_long_instance_names_still_make_valid_distinct_names() -> None:
+    instance = "a" * 40
+    names = {object_name("x" * 50, instance), object_name("x" * 49 + "y", instance)}
+    assert len(names) == 2
+    assert all(len(n) <= 63 and re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?", n) for n in names)
+    assert object_name("fraud") == "modelyard-ep-fraud"

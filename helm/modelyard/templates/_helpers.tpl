@@ -300,6 +300,9 @@ seccompProfile:
 {{- if .enabled }}
 - name: MODELYARD_SERVING__CLUSTER__ENABLED
   value: "true"
+# Endpoint objects are this release's: named <fullname>-ep-<endpoint> and labelled with it.
+- name: MODELYARD_SERVING__CLUSTER__INSTANCE
+  value: {{ include "modelyard.fullname" $ | quote }}
 - name: MODELYARD_SERVING__CLUSTER__IMAGE
   value: {{ include "modelyard.image" $ | quote }}
 - name: MODELYARD_SERVING__CLUSTER__SERVICE_ACCOUNT
@@ -384,6 +387,13 @@ seccompProfile:
   mountPath: /etc/modelyard/tls
   readOnly: true
 {{- end }}
+{{- end -}}
+
+{{/* The labels of this release's endpoint pods (the serving controller's instance). */}}
+{{- define "modelyard.endpointPodLabels" -}}
+app.kubernetes.io/component: endpoint
+app.kubernetes.io/managed-by: modelyard
+modelyard.io/instance: {{ include "modelyard.fullname" . }}
 {{- end -}}
 
 {{/* A projected service-account token, mounted only into the container that calls the API. */}}
