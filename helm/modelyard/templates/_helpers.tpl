@@ -197,6 +197,12 @@ ConfigMap names, from the same Secrets the services mount (never the private sig
 {{- $_ := set $files (printf "/etc/modelyard/tls/%s" $key) (printf "%s/%s" (include "modelyard.tlsSecret" $) $key) -}}
 {{- end -}}
 {{- end -}}
+{{- with .Values.database.caSecret -}}
+{{- $_ := set $files "/etc/modelyard/database-ca/ca.crt" (printf "%s/%s" . $.Values.database.caSecretKey) -}}
+{{- end -}}
+{{- with .Values.s3.caSecret -}}
+{{- $_ := set $files "/etc/modelyard/s3-ca/ca.crt" (printf "%s/%s" . $.Values.s3.caSecretKey) -}}
+{{- end -}}
 {{- toJson $files -}}
 {{- end -}}
 
@@ -254,9 +260,52 @@ seccompProfile:
     secretKeyRef:
       name: {{ include "modelyard.databaseSecret" . }}
       key: {{ include "modelyard.databaseSecretKey" . }}
+{{- if .Values.database.caSecret }}
+# libpq's sslrootcert, for sslmode=verify-full (the default, ~/.postgresql/root.crt, is not there).
+- name: PGSSLROOTCERT
+  value: /etc/modelyard/database-ca/ca.crt
+{{- end }}
+{{- end -}}
+
+{{/* Volumes and mounts of the CA certificates of the database and S3 (database.caSecret,
+s3.caSecret), for every pod that connects to them. */}}
+{{- define "modelyard.caVolumes" -}}
+{{- with .Values.database.caSecret }}
+- name: database-ca
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0444
+    items:
+      - {key: {{ $.Values.database.caSecretKey }}, path: ca.crt}
+{{- end }}
+{{- with .Values.s3.caSecret }}
+- name: s3-ca
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0444
+    items:
+      - {key: {{ $.Values.s3.caSecretKey }}, path: ca.crt}
+{{- end }}
+{{- end -}}
+
+{{- define "modelyard.caVolumeMounts" -}}
+{{- if .Values.database.caSecret }}
+- name: database-ca
+  mountPath: /etc/modelyard/database-ca
+  readOnly: true
+{{- end }}
+{{- if .Values.s3.caSecret }}
+- name: s3-ca
+  mountPath: /etc/modelyard/s3-ca
+  readOnly: true
+{{- end }}
 {{- end -}}
 
 {{- define "modelyard.s3Env" -}}
+{{- if .Values.s3.caSecret }}
+- name: MODELYARD_S3__CA_FILE
+  value: /etc/modelyard/s3-ca/ca.crt
+{{- end }}
 {{- $secret := include "modelyard.s3Secret" . -}}
 {{- if $secret }}
 - name: MODELYARD_S3__ACCESS_KEY
@@ -349,6 +398,11 @@ seccompProfile:
 - name: tmp
   emptyDir:
     sizeLimit: 1Gi
+{{- if ne .component "ui" }}
+{{- with (include "modelyard.caVolumes" $ | trim) }}
+{{ . }}
+{{- end }}
+{{- end }}
 {{- if $.Values.auth.enabled }}
 - name: signing-key
   secret:
@@ -377,6 +431,9 @@ seccompProfile:
   mountPath: /var/lib/modelyard
 - name: tmp
   mountPath: /tmp
+{{- with (include "modelyard.caVolumeMounts" . | trim) }}
+{{ . }}
+{{- end }}
 {{- if .Values.auth.enabled }}
 - name: signing-key
   mountPath: /etc/modelyard/signing-key
