@@ -29,6 +29,8 @@ class S3Settings(BaseModel):
     endpoint: str = "s3.amazonaws.com"
     # Endpoint put into presigned URLs, when clients reach S3 by another name than the server does.
     public_endpoint: str | None = None
+    # No access_key: credentials from the environment, ~/.aws or the cloud identity (IRSA, ECS,
+    # EC2 instance profile), as the AWS SDKs find them.
     access_key: SecretStr | None = None
     secret_key: SecretStr | None = None
     session_token: SecretStr | None = None

@@ -17,6 +17,14 @@ from xml.etree.ElementTree import ParseError
 import urllib3
 from minio import Minio
 from minio.commonconfig import ComposeSource, CopySource
+from minio.credentials import (
+    AWSConfigProvider,
+    ChainedProvider,
+    EnvAWSProvider,
+    EnvMinioProvider,
+    IamAwsProvider,
+    Provider,
+)
 from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, MinioException, S3Error
 from minio.helpers import DictType
@@ -57,6 +65,18 @@ def _endpoint(raw: str, secure: bool) -> tuple[str, bool]:
     return raw, secure
 
 
+def _credentials(settings: S3Settings) -> Provider | None:
+    """Without configured keys, the pod's or machine's own identity, found as the AWS SDKs do:
+    AWS_*/MINIO_* environment variables, ~/.aws/credentials, then IamAwsProvider (IRSA's web
+    identity token, ECS/EKS container credentials, EC2 instance metadata). Else minio would send
+    every request unsigned."""
+    if settings.access_key is not None:
+        return None
+    return ChainedProvider(
+        [EnvAWSProvider(), EnvMinioProvider(), AWSConfigProvider(), IamAwsProvider()]
+    )
+
+
 def make_client(settings: S3Settings, endpoint: str | None = None) -> Minio:
     host, secure = _endpoint(endpoint or settings.endpoint, settings.secure)
     http_client = None
@@ -73,6 +93,7 @@ def make_client(settings: S3Settings, endpoint: str | None = None) -> Minio:
         # A known region spares minio a GetBucketLocation round trip (and lets it presign offline).
         region=settings.region or "us-east-1",
         http_client=http_client,
+        credentials=_credentials(settings),
     )
 
 
