@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from modelyard.cli.output import console, ms, print_json, table
+from modelyard.cli.output import console, ms, print_json, say, table
 from modelyard.cli.tracking import Json, Token, Uri, client_for
 
 admin = typer.Typer(help="Set up the first admin.", no_args_is_help=True)
@@ -35,7 +35,7 @@ def admin_bootstrap(
         principal, token = service.bootstrap_admin(name)
     finally:
         service.store.close()
-    console.print(f"Created admin {principal.name!r}. Its token (shown only now):\n")
+    say(f"Created admin {principal.name!r}. Its token (shown only now):\n")
     console.print(token, soft_wrap=True, highlight=False)
     console.print("\nexport MODELYARD_TOKEN=<the token above>   # for the SDK and CLI")
 
@@ -54,7 +54,7 @@ def tokens_create(
     if as_json:
         print_json({"token": secret, "info": info})
         return
-    console.print(f"Token {info.token_id} for {info.principal}, expires {ms(info.expires)}:")
+    say(f"Token {info.token_id} for {info.principal}, expires {ms(info.expires)}:")
     console.print(secret, soft_wrap=True, highlight=False)
 
 
@@ -91,7 +91,7 @@ def tokens_list(
 def tokens_revoke(token_id: str, uri: Uri = None, token: Token = None) -> None:
     """Revoke a token; servers refuse it within auth.refresh_seconds (default 5 s)."""
     client_for(uri, token).revoke_token(token_id)
-    console.print(f"Revoked token {token_id}")
+    say(f"Revoked token {token_id}")
 
 
 @users.command("list")
@@ -129,9 +129,7 @@ def users_create(
     if as_json:
         print_json(principal)
     else:
-        console.print(
-            f"Created {principal.kind} {principal.name} with roles {', '.join(principal.roles)}"
-        )
+        say(f"Created {principal.kind} {principal.name} with roles {', '.join(principal.roles)}")
 
 
 @users.command("update")
@@ -145,7 +143,7 @@ def users_update(
     """Change a principal's roles, or disable it."""
     principal = client_for(uri, token).update_principal(name, role, disable)
     state = "disabled" if principal.disabled else "enabled"
-    console.print(f"{principal.name}: roles {', '.join(principal.roles)}, {state}")
+    say(f"{principal.name}: roles {', '.join(principal.roles)}, {state}")
 
 
 def audit(

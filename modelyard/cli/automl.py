@@ -12,7 +12,7 @@ from rich.progress import Progress, ProgressColumn, Task, TextColumn
 from rich.progress_bar import ProgressBar
 from rich.text import Text
 
-from modelyard.cli.output import console, print_json, table
+from modelyard.cli.output import console, print_json, say, table
 
 app = typer.Typer(help="AutoML: a tracked, glass-box baseline model.", no_args_is_help=True)
 
@@ -201,15 +201,15 @@ def run(
         ],
     )
     for warning in result.warnings:
-        console.print(f"[yellow]warning[/yellow] {warning}")
-    console.print(f"AutoML run   {result.parent_run_id} (experiment {result.experiment_id})")
+        console.print(Text.assemble(("warning", "yellow"), f" {warning}"))
+    say(f"AutoML run   {result.parent_run_id} (experiment {result.experiment_id})")
     score = _fmt(best.metrics.get(key))
-    console.print(f"best         trial {best.number}: {best.model_family}, {key} {score}")
-    console.print(f"model        {best.model_uri}")
-    console.print(f"source       {best.source_path}")
-    console.print(f"report       {result.report_uri}")
+    say(f"best         trial {best.number}: {best.model_family}, {key} {score}")
+    say(f"model        {best.model_uri}")
+    say(f"source       {best.source_path}")
+    say(f"report       {result.report_uri}")
     if result.registered_model_version is not None:
-        console.print(f"registered   models:/{register_model}/{result.registered_model_version}")
+        say(f"registered   models:/{register_model}/{result.registered_model_version}")
 
 
 def _fmt(value: object) -> str:

@@ -10,8 +10,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.text import Text
 
-from modelyard.cli.output import console, err_console, print_json, table
+from modelyard.cli.output import console, err_console, print_json, say, table
 from modelyard.cli.tracking import Json, Token, Uri
 from modelyard.features.client import FeatureStoreClient
 from modelyard.features.definitions import Entity, FeatureService, FeatureView
@@ -79,9 +80,9 @@ def features_apply(
             }
         )
     elif dry_run:
-        console.print(f"dry run: {len(changes)} change(s) not applied; run without --dry-run")
+        say(f"dry run: {len(changes)} change(s) not applied; run without --dry-run")
     else:
-        console.print(f"applied {len(changes)} change(s)")
+        say(f"applied {len(changes)} change(s)")
 
 
 @features.command("list")
@@ -132,7 +133,7 @@ def features_describe(
     if as_json:
         print_json({"version": version, "definition": definition})
         return
-    console.print(f"[bold]{kind} {name}[/bold] version {version}")
+    console.print(Text.assemble((f"{kind} {name}", "bold"), f" version {version}"))
     if isinstance(definition, FeatureView):
         table(None, ["feature", "type"], [(f.name, f.dtype) for f in definition.schema])
         runs = client.list_materializations(name)

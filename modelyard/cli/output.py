@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from modelyard.entities import PagedList
 
@@ -74,19 +75,28 @@ def ms(value: int | None) -> str:
     return datetime.fromtimestamp(value / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def say(message: str) -> None:
+    """Print a message that embeds user values (names, tags, paths) exactly as they are: a name
+    like `exp[/]x` is text, not Rich markup that would fail or vanish."""
+    console.print(message, markup=False, highlight=False)
+
+
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Cells fold to fit the terminal, but identifiers (columns named `id` or `... id`): those
-    stay whole on one line, so they can be copied into the next command."""
+    stay whole on one line, so they can be copied into the next command.
+
+    Titles, headers and cells are `Text`, never markup: they hold user data (`[red]` is a valid
+    param value, `a[/]b` a valid tag), which must show as stored."""
     cells = [["" if v is None else str(v) for v in row] for row in rows]
-    t = Table(title=title, show_lines=False, header_style="bold")
+    t = Table(title=None if title is None else Text(title), show_lines=False, header_style="bold")
     for i, c in enumerate(columns):
         if c == "id" or c.endswith((" id", "_id")):
             widest = max((len(row[i]) for row in cells), default=0)
-            t.add_column(c, no_wrap=True, min_width=max(widest, len(c)))
+            t.add_column(Text(c), no_wrap=True, min_width=max(widest, len(c)))
         else:
-            t.add_column(c, overflow="fold")
+            t.add_column(Text(c), overflow="fold")
     for row in cells:
-        t.add_row(*row)
+        t.add_row(*(Text(cell) for cell in row))
     console.print(t)
 
 

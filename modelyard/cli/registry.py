@@ -8,12 +8,12 @@ from typing import Annotated
 import typer
 
 from modelyard.cli.output import (
-    console,
     file_progress,
     key_values,
     ms,
     print_json,
     print_page,
+    say,
     table,
 )
 from modelyard.cli.tracking import Json, MaxResults, PageToken, Token, Uri, client_for
@@ -126,14 +126,14 @@ def alias_set(
 ) -> None:
     """Point ALIAS_NAME at VERSION of model NAME."""
     client_for(uri, token).set_registered_model_alias(name, alias_name, version)
-    console.print(f"{name}@{alias_name} -> version {version}")
+    say(f"{name}@{alias_name} -> version {version}")
 
 
 @alias.command("delete")
 def alias_delete(name: str, alias_name: str, uri: Uri = None, token: Token = None) -> None:
     """Remove an alias."""
     client_for(uri, token).delete_registered_model_alias(name, alias_name)
-    console.print(f"Deleted alias {name}@{alias_name}")
+    say(f"Deleted alias {name}@{alias_name}")
 
 
 @models.command("stage")
@@ -155,7 +155,7 @@ def models_stage(
     if as_json:
         print_json(moved)
     else:
-        console.print(f"{name} version {version} is now in {moved.current_stage}")
+        say(f"{name} version {version} is now in {moved.current_stage}")
 
 
 @models.command("history")
@@ -209,4 +209,4 @@ def models_download(
             progress.update(task, description=f.path)
             client.download_model_version_file(name, version, f.path, target)
             progress.advance(task)
-    console.print(f"Downloaded {name} version {version} to {target}")
+    say(f"Downloaded {name} version {version} to {target}")

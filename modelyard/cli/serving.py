@@ -8,8 +8,9 @@ from typing import Annotated
 
 import pandas as pd
 import typer
+from rich.text import Text
 
-from modelyard.cli.output import console, ms, print_json, table
+from modelyard.cli.output import console, ms, print_json, say, table
 from modelyard.cli.tracking import Json, Token, Uri, client_for
 from modelyard.client import Client
 from modelyard.entities.serving import (
@@ -136,7 +137,7 @@ def _log_config(log_sampling: float | None) -> InferenceLogConfig | None:
 def _report(client: Client, endpoint: Endpoint, wait: bool, as_json: bool) -> None:
     """Show a created or updated endpoint, once its models are ready if asked to wait."""
     if wait:
-        with console.status(f"waiting for {endpoint.name} to load its models..."):
+        with console.status(Text(f"waiting for {endpoint.name} to load its models...")):
             endpoint = client.wait_endpoint_ready(endpoint.name)
     if as_json:
         print_json(endpoint)
@@ -182,7 +183,7 @@ def endpoints_get(name: str, uri: Uri = None, token: Token = None, as_json: Json
 def endpoints_delete(name: str, uri: Uri = None, token: Token = None) -> None:
     """Delete an endpoint."""
     client_for(uri, token).delete_endpoint(name)
-    console.print(f"Deleted endpoint {name}")
+    say(f"Deleted endpoint {name}")
 
 
 @endpoints.command("predict")

@@ -8,12 +8,12 @@ from typing import Annotated
 import typer
 
 from modelyard.cli.output import (
-    console,
     file_progress,
     key_values,
     ms,
     print_json,
     print_page,
+    say,
     table,
 )
 from modelyard.client import Client
@@ -119,7 +119,7 @@ def experiments_create(
     if as_json:
         print_json({"experiment_id": experiment_id})
     else:
-        console.print(f"Created experiment {name!r} with id {experiment_id}")
+        say(f"Created experiment {name!r} with id {experiment_id}")
 
 
 @experiments.command("get")
@@ -168,14 +168,14 @@ def experiments_rename(
 ) -> None:
     """Rename an experiment."""
     client_for(uri, token).rename_experiment(experiment_id, new_name)
-    console.print(f"Renamed experiment {experiment_id} to {new_name!r}")
+    say(f"Renamed experiment {experiment_id} to {new_name!r}")
 
 
 @experiments.command("delete")
 def experiments_delete(experiment_id: str, uri: Uri = None, token: Token = None) -> None:
     """Delete an experiment and its runs (restorable)."""
     client_for(uri, token).delete_experiment(experiment_id)
-    console.print(
+    say(
         f"Deleted experiment {experiment_id}; "
         f"undo with `modelyard experiments restore {experiment_id}`"
     )
@@ -185,7 +185,7 @@ def experiments_delete(experiment_id: str, uri: Uri = None, token: Token = None)
 def experiments_restore(experiment_id: str, uri: Uri = None, token: Token = None) -> None:
     """Restore a deleted experiment and the runs deleted with it."""
     client_for(uri, token).restore_experiment(experiment_id)
-    console.print(f"Restored experiment {experiment_id}")
+    say(f"Restored experiment {experiment_id}")
 
 
 @experiments.command("set-tag")
@@ -194,7 +194,7 @@ def experiments_set_tag(
 ) -> None:
     """Set (or overwrite) a tag on an experiment."""
     client_for(uri, token).set_experiment_tag(experiment_id, key, value)
-    console.print(f"Set tag {key}={value!r} on experiment {experiment_id}")
+    say(f"Set tag {key}={value!r} on experiment {experiment_id}")
 
 
 @experiments.command("delete-tag")
@@ -203,7 +203,7 @@ def experiments_delete_tag(
 ) -> None:
     """Remove a tag from an experiment."""
     client_for(uri, token).delete_experiment_tag(experiment_id, key)
-    console.print(f"Deleted tag {key} from experiment {experiment_id}")
+    say(f"Deleted tag {key} from experiment {experiment_id}")
 
 
 # -- runs --------------------------------------------------------------------------------------
@@ -318,28 +318,28 @@ def runs_get(run_id: str, uri: Uri = None, token: Token = None, as_json: Json = 
 def runs_delete(run_id: str, uri: Uri = None, token: Token = None) -> None:
     """Delete a run (restorable)."""
     client_for(uri, token).delete_run(run_id)
-    console.print(f"Deleted run {run_id}; undo with `modelyard runs restore {run_id}`")
+    say(f"Deleted run {run_id}; undo with `modelyard runs restore {run_id}`")
 
 
 @runs.command("restore")
 def runs_restore(run_id: str, uri: Uri = None, token: Token = None) -> None:
     """Restore a deleted run."""
     client_for(uri, token).restore_run(run_id)
-    console.print(f"Restored run {run_id}")
+    say(f"Restored run {run_id}")
 
 
 @runs.command("set-tag")
 def runs_set_tag(run_id: str, key: str, value: str, uri: Uri = None, token: Token = None) -> None:
     """Set (or overwrite) a tag on a run."""
     client_for(uri, token).set_tag(run_id, key, value)
-    console.print(f"Set tag {key}={value!r} on run {run_id}")
+    say(f"Set tag {key}={value!r} on run {run_id}")
 
 
 @runs.command("delete-tag")
 def runs_delete_tag(run_id: str, key: str, uri: Uri = None, token: Token = None) -> None:
     """Remove a tag from a run."""
     client_for(uri, token).delete_tag(run_id, key)
-    console.print(f"Deleted tag {key} from run {run_id}")
+    say(f"Deleted tag {key} from run {run_id}")
 
 
 # -- artifacts ---------------------------------------------------------------------------------
@@ -401,7 +401,7 @@ def artifacts_download(
                 client.download_artifacts(run_id, f.path, dst / rel_dir)
                 progress.advance(task)
             local = str(dst / Path(base).name) if base else str(dst)
-    console.print(f"Downloaded to {local}")
+    say(f"Downloaded to {local}")
 
 
 @artifacts.command("upload")
@@ -424,7 +424,7 @@ def artifacts_upload(
                 progress.update(task, description=str(p.relative_to(local_path)))
                 client.log_artifact(run_id, p, "/".join(parts) or None)
                 progress.advance(task)
-        console.print(f"Uploaded {len(files)} files")
+        say(f"Uploaded {len(files)} files")
     else:
         info = client.log_artifact(run_id, local_path, artifact_path)
-        console.print(f"Uploaded {info.path} ({info.file_size} bytes, sha256 {info.sha256})")
+        say(f"Uploaded {info.path} ({info.file_size} bytes, sha256 {info.sha256})")
