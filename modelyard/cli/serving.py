@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import pandas as pd
 import typer
 from rich.text import Text
@@ -20,6 +22,8 @@ from modelyard.entities.serving import (
     MissingFeaturePolicy,
     ServedModel,
 )
+
+_DEFAULT_MAX_BATCH = 64
 
 endpoints = typer.Typer(help="Model serving endpoints.", no_args_is_help=True)
 
@@ -97,7 +101,7 @@ def endpoints_create(
     name: str,
     model: Models,
     log_sampling: LogSampling = None,
-    max_batch: MaxBatch = 64,
+    max_batch: MaxBatch = _DEFAULT_MAX_BATCH,
     missing_features: MissingFeatures = MissingFeaturePolicy.FAIL,
     wait: Wait = False,
     uri: Uri = None,
@@ -115,18 +119,51 @@ def endpoints_create(
 def endpoints_update(
     name: str,
     model: Models,
-    log_sampling: LogSampling = None,
-    max_batch: MaxBatch = 64,
-    missing_features: MissingFeatures = MissingFeaturePolicy.FAIL,
+    log_sampling: Annotated[
+        float | None,
+        typer.Option(
+            help="Record this fraction of requests in the inference log (0: stop logging). "
+            "Omitted: keep the endpoint's current setting."
+        ),
+    ] = None,
+    max_batch: Annotated[
+        int | None,
+        typer.Option(
+            help="Rows per batched model call (1: no batching). Omitted: each model keeps its "
+            "current value (64 for a model the endpoint did not serve)."
+        ),
+    ] = None,
+    missing_features: Annotated[
+        MissingFeaturePolicy | None,
+        typer.Option(
+            "--missing-features",
+            case_sensitive=False,
+            help="FAIL or IMPUTE calls whose features are missing or stale. Omitted: keep the "
+            "endpoint's current policy.",
+        ),
+    ] = None,
     wait: Wait = False,
     uri: Uri = None,
     token: Token = None,
     as_json: Json = False,
 ) -> None:
-    """Replace an endpoint's served models (unchanged ones keep serving while others load)."""
+    """Replace an endpoint's served models (unchanged ones keep serving while others load).
+
+    --model replaces the list of served models; the other settings change only if given."""
     client = client_for(uri, token)
-    served = _served(model, max_batch)
-    updated = client.update_endpoint(name, served, _log_config(log_sampling), missing_features)
+    # The API replaces the whole endpoint: start from what it has, so a flag left out of this
+    # command does not silently reset logging, batching or the missing-features policy.
+    current = client.get_endpoint(name)
+    batching = {s.model_uri: s.batching for s in current.served_models}
+    served = []
+    for s in _served(model, _DEFAULT_MAX_BATCH):
+        kept = batching.get(s.model_uri, s.batching)
+        if max_batch is not None:
+            kept = replace(kept, max_batch_size=max_batch)
+        served.append(replace(s, batching=kept))
+    log = current.inference_log if log_sampling is None else _log_config(log_sampling)
+    policy = current.missing_features if missing_features is None else missing_features
+    updated = client.update_endpoint(name, served, log, policy)
     _report(client, updated, wait, as_json)
 
 
@@ -209,7 +246,14 @@ def endpoints_predict(
             raise typer.BadParameter(
                 f"{data} is not JSON ({exc}); give JSON records or columns, or a .csv file"
             ) from None
-    outputs = client_for(uri, token).predict(name, frame)
+    client = client_for(uri, token)
+    # A model that takes one array (logged with a numpy input example, the usual scikit-learn
+    # case) has a single input that names no column: send the rows as that one tensor.
+    inputs = client.model_inputs(name)
+    if len(inputs) == 1 and next(iter(inputs)) not in frame.columns:
+        outputs = client.predict(name, {next(iter(inputs)): np.asarray(frame)})
+    else:
+        outputs = client.predict(name, frame)
     if as_json:
         print_json({k: v.tolist() for k, v in outputs.items()})
         return

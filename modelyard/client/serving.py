@@ -180,6 +180,13 @@ class ServingClient:
         )
         return self._t.call(self._serving.LogGroundTruth, request).recorded
 
+    def model_inputs(self, endpoint: str, served_model: str | None = None) -> dict[str, list[int]]:
+        """The input tensors the endpoint's model takes (ModelMetadata), name -> shape (-1: any
+        size): one per column for a table, a single one for a model that takes an array."""
+        request = oip.ModelMetadataRequest(name=endpoint, version=served_model or "")
+        response = self._t.call(self._inference.ModelMetadata, request)
+        return {t.name: list(t.shape) for t in response.inputs}
+
     def predict(
         self,
         endpoint: str,

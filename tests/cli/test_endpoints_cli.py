@@ -1,0 +1,105 @@
+"""`modelyard endpoints update|predict` against a real server and real scikit-learn models."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+import modelyard
+import modelyard.sklearn
+from modelyard import Client
+from modelyard.entities.serving import (
+    BatchingConfig,
+    InferenceLogConfig,
+    MissingFeaturePolicy,
+    ServedModel,
+)
+from tests.cli.test_cli import run
+
+X = np.array([[0.0, 1.0, 2.0], [1.0, 0.0, 1.0], [2.0, 2.0, 0.0], [3.0, 1.0, 1.0]])
+Y = np.array([0, 1, 0, 1])
+
+
+@pytest.fixture
+def uri(server) -> Iterator[str]:
+    modelyard.set_tracking_uri(server.address)
+    yield server.address
+    modelyard.set_tracking_uri("127.0.0.1:1")
+
+
+def register(name: str, input_example: object) -> None:
+    with modelyard.start_run():
+        model = LogisticRegression().fit(X, Y)
+        modelyard.sklearn.log_model(
+            model, "model", input_example=input_example, registered_model_name=name
+        )
+
+
+def test_update_keeps_the_settings_it_is_not_given(uri: str) -> None:
+    register("clf", X[:2])
+    register("clf", X[:2])
+    with Client(uri) as client:
+        client.create_endpoint(
+            "ep",
+            [ServedModel("models:/clf/1", batching=BatchingConfig(max_batch_size=8))],
+            InferenceLogConfig(enabled=True, sampling_rate=0.5),
+            MissingFeaturePolicy.IMPUTE,
+        )
+    updated = json.loads(
+        run("endpoints", "update", "ep", "--model", "models:/clf/1", "--uri", uri, "--json")
+    )
+    assert updated["inference_log"] == {"enabled": True, "sampling_rate": 0.5}
+    assert updated["missing_features"] == "IMPUTE"
+    assert updated["served_models"][0]["batching"]["max_batch_size"] == 8
+    # What is given is replaced; a model new to the endpoint gets the default batch size.
+    changed = json.loads(
+        run(
+            "endpoints", "update", "ep", "--model", "models:/clf/2", "--log-sampling", "0.25",
+            "--missing-features", "fail", "--uri", uri, "--json",
+        )
+    )  # fmt: skip
+    assert changed["inference_log"] == {"enabled": True, "sampling_rate": 0.25}
+    assert changed["missing_features"] == "FAIL"
+    assert changed["served_models"][0]["batching"]["max_batch_size"] == 64
+    resized = json.loads(
+        run(
+            "endpoints", "update", "ep", "--model", "models:/clf/2", "--max-batch", "4",
+            "--uri", uri, "--json",
+        )
+    )  # fmt: skip
+    assert resized["served_models"][0]["batching"]["max_batch_size"] == 4
+    assert resized["inference_log"]["sampling_rate"] == 0.25
+
+
+@pytest.mark.parametrize(
+    ("example", "data"),
+    [
+        (X[:2], "csv"),  # a model that takes one array: the rows go as that one tensor
+        (pd.DataFrame(X[:2], columns=["a", "b", "c"]), "json"),  # a table: one tensor a column
+    ],
+)
+def test_predict_sends_what_the_model_takes(
+    uri: str, tmp_path: Path, example: object, data: str
+) -> None:
+    register("clf", example)
+    with Client(uri) as client:
+        client.create_endpoint("ep", [ServedModel("models:/clf/1")])
+        client.wait_endpoint_ready("ep")
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    path = tmp_path / f"rows.{data}"
+    if data == "csv":
+        frame.to_csv(path, index=False)
+    else:
+        path.write_text(frame.to_json(orient="records"))
+    predicted = json.loads(
+        run("endpoints", "predict", "ep", "--data", str(path), "--uri", uri, "--json")
+    )
+    expected = LogisticRegression().fit(X, Y).predict(X)
+    [values] = predicted.values()
+    assert np.asarray(values).reshape(-1).tolist() == expected.tolist()
