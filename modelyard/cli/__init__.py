@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import sys
 import traceback
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.text import Text
+from typer import _click as click  # typer vendors click: its exceptions are these classes
+from typer.rich_utils import rich_format_error
 
 from modelyard.cli import auth, automl, features, registry, server, serving, tracking
 from modelyard.cli.output import err_console, print_json
@@ -58,18 +60,48 @@ def _options(
 
 
 def main() -> None:
+    as_json = "--json" in sys.argv[1:]  # a script parses what it asked for, a failure included
     try:
-        app()
+        # standalone_mode=False: click's own errors come here too, so --json covers them
+        status = app(standalone_mode=False)
+    except click.ClickException as exc:  # a usage error: a bad or missing flag, argument, file
+        _usage_error(exc, as_json)
+    except typer.Abort:  # EOF at a prompt
+        err_console.print("Aborted.", markup=False)
+        sys.exit(1)
     except Exception as exc:
         if _debug:
             traceback.print_exc()
         message, code = _describe(exc)
-        if "--json" in sys.argv[1:]:  # a script parses what it asked for, a failure included
+        if as_json:
             print_json({"error": _error_object(exc, message)})
         else:
             # soft_wrap: one line per sentence, so a path or flag is never broken in two
             err_console.print(Text.assemble(("error", "red"), message), soft_wrap=True)
         sys.exit(code)
+    # click returns typer.Exit's status (130 for Ctrl-C, 0 after --help) instead of raising it
+    sys.exit(status if isinstance(status, int) else 0)
+
+
+def _usage_error(exc: click.ClickException, as_json: bool) -> NoReturn:
+    """Exit 2 (1 for a file click cannot open) with click's message: in the JSON error shape
+    with --json, else as typer draws it (usage, the --help hint, the message in a box)."""
+    if not as_json:
+        rich_format_error(exc)
+        sys.exit(exc.exit_code)
+    param = getattr(exc, "param", None)
+    ctx = getattr(exc, "ctx", None)
+    help_hint = f"\nSee `{ctx.command_path} --help`." if ctx is not None else ""
+    print_json(
+        {
+            "error": {
+                "code": "INVALID_ARGUMENT",
+                "message": exc.format_message() + help_hint,
+                "field": param.opts[0] if param is not None and param.opts else None,
+            }
+        }
+    )
+    sys.exit(exc.exit_code)
 
 
 def _error_object(exc: Exception, message: str) -> dict[str, Any]:

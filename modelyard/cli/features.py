@@ -14,6 +14,7 @@ from rich.text import Text
 
 from modelyard.cli.output import console, err_console, print_json, say, table
 from modelyard.cli.tracking import Json, Token, Uri
+from modelyard.errors import FailedPrecondition
 from modelyard.features.client import FeatureStoreClient
 from modelyard.features.definitions import Entity, FeatureService, FeatureView
 
@@ -164,8 +165,10 @@ def features_materialize(
     start_time = _when(start) if start else None
     views = view or [v.name for v in client.list_feature_views() if v.online]
     if not views:
-        err_console.print("no online feature views to materialize; apply one with online=True")
-        raise typer.Exit(1)
+        raise FailedPrecondition(
+            "no online feature views to materialize; define one with online=True and apply it "
+            "with `modelyard features apply FILE`"
+        )
     runs = []
     with Progress(
         TextColumn("{task.description}"),
