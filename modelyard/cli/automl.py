@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import Progress, ProgressColumn, Task, TextColumn
+from rich.progress import ProgressColumn, Task, TextColumn
 from rich.progress_bar import ProgressBar
 from rich.text import Text
 
-from modelyard.cli.output import console, print_json, say, table
+from modelyard.cli.output import console, print_json, progress, say, table
 
 app = typer.Typer(help="AutoML: a tracked, glass-box baseline model.", no_args_is_help=True)
 
@@ -118,23 +118,21 @@ def run(
         modelyard.set_tracking_uri(uri)
     budget = _Budget(timeout, max_trials)
     label = f"AutoML {problem}: {target}"
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
+    bar = progress(
+        TextColumn("{task.description}", style="bold", markup=False),  # the target: user data
         _BarColumn(budget),
         TextColumn("trials {task.fields[trials]}"),
-        TextColumn("best {task.fields[best]}"),
+        TextColumn("best {task.fields[best]}", markup=False),
         _TimeLeftColumn(budget),
-        console=console,
-        transient=as_json,
-        disable=as_json,
+        as_json=as_json,
     )
     metric_name = primary_metric(problem, metric)  # refuses an unknown metric before any work
-    task = progress.add_task(label, total=1.0, trials=0, best="-")
+    task = bar.add_task(label, total=1.0, trials=0, best="-")
 
     def on_trial(event: modelyard.automl.TrialEvent) -> None:
         budget.trials = event.n_done
         best = f"{event.best_value:.4g}" if event.best_value is not None else "-"
-        progress.update(task, trials=event.n_done, best=f"{metric_name} {best}")
+        bar.update(task, trials=event.n_done, best=f"{metric_name} {best}")
 
     common: dict[str, Any] = {
         "primary_metric": metric,
@@ -146,7 +144,7 @@ def run(
         "output_dir": output_dir,
         "on_trial": on_trial,
     }
-    with progress:
+    with bar:
         if problem == "classification":
             result = modelyard.automl.classify(
                 data, target, pos_label=pos_label, exclude_cols=_parse_list(exclude_cols), **common
@@ -159,7 +157,7 @@ def run(
             assert time_col is not None
             assert horizon is not None
             result = modelyard.automl.forecast(data, target, time_col, horizon, frequency, **common)
-        progress.update(task, completed=1.0)
+        bar.update(task, completed=1.0)
     best = result.best_trial
     if as_json:
         print_json(

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
 from rich.text import Text
 
-from modelyard.cli.output import console, err_console, print_json, say, table
+from modelyard.cli.output import console, print_json, progress, say, table
 from modelyard.cli.tracking import Json, Token, Uri
 from modelyard.errors import FailedPrecondition
 from modelyard.features.client import FeatureStoreClient
@@ -170,21 +170,20 @@ def features_materialize(
             "with `modelyard features apply FILE`"
         )
     runs = []
-    with Progress(
-        TextColumn("{task.description}"),
+    with progress(
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
-        console=err_console,
-        disable=as_json,
-    ) as progress:
-        task = progress.add_task("materializing", total=len(views))
+        as_json=as_json,
+    ) as bar:
+        task = bar.add_task("materializing", total=len(views))
         for name in views:
-            progress.update(task, description=f"materializing {name}")
+            bar.update(task, description=f"materializing {name}")
             if start_time:
                 runs += client.materialize(start_time, end_time, [name])
             else:
                 runs += client.materialize_incremental(end_time, [name])
-            progress.advance(task)
+            bar.advance(task)
     if as_json:
         print_json(runs)
         return

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -104,12 +104,23 @@ def key_values(title: str, items: dict[str, Any]) -> None:
     table(title, ["key", "value"], sorted(items.items()))
 
 
+def progress(*columns: str | ProgressColumn, as_json: bool = False) -> Progress:
+    """A live bar for a person watching: on stderr, so stdout stays the result a pipe or script
+    reads; not drawn at all when stderr is not a terminal (its frames would fill a log) or with
+    --json; transient, so the result is not printed under a stale bar."""
+    return Progress(
+        *columns,
+        console=err_console,
+        disable=as_json or not err_console.is_terminal,
+        transient=True,
+    )
+
+
 def file_progress(verb: str) -> Progress:
     """The bar of a transfer of many files: "<verb> ━━━━ 3/10 <file being moved>"."""
-    return Progress(
-        TextColumn(f"[bold]{verb}"),
+    return progress(
+        TextColumn(verb, style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        console=console,
+        TextColumn("{task.description}", markup=False),  # a file name, not markup
     )
