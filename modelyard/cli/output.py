@@ -6,6 +6,8 @@ import dataclasses
 import enum
 import json
 import math
+import os
+import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -81,23 +83,48 @@ def say(message: str) -> None:
     console.print(message, markup=False, highlight=False)
 
 
+# Values that break in two are unreadable and cannot be copied or compared: such columns never
+# wrap. Only free text (names, descriptions, paths) folds to fit.
+_WHOLE_COLUMNS = {"id", "status", "state", "stage", "version", "traffic", "kind", "action"}
+_WHOLE_VALUE = re.compile(
+    r"-?(\d[\d_.,]*(e[-+]?\d+)?%?|inf|nan|infinity)"  # a number, or a percentage
+    r"|\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:\d{2}|Z)?)?"  # a date/time
+    r"|[0-9a-f]{16,}",  # a hash or generated id
+    re.IGNORECASE,
+)
+# Piped output is read by grep, awk or a file, not a window: one line a row, not 80 columns. A
+# table is only as wide as its content needs; this is just "no limit".
+_PIPED_WIDTH = 10_000
+
+
+def _whole(column: str, cells: list[str]) -> bool:
+    if column in _WHOLE_COLUMNS or column.endswith((" id", "_id")):
+        return True
+    values = [c for c in cells if c]
+    return bool(values) and all(_WHOLE_VALUE.fullmatch(c) for c in values)
+
+
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """Cells fold to fit the terminal, but identifiers (columns named `id` or `... id`): those
-    stay whole on one line, so they can be copied into the next command.
+    """Numbers, dates, statuses and identifiers stay whole on one line (so an id can be copied
+    into the next command); free text folds to fit the terminal. Piped, the table is as wide as
+    it needs unless COLUMNS says otherwise.
 
     Titles, headers and cells are `Text`, never markup: they hold user data (`[red]` is a valid
     param value, `a[/]b` a valid tag), which must show as stored."""
     cells = [["" if v is None else str(v) for v in row] for row in rows]
     t = Table(title=None if title is None else Text(title), show_lines=False, header_style="bold")
     for i, c in enumerate(columns):
-        if c == "id" or c.endswith((" id", "_id")):
-            widest = max((len(row[i]) for row in cells), default=0)
+        column = [row[i] for row in cells]
+        if _whole(c, column):
+            widest = max((len(v) for v in column), default=0)
             t.add_column(Text(c), no_wrap=True, min_width=max(widest, len(c)))
         else:
             t.add_column(Text(c), overflow="fold")
     for row in cells:
         t.add_row(*(Text(cell) for cell in row))
-    console.print(t)
+    piped = not console.is_terminal and "COLUMNS" not in os.environ
+    # print(width=) cannot widen past the console's width: a console of that width can
+    (Console(file=console.file, width=_PIPED_WIDTH) if piped else console).print(t)
 
 
 def key_values(title: str, items: dict[str, Any]) -> None:

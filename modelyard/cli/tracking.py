@@ -208,11 +208,14 @@ def experiments_delete_tag(
 
 # -- runs --------------------------------------------------------------------------------------
 
+_SHOWN_KEYS = 6  # metric and param columns a runs table shows, each
+
 
 def _runs_table(found: list[Run]) -> None:
     """Runs with up to six metric and six param columns (--json has everything)."""
-    metric_keys = sorted({k for r in found for k in r.data.metrics})[:6]
-    param_keys = sorted({k for r in found for k in r.data.params})[:6]
+    all_metrics = sorted({k for r in found for k in r.data.metrics})
+    all_params = sorted({k for r in found for k in r.data.params})
+    metric_keys, param_keys = all_metrics[:_SHOWN_KEYS], all_params[:_SHOWN_KEYS]
     table(
         None,
         [
@@ -235,6 +238,19 @@ def _runs_table(found: list[Run]) -> None:
             for r in found
         ],
     )
+    hidden = [
+        f"{n} {kind} column{'s' if n > 1 else ''}"
+        for kind, n in (
+            ("metric", len(all_metrics) - len(metric_keys)),
+            ("param", len(all_params) - len(param_keys)),
+        )
+        if n
+    ]
+    if hidden:
+        say(
+            f"{' and '.join(hidden)} not shown (the first {_SHOWN_KEYS} of each, by name); "
+            "--json has them all"
+        )
 
 
 def _fmt(value: float | None) -> str:
