@@ -7,6 +7,7 @@ table, or JSON with --json. Errors print what went wrong and what to do, without
 
 from __future__ import annotations
 
+import re
 import sys
 import traceback
 from typing import Annotated, Any, NoReturn
@@ -41,6 +42,19 @@ app.command("audit")(auth.audit)
 app.add_typer(automl.app, name="automl")
 
 _DEBUG_HINT = "run it again with MODELYARD_DEBUG=1 to see the traceback"
+# The services' hints name the API method that helps, right for the SDK; on the command line the
+# command that calls it is what to run.
+_COMMANDS = {
+    "SearchExperiments": "`modelyard experiments list`",
+    "CreateExperiment": "`modelyard experiments create NAME`",
+    "SearchRuns": "`modelyard runs list`",
+    "SearchRegisteredModels": "`modelyard models list`",
+    "SearchModelVersions": "`modelyard models versions NAME`",
+    "ListArtifacts": "`modelyard artifacts list RUN_ID`",
+    "ListEndpoints": "`modelyard endpoints list`",
+    "SetRegisteredModelAlias": "`modelyard models alias set NAME ALIAS VERSION`",
+}
+_API_METHOD = re.compile(rf"\b({'|'.join(_COMMANDS)})\b")
 _debug = False
 
 
@@ -127,7 +141,8 @@ def _describe(exc: Exception) -> tuple[str, int]:
                 "\nIs the server running? Start one with `modelyard up`, or point --uri "
                 "(MODELYARD_URI) at the one you use."
             )
-        return f" ({exc.code.name}): {exc}{hint}", 1
+        said = _API_METHOD.sub(lambda m: _COMMANDS[m[1]], str(exc))
+        return f" ({exc.code.name}): {said}{hint}", 1
     if isinstance(exc, OSError):
         return f": {_os_error(exc)}", 1
     # Imported only if a command already did: client commands never load pydantic or SQLAlchemy.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import runpy
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,7 +15,7 @@ from rich.text import Text
 
 from modelyard.cli.output import console, print_json, progress, say, table
 from modelyard.cli.tracking import Json, Token, Uri
-from modelyard.errors import FailedPrecondition
+from modelyard.errors import FailedPrecondition, InvalidArgument
 from modelyard.features.client import FeatureStoreClient
 from modelyard.features.definitions import Entity, FeatureService, FeatureView
 
@@ -27,8 +28,29 @@ def _client(uri: str | None, token: str | None) -> FeatureStoreClient:
 
 def load_definitions(path: Path) -> list[Any]:
     """Every Entity, FeatureView and FeatureService defined at the top of a Python file."""
-    namespace = runpy.run_path(str(path))
+    try:
+        namespace = runpy.run_path(str(path))
+    except (SyntaxError, ImportError, NameError) as exc:
+        # The user's file is wrong, not Modelyard: say where, as Python would.
+        raise InvalidArgument(
+            f"error in {path}{_where(exc, path)}: {_what(exc)}\n"
+            f"Fix the file, then run `modelyard features apply {path}` again."
+        ) from None
     return [v for v in namespace.values() if isinstance(v, Entity | FeatureView | FeatureService)]
+
+
+def _where(exc: BaseException, path: Path) -> str:
+    """ " line N" of the definitions file where `exc` happened, if it happened in it."""
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        return f" line {exc.lineno}"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
+    return f" line {frames[-1].lineno}" if frames else ""
+
+
+def _what(exc: BaseException) -> str:
+    if isinstance(exc, SyntaxError):
+        return f"{type(exc).__name__}: {exc.msg}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _when(text: str) -> datetime:
