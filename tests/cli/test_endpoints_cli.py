@@ -34,8 +34,14 @@ def uri(server) -> Iterator[str]:
 
 
 def register(name: str, input_example: object) -> None:
+    """A model fitted on what its example shows: an array, or a table with its column names."""
     with modelyard.start_run():
-        model = LogisticRegression().fit(X, Y)
+        rows = (
+            pd.DataFrame(X, columns=input_example.columns)
+            if isinstance(input_example, pd.DataFrame)
+            else X
+        )
+        model = LogisticRegression().fit(rows, Y)
         modelyard.sklearn.log_model(
             model, "model", input_example=input_example, registered_model_name=name
         )
