@@ -76,6 +76,12 @@ def features_apply(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan; change nothing.")
     ] = False,
+    delete_all: Annotated[
+        bool,
+        typer.Option(
+            "--delete-all", help="Apply a file that defines nothing: delete every definition."
+        ),
+    ] = False,
     uri: Uri = None,
     token: Token = None,
     as_json: Json = False,
@@ -86,6 +92,16 @@ def features_apply(
     objects = load_definitions(path)
     client = _client(uri, token)
     plan = client.plan(objects, partial=False)
+    deletes = [s for s in plan if s.action == "delete"]
+    if not objects and deletes and not (dry_run or delete_all):
+        # An empty file (definitions inside a function, a wrong file) would otherwise delete
+        # every view and its online rows and pushed data without a word.
+        raise InvalidArgument(
+            f"{path} defines no entity, feature view or feature service at its top level, so "
+            f"applying it would delete all {len(deletes)} definitions; check the file, or pass "
+            "--delete-all if that is what you mean",
+            field="path",
+        )
     rows = [(s.action, s.kind, s.name, "; ".join(s.changes)) for s in plan]
     if not as_json:
         table("plan", ["action", "kind", "name", "changes"], rows)

@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from modelyard.cli import app
-from modelyard.errors import NotFound
+from modelyard.errors import InvalidArgument, NotFound
 from modelyard.features import FeatureStoreClient
 from tests.cli.test_cli import run, runner
 from tests.features.repo import NOW, make_repo
@@ -121,3 +121,28 @@ def test_errors_say_what_to_do(server, tmp_path: Path) -> None:
     assert "'nope'" in str(unknown.exception) and "modelyard features apply" in str(
         unknown.exception
     )
+
+
+def test_a_file_that_defines_nothing_deletes_nothing_unless_told(server, tmp_path: Path) -> None:
+    """Applying is declarative: what the file lacks is deleted. A file that defines nothing (the
+    definitions inside a function, the wrong file) deleted every view, its online rows and its
+    pushed data, without a word."""
+    uri = server.address
+    repo = make_repo(tmp_path / "data")
+    run("features", "apply", str(_write(tmp_path, repo.path, 1, service=True)), "--uri", uri)
+    empty = tmp_path / "empty.py"
+    empty.write_text("def definitions():\n    pass\n")
+
+    refused = runner.invoke(app, ["features", "apply", str(empty), "--uri", uri])
+    assert isinstance(refused.exception, InvalidArgument), refused.output
+    said = str(refused.exception)
+    assert "defines no entity, feature view or feature service" in said
+    assert "delete all 3 definitions" in said and "--delete-all" in said
+    with FeatureStoreClient(uri) as store:
+        assert [v.name for v in store.list_feature_views()] == ["driver_stats"]
+
+    dry = run("features", "apply", str(empty), "--dry-run", "--uri", uri)  # shows the plan
+    assert "delete" in dry and "driver_stats" in dry
+    run("features", "apply", str(empty), "--delete-all", "--uri", uri)
+    with FeatureStoreClient(uri) as store:
+        assert store.list_feature_views() == []
