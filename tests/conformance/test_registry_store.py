@@ -240,3 +240,17 @@ def test_events_pages_and_newest_first(store: SqlRegistryStore) -> None:
     assert store.list_events("m", 0, 1, newest_first=True)[0].event_id == all_events[-1].event_id
     assert store.last_event_id() == all_events[-1].event_id
     assert store.list_events("m", all_events[1].event_id, 100) == all_events[2:]
+
+
+def test_a_model_created_by_its_first_version_is_stamped_once(
+    store: SqlRegistryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clock that moves between reads: the model a version creates, and the version, share one
+    time (the model was last updated a tick before it was created)."""
+    from modelyard.services.registry.store import sql
+
+    ticks = iter(range(1_000_000, 2_000_000))
+    monkeypatch.setattr(sql, "_now", lambda: next(ticks))
+    mv, _ = version(store, "stamped")
+    model = store.get_registered_model("stamped")
+    assert model.creation_timestamp == model.last_updated_timestamp == mv.creation_timestamp

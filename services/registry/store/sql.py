@@ -247,9 +247,15 @@ class SqlRegistryStore(RegistryStore):
     # -- registered models ---------------------------------------------------------------------
 
     def _create_model_row(
-        self, conn: Connection, name: str, description: str, tags: dict[str, str], user: str
+        self,
+        conn: Connection,
+        name: str,
+        description: str,
+        tags: dict[str, str],
+        user: str,
+        now: int | None = None,
     ) -> Row:
-        now = _now()
+        now = _now() if now is None else now
         model_id = uuid.uuid4().hex
         conn.execute(
             insert(registered_models).values(
@@ -444,16 +450,19 @@ class SqlRegistryStore(RegistryStore):
         tags: dict[str, str],
         user: str,
     ) -> tuple[ModelVersion, PendingVersion]:
-        now = _now()
         with self.db.write() as conn:
             # Concurrent registrations queue at the model's row lock. A delete or rename of the
             # model holding it leaves no model of that name once it commits: the version then
             # starts a new one, as it would have after them (the model was looked up by name, and
             # its counter bumped by name, so that case used to fail with NoResultFound).
             found = self._find_model(conn, name, lock=True)
+            # One time for every row written, read once the lock is held: a model created by
+            # this version was stamped later than its own last update, and versions that waited
+            # at the lock were stamped before the version ahead of them.
+            now = _now()
             model_created = found is None
             if found is None:
-                found = self._create_model_row(conn, name, "", {}, user)
+                found = self._create_model_row(conn, name, "", {}, user, now)
             model = conn.execute(
                 update(registered_models)
                 .where(registered_models.c.model_id == found.model_id)
