@@ -44,7 +44,10 @@ def admin_bootstrap(
 def tokens_create(
     principal: Annotated[str | None, typer.Option(help="For someone else (admins).")] = None,
     description: Annotated[str, typer.Option()] = "",
-    ttl_days: Annotated[int, typer.Option(help="Lifetime in days (default 90).")] = 90,
+    ttl_days: Annotated[
+        # 0 would reach the service as "unset" and get the default: refused here instead.
+        int, typer.Option(min=1, max=366, help="Lifetime in days, 1 to 366.")
+    ] = 90,
     uri: Uri = None,
     token: Token = None,
     as_json: Json = False,

@@ -21,6 +21,12 @@ NOWHERE = ["--uri", "127.0.0.1:1"]  # refused before any call, so no server is d
         (["endpoints", "predict", "ep", *NOWHERE], "--data", "Missing option"),
         (["endpoints", "predict", "ep", "--data", "{missing}", *NOWHERE], "--data", "not exist"),
         (["runs", "list", "--max-results", "many", *NOWHERE], "--max-results", "Invalid value"),
+        # 0 days reached the service as "unset" and silently made a 90-day token.
+        (
+            ["tokens", "create", "--ttl-days", "0", *NOWHERE],
+            "--ttl-days",
+            "greater than or equal to 1",
+        ),
     ],
 )
 def test_a_usage_error_is_json_with_json(
