@@ -123,8 +123,16 @@ class TrainingSetOutput:
 
 def _check_entity_columns(columns: Sequence[str], requests: Sequence[ViewRequest]) -> None:
     """A training set's columns are the entity rows' and then the features': a name in both
-    would leave two columns of that name, and the engine's own working columns are reserved."""
+    would leave two columns of that name, and the engine's own working columns are reserved.
+    Two entity columns of one name were renamed by the engine (id_1), so a training set said
+    other than what was sent."""
+    seen: set[str] = set()
     for column in columns:
+        if column in seen:
+            raise InvalidArgument(
+                f"the entity rows have two columns named {column!r}; keep one", field="entities"
+            )
+        seen.add(column)
         if column.startswith(RESERVED_PREFIX):
             raise InvalidArgument(
                 f"the entity rows have a column {column!r}; names starting with "

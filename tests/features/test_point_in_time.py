@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from modelyard.errors import InvalidArgument
@@ -210,10 +211,20 @@ def test_a_feature_service_and_output_parquet(store: FeatureStoreClient, repo, t
             "entities",
             "'__event_ts'",
         ),
+        # Arrow allows two columns of one name; the engine renamed the second driver_id_1.
+        (
+            pa.table([[1], [2], [NOW]], names=["driver_id", "driver_id", "event_timestamp"]),
+            "entities",
+            "two columns named 'driver_id'",
+        ),
     ],
 )
 def test_entity_rows_that_cannot_be_joined_are_the_callers_to_fix(
-    store: FeatureStoreClient, repo: Repo, entity_rows: pd.DataFrame, field: str, said: str
+    store: FeatureStoreClient,
+    repo: Repo,
+    entity_rows: pd.DataFrame | pa.Table,
+    field: str,
+    said: str,
 ) -> None:
     """Times that are not times, keys of the wrong type, columns that would clash: INVALID_ARGUMENT
     naming the column, not an error blamed on the source or the server."""
