@@ -17,11 +17,14 @@ from pathlib import Path
 
 import psutil
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelyard.client._transport import Transport
 from modelyard.services.common.settings import Settings
@@ -70,6 +73,46 @@ def _literal(address: str) -> str:
     return f"[{address.split('%')[0]}]" if ":" in address else address
 
 
+class KnownHosts:
+    """Starlette's TrustedHostMiddleware, with a refusal that says what to do: its own is a bare
+    "Invalid host header", which leaves whoever put the UI behind a new name guessing."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: list[str]) -> None:
+        self.app = app
+        self.allowed = allowed_hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        reached = False
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            nonlocal reached
+            reached = True
+            await self.app(scope, receive, send)
+
+        refusal: list[Message] = []
+
+        async def send_or_keep(message: Message) -> None:
+            if reached:
+                await send(message)
+            else:  # the host check's own refusal, replaced below
+                refusal.append(message)
+
+        await TrustedHostMiddleware(app, allowed_hosts=self.allowed)(scope, receive, send_or_keep)
+        if refusal and scope["type"] == "http":
+            host = Headers(scope=scope).get("host", "").split(":")[0]
+            response = PlainTextResponse(
+                f"This UI does not answer to the host name {host!r} (it answers to "
+                f"{', '.join(self.allowed)}). If {host!r} is how users reach it, add it to "
+                "MODELYARD_UI__ALLOWED_HOSTS (a JSON list), or set ui.externalUri in the Helm "
+                "chart.",
+                status_code=400,
+            )
+            await response(scope, receive, send)
+        else:
+            for message in refusal:
+                await send(message)
+
+
 def _closing(ui: UI) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -88,7 +131,7 @@ def create_app(settings: Settings, services_uri: str, tls_ca: str | None = None)
             *pages.routes(),
         ],
         middleware=[
-            Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings)),
+            Middleware(KnownHosts, allowed_hosts=allowed_hosts(settings)),
             Middleware(SecurityHeaders),
             Middleware(
                 SessionMiddleware,

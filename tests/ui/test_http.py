@@ -27,7 +27,10 @@ def test_pages_answer_only_to_the_uis_own_host_names(
     127.0.0.1) is refused, so the attacker's page cannot read it or post its forms."""
     port = web.url.rsplit(":", 1)[1]
     rebound = {"Host": f"attacker.example:{port}"}
-    assert web.get("/experiments", rebound).status == 400
+    refused = web.get("/experiments", rebound)
+    assert refused.status == 400
+    said = refused.data.decode()  # what to do, for whoever put the UI behind a new name
+    assert "'attacker.example'" in said and "MODELYARD_UI__ALLOWED_HOSTS" in said
     assert web.request("POST", "/logout", {"csrf": "x"}, rebound).status == 400
     for host in ("127.0.0.1", "localhost", "[::1]"):
         assert web.get("/experiments", {"Host": f"{host}:{port}"}).status == 200, host
