@@ -30,12 +30,18 @@ from tests.helm.conftest import (
     helm,
     values_of,
 )
+from tests.helm.test_ca import CAS
 
 VAP_API = "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy"
 CONTROLLER = {"dev": {"enabled": True}, "services": {"serving": {"controller": {"enabled": True}}}}
 SERVING_USER = f"system:serviceaccount:{NAMESPACE}:{RELEASE}-serving"
-# The controller is on in these example values files.
-CONTROLLER_EXAMPLES = ["dev", "auth-off"]
+# Values with the controller on: the examples that turn it on, and one with database and S3 CA
+# Secrets (more Secrets the endpoint pods mount).
+CONTROLLER_VALUES: dict[str, dict[str, Any] | None] = {
+    "dev": values_of("dev"),
+    "auth-off": values_of("auth-off"),
+    "ca-secrets": CAS,
+}
 
 
 def render_with_apis(values: dict[str, Any] | None, api_versions: list[str]) -> Rendered:
@@ -122,10 +128,10 @@ def _controller_objects(out: Rendered, monkeypatch: pytest.MonkeyPatch) -> list[
     return [serializer.sanitize_for_serialization(o) for o in build_objects(endpoint, config)]
 
 
-@pytest.mark.parametrize("example", CONTROLLER_EXAMPLES)
+@pytest.mark.parametrize("example", CONTROLLER_VALUES)
 def test_the_controllers_own_objects_are_admitted(example: str, monkeypatch: pytest.MonkeyPatch):
     """Creating, updating and deleting what the controller builds passes every validation."""
-    out = render_with_apis(values_of(example), [VAP_API])
+    out = render_with_apis(CONTROLLER_VALUES[example], [VAP_API])
     policy = _policy(out)
     objects = _controller_objects(out, monkeypatch)
     assert {o["kind"] for o in objects} == {"Deployment", "Service", "HorizontalPodAutoscaler"}
@@ -220,11 +226,11 @@ def _hostile(out: Rendered, deployment: dict[str, Any]) -> dict[str, dict[str, A
     return variants
 
 
-@pytest.mark.parametrize("example", CONTROLLER_EXAMPLES)
+@pytest.mark.parametrize("example", CONTROLLER_VALUES)
 def test_hostile_requests_by_the_serving_token_are_refused(
     example: str, monkeypatch: pytest.MonkeyPatch
 ):
-    out = render_with_apis(values_of(example), [VAP_API])
+    out = render_with_apis(CONTROLLER_VALUES[example], [VAP_API])
     policy = _policy(out)
     objects = _controller_objects(out, monkeypatch)
     deployment = objects[0]
