@@ -157,6 +157,7 @@ REFUSED_BY = {
     "envFrom signing key": "may only read the Secrets",
     "pods labelled as auth": "endpoint pods must carry",
     "unlabelled": "labelled as this release's endpoints",
+    "a thousand replicas": "at most",
 }
 
 
@@ -223,6 +224,9 @@ def _hostile(out: Rendered, deployment: dict[str, Any]) -> dict[str, dict[str, A
     d = copy.deepcopy(deployment)
     del d["metadata"]["labels"]["modelyard.io/instance"]
     variants["unlabelled"] = d
+    d = copy.deepcopy(deployment)
+    d["spec"]["replicas"] = 1000
+    variants["a thousand replicas"] = d
     return variants
 
 
@@ -262,6 +266,10 @@ def test_hostile_requests_by_the_serving_token_are_refused(
     scaler = copy.deepcopy(autoscaler)
     scaler["spec"]["scaleTargetRef"]["name"] = tracking["metadata"]["name"]
     assert policy.refusals("CREATE", scaler)
+    unbounded = copy.deepcopy(autoscaler)
+    unbounded["spec"]["maxReplicas"] = 1000
+    (message,) = policy.refusals("CREATE", unbounded)
+    assert "at most" in message
     # Anyone else (an admin, Helm) is not matched by the policy.
     assert policy.refusals("DELETE", None, old=tracking, user="kubernetes-admin") == []
 
