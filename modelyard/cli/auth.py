@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from modelyard.cli.output import console, ms, print_json, say, table
+from modelyard.cli.output import console, done, ms, print_json, say, table
 from modelyard.cli.tracking import Json, Token, Uri, client_for
 
 admin = typer.Typer(help="Set up the first admin.", no_args_is_help=True)
@@ -22,6 +22,7 @@ def admin_bootstrap(
         Path | None, typer.Option(help="State directory (default ~/.modelyard).")
     ] = None,
     backend_store_uri: Annotated[str | None, typer.Option(help="Metadata database URL.")] = None,
+    as_json: Json = False,
 ) -> None:
     """Create the first admin and print its token, once. Runs against the database directly."""
     from modelyard.services.auth.app import open_service
@@ -35,6 +36,9 @@ def admin_bootstrap(
         principal, token = service.bootstrap_admin(name)
     finally:
         service.store.close()
+    if as_json:  # a script reads the token from a field, not from the text around it
+        print_json({"name": principal.name, "roles": principal.roles, "token": token})
+        return
     say(f"Created admin {principal.name!r}. Its token (shown only now):\n")
     console.print(token, soft_wrap=True, highlight=False)
     console.print("\nexport MODELYARD_TOKEN=<the token above>   # for the SDK and CLI")
@@ -91,10 +95,12 @@ def tokens_list(
 
 
 @tokens.command("revoke")
-def tokens_revoke(token_id: str, uri: Uri = None, token: Token = None) -> None:
+def tokens_revoke(
+    token_id: str, uri: Uri = None, token: Token = None, as_json: Json = False
+) -> None:
     """Revoke a token; servers refuse it within auth.refresh_seconds (default 5 s)."""
     client_for(uri, token).revoke_token(token_id)
-    say(f"Revoked token {token_id}")
+    done(as_json, f"Revoked token {token_id}", token_id=token_id, revoked=True)
 
 
 @users.command("list")
@@ -142,9 +148,13 @@ def users_update(
     disable: Annotated[bool, typer.Option("--disable", help="Stop all of its tokens.")] = False,
     uri: Uri = None,
     token: Token = None,
+    as_json: Json = False,
 ) -> None:
     """Change a principal's roles, or disable it."""
     principal = client_for(uri, token).update_principal(name, role, disable)
+    if as_json:
+        print_json(principal)
+        return
     state = "disabled" if principal.disabled else "enabled"
     say(f"{principal.name}: roles {', '.join(principal.roles)}, {state}")
 

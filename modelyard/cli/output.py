@@ -83,6 +83,15 @@ def say(message: str) -> None:
     console.print(message, markup=False, highlight=False)
 
 
+def done(as_json: bool, message: str, **what: Any) -> None:
+    """Report a change: the sentence for a person, or with --json one object of what was done
+    (ids, names, paths, counts) and nothing else on stdout, so a script reads it, not the text."""
+    if as_json:
+        print_json(what)
+    else:
+        say(message)
+
+
 # Values that break in two are unreadable and cannot be copied or compared: such columns never
 # wrap. Only free text (names, descriptions, paths) folds to fit.
 _WHOLE_COLUMNS = {"id", "status", "state", "stage", "version", "traffic", "kind", "action"}
@@ -143,11 +152,12 @@ def progress(*columns: str | ProgressColumn, as_json: bool = False) -> Progress:
     )
 
 
-def file_progress(verb: str) -> Progress:
+def file_progress(verb: str, as_json: bool = False) -> Progress:
     """The bar of a transfer of many files: "<verb> ━━━━ 3/10 <file being moved>"."""
     return progress(
         TextColumn(verb, style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.description}", markup=False),  # a file name, not markup
+        as_json=as_json,
     )

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from modelyard.cli.output import (
+    done,
     file_progress,
     key_values,
     ms,
@@ -122,18 +123,37 @@ def models_versions(
 
 @alias.command("set")
 def alias_set(
-    name: str, alias_name: str, version: int, uri: Uri = None, token: Token = None
+    name: str,
+    alias_name: str,
+    version: int,
+    uri: Uri = None,
+    token: Token = None,
+    as_json: Json = False,
 ) -> None:
     """Point ALIAS_NAME at VERSION of model NAME."""
     client_for(uri, token).set_registered_model_alias(name, alias_name, version)
-    say(f"{name}@{alias_name} -> version {version}")
+    done(
+        as_json,
+        f"{name}@{alias_name} -> version {version}",
+        name=name,
+        alias=alias_name,
+        version=version,
+    )
 
 
 @alias.command("delete")
-def alias_delete(name: str, alias_name: str, uri: Uri = None, token: Token = None) -> None:
+def alias_delete(
+    name: str, alias_name: str, uri: Uri = None, token: Token = None, as_json: Json = False
+) -> None:
     """Remove an alias."""
     client_for(uri, token).delete_registered_model_alias(name, alias_name)
-    say(f"Deleted alias {name}@{alias_name}")
+    done(
+        as_json,
+        f"Deleted alias {name}@{alias_name}",
+        name=name,
+        alias=alias_name,
+        deleted=True,
+    )
 
 
 @models.command("stage")
@@ -195,6 +215,7 @@ def models_download(
     dst: Annotated[Path, typer.Option("--dst")] = Path("."),
     uri: Uri = None,
     token: Token = None,
+    as_json: Json = False,
 ) -> None:
     """Download a version's files, checking every sha256."""
     from modelyard.models.uri import resolve_model_version
@@ -203,10 +224,17 @@ def models_download(
     name, version = resolve_model_version(model_uri, client)
     files = client.list_model_version_artifacts(name, version)
     target = dst / f"{name}-v{version}"
-    with file_progress("downloading") as progress:
+    with file_progress("downloading", as_json) as progress:
         task = progress.add_task("", total=len(files))
         for f in files:
             progress.update(task, description=f.path)
             client.download_model_version_file(name, version, f.path, target)
             progress.advance(task)
-    say(f"Downloaded {name} version {version} to {target}")
+    done(
+        as_json,
+        f"Downloaded {name} version {version} to {target}",
+        name=name,
+        version=version,
+        path=str(target),
+        files=len(files),
+    )

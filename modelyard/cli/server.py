@@ -9,7 +9,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from modelyard.cli.output import console, table
+from modelyard.cli.output import console, done, table
+from modelyard.cli.tracking import Json
 
 Host = Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")]
 Port = Annotated[int | None, typer.Option(help="Port to listen on (default 50051; 0 picks one).")]
@@ -246,10 +247,17 @@ def register(app: typer.Typer) -> None:
     app.add_typer(db, name="db")
 
     @db.command("upgrade")
-    def db_upgrade(backend_store_uri: BackendUri = None, home: Home = None) -> None:
+    def db_upgrade(
+        backend_store_uri: BackendUri = None, home: Home = None, as_json: Json = False
+    ) -> None:
         """Apply pending migrations of every service."""
         from modelyard.services.apps import migrate_all
 
         settings = _settings(backend_store_uri=backend_store_uri, home=home)
         names = migrate_all(settings)
-        console.print(f"{settings.database_url}: up to date ({', '.join(names)})", soft_wrap=True)
+        done(
+            as_json,
+            f"{settings.database_url}: up to date ({', '.join(names)})",
+            database=settings.database_url,
+            services=names,
+        )

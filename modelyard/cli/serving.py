@@ -12,7 +12,7 @@ import pandas as pd
 import typer
 from rich.text import Text
 
-from modelyard.cli.output import console, ms, print_json, say, table
+from modelyard.cli.output import console, done, ms, print_json, table
 from modelyard.cli.tracking import Json, Token, Uri, client_for
 from modelyard.client import Client
 from modelyard.entities.serving import (
@@ -217,10 +217,12 @@ def endpoints_get(name: str, uri: Uri = None, token: Token = None, as_json: Json
 
 
 @endpoints.command("delete")
-def endpoints_delete(name: str, uri: Uri = None, token: Token = None) -> None:
+def endpoints_delete(
+    name: str, uri: Uri = None, token: Token = None, as_json: Json = False
+) -> None:
     """Delete an endpoint."""
     client_for(uri, token).delete_endpoint(name)
-    say(f"Deleted endpoint {name}")
+    done(as_json, f"Deleted endpoint {name}", name=name, deleted=True)
 
 
 @endpoints.command("predict")

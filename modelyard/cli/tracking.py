@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from modelyard.cli.output import (
+    done,
     file_progress,
     key_values,
     ms,
@@ -164,46 +165,84 @@ def experiments_get(
 
 @experiments.command("rename")
 def experiments_rename(
-    experiment_id: str, new_name: str, uri: Uri = None, token: Token = None
+    experiment_id: str,
+    new_name: str,
+    uri: Uri = None,
+    token: Token = None,
+    as_json: Json = False,
 ) -> None:
     """Rename an experiment."""
     client_for(uri, token).rename_experiment(experiment_id, new_name)
-    say(f"Renamed experiment {experiment_id} to {new_name!r}")
+    done(
+        as_json,
+        f"Renamed experiment {experiment_id} to {new_name!r}",
+        experiment_id=experiment_id,
+        name=new_name,
+    )
 
 
 @experiments.command("delete")
-def experiments_delete(experiment_id: str, uri: Uri = None, token: Token = None) -> None:
+def experiments_delete(
+    experiment_id: str, uri: Uri = None, token: Token = None, as_json: Json = False
+) -> None:
     """Delete an experiment and its runs (restorable)."""
     client_for(uri, token).delete_experiment(experiment_id)
-    say(
+    done(
+        as_json,
         f"Deleted experiment {experiment_id}; "
-        f"undo with `modelyard experiments restore {experiment_id}`"
+        f"undo with `modelyard experiments restore {experiment_id}`",
+        experiment_id=experiment_id,
+        deleted=True,
     )
 
 
 @experiments.command("restore")
-def experiments_restore(experiment_id: str, uri: Uri = None, token: Token = None) -> None:
+def experiments_restore(
+    experiment_id: str, uri: Uri = None, token: Token = None, as_json: Json = False
+) -> None:
     """Restore a deleted experiment and the runs deleted with it."""
     client_for(uri, token).restore_experiment(experiment_id)
-    say(f"Restored experiment {experiment_id}")
+    done(
+        as_json,
+        f"Restored experiment {experiment_id}",
+        experiment_id=experiment_id,
+        restored=True,
+    )
 
 
 @experiments.command("set-tag")
 def experiments_set_tag(
-    experiment_id: str, key: str, value: str, uri: Uri = None, token: Token = None
+    experiment_id: str,
+    key: str,
+    value: str,
+    uri: Uri = None,
+    token: Token = None,
+    as_json: Json = False,
 ) -> None:
     """Set (or overwrite) a tag on an experiment."""
     client_for(uri, token).set_experiment_tag(experiment_id, key, value)
-    say(f"Set tag {key}={value!r} on experiment {experiment_id}")
+    done(
+        as_json,
+        f"Set tag {key}={value!r} on experiment {experiment_id}",
+        experiment_id=experiment_id,
+        key=key,
+        value=value,
+    )
 
 
 @experiments.command("delete-tag")
 def experiments_delete_tag(
-    experiment_id: str, key: str, uri: Uri = None, token: Token = None
+    experiment_id: str, key: str, uri: Uri = None, token: Token = None, as_json: Json = False
 ) -> None:
     """Remove a tag from an experiment."""
     client_for(uri, token).delete_experiment_tag(experiment_id, key)
-    say(f"Deleted tag {key} from experiment {experiment_id}")
+    done(
+        as_json,
+        f"Deleted tag {key} from experiment {experiment_id}",
+        experiment_id=experiment_id,
+        key=key,
+        deleted=True,
+    )
 
 
 # -- runs --------------------------------------------------------------------------------------
@@ -331,31 +370,40 @@ def runs_get(run_id: str, uri: Uri = None, token: Token = None, as_json: Json = 
 
 
 @runs.command("delete")
-def runs_delete(run_id: str, uri: Uri = None, token: Token = None) -> None:
+def runs_delete(run_id: str, uri: Uri = None, token: Token = None, as_json: Json = False) -> None:
     """Delete a run (restorable)."""
     client_for(uri, token).delete_run(run_id)
-    say(f"Deleted run {run_id}; undo with `modelyard runs restore {run_id}`")
+    done(
+        as_json,
+        f"Deleted run {run_id}; undo with `modelyard runs restore {run_id}`",
+        run_id=run_id,
+        deleted=True,
+    )
 
 
 @runs.command("restore")
-def runs_restore(run_id: str, uri: Uri = None, token: Token = None) -> None:
+def runs_restore(run_id: str, uri: Uri = None, token: Token = None, as_json: Json = False) -> None:
     """Restore a deleted run."""
     client_for(uri, token).restore_run(run_id)
-    say(f"Restored run {run_id}")
+    done(as_json, f"Restored run {run_id}", run_id=run_id, restored=True)
 
 
 @runs.command("set-tag")
-def runs_set_tag(run_id: str, key: str, value: str, uri: Uri = None, token: Token = None) -> None:
+def runs_set_tag(
+    run_id: str, key: str, value: str, uri: Uri = None, token: Token = None, as_json: Json = False
+) -> None:
     """Set (or overwrite) a tag on a run."""
     client_for(uri, token).set_tag(run_id, key, value)
-    say(f"Set tag {key}={value!r} on run {run_id}")
+    done(as_json, f"Set tag {key}={value!r} on run {run_id}", run_id=run_id, key=key, value=value)
 
 
 @runs.command("delete-tag")
-def runs_delete_tag(run_id: str, key: str, uri: Uri = None, token: Token = None) -> None:
+def runs_delete_tag(
+    run_id: str, key: str, uri: Uri = None, token: Token = None, as_json: Json = False
+) -> None:
     """Remove a tag from a run."""
     client_for(uri, token).delete_tag(run_id, key)
-    say(f"Deleted tag {key} from run {run_id}")
+    done(as_json, f"Deleted tag {key} from run {run_id}", run_id=run_id, key=key, deleted=True)
 
 
 # -- artifacts ---------------------------------------------------------------------------------
@@ -396,14 +444,16 @@ def artifacts_download(
     dst: Annotated[Path, typer.Option("--dst", help="Where to put it.")] = Path("."),
     uri: Uri = None,
     token: Token = None,
+    as_json: Json = False,
 ) -> None:
     """Download a file or a directory, checking every file's sha256."""
     client = client_for(uri, token)
     files = list(client.iter_artifacts(run_id, path, recursive=True))
-    with file_progress("downloading") as progress:
+    with file_progress("downloading", as_json) as progress:
         task = progress.add_task("", total=max(len(files), 1))
         if path and not files:  # a single file
             local = client.download_artifacts(run_id, path, dst)
+            count = 1
             progress.advance(task)
         else:
             base = path.strip("/")
@@ -417,7 +467,8 @@ def artifacts_download(
                 client.download_artifacts(run_id, f.path, dst / rel_dir)
                 progress.advance(task)
             local = str(dst / Path(base).name) if base else str(dst)
-    say(f"Downloaded to {local}")
+            count = len(files)
+    done(as_json, f"Downloaded to {local}", run_id=run_id, path=str(local), files=count)
 
 
 @artifacts.command("upload")
@@ -427,12 +478,13 @@ def artifacts_upload(
     artifact_path: Annotated[str | None, typer.Option("--artifact-path")] = None,
     uri: Uri = None,
     token: Token = None,
+    as_json: Json = False,
 ) -> None:
     """Upload a file or a directory to a run."""
     client = client_for(uri, token)
     if local_path.is_dir():
         files = [p for p in local_path.rglob("*") if p.is_file()]
-        with file_progress("uploading") as progress:
+        with file_progress("uploading", as_json) as progress:
             task = progress.add_task("", total=len(files))
             for p in files:
                 rel_parent = p.parent.relative_to(local_path).as_posix()
@@ -440,7 +492,21 @@ def artifacts_upload(
                 progress.update(task, description=str(p.relative_to(local_path)))
                 client.log_artifact(run_id, p, "/".join(parts) or None)
                 progress.advance(task)
-        say(f"Uploaded {len(files)} files")
+        done(
+            as_json,
+            f"Uploaded {len(files)} files",
+            run_id=run_id,
+            artifact_path=artifact_path or "",
+            files=len(files),
+        )
     else:
         info = client.log_artifact(run_id, local_path, artifact_path)
-        say(f"Uploaded {info.path} ({info.file_size} bytes, sha256 {info.sha256})")
+        done(
+            as_json,
+            f"Uploaded {info.path} ({info.file_size} bytes, sha256 {info.sha256})",
+            run_id=run_id,
+            artifact_path=info.path,
+            files=1,
+            size=info.file_size,
+            sha256=info.sha256,
+        )

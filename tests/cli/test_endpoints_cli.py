@@ -109,3 +109,13 @@ def test_predict_sends_what_the_model_takes(
     expected = LogisticRegression().fit(X, Y).predict(X)
     [values] = predicted.values()
     assert np.asarray(values).reshape(-1).tolist() == expected.tolist()
+
+
+def test_delete_with_json_prints_what_it_deleted(uri: str) -> None:
+    register("gone", X[:2])
+    with Client(uri) as client:
+        client.create_endpoint("ep-gone", [ServedModel("models:/gone/1")])
+    deleted = json.loads(run("endpoints", "delete", "ep-gone", "--uri", uri, "--json"))
+    assert deleted == {"name": "ep-gone", "deleted": True}
+    with Client(uri) as client:
+        assert "ep-gone" not in [e.name for e in client.list_endpoints()]
