@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import runpy
 import traceback
@@ -13,11 +14,17 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
 from rich.text import Text
 
-from modelyard.cli.output import console, print_json, progress, say, table
+from modelyard.cli.output import console, key_values, print_json, progress, say, table
 from modelyard.cli.tracking import Json, Token, Uri
 from modelyard.errors import FailedPrecondition, InvalidArgument
 from modelyard.features.client import FeatureStoreClient
-from modelyard.features.definitions import Entity, FeatureService, FeatureView
+from modelyard.features.definitions import (
+    Definition,
+    Entity,
+    FeatureService,
+    FeatureView,
+    plain,
+)
 
 features = typer.Typer(help="The feature store.", no_args_is_help=True)
 
@@ -124,36 +131,82 @@ def features_apply(
         say(f"applied {len(changes)} change(s)")
 
 
+def _record(definition: Definition) -> dict[str, Any]:
+    """A definition as --json gives it: lists, seconds and booleans a script can use as they are
+    (`keys`: an entity's join keys, a view's entities; a TTL in seconds, null for none)."""
+    if isinstance(definition, Entity):
+        return {
+            "kind": "entity",
+            "name": definition.name,
+            "keys": [k.name for k in definition.join_keys],
+            "join_keys": [{"name": k.name, "dtype": k.dtype} for k in definition.join_keys],
+            "description": definition.description,
+            "owner": definition.owner,
+            "tags": definition.tags,
+        }
+    if isinstance(definition, FeatureView):
+        ttl = definition.ttl
+        return {
+            "kind": "feature_view",
+            "name": definition.name,
+            "keys": list(definition.entities),
+            "features": [{"name": f.name, "dtype": f.dtype} for f in definition.schema],
+            "ttl_seconds": None if ttl is None else int(ttl.total_seconds()),
+            "online": definition.online,
+            "source": {"type": type(definition.source).__name__, **_fields(definition.source)},
+            "description": definition.description,
+            "owner": definition.owner,
+            "tags": definition.tags,
+        }
+    return {
+        "kind": "feature_service",
+        "name": definition.name,
+        "keys": [],
+        "projections": [
+            {"feature_view": p.feature_view, "features": list(p.features)}
+            for p in definition.projections
+        ],
+        "description": definition.description,
+        "owner": definition.owner,
+        "tags": definition.tags,
+    }
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+
+
+def _projection(feature_view: str, names: tuple[str, ...]) -> str:
+    return f"{feature_view}[{','.join(names) or '*'}]"
+
+
 @features.command("list")
 def features_list(uri: Uri = None, token: Token = None, as_json: Json = False) -> None:
     """List entities, feature views and feature services."""
     client = _client(uri, token)
-    rows = [
-        ("entity", e.name, ", ".join(k.name for k in e.join_keys), "")
-        for e in client.list_entities()
-    ]
-    rows += [
-        (
-            "feature_view",
-            v.name,
-            ", ".join(v.entities),
-            f"{len(v.schema)} features, ttl {v.ttl}, online {v.online}",
-        )
-        for v in client.list_feature_views()
-    ]
-    rows += [
-        (
-            "feature_service",
-            s.name,
-            "",
-            ", ".join(f"{p.feature_view}[{','.join(p.features) or '*'}]" for p in s.projections),
-        )
-        for s in client.list_feature_services()
+    found: list[Definition] = [
+        *client.list_entities(),
+        *client.list_feature_views(),
+        *client.list_feature_services(),
     ]
     if as_json:
-        print_json([{"kind": k, "name": n, "keys": keys, "detail": d} for k, n, keys, d in rows])
+        print_json([_record(d) for d in found])
         return
-    table(None, ["kind", "name", "entities / join keys", "detail"], rows)
+    table(None, ["kind", "name", "entities / join keys", "detail"], [_row(d) for d in found])
+
+
+def _row(definition: Definition) -> tuple[str, str, str, str]:
+    record = _record(definition)
+    if isinstance(definition, FeatureView):
+        detail = (
+            f"{len(definition.schema)} features, ttl {plain(definition.ttl)}, "
+            f"online {plain(definition.online)}"
+        )
+    elif isinstance(definition, FeatureService):
+        detail = ", ".join(_projection(p.feature_view, p.features) for p in definition.projections)
+    else:
+        detail = ""
+    return record["kind"], definition.name, ", ".join(record["keys"]), detail
 
 
 @features.command("describe")
@@ -170,9 +223,10 @@ def features_describe(
     client = _client(uri, token)
     definition, version = client.get_definition(kind, name)
     if as_json:
-        print_json({"version": version, "definition": definition})
+        print_json({"version": version, "definition": _record(definition)})
         return
     console.print(Text.assemble((f"{kind} {name}", "bold"), f" version {version}"))
+    key_values(kind, _described(definition))
     if isinstance(definition, FeatureView):
         table(None, ["feature", "type"], [(f.name, f.dtype) for f in definition.schema])
         runs = client.list_materializations(name)
@@ -182,8 +236,28 @@ def features_describe(
                 ["start", "end", "rows"],
                 [(m.start_time, m.end_time, m.rows) for m in runs],
             )
+
+
+def _described(definition: Definition) -> dict[str, str]:
+    """A definition's fields as plain text, one a row (a view's features have their own table)."""
+    shown: dict[str, str] = {}
+    if isinstance(definition, Entity):
+        shown["join_keys"] = ", ".join(f"{k.name} ({k.dtype})" for k in definition.join_keys)
+    elif isinstance(definition, FeatureView):
+        shown["entities"] = ", ".join(definition.entities)
+        shown["ttl"] = plain(definition.ttl)
+        shown["online"] = plain(definition.online)
+        shown["source"] = type(definition.source).__name__
+        shown |= {f"source.{k}": plain(v) for k, v in _fields(definition.source).items()}
     else:
-        console.print(definition)
+        shown |= {
+            f"features.{p.feature_view}": ", ".join(p.features) or "*"
+            for p in definition.projections
+        }
+    shown["description"] = plain(definition.description)
+    shown["owner"] = plain(definition.owner)
+    shown |= {f"tags.{k}": v for k, v in definition.tags.items()}
+    return shown
 
 
 @features.command("materialize")
@@ -270,11 +344,16 @@ def features_get_online(
         None,
         names,
         [
-            tuple(
-                f"{values[n][i]}"
-                + (f" ({statuses[n][i]})" if n in statuses and statuses[n][i] != "PRESENT" else "")
-                for n in names
-            )
+            tuple(_cell(values[n][i], statuses.get(n, [])[i : i + 1]) for n in names)
             for i in range(len(rows))
         ],
     )
+
+
+def _cell(value: Any, status: list[str]) -> str:
+    """A looked-up value as text: `-` for none, and the status --json gives when it is not
+    PRESENT (`- (NOT_FOUND)`)."""
+    text = "-" if value is None else str(value)  # a feature's own value, as stored
+    if status and status[0] != "PRESENT":
+        text += f" ({status[0]})"
+    return text

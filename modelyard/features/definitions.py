@@ -39,6 +39,29 @@ Bytes = ValueType.BYTES
 UnixTimestamp = ValueType.UNIX_TIMESTAMP
 
 
+def ttl_text(ttl: timedelta | None) -> str:
+    """A TTL as people write it (2d, 6h, 90s), `-` for none: values that never expire."""
+    if ttl is None:
+        return "-"
+    seconds = int(ttl.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def plain(value: object) -> str:
+    """A definition's value for people to read: `-` for none, yes/no, a TTL as `2d`; never a
+    Python repr."""
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, timedelta):
+        return ttl_text(value)
+    return str(value)
+
+
 @dataclass(frozen=True)
 class Field:
     name: str

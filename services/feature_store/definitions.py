@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from urllib.parse import urlparse
 
 from sqlalchemy.engine import make_url
@@ -20,6 +20,7 @@ from modelyard.features.definitions import (
     FileSource,
     ValueType,
     kind_of,
+    plain,
 )
 from modelyard.services.common.validation import shown
 from modelyard.services.feature_store.offline.base import RESERVED_PREFIX
@@ -261,6 +262,39 @@ def without_join_keys(view: FeatureView, keys: Sequence[str]) -> FeatureView:
     )
 
 
+def _field_changes(name: str, old: object, new: object) -> list[str]:
+    """`name: old -> new` in plain values, for only the parts that differ: a source or tags
+    changed in one field shows that field (`source.path: a -> b`), not two whole reprs."""
+    if is_dataclass(old) and type(old) is type(new):
+        return [
+            change
+            for f in fields(old)
+            for change in _field_changes(
+                f"{name}.{f.name}", getattr(old, f.name), getattr(new, f.name)
+            )
+        ]
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            change
+            for key in sorted(old.keys() | new.keys())
+            for change in _field_changes(f"{name}.{key}", old.get(key), new.get(key))
+        ]
+    if old == new:
+        return []
+    if is_dataclass(old) and is_dataclass(new):  # e.g. a FileSource replaced by a SqlSource
+        return [f"{name}: {type(old).__name__} -> {type(new).__name__}"]
+    if name.endswith(".url"):  # a database URL may hold a password: the plan is printed
+        old, new = _no_password(str(old)), _no_password(str(new))
+    return [f"{name}: {plain(old)} -> {plain(new)}"]
+
+
+def _no_password(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
 def _changes(old: Definition, new: Definition) -> tuple[str, ...]:
     changes: list[str] = []
     if isinstance(old, FeatureView) and isinstance(new, FeatureView):
@@ -285,8 +319,7 @@ def _changes(old: Definition, new: Definition) -> tuple[str, ...]:
         changes += [f"+feature {n}" for n in sorted(new_types.keys() - old_types.keys())]
         changes += [f"-feature {n}" for n in sorted(old_types.keys() - new_types.keys())]
         for attr in ("ttl", "online", "source", "description", "owner", "tags"):
-            if getattr(old, attr) != getattr(new, attr):
-                changes.append(f"{attr}: {getattr(old, attr)} -> {getattr(new, attr)}")
+            changes += _field_changes(attr, getattr(old, attr), getattr(new, attr))
     elif isinstance(old, Entity) and isinstance(new, Entity):
         if old.join_keys != new.join_keys:
             raise FailedPrecondition(
