@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import sys
 import traceback
+from importlib import metadata
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -58,8 +59,24 @@ _API_METHOD = re.compile(rf"\b({'|'.join(_COMMANDS)})\b")
 _debug = False
 
 
+def _version(asked: bool) -> None:
+    if asked:
+        # The installed distribution's version, the one pip and bug reports name.
+        print(f"modelyard {metadata.version('modelyard')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_version,
+            is_eager=True,  # before the "missing command" check, as --help
+            help="Print the installed version and exit.",
+        ),
+    ] = False,
     debug: Annotated[
         bool,
         typer.Option(

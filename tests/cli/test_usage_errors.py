@@ -5,6 +5,7 @@ without --json they look as typer draws them."""
 from __future__ import annotations
 
 import json
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,9 @@ def test_materialize_with_no_online_views_is_a_json_error(server) -> None:
     assert "online=True" in error["message"]
     plain = cli("features", "materialize", "--uri", server.address)
     assert plain.returncode == 1 and "online=True" in plain.stderr
+
+
+def test_version_prints_the_installed_version() -> None:
+    result = cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"modelyard {version('modelyard')}"
