@@ -83,6 +83,12 @@ def say(message: str) -> None:
     console.print(message, markup=False, highlight=False)
 
 
+def note(message: str) -> None:
+    """A remark beside the result (an empty listing, which experiment was searched): on stderr,
+    so stdout stays the table or JSON a pipe reads."""
+    err_console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
 def done(as_json: bool, message: str, **what: Any) -> None:
     """Report a change: the sentence for a person, or with --json one object of what was done
     (ids, names, paths, counts) and nothing else on stdout, so a script reads it, not the text."""

@@ -12,6 +12,7 @@ from modelyard.cli.output import (
     file_progress,
     key_values,
     ms,
+    note,
     print_json,
     print_page,
     say,
@@ -116,9 +117,11 @@ def models_versions(
         )
     )
     if as_json:
-        print_json(found)
+        print_json(found)  # [] for a model that does not exist, as MLflow's search gives
         return
     _versions_table(found)
+    if not found:
+        note(f"no versions of model {name!r} (does it exist? `modelyard models list`)")
 
 
 @alias.command("set")
@@ -192,6 +195,8 @@ def models_history(
     if as_json:
         print_json(events)
         return
+    if not events:
+        note(f"no events of model {name!r} (does it exist? `modelyard models list`)")
     table(
         None,
         ["id", "time", "event", "version", "user", "details"],

@@ -12,6 +12,7 @@ from modelyard.cli.output import (
     file_progress,
     key_values,
     ms,
+    note,
     print_json,
     print_page,
     say,
@@ -300,8 +301,9 @@ def _fmt(value: float | None) -> str:
 @runs.command("list")
 def runs_search(
     experiment_id: Annotated[
-        list[str], typer.Option("--experiment-id", "-e", help="Repeatable.")
-    ] = ["0"],  # noqa: B006 - typer needs a literal default
+        list[str] | None,
+        typer.Option("--experiment-id", "-e", help="Repeatable (default 0, the Default one)."),
+    ] = None,
     filter_string: Annotated[
         str, typer.Option("--filter", help="e.g. \"metrics.rmse < 0.8 and params.alpha = '0.5'\"")
     ] = "",
@@ -316,10 +318,18 @@ def runs_search(
     as_json: Json = False,
 ) -> None:
     """Search runs with MLflow's filter grammar (`list` is the same command)."""
+    searched = experiment_id or ["0"]
     page = client_for(uri, token).search_runs(
-        experiment_id, filter_string, _view(view), max_results, order_by, page_token
+        searched, filter_string, _view(view), max_results, order_by, page_token
     )
     print_page(page, "runs", as_json, _runs_table)
+    if as_json:
+        return
+    which = f"experiment{'s' if len(searched) > 1 else ''} {', '.join(searched)}"
+    if not experiment_id:  # runs elsewhere would look missing: say where it looked
+        note(f"searched {which} (the default); pass -e ID for another")
+    if not page:
+        note(f"no runs in {which} (does it exist? `modelyard experiments list`)")
 
 
 @runs.command("get")
