@@ -252,12 +252,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Apply pending migrations of every service."""
         from modelyard.services.apps import migrate_all
+        from modelyard.services.common.db.engine import shown_url
 
         settings = _settings(backend_store_uri=backend_store_uri, home=home)
         names = migrate_all(settings)
+        database = shown_url(settings.database_url)  # printed: no password in it
         done(
             as_json,
-            f"{settings.database_url}: up to date ({', '.join(names)})",
-            database=settings.database_url,
+            f"{database}: up to date ({', '.join(names)})",
+            database=database,
             services=names,
         )

@@ -22,6 +22,7 @@ from modelyard.features.definitions import (
     kind_of,
     plain,
 )
+from modelyard.services.common.db.engine import shown_url
 from modelyard.services.common.validation import shown
 from modelyard.services.feature_store.offline.base import RESERVED_PREFIX
 
@@ -284,15 +285,8 @@ def _field_changes(name: str, old: object, new: object) -> list[str]:
     if is_dataclass(old) and is_dataclass(new):  # e.g. a FileSource replaced by a SqlSource
         return [f"{name}: {type(old).__name__} -> {type(new).__name__}"]
     if name.endswith(".url"):  # a database URL may hold a password: the plan is printed
-        old, new = _no_password(str(old)), _no_password(str(new))
+        old, new = shown_url(str(old)), shown_url(str(new))
     return [f"{name}: {plain(old)} -> {plain(new)}"]
-
-
-def _no_password(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
 
 
 def _changes(old: Definition, new: Definition) -> tuple[str, ...]:

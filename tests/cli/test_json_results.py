@@ -109,6 +109,16 @@ def test_db_upgrade_prints_the_database_and_its_services(tmp_path: Path) -> None
     assert "tracking" in upgraded["services"]  # type: ignore[operator]
 
 
+def test_db_upgrade_never_prints_the_databases_password(postgres_url: str) -> None:
+    """The URL names a password (this server's trust auth ignores it); what is printed, for a
+    terminal, a log or a script, masks it."""
+    url = postgres_url.replace("postgres@", "postgres:s3cret-pw@", 1)
+    upgraded = result("db", "upgrade", "--backend-store-uri", url)
+    assert "s3cret-pw" not in json.dumps(upgraded) and "***" in str(upgraded["database"])
+    plain = runner.invoke(app, ["db", "upgrade", "--backend-store-uri", url])
+    assert plain.exit_code == 0 and "s3cret-pw" not in plain.output, plain.output
+
+
 def test_bootstrap_gives_the_token_as_a_field_and_admin_commands_report(tmp_path: Path) -> None:
     boot = result("admin", "bootstrap", "--name", "root", "--home", str(tmp_path))
     assert boot["name"] == "root" and "admin" in boot["roles"]  # type: ignore[operator]

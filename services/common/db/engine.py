@@ -64,6 +64,15 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def shown_url(url: str) -> str:
+    """`url` as it may be printed or logged: its password masked (a URL that does not parse is
+    returned as it is, having no recognisable password to mask)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return url
+
+
 class Database:
     """An engine plus the write discipline of its dialect."""
 
