@@ -79,8 +79,9 @@ def ms(value: int | None) -> str:
 
 def say(message: str) -> None:
     """Print a message that embeds user values (names, tags, paths) exactly as they are: a name
-    like `exp[/]x` is text, not Rich markup that would fail or vanish."""
-    console.print(message, markup=False, highlight=False)
+    like `exp[/]x` is text, not Rich markup that would fail or vanish. Not wrapped at the
+    terminal's width either: a path or a command to copy is never broken in two."""
+    console.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
 def note(message: str) -> None:
