@@ -14,7 +14,12 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client as k8s
 
+from modelyard.entities.serving import Endpoint, ServedModel
+from modelyard.services.common.settings import Settings
+from modelyard.services.serving.app import cluster_config
+from modelyard.services.serving.cluster import build_objects
 from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,3 +123,19 @@ def containers(workload: dict[str, Any]) -> list[dict[str, Any]]:
 def env_of(container: dict[str, Any]) -> dict[str, Any]:
     """name -> value, or the valueFrom mapping."""
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def controller_objects(out: Rendered, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """What the serving pod's controller builds for an endpoint, configured by the environment
+    the chart gives that pod."""
+    (serving,) = [
+        d for d in out.of_kind("Deployment") if d["metadata"]["name"].endswith("-serving")
+    ]
+    with monkeypatch.context() as patch:
+        for name, value in env_of(containers(serving)[0]).items():
+            if name.startswith("MODELYARD_SERVING__CLUSTER__") and isinstance(value, str):
+                patch.setenv(name, value)
+        config = cluster_config(Settings(), NAMESPACE)
+    endpoint = Endpoint("fraud", (ServedModel("models:/fraud/1", 100, name="fraud-1", version=1),))
+    serializer = k8s.ApiClient()
+    return [serializer.sanitize_for_serialization(o) for o in build_objects(endpoint, config)]

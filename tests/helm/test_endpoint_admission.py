@@ -13,20 +13,14 @@ import celpy
 import kubernetes_validate
 import pytest
 import yaml
-from kubernetes import client as k8s
 
-from modelyard.entities.serving import Endpoint, ServedModel
-from modelyard.services.common.settings import Settings
-from modelyard.services.serving.app import cluster_config
-from modelyard.services.serving.cluster import build_objects
 from tests.helm.conftest import (
     CHART,
     KUBERNETES_VERSIONS,
     NAMESPACE,
     RELEASE,
     Rendered,
-    containers,
-    env_of,
+    controller_objects,
     helm,
     values_of,
 )
@@ -112,28 +106,12 @@ def _policy(out: Rendered) -> Policy:
     return Policy(policy)
 
 
-def _controller_objects(out: Rendered, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """What the serving pod's controller builds for an endpoint, configured by the environment
-    the chart gives that pod."""
-    (serving,) = [
-        d for d in out.of_kind("Deployment") if d["metadata"]["name"].endswith("-serving")
-    ]
-    with monkeypatch.context() as patch:
-        for name, value in env_of(containers(serving)[0]).items():
-            if name.startswith("MODELYARD_SERVING__CLUSTER__") and isinstance(value, str):
-                patch.setenv(name, value)
-        config = cluster_config(Settings(), NAMESPACE)
-    endpoint = Endpoint("fraud", (ServedModel("models:/fraud/1", 100, name="fraud-1", version=1),))
-    serializer = k8s.ApiClient()
-    return [serializer.sanitize_for_serialization(o) for o in build_objects(endpoint, config)]
-
-
 @pytest.mark.parametrize("example", CONTROLLER_VALUES)
 def test_the_controllers_own_objects_are_admitted(example: str, monkeypatch: pytest.MonkeyPatch):
     """Creating, updating and deleting what the controller builds passes every validation."""
     out = render_with_apis(CONTROLLER_VALUES[example], [VAP_API])
     policy = _policy(out)
-    objects = _controller_objects(out, monkeypatch)
+    objects = controller_objects(out, monkeypatch)
     assert {o["kind"] for o in objects} == {"Deployment", "Service", "HorizontalPodAutoscaler"}
     for obj in objects:
         assert policy.refusals("CREATE", obj) == [], obj["kind"]
@@ -236,7 +214,7 @@ def test_hostile_requests_by_the_serving_token_are_refused(
 ):
     out = render_with_apis(CONTROLLER_VALUES[example], [VAP_API])
     policy = _policy(out)
-    objects = _controller_objects(out, monkeypatch)
+    objects = controller_objects(out, monkeypatch)
     deployment = objects[0]
     hostile = _hostile(out, deployment)
     assert hostile.keys() == REFUSED_BY.keys()

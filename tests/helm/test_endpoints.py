@@ -8,13 +8,15 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from kubernetes import client as k8s
 
-from modelyard.entities.serving import Endpoint, ServedModel
-from modelyard.services.common.settings import Settings
-from modelyard.services.serving.app import cluster_config
-from modelyard.services.serving.cluster import build_objects
-from tests.helm.conftest import CHART, NAMESPACE, Rendered, containers, env_of, helm, render
+from tests.helm.conftest import (
+    CHART,
+    NAMESPACE,
+    Rendered,
+    controller_objects,
+    helm,
+    render,
+)
 
 CONTROLLER = {"dev": {"enabled": True}, "services": {"serving": {"controller": {"enabled": True}}}}
 
@@ -32,20 +34,8 @@ def _render_release(release: str, values: dict[str, Any]) -> Rendered:
 
 
 def _endpoint_deployment(out: Rendered, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """The Deployment the serving pod's controller would make for an endpoint, configured by the
-    environment the chart gives that pod."""
-    (serving,) = [
-        d for d in out.of_kind("Deployment") if d["metadata"]["name"].endswith("-serving")
-    ]
-    with monkeypatch.context() as patch:
-        for name, value in env_of(containers(serving)[0]).items():
-            if name.startswith("MODELYARD_SERVING__CLUSTER__") and isinstance(value, str):
-                patch.setenv(name, value)
-        config = cluster_config(Settings(), NAMESPACE)
-    endpoint = Endpoint("fraud", (ServedModel("models:/fraud/1", 100, name="fraud-1", version=1),))
-    deployment = build_objects(endpoint, config)[0]
-    data: dict[str, Any] = k8s.ApiClient().sanitize_for_serialization(deployment)
-    return data
+    """The Deployment the serving pod's controller would make for an endpoint."""
+    return controller_objects(out, monkeypatch)[0]
 
 
 def test_endpoint_pods_pull_with_the_charts_pull_secrets(monkeypatch: pytest.MonkeyPatch):
