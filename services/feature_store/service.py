@@ -121,18 +121,26 @@ class TrainingSetOutput:
         self._file.close()
 
 
-def _check_entity_columns(columns: Sequence[str], requests: Sequence[ViewRequest]) -> None:
-    """A training set's columns are the entity rows' and then the features': a name in both
-    would leave two columns of that name, and the engine's own working columns are reserved.
-    Two entity columns of one name were renamed by the engine (id_1), so a training set said
-    other than what was sent."""
+def _named_twice(columns: Sequence[str]) -> str | None:
+    """The first column name that appears twice: Arrow allows it, and the engine would rename
+    the second (id_1) or the pushed table could not be read by name."""
     seen: set[str] = set()
     for column in columns:
         if column in seen:
-            raise InvalidArgument(
-                f"the entity rows have two columns named {column!r}; keep one", field="entities"
-            )
+            return column
         seen.add(column)
+    return None
+
+
+def _check_entity_columns(columns: Sequence[str], requests: Sequence[ViewRequest]) -> None:
+    """A training set's columns are the entity rows' and then the features': a name in both
+    would leave two columns of that name, and the engine's own working columns are reserved."""
+    twice = _named_twice(columns)
+    if twice is not None:
+        raise InvalidArgument(
+            f"the entity rows have two columns named {twice!r}; keep one", field="entities"
+        )
+    for column in columns:
         if column.startswith(RESERVED_PREFIX):
             raise InvalidArgument(
                 f"the entity rows have a column {column!r}; names starting with "
@@ -588,8 +596,7 @@ class FeaturesService:
         view = self._view(view_name)
         if not to_online and not to_offline:
             raise InvalidArgument("push to_online, to_offline or both", field="to_online")
-        names = table.column_names
-        twice = next((c for c in names if names.count(c) > 1), None)
+        twice = _named_twice(table.column_names)
         if twice is not None:
             raise InvalidArgument(
                 f"pushed rows have more than one column named {twice!r}; send each column once",
