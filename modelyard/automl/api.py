@@ -121,6 +121,20 @@ def _cv_folds(cv_folds: int | str | None, n_rows: int) -> int | None:
     return cv_folds
 
 
+def _rarest_fit_class(
+    df: pd.DataFrame, target_col: str, folds: int | None, stratified: bool, seed: int
+) -> int:
+    """Fewest rows a class has in any set a model is fit on (the train split, or each CV
+    fold's training part and their union); a class absent from a fit does not count."""
+    if folds is None:
+        fits = [df.loc[df[dataset.SPLIT_COL] == "train", target_col]]
+    else:
+        y = search.cv_rows(df)[target_col]
+        split = search.splitter(folds, stratified, seed).split(y.to_frame(), y)
+        fits = [y, *(y.iloc[rows] for rows, _ in split)]
+    return min(int(f.value_counts().min()) for f in fits)
+
+
 def _classes(y: pd.Series, pos_label: Any) -> tuple[list[Any], Any]:
     classes = sorted(y.unique().tolist())
     if len(classes) < 2:
@@ -258,7 +272,7 @@ def _tabular(
     if split_col is not None:
         dataset.check_split(df[dataset.SPLIT_COL], split_col, folds)
     classes, label = (None, None)
-    imbalanced, stratified = False, False
+    imbalanced, stratified, rarest = False, False, 0
     if problem == CLASSIFICATION:
         classes, label = _classes(df[target_col], pos_label)
         counts = df[target_col].value_counts()
@@ -272,15 +286,25 @@ def _tabular(
                 "folds are not stratified, and scores for those classes rest on a row or two; "
                 "add rows of those classes, or merge them into others"
             )
+        rarest = _rarest_fit_class(df, target_col, folds, stratified, seed)
     ctx = families.Context(
         problem=problem,
         n_rows=len(df),
         n_classes=len(classes or []),
         imbalanced=imbalanced,
+        rarest_fit_class=rarest,
         seed=seed,
         n_jobs=1 if df.size <= 2_000_000 else -1,
     )
     candidates = families.available(ctx, excluded)
+    short = [f.name for f in candidates if f.too_few_class_rows(ctx)]
+    candidates = [f for f in candidates if f.name not in short]
+    if short:
+        notes.append(
+            f"{', '.join(short)} left out: a class has only {rarest} row(s) in a set a model "
+            f"is fit on, and calibrating probabilities needs {families.CALIBRATION_CLASS_ROWS}; "
+            "add rows of the rare classes to include it"
+        )
     if not candidates:
         raise InvalidArgument(
             f"exclude_frameworks {list(excluded)} leaves no model family for {problem}",

@@ -20,6 +20,9 @@ from modelyard.automl.metrics import CLASSIFICATION, REGRESSION
 
 FRAMEWORKS = ("sklearn", "lightgbm", "xgboost", "statsmodels")
 SMALL_DATA_ROWS = 10_000  # kernel and neighbour models only below this size
+# CalibratedClassifierCV fits on 4/5 of what it gets: a class with one row would be missing
+# from one of those fits, and it refuses.
+CALIBRATION_CLASS_ROWS = 2
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,8 @@ class Context:
     n_rows: int
     n_classes: int = 0
     imbalanced: bool = False
+    # Classification: fewest rows a class has in any set a model is fit on.
+    rarest_fit_class: int = 0
     seed: int = 0
     n_jobs: int = 1
 
@@ -52,11 +57,16 @@ class Family:
     suggest: Callable[[optuna.trial.BaseTrial, Context], Spec]
     defaults: Callable[[Context], dict[str, Any]]
     small_data_only: bool = False
+    # Classification only: rows every class needs in a fit (probability calibration's folds).
+    class_rows: int = 0
 
     def available(self, ctx: Context) -> bool:
         return ctx.problem in self.problems and (
             not self.small_data_only or ctx.n_rows <= SMALL_DATA_ROWS
         )
+
+    def too_few_class_rows(self, ctx: Context) -> bool:
+        return ctx.problem == CLASSIFICATION and ctx.rarest_fit_class < self.class_rows
 
     def enqueued(self, ctx: Context) -> dict[str, Any]:
         return {
@@ -256,7 +266,15 @@ FAMILIES: tuple[Family, ...] = (
     Family("linear", "sklearn", BOTH, _linear, _linear_defaults),
     Family("xgboost", "xgboost", BOTH, _xgboost, _xgboost_defaults),
     Family("random_forest", "sklearn", BOTH, _trees("random_forest"), _trees_defaults),
-    Family("svm", "sklearn", BOTH, _svm, _svm_defaults, small_data_only=True),
+    Family(
+        "svm",
+        "sklearn",
+        BOTH,
+        _svm,
+        _svm_defaults,
+        small_data_only=True,
+        class_rows=CALIBRATION_CLASS_ROWS,
+    ),
     Family("extra_trees", "sklearn", BOTH, _trees("extra_trees"), _trees_defaults),
     Family(
         "knn",

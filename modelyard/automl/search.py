@@ -100,6 +100,19 @@ class Search:
         return value > self.best.value if self.maximize else value < self.best.value
 
 
+def cv_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """What CV folds split: the train rows, then the validation rows."""
+    return pd.concat([df[df[SPLIT_COL] == "train"], df[df[SPLIT_COL] == "val"]])
+
+
+def splitter(cv_folds: int, stratified: bool, seed: int) -> Any:
+    """The CV folds every trial is scored on (the generated scripts write the same)."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    kind = StratifiedKFold if stratified else KFold
+    return kind(n_splits=cv_folds, shuffle=True, random_state=seed)
+
+
 @dataclass
 class TabularSearch(Search):
     df: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -135,10 +148,8 @@ class TabularSearch(Search):
         return classification_scores(y, predicted, proba, self.classes, self.pos_label, names)
 
     def folds(self) -> Any:
-        from sklearn.model_selection import KFold, StratifiedKFold
-
-        kind = StratifiedKFold if self.stratified else KFold
-        return kind(n_splits=self.cv_folds, shuffle=True, random_state=self.seed)
+        assert self.cv_folds is not None
+        return splitter(self.cv_folds, self.stratified, self.seed)
 
     def evaluate(self, spec: families.Spec) -> tuple[Any, dict[str, float], pd.DataFrame]:
         assert self.plan is not None
@@ -151,7 +162,7 @@ class TabularSearch(Search):
                 scores = self.scores(model, part[cols], part[target])
                 metrics.update({f"{name}_{k}": v for k, v in scores.items()})
             return model, metrics, parts["train"]
-        fit = pd.concat([parts["train"], parts["val"]])
+        fit = cv_rows(self.df)
         X, y = fit[cols], fit[target]
         fold_scores = []
         for fit_rows, score_rows in self.folds().split(X, y):

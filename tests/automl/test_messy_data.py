@@ -219,3 +219,50 @@ def test_classes_rarer_than_the_folds_are_reported(fluent, tmp_path) -> None:
         "classes {'rare': 2} have fewer train + validation rows than the 5 CV folds" in w
         for w in result.warnings
     )
+
+
+@pytest.mark.parametrize("rare_rows", [1, 2, 3, 4, 5, 6])
+def test_svm_is_left_out_exactly_when_calibration_cannot_fit(rare_rows: int) -> None:
+    """A class too rare for calibration's folds failed every SVM trial; the rule that leaves
+    the family out must match what CalibratedClassifierCV can fit in the search's CV folds."""
+    from modelyard.automl import api
+
+    rng = np.random.default_rng(1)
+    y = pd.Series(["a", "b"] * 20 + ["rare"] * rare_rows)
+    df = pd.DataFrame({"x": rng.normal(size=len(y)), "y": y, SPLIT_COL: "train"})
+    stratified = rare_rows >= 5
+    ctx = families.Context(
+        CLASSIFICATION,
+        n_rows=len(df),
+        n_classes=3,
+        rarest_fit_class=api._rarest_fit_class(df, "y", 5, stratified, seed=0),
+    )
+    svm = next(f for f in families.FAMILIES if f.name == "svm")
+    spec = svm.suggest(optuna.trial.FixedTrial({"svm.C": 1.0, "svm.gamma": 0.01}), ctx)
+    fits = [np.arange(len(df))]
+    fits += [rows for rows, _ in search.splitter(5, stratified, seed=0).split(df[["x"]], y)]
+    fitted = True
+    for rows in fits:
+        try:
+            families.estimator(spec).fit(df[["x"]].iloc[rows], y.iloc[rows])
+        except ValueError:
+            fitted = False
+    assert svm.too_few_class_rows(ctx) == (not fitted)
+
+
+def test_a_one_row_class_leaves_svm_out_instead_of_failing_its_trials(fluent, tmp_path) -> None:
+    data = _binary(80).astype({"y": str})
+    data.loc[0, "y"] = "rare"
+    result = modelyard.automl.classify(
+        data,
+        "y",
+        max_trials=3,
+        cv_folds=None,
+        exclude_frameworks=["lightgbm", "xgboost"],
+        output_dir=tmp_path,
+    )
+    assert "svm" not in set(result.trials["model_family"])
+    assert (result.trials["state"] == "COMPLETE").all()
+    assert any(w.startswith("svm left out: a class has only 1 row(s)") for w in result.warnings)
+    params = fluent.client().get_run(result.parent_run_id).data.params
+    assert "svm" not in params["model_families"].split(",")
