@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from modelyard.cli.output import console, done, ms, print_json, say, table
+from modelyard.cli.output import console, done, ms, print_events, print_json, say, table
 from modelyard.cli.tracking import Json, Token, Uri, client_for
+from modelyard.entities.auth import AuditEvent
 
 admin = typer.Typer(help="Set up the first admin.", no_args_is_help=True)
 tokens = typer.Typer(help="API tokens (MODELYARD_TOKEN).", no_args_is_help=True)
@@ -75,7 +76,7 @@ def tokens_list(
     """List tokens (never their secret values)."""
     found = client_for(uri, token).list_tokens(principal)
     if as_json:
-        print_json(found)
+        print_json({"tokens": found})
         return
     table(
         None,
@@ -108,7 +109,7 @@ def users_list(uri: Uri = None, token: Token = None, as_json: Json = False) -> N
     """List users and service accounts."""
     found = client_for(uri, token).list_principals()
     if as_json:
-        print_json(found)
+        print_json({"principals": found})
         return
     table(
         None,
@@ -175,9 +176,10 @@ def audit(
     events = client_for(uri, token).list_audit_events(
         principal, service, method, since, max_results
     )
-    if as_json:
-        print_json(events)
-        return
+    print_events(events, since, max_results, as_json, _audit_table)
+
+
+def _audit_table(events: list[AuditEvent]) -> None:
     table(
         None,
         ["id", "time", "principal", "method", "resource", "outcome"],

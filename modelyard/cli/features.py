@@ -190,7 +190,7 @@ def features_list(uri: Uri = None, token: Token = None, as_json: Json = False) -
         *client.list_feature_services(),
     ]
     if as_json:
-        print_json([_record(d) for d in found])
+        print_json({"definitions": [_record(d) for d in found]})
         return
     table(None, ["kind", "name", "entities / join keys", "detail"], [_row(d) for d in found])
 
@@ -297,7 +297,7 @@ def features_materialize(
                 runs += client.materialize_incremental(end_time, [name])
             bar.advance(task)
     if as_json:
-        print_json(runs)
+        print_json({"runs": runs})
         return
     table(
         None,

@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn
@@ -20,6 +20,14 @@ from rich.text import Text
 from modelyard.entities import PagedList
 
 T = TypeVar("T")
+
+
+class _Event(Protocol):
+    @property
+    def event_id(self) -> int: ...
+
+
+E = TypeVar("E", bound=_Event)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -69,6 +77,21 @@ def print_page(
             markup=False,
             highlight=False,
         )
+
+
+def print_events(
+    events: list[E], since: int, max_results: int, as_json: bool, show: Callable[[list[E]], None]
+) -> None:
+    """An event listing. Events are read by cursor, not page token: JSON carries
+    `last_event_id`, what `--since` takes to read on; a table that filled --max-results ends
+    with that flag."""
+    if as_json:
+        last = events[-1].event_id if events else since
+        print_json({"events": events, "last_event_id": last})
+        return
+    show(events)
+    if events and len(events) >= max_results:
+        note(f"More events may follow: run the same command with --since {events[-1].event_id}")
 
 
 def ms(value: int | None) -> str:

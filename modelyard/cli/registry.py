@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -13,13 +14,14 @@ from modelyard.cli.output import (
     key_values,
     ms,
     note,
+    print_events,
     print_json,
     print_page,
     say,
     table,
 )
 from modelyard.cli.tracking import Json, MaxResults, PageToken, Token, Uri, client_for
-from modelyard.entities.registry import ModelVersion, RegisteredModel
+from modelyard.entities.registry import ModelEvent, ModelVersion, RegisteredModel
 
 models = typer.Typer(help="Registered models and their versions.", no_args_is_help=True)
 alias = typer.Typer(help="Aliases: named pointers to versions.", no_args_is_help=True)
@@ -104,21 +106,22 @@ def models_get(name: str, uri: Uri = None, token: Token = None, as_json: Json = 
 @models.command("versions")
 def models_versions(
     name: str,
-    max_results: Annotated[int, typer.Option("--max-results")] = 1000,
+    max_results: MaxResults = 1000,
+    page_token: PageToken = None,
     uri: Uri = None,
     token: Token = None,
     as_json: Json = False,
 ) -> None:
-    """List every version of a model, newest first."""
+    """List the versions of a model, newest first, a page at a time."""
     escaped = name.replace("'", "''")
-    found = list(
-        client_for(uri, token).search_model_versions(
-            f"name = '{escaped}'", max_results, order_by=["version DESC"]
-        )
+    page = client_for(uri, token).search_model_versions(
+        f"name = '{escaped}'", max_results, order_by=["version DESC"], page_token=page_token
     )
-    if as_json:
-        print_json(found)  # [] for a model that does not exist, as MLflow's search gives
-        return
+    # No versions of a model that does not exist is an empty page, as MLflow's search gives.
+    print_page(page, "model_versions", as_json, partial(_versions_of, name))
+
+
+def _versions_of(name: str, found: list[ModelVersion]) -> None:
     _versions_table(found)
     if not found:
         note(f"no versions of model {name!r} (does it exist? `modelyard models list`)")
@@ -192,9 +195,10 @@ def models_history(
 ) -> None:
     """Who changed what, and when."""
     events = client_for(uri, token).list_model_events(name, since, max_results)
-    if as_json:
-        print_json(events)
-        return
+    print_events(events, since, max_results, as_json, partial(_events_table, name))
+
+
+def _events_table(name: str, events: list[ModelEvent]) -> None:
     if not events:
         note(f"no events of model {name!r} (does it exist? `modelyard models list`)")
     table(

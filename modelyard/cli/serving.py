@@ -187,7 +187,7 @@ def endpoints_list(uri: Uri = None, token: Token = None, as_json: Json = False) 
     """List endpoints with the state of their served models."""
     found = client_for(uri, token).list_endpoints()
     if as_json:
-        print_json(found)
+        print_json({"endpoints": found})
         return
     table(
         None,

@@ -431,7 +431,7 @@ def artifacts_list(
     """List a run's artifacts (one directory level unless --recursive)."""
     files = list(client_for(uri, token).iter_artifacts(run_id, path, recursive=recursive))
     if as_json:
-        print_json(files)
+        print_json({"files": files})
         return
     table(
         None,

@@ -83,8 +83,8 @@ def test_runs_and_artifacts_commands(
     run("runs", "delete-tag", rid, "reviewed", "--uri", uri)
     with Client(uri) as client:
         assert "reviewed" not in client.get_run(rid).data.tags
-    files = json.loads(run("artifacts", "list", rid, "dir", "--recursive", "--uri", uri, "--json"))
-    assert [f["path"] for f in files] == ["dir/a.txt", "dir/sub/b.txt"]
+    listed = json.loads(run("artifacts", "list", rid, "dir", "-r", "--uri", uri, "--json"))
+    assert [f["path"] for f in listed["files"]] == ["dir/a.txt", "dir/sub/b.txt"]
     out = run("artifacts", "download", rid, "dir", "--dst", str(tmp_path), "--uri", uri)
     assert (tmp_path / "dir" / "sub" / "b.txt").read_text() == "world"
     assert "Downloaded" in out
@@ -94,8 +94,8 @@ def test_runs_and_artifacts_commands(
     (src / "x").mkdir(parents=True)
     (src / "x" / "f.txt").write_text("f")
     run("artifacts", "upload", rid, str(src), "--artifact-path", "uploaded", "--uri", uri)
-    files = json.loads(run("artifacts", "list", rid, "uploaded", "-r", "--uri", uri, "--json"))
-    assert [f["path"] for f in files] == ["uploaded/x/f.txt"]
+    listed = json.loads(run("artifacts", "list", rid, "uploaded", "-r", "--uri", uri, "--json"))
+    assert [f["path"] for f in listed["files"]] == ["uploaded/x/f.txt"]
 
 
 def test_json_output_stays_json_with_non_finite_metrics(uri: str) -> None:
@@ -280,15 +280,45 @@ def test_models_commands(uri: str, tmp_path: Path) -> None:
     assert got["aliases"] == {"champion": 2}
     assert "champion" in run("models", "get", "cli-model", "--uri", uri)
     versions = json.loads(run("models", "versions", "cli-model", "--uri", uri, "--json"))
-    assert [v["version"] for v in versions] == [2, 1]
+    assert [v["version"] for v in versions["model_versions"]] == [2, 1]
+    assert versions["next_page_token"] is None
+    # A page at a time: the token printed with the first page fetches the second.
+    first = json.loads(
+        run("models", "versions", "cli-model", "--max-results", "1", "--uri", uri, "--json")
+    )
+    assert [v["version"] for v in first["model_versions"]] == [2]
+    assert f"--page-token {first['next_page_token']}" in run(
+        "models", "versions", "cli-model", "--max-results", "1", "--uri", uri
+    )
+    rest = run(
+        "models",
+        "versions",
+        "cli-model",
+        "--page-token",
+        first["next_page_token"],
+        "--uri",
+        uri,
+        "--json",
+    )
+    assert [v["version"] for v in json.loads(rest)["model_versions"]] == [1]
     moved = json.loads(
         run("models", "stage", "cli-model", "1", "Production", "--uri", uri, "--json")
     )
     assert moved["current_stage"] == "Production"
     run("models", "alias", "delete", "cli-model", "champion", "--uri", uri)
     history = json.loads(run("models", "history", "cli-model", "--uri", uri, "--json"))
-    assert [e["event_type"] for e in history][-2:] == ["STAGE_TRANSITIONED", "ALIAS_DELETED"]
+    events = history["events"]
+    assert [e["event_type"] for e in events][-2:] == ["STAGE_TRANSITIONED", "ALIAS_DELETED"]
+    assert history["last_event_id"] == events[-1]["event_id"]
     assert "ALIAS_SET" in run("models", "history", "cli-model", "--uri", uri)
+    # A table that fills --max-results says how to read on; --since reads on from there.
+    first = run("models", "history", "cli-model", "--max-results", "2", "--uri", uri)
+    assert f"--since {events[1]['event_id']}" in first
+    since = events[-2]["event_id"]
+    rest = json.loads(
+        run("models", "history", "cli-model", "--since", str(since), "--uri", uri, "--json")
+    )
+    assert [e["event_id"] for e in rest["events"]] == [events[-1]["event_id"]]
     out = run(
         "models", "download", "models:/cli-model/latest", "--dst", str(tmp_path), "--uri", uri
     )

@@ -60,7 +60,7 @@ def test_apply_plan_list_describe_materialize_get_online(server, tmp_path: Path)
     assert "delete" in changed and "update" in changed and "ttl" in changed
 
     listed = json.loads(run("features", "list", "--uri", uri, "--json"))
-    assert [(r["kind"], r["name"]) for r in listed] == [
+    assert [(r["kind"], r["name"]) for r in listed["definitions"]] == [
         ("entity", "driver"),
         ("feature_view", "driver_stats"),
     ]
@@ -71,7 +71,7 @@ def test_apply_plan_list_describe_materialize_get_online(server, tmp_path: Path)
     done = json.loads(
         run("features", "materialize", start.isoformat(), NOW.isoformat(), "--uri", uri, "--json")
     )
-    assert [(m["feature_view"], m["rows"]) for m in done] == [("driver_stats", 2)]
+    assert [(m["feature_view"], m["rows"]) for m in done["runs"]] == [("driver_stats", 2)]
     described = run("features", "describe", "driver_stats", "--uri", uri)
     assert "materializations" in described
 

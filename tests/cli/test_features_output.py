@@ -40,7 +40,8 @@ def test_describe_shows_entities_and_services_as_key_value_tables(uri: str) -> N
 
 
 def test_json_gives_structured_fields(uri: str) -> None:
-    listed = {r["name"]: r for r in json.loads(run("features", "list", "--uri", uri, "--json"))}
+    found = json.loads(run("features", "list", "--uri", uri, "--json"))["definitions"]
+    listed = {r["name"]: r for r in found}
     assert listed["driver"]["keys"] == ["driver_id"]
     assert listed["driver_stats"]["keys"] == ["driver"]
     assert (listed["driver_stats"]["ttl_seconds"], listed["driver_stats"]["online"]) == (

@@ -67,8 +67,10 @@ def test_audit_cli(secure: Secure) -> None:
         ],
     )
     assert result.exit_code == 0, result.output
-    events = json.loads(result.output)
+    listed = json.loads(result.output)
+    events = listed["events"]
     assert [(e["method"], e["outcome"]) for e in events] == [("CreateExperiment", "OK")]
+    assert listed["last_event_id"] == events[-1]["event_id"]
     table = runner.invoke(
         app,
         ["audit", "--uri", secure.address, "--token", secure.admin_token],

@@ -47,7 +47,7 @@ def test_bootstrap_then_manage_users_and_tokens(tmp_path: Path) -> None:
         )
         assert created["roles"] == ["editor"]
         listed = json.loads(cli("users", "list", "--uri", address, "--json", token=token))
-        assert {p["name"] for p in listed} >= {"root", "carol", "svc-registry"}
+        assert {p["name"] for p in listed["principals"]} >= {"root", "carol", "svc-registry"}
         issued = json.loads(
             cli("tokens", "create", "--principal", "carol", "--uri", address, "--json", token=token)
         )
@@ -56,7 +56,7 @@ def test_bootstrap_then_manage_users_and_tokens(tmp_path: Path) -> None:
         tokens = json.loads(
             cli("tokens", "list", "--principal", "carol", "--uri", address, "--json", token=token)
         )
-        assert [t["token_id"] for t in tokens] == [issued["info"]["token_id"]]
+        assert [t["token_id"] for t in tokens["tokens"]] == [issued["info"]["token_id"]]
         cli("tokens", "revoke", issued["info"]["token_id"], "--uri", address, token=token)
         cli("users", "update", "carol", "--role", "viewer", "--uri", address, token=token)
         assert "carol" in cli("users", "list", "--uri", address, token=token)

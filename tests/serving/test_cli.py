@@ -44,6 +44,8 @@ def test_endpoint_commands(platform, iris, two_versions, tmp_path: Path) -> None
     table = run("endpoints", "get", "cli-ep", "--uri", uri)
     assert "iris-1" in table and "READY" in table
     assert "cli-ep" in run("endpoints", "list", "--uri", uri)
+    listed = json.loads(run("endpoints", "list", "--uri", uri, "--json"))
+    assert [e["name"] for e in listed["endpoints"]] == ["cli-ep"]
     data = tmp_path / "rows.csv"
     X.head(4).to_csv(data, index=False)
     predicted = json.loads(
