@@ -4,11 +4,14 @@ connections are pinged only after idling."""
 
 from __future__ import annotations
 
+import threading
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
 import psycopg
 import pytest
+from sqlalchemy import text
 
 from modelyard.services.common.db import Database, engine
 from modelyard.services.common.settings import Settings
@@ -191,5 +194,52 @@ def test_a_dead_connection_met_on_the_cursor_drops_the_pool(
         with pytest.raises(psycopg.OperationalError):
             _select_one_on_each(db, 1)
         assert _select_one_on_each(db, 3) == [1, 1, 1]
+    finally:
+        db.dispose()
+
+
+@pytest.mark.postgres
+def test_ids_in_commit_order_makes_a_later_insert_wait_for_the_earlier_commit(
+    postgres_url: str,
+) -> None:
+    """The audit log and the inference log are followed by id like the registry's events: a
+    row whose id was drawn first must be visible no later than any row drawn after it."""
+    db = Database(postgres_url)
+    try:
+        with db.write() as conn:
+            conn.execute(text("CREATE TABLE log (id BIGSERIAL PRIMARY KEY, v TEXT)"))
+        later_done = threading.Event()
+
+        def insert_later() -> None:
+            with db.write() as conn:
+                db.ids_in_commit_order(conn, "log")
+                conn.execute(text("INSERT INTO log (v) VALUES ('later')"))
+            later_done.set()
+
+        with ExitStack() as stack:
+            first = stack.enter_context(db.write())
+            db.ids_in_commit_order(first, "log")
+            first.execute(text("INSERT INTO log (v) VALUES ('first')"))
+            first_pid = first.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            later = threading.Thread(target=insert_later)
+            later.start()
+            deadline = time.monotonic() + 30
+            with db.read() as reader:
+                while not reader.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE :p = ANY(pg_blocking_pids(pid))"
+                    ),
+                    {"p": first_pid},
+                ).scalar():
+                    assert time.monotonic() < deadline, "the later insert never waited"
+                    time.sleep(0.05)  # polling the database's own view of its backends
+                assert not later_done.is_set()
+                assert reader.execute(text("SELECT count(*) FROM log")).scalar() == 0
+        later.join(30)
+        assert later_done.is_set()
+        with db.read() as reader:
+            rows = reader.execute(text("SELECT v FROM log ORDER BY id")).scalars().all()
+        assert rows == ["first", "later"]
     finally:
         db.dispose()

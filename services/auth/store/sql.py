@@ -169,6 +169,7 @@ class SqlAuthStore:
         if not events:
             return
         with self.db.write() as conn:
+            self.db.ids_in_commit_order(conn, audit_events.name)
             conn.execute(
                 insert(audit_events),
                 [

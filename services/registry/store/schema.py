@@ -139,6 +139,7 @@ model_events = Table(
     Column("user_id", String(256), nullable=False),
     Column("event_time", BigInteger, nullable=False),
     Index("ix_model_events_name_id", "model_name", "event_id"),
+    Index("ix_model_events_model_id_id", "model_id", "event_id"),
 )
 
 # Grants on registered models (keyed by model id, so they survive renames).

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, delete, insert, select, update
@@ -42,6 +43,9 @@ from modelyard.services.registry.store.schema import (
     registered_model_tags,
     registered_models,
 )
+
+# conn.info key of the events a `_write()` inserts when it ends.
+_PENDING_EVENTS = "modelyard.registry.pending_events"
 
 
 def _now() -> int:
@@ -119,6 +123,21 @@ class SqlRegistryStore(RegistryStore):
             raise _version_not_found(name, version)
         return model, row
 
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction whose model events (`_event`) are inserted at its end, after
+        every row lock it takes, in commit order: watchers follow events by id."""
+        with self.db.write() as conn:
+            pending: list[dict[str, Any]] = []
+            conn.info[_PENDING_EVENTS] = pending
+            try:
+                yield conn
+                if pending:
+                    self.db.ids_in_commit_order(conn, model_events.name)
+                    conn.execute(insert(model_events), pending)
+            finally:
+                del conn.info[_PENDING_EVENTS]
+
     def _event(
         self,
         conn: Connection,
@@ -129,16 +148,17 @@ class SqlRegistryStore(RegistryStore):
         name: str | None = None,
         **details: Any,
     ) -> None:
-        conn.execute(
-            insert(model_events).values(
-                model_id=model.model_id,
-                model_name=name or model.name,
-                version=version,
-                event_type=event_type,
-                details=json.dumps({k: str(v) for k, v in details.items()}),
-                user_id=user,
-                event_time=_now(),
-            )
+        """Record an event of the write `conn` belongs to (a `_write()`)."""
+        conn.info[_PENDING_EVENTS].append(
+            {
+                "model_id": model.model_id,
+                "model_name": name or model.name,
+                "version": version,
+                "event_type": event_type,
+                "details": json.dumps({k: str(v) for k, v in details.items()}),
+                "user_id": user,
+                "event_time": _now(),
+            }
         )
 
     def _touch(self, conn: Connection, model_id: str, version: int | None = None) -> None:
@@ -281,7 +301,7 @@ class SqlRegistryStore(RegistryStore):
         self, name: str, description: str, tags: dict[str, str], user: str
     ) -> RegisteredModel:
         try:
-            with self.db.write() as conn:
+            with self._write() as conn:
                 self._create_model_row(conn, name, description, tags, user)
         except IntegrityError:
             raise AlreadyExists(
@@ -297,7 +317,7 @@ class SqlRegistryStore(RegistryStore):
 
     def rename_registered_model(self, name: str, new_name: str, user: str) -> RegisteredModel:
         try:
-            with self.db.write() as conn:
+            with self._write() as conn:
                 model = self._model(conn, name, lock=True)
                 conn.execute(
                     update(registered_models)
@@ -314,7 +334,7 @@ class SqlRegistryStore(RegistryStore):
         return self.get_registered_model(new_name)
 
     def update_registered_model(self, name: str, description: str, user: str) -> RegisteredModel:
-        with self.db.write() as conn:
+        with self._write() as conn:
             model = self._model(conn, name, lock=True)
             conn.execute(
                 update(registered_models)
@@ -325,7 +345,7 @@ class SqlRegistryStore(RegistryStore):
         return self.get_registered_model(name)
 
     def delete_registered_model(self, name: str, user: str) -> list[str]:
-        with self.db.write() as conn:
+        with self._write() as conn:
             model = self._model(conn, name, lock=True)
             locations = list(
                 conn.execute(
@@ -395,7 +415,7 @@ class SqlRegistryStore(RegistryStore):
         return PagedList(found, token)
 
     def set_registered_model_tag(self, name: str, key: str, value: str, user: str) -> None:
-        with self.db.write() as conn:
+        with self._write() as conn:
             model = self._model(conn, name, lock=True)
             self._upsert_tag(
                 conn, registered_model_tags, {"model_id": model.model_id, "key": key}, value
@@ -404,7 +424,7 @@ class SqlRegistryStore(RegistryStore):
             self._event(conn, model, "MODEL_TAG_SET", user, key=key, value=value)
 
     def delete_registered_model_tag(self, name: str, key: str, user: str) -> None:
-        with self.db.write() as conn:
+        with self._write() as conn:
             model = self._model(conn, name, lock=True)
             deleted = conn.execute(
                 delete(registered_model_tags).where(
@@ -450,7 +470,7 @@ class SqlRegistryStore(RegistryStore):
         tags: dict[str, str],
         user: str,
     ) -> tuple[ModelVersion, PendingVersion]:
-        with self.db.write() as conn:
+        with self._write() as conn:
             # Concurrent registrations queue at the model's row lock. A delete or rename of the
             # model holding it leaves no model of that name once it commits: the version then
             # starts a new one, as it would have after them (the model was looked up by name, and
@@ -526,7 +546,7 @@ class SqlRegistryStore(RegistryStore):
     def update_model_version(
         self, name: str, version: int, description: str, user: str
     ) -> ModelVersion:
-        with self.db.write() as conn:
+        with self._write() as conn:
             model, _ = self._version(conn, name, version, lock=True)
             conn.execute(
                 update(model_versions)
@@ -542,7 +562,7 @@ class SqlRegistryStore(RegistryStore):
             return self._load_version(conn, model.model_id, version)
 
     def delete_model_version(self, name: str, version: int, user: str) -> str:
-        with self.db.write() as conn:
+        with self._write() as conn:
             model, row = self._version(conn, name, version, lock=True)
             removed_aliases = list(
                 conn.execute(
@@ -644,7 +664,7 @@ class SqlRegistryStore(RegistryStore):
     def set_model_version_tag(
         self, name: str, version: int, key: str, value: str, user: str
     ) -> None:
-        with self.db.write() as conn:
+        with self._write() as conn:
             model, _ = self._version(conn, name, version, lock=True)
             self._upsert_tag(
                 conn,
@@ -656,7 +676,7 @@ class SqlRegistryStore(RegistryStore):
             self._event(conn, model, "VERSION_TAG_SET", user, version=version, key=key, value=value)
 
     def delete_model_version_tag(self, name: str, version: int, key: str, user: str) -> None:
-        with self.db.write() as conn:
+        with self._write() as conn:
             model, _ = self._version(conn, name, version, lock=True)
             deleted = conn.execute(
                 delete(model_version_tags).where(
@@ -677,7 +697,7 @@ class SqlRegistryStore(RegistryStore):
     def transition_stage(
         self, name: str, version: int, stage: Stage, archive_existing: bool, user: str
     ) -> ModelVersion:
-        with self.db.write() as conn:
+        with self._write() as conn:
             model, row = self._version(conn, name, version, lock=True)
             mv = model_versions.c
             conn.execute(
@@ -727,7 +747,7 @@ class SqlRegistryStore(RegistryStore):
     # -- aliases -------------------------------------------------------------------------------
 
     def set_alias(self, name: str, alias: str, version: int, user: str) -> None:
-        with self.db.write() as conn:
+        with self._write() as conn:
             model, _ = self._version(conn, name, version, lock=True)
             previous = self._find_alias(conn, model, alias)
             stmt = self._insert(model_aliases).values(
@@ -745,7 +765,7 @@ class SqlRegistryStore(RegistryStore):
             self._event(conn, model, "ALIAS_SET", user, version=version, **details)
 
     def delete_alias(self, name: str, alias: str, user: str) -> None:
-        with self.db.write() as conn:
+        with self._write() as conn:
             model = self._model(conn, name, lock=True)
             version = self._alias_version(conn, model, alias)
             conn.execute(
@@ -790,7 +810,7 @@ class SqlRegistryStore(RegistryStore):
         ).first()
 
     def finish_registration(self, pending: PendingVersion, files: Sequence[StoredFile]) -> bool:
-        with self.db.write() as conn:
+        with self._write() as conn:
             row = self._pending_row(conn, pending)
             if row is None or row.status != ModelVersionStatus.PENDING_REGISTRATION.value:
                 return row is not None
@@ -819,7 +839,7 @@ class SqlRegistryStore(RegistryStore):
         return True
 
     def fail_registration(self, pending: PendingVersion, message: str) -> bool:
-        with self.db.write() as conn:
+        with self._write() as conn:
             row = self._pending_row(conn, pending)
             if row is None or row.status != ModelVersionStatus.PENDING_REGISTRATION.value:
                 return row is not None
@@ -880,9 +900,9 @@ class SqlRegistryStore(RegistryStore):
         stmt = select(model_events).where(e.event_id > since_event_id)
         if only_model_ids is not None:
             stmt = stmt.where(e.model_id.in_(list(only_model_ids)))
-        if name:
-            stmt = stmt.where(e.model_name == name)
         with self.db.read() as conn:
+            if name:
+                stmt = stmt.where(e.model_id == self._history_model_id(conn, name))
             order = e.event_id.desc() if newest_first else e.event_id.asc()
             rows = conn.execute(stmt.order_by(order).limit(max_results)).all()
         return [
@@ -897,6 +917,17 @@ class SqlRegistryStore(RegistryStore):
             )
             for r in rows
         ]
+
+    def _history_model_id(self, conn: Connection, name: str) -> str | None:
+        """Whose history `name` means: the model called that now, else the last model that was
+        (renamed or deleted). Events carry the name at their time; a model's history is all
+        of its events, before and after renames, and none of another model's of that name."""
+        model = self._find_model(conn, name)
+        if model is not None:
+            return str(model.model_id)
+        e = model_events.c
+        last = select(e.model_id).where(e.model_name == name).order_by(e.event_id.desc())
+        return conn.execute(last.limit(1)).scalar()
 
     def last_event_id(self) -> int:
         with self.db.read() as conn:

@@ -142,6 +142,7 @@ class SqlServingStore:
         if not records:
             return
         with self.db.write() as conn:
+            self.db.ids_in_commit_order(conn, inference_log.name)
             conn.execute(
                 insert(inference_log),
                 [
