@@ -72,6 +72,9 @@ class ClusterSettings(BaseModel):
     secret_files: dict[str, str] = Field(default_factory=dict)
     # Secret with the serving service token (key `serving`), the endpoint pods' identity.
     service_token_secret: str | None = None
+    # Annotations of the endpoint pods. The chart puts the checksum of the Secret values it
+    # holds here: a pod reads its environment at start, so a changed value must roll the pods.
+    pod_annotations: dict[str, str] = Field(default_factory=dict)
     registry_uri: str = "modelyard-registry:50051"
     features_uri: str = "modelyard-features:50051"
     min_replicas: int = Field(default=1, ge=1)

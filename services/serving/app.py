@@ -52,6 +52,7 @@ def cluster_config(settings: Settings, namespace: str) -> ClusterConfig:
         env_secret=cluster.env_secret,
         secret_files=cluster.secret_files,
         service_token_secret=cluster.service_token_secret,
+        pod_annotations=cluster.pod_annotations,
         health_port=settings.health_port,
         registry_uri=cluster.registry_uri,
         features_uri=cluster.features_uri,

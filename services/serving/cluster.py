@@ -60,6 +60,9 @@ class ClusterConfig:
     # Secret with the serving service token under the key `serving`: endpoint pods call the
     # registry and the feature store as that identity.
     service_token_secret: str | None = None
+    # Annotations of the pod template (a checksum of the environment's Secret values): a change
+    # rolls the endpoint's pods.
+    pod_annotations: dict[str, str] = field(default_factory=dict)
     # The plaintext grpc.health.v1 port the pods also answer on (kubelets probe without TLS).
     health_port: int | None = None
     # Where endpoint pods reach the registry.
@@ -234,7 +237,8 @@ def build_objects(endpoint: Endpoint, config: ClusterConfig) -> list[Any]:
             ),
             template=k8s.V1PodTemplateSpec(
                 metadata=k8s.V1ObjectMeta(
-                    labels=labels, annotations={SPEC_HASH: spec_hash(endpoint)}
+                    labels=labels,
+                    annotations={**config.pod_annotations, SPEC_HASH: spec_hash(endpoint)},
                 ),
                 spec=k8s.V1PodSpec(
                     service_account_name=config.service_account,

@@ -86,3 +86,25 @@ def test_a_single_install_keeps_its_endpoint_names(monkeypatch: pytest.MonkeyPat
     """A release named modelyard (the documented install) keeps modelyard-ep-<endpoint>."""
     deployment = _endpoint_deployment(render(CONTROLLER), monkeypatch)
     assert deployment["metadata"]["name"] == "modelyard-ep-fraud"
+
+
+def test_a_changed_secret_value_rolls_the_endpoint_pods(monkeypatch: pytest.MonkeyPatch):
+    """The chart rolls its own pods when a value it keeps in a Secret changes (checksum/secrets);
+    the endpoint pods read the same Secret at start, so theirs must change with it."""
+
+    def annotations(values: dict[str, Any]) -> dict[str, str]:
+        deployment = _endpoint_deployment(render(values), monkeypatch)
+        return deployment["spec"]["template"]["metadata"]["annotations"]
+
+    external = {**CONTROLLER, "dev": {"enabled": False}}
+    external["services"] = {
+        "serving": {"controller": {"enabled": True, "podAnnotations": {"team": "fraud"}}}
+    }
+    external["s3"] = {"endpoint": "s3.example", "accessKey": "ak", "secretKey": "old"}
+    first = annotations({**external, "database": {"url": "postgresql://a@db/modelyard"}})
+    second = annotations({**external, "database": {"url": "postgresql://b@db/modelyard"}})
+    external["s3"] = {**external["s3"], "secretKey": "new"}
+    third = annotations({**external, "database": {"url": "postgresql://b@db/modelyard"}})
+    assert second["checksum/secrets"] != third["checksum/secrets"]
+    assert first["checksum/secrets"] != second["checksum/secrets"]
+    assert first["team"] == second["team"] == "fraud"

@@ -210,6 +210,26 @@ def test_drift_is_repaired(kube) -> None:
     assert labels[ENDPOINT_LABEL] == "fraud"
 
 
+def test_changed_pod_annotations_roll_the_endpoint_pods(kube) -> None:
+    """Endpoint pods read their environment Secret at start: when the chart's checksum of its
+    values changes (the serving pod restarts with the new one), the controller must roll the
+    endpoint pods too, or they keep the old database password and S3 keys."""
+    fake, api = kube
+
+    def template_annotations() -> dict[str, str]:
+        deployment = fake.kinds("deployments")["modelyard-ep-fraud"]
+        return deployment["spec"]["template"]["metadata"]["annotations"]
+
+    before = replace(CONFIG, pod_annotations={"checksum/secrets": "aaa"})
+    EndpointController(api, before, lambda: [endpoint("fraud", 1)]).reconcile()
+    assert template_annotations()["checksum/secrets"] == "aaa"
+    after = replace(CONFIG, pod_annotations={"checksum/secrets": "bbb"})
+    result = EndpointController(api, after, lambda: [endpoint("fraud", 1)]).reconcile()
+    assert result.updated == ["Deployment/modelyard-ep-fraud"]
+    assert template_annotations()["checksum/secrets"] == "bbb"
+    assert SPEC_HASH in template_annotations()
+
+
 def test_two_instances_in_one_namespace_keep_their_own_endpoints(kube) -> None:
     """Two releases' controllers in one namespace, both with an endpoint "fraud": each makes and
     keeps its own objects, and removes only its own."""

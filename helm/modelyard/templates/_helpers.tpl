@@ -360,6 +360,9 @@ s3.caSecret), for every pod that connects to them. */}}
   value: {{ include "modelyard.endpointEnvSecret" $ | quote }}
 - name: MODELYARD_SERVING__CLUSTER__SECRET_FILES
   value: {{ include "modelyard.endpointSecretFiles" $ | quote }}
+# Endpoint pods read their environment at start: a changed Secret value must roll them too.
+- name: MODELYARD_SERVING__CLUSTER__POD_ANNOTATIONS
+  value: {{ merge (dict "checksum/secrets" (include "modelyard.chartSecretsInput" $ | sha256sum)) (.podAnnotations | default dict) | toJson | quote }}
 {{- if $.Values.auth.enabled }}
 - name: MODELYARD_SERVING__CLUSTER__SERVICE_TOKEN_SECRET
   value: {{ include "modelyard.serviceTokensSecret" $ | quote }}
