@@ -2,7 +2,7 @@
 
 Lookups and training sets need USE on each feature view (or on the feature service asked for);
 the service checks that, since one call can touch several views. Changing definitions needs the
-editor role and EDIT on what is changed.
+editor role and EDIT on what is changed; defining a feature service needs USE on its views.
 """
 
 from __future__ import annotations

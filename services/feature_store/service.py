@@ -174,15 +174,16 @@ class FeatureAuthorizer:
         ]
         return max(levels) if levels else None
 
-    def require(self, kind: str, name: str, needed: PermissionLevel) -> None:
+    def require(self, kind: str, name: str, needed: PermissionLevel, to: str = "") -> None:
+        """`to` says what the level is needed for, when the call does more than one thing."""
         who = identity.current()
         if who.unrestricted or kind not in GRANTED_KINDS:
             return
         have = self.level(who, kind, name)
         if have is None or have < needed:
             raise PermissionDenied(
-                f"{who.name} needs {needed.name} on {kind} {name!r} (has "
-                f"{have.name if have else 'no access'}); ask someone with MANAGE on it",
+                f"{who.name} needs {needed.name} on {kind} {name!r}{f' to {to}' if to else ''} "
+                f"(has {have.name if have else 'no access'}); ask someone with MANAGE on it",
                 resource_type=kind,
                 resource_name=name,
             )
@@ -243,6 +244,28 @@ class FeaturesService:
                 if not (isinstance(before, FeatureView) and before.source == d.source):
                     self.source_locations.check(f"definitions[{i}].feature_view", d)
 
+    def _check_steps(self, steps: Sequence[defs.Step], desired: Sequence[Definition]) -> None:
+        """Changing or deleting needs EDIT. A feature service serves its views' values to anyone
+        with USE on it, so defining one needs USE on each view it projects (views created by
+        this apply are the caller's)."""
+        services = {d.name: d for d in desired if isinstance(d, FeatureService)}
+        created = {s.name for s in steps if s.action == "create" and s.kind == "feature_view"}
+        for step in steps:
+            if step.kind not in GRANTED_KINDS:
+                continue
+            if step.action in ("update", "delete"):
+                self.authorizer.require(step.kind, step.name, PermissionLevel.EDIT)
+            if step.kind == "feature_service" and step.action in ("create", "update"):
+                for view in sorted(
+                    {p.feature_view for p in services[step.name].projections} - created
+                ):
+                    self.authorizer.require(
+                        "feature_view",
+                        view,
+                        PermissionLevel.USE,
+                        f"serve it through feature service {step.name!r}",
+                    )
+
     def apply(self, desired: Sequence[Definition], dry_run: bool, partial: bool) -> list[defs.Step]:
         me = identity.current()
         with self.store.applying() as tx:
@@ -250,9 +273,7 @@ class FeaturesService:
             desired = self._normalize(desired, existing)
             defs.validate(desired, existing, partial)
             steps = defs.plan(desired, existing, partial, tx.history)
-            for step in steps:
-                if step.action in ("update", "delete") and step.kind in GRANTED_KINDS:
-                    self.authorizer.require(step.kind, step.name, PermissionLevel.EDIT)
+            self._check_steps(steps, desired)
             if not me.unrestricted:
                 self._check_sources(desired, existing)
             if dry_run:

@@ -8,11 +8,12 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from modelyard.entities.common import PermissionLevel as L
-from modelyard.errors import PermissionDenied
-from modelyard.features import FeatureStoreClient
+from modelyard.errors import NotFound, PermissionDenied
+from modelyard.features import FeatureService, FeatureStoreClient
 from tests.features.repo import NOW, make_repo
 from tests.security.conftest import Secure
 
@@ -63,6 +64,57 @@ def test_creator_owns_and_others_need_grants(secure: Secure, tmp_path: Path) -> 
     alice.delete_permission("feature_view", "driver_stats", "vera")
     assert viewer.list_feature_views() == []
     for c in (alice, bob, viewer):
+        c.close()
+
+
+def test_a_feature_service_needs_use_on_the_views_it_serves(secure: Secure, tmp_path: Path) -> None:
+    """USE on a feature service is enough to read through it, so defining one must not let an
+    editor read views he holds no USE on."""
+    repo = make_repo(tmp_path / "repo")
+    alice = _features(secure, "alice", "editor")
+    bob = _features(secure, "bob", "editor")
+    secret = replace(repo.stats, name="secret_stats")
+    alice.apply([*repo.objects, secret])
+    alice.materialize(NOW - timedelta(days=5), NOW)
+    rows = pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW]})
+
+    # Bob's own service over Alice's view is refused, in the plan too, and nothing is created.
+    mine = FeatureService("bobs_service", [repo.stats[["conv_rate", "trips"]]])
+    for dry_run in (True, False):
+        with pytest.raises(PermissionDenied) as err:
+            bob.apply([mine], dry_run=dry_run)
+        assert "USE on feature_view 'driver_stats'" in str(err.value)
+        assert "bobs_service" in str(err.value)
+    with pytest.raises(NotFound):
+        bob.get_online_features("bobs_service", [{"driver_id": 1}])
+    with pytest.raises(NotFound):
+        bob.get_historical_features(rows, "bobs_service").to_df()
+
+    # EDIT on Alice's service does not let him point it at a view he cannot use either.
+    alice.set_permission("feature_service", "driver_model", "bob", L.EDIT)
+    with pytest.raises(PermissionDenied, match="USE on feature_view 'secret_stats'"):
+        bob.apply([FeatureService("driver_model", [secret[["trips"]]])])
+    served = bob.get_online_features("driver_model", [{"driver_id": 1}]).to_dict()
+    assert "conv_rate" in served  # still Alice's projection of driver_stats
+
+    # With USE on the view, his service serves it, online and for training sets.
+    alice.set_permission("feature_view", "driver_stats", "bob", L.USE)
+    assert [s.action for s in bob.apply([mine])] == ["create"]
+    assert bob.get_online_features("bobs_service", [{"driver_id": 1}]).to_dict() == {
+        "driver_id": [1],
+        "conv_rate": [0.35],
+        "trips": [35],
+    }
+    training = bob.get_historical_features(rows, "bobs_service").to_df()
+    assert training["trips"].tolist() == [35]
+    # A view he creates in the same apply is his: no grant needed beforehand.
+    own = replace(repo.stats, name="bobs_stats")
+    steps = bob.apply([own, FeatureService("bobs_own", [own[["trips"]]])])
+    assert {(s.kind, s.action) for s in steps} == {
+        ("feature_view", "create"),
+        ("feature_service", "create"),
+    }
+    for c in (alice, bob):
         c.close()
 
 
