@@ -2,7 +2,8 @@
 
 Lookups and training sets need USE on each feature view (or on the feature service asked for);
 the service checks that, since one call can touch several views. Changing definitions needs the
-editor role and EDIT on what is changed; defining a feature service needs USE on its views.
+editor role and EDIT on what is changed (MANAGE to delete a view or service, as for experiments,
+models and endpoints); defining a feature service needs USE on its views.
 """
 
 from __future__ import annotations

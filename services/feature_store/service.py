@@ -245,7 +245,8 @@ class FeaturesService:
                     self.source_locations.check(f"definitions[{i}].feature_view", d)
 
     def _check_steps(self, steps: Sequence[defs.Step], desired: Sequence[Definition]) -> None:
-        """Changing or deleting needs EDIT. A feature service serves its views' values to anyone
+        """Changing needs EDIT; deleting needs MANAGE, since it drops every grant and whoever
+        creates the name again owns it. A feature service serves its views' values to anyone
         with USE on it, so defining one needs USE on each view it projects (views created by
         this apply are the caller's)."""
         services = {d.name: d for d in desired if isinstance(d, FeatureService)}
@@ -253,8 +254,10 @@ class FeaturesService:
         for step in steps:
             if step.kind not in GRANTED_KINDS:
                 continue
-            if step.action in ("update", "delete"):
+            if step.action == "update":
                 self.authorizer.require(step.kind, step.name, PermissionLevel.EDIT)
+            elif step.action == "delete":
+                self.authorizer.require(step.kind, step.name, PermissionLevel.MANAGE, "delete it")
             if step.kind == "feature_service" and step.action in ("create", "update"):
                 for view in sorted(
                     {p.feature_view for p in services[step.name].projections} - created

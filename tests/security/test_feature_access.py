@@ -118,6 +118,45 @@ def test_a_feature_service_needs_use_on_the_views_it_serves(secure: Secure, tmp_
         c.close()
 
 
+def test_deleting_a_feature_view_or_service_needs_manage(secure: Secure, tmp_path: Path) -> None:
+    """Deleting drops every grant, and whoever applies the name again owns it: with EDIT only,
+    a grantee could take the view from its owner."""
+    repo = make_repo(tmp_path / "repo")
+    alice = _features(secure, "alice", "editor")
+    bob = _features(secure, "bob", "editor")
+    alice.apply(repo.objects)
+    alice.materialize(NOW - timedelta(days=5), NOW)
+    for kind, name in (("feature_view", "driver_stats"), ("feature_service", "driver_model")):
+        alice.set_permission(kind, name, "bob", L.EDIT)
+
+    # A complete apply without them would delete both: refused, in the plan too.
+    for dry_run in (True, False):
+        with pytest.raises(PermissionDenied) as err:
+            bob.apply([repo.driver], dry_run=dry_run, partial=False)
+        assert "MANAGE on feature_service 'driver_model' to delete it (has EDIT)" in str(err.value)
+    alice.set_permission("feature_service", "driver_model", "bob", L.MANAGE)
+    with pytest.raises(PermissionDenied, match="MANAGE on feature_view 'driver_stats'"):
+        bob.apply([repo.driver], partial=False)
+    # Nothing changed: Alice still owns her view and reads its rows.
+    assert alice.get_online_features(["driver_stats:trips"], [{"driver_id": 1}]).to_dict()[
+        "trips"
+    ] == [35]
+    granted = {
+        (g.principal, g.level) for g in alice.list_permissions("feature_view", "driver_stats")
+    }
+    assert granted == {("alice", L.MANAGE), ("bob", L.EDIT)}
+    # EDIT still updates; MANAGE deletes.
+    assert bob.apply([replace(repo.stats, description="better")])[0].action == "update"
+    alice.set_permission("feature_view", "driver_stats", "bob", L.MANAGE)
+    steps = bob.apply([repo.driver], partial=False)
+    assert {(s.kind, s.action) for s in steps if s.action == "delete"} == {
+        ("feature_view", "delete"),
+        ("feature_service", "delete"),
+    }
+    for c in (alice, bob):
+        c.close()
+
+
 def test_the_serving_identity_reads_features_but_cannot_change_them(
     secure: Secure, tmp_path: Path
 ) -> None:
