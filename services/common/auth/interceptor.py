@@ -120,17 +120,21 @@ def check(rule: Rule, identity: Identity, request: Any, authorizer: Authorizer |
                 resource_name=name,
             )
         return access.resource
+    if rule.kind == "service":
+        # Admins too are refused: the audit log holds them to account, so they must not be able
+        # to write events into it.
+        if identity.roles & SERVICE_ROLES or not identity.enforced:
+            return ""
+        raise PermissionDenied(
+            f"{identity.name} may not do this: only the services' own identities (svc-<service> "
+            "principals) may, not even admins; admins read principals, tokens and the audit log "
+            "with `modelyard users list`, `modelyard tokens list` and `modelyard audit`"
+        )
     if identity.unrestricted or rule.kind in ("filtered", "authenticated"):
         return ""
     if rule.kind == "create" and identity.roles & CREATOR_ROLES:
         return ""
-    if rule.kind == "service" and identity.roles & SERVICE_ROLES:
-        return ""
-    needs = {
-        "create": "the editor or admin role",
-        "admin": "the admin role",
-        "service": "a service identity",
-    }[rule.kind]
+    needs = {"create": "the editor or admin role", "admin": "the admin role"}[rule.kind]
     raise PermissionDenied(f"{identity.name} may not do this: it needs {needs}")
 
 
