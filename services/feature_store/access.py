@@ -9,7 +9,7 @@ models and endpoints); defining a feature service needs USE on its views.
 from __future__ import annotations
 
 from modelyard.entities.common import PermissionLevel as L
-from modelyard.services.common.auth.policy import Rule, create, filtered, on
+from modelyard.services.common.auth.policy import Rule, create, filtered, grant_change, on
 
 
 def _definition(request) -> str:
@@ -25,7 +25,7 @@ RULES: dict[str, Rule] = {
     "ListMaterializations": on(L.READ, "feature_view", "feature_view"),
     "GetOnlineFeatures": filtered(),
     "Push": on(L.EDIT, "feature_view", "feature_view", mutating=True),
-    "SetFeaturePermission": on(L.MANAGE, "definition", _definition, mutating=True),
-    "DeleteFeaturePermission": on(L.MANAGE, "definition", _definition, mutating=True),
+    "SetFeaturePermission": grant_change("definition", _definition),
+    "DeleteFeaturePermission": grant_change("definition", _definition),
     "ListFeaturePermissions": on(L.READ, "definition", _definition),
 }

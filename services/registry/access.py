@@ -12,7 +12,7 @@ from typing import Any
 
 from modelyard._gen.registry.v1 import registry_pb2 as pb
 from modelyard.entities.common import PermissionLevel as L
-from modelyard.services.common.auth.policy import Rule, create, filtered, on
+from modelyard.services.common.auth.policy import Rule, create, filtered, grant_change, on
 
 
 def rules(protected_aliases: Collection[str]) -> dict[str, Rule]:
@@ -34,8 +34,8 @@ def rules(protected_aliases: Collection[str]) -> dict[str, Rule]:
         "SearchRegisteredModels": filtered(),
         "SetRegisteredModelTag": on(L.EDIT, model, "name", mutating=True),
         "DeleteRegisteredModelTag": on(L.EDIT, model, "name", mutating=True),
-        "SetRegisteredModelPermission": on(L.MANAGE, model, "name", mutating=True),
-        "DeleteRegisteredModelPermission": on(L.MANAGE, model, "name", mutating=True),
+        "SetRegisteredModelPermission": grant_change(model, "name"),
+        "DeleteRegisteredModelPermission": grant_change(model, "name"),
         "ListRegisteredModelPermissions": on(L.READ, model, "name"),
         "CreateModelVersion": on(L.EDIT, model, "name", mutating=True, create_if_missing=True),
         "GetModelVersion": on(L.READ, model, "name"),

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from modelyard.entities.common import PermissionLevel as L
-from modelyard.services.common.auth.policy import Rule, authenticated, create, filtered, on
+from modelyard.services.common.auth.policy import (
+    Rule,
+    authenticated,
+    create,
+    filtered,
+    grant_change,
+    on,
+)
 
 ENDPOINT = "endpoint"
 
@@ -19,8 +26,8 @@ SERVING_RULES: dict[str, Rule] = {
     # Logged requests hold real inputs: reading them needs EDIT, not just READ.
     "GetInferenceLog": on(L.EDIT, ENDPOINT, "endpoint"),
     "LogGroundTruth": on(L.EDIT, ENDPOINT, "endpoint", mutating=True),
-    "SetEndpointPermission": on(L.MANAGE, ENDPOINT, "name", mutating=True),
-    "DeleteEndpointPermission": on(L.MANAGE, ENDPOINT, "name", mutating=True),
+    "SetEndpointPermission": grant_change(ENDPOINT, "name"),
+    "DeleteEndpointPermission": grant_change(ENDPOINT, "name"),
     "ListEndpointPermissions": on(L.READ, ENDPOINT, "name"),
 }
 

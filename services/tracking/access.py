@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from modelyard.entities.common import PermissionLevel as L
-from modelyard.services.common.auth.policy import Rule, create, filtered, on
+from modelyard.services.common.auth.policy import Rule, create, filtered, grant_change, on
 
 RULES: dict[str, Rule] = {
     "CreateExperiment": create(),
@@ -15,8 +15,8 @@ RULES: dict[str, Rule] = {
     "RestoreExperiment": on(L.MANAGE, "experiment", "experiment_id", mutating=True),
     "SetExperimentTag": on(L.EDIT, "experiment", "experiment_id", mutating=True),
     "DeleteExperimentTag": on(L.EDIT, "experiment", "experiment_id", mutating=True),
-    "SetExperimentPermission": on(L.MANAGE, "experiment", "experiment_id", mutating=True),
-    "DeleteExperimentPermission": on(L.MANAGE, "experiment", "experiment_id", mutating=True),
+    "SetExperimentPermission": grant_change("experiment", "experiment_id"),
+    "DeleteExperimentPermission": grant_change("experiment", "experiment_id"),
     "ListExperimentPermissions": on(L.READ, "experiment", "experiment_id"),
     "CreateRun": on(L.EDIT, "experiment", lambda r: r.experiment_id or "0", mutating=True),
     "GetRun": on(L.READ, "run", "run_id"),

@@ -13,10 +13,13 @@ from modelyard.cli import app
 from modelyard.client._transport import Transport
 from modelyard.client.auth import AuthClient
 from modelyard.entities.auth import AuditEvent
-from modelyard.errors import PermissionDenied
+from modelyard.entities.common import PermissionLevel as L
+from modelyard.errors import NotFound, PermissionDenied
+from modelyard.features import FeatureStoreClient
 from modelyard.services.common.server import ModelyardServer
 from modelyard.services.common.settings import AuthSettings, Settings
 from tests.conftest import running_server
+from tests.features.repo import make_repo
 from tests.security.conftest import Secure
 
 
@@ -93,6 +96,84 @@ def test_only_service_identities_write_the_audit_log(secure: Secure, tmp_path: P
     ]
     assert ("alice", "modelyard.tracking.v1.TrackingService", "CreateExperiment", "OK") in events
     assert not [e for e in events if e[1] == "x"]  # the forged event
+
+
+def test_identity_and_grant_changes_name_whom_they_change(secure: Secure, tmp_path: Path) -> None:
+    """Who was created, promoted, disabled or given a token, and whose access a grant change
+    touched: the most security-relevant events must say it."""
+    root = secure.admin
+    root.create_principal("mallory", ["viewer"])
+    root.update_principal("mallory", roles=["admin"])
+    _, minted = root.create_token("mallory", "for mallory")
+    root.revoke_token(minted.token_id)
+    root.create_token(description="root's own")
+    root.update_principal("mallory", disabled=True)
+
+    root.create_principal("alice", ["editor"])
+    alice_token, _ = root.create_token("alice")
+    alice = secure.client(alice_token)
+    bob = secure.user("bob", "viewer")
+    eid = alice.create_experiment("shared")
+    alice.set_experiment_permission(eid, "bob", L.READ)
+    alice.delete_experiment_permission(eid, "bob")
+    with pytest.raises(PermissionDenied):
+        bob.set_experiment_permission(eid, "bob", L.MANAGE)
+    alice.create_registered_model("fraud")
+    alice.set_registered_model_permission("fraud", "bob", L.USE)
+    alice.delete_registered_model_permission("fraud", "bob")
+    with pytest.raises(NotFound):
+        alice.set_endpoint_permission("no-such-endpoint", "bob", L.READ)
+    repo = make_repo(tmp_path / "repo")
+    features = FeatureStoreClient(secure.address, alice_token)
+    features.apply([repo.driver, repo.stats])
+    features.set_permission("feature_view", "driver_stats", "bob", L.READ)
+    features.delete_permission("feature_view", "driver_stats", "bob")
+    features.close()
+    flush_audit(secure)
+
+    events = [(e.principal, e.method, e.resource, e.outcome) for e in root.list_audit_events()]
+    assert [e for e in events if e[0] == "root"] == [
+        ("root", "CreatePrincipal", "principal/mallory", "OK"),
+        ("root", "UpdatePrincipal", "principal/mallory", "OK"),
+        ("root", "CreateToken", "principal/mallory", "OK"),
+        ("root", "RevokeToken", f"token/{minted.token_id}", "OK"),
+        ("root", "CreateToken", "principal/root", "OK"),
+        ("root", "UpdatePrincipal", "principal/mallory", "OK"),
+        ("root", "CreatePrincipal", "principal/alice", "OK"),
+        ("root", "CreateToken", "principal/alice", "OK"),
+        ("root", "CreatePrincipal", "principal/bob", "OK"),  # secure.user()
+        ("root", "CreateToken", "principal/bob", "OK"),
+    ]
+    grants = [e for e in events if e[1].endswith("Permission")]
+    assert grants == [
+        ("alice", "SetExperimentPermission", f"experiment/{eid}#bob", "OK"),
+        ("alice", "DeleteExperimentPermission", f"experiment/{eid}#bob", "OK"),
+        ("bob", "SetExperimentPermission", f"experiment/{eid}#bob", "PERMISSION_DENIED"),
+        ("alice", "SetRegisteredModelPermission", "registered_model/fraud#bob", "OK"),
+        ("alice", "DeleteRegisteredModelPermission", "registered_model/fraud#bob", "OK"),
+        ("alice", "SetEndpointPermission", "endpoint/no-such-endpoint#bob", "NOT_FOUND"),
+        ("alice", "SetFeaturePermission", "feature_view/driver_stats#bob", "OK"),
+        ("alice", "DeleteFeaturePermission", "feature_view/driver_stats#bob", "OK"),
+    ]
+
+
+def test_every_grant_change_is_audited_with_its_grantee(tmp_path: Path) -> None:
+    """A Set/Delete*Permission RPC added to any service must name the grantee as well."""
+    from modelyard.services.apps import SERVICES, build_server
+
+    server = build_server(Settings(home=tmp_path, port=0), list(SERVICES))
+    try:
+        rules = {
+            f"{service}/{rpc}": rule
+            for r in server._registrations
+            for service, access in r.access.items()
+            for rpc, rule in access.rules.items()
+            if rpc.startswith(("Set", "Delete")) and rpc.endswith("Permission")
+        }
+    finally:
+        server.stop(0)
+    assert len(rules) == 8
+    assert not [name for name, rule in rules.items() if not rule.changes_grant]
 
 
 def test_audit_cli(secure: Secure) -> None:

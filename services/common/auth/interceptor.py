@@ -189,10 +189,15 @@ class AuthInterceptor(_WrappingInterceptor):
             return identity
 
         def audit(
-            identity: Identity, resource: str, context: Any, exc: BaseException | None
+            identity: Identity,
+            resource: str,
+            request: Any,
+            context: Any,
+            exc: BaseException | None,
         ) -> None:
             if not audited:
                 return
+            assert rule is not None
             if exc is None:
                 code = grpc.StatusCode.OK
             elif isinstance(exc, ModelyardError):
@@ -204,6 +209,8 @@ class AuthInterceptor(_WrappingInterceptor):
             )
             if not resource and isinstance(exc, ModelyardError) and exc.resource_type:
                 resource = f"{exc.resource_type}/{exc.resource_name}"
+            if request is not None:
+                resource = rule.audited(request, identity.name, resource)
             assert self._audit is not None
             self._audit.record(
                 AuditEvent(
@@ -218,13 +225,12 @@ class AuthInterceptor(_WrappingInterceptor):
             )
 
         def checked_stream(
-            requests: Iterator[Any], identity: Identity, box: list[str]
+            requests: Iterator[Any], identity: Identity, box: list[str], seen: list[Any]
         ) -> Iterator[Any]:
             # The resource is in the first message: check it when the service reads it.
-            first = True
             for request in requests:
-                if first:
-                    first = False
+                if not seen:
+                    seen.append(request)
                     assert rule is not None
                     box.append(check(rule, identity, request, authorizer))
                 yield request
@@ -232,12 +238,14 @@ class AuthInterceptor(_WrappingInterceptor):
         def call(request: Any, context: grpc.ServicerContext) -> Any:
             identity = ANONYMOUS
             box: list[str] = []
+            # The request (a stream's first message), for the audit event's resource.
+            seen: list[Any] = [] if handler.request_streaming else [request]
             exc_seen: BaseException | None = None
             token = None
             try:
                 identity = who(context)
                 if handler.request_streaming:
-                    request = checked_stream(request, identity, box)
+                    request = checked_stream(request, identity, box, seen)
                 else:
                     assert rule is not None
                     box.append(check(rule, identity, request, authorizer))
@@ -249,7 +257,7 @@ class AuthInterceptor(_WrappingInterceptor):
             finally:
                 if token is not None:
                     reset_current(token)
-                audit(identity, box[0] if box else "", context, exc_seen)
+                audit(identity, box[0] if box else "", seen[0] if seen else None, context, exc_seen)
 
         if not handler.response_streaming:
             return call

@@ -8,7 +8,7 @@ Health and reflection are the only public services.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from modelyard.entities.common import PermissionLevel as Level
@@ -44,6 +44,8 @@ SERVICE_ROLES = frozenset(r for r in ROLE_LEVELS if r.startswith("service:"))
 Kind = Literal["resource", "create", "filtered", "authenticated", "admin", "service"]
 ResourceOf = Callable[[Any], tuple[str, str]]
 LevelOf = Callable[[Any], Level]
+# (request, caller's name) -> the resource an audit event names.
+AuditOf = Callable[[Any, str], str]
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,29 @@ class Rule:
     # For kind="resource": when the resource does not exist yet, creating it is allowed to
     # callers with a creator role (CreateModelVersion of a new model).
     create_if_missing: bool = False
+    # For rules of no resource whose call still changes one (a principal, a token): what the
+    # audit log names, so it says who was created, promoted, disabled or given a token.
+    audit_resource: AuditOf | None = None
+    # Set/Delete*Permission: the audit log names the grantee too ("experiment/3#bob"), so it says
+    # whose access changed. The level is left out: the grant listing has it.
+    changes_grant: bool = False
 
     def needed(self, request: Any) -> Level:
         assert self.level is not None
         return self.level(request) if callable(self.level) else self.level
+
+    def audited(self, request: Any, caller: str, resource: str) -> str:
+        """The resource an audit event names; `resource` is what the access check named."""
+        if self.audit_resource is not None:
+            return self.audit_resource(request, caller)
+        if self.changes_grant and resource:
+            return f"{resource}#{grantee(request)}"
+        return resource
+
+
+def grantee(request: Any) -> str:
+    """Whose grant a Set*Permission (its grant's principal) or Delete*Permission call changes."""
+    return request.grant.principal if hasattr(request, "grant") else request.principal
 
 
 def on(
@@ -83,6 +104,11 @@ def on(
     )
 
 
+def grant_change(resource: str, field: str | Callable[[Any], str]) -> Rule:
+    """Set/Delete*Permission: needs MANAGE on the resource; audited with the grantee."""
+    return replace(on(Level.MANAGE, resource, field, mutating=True), changes_grant=True)
+
+
 def create(mutating: bool = True) -> Rule:
     return Rule("create", mutating=mutating)
 
@@ -92,12 +118,12 @@ def filtered() -> Rule:
     return Rule("filtered")
 
 
-def authenticated(mutating: bool = False) -> Rule:
-    return Rule("authenticated", mutating=mutating)
+def authenticated(mutating: bool = False, audit_resource: AuditOf | None = None) -> Rule:
+    return Rule("authenticated", mutating=mutating, audit_resource=audit_resource)
 
 
-def admin(mutating: bool = False) -> Rule:
-    return Rule("admin", mutating=mutating)
+def admin(mutating: bool = False, audit_resource: AuditOf | None = None) -> Rule:
+    return Rule("admin", mutating=mutating, audit_resource=audit_resource)
 
 
 def service(mutating: bool = False) -> Rule:
