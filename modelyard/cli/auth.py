@@ -146,12 +146,19 @@ def users_create(
 def users_update(
     name: str,
     role: Annotated[list[str] | None, typer.Option("--role", help="New roles; repeatable.")] = None,
-    disable: Annotated[bool, typer.Option("--disable", help="Stop all of its tokens.")] = False,
+    disable: Annotated[
+        bool | None,
+        typer.Option(
+            "--disable/--enable",
+            help="--disable stops all of its tokens; --enable revokes them and lets it get "
+            "new ones. Neither: left as it is.",
+        ),
+    ] = None,
     uri: Uri = None,
     token: Token = None,
     as_json: Json = False,
 ) -> None:
-    """Change a principal's roles, or disable it."""
+    """Change a principal's roles, or disable or enable it."""
     principal = client_for(uri, token).update_principal(name, role, disable)
     if as_json:
         print_json(principal)

@@ -39,9 +39,13 @@ class AuthClient:
         return [principal_to_entity(p) for p in response.principals]
 
     def update_principal(
-        self, name: str, roles: Sequence[str] | None = None, disabled: bool = False
+        self, name: str, roles: Sequence[str] | None = None, disabled: bool | None = None
     ) -> Principal:
-        request = pb.UpdatePrincipalRequest(name=name, roles=list(roles or []), disabled=disabled)
+        """New roles when given; `disabled` True or False disables or enables, None leaves
+        it alone. Enabling a disabled principal revokes the tokens it had."""
+        request = pb.UpdatePrincipalRequest(name=name, roles=list(roles or []))
+        if disabled is not None:
+            request.disabled = disabled
         return principal_to_entity(self._t.call(self._auth.UpdatePrincipal, request).principal)
 
     def create_token(

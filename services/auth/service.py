@@ -93,7 +93,8 @@ class AuthService:
     def list_principals(self) -> list[Principal]:
         return self.store.list_principals()
 
-    def update_principal(self, name: str, roles: Sequence[str], disabled: bool) -> Principal:
+    def update_principal(self, name: str, roles: Sequence[str], disabled: bool | None) -> Principal:
+        """New roles when `roles` is non-empty; `disabled` None leaves that state alone."""
         current = self.store.get_principal(self._valid_name("name", name))
         new_roles = self._valid_roles(current.kind, roles) if roles else None
         return self.store.update_principal(name, new_roles, disabled)

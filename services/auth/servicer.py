@@ -40,9 +40,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         )
 
     def UpdatePrincipal(self, request, context):
-        principal = self.service.update_principal(
-            request.name, list(request.roles), request.disabled
-        )
+        disabled = request.disabled if request.HasField("disabled") else None
+        principal = self.service.update_principal(request.name, list(request.roles), disabled)
         return pb.UpdatePrincipalResponse(principal=principal_to_proto(principal))
 
     def CreateToken(self, request, context):

@@ -129,6 +129,25 @@ def test_disabled_principal_and_role_changes(secure: Secure) -> None:
         editor.search_experiments()
 
 
+def test_a_role_change_leaves_a_disabled_principal_disabled(secure: Secure) -> None:
+    """Disabling is undone only by enabling, and it revoked the tokens the principal had: an
+    admin who disables a leaked account and later trims its roles does not bring it back."""
+    dana = secure.user("dana", "editor")
+    assert secure.admin.update_principal("dana", disabled=True).disabled
+    assert secure.admin.update_principal("dana", roles=["viewer"]).disabled
+    secure.refresh()
+    with pytest.raises(Unauthenticated, match="disabled"):
+        dana.search_experiments()
+    enabled = secure.admin.update_principal("dana", disabled=False)
+    assert (enabled.disabled, enabled.roles) == (False, ("viewer",))
+    secure.refresh()
+    with pytest.raises(Unauthenticated, match="revoked"):
+        dana.search_experiments()
+    assert all(t.revoked for t in secure.admin.list_tokens("dana"))
+    fresh, _ = secure.admin.create_token("dana", "after enabling")
+    assert secure.client(fresh).whoami()[0].name == "dana"
+
+
 def test_users_manage_only_their_own_tokens(secure: Secure) -> None:
     alice = secure.user("alice", "viewer")
     _token, info = alice.create_token(description="mine")

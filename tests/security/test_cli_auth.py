@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from modelyard import Client
 from modelyard.cli import app
 from tests.conftest import start_up, stop_cleanly
+from tests.security.conftest import Secure
 
 runner = CliRunner()
 
@@ -69,3 +70,18 @@ def test_up_without_auth_says_so_loudly(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)
     assert "Authentication is OFF" in printed
+
+
+def test_users_update_enables_or_disables_only_when_told(secure: Secure) -> None:
+    secure.admin.create_principal("erin", ["editor"])
+    where = ("--uri", secure.address, "--json")
+
+    def update(*flags: str) -> tuple[tuple[str, ...], bool]:
+        found = json.loads(cli("users", "update", "erin", *flags, *where, token=secure.admin_token))
+        return tuple(found["roles"]), found["disabled"]
+
+    assert update("--disable") == (("editor",), True)
+    assert update("--role", "viewer") == (("viewer",), True)
+    assert update() == (("viewer",), True)
+    assert update("--enable") == (("viewer",), False)
+    assert update("--role", "editor") == (("editor",), False)

@@ -99,18 +99,27 @@ class SqlAuthStore:
     def update_principal(
         self, name: str, roles: Sequence[str] | None, disabled: bool | None
     ) -> Principal:
+        """Enabling a disabled principal revokes the tokens it had: they must not come back
+        with it (a leaked one may be why it was disabled). They are revoked then rather than
+        when disabling, so that while disabled its tokens are refused as "disabled", which
+        tells their holder to ask an admin."""
         values: dict[str, object] = {}
         if roles is not None:
             values["roles"] = " ".join(sorted(set(roles)))
         if disabled is not None:
             values["disabled"] = disabled
         with self.db.write() as conn:
+            row = conn.execute(select(principals).where(principals.c.name == name)).first()
+            if row is None:
+                raise _not_found(name)
             if values:
-                changed = conn.execute(
-                    update(principals).where(principals.c.name == name).values(**values)
-                ).rowcount
-                if not changed:
-                    raise _not_found(name)
+                conn.execute(update(principals).where(principals.c.name == name).values(**values))
+            if row.disabled and disabled is False:
+                conn.execute(
+                    update(tokens)
+                    .where(tokens.c.principal == name, tokens.c.revoked.is_(False))
+                    .values(revoked=True)
+                )
         return self.get_principal(name)
 
     # -- tokens --------------------------------------------------------------------------------

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmodelyard/auth/v1/auth.proto\x12\x11modelyard.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9b\x01\n\tPrincipal\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x04kind\x18\x02 \x01(\x0e\x32 .modelyard.auth.v1.PrincipalKind\x12\r\n\x05roles\x18\x03 \x03(\t\x12\x10\n\x08\x64isabled\x18\x04 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb8\x01\n\tTokenInfo\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x11\n\tprincipal\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07revoked\x18\x06 \x01(\x08\"\x0f\n\rWhoAmIRequest\"W\n\x0eWhoAmIResponse\x12/\n\tprincipal\x18\x01 \x01(\x0b\x32\x1c.modelyard.auth.v1.Principal\x12\x14\n\x0c\x61uth_enabled\x18\x02 \x01(\x08\"e\n\x16\x43reatePrincipalRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x04kind\x18\x02 \x01(\x0e\x32 .modelyard.auth.v1.PrincipalKind\x12\r\n\x05roles\x18\x03 \x03(\t\"J\n\x17\x43reatePrincipalResponse\x12/\n\tprincipal\x18\x01 \x01(\x0b\x32\x1c.modelyard.auth.v1.Principal\"\x17\n\x15ListPrincipalsRequest\"J\n\x16ListPrincipalsResponse\x12\x30\n\nprincipals\x18\x01 \x03(\x0b\x32\x1c.modelyard.auth.v1.Principal\"G\n\x16UpdatePrincipalRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\x12\x10\n\x08\x64isabled\x18\x03 \x01(\x08\"J\n\x17UpdatePrincipalResponse\x12/\n\tprincipal\x18\x01 \x01(\x0b\x32\x1c.modelyard.auth.v1.Principal\"Q\n\x12\x43reateTokenRequest\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x03 \x01(\x03\"P\n\x13\x43reateTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12*\n\x04info\x18\x02 \x01(\x0b\x32\x1c.modelyard.auth.v1.TokenInfo\"&\n\x11ListTokensRequest\x12\x11\n\tprincipal\x18\x01 \x01(\t\"B\n\x12ListTokensResponse\x12,\n\x06tokens\x18\x01 \x03(\x0b\x32\x1c.modelyard.auth.v1.TokenInfo\"&\n\x12RevokeTokenRequest\x12\x10\n\x08token_id\x18\x01 \x01(\t\"\x15\n\x13RevokeTokenResponse\"\x15\n\x13GetAuthStateRequest\"c\n\x14GetAuthStateResponse\x12\x19\n\x11revoked_token_ids\x18\x01 \x03(\t\x12\x30\n\nprincipals\x18\x02 \x03(\x0b\x32\x1c.modelyard.auth.v1.Principal\"\xb9\x01\n\nAuditEvent\x12.\n\nevent_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tprincipal\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x0e\n\x06method\x18\x04 \x01(\t\x12\x10\n\x08resource\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x08 \x01(\x03\"I\n\x18RecordAuditEventsRequest\x12-\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1d.modelyard.auth.v1.AuditEvent\"\x1b\n\x19RecordAuditEventsResponse\"y\n\x16ListAuditEventsRequest\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x16\n\x0esince_event_id\x18\x04 \x01(\x03\x12\x13\n\x0bmax_results\x18\x05 \x01(\x05\"_\n\x17ListAuditEventsResponse\x12-\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1d.modelyard.auth.v1.AuditEvent\x12\x15\n\rlast_event_id\x18\x02 \x01(\x03*d\n\rPrincipalKind\x12\x1e\n\x1aPRINCIPAL_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13PRINCIPAL_KIND_USER\x10\x01\x12\x1a\n\x16PRINCIPAL_KIND_SERVICE\x10\x02\x32\xe9\x07\n\x0b\x41uthService\x12M\n\x06WhoAmI\x12 .modelyard.auth.v1.WhoAmIRequest\x1a!.modelyard.auth.v1.WhoAmIResponse\x12h\n\x0f\x43reatePrincipal\x12).modelyard.auth.v1.CreatePrincipalRequest\x1a*.modelyard.auth.v1.CreatePrincipalResponse\x12\x65\n\x0eListPrincipals\x12(.modelyard.auth.v1.ListPrincipalsRequest\x1a).modelyard.auth.v1.ListPrincipalsResponse\x12h\n\x0fUpdatePrincipal\x12).modelyard.auth.v1.UpdatePrincipalRequest\x1a*.modelyard.auth.v1.UpdatePrincipalResponse\x12\\\n\x0b\x43reateToken\x12%.modelyard.auth.v1.CreateTokenRequest\x1a&.modelyard.auth.v1.CreateTokenResponse\x12Y\n\nListTokens\x12$.modelyard.auth.v1.ListTokensRequest\x1a%.modelyard.auth.v1.ListTokensResponse\x12\\\n\x0bRevokeToken\x12%.modelyard.auth.v1.RevokeTokenRequest\x1a&.modelyard.auth.v1.RevokeTokenResponse\x12_\n\x0cGetAuthState\x12&.modelyard.auth.v1.GetAuthStateRequest\x1a\'.modelyard.auth.v1.GetAuthStateResponse\x12n\n\x11RecordAuditEvents\x12+.modelyard.auth.v1.RecordAuditEventsRequest\x1a,.modelyard.auth.v1.RecordAuditEventsResponse\x12h\n\x0fListAuditEvents\x12).modelyard.auth.v1.ListAuditEventsRequest\x1a*.modelyard.auth.v1.ListAuditEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmodelyard/auth/v1/auth.proto\x12\x11modelyard.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9b\x01\n\tPrincipal\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x04kind\x18\x02 \x01(\x0e\x32 .modelyard.auth.v1.PrincipalKind\x12\r\n\x05roles\x18\x03 \x03(\t\x12\x10\n\x08\x64isabled\x18\x04 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb8\x01\n\tTokenInfo\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x11\n\tprincipal\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07revoked\x18\x06 \x01(\x08\"\x0f\n\rWhoAmIRequest\"W\n\x0eWhoAmIResponse\x12/\n\tprincipal\x18\x01 \x01(\x0b\x32\x1c.modelyard.auth.v1.Principal\x12\x14\n\x0c\x61uth_enabled\x18\x02 \x01(\x08\"e\n\x16\x43reatePrincipalRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x04kind\x18\x02 \x01(\x0e\x32 .modelyard.auth.v1.PrincipalKind\x12\r\n\x05roles\x18\x03 \x03(\t\"J\n\x17\x43reatePrincipalResponse\x12/\n\tprincipal\x18\x01 \x01(\x0b\x32\x1c.modelyard.auth.v1.Principal\"\x17\n\x15ListPrincipalsRequest\"J\n\x16ListPrincipalsResponse\x12\x30\n\nprincipals\x18\x01 \x03(\x0b\x32\x1c.modelyard.auth.v1.Principal\"Y\n\x16UpdatePrincipalRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\x12\x15\n\x08\x64isabled\x18\x03 \x01(\x08H\x00\x88\x01\x01\x42\x0b\n\t_disabled\"J\n\x17UpdatePrincipalResponse\x12/\n\tprincipal\x18\x01 \x01(\x0b\x32\x1c.modelyard.auth.v1.Principal\"Q\n\x12\x43reateTokenRequest\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x03 \x01(\x03\"P\n\x13\x43reateTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12*\n\x04info\x18\x02 \x01(\x0b\x32\x1c.modelyard.auth.v1.TokenInfo\"&\n\x11ListTokensRequest\x12\x11\n\tprincipal\x18\x01 \x01(\t\"B\n\x12ListTokensResponse\x12,\n\x06tokens\x18\x01 \x03(\x0b\x32\x1c.modelyard.auth.v1.TokenInfo\"&\n\x12RevokeTokenRequest\x12\x10\n\x08token_id\x18\x01 \x01(\t\"\x15\n\x13RevokeTokenResponse\"\x15\n\x13GetAuthStateRequest\"c\n\x14GetAuthStateResponse\x12\x19\n\x11revoked_token_ids\x18\x01 \x03(\t\x12\x30\n\nprincipals\x18\x02 \x03(\x0b\x32\x1c.modelyard.auth.v1.Principal\"\xb9\x01\n\nAuditEvent\x12.\n\nevent_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tprincipal\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x0e\n\x06method\x18\x04 \x01(\t\x12\x10\n\x08resource\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x08 \x01(\x03\"I\n\x18RecordAuditEventsRequest\x12-\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1d.modelyard.auth.v1.AuditEvent\"\x1b\n\x19RecordAuditEventsResponse\"y\n\x16ListAuditEventsRequest\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x16\n\x0esince_event_id\x18\x04 \x01(\x03\x12\x13\n\x0bmax_results\x18\x05 \x01(\x05\"_\n\x17ListAuditEventsResponse\x12-\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1d.modelyard.auth.v1.AuditEvent\x12\x15\n\rlast_event_id\x18\x02 \x01(\x03*d\n\rPrincipalKind\x12\x1e\n\x1aPRINCIPAL_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13PRINCIPAL_KIND_USER\x10\x01\x12\x1a\n\x16PRINCIPAL_KIND_SERVICE\x10\x02\x32\xe9\x07\n\x0b\x41uthService\x12M\n\x06WhoAmI\x12 .modelyard.auth.v1.WhoAmIRequest\x1a!.modelyard.auth.v1.WhoAmIResponse\x12h\n\x0f\x43reatePrincipal\x12).modelyard.auth.v1.CreatePrincipalRequest\x1a*.modelyard.auth.v1.CreatePrincipalResponse\x12\x65\n\x0eListPrincipals\x12(.modelyard.auth.v1.ListPrincipalsRequest\x1a).modelyard.auth.v1.ListPrincipalsResponse\x12h\n\x0fUpdatePrincipal\x12).modelyard.auth.v1.UpdatePrincipalRequest\x1a*.modelyard.auth.v1.UpdatePrincipalResponse\x12\\\n\x0b\x43reateToken\x12%.modelyard.auth.v1.CreateTokenRequest\x1a&.modelyard.auth.v1.CreateTokenResponse\x12Y\n\nListTokens\x12$.modelyard.auth.v1.ListTokensRequest\x1a%.modelyard.auth.v1.ListTokensResponse\x12\\\n\x0bRevokeToken\x12%.modelyard.auth.v1.RevokeTokenRequest\x1a&.modelyard.auth.v1.RevokeTokenResponse\x12_\n\x0cGetAuthState\x12&.modelyard.auth.v1.GetAuthStateRequest\x1a\'.modelyard.auth.v1.GetAuthStateResponse\x12n\n\x11RecordAuditEvents\x12+.modelyard.auth.v1.RecordAuditEventsRequest\x1a,.modelyard.auth.v1.RecordAuditEventsResponse\x12h\n\x0fListAuditEvents\x12).modelyard.auth.v1.ListAuditEventsRequest\x1a*.modelyard.auth.v1.ListAuditEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelyard.auth.v1.auth_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PRINCIPALKIND']._serialized_start=1936
-  _globals['_PRINCIPALKIND']._serialized_end=2036
+  _globals['_PRINCIPALKIND']._serialized_start=1954
+  _globals['_PRINCIPALKIND']._serialized_end=2054
   _globals['_PRINCIPAL']._serialized_start=85
   _globals['_PRINCIPAL']._serialized_end=240
   _globals['_TOKENINFO']._serialized_start=243
@@ -51,35 +51,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTPRINCIPALSRESPONSE']._serialized_start=739
   _globals['_LISTPRINCIPALSRESPONSE']._serialized_end=813
   _globals['_UPDATEPRINCIPALREQUEST']._serialized_start=815
-  _globals['_UPDATEPRINCIPALREQUEST']._serialized_end=886
-  _globals['_UPDATEPRINCIPALRESPONSE']._serialized_start=888
-  _globals['_UPDATEPRINCIPALRESPONSE']._serialized_end=962
-  _globals['_CREATETOKENREQUEST']._serialized_start=964
-  _globals['_CREATETOKENREQUEST']._serialized_end=1045
-  _globals['_CREATETOKENRESPONSE']._serialized_start=1047
-  _globals['_CREATETOKENRESPONSE']._serialized_end=1127
-  _globals['_LISTTOKENSREQUEST']._serialized_start=1129
-  _globals['_LISTTOKENSREQUEST']._serialized_end=1167
-  _globals['_LISTTOKENSRESPONSE']._serialized_start=1169
-  _globals['_LISTTOKENSRESPONSE']._serialized_end=1235
-  _globals['_REVOKETOKENREQUEST']._serialized_start=1237
-  _globals['_REVOKETOKENREQUEST']._serialized_end=1275
-  _globals['_REVOKETOKENRESPONSE']._serialized_start=1277
-  _globals['_REVOKETOKENRESPONSE']._serialized_end=1298
-  _globals['_GETAUTHSTATEREQUEST']._serialized_start=1300
-  _globals['_GETAUTHSTATEREQUEST']._serialized_end=1321
-  _globals['_GETAUTHSTATERESPONSE']._serialized_start=1323
-  _globals['_GETAUTHSTATERESPONSE']._serialized_end=1422
-  _globals['_AUDITEVENT']._serialized_start=1425
-  _globals['_AUDITEVENT']._serialized_end=1610
-  _globals['_RECORDAUDITEVENTSREQUEST']._serialized_start=1612
-  _globals['_RECORDAUDITEVENTSREQUEST']._serialized_end=1685
-  _globals['_RECORDAUDITEVENTSRESPONSE']._serialized_start=1687
-  _globals['_RECORDAUDITEVENTSRESPONSE']._serialized_end=1714
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=1716
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=1837
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=1839
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=1934
-  _globals['_AUTHSERVICE']._serialized_start=2039
-  _globals['_AUTHSERVICE']._serialized_end=3040
+  _globals['_UPDATEPRINCIPALREQUEST']._serialized_end=904
+  _globals['_UPDATEPRINCIPALRESPONSE']._serialized_start=906
+  _globals['_UPDATEPRINCIPALRESPONSE']._serialized_end=980
+  _globals['_CREATETOKENREQUEST']._serialized_start=982
+  _globals['_CREATETOKENREQUEST']._serialized_end=1063
+  _globals['_CREATETOKENRESPONSE']._serialized_start=1065
+  _globals['_CREATETOKENRESPONSE']._serialized_end=1145
+  _globals['_LISTTOKENSREQUEST']._serialized_start=1147
+  _globals['_LISTTOKENSREQUEST']._serialized_end=1185
+  _globals['_LISTTOKENSRESPONSE']._serialized_start=1187
+  _globals['_LISTTOKENSRESPONSE']._serialized_end=1253
+  _globals['_REVOKETOKENREQUEST']._serialized_start=1255
+  _globals['_REVOKETOKENREQUEST']._serialized_end=1293
+  _globals['_REVOKETOKENRESPONSE']._serialized_start=1295
+  _globals['_REVOKETOKENRESPONSE']._serialized_end=1316
+  _globals['_GETAUTHSTATEREQUEST']._serialized_start=1318
+  _globals['_GETAUTHSTATEREQUEST']._serialized_end=1339
+  _globals['_GETAUTHSTATERESPONSE']._serialized_start=1341
+  _globals['_GETAUTHSTATERESPONSE']._serialized_end=1440
+  _globals['_AUDITEVENT']._serialized_start=1443
+  _globals['_AUDITEVENT']._serialized_end=1628
+  _globals['_RECORDAUDITEVENTSREQUEST']._serialized_start=1630
+  _globals['_RECORDAUDITEVENTSREQUEST']._serialized_end=1703
+  _globals['_RECORDAUDITEVENTSRESPONSE']._serialized_start=1705
+  _globals['_RECORDAUDITEVENTSRESPONSE']._serialized_end=1732
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=1734
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=1855
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=1857
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=1952
+  _globals['_AUTHSERVICE']._serialized_start=2057
+  _globals['_AUTHSERVICE']._serialized_end=3058
 # @@protoc_insertion_point(module_scope)

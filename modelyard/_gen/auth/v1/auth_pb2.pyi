@@ -238,7 +238,9 @@ class UpdatePrincipalRequest(_message.Message):
     DISABLED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     disabled: _builtins.bool
-    """Disabling stops every token of the principal, as revocation does."""
+    """Set to disable or enable; unset leaves it as it is. Disabling stops every token of the
+    principal; enabling it again revokes them, so it needs new tokens.
+    """
     @_builtins.property
     def roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Replaces the roles when non-empty."""
@@ -248,13 +250,15 @@ class UpdatePrincipalRequest(_message.Message):
         *,
         name: _builtins.str = ...,
         roles: _abc.Iterable[_builtins.str] | None = ...,
-        disabled: _builtins.bool = ...,
+        disabled: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_disabled", b"_disabled", "disabled", b"disabled"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["disabled", b"disabled", "name", b"name", "roles", b"roles"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_disabled", b"_disabled", "disabled", b"disabled", "name", b"name", "roles", b"roles"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__disabled: _TypeAlias = _typing.Literal["disabled"]  # noqa: Y015
+    _WhichOneofArgType__disabled: _TypeAlias = _typing.Literal["_disabled", b"_disabled"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__disabled) -> _WhichOneofReturnType__disabled | None: ...
 
 Global___UpdatePrincipalRequest: _TypeAlias = UpdatePrincipalRequest  # noqa: Y015
 
