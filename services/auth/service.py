@@ -135,7 +135,9 @@ class AuthService:
         return self._issue(target, description, ttl_seconds or DEFAULT_TTL)
 
     def list_tokens(self, principal: str) -> list[TokenInfo]:
-        return self.store.list_tokens(self._target(principal))
+        """NOT_FOUND for a principal that does not exist: a mistyped name is not "no tokens"."""
+        target = self.store.get_principal(self._target(principal)).name
+        return self.store.list_tokens(target)
 
     def revoke_token(self, token_id: str) -> None:
         if not token_id:

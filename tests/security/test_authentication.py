@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from modelyard.errors import PermissionDenied, Unauthenticated
+from modelyard.errors import NotFound, PermissionDenied, Unauthenticated
 from modelyard.services.common.auth.tokens import TokenSigner, generate_keypair
 from tests.security.conftest import Secure
 
@@ -162,3 +162,11 @@ def test_users_manage_only_their_own_tokens(secure: Secure) -> None:
         alice.revoke_token(admin_tokens[0].token_id)
     with pytest.raises(PermissionDenied, match="admin role"):
         alice.list_principals()
+
+
+def test_listing_the_tokens_of_a_missing_principal_is_not_found(secure: Secure) -> None:
+    with pytest.raises(NotFound, match="principal 'ghost' does not exist; list them with"):
+        secure.admin.list_tokens("ghost")
+    # A non-admin is refused before the lookup: no way to learn who exists.
+    with pytest.raises(PermissionDenied):
+        secure.user("alice", "viewer").list_tokens("ghost")
