@@ -25,7 +25,10 @@ def admin_bootstrap(
     backend_store_uri: Annotated[str | None, typer.Option(help="Metadata database URL.")] = None,
     as_json: Json = False,
 ) -> None:
-    """Create the first admin and print its token, once. Runs against the database directly."""
+    """Create the first admin and print its token. Runs against the database directly.
+
+    Also the way back in when admin access is lost: for an existing admin it prints a new
+    token; when no enabled admin is left it makes --name one (creating it if needed)."""
     from modelyard.services.auth.app import open_service
     from modelyard.services.common.runtime import Runtime
     from modelyard.services.common.settings import Settings
@@ -34,14 +37,30 @@ def admin_bootstrap(
     settings = Settings(**{k: v for k, v in flags.items() if v is not None})
     service = open_service(settings, Runtime(settings))
     try:
-        principal, token = service.bootstrap_admin(name)
+        made = service.bootstrap_admin(name)
     finally:
         service.store.close()
+    principal = made.principal
     if as_json:  # a script reads the token from a field, not from the text around it
-        print_json({"name": principal.name, "roles": principal.roles, "token": token})
+        print_json(
+            {
+                "name": principal.name,
+                "roles": principal.roles,
+                "token": made.token,
+                "outcome": made.outcome,
+            }
+        )
         return
-    say(f"Created admin {principal.name!r}. Its token (shown only now):\n")
-    console.print(token, soft_wrap=True, highlight=False)
+    say(
+        {
+            "created": f"Created admin {principal.name!r}.",
+            "restored": f"No enabled admin was left: {principal.name!r} is an enabled admin again.",
+            "existing": f"{principal.name!r} is an admin: here is a new token for it (its "
+            "others still work; revoke lost ones with `modelyard tokens revoke`).",
+        }[made.outcome]
+        + " Its token (shown only now):\n"
+    )
+    console.print(made.token, soft_wrap=True, highlight=False)
     console.print("\nexport MODELYARD_TOKEN=<the token above>   # for the SDK and CLI")
 
 

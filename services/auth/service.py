@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from modelyard.entities.auth import AuditEvent, Principal, TokenInfo
 from modelyard.errors import FailedPrecondition, InvalidArgument, PermissionDenied
@@ -19,6 +20,14 @@ DAY = 24 * 3600
 DEFAULT_TTL = 90 * DAY
 MAX_TTL = 366 * DAY
 SERVICE_TOKEN_TTL = 366 * DAY
+
+
+@dataclass(frozen=True)
+class Bootstrapped:
+    principal: Principal
+    token: str
+    # "created", "restored" (an existing user made an enabled admin) or "existing".
+    outcome: str
 
 
 def service_principal(service: str) -> str:
@@ -39,16 +48,20 @@ class AuthService:
             if self.store.find_principal(name) is None:
                 self.store.create_principal(name, "service", [f"service:{service}"])
 
-    def bootstrap_admin(self, name: str) -> tuple[Principal, str]:
-        """Create the first admin and its token; refused once any user exists."""
+    def bootstrap_admin(self, name: str) -> Bootstrapped:
+        """An admin and a token for it, for whoever can reach the database and signing key (so
+        it adds no power): the first admin; break-glass when admin access is lost (a new token
+        for an existing admin whose tokens expired, were revoked or died with a rotated key;
+        or, when no enabled admin is left, `name` made one)."""
         self._valid_name("name", name)
-        if any(p.kind == "user" for p in self.store.list_principals()):
+        if self.signer is None:
             raise FailedPrecondition(
-                "an admin already exists; ask them for a token (`modelyard tokens create`)"
+                "this server cannot sign tokens (no private key); run bootstrap where the auth "
+                "service's signing key is"
             )
-        principal = self.store.create_principal(name, "user", ["admin"])
+        principal, outcome = self.store.bootstrap_admin(name)
         token, _ = self._issue(name, "bootstrap admin token", DEFAULT_TTL)
-        return principal, token
+        return Bootstrapped(principal, token, outcome)
 
     def mint_service_token(self, service: str) -> str:
         token, _ = self._issue(

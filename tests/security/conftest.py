@@ -70,7 +70,7 @@ def make_secure(tmp_path: Path) -> Iterator[Callable[..., Secure]]:
     def make(**auth: object) -> Secure:
         settings = secure_settings(tmp_path / f"home{len(opened)}", **auth)
         service = open_service(settings, Runtime(settings))
-        _, token = service.bootstrap_admin("root")
+        token = service.bootstrap_admin("root").token
         service.store.close()
         context = running_server(settings)
         server = context.__enter__()

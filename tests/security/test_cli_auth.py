@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from modelyard import Client
 from modelyard.cli import app
-from tests.conftest import start_up, stop_cleanly
+from modelyard.services.common.settings import AuthSettings, Settings
+from tests.conftest import running_server, start_up, stop_cleanly
 from tests.security.conftest import Secure
 
 runner = CliRunner()
@@ -85,3 +86,33 @@ def test_users_update_enables_or_disables_only_when_told(secure: Secure) -> None
     assert update() == (("viewer",), True)
     assert update("--enable") == (("viewer",), False)
     assert update("--role", "editor") == (("editor",), False)
+
+
+def test_bootstrap_gives_an_admin_a_new_token(tmp_path: Path) -> None:
+    """The way back in when the admin's tokens are lost, expired or revoked."""
+
+    def bootstrap(name: str, *flags: str) -> tuple[int, str]:
+        done = runner.invoke(
+            app, ["admin", "bootstrap", "--name", name, "--home", str(tmp_path), *flags]
+        )
+        return done.exit_code, done.output + str(done.exception or "")  # main() prints errors
+
+    code, printed = bootstrap("root", "--json")
+    first = json.loads(printed)
+    assert (code, first["outcome"]) == (0, "created")
+    code, printed = bootstrap("mallory")
+    assert code != 0
+    assert "enabled admins exist (root) and 'mallory' is not one; ask one of them" in printed
+    settings = Settings(home=tmp_path, port=0, grace_period=0, auth=AuthSettings(enabled=True))
+    with running_server(settings) as server:
+        with Client(server.address, token=first["token"]) as root:
+            for t in root.list_tokens():
+                root.revoke_token(t.token_id)
+        code, printed = bootstrap("root")
+        assert code == 0, printed
+        assert "'root' is an admin: here is a new token for it" in printed
+        found = re.search(r"(eyJ[\w-]+\.[\w-]+\.[\w-]+)", printed)
+        assert found is not None, printed
+        with Client(server.address, token=found.group(1)) as root:
+            assert root.whoami()[0].roles == ("admin",)
+            assert [t.revoked for t in root.list_tokens()] == [True, False]

@@ -138,7 +138,7 @@ def secure_ui(browser, tmp_path: Path) -> Iterator[tuple[UI, str]]:
         home=tmp_path / "home", port=0, grace_period=0, auth=AuthSettings(enabled=True)
     )
     service = open_service(settings, Runtime(settings))
-    _, token = service.bootstrap_admin("root")
+    token = service.bootstrap_admin("root").token
     service.store.close()
     with running_server(settings) as server:
         for ui in _open_ui(browser, server, settings):

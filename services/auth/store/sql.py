@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from modelyard.entities.auth import AuditEvent, Principal, TokenInfo
-from modelyard.errors import AlreadyExists, NotFound
+from modelyard.errors import AlreadyExists, FailedPrecondition, NotFound
 from modelyard.services.auth.store.schema import audit_events, principals, tokens
 from modelyard.services.common.db import Database
 
@@ -43,6 +43,10 @@ def _kept(value: str, limit: int) -> str:
     """`value` as a column of `limit` characters holds it: an audit record is kept, cut short
     and with any NUL (which PostgreSQL text cannot hold) shown as U+FFFD, never refused."""
     return value[:limit].replace("\x00", "\ufffd")
+
+
+def _enabled_admin(row) -> bool:
+    return not row.disabled and "admin" in row.roles.split()
 
 
 def _not_found(name: str) -> NotFound:
@@ -99,6 +103,31 @@ class SqlAuthStore:
     def update_principal(
         self, name: str, roles: Sequence[str] | None, disabled: bool | None
     ) -> Principal:
+        """Refused when it would leave no enabled admin: nobody could manage principals any
+        more. Checked with the other principal writers held off, so two admins demoting each
+        other at once cannot both succeed."""
+        with self.db.write_serialized(principals.name) as conn:
+            rows = conn.execute(select(principals)).all()
+            row = next((r for r in rows if r.name == name), None)
+            if row is None:
+                raise _not_found(name)
+            new_roles = set(roles) if roles is not None else set(row.roles.split())
+            stays_admin = "admin" in new_roles and not (
+                disabled if disabled is not None else row.disabled
+            )
+            others = [r.name for r in rows if r.name != name and _enabled_admin(r)]
+            if _enabled_admin(row) and not stays_admin and not others:
+                raise FailedPrecondition(
+                    f"{name!r} is the last enabled admin; make another user an admin first "
+                    "(`modelyard users update <user> --role admin`)",
+                    resource_type="principal",
+                    resource_name=name,
+                )
+            self._update(conn, row, roles, disabled)
+        return self.get_principal(name)
+
+    @staticmethod
+    def _update(conn: Connection, row, roles: Iterable[str] | None, disabled: bool | None) -> None:
         """Enabling a disabled principal revokes the tokens it had: they must not come back
         with it (a leaked one may be why it was disabled). They are revoked then rather than
         when disabling, so that while disabled its tokens are refused as "disabled", which
@@ -108,19 +137,51 @@ class SqlAuthStore:
             values["roles"] = " ".join(sorted(set(roles)))
         if disabled is not None:
             values["disabled"] = disabled
-        with self.db.write() as conn:
-            row = conn.execute(select(principals).where(principals.c.name == name)).first()
-            if row is None:
-                raise _not_found(name)
-            if values:
-                conn.execute(update(principals).where(principals.c.name == name).values(**values))
-            if row.disabled and disabled is False:
-                conn.execute(
-                    update(tokens)
-                    .where(tokens.c.principal == name, tokens.c.revoked.is_(False))
-                    .values(revoked=True)
+        if values:
+            conn.execute(update(principals).where(principals.c.name == row.name).values(**values))
+        if row.disabled and disabled is False:
+            conn.execute(
+                update(tokens)
+                .where(tokens.c.principal == row.name, tokens.c.revoked.is_(False))
+                .values(revoked=True)
+            )
+
+    def bootstrap_admin(self, name: str) -> tuple[Principal, str]:
+        """`name` as an enabled admin user, and how: "created" (new), "restored" (an existing
+        user made an enabled admin, allowed only when no enabled admin is left) or "existing"
+        (an enabled admin already). Decided and written in one transaction with the other
+        principal writers held off, so concurrent bootstraps make one admin."""
+        with self.db.write_serialized(principals.name) as conn:
+            rows = conn.execute(select(principals)).all()
+            row = next((r for r in rows if r.name == name), None)
+            admins = [r.name for r in rows if _enabled_admin(r)]
+            if row is not None and row.kind != "user":
+                raise FailedPrecondition(
+                    f"{name!r} is a service account, not a user; name a user with --name",
+                    resource_type="principal",
+                    resource_name=name,
                 )
-        return self.get_principal(name)
+            if row is not None and name in admins:
+                outcome = "existing"
+            elif admins:
+                raise FailedPrecondition(
+                    f"enabled admins exist ({', '.join(admins)}) and {name!r} is not one; ask "
+                    "one of them for a token, or run `modelyard admin bootstrap --name "
+                    f"{admins[0]}` for a new token of that admin",
+                    resource_type="principal",
+                    resource_name=name,
+                )
+            elif row is None:
+                conn.execute(
+                    insert(principals).values(
+                        name=name, kind="user", roles="admin", disabled=False, create_time=_now()
+                    )
+                )
+                outcome = "created"
+            else:
+                self._update(conn, row, {*row.roles.split(), "admin"}, False)
+                outcome = "restored"
+        return self.get_principal(name), outcome
 
     # -- tokens --------------------------------------------------------------------------------
 

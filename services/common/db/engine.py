@@ -178,6 +178,17 @@ class Database:
             key = int.from_bytes(hashlib.sha256(f"ids:{table}".encode()).digest()[:8], signed=True)
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
+    @contextmanager
+    def write_serialized(self, table: str) -> Iterator[Connection]:
+        """`write()`, with no other such transaction on `table` beside it: for a decision over
+        several rows (is another admin left?) that row locks would let two writers each make
+        on what the other is changing. SQLite's writers are one at a time already; on
+        PostgreSQL an EXCLUSIVE lock on the table makes the next writer wait (reads go on)."""
+        with self.write() as conn:
+            if not self.is_sqlite:
+                conn.execute(text(f"LOCK TABLE {table} IN EXCLUSIVE MODE"))
+            yield conn
+
     def detached_connection(self) -> Any:
         """A DB-API connection set up like the pool's (SQLite pragmas), but outside the pool
         for a hot path to keep: checking one out per write costs more than the write itself on
