@@ -76,12 +76,16 @@ def tokens_create(
     token: Token = None,
     as_json: Json = False,
 ) -> None:
-    """Create a token; it is shown only once."""
+    """Create a token; it is shown only once. Your own is revoked with the token you create it
+    with and, unless you are an admin, ends no later than that token."""
     secret, info = client_for(uri, token).create_token(principal, description, ttl_days * 86400)
     if as_json:
         print_json({"token": secret, "info": info})
         return
-    say(f"Token {info.token_id} for {info.principal}, expires {ms(info.expires)}:")
+    # Server times both; a minute's slack for the moment between signing and storing.
+    capped = info.expires < info.created + ttl_days * 86400 * 1000 - 60_000
+    note = " (no later than the token that created it)" if capped else ""
+    say(f"Token {info.token_id} for {info.principal}, expires {ms(info.expires)}{note}:")
     console.print(secret, soft_wrap=True, highlight=False)
 
 

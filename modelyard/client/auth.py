@@ -51,7 +51,9 @@ class AuthClient:
     def create_token(
         self, principal: str | None = None, description: str = "", ttl_seconds: int = 0
     ) -> tuple[str, TokenInfo]:
-        """A new token (shown only now) for the caller, or for `principal` (admins)."""
+        """A new token (shown only now) for the caller, or for `principal` (admins). The
+        caller's own is revoked with the token that made it and, but for admins, ends no later
+        than that token (`expires` says when)."""
         request = pb.CreateTokenRequest(
             principal=principal or "", description=description, ttl_seconds=ttl_seconds
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -121,14 +122,19 @@ class AuthService:
             raise PermissionDenied(f"only admins can manage tokens of {target!r}")
         return target
 
-    def _issue(self, principal: str, description: str, ttl: int) -> tuple[str, TokenInfo]:
+    def _signer(self) -> TokenSigner:
         if self.signer is None:
             raise FailedPrecondition(
                 "this server cannot sign tokens (no private key); ask the auth service"
             )
-        token, claims = self.signer.sign(principal, ttl)
+        return self.signer
+
+    def _issue(
+        self, principal: str, description: str, ttl: float, parent: str | None = None
+    ) -> tuple[str, TokenInfo]:
+        token, claims = self._signer().sign(principal, ttl)
         info = self.store.add_token(
-            claims.token_id, principal, description, int(claims.expires_at * 1000)
+            claims.token_id, principal, description, int(claims.expires_at * 1000), parent
         )
         return token, info
 
@@ -145,7 +151,19 @@ class AuthService:
         found = self.store.get_principal(target)
         if found.disabled:
             raise FailedPrecondition(f"principal {target!r} is disabled; enable it first")
-        return self._issue(target, description, ttl_seconds or DEFAULT_TTL)
+        ttl: float = ttl_seconds or DEFAULT_TTL
+        me = identity.current()
+        parent = None
+        if target == me.name and me.token is not None:
+            # A token minting one for its own principal: the new one is its child, revoked
+            # with it, and (but for admins, who could make any principal anyway) it ends no
+            # later than its parent. Capped rather than refused: the default 90 days would
+            # otherwise fail from any token with less left; the response's expiry says so.
+            calling = self._signer().verifier.verify(me.token)
+            parent = calling.token_id
+            if not me.unrestricted:
+                ttl = min(ttl, calling.expires_at - time.time())
+        return self._issue(target, description, ttl, parent)
 
     def list_tokens(self, principal: str) -> list[TokenInfo]:
         """NOT_FOUND for a principal that does not exist: a mistyped name is not "no tokens"."""

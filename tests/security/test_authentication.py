@@ -164,6 +164,31 @@ def test_users_manage_only_their_own_tokens(secure: Secure) -> None:
         alice.list_principals()
 
 
+def test_a_token_made_by_a_token_ends_and_is_revoked_with_it(secure: Secure) -> None:
+    """A short-lived or leaked token cannot outlive itself through tokens it mints."""
+    secure.admin.create_principal("alice", ["viewer"])
+    short, short_info = secure.admin.create_token("alice", "ci", 3600)
+    alice = secure.client(short)
+    child, child_info = alice.create_token(description="longer", ttl_seconds=366 * 86400)
+    assert child_info.expires <= short_info.expires
+    grandchild, _ = secure.client(child).create_token(description="longer still")
+    secure.admin.revoke_token(short_info.token_id)
+    secure.refresh()
+    for token in (short, child, grandchild):
+        with pytest.raises(Unauthenticated, match="revoked"):
+            secure.client(token).whoami()
+    # Tokens an admin makes for someone else are theirs: they outlive the admin's token.
+    other_admin_token, other_info = secure.admin.create_token(description="second")
+    for_alice, _ = secure.client(other_admin_token).create_token("alice", "from an admin")
+    long_own, long_info = secure.client(other_admin_token).create_token(ttl_seconds=366 * 86400)
+    assert long_info.expires > other_info.expires  # admins are not capped
+    secure.admin.revoke_token(other_info.token_id)
+    secure.refresh()
+    assert secure.client(for_alice).whoami()[0].name == "alice"
+    with pytest.raises(Unauthenticated, match="revoked"):
+        secure.client(long_own).whoami()
+
+
 def test_listing_the_tokens_of_a_missing_principal_is_not_found(secure: Secure) -> None:
     with pytest.raises(NotFound, match="principal 'ghost' does not exist; list them with"):
         secure.admin.list_tokens("ghost")

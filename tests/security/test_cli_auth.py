@@ -116,3 +116,14 @@ def test_bootstrap_gives_an_admin_a_new_token(tmp_path: Path) -> None:
         with Client(server.address, token=found.group(1)) as root:
             assert root.whoami()[0].roles == ("admin",)
             assert [t.revoked for t in root.list_tokens()] == [True, False]
+
+
+def test_tokens_create_says_when_its_lifetime_was_capped(secure: Secure) -> None:
+    secure.admin.create_principal("fay", ["viewer"])
+    short, _ = secure.admin.create_token("fay", "ci", 3600)
+    printed = cli("tokens", "create", "--uri", secure.address, token=short)
+    assert "(no later than the token that created it)" in printed
+    printed = cli(
+        "tokens", "create", "--principal", "fay", "--uri", secure.address, token=secure.admin_token
+    )
+    assert "no later than" not in printed

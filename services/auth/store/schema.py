@@ -50,6 +50,8 @@ tokens = Table(
     Column("create_time", BigInteger, nullable=False),
     Column("expire_time", BigInteger, nullable=False),
     Column("revoked", Boolean, nullable=False),
+    # The token that minted this one for its own principal: revoking it revokes this one.
+    Column("parent_token_id", String(32), nullable=True, index=True),
 )
 
 audit_events = Table(

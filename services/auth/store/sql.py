@@ -186,7 +186,12 @@ class SqlAuthStore:
     # -- tokens --------------------------------------------------------------------------------
 
     def add_token(
-        self, token_id: str, principal: str, description: str, expires_ms: int
+        self,
+        token_id: str,
+        principal: str,
+        description: str,
+        expires_ms: int,
+        parent_token_id: str | None = None,
     ) -> TokenInfo:
         with self.db.write() as conn:
             conn.execute(
@@ -197,6 +202,7 @@ class SqlAuthStore:
                     create_time=_now(),
                     expire_time=expires_ms,
                     revoked=False,
+                    parent_token_id=parent_token_id,
                 )
             )
         return self.get_token(token_id)
@@ -220,8 +226,21 @@ class SqlAuthStore:
         return [_token(r) for r in rows]
 
     def revoke_token(self, token_id: str) -> None:
+        """Revokes the tokens it minted too, and theirs: a leaked token must not live on in a
+        token it minted."""
         with self.db.write() as conn:
-            conn.execute(update(tokens).where(tokens.c.token_id == token_id).values(revoked=True))
+            level = [token_id]
+            while level:
+                conn.execute(
+                    update(tokens).where(tokens.c.token_id.in_(level)).values(revoked=True)
+                )
+                level = list(
+                    conn.execute(
+                        select(tokens.c.token_id).where(
+                            tokens.c.parent_token_id.in_(level), tokens.c.revoked.is_(False)
+                        )
+                    ).scalars()
+                )
 
     def revoked_token_ids(self) -> list[str]:
         with self.db.read() as conn:

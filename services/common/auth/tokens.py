@@ -60,6 +60,13 @@ def ensure_keypair(directory: Path) -> tuple[Path, Path]:
 class TokenSigner:
     def __init__(self, private_pem: bytes) -> None:
         self._key = serialization.load_pem_private_key(private_pem, password=None)
+        # To read the claims of a caller's token (which one minted a new token, and when it
+        # ends) without trusting anything the interceptor did not verify.
+        self.verifier = TokenVerifier(
+            self._key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
 
     def sign(
         self, principal: str, ttl_seconds: float, token_id: str | None = None

@@ -293,7 +293,9 @@ class CreateTokenRequest(_message.Message):
     """Empty for the caller."""
     description: _builtins.str
     ttl_seconds: _builtins.int
-    """Lifetime; 0 means 90 days. At most 366 days."""
+    """Lifetime; 0 means 90 days. At most 366 days. A token made by a token for its own principal
+    is revoked with it, and (but for admins) ends no later than it: see TokenInfo.expire_time.
+    """
     def __init__(
         self,
         *,
