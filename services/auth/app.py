@@ -49,6 +49,6 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
     return ServiceRegistration(
         service_names=(SERVICE_NAME,),
         register=lambda server: auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server),
-        close=service.store.close,
+        close=service.close,
         access={SERVICE_NAME: ServiceAccess(RULES)},
     )

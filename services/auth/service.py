@@ -40,6 +40,18 @@ class AuthService:
     def __init__(self, store: SqlAuthStore, signer: TokenSigner | None) -> None:
         self.store = store
         self.signer = signer
+        # Ids of the service tokens this process minted, revoked when it closes.
+        self._minted: list[str] = []
+
+    def close(self) -> None:
+        """Revoke the service tokens minted for this process: the next start mints its own, so
+        these would otherwise live on, valid, for SERVICE_TOKEN_TTL after every restart."""
+        try:
+            for token_id in self._minted:
+                self.store.revoke_token(token_id)
+            self._minted.clear()
+        finally:
+            self.store.close()
 
     # -- bootstrap -----------------------------------------------------------------------------
 
@@ -65,9 +77,11 @@ class AuthService:
         return Bootstrapped(principal, token, outcome)
 
     def mint_service_token(self, service: str) -> str:
-        token, _ = self._issue(
+        """A token for `service` to call the others with, for as long as this process runs."""
+        token, info = self._issue(
             service_principal(service), f"{service} service identity", SERVICE_TOKEN_TTL
         )
+        self._minted.append(info.token_id)
         return token
 
     # -- principals ----------------------------------------------------------------------------

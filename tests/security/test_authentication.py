@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
 from modelyard.errors import NotFound, PermissionDenied, Unauthenticated
+from modelyard.services.auth.app import open_service
 from modelyard.services.common.auth.tokens import TokenSigner, generate_keypair
-from tests.security.conftest import Secure
+from modelyard.services.common.runtime import Runtime
+from tests.conftest import running_server
+from tests.security.conftest import Secure, secure_settings
 
 
 def test_admin_token_works_and_whoami(secure: Secure) -> None:
@@ -195,3 +199,29 @@ def test_listing_the_tokens_of_a_missing_principal_is_not_found(secure: Secure) 
     # A non-admin is refused before the lookup: no way to learn who exists.
     with pytest.raises(PermissionDenied):
         secure.user("alice", "viewer").list_tokens("ghost")
+
+
+def test_service_tokens_live_only_while_their_server_runs(tmp_path: Path) -> None:
+    """Each start mints its services their tokens; a stop revokes them, so restarts leave no
+    valid service credentials behind."""
+    settings = secure_settings(tmp_path / "home")
+    service = open_service(settings, Runtime(settings))
+    service.bootstrap_admin("root")
+
+    def valid_service_tokens() -> list[str]:
+        return [
+            t.token_id
+            for p in service.list_principals()
+            if p.kind == "service"
+            for t in service.store.list_tokens(p.name)
+            if not t.revoked
+        ]
+
+    try:
+        for _ in range(3):
+            with running_server(settings):
+                live = valid_service_tokens()
+                assert live  # the services hold tokens to call each other with
+            assert valid_service_tokens() == []
+    finally:
+        service.store.close()
