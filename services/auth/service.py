@@ -74,6 +74,11 @@ class AuthService:
             )
         principal, outcome = self.store.bootstrap_admin(name)
         token, _ = self._issue(name, "bootstrap admin token", DEFAULT_TTL)
+        # No RPC, so no interceptor records it: the break-glass path must leave a trace.
+        event = AuditEvent(
+            int(time.time() * 1000), name, "cli", "AdminBootstrap", f"principal/{name}", "OK"
+        )
+        self.store.record_audit([event])
         return Bootstrapped(principal, token, outcome)
 
     def mint_service_token(self, service: str) -> str:

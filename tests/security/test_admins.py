@@ -126,6 +126,9 @@ def test_bootstrap_restores_an_admin_when_none_is_enabled(
     assert service.bootstrap_admin("root").outcome == "existing"
     with pytest.raises(FailedPrecondition, match=r"enabled admins exist \(root\) and 'vic'"):
         service.bootstrap_admin("vic")
+    assert [(e.principal, e.method, e.resource) for e in service.list_audit("", "", "", 0, 10)] == [
+        ("root", "AdminBootstrap", "principal/root")
+    ] * 3  # the break-glass path leaves a trace
     service.create_principal("svc-x", "service", ["service:tracking"])
     with pytest.raises(FailedPrecondition, match="'svc-x' is a service account, not a user"):
         service.bootstrap_admin("svc-x")
