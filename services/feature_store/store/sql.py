@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from google.protobuf import json_format
-from sqlalchemy import Connection, delete, insert, select, text, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from modelyard._gen.features.v1 import features_pb2 as pb
 from modelyard.convert.features import definition_to_entity, definition_to_proto
@@ -125,14 +125,11 @@ class SqlFeatureStore:
         writes, with no other apply in between. An apply checks definitions against each other
         (a service's features, a view's entities), so locking only the rows it writes would let
         two applies each check against what the other changes: applies are rare, and one at a
-        time costs nothing. SQLite's writers are one at a time already; on PostgreSQL the lock
-        on the table (EXCLUSIVE: reads go on) makes a concurrent apply wait rather than compute
-        the same next version and fail on the primary key."""
+        time costs nothing (a concurrent apply waits rather than compute the same next version
+        and fail on the primary key)."""
         self._cache.clear()
         try:
-            with self.db.write() as conn:
-                if conn.dialect.name == "postgresql":
-                    conn.execute(text("LOCK TABLE feature_definitions IN EXCLUSIVE MODE"))
+            with self.db.write_serialized("feature_definitions") as conn:
                 yield Applying(conn)
         finally:
             self._cache.clear()  # whatever happened, read the table again
