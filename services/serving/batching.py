@@ -82,7 +82,8 @@ class DynamicBatcher:
                     if deadline is None:
                         self._cond.wait()
                     elif time.monotonic() < deadline:
-                        self._cond.wait(deadline - time.monotonic())
+                        # Condition.wait refuses more than TIMEOUT_MAX (OverflowError).
+                        self._cond.wait(min(deadline - time.monotonic(), threading.TIMEOUT_MAX))
                     else:
                         self._give_up(item)
                 if item.done:

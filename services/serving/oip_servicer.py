@@ -7,8 +7,11 @@ deterministically when the request carries an id.
 
 from __future__ import annotations
 
+import threading
 import time
 from importlib.metadata import version as package_version
+
+import grpc
 
 from modelyard._gen.inference import grpc_predict_v2_pb2 as oip
 from modelyard._gen.inference import grpc_predict_v2_pb2_grpc
@@ -24,6 +27,15 @@ Metadata = oip.ModelMetadataResponse.TensorMetadata
 def _platform(model: LoadedModel) -> str:
     flavors = [f for f in model.model.metadata.flavors if f != "python_function"]
     return f"modelyard_{flavors[0] if flavors else 'pyfunc'}"
+
+
+def deadline_of(context: grpc.ServicerContext) -> float | None:
+    """The call's deadline as a time.monotonic() value; None when the caller set none, for which
+    grpc reports ~9.2e18 seconds remaining, past what Condition.wait accepts."""
+    remaining = context.time_remaining()
+    if remaining is None or remaining > threading.TIMEOUT_MAX:
+        return None
+    return time.monotonic() + remaining
 
 
 class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
@@ -69,13 +81,8 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
 
     def ModelInfer(self, request, context):
         tensors = decode_inputs(request)
-        remaining = context.time_remaining()
         _served, model, outputs = self.service.infer(
-            request.model_name,
-            request.model_version,
-            request.id,
-            tensors,
-            None if remaining is None else time.monotonic() + remaining,
+            request.model_name, request.model_version, request.id, tensors, deadline_of(context)
         )
         response = oip.ModelInferResponse(
             model_name=request.model_name, model_version=str(model.version), id=request.id

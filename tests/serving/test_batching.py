@@ -96,3 +96,29 @@ def test_a_caller_whose_deadline_passes_leaves_the_queue_uncomputed() -> None:
     model.release.set()
     first.join(60)
     assert model.batches == [1]  # the request that gave up was never run
+
+
+def test_a_caller_without_a_deadline_waits_however_far_off_grpc_puts_it() -> None:
+    """A gRPC call without a deadline has ~9.2e18 s remaining, past what Condition.wait takes:
+    a caller waiting behind a running batch got OverflowError (INTERNAL) instead of its answer."""
+    model = _HeldModel(lambda X: {"y": X[:, 0]})
+    batcher = DynamicBatcher(model, max_batch_size=64)
+    first = threading.Thread(target=batcher, args=(np.zeros((1, 2)),))
+    first.start()
+    assert model.entered.wait(60)
+    answer: dict[str, Any] = {}
+
+    def waiting() -> None:
+        try:
+            answer["y"] = batcher(np.ones((1, 2)), deadline=time.monotonic() + 9.2e18)["y"]
+        except BaseException as exc:
+            answer["error"] = exc
+
+    second = threading.Thread(target=waiting)
+    second.start()
+    _queued(batcher, 1)
+    model.release.set()
+    first.join(60)
+    second.join(60)
+    assert "error" not in answer, answer
+    assert answer["y"].tolist() == [1.0]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,10 +16,13 @@ from sklearn.linear_model import LinearRegression
 
 import modelyard
 from modelyard import Client
+from modelyard._gen.inference import grpc_predict_v2_pb2 as oip
+from modelyard._gen.inference import grpc_predict_v2_pb2_grpc
 from modelyard.entities.serving import ServedModel
 from modelyard.errors import DeadlineExceeded, Internal
 from modelyard.services.common.server import ModelyardServer
 from modelyard.services.common.settings import Settings
+from modelyard.services.serving.batching import DynamicBatcher
 from tests.conftest import running_server
 from tests.serving import models
 from tests.serving.conftest import register, wait_ready
@@ -84,3 +89,39 @@ def test_callers_that_give_up_behind_a_slow_model_free_the_server(few_threads, g
     models.GATE.set()
     held.join(60)
     assert answer["predictions"].tolist() == [-1.0, -1.0, -1.0]
+
+
+def _batcher(endpoint: str) -> DynamicBatcher:
+    """The in-process server's batcher for `endpoint`, to see who waits in it."""
+    (found,) = [
+        o for o in gc.get_objects() if isinstance(o, DynamicBatcher) and o._labels[0] == endpoint
+    ]
+    return found
+
+
+def test_callers_without_a_deadline_wait_behind_a_running_call(platform, gate) -> None:
+    """tritonclient sets no deadline by default; grpc then reports ~9.2e18 s remaining, and the
+    callers that had to wait behind a running call got INTERNAL (an OverflowError)."""
+    server, client = platform
+    _serve(client, models.Gated(), "patient")
+    with grpc.insecure_channel(server.address) as channel:
+        infer = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer
+
+        def call(first: float) -> grpc.Future:
+            request = oip.ModelInferRequest(model_name="patient")
+            tensor = request.inputs.add(name="features", datatype="FP64", shape=[1, 2])
+            tensor.contents.fp64_contents.extend([first, 4.0])
+            return infer.future(request)  # no timeout, as tritonclient's infer()
+
+        held = call(-1.0)
+        assert models.ENTERED.wait(60)
+        waiting = [call(float(i)) for i in range(6)]
+        batcher = _batcher("patient")
+        with batcher._cond:
+            assert batcher._cond.wait_for(lambda: len(batcher._queue) == 6, timeout=60)
+        models.GATE.set()
+        answers = [f.result(60) for f in [held, *waiting]]
+    assert [list(a.outputs[0].contents.fp64_contents) for a in answers] == [
+        [-1.0],
+        *([float(i)] for i in range(6)),
+    ]
