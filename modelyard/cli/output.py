@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
+from modelyard.convert.common import non_finite_text
 from modelyard.entities import PagedList
 
 T = TypeVar("T")
@@ -33,14 +34,9 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-# Non-finite floats as protobuf's JSON mapping writes them: JSON itself has no NaN or Infinity,
-# and strict parsers (JavaScript's, jq's) refuse or mangle Python's bare `NaN`.
-_NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
-
-
 def to_jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
-        return _NON_FINITE.get(value, "NaN")
+        return non_finite_text(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         data = {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
         for prop in ("metrics",):

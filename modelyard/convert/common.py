@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import overload
 
@@ -16,6 +17,15 @@ from modelyard.entities.common import (
     PresignedUrl,
     ViewType,
 )
+
+# JSON has no NaN or infinity, and strict parsers (JavaScript's, jq's) refuse Python's bare
+# `NaN`: non-finite floats are written as protobuf's JSON mapping writes them.
+_NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+def non_finite_text(value: float) -> str:
+    """ "NaN", "Infinity" or "-Infinity" for a float that is not finite."""
+    return _NON_FINITE.get(value, "NaN")
 
 
 @overload

@@ -4,20 +4,30 @@ request path in batches.
 Requests only append to a bounded in-memory queue; a writer thread stores batches every
 `flush_seconds`. Under overload the queue fills and new records are dropped, counted per
 endpoint (reported on the endpoint and as modelyard_serving_log_dropped_total), never silently.
+
+A record's inputs and its outputs are each strict JSON of at most MAX_LOGGED_BYTES, so logging
+costs the request path no more than that and every record can be read back: a tensor that does
+not fit, or an empty one of two or more dimensions, is logged as its summary
+{"shape": [...], "dtype": ..., "truncated": true}. NaN and infinities are written as protobuf's
+JSON mapping writes them ("NaN", "Infinity", "-Infinity"), bytes that are not UTF-8 as
+{"base64": ...}.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import math
 import threading
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from prometheus_client import Counter as PromCounter
 
+from modelyard.convert.common import non_finite_text
 from modelyard.entities.serving import InferenceRecord
 from modelyard.services.common.logging import get_logger
 
@@ -29,23 +39,109 @@ LOG_DROPPED = PromCounter(
     ["endpoint"],
 )
 
+# For a record's inputs, and again for its outputs: ~13,000 numbers, plenty to debug a request,
+# while a GetInferenceLog page still holds several records.
+MAX_LOGGED_BYTES = 256 * 1024
+# Elements converted at a time, so that a tensor too big to log costs little more than the limit.
+_CHUNK = 4096
 
-def _jsonable(value: Any) -> Any:
+
+class _TooBig(Exception):
+    """A tensor's JSON would not fit the record."""
+
+
+def _summary(value: Any) -> dict[str, Any]:
     if isinstance(value, pd.DataFrame):
-        return {"columns": [str(c) for c in value.columns], "data": value.to_numpy().tolist()}
+        columns = [str(c) for c in value.columns]
+        return {"columns": columns, "shape": list(value.shape), "truncated": True}
     if isinstance(value, np.ndarray):
-        return [_jsonable(v) for v in value.tolist()] if value.dtype == object else value.tolist()
+        return {"shape": list(value.shape), "dtype": str(value.dtype), "truncated": True}
+    return {"type": type(value).__name__, "truncated": True}
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return non_finite_text(value)
     if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return {"base64": base64.b64encode(value).decode()}
     return value
 
 
-def to_json(value: Any) -> str:
-    return json.dumps(_jsonable(value), default=str)
+def _plain(chunk: np.ndarray, budget: int) -> Any:
+    """The chunk as nested lists of JSON's types (_TooBig once its text exceeds `budget`)."""
+    if chunk.dtype.kind in "biu" or (chunk.dtype.kind == "f" and np.isfinite(chunk).all()):
+        return chunk.tolist()
+    flat = chunk.reshape(-1)
+    if sum(len(e) for e in flat if isinstance(e, bytes | str)) > budget:
+        raise _TooBig
+    out = np.empty(flat.shape, dtype=object)
+    for i, element in enumerate(flat):
+        out[i] = _scalar(element)
+    return out.reshape(chunk.shape).tolist()
+
+
+def _array(value: np.ndarray, budget: int) -> str:
+    """The array's JSON, built a chunk of rows at a time so that no more than about `budget`
+    bytes are spent on an array that does not fit (then _TooBig)."""
+    if value.ndim == 0:
+        return _dumps(_scalar(value.item()))
+    if value.size == 0 and value.ndim > 1:
+        # [n, m, 0] holds nothing, yet as lists it is n * m of them: never build those.
+        return _dumps(_summary(value))
+    if value.size * 2 > budget:  # an element takes 2 bytes of JSON at least ("0,")
+        raise _TooBig
+    step = max(1, _CHUNK * len(value) // max(1, value.size))
+    pieces, spent = [], 2
+    for start in range(0, len(value), step):
+        piece = _dumps(_plain(value[start : start + step], budget))[1:-1]
+        spent += len(piece) + 2
+        if spent > budget:
+            raise _TooBig
+        pieces.append(piece)
+    return "[" + ", ".join(pieces) + "]"
+
+
+def _tensor(value: Any, budget: int) -> str:
+    if isinstance(value, pd.DataFrame):
+        columns = _dumps([str(c) for c in value.columns])
+        return f'{{"columns": {columns}, "data": {_array(value.to_numpy(), budget)}}}'
+    if isinstance(value, np.ndarray):
+        return _array(value, budget)
+    if isinstance(value, list | tuple):
+        return _array(np.asarray(value, dtype=object), budget)
+    return _dumps(_scalar(value))
+
+
+def _dumps(value: Any) -> str:
+    # ASCII (ensure_ascii), so its length in characters is its length in bytes.
+    return json.dumps(value, default=str, allow_nan=False)
+
+
+def to_json(values: Mapping[str, Any], limit: int = MAX_LOGGED_BYTES) -> str:
+    """`values` (tensors by name) as JSON of at most `limit` bytes: the largest tensors are
+    replaced by their summaries until the rest fits."""
+    parts: dict[str, str] = {}
+    for name, value in values.items():
+        try:
+            parts[name] = _tensor(value, limit)
+        except _TooBig:
+            parts[name] = _dumps(_summary(value))
+    keys = {name: _dumps(str(name)) for name in parts}
+    size = 2 + sum(len(keys[n]) + len(p) + 4 for n, p in parts.items())
+    for name in sorted(parts, key=lambda n: len(parts[n]), reverse=True):
+        if size <= limit:
+            break
+        summary = _dumps(_summary(values[name]))
+        size += len(summary) - len(parts[name])
+        parts[name] = summary
+    if size > limit:  # so many tensors that even their summaries do not fit
+        return _dumps({"tensors": len(parts), "truncated": True})
+    return "{" + ", ".join(f"{keys[n]}: {p}" for n, p in parts.items()) + "}"
 
 
 class InferenceLogWriter:

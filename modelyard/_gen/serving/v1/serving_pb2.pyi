@@ -460,7 +460,11 @@ class InferenceRecord(_message.Message):
     model_version: _builtins.int
     latency_ms: _builtins.float
     inputs_json: _builtins.str
-    """JSON: {"columns": [...], "data": [[...]]} for tables, {"<tensor>": [...]} otherwise."""
+    """JSON: {"columns": [...], "data": [[...]]} for tables, {"<tensor>": [...]} otherwise. At
+    most 256 KiB each (inputs, outputs): a tensor that does not fit is logged as
+    {"shape": [...], "dtype": "...", "truncated": true}. NaN and infinities are "NaN",
+    "Infinity" and "-Infinity"; bytes that are not UTF-8 are {"base64": "..."}.
+    """
     outputs_json: _builtins.str
     status: _builtins.str
     """The gRPC status name; errors are recorded too."""
