@@ -7,7 +7,7 @@ back in the form the request used, so a raw-speaking client (tritonclient's defa
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from math import prod
 from typing import Any
 
@@ -126,12 +126,13 @@ def decode_inputs(request: oip.ModelInferRequest) -> dict[str, np.ndarray]:
     return decoded
 
 
-def unknown_outputs(request: oip.ModelInferRequest, outputs: Mapping[str, np.ndarray]) -> None:
-    """Refuse requested outputs the model does not give, as Triton does."""
-    for i, wanted in enumerate(request.outputs):
-        if wanted.name not in outputs:
+def unknown_outputs(wanted: Sequence[str], outputs: Mapping[str, np.ndarray]) -> None:
+    """Refuse requested outputs (the request's `outputs[i].name`) the model does not give, as
+    Triton does."""
+    for i, name in enumerate(wanted):
+        if name not in outputs:
             raise InvalidArgument(
-                f"outputs[{i}].name: the model has no output {wanted.name!r}; it gives "
+                f"outputs[{i}].name: the model has no output {name!r}; it gives "
                 f"{sorted(outputs)} (ask for none to get them all)",
                 field=f"outputs[{i}].name",
             )

@@ -16,7 +16,7 @@ import grpc
 from modelyard._gen.inference import grpc_predict_v2_pb2 as oip
 from modelyard._gen.inference import grpc_predict_v2_pb2_grpc
 from modelyard.errors import FailedPrecondition
-from modelyard.services.serving.codec import decode_inputs, encode_outputs, unknown_outputs
+from modelyard.services.serving.codec import decode_inputs, encode_outputs
 from modelyard.services.serving.endpoints import EndpointRuntime, ServedModelRuntime
 from modelyard.services.serving.model import LoadedModel
 from modelyard.services.serving.service import ServingService
@@ -81,16 +81,20 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
 
     def ModelInfer(self, request, context):
         tensors = decode_inputs(request)
+        wanted = [o.name for o in request.outputs]
         _served, model, outputs = self.service.infer(
-            request.model_name, request.model_version, request.id, tensors, deadline_of(context)
+            request.model_name,
+            request.model_version,
+            request.id,
+            tensors,
+            deadline_of(context),
+            wanted,
         )
         response = oip.ModelInferResponse(
             model_name=request.model_name, model_version=str(model.version), id=request.id
         )
-        unknown_outputs(request, outputs)
-        wanted = {o.name for o in request.outputs}
         encode_outputs(
-            response, outputs, raw=bool(request.raw_input_contents), wanted=wanted or None
+            response, outputs, raw=bool(request.raw_input_contents), wanted=set(wanted) or None
         )
         return response
 

@@ -29,6 +29,7 @@ from modelyard.services.common import validation as v
 from modelyard.services.common.auth.grants import GrantStore
 from modelyard.services.common.changes import ChangeCounter
 from modelyard.services.common.pagination import page_size
+from modelyard.services.serving.codec import unknown_outputs
 from modelyard.services.serving.endpoints import EndpointRuntime, ServedModelRuntime
 from modelyard.services.serving.inference_log import InferenceLogWriter, to_json
 from modelyard.services.serving.loader import ModelLoader
@@ -357,8 +358,10 @@ class ServingService:
         request_id: str,
         tensors: dict[str, np.ndarray],
         deadline: float | None = None,
+        wanted: Sequence[str] = (),
     ) -> tuple[ServedModelRuntime, LoadedModel, dict[str, Any]]:
-        """`deadline` (a time.monotonic() value): when the caller stops waiting."""
+        """`deadline` (a time.monotonic() value): when the caller stops waiting. `wanted`: the
+        outputs asked for, checked here so that a refusal is counted and logged as one."""
         start = time.perf_counter()
         runtime = self.runtime(endpoint)
         served = runtime.select(version) if version else runtime.route(request_id)
@@ -367,6 +370,7 @@ class ServingService:
         outputs: dict[str, Any] = {}
         try:
             model, outputs = served.predict(tensors, runtime.spec.missing_features, deadline)
+            unknown_outputs(wanted, outputs)
             return served, model, outputs
         except ModelyardError as exc:
             code = exc.code.name

@@ -1,13 +1,29 @@
-"""The inference log stays cheap to write and readable: records are capped and strict JSON."""
+"""The inference log stays cheap to write and readable: records are capped and strict JSON,
+and refusals are logged with the status the caller got."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
+import pytest
+from prometheus_client import REGISTRY
 
+import modelyard
+from modelyard import Client
+from modelyard._gen.inference import grpc_predict_v2_pb2 as oip
+from modelyard._gen.inference import grpc_predict_v2_pb2_grpc
+from modelyard.entities.serving import InferenceLogConfig, ServedModel
+from modelyard.services.common.server import ModelyardServer
+from modelyard.services.common.settings import Settings
 from modelyard.services.serving.inference_log import MAX_LOGGED_BYTES, to_json
+from modelyard.services.ui import monitoring
+from tests.conftest import running_server
+from tests.serving.conftest import register, wait_ready
 
 
 def _strict(text: str) -> Any:
@@ -47,3 +63,107 @@ def test_a_record_stays_under_the_cap_and_keeps_what_fits() -> None:
     }
     many = {f"t{i}": np.arange(1) for i in range(30_000)}  # even their shapes do not fit
     assert _strict(to_json(many)) == {"tensors": 30_000, "truncated": True}
+
+
+@pytest.fixture
+def small_messages(tmp_path: Path, iris) -> Iterator[tuple[ModelyardServer, Client]]:
+    """A server whose gRPC messages are capped at 4 MiB (the least max_message_mb allows),
+    serving iris on the logged endpoint "inflog"."""
+    from sklearn.linear_model import LogisticRegression
+
+    settings = Settings(home=tmp_path, port=0, grace_period=0, max_message_mb=4)
+    with running_server(settings) as server, Client(server.address) as client:
+        modelyard.set_tracking_uri(server.address)
+        X, y = iris
+        register(LogisticRegression(max_iter=500).fit(X, y), X, "iris")
+        client.create_endpoint(
+            "inflog", [ServedModel("models:/iris/1")], InferenceLogConfig(enabled=True)
+        )
+        wait_ready(client, "inflog")
+        yield server, client
+        modelyard.set_tracking_uri("127.0.0.1:1")
+
+
+def _features(rows: np.ndarray, request_id: str, *outputs: str) -> oip.ModelInferRequest:
+    request = oip.ModelInferRequest(model_name="inflog", id=request_id)
+    tensor = request.inputs.add(name="features", datatype="FP64", shape=list(rows.shape))
+    tensor.contents.fp64_contents.extend(rows.reshape(-1).tolist())
+    for name in outputs:
+        request.outputs.add(name=name)
+    return request
+
+
+def _code(infer, request: oip.ModelInferRequest) -> grpc.StatusCode:
+    try:
+        infer(request, timeout=60)
+    except grpc.RpcError as err:
+        return err.code()
+    return grpc.StatusCode.OK
+
+
+def _counted() -> dict[str, float]:
+    """modelyard_serving_requests_total of the loaded version, by code."""
+    labels = {"endpoint": "inflog", "served_model": "iris-1", "version": "1"}
+    return {
+        code: REGISTRY.get_sample_value("modelyard_serving_requests_total", labels | {"code": code})
+        or 0.0
+        for code in ("OK", "INVALID_ARGUMENT")
+    }
+
+
+def test_each_request_is_logged_capped_strict_and_with_the_status_it_got(
+    small_messages, iris
+) -> None:
+    server, client = small_messages
+    X, _y = iris
+    rows = X.to_numpy()[:2]
+    before = _counted()
+    ok, refused = before["OK"], before["INVALID_ARGUMENT"]
+    with grpc.insecure_channel(server.address) as channel:
+        infer = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer
+        codes = {
+            "plain": _code(infer, _features(rows, "plain")),
+            "big": _code(infer, _features(np.tile(rows, (10_000, 1)), "big")),
+            "empty": _code(
+                infer,
+                oip.ModelInferRequest(
+                    model_name="inflog",
+                    id="empty",
+                    inputs=[
+                        oip.ModelInferRequest.InferInputTensor(
+                            name="features", datatype="FP64", shape=[1000, 1000, 0]
+                        )
+                    ],
+                ),
+            ),
+            "nan": _code(infer, _features(np.array([[np.nan, 1.0, np.inf, 3.0]]), "nan")),
+            "no-such-output": _code(infer, _features(rows, "no-such-output", "probabilities")),
+        }
+    assert codes == {
+        "plain": grpc.StatusCode.OK,
+        "big": grpc.StatusCode.OK,
+        "empty": grpc.StatusCode.INVALID_ARGUMENT,
+        "nan": grpc.StatusCode.INTERNAL,  # the model refuses NaN: the request to debug
+        "no-such-output": grpc.StatusCode.INVALID_ARGUMENT,
+    }
+    records = {r.request_id: r for r in client.get_inference_log("inflog", as_frame=False)}
+    assert {rid: records[rid].status for rid in codes} == {
+        rid: code.name for rid, code in codes.items()
+    }
+    for record in records.values():
+        assert len(record.inputs_json) <= MAX_LOGGED_BYTES
+        assert len(record.outputs_json) <= MAX_LOGGED_BYTES
+    assert _strict(records["plain"].inputs_json) == {"features": rows.tolist()}
+    assert _strict(records["big"].inputs_json) == {
+        "features": {"shape": [20_000, 4], "dtype": "float64", "truncated": True}
+    }
+    assert len(_strict(records["big"].outputs_json)["predictions"]) == 20_000
+    assert _strict(records["empty"].inputs_json) == {
+        "features": {"shape": [1000, 1000, 0], "dtype": "float64", "truncated": True}
+    }
+    assert _strict(records["nan"].inputs_json) == {"features": [["NaN", 1.0, "Infinity", 3.0]]}
+    assert _counted() == {"OK": ok + 2, "INVALID_ARGUMENT": refused + 1}  # no-such-output
+    # The dashboard reads these records: the truncated one is left out, the others are read.
+    log = client.get_inference_log("inflog")
+    inputs, predictions = monitoring.decode(log, list(X.columns))
+    assert len(predictions) == 2 + 20_000 and list(inputs["sepal_length"][:2]) == list(rows[:, 0])
