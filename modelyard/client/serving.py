@@ -151,17 +151,21 @@ class ServingClient:
         newest_first: bool = False,
     ) -> pd.DataFrame | list[InferenceRecord]:
         """The endpoint's logged requests, oldest first (newest_first: the latest first), with
-        any ground truth logged for them."""
-        request = pb.GetInferenceLogRequest(
-            endpoint=endpoint,
-            since_record_id=since_record_id,
-            max_results=max_results,
-            newest_first=newest_first,
-        )
-        records = [
-            record_to_entity(r)
-            for r in self._t.call(self._serving.GetInferenceLog, request).records
-        ]
+        any ground truth logged for them. Pages the server cut short (it bounds them by bytes)
+        are followed until `max_results` records or the end of the log."""
+        records: list[InferenceRecord] = []
+        while True:
+            request = pb.GetInferenceLogRequest(
+                endpoint=endpoint,
+                since_record_id=since_record_id,
+                max_results=max_results - len(records),
+                newest_first=newest_first,
+            )
+            page = self._t.call(self._serving.GetInferenceLog, request)
+            records += [record_to_entity(r) for r in page.records]
+            if not page.records or len(records) >= max_results:
+                break
+            since_record_id = page.last_record_id
         if not as_frame:
             return records
         frame = pd.DataFrame([asdict(r) for r in records])

@@ -31,7 +31,11 @@ from modelyard.services.common.changes import ChangeCounter
 from modelyard.services.common.pagination import page_size
 from modelyard.services.serving.codec import unknown_outputs
 from modelyard.services.serving.endpoints import EndpointRuntime, ServedModelRuntime
-from modelyard.services.serving.inference_log import InferenceLogWriter, to_json
+from modelyard.services.serving.inference_log import (
+    MAX_LOGGED_BYTES,
+    InferenceLogWriter,
+    to_json,
+)
 from modelyard.services.serving.loader import ModelLoader
 from modelyard.services.serving.model import LoadedModel
 from modelyard.services.serving.store.sql import SqlServingStore
@@ -55,6 +59,10 @@ INFER_LATENCY = Histogram(
 
 
 MAX_GROUND_TRUTH = 10_000
+# A GetInferenceLog page stops short of max_results at this many bytes: below gRPC's default
+# 4 MiB receive limit (clients in any language) and the smallest max_message_mb a server takes.
+# Callers go on from last_record_id.
+LOG_PAGE_BYTES = 3 * 1024 * 1024
 # How often a watch looks whether its caller went away while nothing changes.
 WATCH_POLL = 1.0
 
@@ -302,7 +310,14 @@ class ServingService:
             raise InvalidArgument("since_record_id must not be negative", field="since_record_id")
         size = page_size(max_results, default=1000, maximum=10000, field="max_results")
         self.inference_log.flush()  # what was answered is readable at once
-        return self.store.list_inferences(name, since_record_id, size, newest_first)
+        return self.store.list_inferences(
+            name,
+            since_record_id,
+            size,
+            newest_first,
+            max_bytes=LOG_PAGE_BYTES,
+            field_bytes=MAX_LOGGED_BYTES,
+        )
 
     def log_ground_truth(self, name: str, values: Sequence[tuple[str, str]]) -> int:
         self.runtime(name)

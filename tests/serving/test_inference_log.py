@@ -1,5 +1,5 @@
 """The inference log stays cheap to write and readable: records are capped and strict JSON,
-and refusals are logged with the status the caller got."""
+refusals are logged with the status the caller got, and pages fit a gRPC message."""
 
 from __future__ import annotations
 
@@ -17,10 +17,14 @@ import modelyard
 from modelyard import Client
 from modelyard._gen.inference import grpc_predict_v2_pb2 as oip
 from modelyard._gen.inference import grpc_predict_v2_pb2_grpc
-from modelyard.entities.serving import InferenceLogConfig, ServedModel
+from modelyard._gen.serving.v1 import serving_pb2
+from modelyard.entities.serving import InferenceLogConfig, InferenceRecord, ServedModel
+from modelyard.services.common.db import Database
 from modelyard.services.common.server import ModelyardServer
 from modelyard.services.common.settings import Settings
+from modelyard.services.serving.app import migrate
 from modelyard.services.serving.inference_log import MAX_LOGGED_BYTES, to_json
+from modelyard.services.serving.store.sql import TRUNCATED_JSON, SqlServingStore
 from modelyard.services.ui import monitoring
 from tests.conftest import running_server
 from tests.serving.conftest import register, wait_ready
@@ -167,3 +171,74 @@ def test_each_request_is_logged_capped_strict_and_with_the_status_it_got(
     log = client.get_inference_log("inflog")
     inputs, predictions = monitoring.decode(log, list(X.columns))
     assert len(predictions) == 2 + 20_000 and list(inputs["sepal_length"][:2]) == list(rows[:, 0])
+
+
+def test_pages_fit_a_message_and_continue_from_last_record_id(small_messages) -> None:
+    """24 records of ~210 KB are 5 MB: a page of them was over the 4 MiB message limit, and
+    GetInferenceLog failed with RESOURCE_EXHAUSTED."""
+    server, client = small_messages
+    rows = np.random.default_rng(0).random((2600, 4)) * 8  # ~210 KB of JSON, under the cap
+    with grpc.insecure_channel(server.address) as channel:
+        infer = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer
+        for i in range(24):
+            infer(_features(rows, f"r-{i}"), timeout=60)
+    first = client._t.call(
+        client._serving.GetInferenceLog, serving_pb2.GetInferenceLogRequest(endpoint="inflog")
+    )
+    assert 0 < len(first.records) < 24 and first.ByteSize() < 4 * 1024 * 1024
+    assert first.last_record_id == first.records[-1].record_id
+    rest = client.get_inference_log("inflog", since_record_id=first.last_record_id)
+    assert [r.request_id for r in first.records] + list(rest["request_id"]) == [
+        f"r-{i}" for i in range(24)
+    ]
+    # The client follows the pages for the caller, either way round.
+    assert len(client.get_inference_log("inflog")) == 24
+    newest = client.get_inference_log("inflog", max_results=20, newest_first=True)
+    assert list(newest["request_id"]) == [f"r-{i}" for i in range(23, 3, -1)]
+    assert _strict(newest["inputs_json"].iloc[0]) == {"features": rows.tolist()}
+
+
+def _record(request_id: str, inputs_json: str) -> InferenceRecord:
+    return InferenceRecord(0, request_id, 0, "ep", "m", 1, 1.0, inputs_json, "{}", "OK")
+
+
+def test_the_store_bounds_pages_by_bytes_and_truncates_old_oversized_rows(
+    database_url: str,
+) -> None:
+    """Rows logged before records were capped can be any size: they read as TRUNCATED_JSON."""
+    db = Database(database_url)
+    migrate(db)
+    store = SqlServingStore(db)
+    try:
+        kilobytes = json.dumps({"x": "k" * 1000})
+        store.record_inferences(
+            [_record(f"r-{i}", kilobytes) for i in range(10)]
+            + [_record("huge", json.dumps({"x": "h" * 100_000}))]
+            + [_record("after", "{}")]
+        )
+
+        def page(since: int, newest_first: bool = False) -> list[InferenceRecord]:
+            return store.list_inferences(
+                "ep", since, 100, newest_first, max_bytes=5000, field_bytes=10_000
+            )
+
+        pages, since = [], 0
+        while records := page(since):
+            pages.append([r.request_id for r in records])
+            since = records[-1].record_id
+        assert pages == [
+            ["r-0", "r-1", "r-2"],
+            ["r-3", "r-4", "r-5"],
+            ["r-6", "r-7", "r-8"],
+            ["r-9", "huge", "after"],
+        ]
+        everything = store.list_inferences("ep", 0, 100)
+        assert [r.inputs_json for r in everything[:10]] == [kilobytes] * 10
+        huge = next(r for r in page(everything[9].record_id) if r.request_id == "huge")
+        assert huge.inputs_json == TRUNCATED_JSON and huge.outputs_json == "{}"
+        newest = page(0, newest_first=True)
+        assert [r.request_id for r in newest] == ["after", "huge", "r-9", "r-8"]
+        one = store.list_inferences("ep", 0, 1, max_bytes=1, field_bytes=10_000)
+        assert [r.request_id for r in one] == ["r-0"]  # a page holds one record at least
+    finally:
+        store.close()

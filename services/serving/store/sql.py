@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, case, delete, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -23,6 +23,27 @@ from modelyard.entities.serving import (
 from modelyard.errors import AlreadyExists, NotFound
 from modelyard.services.common.db import Database
 from modelyard.services.serving.store.schema import endpoints, ground_truth, inference_log
+
+# What an inputs or outputs JSON too long to read back (see list_inferences) reads as.
+TRUNCATED_JSON = '{"truncated": true}'
+# A record's bytes besides its JSON (ids, names, times) in a GetInferenceLog response, at most.
+_RECORD_OVERHEAD = 512
+
+
+def _capped(column: Any, limit: int) -> Any:
+    return case((func.length(column) > limit, literal(TRUNCATED_JSON)), else_=column)
+
+
+def _within(sizes: Sequence[Any], max_bytes: int) -> list[int]:
+    """The ids of the leading records whose sizes add up to `max_bytes` at most (one at least)."""
+    ids: list[int] = []
+    total = 0
+    for record_id, size in sizes:
+        total += size + _RECORD_OVERHEAD
+        if ids and total > max_bytes:
+            break
+        ids.append(record_id)
+    return ids
 
 
 def _now() -> int:
@@ -162,22 +183,61 @@ class SqlServingStore:
             )
 
     def list_inferences(
-        self, endpoint: str, since_record_id: int, max_results: int, newest_first: bool = False
+        self,
+        endpoint: str,
+        since_record_id: int,
+        max_results: int,
+        newest_first: bool = False,
+        max_bytes: int | None = None,
+        field_bytes: int | None = None,
     ) -> list[InferenceRecord]:
+        """Up to `max_results` records, fewer when more would exceed `max_bytes` (one at least),
+        so that a page fits a gRPC message. An inputs or outputs JSON longer than `field_bytes`
+        (logged before records were capped) reads as TRUNCATED_JSON: its size alone is read."""
         t, g = inference_log.c, ground_truth.c
-        query = (
-            select(inference_log, g.value_json)
-            .outerjoin(ground_truth, and_(g.endpoint == t.endpoint, g.request_id == t.request_id))
-            .where(t.endpoint == endpoint)
-            .limit(max_results)
+        joined = inference_log.outerjoin(
+            ground_truth, and_(g.endpoint == t.endpoint, g.request_id == t.request_id)
         )
+        order = t.record_id.desc() if newest_first else t.record_id
+        where = [t.endpoint == endpoint]
         if newest_first:
             if since_record_id:
-                query = query.where(t.record_id < since_record_id)
-            query = query.order_by(t.record_id.desc())
+                where.append(t.record_id < since_record_id)
         else:
-            query = query.where(t.record_id > since_record_id).order_by(t.record_id)
+            where.append(t.record_id > since_record_id)
+        inputs, outputs = t.inputs_json, t.outputs_json
+        if field_bytes is not None:
+            inputs, outputs = _capped(inputs, field_bytes), _capped(outputs, field_bytes)
         with self.db.read() as conn:
+            if max_bytes is not None:
+                sizes = (
+                    select(
+                        t.record_id,
+                        func.length(inputs)
+                        + func.length(outputs)
+                        + func.coalesce(func.length(g.value_json), 0),
+                    )
+                    .select_from(joined)
+                    .where(*where)
+                    .order_by(order)
+                    .limit(max_results)
+                )
+                ids = _within(conn.execute(sizes).all(), max_bytes)
+                if not ids:
+                    return []
+                where = [t.endpoint == endpoint, t.record_id.between(min(ids), max(ids))]
+            query = (
+                select(
+                    *[c for c in inference_log.c if c.name not in ("inputs_json", "outputs_json")],
+                    inputs.label("inputs_json"),
+                    outputs.label("outputs_json"),
+                    g.value_json,
+                )
+                .select_from(joined)
+                .where(*where)
+                .order_by(order)
+                .limit(max_results)
+            )
             rows = conn.execute(query).all()
         return [
             InferenceRecord(

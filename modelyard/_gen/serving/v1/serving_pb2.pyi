@@ -534,7 +534,11 @@ class GetInferenceLogResponse(_message.Message):
     LAST_RECORD_ID_FIELD_NUMBER: _builtins.int
     last_record_id: _builtins.int
     @_builtins.property
-    def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___InferenceRecord]: ...
+    def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___InferenceRecord]:
+        """Fewer than max_results when more would not fit one message (about 3 MiB): ask again with
+        since_record_id = last_record_id until no records come back.
+        """
+
     def __init__(
         self,
         *,
