@@ -133,6 +133,7 @@ def test_identity_and_grant_changes_name_whom_they_change(secure: Secure, tmp_pa
 
     events = [(e.principal, e.method, e.resource, e.outcome) for e in root.list_audit_events()]
     assert [e for e in events if e[0] == "root"] == [
+        ("root", "AdminBootstrap", "principal/root", "OK"),  # the fixture's `admin bootstrap`
         ("root", "CreatePrincipal", "principal/mallory", "OK"),
         ("root", "UpdatePrincipal", "principal/mallory", "OK"),
         ("root", "CreateToken", "principal/mallory", "OK"),
