@@ -47,7 +47,7 @@ from modelyard.services.common.artifacts import ArtifactStore, PresignedUrl, cle
 from modelyard.services.common.filters import parse_filter, parse_order_by
 from modelyard.services.common.identity import caller
 from modelyard.services.common.logging import get_logger
-from modelyard.services.common.pagination import page_size
+from modelyard.services.common.pagination import check_position, is_offset, page_size
 from modelyard.services.registry.authorizer import RegistryAuthorizer
 from modelyard.services.registry.events import EventFeed
 from modelyard.services.registry.store.base import PendingVersion, RegistryStore, StoredFile
@@ -213,7 +213,7 @@ class RegistryService:
             parse_filter(filter_string),
             parse_order_by(order_by),
             size,
-            page_token,
+            check_position(page_token, is_offset),
             only_model_ids=self._visible(),
         )
 
@@ -491,7 +491,7 @@ class RegistryService:
             parse_filter(filter_string),
             parse_order_by(order_by),
             size,
-            page_token,
+            check_position(page_token, is_offset),
             only_model_ids=self._visible(),
         )
 

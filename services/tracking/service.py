@@ -51,6 +51,7 @@ from modelyard.services.common.pagination import (
     decode_token,
     encode_token,
     fingerprint,
+    is_offset,
     page_size,
 )
 from modelyard.services.tracking import limits
@@ -268,7 +269,7 @@ class TrackingService:
             parse_filter(filter_string),
             parse_order_by(order_by),
             size,
-            check_position(page_token, _is_offset),
+            check_position(page_token, is_offset),
             only_ids=self.authorizer.readable(identity.current()),
         )
 
@@ -399,7 +400,7 @@ class TrackingService:
             field="max_results",
         )
         filters, order = parse_filter(filter_string), parse_order_by(order_by)
-        position = check_position(page_token, _is_offset)
+        position = check_position(page_token, is_offset)
         if not experiment_ids:  # as MLflow: no runs (a bad filter is still refused)
             return PagedList([], None)
         return self.store.search_runs(
@@ -730,12 +731,7 @@ class TrackingService:
             )
 
 
-_MAX_OFFSET = 2**53  # past any result set, and far from overflowing SQL's 64-bit integers
 _INT64 = range(-(2**63), 2**63)
-
-
-def _is_offset(position: object) -> bool:
-    return type(position) is int and 0 <= position <= _MAX_OFFSET
 
 
 def _is_metric_position(position: object) -> bool:
