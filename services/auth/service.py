@@ -16,7 +16,7 @@ from modelyard.services.common.auth.state import PrincipalState, Snapshot
 from modelyard.services.common.auth.tokens import TokenSigner
 from modelyard.services.common.pagination import page_size
 
-_NAME = re.compile(r"^[A-Za-z0-9._@\-]{1,256}$")
+_NAME = re.compile(r"^[A-Za-z0-9._@\-]{1,256}\Z")
 DAY = 24 * 3600
 DEFAULT_TTL = 90 * DAY
 MAX_TTL = 366 * DAY

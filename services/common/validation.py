@@ -10,7 +10,8 @@ from modelyard.convert.common import timestamp_to_ms
 from modelyard.errors import InvalidArgument
 
 # MLflow's rule for metric/param/tag keys: letters, digits, and _ - . space / (no '..' segments).
-_KEY = re.compile(r"^[\w\-./ :]+$")
+# Patterns end in \Z, not $: $ also matches before a final newline, so 'team\n' passed.
+_KEY = re.compile(r"^[\w\-./ :]+\Z")
 MAX_KEY_LENGTH = 250  # MLflow's, for metric, param and tag keys
 
 
@@ -57,7 +58,7 @@ def key(field: str, value: str, limit: int = MAX_KEY_LENGTH) -> str:
 
 def identifier(field: str, value: str, *, pattern: re.Pattern[str], example: str) -> str:
     require(field, value)
-    if not pattern.match(value):
+    if not pattern.fullmatch(value):
         raise InvalidArgument(
             f"{field} {shown(value)} is not a valid id (e.g. {example})", field=field
         )

@@ -26,7 +26,7 @@ from modelyard.services.common.db.engine import shown_url
 from modelyard.services.common.validation import shown
 from modelyard.services.feature_store.offline.base import RESERVED_PREFIX
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}\Z")
 
 
 @dataclass(frozen=True)

@@ -54,9 +54,9 @@ from modelyard.services.registry.store.base import PendingVersion, RegistryStore
 
 log = get_logger(__name__)
 
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-. ]{0,255}$")
-_ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,254}$")
-_RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-. ]{0,255}\Z")
+_ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,254}\Z")
+_RESERVED_ALIAS = re.compile(r"^(latest|v\d+)\Z", re.IGNORECASE)
 MAX_DESCRIPTION = 65535
 MAX_TAG_VALUE = 8000
 # Copies of one file within the store before its registration fails: each one past the first

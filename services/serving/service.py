@@ -42,8 +42,8 @@ from modelyard.services.serving.store.sql import SqlServingStore
 
 # Short enough for "modelyard-ep-<name>" to stay a valid Kubernetes Service name (a longer
 # "<instance>-ep-<name>" is cut, with a hash: cluster.object_name).
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?$")
-_SERVED_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,200}$")
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?\Z")
+_SERVED_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,200}\Z")
 
 INFER_REQUESTS = Counter(
     "modelyard_serving_requests_total",

@@ -65,10 +65,10 @@ log = get_logger(__name__)
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
 
-_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-_EXPERIMENT_ID = re.compile(r"^\d{1,18}$")
-_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
-_UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
+_RUN_ID = re.compile(r"^[0-9a-f]{32}\Z")
+_EXPERIMENT_ID = re.compile(r"^\d{1,18}\Z")
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}\Z")
+_UPLOAD_ID = re.compile(r"^[0-9a-f]{32}\Z")
 # Ids of uploads streamed through UploadArtifact begin with time 0: clients that complete a
 # presigned upload without its id get the newest one (see _staged_upload), never one of these.
 _STREAMED = "0" * 12

@@ -265,3 +265,24 @@ def test_archiving_existing_versions_applies_only_to_staging_and_production(
     assert err.value.field == "archive_existing_versions"
     assert client.get_model_version("a", 2).current_stage == Stage.NONE
     assert client.get_model_version("a", 1).current_stage == Stage.PRODUCTION
+
+
+def test_alias_and_tag_key_with_a_trailing_newline_are_refused(client: Client) -> None:
+    """'champion\\n' used to be stored as a second alias beside 'champion' (needing only EDIT,
+    as it is not the protected name), and 'team\\n' as a second tag key."""
+    client.create_model_version("nl", f"runs:/{logged_model(client)}/model")
+    calls = {
+        "alias": lambda: client.set_registered_model_alias("nl", "champion\n", 1),
+        "tag.key": lambda: client.set_registered_model_tag("nl", "team\n", "risk"),
+        "tags.key": lambda: client.create_registered_model("nl2", tags={"team\n": "risk"}),
+    }
+    for field, call in calls.items():
+        with pytest.raises(InvalidArgument) as err:
+            call()
+        assert err.value.field == field
+    with pytest.raises(InvalidArgument) as err:
+        client.set_model_version_tag("nl", 1, "team\n", "risk")
+    assert err.value.field == "tag.key"
+    model = client.get_registered_model("nl")
+    assert (model.aliases, model.tags) == ({}, {})
+    assert client.get_model_version("nl", 1).tags == {}

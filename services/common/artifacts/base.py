@@ -45,7 +45,7 @@ STAGING_DIR = ".modelyard-staging"
 # The one shape of a staged upload: <owner>/<digest of its path>/<upload id>, 32 hex digits each.
 # No artifact key has it (they end in .../<run id>/artifacts/<path>), so the sweep deletes only
 # uploads, even where an experiment made before the directory was reserved keeps files in it.
-_STAGED_UPLOAD = re.compile(rf"^{re.escape(STAGING_DIR)}(/[0-9a-f]{{32}}){{3}}$")
+_STAGED_UPLOAD = re.compile(rf"^{re.escape(STAGING_DIR)}(/[0-9a-f]{{32}}){{3}}\Z")
 
 
 @dataclass(frozen=True, slots=True)
