@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, delete, insert, select, update
+from sqlalchemy import Connection, Row, and_, delete, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -184,24 +184,20 @@ class SqlRegistryStore(RegistryStore):
         )
 
     def _versions(self, conn: Connection, rows: Sequence[Row]) -> list[ModelVersion]:
-        """Assemble versions (with tags and aliases) in bulk; rows carry model_id and name."""
-        keys = {(r.model_id, r.version) for r in rows}
-        model_ids = list({r.model_id for r in rows})
+        """Assemble versions (with tags and aliases) in bulk; rows carry model_id and name. Only
+        the wanted versions' tags and aliases are read: reading one version of a model used to
+        read every tag of all its versions, inside the writes that return a version too."""
+        keys = [(r.model_id, r.version) for r in rows]
         tags: dict[tuple[str, int], dict[str, str]] = {k: {} for k in keys}
         aliases: dict[tuple[str, int], list[str]] = {k: [] for k in keys}
-        if model_ids:
-            for t in conn.execute(
-                select(model_version_tags).where(model_version_tags.c.model_id.in_(model_ids))
+        if keys:
+            t, a = model_version_tags.c, model_aliases.c
+            for tag in conn.execute(select(model_version_tags).where(_of_versions(t, keys))):
+                tags[(tag.model_id, tag.version)][tag.key] = tag.value
+            for alias in conn.execute(
+                select(model_aliases).where(_of_versions(a, keys)).order_by(a.alias)
             ):
-                if (t.model_id, t.version) in tags:
-                    tags[(t.model_id, t.version)][t.key] = t.value
-            for a in conn.execute(
-                select(model_aliases)
-                .where(model_aliases.c.model_id.in_(model_ids))
-                .order_by(model_aliases.c.alias)
-            ):
-                if (a.model_id, a.version) in aliases:
-                    aliases[(a.model_id, a.version)].append(a.alias)
+                aliases[(alias.model_id, alias.version)].append(alias.alias)
         return [
             ModelVersion(
                 name=r.name,
@@ -239,15 +235,18 @@ class SqlRegistryStore(RegistryStore):
                 tags[t.model_id][t.key] = t.value
             for a in conn.execute(select(model_aliases).where(model_aliases.c.model_id.in_(ids))):
                 aliases[a.model_id][a.alias] = a.version
-            version_rows = conn.execute(
-                self._version_select()
-                .where(model_versions.c.model_id.in_(ids))
-                .order_by(model_versions.c.version.desc())
+            mv = model_versions.c
+            newest = (
+                select(mv.model_id, func.max(mv.version).label("version"))
+                .where(mv.model_id.in_(ids))
+                .group_by(mv.model_id, mv.current_stage)
+                .subquery()
+            )
+            newest_rows = conn.execute(
+                self._version_select().join(
+                    newest, and_(newest.c.model_id == mv.model_id, newest.c.version == mv.version)
+                )
             ).all()
-            newest: dict[tuple[str, str], Row] = {}
-            for r in version_rows:
-                newest.setdefault((r.model_id, r.current_stage), r)
-            newest_rows = list(newest.values())
             for row, version in zip(newest_rows, self._versions(conn, newest_rows), strict=True):
                 latest[row.model_id].append(version)
         return [
@@ -939,6 +938,16 @@ class SqlRegistryStore(RegistryStore):
                 ).scalar()
                 or 0
             )
+
+
+def _of_versions(columns: Any, keys: Sequence[tuple[str, int]]) -> Any:
+    """Rows of the versions `keys` ((model_id, version) pairs) in a table keyed by both. One
+    model's are matched as model_id = ? AND version IN (...): SQLite searches its index on both
+    columns for that, but on model_id alone for a pair IN (every row of the model)."""
+    model_ids = {m for m, _ in keys}
+    if len(model_ids) == 1:
+        return and_(columns.model_id == keys[0][0], columns.version.in_([v for _, v in keys]))
+    return tuple_(columns.model_id, columns.version).in_(keys)
 
 
 def _order(
