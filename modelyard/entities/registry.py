@@ -54,7 +54,7 @@ class RegisteredModel:
     description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
     aliases: dict[str, int] = field(default_factory=dict)
-    latest_versions: tuple[ModelVersion, ...] = ()
+    latest_versions: tuple[ModelVersion, ...] = ()  # the newest READY version of each stage
     creation_timestamp: int | None = None
     last_updated_timestamp: int | None = None
     user_id: str = ""

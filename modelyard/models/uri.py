@@ -69,9 +69,9 @@ def resolve_model_version(uri: str, registry: RegistryClient | None = None) -> t
     if kind == "alias":
         return name, registry.get_model_version_by_alias(name, ref).version
     versions: Sequence[ModelVersion]
-    if kind == "latest":
+    if kind == "latest":  # the newest version that can be loaded
         versions = registry.search_model_versions(
-            f"name = '{name}'", max_results=1, order_by=["version DESC"]
+            f"name = '{name}' AND status = 'READY'", max_results=1, order_by=["version DESC"]
         )
     else:
         try:

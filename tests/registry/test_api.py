@@ -286,3 +286,47 @@ def test_alias_and_tag_key_with_a_trailing_newline_are_refused(client: Client) -
     model = client.get_registered_model("nl")
     assert (model.aliases, model.tags) == ({}, {})
     assert client.get_model_version("nl", 1).tags == {}
+
+
+def test_latest_names_the_newest_ready_version(
+    db_client: Client, database_url: str, tmp_path: Path
+) -> None:
+    """Registration is asynchronous and can fail: `models:/m/latest` and latest_versions named a
+    FAILED_REGISTRATION or PENDING version (which has no files to load) over an older READY one,
+    and an alias or a stage could be moved onto a failed version."""
+    from modelyard.models.uri import resolve_model_version
+    from modelyard.services.common.db import Database
+    from modelyard.services.registry.store.sql import SqlRegistryStore
+
+    rid = logged_model(db_client)
+    db_client.create_model_version("lf", f"runs:/{rid}/model")
+    empty = db_client.create_run("0").info.run_id
+    with pytest.raises(FailedPrecondition, match="holds no files"):
+        db_client.create_model_version("lf", f"runs:/{empty}/model")
+    # A version still registering: recorded by the store, its copy not started.
+    store = SqlRegistryStore(Database(database_url), (tmp_path / "unused").as_uri())
+    store.create_model_version("lf", f"runs:/{rid}/model", rid, "", {}, "u")
+    store.close()
+    statuses = [v.status for v in db_client.search_model_versions("name = 'lf'")]
+    assert statuses == [
+        ModelVersionStatus.PENDING_REGISTRATION,
+        ModelVersionStatus.FAILED_REGISTRATION,
+        ModelVersionStatus.READY,
+    ]
+    assert resolve_model_version("models:/lf/latest", db_client) == ("lf", 1)
+    assert resolve_model_version("models:/lf/None", db_client) == ("lf", 1)
+    assert [v.version for v in db_client.get_registered_model("lf").latest_versions] == [1]
+    assert [v.version for v in db_client.get_latest_versions("lf")] == [1]
+
+    moves = {
+        "alias": lambda version: db_client.set_registered_model_alias("lf", "champion", version),
+        "stage": lambda version: db_client.transition_model_version_stage(
+            "lf", version, Stage.PRODUCTION
+        ),
+    }
+    for move in moves.values():
+        with pytest.raises(FailedPrecondition, match=r"FAILED_REGISTRATION.*register it again"):
+            move(2)
+        move(3)  # a pending version becomes READY: naming it is allowed
+    assert db_client.get_model_version("lf", 2).current_stage == Stage.NONE
+    assert db_client.get_model_version_by_alias("lf", "champion").version == 3

@@ -68,6 +68,20 @@ def _version_not_found(name: str, version: int) -> NotFound:
     )
 
 
+def _not_failed(row: Row, name: str, action: str) -> None:
+    """Refuse to name a version whose registration failed where models are loaded from (an
+    alias, a stage): it has no files. A PENDING one may be named, as it becomes READY."""
+    if row.status == ModelVersionStatus.FAILED_REGISTRATION.value:
+        raise FailedPrecondition(
+            f"version {row.version} of model {name!r} is FAILED_REGISTRATION"
+            + (f" ({row.status_message})" if row.status_message else "")
+            + ", so it has no files to load; register it again (CreateModelVersion) and "
+            f"{action} once that version is READY",
+            resource_type="model_version",
+            resource_name=f"{name}/{row.version}",
+        )
+
+
 class SqlRegistryStore(RegistryStore):
     def __init__(self, db: Database, storage_root: str) -> None:
         self.db = db
@@ -238,7 +252,7 @@ class SqlRegistryStore(RegistryStore):
             mv = model_versions.c
             newest = (
                 select(mv.model_id, func.max(mv.version).label("version"))
-                .where(mv.model_id.in_(ids))
+                .where(mv.model_id.in_(ids), mv.status == ModelVersionStatus.READY.value)
                 .group_by(mv.model_id, mv.current_stage)
                 .subquery()
             )
@@ -698,6 +712,7 @@ class SqlRegistryStore(RegistryStore):
     ) -> ModelVersion:
         with self._write() as conn:
             model, row = self._version(conn, name, version, lock=True)
+            _not_failed(row, name, f"move it to {stage.value}")
             mv = model_versions.c
             conn.execute(
                 update(model_versions)
@@ -747,7 +762,8 @@ class SqlRegistryStore(RegistryStore):
 
     def set_alias(self, name: str, alias: str, version: int, user: str) -> None:
         with self._write() as conn:
-            model, _ = self._version(conn, name, version, lock=True)
+            model, row = self._version(conn, name, version, lock=True)
+            _not_failed(row, name, f"point alias {alias!r} at it")
             previous = self._find_alias(conn, model, alias)
             stmt = self._insert(model_aliases).values(
                 model_id=model.model_id, alias=alias, version=version

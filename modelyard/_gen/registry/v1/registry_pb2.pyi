@@ -158,7 +158,10 @@ class RegisteredModel(_message.Message):
 
     @_builtins.property
     def latest_versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelVersion]:
-        """The newest version in each stage (MLflow's latest_versions)."""
+        """The newest READY version in each stage (MLflow's latest_versions): registration is
+        asynchronous here and can fail, so versions still PENDING_REGISTRATION or
+        FAILED_REGISTRATION are left out; each one listed has files to load.
+        """
 
     @_builtins.property
     def creation_time(self) -> _timestamp_pb2.Timestamp: ...
@@ -1012,6 +1015,8 @@ Global___SearchModelVersionsResponse: _TypeAlias = SearchModelVersionsResponse  
 
 @_typing.final
 class GetLatestVersionsRequest(_message.Message):
+    """The newest READY version in each stage, as RegisteredModel.latest_versions."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -1148,6 +1153,7 @@ class TransitionModelVersionStageRequest(_message.Message):
     ARCHIVE_EXISTING_VERSIONS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     version: _builtins.int
+    """Not a FAILED_REGISTRATION version (FAILED_PRECONDITION); a PENDING one may move."""
     stage: Global___Stage.ValueType
     archive_existing_versions: _builtins.bool
     """Move the other versions currently in `stage` to Archived."""
@@ -1202,6 +1208,7 @@ class SetRegisteredModelAliasRequest(_message.Message):
     alias: _builtins.str
     """Letters, digits, '_' and '-'; not "latest" and not of the form v<number>."""
     version: _builtins.int
+    """Not a FAILED_REGISTRATION version (FAILED_PRECONDITION); a PENDING one may be named."""
     def __init__(
         self,
         *,
