@@ -1,28 +1,37 @@
 """Who may call each ModelRegistryService RPC.
 
 Moving a protected alias (champion, production, ... see auth.protected_aliases) or moving a
-version into Production needs MANAGE, in the spirit of a separate production-version permission;
-other aliases and stages need EDIT. Loading a model's files needs USE.
+version into or out of Production needs MANAGE, in the spirit of a separate production-version
+permission (Databricks' covers transitions from Production too: taking the Production version
+out leaves models:/m/Production naming nothing); other aliases and stages need EDIT. Loading a
+model's files needs USE.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from modelyard._gen.registry.v1 import registry_pb2 as pb
 from modelyard.entities.common import PermissionLevel as L
+from modelyard.entities.registry import Stage
 from modelyard.services.common.auth.policy import Rule, create, filtered, grant_change, on
 
 
-def rules(protected_aliases: Collection[str]) -> dict[str, Rule]:
+def rules(
+    protected_aliases: Collection[str], stage_of: Callable[[str, int], Stage | None]
+) -> dict[str, Rule]:
+    """`stage_of(name, version)`: the version's current stage (None if there is no such
+    version), which decides what moving it needs."""
     protected = {a.lower() for a in protected_aliases}
 
     def alias_level(request: Any) -> L:
         return L.MANAGE if request.alias.lower() in protected else L.EDIT
 
     def stage_level(request: Any) -> L:
-        return L.MANAGE if request.stage == pb.STAGE_PRODUCTION else L.EDIT
+        if request.stage == pb.STAGE_PRODUCTION:
+            return L.MANAGE
+        return L.MANAGE if stage_of(request.name, request.version) == Stage.PRODUCTION else L.EDIT
 
     model = "registered_model"
     return {

@@ -68,5 +68,9 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
         close=close,
         drain=service.drain,
         on_start=on_start,
-        access={SERVICE_NAME: ServiceAccess(rules(settings.auth.protected_aliases), authorizer)},
+        access={
+            SERVICE_NAME: ServiceAccess(
+                rules(settings.auth.protected_aliases, store.version_stage), authorizer
+            )
+        },
     )

@@ -289,7 +289,8 @@ REGISTRY: dict[str, Case] = {
     ),
 }
 
-# Protected aliases and the Production stage need MANAGE (checked by the same matrix).
+# Protected aliases and the Production stage need MANAGE (checked by the same matrix), moving a
+# version out of Production as much as into it.
 PROTECTED: dict[str, Case] = {
     "SetRegisteredModelAlias": (
         ("level", L.MANAGE),
@@ -303,6 +304,12 @@ PROTECTED: dict[str, Case] = {
         ("level", L.MANAGE),
         lambda s: R.TransitionModelVersionStageRequest(
             name=s.model, version=1, stage=R.STAGE_PRODUCTION
+        ),
+    ),
+    "TransitionModelVersionStage[out of Production]": (
+        ("level", L.MANAGE),
+        lambda s: R.TransitionModelVersionStageRequest(
+            name=s.model, version=2, stage=R.STAGE_ARCHIVED
         ),
     ),
 }
@@ -561,6 +568,8 @@ def world(secure: Secure, tmp_path: Path) -> Iterator[dict[str, Any]]:
         owner.set_model_version_tag(model, 1, "seeded", "1")
         owner.set_registered_model_alias(model, "champion", 1)
         owner.set_registered_model_alias(model, "shadow", 1)
+        owner.create_model_version(model, f"runs:/{rid}/model")
+        owner.transition_model_version_stage(model, 2, "Production")
         endpoint = f"ep-{n}"
         owner.create_endpoint(endpoint, [ServedModel(f"models:/{model}/1")])
         for who, level in (("reader", L.READ), ("user", L.USE), ("writer", L.EDIT)):

@@ -118,6 +118,10 @@ class RegistryStore(abc.ABC):
     ) -> PagedList[ModelVersion]: ...
 
     @abc.abstractmethod
+    def version_stage(self, name: str, version: int) -> Stage | None:
+        """The version's current stage; None when the model has no such version."""
+
+    @abc.abstractmethod
     def get_latest_versions(self, name: str, stages: Sequence[Stage]) -> list[ModelVersion]: ...
 
     @abc.abstractmethod

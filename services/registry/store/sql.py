@@ -669,6 +669,16 @@ class SqlRegistryStore(RegistryStore):
         token = encode_token(query, offset + max_results) if len(rows) > max_results else None
         return PagedList(found, token)
 
+    def version_stage(self, name: str, version: int) -> Stage | None:
+        mv = model_versions.c
+        with self.db.read() as conn:
+            stage = conn.execute(
+                select(mv.current_stage)
+                .join(registered_models, registered_models.c.model_id == mv.model_id)
+                .where(registered_models.c.name == name, mv.version == version)
+            ).scalar()
+        return None if stage is None else Stage(stage)
+
     def get_latest_versions(self, name: str, stages: Sequence[Stage]) -> list[ModelVersion]:
         model = self.get_registered_model(name)
         wanted = set(stages)
