@@ -42,18 +42,30 @@ def parse_models_uri(uri: str) -> tuple[str, str, str]:
     if "@" in rest:
         name, _, alias = rest.rpartition("@")
         if name and alias and "/" not in alias:
-            return name, "alias", alias
+            return _check_name(uri, name), "alias", alias
     name, _, ref = rest.rpartition("/")
     if not name or not ref:
         raise InvalidArgument(
             f"model URI {uri!r} is not models:/<name>/<version>, models:/<name>@<alias> or "
             "models:/<name>/<stage>"
         )
+    _check_name(uri, name)
     if ref.isdigit():
         return name, "version", ref
     if ref.lower() == "latest":
         return name, "latest", ref
     return name, "stage", ref
+
+
+def _check_name(uri: str, name: str) -> str:
+    """`name`, if the registry could hold a model so named: it goes into a search filter (for
+    latest), where a quote in it made an error about a filter the user never wrote."""
+    from modelyard.services.registry.names import model_name
+
+    try:
+        return model_name("name", name)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"model URI {uri!r}: {exc.message}") from None
 
 
 def resolve_model_version(uri: str, registry: RegistryClient | None = None) -> tuple[str, int]:

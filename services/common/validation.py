@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -54,6 +55,17 @@ def key(field: str, value: str, limit: int = MAX_KEY_LENGTH) -> str:
             field=field,
         )
     return value
+
+
+def named_twice(names: Iterable[str]) -> str | None:
+    """The first name that appears twice: a list read into a map (tags, columns) would otherwise
+    keep one of them silently."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
 
 
 def identifier(field: str, value: str, *, pattern: re.Pattern[str], example: str) -> str:

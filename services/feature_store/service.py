@@ -121,21 +121,10 @@ class TrainingSetOutput:
         self._file.close()
 
 
-def _named_twice(columns: Sequence[str]) -> str | None:
-    """The first column name that appears twice: Arrow allows it, and the engine would rename
-    the second (id_1) or the pushed table could not be read by name."""
-    seen: set[str] = set()
-    for column in columns:
-        if column in seen:
-            return column
-        seen.add(column)
-    return None
-
-
 def _check_entity_columns(columns: Sequence[str], requests: Sequence[ViewRequest]) -> None:
     """A training set's columns are the entity rows' and then the features': a name in both
     would leave two columns of that name, and the engine's own working columns are reserved."""
-    twice = _named_twice(columns)
+    twice = v.named_twice(columns)
     if twice is not None:
         raise InvalidArgument(
             f"the entity rows have two columns named {twice!r}; keep one", field="entities"
@@ -620,7 +609,7 @@ class FeaturesService:
         view = self._view(view_name)
         if not to_online and not to_offline:
             raise InvalidArgument("push to_online, to_offline or both", field="to_online")
-        twice = _named_twice(table.column_names)
+        twice = v.named_twice(table.column_names)
         if twice is not None:
             raise InvalidArgument(
                 f"pushed rows have more than one column named {twice!r}; send each column once",

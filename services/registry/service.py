@@ -16,7 +16,6 @@ and those queued stay PENDING_REGISTRATION, which the next start resumes (`resum
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -50,13 +49,11 @@ from modelyard.services.common.logging import get_logger
 from modelyard.services.common.pagination import check_position, is_offset, page_size
 from modelyard.services.registry.authorizer import RegistryAuthorizer
 from modelyard.services.registry.events import EventFeed
+from modelyard.services.registry.names import alias_name, model_name, version_number
 from modelyard.services.registry.store.base import PendingVersion, RegistryStore, StoredFile
 
 log = get_logger(__name__)
 
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-. ]{0,255}\Z")
-_ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,254}\Z")
-_RESERVED_ALIAS = re.compile(r"^(latest|v\d+)\Z", re.IGNORECASE)
 MAX_DESCRIPTION = 65535
 MAX_TAG_VALUE = 8000
 # Copies of one file within the store before its registration fails: each one past the first
@@ -64,46 +61,36 @@ MAX_TAG_VALUE = 8000
 COPY_ATTEMPTS = 3
 
 
-def model_name(field: str, value: str) -> str:
-    v.require(field, value)
-    if not _MODEL_NAME.match(value) or value != value.strip():
-        raise InvalidArgument(
-            f"{field} {value!r} is not a valid model name: use 1-256 letters, digits, '_', '-', "
-            "'.' or inner spaces",
-            field=field,
-        )
-    return value
-
-
-def version_number(field: str, value: int) -> int:
-    if value <= 0:
-        raise InvalidArgument(
-            f"{field} must be a positive version number, got {value}", field=field
-        )
-    return value
-
-
-def alias_name(field: str, value: str) -> str:
-    v.require(field, value)
-    if not _ALIAS.match(value):
-        raise InvalidArgument(
-            f"{field} {value!r} is not a valid alias: start with a letter or '_', then letters, "
-            "digits, '_' or '-'",
-            field=field,
-        )
-    if _RESERVED_ALIAS.match(value):
-        raise InvalidArgument(
-            f"{field} {value!r} is reserved ('latest' and v<number> name versions directly)",
-            field=field,
-        )
-    return value
-
-
 def _tags(field: str, tags: dict[str, str]) -> dict[str, str]:
     for key, value in tags.items():
         v.key(f"{field}.key", key)
         v.max_length(f"{field}[{key}].value", value, MAX_TAG_VALUE)
     return tags
+
+
+def _deleted_source(
+    tracking: TrackingClient, experiment_id: str, run_id: str
+) -> FailedPrecondition:
+    """Why a deleted source run cannot be registered, and what restores it: a run of a deleted
+    experiment reads as deleted too, and then restoring the run does not help."""
+    try:
+        experiment = tracking.get_experiment(experiment_id)
+    except ModelyardError:
+        experiment = None
+    if experiment is not None and experiment.lifecycle_stage != "active":
+        return FailedPrecondition(
+            f"source run {run_id!r} belongs to experiment {experiment.name!r} "
+            f"({experiment_id}), which is deleted; restore the experiment (`modelyard "
+            f"experiments restore {experiment_id}`) before registering its model",
+            resource_type="experiment",
+            resource_name=experiment_id,
+        )
+    return FailedPrecondition(
+        f"source run {run_id!r} is deleted; restore it (`modelyard runs restore {run_id}`) "
+        "before registering its model",
+        resource_type="run",
+        resource_name=run_id,
+    )
 
 
 class TrackingAccess(Protocol):
@@ -280,9 +267,10 @@ class RegistryService:
                 f"run_id {run_id!r} differs from the run in source ({source_run}); give one",
                 field="run_id",
             )
+        tracking = self.tracking.caller()
         try:
             # As the caller: registering needs read access to the source run.
-            run = self.tracking.caller().get_run(source_run)
+            run = tracking.get_run(source_run)
         except NotFound:
             raise NotFound(
                 f"source run {source_run!r} does not exist in the tracking service",
@@ -292,11 +280,7 @@ class RegistryService:
         except InvalidArgument as exc:
             raise InvalidArgument(f"source: {exc.message}", field="source") from None
         if run.info.lifecycle_stage != "active":
-            raise FailedPrecondition(
-                f"source run {source_run!r} is deleted; restore it before registering its model",
-                resource_type="run",
-                resource_name=source_run,
-            )
+            raise _deleted_source(tracking, run.info.experiment_id, source_run)
         version, pending = self.store.create_model_version(
             name, source, source_run, description, _tags("tags", tags or {}), caller()
         )

@@ -14,7 +14,7 @@ from modelyard.services.auth.service import AuthService
 from modelyard.services.common import validation as v
 from modelyard.services.common.artifacts.base import is_staged_upload, staged_upload_key
 from modelyard.services.feature_store.definitions import _check_name
-from modelyard.services.registry.service import alias_name, model_name
+from modelyard.services.registry.names import alias_name, model_name
 from modelyard.services.serving.service import validate_endpoint
 from modelyard.services.tracking.service import experiment_id, run_id
 

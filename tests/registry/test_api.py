@@ -330,3 +330,55 @@ def test_latest_names_the_newest_ready_version(
         move(3)  # a pending version becomes READY: naming it is allowed
     assert db_client.get_model_version("lf", 2).current_stage == Stage.NONE
     assert db_client.get_model_version_by_alias("lf", "champion").version == 3
+
+
+@pytest.mark.parametrize("uri", ["models:/it's/latest", "models:/a' AND name != 'b/latest"])
+def test_a_model_uri_with_a_name_no_model_can_have_is_refused(client: Client, uri: str) -> None:
+    """The name went into a search filter unchecked: the error described a filter the user never
+    wrote ('unexpected character'), and a quote could add conditions to it."""
+    from modelyard.models.uri import resolve_model_version
+
+    with pytest.raises(InvalidArgument, match="not a valid model name") as err:
+        resolve_model_version(uri, client)
+    assert uri in err.value.message and "filter" not in err.value.message
+
+
+def test_a_tag_key_sent_twice_is_refused(client: Client) -> None:
+    """It was last-wins, silently, for a new model's and a new version's tags."""
+    from modelyard._gen.common.v1.common_pb2 import Tag
+    from modelyard._gen.registry.v1 import registry_pb2 as pb
+
+    twice = [Tag(key="team", value="a"), Tag(key="team", value="b")]
+    rid = logged_model(client)
+    requests = [
+        (
+            client._registry.CreateRegisteredModel,
+            pb.CreateRegisteredModelRequest(name="tw", tags=twice),
+        ),
+        (
+            client._registry.CreateModelVersion,
+            pb.CreateModelVersionRequest(name="tw", source=f"runs:/{rid}/model", tags=twice),
+        ),
+    ]
+    for rpc, request in requests:
+        with pytest.raises(InvalidArgument, match="'team' more than once") as err:
+            client._t.call(rpc, request)
+        assert err.value.field == "tags.key"
+    with pytest.raises(NotFound):
+        client.get_registered_model("tw")
+
+
+def test_registering_from_a_deleted_experiment_says_to_restore_the_experiment(
+    client: Client,
+) -> None:
+    """Its runs read as deleted, and the message said to restore the run, which does not help."""
+    eid = client.create_experiment("gone")
+    rid = client.create_run(eid).info.run_id
+    client.log_text(rid, "m", "model/MLmodel")
+    client.delete_experiment(eid)
+    with pytest.raises(FailedPrecondition, match=r"experiment 'gone'.*restore the experiment"):
+        client.create_model_version("dx", f"runs:/{rid}/model")
+    client.restore_experiment(eid)
+    assert (
+        client.create_model_version("dx", f"runs:/{rid}/model").status == ModelVersionStatus.READY
+    )
