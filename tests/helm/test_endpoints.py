@@ -96,15 +96,18 @@ def test_a_changed_secret_value_rolls_the_endpoint_pods(monkeypatch: pytest.Monk
         deployment = _endpoint_deployment(render(values), monkeypatch)
         return deployment["spec"]["template"]["metadata"]["annotations"]
 
-    external = {**CONTROLLER, "dev": {"enabled": False}}
-    external["services"] = {
-        "serving": {"controller": {"enabled": True, "podAnnotations": {"team": "fraud"}}}
-    }
-    external["s3"] = {"endpoint": "s3.example", "accessKey": "ak", "secretKey": "old"}
-    first = annotations({**external, "database": {"url": "postgresql://a@db/modelyard"}})
-    second = annotations({**external, "database": {"url": "postgresql://b@db/modelyard"}})
-    external["s3"] = {**external["s3"], "secretKey": "new"}
-    third = annotations({**external, "database": {"url": "postgresql://b@db/modelyard"}})
+    def values(database_url: str, s3_secret_key: str) -> dict[str, Any]:
+        controller = {"enabled": True, "podAnnotations": {"team": "fraud"}}
+        return {
+            "dev": {"enabled": False},
+            "services": {"serving": {"controller": controller}},
+            "database": {"url": database_url},
+            "s3": {"endpoint": "s3.example", "accessKey": "ak", "secretKey": s3_secret_key},
+        }
+
+    first = annotations(values("postgresql://a@db/modelyard", "old"))
+    second = annotations(values("postgresql://b@db/modelyard", "old"))
+    third = annotations(values("postgresql://b@db/modelyard", "new"))
     assert second["checksum/secrets"] != third["checksum/secrets"]
     assert first["checksum/secrets"] != second["checksum/secrets"]
     assert first["team"] == second["team"] == "fraud"
