@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -152,6 +153,10 @@ class ServingService:
         self._registry_as_caller = registry_as_caller
         self.inference_log = inference_log
         self._runtimes: dict[str, EndpointRuntime] = {}
+        # Held across each management write and its runtime change, so the stored endpoints and
+        # the served ones never disagree (a create landing between a delete's commit and its
+        # runtime removal once left an endpoint stored but unservable until a restart).
+        self._manage = threading.Lock()
         self._loads = ThreadPoolExecutor(load_workers, thread_name_prefix="modelyard-model-load")
         # An endpoint's own pods serve just it; the serving service serves all of them.
         self._only = only
@@ -243,11 +248,12 @@ class ServingService:
     def create_endpoint(self, endpoint: Endpoint) -> Endpoint:
         endpoint = validate_endpoint(endpoint)
         self._check_models_usable(endpoint)
-        created = self.store.create_endpoint(endpoint, identity.caller())
-        me = identity.current()
-        if me.enforced:
-            self.grants.set(created.name, me.name, PermissionLevel.MANAGE)
-        installed = self._install(created).to_entity()
+        with self._manage:
+            created = self.store.create_endpoint(endpoint, identity.caller())
+            me = identity.current()
+            if me.enforced:
+                self.grants.set(created.name, me.name, PermissionLevel.MANAGE)
+            installed = self._install(created).to_entity()
         self._changed()
         return installed
 
@@ -265,18 +271,21 @@ class ServingService:
 
     def update_endpoint(self, endpoint: Endpoint) -> Endpoint:
         endpoint = validate_endpoint(endpoint)
-        old = self.runtime(endpoint.name)
+        self.runtime(endpoint.name)
         self._check_models_usable(endpoint)
-        updated = self.store.update_endpoint(endpoint)
-        installed = self._install(updated, keep=old.served).to_entity()
+        with self._manage:
+            old = self.runtime(endpoint.name)
+            updated = self.store.update_endpoint(endpoint)
+            installed = self._install(updated, keep=old.served).to_entity()
         self._changed()
         return installed
 
     def delete_endpoint(self, name: str) -> None:
-        self.runtime(name)
-        self.store.delete_endpoint(name)
-        self._runtimes.pop(name, None)
-        self.grants.delete_all(name)
+        with self._manage:
+            self.runtime(name)
+            self.store.delete_endpoint(name)
+            del self._runtimes[name]
+            self.grants.delete_all(name)
         self._changed()
 
     def set_permission(self, name: str, principal: str, level: PermissionLevel | None) -> None:
