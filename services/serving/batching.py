@@ -5,11 +5,14 @@ thread), so a lone request pays nothing; while a call runs, new requests queue a
 leader takes up to `max_batch_size` rows of them at once. With `max_queue_delay_micros` > 0 the
 leader first waits that long for more requests to join.
 
-Merging is only right for a model that answers row by row: one whose output has another number
-of rows than its input (it drops rows with NaNs, say) would hand callers each other's rows, so
-such a batch is run again request by request, and the model is never batched again. A request
-whose caller's deadline passes while it waits behind a slow model leaves the queue, so callers
-that gave up do not hold the server's threads nor get computed later.
+Only requests whose inputs have the same columns and types (or array dtype and row shape) are
+merged: a column one request left out would otherwise reach the model as NaN, and its answer
+would depend on its neighbours. Merging is only right for a model that answers row by row: one
+whose output has another number of rows than its input (it drops rows with NaNs, say) would
+hand callers each other's rows, so such a batch is run again request by request, and the model
+is never batched again. A request whose caller's deadline passes while it waits behind a slow
+model leaves the queue, so callers that gave up do not hold the server's threads nor get
+computed later.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from prometheus_client import Histogram
 
 from modelyard.errors import DeadlineExceeded
 from modelyard.services.common.logging import get_logger
-from modelyard.services.serving.model import concat, rows
+from modelyard.services.serving.model import batch_key, concat, rows
 
 log = get_logger(__name__)
 
@@ -36,11 +39,12 @@ BATCH_SIZE = Histogram(
 
 
 class _Pending:
-    __slots__ = ("deadline", "done", "error", "inputs", "result", "rows")
+    __slots__ = ("deadline", "done", "error", "inputs", "key", "result", "rows")
 
     def __init__(self, inputs: Any, deadline: float | None) -> None:
         self.inputs = inputs
         self.rows = rows(inputs)
+        self.key = batch_key(inputs)  # only requests of one key are merged
         self.deadline = deadline  # time.monotonic() by which the caller wants its answer
         self.done = False
         self.result: dict[str, Any] | None = None
@@ -109,18 +113,26 @@ class DynamicBatcher:
         raise DeadlineExceeded("the request's deadline passed while it waited for the model")
 
     def _take(self) -> list[_Pending]:
+        """The next batch: the oldest request and, in order, those of its key that fit. Others
+        stay queued, in order, for a later batch."""
         batch: list[_Pending] = []
         total = 0
         now = time.monotonic()
-        while self._queue and (
-            not batch or (self._row_wise and total + self._queue[0].rows <= self._max_rows)
-        ):
-            item = self._queue.pop(0)
+        i = 0
+        while i < len(self._queue):
+            item = self._queue[i]
             if item.deadline is not None and item.deadline <= now:
                 # Its thread has not woken to leave yet: do not compute what nobody will read.
+                del self._queue[i]
                 item.error = DeadlineExceeded("the request's deadline passed before its turn")
                 item.done = True
                 continue
+            if batch and item.key != batch[0].key and self._row_wise:
+                i += 1
+                continue
+            if batch and (not self._row_wise or total + item.rows > self._max_rows):
+                break
+            del self._queue[i]
             batch.append(item)
             total += item.rows
         return batch

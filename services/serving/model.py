@@ -299,6 +299,16 @@ def rows(model_input: Any) -> int:
     return len(model_input)
 
 
+def batch_key(model_input: Any) -> tuple[Any, ...]:
+    """What requests must share to be batched as one model call: their columns and types (a
+    table), or their dtype and row shape (an array). Merging others would change an answer: a
+    column one request left out would reach the model as NaN, an array would be upcast."""
+    if isinstance(model_input, pd.DataFrame):
+        return tuple((str(c), str(t)) for c, t in model_input.dtypes.items())
+    array = np.asarray(model_input)
+    return (array.dtype.str, array.shape[1:])
+
+
 def concat(parts: list[Any]) -> Any:
     if isinstance(parts[0], pd.DataFrame):
         return pd.concat(parts, ignore_index=True)

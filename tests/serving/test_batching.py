@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from modelyard.errors import DeadlineExceeded
@@ -122,3 +123,48 @@ def test_a_caller_without_a_deadline_waits_however_far_off_grpc_puts_it() -> Non
     second.join(60)
     assert "error" not in answer, answer
     assert answer["y"].tolist() == [1.0]
+
+
+def _answers_by_b(frame: pd.DataFrame) -> dict[str, Any]:
+    """b where a row has it; -1 where it is NaN; -2 for a frame without b (a model that treats
+    a left-out optional column otherwise than a missing value, as many do)."""
+    if "b" not in frame.columns:
+        return {"y": np.full(len(frame), -2.0)}
+    return {"y": frame["b"].fillna(-1.0).to_numpy()}
+
+
+def test_a_request_gets_the_same_answer_whatever_it_is_batched_with() -> None:
+    """Requests with other columns (an optional one left out) are not merged: merged, the one
+    without b reached the model with b as NaN and got -1 instead of its -2."""
+    model = _HeldModel(_answers_by_b)
+    batcher = DynamicBatcher(model, max_batch_size=64)
+    requests = {
+        "first": pd.DataFrame({"a": [0.0], "b": [0.0]}),
+        "with b": pd.DataFrame({"a": [1.0], "b": [5.0]}),
+        "without b": pd.DataFrame({"a": [1.0]}),
+        "with b again": pd.DataFrame({"a": [2.0], "b": [7.0]}),
+        "b as integers": pd.DataFrame({"a": [3.0], "b": [9]}),
+    }
+    results: dict[str, list[float]] = {}
+
+    def call(key: str) -> None:
+        results[key] = batcher(requests[key])["y"].tolist()
+
+    threads = {key: threading.Thread(target=call, args=(key,)) for key in requests}
+    threads["first"].start()
+    assert model.entered.wait(60)
+    for n, key in enumerate(list(requests)[1:], start=1):
+        threads[key].start()
+        _queued(batcher, n)  # queued in this order behind the first
+    model.release.set()
+    for t in threads.values():
+        t.join(60)
+    assert results == {
+        "first": [0.0],
+        "with b": [5.0],
+        "without b": [-2.0],
+        "with b again": [7.0],
+        "b as integers": [9.0],
+    }
+    # The two requests with the same columns and types still ran as one call.
+    assert model.batches == [1, 2, 1, 1]
