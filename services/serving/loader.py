@@ -7,7 +7,9 @@ with a cached one. Every load verifies the package's digests before unpickling a
 Loads of one version may run at once, in threads here and in other replicas sharing the cache
 directory. One of them fills the entry (under a lock held across both) into a staging copy and
 publishes it with one rename; a published entry is complete and is never replaced or deleted,
-so a load reading it cannot be broken by another.
+so a load reading it cannot be broken by another. The one exception is an entry whose files no
+longer match their digests (a damaged disk, a hand edit): nothing can read it, the registry's
+copy is the truth, so it is moved aside and downloaded again, once per load.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from modelyard.client.registry import RegistryClient
 from modelyard.entities.common import FileInfo
 from modelyard.errors import FailedPrecondition, Internal, ModelyardError
 from modelyard.features.client import FeatureStoreClient
+from modelyard.models.package import verify
 from modelyard.models.uri import resolve_model_version
 from modelyard.pyfunc import load_local
+from modelyard.services.common.logging import get_logger
 from modelyard.services.serving.features import FeatureJoin
 from modelyard.services.serving.model import LoadedModel
 
@@ -34,6 +38,8 @@ try:
     import fcntl
 except ImportError:  # Windows: loads in one process still take turns; replicas are POSIX pods
     fcntl = None  # type: ignore[assignment]
+
+log = get_logger(__name__)
 
 _DONE = ".modelyard-complete"
 # Stands for the cache directory in messages: load failures are shown to endpoint users.
@@ -90,13 +96,20 @@ class ModelLoader:
     def load_files(self, located: VersionFiles) -> LoadedModel:
         """The version whose files were listed as `located` (downloaded unless cached)."""
         name, version, registry = located.name, located.version, self._registry()
+
+        def fill(staging: Path) -> None:
+            self._download(registry, name, version, located.files, staging)
+
         try:
-            package = self._cached(
-                located.digest,
-                lambda staging: self._download(registry, name, version, located.files, staging),
-            )
-            # The completion marker is the cache's, not the package's.
-            model = load_local(package, ignore=(_DONE,))
+            package = self._cached(located.digest, fill)
+            try:
+                # The completion marker is the cache's, not the package's.
+                model = load_local(package, ignore=(_DONE,))
+            except ModelyardError:
+                if self._intact(package):
+                    raise  # the package itself is at fault, not this copy of it
+                package = self._cached(located.digest, fill, corrupted=True)
+                model = load_local(package, ignore=(_DONE,))
         except ModelyardError as exc:
             raise self._without_cache_path(exc) from exc
         except OSError as exc:
@@ -126,15 +139,21 @@ class ModelLoader:
 
     # -- the cache -----------------------------------------------------------------------------
 
-    def _cached(self, digest: str, fill: Callable[[Path], None]) -> Path:
+    def _cached(self, digest: str, fill: Callable[[Path], None], corrupted: bool = False) -> Path:
         """The complete cache entry for `digest`, filled by `fill` unless a load (here or in
-        another process) already published it."""
+        another process) already published it; `corrupted`: the published entry failed
+        verification, so it is replaced unless another load repaired it meanwhile."""
         target = self.cache_dir / digest
-        if (target / _DONE).exists():
+        if (target / _DONE).exists() and not corrupted:
             return target
         with self._lock(digest):
             if (target / _DONE).exists():
-                return target  # published while this load waited for the lock
+                if not corrupted or self._intact(target):
+                    return target  # published (or repaired) while this load waited for the lock
+                self._set_aside(target)
+                log.warning(
+                    "model cache entry %s failed verification; downloading it again", digest
+                )
             staging = self.cache_dir / f".{digest}.{uuid.uuid4().hex}"
             try:
                 fill(staging)
@@ -148,9 +167,7 @@ class ModelLoader:
         """Move the complete `staging` copy to `target` in one rename (with the lock held)."""
         if target.exists() and not (target / _DONE).exists():
             # Left incomplete by a load that died: no load reads an entry without the marker.
-            stale = self.cache_dir / f".{target.name}.{uuid.uuid4().hex}.stale"
-            target.rename(stale)
-            shutil.rmtree(stale, ignore_errors=True)
+            self._set_aside(target)
         try:
             staging.rename(target)
         except OSError:
@@ -158,6 +175,22 @@ class ModelLoader:
             # keep that entry, as loads may be reading it, and drop this copy.
             if not (target / _DONE).exists():
                 raise
+
+    def _set_aside(self, target: Path) -> None:
+        """Remove an entry no load can use (with the lock held): renamed first, so loads see it
+        whole or not at all, and those that opened its files keep reading them."""
+        stale = self.cache_dir / f".{target.name}.{uuid.uuid4().hex}.stale"
+        target.rename(stale)
+        shutil.rmtree(stale, ignore_errors=True)
+
+    @staticmethod
+    def _intact(package: Path) -> bool:
+        """Whether a cache entry's files still match the digests its manifest records."""
+        try:
+            verify(package, ignore=(_DONE,))
+        except ModelyardError:
+            return False
+        return True
 
     @contextmanager
     def _lock(self, digest: str) -> Iterator[None]:

@@ -3,6 +3,7 @@ a name and version number come back with other content."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import numpy as np
 import pytest
 from sklearn.dummy import DummyClassifier
 
+import modelyard
+import modelyard.sklearn
 from modelyard.entities.serving import ServedModel, ServedModelState
 from modelyard.errors import DataLoss
 from modelyard.services.serving.loader import ModelLoader
@@ -62,19 +65,55 @@ def test_concurrent_loads_of_one_version_never_break_each_other(
         assert len(entries) == 1 and not entries[0].startswith("."), entries
 
 
-def test_load_failures_do_not_show_the_cache_path(platform, two_versions, tmp_path: Path) -> None:
-    """A failed load's message (an endpoint's reason) names the file, not where the server keeps
-    its cache."""
+def test_a_corrupted_cache_entry_is_downloaded_again(
+    platform, iris, two_versions, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cache entry whose files no longer match their digests (the registry's copy is fine) is
+    moved aside and downloaded again: it once failed every load of that version, restarts
+    included, telling the user to log the model again."""
     _server, client = platform
+    X, _y = iris
     cache = tmp_path / "cache"
-    loader = ModelLoader(lambda: client, cache)
-    loader.load("iris", 1)
+    ModelLoader(lambda: client, cache).load("iris", 1)
     (entry,) = [p for p in cache.iterdir() if p.is_dir()]
-    (entry / "model.pkl").write_bytes(b"corrupted")
-    with pytest.raises(DataLoss) as err:
-        loader.load("iris", 1)
+    pickle = entry / "model.pkl"
+    good = pickle.read_bytes()
+    pickle.write_bytes(good[: len(good) // 2])
+    with caplog.at_level(logging.WARNING, logger="modelyard.services.serving.loader"):
+        model = ModelLoader(lambda: client, cache).load("iris", 1)  # as after a restart
+    assert np.array_equal(model.model.predict(X.head(5)), two_versions[0].predict(X.head(5)))
+    assert pickle.read_bytes() == good
+    assert [r.getMessage() for r in caplog.records] == [
+        f"model cache entry {entry.name} failed verification; downloading it again"
+    ]
+    # Only the entry is left: the damaged copy is gone.
+    assert sorted(p.name for p in cache.iterdir() if p.is_dir()) == [entry.name]
+
+
+def test_load_failures_do_not_show_the_cache_path(
+    platform, iris, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A version whose registered package does not match its own manifest fails on every load
+    (downloaded again once): the message names the file, not where the server keeps its cache."""
+    _server, client = platform
+    X, y = iris
+    package = tmp_path / "package"
+    modelyard.sklearn.save_model(DummyClassifier().fit(X, y), package, input_example=X[:3])
+    (package / "model.pkl").write_bytes(b"not what the manifest recorded")
+    with modelyard.start_run() as run:
+        modelyard.log_artifacts(package, "model")
+    modelyard.register_model(f"runs:/{run.info.run_id}/model", "broken")
+    cache = tmp_path / "cache"
+    with (
+        caplog.at_level(logging.WARNING, logger="modelyard.services.serving.loader"),
+        pytest.raises(DataLoss) as err,
+    ):
+        ModelLoader(lambda: client, cache).load("broken", 1)
     assert "model.pkl was modified" in err.value.message
+    assert "log the model again" in err.value.message
+    (entry,) = [p for p in cache.iterdir() if p.is_dir()]
     assert str(tmp_path) not in err.value.message and entry.name in err.value.message
+    assert len(caplog.records) == 1, "downloaded again once, not in a loop"
 
 
 def test_a_model_registered_again_replaces_the_deleted_one(platform, iris, two_versions) -> None:
