@@ -51,6 +51,8 @@ class ServedModelRuntime:
         self.reason = ""
         self.loaded_time: int | None = None
         self._load_lock = threading.Lock()
+        # Unloaded on request: registry events leave it so, only a load asked for brings it back.
+        self._unloaded = False
 
     @property
     def name(self) -> str:
@@ -72,16 +74,21 @@ class ServedModelRuntime:
             )
         return current
 
-    def load(self) -> bool:
+    def load(self, requested: bool = True) -> bool:
         """Resolve the URI now and load that version if it is not the one serving; True if the
-        served version changed. Failures are recorded, never raised."""
+        served version changed. Failures are recorded, never raised. `requested`: False for a
+        reload the registry prompted, which leaves a model unloaded on request unloaded."""
         try:
-            return self._load()
+            return self._load(requested)
         finally:
             self._changed()
 
-    def _load(self) -> bool:
+    def _load(self, requested: bool) -> bool:
         with self._load_lock:
+            if requested:
+                self._unloaded = False
+            elif self._unloaded:
+                return False
             version = 0
             try:
                 name, version = self._loader.resolve(self.spec.model_uri)
@@ -120,8 +127,12 @@ class ServedModelRuntime:
         )
 
     def unload(self) -> None:
-        self._current = None
-        self.state, self.reason = ServedModelState.LOADING, "unloaded on request"
+        """Stop serving until a load is asked for (after a load under way ends, so it cannot
+        bring the model back)."""
+        with self._load_lock:
+            self._unloaded = True
+            self._current = None
+            self.state, self.reason = ServedModelState.LOADING, "unloaded on request"
         self._changed()
 
     def predict(

@@ -361,7 +361,7 @@ class ServingService:
         for runtime in list(self._runtimes.values()):
             for served in runtime.served:
                 if served.model_name == model_name:
-                    self._loads.submit(served.load)
+                    self._loads.submit(served.load, requested=False)
 
     def load_now(self, name: str) -> EndpointRuntime:
         runtime = self.runtime(name)

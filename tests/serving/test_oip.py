@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
-from sklearn.linear_model import LinearRegression
+from sklearn.linear_model import LinearRegression, LogisticRegression
 from tritonclient.utils import InferenceServerException
 
+import modelyard
+from modelyard import Client
 from modelyard.entities.serving import ServedModel
+from modelyard.services.common.settings import ServingSettings, Settings
+from tests.conftest import running_server
 from tests.serving.conftest import register, wait_ready
 
 
@@ -186,6 +192,38 @@ def test_repository_unload_and_load(served) -> None:
     tc.load_model("iris")
     assert tc.is_model_ready("iris")
     assert tc.infer("iris", [tensor]).as_numpy("predictions").shape == (1,)
+
+
+def test_an_unloaded_model_stays_unloaded_until_a_load_is_asked_for(tmp_path: Path, iris) -> None:
+    """A registry event on the model (here an alias move another endpoint follows) once loaded
+    an unloaded endpoint again. One load worker runs loads in the order the event asked for
+    them, so once the follower serves version 2 the unloaded endpoint's turn has passed."""
+    X, y = iris
+    settings = Settings(
+        home=tmp_path, port=0, grace_period=0, serving=ServingSettings(load_workers=1)
+    )
+    with (
+        running_server(settings) as server,
+        Client(server.address) as client,
+        triton.InferenceServerClient(server.address) as tc,
+    ):
+        modelyard.set_tracking_uri(server.address)
+        for c in (0.01, 100):
+            register(LogisticRegression(max_iter=500, C=c).fit(X, y), X, "iris")
+        modelyard.set_tracking_uri("127.0.0.1:1")
+        client.set_registered_model_alias("iris", "champion", 1)
+        client.create_endpoint("pinned", [ServedModel("models:/iris/1")])
+        client.create_endpoint("follower", [ServedModel("models:/iris@champion")])
+        wait_ready(client, "pinned")
+        wait_ready(client, "follower", version=1)
+        tc.unload_model("pinned")
+        client.set_registered_model_alias("iris", "champion", 2)
+        wait_ready(client, "follower", version=2)
+        assert not tc.is_model_ready("pinned")
+        (served,) = client.get_endpoint("pinned").served_models
+        assert served.version == 0 and served.reason == "unloaded on request", served
+        tc.load_model("pinned")
+        assert tc.is_model_ready("pinned")
 
 
 def test_reflection_resolves_the_inference_service(platform) -> None:
