@@ -105,11 +105,18 @@ def from_raw(name: str, datatype: str, shape: Sequence[int], raw: bytes) -> np.n
 def _bytes_elements(name: str, raw: bytes, count: int) -> np.ndarray:
     items = []
     offset = 0
-    for _ in range(count):
+    for i in range(count):
         if offset + 4 > len(raw):
             raise bad_tensor(name, "raw BYTES data ends before all elements were read")
         (length,) = struct.unpack_from("<I", raw, offset)
         offset += 4
+        if offset + length > len(raw):
+            raise bad_tensor(
+                name,
+                f"raw BYTES element {i} is cut short: it declares {length} bytes but only "
+                f"{len(raw) - offset} remain; send each element as its length (4 bytes, little "
+                "endian) followed by that many bytes",
+            )
         items.append(raw[offset : offset + length])
         offset += length
     if offset != len(raw):

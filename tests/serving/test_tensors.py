@@ -48,6 +48,8 @@ def test_bf16_is_widened_to_float32() -> None:
         ("BF16", [3], b"\x00" * 4, "BF16 x 3 needs 6"),
         ("BYTES", [2], b"\x01\x00\x00\x00a", "ends before all elements were read"),
         ("BYTES", [1], b"\x01\x00\x00\x00ab", "longer than the shape says"),
+        ("BYTES", [1], b"\x05\x00\x00\x00ab", "element 0 is cut short: it declares 5 bytes but"),
+        ("BYTES", [2], b"\x00\x00\x00\x00\x03\x00\x00\x00a", "only 1 remain"),
         ("INT8", [-1], b"", "negative dimension"),
     ],
 )
