@@ -17,9 +17,12 @@ from typing import Any
 import numpy as np
 
 from modelyard.entities.serving import MissingFeaturePolicy
-from modelyard.errors import InvalidArgument, NotFound
+from modelyard.errors import InvalidArgument, NotFound, Unavailable
 from modelyard.features.client import FeatureStoreClient
 from modelyard.features.definitions import Entity, Field, ValueType
+from modelyard.services.common.logging import get_logger
+
+log = get_logger(__name__)
 
 _NUMPY: dict[ValueType, Any] = {
     ValueType.INT32: np.int32,
@@ -108,7 +111,18 @@ class FeatureJoin:
         rows = [dict(zip(keys, values, strict=True)) for values in zip(*columns, strict=True)]
         if not rows:
             raise InvalidArgument(f"input {keys[0]!r} has no rows", field=keys[0])
-        response = self.lookup().get_online_features(self.service, rows)
+        try:
+            response = self.lookup().get_online_features(self.service, rows)
+        except Unavailable as exc:
+            # The peer client's message names the store's address and advises its own user
+            # (MODELYARD_URI, `modelyard up`): neither is the endpoint caller's to act on.
+            log.warning("feature store unreachable for feature service %s: %s", self.service, exc)
+            raise Unavailable(
+                f"serving could not reach its feature store to look up the features of feature "
+                f"service {self.service!r}; retry shortly",
+                resource_type="feature_service",
+                resource_name=self.service,
+            ) from None
         values, statuses = response.to_dict(), response.statuses()
         joined = dict(tensors)
         for feature in wanted:

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import tritonclient.grpc as triton
 from sklearn.linear_model import LinearRegression
+from tritonclient.utils import InferenceServerException
 
 import modelyard
 import modelyard.sklearn
@@ -20,7 +21,7 @@ from modelyard.entities.serving import MissingFeaturePolicy, ServedModel
 from modelyard.errors import InvalidArgument, NotFound
 from modelyard.features import FeatureStoreClient
 from modelyard.models.package import read_manifest
-from modelyard.services.common.settings import FeaturesSettings, Settings
+from modelyard.services.common.settings import FeaturesSettings, ServingSettings, Settings
 from tests.conftest import running_server
 from tests.features.repo import NOW, Repo, make_repo
 from tests.serving.conftest import wait_ready
@@ -171,3 +172,45 @@ def test_triton_clients_see_the_entity_keys_as_inputs(platform, tmp_path: Path) 
     got = [round(float(v), 9) for v in result.as_numpy(metadata.outputs[0].name)]
     assert got == _expected(model, pd.concat([online, online]))
     triton_client.close()
+
+
+def test_an_unreachable_feature_store_is_unavailable_naming_the_feature_service(
+    tmp_path: Path,
+) -> None:
+    """Serving on one server looks features up in another's feature store, which goes away:
+    the caller gets UNAVAILABLE naming the feature service and saying to retry, not the
+    internal client's message (the store's address, advice to set MODELYARD_URI)."""
+    platform = Settings(home=tmp_path / "platform", port=0, grace_period=0)
+    with (
+        running_server(platform) as features_server,
+        FeatureStoreClient(features_server.address) as store,
+    ):
+        modelyard.set_tracking_uri(features_server.address)
+        try:
+            _train(store, make_repo(tmp_path / "repo"))
+        finally:
+            modelyard.set_tracking_uri("127.0.0.1:1")
+        address = features_server.address
+        settings = Settings(
+            home=tmp_path / "serving",
+            port=0,
+            grace_period=0,
+            serving=ServingSettings(registry_uri=address, features_uri=address),
+        )
+        with (
+            running_server(settings) as serving,
+            Client(serving.address) as client,
+            triton.InferenceServerClient(serving.address) as triton_client,
+        ):
+            client.create_endpoint("drivers", [ServedModel("models:/driver-model/1")])
+            wait_ready(client, "drivers")
+            keys = triton.InferInput("driver_id", [1], "INT64")
+            keys.set_data_from_numpy(np.array([1], dtype=np.int64))
+            assert triton_client.infer("drivers", [keys]).as_numpy("predictions").shape == (1,)
+            features_server.stop(grace=0)
+            with pytest.raises(InferenceServerException) as err:
+                triton_client.infer("drivers", [keys])
+    assert err.value.status() == "StatusCode.UNAVAILABLE"
+    message = err.value.message()
+    assert "feature service 'driver_model'" in message and "retry" in message, message
+    assert address not in message and "MODELYARD_URI" not in message, message
