@@ -37,7 +37,7 @@ Models = Annotated[
 LogSampling = Annotated[
     float | None, typer.Option(help="Record this fraction of requests in the inference log.")
 ]
-MaxBatch = Annotated[int, typer.Option(help="Rows per batched model call (1: no batching).")]
+MaxBatch = Annotated[int, typer.Option(min=1, help="Rows per batched model call (1: no batching).")]
 Wait = Annotated[
     bool, typer.Option("--wait", help="Return once every served model is READY (or failed).")
 ]
@@ -53,27 +53,28 @@ MissingFeatures = Annotated[
 
 
 def _served(models: list[str], max_batch: int) -> list[ServedModel]:
-    served = []
+    """Models without =PERCENT share what the others leave; an explicit =0 stays 0 (a model
+    that gets no traffic unless asked for by name)."""
+    given: list[tuple[str, int | None]] = []
     for item in models:
-        uri, sep, percent = item.rpartition("=")
-        if not sep or not percent.isdigit():
-            uri, percent = item, ""
+        uri, sep, text = item.rpartition("=")
+        if not sep or not text.isdigit():
+            uri, text = item, ""
+        given.append((uri, int(text) if text else None))
+    unset = sum(1 for _uri, percent in given if percent is None)
+    rest = 100 - sum(percent for _uri, percent in given if percent is not None)
+    share, extra = divmod(rest, unset) if unset else (0, 0)
+    served = []
+    for uri, percent in given:
+        if percent is None:
+            percent, extra = share + (1 if extra > 0 else 0), extra - 1
         served.append(
             ServedModel(
                 model_uri=uri,
-                traffic_percent=int(percent) if percent else 0,
+                traffic_percent=percent,
                 batching=BatchingConfig(max_batch_size=max_batch),
             )
         )
-    unset = [i for i, s in enumerate(served) if not s.traffic_percent]
-    if unset:
-        rest = 100 - sum(s.traffic_percent for s in served)
-        share, extra = divmod(rest, len(unset))
-        for n, i in enumerate(unset):
-            s = served[i]
-            served[i] = ServedModel(
-                s.model_uri, share + (1 if n < extra else 0), batching=s.batching
-            )
     return served
 
 
@@ -129,8 +130,9 @@ def endpoints_update(
     max_batch: Annotated[
         int | None,
         typer.Option(
+            min=1,
             help="Rows per batched model call (1: no batching). Omitted: each model keeps its "
-            "current value (64 for a model the endpoint did not serve)."
+            "current value (64 for a model the endpoint did not serve).",
         ),
     ] = None,
     missing_features: Annotated[
@@ -239,15 +241,7 @@ def endpoints_predict(
     as_json: Json = False,
 ) -> None:
     """Send rows to an endpoint and print the predictions."""
-    if data.suffix.lower() == ".csv":
-        frame = pd.read_csv(data)
-    else:
-        try:
-            frame = pd.DataFrame(json.loads(data.read_text()))
-        except json.JSONDecodeError as exc:
-            raise typer.BadParameter(
-                f"{data} is not JSON ({exc}); give JSON records or columns, or a .csv file"
-            ) from None
+    frame = _rows(data)
     client = client_for(uri, token)
     # A model that takes one array (logged with a numpy input example, the usual scikit-learn
     # case) has a single input that names no column: send the rows as that one tensor.
@@ -261,3 +255,20 @@ def endpoints_predict(
         return
     names = list(outputs)
     table(None, names, list(zip(*(outputs[n].tolist() for n in names), strict=True)))
+
+
+def _rows(data: Path) -> pd.DataFrame:
+    """The table in a CSV or JSON file; BadParameter saying what the file must hold."""
+    try:
+        if data.suffix.lower() == ".csv":
+            return pd.read_csv(data)
+        return pd.DataFrame(json.loads(data.read_text()))
+    except json.JSONDecodeError as exc:
+        problem = f"is not JSON ({exc})"
+    except ValueError as exc:  # JSON that is no table, an empty CSV, no text at all
+        problem = f"holds no table ({exc})"
+    raise typer.BadParameter(
+        f"{data} {problem}; give a .csv file with a header row, or JSON records "
+        '([{"a": 1, "b": 2}, ...]) or columns ({"a": [1, ...], "b": [2, ...]})',
+        param_hint="'--data'",
+    )

@@ -14,13 +14,14 @@ from sklearn.linear_model import LogisticRegression
 import modelyard
 import modelyard.sklearn
 from modelyard import Client
+from modelyard.cli import app
 from modelyard.entities.serving import (
     BatchingConfig,
     InferenceLogConfig,
     MissingFeaturePolicy,
     ServedModel,
 )
-from tests.cli.test_cli import run
+from tests.cli.test_cli import run, runner
 
 X = np.array([[0.0, 1.0, 2.0], [1.0, 0.0, 1.0], [2.0, 2.0, 0.0], [3.0, 1.0, 1.0]])
 Y = np.array([0, 1, 0, 1])
@@ -119,3 +120,68 @@ def test_delete_with_json_prints_what_it_deleted(uri: str) -> None:
     assert deleted == {"name": "ep-gone", "deleted": True}
     with Client(uri) as client:
         assert "ep-gone" not in [e.name for e in client.list_endpoints()]
+
+
+def test_an_explicit_zero_share_is_kept(uri: str) -> None:
+    """`URI=0` is a model that gets no traffic unless asked for by name; it once got half."""
+    register("clf", X[:2])
+    register("clf", X[:2])
+    created = json.loads(
+        run(
+            "endpoints", "create", "ep", "--model", "models:/clf/1", "--model", "models:/clf/2=0",
+            "--uri", uri, "--json",
+        )
+    )  # fmt: skip
+    assert [s["traffic_percent"] for s in created["served_models"]] == [100, 0]
+    register("clf", X[:2])
+    split = json.loads(
+        run(
+            "endpoints", "update", "ep", "--model", "models:/clf/1=0", "--model", "models:/clf/2",
+            "--model", "models:/clf/3", "--uri", uri, "--json",
+        )
+    )  # fmt: skip
+    assert [s["traffic_percent"] for s in split["served_models"]] == [0, 50, 50]
+
+
+@pytest.mark.parametrize("command", ["create", "update"])
+def test_a_batch_size_below_one_is_refused(uri: str, command: str) -> None:
+    """0 used to be sent, and the server read it as the default 64: batching on, not off."""
+    register("clf", X[:2])
+    if command == "update":
+        with Client(uri) as client:
+            client.create_endpoint("ep", [ServedModel("models:/clf/1")])
+    result = runner.invoke(
+        app,
+        ["endpoints", command, "ep", "--model", "models:/clf/1", "--max-batch", "0", "--uri", uri],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 2, result.output
+    assert "--max-batch" in result.output and "1" in result.output, result.output
+    with Client(uri) as client:
+        endpoints = client.list_endpoints()
+    assert all(s.batching.max_batch_size == 64 for e in endpoints for s in e.served_models)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "problem"),
+    [
+        ("scalar.json", "5", "holds no table"),
+        ("record.json", '{"a": 1}', "holds no table"),
+        ("empty.csv", "", "holds no table"),
+        ("bad.json", "{", "is not JSON"),
+    ],
+)
+def test_predict_refuses_a_file_that_holds_no_table(
+    uri: str, tmp_path: Path, name: str, content: str, problem: str
+) -> None:
+    """Such files used to end in "unexpected ValueError ... This is a bug"."""
+    path = tmp_path / name
+    path.write_text(content)
+    result = runner.invoke(
+        app, ["endpoints", "predict", "ep", "--data", str(path), "--uri", uri],
+        env={"COLUMNS": "400"},
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    output = " ".join(result.output.split())
+    assert "This is a bug" not in output, output
+    assert problem in output and "header row" in output and "records" in output, output
