@@ -4,6 +4,10 @@ A served model holds one loaded version at a time. Reloading (an alias moved, a 
 for) loads the new version while the old one keeps answering, then swaps the reference in one
 assignment: no request fails or waits during the switch. A version that fails to load leaves the
 old one serving and records why.
+
+An update likewise: a served model whose batching or name alone changed serves the model already
+loaded, and while none of an updated endpoint's served models is loaded yet, the endpoint as it
+was before answers, until one is READY or all have failed.
 """
 
 from __future__ import annotations
@@ -97,14 +101,7 @@ class ServedModelRuntime:
                     self.state, self.reason = ServedModelState.READY, ""
                     return False
                 model = self._loader.load_files(located)
-                batching = self.spec.batching
-                batcher = DynamicBatcher(
-                    model.predict,
-                    batching.max_batch_size,
-                    batching.max_queue_delay_micros,
-                    labels=(self.endpoint, self.name),
-                )
-                self._current = (model, batcher)  # the atomic switch
+                self._current = (model, self._batcher(model))  # the atomic switch
                 self.state, self.reason = ServedModelState.READY, ""
                 self.loaded_time = int(time.time() * 1000)
                 log.info("endpoint %s serves %s version %s", self.endpoint, name, version)
@@ -115,6 +112,27 @@ class ServedModelRuntime:
                 self.state = ServedModelState.READY if self._current else ServedModelState.FAILED
                 log.warning("endpoint %s: %s", self.endpoint, self.reason)
                 return False
+
+    def _batcher(self, model: LoadedModel) -> DynamicBatcher:
+        batching = self.spec.batching
+        return DynamicBatcher(
+            model.predict,
+            batching.max_batch_size,
+            batching.max_queue_delay_micros,
+            labels=(self.endpoint, self.name),
+        )
+
+    def adopt(self, donor: ServedModelRuntime) -> None:
+        """Serve the model `donor` (the same URI, before an update changed its batching or name)
+        has loaded, with a batcher of this spec's own: nothing is loaded again."""
+        current = donor._current
+        if current is None:
+            return
+        with self._load_lock:
+            if self._current is None:
+                self._current = (current[0], self._batcher(current[0]))
+                self.state, self.reason = ServedModelState.READY, ""
+                self.loaded_time = donor.loaded_time
 
     @staticmethod
     def _serving(located: VersionFiles, current: tuple[LoadedModel, DynamicBatcher] | None) -> bool:
@@ -168,19 +186,41 @@ def _bucket(request_id: str) -> float:
 
 
 class EndpointRuntime:
-    def __init__(self, spec: Endpoint, served: list[ServedModelRuntime]) -> None:
+    def __init__(
+        self,
+        spec: Endpoint,
+        served: list[ServedModelRuntime],
+        previous: EndpointRuntime | None = None,
+    ) -> None:
         self.spec = spec
         self.served = served
+        # The endpoint before an update, answering until one of `served` is loaded.
+        self.previous = previous
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def stand_in(self) -> EndpointRuntime | None:
+        """The endpoint as it was before this update, while it should still answer: until one
+        of the new served models is ready or all have failed (then it is let go)."""
+        previous = self.previous
+        if previous is None:
+            return None
+        if any(s.ready for s in self.served) or all(
+            s.state == ServedModelState.FAILED for s in self.served
+        ):
+            self.previous = None
+            return None
+        return previous
 
     def route(self, request_id: str = "") -> ServedModelRuntime:
         """A served model by traffic share (among those ready), stable for one request id."""
         ready = [s for s in self.served if s.ready and s.spec.traffic_percent > 0]
         if not ready:
             ready = [s for s in self.served if s.ready]
+        if not ready and (previous := self.stand_in()) is not None:
+            return previous.route(request_id)
         if not ready:
             reasons = "; ".join(f"{s.name}: {s.reason or s.state}" for s in self.served)
             raise Unavailable(
@@ -205,6 +245,8 @@ class EndpointRuntime:
             current = s._current
             if current is not None and str(current[0].version) == version:
                 return s
+        if (previous := self.stand_in()) is not None:
+            return previous.select(version)
         raise NotFound(
             f"endpoint {self.name!r} serves no model {version!r}; served models: "
             f"{[s.name for s in self.served]}",

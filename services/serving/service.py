@@ -2,7 +2,7 @@
 
 Endpoint specs live in the serving store; their runtimes (loaded versions, batchers) live here.
 Changing an endpoint keeps served models whose spec did not change (their loaded version keeps
-answering) and loads the others in the background.
+answering) and loads the others in the background (see endpoints.py for how it answers meanwhile).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -203,22 +203,45 @@ class ServingService:
     def close(self) -> None:
         self._loads.shutdown(wait=False, cancel_futures=True)
 
-    def _install(
-        self, endpoint: Endpoint, keep: Iterable[ServedModelRuntime] = ()
-    ) -> EndpointRuntime:
-        reusable = {(s.spec.model_uri, s.spec.batching, s.name): s for s in keep}
-        served = []
+    def _install(self, endpoint: Endpoint, old: EndpointRuntime | None = None) -> EndpointRuntime:
+        """Serve `endpoint`, taking from `old` (the endpoint before an update) what it has
+        loaded: no request fails while the new served models load."""
+        reusable = (
+            {(s.spec.model_uri, s.spec.batching, s.name): s for s in old.served} if old else {}
+        )
+        served: list[ServedModelRuntime] = []
+        loads: list[ServedModelRuntime] = []
         for spec in endpoint.served_models:
-            old = reusable.get((spec.model_uri, spec.batching, spec.name))
-            if old is not None:
-                old.spec = spec  # same model and batching: keep what is loaded (traffic may change)
-                served.append(old)
+            same = reusable.pop((spec.model_uri, spec.batching, spec.name), None)
+            if same is not None:
+                # Same model and batching: keep what is loaded (traffic may change).
+                same.spec = spec
+                served.append(same)
                 continue
             runtime = ServedModelRuntime(endpoint.name, spec, self.loader, self._changes.bump)
-            self._loads.submit(runtime.load)
+            # Only batching or the name changed: serve the loaded model (the load below then
+            # finds it current, unless the registry moved on meanwhile).
+            donor = next(
+                (k for k, s in reusable.items() if s.spec.model_uri == spec.model_uri), None
+            )
+            if donor is not None:
+                runtime.adopt(reusable.pop(donor))
             served.append(runtime)
-        self._runtimes[endpoint.name] = runtime_ = EndpointRuntime(endpoint, served)
+            loads.append(runtime)
+        previous = None
+        if old is not None:
+            previous = old if any(s.ready for s in old.served) else old.stand_in()
+        if previous is not None:
+            previous.previous = None  # it answers itself: no chain of older endpoints
+        self._runtimes[endpoint.name] = runtime_ = EndpointRuntime(endpoint, served, previous)
+        for runtime in loads:
+            self._loads.submit(self._load_into, runtime_, runtime)
         return runtime_
+
+    @staticmethod
+    def _load_into(endpoint: EndpointRuntime, served: ServedModelRuntime) -> None:
+        served.load()
+        endpoint.stand_in()  # lets the endpoint as it was before go, once this one can answer
 
     def runtime(self, name: str) -> EndpointRuntime:
         runtime = self._runtimes.get(name)
@@ -276,7 +299,7 @@ class ServingService:
         with self._manage:
             old = self.runtime(endpoint.name)
             updated = self.store.update_endpoint(endpoint)
-            installed = self._install(updated, keep=old.served).to_entity()
+            installed = self._install(updated, old).to_entity()
         self._changed()
         return installed
 
@@ -370,7 +393,9 @@ class ServingService:
         return runtime
 
     def unload(self, name: str) -> None:
-        for served in self.runtime(name).served:
+        runtime = self.runtime(name)
+        runtime.previous = None  # nor does the endpoint as it was before an update answer
+        for served in runtime.served:
             served.unload()
 
     # -- inference -----------------------------------------------------------------------------

@@ -76,3 +76,28 @@ class Answers(RegressorMixin, BaseEstimator):
         if self.kind == "numbered":
             return {0: np.zeros(n), 1: np.ones(n)}
         return [[1.0] * (i + 1) for i in range(n)]  # ragged
+
+
+# Held shut by a test: loading (unpickling) a SlowToLoad model waits on it.
+LOAD_GATE = threading.Event()
+LOAD_GATE.set()
+LOADING = threading.Event()
+
+
+class SlowToLoad(RegressorMixin, BaseEstimator):
+    """Answers `value` for every row; unpickled (loaded by serving) only once LOAD_GATE opens:
+    a load as slow as a test wants."""
+
+    def __init__(self, value: float = 0.0) -> None:
+        self.value = value
+
+    def fit(self, X, y=None) -> SlowToLoad:
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        return np.full(len(X), self.value)
+
+    def __setstate__(self, state: dict) -> None:
+        LOADING.set()
+        LOAD_GATE.wait(120)
+        super().__setstate__(state)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import tritonclient.grpc as triton
 from prometheus_client import REGISTRY
@@ -22,7 +24,8 @@ from modelyard.entities.serving import (
     ServedModelState,
 )
 from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound
-from tests.serving.conftest import wait_ready
+from tests.serving import models
+from tests.serving.conftest import register, wait_ready
 
 
 def test_validation(platform, two_versions) -> None:
@@ -346,3 +349,60 @@ def test_update_keeps_unchanged_models_loaded(platform, iris, two_versions) -> N
     client.delete_endpoint("evolving")
     with pytest.raises(NotFound):
         client.get_endpoint("evolving")
+
+
+@pytest.fixture
+def slow_endpoint(platform) -> Iterator[tuple[ServedModel, Callable[[], list[float]]]]:
+    """Endpoint "ep" on "slow" version 1 (two versions registered), loaded, then loads held
+    until models.LOAD_GATE opens: its served model, and a tritonclient call of it."""
+    server, client = platform
+    models.LOAD_GATE.set()
+    rows = pd.DataFrame({"a": [1.0, 2.0]})
+    for value in (1.0, 2.0):
+        register(models.SlowToLoad(value), rows, "slow")
+    client.create_endpoint("ep", [ServedModel("models:/slow/1")])
+    first = wait_ready(client, "ep").served_models[0]
+    models.LOAD_GATE.clear()
+    models.LOADING.clear()
+    tensor = triton.InferInput("a", [2], "FP64")
+    tensor.set_data_from_numpy(rows["a"].to_numpy())
+    with triton.InferenceServerClient(server.address) as tc:
+
+        def answer() -> list[float]:
+            return tc.infer("ep", [tensor], client_timeout=30).as_numpy("predictions").tolist()
+
+        try:
+            yield first, answer
+        finally:
+            models.LOAD_GATE.set()  # never leave a load waiting
+
+
+def test_an_update_of_batching_or_name_serves_the_loaded_model(platform, slow_endpoint) -> None:
+    """Such an update used to load the model again, and callers got UNAVAILABLE meanwhile."""
+    first, answer = slow_endpoint
+    _server, client = platform
+    for served in (
+        ServedModel("models:/slow/1", batching=BatchingConfig(max_batch_size=8)),
+        ServedModel("models:/slow/1", name="main", batching=BatchingConfig(max_batch_size=8)),
+    ):
+        (now,) = client.update_endpoint("ep", [served]).served_models
+        assert now.state == ServedModelState.READY and now.version == 1, now
+        assert now.loaded_time == first.loaded_time and now.name == (served.name or "slow-1")
+        assert now.batching.max_batch_size == 8
+        assert answer() == [1.0, 1.0]
+    assert not models.LOADING.is_set(), "a batching or name change loaded the model again"
+
+
+def test_an_update_to_another_version_answers_from_the_old_until_the_new_is_loaded(
+    platform, slow_endpoint
+) -> None:
+    """Callers used to get UNAVAILABLE for the whole load of the new version."""
+    _first, answer = slow_endpoint
+    _server, client = platform
+    (loading,) = client.update_endpoint("ep", [ServedModel("models:/slow/2")]).served_models
+    assert loading.state == ServedModelState.LOADING
+    assert models.LOADING.wait(60)  # version 2 is being loaded, and held
+    assert answer() == [1.0, 1.0]
+    models.LOAD_GATE.set()
+    wait_ready(client, "ep", version=2)
+    assert answer() == [2.0, 2.0]
