@@ -7,7 +7,8 @@ from collections.abc import Iterable
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from modelyard.convert.common import timestamp_to_ms
+from modelyard._gen.common.v1.common_pb2 import Tag
+from modelyard.convert.common import tags_to_dict, timestamp_to_ms
 from modelyard.errors import InvalidArgument
 
 # MLflow's rule for metric/param/tag keys: letters, digits, and _ - . space / (no '..' segments).
@@ -66,6 +67,18 @@ def named_twice(names: Iterable[str]) -> str | None:
             return name
         seen.add(name)
     return None
+
+
+def unique_tags(tags: Iterable[Tag]) -> dict[str, str]:
+    """A request's tags as a map; a key sent twice is refused (one of its values would be
+    dropped silently)."""
+    tags = list(tags)
+    twice = named_twice(t.key for t in tags)
+    if twice is not None:
+        raise InvalidArgument(
+            f"tags has key {twice!r} more than once; send each key once", field="tags.key"
+        )
+    return tags_to_dict(tags)
 
 
 def identifier(field: str, value: str, *, pattern: re.Pattern[str], example: str) -> str:

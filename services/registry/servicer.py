@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from modelyard._gen.common.v1.common_pb2 import Tag
 from modelyard._gen.registry.v1 import registry_pb2 as pb
 from modelyard._gen.registry.v1 import registry_pb2_grpc
 from modelyard.convert.common import (
@@ -12,7 +9,6 @@ from modelyard.convert.common import (
     grant_to_proto,
     level_to_entity,
     presigned_to_proto,
-    tags_to_dict,
 )
 from modelyard.convert.registry import (
     event_to_proto,
@@ -25,16 +21,6 @@ from modelyard.entities.registry import Stage
 from modelyard.errors import InvalidArgument
 from modelyard.services.common import validation as v
 from modelyard.services.registry.service import RegistryService
-
-
-def _tags(tags: Sequence[Tag]) -> dict[str, str]:
-    """The request's tags; a key sent twice is refused (one of the values was dropped silently)."""
-    twice = v.named_twice(t.key for t in tags)
-    if twice is not None:
-        raise InvalidArgument(
-            f"tags has key {twice!r} more than once; send each key once", field="tags.key"
-        )
-    return tags_to_dict(tags)
 
 
 def _stage(field: str, value: pb.Stage.ValueType) -> Stage:
@@ -55,7 +41,7 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
 
     def CreateRegisteredModel(self, request, context):
         model = self.service.create_registered_model(
-            request.name, request.description, _tags(request.tags)
+            request.name, request.description, v.unique_tags(request.tags)
         )
         return pb.CreateRegisteredModelResponse(registered_model=registered_model_to_proto(model))
 
@@ -114,7 +100,7 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
             request.source,
             request.run_id,
             request.description,
-            _tags(request.tags),
+            v.unique_tags(request.tags),
         )
         return pb.CreateModelVersionResponse(model_version=model_version_to_proto(version))
 

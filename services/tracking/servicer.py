@@ -15,7 +15,6 @@ from modelyard.convert.common import (
     grant_to_proto,
     level_to_entity,
     presigned_to_proto,
-    tags_to_dict,
     timestamp_to_ms,
 )
 from modelyard.convert.tracking import (
@@ -82,7 +81,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
 
     def CreateExperiment(self, request, context):
         experiment_id = self.service.create_experiment(
-            request.name, request.artifact_location, tags_to_dict(request.tags)
+            request.name, request.artifact_location, v.unique_tags(request.tags)
         )
         return pb.CreateExperimentResponse(experiment_id=experiment_id)
 
@@ -147,7 +146,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
             request.experiment_id,
             run_name=request.run_name,
             start_time=_optional_ms(request, "start_time"),
-            tags=tags_to_dict(request.tags),
+            tags=v.unique_tags(request.tags),
             parent_run_id=request.parent_run_id,
             user_id=request.user_id,
         )

@@ -45,6 +45,25 @@ def test_experiments(stack: Client) -> None:
     assert names == {"churn-v2"}
 
 
+def test_a_tag_key_sent_twice_is_refused(stack: Client) -> None:
+    """A new experiment's and a new run's tags were last-wins, silently (the registry and the
+    feature store refuse a key or column sent twice too)."""
+    from modelyard._gen.common.v1.common_pb2 import Tag
+    from modelyard._gen.tracking.v1 import tracking_pb2 as pb
+
+    twice = [Tag(key="team", value="a"), Tag(key="team", value="b")]
+    requests = [
+        (stack._tracking.CreateExperiment, pb.CreateExperimentRequest(name="tw", tags=twice)),
+        (stack._tracking.CreateRun, pb.CreateRunRequest(experiment_id="0", tags=twice)),
+    ]
+    for rpc, request in requests:
+        with pytest.raises(InvalidArgument, match="'team' more than once") as err:
+            stack._t.call(rpc, request)
+        assert err.value.field == "tags.key"
+    assert stack.get_experiment_by_name("tw") is None
+    assert stack.search_runs(["0"]) == []
+
+
 def test_run_logging_round_trip(stack: Client) -> None:
     eid = stack.create_experiment("e")
     run = stack.create_run(eid, run_name="r1", tags={"k": "v"})
