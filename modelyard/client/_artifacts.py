@@ -24,6 +24,7 @@ from modelyard.client._transport import Transport
 from modelyard.convert.common import file_info_to_entity, presigned_to_entity
 from modelyard.entities import FileInfo, PresignedUrl
 from modelyard.errors import Aborted, DataLoss, FailedPrecondition, ModelyardError, Unavailable
+from modelyard.paths import clean_path, relative_to
 
 if TYPE_CHECKING:
     from modelyard.client.tracking import TrackingClient
@@ -186,18 +187,37 @@ def download(
 ) -> Path:
     dst = Path(dst_path) if dst_path else Path(tempfile.mkdtemp(prefix="modelyard-"))
     dst.mkdir(parents=True, exist_ok=True)
-    path = path.strip("/")
+    # In the server's normal form, as its listing names the files: './model' lists 'model/...'.
+    path = clean_path(path, allow_empty=True)
     files = list(client.iter_artifacts(run_id, path, recursive=True))
     if path and not files:
         # Not a directory, so a single file (the server answers NotFound if it is neither).
-        target = dst / Path(path).name
+        target = inside(dst, Path(path).name, path)
         _download_file(t, stub, run_id, path, None, target)
         return target
     root = dst / Path(path).name if path else dst
     for f in files:
-        rel = f.path[len(path) + 1 :] if path else f.path
-        _download_file(t, stub, run_id, f.path, f.file_size, root / rel)
+        rel = relative_to(f.path, path)
+        if rel is None:
+            raise DataLoss(
+                f"the server listed {f.path!r} under {path!r}, where it does not lie; nothing "
+                "more was downloaded: report this to the server's operator"
+            )
+        _download_file(t, stub, run_id, f.path, f.file_size, inside(root, rel, f.path))
     return root
+
+
+def inside(directory: Path, rel: str, path: str) -> Path:
+    """`directory / rel`, refused unless it lies inside `directory`: a path from the server is
+    never trusted to write elsewhere on this machine (an absolute one would replace `directory`,
+    '..' would climb out of it)."""
+    target = directory / rel
+    if not target.resolve().is_relative_to(directory.resolve()):
+        raise DataLoss(
+            f"artifact {path!r} would be written to {target}, outside {directory}; nothing was "
+            "written there: report this to the server's operator"
+        )
+    return target
 
 
 def _download_url(t: Transport, stub: Any, run_id: str, path: str) -> tuple[PresignedUrl, FileInfo]:

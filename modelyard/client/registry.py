@@ -317,11 +317,11 @@ class RegistryClient:
         self, name: str, version: int | str, path: str, dst_dir: str | Path
     ) -> Path:
         """Download one file of the version to dst_dir/path, checking its sha256."""
+        target = _artifacts.inside(Path(dst_dir), path, path)
         request = pb.DownloadModelVersionArtifactRequest(name=name, version=int(version), path=path)
         info, chunks = _artifacts.open_stream(
             self._t, self._registry.DownloadModelVersionArtifact, request
         )
-        target = Path(dst_dir) / path
         _artifacts.save_stream(info, chunks, target)
         return target
 

@@ -40,6 +40,7 @@ from modelyard.errors import (
     Unavailable,
 )
 from modelyard.models.uri import parse_runs_uri
+from modelyard.paths import relative_to
 from modelyard.services.common import identity
 from modelyard.services.common import validation as v
 from modelyard.services.common.artifacts import ArtifactStore, PresignedUrl, clean_path
@@ -349,7 +350,8 @@ class RegistryService:
     def _copy_files(self, pending: PendingVersion) -> list[StoredFile]:
         tracking = self.tracking.service()
         run_id, path = parse_runs_uri(pending.source)
-        path = path.strip("/")
+        # In the normal form tracking lists files in: 'runs:/<id>/./model' lists 'model/...'.
+        path = clean_path(path, field="source", allow_empty=True)
         listed = list(tracking.iter_artifacts(run_id, path, recursive=True))
         if not listed:
             raise FailedPrecondition(f"{pending.source} holds no files; log the model first")
@@ -357,7 +359,12 @@ class RegistryService:
         target = self._storage_key(pending.storage_location)
         copied = []
         for f in listed:
-            rel = f.path[len(path) + 1 :] if path else f.path
+            rel = relative_to(f.path, path)
+            if rel is None:
+                raise FailedPrecondition(
+                    f"tracking listed {f.path!r} under {path!r}, where it does not lie; register "
+                    "the model again, and report this to the operator if it recurs"
+                )
             dst = f"{target}/{rel}"
             if run_root is not None:  # same store: copy within it
                 size, sha256 = self._copy_in_store(tracking, run_id, f, f"{run_root}/{f.path}", dst)

@@ -47,6 +47,22 @@ def test_register_copies_files_into_registry_storage(stack: Client, tmp_path: Pa
     assert [v.version for v in model.latest_versions] == [1]
 
 
+def test_a_source_registers_the_same_files_however_its_path_is_spelled(stack: Client) -> None:
+    """Tracking lists a run's files in normal form; the copy took them apart by the length of
+    the source's spelling, and stored a READY version whose MLmodel was named 'model'."""
+    rid = logged_model(stack, {"MLmodel": b"m", "data/weights.bin": b"w"})
+    for spelling, files in (
+        ("model", {"MLmodel", "data/weights.bin"}),
+        ("./model", {"MLmodel", "data/weights.bin"}),
+        ("model/./", {"MLmodel", "data/weights.bin"}),
+        ("./model//data", {"weights.bin"}),
+    ):
+        mv = stack.create_model_version("spelled", f"runs:/{rid}/{spelling}")
+        assert mv.status == ModelVersionStatus.READY, spelling
+        listed = {f.path for f in stack.list_model_version_artifacts("spelled", mv.version)}
+        assert listed == files, spelling
+
+
 def test_registration_errors(stack: Client) -> None:
     with pytest.raises(NotFound, match="source run"):
         stack.create_model_version("m", f"runs:/{'0' * 32}/model")

@@ -132,6 +132,60 @@ def test_files_with_the_longest_names_download(stack: Client, tmp_path: Path) ->
     assert (version / name).read_text() == "long"
 
 
+def test_a_directory_downloads_the_same_however_its_path_is_spelled(
+    stack: Client, tmp_path: Path
+) -> None:
+    """The server lists paths in normal form; a download of './model' took the listed paths
+    apart by the length of the caller's spelling, and wrote 'MLmodel' as 'model'."""
+    rid = stack.create_run("0").info.run_id
+    stack.log_text(rid, "manifest", "model/MLmodel")
+    stack.log_text(rid, "weights", "model/sub/weights.bin")
+    stack.log_text(rid, "deep", "a/b/c.txt")
+
+    def tree(root: Path) -> dict[str, str]:
+        return {
+            p.relative_to(root).as_posix(): p.read_text() for p in root.rglob("*") if p.is_file()
+        }
+
+    for i, (spelling, name, files) in enumerate(
+        (
+            ("./model", "model", {"MLmodel": "manifest", "sub/weights.bin": "weights"}),
+            ("model/./", "model", {"MLmodel": "manifest", "sub/weights.bin": "weights"}),
+            ("./model/sub", "sub", {"weights.bin": "weights"}),
+            ("a//b", "b", {"c.txt": "deep"}),
+        )
+    ):
+        dst = tmp_path / f"dst{i}"
+        out = Path(stack.download_artifacts(rid, spelling, dst))
+        assert out == dst / name, spelling
+        assert sorted(p.name for p in dst.iterdir()) == [name], spelling
+        assert tree(out) == files, spelling
+    single = Path(stack.download_artifacts(rid, "./model//MLmodel", tmp_path / "one"))
+    assert single == tmp_path / "one" / "MLmodel" and single.read_text() == "manifest"
+
+
+def test_a_download_writes_nothing_outside_its_destination(stack: Client, tmp_path: Path) -> None:
+    """A file planted in a shared run, whose name a misaligned download would have read as an
+    absolute path ('model/ab' + '/<dir>/planted.txt'), lands inside the destination."""
+    rid = stack.create_run("0").info.run_id
+    outside = tmp_path / "outside" / "planted.txt"
+    stack.log_text(rid, "manifest", "model/MLmodel")
+    stack.log_text(rid, "planted", f"model/ab{outside}")
+    out = Path(stack.download_artifacts(rid, "./model", tmp_path / "dst"))
+    assert not outside.exists()
+    assert (out / f"ab{outside}").read_text() == "planted"
+    assert (out / "MLmodel").read_text() == "manifest"
+
+
+@pytest.mark.parametrize("listed", ["/etc/evil", "../evil", "a/../../evil"])
+def test_a_listed_path_out_of_the_destination_is_refused(tmp_path: Path, listed: str) -> None:
+    """Defence in depth: whatever a server lists, the client writes only inside `dst`."""
+    with pytest.raises(DataLoss, match="outside") as err:
+        _artifacts.inside(tmp_path / "dst", listed, listed)
+    assert repr(listed) in err.value.message
+    assert _artifacts.inside(tmp_path, "a/./b", "a/b") == tmp_path / "a" / "b"
+
+
 def test_download_detects_corruption(
     stack: Client, stack_settings: Settings, tmp_path: Path
 ) -> None:

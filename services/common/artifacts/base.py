@@ -31,11 +31,9 @@ from datetime import timedelta
 
 from modelyard.entities.common import PresignedUrl
 from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound
+from modelyard.paths import clean_path
 
 CHUNK_SIZE = 1024 * 1024
-MAX_PATH_LENGTH = 1024
-# Each name in a path, in UTF-8 bytes: what local file systems take (Linux's NAME_MAX).
-MAX_NAME_BYTES = 255
 # Reserved top-level directory of every artifact root: uploads in flight (streamed and presigned),
 # nothing else.
 # Every artifact lies below an experiment's location, and none may be here (see `is_staging`).
@@ -64,36 +62,6 @@ class StagedFile:
     size: int
     sha256: str
     version: str | None = None
-
-
-def clean_path(path: str, *, field: str = "path", allow_empty: bool = False) -> str:
-    """Normalize a relative artifact path or raise InvalidArgument naming `field`."""
-    if not path:
-        if allow_empty:
-            return ""
-        raise InvalidArgument(f"{field} must not be empty", field=field)
-    if len(path) > MAX_PATH_LENGTH:
-        raise InvalidArgument(f"{field} is longer than {MAX_PATH_LENGTH} characters", field=field)
-    if "\x00" in path or "\\" in path:
-        raise InvalidArgument(f"{field} must not contain NUL or backslash characters", field=field)
-    if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
-        raise InvalidArgument(
-            f"{field} {path!r} is absolute; give a path relative to the artifact root", field=field
-        )
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
-        raise InvalidArgument(f"{field} {path!r} must not contain '..'", field=field)
-    for part in parts:
-        if len(part.encode()) > MAX_NAME_BYTES:
-            raise InvalidArgument(
-                f"{field}: the name {part[:40]!r}... is {len(part.encode())} bytes in UTF-8; "
-                f"each file or directory name may be at most {MAX_NAME_BYTES}: shorten it",
-                field=field,
-            )
-    normalized = "/".join(parts)
-    if not normalized and not allow_empty:
-        raise InvalidArgument(f"{field} must name a file", field=field)
-    return normalized
 
 
 def join_key(*parts: str) -> str:
@@ -209,7 +177,7 @@ class ArtifactStore(abc.ABC):
     # Whether presign_put/presign_get hand out URLs (else they refuse with FailedPrecondition).
     presigns = False
     # The longest full object name the store takes, in UTF-8 bytes (None: no limit beyond each
-    # name's, MAX_NAME_BYTES); see key_bytes.
+    # name's, modelyard.paths.MAX_NAME_BYTES); see key_bytes.
     max_key_bytes: int | None = None
 
     def __init__(self, root_uri: str) -> None:
