@@ -4,11 +4,15 @@ takes a path apart by the server's listing must normalize it the same way first.
 
 from __future__ import annotations
 
+import re
+
 from modelyard.errors import InvalidArgument
 
 MAX_PATH_LENGTH = 1024
 # Each name in a path, in UTF-8 bytes: what local file systems take (Linux's NAME_MAX).
 MAX_NAME_BYTES = 255
+# A Windows drive ('C:', 'C:/x'), which would make a path absolute there; 'a:b' is a plain name.
+_DRIVE = re.compile(r"[A-Za-z]:(/|$)")
 
 
 def clean_path(path: str, *, field: str = "path", allow_empty: bool = False) -> str:
@@ -21,9 +25,15 @@ def clean_path(path: str, *, field: str = "path", allow_empty: bool = False) -> 
         raise InvalidArgument(f"{field} is longer than {MAX_PATH_LENGTH} characters", field=field)
     if "\x00" in path or "\\" in path:
         raise InvalidArgument(f"{field} must not contain NUL or backslash characters", field=field)
-    if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
+    if path.startswith("/"):
         raise InvalidArgument(
             f"{field} {path!r} is absolute; give a path relative to the artifact root", field=field
+        )
+    if _DRIVE.match(path):
+        raise InvalidArgument(
+            f"{field} {path!r} starts with a Windows drive ({path[:2]!r}); give a path relative "
+            "to the artifact root, or rename its first directory",
+            field=field,
         )
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if any(p == ".." for p in parts):

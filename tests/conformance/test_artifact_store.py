@@ -303,7 +303,8 @@ def test_keys_and_uris(store: ArtifactStore) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["../x", "a/../../x", "/etc/passwd", "a\\b", "C:/x", "a\x00b", "", "x" * 2000]
+    "bad",
+    ["../x", "a/../../x", "/etc/passwd", "a\\b", "C:/x", "C:", "c:\\x", "a\x00b", "", "x" * 2000],
 )
 def test_clean_path_rejects_escapes(bad: str) -> None:
     with pytest.raises(InvalidArgument):
@@ -312,6 +313,19 @@ def test_clean_path_rejects_escapes(bad: str) -> None:
 
 def test_clean_path_normalizes() -> None:
     assert clean_path("a//b/./c/") == "a/b/c"
+
+
+@pytest.mark.parametrize("name", ["a:b", "1:2.txt", "t:checkpoint", "C:x", "dir/C:", "ab:/c"])
+def test_names_with_a_colon_are_not_windows_drives(name: str) -> None:
+    """Only a drive letter alone or before a separator ('C:', 'C:/x') is absolute on Windows;
+    a colon elsewhere is an ordinary character on Linux and S3."""
+    assert clean_path(name) == name
+
+
+def test_a_windows_drive_is_refused_as_one() -> None:
+    with pytest.raises(InvalidArgument, match="Windows drive") as err:
+        clean_path("D:/models/x", field="source")
+    assert err.value.field == "source"
 
 
 def test_presigned_urls(store: ArtifactStore) -> None:
