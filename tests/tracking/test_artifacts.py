@@ -550,6 +550,14 @@ def test_presigned_uploads_are_staged_until_completed(
 
 @pytest.mark.s3
 @pytest.mark.usefixtures("small_thresholds")
+def test_the_contract_names_the_directory_uploads_are_staged_in() -> None:
+    """Operators write lifecycle rules and exclusions from the proto's comments."""
+    proto = Path(__file__).resolve().parents[2] / "protos/modelyard/tracking/v1/tracking.proto"
+    comment = proto.read_text().split("message CreateArtifactUploadUrlResponse {", 1)[1]
+    comment = comment.split("}", 1)[0]
+    assert f"`{STAGING_DIR}/`" in comment and ".uploads" not in comment
+
+
 def test_an_upload_id_completes_only_its_own_upload(s3_server: S3Settings, tmp_path: Path) -> None:
     settings = s3_settings(tmp_path, s3_server)
     data = os.urandom(5000)

@@ -1690,7 +1690,7 @@ class CreateArtifactUploadUrlResponse(_message.Message):
     """Names this upload in CompleteArtifactUpload."""
     @_builtins.property
     def upload_url(self) -> _common_pb2.PresignedUrl:
-        """Stages the bytes aside (under the artifact root's `.uploads/`): the artifact at `path` is
+        """Stages the bytes aside (under the artifact root's `.modelyard-staging/`): the artifact at `path` is
         replaced only once CompleteArtifactUpload has verified them.
         """
 
