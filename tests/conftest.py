@@ -88,6 +88,35 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
     yield from _fresh_schema(postgres_server)
 
 
+@pytest.fixture
+def icu_postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh PostgreSQL database whose default collation is ICU's en-US, as on clusters
+    initialized with a linguistic locale (which sorts 'A/x' between 'a/' and 'a0'); dropped
+    afterwards."""
+    name = f"modelyard_icu_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(
+        postgres_server.replace("postgresql://", "postgresql+psycopg://", 1),
+        isolation_level="AUTOCOMMIT",
+    )
+    try:
+        with admin.connect() as conn:
+            conn.execute(
+                text(
+                    f"CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu "
+                    "ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+                )
+            )
+    except Exception as exc:
+        admin.dispose()
+        require(False, f"PostgreSQL cannot create an ICU-collated database: {exc}")
+    try:
+        yield make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+        admin.dispose()
+
+
 # -- Docker (testcontainers) -------------------------------------------------------------------
 
 

@@ -48,3 +48,30 @@ def _built_on(dialect: str) -> Callable[..., bool]:
         return condition is None or condition.dialect in (None, dialect)
 
     return include
+
+
+# Columns that range queries treat as paths ('dir/' to 'dir0'), which hold only byte by byte.
+_PATH_COLUMNS = {
+    "tracking": [("artifacts", "path"), ("artifact_placements", "path")],
+    "registry": [("model_version_files", "path")],
+}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("service", list(_PATH_COLUMNS))
+def test_path_columns_compare_bytewise_on_postgresql(postgres_url: str, service: str) -> None:
+    """Alembic's comparison does not see a column's collation: checked here, as migrated."""
+    app = importlib.import_module(SERVICES[service])
+    db = Database(postgres_url)
+    try:
+        app.migrate(db)
+        with db.engine.connect() as conn:
+            for table, column in _PATH_COLUMNS[service]:
+                collation = conn.exec_driver_sql(
+                    "SELECT collation_name FROM information_schema.columns WHERE "
+                    f"table_schema = current_schema() AND table_name = '{table}' "
+                    f"AND column_name = '{column}'"
+                ).scalar_one()
+                assert collation == "C", f"{table}.{column}"
+    finally:
+        db.dispose()

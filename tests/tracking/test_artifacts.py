@@ -274,6 +274,49 @@ def test_a_symlink_out_of_the_artifact_root_is_refused(tmp_path: Path) -> None:
         assert client.list_artifacts(run.info.run_id) == []
 
 
+def paged(
+    client: Client, rid: str, path: str = "", recursive: bool = False, size: int = 1
+) -> list[str]:
+    """Every path ListArtifacts lists, `size` per page."""
+    token, found = "", []
+    while True:
+        request = pb.ListArtifactsRequest(
+            run_id=rid, path=path, recursive=recursive, page_size=size, page_token=token
+        )
+        reply = client._t.call(client._tracking.ListArtifacts, request)
+        found += [f.path for f in reply.files]
+        token = reply.next_page_token
+        if not token:
+            return found
+
+
+@pytest.mark.postgres
+def test_artifact_paths_compare_bytewise_under_a_linguistic_collation(
+    icu_postgres_url: str, tmp_path: Path
+) -> None:
+    """A directory is the range ('a/', 'a0') of paths, and pages resume after a path: both hold
+    only byte by byte. On a database collated by ICU's en-US, 'A/keep.txt' lay inside 'a':
+    deleting 'a' deleted it, a file 'b' clashed with 'B/file.txt', and pages skipped files."""
+    settings = Settings(home=tmp_path, port=0, grace_period=0, backend_store_uri=icu_postgres_url)
+    with running_server(settings) as server, Client(server.address) as client:
+        rid = client.create_run("0").info.run_id
+        for path in ("a/tmp.txt", "A/keep.txt", "B/file.txt", "a1.txt", "A2.txt", "b3.txt"):
+            client.log_text(rid, path, path)
+        assert [f.path for f in client.list_artifacts(rid, "a")] == ["a/tmp.txt"]
+        assert [f.path for f in client.iter_artifacts(rid, "a", recursive=True)] == ["a/tmp.txt"]
+        client.log_text(rid, "a file beside directory 'B'", "b")
+        everything = ["A/keep.txt", "A2.txt", "B/file.txt", "a/tmp.txt", "a1.txt", "b", "b3.txt"]
+        assert paged(client, rid, recursive=True) == everything
+        assert paged(client, rid) == ["A", "A2.txt", "B", "a", "a1.txt", "b", "b3.txt"]
+        client.delete_artifact(rid, "a")
+        assert paged(client, rid, recursive=True) == [p for p in everything if p != "a/tmp.txt"]
+        client.log_text(rid, "lower", "A/a/x.txt")
+        client.log_text(rid, "upper", "A/A/y.txt")
+        client.create_model_version("icu", f"runs:/{rid}/A")
+        files = client.list_model_version_artifacts("icu", 1, "a")
+        assert [f.path for f in files] == ["a/x.txt"]
+
+
 # -- presigned URLs --------------------------------------------------------------------------
 
 

@@ -156,6 +156,30 @@ def test_metric_history_keyed_by_its_order(database_url: str) -> None:
         db.dispose()
 
 
+@pytest.mark.postgres
+def test_artifact_paths_compare_bytewise_after_0009(icu_postgres_url: str) -> None:
+    """0009 collates artifact paths "C": on a database collated by ICU's en-US, directory 'a'
+    held 'A/keep.txt' before it, and holds only its own files after."""
+    db = Database(icu_postgres_url)
+    try:
+        store, run = _run_at(db, "0008")
+        with db.engine.begin() as conn:
+            for path in ("A/keep.txt", "a/tmp.txt"):
+                conn.exec_driver_sql(
+                    "INSERT INTO artifacts (run_uuid, path, file_size, sha256, created_time) "
+                    f"VALUES ('{run}', '{path}', 1, '{'0' * 64}', 0)"
+                )
+        assert [f.path for f in store.list_artifacts(run, "a")] == ["A/keep.txt", "a/tmp.txt"]
+        store.close()
+        migrate(db)
+        store = SqlTrackingStore(db, "file:///a")
+        assert [f.path for f in store.list_artifacts(run, "a")] == ["a/tmp.txt"]
+        assert [f.path for f in store.list_artifacts(run, "")] == ["A/keep.txt", "a/tmp.txt"]
+        store.close()
+    finally:
+        db.dispose()
+
+
 def _run_at(db: Database, revision: str) -> tuple[SqlTrackingStore, str]:
     """A store migrated up to `revision` and the id of a new run in it."""
     upgrade(db, SERVICE, MIGRATIONS, revision=revision)

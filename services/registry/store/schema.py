@@ -21,6 +21,7 @@ from sqlalchemy import (
 )
 
 from modelyard.services.common.auth.grants import permissions_table
+from modelyard.services.common.db.types import bytewise
 
 metadata = MetaData(
     naming_convention={
@@ -116,7 +117,7 @@ model_version_files = Table(
     metadata,
     Column("model_id", String(32), primary_key=True),
     Column("version", BigInteger, primary_key=True),
-    Column("path", String(1024), primary_key=True),
+    Column("path", bytewise(1024), primary_key=True),
     Column("file_size", BigInteger, nullable=False),
     Column("sha256", String(64), nullable=False),
     ForeignKeyConstraint(

@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 
 from modelyard.services.common.auth.grants import permissions_table
+from modelyard.services.common.db.types import bytewise
 
 metadata = MetaData(
     naming_convention={
@@ -35,12 +36,6 @@ metadata = MetaData(
 
 # BIGINT autoincrement on PostgreSQL, INTEGER PRIMARY KEY (the rowid) on SQLite.
 _BigId = BigInteger().with_variant(Integer(), "sqlite")
-
-
-def _bytewise(length: int) -> String:
-    """A string PostgreSQL compares byte by byte, as SQLite does: for columns only ever tested
-    for equality, where the database's collation would cost strcoll calls in every index."""
-    return String(length).with_variant(String(length, collation="C"), "postgresql")
 
 
 experiments = Table(
@@ -121,8 +116,8 @@ metrics = Table(
     Column("id", _BigId, primary_key=True, autoincrement=True),
     # No foreign key: a per-row trigger on PostgreSQL; the hot path (store/hot.py) checks and
     # locks each run once per write instead (migration 0004).
-    Column("run_uuid", _bytewise(32), nullable=False),
-    Column("key", _bytewise(250), nullable=False),
+    Column("run_uuid", bytewise(32), nullable=False),
+    Column("key", bytewise(250), nullable=False),
     # NaN cannot be stored portably (SQLite turns it into NULL): value 0 + is_nan marks it.
     Column("value", Double, nullable=False),
     Column("is_nan", Boolean, nullable=False),
@@ -229,7 +224,7 @@ artifacts = Table(
     Column(
         "run_uuid", String(32), ForeignKey("runs.run_uuid", ondelete="CASCADE"), primary_key=True
     ),
-    Column("path", String(1024), primary_key=True),
+    Column("path", bytewise(1024), primary_key=True),
     Column("file_size", BigInteger, nullable=False),
     Column("sha256", String(64), nullable=False),
     Column("created_time", BigInteger, nullable=False),
@@ -246,7 +241,7 @@ artifact_placements = Table(
     Column(
         "run_uuid", String(32), ForeignKey("runs.run_uuid", ondelete="CASCADE"), primary_key=True
     ),
-    Column("path", String(1024), primary_key=True),
+    Column("path", bytewise(1024), primary_key=True),
     Column("staged_key", String(256), nullable=False),
     Column("sha256", String(64), nullable=False),
     Column("file_size", BigInteger, nullable=False),
