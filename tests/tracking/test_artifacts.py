@@ -22,6 +22,7 @@ import urllib3
 
 from modelyard import Client
 from modelyard._gen.tracking.v1 import tracking_pb2 as pb
+from modelyard._gen.tracking.v1 import tracking_pb2_grpc as pb_grpc
 from modelyard.client import _artifacts
 from modelyard.client._transport import DEFAULT_TIMEOUT, Transport
 from modelyard.entities import Run
@@ -41,7 +42,7 @@ from modelyard.services.common.artifacts import (
 )
 from modelyard.services.common.artifacts.s3 import S3ArtifactStore
 from modelyard.services.common.settings import S3Settings, Settings
-from tests.conftest import S3_BUCKET, free_port, running_server
+from tests.conftest import S3_BUCKET, free_port, running_server, serve_s3
 
 
 def storage(settings: Settings, run: Run) -> ArtifactStore:
@@ -676,6 +677,47 @@ def test_an_unreachable_presigned_endpoint_is_reported(
         with pytest.raises(Unavailable, match="MODELYARD_S3__PUBLIC_ENDPOINT"):
             c.download_artifacts(rid, "big.bin", tmp_path / "dst")
         assert list((tmp_path / "dst").iterdir()) == []
+
+
+@pytest.mark.s3
+def test_an_object_store_outage_is_unavailable_naming_the_store(tmp_path: Path) -> None:
+    """With the S3 server gone mid-run, artifact calls answered INTERNAL ("report the request
+    id") and the log got tracebacks: they answer UNAVAILABLE, which clients retry, naming the
+    store and what to check."""
+    with contextlib.ExitStack() as s3:
+        settings = s3_settings(tmp_path, s3.enter_context(serve_s3(tmp_path / "s3")))
+        with running_server(settings) as server, Client(server.address) as client:
+            rid = client.create_run("0").info.run_id
+            client.log_text(rid, "hello", "a.txt")
+            s3.close()  # the object store goes away; the metadata store stays
+            # A channel of its own: the SDK's retries UNAVAILABLE, which would wait out each.
+            channel = grpc.insecure_channel(server.address)
+            stub = pb_grpc.TrackingServiceStub(channel)
+            digest = hashlib.sha256(b"x").hexdigest()
+            header = pb.UploadArtifactHeader(run_id=rid, path="b.txt", sha256=digest)
+            calls: dict[str, Callable[[], object]] = {
+                "upload": lambda: stub.UploadArtifact(
+                    iter(
+                        [
+                            pb.UploadArtifactRequest(header=header),
+                            pb.UploadArtifactRequest(chunk=b"x"),
+                        ]
+                    )
+                ),
+                "download": lambda: list(
+                    stub.DownloadArtifact(pb.DownloadArtifactRequest(run_id=rid, path="a.txt"))
+                ),
+                "delete": lambda: stub.DeleteArtifact(
+                    pb.DeleteArtifactRequest(run_id=rid, path="a.txt")
+                ),
+            }
+            for name, call in calls.items():
+                with pytest.raises(grpc.RpcError) as err:
+                    call()
+                assert err.value.code() == grpc.StatusCode.UNAVAILABLE, (name, err.value.details())
+                message = err.value.details()
+                assert settings.s3.endpoint in message and "MODELYARD_S3__ENDPOINT" in message
+            channel.close()
 
 
 @pytest.mark.usefixtures("small_thresholds")

@@ -100,13 +100,20 @@ def parents(path: str) -> Iterator[str]:
 
 class PathClash(FailedPrecondition):
     """The refusal of a file at `path` when `other` is a file above it (so `path` would be
-    inside a file) or inside it (so `path` is a directory). It keeps both paths: a store finds
-    a clash in its own keys, which a service names again as its callers know the files
-    (`under`), never as storage keys."""
+    inside a file) or inside it (so `path` is a directory), or None when the backend refused a
+    write that no file explains (two uploads racing, one making `path` a directory). It keeps
+    both paths: a store finds a clash in its own keys, which a service names again as its
+    callers know the files (`under`), never as storage keys."""
 
-    def __init__(self, path: str, other: str) -> None:
+    def __init__(self, path: str, other: str | None) -> None:
         self.path, self.other = path, other
-        if other.startswith(path + "/"):
+        if other is None:  # the backend refused the write, yet holds no file it clashes with
+            message = (
+                f"the artifact store refused to store artifact path {path!r}, though it holds "
+                "no file above or inside it: most likely another upload was writing one at the "
+                "same time; list the run's files, and retry"
+            )
+        elif other.startswith(path + "/"):
             message = (
                 f"artifact path {path!r} is a directory (it holds {other!r}); upload the file "
                 "under another path, or delete the directory first with DeleteArtifact"
@@ -123,8 +130,8 @@ class PathClash(FailedPrecondition):
         which holds `path`; a file above it is no path of the caller's, so it goes unnamed."""
         prefix = directory.rstrip("/") + "/"
         path = self.path.removeprefix(prefix)
-        if self.other.startswith(prefix):
-            return PathClash(path, self.other.removeprefix(prefix))
+        if self.other is None or self.other.startswith(prefix):
+            return PathClash(path, self.other and self.other.removeprefix(prefix))
         return FailedPrecondition(
             f"artifact path {path!r} lies inside a file of the artifact store that is not one of "
             "its artifacts; ask the operator to remove that file",

@@ -7,6 +7,7 @@ stay on the server: one CopyObject up to S3's 5 GiB limit, a multipart copy (com
 
 from __future__ import annotations
 
+import contextlib
 import io
 import time
 from collections.abc import Collection, Iterator
@@ -30,10 +31,11 @@ from minio.error import InvalidResponseError, MinioException, S3Error
 from minio.helpers import DictType
 
 from modelyard.entities.common import PresignedUrl
-from modelyard.errors import FailedPrecondition, Unavailable
+from modelyard.errors import FailedPrecondition, ModelyardError, Unavailable
 from modelyard.services.common.artifacts.base import (
     STAGING_DIR,
     ArtifactStore,
+    PathClash,
     is_staged_upload,
     is_staging,
     join_key,
@@ -44,6 +46,9 @@ from modelyard.services.common.settings import S3Settings
 log = get_logger(__name__)
 
 _MISSING = {"NoSuchKey", "NoSuchObject", "NotFound"}
+# What the store (minio's errors) or the way to it (urllib3's: refused connections, timeouts,
+# retries of 5xx answers exhausted) raise when it fails.
+_FAILURES = (MinioException, urllib3.exceptions.HTTPError)
 
 
 def _is_missing(exc: MinioException) -> bool:
@@ -52,6 +57,15 @@ def _is_missing(exc: MinioException) -> bool:
     # Some S3 servers answer a missing key with an error body minio cannot parse as S3 XML
     # (rclone sends it without an XML content type); the HTTP status still says 404.
     return isinstance(exc, InvalidResponseError) and getattr(exc, "_code", None) == 404
+
+
+def _is_changed(exc: MinioException) -> bool:
+    """A conditional request (If-Match an ETag) met other bytes than those it pinned."""
+    return isinstance(exc, S3Error) and exc.code == "PreconditionFailed"
+
+
+class _SourceChanged(FailedPrecondition):
+    """A pinned read met other bytes; the copy that made it says which copy failed."""
 
 
 def _secret(value: object) -> str | None:
@@ -148,26 +162,47 @@ class S3ArtifactStore(ArtifactStore):
         """The key of object `name` (the inverse of `_name`)."""
         return name[len(self.prefix) + 1 :] if self.prefix else name
 
-    def size(self, key: str) -> int | None:
+    @contextlib.contextmanager
+    def _answering(self) -> Iterator[None]:
+        """Around every call to the store: a failure that nothing more specific explains (the
+        store down or unreachable, an error this code does not map) becomes Unavailable naming
+        the store, which clients retry, rather than INTERNAL with a traceback in the log."""
         try:
-            return self.client.stat_object(self.bucket, self._name(key)).size
-        except MinioException as exc:
-            if _is_missing(exc):
-                return None
-            raise
+            yield
+        except _FAILURES as exc:
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: Exception) -> Unavailable:
+        return Unavailable(
+            f"object storage at {self.settings.endpoint} failed ({type(exc).__name__}: "
+            f"{str(exc)[:300]}); retry, and if it persists check that it is running and "
+            "reachable from the server (MODELYARD_S3__ENDPOINT) and its bucket and credentials "
+            "(MODELYARD_S3__*)"
+        )
+
+    def size(self, key: str) -> int | None:
+        with self._answering():
+            try:
+                return self.client.stat_object(self.bucket, self._name(key)).size
+            except MinioException as exc:
+                if _is_missing(exc):
+                    return None
+                raise
 
     def delete(self, key: str) -> None:
-        self.client.remove_object(self.bucket, self._name(key))
+        with self._answering():
+            self.client.remove_object(self.bucket, self._name(key))
 
     def delete_prefix(self, prefix: str) -> int:
-        names = [
-            DeleteObject(obj.object_name)
-            for obj in self.client.list_objects(
-                self.bucket, prefix=self._name(prefix) + "/", recursive=True
-            )
-            if obj.object_name
-        ]
-        errors = list(self.client.remove_objects(self.bucket, names))
+        with self._answering():
+            names = [
+                DeleteObject(obj.object_name)
+                for obj in self.client.list_objects(
+                    self.bucket, prefix=self._name(prefix) + "/", recursive=True
+                )
+                if obj.object_name
+            ]
+            errors = list(self.client.remove_objects(self.bucket, names))
         if errors:
             raise Unavailable(
                 f"could not delete {len(errors)} objects under {prefix!r}: {errors[0]}"
@@ -176,13 +211,14 @@ class S3ArtifactStore(ArtifactStore):
 
     def iter_files(self, prefix: str) -> Iterator[tuple[str, int]]:
         base = self._name(prefix)
-        for obj in self.client.list_objects(
-            self.bucket, prefix=base + "/" if base else "", recursive=True
-        ):
-            if obj.object_name and not obj.is_dir:
-                key = self._key(obj.object_name)
-                if prefix or not is_staging(key):  # uploads in flight are no files
-                    yield key, obj.size or 0
+        with self._answering():
+            for obj in self.client.list_objects(
+                self.bucket, prefix=base + "/" if base else "", recursive=True
+            ):
+                if obj.object_name and not obj.is_dir:
+                    key = self._key(obj.object_name)
+                    if prefix or not is_staging(key):  # uploads in flight are no files
+                        yield key, obj.size or 0
 
     def sweep_staged(self, older_than: timedelta, keep: Collection[str] = ()) -> int:
         # Housekeeping on the way to a new upload: a failure is logged, never the upload's.
@@ -201,7 +237,7 @@ class S3ArtifactStore(ArtifactStore):
                 and obj.object_name not in kept
             ]
             errors = list(self.client.remove_objects(self.bucket, doomed)) if doomed else []
-        except (MinioException, urllib3.exceptions.HTTPError) as exc:
+        except _FAILURES as exc:
             log.warning("could not sweep abandoned uploads under %s: %s", STAGING_DIR, exc)
             return 0
         if errors:
@@ -217,39 +253,55 @@ class S3ArtifactStore(ArtifactStore):
                 length=-1,
                 part_size=self._part_size,
             )
-        except (MinioException, urllib3.exceptions.HTTPError):
-            self._explain_refusal(key)
-            raise
+        except _FAILURES as exc:
+            raise self._refused(key, exc, racing=False) from exc
 
-    def _explain_refusal(self, key: str) -> None:
-        """Raise `PathClash` if a write to `key` failed because of one: MinIO and
-        filesystem-backed servers (rclone) refuse a file where a directory is, or inside a file,
-        as a disk does; say so, as the local store does. Returns if no clash explains it."""
+    def _refused(self, key: str, exc: Exception, *, racing: bool) -> ModelyardError:
+        """Why a write to `key` failed. MinIO and filesystem-backed servers (rclone) refuse a
+        file where a directory is, or inside a file, as a disk does: `PathClash`, as the local
+        store says. A refusal that no file explains, by a store that answers otherwise, is taken
+        for one too where another write `racing` this one can cause it (rclone refuses a copy
+        onto a name another upload has just made a directory, then lists it as a file). Else
+        the store is failing: Unavailable."""
         try:
             clash = self._clash(key)
-        except (MinioException, urllib3.exceptions.HTTPError):
-            clash = None  # the store is failing: its first error says more
-        if clash is not None:
-            raise clash from None
+        except Unavailable:
+            return self._unavailable(exc)  # the store is failing: its first error says more
+        if clash is None and racing:
+            clash = PathClash(key, None)
+        return clash or self._unavailable(exc)
 
     def _get(self, key: str, chunk_size: int, version: str | None = None) -> Iterator[bytes]:
         # With an ETag, the server answers other bytes 412 PreconditionFailed (rclone ignores it).
         headers: DictType | None = {"If-Match": f'"{version}"'} if version else None
+        with self._answering():
+            try:
+                name = self._name(key)
+                response = self.client.get_object(self.bucket, name, request_headers=headers)
+            except MinioException as exc:
+                if _is_missing(exc):
+                    raise self._missing(key) from None
+                if _is_changed(exc):
+                    raise _SourceChanged(f"{key!r} changed since it was hashed") from None
+                raise
+        return self._stream(response, chunk_size)
+
+    def _stream(self, response: urllib3.BaseHTTPResponse, chunk_size: int) -> Iterator[bytes]:
         try:
-            response = self.client.get_object(self.bucket, self._name(key), request_headers=headers)
-        except MinioException as exc:
-            if _is_missing(exc):
-                raise self._missing(key) from None
-            raise
-        return _stream(response, chunk_size)
+            with self._answering():
+                yield from response.stream(chunk_size)
+        finally:
+            response.close()
+            response.release_conn()
 
     def _version(self, key: str) -> str | None:
-        try:
-            return self.client.stat_object(self.bucket, self._name(key)).etag
-        except MinioException as exc:
-            if _is_missing(exc):
-                raise self._missing(key) from None
-            raise
+        with self._answering():
+            try:
+                return self.client.stat_object(self.bucket, self._name(key)).etag
+            except MinioException as exc:
+                if _is_missing(exc):
+                    raise self._missing(key) from None
+                raise
 
     def _copy(self, src_key: str, dst_key: str, version: str | None, size: int | None) -> None:
         if size is None:
@@ -280,19 +332,23 @@ class S3ArtifactStore(ArtifactStore):
                 # minio aborted the upload, so nothing was stored. Copy through this process.
                 log.info("S3 server cannot copy in parts; streaming %s instead", src_key)
                 super()._copy(src_key, dst_key, version, size)
+        except _SourceChanged:  # the copy through this process read other bytes
+            raise self._changed(src_key, dst_key) from None
         except MinioException as exc:
-            if _is_missing(exc) or (isinstance(exc, S3Error) and exc.code == "PreconditionFailed"):
-                raise FailedPrecondition(
-                    f"{src_key!r} changed or vanished while it was copied to {dst_key!r}; "
-                    "nothing was stored, try again",
-                    resource_type="artifact",
-                    resource_name=dst_key,
-                ) from None
-            self._explain_refusal(dst_key)
-            raise
-        except urllib3.exceptions.HTTPError:
-            self._explain_refusal(dst_key)
-            raise
+            if _is_missing(exc) or _is_changed(exc):
+                raise self._changed(src_key, dst_key) from None
+            raise self._refused(dst_key, exc, racing=True) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise self._refused(dst_key, exc, racing=True) from exc
+
+    @staticmethod
+    def _changed(src_key: str, dst_key: str) -> FailedPrecondition:
+        return FailedPrecondition(
+            f"{src_key!r} changed or vanished while it was copied to {dst_key!r}; nothing was "
+            "stored, try again",
+            resource_type="artifact",
+            resource_name=dst_key,
+        )
 
     def presign_put(self, key: str) -> PresignedUrl:
         expiry = self.settings.presign_expiry_seconds
@@ -311,11 +367,3 @@ class S3ArtifactStore(ArtifactStore):
 
 def _expire_time(seconds: int) -> int:
     return int((time.time() + seconds) * 1000)
-
-
-def _stream(response: urllib3.BaseHTTPResponse, chunk_size: int) -> Iterator[bytes]:
-    try:
-        yield from response.stream(chunk_size)
-    finally:
-        response.close()
-        response.release_conn()
