@@ -27,4 +27,7 @@ METRIC_HISTORY_DEFAULT = 25000
 METRIC_HISTORY_MAX = 100000
 LIST_ARTIFACTS_DEFAULT = 1000
 LIST_ARTIFACTS_MAX = 10000
+# Rows a one-level listing reads per query: a directory's first file makes its entry, and the
+# rest of a batch below it is skipped, so a small batch bounds the rows read per entry.
+LIST_ARTIFACTS_LEVEL_BATCH = 128
 MAX_EXPERIMENTS_PER_SEARCH = 1000

@@ -31,6 +31,7 @@ from modelyard.entities import (
 )
 from modelyard.entities.common import Grant, LifecycleStage, PermissionLevel
 from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound
+from modelyard.paths import MAX_PATH_LENGTH
 from modelyard.services.common import identity
 from modelyard.services.common import validation as v
 from modelyard.services.common.artifacts import (
@@ -612,12 +613,40 @@ class TrackingService:
         )
         query = fingerprint("artifacts", rid, prefix, recursive)
         after = decode_token(check_position(page_token, _is_path), query) or ""
-        files = self.store.list_artifacts(rid, prefix)
-        entries = files if recursive else _one_level(files, prefix)
-        remaining = [e for e in entries if e.path > after]
-        page = remaining[:size]
-        token = encode_token(query, page[-1].path) if len(remaining) > size else None
+        start = _past(after) if after else ""
+        if recursive:
+            entries = self.store.list_artifacts(rid, prefix, start, limit=size + 1)
+        else:
+            entries = self._one_level(rid, prefix, start, size + 1)
+        page = entries[:size]
+        token = encode_token(query, _position(page[-1])) if len(entries) > size else None
         return info.artifact_uri, PagedList(page, token)
+
+    def _one_level(self, rid: str, prefix: str, start: str, wanted: int) -> list[FileInfo]:
+        """Up to `wanted` entries directly under `prefix`, from path `start` on: files, and a
+        directory for the first file met below each, whose other files the next query jumps
+        (so a page reads at most LIST_ARTIFACTS_LEVEL_BATCH rows per entry, however many the
+        run holds).
+        Entries come in their files' order: 'd.txt' before 'd' (of 'd/x'), as '.' < '/'."""
+        entries: list[FileInfo] = []
+        base = len(prefix) + 1 if prefix else 0
+        while len(entries) < wanted:
+            limit = min(wanted - len(entries), limits.LIST_ARTIFACTS_LEVEL_BATCH)
+            batch = self.store.list_artifacts(rid, prefix, start, limit=limit)
+            for f in batch:
+                if f.path < start:  # below the directory just entered
+                    continue
+                head, sep, _ = f.path[base:].partition("/")
+                if sep:
+                    directory = f.path[:base] + head
+                    entries.append(FileInfo(path=directory, is_dir=True))
+                    start = _past(directory + "/")
+                else:
+                    entries.append(f)
+                    start = _past(f.path)
+            if len(batch) < limit:
+                break
+        return entries[:wanted]
 
     def delete_artifact(self, rid: str, path: str) -> int:
         path = clean_path(path, field="path")
@@ -744,7 +773,11 @@ def _is_metric_position(position: object) -> bool:
 
 
 def _is_path(position: object) -> bool:
-    return isinstance(position, str)
+    return (
+        isinstance(position, str)
+        and len(position) <= MAX_PATH_LENGTH + 1
+        and "\x00" not in position
+    )
 
 
 def _field_or_tag(name: str, value: str, tags: dict[str, str], tag: SystemTag) -> str:
@@ -792,15 +825,14 @@ def _streamed(staged_key: str) -> bool:
     return staged_key.rsplit("/", 1)[-1].startswith(_STREAMED)
 
 
-def _one_level(files: list[FileInfo], prefix: str) -> list[FileInfo]:
-    start = len(prefix) + 1 if prefix else 0
-    entries: dict[str, FileInfo] = {}
-    for f in files:
-        rest = f.path[start:]
-        head, sep, _ = rest.partition("/")
-        if sep:
-            directory = f"{prefix}/{head}" if prefix else head
-            entries.setdefault(directory, FileInfo(path=directory, is_dir=True))
-        else:
-            entries[f.path] = f
-    return sorted(entries.values(), key=lambda e: e.path)
+def _position(entry: FileInfo) -> str:
+    """A page token's position: the last entry's path, a directory's with a '/' (no file's
+    ends with one), as the next page resumes past every file below it."""
+    return f"{entry.path}/" if entry.is_dir else entry.path
+
+
+def _past(position: str) -> str:
+    """The least path that sorts after `position` (byte by byte, as the store orders paths):
+    past a directory 'd/' every 'd/...' ('0' follows '/'); past a file 'f', 'f' + chr(1), the
+    least character a path can go on with, as none holds NUL."""
+    return position[:-1] + "0" if position.endswith("/") else position + "\x01"

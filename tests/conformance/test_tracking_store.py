@@ -405,6 +405,25 @@ def test_artifact_index(store: SqlTrackingStore) -> None:
     assert store.find_artifact(rid, "a.txt") is None
 
 
+def test_artifacts_are_read_a_page_at_a_time(store: SqlTrackingStore) -> None:
+    """A page is read in the index, from a path on and at most `limit` rows, rather than every
+    record of the run and then filtered: the cost of a page follows its size, not the run's."""
+    rid = new_run(store).info.run_id
+    paths = ["a.txt", "dir/b.txt", "dir/sub/c.txt", "dir-x/e.txt", "dir.txt", "dir2/d.txt"]
+    for path in paths:
+        store.record_artifact(rid, path, 3, "0" * 64)
+    every = sorted(p.encode() for p in paths)
+    assert [f.path.encode() for f in store.list_artifacts(rid, "")] == every
+    assert [f.path for f in store.list_artifacts(rid, "", "dir.", limit=2)] == [
+        "dir.txt",
+        "dir/b.txt",
+    ]
+    assert [f.path for f in store.list_artifacts(rid, "", "dir0", limit=10)] == ["dir2/d.txt"]
+    under = store.list_artifacts(rid, "dir", "dir/b.txt\x01", limit=10)
+    assert [f.path for f in under] == ["dir/sub/c.txt"]
+    assert [f.path for f in store.list_artifacts(rid, "dir", "", limit=1)] == ["dir/b.txt"]
+
+
 def test_concurrent_logging_keeps_every_value(store: SqlTrackingStore) -> None:
     rid = new_run(store).info.run_id
     errors = []

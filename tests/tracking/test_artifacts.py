@@ -41,6 +41,7 @@ from modelyard.services.common.artifacts import (
     open_artifact_store,
 )
 from modelyard.services.common.artifacts.s3 import S3ArtifactStore
+from modelyard.services.common.pagination import encode_token
 from modelyard.services.common.settings import S3Settings, Settings
 from tests.conftest import S3_BUCKET, free_port, running_server, serve_s3
 
@@ -289,6 +290,36 @@ def paged(
         token = reply.next_page_token
         if not token:
             return found
+
+
+def test_listings_page_through_every_entry_once(stack: Client) -> None:
+    """Pages are read in the store's index: a one-level page jumps past each directory's files
+    (a token after directory 'd' resumes after every 'd/...'), a recursive one resumes after
+    its last file. Every page size lists every entry exactly once."""
+    rid = stack.create_run("0").info.run_id
+    paths = ["d.txt", "d-1/x", "d0", "e", "top.txt"]
+    paths += [f"d/{i:02d}.bin" for i in range(12)] + ["d/sub/deep.bin", "m/a", "m/b/c"]
+    for path in paths:
+        stack.log_text(rid, path, path)
+    level = ["d-1", "d.txt", "d", "d0", "e", "m", "top.txt"]  # a directory where its files sort
+    in_d = [f"d/{i:02d}.bin" for i in range(12)] + ["d/sub"]
+    for size in (1, 2, 3, 5, 100):
+        assert paged(stack, rid, size=size) == level, size
+        assert paged(stack, rid, "d", size=size) == in_d, size
+        assert paged(stack, rid, recursive=True, size=size) == sorted(paths), size
+        assert paged(stack, rid, "m", recursive=True, size=size) == ["m/a", "m/b/c"], size
+    assert [f.path for f in stack.list_artifacts(rid)] == level
+    assert [(f.path, f.is_dir) for f in stack.list_artifacts(rid, "m")] == [
+        ("m/a", False),
+        ("m/b", True),
+    ]
+    # A forged position goes no further than the token's check (PostgreSQL takes no NUL).
+    forged = encode_token("any", "d\x00")
+    with pytest.raises(InvalidArgument) as err:
+        stack._t.call(
+            stack._tracking.ListArtifacts, pb.ListArtifactsRequest(run_id=rid, page_token=forged)
+        )
+    assert err.value.field == "page_token"
 
 
 @pytest.mark.postgres

@@ -189,8 +189,11 @@ class TrackingStore(abc.ABC):
     def find_artifact(self, run_id: str, path: str) -> FileInfo | None: ...
 
     @abc.abstractmethod
-    def list_artifacts(self, run_id: str, prefix: str) -> list[FileInfo]:
-        """Every recorded file at or below `prefix` ('' for all), sorted by path."""
+    def list_artifacts(
+        self, run_id: str, prefix: str, start: str = "", limit: int | None = None
+    ) -> list[FileInfo]:
+        """Every recorded file below `prefix` ('' for all), sorted by path (byte by byte); with
+        a `limit`, at most that many, from path `start` on (a page, read in the index)."""
 
     @abc.abstractmethod
     def forget_artifacts(self, run_id: str, paths: Sequence[str]) -> None: ...

@@ -171,6 +171,13 @@ class SqlTrackingStore(TrackingStore):
             dialect,
             files.where(a.path > bindparam("low"), a.path < bindparam("high")).order_by(a.path),
         )
+        # A page of them: from `low` on (inclusive), below `high` where one is given.
+        page = files.where(a.path >= bindparam("low")).order_by(a.path)
+        limit = bindparam("limit", type_=Integer)
+        self._select_artifacts_from = Prepared(dialect, page.limit(limit))
+        self._select_artifacts_between = Prepared(
+            dialect, page.where(a.path < bindparam("high")).limit(limit)
+        )
         self._metrics = MetricWriter(db.dialect)
         self._group = GroupCommit(self._commit_group)
         # Searches ordered by one metric walk its values in order; on PostgreSQL at most
@@ -1084,11 +1091,23 @@ class SqlTrackingStore(TrackingStore):
             row = self._select_artifact.first(cursor, run_id=run_id, path=path)
         return _file_info(row) if row else None
 
-    def list_artifacts(self, run_id: str, prefix: str) -> list[FileInfo]:
+    def list_artifacts(
+        self, run_id: str, prefix: str, start: str = "", limit: int | None = None
+    ) -> list[FileInfo]:
         with self.db.read() as conn:
             self._run_row(conn, run_id)
             with self.db.cursor(conn) as cursor:
-                if prefix:
+                if limit is not None:
+                    low = max(start, prefix + "/" if prefix else "")
+                    if prefix:
+                        rows = self._select_artifacts_between.rows(
+                            cursor, run_id=run_id, low=low, high=prefix + "0", limit=limit
+                        )
+                    else:
+                        rows = self._select_artifacts_from.rows(
+                            cursor, run_id=run_id, low=low, limit=limit
+                        )
+                elif prefix:
                     rows = self._select_artifacts_under.rows(
                         cursor, run_id=run_id, low=prefix + "/", high=prefix + "0"
                     )
