@@ -40,7 +40,9 @@ class S3Settings(BaseModel):
     ca_file: Path | None = None
     # Lifetime of presigned URLs handed to clients.
     presign_expiry_seconds: int = Field(default=300, ge=1, le=3600)
-    # Multipart part size for uploads of unknown length.
+    # Multipart part size for uploads of unknown length (streamed through UploadArtifact). Each
+    # such upload holds one part in server memory while it runs: budget the pod's memory for
+    # part_size_mb x the concurrent streamed uploads (presigned uploads hold none).
     part_size_mb: int = Field(default=16, ge=5, le=5120)
 
 

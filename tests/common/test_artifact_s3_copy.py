@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import re
+import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -20,6 +24,7 @@ from modelyard.services.common.artifacts import (
 )
 from modelyard.services.common.artifacts.s3 import S3ArtifactStore
 from modelyard.services.common.settings import S3Settings
+from tests.conftest import S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY
 
 RUN = "0123456789abcdef0123456789abcdef"
 PART = 5 * 1024 * 1024  # S3's smallest part: the lowest `max_copy_size` can go
@@ -86,3 +91,65 @@ def test_a_copy_refused_where_no_file_explains_it_is_a_clash(store: ArtifactStor
         store._copy(staged.key, "run/x", None, staged.size)  # past the pre-check, as in a race
     assert "retry" in err.value.message
     assert err.value.under("run").resource_name == "x"
+
+
+# Streams uploads of `size` MB, `uploads` at once, into an S3 store with 16 MB parts, in a fresh
+# process; prints how much its peak resident memory grew meanwhile, in MB.
+_UPLOADS_MEMORY = """
+import json, os, sys, threading
+from modelyard.services.common.artifacts.s3 import S3ArtifactStore
+from modelyard.services.common.settings import S3Settings
+
+settings = S3Settings(**json.loads(sys.argv[1]), part_size_mb=16)
+size, uploads = int(sys.argv[3]), int(sys.argv[4])
+store = S3ArtifactStore(sys.argv[2], settings)
+chunk = os.urandom(1024 * 1024)
+
+def peak():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) // 1024
+
+store.write("warm", iter([chunk]))
+before = peak()
+writers = [
+    threading.Thread(target=store.write, args=(f"f{i}", iter([chunk] * size)))
+    for i in range(uploads)
+]
+for w in writers:
+    w.start()
+for w in writers:
+    w.join()
+assert all(store.size(f"f{i}") == size * 1024 * 1024 for i in range(uploads))
+print(peak() - before)
+"""
+
+
+@pytest.mark.s3
+def test_a_streamed_upload_holds_about_one_part_in_memory(s3_server: S3Settings) -> None:
+    """Streams of unknown length go up in part_size_mb parts; minio's put_object held about
+    five copies of each part per upload (4 uploads of 80 MB at 16 MB parts: +355 MB), a way to
+    exhaust a small pod's memory with concurrent uploads. Each now holds one part."""
+    uploads, part_mb = 4, 16
+    settings = {
+        "endpoint": s3_server.endpoint,
+        "access_key": S3_ACCESS_KEY,
+        "secret_key": S3_SECRET_KEY,
+        "region": s3_server.region,
+    }
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _UPLOADS_MEMORY,
+            json.dumps(settings),
+            f"s3://{S3_BUCKET}/{uuid.uuid4().hex[:12]}",
+            "80",
+            str(uploads),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    grown = int(out.stdout.strip().splitlines()[-1])
+    assert grown < uploads * 2 * part_mb, out.stdout

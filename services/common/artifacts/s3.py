@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import mmap
 import time
 from collections.abc import Collection, Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,7 @@ from minio.credentials import (
     IamAwsProvider,
     Provider,
 )
+from minio.datatypes import Part
 from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, MinioException, S3Error
 from minio.helpers import DictType
@@ -66,6 +68,17 @@ def _is_changed(exc: MinioException) -> bool:
 
 class _SourceChanged(FailedPrecondition):
     """A pinned read met other bytes; the copy that made it says which copy failed."""
+
+
+def _fill(reader: io.RawIOBase, view: memoryview) -> int:
+    """Read into `view` until it is full or the bytes end; how many it holds."""
+    filled = 0
+    while filled < len(view):
+        n = reader.readinto(view[filled:])
+        if not n:
+            break
+        filled += n
+    return filled
 
 
 def _secret(value: object) -> str | None:
@@ -246,15 +259,36 @@ class S3ArtifactStore(ArtifactStore):
 
     def _put(self, key: str, reader: io.RawIOBase) -> None:
         try:
-            self.client.put_object(
-                self.bucket,
-                self._name(key),
-                io.BufferedReader(reader, buffer_size=1024 * 1024),
-                length=-1,
-                part_size=self._part_size,
-            )
+            self._put_parts(self._name(key), reader)
         except _FAILURES as exc:
             raise self._refused(key, exc, racing=False) from exc
+
+    def _put_parts(self, name: str, reader: io.RawIOBase) -> None:
+        """Upload bytes of unknown length: one PUT if they fit one part, else a multipart upload,
+        each part read into the same buffer and sent from it. An upload so holds one part
+        (part_size_mb) at a time; minio's put_object(length=-1) held several copies of each
+        (about 5 x part_size_mb per upload, measured). The buffer is an anonymous mapping, whose
+        pages take memory only once written: a small file costs its size, not a part."""
+        view = memoryview(mmap.mmap(-1, self._part_size))
+        filled = _fill(reader, view)
+        headers: DictType = {"Content-Type": "application/octet-stream"}
+        if filled < len(view):
+            self.client._put_object(self.bucket, name, view[:filled], dict(headers))  # type: ignore[arg-type]
+            return
+        upload_id = self.client._create_multipart_upload(self.bucket, name, dict(headers))
+        try:
+            parts: list[Part] = []
+            while filled:
+                number = len(parts) + 1
+                part = view[:filled]
+                etag = self.client._upload_part(self.bucket, name, part, None, upload_id, number)  # type: ignore[arg-type]
+                parts.append(Part(number, etag))
+                filled = _fill(reader, view)
+            self.client._complete_multipart_upload(self.bucket, name, upload_id, parts)
+        except BaseException:
+            with contextlib.suppress(*_FAILURES):  # else S3's lifecycle rules reclaim it
+                self.client._abort_multipart_upload(self.bucket, name, upload_id)
+            raise
 
     def _refused(self, key: str, exc: Exception, *, racing: bool) -> ModelyardError:
         """Why a write to `key` failed. MinIO and filesystem-backed servers (rclone) refuse a
