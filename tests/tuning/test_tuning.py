@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -318,6 +320,11 @@ def test_two_worker_processes_share_one_study_on_postgres(fluent, server, postgr
     assert parent.data.tags["best_trial.run_id"] in {r.info.run_id for r in runs}
 
 
+def _heartbeats(db: Path) -> int:
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        return int(con.execute("SELECT count(*) FROM trial_heartbeats").fetchone()[0])
+
+
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 def test_a_killed_workers_trial_run_and_the_parent_end_with_a_heartbeat(
     fluent, server, tmp_path: Path
@@ -338,6 +345,12 @@ def test_a_killed_workers_trial_run_and_the_parent_end_with_a_heartbeat(
     )
     try:
         assert doomed.stdout is not None and doomed.stdout.readline() == "running 0\n"
+        # Optuna's heartbeat thread records the trial's first beat on its own: killed before
+        # that, the trial has no heartbeat and never goes stale.
+        deadline = time.monotonic() + 60
+        while not _heartbeats(tmp_path / "optuna.db"):
+            assert time.monotonic() < deadline, "trial 0 never recorded a heartbeat"
+            time.sleep(0.05)  # polling Optuna's own table
     finally:
         doomed.kill()
         doomed.wait()
