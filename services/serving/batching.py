@@ -39,16 +39,25 @@ BATCH_SIZE = Histogram(
 
 
 class _Pending:
-    __slots__ = ("deadline", "done", "error", "inputs", "key", "result", "rows")
+    __slots__ = ("_key", "deadline", "done", "error", "inputs", "result", "rows")
 
     def __init__(self, inputs: Any, deadline: float | None) -> None:
         self.inputs = inputs
         self.rows = rows(inputs)
-        self.key = batch_key(inputs)  # only requests of one key are merged
+        self._key: tuple[Any, ...] | None = None
         self.deadline = deadline  # time.monotonic() by which the caller wants its answer
         self.done = False
         self.result: dict[str, Any] | None = None
         self.error: BaseException | None = None
+
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """Only requests of one key are merged. Read only when there is another request to
+        merge with: a request served alone (the usual case at low load) never pays for it."""
+        if self._key is None:
+            self._key = batch_key(self.inputs)
+        return self._key
 
 
 class _NotRowWise(Exception):
