@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -50,6 +51,23 @@ def pytest_configure(config: pytest.Config) -> None:
     that CLI tests give each command."""
     for variable in ("COLUMNS", "LINES"):
         os.environ.pop(variable, None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_files_under_pytest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """What the code under test leaves in the system's temporary directory on purpose, as MLflow
+    does (download_artifacts without dst_path, AutoML's default output_dir, their subprocesses'
+    files), goes under pytest's own base directory, which pytest prunes, instead of /tmp."""
+    here = str(tmp_path_factory.mktemp("tmp"))
+    before = (tempfile.tempdir, os.environ.get("TMPDIR"))
+    tempfile.tempdir = here
+    os.environ["TMPDIR"] = here
+    yield
+    tempfile.tempdir = before[0]
+    if before[1] is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = before[1]
 
 
 def require(condition: bool, reason: str) -> None:
