@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,33 +19,18 @@ import pytest
 
 from modelyard import Client
 from modelyard.entities.registry import Stage
-from modelyard.errors import ModelyardError, NotFound
+from modelyard.errors import NotFound
 from modelyard.services.common.artifacts import ArtifactStore, open_artifact_store
 from modelyard.services.common.settings import S3Settings, Settings
 from modelyard.services.registry import app as registry_app
 from modelyard.services.registry.service import RegistryService
 from modelyard.services.registry.store.base import PendingVersion
 from tests.conftest import running_server
+from tests.races import race
 from tests.registry.test_api import logged_model
 
 ROUNDS = 6
 CALLS = 32
-
-
-def race(calls: list[Callable[[], object]]) -> Counter[str]:
-    """Run `calls` at once (released together by a barrier); the outcome of each, by status."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call: Callable[[], object]) -> str:
-        barrier.wait()
-        try:
-            call()
-        except ModelyardError as err:
-            return f"{err.code.name}: {err.message}"
-        return "OK"
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return Counter(pool.map(run, calls))
 
 
 def test_concurrent_transitions_archiving_the_others_all_succeed(db_client: Client) -> None:

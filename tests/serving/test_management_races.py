@@ -6,10 +6,8 @@ Every round starts its calls together at a barrier, so they overlap on every bac
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -19,11 +17,11 @@ from sklearn.linear_model import LogisticRegression
 import modelyard
 from modelyard import Client
 from modelyard.entities.serving import ServedModel
-from modelyard.errors import ModelyardError
 from modelyard.services.common.db import Database
 from modelyard.services.common.settings import Settings
 from modelyard.services.serving.store.sql import SqlServingStore
 from tests.conftest import running_server
+from tests.races import codes, race
 from tests.serving.conftest import register
 
 ROUNDS = 25
@@ -50,22 +48,6 @@ def db_platform(
             db.dispose()
 
 
-def race(calls: list[Callable[[], object]]) -> Counter[str]:
-    """Run `calls` at once (released together by a barrier); the outcome of each, by status."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call: Callable[[], object]) -> str:
-        barrier.wait()
-        try:
-            call()
-        except ModelyardError as err:
-            return err.code.name
-        return "OK"
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return Counter(pool.map(run, calls))
-
-
 def test_concurrent_create_update_delete_keep_served_and_stored_equal(db_platform) -> None:
     """A create landing between a delete's commit and the removal of its runtime once left the
     endpoint stored but not served: NOT_FOUND to get, delete and infer, ALREADY_EXISTS to
@@ -88,7 +70,7 @@ def test_concurrent_create_update_delete_keep_served_and_stored_equal(db_platfor
                     ),
                 ][(i // len(NAMES) + round_) % 3]
             )
-        outcomes += race(calls)
+        outcomes += codes(race(calls))
         listed = sorted(e.name for e in client.list_endpoints())
         stored = sorted(e.name for e in store.list_endpoints())
         assert listed == stored, f"round {round_}: served {listed}, stored {stored}"
