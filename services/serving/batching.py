@@ -50,7 +50,6 @@ class _Pending:
         self.result: dict[str, Any] | None = None
         self.error: BaseException | None = None
 
-
     @property
     def key(self) -> tuple[Any, ...]:
         """Only requests of one key are merged. Read only when there is another request to
