@@ -27,7 +27,7 @@ from minio.credentials import (
     IamAwsProvider,
     Provider,
 )
-from minio.datatypes import Part
+from minio.datatypes import Object, Part
 from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, MinioException, S3Error
 from minio.helpers import DictType
@@ -193,14 +193,19 @@ class S3ArtifactStore(ArtifactStore):
             "(MODELYARD_S3__*)"
         )
 
-    def size(self, key: str) -> int | None:
+    def _stat(self, key: str) -> Object | None:
+        """The object's metadata, or None when there is no such object."""
         with self._answering():
             try:
-                return self.client.stat_object(self.bucket, self._name(key)).size
+                return self.client.stat_object(self.bucket, self._name(key))
             except MinioException as exc:
                 if _is_missing(exc):
                     return None
                 raise
+
+    def size(self, key: str) -> int | None:
+        stat = self._stat(key)
+        return None if stat is None else stat.size
 
     def delete(self, key: str) -> None:
         with self._answering():
@@ -329,13 +334,10 @@ class S3ArtifactStore(ArtifactStore):
             response.release_conn()
 
     def _version(self, key: str) -> str | None:
-        with self._answering():
-            try:
-                return self.client.stat_object(self.bucket, self._name(key)).etag
-            except MinioException as exc:
-                if _is_missing(exc):
-                    raise self._missing(key) from None
-                raise
+        stat = self._stat(key)
+        if stat is None:
+            raise self._missing(key)
+        return stat.etag
 
     def _copy(self, src_key: str, dst_key: str, version: str | None, size: int | None) -> None:
         if size is None:
