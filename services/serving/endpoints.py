@@ -214,6 +214,15 @@ class EndpointRuntime:
             return None
         return previous
 
+    @property
+    def answering(self) -> bool:
+        """Whether inference gets an answer now: from a loaded model, or from the endpoint as it
+        was before an update while the new model loads (readiness probes ask this)."""
+        if any(s.ready for s in self.served):
+            return True
+        previous = self.stand_in()
+        return previous is not None and previous.answering
+
     def route(self, request_id: str = "") -> ServedModelRuntime:
         """A served model by traffic share (among those ready), stable for one request id."""
         ready = [s for s in self.served if s.ready and s.spec.traffic_percent > 0]

@@ -60,7 +60,7 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
         runtime = self.service.runtime(request.name)
         if request.version:
             return oip.ModelReadyResponse(ready=runtime.select(request.version).ready)
-        return oip.ModelReadyResponse(ready=any(s.ready for s in runtime.served))
+        return oip.ModelReadyResponse(ready=runtime.answering)
 
     def ModelMetadata(self, request, context):
         runtime = self.service.runtime(request.name)

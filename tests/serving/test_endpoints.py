@@ -396,13 +396,16 @@ def test_an_update_of_batching_or_name_serves_the_loaded_model(platform, slow_en
 def test_an_update_to_another_version_answers_from_the_old_until_the_new_is_loaded(
     platform, slow_endpoint
 ) -> None:
-    """Callers used to get UNAVAILABLE for the whole load of the new version."""
+    """Callers used to get UNAVAILABLE for the whole load of the new version, and ModelReady
+    said not ready (a readiness probe on it took the pod out of service) though it answered."""
     _first, answer = slow_endpoint
-    _server, client = platform
+    server, client = platform
     (loading,) = client.update_endpoint("ep", [ServedModel("models:/slow/2")]).served_models
     assert loading.state == ServedModelState.LOADING
     assert models.LOADING.wait(60)  # version 2 is being loaded, and held
     assert answer() == [1.0, 1.0]
+    with triton.InferenceServerClient(server.address) as tc:
+        assert tc.is_model_ready("ep")
     models.LOAD_GATE.set()
     wait_ready(client, "ep", version=2)
     assert answer() == [2.0, 2.0]
