@@ -37,6 +37,7 @@ from modelyard.errors import (
     InvalidArgument,
     ModelyardError,
     NotFound,
+    PermissionDenied,
     Unavailable,
 )
 from modelyard.models.uri import parse_runs_uri
@@ -48,7 +49,7 @@ from modelyard.services.common.filters import parse_filter, parse_order_by
 from modelyard.services.common.identity import caller
 from modelyard.services.common.logging import get_logger
 from modelyard.services.common.pagination import check_position, is_offset, page_size
-from modelyard.services.registry.authorizer import RegistryAuthorizer
+from modelyard.services.registry.authorizer import RESOURCE, RegistryAuthorizer
 from modelyard.services.registry.events import EventFeed
 from modelyard.services.registry.names import alias_name, model_name, version_number
 from modelyard.services.registry.store.base import PendingVersion, RegistryStore, StoredFile
@@ -516,9 +517,28 @@ class RegistryService:
                 f"not {stage.value}; leave it false",
                 field="archive_existing_versions",
             )
-        moved = self.store.transition_stage(name, version, stage, archive_existing, caller())
+        moved = self.store.transition_stage(
+            name, version, stage, archive_existing, caller(), lambda: self._may_manage(name)
+        )
         self._changed()
         return moved
+
+    def _may_manage(self, name: str) -> None:
+        """Taking a version out of Production needs MANAGE. The access rules check it on the
+        stage when the call arrives; this checks it again on the stage the move finds, which
+        another call may have changed to Production in between."""
+        me = identity.current()
+        if me.unrestricted:
+            return
+        access = self.authorizer.access(me, RESOURCE, name)
+        if access.level is None or access.level < PermissionLevel.MANAGE:
+            raise PermissionDenied(
+                f"{me.name} needs MANAGE on {access.resource} to move its Production version "
+                "out of Production (it was moved there while this call was on its way); ask "
+                "someone with MANAGE on it for a grant",
+                resource_type=RESOURCE,
+                resource_name=name,
+            )
 
     # -- aliases -------------------------------------------------------------------------------
 

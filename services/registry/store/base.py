@@ -8,7 +8,7 @@ have immutable ids (`PendingVersion.model_id`) so a rename during registration i
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from modelyard.entities import FileInfo, PagedList
@@ -134,8 +134,17 @@ class RegistryStore(abc.ABC):
 
     @abc.abstractmethod
     def transition_stage(
-        self, name: str, version: int, stage: Stage, archive_existing: bool, user: str
-    ) -> ModelVersion: ...
+        self,
+        name: str,
+        version: int,
+        stage: Stage,
+        archive_existing: bool,
+        user: str,
+        leaving_production: Callable[[], None] = lambda: None,
+    ) -> ModelVersion:
+        """`leaving_production` is called, with the version's row locked, when the move takes
+        it out of Production; it raises to refuse (the caller's right to do that is decided on
+        the stage as it is then, not as it was when the call was authorized)."""
 
     # -- aliases -------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -718,11 +718,19 @@ class SqlRegistryStore(RegistryStore):
             self._event(conn, model, "VERSION_TAG_DELETED", user, version=version, key=key)
 
     def transition_stage(
-        self, name: str, version: int, stage: Stage, archive_existing: bool, user: str
+        self,
+        name: str,
+        version: int,
+        stage: Stage,
+        archive_existing: bool,
+        user: str,
+        leaving_production: Callable[[], None] = lambda: None,
     ) -> ModelVersion:
         with self._write() as conn:
             model, row = self._version(conn, name, version, lock=True)
             _not_failed(row, name, f"move it to {stage.value}")
+            if row.current_stage == Stage.PRODUCTION.value and stage != Stage.PRODUCTION:
+                leaving_production()
             mv = model_versions.c
             conn.execute(
                 update(model_versions)
