@@ -4,9 +4,11 @@ backend."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from modelyard.errors import ModelyardError
 
@@ -33,3 +35,20 @@ def codes(outcomes: Counter[str]) -> Counter[str]:
     for outcome, n in outcomes.items():
         found[outcome.split(":", 1)[0]] += n
     return found
+
+
+def wait_until_blocking(holder: Any, what: str) -> None:
+    """Wait until another PostgreSQL session waits on a lock that `holder` (a psycopg
+    connection) holds: how a test pauses a write at a chosen point without sleeping."""
+    deadline = time.monotonic() + 30
+    while True:
+        with holder.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+            )
+            row = cur.fetchone()
+        if row and row[0]:
+            return
+        assert time.monotonic() < deadline, f"no {what} after 30 s"
+        time.sleep(0.05)  # polling the database's own view of its backends

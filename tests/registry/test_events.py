@@ -5,8 +5,7 @@ across renames, and never another model's of the same name."""
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -17,6 +16,7 @@ from modelyard import Client
 from modelyard.entities.registry import Stage
 from modelyard.services.common.settings import Settings
 from tests.conftest import running_server
+from tests.races import wait_until_blocking
 from tests.registry.test_api import logged_model
 
 
@@ -25,13 +25,6 @@ def pg_client(postgres_url: str, tmp_path: Path) -> Iterator[Client]:
     settings = Settings(home=tmp_path, port=0, grace_period=0, backend_store_uri=postgres_url)
     with running_server(settings) as server, Client(server.address, timeout=60) as c:
         yield c
-
-
-def _wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 30
-    while not condition():
-        assert time.monotonic() < deadline, f"no {what} after 30 s"
-        time.sleep(0.05)  # polling the database's own view of its backends
 
 
 @pytest.mark.postgres
@@ -60,16 +53,7 @@ def test_a_reader_by_id_never_passes_an_event_committed_after_it(
         )
         moved.start()
 
-        def archiving_waits() -> bool:
-            with holder.cursor() as cur:
-                cur.execute(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"
-                )
-                row = cur.fetchone()
-                return bool(row and row[0])
-
-        _wait_for(archiving_waits, "archiving update waiting on the held row")
+        wait_until_blocking(holder, "archiving update waiting on the held row")
         c.set_registered_model_tag("quick", "k", "v")  # commits while the move waits
         first = c.list_model_events(since_event_id=start)
         holder.rollback()  # let the move go on and commit

@@ -4,7 +4,6 @@ the call was authorized on."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from modelyard.services.auth.app import open_service
 from modelyard.services.common.runtime import Runtime
 from modelyard.services.common.settings import AuthSettings, Settings
 from tests.conftest import running_server
+from tests.races import wait_until_blocking
 from tests.security.conftest import Secure
 
 
@@ -74,19 +74,7 @@ def test_an_editor_cannot_move_a_version_out_of_production_it_reached_meanwhile(
         mover = threading.Thread(target=archive)
         mover.start()
 
-        def waiting() -> bool:
-            with holder.cursor() as cur:
-                cur.execute(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"
-                )
-                row = cur.fetchone()
-                return bool(row and row[0])
-
-        deadline = time.monotonic() + 30
-        while not waiting():
-            assert time.monotonic() < deadline, "the editor's move never waited on the row"
-            time.sleep(0.05)  # polling the database's own view of its backends
+        wait_until_blocking(holder, "the editor's move waiting on the model's row")
         holder.commit()
     mover.join(30)
     assert not mover.is_alive()
