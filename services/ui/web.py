@@ -136,15 +136,20 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     return HTMLResponse(html, status_code=status_code)
 
 
+def query_text(request: Request, name: str, limit: int, label: str, advice: str) -> str:
+    """The query parameter `name`, stripped, if at most `limit` characters: pages repeat such
+    text in their links (a runs table in every column's sort link), so an unbounded one made
+    pages that grew with the square of the URL's length."""
+    text = request.query_params.get(name, "").strip()
+    if len(text) > limit:
+        raise InvalidArgument(f"{label} is {len(text)} characters long; {advice}", field=name)
+    return text
+
+
 def name_search(request: Request) -> tuple[str, str | None]:
     """The search box's text (`q`) and the name filter it means."""
-    query = request.query_params.get("q", "").strip()
-    if len(query) > MAX_SEARCH:
-        raise InvalidArgument(
-            f"the search text is {len(query)} characters long; search for at most {MAX_SEARCH} "
-            "(no name is longer)",
-            field="q",
-        )
+    advice = f"search for at most {MAX_SEARCH} (no name is longer)"
+    query = query_text(request, "q", MAX_SEARCH, "the search text", advice)
     return query, (f"name ILIKE '%{like_literal(query)}%'" if query else None)
 
 

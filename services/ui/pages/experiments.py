@@ -12,10 +12,13 @@ from starlette.routing import Route
 
 from modelyard.entities.tracking import Run
 from modelyard.errors import InvalidArgument
-from modelyard.services.ui.web import client, name_search, render
+from modelyard.services.ui.web import MAX_SEARCH, client, name_search, query_text, render
 
 PAGE = 100
 AUTO_COLUMNS = 6  # when none are chosen: this many metrics and params seen on the page
+# Every column's sort link carries the filter and the columns again: these bound the page.
+MAX_COLUMNS = 50
+MAX_FILTER = 2000  # characters of `filter`, and of `columns`
 COLUMN_KINDS = ("metrics", "params", "tags")
 
 
@@ -87,8 +90,18 @@ def experiment(request: Request) -> Response:
     c = client(request)
     exp = c.get_experiment(eid)
     params = request.query_params
-    filter_string = params.get("filter", "").strip()
-    order = params.get("order", "").strip()
+    filter_string = query_text(
+        request, "filter", MAX_FILTER, "the filter", f"use at most {MAX_FILTER} characters"
+    )
+    order = query_text(request, "order", MAX_SEARCH, "the sort order", "sort by one column")
+    chosen_text = query_text(
+        request, "columns", MAX_FILTER, "the columns list", f"use at most {MAX_FILTER} characters"
+    )
+    chosen = parse_columns(chosen_text)
+    if len(chosen) > MAX_COLUMNS:
+        raise InvalidArgument(
+            f"{len(chosen)} columns were chosen; show at most {MAX_COLUMNS}", field="columns"
+        )
     error = ""
     runs: list[Run] = []
     next_token = None
@@ -103,14 +116,13 @@ def experiment(request: Request) -> Response:
         runs, next_token = list(page), page.token
     except InvalidArgument as exc:
         error = str(exc)  # a filter typo: show it next to the box, keep the page
-    chosen = parse_columns(params.get("columns", ""))
     columns = chosen or auto_columns(runs)
 
     def link(**changes: str) -> str:
         query = {
             "filter": filter_string,
             "order": order,
-            "columns": params.get("columns", ""),
+            "columns": chosen_text,
             **changes,
         }
         return f"/experiments/{eid}?" + urlencode({k: v for k, v in query.items() if v})
@@ -127,7 +139,7 @@ def experiment(request: Request) -> Response:
         columns=columns,
         filter=filter_string,
         order=order,
-        chosen=params.get("columns", ""),
+        chosen=chosen_text,
         error=error,
         next_link=link(page_token=next_token) if next_token else "",
         first_link=link() if params.get("page_token") else "",
