@@ -71,9 +71,17 @@ def kind_of(path: str) -> str:
     return "unknown"
 
 
-def read_limit(path: str) -> int:
-    """How many bytes of the file build() wants."""
-    return PARQUET_BYTES if path.lower().endswith(".parquet") else PREVIEW_BYTES
+def read_limit(path: str, size: int) -> int:
+    """How many bytes of a file of `size` bytes build() wants: none of an image or HTML (shown
+    from the download route), nor of a Parquet file over PARQUET_BYTES (its footer, which
+    build() needs, is at the end); reading 64 MiB of a file only to refuse it made each such
+    preview cost that much memory."""
+    kind = kind_of(path)
+    if kind in ("image", "html"):
+        return 0
+    if path.lower().endswith(".parquet"):
+        return PARQUET_BYTES if size <= PARQUET_BYTES else 0
+    return PREVIEW_BYTES
 
 
 def clip(value: Any, limit: int = VALUE_CHARS) -> str:
@@ -176,7 +184,7 @@ def _manifest(text: str, truncated: bool) -> Preview:
 
 
 def build(path: str, head: bytes, size: int) -> Preview:
-    """A preview of a file from its first read_limit(path) bytes, out of `size`."""
+    """A preview of a file from its first read_limit(path, size) bytes, out of `size`."""
     kind = kind_of(path)
     truncated = size > len(head)
     if kind == "image" or kind == "html":

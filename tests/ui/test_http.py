@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from collections.abc import Iterator
 from urllib.parse import quote
 
@@ -10,6 +11,7 @@ import pytest
 from modelyard import Client
 from modelyard.services.common.server import ModelyardServer
 from modelyard.services.common.settings import Settings
+from modelyard.services.ui import previews
 from tests.ui.http import WebSession, serving_ui
 
 
@@ -133,3 +135,24 @@ def test_runs_table_links_stay_bounded_whatever_the_url(web: WebSession, run_id:
     response = web.get(f"/experiments/0?columns={quote(longest)}&filter={text}")
     assert response.status == 200
     assert len(response.data) < 1_000_000
+
+
+def test_previews_read_nothing_of_files_they_will_not_show(
+    web: WebSession, run_id: str, server: ModelyardServer, tmp_path, monkeypatch
+) -> None:
+    """A Parquet file over PARQUET_BYTES was read up to that limit (64 MiB, then copied) only
+    to be refused: eight previews at once of a 200 MB one took the UI from 366 to 989 MB."""
+    monkeypatch.setattr(previews, "PARQUET_BYTES", 16 * 2**20)
+    big = tmp_path / "big.parquet"
+    big.write_bytes(b"\0" * (20 * 2**20))
+    with Client(server.address) as c:
+        c.log_artifact(run_id, big)
+    tracemalloc.start()
+    try:
+        response = web.get(f"/runs/{run_id}/artifacts?path=big.parquet")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert response.status == 200
+    assert "Parquet file too large to preview" in response.data.decode()
+    assert peak < 8 * 2**20, f"{peak / 2**20:.1f} MiB"

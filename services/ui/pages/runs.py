@@ -96,12 +96,14 @@ def _safe_path(path: str) -> str:
 
 
 def _head(chunks: Iterator[bytes], limit: int) -> bytes:
+    """The first `limit` bytes; none are read when `limit` is 0."""
     data = bytearray()
-    for chunk in chunks:
+    for chunk in chunks if limit > 0 else ():
         data.extend(chunk)
         if len(data) >= limit:
             break
-    return bytes(data[:limit]) if len(data) > limit else bytes(data)
+    del data[limit:]
+    return bytes(data)
 
 
 def artifacts_page(request: Request) -> Response:
@@ -116,8 +118,9 @@ def artifacts_page(request: Request) -> Response:
     if path and (is_file or not listing):
         info, chunks = c.open_artifact(rid, path)
         if not info.is_dir:
-            head = _head(chunks, previews.read_limit(path))
-            preview = previews.build(path, head, info.file_size or len(head))
+            size = info.file_size or 0
+            head = _head(chunks, previews.read_limit(path, size))
+            preview = previews.build(path, head, max(size, len(head)))
         listing = []
     parent = str(PurePosixPath(path).parent) if path else None
     return render(
