@@ -30,7 +30,13 @@ from modelyard.client._transport import Transport
 from modelyard.services.common.settings import Settings
 from modelyard.services.ui import pages, sessions
 from modelyard.services.ui.pages.session import RequireIdentity
-from modelyard.services.ui.web import UI, SecurityHeaders, error_handlers, plotly_js
+from modelyard.services.ui.web import (
+    UI,
+    CatchUnexpected,
+    SecurityHeaders,
+    error_handlers,
+    plotly_js,
+)
 
 STATIC = Path(__file__).parent / "static"
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
@@ -141,6 +147,7 @@ def create_app(settings: Settings, services_uri: str, tls_ca: str | None = None)
                 https_only=settings.ui.secure_cookies or settings.tls.enabled,
                 max_age=sessions.LIFETIME,
             ),
+            Middleware(CatchUnexpected),
             Middleware(RequireIdentity),
         ],
         exception_handlers=error_handlers(),

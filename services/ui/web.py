@@ -253,7 +253,36 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def error_handlers() -> dict[Any, Any]:
-    return {ModelyardError: _modelyard_error, HTTPException: _http_error, Exception: _unexpected}
+    return {ModelyardError: _modelyard_error, HTTPException: _http_error}
+
+
+class CatchUnexpected:
+    """Any other failure of a page as the error page, sent through the middleware around this
+    one: Starlette answers its handler for `Exception` from outside every middleware, so 500
+    pages went out without the security headers and `no-store`, though they carry the user's
+    name and a CSRF token. Placed inside the session middleware, for the page's session."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as exc:
+            if started:  # too late for a page: the connection is cut instead
+                raise
+            response = await _unexpected(Request(scope, receive), exc)
+            await response(scope, receive, send)
 
 
 # -- static and headers ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from modelyard import Client
 from modelyard.services.common.server import ModelyardServer
 from modelyard.services.common.settings import Settings
 from modelyard.services.ui import previews
+from modelyard.services.ui.web import CSP
 from tests.ui.http import WebSession, serving_ui
 
 
@@ -156,3 +157,25 @@ def test_previews_read_nothing_of_files_they_will_not_show(
     assert response.status == 200
     assert "Parquet file too large to preview" in response.data.decode()
     assert peak < 8 * 2**20, f"{peak / 2**20:.1f} MiB"
+
+
+def test_a_page_that_fails_unexpectedly_keeps_the_security_headers(
+    web: WebSession, run_id: str, server: ModelyardServer, monkeypatch
+) -> None:
+    """Starlette sent the 500 page from outside every middleware: no Content-Security-Policy,
+    no X-Frame-Options, and cacheable, though it shows the user and the logout's CSRF token."""
+    with Client(server.address) as c:
+        c.log_text(run_id, "text", "notes.txt")
+
+    def fail(*args: object) -> None:
+        raise RuntimeError("a bug in a preview")
+
+    monkeypatch.setattr(previews, "build", fail)
+    response = web.get(f"/runs/{run_id}/artifacts?path=notes.txt")
+    assert response.status == 500
+    page = response.data.decode()
+    assert "Something went wrong" in page and "a bug in a preview" not in page
+    assert response.headers["content-security-policy"] == CSP
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["x-frame-options"] == "SAMEORIGIN"
+    assert response.headers["x-content-type-options"] == "nosniff"
