@@ -175,6 +175,8 @@ def _manifest(text: str, truncated: bool) -> Preview:
         return Preview("manifest", text=shown, note=f"It {exc.problem}, which are not expanded.")
     except (yaml.YAMLError, RecursionError):  # not YAML, or nested deeper than the stack
         return Preview("manifest", text=shown, note="It is not valid YAML.")
+    except ValueError as exc:  # a value its tag cannot hold: a 13th month, `!!int 0x`
+        return Preview("manifest", text=shown, note=f"It has a value YAML cannot read ({exc}).")
     if not isinstance(manifest, dict):
         return Preview("manifest", text=shown, note="It is not a YAML mapping.")
     return Preview(

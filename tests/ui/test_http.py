@@ -179,3 +179,25 @@ def test_a_page_that_fails_unexpectedly_keeps_the_security_headers(
     assert response.headers["cache-control"] == "no-store"
     assert response.headers["x-frame-options"] == "SAMEORIGIN"
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("2020-13-01 00:00:00", "month must be in 1..12"),
+        ("!!int 0x", "invalid literal for int()"),
+        ("!!float abc", "could not convert string to float"),
+    ],
+)
+def test_a_manifest_with_a_value_yaml_cannot_read_is_shown_as_text(
+    web: WebSession, run_id: str, server: ModelyardServer, value: str, reason: str
+) -> None:
+    """YAML's constructors raise ValueError for a date or number they cannot build: the
+    artifact page of such an MLmodel was a 500."""
+    with Client(server.address) as c:
+        c.log_text(run_id, f"flavors: {{python_function: {{}}}}\ncreated: {value}\n", "m/MLmodel")
+    response = web.get(f"/runs/{run_id}/artifacts?path=m/MLmodel")
+    assert response.status == 200
+    page = response.data.decode()
+    assert "It has a value YAML cannot read" in page and reason in page
+    assert "python_function" in page  # the text itself
