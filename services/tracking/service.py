@@ -67,7 +67,8 @@ DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}\Z")
-_EXPERIMENT_ID = re.compile(r"^\d{1,18}\Z")
+# [0-9], not \d: \d matches other scripts' digits too ("\u0661"), which int() reads as 1.
+_EXPERIMENT_ID = re.compile(r"^[0-9]{1,18}\Z")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}\Z")
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}\Z")
 # Ids of uploads streamed through UploadArtifact begin with time 0: clients that complete a

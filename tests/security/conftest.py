@@ -51,13 +51,14 @@ class Secure:
                 interceptor._authenticate.state.refresh_now()
 
 
-def secure_settings(home: Path, **auth: object) -> Settings:
+def secure_settings(home: Path, backend_store_uri: str | None = None, **auth: object) -> Settings:
     """Editors may point feature sources into the test's directory (home's parent), where the
     tests make their feature repos."""
     return Settings(
         home=home,
         port=0,
         grace_period=0,
+        backend_store_uri=backend_store_uri,
         auth=AuthSettings(enabled=True, **auth),
         features=FeaturesSettings(source_locations=[str(home.parent)]),
     )
@@ -67,8 +68,8 @@ def secure_settings(home: Path, **auth: object) -> Settings:
 def make_secure(tmp_path: Path) -> Iterator[Callable[..., Secure]]:
     opened: list[tuple[object, Secure]] = []
 
-    def make(**auth: object) -> Secure:
-        settings = secure_settings(tmp_path / f"home{len(opened)}", **auth)
+    def make(backend_store_uri: str | None = None, **auth: object) -> Secure:
+        settings = secure_settings(tmp_path / f"home{len(opened)}", backend_store_uri, **auth)
         service = open_service(settings, Runtime(settings))
         token = service.bootstrap_admin("root").token
         service.store.close()

@@ -303,7 +303,9 @@ class SqlTrackingStore(TrackingStore):
             return self._with_tags(conn, row) if row else None
 
     def experiment_exists(self, experiment_id: str) -> bool:
-        if not experiment_id.isdigit():
+        # Only ASCII digits that fit the BIGINT id: int() fails on "\u00b2" (a digit to
+        # isdigit()), and 19 digits overflow the column: both were INTERNAL errors.
+        if not (experiment_id.isascii() and experiment_id.isdigit()) or len(experiment_id) > 18:
             return False
         with self.db.read() as conn, self.db.cursor(conn) as cursor:
             return self._select_experiment.first(cursor, id=int(experiment_id)) is not None
