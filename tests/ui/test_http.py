@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 import tracemalloc
 from collections.abc import Iterator
 from urllib.parse import quote
@@ -201,3 +203,24 @@ def test_a_manifest_with_a_value_yaml_cannot_read_is_shown_as_text(
     page = response.data.decode()
     assert "It has a value YAML cannot read" in page and reason in page
     assert "python_function" in page  # the text itself
+
+
+def test_every_version_of_a_model_is_reachable_from_its_page(
+    web: WebSession, model: str, server: ModelyardServer, run_id: str
+) -> None:
+    """The model page showed the newest 200 versions and nothing of the others, not even that
+    there were more."""
+    with Client(server.address) as c:
+        for _ in range(200):
+            c.create_model_version(model, f"runs:/{run_id}/model", await_creation_for=0)
+    seen: list[int] = []
+    path: str | None = f"/models/{model}"
+    while path is not None:
+        response = web.get(path)
+        assert response.status == 200
+        page = response.data.decode()
+        seen += [int(v) for v in re.findall(r">Version (\d+)</a>", page)]
+        older = re.search(r'<a href="([^"]+)" class="next" data-testid="older-versions">', page)
+        path = f"/models/{model}{html.unescape(older.group(1))}" if older else None
+    assert seen == list(range(201, 0, -1))
+    assert "Newest versions" in page

@@ -4,6 +4,7 @@ history, and the alias/stage actions for callers allowed to take them."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import quote, urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -25,7 +26,7 @@ from modelyard.services.ui.web import (
     render,
 )
 
-PAGE = 100
+PAGE = 100  # models, and one model's versions
 MAX_VERSION = 2**63 - 1
 STAGES = [s.value for s in Stage]
 
@@ -61,12 +62,12 @@ def model(request: Request) -> Response:
     name = request.path_params["name"]
     c = client(request)
     registered = c.get_registered_model(name)
-    versions = list(
-        c.search_model_versions(
-            filter_string=f"name = '{name.replace(chr(39), '')}'",
-            order_by=["version_number DESC"],
-            max_results=200,
-        )
+    page_token = request.query_params.get("page_token") or None
+    versions = c.search_model_versions(
+        filter_string=f"name = '{name.replace(chr(39), '')}'",
+        order_by=["version_number DESC"],
+        max_results=PAGE,
+        page_token=page_token,
     )
     events = c.list_model_events(name, max_results=100, newest_first=True)
     level = access_level(request, c, name)
@@ -74,7 +75,9 @@ def model(request: Request) -> Response:
         request,
         "model.html",
         model=registered,
-        versions=versions,
+        versions=list(versions),
+        older_link=f"?{urlencode({'page_token': versions.token})}" if versions.token else "",
+        newest_link=f"/models/{quote(name, safe='')}" if page_token else "",
         events=events,
         stages=STAGES,
         can_edit=level is not None and level >= PermissionLevel.EDIT,
