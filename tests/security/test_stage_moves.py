@@ -4,8 +4,7 @@ the call was authorized on."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import psycopg
 import pytest
@@ -14,42 +13,20 @@ from sqlalchemy.engine import make_url
 from modelyard.entities.common import PermissionLevel as L
 from modelyard.entities.registry import Stage
 from modelyard.errors import PermissionDenied
-from modelyard.services.auth.app import open_service
-from modelyard.services.common.runtime import Runtime
-from modelyard.services.common.settings import AuthSettings, Settings
-from tests.conftest import running_server
 from tests.races import wait_until_blocking
 from tests.security.conftest import Secure
 
 
-@pytest.fixture
-def pg_secure(postgres_url: str, tmp_path: Path) -> Iterator[Secure]:
-    settings = Settings(
-        home=tmp_path,
-        port=0,
-        grace_period=0,
-        backend_store_uri=postgres_url,
-        auth=AuthSettings(enabled=True),
-    )
-    service = open_service(settings, Runtime(settings))
-    token = service.bootstrap_admin("root").token
-    service.store.close()
-    with running_server(settings) as server:
-        secure = Secure(server, settings, token, [])
-        yield secure
-        for c in secure.clients:
-            c.close()
-
-
 @pytest.mark.postgres
 def test_an_editor_cannot_move_a_version_out_of_production_it_reached_meanwhile(
-    pg_secure: Secure, postgres_url: str
+    make_secure: Callable[..., Secure], postgres_url: str
 ) -> None:
     """An EDIT grantee's move of a Staging version was authorized on "Staging"; if an owner
     moved it to Production before the move took the row, it used to go through and take the
     Production version out of Production, which needs MANAGE."""
-    owner = pg_secure.user("owner", "editor")
-    editor = pg_secure.user("editor", "viewer")
+    secure = make_secure(backend_store_uri=postgres_url)
+    owner = secure.user("owner", "editor")
+    editor = secure.user("editor", "viewer")
     rid = owner.create_run(owner.create_experiment("e")).info.run_id
     owner.log_text(rid, "flavors: {}\n", "model/MLmodel")
     owner.create_model_version("m", f"runs:/{rid}/model")
