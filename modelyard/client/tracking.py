@@ -365,6 +365,13 @@ class TrackingClient:
         """Every logged value of the metric, by step then time, across all pages."""
         return list(self.iter_metric_history(run_id, key))
 
+    def sample_metric_history(self, run_id: str, key: str, max_points: int) -> list[Metric]:
+        """At most `max_points` (2 or more) values of the metric for a chart, evenly spread by
+        step, first and last among them; the server samples, so a long history is not sent."""
+        request = pb.GetMetricHistoryRequest(run_id=run_id, metric_key=key, max_points=max_points)
+        response = self._t.call(self._tracking.GetMetricHistory, request)
+        return [metric_to_entity(m) for m in response.metrics]
+
     def iter_metric_history(self, run_id: str, key: str, page_size: int = 0) -> Iterator[Metric]:
         token = ""
         while True:

@@ -511,6 +511,27 @@ class TrackingService:
             rid, key, size, check_position(page_token, _is_metric_position)
         )
 
+    def sample_metric_history(
+        self, rid: str, key: str, max_points: int, max_results: int = 0, page_token: str = ""
+    ) -> list[Metric]:
+        """A chart's view of a long history: reading 100k points to draw 2,000 took a run page
+        seconds per metric."""
+        run_id("run_id", rid)
+        v.key("metric_key", key, limits.MAX_KEY_LENGTH)
+        if not 2 <= max_points <= limits.METRIC_HISTORY_MAX:
+            raise InvalidArgument(
+                f"max_points must be between 2 and {limits.METRIC_HISTORY_MAX}, not {max_points}",
+                field="max_points",
+            )
+        if max_results or page_token:
+            field = "max_results" if max_results else "page_token"
+            raise InvalidArgument(
+                f"{field} cannot go with max_points (a sample comes in one response); leave it "
+                "unset, or page through the whole history without max_points",
+                field=field,
+            )
+        return self.store.sample_metric_history(rid, key, max_points)
+
     # -- artifacts -----------------------------------------------------------------------------
 
     def _artifact_key(self, info: RunInfo, path: str) -> str:

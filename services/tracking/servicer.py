@@ -230,6 +230,15 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
         return pb.LogInputsResponse()
 
     def GetMetricHistory(self, request, context):
+        if request.max_points:
+            sample = self.service.sample_metric_history(
+                request.run_id,
+                request.metric_key,
+                request.max_points,
+                request.max_results,
+                request.page_token,
+            )
+            return pb.GetMetricHistoryResponse(metrics=[metric_to_proto(m) for m in sample])
         page = self.service.get_metric_history(
             request.run_id, request.metric_key, request.max_results, request.page_token
         )

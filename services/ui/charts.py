@@ -8,7 +8,7 @@ from typing import Any
 
 from modelyard.entities.tracking import Metric
 
-MAX_POINTS = 2000  # per series; longer histories are thinned evenly (first and last kept)
+MAX_POINTS = 2000  # per series; the tracking service samples longer histories (max_points)
 
 LAYOUT: dict[str, Any] = {
     "margin": {"l": 50, "r": 20, "t": 30, "b": 40},
@@ -34,16 +34,9 @@ def plotly_text(value: Any) -> Any:
     return value
 
 
-def thin(points: Sequence[Any], limit: int = MAX_POINTS) -> list[Any]:
-    if len(points) <= limit:
-        return list(points)
-    stride = (len(points) - 1) / (limit - 1)
-    return [points[round(i * stride)] for i in range(limit)]
-
-
 def metric_series(name: str, history: Sequence[Metric]) -> dict[str, Any]:
     """One metric's history with both x axes: step and wall time."""
-    points = thin(sorted(history, key=lambda m: (m.step, m.timestamp)))
+    points = sorted(history, key=lambda m: (m.step, m.timestamp))
     return {
         "name": name,
         "step": [m.step for m in points],

@@ -180,6 +180,11 @@ class TrackingStore(abc.ABC):
         self, run_id: str, key: str, max_results: int, page_token: str
     ) -> PagedList[Metric]: ...
 
+    @abc.abstractmethod
+    def sample_metric_history(self, run_id: str, key: str, points: int) -> list[Metric]:
+        """At most `points` (>= 2) of the history, evenly spread in its order, first and last
+        included: the database reads them all, nothing more crosses the wire."""
+
     # -- artifact index ------------------------------------------------------------------------
 
     @abc.abstractmethod

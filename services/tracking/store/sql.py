@@ -16,6 +16,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    func,
     insert,
     or_,
     select,
@@ -1059,6 +1060,26 @@ class SqlTrackingStore(TrackingStore):
             last = page[-1]
             token = encode_token(query, [last["step"], last["timestamp"], last["id"]])
         return PagedList([_metric(r) for r in page], token)
+
+    def sample_metric_history(self, run_id: str, key: str, points: int) -> list[Metric]:
+        m = metrics.c
+        of_key = (m.run_uuid == run_id, m.key == key)
+        with self.db.read() as conn:
+            self._run_row(conn, run_id)
+            n = conn.execute(select(func.count()).select_from(metrics).where(*of_key)).scalar_one()
+            if n <= points:
+                whole = select(metrics).where(*of_key).order_by(m.step, m.timestamp, m.id)
+                return [_metric(r) for r in conn.execute(whole).mappings()]
+            # Numbered in the index's order (ties on step and time in any), row i falls in
+            # bucket i * (points - 1) // (n - 1), 0 to points - 1; each bucket's first row is
+            # kept, the last row being alone in the last bucket.
+            order = func.row_number().over(order_by=(m.step, m.timestamp)) - 1
+            numbered = select(metrics, order.label("i")).where(*of_key).subquery()
+            i = numbered.c.i
+            span, last = points - 1, n - 1
+            first_of_bucket = or_(i == 0, (i * span) // last != ((i - 1) * span) // last)
+            sample = select(numbered).where(first_of_bucket).order_by(i)
+            return [_metric(r) for r in conn.execute(sample).mappings()]
 
     # -- artifact index ------------------------------------------------------------------------
 

@@ -41,7 +41,8 @@ def compare(request: Request) -> Response:
     for key in metric_keys[:MAX_CHARTS]:
         series = [
             charts.metric_series(
-                r.info.run_name or r.info.run_id[:8], c.get_metric_history(r.info.run_id, key)
+                r.info.run_name or r.info.run_id[:8],
+                c.sample_metric_history(r.info.run_id, key, charts.MAX_POINTS),
             )
             for r in runs
             if key in r.data.metrics

@@ -31,7 +31,12 @@ def metric_charts(c: Client, run: Run) -> list[dict[str, Any]]:
     keys = sorted(run.data.metrics)[:MAX_CHARTS]
     return [
         charts.metric_chart(
-            key, [charts.metric_series(key, list(c.iter_metric_history(run.info.run_id, key)))]
+            key,
+            [
+                charts.metric_series(
+                    key, c.sample_metric_history(run.info.run_id, key, charts.MAX_POINTS)
+                )
+            ],
         )
         for key in keys
     ]

@@ -1385,11 +1385,17 @@ class GetMetricHistoryRequest(_message.Message):
     METRIC_KEY_FIELD_NUMBER: _builtins.int
     MAX_RESULTS_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    MAX_POINTS_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     metric_key: _builtins.str
     max_results: _builtins.int
     """0 means the default of 25000."""
     page_token: _builtins.str
+    max_points: _builtins.int
+    """For charts: when set (2 to 100000), one response with at most this many points, spread
+    evenly over the history in step order, its first and last point among them; max_results
+    and page_token must then be unset. The server samples, so a long history is not sent whole.
+    """
     def __init__(
         self,
         *,
@@ -1397,10 +1403,11 @@ class GetMetricHistoryRequest(_message.Message):
         metric_key: _builtins.str = ...,
         max_results: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        max_points: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_results", b"max_results", "metric_key", b"metric_key", "page_token", b"page_token", "run_id", b"run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_points", b"max_points", "max_results", b"max_results", "metric_key", b"metric_key", "page_token", b"page_token", "run_id", b"run_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
