@@ -217,6 +217,8 @@ def create_study(
     study's parent; otherwise a parent run is created
     (in `experiment_name`, or the active experiment) and `optimize` manages its status. Call this
     once per study, before starting workers: the workers find the parent through the study.
+    A study of that name already in `storage` is loaded (`load_if_exists`); one stored with
+    other directions than `direction` / `directions` is refused (InvalidArgument).
     """
     study = optuna.create_study(
         storage=storage,
@@ -227,6 +229,7 @@ def create_study(
         directions=directions,
         load_if_exists=load_if_exists,
     )
+    _check_directions(study, direction, directions)
     if PARENT_RUN_ATTR not in study.user_attrs:
         ambient = None if experiment_name or experiment_id else _ambient_run()
         if ambient is not None:
@@ -234,6 +237,27 @@ def create_study(
         else:
             _start_parent(study, _experiment_id(experiment_name, experiment_id), run_name, tags)
     return study
+
+
+def _check_directions(
+    study: optuna.Study, direction: Direction | None, directions: Sequence[Direction] | None
+) -> None:
+    """Refuse a loaded study whose stored directions differ from the ones asked for: Optuna loads
+    an existing study as it was stored, so with load_if_exists (our default) a "maximize" asked
+    of a stored "minimize" study would minimize what the caller means to maximize."""
+    asked = [direction] if direction is not None else list(directions or ())
+    if not asked:
+        return
+    wanted = [d if isinstance(d, StudyDirection) else StudyDirection[d.upper()] for d in asked]
+    if wanted != study.directions:
+        field_name = "direction" if direction is not None else "directions"
+        stored = [d.name.lower() for d in study.directions]
+        raise InvalidArgument(
+            f"{field_name}: study {study.study_name!r} already exists in the storage with "
+            f"directions {stored}, not {[d.name.lower() for d in wanted]}; pass its directions, "
+            "or another study_name for a new study",
+            field=field_name,
+        )
 
 
 def _resolve_parent(

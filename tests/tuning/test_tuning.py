@@ -17,6 +17,7 @@ import pytest
 
 from modelyard import tuning
 from modelyard.entities import RunStatus
+from modelyard.errors import InvalidArgument
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 ROOT = Path(__file__).resolve().parents[2]
@@ -374,3 +375,24 @@ def test_a_killed_workers_trial_run_and_the_parent_end_with_a_heartbeat(
     assert "heartbeat" in run.data.tags["optuna.fail_reason"]
     parent = c.get_run(parent_id)
     assert parent.info.status == RunStatus.FINISHED and parent.data.metrics["n_failed"] == 1
+
+
+def test_reloading_a_stored_study_with_other_directions_is_refused(fluent, tmp_path: Path) -> None:
+    """create_study loads an existing study by default: a direction other than the stored one
+    would silently optimize the wrong way, so it is refused, naming the stored direction."""
+    c = fluent.client()
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = tuning.create_study(study_name="s", storage=url, direction="minimize")
+    parent_id = study.user_attrs[tuning.PARENT_RUN_ATTR]
+
+    with pytest.raises(InvalidArgument, match=r"direction: study 's' .* \['minimize'\]") as err:
+        tuning.create_study(study_name="s", storage=url, direction="maximize")
+    assert err.value.field == "direction"
+    with pytest.raises(InvalidArgument, match="directions"):
+        tuning.create_study(study_name="s", storage=url, directions=["minimize", "maximize"])
+
+    again = tuning.create_study(study_name="s", storage=url, direction="minimize")
+    assert again.user_attrs[tuning.PARENT_RUN_ATTR] == parent_id
+    assert tuning.create_study(study_name="s", storage=url).direction.name == "MINIMIZE"
+    runs = fluent.search_runs(search_all_experiments=True, output_format="list")
+    assert [r.info.run_id for r in runs] == [parent_id] and c.get_run(parent_id)
