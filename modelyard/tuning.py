@@ -292,8 +292,25 @@ def _metric_names(study: optuna.Study, metric_name: str | Sequence[str]) -> tupl
         return (metric_name,) if n == 1 else tuple(f"{metric_name}_{i}" for i in range(n))
     names = tuple(metric_name)
     if len(names) != n:
-        raise ValueError(f"metric_name has {len(names)} names for a study with {n} objectives")
+        raise InvalidArgument(
+            f"metric_name has {len(names)} names for a study with {n} objectives",
+            field="metric_name",
+        )
     return names
+
+
+def _check_metric_keys(metric_names: Sequence[str], intermediate_metric: str) -> None:
+    """Refuse, before any trial runs, metric names the server would refuse: a refused
+    `metric_name` loses every trial's outcome (values, state tag, duration: one batch), and a
+    refused `intermediate_metric` fails every trial at its first `trial.report`."""
+    for name in metric_names:
+        validation.key("metric_name", name)
+    if len(set(metric_names)) != len(metric_names):
+        raise InvalidArgument(
+            f"metric_name names {list(metric_names)} repeat a name: each objective needs its own",
+            field="metric_name",
+        )
+    validation.key("intermediate_metric", intermediate_metric)
 
 
 def _objective_values(value: Any, n: int) -> list[float] | None:
@@ -374,6 +391,7 @@ def track(
     `optimize` does this for you; use it directly with `study.optimize` or the ask/tell interface
     (`track(...)(study.ask())` runs and records one trial).
     """
+    _check_metric_keys(metric_names, intermediate_metric)
     target = _Target(parent_run_id, experiment_id, tuple(metric_names), intermediate_metric)
 
     def tracked(trial: Trial) -> Any:
@@ -561,12 +579,13 @@ def optimize(
     while trials run and FINISHED (FAILED if the objective raised out of optimize) once no
     trial of the study is running; a parent you own keeps the status you give it.
     """
+    names = _metric_names(study, metric_name)
+    _check_metric_keys(names, intermediate_metric)
     rid, exp_id = _resolve_parent(study, parent_run_id, run_name, experiment_name)
     c = fluent.client()
     managed = c.get_run(rid).data.tags.get(MANAGED_TAG) == "true"
     if managed:
         c.update_run(rid, status=RunStatus.RUNNING)
-    names = _metric_names(study, metric_name)
     single = len(study.directions) == 1
 
     def progress(s: optuna.Study, t: FrozenTrial) -> None:

@@ -396,3 +396,35 @@ def test_reloading_a_stored_study_with_other_directions_is_refused(fluent, tmp_p
     assert tuning.create_study(study_name="s", storage=url).direction.name == "MINIMIZE"
     runs = fluent.search_runs(search_all_experiments=True, output_format="list")
     assert [r.info.run_id for r in runs] == [parent_id] and c.get_run(parent_id)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"metric_name": "val loss,x"}, "metric_name"),
+        ({"metric_name": ["cost", "cost"]}, "metric_name"),
+        ({"metric_name": ["only-one"]}, "metric_name"),
+        ({"intermediate_metric": "a,b"}, "intermediate_metric"),
+    ],
+)
+def test_metric_names_the_server_refuses_are_refused_before_any_trial(
+    fluent, kwargs: dict[str, object], field: str
+) -> None:
+    """A refused metric_name lost every trial's value and state on its run (one batch), a
+    refused intermediate_metric failed every trial at its first report: both now stop optimize
+    before it runs a trial or makes a run."""
+    study = optuna.create_study(directions=["minimize", "maximize"])
+    if "metric_name" in kwargs and isinstance(kwargs["metric_name"], str):
+        study = optuna.create_study()
+    calls: list[int] = []
+
+    def objective(trial: optuna.Trial) -> float | tuple[float, float]:
+        calls.append(trial.number)
+        trial.report(1.0, 0)
+        return 1.0 if len(study.directions) == 1 else (1.0, 2.0)
+
+    with pytest.raises(InvalidArgument) as err:
+        tuning.optimize(study, objective, n_trials=2, **kwargs)  # type: ignore[arg-type]
+    assert err.value.field == field
+    assert calls == [] and study.get_trials() == []
+    assert fluent.search_runs(search_all_experiments=True).empty
