@@ -26,6 +26,7 @@ import pandas as pd
 from modelyard import fluent, tuning
 from modelyard.automl import codegen, families, features
 from modelyard.automl.dataset import SPLIT_COL, Schema
+from modelyard.automl.deadline import OutOfTime, interrupt_at
 from modelyard.automl.families import Context
 from modelyard.automl.metrics import CLASSIFICATION
 from modelyard.automl.metrics import classification as classification_scores
@@ -89,10 +90,10 @@ class Search:
     deadline: float | None = None  # time.monotonic() when the search must stop
 
     def check_time(self) -> None:
-        """Stop a trial that would run past the budget (its run ends KILLED, state PRUNED)."""
+        """Stop a trial that would run past the budget (its run ends KILLED, state PRUNED), as
+        the deadline's timer does: `run_trial` records it, once the timer is disarmed."""
         if self.deadline is not None and time.monotonic() > self.deadline:
-            fluent.set_tag("modelyard.automl.stopped", "the time budget ran out mid-trial")
-            raise optuna.TrialPruned("the time budget ran out")
+            raise OutOfTime()
 
     def better(self, value: float) -> bool:
         if math.isnan(self.best.value):
@@ -157,6 +158,7 @@ class TabularSearch(Search):
         parts = {p: self.df[self.df[SPLIT_COL] == p] for p in ("train", "val", "test")}
         metrics: dict[str, float] = {}
         if self.cv_folds is None:
+            self.check_time()
             model = self.pipeline(spec).fit(parts["train"][cols], parts["train"][target])
             for name, part in parts.items():
                 scores = self.scores(model, part[cols], part[target])
@@ -262,7 +264,12 @@ def run_trial(
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model, metrics, fit_frame = evaluate()
+        try:
+            with interrupt_at(search.deadline):  # a long fit stops at the deadline
+                model, metrics, fit_frame = evaluate()
+        except OutOfTime:
+            fluent.set_tag("modelyard.automl.stopped", "the time budget ran out mid-trial")
+            raise optuna.TrialPruned("the time budget ran out") from None
     if caught:  # convergence and deprecation notes: on the run, not on the console
         messages = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
         fluent.set_tag("modelyard.automl.warnings", " | ".join(messages)[:8000])

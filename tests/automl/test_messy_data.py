@@ -4,8 +4,10 @@ splits. Each either works as the user meant or is refused up front, saying what 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -266,3 +268,60 @@ def test_a_one_row_class_leaves_svm_out_instead_of_failing_its_trials(fluent, tm
     assert any(w.startswith("svm left out: a class has only 1 row(s)") for w in result.warnings)
     params = fluent.client().get_run(result.parent_run_id).data.params
     assert "svm" not in params["model_families"].split(",")
+
+
+def test_a_fit_longer_than_the_budget_is_stopped_and_the_best_model_kept(
+    fluent, monkeypatch, tmp_path
+) -> None:
+    """The budget was checked only between CV folds (never without CV), so one long fit ran to
+    its end: a 30 s classify took 79 s on a 20k-row table, a forest fitting for 55 s. A fit
+    still running at the deadline is stopped now; the trial ends PRUNED, the best model stays."""
+    real = search.TabularSearch.evaluate
+    spun: list[float] = []
+
+    def evaluate(self: search.TabularSearch, spec: families.Spec) -> object:
+        if spec.cls == "LGBMClassifier":
+            return real(self, spec)
+        end = time.monotonic() + 120  # a fit far longer than the budget, in Python as fits are
+        while time.monotonic() < end:
+            pass
+        spun.append(time.monotonic())
+        return real(self, spec)
+
+    monkeypatch.setattr(search.TabularSearch, "evaluate", evaluate)
+    started = time.monotonic()
+    result = modelyard.automl.classify(
+        _binary(), "y", timeout_minutes=0.25, cv_folds=None, output_dir=tmp_path
+    )
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 15 + 30 and spun == []  # the budget, plus a margin for a loaded machine
+    states = dict(zip(result.trials["model_family"], result.trials["state"], strict=True))
+    assert states == {"lightgbm": "COMPLETE", "linear": "PRUNED"}
+    assert result.best_trial.model_family == "lightgbm"
+    assert modelyard.pyfunc.load_model(result.best_trial.model_uri).predict(_binary()).size == 60
+    stopped = fluent.client().get_run(result.trials["run_id"][1])
+    assert stopped.info.status == "KILLED"
+    assert stopped.data.tags["modelyard.automl.stopped"] == "the time budget ran out mid-trial"
+
+
+def test_the_deadline_timer_leaves_the_callers_own_timer_and_handler_as_they_were() -> None:
+    """pytest-timeout, or a caller's own alarm: its handler comes back and its timer is re-armed
+    with the time it had left."""
+    from modelyard.automl.deadline import OutOfTime, interrupt_at
+
+    def theirs(signum: int, frame: object) -> None:
+        raise AssertionError("the caller's alarm")
+
+    before = signal.signal(signal.SIGALRM, theirs)
+    before_timer = signal.setitimer(signal.ITIMER_REAL, 1000)
+    try:
+        with pytest.raises(OutOfTime), interrupt_at(time.monotonic() + 0.2):
+            end = time.monotonic() + 30
+            while time.monotonic() < end:
+                pass
+        left, _ = signal.getitimer(signal.ITIMER_REAL)
+        assert signal.getsignal(signal.SIGALRM) is theirs and 990 < left <= 1000
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, *before_timer)
+        signal.signal(signal.SIGALRM, before)
