@@ -248,6 +248,7 @@ def _tabular(
     started = time.monotonic()
     primary = metrics.primary_metric(problem, primary_metric)
     excluded = common.excluded_frameworks(exclude_frameworks)
+    common.registered_model_name(register_model)
     total, timeout = common.budget_seconds(timeout_minutes, max_trials)
     workdir = common.output_dir(output_dir)
     df, given, schema, csv_path, notes = _prepare(

@@ -24,6 +24,7 @@ from modelyard.automl.profile import DataProfile
 from modelyard.automl.result import AutoMLResult, BestTrial
 from modelyard.automl.search import Search
 from modelyard.errors import FailedPrecondition, InvalidArgument
+from modelyard.services.registry.names import model_name
 
 DEFAULT_TIMEOUT_MINUTES = 10.0
 # Time kept back from the search for logging the best model and explaining it.
@@ -56,6 +57,12 @@ def excluded_frameworks(exclude: Iterable[str] | None) -> tuple[str, ...]:
             field="exclude_frameworks",
         )
     return names
+
+
+def registered_model_name(name: str | None) -> str | None:
+    """`register_model` checked by the registry's rule before the search: refused only when the
+    best model is registered, a bad name cost the whole budget."""
+    return None if name is None else model_name("register_model", name)
 
 
 def output_dir(path: str | Path | None) -> Path:

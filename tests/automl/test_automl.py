@@ -226,3 +226,18 @@ def test_bad_options_are_refused_before_any_run(fluent, churn) -> None:
             churn, "usage", exclude_frameworks=["sklearn", "lightgbm", "xgboost"], max_trials=1
         )
     assert fluent.search_runs(search_all_experiments=True).empty
+
+
+def test_a_model_name_the_registry_refuses_is_refused_before_the_search(
+    fluent, churn, sales
+) -> None:
+    """register_model was checked only when the best model was registered, after the search
+    had spent the whole budget."""
+    with pytest.raises(InvalidArgument, match="not a valid model name") as err:
+        modelyard.automl.classify(churn, "churned", register_model="bad/../name,", max_trials=1)
+    assert err.value.field == "register_model"
+    with pytest.raises(InvalidArgument, match="register_model ' padded'"):
+        modelyard.automl.forecast(
+            sales, "sales", "day", horizon=7, register_model=" padded", max_trials=1
+        )
+    assert fluent.search_runs(search_all_experiments=True).empty
