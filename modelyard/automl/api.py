@@ -190,7 +190,9 @@ def _prepare(
         notes.append(f"{missing} rows without a {target_col} value were dropped")
     if problem == CLASSIFICATION:
         raw[target_col] = _whole_numbers(raw[target_col])
-    drop = [c for c in exclude_cols or () if c in raw.columns and c != target_col]
+    drop = [c for c in exclude_cols or () if c != target_col]
+    for c in drop:  # a misspelt name would leave in the very column meant to be left out
+        dataset.require_column(raw, c, "exclude_cols")
     raw = raw.drop(columns=drop).reset_index(drop=True)
     if len(raw) < 20:
         raise InvalidArgument(f"{len(raw)} rows is too few to train and validate", field="data")

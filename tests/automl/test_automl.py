@@ -241,3 +241,14 @@ def test_a_model_name_the_registry_refuses_is_refused_before_the_search(
             sales, "sales", "day", horizon=7, register_model=" padded", max_trials=1
         )
     assert fluent.search_runs(search_all_experiments=True).empty
+
+
+def test_exclude_cols_naming_no_column_is_refused_naming_the_close_one(fluent, churn) -> None:
+    """A misspelt exclude_cols entry was ignored, and the column it meant to leave out (here,
+    one leaking the target) was trained on."""
+    data = churn.assign(leak=churn["churned"] == "yes")
+    with pytest.raises(
+        InvalidArgument, match="exclude_cols 'Leak' is not a column; did you mean 'leak'"
+    ):
+        modelyard.automl.classify(data, "churned", exclude_cols=["Leak"], max_trials=1)
+    assert fluent.search_runs(search_all_experiments=True).empty
