@@ -78,7 +78,7 @@ def require_column(df: pd.DataFrame, column: str, name: str) -> None:
 def numeric(col: pd.Series, name: str) -> pd.Series:
     """The column as float64; values that are not numbers are refused by name, never made NaN."""
     if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
-        return col.astype("float64")
+        return finite(col.astype("float64"), name)
     converted = pd.to_numeric(col, errors="coerce")
     bad = col[converted.isna() & col.notna()]
     if len(bad):
@@ -89,7 +89,21 @@ def numeric(col: pd.Series, name: str) -> pd.Series:
             "thousands=',') or to missing values (NaN), whose rows are dropped",
             field=name,
         )
-    return converted.astype("float64")
+    return finite(converted.astype("float64"), name)
+
+
+def finite(col: pd.Series, name: str) -> pd.Series:
+    """Refuse infinities by name: no model fits them (every trial would fail in its imputer), nor
+    do the target's statistics."""
+    infinite = int(np.isinf(col.to_numpy(dtype="float64", na_value=np.nan)).sum())
+    if infinite:
+        raise InvalidArgument(
+            f"column {name!r} holds {infinite} infinite value(s) (inf or -inf): replace them with "
+            "numbers, or with missing values (NaN), which AutoML imputes in a feature and drops "
+            "with their rows in the target",
+            field=name,
+        )
+    return col
 
 
 def timestamps(col: pd.Series, name: str) -> pd.Series:
@@ -136,7 +150,7 @@ def normalize(
             else:
                 col, dtypes[name] = col.astype(str), "str"
         elif pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
-            col, dtypes[name] = col.astype("float64"), "float64"
+            col, dtypes[name] = numeric(col, name), "float64"
         else:
             col = col.astype("object").where(col.notna(), None)
             col = col.map(lambda v: v if v is None else str(v))

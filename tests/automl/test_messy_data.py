@@ -148,6 +148,30 @@ def test_regression_refuses_a_target_value_that_is_no_number(tmp_path) -> None:
         modelyard.automl.regress(data, "y", max_trials=1, output_dir=tmp_path)
 
 
+@pytest.mark.parametrize("column", ["y", "x"])
+@pytest.mark.parametrize("value", [np.inf, -np.inf])
+def test_infinite_values_are_refused_naming_their_column(
+    fluent, sales, tmp_path, column: str, value: float
+) -> None:
+    """An infinite target crashed the data profile (numpy's histogram: 'autodetected range ...
+    is not finite', 'This is a bug' in the CLI); an infinite feature failed every trial in its
+    imputer, after the whole budget. Both are refused up front, saying what to do."""
+    data = _binary().astype({"y": float})
+    data.loc[3, column] = value
+    with pytest.raises(InvalidArgument, match=f"column '{column}' holds 1 infinite.*NaN") as err:
+        modelyard.automl.regress(data, "y", max_trials=1, output_dir=tmp_path)
+    assert err.value.field == column
+    if column == "x":
+        with pytest.raises(InvalidArgument, match="column 'x' holds 1 infinite"):
+            modelyard.automl.classify(data, "y", max_trials=1, output_dir=tmp_path)
+    else:
+        series = sales.copy()
+        series.loc[10, "sales"] = value
+        with pytest.raises(InvalidArgument, match="column 'sales' holds 1 infinite"):
+            modelyard.automl.forecast(series, "sales", "day", horizon=7, max_trials=1)
+    assert fluent.search_runs(search_all_experiments=True).empty
+
+
 @pytest.mark.parametrize(
     ("values", "cv_folds", "missing"),
     [
