@@ -168,6 +168,21 @@ def _whole_numbers(y: pd.Series) -> pd.Series:
     return y
 
 
+def _labels(y: pd.Series, target_col: str) -> pd.Series:
+    """Class labels: whole numbers stored as floats as integers; other fractional numbers are
+    refused, as scikit-learn reads them as a continuous target and fails every model."""
+    y = _whole_numbers(y)
+    if pd.api.types.is_float_dtype(y):
+        shown = [str(v) for v in dict.fromkeys(y[y % 1 != 0].tolist())][:3]
+        raise InvalidArgument(
+            f"target_col {target_col!r} holds numbers that are not whole, e.g. {shown}, which "
+            "cannot be class labels: give the classes as text (df[col].astype(str)) or whole "
+            "numbers, or use regress to predict the number",
+            field="target_col",
+        )
+    return y
+
+
 def _prepare(
     problem: str,
     data: Any,
@@ -189,7 +204,7 @@ def _prepare(
         raw = raw[raw[target_col].notna()]
         notes.append(f"{missing} rows without a {target_col} value were dropped")
     if problem == CLASSIFICATION:
-        raw[target_col] = _whole_numbers(raw[target_col])
+        raw[target_col] = _labels(raw[target_col], target_col)
     drop = [c for c in exclude_cols or () if c != target_col]
     for c in drop:  # a misspelt name would leave in the very column meant to be left out
         dataset.require_column(raw, c, "exclude_cols")

@@ -148,6 +148,19 @@ def test_regression_refuses_a_target_value_that_is_no_number(tmp_path) -> None:
         modelyard.automl.regress(data, "y", max_trials=1, output_dir=tmp_path)
 
 
+def test_fractional_class_labels_are_refused_saying_what_to_do(fluent, tmp_path) -> None:
+    """Labels such as 0.5 / 1.5 failed with scikit-learn's "Supported target types are:
+    ('binary', 'multiclass'). Got 'continuous' instead." ('This is a bug' in the CLI)."""
+    data = _binary().astype({"y": float})
+    data["y"] = data["y"] + 0.5
+    with pytest.raises(
+        InvalidArgument, match=r"not whole, e\.g\. \['[01]\.5', '[01]\.5'\].*astype\(str\).*regress"
+    ) as err:
+        modelyard.automl.classify(data, "y", max_trials=1, output_dir=tmp_path)
+    assert err.value.field == "target_col"
+    assert fluent.search_runs(search_all_experiments=True).empty
+
+
 @pytest.mark.parametrize("column", ["y", "x"])
 @pytest.mark.parametrize("value", [np.inf, -np.inf])
 def test_infinite_values_are_refused_naming_their_column(
