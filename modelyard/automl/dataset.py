@@ -46,19 +46,33 @@ class Schema:
 def load(data: Any) -> pd.DataFrame:
     """A DataFrame as given, or one read from a .csv / .parquet path."""
     if isinstance(data, pd.DataFrame):
-        return data.copy()
+        return _unique_names(data.copy())
     if isinstance(data, str | Path):
         path = Path(data)
         if not path.exists():
             raise InvalidArgument(f"data file {path} does not exist", field="data")
         if path.suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        return pd.read_csv(path)
+            return _unique_names(pd.read_parquet(path))
+        return _unique_names(pd.read_csv(path))
     raise InvalidArgument(
         f"data must be a pandas DataFrame or a path to a CSV or Parquet file, not "
         f"{type(data).__name__}",
         field="data",
     )
+
+
+def _unique_names(df: pd.DataFrame) -> pd.DataFrame:
+    """Refuse columns whose names are the same as text (1 and "1", or a name twice): the
+    training CSV and the scripts name columns by text, where one would hide the other."""
+    names = [str(c) for c in df.columns]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InvalidArgument(
+            f"the data has more than one column named {twice[:5]} (as text, 1 and '1' are the "
+            "same name): rename or drop the extra columns",
+            field="data",
+        )
+    return df
 
 
 def require_column(df: pd.DataFrame, column: str, name: str) -> None:

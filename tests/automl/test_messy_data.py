@@ -148,6 +148,17 @@ def test_regression_refuses_a_target_value_that_is_no_number(tmp_path) -> None:
         modelyard.automl.regress(data, "y", max_trials=1, output_dir=tmp_path)
 
 
+def test_columns_with_the_same_name_as_text_are_refused(fluent, tmp_path) -> None:
+    """Columns 1 and "1" (one name in the training CSV) crashed classify with AttributeError:
+    'DataFrame' object has no attribute 'dtype'."""
+    data = _binary().assign(**{"1": 0.5})
+    data[1] = data["x"] * 2
+    with pytest.raises(InvalidArgument, match=r"more than one column named \['1'\]") as err:
+        modelyard.automl.classify(data, "y", max_trials=1, output_dir=tmp_path)
+    assert err.value.field == "data"
+    assert fluent.search_runs(search_all_experiments=True).empty
+
+
 def test_fractional_class_labels_are_refused_saying_what_to_do(fluent, tmp_path) -> None:
     """Labels such as 0.5 / 1.5 failed with scikit-learn's "Supported target types are:
     ('binary', 'multiclass'). Got 'continuous' instead." ('This is a bug' in the CLI)."""
