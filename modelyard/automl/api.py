@@ -216,6 +216,13 @@ def _prepare(
     )
     if split_col is not None:
         raw = raw.drop(columns=[split_col])
+    if dataset.SPLIT_COL in raw.columns:  # AutoML's own split would replace it unseen
+        raise InvalidArgument(
+            f"column {dataset.SPLIT_COL!r} is the name AutoML gives its train / val / test "
+            f"split: pass split_col={dataset.SPLIT_COL!r} to split by it (as in data AutoML "
+            "logged), or rename it to train on it",
+            field="data",
+        )
     normalized, schema = dataset.normalize(raw, target_col, problem == REGRESSION)
     normalized[dataset.SPLIT_COL] = split.to_numpy()
     schema.dtypes[dataset.SPLIT_COL] = "str"

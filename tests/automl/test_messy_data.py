@@ -159,6 +159,21 @@ def test_columns_with_the_same_name_as_text_are_refused(fluent, tmp_path) -> Non
     assert fluent.search_runs(search_all_experiments=True).empty
 
 
+def test_a_column_named_as_automls_split_is_refused_or_used_as_the_split(fluent, tmp_path) -> None:
+    """A column named _automl_split (as in data an earlier AutoML run logged) was silently
+    replaced by a split drawn anew: the user's column was neither a feature nor the split."""
+    data = _binary().assign(**{SPLIT_COL: np.resize(["train", "train", "val", "test"], 60)})
+    with pytest.raises(InvalidArgument, match=f"split_col='{SPLIT_COL}'") as err:
+        modelyard.automl.classify(data, "y", max_trials=1, output_dir=tmp_path)
+    assert err.value.field == "data"
+    assert fluent.search_runs(search_all_experiments=True).empty
+    result = modelyard.automl.classify(
+        data, "y", split_col=SPLIT_COL, cv_folds=None, max_trials=1, output_dir=tmp_path
+    )
+    logged = fluent.client().download_artifacts(result.parent_run_id, "data/training_data.csv")
+    assert pd.read_csv(logged)[SPLIT_COL].tolist() == data[SPLIT_COL].tolist()
+
+
 def test_fractional_class_labels_are_refused_saying_what_to_do(fluent, tmp_path) -> None:
     """Labels such as 0.5 / 1.5 failed with scikit-learn's "Supported target types are:
     ('binary', 'multiclass'). Got 'continuous' instead." ('This is a bug' in the CLI)."""
