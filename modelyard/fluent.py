@@ -47,7 +47,7 @@ from modelyard.entities import (
     SystemTag,
     ViewType,
 )
-from modelyard.errors import FailedPrecondition, InvalidArgument
+from modelyard.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 
 _lock = threading.RLock()
 _client: Client | None = None
@@ -172,8 +172,7 @@ def set_experiment(
         experiment = c.get_experiment(experiment_id)
     else:
         assert experiment_name is not None
-        found = c.get_experiment_by_name(experiment_name)
-        experiment = found or c.get_experiment(c.create_experiment(experiment_name))
+        experiment = _experiment_named(c, experiment_name)
     if experiment.lifecycle_stage != "active":
         raise FailedPrecondition(
             f"experiment {experiment.name!r} is deleted; restore it with "
@@ -181,6 +180,22 @@ def set_experiment(
         )
     _experiment_id = experiment.experiment_id
     return experiment
+
+
+def _experiment_named(c: Client, name: str) -> Experiment:
+    """The experiment called `name`, created if missing. Parallel workers of one sweep all
+    set the same new experiment at start: one of them creates it between another's lookup and
+    create, and that other takes the one just made instead of failing with AlreadyExists."""
+    found = c.get_experiment_by_name(name)
+    if found is not None:
+        return found
+    try:
+        return c.get_experiment(c.create_experiment(name))
+    except AlreadyExists:
+        found = c.get_experiment_by_name(name)
+        if found is None:  # created and then removed for good meanwhile: say what we saw
+            raise
+        return found
 
 
 def _current_experiment_id() -> str:

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelyard.entities import RunStatus
+from modelyard.client import Client
+from modelyard.entities import Experiment, RunStatus
 from modelyard.errors import FailedPrecondition
 
 
@@ -267,3 +268,33 @@ def test_dataset_digests_hold_across_processes() -> None:
     there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert there.stdout.strip() == here
     assert data.from_numpy(np.array([["a", 1], ["c", 2]], dtype=object)).digest != here
+
+
+def test_set_experiment_takes_the_one_another_worker_just_created(
+    fluent, server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers of a sweep all set one new experiment at start: another worker creating it
+    between this one's lookup and its create used to fail this one with AlreadyExists."""
+    shared = fluent.client()
+    lookup = shared.get_experiment_by_name
+    other_worker = Client(server.address)
+    created: list[str] = []
+
+    def looked_up_just_before_the_other_worker_created_it(name: str) -> Experiment | None:
+        if not created:  # the other worker wins the race right after this lookup
+            found = lookup(name)
+            created.append(other_worker.create_experiment(name))
+            return found
+        return lookup(name)
+
+    monkeypatch.setattr(
+        shared, "get_experiment_by_name", looked_up_just_before_the_other_worker_created_it
+    )
+    try:
+        experiment = fluent.set_experiment("sweep")
+    finally:
+        other_worker.close()
+    assert experiment.experiment_id == created[0]
+    with fluent.start_run() as run:
+        pass
+    assert fluent.get_run(run.info.run_id).info.experiment_id == created[0]
