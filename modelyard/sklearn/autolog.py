@@ -274,7 +274,9 @@ class _GuardedLog:
             warnings.simplefilter("ignore")
             yield
 
-    def step(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+    def step(self, what: str, fn: Callable[..., Any], *args: Any, local: bool = False) -> Any:
+        """`local`: the step calls no server, so whatever it raises (an InvalidArgument from
+        describing the data, say) is its own failure and the steps after it still run."""
         if self.broken:
             return None
         try:
@@ -282,7 +284,7 @@ class _GuardedLog:
                 return fn(*args)
         except Exception as exc:
             self.failures.append((what, exc))
-            self.broken = self.broken or isinstance(exc, ModelyardError)
+            self.broken = self.broken or (not local and isinstance(exc, ModelyardError))
             return None
 
     def server_hint(self) -> str | None:
@@ -376,7 +378,11 @@ class _FitLog(_GuardedLog):
         signature = None
         if settings.log_models and settings.log_model_signatures and example is not None:
             signature = self.step(
-                "infer the model signature", _infer_model_signature, estimator, example
+                "infer the model signature",
+                _infer_model_signature,
+                estimator,
+                example,
+                local=True,  # a dtype no signature describes: the model goes without one
             )
         if settings.log_models:
             self.step("log the model", self._log_model, estimator, "model", signature, example)
@@ -515,9 +521,13 @@ def _logged_fit(
     from modelyard.sklearn import post_training  # it builds on this module
 
     log = _FitLog(settings, estimator)
-    inputs = log.step("read fit's arguments", _fit_inputs, original, estimator, args, kwargs)
+    inputs = log.step(
+        "read fit's arguments", _fit_inputs, original, estimator, args, kwargs, local=True
+    )
     X, y, sample_weight = inputs or (None, None, None)
-    example = log.step("take an input example", _head, X) if settings.log_models else None
+    example = (
+        log.step("take an input example", _head, X, local=True) if settings.log_models else None
+    )
     # Steps inside before/after guard themselves; the outer step catches a bug between them.
     log.step("prepare logging", log.before, X, y)
     try:

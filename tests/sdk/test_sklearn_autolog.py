@@ -17,12 +17,13 @@ import pytest
 import sklearn
 import sklearn.metrics
 from scipy.sparse import csr_matrix
+from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import precision_score
 from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import FunctionTransformer
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 
 import modelyard.pyfunc
 import modelyard.sklearn
@@ -186,6 +187,30 @@ def test_a_failing_fit_raises_its_own_error_and_fails_the_run(fluent, autolog, i
 
 
 # -- inputs ------------------------------------------------------------------------------------
+
+
+def test_a_column_no_signature_describes_still_logs_the_model(fluent, autolog, tmp_path) -> None:
+    """A pandas category column has no signature type: the model is logged without one and the
+    run finishes, as in MLflow. The local InvalidArgument used to count as a failed server call,
+    so the model was skipped and the run marked FAILED though the fit succeeded."""
+    frame = pd.DataFrame(
+        {"city": pd.Categorical(["oslo", "rome", "oslo", "lima"] * 5), "size": np.arange(20.0)}
+    )
+    target = np.arange(20.0)
+    encode = ColumnTransformer([("city", OneHotEncoder(), ["city"])], remainder="passthrough")
+    autolog()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_pipeline(encode, Ridge()).fit(frame, target)
+    [message] = autolog_warnings(caught)
+    assert "infer the model signature" in message and "Everything else was logged" in message
+    run = fluent.last_active_run()
+    assert run.info.status == "FINISHED"
+    assert "training_score" in run.data.metrics
+    manifest = read_manifest(model_dir(fluent, run.info.run_id, tmp_path))
+    assert manifest.signature is None
+    model = modelyard.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    assert model.predict(frame.head(2)).shape == (2,)
 
 
 def test_sparse_training_data(fluent, autolog, iris, tmp_path: Path) -> None:
