@@ -19,7 +19,7 @@ import pandas as pd
 
 from modelyard.errors import InvalidArgument
 from modelyard.models.package import ModelManifest, verify
-from modelyard.models.signature import Signature, enforce
+from modelyard.models.signature import Signature, enforce, with_types
 from modelyard.models.uri import resolve_model_uri
 
 PYFUNC = "python_function"
@@ -63,8 +63,10 @@ def load_input_example(path: Path, manifest: ModelManifest) -> Any:
         return None
     data = json.loads((path / manifest.input_example).read_text())
     if "columns" in data:
-        return pd.DataFrame(data["data"], columns=data["columns"])
-    return np.asarray(data["inputs"])
+        example: Any = pd.DataFrame(data["data"], columns=data["columns"])
+    else:
+        example = np.asarray(data["inputs"])
+    return example if manifest.signature is None else with_types(manifest.signature, example)
 
 
 def load_local(path: str | Path, ignore: tuple[str, ...] = ()) -> PyFuncModel:

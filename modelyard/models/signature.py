@@ -151,6 +151,38 @@ def infer_signature(model_input: Any, model_output: Any = None) -> Signature:
     return Signature(_specs_for(model_input), outputs)
 
 
+def with_types(signature: Signature, example: Any) -> Any:
+    """An input example read back from JSON, in the types the signature recorded from it: JSON
+    keeps no int32, float32 or datetime, and the model would refuse its own example. A column
+    whose values cannot take its type (a null in an integer column) is left as read."""
+    if isinstance(example, pd.DataFrame):
+        typed = example.copy()
+        for spec in signature.inputs:
+            if isinstance(spec, ColumnSpec) and spec.name in typed.columns:
+                typed[spec.name] = _column_with_type(spec, typed[spec.name])
+        return typed
+    tensor = signature.inputs[0] if len(signature.inputs) == 1 else None
+    if isinstance(tensor, TensorSpec) and isinstance(example, np.ndarray) and not tensor.takes_text:
+        try:
+            return example.astype(tensor.dtype)
+        except (TypeError, ValueError):
+            return example
+    return example
+
+
+def _column_with_type(spec: ColumnSpec, column: pd.Series) -> pd.Series:
+    if spec.type in ("string", "binary"):
+        return column
+    if spec.type in ("boolean", "integer", "long") and column.isna().any():
+        return column  # None would become False, and integers hold no null
+    try:
+        if spec.type == "datetime":
+            return pd.to_datetime(column)
+        return column.astype(COLUMN_TYPES[spec.type])
+    except (TypeError, ValueError):
+        return column
+
+
 def enforce(signature: Signature, data: Any) -> Any:
     """Return `data` shaped as the signature demands, or raise naming what is wrong."""
     if signature.is_tabular:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from sklearn.base import BaseEstimator
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.model_selection import GridSearchCV
@@ -166,3 +168,40 @@ def test_autolog_logs_params_metrics_and_model(fluent, iris) -> None:
         modelyard.sklearn.autolog(disable=True)
     LogisticRegression(max_iter=300).fit(X, y)
     assert len(top_level_runs()) == before + 2
+
+
+class _Rows(BaseEstimator):
+    """Predicts the row count: takes any table, so only the signature decides what it accepts."""
+
+    def fit(self, X: Any, y: Any = None) -> _Rows:
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.zeros(len(X))
+
+
+def test_a_model_takes_its_own_input_example(tmp_path: Path) -> None:
+    """The example is read back from JSON in the types its signature recorded: int32, float32
+    and datetime columns (and a float32 array) used to come back as int64, float64 and text,
+    which the model's own signature refused."""
+    frame = pd.DataFrame(
+        {
+            "small": np.arange(3, dtype="int32"),
+            "single": np.array([0.5, 1.5, 2.5], dtype="float32"),
+            "flag": [True, False, True],
+            "day": pd.date_range("2024-01-01", periods=3),
+            "name": ["a", "b", "c"],
+            "big": np.arange(3, dtype="int64"),
+        }
+    )
+    modelyard.sklearn.save_model(_Rows().fit(frame), tmp_path / "table", input_example=frame)
+    table = modelyard.pyfunc.load_model(str(tmp_path / "table"))
+    example = table.input_example()
+    assert example.dtypes.drop("name").to_dict() == frame.dtypes.drop("name").to_dict()
+    assert table.predict(example).shape == (3,)
+
+    array = np.arange(6, dtype="float32").reshape(2, 3)
+    modelyard.sklearn.save_model(_Rows().fit(array), tmp_path / "array", input_example=array)
+    tensor = modelyard.pyfunc.load_model(str(tmp_path / "array"))
+    assert tensor.input_example().dtype == np.float32
+    assert tensor.predict(tensor.input_example()).shape == (2,)
