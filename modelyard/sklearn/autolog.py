@@ -34,6 +34,7 @@ from modelyard.entities import (
 )
 from modelyard.errors import DeadlineExceeded, InvalidArgument, ModelyardError, Unavailable
 from modelyard.models.signature import Signature, infer_signature
+from modelyard.services.common import validation
 from modelyard.services.tracking.limits import MAX_KEY_LENGTH, MAX_PARAM_VALUE_LENGTH
 from modelyard.sklearn.flavor import (
     FLAVOR,
@@ -92,8 +93,26 @@ def _param_text(value: Any) -> str:
     return text[:MAX_PARAM_VALUE_LENGTH]
 
 
-def _safe_params(params: dict[str, Any]) -> dict[str, str]:
-    return {k: _param_text(v) for k, v in params.items() if len(k) <= MAX_KEY_LENGTH}
+def _loggable_key(key: str) -> bool:
+    """Whether the tracking server takes `key` (its own check, not a copy of it)."""
+    try:
+        validation.key("params.key", key, MAX_KEY_LENGTH)
+    except InvalidArgument:
+        return False
+    return True
+
+
+def _safe_params(params: dict[str, Any], skipped: list[str] | None = None) -> dict[str, str]:
+    """Params as text. A key the server would refuse (a Pipeline step named 'scale(std)' makes
+    'scale(std)__with_mean') is left out, and added to `skipped`: sent, it refused the whole
+    batch, and with it the fit's metrics and model."""
+    kept: dict[str, str] = {}
+    for key, value in params.items():
+        if _loggable_key(key):
+            kept[key] = _param_text(value)
+        elif skipped is not None:
+            skipped.append(key)
+    return kept
 
 
 def _is_search(estimator: Any) -> bool:
@@ -102,9 +121,9 @@ def _is_search(estimator: Any) -> bool:
     return isinstance(estimator, GridSearchCV | RandomizedSearchCV)
 
 
-def _estimator_params(estimator: Any) -> dict[str, str]:
+def _estimator_params(estimator: Any, skipped: list[str] | None = None) -> dict[str, str]:
     # A search's inner estimator is only the seed of the search: its untuned params would mislead.
-    return _safe_params(estimator.get_params(deep=not _is_search(estimator)))
+    return _safe_params(estimator.get_params(deep=not _is_search(estimator)), skipped)
 
 
 def _estimator_tags(estimator: Any) -> dict[str, str]:
@@ -350,7 +369,18 @@ class _FitLog(_GuardedLog):
 
     def _log_estimator(self, rid: str) -> None:
         estimator = self.estimator
-        _log_params(rid, _estimator_params(estimator), _estimator_tags(estimator))
+        skipped: list[str] = []
+        _log_params(rid, _estimator_params(estimator, skipped), _estimator_tags(estimator))
+        if skipped:
+            shown = ", ".join(repr(k) for k in skipped[:5])
+            more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+            refused = InvalidArgument(
+                f"the tracking server takes param keys of at most {MAX_KEY_LENGTH} letters, "
+                "digits, underscores, dashes, periods, spaces, colons and slashes; rename the "
+                "pipeline steps or estimators that make these keys",
+                field="params.key",
+            )
+            self.failures.append((f"log params {shown}{more}", refused))
 
     def _log_dataset(self, rid: str, X: Any, y: Any) -> None:
         context = InputTag(SystemTag.DATASET_CONTEXT, "train")  # MLflow autolog's context

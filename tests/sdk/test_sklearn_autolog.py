@@ -22,8 +22,8 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import precision_score
 from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 import modelyard.pyfunc
 import modelyard.sklearn
@@ -184,6 +184,27 @@ def test_a_failing_fit_raises_its_own_error_and_fails_the_run(fluent, autolog, i
     [run] = runs(fluent)
     assert run.info.status == "FAILED"
     assert run.data.params["C"] == "1.0"  # logged before training, as MLflow does
+
+
+def test_a_step_name_the_server_refuses_costs_only_its_params(fluent, autolog, iris) -> None:
+    """A Pipeline step named 'scale(std)' makes param keys the server refuses; sending them used
+    to refuse the whole batch, so the fit logged no param, metric or model and its run was
+    marked FAILED. Only those params are left out now, and the warning names them."""
+    X, y = iris
+    autolog()
+    pipeline = Pipeline([("scale(std)", StandardScaler()), ("ridge", Ridge(alpha=2.0))])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipeline.fit(X, y)
+    [message] = autolog_warnings(caught)
+    assert "'scale(std)'" in message and "'scale(std)__with_mean'" in message
+    assert "rename the pipeline steps" in message and "Everything else was logged" in message
+    run = fluent.last_active_run()
+    assert run.info.status == "FINISHED"
+    assert run.data.params["ridge__alpha"] == "2.0"
+    assert not any(key.startswith("scale(std)") for key in run.data.params)
+    assert "training_score" in run.data.metrics
+    assert modelyard.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(X).shape == y.shape
 
 
 # -- inputs ------------------------------------------------------------------------------------
