@@ -39,14 +39,20 @@ def column_type(dtype: Any) -> str:
     if pd.api.types.is_bool_dtype(dtype):
         return "boolean"
     if pd.api.types.is_integer_dtype(dtype):
-        return "integer" if np.dtype(dtype).itemsize <= 4 else "long"
+        return "integer" if _itemsize(dtype) <= 4 else "long"
     if pd.api.types.is_float_dtype(dtype):
-        return "float" if np.dtype(dtype).itemsize <= 4 else "double"
+        return "float" if _itemsize(dtype) <= 4 else "double"
     if pd.api.types.is_datetime64_any_dtype(dtype):
         return "datetime"
     if pd.api.types.is_string_dtype(dtype) or dtype == np.dtype("O"):
         return "string"
     raise InvalidArgument(f"cannot describe dtype {dtype} in a signature")
+
+
+def _itemsize(dtype: Any) -> int:
+    """Bytes per value; pandas' nullable Int64, Float32... through the numpy type they hold
+    (np.dtype refuses them with a TypeError)."""
+    return np.dtype(getattr(dtype, "numpy_dtype", dtype)).itemsize
 
 
 @dataclass(frozen=True)

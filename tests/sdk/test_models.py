@@ -110,6 +110,30 @@ def test_signature_enforcement() -> None:
     assert list(as_array.columns) == ["a", "b"]
 
 
+def test_pandas_nullable_columns_have_signature_types(tmp_path: Path) -> None:
+    """Int64, Int32 and Float64 (pandas' nullable types) used to raise a bare TypeError ('Cannot
+    interpret Int64Dtype()') from infer_signature, so log_model with such an example failed, and
+    from predict, so a model refused an Int64 column where it takes long."""
+    frame = pd.DataFrame(
+        {
+            "count": pd.array([1, 2, None], dtype="Int64"),
+            "small": pd.array([1, 2, 3], dtype="Int32"),
+            "ratio": pd.array([0.5, None, 1.5], dtype="Float64"),
+        }
+    )
+    signature = infer_signature(frame)
+    assert [(s.name, s.type) for s in signature.inputs if isinstance(s, ColumnSpec)] == [
+        ("count", "long"),
+        ("small", "integer"),
+        ("ratio", "double"),
+    ]
+    X = pd.DataFrame({"a": np.arange(10), "b": np.arange(10.0)})
+    modelyard.sklearn.save_model(LinearRegression().fit(X, X.b), tmp_path / "m", input_example=X)
+    model = modelyard.pyfunc.load_model(str(tmp_path / "m"))
+    nullable = X.astype({"a": "Int64"})
+    assert np.allclose(model.predict(nullable), model.predict(X))
+
+
 def test_tensor_signature() -> None:
     sig = infer_signature(np.zeros((4, 3), dtype="float32"))
     spec = sig.inputs[0]
