@@ -238,6 +238,12 @@ def _convert_column(spec: ColumnSpec, column: pd.Series) -> pd.Series:
         return column.astype(COLUMN_TYPES[spec.type])
     if spec.type in ("string", "binary") and actual == "string":
         return column
+    if actual == "string" and spec.type == "datetime":
+        # Dates read from CSV or JSON arrive as text; ISO 8601 ones convert (as in MLflow).
+        try:
+            return pd.to_datetime(column, format="ISO8601")
+        except (TypeError, ValueError):
+            pass  # refused below, naming the column
     if actual == "string" and spec.type in ("double", "float", "long", "integer"):
         # Values that arrived as text (JSON, CSV) but are all numbers convert safely.
         converted = pd.to_numeric(column, errors="coerce")

@@ -134,6 +134,17 @@ def test_pandas_nullable_columns_have_signature_types(tmp_path: Path) -> None:
     assert np.allclose(model.predict(nullable), model.predict(X))
 
 
+def test_dates_sent_as_iso_text_convert_to_a_datetime_column() -> None:
+    """Dates read from a CSV or JSON file arrive as text; the model's datetime column used to
+    refuse them ('has type string, but the model expects datetime'), where MLflow converts."""
+    signature = infer_signature(pd.DataFrame({"day": pd.date_range("2024-01-01", periods=2)}))
+    got = enforce(signature, pd.DataFrame({"day": ["2024-01-05", "2024-02-01T06:30:00"]}))
+    assert list(got["day"]) == [pd.Timestamp("2024-01-05"), pd.Timestamp("2024-02-01 06:30")]
+    with pytest.raises(InvalidArgument, match="'day' has type string") as refused:
+        enforce(signature, pd.DataFrame({"day": ["yesterday"]}))
+    assert refused.value.field == "day"
+
+
 def test_tensor_signature() -> None:
     sig = infer_signature(np.zeros((4, 3), dtype="float32"))
     spec = sig.inputs[0]
