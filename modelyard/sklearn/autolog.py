@@ -293,9 +293,10 @@ class _GuardedLog:
             warnings.simplefilter("ignore")
             yield
 
-    def step(self, what: str, fn: Callable[..., Any], *args: Any, local: bool = False) -> Any:
-        """`local`: the step calls no server, so whatever it raises (an InvalidArgument from
-        describing the data, say) is its own failure and the steps after it still run."""
+    def step(self, what: str, fn: Callable[..., Any], *args: Any, isolated: bool = False) -> Any:
+        """`isolated`: an InvalidArgument from this step concerns its own data alone (a dtype
+        no signature describes, a dataset wider than the server takes), so the steps after it
+        still run; any other server error still skips them."""
         if self.broken:
             return None
         try:
@@ -303,7 +304,8 @@ class _GuardedLog:
                 return fn(*args)
         except Exception as exc:
             self.failures.append((what, exc))
-            self.broken = self.broken or (not local and isinstance(exc, ModelyardError))
+            own = isolated and isinstance(exc, InvalidArgument)
+            self.broken = self.broken or (isinstance(exc, ModelyardError) and not own)
             return None
 
     def server_hint(self) -> str | None:
@@ -365,7 +367,8 @@ class _FitLog(_GuardedLog):
             return
         self.step("log params and tags", self._log_estimator, rid)
         if self.settings.log_datasets and X is not None:
-            self.step("log the training dataset", self._log_dataset, rid, X, y)
+            # One over the server's limits (25,000 columns outgrow its schema) costs only itself.
+            self.step("log the training dataset", self._log_dataset, rid, X, y, isolated=True)
 
     def _log_estimator(self, rid: str) -> None:
         estimator = self.estimator
@@ -412,7 +415,7 @@ class _FitLog(_GuardedLog):
                 _infer_model_signature,
                 estimator,
                 example,
-                local=True,  # a dtype no signature describes: the model goes without one
+                isolated=True,  # a dtype no signature describes: the model goes without one
             )
         if settings.log_models:
             self.step("log the model", self._log_model, estimator, "model", signature, example)
@@ -552,11 +555,11 @@ def _logged_fit(
 
     log = _FitLog(settings, estimator)
     inputs = log.step(
-        "read fit's arguments", _fit_inputs, original, estimator, args, kwargs, local=True
+        "read fit's arguments", _fit_inputs, original, estimator, args, kwargs, isolated=True
     )
     X, y, sample_weight = inputs or (None, None, None)
     example = (
-        log.step("take an input example", _head, X, local=True) if settings.log_models else None
+        log.step("take an input example", _head, X, isolated=True) if settings.log_models else None
     )
     # Steps inside before/after guard themselves; the outer step catches a bug between them.
     log.step("prepare logging", log.before, X, y)

@@ -207,6 +207,25 @@ def test_a_step_name_the_server_refuses_costs_only_its_params(fluent, autolog, i
     assert modelyard.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(X).shape == y.shape
 
 
+def test_a_dataset_over_the_servers_limits_costs_only_itself(fluent, autolog) -> None:
+    """A wide table's dataset schema outgrows what the server stores (1 MiB); its refusal used
+    to skip the fit's metrics and model and mark the run FAILED, though the fit succeeded."""
+    names = [f"{'token_count_' * 8}{i:05d}" for i in range(9000)]  # a 1.2 MB schema
+    X = pd.DataFrame(np.random.default_rng(0).random((8, len(names))), columns=names)
+    autolog()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Ridge().fit(X, X.iloc[:, 0])
+    [message] = autolog_warnings(caught)
+    assert "could not log the training dataset" in message and "schema" in message
+    assert "Everything else was logged" in message
+    run = fluent.last_active_run()
+    assert run.info.status == "FINISHED"
+    assert run.inputs.dataset_inputs == ()
+    assert "training_score" in run.data.metrics
+    assert [f.path for f in fluent.client().list_artifacts(run.info.run_id)] == ["model"]
+
+
 # -- inputs ------------------------------------------------------------------------------------
 
 
