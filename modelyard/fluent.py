@@ -234,7 +234,7 @@ def search_experiments(
     view_type: ViewType = ViewType.ACTIVE_ONLY,
     max_results: int | None = None,
     filter_string: str | None = None,
-    order_by: Sequence[str] | None = None,
+    order_by: str | Sequence[str] | None = None,
 ) -> list[Experiment]:
     """Every matching experiment, across all pages (up to `max_results`)."""
     c = client()
@@ -650,7 +650,7 @@ def search_runs(
     filter_string: str = "",
     run_view_type: ViewType = ViewType.ACTIVE_ONLY,
     max_results: int = 100_000,
-    order_by: Sequence[str] | None = None,
+    order_by: str | Sequence[str] | None = None,
     output_format: Literal["pandas", "list"] = "pandas",
     search_all_experiments: bool = False,
     experiment_names: Sequence[str] | None = None,

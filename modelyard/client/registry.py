@@ -14,6 +14,7 @@ from modelyard.convert.common import (
     file_info_to_entity,
     grant_to_entity,
     grant_to_proto,
+    order_by_to_proto,
     tags_to_proto,
 )
 from modelyard.convert.registry import (
@@ -93,13 +94,13 @@ class RegistryClient:
         self,
         filter_string: str | None = None,
         max_results: int = 100,
-        order_by: Sequence[str] | None = None,
+        order_by: str | Sequence[str] | None = None,
         page_token: str | None = None,
     ) -> PagedList[RegisteredModel]:
         request = pb.SearchRegisteredModelsRequest(
             filter=filter_string or "",
             max_results=max_results,
-            order_by=list(order_by or []),
+            order_by=order_by_to_proto(order_by),
             page_token=page_token or "",
         )
         response = self._t.call(self._registry.SearchRegisteredModels, request)
@@ -229,13 +230,13 @@ class RegistryClient:
         self,
         filter_string: str | None = None,
         max_results: int = 10000,
-        order_by: Sequence[str] | None = None,
+        order_by: str | Sequence[str] | None = None,
         page_token: str | None = None,
     ) -> PagedList[ModelVersion]:
         request = pb.SearchModelVersionsRequest(
             filter=filter_string or "",
             max_results=max_results,
-            order_by=list(order_by or []),
+            order_by=order_by_to_proto(order_by),
             page_token=page_token or "",
         )
         response = self._t.call(self._registry.SearchModelVersions, request)

@@ -25,6 +25,7 @@ from modelyard.convert.common import (
     file_info_to_entity,
     grant_to_entity,
     grant_to_proto,
+    order_by_to_proto,
     tags_to_proto,
     view_type_to_proto,
 )
@@ -139,12 +140,12 @@ class TrackingClient:
         view_type: ViewType = ViewType.ACTIVE_ONLY,
         max_results: int | None = None,
         filter_string: str | None = None,
-        order_by: Sequence[str] | None = None,
+        order_by: str | Sequence[str] | None = None,
         page_token: str | None = None,
     ) -> PagedList[Experiment]:
         request = pb.SearchExperimentsRequest(
             filter=filter_string or "",
-            order_by=list(order_by or []),
+            order_by=order_by_to_proto(order_by),
             max_results=max_results or 0,
             page_token=page_token or "",
             view_type=view_type_to_proto(view_type),
@@ -261,7 +262,7 @@ class TrackingClient:
         filter_string: str = "",
         run_view_type: ViewType = ViewType.ACTIVE_ONLY,
         max_results: int = 1000,
-        order_by: Sequence[str] | None = None,
+        order_by: str | Sequence[str] | None = None,
         page_token: str | None = None,
     ) -> PagedList[Run]:
         ids = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids)
@@ -270,7 +271,7 @@ class TrackingClient:
             filter=filter_string or "",
             run_view_type=view_type_to_proto(run_view_type),
             max_results=max_results,
-            order_by=list(order_by or []),
+            order_by=order_by_to_proto(order_by),
             page_token=page_token or "",
         )
         response = self._t.call(self._tracking.SearchRuns, request)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import overload
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -62,6 +62,15 @@ def timestamp_to_ms(ts: Timestamp, present: bool = True) -> int | None:
         f"timestamp {seconds}s + {nanos}ns is outside 0001-01-01 to 9999-12-31 "
         "(nanos must be 0 to 999,999,999)"
     )
+
+
+def order_by_to_proto(order_by: str | Sequence[str] | None) -> list[str]:
+    """A search's order_by clauses. One clause passed as a string ("metrics.rmse DESC") is that
+    clause: taken as a sequence, it was sent as its characters, and the server's answer
+    ("unexpected character '.' at position 0") named none of what the caller wrote."""
+    if isinstance(order_by, str):
+        return [order_by]
+    return list(order_by or [])
 
 
 def tags_to_proto(tags: Mapping[str, str]) -> list[common_pb2.Tag]:

@@ -264,3 +264,21 @@ def test_errors_carry_mlflows_error_codes(client: Client, run_id: str) -> None:
         "INVALID_PARAMETER_VALUE",  # as MLflow's store refuses a write to a deleted run
     ]
     assert missing.value.code.name == "NOT_FOUND"  # the gRPC status it travelled as
+
+
+def test_one_order_by_clause_may_be_passed_as_a_string(client: Client) -> None:
+    """order_by="metrics.rmse DESC" used to go out as its characters, and the server answered
+    about those ("unexpected character '.' at position 0"); it is that one clause now."""
+    experiment_id = client.create_experiment("ordered")
+    for value in (0.2, 0.9, 0.5):
+        run_id = client.create_run(experiment_id).info.run_id
+        client.log_metric(run_id, "rmse", value)
+    runs = client.search_runs(experiment_id, order_by="metrics.rmse DESC")
+    assert [r.data.metrics["rmse"] for r in runs] == [0.9, 0.5, 0.2]
+    client.create_experiment("a-first")
+    names = [e.name for e in client.search_experiments(order_by="name")]
+    assert names == sorted(names) and "a-first" in names
+    for name in ("m-b", "m-a"):
+        client.create_registered_model(name)
+    models = client.search_registered_models(order_by="name DESC")
+    assert [m.name for m in models] == ["m-b", "m-a"]
