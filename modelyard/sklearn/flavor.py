@@ -202,7 +202,8 @@ def log_model(
             feature_service=feature_service,
             serialization_format=serialization_format,
         )
-        fluent.client().log_artifacts(rid, tmp / "pkg", name)
+        uploaded = fluent.client().log_artifacts(rid, tmp / "pkg", name)
+        _remove_stale_files(rid, name, {f.path for f in uploaded})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     registered = None
@@ -219,6 +220,17 @@ def log_model(
         flavors=manifest.flavors,
         registered_model_version=registered.version if registered else None,
     )
+
+
+def _remove_stale_files(run_id: str, name: str, package: set[str]) -> None:
+    """Delete the files under `name` that the package just uploaded does not hold. A model
+    logged again under the same name (a notebook cell run twice) replaces the earlier one, as
+    in MLflow; a file of the earlier one left beside it (its input_example.json) made the new
+    package fail verification, so neither model could be loaded."""
+    client = fluent.client()
+    for found in client.iter_artifacts(run_id, name, recursive=True):
+        if not found.is_dir and found.path not in package:
+            client.delete_artifact(run_id, found.path)
 
 
 class _SklearnPredictor:

@@ -52,6 +52,27 @@ def test_log_and_load_through_runs_uri(fluent, iris, tmp_path: Path) -> None:
     assert isinstance(native, LogisticRegression)
 
 
+def test_a_model_logged_again_under_its_name_replaces_the_earlier_one(fluent, iris) -> None:
+    """Logged twice under one name (a notebook cell run again), the earlier package's
+    input_example.json stayed beside the new one, which then failed verification ('was
+    added'): neither model could be loaded. The later model replaces the earlier, as in MLflow."""
+    X, y = iris
+    with fluent.start_run():
+        modelyard.sklearn.log_model(
+            LogisticRegression(max_iter=500).fit(X, y), "model", input_example=X.head(2)
+        )
+        info = modelyard.sklearn.log_model(LinearRegression().fit(X, y), "model")
+    files = fluent.client().iter_artifacts(info.run_id, "model", recursive=True)
+    assert sorted(f.path for f in files) == [
+        "model/MLmodel",
+        "model/model.pkl",
+        "model/requirements.txt",
+    ]
+    loaded = modelyard.pyfunc.load_model(info.model_uri)
+    assert isinstance(loaded.unwrap_python_model(), LinearRegression)
+    assert loaded.input_example() is None
+
+
 def test_tampered_package_is_refused(fluent, iris, tmp_path: Path) -> None:
     X, y = iris
     model = LogisticRegression(max_iter=500).fit(X, y)
