@@ -152,6 +152,18 @@ def _specs_for(data: Any, name: str | None = None) -> tuple[Spec, ...]:
     return (TensorSpec(_STRING_KINDS.get(array.dtype.kind, str(array.dtype)), shape, name),)
 
 
+def example_as_table(example: Any) -> Any:
+    """An input example given as records, as a DataFrame: a dict of columns ({"a": [1, 2]}),
+    one record ({"a": 1}) or a list of records ([{"a": 1}, ...]), which MLflow's log_model
+    takes; the model was handed the dict itself, and refused it. Anything else as given."""
+    if isinstance(example, dict) and example:
+        scalars = all(np.ndim(v) == 0 for v in example.values())
+        return pd.DataFrame([example]) if scalars else pd.DataFrame(example)
+    if isinstance(example, list) and example and all(isinstance(r, dict) for r in example):
+        return pd.DataFrame(example)
+    return example
+
+
 def infer_signature(model_input: Any, model_output: Any = None) -> Signature:
     outputs = _specs_for(model_output) if model_output is not None else ()
     return Signature(_specs_for(model_input), outputs)

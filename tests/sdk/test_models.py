@@ -73,6 +73,29 @@ def test_a_model_logged_again_under_its_name_replaces_the_earlier_one(fluent, ir
     assert loaded.input_example() is None
 
 
+@pytest.mark.parametrize(
+    "example",
+    [
+        {"a": [1.0, 2.0], "b": [3.0, 4.0]},
+        {"a": 1.0, "b": 3.0},
+        [{"a": 1.0, "b": 3.0}, {"a": 2.0, "b": 4.0}],
+    ],
+    ids=["columns", "record", "records"],
+)
+def test_an_input_example_given_as_records_is_a_table(example: Any, tmp_path: Path) -> None:
+    """MLflow's log_model takes a dict of columns, one record or a list of records as the
+    input example; the estimator used to be handed the dict itself (and refused it), so
+    save_model and log_model failed."""
+    X = pd.DataFrame({"a": [0.0, 1.0, 2.0, 0.0], "b": [0.0, 0.0, 1.0, 3.0]})
+    sums = LinearRegression().fit(X, X.a + X.b)
+    modelyard.sklearn.save_model(sums, tmp_path / "m", input_example=example)
+    model = modelyard.pyfunc.load_model(str(tmp_path / "m"))
+    assert model.signature is not None and model.signature.input_names == ["a", "b"]
+    rows = model.input_example()
+    assert list(rows.columns) == ["a", "b"]
+    assert np.allclose(model.predict(rows), rows["a"] + rows["b"])
+
+
 def test_tampered_package_is_refused(fluent, iris, tmp_path: Path) -> None:
     X, y = iris
     model = LogisticRegression(max_iter=500).fit(X, y)
