@@ -152,16 +152,16 @@ def _specs_for(data: Any, name: str | None = None) -> tuple[Spec, ...]:
     return (TensorSpec(_STRING_KINDS.get(array.dtype.kind, str(array.dtype)), shape, name),)
 
 
-def example_as_table(example: Any) -> Any:
-    """An input example given as records, as a DataFrame: a dict of columns ({"a": [1, 2]}),
-    one record ({"a": 1}) or a list of records ([{"a": 1}, ...]), which MLflow's log_model
-    takes; the model was handed the dict itself, and refused it. Anything else as given."""
-    if isinstance(example, dict) and example:
-        scalars = all(np.ndim(v) == 0 for v in example.values())
-        return pd.DataFrame([example]) if scalars else pd.DataFrame(example)
-    if isinstance(example, list) and example and all(isinstance(r, dict) for r in example):
-        return pd.DataFrame(example)
-    return example
+def records_as_table(data: Any) -> Any:
+    """Input or an input example given as records, as a DataFrame: a dict of columns
+    ({"a": [1, 2]}), one record ({"a": 1}) or a list of records ([{"a": 1}, ...]), the shapes
+    MLflow's log_model and predict take. Anything else as given."""
+    if isinstance(data, dict) and data:
+        scalars = all(np.ndim(v) == 0 for v in data.values())
+        return pd.DataFrame([data]) if scalars else pd.DataFrame(data)
+    if isinstance(data, list) and data and all(isinstance(r, dict) for r in data):
+        return pd.DataFrame(data)
+    return data
 
 
 def infer_signature(model_input: Any, model_output: Any = None) -> Signature:
@@ -212,9 +212,10 @@ def enforce(signature: Signature, data: Any) -> Any:
 
 
 def _enforce_columns(signature: Signature, data: Any) -> pd.DataFrame:
-    if isinstance(data, dict):
-        data = pd.DataFrame(data)
-    elif not isinstance(data, pd.DataFrame):
+    # One record used to raise pandas' 'If using all scalar values, you must pass an index',
+    # and a list of records was refused as a 1-D array.
+    data = records_as_table(data)
+    if not isinstance(data, pd.DataFrame):
         array = np.asarray(data)
         names = signature.input_names
         if array.ndim != 2 or array.shape[1] != len(names):

@@ -28,7 +28,7 @@ from modelyard.models.package import (
     with_feature_service,
     write_package,
 )
-from modelyard.models.signature import Signature, example_as_table, infer_signature
+from modelyard.models.signature import Signature, infer_signature, records_as_table
 from modelyard.models.uri import resolve_model_uri
 
 FLAVOR = "sklearn"
@@ -127,7 +127,7 @@ def save_model(
             cloudpickle.dump(sk_model, f, protocol=pickle.HIGHEST_PROTOCOL)
         else:
             pickle.dump(sk_model, f, protocol=pickle.HIGHEST_PROTOCOL)
-    input_example = example_as_table(_dense(input_example))
+    input_example = records_as_table(_dense(input_example))
     if signature is None and input_example is not None:
         output = sk_model.predict(input_example) if hasattr(sk_model, "predict") else None
         signature = infer_signature(input_example, output)

@@ -154,6 +154,18 @@ def test_signature_enforcement() -> None:
     assert list(as_array.columns) == ["a", "b"]
 
 
+def test_predict_takes_one_record_or_a_list_of_records() -> None:
+    """One record as a dict used to raise pandas' 'If using all scalar values, you must pass an
+    index', and a list of records was refused as a 1-D array; MLflow's predict takes both."""
+    sig = Signature((ColumnSpec("a", "double"), ColumnSpec("b", "string")))
+    one = enforce(sig, {"a": 1.5, "b": "x"})
+    assert one.to_dict("list") == {"a": [1.5], "b": ["x"]}
+    many = enforce(sig, [{"a": 1.0, "b": "x"}, {"b": "y", "a": 2.0}])
+    assert many.to_dict("list") == {"a": [1.0, 2.0], "b": ["x", "y"]}
+    with pytest.raises(InvalidArgument, match="missing column 'b'"):
+        enforce(sig, {"a": 1.0})
+
+
 def test_pandas_nullable_columns_have_signature_types(tmp_path: Path) -> None:
     """Int64, Int32 and Float64 (pandas' nullable types) used to raise a bare TypeError ('Cannot
     interpret Int64Dtype()') from infer_signature, so log_model with such an example failed, and
