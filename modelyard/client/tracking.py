@@ -410,7 +410,9 @@ class TrackingClient:
     ) -> FileInfo:
         """Upload a file, or a directory with everything in it, as `<artifact_path>/<name>`."""
         local = Path(local_path)
-        target = f"{artifact_path.strip('/')}/{local.name}" if artifact_path else local.name
+        # "/" is the root, as in log_artifacts: it used to make the absolute '/<name>' (refused).
+        base = (artifact_path or "").strip("/")
+        target = f"{base}/{local.name}" if base else local.name
         if local.is_dir():
             files = _artifacts.upload_tree(self._t, self._tracking, run_id, local, target)
             return FileInfo(target, True, sum(f.file_size or 0 for f in files))

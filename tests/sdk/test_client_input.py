@@ -7,6 +7,7 @@ silently different value (None stored as 0.0) nor surface as a protobuf TypeErro
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -282,3 +283,15 @@ def test_one_order_by_clause_may_be_passed_as_a_string(client: Client) -> None:
         client.create_registered_model(name)
     models = client.search_registered_models(order_by="name DESC")
     assert [m.name for m in models] == ["m-b", "m-a"]
+
+
+def test_log_artifact_takes_the_root_as_slash_as_log_artifacts_does(
+    client: Client, run_id: str, tmp_path: Path
+) -> None:
+    """artifact_path="/" made the absolute '/<name>', refused; log_artifacts took it as the
+    artifact root. Both put the file at the root now."""
+    (tmp_path / "report.txt").write_text("report")
+    assert client.log_artifact(run_id, tmp_path / "report.txt", "/").path == "report.txt"
+    assert client.log_artifact(run_id, tmp_path / "report.txt", "/reports/").path == (
+        "reports/report.txt"
+    )
