@@ -25,6 +25,7 @@ from modelyard.convert.common import (
     file_info_to_entity,
     grant_to_entity,
     grant_to_proto,
+    key_text,
     order_by_to_proto,
     tags_to_proto,
     view_type_to_proto,
@@ -118,7 +119,7 @@ class TrackingClient:
         request = pb.CreateExperimentRequest(
             name=name,
             artifact_location=artifact_location or "",
-            tags=tags_to_proto({k: _stringify(v) for k, v in (tags or {}).items()}),
+            tags=_tags_to_proto(tags),
         )
         return self._t.call(self._tracking.CreateExperiment, request).experiment_id
 
@@ -169,7 +170,7 @@ class TrackingClient:
 
     def set_experiment_tag(self, experiment_id: str, key: str, value: Any) -> None:
         request = pb.SetExperimentTagRequest(
-            experiment_id=str(experiment_id), key=key, value=_stringify(value)
+            experiment_id=str(experiment_id), key=key_text(key, "key"), value=_stringify(value)
         )
         self._t.call(self._tracking.SetExperimentTag, request)
 
@@ -211,7 +212,7 @@ class TrackingClient:
         request = pb.CreateRunRequest(
             experiment_id=str(experiment_id),
             run_name=run_name or "",
-            tags=tags_to_proto({k: _stringify(v) for k, v in (tags or {}).items()}),
+            tags=_tags_to_proto(tags),
             parent_run_id=parent_run_id or "",
             user_id=_user(),
             start_time=None if start_time is None else timestamp_fields(start_time, "start_time"),
@@ -286,7 +287,9 @@ class TrackingClient:
 
     def log_param(self, run_id: str, key: str, value: Any, synchronous: bool | None = None) -> Any:
         """`value` once written (or RunOperations, with synchronous=False)."""
-        request = pb.LogParamRequest(run_id=run_id, key=key, value=_stringify(value))
+        request = pb.LogParamRequest(
+            run_id=run_id, key=key_text(key, "key"), value=_stringify(value)
+        )
         if synchronous is False:
             return self._later(lambda: self._t.call(self._tracking.LogParam, request))
         self._t.call(self._tracking.LogParam, request)
@@ -314,7 +317,7 @@ class TrackingClient:
     def set_tag(
         self, run_id: str, key: str, value: Any, synchronous: bool | None = None
     ) -> RunOperations | None:
-        request = pb.SetTagRequest(run_id=run_id, key=key, value=_stringify(value))
+        request = pb.SetTagRequest(run_id=run_id, key=key_text(key, "key"), value=_stringify(value))
         if synchronous is False:
             return self._later(lambda: self._t.call(self._tracking.SetTag, request))
         self._t.call(self._tracking.SetTag, request)
@@ -341,8 +344,11 @@ class TrackingClient:
             pb.LogBatchRequest(
                 run_id=run_id,
                 metrics=chunk_metrics,  # type: ignore[arg-type]  # protobuf takes the dicts
-                params=[pb.Param(key=p.key, value=_stringify(p.value)) for p in chunk_params],
-                tags=tags_to_proto({t.key: _stringify(t.value) for t in chunk_tags}),
+                params=[
+                    pb.Param(key=key_text(p.key, "params.key"), value=_stringify(p.value))
+                    for p in chunk_params
+                ],
+                tags=_tags_to_proto({t.key: t.value for t in chunk_tags}),
             )
             for chunk_metrics, chunk_params, chunk_tags in _batches(fields, [*params], [*tags])
         ]
@@ -657,6 +663,11 @@ def runs_to_frame(runs: Sequence[Run]) -> pd.DataFrame:
     for group, columns in groups.items():
         data.update({f"{group}.{key}": column for key, column in columns.items()})
     return pd.DataFrame(data)
+
+
+def _tags_to_proto(tags: dict[Any, Any] | None) -> list[Any]:
+    """Tags as sent: keys checked (key_text), values as text."""
+    return tags_to_proto({key_text(k, "tags.key"): _stringify(v) for k, v in (tags or {}).items()})
 
 
 def _user() -> str:

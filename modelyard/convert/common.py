@@ -17,6 +17,7 @@ from modelyard.entities.common import (
     PresignedUrl,
     ViewType,
 )
+from modelyard.errors import InvalidArgument
 
 # JSON has no NaN or infinity, and strict parsers (JavaScript's, jq's) refuse Python's bare
 # `NaN`: non-finite floats are written as protobuf's JSON mapping writes them.
@@ -61,6 +62,17 @@ def timestamp_to_ms(ts: Timestamp, present: bool = True) -> int | None:
     raise ValueError(
         f"timestamp {seconds}s + {nanos}ns is outside 0001-01-01 to 9999-12-31 "
         "(nanos must be 0 to 999,999,999)"
+    )
+
+
+def key_text(key: object, field: str) -> str:
+    """`key`, if a string: protobuf refuses any other key with a TypeError that names neither
+    the field nor the key ('bad argument type for built-in operation')."""
+    if isinstance(key, str):
+        return key
+    raise InvalidArgument(
+        f"{field} {key!r} is of type {type(key).__name__}; keys are strings, e.g. {str(key)!r}",
+        field=field,
     )
 
 

@@ -11,6 +11,7 @@ from modelyard._gen.tracking.v1 import tracking_pb2 as pb
 from modelyard.convert.common import (
     MAX_SECONDS,
     MIN_SECONDS,
+    key_text,
     ms_to_timestamp,
     stage_to_entity,
     stage_to_proto,
@@ -127,6 +128,8 @@ def metric_args(
     a real number (None would be sent as 0.0), or a timestamp or step protobuf would refuse, is
     InvalidArgument naming the field (`metrics[<index>].value` in a batch). Type checks first,
     field names only on failure: this is the hot path of logging."""
+    if type(key) is not str:
+        key = key_text(key, _field(index, "key"))
     if type(value) is not float:
         number = _real(value)
         if number is None:

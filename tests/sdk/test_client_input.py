@@ -295,3 +295,34 @@ def test_log_artifact_takes_the_root_as_slash_as_log_artifacts_does(
     assert client.log_artifact(run_id, tmp_path / "report.txt", "/reports/").path == (
         "reports/report.txt"
     )
+
+
+def test_a_key_that_is_not_a_string_is_named(unreachable: Client) -> None:
+    """An int key used to reach protobuf and fail as a TypeError naming neither field nor key
+    ('bad argument type for built-in operation'); the SDK refuses it first, naming both."""
+    run_id = "0" * 32
+    calls = {
+        "key": [
+            lambda: unreachable.log_metric(run_id, 5, 1.0),  # type: ignore[arg-type]
+            lambda: unreachable.log_param(run_id, 5, 1),  # type: ignore[arg-type]
+            lambda: unreachable.set_tag(run_id, 5, "x"),  # type: ignore[arg-type]
+        ],
+        "metrics[1].key": [
+            lambda: unreachable.log_batch(
+                run_id,
+                metrics=[Metric("ok", 1.0, 1, 0), Metric(7, 1.0, 1, 0)],  # type: ignore[arg-type]
+            )
+        ],
+        "params.key": [lambda: unreachable.log_batch(run_id, params=[Param(5, "1")])],  # type: ignore[arg-type]
+        "tags.key": [
+            lambda: unreachable.log_batch(run_id, tags=[RunTag(5, "1")]),  # type: ignore[arg-type]
+            lambda: unreachable.create_run("0", tags={5: "x"}),  # type: ignore[dict-item]
+        ],
+    }
+    for field, field_calls in calls.items():
+        for call in field_calls:
+            with pytest.raises(
+                InvalidArgument, match=r"(5|7) is of type int; keys are strings"
+            ) as err:
+                call()
+            assert err.value.field == field
