@@ -352,20 +352,21 @@ def test_a_fit_longer_than_the_budget_is_stopped_and_the_best_model_kept(
         return real(self, spec)
 
     monkeypatch.setattr(search.TabularSearch, "evaluate", evaluate)
-    started = time.monotonic()
     result = modelyard.automl.classify(
         _binary(), "y", timeout_minutes=0.25, cv_folds=None, output_dir=tmp_path
     )
-    elapsed = time.monotonic() - started
 
-    assert elapsed < 15 + 30 and spun == []  # the budget, plus a margin for a loaded machine
+    assert spun == []  # no 120 s fit ran to its end
     states = dict(zip(result.trials["model_family"], result.trials["state"], strict=True))
-    assert states == {"lightgbm": "COMPLETE", "linear": "PRUNED"}
+    assert states.pop("lightgbm") == "COMPLETE"
+    # Which family was running when the budget ran out depends on the search's order.
+    assert states and set(states.values()) == {"PRUNED"}, states
     assert result.best_trial.model_family == "lightgbm"
     assert modelyard.pyfunc.load_model(result.best_trial.model_uri).predict(_binary()).size == 60
-    stopped = fluent.client().get_run(result.trials["run_id"][1])
-    assert stopped.info.status == "KILLED"
-    assert stopped.data.tags["modelyard.automl.stopped"] == "the time budget ran out mid-trial"
+    for pruned in result.trials.loc[result.trials["state"] == "PRUNED", "run_id"]:
+        stopped = fluent.client().get_run(pruned)
+        assert stopped.info.status == "KILLED"
+        assert stopped.data.tags["modelyard.automl.stopped"] == "the time budget ran out mid-trial"
 
 
 def test_the_deadline_timer_leaves_the_callers_own_timer_and_handler_as_they_were() -> None:
