@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -163,6 +164,21 @@ class FeatureAuthorizer:
         ]
         return max(levels) if levels else None
 
+    def readable(self) -> Callable[[str, str], bool]:
+        """Whether the current caller may READ a (kind, name): for filtering lists, where one
+        definition may come up many times (each asked once). Entities are shared vocabulary."""
+        who = identity.current()
+        if who.unrestricted:
+            return lambda kind, name: True
+
+        @functools.cache
+        def may_read(kind: str, name: str) -> bool:
+            if kind not in GRANTED_KINDS:
+                return True
+            return (self.level(who, kind, name) or 0) >= PermissionLevel.READ
+
+        return may_read
+
     def require(self, kind: str, name: str, needed: PermissionLevel, to: str = "") -> None:
         """`to` says what the level is needed for, when the call does more than one thing."""
         who = identity.current()
@@ -305,17 +321,9 @@ class FeaturesService:
     def list_definitions(self, kind: str) -> list[Stored]:
         if kind:
             _check_kind(kind)
-        who = identity.current()
         stored = self.store.list_definitions(kind)
-        if who.unrestricted:
-            return stored
-        return [
-            s
-            for s in stored
-            if kind_of(s.definition) not in GRANTED_KINDS
-            or (self.authorizer.level(who, kind_of(s.definition), s.definition.name) or 0)
-            >= PermissionLevel.READ
-        ]
+        readable = self.authorizer.readable()
+        return [s for s in stored if readable(kind_of(s.definition), s.definition.name)]
 
     def get_definition(self, kind: str, name: str, version: int) -> Stored:
         _check_kind(kind)
@@ -523,7 +531,15 @@ class FeaturesService:
         return list(latest.values())
 
     def materializations(self, view: str) -> list[MaterializationRecord]:
-        return self.store.materializations(view)
+        """One view's runs (its READ is checked by the access rule), or without a view every
+        run of the views the caller may read: the rule has no view to check then."""
+        if view:
+            self._view(view)
+            return self.store.materializations(view)
+        readable = self.authorizer.readable()
+        return [
+            r for r in self.store.materializations() if readable("feature_view", r.feature_view)
+        ]
 
     # -- online --------------------------------------------------------------------------------
 

@@ -175,3 +175,25 @@ def test_the_serving_identity_reads_features_but_cannot_change_them(
             serving.apply([replace(repo.stats, ttl=timedelta(days=9))])
         with pytest.raises(PermissionDenied):
             serving.materialize(NOW - timedelta(days=1), NOW)
+
+
+def test_materializations_of_all_views_show_only_those_one_may_read(
+    secure: Secure, tmp_path: Path
+) -> None:
+    """Without a view named, the access rule has nothing to check: the list itself is filtered,
+    or anyone could see the names, windows and row counts of views they may not read."""
+    repo = make_repo(tmp_path / "repo")
+    alice = _features(secure, "alice", "editor")
+    eve = _features(secure, "eve", "viewer")
+    alice.apply(repo.objects)
+    alice.materialize(NOW - timedelta(days=5), NOW)
+    with pytest.raises(PermissionDenied):
+        eve.list_materializations("driver_stats")
+    assert eve.list_materializations("") == []
+    assert [m.feature_view for m in alice.list_materializations("")] == ["driver_stats"]
+    alice.set_permission("feature_view", "driver_stats", "eve", L.READ)
+    assert [m.rows for m in eve.list_materializations("")] == [2]
+    with pytest.raises(NotFound, match="nope"):
+        alice.list_materializations("nope")
+    for c in (alice, eve):
+        c.close()
