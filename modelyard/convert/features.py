@@ -269,7 +269,10 @@ _PYTHON_FIELDS: dict[type, str] = {
 
 
 def python_value(value: Any) -> pb.Value:
-    """A request value, typed by its Python type (the server checks it against the key's type)."""
+    """A request value, typed by its Python type (the server checks it against the key's type);
+    None is left unset, a missing key, never the text 'None'."""
+    if value is None:
+        return pb.Value()
     if isinstance(value, bool):
         return pb.Value(bool_val=value)
     if isinstance(value, int):

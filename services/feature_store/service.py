@@ -586,8 +586,7 @@ class FeaturesService:
                         f"entity rows lack join key {key.name!r} of feature view {view.name!r}",
                         field=key.name,
                     )
-            keys = entity_keys(key_fields, [entities[k.name] for k in key_fields])
-            stored = self.online.read(view.name, keys)
+            stored = self._read_online(view.name, key_fields, entities, rows)
             ttl_ms = int(view.ttl.total_seconds() * 1000) if view.ttl else None
             types = {f.name: f.dtype for f in view.schema}
             statuses = [
@@ -620,6 +619,21 @@ class FeaturesService:
                     )
                 )
         return columns
+
+    def _read_online(
+        self, view: str, key_fields: Sequence[Field], entities: dict[str, list[Any]], rows: int
+    ) -> list[tuple[dict[str, Any], int] | None]:
+        """The stored row of each entity row; a row with a null join key is no entity's (as in a
+        training set's join): None, not looked up."""
+        columns = [entities[k.name] for k in key_fields]
+        keyed = [i for i in range(rows) if all(c[i] is not None for c in columns)]
+        if len(keyed) == rows:
+            return self.online.read(view, entity_keys(key_fields, columns))
+        keys = entity_keys(key_fields, [[c[i] for i in keyed] for c in columns])
+        stored: list[tuple[dict[str, Any], int] | None] = [None] * rows
+        for i, found in zip(keyed, self.online.read(view, keys), strict=True):
+            stored[i] = found
+        return stored
 
     def push(self, view_name: str, table: pa.Table, to_online: bool, to_offline: bool) -> int:
         view = self._view(view_name)

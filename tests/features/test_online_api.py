@@ -37,7 +37,7 @@ from tests.features.repo import NOW, Repo
 HOUR = timedelta(hours=1)
 
 
-def _lookup(store: FeatureStoreClient, ids: list[int], features=None):
+def _lookup(store: FeatureStoreClient, ids: list[int | None], features=None):
     return store.get_online_features(
         features or ["driver_stats:conv_rate", "driver_stats:trips", "driver_stats:city"],
         [{"driver_id": i} for i in ids],
@@ -250,6 +250,28 @@ def test_keys_are_found_however_the_source_or_the_caller_typed_them(
         with pytest.raises(InvalidArgument) as err:
             store.push(f"by_{key}", pd.DataFrame({key: [value], "ts": [at], "x": [1]}))
         assert err.value.field == key
+
+
+def test_a_null_key_is_no_entitys(store: FeatureStoreClient, repo: Repo, tmp_path) -> None:
+    """A row without its key finds nothing, as in a training set's join: not the entity whose
+    key reads 'None', and not an error about a value the caller never sent."""
+    store.apply(repo.objects)
+    store.materialize(NOW - 10 * HOUR, NOW)
+    found = _lookup(store, [None, 1], ["driver_stats:trips"])
+    assert found.to_dict() == {"driver_id": [None, 1], "trips": [None, 35]}
+    assert found.statuses() == {"trips": ["NOT_FOUND", "PRESENT"]}
+    user = Entity(name="user", join_keys=[Field("name", String)])
+    scores = FeatureView(
+        name="scores",
+        entities=[user],
+        schema=[Field("score", Int64)],
+        source=FileSource(path=str(tmp_path / "none.parquet"), timestamp_field="ts"),
+    )
+    store.apply([user, scores])
+    store.push("scores", pd.DataFrame({"name": ["None", "al"], "ts": [NOW] * 2, "score": [6, 1]}))
+    found = store.get_online_features(["scores:score"], [{"name": None}, {"name": "al"}])
+    assert found.to_dict() == {"name": [None, "al"], "score": [None, 1]}
+    assert found.statuses() == {"score": ["NOT_FOUND", "PRESENT"]}
 
 
 def test_infinities_are_served_as_training_sets_hold_them(
