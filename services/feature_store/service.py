@@ -493,19 +493,21 @@ class FeaturesService:
                         resource_type="feature_view",
                         resource_name=name,
                     )
-            data = self.engine.latest(view, start, end_ms).to_pydict()
-            try:
-                rows = self._online_rows(
-                    view, data, data["__event_time_us"], data["__created_time_us"]
-                )
-            except InvalidArgument as exc:  # the source's keys: for the view's owner to fix
-                raise FailedPrecondition(
-                    f"feature view {name!r}: its source's {exc.message}; fix the source's keys",
-                    resource_type="feature_view",
-                    resource_name=name,
-                ) from None
-            self.online.write(name, rows)
-            record = MaterializationRecord(name, start, end_ms, len(rows), _now_ms())
+            written = 0
+            for batch in self.engine.latest(view, start, end_ms):
+                data = batch.to_pydict()
+                try:
+                    rows = self._online_rows(
+                        view, data, data["__event_time_us"], data["__created_time_us"]
+                    )
+                except InvalidArgument as exc:  # the source's keys: for the view's owner to fix
+                    raise FailedPrecondition(
+                        f"feature view {name!r}: its source's {exc.message}; fix the source's keys",
+                        resource_type="feature_view",
+                        resource_name=name,
+                    ) from None
+                written += self.online.write(name, rows)
+            record = MaterializationRecord(name, start, end_ms, written, _now_ms())
             self.store.record_materialization(record)
             records.append(record)
         return records

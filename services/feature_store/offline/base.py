@@ -4,7 +4,7 @@ take DuckDB's place when the data outgrows one machine."""
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -35,7 +35,9 @@ class OfflineEngine(abc.ABC):
         in the order they were given, with the requested columns appended."""
 
     @abc.abstractmethod
-    def latest(self, view: FeatureView, start_ms: int, end_ms: int) -> pa.Table:
+    def latest(self, view: FeatureView, start_ms: int, end_ms: int) -> Iterator[pa.RecordBatch]:
         """The latest row per entity with an event time in [start, end), for materialization:
         join keys, `__event_time_us` and `__created_time_us` (µs since 1970, the latter null where
-        the row has none), then the features."""
+        the row has none), then the features. In batches, each entity in one only, so that a
+        view's size does not decide the server's memory; errors of reading the source may come
+        with any batch."""

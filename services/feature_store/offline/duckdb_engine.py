@@ -7,7 +7,7 @@ older than the view's TTL are blanked. Results keep the entity rows' order and s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -24,6 +24,8 @@ from modelyard.services.feature_store.offline.sources import (
 )
 
 _BATCH_ROWS = 65_536
+# Materialization turns each row into Python values (about 1 KB a row) before writing a batch.
+_LATEST_BATCH_ROWS = 10_000
 _CAST_ERRORS = (duckdb.ConversionException, duckdb.BinderException, duckdb.InvalidInputException)
 
 
@@ -149,14 +151,14 @@ class DuckDbEngine(OfflineEngine):
             f"ASOF LEFT JOIN {source} f ON {on} AND e.__event_ts >= f.__ts"
         )
 
-    def latest(self, view: FeatureView, start_ms: int, end_ms: int) -> pa.Table:
+    def latest(self, view: FeatureView, start_ms: int, end_ms: int) -> Iterator[pa.RecordBatch]:
         con = connect(self._threads)
         keys = self._join_keys(view)
         partition = ", ".join(_quote(k) for k in keys)
         features = "".join(f", {_quote(f.name)}" for f in view.schema)
-        with reading(view):
+        with reading(view):  # the source is read as the batches are
             self._sources.register(con, view, keys, "src")
-            return con.sql(
+            yield from con.sql(
                 f"SELECT {partition}, epoch_us(__ts) AS __event_time_us, "
                 f"epoch_us(__created) AS __created_time_us{features} "
                 "FROM src "
@@ -167,4 +169,4 @@ class DuckDbEngine(OfflineEngine):
                 + f"QUALIFY row_number() OVER (PARTITION BY {partition} "
                 "ORDER BY __ts DESC, __created DESC NULLS LAST) = 1",
                 params=[start_ms, end_ms],
-            ).to_arrow_table()
+            ).to_arrow_reader(_LATEST_BATCH_ROWS)
