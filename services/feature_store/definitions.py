@@ -128,6 +128,7 @@ def _validate_service(
     views: dict[str, FeatureView],
     existing: Mapping[tuple[str, str], Definition],
 ) -> None:
+    given: set[tuple[str, str]] = set()
     for j, p in enumerate(service.projections):
         field = f"{at}.projections[{j}]"
         view = views.get(p.feature_view)
@@ -146,6 +147,15 @@ def _validate_service(
                 f"has no feature {sorted(unknown)[0]!r}",
                 field=f"{field}.features",
             )
+        # Lookups give each feature once: a service naming one twice could never be served.
+        for feature in p.features or view.feature_names:
+            if (view.name, feature) in given:
+                raise InvalidArgument(
+                    f"{field}.features: feature service {service.name!r} gives feature "
+                    f"'{view.name}:{feature}' more than once; name it in one projection",
+                    field=f"{field}.features",
+                )
+            given.add((view.name, feature))
 
 
 def _validate_view(

@@ -385,10 +385,15 @@ class FeaturesService:
                     raise InvalidArgument(
                         f"feature reference {ref!r} is not view:feature", field="features"
                     )
+                if feature in grouped.get(view_name, ()):
+                    raise InvalidArgument(
+                        f"feature {ref!r} is asked for twice; name it once", field="features"
+                    )
                 grouped.setdefault(view_name, []).append(feature)
             wanted = list(grouped.items())
             check_views = True
         requests = []
+        taken: set[tuple[str, str]] = set()
         for view_name, features in wanted:
             view = self._view(view_name)
             if check_views:
@@ -401,12 +406,17 @@ class FeaturesService:
                     f"{view.feature_names}",
                     field="features",
                 )
-            outputs = tuple(f"{view_name}__{f}" if full_names else f for f in names)
-            requests.append(ViewRequest(view, tuple(names), outputs))
-        all_outputs = [o for r in requests for o in r.output_names]
-        if len(set(all_outputs)) != len(all_outputs):
+            # A service applied before apply refused a feature projected twice gives it once.
+            names = [f for f in names if (view_name, f) not in taken]
+            taken.update((view_name, f) for f in names)
+            if names:
+                outputs = tuple(f"{view_name}__{f}" if full_names else f for f in names)
+                requests.append(ViewRequest(view, tuple(names), outputs))
+        twice = v.named_twice([o for r in requests for o in r.output_names])
+        if twice is not None:
             raise InvalidArgument(
-                "two views give features of the same name; set full_feature_names", field="features"
+                f"two views give a feature named {twice!r}; set full_feature_names",
+                field="features",
             )
         return requests
 

@@ -193,6 +193,15 @@ def test_a_view_in_use_by_a_service_cannot_be_deleted(fs: FeatureStoreClient, re
             lambda r: [r.driver, replace(r.stats, source=SqlSource("sqlite:///f.db", " "))],
             "definitions[1].feature_view.source.sql.query",
         ),
+        # A feature given twice by a service: lookups could never give both.
+        (
+            lambda r: [r.driver, r.stats, FeatureService("s", [r.stats[["trips"]]] * 2)],
+            "definitions[2].feature_service.projections[1].features",
+        ),
+        (
+            lambda r: [r.driver, r.stats, FeatureService("s", [r.stats, r.stats[["city"]]])],
+            "definitions[2].feature_service.projections[1].features",
+        ),
         # Names of the engine's own working columns (`__ts`, `__row`, ...) are no features.
         (
             lambda r: [r.driver, replace(r.stats, schema=(*r.stats.schema, Field("__ts", Int64)))],
@@ -276,6 +285,26 @@ def test_definition_lookups_are_cached_per_replica(database_url: str, repo: Repo
     assert other.find("entity", "driver") is None  # still within the other replica's cache
     assert uncached.find("entity", "driver").definition == repo.driver
     db.dispose()
+
+
+def test_a_service_stored_with_a_feature_twice_serves_it_once(
+    fs: FeatureStoreClient, settings_for: Settings, repo: Repo
+) -> None:
+    """Apply refuses such a service now; one stored before (written here past the checks) gives
+    each feature once, where every lookup through it failed."""
+    from modelyard.services.common.db import Database
+    from modelyard.services.feature_store.store.sql import SqlFeatureStore
+
+    fs.apply(repo.objects)
+    fs.push("driver_stats", repo.rows.tail(1))
+    twice = FeatureService("twice", [repo.stats[["trips"]], repo.stats[["trips", "city"]]])
+    db = Database(settings_for.database_url)
+    SqlFeatureStore(db, 0).apply([twice], [], "alice")
+    db.dispose()
+    found = fs.get_online_features("twice", [{"driver_id": 2}]).to_dict()
+    assert found == {"driver_id": [2], "trips": [90], "city": ["Paris"]}
+    with pytest.raises(InvalidArgument, match="'driver_stats:trips' is asked for twice"):
+        fs.get_online_features(["driver_stats:trips"] * 2, [{"driver_id": 2}])
 
 
 def _without(view: FeatureView, feature: str) -> FeatureView:
