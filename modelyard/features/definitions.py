@@ -68,6 +68,18 @@ class Field:
     dtype: ValueType
     description: str = ""
 
+    def __post_init__(self) -> None:
+        """A type given by its name ("FLOAT64") is taken; anything else is refused here, where
+        the definitions file says it, rather than when the definition is sent."""
+        if not isinstance(self.dtype, ValueType):
+            try:
+                object.__setattr__(self, "dtype", ValueType(str(self.dtype).upper()))
+            except ValueError:
+                raise ValueError(
+                    f"Field {self.name!r}: dtype {self.dtype!r} is not a feature type; use one "
+                    f"of {', '.join(t.value for t in ValueType)} (or Float64, Int64, String...)"
+                ) from None
+
 
 @dataclass(frozen=True)
 class Entity:
@@ -86,6 +98,10 @@ class Entity:
         tags: dict[str, str] | None = None,
         owner: str = "",
     ) -> None:
+        if isinstance(join_keys, str):  # iterated, it would be one key per character
+            raise TypeError(
+                f"Entity {name!r}: join_keys is a list of names; write join_keys=[{join_keys!r}]"
+            )
         keys = join_keys or [name]
         fields = tuple(k if isinstance(k, Field) else Field(k, value_type) for k in keys)
         object.__setattr__(self, "name", name)
@@ -150,6 +166,16 @@ class FeatureView:
         tags: dict[str, str] | None = None,
         owner: str = "",
     ) -> None:
+        if not isinstance(source, FileSource | SqlSource):
+            raise TypeError(
+                f"FeatureView {name!r}: source is a FileSource or SqlSource, not "
+                f"{type(source).__name__} {source!r}; e.g. source=FileSource(path=...)"
+            )
+        if ttl is not None and not isinstance(ttl, timedelta):
+            raise TypeError(
+                f"FeatureView {name!r}: ttl is a timedelta (or None for no limit), not "
+                f"{type(ttl).__name__} {ttl!r}; e.g. ttl=timedelta(days=1)"
+            )
         object.__setattr__(self, "name", name)
         object.__setattr__(
             self, "entities", tuple(e.name if isinstance(e, Entity) else e for e in entities)

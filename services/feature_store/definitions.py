@@ -101,8 +101,16 @@ def validate(
                 raise InvalidArgument(
                     f"{at}.join_keys: entity {d.name!r} has no join keys", field=f"{at}.join_keys"
                 )
+            seen_keys: set[str] = set()
             for j, key in enumerate(d.join_keys):
                 _check_column(f"{at}.join_keys[{j}].name", f"entity {d.name!r}: join key", key.name)
+                if key.name in seen_keys:
+                    raise InvalidArgument(
+                        f"{at}.join_keys[{j}].name: entity {d.name!r} lists join key "
+                        f"{key.name!r} twice; list each once",
+                        field=f"{at}.join_keys[{j}].name",
+                    )
+                seen_keys.add(key.name)
         elif isinstance(d, FeatureView):
             _validate_view(at, d, entities, existing)
         elif isinstance(d, FeatureService):

@@ -20,6 +20,7 @@ from modelyard.features import (
     Field,
     FileSource,
     Float32,
+    Float64,
     Int64,
     SqlSource,
     String,
@@ -202,6 +203,10 @@ def test_a_view_in_use_by_a_service_cannot_be_deleted(fs: FeatureStoreClient, re
             lambda r: [r.driver, r.stats, FeatureService("s", [r.stats, r.stats[["city"]]])],
             "definitions[2].feature_service.projections[1].features",
         ),
+        (
+            lambda r: [Entity(name="e", join_keys=[Field("a", Int64), Field("a", String)])],
+            "definitions[0].entity.join_keys[1].name",
+        ),
         # Names of the engine's own working columns (`__ts`, `__row`, ...) are no features.
         (
             lambda r: [r.driver, replace(r.stats, schema=(*r.stats.schema, Field("__ts", Int64)))],
@@ -220,6 +225,21 @@ def test_definitions_that_do_not_hold_together(
         fs.apply(bad(repo))
     assert err.value.field == field
     assert fs.list_entities() == []  # all or nothing
+
+
+def test_definitions_refuse_values_of_the_wrong_kind_where_they_are_written(repo: Repo) -> None:
+    """A str for join_keys made one key per character (d, r, i, v, e, r, _, i, d), and a type
+    name, a path for a source or seconds for a ttl failed later as a bug (KeyError,
+    AttributeError): each is refused when the definition is made, saying what to write."""
+    with pytest.raises(TypeError, match=r"join_keys=\['driver_id'\]"):
+        Entity(name="driver", join_keys="driver_id")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="dtype 'float' is not a feature type; use one of INT32"):
+        Field("x", "float")  # type: ignore[arg-type]
+    assert Field("x", "float64").dtype == Float64  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="source is a FileSource or SqlSource, not str"):
+        replace(repo.stats, source=str(repo.path))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"ttl is a timedelta .* not int 3600"):
+        replace(repo.stats, ttl=3600)  # type: ignore[arg-type]
 
 
 def test_join_keys_listed_in_the_schema_are_not_features(
