@@ -37,8 +37,9 @@ def load_definitions(path: Path) -> list[Any]:
     """Every Entity, FeatureView and FeatureService defined at the top of a Python file."""
     try:
         namespace = runpy.run_path(str(path))
-    except (SyntaxError, ImportError, NameError) as exc:
-        # The user's file is wrong, not Modelyard: say where, as Python would.
+    except Exception as exc:
+        # Whatever the file's own code raised (a misspelt keyword, a value a definition refuses,
+        # a data file it reads) is the user's to fix, not Modelyard's: say where, as Python would.
         raise InvalidArgument(
             f"error in {path}{_where(exc, path)}: {_what(exc)}\n"
             f"Fix the file, then run `modelyard features apply {path}` again."

@@ -32,6 +32,20 @@ def test_a_hint_names_the_command_that_helps(
     [
         ("x = 1\n\ny = (\n", 3, "SyntaxError"),
         ("import os\nimport no_such_module_here\n", 2, "ModuleNotFoundError"),
+        # Any error the file's own code raises is the file's: a misspelt keyword, a bad value,
+        # a data file it reads that is missing.
+        (
+            "from modelyard.features import FeatureView\n\nFeatureView(name='v', tll=1)\n",
+            3,
+            "TypeError: FeatureView.__init__() got an unexpected keyword argument 'tll'",
+        ),
+        (
+            "from modelyard.features import Field\nx = Field('x', dtype='float')\n",
+            2,
+            "ValueError: Field 'x': dtype 'float' is not a feature type",
+        ),
+        ("x = 1\ny = x / 0\n", 2, "ZeroDivisionError"),
+        ("open('/no/such/data.csv')\n", 1, "FileNotFoundError"),
     ],
 )
 def test_a_broken_definitions_file_is_the_users_error_with_its_line(
