@@ -34,7 +34,8 @@ def _client(uri: str | None, token: str | None) -> FeatureStoreClient:
 
 
 def load_definitions(path: Path) -> list[Any]:
-    """Every Entity, FeatureView and FeatureService defined at the top of a Python file."""
+    """Every Entity, FeatureView and FeatureService defined at the top of a Python file, each
+    once however many names it is bound to (`DRIVER = driver`, an import of it)."""
     try:
         namespace = runpy.run_path(str(path))
     except Exception as exc:
@@ -44,7 +45,8 @@ def load_definitions(path: Path) -> list[Any]:
             f"error in {path}{_where(exc, path)}: {_what(exc)}\n"
             f"Fix the file, then run `modelyard features apply {path}` again."
         ) from None
-    return [v for v in namespace.values() if isinstance(v, Entity | FeatureView | FeatureService)]
+    found = [v for v in namespace.values() if isinstance(v, Entity | FeatureView | FeatureService)]
+    return list(dict.fromkeys(found))
 
 
 def _where(exc: BaseException, path: Path) -> str:

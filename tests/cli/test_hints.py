@@ -56,3 +56,18 @@ def test_a_broken_definitions_file_is_the_users_error_with_its_line(
     result = cli("features", "apply", str(path), "--uri", "127.0.0.1:1")
     assert_reported(result, f"error in {path} line {line}", kind, "features apply")
     assert "This is a bug" not in result.stderr
+
+
+def test_a_definition_bound_to_two_names_is_applied_once(server, tmp_path: Path) -> None:
+    """`DRIVER = driver` (or an import of it) made the file define the entity twice, which
+    apply refused as two definitions of one name."""
+    path = tmp_path / "repo.py"
+    path.write_text(
+        "from modelyard.features import Entity\n"
+        "driver = Entity(name='driver', join_keys=['driver_id'])\n"
+        "DRIVER = driver\n"
+        "also = Entity(name='driver', join_keys=['driver_id'])\n"
+    )
+    result = cli("features", "apply", str(path), "--uri", server.address)
+    assert result.returncode == 0, result.stderr
+    assert "applied 1 change(s)" in result.stdout
