@@ -1,4 +1,4 @@
-"""Materialization holds a batch of a view's rows in memory, not the whole window."""
+"""Materialization and SQL sources hold a batch of a view's rows in memory, not all of them."""
 
 from __future__ import annotations
 
@@ -66,3 +66,71 @@ def test_materializing_a_large_view_holds_a_batch_in_memory(tmp_path: Path) -> N
     )
     grown = int(out.stdout.strip().splitlines()[-1])
     assert grown < 150, out.stdout
+
+
+# Reads a SQLite source of `rows` rows for a training set of 3 entity rows, in a fresh process;
+# prints how much its peak resident memory grew during the call, in MB.
+_SQL_SOURCE_MEMORY = """
+import sqlite3
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from modelyard.features import Entity, FeatureStoreClient, FeatureView, Field, Float64, SqlSource
+from modelyard.services.apps import build_server
+from modelyard.services.common.settings import Settings
+
+home, rows = Path(sys.argv[1]), int(sys.argv[2])
+day = datetime(2026, 1, 1, tzinfo=UTC)
+db = sqlite3.connect(home / "warehouse.db")
+for table, size in (("small", 3), ("stats", rows)):
+    db.execute(f"CREATE TABLE {table} (k INTEGER, ts TEXT, f0 REAL, f1 REAL, note TEXT)")
+    db.executemany(
+        f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?)",
+        ((i, (day + timedelta(seconds=i)).isoformat(), i / 3, i / 7, f"{i}") for i in range(size)),
+    )
+db.commit()
+db.close()
+
+
+def peak():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) // 1024
+
+
+server = build_server(Settings(home=home / "home", port=0, grace_period=0), ("features",))
+server.start()
+entity = Entity(name="e", join_keys=["k"])
+schema = [Field("f0", Float64), Field("f1", Float64)]
+views = [
+    FeatureView(t, [entity], schema, SqlSource(f"sqlite:///{home / 'warehouse.db'}", t, "ts"))
+    for t in ("small", "stats")
+]
+entity_rows = pd.DataFrame({"k": [0, 1, 2], "event_timestamp": [day + timedelta(days=9)] * 3})
+with FeatureStoreClient(server.address) as store:
+    store.apply([entity, *views])
+    store.get_historical_features(entity_rows, ["small:f0"]).to_arrow()  # warm
+    before = peak()
+    found = store.get_historical_features(entity_rows, ["stats:f0"]).to_arrow()
+    assert found["f0"].to_pylist() == [0, 1 / 3, 2 / 3], found
+    print(peak() - before)
+server.stop(grace=0)
+"""
+
+
+def test_a_sql_source_is_read_in_batches(tmp_path: Path) -> None:
+    """A SQL source was fetched whole as Python rows, then copied into Arrow: a PostgreSQL table
+    of 2M rows (135 MB as Arrow) grew the server by 1.9 GB for a training set of 3 rows. Rows
+    now come through a server-side cursor where the driver has one, a batch at a time, into
+    Arrow: 300k rows of SQLite grew it by 166 MB, now by 72 MB."""
+    out = subprocess.run(
+        [sys.executable, "-c", _SQL_SOURCE_MEMORY, str(tmp_path), "300000"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    grown = int(out.stdout.strip().splitlines()[-1])
+    assert grown < 115, out.stdout
