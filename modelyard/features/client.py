@@ -46,6 +46,8 @@ from modelyard.features.definitions import (
 )
 
 _CHUNK = 1024 * 1024
+# Rows sent in one Push: well under the smallest message a server may be set to take (4 MB).
+_PUSH_BYTES = 2 * 1024 * 1024
 _ACTIONS = {v: k.removeprefix("PLAN_ACTION_").lower() for k, v in pb.PlanAction.items()}
 _STATUS = {v: k.removeprefix("FEATURE_STATUS_") for k, v in pb.FeatureStatus.items()}
 
@@ -338,16 +340,23 @@ class FeatureStoreClient:
         return OnlineResponse(self._t.call(self._stub.GetOnlineFeatures, request))
 
     def push(self, feature_view: str, df: pd.DataFrame, to: str = "online") -> int:
-        """Write fresh rows: to "online", "offline" or "online_and_offline"."""
+        """Write fresh rows: to "online", "offline" or "online_and_offline". A frame larger than
+        one message takes several pushes (rows of one entity and time written later win, as
+        within one push)."""
         if to not in ("online", "offline", "online_and_offline"):
             raise InvalidArgument("to must be online, offline or online_and_offline", field="to")
-        request = pb.PushRequest(
-            feature_view=feature_view,
-            arrow_rows=_arrow_bytes(pa.Table.from_pandas(df, preserve_index=False)),
-            to_online="online" in to,
-            to_offline="offline" in to,
-        )
-        return self._t.call(self._stub.Push, request).rows
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        per_push = max(1, table.num_rows * _PUSH_BYTES // max(table.nbytes, 1))
+        pushed = 0
+        for start in range(0, max(table.num_rows, 1), per_push):
+            request = pb.PushRequest(
+                feature_view=feature_view,
+                arrow_rows=_arrow_bytes(table.slice(start, per_push)),
+                to_online="online" in to,
+                to_offline="offline" in to,
+            )
+            pushed += self._t.call(self._stub.Push, request).rows
+        return pushed
 
     def set_permission(self, kind: str, name: str, principal: str, level: PermissionLevel) -> None:
         grant = grant_to_proto(Grant(principal, level))

@@ -32,6 +32,8 @@ from modelyard.features import (
     UnixTimestamp,
 )
 from modelyard.features.client import _arrow_bytes
+from modelyard.services.common.settings import Settings
+from tests.conftest import running_server
 from tests.features.repo import NOW, Repo
 
 HOUR = timedelta(hours=1)
@@ -272,6 +274,35 @@ def test_a_null_key_is_no_entitys(store: FeatureStoreClient, repo: Repo, tmp_pat
     found = store.get_online_features(["scores:score"], [{"name": None}, {"name": "al"}])
     assert found.to_dict() == {"name": [None, "al"], "score": [None, 1]}
     assert found.statuses() == {"score": ["NOT_FOUND", "PRESENT"]}
+
+
+def test_a_frame_larger_than_a_message_is_pushed_whole(repo: Repo, tmp_path) -> None:
+    """A push was one message: a frame over the server's limit failed RESOURCE_EXHAUSTED with
+    gRPC's 'larger than max' and nothing pushed. It goes in several pushes now."""
+    settings = Settings(home=tmp_path / "home", port=0, grace_period=0, max_message_mb=4)
+    rows = 3000
+    frame = pd.DataFrame(
+        {
+            "driver_id": range(rows),
+            "event_timestamp": [NOW] * rows,
+            "city": [f"{i:04d}" * 1000 for i in range(rows)],  # 4 KB each: 12 MB in all
+        }
+    )
+    with (
+        running_server(settings, ("features",)) as server,
+        FeatureStoreClient(server.address) as store,
+    ):
+        store.apply(repo.objects)
+        assert store.push("driver_stats", frame, to="online_and_offline") == rows
+        found = store.get_online_features(
+            ["driver_stats:city"], [{"driver_id": i} for i in (0, rows - 1)]
+        )
+        assert found.to_dict()["city"] == ["0000" * 1000, f"{rows - 1:04d}" * 1000]
+        training = store.get_historical_features(
+            pd.DataFrame({"driver_id": [rows - 1], "event_timestamp": [NOW]}),
+            ["driver_stats:city"],
+        ).to_df()
+        assert training["city"].tolist() == [f"{rows - 1:04d}" * 1000]
 
 
 def test_infinities_are_served_as_training_sets_hold_them(
