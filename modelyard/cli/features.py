@@ -325,6 +325,17 @@ def features_get_online(
     as_json: Json = False,
 ) -> None:
     """Look feature values up for entity rows."""
+    # Said here in terms of the flags: the server's messages name the API's fields.
+    if not feature and not service:
+        raise typer.BadParameter(
+            "name the features with --feature view:feature (repeatable), or give --service NAME",
+            param_hint="--feature",
+        )
+    if not entity:
+        raise typer.BadParameter(
+            "give the entity rows to look up, e.g. --entity '{\"driver_id\": 1}' (repeatable)",
+            param_hint="--entity",
+        )
     rows = []
     for text in entity:
         try:

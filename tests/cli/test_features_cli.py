@@ -111,6 +111,11 @@ def test_errors_say_what_to_do(server, tmp_path: Path) -> None:
         "features", "get-online", "--feature", "v:f", "--entity", "driver=1", "--uri", uri, ok=False
     )
     assert "not a JSON object" in bad_row
+    # What is missing is named by its flag, not by the API's field (features, entities).
+    no_features = run("features", "get-online", "--entity", '{"driver_id": 1}', ok=False)
+    assert "--feature view:feature" in no_features and "--service" in no_features
+    no_rows = run("features", "get-online", "--feature", "v:f", "--uri", uri, ok=False)
+    assert "--entity" in no_rows and "entities is empty" not in no_rows
     bad_time = run("features", "materialize", "yesterday", "--uri", uri, ok=False)
     assert "not an ISO time" in bad_time
     missing = run("features", "apply", str(tmp_path / "nope.py"), "--uri", uri, ok=False)
