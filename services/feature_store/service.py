@@ -131,6 +131,11 @@ def _check_entity_columns(columns: Sequence[str], requests: Sequence[ViewRequest
             f"the entity rows have two columns named {twice!r}; keep one", field="entities"
         )
     for column in columns:
+        if not column:  # the engine would give it a name of its own ('v2')
+            raise InvalidArgument(
+                "the entity rows have a column with no name; name it or drop it",
+                field="entities",
+            )
         if column.startswith(RESERVED_PREFIX):
             raise InvalidArgument(
                 f"the entity rows have a column {column!r}; names starting with "

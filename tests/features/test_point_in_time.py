@@ -217,6 +217,12 @@ def test_a_feature_service_and_output_parquet(store: FeatureStoreClient, repo, t
             "entities",
             "two columns named 'driver_id'",
         ),
+        # A column without a name came back named 'v2' (the engine's name for it).
+        (
+            pa.table([[1], [NOW], [3]], names=["driver_id", "event_timestamp", ""]),
+            "entities",
+            "a column with no name",
+        ),
     ],
 )
 def test_entity_rows_that_cannot_be_joined_are_the_callers_to_fix(
