@@ -15,7 +15,15 @@ from minio import Minio
 from sqlalchemy import create_engine
 
 from modelyard.errors import FailedPrecondition, InvalidArgument
-from modelyard.features import FeatureStoreClient, FeatureView, FileSource, Int32, SqlSource
+from modelyard.features import (
+    Bool,
+    FeatureStoreClient,
+    FeatureView,
+    Field,
+    FileSource,
+    Int32,
+    SqlSource,
+)
 from modelyard.features.definitions import DataSource
 from modelyard.services.common.artifacts.s3 import make_client
 from modelyard.services.common.settings import FeaturesSettings, S3Settings, Settings
@@ -162,6 +170,24 @@ def test_a_sql_source_with_no_rows_yet_gives_no_values(
     store.apply([repo.driver, stats])
     training = store.get_historical_features(ENTITIES, ["driver_stats:trips"]).to_df()
     assert _trips(training) == [None, None, None]
+    assert store.materialize(NOW - pd.Timedelta(hours=100), NOW)[0].rows == 0
+
+
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+def test_a_csv_source_with_no_rows_yet_gives_no_values(
+    store: FeatureStoreClient, repo: Repo, tmp_path: Path
+) -> None:
+    """A CSV file holding only its header, whose names could be values ('f' reads as false), was
+    sniffed as a row of data in columns column0...: every training set and materialize failed,
+    the source 'lacking' column driver_id."""
+    path = tmp_path / "flags.csv"
+    path.write_text("driver_id,event_timestamp,f\n")
+    flags = FeatureView(
+        "flags", [repo.driver], [Field("f", Bool)], FileSource(str(path), file_format="csv")
+    )
+    store.apply([repo.driver, flags])
+    training = store.get_historical_features(ENTITIES, ["flags:f"]).to_df()
+    assert training["f"].isna().all()
     assert store.materialize(NOW - pd.Timedelta(hours=100), NOW)[0].rows == 0
 
 

@@ -202,10 +202,14 @@ class SourceReader:
                 else ""
             )
             if local and Path(path).is_file():
-                reader = "read_csv_auto" if source.file_format == "csv" else "read_parquet"
-                con.execute(
-                    f"CREATE OR REPLACE TEMP VIEW {raw} AS SELECT * FROM {reader}({_literal(path)})"
+                # A CSV source has a header (its columns are named): said, not sniffed, since
+                # the sniffer takes a header with no rows under it for a row of data.
+                reader = (
+                    f"read_csv_auto({_literal(path)}, header = true)"
+                    if source.file_format == "csv"
+                    else f"read_parquet({_literal(path)})"
                 )
+                con.execute(f"CREATE OR REPLACE TEMP VIEW {raw} AS SELECT * FROM {reader}")
             else:
                 dataset = self._dataset(source.path, source.file_format)
                 if dataset is None:
