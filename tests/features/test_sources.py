@@ -191,6 +191,33 @@ def test_a_csv_source_with_no_rows_yet_gives_no_values(
     assert store.materialize(NOW - pd.Timedelta(hours=100), NOW)[0].rows == 0
 
 
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+def test_a_directory_of_files_is_read_with_the_columns_of_all(
+    store: FeatureStoreClient, repo: Repo, tmp_path: Path
+) -> None:
+    """A directory source took its columns from its first file: a feature that later files
+    (partitions written after it was added) hold failed every read as missing from the
+    source. Files without it give nulls; an int column beside a float one reads as float."""
+    rows = driver_rows()
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    rows.iloc[:4].drop(columns=["city"]).to_parquet(parts / "2026-01-01.parquet")
+    later = rows.iloc[4:].assign(conv_rate=[1])  # driver 2: conv_rate held as an integer
+    later.to_parquet(parts / "2026-01-02.parquet")
+    stats = _with_source(repo, FileSource(str(parts), created_timestamp_column="created"))
+    store.apply([repo.driver, stats])
+    entity_rows = pd.DataFrame({"driver_id": [1, 2], "event_timestamp": [NOW, NOW]})
+    features = ["driver_stats:city", "driver_stats:conv_rate", "driver_stats:trips"]
+    training = store.get_historical_features(entity_rows, features).to_df()
+    # Driver 1's latest row is in the file without city; driver 2's is older than the TTL.
+    assert training["city"].isna().all() and _trips(training) == [35, None]
+    old = store.get_historical_features(
+        pd.DataFrame({"driver_id": [2], "event_timestamp": [NOW - pd.Timedelta(hours=71)]}),
+        features,
+    ).to_df()
+    assert old[["city", "conv_rate", "trips"]].values.tolist() == [["Paris", 1.0, 90]]
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
 def test_sql_query_on_postgres(store: FeatureStoreClient, repo: Repo, postgres_url: str) -> None:

@@ -185,7 +185,15 @@ class SourceReader:
         if info.type == pafs.FileType.NotFound:
             return None
         fmt = ds.CsvFileFormat() if file_format == "csv" else ds.ParquetFileFormat()
-        return ds.dataset(path, filesystem=fs, format=fmt)
+        dataset = ds.dataset(path, filesystem=fs, format=fmt)
+        # A dataset takes its schema from its first file: a column that later files gained (a
+        # feature added to new partitions) would be missing. Read it as all files' columns
+        # together; files without one give nulls, an int column beside a float one reads float.
+        schemas = [fragment.physical_schema for fragment in dataset.get_fragments()]
+        if len(schemas) > 1:
+            unified = pa.unify_schemas(schemas, promote_options="permissive")
+            dataset = ds.dataset(path, filesystem=fs, format=fmt, schema=unified)
+        return dataset
 
     def register(
         self, con: duckdb.DuckDBPyConnection, view: FeatureView, join_keys: list[str], name: str
