@@ -156,6 +156,30 @@ def test_sql_table_on_sqlite(store: FeatureStoreClient, repo: Repo, tmp_path: Pa
 
 
 @pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+def test_a_sql_query_of_any_form_runs_as_written(
+    store: FeatureStoreClient, repo: Repo, tmp_path: Path
+) -> None:
+    """A query that did not start with SELECT was taken for a table name and run as 'SELECT *
+    FROM <query>': a WITH query or one after a comment failed as a syntax error. Only a table
+    name (qualified or quoted too) is read whole."""
+    db = tmp_path / "warehouse.db"
+    with sqlite3.connect(db) as conn:
+        rows = driver_rows()
+        for column in ("event_timestamp", "created"):
+            rows[column] = rows[column].map(lambda t: t.isoformat())
+        rows.to_sql("Driver Stats", conn, index=False)
+    for query in (
+        'WITH recent AS (SELECT * FROM "Driver Stats") SELECT * FROM recent',
+        '-- the drivers\' stats\nSELECT * FROM "Driver Stats"',
+        ' main."Driver Stats" ',
+    ):
+        source = SqlSource(f"sqlite:///{db}", query, created_timestamp_column="created")
+        store.apply([repo.driver, _with_source(repo, source)])
+        training = store.get_historical_features(ENTITIES, ["driver_stats:trips"]).to_df()
+        assert _trips(training) == EXPECTED_TRIPS, query
+
+
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
 def test_a_sql_source_with_no_rows_yet_gives_no_values(
     store: FeatureStoreClient, repo: Repo, tmp_path: Path
 ) -> None:

@@ -7,6 +7,7 @@ unioned in. S3 objects are read through pyarrow's S3 filesystem with the platfor
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -141,6 +142,12 @@ def _sql_table(conn: sqlalchemy.Connection, query: str) -> pa.Table:
     return pa.concat_tables(parts, promote_options="permissive")
 
 
+# A SQL source's query that names a table ("stats", "warehouse.stats", '"Daily Stats"') rather
+# than being a query of its own: anything else (WITH ..., a leading comment) runs as written.
+_NAME_PART = r'(?:[A-Za-z_][\w$]*|"(?:[^"]|"")+")'
+_TABLE = re.compile(rf"\s*{_NAME_PART}(?:\s*\.\s*{_NAME_PART})*\s*")
+
+
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -230,7 +237,7 @@ class SourceReader:
         else:
             assert isinstance(source, SqlSource)
             query = source.query
-            if not query.strip().lower().startswith("select"):
+            if _TABLE.fullmatch(query):
                 query = f"SELECT * FROM {query}"
             engine = sqlalchemy.create_engine(source.url)
             try:
