@@ -200,6 +200,12 @@ def test_a_feature_service_and_output_parquet(store: FeatureStoreClient, repo, t
             "driver_id",
             "'a'",
         ),
+        # True joined driver 1 (False driver 0), where online lookups refuse a bool key.
+        (
+            pd.DataFrame({"driver_id": [True], "event_timestamp": [NOW]}),
+            "driver_id",
+            "holds BOOLEAN values",
+        ),
         # A column the features would add again, and the engine's own working names.
         (
             pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW], "trips": [5]}),

@@ -36,9 +36,23 @@ def _check_entity_keys(
     rather than let the join fail as if the source were broken."""
     relation = con.sql(f"SELECT {', '.join(map(_quote, keys))} FROM {source}")
     types = dict(zip(keys, relation.types, strict=True))
+    entity_keys = con.sql(f"SELECT {', '.join(map(_quote, keys))} FROM entities")
+    given = dict(zip(keys, entity_keys.types, strict=True))
     for key in keys:
         if types[key] == duckdb.sqltype("NULL"):
             continue  # no value in the source (a SQL source with no rows): any key matches none
+        # Keys online lookups refuse (True for 1, 7.0 for '7') must not match here either: a
+        # model would be trained on rows it is never served.
+        kind = str(given[key])
+        if (kind == "BOOLEAN") != (str(types[key]) == "BOOLEAN") or (
+            str(types[key]) == "VARCHAR" and kind in ("FLOAT", "DOUBLE")
+        ):
+            raise InvalidArgument(
+                f"the entity rows' {key!r} column holds {kind} values, which are not keys of "
+                f"type {types[key]} like the join key of feature view {view.name!r} (online "
+                "lookups refuse them too); give keys of that type",
+                field=key,
+            )
         column = _quote(key)
         bad = con.execute(
             f"SELECT {column} FROM entities WHERE {column} IS NOT NULL "
