@@ -102,7 +102,7 @@ class Transport:
     def __init__(
         self,
         uri: str,
-        token: str | None = None,
+        token: str | Callable[[], str] | None = None,
         tls_ca: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         tls_cert: str | None = None,
@@ -127,15 +127,20 @@ class Transport:
             self.channel = grpc.secure_channel(target, credentials, options=options)
         else:
             self.channel = grpc.insecure_channel(target, options=options)
-        self.metadata: tuple[tuple[str, str], ...] = (
-            (("authorization", f"Bearer {token}"),) if token else ()
-        )
+        self._token = token
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """The call's credentials. A callable token is asked on every call: a service's token
+        file may have been renewed since the last one."""
+        token = self._token() if callable(self._token) else self._token
+        return (("authorization", f"Bearer {token}"),) if token else ()
 
     def with_token(self, token: str | None) -> Transport:
         """The same channel, calling as another principal (services acting for their caller)."""
         clone = object.__new__(Transport)
         clone.__dict__.update(self.__dict__)
-        clone.metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        clone._token = token
         return clone
 
     def call(self, method: Callable[..., T], request: Any, timeout: float | None = None) -> T:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from modelyard.client._transport import Transport
 from modelyard.errors import FailedPrecondition
+from modelyard.services.common.service_token import TokenFile
 from modelyard.services.common.settings import Settings
 
 if TYPE_CHECKING:
@@ -22,19 +23,26 @@ class Runtime:
         self.auth_service: AuthService | None = None
         self.mint_token: Callable[[str], str] | None = None
         self._tokens: dict[str, str] = {}
+        self._token_file: TokenFile | None = None
 
-    def service_token(self, service: str) -> str | None:
-        """The token `service` presents to other services (None when auth is off)."""
+    def service_token(self, service: str) -> str | Callable[[], str] | None:
+        """The token `service` presents to other services (None when auth is off), or, with a
+        token file, a callable giving the file's current token."""
         auth = self.settings.auth
         if not auth.enabled:
             return None
         if auth.service_token is not None:
             return auth.service_token.get_secret_value()
+        if auth.service_token_file is not None:
+            if self._token_file is None:
+                self._token_file = TokenFile(auth.service_token_file)
+            return self._token_file
         if service not in self._tokens:
             if self.mint_token is None:
                 raise FailedPrecondition(
                     f"the {service} service has no identity to call other services with; create "
                     f"one with `modelyard tokens create --principal svc-{service}` and set "
+                    "MODELYARD_AUTH__SERVICE_TOKEN_FILE (a file holding it) or "
                     "MODELYARD_AUTH__SERVICE_TOKEN"
                 )
             self._tokens[service] = self.mint_token(service)

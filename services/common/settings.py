@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from modelyard.errors import InvalidArgument
@@ -147,12 +147,24 @@ class AuthSettings(BaseModel):
     public_key_file: Path | None = None
     # Where the auth service listens when it is not in this process.
     auth_uri: str | None = None
-    # This process's identity towards other services (a token of principal svc-<service>).
+    # This process's identity towards other services (a token of principal svc-<service>): the
+    # token itself, or a file holding it, read again whenever it changes (a mounted Secret that
+    # is renewed while the process runs; services/common/service_token.py). Not both.
     service_token: SecretStr | None = None
+    service_token_file: Path | None = None
     # How often revocations and role changes are pulled; the bound on revocation delay.
     refresh_seconds: float = Field(default=5.0, gt=0, le=300)
     # Aliases whose moves need MANAGE on the model (others need EDIT).
     protected_aliases: list[str] = Field(default_factory=lambda: ["champion", "production", "prod"])
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> AuthSettings:
+        if self.service_token is not None and self.service_token_file is not None:
+            raise ValueError(
+                "set one of MODELYARD_AUTH__SERVICE_TOKEN and MODELYARD_AUTH__SERVICE_TOKEN_FILE, "
+                "not both"
+            )
+        return self
 
 
 class TLSSettings(BaseModel):

@@ -18,7 +18,12 @@ from modelyard.services.common.server import ServiceRegistration
 from modelyard.services.common.settings import Settings
 from modelyard.services.serving.access import INFERENCE_RULES, SERVING_RULES
 from modelyard.services.serving.authorizer import ServingAuthorizer
-from modelyard.services.serving.cluster import ClusterConfig, EndpointController, secret_volumes
+from modelyard.services.serving.cluster import (
+    ClusterConfig,
+    EndpointController,
+    pod_secret_files,
+    secret_volumes,
+)
 from modelyard.services.serving.inference_log import InferenceLogWriter
 from modelyard.services.serving.loader import ModelLoader
 from modelyard.services.serving.oip_servicer import InferenceServicer
@@ -43,8 +48,7 @@ def cluster_config(settings: Settings, namespace: str) -> ClusterConfig:
     """What the endpoint controller makes pods with: serving.cluster, plus this process's own
     health port (endpoint pods get the same environment, so they open it too)."""
     cluster = settings.serving.cluster
-    secret_volumes(cluster.secret_files)  # a mistake there stops start-up, not every reconcile
-    return ClusterConfig(
+    config = ClusterConfig(
         namespace=namespace,
         instance=cluster.instance,
         image=cluster.image,
@@ -60,6 +64,8 @@ def cluster_config(settings: Settings, namespace: str) -> ClusterConfig:
         max_replicas=cluster.max_replicas,
         target_cpu_percent=cluster.target_cpu_percent,
     )
+    secret_volumes(pod_secret_files(config))  # a mistake there stops start-up, not a reconcile
+    return config
 
 
 def _controller(settings: Settings, service: ServingService) -> EndpointController | None:

@@ -39,6 +39,10 @@ SPEC_HASH = "modelyard.io/spec-hash"
 # like drift and a changed desired object is always applied.
 APPLIED = "modelyard.io/applied"
 GRPC_PORT = 50051
+# Where endpoint pods find their service token: a mounted Secret key, so a renewed token reaches
+# running pods (services/common/service_token.py re-reads it), which an environment variable
+# would not.
+SERVICE_TOKEN_FILE = "/etc/modelyard/service-token/token"
 # Kubernetes object names (a Service's is a DNS label) are at most this long.
 MAX_NAME = 63
 
@@ -58,7 +62,7 @@ class ClusterConfig:
     # the TLS certificates. Each Secret is mounted read-only with only the listed keys.
     secret_files: dict[str, str] = field(default_factory=dict)
     # Secret with the serving service token under the key `serving`: endpoint pods call the
-    # registry and the feature store as that identity.
+    # registry and the feature store as that identity, read from SERVICE_TOKEN_FILE.
     service_token_secret: str | None = None
     # Annotations of the pod template (a checksum of the environment's Secret values): a change
     # rolls the endpoint's pods.
@@ -146,22 +150,21 @@ def secret_volumes(files: dict[str, str]) -> list[tuple[k8s.V1Volume, k8s.V1Volu
     ]
 
 
+def pod_secret_files(config: ClusterConfig) -> dict[str, str]:
+    """Every Secret file of an endpoint pod: the configured ones and its service token."""
+    files = dict(config.secret_files)
+    if config.service_token_secret:
+        files[SERVICE_TOKEN_FILE] = f"{config.service_token_secret}/serving"
+    return files
+
+
 def _container(
     endpoint: Endpoint, config: ClusterConfig, mounts: list[k8s.V1VolumeMount]
 ) -> k8s.V1Container:
     probe_port = config.health_port or GRPC_PORT
     grpc_probe = k8s.V1GRPCAction(port=probe_port)
     token = (
-        [
-            k8s.V1EnvVar(
-                name="MODELYARD_AUTH__SERVICE_TOKEN",
-                value_from=k8s.V1EnvVarSource(
-                    secret_key_ref=k8s.V1SecretKeySelector(
-                        name=config.service_token_secret, key="serving"
-                    )
-                ),
-            )
-        ]
+        [k8s.V1EnvVar(name="MODELYARD_AUTH__SERVICE_TOKEN_FILE", value=SERVICE_TOKEN_FILE)]
         if config.service_token_secret
         else []
     )
@@ -215,7 +218,7 @@ def _container(
 
 def build_objects(endpoint: Endpoint, config: ClusterConfig) -> list[Any]:
     """The Deployment, Service and HorizontalPodAutoscaler of one endpoint."""
-    files = secret_volumes(config.secret_files)
+    files = secret_volumes(pod_secret_files(config))
     name = object_name(endpoint.name, config.instance)
     labels = _labels(endpoint.name, config.instance)
 

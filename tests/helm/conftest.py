@@ -30,7 +30,7 @@ VALUE_SETS = ["default", *(p.stem for p in EXAMPLES)]
 # Validated against an older, a recent and the newest Kubernetes kubernetes-validate knows.
 KUBERNETES_VERSIONS = ["1.30.0", "1.33.0", "1.37.0"]
 RELEASE, NAMESPACE = "modelyard", "ml"
-WORKLOADS = {"Deployment", "Job", "StatefulSet", "DaemonSet"}
+WORKLOADS = {"Deployment", "Job", "StatefulSet", "DaemonSet", "CronJob"}
 
 
 def helm() -> Any:
@@ -111,8 +111,17 @@ def default() -> Rendered:
     return _rendered("default")
 
 
+def pod_template(workload: dict[str, Any]) -> dict[str, Any]:
+    spec = workload["spec"]
+    return (
+        spec["jobTemplate"]["spec"]["template"]
+        if workload["kind"] == "CronJob"
+        else spec["template"]
+    )
+
+
 def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
-    return workload["spec"]["template"]["spec"]
+    return pod_template(workload)["spec"]
 
 
 def containers(workload: dict[str, Any]) -> list[dict[str, Any]]:

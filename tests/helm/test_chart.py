@@ -212,10 +212,19 @@ def test_default_values_reference_secrets_by_name_and_turn_auth_and_tls_on(defau
         "key": "url",
     }
     assert env["MODELYARD_S3__ACCESS_KEY"]["secretKeyRef"]["name"] == "modelyard-s3"
-    assert env["MODELYARD_AUTH__SERVICE_TOKEN"]["secretKeyRef"] == {
-        "name": "modelyard-service-tokens",
-        "key": "tracking",
-    }
+    # The service token is a mounted file (whole volume, no subPath), which the kubelet updates
+    # when the token is renewed; an environment variable would keep the one the pod started with.
+    assert "MODELYARD_AUTH__SERVICE_TOKEN" not in env
+    assert env["MODELYARD_AUTH__SERVICE_TOKEN_FILE"] == "/etc/modelyard/service-token/token"
+    (volume,) = [
+        v
+        for v in pod_spec(default.get("Deployment", "modelyard-tracking"))["volumes"]
+        if v["name"] == "service-token"
+    ]
+    assert volume["secret"]["secretName"] == "modelyard-service-tokens"
+    assert volume["secret"]["items"] == [{"key": "tracking", "path": "token"}]
+    (mount,) = [m for m in tracking["volumeMounts"] if m["name"] == "service-token"]
+    assert mount["mountPath"] == "/etc/modelyard/service-token" and "subPath" not in mount
 
 
 def test_only_the_auth_pod_holds_the_private_signing_key(default: Rendered):
@@ -595,3 +604,32 @@ def test_the_packaged_chart_renders_like_the_directory(tmp_path, default: Render
         if isinstance(o, dict)
     )
     assert kinds == sorted(o["kind"] for o in default.objects)
+
+
+def test_service_tokens_are_renewed_on_a_schedule_while_the_release_runs(default: Rendered):
+    """The auth pod's init container renews tokens only when an auth pod starts; a CronJob runs
+    the same program, as the auth ServiceAccount (whose Role may update the tokens Secret)."""
+    (cronjob,) = default.of_kind("CronJob")
+    assert cronjob["spec"]["schedule"] == "17 3 * * *"
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    spec = pod_spec(cronjob)
+    (renewal,) = spec["containers"]
+    auth = pod_spec(default.get("Deployment", "modelyard-auth"))
+    (init,) = auth["initContainers"]
+    assert renewal["command"] == init["command"]
+    assert "--services=tracking,registry,serving,features" in renewal["command"]
+    assert env_of(renewal) == env_of(init)
+    assert spec["serviceAccountName"] == auth["serviceAccountName"] == "modelyard-auth"
+    binding = default.get("RoleBinding", "modelyard-service-tokens")
+    assert binding["subjects"][0]["name"] == "modelyard-auth"
+    mounts = {m["mountPath"] for m in renewal["volumeMounts"]}
+    assert {"/etc/modelyard/signing-key", "/var/run/secrets/kubernetes.io/serviceaccount"} <= mounts
+
+    # Tokens kept by the operator, or no auth at all: nothing to renew.
+    for values in (
+        {"auth": {"serviceTokens": {"existingSecret": "mine"}}},
+        {"auth": {"enabled": False}},
+    ):
+        assert not render(values).of_kind("CronJob")
+    with pytest.raises(Exception, match="renewSchedule"):
+        render({"auth": {"serviceTokens": {"renewSchedule": "daily"}}})

@@ -9,7 +9,15 @@ from typing import Any
 
 import pytest
 
-from tests.helm.conftest import NAMESPACE, Rendered, containers, pod_spec, render, values_of
+from tests.helm.conftest import (
+    NAMESPACE,
+    Rendered,
+    containers,
+    pod_spec,
+    pod_template,
+    render,
+    values_of,
+)
 
 
 @dataclass(frozen=True)
@@ -105,7 +113,7 @@ class Cluster:
         self.policies = rendered.of_kind("NetworkPolicy")
         self.pods: dict[str, Endpoint] = {}
         for workload in rendered.workloads():
-            labels = workload["spec"]["template"]["metadata"]["labels"]
+            labels = pod_template(workload)["metadata"]["labels"]
             ports = {
                 p["name"]: p["containerPort"]
                 for c in containers(workload)
@@ -150,7 +158,7 @@ def cluster() -> Cluster:
 def test_every_pod_of_the_release_is_isolated_both_ways(rendered: Rendered):
     cluster = Cluster(rendered)
     for workload in rendered.workloads():
-        labels = workload["spec"]["template"]["metadata"]["labels"]
+        labels = pod_template(workload)["metadata"]["labels"]
         types = {
             t
             for p in cluster.policies
@@ -183,6 +191,8 @@ NEEDED = [
     ("serving", "s3", 443),
     ("keys", "apiserver", 6443),
     ("auth", "apiserver", 6443),  # the token bootstrap init container
+    ("token-renewal", "database", 5432),  # the service-token renewal CronJob
+    ("token-renewal", "apiserver", 6443),
     *((pod, "kube-dns", 53) for pod in ("auth", "tracking", "gateway", "migrations", "keys")),
 ]
 NOT_NEEDED = [
@@ -193,6 +203,7 @@ NOT_NEEDED = [
     ("auth", "tracking", 50051),
     ("migrations", "auth", 50051),
     ("keys", "database", 5432),
+    ("token-renewal", "auth", 50051),
     ("gateway", "database", 5432),
     ("gateway", "s3", 443),
     ("notebook", "tracking", 50051),  # clients go through the gateway

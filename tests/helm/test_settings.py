@@ -52,6 +52,41 @@ def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Setti
     return Settings()
 
 
+CALLERS = ("tracking", "registry", "serving", "features")
+
+
+def files(workload: dict[str, Any], c: dict[str, Any]) -> dict[str, str]:
+    """path -> "<secret>/<key>" of every Secret file mounted into container c."""
+    volumes = {v["name"]: v["secret"] for v in pod_spec(workload)["volumes"] if "secret" in v}
+    return {
+        f"{m['mountPath']}/{item['path']}": f"{volumes[m['name']]['secretName']}/{item['key']}"
+        for m in c["volumeMounts"]
+        if m["name"] in volumes and "subPath" not in m
+        for item in volumes[m["name"]]["items"]
+    }
+
+
+def test_every_caller_reads_its_own_token_from_a_mounted_file(rendered: Rendered, monkeypatch):
+    """A token in the environment is the one the pod started with until it restarts; a mounted
+    Secret key is updated in place when the token is renewed, and the service reads it again."""
+    checked = []
+    for workload in rendered.workloads():
+        for c in containers(workload):
+            if "/modelyard:" not in c["image"] or c["name"] == "keys":
+                continue
+            settings = settings_from(environment(rendered, c), monkeypatch)
+            assert settings.auth.service_token is None, c["name"]
+            if not settings.auth.enabled or c["name"] not in CALLERS:
+                continue
+            path = settings.auth.service_token_file
+            assert path is not None, c["name"]
+            assert files(workload, c)[str(path)].endswith(f"/{c['name']}"), c["name"]
+            checked.append(c["name"])
+    config = rendered.get("ConfigMap", "modelyard-config")["data"]
+    auth_on = config["MODELYARD_AUTH__ENABLED"] == "true"
+    assert bool(checked) == auth_on
+
+
 def test_every_container_environment_is_accepted(rendered: Rendered, monkeypatch):
     found = modelyard_containers(rendered)
     assert found
@@ -72,9 +107,8 @@ def test_services_get_their_peers_keys_and_certificates(default: Rendered, monke
     assert registry.auth.enabled and registry.auth.auth_uri == "modelyard-auth:50051"
     assert registry.auth.public_key_file == Path("/etc/modelyard/signing-key/public.pem")
     assert registry.auth.private_key_file is None
-    assert registry.auth.service_token.get_secret_value() == (
-        "secret-modelyard-service-tokens-registry"
-    )
+    assert registry.auth.service_token is None
+    assert registry.auth.service_token_file == Path("/etc/modelyard/service-token/token")
     assert registry.tls.enabled and registry.tls.ca_file == Path("/etc/modelyard/tls/ca.crt")
     assert registry.metrics_port == 9464 and not registry.migrate_on_start
     assert registry.s3.access_key.get_secret_value() == "secret-modelyard-s3-accessKey"
@@ -156,24 +190,14 @@ def test_endpoint_pods_get_the_files_and_identity_of_the_serving_pods(monkeypatc
 
     endpoint = settings_from(environment(dev, container), monkeypatch)
     assert endpoint.auth.enabled and endpoint.tls.enabled
-    assert endpoint.auth.service_token.get_secret_value() == (
-        "secret-modelyard-service-tokens-serving"
-    )
+    assert endpoint.auth.service_token is None
     assert endpoint.auth.private_key_file is None
     assert endpoint.serving.endpoints == ["fraud"] and not endpoint.serving.cluster.enabled
 
-    def files(workload: dict[str, Any], c: dict[str, Any]) -> dict[str, str]:
-        """path -> "<secret>/<key>" of every Secret file mounted into container c."""
-        volumes = {v["name"]: v["secret"] for v in pod_spec(workload)["volumes"] if "secret" in v}
-        return {
-            f"{m['mountPath']}/{item['path']}": f"{volumes[m['name']]['secretName']}/{item['key']}"
-            for m in c["volumeMounts"]
-            if m["name"] in volumes
-            for item in volumes[m["name"]]["items"]
-        }
-
     mounted = files(pod, container)
+    assert mounted[str(endpoint.auth.service_token_file)] == "modelyard-service-tokens/serving"
     needed = [
+        endpoint.auth.service_token_file,
         endpoint.auth.public_key_file,
         endpoint.tls.cert_file,
         endpoint.tls.key_file,
@@ -181,6 +205,8 @@ def test_endpoint_pods_get_the_files_and_identity_of_the_serving_pods(monkeypatc
     ]
     assert sorted(mounted) == sorted(str(p) for p in needed)
     serving_files = files(serving_pod, serving_container)
+    # The same files as the serving pods, but for the token, which is the serving pods' own too.
+    assert serving_files[str(serving.auth.service_token_file)] == "modelyard-service-tokens/serving"
     assert all(serving_files[path] == source for path, source in mounted.items())
     assert not any(source.endswith("private.pem") for source in mounted.values())
     probe = container["readinessProbe"]["grpc"]["port"]

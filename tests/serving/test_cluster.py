@@ -97,10 +97,14 @@ def test_secured_pods_get_only_the_files_and_token_they_need() -> None:
         if v.secret
         for item in v.secret.items
     }
-    assert files == SECURED.secret_files  # never the signing key's private half
-    (token,) = [e for e in container.env if e.name == "MODELYARD_AUTH__SERVICE_TOKEN"]
-    ref = token.value_from.secret_key_ref
-    assert (ref.name, ref.key) == ("modelyard-service-tokens", "serving")
+    # Never the signing key's private half; the token as a file, which a renewal updates in
+    # the running pod (an environment variable would keep the token the pod started with).
+    token_file = "/etc/modelyard/service-token/token"
+    assert files == {**SECURED.secret_files, token_file: "modelyard-service-tokens/serving"}
+    env = {e.name: e for e in container.env}
+    assert env["MODELYARD_AUTH__SERVICE_TOKEN_FILE"].value == token_file
+    assert "MODELYARD_AUTH__SERVICE_TOKEN" not in env
+    assert not [m for m in container.volume_mounts if m.sub_path]  # subPath never updates
 
 
 @pytest.mark.parametrize(

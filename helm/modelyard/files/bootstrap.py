@@ -5,9 +5,10 @@
 Secrets are left alone (a key pair is checked to be one).
 
 `service-tokens` (an init container of the auth pod, which holds the signing key and the database
-URL): makes sure the Secret holds a valid token of principal svc-<service> for every calling
-service, minting one through the auth service's own code where it is missing, unreadable, signed
-by another key, revoked, unknown to the database, or expires within 30 days.
+URL, and the renewal CronJob, run as the auth pod's ServiceAccount): makes sure the Secret holds a
+valid token of principal svc-<service> for every calling service, minting one through the auth
+service's own code where it is missing, unreadable, signed by another key, revoked, unknown to
+the database, or expires within 30 days.
 
 The chart runs this file with `python -c`; tests import it. It prints no token.
 """

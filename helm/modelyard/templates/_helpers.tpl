@@ -330,11 +330,9 @@ s3.caSecret), for every pod that connects to them. */}}
 {{- include "modelyard.s3Env" $ }}
 {{- end }}
 {{- if and $.Values.auth.enabled (ne $c "auth") }}
-- name: MODELYARD_AUTH__SERVICE_TOKEN
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "modelyard.serviceTokensSecret" $ }}
-      key: {{ $c }}
+# A mounted file, not an environment variable: the renewed token reaches the running process.
+- name: MODELYARD_AUTH__SERVICE_TOKEN_FILE
+  value: /etc/modelyard/service-token/token
 {{- end }}
 {{- if eq $c "auth" }}
 {{- if $.Values.auth.enabled }}
@@ -427,6 +425,22 @@ s3.caSecret), for every pod that connects to them. */}}
       - {key: tls.key, path: tls.key}
       - {key: ca.crt, path: ca.crt}
 {{- end }}
+{{- if and $.Values.auth.enabled (ne .component "auth") (ne .component "ui") }}
+# This service's token (key <service> of the tokens Secret). Mounted whole (no subPath) so the
+# kubelet swaps in a renewed token, which the process reads again when the file changes.
+- name: service-token
+  secret:
+    secretName: {{ include "modelyard.serviceTokensSecret" $ }}
+    defaultMode: 0440
+    items:
+      - {key: {{ .component }}, path: token}
+{{- end }}
+{{- end -}}
+
+{{- define "modelyard.serviceTokenVolumeMount" -}}
+- name: service-token
+  mountPath: /etc/modelyard/service-token
+  readOnly: true
 {{- end -}}
 
 {{- define "modelyard.serviceVolumeMounts" -}}
