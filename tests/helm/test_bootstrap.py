@@ -17,14 +17,15 @@ import pytest
 from kubernetes import client as k8s
 from sqlalchemy.exc import OperationalError
 
+from modelyard import Client
 from modelyard.client._transport import Transport
 from modelyard.client.auth import AuthClient
 from modelyard.errors import Unauthenticated
 from modelyard.services.common.auth.tokens import TokenSigner, TokenVerifier, generate_keypair
-from modelyard.services.common.settings import AuthSettings, Settings
+from modelyard.services.common.settings import AuthSettings, Settings, TLSSettings
 from tests.conftest import free_port, running_server
 from tests.fake_kube import FakeKube
-from tests.helm.conftest import CHART
+from tests.helm.conftest import CHART, Rendered, pod_spec, render, values_of
 
 SCRIPT = CHART / "files" / "bootstrap.py"
 NS = "ml"
@@ -100,6 +101,78 @@ def test_the_chart_runs_the_file_with_python_c():
     )
     assert result.returncode == 0, result.stderr
     assert "--signing-key-secret" in result.stdout
+
+
+def keys_job_args(out: Rendered) -> list[str]:
+    """The arguments the chart's key hook Job runs this file with."""
+    (container,) = pod_spec(out.get("Job", "modelyard-keys"))["containers"]
+    command = container["command"]
+    assert command[:3] == ["python", "-c", SCRIPT.read_text()]
+    return command[3:]
+
+
+def dns_names(cert_pem: bytes) -> set[str]:
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    extension = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    return set(extension.value.get_values_for_type(x509.DNSName))
+
+
+def test_the_key_job_makes_the_certificate_and_cookie_key_once(bootstrap, kube, tmp_path):
+    """Made in the cluster, once, not by a template: a render without a cluster (`helm
+    template`, Argo CD) would make new ones every time, rotating the CA under running pods."""
+    from cryptography import x509
+
+    fake, api = kube
+    args = keys_job_args(render(None))
+    assert bootstrap.main(args, api=api, namespace=NS) == 0
+    tls = secret_data(fake, "modelyard-tls")
+    assert fake.secrets[(NS, "modelyard-tls")]["type"] == "kubernetes.io/tls"
+    session = secret_data(fake, "modelyard-ui")["sessionSecret"]
+    assert len(session) >= 32
+    # Every upgrade (every Argo CD sync) runs the Job again: nothing changes.
+    assert bootstrap.main(args, api=api, namespace=NS) == 0
+    assert secret_data(fake, "modelyard-tls") == tls
+    assert secret_data(fake, "modelyard-ui")["sessionSecret"] == session
+
+    ca = x509.load_pem_x509_certificate(tls["ca.crt"])
+    x509.load_pem_x509_certificate(tls["tls.crt"]).verify_directly_issued_by(ca)
+    names = dns_names(tls["tls.crt"])
+    for component in ("auth", "tracking", "registry", "serving", "features", "ui", "gateway"):
+        assert f"modelyard-{component}" in names
+        assert f"modelyard-{component}.ml.svc.cluster.local" in names
+    assert "localhost" in names  # kubectl port-forward
+    assert not any(n.startswith("*") for n in names)  # no wildcard without endpoint pods
+
+    # A service serving it, and a client trusting the CA, as the pods are given them.
+    for key, value in tls.items():
+        (tmp_path / key).write_bytes(value)
+    settings = Settings(
+        home=tmp_path / "home",
+        port=0,
+        grace_period=0,
+        tls=TLSSettings(cert_file=tmp_path / "tls.crt", key_file=tmp_path / "tls.key"),
+    )
+    with (
+        running_server(settings, ("tracking",)) as server,
+        Client(f"grpcs://{server.address}", tls_ca=str(tmp_path / "ca.crt")) as client,
+    ):
+        assert client.create_experiment("over-tls")
+
+
+def test_with_the_endpoint_controller_the_certificate_covers_endpoint_services(bootstrap, kube):
+    fake, api = kube
+    assert bootstrap.main(keys_job_args(render(values_of("dev"))), api=api, namespace=NS) == 0
+    names = dns_names(secret_data(fake, "modelyard-tls")["tls.crt"])
+    assert {"*.ml.svc", "*.ml.svc.cluster.local"} <= names  # modelyard-ep-<endpoint>.ml.svc
+
+
+def test_a_tls_secret_of_your_own_is_not_made(bootstrap, kube):
+    fake, api = kube
+    out = render({"tls": {"existingSecret": "cert-manager-made"}})
+    assert bootstrap.main(keys_job_args(out), api=api, namespace=NS) == 0
+    assert not {name for _, name in fake.secrets} & {"modelyard-tls", "cert-manager-made"}
 
 
 # -- service tokens (the auth pod's init container) -----------------------------------------------

@@ -15,6 +15,8 @@ from tests.conftest import require
 from tests.helm.conftest import (
     CHART,
     KUBERNETES_VERSIONS,
+    NAMESPACE,
+    RELEASE,
     VALUE_SETS,
     Rendered,
     containers,
@@ -295,35 +297,29 @@ def test_inline_values_become_chart_secrets():
     }
 
 
-def test_generated_tls_certificate_names_every_service_and_localhost(default: Rendered):
-    from cryptography import x509
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_a_render_without_a_cluster_is_the_same_every_time(name: str):
+    """`helm template` and Argo CD render without a cluster, where `lookup` finds nothing: a
+    template that makes a secret (CA, certificate, cookie key) would make a new one on every
+    render, and every sync would apply it (the key hook Job makes those once instead). Only the
+    dev profile's generated passwords differ, and its values say it is not for production."""
+    first, second = render(values_of(name)), render(values_of(name))
 
-    secret = default.get("Secret", "modelyard-tls")
-    assert secret["type"] == "kubernetes.io/tls"
-    cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
-    ca = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["ca.crt"]))
-    cert.verify_directly_issued_by(ca)
-    names = set(
-        cert.extensions.get_extension_for_class(
-            x509.SubjectAlternativeName
-        ).value.get_values_for_type(x509.DNSName)
-    )
-    for component in ("auth", "tracking", "registry", "serving", "gateway"):
-        assert f"modelyard-{component}" in names
-        assert f"modelyard-{component}.ml.svc.cluster.local" in names
-    assert "localhost" in names  # kubectl port-forward
-    assert not any(n.startswith("*") for n in names)  # no wildcard without endpoint pods
+    def key(o: dict[str, Any]) -> tuple[str, str]:
+        return o["kind"], o["metadata"]["name"]
 
-
-def test_with_the_endpoint_controller_the_certificate_covers_endpoint_services():
-    from cryptography import x509
-
-    secret = render(values_of("dev")).get("Secret", "modelyard-tls")
-    cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
-    names = cert.extensions.get_extension_for_class(
-        x509.SubjectAlternativeName
-    ).value.get_values_for_type(x509.DNSName)
-    assert {"*.ml.svc", "*.ml.svc.cluster.local"} <= set(names)  # modelyard-ep-<endpoint>.ml.svc
+    assert sorted(map(key, first.objects)) == sorted(map(key, second.objects))
+    again = {key(o): o for o in second.objects}
+    changed = {key(o) for o in first.objects if o != again[key(o)]}
+    dev_passwords = {
+        ("Secret", "modelyard-database"),
+        ("Secret", "modelyard-s3"),
+        ("Secret", "modelyard-redis"),
+        ("Secret", "modelyard-endpoint-env"),
+    }
+    dev = (values_of(name) or {}).get("dev", {}).get("enabled", False)
+    assert changed == (dev_passwords if dev else set())
+    assert not first.names("Secret") & {"modelyard-tls", "modelyard-ui"}
 
 
 # -- Serving: autoscaling, disruption budgets, the endpoint controller's rights -------------------
@@ -633,3 +629,43 @@ def test_service_tokens_are_renewed_on_a_schedule_while_the_release_runs(default
         assert not render(values).of_kind("CronJob")
     with pytest.raises(Exception, match="renewSchedule"):
         render({"auth": {"serviceTokens": {"renewSchedule": "daily"}}})
+
+
+def test_secrets_an_older_chart_rendered_stay_release_objects_as_they_are(tmp_path):
+    """Upgrading from a chart whose templates made the TLS and cookie-key Secrets: Helm would
+    delete a release object the new chart no longer renders, so a Secret the release owns is
+    rendered from the cluster as it is; one the key Job made is left to the Job. (`lookup` needs
+    a cluster: here it answers from a table.)"""
+    import shutil
+
+    chart = tmp_path / "modelyard"
+    shutil.copytree(CHART, chart)
+    helpers = chart / "templates" / "_helpers.tpl"
+    lookup = 'lookup "v1" "Secret" .ctx.Release.Namespace .name'
+    text = helpers.read_text()
+    assert text.count(lookup) == 1
+    owned = '(dict "meta.helm.sh/release-name" "modelyard")'
+    cluster = (
+        f'(dict "modelyard-tls" (dict "metadata" (dict "annotations" {owned}) '
+        '"data" (dict "tls.crt" "Q1JU" "tls.key" "S0VZ" "ca.crt" "Q0E=")) '
+        '"modelyard-ui" (dict "metadata" (dict "name" "modelyard-ui") '
+        '"data" (dict "sessionSecret" "Sk9C")))'
+    )
+    helpers.write_text(text.replace(lookup, f"get {cluster} .name | default dict"))
+    with helm().Chart.load(chart) as loaded:
+        manifests = loaded.render(None, name=RELEASE, namespace=NAMESPACE, is_upgrade=True)
+    objects = [
+        d
+        for path, text in manifests.items()
+        if not path.endswith("NOTES.txt")
+        for d in yaml.safe_load_all(text)
+        if d
+    ]
+    secrets = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Secret"}
+    assert secrets["modelyard-tls"]["type"] == "kubernetes.io/tls"
+    assert secrets["modelyard-tls"]["data"] == {
+        "tls.crt": "Q1JU",
+        "tls.key": "S0VZ",
+        "ca.crt": "Q0E=",
+    }
+    assert "modelyard-ui" not in secrets  # the key Job's, not the release's

@@ -1,8 +1,11 @@
 """Secrets the Helm chart cannot template, kept by two small programs that run in the cluster.
 
 `keys` (a pre-install/pre-upgrade hook Job): creates, once, the Ed25519 token-signing key pair
-(`private.pem`, `public.pem`) and the empty Secret that holds the services' tokens. Existing
-Secrets are left alone (a key pair is checked to be one).
+(`private.pem`, `public.pem`), the empty Secret that holds the services' tokens, the services'
+TLS certificate with its private CA, and the web UI's cookie-signing key. Existing Secrets are
+left alone (a key pair is checked to be one). A template could make the last two, but only with
+`lookup` to keep them: rendered without a cluster (`helm template`, Argo CD) each render would
+make new ones, and every sync would rotate the CA under running pods and sign every user out.
 
 `service-tokens` (an init container of the auth pod, which holds the signing key and the database
 URL, and the renewal CronJob, run as the auth pod's ServiceAccount): makes sure the Secret holds a
@@ -17,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import base64
+import secrets
 import sys
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,14 +60,21 @@ def _read(core: Any, name: str, namespace: str) -> Any | None:
         raise
 
 
-def _create(core: Any, name: str, namespace: str, data: dict[str, bytes], labels: dict) -> bool:
+def _create(
+    core: Any,
+    name: str,
+    namespace: str,
+    data: dict[str, bytes],
+    labels: dict,
+    secret_type: str = "Opaque",
+) -> bool:
     """Create the Secret; False when someone else created it first."""
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
     body = client.V1Secret(
         metadata=client.V1ObjectMeta(name=name, namespace=namespace, labels=labels),
-        type="Opaque",
+        type=secret_type,
         data={k: base64.b64encode(v).decode() for k, v in data.items()},
     )
     try:
@@ -135,6 +147,86 @@ def ensure_keys(
     ):
         created.append(tokens_secret)
     return created
+
+
+def make_tls(dns_names: Sequence[str], days: int, name: str) -> dict[str, bytes]:
+    """A private CA and one certificate, signed by it, naming every service (and 127.0.0.1):
+    what a kubernetes.io/tls Secret holds (tls.crt, tls.key, ca.crt)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    until = now + datetime.timedelta(days=days)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name}-ca")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(until)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dict.fromkeys(dns_names)]
+    sans.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(until)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    return {
+        "tls.crt": cert.public_bytes(pem),
+        "tls.key": key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+        "ca.crt": ca.public_bytes(pem),
+    }
+
+
+def make_session_key() -> dict[str, bytes]:
+    """The web UI's cookie-signing key."""
+    return {"sessionSecret": secrets.token_urlsafe(36).encode()}
+
+
+def ensure_generated(
+    core: Any,
+    namespace: str,
+    name: str,
+    make: Callable[[], dict[str, bytes]],
+    labels: dict[str, str],
+    secret_type: str = "Opaque",
+) -> bool:
+    """Create the Secret from make() unless it exists; True when created."""
+    if _read(core, name, namespace) is not None:
+        return False
+    return _create(core, name, namespace, make(), labels, secret_type)
 
 
 # -- service tokens ------------------------------------------------------------------------------
@@ -238,6 +330,10 @@ def main(argv: Sequence[str], api: Any = None, namespace: str | None = None) -> 
     keys.add_argument("--signing-key-secret")
     keys.add_argument("--tokens-secret")
     keys.add_argument("--labels", default="")
+    keys.add_argument("--tls-secret")
+    keys.add_argument("--tls-names", default="")
+    keys.add_argument("--tls-days", type=int, default=730)
+    keys.add_argument("--ui-secret")
     tokens = commands.add_parser("service-tokens")
     tokens.add_argument("--secret", required=True)
     tokens.add_argument("--services", default="")
@@ -246,9 +342,17 @@ def main(argv: Sequence[str], api: Any = None, namespace: str | None = None) -> 
     core = _core(api)
     namespace = namespace or NAMESPACE_FILE.read_text().strip()
     if args.command == "keys":
-        created = ensure_keys(
-            core, namespace, args.signing_key_secret, args.tokens_secret, _labels(args.labels)
-        )
+        labels = _labels(args.labels)
+        created = ensure_keys(core, namespace, args.signing_key_secret, args.tokens_secret, labels)
+        if args.tls_secret:
+            names = [n for n in args.tls_names.split(",") if n]
+            tls = partial(make_tls, names, args.tls_days, args.tls_secret.removesuffix("-tls"))
+            if ensure_generated(core, namespace, args.tls_secret, tls, labels, "kubernetes.io/tls"):
+                created.append(args.tls_secret)
+        if args.ui_secret and ensure_generated(
+            core, namespace, args.ui_secret, make_session_key, labels
+        ):
+            created.append(args.ui_secret)
         log(f"created {', '.join(created)}" if created else "nothing to create")
         return 0
 

@@ -211,6 +211,52 @@ ConfigMap names, from the same Secrets the services mount (never the private sig
 {{- if and .Values.auth.enabled (not .Values.auth.signingKey.existingSecret) -}}true{{- end -}}
 {{- end -}}
 
+{{/* Whether the key hook Job makes the TLS Secret and the UI's cookie-signing key. */}}
+{{- define "modelyard.generateTls" -}}
+{{- if and .Values.tls.enabled (not .Values.tls.existingSecret) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "modelyard.generateUiSecret" -}}
+{{- if .Values.services.ui.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{- define "modelyard.generatesSecrets" -}}
+{{- if or (include "modelyard.generateSigningKey" .) (include "modelyard.mintServiceTokens" .) (include "modelyard.generateTls" .) (include "modelyard.generateUiSecret" .) -}}true{{- end -}}
+{{- end -}}
+
+{{/* The names the generated certificate covers, comma-separated: every service by each of its
+names, localhost (port-forwards), the endpoint Services with the controller on, the ingress host
+and tls.extraDnsNames. */}}
+{{- define "modelyard.tlsDnsNames" -}}
+{{- $fullname := include "modelyard.fullname" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- $names := list "localhost" $fullname (printf "%s.%s.svc" $fullname $ns) -}}
+{{- range $component := list "auth" "tracking" "registry" "serving" "features" "ui" "gateway" -}}
+{{- $svc := printf "%s-%s" $fullname $component -}}
+{{- $names = concat $names (list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.%s" $svc $ns $.Values.clusterDomain)) -}}
+{{- end -}}
+{{- if and .Values.services.serving.enabled .Values.services.serving.controller.enabled -}}
+{{- $names = concat $names (list (printf "*.%s.svc" $ns) (printf "*.%s.svc.%s" $ns $.Values.clusterDomain)) -}}
+{{- end -}}
+{{- if .Values.ingress.enabled -}}
+{{- $names = append $names .Values.ingress.host -}}
+{{- end -}}
+{{- $names = concat $names .Values.tls.extraDnsNames -}}
+{{- join "," $names -}}
+{{- end -}}
+
+{{/* The data (JSON) of Secret .name when it exists as a release object of this release (made by
+an older chart's template), else empty: such a Secret stays rendered, as it is. */}}
+{{- define "modelyard.keptSecretData" -}}
+{{- $old := lookup "v1" "Secret" .ctx.Release.Namespace .name -}}
+{{- if $old -}}
+{{- $annotations := $old.metadata.annotations | default dict -}}
+{{- if eq (get $annotations "meta.helm.sh/release-name" | toString) .ctx.Release.Name -}}
+{{- toJson $old.data -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "modelyard.mintServiceTokens" -}}
 {{- if and .Values.auth.enabled .Values.services.auth.enabled (not .Values.auth.serviceTokens.existingSecret) -}}true{{- end -}}
 {{- end -}}
