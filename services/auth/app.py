@@ -13,7 +13,7 @@ from modelyard.services.common.auth.interceptor import ServiceAccess
 from modelyard.services.common.auth.setup import key_files
 from modelyard.services.common.auth.tokens import TokenSigner
 from modelyard.services.common.db import Database
-from modelyard.services.common.db.migrations import upgrade
+from modelyard.services.common.db.migrations import prepare, upgrade
 from modelyard.services.common.runtime import Runtime
 from modelyard.services.common.server import ServiceRegistration
 from modelyard.services.common.settings import Settings
@@ -31,8 +31,7 @@ def migrate(db: Database) -> None:
 
 def open_service(settings: Settings, runtime: Runtime) -> AuthService:
     db = Database.from_settings(settings)
-    if settings.migrate_on_start:
-        migrate(db)
+    prepare(db, SERVICE, MIGRATIONS, settings.migrate_on_start)
     private, _public = key_files(runtime)
     signer = TokenSigner(private.read_bytes()) if private is not None else None
     service = AuthService(SqlAuthStore(db), signer)

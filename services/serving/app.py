@@ -11,7 +11,7 @@ from modelyard.features.client import FeatureStoreClient
 from modelyard.services.common.auth.grants import GrantStore
 from modelyard.services.common.auth.interceptor import ServiceAccess
 from modelyard.services.common.db import Database
-from modelyard.services.common.db.migrations import upgrade
+from modelyard.services.common.db.migrations import prepare, upgrade
 from modelyard.services.common.peer import Peer
 from modelyard.services.common.runtime import Runtime
 from modelyard.services.common.server import ServiceRegistration
@@ -89,8 +89,7 @@ def _controller(settings: Settings, service: ServingService) -> EndpointControll
 
 def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
     db = Database.from_settings(settings)
-    if settings.migrate_on_start:
-        migrate(db)
+    prepare(db, SERVICE, MIGRATIONS, settings.migrate_on_start)
     store = SqlServingStore(db)
     registry = Peer(
         runtime,

@@ -9,7 +9,7 @@ from modelyard.services.common.artifacts import open_artifact_store
 from modelyard.services.common.auth.grants import GrantStore
 from modelyard.services.common.auth.interceptor import ServiceAccess
 from modelyard.services.common.db import Database
-from modelyard.services.common.db.migrations import upgrade
+from modelyard.services.common.db.migrations import prepare, upgrade
 from modelyard.services.common.runtime import Runtime
 from modelyard.services.common.server import ServiceRegistration
 from modelyard.services.common.settings import Settings
@@ -35,8 +35,7 @@ def migrate(db: Database) -> None:
 
 def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
     db = Database.from_settings(settings)
-    if settings.migrate_on_start:
-        migrate(db)
+    prepare(db, SERVICE, MIGRATIONS, settings.migrate_on_start)
     artifacts = open_artifact_store(settings.artifact_root, settings.s3)
     store = SqlTrackingStore(db, artifacts.root_uri)
     store.ensure_experiment(int(DEFAULT_EXPERIMENT_ID), DEFAULT_EXPERIMENT_NAME)

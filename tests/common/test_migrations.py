@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
 
-from modelyard.services.apps import SERVICES
+from modelyard import Client
+from modelyard.errors import FailedPrecondition
+from modelyard.services.apps import SERVICES, migrate_all
 from modelyard.services.common.db import Database
 from modelyard.services.common.db.migrations import current_revision, head_revision, version_table
+from modelyard.services.common.settings import Settings
+from tests.conftest import running_server
 
 
 @pytest.mark.parametrize("service", list(SERVICES))
@@ -75,3 +81,51 @@ def test_path_columns_compare_bytewise_on_postgresql(postgres_url: str, service:
                 assert collation == "C", f"{table}.{column}"
     finally:
         db.dispose()
+
+
+def test_a_server_that_does_not_migrate_says_what_to_run_on_an_unmigrated_database(
+    database_url: str, tmp_path: Path
+) -> None:
+    """In the Helm chart the migrations hook Job migrates and the services do not
+    (MODELYARD_MIGRATE_ON_START=false). Started on tables the Job has not migrated (it was
+    skipped, `--no-hooks`, or applied alongside by a GitOps tool), a service stopped at start
+    with a bare SQL error (relation "experiments" does not exist) or served on old tables."""
+    settings = Settings(
+        home=tmp_path / "home",
+        port=0,
+        grace_period=0,
+        backend_store_uri=database_url,
+        migrate_on_start=False,
+    )
+    for service in SERVICES:
+        with (
+            pytest.raises(FailedPrecondition, match=r"modelyard db upgrade") as refused,
+            running_server(settings, (service,)),
+        ):
+            pass
+        assert f"the {service} tables are at migration none" in refused.value.message
+    migrate_all(settings)  # `modelyard db upgrade`, as the Job runs it
+    with running_server(settings, tuple(SERVICES)) as server, Client(server.address) as client:
+        assert client.create_experiment("migrated")
+
+
+def test_a_server_rolled_back_serves_on_tables_a_newer_release_migrated(
+    database_url: str, tmp_path: Path
+) -> None:
+    """`helm rollback` after an upgrade that migrated: newer tables only add to older ones."""
+    settings = Settings(
+        home=tmp_path / "home",
+        port=0,
+        grace_period=0,
+        backend_store_uri=database_url,
+        migrate_on_start=False,
+    )
+    migrate_all(settings)
+    db = Database(database_url)
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(text(f"UPDATE {version_table('tracking')} SET version_num = '9999'"))
+    finally:
+        db.dispose()
+    with running_server(settings, ("tracking",)) as server, Client(server.address) as client:
+        assert client.create_experiment("after-rollback")
