@@ -266,6 +266,21 @@ class Settings(BaseSettings):
                 raise ValueError(exc.message) from None
         return value
 
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> Settings:
+        """Checked here: a clash would fail only at bind, blaming the gRPC port."""
+        ports = {"MODELYARD_PORT": self.port}
+        for name, port in (
+            ("MODELYARD_HEALTH_PORT", self.health_port),
+            ("MODELYARD_METRICS_PORT", self.metrics_port),
+        ):
+            clash = [other for other, p in ports.items() if port and p == port]
+            if clash:
+                raise ValueError(f"{name} and {clash[0]} are both {port}; give each its own port")
+            if port:
+                ports[name] = port
+        return self
+
     @field_validator("cpu_affinity")
     @classmethod
     def _known_cpus(cls, value: str | None) -> str | None:

@@ -58,3 +58,22 @@ def test_source_locations_come_from_json_and_must_name_a_place(
     for entry, said in (("", "names no path"), ("file://", "names no path"), ("s3://", "bucket")):
         with pytest.raises(ValidationError, match=said):
             Settings(features={"source_locations": [entry]})
+
+
+@pytest.mark.parametrize(
+    ("ports", "message"),
+    [
+        ({"port": 7000, "health_port": 7000}, "MODELYARD_HEALTH_PORT and MODELYARD_PORT are both"),
+        ({"port": 7000, "metrics_port": 7000}, "MODELYARD_METRICS_PORT and MODELYARD_PORT"),
+        (
+            {"port": 7000, "health_port": 7001, "metrics_port": 7001},
+            "MODELYARD_METRICS_PORT and MODELYARD_HEALTH_PORT are both 7001",
+        ),
+    ],
+)
+def test_ports_that_clash_are_refused_naming_both(ports: dict, message: str) -> None:
+    """A clash failed only when the second listener was bound, blaming the gRPC port
+    ('pick another with --port')."""
+    with pytest.raises(ValidationError, match=message):
+        Settings(**ports)
+    Settings(port=0, health_port=0, metrics_port=0)  # ephemeral ports never clash

@@ -669,3 +669,18 @@ def test_secrets_an_older_chart_rendered_stay_release_objects_as_they_are(tmp_pa
         "ca.crt": "Q0E=",
     }
     assert "modelyard-ui" not in secrets  # the key Job's, not the release's
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"health": {"port": 50051}}, "health.port and service.port are both 50051"),
+        ({"metrics": {"port": 50052}}, "health.port and metrics.port are both 50052"),
+        ({"service": {"port": 9464}}, "metrics.port and service.port are both 9464"),
+    ],
+)
+def test_ports_a_pod_listens_on_together_must_differ(values: dict, message: str):
+    """Every service pod then failed at start, saying to pick another --port."""
+    with pytest.raises(Exception, match=re.escape(message)):
+        render(values)
+    render({**values, "tls": {"enabled": False}, "metrics": {"enabled": False}})
