@@ -79,6 +79,10 @@ class ClusterSettings(BaseModel):
     pod_annotations: dict[str, str] = Field(default_factory=dict)
     registry_uri: str = "modelyard-registry:50051"
     features_uri: str = "modelyard-features:50051"
+    # Requests and limits of each endpoint pod (Kubernetes quantities: {"cpu": "2", "memory":
+    # "8Gi"}); its models are loaded in its memory.
+    requests: dict[str, str] = Field(default_factory=lambda: {"cpu": "250m", "memory": "512Mi"})
+    limits: dict[str, str] = Field(default_factory=lambda: {"cpu": "2", "memory": "2Gi"})
     min_replicas: int = Field(default=1, ge=1)
     max_replicas: int = Field(default=5, ge=1)
     target_cpu_percent: int = Field(default=70, ge=1, le=100)

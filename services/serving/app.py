@@ -63,6 +63,8 @@ def cluster_config(settings: Settings, namespace: str) -> ClusterConfig:
         min_replicas=cluster.min_replicas,
         max_replicas=cluster.max_replicas,
         target_cpu_percent=cluster.target_cpu_percent,
+        requests=cluster.requests,
+        limits=cluster.limits,
     )
     secret_volumes(pod_secret_files(config))  # a mistake there stops start-up, not a reconcile
     return config

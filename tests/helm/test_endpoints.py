@@ -16,6 +16,7 @@ from tests.helm.conftest import (
     controller_objects,
     helm,
     render,
+    values_of,
 )
 
 CONTROLLER = {"dev": {"enabled": True}, "services": {"serving": {"controller": {"enabled": True}}}}
@@ -111,3 +112,22 @@ def test_a_changed_secret_value_rolls_the_endpoint_pods(monkeypatch: pytest.Monk
     assert second["checksum/secrets"] != third["checksum/secrets"]
     assert first["checksum/secrets"] != second["checksum/secrets"]
     assert first["team"] == second["team"] == "fraud"
+
+
+def test_endpoint_pods_are_sized_by_the_values(monkeypatch):
+    """A model bigger than the fixed 2Gi limit was OOM-killed on every load, with nothing in the
+    values (or the settings) to give its endpoint pods more."""
+    values = values_of("dev") or {}
+    values["services"]["serving"]["controller"]["resources"] = {
+        "requests": {"cpu": "1", "memory": "6Gi"},
+        "limits": {"cpu": "4", "memory": "12Gi", "ephemeral-storage": "20Gi"},
+    }
+    (deployment, *_) = controller_objects(render(values), monkeypatch)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["resources"] == {
+        "requests": {"cpu": "1", "memory": "6Gi"},
+        "limits": {"cpu": "4", "memory": "12Gi", "ephemeral-storage": "20Gi"},
+    }
+    (deployment, *_) = controller_objects(render(values_of("dev")), monkeypatch)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["resources"]["limits"] == {"cpu": "2", "memory": "2Gi"}  # the defaults

@@ -415,6 +415,10 @@ s3.caSecret), for every pod that connects to them. */}}
   value: {{ include "modelyard.serviceUri" (dict "ctx" $ "component" "registry") | quote }}
 - name: MODELYARD_SERVING__CLUSTER__FEATURES_URI
   value: {{ include "modelyard.serviceUri" (dict "ctx" $ "component" "features") | quote }}
+- name: MODELYARD_SERVING__CLUSTER__REQUESTS
+  value: {{ .resources.requests | toJson | quote }}
+- name: MODELYARD_SERVING__CLUSTER__LIMITS
+  value: {{ .resources.limits | toJson | quote }}
 - name: MODELYARD_SERVING__CLUSTER__MIN_REPLICAS
   value: {{ .minReplicas | quote }}
 - name: MODELYARD_SERVING__CLUSTER__MAX_REPLICAS
