@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
 
 @dataclass(frozen=True)
 class ServiceRegistration:
@@ -53,6 +57,12 @@ class ServiceRegistration:
     drain: Callable[[], None] = field(default=lambda: None)
     # Called once the server listens; `address` is where this process can be reached.
     on_start: Callable[[str], None] = field(default=lambda address: None)
+    # For services that cannot answer as soon as they listen (an endpoint's own pods load its
+    # models first): called after on_start with a function to report, now and on every change,
+    # whether they can. Their health stays NOT_SERVING until they report True, so a readiness
+    # probe does not send them calls (nor a rollout drop the pods that answer) too early. None:
+    # ready once listening.
+    follow_ready: Callable[[Callable[[bool], None]], None] | None = None
     # Each gRPC service's access table and authorizer (see services/common/auth).
     access: dict[str, ServiceAccess] = field(default_factory=dict)
     # Where its services' descriptors live, when not in protobuf's default pool (for reflection).
@@ -145,11 +155,20 @@ class ModelyardServer:
         self._server.start()
         if self._health_server is not None:
             self._health_server.start()
+        waiting = {n for r in self._registrations if r.follow_ready for n in r.service_names}
         for name in ("", *self.service_names):
-            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+            self.health.set(name, _NOT_SERVING if name in waiting else _SERVING)
         for registration in self._registrations:
             registration.on_start(self.address)
+        for registration in self._registrations:
+            if registration.follow_ready is not None:
+                registration.follow_ready(partial(self._report_ready, registration.service_names))
         log.info("listening on %s", self.address)
+
+    def _report_ready(self, names: tuple[str, ...], ready: bool) -> None:
+        """Health of `names`; after a drain began, the health servicer ignores it."""
+        for name in names:
+            self.health.set(name, _SERVING if ready else _NOT_SERVING)
 
     def stop(self, grace: float | None = None) -> None:
         """Drain and stop; safe to call more than once and from any thread."""

@@ -162,6 +162,8 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
         close=close,
         drain=drain,
         on_start=on_start,
+        # An endpoint's own pods are ready once its models are loaded (their readiness probe).
+        follow_ready=service.follow_answers if only is not None else None,
         access={
             SERVICE_NAME: ServiceAccess(SERVING_RULES, authorizer),
             INFERENCE_NAME: ServiceAccess(INFERENCE_RULES, authorizer),

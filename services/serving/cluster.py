@@ -39,6 +39,7 @@ SPEC_HASH = "modelyard.io/spec-hash"
 # like drift and a changed desired object is always applied.
 APPLIED = "modelyard.io/applied"
 GRPC_PORT = 50051
+INFERENCE_SERVICE = "inference.GRPCInferenceService"
 # Where endpoint pods find their service token: a mounted Secret key, so a renewed token reaches
 # running pods (services/common/service_token.py re-reads it), which an environment variable
 # would not.
@@ -163,6 +164,9 @@ def _container(
 ) -> k8s.V1Container:
     probe_port = config.health_port or GRPC_PORT
     grpc_probe = k8s.V1GRPCAction(port=probe_port)
+    # Ready once the endpoint's models are loaded (the pod answers inference NOT_SERVING till
+    # then): a rollout keeps the old pods, and the Service skips the new one, until it can answer.
+    ready_probe = k8s.V1GRPCAction(port=probe_port, service=INFERENCE_SERVICE)
     token = (
         [k8s.V1EnvVar(name="MODELYARD_AUTH__SERVICE_TOKEN_FILE", value=SERVICE_TOKEN_FILE)]
         if config.service_token_secret
@@ -198,7 +202,7 @@ def _container(
             else None
         ),
         ports=ports,
-        readiness_probe=k8s.V1Probe(grpc=grpc_probe, period_seconds=5, failure_threshold=3),
+        readiness_probe=k8s.V1Probe(grpc=ready_probe, period_seconds=5, failure_threshold=3),
         liveness_probe=k8s.V1Probe(grpc=grpc_probe, period_seconds=10, failure_threshold=6),
         resources=k8s.V1ResourceRequirements(requests=config.requests, limits=config.limits),
         security_context=k8s.V1SecurityContext(

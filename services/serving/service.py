@@ -189,6 +189,30 @@ class ServingService:
                 last = current
                 yield current
 
+    def answers(self) -> bool:
+        """Whether every endpoint this process alone serves (an endpoint's own pods) can answer
+        now: a served model is loaded, or the endpoint as it was before an update stands in."""
+        return all(
+            (runtime := self._runtimes.get(name)) is not None
+            and (any(s.ready for s in runtime.served) or runtime.stand_in() is not None)
+            for name in self._only or ()
+        )
+
+    def follow_answers(self, report: Callable[[bool], None]) -> None:
+        """report(answers()) now and whenever it changes, from a thread, until watches end."""
+
+        def follow() -> None:
+            seen, last = self._changes.current(), self.answers()
+            report(last)
+            while not self._changes.closed:
+                seen = self._changes.wait_past(seen, WATCH_POLL)
+                now = self.answers()
+                if now != last:
+                    last = now
+                    report(now)
+
+        threading.Thread(target=follow, name="modelyard-serving-ready", daemon=True).start()
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:

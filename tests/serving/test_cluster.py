@@ -81,6 +81,10 @@ def test_pods_meet_the_restricted_profile(config: ClusterConfig) -> None:
     probe_port = config.health_port or 50051
     assert container.readiness_probe.grpc.port == container.liveness_probe.grpc.port == probe_port
     assert probe_port in {p.container_port for p in container.ports}
+    # Ready once the endpoint's models are loaded (test_endpoint_pod_readiness.py); alive while
+    # they load.
+    assert container.readiness_probe.grpc.service == "inference.GRPCInferenceService"
+    assert container.liveness_probe.grpc.service is None
     assert all(m.read_only for m in container.volume_mounts if m.mount_path.startswith("/etc"))
     assert container.resources.requests and container.resources.limits
     assert deployment.spec.strategy.rolling_update.max_unavailable == 0
