@@ -21,6 +21,7 @@ from modelyard.services.common.settings import Settings
 from modelyard.services.serving.app import cluster_config
 from modelyard.services.serving.cluster import build_objects
 from tests.conftest import require
+from tests.fake_kube import FakeKube
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "modelyard"
@@ -118,6 +119,31 @@ def pod_template(workload: dict[str, Any]) -> dict[str, Any]:
         if workload["kind"] == "CronJob"
         else spec["template"]
     )
+
+
+def key_job_secrets(out: Rendered) -> dict[str, dict[str, str]]:
+    """The Secrets the chart's key hook Job makes on a fresh install, decoded: files/bootstrap.py
+    run with the rendered Job's arguments against a fake Kubernetes API."""
+    import base64
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("chart_bootstrap", CHART / "files/bootstrap.py")
+    assert spec and spec.loader
+    bootstrap = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bootstrap)
+    (container,) = pod_spec(out.get("Job", f"{RELEASE}-keys"))["containers"]
+    fake = FakeKube().start()
+    try:
+        configuration = k8s.Configuration()
+        configuration.host = fake.url
+        with k8s.ApiClient(configuration) as api:
+            assert bootstrap.main(container["command"][3:], api=api, namespace=NAMESPACE) == 0
+        return {
+            name: {k: base64.b64decode(v).decode() for k, v in (s.get("data") or {}).items()}
+            for (_, name), s in fake.secrets.items()
+        }
+    finally:
+        fake.stop()
 
 
 def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:

@@ -175,6 +175,62 @@ def test_a_tls_secret_of_your_own_is_not_made(bootstrap, kube):
     assert not {name for _, name in fake.secrets} & {"modelyard-tls", "cert-manager-made"}
 
 
+def test_the_key_job_makes_the_dev_passwords_once_and_the_pods_find_them(bootstrap, kube):
+    """The dev profile's PostgreSQL, MinIO and Redis passwords are made once in the cluster: made
+    by templates, every render without a cluster gave the services passwords the running
+    databases were never initialised with."""
+    fake, api = kube
+    dev = values_of("dev")
+    assert dev is not None
+    out = render(dev)
+    args = keys_job_args(out)
+    assert bootstrap.main(args, api=api, namespace=NS) == 0
+    made = {
+        name: secret_data(fake, name)
+        for name in ("modelyard-database", "modelyard-s3", "modelyard-redis")
+    }
+    password = made["modelyard-database"]["password"].decode()
+    assert len(password) == 32 and password.isalnum()
+    assert made["modelyard-database"]["url"].decode() == (
+        f"postgresql://modelyard:{password}@modelyard-postgresql:5432/modelyard"
+    )
+    redis = made["modelyard-redis"]["password"].decode()
+    assert made["modelyard-redis"]["uri"].decode() == f"redis://:{redis}@modelyard-redis:6379/0"
+    assert made["modelyard-s3"]["accessKey"].startswith(b"modelyard-")
+    assert len(made["modelyard-s3"]["secretKey"]) == 40
+    env = secret_data(fake, "modelyard-endpoint-env")
+    assert env["MODELYARD_BACKEND_STORE_URI"] == made["modelyard-database"]["url"]
+    assert env["MODELYARD_S3__ACCESS_KEY"] == made["modelyard-s3"]["accessKey"]
+    assert env["MODELYARD_S3__SECRET_KEY"] == made["modelyard-s3"]["secretKey"]
+    assert env["MODELYARD_MIGRATE_ON_START"] == b"false"
+    assert env["MODELYARD_LOG_LEVEL"] == b"INFO"
+    assert "MODELYARD_HOME" not in env
+
+    # Every key the dev StatefulSets and the services read from these Secrets is there.
+    refs = [
+        e["valueFrom"]["secretKeyRef"]
+        for workload in out.workloads()
+        for c in pod_spec(workload).get("containers", [])
+        + pod_spec(workload).get("initContainers", [])
+        for e in c.get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})
+    ]
+    ref_names = {r["name"] for r in refs}
+    assert {"modelyard-database", "modelyard-s3", "modelyard-redis"} <= ref_names
+    for ref in refs:
+        if ref["name"] in made:
+            assert ref["key"] in made[ref["name"]], ref
+
+    # Every upgrade (every Argo CD sync) runs the Job again: the passwords stay, and the
+    # endpoint pods' environment follows the configuration.
+    upgraded = keys_job_args(render({**dev, "logLevel": "DEBUG"}))
+    assert bootstrap.main(upgraded, api=api, namespace=NS) == 0
+    for name, data in made.items():
+        assert secret_data(fake, name) == data
+    env_after = secret_data(fake, "modelyard-endpoint-env")
+    assert env_after == {**env, "MODELYARD_LOG_LEVEL": b"DEBUG"}
+
+
 # -- service tokens (the auth pod's init container) -----------------------------------------------
 
 

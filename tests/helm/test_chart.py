@@ -22,6 +22,7 @@ from tests.helm.conftest import (
     containers,
     env_of,
     helm,
+    key_job_secrets,
     pod_spec,
     render,
     values_of,
@@ -268,13 +269,13 @@ def test_dev_profile_brings_its_own_dependencies_and_migrates_at_start():
     # The database does not exist before install: the Job migrates before upgrades only.
     job = dev.get("Job", "modelyard-migrations")
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-upgrade"
-    # The database Secret exists before the Jobs and the PostgreSQL pod that use it.
-    database = dev.get("Secret", "modelyard-database")
-    assert "pre-install" in database["metadata"]["annotations"]["helm.sh/hook"]
-    url = base64.b64decode(database["data"]["url"]).decode()
-    password = base64.b64decode(database["data"]["password"]).decode()
-    assert url == f"postgresql://modelyard:{password}@modelyard-postgresql:5432/modelyard"
-    assert len(password) == 32
+    # The key hook Job makes the database Secret (once) before the migrations Job and the
+    # PostgreSQL pod that use it (tests/helm/test_bootstrap.py checks what it makes).
+    keys = dev.get("Job", "modelyard-keys")["metadata"]["annotations"]
+    assert "pre-install" in keys["helm.sh/hook"]
+    weight = job["metadata"]["annotations"].get("helm.sh/hook-weight", "0")
+    assert int(keys["helm.sh/hook-weight"]) < int(weight)
+    assert "modelyard-database" not in dev.names("Secret")
 
 
 def test_inline_values_become_chart_secrets():
@@ -300,9 +301,9 @@ def test_inline_values_become_chart_secrets():
 @pytest.mark.parametrize("name", VALUE_SETS)
 def test_a_render_without_a_cluster_is_the_same_every_time(name: str):
     """`helm template` and Argo CD render without a cluster, where `lookup` finds nothing: a
-    template that makes a secret (CA, certificate, cookie key) would make a new one on every
-    render, and every sync would apply it (the key hook Job makes those once instead). Only the
-    dev profile's generated passwords differ, and its values say it is not for production."""
+    template that makes a secret (CA, certificate, cookie key, the dev profile's database, MinIO
+    and Redis passwords) would make a new one on every render, and every sync would apply it;
+    the dev databases would then refuse the services. The key hook Job makes those once."""
     first, second = render(values_of(name)), render(values_of(name))
 
     def key(o: dict[str, Any]) -> tuple[str, str]:
@@ -310,16 +311,16 @@ def test_a_render_without_a_cluster_is_the_same_every_time(name: str):
 
     assert sorted(map(key, first.objects)) == sorted(map(key, second.objects))
     again = {key(o): o for o in second.objects}
-    changed = {key(o) for o in first.objects if o != again[key(o)]}
-    dev_passwords = {
-        ("Secret", "modelyard-database"),
-        ("Secret", "modelyard-s3"),
-        ("Secret", "modelyard-redis"),
-        ("Secret", "modelyard-endpoint-env"),
-    }
-    dev = (values_of(name) or {}).get("dev", {}).get("enabled", False)
-    assert changed == (dev_passwords if dev else set())
-    assert not first.names("Secret") & {"modelyard-tls", "modelyard-ui"}
+    assert {key(o) for o in first.objects if o != again[key(o)]} == set()
+    generated = {"modelyard-tls", "modelyard-ui"}
+    if (values_of(name) or {}).get("dev", {}).get("enabled", False):
+        generated |= {
+            "modelyard-database",
+            "modelyard-s3",
+            "modelyard-redis",
+            "modelyard-endpoint-env",
+        }
+    assert not first.names("Secret") & generated
 
 
 # -- Serving: autoscaling, disruption budgets, the endpoint controller's rights -------------------
@@ -360,7 +361,7 @@ def test_endpoint_controller_gets_exactly_the_rights_it_uses():
     env = env_of(pod_spec(out.get("Deployment", "modelyard-serving"))["containers"][0])
     assert env["MODELYARD_SERVING__CLUSTER__SERVICE_ACCOUNT"] == "modelyard-endpoint"
     assert env["MODELYARD_SERVING__CLUSTER__ENV_SECRET"] == "modelyard-endpoint-env"
-    endpoint_env = out.get("Secret", "modelyard-endpoint-env")["stringData"]
+    endpoint_env = key_job_secrets(out)["modelyard-endpoint-env"]
     assert endpoint_env["MODELYARD_BACKEND_STORE_URI"].startswith("postgresql://modelyard:")
     assert endpoint_env["MODELYARD_MIGRATE_ON_START"] == "false"
     # Without the controller nobody may touch the API but the token bootstrap.
@@ -669,6 +670,54 @@ def test_secrets_an_older_chart_rendered_stay_release_objects_as_they_are(tmp_pa
         "ca.crt": "Q0E=",
     }
     assert "modelyard-ui" not in secrets  # the key Job's, not the release's
+
+
+def test_dev_secrets_an_older_chart_rendered_stay_as_they_are(tmp_path):
+    """Upgrading a dev release from a chart whose templates made its passwords: the S3 and Redis
+    Secrets (release objects) stay rendered as they are, the endpoint pods' environment is
+    rendered from the stored passwords, and the database Secret (a hook) is left in place for the
+    Job to find. (`lookup` needs a cluster: here it answers from a table.)"""
+    import shutil
+
+    chart = tmp_path / "modelyard"
+    shutil.copytree(CHART, chart)
+    helpers = chart / "templates" / "_helpers.tpl"
+    lookup = 'lookup "v1" "Secret" .ctx.Release.Namespace .name'
+    text = helpers.read_text()
+    assert text.count(lookup) == 1
+    owned = '"metadata" (dict "annotations" (dict "meta.helm.sh/release-name" "modelyard"))'
+    url = base64.b64encode(
+        b"postgresql://modelyard:OLD@modelyard-postgresql:5432/modelyard"
+    ).decode()
+    cluster = (
+        f'(dict "modelyard-s3" (dict {owned} "data" (dict "accessKey" "QUs=" "secretKey" "U0s="))'
+        f' "modelyard-redis" (dict {owned} "data" (dict "uri" "VVJJ" "password" "UFc="))'
+        f' "modelyard-endpoint-env" (dict {owned} "data" (dict "X" "WQ=="))'
+        f' "modelyard-database" (dict "metadata" (dict) "data" (dict "url" "{url}")))'
+    )
+    helpers.write_text(text.replace(lookup, f"get {cluster} .name | default dict"))
+    with helm().Chart.load(chart) as loaded:
+        manifests = loaded.render(
+            values_of("dev"), name=RELEASE, namespace=NAMESPACE, is_upgrade=True
+        )
+    objects = [
+        d
+        for path, text in manifests.items()
+        if not path.endswith("NOTES.txt")
+        for d in yaml.safe_load_all(text)
+        if d
+    ]
+    secrets = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Secret"}
+    assert secrets["modelyard-s3"]["data"] == {"accessKey": "QUs=", "secretKey": "U0s="}
+    assert secrets["modelyard-redis"]["data"] == {"uri": "VVJJ", "password": "UFc="}
+    env = secrets["modelyard-endpoint-env"]["stringData"]
+    assert env["MODELYARD_BACKEND_STORE_URI"] == base64.b64decode(url).decode()
+    assert (env["MODELYARD_S3__ACCESS_KEY"], env["MODELYARD_S3__SECRET_KEY"]) == ("AK", "SK")
+    assert env["MODELYARD_MIGRATE_ON_START"] == "false"
+    assert "modelyard-database" not in secrets
+    for version in KUBERNETES_VERSIONS:
+        for obj in secrets.values():
+            kubernetes_validate.validate(obj, version, strict=True)
 
 
 @pytest.mark.parametrize(

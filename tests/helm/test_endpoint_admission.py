@@ -165,9 +165,7 @@ def _hostile(out: Rendered, deployment: dict[str, Any]) -> dict[str, dict[str, A
     )
     variants["private signing key"] = d
     d = copy.deepcopy(deployment)
-    secret = out.get("Secret", f"{RELEASE}-database")
-    key = next(iter({**secret.get("data", {}), **secret.get("stringData", {})}))
-    database = {"name": secret["metadata"]["name"], "key": key}
+    database = {"name": f"{RELEASE}-database", "key": "url"}
     _pod(d)["containers"][0]["env"].append({"name": "DB", "valueFrom": {"secretKeyRef": database}})
     variants["database Secret"] = d
     d = copy.deepcopy(deployment)

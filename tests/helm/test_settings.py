@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 
 from modelyard.services.common.settings import Settings
-from tests.helm.conftest import Rendered, containers, pod_spec, render, values_of
+from tests.helm.conftest import (
+    Rendered,
+    containers,
+    key_job_secrets,
+    pod_spec,
+    render,
+    values_of,
+)
 
 
 def environment(rendered: Rendered, container: dict[str, Any]) -> dict[str, str]:
@@ -21,7 +28,11 @@ def environment(rendered: Rendered, container: dict[str, Any]) -> dict[str, str]
         if "configMapRef" in source:
             env.update(rendered.get("ConfigMap", source["configMapRef"]["name"])["data"])
         else:
-            env.update(rendered.get("Secret", source["secretRef"]["name"])["stringData"])
+            name = source["secretRef"]["name"]
+            if name in rendered.names("Secret"):
+                env.update(rendered.get("Secret", name)["stringData"])
+            else:  # made by the key hook Job
+                env.update(key_job_secrets(rendered)[name])
     for item in container.get("env", []):
         if "value" in item:
             env[item["name"]] = item["value"]
@@ -144,7 +155,7 @@ def test_features_and_the_endpoint_controller_are_configured(monkeypatch):
     assert cluster.registry_uri == "modelyard-registry:50051"
     assert not serving.auth.enabled and not serving.tls.enabled
     # Endpoint pods get their whole environment from the chart's Secret.
-    endpoint_env = auth_off.get("Secret", "modelyard-endpoint-env")["stringData"]
+    endpoint_env = key_job_secrets(auth_off)["modelyard-endpoint-env"]
     endpoint = settings_from(endpoint_env, monkeypatch)
     assert endpoint.s3.endpoint == "http://modelyard-minio:9000"
     assert endpoint.backend_store_uri.startswith("postgresql://")

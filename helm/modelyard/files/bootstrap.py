@@ -2,10 +2,14 @@
 
 `keys` (a pre-install/pre-upgrade hook Job): creates, once, the Ed25519 token-signing key pair
 (`private.pem`, `public.pem`), the empty Secret that holds the services' tokens, the services'
-TLS certificate with its private CA, and the web UI's cookie-signing key. Existing Secrets are
-left alone (a key pair is checked to be one). A template could make the last two, but only with
-`lookup` to keep them: rendered without a cluster (`helm template`, Argo CD) each render would
-make new ones, and every sync would rotate the CA under running pods and sign every user out.
+TLS certificate with its private CA, the web UI's cookie-signing key, and with the dev profile
+the in-chart PostgreSQL, MinIO and Redis passwords and the endpoint pods' environment (which holds
+two of them). Existing Secrets are left alone (a key pair is checked to be one); the endpoint
+pods' environment is rewritten to the release's configuration. A template could make all but the
+key pair, but only with `lookup` to keep them: rendered without a cluster (`helm template`, Argo
+CD) each render would make new ones, and every sync would rotate the CA under running pods and
+sign every user out, and the services' dev passwords would no longer open the databases they
+initialised.
 
 `service-tokens` (an init container of the auth pod, which holds the signing key and the database
 URL, and the renewal CronJob, run as the auth pod's ServiceAccount): makes sure the Secret holds a
@@ -20,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import secrets
+import string
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -229,6 +235,73 @@ def ensure_generated(
     return _create(core, name, namespace, make(), labels, secret_type)
 
 
+ALPHANUMERIC = string.ascii_letters + string.digits
+
+
+def _random(length: int, alphabet: str = ALPHANUMERIC) -> str:
+    """Letters and digits only, so a password needs no quoting inside a URL."""
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def make_password(url_key: str, url_format: str) -> dict[str, bytes]:
+    """A password and the URL that holds it ({password} in url_format), as the dev PostgreSQL
+    and Redis read one and the services the other."""
+    password = _random(32)
+    return {
+        url_key: url_format.replace("{password}", password).encode(),
+        "password": password.encode(),
+    }
+
+
+def make_s3_keys() -> dict[str, bytes]:
+    """The dev MinIO's root user and password, which the services use as their S3 keys."""
+    access = "modelyard-" + _random(12, string.ascii_lowercase + string.digits)
+    return {"accessKey": access.encode(), "secretKey": _random(40).encode()}
+
+
+def write_endpoint_env(
+    core: Any,
+    namespace: str,
+    name: str,
+    config: dict[str, str],
+    database_secret: str,
+    s3_secret: str,
+    labels: dict[str, str],
+) -> bool:
+    """Make the endpoint pods' environment: config plus the database URL and S3 keys read from
+    their Secrets. Rewritten whenever it differs, so an upgrade's configuration reaches it;
+    True when it changed."""
+    from kubernetes.client.rest import ApiException
+
+    database = _decoded(_read(core, database_secret, namespace))
+    s3 = _decoded(_read(core, s3_secret, namespace))
+    env = {
+        **config,
+        "MODELYARD_BACKEND_STORE_URI": database["url"].decode(),
+        "MODELYARD_S3__ACCESS_KEY": s3["accessKey"].decode(),
+        "MODELYARD_S3__SECRET_KEY": s3["secretKey"].decode(),
+    }
+    data = {key: value.encode() for key, value in env.items()}
+    for _ in range(CONFLICT_RETRIES):
+        existing = _read(core, name, namespace)
+        if existing is None:
+            if _create(core, name, namespace, data, labels):
+                return True
+            continue
+        if _decoded(existing) == data:
+            return False
+        existing.data = {k: base64.b64encode(v).decode() for k, v in data.items()}
+        existing.string_data = None
+        try:
+            core.replace_namespaced_secret(name, namespace, existing)
+        except ApiException as exc:
+            if exc.status == 409:
+                continue
+            raise
+        return True
+    raise RuntimeError(f"Secret {name} kept changing under us; giving up")
+
+
 # -- service tokens ------------------------------------------------------------------------------
 
 
@@ -334,6 +407,13 @@ def main(argv: Sequence[str], api: Any = None, namespace: str | None = None) -> 
     keys.add_argument("--tls-names", default="")
     keys.add_argument("--tls-days", type=int, default=730)
     keys.add_argument("--ui-secret")
+    keys.add_argument("--database-secret", help="dev PostgreSQL: keys url and password")
+    keys.add_argument("--database-url", default="", help="the URL, with {password}")
+    keys.add_argument("--redis-secret", help="dev Redis: keys uri and password")
+    keys.add_argument("--redis-url", default="", help="the URI, with {password}")
+    keys.add_argument("--s3-secret", help="dev MinIO: keys accessKey and secretKey")
+    keys.add_argument("--endpoint-env-secret")
+    keys.add_argument("--endpoint-env", default="{}", help="JSON: the environment but credentials")
     tokens = commands.add_parser("service-tokens")
     tokens.add_argument("--secret", required=True)
     tokens.add_argument("--services", default="")
@@ -353,6 +433,24 @@ def main(argv: Sequence[str], api: Any = None, namespace: str | None = None) -> 
             core, namespace, args.ui_secret, make_session_key, labels
         ):
             created.append(args.ui_secret)
+        passwords: list[tuple[str | None, Callable[[], dict[str, bytes]]]] = [
+            (args.database_secret, partial(make_password, "url", args.database_url)),
+            (args.redis_secret, partial(make_password, "uri", args.redis_url)),
+            (args.s3_secret, make_s3_keys),
+        ]
+        for secret_name, make in passwords:
+            if secret_name and ensure_generated(core, namespace, secret_name, make, labels):
+                created.append(secret_name)
+        if args.endpoint_env_secret and write_endpoint_env(
+            core,
+            namespace,
+            args.endpoint_env_secret,
+            json.loads(args.endpoint_env),
+            args.database_secret,
+            args.s3_secret,
+            labels,
+        ):
+            created.append(args.endpoint_env_secret)
         log(f"created {', '.join(created)}" if created else "nothing to create")
         return 0
 

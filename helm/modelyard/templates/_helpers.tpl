@@ -220,8 +220,41 @@ ConfigMap names, from the same Secrets the services mount (never the private sig
 {{- if .Values.services.ui.enabled -}}true{{- end -}}
 {{- end -}}
 
+{{/* Whether the key hook Job makes the dev profile's passwords (PostgreSQL, MinIO, Redis). */}}
+{{- define "modelyard.generateDevSecrets" -}}
+{{- if .Values.dev.enabled -}}true{{- end -}}
+{{- end -}}
+
 {{- define "modelyard.generatesSecrets" -}}
-{{- if or (include "modelyard.generateSigningKey" .) (include "modelyard.mintServiceTokens" .) (include "modelyard.generateTls" .) (include "modelyard.generateUiSecret" .) -}}true{{- end -}}
+{{- if or (include "modelyard.generateSigningKey" .) (include "modelyard.mintServiceTokens" .) (include "modelyard.generateTls" .) (include "modelyard.generateUiSecret" .) (include "modelyard.generateDevSecrets" .) -}}true{{- end -}}
+{{- end -}}
+
+{{/* Whether the chart (a template, or with the dev profile the key hook Job) makes the endpoint
+pods' environment Secret. */}}
+{{- define "modelyard.chartEndpointEnv" -}}
+{{- $controller := .Values.services.serving.controller -}}
+{{- if and .Values.services.serving.enabled $controller.enabled (not $controller.envSecret) -}}true{{- end -}}
+{{- end -}}
+
+{{/* The endpoint pods' environment but the database URL and S3 keys, as JSON: the ConfigMap's,
+less what only the chart's own pods use. */}}
+{{- define "modelyard.endpointEnvConfig" -}}
+{{- $config := include (print .Template.BasePath "/configmap.yaml") . | fromYaml -}}
+{{- $env := dict -}}
+{{- range $key, $value := $config.data -}}
+{{- if not (has $key (list "MODELYARD_HOME" "MODELYARD_MIGRATE_ON_START" "MODELYARD_SERVING__REGISTRY_URI" "MODELYARD_SERVING__FEATURES_URI" "MODELYARD_METRICS_PORT")) -}}
+{{- $_ := set $env $key (toString $value) -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $env "MODELYARD_MIGRATE_ON_START" "false" -}}
+{{- /* The CA files are among the pods' secret files (modelyard.endpointSecretFiles). */ -}}
+{{- if .Values.database.caSecret -}}
+{{- $_ := set $env "PGSSLROOTCERT" "/etc/modelyard/database-ca/ca.crt" -}}
+{{- end -}}
+{{- if .Values.s3.caSecret -}}
+{{- $_ := set $env "MODELYARD_S3__CA_FILE" "/etc/modelyard/s3-ca/ca.crt" -}}
+{{- end -}}
+{{- toJson $env -}}
 {{- end -}}
 
 {{/* The names the generated certificate covers, comma-separated: every service by each of its
@@ -245,10 +278,15 @@ and tls.extraDnsNames. */}}
 {{- join "," $names -}}
 {{- end -}}
 
+{{/* Secret .name as stored in the cluster (JSON), {} without one (`helm template`). */}}
+{{- define "modelyard.storedSecret" -}}
+{{- toJson (lookup "v1" "Secret" .ctx.Release.Namespace .name | default dict) -}}
+{{- end -}}
+
 {{/* The data (JSON) of Secret .name when it exists as a release object of this release (made by
 an older chart's template), else empty: such a Secret stays rendered, as it is. */}}
 {{- define "modelyard.keptSecretData" -}}
-{{- $old := lookup "v1" "Secret" .ctx.Release.Namespace .name -}}
+{{- $old := include "modelyard.storedSecret" . | fromJson -}}
 {{- if $old -}}
 {{- $annotations := $old.metadata.annotations | default dict -}}
 {{- if eq (get $annotations "meta.helm.sh/release-name" | toString) .ctx.Release.Name -}}
