@@ -278,3 +278,28 @@ def test_secured_endpoint_pods_take_probes_on_the_health_port():
     assert cluster.can("endpoint", "auth", 50051)  # token checks and revocations
     assert cluster.can("endpoint", "features", 50051)
     assert not cluster.can("endpoint", "tracking", 50051)
+
+
+def test_notes_warn_while_egress_is_open_to_any_address():
+    """Without externalServices / kubeApi the egress rules allow 0.0.0.0/0 and ::/0 on the
+    database, S3, Redis and API ports; failing the install would break `helm install` with the
+    default values (where those run is not knowable), so the notes say which value to set."""
+    notes = render().notes
+    assert "set networkPolicy.externalServices" in notes
+    assert "(5432, 443, 6379)" in notes
+    assert "set networkPolicy.kubeApi" in notes
+    assert "ports 443, 6443" in notes
+    closed = render(
+        {
+            "networkPolicy": {
+                "externalServices": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
+                "kubeApi": [{"ipBlock": {"cidr": "10.0.0.1/32"}}],
+            }
+        }
+    ).notes
+    assert "WARNING: the NetworkPolicies" not in closed
+    # The dev profile's dependencies are in-release pods, reached by selector.
+    dev = render(values_of("dev")).notes
+    assert "networkPolicy.externalServices" not in dev
+    assert "networkPolicy.kubeApi" in dev
+    assert "WARNING: the NetworkPolicies" not in render({"networkPolicy": {"enabled": False}}).notes
