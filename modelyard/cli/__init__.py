@@ -151,7 +151,9 @@ def _describe(exc: Exception) -> tuple[str, int]:
     """
     if isinstance(exc, ModelyardError):
         hint = ""
-        if isinstance(exc, NoServer) or exc.field == "uri":  # the message says what to do
+        if exc.field == "tls_ca":  # the message says which CA file to give
+            hint = ""
+        elif isinstance(exc, NoServer) or exc.field == "uri":  # the message says what to do
             hint = "\nOn the command line, --uri names the server."
         elif isinstance(exc, Unavailable):
             hint = (

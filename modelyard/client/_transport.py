@@ -162,7 +162,17 @@ class Transport:
         """A call that never reached a Modelyard server (every answer from one carries a
         google.rpc.Status) also says how to get one running."""
         error = from_rpc_error(exc)
-        if isinstance(error, Unavailable) and not _from_a_server(exc):
+        if isinstance(error, Unavailable) and _certificate_refused(error.message):
+            # A server answered but the TLS handshake failed: starting another would not help.
+            error = Unavailable(
+                f"{error.message}; the TLS certificate check failed at {self.uri}: this client "
+                "does not trust the server's certificate (or the server refused the client's). "
+                "Give the client the CA file that signed the server's certificate: "
+                "MODELYARD_TLS_CA=/path/to/ca.crt, or Client(..., tls_ca='/path/to/ca.crt') "
+                "(for mutual TLS also MODELYARD_TLS_CERT / MODELYARD_TLS_KEY)",
+                field="tls_ca",
+            )
+        elif isinstance(error, Unavailable) and not _from_a_server(exc):
             error = NoServer(
                 f"{error.message}; no Modelyard server answered at {self.uri}: start one with "
                 "`modelyard up`, or point the client at yours (MODELYARD_URI)"
@@ -171,6 +181,18 @@ class Transport:
 
     def close(self) -> None:
         self.channel.close()
+
+
+# What grpc's details say when the TLS handshake, not the connection, failed.
+_TLS_FAILURE = re.compile(
+    r"CERTIFICATE_VERIFY_FAILED|Tls handshake failed|SSL_ERROR_SSL|"
+    r"Peer name .* is not in peer certificate"
+)
+
+
+def _certificate_refused(details: str) -> bool:
+    """Whether a connection failed on a certificate (untrusted CA, wrong host name, mTLS)."""
+    return _TLS_FAILURE.search(details) is not None
 
 
 def _from_a_server(exc: grpc.RpcError) -> bool:

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from modelyard import Client
-from modelyard.errors import Unavailable
+from modelyard.errors import NoServer, Unavailable
 from modelyard.services.common.settings import Settings, TLSSettings
 from tests.conftest import running_server
 from tests.ui.http import WebSession, serving_ui
@@ -226,3 +226,25 @@ def test_the_ui_serves_https_with_the_services_certificate(tmp_path: Path) -> No
         assert "secure" in cookie.lower().split("; ")
         with pytest.raises(urllib3.exceptions.HTTPError):
             WebSession(url.replace("https://", "http://")).get("/experiments")
+
+
+def test_an_untrusted_certificate_says_which_ca_to_give(ca: CA, tmp_path: Path) -> None:
+    """A server that answers with a certificate the client does not trust is not a missing
+    server: the error names the address and the CA setting, not `modelyard up`."""
+    cert, key = ca.issue("server", server=True)
+    settings = Settings(
+        home=tmp_path,
+        port=0,
+        grace_period=0,
+        tls=TLSSettings(cert_file=cert, key_file=key, ca_file=ca.cert_file),
+    )
+    with running_server(settings) as server:
+        address = f"grpcs://{server.address}"
+        with Client(address, timeout=5) as untrusting, pytest.raises(Unavailable) as refused:
+            untrusting.search_experiments()
+    assert not isinstance(refused.value, NoServer)
+    message = str(refused.value)
+    assert "certificate check failed" in message and address in message
+    assert "MODELYARD_TLS_CA" in message and "tls_ca=" in message
+    assert "modelyard up" not in message
+    assert refused.value.field == "tls_ca"
