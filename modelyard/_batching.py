@@ -6,7 +6,8 @@ it is refused as invalid the thread splits it in halves until the refused values
 one bad key never costs the good values queued with it. `add()` never raises (raising there would
 lose the value, or stop the caller's loop at a point that depends on timing); `flush()` blocks
 until everything queued so far is sent and raises what went wrong meanwhile, naming each refused
-key, so `end_run()` and interpreter exit lose nothing silently. `add()` returns a ticket, and
+key (`flush(run_id)` raises only that run's failures and keeps the others for theirs), so
+`end_run()` and interpreter exit lose nothing silently. `add()` returns a ticket, and
 `wait(ticket)` blocks until that value is sent and raises only what went wrong with it (MLflow's
 RunOperations.wait); an error raised there is not raised again by `flush()`.
 """
@@ -51,7 +52,7 @@ class MetricBatcher:
         self._waited: dict[int, BaseException] = {}
         self._cond = threading.Condition()
         self._in_flight = 0
-        self._errors: list[BaseException] = []
+        self._errors: list[tuple[str, BaseException]] = []  # (run id, what went wrong)
         self._refused: list[Refusal] = []
         self._closed = False
         self._flush_requested = False
@@ -80,13 +81,14 @@ class MetricBatcher:
                 self._waited[id(error)] = error
                 raise error
 
-    def flush(self) -> None:
-        """Wait until every metric added before this call is sent; raise what went wrong."""
+    def flush(self, run_id: str | None = None) -> None:
+        """Wait until every metric added before this call is sent; raise what went wrong (with
+        `run_id`, only for that run: ending one run must not raise another run's failures)."""
         with self._cond:
             self._flush_requested = True
             self._cond.notify_all()
             self._cond.wait_for(lambda: (not self._count and not self._in_flight) or self._closed)
-            self._raise_pending_errors()
+            self._raise_pending_errors(run_id)
 
     def close(self) -> None:
         try:
@@ -97,12 +99,20 @@ class MetricBatcher:
                 self._cond.notify_all()
             self._thread.join()
 
-    def _raise_pending_errors(self) -> None:
-        """Raise the first failure since the last flush (each is reported once); refusals come
-        as one InvalidArgument naming every refused key."""
-        errors = [e for e in self._errors if id(e) not in self._waited]
-        refused = [r for r in self._refused if id(r.error) not in self._waited]
-        self._errors, self._refused, self._waited = [], [], {}
+    def _raise_pending_errors(self, run_id: str | None) -> None:
+        """Raise the first failure of `run_id` (None: of any run) since the last flush (each is
+        reported once, other runs' kept for theirs); refusals come as one InvalidArgument
+        naming every refused key."""
+
+        def ours(rid: str) -> bool:
+            return run_id is None or rid == run_id
+
+        errors = [e for rid, e in self._errors if ours(rid) and id(e) not in self._waited]
+        refused = [r for r in self._refused if ours(r.run_id) and id(r.error) not in self._waited]
+        self._errors = [(rid, e) for rid, e in self._errors if not ours(rid)]
+        self._refused = [r for r in self._refused if not ours(r.run_id)]
+        kept = {id(e) for _, e in self._errors} | {id(r.error) for r in self._refused}
+        self._waited = {i: e for i, e in self._waited.items() if i in kept}
         if refused:
             errors.append(_refusals_error(refused))
         if not errors:
@@ -144,7 +154,7 @@ class MetricBatcher:
                         refused = self._send_isolating(run_id, items)
                     except BaseException as exc:  # surfaced to the caller by the next flush()
                         with self._cond:
-                            self._errors.append(exc)
+                            self._errors.append((run_id, exc))
                             self._record(dict.fromkeys(tickets, exc))
                     else:
                         if refused:

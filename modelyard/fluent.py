@@ -152,9 +152,10 @@ def _metrics_batcher() -> MetricBatcher:
         return _batcher
 
 
-def _flush_metrics() -> None:
+def _flush_metrics(run_id: str | None = None) -> None:
+    """Send every queued value; raise what failed for `run_id` (None: for any run)."""
     if _batcher is not None:
-        _batcher.flush()
+        _batcher.flush(run_id)
 
 
 # -- experiments -------------------------------------------------------------------------------
@@ -407,7 +408,7 @@ def end_run(status: RunStatus | str = RunStatus.FINISHED) -> None:
     _last_run_id = run_id
     try:
         _stop_system_metrics(run_id)
-        _flush_metrics()
+        _flush_metrics(run_id)
     finally:
         client().set_terminated(run_id, status)
 

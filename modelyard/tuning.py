@@ -368,7 +368,7 @@ def _end_trial_run(
     steps: list[tuple[str, Callable[[], object]]] = [
         ("params", lambda: c.log_batch(rid, params=params)),
         ("outcome", lambda: c.log_batch(rid, metrics=metrics, tags=tags)),
-        ("queued metrics", fluent._flush_metrics),
+        ("queued metrics", lambda: fluent._flush_metrics(rid)),
         (f"status {status.name}", lambda: c.set_terminated(rid, status)),
     ]
     for what, step in steps:
