@@ -323,6 +323,13 @@ def _start_run(
             f"run {stack[-1].info.run_id} is already active; end it with end_run(), or pass "
             "nested=True to start a run inside it"
         )
+    if stack and nested and parent_run_id and parent_run_id != stack[-1].info.run_id:
+        raise InvalidArgument(
+            f"parent_run_id {parent_run_id} is not the active run {stack[-1].info.run_id}, "
+            "under which nested=True starts the run; end the active run with end_run() first, "
+            "or pass its id (or no parent_run_id)",
+            field="parent_run_id",
+        )
     if not run_id and resume_env_run and _env_run_id():  # resumed once
         run_id = os.environ.pop(RUN_ID_ENV)
     c = client()
@@ -330,6 +337,15 @@ def _start_run(
         run = c.get_run(run_id)
         if run.info.lifecycle_stage != "active":
             raise FailedPrecondition(f"run {run_id} is deleted; restore it before resuming it")
+        if parent_run_id and parent_run_id != run.info.parent_run_id:
+            # A resumed run keeps its parent: silently ignoring the one asked for misleads.
+            has = f"parent run {run.info.parent_run_id}" if run.info.parent_run_id else "no parent"
+            raise InvalidArgument(
+                f"run {run_id} has {has}, not parent_run_id {parent_run_id}; resume it "
+                "without parent_run_id (or with its own parent), or start a new run under "
+                f"{parent_run_id}",
+                field="parent_run_id",
+            )
         c.update_run(run_id, status=RunStatus.RUNNING, name=run_name)  # renames, as MLflow
         resumed_tags = dict(tags or {})
         if description:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from modelyard.entities import RunStatus
-from modelyard.errors import FailedPrecondition
+from modelyard.errors import FailedPrecondition, InvalidArgument
 
 
 def test_end_run_reports_only_its_own_runs_queued_failures(fluent) -> None:
@@ -32,3 +32,36 @@ def test_end_run_still_reports_its_own_runs_queued_failures(fluent) -> None:
     fluent.log_metric("late", 1.0, synchronous=False)
     with pytest.raises(FailedPrecondition, match="deleted"):
         fluent.end_run()
+
+
+def test_resuming_a_run_under_another_parent_is_refused(fluent) -> None:
+    """As MLflow: resuming run_id with a parent_run_id that is not its parent is an error
+    naming both, and the run is left as it was."""
+    c = fluent.client()
+    with fluent.start_run() as parent, fluent.start_run(nested=True) as child:
+        pass
+    with fluent.start_run() as other:
+        pass
+    with pytest.raises(InvalidArgument) as refused:
+        fluent.start_run(run_id=child.info.run_id, parent_run_id=other.info.run_id)
+    assert child.info.run_id in str(refused.value) and other.info.run_id in str(refused.value)
+    assert refused.value.field == "parent_run_id"
+    assert fluent.active_run() is None
+    assert c.get_run(child.info.run_id).info.status == RunStatus.FINISHED
+    # Its own parent is fine.
+    with fluent.start_run(run_id=child.info.run_id, parent_run_id=parent.info.run_id) as resumed:
+        assert resumed.info.parent_run_id == parent.info.run_id
+
+
+def test_nested_under_a_parent_other_than_the_active_run_is_refused(fluent) -> None:
+    with fluent.start_run() as elsewhere:
+        pass
+    with fluent.start_run() as active:
+        with pytest.raises(InvalidArgument) as refused:
+            fluent.start_run(nested=True, parent_run_id=elsewhere.info.run_id)
+        message = str(refused.value)
+        assert active.info.run_id in message and elsewhere.info.run_id in message
+        assert fluent.active_run().info.run_id == active.info.run_id
+        with fluent.start_run(nested=True, parent_run_id=active.info.run_id) as child:
+            assert child.info.parent_run_id == active.info.run_id
+    assert len(fluent.search_runs(output_format="list")) == 3
