@@ -47,7 +47,7 @@ from modelyard.entities import (
     SystemTag,
     ViewType,
 )
-from modelyard.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from modelyard.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 
 _lock = threading.RLock()
 _client: Client | None = None
@@ -58,6 +58,7 @@ _thread = threading.local()  # .runs: this thread's active-run stack, innermost 
 _last_run_id: str | None = None  # the run started or ended last, for last_active_run()
 _monitors: dict[str, system_metrics.SystemMetricsMonitor] = {}  # by run id, until it ends
 RUN_ID_ENV = "MODELYARD_RUN_ID"
+EXPERIMENT_ID_ENV = "MODELYARD_EXPERIMENT_ID"
 
 
 def _active_runs() -> tuple[ActiveRun, ...]:
@@ -202,11 +203,31 @@ def _experiment_named(c: Client, name: str) -> Experiment:
 def _current_experiment_id() -> str:
     if _experiment_id is not None:
         return _experiment_id
-    if env_id := os.environ.get("MODELYARD_EXPERIMENT_ID"):
-        return env_id
+    if env_id := os.environ.get(EXPERIMENT_ID_ENV):
+        return _env_experiment(env_id)
     if env_name := os.environ.get("MODELYARD_EXPERIMENT_NAME"):
         return set_experiment(env_name).experiment_id
     return "0"
+
+
+def _env_experiment(env_id: str) -> str:
+    """`env_id` once checked: unchecked, a stale MODELYARD_EXPERIMENT_ID fails later with an
+    error about an experiment id the user never typed in this program."""
+    fix = f"unset {EXPERIMENT_ID_ENV} or set it to the id of an existing, active experiment"
+    try:
+        experiment = client().get_experiment(env_id)
+    except (NotFound, InvalidArgument) as exc:
+        raise type(exc)(
+            f"{EXPERIMENT_ID_ENV}={env_id!r} in the environment: {exc.message}; {fix}",
+            field=EXPERIMENT_ID_ENV,
+        ) from None
+    if experiment.lifecycle_stage != "active":
+        raise FailedPrecondition(
+            f"{EXPERIMENT_ID_ENV}={env_id!r} in the environment names experiment "
+            f"{experiment.name!r}, which is deleted; restore it, or {fix}",
+            field=EXPERIMENT_ID_ENV,
+        )
+    return env_id
 
 
 def create_experiment(

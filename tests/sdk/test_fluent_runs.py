@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from modelyard.entities import RunStatus
-from modelyard.errors import FailedPrecondition, InvalidArgument
+from modelyard.errors import FailedPrecondition, Internal, InvalidArgument, ModelyardError
 
 
 def test_end_run_reports_only_its_own_runs_queued_failures(fluent) -> None:
@@ -65,3 +65,23 @@ def test_nested_under_a_parent_other_than_the_active_run_is_refused(fluent) -> N
         with fluent.start_run(nested=True, parent_run_id=active.info.run_id) as child:
             assert child.info.parent_run_id == active.info.run_id
     assert len(fluent.search_runs(output_format="list")) == 3
+
+
+@pytest.mark.parametrize("case", ["missing", "malformed", "deleted"])
+def test_a_bad_experiment_id_in_the_environment_names_the_variable(
+    fluent, monkeypatch, case
+) -> None:
+    c = fluent.client()
+    if case == "deleted":
+        env_id = c.create_experiment("gone")
+        c.delete_experiment(env_id)
+    else:
+        env_id = {"missing": "987654", "malformed": "not-an-id"}[case]
+    monkeypatch.setenv("MODELYARD_EXPERIMENT_ID", env_id)
+    with pytest.raises(ModelyardError) as refused:
+        fluent.start_run()
+    message = str(refused.value)
+    assert "MODELYARD_EXPERIMENT_ID" in message and env_id in message
+    assert "unset" in message
+    assert fluent.active_run() is None
+    assert not isinstance(refused.value, Internal)
