@@ -131,7 +131,15 @@ def metric_args(
     if type(key) is not str:
         key = key_text(key, _field(index, "key"))
     if type(value) is not float:
-        number = _real(value)
+        try:
+            number = _real(value)
+        except OverflowError:  # an int (or Fraction) past a double's range
+            field = _field(index, "value")
+            raise InvalidArgument(
+                f"{field} of metric {key!r} is too large for a metric value (a 64-bit float, "
+                "at most about 1.8e308); log a smaller number, or its logarithm",
+                field=field,
+            ) from None
         if number is None:
             field = _field(index, "value")
             raise InvalidArgument(

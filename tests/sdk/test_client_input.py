@@ -326,3 +326,19 @@ def test_a_key_that_is_not_a_string_is_named(unreachable: Client) -> None:
             ) as err:
                 call()
             assert err.value.field == field
+
+
+def test_a_metric_value_too_large_for_a_double_is_refused_by_name(
+    client: Client, run_id: str
+) -> None:
+    """float(10**400) overflows: the caller gets InvalidArgument naming the field and key."""
+    with pytest.raises(InvalidArgument) as err:
+        client.log_metric(run_id, "huge", 10**400)
+    assert err.value.field == "value" and "'huge'" in str(err.value)
+    with pytest.raises(InvalidArgument) as err:
+        client.log_batch(
+            run_id, metrics=[Metric("ok", 1.0, 1_000, 0), Metric("big", -(10**400), 0, 0)]
+        )
+    assert err.value.field == "metrics[1].value" and "'big'" in str(err.value)
+    assert len(str(err.value)) < 400  # the 401 digits are not pasted into the message
+    assert client.get_run(run_id).data.metrics == {}
