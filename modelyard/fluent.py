@@ -450,6 +450,17 @@ def end_run(status: RunStatus | str = RunStatus.FINISHED) -> None:
         client().set_terminated(run_id, status)
 
 
+def _end_run_below(run_id: str, status: RunStatus) -> None:
+    """End `run_id` although other runs sit on top of it on this thread's stack (they stay
+    active): off the stack, its system-metrics thread stopped and its queued metrics sent, as
+    end_run does for the top one, then ended even if those failed."""
+    try:
+        _forget_run(run_id)
+        _flush_metrics(run_id)
+    finally:
+        client().set_terminated(run_id, status)
+
+
 def _run_id(run_id: str | None = None) -> str:
     if run_id:
         return run_id

@@ -527,8 +527,8 @@ class _FitLog(_GuardedLog):
             if top is not None and top.info.run_id == rid:
                 fluent.end_run(status)
             else:  # the fit left another run on top of ours: end ours, leave that one
-                fluent.client().set_terminated(rid, status)
-        except Exception as exc:  # end_run has taken the run off the stack even so
+                fluent._end_run_below(rid, status)
+        except Exception as exc:  # either has taken the run off the stack even so
             self.failures.append((f"end run {rid}", exc))
 
     def _hint(self) -> str:

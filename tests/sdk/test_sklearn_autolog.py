@@ -6,10 +6,12 @@ from __future__ import annotations
 import gc
 import inspect
 import json
+import threading
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,7 +29,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 
 import modelyard.pyfunc
 import modelyard.sklearn
-from modelyard.entities import Run
+from modelyard.entities import Run, RunStatus
 from modelyard.models import TensorSpec
 from modelyard.models.package import read_manifest
 from modelyard.sklearn import AutologWarning
@@ -710,3 +712,30 @@ def test_followed_models_and_outputs_are_not_kept_alive(fluent, autolog, split) 
     assert set(post_training(fluent, fluent.last_active_run().info.run_id)) == {"log_loss_X_eval"}
     gc.collect()
     assert [ref() for ref in dead] == [None, None, None]
+
+
+def _open_a_run(X: Any) -> Any:
+    """A step of the fit that starts a nested run and leaves it active (user code, say)."""
+    active = modelyard.active_run()
+    if active is not None and active.info.parent_run_id is None:
+        modelyard.start_run(nested=True, log_system_metrics=False)
+    return X
+
+
+def test_autologs_own_run_ended_under_another_stops_sampling(
+    fluent, autolog, iris, monkeypatch
+) -> None:
+    """Autolog ends its run although the fit left another on top: that run's system-metrics
+    thread stops with it and it leaves the active-run stack; the run on top stays active."""
+    monkeypatch.setenv("MODELYARD_ENABLE_SYSTEM_METRICS_LOGGING", "true")
+    autolog(log_models=False)
+    before = {t for t in threading.enumerate() if t.name == "modelyard-system-metrics"}
+    make_pipeline(FunctionTransformer(_open_a_run), LogisticRegression(max_iter=200)).fit(*iris)
+    sampling = {t for t in threading.enumerate() if t.name == "modelyard-system-metrics"}
+    top = fluent.active_run()
+    assert top is not None and top.info.parent_run_id is not None
+    assert sampling == before  # the ended run samples no more
+    own = fluent.get_run(top.info.parent_run_id)
+    assert own.info.status == RunStatus.FINISHED
+    fluent.end_run()
+    assert fluent.active_run() is None  # the ended run was not left on the stack under it
