@@ -9,7 +9,6 @@ from pathlib import Path
 # Materializes `rows` entities of 4 FLOAT64 features through a feature store server in a fresh
 # process; prints how much its peak resident memory grew during the call, in MB.
 _MATERIALIZE_MEMORY = """
-import os
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,8 +50,6 @@ with FeatureStoreClient(server.address) as store:
     assert run.rows == rows, run
     print(peak() - before)
 server.stop(grace=0)
-sys.stdout.flush()
-os._exit(0)  # native threads torn down at interpreter exit abort now and then
 """
 
 
@@ -74,7 +71,6 @@ def test_materializing_a_large_view_holds_a_batch_in_memory(tmp_path: Path) -> N
 # Reads a SQLite source of `rows` rows for a training set of 3 entity rows, in a fresh process;
 # prints how much its peak resident memory grew during the call, in MB.
 _SQL_SOURCE_MEMORY = """
-import os
 import sqlite3
 import sys
 from datetime import UTC, datetime, timedelta
@@ -121,8 +117,6 @@ with FeatureStoreClient(server.address) as store:
     assert found["f0"].to_pylist() == [0, 1 / 3, 2 / 3], found
     print(peak() - before)
 server.stop(grace=0)
-sys.stdout.flush()
-os._exit(0)  # native threads torn down at interpreter exit abort now and then
 """
 
 

@@ -7,6 +7,7 @@ older than the view's TTL are blanked. Results keep the entity rows' order and s
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 
 import duckdb
@@ -67,11 +68,25 @@ def _check_entity_keys(
             )
 
 
+def _interrupter(con: duckdb.DuckDBPyConnection) -> Callable[[], None]:
+    """`con.interrupt`, without keeping `con` alive: grpc keeps a call's callbacks until its
+    serving thread drops the call, which it may do after the server has stopped. The last
+    reference to a connection dropped there freed it (releasing the GIL) as the interpreter
+    finalized, which aborted the process ('FATAL: exception not rethrown')."""
+    ref = weakref.ref(con)
+
+    def interrupt() -> None:
+        if (live := ref()) is not None:
+            live.interrupt()
+
+    return interrupt
+
+
 def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
     """A connection for one retrieval, interrupted if its call ends first: a client that gave
     up on a training set would otherwise leave its join running for seconds on every core."""
     con = duckdb.connect()
-    call_end.on_end(con.interrupt)
+    call_end.on_end(_interrupter(con))
     con.execute("SET TimeZone = 'UTC'")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
