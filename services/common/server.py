@@ -41,6 +41,8 @@ log = get_logger(__name__)
 
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+# How long a stop waits for calls' handlers to return after grpc cancelled their calls.
+_THREADS_LEAVE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -187,7 +189,15 @@ class ModelyardServer:
                     except Exception:
                         log.exception("error while ending a service's streams")
                 stopped.wait()
+                # Wait for the RPC threads: one still finishing its call (freeing DuckDB's or
+                # Arrow's native state) as a process that stopped its server exits would run
+                # while the interpreter finalizes, which aborts the process.
                 self._pool.shutdown(wait=False, cancel_futures=True)
+                if not self._pool.join(_THREADS_LEAVE_SECONDS):
+                    log.warning(
+                        "RPC threads still running %.0fs after the drain; stopping anyway",
+                        _THREADS_LEAVE_SECONDS,
+                    )
                 if self._health_server is not None:
                     self._health_server.stop(0).wait()
                 for registration in reversed(self._registrations):

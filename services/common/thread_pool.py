@@ -86,6 +86,7 @@ class ElasticThreadPool(futures.Executor):
         self._watchdog: threading.Thread | None = None
         self._numbers = itertools.count(1)
         self._shutdown = False
+        self._leaving: list[threading.Thread] = []  # the threads at shutdown
 
     @property
     def threads(self) -> int:
@@ -129,6 +130,7 @@ class ElasticThreadPool(futures.Executor):
             self._idle.clear()
             self._starving.notify()
             threads = [*self._threads, *([self._watchdog] if self._watchdog else [])]
+            self._leaving = threads
         # Outside the lock: a future's done-callbacks take their own locks (grpc's server state),
         # and grpc holds that lock while it submits.
         for call in cancelled:
@@ -137,6 +139,16 @@ class ElasticThreadPool(futures.Executor):
             for thread in threads:
                 if thread is not threading.current_thread():
                     thread.join()
+
+    def join(self, timeout: float) -> bool:
+        """After `shutdown`: wait at most `timeout` seconds for the threads to leave; whether
+        all have. A thread still ending its call when the process exits would run while the
+        interpreter finalizes."""
+        deadline = time.monotonic() + timeout
+        others = [t for t in self._leaving if t is not threading.current_thread()]
+        for thread in others:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in others)
 
     # -- inside the pool -----------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TypeAlias
 
 import grpc
@@ -16,6 +17,7 @@ from modelyard.errors import NotFound, from_rpc_error
 from modelyard.services.common.logging import request_id
 from modelyard.services.common.server import ModelyardServer, ServiceRegistration, create_server
 from modelyard.services.common.settings import Settings
+from tests.conftest import running_server
 from tests.log_records import LogRecords
 
 # Aliases, also as types: grpc_health ships no py.typed, so mypy sees its module as Any.
@@ -341,3 +343,23 @@ def test_calls_are_answered_while_long_calls_hold_every_core_thread(probe: Probe
         probe.release.set()
         channel.close()
         server.stop(0)
+
+
+def test_no_rpc_thread_outlives_stop(tmp_path: Path) -> None:
+    """stop() let the RPC pool's threads go without waiting for them: one could still be
+    finishing its call (freeing what the call held, DuckDB's or Arrow's native state) as the
+    process went on to exit and the interpreter finalized, which aborts. stop() now returns once
+    they have left."""
+    from modelyard.features import FeatureStoreClient
+
+    left = []
+    for i in range(100):
+        settings = Settings(home=tmp_path / str(i), port=0, grace_period=0)
+        with (
+            running_server(settings, ("features",)) as server,
+            FeatureStoreClient(server.address) as store,
+        ):
+            for _ in range(5):
+                store.list_entities()
+        left += [t.name for t in threading.enumerate() if t.name.startswith("modelyard-rpc")]
+    assert not left, left
