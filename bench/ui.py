@@ -1,6 +1,7 @@
-"""Web UI page times on a big experiment: the runs table's first page, deep pages, a run page.
+"""Web UI page times on a big experiment: the runs table's first page, deep pages, a run page,
+and a run page whose metrics hold --history-points values each.
 
-    python bench/ui.py [--runs 10000] [--repeat 20]
+    python bench/ui.py [--runs 10000] [--repeat 20] [--history-points 100000]
 
 Starts `modelyard up` (SQLite, its own home) in a subprocess, logs --runs runs (3 params and 3
 metrics each, through the SDK), then times full HTTP responses of the UI's pages, and, when
@@ -78,6 +79,36 @@ def populate(address: str, runs: int) -> str:
         return eid
 
 
+def long_history_run(address: str, eid: str, points: int) -> str:
+    """A run with two metrics of `points` values each, as a long training loop logs them."""
+    with Client(address) as client:
+        rid = client.create_run(eid, run_name="long-history").info.run_id
+        for key in ("loss", "lr"):
+            client.log_batch(rid, [Metric(key, 1 / (i + 1), i, i) for i in range(points)])
+            log(f"logged {points} values of {key}")
+        return rid
+
+
+def history_reads(address: str, rid: str, repeat: int) -> dict[str, dict[str, float]]:
+    """One metric's history as the run page used to read it (every point, paged) and as it
+    reads it now (the server's sample of at most 2,000), alternated in the same run."""
+    whole: list[float] = []
+    sampled: list[float] = []
+    with Client(address) as client:
+        for _ in range(repeat):
+            for samples, read in (
+                (whole, lambda: list(client.iter_metric_history(rid, "loss"))),
+                (sampled, lambda: client.sample_metric_history(rid, "loss", 2000)),
+            ):
+                start = time.perf_counter()
+                read()
+                samples.append((time.perf_counter() - start) * 1000)
+    return {
+        name: {"p50_ms": round(statistics.median(v), 1), "max_ms": round(max(v), 1)}
+        for name, v in (("every_point", whole), ("sample_of_2000", sampled))
+    }
+
+
 def fetch(url: str) -> tuple[float, str]:
     start = time.perf_counter()
     with urllib.request.urlopen(url, timeout=60) as response:
@@ -142,6 +173,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--history-points", type=int, default=100_000)
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="modelyard-ui-bench-"))
     proc, address, ui = start(home)
@@ -153,6 +185,7 @@ def main() -> None:
         log_seconds = time.perf_counter() - t0
         with Client(address) as client:
             rid = client.search_runs([eid], max_results=1)[0].info.run_id
+        long_rid = long_history_run(address, eid, args.history_points)
         base = f"{ui}/experiments/{eid}"
         result = {
             "runs": args.runs,
@@ -164,6 +197,8 @@ def main() -> None:
             "runs_deep_pages": deep_pages(ui, eid, 50),
             "run_page": timed(f"{ui}/runs/{rid}", args.repeat),
             "experiments_page": timed(f"{ui}/experiments", args.repeat),
+            "run_page_two_long_metrics": timed(f"{ui}/runs/{long_rid}", min(args.repeat, 5)),
+            "metric_history_read": history_reads(address, long_rid, min(args.repeat, 5)),
             "browser_runs_page_load": browser_load(base, min(args.repeat, 10)),
         }
         result["machine"]["load_end"] = os.getloadavg()
