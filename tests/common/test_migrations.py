@@ -83,6 +83,17 @@ def test_path_columns_compare_bytewise_on_postgresql(postgres_url: str, service:
         db.dispose()
 
 
+def _not_migrating(database_url: str, tmp_path: Path) -> Settings:
+    """A server as the chart runs it: the migrations Job migrates, the services do not."""
+    return Settings(
+        home=tmp_path / "home",
+        port=0,
+        grace_period=0,
+        backend_store_uri=database_url,
+        migrate_on_start=False,
+    )
+
+
 def test_a_server_that_does_not_migrate_says_what_to_run_on_an_unmigrated_database(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -90,13 +101,7 @@ def test_a_server_that_does_not_migrate_says_what_to_run_on_an_unmigrated_databa
     (MODELYARD_MIGRATE_ON_START=false). Started on tables the Job has not migrated (it was
     skipped, `--no-hooks`, or applied alongside by a GitOps tool), a service stopped at start
     with a bare SQL error (relation "experiments" does not exist) or served on old tables."""
-    settings = Settings(
-        home=tmp_path / "home",
-        port=0,
-        grace_period=0,
-        backend_store_uri=database_url,
-        migrate_on_start=False,
-    )
+    settings = _not_migrating(database_url, tmp_path)
     for service in SERVICES:
         with (
             pytest.raises(FailedPrecondition, match=r"modelyard db upgrade") as refused,
@@ -113,13 +118,7 @@ def test_a_server_rolled_back_serves_on_tables_a_newer_release_migrated(
     database_url: str, tmp_path: Path
 ) -> None:
     """`helm rollback` after an upgrade that migrated: newer tables only add to older ones."""
-    settings = Settings(
-        home=tmp_path / "home",
-        port=0,
-        grace_period=0,
-        backend_store_uri=database_url,
-        migrate_on_start=False,
-    )
+    settings = _not_migrating(database_url, tmp_path)
     migrate_all(settings)
     db = Database(database_url)
     try:

@@ -53,19 +53,25 @@ server.stop(grace=0)
 """
 
 
-def test_materializing_a_large_view_holds_a_batch_in_memory(tmp_path: Path) -> None:
-    """The window was read whole into Python values and written at once: 1M entities of 10
-    features grew the server by 1.6 GB, so a large view could OOM-kill the pod. It now goes in
-    batches: 300k entities of 4 features grew it by 337 MB, now by 65 MB."""
+def _grown_mb(script: str, tmp_path: Path) -> tuple[int, str]:
+    """Run `script` on 300k rows in a fresh process: the MB its server grew by (the last line
+    it prints), and everything it printed."""
     out = subprocess.run(
-        [sys.executable, "-c", _MATERIALIZE_MEMORY, str(tmp_path), "300000"],
+        [sys.executable, "-c", script, str(tmp_path), "300000"],
         capture_output=True,
         text=True,
         timeout=600,
         check=True,
     )
-    grown = int(out.stdout.strip().splitlines()[-1])
-    assert grown < 150, out.stdout
+    return int(out.stdout.strip().splitlines()[-1]), out.stdout
+
+
+def test_materializing_a_large_view_holds_a_batch_in_memory(tmp_path: Path) -> None:
+    """The window was read whole into Python values and written at once: 1M entities of 10
+    features grew the server by 1.6 GB, so a large view could OOM-kill the pod. It now goes in
+    batches: 300k entities of 4 features grew it by 337 MB, now by 65 MB."""
+    grown, out = _grown_mb(_MATERIALIZE_MEMORY, tmp_path)
+    assert grown < 150, out
 
 
 # Reads a SQLite source of `rows` rows for a training set of 3 entity rows, in a fresh process;
@@ -125,12 +131,5 @@ def test_a_sql_source_is_read_in_batches(tmp_path: Path) -> None:
     of 2M rows (135 MB as Arrow) grew the server by 1.9 GB for a training set of 3 rows. Rows
     now come through a server-side cursor where the driver has one, a batch at a time, into
     Arrow: 300k rows of SQLite grew it by 166 MB, now by 72 MB."""
-    out = subprocess.run(
-        [sys.executable, "-c", _SQL_SOURCE_MEMORY, str(tmp_path), "300000"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=True,
-    )
-    grown = int(out.stdout.strip().splitlines()[-1])
-    assert grown < 115, out.stdout
+    grown, out = _grown_mb(_SQL_SOURCE_MEMORY, tmp_path)
+    assert grown < 115, out

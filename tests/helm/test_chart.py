@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -632,11 +633,11 @@ def test_service_tokens_are_renewed_on_a_schedule_while_the_release_runs(default
         render({"auth": {"serviceTokens": {"renewSchedule": "daily"}}})
 
 
-def test_secrets_an_older_chart_rendered_stay_release_objects_as_they_are(tmp_path):
-    """Upgrading from a chart whose templates made the TLS and cookie-key Secrets: Helm would
-    delete a release object the new chart no longer renders, so a Secret the release owns is
-    rendered from the cluster as it is; one the key Job made is left to the Job. (`lookup` needs
-    a cluster: here it answers from a table.)"""
+def _upgrade_secrets(
+    tmp_path: Path, cluster: str, values: dict[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
+    """The Secrets an upgrade renders when the cluster holds `cluster` (a template dict of
+    name -> object): `lookup` needs a cluster, so a copy of the chart answers it from that."""
     import shutil
 
     chart = tmp_path / "modelyard"
@@ -645,16 +646,9 @@ def test_secrets_an_older_chart_rendered_stay_release_objects_as_they_are(tmp_pa
     lookup = 'lookup "v1" "Secret" .ctx.Release.Namespace .name'
     text = helpers.read_text()
     assert text.count(lookup) == 1
-    owned = '(dict "meta.helm.sh/release-name" "modelyard")'
-    cluster = (
-        f'(dict "modelyard-tls" (dict "metadata" (dict "annotations" {owned}) '
-        '"data" (dict "tls.crt" "Q1JU" "tls.key" "S0VZ" "ca.crt" "Q0E=")) '
-        '"modelyard-ui" (dict "metadata" (dict "name" "modelyard-ui") '
-        '"data" (dict "sessionSecret" "Sk9C")))'
-    )
     helpers.write_text(text.replace(lookup, f"get {cluster} .name | default dict"))
     with helm().Chart.load(chart) as loaded:
-        manifests = loaded.render(None, name=RELEASE, namespace=NAMESPACE, is_upgrade=True)
+        manifests = loaded.render(values, name=RELEASE, namespace=NAMESPACE, is_upgrade=True)
     objects = [
         d
         for path, text in manifests.items()
@@ -662,7 +656,21 @@ def test_secrets_an_older_chart_rendered_stay_release_objects_as_they_are(tmp_pa
         for d in yaml.safe_load_all(text)
         if d
     ]
-    secrets = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Secret"}
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == "Secret"}
+
+
+def test_secrets_an_older_chart_rendered_stay_release_objects_as_they_are(tmp_path):
+    """Upgrading from a chart whose templates made the TLS and cookie-key Secrets: Helm would
+    delete a release object the new chart no longer renders, so a Secret the release owns is
+    rendered from the cluster as it is; one the key Job made is left to the Job."""
+    owned = '(dict "meta.helm.sh/release-name" "modelyard")'
+    cluster = (
+        f'(dict "modelyard-tls" (dict "metadata" (dict "annotations" {owned}) '
+        '"data" (dict "tls.crt" "Q1JU" "tls.key" "S0VZ" "ca.crt" "Q0E=")) '
+        '"modelyard-ui" (dict "metadata" (dict "name" "modelyard-ui") '
+        '"data" (dict "sessionSecret" "Sk9C")))'
+    )
+    secrets = _upgrade_secrets(tmp_path, cluster)
     assert secrets["modelyard-tls"]["type"] == "kubernetes.io/tls"
     assert secrets["modelyard-tls"]["data"] == {
         "tls.crt": "Q1JU",
@@ -676,15 +684,7 @@ def test_dev_secrets_an_older_chart_rendered_stay_as_they_are(tmp_path):
     """Upgrading a dev release from a chart whose templates made its passwords: the S3 and Redis
     Secrets (release objects) stay rendered as they are, the endpoint pods' environment is
     rendered from the stored passwords, and the database Secret (a hook) is left in place for the
-    Job to find. (`lookup` needs a cluster: here it answers from a table.)"""
-    import shutil
-
-    chart = tmp_path / "modelyard"
-    shutil.copytree(CHART, chart)
-    helpers = chart / "templates" / "_helpers.tpl"
-    lookup = 'lookup "v1" "Secret" .ctx.Release.Namespace .name'
-    text = helpers.read_text()
-    assert text.count(lookup) == 1
+    Job to find."""
     owned = '"metadata" (dict "annotations" (dict "meta.helm.sh/release-name" "modelyard"))'
     url = base64.b64encode(
         b"postgresql://modelyard:OLD@modelyard-postgresql:5432/modelyard"
@@ -695,19 +695,7 @@ def test_dev_secrets_an_older_chart_rendered_stay_as_they_are(tmp_path):
         f' "modelyard-endpoint-env" (dict {owned} "data" (dict "X" "WQ=="))'
         f' "modelyard-database" (dict "metadata" (dict) "data" (dict "url" "{url}")))'
     )
-    helpers.write_text(text.replace(lookup, f"get {cluster} .name | default dict"))
-    with helm().Chart.load(chart) as loaded:
-        manifests = loaded.render(
-            values_of("dev"), name=RELEASE, namespace=NAMESPACE, is_upgrade=True
-        )
-    objects = [
-        d
-        for path, text in manifests.items()
-        if not path.endswith("NOTES.txt")
-        for d in yaml.safe_load_all(text)
-        if d
-    ]
-    secrets = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Secret"}
+    secrets = _upgrade_secrets(tmp_path, cluster, values_of("dev"))
     assert secrets["modelyard-s3"]["data"] == {"accessKey": "QUs=", "secretKey": "U0s="}
     assert secrets["modelyard-redis"]["data"] == {"uri": "VVJJ", "password": "UFc="}
     env = secrets["modelyard-endpoint-env"]["stringData"]

@@ -64,6 +64,22 @@ def secure_settings(home: Path, backend_store_uri: str | None = None, **auth: ob
     )
 
 
+def remote_tracking_settings(secure: Secure, home: Path, **auth: object) -> Settings:
+    """A tracking service on its own, as in its pod: it checks tokens with `secure`'s public key
+    and calls `secure`'s auth service with the service token `auth` gives."""
+    return Settings(
+        home=home,
+        port=0,
+        grace_period=0,
+        auth=AuthSettings(
+            enabled=True,
+            auth_uri=secure.address,
+            public_key_file=secure.settings.home_dir / "auth" / "signing-key.pub.pem",
+            **auth,
+        ),
+    )
+
+
 @pytest.fixture
 def make_secure(tmp_path: Path) -> Iterator[Callable[..., Secure]]:
     opened: list[tuple[object, Secure]] = []

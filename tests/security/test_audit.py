@@ -17,10 +17,10 @@ from modelyard.entities.common import PermissionLevel as L
 from modelyard.errors import NotFound, PermissionDenied
 from modelyard.features import FeatureStoreClient
 from modelyard.services.common.server import ModelyardServer
-from modelyard.services.common.settings import AuthSettings, Settings
+from modelyard.services.common.settings import Settings
 from tests.conftest import running_server
 from tests.features.repo import make_repo
-from tests.security.conftest import Secure
+from tests.security.conftest import Secure, remote_tracking_settings
 
 
 def flush_audit(secure: Secure | ModelyardServer) -> None:
@@ -76,16 +76,8 @@ def test_only_service_identities_write_the_audit_log(secure: Secure, tmp_path: P
     secure.admin.create_principal("alice", ["editor"])
     alice_token, _ = secure.admin.create_token("alice")
     service_token, _ = secure.admin.create_token("svc-tracking")
-    settings = Settings(
-        home=tmp_path / "tracking-home",
-        port=0,
-        grace_period=0,
-        auth=AuthSettings(
-            enabled=True,
-            auth_uri=secure.address,
-            service_token=service_token,
-            public_key_file=secure.settings.home_dir / "auth" / "signing-key.pub.pem",
-        ),
+    settings = remote_tracking_settings(
+        secure, tmp_path / "tracking-home", service_token=service_token
     )
     with running_server(settings, ("tracking",)) as tracking:
         with Client(tracking.address, token=alice_token) as alice:

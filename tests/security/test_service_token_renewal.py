@@ -17,7 +17,7 @@ from modelyard.services.common.server import ModelyardServer
 from modelyard.services.common.service_token import TokenFile
 from modelyard.services.common.settings import AuthSettings, Settings
 from tests.conftest import running_server
-from tests.security.conftest import Secure
+from tests.security.conftest import Secure, remote_tracking_settings
 
 
 class MountedSecret:
@@ -61,16 +61,8 @@ def test_a_renewed_token_is_used_without_a_restart(secure: Secure, tmp_path: Pat
     secret = MountedSecret(tmp_path / "service-token", old)
     admin.create_principal("alice", ["editor"])
     alice_token, alice_info = admin.create_token("alice")
-    settings = Settings(
-        home=tmp_path / "tracking-home",
-        port=0,
-        grace_period=0,
-        auth=AuthSettings(
-            enabled=True,
-            auth_uri=secure.address,
-            service_token_file=secret.path,
-            public_key_file=secure.settings.home_dir / "auth" / "signing-key.pub.pem",
-        ),
+    settings = remote_tracking_settings(
+        secure, tmp_path / "tracking-home", service_token_file=secret.path
     )
     with running_server(settings, ("tracking",)) as tracking:
         with Client(tracking.address, token=alice_token) as alice:

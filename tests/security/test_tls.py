@@ -96,14 +96,15 @@ def logged_model(client: Client) -> str:
     return rid
 
 
-def test_tls_round_trip_through_every_service(ca: CA, tmp_path: Path) -> None:
+def _tls_settings(ca: CA, home: Path) -> Settings:
+    """A server with a certificate `ca` issued, which trusts `ca`'s clients."""
     cert, key = ca.issue("server", server=True)
-    settings = Settings(
-        home=tmp_path,
-        port=0,
-        grace_period=0,
-        tls=TLSSettings(cert_file=cert, key_file=key, ca_file=ca.cert_file),
-    )
+    tls = TLSSettings(cert_file=cert, key_file=key, ca_file=ca.cert_file)
+    return Settings(home=home, port=0, grace_period=0, tls=tls)
+
+
+def test_tls_round_trip_through_every_service(ca: CA, tmp_path: Path) -> None:
+    settings = _tls_settings(ca, tmp_path)
     with running_server(settings) as server:
         address = f"grpcs://{server.address}"
         with Client(address, tls_ca=str(ca.cert_file)) as client:
@@ -231,13 +232,7 @@ def test_the_ui_serves_https_with_the_services_certificate(tmp_path: Path) -> No
 def test_an_untrusted_certificate_says_which_ca_to_give(ca: CA, tmp_path: Path) -> None:
     """A server that answers with a certificate the client does not trust is not a missing
     server: the error names the address and the CA setting, not `modelyard up`."""
-    cert, key = ca.issue("server", server=True)
-    settings = Settings(
-        home=tmp_path,
-        port=0,
-        grace_period=0,
-        tls=TLSSettings(cert_file=cert, key_file=key, ca_file=ca.cert_file),
-    )
+    settings = _tls_settings(ca, tmp_path)
     with running_server(settings) as server:
         address = f"grpcs://{server.address}"
         with Client(address, timeout=5) as untrusting, pytest.raises(Unavailable) as refused:
