@@ -6,6 +6,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+# Both scripts: their peak memory, and a feature store server in the process.
+_SERVER = """def peak():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) // 1024
+
+
+server = build_server(Settings(home=home / "home", port=0, grace_period=0), ("features",))
+server.start()
+entity = Entity(name="e", join_keys=["k"])"""
+
 # Materializes `rows` entities of 4 FLOAT64 features through a feature store server in a fresh
 # process; prints how much its peak resident memory grew during the call, in MB.
 _MATERIALIZE_MEMORY = """
@@ -29,14 +39,7 @@ pd.DataFrame(data).head(1).to_parquet(home / "one.parquet")
 del data
 
 
-def peak():
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) // 1024
-
-
-server = build_server(Settings(home=home / "home", port=0, grace_period=0), ("features",))
-server.start()
-entity = Entity(name="e", join_keys=["k"])
+{server}
 schema = [Field(f, Float64) for f in features]
 views = [
     FeatureView(n, [entity], schema, FileSource(str(home / f"{n}.parquet"), "ts"))
@@ -50,7 +53,7 @@ with FeatureStoreClient(server.address) as store:
     assert run.rows == rows, run
     print(peak() - before)
 server.stop(grace=0)
-"""
+""".replace("{server}", _SERVER)
 
 
 def _grown_mb(script: str, tmp_path: Path) -> tuple[int, str]:
@@ -101,14 +104,7 @@ db.commit()
 db.close()
 
 
-def peak():
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) // 1024
-
-
-server = build_server(Settings(home=home / "home", port=0, grace_period=0), ("features",))
-server.start()
-entity = Entity(name="e", join_keys=["k"])
+{server}
 schema = [Field("f0", Float64), Field("f1", Float64)]
 views = [
     FeatureView(t, [entity], schema, SqlSource(f"sqlite:///{home / 'warehouse.db'}", t, "ts"))
@@ -123,7 +119,7 @@ with FeatureStoreClient(server.address) as store:
     assert found["f0"].to_pylist() == [0, 1 / 3, 2 / 3], found
     print(peak() - before)
 server.stop(grace=0)
-"""
+""".replace("{server}", _SERVER)
 
 
 def test_a_sql_source_is_read_in_batches(tmp_path: Path) -> None:
