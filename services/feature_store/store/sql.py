@@ -72,6 +72,8 @@ class SqlFeatureStore:
         return [Stored(_load(r.spec), r.version, r.update_time) for r in rows]
 
     def find(self, kind: str, name: str) -> Stored | None:
+        if "\x00" in name:  # no name holds one (apply checks them); PostgreSQL fails the query
+            return None
         now = time.monotonic()
         cached = self._cache.get((kind, name))
         if cached is not None and now - cached[0] < self._cache_seconds:
@@ -88,7 +90,7 @@ class SqlFeatureStore:
         return Stored(_load(row.spec), row.version, row.update_time) if row else None
 
     def get(self, kind: str, name: str, version: int = 0) -> Stored:
-        if version:
+        if version and "\x00" not in name:
             h = definition_history.c
             with self.db.read() as conn:
                 row = conn.execute(
