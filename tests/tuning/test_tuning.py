@@ -282,32 +282,40 @@ def test_multi_objective_values_get_one_metric_each(fluent) -> None:
 def test_two_worker_processes_share_one_study_on_postgres(fluent, server, postgres_url) -> None:
     """Optuna's RDB storage on PostgreSQL; every trial is tracked exactly once, by its worker."""
     storage = postgres_url.replace("postgresql://", "postgresql+psycopg://", 1)
-    study = tuning.create_study(
-        study_name="shared", storage=storage, direction="minimize", experiment_name="distributed"
-    )
-    parent_id = study.user_attrs[tuning.PARENT_RUN_ATTR]
-    worker = Path(__file__).with_name("worker.py")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(worker), server.address, storage, "shared", "5"],
-            env=env,
-            stderr=subprocess.PIPE,
-            text=True,
+    # One storage object, its engine disposed at the end: an engine Optuna made from the URL
+    # kept its connections open until garbage collection, whose ResourceWarning then failed
+    # whichever test was running.
+    rdb = optuna.storages.RDBStorage(storage)
+    try:
+        study = tuning.create_study(
+            study_name="shared", storage=rdb, direction="minimize", experiment_name="distributed"
         )
-        for _ in range(2)
-    ]
-    for p in procs:
-        _, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
+        parent_id = study.user_attrs[tuning.PARENT_RUN_ATTR]
+        worker = Path(__file__).with_name("worker.py")
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        procs = [
+            subprocess.Popen(
+                [sys.executable, str(worker), server.address, storage, "shared", "5"],
+                env=env,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        for p in procs:
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err
 
-    c = fluent.client()
-    trials = optuna.load_study(study_name="shared", storage=storage).get_trials()
-    assert len(trials) == 10 and all(t.state.name == "COMPLETE" for t in trials)
-    runs = _children(c, parent_id, c.get_run(parent_id).info.experiment_id)
-    numbers = sorted(int(r.data.tags["optuna.trial_number"]) for r in runs)
-    assert numbers == list(range(10))  # all trials, each exactly once
-    assert {t.user_attrs[tuning.TRIAL_RUN_ATTR] for t in trials} == {r.info.run_id for r in runs}
+        c = fluent.client()
+        trials = optuna.load_study(study_name="shared", storage=rdb).get_trials()
+        assert len(trials) == 10 and all(t.state.name == "COMPLETE" for t in trials)
+        runs = _children(c, parent_id, c.get_run(parent_id).info.experiment_id)
+        numbers = sorted(int(r.data.tags["optuna.trial_number"]) for r in runs)
+        assert numbers == list(range(10))  # all trials, each exactly once
+        tracked = {t.user_attrs[tuning.TRIAL_RUN_ATTR] for t in trials}
+        assert tracked == {r.info.run_id for r in runs}
+    finally:
+        rdb.engine.dispose()
     assert len({r.data.tags["optuna.worker"] for r in runs}) == 2  # both workers ran trials
     for r in runs:
         assert [m.step for m in c.get_metric_history(r.info.run_id, "intermediate_value")] == [
