@@ -193,8 +193,7 @@ class ServingService:
         """Whether every endpoint this process alone serves (an endpoint's own pods) can answer
         now: a served model is loaded, or the endpoint as it was before an update stands in."""
         return all(
-            (runtime := self._runtimes.get(name)) is not None
-            and (any(s.ready for s in runtime.served) or runtime.stand_in() is not None)
+            (runtime := self._runtimes.get(name)) is not None and runtime.answering
             for name in self._only or ()
         )
 
