@@ -1,5 +1,12 @@
 """Input limits of the tracking service, as MLflow's tracking server enforces them."""
 
+import re
+
+# An experiment id: ASCII digits ([0-9], not \d, which matches other scripts' digits that
+# int() reads as another id) that fit the BIGINT column. The service validates ids by it; the
+# store takes any other text for an id no experiment has.
+EXPERIMENT_ID = re.compile(r"^[0-9]{1,18}\Z")
+
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
 MAX_TAGS_PER_BATCH = 100

@@ -67,8 +67,6 @@ DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}\Z")
-# [0-9], not \d: \d matches other scripts' digits too ("\u0661"), which int() reads as 1.
-_EXPERIMENT_ID = re.compile(r"^[0-9]{1,18}\Z")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}\Z")
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}\Z")
 # Ids of uploads streamed through UploadArtifact begin with time 0: clients that complete a
@@ -168,7 +166,7 @@ def run_id(field: str, value: str) -> str:
 
 
 def experiment_id(field: str, value: str) -> str:
-    return v.identifier(field, value, pattern=_EXPERIMENT_ID, example="'0' or '12'")
+    return v.identifier(field, value, pattern=limits.EXPERIMENT_ID, example="'0' or '12'")
 
 
 def generate_run_name() -> str:

@@ -48,6 +48,7 @@ from modelyard.services.common.db.engine import IDLE_PING_SECONDS
 from modelyard.services.common.db.prepared import Prepared
 from modelyard.services.common.filters import Comparison, OrderKey
 from modelyard.services.common.pagination import decode_token, encode_token, fingerprint
+from modelyard.services.tracking import limits
 from modelyard.services.tracking.store import schema, search
 from modelyard.services.tracking.store.base import ArtifactPlacement, TrackingStore
 from modelyard.services.tracking.store.hot import (
@@ -304,9 +305,9 @@ class SqlTrackingStore(TrackingStore):
             return self._with_tags(conn, row) if row else None
 
     def experiment_exists(self, experiment_id: str) -> bool:
-        # Only ASCII digits that fit the BIGINT id: int() fails on "\u00b2" (a digit to
-        # isdigit()), and 19 digits overflow the column: both were INTERNAL errors.
-        if not (experiment_id.isascii() and experiment_id.isdigit()) or len(experiment_id) > 18:
+        # Not an id: int() fails on "\u00b2" (a digit to isdigit()), and 19 digits overflow
+        # the column; both were INTERNAL errors.
+        if not limits.EXPERIMENT_ID.match(experiment_id):
             return False
         with self.db.read() as conn, self.db.cursor(conn) as cursor:
             return self._select_experiment.first(cursor, id=int(experiment_id)) is not None
