@@ -305,7 +305,7 @@ def _check_metric_keys(metric_names: Sequence[str], intermediate_metric: str) ->
     refused `intermediate_metric` fails every trial at its first `trial.report`."""
     for name in metric_names:
         validation.key("metric_name", name)
-    if len(set(metric_names)) != len(metric_names):
+    if validation.named_twice(metric_names) is not None:
         raise InvalidArgument(
             f"metric_name names {list(metric_names)} repeat a name: each objective needs its own",
             field="metric_name",
