@@ -39,7 +39,6 @@ import sys
 import threading
 import time
 import uuid
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -156,29 +155,51 @@ def run_threads(
     return counts, time.perf_counter() - t0
 
 
-# -- the two client libraries, behind one small adapter ---------------------------------------
+# -- the two client libraries, behind one adapter ----------------------------------------------
 
 
-class Adapter(ABC):
-    """What each client library implements (abstract: a missing method fails at construction)."""
+class Adapter:
+    """Both libraries expose MLflow's client API (`MlflowClient` and modelyard's `Client`), so one
+    set of calls drives either: the benchmark compares the same call sequence, and a subclass
+    only says which client and entity classes to use."""
 
     name: str
     version: str
 
-    @abstractmethod
-    def create_experiment(self, name: str) -> str: ...
-    @abstractmethod
-    def create_run(self, experiment_id: str) -> str: ...
-    @abstractmethod
-    def log_metric(self, run_id: str, key: str, value: float, ts: int, step: int) -> None: ...
-    @abstractmethod
-    def log_batch(self, run_id, metrics=(), params=(), tags=()) -> None: ...  # tuples
-    @abstractmethod
-    def search(self, experiment_id: str, max_results: int) -> list[tuple[str, float]]: ...
-    @abstractmethod
-    def history(self, run_id: str, key: str) -> list[tuple[int, float]]: ...
-    @abstractmethod
-    def get_run(self, run_id: str) -> tuple[float, str]: ...  # (metrics m2, params p3)
+    def __init__(self, client: Any, metric: type, param: type, tag: type) -> None:
+        self.c = client
+        self.Metric, self.Param, self.RunTag = metric, param, tag
+
+    def create_experiment(self, name: str) -> str:
+        return self.c.create_experiment(name)
+
+    def create_run(self, experiment_id: str) -> str:
+        return self.c.create_run(experiment_id).info.run_id
+
+    def log_metric(self, run_id: str, key: str, value: float, ts: int, step: int) -> None:
+        self.c.log_metric(run_id, key, value, timestamp=ts, step=step)
+
+    def log_batch(self, run_id, metrics=(), params=(), tags=()) -> None:  # tuples
+        self.c.log_batch(
+            run_id,
+            metrics=[self.Metric(k, v, ts, s) for k, v, ts, s in metrics],
+            params=[self.Param(k, v) for k, v in params],
+            tags=[self.RunTag(k, v) for k, v in tags],
+        )
+
+    def search(self, experiment_id: str, max_results: int) -> list[tuple[str, float]]:
+        runs = self.c.search_runs(
+            [experiment_id], filter_string=FILTER, max_results=max_results, order_by=ORDER_BY
+        )
+        return [(r.info.run_id, r.data.metrics["m2"]) for r in runs]
+
+    def history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        return [(m.step, m.value) for m in self.c.get_metric_history(run_id, key)]
+
+    def get_run(self, run_id: str) -> tuple[float, str]:
+        data = self.c.get_run(run_id).data
+        return data.metrics["m2"], data.params["p3"]
+
     def floor_call(self) -> Callable[[], Any] | None:
         return None
 
@@ -192,38 +213,7 @@ class ModelyardAdapter(Adapter):
         from modelyard.entities import Metric, Param, RunTag
 
         self.version = modelyard.__version__
-        self.c = Client(uri)
-        self.Metric, self.Param, self.RunTag = Metric, Param, RunTag
-
-    def create_experiment(self, name: str) -> str:
-        return self.c.create_experiment(name)
-
-    def create_run(self, experiment_id: str) -> str:
-        return self.c.create_run(experiment_id).info.run_id
-
-    def log_metric(self, run_id, key, value, ts, step):
-        self.c.log_metric(run_id, key, value, timestamp=ts, step=step)
-
-    def log_batch(self, run_id, metrics=(), params=(), tags=()):
-        self.c.log_batch(
-            run_id,
-            metrics=[self.Metric(k, v, ts, s) for k, v, ts, s in metrics],
-            params=[self.Param(k, v) for k, v in params],
-            tags=[self.RunTag(k, v) for k, v in tags],
-        )
-
-    def search(self, experiment_id, max_results):
-        runs = self.c.search_runs(
-            [experiment_id], filter_string=FILTER, max_results=max_results, order_by=ORDER_BY
-        )
-        return [(r.info.run_id, r.data.metrics["m2"]) for r in runs]
-
-    def history(self, run_id, key):
-        return [(m.step, m.value) for m in self.c.get_metric_history(run_id, key)]
-
-    def get_run(self, run_id):
-        data = self.c.get_run(run_id).data
-        return data.metrics["m2"], data.params["p3"]
+        super().__init__(Client(uri), Metric, Param, RunTag)
 
     def floor_call(self):
         from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -245,38 +235,7 @@ class MlflowAdapter(Adapter):
 
         self.version = mlflow.__version__
         target = uri if "://" in uri else f"http://{uri}"
-        self.c = mlflow.MlflowClient(tracking_uri=target)
-        self.Metric, self.Param, self.RunTag = Metric, Param, RunTag
-
-    def create_experiment(self, name):
-        return self.c.create_experiment(name)
-
-    def create_run(self, experiment_id):
-        return self.c.create_run(experiment_id).info.run_id
-
-    def log_metric(self, run_id, key, value, ts, step):
-        self.c.log_metric(run_id, key, value, timestamp=ts, step=step)
-
-    def log_batch(self, run_id, metrics=(), params=(), tags=()):
-        self.c.log_batch(
-            run_id,
-            metrics=[self.Metric(k, v, ts, s) for k, v, ts, s in metrics],
-            params=[self.Param(k, v) for k, v in params],
-            tags=[self.RunTag(k, v) for k, v in tags],
-        )
-
-    def search(self, experiment_id, max_results):
-        runs = self.c.search_runs(
-            [experiment_id], filter_string=FILTER, max_results=max_results, order_by=ORDER_BY
-        )
-        return [(r.info.run_id, r.data.metrics["m2"]) for r in runs]
-
-    def history(self, run_id, key):
-        return [(m.step, m.value) for m in self.c.get_metric_history(run_id, key)]
-
-    def get_run(self, run_id):
-        data = self.c.get_run(run_id).data
-        return data.metrics["m2"], data.params["p3"]
+        super().__init__(mlflow.MlflowClient(tracking_uri=target), Metric, Param, RunTag)
 
 
 # -- the measurements --------------------------------------------------------------------------
