@@ -43,7 +43,7 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
     service = open_service(settings, runtime)
     runtime.auth_service = service
     if service.signer is not None:
-        runtime.mint_token = service.mint_service_token
+        runtime.mint_token = service.process_token
     servicer = AuthServicer(service)
     return ServiceRegistration(
         service_names=(SERVICE_NAME,),

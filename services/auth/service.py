@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from modelyard.entities.auth import AuditEvent, Principal, TokenInfo
 from modelyard.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from modelyard.services.auth.process_tokens import PROCESS_TOKEN_TTL, ProcessToken
 from modelyard.services.auth.store.sql import SqlAuthStore
 from modelyard.services.common import identity
 from modelyard.services.common.auth.policy import SERVICE_ROLES, USER_ROLES
@@ -40,16 +41,15 @@ class AuthService:
     def __init__(self, store: SqlAuthStore, signer: TokenSigner | None) -> None:
         self.store = store
         self.signer = signer
-        # Ids of the service tokens this process minted, revoked when it closes.
-        self._minted: list[str] = []
+        # The tokens of this process's services, revoked when it closes.
+        self._process_tokens: list[ProcessToken] = []
 
     def close(self) -> None:
-        """Revoke the service tokens minted for this process: the next start mints its own, so
-        these would otherwise live on, valid, for SERVICE_TOKEN_TTL after every restart."""
+        """Revoke this process's service tokens: the next start mints its own."""
         try:
-            for token_id in self._minted:
-                self.store.revoke_token(token_id)
-            self._minted.clear()
+            for token in self._process_tokens:
+                token.revoke()
+            self._process_tokens.clear()
         finally:
             self.store.close()
 
@@ -82,11 +82,24 @@ class AuthService:
         return Bootstrapped(principal, token, outcome)
 
     def mint_service_token(self, service: str) -> str:
-        """A token for `service` to call the others with, for as long as this process runs."""
-        token, info = self._issue(
+        """A long-lived token for `service`, kept in a cluster's Secret and renewed by the
+        chart's CronJob before it expires."""
+        token, _info = self._issue(
             service_principal(service), f"{service} service identity", SERVICE_TOKEN_TTL
         )
-        self._minted.append(info.token_id)
+        return token
+
+    def process_token(self, service: str, clock: Callable[[], float] = time.time) -> ProcessToken:
+        """The renewing token `service` calls the others with from this process."""
+        token = ProcessToken(
+            lambda: self._issue(
+                service_principal(service), f"{service} service identity", PROCESS_TOKEN_TTL
+            ),
+            self.store.revoke_token,
+            self.store.delete_tokens,
+            clock,
+        )
+        self._process_tokens.append(token)
         return token
 
     # -- principals ----------------------------------------------------------------------------

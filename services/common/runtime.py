@@ -21,13 +21,13 @@ class Runtime:
         self.settings = settings
         # Set by the auth service when it runs in this process.
         self.auth_service: AuthService | None = None
-        self.mint_token: Callable[[str], str] | None = None
-        self._tokens: dict[str, str] = {}
+        self.mint_token: Callable[[str], Callable[[], str]] | None = None
+        self._tokens: dict[str, Callable[[], str]] = {}
         self._token_file: TokenFile | None = None
 
     def service_token(self, service: str) -> str | Callable[[], str] | None:
-        """The token `service` presents to other services (None when auth is off), or, with a
-        token file, a callable giving the file's current token."""
+        """The token `service` presents to other services (None when auth is off), or a callable
+        giving the current one: a token file's, or one minted and renewed by this process."""
         auth = self.settings.auth
         if not auth.enabled:
             return None

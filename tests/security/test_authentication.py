@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from modelyard.errors import NotFound, PermissionDenied, Unauthenticated
 from modelyard.services.auth.app import open_service
+from modelyard.services.auth.process_tokens import PROCESS_TOKEN_TTL
 from modelyard.services.common.auth.tokens import TokenSigner, generate_keypair
 from modelyard.services.common.runtime import Runtime
 from tests.conftest import running_server
@@ -225,3 +227,48 @@ def test_service_tokens_live_only_while_their_server_runs(tmp_path: Path) -> Non
             assert valid_service_tokens() == []
     finally:
         service.store.close()
+
+
+def test_a_process_renews_its_service_tokens_at_half_their_short_life(tmp_path: Path) -> None:
+    """A token minted for the life of the process had to outlive any uptime, and a process
+    killed without stopping never revoked it. Renewed tokens leave at most an hour."""
+    settings = secure_settings(tmp_path / "home")
+    service = open_service(settings, Runtime(settings))
+    now = [time.time()]
+    try:
+        token = service.process_token("tracking", clock=lambda: now[0])
+        first = token()
+        (info,) = service.store.list_tokens("svc-tracking")
+        assert info.expires - info.created == pytest.approx(PROCESS_TOKEN_TTL * 1000, abs=1000)
+
+        now[0] += PROCESS_TOKEN_TTL / 2 - 5
+        assert token() == first  # no renewal while more than half its life is left
+        now[0] += 10
+        second = token()
+        assert second != first
+        assert token() == second
+        tokens = service.store.list_tokens("svc-tracking")
+        # The replaced token stays valid: a call that picked it up just before still passes.
+        assert [t.revoked for t in tokens] == [False, False]
+
+        service.close()
+        assert [t.revoked for t in service.store.list_tokens("svc-tracking")] == [True, True]
+    finally:
+        service.store.close()
+
+
+def test_only_expired_tokens_are_forgotten(tmp_path: Path) -> None:
+    """A revoked token still within its life must stay listed, or it would pass checks again."""
+    settings = secure_settings(tmp_path / "home")
+    service = open_service(settings, Runtime(settings))
+    store = service.store
+    try:
+        now_ms = int(time.time() * 1000)
+        store.add_token("expired", "svc-tracking", "old", now_ms - 1000)
+        store.add_token("revoked", "svc-tracking", "old", now_ms + 3_600_000)
+        store.revoke_token("revoked")
+        store.delete_tokens(["expired", "revoked"])
+        assert [t.token_id for t in store.list_tokens("svc-tracking")] == ["revoked"]
+        assert "revoked" in store.revoked_token_ids()
+    finally:
+        store.close()

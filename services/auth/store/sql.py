@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from modelyard.entities.auth import AuditEvent, Principal, TokenInfo
@@ -241,6 +241,16 @@ class SqlAuthStore:
                         )
                     ).scalars()
                 )
+
+    def delete_tokens(self, token_ids: list[str]) -> None:
+        """Forget tokens that have expired (a revoked one still valid must stay listed as
+        revoked, or it would pass checks again)."""
+        with self.db.write() as conn:
+            conn.execute(
+                delete(tokens).where(
+                    tokens.c.token_id.in_(token_ids), tokens.c.expire_time <= _now()
+                )
+            )
 
     def revoked_token_ids(self) -> list[str]:
         with self.db.read() as conn:
