@@ -231,6 +231,47 @@ def test_the_key_job_makes_the_dev_passwords_once_and_the_pods_find_them(bootstr
     assert env_after == {**env, "MODELYARD_LOG_LEVEL": b"DEBUG"}
 
 
+def test_secrets_an_older_chart_rendered_are_kept_through_gitops_prunes(bootstrap, kube):
+    """Upgrading from a chart whose templates made the TLS, cookie-key and dev Secrets: Argo CD
+    and Flux render the new chart without a cluster, no longer find them in the manifests and
+    would prune them, and the next sync's Job would make a new CA, cookie key and passwords.
+    The Job marks them not to be pruned, keeping their data; its own Secrets are never in the
+    manifests and get no marks."""
+    fake, api = kube
+    core = k8s.CoreV1Api(api)
+    release = {"meta.helm.sh/release-name": "modelyard", "meta.helm.sh/release-namespace": NS}
+    older = ("modelyard-tls", "modelyard-s3", "modelyard-endpoint-env")
+    for name in older:
+        data = {"accessKey": b"AK", "secretKey": b"SK"} if name == "modelyard-s3" else {"x": b"1"}
+        body = k8s.V1Secret(
+            metadata=k8s.V1ObjectMeta(name=name, annotations=release, labels=LABELS),
+            data={k: base64.b64encode(v).decode() for k, v in data.items()},
+        )
+        core.create_namespaced_secret(NS, body)
+    before = {name: secret_data(fake, name) for name in ("modelyard-tls", "modelyard-s3")}
+    fake.conflicts = 1  # another writer in between: retried
+    out = render(values_of("dev"))
+    assert bootstrap.main(keys_job_args(out), api=api, namespace=NS) == 0
+    # The Job's Role lets it update exactly those it may have to mark.
+    role = out.get("Role", "modelyard-keys")
+    updatable = {n for r in role["rules"] if "update" in r["verbs"] for n in r["resourceNames"]}
+    assert set(older) <= updatable
+    assert "modelyard-signing-key" not in updatable
+
+    for name in older:
+        annotations = fake.secrets[(NS, name)]["metadata"]["annotations"]
+        assert annotations["argocd.argoproj.io/sync-options"] == "Prune=false", name
+        assert annotations["argocd.argoproj.io/compare-options"] == "IgnoreExtraneous", name
+        assert annotations["kustomize.toolkit.fluxcd.io/prune"] == "disabled", name
+        assert release.items() <= annotations.items(), name
+    for name, data in before.items():
+        assert secret_data(fake, name) == data
+    env = secret_data(fake, "modelyard-endpoint-env")
+    assert env["MODELYARD_S3__ACCESS_KEY"] == b"AK"  # rewritten as before, marks kept
+    made = fake.secrets[(NS, "modelyard-ui")]["metadata"]
+    assert not made.get("annotations")
+
+
 # -- service tokens (the auth pod's init container) -----------------------------------------------
 
 

@@ -4,8 +4,9 @@
 (`private.pem`, `public.pem`), the empty Secret that holds the services' tokens, the services'
 TLS certificate with its private CA, the web UI's cookie-signing key, and with the dev profile
 the in-chart PostgreSQL, MinIO and Redis passwords and the endpoint pods' environment (which holds
-two of them). Existing Secrets are left alone (a key pair is checked to be one); the endpoint
-pods' environment is rewritten to the release's configuration. A template could make all but the
+two of them). Existing Secrets are left alone (a key pair is checked to be one; an older chart's
+are annotated so that GitOps syncs do not prune them); the endpoint pods' environment is
+rewritten to the release's configuration. A template could make all but the
 key pair, but only with `lookup` to keep them: rendered without a cluster (`helm template`, Argo
 CD) each render would make new ones, and every sync would rotate the CA under running pods and
 sign every user out, and the services' dev passwords would no longer open the databases they
@@ -230,9 +231,49 @@ def ensure_generated(
     secret_type: str = "Opaque",
 ) -> bool:
     """Create the Secret from make() unless it exists; True when created."""
-    if _read(core, name, namespace) is not None:
+    existing = _read(core, name, namespace)
+    if existing is not None:
+        keep_through_prunes(core, namespace, existing)
         return False
     return _create(core, name, namespace, make(), labels, secret_type)
+
+
+# What keeps a Secret that an older chart rendered (a Helm release object) through a GitOps sync
+# that renders this chart: the chart renders it from the cluster (`lookup`) for Helm, but Argo CD
+# and Flux render without one, find it no longer in the manifests and prune it; the next sync's
+# key Job would then make a new CA, cookie key or dev passwords, the rotation this Job prevents.
+KEEP_THROUGH_PRUNES = {
+    "argocd.argoproj.io/sync-options": "Prune=false",
+    "argocd.argoproj.io/compare-options": "IgnoreExtraneous",  # not shown out of sync either
+    "kustomize.toolkit.fluxcd.io/prune": "disabled",
+}
+
+
+def keep_through_prunes(core: Any, namespace: str, secret: Any) -> Any:
+    """Annotate a Secret an older chart rendered so GitOps tools do not prune it (this Job runs
+    before a sync's prune: Argo CD runs Helm's pre-upgrade hooks as PreSync); the Secret as
+    stored now."""
+    from kubernetes.client.rest import ApiException
+
+    name = secret.metadata.name
+    for _ in range(CONFLICT_RETRIES):
+        annotations = secret.metadata.annotations or {}
+        if "meta.helm.sh/release-name" not in annotations:
+            return secret  # made by this Job: never in the manifests, never pruned
+        if KEEP_THROUGH_PRUNES.items() <= annotations.items():
+            return secret
+        secret.metadata.annotations = {**annotations, **KEEP_THROUGH_PRUNES}
+        try:
+            stored = core.replace_namespaced_secret(name, namespace, secret)
+            log(f"Secret {name} (an older chart's) is kept through GitOps prunes")
+            return stored
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        secret = _read(core, name, namespace)
+        if secret is None:
+            return None
+    raise RuntimeError(f"Secret {name} kept changing under us; giving up")
 
 
 ALPHANUMERIC = string.ascii_letters + string.digits
@@ -287,6 +328,9 @@ def write_endpoint_env(
         if existing is None:
             if _create(core, name, namespace, data, labels):
                 return True
+            continue
+        existing = keep_through_prunes(core, namespace, existing)
+        if existing is None:
             continue
         if _decoded(existing) == data:
             return False
