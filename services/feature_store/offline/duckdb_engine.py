@@ -19,6 +19,7 @@ from modelyard.services.common import call_end
 from modelyard.services.feature_store.offline.base import OfflineEngine, ViewRequest
 from modelyard.services.feature_store.offline.sources import (
     SourceReader,
+    TimeWindow,
     _quote,
     reading,
     summary,
@@ -156,7 +157,7 @@ class DuckDbEngine(OfflineEngine):
         """Table joined_<i>: each entity row's values of one view at its event time."""
         view = request.view
         source = f"src_{i}"
-        self._sources.register(con, view, keys, source)
+        self._sources.register(con, view, keys, source, self._needed(con, view))
         _check_entity_keys(con, source, keys, view)
         if view.source.created_timestamp_column:
             partition = ", ".join(_quote(k) for k in keys)
@@ -180,13 +181,26 @@ class DuckDbEngine(OfflineEngine):
             f"ASOF LEFT JOIN {source} f ON {on} AND e.__event_ts >= f.__ts"
         )
 
+    @staticmethod
+    def _needed(con: duckdb.DuckDBPyConnection, view: FeatureView) -> TimeWindow:
+        """The event times the entity rows can take a value of `view` from: none after the
+        latest row's time, none older than the TTL before the earliest's."""
+        ((first, last),) = con.execute(
+            "SELECT epoch_us(min(__event_ts)), epoch_us(max(__event_ts)) FROM entities"
+        ).fetchall()
+        if last is None:  # no row has a time: none takes a value
+            return TimeWindow()
+        ttl_us = int(view.ttl.total_seconds() * 1_000_000) if view.ttl else None
+        return TimeWindow(first - ttl_us if ttl_us else None, last)
+
     def latest(self, view: FeatureView, start_ms: int, end_ms: int) -> Iterator[pa.RecordBatch]:
         con = connect(self._threads)
         keys = self._join_keys(view)
         partition = ", ".join(_quote(k) for k in keys)
         features = "".join(f", {_quote(f.name)}" for f in view.schema)
+        window = TimeWindow(start_ms * 1000, end_ms * 1000)
         with reading(view):  # the source is read as the batches are
-            self._sources.register(con, view, keys, "src")
+            self._sources.register(con, view, keys, "src", window)
             yield from con.sql(
                 f"SELECT {partition}, epoch_us(__ts) AS __event_time_us, "
                 f"epoch_us(__created) AS __created_time_us{features} "

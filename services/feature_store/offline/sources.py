@@ -10,7 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import duckdb
@@ -114,11 +117,74 @@ def _typed(feature: Field, source_type: str) -> str:
 
 def _read_only(conn: sqlalchemy.Connection) -> None:
     """A view's query only reads: where the database can enforce that, it refuses whatever else
-    the query tries (a function with side effects, say), whoever defined the view."""
+    the query tries (a function with side effects, say), whoever defined the view.
+
+    PostgreSQL's session also takes times in UTC, as DuckDB reads them: a time without zone is
+    then the same instant in the window's predicate (`_windowed`) and in the rows read."""
     if conn.dialect.name == "postgresql":
         conn.execute(sqlalchemy.text("SET TRANSACTION READ ONLY"))  # the transaction's first
+        conn.execute(sqlalchemy.text("SET LOCAL TIME ZONE 'UTC'"))
     elif conn.dialect.name == "sqlite":
         conn.exec_driver_sql("PRAGMA query_only = ON")
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """The event times a read needs, both ends included (µs since 1970; None: unbounded). A SQL
+    source leaves rows outside it in the database; the engine's own filters stay exact, so the
+    window may hold more rows than needed, never fewer."""
+
+    since_us: int | None = None
+    until_us: int | None = None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The µs a bound may be at: one beyond a datetime's range (a TTL reaching before year 1) bounds
+# nothing.
+_BOUNDS_US = range(
+    (datetime.min.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1),
+    (datetime.max.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1),
+)
+
+
+def _instant(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def _windowed(
+    query: str, dialect: str, timestamp_field: str, window: TimeWindow | None
+) -> tuple[str, dict[str, Any]]:
+    """`query` with the window's bounds as a WHERE on the timestamp column (bound parameters),
+    so that the database reads only the rows wanted rather than sending every row it holds.
+    Dialects not known here read everything, as before."""
+    window = window or TimeWindow()
+    bounds = {
+        name: us
+        for name, us in (("since", window.since_us), ("until", window.until_us))
+        if us is not None and us in _BOUNDS_US
+    }
+    if not bounds or dialect not in ("postgresql", "sqlite"):
+        return query, {}
+    column = _quote(timestamp_field)
+    ops = {"since": ">=", "until": "<="}
+    if dialect == "postgresql":
+        # A timestamptz column is compared as it is (its index serves), a time without zone or
+        # ISO text as UTC (`_read_only`).
+        kept = " AND ".join(f"CAST({column} AS timestamptz) {ops[name]} :{name}" for name in bounds)
+        params: dict[str, Any] = {name: _instant(us) for name, us in bounds.items()}
+    else:
+        # SQLite holds times as ISO text; julianday reads it with its offset (UTC without one,
+        # as DuckDB does), rounding to milliseconds alike on both sides. Values it cannot read
+        # as a time are kept, for the read to report them as it does today.
+        kept = (
+            f"typeof({column}) <> 'text' OR julianday({column}) IS NULL OR ("
+            + " AND ".join(f"julianday({column}) {ops[name]} julianday(:{name})" for name in bounds)
+            + ")"
+        )
+        params = {name: _instant(us).isoformat() for name, us in bounds.items()}
+    # On lines of their own: the query may end with a comment, or a semicolon.
+    inner = query.rstrip().removesuffix(";")
+    return f"SELECT * FROM (\n{inner}\n) AS __source WHERE {kept}", params
 
 
 # Rows of a SQL source turned into Python values at a time (a server-side cursor where the
@@ -126,11 +192,11 @@ def _read_only(conn: sqlalchemy.Connection) -> None:
 _SQL_BATCH_ROWS = 50_000
 
 
-def _sql_table(conn: sqlalchemy.Connection, query: str) -> pa.Table:
+def _sql_table(conn: sqlalchemy.Connection, query: str, params: dict[str, Any]) -> pa.Table:
     """The query's rows as Arrow, read in batches. Column by column from the result's own
     names: a query with no rows still has its columns (all null), where rows alone would give a
     table of none."""
-    result = conn.execution_options(stream_results=True).execute(sqlalchemy.text(query))
+    result = conn.execution_options(stream_results=True).execute(sqlalchemy.text(query), params)
     names = list(result.keys())
     parts = [
         pa.table(dict(zip(names, map(list, zip(*rows, strict=True)), strict=True)))
@@ -203,9 +269,15 @@ class SourceReader:
         return dataset
 
     def register(
-        self, con: duckdb.DuckDBPyConnection, view: FeatureView, join_keys: list[str], name: str
+        self,
+        con: duckdb.DuckDBPyConnection,
+        view: FeatureView,
+        join_keys: list[str],
+        name: str,
+        window: TimeWindow | None = None,
     ) -> None:
-        """Create relation `name` for the view's rows (source plus pushed offline log)."""
+        """Create relation `name` for the view's rows (source plus pushed offline log); of a SQL
+        source, those in `window`."""
         source = view.source
         raw = f"{name}__raw"
         if isinstance(source, FileSource):
@@ -243,7 +315,10 @@ class SourceReader:
             try:
                 with engine.connect() as conn:
                     _read_only(conn)
-                    table = _sql_table(conn, query)
+                    query, params = _windowed(
+                        query, conn.dialect.name, source.timestamp_field, window
+                    )
+                    table = _sql_table(conn, query, params)
             finally:
                 engine.dispose()
             con.register(raw, table)

@@ -1,0 +1,141 @@
+"""SQL sources (PostgreSQL, SQLite): what the database is asked, not only what comes back."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import sqlalchemy
+from sqlalchemy import create_engine, event
+
+from modelyard.features import FeatureStoreClient, SqlSource
+from tests.features.repo import NOW, Repo, driver_rows
+
+HOUR = timedelta(hours=1)
+
+
+def _rows_with_old_ones() -> pd.DataFrame:
+    """The repository's rows and two far older: driver 3's only row, and one of driver 1's."""
+    old = pd.DataFrame(
+        {
+            "driver_id": [3, 1],
+            "event_timestamp": [NOW - 400 * HOUR, NOW - 300 * HOUR],
+            "created": [NOW - 400 * HOUR, NOW - 300 * HOUR],
+            "conv_rate": [0.5, 0.05],
+            "trips": [7, 1],
+            "city": ["Rome", "Oslo"],
+        }
+    )
+    return pd.concat([driver_rows(), old], ignore_index=True)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A SQLAlchemy URL of a database holding `_rows_with_old_ones` as table driver_window
+    (times as ISO text on SQLite, which has no time type)."""
+    rows = _rows_with_old_ones()
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+        for column in ("event_timestamp", "created"):
+            rows[column] = rows[column].map(lambda t: t.isoformat())
+    else:
+        url = request.getfixturevalue("postgres_url")
+        url = url.replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = create_engine(url)
+    rows.to_sql("driver_window", engine, index=False)
+    engine.dispose()
+    return url
+
+
+class _Statements:
+    """The statements (and parameters) every SQLAlchemy engine in this process sends that read
+    table driver_window: the server runs in the test's process."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Any]] = []
+
+    def __call__(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        if "driver_window" in statement:
+            self.sent.append((statement, parameters))
+
+
+@pytest.fixture
+def statements() -> Iterator[_Statements]:
+    seen = _Statements()
+    event.listen(sqlalchemy.Engine, "before_cursor_execute", seen)
+    yield seen
+    event.remove(sqlalchemy.Engine, "before_cursor_execute", seen)
+
+
+def _event_times(url: str, statement: str, parameters: Any) -> list[pd.Timestamp]:
+    """The event times of the rows `statement` gives when run as it was sent."""
+    engine = create_engine(url)
+    try:
+        conn = engine.raw_connection()
+        try:
+            cursor = conn.cursor()
+            cursor.execute(statement, parameters)
+            names = [d[0] for d in cursor.description]
+            times = [row[names.index("event_timestamp")] for row in cursor.fetchall()]
+        finally:
+            conn.close()
+    finally:
+        engine.dispose()
+    return sorted(pd.Timestamp(t).tz_convert("UTC") for t in times)
+
+
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("query", ["driver_window", "SELECT * FROM driver_window -- all\n;"])
+def test_the_time_window_is_read_in_the_database(
+    store: FeatureStoreClient, repo: Repo, warehouse: str, statements: _Statements, query: str
+) -> None:
+    """A SQL source was read whole (every row it ever held, sent to the server) for each
+    materialization and training set, however narrow its window: the window's bounds are now a
+    WHERE on the timestamp column, with bound parameters."""
+    source = SqlSource(warehouse, query, created_timestamp_column="created")
+    store.apply([repo.driver, replace(repo.stats, source=source)])
+
+    store.materialize(NOW - 100 * HOUR, NOW)
+    online = store.get_online_features(
+        ["driver_stats:trips"], [{"driver_id": d} for d in (1, 2, 3)]
+    ).to_dict()
+    assert online["trips"] == [35, 90, None]  # driver 3's only row is 400 hours old
+    (statement, parameters) = statements.sent[-1]
+    read = _event_times(warehouse, statement, parameters)
+    assert read and all(NOW - 100 * HOUR <= t <= NOW for t in read)
+    assert len(read) == len(driver_rows())
+
+    # Entity rows at NOW and NOW - 1 hour with a TTL of a day need rows from a day before the
+    # earliest until the latest: driver 1's four of the last five hours.
+    statements.sent.clear()
+    entities = pd.DataFrame({"driver_id": [1, 3], "event_timestamp": [NOW, NOW - HOUR]})
+    training = store.get_historical_features(entities, ["driver_stats:trips"]).to_df()
+    assert [None if pd.isna(t) else int(t) for t in training["trips"]] == [35, None]
+    (statement, parameters) = statements.sent[-1]
+    read = _event_times(warehouse, statement, parameters)
+    assert len(read) == 4 and all(NOW - 25 * HOUR <= t <= NOW for t in read)
+
+
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+def test_a_text_time_that_is_no_time_is_still_reported(
+    store: FeatureStoreClient, repo: Repo, tmp_path: Path
+) -> None:
+    """The window leaves a row whose time SQLite cannot read in the read, which fails naming it
+    as before, rather than dropping it without a word."""
+    db = tmp_path / "warehouse.db"
+    with sqlite3.connect(db) as conn:
+        rows = driver_rows()
+        for column in ("event_timestamp", "created"):
+            rows[column] = rows[column].map(lambda t: t.isoformat())
+        rows.loc[0, "event_timestamp"] = "yesterday-ish"
+        rows.to_sql("driver_window", conn, index=False)
+    source = SqlSource(f"sqlite:///{db}", "driver_window", created_timestamp_column="created")
+    store.apply([repo.driver, replace(repo.stats, source=source)])
+    with pytest.raises(Exception, match="yesterday-ish"):
+        store.materialize(NOW - 100 * HOUR, NOW)
