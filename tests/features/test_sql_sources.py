@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pandas as pd
 import pytest
 import sqlalchemy
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 
+from modelyard._gen.features.v1 import features_pb2 as pb
+from modelyard._gen.features.v1.features_pb2_grpc import FeatureStoreServiceStub
+from modelyard.convert.common import ms_to_timestamp
 from modelyard.features import FeatureStoreClient, SqlSource
+from modelyard.services.common.server import ModelyardServer
 from tests.features.repo import NOW, Repo, driver_rows
 
 HOUR = timedelta(hours=1)
@@ -139,3 +145,43 @@ def test_a_text_time_that_is_no_time_is_still_reported(
     store.apply([repo.driver, replace(repo.stats, source=source)])
     with pytest.raises(Exception, match="yesterday-ish"):
         store.materialize(NOW - 100 * HOUR, NOW)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+def test_a_source_query_stops_when_its_call_ends(
+    feature_server: ModelyardServer, store: FeatureStoreClient, repo: Repo, postgres_url: str
+) -> None:
+    """A client that gave up on a materialization left the source's query running in
+    PostgreSQL (here waiting on a lock, as a slow query would run) for as long as it took: the
+    backend's statement is now cancelled when the call ends."""
+    url = postgres_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = create_engine(url)
+    driver_rows().to_sql("driver_locked", engine, index=False)
+    source = SqlSource(url, "driver_locked", created_timestamp_column="created")
+    store.apply([repo.driver, replace(repo.stats, source=source)])
+    waiting = text(
+        "SELECT count(*) FROM pg_locks WHERE relation = 'driver_locked'::regclass AND NOT granted"
+    )
+
+    def reads_waiting(conn: sqlalchemy.Connection, expected: int) -> None:
+        deadline = time.monotonic() + 30
+        while conn.execute(waiting).scalar() != expected:
+            assert time.monotonic() < deadline, f"not {expected} reads waiting after 30 s"
+            time.sleep(0.05)  # polling PostgreSQL's own view of its locks
+
+    request = pb.MaterializeRequest(
+        feature_views=["driver_stats"],
+        start_time=ms_to_timestamp(int((NOW - 100 * HOUR).timestamp() * 1000)),
+        end_time=ms_to_timestamp(int(NOW.timestamp() * 1000)),
+    )
+    with engine.connect() as holder, engine.connect() as observer:
+        holder.execute(text("LOCK TABLE driver_locked IN ACCESS EXCLUSIVE MODE"))  # to rollback
+        with grpc.insecure_channel(feature_server.address) as channel:
+            future = FeatureStoreServiceStub(channel).Materialize.future(request, timeout=60)
+            reads_waiting(observer, 1)
+            future.cancel()
+            reads_waiting(observer, 0)  # while the lock is still held
+        holder.rollback()
+    engine.dispose()
+    assert store.materialize(NOW - 100 * HOUR, NOW)[0].rows == 2

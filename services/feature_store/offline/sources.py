@@ -8,7 +8,7 @@ unioned in. S3 objects are read through pyarrow's S3 filesystem with the platfor
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +24,7 @@ import sqlalchemy
 
 from modelyard.errors import FailedPrecondition, InvalidArgument
 from modelyard.features.definitions import FeatureView, Field, FileSource, SqlSource, ValueType
+from modelyard.services.common import call_end
 from modelyard.services.common.settings import S3Settings
 from modelyard.services.feature_store.offline import push_log
 
@@ -126,6 +127,18 @@ def _read_only(conn: sqlalchemy.Connection) -> None:
         conn.execute(sqlalchemy.text("SET LOCAL TIME ZONE 'UTC'"))
     elif conn.dialect.name == "sqlite":
         conn.exec_driver_sql("PRAGMA query_only = ON")
+
+
+def _stop(conn: sqlalchemy.Connection) -> Callable[[], None]:
+    """How to stop the statement `conn` runs from another thread, for a call that ends while a
+    source is read: PostgreSQL's backend would go on with a slow query (or wait on a lock) for
+    no one. Other drivers have no such function: their read runs to its end."""
+    driver = conn.connection.driver_connection
+    for name in ("cancel_safe", "interrupt"):  # psycopg's cancel, sqlite3's interrupt
+        stop = getattr(driver, name, None)
+        if callable(stop):
+            return stop
+    return lambda: None
 
 
 @dataclass(frozen=True)
@@ -313,7 +326,7 @@ class SourceReader:
                 query = f"SELECT * FROM {query}"
             engine = sqlalchemy.create_engine(source.url)
             try:
-                with engine.connect() as conn:
+                with engine.connect() as conn, call_end.interrupted_when_call_ends(_stop(conn)):
                     _read_only(conn)
                     query, params = _windowed(
                         query, conn.dialect.name, source.timestamp_field, window
