@@ -45,7 +45,7 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
     sources = SourceReader(settings.s3, push_log.log_root(artifacts.root_uri))
     engine = DuckDbEngine(
         sources,
-        lambda view: [f.name for f in store.join_key_fields(view)],
+        store.join_key_fields,
         settings.features.duckdb_threads,
     )
     locations = SourceLocations(

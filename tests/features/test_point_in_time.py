@@ -198,7 +198,12 @@ def test_a_feature_service_and_output_parquet(store: FeatureStoreClient, repo, t
         (
             pd.DataFrame({"driver_id": ["1", "a"], "event_timestamp": [NOW, NOW]}),
             "driver_id",
-            "'a'",
+            "holds VARCHAR values",
+        ),
+        (
+            pd.DataFrame({"driver_id": [1.0, 2.5], "event_timestamp": [NOW, NOW]}),
+            "driver_id",
+            "holds 2.5",
         ),
         # True joined driver 1 (False driver 0), where online lookups refuse a bool key.
         (
@@ -244,8 +249,35 @@ def test_entity_rows_that_cannot_be_joined_are_the_callers_to_fix(
     with pytest.raises(InvalidArgument) as err:
         store.get_historical_features(entity_rows, ["driver_stats:trips"]).to_df()
     assert err.value.field == field and said in str(err.value)
-    # Keys given as digits are cast, as before: driver 1's latest trips.
-    ok = pd.DataFrame({"driver_id": ["1"], "event_timestamp": [NOW]})
+    # A whole float is a key of an integer entity, as online: driver 1's latest trips.
+    ok = pd.DataFrame({"driver_id": [1.0], "event_timestamp": [NOW]})
     assert store.get_historical_features(ok, ["driver_stats:trips"]).to_df()["trips"].tolist() == [
         35
     ]
+
+
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param("1", id="digits"),  # joined driver 1 offline
+        pytest.param(1.5, id="fraction"),  # gave no value offline, without a word
+        pytest.param(NOW, id="timestamp"),
+        pytest.param(1e19, id="beyond-int64"),
+    ],
+)
+def test_online_and_offline_refuse_the_same_keys(
+    store: FeatureStoreClient, repo: Repo, key: Any
+) -> None:
+    """The training join cast entity keys to the source's type, so it took keys online lookups
+    refuse ('1' or 1.5 for an INT64 entity): a model was trained on rows it is never served.
+    Both now take a key as its entity's declared type, and refuse the same ones naming it."""
+    store.apply(repo.objects)
+    store.materialize(NOW - timedelta(hours=100), NOW)
+    with pytest.raises(InvalidArgument) as online:
+        store.get_online_features(["driver_stats:trips"], [{"driver_id": key}])
+    assert "'driver_id'" in str(online.value)
+    rows = pd.DataFrame({"driver_id": [key], "event_timestamp": [NOW]})
+    with pytest.raises(InvalidArgument) as offline:
+        store.get_historical_features(rows, ["driver_stats:trips"]).to_df()
+    assert offline.value.field == "driver_id" and "INT64" in str(offline.value)

@@ -14,7 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from modelyard.errors import InvalidArgument
-from modelyard.features.definitions import FeatureView
+from modelyard.features.definitions import FeatureView, Field, ValueType
 from modelyard.services.common import call_end
 from modelyard.services.feature_store.offline.base import OfflineEngine, ViewRequest
 from modelyard.services.feature_store.offline.sources import (
@@ -31,40 +31,76 @@ _LATEST_BATCH_ROWS = 10_000
 _CAST_ERRORS = (duckdb.ConversionException, duckdb.BinderException, duckdb.InvalidInputException)
 
 
+# The entity rows' column types (DuckDB's, as their family) that can hold keys of each declared
+# join key type: what online lookups take for one (see online.base.entity_keys), so that a model
+# is not trained on rows it is never served. Floats pass for integer keys only where whole.
+_INTEGERS: tuple[str, ...] = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT")
+_INTEGERS += ("UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT")
+_REALS = ("FLOAT", "DOUBLE", "DECIMAL")
+_KEY_COLUMNS: dict[ValueType, tuple[str, ...]] = {
+    ValueType.INT32: _INTEGERS + _REALS,
+    ValueType.INT64: _INTEGERS + _REALS,
+    ValueType.FLOAT32: _INTEGERS + _REALS,
+    ValueType.FLOAT64: _INTEGERS + _REALS,
+    ValueType.STRING: ("VARCHAR", *_INTEGERS),
+    ValueType.BOOL: ("BOOLEAN",),
+    ValueType.BYTES: ("BLOB",),
+    ValueType.UNIX_TIMESTAMP: ("TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS"),
+}
+# Each declared type's values as DuckDB holds them: a key that does not survive the cast to it
+# unchanged (7.5 or 2**63 for INT64, NaN for a float) is none of its keys.
+_KEY_VALUES = {
+    ValueType.INT32: "INTEGER",
+    ValueType.INT64: "BIGINT",
+    ValueType.FLOAT32: "FLOAT",
+    ValueType.FLOAT64: "DOUBLE",
+}
+
+
+def _family(kind: object) -> str:
+    """'DECIMAL' of DECIMAL(18,3), 'TIMESTAMP' of TIMESTAMP WITH TIME ZONE."""
+    name = str(kind)
+    return "TIMESTAMP" if name == "TIMESTAMP WITH TIME ZONE" else name.split("(")[0]
+
+
 def _check_entity_keys(
-    con: duckdb.DuckDBPyConnection, source: str, keys: Sequence[str], view: FeatureView
+    con: duckdb.DuckDBPyConnection, source: str, keys: Sequence[Field], view: FeatureView
 ) -> None:
-    """Entity rows whose join key cannot be the source's type are the caller's to fix: say so,
-    rather than let the join fail as if the source were broken."""
-    relation = con.sql(f"SELECT {', '.join(map(_quote, keys))} FROM {source}")
-    types = dict(zip(keys, relation.types, strict=True))
-    entity_keys = con.sql(f"SELECT {', '.join(map(_quote, keys))} FROM entities")
-    given = dict(zip(keys, entity_keys.types, strict=True))
-    for key in keys:
-        if types[key] == duckdb.sqltype("NULL"):
-            continue  # no value in the source (a SQL source with no rows): any key matches none
-        # Keys online lookups refuse (True for 1, 7.0 for '7') must not match here either: a
-        # model would be trained on rows it is never served.
-        kind = str(given[key])
-        if (kind == "BOOLEAN") != (str(types[key]) == "BOOLEAN") or (
-            str(types[key]) == "VARCHAR" and kind in ("FLOAT", "DOUBLE")
-        ):
+    """Entity rows whose join key is not a key of its declared type (as online lookups take
+    them), or cannot be the source's type, are the caller's to fix: say so, rather than join
+    them (True as 1, '7' as 7, 7.5 as 8) or let the join fail as if the source were broken."""
+    names = [k.name for k in keys]
+    relation = con.sql(f"SELECT {', '.join(map(_quote, names))} FROM {source}")
+    types = dict(zip(names, relation.types, strict=True))
+    entity_keys = con.sql(f"SELECT {', '.join(map(_quote, names))} FROM entities")
+    given = dict(zip(names, entity_keys.types, strict=True))
+    for field in keys:
+        key, column = field.name, _quote(field.name)
+        kind = _family(given[key])
+        if kind != "NULL" and kind not in _KEY_COLUMNS[field.dtype]:
             raise InvalidArgument(
-                f"the entity rows' {key!r} column holds {kind} values, which are not keys of "
-                f"type {types[key]} like the join key of feature view {view.name!r} (online "
-                "lookups refuse them too); give keys of that type",
+                f"the entity rows' {key!r} column holds {given[key]} values, which are not keys "
+                f"of type {field.dtype.name} like the join key of feature view {view.name!r} "
+                f"(online lookups refuse them too); give {field.dtype.name} keys",
                 field=key,
             )
-        column = _quote(key)
+        checks = []
+        if field.dtype in _KEY_VALUES:
+            as_key = f"TRY_CAST({column} AS {_KEY_VALUES[field.dtype]})"
+            checks.append(f"{as_key} IS NULL OR NOT isfinite({as_key}) OR {as_key} <> {column}")
+        if types[key] != duckdb.sqltype("NULL"):  # a SQL source with no rows has no types
+            checks.append(f"TRY_CAST({column} AS {types[key]}) IS NULL")
+        if not checks:
+            continue
         bad = con.execute(
             f"SELECT {column} FROM entities WHERE {column} IS NOT NULL "
-            f"AND TRY_CAST({column} AS {types[key]}) IS NULL LIMIT 1"
-        ).fetchone()
-        if bad is not None:
+            f"AND ({' OR '.join(checks)}) LIMIT 1"
+        ).fetchall()
+        if bad:
             raise InvalidArgument(
-                f"the entity rows' {key!r} column holds {bad[0]!r}, which is not a "
-                f"{types[key]} like the join key of feature view {view.name!r}; give keys of "
-                "that type",
+                f"the entity rows' {key!r} column holds {bad[0][0]!r}, which is not a "
+                f"{field.dtype.name} key like the join key of feature view {view.name!r}; "
+                "give keys of that type",
                 field=key,
             )
 
@@ -98,11 +134,11 @@ class DuckDbEngine(OfflineEngine):
     def __init__(
         self,
         sources: SourceReader,
-        join_keys: Callable[[FeatureView], list[str]],
+        join_keys: Callable[[FeatureView], list[Field]],
         threads: int | None = None,
     ) -> None:
         self._sources = sources
-        self._join_keys = join_keys
+        self._join_keys = join_keys  # the views' join key fields, their entities' in order
         self._threads = threads
 
     def historical(
@@ -132,7 +168,8 @@ class DuckDbEngine(OfflineEngine):
         selects = []
         for i, request in enumerate(requests):
             view = request.view
-            keys = self._join_keys(view)
+            fields = self._join_keys(view)
+            keys = [f.name for f in fields]
             missing = [k for k in keys if k not in entities.column_names]
             if missing:
                 raise InvalidArgument(
@@ -141,7 +178,7 @@ class DuckDbEngine(OfflineEngine):
                     field=missing[0],
                 )
             with reading(view):
-                self._join_view(con, i, request, keys)
+                self._join_view(con, i, request, fields)
             selects.append((f"joined_{i}", request.output_names))
         columns = ", ".join(f"{table}.{_quote(out)}" for table, outs in selects for out in outs)
         joins = " ".join(f"LEFT JOIN {table} USING (__row)" for table, _ in selects)
@@ -152,13 +189,14 @@ class DuckDbEngine(OfflineEngine):
         return con.sql(query).to_arrow_reader(_BATCH_ROWS)
 
     def _join_view(
-        self, con: duckdb.DuckDBPyConnection, i: int, request: ViewRequest, keys: list[str]
+        self, con: duckdb.DuckDBPyConnection, i: int, request: ViewRequest, fields: list[Field]
     ) -> None:
         """Table joined_<i>: each entity row's values of one view at its event time."""
         view = request.view
         source = f"src_{i}"
+        keys = [f.name for f in fields]
         self._sources.register(con, view, keys, source, self._needed(con, view))
-        _check_entity_keys(con, source, keys, view)
+        _check_entity_keys(con, source, fields, view)
         if view.source.created_timestamp_column:
             partition = ", ".join(_quote(k) for k in keys)
             con.execute(
@@ -195,7 +233,7 @@ class DuckDbEngine(OfflineEngine):
 
     def latest(self, view: FeatureView, start_ms: int, end_ms: int) -> Iterator[pa.RecordBatch]:
         con = connect(self._threads)
-        keys = self._join_keys(view)
+        keys = [f.name for f in self._join_keys(view)]
         partition = ", ".join(_quote(k) for k in keys)
         features = "".join(f", {_quote(f.name)}" for f in view.schema)
         window = TimeWindow(start_ms * 1000, end_ms * 1000)
