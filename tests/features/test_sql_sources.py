@@ -185,3 +185,23 @@ def test_a_source_query_stops_when_its_call_ends(
         holder.rollback()
     engine.dispose()
     assert store.materialize(NOW - 100 * HOUR, NOW)[0].rows == 2
+
+
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+def test_a_colon_in_the_query_is_the_querys_own(
+    store: FeatureStoreClient, repo: Repo, warehouse: str
+) -> None:
+    """SQLAlchemy took ':tag' and ':until' in the view's query for parameters of its own: a
+    query matching text with a colon failed as missing a parameter value."""
+    query = (
+        "SELECT *, ':until' AS note FROM driver_window "
+        "WHERE city NOT LIKE '%:tag%' AND ' :x' <> ':y'"
+    )
+    source = SqlSource(warehouse, query, created_timestamp_column="created")
+    store.apply([repo.driver, replace(repo.stats, source=source)])
+    store.materialize(NOW - 100 * HOUR, NOW)
+    online = store.get_online_features(["driver_stats:trips"], [{"driver_id": 1}]).to_dict()
+    assert online["trips"] == [35]
+    entities = pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW]})
+    training = store.get_historical_features(entities, ["driver_stats:trips"]).to_df()
+    assert training["trips"].tolist() == [35]

@@ -227,6 +227,15 @@ _NAME_PART = r'(?:[A-Za-z_][\w$]*|"(?:[^"]|"")+")'
 _TABLE = re.compile(rf"\s*{_NAME_PART}(?:\s*\.\s*{_NAME_PART})*\s*")
 
 
+# What SQLAlchemy's text() takes for a bound parameter (':name'), which in a view's query is
+# the query's own text (a string holding ':tag', say): escaped, it reaches the database as written.
+_BIND_LIKE = re.compile(r"(?<![:\w\\]):(?=\w+(?![:\w]))")
+
+
+def _as_written(query: str) -> str:
+    return _BIND_LIKE.sub(r"\\:", query)
+
+
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -321,7 +330,7 @@ class SourceReader:
                 con.register(raw, dataset)
         else:
             assert isinstance(source, SqlSource)
-            query = source.query
+            query = _as_written(source.query)
             if _TABLE.fullmatch(query):
                 query = f"SELECT * FROM {query}"
             engine = sqlalchemy.create_engine(source.url)
