@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, event, text
 from modelyard._gen.features.v1 import features_pb2 as pb
 from modelyard._gen.features.v1.features_pb2_grpc import FeatureStoreServiceStub
 from modelyard.convert.common import ms_to_timestamp
+from modelyard.errors import FailedPrecondition
 from modelyard.features import FeatureStoreClient, SqlSource
 from modelyard.services.common.server import ModelyardServer
 from tests.features.repo import NOW, Repo, driver_rows
@@ -205,3 +206,26 @@ def test_a_colon_in_the_query_is_the_querys_own(
     entities = pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW]})
     training = store.get_historical_features(entities, ["driver_stats:trips"]).to_df()
     assert training["trips"].tolist() == [35]
+
+
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    "warehouse", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_a_query_giving_a_column_twice_is_refused(
+    store: FeatureStoreClient, repo: Repo, warehouse: str
+) -> None:
+    """The rows were read into a map by column name: of two columns named alike (a join's
+    SELECT a.*, b.*), the last was kept without a word, and here every driver had 0 trips.
+    (SQLite names the second 'trips:1' itself.)"""
+    query = "SELECT driver_window.*, 0 AS trips FROM driver_window"
+    source = SqlSource(warehouse, query, created_timestamp_column="created")
+    store.apply([repo.driver, replace(repo.stats, source=source)])
+    entities = pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW]})
+    for call in (
+        lambda: store.materialize(NOW - 100 * HOUR, NOW),
+        lambda: store.get_historical_features(entities, ["driver_stats:trips"]).to_df(),
+    ):
+        with pytest.raises(FailedPrecondition) as err:
+            call()
+        assert err.value.resource_name == "driver_stats" and "'trips'" in str(err.value)

@@ -25,6 +25,7 @@ import sqlalchemy
 from modelyard.errors import FailedPrecondition, InvalidArgument
 from modelyard.features.definitions import FeatureView, Field, FileSource, SqlSource, ValueType
 from modelyard.services.common import call_end
+from modelyard.services.common import validation as v
 from modelyard.services.common.settings import S3Settings
 from modelyard.services.feature_store.offline import push_log
 
@@ -205,12 +206,22 @@ def _windowed(
 _SQL_BATCH_ROWS = 50_000
 
 
-def _sql_table(conn: sqlalchemy.Connection, query: str, params: dict[str, Any]) -> pa.Table:
+def _sql_table(
+    conn: sqlalchemy.Connection, query: str, params: dict[str, Any], view: FeatureView
+) -> pa.Table:
     """The query's rows as Arrow, read in batches. Column by column from the result's own
     names: a query with no rows still has its columns (all null), where rows alone would give a
     table of none."""
     result = conn.execution_options(stream_results=True).execute(sqlalchemy.text(query), params)
     names = list(result.keys())
+    twice = v.named_twice(names)
+    if twice is not None:  # a table by name keeps one of them: the other's values are lost
+        raise FailedPrecondition(
+            f"feature view {view.name!r}: its source's query gives two columns named {twice!r} "
+            "(a join's SELECT a.*, b.*, say); name each column once, with AS",
+            resource_type="feature_view",
+            resource_name=view.name,
+        )
     parts = [
         pa.table(dict(zip(names, map(list, zip(*rows, strict=True)), strict=True)))
         for rows in result.partitions(_SQL_BATCH_ROWS)
@@ -340,7 +351,7 @@ class SourceReader:
                     query, params = _windowed(
                         query, conn.dialect.name, source.timestamp_field, window
                     )
-                    table = _sql_table(conn, query, params)
+                    table = _sql_table(conn, query, params, view)
             finally:
                 engine.dispose()
             con.register(raw, table)
