@@ -254,6 +254,31 @@ def test_keys_are_found_however_the_source_or_the_caller_typed_them(
         assert err.value.field == key
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param("1", id="digits"),  # stored as driver 1
+        pytest.param(True, id="bool"),  # stored as driver 1, over its row
+        pytest.param(NOW, id="timestamp"),  # stored as its µs since 1970
+    ],
+)
+def test_a_push_refuses_the_keys_lookups_refuse(
+    store: FeatureStoreClient, repo: Repo, key: Any
+) -> None:
+    """Pushed keys went through Arrow's cast to the key's type, which takes what lookups refuse:
+    a push of driver True replaced driver 1's row online and offline."""
+    store.apply(repo.objects)
+    store.materialize(NOW - 10 * HOUR, NOW)
+    rows = pd.DataFrame({"driver_id": [key], "event_timestamp": [NOW], "trips": [5]})
+    with pytest.raises(InvalidArgument) as err:
+        store.push("driver_stats", rows, "online_and_offline")
+    assert err.value.field == "driver_id" and "INT64" in str(err.value)
+    assert _lookup(store, [1], ["driver_stats:trips"]).to_dict()["trips"] == [35]
+    entity = pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW]})
+    training = store.get_historical_features(entity, ["driver_stats:trips"]).to_df()
+    assert training["trips"].tolist() == [35]
+
+
 def test_a_null_key_is_no_entitys(store: FeatureStoreClient, repo: Repo, tmp_path) -> None:
     """A row without its key finds nothing, as in a training set's join: not the entity whose
     key reads 'None', and not an error about a value the caller never sent."""

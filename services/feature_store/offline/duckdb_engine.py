@@ -26,6 +26,7 @@ from modelyard.services.feature_store.offline.sources import (
     reading,
     summary,
 )
+from modelyard.services.feature_store.online.base import KEY_KINDS
 
 _BATCH_ROWS = 65_536
 # Materialization turns each row into Python values (about 1 KB a row) before writing a batch.
@@ -33,22 +34,12 @@ _LATEST_BATCH_ROWS = 10_000
 _CAST_ERRORS = (duckdb.ConversionException, duckdb.BinderException, duckdb.InvalidInputException)
 
 
-# The entity rows' column types (DuckDB's, as their family) that can hold keys of each declared
-# join key type: what online lookups take for one (see online.base.entity_keys), so that a model
-# is not trained on rows it is never served. Floats pass for integer keys only where whole.
-_INTEGERS: tuple[str, ...] = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT")
-_INTEGERS += ("UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT")
-_REALS = ("FLOAT", "DOUBLE", "DECIMAL")
-_KEY_COLUMNS: dict[ValueType, tuple[str, ...]] = {
-    ValueType.INT32: _INTEGERS + _REALS,
-    ValueType.INT64: _INTEGERS + _REALS,
-    ValueType.FLOAT32: _INTEGERS + _REALS,
-    ValueType.FLOAT64: _INTEGERS + _REALS,
-    ValueType.STRING: ("VARCHAR", *_INTEGERS),
-    ValueType.BOOL: ("BOOLEAN",),
-    ValueType.BYTES: ("BLOB",),
-    ValueType.UNIX_TIMESTAMP: ("TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS"),
-}
+# The kind (online.base.KEY_KINDS) of each DuckDB type family an entity column may have.
+_KINDS = dict.fromkeys(("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"), "integer")
+_KINDS |= dict.fromkeys(("UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"), "integer")
+_KINDS |= dict.fromkeys(("FLOAT", "DOUBLE", "DECIMAL"), "real")
+_KINDS |= {"VARCHAR": "text", "BOOLEAN": "bool", "BLOB": "bytes"}
+_KINDS |= dict.fromkeys(("TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS"), "time")
 # Each declared type's values as DuckDB holds them: a key that does not survive the cast to it
 # unchanged (7.5 or 2**63 for INT64, NaN for a float) is none of its keys.
 _KEY_VALUES = {
@@ -70,7 +61,7 @@ def _check_entity_keys(
 ) -> None:
     """Entity rows whose join key is not a key of its declared type (as online lookups take
     them), or cannot be the source's type, are the caller's to fix: say so, rather than join
-    them (True as 1, '7' as 7, 7.5 as 8) or let the join fail as if the source were broken."""
+    them (True as 1, '7' as 7) or let the join fail as if the source were broken."""
     names = [k.name for k in keys]
     relation = con.sql(f"SELECT {', '.join(map(_quote, names))} FROM {source}")
     types = dict(zip(names, relation.types, strict=True))
@@ -78,8 +69,8 @@ def _check_entity_keys(
     given = dict(zip(names, entity_keys.types, strict=True))
     for field in keys:
         key, column = field.name, _quote(field.name)
-        kind = _family(given[key])
-        if kind != "NULL" and kind not in _KEY_COLUMNS[field.dtype]:
+        family = _family(given[key])
+        if family != "NULL" and _KINDS.get(family) not in KEY_KINDS[field.dtype]:
             raise InvalidArgument(
                 f"the entity rows' {key!r} column holds {given[key]} values, which are not keys "
                 f"of type {field.dtype.name} like the join key of feature view {view.name!r} "

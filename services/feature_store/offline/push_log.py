@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from modelyard.errors import InvalidArgument
 from modelyard.features.definitions import FeatureView, Field, ValueType
+from modelyard.services.feature_store.online.base import KEY_KINDS
 
 ARROW_TYPES: dict[ValueType, pa.DataType] = {
     ValueType.INT32: pa.int32(),
@@ -65,7 +66,36 @@ def log_schema(view: FeatureView, join_keys: list[tuple[str, pa.DataType]]) -> p
     return pa.schema(columns)
 
 
+def _kind(dtype: pa.DataType) -> str | None:
+    """A column type's kind of key (online.base.KEY_KINDS); None for all-null columns."""
+    for test, kind in (
+        (pa.types.is_integer, "integer"),
+        (pa.types.is_floating, "real"),
+        (pa.types.is_decimal, "real"),
+        (lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), "text"),
+        (pa.types.is_boolean, "bool"),
+        (lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t), "bytes"),
+        (pa.types.is_fixed_size_binary, "bytes"),
+        (pa.types.is_timestamp, "time"),
+    ):
+        if test(dtype):
+            return kind
+    return None if pa.types.is_null(dtype) else str(dtype)
+
+
 def normalize(view: FeatureView, join_keys: list[Field], table: pa.Table) -> pa.Table:
-    """The pushed rows in the view's declared schema, missing features as nulls."""
+    """The pushed rows in the view's declared schema, missing features as nulls. A join key
+    column must hold keys online lookups take for its type: Arrow's cast would store True as
+    driver 1, '7' as 7 and a time as its µs, which no lookup finds (or another entity's)."""
+    for key in join_keys:
+        if key.name in table.column_names:
+            kind = _kind(table[key.name].type)
+            if kind is not None and kind not in KEY_KINDS[key.dtype]:
+                raise InvalidArgument(
+                    f"pushed column {key.name!r} holds {table[key.name].type} values, which are "
+                    f"not keys of type {key.dtype.name} (online lookups refuse them too); send "
+                    f"{key.dtype.name} keys",
+                    field=key.name,
+                )
     schema = log_schema(view, [(k.name, ARROW_TYPES[k.dtype]) for k in join_keys])
     return pa.table({f.name: _column(table, f.name, f.type) for f in schema}, schema=schema)

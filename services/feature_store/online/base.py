@@ -123,6 +123,21 @@ _CANONICAL: dict[ValueType, Callable[[Any], Any]] = {
 }
 
 
+# The kinds of column that hold keys of each declared join key type, as `_CANONICAL` takes
+# them: for the offline side (training joins, pushes), which looks at a column's type rather
+# than each value. A real number is a key of an integer type only where whole.
+KEY_KINDS: dict[ValueType, frozenset[str]] = {
+    ValueType.INT32: frozenset({"integer", "real"}),
+    ValueType.INT64: frozenset({"integer", "real"}),
+    ValueType.FLOAT32: frozenset({"integer", "real"}),
+    ValueType.FLOAT64: frozenset({"integer", "real"}),
+    ValueType.STRING: frozenset({"text", "integer"}),
+    ValueType.BOOL: frozenset({"bool"}),
+    ValueType.BYTES: frozenset({"bytes"}),
+    ValueType.UNIX_TIMESTAMP: frozenset({"time"}),
+}
+
+
 def _canonical_already(dtype: ValueType, values: Sequence[Any]) -> bool:
     """Whether a column is canonical as it is: the common case on the lookup path, checked in
     C-speed passes rather than a call per value."""
