@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from modelyard.errors import InvalidArgument
@@ -20,6 +21,7 @@ from modelyard.features import (
     FeatureView,
     Field,
     FileSource,
+    Float32,
     Float64,
     Int64,
     String,
@@ -281,3 +283,23 @@ def test_online_and_offline_refuse_the_same_keys(
     with pytest.raises(InvalidArgument) as offline:
         store.get_historical_features(rows, ["driver_stats:trips"]).to_df()
     assert offline.value.field == "driver_id" and "INT64" in str(offline.value)
+
+
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+def test_a_float32_key_is_taken_as_online_takes_it(store: FeatureStoreClient, tmp_path) -> None:
+    """0.1 is a FLOAT32 key online (narrowed to the nearest float32): the training join must not
+    refuse it for changing in that cast."""
+    path = tmp_path / "f32.parquet"
+    keys = pa.array([0.5, 0.25], pa.float32())
+    pq.write_table(pa.table({"k": keys, "ts": pa.array([NOW] * 2), "x": [5, 2]}), path)
+    entity = Entity(name="f", join_keys=[Field("k", Float32)])
+    view = FeatureView(
+        name="by_f32",
+        entities=[entity],
+        schema=[Field("x", Int64)],
+        source=FileSource(path=str(path), timestamp_field="ts"),
+    )
+    store.apply([entity, view])
+    rows = pd.DataFrame({"k": [0.5, 0.1], "event_timestamp": [NOW] * 2})
+    training = store.get_historical_features(rows, ["by_f32:x"]).to_df()
+    assert training["x"].tolist()[0] == 5
