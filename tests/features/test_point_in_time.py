@@ -287,10 +287,11 @@ def test_online_and_offline_refuse_the_same_keys(
 
 @pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
 def test_a_float32_key_is_taken_as_online_takes_it(store: FeatureStoreClient, tmp_path) -> None:
-    """0.1 is a FLOAT32 key online (narrowed to the nearest float32): the training join must not
-    refuse it for changing in that cast."""
+    """0.1 is a FLOAT32 key online (narrowed to the nearest float32), so an online lookup of 0.1
+    finds the source's float32 0.1; the training join compared it as DOUBLE (0.1 against
+    0.100000001) and gave no value. It must neither refuse it for changing in the cast."""
     path = tmp_path / "f32.parquet"
-    keys = pa.array([0.5, 0.25], pa.float32())
+    keys = pa.array([0.5, 0.1], pa.float32())
     pq.write_table(pa.table({"k": keys, "ts": pa.array([NOW] * 2), "x": [5, 2]}), path)
     entity = Entity(name="f", join_keys=[Field("k", Float32)])
     view = FeatureView(
@@ -302,4 +303,4 @@ def test_a_float32_key_is_taken_as_online_takes_it(store: FeatureStoreClient, tm
     store.apply([entity, view])
     rows = pd.DataFrame({"k": [0.5, 0.1], "event_timestamp": [NOW] * 2})
     training = store.get_historical_features(rows, ["by_f32:x"]).to_df()
-    assert training["x"].tolist()[0] == 5
+    assert training["x"].tolist() == [5, 2]

@@ -101,6 +101,15 @@ def _check_entity_keys(
             )
 
 
+def _same_key(key: Field) -> str:
+    """The join condition of one key. FLOAT32 keys are compared as float32, as online keys are
+    (narrowed): compared as DOUBLE, an entity row's 0.1 missed the source's float32 0.1."""
+    e, f = f"e.{_quote(key.name)}", f"f.{_quote(key.name)}"
+    if key.dtype == ValueType.FLOAT32:
+        return f"CAST({e} AS FLOAT) = CAST({f} AS FLOAT)"
+    return f"{e} = {f}"
+
+
 def _interrupter(con: duckdb.DuckDBPyConnection) -> Callable[[], None]:
     """`con.interrupt`, without keeping `con` alive: grpc keeps a call's callbacks until its
     serving thread drops the call, which it may do after the server has stopped. The last
@@ -219,7 +228,7 @@ class DuckDbEngine(OfflineEngine):
                 f"OVER (PARTITION BY {partition}, __ts ORDER BY __created DESC NULLS LAST) = 1"
             )
             source = f"dedup_{i}"
-        on = " AND ".join(f"e.{_quote(k)} = f.{_quote(k)}" for k in keys)
+        on = " AND ".join(_same_key(f) for f in fields)
         if view.ttl:
             micros = int(view.ttl.total_seconds() * 1_000_000)
             fresh = f"f.__ts >= e.__event_ts - INTERVAL '{micros} microseconds'"
