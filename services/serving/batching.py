@@ -27,6 +27,7 @@ from prometheus_client import Histogram
 from modelyard.errors import DeadlineExceeded
 from modelyard.services.common.logging import get_logger
 from modelyard.services.serving.model import batch_key, concat, rows
+from modelyard.services.serving.statistics import InferenceStats, Timing
 
 log = get_logger(__name__)
 
@@ -39,11 +40,23 @@ BATCH_SIZE = Histogram(
 
 
 class _Pending:
-    __slots__ = ("_key", "deadline", "done", "error", "inputs", "result", "rows")
+    __slots__ = (
+        "_key",
+        "deadline",
+        "done",
+        "enqueued",
+        "error",
+        "inputs",
+        "result",
+        "rows",
+        "timing",
+    )
 
-    def __init__(self, inputs: Any, deadline: float | None) -> None:
+    def __init__(self, inputs: Any, deadline: float | None, timing: Timing | None) -> None:
         self.inputs = inputs
         self.rows = rows(inputs)
+        self.enqueued = time.perf_counter_ns()
+        self.timing = timing
         self._key: tuple[Any, ...] | None = None
         self.deadline = deadline  # time.monotonic() by which the caller wants its answer
         self.done = False
@@ -72,6 +85,8 @@ class DynamicBatcher:
         labels: tuple[str, str] = ("", ""),
     ) -> None:
         self._predict = predict
+        # This model version's counters (ModelStatistics): each model call, by batch size.
+        self.stats = InferenceStats()
         self._max_rows = max(1, max_batch_size)
         self._delay = max_queue_delay_micros / 1e6
         self._cond = threading.Condition()
@@ -81,10 +96,13 @@ class DynamicBatcher:
         self._labels = labels
         self._row_wise = True  # until a batch's output says otherwise
 
-    def __call__(self, inputs: Any, deadline: float | None = None) -> dict[str, Any]:
+    def __call__(
+        self, inputs: Any, deadline: float | None = None, timing: Timing | None = None
+    ) -> dict[str, Any]:
         """The model's outputs for `inputs`; DeadlineExceeded once `deadline` (a monotonic time)
-        passes while the request still waits for its turn."""
-        item = _Pending(inputs, deadline)
+        passes while the request still waits for its turn. `timing` gets the time the request
+        queued and its batch took."""
+        item = _Pending(inputs, deadline, timing)
         with self._cond:
             self._queue.append(item)
             self._cond.notify_all()  # a leader waiting out max_queue_delay may now be full
@@ -150,11 +168,17 @@ class DynamicBatcher:
             return
         total = sum(item.rows for item in batch)
         self._sizes.observe(total)
+        started = time.perf_counter_ns()
         try:
             if len(batch) == 1:
+                merged_at = started
                 results = [self._predict(batch[0].inputs)]
+                predicted = time.perf_counter_ns()
             else:
-                merged = self._predict(concat([item.inputs for item in batch]))
+                joined = concat([item.inputs for item in batch])
+                merged_at = time.perf_counter_ns()
+                merged = self._predict(joined)
+                predicted = time.perf_counter_ns()
                 if not all(getattr(v, "ndim", 0) >= 1 and len(v) == total for v in merged.values()):
                     raise _NotRowWise
                 results, start = [], 0
@@ -177,7 +201,13 @@ class DynamicBatcher:
             batch[0].error = exc
             batch[0].done = True
             return
+        ended = time.perf_counter_ns()
+        self.stats.executed(total, merged_at - started, predicted - merged_at, ended - predicted)
         for item, result in zip(batch, results, strict=True):
+            if item.timing is not None:
+                item.timing.queue_ns = started - item.enqueued
+                item.timing.infer_ns = predicted - merged_at
+                item.timing.output_ns = ended - predicted
             item.result = result
             item.done = True
 

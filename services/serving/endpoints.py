@@ -32,6 +32,7 @@ from modelyard.services.common.logging import get_logger
 from modelyard.services.serving.batching import DynamicBatcher
 from modelyard.services.serving.loader import ModelLoader, VersionFiles
 from modelyard.services.serving.model import LoadedModel, rows
+from modelyard.services.serving.statistics import StatsSnapshot, Timing
 
 log = get_logger(__name__)
 
@@ -158,15 +159,29 @@ class ServedModelRuntime:
         tensors: dict[str, Any],
         missing_features: MissingFeaturePolicy = MissingFeaturePolicy.FAIL,
         deadline: float | None = None,
+        timing: Timing | None = None,
     ) -> tuple[LoadedModel, dict[str, Any]]:
+        """`timing` learns which version's counters took the request (they count its outcome)
+        and where its time went."""
         model, batcher = self.current
+        start = time.perf_counter_ns()
+        if timing is not None:
+            timing.stats = batcher.stats
         model_input = model.to_input(tensors, missing_features)
+        if timing is not None:
+            timing.input_ns = time.perf_counter_ns() - start
+            timing.rows = rows(model_input)
         if rows(model_input) == 0:
             raise InvalidArgument(
                 "inputs: the request has no rows (a first dimension of 0); send at least one",
                 field="inputs",
             )
-        return model, batcher(model_input, deadline)
+        return model, batcher(model_input, deadline, timing)
+
+    def statistics(self) -> tuple[int, StatsSnapshot] | None:
+        """The serving version and its counters; None while nothing is loaded."""
+        current = self._current
+        return (current[0].version, current[1].stats.snapshot()) if current else None
 
     def to_entity(self) -> ServedModel:
         current = self._current

@@ -20,8 +20,40 @@ from modelyard.services.serving.codec import decode_inputs, encode_outputs
 from modelyard.services.serving.endpoints import EndpointRuntime, ServedModelRuntime
 from modelyard.services.serving.model import LoadedModel
 from modelyard.services.serving.service import ServingService
+from modelyard.services.serving.statistics import Duration, StatsSnapshot
 
 Metadata = oip.ModelMetadataResponse.TensorMetadata
+
+
+def _duration(d: Duration) -> oip.StatisticDuration:
+    return oip.StatisticDuration(count=d.count, ns=d.ns)
+
+
+def _statistics(endpoint: str, version: int, s: StatsSnapshot) -> oip.ModelStatistics:
+    return oip.ModelStatistics(
+        name=endpoint,
+        version=str(version),
+        last_inference=s.last_inference_ms,
+        inference_count=s.inference_count,
+        execution_count=s.execution_count,
+        inference_stats=oip.InferStatistics(
+            success=_duration(s.success),
+            fail=_duration(s.fail),
+            queue=_duration(s.queue),
+            compute_input=_duration(s.compute_input),
+            compute_infer=_duration(s.compute_infer),
+            compute_output=_duration(s.compute_output),
+        ),
+        batch_stats=[
+            oip.InferBatchStatistics(
+                batch_size=size,
+                compute_input=_duration(b.compute_input),
+                compute_infer=_duration(b.compute_infer),
+                compute_output=_duration(b.compute_output),
+            )
+            for size, b in sorted(s.batches.items())
+        ],
+    )
 
 
 def _platform(model: LoadedModel) -> str:
@@ -97,6 +129,14 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
             response, outputs, raw=bool(request.raw_input_contents), wanted=set(wanted) or None
         )
         return response
+
+    def ModelStatistics(self, request, context):
+        return oip.ModelStatisticsResponse(
+            model_stats=[
+                _statistics(*found)
+                for found in self.service.statistics(request.name, request.version)
+            ]
+        )
 
     def RepositoryIndex(self, request, context):
         response = oip.RepositoryIndexResponse()

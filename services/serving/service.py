@@ -39,6 +39,7 @@ from modelyard.services.serving.inference_log import (
 )
 from modelyard.services.serving.loader import ModelLoader
 from modelyard.services.serving.model import LoadedModel
+from modelyard.services.serving.statistics import StatsSnapshot, Timing
 from modelyard.services.serving.store.sql import SqlServingStore
 
 # Short enough for "modelyard-ep-<name>" to stay a valid Kubernetes Service name (a longer
@@ -423,6 +424,36 @@ class ServingService:
 
     # -- inference -----------------------------------------------------------------------------
 
+    def statistics(self, name: str, version: str) -> list[tuple[str, int, StatsSnapshot]]:
+        """(endpoint, registry version, counters) of what is loaded: of one endpoint (of one
+        served model or version of it), or of every endpoint the caller may read."""
+        if version and not name:
+            raise InvalidArgument(
+                f"version {version!r} was given without name; name the endpoint too",
+                field="version",
+            )
+        if name:
+            runtime = self.runtime(name)
+            chosen = [(name, [runtime.select(version)] if version else runtime.served)]
+        else:
+            visible = self.readable()
+            chosen = [
+                (n, r.served)
+                for n, r in sorted(self._runtimes.items())
+                if visible is None or n in visible
+            ]
+        found: list[tuple[str, int, StatsSnapshot]] = []
+        for endpoint, served in chosen:
+            by_version: dict[int, StatsSnapshot] = {}
+            for s in served:
+                if (stats := s.statistics()) is not None:
+                    number, snapshot = stats
+                    by_version[number] = (
+                        by_version[number] + snapshot if number in by_version else snapshot
+                    )
+            found.extend((endpoint, n, by_version[n]) for n in sorted(by_version))
+        return found
+
     def infer(
         self,
         endpoint: str,
@@ -435,13 +466,16 @@ class ServingService:
         """`deadline` (a time.monotonic() value): when the caller stops waiting. `wanted`: the
         outputs asked for, checked here so that a refusal is counted and logged as one."""
         start = time.perf_counter()
+        timing = Timing()
         runtime = self.runtime(endpoint)
         served = runtime.select(version) if version else runtime.route(request_id)
         model: LoadedModel | None = None
         code = "OK"
         outputs: dict[str, Any] = {}
         try:
-            model, outputs = served.predict(tensors, runtime.spec.missing_features, deadline)
+            model, outputs = served.predict(
+                tensors, runtime.spec.missing_features, deadline, timing
+            )
             unknown_outputs(wanted, outputs)
             return served, model, outputs
         except ModelyardError as exc:
@@ -452,6 +486,8 @@ class ServingService:
             raise
         finally:
             elapsed = time.perf_counter() - start
+            if timing.stats is not None:  # a version took it: its ModelStatistics count it
+                timing.stats.request(code == "OK", timing.rows, int(elapsed * 1e9), timing)
             label_version = str(model.version) if model else "none"
             INFER_REQUESTS.labels(endpoint, served.name, label_version, code).inc()
             INFER_LATENCY.labels(endpoint, served.name, label_version).observe(elapsed)

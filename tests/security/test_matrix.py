@@ -387,6 +387,10 @@ INFERENCE: dict[str, Case] = {
     "ModelReady": (("level", L.READ), lambda s: OIP.ModelReadyRequest(name=s.endpoint)),
     "ModelMetadata": (("level", L.READ), lambda s: OIP.ModelMetadataRequest(name=s.endpoint)),
     "ModelInfer": (("level", L.USE), _infer),
+    "ModelStatistics": (
+        ("level", L.READ),
+        lambda s: OIP.ModelStatisticsRequest(name=s.endpoint),
+    ),
     "RepositoryIndex": (("any",), lambda s: OIP.RepositoryIndexRequest()),
     "RepositoryModelLoad": (
         ("level", L.EDIT),

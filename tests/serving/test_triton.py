@@ -1,0 +1,172 @@
+"""Triton's extensions to the protocol (statistics, model configuration, streaming), driven by
+the real tritonclient.grpc, with authentication off and on."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+import tritonclient.grpc as triton
+from tritonclient.utils import InferenceServerException
+
+import modelyard
+from modelyard.entities.common import PermissionLevel
+from modelyard.entities.serving import ServedModel
+from tests.security.conftest import Secure, make_secure, secure  # noqa: F401
+from tests.serving.conftest import register, wait_ready
+
+
+@pytest.fixture
+def served(platform, iris, two_versions) -> Iterator[triton.InferenceServerClient]:
+    server, client = platform
+    client.create_endpoint("iris", [ServedModel("models:/iris/1")])
+    wait_ready(client, "iris")
+    with triton.InferenceServerClient(server.address) as tc:
+        yield tc
+
+
+def columns(X: pd.DataFrame) -> list[triton.InferInput]:
+    """One FP64 tensor per column, as tritonclient sends them (raw)."""
+    inputs = []
+    for column in X.columns:
+        tensor = triton.InferInput(column, [len(X)], "FP64")
+        tensor.set_data_from_numpy(X[column].to_numpy())
+        inputs.append(tensor)
+    return inputs
+
+
+def refusal(call: Callable[[], object]) -> InferenceServerException:
+    with pytest.raises(InferenceServerException) as caught:
+        call()
+    return caught.value
+
+
+def test_statistics_count_requests_rows_and_model_calls(served, iris) -> None:
+    tc = served
+    X, _y = iris
+    before = tc.get_inference_statistics("iris").model_stats
+    assert [(s.name, s.version, s.inference_count, s.execution_count) for s in before] == [
+        ("iris", "1", 0, 0)
+    ]
+    assert before[0].last_inference == 0
+    t0 = int(time.time() * 1000)
+    tc.infer("iris", columns(X))
+    tc.infer("iris", columns(X[:3]))
+    bad = refusal(lambda: tc.infer("iris", columns(X.drop(columns="petal_width"))))
+    assert bad.status() == "StatusCode.INVALID_ARGUMENT"
+    t1 = int(time.time() * 1000)
+
+    (stats,) = tc.get_inference_statistics("iris", "1").model_stats
+    assert (stats.name, stats.version) == ("iris", "1")
+    assert stats.inference_count == len(X) + 3  # rows of the successful requests
+    assert stats.execution_count == 2
+    assert t0 <= stats.last_inference <= t1
+    infer = stats.inference_stats
+    assert (infer.success.count, infer.fail.count) == (2, 1)
+    assert infer.success.ns > 0 and infer.fail.ns > 0
+    for phase in (infer.queue, infer.compute_input, infer.compute_infer, infer.compute_output):
+        assert phase.count == 2
+    assert 0 < infer.compute_infer.ns <= infer.success.ns
+    assert (
+        infer.queue.ns + infer.compute_input.ns + infer.compute_infer.ns + infer.compute_output.ns
+        <= infer.success.ns
+    )
+    assert {b.batch_size: b.compute_infer.count for b in stats.batch_stats} == {3: 1, len(X): 1}
+
+    everything = tc.get_inference_statistics().model_stats
+    assert [(s.name, s.version, s.inference_count) for s in everything] == [
+        ("iris", "1", len(X) + 3)
+    ]
+    as_json = tc.get_inference_statistics("iris", as_json=True)
+    assert as_json["model_stats"][0]["inference_count"] == str(len(X) + 3)
+
+
+def test_statistics_of_what_does_not_exist(served) -> None:
+    tc = served
+    missing = refusal(lambda: tc.get_inference_statistics("nope"))
+    assert missing.status() == "StatusCode.NOT_FOUND" and "'nope'" in missing.message()
+    version = refusal(lambda: tc.get_inference_statistics("iris", "7"))
+    assert version.status() == "StatusCode.NOT_FOUND" and "'7'" in version.message()
+    alone = refusal(lambda: tc.get_inference_statistics("", "1"))
+    assert alone.status() == "StatusCode.INVALID_ARGUMENT" and "name" in alone.message()
+
+
+def test_statistics_follow_the_served_version(served, platform, iris) -> None:
+    tc = served
+    _server, client = platform
+    X, _y = iris
+    tc.infer("iris", columns(X[:5]))
+    client.update_endpoint("iris", [ServedModel("models:/iris/2")])
+    wait_ready(client, "iris", 2)
+    (fresh,) = tc.get_inference_statistics("iris").model_stats
+    assert (fresh.version, fresh.inference_count) == ("2", 0)
+    tc.infer("iris", columns(X[:4]))
+    (after,) = tc.get_inference_statistics("iris").model_stats
+    assert (after.version, after.inference_count, after.execution_count) == ("2", 4, 1)
+
+
+@pytest.fixture
+def guarded(secure: Secure, iris, monkeypatch) -> Iterator[tuple[Secure, dict[str, str]]]:  # noqa: F811
+    """An endpoint 'iris' the admin made; a viewer with USE on it and one with no grant."""
+    X, y = iris
+    from sklearn.linear_model import LogisticRegression
+
+    admin = secure.admin
+    for name in ("user", "stranger"):
+        admin.create_principal(name, ["viewer"])
+    tokens = {n: admin.create_token(n, "test")[0] for n in ("user", "stranger")}
+    monkeypatch.setenv("MODELYARD_TOKEN", secure.admin_token)
+    modelyard.set_tracking_uri(secure.address)
+    try:
+        register(LogisticRegression(max_iter=500).fit(X, y), X, "iris")
+        admin.create_endpoint("iris", [ServedModel("models:/iris/1")])
+        admin.set_endpoint_permission("iris", "user", PermissionLevel.USE)
+        wait_ready(admin, "iris")
+        yield secure, tokens
+    finally:
+        modelyard.set_tracking_uri("127.0.0.1:1")
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+def test_statistics_need_read_as_metadata_does(guarded) -> None:
+    server, tokens = guarded
+    with triton.InferenceServerClient(server.address) as tc:
+        user, stranger = bearer(tokens["user"]), bearer(tokens["stranger"])
+        assert [s.name for s in tc.get_inference_statistics(headers=user).model_stats] == ["iris"]
+        assert tc.get_inference_statistics(headers=stranger).model_stats == []
+        metadata = refusal(lambda: tc.get_model_metadata("iris", headers=stranger))
+        refused = refusal(lambda: tc.get_inference_statistics("iris", headers=stranger))
+        assert refused.status() == metadata.status() == "StatusCode.PERMISSION_DENIED"
+        assert refused.message() == metadata.message()
+        anonymous = refusal(lambda: tc.get_inference_statistics("iris"))
+        assert anonymous.status() == "StatusCode.UNAUTHENTICATED"
+
+
+def test_statistics_merge_served_models_of_one_version(platform, iris) -> None:
+    server, client = platform
+    X, y = iris
+    from sklearn.linear_model import LogisticRegression
+
+    register(LogisticRegression(max_iter=500).fit(X, y), X, "iris")
+    client.set_registered_model_alias("iris", "champion", 1)
+    client.create_endpoint(
+        "iris",
+        [
+            ServedModel("models:/iris/1", traffic_percent=50),
+            ServedModel("models:/iris@champion", traffic_percent=50),
+        ],
+    )
+    wait_ready(client, "iris")
+    with triton.InferenceServerClient(server.address) as tc:
+        for i in range(6):
+            tc.infer("iris", columns(X[:2]), request_id=f"r-{i}")
+        (stats,) = tc.get_inference_statistics("iris").model_stats
+        assert (stats.version, stats.inference_count) == ("1", 12)
+        assert stats.inference_stats.success.count == 6
+        assert np.sum([b.compute_infer.count for b in stats.batch_stats]) == 6
