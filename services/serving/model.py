@@ -268,6 +268,16 @@ class LoadedModel:
             if isinstance(s, TensorSpec)
         ]
 
+    @property
+    def batchable(self) -> bool:
+        """Whether every input and output has rows first (-1), so that requests are batches
+        along it: always for tables, for tensors as their signature says."""
+        return all(t.shape[:1] == (-1,) for t in self.inputs_metadata() + self.outputs_metadata())
+
+    def optional_inputs(self) -> set[str]:
+        """Columns a request may leave out."""
+        return {c.name for c in self.columns if not c.required}
+
     def outputs_metadata(self) -> list[TensorInfo]:
         outputs = self.signature.outputs if self.signature else ()
         infos = []

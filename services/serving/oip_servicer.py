@@ -10,19 +10,77 @@ from __future__ import annotations
 import threading
 import time
 from importlib.metadata import version as package_version
+from typing import Any
 
 import grpc
 
 from modelyard._gen.inference import grpc_predict_v2_pb2 as oip
 from modelyard._gen.inference import grpc_predict_v2_pb2_grpc
 from modelyard.errors import FailedPrecondition
+from modelyard.services.common import validation as v
 from modelyard.services.serving.codec import decode_inputs, encode_outputs
 from modelyard.services.serving.endpoints import EndpointRuntime, ServedModelRuntime
-from modelyard.services.serving.model import LoadedModel
+from modelyard.services.serving.model import LoadedModel, TensorInfo
 from modelyard.services.serving.service import ServingService
 from modelyard.services.serving.statistics import Duration, StatsSnapshot
 
 Metadata = oip.ModelMetadataResponse.TensorMetadata
+
+
+def _data_type(datatype: str) -> oip.DataType.ValueType:
+    """A protocol datatype as Triton's config names it (BYTES is TYPE_STRING)."""
+    return oip.DataType.Value("TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}")
+
+
+def _dims(info: TensorInfo, batched: bool) -> dict[str, Any]:
+    """dims (and reshape) of a tensor: without its rows when the model batches; a column, of
+    shape [rows], is dims [1] taken as [] (Triton's way: clients send [rows] or [rows, 1])."""
+    if not batched:
+        return {"dims": list(info.shape)}
+    dims = list(info.shape[1:])
+    return {"dims": dims} if dims else {"dims": [1], "reshape": oip.ModelTensorReshape()}
+
+
+def _config(runtime: EndpointRuntime, served: ServedModelRuntime) -> oip.ModelConfig:
+    model, _batcher = served.current
+    batched = model.batchable
+    optional = model.optional_inputs()
+    return oip.ModelConfig(
+        name=runtime.name,
+        platform=_platform(model),
+        backend="modelyard",
+        version_policy=oip.ModelVersionPolicy(
+            specific=oip.ModelVersionPolicy.Specific(
+                versions=sorted({s.to_entity().version for s in runtime.served if s.ready})
+            )
+        ),
+        max_batch_size=served.spec.batching.max_batch_size if batched else 0,
+        input=[
+            oip.ModelInput(
+                name=t.name,
+                data_type=_data_type(t.datatype),
+                optional=t.name in optional,
+                **_dims(t, batched),
+            )
+            for t in model.inputs_metadata()
+        ],
+        output=[
+            oip.ModelOutput(name=t.name, data_type=_data_type(t.datatype), **_dims(t, batched))
+            for t in model.outputs_metadata()
+        ],
+        dynamic_batching=oip.ModelDynamicBatching(
+            max_queue_delay_microseconds=served.spec.batching.max_queue_delay_micros
+        ),
+        instance_group=[
+            oip.ModelInstanceGroup(
+                name=served.name, count=1, kind=oip.ModelInstanceGroup.Kind.KIND_CPU
+            )
+        ],
+        parameters={
+            "served_model": oip.ModelParameter(string_value=served.name),
+            "model_uri": oip.ModelParameter(string_value=served.spec.model_uri),
+        },
+    )
 
 
 def _duration(d: Duration) -> oip.StatisticDuration:
@@ -110,6 +168,12 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
                 for t in model.outputs_metadata()
             ],
         )
+
+    def ModelConfig(self, request, context):
+        v.require("name", request.name)
+        runtime = self.service.runtime(request.name)
+        served = self._served(runtime, request.version)
+        return oip.ModelConfigResponse(config=_config(runtime, served))
 
     def ModelInfer(self, request, context):
         tensors = decode_inputs(request)

@@ -387,6 +387,7 @@ INFERENCE: dict[str, Case] = {
     "ModelReady": (("level", L.READ), lambda s: OIP.ModelReadyRequest(name=s.endpoint)),
     "ModelMetadata": (("level", L.READ), lambda s: OIP.ModelMetadataRequest(name=s.endpoint)),
     "ModelInfer": (("level", L.USE), _infer),
+    "ModelConfig": (("level", L.READ), lambda s: OIP.ModelConfigRequest(name=s.endpoint)),
     "ModelStatistics": (
         ("level", L.READ),
         lambda s: OIP.ModelStatisticsRequest(name=s.endpoint),

@@ -14,7 +14,7 @@ from tritonclient.utils import InferenceServerException
 
 import modelyard
 from modelyard.entities.common import PermissionLevel
-from modelyard.entities.serving import ServedModel
+from modelyard.entities.serving import BatchingConfig, ServedModel
 from tests.security.conftest import Secure, make_secure, secure  # noqa: F401
 from tests.serving.conftest import register, wait_ready
 
@@ -170,3 +170,78 @@ def test_statistics_merge_served_models_of_one_version(platform, iris) -> None:
         assert (stats.version, stats.inference_count) == ("1", 12)
         assert stats.inference_stats.success.count == 6
         assert np.sum([b.compute_infer.count for b in stats.batch_stats]) == 6
+
+
+def test_model_config_describes_the_served_model(served) -> None:
+    tc = served
+    config = tc.get_model_config("iris").config
+    assert (config.name, config.platform, config.backend) == (
+        "iris",
+        "modelyard_sklearn",
+        "modelyard",
+    )
+    assert list(config.version_policy.specific.versions) == [1]
+    assert config.max_batch_size == 64  # batching.max_batch_size's default
+    assert config.dynamic_batching.max_queue_delay_microseconds == 0
+    columns = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+    assert [(i.name, i.data_type, list(i.dims), i.HasField("reshape")) for i in config.input] == [
+        (c, triton.model_config_pb2.TYPE_FP64, [1], True) for c in columns
+    ]
+    assert [list(i.reshape.shape) for i in config.input] == [[]] * 4
+    assert [(o.name, o.data_type, list(o.dims)) for o in config.output] == [
+        ("predictions", triton.model_config_pb2.TYPE_INT64, [1])
+    ]
+    (group,) = config.instance_group
+    assert (group.kind, group.count) == (triton.model_config_pb2.ModelInstanceGroup.KIND_CPU, 1)
+    assert config.parameters["served_model"].string_value == "iris-1"
+    assert config.parameters["model_uri"].string_value == "models:/iris/1"
+    assert tc.get_model_config("iris", "1").config == config
+    assert tc.get_model_config("iris", "iris-1").config == config
+    as_json = tc.get_model_config("iris", as_json=True)["config"]
+    assert as_json["input"][0]["data_type"] == "TYPE_FP64"
+
+
+def test_model_config_of_tensor_models_and_batching(platform) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    server, client = platform
+    X = np.arange(12, dtype=np.float32).reshape(4, 3)
+    register(LinearRegression().fit(X, X.sum(axis=1)), X, "tensor")
+    client.create_endpoint(
+        "tensor",
+        [ServedModel("models:/tensor/1", batching=BatchingConfig(8, 500))],
+    )
+    wait_ready(client, "tensor")
+    with triton.InferenceServerClient(server.address) as tc:
+        config = tc.get_model_config("tensor").config
+        assert (config.max_batch_size, config.dynamic_batching.max_queue_delay_microseconds) == (
+            8,
+            500,
+        )
+        ((name, data_type, dims),) = [(i.name, i.data_type, list(i.dims)) for i in config.input]
+        assert (data_type, dims) == (triton.model_config_pb2.TYPE_FP32, [3])
+        # What the config says is what inference takes: a batch of rows of 3.
+        tensor = triton.InferInput(name, [2, *dims], "FP32")
+        tensor.set_data_from_numpy(X[:2])
+        assert tc.infer("tensor", [tensor]).as_numpy(config.output[0].name).shape[0] == 2
+
+
+def test_model_config_of_what_does_not_exist(served) -> None:
+    tc = served
+    missing = refusal(lambda: tc.get_model_config("nope"))
+    assert missing.status() == "StatusCode.NOT_FOUND" and "'nope'" in missing.message()
+    version = refusal(lambda: tc.get_model_config("iris", "7"))
+    assert version.status() == "StatusCode.NOT_FOUND" and "'7'" in version.message()
+    empty = refusal(lambda: tc.get_model_config(""))
+    assert empty.status() == "StatusCode.INVALID_ARGUMENT" and "name" in empty.message()
+
+
+def test_model_config_needs_read_as_metadata_does(guarded) -> None:
+    server, tokens = guarded
+    with triton.InferenceServerClient(server.address) as tc:
+        user, stranger = bearer(tokens["user"]), bearer(tokens["stranger"])
+        assert tc.get_model_config("iris", headers=user).config.name == "iris"
+        metadata = refusal(lambda: tc.get_model_metadata("iris", headers=stranger))
+        refused = refusal(lambda: tc.get_model_config("iris", headers=stranger))
+        assert refused.status() == metadata.status() == "StatusCode.PERMISSION_DENIED"
+        assert refused.message() == metadata.message()
