@@ -38,6 +38,8 @@ INFERENCE_RULES: dict[str, Rule] = {
     "ModelReady": on(L.READ, ENDPOINT, "name"),
     "ModelMetadata": on(L.READ, ENDPOINT, "name"),
     "ModelInfer": on(L.USE, ENDPOINT, "model_name"),
+    # Each request of the stream names its endpoint: the servicer checks each as ModelInfer's.
+    "ModelStreamInfer": authenticated(),
     "ModelConfig": on(L.READ, ENDPOINT, "name"),
     # No name: every endpoint the caller may read (the service filters).
     "ModelStatistics": on(L.READ, ENDPOINT, "name"),

@@ -8,8 +8,9 @@ from modelyard._gen.inference import grpc_predict_v2_pb2, grpc_predict_v2_pb2_gr
 from modelyard._gen.serving.v1 import serving_pb2, serving_pb2_grpc
 from modelyard.client.registry import RegistryClient
 from modelyard.features.client import FeatureStoreClient
+from modelyard.services.common import identity
 from modelyard.services.common.auth.grants import GrantStore
-from modelyard.services.common.auth.interceptor import ServiceAccess
+from modelyard.services.common.auth.interceptor import ServiceAccess, check
 from modelyard.services.common.db import Database
 from modelyard.services.common.db.migrations import prepare, upgrade
 from modelyard.services.common.peer import Peer
@@ -125,7 +126,10 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
     watcher = RegistryWatcher(registry.service, service.model_changed)
     authorizer = ServingAuthorizer(grants, lambda name: name in service._runtimes)
     serving_servicer = ServingServicer(service)
-    inference_servicer = InferenceServicer(service)
+    infer_rule = INFERENCE_RULES["ModelInfer"]
+    inference_servicer = InferenceServicer(
+        service, lambda request: check(infer_rule, identity.current(), request, authorizer)
+    )
 
     def register(server) -> None:
         serving_pb2_grpc.add_ServingServiceServicer_to_server(serving_servicer, server)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from importlib.metadata import version as package_version
 from typing import Any
 
@@ -16,7 +17,8 @@ import grpc
 
 from modelyard._gen.inference import grpc_predict_v2_pb2 as oip
 from modelyard._gen.inference import grpc_predict_v2_pb2_grpc
-from modelyard.errors import FailedPrecondition
+from modelyard.errors import FailedPrecondition, ModelyardError
+from modelyard.services.common import logging as mlog
 from modelyard.services.common import validation as v
 from modelyard.services.serving.codec import decode_inputs, encode_outputs
 from modelyard.services.serving.endpoints import EndpointRuntime, ServedModelRuntime
@@ -25,6 +27,7 @@ from modelyard.services.serving.service import ServingService
 from modelyard.services.serving.statistics import Duration, StatsSnapshot
 
 Metadata = oip.ModelMetadataResponse.TensorMetadata
+log = mlog.get_logger(__name__)
 
 
 def _data_type(datatype: str) -> oip.DataType.ValueType:
@@ -129,8 +132,15 @@ def deadline_of(context: grpc.ServicerContext) -> float | None:
 
 
 class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, service: ServingService) -> None:
+    def __init__(
+        self,
+        service: ServingService,
+        may_infer: Callable[[oip.ModelInferRequest], None] = lambda request: None,
+    ) -> None:
         self.service = service
+        # Raises PermissionDenied unless the caller may make this ModelInfer request: the
+        # stream's requests each name their endpoint, so each is checked as ModelInfer is.
+        self._may_infer = may_infer
 
     def ServerLive(self, request, context):
         return oip.ServerLiveResponse(live=True)
@@ -176,6 +186,38 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
         return oip.ModelConfigResponse(config=_config(runtime, served))
 
     def ModelInfer(self, request, context):
+        return self._infer(request, deadline_of(context))
+
+    def ModelStreamInfer(self, request_iterator, context):
+        deadline = deadline_of(context)
+        for request in request_iterator:
+            try:
+                self._may_infer(request)
+                response = self._infer(request, deadline)
+            except ModelyardError as exc:
+                yield self._failed(request, exc.message)
+                continue
+            except Exception:
+                rid = mlog.request_id.get()
+                log.error("unhandled error in ModelStreamInfer", exc_info=True)
+                yield self._failed(
+                    request,
+                    "internal server error; retry, and report the request id "
+                    f"{rid} to the operator if it persists",
+                )
+                continue
+            yield oip.ModelStreamInferResponse(infer_response=response)
+
+    @staticmethod
+    def _failed(request: oip.ModelInferRequest, message: str) -> oip.ModelStreamInferResponse:
+        return oip.ModelStreamInferResponse(
+            error_message=message,
+            infer_response=oip.ModelInferResponse(model_name=request.model_name, id=request.id),
+        )
+
+    def _infer(
+        self, request: oip.ModelInferRequest, deadline: float | None
+    ) -> oip.ModelInferResponse:
         tensors = decode_inputs(request)
         wanted = [o.name for o in request.outputs]
         _served, model, outputs = self.service.infer(
@@ -183,7 +225,7 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
             request.model_version,
             request.id,
             tensors,
-            deadline_of(context),
+            deadline,
             wanted,
         )
         response = oip.ModelInferResponse(

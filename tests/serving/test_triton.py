@@ -3,8 +3,11 @@ the real tritonclient.grpc, with authentication off and on."""
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -245,3 +248,95 @@ def test_model_config_needs_read_as_metadata_does(guarded) -> None:
         refused = refusal(lambda: tc.get_model_config("iris", headers=stranger))
         assert refused.status() == metadata.status() == "StatusCode.PERMISSION_DENIED"
         assert refused.message() == metadata.message()
+
+
+class Stream:
+    """A tritonclient stream whose answers (result or error, in arrival order) are read with a
+    deadline."""
+
+    def __init__(self, tc: triton.InferenceServerClient, headers: dict[str, str] | None = None):
+        self.tc = tc
+        self.answers: queue.Queue[tuple[Any, InferenceServerException | None]] = queue.Queue()
+        tc.start_stream(lambda result, error: self.answers.put((result, error)), headers=headers)
+
+    def send(self, model: str, inputs: list[triton.InferInput], request_id: str, **kw) -> None:
+        self.tc.async_stream_infer(model, inputs, request_id=request_id, **kw)
+
+    def next(self) -> tuple[Any, InferenceServerException | None]:
+        return self.answers.get(timeout=60)
+
+
+def test_stream_answers_each_request_in_order_and_survives_errors(served, iris, two_versions):
+    tc = served
+    X, _y = iris
+    model = two_versions[0]
+    wanted = [triton.InferRequestedOutput("probabilities")]
+    sent = [
+        ("iris", columns(X[:5]), {}),
+        ("iris", columns(X.drop(columns="petal_width")[:2]), {}),
+        ("nope", columns(X[:2]), {}),
+        ("iris", columns(X[5:9]), {"outputs": wanted}),
+        ("iris", columns(X[10:11]), {}),
+    ]
+    stream = Stream(tc)
+    for i, (name, inputs, kw) in enumerate(sent):
+        stream.send(name, inputs, f"s-{i}", **kw)
+    answers = [stream.next() for _ in sent]
+    tc.stop_stream()
+    expected_errors = {}
+    for i, (name, inputs, kw) in enumerate(sent):
+        try:
+            tc.infer(name, inputs, **kw)
+        except InferenceServerException as exc:
+            expected_errors[i] = exc.message()
+    assert sorted(expected_errors) == [1, 2, 3]
+    for i, (result, error) in enumerate(answers):
+        if i in expected_errors:
+            assert result is None and error is not None
+            assert error.message() == expected_errors[i]
+        else:
+            assert error is None
+            response = result.get_response()
+            assert (response.id, response.model_name, response.model_version) == (
+                f"s-{i}",
+                "iris",
+                "1",
+            )
+    assert np.array_equal(answers[0][0].as_numpy("predictions"), model.predict(X[:5]))
+    assert np.array_equal(answers[4][0].as_numpy("predictions"), model.predict(X[10:11]))
+    (stats,) = tc.get_inference_statistics("iris").model_stats
+    # Streamed requests count as any other: two answered here (5 + 1 rows), then the two
+    # ModelInfer calls that checked the good ones; the unknown output failed in both.
+    assert stats.inference_count == 2 * (5 + 1)
+    assert stats.inference_stats.fail.count == 4
+
+
+def test_stream_checks_each_request_as_model_infer_does(guarded, iris) -> None:
+    server, tokens = guarded
+    X, _y = iris
+    with triton.InferenceServerClient(server.address) as tc:
+        stranger = bearer(tokens["stranger"])
+        denied = refusal(lambda: tc.infer("iris", columns(X[:1]), headers=stranger))
+        assert denied.status() == "StatusCode.PERMISSION_DENIED"
+        stream = Stream(tc, stranger)
+        stream.send("iris", columns(X[:1]), "a")
+        stream.send("iris", columns(X[:1]), "b")
+        for _ in range(2):  # refused each time, and the stream goes on
+            result, error = stream.next()
+            assert result is None and error is not None
+            assert error.message() == denied.message()
+        tc.stop_stream()
+
+        stream = Stream(tc, bearer(tokens["user"]))
+        stream.send("iris", columns(X[:3]), "c")
+        result, error = stream.next()
+        assert error is None and result.as_numpy("predictions").shape == (3,)
+        tc.stop_stream()
+
+        stream = Stream(tc)  # no token: the stream is refused as it opens
+        with contextlib.suppress(InferenceServerException):  # refused before this is sent
+            stream.send("iris", columns(X[:1]), "d")
+        result, error = stream.next()
+        assert result is None and error is not None
+        assert error.status() == "StatusCode.UNAUTHENTICATED"
+        tc.stop_stream()
