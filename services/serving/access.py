@@ -46,4 +46,14 @@ INFERENCE_RULES: dict[str, Rule] = {
     "RepositoryIndex": filtered(),
     "RepositoryModelLoad": on(L.EDIT, ENDPOINT, "model_name", mutating=True),
     "RepositoryModelUnload": on(L.EDIT, ENDPOINT, "model_name", mutating=True),
+    # No shared memory, tracing or run-time log settings: these answer what there is (nothing)
+    # or refuse with what to do instead, for any caller.
+    "SystemSharedMemoryStatus": authenticated(),
+    "SystemSharedMemoryRegister": authenticated(),
+    "SystemSharedMemoryUnregister": authenticated(),
+    "CudaSharedMemoryStatus": authenticated(),
+    "CudaSharedMemoryRegister": authenticated(),
+    "CudaSharedMemoryUnregister": authenticated(),
+    "TraceSetting": on(L.READ, ENDPOINT, "model_name"),
+    "LogSettings": authenticated(),
 }

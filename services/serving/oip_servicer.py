@@ -17,7 +17,7 @@ import grpc
 
 from modelyard._gen.inference import grpc_predict_v2_pb2 as oip
 from modelyard._gen.inference import grpc_predict_v2_pb2_grpc
-from modelyard.errors import FailedPrecondition, ModelyardError
+from modelyard.errors import FailedPrecondition, ModelyardError, NotFound, Unimplemented
 from modelyard.services.common import logging as mlog
 from modelyard.services.common import validation as v
 from modelyard.services.serving.codec import decode_inputs, encode_outputs
@@ -114,6 +114,20 @@ def _statistics(endpoint: str, version: int, s: StatsSnapshot) -> oip.ModelStati
             )
             for size, b in sorted(s.batches.items())
         ],
+    )
+
+
+_NO_SHARED_MEMORY = (
+    "Modelyard serving reads tensors from requests only, never from shared memory; send the "
+    "data in the request (tritonclient: InferInput.set_data_from_numpy, not set_shared_memory)"
+)
+
+
+def _no_region(kind: str, name: str) -> NotFound:
+    return NotFound(
+        f"no {kind} shared-memory region {name!r} is registered: {_NO_SHARED_MEMORY}",
+        resource_type="shared_memory_region",
+        resource_name=name,
     )
 
 
@@ -281,3 +295,45 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
     def RepositoryModelUnload(self, request, context):
         self.service.unload(request.model_name)
         return oip.RepositoryModelUnloadResponse()
+
+    # -- Triton's extensions Modelyard does not offer: what there is, or what to do instead --
+
+    def SystemSharedMemoryStatus(self, request, context):
+        if request.name:
+            raise _no_region("system", request.name)
+        return oip.SystemSharedMemoryStatusResponse()
+
+    def SystemSharedMemoryRegister(self, request, context):
+        raise Unimplemented(_NO_SHARED_MEMORY)
+
+    def SystemSharedMemoryUnregister(self, request, context):
+        return oip.SystemSharedMemoryUnregisterResponse()  # nothing is registered
+
+    def CudaSharedMemoryStatus(self, request, context):
+        if request.name:
+            raise _no_region("CUDA", request.name)
+        return oip.CudaSharedMemoryStatusResponse()
+
+    def CudaSharedMemoryRegister(self, request, context):
+        raise Unimplemented(_NO_SHARED_MEMORY)
+
+    def CudaSharedMemoryUnregister(self, request, context):
+        return oip.CudaSharedMemoryUnregisterResponse()
+
+    def TraceSetting(self, request, context):
+        if request.model_name:
+            self.service.runtime(request.model_name)
+        if request.settings:
+            raise Unimplemented(
+                "Modelyard serving does not trace requests; turn on the endpoint's inference "
+                "log (GetInferenceLog reads each request) and read latencies from its Prometheus "
+                "metrics or ModelStatistics"
+            )
+        off = oip.TraceSettingResponse.SettingValue(value=["OFF"])
+        return oip.TraceSettingResponse(settings={"trace_level": off})
+
+    def LogSettings(self, request, context):
+        raise Unimplemented(
+            "Modelyard's logging is set when the server starts: set MODELYARD_LOG_LEVEL (DEBUG, "
+            "INFO, WARNING or ERROR) and restart it"
+        )

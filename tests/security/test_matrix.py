@@ -393,6 +393,9 @@ INFERENCE: dict[str, Case] = {
         lambda s: OIP.ModelStatisticsRequest(name=s.endpoint),
     ),
     "RepositoryIndex": (("any",), lambda s: OIP.RepositoryIndexRequest()),
+    "SystemSharedMemoryStatus": (("any",), lambda s: OIP.SystemSharedMemoryStatusRequest()),
+    "CudaSharedMemoryUnregister": (("any",), lambda s: OIP.CudaSharedMemoryUnregisterRequest()),
+    "TraceSetting": (("level", L.READ), lambda s: OIP.TraceSettingRequest(model_name=s.endpoint)),
     "RepositoryModelLoad": (
         ("level", L.EDIT),
         lambda s: OIP.RepositoryModelLoadRequest(model_name=s.endpoint),

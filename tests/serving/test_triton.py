@@ -3,6 +3,7 @@ the real tritonclient.grpc, with authentication off and on."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import queue
 import time
@@ -340,3 +341,33 @@ def test_stream_checks_each_request_as_model_infer_does(guarded, iris) -> None:
         assert result is None and error is not None
         assert error.status() == "StatusCode.UNAUTHENTICATED"
         tc.stop_stream()
+
+
+def test_shared_memory_trace_and_log_say_what_there_is_or_what_to_do(served) -> None:
+    tc = served
+    assert tc.get_system_shared_memory_status().regions == {}
+    assert tc.get_cuda_shared_memory_status().regions == {}
+    tc.unregister_system_shared_memory()  # nothing registered: nothing to do
+    tc.unregister_cuda_shared_memory("r")
+    for call in (
+        lambda: tc.register_system_shared_memory("r", "/shm-key", 64),
+        lambda: tc.register_cuda_shared_memory("r", base64.b64encode(b"handle"), 0, 64),
+    ):
+        refused = refusal(call)
+        assert refused.status() == "StatusCode.UNIMPLEMENTED"
+        assert "set_data_from_numpy" in refused.message()
+    unknown = refusal(lambda: tc.get_system_shared_memory_status("r"))
+    assert unknown.status() == "StatusCode.NOT_FOUND" and "'r'" in unknown.message()
+    assert unknown.message() != refusal(lambda: tc.get_cuda_shared_memory_status("r")).message()
+
+    assert list(tc.get_trace_settings().settings["trace_level"].value) == ["OFF"]
+    assert list(tc.get_trace_settings("iris").settings["trace_level"].value) == ["OFF"]
+    missing = refusal(lambda: tc.get_trace_settings("nope"))
+    assert missing.status() == "StatusCode.NOT_FOUND" and "'nope'" in missing.message()
+    tracing = refusal(lambda: tc.update_trace_settings(settings={"trace_level": ["TIMESTAMPS"]}))
+    assert tracing.status() == "StatusCode.UNIMPLEMENTED"
+    assert "inference log" in tracing.message()
+    for call in (tc.get_log_settings, lambda: tc.update_log_settings({"log_info": False})):
+        refused = refusal(call)
+        assert refused.status() == "StatusCode.UNIMPLEMENTED"
+        assert "MODELYARD_LOG_LEVEL" in refused.message()

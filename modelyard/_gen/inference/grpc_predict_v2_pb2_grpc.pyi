@@ -5,8 +5,9 @@ The Open Inference Protocol (v2) as KServe and Triton speak it over gRPC, writte
 Modelyard from the protocol's published field layout. Package, service, method names and
 field numbers are the protocol's own, so unmodified tritonclient.grpc and KServe clients work;
 the model-repository messages follow Triton's layout, which is what tritonclient sends.
-Modelyard implements the RPCs below; Triton's shared-memory and trace RPCs are not offered
-(clients get UNIMPLEMENTED). Of Triton's messages only the fields Modelyard fills are
+Modelyard implements the RPCs below. Tensors travel in the requests only: no shared memory is
+ever registered (the status RPCs say so, registering is UNIMPLEMENTED), requests are not traced
+(trace_level is OFF) and logging is set when the server starts (LogSettings is UNIMPLEMENTED). Of Triton's messages only the fields Modelyard fills are
 declared, at Triton's field numbers.
 """
 
@@ -53,6 +54,14 @@ class GRPCInferenceServiceStub:
     RepositoryIndex: _grpc.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.RepositoryIndexRequest, _grpc_predict_v2_pb2.RepositoryIndexResponse]
     RepositoryModelLoad: _grpc.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.RepositoryModelLoadRequest, _grpc_predict_v2_pb2.RepositoryModelLoadResponse]
     RepositoryModelUnload: _grpc.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.RepositoryModelUnloadRequest, _grpc_predict_v2_pb2.RepositoryModelUnloadResponse]
+    SystemSharedMemoryStatus: _grpc.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.SystemSharedMemoryStatusRequest, _grpc_predict_v2_pb2.SystemSharedMemoryStatusResponse]
+    SystemSharedMemoryRegister: _grpc.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.SystemSharedMemoryRegisterRequest, _grpc_predict_v2_pb2.SystemSharedMemoryRegisterResponse]
+    SystemSharedMemoryUnregister: _grpc.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.SystemSharedMemoryUnregisterRequest, _grpc_predict_v2_pb2.SystemSharedMemoryUnregisterResponse]
+    CudaSharedMemoryStatus: _grpc.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.CudaSharedMemoryStatusRequest, _grpc_predict_v2_pb2.CudaSharedMemoryStatusResponse]
+    CudaSharedMemoryRegister: _grpc.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.CudaSharedMemoryRegisterRequest, _grpc_predict_v2_pb2.CudaSharedMemoryRegisterResponse]
+    CudaSharedMemoryUnregister: _grpc.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.CudaSharedMemoryUnregisterRequest, _grpc_predict_v2_pb2.CudaSharedMemoryUnregisterResponse]
+    TraceSetting: _grpc.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.TraceSettingRequest, _grpc_predict_v2_pb2.TraceSettingResponse]
+    LogSettings: _grpc.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.LogSettingsRequest, _grpc_predict_v2_pb2.LogSettingsResponse]
 
 @_typing.type_check_only
 class GRPCInferenceServiceAsyncStub(GRPCInferenceServiceStub):
@@ -72,6 +81,14 @@ class GRPCInferenceServiceAsyncStub(GRPCInferenceServiceStub):
     RepositoryIndex: _aio.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.RepositoryIndexRequest, _grpc_predict_v2_pb2.RepositoryIndexResponse]  # type: ignore[assignment]
     RepositoryModelLoad: _aio.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.RepositoryModelLoadRequest, _grpc_predict_v2_pb2.RepositoryModelLoadResponse]  # type: ignore[assignment]
     RepositoryModelUnload: _aio.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.RepositoryModelUnloadRequest, _grpc_predict_v2_pb2.RepositoryModelUnloadResponse]  # type: ignore[assignment]
+    SystemSharedMemoryStatus: _aio.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.SystemSharedMemoryStatusRequest, _grpc_predict_v2_pb2.SystemSharedMemoryStatusResponse]  # type: ignore[assignment]
+    SystemSharedMemoryRegister: _aio.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.SystemSharedMemoryRegisterRequest, _grpc_predict_v2_pb2.SystemSharedMemoryRegisterResponse]  # type: ignore[assignment]
+    SystemSharedMemoryUnregister: _aio.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.SystemSharedMemoryUnregisterRequest, _grpc_predict_v2_pb2.SystemSharedMemoryUnregisterResponse]  # type: ignore[assignment]
+    CudaSharedMemoryStatus: _aio.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.CudaSharedMemoryStatusRequest, _grpc_predict_v2_pb2.CudaSharedMemoryStatusResponse]  # type: ignore[assignment]
+    CudaSharedMemoryRegister: _aio.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.CudaSharedMemoryRegisterRequest, _grpc_predict_v2_pb2.CudaSharedMemoryRegisterResponse]  # type: ignore[assignment]
+    CudaSharedMemoryUnregister: _aio.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.CudaSharedMemoryUnregisterRequest, _grpc_predict_v2_pb2.CudaSharedMemoryUnregisterResponse]  # type: ignore[assignment]
+    TraceSetting: _aio.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.TraceSettingRequest, _grpc_predict_v2_pb2.TraceSettingResponse]  # type: ignore[assignment]
+    LogSettings: _aio.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.LogSettingsRequest, _grpc_predict_v2_pb2.LogSettingsResponse]  # type: ignore[assignment]
 
 class GRPCInferenceServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -160,5 +177,61 @@ class GRPCInferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _grpc_predict_v2_pb2.RepositoryModelUnloadRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_grpc_predict_v2_pb2.RepositoryModelUnloadResponse, _abc.Awaitable[_grpc_predict_v2_pb2.RepositoryModelUnloadResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SystemSharedMemoryStatus(
+        self,
+        request: _grpc_predict_v2_pb2.SystemSharedMemoryStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_grpc_predict_v2_pb2.SystemSharedMemoryStatusResponse, _abc.Awaitable[_grpc_predict_v2_pb2.SystemSharedMemoryStatusResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SystemSharedMemoryRegister(
+        self,
+        request: _grpc_predict_v2_pb2.SystemSharedMemoryRegisterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_grpc_predict_v2_pb2.SystemSharedMemoryRegisterResponse, _abc.Awaitable[_grpc_predict_v2_pb2.SystemSharedMemoryRegisterResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SystemSharedMemoryUnregister(
+        self,
+        request: _grpc_predict_v2_pb2.SystemSharedMemoryUnregisterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_grpc_predict_v2_pb2.SystemSharedMemoryUnregisterResponse, _abc.Awaitable[_grpc_predict_v2_pb2.SystemSharedMemoryUnregisterResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CudaSharedMemoryStatus(
+        self,
+        request: _grpc_predict_v2_pb2.CudaSharedMemoryStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_grpc_predict_v2_pb2.CudaSharedMemoryStatusResponse, _abc.Awaitable[_grpc_predict_v2_pb2.CudaSharedMemoryStatusResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CudaSharedMemoryRegister(
+        self,
+        request: _grpc_predict_v2_pb2.CudaSharedMemoryRegisterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_grpc_predict_v2_pb2.CudaSharedMemoryRegisterResponse, _abc.Awaitable[_grpc_predict_v2_pb2.CudaSharedMemoryRegisterResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CudaSharedMemoryUnregister(
+        self,
+        request: _grpc_predict_v2_pb2.CudaSharedMemoryUnregisterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_grpc_predict_v2_pb2.CudaSharedMemoryUnregisterResponse, _abc.Awaitable[_grpc_predict_v2_pb2.CudaSharedMemoryUnregisterResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def TraceSetting(
+        self,
+        request: _grpc_predict_v2_pb2.TraceSettingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_grpc_predict_v2_pb2.TraceSettingResponse, _abc.Awaitable[_grpc_predict_v2_pb2.TraceSettingResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def LogSettings(
+        self,
+        request: _grpc_predict_v2_pb2.LogSettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_grpc_predict_v2_pb2.LogSettingsResponse, _abc.Awaitable[_grpc_predict_v2_pb2.LogSettingsResponse]]: ...
 
 def add_GRPCInferenceServiceServicer_to_server(servicer: GRPCInferenceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
