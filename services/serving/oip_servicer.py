@@ -164,7 +164,10 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
 
     def ServerMetadata(self, request, context):
         return oip.ServerMetadataResponse(
-            name="modelyard", version=package_version("modelyard"), extensions=["model_repository"]
+            name="modelyard",
+            version=package_version("modelyard"),
+            # Triton's names for what this server offers beyond the protocol's core.
+            extensions=["model_repository", "model_configuration", "statistics"],
         )
 
     def _served(self, runtime: EndpointRuntime, version: str) -> ServedModelRuntime:

@@ -371,3 +371,8 @@ def test_shared_memory_trace_and_log_say_what_there_is_or_what_to_do(served) -> 
         refused = refusal(call)
         assert refused.status() == "StatusCode.UNIMPLEMENTED"
         assert "MODELYARD_LOG_LEVEL" in refused.message()
+
+
+def test_server_metadata_names_the_extensions_offered(served) -> None:
+    extensions = served.get_server_metadata().extensions
+    assert sorted(extensions) == ["model_configuration", "model_repository", "statistics"]
