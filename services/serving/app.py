@@ -154,6 +154,7 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
             controller.close()
         watcher.close()
         service.close()
+        inference_servicer.close()
         log_writer.close()
         registry.close()
         features.close()

@@ -7,9 +7,12 @@ deterministically when the request carries an id.
 
 from __future__ import annotations
 
+import contextvars
+import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib.metadata import version as package_version
 from typing import Any
 
@@ -27,6 +30,10 @@ from modelyard.services.serving.service import ServingService
 from modelyard.services.serving.statistics import Duration, StatsSnapshot
 
 Metadata = oip.ModelMetadataResponse.TensorMetadata
+# Requests of one ModelStreamInfer answered at once; the stream's further requests wait unread.
+STREAM_WINDOW = 16
+# How often a stream's reader and writer look whether the call has ended.
+STREAM_POLL = 1.0
 log = mlog.get_logger(__name__)
 
 
@@ -155,6 +162,10 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
         # Raises PermissionDenied unless the caller may make this ModelInfer request: the
         # stream's requests each name their endpoint, so each is checked as ModelInfer is.
         self._may_infer = may_infer
+        # Answer every stream's requests: beyond this many at once, the requests wait here.
+        self._stream_workers = ThreadPoolExecutor(
+            2 * STREAM_WINDOW, thread_name_prefix="modelyard-stream"
+        )
 
     def ServerLive(self, request, context):
         return oip.ServerLiveResponse(live=True)
@@ -206,24 +217,70 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
         return self._infer(request, deadline_of(context))
 
     def ModelStreamInfer(self, request_iterator, context):
+        """Requests are read ahead and answered at once, up to STREAM_WINDOW of them (so that a
+        stream's requests are batched together, as concurrent ModelInfer calls are); answers
+        go back in the order the requests came."""
         deadline = deadline_of(context)
-        for request in request_iterator:
+        call = contextvars.copy_context()  # the caller's identity and request id
+        window: queue.Queue[Future[oip.ModelStreamInferResponse] | BaseException | None] = (
+            queue.Queue(STREAM_WINDOW)
+        )
+
+        def put(item: Future[oip.ModelStreamInferResponse] | BaseException | None) -> bool:
+            while context.is_active():
+                try:
+                    window.put(item, timeout=STREAM_POLL)
+                    return True
+                except queue.Full:
+                    continue
+            return False  # the call ended: nobody reads on
+
+        def read() -> None:
             try:
-                self._may_infer(request)
-                response = self._infer(request, deadline)
-            except ModelyardError as exc:
-                yield self._failed(request, exc.message)
+                for request in request_iterator:
+                    answer = self._stream_workers.submit(
+                        call.copy().run, self._stream_answer, request, deadline
+                    )
+                    if not put(answer):
+                        return
+            except BaseException as exc:  # an undecodable request, or the call ended
+                put(exc)
+                return
+            put(None)
+
+        threading.Thread(target=read, name="modelyard-stream-read", daemon=True).start()
+        while True:
+            try:
+                item = window.get(timeout=STREAM_POLL)
+            except queue.Empty:
+                if not context.is_active():
+                    return
                 continue
-            except Exception:
-                rid = mlog.request_id.get()
-                log.error("unhandled error in ModelStreamInfer", exc_info=True)
-                yield self._failed(
-                    request,
-                    "internal server error; retry, and report the request id "
-                    f"{rid} to the operator if it persists",
-                )
-                continue
-            yield oip.ModelStreamInferResponse(infer_response=response)
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item.result()
+
+    def _stream_answer(
+        self, request: oip.ModelInferRequest, deadline: float | None
+    ) -> oip.ModelStreamInferResponse:
+        try:
+            self._may_infer(request)
+            return oip.ModelStreamInferResponse(infer_response=self._infer(request, deadline))
+        except ModelyardError as exc:
+            return self._failed(request, exc.message)
+        except Exception:
+            rid = mlog.request_id.get()
+            log.error("unhandled error in ModelStreamInfer", exc_info=True)
+            return self._failed(
+                request,
+                "internal server error; retry, and report the request id "
+                f"{rid} to the operator if it persists",
+            )
+
+    def close(self) -> None:
+        self._stream_workers.shutdown(wait=False, cancel_futures=True)
 
     @staticmethod
     def _failed(request: oip.ModelInferRequest, message: str) -> oip.ModelStreamInferResponse:

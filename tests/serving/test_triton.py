@@ -376,3 +376,40 @@ def test_shared_memory_trace_and_log_say_what_there_is_or_what_to_do(served) -> 
 def test_server_metadata_names_the_extensions_offered(served) -> None:
     extensions = served.get_server_metadata().extensions
     assert sorted(extensions) == ["model_configuration", "model_repository", "statistics"]
+
+
+def test_a_streams_requests_are_answered_together_and_batched(platform) -> None:
+    """Requests sent without waiting were answered one after another: the next one was not
+    read until the model had answered the last, so a stream's requests were never batched."""
+    from tests.serving import models
+    from tests.serving.test_model_faults import _batcher
+
+    server, client = platform
+    X = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
+    register(models.Gated(), X, "gated")
+    client.create_endpoint("gated", [ServedModel("models:/gated/1")])
+    wait_ready(client, "gated")
+    models.GATE.clear()
+    models.ENTERED.clear()
+    try:
+        with triton.InferenceServerClient(server.address) as tc:
+            stream = Stream(tc)
+            firsts = [-1.0, 1.0, 2.0, 3.0]
+            for i, first in enumerate(firsts):
+                stream.send("gated", columns(pd.DataFrame({"a": [first], "b": [0.0]})), f"g{i}")
+            assert models.ENTERED.wait(60)  # the first holds the model
+            batcher = _batcher("gated")
+            with batcher._cond:  # the others were read meanwhile, and wait for the model
+                assert batcher._cond.wait_for(lambda: len(batcher._queue) == 3, timeout=60)
+            models.GATE.set()
+            answers = [stream.next() for _ in firsts]
+            tc.stop_stream()
+            assert [error for _result, error in answers] == [None] * 4
+            assert [r.get_response().id for r, _e in answers] == ["g0", "g1", "g2", "g3"]
+            assert [r.as_numpy("predictions").tolist() for r, _e in answers] == [
+                [f] for f in firsts
+            ]
+            (stats,) = tc.get_inference_statistics("gated").model_stats
+            assert (stats.inference_count, stats.execution_count) == (4, 2)  # -1, then 1 2 3
+    finally:
+        models.GATE.set()  # never leave a server thread waiting

@@ -176,8 +176,9 @@ class GRPCInferenceServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ModelStreamInfer(self, request_iterator, context):
-        """Each request is answered in turn, in order; one that fails is answered with its
-        error_message and the stream goes on. Each needs USE on its endpoint, as ModelInfer does.
+        """Requests are answered concurrently (batched as concurrent ModelInfer calls are), the
+        answers in the order the requests came; one that fails is answered with its error_message
+        and the stream goes on. Each needs USE on its endpoint, as ModelInfer does.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -46,8 +46,9 @@ class GRPCInferenceServiceStub:
     ModelMetadata: _grpc.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.ModelMetadataRequest, _grpc_predict_v2_pb2.ModelMetadataResponse]
     ModelInfer: _grpc.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.ModelInferRequest, _grpc_predict_v2_pb2.ModelInferResponse]
     ModelStreamInfer: _grpc.StreamStreamMultiCallable[_grpc_predict_v2_pb2.ModelInferRequest, _grpc_predict_v2_pb2.ModelStreamInferResponse]
-    """Each request is answered in turn, in order; one that fails is answered with its
-    error_message and the stream goes on. Each needs USE on its endpoint, as ModelInfer does.
+    """Requests are answered concurrently (batched as concurrent ModelInfer calls are), the
+    answers in the order the requests came; one that fails is answered with its error_message
+    and the stream goes on. Each needs USE on its endpoint, as ModelInfer does.
     """
     ModelConfig: _grpc.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.ModelConfigRequest, _grpc_predict_v2_pb2.ModelConfigResponse]
     ModelStatistics: _grpc.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.ModelStatisticsRequest, _grpc_predict_v2_pb2.ModelStatisticsResponse]
@@ -73,8 +74,9 @@ class GRPCInferenceServiceAsyncStub(GRPCInferenceServiceStub):
     ModelMetadata: _aio.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.ModelMetadataRequest, _grpc_predict_v2_pb2.ModelMetadataResponse]  # type: ignore[assignment]
     ModelInfer: _aio.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.ModelInferRequest, _grpc_predict_v2_pb2.ModelInferResponse]  # type: ignore[assignment]
     ModelStreamInfer: _aio.StreamStreamMultiCallable[_grpc_predict_v2_pb2.ModelInferRequest, _grpc_predict_v2_pb2.ModelStreamInferResponse]  # type: ignore[assignment]
-    """Each request is answered in turn, in order; one that fails is answered with its
-    error_message and the stream goes on. Each needs USE on its endpoint, as ModelInfer does.
+    """Requests are answered concurrently (batched as concurrent ModelInfer calls are), the
+    answers in the order the requests came; one that fails is answered with its error_message
+    and the stream goes on. Each needs USE on its endpoint, as ModelInfer does.
     """
     ModelConfig: _aio.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.ModelConfigRequest, _grpc_predict_v2_pb2.ModelConfigResponse]  # type: ignore[assignment]
     ModelStatistics: _aio.UnaryUnaryMultiCallable[_grpc_predict_v2_pb2.ModelStatisticsRequest, _grpc_predict_v2_pb2.ModelStatisticsResponse]  # type: ignore[assignment]
@@ -139,8 +141,9 @@ class GRPCInferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_grpc_predict_v2_pb2.ModelInferRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_grpc_predict_v2_pb2.ModelStreamInferResponse], _abc.AsyncIterator[_grpc_predict_v2_pb2.ModelStreamInferResponse]]:
-        """Each request is answered in turn, in order; one that fails is answered with its
-        error_message and the stream goes on. Each needs USE on its endpoint, as ModelInfer does.
+        """Requests are answered concurrently (batched as concurrent ModelInfer calls are), the
+        answers in the order the requests came; one that fails is answered with its error_message
+        and the stream goes on. Each needs USE on its endpoint, as ModelInfer does.
         """
 
     @_abc_1.abstractmethod
