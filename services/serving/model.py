@@ -271,8 +271,10 @@ class LoadedModel:
     @property
     def batchable(self) -> bool:
         """Whether every input and output has rows first (-1), so that requests are batches
-        along it: always for tables, for tensors as their signature says."""
-        return all(t.shape[:1] == (-1,) for t in self.inputs_metadata() + self.outputs_metadata())
+        along it: always for tables, for tensors as their signature says; never for a model
+        without a signature, which says nothing of its tensors."""
+        inputs = self.inputs_metadata()
+        return bool(inputs) and all(t.shape[:1] == (-1,) for t in inputs + self.outputs_metadata())
 
     def optional_inputs(self) -> set[str]:
         """Columns a request may leave out."""

@@ -17,6 +17,7 @@ import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
 import modelyard
+import modelyard.sklearn
 from modelyard.entities.common import PermissionLevel
 from modelyard.entities.serving import BatchingConfig, ServedModel
 from tests.security.conftest import Secure, make_secure, secure  # noqa: F401
@@ -413,3 +414,23 @@ def test_a_streams_requests_are_answered_together_and_batched(platform) -> None:
             assert (stats.inference_count, stats.execution_count) == (4, 2)  # -1, then 1 2 3
     finally:
         models.GATE.set()  # never leave a server thread waiting
+
+
+def test_model_config_of_a_model_without_signature_claims_no_batch_dimension(platform) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    server, client = platform
+    X = np.arange(12, dtype=np.float64).reshape(4, 3)
+    with modelyard.start_run():
+        modelyard.sklearn.log_model(
+            LinearRegression().fit(X, X.sum(axis=1)),
+            "model",
+            signature=False,
+            registered_model_name="bare",
+        )
+    client.create_endpoint("bare", [ServedModel("models:/bare/1")])
+    wait_ready(client, "bare")
+    with triton.InferenceServerClient(server.address) as tc:
+        config = tc.get_model_config("bare").config
+        # Nothing is known of its tensors: no batch dimension is promised.
+        assert (config.max_batch_size, list(config.input)) == (0, [])
