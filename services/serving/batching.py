@@ -187,6 +187,8 @@ class DynamicBatcher:
                     start += item.rows
         except BaseException as exc:
             if isinstance(exc, _NotRowWise):
+                # The model did run, though its answer is thrown away.
+                self.stats.executed(total, merged_at - started, predicted - merged_at, 0)
                 self._row_wise = False  # one request at a time from now on
                 log.warning(
                     "endpoint %s, served model %s: the model's output rows differ from its "

@@ -83,6 +83,10 @@ def test_a_model_that_drops_rows_never_hands_one_caller_anothers_rows() -> None:
     for t in later:
         t.join(60)
     assert len(results) == 8 and model.batches[6:] == [3, 3, 3]
+    # ModelStatistics count every model call, the merged one whose answer was thrown away too.
+    stats = batcher.stats.snapshot()
+    assert stats.execution_count == len(model.batches) == 9
+    assert {size: b.compute_infer.count for size, b in stats.batches.items()} == {3: 8, 12: 1}
 
 
 def test_a_caller_whose_deadline_passes_leaves_the_queue_uncomputed() -> None:
