@@ -520,8 +520,9 @@ def log_params(
 
 def _metric(key: str, value: float, step: int | None, timestamp: int | None) -> Metric:
     """Checked here, so a value that is not a number raises InvalidArgument in the caller even
-    when it is queued for a background batch."""
-    ts = timestamp or int(time.time() * 1000)
+    when it is queued for a background batch. Only None means now: 0 is a time (the epoch, or
+    a step-like clock), stored as given, as Client.log_metric stores it."""
+    ts = int(time.time() * 1000) if timestamp is None else timestamp
     checked = metric_args(key, value, ts, step or 0)
     return Metric(key, checked["value"], ts, checked["step"])
 

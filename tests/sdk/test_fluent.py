@@ -298,3 +298,18 @@ def test_set_experiment_takes_the_one_another_worker_just_created(
     with fluent.start_run() as run:
         pass
     assert fluent.get_run(run.info.run_id).info.experiment_id == created[0]
+
+
+def test_a_metric_logged_at_timestamp_zero_keeps_it(fluent) -> None:
+    """0 is a time like any other (the epoch; a step-like clock): only None means now, in the
+    fluent calls as in Client.log_metric, queued or not."""
+    with fluent.start_run() as run:
+        fluent.log_metric("sync", 1.0, timestamp=0)
+        fluent.log_metrics({"many": 2.0}, timestamp=0)
+        fluent.log_metric("queued", 3.0, timestamp=0, synchronous=False).wait()
+        fluent.log_metric("now", 4.0)
+    c = fluent.client()
+    rid = run.info.run_id
+    for key in ("sync", "many", "queued"):
+        assert [m.timestamp for m in c.get_metric_history(rid, key)] == [0]
+    assert c.get_metric_history(rid, "now")[0].timestamp >= run.info.start_time
