@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import decimal
+import math
 import numbers
 from typing import Any, SupportsFloat, SupportsIndex
 
@@ -163,10 +165,18 @@ def metric_args(
 
 
 def _real(value: object) -> float | None:
-    """A real number as a float, numpy's and a one-element array or tensor's too (its .item(),
-    as MLflow takes a torch loss); None for anything else (strings and bools included)."""
+    """A real number as a float, numpy's, a Decimal (a number to MLflow too: a loss summed
+    from a database column, say) and a one-element array or tensor's too (its .item(), as
+    MLflow takes a torch loss); None for anything else (strings and bools included)."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return float(value)
+    if isinstance(value, decimal.Decimal):
+        if value.is_snan():  # float() refuses it
+            return None
+        number = float(value)
+        if math.isinf(number) and value.is_finite():  # past a double's range, as a big int
+            raise OverflowError(value)
+        return number
     item = getattr(value, "item", None)
     if callable(item) and not isinstance(value, (str, bytes)):
         try:

@@ -6,6 +6,7 @@ silently different value (None stored as 0.0) nor surface as a protobuf TypeErro
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,6 +87,20 @@ def test_numbers_of_every_kind_are_logged_as_floats(client: Client, run_id: str)
     assert (got["int"], got["np32"], got["npint"]) == (3.0, 0.5, 7.0)
     assert got["nan"] != got["nan"]
     assert client.get_metric_history(run_id, "np32")[0].step == 2
+
+
+def test_decimal_metric_values_are_logged_as_floats(client: Client, run_id: str) -> None:
+    """A Decimal is a number to MLflow (a loss summed from a database column); a signaling NaN
+    and one past a double's range are refused by name, as an int past it is."""
+    client.log_metric(run_id, "dec", decimal.Decimal("0.125"))
+    client.log_batch(run_id, metrics=[Metric("dnan", decimal.Decimal("NaN"), 1_000, 0)])  # type: ignore[arg-type]
+    got = client.get_run(run_id).data.metrics
+    assert got["dec"] == 0.125 and got["dnan"] != got["dnan"]
+    for bad, words in (("sNaN", "number"), ("1e400", "too large")):
+        with pytest.raises(InvalidArgument, match=words) as err:
+            client.log_metric(run_id, "bad", decimal.Decimal(bad))
+        assert err.value.field == "value"
+    assert "bad" not in client.get_run(run_id).data.metrics
 
 
 # -- timestamps, steps, statuses -----------------------------------------------------------------
