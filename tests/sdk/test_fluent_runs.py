@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelyard.entities import RunStatus
+from modelyard.entities import RunStatus, ViewType
 from modelyard.errors import FailedPrecondition, Internal, InvalidArgument, ModelyardError
 
 
@@ -51,6 +51,36 @@ def test_resuming_a_run_under_another_parent_is_refused(fluent) -> None:
     # Its own parent is fine.
     with fluent.start_run(run_id=child.info.run_id, parent_run_id=parent.info.run_id) as resumed:
         assert resumed.info.parent_run_id == parent.info.run_id
+
+
+def test_no_run_starts_under_a_deleted_parent(fluent) -> None:
+    """A child of a deleted run would be an orphan no run tree shows: nested=True under a
+    deleted active run, parent_run_id= a deleted run and CreateRun itself are refused, naming
+    the parent; nothing is created and the stack is left as it was."""
+    c = fluent.client()
+    parent = fluent.start_run()
+    pid = parent.info.run_id
+    c.delete_run(pid)
+    attempts = (
+        lambda: fluent.start_run(nested=True),
+        lambda: fluent.start_run(nested=True, experiment_id=parent.info.experiment_id),
+        lambda: c.create_run(parent.info.experiment_id, parent_run_id=pid),
+    )
+    for attempt in attempts:
+        with pytest.raises(FailedPrecondition, match=f"parent run '{pid}' is deleted") as refused:
+            attempt()
+        assert refused.value.resource_name == pid
+        assert fluent.active_run().info.run_id == pid
+    with pytest.raises(FailedPrecondition, match="is deleted"):
+        fluent.end_run()  # a deleted run cannot end, but it leaves the stack
+    with pytest.raises(FailedPrecondition, match="is deleted"):
+        fluent.start_run(parent_run_id=pid)
+    assert fluent.active_run() is None
+    deleted = fluent.search_runs(output_format="list", run_view_type=ViewType.ALL)
+    assert [r.info.run_id for r in deleted] == [pid]
+    c.restore_run(pid)
+    with fluent.start_run(parent_run_id=pid) as child:
+        assert child.info.parent_run_id == pid
 
 
 def test_nested_under_a_parent_other_than_the_active_run_is_refused(fluent) -> None:

@@ -484,6 +484,15 @@ class SqlTrackingStore(TrackingStore):
                         "parent's experiment",
                         field="parent_run_id",
                     )
+                if parent["lifecycle_stage"] != LifecycleStage.ACTIVE.value:
+                    # A child of a deleted run would be an orphan no tree shows: adding one
+                    # changes the parent, which a deleted run refuses.
+                    raise FailedPrecondition(
+                        f"parent run {parent_run_id!r} is deleted; restore it with RestoreRun, "
+                        "or start the run without a parent",
+                        resource_type="run",
+                        resource_name=parent_run_id,
+                    )
             values = {
                 "run_uuid": run_id,
                 "name": run_name,
