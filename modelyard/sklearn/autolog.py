@@ -46,8 +46,11 @@ from modelyard.sklearn.flavor import (
     log_model,
 )
 
-# Fits in progress, process-wide: a search or pipeline may fit its inner estimators on joblib's
-# threads, where a context variable would not reach, and those fits belong to the outer run.
+# Top-level fits in progress: on this thread (.fitting), and in the process. A fit inside one on
+# the same thread (a pipeline's step) belongs to it; so does one on a joblib worker thread (a
+# search's candidates with n_jobs and the threading backend), which no context variable
+# reaches. A fit on any other thread is its own (see autolog's docstring).
+_local = threading.local()
 _fits_in_progress = 0
 _fits_lock = threading.Lock()
 # (class, method) -> the method autolog replaced
@@ -606,6 +609,20 @@ def _wrap_method(
     )
 
 
+def _inside_a_fit() -> bool:
+    """Whether a fit starting on this thread is part of a top-level fit in progress: one on
+    this thread, or, on a joblib worker thread without an active run of its own, one on any
+    thread (joblib's workers run the tasks of the fit that dispatched them)."""
+    if getattr(_local, "fitting", False):
+        return True
+    if not _fits_in_progress or fluent.active_run() is not None:
+        return False
+    from joblib.parallel import get_active_backend
+
+    backend, _ = get_active_backend()
+    return getattr(backend, "nesting_level", 0) > 0  # joblib's workers run one level down
+
+
 def _training_method(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -615,15 +632,11 @@ def _training_method(original: Callable[..., Any]) -> Callable[..., Any]:
         settings = _settings
         # A fit inside a metric or prediction autolog follows is the library's (log_loss fits
         # a LabelBinarizer), not the user's training.
-        inside_metric = post_training.is_suspended()
-        with _fits_lock:
-            if settings.disable or _fits_in_progress or inside_metric:
-                top_level = False
-            else:
-                top_level = True
-                _fits_in_progress += 1
-        if not top_level:
+        if settings.disable or post_training.is_suspended() or _inside_a_fit():
             return original(self, *args, **kwargs)
+        with _fits_lock:
+            _fits_in_progress += 1
+        _local.fitting = True
         try:
             # The training metrics below call predict and sklearn.metrics: not post-training.
             with post_training.suspended():
@@ -631,6 +644,7 @@ def _training_method(original: Callable[..., Any]) -> Callable[..., Any]:
                     return original(self, *args, **kwargs)
                 return _logged_fit(settings, original, self, args, kwargs)
         finally:
+            _local.fitting = False
             with _fits_lock:
                 _fits_in_progress -= 1
 
@@ -660,9 +674,20 @@ def autolog(
     logs to it (unless exclusive=True). Params are immutable, so a second fit with other params
     in the same run is not logged; give each fit a nested run instead. Estimators fitted while
     another autologged fit is in progress (pipeline steps, search candidates, even on joblib's
-    threads) belong to it and are not logged separately. GridSearchCV and RandomizedSearchCV
-    also log best_<param> params, best_cv_score, cv_results.csv, the best estimator, and a child
-    run for each of the max_tuning_runs best candidates (None: all of them).
+    threads) belong to it and are not logged separately.
+
+    Threads: active runs are per thread, as in MLflow, so a fit on a thread of your own (a
+    ThreadPoolExecutor, Optuna's n_jobs) logs to that thread's active run, else to a new run of
+    its own, never to another thread's run; fits on several threads at once are each logged.
+    To put a thread's fit under your run, start a run in that thread:
+    `with modelyard.start_run(parent_run_id=run_id): model.fit(...)`. A joblib worker thread
+    (n_jobs with the threading backend) with no active run of its own is taken as working for
+    the fit in progress, so fits you dispatch through joblib's threads yourself, while another
+    fit is in progress, are logged only inside a run started in the task.
+
+    GridSearchCV and RandomizedSearchCV also log best_<param> params, best_cv_score,
+    cv_results.csv, the best estimator, and a child run for each of the max_tuning_runs best
+    candidates (None: all of them).
 
     log_post_training_metrics=True also logs, to the fit's run (even once it has ended), what
     `model.score(X_test, y)` and sklearn.metrics functions (looked up on sklearn.metrics after

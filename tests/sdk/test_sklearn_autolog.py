@@ -739,3 +739,93 @@ def test_autologs_own_run_ended_under_another_stops_sampling(
     assert own.info.status == RunStatus.FINISHED
     fluent.end_run()
     assert fluent.active_run() is None  # the ended run was not left on the stack under it
+
+
+# -- threads -------------------------------------------------------------------------------------
+
+
+class _Rendezvous:
+    """A pipeline step that holds each of `parties` threads until all of them are inside their
+    fit, so the fits overlap for sure; later calls (predict) pass at once."""
+
+    def __init__(self, parties: int) -> None:
+        self.parties, self.arrived, self.lock = parties, 0, threading.Lock()
+        self.all_in = threading.Event()
+
+    def __call__(self, X: Any) -> Any:
+        with self.lock:
+            self.arrived += 1
+            if self.arrived == self.parties:
+                self.all_in.set()
+        assert self.all_in.wait(60), "the other fit never started"
+        return X
+
+
+def test_fits_on_several_threads_at_once_are_each_logged(fluent, autolog, iris) -> None:
+    """Active runs are per thread: each thread's fit logs to its own run, however the fits
+    overlap (a fit in progress on one thread used to swallow the others' whole: Optuna's
+    n_jobs lost the autologging of half its trials)."""
+    X, y = iris
+    autolog(log_models=False)
+    meet = _Rendezvous(3)
+    run_ids: dict[float, str] = {}
+    failures: list[BaseException] = []
+
+    def train(C: float, own_run: bool) -> None:
+        try:
+            pipeline = make_pipeline(FunctionTransformer(meet), LogisticRegression(C=C))
+            if own_run:
+                with fluent.start_run() as run:
+                    run_ids[C] = run.info.run_id
+                    pipeline.fit(X, y)
+            else:  # no active run on this thread: the fit gets a run of its own
+                pipeline.fit(X, y)
+                run_ids[C] = fluent.last_active_run().info.run_id
+        except BaseException as exc:
+            failures.append(exc)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        threads = [
+            threading.Thread(target=train, args=args)
+            for args in ((0.5, True), (2.0, True), (8.0, False))
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert failures == [] and autolog_warnings(caught) == []
+    assert len(set(run_ids.values())) == 3
+    for C, run_id in run_ids.items():
+        logged = fluent.get_run(run_id)
+        assert logged.data.params["logisticregression__C"] == str(C)
+        assert "training_accuracy_score" in logged.data.metrics
+        assert logged.info.status == RunStatus.FINISHED
+
+
+def test_a_threads_fit_logs_under_the_run_it_is_given(fluent, autolog, iris) -> None:
+    """A new thread has no active run (the caller's stays the caller's); the docstring's
+    recipe puts its fit in a child of the caller's run. A search's candidates on joblib's
+    threads still belong to the search."""
+    from joblib import parallel_backend
+
+    X, y = iris
+    autolog(log_models=False)
+    with fluent.start_run() as parent:
+
+        def train() -> None:
+            run = fluent.start_run(parent_run_id=parent.info.run_id)
+            with run, parallel_backend("threading", n_jobs=2):
+                GridSearchCV(LogisticRegression(max_iter=300), {"C": [0.1, 1.0]}, cv=2).fit(X, y)
+
+        worker = threading.Thread(target=train)
+        worker.start()
+        worker.join()
+        assert fluent.active_run().info.run_id == parent.info.run_id
+    everything = runs(fluent)
+    (child,) = [r for r in everything if r.info.parent_run_id == parent.info.run_id]
+    assert child.data.params["best_C"] in ("0.1", "1.0")
+    candidates = [r for r in everything if r.info.parent_run_id == child.info.run_id]
+    assert sorted(r.data.params["C"] for r in candidates) == ["0.1", "1.0"]
+    assert len(everything) == 4  # the parent, the search and its two candidates: no stray runs
+    assert fluent.get_run(parent.info.run_id).data.params == {}
