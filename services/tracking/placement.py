@@ -19,7 +19,10 @@ A delete holds leases too, one per file and without staged bytes ("deleting"), t
 transaction that forgets the records (so the files vanish from listings at once) and dropped once
 the bytes are gone. An upload of such a path meanwhile gets ABORTED, as it would otherwise place and
 record bytes that the delete then removes; a read finds no record (NOT_FOUND). A deletion lease
-left by a crash is finished like a placement: its bytes are deleted, then the lease.
+left by a crash is finished like a placement: its bytes are deleted, then the lease. A delete (or
+a finishing) that stops on an error, the object store unreachable, expires its leases instead of
+leaving them live: a retry of the delete finishes it at once and answers OK, as does the hourly
+sweep if nobody retries.
 
 The lease lasts 15 s plus 100 ms per MB (10 MB/s), or for a delete 15 s plus 50 ms per file: far
 beyond a rename, a server-side copy and two transactions, yet short, as a path whose placement died
@@ -166,13 +169,17 @@ class ArtifactPlacer:
             close()
         raise self._busy(Unavailable, run_id, path, lease, "retry")
 
-    def settle_below(self, run_id: str, path: str) -> None:
+    def settle_below(self, run_id: str, path: str) -> int:
         """Before deleting `path` (a file or a directory): finish abandoned placements there,
-        and ABORTED while a live one would put bytes back after the delete."""
+        and ABORTED while a live one would put bytes back after the delete. Returns how many
+        abandoned deletes it finished: a retry of a delete that stopped half-way is done."""
+        finished = 0
         for lease in self.store.find_placements(run_id, path):
             if not self._expired(lease):
                 raise self._busy(Aborted, run_id, lease.path, lease, "retry the delete")
             self.finish_abandoned(lease)
+            finished += lease.deleting
+        return finished
 
     def delete(self, info: RunInfo, paths: list[str]) -> None:
         """Forget the records of `paths` and delete their bytes, holding a lease on each path
@@ -191,10 +198,16 @@ class ArtifactPlacer:
             self.finish_abandoned(holder)
         if holder is not None:
             raise self._busy(Aborted, info.run_id, holder.path, holder, "retry the delete")
-        # Any failure from here keeps the leases (the records are gone already): whoever finds
-        # one expired deletes the rest of the bytes.
-        for lease in leases:
-            self.artifacts.delete(self.artifact_key(info, lease.path))
+        # A failure from here (the object store unreachable) keeps the leases, as the records
+        # are gone already, but expires them: this delete has stopped, so whoever meets one next
+        # (a retry of the delete, an upload, the sweep) deletes the rest of the bytes at once,
+        # rather than waiting out a lease nobody holds.
+        try:
+            for lease in leases:
+                self.artifacts.delete(self.artifact_key(info, lease.path))
+        except Exception:  # not a crash (a BaseException in tests): a dead holder releases nothing
+            self._release(lambda: self.store.release_deletion(leases), info.run_id)
+            raise
         self.store.drop_deletion(leases)
 
     def _busy(
@@ -232,6 +245,15 @@ class ArtifactPlacer:
         claimed = replace(lease, expires_at=self.clock() + 2 * lease_ms(lease.file_size))
         if not self.store.claim_placement(lease, claimed.expires_at):
             return
+        try:
+            self._finish_claimed(lease, claimed)
+        except Exception:  # stopped (the object store unreachable): the next one goes on
+            self._release(
+                lambda: self.store.claim_placement(claimed, lease.expires_at), lease.run_id
+            )
+            raise
+
+    def _finish_claimed(self, lease: ArtifactPlacement, claimed: ArtifactPlacement) -> None:
         try:
             key = self.artifact_key(self.store.get_run_info(lease.run_id), lease.path)
         except _NOTHING_PLACED:  # stored outside this server's root: never placed by it
@@ -294,6 +316,13 @@ class ArtifactPlacer:
         except _NOTHING_PLACED:
             return False
         return True
+
+    def _release(self, expire: Callable[[], object], run_id: str) -> None:
+        """Expire leases whose holder stopped; if even that fails, they expire in time."""
+        try:
+            expire()
+        except Exception as exc:
+            log.warning("could not release the artifact leases of run %s: %s", run_id, exc)
 
     def _expired(self, lease: ArtifactPlacement) -> bool:
         return lease.expires_at <= self.clock()

@@ -671,9 +671,13 @@ class TrackingService:
     def delete_artifact(self, rid: str, path: str) -> int:
         path = clean_path(path, field="path")
         info = self._writable_run(rid)
-        self.placer.settle_below(rid, path)
+        # A delete of `path` that stopped half-way (the object store unreachable) left leases
+        # with the bytes: finishing them is what its retry asked for.
+        finished = self.placer.settle_below(rid, path)
         exact = self.store.find_artifact(rid, path)
         doomed = [exact] if exact else self.store.list_artifacts(rid, path)
+        if not doomed and finished:
+            return finished
         if not doomed:
             raise NotFound(
                 f"run {rid!r} has no artifact {path!r}; list its files with ListArtifacts",
@@ -706,6 +710,7 @@ class TrackingService:
                 return
             self._next_sweep = self._clock() + SWEEP_INTERVAL_S
         try:
+            self.placer.finish_all_abandoned()  # deletes that stopped, if nobody retried them
             self.sweep_abandoned_uploads()
         except Exception as exc:  # housekeeping: the next one retries; the upload goes on
             log.warning("could not sweep abandoned uploads: %s", exc)

@@ -751,6 +751,50 @@ def test_an_object_store_outage_is_unavailable_naming_the_store(tmp_path: Path) 
             channel.close()
 
 
+@pytest.mark.s3
+def test_a_delete_cut_short_by_an_object_store_outage_is_finished_by_its_retry(
+    tmp_path: Path,
+) -> None:
+    """A delete that forgot the records and then lost the object store kept a live lease per
+    file: a retry once the store was back got ABORTED until the leases expired, then NOT_FOUND;
+    uploads to those paths were ABORTED meanwhile, and the bytes of paths nobody touched again
+    stayed stored. The stopped delete now expires its leases, so its retry finishes it and
+    answers OK, and an upload goes straight in."""
+    port = free_port()
+    with contextlib.ExitStack() as s3:
+        settings = s3_settings(tmp_path, s3.enter_context(serve_s3(tmp_path / "s3", port)))
+        with running_server(settings) as server, Client(server.address) as client:
+            rid = client.create_run("0").info.run_id
+            for name in ("a", "b", "c"):
+                client.log_text(rid, name, f"d/{name}.txt")
+            channel = grpc.insecure_channel(server.address)  # no SDK retries: each answer
+            stub = pb_grpc.TrackingServiceStub(channel)
+            delete = pb.DeleteArtifactRequest(run_id=rid, path="d")
+            s3.close()  # the object store goes away
+            for _attempt in ("the delete", "its retry while the store is still away"):
+                with pytest.raises(grpc.RpcError) as err:
+                    stub.DeleteArtifact(delete)
+                assert err.value.code() == grpc.StatusCode.UNAVAILABLE, err.value.details()
+            assert client.list_artifacts(rid) == []  # forgotten at once
+            s3.enter_context(serve_s3(tmp_path / "s3", port))  # back, at the same address
+            stub.DeleteArtifact(delete)  # the retry finishes it
+            store = S3ArtifactStore(settings.artifact_uri, settings.s3)
+            assert [key for key, _ in store.iter_files("") if "/artifacts/" in key] == []
+            with pytest.raises(grpc.RpcError) as err:
+                stub.DeleteArtifact(delete)  # done: nothing left to delete
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND
+            header = pb.UploadArtifactHeader(
+                run_id=rid, path="d/a.txt", sha256=hashlib.sha256(b"new").hexdigest()
+            )
+            requests = [
+                pb.UploadArtifactRequest(header=header),
+                pb.UploadArtifactRequest(chunk=b"new"),
+            ]
+            stub.UploadArtifact(iter(requests))  # no lease left on the path
+            assert [f.path for f in client.list_artifacts(rid, "d")] == ["d/a.txt"]
+            channel.close()
+
+
 @pytest.mark.usefixtures("small_thresholds")
 def test_a_local_store_streams_files_of_every_size(tmp_path: Path) -> None:
     big = random_file(tmp_path / "big.bin", 50_000)

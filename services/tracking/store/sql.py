@@ -1251,19 +1251,30 @@ class SqlTrackingStore(TrackingStore):
             conn.execute(delete(artifact_placements).where(*_same_lease(lease)))
 
     def drop_deletion(self, leases: Sequence[ArtifactPlacement]) -> None:
+        self._deletion_leases(leases, lambda where: delete(artifact_placements).where(*where))
+
+    def release_deletion(self, leases: Sequence[ArtifactPlacement]) -> None:
+        self._deletion_leases(
+            leases, lambda where: update(artifact_placements).where(*where).values(expires_at=0)
+        )
+
+    def _deletion_leases(
+        self, leases: Sequence[ArtifactPlacement], statement: Callable[[list[Any]], Any]
+    ) -> None:
+        """Run `statement` on the leases one take_deletion stored, those still as it stored
+        them, 500 paths at a time."""
         if not leases:
             return
         first, p = leases[0], artifact_placements.c
         with self.db.write() as conn:
             for chunk in _chunks([lease.path for lease in leases]):
-                conn.execute(
-                    delete(artifact_placements).where(
-                        p.run_uuid == first.run_id,
-                        p.path.in_(chunk),
-                        p.staged_key == first.staged_key,
-                        p.expires_at == first.expires_at,  # not a successor's, once it expired
-                    )
-                )
+                where = [
+                    p.run_uuid == first.run_id,
+                    p.path.in_(chunk),
+                    p.staged_key == first.staged_key,
+                    p.expires_at == first.expires_at,  # not a successor's, once it expired
+                ]
+                conn.execute(statement(where))
 
     def find_placements(self, run_id: str | None = None, path: str = "") -> list[ArtifactPlacement]:
         p = artifact_placements.c
