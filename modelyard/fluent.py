@@ -355,9 +355,7 @@ def _start_run(
         run_id = os.environ.pop(RUN_ID_ENV)
     c = client()
     if run_id:
-        run = c.get_run(run_id)
-        if run.info.lifecycle_stage != "active":
-            raise FailedPrecondition(f"run {run_id} is deleted; restore it before resuming it")
+        run = c.get_run(run_id)  # a deleted one is refused by update_run below, with the way back
         if parent_run_id and parent_run_id != run.info.parent_run_id:
             # A resumed run keeps its parent: silently ignoring the one asked for misleads.
             has = f"parent run {run.info.parent_run_id}" if run.info.parent_run_id else "no parent"

@@ -58,7 +58,7 @@ from modelyard.services.common.pagination import (
 from modelyard.services.tracking import limits
 from modelyard.services.tracking.authorizer import TrackingAuthorizer
 from modelyard.services.tracking.placement import ArtifactPlacer
-from modelyard.services.tracking.store.base import TrackingStore
+from modelyard.services.tracking.store.base import TrackingStore, run_is_deleted
 from modelyard.services.tracking.store.hot import MetricRow
 
 log = get_logger(__name__)
@@ -556,11 +556,9 @@ class TrackingService:
     def _writable_run(self, rid: str) -> RunInfo:
         info = self.store.get_run_info(run_id("run_id", rid))
         if info.lifecycle_stage != LifecycleStage.ACTIVE:
-            raise FailedPrecondition(
-                f"run {rid!r} is deleted; restore it with RestoreRun before adding artifacts",
-                resource_type="run",
-                resource_name=rid,
-            )
+            experiment = self.store.get_experiment(info.experiment_id)
+            gone = experiment.lifecycle_stage != LifecycleStage.ACTIVE
+            raise run_is_deleted(rid, info.experiment_id, gone, "changing its artifacts")
         return info
 
     def upload_artifact(

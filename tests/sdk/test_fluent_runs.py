@@ -83,6 +83,35 @@ def test_no_run_starts_under_a_deleted_parent(fluent) -> None:
         assert child.info.parent_run_id == pid
 
 
+def test_a_change_to_a_run_of_a_deleted_experiment_says_to_restore_the_experiment(
+    fluent,
+) -> None:
+    """Such a run was told to restore itself with RestoreRun, which refuses a run of a deleted
+    experiment; the refusal now names the experiment, whose restoring brings the run back."""
+    c = fluent.client()
+    eid = c.create_experiment("gone")
+    rid = c.create_run(eid).info.run_id
+    c.delete_experiment(eid)
+    for change in (
+        lambda: fluent.start_run(run_id=rid),
+        lambda: c.log_param(rid, "a", 1),
+        lambda: c.log_text(rid, "x", "x.txt"),
+    ):
+        with pytest.raises(FailedPrecondition, match=f"its experiment {eid} is deleted too"):
+            change()
+    assert fluent.active_run() is None
+    c.restore_experiment(eid)  # the way the message gives
+    with fluent.start_run(run_id=rid) as resumed:
+        fluent.log_param("a", 1)
+    assert resumed.info.status == RunStatus.RUNNING
+    # A run deleted on its own is still sent to RestoreRun.
+    c.delete_run(rid)
+    with pytest.raises(FailedPrecondition, match="restore it with RestoreRun"):
+        fluent.start_run(run_id=rid)
+    with pytest.raises(FailedPrecondition, match="restore it with RestoreRun"):
+        c.log_text(rid, "x", "x.txt")
+
+
 def test_nested_under_a_parent_other_than_the_active_run_is_refused(fluent) -> None:
     with fluent.start_run() as elsewhere:
         pass

@@ -24,6 +24,7 @@ from modelyard.entities import (
     RunTag,
     ViewType,
 )
+from modelyard.errors import FailedPrecondition
 from modelyard.services.common.filters import Comparison, OrderKey
 
 
@@ -43,6 +44,24 @@ class ArtifactPlacement:
     @property
     def deleting(self) -> bool:
         return not self.staged_key
+
+
+def run_is_deleted(
+    run_id: str, experiment_id: str, experiment_deleted: bool, before: str
+) -> FailedPrecondition:
+    """The refusal of a change (`before`: "changing it") to a deleted run. RestoreRun refuses
+    a run of a deleted experiment, and restoring the experiment brings back the runs deleted
+    with it: say so, rather than send the user to RestoreRun first."""
+    if experiment_deleted:
+        fix = (
+            f"its experiment {experiment_id} is deleted too: restore the experiment (which "
+            f"restores the runs deleted with it) before {before}"
+        )
+    else:
+        fix = f"restore it with RestoreRun before {before}"
+    return FailedPrecondition(
+        f"run {run_id!r} is deleted; {fix}", resource_type="run", resource_name=run_id
+    )
 
 
 class TrackingStore(abc.ABC):

@@ -50,7 +50,11 @@ from modelyard.services.common.filters import Comparison, OrderKey
 from modelyard.services.common.pagination import decode_token, encode_token, fingerprint
 from modelyard.services.tracking import limits
 from modelyard.services.tracking.store import schema, search
-from modelyard.services.tracking.store.base import ArtifactPlacement, TrackingStore
+from modelyard.services.tracking.store.base import (
+    ArtifactPlacement,
+    TrackingStore,
+    run_is_deleted,
+)
 from modelyard.services.tracking.store.hot import (
     COPY_MIN,
     GroupCommit,
@@ -780,10 +784,8 @@ class SqlTrackingStore(TrackingStore):
     def _active_run(self, conn: Connection, run_id: str) -> dict[str, Any]:
         row = self._run_row(conn, run_id)
         if row["lifecycle_stage"] != LifecycleStage.ACTIVE.value:
-            raise FailedPrecondition(
-                f"run {run_id!r} is deleted; restore it with RestoreRun before changing it",
-                resource_type="run",
-                resource_name=run_id,
+            raise run_is_deleted(
+                run_id, str(row["experiment_id"]), row["deleted_with_experiment"], "changing it"
             )
         return row
 
