@@ -11,6 +11,7 @@ from modelyard._gen.registry.v1 import registry_pb2_grpc
 from modelyard.client import _artifacts
 from modelyard.client._transport import Transport
 from modelyard.convert.common import (
+    count_arg,
     file_info_to_entity,
     grant_to_entity,
     grant_to_proto,
@@ -99,7 +100,7 @@ class RegistryClient:
     ) -> PagedList[RegisteredModel]:
         request = pb.SearchRegisteredModelsRequest(
             filter=filter_string or "",
-            max_results=max_results,
+            max_results=count_arg(max_results, "max_results"),
             order_by=order_by_to_proto(order_by),
             page_token=page_token or "",
         )
@@ -235,7 +236,7 @@ class RegistryClient:
     ) -> PagedList[ModelVersion]:
         request = pb.SearchModelVersionsRequest(
             filter=filter_string or "",
-            max_results=max_results,
+            max_results=count_arg(max_results, "max_results"),
             order_by=order_by_to_proto(order_by),
             page_token=page_token or "",
         )
@@ -336,7 +337,7 @@ class RegistryClient:
         request = pb.ListModelEventsRequest(
             name=name or "",
             since_event_id=since_event_id,
-            max_results=max_results,
+            max_results=count_arg(max_results, "max_results"),
             newest_first=newest_first,
         )
         response = self._t.call(self._registry.ListModelEvents, request)

@@ -22,6 +22,7 @@ from modelyard._gen.tracking.v1 import tracking_pb2_grpc
 from modelyard.client import _artifacts
 from modelyard.client._transport import Transport
 from modelyard.convert.common import (
+    count_arg,
     file_info_to_entity,
     grant_to_entity,
     grant_to_proto,
@@ -147,7 +148,7 @@ class TrackingClient:
         request = pb.SearchExperimentsRequest(
             filter=filter_string or "",
             order_by=order_by_to_proto(order_by),
-            max_results=max_results or 0,
+            max_results=count_arg(max_results or 0, "max_results"),
             page_token=page_token or "",
             view_type=view_type_to_proto(view_type),
         )
@@ -271,7 +272,7 @@ class TrackingClient:
             experiment_ids=[str(i) for i in ids],
             filter=filter_string or "",
             run_view_type=view_type_to_proto(run_view_type),
-            max_results=max_results,
+            max_results=count_arg(max_results, "max_results"),
             order_by=order_by_to_proto(order_by),
             page_token=page_token or "",
         )
@@ -375,7 +376,9 @@ class TrackingClient:
     def sample_metric_history(self, run_id: str, key: str, max_points: int) -> list[Metric]:
         """At most `max_points` (2 or more) values of the metric for a chart, evenly spread by
         step, first and last among them; the server samples, so a long history is not sent."""
-        request = pb.GetMetricHistoryRequest(run_id=run_id, metric_key=key, max_points=max_points)
+        request = pb.GetMetricHistoryRequest(
+            run_id=run_id, metric_key=key, max_points=count_arg(max_points, "max_points")
+        )
         response = self._t.call(self._tracking.GetMetricHistory, request)
         return [metric_to_entity(m) for m in response.metrics]
 
@@ -383,7 +386,10 @@ class TrackingClient:
         token = ""
         while True:
             request = pb.GetMetricHistoryRequest(
-                run_id=run_id, metric_key=key, max_results=page_size, page_token=token
+                run_id=run_id,
+                metric_key=key,
+                max_results=count_arg(page_size, "page_size"),
+                page_token=token,
             )
             response = self._t.call(self._tracking.GetMetricHistory, request)
             yield from (metric_to_entity(m) for m in response.metrics)

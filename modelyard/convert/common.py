@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from typing import overload
 
@@ -73,6 +74,26 @@ def key_text(key: object, field: str) -> str:
     raise InvalidArgument(
         f"{field} {key!r} is of type {type(key).__name__}; keys are strings, e.g. {str(key)!r}",
         field=field,
+    )
+
+
+_MAX_INT32 = 2**31 - 1
+
+
+def count_arg(value: object, field: str) -> int:
+    """A count sent in an int32 field (max_results, page_size), if it fits one: protobuf
+    refuses anything else with a bare ValueError or TypeError ('Value out of range: ...') that
+    names neither the field nor what to do. The server checks its own, far lower, limits."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        if -_MAX_INT32 - 1 <= int(value) <= _MAX_INT32:
+            return int(value)
+        raise InvalidArgument(
+            f"{field} {value} is more than any page holds; ask for fewer and follow the "
+            "page token (search results are PagedLists: .token)",
+            field=field,
+        )
+    raise InvalidArgument(
+        f"{field} is {value!r} ({type(value).__name__}); it must be a whole number", field=field
     )
 
 

@@ -103,6 +103,26 @@ def test_decimal_metric_values_are_logged_as_floats(client: Client, run_id: str)
     assert "bad" not in client.get_run(run_id).data.metrics
 
 
+@pytest.mark.parametrize("value", [10**10, -(10**10), 2.5, "10", True])
+def test_a_page_size_protobuf_cannot_hold_is_named(unreachable: Client, value: object) -> None:
+    """max_results=10**10 was protobuf's bare ValueError 'Value out of range', naming no field."""
+    calls = {
+        "max_results": [
+            lambda: unreachable.search_runs(["0"], max_results=value),  # type: ignore[arg-type]
+            lambda: unreachable.search_experiments(max_results=value),  # type: ignore[arg-type]
+            lambda: unreachable.search_registered_models(max_results=value),  # type: ignore[arg-type]
+            lambda: unreachable.search_model_versions(max_results=value),  # type: ignore[arg-type]
+        ],
+        "max_points": [lambda: unreachable.sample_metric_history("0" * 32, "m", value)],  # type: ignore[arg-type]
+        "page_size": [lambda: list(unreachable.iter_metric_history("0" * 32, "m", value))],  # type: ignore[arg-type]
+    }
+    for field, attempts in calls.items():
+        for attempt in attempts:
+            with pytest.raises(InvalidArgument) as err:
+                attempt()
+            assert err.value.field == field
+
+
 # -- timestamps, steps, statuses -----------------------------------------------------------------
 
 
