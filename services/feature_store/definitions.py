@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from urllib.parse import urlparse
 
 from sqlalchemy.engine import make_url
@@ -18,11 +18,12 @@ from modelyard.features.definitions import (
     FeatureService,
     FeatureView,
     FileSource,
+    SqlSource,
     ValueType,
     kind_of,
     plain,
 )
-from modelyard.services.common.db.engine import shown_url
+from modelyard.services.common.db.engine import MASKED_PASSWORD, shown_url
 from modelyard.services.common.validation import shown
 from modelyard.services.feature_store.offline.base import RESERVED_PREFIX
 
@@ -399,3 +400,41 @@ def plan(
         for kind, name in sorted(existing.keys() - wanted.keys()):
             steps.append(Step("delete", kind, name))
     return steps
+
+
+# -- what callers see of a definition ---------------------------------------------------------
+
+
+def as_shown(d: Definition) -> Definition:
+    """`d` as definitions are answered: a SQL source's password masked. Reading a view's
+    definition (READ) is not using its database: only the server needs those credentials."""
+    if isinstance(d, FeatureView) and isinstance(d.source, SqlSource):
+        url = shown_url(d.source.url)
+        if url != d.source.url:
+            return replace(d, source=replace(d.source, url=url))
+    return d
+
+
+def with_stored_password(d: Definition, before: Definition | None, at: str) -> Definition:
+    """A view applied as it was answered (its source's password masked) keeps the password
+    stored for the same URL: the masked text is no password."""
+    if not (isinstance(d, FeatureView) and isinstance(d.source, SqlSource)):
+        return d
+    url = d.source.url
+    try:
+        masked = make_url(url).password == MASKED_PASSWORD
+    except (ArgumentError, ValueError):
+        return d
+    if not masked:
+        return d
+    if (
+        isinstance(before, FeatureView)
+        and isinstance(before.source, SqlSource)
+        and shown_url(before.source.url) == url
+    ):
+        return replace(d, source=replace(d.source, url=before.source.url))
+    raise InvalidArgument(
+        f"{at}.source.url has the password masked ({MASKED_PASSWORD!r}), as definitions are "
+        "answered, and it is not the URL stored for this view; give the database's password",
+        field=f"{at}.source.url",
+    )

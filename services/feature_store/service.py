@@ -8,7 +8,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -236,10 +236,12 @@ class FeaturesService:
         entities = {n: e for (_, n), e in existing.items() if isinstance(e, Entity)}
         entities |= {d.name: d for d in desired if isinstance(d, Entity)}
         out: list[Definition] = []
-        for d in desired:
+        for i, d in enumerate(desired):
             if isinstance(d, FeatureView):
                 keys = [k.name for e in d.entities if e in entities for k in entities[e].join_keys]
                 d = defs.without_join_keys(d, keys)
+                before = existing.get(("feature_view", d.name))
+                d = defs.with_stored_password(d, before, f"definitions[{i}].feature_view")
             out.append(d)
         return out
 
@@ -328,7 +330,11 @@ class FeaturesService:
             _check_kind(kind)
         stored = self.store.list_definitions(kind)
         readable = self.authorizer.readable()
-        return [s for s in stored if readable(kind_of(s.definition), s.definition.name)]
+        return [
+            replace(s, definition=defs.as_shown(s.definition))
+            for s in stored
+            if readable(kind_of(s.definition), s.definition.name)
+        ]
 
     def get_definition(self, kind: str, name: str, version: int) -> Stored:
         _check_kind(kind)
@@ -336,7 +342,8 @@ class FeaturesService:
             raise InvalidArgument("name is required", field="name")
         if version < 0:
             raise InvalidArgument("version must not be negative", field="version")
-        return self.store.get(kind, name, version)
+        stored = self.store.get(kind, name, version)
+        return replace(stored, definition=defs.as_shown(stored.definition))
 
     def _view(self, name: str) -> FeatureView:
         found = self.store.find("feature_view", name)

@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, event, text
 from modelyard._gen.features.v1 import features_pb2 as pb
 from modelyard._gen.features.v1.features_pb2_grpc import FeatureStoreServiceStub
 from modelyard.convert.common import ms_to_timestamp
-from modelyard.errors import FailedPrecondition
+from modelyard.errors import FailedPrecondition, InvalidArgument
 from modelyard.features import FeatureStoreClient, SqlSource
 from modelyard.services.common.server import ModelyardServer
 from tests.features.repo import NOW, Repo, driver_rows
@@ -229,3 +229,39 @@ def test_a_query_giving_a_column_twice_is_refused(
         with pytest.raises(FailedPrecondition) as err:
             call()
         assert err.value.resource_name == "driver_stats" and "'trips'" in str(err.value)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("warehouse", ["postgres"], indirect=True)
+def test_a_sql_sources_password_is_never_answered(
+    store: FeatureStoreClient, repo: Repo, warehouse: str
+) -> None:
+    """GetDefinition and ListDefinitions gave the source's URL, password included, to whoever
+    may READ the view. They answer it masked; a definition applied back as it was answered
+    keeps the stored password, and a masked URL that is not the stored one is refused."""
+    url = sqlalchemy.make_url(warehouse).set(password="s3cret")
+    secret_url = url.render_as_string(hide_password=False)
+    source = SqlSource(secret_url, "driver_window", created_timestamp_column="created")
+    store.apply([repo.driver, replace(repo.stats, source=source)])
+
+    answered = store.get_feature_view("driver_stats")
+    assert isinstance(answered.source, SqlSource)
+    assert "s3cret" not in answered.source.url
+    assert answered.source.url == url.render_as_string(hide_password=True)
+    (listed,) = [v for v in store.list_feature_views() if v.name == "driver_stats"]
+    assert listed.source == answered.source
+
+    # Applied back as answered (a description added): the password stays the stored one.
+    store.apply([repo.driver, replace(answered, description="trips per driver")])
+    store.materialize(NOW - 100 * HOUR, NOW)
+    assert store.get_online_features(["driver_stats:trips"], [{"driver_id": 1}]).to_dict()[
+        "trips"
+    ] == [35]
+
+    elsewhere = url.set(database="other").render_as_string(hide_password=True)
+    with pytest.raises(InvalidArgument, match="password masked") as err:
+        store.apply(
+            [repo.driver, replace(answered, source=replace(answered.source, url=elsewhere))]
+        )
+    assert err.value.field == "definitions[1].feature_view.source.url"

@@ -65,6 +65,10 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+# How SQLAlchemy shows a URL's password it hides.
+MASKED_PASSWORD = "***"
+
+
 def shown_url(url: str) -> str:
     """`url` as it may be printed or logged: its password masked (a URL that does not parse is
     returned as it is, having no recognisable password to mask)."""
