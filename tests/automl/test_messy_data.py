@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import modelyard.pyfunc
 from modelyard.automl import families, forecasting, search
 from modelyard.automl.dataset import SPLIT_COL
 from modelyard.automl.metrics import CLASSIFICATION
+from modelyard.automl.result import AutoMLResult
 from modelyard.errors import FailedPrecondition, InvalidArgument
 from modelyard.models.signature import ColumnSpec
 
@@ -333,12 +335,15 @@ def test_a_one_row_class_leaves_svm_out_instead_of_failing_its_trials(fluent, tm
     assert "svm" not in params["model_families"].split(",")
 
 
+@pytest.mark.parametrize("in_thread", [False, True], ids=["main_thread", "other_thread"])
 def test_a_fit_longer_than_the_budget_is_stopped_and_the_best_model_kept(
-    fluent, monkeypatch, tmp_path
+    fluent, monkeypatch, tmp_path, in_thread: bool
 ) -> None:
     """The budget was checked only between CV folds (never without CV), so one long fit ran to
     its end: a 30 s classify took 79 s on a 20k-row table, a forest fitting for 55 s. A fit
-    still running at the deadline is stopped now; the trial ends PRUNED, the best model stays."""
+    still running at the deadline is stopped now; the trial ends PRUNED, the best model stays.
+    Also from a thread other than the main one (a notebook's worker, a web handler), where
+    SIGALRM never arrives and the 120 s fit ran to its end."""
     real = search.TabularSearch.evaluate
     spun: list[float] = []
 
@@ -352,9 +357,22 @@ def test_a_fit_longer_than_the_budget_is_stopped_and_the_best_model_kept(
         return real(self, spec)
 
     monkeypatch.setattr(search.TabularSearch, "evaluate", evaluate)
-    result = modelyard.automl.classify(
-        _binary(), "y", timeout_minutes=0.25, cv_folds=None, output_dir=tmp_path
-    )
+    results: list[AutoMLResult] = []
+
+    def classify() -> None:
+        results.append(
+            modelyard.automl.classify(
+                _binary(), "y", timeout_minutes=0.25, cv_folds=None, output_dir=tmp_path
+            )
+        )
+
+    if in_thread:
+        worker = threading.Thread(target=classify)
+        worker.start()
+        worker.join()
+    else:
+        classify()
+    (result,) = results
 
     assert spun == []  # no 120 s fit ran to its end
     states = dict(zip(result.trials["model_family"], result.trials["state"], strict=True))
