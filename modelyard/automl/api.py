@@ -322,6 +322,7 @@ def _tabular(
         n_jobs=1 if df.size <= 2_000_000 else -1,
     )
     candidates = families.available(ctx, excluded)
+    notes += families.too_many_rows_notes(ctx, excluded)
     short = [f.name for f in candidates if f.too_few_class_rows(ctx)]
     candidates = [f for f in candidates if f.name not in short]
     if short:

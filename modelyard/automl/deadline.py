@@ -8,8 +8,9 @@ handler, a job runner's pool), where signals never arrive, by a timer thread tha
 exception on the trial's thread (CPython's PyThreadState_SetAsyncExc), which raises it as soon
 as that thread runs Python again. The fits AutoML runs (forests tree by tree, boosting round by
 round, the solvers' iterations, the statistical models) all return to Python often, so they stop
-within moments either way. A single call into compiled code stops only when it returns. Where
-neither way exists (another Python implementation) the budget is checked between steps only.
+within moments either way. A single call into compiled code stops only when it returns: a kernel
+SVM's fit is one, so families.SVM_MAX_ROWS keeps it short. Where neither way exists (another
+Python implementation) the budget is checked between steps only.
 """
 
 from __future__ import annotations

@@ -19,7 +19,12 @@ import optuna
 from modelyard.automl.metrics import CLASSIFICATION, REGRESSION
 
 FRAMEWORKS = ("sklearn", "lightgbm", "xgboost", "statsmodels")
-SMALL_DATA_ROWS = 10_000  # kernel and neighbour models only below this size
+SMALL_DATA_ROWS = 10_000  # neighbour models only up to this size: predictions scan every row
+# Kernel SVMs only up to this size: their fit is one call into libsvm, which the time budget
+# cannot stop (automl/deadline.py stops fits when they return to Python), and its time grows
+# with the square of the rows or worse: at 10,000 rows one fit took 22 s, with calibration
+# and CV a trial makes 11 of them, each of which may run past the budget.
+SVM_MAX_ROWS = 2_000
 # CalibratedClassifierCV fits on 4/5 of what it gets: a class with one row would be missing
 # from one of those fits, and it refuses.
 CALIBRATION_CLASS_ROWS = 2
@@ -56,14 +61,17 @@ class Family:
     problems: tuple[str, ...]
     suggest: Callable[[optuna.trial.BaseTrial, Context], Spec]
     defaults: Callable[[Context], dict[str, Any]]
-    small_data_only: bool = False
+    # Only on tables of at most this many rows, and why (for the note saying it was left out).
+    max_rows: int | None = None
+    max_rows_why: str = ""
     # Classification only: rows every class needs in a fit (probability calibration's folds).
     class_rows: int = 0
 
     def available(self, ctx: Context) -> bool:
-        return ctx.problem in self.problems and (
-            not self.small_data_only or ctx.n_rows <= SMALL_DATA_ROWS
-        )
+        return ctx.problem in self.problems and not self.too_many_rows(ctx)
+
+    def too_many_rows(self, ctx: Context) -> bool:
+        return self.max_rows is not None and ctx.n_rows > self.max_rows
 
     def too_few_class_rows(self, ctx: Context) -> bool:
         return ctx.problem == CLASSIFICATION and ctx.rarest_fit_class < self.class_rows
@@ -272,7 +280,8 @@ FAMILIES: tuple[Family, ...] = (
         BOTH,
         _svm,
         _svm_defaults,
-        small_data_only=True,
+        max_rows=SVM_MAX_ROWS,
+        max_rows_why="its fit is one call the time budget cannot stop, slower with every row",
         class_rows=CALIBRATION_CLASS_ROWS,
     ),
     Family("extra_trees", "sklearn", BOTH, _trees("extra_trees"), _trees_defaults),
@@ -282,13 +291,26 @@ FAMILIES: tuple[Family, ...] = (
         BOTH,
         _knn,
         lambda ctx: {"n_neighbors": 5, "weights": "distance", "p": 2},
-        small_data_only=True,
+        max_rows=SMALL_DATA_ROWS,
+        max_rows_why="its predictions compare each row with every training row",
     ),
 )
 
 
 def available(ctx: Context, exclude_frameworks: tuple[str, ...] = ()) -> list[Family]:
     return [f for f in FAMILIES if f.available(ctx) and f.framework not in exclude_frameworks]
+
+
+def too_many_rows_notes(ctx: Context, exclude_frameworks: tuple[str, ...] = ()) -> list[str]:
+    """What to tell the user of each family left out for the table's size."""
+    return [
+        f"{f.name} left out: the data has {ctx.n_rows:,} rows, more than the {f.max_rows:,} it "
+        f"is tried on ({f.max_rows_why}); pass a sample of the rows to include it"
+        for f in FAMILIES
+        if ctx.problem in f.problems
+        and f.framework not in exclude_frameworks
+        and f.too_many_rows(ctx)
+    ]
 
 
 # -- building and writing estimators ------------------------------------------------------------

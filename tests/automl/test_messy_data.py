@@ -335,6 +335,26 @@ def test_a_one_row_class_leaves_svm_out_instead_of_failing_its_trials(fluent, tm
     assert "svm" not in params["model_families"].split(",")
 
 
+def test_svm_whose_fit_cannot_be_stopped_is_left_out_of_larger_tables_with_a_note(
+    fluent, tmp_path
+) -> None:
+    """A kernel SVM's fit is one call into libsvm that the deadline cannot stop: at 10,000 rows
+    (where it was tried) one fit took 22 s, and a trial makes up to 11. It is tried on up to
+    SVM_MAX_ROWS rows; above, it is left out with a note, as k-nearest neighbours are above
+    theirs."""
+    limit = families.SVM_MAX_ROWS
+    at_limit = families.Context(CLASSIFICATION, n_rows=limit, n_classes=2)
+    assert "svm" in {f.name for f in families.available(at_limit)}
+    result = modelyard.automl.classify(
+        _binary(limit + 1), "y", max_trials=1, cv_folds=None, output_dir=tmp_path
+    )
+    params = fluent.client().get_run(result.parent_run_id).data.params
+    assert "svm" not in params["model_families"].split(",")
+    assert "knn" in params["model_families"].split(",")
+    (note,) = [w for w in result.warnings if w.startswith("svm left out")]
+    assert f"{limit + 1:,} rows, more than the {limit:,}" in note
+
+
 @pytest.mark.parametrize("in_thread", [False, True], ids=["main_thread", "other_thread"])
 def test_a_fit_longer_than_the_budget_is_stopped_and_the_best_model_kept(
     fluent, monkeypatch, tmp_path, in_thread: bool
