@@ -52,8 +52,11 @@ A worker that dies mid-trial (killed, out of memory, a preempted pod) leaves its
 Optuna, and so its run and the parent, unless the storage has a heartbeat: give every worker
 `optuna.storages.RDBStorage(url, heartbeat_interval=60)` (a stale trial is one not heard from
 for `grace_period`, by default two intervals). Optuna then fails the dead worker's trial, as any
-worker starts a trial or finishes; the worker that finishes ends that trial's run FAILED and,
-with no trial running, finishes the parent.
+worker starts a trial or finishes, and that worker ends the trial's run FAILED (and, with no
+trial running as it finishes, the parent). To run such a trial again, give the storage
+`heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)`:
+the next worker runs a copy of it, its run tagged `optuna.retried_trial` with the number of the
+trial it retries.
 
 Any sampler or pruner works (`create_study` defaults to TPE). Grid and random search need nothing
 of their own: pass `optuna.samplers.GridSampler(search_space)` or `RandomSampler(seed=...)`.
@@ -95,6 +98,7 @@ MANAGED_TAG = "modelyard.tuning.managed"
 ROLE_TAG = "modelyard.tuning.role"
 INTERMEDIATE_METRIC = "intermediate_value"
 PARAM_NAMES_TAG = "optuna.param_names"
+RETRIED_ATTR = "failed_trial"  # the trial a RetryHeartbeatStaleTrialCallback copy retries
 
 Direction = Literal["minimize", "maximize"] | StudyDirection  # as optuna.create_study takes it
 
@@ -395,11 +399,22 @@ def track(
     target = _Target(parent_run_id, experiment_id, tuple(metric_names), intermediate_metric)
 
     def tracked(trial: Trial) -> Any:
+        # A dead worker's trial, failed by Optuna as this one started, ends its run now rather
+        # than when this worker's optimize ends, which may be hours away.
+        _end_stale_trial_runs(trial.study, parent_run_id, experiment_id)
         return _run_trial(objective, trial, target)
 
     tracked.__name__ = getattr(objective, "__name__", "objective")
     tracked.__doc__ = objective.__doc__
     return tracked
+
+
+def _retry_tags(trial: Trial) -> dict[str, str]:
+    """`optuna.retried_trial`: the failed trial this one retries (a storage's
+    RetryHeartbeatStaleTrialCallback enqueues such a copy of a dead worker's trial), whose run it
+    replaces."""
+    failed = trial.storage.get_trial_system_attrs(trial._trial_id).get(RETRIED_ATTR)
+    return {} if failed is None else {"optuna.retried_trial": str(failed)}
 
 
 def _run_trial(objective: Callable[[Trial], Any], trial: Trial, target: _Target) -> Any:
@@ -413,6 +428,7 @@ def _run_trial(objective: Callable[[Trial], Any], trial: Trial, target: _Target)
             "optuna.study_name": trial.study.study_name,
             "optuna.trial_number": trial.number,
             "optuna.worker": _worker(),
+            **_retry_tags(trial),
         },
         resume_env_run=False,
     )
@@ -627,6 +643,11 @@ def _end_stale_trial_runs(study: optuna.Study, parent_run_id: str, experiment_id
     with warnings.catch_warnings():  # as Optuna calls it: experimental since 2.9, still is
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
+    # Failed trials first, their runs' status after: a live worker ends a trial's run before
+    # Optuna records the trial FAIL, so a run still RUNNING then has no worker left to end it.
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    if not failed:
+        return
     running = fluent.search_runs(
         [experiment_id],
         f"attributes.parent_run_id = '{parent_run_id}' and attributes.status = 'RUNNING'",
@@ -634,7 +655,7 @@ def _end_stale_trial_runs(study: optuna.Study, parent_run_id: str, experiment_id
     )
     running_ids = {r.info.run_id for r in cast(list[Run], running)}
     c = fluent.client()
-    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+    for t in failed:
         run_id = t.user_attrs.get(TRIAL_RUN_ATTR)
         if run_id in running_ids:
             reason = "its worker stopped: no heartbeat within the storage's grace period"
@@ -647,10 +668,10 @@ def _end_stale_trial_runs(study: optuna.Study, parent_run_id: str, experiment_id
 
 def _result(study: optuna.Study, rid: str, exp_id: str) -> TuningResult:
     trials = study.get_trials(deepcopy=False)
-    runs = {
+    runs = {  # a WAITING retry carries its failed trial's user attrs, so that trial's run
         t.number: str(t.user_attrs[TRIAL_RUN_ATTR])
         for t in trials
-        if TRIAL_RUN_ATTR in t.user_attrs
+        if TRIAL_RUN_ATTR in t.user_attrs and t.state != TrialState.WAITING
     }
     best: FrozenTrial | None = None
     if len(study.directions) == 1 and any(t.state == TrialState.COMPLETE for t in trials):

@@ -385,6 +385,58 @@ def test_a_killed_workers_trial_run_and_the_parent_end_with_a_heartbeat(
     assert parent.info.status == RunStatus.FINISHED and parent.data.metrics["n_failed"] == 1
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_killed_workers_trial_is_failed_and_retried_by_the_next_worker(
+    fluent, server, tmp_path: Path
+) -> None:
+    """kill -9 mid-trial, with the storage's RetryHeartbeatStaleTrialCallback: the next worker fails
+    the stale trial and runs a copy of it. Its run says which trial it retries, and the dead
+    trial's run is FAILED as the retry starts; before, it stayed RUNNING until that worker's
+    optimize ended (for a long study, hours)."""
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+    storage = optuna.storages.RDBStorage(
+        url, heartbeat_interval=1, grace_period=1, heartbeat_stale_trial_callback=retry
+    )
+    study = tuning.create_study(study_name="retry", storage=storage, direction="minimize")
+    worker = [sys.executable, str(Path(__file__).with_name("worker.py")), server.address, url]
+    hang = [*worker, "retry", "1", "--heartbeat", "1", "--retry", "--hang"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    doomed = subprocess.Popen(hang, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert doomed.stdout is not None and doomed.stdout.readline() == "running 0\n"
+        deadline = time.monotonic() + 60
+        while not _heartbeats(tmp_path / "optuna.db"):  # never stale without a first beat
+            assert time.monotonic() < deadline, "trial 0 never recorded a heartbeat"
+            time.sleep(0.05)  # polling Optuna's own table
+    finally:
+        doomed.kill()
+        doomed.wait()
+    (crashed,) = study.get_trials()
+    deadline = time.monotonic() + 60
+    while crashed._trial_id not in storage._get_stale_trial_ids(study._study_id):
+        assert time.monotonic() < deadline, "trial 0 never went stale"
+        time.sleep(0.2)
+
+    next_worker = subprocess.Popen(hang, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert next_worker.stdout is not None and next_worker.stdout.readline() == "running 1\n"
+        failed, retried = study.get_trials()
+        c = fluent.client()
+        dead_run = c.get_run(failed.user_attrs[tuning.TRIAL_RUN_ATTR])
+        assert failed.state.name == "FAIL" and dead_run.info.status == RunStatus.FAILED
+        assert "heartbeat" in dead_run.data.tags["optuna.fail_reason"]
+        assert retried.params == failed.params and retried.state.name == "RUNNING"
+        retry_run = c.get_run(retried.user_attrs[tuning.TRIAL_RUN_ATTR])
+        assert retry_run.info.run_id != dead_run.info.run_id
+        assert retry_run.info.status == RunStatus.RUNNING
+        assert retry_run.data.tags["optuna.retried_trial"] == "0"
+    finally:
+        next_worker.kill()
+        next_worker.wait()
+        storage.engine.dispose()
+
+
 def test_reloading_a_stored_study_with_other_directions_is_refused(fluent, tmp_path: Path) -> None:
     """create_study loads an existing study by default: a direction other than the stored one
     would silently optimize the wrong way, so it is refused, naming the stored direction."""
