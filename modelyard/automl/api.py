@@ -31,6 +31,7 @@ from modelyard.automl.metrics import CLASSIFICATION, REGRESSION
 from modelyard.automl.result import AutoMLResult
 from modelyard.errors import InvalidArgument
 from modelyard.models.signature import column_type
+from modelyard.services.common import validation
 
 OnTrial = Callable[[search.TrialEvent], None]
 CV_MAX_ROWS = 5000  # at most this many train + val rows: trials are scored by 5-fold CV
@@ -45,6 +46,7 @@ def classify(
     max_trials: int | None = None,
     exclude_frameworks: Iterable[str] | None = None,
     exclude_cols: Iterable[str] | None = None,
+    identity_col: str | Iterable[str] | None = None,
     pos_label: Any = None,
     split_col: str | None = None,
     val_fraction: float = 0.2,
@@ -58,7 +60,9 @@ def classify(
 ) -> AutoMLResult:
     """Find a classifier for `target_col`. Primary metric: f1 (default), roc_auc, log_loss,
     accuracy, precision or recall; binary metrics are for `pos_label` (default: the last label
-    in sorted order, e.g. 1 or True)."""
+    in sorted order, e.g. 1 or True). `exclude_cols` are left out of the run altogether;
+    `identity_col` (one name or several: a customer or order id) is no feature but stays, as
+    given, in the logged training data, to join results back to."""
     return _tabular(CLASSIFICATION, **locals())
 
 
@@ -71,6 +75,7 @@ def regress(
     max_trials: int | None = None,
     exclude_frameworks: Iterable[str] | None = None,
     exclude_cols: Iterable[str] | None = None,
+    identity_col: str | Iterable[str] | None = None,
     split_col: str | None = None,
     val_fraction: float = 0.2,
     test_fraction: float = 0.2,
@@ -81,7 +86,8 @@ def regress(
     output_dir: str | Path | None = None,
     on_trial: OnTrial | None = None,
 ) -> AutoMLResult:
-    """Find a regressor for `target_col`. Primary metric: rmse (default), mae or r2."""
+    """Find a regressor for `target_col`. Primary metric: rmse (default), mae or r2.
+    `exclude_cols` and `identity_col` as for `classify`."""
     return _tabular(REGRESSION, pos_label=None, **locals())
 
 
@@ -188,6 +194,7 @@ def _prepare(
     data: Any,
     target_col: str,
     exclude_cols: Iterable[str] | None,
+    identity: list[str],
     split_col: str | None,
     val_fraction: float,
     test_fraction: float,
@@ -208,6 +215,7 @@ def _prepare(
     drop = [c for c in exclude_cols or () if c != target_col]
     for c in drop:  # a misspelt name would leave in the very column meant to be left out
         dataset.require_column(raw, c, "exclude_cols")
+    _check_identity(raw, identity, target_col, drop, split_col)
     raw = raw.drop(columns=drop).reset_index(drop=True)
     if len(raw) < 20:
         raise InvalidArgument(f"{len(raw)} rows is too few to train and validate", field="data")
@@ -223,13 +231,53 @@ def _prepare(
             "logged), or rename it to train on it",
             field="data",
         )
-    normalized, schema = dataset.normalize(raw, target_col, problem == REGRESSION)
+    keep = [str(c) for c in identity]
+    normalized, schema = dataset.normalize(raw, target_col, problem == REGRESSION, keep)
     normalized[dataset.SPLIT_COL] = split.to_numpy()
     schema.dtypes[dataset.SPLIT_COL] = "str"
     csv_path = workdir / "training_data.csv"
     normalized.to_csv(csv_path, index=False)
     given = raw.drop(columns=[target_col]).rename(columns=str)
     return schema.read(csv_path), given, schema, csv_path, notes
+
+
+def _identity_cols(identity_col: str | Iterable[str] | None) -> list[str]:
+    if identity_col is None:
+        return []
+    return [identity_col] if isinstance(identity_col, str) else list(identity_col)
+
+
+def _check_identity(
+    raw: pd.DataFrame,
+    identity: list[str],
+    target_col: str,
+    excluded: list[str],
+    split_col: str | None,
+) -> None:
+    """Identity columns must be columns (a misspelt one would be trained on, as with
+    exclude_cols) and none of the columns with another role."""
+    for c in identity:
+        dataset.require_column(raw, c, "identity_col")
+        role = (
+            "target_col"
+            if c == target_col
+            else "split_col"
+            if c == split_col
+            else "exclude_cols"
+            if c in excluded
+            else None
+        )
+        if role is not None:
+            raise InvalidArgument(
+                f"identity_col {c!r} is also {role}: an identity column is kept in the "
+                "outputs and used for nothing else; name it in one of them only",
+                field="identity_col",
+            )
+    repeated = validation.named_twice(identity)
+    if repeated is not None:
+        raise InvalidArgument(
+            f"identity_col names {repeated!r} twice; name each column once", field="identity_col"
+        )
 
 
 def _input_example(given: pd.DataFrame, df: pd.DataFrame, rows: Any, columns: list[str]) -> Any:
@@ -258,6 +306,7 @@ def _tabular(
     max_trials: int | None,
     exclude_frameworks: Iterable[str] | None,
     exclude_cols: Iterable[str] | None,
+    identity_col: str | Iterable[str] | None,
     pos_label: Any,
     split_col: str | None,
     val_fraction: float,
@@ -275,23 +324,26 @@ def _tabular(
     common.registered_model_name(register_model)
     total, timeout = common.budget_seconds(timeout_minutes, max_trials)
     workdir = common.output_dir(output_dir)
+    identity = _identity_cols(identity_col)
+    kept = [str(c) for c in identity]  # as the normalized frame names columns
     df, given, schema, csv_path, notes = _prepare(
         problem,
         data,
         target_col,
         exclude_cols,
+        identity,
         split_col,
         val_fraction,
         test_fraction,
         seed,
         workdir,
     )
-    feature_frame = df.drop(columns=[target_col, dataset.SPLIT_COL])
+    feature_frame = df.drop(columns=[target_col, dataset.SPLIT_COL, *kept])
     types = profile.detect_types(feature_frame)
     plan = features.plan(types)
     if not plan.columns:
         raise InvalidArgument(f"no usable feature columns: {plan.dropped}", field="data")
-    prof = profile.profile(df.drop(columns=[dataset.SPLIT_COL]), target_col, problem, types)
+    prof = profile.profile(df.drop(columns=[dataset.SPLIT_COL, *kept]), target_col, problem, types)
     fit_rows = int((df[dataset.SPLIT_COL] != "test").sum())
     folds = _cv_folds(cv_folds, fit_rows)
     if split_col is not None:
@@ -347,6 +399,7 @@ def _tabular(
         "model_families": ",".join(f.name for f in candidates),
         "cv_folds": folds,
         "split": "user" if split_col else f"random:{val_fraction}/{test_fraction}",
+        "identity_cols": ",".join(kept),
         "seed": seed,
         "n_rows": len(df),
         "n_features": len(plan.columns),

@@ -9,6 +9,7 @@ call. So a script sees exactly the rows, types and split the trial saw.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,9 +142,13 @@ def timestamps(col: pd.Series, name: str) -> pd.Series:
 
 
 def normalize(
-    df: pd.DataFrame, target_col: str, keep_target_numeric: bool
+    df: pd.DataFrame,
+    target_col: str,
+    keep_target_numeric: bool,
+    identity: Collection[str] = (),
 ) -> tuple[pd.DataFrame, Schema]:
-    """Features as float64, text (str) or timestamps; the target keeps its type."""
+    """Features as float64, text (str) or timestamps; the target and the `identity` columns
+    keep their type (an id 17 stays 17, not 17.0)."""
     out = {}
     dtypes: dict[str, str] = {}
     dates: list[str] = []
@@ -154,12 +159,12 @@ def normalize(
             out[name] = timestamps(col, name)
             dates.append(name)
             continue
-        if name == target_col:
+        if name == target_col or name in identity:
             if pd.api.types.is_bool_dtype(col):
                 dtypes[name] = "bool"
             elif pd.api.types.is_integer_dtype(col):
                 col, dtypes[name] = col.astype("int64"), "int64"
-            elif pd.api.types.is_float_dtype(col) or keep_target_numeric:
+            elif pd.api.types.is_float_dtype(col) or (keep_target_numeric and name == target_col):
                 col, dtypes[name] = numeric(col, name), "float64"
             else:
                 col, dtypes[name] = col.astype(str), "str"

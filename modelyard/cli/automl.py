@@ -83,6 +83,10 @@ def run(
         typer.Option("--exclude-framework", help="sklearn, lightgbm, xgboost or statsmodels."),
     ] = None,
     exclude_cols: Annotated[list[str] | None, typer.Option("--exclude-col")] = None,
+    identity_cols: Annotated[
+        list[str] | None,
+        typer.Option("--identity-col", help="An id column: no feature, kept in the data."),
+    ] = None,
     pos_label: Annotated[str | None, typer.Option("--pos-label")] = None,
     time_col: Annotated[str | None, typer.Option("--time-col", help="Forecasting: time.")] = None,
     horizon: Annotated[int | None, typer.Option("--horizon", help="Forecasting: steps.")] = None,
@@ -112,6 +116,8 @@ def run(
         raise typer.BadParameter(f"--problem must be one of {', '.join(PROBLEMS)}")
     if problem == "forecasting" and (time_col is None or horizon is None):
         raise typer.BadParameter("forecasting needs --time-col and --horizon")
+    if problem == "forecasting" and identity_cols:
+        raise typer.BadParameter("--identity-col is for classification and regression only")
     if token:
         os.environ["MODELYARD_TOKEN"] = token
     if uri:
@@ -144,15 +150,17 @@ def run(
         "output_dir": output_dir,
         "on_trial": on_trial,
     }
+    columns: dict[str, Any] = {
+        "exclude_cols": _parse_list(exclude_cols),
+        "identity_col": _parse_list(identity_cols),
+    }
     with bar:
         if problem == "classification":
             result = modelyard.automl.classify(
-                data, target, pos_label=pos_label, exclude_cols=_parse_list(exclude_cols), **common
+                data, target, pos_label=pos_label, **columns, **common
             )
         elif problem == "regression":
-            result = modelyard.automl.regress(
-                data, target, exclude_cols=_parse_list(exclude_cols), **common
-            )
+            result = modelyard.automl.regress(data, target, **columns, **common)
         else:
             assert time_col is not None
             assert horizon is not None

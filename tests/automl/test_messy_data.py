@@ -240,6 +240,37 @@ def test_no_finished_trial_counts_only_trials_that_ran(fluent, monkeypatch, tmp_
         modelyard.automl.classify(_binary(), "y", max_trials=1, output_dir=tmp_path)
 
 
+def test_identity_cols_are_no_feature_but_stay_in_the_logged_data(fluent, tmp_path) -> None:
+    """identity_col (as Databricks AutoML's): a batch or customer id to join results back to.
+    It was not a parameter, so such a column was trained on or had to be dropped with
+    exclude_cols, losing it from the logged data."""
+    data = _binary().assign(batch=np.arange(60) % 3 + 100)
+    result = modelyard.automl.classify(
+        data, "y", identity_col="batch", max_trials=1, output_dir=tmp_path
+    )
+    c = fluent.client()
+    assert c.get_run(result.parent_run_id).data.params["identity_cols"] == "batch"
+    model = modelyard.pyfunc.load_model(result.best_trial.model_uri)
+    assert model.signature is not None
+    assert [s.name for s in model.signature.inputs] == ["x"]
+    assert model.predict(data).size == 60  # the frame as given, identity column and all
+    csv = pd.read_csv(c.download_artifacts(result.parent_run_id, "data/training_data.csv"))
+    assert csv["batch"].tolist() == data["batch"].tolist()  # whole numbers, as given
+
+
+def test_identity_cols_are_checked_as_exclude_cols_are(fluent) -> None:
+    data = _binary().assign(batch=np.arange(60) % 3)
+    with pytest.raises(InvalidArgument, match="identity_col 'Batch' is not a column; did you"):
+        modelyard.automl.classify(data, "y", identity_col=["Batch"], max_trials=1)
+    with pytest.raises(InvalidArgument, match="identity_col 'y' is also target_col"):
+        modelyard.automl.classify(data, "y", identity_col="y", max_trials=1)
+    with pytest.raises(InvalidArgument, match="identity_col 'batch' is also exclude_cols"):
+        modelyard.automl.regress(
+            data, "x", identity_col="batch", exclude_cols=["batch"], max_trials=1
+        )
+    assert fluent.search_runs(search_all_experiments=True).empty
+
+
 def test_the_logged_model_takes_the_frame_it_was_trained_from(fluent, tmp_path) -> None:
     data = _binary()
     data["flag"] = data["x"] > 0.5  # bool: the training CSV holds it as 0.0 / 1.0
