@@ -122,8 +122,14 @@ def _cv_folds(cv_folds: int | str | None, n_rows: int) -> int | None:
         return 5 if n_rows <= CV_MAX_ROWS else None
     if cv_folds is None:
         return None
-    if not isinstance(cv_folds, int) or cv_folds < 2:
+    if isinstance(cv_folds, bool) or not isinstance(cv_folds, int) or cv_folds < 2:
         raise InvalidArgument("cv_folds must be 'auto', None or an integer >= 2", field="cv_folds")
+    if cv_folds > n_rows:  # every fold scores at least one row
+        raise InvalidArgument(
+            f"cv_folds {cv_folds} is more than the {n_rows} train + validation rows: pass at "
+            f"most {n_rows}, 'auto', or None to score on the validation split",
+            field="cv_folds",
+        )
     return cv_folds
 
 
@@ -321,6 +327,7 @@ def _tabular(
     started = time.monotonic()
     primary = metrics.primary_metric(problem, primary_metric)
     excluded = common.excluded_frameworks(exclude_frameworks)
+    common.check_seed(seed)
     common.registered_model_name(register_model)
     total, timeout = common.budget_seconds(timeout_minutes, max_trials)
     workdir = common.output_dir(output_dir)

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import tempfile
 import time
 from collections.abc import Callable, Iterable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -30,22 +31,48 @@ DEFAULT_TIMEOUT_MINUTES = 10.0
 # Time kept back from the search for logging the best model and explaining it.
 _RESERVE_FRACTION = 0.1
 _RESERVE_MAX_SECONDS = 20.0
+MAX_SEED = 2**32 - 1
 
 
 def budget_seconds(
     timeout_minutes: float | None, max_trials: int | None
 ) -> tuple[float | None, float | None]:
     """(whole budget, search budget) in seconds; None without a time limit (max_trials only)."""
-    if timeout_minutes is not None and timeout_minutes <= 0:
-        raise InvalidArgument("timeout_minutes must be positive", field="timeout_minutes")
-    if max_trials is not None and max_trials < 1:
-        raise InvalidArgument("max_trials must be at least 1", field="max_trials")
+    if timeout_minutes is not None and not (
+        _number(timeout_minutes) and math.isfinite(timeout_minutes) and timeout_minutes > 0
+    ):
+        raise InvalidArgument(
+            f"timeout_minutes must be a positive number of minutes, not {timeout_minutes!r}; "
+            "for no time limit, pass max_trials alone",
+            field="timeout_minutes",
+        )
+    if max_trials is not None and not (_whole(max_trials) and max_trials >= 1):
+        raise InvalidArgument(
+            f"max_trials must be a whole number, at least 1, not {max_trials!r}",
+            field="max_trials",
+        )
     if timeout_minutes is None:
         if max_trials is not None:
             return None, None
         timeout_minutes = DEFAULT_TIMEOUT_MINUTES
     total = timeout_minutes * 60
     return total, total - min(_RESERVE_MAX_SECONDS, _RESERVE_FRACTION * total)
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_seed(seed: object) -> None:
+    """A seed every library AutoML seeds takes (numpy's and scikit-learn's: 0 to 2**32 - 1)."""
+    if not (_whole(seed) and 0 <= cast(int, seed) <= MAX_SEED):
+        raise InvalidArgument(
+            f"seed must be a whole number from 0 to {MAX_SEED}, not {seed!r}", field="seed"
+        )
 
 
 def excluded_frameworks(exclude: Iterable[str] | None) -> tuple[str, ...]:

@@ -539,6 +539,7 @@ def run(
     started = time.monotonic()
     primary = metrics.primary_metric(FORECASTING, primary_metric)
     excluded = common.excluded_frameworks(exclude_frameworks)
+    common.check_seed(seed)
     common.registered_model_name(register_model)
     _, timeout = common.budget_seconds(timeout_minutes, max_trials)
     workdir = common.output_dir(output_dir)

@@ -252,3 +252,24 @@ def test_exclude_cols_naming_no_column_is_refused_naming_the_close_one(fluent, c
     ):
         modelyard.automl.classify(data, "churned", exclude_cols=["Leak"], max_trials=1)
     assert fluent.search_runs(search_all_experiments=True).empty
+
+
+@pytest.mark.parametrize(
+    ("setting", "field"),
+    [
+        # nan ran the search with no deadline, then 'no AutoML trial finished'
+        ({"timeout_minutes": float("nan")}, "timeout_minutes"),
+        ({"timeout_minutes": float("inf")}, "timeout_minutes"),  # OverflowError
+        ({"max_trials": 2.5}, "max_trials"),  # ran 3 trials
+        ({"max_trials": True}, "max_trials"),
+        ({"seed": -1}, "seed"),  # scikit-learn's InvalidParameterError from the split
+        ({"seed": 2**32}, "seed"),
+        ({"cv_folds": 100}, "cv_folds"),  # scikit-learn's ValueError: 100 folds of 48 rows
+    ],
+)
+def test_settings_no_search_can_use_are_refused_naming_them(fluent, churn, setting, field) -> None:
+    data = churn.head(60)
+    with pytest.raises(InvalidArgument) as refused:
+        modelyard.automl.classify(data, "churned", **{"max_trials": 1, **setting})
+    assert refused.value.field == field and field in str(refused.value)
+    assert fluent.search_runs(search_all_experiments=True).empty
