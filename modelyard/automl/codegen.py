@@ -105,13 +105,18 @@ $evaluate
 
 
 def cross_validate(X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
-    """Mean of each metric over the folds (the trial's validation metrics)."""
+    """Mean of each metric over the folds where it is defined (the trial's validation
+    metrics): ROC AUC is not, in a fold that holds one class only."""
     folds = $splitter
     scores = []
     for fit_rows, score_rows in folds.split(X, y):
         model = build_pipeline().fit(X.iloc[fit_rows], y.iloc[fit_rows])
         scores.append(evaluate(model, X.iloc[score_rows], y.iloc[score_rows]))
-    return {name: float(np.mean([s[name] for s in scores])) for name in scores[0]}
+    means = {}
+    for name in scores[0]:
+        defined = [s[name] for s in scores if not np.isnan(s[name])]
+        means[name] = float(np.mean(defined)) if defined else float("nan")
+    return means
 
 
 def train_and_evaluate(df: pd.DataFrame):

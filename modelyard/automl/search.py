@@ -106,6 +106,14 @@ def cv_rows(df: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([df[df[SPLIT_COL] == "train"], df[df[SPLIT_COL] == "val"]])
 
 
+def fold_mean(values: list[float]) -> float:
+    """A metric's mean over the CV folds where it is defined (ROC AUC is not in a fold holding
+    one class: with a rare class, one such fold made every trial's value NaN, and every trial
+    failed); NaN if it is defined in none. The generated scripts compute the same."""
+    defined = [v for v in values if not math.isnan(v)]
+    return float(np.mean(defined)) if defined else math.nan
+
+
 def splitter(cv_folds: int, stratified: bool, seed: int) -> Any:
     """The CV folds every trial is scored on (the generated scripts write the same)."""
     from sklearn.model_selection import KFold, StratifiedKFold
@@ -171,9 +179,7 @@ class TabularSearch(Search):
             self.check_time()
             model = self.pipeline(spec).fit(X.iloc[fit_rows], y.iloc[fit_rows])
             fold_scores.append(self.scores(model, X.iloc[score_rows], y.iloc[score_rows]))
-        metrics.update(
-            {f"val_{k}": float(np.mean([s[k] for s in fold_scores])) for k in fold_scores[0]}
-        )
+        metrics.update({f"val_{k}": fold_mean([s[k] for s in fold_scores]) for k in fold_scores[0]})
         self.check_time()
         model = self.pipeline(spec).fit(X, y)
         for name, part in (("train", fit), ("test", parts["test"])):

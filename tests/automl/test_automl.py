@@ -273,3 +273,23 @@ def test_settings_no_search_can_use_are_refused_naming_them(fluent, churn, setti
         modelyard.automl.classify(data, "churned", **{"max_trials": 1, **setting})
     assert refused.value.field == field and field in str(refused.value)
     assert fluent.search_runs(search_all_experiments=True).empty
+
+
+def test_roc_auc_of_a_rare_class_is_the_mean_of_the_folds_that_hold_it(fluent, tmp_path) -> None:
+    """4 positive rows in 5 CV folds: a fold without one has no ROC AUC, and its NaN made every
+    trial's mean NaN, so with primary_metric='roc_auc' every trial failed ('no AutoML trial
+    finished ... allow more time'). The mean is over the folds where a metric is defined, in
+    the trial and in its script alike."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=200)
+    data = pd.DataFrame({"x": x, "y": (x > 1.8).astype(int)})
+    result = modelyard.automl.classify(
+        data, "y", primary_metric="roc_auc", max_trials=2, output_dir=tmp_path
+    )
+    assert (result.trials["state"] == "COMPLETE").all()
+    assert np.isfinite(result.trials["val_roc_auc"]).all()
+    out = _run_script(result.best_trial.source_path, fluent.get_tracking_uri(), "--no-log")
+    printed = dict(line.split() for line in out.strip().splitlines())
+    assert float(printed["val_roc_auc"]) == pytest.approx(
+        result.best_trial.metrics["val_roc_auc"], rel=1e-6
+    )
