@@ -156,6 +156,13 @@ def _classes(y: pd.Series, pos_label: Any) -> tuple[list[Any], Any]:
         )
     if pos_label is None:
         return classes, classes[-1] if len(classes) == 2 else None
+    if len(classes) > 2:  # it would be logged, and read as the class the metrics are for
+        raise InvalidArgument(
+            f"pos_label {pos_label!r} is for two classes, and the target has {len(classes)}: "
+            "its f1, precision and recall are averages over every class, weighted by its "
+            "rows; leave pos_label out, or make the target that class against the rest",
+            field="pos_label",
+        )
     for c in classes:
         if _same_label(c, pos_label):
             return classes, c

@@ -46,7 +46,7 @@ def budget_seconds(
             "for no time limit, pass max_trials alone",
             field="timeout_minutes",
         )
-    if max_trials is not None and not (_whole(max_trials) and max_trials >= 1):
+    if max_trials is not None and not (whole_number(max_trials) and max_trials >= 1):
         raise InvalidArgument(
             f"max_trials must be a whole number, at least 1, not {max_trials!r}",
             field="max_trials",
@@ -63,13 +63,13 @@ def _number(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _whole(value: object) -> bool:
+def whole_number(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def check_seed(seed: object) -> None:
     """A seed every library AutoML seeds takes (numpy's and scikit-learn's: 0 to 2**32 - 1)."""
-    if not (_whole(seed) and 0 <= cast(int, seed) <= MAX_SEED):
+    if not (whole_number(seed) and 0 <= cast(int, seed) <= MAX_SEED):
         raise InvalidArgument(
             f"seed must be a whole number from 0 to {MAX_SEED}, not {seed!r}", field="seed"
         )

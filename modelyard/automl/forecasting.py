@@ -460,8 +460,11 @@ def _prepare(
     raw = dataset.load(data)
     dataset.require_column(raw, target_col, "target_col")
     dataset.require_column(raw, time_col, "time_col")
-    if horizon < 1:
-        raise InvalidArgument("horizon must be at least 1", field="horizon")
+    if not (common.whole_number(horizon) and horizon >= 1):
+        raise InvalidArgument(
+            f"horizon must be a whole number of periods, at least 1, not {horizon!r}",
+            field="horizon",
+        )
     notes = []
     extra = [c for c in raw.columns if c not in (target_col, time_col)]
     if extra:

@@ -293,3 +293,21 @@ def test_roc_auc_of_a_rare_class_is_the_mean_of_the_folds_that_hold_it(fluent, t
     assert float(printed["val_roc_auc"]) == pytest.approx(
         result.best_trial.metrics["val_roc_auc"], rel=1e-6
     )
+
+
+def test_pos_label_of_a_multiclass_target_is_refused(fluent, churn) -> None:
+    """Multiclass metrics are weighted averages over every class: the pos_label was ignored
+    but logged as the run's pos_label param, as if the f1 were that class's."""
+    data = churn.assign(churned=churn["plan"])
+    with pytest.raises(InvalidArgument, match="pos_label 'pro' is for two classes") as refused:
+        modelyard.automl.classify(data, "churned", pos_label="pro", max_trials=1)
+    assert refused.value.field == "pos_label"
+    assert fluent.search_runs(search_all_experiments=True).empty
+
+
+def test_a_fractional_horizon_is_refused_naming_it(fluent, sales) -> None:
+    """horizon=2.5 raised a raw TypeError (slice indices must be integers)."""
+    with pytest.raises(InvalidArgument, match="horizon must be a whole number") as refused:
+        modelyard.automl.forecast(sales, "sales", "day", horizon=2.5, max_trials=1)  # type: ignore[arg-type]
+    assert refused.value.field == "horizon"
+    assert fluent.search_runs(search_all_experiments=True).empty
