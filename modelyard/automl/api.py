@@ -49,6 +49,7 @@ def classify(
     identity_col: str | Iterable[str] | None = None,
     pos_label: Any = None,
     split_col: str | None = None,
+    time_col: str | None = None,
     val_fraction: float = 0.2,
     test_fraction: float = 0.2,
     cv_folds: int | str | None = "auto",
@@ -62,7 +63,10 @@ def classify(
     accuracy, precision or recall; binary metrics are for `pos_label` (default: the last label
     in sorted order, e.g. 1 or True). `exclude_cols` are left out of the run altogether;
     `identity_col` (one name or several: a customer or order id) is no feature but stays, as
-    given, in the logged training data, to join results back to."""
+    given, in the logged training data, to join results back to. The split is random, or the
+    user's (`split_col`: train / validate / test per row), or by time (`time_col`, timestamps
+    or numbers: the earliest rows train, the latest test; trials are then scored on the
+    validation split, as cross-validation would train on the future)."""
     return _tabular(CLASSIFICATION, **locals())
 
 
@@ -77,6 +81,7 @@ def regress(
     exclude_cols: Iterable[str] | None = None,
     identity_col: str | Iterable[str] | None = None,
     split_col: str | None = None,
+    time_col: str | None = None,
     val_fraction: float = 0.2,
     test_fraction: float = 0.2,
     cv_folds: int | str | None = "auto",
@@ -87,7 +92,7 @@ def regress(
     on_trial: OnTrial | None = None,
 ) -> AutoMLResult:
     """Find a regressor for `target_col`. Primary metric: rmse (default), mae or r2.
-    `exclude_cols` and `identity_col` as for `classify`."""
+    `exclude_cols`, `identity_col`, `split_col` and `time_col` as for `classify`."""
     return _tabular(REGRESSION, pos_label=None, **locals())
 
 
@@ -117,9 +122,16 @@ def forecast(
     return forecasting.run(**kwargs)
 
 
-def _cv_folds(cv_folds: int | str | None, n_rows: int) -> int | None:
+def _cv_folds(cv_folds: int | str | None, n_rows: int, time_col: str | None) -> int | None:
+    if time_col is not None and cv_folds not in ("auto", None):
+        raise InvalidArgument(
+            f"cv_folds {cv_folds!r} with time_col: folds of shuffled rows would train on the "
+            "future; leave cv_folds out (trials are scored on the validation split) or pass "
+            "split_col",
+            field="cv_folds",
+        )
     if cv_folds == "auto":
-        return 5 if n_rows <= CV_MAX_ROWS else None
+        return 5 if n_rows <= CV_MAX_ROWS and time_col is None else None
     if cv_folds is None:
         return None
     if isinstance(cv_folds, bool) or not isinstance(cv_folds, int) or cv_folds < 2:
@@ -209,6 +221,7 @@ def _prepare(
     exclude_cols: Iterable[str] | None,
     identity: list[str],
     split_col: str | None,
+    time_col: str | None,
     val_fraction: float,
     test_fraction: float,
     seed: int,
@@ -219,6 +232,15 @@ def _prepare(
     raw = dataset.load(data)
     notes = []
     dataset.require_column(raw, target_col, "target_col")
+    if time_col is not None:
+        dataset.require_column(raw, time_col, "time_col")
+        if split_col is not None or time_col == target_col:
+            raise InvalidArgument(
+                f"time_col {time_col!r} with "
+                + ("split_col: pass one of them" if split_col else "itself as target_col")
+                + "; time_col splits the rows by time, split_col as its values say",
+                field="time_col",
+            )
     missing = int(raw[target_col].isna().sum())
     if missing:
         raw = raw[raw[target_col].notna()]
@@ -232,9 +254,12 @@ def _prepare(
     raw = raw.drop(columns=drop).reset_index(drop=True)
     if len(raw) < 20:
         raise InvalidArgument(f"{len(raw)} rows is too few to train and validate", field="data")
-    split = dataset.assign_split(
-        raw, target_col, problem == CLASSIFICATION, val_fraction, test_fraction, seed, split_col
-    )
+    if time_col is not None:
+        split = dataset.chronological_split(raw, time_col, val_fraction, test_fraction)
+    else:
+        split = dataset.assign_split(
+            raw, target_col, problem == CLASSIFICATION, val_fraction, test_fraction, seed, split_col
+        )
     if split_col is not None:
         raw = raw.drop(columns=[split_col])
     if dataset.SPLIT_COL in raw.columns:  # AutoML's own split would replace it unseen
@@ -322,6 +347,7 @@ def _tabular(
     identity_col: str | Iterable[str] | None,
     pos_label: Any,
     split_col: str | None,
+    time_col: str | None,
     val_fraction: float,
     test_fraction: float,
     cv_folds: int | str | None,
@@ -347,6 +373,7 @@ def _tabular(
         exclude_cols,
         identity,
         split_col,
+        time_col,
         val_fraction,
         test_fraction,
         seed,
@@ -359,7 +386,7 @@ def _tabular(
         raise InvalidArgument(f"no usable feature columns: {plan.dropped}", field="data")
     prof = profile.profile(df.drop(columns=[dataset.SPLIT_COL, *kept]), target_col, problem, types)
     fit_rows = int((df[dataset.SPLIT_COL] != "test").sum())
-    folds = _cv_folds(cv_folds, fit_rows)
+    folds = _cv_folds(cv_folds, fit_rows, time_col)
     if split_col is not None:
         dataset.check_split(df[dataset.SPLIT_COL], split_col, folds)
     classes, label = (None, None)
@@ -412,7 +439,11 @@ def _tabular(
         "exclude_frameworks": ",".join(excluded),
         "model_families": ",".join(f.name for f in candidates),
         "cv_folds": folds,
-        "split": "user" if split_col else f"random:{val_fraction}/{test_fraction}",
+        "split": "user"
+        if split_col
+        else f"time:{time_col}:{val_fraction}/{test_fraction}"
+        if time_col
+        else f"random:{val_fraction}/{test_fraction}",
         "identity_cols": ",".join(kept),
         "seed": seed,
         "n_rows": len(df),

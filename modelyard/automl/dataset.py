@@ -199,8 +199,7 @@ def assign_split(
                 field="split_col",
             )
         return names.rename(SPLIT_COL)
-    if not 0 < test_fraction < 1 or not 0 < val_fraction < 1 or val_fraction + test_fraction >= 1:
-        raise InvalidArgument("split fractions must be in (0, 1) and sum below 1", field="split")
+    check_fractions(val_fraction, test_fraction)
     from sklearn.model_selection import train_test_split
 
     index = np.arange(len(df))
@@ -220,6 +219,49 @@ def assign_split(
     split = np.empty(len(df), dtype=object)
     split[train], split[val], split[test] = "train", "val", "test"
     return pd.Series(split, index=df.index, name=SPLIT_COL)
+
+
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    if not 0 < test_fraction < 1 or not 0 < val_fraction < 1 or val_fraction + test_fraction >= 1:
+        raise InvalidArgument("split fractions must be in (0, 1) and sum below 1", field="split")
+
+
+def chronological_split(
+    df: pd.DataFrame, time_col: str, val_fraction: float, test_fraction: float
+) -> pd.Series:
+    """train / val / test by time (as Databricks AutoML's time_col): the earliest rows train,
+    the latest `test_fraction` test, the `val_fraction` before them validate; rows of one time
+    stay together, so no part holds a row from the time of a later one. Times are timestamps
+    (or text that parses as such) or numbers."""
+    check_fractions(val_fraction, test_fraction)
+    col = df[time_col]
+    if not (pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)):
+        try:
+            col = timestamps(col, time_col)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"time_col: {exc.message}", field="time_col") from None
+    missing = int(col.isna().sum())
+    if missing:
+        raise InvalidArgument(
+            f"time_col {time_col!r} has {missing} row(s) without a time: give every row one, "
+            "or drop those rows",
+            field="time_col",
+        )
+    order = col.rank(method="min").to_numpy()  # rows of one time share their first place
+    n = len(df)
+    n_test, n_val = max(1, round(n * test_fraction)), max(1, round(n * val_fraction))
+    test_from = np.sort(order)[n - n_test]
+    val_from = np.sort(order)[n - n_test - n_val]
+    split = np.where(order >= test_from, "test", np.where(order >= val_from, "val", "train"))
+    present = set(split)
+    if present != {"train", "val", "test"}:
+        raise InvalidArgument(
+            f"time_col {time_col!r} has too few distinct times to split by: "
+            f"{col.nunique()} for train, validation and test; give finer times, or pass "
+            "split_col",
+            field="time_col",
+        )
+    return pd.Series(split.astype(object), index=df.index, name=SPLIT_COL)
 
 
 def check_split(split: pd.Series, split_col: str, cv_folds: int | None) -> None:

@@ -88,7 +88,9 @@ def run(
         typer.Option("--identity-col", help="An id column: no feature, kept in the data."),
     ] = None,
     pos_label: Annotated[str | None, typer.Option("--pos-label")] = None,
-    time_col: Annotated[str | None, typer.Option("--time-col", help="Forecasting: time.")] = None,
+    time_col: Annotated[
+        str | None, typer.Option("--time-col", help="Time (forecasting; else split by it).")
+    ] = None,
     horizon: Annotated[int | None, typer.Option("--horizon", help="Forecasting: steps.")] = None,
     frequency: Annotated[
         str, typer.Option("--frequency", help="Forecasting: D, h, W, MS...")
@@ -153,6 +155,7 @@ def run(
     columns: dict[str, Any] = {
         "exclude_cols": _parse_list(exclude_cols),
         "identity_col": _parse_list(identity_cols),
+        "time_col": time_col,  # classification / regression: split by time
     }
     with bar:
         if problem == "classification":

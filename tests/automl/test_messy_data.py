@@ -458,3 +458,35 @@ def test_the_deadline_timer_leaves_the_callers_own_timer_and_handler_as_they_wer
     finally:
         signal.setitimer(signal.ITIMER_REAL, *before_timer)
         signal.signal(signal.SIGALRM, before)
+
+
+def test_time_col_splits_train_validation_and_test_by_time(fluent, tmp_path) -> None:
+    """time_col (as Databricks AutoML's for classification and regression): the earliest rows
+    train, the latest test. There was none: a random split (and shuffled CV) scored models on
+    the past after training on the future."""
+    data = _binary(100).assign(
+        when=pd.date_range("2024-01-01", periods=100, freq="D").astype(str)[::-1]
+    )
+    result = modelyard.automl.classify(
+        data, "y", time_col="when", max_trials=1, output_dir=tmp_path
+    )
+    c = fluent.client()
+    params = c.get_run(result.parent_run_id).data.params
+    assert params["cv_folds"] == "" and params["split"] == "time:when:0.2/0.2"  # no CV
+    csv = pd.read_csv(c.download_artifacts(result.parent_run_id, "data/training_data.csv"))
+    when = pd.to_datetime(csv["when"])
+    parts = {p: when[csv[SPLIT_COL] == p] for p in ("train", "val", "test")}
+    assert [len(p) for p in parts.values()] == [60, 20, 20]
+    assert parts["train"].max() < parts["val"].min() <= parts["val"].max() < parts["test"].min()
+
+
+def test_time_col_is_refused_with_cv_folds_or_a_split_col(fluent) -> None:
+    data = _binary(100).assign(t=np.arange(100), s="train")
+    with pytest.raises(InvalidArgument, match="cv_folds 5 with time_col") as refused:
+        modelyard.automl.classify(data, "y", time_col="t", cv_folds=5, max_trials=1)
+    assert refused.value.field == "cv_folds"
+    with pytest.raises(InvalidArgument, match="time_col 't' with split_col"):
+        modelyard.automl.regress(data, "x", time_col="t", split_col="s", max_trials=1)
+    with pytest.raises(InvalidArgument, match="time_col 'T' is not a column; did you mean 't'"):
+        modelyard.automl.classify(data, "y", time_col="T", max_trials=1)
+    assert fluent.search_runs(search_all_experiments=True).empty
