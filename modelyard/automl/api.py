@@ -251,7 +251,8 @@ def _prepare(
     for c in drop:  # a misspelt name would leave in the very column meant to be left out
         dataset.require_column(raw, c, "exclude_cols")
     _check_identity(raw, identity, target_col, drop, split_col)
-    raw = raw.drop(columns=drop).reset_index(drop=True)
+    splits_by = {c for c in (split_col, time_col) if c is not None}  # dropped once split by
+    raw = raw.drop(columns=[c for c in drop if c not in splits_by]).reset_index(drop=True)
     if len(raw) < 20:
         raise InvalidArgument(f"{len(raw)} rows is too few to train and validate", field="data")
     if time_col is not None:
@@ -260,8 +261,7 @@ def _prepare(
         split = dataset.assign_split(
             raw, target_col, problem == CLASSIFICATION, val_fraction, test_fraction, seed, split_col
         )
-    if split_col is not None:
-        raw = raw.drop(columns=[split_col])
+    raw = raw.drop(columns=[c for c in splits_by if c == split_col or c in drop])
     if dataset.SPLIT_COL in raw.columns:  # AutoML's own split would replace it unseen
         raise InvalidArgument(
             f"column {dataset.SPLIT_COL!r} is the name AutoML gives its train / val / test "

@@ -478,6 +478,12 @@ def test_time_col_splits_train_validation_and_test_by_time(fluent, tmp_path) -> 
     parts = {p: when[csv[SPLIT_COL] == p] for p in ("train", "val", "test")}
     assert [len(p) for p in parts.values()] == [60, 20, 20]
     assert parts["train"].max() < parts["val"].min() <= parts["val"].max() < parts["test"].min()
+    # Split by time, yet not trained on it: the split is drawn before exclude_cols drops it.
+    excluded = modelyard.automl.classify(
+        data, "y", time_col="when", exclude_cols=["when"], max_trials=1, output_dir=tmp_path
+    )
+    csv = pd.read_csv(c.download_artifacts(excluded.parent_run_id, "data/training_data.csv"))
+    assert "when" not in csv.columns and csv[SPLIT_COL].tolist()[:20] == ["test"] * 20  # latest
 
 
 def test_time_col_is_refused_with_cv_folds_or_a_split_col(fluent) -> None:
