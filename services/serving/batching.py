@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import Histogram
+from prometheus_client import Gauge, Histogram
 
 from modelyard.errors import DeadlineExceeded
 from modelyard.services.common.logging import get_logger
@@ -36,6 +36,13 @@ BATCH_SIZE = Histogram(
     "Rows per model call, by endpoint and served model.",
     ["endpoint", "served_model"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
+# Triton's nv_inference_pending_request_count: a queue that only grows says the model is too
+# slow for its traffic (scale out, or raise max_batch_size) before callers' deadlines say it.
+PENDING = Gauge(
+    "modelyard_serving_pending_requests",
+    "Requests waiting for their turn at the model, by endpoint and served model.",
+    ["endpoint", "served_model"],
 )
 
 
@@ -93,6 +100,8 @@ class DynamicBatcher:
         self._queue: list[_Pending] = []
         self._busy = False
         self._sizes = BATCH_SIZE.labels(*labels)
+        # Raised and lowered, never set: a reload's old and new batcher share the labels.
+        self._pending = PENDING.labels(*labels)
         self._labels = labels
         self._row_wise = True  # until a batch's output says otherwise
 
@@ -105,6 +114,7 @@ class DynamicBatcher:
         item = _Pending(inputs, deadline, timing)
         with self._cond:
             self._queue.append(item)
+            self._pending.inc()
             self._cond.notify_all()  # a leader waiting out max_queue_delay may now be full
         while True:
             with self._cond:
@@ -136,6 +146,7 @@ class DynamicBatcher:
         """The caller's deadline passed: leave the queue (a batch under way finishes unread)."""
         if item in self._queue:
             self._queue.remove(item)
+            self._pending.dec()
         raise DeadlineExceeded("the request's deadline passed while it waited for the model")
 
     def _take(self) -> list[_Pending]:
@@ -150,6 +161,7 @@ class DynamicBatcher:
             if item.deadline is not None and item.deadline <= now:
                 # Its thread has not woken to leave yet: do not compute what nobody will read.
                 del self._queue[i]
+                self._pending.dec()
                 item.error = DeadlineExceeded("the request's deadline passed before its turn")
                 item.done = True
                 continue
@@ -159,6 +171,7 @@ class DynamicBatcher:
             if batch and (not self._row_wise or total + item.rows > self._max_rows):
                 break
             del self._queue[i]
+            self._pending.dec()
             batch.append(item)
             total += item.rows
         return batch
