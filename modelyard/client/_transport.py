@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 import grpc
 
 from modelyard.errors import (
+    DeadlineExceeded,
     InvalidArgument,
     ModelyardError,
     NoServer,
@@ -144,10 +145,11 @@ class Transport:
         return clone
 
     def call(self, method: Callable[..., T], request: Any, timeout: float | None = None) -> T:
+        timeout = timeout or self.timeout
         try:
-            return method(request, metadata=self.metadata, timeout=timeout or self.timeout)
+            return method(request, metadata=self.metadata, timeout=timeout)
         except grpc.RpcError as exc:
-            raise self._error(exc) from None
+            raise self._error(exc, method, timeout) from None
 
     def stream(
         self, method: Callable[..., Iterator[T]], request: Any, timeout: float | None = None
@@ -158,10 +160,20 @@ class Transport:
         except grpc.RpcError as exc:
             raise self._error(exc) from None
 
-    def _error(self, exc: grpc.RpcError) -> ModelyardError:
+    def _error(
+        self, exc: grpc.RpcError, method: object = None, timeout: float | None = None
+    ) -> ModelyardError:
         """A call that never reached a Modelyard server (every answer from one carries a
-        google.rpc.Status) also says how to get one running."""
+        google.rpc.Status) also says how to get one running; one that got no answer in time
+        says which service kept it waiting, and for how long."""
         error = from_rpc_error(exc)
+        if isinstance(error, DeadlineExceeded) and timeout and not _from_a_server(exc):
+            return DeadlineExceeded(
+                f"the {service_of(method)} service at {self.uri} did not answer within "
+                f"{timeout:g} s (is it hung, or overloaded?)",
+                resource_type="service",
+                resource_name=service_of(method),
+            )
         if isinstance(error, Unavailable) and _certificate_refused(error.message):
             # A server answered but the TLS handshake failed: starting another would not help.
             error = Unavailable(
@@ -181,6 +193,19 @@ class Transport:
 
     def close(self) -> None:
         self.channel.close()
+
+
+def service_of(method: object) -> str:
+    """'tracking' for a stub's method of modelyard.tracking.v1.TrackingService (the name
+    `modelyard serve` takes), else the gRPC service's full name. grpc keeps the method's path
+    only in a private attribute of the stub's callable; without it, 'Modelyard'."""
+    path = getattr(method, "_method", b"")
+    service = (path.decode() if isinstance(path, bytes) else str(path)).strip("/")
+    service = service.partition("/")[0]
+    parts = service.split(".")
+    if len(parts) == 4 and parts[0] == "modelyard":  # modelyard.<name>.v1.<Name>Service
+        return parts[1]
+    return service or "Modelyard"
 
 
 # What grpc's details say when the TLS handshake, not the connection, failed.

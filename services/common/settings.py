@@ -208,6 +208,10 @@ class UISettings(BaseModel):
     # reached by (an ingress host, a DNS alias). Requests for any other name are refused, as a
     # page fetched under an attacker's name resolving here (DNS rebinding) would be.
     allowed_hosts: list[str] = []
+    # Seconds a page waits for each call to a service. A hung service (its port open, no
+    # answer) fails the page with 504 and that service's name after this long, and frees the
+    # worker thread; without a bound each page waited the SDK's minute.
+    call_timeout: float = Field(default=10.0, gt=0, le=600)
 
 
 class Settings(BaseSettings):

@@ -129,7 +129,7 @@ def _closing(ui: UI) -> Callable[[Starlette], contextlib.AbstractAsyncContextMan
 
 
 def create_app(settings: Settings, services_uri: str, tls_ca: str | None = None) -> Starlette:
-    ui = UI(Transport(services_uri, None, tls_ca))
+    ui = UI(Transport(services_uri, None, tls_ca, timeout=settings.ui.call_timeout))
     app = Starlette(
         routes=[
             Route("/static/plotly.min.js", plotly_js),

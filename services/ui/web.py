@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from modelyard.client import Client
 from modelyard.client._transport import Transport
 from modelyard.errors import (
+    DeadlineExceeded,
     InvalidArgument,
     ModelyardError,
     NotFound,
@@ -215,21 +216,47 @@ _STATUS = {
     PermissionDenied: 403,
     InvalidArgument: 400,
     Unavailable: 503,
+    DeadlineExceeded: 504,
 }
 
 
-async def _modelyard_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ModelyardError)
+def _hint(request: Request, exc: ModelyardError) -> str:
+    """What to do next, for failures whose message cannot say it (the UI's own settings)."""
+    if isinstance(exc, PermissionDenied):
+        return "Ask someone with MANAGE on it for access."
+    if isinstance(exc, DeadlineExceeded):
+        return (
+            f"Pages wait {ui_of(request).transport.timeout:g} s for each service call "
+            "(MODELYARD_UI__CALL_TIMEOUT). Check that service's log (the `modelyard up` "
+            "console, or its pod: `kubectl get pods`, `kubectl logs`), then reload."
+        )
+    if isinstance(exc, Unavailable):
+        return "The services are not reachable: is `modelyard up` running, and is --uri right?"
+    return ""
+
+
+def error_page(request: Request, exc: ModelyardError) -> Response:
+    """The page for a failed call, with the HTTP status of its gRPC status."""
     if isinstance(exc, Unauthenticated):  # the token expired or was revoked
         sign_out(request)
         target = quote(local_path(str(request.url.path)), safe="/")
         return redirect(f"/login?next={target}")
     status = next((code for kind, code in _STATUS.items() if isinstance(exc, kind)), 500)
-    hint = {
-        403: "Ask someone with MANAGE on it for access.",
-        503: "The services are not reachable: is `modelyard up` running, and is --uri right?",
-    }.get(status, "")
-    return render(request, "error.html", status, message=str(exc), hint=hint, status=status)
+    if status == 500:
+        log.warning("page %s failed: %s", request.url.path, exc)
+    return render(
+        request,
+        "error.html",
+        status,
+        message=str(exc),
+        hint=_hint(request, exc),
+        status=status,
+    )
+
+
+async def _modelyard_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ModelyardError)
+    return error_page(request, exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

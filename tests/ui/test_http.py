@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
+import socket
+import threading
 import tracemalloc
 from collections.abc import Iterator
 from urllib.parse import quote
@@ -224,3 +227,45 @@ def test_every_version_of_a_model_is_reachable_from_its_page(
         path = f"/models/{model}{html.unescape(older.group(1))}" if older else None
     assert seen == list(range(201, 0, -1))
     assert "Newest versions" in page
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections and never says a word: a hung service behind it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.05)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                accepted.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        listener.close()
+
+
+def test_a_hung_service_fails_pages_with_504_naming_it(
+    settings: Settings, silent_port: int
+) -> None:
+    """Each page waited for a hung service (port open, no answer) until gRPC gave up on the
+    connection, ~23 s, then blamed a missing server. Each call now waits ui.call_timeout."""
+    settings.ui.call_timeout = 0.5
+    with serving_ui(settings, f"127.0.0.1:{silent_port}") as url:
+        web = WebSession(url)
+        for path in ("/experiments", "/experiments/0", "/models"):
+            response = web.get(path)
+            assert response.status == 504, path
+            page = html.unescape(response.data.decode())
+            assert "A service did not answer" in page
+            assert f"service at 127.0.0.1:{silent_port} did not answer within 0.5 s" in page
+            assert "MODELYARD_UI__CALL_TIMEOUT" in page and "kubectl logs" in page

@@ -14,6 +14,7 @@ from modelyard.services.ui.sessions import Identity
 from modelyard.services.ui.web import (
     check_csrf,
     client,
+    error_page,
     identity_of,
     local_path,
     redirect,
@@ -48,8 +49,11 @@ class RequireIdentity:
                     target = local_path(scope["path"])
                     await redirect(f"/login?next={target}")(scope, receive, send)
                     return
-                except ModelyardError:
-                    pass  # the page itself will show what is wrong (e.g. services unreachable)
+                except ModelyardError as exc:
+                    # Said now: the page's own calls would wait for the same failure again
+                    # (a hung service: twice the call timeout).
+                    await error_page(request, exc)(scope, receive, send)
+                    return
         await self.app(scope, receive, send)
 
 
