@@ -8,7 +8,9 @@ caller catches `modelyard.errors.NotFound` whether it talks to a local or a remo
 
 from __future__ import annotations
 
+import re
 from collections import namedtuple
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import grpc
@@ -259,6 +261,15 @@ def from_rpc_error(error: grpc.RpcError) -> ModelyardError:
     if cls is ModelyardError:
         err.code = code  # type: ignore[misc]
     return err
+
+
+def reword(message: str, instead: Mapping[str, str]) -> str:
+    """`message` with each API method it names (a server's hint: "list them with
+    SearchRuns") replaced by what does the same where it is read (a command, a page)."""
+    if not instead:
+        return message
+    names = re.compile(rf"\b({'|'.join(map(re.escape, instead))})\b")
+    return names.sub(lambda m: instead[m[1]], message)
 
 
 def _pack(message: object) -> any_pb2.Any:

@@ -7,7 +7,6 @@ table, or JSON with --json. Errors print what went wrong and what to do, without
 
 from __future__ import annotations
 
-import re
 import sys
 import traceback
 from importlib import metadata
@@ -20,7 +19,7 @@ from typer.rich_utils import rich_format_error
 
 from modelyard.cli import auth, automl, features, registry, server, serving, tracking
 from modelyard.cli.output import err_console, print_json
-from modelyard.errors import ModelyardError, NoServer, Unavailable
+from modelyard.errors import ModelyardError, NoServer, Unavailable, reword
 
 app = typer.Typer(
     name="modelyard",
@@ -55,7 +54,6 @@ _COMMANDS = {
     "ListEndpoints": "`modelyard endpoints list`",
     "SetRegisteredModelAlias": "`modelyard models alias set NAME ALIAS VERSION`",
 }
-_API_METHOD = re.compile(rf"\b({'|'.join(_COMMANDS)})\b")
 _debug = False
 
 
@@ -160,7 +158,7 @@ def _describe(exc: Exception) -> tuple[str, int]:
                 "\nIs the server running? Start one with `modelyard up`, or point --uri "
                 "(MODELYARD_URI) at the one you use."
             )
-        said = _API_METHOD.sub(lambda m: _COMMANDS[m[1]], str(exc))
+        said = reword(str(exc), _COMMANDS)
         return f" ({exc.code.name}): {said}{hint}", 1
     if isinstance(exc, OSError):
         return f": {_os_error(exc)}", 1

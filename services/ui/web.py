@@ -27,10 +27,12 @@ from modelyard.errors import (
     DeadlineExceeded,
     InvalidArgument,
     ModelyardError,
+    NoServer,
     NotFound,
     PermissionDenied,
     Unauthenticated,
     Unavailable,
+    reword,
 )
 from modelyard.features.client import FeatureStoreClient
 from modelyard.services.common.filters.grammar import like_literal
@@ -219,6 +221,27 @@ _STATUS = {
     DeadlineExceeded: 504,
 }
 
+# The services' hints name the API method that helps, right for the SDK; in the UI, the page
+# that does the same (or the command, for what no page does).
+_INSTEAD = {
+    "SearchExperiments": "the Experiments page",
+    "SearchRuns": "the experiment's runs table",
+    "ListArtifacts": "the run's Artifacts page",
+    "SearchRegisteredModels": "the Models page",
+    "SearchModelVersions": "the model's page",
+    "SetRegisteredModelAlias": "the model page's alias form",
+    "ListEndpoints": "the Endpoints page",
+    "CreateExperiment": "`modelyard experiments create NAME`",
+    "RestoreRun": "`modelyard runs restore RUN_ID`",
+}
+
+
+def said(request: Request, exc: ModelyardError) -> str:
+    """What a page says of a failed call: what went wrong, in the UI's terms."""
+    if isinstance(exc, NoServer):  # its own text names the SDK's settings, not the UI's
+        return f"No Modelyard services answered at {ui_of(request).transport.uri}."
+    return reword(str(exc), _INSTEAD)
+
 
 def _hint(request: Request, exc: ModelyardError) -> str:
     """What to do next, for failures whose message cannot say it (the UI's own settings)."""
@@ -230,8 +253,13 @@ def _hint(request: Request, exc: ModelyardError) -> str:
             "(MODELYARD_UI__CALL_TIMEOUT). Check that service's log (the `modelyard up` "
             "console, or its pod: `kubectl get pods`, `kubectl logs`), then reload."
         )
+    if isinstance(exc, NoServer):
+        return (
+            "Start them with `modelyard up`, or point the UI at yours: `modelyard ui --uri "
+            "HOST:PORT` (MODELYARD_UI__SERVICES_URI); then reload."
+        )
     if isinstance(exc, Unavailable):
-        return "The services are not reachable: is `modelyard up` running, and is --uri right?"
+        return "The service is busy or restarting; reload in a moment."
     return ""
 
 
@@ -248,7 +276,7 @@ def error_page(request: Request, exc: ModelyardError) -> Response:
         request,
         "error.html",
         status,
-        message=str(exc),
+        message=said(request, exc),
         hint=_hint(request, exc),
         status=status,
     )

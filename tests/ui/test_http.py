@@ -18,6 +18,7 @@ from modelyard.services.common.server import ModelyardServer
 from modelyard.services.common.settings import Settings
 from modelyard.services.ui import previews
 from modelyard.services.ui.web import CSP
+from tests.conftest import free_port
 from tests.ui.http import WebSession, serving_ui
 
 
@@ -269,3 +270,32 @@ def test_a_hung_service_fails_pages_with_504_naming_it(
             assert "A service did not answer" in page
             assert f"service at 127.0.0.1:{silent_port} did not answer within 0.5 s" in page
             assert "MODELYARD_UI__CALL_TIMEOUT" in page and "kubectl logs" in page
+
+
+def test_services_that_are_not_there_get_the_uis_own_advice(settings: Settings) -> None:
+    """The page repeated the SDK's advice (set MODELYARD_URI), which the UI does not read."""
+    with serving_ui(settings, f"127.0.0.1:{free_port()}") as url:
+        response = WebSession(url).get("/experiments")
+    assert response.status == 503
+    page = html.unescape(response.data.decode())
+    assert "No Modelyard services answered at 127.0.0.1:" in page
+    assert "modelyard ui --uri HOST:PORT" in page and "MODELYARD_UI__SERVICES_URI" in page
+    assert "MODELYARD_URI" not in page
+
+
+def test_error_pages_name_pages_not_api_methods(web: WebSession, run_id: str) -> None:
+    """A missing experiment said "list experiments with SearchExperiments": an API method,
+    which a UI user has no way to call."""
+    said = {
+        "/experiments/987654": "list experiments with the Experiments page",
+        "/runs/0123456789abcdef0123456789abcdef": "search runs with the experiment's runs table",
+        f"/runs/{run_id}/artifacts?path=nope.txt": "list its files with the run's Artifacts page",
+        "/endpoints/nope": "list endpoints with the Endpoints page",
+        "/models/nope": "list models with the Models page",
+    }
+    for path, advice in said.items():
+        response = web.get(path)
+        assert response.status == 404, path
+        page = html.unescape(response.data.decode())
+        assert advice in page, path
+        assert not re.search(r"\b(Search|List)[A-Z][a-z]+", page), path

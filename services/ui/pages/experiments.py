@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from modelyard.entities.tracking import Run
 from modelyard.errors import InvalidArgument
-from modelyard.services.ui.web import MAX_SEARCH, client, name_search, query_text, render
+from modelyard.services.ui.web import MAX_SEARCH, client, name_search, query_text, render, said
 
 PAGE = 100
 AUTO_COLUMNS = 6  # when none are chosen: this many metrics and params seen on the page
@@ -115,7 +115,7 @@ def experiment(request: Request) -> Response:
         )
         runs, next_token = list(page), page.token
     except InvalidArgument as exc:
-        error = str(exc)  # a filter typo: show it next to the box, keep the page
+        error = said(request, exc)  # a filter typo: show it next to the box, keep the page
     columns = chosen or auto_columns(runs)
 
     def link(**changes: str) -> str:

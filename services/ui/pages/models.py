@@ -24,6 +24,7 @@ from modelyard.services.ui.web import (
     name_search,
     redirect,
     render,
+    said,
 )
 
 PAGE = 100  # models, and one model's versions
@@ -112,7 +113,7 @@ async def _act(request: Request, action: Callable[[Client, str, dict[str, str]],
     try:
         flash(request, await run_in_threadpool(action, client(request), name, form))
     except ModelyardError as exc:
-        flash(request, str(exc), "error")
+        flash(request, said(request, exc), "error")
     except (KeyError, ValueError):
         flash(request, "Fill in the form: a version number and a name.", "error")
     return redirect(f"/models/{name}")
