@@ -299,3 +299,30 @@ def test_error_pages_name_pages_not_api_methods(web: WebSession, run_id: str) ->
         page = html.unescape(response.data.decode())
         assert advice in page, path
         assert not re.search(r"\b(Search|List)[A-Z][a-z]+", page), path
+
+
+def test_columns_whose_keys_have_spaces_or_dashes_sort(
+    web: WebSession, server: ModelyardServer
+) -> None:
+    """A column header's sort link wrote `metrics.val-acc DESC`, which the order grammar
+    refuses: the table came back unsorted under an order_by error."""
+    with Client(server.address) as c:
+        eid = c.create_experiment("keys")
+        for i, name in enumerate(["low", "mid", "high"]):
+            rid = c.create_run(eid, run_name=name).info.run_id
+            c.log_metric(rid, "val-acc", i)
+            c.log_param(rid, "max depth", str(i))
+    page = web.get(f"/experiments/{eid}").data.decode()
+    for label in ("metric val-acc", "param max depth"):
+        link = re.search(rf'<a href="([^"]+)" class="col-\w+">{label}</a>', page)
+        assert link, label
+        order = []
+        for _ in range(2):  # descending, then ascending
+            response = web.get(html.unescape(link.group(1)))
+            assert response.status == 200
+            sorted_page = response.data.decode()
+            assert 'data-testid="filter-error"' not in sorted_page, label
+            order.append(re.findall(r'<a href="/runs/\w+">(\w+)</a>', sorted_page))
+            link = re.search(rf'<a href="([^"]+)" class="col-\w+">{label}</a>', sorted_page)
+            assert link, label
+        assert order == [["high", "mid", "low"], ["low", "mid", "high"]], label

@@ -131,6 +131,10 @@ def experiment(request: Request) -> Response:
         descending = order == f"{column} DESC"
         return link(order=f"{column} {'ASC' if descending else 'DESC'}", page_token="")
 
+    def sort_key_link(kind: str, key: str) -> str:
+        # Back-quoted: keys may hold spaces, dashes, colons and slashes, never a back-quote.
+        return sort_link(f"{kind}.`{key}`")
+
     return render(
         request,
         "experiment.html",
@@ -144,6 +148,7 @@ def experiment(request: Request) -> Response:
         next_link=link(page_token=next_token) if next_token else "",
         first_link=link() if params.get("page_token") else "",
         sort_link=sort_link,
+        sort_key_link=sort_key_link,
     )
 
 
