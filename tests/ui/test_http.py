@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import html
+import io
 import re
 import socket
 import threading
 import tracemalloc
 from collections.abc import Iterator
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pytest
 
@@ -17,6 +19,7 @@ from modelyard import Client
 from modelyard.services.common.server import ModelyardServer
 from modelyard.services.common.settings import Settings
 from modelyard.services.ui import previews
+from modelyard.services.ui.pages import experiments
 from modelyard.services.ui.web import CSP
 from tests.conftest import free_port
 from tests.ui.http import WebSession, serving_ui
@@ -326,3 +329,36 @@ def test_columns_whose_keys_have_spaces_or_dashes_sort(
             link = re.search(rf'<a href="([^"]+)" class="col-\w+">{label}</a>', sorted_page)
             assert link, label
         assert order == [["high", "mid", "low"], ["low", "mid", "high"]], label
+
+
+def test_runs_download_as_csv_with_the_tables_filter_and_order(
+    web: WebSession, server: ModelyardServer, monkeypatch
+) -> None:
+    """The runs table had no download; MLflow's has one. Every page of the filtered runs comes,
+    in the table's order, and text a spreadsheet would run as a formula stays text."""
+    monkeypatch.setattr(experiments, "CSV_PAGE", 2)  # several pages from few runs
+    with Client(server.address) as c:
+        eid = c.create_experiment("csv <export>")
+        for i in range(6):
+            rid = c.create_run(eid, run_name=f"run-{i}").info.run_id
+            c.log_metric(rid, "loss", -0.5 * i)
+            c.log_param(rid, "note", '=HYPERLINK("http://evil.example","x")' if i == 4 else "-1")
+    page = web.get(f"/experiments/{eid}?filter=metrics.loss+<+-0.6&order=metrics.loss+ASC")
+    link = re.search(r'<a href="([^"]+)" data-testid="runs-csv"', page.data.decode())
+    assert link
+    response = web.get(html.unescape(link.group(1)))
+    assert response.status == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    assert "csv <export>-runs.csv" in unquote(response.headers["content-disposition"])
+    rows = list(csv.DictReader(io.StringIO(response.data.decode())))
+    assert [r["tags.mlflow.runName"] for r in rows] == ["run-5", "run-4", "run-3", "run-2"]
+    assert [float(r["metrics.loss"]) for r in rows] == [-2.5, -2.0, -1.5, -1.0]
+    assert rows[1]["params.note"] == '\'=HYPERLINK("http://evil.example","x")'
+    assert rows[0]["params.note"] == "-1"
+
+
+def test_a_runs_csv_is_refused_like_the_page(web: WebSession) -> None:
+    assert web.get("/experiments/987654/runs.csv").status == 404
+    response = web.get("/experiments/0/runs.csv?filter=metrics.loss+>>>+1")
+    assert response.status == 400
+    assert "filter" in html.unescape(response.data.decode())

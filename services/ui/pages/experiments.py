@@ -10,8 +10,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelyard.client.tracking import runs_to_frame
 from modelyard.entities.tracking import Run
 from modelyard.errors import InvalidArgument
+from modelyard.services.ui.pages.runs import attachment
 from modelyard.services.ui.web import MAX_SEARCH, client, name_search, query_text, render, said
 
 PAGE = 100
@@ -20,6 +22,8 @@ AUTO_COLUMNS = 6  # when none are chosen: this many metrics and params seen on t
 MAX_COLUMNS = 50
 MAX_FILTER = 2000  # characters of `filter`, and of `columns`
 COLUMN_KINDS = ("metrics", "params", "tags")
+MAX_CSV_RUNS = 10_000  # runs in a CSV download (the SDK's search_runs has no bound)
+CSV_PAGE = 1000  # runs asked for per call while building one
 
 
 def experiments(request: Request) -> Response:
@@ -85,15 +89,21 @@ def auto_columns(runs: list[Run]) -> list[tuple[str, str]]:
     ]
 
 
+def filter_and_order(request: Request) -> tuple[str, str]:
+    """The runs table's `filter` and `order` (one column, maybe with ASC/DESC)."""
+    filter_string = query_text(
+        request, "filter", MAX_FILTER, "the filter", f"use at most {MAX_FILTER} characters"
+    )
+    order = query_text(request, "order", MAX_SEARCH, "the sort order", "sort by one column")
+    return filter_string, order
+
+
 def experiment(request: Request) -> Response:
     eid = request.path_params["experiment_id"]
     c = client(request)
     exp = c.get_experiment(eid)
     params = request.query_params
-    filter_string = query_text(
-        request, "filter", MAX_FILTER, "the filter", f"use at most {MAX_FILTER} characters"
-    )
-    order = query_text(request, "order", MAX_SEARCH, "the sort order", "sort by one column")
+    filter_string, order = filter_and_order(request)
     chosen_text = query_text(
         request, "columns", MAX_FILTER, "the columns list", f"use at most {MAX_FILTER} characters"
     )
@@ -146,13 +156,64 @@ def experiment(request: Request) -> Response:
         chosen=chosen_text,
         error=error,
         next_link=link(page_token=next_token) if next_token else "",
+        csv_link=f"/experiments/{eid}/runs.csv?"
+        + urlencode({k: v for k, v in {"filter": filter_string, "order": order}.items() if v}),
+        max_csv_runs=MAX_CSV_RUNS,
         first_link=link() if params.get("page_token") else "",
         sort_link=sort_link,
         sort_key_link=sort_key_link,
     )
 
 
+def runs_csv(request: Request) -> Response:
+    """The runs the table's filter selects, in its order, as CSV (the SDK's search_runs frame):
+    every page of them, up to MAX_CSV_RUNS."""
+    eid = request.path_params["experiment_id"]
+    c = client(request)
+    exp = c.get_experiment(eid)  # a missing or forbidden experiment is its error page
+    filter_string, order = filter_and_order(request)
+    runs: list[Run] = []
+    token: str | None = None
+    while len(runs) < MAX_CSV_RUNS:
+        page = c.search_runs(
+            [eid],
+            filter_string=filter_string,
+            max_results=min(CSV_PAGE, MAX_CSV_RUNS - len(runs)),
+            order_by=[order] if order else None,
+            page_token=token,
+        )
+        runs += page
+        token = page.token
+        if not token:
+            break
+    frame = runs_to_frame(runs)
+    for column in frame.select_dtypes(include=["object", "string"]).columns:
+        frame[column] = frame[column].map(spreadsheet_text)
+    return Response(
+        frame.to_csv(index=False),
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": attachment(f"{exp.name}-runs.csv")},
+    )
+
+
+# What a spreadsheet takes for a formula at the start of a cell (OWASP's CSV injection list).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(value: object) -> object:
+    """A text cell that a spreadsheet would run as a formula (a param "=HYPERLINK(...)"),
+    quoted as text with a leading apostrophe; numbers stay as they are ("-0.5")."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value
+
+
 ROUTES = [
     Route("/experiments", experiments),
     Route("/experiments/{experiment_id}", experiment),
+    Route("/experiments/{experiment_id}/runs.csv", runs_csv),
 ]
