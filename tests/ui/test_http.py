@@ -362,3 +362,38 @@ def test_a_runs_csv_is_refused_like_the_page(web: WebSession) -> None:
     response = web.get("/experiments/0/runs.csv?filter=metrics.loss+>>>+1")
     assert response.status == 400
     assert "filter" in html.unescape(response.data.decode())
+
+
+def test_deleted_runs_can_be_listed_and_deleted_things_say_so(
+    web: WebSession, server: ModelyardServer
+) -> None:
+    """The runs table showed active runs only, with no way to find a deleted one (MLflow's has
+    a state choice), and a deleted run's or experiment's page looked like a live one."""
+    with Client(server.address) as c:
+        eid = c.create_experiment("cleanup")
+        kept = c.create_run(eid, run_name="kept").info.run_id
+        gone = c.create_run(eid, run_name="gone").info.run_id
+        c.delete_run(gone)
+
+    def names(path: str) -> list[str]:
+        response = web.get(path)
+        assert response.status == 200, path
+        return re.findall(r'<a href="/runs/\w+">(\w+)</a>', response.data.decode())
+
+    assert names(f"/experiments/{eid}") == ["kept"]
+    assert names(f"/experiments/{eid}?view=deleted") == ["gone"]
+    assert sorted(names(f"/experiments/{eid}?view=all")) == ["gone", "kept"]
+    page = web.get(f"/experiments/{eid}?view=deleted").data.decode()
+    for link in re.findall(r'<th><a href="([^"]+)"', page):  # sorting keeps the choice
+        assert "view=deleted" in html.unescape(link)
+    exported = web.get(f"/experiments/{eid}/runs.csv?view=deleted").data.decode()
+    assert [r["run_id"] for r in csv.DictReader(io.StringIO(exported))] == [gone]
+    assert web.get(f"/experiments/{eid}?view=purged").status == 400
+
+    run_page = html.unescape(web.get(f"/runs/{gone}").data.decode())
+    assert "This run is deleted" in run_page and f"modelyard runs restore {gone}" in run_page
+    assert "is deleted" not in web.get(f"/runs/{kept}").data.decode()
+    with Client(server.address) as c:
+        c.delete_experiment(eid)
+    page = html.unescape(web.get(f"/experiments/{eid}").data.decode())
+    assert "This experiment is deleted" in page and f"modelyard experiments restore {eid}" in page

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modelyard.client.tracking import runs_to_frame
+from modelyard.entities.common import ViewType
 from modelyard.entities.tracking import Run
 from modelyard.errors import InvalidArgument
 from modelyard.services.ui.pages.runs import attachment
@@ -23,6 +24,8 @@ MAX_COLUMNS = 50
 MAX_FILTER = 2000  # characters of `filter`, and of `columns`
 COLUMN_KINDS = ("metrics", "params", "tags")
 MAX_CSV_RUNS = 10_000  # runs in a CSV download (the SDK's search_runs has no bound)
+# The runs table's choice of runs, as the SDK and CLI (--view) name them.
+VIEWS = {"active": ViewType.ACTIVE_ONLY, "deleted": ViewType.DELETED_ONLY, "all": ViewType.ALL}
 CSV_PAGE = 1000  # runs asked for per call while building one
 
 
@@ -89,13 +92,20 @@ def auto_columns(runs: list[Run]) -> list[tuple[str, str]]:
     ]
 
 
-def filter_and_order(request: Request) -> tuple[str, str]:
-    """The runs table's `filter` and `order` (one column, maybe with ASC/DESC)."""
+def filter_and_order(request: Request) -> tuple[str, str, str]:
+    """The runs table's `filter`, `order` (one column, maybe with ASC/DESC) and `view` (which
+    runs: active, deleted or all)."""
     filter_string = query_text(
         request, "filter", MAX_FILTER, "the filter", f"use at most {MAX_FILTER} characters"
     )
     order = query_text(request, "order", MAX_SEARCH, "the sort order", "sort by one column")
-    return filter_string, order
+    view = request.query_params.get("view") or "active"
+    if view not in VIEWS:
+        raise InvalidArgument(
+            f"view {view[:20]!r} is not one of {', '.join(VIEWS)}; pick one in the list",
+            field="view",
+        )
+    return filter_string, order, view
 
 
 def experiment(request: Request) -> Response:
@@ -103,7 +113,7 @@ def experiment(request: Request) -> Response:
     c = client(request)
     exp = c.get_experiment(eid)
     params = request.query_params
-    filter_string, order = filter_and_order(request)
+    filter_string, order, view = filter_and_order(request)
     chosen_text = query_text(
         request, "columns", MAX_FILTER, "the columns list", f"use at most {MAX_FILTER} characters"
     )
@@ -122,19 +132,18 @@ def experiment(request: Request) -> Response:
             max_results=PAGE,
             order_by=[order] if order else None,
             page_token=params.get("page_token") or None,
+            run_view_type=VIEWS[view],
         )
         runs, next_token = list(page), page.token
     except InvalidArgument as exc:
         error = said(request, exc)  # a filter typo: show it next to the box, keep the page
     columns = chosen or auto_columns(runs)
 
+    # which runs, in which order: what the table's links and its CSV download keep
+    selection = {"filter": filter_string, "order": order, "view": "" if view == "active" else view}
+
     def link(**changes: str) -> str:
-        query = {
-            "filter": filter_string,
-            "order": order,
-            "columns": chosen_text,
-            **changes,
-        }
+        query = {**selection, "columns": chosen_text, **changes}
         return f"/experiments/{eid}?" + urlencode({k: v for k, v in query.items() if v})
 
     def sort_link(column: str) -> str:
@@ -153,11 +162,13 @@ def experiment(request: Request) -> Response:
         columns=columns,
         filter=filter_string,
         order=order,
+        view=view,
+        views=list(VIEWS),
         chosen=chosen_text,
         error=error,
         next_link=link(page_token=next_token) if next_token else "",
         csv_link=f"/experiments/{eid}/runs.csv?"
-        + urlencode({k: v for k, v in {"filter": filter_string, "order": order}.items() if v}),
+        + urlencode({k: v for k, v in selection.items() if v}),
         max_csv_runs=MAX_CSV_RUNS,
         first_link=link() if params.get("page_token") else "",
         sort_link=sort_link,
@@ -171,7 +182,7 @@ def runs_csv(request: Request) -> Response:
     eid = request.path_params["experiment_id"]
     c = client(request)
     exp = c.get_experiment(eid)  # a missing or forbidden experiment is its error page
-    filter_string, order = filter_and_order(request)
+    filter_string, order, view = filter_and_order(request)
     runs: list[Run] = []
     token: str | None = None
     while len(runs) < MAX_CSV_RUNS:
@@ -181,6 +192,7 @@ def runs_csv(request: Request) -> Response:
             max_results=min(CSV_PAGE, MAX_CSV_RUNS - len(runs)),
             order_by=[order] if order else None,
             page_token=token,
+            run_view_type=VIEWS[view],
         )
         runs += page
         token = page.token
