@@ -53,6 +53,7 @@ _COMMANDS = {
     "ListArtifacts": "`modelyard artifacts list RUN_ID`",
     "ListEndpoints": "`modelyard endpoints list`",
     "SetRegisteredModelAlias": "`modelyard models alias set NAME ALIAS VERSION`",
+    "CreateModelVersion": "`modelyard.register_model` in Python",
 }
 _debug = False
 

@@ -233,6 +233,7 @@ _INSTEAD = {
     "ListEndpoints": "the Endpoints page",
     "CreateExperiment": "`modelyard experiments create NAME`",
     "RestoreRun": "`modelyard runs restore RUN_ID`",
+    "CreateModelVersion": "`modelyard.register_model` in Python",
 }
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from modelyard import Client
 from tests.cli.test_errors import assert_reported, cli
 
 
@@ -25,6 +26,16 @@ def test_a_hint_names_the_command_that_helps(
     result = cli(*args, "--uri", server.address)
     assert_reported(result, command)
     assert method not in result.stderr
+
+
+def test_a_failed_registration_names_what_registers_again(server) -> None:
+    """The hint said "register it again (CreateModelVersion)", an API method no command is."""
+    with Client(server.address) as c:
+        run_id = c.create_run("0").info.run_id
+        c.create_model_version("empty", f"runs:/{run_id}/nothing", await_creation_for=0)
+    result = cli("models", "alias", "set", "empty", "champion", "1", "--uri", server.address)
+    assert_reported(result, "register it again (`modelyard.register_model` in Python)")
+    assert "CreateModelVersion" not in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -397,3 +397,18 @@ def test_deleted_runs_can_be_listed_and_deleted_things_say_so(
         c.delete_experiment(eid)
     page = html.unescape(web.get(f"/experiments/{eid}").data.decode())
     assert "This experiment is deleted" in page and f"modelyard experiments restore {eid}" in page
+
+
+def test_a_refused_model_action_names_no_api_method(
+    web: WebSession, server: ModelyardServer, run_id: str
+) -> None:
+    """Pointing an alias at a version whose registration failed said "register it again
+    (CreateModelVersion)", an API method no page offers."""
+    with Client(server.address) as c:
+        c.create_model_version("empty", f"runs:/{run_id}/nothing", await_creation_for=0)
+    form = {"csrf": web.csrf("/models/empty"), "alias": "champion", "version": "1"}
+    response = web.post("/models/empty/alias", form)
+    assert response.status == 303
+    page = html.unescape(web.get(response.headers["location"]).data.decode())
+    assert "register it again (`modelyard.register_model` in Python)" in page
+    assert "CreateModelVersion" not in page
