@@ -134,7 +134,11 @@ def experiments_get(
 ) -> None:
     """Show one experiment, by id or --name."""
     client = client_for(uri, token)
-    if (experiment_id is None) == (name is None):
+    if experiment_id is None and name is None:
+        raise typer.BadParameter(
+            "give an experiment id or --name; `modelyard experiments list` shows both"
+        )
+    if experiment_id is not None and name is not None:
         raise typer.BadParameter("give an experiment id or --name, not both")
     if name is not None:
         from modelyard.errors import NotFound

@@ -22,6 +22,9 @@ NOWHERE = ["--uri", "127.0.0.1:1"]  # refused before any call, so no server is d
         (["endpoints", "predict", "ep", *NOWHERE], "--data", "Missing option"),
         (["endpoints", "predict", "ep", "--data", "{missing}", *NOWHERE], "--data", "not exist"),
         (["runs", "list", "--max-results", "many", *NOWHERE], "--max-results", "Invalid value"),
+        # Neither given was refused as "not both".
+        (["experiments", "get", *NOWHERE], None, "give an experiment id or --name; "),
+        (["experiments", "get", "1", "--name", "x", *NOWHERE], None, "--name, not both"),
         # 0 days reached the service as "unset" and silently made a 90-day token.
         (
             ["tokens", "create", "--ttl-days", "0", *NOWHERE],
