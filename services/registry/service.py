@@ -618,7 +618,7 @@ class RegistryService:
         tracking = self.tracking.caller()
         try:
             run = tracking.get_run(mv.run_id)
-        except NotFound:
-            return ModelVersionLineage(mv, None, None)
+        except (NotFound, PermissionDenied):  # gone, or in an experiment the caller cannot read:
+            return ModelVersionLineage(mv, None, None)  # the version they may read, without it
         experiment = tracking.get_experiment(run.info.experiment_id)
         return ModelVersionLineage(mv, run, experiment)

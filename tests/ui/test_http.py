@@ -16,12 +16,13 @@ from urllib.parse import quote, unquote
 import pytest
 
 from modelyard import Client
+from modelyard.entities import PermissionLevel
 from modelyard.services.common.server import ModelyardServer
-from modelyard.services.common.settings import Settings
+from modelyard.services.common.settings import AuthSettings, Settings
 from modelyard.services.ui import previews
 from modelyard.services.ui.pages import experiments
 from modelyard.services.ui.web import CSP
-from tests.conftest import free_port
+from tests.conftest import free_port, running_server
 from tests.ui.http import WebSession, serving_ui
 
 
@@ -412,3 +413,36 @@ def test_a_refused_model_action_names_no_api_method(
     page = html.unescape(web.get(response.headers["location"]).data.decode())
     assert "register it again (`modelyard.register_model` in Python)" in page
     assert "CreateModelVersion" not in page
+
+
+def test_a_model_readable_from_a_hidden_experiment_shows_its_versions(tmp_path) -> None:
+    """A viewer given READ on a model trained in an experiment they cannot read got a 403 for
+    each version's page: the lineage call failed on the run (the page says "not readable"
+    instead), and listing files takes USE, which they have not either."""
+    from modelyard.services.auth.app import open_service
+    from modelyard.services.common.runtime import Runtime
+
+    settings = Settings(home=tmp_path, port=0, grace_period=0, auth=AuthSettings(enabled=True))
+    auth = open_service(settings, Runtime(settings))
+    root = auth.bootstrap_admin("root").token
+    auth.store.close()
+    with running_server(settings) as server, serving_ui(settings, server.address) as url:
+        with Client(server.address, token=root) as admin:
+            admin.create_principal("vera", ["viewer"])
+            vera, _ = admin.create_token("vera")
+            run_id = admin.create_run(admin.create_experiment("secret")).info.run_id
+            admin.log_param(run_id, "secret_param", "1")
+            admin.log_text(run_id, "m", "model/MLmodel")
+            admin.create_model_version("shared", f"runs:/{run_id}/model")
+            admin.set_registered_model_permission("shared", "vera", PermissionLevel.READ)
+        with Client(server.address, token=vera) as c:
+            lineage = c.get_model_version_lineage("shared", 1)
+            assert lineage.model_version.version == 1 and lineage.run is None
+        web = WebSession(url)
+        assert web.post("/login", {"csrf": web.csrf("/login"), "token": vera}).status == 303
+        response = web.get("/models/shared/versions/1")
+        assert response.status == 200
+        page = html.unescape(response.data.decode())
+        assert "The source run is not readable" in page and "secret_param" not in page
+        assert "Its files are not shown: vera needs USE on registered_model/shared" in page
+        assert "MLmodel" not in page

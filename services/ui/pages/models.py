@@ -93,7 +93,10 @@ def model_version(request: Request) -> Response:
         raise NotFound(f"model {name!r} has no version {version}; see its versions on /models")
     c = client(request)
     lineage = c.get_model_version_lineage(name, version)
-    files = c.list_model_version_artifacts(name, version)
+    try:
+        files, files_refused = c.list_model_version_artifacts(name, version), ""
+    except PermissionDenied as exc:  # listing files takes USE; the rest of the page, READ
+        files, files_refused = [], said(request, exc)
     return render(
         request,
         "model_version.html",
@@ -101,6 +104,7 @@ def model_version(request: Request) -> Response:
         version=lineage.model_version,
         datasets=datasets(lineage.run) if lineage.run else [],
         files=files,
+        files_refused=files_refused,
     )
 
 
