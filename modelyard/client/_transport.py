@@ -184,6 +184,13 @@ class Transport:
                 "(for mutual TLS also MODELYARD_TLS_CERT / MODELYARD_TLS_KEY)",
                 field="tls_ca",
             )
+        elif isinstance(error, Unavailable) and _SILENT_PEER.search(error.message):
+            # Something took the connection and said nothing: starting another would not help.
+            error = NoServer(
+                f"{error.message}; something at {self.uri} took the connection but never "
+                "answered: a hung Modelyard server (check its log, or its pod: `kubectl logs`) "
+                "or another program on that port (point the client at yours: MODELYARD_URI)"
+            )
         elif isinstance(error, Unavailable) and not _from_a_server(exc):
             error = NoServer(
                 f"{error.message}; no Modelyard server answered at {self.uri}: start one with "
@@ -213,6 +220,10 @@ _TLS_FAILURE = re.compile(
     r"CERTIFICATE_VERIFY_FAILED|Tls handshake failed|SSL_ERROR_SSL|"
     r"Peer name .* is not in peer certificate"
 )
+
+
+# What grpc's details say when the connection was taken but the peer never spoke HTTP/2.
+_SILENT_PEER = re.compile(r"timed out before receiving SETTINGS frame")
 
 
 def _certificate_refused(details: str) -> bool:

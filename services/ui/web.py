@@ -257,7 +257,8 @@ def _hint(request: Request, exc: ModelyardError) -> str:
     if isinstance(exc, NoServer):
         return (
             "Start them with `modelyard up`, or point the UI at yours: `modelyard ui --uri "
-            "HOST:PORT` (MODELYARD_UI__SERVICES_URI); then reload."
+            "HOST:PORT` (MODELYARD_UI__SERVICES_URI). If they are running, check their log "
+            "(or their pod: `kubectl logs`); then reload."
         )
     if isinstance(exc, Unavailable):
         return "The service is busy or restarting; reload in a moment."

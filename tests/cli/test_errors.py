@@ -17,6 +17,7 @@ from typer.testing import CliRunner, Result
 
 from modelyard.cli import app
 from tests.conftest import free_port
+from tests.silent_peer import silent_port
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -93,6 +94,16 @@ def test_a_server_that_is_not_running_says_how_to_start_one() -> None:
     assert_reported(
         result, "UNAVAILABLE", address, "modelyard up", "MODELYARD_URI", "--uri names the server"
     )
+
+
+def test_a_hung_server_is_not_taken_for_a_missing_one() -> None:
+    """A port that takes the connection and never answers was reported as no server at all,
+    with advice to start one; the fix is to look at the one that hangs (or the address)."""
+    with silent_port() as port:
+        result = cli("experiments", "list", "--uri", f"127.0.0.1:{port}")
+    assert_reported(result, f"something at 127.0.0.1:{port} took the connection but never")
+    assert "a hung Modelyard server (check its log" in result.stderr
+    assert "start one with `modelyard up`" not in result.stderr
 
 
 def test_a_port_out_of_range_is_refused_before_dialling() -> None:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import html
 import io
 import re
-import socket
-import threading
 import tracemalloc
 from collections.abc import Iterator
 from urllib.parse import quote, unquote
@@ -22,6 +19,7 @@ from modelyard.services.common.settings import AuthSettings, Settings
 from modelyard.services.ui import previews
 from modelyard.services.ui.pages import experiments
 from modelyard.services.ui.web import CSP
+from tests import silent_peer
 from tests.conftest import free_port, running_server
 from tests.ui.http import WebSession, serving_ui
 
@@ -236,27 +234,8 @@ def test_every_version_of_a_model_is_reachable_from_its_page(
 
 @pytest.fixture
 def silent_port() -> Iterator[int]:
-    """A port that accepts connections and never says a word: a hung service behind it."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.05)
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                accepted.append(listener.accept()[0])
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join()
-        for conn in accepted:
-            conn.close()
-        listener.close()
+    with silent_peer.silent_port() as port:
+        yield port
 
 
 def test_a_hung_service_fails_pages_with_504_naming_it(
