@@ -246,8 +246,8 @@ def said(request: Request, exc: ModelyardError) -> str:
 
 def _hint(request: Request, exc: ModelyardError) -> str:
     """What to do next, for failures whose message cannot say it (the UI's own settings)."""
-    if isinstance(exc, PermissionDenied):
-        return "Ask someone with MANAGE on it for access."
+    if isinstance(exc, PermissionDenied):  # a refused grant names whom to ask; a role, not
+        return "" if exc.resource_type else "Ask an admin for the role it needs."
     if isinstance(exc, DeadlineExceeded):
         return (
             f"Pages wait {ui_of(request).transport.timeout:g} s for each service call "

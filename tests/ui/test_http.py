@@ -394,10 +394,9 @@ def test_a_refused_model_action_names_no_api_method(
     assert "CreateModelVersion" not in page
 
 
-def test_a_model_readable_from_a_hidden_experiment_shows_its_versions(tmp_path) -> None:
-    """A viewer given READ on a model trained in an experiment they cannot read got a 403 for
-    each version's page: the lineage call failed on the run (the page says "not readable"
-    instead), and listing files takes USE, which they have not either."""
+@pytest.fixture
+def secure(tmp_path) -> Iterator[tuple[ModelyardServer, str, str, str]]:
+    """Auth on: the services, a UI over them, the admin's token and viewer vera's."""
     from modelyard.services.auth.app import open_service
     from modelyard.services.common.runtime import Runtime
 
@@ -409,19 +408,43 @@ def test_a_model_readable_from_a_hidden_experiment_shows_its_versions(tmp_path) 
         with Client(server.address, token=root) as admin:
             admin.create_principal("vera", ["viewer"])
             vera, _ = admin.create_token("vera")
-            run_id = admin.create_run(admin.create_experiment("secret")).info.run_id
-            admin.log_param(run_id, "secret_param", "1")
-            admin.log_text(run_id, "m", "model/MLmodel")
-            admin.create_model_version("shared", f"runs:/{run_id}/model")
-            admin.set_registered_model_permission("shared", "vera", PermissionLevel.READ)
-        with Client(server.address, token=vera) as c:
-            lineage = c.get_model_version_lineage("shared", 1)
-            assert lineage.model_version.version == 1 and lineage.run is None
-        web = WebSession(url)
-        assert web.post("/login", {"csrf": web.csrf("/login"), "token": vera}).status == 303
-        response = web.get("/models/shared/versions/1")
-        assert response.status == 200
-        page = html.unescape(response.data.decode())
-        assert "The source run is not readable" in page and "secret_param" not in page
-        assert "Its files are not shown: vera needs USE on registered_model/shared" in page
-        assert "MLmodel" not in page
+        yield server, url, root, vera
+
+
+def test_a_model_readable_from_a_hidden_experiment_shows_its_versions(secure) -> None:
+    """A viewer given READ on a model trained in an experiment they cannot read got a 403 for
+    each version's page: the lineage call failed on the run (the page says "not readable"
+    instead), and listing files takes USE, which they have not either."""
+    server, url, root, vera = secure
+    with Client(server.address, token=root) as admin:
+        run_id = admin.create_run(admin.create_experiment("secret")).info.run_id
+        admin.log_param(run_id, "secret_param", "1")
+        admin.log_text(run_id, "m", "model/MLmodel")
+        admin.create_model_version("shared", f"runs:/{run_id}/model")
+        admin.set_registered_model_permission("shared", "vera", PermissionLevel.READ)
+    with Client(server.address, token=vera) as c:
+        lineage = c.get_model_version_lineage("shared", 1)
+        assert lineage.model_version.version == 1 and lineage.run is None
+    web = WebSession(url)
+    assert web.post("/login", {"csrf": web.csrf("/login"), "token": vera}).status == 303
+    response = web.get("/models/shared/versions/1")
+    assert response.status == 200
+    page = html.unescape(response.data.decode())
+    assert "The source run is not readable" in page and "secret_param" not in page
+    assert "Its files are not shown: vera needs USE on registered_model/shared" in page
+    assert "MLmodel" not in page
+
+
+def test_a_refused_page_says_whom_to_ask_once(secure) -> None:
+    """A refused grant said "ask someone with MANAGE on it for a grant" and the page added "Ask
+    someone with MANAGE on it for access" below it."""
+    server, url, root, vera = secure
+    with Client(server.address, token=root) as admin:
+        eid = admin.create_experiment("secret")
+    web = WebSession(url)
+    assert web.post("/login", {"csrf": web.csrf("/login"), "token": vera}).status == 303
+    response = web.get(f"/experiments/{eid}")
+    assert response.status == 403
+    page = html.unescape(response.data.decode())
+    assert page.lower().count("someone with manage on it") == 1
+    assert f"vera needs READ on experiment/{eid}" in page
