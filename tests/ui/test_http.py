@@ -448,3 +448,26 @@ def test_a_refused_page_says_whom_to_ask_once(secure) -> None:
     page = html.unescape(response.data.decode())
     assert page.lower().count("someone with manage on it") == 1
     assert f"vera needs READ on experiment/{eid}" in page
+
+
+def test_compare_leaves_out_the_runs_it_cannot_show(secure) -> None:
+    """One run the caller may not read (or a deleted one's stale link) made the whole
+    comparison a 403; the readable runs are compared now, with what was left out and why."""
+    server, url, root, vera = secure
+    with Client(server.address, token=root) as admin:
+        shared = admin.create_experiment("shared")
+        admin.set_experiment_permission(shared, "vera", PermissionLevel.READ)
+        seen = [admin.create_run(shared, run_name=f"seen-{i}").info.run_id for i in range(2)]
+        secret = admin.create_experiment("secret")
+        hidden = admin.create_run(secret, run_name="hidden-run")
+        admin.log_param(hidden.info.run_id, "secret_param", "1")
+        also_hidden = admin.create_run(secret).info.run_id
+    web = WebSession(url)
+    assert web.post("/login", {"csrf": web.csrf("/login"), "token": vera}).status == 303
+    response = web.get(f"/compare?runs={seen[0]},{hidden.info.run_id},{seen[1]}")
+    assert response.status == 200
+    page = html.unescape(response.data.decode())
+    assert "Comparing 2 runs" in page and "seen-0" in page and "seen-1" in page
+    assert "Left out: vera needs READ on experiment/" in page
+    assert "hidden-run" not in page and "secret_param" not in page
+    assert web.get(f"/compare?runs={hidden.info.run_id},{also_hidden}").status == 403

@@ -7,10 +7,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modelyard.errors import InvalidArgument
+from modelyard.entities.tracking import Run
+from modelyard.errors import InvalidArgument, NotFound, PermissionDenied
 from modelyard.services.ui import charts
 from modelyard.services.ui.pages.runs import MAX_CHARTS
-from modelyard.services.ui.web import client, render
+from modelyard.services.ui.web import client, render, said
 
 MIN_RUNS, MAX_RUNS = 2, 10
 
@@ -32,7 +33,15 @@ def compare(request: Request) -> Response:
             field="runs",
         )
     c = client(request)
-    runs = [c.get_run(rid) for rid in ids]
+    runs: list[Run] = []
+    left_out: list[str] = []
+    for rid in ids:
+        try:
+            runs.append(c.get_run(rid))
+        except (NotFound, PermissionDenied) as exc:  # the others are still worth comparing
+            if len(left_out) == len(ids) - 1:
+                raise
+            left_out.append(said(request, exc))
     param_keys = sorted({k for r in runs for k in r.data.params})
     metric_keys = sorted({k for r in runs for k in r.data.metrics})
     params = [(key, [r.data.params.get(key) for r in runs]) for key in param_keys]
@@ -77,6 +86,7 @@ def compare(request: Request) -> Response:
         metric_keys=metric_keys,
         color_key=color_key,
         ids=",".join(ids),
+        left_out=left_out,
     )
 
 
