@@ -7,7 +7,7 @@ silently different value (None stored as 0.0) nor surface as a protobuf TypeErro
 from __future__ import annotations
 
 import decimal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +106,7 @@ def test_decimal_metric_values_are_logged_as_floats(client: Client, run_id: str)
 @pytest.mark.parametrize("value", [10**10, -(10**10), 2.5, "10", True])
 def test_a_page_size_protobuf_cannot_hold_is_named(unreachable: Client, value: object) -> None:
     """max_results=10**10 was protobuf's bare ValueError 'Value out of range', naming no field."""
-    calls = {
+    calls: dict[str, list[Callable[[], object]]] = {
         "max_results": [
             lambda: unreachable.search_runs(["0"], max_results=value),  # type: ignore[arg-type]
             lambda: unreachable.search_experiments(max_results=value),  # type: ignore[arg-type]

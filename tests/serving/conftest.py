@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from prometheus_client import REGISTRY
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
@@ -53,6 +55,17 @@ def wait_ready(
 ) -> Endpoint:
     """Follow the endpoint (WatchEndpoint) until every served model is READY (at `version`)."""
     return client.wait_endpoint_ready(name, version, timeout)
+
+
+def wait_pending(client: Client, endpoint: str, count: int) -> None:
+    """Until `count` requests wait in the queue of `endpoint`'s one served model, as the
+    in-process server's metric says."""
+    (served,) = client.get_endpoint(endpoint).served_models
+    labels = {"endpoint": endpoint, "served_model": served.name}
+    deadline = time.monotonic() + 60
+    while REGISTRY.get_sample_value("modelyard_serving_pending_requests", labels) != count:
+        assert time.monotonic() < deadline, f"{count} requests never waited in {endpoint}"
+        time.sleep(0.01)  # polling the server's own metric
 
 
 @pytest.fixture

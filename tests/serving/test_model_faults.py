@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,7 +11,6 @@ import grpc
 import numpy as np
 import pandas as pd
 import pytest
-from prometheus_client import REGISTRY
 from sklearn.linear_model import LinearRegression
 
 import modelyard
@@ -25,7 +23,7 @@ from modelyard.services.common.server import ModelyardServer
 from modelyard.services.common.settings import Settings
 from tests.conftest import running_server
 from tests.serving import models
-from tests.serving.conftest import register, wait_ready
+from tests.serving.conftest import register, wait_pending, wait_ready
 
 X = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [4.0, 5.0, 6.0]})
 
@@ -91,16 +89,6 @@ def test_callers_that_give_up_behind_a_slow_model_free_the_server(few_threads, g
     assert answer["predictions"].tolist() == [-1.0, -1.0, -1.0]
 
 
-def _wait_pending(client: Client, endpoint: str, count: int) -> None:
-    """Until `count` requests wait in `endpoint`'s queue, as the server's metric says."""
-    (served,) = client.get_endpoint(endpoint).served_models
-    labels = {"endpoint": endpoint, "served_model": served.name}
-    deadline = time.monotonic() + 60
-    while REGISTRY.get_sample_value("modelyard_serving_pending_requests", labels) != count:
-        assert time.monotonic() < deadline, f"{count} requests never waited in {endpoint}"
-        time.sleep(0.01)  # polling the server's own metric
-
-
 def test_callers_without_a_deadline_wait_behind_a_running_call(platform, gate) -> None:
     """tritonclient sets no deadline by default; grpc then reports ~9.2e18 s remaining, and the
     callers that had to wait behind a running call got INTERNAL (an OverflowError)."""
@@ -118,10 +106,10 @@ def test_callers_without_a_deadline_wait_behind_a_running_call(platform, gate) -
         held = call(-1.0)
         assert models.ENTERED.wait(60)
         waiting = [call(float(i)) for i in range(6)]
-        _wait_pending(client, "patient", 6)
+        wait_pending(client, "patient", 6)
         models.GATE.set()
         answers = [f.result(60) for f in [held, *waiting]]
-        _wait_pending(client, "patient", 0)
+        wait_pending(client, "patient", 0)
     assert [list(a.outputs[0].contents.fp64_contents) for a in answers] == [
         [-1.0],
         *([float(i)] for i in range(6)),

@@ -21,7 +21,7 @@ import modelyard.sklearn
 from modelyard.entities.common import PermissionLevel
 from modelyard.entities.serving import BatchingConfig, ServedModel
 from tests.security.conftest import Secure, make_secure, secure  # noqa: F401
-from tests.serving.conftest import register, wait_ready
+from tests.serving.conftest import register, wait_pending, wait_ready
 
 
 @pytest.fixture
@@ -383,7 +383,6 @@ def test_a_streams_requests_are_answered_together_and_batched(platform) -> None:
     """Requests sent without waiting were answered one after another: the next one was not
     read until the model had answered the last, so a stream's requests were never batched."""
     from tests.serving import models
-    from tests.serving.test_model_faults import _batcher
 
     server, client = platform
     X = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
@@ -399,9 +398,7 @@ def test_a_streams_requests_are_answered_together_and_batched(platform) -> None:
             for i, first in enumerate(firsts):
                 stream.send("gated", columns(pd.DataFrame({"a": [first], "b": [0.0]})), f"g{i}")
             assert models.ENTERED.wait(60)  # the first holds the model
-            batcher = _batcher("gated")
-            with batcher._cond:  # the others were read meanwhile, and wait for the model
-                assert batcher._cond.wait_for(lambda: len(batcher._queue) == 3, timeout=60)
+            wait_pending(client, "gated", 3)  # the others were read meanwhile, and wait
             models.GATE.set()
             answers = [stream.next() for _ in firsts]
             tc.stop_stream()
