@@ -362,3 +362,32 @@ def test_a_source_that_cannot_be_read_fails_the_call_naming_the_view(
             call()
         assert err.value.resource_name == "driver_stats"
         assert "could not be read" in str(err.value) and said in str(err.value)
+
+
+def test_an_object_store_it_cannot_reach_fails_the_call_naming_the_view(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """pyarrow's S3 file system raises OSError (here: nothing listens at the endpoint), which
+    reached the client as INTERNAL; the README's own feature view (s3://lake/...) on a server
+    without S3 did that."""
+    settings = Settings(
+        home=tmp_path / "home",
+        port=0,
+        grace_period=0,
+        s3=S3Settings(endpoint="http://127.0.0.1:1", access_key="key", secret_key="secret"),
+        features=FeaturesSettings(online_store_uri=f"sqlite:///{tmp_path / 'online.db'}"),
+    )
+    with (
+        running_server(settings, ("features",)) as server,
+        FeatureStoreClient(server.address) as store,
+    ):
+        store.apply([repo.driver, _with_source(repo, FileSource("s3://lake/stats.parquet"))])
+        for call in (
+            lambda: store.get_historical_features(ENTITIES, ["driver_stats:trips"]).to_arrow(),
+            lambda: store.materialize(NOW - pd.Timedelta(hours=100), NOW),
+        ):
+            with pytest.raises(FailedPrecondition) as err:
+                call()
+            assert err.value.resource_name == "driver_stats"
+            assert "could not be read" in str(err.value) and "127.0.0.1:1" in str(err.value)
+            assert "MODELYARD_S3__ENDPOINT" in str(err.value)

@@ -30,7 +30,9 @@ from modelyard.services.common.settings import S3Settings
 from modelyard.services.feature_store.offline import push_log
 
 # What a source's data or database can raise while it is read: the view's owner can fix those,
-# the server cannot, so they are FAILED_PRECONDITION, not INTERNAL.
+# the server cannot, so they are FAILED_PRECONDITION, not INTERNAL. pyarrow's file systems raise
+# OSError for an object store they cannot reach or may not read (a wrong endpoint, no such
+# bucket, no credentials).
 _SOURCE_ERRORS = (
     duckdb.ConversionException,
     duckdb.IOException,
@@ -38,6 +40,7 @@ _SOURCE_ERRORS = (
     duckdb.OutOfRangeException,
     pa.ArrowException,
     sqlalchemy.exc.SQLAlchemyError,
+    OSError,
 )
 
 
@@ -58,7 +61,8 @@ def reading(view: FeatureView) -> Iterator[None]:
     except _SOURCE_ERRORS as exc:
         raise FailedPrecondition(
             f"feature view {view.name!r}: its source could not be read ({summary(exc)}); fix the "
-            "source's data, or its url and query",
+            "source's data, its path (or url and query), or for s3:// the feature store's S3 "
+            "settings (MODELYARD_S3__ENDPOINT and keys)",
             resource_type="feature_view",
             resource_name=view.name,
         ) from None
