@@ -130,7 +130,9 @@ class LoadedModel:
             return self._table(tensors)
         if len(tensors) != 1:
             raise InvalidArgument(
-                f"model {self.name} takes one input tensor, got {len(tensors)}: {sorted(tensors)}",
+                f"model {self.name} takes one input tensor (it was logged from an array, not a "
+                f"table), got {len(tensors)}: {sorted(tensors)}; send the rows as one tensor, "
+                "e.g. predict(endpoint, frame.to_numpy()) from the SDK",
                 field="inputs",
             )
         ((name, array),) = tensors.items()

@@ -176,3 +176,30 @@ def test_a_signature_with_a_type_that_does_not_exist_is_refused_when_made() -> N
         ColumnSpec("a", "decimal")
     with pytest.raises(InvalidArgument, match="'nonsense'"):
         TensorSpec("nonsense", (-1,))
+
+
+def test_a_table_sent_to_a_model_logged_from_an_array_says_to_send_one_tensor(
+    platform, iris
+) -> None:
+    """A DataFrame goes as one tensor per column; a model logged from a numpy example takes one
+    tensor. The refusal named the tensors but not what to send instead."""
+    _server, client = platform
+    X, y = iris
+    array = X.to_numpy()
+    with modelyard.start_run():
+        modelyard.sklearn.log_model(
+            LogisticRegression(max_iter=500).fit(array, y),
+            "model",
+            input_example=array[:3],
+            registered_model_name="from-array",
+        )
+    client.create_endpoint("from-array", [ServedModel(model_uri="models:/from-array/1")])
+    wait_ready(client, "from-array")
+    with pytest.raises(InvalidArgument) as err:
+        client.predict("from-array", X.head(2))
+    assert "takes one input tensor" in str(err.value) and "send the rows as one tensor" in str(
+        err.value
+    )
+    assert list(client.predict("from-array", X.head(2).to_numpy())["predictions"]) == list(
+        LogisticRegression(max_iter=500).fit(array, y).predict(array[:2])
+    )
