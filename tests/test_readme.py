@@ -281,10 +281,16 @@ def test_every_command_and_flag_the_readme_names_exists() -> None:
 
 
 def test_help_of_every_command_renders_with_what_it_does() -> None:
-    """`modelyard ... --help` of each group lists its commands with a line on what each does."""
+    """`modelyard ... --help` of each group lists its commands with a line on what each does, and
+    every option of every command says what it is for."""
     for path in [(), *(p for p in _commands(_command(())) if hasattr(_command(p), "commands"))]:
         shown = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
         assert shown.exit_code == 0, shown.output
         for name, command in _command(path).commands.items():
-            assert command.get_short_help_str(), f"modelyard {' '.join((*path, name))}: no help"
+            named = f"modelyard {' '.join((*path, name))}"
+            assert command.get_short_help_str(), f"{named}: no help"
+            for option in command.params:
+                # An argument's name says what it is; an option's flag alone often does not.
+                if option.param_type_name == "option":
+                    assert option.help, f"{named} {option.opts[0]}: no help"
             assert re.search(rf"^\W*{re.escape(name)}\s+\w", shown.output, re.M), shown.output

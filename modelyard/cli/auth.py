@@ -67,7 +67,7 @@ def admin_bootstrap(
 @tokens.command("create")
 def tokens_create(
     principal: Annotated[str | None, typer.Option(help="For someone else (admins).")] = None,
-    description: Annotated[str, typer.Option()] = "",
+    description: Annotated[str, typer.Option(help="What the token is for.")] = "",
     ttl_days: Annotated[
         # 0 would reach the service as "unset" and get the default: refused here instead.
         int, typer.Option(min=1, max=366, help="Lifetime in days, 1 to 366.")
@@ -197,7 +197,9 @@ def audit(
     ] = None,
     method: Annotated[str | None, typer.Option(help="e.g. DeleteExperiment")] = None,
     since: Annotated[int, typer.Option("--since", help="Only events after this id.")] = 0,
-    max_results: Annotated[int, typer.Option("--max-results")] = 1000,
+    max_results: Annotated[
+        int, typer.Option("--max-results", help="Events to read at most.")
+    ] = 1000,
     uri: Uri = None,
     token: Token = None,
     as_json: Json = False,

@@ -73,7 +73,9 @@ def run(
         str, typer.Option("--problem", help="classification, regression or forecasting.")
     ] = "classification",
     timeout: Annotated[float, typer.Option("--timeout", help="Time budget in minutes.")] = 10.0,
-    max_trials: Annotated[int | None, typer.Option("--max-trials")] = None,
+    max_trials: Annotated[
+        int | None, typer.Option("--max-trials", help="Stop after this many trials too.")
+    ] = None,
     metric: Annotated[
         str | None, typer.Option("--metric", help="Primary metric (default per problem).")
     ] = None,
@@ -82,12 +84,21 @@ def run(
         list[str] | None,
         typer.Option("--exclude-framework", help="sklearn, lightgbm, xgboost or statsmodels."),
     ] = None,
-    exclude_cols: Annotated[list[str] | None, typer.Option("--exclude-col")] = None,
+    exclude_cols: Annotated[
+        list[str] | None,
+        typer.Option("--exclude-col", help="Columns not to use as features (repeatable, or a,b)."),
+    ] = None,
     identity_cols: Annotated[
         list[str] | None,
         typer.Option("--identity-col", help="An id column: no feature, kept in the data."),
     ] = None,
-    pos_label: Annotated[str | None, typer.Option("--pos-label")] = None,
+    pos_label: Annotated[
+        str | None,
+        typer.Option(
+            "--pos-label",
+            help="Classification: the class binary metrics score (default: the last label).",
+        ),
+    ] = None,
     time_col: Annotated[
         str | None, typer.Option("--time-col", help="Time (forecasting; else split by it).")
     ] = None,

@@ -188,7 +188,9 @@ def models_stage(
 def models_history(
     name: str,
     since: Annotated[int, typer.Option("--since", help="Only events after this id.")] = 0,
-    max_results: Annotated[int, typer.Option("--max-results")] = 1000,
+    max_results: Annotated[
+        int, typer.Option("--max-results", help="Events to read at most.")
+    ] = 1000,
     uri: Uri = None,
     token: Token = None,
     as_json: Json = False,
@@ -221,7 +223,9 @@ def _events_table(name: str, events: list[ModelEvent]) -> None:
 @models.command("download")
 def models_download(
     model_uri: Annotated[str, typer.Argument(help="models:/name/3, models:/name@champion, ...")],
-    dst: Annotated[Path, typer.Option("--dst")] = Path("."),
+    dst: Annotated[
+        Path, typer.Option("--dst", help="Where to put its NAME-vVERSION folder.")
+    ] = Path("."),
     uri: Uri = None,
     token: Token = None,
     as_json: Json = False,

@@ -110,7 +110,9 @@ def _experiments_table(found: list[Experiment]) -> None:
 @experiments.command("create")
 def experiments_create(
     name: str,
-    artifact_location: Annotated[str | None, typer.Option()] = None,
+    artifact_location: Annotated[
+        str | None, typer.Option(help="Where its runs' artifacts go (default: the server's root).")
+    ] = None,
     tag: Annotated[list[str] | None, typer.Option(help="key=value, repeatable.")] = None,
     uri: Uri = None,
     token: Token = None,
@@ -427,7 +429,9 @@ def runs_delete_tag(
 def artifacts_list(
     run_id: str,
     path: Annotated[str, typer.Argument()] = "",
-    recursive: Annotated[bool, typer.Option("--recursive", "-r")] = False,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="Every file below, not one level.")
+    ] = False,
     uri: Uri = None,
     token: Token = None,
     as_json: Json = False,
@@ -489,7 +493,9 @@ def artifacts_download(
 def artifacts_upload(
     run_id: str,
     local_path: Annotated[Path, typer.Argument(exists=True, help="A file or a directory.")],
-    artifact_path: Annotated[str | None, typer.Option("--artifact-path")] = None,
+    artifact_path: Annotated[
+        str | None, typer.Option("--artifact-path", help="The run's directory to put it in.")
+    ] = None,
     uri: Uri = None,
     token: Token = None,
     as_json: Json = False,
