@@ -391,3 +391,16 @@ def test_an_object_store_it_cannot_reach_fails_the_call_naming_the_view(
             assert err.value.resource_name == "driver_stats"
             assert "could not be read" in str(err.value) and "127.0.0.1:1" in str(err.value)
             assert "MODELYARD_S3__ENDPOINT" in str(err.value)
+
+
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+def test_a_source_that_does_not_exist_says_the_server_reads_it(
+    store: FeatureStoreClient, repo: Repo
+) -> None:
+    """A relative path is the server's, not the caller's: the refusal said only "does not
+    exist", though the file was right there in the caller's directory."""
+    store.apply([repo.driver, _with_source(repo, FileSource("driver_stats_nowhere.parquet"))])
+    with pytest.raises(FailedPrecondition) as err:
+        store.materialize(NOW - pd.Timedelta(hours=100), NOW)
+    assert err.value.resource_name == "driver_stats"
+    assert "does not exist" in str(err.value) and "a path on the server" in str(err.value)

@@ -338,7 +338,9 @@ class SourceReader:
                 dataset = self._dataset(source.path, source.file_format)
                 if dataset is None:
                     raise FailedPrecondition(
-                        f"feature view {view.name!r}: source {source.path} does not exist",
+                        f"feature view {view.name!r}: source {source.path} does not exist; the "
+                        "feature store's server reads it, so give a path on the server (absolute) "
+                        "or an s3:// URI",
                         resource_type="feature_view",
                         resource_name=view.name,
                     )
