@@ -417,6 +417,27 @@ NESTED: dict[str, Nested] = {
     "GRPCInferenceService.RepositoryModelUnload": Nested(
         _repository(grpc_predict_v2_pb2.RepositoryModelUnloadRequest)
     ),
+    # Triton's trace and log extensions: settings are read, never changed (UNIMPLEMENTED says
+    # what to use instead), whatever they hold.
+    "GRPCInferenceService.TraceSetting": Nested(
+        lambda ch, s: grpc_predict_v2_pb2.TraceSettingRequest(
+            settings={
+                "trace_level": grpc_predict_v2_pb2.TraceSettingRequest.SettingValue(
+                    value=["TIMESTAMPS"]
+                )
+            },
+            model_name=_existing_endpoint(ch),
+        ),
+        answer=frozenset({grpc.StatusCode.UNIMPLEMENTED}),
+    ),
+    "GRPCInferenceService.LogSettings": Nested(
+        lambda ch, s: grpc_predict_v2_pb2.LogSettingsRequest(
+            settings={
+                "log_info": grpc_predict_v2_pb2.LogSettingsRequest.SettingValue(bool_param=False)
+            }
+        ),
+        answer=frozenset({grpc.StatusCode.UNIMPLEMENTED}),
+    ),
     # A feature renamed is one the service no longer finds.
     "FeatureStoreService.ApplyDefinitions": Nested(
         _definitions,
