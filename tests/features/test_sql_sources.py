@@ -148,6 +148,46 @@ def test_a_text_time_that_is_no_time_is_still_reported(
         store.materialize(NOW - 100 * HOUR, NOW)
 
 
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("scale", [1, 1000], ids=["seconds", "milliseconds"])
+def test_epoch_numbers_as_times_are_refused_naming_the_fix(
+    store: FeatureStoreClient, repo: Repo, tmp_path: Path, scale: int
+) -> None:
+    """A SQLite source holding its times as epoch numbers was read whole (the window's predicate
+    reads only text) and then failed in DuckDB's words ('Unimplemented type for cast (BIGINT ->
+    TIMESTAMP WITH TIME ZONE)'), naming neither the view's column nor a fix. It is refused
+    naming the column and the query that reads it as times, which then works."""
+    db = tmp_path / "warehouse.db"
+    with sqlite3.connect(db) as conn:
+        rows = driver_rows()
+        for column in ("event_timestamp", "created"):
+            rows[column] = [int(t.timestamp()) * scale for t in rows[column]]
+        rows.to_sql("driver_epochs", conn, index=False)
+    source = SqlSource(f"sqlite:///{db}", "driver_epochs", created_timestamp_column="created")
+    store.apply([repo.driver, replace(repo.stats, source=source)])
+    entities = pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW]})
+    for call in (
+        lambda: store.materialize(NOW - 100 * HOUR, NOW),
+        lambda: store.get_historical_features(entities, ["driver_stats:trips"]).to_df(),
+    ):
+        with pytest.raises(FailedPrecondition) as err:
+            call()
+        assert err.value.resource_name == "driver_stats"
+        assert "'event_timestamp' holds numbers" in str(err.value)
+        assert "datetime(event_timestamp, 'unixepoch')" in str(err.value)
+
+    seconds = "" if scale == 1 else " / 1000"
+    query = (
+        f"SELECT driver_id, datetime(event_timestamp{seconds}, 'unixepoch') AS event_timestamp, "
+        f"datetime(created{seconds}, 'unixepoch') AS created, conv_rate, trips, city "
+        "FROM driver_epochs"
+    )
+    fixed = SqlSource(f"sqlite:///{db}", query, created_timestamp_column="created")
+    store.apply([repo.driver, replace(repo.stats, source=fixed)])
+    training = store.get_historical_features(entities, ["driver_stats:trips"]).to_df()
+    assert training["trips"].tolist() == [35]
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
 def test_a_source_query_stops_when_its_call_ends(

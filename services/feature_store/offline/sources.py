@@ -8,7 +8,7 @@ unioned in. S3 objects are read through pyarrow's S3 filesystem with the platfor
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -121,6 +121,34 @@ def _typed(feature: Field, source_type: str) -> str:
     return f"{cast} AS {name}"
 
 
+# DuckDB types of numbers: a time column holding them (epoch seconds or milliseconds, which
+# the numbers alone do not tell apart) cannot be read as a time.
+_NUMBERS = (_WHOLE - {"BOOLEAN"}) | {"FLOAT", "DOUBLE", "REAL"}
+
+
+def _times_checked(view: FeatureView, numeric: Collection[str]) -> None:
+    """Refuse a source whose time column holds numbers (is among `numeric`), naming the
+    column and how to give times instead: DuckDB has no cast of a number to a time, and its
+    own error named neither the view's column nor the fix."""
+    source = view.source
+    for column in (source.timestamp_field, source.created_timestamp_column):
+        if not column or column not in numeric:
+            continue
+        if isinstance(source, SqlSource) and source.url.startswith("sqlite"):
+            example = f"datetime({column}, 'unixepoch') AS {column}"
+        elif isinstance(source, SqlSource) and source.url.startswith("postgres"):
+            example = f"to_timestamp({column}) AS {column}"
+        else:
+            example = "a timestamp column, or ISO 8601 text"
+        raise FailedPrecondition(
+            f"feature view {view.name!r}: its source's time column {column!r} holds numbers, "
+            "not times (epoch seconds and milliseconds look alike); give times, e.g. "
+            f"{example} in the source's query (epoch milliseconds divided by 1000 first)",
+            resource_type="feature_view",
+            resource_name=view.name,
+        )
+
+
 def _read_only(conn: sqlalchemy.Connection) -> None:
     """A view's query only reads: where the database can enforce that, it refuses whatever else
     the query tries (a function with side effects, say), whoever defined the view.
@@ -226,14 +254,20 @@ def _sql_table(
             resource_type="feature_view",
             resource_name=view.name,
         )
-    parts = [
-        pa.table(dict(zip(names, map(list, zip(*rows, strict=True)), strict=True)))
-        for rows in result.partitions(_SQL_BATCH_ROWS)
-    ]
+    parts: list[pa.Table] = []
+    for rows in result.partitions(_SQL_BATCH_ROWS):
+        part = pa.table(dict(zip(names, map(list, zip(*rows, strict=True)), strict=True)))
+        if not parts:  # refused before the rest of a table of numeric times is read
+            _times_checked(view, {f.name for f in part.schema if _is_number(f.type)})
+        parts.append(part)
     if not parts:
         return pa.table({n: [] for n in names})
     # A batch of nulls only has no type yet; the others say it.
     return pa.concat_tables(parts, promote_options="permissive")
+
+
+def _is_number(kind: pa.DataType) -> bool:
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
 
 
 # A SQL source's query that names a table ("stats", "warehouse.stats", '"Daily Stats"') rather
@@ -394,6 +428,9 @@ class SourceReader:
             else "CAST(NULL AS TIMESTAMPTZ)"
         )
         types = {row[0]: row[1] for row in con.execute(f"DESCRIBE {relation}").fetchall()}
+        _times_checked(
+            view, {c for c, t in types.items() if t in _NUMBERS or t.startswith("DECIMAL")}
+        )
         features = "".join(f", {_typed(f, types.get(f.name, ''))}" for f in view.schema)
         return (
             f"SELECT {', '.join(_quote(k) for k in keys)}, "
