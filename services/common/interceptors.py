@@ -141,15 +141,27 @@ def _prepare(request: Any, request_streaming: bool) -> Any:
     return request
 
 
+def _ended(context: grpc.ServicerContext) -> grpc.StatusCode | None:
+    """How the call ended before its handler did (None: it has not): the work it interrupted
+    (call_end) raised, which is the client's doing, not an INTERNAL error of the server's."""
+    if context.is_active():
+        return None
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    return grpc.StatusCode.CANCELLED
+
+
 def _abort(context: grpc.ServicerContext, exc: BaseException, method: str, rid: str) -> None:
     code = context.code()
     if code is not None and code != grpc.StatusCode.OK:
         raise exc  # the behaviour already aborted with its own status (health, reflection)
-    if not context.is_active():
+    ended = _ended(context)
+    if ended is not None:
         # The client cancelled or its deadline passed: reading its stream raised, and there is
         # no one to answer. Not a server fault, so no traceback in the error log.
         log.info("%s ended by the client (%s)", method, type(exc).__name__)
-        context.abort(grpc.StatusCode.CANCELLED, "the client ended the call")
+        context.abort(ended, "the client ended the call")
     if isinstance(exc, ModelyardError):
         if exc.code == grpc.StatusCode.INTERNAL and not exc.request_id:
             exc.request_id = rid
@@ -245,11 +257,16 @@ class MetricsInterceptor(_WrappingInterceptor):
 
 
 def _code_of(exc: BaseException, context: grpc.ServicerContext) -> grpc.StatusCode:
-    if isinstance(exc, ModelyardError):
-        return exc.code
     code = context.code()
     if code is not None and code != grpc.StatusCode.OK:
         return code
+    # A call that ended first is counted as it ended, whatever its interrupted work raised (a
+    # cancelled statement, a source read refused for it), as the client saw it.
+    ended = _ended(context)
+    if ended is not None:
+        return ended
+    if isinstance(exc, ModelyardError):
+        return exc.code
     if isinstance(exc, GeneratorExit):
         return grpc.StatusCode.CANCELLED
     return grpc.StatusCode.INTERNAL

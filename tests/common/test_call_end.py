@@ -16,6 +16,7 @@ import duckdb
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2
+from prometheus_client import REGISTRY
 from sqlalchemy import create_engine, text
 
 from modelyard.services.common.call_end import CallEnded
@@ -191,6 +192,7 @@ def test_a_read_stops_when_its_call_ends(
     caplog.set_level(logging.INFO, logger=INTERCEPTORS)
     judged = LogRecords()
     logging.getLogger(INTERCEPTORS).addHandler(judged)
+    counts = _Counts("Endless")
     # The deadline case ends by itself; the statement must be seen running before that, which
     # takes a loaded machine seconds.
     with calling(reader_server, "Endless", timeout=8 if ending == "deadline" else 60) as future:
@@ -206,12 +208,52 @@ def test_a_read_stops_when_its_call_ends(
     [record] = judged.records
     assert record.levelno == logging.INFO and record.exc_info is None  # no error, no traceback
     assert "/test.Reader/Endless ended by the client" in record.getMessage()
+    # Counted as the call ended (metrics come before the log line), not as a server error.
+    ended = "CANCELLED" if ending == "cancel" else "DEADLINE_EXCEEDED"
+    assert counts.grown() == {("requests", ended): 1, ("errors", ended): 1}
 
 
 def test_a_read_for_a_call_already_ended_does_not_begin(
-    reader: Reader, reader_server: ModelyardServer
+    reader: Reader, reader_server: ModelyardServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert isinstance(_cancelled_once_running(reader, reader_server, "AfterEnd"), CallEnded)
+    """The work's CallEnded was counted as an INTERNAL error of the server's (an alert on
+    INTERNAL errors fired for every client that gave up); it is a quiet, cancelled end."""
+    caplog.set_level(logging.INFO, logger=INTERCEPTORS)
+    judged = LogRecords()
+    logging.getLogger(INTERCEPTORS).addHandler(judged)
+    counts = _Counts("AfterEnd")
+    try:
+        assert isinstance(_cancelled_once_running(reader, reader_server, "AfterEnd"), CallEnded)
+        assert judged.first.wait(30), "the error mapping logged nothing for the ended call"
+    finally:
+        logging.getLogger(INTERCEPTORS).removeHandler(judged)
+    assert all(r.levelno < logging.WARNING and r.exc_info is None for r in judged.records)
+    assert counts.grown() == {("requests", "CANCELLED"): 1, ("errors", "CANCELLED"): 1}
+
+
+class _Counts:
+    """How a test method's request and error counts (by code) grew since made."""
+
+    _CODES = ("OK", "CANCELLED", "DEADLINE_EXCEEDED", "INTERNAL", "FAILED_PRECONDITION")
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.before = self._now()
+
+    def _now(self) -> dict[tuple[str, str], float]:
+        return {
+            (kind, code): REGISTRY.get_sample_value(
+                f"modelyard_rpc_{kind}_total",
+                {"service": "test.Reader", "method": self.method, "code": code},
+            )
+            or 0.0
+            for kind in ("requests", "errors")
+            for code in self._CODES
+        }
+
+    def grown(self) -> dict[tuple[str, str], float]:
+        now = self._now()
+        return {key: now[key] - self.before[key] for key in now if now[key] != self.before[key]}
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
