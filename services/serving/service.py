@@ -452,6 +452,18 @@ class ServingService:
                         by_version[number] + snapshot if number in by_version else snapshot
                     )
             found.extend((endpoint, n, by_version[n]) for n in sorted(by_version))
+        if name and not found:
+            # As Triton's: a model named while nothing of it is loaded is an error, not an
+            # empty list that reads as "no requests yet".
+            ((_endpoint, served),) = chosen
+            reasons = "; ".join(f"{s.name}: {s.reason or s.state.name.lower()}" for s in served)
+            raise Unavailable(
+                f"endpoint {name!r} has no model loaded ({reasons}), so it has no statistics; "
+                "load it (RepositoryModelLoad, tritonclient's load_model) or wait for its load, "
+                "then ask again",
+                resource_type="endpoint",
+                resource_name=name,
+            )
         return found
 
     def infer(

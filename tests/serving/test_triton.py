@@ -8,6 +8,7 @@ import contextlib
 import queue
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -97,6 +98,20 @@ def test_statistics_of_what_does_not_exist(served) -> None:
     assert version.status() == "StatusCode.NOT_FOUND" and "'7'" in version.message()
     alone = refusal(lambda: tc.get_inference_statistics("", "1"))
     assert alone.status() == "StatusCode.INVALID_ARGUMENT" and "name" in alone.message()
+
+
+def test_statistics_of_an_unloaded_model_are_refused_as_tritons_are(served) -> None:
+    tc = served
+    tc.unload_model("iris")
+    for version in ("", "iris-1"):  # the endpoint, or its served model by name
+        unloaded = refusal(partial(tc.get_inference_statistics, "iris", version))
+        assert unloaded.status() == "StatusCode.UNAVAILABLE"
+        assert "'iris'" in unloaded.message() and "unloaded on request" in unloaded.message()
+        assert "load_model" in unloaded.message()
+    assert tc.get_inference_statistics().model_stats == []  # unnamed: what is loaded, none
+    tc.load_model("iris")
+    (stats,) = tc.get_inference_statistics("iris").model_stats
+    assert (stats.name, stats.version) == ("iris", "1")
 
 
 def test_statistics_follow_the_served_version(served, platform, iris) -> None:
