@@ -798,6 +798,11 @@ def test_empty_request(shared_channel: grpc.Channel, item) -> None:
     _assert_clear(_call(shared_channel, item[1], b""), f"{_id(item)}(empty)")
 
 
+# Streams that answer each request on its own, errors included (Triton's error_message): a
+# request that does not parse is answered in the stream, which goes on.
+PER_MESSAGE_ERRORS = {"GRPCInferenceService.ModelStreamInfer"}
+
+
 @pytest.mark.parametrize("item", METHODS, ids=_id)
 def test_undecodable_bytes(shared_channel: grpc.Channel, item) -> None:
     method = item[1]
@@ -807,6 +812,16 @@ def test_undecodable_bytes(shared_channel: grpc.Channel, item) -> None:
     first = method.input_type.fields_by_number.get(1)
     if first is not None and first.type == FieldDescriptor.TYPE_STRING:
         payloads.append(b"\x0a\x02\xff\xfe")
+    if _id(item) in PER_MESSAGE_ERRORS:
+        stream = shared_channel.stream_stream(
+            f"/{method.containing_service.full_name}/{method.name}",
+            response_deserializer=GetMessageClass(method.output_type).FromString,
+        )
+        answers = list(stream(iter(payloads), timeout=30))
+        assert len(answers) == len(payloads), _id(item)
+        for answer in answers:
+            assert method.input_type.full_name in answer.error_message, _id(item)
+        return
     for payload in payloads:
         err = _call(shared_channel, method, payload)
         assert err is not None, f"{_id(item)} accepted garbage {payload!r}"

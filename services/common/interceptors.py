@@ -91,7 +91,15 @@ class ErrorMappingInterceptor(_WrappingInterceptor):
 
     Also turns undecodable request bytes into INVALID_ARGUMENT (grpc would say INTERNAL) and tags
     every log line written during the call with the request id.
+
+    `per_message_errors`: streaming methods ('/pkg.Service/Method') that answer each request on
+    its own, errors included (ModelStreamInfer); an undecodable message reaches them as an
+    Undecodable, to answer as that message's error, instead of ending the whole call.
     """
+
+    def __init__(self, per_message_errors: frozenset[str] = frozenset()) -> None:
+        super().__init__()
+        self._per_message_errors = per_message_errors
 
     def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         kind = _behavior_kind(handler)
@@ -109,7 +117,8 @@ class ErrorMappingInterceptor(_WrappingInterceptor):
 
             changes["request_deserializer"] = safe_deserialize
         wrapper = _stream_response if handler.response_streaming else _unary_response
-        changes[kind] = wrapper(behavior, method, request_streaming=handler.request_streaming)
+        checked = handler.request_streaming and method not in self._per_message_errors
+        changes[kind] = wrapper(behavior, method, checked_stream=checked)
         return _replace(handler, **changes)
 
 
@@ -133,8 +142,8 @@ def _checked_requests(requests: Iterator[Any]) -> Iterator[Any]:
         yield request
 
 
-def _prepare(request: Any, request_streaming: bool) -> Any:
-    if request_streaming:
+def _prepare(request: Any, checked_stream: bool) -> Any:
+    if checked_stream:
         return _checked_requests(request)
     if isinstance(request, Undecodable):
         raise request.error()
@@ -174,13 +183,13 @@ def _abort(context: grpc.ServicerContext, exc: BaseException, method: str, rid: 
     context.abort_with_status(to_status(error))
 
 
-def _unary_response(behavior: Behavior, method: str, *, request_streaming: bool) -> Behavior:
+def _unary_response(behavior: Behavior, method: str, *, checked_stream: bool) -> Behavior:
     def handle(request: Any, context: grpc.ServicerContext) -> Any:
         rid = _call_request_id(context)
         token = mlog.request_id.set(rid)
         call = call_end.current.set(context)
         try:
-            return behavior(_prepare(request, request_streaming), context)
+            return behavior(_prepare(request, checked_stream), context)
         except BaseException as exc:  # SystemExit too: grpc would never answer the call
             _abort(context, exc, method, rid)
         finally:
@@ -190,13 +199,13 @@ def _unary_response(behavior: Behavior, method: str, *, request_streaming: bool)
     return handle
 
 
-def _stream_response(behavior: Behavior, method: str, *, request_streaming: bool) -> Behavior:
+def _stream_response(behavior: Behavior, method: str, *, checked_stream: bool) -> Behavior:
     def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         rid = _call_request_id(context)
         token = mlog.request_id.set(rid)  # grpc drives the generator from one thread
         call = call_end.current.set(context)
         try:
-            yield from behavior(_prepare(request, request_streaming), context)
+            yield from behavior(_prepare(request, checked_stream), context)
         except GeneratorExit:
             raise  # grpc closed the stream
         except BaseException as exc:  # SystemExit too: grpc would never end the call

@@ -69,6 +69,9 @@ class ServiceRegistration:
     access: dict[str, ServiceAccess] = field(default_factory=dict)
     # Where its services' descriptors live, when not in protobuf's default pool (for reflection).
     descriptor_pool: DescriptorPool | None = None
+    # Streaming methods ('/pkg.Service/Method') that answer each request message on its own,
+    # errors included: see ErrorMappingInterceptor.
+    per_message_errors: frozenset[str] = frozenset()
 
 
 class ModelyardServer:
@@ -92,7 +95,13 @@ class ModelyardServer:
             self._pool,
             # Error mapping first, so refusals from the interceptors after it map like any error;
             # metrics next, so those refusals (auth's) are counted like any error.
-            interceptors=[ErrorMappingInterceptor(), MetricsInterceptor(), *interceptors],
+            interceptors=[
+                ErrorMappingInterceptor(
+                    frozenset().union(*(r.per_message_errors for r in self._registrations))
+                ),
+                MetricsInterceptor(),
+                *interceptors,
+            ],
             options=[
                 ("grpc.max_receive_message_length", max_bytes),
                 ("grpc.max_send_message_length", max_bytes),

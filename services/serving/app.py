@@ -169,6 +169,9 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
         on_start=on_start,
         # An endpoint's own pods are ready once its models are loaded (their readiness probe).
         follow_ready=service.follow_answers if only is not None else None,
+        # A stream's request that does not parse is answered as that request's error (Triton's
+        # error_message), and the stream goes on.
+        per_message_errors=frozenset({f"/{INFERENCE_NAME}/ModelStreamInfer"}),
         access={
             SERVICE_NAME: ServiceAccess(SERVING_RULES, authorizer),
             INFERENCE_NAME: ServiceAccess(INFERENCE_RULES, authorizer),

@@ -23,6 +23,7 @@ from modelyard._gen.inference import grpc_predict_v2_pb2_grpc
 from modelyard.errors import FailedPrecondition, ModelyardError, NotFound, Unimplemented
 from modelyard.services.common import logging as mlog
 from modelyard.services.common import validation as v
+from modelyard.services.common.interceptors import Undecodable
 from modelyard.services.serving.codec import decode_inputs, encode_outputs
 from modelyard.services.serving.endpoints import EndpointRuntime, ServedModelRuntime
 from modelyard.services.serving.model import LoadedModel, TensorInfo
@@ -243,7 +244,7 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
                     )
                     if not put(answer):
                         return
-            except BaseException as exc:  # an undecodable request, or the call ended
+            except BaseException as exc:  # the call ended, or reading it failed
                 put(exc)
                 return
             put(None)
@@ -263,8 +264,10 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
             yield item.result()
 
     def _stream_answer(
-        self, request: oip.ModelInferRequest, deadline: float | None
+        self, request: oip.ModelInferRequest | Undecodable, deadline: float | None
     ) -> oip.ModelStreamInferResponse:
+        if isinstance(request, Undecodable):  # costs only itself, as any failed request
+            return self._failed(oip.ModelInferRequest(), request.error().message)
         try:
             self._may_infer(request)
             return oip.ModelStreamInferResponse(infer_response=self._infer(request, deadline))

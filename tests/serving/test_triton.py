@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
+import grpc
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,6 +20,7 @@ from tritonclient.utils import InferenceServerException
 
 import modelyard
 import modelyard.sklearn
+from modelyard._gen.inference import grpc_predict_v2_pb2 as oip
 from modelyard.entities.common import PermissionLevel
 from modelyard.entities.serving import BatchingConfig, ServedModel
 from tests.security.conftest import Secure, make_secure, secure  # noqa: F401
@@ -326,6 +328,27 @@ def test_stream_answers_each_request_in_order_and_survives_errors(served, iris, 
     # ModelInfer calls that checked the good ones; the unknown output failed in both.
     assert stats.inference_count == 2 * (5 + 1)
     assert stats.inference_stats.fail.count == 4
+
+
+def test_a_streams_undecodable_request_costs_only_itself(served, platform, iris) -> None:
+    server, _client = platform
+    X, _y = iris
+    good = oip.ModelInferRequest(model_name="iris", id="good")
+    for column in X.columns:
+        tensor = good.inputs.add(name=column, datatype="FP64", shape=[2])
+        tensor.contents.fp64_contents.extend(X[column][:2])
+    with grpc.insecure_channel(server.address) as channel:
+        stream = channel.stream_stream(
+            "/inference.GRPCInferenceService/ModelStreamInfer",
+            response_deserializer=oip.ModelStreamInferResponse.FromString,
+        )
+        sent = [good.SerializeToString(), b"\xff\xff\xff", good.SerializeToString()]
+        answers = list(stream(iter(sent), timeout=60))
+    assert len(answers) == 3
+    assert "not a valid inference.ModelInferRequest" in answers[1].error_message
+    for answer in (answers[0], answers[2]):
+        assert answer.error_message == ""
+        assert (answer.infer_response.id, answer.infer_response.model_version) == ("good", "1")
 
 
 def test_stream_checks_each_request_as_model_infer_does(guarded, iris) -> None:
