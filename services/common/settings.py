@@ -105,6 +105,11 @@ class ServingSettings(BaseModel):
     cache_dir: Path | None = None
     # Threads loading model versions in the background.
     load_workers: int = Field(default=4, ge=1, le=64)
+    # ModelStreamInfer: requests of one stream read ahead and answered at once (so that they are
+    # batched together, as concurrent ModelInfer calls are); its further requests wait unread.
+    stream_window: int = Field(default=16, ge=1, le=1024)
+    # Threads answering the requests of all streams; beyond this many at once, requests wait.
+    stream_workers: int = Field(default=32, ge=1, le=1024)
 
 
 class FeaturesSettings(BaseModel):

@@ -128,7 +128,10 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
     serving_servicer = ServingServicer(service)
     infer_rule = INFERENCE_RULES["ModelInfer"]
     inference_servicer = InferenceServicer(
-        service, lambda request: check(infer_rule, identity.current(), request, authorizer)
+        service,
+        lambda request: check(infer_rule, identity.current(), request, authorizer),
+        stream_window=settings.serving.stream_window,
+        stream_workers=settings.serving.stream_workers,
     )
 
     def register(server) -> None:

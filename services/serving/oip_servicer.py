@@ -31,8 +31,6 @@ from modelyard.services.serving.service import ServingService
 from modelyard.services.serving.statistics import Duration, StatsSnapshot
 
 Metadata = oip.ModelMetadataResponse.TensorMetadata
-# Requests of one ModelStreamInfer answered at once; the stream's further requests wait unread.
-STREAM_WINDOW = 16
 # How often a stream's reader and writer look whether the call has ended.
 STREAM_POLL = 1.0
 log = mlog.get_logger(__name__)
@@ -158,14 +156,19 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
         self,
         service: ServingService,
         may_infer: Callable[[oip.ModelInferRequest], None] = lambda request: None,
+        *,
+        stream_window: int,
+        stream_workers: int,
     ) -> None:
+        """`stream_window`, `stream_workers`: settings.serving's (see there)."""
         self.service = service
         # Raises PermissionDenied unless the caller may make this ModelInfer request: the
         # stream's requests each name their endpoint, so each is checked as ModelInfer is.
         self._may_infer = may_infer
+        self._stream_window = stream_window
         # Answer every stream's requests: beyond this many at once, the requests wait here.
         self._stream_workers = ThreadPoolExecutor(
-            2 * STREAM_WINDOW, thread_name_prefix="modelyard-stream"
+            stream_workers, thread_name_prefix="modelyard-stream"
         )
 
     def ServerLive(self, request, context):
@@ -218,13 +221,13 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
         return self._infer(request, deadline_of(context))
 
     def ModelStreamInfer(self, request_iterator, context):
-        """Requests are read ahead and answered at once, up to STREAM_WINDOW of them (so that a
-        stream's requests are batched together, as concurrent ModelInfer calls are); answers
-        go back in the order the requests came."""
+        """Requests are read ahead and answered at once, up to the stream window of them (so
+        that a stream's requests are batched together, as concurrent ModelInfer calls are);
+        answers go back in the order the requests came."""
         deadline = deadline_of(context)
         call = contextvars.copy_context()  # the caller's identity and request id
         window: queue.Queue[Future[oip.ModelStreamInferResponse] | BaseException | None] = (
-            queue.Queue(STREAM_WINDOW)
+            queue.Queue(self._stream_window)
         )
 
         def put(item: Future[oip.ModelStreamInferResponse] | BaseException | None) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tritonclient.grpc as triton
+from pydantic import ValidationError
 from tritonclient.utils import InferenceServerException
 
 import modelyard
@@ -469,3 +471,52 @@ def test_model_config_of_a_model_without_signature_claims_no_batch_dimension(pla
         config = tc.get_model_config("bare").config
         # Nothing is known of its tensors: no batch dimension is promised.
         assert (config.max_batch_size, list(config.input)) == (0, [])
+
+
+def test_stream_limits_are_settings_with_bounds(tmp_path) -> None:
+    """Two stream workers: while the first request holds the model, the second waits for it in
+    the batcher, and the others wait for a worker (with the default 32 all three waited
+    there, and a thread was started for each)."""
+    from modelyard import Client
+    from modelyard.services.common.settings import Settings
+    from tests.conftest import running_server
+    from tests.serving import models
+
+    for field in ("stream_window", "stream_workers"):
+        for bad in (0, 1025):
+            bound = rf"serving\.{field}\n\s+Input should be (greater|less) than or equal"
+            with pytest.raises(ValidationError, match=bound):
+                Settings(home=tmp_path, serving={field: bad})
+
+    def stream_workers() -> set[int | None]:
+        return {t.ident for t in threading.enumerate() if t.name.startswith("modelyard-stream_")}
+
+    before = stream_workers()  # other servers' of this process
+    settings = Settings(
+        home=tmp_path, port=0, grace_period=0, serving={"stream_workers": 2, "stream_window": 4}
+    )
+    with running_server(settings) as server, Client(server.address) as client:
+        modelyard.set_tracking_uri(server.address)
+        register(models.Gated(), pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]}), "gated")
+        client.create_endpoint("gated", [ServedModel("models:/gated/1")])
+        wait_ready(client, "gated")
+        models.GATE.clear()
+        models.ENTERED.clear()
+        try:
+            with triton.InferenceServerClient(server.address) as tc:
+                stream = Stream(tc)
+                firsts = [-1.0, 1.0, 2.0, 3.0]
+                for i, first in enumerate(firsts):
+                    stream.send("gated", columns(pd.DataFrame({"a": [first], "b": [0.0]})), f"g{i}")
+                assert models.ENTERED.wait(60)  # the first holds the model, and one worker
+                wait_pending(client, "gated", 1)  # the second, on the other worker
+                assert len(stream_workers() - before) == 2
+                models.GATE.set()
+                answers = [stream.next() for _ in firsts]
+                tc.stop_stream()
+                assert [r.as_numpy("predictions").tolist() for r, _e in answers] == [
+                    [f] for f in firsts
+                ]
+        finally:
+            models.GATE.set()  # never leave a server thread waiting
+            modelyard.set_tracking_uri("127.0.0.1:1")
