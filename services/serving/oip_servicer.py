@@ -189,9 +189,14 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
         return runtime.select(version) if version else runtime.route()
 
     def ModelReady(self, request, context):
-        runtime = self.service.runtime(request.name)
-        if request.version:
-            return oip.ModelReadyResponse(ready=runtime.select(request.version).ready)
+        """As Triton's: an endpoint or version that does not exist is not ready (False, not an
+        error), so that tools waiting for a model to appear (is_model_ready) keep waiting."""
+        try:
+            runtime = self.service.runtime(request.name)
+            if request.version:
+                return oip.ModelReadyResponse(ready=runtime.select(request.version).ready)
+        except NotFound:
+            return oip.ModelReadyResponse(ready=False)
         return oip.ModelReadyResponse(ready=runtime.answering)
 
     def ModelMetadata(self, request, context):

@@ -287,6 +287,18 @@ class Stream:
         return self.answers.get(timeout=60)
 
 
+def test_model_ready_of_what_does_not_exist_is_false_as_tritons_is(served, platform) -> None:
+    tc = served
+    _server, client = platform
+    assert tc.is_model_ready("iris") and tc.is_model_ready("iris", "1")
+    assert not tc.is_model_ready("nope")
+    assert not tc.is_model_ready("iris", "7")
+    assert not tc.is_model_ready("")
+    client.create_endpoint("late", [ServedModel("models:/iris/2")])
+    wait_ready(client, "late")
+    assert tc.is_model_ready("late")
+
+
 def test_stream_answers_each_request_in_order_and_survives_errors(served, iris, two_versions):
     tc = served
     X, _y = iris
