@@ -280,7 +280,17 @@ class TrackingService:
         self.store.rename_experiment(exp_id, new_name)
 
     def delete_experiment(self, exp_id: str) -> None:
-        self.store.delete_experiment(experiment_id("experiment_id", exp_id))
+        """The default experiment stays: runs created without an experiment go there."""
+        exp_id = experiment_id("experiment_id", exp_id)
+        if int(exp_id) == int(DEFAULT_EXPERIMENT_ID):
+            raise FailedPrecondition(
+                f"experiment {DEFAULT_EXPERIMENT_ID} ({DEFAULT_EXPERIMENT_NAME!r}) is the default "
+                "experiment and cannot be deleted; delete its runs instead, or log to another "
+                "experiment (create one with create_experiment)",
+                resource_type="experiment",
+                resource_name=DEFAULT_EXPERIMENT_ID,
+            )
+        self.store.delete_experiment(exp_id)
 
     def restore_experiment(self, exp_id: str) -> None:
         self.store.restore_experiment(experiment_id("experiment_id", exp_id))

@@ -235,3 +235,16 @@ def test_a_search_the_client_gives_up_stops_on_the_database(
             holder.rollback()
         assert [r.info.run_id for r in client.search_runs([eid])] == [rid]
     engine.dispose()
+
+
+def test_the_default_experiment_cannot_be_deleted(stack: Client) -> None:
+    """Deleting experiment 0 left runs created without an experiment nowhere to go."""
+    from modelyard.errors import FailedPrecondition
+
+    for eid in ("0", "00"):
+        with pytest.raises(FailedPrecondition, match="default experiment") as err:
+            stack.delete_experiment(eid)
+        assert err.value.resource_name == "0"
+        assert "delete its runs" in err.value.message
+    assert stack.get_experiment("0").lifecycle_stage.value == "active"
+    assert stack.create_run("0").info.experiment_id == "0"
