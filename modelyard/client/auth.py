@@ -13,6 +13,7 @@ from modelyard.convert.auth import (
     principal_to_entity,
     token_to_entity,
 )
+from modelyard.convert.common import count_arg
 from modelyard.entities.auth import AuditEvent, Principal, TokenInfo
 
 _KINDS = {"user": pb.PRINCIPAL_KIND_USER, "service": pb.PRINCIPAL_KIND_SERVICE}
@@ -82,7 +83,7 @@ class AuthClient:
             service=service or "",
             method=method or "",
             since_event_id=since_event_id,
-            max_results=max_results,
+            max_results=count_arg(max_results, "max_results"),
         )
         response = self._t.call(self._auth.ListAuditEvents, request)
         return [audit_to_entity(e) for e in response.events]

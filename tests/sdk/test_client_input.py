@@ -112,6 +112,8 @@ def test_a_page_size_protobuf_cannot_hold_is_named(unreachable: Client, value: o
             lambda: unreachable.search_experiments(max_results=value),  # type: ignore[arg-type]
             lambda: unreachable.search_registered_models(max_results=value),  # type: ignore[arg-type]
             lambda: unreachable.search_model_versions(max_results=value),  # type: ignore[arg-type]
+            lambda: unreachable.list_audit_events(max_results=value),  # type: ignore[arg-type]
+            lambda: unreachable.get_inference_log("ep", max_results=value),  # type: ignore[arg-type]
         ],
         "max_points": [lambda: unreachable.sample_metric_history("0" * 32, "m", value)],  # type: ignore[arg-type]
         "page_size": [lambda: list(unreachable.iter_metric_history("0" * 32, "m", value))],  # type: ignore[arg-type]
