@@ -23,7 +23,14 @@ from modelyard._gen.tracking.v1 import tracking_pb2 as pb
 from modelyard.client._transport import Transport
 from modelyard.convert.common import file_info_to_entity, presigned_to_entity
 from modelyard.entities import FileInfo, PresignedUrl
-from modelyard.errors import Aborted, DataLoss, FailedPrecondition, ModelyardError, Unavailable
+from modelyard.errors import (
+    Aborted,
+    DataLoss,
+    FailedPrecondition,
+    InvalidArgument,
+    ModelyardError,
+    Unavailable,
+)
 from modelyard.paths import clean_path, relative_to
 
 if TYPE_CHECKING:
@@ -185,8 +192,7 @@ def download(
     path: str,
     dst_path: str | Path | None,
 ) -> Path:
-    dst = Path(dst_path) if dst_path else Path(tempfile.mkdtemp(prefix="modelyard-"))
-    dst.mkdir(parents=True, exist_ok=True)
+    dst = make_dir(Path(dst_path)) if dst_path else Path(tempfile.mkdtemp(prefix="modelyard-"))
     # In the server's normal form, as its listing names the files: './model' lists 'model/...'.
     path = clean_path(path, allow_empty=True)
     files = list(client.iter_artifacts(run_id, path, recursive=True))
@@ -205,6 +211,20 @@ def download(
             )
         _download_file(t, stub, run_id, f.path, f.file_size, inside(root, rel, f.path))
     return root
+
+
+def make_dir(directory: Path) -> Path:
+    """`directory`, created if need be. A file in its place (or in place of a parent) was a
+    bare FileExistsError or NotADirectoryError from deep in the download, naming no argument."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InvalidArgument(
+            f"dst_path: downloads go into a directory, but {directory} is (or lies under) an "
+            "existing file; pass a directory, or move that file away first",
+            field="dst_path",
+        ) from None
+    return directory
 
 
 def inside(directory: Path, rel: str, path: str) -> Path:
@@ -260,7 +280,13 @@ def open_stream(
 def save_stream(info: FileInfo, chunks: Iterator[bytes], target: Path) -> None:
     """Write a download to `target` atomically, refusing it unless it hashes to info.sha256;
     a failed download leaves nothing behind."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(target.parent)
+    if target.is_dir():
+        raise InvalidArgument(
+            f"dst_path: artifact {info.path!r} would replace the directory {target}; pass "
+            "another destination, or move that directory away first",
+            field="dst_path",
+        )
     # A short name of its own beside the target (so the rename is atomic): one derived from the
     # target's is over the file system's 255 bytes for the longest names uploads take. Not
     # tempfile's, which would leave the file readable by its owner only.

@@ -310,7 +310,7 @@ class RegistryClient:
 
     def download_model_version(self, name: str, version: int | str, dst_path: str | Path) -> Path:
         """Download every file of the version into `dst_path`, checking each sha256."""
-        dst = Path(dst_path)
+        dst = _artifacts.make_dir(Path(dst_path))
         for f in self.list_model_version_artifacts(name, version):
             self.download_model_version_file(name, version, f.path, dst)
         return dst

@@ -379,3 +379,27 @@ def test_a_metric_value_too_large_for_a_double_is_refused_by_name(
     assert err.value.field == "metrics[1].value" and "'big'" in str(err.value)
     assert len(str(err.value)) < 400  # the 401 digits are not pasted into the message
     assert client.get_run(run_id).data.metrics == {}
+
+
+def test_a_download_onto_a_file_names_the_destination(
+    client: Client, run_id: str, tmp_path: Path
+) -> None:
+    """A dst_path that is an existing file was a bare FileExistsError from mkdir."""
+    client.log_text(run_id, "a", "model/a.txt")
+    client.create_registered_model("dl")
+    client.create_model_version("dl", f"runs:/{run_id}/model", run_id=run_id)
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    attempts: list[Callable[[], object]] = [
+        lambda: client.download_artifacts(run_id, "", taken),
+        lambda: client.download_artifacts(run_id, "model", taken / "below"),
+        lambda: client.download_model_version("dl", 1, taken),
+    ]
+    for attempt in attempts:
+        with pytest.raises(InvalidArgument, match=str(taken)) as err:
+            attempt()
+        assert err.value.field == "dst_path"
+    assert taken.read_text() == "mine"
+    (tmp_path / "out" / "a.txt").mkdir(parents=True)
+    with pytest.raises(InvalidArgument, match="would replace the directory"):
+        client.download_artifacts(run_id, "model/a.txt", tmp_path / "out")
