@@ -548,6 +548,23 @@ def server(settings: Settings) -> Iterator[ModelyardServer]:
         yield srv
 
 
+def failed_registration(settings: Settings, name: str, run_id: str) -> int:
+    """A version of `name` whose copy failed, written to the server's registry store: the
+    service refuses a source with no files up front, the one failure tests could ask for."""
+    from modelyard.services.common.db import Database
+    from modelyard.services.registry.store.sql import SqlRegistryStore
+
+    store = SqlRegistryStore(Database(settings.database_url), f"{settings.artifact_root}/registry")
+    try:
+        version, pending = store.create_model_version(
+            name, f"runs:/{run_id}/model", run_id, "", {}, "test"
+        )
+        assert store.fail_registration(pending, "copying the model's files failed")
+    finally:
+        store.close()
+    return version.version
+
+
 @pytest.fixture
 def client(server: ModelyardServer) -> Iterator[Client]:
     with Client(server.address) as c:

@@ -70,6 +70,16 @@ def _tags(field: str, tags: dict[str, str]) -> dict[str, str]:
     return tags
 
 
+def _no_files(source: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"source {source} holds no files; log the model to the run at that path first, or "
+        "register the path it was logged under",
+        field="source",
+        resource_type="artifact",
+        resource_name=source,
+    )
+
+
 def _deleted_source(
     tracking: TrackingClient, experiment_id: str, run_id: str
 ) -> FailedPrecondition:
@@ -263,7 +273,7 @@ class RegistryService:
         v.max_length("source", source, 2000)
         v.max_length("description", description, MAX_DESCRIPTION)
         source_run, path = parse_runs_uri(source, field="source")
-        clean_path(path, field="source", allow_empty=True)
+        path = clean_path(path, field="source", allow_empty=True)
         if run_id and run_id != source_run:
             raise InvalidArgument(
                 f"run_id {run_id!r} differs from the run in source ({source_run}); give one",
@@ -283,6 +293,11 @@ class RegistryService:
             raise InvalidArgument(f"source: {exc.message}", field="source") from None
         if run.info.lifecycle_stage != "active":
             raise _deleted_source(tracking, run.info.experiment_id, source_run)
+        # Checked now, so an empty source burns no version number on a FAILED version. As the
+        # service: the caller showed it may read the run, and listing files needs more.
+        listed = self.tracking.service().iter_artifacts(source_run, path, recursive=True)
+        if next(listed, None) is None:
+            raise _no_files(source)
         version, pending = self.store.create_model_version(
             name, source, source_run, description, _tags("tags", tags or {}), caller()
         )
@@ -354,8 +369,8 @@ class RegistryService:
         # In the normal form tracking lists files in: 'runs:/<id>/./model' lists 'model/...'.
         path = clean_path(path, field="source", allow_empty=True)
         listed = list(tracking.iter_artifacts(run_id, path, recursive=True))
-        if not listed:
-            raise FailedPrecondition(f"{pending.source} holds no files; log the model first")
+        if not listed:  # deleted since it was registered
+            raise _no_files(pending.source)
         run_root = self.artifacts.key_for(tracking.get_run(run_id).info.artifact_uri)
         target = self._storage_key(pending.storage_location)
         copied = []

@@ -9,6 +9,7 @@ import pytest
 
 from modelyard import Client
 from tests.cli.test_errors import assert_reported, cli
+from tests.conftest import failed_registration
 
 
 @pytest.mark.parametrize(
@@ -32,7 +33,7 @@ def test_a_failed_registration_names_what_registers_again(server) -> None:
     """The hint said "register it again (CreateModelVersion)", an API method no command is."""
     with Client(server.address) as c:
         run_id = c.create_run("0").info.run_id
-        c.create_model_version("empty", f"runs:/{run_id}/nothing", await_creation_for=0)
+    failed_registration(server.settings, "empty", run_id)
     result = cli("models", "alias", "set", "empty", "champion", "1", "--uri", server.address)
     assert_reported(result, "register it again (`modelyard.register_model` in Python)")
     assert "CreateModelVersion" not in result.stderr

@@ -70,11 +70,13 @@ def test_registration_errors(stack: Client) -> None:
         stack.create_model_version("m", "s3://bucket/somewhere")
     assert err.value.field == "source"
     rid = stack.create_run("0").info.run_id
-    with pytest.raises(FailedPrecondition, match="holds no files"):
-        stack.create_model_version("m", f"runs:/{rid}/model")
-    failed = stack.get_model_version("m", 1)
-    assert failed.status == ModelVersionStatus.FAILED_REGISTRATION
-    assert "holds no files" in failed.status_message
+    stack.log_text(rid, "elsewhere", "other/file.txt")
+    for path in ("model", "oth"):
+        # Refused up front: a FAILED version burned a number and was left behind to delete.
+        with pytest.raises(FailedPrecondition, match="holds no files") as failed:
+            stack.create_model_version("m", f"runs:/{rid}/{path}")
+        assert failed.value.field == "source" and f"runs:/{rid}/{path}" in failed.value.message
+    assert stack.search_model_versions("name = 'm'") == []
     stack.delete_run(rid)
     with pytest.raises(FailedPrecondition, match="deleted"):
         stack.create_model_version("m", f"runs:/{rid}/model")
@@ -316,11 +318,10 @@ def test_latest_names_the_newest_ready_version(
 
     rid = logged_model(db_client)
     db_client.create_model_version("lf", f"runs:/{rid}/model")
-    empty = db_client.create_run("0").info.run_id
-    with pytest.raises(FailedPrecondition, match="holds no files"):
-        db_client.create_model_version("lf", f"runs:/{empty}/model")
-    # A version still registering: recorded by the store, its copy not started.
+    # A version whose copy failed, then one still registering (its copy not started).
     store = SqlRegistryStore(Database(database_url), (tmp_path / "unused").as_uri())
+    _version, failed = store.create_model_version("lf", f"runs:/{rid}/model", rid, "", {}, "u")
+    assert store.fail_registration(failed, "the copy failed")
     store.create_model_version("lf", f"runs:/{rid}/model", rid, "", {}, "u")
     store.close()
     statuses = [v.status for v in db_client.search_model_versions("name = 'lf'")]

@@ -20,7 +20,7 @@ from modelyard.services.ui import previews
 from modelyard.services.ui.pages import experiments
 from modelyard.services.ui.web import CSP
 from tests import silent_peer
-from tests.conftest import free_port, running_server
+from tests.conftest import failed_registration, free_port, running_server
 from tests.ui.http import WebSession, serving_ui
 
 
@@ -384,8 +384,7 @@ def test_a_refused_model_action_names_no_api_method(
 ) -> None:
     """Pointing an alias at a version whose registration failed said "register it again
     (CreateModelVersion)", an API method no page offers."""
-    with Client(server.address) as c:
-        c.create_model_version("empty", f"runs:/{run_id}/nothing", await_creation_for=0)
+    failed_registration(server.settings, "empty", run_id)
     form = {"csrf": web.csrf("/models/empty"), "alias": "champion", "version": "1"}
     response = web.post("/models/empty/alias", form)
     assert response.status == 303
