@@ -15,6 +15,7 @@ from modelyard.convert.common import (
     file_info_to_entity,
     grant_to_entity,
     grant_to_proto,
+    id_arg,
     order_by_to_proto,
     tags_to_proto,
 )
@@ -336,7 +337,7 @@ class RegistryClient:
     ) -> list[ModelEvent]:
         request = pb.ListModelEventsRequest(
             name=name or "",
-            since_event_id=since_event_id,
+            since_event_id=id_arg(since_event_id, "since_event_id"),
             max_results=count_arg(max_results, "max_results"),
             newest_first=newest_first,
         )
@@ -347,7 +348,9 @@ class RegistryClient:
         self, name: str | None = None, since_event_id: int = 0, timeout: float | None = None
     ) -> Iterator[ModelEvent]:
         """Events as they happen (after replaying those after `since_event_id`, if given)."""
-        request = pb.WatchModelEventsRequest(name=name or "", since_event_id=since_event_id)
+        request = pb.WatchModelEventsRequest(
+            name=name or "", since_event_id=id_arg(since_event_id, "since_event_id")
+        )
         for reply in self._t.stream(self._registry.WatchModelEvents, request, timeout):
             yield event_to_entity(reply.event)
 

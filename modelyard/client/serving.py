@@ -16,7 +16,7 @@ from modelyard._gen.inference import grpc_predict_v2_pb2_grpc
 from modelyard._gen.serving.v1 import serving_pb2 as pb
 from modelyard._gen.serving.v1 import serving_pb2_grpc
 from modelyard.client._transport import Transport
-from modelyard.convert.common import count_arg, grant_to_entity, grant_to_proto
+from modelyard.convert.common import count_arg, grant_to_entity, grant_to_proto, id_arg
 from modelyard.convert.serving import endpoint_to_entity, endpoint_to_proto, record_to_entity
 from modelyard.convert.tensors import datatype_of, from_raw, to_raw
 from modelyard.entities.common import Grant, PermissionLevel
@@ -158,7 +158,7 @@ class ServingClient:
         while True:
             request = pb.GetInferenceLogRequest(
                 endpoint=endpoint,
-                since_record_id=since_record_id,
+                since_record_id=id_arg(since_record_id, "since_record_id"),
                 max_results=max_results - len(records),
                 newest_first=newest_first,
             )

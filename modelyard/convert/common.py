@@ -78,22 +78,40 @@ def key_text(key: object, field: str) -> str:
 
 
 _MAX_INT32 = 2**31 - 1
+_MAX_INT64 = 2**63 - 1
+
+
+def _whole(value: object, field: str, maximum: int, too_big: str) -> int:
+    """`value` as an int if it is a whole number within +-maximum: protobuf refuses anything
+    else with a bare ValueError or TypeError ('Value out of range: ...') naming no field."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        if -maximum - 1 <= int(value) <= maximum:
+            return int(value)
+        raise InvalidArgument(f"{field} {value} {too_big}", field=field)
+    raise InvalidArgument(
+        f"{field} is {value!r} ({type(value).__name__}); it must be a whole number", field=field
+    )
 
 
 def count_arg(value: object, field: str) -> int:
-    """A count sent in an int32 field (max_results, page_size), if it fits one: protobuf
-    refuses anything else with a bare ValueError or TypeError ('Value out of range: ...') that
-    names neither the field nor what to do. The server checks its own, far lower, limits."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        if -_MAX_INT32 - 1 <= int(value) <= _MAX_INT32:
-            return int(value)
-        raise InvalidArgument(
-            f"{field} {value} is more than any page holds; ask for fewer and follow the "
-            "page token (search results are PagedLists: .token)",
-            field=field,
-        )
-    raise InvalidArgument(
-        f"{field} is {value!r} ({type(value).__name__}); it must be a whole number", field=field
+    """A count sent in an int32 field (max_results, page_size), if it fits one. The server
+    checks its own, far lower, limits."""
+    return _whole(
+        value,
+        field,
+        _MAX_INT32,
+        "is more than any page holds; ask for fewer and follow the page token (search results "
+        "are PagedLists: .token)",
+    )
+
+
+def id_arg(value: object, field: str) -> int:
+    """An event or record id sent in an int64 field (since_event_id), if it fits one."""
+    return _whole(
+        value,
+        field,
+        _MAX_INT64,
+        "is beyond any id the server issues; pass an id it returned (0 for the beginning)",
     )
 
 

@@ -125,6 +125,27 @@ def test_a_page_size_protobuf_cannot_hold_is_named(unreachable: Client, value: o
             assert err.value.field == field
 
 
+@pytest.mark.parametrize("value", [10**20, -(10**20), 2.5, "10", True])
+def test_an_event_id_protobuf_cannot_hold_is_named(unreachable: Client, value: object) -> None:
+    """since_event_id=10**20 was protobuf's bare ValueError 'Value out of range', naming no
+    field."""
+    calls: dict[str, list[Callable[[], object]]] = {
+        "since_event_id": [
+            lambda: unreachable.list_audit_events(since_event_id=value),  # type: ignore[arg-type]
+            lambda: unreachable.list_model_events(since_event_id=value),  # type: ignore[arg-type]
+            lambda: next(unreachable.watch_model_events(since_event_id=value)),  # type: ignore[arg-type]
+        ],
+        "since_record_id": [
+            lambda: unreachable.get_inference_log("ep", since_record_id=value),  # type: ignore[arg-type]
+        ],
+    }
+    for field, attempts in calls.items():
+        for attempt in attempts:
+            with pytest.raises(InvalidArgument) as err:
+                attempt()
+            assert err.value.field == field
+
+
 # -- timestamps, steps, statuses -----------------------------------------------------------------
 
 
