@@ -19,6 +19,7 @@ from typer.rich_utils import rich_format_error
 
 from modelyard.cli import auth, automl, features, registry, server, serving, tracking
 from modelyard.cli.output import err_console, print_json
+from modelyard.client import config
 from modelyard.errors import ModelyardError, NoServer, Unavailable, reword
 
 app = typer.Typer(
@@ -84,9 +85,20 @@ def _options(
             help="Print the traceback of an error too (for a bug report).",
         ),
     ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            envvar="MODELYARD_TIMEOUT",
+            min=0.001,
+            help="Seconds each call to the server may take before the command gives up "
+            "(default 60).",
+        ),
+    ] = None,
 ) -> None:
     global _debug
     _debug = debug
+    config.set_timeout(timeout)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from modelyard.client._transport import Transport
 from modelyard.client.auth import AuthClient
 from modelyard.client.config import (
+    default_timeout,
     default_tls_ca,
     default_tls_cert,
     default_tls_key,
@@ -34,7 +35,7 @@ class Client(TrackingClient, RegistryClient, ServingClient, AuthClient):
         *,
         tracking_uri: str | None = None,
         tls_ca: str | None = None,
-        timeout: float = 60.0,
+        timeout: float | None = None,
     ) -> None:
         """`tracking_uri` is MlflowClient's name for `uri`, so `Client(tracking_uri=...)` ports."""
         if uri and tracking_uri and uri != tracking_uri:
@@ -46,7 +47,7 @@ class Client(TrackingClient, RegistryClient, ServingClient, AuthClient):
             self.uri,
             token or default_token(),
             tls_ca or default_tls_ca(),
-            timeout,
+            timeout or default_timeout(),
             tls_cert=default_tls_cert(),
             tls_key=default_tls_key(),
         )

@@ -25,7 +25,12 @@ import pyarrow as pa
 from modelyard._gen.features.v1 import features_pb2 as pb
 from modelyard._gen.features.v1 import features_pb2_grpc
 from modelyard.client._transport import Transport
-from modelyard.client.config import default_tls_ca, default_token, default_uri
+from modelyard.client.config import (
+    default_timeout,
+    default_tls_ca,
+    default_token,
+    default_uri,
+)
 from modelyard.convert.common import grant_to_entity, grant_to_proto, ms_to_timestamp
 from modelyard.convert.features import (
     append_python_values,
@@ -177,7 +182,7 @@ class FeatureStoreClient:
         transport: Transport | None = None,
     ) -> None:
         self._t = transport or Transport(
-            uri or default_uri(), token or default_token(), default_tls_ca()
+            uri or default_uri(), token or default_token(), default_tls_ca(), default_timeout()
         )
         self._stub = features_pb2_grpc.FeatureStoreServiceStub(self._t.channel)
 

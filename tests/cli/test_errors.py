@@ -206,3 +206,46 @@ def test_a_backend_uri_that_names_no_usable_database_is_a_settings_error(
     assert result.returncode == 2, result.stderr
     assert reason in result.stderr and "postgresql://user@host/db" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def hung_handler() -> Iterator[int]:
+    """A real gRPC server on 127.0.0.1 whose every handler waits until the test ends."""
+    import threading
+    from concurrent import futures
+
+    import grpc
+
+    release = threading.Event()
+
+    class Hang(grpc.GenericRpcHandler):
+        def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+            def wait(request: bytes, context: grpc.ServicerContext) -> bytes:
+                release.wait()
+                return b""
+
+            return grpc.unary_unary_rpc_method_handler(wait)
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), handlers=[Hang()])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield port
+    finally:
+        release.set()
+        server.stop(None)
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_timeout_bounds_each_call_to_a_hung_handler(hung_handler: int, how: str) -> None:
+    """A handler that never answered held every command for the SDK's built-in 60 s."""
+    args = ["--timeout", "0.5"] if how == "flag" else []
+    env = {"MODELYARD_TIMEOUT": "0.5"} if how == "env" else {}
+    result = cli(*args, "experiments", "list", "--uri", f"127.0.0.1:{hung_handler}", env=env)
+    assert_reported(result, "DEADLINE_EXCEEDED", "did not answer within 0.5 s")
+
+
+def test_a_timeout_that_is_no_number_of_seconds_is_refused() -> None:
+    result = invoke("--timeout", "0", "runs", "list")
+    assert result.exit_code == 2
+    assert "Invalid value for '--timeout'" in result.output

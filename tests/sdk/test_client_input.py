@@ -424,3 +424,10 @@ def test_a_download_onto_a_file_names_the_destination(
     (tmp_path / "out" / "a.txt").mkdir(parents=True)
     with pytest.raises(InvalidArgument, match="would replace the directory"):
         client.download_artifacts(run_id, "model/a.txt", tmp_path / "out")
+
+
+def test_a_timeout_from_the_environment_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELYARD_TIMEOUT", "soon")
+    with pytest.raises(InvalidArgument, match="MODELYARD_TIMEOUT='soon'") as err:
+        Client("127.0.0.1:1")
+    assert err.value.field == "MODELYARD_TIMEOUT"
