@@ -54,8 +54,10 @@ _client: Client | None = None
 _experiment_id: str | None = None
 _batcher: MetricBatcher | None = None
 _async_logging = os.environ.get("MODELYARD_ASYNC_LOGGING", "").lower() in ("1", "true", "yes")
-_thread = threading.local()  # .runs: this thread's active-run stack, innermost last
-_last_run_id: str | None = None  # the run started or ended last, for last_active_run()
+# .runs: this thread's active-run stack, innermost last; .last_run_id: the run this thread
+# started or ended last, for last_active_run() (per thread, as MLflow keeps it: a fit on
+# another thread must not answer this one's).
+_thread = threading.local()
 _monitors: dict[str, system_metrics.SystemMetricsMonitor] = {}  # by run id, until it ends
 RUN_ID_ENV = "MODELYARD_RUN_ID"
 EXPERIMENT_ID_ENV = "MODELYARD_EXPERIMENT_ID"
@@ -337,7 +339,6 @@ def _start_run(
 ) -> ActiveRun:
     """start_run; `resume_env_run=False` always makes a new run when `run_id` is None (a tuning
     trial, which must not take over the job runner's run)."""
-    global _last_run_id
     stack = _active_runs()
     if stack and not nested and not parent_run_id:
         raise FailedPrecondition(
@@ -385,7 +386,7 @@ def _start_run(
         run = c.create_run(exp_id, tags=all_tags, run_name=run_name, parent_run_id=parent)
     active = ActiveRun(run)
     _set_active_runs((*stack, active))
-    _last_run_id = active.info.run_id
+    _thread.last_run_id = active.info.run_id
     if system_metrics.wanted(log_system_metrics):
         _start_system_metrics(c, run)
     return active
@@ -423,24 +424,23 @@ def active_run() -> ActiveRun | None:
 
 
 def last_active_run() -> Run | None:
-    """The active run, else the run this process ended last (after a nested run ends with its
+    """The active run, else the run this thread ended last (after a nested run ends with its
     parent, the parent), as MLflow's; fetched afresh, so it holds what was logged since."""
     active = active_run()
-    run_id = active.info.run_id if active else _last_run_id
+    run_id = active.info.run_id if active else getattr(_thread, "last_run_id", None)
     return client().get_run(run_id) if run_id else None
 
 
 def end_run(status: RunStatus | str = RunStatus.FINISHED) -> None:
     """End the active run with `status`. Queued metrics are flushed first; if that fails (a
     refused key) the run is still ended, then the error is raised: never left RUNNING."""
-    global _last_run_id
     stack = _active_runs()
     if not stack:
         return
     run_id = stack[-1].info.run_id
     status = RunStatus.from_string(status)  # before the run leaves the stack: a typo keeps it
     _set_active_runs(stack[:-1])  # first, as MLflow does: a failed call below ends it locally
-    _last_run_id = run_id
+    _thread.last_run_id = run_id
     try:
         _stop_system_metrics(run_id)
         _flush_metrics(run_id)
