@@ -38,6 +38,9 @@ class GrantStore:
         self._insert = sqlite.insert if db.is_sqlite else postgresql.insert
         self._ttl = ttl_seconds
         self._cache: dict[str, tuple[float, dict[str, PermissionLevel]]] = {}
+        # Counts the changes forgotten: a read that began before one must not be kept, or the
+        # grants it read before the change (a revoked one, say) would be served for the TTL.
+        self._changes = 0
         self._lock = threading.Lock()
 
     def set(self, resource_id: str, principal: str, level: PermissionLevel) -> None:
@@ -89,6 +92,7 @@ class GrantStore:
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(resource_id)
+            changes = self._changes
         if cached is not None and cached[0] > now:
             return cached[1]
         t = self.table.c
@@ -98,14 +102,17 @@ class GrantStore:
             ).all()
         grants = {p: PermissionLevel(lvl) for p, lvl in rows}
         with self._lock:
-            self._cache[resource_id] = (now + self._ttl, grants)
+            if changes == self._changes:
+                self._cache[resource_id] = (now + self._ttl, grants)
         return grants
 
     def _forget(self, resource_id: str) -> None:
         with self._lock:
+            self._changes += 1
             self._cache.pop(resource_id, None)
 
     def forget_all(self, resource_ids: Iterable[str]) -> None:
         with self._lock:
+            self._changes += 1
             for rid in resource_ids:
                 self._cache.pop(rid, None)
