@@ -20,7 +20,7 @@ from modelyard._gen.features.v1 import features_pb2 as pb
 from modelyard._gen.features.v1.features_pb2_grpc import FeatureStoreServiceStub
 from modelyard.convert.common import ms_to_timestamp
 from modelyard.errors import FailedPrecondition, InvalidArgument
-from modelyard.features import FeatureStoreClient, SqlSource
+from modelyard.features import FeatureStoreClient, FileSource, SqlSource
 from modelyard.services.common.server import ModelyardServer
 from tests.features.repo import NOW, Repo, driver_rows
 
@@ -305,3 +305,90 @@ def test_a_sql_sources_password_is_never_answered(
             [repo.driver, replace(answered, source=replace(answered.source, url=elsewhere))]
         )
     assert err.value.field == "definitions[1].feature_view.source.url"
+
+
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    "warehouse", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_epoch_numbers_in_postgresql_are_refused_naming_the_column(
+    store: FeatureStoreClient, repo: Repo, warehouse: str
+) -> None:
+    """A PostgreSQL source whose event time is an epoch number failed in the database's words
+    on the window's own wrapper ('cannot cast type bigint to timestamp with time zone; LINE 3:
+    ) AS __source WHERE CAST(...)'), a query the view's owner never wrote, with advice on file
+    paths. It is refused naming the view, the column and the query that reads it as times,
+    which then works."""
+    epochs = (
+        "SELECT driver_id, CAST(extract(epoch FROM event_timestamp) AS bigint) AS "
+        "event_timestamp, created, conv_rate, trips, city FROM driver_window"
+    )
+    source = SqlSource(warehouse, epochs, created_timestamp_column="created")
+    store.apply([repo.driver, replace(repo.stats, source=source)])
+    entities = pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW]})
+    for call in (
+        lambda: store.materialize(NOW - 100 * HOUR, NOW),
+        lambda: store.get_historical_features(entities, ["driver_stats:trips"]).to_df(),
+    ):
+        with pytest.raises(FailedPrecondition) as err:
+            call()
+        assert err.value.resource_name == "driver_stats"
+        assert "'event_timestamp' holds numbers" in str(err.value)
+        assert "to_timestamp(event_timestamp) AS event_timestamp" in str(err.value)
+        assert "__source" not in str(err.value)
+
+    fixed = f"SELECT driver_id, to_timestamp(event_timestamp) AS event_timestamp, created, \
+conv_rate, trips, city FROM ({epochs}) AS epochs"
+    source = SqlSource(warehouse, fixed, created_timestamp_column="created")
+    store.apply([repo.driver, replace(repo.stats, source=source)])
+    assert store.get_historical_features(entities, ["driver_stats:trips"]).to_df()[
+        "trips"
+    ].tolist() == [35]
+
+
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    "warehouse", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+@pytest.mark.parametrize(
+    ("event_time", "said"),
+    [
+        ("event_timestamp > created AS event_timestamp", "is of type boolean"),
+        ("CAST(event_timestamp AS time) AS event_timestamp", "is of type time without"),
+        ("created AS made", "gives no column 'event_timestamp', the view's timestamp_field"),
+    ],
+    ids=["boolean", "time-of-day", "missing"],
+)
+def test_a_time_column_postgresql_cannot_read_as_a_time_is_named(
+    store: FeatureStoreClient, repo: Repo, warehouse: str, event_time: str, said: str
+) -> None:
+    """Likewise a time column of a type that is no time, or none at all: PostgreSQL's error
+    on the window's wrapper named the wrapper's cast; the column is named instead."""
+    query = f"SELECT driver_id, {event_time}, created, conv_rate, trips, city FROM driver_window"
+    source = SqlSource(warehouse, query, created_timestamp_column="created")
+    store.apply([repo.driver, replace(repo.stats, source=source)])
+    with pytest.raises(FailedPrecondition) as err:
+        store.materialize(NOW - 100 * HOUR, NOW)
+    assert err.value.resource_name == "driver_stats"
+    assert said in str(err.value) and "__source" not in str(err.value)
+
+
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+def test_a_time_column_of_another_type_is_named(
+    store: FeatureStoreClient, repo: Repo, tmp_path: Path
+) -> None:
+    """A file source's time column of a type DuckDB cannot cast to a time (a boolean here)
+    failed as a source that 'could not be read', with advice on paths and S3 settings."""
+    rows = driver_rows()
+    rows["created"] = True
+    path = tmp_path / "flags.parquet"
+    rows.to_parquet(path)
+    source = FileSource(
+        path=str(path), timestamp_field="event_timestamp", created_timestamp_column="created"
+    )
+    store.apply([repo.driver, replace(repo.stats, source=source)])
+    with pytest.raises(FailedPrecondition) as err:
+        store.materialize(NOW - 100 * HOUR, NOW)
+    assert err.value.resource_name == "driver_stats"
+    assert "time column 'created' is of type BOOLEAN" in str(err.value)
+    assert "could not be read" not in str(err.value)

@@ -8,7 +8,7 @@ unioned in. S3 objects are read through pyarrow's S3 filesystem with the platfor
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -149,6 +149,83 @@ def _times_checked(view: FeatureView, numeric: Collection[str]) -> None:
         )
 
 
+# DuckDB types a time column may have: times, dates and text (ISO 8601) cast to TIMESTAMPTZ; a
+# column of nothing but nulls has type "NULL".
+_TIME_LIKE = ("TIMESTAMP", "DATE", "VARCHAR", "ENUM", '"NULL"', "NULL")
+
+
+def _time_types_checked(view: FeatureView, types: Mapping[str, str]) -> None:
+    """Refuse a source whose time column's DuckDB type (in `types`) is no time, naming the
+    column and its type: DuckDB's own error ('Unimplemented type for cast (BOOLEAN -> TIMESTAMP
+    WITH TIME ZONE)') came as a source that could not be read, with advice on paths."""
+    _times_checked(view, {c for c, t in types.items() if t in _NUMBERS or t.startswith("DECIMAL")})
+    for column in (view.source.timestamp_field, view.source.created_timestamp_column):
+        kind = types.get(column) if column else None
+        if kind is not None and not kind.startswith(_TIME_LIKE):
+            raise _not_a_time(view, column, kind)
+
+
+def _not_a_time(view: FeatureView, column: str, kind: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"feature view {view.name!r}: its source's time column {column!r} is of type {kind}, "
+        "which does not convert to a timestamp; give a timestamp column (or ISO 8601 text)",
+        resource_type="feature_view",
+        resource_name=view.name,
+    )
+
+
+# PostgreSQL's names (format_type) of the number types: a time column holding them cannot be
+# cast to a time.
+_PG_NUMBERS = ("smallint", "integer", "bigint", "real", "double precision", "numeric", "oid")
+# SQLSTATE cannot_coerce: a cast PostgreSQL has no way to make (bigint to timestamptz).
+_PG_CANNOT_COERCE = "42846"
+
+
+def _sqlstate(exc: sqlalchemy.exc.DBAPIError) -> str | None:
+    """The error's SQLSTATE, as psycopg (sqlstate) or psycopg2 (pgcode) gives it."""
+    return getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+
+
+def _diagnose(
+    conn: sqlalchemy.Connection, query: str, view: FeatureView, exc: sqlalchemy.exc.DBAPIError
+) -> None:
+    """Why the view's query, read within its time window, failed in PostgreSQL, where that is
+    the time column, as a FailedPrecondition naming it: the database's own error quoted the
+    window's wrapper ('WHERE CAST("ts" AS timestamptz) >= ...'), which is not in the view's
+    query, and named no fix. The query is asked for its columns alone (no rows); a query that
+    fails on its own raises its own error, without the wrapper. Returns where the failure is
+    not the time column's."""
+    # Class 42, errors in planning the statement (no such column, no such cast): not a read
+    # cancelled because its call ended, say.
+    if conn.dialect.name != "postgresql" or not (_sqlstate(exc) or "").startswith("42"):
+        return
+    conn.rollback()  # the failed statement ended the transaction
+    _read_only(conn)
+    result = conn.execute(sqlalchemy.text(f"{_subquery(query)} LIMIT 0"))
+    names = list(result.keys())
+    codes = [d[1] for d in result.cursor.description or ()]
+    result.close()
+    column = view.source.timestamp_field
+    if column not in names:
+        raise FailedPrecondition(
+            f"feature view {view.name!r}: its source's query gives no column {column!r}, the "
+            f"view's timestamp_field; it gives {names}: add it to the query, or name the column "
+            "that holds the event time in timestamp_field",
+            resource_type="feature_view",
+            resource_name=view.name,
+        )
+    code = codes[names.index(column)]
+    if not isinstance(code, int):  # a type OID, as PostgreSQL's drivers give it
+        return
+    kind = conn.execute(sqlalchemy.text("SELECT format_type(:oid, NULL)"), {"oid": code}).scalar()
+    if not isinstance(kind, str):
+        return
+    if kind.startswith(_PG_NUMBERS):
+        _times_checked(view, {column})
+    if _sqlstate(exc) == _PG_CANNOT_COERCE:
+        raise _not_a_time(view, column, kind)
+
+
 def _read_only(conn: sqlalchemy.Connection) -> None:
     """A view's query only reads: where the database can enforce that, it refuses whatever else
     the query tries (a function with side effects, say), whoever defined the view.
@@ -228,9 +305,14 @@ def _windowed(
             + ")"
         )
         params = {name: _instant(us).isoformat() for name, us in bounds.items()}
-    # On lines of their own: the query may end with a comment, or a semicolon.
+    return f"{_subquery(query)} WHERE {kept}", params
+
+
+def _subquery(query: str) -> str:
+    """The query's rows, to add a clause to. On lines of their own: the query may end with a
+    comment, or a semicolon."""
     inner = query.rstrip().removesuffix(";")
-    return f"SELECT * FROM (\n{inner}\n) AS __source WHERE {kept}", params
+    return f"SELECT * FROM (\n{inner}\n) AS __source"
 
 
 # Rows of a SQL source turned into Python values at a time (a server-side cursor where the
@@ -244,7 +326,9 @@ def _sql_table(
     """The query's rows as Arrow, read in batches. Column by column from the result's own
     names: a query with no rows still has its columns (all null), where rows alone would give a
     table of none."""
-    result = conn.execution_options(stream_results=True).execute(sqlalchemy.text(query), params)
+    result = conn.execute(
+        sqlalchemy.text(query), params, execution_options={"stream_results": True}
+    )
     names = list(result.keys())
     twice = v.named_twice(names)
     if twice is not None:  # a table by name keeps one of them: the other's values are lost
@@ -388,10 +472,15 @@ class SourceReader:
             try:
                 with engine.connect() as conn, call_end.interrupted_when_call_ends(_stop(conn)):
                     _read_only(conn)
-                    query, params = _windowed(
+                    windowed, params = _windowed(
                         query, conn.dialect.name, source.timestamp_field, window
                     )
-                    table = _sql_table(conn, query, params, view)
+                    try:
+                        table = _sql_table(conn, windowed, params, view)
+                    except sqlalchemy.exc.DBAPIError as exc:
+                        if windowed != query:
+                            _diagnose(conn, query, view, exc)
+                        raise
             finally:
                 engine.dispose()
             con.register(raw, table)
@@ -428,9 +517,7 @@ class SourceReader:
             else "CAST(NULL AS TIMESTAMPTZ)"
         )
         types = {row[0]: row[1] for row in con.execute(f"DESCRIBE {relation}").fetchall()}
-        _times_checked(
-            view, {c for c, t in types.items() if t in _NUMBERS or t.startswith("DECIMAL")}
-        )
+        _time_types_checked(view, types)
         features = "".join(f", {_typed(f, types.get(f.name, ''))}" for f in view.schema)
         return (
             f"SELECT {', '.join(_quote(k) for k in keys)}, "
