@@ -45,7 +45,7 @@ from modelyard.services.feature_store.online.base import (
     OnlineRow,
     OnlineStore,
     entity_keys,
-    row_order,
+    row_orders,
 )
 from modelyard.services.feature_store.source_locations import SourceLocations
 from modelyard.services.feature_store.store.sql import (
@@ -517,10 +517,12 @@ class FeaturesService:
                     )
             written = 0
             for batch in self.engine.latest(view, start, end_ms):
-                data = batch.to_pydict()
                 try:
                     rows = self._online_rows(
-                        view, data, data["__event_time_us"], data["__created_time_us"]
+                        view,
+                        batch,
+                        batch.column("__event_time_us"),
+                        batch.column("__created_time_us"),
                     )
                 except InvalidArgument as exc:  # the source's keys: for the view's owner to fix
                     raise FailedPrecondition(
@@ -537,19 +539,28 @@ class FeaturesService:
     def _online_rows(
         self,
         view: FeatureView,
-        data: dict[str, list[Any]],
-        event_us: list[int],
-        created_us: list[int | None],
+        data: pa.RecordBatch | pa.Table,
+        event_us: pa.Array | pa.ChunkedArray,
+        created_us: pa.Array | pa.ChunkedArray | None,
     ) -> list[OnlineRow]:
         """One row per entity: its latest by (event time, created time), the order training sets
-        take rows in; of rows equal in both, the last."""
+        take rows in; of rows equal in both, the last. Times (µs since 1970) are ordered in
+        Arrow's passes and values taken a column at a time: materialize's rows are one per
+        entity already, and this ran once per entity of a view."""
         fields = self.join_key_fields(view)
-        keys = entity_keys(fields, [data[k.name] for k in fields])
-        features = [f for f in view.feature_names if f in data]
+        keys = entity_keys(fields, [data.column(k.name).to_pylist() for k in fields])
+        times, tiebreaks = row_orders(_combined(event_us), _combined(created_us))
+        features = [f for f in view.feature_names if f in data.column_names]
+        columns = [data.column(f).to_pylist() for f in features]
+        values = [dict(zip(features, row, strict=True)) for row in zip(*columns, strict=True)]
+        rows = list(map(OnlineRow, keys, values or [{} for _ in keys], times, tiebreaks))
+        if len(set(keys)) == len(rows):
+            return rows
+        # Keys the source holds apart but the online store does not (two FLOAT32 keys that
+        # narrow alike, a pushed key twice).
         latest: dict[str, OnlineRow] = {}
-        for i, (key, event) in enumerate(zip(keys, event_us, strict=True)):
-            ms, tiebreak = row_order(event, created_us[i])
-            row = OnlineRow(key, {f: data[f][i] for f in features}, ms, tiebreak)
+        for row in rows:
+            key = row.entity_key
             if key not in latest or row.order >= latest[key].order:
                 latest[key] = row
         return list(latest.values())
@@ -696,9 +707,8 @@ class FeaturesService:
         if to_online:
             created = view.source.created_timestamp_column
             event_us = _micros(table[view.source.timestamp_field])
-            created_us = _micros(table[created]) if created else [None] * table.num_rows
-            rows = self._online_rows(view, table.to_pydict(), event_us, created_us)
-            self.online.write(view_name, rows)
+            created_us = _micros(table[created]) if created else None
+            self.online.write(view_name, self._online_rows(view, table, event_us, created_us))
         if to_offline:
             buffer = io.BytesIO()
             pq.write_table(table, buffer)
@@ -755,9 +765,15 @@ def _require_online(view: FeatureView, to: str) -> None:
         )
 
 
-def _micros(times: pa.ChunkedArray) -> list[Any]:
-    """A pushed (normalized) timestamp column as µs since 1970, None where null."""
-    return times.cast(pa.int64()).to_pylist()
+def _micros(times: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A pushed (normalized) timestamp column as µs since 1970, null where null."""
+    return times.cast(pa.int64())
+
+
+def _combined(column: pa.Array | pa.ChunkedArray | None) -> pa.Array | None:
+    if isinstance(column, pa.ChunkedArray):
+        return column.combine_chunks()
+    return column
 
 
 def _check_kind(kind: str) -> None:

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import redis
 
@@ -18,6 +19,7 @@ from modelyard.services.feature_store.online.base import (
     OnlineStore,
     entity_key,
     row_order,
+    row_orders,
 )
 from modelyard.services.feature_store.online.redis import RedisOnlineStore
 
@@ -89,6 +91,38 @@ def test_event_times_are_floored_to_the_millisecond() -> None:
     assert row_order(1_999, None)[0] == 1
     assert row_order(-1_500, None)[0] == -2  # the earlier ms, as DuckDB's epoch_ms
     assert row_order(-1_500, None) < row_order(-1_400, None) < row_order(-1_000, None)
+
+
+def test_row_orders_of_a_column_are_each_rows_row_order() -> None:
+    """Materialize orders a view's rows a column at a time: as row_order orders each, for times
+    before 1970, on the ms, without a created time, and created before year 1 (no fixed width)."""
+    events = [1_999, -1_500, -1_000, 0, 1_700_000_000_123_456, -62_135_596_800_000_000]
+    for created in (
+        [None] * len(events),
+        [7, None, -(10**15), 0, 1_700_000_000_999_999, 253_402_300_799_999_999],
+        [-62_135_596_800_000_001, None, 1, 2, 3, 4],
+    ):
+        times, tiebreaks = row_orders(pa.array(events, pa.int64()), pa.array(created, pa.int64()))
+        expected = [row_order(e, c) for e, c in zip(events, created, strict=True)]
+        assert list(zip(times, tiebreaks, strict=True)) == expected
+    assert row_orders(pa.array(events, pa.int64()), None)[1] == [
+        row_order(e, None)[1] for e in events
+    ]
+
+
+def test_many_rows_of_one_key_in_a_write_keep_the_latest(online: OnlineStore) -> None:
+    """A write goes to the store in parts (Redis: many rows a script call); the order among a
+    key's rows holds across them, and the rows of other keys are each kept."""
+    key = entity_key([1])
+    rows = [OnlineRow(key, {"x": i}, 1000 + (i % 7), f"{i:03d}") for i in range(1200)]
+    rows += [OnlineRow(entity_key([i]), {"x": -i}, 5) for i in range(2, 1300)]
+    assert online.write("view", rows) == len(rows)
+    best = max(rows[:1200], key=lambda r: r.order)
+    assert online.read("view", [key, entity_key([2]), entity_key([1299])]) == [
+        (best.values, best.event_time_ms),
+        ({"x": -2}, 5),
+        ({"x": -1299}, 5),
+    ]
 
 
 def test_rows_stored_before_tiebreaks_read_and_give_way(online_store_uri: str) -> None:

@@ -272,6 +272,9 @@ class DuckDbEngine(OfflineEngine):
                 # A row without its key is no entity's: nothing could look it up.
                 + "".join(f"AND {_quote(k)} IS NOT NULL " for k in keys)
                 + f"QUALIFY row_number() OVER (PARTITION BY {partition} "
-                "ORDER BY __ts DESC, __created DESC NULLS LAST) = 1",
+                "ORDER BY __ts DESC, __created DESC NULLS LAST) = 1 "
+                # In key order: an online store keyed by them (SQLite's table) then fills in
+                # order, which took a third of the time random order did.
+                f"ORDER BY {partition}",
                 params=[start_ms, end_ms],
             ).to_arrow_reader(_LATEST_BATCH_ROWS)

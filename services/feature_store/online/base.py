@@ -19,6 +19,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from modelyard.errors import InvalidArgument
 from modelyard.features.definitions import Field, ValueType
@@ -51,6 +53,24 @@ def row_order(event_us: int, created_us: int | None) -> tuple[int, str]:
     if created_us is None:
         return ms, f"{sub:03d}"
     return ms, f"{sub:03d}{created_us - _MIN_US:018d}"
+
+
+def row_orders(event_us: pa.Array, created_us: pa.Array | None) -> tuple[list[int], list[str]]:
+    """`row_order` of each row (event times without nulls; created times None where null), in
+    Arrow's and numpy's passes rather than a Python call per row: materialize takes it of every
+    entity of a view."""
+    events = np.asarray(event_us.to_numpy(zero_copy_only=False), dtype=np.int64)
+    ms, sub = np.divmod(events, 1000)  # floored, as row_order's divmod
+    tiebreaks = pc.utf8_lpad(pa.array(sub).cast(pa.string()), 3, "0")
+    if created_us is not None and created_us.null_count < len(created_us):
+        if pc.min(created_us).as_py() < _MIN_US:  # no fixed width: row_order's own text
+            orders = map(row_order, events.tolist(), created_us.to_pylist())
+            times, ties = zip(*orders, strict=True)
+            return list(times), list(ties)
+        created = pc.subtract(created_us.cast(pa.int64()), pa.scalar(_MIN_US, pa.int64()))
+        padded = pc.utf8_lpad(created.cast(pa.string()), 18, "0")
+        tiebreaks = pc.binary_join_element_wise(tiebreaks, pc.fill_null(padded, ""), "")
+    return ms.tolist(), tiebreaks.to_pylist()
 
 
 def entity_key(values: Sequence[Any]) -> str:

@@ -23,24 +23,33 @@ from modelyard.services.feature_store.online.base import (
     encode_values,
 )
 
-# KEYS[1]: the row's key; ARGV: values JSON, event time, tiebreak. Writes only if (event time,
-# tiebreak) is not older; the tiebreak is digits of fixed width, so compared as text (a stored row
-# without one has ""). A key that holds something else (an older Modelyard kept rows as hashes)
-# makes GET fail: it is replaced.
+# KEYS: the rows' keys; ARGV: per row, values JSON, event time, tiebreak. Writes each row only if
+# its (event time, tiebreak) is not older than the stored one's; the tiebreak is digits of fixed
+# width, so compared as text (a stored row without one has ""). A key that holds something else
+# (an older Modelyard kept rows as hashes) makes GET fail: it is replaced. Many rows a call: a
+# call per row spent more time packing commands in Python than Redis spent running them.
 _WRITE_IF_NEWER = """
-local stored = redis.pcall('GET', KEYS[1])
-if type(stored) == 'string' then
-  local t, tiebreak = string.match(stored, '^(-?%d+)|(%d*)|')
-  if not t then
-    t, tiebreak = string.match(stored, '^(-?%d+)|'), ''
+for i, key in ipairs(KEYS) do
+  local at = (i - 1) * 3
+  local new, tiebreak_new = tonumber(ARGV[at + 2]), ARGV[at + 3]
+  local stored = redis.pcall('GET', key)
+  local older = true
+  if type(stored) == 'string' then
+    local t, tiebreak = string.match(stored, '^(-?%d+)|(%d*)|')
+    if not t then
+      t, tiebreak = string.match(stored, '^(-?%d+)|'), ''
+    end
+    t = tonumber(t)
+    if t and (t > new or (t == new and tiebreak > tiebreak_new)) then older = false end
   end
-  t = tonumber(t)
-  local new = tonumber(ARGV[2])
-  if t and (t > new or (t == new and tiebreak > ARGV[3])) then return 0 end
+  if older then
+    redis.call('SET', key, ARGV[at + 2] .. '|' .. tiebreak_new .. '|' .. ARGV[at + 1])
+  end
 end
-redis.call('SET', KEYS[1], ARGV[2] .. '|' .. ARGV[3] .. '|' .. ARGV[1])
-return 1
+return #KEYS
 """
+# Rows a script call writes: Redis runs nothing else meanwhile, so a call is kept short.
+_ROWS_PER_CALL = 500
 _PREFIX = "modelyard:online"
 
 
@@ -57,12 +66,13 @@ class RedisOnlineStore(OnlineStore):
 
     def write(self, view: str, rows: Sequence[OnlineRow]) -> int:
         with self._redis.pipeline(transaction=False) as pipe:
-            for row in rows:
-                self._write(
-                    keys=[self._key(view, row.entity_key)],
-                    args=[encode_values(row.values), row.event_time_ms, row.tiebreak],
-                    client=pipe,
-                )
+            for start in range(0, len(rows), _ROWS_PER_CALL):
+                part = rows[start : start + _ROWS_PER_CALL]
+                args: list[str | int] = []
+                for row in part:
+                    args += (encode_values(row.values), row.event_time_ms, row.tiebreak)
+                keys = [self._key(view, row.entity_key) for row in part]
+                self._write(keys=keys, args=args, client=pipe)
             pipe.execute()
         return len(rows)
 
