@@ -404,3 +404,45 @@ def test_a_source_that_does_not_exist_says_the_server_reads_it(
         store.materialize(NOW - pd.Timedelta(hours=100), NOW)
     assert err.value.resource_name == "driver_stats"
     assert "does not exist" in str(err.value) and "a path on the server" in str(err.value)
+
+
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    ("dropped", "role"),
+    [
+        ("trips", "a feature of its schema"),
+        ("event_timestamp", "its timestamp_field"),
+        ("created", "its created_timestamp_column"),
+        ("driver_id", "a join key of its entities"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["parquet", "sqlite"])
+def test_a_source_lacking_a_column_names_it(
+    store: FeatureStoreClient, repo: Repo, tmp_path: Path, dropped: str, role: str, kind: str
+) -> None:
+    """A source without a column the view reads failed with DuckDB's binder error on the
+    statement the feature store builds around the source ('LINE 1: ...REATE OR REPLACE TEMP
+    VIEW src AS SELECT "driver_id", CAST(...'), which its owner never wrote. The column is
+    named, with what it is to the view and the columns the source has."""
+    rows = driver_rows().drop(columns=[dropped])
+    if kind == "parquet":
+        rows.to_parquet(tmp_path / "stats.parquet")
+        source: DataSource = FileSource(
+            str(tmp_path / "stats.parquet"), "event_timestamp", created_timestamp_column="created"
+        )
+    else:
+        for column in {"event_timestamp", "created"} - {dropped}:
+            rows[column] = rows[column].map(lambda t: t.isoformat())
+        with sqlite3.connect(tmp_path / "w.db") as conn:
+            rows.to_sql("stats", conn, index=False)
+        source = SqlSource(f"sqlite:///{tmp_path / 'w.db'}", "stats", "event_timestamp", "created")
+    store.apply([repo.driver, _with_source(repo, source)])
+    for call in (
+        lambda: store.get_historical_features(ENTITIES, ["driver_stats:trips"]).to_arrow(),
+        lambda: store.materialize(NOW - pd.Timedelta(hours=100), NOW),
+    ):
+        with pytest.raises(FailedPrecondition) as err:
+            call()
+        assert err.value.resource_name == "driver_stats"
+        assert f"has no column {dropped!r}, {role}" in str(err.value)
+        assert "'conv_rate'" in str(err.value) and "TEMP VIEW" not in str(err.value)

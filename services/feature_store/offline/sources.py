@@ -174,6 +174,31 @@ def _not_a_time(view: FeatureView, column: str, kind: str) -> FailedPrecondition
     )
 
 
+def _columns_checked(view: FeatureView, keys: list[str], types: Mapping[str, str]) -> None:
+    """Refuse a source lacking a column the view reads, naming it, what it is to the view and
+    the columns the source has: DuckDB's binder error quoted the statement the feature store
+    builds around the source ('CREATE OR REPLACE TEMP VIEW src AS SELECT ...'), which is not
+    the view owner's. Names match as DuckDB matches them, whatever their case."""
+    source = view.source
+    wanted = [(k, "a join key of its entities") for k in keys]
+    wanted.append((source.timestamp_field, "its timestamp_field"))
+    if source.created_timestamp_column:
+        wanted.append((source.created_timestamp_column, "its created_timestamp_column"))
+    wanted += [(f.name, "a feature of its schema") for f in view.schema]
+    present = {c.lower() for c in types}
+    for column, role in wanted:
+        if column.lower() not in present:
+            shown = ", ".join(repr(c) for c in list(types)[:20])
+            more = f" and {len(types) - 20} more" if len(types) > 20 else ""
+            raise FailedPrecondition(
+                f"feature view {view.name!r}: its source has no column {column!r}, {role}; its "
+                f"columns are {shown}{more}. Add the column to the source (or its query), or "
+                "name the view's column as the source does",
+                resource_type="feature_view",
+                resource_name=view.name,
+            )
+
+
 # PostgreSQL's names (format_type) of the number types: a time column holding them cannot be
 # cast to a time.
 _PG_NUMBERS = ("smallint", "integer", "bigint", "real", "double precision", "numeric", "oid")
@@ -517,6 +542,7 @@ class SourceReader:
             else "CAST(NULL AS TIMESTAMPTZ)"
         )
         types = {row[0]: row[1] for row in con.execute(f"DESCRIBE {relation}").fetchall()}
+        _columns_checked(view, keys, types)
         _time_types_checked(view, types)
         features = "".join(f", {_typed(f, types.get(f.name, ''))}" for f in view.schema)
         return (
