@@ -37,6 +37,7 @@ from modelyard.convert.features import (
     array_to_python,
     definition_to_entity,
     definition_to_proto,
+    python_value,
     values_to_python,
 )
 from modelyard.data import profile
@@ -171,6 +172,20 @@ class OnlineResponse:
             for c in self._response.columns
             if c.statuses
         }
+
+
+def _refuse_entity_value(name: str, items: Sequence[Any]) -> None:
+    """The first entity row value of column `name` a request cannot hold (an integer beyond
+    int64, 2**63 say), as InvalidArgument naming the column and the row."""
+    for i, item in enumerate(items):
+        try:
+            python_value(item)
+        except ValueError:
+            raise InvalidArgument(
+                f"entity row {i}: {name!r} is {item!r}, which no key holds (integer keys are "
+                f"64-bit signed, {-(2**63)} to {2**63 - 1}); give a key in range",
+                field=name,
+            ) from None
 
 
 class FeatureStoreClient:
@@ -341,7 +356,11 @@ class FeatureStoreClient:
             except KeyError:
                 row = next(r for r in entity_rows if name not in r)
                 raise InvalidArgument(f"entity row {row} lacks {name!r}", field=name) from None
-            append_python_values(request.entities.add(name=name).values, items)
+            try:
+                append_python_values(request.entities.add(name=name).values, items)
+            except ValueError:  # protobuf's, naming neither the column nor the row
+                _refuse_entity_value(name, items)
+                raise
         return OnlineResponse(self._t.call(self._stub.GetOnlineFeatures, request))
 
     def push(self, feature_view: str, df: pd.DataFrame, to: str = "online") -> int:

@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -299,6 +300,21 @@ def test_a_null_key_is_no_entitys(store: FeatureStoreClient, repo: Repo, tmp_pat
     found = store.get_online_features(["scores:score"], [{"name": None}, {"name": "al"}])
     assert found.to_dict() == {"name": [None, "al"], "score": [None, 1]}
     assert found.statuses() == {"score": ["NOT_FOUND", "PRESENT"]}
+
+
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("key", [2**63, np.uint64(2**64 - 1), -(2**63) - 1])
+def test_a_key_beyond_int64_is_refused_naming_the_column_and_row(
+    store: FeatureStoreClient, repo: Repo, key: Any
+) -> None:
+    """An entity key beyond int64 (a hashed id as uint64, say) failed in the SDK with
+    protobuf's bare ValueError ('Value out of range: 9223372036854775808'), naming neither
+    the column nor the row."""
+    store.apply(repo.objects)
+    with pytest.raises(InvalidArgument) as err:
+        store.get_online_features(["driver_stats:trips"], [{"driver_id": 1}, {"driver_id": key}])
+    assert err.value.field == "driver_id"
+    assert "entity row 1: 'driver_id'" in str(err.value) and "64-bit" in str(err.value)
 
 
 def test_a_frame_larger_than_a_message_is_pushed_whole(repo: Repo, tmp_path) -> None:
