@@ -286,6 +286,20 @@ def test_online_and_offline_refuse_the_same_keys(
 
 
 @pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+def test_entity_rows_all_without_their_key_get_no_values(
+    store: FeatureStoreClient, repo: Repo
+) -> None:
+    """A null key is no entity's: a training set gives such a row no values, as online lookups
+    do. Where every row lacked its key (a column of None, typed NULL), the rows were refused
+    instead: 'holds "NULL" values, which are not keys of type INT64'."""
+    store.apply(repo.objects)
+    rows = pd.DataFrame({"driver_id": [None, None], "event_timestamp": [NOW, NOW], "y": [0, 1]})
+    training = store.get_historical_features(rows, ["driver_stats:trips"]).to_df()
+    assert training["y"].tolist() == [0, 1]
+    assert training["driver_id"].isna().all() and training["trips"].isna().all()
+
+
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
 def test_a_float32_key_is_taken_as_online_takes_it(store: FeatureStoreClient, tmp_path) -> None:
     """0.1 is a FLOAT32 key online (narrowed to the nearest float32), so an online lookup of 0.1
     finds the source's float32 0.1; the training join compared it as DOUBLE (0.1 against

@@ -52,7 +52,10 @@ _KEY_VALUES = {
 
 
 def _family(kind: object) -> str:
-    """'DECIMAL' of DECIMAL(18,3), 'TIMESTAMP' of TIMESTAMP WITH TIME ZONE."""
+    """'DECIMAL' of DECIMAL(18,3), 'TIMESTAMP' of TIMESTAMP WITH TIME ZONE, 'NULL' of the type
+    of a column of nothing but nulls (which DuckDB names '"NULL"', quotes and all)."""
+    if kind == duckdb.sqltype("NULL"):
+        return "NULL"
     name = str(kind)
     return "TIMESTAMP" if name == "TIMESTAMP WITH TIME ZONE" else name.split("(")[0]
 
