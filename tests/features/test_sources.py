@@ -446,3 +446,21 @@ def test_a_source_lacking_a_column_names_it(
         assert err.value.resource_name == "driver_stats"
         assert f"has no column {dropped!r}, {role}" in str(err.value)
         assert "'conv_rate'" in str(err.value) and "TEMP VIEW" not in str(err.value)
+
+
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+def test_epoch_numbers_are_named_whatever_the_columns_case(
+    store: FeatureStoreClient, repo: Repo, tmp_path: Path
+) -> None:
+    """DuckDB reads the view's 'event_timestamp' from a source's 'Event_Timestamp' (names
+    match without regard to case), but the check for epoch numbers looked the name up as
+    written: such a column of numbers failed with DuckDB's 'Unimplemented type for cast
+    (BIGINT -> TIMESTAMP WITH TIME ZONE)' and advice on paths and S3 settings."""
+    rows = driver_rows()
+    rows["event_timestamp"] = [int(t.timestamp()) for t in rows["event_timestamp"]]
+    rows.rename(columns={"event_timestamp": "Event_Timestamp"}).to_parquet(tmp_path / "x.parquet")
+    source = FileSource(str(tmp_path / "x.parquet"), created_timestamp_column="created")
+    store.apply([repo.driver, _with_source(repo, source)])
+    with pytest.raises(FailedPrecondition) as err:
+        store.materialize(NOW - pd.Timedelta(hours=100), NOW)
+    assert "time column 'event_timestamp' holds numbers" in str(err.value)

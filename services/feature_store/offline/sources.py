@@ -131,8 +131,9 @@ def _times_checked(view: FeatureView, numeric: Collection[str]) -> None:
     column and how to give times instead: DuckDB has no cast of a number to a time, and its
     own error named neither the view's column nor the fix."""
     source = view.source
+    numeric = {c.lower() for c in numeric}  # names match as DuckDB matches them
     for column in (source.timestamp_field, source.created_timestamp_column):
-        if not column or column not in numeric:
+        if not column or column.lower() not in numeric:
             continue
         if isinstance(source, SqlSource) and source.url.startswith("sqlite"):
             example = f"datetime({column}, 'unixepoch') AS {column}"
@@ -159,8 +160,9 @@ def _time_types_checked(view: FeatureView, types: Mapping[str, str]) -> None:
     column and its type: DuckDB's own error ('Unimplemented type for cast (BOOLEAN -> TIMESTAMP
     WITH TIME ZONE)') came as a source that could not be read, with advice on paths."""
     _times_checked(view, {c for c, t in types.items() if t in _NUMBERS or t.startswith("DECIMAL")})
+    kinds = {c.lower(): t for c, t in types.items()}
     for column in (view.source.timestamp_field, view.source.created_timestamp_column):
-        kind = types.get(column) if column else None
+        kind = kinds.get(column.lower()) if column else None
         if kind is not None and not kind.startswith(_TIME_LIKE):
             raise _not_a_time(view, column, kind)
 
@@ -544,7 +546,8 @@ class SourceReader:
         types = {row[0]: row[1] for row in con.execute(f"DESCRIBE {relation}").fetchall()}
         _columns_checked(view, keys, types)
         _time_types_checked(view, types)
-        features = "".join(f", {_typed(f, types.get(f.name, ''))}" for f in view.schema)
+        kinds = {c.lower(): t for c, t in types.items()}
+        features = "".join(f", {_typed(f, kinds.get(f.name.lower(), ''))}" for f in view.schema)
         return (
             f"SELECT {', '.join(_quote(k) for k in keys)}, "
             f"CAST({_quote(source.timestamp_field)} AS TIMESTAMPTZ) AS __ts, {created} AS __created"
