@@ -28,7 +28,9 @@ def build_server(settings: Settings, names: Sequence[str] | None = None) -> Mode
     runtime = Runtime(settings)
     registrations = [importlib.import_module(SERVICES[n]).build(settings, runtime) for n in names]
     interceptor, security = install(runtime, registrations, service=names[0])
-    return create_server(settings, [*registrations, security], interceptors=[interceptor])
+    server = create_server(settings, [*registrations, security], interceptors=[interceptor])
+    runtime.serve_here(server.address, server.lending)
+    return server
 
 
 def migrate_all(settings: Settings) -> list[str]:

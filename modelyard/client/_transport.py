@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
@@ -108,9 +109,13 @@ class Transport:
         timeout: float = DEFAULT_TIMEOUT,
         tls_cert: str | None = None,
         tls_key: str | None = None,
+        waiting: Callable[[], AbstractContextManager[object]] = nullcontext,
     ) -> None:
+        """`waiting`: entered around every wait for an answer; a server calling itself tells its
+        RPC pool so there (services/common/thread_pool.py, `lending`)."""
         self.uri = uri
         self.timeout = timeout
+        self._waiting = waiting
         target, tls = parse_uri(uri)
         options = [
             ("grpc.max_receive_message_length", _MAX_MESSAGE),
@@ -147,7 +152,8 @@ class Transport:
     def call(self, method: Callable[..., T], request: Any, timeout: float | None = None) -> T:
         timeout = timeout or self.timeout
         try:
-            return method(request, metadata=self.metadata, timeout=timeout)
+            with self._waiting():
+                return method(request, metadata=self.metadata, timeout=timeout)
         except grpc.RpcError as exc:
             raise self._error(exc, method, timeout) from None
 
@@ -156,7 +162,15 @@ class Transport:
     ) -> Iterator[T]:
         """A server-streaming call whose errors arrive as Modelyard errors while iterating."""
         try:
-            yield from method(request, metadata=self.metadata, timeout=timeout)
+            responses = method(request, metadata=self.metadata, timeout=timeout)
+            while True:
+                # Each wait on its own: the caller's work between messages is no wait.
+                with self._waiting():
+                    try:
+                        response = next(responses)
+                    except StopIteration:
+                        return
+                yield response
         except grpc.RpcError as exc:
             raise self._error(exc) from None
 

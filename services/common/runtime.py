@@ -5,6 +5,7 @@ transports to reach them. Built once by the composition root (services/apps.py).
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
 from modelyard.client._transport import Transport
@@ -24,6 +25,18 @@ class Runtime:
         self.mint_token: Callable[[str], Callable[[], str]] | None = None
         self._tokens: dict[str, Callable[[], str]] = {}
         self._token_file: TokenFile | None = None
+        # This process's own server, once built (`serve_here`).
+        self._own_address: str | None = None
+        self._lending: Callable[[], AbstractContextManager[object]] = nullcontext
+
+    def serve_here(
+        self, address: str, lending: Callable[[], AbstractContextManager[object]]
+    ) -> None:
+        """The services of this process are served at `address`; a call a service makes there
+        (under `modelyard up`, the registry's to tracking, serving's to the registry) waits
+        inside `lending`, which lets the server's RPC pool run the call it waits on even when
+        every thread is taken (services/common/thread_pool.py)."""
+        self._own_address, self._lending = address, lending
 
     def service_token(self, service: str) -> str | Callable[[], str] | None:
         """The token `service` presents to other services (None when auth is off), or a callable
@@ -54,6 +67,7 @@ class Runtime:
         ca = tls.ca_file or (tls.cert_file if tls.enabled else None)
         return Transport(
             uri,
+            waiting=self._lending if uri == self._own_address else nullcontext,
             token=self.service_token(service),
             tls_ca=str(ca) if ca else None,
             tls_cert=str(tls.client_cert_file) if tls.client_cert_file else None,

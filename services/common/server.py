@@ -14,6 +14,7 @@ import socket
 import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -161,6 +162,10 @@ class ModelyardServer:
     @property
     def address(self) -> str:
         return f"{self.settings.host}:{self.port}"
+
+    def lending(self) -> AbstractContextManager[None]:
+        """Around a wait of one of this server's calls on another call to this server."""
+        return self._pool.lending()
 
     def start(self) -> None:
         self._server.start()

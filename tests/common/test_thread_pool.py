@@ -117,3 +117,20 @@ def test_shutdown_can_cancel_queued_calls(gate) -> None:
 def test_core_must_fit_under_the_maximum() -> None:
     with pytest.raises(ValueError, match="core"):
         ElasticThreadPool(5, 4)
+
+
+def test_a_call_waiting_on_a_call_to_its_own_pool_lends_its_thread() -> None:
+    """A server calling itself (under `modelyard up`, the registry calling tracking): with every
+    thread of the pool waiting on a call queued behind them, that call ran only once some
+    other call ended. Waiting inside `lending` lets the pool run one thread past its maximum."""
+    pool = ElasticThreadPool(1, 1, grow_after=0.01, name="tp-lend")
+    try:
+
+        def outer() -> str:
+            inner = pool.submit(str, "inner")
+            with pool.lending():
+                return inner.result(WAIT)
+
+        assert pool.submit(outer).result(WAIT) == "inner"
+    finally:
+        pool.shutdown()

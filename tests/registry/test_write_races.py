@@ -110,6 +110,33 @@ def test_new_versions_racing_a_delete_or_rename_of_their_model(
             assert len(before) + len(after) == CALLS  # the first version, and 31 new ones
 
 
+def test_new_versions_taking_every_rpc_thread_still_reach_tracking(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Each CreateModelVersion asks tracking, served by the same process under `modelyard up`,
+    about its run. With as many concurrent creates as the server has RPC threads, their tracking
+    calls queued behind them: on PostgreSQL the delete and rename races above spent 30 s of
+    their ~40 s so (released only when serving's event watch ended its stream), and 32 creates
+    after a few registrations failed DEADLINE_EXCEEDED. Now a call waiting on its own server
+    lends its thread: all succeed, here at the client's first deadline."""
+    settings = Settings(
+        home=tmp_path,
+        port=0,
+        grace_period=0,
+        backend_store_uri=database_url,
+        core_workers=1,
+        max_workers=2,
+    )
+    with (
+        running_server(settings, ("tracking", "registry")) as server,
+        Client(server.address, timeout=30) as client,
+    ):
+        src = f"runs:/{logged_model(client)}/model"
+        create = partial(client.create_model_version, "m", src, await_creation_for=0)
+        assert race([create] * 4) == {"OK": 4}
+        assert versions_of(client, "m") == [1, 2, 3, 4]
+
+
 def versions_of(client: Client, name: str) -> list[int]:
     return sorted(v.version for v in client.search_model_versions(f"name = '{name}'"))
 
