@@ -18,6 +18,7 @@ from modelyard.convert.common import (
     id_arg,
     order_by_to_proto,
     tags_to_proto,
+    version_arg,
 )
 from modelyard.convert.registry import (
     event_to_entity,
@@ -209,7 +210,7 @@ class RegistryClient:
         return events[0].event_id if events else 0
 
     def get_model_version(self, name: str, version: int | str) -> ModelVersion:
-        request = pb.GetModelVersionRequest(name=name, version=int(version))
+        request = pb.GetModelVersionRequest(name=name, version=version_arg(version))
         return model_version_to_entity(
             self._t.call(self._registry.GetModelVersion, request).model_version
         )
@@ -218,14 +219,14 @@ class RegistryClient:
         self, name: str, version: int | str, description: str | None = None
     ) -> ModelVersion:
         request = pb.UpdateModelVersionRequest(
-            name=name, version=int(version), description=description or ""
+            name=name, version=version_arg(version), description=description or ""
         )
         return model_version_to_entity(
             self._t.call(self._registry.UpdateModelVersion, request).model_version
         )
 
     def delete_model_version(self, name: str, version: int | str) -> None:
-        request = pb.DeleteModelVersionRequest(name=name, version=int(version))
+        request = pb.DeleteModelVersionRequest(name=name, version=version_arg(version))
         self._t.call(self._registry.DeleteModelVersion, request)
 
     def search_model_versions(
@@ -256,12 +257,12 @@ class RegistryClient:
 
     def set_model_version_tag(self, name: str, version: int | str, key: str, value: Any) -> None:
         request = pb.SetModelVersionTagRequest(
-            name=name, version=int(version), key=key, value=str(value)
+            name=name, version=version_arg(version), key=key, value=str(value)
         )
         self._t.call(self._registry.SetModelVersionTag, request)
 
     def delete_model_version_tag(self, name: str, version: int | str, key: str) -> None:
-        request = pb.DeleteModelVersionTagRequest(name=name, version=int(version), key=key)
+        request = pb.DeleteModelVersionTagRequest(name=name, version=version_arg(version), key=key)
         self._t.call(self._registry.DeleteModelVersionTag, request)
 
     def transition_model_version_stage(
@@ -273,7 +274,7 @@ class RegistryClient:
     ) -> ModelVersion:
         request = pb.TransitionModelVersionStageRequest(
             name=name,
-            version=int(version),
+            version=version_arg(version),
             stage=_stage(stage),
             archive_existing_versions=archive_existing_versions,
         )
@@ -287,7 +288,9 @@ class RegistryClient:
     # -- aliases -------------------------------------------------------------------------------
 
     def set_registered_model_alias(self, name: str, alias: str, version: int | str) -> None:
-        request = pb.SetRegisteredModelAliasRequest(name=name, alias=alias, version=int(version))
+        request = pb.SetRegisteredModelAliasRequest(
+            name=name, alias=alias, version=version_arg(version)
+        )
         self._t.call(self._registry.SetRegisteredModelAlias, request)
 
     def delete_registered_model_alias(self, name: str, alias: str) -> None:
@@ -305,7 +308,9 @@ class RegistryClient:
     def list_model_version_artifacts(
         self, name: str, version: int | str, path: str = ""
     ) -> list[FileInfo]:
-        request = pb.ListModelVersionArtifactsRequest(name=name, version=int(version), path=path)
+        request = pb.ListModelVersionArtifactsRequest(
+            name=name, version=version_arg(version), path=path
+        )
         response = self._t.call(self._registry.ListModelVersionArtifacts, request)
         return [file_info_to_entity(f) for f in response.files]
 
@@ -321,7 +326,9 @@ class RegistryClient:
     ) -> Path:
         """Download one file of the version to dst_dir/path, checking its sha256."""
         target = _artifacts.inside(Path(dst_dir), path, path)
-        request = pb.DownloadModelVersionArtifactRequest(name=name, version=int(version), path=path)
+        request = pb.DownloadModelVersionArtifactRequest(
+            name=name, version=version_arg(version), path=path
+        )
         info, chunks = _artifacts.open_stream(
             self._t, self._registry.DownloadModelVersionArtifact, request
         )
@@ -355,5 +362,5 @@ class RegistryClient:
             yield event_to_entity(reply.event)
 
     def get_model_version_lineage(self, name: str, version: int | str) -> ModelVersionLineage:
-        request = pb.GetModelVersionLineageRequest(name=name, version=int(version))
+        request = pb.GetModelVersionLineageRequest(name=name, version=version_arg(version))
         return lineage_to_entity(self._t.call(self._registry.GetModelVersionLineage, request))

@@ -115,6 +115,27 @@ def id_arg(value: object, field: str) -> int:
     )
 
 
+def version_arg(value: object, field: str = "version") -> int:
+    """A model version number, as MlflowClient takes it: an int, or a string of its digits
+    ("3"). int() took "abc" and "v2" with a bare ValueError naming no field, and 2.5 and True
+    as versions 2 and 1, so a call could act on a version the caller never named."""
+    if isinstance(value, str):
+        digits = value.strip()
+        if digits.isascii() and digits.isdigit():
+            value = int(digits)
+        else:
+            raise InvalidArgument(
+                f"{field} {value!r} is not a version number; pass the number, e.g. 3 or '3'",
+                field=field,
+            )
+    return _whole(
+        value,
+        field,
+        _MAX_INT64,
+        "is beyond any version number; list the versions with search_model_versions",
+    )
+
+
 def order_by_to_proto(order_by: str | Sequence[str] | None) -> list[str]:
     """A search's order_by clauses. One clause passed as a string ("metrics.rmse DESC") is that
     clause: taken as a sequence, it was sent as its characters, and the server's answer

@@ -50,7 +50,7 @@ def parse_models_uri(uri: str) -> tuple[str, str, str]:
             "models:/<name>/<stage>"
         )
     _check_name(uri, name)
-    if ref.isdigit():
+    if ref.isascii() and ref.isdigit():  # int() refuses other digits, such as "²"
         return name, "version", ref
     if ref.lower() == "latest":
         return name, "latest", ref

@@ -146,6 +146,46 @@ def test_an_event_id_protobuf_cannot_hold_is_named(unreachable: Client, value: o
             assert err.value.field == field
 
 
+@pytest.mark.parametrize("value", ["abc", "v2", "2.0", "²", 2.5, True, 10**20, None])
+def test_a_version_that_is_not_a_version_number_is_named(
+    unreachable: Client, value: object
+) -> None:
+    """int(version) took 2.5 and True as versions 2 and 1 (delete_model_version(m, 2.5)
+    deleted version 2), and "abc" or 10**20 were a bare ValueError naming no field."""
+    calls: list[Callable[[], object]] = [
+        lambda: unreachable.get_model_version("m", value),  # type: ignore[arg-type]
+        lambda: unreachable.update_model_version("m", value, "d"),  # type: ignore[arg-type]
+        lambda: unreachable.delete_model_version("m", value),  # type: ignore[arg-type]
+        lambda: unreachable.set_model_version_tag("m", value, "k", "v"),  # type: ignore[arg-type]
+        lambda: unreachable.delete_model_version_tag("m", value, "k"),  # type: ignore[arg-type]
+        lambda: unreachable.transition_model_version_stage("m", value, "Staging"),  # type: ignore[arg-type]
+        lambda: unreachable.set_registered_model_alias("m", "a", value),  # type: ignore[arg-type]
+        lambda: unreachable.list_model_version_artifacts("m", value),  # type: ignore[arg-type]
+        lambda: unreachable.get_model_version_lineage("m", value),  # type: ignore[arg-type]
+    ]
+    for attempt in calls:
+        with pytest.raises(InvalidArgument) as err:
+            attempt()
+        assert err.value.field == "version"
+
+
+def test_a_version_may_be_given_as_its_digits(client: Client, run_id: str) -> None:
+    """As MlflowClient takes it: "2" (or " 2 ") is version 2."""
+    client.log_text(run_id, "flavors: {}", "model/MLmodel")
+    for _ in range(2):
+        client.create_model_version("digits", f"runs:/{run_id}/model")
+    assert client.get_model_version("digits", "2").version == 2
+    assert client.get_model_version("digits", " 2 ").version == 2
+
+
+def test_a_model_uri_with_digits_int_cannot_read_is_not_a_version(unreachable: Client) -> None:
+    """'models:/m/²' passed isdigit() and failed int() with a bare ValueError."""
+    from modelyard.models.uri import resolve_model_version
+
+    with pytest.raises(InvalidArgument, match="not a version, alias or stage"):
+        resolve_model_version("models:/m/²", unreachable)
+
+
 # -- timestamps, steps, statuses -----------------------------------------------------------------
 
 
