@@ -70,7 +70,18 @@ def _tags(field: str, tags: dict[str, str]) -> dict[str, str]:
     return tags
 
 
-def _no_files(source: str) -> FailedPrecondition:
+def _no_files(source: str, a_file: bool = False) -> FailedPrecondition:
+    """`a_file`: the source names one file, which holds no files either, but saying so (and
+    which directory to register) is what helps."""
+    if a_file:
+        holder = source.rstrip("/").rpartition("/")[0]
+        return FailedPrecondition(
+            f"source {source} is a file, not the directory a model was logged to; register "
+            f"the directory that holds the model, such as {holder}",
+            field="source",
+            resource_type="artifact",
+            resource_name=source,
+        )
     return FailedPrecondition(
         f"source {source} holds no files; log the model to the run at that path first, or "
         "register the path it was logged under",
@@ -295,9 +306,13 @@ class RegistryService:
             raise _deleted_source(tracking, run.info.experiment_id, source_run)
         # Checked now, so an empty source burns no version number on a FAILED version. As the
         # service: the caller showed it may read the run, and listing files needs more.
-        listed = self.tracking.service().iter_artifacts(source_run, path, recursive=True)
-        if next(listed, None) is None:
-            raise _no_files(source)
+        service = self.tracking.service()
+        if next(service.iter_artifacts(source_run, path, recursive=True), None) is None:
+            parent = path.rpartition("/")[0]
+            a_file = bool(path) and any(
+                f.path == path and not f.is_dir for f in service.iter_artifacts(source_run, parent)
+            )
+            raise _no_files(source, a_file)
         version, pending = self.store.create_model_version(
             name, source, source_run, description, _tags("tags", tags or {}), caller()
         )

@@ -76,6 +76,10 @@ def test_registration_errors(stack: Client) -> None:
         with pytest.raises(FailedPrecondition, match="holds no files") as failed:
             stack.create_model_version("m", f"runs:/{rid}/{path}")
         assert failed.value.field == "source" and f"runs:/{rid}/{path}" in failed.value.message
+    # A file of the model, not its directory: 'holds no files' misled, as it holds itself.
+    with pytest.raises(FailedPrecondition, match="is a file") as failed:
+        stack.create_model_version("m", f"runs:/{rid}/other/file.txt")
+    assert failed.value.field == "source" and f"runs:/{rid}/other" in failed.value.message
     assert stack.search_model_versions("name = 'm'") == []
     stack.delete_run(rid)
     with pytest.raises(FailedPrecondition, match="deleted"):
