@@ -93,3 +93,14 @@ def test_a_field_named_twice_in_order_by_is_refused(
     with pytest.raises(InvalidArgument, match="given twice") as err:
         getattr(db_client, search)(order_by=order_by)
     assert err.value.field == "order_by"
+
+
+@pytest.mark.parametrize("search", ["search_registered_models", "search_model_versions"])
+def test_an_order_by_key_that_is_not_a_field_is_named_as_written(
+    db_client: Client, search: str
+) -> None:
+    """order_by=['tags.team'] was refused as "cannot order by 'team'", naming an attribute the
+    caller never wrote."""
+    with pytest.raises(InvalidArgument, match=r"cannot order by 'tags\.team'; use one of") as err:
+        getattr(db_client, search)(order_by=["tags.team DESC"])
+    assert err.value.field == "order_by"

@@ -995,8 +995,11 @@ def _order(
     for key in order_by:
         column = columns.get(key.key) if key.entity == "attribute" else None
         if column is None:
+            # As the caller wrote it: 'tags.team' was named as 'team', an attribute that reads
+            # as if it were missing from the list of those that exist.
+            written = key.key if key.entity == "attribute" else f"{key.entity}s.{key.key}"
             raise InvalidArgument(
-                f"order_by: cannot order by {key.key!r}; use one of {', '.join(sorted(columns))}",
+                f"order_by: cannot order by {written!r}; use one of {', '.join(sorted(columns))}",
                 field="order_by",
             )
         if column.key in named:
