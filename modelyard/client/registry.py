@@ -49,6 +49,18 @@ def _stage(stage: Stage | str) -> Any:
         ) from None
 
 
+def _new_description(description: object, what: str) -> str:
+    """The description an update sets. None is refused, as MlflowClient refuses it ("no new
+    field values"): sent as "", it cleared the description of a caller who gave none."""
+    if isinstance(description, str):
+        return description
+    raise InvalidArgument(
+        f"description is {description!r}; updating a {what} sets its description, so pass the "
+        "new one as a string ('' clears it)",
+        field="description",
+    )
+
+
 def _tags(tags: dict[str, Any] | None) -> Any:
     return tags_to_proto({k: str(v) for k, v in (tags or {}).items()})
 
@@ -83,7 +95,9 @@ class RegistryClient:
         )
 
     def update_registered_model(self, name: str, description: str | None = None) -> RegisteredModel:
-        request = pb.UpdateRegisteredModelRequest(name=name, description=description or "")
+        request = pb.UpdateRegisteredModelRequest(
+            name=name, description=_new_description(description, "registered model")
+        )
         return registered_model_to_entity(
             self._t.call(self._registry.UpdateRegisteredModel, request).registered_model
         )
@@ -219,7 +233,9 @@ class RegistryClient:
         self, name: str, version: int | str, description: str | None = None
     ) -> ModelVersion:
         request = pb.UpdateModelVersionRequest(
-            name=name, version=version_arg(version), description=description or ""
+            name=name,
+            version=version_arg(version),
+            description=_new_description(description, "model version"),
         )
         return model_version_to_entity(
             self._t.call(self._registry.UpdateModelVersion, request).model_version

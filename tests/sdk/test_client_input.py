@@ -186,6 +186,27 @@ def test_a_model_uri_with_digits_int_cannot_read_is_not_a_version(unreachable: C
         resolve_model_version("models:/m/²", unreachable)
 
 
+def test_an_update_without_a_description_is_refused_not_a_clearing(
+    client: Client, run_id: str
+) -> None:
+    """update_registered_model(name) and update_model_version(name, v) sent description "" and
+    cleared it; MlflowClient refuses None ("no new field values"). '' still clears."""
+    client.log_text(run_id, "flavors: {}", "model/MLmodel")
+    client.create_model_version("described", f"runs:/{run_id}/model", description="v1 notes")
+    client.update_registered_model("described", "the model")
+    for update in (
+        lambda: client.update_registered_model("described"),
+        lambda: client.update_model_version("described", 1),
+        lambda: client.update_model_version("described", 1, 7),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(InvalidArgument) as err:
+            update()
+        assert err.value.field == "description"
+    assert client.get_registered_model("described").description == "the model"
+    assert client.get_model_version("described", 1).description == "v1 notes"
+    assert client.update_model_version("described", 1, "").description == ""
+
+
 # -- timestamps, steps, statuses -----------------------------------------------------------------
 
 
