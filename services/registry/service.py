@@ -314,7 +314,13 @@ class RegistryService:
             )
             raise _no_files(source, a_file)
         version, pending = self.store.create_model_version(
-            name, source, source_run, description, _tags("tags", tags or {}), caller()
+            name,
+            source,
+            source_run,
+            description,
+            _tags("tags", tags or {}),
+            caller(),
+            lambda: self._may_add(name),
         )
         if pending.model_created:
             self._own(pending.model_id)
@@ -552,6 +558,24 @@ class RegistryService:
         )
         self._changed()
         return moved
+
+    def _may_add(self, name: str) -> None:
+        """Adding a version to a model needs EDIT on it. A call for a name no model had was
+        let through to create one (any editor may); this checks again once the store finds
+        the model, which another call may have created in between: before, that version was
+        added to the other caller's model, on which this caller held no grant."""
+        me = identity.current()
+        if me.unrestricted:
+            return
+        access = self.authorizer.access(me, RESOURCE, name)
+        if access.level is None or access.level < PermissionLevel.EDIT:
+            raise PermissionDenied(
+                f"{me.name} needs EDIT on {access.resource} to add a version to it (another "
+                "call created it while this one was on its way); ask someone with MANAGE on "
+                "it for a grant, or register under another name",
+                resource_type=RESOURCE,
+                resource_name=name,
+            )
 
     def _may_manage(self, name: str) -> None:
         """Taking a version out of Production needs MANAGE. The access rules check it on the

@@ -92,8 +92,12 @@ class RegistryStore(abc.ABC):
         description: str,
         tags: dict[str, str],
         user: str,
+        adding: Callable[[], None] = lambda: None,
     ) -> tuple[ModelVersion, PendingVersion]:
-        """Allocate the next version number (creating the model if needed), status PENDING."""
+        """Allocate the next version number (creating the model if needed), status PENDING.
+        `adding` is called, with the model's row locked, when the model exists already; it
+        raises to refuse (a call authorized to create a new model may find that another call
+        created it meanwhile)."""
 
     @abc.abstractmethod
     def get_model_version(self, name: str, version: int) -> ModelVersion: ...

@@ -464,10 +464,13 @@ class SqlRegistryStore(RegistryStore):
         description: str,
         tags: dict[str, str],
         user: str,
+        adding: Callable[[], None] = lambda: None,
     ) -> tuple[ModelVersion, PendingVersion]:
         for attempt in range(3):
             try:
-                return self._create_model_version(name, source, run_id, description, tags, user)
+                return self._create_model_version(
+                    name, source, run_id, description, tags, user, adding
+                )
             except IntegrityError:
                 # Two callers created the same new model at once; the loser retries and finds it.
                 if attempt == 2:
@@ -482,6 +485,7 @@ class SqlRegistryStore(RegistryStore):
         description: str,
         tags: dict[str, str],
         user: str,
+        adding: Callable[[], None],
     ) -> tuple[ModelVersion, PendingVersion]:
         with self._write() as conn:
             # Concurrent registrations queue at the model's row lock. A delete or rename of the
@@ -496,6 +500,8 @@ class SqlRegistryStore(RegistryStore):
             model_created = found is None
             if found is None:
                 found = self._create_model_row(conn, name, "", {}, user, now)
+            else:
+                adding()
             model = conn.execute(
                 update(registered_models)
                 .where(registered_models.c.model_id == found.model_id)
