@@ -178,10 +178,10 @@ class RegistryService:
     ) -> RegisteredModel:
         model_name("name", name)
         v.max_length("description", description, MAX_DESCRIPTION)
-        model = self.store.create_registered_model(
+        model, model_id = self.store.create_registered_model(
             name, description, _tags("tags", tags or {}), caller()
         )
-        self._own(self.store.model_id_of(name))
+        self._own(model_id)
         self._changed()
         return model
 
@@ -203,10 +203,8 @@ class RegistryService:
         return model
 
     def delete_registered_model(self, name: str) -> None:
-        model_id = self.store.model_id_of(model_name("name", name))
-        locations = self.store.delete_registered_model(name, caller())
-        if model_id is not None:
-            self.authorizer.grants.delete_all(model_id)
+        model_id, locations = self.store.delete_registered_model(model_name("name", name), caller())
+        self.authorizer.grants.delete_all(model_id)
         self._changed()
         for location in locations:
             self._delete_files(location)

@@ -39,7 +39,10 @@ def events(store: SqlRegistryStore, name: str = "") -> list[tuple[str, int | Non
 
 
 def test_registered_model_lifecycle(store: SqlRegistryStore) -> None:
-    model = store.create_registered_model("fraud", "detects fraud", {"team": "risk"}, "ann")
+    model, model_id = store.create_registered_model(
+        "fraud", "detects fraud", {"team": "risk"}, "ann"
+    )
+    assert store.model_id_of("fraud") == model_id
     assert (model.name, model.description, model.tags, model.user_id) == (
         "fraud",
         "detects fraud",
@@ -59,7 +62,8 @@ def test_registered_model_lifecycle(store: SqlRegistryStore) -> None:
     with pytest.raises(NotFound):
         store.delete_registered_model_tag("fraud-v2", "team", "bob")
     version(store, "fraud-v2")
-    locations = store.delete_registered_model("fraud-v2", "bob")
+    deleted_id, locations = store.delete_registered_model("fraud-v2", "bob")
+    assert deleted_id == model_id
     assert len(locations) == 1
     assert locations[0].startswith("file:///models/")
     with pytest.raises(NotFound):

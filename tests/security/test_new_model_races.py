@@ -43,3 +43,31 @@ def test_a_version_for_a_new_model_is_not_added_to_one_another_editor_created_me
     admin = secure.admin
     assert admin.get_registered_model("m").description == "the owner's"
     assert admin.search_model_versions("name = 'm'") == []
+
+
+def test_the_creator_of_a_model_manages_that_model_not_the_next_one_of_its_name(
+    make_secure: Callable[..., Secure], database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CreateRegisteredModel granted its creator MANAGE on the model looked up by name after the
+    write: if the model was renamed and another made under the name in between, the creator got
+    MANAGE on that other model, and none on its own."""
+    secure = make_secure(backend_store_uri=database_url)
+    creator = secure.user("creator", "editor")
+    create = SqlRegistryStore.create_registered_model
+
+    def renamed_then_taken(store: SqlRegistryStore, name: str, *args: Any) -> Any:
+        created = create(store, name, *args)
+        if name == "m":  # an admin's rename, then another editor's model of the name
+            store.rename_registered_model("m", "m-first", "root")
+            create(store, "m", "someone else's", {}, "other")
+        return created
+
+    monkeypatch.setattr(SqlRegistryStore, "create_registered_model", renamed_then_taken)
+    creator.create_registered_model("m")
+    creator.update_registered_model("m-first", "mine")  # its creator manages it
+    assert {g.principal for g in creator.list_registered_model_permissions("m-first")} == {
+        "creator"
+    }
+    with pytest.raises(PermissionDenied):
+        creator.get_registered_model("m")
+    assert secure.admin.list_registered_model_permissions("m") == []

@@ -43,7 +43,9 @@ class RegistryStore(abc.ABC):
     @abc.abstractmethod
     def create_registered_model(
         self, name: str, description: str, tags: dict[str, str], user: str
-    ) -> RegisteredModel: ...
+    ) -> tuple[RegisteredModel, str]:
+        """The model, and the id it was created with (its creator's grant goes on that id: looked
+        up by name afterwards, it could be another model's)."""
 
     @abc.abstractmethod
     def get_registered_model(self, name: str) -> RegisteredModel: ...
@@ -57,8 +59,9 @@ class RegistryStore(abc.ABC):
     ) -> RegisteredModel: ...
 
     @abc.abstractmethod
-    def delete_registered_model(self, name: str, user: str) -> list[str]:
-        """Delete the model and its versions; returns their storage locations to clean up."""
+    def delete_registered_model(self, name: str, user: str) -> tuple[str, list[str]]:
+        """Delete the model and its versions: the id it had (its grants go with it) and its
+        versions' storage locations to clean up."""
 
     @abc.abstractmethod
     def model_id_of(self, name: str) -> str | None:

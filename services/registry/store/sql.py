@@ -312,17 +312,17 @@ class SqlRegistryStore(RegistryStore):
 
     def create_registered_model(
         self, name: str, description: str, tags: dict[str, str], user: str
-    ) -> RegisteredModel:
+    ) -> tuple[RegisteredModel, str]:
         try:
             with self._write() as conn:
-                self._create_model_row(conn, name, description, tags, user)
+                model_id = self._create_model_row(conn, name, description, tags, user).model_id
         except IntegrityError:
             raise AlreadyExists(
                 f"registered model {name!r} already exists; choose another name",
                 resource_type="registered_model",
                 resource_name=name,
             ) from None
-        return self.get_registered_model(name)
+        return self.get_registered_model(name), model_id
 
     def get_registered_model(self, name: str) -> RegisteredModel:
         with self.db.read() as conn:
@@ -357,7 +357,7 @@ class SqlRegistryStore(RegistryStore):
             self._event(conn, model, "MODEL_UPDATED", user, description=description)
         return self.get_registered_model(name)
 
-    def delete_registered_model(self, name: str, user: str) -> list[str]:
+    def delete_registered_model(self, name: str, user: str) -> tuple[str, list[str]]:
         with self._write() as conn:
             model = self._model(conn, name, lock=True)
             locations = list(
@@ -379,7 +379,7 @@ class SqlRegistryStore(RegistryStore):
                 delete(registered_models).where(registered_models.c.model_id == model.model_id)
             )
             self._event(conn, model, "MODEL_DELETED", user)
-        return locations
+        return model.model_id, locations
 
     def model_id_of(self, name: str) -> str | None:
         with self.db.read() as conn:
