@@ -150,13 +150,19 @@ def _prepare(request: Any, checked_stream: bool) -> Any:
     return request
 
 
+# The server's deadline runs from when the call reached it, the client's from when it was made:
+# a client cancels at its own deadline while the server's is still the call's transit (connect,
+# queueing) away. Seen as a deadline counted CANCELLED 1 run in 4 on a loaded machine.
+_DEADLINE_SLACK = 1.0
+
+
 def _ended(context: grpc.ServicerContext) -> grpc.StatusCode | None:
     """How the call ended before its handler did (None: it has not): the work it interrupted
     (call_end) raised, which is the client's doing, not an INTERNAL error of the server's."""
     if context.is_active():
         return None
     remaining = context.time_remaining()
-    if remaining is not None and remaining <= 0:
+    if remaining is not None and remaining <= _DEADLINE_SLACK:
         return grpc.StatusCode.DEADLINE_EXCEEDED
     return grpc.StatusCode.CANCELLED
 

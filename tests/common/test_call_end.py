@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, text
 
 from modelyard.services.common.call_end import CallEnded
 from modelyard.services.common.db.engine import Database
+from modelyard.services.common.interceptors import _ended
 from modelyard.services.common.server import ModelyardServer, ServiceRegistration, create_server
 from modelyard.services.common.settings import Settings
 from modelyard.services.feature_store.offline import duckdb_engine
@@ -263,3 +264,26 @@ def test_a_training_set_join_stops_when_its_call_ends(
     """The feature store's DuckDB connections (point-in-time joins, materialization reads)."""
     error = _cancelled_once_running(reader, reader_server, "DuckdbEndless")
     assert isinstance(error, duckdb.InterruptException)
+
+
+class _EndedCall:
+    """A call's server context after the client ended it, `remaining` s before its deadline."""
+
+    def __init__(self, remaining: float | None) -> None:
+        self.remaining = remaining
+
+    def is_active(self) -> bool:
+        return False
+
+    def time_remaining(self) -> float | None:
+        return self.remaining
+
+
+def test_a_cancel_at_the_clients_deadline_is_counted_as_the_deadline() -> None:
+    """The client cancels at its own deadline, which passes before the server's by the call's
+    transit: a loaded machine counted test_a_read_stops_when_its_call_ends[deadline] CANCELLED 1
+    run in 4. A cancel long before the deadline (or without one) is still CANCELLED."""
+    assert _ended(_EndedCall(0.4)) is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert _ended(_EndedCall(-0.1)) is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert _ended(_EndedCall(30.0)) is grpc.StatusCode.CANCELLED
+    assert _ended(_EndedCall(None)) is grpc.StatusCode.CANCELLED
