@@ -6,13 +6,14 @@ hashed on arrival and compared with the digest the server recorded.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -252,10 +253,15 @@ download_url = _path_busy(Unavailable)(_download_url)
 
 @_path_busy(Unavailable)
 def open_run_artifact(
-    t: Transport, stub: Any, run_id: str, path: str
+    t: Transport,
+    stub: Any,
+    run_id: str,
+    path: str,
+    timeout: float | None = _STREAM_TIMEOUT,
+    idle_timeout: float | None = None,
 ) -> tuple[FileInfo, Iterator[bytes]]:
     request = pb.DownloadArtifactRequest(run_id=run_id, path=path)
-    return open_stream(t, stub.DownloadArtifact, request)
+    return open_stream(t, stub.DownloadArtifact, request, timeout, idle_timeout)
 
 
 @_path_busy(Aborted)
@@ -264,17 +270,29 @@ def delete(t: Transport, stub: Any, run_id: str, path: str) -> None:
 
 
 def open_stream(
-    t: Transport, method: Any, request: Any, timeout: float = _STREAM_TIMEOUT
+    t: Transport,
+    method: Any,
+    request: Any,
+    timeout: float | None = _STREAM_TIMEOUT,
+    idle_timeout: float | None = None,
 ) -> tuple[FileInfo, Iterator[bytes]]:
-    """Start a download stream: the header's FileInfo, then an iterator over the chunks.
+    """Start a download stream: the header's FileInfo, then an iterator over the chunks
+    (closing it cancels the stream). `timeout` and `idle_timeout` as Transport.stream's.
 
     Download RPCs of every service share this shape (FileInfo first, then bytes).
     """
-    responses = t.stream(method, request, timeout=timeout)
+    responses = t.stream(method, request, timeout=timeout, idle_timeout=idle_timeout)
     first = next(responses)
     if first.WhichOneof("part") != "file":
+        responses.close()
         raise DataLoss("the server sent bytes before describing the file; retry the download")
-    return file_info_to_entity(first.file), (msg.chunk for msg in responses)
+    return file_info_to_entity(first.file), _chunks(responses)
+
+
+def _chunks(responses: Generator[Any]) -> Iterator[bytes]:
+    with contextlib.closing(responses):
+        for message in responses:
+            yield message.chunk
 
 
 def save_stream(info: FileInfo, chunks: Iterator[bytes], target: Path) -> None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
@@ -158,11 +160,26 @@ class Transport:
             raise self._error(exc, method, timeout) from None
 
     def stream(
-        self, method: Callable[..., Iterator[T]], request: Any, timeout: float | None = None
-    ) -> Iterator[T]:
-        """A server-streaming call whose errors arrive as Modelyard errors while iterating."""
+        self,
+        method: Callable[..., Iterator[T]],
+        request: Any,
+        timeout: float | None = None,
+        idle_timeout: float | None = None,
+    ) -> Generator[T]:
+        """A server-streaming call whose errors arrive as Modelyard errors while iterating.
+
+        `timeout` bounds the whole stream (None: no bound), `idle_timeout` each wait for its
+        next message: a long download may take hours while progressing, but a server that
+        stops sending mid-stream should not hold its reader until the deadline. Closing the
+        iterator early cancels the call, so the server stops producing what nobody reads."""
+        call = None
+        watch = None
         try:
-            responses = method(request, metadata=self.metadata, timeout=timeout)
+            call = method(request, metadata=self.metadata, timeout=timeout)
+            responses: Iterator[T] = iter(call)
+            if idle_timeout is not None:
+                watch = _IdleWatch(call, idle_timeout)
+                responses = iter(watch)
             while True:
                 # Each wait on its own: the caller's work between messages is no wait.
                 with self._waiting():
@@ -172,7 +189,20 @@ class Transport:
                         return
                 yield response
         except grpc.RpcError as exc:
-            raise self._error(exc) from None
+            if watch is not None and watch.fired:
+                raise DeadlineExceeded(
+                    f"the {service_of(method)} service at {self.uri} sent nothing for "
+                    f"{idle_timeout:g} s in the middle of a stream (is it, or its storage, "
+                    "hung?)",
+                    resource_type="service",
+                    resource_name=service_of(method),
+                ) from None
+            raise self._error(exc, method, timeout) from None
+        finally:
+            if watch is not None:
+                watch.stop()
+            if isinstance(call, grpc.RpcContext):
+                call.cancel()  # nothing if it ended; else the reader left it
 
     def _error(
         self, exc: grpc.RpcError, method: object = None, timeout: float | None = None
@@ -214,6 +244,54 @@ class Transport:
 
     def close(self) -> None:
         self.channel.close()
+
+
+class _IdleWatch:
+    """Iterates a streaming call, cancelling it once its reader has waited `seconds` for one
+    message. Only waits for the server count: a reader that is slow to ask for the next one (a
+    browser slow to take a download) is not the server stalling. One thread per stream."""
+
+    def __init__(self, call: Any, seconds: float) -> None:
+        self._call = call
+        self._seconds = seconds
+        self._changed = threading.Condition()
+        self._waiting_since: float | None = None
+        self._stopped = False
+        self.fired = False
+        threading.Thread(target=self._watch, name="modelyard-stream-watch", daemon=True).start()
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            with self._changed:
+                self._waiting_since = time.monotonic()
+                self._changed.notify()
+            try:
+                message = next(self._call)
+            except StopIteration:
+                return
+            finally:
+                with self._changed:
+                    self._waiting_since = None
+            yield message
+
+    def _watch(self) -> None:
+        with self._changed:
+            while not self._stopped:
+                if self._waiting_since is None:
+                    self._changed.wait()
+                    continue
+                left = self._waiting_since + self._seconds - time.monotonic()
+                if left <= 0:
+                    self.fired = True
+                    break
+                self._changed.wait(left)
+        if self.fired:
+            self._call.cancel()
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._changed.notify()
 
 
 def service_of(method: object) -> str:

@@ -623,9 +623,22 @@ class TrackingClient:
         """Download a file or directory; returns the local path. Every file's sha256 is checked."""
         return str(_artifacts.download(self._t, self._tracking, self, run_id, path, dst_path))
 
-    def open_artifact(self, run_id: str, path: str) -> tuple[FileInfo, Iterator[bytes]]:
-        """A file's description and an iterator over its bytes, streamed from the server."""
-        return _artifacts.open_run_artifact(self._t, self._tracking, run_id, path)
+    def open_artifact(
+        self,
+        run_id: str,
+        path: str,
+        *,
+        timeout: float | None = 3600.0,
+        idle_timeout: float | None = None,
+    ) -> tuple[FileInfo, Iterator[bytes]]:
+        """A file's description and an iterator over its bytes, streamed from the server.
+
+        `timeout` bounds the whole stream in seconds (None: no bound); `idle_timeout`, each
+        wait for the server's next chunk, so that a long download fails only if it stalls
+        (DeadlineExceeded). Close the iterator to stop a download early."""
+        return _artifacts.open_run_artifact(
+            self._t, self._tracking, run_id, path, timeout, idle_timeout
+        )
 
     def create_artifact_download_url(self, run_id: str, path: str) -> tuple[PresignedUrl, FileInfo]:
         """A short-lived URL to GET the file straight from object storage, and the file's

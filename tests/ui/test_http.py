@@ -6,11 +6,15 @@ import csv
 import html
 import io
 import re
+import threading
+import time
 import tracemalloc
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote, unquote
 
 import pytest
+import urllib3
 
 from modelyard import Client
 from modelyard.entities import PermissionLevel
@@ -470,3 +474,102 @@ def test_compare_leaves_out_the_runs_it_cannot_show(secure) -> None:
     assert "Left out: vera needs READ on experiment/" in page
     assert "hidden-run" not in page and "secret_param" not in page
     assert web.get(f"/compare?runs={hidden.info.run_id},{also_hidden}").status == 403
+
+
+class SlowStore:
+    """The tracking service's artifact reads, each file sent in `pieces` chunks `gap` seconds
+    apart, and, if `stall_after` is set, nothing after that many chunks (0: not even the header)
+    until the test ends: a storage backend that hangs, as an unreachable S3 does."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, pieces: int = 4) -> None:
+        from modelyard.services.tracking.service import TrackingService
+
+        self.pieces, self.gap = pieces, 0.0
+        self.stall_after: int | None = None
+        self.released = threading.Event()
+        real = TrackingService.open_artifact
+
+        def open_artifact(service: TrackingService, rid: str, path: str) -> tuple[Any, Any]:
+            if self.stall_after == 0:
+                self.released.wait()
+            file, chunks = real(service, rid, path)
+            return file, self._slowed(b"".join(chunks))
+
+        monkeypatch.setattr(TrackingService, "open_artifact", open_artifact)
+
+    def _slowed(self, data: bytes) -> Iterator[bytes]:
+        size = -(-len(data) // self.pieces)
+        for i in range(self.pieces):
+            if self.stall_after is not None and i >= self.stall_after:
+                self.released.wait()
+            elif i:
+                time.sleep(self.gap)  # a slow link, not synchronisation
+            yield data[i * size : (i + 1) * size]
+
+
+@pytest.fixture
+def slow_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[SlowStore]:
+    store = SlowStore(monkeypatch)
+    yield store
+    store.released.set()
+
+
+def test_a_preview_of_a_stalled_artifact_fails_the_page_in_the_call_timeout(
+    settings: Settings, server: ModelyardServer, run_id: str, slow_store: SlowStore
+) -> None:
+    """A preview waited on the SDK's 1-hour stream deadline: a store that hung mid-file held
+    the browser's request (and a worker thread) for an hour. It now gets ui.call_timeout."""
+    with Client(server.address) as c:
+        c.log_text(run_id, "line\n" * 1000, "notes.txt")
+    settings.ui.call_timeout = 0.5
+    slow_store.stall_after = 1
+    with serving_ui(settings, server.address) as url:
+        response = WebSession(url).get(f"/runs/{run_id}/artifacts?path=notes.txt")
+    assert response.status == 504
+    page = html.unescape(response.data.decode())
+    assert "the tracking service at 127.0.0.1:" in page and "within 0.5 s" in page
+    assert "MODELYARD_UI__CALL_TIMEOUT" in page
+
+
+@pytest.mark.parametrize("stall_after", [0, 2])
+def test_a_download_that_stalls_fails_instead_of_hanging(
+    settings: Settings,
+    server: ModelyardServer,
+    run_id: str,
+    slow_store: SlowStore,
+    stall_after: int,
+) -> None:
+    """A download waited on the SDK's 1-hour stream deadline when the store hung. Now a store
+    that sends nothing for ui.call_timeout fails it: with the error page before its first
+    byte, by cutting the connection after (the browser then shows a failed download, never a
+    short file taken for the whole)."""
+    with Client(server.address) as c:
+        c.log_text(run_id, "line\n" * 1000, "notes.txt")
+    settings.ui.call_timeout = 0.5
+    slow_store.stall_after = stall_after
+    with serving_ui(settings, server.address) as url:
+        web = WebSession(url)
+        if stall_after == 0:
+            response = web.get(f"/runs/{run_id}/artifact?path=notes.txt")
+            assert response.status == 504
+            page = html.unescape(response.data.decode())
+            assert "the tracking service at 127.0.0.1:" in page and "0.5 s" in page
+        else:
+            with pytest.raises(urllib3.exceptions.ProtocolError):
+                web.get(f"/runs/{run_id}/artifact?path=notes.txt")
+        # the UI is not left waiting on the stalled download
+        assert web.get("/experiments").status == 200
+
+
+def test_a_download_longer_than_the_call_timeout_completes_while_it_progresses(
+    settings: Settings, server: ModelyardServer, run_id: str, slow_store: SlowStore
+) -> None:
+    """The stall bound is on each wait for the store, not on the whole download."""
+    data = "line\n" * 1000
+    with Client(server.address) as c:
+        c.log_text(run_id, data, "notes.txt")
+    settings.ui.call_timeout = 1.0
+    slow_store.pieces, slow_store.gap = 8, 0.25  # 1.75 s in all, 0.25 s at most without a byte
+    with serving_ui(settings, server.address) as url:
+        response = WebSession(url).get(f"/runs/{run_id}/artifact?path=notes.txt")
+    assert response.status == 200 and response.data.decode() == data

@@ -3,6 +3,7 @@ download)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from modelyard.client import Client
 from modelyard.entities.tracking import Run, SystemTag
 from modelyard.errors import InvalidArgument, ModelyardError
 from modelyard.services.ui import charts, previews
-from modelyard.services.ui.web import client, render
+from modelyard.services.ui.web import client, render, ui_of
 
 # An HTML artifact shown inline: this policy replaces the page's, so it must forbid on its own
 # what the sandbox does not (loading scripts, frames, fonts or beacons from anywhere).
@@ -121,11 +122,13 @@ def artifacts_page(request: Request) -> Response:
     preview = None
     info = None
     if path and (is_file or not listing):
-        info, chunks = c.open_artifact(rid, path)
-        if not info.is_dir:
-            size = info.file_size or 0
-            head = _head(chunks, previews.read_limit(path, size))
-            preview = previews.build(path, head, max(size, len(head)))
+        # the page's own call timeout for the whole read: the head is at most PARQUET_BYTES
+        info, chunks = c.open_artifact(rid, path, timeout=ui_of(request).transport.timeout)
+        with contextlib.closing(chunks):  # the rest is not read: the stream ends here
+            if not info.is_dir:
+                size = info.file_size or 0
+                head = _head(chunks, previews.read_limit(path, size))
+                preview = previews.build(path, head, max(size, len(head)))
         listing = []
     parent = str(PurePosixPath(path).parent) if path else None
     return render(
@@ -149,12 +152,20 @@ def attachment(name: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
+class DownloadCut(Exception):
+    """A download whose stream failed after its response began; raised through the server
+    (not one of the error pages' types, too late for a page) so that it cuts the connection."""
+
+
 def artifact_raw(request: Request) -> Response:
     """The file's bytes. Only raster images are shown inline; HTML is sandboxed (no scripts, no
     access to this origin, nothing loaded from elsewhere); everything else downloads."""
     rid = request.path_params["run_id"]
     path = _safe_path(request.query_params.get("path", ""))
-    info, chunks = client(request).open_artifact(rid, path)
+    # A download may take hours: no deadline on the whole, but a service that sends nothing
+    # for a page's call timeout has stalled, and the download fails rather than hang.
+    stall = ui_of(request).transport.timeout
+    info, chunks = client(request).open_artifact(rid, path, timeout=None, idle_timeout=stall)
     suffix = PurePosixPath(path).suffix.lower()
     headers = {"content-disposition": attachment(PurePosixPath(path).name)}
     media = "application/octet-stream"
@@ -167,10 +178,14 @@ def artifact_raw(request: Request) -> Response:
         headers["content-length"] = str(info.file_size)
 
     def guarded() -> Iterator[bytes]:
+        """The bytes, or, if the stream fails once the response has begun, a cut connection:
+        the browser then reports a failed download. Ending the body instead would pass a short
+        file for the whole where the size was not declared, and made uvicorn log only a
+        Content-Length error that did not say what went wrong."""
         try:
             yield from chunks
-        except ModelyardError:
-            return  # the connection is cut short; the browser reports a failed download
+        except ModelyardError as exc:
+            raise DownloadCut(f"download of {path!r} from run {rid} cut short: {exc}") from None
 
     return StreamingResponse(iterate_in_threadpool(guarded()), media_type=media, headers=headers)
 
