@@ -26,6 +26,7 @@ from modelyard.errors import (
 )
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 DEFAULT_TIMEOUT = 60.0
 _MAX_MESSAGE = 64 * 1024 * 1024
@@ -144,6 +145,11 @@ class Transport:
         token = self._token() if callable(self._token) else self._token
         return (("authorization", f"Bearer {token}"),) if token else ()
 
+    def stub(self, stub_class: Callable[[grpc.Channel], S]) -> S:
+        """A generated stub over this channel whose methods keep their full name, so that a
+        failed call can say which service it waited on."""
+        return stub_class(_NamingChannel(self.channel))
+
     def with_token(self, token: str | None) -> Transport:
         """The same channel, calling as another principal (services acting for their caller)."""
         clone = object.__new__(Transport)
@@ -246,6 +252,55 @@ class Transport:
         self.channel.close()
 
 
+class _Named:
+    """A stub's method, and its full name ('/modelyard.tracking.v1.TrackingService/GetRun'):
+    grpc's own multi-callables keep it only in a private attribute."""
+
+    def __init__(self, name: str, method: Any) -> None:
+        self.name = name
+        self._method = method
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._method(*args, **kwargs)
+
+    def __getattr__(self, attribute: str) -> Any:  # with_call, future
+        return getattr(self._method, attribute)
+
+
+class _NamingChannel(grpc.Channel):
+    """A channel for stubs whose methods are _Named, with the name each stub gives grpc."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self._channel = channel
+
+    def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return _Named(method, self._channel.unary_unary(method, *args, **kwargs))
+
+    def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return _Named(method, self._channel.unary_stream(method, *args, **kwargs))
+
+    def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return _Named(method, self._channel.stream_unary(method, *args, **kwargs))
+
+    def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return _Named(method, self._channel.stream_stream(method, *args, **kwargs))
+
+    def subscribe(self, callback: Any, try_to_connect: bool = False) -> None:
+        self._channel.subscribe(callback, try_to_connect)
+
+    def unsubscribe(self, callback: Any) -> None:
+        self._channel.unsubscribe(callback)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> _NamingChannel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class _IdleWatch:
     """Iterates a streaming call, cancelling it once its reader has waited `seconds` for one
     message. Only waits for the server count: a reader that is slow to ask for the next one (a
@@ -295,12 +350,11 @@ class _IdleWatch:
 
 
 def service_of(method: object) -> str:
-    """'tracking' for a stub's method of modelyard.tracking.v1.TrackingService (the name
-    `modelyard serve` takes), else the gRPC service's full name. grpc keeps the method's path
-    only in a private attribute of the stub's callable; without it, 'Modelyard'."""
-    path = getattr(method, "_method", b"")
-    service = (path.decode() if isinstance(path, bytes) else str(path)).strip("/")
-    service = service.partition("/")[0]
+    """'tracking' for a method of modelyard.tracking.v1.TrackingService (the name `modelyard
+    serve` takes), else the gRPC service's full name; 'Modelyard' for a method of a stub not
+    made by Transport.stub, whose name is unknown."""
+    path = method.name if isinstance(method, _Named) else ""
+    service = path.strip("/").partition("/")[0]
     parts = service.split(".")
     if len(parts) == 4 and parts[0] == "modelyard":  # modelyard.<name>.v1.<Name>Service
         return parts[1]

@@ -22,7 +22,7 @@ _KINDS = {"user": pb.PRINCIPAL_KIND_USER, "service": pb.PRINCIPAL_KIND_SERVICE}
 class AuthClient:
     def __init__(self, transport: Transport) -> None:
         self._t = transport
-        self._auth = auth_pb2_grpc.AuthServiceStub(transport.channel)
+        self._auth = transport.stub(auth_pb2_grpc.AuthServiceStub)
 
     def whoami(self) -> tuple[Principal, bool]:
         """The caller, and whether the server checks tokens at all."""

@@ -68,7 +68,7 @@ def _tags(tags: dict[str, Any] | None) -> Any:
 class RegistryClient:
     def __init__(self, transport: Transport) -> None:
         self._t = transport
-        self._registry = registry_pb2_grpc.ModelRegistryServiceStub(transport.channel)
+        self._registry = transport.stub(registry_pb2_grpc.ModelRegistryServiceStub)
 
     # -- registered models ---------------------------------------------------------------------
 

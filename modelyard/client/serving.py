@@ -53,8 +53,8 @@ def _output_array(tensor: Any, raw: bytes) -> np.ndarray:
 class ServingClient:
     def __init__(self, transport: Transport) -> None:
         self._t = transport
-        self._serving = serving_pb2_grpc.ServingServiceStub(transport.channel)
-        self._inference = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(transport.channel)
+        self._serving = transport.stub(serving_pb2_grpc.ServingServiceStub)
+        self._inference = transport.stub(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub)
 
     def create_endpoint(
         self,

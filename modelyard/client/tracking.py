@@ -89,7 +89,7 @@ class RunOperations:
 class TrackingClient:
     def __init__(self, transport: Transport) -> None:
         self._t = transport
-        self._tracking = tracking_pb2_grpc.TrackingServiceStub(transport.channel)
+        self._tracking = transport.stub(tracking_pb2_grpc.TrackingServiceStub)
         self._background: ThreadPoolExecutor | None = None
         self._background_lock = threading.Lock()
 

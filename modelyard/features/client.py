@@ -199,7 +199,7 @@ class FeatureStoreClient:
         self._t = transport or Transport(
             uri or default_uri(), token or default_token(), default_tls_ca(), default_timeout()
         )
-        self._stub = features_pb2_grpc.FeatureStoreServiceStub(self._t.channel)
+        self._stub = self._t.stub(features_pb2_grpc.FeatureStoreServiceStub)
 
     def close(self) -> None:
         self._t.close()

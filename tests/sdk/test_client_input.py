@@ -9,21 +9,27 @@ from __future__ import annotations
 import decimal
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import grpc
 import numpy as np
 import pytest
 
 from modelyard import Client
+from modelyard.client._transport import Transport
 from modelyard.client.tracking import RunOperations
 from modelyard.entities import Metric, Param, RunStatus, RunTag, ViewType
 from modelyard.errors import (
     AlreadyExists,
+    DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     NoServer,
     NotFound,
 )
+from modelyard.features.client import FeatureStoreClient
 from modelyard.services.common.server import ModelyardServer
+from tests import silent_peer
 
 
 @pytest.fixture
@@ -492,3 +498,71 @@ def test_a_timeout_from_the_environment_is_checked(monkeypatch: pytest.MonkeyPat
     with pytest.raises(InvalidArgument, match="MODELYARD_TIMEOUT='soon'") as err:
         Client("127.0.0.1:1")
     assert err.value.field == "MODELYARD_TIMEOUT"
+
+
+class PublicOnly(grpc.Channel):
+    """A channel offering only grpc's public API, as a library wrapping grpc's (tracing, a test
+    double) may: its multi-callables are plain functions, without grpc's private attributes."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self._channel = channel
+
+    def _wrapped(self, kind: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        call = getattr(self._channel, kind)(method, *args, **kwargs)
+        return lambda *a, **kw: call(*a, **kw)
+
+    def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._wrapped("unary_unary", method, *args, **kwargs)
+
+    def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._wrapped("unary_stream", method, *args, **kwargs)
+
+    def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._wrapped("stream_unary", method, *args, **kwargs)
+
+    def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._wrapped("stream_stream", method, *args, **kwargs)
+
+    def subscribe(self, callback: Any, try_to_connect: bool = False) -> None:
+        self._channel.subscribe(callback, try_to_connect)
+
+    def unsubscribe(self, callback: Any) -> None:
+        self._channel.unsubscribe(callback)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> PublicOnly:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def test_a_hung_service_is_named_whatever_the_channel() -> None:
+    """The service a timed-out call waited on was read from a private attribute of grpc's
+    multi-callables: over any other channel (one wrapped for tracing, say) every timeout
+    blamed "the Modelyard service". Stubs made by the Transport keep the name themselves."""
+    with silent_peer.silent_port() as port:
+        transport = Transport(f"127.0.0.1:{port}", timeout=0.5)
+        transport.channel = PublicOnly(transport.channel)
+        client = Client.over(transport)
+        calls: dict[str, Callable[[], object]] = {
+            "tracking": client.search_experiments,
+            "registry": client.search_registered_models,
+            "serving": client.list_endpoints,
+            "auth": client.whoami,
+            "features": FeatureStoreClient(transport=transport).list_entities,
+            "tracking (stream)": lambda: client.open_artifact("0" * 32, "a.txt", timeout=0.5),
+        }
+        try:
+            for label, call in calls.items():
+                service = label.split()[0]
+                with pytest.raises(DeadlineExceeded) as err:
+                    call()
+                assert err.value.message.startswith(
+                    f"the {service} service at 127.0.0.1:{port} did not answer within 0.5 s"
+                ), label
+                assert err.value.resource_name == service, label
+        finally:
+            transport.close()
