@@ -219,36 +219,61 @@ def _status(psi: float) -> str:
     return "drifted" if psi > PSI_DRIFT else "moderate" if psi > PSI_MODERATE else "stable"
 
 
+def profile_of(text: str) -> dict[str, Any]:
+    """A dataset's profile as a mapping; {} for one that is not a JSON object. A profile is
+    free-form JSON (MLflow's too), whatever logged the dataset wrote: not always ours."""
+    try:
+        value = json.loads(text or "{}")
+    except (ValueError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def drift(inputs: pd.DataFrame, reference: dict[str, Any]) -> list[Drift]:
-    """Per profiled column present in the live inputs: PSI (and KS for numbers), worst first."""
+    """Per profiled column present in the live inputs: PSI (and KS for numbers), worst first.
+    Columns whose profile is not as modelyard.data.profile writes it are left out."""
+    columns = reference.get("columns")
     results = []
-    for name, ref in (reference.get("columns") or {}).items():
-        if name not in inputs.columns:
+    for name, ref in columns.items() if isinstance(columns, dict) else ():
+        if name not in inputs.columns or not isinstance(ref, dict):
             continue
         live = inputs[name].dropna()
         if live.empty:
             continue
-        if ref.get("kind") == "numeric" and len(ref.get("edges", [])) > 1:
-            values = pd.to_numeric(live, errors="coerce").dropna().to_numpy(dtype=float)
-            if not len(values):
-                continue
-            edges = np.asarray(ref["edges"], dtype=float)
-            inner = np.concatenate(([-np.inf], edges[1:-1], [np.inf]))
-            counts = np.histogram(values, bins=inner)[0] / len(values)
-            psi = _psi(ref["fractions"], counts)
-            ref_cdf = np.cumsum(ref["fractions"])[:-1]
-            live_cdf = np.searchsorted(np.sort(values), edges[1:-1], side="right") / len(values)
-            ks = float(np.max(np.abs(ref_cdf - live_cdf))) if len(ref_cdf) else 0.0
-            results.append(Drift(name, round(psi, 4), round(ks, 4), _status(psi), len(values)))
-        elif ref.get("kind") == "categorical":
-            known = ref.get("values") or {}
-            shares = live.astype(str).value_counts(normalize=True)
-            expected = [*known.values(), ref.get("other", 0.0)]
-            actual = [float(shares.get(k, 0.0)) for k in known]
-            actual.append(float(1 - sum(actual)))
-            psi = _psi(expected, actual)
-            results.append(Drift(name, round(psi, 4), None, _status(psi), len(live)))
+        try:
+            found = _column_drift(name, live, ref)
+        except (TypeError, ValueError):  # bins or shares that are not numbers, or do not match
+            continue
+        if found is not None:
+            results.append(found)
     return sorted(results, key=lambda d: -d.psi)
+
+
+def _column_drift(name: str, live: pd.Series, ref: dict[str, Any]) -> Drift | None:
+    bins = ref.get("edges")
+    if ref.get("kind") == "numeric" and isinstance(bins, list) and len(bins) > 1:
+        values = pd.to_numeric(live, errors="coerce").dropna().to_numpy(dtype=float)
+        if not len(values):
+            return None
+        edges = np.asarray(bins, dtype=float)
+        expected = np.asarray(ref.get("fractions"), dtype=float)
+        if expected.shape != (len(edges) - 1,):
+            raise ValueError("one fraction per bin")
+        inner = np.concatenate(([-np.inf], edges[1:-1], [np.inf]))
+        counts = np.histogram(values, bins=inner)[0] / len(values)
+        psi = _psi(expected, counts)
+        ref_cdf = np.cumsum(expected)[:-1]
+        live_cdf = np.searchsorted(np.sort(values), edges[1:-1], side="right") / len(values)
+        ks = float(np.max(np.abs(ref_cdf - live_cdf))) if len(ref_cdf) else 0.0
+        return Drift(name, round(psi, 4), round(ks, 4), _status(psi), len(values))
+    known = ref.get("values")
+    if ref.get("kind") == "categorical" and isinstance(known, dict):
+        shares = live.astype(str).value_counts(normalize=True)
+        actual = [float(shares.get(k, 0.0)) for k in known]
+        actual.append(float(1 - sum(actual)))
+        psi = _psi([*known.values(), ref.get("other", 0.0)], actual)
+        return Drift(name, round(psi, 4), None, _status(psi), len(live))
+    return None
 
 
 # -- ground truth and forecasts ------------------------------------------------------------------

@@ -18,6 +18,7 @@ import urllib3
 
 from modelyard import Client
 from modelyard.entities import PermissionLevel
+from modelyard.entities.tracking import Dataset, DatasetInput, InputTag, SystemTag
 from modelyard.services.common.server import ModelyardServer
 from modelyard.services.common.settings import AuthSettings, Settings
 from modelyard.services.ui import previews
@@ -573,3 +574,19 @@ def test_a_download_longer_than_the_call_timeout_completes_while_it_progresses(
     with serving_ui(settings, server.address) as url:
         response = WebSession(url).get(f"/runs/{run_id}/artifact?path=notes.txt")
     assert response.status == 200 and response.data.decode() == data
+
+
+@pytest.mark.parametrize("profile", ["[1, 2]", '"rows"', "null", "7", "{not json"])
+def test_a_dataset_whose_profile_is_no_json_object_leaves_the_run_page_up(
+    server: ModelyardServer, web: WebSession, run_id: str, profile: str
+) -> None:
+    """A dataset's profile is free-form JSON (MLflow's too); one that was not an object (a
+    list, a string) made the run page a 500, for every run that logged that dataset."""
+    dataset = Dataset(name="train <b>set</b>", digest="d1", profile=profile)
+    context = InputTag(SystemTag.DATASET_CONTEXT, "training")
+    with Client(server.address) as c:
+        c.log_inputs(run_id, [DatasetInput(dataset, (context,))])
+    response = web.get(f"/runs/{run_id}")
+    assert response.status == 200
+    page = response.data.decode()
+    assert "train &lt;b&gt;set&lt;/b&gt;" in page and "training" in page

@@ -110,3 +110,26 @@ def test_forecasts_with_intervals_are_found() -> None:
     assert forecast is not None and forecast.request_id == "f1"
     assert forecast.steps == [1, 2, 3] and forecast.upper == [2.0, 3.0, 4.0]
     assert monitoring.latest_forecast(_log(rows[1:])) is None
+
+
+def test_drift_leaves_out_columns_whose_profile_is_not_ours() -> None:
+    """A profile is whatever logged the dataset wrote: bins that were not numbers, or fewer
+    fractions than bins, made the endpoint's dashboard a 500."""
+    reference = profile(pd.DataFrame({"x": np.arange(100.0), "c": ["a", "b"] * 50}))
+    odd = {
+        "columns": {
+            **reference["columns"],
+            "letters": {"kind": "numeric", "edges": ["a", "b", "c"], "fractions": [0.5, 0.5]},
+            "short": {"kind": "numeric", "edges": [0, 1, 2], "fractions": [1.0]},
+            "none": {"kind": "numeric", "edges": [0, 1]},
+            "listed": {"kind": "categorical", "values": ["a", "b"]},
+            "text": "numeric",
+        }
+    }
+    live = pd.DataFrame(
+        {name: np.arange(10.0) for name in ("letters", "short", "none", "listed", "text")}
+    )
+    live["x"], live["c"] = np.arange(10.0), ["a"] * 10
+    assert sorted(d.feature for d in monitoring.drift(live, odd)) == ["c", "x"]
+    assert monitoring.drift(live, {"columns": ["x", "c"]}) == []
+    assert [monitoring.profile_of(text) for text in ("[1]", "null", "{x", "")] == [{}] * 4

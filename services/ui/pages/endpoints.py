@@ -3,7 +3,6 @@ monitoring dashboard built from the inference log."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pandas as pd
@@ -54,11 +53,8 @@ def _reference(c: Client, endpoint: Endpoint) -> tuple[dict[str, Any], str, list
             key=lambda i: i.context != "training",
         )
         for item in inputs:
-            try:
-                profile = json.loads(item.dataset.profile or "{}")
-            except ValueError:
-                continue
-            if profile.get("columns"):
+            profile = monitoring.profile_of(item.dataset.profile)
+            if profile.get("columns") and isinstance(profile["columns"], dict):
                 names = list(profile["columns"])
                 return profile, f"{item.dataset.name} ({item.dataset.digest})", names
     return {}, "", []

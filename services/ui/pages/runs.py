@@ -4,7 +4,6 @@ download)."""
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from collections.abc import Iterator
 from pathlib import PurePosixPath
@@ -19,7 +18,7 @@ from starlette.routing import Route
 from modelyard.client import Client
 from modelyard.entities.tracking import Run, SystemTag
 from modelyard.errors import InvalidArgument, ModelyardError
-from modelyard.services.ui import charts, previews
+from modelyard.services.ui import charts, monitoring, previews
 from modelyard.services.ui.web import client, render, ui_of
 
 # An HTML artifact shown inline: this policy replaces the page's, so it must forbid on its own
@@ -47,10 +46,7 @@ def datasets(run: Run) -> list[dict[str, Any]]:
     out = []
     for item in run.inputs.dataset_inputs:
         d = item.dataset
-        try:
-            rows = json.loads(d.profile or "{}").get("num_rows")
-        except ValueError:
-            rows = None
+        rows = monitoring.profile_of(d.profile).get("num_rows")
         out.append(
             {
                 "name": d.name,
