@@ -10,7 +10,7 @@ import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode, urlsplit
 
 import orjson
 import plotly.offline
@@ -164,6 +164,22 @@ def redirect(path: str) -> RedirectResponse:
     return RedirectResponse(path, status_code=303)
 
 
+def to_login(request: Request) -> RedirectResponse:
+    """To the login page, which then leads back to the page asked for, with its query: a
+    shared link to a comparison, a filtered runs table or an artifact is mostly query. After
+    a form's post (its session gone with a restart of the UI), back to the form's page: a
+    redirect cannot post again, and the post's own path answers GET with 405."""
+    url = request.url
+    if request.method in ("GET", "HEAD"):
+        target = url.path + (f"?{url.query}" if url.query else "")
+    else:
+        came_from = urlsplit(request.headers.get("referer", ""))
+        same_site = came_from.netloc == url.netloc
+        target = came_from.path + (f"?{came_from.query}" if came_from.query else "")
+        target = target if same_site else "/"
+    return redirect("/login?" + urlencode({"next": local_path(target)}))
+
+
 def local_path(target: str | None, default: str = "/") -> str:
     """Only same-site paths after a login: never an open redirect."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
@@ -269,8 +285,7 @@ def error_page(request: Request, exc: ModelyardError) -> Response:
     """The page for a failed call, with the HTTP status of its gRPC status."""
     if isinstance(exc, Unauthenticated):  # the token expired or was revoked
         sign_out(request)
-        target = quote(local_path(str(request.url.path)), safe="/")
-        return redirect(f"/login?next={target}")
+        return to_login(request)
     status = next((code for kind, code in _STATUS.items() if isinstance(exc, kind)), 500)
     if status == 500:
         log.warning("page %s failed: %s", request.url.path, exc)

@@ -10,8 +10,9 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlencode
 
 import pytest
 import urllib3
@@ -19,6 +20,7 @@ import urllib3
 from modelyard import Client
 from modelyard.entities import PermissionLevel
 from modelyard.entities.tracking import Dataset, DatasetInput, InputTag, SystemTag
+from modelyard.services.common.auth import tokens
 from modelyard.services.common.server import ModelyardServer
 from modelyard.services.common.settings import AuthSettings, Settings
 from modelyard.services.ui import previews
@@ -590,3 +592,50 @@ def test_a_dataset_whose_profile_is_no_json_object_leaves_the_run_page_up(
     assert response.status == 200
     page = response.data.decode()
     assert "train &lt;b&gt;set&lt;/b&gt;" in page and "training" in page
+
+
+def _login_then(web: WebSession, response: urllib3.BaseHTTPResponse, token: str) -> str:
+    """Follow a redirect to the login page and sign in there: where the login sends us."""
+    assert response.status == 303
+    form = web.get(response.headers["location"]).data.decode()
+    found = re.search(r'name="next" value="([^"]*)"', form)
+    assert found, form
+    fields = {"csrf": web.csrf("/login"), "token": token, "next": html.unescape(found.group(1))}
+    signed_in = web.post("/login", fields)
+    assert signed_in.status == 303
+    return signed_in.headers["location"]
+
+
+def test_signing_in_leads_back_to_the_link_with_its_query(
+    secure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The login led back to the link's path without its query: a shared comparison link
+    (/compare?runs=...) landed on "pick 2 to 10 runs", a filtered runs table unfiltered, an
+    artifact's page on the run's root. And after a form's post whose session the UI had
+    forgotten (a restart), to the post's own path: 405 Method Not Allowed."""
+    server, url, root, vera = secure
+    with Client(server.address, token=root) as admin:
+        eid = admin.create_experiment("shared")
+        ids = [admin.create_run(eid).info.run_id for _ in range(2)]
+        admin.create_registered_model("m")
+    link = f"/compare?runs={ids[0]},{ids[1]}"
+    web = WebSession(url)
+    assert _login_then(web, web.get(link), root) == link
+    assert web.get(link).status == 200
+
+    expired = WebSession(url)  # signed in, and then the services refuse the session's token
+    assert expired.post("/login", {"csrf": expired.csrf("/login"), "token": vera}).status == 303
+    query = urlencode({"filter": "attributes.status = 'RUNNING'"})
+    filtered = f"/experiments/{eid}?{query}"
+    years_later = time.time() + 10 * 365 * 86400
+    with monkeypatch.context() as later:
+        later.setattr(tokens, "time", SimpleNamespace(time=lambda: years_later))
+        refused = expired.get(filtered)
+    assert _login_then(expired, refused, root) == filtered
+
+    restarted = WebSession(url)  # a form posted from a page the UI no longer has a session for
+    posted = restarted.post(
+        "/models/m/alias", {"csrf": "x", "alias": "a", "version": "1"},
+        {"Referer": f"{url}/models/m"},
+    )  # fmt: skip
+    assert _login_then(restarted, posted, root) == "/models/m"

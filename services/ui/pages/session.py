@@ -21,6 +21,7 @@ from modelyard.services.ui.web import (
     render,
     sign_in,
     sign_out,
+    to_login,
     ui_of,
 )
 
@@ -46,8 +47,7 @@ class RequireIdentity:
                 try:
                     await run_in_threadpool(_identify, request)
                 except Unauthenticated:
-                    target = local_path(scope["path"])
-                    await redirect(f"/login?next={target}")(scope, receive, send)
+                    await to_login(request)(scope, receive, send)
                     return
                 except ModelyardError as exc:
                     # Said now: the page's own calls would wait for the same failure again
