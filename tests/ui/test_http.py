@@ -639,3 +639,25 @@ def test_signing_in_leads_back_to_the_link_with_its_query(
         {"Referer": f"{url}/models/m"},
     )  # fmt: skip
     assert _login_then(restarted, posted, root) == "/models/m"
+
+
+def test_a_run_with_more_nested_runs_than_shown_links_to_all_of_them(
+    server: ModelyardServer, web: WebSession
+) -> None:
+    """The lineage listed the first 50 nested runs and said nothing of the rest: a sweep of
+    200 trials looked like one of 50."""
+    with Client(server.address) as c:
+        parent = c.create_run("0", run_name="sweep").info.run_id
+        names = [f"trial-{i}" for i in range(51)]
+        for name in names:
+            c.create_run("0", run_name=name, parent_run_id=parent)
+        few = c.create_run("0", run_name="few").info.run_id
+        c.create_run("0", run_name="only-child", parent_run_id=few)
+    page = web.get(f"/runs/{parent}").data.decode()
+    link = re.search(r'<a href="([^"]+)" data-testid="all-nested-runs">', page)
+    assert link, page
+    assert "the newest 50 are shown" in page
+    table = web.get(html.unescape(link.group(1))).data.decode()
+    assert all(f">{name}</a>" in table for name in names)
+    assert ">few</a>" not in table and ">sweep</a>" not in table
+    assert "all-nested-runs" not in web.get(f"/runs/{few}").data.decode()

@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from starlette.concurrency import iterate_in_threadpool
 from starlette.requests import Request
@@ -25,6 +25,7 @@ from modelyard.services.ui.web import client, render, ui_of
 # what the sandbox does not (loading scripts, frames, fonts or beacons from anywhere).
 HTML_PREVIEW_CSP = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 MAX_CHARTS = 24  # metric keys drawn on the overview (all are listed in the table)
+MAX_CHILDREN = 50  # nested runs linked from the run's lineage
 
 
 def metric_charts(c: Client, run: Run) -> list[dict[str, Any]]:
@@ -66,10 +67,16 @@ def run_page(request: Request) -> Response:
     run = c.get_run(rid)
     experiment = c.get_experiment(run.info.experiment_id)
     parent = c.get_run(run.info.parent_run_id) if run.info.parent_run_id else None
+    of_parent = f"attributes.parent_run_id = '{rid}'"
     children = c.search_runs(
-        [run.info.experiment_id], filter_string=f"attributes.parent_run_id = '{rid}'",
-        max_results=50,
-    )  # fmt: skip
+        [run.info.experiment_id], filter_string=of_parent, max_results=MAX_CHILDREN
+    )
+    # a sweep's trials may be hundreds: the rest are in the runs table, filtered to them
+    all_children = (
+        f"/experiments/{run.info.experiment_id}?{urlencode({'filter': of_parent})}"
+        if children.token
+        else ""
+    )
     versions = c.search_model_versions(filter_string=f"run_id = '{rid}'", max_results=50)
     return render(
         request,
@@ -78,6 +85,7 @@ def run_page(request: Request) -> Response:
         experiment=experiment,
         parent=parent,
         children=list(children),
+        all_children=all_children,
         versions=list(versions),
         datasets=datasets(run),
         metrics=sorted(run.data.latest_metrics, key=lambda m: m.key),
