@@ -3,12 +3,14 @@ page's script redraws when the x axis or the smoothing changes)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from modelyard.entities.tracking import Metric
 
 MAX_POINTS = 2000  # per series; the tracking service samples longer histories (max_points)
+MAX_CHARTS = 24  # metric keys drawn on a page (all are listed in its table)
+SYSTEM_PREFIX = "system/"  # log_system_metrics' keys: CPU, memory, disk, network
 
 LAYOUT: dict[str, Any] = {
     "margin": {"l": 50, "r": 20, "t": 30, "b": 40},
@@ -32,6 +34,14 @@ def plotly_text(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [plotly_text(v) for v in value]
     return value
+
+
+def charted_keys(keys: Iterable[str]) -> tuple[list[str], int]:
+    """The metric keys a page charts, the model's own before the machine's (system/*), as
+    MLflow's UI puts them; and how many are left out. Sorted by name alone, eight system
+    metrics took the chart slots of the model's metrics named after "system" (val_loss)."""
+    ordered = sorted(keys, key=lambda k: (k.startswith(SYSTEM_PREFIX), k))
+    return ordered[:MAX_CHARTS], max(0, len(ordered) - MAX_CHARTS)
 
 
 def metric_series(name: str, history: Sequence[Metric]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import urllib3
 
 from modelyard import Client
 from modelyard.entities import PermissionLevel
-from modelyard.entities.tracking import Dataset, DatasetInput, InputTag, SystemTag
+from modelyard.entities.tracking import Dataset, DatasetInput, InputTag, Metric, SystemTag
 from modelyard.services.common.auth import tokens
 from modelyard.services.common.server import ModelyardServer
 from modelyard.services.common.settings import AuthSettings, Settings
@@ -661,3 +661,22 @@ def test_a_run_with_more_nested_runs_than_shown_links_to_all_of_them(
     assert all(f">{name}</a>" in table for name in names)
     assert ">few</a>" not in table and ">sweep</a>" not in table
     assert "all-nested-runs" not in web.get(f"/runs/{few}").data.decode()
+
+
+def test_system_metrics_do_not_take_the_charts_of_the_models_own(
+    server: ModelyardServer, web: WebSession
+) -> None:
+    """The run and compare pages chart 24 metrics, picked by name: with system metrics on
+    (eight system/* keys), a model's val_loss, named after "system", was never charted, and
+    nothing said so."""
+    model_keys = [f"acc_{i:02}" for i in range(20)] + ["val_loss"]
+    system_keys = [f"system/{name}" for name in "abcdefgh"]
+    with Client(server.address) as c:
+        ids = [c.create_run("0").info.run_id for _ in range(2)]
+        for rid in ids:
+            c.log_batch(rid, metrics=[Metric(k, 1.0, 0, 0) for k in model_keys + system_keys])
+    for path in (f"/runs/{ids[0]}", f"/compare?runs={ids[0]},{ids[1]}"):
+        page = web.get(path).data.decode()
+        charted = re.findall(r'"kind":"metrics","title":"([^"]+)"', page)
+        assert charted == model_keys + system_keys[:3], path
+        assert "5 more metrics are not charted here" in page, path

@@ -10,7 +10,6 @@ from starlette.routing import Route
 from modelyard.entities.tracking import Run
 from modelyard.errors import InvalidArgument, NotFound, PermissionDenied
 from modelyard.services.ui import charts
-from modelyard.services.ui.pages.runs import MAX_CHARTS
 from modelyard.services.ui.web import client, render, said
 
 MIN_RUNS, MAX_RUNS = 2, 10
@@ -47,7 +46,8 @@ def compare(request: Request) -> Response:
     params = [(key, [r.data.params.get(key) for r in runs]) for key in param_keys]
     metrics = [(key, [r.data.metrics.get(key) for r in runs]) for key in metric_keys]
     histories = []
-    for key in metric_keys[:MAX_CHARTS]:
+    charted, uncharted = charts.charted_keys(metric_keys)
+    for key in charted:
         series = [
             charts.metric_series(
                 r.info.run_name or r.info.run_id[:8],
@@ -82,6 +82,7 @@ def compare(request: Request) -> Response:
         params=params,
         metrics=metrics,
         histories=histories,
+        uncharted=uncharted,
         parallel=parallel,
         metric_keys=metric_keys,
         color_key=color_key,

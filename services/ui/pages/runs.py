@@ -24,12 +24,10 @@ from modelyard.services.ui.web import client, render, ui_of
 # An HTML artifact shown inline: this policy replaces the page's, so it must forbid on its own
 # what the sandbox does not (loading scripts, frames, fonts or beacons from anywhere).
 HTML_PREVIEW_CSP = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-MAX_CHARTS = 24  # metric keys drawn on the overview (all are listed in the table)
 MAX_CHILDREN = 50  # nested runs linked from the run's lineage
 
 
-def metric_charts(c: Client, run: Run) -> list[dict[str, Any]]:
-    keys = sorted(run.data.metrics)[:MAX_CHARTS]
+def metric_charts(c: Client, keys: list[str], run: Run) -> list[dict[str, Any]]:
     return [
         charts.metric_chart(
             key,
@@ -78,6 +76,7 @@ def run_page(request: Request) -> Response:
         else ""
     )
     versions = c.search_model_versions(filter_string=f"run_id = '{rid}'", max_results=50)
+    charted, uncharted = charts.charted_keys(run.data.metrics)
     return render(
         request,
         "run.html",
@@ -89,7 +88,8 @@ def run_page(request: Request) -> Response:
         versions=list(versions),
         datasets=datasets(run),
         metrics=sorted(run.data.latest_metrics, key=lambda m: m.key),
-        charts=metric_charts(c, run),
+        charts=metric_charts(c, charted, run),
+        uncharted=uncharted,
         artifacts=c.list_artifacts(rid),
         automl=run.data.tags.get("modelyard.automl.role") == "parent",
         description=run.data.tags.get(SystemTag.NOTE, ""),
