@@ -112,22 +112,38 @@ class Traffic:
     total: int
 
 
-def traffic(log: pd.DataFrame, now: pd.Timestamp, window_minutes: int = 60) -> Traffic:
-    """Requests and latency per minute over the last hour; the rate over the last 5 minutes."""
+def traffic(
+    log: pd.DataFrame,
+    now: pd.Timestamp,
+    window_minutes: int = 60,
+    sampling_rate: float = 1.0,
+    cut: bool = False,
+) -> Traffic:
+    """Requests and latency per minute over the last hour; the rate over the last 5 minutes.
+
+    The log holds a sample of the requests (`sampling_rate` of them), so request counts and
+    the rate stand each logged request for 1 / sampling_rate served ones; and when it was cut
+    to its latest rows (`cut`), the rate is over the time those rows span: over 5 minutes they
+    do not fill, a busy endpoint's rate stopped at rows / 300 s."""
     if log.empty:
         return Traffic([], [], [], [], 0.0, None, None, 0, 0)
+    scale = 1 / (sampling_rate or 1.0)
     times = pd.to_datetime(log["request_time"], utc=True)
     recent = log[times >= now - pd.Timedelta(minutes=window_minutes)].assign(
         minute=times.dt.floor("min")
     )
     grouped = recent.groupby("minute")["latency_ms"]
-    last5 = log[times >= now - pd.Timedelta(minutes=5)]
+    since = now - pd.Timedelta(minutes=5)
+    if cut:
+        since = max(since, times.min())
+    last5 = log[times >= since]
+    seconds = max((now - since).total_seconds(), 1.0)
     return Traffic(
         minutes=[m.isoformat() for m in grouped.size().index],
-        requests=[int(v) for v in grouped.size()],
+        requests=[round(v * scale) for v in grouped.size()],
         p50=[round(float(v), 3) for v in grouped.quantile(0.5)],
         p95=[round(float(v), 3) for v in grouped.quantile(0.95)],
-        rate_per_s=round(len(last5) / 300, 3),
+        rate_per_s=round(len(last5) * scale / seconds, 3),
         latency_p50=round(float(last5["latency_ms"].quantile(0.5)), 3) if len(last5) else None,
         latency_p95=round(float(last5["latency_ms"].quantile(0.95)), 3) if len(last5) else None,
         errors=int((log["status"] != "OK").sum()),

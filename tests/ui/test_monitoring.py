@@ -133,3 +133,17 @@ def test_drift_leaves_out_columns_whose_profile_is_not_ours() -> None:
     assert sorted(d.feature for d in monitoring.drift(live, odd)) == ["c", "x"]
     assert monitoring.drift(live, {"columns": ["x", "c"]}) == []
     assert [monitoring.profile_of(text) for text in ("[1]", "null", "{x", "")] == [{}] * 4
+
+
+def test_the_request_rate_counts_what_the_log_left_out() -> None:
+    """The rate was logged rows / 300 s: a tenth of the traffic with a 10% log sample, and
+    never above 5000 / 300 (the latest rows the dashboard reads) however busy the endpoint."""
+    sampled = _log([{"inputs": {}, "outputs": {}, "t": i * 0.5} for i in range(600)])
+    now = sampled["request_time"].max() + pd.Timedelta(seconds=0.5)  # 600 rows in 300 s
+    t = monitoring.traffic(sampled, now, sampling_rate=0.1)
+    assert t.rate_per_s == 20.0 and sum(t.requests) == 6000
+    assert t.total == 600  # what the log holds
+    busy = _log([{"inputs": {}, "outputs": {}, "t": i * 0.01} for i in range(5000)])
+    now = busy["request_time"].max() + pd.Timedelta(seconds=0.01)  # the latest 50 s only
+    assert monitoring.traffic(busy, now, cut=True).rate_per_s == 100.0
+    assert monitoring.traffic(busy, now).rate_per_s == round(5000 / 300, 3)  # the whole log

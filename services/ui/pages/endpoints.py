@@ -60,6 +60,12 @@ def _reference(c: Client, endpoint: Endpoint) -> tuple[dict[str, Any], str, list
     return {}, "", []
 
 
+def _traffic(ep: Endpoint, log: pd.DataFrame, now: pd.Timestamp) -> monitoring.Traffic:
+    """Traffic as served, from the log's sample of it (its latest LOG_ROWS rows at most)."""
+    sampling = ep.inference_log.sampling_rate if ep.inference_log.enabled else 1.0
+    return monitoring.traffic(log, now, sampling_rate=sampling, cut=len(log) >= LOG_ROWS)
+
+
 def _traffic_charts(t: monitoring.Traffic) -> list[dict[str, Any]]:
     return [
         charts.figure(
@@ -108,7 +114,7 @@ def endpoint(request: Request) -> Response:
     )
     if log is not None:
         now = pd.Timestamp.now(tz="UTC")
-        traffic = monitoring.traffic(log, now)
+        traffic = _traffic(ep, log, now)
         context.update(traffic=traffic, traffic_charts=_traffic_charts(traffic))
         reference, reference_name, names = _reference(c, ep)
         inputs, predictions = monitoring.decode(log, names)
@@ -139,7 +145,7 @@ def endpoint_stats(request: Request) -> Response:
         "why": why,
     }
     if log is not None:
-        t = monitoring.traffic(log, pd.Timestamp.now(tz="UTC"))
+        t = _traffic(ep, log, pd.Timestamp.now(tz="UTC"))
         body.update(
             rate_per_s=t.rate_per_s,
             latency_p50=t.latency_p50,
