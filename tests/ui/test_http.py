@@ -680,3 +680,17 @@ def test_system_metrics_do_not_take_the_charts_of_the_models_own(
         charted = re.findall(r'"kind":"metrics","title":"([^"]+)"', page)
         assert charted == model_keys + system_keys[:3], path
         assert "5 more metrics are not charted here" in page, path
+
+
+def test_a_run_ended_without_an_end_time_is_not_shown_as_running(
+    server: ModelyardServer, web: WebSession
+) -> None:
+    """update_run(status="KILLED") records no end time (MLflow's neither): the run page put
+    "running" for its duration, beside the status KILLED."""
+    with Client(server.address) as c:
+        killed = c.create_run("0").info.run_id
+        c.update_run(killed, status="KILLED")
+        running = c.create_run("0").info.run_id
+    duration = r"<h3>Duration</h3><p[^>]*>([^<]*)<"
+    assert re.findall(duration, web.get(f"/runs/{killed}").data.decode()) == ["not recorded"]
+    assert re.findall(duration, web.get(f"/runs/{running}").data.decode()) == ["running"]
