@@ -191,9 +191,11 @@ def local_path(target: str | None, default: str = "/") -> str:
 
 
 def format_ms(value: int | None) -> str:
+    """A time in UTC, saying so: the charts' time axes are in UTC too, whatever the browser's
+    time zone."""
     if not value:
         return ""
-    return datetime.fromtimestamp(value / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(value / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def format_duration(start: int | None, end: int | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from datetime import timedelta
@@ -141,7 +142,8 @@ def test_run_page_charts_artifacts_and_previews(ui: UI, client: Client, tmp_path
     smoothed = page.evaluate(points)
     assert smoothed[0] == raw[0] and smoothed[4] != raw[4]  # an EMA from the first point
     controls.locator(".x-axis").select_option("time")
-    assert page.evaluate("() => document.getElementById('metric-2').data[0].x[0] instanceof Date")
+    first = page.evaluate("() => document.getElementById('metric-2').data[0].x[0]")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", first)  # UTC, as drawn
     expect(loss).to_be_visible()
 
     artifacts = page.get_by_test_id("artifacts")
@@ -501,3 +503,27 @@ def test_automl_leaderboard(ui: UI, client: Client, tmp_path) -> None:
     rows.nth(0).locator("a.source").click()
     page.wait_for_load_state("load")
     expect(page.get_by_test_id("preview")).to_contain_text("import")  # the generated script
+
+
+def test_times_are_utc_in_tables_and_charts_whatever_the_browsers_zone(
+    ui: UI, client: Client, browser
+) -> None:
+    """The tables showed UTC without saying so, and the metric charts' time axis the browser's
+    own time zone: in Tokyo a metric logged at 22:13 UTC was drawn at 07:13 next to a run
+    "started 22:13". Both are UTC now, and say so."""
+    at = 1_700_000_000_000  # 2023-11-14 22:13:20 UTC
+    rid = client.create_run("0", start_time=at).info.run_id
+    client.log_metric(rid, "loss", 0.5, timestamp=at, step=0)
+    context = browser.new_context(timezone_id="Asia/Tokyo")
+    try:
+        page = context.new_page()
+        page.goto(f"{ui.url}/runs/{rid}")
+        page.wait_for_function("() => document.getElementById('metric-1')?.dataset.drawn")
+        assert page.evaluate("() => new Date(0).getTimezoneOffset()") == -540  # in Tokyo
+        expect(page.locator(".card", has_text="Started")).to_contain_text("2023-11-14 22:13:20 UTC")
+        page.locator('.chart-controls[data-for="metric-1"] .x-axis').select_option("time")
+        chart = "document.getElementById('metric-1')"
+        assert page.evaluate(f"() => {chart}.data[0].x[0]") == "2023-11-14 22:13:20.000"
+        assert page.evaluate(f"() => {chart}.layout.xaxis.title.text") == "time (UTC)"
+    finally:
+        context.close()

@@ -15,12 +15,18 @@ function smooth(values, weight) {
   return out;
 }
 
+// A time as a UTC wall-clock string, which Plotly draws as it is: a Date it would draw in the
+// browser's time zone, while the page's tables (and the other charts' times) are in UTC.
+function utc(ms) {
+  return new Date(ms).toISOString().slice(0, 23).replace("T", " ");
+}
+
 function metricTraces(spec, axis, weight) {
   return spec.series.map((s) => ({
     type: "scatter",
     mode: s.y.length > 1 ? "lines" : "markers",
     name: s.name,
-    x: axis === "time" ? s.time.map((t) => new Date(t)) : s.step,
+    x: axis === "time" ? s.time.map(utc) : s.step,
     y: smooth(s.y, weight),
   }));
 }
@@ -36,6 +42,7 @@ function draw(el) {
       const axis = controls ? controls.querySelector(".x-axis").value : "step";
       const weight = controls ? Number(controls.querySelector(".smoothing").value) : 0;
       const layout = Object.assign({}, spec.layout, { title: { text: spec.title, font: { size: 14 } } });
+      if (axis === "time") layout.xaxis = Object.assign({}, spec.layout.xaxis, { title: { text: "time (UTC)" } });
       Plotly.react(el, metricTraces(spec, axis, weight), layout, config);
     };
     if (controls) controls.addEventListener("input", redraw);
