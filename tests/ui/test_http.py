@@ -694,3 +694,18 @@ def test_a_run_ended_without_an_end_time_is_not_shown_as_running(
     duration = r"<h3>Duration</h3><p[^>]*>([^<]*)<"
     assert re.findall(duration, web.get(f"/runs/{killed}").data.decode()) == ["not recorded"]
     assert re.findall(duration, web.get(f"/runs/{running}").data.decode()) == ["running"]
+
+
+def test_compare_marks_params_that_differ_only_in_case(
+    server: ModelyardServer, web: WebSession
+) -> None:
+    """Params were marked "differs" through Jinja's `unique`, which ignores case: optimizer
+    "Adam" in one run and "adam" in the other were shown as the same."""
+    with Client(server.address) as c:
+        ids = [c.create_run("0").info.run_id for _ in range(2)]
+        for rid, optimizer in zip(ids, ("Adam", "adam"), strict=True):
+            c.log_param(rid, "optimizer", optimizer)
+            c.log_param(rid, "seed", "7")
+    page = web.get(f"/compare?runs={ids[0]},{ids[1]}").data.decode()
+    rows = {key: kind for kind, key in re.findall(r'<tr class="(\w*)"><th>(\w+)', page)}
+    assert rows == {"optimizer": "differs", "seed": ""}

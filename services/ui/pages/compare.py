@@ -44,6 +44,8 @@ def compare(request: Request) -> Response:
     param_keys = sorted({k for r in runs for k in r.data.params})
     metric_keys = sorted({k for r in runs for k in r.data.metrics})
     params = [(key, [r.data.params.get(key) for r in runs]) for key in param_keys]
+    # compared here, exactly: Jinja's `unique` ignores case, so "Adam" and "adam" did not differ
+    differing = {key for key, values in params if len(set(values)) > 1}
     metrics = [(key, [r.data.metrics.get(key) for r in runs]) for key in metric_keys]
     histories = []
     charted, uncharted = charts.charted_keys(metric_keys)
@@ -80,6 +82,7 @@ def compare(request: Request) -> Response:
         "compare.html",
         runs=runs,
         params=params,
+        differing=differing,
         metrics=metrics,
         histories=histories,
         uncharted=uncharted,
