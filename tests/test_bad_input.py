@@ -1260,10 +1260,23 @@ def _refusals(rpc: str, request: Message, t: Tracked) -> dict[str, list[object]]
         assert isinstance(real, bytes), real
         response = TRACKING_RESPONSES[rpc].FromString(real)
         token = response.next_page_token  # type: ignore[attr-defined]  # a paged rpc's response
-        positions: list[object] = {
+        forged: dict[str, list[object]] = {
             "GetMetricHistory": [-1, "1", [1], [1, 2], ["a", "b", "c"], [2**70, 0, 0]],
             "ListArtifacts": [5, [1], {"a": 1}],
-        }.get(rpc, [-1, "1", 1.5, 2**70, [1], {"a": 1}])
+            # Keys of the last row: [name, id]; [metric missing, NaN, value, start, run id].
+            "SearchExperiments": [-1, None, ["a"], ["a", "1"], [1, 1], ["a", 2**70]],
+            "SearchRuns": [
+                -1,
+                None,
+                [False, False, 1.0, 1],
+                [False, False, "high", 1, "r"],
+                [False, False, 1.0, 2**70, "r"],
+                [False, "no", 1.0, 1, "r"],
+                [0, False, 1.0, 1, "r"],
+                [False, False, 1.0, 1, None],
+            ],
+        }
+        positions = forged.get(rpc, [-1, "1", 1.5, 2**70, [1], {"a": 1}])
         refuse["page_token"] = list(_bad_tokens(token, positions))
     if "path" in names:
         refuse["path"] = list(BAD_PATHS)

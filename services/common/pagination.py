@@ -39,6 +39,8 @@ def _not_issued(field: str) -> InvalidArgument:
     )
 
 
+INT64 = range(-(2**63), 2**63)  # what a 64-bit integer column holds
+
 MAX_OFFSET = 2**53  # past any result set, and far from overflowing SQL's 64-bit integers
 
 

@@ -48,11 +48,11 @@ from modelyard.services.common.artifacts import (
 from modelyard.services.common.filters import parse_filter, parse_order_by
 from modelyard.services.common.logging import get_logger
 from modelyard.services.common.pagination import (
+    INT64,
     check_position,
     decode_token,
     encode_token,
     fingerprint,
-    is_offset,
     page_size,
 )
 from modelyard.services.tracking import limits
@@ -269,7 +269,7 @@ class TrackingService:
             parse_filter(filter_string),
             parse_order_by(order_by),
             size,
-            check_position(page_token, is_offset),
+            page_token,  # checked against the order by the store (its positions are keys)
             only_ids=self.authorizer.readable(identity.current()),
         )
 
@@ -410,11 +410,11 @@ class TrackingService:
             field="max_results",
         )
         filters, order = parse_filter(filter_string), parse_order_by(order_by)
-        position = check_position(page_token, is_offset)
         if not experiment_ids:  # as MLflow: no runs (a bad filter is still refused)
             return PagedList([], None)
+        # The store checks the token's position against the order (its positions are keys).
         return self.store.search_runs(
-            list(experiment_ids), filters, view_type, size, order, position
+            list(experiment_ids), filters, view_type, size, order, page_token
         )
 
     # -- run data ------------------------------------------------------------------------------
@@ -793,15 +793,12 @@ class TrackingService:
             )
 
 
-_INT64 = range(-(2**63), 2**63)
-
-
 def _is_metric_position(position: object) -> bool:
     """[step, timestamp, id] of the last metric value of the previous page."""
     return (
         isinstance(position, list)
         and len(position) == 3
-        and all(type(x) is int and x in _INT64 for x in position)
+        and all(type(x) is int and x in INT64 for x in position)
     )
 
 

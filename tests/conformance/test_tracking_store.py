@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import random
 import threading
@@ -536,9 +538,9 @@ def test_a_search_statement_serves_every_search_of_its_shape(
         built += 1
         return build(*args, **kwargs)
 
-    def counted_walk(key, filters, view_type, capped, lateral):
+    def counted_walk(key, filters, view_type, capped, lateral, after):
         walks.append(capped)
-        return walk(key, filters, view_type, capped, lateral)
+        return walk(key, filters, view_type, capped, lateral, after)
 
     monkeypatch.setattr(search, "run_conditions", counted)
     monkeypatch.setattr(search, "runs_in_metric_order", counted_walk)
@@ -602,3 +604,132 @@ def test_a_search_statement_serves_every_search_of_its_shape(
     assert len(names([first], "metrics.m >= 1", ["metrics.m DESC"])) == 7
     with pytest.raises(InvalidArgument, match="numeric"):
         names([first], "metrics.m >= 'high'", ["metrics.m DESC"])
+
+
+def _forged(token: str, position: object) -> str:
+    """`token` with its position replaced: what a client that edits tokens sends."""
+    raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    raw["p"] = position
+    return base64.urlsafe_b64encode(json.dumps(raw).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        (),
+        ("metrics.m DESC",),
+        ("metrics.m ASC",),
+        ("params.p ASC",),
+        ("attributes.end_time DESC",),
+        ("tags.t DESC", "metrics.m ASC"),
+    ],
+)
+def test_search_runs_pages_see_each_run_once_while_runs_come_and_go(
+    store: SqlTrackingStore, order: tuple[str, ...]
+) -> None:
+    """A reader paging through a search while other clients create and delete runs sees every
+    run that existed throughout exactly once: with offset tokens, a run deleted from a page
+    already read shifted the rest back (one skipped) and a run created ahead of the reader
+    shifted them on (one repeated). Orders by metrics (one experiment: the walk; two: the plain
+    query), params, tags and a nullable attribute, with ties, NaN and missing values."""
+    eid = store.create_experiment("churn", None, {})
+    other = store.create_experiment("other", None, {})
+    values = [1.0, 0.5, math.nan, 1.0, -2.0]
+    made = 0
+
+    def make(start: int, value: float | None, param: str) -> str:
+        nonlocal made
+        made += 1
+        rid = new_run(store, eid, start_time=start, run_name=f"r{made}").info.run_id
+        store.log_batch(
+            rid,
+            [] if value is None else [Metric("m", value, 0, 0)],
+            [Param("p", param)],
+            [RunTag("t", str(made % 3))] if made % 4 else [],
+        )
+        if made % 3 == 0:
+            store.update_run(rid, RunStatus.FINISHED, 5000 + made % 2, None)
+        return rid
+
+    for exp_ids in ([eid], [eid, other]):
+        existing = [
+            make(100 + i % 7, None if i % 6 == 5 else values[i % 5], str(i % 4)) for i in range(23)
+        ]
+        seen: list[str] = []
+        token = ""
+        while True:
+            page = search_runs(store, exp_ids, "", order, n=3, token=token)
+            seen.extend(r.info.run_id for r in page)
+            token = page.token
+            if not token:
+                break
+            # Between the reader's pages: a run read already goes, runs that sort first come.
+            store.delete_run(page[0].info.run_id)
+            make(10_000 + made, 99.0, "!")
+            make(10_000 + made, -99.0, "~")
+            make(10_000 + made, None, "!")
+        assert len(seen) == len(set(seen)), (order, exp_ids)
+        assert set(existing) <= set(seen), (order, exp_ids)
+        for rid in existing + seen:
+            store.delete_run(rid)
+
+
+def test_search_experiments_pages_see_each_experiment_once_while_others_come_and_go(
+    store: SqlTrackingStore,
+) -> None:
+    """As for runs: experiments deleted behind the reader or created ahead of it neither skip
+    nor repeat one that existed throughout."""
+    existing = [store.create_experiment(f"e-{i:02}", None, {}) for i in range(11)]
+    made = 0
+    for order in ((), ("name DESC",), ("name ASC",)):
+        seen: list[str] = []
+        token = ""
+        while True:
+            page = store.search_experiments(
+                ViewType.ACTIVE_ONLY,
+                parse_filter("name LIKE 'e-%'"),
+                parse_order_by(order),
+                2,
+                token,
+            )
+            seen.extend(e.experiment_id for e in page)
+            token = page.token or ""
+            if not token:
+                break
+            store.delete_experiment(page[0].experiment_id)
+            for name in ("e-!", "e-~"):
+                made += 1
+                store.create_experiment(f"{name}{made}", None, {})
+        assert len(seen) == len(set(seen)), order
+        assert set(existing) <= set(seen), order
+        for e in seen:
+            store.restore_experiment(e) if e in existing else store.delete_experiment(e)
+
+
+@pytest.mark.parametrize("order", [(), ("metrics.m DESC",), ("params.p ASC",)])
+def test_search_runs_refuses_a_forged_page_token(
+    store: SqlTrackingStore, order: tuple[str, ...]
+) -> None:
+    """A token whose position was edited (wrong length, a text where a number goes, a number
+    past 64 bits) is refused as INVALID_ARGUMENT naming page_token, never sent to the SQL."""
+    for i in range(4):
+        rid = new_run(store, start_time=i).info.run_id
+        store.log_batch(rid, [Metric("m", float(i), 0, 0)], [Param("p", str(i))], [])
+    token = search_runs(store, ["0"], "", order, n=1).token
+    assert token
+    real = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))["p"]
+    assert isinstance(real, list)
+    forged: list[object] = [5, "x", None, [], real[:-1], [*real, 1], [{"a": 1}] * len(real)]
+    forged += [[*real[:-2], 2**70, real[-1]], [*real[:-2], "late", real[-1]]]
+    forged += [[*real[:-1], 7], [*real[:-2], True, real[-1]]]
+    for position in forged:
+        with pytest.raises(InvalidArgument, match="page_token") as err:
+            search_runs(store, ["0"], "", order, n=1, token=_forged(token, position))
+        assert err.value.field == "page_token", position
+    store.create_experiment("another", None, {})
+    token = store.search_experiments(ViewType.ALL, (), (), 1, "").token or ""
+    assert token
+    for position in (5, ["x", 1], [1, "1"], [2**70, 0], [1]):
+        with pytest.raises(InvalidArgument, match="page_token") as err:
+            store.search_experiments(ViewType.ALL, (), (), 1, _forged(token, position))
+        assert err.value.field == "page_token", position

@@ -160,7 +160,10 @@ class TrackingStore(abc.ABC):
         max_results: int,
         order_by: Sequence[OrderKey],
         page_token: str,
-    ) -> PagedList[Run]: ...
+    ) -> PagedList[Run]:
+        """A page of runs in the order; its token resumes after the page's last run (by its
+        sort key, not a count), so runs created or deleted between pages move no other run.
+        A token not issued for this query is InvalidArgument naming page_token."""
 
     # -- run data ------------------------------------------------------------------------------
 

@@ -7,17 +7,25 @@ in an order-by come last, whichever the direction; NaN sorts above every number.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
+    Float,
     FromClause,
+    Integer,
     Select,
     String,
     and_,
     bindparam,
     cast,
+    false,
     func,
+    null,
+    or_,
     select,
     true,
 )
@@ -34,6 +42,7 @@ from modelyard.services.common.filters.sql import (
     lookup_exists,
     value_shape,
 )
+from modelyard.services.common.pagination import INT64, decode_token
 from modelyard.services.tracking.store.schema import (
     datasets,
     experiment_tags,
@@ -221,37 +230,155 @@ def _as_text(value: object) -> object:
     return value
 
 
-def order_runs(stmt: Select, order_by: Sequence[OrderKey], field: str = "order_by") -> Select:
-    """Apply the order, MLflow's: runs without a key last, a metric's NaN after its numbers;
-    ties (and no order) newest first, then by run id, so pages are stable."""
-    terms: list = []
+# -- keyset paging ------------------------------------------------------------------------------
+#
+# A page token holds the sort key of the last row returned (one value per Term), and the next
+# page is the rows that sort after it. Unlike an offset, that position does not move when rows
+# are created or deleted between pages, so a reader sees each row that existed throughout once.
+
+
+@dataclass(frozen=True)
+class Term:
+    """One sort term. `missing` marks an IS NULL flag: False (present) sorts first; the terms
+    that follow it, up to the next flag, are NULL in the rows where it is True."""
+
+    expr: ColumnElement[Any]
+    ascending: bool = True
+    missing: bool = False
+    nullable: bool = False
+
+    def order(self) -> ColumnElement[Any]:
+        return self.expr.asc() if self.ascending else self.expr.desc()
+
+    def read(self, value: object) -> object:
+        """The position's value for this term, as the row gave it (SQLite: 0/1 for booleans)."""
+        if value is not None and (self.missing or isinstance(self.expr.type, Boolean)):
+            return bool(value)
+        return value
+
+    def accepts(self, value: object) -> bool:
+        """Whether `value` is what read() gives for some row: a forged token is refused instead
+        of failing in the SQL."""
+        if value is None:
+            return self.nullable
+        if self.missing or isinstance(self.expr.type, Boolean):
+            return type(value) is bool
+        if isinstance(self.expr.type, Float):
+            return type(value) in (int, float)
+        if isinstance(self.expr.type, Integer):
+            return type(value) is int and value in INT64
+        return type(value) is str
+
+
+def _optional(expr: ColumnElement[Any], ascending: bool) -> list[Term]:
+    """A key some rows lack: those last, whichever the direction."""
+    return [Term(expr.is_(None), missing=True), Term(expr, ascending, nullable=True)]
+
+
+def pattern(terms: Sequence[Term], position: Sequence[object] | None) -> tuple | None:
+    """What of `position` shapes the statement after_clause builds (flags and NULLs are
+    written into it): statements are kept by this, and each position's values are bound."""
+    if position is None:
+        return None
+    return tuple(v if t.missing else v is None for t, v in zip(terms, position, strict=True))
+
+
+def after_clause(
+    terms: Sequence[Term], position: Sequence[object], prefix: str = "after"
+) -> ColumnElement[bool]:
+    """Rows that sort after `position` in the order of `terms`: the first term beyond the
+    position's value, or equal to it and the rest after. Values are bind parameters named
+    `prefix`_i (after_binds)."""
+    clause: ColumnElement[bool] | None = None
+    for i in reversed(range(len(terms))):
+        term, value = terms[i], position[i]
+        if term.missing:
+            # Present (False) sorts first: after a present row come every missing one and the
+            # present ones after it; after a missing one, only missing ones after it.
+            if value:
+                clause = term.expr if clause is None else and_(term.expr, clause)
+            else:
+                clause = term.expr if clause is None else or_(term.expr, clause)
+        elif value is not None:  # NULL: equal in every row the preceding flag leaves
+            bound = bindparam(f"{prefix}_{i}", type_=term.expr.type)
+            beyond = term.expr > bound if term.ascending else term.expr < bound
+            clause = beyond if clause is None else or_(beyond, and_(term.expr == bound, clause))
+    return false() if clause is None else clause
+
+
+def after_binds(
+    terms: Sequence[Term], position: Sequence[object], prefix: str = "after"
+) -> dict[str, object]:
+    return {
+        f"{prefix}_{i}": v
+        for i, (t, v) in enumerate(zip(terms, position, strict=True))
+        if not t.missing and v is not None
+    }
+
+
+def keyed(stmt: Select, terms: Sequence[Term], order: Sequence[Term] | None = None) -> Select:
+    """`stmt` ordered by `order` (by default `terms`), with `terms` selected (as k0, k1, ...)
+    for position_of."""
+    labels = [t.expr.label(f"k{i}") for i, t in enumerate(terms)]
+    ordering = terms if order is None else order
+    return stmt.add_columns(*labels).order_by(*(t.order() for t in ordering))
+
+
+def position_of(row: Mapping[str, Any], terms: Sequence[Term]) -> list[object]:
+    return [t.read(row[f"k{i}"]) for i, t in enumerate(terms)]
+
+
+def read_position(
+    terms: Sequence[Term], token: str, query: str, field: str = "page_token"
+) -> list[object] | None:
+    """The position `token` holds (None for no token) if it fits `terms`; InvalidArgument
+    otherwise, naming `field`."""
+    if not token:
+        return None
+    position = decode_token(token, query, field)
+    if (
+        isinstance(position, list)
+        and len(position) == len(terms)
+        and all(t.accepts(v) for t, v in zip(terms, position, strict=True))
+    ):
+        return position
+    raise InvalidArgument(
+        f"{field} is not a token this server issued for this order; pass the next_page_token "
+        "of the previous response unchanged, or start again without a token",
+        field=field,
+    )
+
+
+def order_runs(
+    stmt: Select, order_by: Sequence[OrderKey], field: str = "order_by"
+) -> tuple[Select, list[Term]]:
+    """`stmt` joined to what the order needs, and the order's terms, MLflow's: runs without a
+    key last, a metric's NaN after its numbers; ties (and no order) newest first, then by run
+    id, so every run has a place of its own (keyed applies them)."""
+    terms: list[Term] = []
     for i, key in enumerate(order_by):
         if key.entity == "metric":
             lm = latest_metrics.alias(f"order_metric_{i}")
             stmt = stmt.outerjoin(lm, and_(lm.c.run_uuid == runs.c.run_uuid, lm.c.key == key.key))
-            terms.append(lm.c.value.is_(None))  # missing last
-            terms.append(lm.c.is_nan.asc())
-            terms.append(lm.c.value.asc() if key.ascending else lm.c.value.desc())
+            flag, value = _optional(lm.c.value, key.ascending)
+            terms += [flag, Term(lm.c.is_nan, nullable=True), value]
         elif key.entity in ("param", "tag"):
             table = (params if key.entity == "param" else tags).alias(f"order_{key.entity}_{i}")
             stmt = stmt.outerjoin(
                 table, and_(table.c.run_uuid == runs.c.run_uuid, table.c.key == key.key)
             )
-            terms.append(table.c.value.is_(None))
-            terms.append(table.c.value.asc() if key.ascending else table.c.value.desc())
+            terms += _optional(table.c.value, key.ascending)
         elif key.entity == "attribute":
             column, _ = _attribute(_RUN_ATTRIBUTES, key.key, field)
-            terms.append(column.is_(None))
-            terms.append(column.asc() if key.ascending else column.desc())
+            terms += _optional(column, key.ascending)
         else:
             raise InvalidArgument(
                 f"{field}: cannot order runs by {key.entity}s; use metrics., params., tags. or "
                 "attributes.",
                 field=field,
             )
-    terms.append(runs.c.start_time.desc())
-    terms.append(runs.c.run_uuid.asc())
-    return stmt.order_by(*terms)
+    terms += [Term(runs.c.start_time, ascending=False), Term(runs.c.run_uuid)]
+    return stmt, terms
 
 
 # -- runs ordered by one metric -----------------------------------------------------------------
@@ -273,10 +400,20 @@ _WALK = latest_metrics.alias("walk")  # not latest_metrics: metric filters corre
 _HAS_METRIC = latest_metrics.alias("has_metric")
 
 
-def _metric_order(columns, ascending: bool) -> list:
-    """Numbers up (ASC) or down (DESC), then NaN; ties newest first, then by run id."""
-    value = columns.value.asc() if ascending else columns.value.desc()
-    return [columns.is_nan.asc(), value, columns.start_time.desc(), columns.run_uuid.asc()]
+def metric_walk_terms(columns: Any, ascending: bool) -> list[Term]:
+    """Numbers up (ASC) or down (DESC), then NaN; ties newest first, then by run id: the
+    terms order_runs gives a single metric, less its flag (every walked run has the metric)."""
+    return [
+        Term(columns.is_nan),
+        Term(columns.value, ascending),
+        Term(columns.start_time, ascending=False),
+        Term(columns.run_uuid),
+    ]
+
+
+# Where the walk's and the rest's terms start among order_runs' for one metric (flag, is_nan,
+# value, start_time, run_uuid): a token one of them issues serves the other and the plain query.
+WALK_FROM, REST_FROM = 1, 3
 
 
 def runs_in_metric_order(
@@ -285,22 +422,26 @@ def runs_in_metric_order(
     view_type: ViewType,
     capped: bool,
     lateral: bool,
+    after: Sequence[object] | None = None,
 ) -> Select:
-    """The runs rows of an experiment's runs that have metric `key` and meet the filters, in
-    search order. Bind parameters: `experiment_id`, the filters' (`filter_binds`), and with
-    `capped` `cap`, the number of the metric's values walked at most; one statement serves
-    every experiment. `lateral` (PostgreSQL; SQLite has no LATERAL) joins each value's run
-    LATERAL."""
+    """The runs rows of an experiment's runs that have metric `key`, meet the filters and sort
+    after `after` (a position of metric_walk_terms), in search order, keyed as order_runs' are.
+    Bind parameters: `experiment_id`, `limit`, the filters' (`filter_binds`), the position's
+    (`after_binds`), and with `capped` `cap`, the number of the metric's values walked at
+    most; one statement serves every experiment and every position of its pattern. `lateral`
+    (PostgreSQL; SQLite has no LATERAL) joins each value's run LATERAL."""
     walk = _WALK
     of_key: tuple[ColumnElement[bool], ...] = (
         walk.c.experiment_id == bindparam("experiment_id"),
         walk.c.key == key.key,
     )
+    if after is not None:
+        of_key += (after_clause(metric_walk_terms(walk.c, key.ascending), after),)
     if capped:
         walked: FromClause = (
             select(walk.c.run_uuid, walk.c.is_nan, walk.c.value, walk.c.start_time)
             .where(*of_key)
-            .order_by(*_metric_order(walk.c, key.ascending))
+            .order_by(*(t.order() for t in metric_walk_terms(walk.c, key.ascending)))
             .limit(bindparam("cap"))
             .subquery()
         )
@@ -316,45 +457,46 @@ def runs_in_metric_order(
     else:
         on = runs.c.run_uuid == columns.run_uuid
         stmt = select(runs).select_from(walked.join(runs, on)).where(*of_key, *conditions)
-    return stmt.order_by(*_metric_order(columns, key.ascending))
+    walked_terms = metric_walk_terms(columns, key.ascending)
+    terms = [Term(false(), missing=True), *walked_terms]
+    return keyed(stmt, terms, walked_terms).limit(bindparam("limit"))
 
 
-def page(stmt: Select) -> Select:
-    """`stmt` from bind parameter `offset`, at most `limit` rows."""
-    return stmt.offset(bindparam("offset")).limit(bindparam("limit"))
-
-
-def metric_values_within(key: OrderKey) -> Select:
-    """How many values of the metric the experiment has, counting no further than the walk's
-    cap. Bind parameters: `experiment_id`, `cap`."""
+def metric_values_within(key: OrderKey, after: Sequence[object] | None = None) -> Select:
+    """How many values of the metric the experiment has after `after` (as in
+    runs_in_metric_order), counting no further than the walk's cap. Bind parameters:
+    `experiment_id`, `cap`, the position's."""
     lm = latest_metrics
-    values = (
-        select(lm.c.run_uuid)
-        .where(lm.c.experiment_id == bindparam("experiment_id"), lm.c.key == key.key)
-        .limit(bindparam("cap"))
-        .subquery()
-    )
+    of_key = [lm.c.experiment_id == bindparam("experiment_id"), lm.c.key == key.key]
+    if after is not None:
+        of_key.append(after_clause(metric_walk_terms(lm.c, key.ascending), after))
+    values = select(lm.c.run_uuid).where(*of_key).limit(bindparam("cap")).subquery()
     return select(func.count()).select_from(values)
 
 
-def count_of(stmt: Select) -> Select:
-    return select(func.count()).select_from(stmt.order_by(None).subquery())
+def missing_metric_terms() -> list[Term]:
+    """The terms of order_runs' for one metric from REST_FROM on: newest first, then by id."""
+    return [Term(runs.c.start_time, ascending=False), Term(runs.c.run_uuid)]
 
 
-def runs_missing_metric(key: OrderKey, conditions: Sequence) -> Select:
+def runs_missing_metric(
+    key: OrderKey, conditions: Sequence, after: Sequence[object] | None = None
+) -> Select:
     """The runs rows of the experiment's runs that meet `conditions` (run_conditions) but lack
-    the metric, newest first, then by run id. Bind parameters: `experiment_id`, the filters',
-    and `offset` and `limit` of the page."""
+    the metric, newest first, then by run id, from after `after` (a position of their last two
+    terms), keyed as order_runs' are. Bind parameters: `experiment_id`, the filters', the
+    position's, and `limit`."""
     has = _HAS_METRIC
-    return page(
-        select(runs)
-        .where(
-            runs.c.experiment_id == bindparam("experiment_id"),
-            *conditions,
-            ~select(1).where(has.c.run_uuid == runs.c.run_uuid, has.c.key == key.key).exists(),
-        )
-        .order_by(runs.c.start_time.desc(), runs.c.run_uuid.asc())
-    )
+    rest = missing_metric_terms()
+    where = [
+        runs.c.experiment_id == bindparam("experiment_id"),
+        *conditions,
+        ~select(1).where(has.c.run_uuid == runs.c.run_uuid, has.c.key == key.key).exists(),
+    ]
+    if after is not None:
+        where.append(after_clause(rest, after))
+    lacking = [Term(true(), missing=True), Term(null(), nullable=True), Term(null(), nullable=True)]
+    return keyed(select(runs).where(*where), [*lacking, *rest], rest).limit(bindparam("limit"))
 
 
 def experiment_filter_clauses(filters: Sequence[Comparison], field: str = "filter") -> list:
@@ -382,10 +524,10 @@ def experiment_filter_clauses(filters: Sequence[Comparison], field: str = "filte
     return clauses
 
 
-def order_experiments(
-    stmt: Select, order_by: Sequence[OrderKey], field: str = "order_by"
-) -> Select:
-    terms: list = []
+def experiment_order(order_by: Sequence[OrderKey], field: str = "order_by") -> list[Term]:
+    """The order's terms (keyed applies them), newest first by default; ties by id, so every
+    experiment has a place of its own."""
+    terms: list[Term] = []
     for key in order_by:
         if key.entity != "attribute":
             raise InvalidArgument(
@@ -396,8 +538,8 @@ def order_experiments(
         column, _ = _attribute(_EXPERIMENT_ATTRIBUTES, key.key, field)
         if key.key == "experiment_id":
             column = experiments.c.experiment_id  # numeric order, not text order
-        terms.append(column.asc() if key.ascending else column.desc())
+        terms.append(Term(column, key.ascending))
     if not order_by:
-        terms.append(experiments.c.creation_time.desc())
-    terms.append(experiments.c.experiment_id.asc())
-    return stmt.order_by(*terms)
+        terms.append(Term(experiments.c.creation_time, ascending=False))
+    terms.append(Term(experiments.c.experiment_id))
+    return terms

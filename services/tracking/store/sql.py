@@ -71,6 +71,7 @@ from modelyard.services.tracking.store.schema import (
     experiments,
     input_tags,
     inputs,
+    latest_metrics,
     metrics,
     params,
     runs,
@@ -187,9 +188,9 @@ class SqlTrackingStore(TrackingStore):
         self._metrics = MetricWriter(db.dialect)
         self._group = GroupCommit(self._commit_group)
         # Searches ordered by one metric walk its values in order; on PostgreSQL at most
-        # max(least, factor * (offset + page)) of them before falling back to the plain query,
-        # which its planner may run faster when few runs match (SQLite: no cap, the plain query
-        # walks the same rows). (least, factor), or None for no cap.
+        # max(least, factor * page) of them, from the token's position, before falling back to
+        # the plain query, which its planner may run faster when few runs match (SQLite: no
+        # cap, the plain query walks the same rows). (least, factor), or None for no cap.
         self.metric_walk: tuple[int, int] | None = None if db.is_sqlite else (1000, 8)
         self._statements: dict[tuple, Any] = {}
         # The connection of the metric hot path, used only by the group-commit leader (one at
@@ -336,7 +337,8 @@ class SqlTrackingStore(TrackingStore):
         only_ids: set[str] | None = None,
     ) -> PagedList[Experiment]:
         query = fingerprint("experiments", view_type, filters, order_by, sorted(only_ids or ()))
-        offset = decode_token(page_token, query) or 0
+        terms = search.experiment_order(order_by)
+        after = search.read_position(terms, page_token, query)
         stmt = select(experiments)
         if only_ids is not None:
             stmt = stmt.where(experiments.c.experiment_id.in_([int(i) for i in only_ids]))
@@ -344,11 +346,17 @@ class SqlTrackingStore(TrackingStore):
         if stage is not None:
             stmt = stmt.where(stage)
         stmt = stmt.where(*search.experiment_filter_clauses(filters))
-        stmt = search.order_experiments(stmt, order_by).offset(offset).limit(max_results + 1)
+        binds: dict[str, object] = {}
+        if after is not None:
+            stmt = stmt.where(search.after_clause(terms, after))
+            binds = search.after_binds(terms, after)
+        stmt = search.keyed(stmt, terms).limit(max_results + 1)
         with self.db.read() as conn:
-            rows = conn.execute(stmt).all()
+            rows = conn.execute(stmt, binds).all()
             found = self._experiments(conn, rows[:max_results])
-        token = encode_token(query, offset + max_results) if len(rows) > max_results else None
+        token = None
+        if len(rows) > max_results:
+            token = encode_token(query, search.position_of(rows[max_results - 1]._mapping, terms))
         return PagedList(found, token)
 
     def _touch_experiment(self, conn: Connection, experiment_id: str, **values: Any) -> Row:
@@ -684,33 +692,50 @@ class SqlTrackingStore(TrackingStore):
         page_token: str,
     ) -> PagedList[Run]:
         query = fingerprint("runs", sorted(experiment_ids), view_type, filters, order_by)
-        offset = decode_token(page_token, query) or 0
+        order = tuple(order_by)
+        # The order's terms, to check the token's position against before any SQL is built.
+        terms = self._statement(("order", order), lambda: search.order_runs(select(runs), order)[1])
+        position = search.read_position(terms, page_token, query)
+        after = search.pattern(terms, position)
         keys = [_experiment_key(e) for e in experiment_ids]
         filter_shape, filter_values = search.filter_binds(filters)
         shape = (filter_shape, view_type)
-        params = {**filter_values, "offset": offset, "limit": max_results + 1}
+        limit = max_results + 1
         with self.db.read() as conn:
             rows = None
             if len(set(keys)) == 1 and len(order_by) == 1 and order_by[0].entity == "metric":
                 rows = self._search_by_metric(
-                    conn, shape, order_by[0], filters, view_type, keys[0], params
+                    conn,
+                    shape,
+                    order_by[0],
+                    filters,
+                    view_type,
+                    keys[0],
+                    filter_values,
+                    limit,
+                    position,
                 )
             if rows is None:
-                stmt = self._statement(
-                    ("plain", shape, tuple(order_by)),
-                    lambda: search.page(
-                        search.order_runs(
-                            select(runs).where(
-                                runs.c.experiment_id.in_(bindparam("experiments", expanding=True)),
-                                *self._conditions(shape, filters, view_type),
-                            ),
-                            order_by,
-                        )
-                    ),
-                )
-                rows = [r._mapping for r in conn.execute(stmt, {**params, "experiments": keys})]
+
+                def build() -> Any:
+                    matching = select(runs).where(
+                        runs.c.experiment_id.in_(bindparam("experiments", expanding=True)),
+                        *self._conditions(shape, filters, view_type),
+                    )
+                    stmt, plain_terms = search.order_runs(matching, order)
+                    if position is not None:
+                        stmt = stmt.where(search.after_clause(plain_terms, position))
+                    return search.keyed(stmt, plain_terms).limit(bindparam("limit"))
+
+                stmt = self._statement(("plain", shape, order, after), build)
+                values = {**filter_values, "experiments": keys, "limit": limit}
+                if position is not None:
+                    values |= search.after_binds(terms, position)
+                rows = [r._mapping for r in conn.execute(stmt, values)]
             found = self._runs(conn, rows[:max_results])
-        token = encode_token(query, offset + max_results) if len(rows) > max_results else None
+        token = None
+        if len(rows) > max_results:
+            token = encode_token(query, search.position_of(rows[max_results - 1], terms))
         return PagedList(found, token)
 
     def _statement(self, key: tuple, build: Callable[[], _Built]) -> _Built:
@@ -740,43 +765,57 @@ class SqlTrackingStore(TrackingStore):
         filters: Sequence[Comparison],
         view_type: ViewType,
         experiment: int,
-        params: dict[str, Any],
-    ) -> Sequence[RowMapping] | None:
-        """The runs rows of the page (`params`' offset and limit) of the search ordered by one
-        metric, read in metric order (see search.runs_in_metric_order); None if the plain query
-        suits it better."""
-        offset, limit = params["offset"], params["limit"]
-        values = {**params, "experiment_id": experiment}
-        bounds = self.metric_walk
-        capped = bounds is not None
-        if bounds is not None:
-            least, factor = bounds
-            values["cap"] = max(least, factor * (offset + limit))
-
-        def build() -> tuple[Any, Any]:
-            lateral = not self.db.is_sqlite
-            walk = search.runs_in_metric_order(key, filters, view_type, capped, lateral)
-            return search.page(walk), search.count_of(walk)
-
-        walk_page, walk_count = self._statement(("walk", shape, key, capped), build)
-        rows = [r._mapping for r in conn.execute(walk_page, values)]
-        if len(rows) == limit:
-            return rows
-        if capped:
-            within = self._statement(("within", key), lambda: search.metric_values_within(key))
-            if conn.execute(within, values).scalar_one() >= values["cap"]:
-                # Few of many values match: walking on could take longer than the plain query.
-                return None
-        # Every run with the metric is counted; those without it follow, newest first.
-        if rows or not offset:
-            with_metric = offset + len(rows)
+        filter_values: dict[str, Any],
+        limit: int,
+        position: Sequence[object] | None,
+    ) -> list[RowMapping] | None:
+        """The runs rows of the page (at most `limit`, after `position`, a position of
+        order_runs' terms) of the search ordered by one metric, read in metric order (see
+        search.runs_in_metric_order); None if the plain query suits it better."""
+        rows: list[RowMapping] = []
+        common = {**filter_values, "experiment_id": experiment}
+        rest_after: Sequence[object] | None = None
+        if position is not None and position[0]:  # past the runs with the metric
+            rest_after = position[search.REST_FROM :]
         else:
-            with_metric = conn.execute(walk_count, values).scalar_one()
+            after = None if position is None else position[search.WALK_FROM :]
+            walk_terms = search.metric_walk_terms(latest_metrics.c, key.ascending)
+            values = {**common, "limit": limit}
+            if after is not None:
+                values |= search.after_binds(walk_terms, after)
+            bounds = self.metric_walk
+            capped = bounds is not None
+            if bounds is not None:
+                least, factor = bounds
+                values["cap"] = max(least, factor * limit)
+            lateral = not self.db.is_sqlite
+            walk = self._statement(
+                ("walk", shape, key, capped, search.pattern(walk_terms, after)),
+                lambda: search.runs_in_metric_order(
+                    key, filters, view_type, capped, lateral, after
+                ),
+            )
+            rows = [r._mapping for r in conn.execute(walk, values)]
+            if len(rows) == limit:
+                return rows
+            if capped:
+                within = self._statement(
+                    ("within", key, search.pattern(walk_terms, after)),
+                    lambda: search.metric_values_within(key, after),
+                )
+                if conn.execute(within, values).scalar_one() >= values["cap"]:
+                    # Few of many values match: walking on could take longer than the plain query.
+                    return None
+        # The runs without the metric follow, newest first.
         rest = self._statement(
-            ("missing", shape, key),
-            lambda: search.runs_missing_metric(key, self._conditions(shape, filters, view_type)),
+            ("missing", shape, key, rest_after is not None),
+            lambda: search.runs_missing_metric(
+                key, self._conditions(shape, filters, view_type), rest_after
+            ),
         )
-        values.update(offset=max(0, offset - with_metric), limit=limit - len(rows))
+        values = {**common, "limit": limit - len(rows)}
+        if rest_after is not None:
+            values |= search.after_binds(search.missing_metric_terms(), rest_after)
         return rows + [r._mapping for r in conn.execute(rest, values)]
 
     # -- run data ------------------------------------------------------------------------------
