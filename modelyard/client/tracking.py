@@ -28,6 +28,7 @@ from modelyard.convert.common import (
     grant_to_proto,
     key_text,
     order_by_to_proto,
+    page_size_arg,
     tags_to_proto,
     view_type_to_proto,
 )
@@ -148,7 +149,7 @@ class TrackingClient:
         request = pb.SearchExperimentsRequest(
             filter=filter_string or "",
             order_by=order_by_to_proto(order_by),
-            max_results=count_arg(max_results or 0, "max_results"),
+            max_results=0 if max_results is None else page_size_arg(max_results, "max_results"),
             page_token=page_token or "",
             view_type=view_type_to_proto(view_type),
         )
@@ -272,7 +273,7 @@ class TrackingClient:
             experiment_ids=[str(i) for i in ids],
             filter=filter_string or "",
             run_view_type=view_type_to_proto(run_view_type),
-            max_results=count_arg(max_results, "max_results"),
+            max_results=page_size_arg(max_results, "max_results"),
             order_by=order_by_to_proto(order_by),
             page_token=page_token or "",
         )

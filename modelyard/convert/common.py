@@ -105,6 +105,19 @@ def count_arg(value: object, field: str) -> int:
     )
 
 
+def page_size_arg(value: object, field: str) -> int:
+    """A page size the caller chose: 1 or more, as MLflow requires. On the wire 0 is an unset
+    int32, the server's default page, so an explicit 0 came back as up to 1000 results."""
+    size = count_arg(value, field)
+    if size < 1:
+        raise InvalidArgument(
+            f"{field} must be 1 or more, got {size}; leave it out for the server's default "
+            "page size",
+            field=field,
+        )
+    return size
+
+
 def id_arg(value: object, field: str) -> int:
     """An event or record id sent in an int64 field (since_event_id), if it fits one."""
     return _whole(

@@ -131,6 +131,28 @@ def test_a_page_size_protobuf_cannot_hold_is_named(unreachable: Client, value: o
             assert err.value.field == field
 
 
+@pytest.mark.parametrize("value", [0, -1])
+def test_a_search_page_of_no_runs_is_refused_as_mlflow_does(
+    client: Client, unreachable: Client, value: int
+) -> None:
+    """search_runs(max_results=0) and search_experiments(max_results=0) sent the int32's unset
+    value, so the server answered with its default page (up to 1000); MLflow refuses a page
+    size under 1. The wire keeps 0 as 'the default' (proto3 optional would be FILE-breaking),
+    so the SDK refuses it before sending; None still asks for the default page."""
+    eid = client.create_experiment("pages")
+    for _ in range(3):
+        client.create_run(eid)
+    for c in (client, unreachable):
+        with pytest.raises(InvalidArgument, match="1 or more") as err:
+            c.search_runs([eid], max_results=value)
+        assert err.value.field == "max_results"
+        with pytest.raises(InvalidArgument, match="1 or more") as err:
+            c.search_experiments(max_results=value)
+        assert err.value.field == "max_results"
+    assert len(client.search_runs([eid], max_results=1)) == 1
+    assert len(client.search_experiments(max_results=None, filter_string="name = 'pages'")) == 1
+
+
 @pytest.mark.parametrize("value", [10**20, -(10**20), 2.5, "10", True])
 def test_an_event_id_protobuf_cannot_hold_is_named(unreachable: Client, value: object) -> None:
     """since_event_id=10**20 was protobuf's bare ValueError 'Value out of range', naming no
