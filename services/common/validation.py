@@ -31,12 +31,14 @@ def require(field: str, value: str) -> str:
     return value
 
 
-def max_length(field: str, value: str, limit: int) -> str:
+def max_length(field: str, value: str, limit: int, hint: str = "") -> str:
     """`value`, if at most `limit` characters and free of NUL, which PostgreSQL cannot store in
-    text: every stored string passes through here, so both backends refuse it alike."""
+    text: every stored string passes through here, so both backends refuse it alike. `hint`
+    tells a caller over the limit what to do instead."""
     if len(value) > limit:
+        then = f"; {hint}" if hint else ""
         raise InvalidArgument(
-            f"{field} is {len(value)} characters long; the limit is {limit}", field=field
+            f"{field} is {len(value)} characters long; the limit is {limit}{then}", field=field
         )
     if "\x00" in value:
         raise InvalidArgument(

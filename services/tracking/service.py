@@ -433,10 +433,12 @@ class TrackingService:
         _check_metric_keys(m.key for m in metrics)
         for p in params:
             v.key("params.key", p.key, limits.MAX_KEY_LENGTH)
-            v.max_length(f"params[{p.key}].value", p.value, limits.MAX_PARAM_VALUE_LENGTH)
+            v.max_length(
+                f"params[{p.key}].value", p.value, limits.MAX_PARAM_VALUE_LENGTH, _LONG_PARAM
+            )
         for t in tags:
             v.key("tags.key", t.key, limits.MAX_KEY_LENGTH)
-            v.max_length(f"tags[{t.key}].value", t.value, limits.MAX_TAG_VALUE_LENGTH)
+            v.max_length(f"tags[{t.key}].value", t.value, limits.MAX_TAG_VALUE_LENGTH, _LONG_TAG)
             _check_system_tag(f"tags[{t.key}].value", t)
         if metrics or params or tags:
             self.store.log_batch(rid, metrics, params, tags)
@@ -461,13 +463,13 @@ class TrackingService:
     def log_param(self, rid: str, key: str, value: str) -> None:
         run_id("run_id", rid)
         v.key("key", key, limits.MAX_KEY_LENGTH)
-        v.max_length("value", value, limits.MAX_PARAM_VALUE_LENGTH)
+        v.max_length("value", value, limits.MAX_PARAM_VALUE_LENGTH, _LONG_PARAM)
         self.store.log_param(rid, Param(key, value))
 
     def set_tag(self, rid: str, key: str, value: str) -> None:
         run_id("run_id", rid)
         v.key("key", key, limits.MAX_KEY_LENGTH)
-        v.max_length("value", value, limits.MAX_TAG_VALUE_LENGTH)
+        v.max_length("value", value, limits.MAX_TAG_VALUE_LENGTH, _LONG_TAG)
         _check_system_tag("value", RunTag(key, value))
         self.store.set_tag(rid, RunTag(key, value))
 
@@ -789,7 +791,10 @@ class TrackingService:
         for key, value in tags.items():
             v.key(f"{field}.key" if field == "tags" else field, key, limits.MAX_KEY_LENGTH)
             v.max_length(
-                f"{field}[{key}].value" if field == "tags" else "value", value, value_limit
+                f"{field}[{key}].value" if field == "tags" else "value",
+                value,
+                value_limit,
+                _LONG_TAG,
             )
 
 
@@ -843,6 +848,17 @@ def _check_batch_size(name: str, items: Sequence[object], limit: int) -> None:
             "Split it into several LogBatch calls",
             field=name,
         )
+
+
+# What to do with a value over the limit (MLflow's limits; MLflow's server refuses too).
+_LONG_PARAM = (
+    "a param holds a short setting: log longer text as a run artifact (log_text or log_dict) "
+    "and keep a short param naming it, such as the artifact's path or a digest"
+)
+_LONG_TAG = (
+    "a tag holds a short label: keep longer text in a run artifact (log_text) and put the "
+    "artifact's path in the tag"
+)
 
 
 def _check_metric_keys(keys: Iterable[str]) -> None:

@@ -248,3 +248,31 @@ def test_the_default_experiment_cannot_be_deleted(stack: Client) -> None:
         assert "delete its runs" in err.value.message
     assert stack.get_experiment("0").lifecycle_stage.value == "active"
     assert stack.create_run("0").info.experiment_id == "0"
+
+
+def test_a_value_over_the_limit_says_what_to_do_instead(client: Client) -> None:
+    """A param or tag value past MLflow's limit was refused with only its length and the limit;
+    the refusal now says where such text goes (an artifact) and nothing is stored."""
+    eid = client.create_experiment("long values")
+    rid = client.create_run(eid).info.run_id
+    refusals = {
+        "value": [
+            lambda: client.log_param(rid, "p", "x" * 6001),
+            lambda: client.set_tag(rid, "t", "x" * 8001),
+            lambda: client.set_experiment_tag(eid, "t", "x" * 8001),
+        ],
+        "params[q].value": [lambda: client.log_batch(rid, params=[Param("q", "x" * 6001)])],
+        "tags[u].value": [
+            lambda: client.log_batch(rid, tags=[RunTag("u", "x" * 8001)]),
+            lambda: client.create_run(eid, tags={"u": "x" * 8001}),
+        ],
+    }
+    for field, attempts in refusals.items():
+        for attempt in attempts:
+            with pytest.raises(InvalidArgument, match=r"the limit is \d+; .*artifact") as err:
+                attempt()
+            assert err.value.field == field
+    assert "log_text" in str(err.value)
+    client.log_param(rid, "p", "x" * 6000)
+    data = client.get_run(rid).data
+    assert data.params == {"p": "x" * 6000} and "t" not in data.tags
