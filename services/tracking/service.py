@@ -431,6 +431,7 @@ class TrackingService:
         _check_batch_size("params", params, limits.MAX_PARAMS_PER_BATCH)
         _check_batch_size("tags", tags, limits.MAX_TAGS_PER_BATCH)
         _check_metric_keys(m.key for m in metrics)
+        _check_metric_times("metrics.timestamp", (m.timestamp for m in metrics))
         for p in params:
             v.key("params.key", p.key, limits.MAX_KEY_LENGTH)
             v.max_length(
@@ -449,6 +450,7 @@ class TrackingService:
         run_id("run_id", rid)
         _check_batch_size("metrics", rows, limits.MAX_METRICS_PER_BATCH)
         _check_metric_keys(row[0] for row in rows)
+        _check_metric_times("metrics.timestamp", (row[2] for row in rows))
         if rows:
             self.store.log_metric_rows(rid, rows)
 
@@ -458,6 +460,7 @@ class TrackingService:
         run_id("run_id", rid)
         v.key("key", key, limits.MAX_KEY_LENGTH)
         ts = timestamp if timestamp is not None else _now()
+        _check_metric_times("timestamp", (ts,))
         self.store.log_metric_rows(rid, [(key, value, ts, step)])
 
     def log_param(self, rid: str, key: str, value: str) -> None:
@@ -859,6 +862,20 @@ _LONG_TAG = (
     "a tag holds a short label: keep longer text in a run artifact (log_text) and put the "
     "artifact's path in the tag"
 )
+
+
+def _check_metric_times(field: str, times: Iterable[int]) -> None:
+    """A metric's time is milliseconds since the epoch, never negative, as MLflow refuses it:
+    one before 1970 is almost always a slip (a step, or a negated or relative time) that
+    would sort the history and charts wrongly."""
+    first = min(times, default=0)
+    if first < 0:
+        raise InvalidArgument(
+            f"{field} {first} is before 1970-01-01: metric timestamps are milliseconds since "
+            "the Unix epoch, 0 or more (as in MLflow); pass int(time.time() * 1000), or leave "
+            "it out for the time the server receives it",
+            field=field,
+        )
 
 
 def _check_metric_keys(keys: Iterable[str]) -> None:

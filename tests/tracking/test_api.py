@@ -276,3 +276,25 @@ def test_a_value_over_the_limit_says_what_to_do_instead(client: Client) -> None:
     client.log_param(rid, "p", "x" * 6000)
     data = client.get_run(rid).data
     assert data.params == {"p": "x" * 6000} and "t" not in data.tags
+
+
+def test_a_metric_time_before_the_epoch_is_refused_as_mlflow_does(client: Client) -> None:
+    """MLflow refuses a negative metric timestamp; it was stored, and sorted first in the
+    history. Each way of logging refuses it by field, and writes nothing."""
+    rid = client.create_run(client.create_experiment("times")).info.run_id
+    good = Metric("m", 1.0, 1_000, 0)
+    attempts = {
+        "timestamp": lambda: client.log_metric(rid, "m", 1.0, timestamp=-5),
+        "metrics.timestamp": lambda: client.log_batch(rid, metrics=[good, Metric("m", 2.0, -1, 1)]),
+    }
+    for field, attempt in attempts.items():
+        with pytest.raises(InvalidArgument, match="before 1970-01-01") as err:
+            attempt()
+        assert err.value.field == field
+    with pytest.raises(
+        InvalidArgument, match="before 1970"
+    ) as err:  # with params: not the hot path
+        client.log_batch(rid, metrics=[Metric("m", 2.0, -1, 1)], params=[Param("p", "v")])
+    assert client.get_metric_history(rid, "m") == [] and client.get_run(rid).data.params == {}
+    client.log_batch(rid, metrics=[Metric("m", 2.0, 0, 0)])  # the epoch itself is a time
+    assert [m.timestamp for m in client.get_metric_history(rid, "m")] == [0]
