@@ -140,7 +140,7 @@ class TrackingClient:
 
     def search_experiments(
         self,
-        view_type: ViewType = ViewType.ACTIVE_ONLY,
+        view_type: ViewType | int | str = ViewType.ACTIVE_ONLY,
         max_results: int | None = None,
         filter_string: str | None = None,
         order_by: str | Sequence[str] | None = None,
@@ -151,7 +151,7 @@ class TrackingClient:
             order_by=order_by_to_proto(order_by),
             max_results=0 if max_results is None else page_size_arg(max_results, "max_results"),
             page_token=page_token or "",
-            view_type=view_type_to_proto(view_type),
+            view_type=view_type_to_proto(view_type, "view_type"),
         )
         response = self._t.call(self._tracking.SearchExperiments, request)
         return PagedList(
@@ -263,7 +263,7 @@ class TrackingClient:
         self,
         experiment_ids: str | Sequence[str],
         filter_string: str = "",
-        run_view_type: ViewType = ViewType.ACTIVE_ONLY,
+        run_view_type: ViewType | int | str = ViewType.ACTIVE_ONLY,
         max_results: int = 1000,
         order_by: str | Sequence[str] | None = None,
         page_token: str | None = None,
@@ -272,7 +272,7 @@ class TrackingClient:
         request = pb.SearchRunsRequest(
             experiment_ids=[str(i) for i in ids],
             filter=filter_string or "",
-            run_view_type=view_type_to_proto(run_view_type),
+            run_view_type=view_type_to_proto(run_view_type, "run_view_type"),
             max_results=page_size_arg(max_results, "max_results"),
             order_by=order_by_to_proto(order_by),
             page_token=page_token or "",

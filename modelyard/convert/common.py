@@ -181,8 +181,27 @@ def stage_to_entity(stage: common_pb2.LifecycleStage.ValueType) -> LifecycleStag
     return _STAGE_FROM_PROTO.get(stage, LifecycleStage.ACTIVE)
 
 
-def view_type_to_proto(view: ViewType | int | None) -> common_pb2.ViewType.ValueType:
-    return common_pb2.ViewType.ValueType(int(view or ViewType.ACTIVE_ONLY))
+def view_type_to_proto(
+    view: ViewType | int | str | None, field: str = "view_type"
+) -> common_pb2.ViewType.ValueType:
+    """A ViewType, its number, or MLflow's name for it ("all", as ViewType.from_string reads);
+    None (or 0) is active only. Anything else is refused naming `field`: a name was a bare
+    ValueError from int() ("invalid literal for int() with base 10: 'all'")."""
+    if isinstance(view, str):
+        try:
+            return common_pb2.ViewType.ValueType(ViewType.from_string(view))
+        except ValueError as exc:
+            raise InvalidArgument(f"{field}: {exc}", field=field) from None
+    whole = isinstance(view, numbers.Integral) and not isinstance(view, bool)
+    if view is None or (whole and int(view) == 0):
+        return common_pb2.ViewType.ValueType(ViewType.ACTIVE_ONLY)
+    if whole and int(view) in set(ViewType):
+        return common_pb2.ViewType.ValueType(int(view))
+    raise InvalidArgument(
+        f"{field} is {view!r}; use a ViewType (e.g. ViewType.ALL) or one of "
+        f"{[v.name.lower() for v in ViewType]}",
+        field=field,
+    )
 
 
 def view_type_to_entity(view: common_pb2.ViewType.ValueType) -> ViewType:

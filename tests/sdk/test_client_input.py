@@ -153,6 +153,26 @@ def test_a_search_page_of_no_runs_is_refused_as_mlflow_does(
     assert len(client.search_experiments(max_results=None, filter_string="name = 'pages'")) == 1
 
 
+def test_a_view_type_is_a_view_type_or_its_mlflow_name(client: Client, unreachable: Client) -> None:
+    """run_view_type="all" was a bare ValueError from int(), naming no field; MLflow's names
+    for view types (ViewType.from_string's) now select that view, and anything else is
+    refused by field before a call is made."""
+    eid = client.create_experiment("views")
+    kept, gone = (client.create_run(eid).info.run_id for _ in range(2))
+    client.delete_run(gone)
+    for view, want in (("all", {kept, gone}), ("DELETED_ONLY", {gone}), (3, {kept, gone})):
+        assert {r.info.run_id for r in client.search_runs([eid], run_view_type=view)} == want
+    names = {e.name for e in client.search_experiments(view_type="active_only")}
+    assert "views" in names
+    for bad in ("everything", "", 7, 2.0, True, False, [3]):
+        with pytest.raises(InvalidArgument, match="active_only") as err:
+            unreachable.search_runs([eid], run_view_type=bad)  # type: ignore[arg-type]
+        assert err.value.field == "run_view_type"
+        with pytest.raises(InvalidArgument, match="active_only") as err:
+            unreachable.search_experiments(view_type=bad)  # type: ignore[arg-type]
+        assert err.value.field == "view_type"
+
+
 @pytest.mark.parametrize("value", [10**20, -(10**20), 2.5, "10", True])
 def test_an_event_id_protobuf_cannot_hold_is_named(unreachable: Client, value: object) -> None:
     """since_event_id=10**20 was protobuf's bare ValueError 'Value out of range', naming no
