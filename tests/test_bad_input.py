@@ -1239,6 +1239,10 @@ def _bad_tokens(real: str, positions: Sequence[object]) -> list[str]:
         base64.urlsafe_b64encode(b'{"p": 1}').decode(),
         _token("0123456789abcdef", 1),
         real[:-2],
+        # Arrays nested past json's recursion limit: a RecursionError, INTERNAL, on every RPC.
+        base64.urlsafe_b64encode(
+            json.dumps({"q": query, "p": "P"}).replace('"P"', "[" * 50_000 + "]" * 50_000).encode()
+        ).decode(),
         *(_token(query, p) for p in positions),
     ]
 

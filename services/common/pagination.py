@@ -27,7 +27,11 @@ def encode_token(query: str, position: Any) -> str:
 
 def _read(token: str) -> tuple[Any, Any]:
     """(query, position) of a token; ValueError, KeyError or TypeError if it is none."""
-    data = json.loads(base64.urlsafe_b64decode((token + "=" * (-len(token) % 4)).encode()))
+    raw = base64.urlsafe_b64decode((token + "=" * (-len(token) % 4)).encode())
+    try:
+        data = json.loads(raw)
+    except RecursionError:  # arrays nested past the parser's depth: no token nests at all
+        raise ValueError("nested too deeply") from None
     return data["q"], data["p"]
 
 
