@@ -733,3 +733,24 @@ def test_search_runs_refuses_a_forged_page_token(
         with pytest.raises(InvalidArgument, match="page_token") as err:
             store.search_experiments(ViewType.ALL, (), (), 1, _forged(token, position))
         assert err.value.field == "page_token", position
+
+
+def test_search_experiments_pages_survive_a_new_grant(store: SqlTrackingStore) -> None:
+    """A caller who may read only some experiments pages through them while gaining another
+    (it creates one, or is granted one): its token was tied to the readable set, so the next
+    page was refused as 'a different query'. It now goes on, and every experiment it could
+    read throughout is seen once."""
+    readable = {store.create_experiment(f"mine-{i}", None, {}) for i in range(5)}
+    store.create_experiment("not mine", None, {})
+    seen: list[str] = []
+    token = ""
+    while True:
+        page = store.search_experiments(ViewType.ALL, (), (), 2, token, only_ids=set(readable))
+        seen.extend(e.experiment_id for e in page)
+        token = page.token or ""
+        if not token:
+            break
+        readable.add(store.create_experiment(f"new-{len(seen)}", None, {}))
+    assert len(seen) == len(set(seen)) and {f"mine-{i}" for i in range(5)} <= {
+        store.get_experiment(e).name for e in seen
+    }

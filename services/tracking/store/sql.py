@@ -336,7 +336,9 @@ class SqlTrackingStore(TrackingStore):
         page_token: str,
         only_ids: set[str] | None = None,
     ) -> PagedList[Experiment]:
-        query = fingerprint("experiments", view_type, filters, order_by, sorted(only_ids or ()))
+        # Not the readable ids: they change as the caller creates experiments or gains grants,
+        # and a position (a key, not a count) stays good across that.
+        query = fingerprint("experiments", view_type, filters, order_by)
         terms = search.experiment_order(order_by)
         after = search.read_position(terms, page_token, query)
         stmt = select(experiments)
