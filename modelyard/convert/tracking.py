@@ -157,11 +157,26 @@ def metric_args(
             raise InvalidArgument(
                 f"{field} {step} is outside the 64-bit integers a step is stored as", field=field
             )
-    if type(timestamp) is int and _MIN_MS <= timestamp <= _MAX_MS:
+    if type(timestamp) is int and 0 <= timestamp <= _MAX_MS:
         ts = {"seconds": timestamp // 1000, "nanos": timestamp % 1000 * 1_000_000}
     else:
-        ts = timestamp_fields(timestamp, _field(index, "timestamp"))
+        field = _field(index, "timestamp")
+        ts = timestamp_fields(timestamp, field)
+        if ts["seconds"] < 0:  # the server refuses it too; queued, it would fail at flush
+            raise metric_time_before_epoch(field, int(timestamp))
     return {"key": key, "value": value, "timestamp": ts, "step": step}
+
+
+def metric_time_before_epoch(field: str, ms: int) -> InvalidArgument:
+    """The refusal of a metric timestamp before 1970, as MLflow refuses it: a metric's time is
+    milliseconds since the epoch, and a negative one is almost always a slip (a step, or a
+    negated or relative time) that would sort the history and charts wrongly."""
+    return InvalidArgument(
+        f"{field} {ms} is before 1970-01-01: metric timestamps are milliseconds since the Unix "
+        "epoch, 0 or more (as in MLflow); pass int(time.time() * 1000), or leave it out for "
+        "the time of logging",
+        field=field,
+    )
 
 
 def _real(value: object) -> float | None:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import timedelta
 
+from modelyard.convert.tracking import metric_time_before_epoch
 from modelyard.entities import (
     DatasetInput,
     Experiment,
@@ -865,17 +866,10 @@ _LONG_TAG = (
 
 
 def _check_metric_times(field: str, times: Iterable[int]) -> None:
-    """A metric's time is milliseconds since the epoch, never negative, as MLflow refuses it:
-    one before 1970 is almost always a slip (a step, or a negated or relative time) that
-    would sort the history and charts wrongly."""
+    """No metric time before the epoch (metric_time_before_epoch says why)."""
     first = min(times, default=0)
     if first < 0:
-        raise InvalidArgument(
-            f"{field} {first} is before 1970-01-01: metric timestamps are milliseconds since "
-            "the Unix epoch, 0 or more (as in MLflow); pass int(time.time() * 1000), or leave "
-            "it out for the time the server receives it",
-            field=field,
-        )
+        raise metric_time_before_epoch(field, first)
 
 
 def _check_metric_keys(keys: Iterable[str]) -> None:

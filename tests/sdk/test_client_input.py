@@ -367,6 +367,18 @@ def test_closing_the_client_waits_for_its_queued_calls(
     assert [m.step for m in client.get_metric_history(run_id, "queued")] == list(range(50))
 
 
+def test_a_metric_time_before_the_epoch_is_refused_before_sending(unreachable: Client) -> None:
+    """The server refuses a negative metric timestamp (as MLflow does); queued for a background
+    batch, the refusal came only when the run ended. The SDK refuses it in the caller."""
+    with pytest.raises(InvalidArgument, match="before 1970") as err:
+        unreachable.log_metric("0" * 32, "m", 1.0, timestamp=-5, synchronous=False)
+    assert err.value.field == "timestamp"
+    with pytest.raises(InvalidArgument, match="before 1970") as err:
+        batch = [Metric("m", 1.0, 0, 0), Metric("m", 1.0, -1, 1)]
+        unreachable.log_batch("0" * 32, metrics=batch, synchronous=False)
+    assert err.value.field == "metrics[1].timestamp"
+
+
 def test_asynchronous_calls_check_their_input_at_once(unreachable: Client) -> None:
     with pytest.raises(InvalidArgument, match=r"metrics\[0\]\.value"):
         unreachable.log_batch("0" * 32, metrics=[Metric("m", None, 0, 0)], synchronous=False)  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import Connection, create_engine, text
 
@@ -21,7 +22,8 @@ from modelyard._gen.tracking.v1 import tracking_pb2 as pb
 from modelyard._gen.tracking.v1.tracking_pb2_grpc import TrackingServiceStub
 from modelyard.entities import DatasetInput, Metric, Param, RunStatus, RunTag, ViewType
 from modelyard.entities.tracking import Dataset, InputTag
-from modelyard.errors import AlreadyExists, InvalidArgument
+from modelyard.errors import AlreadyExists, InvalidArgument, from_rpc_error
+from modelyard.services.common.server import ModelyardServer
 from modelyard.services.common.settings import Settings
 from tests.conftest import running_server
 
@@ -278,23 +280,43 @@ def test_a_value_over_the_limit_says_what_to_do_instead(client: Client) -> None:
     assert data.params == {"p": "x" * 6000} and "t" not in data.tags
 
 
-def test_a_metric_time_before_the_epoch_is_refused_as_mlflow_does(client: Client) -> None:
+def test_a_metric_time_before_the_epoch_is_refused_as_mlflow_does(
+    server: ModelyardServer, client: Client
+) -> None:
     """MLflow refuses a negative metric timestamp; it was stored, and sorted first in the
-    history. Each way of logging refuses it by field, and writes nothing."""
+    history. Each RPC that logs metrics refuses it by field, and writes nothing. (Sent raw:
+    the SDK refuses it before sending.)"""
     rid = client.create_run(client.create_experiment("times")).info.run_id
-    good = Metric("m", 1.0, 1_000, 0)
-    attempts = {
-        "timestamp": lambda: client.log_metric(rid, "m", 1.0, timestamp=-5),
-        "metrics.timestamp": lambda: client.log_batch(rid, metrics=[good, Metric("m", 2.0, -1, 1)]),
-    }
-    for field, attempt in attempts.items():
-        with pytest.raises(InvalidArgument, match="before 1970-01-01") as err:
-            attempt()
-        assert err.value.field == field
-    with pytest.raises(
-        InvalidArgument, match="before 1970"
-    ) as err:  # with params: not the hot path
-        client.log_batch(rid, metrics=[Metric("m", 2.0, -1, 1)], params=[Param("p", "v")])
+    before = Timestamp(seconds=-1, nanos=995_000_000)  # -5 ms
+    good = pb.Metric(key="m", value=1.0, timestamp=Timestamp(seconds=1), step=0)
+    bad = pb.Metric(key="m", value=2.0, timestamp=before, step=1)
+    with grpc.insecure_channel(server.address) as channel:
+        stub = TrackingServiceStub(channel)
+        calls = [
+            (
+                "timestamp",
+                stub.LogMetric,
+                pb.LogMetricRequest(run_id=rid, key="m", timestamp=before),
+            ),
+            (
+                "metrics.timestamp",
+                stub.LogBatch,
+                pb.LogBatchRequest(run_id=rid, metrics=[good, bad]),
+            ),
+            (  # with params: not the metrics-only hot path
+                "metrics.timestamp",
+                stub.LogBatch,
+                pb.LogBatchRequest(
+                    run_id=rid, metrics=[bad], params=[pb.Param(key="p", value="v")]
+                ),
+            ),
+        ]
+        for field, rpc, request in calls:
+            with pytest.raises(grpc.RpcError) as err:
+                rpc(request, timeout=20)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "before 1970-01-01" in err.value.details()
+            assert from_rpc_error(err.value).field == field
     assert client.get_metric_history(rid, "m") == [] and client.get_run(rid).data.params == {}
     client.log_batch(rid, metrics=[Metric("m", 2.0, 0, 0)])  # the epoch itself is a time
     assert [m.timestamp for m in client.get_metric_history(rid, "m")] == [0]
