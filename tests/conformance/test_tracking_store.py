@@ -107,6 +107,13 @@ def test_search_experiments_filter_order_pages(store: SqlTrackingStore) -> None:
     assert [e.name for e in tagged] == ["fraud-3"]
     with pytest.raises(InvalidArgument, match="different query"):
         store.search_experiments(ViewType.ALL, (), order, 4, first.token)
+    # The refusal of a run's field lists every field experiments have (experiment_id was
+    # left out, though it filters).
+    with pytest.raises(InvalidArgument) as err:
+        store.search_experiments(ViewType.ALL, parse_filter("metrics.m > 1"), (), 4, "")
+    for attribute in ("creation_time", "experiment_id", "last_update_time", "name", "tags."):
+        assert attribute in str(err.value)
+    assert err.value.field == "filter"
 
 
 def test_run_create_get_update(store: SqlTrackingStore) -> None:

@@ -517,8 +517,9 @@ def experiment_filter_clauses(filters: Sequence[Comparison], field: str = "filte
             clauses.append(compare(column, c, kind, field=field))
         else:
             raise InvalidArgument(
-                f"{field}: experiments can be filtered by name, creation_time, "
-                f"last_update_time and tags.<key>, not {c.entity}s.{c.key}",
+                f"{field}: experiments can be filtered by "
+                f"{', '.join(sorted(_EXPERIMENT_ATTRIBUTES))} and tags.<key>, not "
+                f"{c.entity}s.{c.key}",
                 field=field,
             )
     return clauses
