@@ -13,7 +13,7 @@ from modelyard.convert.auth import (
     principal_to_entity,
     token_to_entity,
 )
-from modelyard.convert.common import count_arg, id_arg
+from modelyard.convert.common import id_arg, page_size_arg
 from modelyard.entities.auth import AuditEvent, Principal, TokenInfo
 
 _KINDS = {"user": pb.PRINCIPAL_KIND_USER, "service": pb.PRINCIPAL_KIND_SERVICE}
@@ -83,7 +83,7 @@ class AuthClient:
             service=service or "",
             method=method or "",
             since_event_id=id_arg(since_event_id, "since_event_id"),
-            max_results=count_arg(max_results, "max_results"),
+            max_results=page_size_arg(max_results, "max_results"),
         )
         response = self._t.call(self._auth.ListAuditEvents, request)
         return [audit_to_entity(e) for e in response.events]

@@ -11,12 +11,12 @@ from modelyard._gen.registry.v1 import registry_pb2_grpc
 from modelyard.client import _artifacts
 from modelyard.client._transport import Transport
 from modelyard.convert.common import (
-    count_arg,
     file_info_to_entity,
     grant_to_entity,
     grant_to_proto,
     id_arg,
     order_by_to_proto,
+    page_size_arg,
     tags_to_proto,
     version_arg,
 )
@@ -116,7 +116,7 @@ class RegistryClient:
     ) -> PagedList[RegisteredModel]:
         request = pb.SearchRegisteredModelsRequest(
             filter=filter_string or "",
-            max_results=count_arg(max_results, "max_results"),
+            max_results=page_size_arg(max_results, "max_results"),
             order_by=order_by_to_proto(order_by),
             page_token=page_token or "",
         )
@@ -254,7 +254,7 @@ class RegistryClient:
     ) -> PagedList[ModelVersion]:
         request = pb.SearchModelVersionsRequest(
             filter=filter_string or "",
-            max_results=count_arg(max_results, "max_results"),
+            max_results=page_size_arg(max_results, "max_results"),
             order_by=order_by_to_proto(order_by),
             page_token=page_token or "",
         )
@@ -361,7 +361,7 @@ class RegistryClient:
         request = pb.ListModelEventsRequest(
             name=name or "",
             since_event_id=id_arg(since_event_id, "since_event_id"),
-            max_results=count_arg(max_results, "max_results"),
+            max_results=page_size_arg(max_results, "max_results"),
             newest_first=newest_first,
         )
         response = self._t.call(self._registry.ListModelEvents, request)

@@ -16,7 +16,7 @@ from modelyard._gen.inference import grpc_predict_v2_pb2_grpc
 from modelyard._gen.serving.v1 import serving_pb2 as pb
 from modelyard._gen.serving.v1 import serving_pb2_grpc
 from modelyard.client._transport import Transport
-from modelyard.convert.common import count_arg, grant_to_entity, grant_to_proto, id_arg
+from modelyard.convert.common import grant_to_entity, grant_to_proto, id_arg, page_size_arg
 from modelyard.convert.serving import endpoint_to_entity, endpoint_to_proto, record_to_entity
 from modelyard.convert.tensors import datatype_of, from_raw, to_raw
 from modelyard.entities.common import Grant, PermissionLevel
@@ -153,7 +153,7 @@ class ServingClient:
         """The endpoint's logged requests, oldest first (newest_first: the latest first), with
         any ground truth logged for them. Pages the server cut short (it bounds them by bytes)
         are followed until `max_results` records or the end of the log."""
-        max_results = count_arg(max_results, "max_results")
+        max_results = page_size_arg(max_results, "max_results")
         records: list[InferenceRecord] = []
         while True:
             request = pb.GetInferenceLogRequest(

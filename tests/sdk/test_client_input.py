@@ -153,6 +153,25 @@ def test_a_search_page_of_no_runs_is_refused_as_mlflow_does(
     assert len(client.search_experiments(max_results=None, filter_string="name = 'pages'")) == 1
 
 
+@pytest.mark.parametrize("value", [0, -1])
+def test_every_page_size_under_one_is_refused_before_sending(
+    unreachable: Client, value: int
+) -> None:
+    """The registry's searches, model events, audit events and the inference log sent 0 as the
+    unset int32 too, and got the server's default page (100 to 10000 results) for it."""
+    calls: list[Callable[[], object]] = [
+        lambda: unreachable.search_registered_models(max_results=value),
+        lambda: unreachable.search_model_versions(max_results=value),
+        lambda: unreachable.list_model_events(max_results=value),
+        lambda: unreachable.list_audit_events(max_results=value),
+        lambda: unreachable.get_inference_log("ep", max_results=value),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidArgument, match="1 or more") as err:
+            call()
+        assert err.value.field == "max_results"
+
+
 def test_a_view_type_is_a_view_type_or_its_mlflow_name(client: Client, unreachable: Client) -> None:
     """run_view_type="all" was a bare ValueError from int(), naming no field; MLflow's names
     for view types (ViewType.from_string's) now select that view, and anything else is
