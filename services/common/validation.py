@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Iterable
 
@@ -48,16 +49,34 @@ def max_length(field: str, value: str, limit: int, hint: str = "") -> str:
     return value
 
 
-def key(field: str, value: str, limit: int = MAX_KEY_LENGTH) -> str:
+def key(field: str, value: str, limit: int = MAX_KEY_LENGTH, *, existing: bool = False) -> str:
+    """A metric, param or tag key. One that names something `existing` (a read, a delete) is
+    held only to the older rule (no '..' segment, no leading '/'), so that a key stored before
+    MLflow's full path rule was applied stays reachable."""
     require(field, value)
     max_length(field, value, limit)
-    if not _KEY.match(value) or ".." in value.split("/") or value.startswith("/"):
+    if not _KEY.match(value):
         raise InvalidArgument(
             f"{field} {value!r} may only contain letters, digits, underscores, dashes, periods, "
-            "spaces, colons and slashes, and must not be a path that escapes ('..', leading '/')",
+            "spaces, colons and slashes",
+            field=field,
+        )
+    escapes = ".." in value.split("/") or value.startswith("/")
+    if escapes or (not existing and _not_its_own_path(value)):
+        # Keys name files (artifacts, exported runs): 'a/' and 'a' would be one, '..' escapes.
+        raise InvalidArgument(
+            f"{field} {value!r} read as a path is not one of its own: write it without '.', "
+            "'..', empty segments ('//'), or a leading or trailing '/' (as MLflow requires): "
+            "'train/loss', not 'train//loss/'",
             field=field,
         )
     return value
+
+
+def _not_its_own_path(value: str) -> bool:
+    """MLflow's rule: a key must be its own normalized path, not '.', not above or at '/'."""
+    norm = posixpath.normpath(value)
+    return norm != value or norm == "." or norm.startswith("..") or norm.startswith("/")
 
 
 def named_twice(names: Iterable[str]) -> str | None:

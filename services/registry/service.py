@@ -233,7 +233,7 @@ class RegistryService:
 
     def delete_registered_model_tag(self, name: str, key: str) -> None:
         model_name("name", name)
-        v.key("key", key)
+        v.key("key", key, existing=True)
         self.store.delete_registered_model_tag(name, key, caller())
         self._changed()
 
@@ -534,7 +534,7 @@ class RegistryService:
     def delete_model_version_tag(self, name: str, version: int, key: str) -> None:
         model_name("name", name)
         version_number("version", version)
-        v.key("key", key)
+        v.key("key", key, existing=True)
         self.store.delete_model_version_tag(name, version, key, caller())
         self._changed()
 

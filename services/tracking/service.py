@@ -303,7 +303,7 @@ class TrackingService:
 
     def delete_experiment_tag(self, exp_id: str, key: str) -> None:
         experiment_id("experiment_id", exp_id)
-        v.key("key", key, limits.MAX_KEY_LENGTH)
+        v.key("key", key, limits.MAX_KEY_LENGTH, existing=True)
         self.store.delete_experiment_tag(exp_id, key)
 
     def set_permission(self, exp_id: str, principal: str, level: PermissionLevel | None) -> None:
@@ -479,7 +479,7 @@ class TrackingService:
 
     def delete_tag(self, rid: str, key: str) -> None:
         run_id("run_id", rid)
-        v.key("key", key, limits.MAX_KEY_LENGTH)
+        v.key("key", key, limits.MAX_KEY_LENGTH, existing=True)
         self.store.delete_tag(rid, key)
 
     def log_inputs(self, rid: str, datasets: Sequence[DatasetInput]) -> None:
@@ -514,7 +514,7 @@ class TrackingService:
         self, rid: str, key: str, max_results: int = 0, page_token: str = ""
     ) -> PagedList[Metric]:
         run_id("run_id", rid)
-        v.key("metric_key", key, limits.MAX_KEY_LENGTH)
+        v.key("metric_key", key, limits.MAX_KEY_LENGTH, existing=True)
         size = page_size(
             max_results,
             default=limits.METRIC_HISTORY_DEFAULT,
@@ -531,7 +531,7 @@ class TrackingService:
         """A chart's view of a long history: reading 100k points to draw 2,000 took a run page
         seconds per metric."""
         run_id("run_id", rid)
-        v.key("metric_key", key, limits.MAX_KEY_LENGTH)
+        v.key("metric_key", key, limits.MAX_KEY_LENGTH, existing=True)
         if not 2 <= max_points <= limits.METRIC_HISTORY_MAX:
             raise InvalidArgument(
                 f"max_points must be between 2 and {limits.METRIC_HISTORY_MAX}, not {max_points}",

@@ -22,7 +22,7 @@ from modelyard._gen.tracking.v1 import tracking_pb2 as pb
 from modelyard._gen.tracking.v1.tracking_pb2_grpc import TrackingServiceStub
 from modelyard.entities import DatasetInput, Metric, Param, RunStatus, RunTag, ViewType
 from modelyard.entities.tracking import Dataset, InputTag
-from modelyard.errors import AlreadyExists, InvalidArgument, from_rpc_error
+from modelyard.errors import AlreadyExists, InvalidArgument, NotFound, from_rpc_error
 from modelyard.services.common.server import ModelyardServer
 from modelyard.services.common.settings import Settings
 from tests.conftest import running_server
@@ -64,6 +64,30 @@ def test_a_tag_key_sent_twice_is_refused(stack: Client) -> None:
         assert err.value.field == "tags.key"
     assert stack.get_experiment_by_name("tw") is None
     assert stack.search_runs(["0"]) == []
+
+
+def test_a_key_that_is_not_its_own_path_is_refused_as_mlflow_does(client: Client) -> None:
+    """'loss/' and 'loss' (or 'a//b' and 'a/b') name one file once a run's metrics or params
+    are written out as files, and '.' names none; MLflow refuses them, Modelyard stored them.
+    A key stored before the rule stays readable and deletable."""
+    rid = client.create_run("0").info.run_id
+    writes = [
+        lambda k: client.log_metric(rid, k, 1.0),
+        lambda k: client.log_param(rid, k, "v"),
+        lambda k: client.set_tag(rid, k, "v"),
+        lambda k: client.log_batch(rid, metrics=[Metric(k, 1.0, 0, 0)]),
+        lambda k: client.set_experiment_tag("0", k, "v"),
+    ]
+    for bad in ("loss/", "a//b", "./a", ".", "a/./b", "..."):
+        for write in writes:
+            with pytest.raises(InvalidArgument, match="not one of its own") as err:
+                write(bad)
+            assert err.value.field is not None and err.value.field.endswith("key"), err.value
+    client.log_metric(rid, "train/loss", 0.5)
+    assert client.get_run(rid).data.metrics == {"train/loss": 0.5}
+    assert client.get_metric_history(rid, "loss/") == []  # a read is not refused
+    with pytest.raises(NotFound):  # nor a delete: it looks for the tag
+        client.delete_tag(rid, "loss/")
 
 
 def test_run_logging_round_trip(stack: Client) -> None:
