@@ -193,7 +193,7 @@ def _unary_response(behavior: Behavior, method: str, *, checked_stream: bool) ->
     def handle(request: Any, context: grpc.ServicerContext) -> Any:
         rid = _call_request_id(context)
         token = mlog.request_id.set(rid)
-        call = call_end.current.set(context)
+        call = call_end.current.set(call_end.Call(context))
         try:
             return behavior(_prepare(request, checked_stream), context)
         except BaseException as exc:  # SystemExit too: grpc would never answer the call
@@ -209,7 +209,7 @@ def _stream_response(behavior: Behavior, method: str, *, checked_stream: bool) -
     def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         rid = _call_request_id(context)
         token = mlog.request_id.set(rid)  # grpc drives the generator from one thread
-        call = call_end.current.set(context)
+        call = call_end.current.set(call_end.Call(context))
         try:
             yield from behavior(_prepare(request, checked_stream), context)
         except GeneratorExit:

@@ -12,7 +12,7 @@ whose output has another number of rows than its input (it drops rows with NaNs,
 hand callers each other's rows, so such a batch is run again request by request, and the model
 is never batched again. A request whose caller's deadline passes while it waits behind a slow
 model leaves the queue, so callers that gave up do not hold the server's threads nor get
-computed later.
+computed later; so does one whose call ends (the client cancelled it, or the stream it came on).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 from prometheus_client import Gauge, Histogram
 
 from modelyard.errors import DeadlineExceeded
+from modelyard.services.common.call_end import CallEnded, interrupted_when_call_ends
 from modelyard.services.common.logging import get_logger
 from modelyard.services.serving.model import batch_key, concat, rows
 from modelyard.services.serving.statistics import InferenceStats, Timing
@@ -112,10 +113,15 @@ class DynamicBatcher:
         passes while the request still waits for its turn. `timing` gets the time the request
         queued and its batch took."""
         item = _Pending(inputs, deadline, timing)
-        with self._cond:
-            self._queue.append(item)
-            self._pending.inc()
-            self._cond.notify_all()  # a leader waiting out max_queue_delay may now be full
+        with interrupted_when_call_ends(lambda: self._abandon(item)):
+            with self._cond:
+                self._queue.append(item)
+                self._pending.inc()
+                self._cond.notify_all()  # a leader waiting out max_queue_delay may now be full
+            return self._wait_or_lead(item)
+
+    def _wait_or_lead(self, item: _Pending) -> dict[str, Any]:
+        deadline = item.deadline
         while True:
             with self._cond:
                 while not item.done and self._busy:
@@ -141,6 +147,17 @@ class DynamicBatcher:
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
+
+    def _abandon(self, item: _Pending) -> None:
+        """The item's call ended (from grpc's thread): out of the queue, so no model call
+        computes what nobody reads (a batch under way finishes unread)."""
+        with self._cond:
+            if item in self._queue:
+                self._queue.remove(item)
+                self._pending.dec()
+                item.error = CallEnded("the call ended while the request waited for the model")
+                item.done = True
+                self._cond.notify_all()
 
     def _give_up(self, item: _Pending) -> None:
         """The caller's deadline passed: leave the queue (a batch under way finishes unread)."""

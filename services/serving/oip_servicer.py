@@ -23,6 +23,7 @@ from modelyard._gen.inference import grpc_predict_v2_pb2_grpc
 from modelyard.errors import FailedPrecondition, ModelyardError, NotFound, Unimplemented
 from modelyard.services.common import logging as mlog
 from modelyard.services.common import validation as v
+from modelyard.services.common.call_end import CallEnded
 from modelyard.services.common.interceptors import Undecodable
 from modelyard.services.serving.codec import decode_inputs, encode_outputs
 from modelyard.services.serving.endpoints import EndpointRuntime, ServedModelRuntime
@@ -281,6 +282,8 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
             return oip.ModelStreamInferResponse(infer_response=self._infer(request, deadline))
         except ModelyardError as exc:
             return self._failed(request, exc.message)
+        except CallEnded:  # the stream ended: nobody reads this answer
+            return self._failed(request, "the stream ended before the request's turn")
         except Exception:
             rid = mlog.request_id.get()
             log.error("unhandled error in ModelStreamInfer", exc_info=True)

@@ -28,6 +28,7 @@ from modelyard.models.uri import parse_models_uri
 from modelyard.services.common import identity
 from modelyard.services.common import validation as v
 from modelyard.services.common.auth.grants import GrantStore
+from modelyard.services.common.call_end import CallEnded
 from modelyard.services.common.changes import ChangeCounter
 from modelyard.services.common.pagination import page_size
 from modelyard.services.serving.codec import unknown_outputs
@@ -492,6 +493,9 @@ class ServingService:
             return served, model, outputs
         except ModelyardError as exc:
             code = exc.code.name
+            raise
+        except CallEnded:
+            code = "CANCELLED"
             raise
         except Exception:
             code = "INTERNAL"

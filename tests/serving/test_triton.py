@@ -465,6 +465,41 @@ def test_a_streams_requests_are_answered_together_and_batched(platform) -> None:
         models.GATE.set()  # never leave a server thread waiting
 
 
+def test_a_cancelled_streams_waiting_requests_are_never_computed(platform) -> None:
+    """Requests already read from a stream the client then cancelled were still computed once
+    the model was free: model calls for answers nobody reads. They now leave the queue as the
+    stream ends."""
+    from tests.serving import models
+
+    server, client = platform
+    X = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
+    register(models.Gated(), X, "gated")
+    client.create_endpoint("gated", [ServedModel("models:/gated/1")])
+    wait_ready(client, "gated")
+    models.GATE.clear()
+    models.ENTERED.clear()
+    models.SEEN.clear()
+    try:
+        with triton.InferenceServerClient(server.address) as tc:
+            stream = Stream(tc)
+            firsts = [-1.0, 1.0, 2.0, 3.0]
+            for i, first in enumerate(firsts):
+                stream.send("gated", columns(pd.DataFrame({"a": [first], "b": [0.0]})), f"g{i}")
+            assert models.ENTERED.wait(60)  # the first holds the model
+            wait_pending(client, "gated", 3)  # the others were read, and wait their turn
+            tc.stop_stream(cancel_requests=True)
+            wait_pending(client, "gated", 0)  # they left the queue as the stream ended
+            models.GATE.set()
+            # The model is free again; a new request is answered, and is all it computes.
+            result = tc.infer("gated", columns(pd.DataFrame({"a": [7.0], "b": [0.0]})))
+            assert result.as_numpy("predictions").tolist() == [7.0]
+            assert models.SEEN == [[-1.0], [7.0]]
+            (stats,) = tc.get_inference_statistics("gated").model_stats
+            assert stats.execution_count == 2
+    finally:
+        models.GATE.set()  # never leave a server thread waiting
+
+
 def test_model_config_of_a_model_without_signature_claims_no_batch_dimension(platform) -> None:
     from sklearn.linear_model import LinearRegression
 
