@@ -15,6 +15,7 @@ from rich.text import Text
 from modelyard.cli.output import console, done, ms, print_json, table
 from modelyard.cli.tracking import Json, Token, Uri, client_for
 from modelyard.client import Client
+from modelyard.client.serving import served_models_arg
 from modelyard.entities.serving import (
     BatchingConfig,
     Endpoint,
@@ -53,29 +54,9 @@ MissingFeatures = Annotated[
 
 
 def _served(models: list[str], max_batch: int) -> list[ServedModel]:
-    """Models without =PERCENT share what the others leave; an explicit =0 stays 0 (a model
-    that gets no traffic unless asked for by name)."""
-    given: list[tuple[str, int | None]] = []
-    for item in models:
-        uri, sep, text = item.rpartition("=")
-        if not sep or not text.isdigit():
-            uri, text = item, ""
-        given.append((uri, int(text) if text else None))
-    unset = sum(1 for _uri, percent in given if percent is None)
-    rest = 100 - sum(percent for _uri, percent in given if percent is not None)
-    share, extra = divmod(rest, unset) if unset else (0, 0)
-    served = []
-    for uri, percent in given:
-        if percent is None:
-            percent, extra = share + (1 if extra > 0 else 0), extra - 1
-        served.append(
-            ServedModel(
-                model_uri=uri,
-                traffic_percent=percent,
-                batching=BatchingConfig(max_batch_size=max_batch),
-            )
-        )
-    return served
+    """--model values as the SDK takes them (served_models_arg), each batching `max_batch`."""
+    batching = BatchingConfig(max_batch_size=max_batch)
+    return [replace(s, batching=batching) for s in served_models_arg(models)]
 
 
 def _show(endpoint: Endpoint) -> None:

@@ -28,17 +28,72 @@ from modelyard.entities.serving import (
     ServedModel,
     ServedModelState,
 )
-from modelyard.errors import DeadlineExceeded, FailedPrecondition
+from modelyard.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
+
+ServedModels = ServedModel | str | Sequence[ServedModel | str]
+
+
+def served_models_arg(served_models: ServedModels) -> list[ServedModel]:
+    """What a caller names as an endpoint's models: ServedModels, or model URIs as MLflow and
+    KServe users write them ("models:/fraud/3", optionally "=PERCENT"), one or a list. URIs
+    without a percentage share the traffic the others leave; an explicit =0 stays 0 (a model
+    asked for by name only). Anything else is InvalidArgument naming the argument."""
+    items = [served_models] if isinstance(served_models, ServedModel | str) else served_models
+    if not isinstance(items, Sequence):  # an empty one is the server's to refuse
+        raise InvalidArgument(
+            f'served_models is {served_models!r}; give a model URI ("models:/fraud/3"), a '
+            "ServedModel, or a list of them",
+            field="served_models",
+        )
+    given: list[ServedModel | None] = []
+    for i, item in enumerate(items):
+        if isinstance(item, ServedModel):
+            given.append(item)
+            continue
+        if not isinstance(item, str):
+            raise InvalidArgument(
+                f"served_models[{i}] is {item!r} ({type(item).__name__}); give a model URI "
+                '("models:/fraud/3", or "models:/fraud/3=80" for 80% of the traffic) or a '
+                "ServedModel",
+                field=f"served_models[{i}]",
+            )
+        uri, sep, text = item.rpartition("=")
+        given.append(ServedModel(uri, int(text)) if sep and text.isdigit() else None)
+    unset = [i for i, s in enumerate(given) if s is None]
+    rest = 100 - sum(s.traffic_percent for s in given if s is not None)
+    share, extra = divmod(rest, len(unset)) if unset else (0, 0)
+    for n, i in enumerate(unset):
+        given[i] = ServedModel(str(items[i]), max(0, share + (1 if n < extra else 0)))
+    return [s for s in given if s is not None]
+
+
+def missing_features_arg(policy: MissingFeaturePolicy | str) -> MissingFeaturePolicy:
+    """The policy, also given as its name in any case ("impute")."""
+    try:
+        return MissingFeaturePolicy(str(policy).upper())
+    except ValueError:
+        raise InvalidArgument(
+            f"missing_features is {policy!r}; it must be FAIL or IMPUTE",
+            field="missing_features",
+        ) from None
 
 
 def _endpoint(
     name: str,
-    served_models: Sequence[ServedModel],
+    served_models: ServedModels,
     inference_log: InferenceLogConfig | None,
-    missing_features: MissingFeaturePolicy,
+    missing_features: MissingFeaturePolicy | str,
 ) -> pb.Endpoint:
+    if inference_log is not None and not isinstance(inference_log, InferenceLogConfig):
+        raise InvalidArgument(
+            f"inference_log is {inference_log!r}; give InferenceLogConfig(enabled=True, "
+            "sampling_rate=...) or None",
+            field="inference_log",
+        )
     log = inference_log or InferenceLogConfig()
-    return endpoint_to_proto(Endpoint(name, tuple(served_models), log, missing_features))
+    served = tuple(served_models_arg(served_models))
+    policy = missing_features_arg(missing_features)
+    return endpoint_to_proto(Endpoint(name, served, log, policy))
 
 
 def _output_array(tensor: Any, raw: bytes) -> np.ndarray:
@@ -59,10 +114,11 @@ class ServingClient:
     def create_endpoint(
         self,
         name: str,
-        served_models: Sequence[ServedModel],
+        served_models: ServedModels,
         inference_log: InferenceLogConfig | None = None,
-        missing_features: MissingFeaturePolicy = MissingFeaturePolicy.FAIL,
+        missing_features: MissingFeaturePolicy | str = MissingFeaturePolicy.FAIL,
     ) -> Endpoint:
+        """`served_models`: see served_models_arg (a model URI will do)."""
         endpoint = _endpoint(name, served_models, inference_log, missing_features)
         request = pb.CreateEndpointRequest(endpoint=endpoint)
         return endpoint_to_entity(self._t.call(self._serving.CreateEndpoint, request).endpoint)
@@ -114,10 +170,11 @@ class ServingClient:
     def update_endpoint(
         self,
         name: str,
-        served_models: Sequence[ServedModel],
+        served_models: ServedModels,
         inference_log: InferenceLogConfig | None = None,
-        missing_features: MissingFeaturePolicy = MissingFeaturePolicy.FAIL,
+        missing_features: MissingFeaturePolicy | str = MissingFeaturePolicy.FAIL,
     ) -> Endpoint:
+        """Replace the endpoint's spec; `served_models` as for create_endpoint."""
         endpoint = _endpoint(name, served_models, inference_log, missing_features)
         request = pb.UpdateEndpointRequest(endpoint=endpoint)
         return endpoint_to_entity(self._t.call(self._serving.UpdateEndpoint, request).endpoint)

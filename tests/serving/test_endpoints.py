@@ -7,6 +7,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,6 +47,43 @@ def test_validation(platform, two_versions) -> None:
         assert err.value.field == field, err.value
     with pytest.raises(NotFound):
         client.create_endpoint("e5", [ServedModel("models:/missing/1")])
+
+
+def test_served_models_may_be_model_uris_as_mlflow_users_write_them(platform, two_versions):
+    """create_endpoint("e", "models:/iris/1") raised a bare AttributeError ('str' object has no
+    attribute 'model_uri'); URIs are taken as the CLI's --model takes them, and what is neither
+    a URI nor a ServedModel is refused naming the argument."""
+    _server, client = platform
+    one = client.create_endpoint("one", "models:/iris/1")
+    assert [(s.model_uri, s.traffic_percent) for s in one.served_models] == [
+        ("models:/iris/1", 100)
+    ]
+    split = client.create_endpoint(
+        "split", ["models:/iris/1=90", "models:/iris/2"], missing_features="impute"
+    )
+    assert [(s.model_uri, s.traffic_percent) for s in split.served_models] == [
+        ("models:/iris/1", 90),
+        ("models:/iris/2", 10),
+    ]
+    assert split.missing_features == "IMPUTE"
+    mixed = client.update_endpoint("one", [ServedModel("models:/iris/2", 50), "models:/iris/1"])
+    assert [(s.model_uri, s.traffic_percent) for s in mixed.served_models] == [
+        ("models:/iris/2", 50),
+        ("models:/iris/1", 50),
+    ]
+    wait_ready(client, "one")
+    wait_ready(client, "split")
+    refused: dict[str, dict[str, Any]] = {
+        "served_models": dict(served_models=42),
+        "served_models[1]": dict(served_models=["models:/iris/1", 3]),
+        "missing_features": dict(served_models="models:/iris/1", missing_features="skip"),
+        "inference_log": dict(served_models="models:/iris/1", inference_log=True),
+    }
+    for field, kwargs in refused.items():
+        with pytest.raises(InvalidArgument) as err:
+            client.create_endpoint("bad", **kwargs)
+        assert err.value.field == field, err.value
+        assert field in err.value.message
 
 
 def test_traffic_split_90_10(platform, iris, two_versions) -> None:
