@@ -7,7 +7,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import pandas as pd
 import typer
 from rich.text import Text
@@ -223,14 +222,8 @@ def endpoints_predict(
 ) -> None:
     """Send rows to an endpoint and print the predictions."""
     frame = _rows(data)
-    client = client_for(uri, token)
-    # A model that takes one array (logged with a numpy input example, the usual scikit-learn
-    # case) has a single input that names no column: send the rows as that one tensor.
-    inputs = client.model_inputs(name)
-    if len(inputs) == 1 and next(iter(inputs)) not in frame.columns:
-        outputs = client.predict(name, {next(iter(inputs)): np.asarray(frame)})
-    else:
-        outputs = client.predict(name, frame)
+    # The SDK sends the rows as the model takes them: a column each, or one array.
+    outputs = client_for(uri, token).predict(name, frame)
     if as_json:
         print_json({k: v.tolist() for k, v in outputs.items()})
         return

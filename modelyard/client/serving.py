@@ -256,12 +256,20 @@ class ServingClient:
         request_id: str | None = None,
         served_model: str | None = None,
     ) -> dict[str, np.ndarray]:
-        """Call an endpoint: a DataFrame goes as one tensor per column, an array as one tensor."""
+        """Call an endpoint: a DataFrame goes as one tensor per column (to a model that takes
+        one array, logged from one, as that array: its ModelMetadata says), an array as one
+        tensor, a dict as a tensor per key."""
         request = oip.ModelInferRequest(
             model_name=endpoint, model_version=served_model or "", id=request_id or uuid.uuid4().hex
         )
         if isinstance(data, pd.DataFrame):
-            columns = {str(c): data[c].to_numpy() for c in data.columns}
+            inputs = self.model_inputs(endpoint, served_model)
+            only = next(iter(inputs)) if len(inputs) == 1 else None
+            if only is not None and only not in data.columns:
+                # As MLflow's pyfunc does for a tensor model: the frame's rows are its array.
+                columns = {only: data.to_numpy()}
+            else:
+                columns = {str(c): data[c].to_numpy() for c in data.columns}
         elif isinstance(data, dict):
             columns = {k: np.asarray(v) for k, v in data.items()}
         else:

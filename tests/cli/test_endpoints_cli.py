@@ -12,6 +12,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 import modelyard
+import modelyard.deployments
 import modelyard.sklearn
 from modelyard import Client
 from modelyard.cli import app
@@ -110,6 +111,13 @@ def test_predict_sends_what_the_model_takes(
     expected = LogisticRegression().fit(X, Y).predict(X)
     [values] = predicted.values()
     assert np.asarray(values).reshape(-1).tolist() == expected.tolist()
+    # The SDK given the frame sends it as the CLI does (it sent one tensor a column, which a
+    # model that takes one array refused).
+    with Client(uri) as client:
+        [answer] = client.predict("ep", frame).values()
+    assert answer.reshape(-1).tolist() == expected.tolist()
+    [answer] = modelyard.deployments.predict("ep", frame).values()
+    assert answer.reshape(-1).tolist() == expected.tolist()
 
 
 def test_delete_with_json_prints_what_it_deleted(uri: str) -> None:

@@ -181,8 +181,9 @@ def test_a_signature_with_a_type_that_does_not_exist_is_refused_when_made() -> N
 def test_a_table_sent_to_a_model_logged_from_an_array_says_to_send_one_tensor(
     platform, iris
 ) -> None:
-    """A DataFrame goes as one tensor per column; a model logged from a numpy example takes one
-    tensor. The refusal named the tensors but not what to send instead."""
+    """A table sent as one tensor per column (the SDK sends a DataFrame as the model takes
+    it); a model logged from a numpy example takes one tensor. The refusal named the tensors
+    but not what to send instead."""
     _server, client = platform
     X, y = iris
     array = X.to_numpy()
@@ -196,10 +197,10 @@ def test_a_table_sent_to_a_model_logged_from_an_array_says_to_send_one_tensor(
     client.create_endpoint("from-array", [ServedModel(model_uri="models:/from-array/1")])
     wait_ready(client, "from-array")
     with pytest.raises(InvalidArgument) as err:
-        client.predict("from-array", X.head(2))
+        client.predict("from-array", {c: X.head(2)[c].to_numpy() for c in X.columns})
     assert "takes one input tensor" in str(err.value) and "send the rows as one tensor" in str(
         err.value
     )
-    assert list(client.predict("from-array", X.head(2).to_numpy())["predictions"]) == list(
-        LogisticRegression(max_iter=500).fit(array, y).predict(array[:2])
-    )
+    expected = list(LogisticRegression(max_iter=500).fit(array, y).predict(array[:2]))
+    assert list(client.predict("from-array", X.head(2).to_numpy())["predictions"]) == expected
+    assert list(client.predict("from-array", X.head(2))["predictions"]) == expected
