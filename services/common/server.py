@@ -84,7 +84,7 @@ class ModelyardServer:
     ) -> None:
         self.settings = settings
         self._registrations = list(registrations)
-        max_bytes = settings.max_message_mb * 1024 * 1024
+        max_bytes = settings.max_message_bytes
         self._pool = ElasticThreadPool(
             min(settings.core_workers, settings.max_workers),
             settings.max_workers,

@@ -266,6 +266,11 @@ class Settings(BaseSettings):
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    @property
+    def max_message_bytes(self) -> int:
+        """The largest message the server receives or sends (max_message_mb)."""
+        return self.max_message_mb * 1024 * 1024
+
     @field_validator("backend_store_uri")
     @classmethod
     def _usable_database_url(cls, value: str | None) -> str | None:

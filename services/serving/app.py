@@ -132,6 +132,7 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
         lambda request: check(infer_rule, identity.current(), request, authorizer),
         stream_window=settings.serving.stream_window,
         stream_workers=settings.serving.stream_workers,
+        max_message_bytes=settings.max_message_bytes,
     )
 
     def register(server) -> None:

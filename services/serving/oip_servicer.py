@@ -14,13 +14,19 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from importlib.metadata import version as package_version
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
 from modelyard._gen.inference import grpc_predict_v2_pb2 as oip
 from modelyard._gen.inference import grpc_predict_v2_pb2_grpc
-from modelyard.errors import FailedPrecondition, ModelyardError, NotFound, Unimplemented
+from modelyard.errors import (
+    FailedPrecondition,
+    ModelyardError,
+    NotFound,
+    ResourceExhausted,
+    Unimplemented,
+)
 from modelyard.services.common import logging as mlog
 from modelyard.services.common import validation as v
 from modelyard.services.common.call_end import CallEnded
@@ -32,6 +38,7 @@ from modelyard.services.serving.service import ServingService
 from modelyard.services.serving.statistics import Duration, StatsSnapshot
 
 Metadata = oip.ModelMetadataResponse.TensorMetadata
+Answer = TypeVar("Answer", oip.ModelInferResponse, oip.ModelStreamInferResponse)
 # How often a stream's reader and writer look whether the call has ended.
 STREAM_POLL = 1.0
 log = mlog.get_logger(__name__)
@@ -160,8 +167,11 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
         *,
         stream_window: int,
         stream_workers: int,
+        max_message_bytes: int,
     ) -> None:
-        """`stream_window`, `stream_workers`: settings.serving's (see there)."""
+        """`stream_window`, `stream_workers`: settings.serving's (see there);
+        `max_message_bytes`: the largest answer grpc sends (settings.max_message_mb)."""
+        self._max_message_bytes = max_message_bytes
         self.service = service
         # Raises PermissionDenied unless the caller may make this ModelInfer request: the
         # stream's requests each name their endpoint, so each is checked as ModelInfer is.
@@ -224,7 +234,21 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
         return oip.ModelConfigResponse(config=_config(runtime, served))
 
     def ModelInfer(self, request, context):
-        return self._infer(request, deadline_of(context))
+        return self._fitting(self._infer(request, deadline_of(context)))
+
+    def _fitting(self, answer: Answer) -> Answer:
+        """`answer`, or ResourceExhausted if grpc would refuse to send it: a stream it did not
+        fit was ended with every answer after it, and a unary caller got grpc's "Sent message
+        larger than max", which says neither why nor what to do."""
+        size = answer.ByteSize()
+        if size > self._max_message_bytes:
+            raise ResourceExhausted(
+                f"the answer is {size / 2**20:.1f} MiB, over this server's message limit of "
+                f"{self._max_message_bytes / 2**20:g} MiB; send fewer rows per request, or ask "
+                "for fewer outputs (the request's outputs), or raise the server's "
+                "max_message_mb (MODELYARD_MAX_MESSAGE_MB)"
+            )
+        return answer
 
     def ModelStreamInfer(self, request_iterator, context):
         """Requests are read ahead and answered at once, up to the stream window of them (so
@@ -279,7 +303,8 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
             return self._failed(oip.ModelInferRequest(), request.error().message)
         try:
             self._may_infer(request)
-            return oip.ModelStreamInferResponse(infer_response=self._infer(request, deadline))
+            answer = oip.ModelStreamInferResponse(infer_response=self._infer(request, deadline))
+            return self._fitting(answer)
         except ModelyardError as exc:
             return self._failed(request, exc.message)
         except CallEnded:  # the stream ended: nobody reads this answer

@@ -101,3 +101,16 @@ class SlowToLoad(RegressorMixin, BaseEstimator):
         LOADING.set()
         LOAD_GATE.wait(120)
         super().__setstate__(state)
+
+
+class Wide(RegressorMixin, BaseEstimator):
+    """Answers column 0 repeated `columns` times per row: an answer far larger than its request."""
+
+    def __init__(self, columns: int = 1000) -> None:
+        self.columns = columns
+
+    def fit(self, X, y=None) -> Wide:
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        return np.repeat(np.asarray(X, dtype=float)[:, :1], self.columns, axis=1)

@@ -500,6 +500,53 @@ def test_a_cancelled_streams_waiting_requests_are_never_computed(platform) -> No
         models.GATE.set()  # never leave a server thread waiting
 
 
+def test_an_answer_over_the_message_limit_fails_alone_and_says_what_to_do(tmp_path) -> None:
+    """An answer larger than the server's max_message_mb ended the whole stream (the requests
+    after it were never answered), and a unary call got grpc's bare "Sent message larger than
+    max". Now that request alone fails, naming the limit and what to change."""
+    from modelyard import Client
+    from modelyard.services.common.settings import Settings
+    from tests.conftest import running_server
+    from tests.serving import models
+
+    settings = Settings(home=tmp_path, port=0, grace_period=0, max_message_mb=4)
+    with running_server(settings) as server, Client(server.address) as client:
+        modelyard.set_tracking_uri(server.address)
+        try:
+            X = np.ones((4, 3))
+            with modelyard.start_run():
+                modelyard.sklearn.log_model(
+                    models.Wide(), "model", input_example=X, registered_model_name="wide"
+                )
+            client.create_endpoint("wide", "models:/wide/1")
+            wait_ready(client, "wide")
+
+            def rows(n: int) -> list[triton.InferInput]:
+                tensor = triton.InferInput("input", [n, 3], "FP64")
+                tensor.set_data_from_numpy(np.ones((n, 3)))
+                return [tensor]
+
+            with triton.InferenceServerClient(server.address) as tc:
+                stream = Stream(tc)
+                for i, n in enumerate((10, 1000, 10)):  # 1000 rows answer 8 MB
+                    stream.send("wide", rows(n), f"w{i}")
+                answers = [stream.next() for _ in range(3)]
+                tc.stop_stream()
+                assert [e is None for _r, e in answers] == [True, False, True]
+                assert answers[2][0].as_numpy("predictions").shape == (10, 1000)
+                too_big = answers[1][1]
+                assert too_big is not None
+                assert "over this server's message limit of 4 MiB" in too_big.message()
+                assert "send fewer rows per request" in too_big.message()
+
+                refused = refusal(lambda: tc.infer("wide", rows(1000)))
+                assert refused.status() == "StatusCode.RESOURCE_EXHAUSTED"
+                assert "max_message_mb" in refused.message()
+                assert tc.infer("wide", rows(10)).as_numpy("predictions").shape == (10, 1000)
+        finally:
+            modelyard.set_tracking_uri("127.0.0.1:1")
+
+
 def test_model_config_of_a_model_without_signature_claims_no_batch_dimension(platform) -> None:
     from sklearn.linear_model import LinearRegression
 
