@@ -71,13 +71,22 @@ class ServedModelRuntime:
     def current(self) -> tuple[LoadedModel, DynamicBatcher]:
         current = self._current
         if current is None:
-            why = f": {self.reason}" if self.reason else "; retry shortly"
             raise Unavailable(
-                f"served model {self.name!r} of endpoint {self.endpoint!r} is not loaded{why}",
+                f"served model {self.name!r} of endpoint {self.endpoint!r} is not loaded: "
+                f"{self.why_not_loaded()}",
                 resource_type="served_model",
                 resource_name=f"{self.endpoint}/{self.name}",
             )
         return current
+
+    def why_not_loaded(self) -> str:
+        """Why nothing is loaded, and what to do: only a load under way is worth a retry (an
+        unloaded model was once told "retry shortly", which never helped)."""
+        if self._unloaded:
+            return f"{self.reason}; load it again (RepositoryModelLoad, tritonclient's load_model)"
+        if self.state == ServedModelState.FAILED:
+            return f"{self.reason}; fix the model version, then update the endpoint"
+        return "loading; retry shortly"
 
     def load(self, requested: bool = True) -> bool:
         """Resolve the URI now and load that version if it is not the one serving; True if the
@@ -246,9 +255,9 @@ class EndpointRuntime:
         if not ready and (previous := self.stand_in()) is not None:
             return previous.route(request_id)
         if not ready:
-            reasons = "; ".join(f"{s.name}: {s.reason or s.state}" for s in self.served)
+            reasons = "; ".join(f"{s.name}: {s.why_not_loaded()}" for s in self.served)
             raise Unavailable(
-                f"endpoint {self.name!r} has no model loaded yet ({reasons}); retry shortly",
+                f"endpoint {self.name!r} has no model loaded ({reasons})",
                 resource_type="endpoint",
                 resource_name=self.name,
             )

@@ -56,7 +56,7 @@ def test_an_endpoint_pod_is_ready_once_its_model_is_loaded(platform, iris, tmp_p
 
             assert status(INFERENCE_SERVICE) == NOT_SERVING  # the readiness probe's question
             assert status("") == SERVING  # the liveness probe's: loading is no reason to restart
-            with pytest.raises(Unavailable, match="no model loaded yet"):
+            with pytest.raises(Unavailable, match=r"no model loaded .*loading; retry shortly"):
                 caller.predict("ep", X[:2])
             watch = health.Watch(
                 health_pb2.HealthCheckRequest(service=INFERENCE_SERVICE), timeout=60

@@ -187,6 +187,18 @@ def test_repository_unload_and_load(served) -> None:
     tensor.set_data_from_numpy(np.ones((1, 4)))
     with pytest.raises(InferenceServerException, match=r"UNAVAILABLE.*unloaded on request"):
         tc.infer("iris", [tensor])
+    # It was told to "retry shortly", which never helps an unloaded model: say to load it.
+    for call in (
+        lambda: tc.infer("iris", [tensor]),
+        lambda: tc.get_model_metadata("iris"),
+        lambda: tc.get_model_metadata("iris", "iris-1"),
+    ):
+        with pytest.raises(InferenceServerException) as unloaded:
+            call()
+        assert "retry" not in unloaded.value.message()
+        assert "load it again (RepositoryModelLoad, tritonclient's load_model)" in str(
+            unloaded.value.message()
+        )
     tc.load_model("iris")
     assert tc.is_model_ready("iris")
     assert tc.infer("iris", [tensor]).as_numpy("predictions").shape == (1,)
