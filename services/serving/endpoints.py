@@ -269,6 +269,15 @@ class EndpointRuntime:
                 return s
         return ready[-1]
 
+    def primary(self) -> ServedModelRuntime:
+        """What ModelMetadata and ModelConfig describe when no version is named: the ready
+        served model taking the most traffic (the first of equals). They once described one
+        picked by traffic share at random, so two calls could describe two models."""
+        ready = [s for s in self.served if s.ready]
+        if not ready:
+            return self.route()  # the endpoint before an update, or why nothing answers
+        return max(ready, key=lambda s: s.spec.traffic_percent)
+
     def select(self, version: str) -> ServedModelRuntime:
         """A served model by its name, or by the registry version it serves."""
         for s in self.served:

@@ -196,8 +196,9 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
             extensions=["model_repository", "model_configuration", "statistics"],
         )
 
-    def _served(self, runtime: EndpointRuntime, version: str) -> ServedModelRuntime:
-        return runtime.select(version) if version else runtime.route()
+    def _described(self, runtime: EndpointRuntime, version: str) -> ServedModelRuntime:
+        """The served model metadata and config describe: the one named, or the primary."""
+        return runtime.select(version) if version else runtime.primary()
 
     def ModelReady(self, request, context):
         """As Triton's: an endpoint or version that does not exist is not ready (False, not an
@@ -212,7 +213,7 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
 
     def ModelMetadata(self, request, context):
         runtime = self.service.runtime(request.name)
-        model, _batcher = self._served(runtime, request.version).current
+        model, _batcher = self._described(runtime, request.version).current
         return oip.ModelMetadataResponse(
             name=runtime.name,
             versions=[str(s.to_entity().version) for s in runtime.served if s.ready],
@@ -230,7 +231,7 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
     def ModelConfig(self, request, context):
         v.require("name", request.name)
         runtime = self.service.runtime(request.name)
-        served = self._served(runtime, request.version)
+        served = self._described(runtime, request.version)
         return oip.ModelConfigResponse(config=_config(runtime, served))
 
     def ModelInfer(self, request, context):

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import tritonclient.grpc as triton
 from pydantic import ValidationError
+from sklearn.linear_model import LogisticRegression
 from tritonclient.utils import InferenceServerException
 
 import modelyard
@@ -223,6 +224,28 @@ def test_model_config_describes_the_served_model(served) -> None:
     assert tc.get_model_config("iris", "iris-1").config == config
     as_json = tc.get_model_config("iris", as_json=True)["config"]
     assert as_json["input"][0]["data_type"] == "TYPE_FP64"
+
+
+def test_metadata_and_config_describe_the_main_served_model_every_time(platform, iris) -> None:
+    """With two served models, ModelMetadata and ModelConfig without a version described one
+    chosen at random by traffic share: calls alternated between two signatures. They describe
+    the one taking the most traffic (the first of equals); a version names another."""
+    server, client = platform
+    X, y = iris
+    narrow = X[["sepal_length", "sepal_width"]]
+    register(LogisticRegression(max_iter=500).fit(X, y), X, "wide")
+    register(LogisticRegression(max_iter=500).fit(narrow, y), narrow, "narrow")
+    # narrow (two columns) is the first of equals, then the one taking the most traffic.
+    splits = [["models:/narrow/1=50", "models:/wide/1"], ["models:/wide/1=10", "models:/narrow/1"]]
+    with triton.InferenceServerClient(server.address) as tc:
+        for split in splits:
+            client.create_endpoint("two", split)
+            wait_ready(client, "two")
+            described = {len(tc.get_model_metadata("two").inputs) for _ in range(30)}
+            configured = {len(tc.get_model_config("two").config.input) for _ in range(30)}
+            assert described == configured == {2}
+            assert len(tc.get_model_metadata("two", "wide-1").inputs) == 4
+            client.delete_endpoint("two")
 
 
 def test_model_config_of_tensor_models_and_batching(platform) -> None:
