@@ -376,6 +376,15 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
         return response
 
     def RepositoryModelLoad(self, request, context):
+        if request.parameters:
+            # Triton's overrides ("config" JSON, "file:<path>" contents) were once ignored, and
+            # the load reported success as if they had been applied.
+            raise Unimplemented(
+                f"load parameters {sorted(request.parameters)} are not supported: an endpoint's "
+                "configuration is its spec, not a load's override. Change its batching with "
+                "UpdateEndpoint (modelyard endpoints update NAME --model URI --max-batch N), "
+                "register a new model version for other files, and load without parameters"
+            )
         runtime = self.service.load_now(request.model_name)
         # As Triton's: the load asked for failed, though an older version may go on serving.
         failed = [s for s in runtime.served if not s.ready or s.reason]

@@ -199,6 +199,17 @@ def test_repository_unload_and_load(served) -> None:
         assert "load it again (RepositoryModelLoad, tritonclient's load_model)" in str(
             unloaded.value.message()
         )
+    # Triton's load overrides were ignored while the load said it succeeded: refused, and
+    # the model stays unloaded.
+    for override in (
+        {"config": '{"max_batch_size": 8}'},
+        {"files": {"file:1/model.onnx": b"\x00"}, "config": "{}"},
+    ):
+        with pytest.raises(InferenceServerException) as refused:
+            tc.load_model("iris", **override)
+        assert refused.value.status() == "StatusCode.UNIMPLEMENTED"
+        assert "UpdateEndpoint" in refused.value.message()
+        assert not tc.is_model_ready("iris")
     tc.load_model("iris")
     assert tc.is_model_ready("iris")
     assert tc.infer("iris", [tensor]).as_numpy("predictions").shape == (1,)
