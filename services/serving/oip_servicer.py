@@ -39,6 +39,10 @@ from modelyard.services.serving.statistics import Duration, StatsSnapshot
 
 Metadata = oip.ModelMetadataResponse.TensorMetadata
 Answer = TypeVar("Answer", oip.ModelInferResponse, oip.ModelStreamInferResponse)
+# Set on every stream answer, as Triton sets it: whether it is its request's last. Each request
+# gets one answer, so always; clients that read a request's answers until it (PyTriton's,
+# decoupled-model clients) otherwise waited on for an answer that never came.
+FINAL = "triton_final_response"
 # How often a stream's reader and writer look whether the call has ended.
 STREAM_POLL = 1.0
 log = mlog.get_logger(__name__)
@@ -305,6 +309,7 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
         try:
             self._may_infer(request)
             answer = oip.ModelStreamInferResponse(infer_response=self._infer(request, deadline))
+            answer.infer_response.parameters.get_or_create(FINAL).bool_param = True
             return self._fitting(answer)
         except ModelyardError as exc:
             return self._failed(request, exc.message)
@@ -324,10 +329,9 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
 
     @staticmethod
     def _failed(request: oip.ModelInferRequest, message: str) -> oip.ModelStreamInferResponse:
-        return oip.ModelStreamInferResponse(
-            error_message=message,
-            infer_response=oip.ModelInferResponse(model_name=request.model_name, id=request.id),
-        )
+        response = oip.ModelInferResponse(model_name=request.model_name, id=request.id)
+        response.parameters.get_or_create(FINAL).bool_param = True
+        return oip.ModelStreamInferResponse(error_message=message, infer_response=response)
 
     def _infer(
         self, request: oip.ModelInferRequest, deadline: float | None

@@ -367,6 +367,24 @@ def test_stream_answers_each_request_in_order_and_survives_errors(served, iris, 
     assert stats.inference_stats.fail.count == 4
 
 
+def test_every_stream_answer_is_marked_final_as_tritons_are(served, iris) -> None:
+    """Triton marks each stream answer with triton_final_response (true on a request's last);
+    clients that read a request's answers until it saw none and waited for ever."""
+    tc = served
+    X, _y = iris
+    stream = Stream(tc)
+    stream.send("iris", columns(X[:2]), "ok", enable_empty_final_response=True)
+    stream.send("nope", columns(X[:2]), "bad", enable_empty_final_response=True)
+    stream.send("iris", columns(X[:1]), "plain")
+    answers = [stream.next() for _ in range(3)]
+    tc.stop_stream()
+    assert [e is None for _r, e in answers] == [True, False, True]
+    # One answer a request, in order: no empty final one follows.
+    assert [answers[0][0].get_response().id, answers[2][0].get_response().id] == ["ok", "plain"]
+    for result, _error in (answers[0], answers[2]):
+        assert result.get_response().parameters["triton_final_response"].bool_param
+
+
 def test_a_streams_undecodable_request_costs_only_itself(served, platform, iris) -> None:
     server, _client = platform
     X, _y = iris
