@@ -105,6 +105,28 @@ def _output_array(tensor: Any, raw: bytes) -> np.ndarray:
     return np.array(text, dtype=object).reshape(array.shape)
 
 
+def _sendable_input(name: str, array: np.ndarray) -> np.ndarray:
+    """An input as the protocol can carry it. Times go as ISO 8601 text, which the server reads
+    for a datetime column and answers times in (datetime64 was refused here, naming no input).
+    A missing value (None, NaN, NaT, pd.NA) among texts or times is refused naming the input:
+    BYTES have no missing value, and it went as the text 'None' or 'nan', a category the model
+    never saw, with an answer as if all were well."""
+    kind = array.dtype.kind
+    if kind not in "OM":
+        return array
+    missing = np.flatnonzero(pd.isna(array))
+    if missing.size:
+        raise InvalidArgument(
+            f"input {name!r} has a missing value (None, NaN or NaT) at position {missing[0]}: "
+            "the protocol's texts and times have no missing value; fill them first (for a "
+            f"DataFrame: frame[{name!r}].fillna(...)), or leave out an optional column",
+            field=name,
+        )
+    if kind == "M":
+        return np.datetime_as_string(array).astype(object)
+    return array
+
+
 class ServingClient:
     def __init__(self, transport: Transport) -> None:
         self._t = transport
@@ -274,7 +296,8 @@ class ServingClient:
             columns = {k: np.asarray(v) for k, v in data.items()}
         else:
             columns = {"input": np.asarray(data)}
-        for name, column in columns.items():
+        for name, values in columns.items():
+            column = _sendable_input(name, values)
             datatype = datatype_of(column)
             request.inputs.add(name=name, datatype=datatype, shape=list(column.shape))
             request.raw_input_contents.append(to_raw(column, datatype))

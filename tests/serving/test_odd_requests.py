@@ -85,6 +85,20 @@ def test_text_in_one_2d_tensor_answers_as_in_columns(infer, colors) -> None:
     assert list(infer(by_column, timeout=30).outputs[0].contents.int64_contents) == expected
 
 
+def test_the_sdk_refuses_missing_texts_instead_of_sending_none(platform, colors) -> None:
+    """A text column with a missing value (None, or NaN as read_csv makes it) went as the text
+    'None' or 'nan': a category the encoder ignored, and an answer with status OK."""
+    _server, client = platform
+    for missing in (None, np.nan, pd.NA):
+        frame = COLORS.astype(object).copy()
+        frame.loc[2, "color"] = missing
+        with pytest.raises(InvalidArgument) as err:
+            client.predict("colors", frame)
+        assert err.value.field == "color" and "position 2" in err.value.message
+    answers = client.predict("colors", COLORS.fillna("red"))["predictions"]
+    assert answers.tolist() == colors.predict(COLORS).tolist()
+
+
 def test_text_that_is_no_utf8_names_the_input(infer, colors) -> None:
     for request in (
         _request(
@@ -136,6 +150,17 @@ def test_binary_columns_stay_bytes_and_times_are_read_from_iso_text(infer, platf
         when=("BYTES", [1], "bytes_contents", [b"yesterday"]),
     )
     assert "'when'" in _refused(infer, bad_time)
+    # The SDK sends a DataFrame's times as that text (it refused datetime64, naming no input).
+    frame = pd.DataFrame(
+        {
+            "blob": [b"\x01", b"ok"],
+            "when": pd.to_datetime(["2025-03-04T05:06:07", "2027-01-01T00:00:00"]),
+        }
+    )
+    assert client.predict("kinds", frame)["predictions"].tolist() == ["bytes/2025", "bytes/2027"]
+    frame.loc[1, "when"] = pd.NaT
+    with pytest.raises(InvalidArgument, match="'when' has a missing value"):
+        client.predict("kinds", frame)
 
 
 def test_an_optional_column_may_be_left_out(infer, platform) -> None:
