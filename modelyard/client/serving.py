@@ -57,8 +57,15 @@ def served_models_arg(served_models: ServedModels) -> list[ServedModel]:
                 "ServedModel",
                 field=f"served_models[{i}]",
             )
+        # Model names and aliases hold no '=': what follows one is the traffic share.
         uri, sep, text = item.rpartition("=")
-        given.append(ServedModel(uri, int(text)) if sep and text.isdigit() else None)
+        if sep and not text.isdigit():
+            raise InvalidArgument(
+                f"served_models[{i}] {item!r}: the traffic share after '=' must be a whole "
+                f"percentage (0-100), e.g. {uri}=80",
+                field=f"served_models[{i}]",
+            )
+        given.append(ServedModel(uri, int(text)) if sep else None)
     unset = [i for i, s in enumerate(given) if s is None]
     rest = 100 - sum(s.traffic_percent for s in given if s is not None)
     share, extra = divmod(rest, len(unset)) if unset else (0, 0)

@@ -76,6 +76,8 @@ def test_served_models_may_be_model_uris_as_mlflow_users_write_them(platform, tw
     refused: dict[str, dict[str, Any]] = {
         "served_models": dict(served_models=42),
         "served_models[1]": dict(served_models=["models:/iris/1", 3]),
+        # It was taken for a URI "models:/iris/1=half", refused as an invalid served model name.
+        "served_models[0]": dict(served_models=["models:/iris/1=half", "models:/iris/2"]),
         "missing_features": dict(served_models="models:/iris/1", missing_features="skip"),
         "inference_log": dict(served_models="models:/iris/1", inference_log=True),
     }
