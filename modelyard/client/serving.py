@@ -28,7 +28,7 @@ from modelyard.entities.serving import (
     ServedModel,
     ServedModelState,
 )
-from modelyard.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
+from modelyard.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
 
 ServedModels = ServedModel | str | Sequence[ServedModel | str]
 
@@ -184,10 +184,16 @@ class ServingClient:
                 ):
                     return endpoint
         except DeadlineExceeded:
-            pass
-        raise DeadlineExceeded(
-            f"endpoint {name!r} was not ready within {timeout:g}s; see `modelyard endpoints get "
-            f"{name}` for each served model's state",
+            raise DeadlineExceeded(
+                f"endpoint {name!r} was not ready within {timeout:g}s; see `modelyard endpoints "
+                f"get {name}` for each served model's state",
+                resource_type="endpoint",
+                resource_name=name,
+            ) from None
+        # The watch ends only when the endpoint is deleted: this was once reported as the
+        # timeout passing, at once.
+        raise NotFound(
+            f"endpoint {name!r} was deleted while waiting for it to be ready",
             resource_type="endpoint",
             resource_name=name,
         )

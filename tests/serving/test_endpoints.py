@@ -20,6 +20,7 @@ import modelyard.deployments
 from modelyard._gen.serving.v1 import serving_pb2
 from modelyard.entities.serving import (
     BatchingConfig,
+    Endpoint,
     InferenceLogConfig,
     ServedModel,
     ServedModelState,
@@ -86,6 +87,38 @@ def test_served_models_may_be_model_uris_as_mlflow_users_write_them(platform, tw
             client.create_endpoint("bad", **kwargs)
         assert err.value.field == field, err.value
         assert field in err.value.message
+
+
+def test_waiting_for_an_endpoint_that_is_deleted_says_so(platform, two_versions, monkeypatch):
+    """wait_endpoint_ready on an endpoint deleted meanwhile raised at once that it "was not
+    ready within 60s"."""
+    _server, client = platform
+    client.create_endpoint("gone", "models:/iris/1")
+    watching = threading.Event()
+    watch = client.watch_endpoint
+
+    def watched(name: str, timeout: float | None = None) -> Iterator[Endpoint]:
+        for endpoint in watch(name, timeout):
+            watching.set()
+            yield endpoint
+
+    monkeypatch.setattr(client, "watch_endpoint", watched)
+    outcome: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            client.wait_endpoint_ready("gone", version=99, timeout=60)  # never at version 99
+        except BaseException as exc:
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    assert watching.wait(60)
+    client.delete_endpoint("gone")
+    waiter.join(60)
+    (error,) = outcome
+    assert isinstance(error, NotFound), error
+    assert "deleted while waiting" in error.message
 
 
 def test_traffic_split_90_10(platform, iris, two_versions) -> None:
