@@ -127,7 +127,7 @@ class ServedModelRuntime:
         batching = self.spec.batching
         return DynamicBatcher(
             model.predict,
-            batching.max_batch_size,
+            batching.max_batch_size if model.merges_requests else 1,  # one request a call
             batching.max_queue_delay_micros,
             labels=(self.endpoint, self.name),
         )

@@ -278,6 +278,15 @@ class LoadedModel:
         inputs = self.inputs_metadata()
         return bool(inputs) and all(t.shape[:1] == (-1,) for t in inputs + self.outputs_metadata())
 
+    @property
+    def merges_requests(self) -> bool:
+        """Whether concurrent requests may run as one model call. Not when the signature gives
+        a tensor a fixed first dimension (a sequence of steps, an image): two requests merged
+        would be one input of another meaning, whose answer can even have the right number of
+        rows. A model without a signature is merged (the batcher stops once its answers' rows
+        do not match)."""
+        return self.signature is None or self.batchable
+
     def optional_inputs(self) -> set[str]:
         """Columns a request may leave out."""
         return {c.name for c in self.columns if not c.required}

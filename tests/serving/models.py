@@ -114,3 +114,19 @@ class Wide(RegressorMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         return np.repeat(np.asarray(X, dtype=float)[:, :1], self.columns, axis=1)
+
+
+class Running(RegressorMixin, BaseEstimator):
+    """A running total of column 0 down the rows: each row's answer depends on the rows above
+    it, as a sequence model's does. Given a negative value there, answers only once GATE
+    opens."""
+
+    def fit(self, X, y=None) -> Running:
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        X = np.asarray(X, dtype=float)
+        if (X[:, 0] < 0).any():
+            ENTERED.set()
+            GATE.wait(120)
+        return np.cumsum(X[:, 0])

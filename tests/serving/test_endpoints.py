@@ -255,6 +255,50 @@ def test_broken_version_leaves_the_old_one_serving(
     assert err.value.status() == "StatusCode.FAILED_PRECONDITION"
 
 
+def test_a_model_whose_signature_has_no_batch_dimension_is_never_batched(platform) -> None:
+    """A model whose signature fixes its first dimension (a sequence of 2 steps, not rows) was
+    batched anyway, though its ModelConfig said max_batch_size 0: two queued requests ran as one
+    sequence of 4, and the second got running totals that included the first's steps."""
+    import modelyard
+    import modelyard.sklearn
+    from modelyard.models.signature import Signature, TensorSpec
+    from tests.serving.conftest import wait_pending
+
+    _server, client = platform
+    steps = TensorSpec("float64", (2, 2))
+    with modelyard.start_run():
+        modelyard.sklearn.log_model(
+            models.Running(),
+            "model",
+            input_example=np.ones((2, 2)),
+            signature=Signature(inputs=(steps,), outputs=(TensorSpec("float64", (2,)),)),
+            registered_model_name="running",
+        )
+    client.create_endpoint("running", "models:/running/1")
+    wait_ready(client, "running")
+    models.GATE.clear()
+    models.ENTERED.clear()
+    answers: dict[str, list[float]] = {}
+
+    def call(key: str, first: float, second: float) -> None:
+        sequence = np.array([[first, 0.0], [second, 0.0]])
+        answers[key] = client.predict("running", sequence)["predictions"].tolist()
+
+    threads = [threading.Thread(target=call, args=("held", -1.0, 1.0))]
+    try:
+        threads[0].start()
+        assert models.ENTERED.wait(60)  # holds the model
+        for key, first, second in (("a", 1.0, 2.0), ("b", 10.0, 20.0)):
+            threads.append(threading.Thread(target=call, args=(key, first, second)))
+            threads[-1].start()
+        wait_pending(client, "running", 2)  # both wait: they would run as one batch
+    finally:
+        models.GATE.set()
+        for thread in threads:
+            thread.join(60)
+    assert answers == {"held": [-1.0, 0.0], "a": [1.0, 3.0], "b": [10.0, 30.0]}
+
+
 def test_batching_merges_concurrent_requests(platform, iris, two_versions) -> None:
     _server, client = platform
     X, _y = iris
