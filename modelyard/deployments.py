@@ -15,9 +15,10 @@ from modelyard.fluent import client
 
 def predict(
     endpoint: str,
-    data: pd.DataFrame | np.ndarray | dict[str, Any],
+    data: pd.DataFrame | np.ndarray | dict[str, Any] | list[Any],
     request_id: str | None = None,
     served_model: str | None = None,
 ) -> dict[str, np.ndarray]:
-    """Predict with an endpoint through the Open Inference Protocol."""
+    """Predict with an endpoint through the Open Inference Protocol (Client.predict says what
+    `data` may be)."""
     return client().predict(endpoint, data, request_id=request_id, served_model=served_model)

@@ -112,6 +112,25 @@ def _output_array(tensor: Any, raw: bytes) -> np.ndarray:
     return np.array(text, dtype=object).reshape(array.shape)
 
 
+def _mlflow_input(data: Any) -> Any:
+    """Records (a list of dicts), or MLflow's scoring payloads of a table ({"dataframe_split":
+    {"columns": ..., "data": ...}}, {"dataframe_records": [...]}), as the DataFrame they stand
+    for. Records went as one tensor of their dicts' text, refused as a wrong shape."""
+    if isinstance(data, dict) and len(data) == 1:
+        ((key, value),) = data.items()
+        split = key == "dataframe_split" and isinstance(value, dict)
+        if split or (key == "dataframe_records" and isinstance(value, list)):
+            try:
+                return pd.DataFrame(**value) if split else pd.DataFrame(value)
+            except (TypeError, ValueError) as exc:
+                raise InvalidArgument(
+                    f"data[{key!r}] is not an MLflow {key} payload: {exc}", field=key
+                ) from None
+    if isinstance(data, list | tuple) and data and all(isinstance(r, dict) for r in data):
+        return pd.DataFrame(list(data))
+    return data
+
+
 def _sendable_input(name: str, array: np.ndarray) -> np.ndarray:
     """An input as the protocol can carry it. Times go as ISO 8601 text, which the server reads
     for a datetime column and answers times in (datetime64 was refused here, naming no input).
@@ -121,6 +140,13 @@ def _sendable_input(name: str, array: np.ndarray) -> np.ndarray:
     kind = array.dtype.kind
     if kind not in "OM":
         return array
+    odd = next((v for v in array.flat if isinstance(v, dict | list | tuple | set)), None)
+    if odd is not None:  # it went as its Python text
+        raise InvalidArgument(
+            f"input {name!r} holds a {type(odd).__name__} ({odd!r:.60}); send numbers, text or "
+            "bytes: a table as a DataFrame or a list of records, an array as a numpy array",
+            field=name,
+        )
     missing = np.flatnonzero(pd.isna(array))
     if missing.size:
         raise InvalidArgument(
@@ -287,16 +313,19 @@ class ServingClient:
     def predict(
         self,
         endpoint: str,
-        data: pd.DataFrame | np.ndarray | dict[str, Any],
+        data: pd.DataFrame | np.ndarray | dict[str, Any] | list[Any],
         request_id: str | None = None,
         served_model: str | None = None,
     ) -> dict[str, np.ndarray]:
         """Call an endpoint: a DataFrame goes as one tensor per column (to a model that takes
         one array, logged from one, as that array: its ModelMetadata says), an array as one
-        tensor, a dict as a tensor per key."""
+        tensor, a dict as a tensor per key. Records (a list of dicts) and MLflow's scoring
+        payloads ({"dataframe_split": ...}, {"dataframe_records": ...}, {"inputs": ...},
+        {"instances": ...}) are read as MLflow reads them."""
         request = oip.ModelInferRequest(
             model_name=endpoint, model_version=served_model or "", id=request_id or uuid.uuid4().hex
         )
+        data = _mlflow_input(data)
         if isinstance(data, pd.DataFrame):
             inputs = self.model_inputs(endpoint, served_model)
             only = next(iter(inputs)) if len(inputs) == 1 else None

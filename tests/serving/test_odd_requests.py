@@ -99,6 +99,25 @@ def test_the_sdk_refuses_missing_texts_instead_of_sending_none(platform, colors)
     assert answers.tolist() == colors.predict(COLORS).tolist()
 
 
+def test_the_sdk_takes_records_and_mlflow_payloads_as_tables(platform, colors) -> None:
+    """Records (a list of dicts, MLflow's usual input) went as one tensor of the dicts' text,
+    refused as "input 'input' has shape [4]"; a dict inside a column went as its text."""
+    _server, client = platform
+    expected = colors.predict(COLORS).tolist()
+    records = COLORS.to_dict(orient="records")
+    for data in (
+        records,
+        {"dataframe_records": records},
+        {"dataframe_split": COLORS.to_dict(orient="split")},
+    ):
+        assert client.predict("colors", data)["predictions"].tolist() == expected
+    with pytest.raises(InvalidArgument) as err:
+        client.predict("colors", {"color": [{"red": 1}], "size": ["s"]})
+    assert err.value.field == "color" and "holds a dict" in err.value.message
+    with pytest.raises(InvalidArgument, match="dataframe_split"):
+        client.predict("colors", {"dataframe_split": {"rows": []}})
+
+
 def test_text_that_is_no_utf8_names_the_input(infer, colors) -> None:
     for request in (
         _request(
