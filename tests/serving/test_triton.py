@@ -541,6 +541,48 @@ def test_a_cancelled_streams_waiting_requests_are_never_computed(platform) -> No
         models.GATE.set()  # never leave a server thread waiting
 
 
+def test_a_cancelled_model_infer_waiting_for_the_model_is_never_computed(platform) -> None:
+    """As a stream's: a unary call cancelled while it waits behind a running one leaves the
+    queue at once, and the model never sees it."""
+    from tests.serving import models
+
+    server, client = platform
+    X = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
+    register(models.Gated(), X, "gated")
+    client.create_endpoint("gated", [ServedModel("models:/gated/1")])
+    wait_ready(client, "gated")
+    models.GATE.clear()
+    models.ENTERED.clear()
+    models.SEEN.clear()
+
+    def request(first: float) -> oip.ModelInferRequest:
+        request = oip.ModelInferRequest(model_name="gated")
+        for name, value in (("a", first), ("b", 0.0)):
+            tensor = request.inputs.add(name=name, datatype="FP64", shape=[1])
+            tensor.contents.fp64_contents.append(value)
+        return request
+
+    try:
+        with grpc.insecure_channel(server.address) as channel:
+            infer = channel.unary_unary(
+                "/inference.GRPCInferenceService/ModelInfer",
+                request_serializer=oip.ModelInferRequest.SerializeToString,
+                response_deserializer=oip.ModelInferResponse.FromString,
+            )
+            held = infer.future(request(-1.0), timeout=60)
+            assert models.ENTERED.wait(60)
+            waiting = infer.future(request(5.0), timeout=60)
+            wait_pending(client, "gated", 1)
+            waiting.cancel()
+            wait_pending(client, "gated", 0)  # it left the queue as the call ended
+            models.GATE.set()
+            assert held.result().id == ""
+            assert infer(request(7.0), timeout=60).outputs[0].contents.fp64_contents == [7.0]
+        assert models.SEEN == [[-1.0], [7.0]]
+    finally:
+        models.GATE.set()
+
+
 def test_an_answer_over_the_message_limit_fails_alone_and_says_what_to_do(tmp_path) -> None:
     """An answer larger than the server's max_message_mb ended the whole stream (the requests
     after it were never answered), and a unary call got grpc's bare "Sent message larger than
