@@ -138,6 +138,46 @@ def unknown_outputs(wanted: Sequence[str], outputs: Mapping[str, np.ndarray]) ->
             )
 
 
+def requested_classes(request: oip.ModelInferRequest) -> dict[str, int]:
+    """Outputs asked for as Triton's classification extension (tritonclient's
+    InferRequestedOutput(name, class_count=k)): name -> k. They were answered as plain tensors,
+    which a client parsing "value:index" text could not read."""
+    classes: dict[str, int] = {}
+    for i, output in enumerate(request.outputs):
+        if "classification" not in output.parameters:
+            continue
+        field = f"outputs[{i}].parameters.classification"
+        k = output.parameters["classification"]
+        if k.WhichOneof("parameter_choice") not in ("int64_param", "uint64_param"):
+            raise InvalidArgument(f"{field} must be an integer count of classes", field=field)
+        count = k.int64_param or k.uint64_param
+        if count < 1:
+            raise InvalidArgument(
+                f"{field} is {count}; ask for at least 1 class, or leave it out for the tensor",
+                field=field,
+            )
+        classes[output.name] = count
+    return classes
+
+
+def classified(name: str, array: np.ndarray, k: int, rows_first: bool) -> np.ndarray:
+    """The top `k` classes of each row (of the whole tensor, for a model without a batch
+    dimension), best first, as Triton gives them: "value:index" text, shape [..., k]."""
+    if array.dtype.kind not in "biuf" or array.ndim == 0:
+        raise InvalidArgument(
+            f"output {name!r} ({array.dtype}, shape {list(array.shape)}) holds no class scores "
+            "to rank; ask for it without classification",
+            field="outputs",
+        )
+    scores = array.astype(np.float64)
+    if rows_first and scores.ndim == 1:
+        scores = scores[:, None]  # a value per row: one class each
+    top = np.argsort(-scores, axis=-1, kind="stable")[..., :k]
+    values = np.take_along_axis(scores, top, axis=-1)
+    text = [f"{v:f}:{i}".encode() for v, i in zip(values.ravel(), top.ravel(), strict=True)]
+    return np.array(text, dtype=object).reshape(top.shape)
+
+
 def _datatype_of_output(name: str, array: np.ndarray) -> str:
     """The model's doing, not the caller's: an output of a type the protocol lacks is INTERNAL
     naming it."""

@@ -31,7 +31,12 @@ from modelyard.services.common import logging as mlog
 from modelyard.services.common import validation as v
 from modelyard.services.common.call_end import CallEnded
 from modelyard.services.common.interceptors import Undecodable
-from modelyard.services.serving.codec import decode_inputs, encode_outputs
+from modelyard.services.serving.codec import (
+    classified,
+    decode_inputs,
+    encode_outputs,
+    requested_classes,
+)
 from modelyard.services.serving.endpoints import EndpointRuntime, ServedModelRuntime
 from modelyard.services.serving.model import LoadedModel, TensorInfo
 from modelyard.services.serving.service import ServingService
@@ -338,6 +343,7 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
     ) -> oip.ModelInferResponse:
         tensors = decode_inputs(request)
         wanted = [o.name for o in request.outputs]
+        classes = requested_classes(request)
         _served, model, outputs = self.service.infer(
             request.model_name,
             request.model_version,
@@ -349,6 +355,8 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
         response = oip.ModelInferResponse(
             model_name=request.model_name, model_version=str(model.version), id=request.id
         )
+        for name, k in classes.items():
+            outputs[name] = classified(name, outputs[name], k, model.batchable)
         encode_outputs(
             response, outputs, raw=bool(request.raw_input_contents), wanted=set(wanted) or None
         )

@@ -130,3 +130,13 @@ class Running(RegressorMixin, BaseEstimator):
             ENTERED.set()
             GATE.wait(120)
         return np.cumsum(X[:, 0])
+
+
+class Scores(RegressorMixin, BaseEstimator):
+    """Answers its input: each row's values are its class scores."""
+
+    def fit(self, X, y=None) -> Scores:
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        return np.asarray(X, dtype=float)

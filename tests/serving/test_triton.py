@@ -24,6 +24,7 @@ from tritonclient.utils import InferenceServerException
 import modelyard
 import modelyard.sklearn
 from modelyard._gen.inference import grpc_predict_v2_pb2 as oip
+from modelyard._gen.inference import grpc_predict_v2_pb2_grpc
 from modelyard.entities.common import PermissionLevel
 from modelyard.entities.serving import BatchingConfig, ServedModel
 from tests.security.conftest import Secure, make_secure, secure  # noqa: F401
@@ -628,6 +629,43 @@ def test_an_answer_over_the_message_limit_fails_alone_and_says_what_to_do(tmp_pa
                 assert tc.infer("wide", rows(10)).as_numpy("predictions").shape == (10, 1000)
         finally:
             modelyard.set_tracking_uri("127.0.0.1:1")
+
+
+def test_outputs_asked_for_as_classes_are_ranked_as_tritons_are(platform, iris, served):
+    """tritonclient's InferRequestedOutput(name, class_count=k) (Triton's classification
+    extension) was answered with the plain tensor, which clients parse as "value:index" text."""
+    from tests.serving import models
+
+    server, client = platform
+    X, _y = iris
+    rows = np.array([[0.1, 0.7, 0.2], [0.5, 0.1, 0.4]])
+    register(models.Scores(), rows, "scores")
+    client.create_endpoint("scores", "models:/scores/1")
+    wait_ready(client, "scores")
+    tc = served
+    tensor = triton.InferInput("input", [2, 3], "FP64")
+    tensor.set_data_from_numpy(rows)
+    ranked = tc.infer(
+        "scores", [tensor], outputs=[triton.InferRequestedOutput("predictions", class_count=2)]
+    ).as_numpy("predictions")
+    assert ranked.tolist() == [[b"0.700000:1", b"0.200000:2"], [b"0.500000:0", b"0.400000:2"]]
+    # A value per row (the iris labels) is one class each; k beyond the classes gives them all.
+    labels = tc.infer(
+        "iris", columns(X[:2]), outputs=[triton.InferRequestedOutput("predictions", class_count=5)]
+    ).as_numpy("predictions")
+    assert labels.shape == (2, 1) and labels[0, 0].endswith(b":0")
+    asked = oip.ModelInferRequest.InferRequestedOutputTensor(name="predictions")
+    asked.parameters["classification"].string_param = "two"
+    request = oip.ModelInferRequest(model_name="scores", outputs=[asked])
+    request.inputs.add(name="input", datatype="FP64", shape=[1, 3]).contents.fp64_contents.extend(
+        [1.0, 2.0, 3.0]
+    )
+    with grpc.insecure_channel(server.address) as channel:
+        stub = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as err:
+            stub.ModelInfer(request, timeout=60)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "outputs[0].parameters.classification" in err.value.details()
 
 
 def test_model_config_of_a_model_without_signature_claims_no_batch_dimension(platform) -> None:
