@@ -29,6 +29,7 @@ from modelyard.entities.serving import (
     ServedModelState,
 )
 from modelyard.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
+from modelyard.models.uri import parse_models_uri
 
 ServedModels = ServedModel | str | Sequence[ServedModel | str]
 
@@ -160,6 +161,21 @@ def _sendable_input(name: str, array: np.ndarray) -> np.ndarray:
     return array
 
 
+def _never_at(endpoint: Endpoint, version: int | None) -> None:
+    """FailedPrecondition if a served model pinned to another version (models:/fraud/3) is
+    loaded: it never moves, and waiting for `version` once took the whole timeout."""
+    for s in endpoint.served_models:
+        pinned = parse_models_uri(s.model_uri)[1] == "version"
+        if version is not None and pinned and s.version and s.version != version:
+            raise FailedPrecondition(
+                f"endpoint {endpoint.name!r} serves {s.model_uri} (version {s.version}), which "
+                f"never becomes version {version}; update the endpoint to that version, or wait "
+                "for the version it serves",
+                resource_type="endpoint",
+                resource_name=endpoint.name,
+            )
+
+
 class ServingClient:
     def __init__(self, transport: Transport) -> None:
         self._t = transport
@@ -209,6 +225,7 @@ class ServingClient:
                     for state, v, _r in states
                 ):
                     return endpoint
+                _never_at(endpoint, version)
         except DeadlineExceeded:
             raise DeadlineExceeded(
                 f"endpoint {name!r} was not ready within {timeout:g}s; see `modelyard endpoints "

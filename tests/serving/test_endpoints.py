@@ -121,6 +121,18 @@ def test_waiting_for_an_endpoint_that_is_deleted_says_so(platform, two_versions,
     assert "deleted while waiting" in error.message
 
 
+def test_waiting_for_a_version_a_pinned_endpoint_never_serves_says_so(platform, two_versions):
+    """wait_endpoint_ready("pinned", version=2) on an endpoint pinned to models:/iris/1 waited
+    out the whole timeout: that version never comes."""
+    _server, client = platform
+    client.create_endpoint("pinned", "models:/iris/1")
+    wait_ready(client, "pinned", version=1)
+    with pytest.raises(FailedPrecondition, match=r"serves models:/iris/1 \(version 1\)"):
+        client.wait_endpoint_ready("pinned", version=2, timeout=60)
+    client.update_endpoint("pinned", "models:/iris/2")
+    assert client.wait_endpoint_ready("pinned", version=2).served_models[0].version == 2
+
+
 def test_traffic_split_90_10(platform, iris, two_versions) -> None:
     _server, client = platform
     X, _y = iris
