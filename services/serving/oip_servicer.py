@@ -334,7 +334,10 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
 
     @staticmethod
     def _failed(request: oip.ModelInferRequest, message: str) -> oip.ModelStreamInferResponse:
-        response = oip.ModelInferResponse(model_name=request.model_name, id=request.id)
+        # As Triton's: what the request named, so the caller can match the failure to it.
+        response = oip.ModelInferResponse(
+            model_name=request.model_name, model_version=request.model_version, id=request.id
+        )
         response.parameters.get_or_create(FINAL).bool_param = True
         return oip.ModelStreamInferResponse(error_message=message, infer_response=response)
 

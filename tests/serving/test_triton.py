@@ -398,10 +398,17 @@ def test_a_streams_undecodable_request_costs_only_itself(served, platform, iris)
             "/inference.GRPCInferenceService/ModelStreamInfer",
             response_deserializer=oip.ModelStreamInferResponse.FromString,
         )
+        unknown = oip.ModelInferRequest(model_name="iris", model_version="7", id="seven")
+        unknown.inputs.extend(good.inputs)
         sent = [good.SerializeToString(), b"\xff\xff\xff", good.SerializeToString()]
-        answers = list(stream(iter(sent), timeout=60))
-    assert len(answers) == 3
+        answers = list(stream(iter([*sent, unknown.SerializeToString()]), timeout=60))
+    assert len(answers) == 4
     assert "not a valid inference.ModelInferRequest" in answers[1].error_message
+    # A failure names the request as Triton's do: its id, model and version (the last was left
+    # out, so failures for two versions of one model could not be told apart).
+    failed = answers[3].infer_response
+    assert "serves no model '7'" in answers[3].error_message
+    assert (failed.id, failed.model_name, failed.model_version) == ("seven", "iris", "7")
     for answer in (answers[0], answers[2]):
         assert answer.error_message == ""
         assert (answer.infer_response.id, answer.infer_response.model_version) == ("good", "1")
