@@ -94,9 +94,12 @@ def _config(runtime: EndpointRuntime, served: ServedModelRuntime) -> oip.ModelCo
             oip.ModelOutput(name=t.name, data_type=_data_type(t.datatype), **_dims(t, batched))
             for t in model.outputs_metadata()
         ],
+        # Triton refuses dynamic batching with max_batch_size 0; tools read it as batching on.
         dynamic_batching=oip.ModelDynamicBatching(
             max_queue_delay_microseconds=served.spec.batching.max_queue_delay_micros
-        ),
+        )
+        if batched
+        else None,
         instance_group=[
             oip.ModelInstanceGroup(
                 name=served.name, count=1, kind=oip.ModelInstanceGroup.Kind.KIND_CPU

@@ -693,6 +693,8 @@ def test_model_config_of_a_model_without_signature_claims_no_batch_dimension(pla
         config = tc.get_model_config("bare").config
         # Nothing is known of its tensors: no batch dimension is promised.
         assert (config.max_batch_size, list(config.input)) == (0, [])
+        # Nor dynamic batching, which Triton allows only with a batch dimension.
+        assert not config.HasField("dynamic_batching")
 
 
 def test_stream_limits_are_settings_with_bounds(tmp_path) -> None:
