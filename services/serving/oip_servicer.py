@@ -198,7 +198,10 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
         return oip.ServerLiveResponse(live=True)
 
     def ServerReady(self, request, context):
-        return oip.ServerReadyResponse(ready=True)
+        """As the health service's readiness: an endpoint's own pod is ready once its endpoint
+        answers (it said ready while loading, and tritonclient's is_server_ready wait ended
+        on a server that could only refuse); the shared serving service at once."""
+        return oip.ServerReadyResponse(ready=self.service.answers())
 
     def ServerMetadata(self, request, context):
         return oip.ServerMetadataResponse(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import tritonclient.grpc as triton
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from modelyard import Client
@@ -48,6 +49,7 @@ def test_an_endpoint_pod_is_ready_once_its_model_is_loaded(platform, iris, tmp_p
             running_server(pod, ("serving",)) as endpoint_pod,
             grpc.insecure_channel(f"127.0.0.1:{health_port}") as channel,
             Client(endpoint_pod.address) as caller,
+            triton.InferenceServerClient(endpoint_pod.address) as tc,
         ):
             health = health_pb2_grpc.HealthStub(channel)
 
@@ -56,6 +58,8 @@ def test_an_endpoint_pod_is_ready_once_its_model_is_loaded(platform, iris, tmp_p
 
             assert status(INFERENCE_SERVICE) == NOT_SERVING  # the readiness probe's question
             assert status("") == SERVING  # the liveness probe's: loading is no reason to restart
+            # The protocol's own readiness says the same (it said ready while loading).
+            assert not tc.is_server_ready() and tc.is_server_live()
             with pytest.raises(Unavailable, match=r"no model loaded .*loading; retry shortly"):
                 caller.predict("ep", X[:2])
             watch = health.Watch(
@@ -67,6 +71,7 @@ def test_an_endpoint_pod_is_ready_once_its_model_is_loaded(platform, iris, tmp_p
             watch.cancel()
             (answer,) = caller.predict("ep", X[:2]).values()
             assert answer.tolist() == [1.0, 1.0]
+            assert tc.is_server_ready()
     finally:
         models.LOAD_GATE.set()
 
@@ -78,3 +83,5 @@ def test_the_shared_serving_pods_are_ready_at_once(platform):
         health = health_pb2_grpc.HealthStub(channel)
         check = health.Check(health_pb2.HealthCheckRequest(service=INFERENCE_SERVICE))
         assert check.status == SERVING
+    with triton.InferenceServerClient(server.address) as tc:
+        assert tc.is_server_ready()
