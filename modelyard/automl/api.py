@@ -17,7 +17,7 @@ generated script; the best trial's run also gets the model and its permutation i
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ def classify(
     exclude_cols: Iterable[str] | None = None,
     identity_col: str | Iterable[str] | None = None,
     pos_label: Any = None,
+    sample_weight_col: str | None = None,
     split_col: str | None = None,
     time_col: str | None = None,
     val_fraction: float = 0.2,
@@ -66,7 +67,10 @@ def classify(
     given, in the logged training data, to join results back to. The split is random, or the
     user's (`split_col`: train / validate / test per row), or by time (`time_col`, timestamps
     or numbers: the earliest rows train, the latest test; trials are then scored on the
-    validation split, as cross-validation would train on the future)."""
+    validation split, as cross-validation would train on the future). `sample_weight_col`
+    (as Databricks AutoML's) holds each row's weight (numbers >= 0, none missing): models are
+    fit with it and every metric weighs rows by it; it is no feature, and stays in the logged
+    training data."""
     return _tabular(CLASSIFICATION, **locals())
 
 
@@ -80,6 +84,7 @@ def regress(
     exclude_frameworks: Iterable[str] | None = None,
     exclude_cols: Iterable[str] | None = None,
     identity_col: str | Iterable[str] | None = None,
+    sample_weight_col: str | None = None,
     split_col: str | None = None,
     time_col: str | None = None,
     val_fraction: float = 0.2,
@@ -92,7 +97,8 @@ def regress(
     on_trial: OnTrial | None = None,
 ) -> AutoMLResult:
     """Find a regressor for `target_col`. Primary metric: rmse (default), mae or r2.
-    `exclude_cols`, `identity_col`, `split_col` and `time_col` as for `classify`."""
+    `exclude_cols`, `identity_col`, `sample_weight_col`, `split_col` and `time_col` as for
+    `classify`."""
     return _tabular(REGRESSION, pos_label=None, **locals())
 
 
@@ -220,6 +226,7 @@ def _prepare(
     target_col: str,
     exclude_cols: Iterable[str] | None,
     identity: list[str],
+    weight_col: str | None,
     split_col: str | None,
     time_col: str | None,
     val_fraction: float,
@@ -251,6 +258,9 @@ def _prepare(
     for c in drop:  # a misspelt name would leave in the very column meant to be left out
         dataset.require_column(raw, c, "exclude_cols")
     _check_identity(raw, identity, target_col, drop, split_col)
+    if weight_col is not None:
+        _check_weight_role(raw, weight_col, target_col, identity, drop, split_col, time_col)
+        raw[weight_col] = _sample_weights(raw[weight_col], weight_col)
     splits_by = {c for c in (split_col, time_col) if c is not None}  # dropped once split by
     raw = raw.drop(columns=[c for c in drop if c not in splits_by]).reset_index(drop=True)
     if len(raw) < 20:
@@ -269,7 +279,7 @@ def _prepare(
             "logged), or rename it to train on it",
             field="data",
         )
-    keep = [str(c) for c in identity]
+    keep = [str(c) for c in identity] + ([weight_col] if weight_col is not None else [])
     normalized, schema = dataset.normalize(raw, target_col, problem == REGRESSION, keep)
     normalized[dataset.SPLIT_COL] = split.to_numpy()
     schema.dtypes[dataset.SPLIT_COL] = "str"
@@ -318,6 +328,66 @@ def _check_identity(
         )
 
 
+def _check_weight_role(
+    raw: pd.DataFrame,
+    weight_col: str,
+    target_col: str,
+    identity: list[str],
+    excluded: list[str],
+    split_col: str | None,
+    time_col: str | None,
+) -> None:
+    """The weight column must be a column (misspelt, the weights would be a feature) with no
+    other role."""
+    dataset.require_column(raw, weight_col, "sample_weight_col")
+    roles: dict[str, Sequence[str | None]] = {
+        "target_col": [target_col],
+        "identity_col": identity,
+        "exclude_cols": excluded,
+        "split_col": [split_col],
+        "time_col": [time_col],
+    }
+    for role, names in roles.items():
+        if weight_col in names:
+            raise InvalidArgument(
+                f"sample_weight_col {weight_col!r} is also {role}: the weight column weighs "
+                "rows and is used for nothing else; name it in one of them only",
+                field="sample_weight_col",
+            )
+
+
+def _sample_weights(col: pd.Series, name: str) -> pd.Series:
+    """The weights as float64: numbers, none missing, none negative or infinite, not all zero.
+    A fit would fail every trial on them, or (a missing weight) quietly count the row as 0."""
+    numbers = (
+        pd.to_numeric(col, errors="coerce")
+        if not pd.api.types.is_bool_dtype(col)
+        else pd.Series(float("nan"), index=col.index)
+    ).astype("float64")
+    rows = {
+        "missing": col.isna(),
+        "not a number": numbers.isna() & col.notna(),
+        "negative": numbers < 0,
+        "infinite": numbers.abs() == float("inf"),
+    }
+    for what, bad in rows.items():
+        if bad.any():
+            shown = [str(v) for v in dict.fromkeys(col[bad].tolist())][:3]
+            raise InvalidArgument(
+                f"sample_weight_col {name!r} has {int(bad.sum())} row(s) whose weight is "
+                f"{what}, e.g. {shown}: each row needs a weight, a finite number >= 0 (0 "
+                "leaves the row out); fix those rows or drop them",
+                field="sample_weight_col",
+            )
+    if not (numbers > 0).any():
+        raise InvalidArgument(
+            f"sample_weight_col {name!r} is 0 in every row: no row would count; give the rows "
+            "to learn from a weight above 0",
+            field="sample_weight_col",
+        )
+    return numbers
+
+
 def _input_example(given: pd.DataFrame, df: pd.DataFrame, rows: Any, columns: list[str]) -> Any:
     """Rows of the user's own columns and types (a bool stays bool), so the signature accepts
     the frame the model was trained from; a column a signature cannot describe as given
@@ -346,6 +416,7 @@ def _tabular(
     exclude_cols: Iterable[str] | None,
     identity_col: str | Iterable[str] | None,
     pos_label: Any,
+    sample_weight_col: str | None,
     split_col: str | None,
     time_col: str | None,
     val_fraction: float,
@@ -366,12 +437,14 @@ def _tabular(
     workdir = common.output_dir(output_dir)
     identity = _identity_cols(identity_col)
     kept = [str(c) for c in identity]  # as the normalized frame names columns
+    weight = sample_weight_col
     df, given, schema, csv_path, notes = _prepare(
         problem,
         data,
         target_col,
         exclude_cols,
         identity,
+        weight,
         split_col,
         time_col,
         val_fraction,
@@ -379,12 +452,15 @@ def _tabular(
         seed,
         workdir,
     )
-    feature_frame = df.drop(columns=[target_col, dataset.SPLIT_COL, *kept])
+    not_features = [*kept, *([weight] if weight is not None else [])]
+    feature_frame = df.drop(columns=[target_col, dataset.SPLIT_COL, *not_features])
     types = profile.detect_types(feature_frame)
     plan = features.plan(types)
     if not plan.columns:
         raise InvalidArgument(f"no usable feature columns: {plan.dropped}", field="data")
-    prof = profile.profile(df.drop(columns=[dataset.SPLIT_COL, *kept]), target_col, problem, types)
+    prof = profile.profile(
+        df.drop(columns=[dataset.SPLIT_COL, *not_features]), target_col, problem, types
+    )
     fit_rows = int((df[dataset.SPLIT_COL] != "test").sum())
     folds = _cv_folds(cv_folds, fit_rows, time_col)
     if split_col is not None:
@@ -413,8 +489,10 @@ def _tabular(
         rarest_fit_class=rarest,
         seed=seed,
         n_jobs=1 if df.size <= 2_000_000 else -1,
+        weighted=weight is not None,
     )
     candidates = families.available(ctx, excluded)
+    notes += families.unweighted_notes(ctx, excluded)
     notes += families.too_many_rows_notes(ctx, excluded)
     short = [f.name for f in candidates if f.too_few_class_rows(ctx)]
     candidates = [f for f in candidates if f.name not in short]
@@ -445,6 +523,7 @@ def _tabular(
         if time_col
         else f"random:{val_fraction}/{test_fraction}",
         "identity_cols": ",".join(kept),
+        "sample_weight_col": weight or "",
         "seed": seed,
         "n_rows": len(df),
         "n_features": len(plan.columns),
@@ -475,6 +554,7 @@ def _tabular(
             pos_label=label,
             cv_folds=folds,
             stratified=stratified,
+            weight_col=weight,
         )
         remaining = None if timeout is None else max(1.0, timeout - (time.monotonic() - started))
         enqueue = [f.enqueued(ctx) for f in candidates]
@@ -495,7 +575,8 @@ def _tabular(
             return info.model_uri, info.registered_model_version
 
         def score(model: Any, X: pd.DataFrame, y: pd.Series) -> float:
-            return s.scores(model, X, y, [primary])[primary]
+            weights = None if weight is None else df.loc[X.index, weight]  # rows kept by index
+            return s.scores(model, X, y, [primary], weights)[primary]
 
         return common.finish(
             s,

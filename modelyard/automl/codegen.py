@@ -86,6 +86,7 @@ FEATURES = $features
 $problem_constants
 CV_FOLDS = $cv_folds  # None: fit on train, score on val; k: k-fold CV over train + val
 SEED = $seed
+SAMPLE_WEIGHT = $sample_weight  # a column of row weights for fits and metrics; None: all 1
 
 
 def build_preprocessor() -> ColumnTransformer:
@@ -100,18 +101,29 @@ def build_pipeline() -> Pipeline:
     return Pipeline([("preprocess", build_preprocessor()), ("model", build_model())])
 
 
-def evaluate(model, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
+def weights(part: pd.DataFrame):
+    """Each row's weight (the SAMPLE_WEIGHT column), or None: every row counts once."""
+    return None if SAMPLE_WEIGHT is None else part[SAMPLE_WEIGHT].to_numpy()
+
+
+def fit_pipeline(X: pd.DataFrame, y: pd.Series, weight) -> Pipeline:
+    fit_params = {} if weight is None else {"model__sample_weight": weight}
+    return build_pipeline().fit(X, y, **fit_params)
+
+
+def evaluate(model, X: pd.DataFrame, y: pd.Series, weight=None) -> dict[str, float]:
 $evaluate
 
 
-def cross_validate(X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
+def cross_validate(X: pd.DataFrame, y: pd.Series, weight) -> dict[str, float]:
     """Mean of each metric over the folds where it is defined (the trial's validation
     metrics): ROC AUC is not, in a fold that holds one class only."""
     folds = $splitter
     scores = []
     for fit_rows, score_rows in folds.split(X, y):
-        model = build_pipeline().fit(X.iloc[fit_rows], y.iloc[fit_rows])
-        scores.append(evaluate(model, X.iloc[score_rows], y.iloc[score_rows]))
+        fit_w, score_w = (None, None) if weight is None else (weight[fit_rows], weight[score_rows])
+        model = fit_pipeline(X.iloc[fit_rows], y.iloc[fit_rows], fit_w)
+        scores.append(evaluate(model, X.iloc[score_rows], y.iloc[score_rows], score_w))
     means = {}
     for name in scores[0]:
         defined = [s[name] for s in scores if not np.isnan(s[name])]
@@ -123,17 +135,17 @@ def train_and_evaluate(df: pd.DataFrame):
     train, val, test = (df[df[SPLIT] == part] for part in ("train", "val", "test"))
     metrics = {}
     if CV_FOLDS is None:
-        model = build_pipeline().fit(train[FEATURES], train[TARGET])
+        model = fit_pipeline(train[FEATURES], train[TARGET], weights(train))
         for name, part in (("train", train), ("val", val), ("test", test)):
-            scores = evaluate(model, part[FEATURES], part[TARGET])
+            scores = evaluate(model, part[FEATURES], part[TARGET], weights(part))
             metrics.update({f"{name}_{k}": v for k, v in scores.items()})
         return model, metrics, train
     fit = pd.concat([train, val])
-    scores = cross_validate(fit[FEATURES], fit[TARGET])
+    scores = cross_validate(fit[FEATURES], fit[TARGET], weights(fit))
     metrics.update({f"val_{k}": v for k, v in scores.items()})
-    model = build_pipeline().fit(fit[FEATURES], fit[TARGET])
+    model = fit_pipeline(fit[FEATURES], fit[TARGET], weights(fit))
     for name, part in (("train", fit), ("test", test)):
-        scores = evaluate(model, part[FEATURES], part[TARGET])
+        scores = evaluate(model, part[FEATURES], part[TARGET], weights(part))
         metrics.update({f"{name}_{k}": v for k, v in scores.items()})
     return model, metrics, fit
 
@@ -174,26 +186,34 @@ _EVALUATE_CLASSIFICATION = """\
     else:
         average = {"average": "weighted", "labels": CLASSES}
     precision, recall, f1, _ = precision_recall_fscore_support(
-        y, predicted, zero_division=0, **average
+        y, predicted, zero_division=0, sample_weight=weight, **average
     )
-    scores = {"accuracy": float(accuracy_score(y, predicted))}
+    scores = {"accuracy": float(accuracy_score(y, predicted, sample_weight=weight))}
     scores.update(f1=float(f1), precision=float(precision), recall=float(recall))
-    scores["log_loss"] = safe(log_loss, y, proba, labels=CLASSES)
+    scores["log_loss"] = safe(log_loss, y, proba, labels=CLASSES, sample_weight=weight)
     if len(CLASSES) == 2:
         positive = proba[:, CLASSES.index(POS_LABEL)]
-        scores["roc_auc"] = safe(roc_auc_score, np.asarray(y) == POS_LABEL, positive)
+        scores["roc_auc"] = safe(
+            roc_auc_score, np.asarray(y) == POS_LABEL, positive, sample_weight=weight
+        )
     else:
         scores["roc_auc"] = safe(
-            roc_auc_score, y, proba, multi_class="ovr", average="weighted", labels=CLASSES
+            roc_auc_score,
+            y,
+            proba,
+            multi_class="ovr",
+            average="weighted",
+            labels=CLASSES,
+            sample_weight=weight,
         )
     return scores"""
 
 _EVALUATE_REGRESSION = """\
     predicted = model.predict(X)  # preprocessing, then the regressor
     return {
-        "rmse": float(np.sqrt(mean_squared_error(y, predicted))),
-        "mae": float(mean_absolute_error(y, predicted)),
-        "r2": safe(r2_score, y, predicted),
+        "rmse": float(np.sqrt(mean_squared_error(y, predicted, sample_weight=weight))),
+        "mae": float(mean_absolute_error(y, predicted, sample_weight=weight)),
+        "r2": safe(r2_score, y, predicted, sample_weight=weight),
     }"""
 
 
@@ -219,6 +239,7 @@ def tabular(
     stratified: bool,
     seed: int,
     filename: str,
+    weight_col: str | None = None,
 ) -> str:
     """The generated script of one classification or regression trial."""
     imports = ["from sklearn.model_selection import KFold, StratifiedKFold"]
@@ -243,6 +264,7 @@ def tabular(
         problem_constants=constants,
         cv_folds=repr(cv_folds),
         seed=repr(seed),
+        sample_weight=repr(weight_col),
         preprocessor=features.source(plan),
         model=families.source(spec),
         evaluate=evaluate,

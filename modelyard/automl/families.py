@@ -40,6 +40,7 @@ class Context:
     rarest_fit_class: int = 0
     seed: int = 0
     n_jobs: int = 1
+    weighted: bool = False  # fits take each row's sample weight
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,14 @@ class Family:
     max_rows_why: str = ""
     # Classification only: rows every class needs in a fit (probability calibration's folds).
     class_rows: int = 0
+    takes_sample_weight: bool = True  # its fit has a sample_weight argument
 
     def available(self, ctx: Context) -> bool:
-        return ctx.problem in self.problems and not self.too_many_rows(ctx)
+        return (
+            ctx.problem in self.problems
+            and not self.too_many_rows(ctx)
+            and (self.takes_sample_weight or not ctx.weighted)
+        )
 
     def too_many_rows(self, ctx: Context) -> bool:
         return self.max_rows is not None and ctx.n_rows > self.max_rows
@@ -293,6 +299,7 @@ FAMILIES: tuple[Family, ...] = (
         lambda ctx: {"n_neighbors": 5, "weights": "distance", "p": 2},
         max_rows=SMALL_DATA_ROWS,
         max_rows_why="its predictions compare each row with every training row",
+        takes_sample_weight=False,
     ),
 )
 
@@ -310,6 +317,18 @@ def too_many_rows_notes(ctx: Context, exclude_frameworks: tuple[str, ...] = ()) 
         if ctx.problem in f.problems
         and f.framework not in exclude_frameworks
         and f.too_many_rows(ctx)
+    ]
+
+
+def unweighted_notes(ctx: Context, exclude_frameworks: tuple[str, ...] = ()) -> list[str]:
+    """What to tell the user of each family left out as it cannot weigh rows."""
+    return [
+        f"{f.name} left out: it cannot fit with sample weights (sample_weight_col)"
+        for f in FAMILIES
+        if ctx.weighted
+        and ctx.problem in f.problems
+        and f.framework not in exclude_frameworks
+        and not f.takes_sample_weight
     ]
 
 

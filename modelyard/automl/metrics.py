@@ -80,44 +80,56 @@ def classification(
     classes: Sequence[Any],
     pos_label: Any,
     names: Sequence[str] | None = None,
+    sample_weight: Any = None,
 ) -> dict[str, float]:
-    """Every classification metric (or only `names`); `proba` columns follow `classes`."""
+    """Every classification metric (or only `names`); `proba` columns follow `classes`; each
+    row counts as its `sample_weight` (None: every row once)."""
     from sklearn import metrics as m
 
     labels = list(classes)
     wanted = set(names or DIRECTIONS[CLASSIFICATION])
     out: dict[str, float] = {}
+    w = sample_weight
     if "accuracy" in wanted:
-        out["accuracy"] = float(m.accuracy_score(y_true, y_pred))
+        out["accuracy"] = float(m.accuracy_score(y_true, y_pred, sample_weight=w))
     if wanted & {"f1", "precision", "recall"}:
         if len(labels) == 2:
             average: dict[str, Any] = {"average": "binary", "pos_label": pos_label}
         else:
             average = {"average": "weighted", "labels": labels}
         precision, recall, f1, _ = m.precision_recall_fscore_support(
-            y_true, y_pred, zero_division=0, **average
+            y_true, y_pred, zero_division=0, sample_weight=w, **average
         )
         out.update(f1=float(f1), precision=float(precision), recall=float(recall))
     if proba is not None and "log_loss" in wanted:
-        out["log_loss"] = _safe(m.log_loss, y_true, proba, labels=labels)
+        out["log_loss"] = _safe(m.log_loss, y_true, proba, labels=labels, sample_weight=w)
     if proba is not None and "roc_auc" in wanted:
         if len(labels) == 2:
             positive = proba[:, labels.index(pos_label)]
-            out["roc_auc"] = _safe(m.roc_auc_score, np.asarray(y_true) == pos_label, positive)
+            out["roc_auc"] = _safe(
+                m.roc_auc_score, np.asarray(y_true) == pos_label, positive, sample_weight=w
+            )
         else:
             out["roc_auc"] = _safe(
-                m.roc_auc_score, y_true, proba, multi_class="ovr", average="weighted", labels=labels
+                m.roc_auc_score,
+                y_true,
+                proba,
+                multi_class="ovr",
+                average="weighted",
+                labels=labels,
+                sample_weight=w,
             )
     return {k: v for k, v in out.items() if k in wanted}
 
 
-def regression(y_true: Any, y_pred: Any) -> dict[str, float]:
+def regression(y_true: Any, y_pred: Any, sample_weight: Any = None) -> dict[str, float]:
     from sklearn import metrics as m
 
+    w = sample_weight
     return {
-        "rmse": float(np.sqrt(m.mean_squared_error(y_true, y_pred))),
-        "mae": float(m.mean_absolute_error(y_true, y_pred)),
-        "r2": _safe(m.r2_score, y_true, y_pred),
+        "rmse": float(np.sqrt(m.mean_squared_error(y_true, y_pred, sample_weight=w))),
+        "mae": float(m.mean_absolute_error(y_true, y_pred, sample_weight=w)),
+        "r2": _safe(m.r2_score, y_true, y_pred, sample_weight=w),
     }
 
 

@@ -132,6 +132,7 @@ class TabularSearch(Search):
     pos_label: Any = None
     cv_folds: int | None = None
     stratified: bool = False
+    weight_col: str | None = None  # each row's sample weight, in fits and in metrics
 
     # -- evaluation, mirrored line by line in the generated script --------------------------
 
@@ -143,18 +144,32 @@ class TabularSearch(Search):
             [("preprocess", features.build(self.plan)), ("model", families.estimator(spec))]
         )
 
+    def weights(self, part: pd.DataFrame) -> pd.Series | None:
+        return None if self.weight_col is None else part[self.weight_col]
+
+    def fit(self, spec: families.Spec, X: pd.DataFrame, y: pd.Series, w: Any) -> Any:
+        """The pipeline fit on (X, y), each row weighing `w` (None: once)."""
+        weighted = {} if w is None else {"model__sample_weight": np.asarray(w)}
+        return self.pipeline(spec).fit(X, y, **weighted)
+
     def scores(
-        self, model: Any, X: pd.DataFrame, y: pd.Series, names: list[str] | None = None
+        self,
+        model: Any,
+        X: pd.DataFrame,
+        y: pd.Series,
+        names: list[str] | None = None,
+        weights: pd.Series | None = None,
     ) -> dict[str, float]:
         features = model[:-1].transform(X)  # preprocess once for predict and predict_proba
         estimator = model[-1]
+        w = None if weights is None else np.asarray(weights)
         if self.problem != CLASSIFICATION:
-            return regression_scores(y, estimator.predict(features))
+            return regression_scores(y, estimator.predict(features), w)
         assert self.classes is not None
         proba = pd.DataFrame(estimator.predict_proba(features), columns=list(estimator.classes_))
         proba = proba.reindex(columns=self.classes, fill_value=0.0).to_numpy()
         predicted = estimator.predict(features)
-        return classification_scores(y, predicted, proba, self.classes, self.pos_label, names)
+        return classification_scores(y, predicted, proba, self.classes, self.pos_label, names, w)
 
     def folds(self) -> Any:
         assert self.cv_folds is not None
@@ -167,23 +182,27 @@ class TabularSearch(Search):
         metrics: dict[str, float] = {}
         if self.cv_folds is None:
             self.check_time()
-            model = self.pipeline(spec).fit(parts["train"][cols], parts["train"][target])
+            train = parts["train"]
+            model = self.fit(spec, train[cols], train[target], self.weights(train))
             for name, part in parts.items():
-                scores = self.scores(model, part[cols], part[target])
+                scores = self.scores(model, part[cols], part[target], None, self.weights(part))
                 metrics.update({f"{name}_{k}": v for k, v in scores.items()})
             return model, metrics, parts["train"]
         fit = cv_rows(self.df)
-        X, y = fit[cols], fit[target]
+        X, y, w = fit[cols], fit[target], self.weights(fit)
         fold_scores = []
         for fit_rows, score_rows in self.folds().split(X, y):
             self.check_time()
-            model = self.pipeline(spec).fit(X.iloc[fit_rows], y.iloc[fit_rows])
-            fold_scores.append(self.scores(model, X.iloc[score_rows], y.iloc[score_rows]))
+            fold_w, score_w = (None, None) if w is None else (w.iloc[fit_rows], w.iloc[score_rows])
+            model = self.fit(spec, X.iloc[fit_rows], y.iloc[fit_rows], fold_w)
+            fold_scores.append(
+                self.scores(model, X.iloc[score_rows], y.iloc[score_rows], None, score_w)
+            )
         metrics.update({f"val_{k}": fold_mean([s[k] for s in fold_scores]) for k in fold_scores[0]})
         self.check_time()
-        model = self.pipeline(spec).fit(X, y)
+        model = self.fit(spec, X, y, w)
         for name, part in (("train", fit), ("test", parts["test"])):
-            scores = self.scores(model, part[cols], part[target])
+            scores = self.scores(model, part[cols], part[target], None, self.weights(part))
             metrics.update({f"{name}_{k}": v for k, v in scores.items()})
         return model, metrics, fit
 
@@ -206,6 +225,7 @@ class TabularSearch(Search):
             stratified=self.stratified,
             seed=self.seed,
             filename=filename,
+            weight_col=self.weight_col,
         )
 
     # -- one trial -----------------------------------------------------------------------------

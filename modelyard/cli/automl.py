@@ -99,6 +99,14 @@ def run(
             help="Classification: the class binary metrics score (default: the last label).",
         ),
     ] = None,
+    sample_weight_col: Annotated[
+        str | None,
+        typer.Option(
+            "--sample-weight-col",
+            help="Classification, regression: each row's weight (numbers >= 0) in fits and "
+            "metrics.",
+        ),
+    ] = None,
     time_col: Annotated[
         str | None, typer.Option("--time-col", help="Time (forecasting; else split by it).")
     ] = None,
@@ -131,6 +139,8 @@ def run(
         raise typer.BadParameter("forecasting needs --time-col and --horizon")
     if problem == "forecasting" and identity_cols:
         raise typer.BadParameter("--identity-col is for classification and regression only")
+    if problem == "forecasting" and sample_weight_col:
+        raise typer.BadParameter("--sample-weight-col is for classification and regression only")
     if token:
         os.environ["MODELYARD_TOKEN"] = token
     if uri:
@@ -166,6 +176,7 @@ def run(
     columns: dict[str, Any] = {
         "exclude_cols": _parse_list(exclude_cols),
         "identity_col": _parse_list(identity_cols),
+        "sample_weight_col": sample_weight_col,
         "time_col": time_col,  # classification / regression: split by time
     }
     with bar:
