@@ -113,6 +113,7 @@ def forecast(
     timeout_minutes: float | None = None,
     max_trials: int | None = None,
     exclude_frameworks: Iterable[str] | None = None,
+    identity_col: str | Iterable[str] | None = None,
     experiment_name: str | None = None,
     register_model: str | None = None,
     seed: int = 0,
@@ -121,8 +122,12 @@ def forecast(
 ) -> AutoMLResult:
     """Forecast `target_col` `horizon` steps of `frequency` ahead. Primary metric: smape
     (default), mase, mae or rmse. The last `horizon` points are the test set, the `horizon`
-    before them the validation set."""
+    before them the validation set. `identity_col` (one name or several: a store, a product)
+    makes it multi-series, as in Databricks AutoML: each series, the rows sharing those
+    columns' values, gets its own split and its own model, fitted on its history only; the
+    logged model forecasts a row with its series' model."""
     kwargs = dict(locals())
+    kwargs["identity_col"] = _identity_cols(identity_col)
     from modelyard.automl import forecasting
 
     return forecasting.run(**kwargs)

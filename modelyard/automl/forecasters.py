@@ -9,6 +9,9 @@ All of them fit one regular series (a pandas Series with a DatetimeIndex) and fo
   so tree models can follow a trend.
 - `ForecastModel`: what gets logged: a fitted forecaster that answers `predict(df)` for the
   timestamps in `df[time_col]`.
+- `MultiSeriesForecastModel`: one `ForecastModel` per series (`identity_cols`, as Databricks
+  AutoML's identity_col), each fitted on its own series only; `predict(df)` answers each row
+  with its series' model.
 """
 
 # X and y are named as scikit-learn names them.
@@ -179,3 +182,55 @@ class ForecastModel:
                 field=self.time_col,
             )
         return self.forecaster.forecast(len(grid))[positions]
+
+    def input_example(self, steps: int = 5) -> pd.DataFrame:
+        """The first `steps` timestamps after the training data, as `predict` takes them."""
+        return pd.DataFrame({self.time_col: future_times(self.last_time, steps, self.frequency)})
+
+
+def series_key(values: Any) -> tuple[str, ...]:
+    """A series' key as text, so 17 (a number in the data) and "17" (read back from the
+    training CSV, or typed in a request) name the same series."""
+    values = values if isinstance(values, tuple) else (values,)
+    return tuple(str(v) for v in values)
+
+
+class MultiSeriesForecastModel:
+    """One fitted `ForecastModel` per series, keyed by the values of `identity_cols`."""
+
+    def __init__(self, models: dict[tuple[str, ...], ForecastModel], identity_cols: list[str]):
+        self.models = models
+        self.identity_cols = list(identity_cols)
+        self.time_col = next(iter(models.values())).time_col
+        self.feature_names_in_ = np.asarray([*self.identity_cols, self.time_col], dtype=object)
+
+    def predict(self, data: pd.DataFrame) -> np.ndarray:
+        missing = [c for c in self.identity_cols if c not in data.columns]
+        if missing:
+            raise InvalidArgument(
+                f"input needs the series' identity column(s) {missing}, and {self.time_col!r}",
+                field=missing[0],
+            )
+        out = np.full(len(data), np.nan)
+        rows = data.reset_index(drop=True)
+        for key, group in rows.groupby(self.identity_cols, sort=False, dropna=False):
+            model = self.models.get(series_key(key))
+            if model is None:
+                known = [", ".join(k) for k in list(self.models)[:5]]
+                raise InvalidArgument(
+                    f"no series {', '.join(series_key(key))!r} of {self.identity_cols} in the "
+                    f"training data: forecasts are for the series trained on, e.g. {known}",
+                    field=self.identity_cols[0],
+                )
+            out[group.index.to_numpy()] = model.predict(group)
+        return out
+
+    def input_example(self, steps: int = 5) -> pd.DataFrame:
+        """The first `steps` timestamps after each of (at most) two series' training data."""
+        frames = []
+        for key, model in list(self.models.items())[:2]:
+            frame = model.input_example(steps)
+            for c, v in zip(self.identity_cols, key, strict=True):
+                frame.insert(len(frame.columns) - 1, c, v)
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True)

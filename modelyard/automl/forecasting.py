@@ -1,10 +1,14 @@
-"""AutoML for one time series: statistical models and regressors on lag features, searched.
+"""AutoML for time series: statistical models and regressors on lag features, searched.
 
 The series is put on a regular grid (`frequency`; each period the mean of its rows, periods
 without one interpolated to fit but never scored), then split by time: the last `horizon`
 points are the test set and the `horizon` before them the validation set. Each trial fits on
 the training points and forecasts the validation points; then it refits on train + validation
 and forecasts the test points. The refitted model is the one logged for the best trial.
+
+With `identity_col` (Databricks AutoML's multi-series forecasting) each series (rows sharing
+the identity columns' values) gets its own grid, split and model, fitted on its history only;
+a trial's metrics are the mean over the series of each series' metric.
 
 Families: Holt-Winters exponential smoothing and seasonal ARIMA (statsmodels), Ridge
 (scikit-learn) and LightGBM / XGBoost on lag, rolling-mean and calendar features.
@@ -28,14 +32,16 @@ from modelyard.automl.codegen import Origin
 from modelyard.automl.forecasters import (
     ForecastModel,
     LagForecaster,
+    MultiSeriesForecastModel,
     StatsmodelsForecaster,
     fill_gaps,
-    future_times,
     season_length,
+    series_key,
 )
 from modelyard.automl.metrics import FORECASTING
 from modelyard.automl.result import AutoMLResult
 from modelyard.errors import InvalidArgument
+from modelyard.services.common import validation
 
 
 @dataclass(frozen=True)
@@ -220,6 +226,7 @@ _FORECAST = """
 
 
 TIME = $time_literal
+IDENTITY = $identity_literal  # the columns naming a row's series: one model per series
 FREQUENCY = $frequency_literal
 SEASON = $season  # points per seasonal cycle, used to scale MASE
 
@@ -256,7 +263,31 @@ def evaluate(actual, predicted, history) -> dict[str, float]:
     }
 
 
+def series_frames(df: pd.DataFrame):
+    # (key, rows) of each series: the whole frame when IDENTITY is empty.
+    if not IDENTITY:
+        return [((), df)]
+    return [(tuple(str(v) for v in key), rows) for key, rows in df.groupby(IDENTITY, sort=True)]
+
+
+def mean_defined(values) -> float:
+    # A metric's mean over the series where it is defined (MASE is not on a flat history).
+    defined = [v for v in values if not np.isnan(v)]
+    return float(np.mean(defined)) if defined else float("nan")
+
+
 def train_and_evaluate(df: pd.DataFrame):
+    # Each series' model, fitted on that series only; each metric the mean over series.
+    models, scores = {}, []
+    for key, rows in series_frames(df):
+        models[key], metrics = train_and_evaluate_series(rows)
+        scores.append(metrics)
+    metrics = {name: mean_defined([s[name] for s in scores]) for name in scores[0]}
+    model = MultiSeriesForecastModel(models, IDENTITY) if IDENTITY else models[()]
+    return model, metrics
+
+
+def train_and_evaluate_series(df: pd.DataFrame):
     series = df.set_index(TIME)[TARGET].asfreq(FREQUENCY)
     split = df.set_index(TIME)[SPLIT].reindex(series.index)
     train, val, test = (series[split == part] for part in ("train", "val", "test"))
@@ -287,11 +318,10 @@ def main() -> None:
         return
     modelyard.set_tracking_uri(TRACKING_URI)
     tags = {"modelyard.automl.reproduces": $trial_run_id_literal}
-    future = pd.date_range(model.last_time, periods=6, freq=FREQUENCY)[1:]
     with modelyard.start_run(experiment_id=EXPERIMENT_ID, run_name=$run_name_literal, tags=tags):
         modelyard.log_param("model_family", $family_literal)
         modelyard.log_metrics(metrics)
-        example = pd.DataFrame({TIME: future})
+        example = model.input_example()  # the first periods after the training data
         info = modelyard.sklearn.log_model(model, "model", input_example=example)
     print(f"logged run {info.run_id}; model {info.model_uri}")
 
@@ -311,13 +341,18 @@ def script(
     frequency: str,
     season: int,
     filename: str,
+    identity: list[str],
 ) -> str:
     imports, call = source(spec)
-    imports.append("from modelyard.automl.forecasters import ForecastModel, fill_gaps")
+    imports.append(
+        "from modelyard.automl.forecasters import ForecastModel, MultiSeriesForecastModel, "
+        "fill_gaps"
+    )
     title = f"AutoML trial {origin.trial_number}: {family} forecaster for {target_col}"
     values = codegen.common_values(origin, schema, target_col, title, filename, imports)
     values.update(
         time_literal=repr(time_col),
+        identity_literal=repr(identity),
         frequency_literal=repr(frequency),
         season=repr(season),
         forecaster=call,
@@ -339,16 +374,38 @@ class ForecastSearch(search.Search):
     time_col: str = ""
     frequency: str = "D"
     series: Series = Series(0, 1, True)
+    identity_cols: list[str] = field(default_factory=list)
 
-    def parts(self) -> tuple[pd.Series, pd.Series, pd.Series]:
-        """Mirrors the generated script's train_and_evaluate."""
-        series = self.df.set_index(self.time_col)[self.target_col].asfreq(self.frequency)
-        split = self.df.set_index(self.time_col)[dataset.SPLIT_COL].reindex(series.index)
+    def series_frames(self) -> list[tuple[tuple[str, ...], pd.DataFrame]]:
+        """Mirrors the generated script's series_frames."""
+        if not self.identity_cols:
+            return [((), self.df)]
+        grouped = self.df.groupby(self.identity_cols, sort=True)
+        return [(series_key(key), rows) for key, rows in grouped]
+
+    def parts(self, df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
+        """Mirrors the generated script's train_and_evaluate_series."""
+        series = df.set_index(self.time_col)[self.target_col].asfreq(self.frequency)
+        split = df.set_index(self.time_col)[dataset.SPLIT_COL].reindex(series.index)
         train, val, test = (series[split == part] for part in ("train", "val", "test"))
         return train, val, test
 
     def evaluate(self, spec: ForecastSpec) -> tuple[Any, dict[str, float], pd.DataFrame]:
-        train, val, test = self.parts()
+        """Mirrors the generated script's train_and_evaluate: a model per series."""
+        models, scores = {}, []
+        for key, rows in self.series_frames():
+            self.check_time()
+            models[key], found = self.evaluate_series(spec, rows)
+            scores.append(found)
+        out = {name: search.fold_mean([s[name] for s in scores]) for name in scores[0]}
+        ids = self.identity_cols
+        final = MultiSeriesForecastModel(models, ids) if ids else models[()]
+        return final, out, final.input_example()
+
+    def evaluate_series(
+        self, spec: ForecastSpec, df: pd.DataFrame
+    ) -> tuple[ForecastModel, dict[str, float]]:
+        train, val, test = self.parts(df)
         season = self.series.season
         model = build(spec, self.frequency).fit(fill_gaps(train))
         out: dict[str, float] = {}
@@ -363,9 +420,7 @@ class ForecastSearch(search.Search):
         model = build(spec, self.frequency).fit(fill_gaps(history))
         scores = metrics.forecasting(test, model.forecast(len(test)), history, season)
         out.update({f"test_{m}": v for m, v in scores.items()})
-        final = ForecastModel(model, self.time_col, self.frequency, history.index[-1])
-        future = future_times(history.index[-1], 5, self.frequency)
-        return final, out, pd.DataFrame({self.time_col: future})
+        return ForecastModel(model, self.time_col, self.frequency, history.index[-1]), out
 
     def objective(self, trial: optuna.Trial) -> float:
         names = [f.name for f in self.families]
@@ -384,6 +439,7 @@ class ForecastSearch(search.Search):
                 self.frequency,
                 self.series.season,
                 filename,
+                self.identity_cols,
             )
 
         estimator = spec.regressor.cls if spec.regressor else spec.kind
@@ -445,52 +501,54 @@ def _refuse_several_series(raw: pd.DataFrame, times: pd.Series, time_col: str) -
             shown = [str(v) for v in col.drop_duplicates().head(3)]
             raise InvalidArgument(
                 f"timestamps repeat, and column {c!r} tells {n} series apart ({shown}...): "
-                "AutoML forecasts one series. Pass the rows of one series "
-                f"(df[df[{c!r}] == {shown[0]!r}]) per run, or combine the series yourself "
-                "(one row per timestamp)",
+                f"pass identity_col={c!r} to forecast each series with its own model, or "
+                "combine the series yourself (one row per timestamp)",
                 field="data",
             )
 
 
-def _prepare(
-    data: Any, target_col: str, time_col: str, frequency: str, horizon: int, workdir: Path
-) -> tuple[pd.DataFrame, dataset.Schema, Path, str, list[str]]:
-    """The series on its grid: each period the mean of its rows, periods without a row left
-    missing (NaN in the CSV). Trials fill those in to fit, and never score on them."""
-    raw = dataset.load(data)
-    dataset.require_column(raw, target_col, "target_col")
-    dataset.require_column(raw, time_col, "time_col")
-    if not (common.whole_number(horizon) and horizon >= 1):
+def _check_identity(raw: pd.DataFrame, identity: list[str], target_col: str, time_col: str) -> None:
+    for c in identity:
+        dataset.require_column(raw, c, "identity_col")
+        if c in (target_col, time_col):
+            role = "target_col" if c == target_col else "time_col"
+            raise InvalidArgument(
+                f"identity_col {c!r} is also {role}: an identity column names the series a row "
+                "belongs to; name it in one of them only",
+                field="identity_col",
+            )
+        missing = int(raw[c].isna().sum())
+        if missing:
+            raise InvalidArgument(
+                f"identity_col {c!r} is missing in {missing} row(s): each row must name its "
+                "series; fill those values in or drop those rows",
+                field="identity_col",
+            )
+    repeated = validation.named_twice(identity)
+    if repeated is not None:
         raise InvalidArgument(
-            f"horizon must be a whole number of periods, at least 1, not {horizon!r}",
-            field="horizon",
+            f"identity_col names {repeated!r} twice; name each column once", field="identity_col"
         )
+
+
+def _grid(
+    frame: pd.DataFrame, target_col: str, time_col: str, frequency: str, horizon: int, name: str
+) -> tuple[pd.DataFrame, list[str]]:
+    """One series on its grid, split: each period the mean of its rows, periods without a row
+    left missing (NaN in the CSV). Trials fill those in to fit, and never score on them.
+    `name` says which series, in messages, when there are several ("" when one)."""
+    of = f"series {name}: " if name else ""
     notes = []
-    extra = [c for c in raw.columns if c not in (target_col, time_col)]
-    if extra:
-        notes.append(f"columns {extra} are not used: forecasting models the target's own history")
-    times = dataset.timestamps(raw[time_col], time_col)
-    _refuse_several_series(raw, times, time_col)
-    frame = pd.DataFrame(
-        {time_col: times, target_col: dataset.numeric(raw[target_col], target_col)}
-    ).dropna(subset=[time_col])
-    unvalued = int(frame[target_col].isna().sum())
-    if unvalued:  # e.g. future rows without a value yet: they must not become test points
-        notes.append(f"{unvalued} rows without a {target_col} value were dropped")
-        frame = frame.dropna(subset=[target_col])
-    if frame.empty:
-        raise InvalidArgument(f"no row has both a {time_col} and a {target_col}", field="data")
-    frequency = resolve_frequency(frequency, frame[time_col])
     series = frame.set_index(time_col)[target_col].sort_index().resample(frequency).mean()
     observed = int(series.notna().sum())
     if observed < len(frame):
         notes.append(
-            f"{len(frame)} rows fall in {observed} {frequency!r} periods: each period is the "
+            f"{of}{len(frame)} rows fall in {observed} {frequency!r} periods: each period is the "
             "mean of its rows"
         )
     if observed < len(series) / 2:
         raise InvalidArgument(
-            f"only {observed} of the {len(series)} {frequency!r} periods from "
+            f"{of}only {observed} of the {len(series)} {frequency!r} periods from "
             f"{series.index[0]} to {series.index[-1]} have a value: the data is not recorded "
             f"every {frequency!r}. Pass the frequency it is recorded at, or a coarser one "
             "(each period is then the mean of its rows)",
@@ -499,24 +557,80 @@ def _prepare(
     gaps = len(series) - observed
     if gaps:
         notes.append(
-            f"{gaps} of {len(series)} {frequency!r} periods have no value: models are fitted "
+            f"{of}{gaps} of {len(series)} {frequency!r} periods have no value: models are fitted "
             "with them interpolated, and scored only on periods with a value"
         )
     if len(series) < 2 * horizon + 10:
         raise InvalidArgument(
-            f"{len(series)} points leave too little history for 2 x horizon {horizon} held out",
+            f"{of}{len(series)} points leave too little history for 2 x horizon {horizon} held out",
             field="horizon",
         )
     df = pd.DataFrame({time_col: series.index, target_col: series.to_numpy()})
     df[dataset.SPLIT_COL] = dataset.time_split(df[time_col], horizon).to_numpy()
-    for part, name in (("val", "validation"), ("test", "test")):
+    for part, what in (("val", "validation"), ("test", "test")):
         if df.loc[df[dataset.SPLIT_COL] == part, target_col].isna().all():
             raise InvalidArgument(
-                f"the {name} period (the {horizon} {frequency!r} periods held out for it) has "
-                f"no value to score on: pass a longer horizon, or data without that gap",
+                f"{of}the {what} period (the {horizon} {frequency!r} periods held out for it) "
+                "has no value to score on: pass a longer horizon, or data without that gap",
                 field="horizon",
             )
-    schema = dataset.Schema({target_col: "float64", dataset.SPLIT_COL: "str"}, [time_col])
+    return df, notes
+
+
+def _prepare(
+    data: Any,
+    target_col: str,
+    time_col: str,
+    frequency: str,
+    horizon: int,
+    workdir: Path,
+    identity: list[str] | None = None,
+) -> tuple[pd.DataFrame, dataset.Schema, Path, str, list[str]]:
+    """Each series (one, or one per value of the `identity` columns) on its own grid and split
+    by its own last periods; the series' rows one after the other, identity columns as text."""
+    identity = identity or []
+    raw = dataset.load(data)
+    dataset.require_column(raw, target_col, "target_col")
+    dataset.require_column(raw, time_col, "time_col")
+    if not (common.whole_number(horizon) and horizon >= 1):
+        raise InvalidArgument(
+            f"horizon must be a whole number of periods, at least 1, not {horizon!r}",
+            field="horizon",
+        )
+    _check_identity(raw, identity, target_col, time_col)
+    notes = []
+    extra = [c for c in raw.columns if c not in (target_col, time_col, *identity)]
+    if extra:
+        notes.append(f"columns {extra} are not used: forecasting models the target's own history")
+    times = dataset.timestamps(raw[time_col], time_col)
+    if not identity:
+        _refuse_several_series(raw, times, time_col)
+    frame = pd.DataFrame(
+        {
+            **{c: raw[c].astype(str) for c in identity},
+            time_col: times,
+            target_col: dataset.numeric(raw[target_col], target_col),
+        }
+    ).dropna(subset=[time_col])
+    unvalued = int(frame[target_col].isna().sum())
+    if unvalued:  # e.g. future rows without a value yet: they must not become test points
+        notes.append(f"{unvalued} rows without a {target_col} value were dropped")
+        frame = frame.dropna(subset=[target_col])
+    if frame.empty:
+        raise InvalidArgument(f"no row has both a {time_col} and a {target_col}", field="data")
+    frequency = resolve_frequency(frequency, frame[time_col])
+    groups = frame.groupby(identity, sort=True) if identity else [((), frame)]
+    parts = []
+    for key, rows in groups:
+        name = ", ".join(f"{c}={v!r}" for c, v in zip(identity, series_key(key), strict=True))
+        df, found = _grid(rows, target_col, time_col, frequency, horizon, name)
+        for c, v in reversed(list(zip(identity, series_key(key), strict=True))):
+            df.insert(0, c, v)
+        parts.append(df)
+        notes += found
+    df = pd.concat(parts, ignore_index=True)
+    dtypes = {**dict.fromkeys(identity, "str"), target_col: "float64", dataset.SPLIT_COL: "str"}
+    schema = dataset.Schema(dtypes, [time_col])
     csv_path = workdir / "training_data.csv"
     df.to_csv(csv_path, index=False)
     return schema.read(csv_path), schema, csv_path, frequency, notes
@@ -533,6 +647,7 @@ def run(
     timeout_minutes: float | None = None,
     max_trials: int | None = None,
     exclude_frameworks: Any = None,
+    identity_col: str | list[str] | None = None,
     experiment_name: str | None = None,
     register_model: str | None = None,
     seed: int = 0,
@@ -546,11 +661,13 @@ def run(
     common.registered_model_name(register_model)
     _, timeout = common.budget_seconds(timeout_minutes, max_trials)
     workdir = common.output_dir(output_dir)
+    identity = [identity_col] if isinstance(identity_col, str) else list(identity_col or [])
     df, schema, csv_path, frequency, notes = _prepare(
-        data, target_col, time_col, frequency, horizon, workdir
+        data, target_col, time_col, frequency, horizon, workdir, identity
     )
     season = season_length(frequency)
-    n_train = int((df[dataset.SPLIT_COL] == "train").sum())
+    train_rows = df[df[dataset.SPLIT_COL] == "train"]
+    n_train = int(train_rows.groupby(identity).size().min()) if identity else len(train_rows)
     series = Series(n_train, season, bool((df[target_col].dropna() > 0).all()))
     candidates = [f for f in FAMILIES if f.framework not in excluded]
     if not candidates:
@@ -560,13 +677,15 @@ def run(
         )
     types = {time_col: "datetime"}
     prof = profile.profile(
-        df.drop(columns=[dataset.SPLIT_COL]), target_col, FORECASTING, types, time_col
+        df.drop(columns=[dataset.SPLIT_COL, *identity]), target_col, FORECASTING, types, time_col
     )
     exp_id = common.experiment_id(experiment_name)
     params = {
         "problem_type": FORECASTING,
         "target_col": target_col,
         "time_col": time_col,
+        "identity_cols": ",".join(identity),
+        "n_series": df.groupby(identity).ngroups if identity else 1,
         "horizon": horizon,
         "frequency": frequency,
         "season_length": season,
@@ -597,6 +716,7 @@ def run(
             time_col=time_col,
             frequency=frequency,
             series=series,
+            identity_cols=identity,
         )
         remaining = None if timeout is None else max(1.0, timeout - (time.monotonic() - started))
         enqueue = [f.enqueued(series) for f in candidates]

@@ -90,7 +90,10 @@ def run(
     ] = None,
     identity_cols: Annotated[
         list[str] | None,
-        typer.Option("--identity-col", help="An id column: no feature, kept in the data."),
+        typer.Option(
+            "--identity-col",
+            help="An id column: no feature, kept in the data; forecasting: one series per value.",
+        ),
     ] = None,
     pos_label: Annotated[
         str | None,
@@ -137,8 +140,6 @@ def run(
         raise typer.BadParameter(f"--problem must be one of {', '.join(PROBLEMS)}")
     if problem == "forecasting" and (time_col is None or horizon is None):
         raise typer.BadParameter("forecasting needs --time-col and --horizon")
-    if problem == "forecasting" and identity_cols:
-        raise typer.BadParameter("--identity-col is for classification and regression only")
     if problem == "forecasting" and sample_weight_col:
         raise typer.BadParameter("--sample-weight-col is for classification and regression only")
     if token:
@@ -189,7 +190,15 @@ def run(
         else:
             assert time_col is not None
             assert horizon is not None
-            result = modelyard.automl.forecast(data, target, time_col, horizon, frequency, **common)
+            result = modelyard.automl.forecast(
+                data,
+                target,
+                time_col,
+                horizon,
+                frequency,
+                identity_col=_parse_list(identity_cols),
+                **common,
+            )
         bar.update(task, completed=1.0)
     best = result.best_trial
     if as_json:

@@ -1,0 +1,132 @@
+"""Multi-series forecasting (Databricks AutoML's identity_col): one model per series, each
+fitted on its own history, and a logged model that answers each row with its series' model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import modelyard.automl
+import modelyard.pyfunc
+from modelyard.automl.dataset import SPLIT_COL
+from modelyard.cli import app
+from modelyard.errors import InvalidArgument
+
+ONE_FAMILY = ["sklearn", "lightgbm", "xgboost"]  # statsmodels only: exponential smoothing first
+
+
+def _stores(days: int = 45) -> pd.DataFrame:
+    """Two stores on the same days, nothing alike: a weekly cycle near 100, a trend near 10."""
+    rng = np.random.default_rng(4)
+    t = np.arange(days)
+    day = pd.date_range("2024-01-01", periods=days, freq="D")
+    a = 100 + np.array([0, 3, 6, 9, 6, 3, 0])[t % 7] + rng.normal(0, 0.5, days)
+    b = 10 + 0.5 * t + rng.normal(0, 0.2, days)
+    return pd.concat(
+        [
+            pd.DataFrame({"day": day, "store": "a", "sales": a}),
+            pd.DataFrame({"day": day, "store": "b", "sales": b}),
+        ]
+    ).sample(frac=1.0, random_state=0)  # rows in no order
+
+
+def _forecast(data: pd.DataFrame, tmp_path, **kwargs) -> modelyard.automl.AutoMLResult:
+    return modelyard.automl.forecast(
+        data,
+        "sales",
+        "day",
+        horizon=5,
+        max_trials=1,
+        exclude_frameworks=ONE_FAMILY,
+        output_dir=tmp_path,
+        **kwargs,
+    )
+
+
+def test_each_series_is_forecast_from_its_own_history(fluent, tmp_path) -> None:
+    data = _stores()
+    both = _forecast(data, tmp_path / "both", identity_col="store")
+    c = fluent.client()
+    params = c.get_run(both.parent_run_id).data.params
+    assert (params["identity_cols"], params["n_series"]) == ("store", "2")
+    csv = pd.read_csv(c.download_artifacts(both.parent_run_id, "data/training_data.csv"))
+    test = csv[csv[SPLIT_COL] == "test"]
+    assert test.groupby("store").size().to_dict() == {"a": 5, "b": 5}  # each its own last days
+
+    model = modelyard.pyfunc.load_model(both.best_trial.model_uri)
+    rows = test[["store", "day"]].assign(day=lambda f: pd.to_datetime(f["day"]))
+    rows = rows.sample(frac=1.0, random_state=1).reset_index(drop=True)  # series interleaved
+    predicted = pd.Series(model.predict(rows))
+    alone = {}
+    for store in ("a", "b"):
+        own = _forecast(data[data["store"] == store].drop(columns="store"), tmp_path / store)
+        mine = rows["store"] == store
+        own_model = modelyard.pyfunc.load_model(own.best_trial.model_uri)
+        expected = own_model.predict(rows.loc[mine, ["day"]])
+        assert predicted[mine].to_numpy() == pytest.approx(np.asarray(expected))
+        alone[store] = own.best_trial.metrics
+    assert predicted[rows["store"] == "a"].between(95, 115).all()
+    assert predicted[rows["store"] == "b"].between(25, 40).all()
+    for name in ("val_smape", "test_mae"):  # each metric: the mean over the series
+        mean = (alone["a"][name] + alone["b"][name]) / 2
+        assert both.best_trial.metrics[name] == pytest.approx(mean)
+
+    with pytest.raises(InvalidArgument, match="no series 'c' of \\['store'\\]"):
+        model.predict(rows.assign(store="c"))
+
+
+def test_identity_cols_for_forecasting_are_checked(fluent) -> None:
+    data = _stores()
+    with pytest.raises(InvalidArgument, match="pass identity_col='store' to forecast each"):
+        modelyard.automl.forecast(data, "sales", "day", horizon=5, max_trials=1)
+    with pytest.raises(InvalidArgument, match="identity_col 'Store' is not a column"):
+        modelyard.automl.forecast(data, "sales", "day", 5, identity_col="Store", max_trials=1)
+    with pytest.raises(InvalidArgument, match="identity_col 'day' is also time_col"):
+        modelyard.automl.forecast(data, "sales", "day", 5, identity_col="day", max_trials=1)
+    short = pd.concat(
+        [
+            data,
+            pd.DataFrame({"day": pd.date_range("2024-01-01", periods=3), "store": "c", "sales": 1}),
+        ]
+    )
+    with pytest.raises(InvalidArgument, match="series store='c': 3 points leave too little"):
+        modelyard.automl.forecast(short, "sales", "day", 5, identity_col="store", max_trials=1)
+    assert fluent.search_runs(search_all_experiments=True).empty
+
+
+def test_multi_series_from_the_cli_and_the_generated_script(fluent, server, tmp_path) -> None:
+    data = tmp_path / "stores.csv"
+    _stores().to_csv(data, index=False)
+    args = ["automl", "run", "--data", str(data), "--target", "sales", "--problem", "forecasting"]
+    args += ["--time-col", "day", "--horizon", "5", "--identity-col", "store", "--max-trials"]
+    args += ["2", "--uri", server.address, "--json", "--output-dir", str(tmp_path / "code")]
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.output)
+    params = fluent.client().get_run(summary["parent_run_id"]).data.params
+    assert params["n_series"] == "2"
+    env = {**os.environ, "MODELYARD_URI": server.address}
+    for script in sorted((tmp_path / "code").glob("trial_*.py")):
+        ran = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert ran.returncode == 0, ran.stderr
+        logged = ran.stdout.splitlines()[-1].split()[-1]  # "logged run ...; model runs:/.../model"
+        model = modelyard.pyfunc.load_model(logged)
+        assert model.signature is not None
+        assert [s.name for s in model.signature.inputs] == ["store", "day"]
+    printed = dict(line.split()[:2] for line in ran.stdout.splitlines()[:-1])
+    trial = fluent.client().get_run(
+        fluent.search_runs(
+            search_all_experiments=True,
+            filter_string=f"tags.modelyard.automl.source = 'code/{script.name}'",
+        )["run_id"][0]
+    )
+    assert float(printed["test_smape"]) == pytest.approx(trial.data.metrics["test_smape"])
