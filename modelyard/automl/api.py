@@ -44,8 +44,8 @@ def classify(
     primary_metric: str | None = None,
     timeout_minutes: float | None = None,
     max_trials: int | None = None,
-    exclude_frameworks: Iterable[str] | None = None,
-    exclude_cols: Iterable[str] | None = None,
+    exclude_frameworks: str | Iterable[str] | None = None,
+    exclude_cols: str | Iterable[str] | None = None,
     identity_col: str | Iterable[str] | None = None,
     pos_label: Any = None,
     sample_weight_col: str | None = None,
@@ -81,8 +81,8 @@ def regress(
     primary_metric: str | None = None,
     timeout_minutes: float | None = None,
     max_trials: int | None = None,
-    exclude_frameworks: Iterable[str] | None = None,
-    exclude_cols: Iterable[str] | None = None,
+    exclude_frameworks: str | Iterable[str] | None = None,
+    exclude_cols: str | Iterable[str] | None = None,
     identity_col: str | Iterable[str] | None = None,
     sample_weight_col: str | None = None,
     split_col: str | None = None,
@@ -112,7 +112,7 @@ def forecast(
     primary_metric: str | None = None,
     timeout_minutes: float | None = None,
     max_trials: int | None = None,
-    exclude_frameworks: Iterable[str] | None = None,
+    exclude_frameworks: str | Iterable[str] | None = None,
     identity_col: str | Iterable[str] | None = None,
     experiment_name: str | None = None,
     register_model: str | None = None,
@@ -127,7 +127,7 @@ def forecast(
     columns' values, gets its own split and its own model, fitted on its history only; the
     logged model forecasts a row with its series' model."""
     kwargs = dict(locals())
-    kwargs["identity_col"] = _identity_cols(identity_col)
+    kwargs["identity_col"] = common.names(identity_col)
     from modelyard.automl import forecasting
 
     return forecasting.run(**kwargs)
@@ -229,7 +229,7 @@ def _prepare(
     problem: str,
     data: Any,
     target_col: str,
-    exclude_cols: Iterable[str] | None,
+    exclude_cols: str | Iterable[str] | None,
     identity: list[str],
     weight_col: str | None,
     split_col: str | None,
@@ -259,7 +259,7 @@ def _prepare(
         notes.append(f"{missing} rows without a {target_col} value were dropped")
     if problem == CLASSIFICATION:
         raw[target_col] = _labels(raw[target_col], target_col)
-    drop = [c for c in exclude_cols or () if c != target_col]
+    drop = [c for c in common.names(exclude_cols) if c != target_col]
     for c in drop:  # a misspelt name would leave in the very column meant to be left out
         dataset.require_column(raw, c, "exclude_cols")
     _check_identity(raw, identity, target_col, drop, split_col)
@@ -292,12 +292,6 @@ def _prepare(
     normalized.to_csv(csv_path, index=False)
     given = raw.drop(columns=[target_col]).rename(columns=str)
     return schema.read(csv_path), given, schema, csv_path, notes
-
-
-def _identity_cols(identity_col: str | Iterable[str] | None) -> list[str]:
-    if identity_col is None:
-        return []
-    return [identity_col] if isinstance(identity_col, str) else list(identity_col)
 
 
 def _check_identity(
@@ -417,8 +411,8 @@ def _tabular(
     primary_metric: str | None,
     timeout_minutes: float | None,
     max_trials: int | None,
-    exclude_frameworks: Iterable[str] | None,
-    exclude_cols: Iterable[str] | None,
+    exclude_frameworks: str | Iterable[str] | None,
+    exclude_cols: str | Iterable[str] | None,
     identity_col: str | Iterable[str] | None,
     pos_label: Any,
     sample_weight_col: str | None,
@@ -440,7 +434,7 @@ def _tabular(
     common.registered_model_name(register_model)
     total, timeout = common.budget_seconds(timeout_minutes, max_trials)
     workdir = common.output_dir(output_dir)
-    identity = _identity_cols(identity_col)
+    identity = common.names(identity_col)
     kept = [str(c) for c in identity]  # as the normalized frame names columns
     weight = sample_weight_col
     df, given, schema, csv_path, notes = _prepare(

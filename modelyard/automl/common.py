@@ -75,15 +75,23 @@ def check_seed(seed: object) -> None:
         )
 
 
-def excluded_frameworks(exclude: Iterable[str] | None) -> tuple[str, ...]:
-    names = tuple(str(f).lower() for f in exclude or ())
-    unknown = [n for n in names if n not in FRAMEWORKS]
+def names(value: str | Iterable[Any] | None) -> list[Any]:
+    """A list of names given as one name or several: a single string is one name, not its
+    letters (exclude_cols="plan" once read as the columns 'p', 'l', 'a', 'n')."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def excluded_frameworks(exclude: str | Iterable[str] | None) -> tuple[str, ...]:
+    names_ = tuple(str(f).lower() for f in names(exclude))
+    unknown = [n for n in names_ if n not in FRAMEWORKS]
     if unknown:
         raise InvalidArgument(
             f"exclude_frameworks: unknown {unknown}; frameworks are {', '.join(FRAMEWORKS)}",
             field="exclude_frameworks",
         )
-    return names
+    return names_
 
 
 def registered_model_name(name: str | None) -> str | None:

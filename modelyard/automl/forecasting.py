@@ -661,7 +661,7 @@ def run(
     common.registered_model_name(register_model)
     _, timeout = common.budget_seconds(timeout_minutes, max_trials)
     workdir = common.output_dir(output_dir)
-    identity = [identity_col] if isinstance(identity_col, str) else list(identity_col or [])
+    identity = common.names(identity_col)
     df, schema, csv_path, frequency, notes = _prepare(
         data, target_col, time_col, frequency, horizon, workdir, identity
     )

@@ -254,6 +254,26 @@ def test_exclude_cols_naming_no_column_is_refused_naming_the_close_one(fluent, c
     assert fluent.search_runs(search_all_experiments=True).empty
 
 
+def test_one_name_given_as_a_string_is_one_name_not_its_letters(fluent, prices, tmp_path) -> None:
+    """exclude_cols="area" was read as the columns 'a', 'r', 'e', 'a' (refused: "exclude_cols
+    'a' is not a column") and exclude_frameworks="lightgbm" as frameworks 'l', 'i', ...;
+    identity_col already took one name as a string."""
+    result = modelyard.automl.regress(
+        prices,
+        "price",
+        exclude_cols="area",
+        exclude_frameworks="lightgbm",
+        max_trials=1,
+        output_dir=tmp_path,
+    )
+    params = fluent.client().get_run(result.parent_run_id).data.params
+    assert params["exclude_frameworks"] == "lightgbm"
+    assert "lightgbm" not in params["model_families"].split(",")
+    model = modelyard.pyfunc.load_model(result.best_trial.model_uri)
+    assert model.signature is not None
+    assert [s.name for s in model.signature.inputs] == ["size", "rooms"]
+
+
 @pytest.mark.parametrize(
     ("setting", "field"),
     [
