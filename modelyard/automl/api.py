@@ -387,6 +387,36 @@ def _sample_weights(col: pd.Series, name: str) -> pd.Series:
     return numbers
 
 
+def _no_features(
+    dropped: dict[str, str],
+    target_col: str,
+    exclude_cols: str | Iterable[str] | None,
+    identity: list[str],
+    weight_col: str | None,
+    split_col: str | None,
+) -> InvalidArgument:
+    """Why no column is left to learn from, and what to do: 'no usable feature columns: {}'
+    said neither when every column had been set aside."""
+    unused = [f"{c!r} ({kind})" for c, kind in dropped.items()]
+    set_aside = {
+        "exclude_cols": [c for c in common.names(exclude_cols) if c != target_col],
+        "identity_col": identity,
+        "sample_weight_col": [weight_col] if weight_col is not None else [],
+        "split_col": [split_col] if split_col is not None else [],
+    }
+    parts = [f"{role} {names}" for role, names in set_aside.items() if names]
+    why = []
+    if unused:
+        why.append(f"the columns left carry nothing to learn from: {', '.join(unused)}")
+    if parts:
+        why.append(f"set aside as {', '.join(parts)}")
+    return InvalidArgument(
+        f"no feature column to predict {target_col!r} from: {'; '.join(why) or 'no columns'}; "
+        "add columns to learn from, or set fewer aside",
+        field="data",
+    )
+
+
 def _input_example(given: pd.DataFrame, df: pd.DataFrame, rows: Any, columns: list[str]) -> Any:
     """Rows of the user's own columns and types (a bool stays bool), so the signature accepts
     the frame the model was trained from; a column a signature cannot describe as given
@@ -456,7 +486,7 @@ def _tabular(
     types = profile.detect_types(feature_frame)
     plan = features.plan(types)
     if not plan.columns:
-        raise InvalidArgument(f"no usable feature columns: {plan.dropped}", field="data")
+        raise _no_features(plan.dropped, target_col, exclude_cols, kept, weight, split_col)
     prof = profile.profile(
         df.drop(columns=[dataset.SPLIT_COL, *not_features]), target_col, problem, types
     )

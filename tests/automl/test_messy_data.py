@@ -258,6 +258,20 @@ def test_identity_cols_are_no_feature_but_stay_in_the_logged_data(fluent, tmp_pa
     assert csv["batch"].tolist() == data["batch"].tolist()  # whole numbers, as given
 
 
+def test_no_feature_left_says_which_columns_were_set_aside_or_unusable(fluent) -> None:
+    """Every column set aside was refused as "no usable feature columns: {}", naming nothing."""
+    data = _binary().assign(batch=np.arange(60) % 3, one=1.0)
+    with pytest.raises(InvalidArgument) as caught:
+        modelyard.automl.classify(data, "y", exclude_cols="x", identity_col="batch", max_trials=1)
+    assert caught.value.field == "data"
+    message = caught.value.message
+    assert message.startswith("no feature column to predict 'y' from: the columns left carry")
+    assert "'one' (constant)" in message
+    assert "set aside as exclude_cols ['x'], identity_col ['batch']" in message
+    assert message.endswith("add columns to learn from, or set fewer aside")
+    assert fluent.search_runs(search_all_experiments=True).empty
+
+
 def test_identity_cols_are_checked_as_exclude_cols_are(fluent) -> None:
     data = _binary().assign(batch=np.arange(60) % 3)
     with pytest.raises(InvalidArgument, match="identity_col 'Batch' is not a column; did you"):
