@@ -192,6 +192,23 @@ def _classes(y: pd.Series, pos_label: Any) -> tuple[list[Any], Any]:
     raise InvalidArgument(f"pos_label {pos_label!r} is not one of {classes}", field="pos_label")
 
 
+def _majority_pos_label(label: Any, counts: pd.Series, primary: str) -> str:
+    """The default pos_label (the last label) is the common class: its f1 / precision / recall
+    look excellent for a model that never finds the rare class, which is what one usually
+    wants found (fraud, churn, failure)."""
+    rare = counts.idxmin()
+    share = counts[label] / counts.sum()
+    scored = (
+        f"the primary metric {primary} and " if primary in ("f1", "precision", "recall") else ""
+    )
+    return (
+        f"pos_label defaults to {label!r} (the last label), the common class ({share:.0%} of "
+        f"rows): {scored}f1, precision and recall score finding {label!r}, and look good even "
+        f"for a model that never predicts {rare!r}; pass pos_label={rare!r} to score the rare "
+        "class"
+    )
+
+
 def _same_label(label: Any, given: Any) -> bool:
     """`given` names `label` as itself, as its text, or as the same number ("1" for 1 or 1.0):
     a pos_label from the command line is always text."""
@@ -500,6 +517,8 @@ def _tabular(
         classes, label = _classes(df[target_col], pos_label)
         counts = df[target_col].value_counts()
         imbalanced = bool(counts.min() / counts.max() < 0.5)
+        if pos_label is None and imbalanced and len(classes) == 2 and label == counts.idxmax():
+            notes.append(_majority_pos_label(label, counts, primary))
         fit_counts = df.loc[df[dataset.SPLIT_COL] != "test", target_col].value_counts()
         stratified = folds is not None and int(fit_counts.min()) >= folds
         rare = {k: int(n) for k, n in fit_counts.items() if folds is not None and n < folds}
