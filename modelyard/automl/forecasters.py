@@ -196,11 +196,19 @@ def series_key(values: Any) -> tuple[str, ...]:
 
 
 class MultiSeriesForecastModel:
-    """One fitted `ForecastModel` per series, keyed by the values of `identity_cols`."""
+    """One fitted `ForecastModel` per series, keyed by the values of `identity_cols`;
+    `dtypes` are those columns' types in the training data (an id 17 is a number there, and
+    so in the input example and signature)."""
 
-    def __init__(self, models: dict[tuple[str, ...], ForecastModel], identity_cols: list[str]):
+    def __init__(
+        self,
+        models: dict[tuple[str, ...], ForecastModel],
+        identity_cols: list[str],
+        dtypes: dict[str, Any] | None = None,
+    ):
         self.models = models
         self.identity_cols = list(identity_cols)
+        self.dtypes = {c: str(t) for c, t in (dtypes or {}).items()}
         self.time_col = next(iter(models.values())).time_col
         self.feature_names_in_ = np.asarray([*self.identity_cols, self.time_col], dtype=object)
 
@@ -231,6 +239,13 @@ class MultiSeriesForecastModel:
         for key, model in list(self.models.items())[:2]:
             frame = model.input_example(steps)
             for c, v in zip(self.identity_cols, key, strict=True):
-                frame.insert(len(frame.columns) - 1, c, v)
+                frame.insert(len(frame.columns) - 1, c, self._typed(c, v, len(frame)))
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)
+
+    def _typed(self, column: str, value: str, n: int) -> pd.Series:
+        """`n` times a key's text `value` as the column's training type."""
+        dtype = self.dtypes.get(column, "object")
+        if dtype == "bool":
+            return pd.Series([value == "True"] * n, dtype=bool)
+        return pd.Series([value] * n, dtype=object).astype(dtype)

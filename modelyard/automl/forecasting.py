@@ -283,7 +283,8 @@ def train_and_evaluate(df: pd.DataFrame):
         models[key], metrics = train_and_evaluate_series(rows)
         scores.append(metrics)
     metrics = {name: mean_defined([s[name] for s in scores]) for name in scores[0]}
-    model = MultiSeriesForecastModel(models, IDENTITY) if IDENTITY else models[()]
+    dtypes = df[IDENTITY].dtypes.to_dict()
+    model = MultiSeriesForecastModel(models, IDENTITY, dtypes) if IDENTITY else models[()]
     return model, metrics
 
 
@@ -399,7 +400,8 @@ class ForecastSearch(search.Search):
             scores.append(found)
         out = {name: search.fold_mean([s[name] for s in scores]) for name in scores[0]}
         ids = self.identity_cols
-        final = MultiSeriesForecastModel(models, ids) if ids else models[()]
+        dtypes = self.df[ids].dtypes.to_dict()
+        final = MultiSeriesForecastModel(models, ids, dtypes) if ids else models[()]
         return final, out, final.input_example()
 
     def evaluate_series(
@@ -531,6 +533,18 @@ def _check_identity(raw: pd.DataFrame, identity: list[str], target_col: str, tim
         )
 
 
+def _identity_dtype(col: pd.Series) -> str:
+    """An identity column's type in the training CSV: numbers and booleans as they are (an id
+    17 stays 17, as the logged model's signature then takes it), anything else as text."""
+    if pd.api.types.is_bool_dtype(col):
+        return "bool"
+    if pd.api.types.is_integer_dtype(col):
+        return "int64"
+    if pd.api.types.is_float_dtype(col):
+        return "float64"
+    return "str"
+
+
 def _grid(
     frame: pd.DataFrame, target_col: str, time_col: str, frequency: str, horizon: int, name: str
 ) -> tuple[pd.DataFrame, list[str]]:
@@ -605,9 +619,10 @@ def _prepare(
     times = dataset.timestamps(raw[time_col], time_col)
     if not identity:
         _refuse_several_series(raw, times, time_col)
+    dtypes = {c: _identity_dtype(raw[c]) for c in identity}
     frame = pd.DataFrame(
         {
-            **{c: raw[c].astype(str) for c in identity},
+            **{c: raw[c].astype(dtypes[c]) for c in identity},
             time_col: times,
             target_col: dataset.numeric(raw[target_col], target_col),
         }
@@ -624,13 +639,12 @@ def _prepare(
     for key, rows in groups:
         name = ", ".join(f"{c}={v!r}" for c, v in zip(identity, series_key(key), strict=True))
         df, found = _grid(rows, target_col, time_col, frequency, horizon, name)
-        for c, v in reversed(list(zip(identity, series_key(key), strict=True))):
-            df.insert(0, c, v)
+        for c, v in reversed(list(zip(identity, key, strict=True))):
+            df.insert(0, c, pd.Series([v] * len(df), dtype=dtypes[c]))
         parts.append(df)
         notes += found
     df = pd.concat(parts, ignore_index=True)
-    dtypes = {**dict.fromkeys(identity, "str"), target_col: "float64", dataset.SPLIT_COL: "str"}
-    schema = dataset.Schema(dtypes, [time_col])
+    schema = dataset.Schema({**dtypes, target_col: "float64", dataset.SPLIT_COL: "str"}, [time_col])
     csv_path = workdir / "training_data.csv"
     df.to_csv(csv_path, index=False)
     return schema.read(csv_path), schema, csv_path, frequency, notes

@@ -18,6 +18,7 @@ import modelyard.pyfunc
 from modelyard.automl.dataset import SPLIT_COL
 from modelyard.cli import app
 from modelyard.errors import InvalidArgument
+from modelyard.models.signature import ColumnSpec
 
 ONE_FAMILY = ["sklearn", "lightgbm", "xgboost"]  # statsmodels only: exponential smoothing first
 
@@ -80,6 +81,23 @@ def test_each_series_is_forecast_from_its_own_history(fluent, tmp_path) -> None:
 
     with pytest.raises(InvalidArgument, match="no series 'c' of \\['store'\\]"):
         model.predict(rows.assign(store="c"))
+
+
+def test_numeric_series_ids_stay_numbers(fluent, tmp_path) -> None:
+    """Store ids 17 and 23 were made text: the logged model's signature then refused the ids
+    as the data has them ("column 'store' has type long, but the model expects string")."""
+    data = _stores().assign(store=lambda f: np.where(f["store"] == "a", 17, 23))
+    result = _forecast(data, tmp_path, identity_col="store")
+    c = fluent.client()
+    csv = pd.read_csv(c.download_artifacts(result.parent_run_id, "data/training_data.csv"))
+    assert sorted(csv["store"].unique().tolist()) == [17, 23]
+    model = modelyard.pyfunc.load_model(result.best_trial.model_uri)
+    assert model.signature is not None
+    inputs = [(s.name, s.type) for s in model.signature.inputs if isinstance(s, ColumnSpec)]
+    assert inputs == [("store", "long"), ("day", "datetime")]
+    day = pd.Timestamp(csv["day"].max())
+    ahead = model.predict(pd.DataFrame({"store": [23, 17], "day": [day, day]}))
+    assert 25 < ahead[0] < 40 and 95 < ahead[1] < 115
 
 
 def test_identity_cols_for_forecasting_are_checked(fluent) -> None:
