@@ -140,8 +140,17 @@ def run(
         raise typer.BadParameter(f"--problem must be one of {', '.join(PROBLEMS)}")
     if problem == "forecasting" and (time_col is None or horizon is None):
         raise typer.BadParameter("forecasting needs --time-col and --horizon")
-    if problem == "forecasting" and sample_weight_col:
-        raise typer.BadParameter("--sample-weight-col is for classification and regression only")
+    given = {
+        "--pos-label": (pos_label is not None, ("classification",)),
+        "--sample-weight-col": (sample_weight_col is not None, ("classification", "regression")),
+        "--exclude-col": (bool(exclude_cols), ("classification", "regression")),
+        "--horizon": (horizon is not None, ("forecasting",)),
+    }
+    for option, (is_given, problems) in given.items():
+        if is_given and problem not in problems:  # else silently ignored: misspelt, unchecked
+            raise typer.BadParameter(
+                f"{option} is for {' and '.join(problems)} only, not {problem}; leave it out"
+            )
     if token:
         os.environ["MODELYARD_TOKEN"] = token
     if uri:

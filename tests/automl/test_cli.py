@@ -187,3 +187,27 @@ def test_bad_identity_or_time_cols_are_refused_naming_the_option(
     error = json.loads(done.stdout)["error"]
     assert error["code"] == "INVALID_ARGUMENT" and error["field"] == field
     assert message in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("problem", "extra", "message"),
+    [
+        ("regression", ["--pos-label", "1"], "--pos-label is for classification only"),
+        ("forecasting", ["--pos-label", "1"], "--pos-label is for classification only"),
+        ("forecasting", ["--exclude-col", "nope"], "--exclude-col is for classification and"),
+        ("regression", ["--horizon", "7"], "--horizon is for forecasting only, not regression"),
+    ],
+)
+def test_options_of_another_problem_are_refused_not_ignored(
+    prices, tmp_path, problem: str, extra: list[str], message: str
+) -> None:
+    """--pos-label with regression, or a misspelt --exclude-col with forecasting, were
+    silently ignored: the run went ahead as if they had not been given."""
+    data = tmp_path / "prices.csv"
+    prices.assign(day=pd.date_range("2024-01-01", periods=len(prices))).to_csv(data, index=False)
+    args = ["automl", "run", "--data", str(data), "--target", "price", "--problem", problem]
+    if problem == "forecasting":
+        args += ["--time-col", "day", "--horizon", "7"]
+    done = runner.invoke(app, [*args, *extra, "--uri", "127.0.0.1:1"])
+    assert done.exit_code == 2, done.output
+    assert message in " ".join(done.output.split())
