@@ -595,6 +595,7 @@ def optimize(
     while trials run and FINISHED (FAILED if the objective raised out of optimize) once no
     trial of the study is running; a parent you own keeps the status you give it.
     """
+    _check_budget(n_trials, timeout)
     names = _metric_names(study, metric_name)
     _check_metric_keys(names, intermediate_metric)
     rid, exp_id = _resolve_parent(study, parent_run_id, run_name, experiment_name)
@@ -632,6 +633,30 @@ def optimize(
             elif not running:
                 c.set_terminated(rid, RunStatus.FINISHED)
     return _result(study, rid, exp_id)
+
+
+def _check_budget(n_trials: Any, timeout: Any) -> None:
+    """Refused before any run is made: Optuna runs no trial for n_trials=-1 (or 0) and stops
+    at once for a negative timeout, leaving an empty parent run and no word why."""
+    if n_trials is not None and (
+        isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1
+    ):
+        raise InvalidArgument(
+            f"n_trials must be a whole number, at least 1, not {n_trials!r}; pass None to run "
+            "trials until the timeout",
+            field="n_trials",
+        )
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise InvalidArgument(
+            f"timeout must be a positive number of seconds, not {timeout!r}; pass None for no "
+            "time limit",
+            field="timeout",
+        )
 
 
 def _end_stale_trial_runs(study: optuna.Study, parent_run_id: str, experiment_id: str) -> None:

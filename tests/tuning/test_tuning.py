@@ -488,3 +488,29 @@ def test_metric_names_the_server_refuses_are_refused_before_any_trial(
     assert err.value.field == field
     assert calls == [] and study.get_trials() == []
     assert fluent.search_runs(search_all_experiments=True).empty
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"n_trials": -1}, "n_trials"),
+        ({"n_trials": 0}, "n_trials"),
+        ({"n_trials": 2.5}, "n_trials"),
+        ({"n_trials": True}, "n_trials"),
+        ({"timeout": -5}, "timeout"),
+        ({"timeout": float("nan")}, "timeout"),
+        ({"timeout": "60"}, "timeout"),
+    ],
+)
+def test_a_budget_that_runs_nothing_is_refused_before_any_run(
+    fluent, kwargs: dict[str, object], field: str
+) -> None:
+    """n_trials=-1 ran no trial and left an empty parent run, with no word why; a negative
+    timeout did the same, a string one failed inside Optuna naming nothing."""
+    study = optuna.create_study()
+    with pytest.raises(InvalidArgument) as err:
+        tuning.optimize(study, lambda trial: 1.0, **kwargs)  # type: ignore[arg-type]
+    assert err.value.field == field
+    assert field in err.value.message
+    assert study.get_trials() == []
+    assert fluent.search_runs(search_all_experiments=True).empty
