@@ -101,6 +101,7 @@ PARAM_NAMES_TAG = "optuna.param_names"
 RETRIED_ATTR = "failed_trial"  # the trial a RetryHeartbeatStaleTrialCallback copy retries
 
 Direction = Literal["minimize", "maximize"] | StudyDirection  # as optuna.create_study takes it
+DIRECTIONS = ("minimize", "maximize")
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 _STATUS = {
@@ -224,6 +225,7 @@ def create_study(
     A study of that name already in `storage` is loaded (`load_if_exists`); one stored with
     other directions than `direction` / `directions` is refused (InvalidArgument).
     """
+    _check_direction_names(direction, directions)
     study = optuna.create_study(
         storage=storage,
         sampler=sampler or optuna.samplers.TPESampler(seed=seed),
@@ -241,6 +243,24 @@ def create_study(
         else:
             _start_parent(study, _experiment_id(experiment_name, experiment_id), run_name, tags)
     return study
+
+
+def _check_direction_names(
+    direction: Direction | None, directions: Sequence[Direction] | None
+) -> None:
+    """Optuna's own ValueError for direction="up" named `directions`, whichever was given, and
+    reached the caller as a bare ValueError."""
+    if direction is not None and directions is not None:
+        raise InvalidArgument(
+            "pass direction (one objective) or directions (several), not both", field="direction"
+        )
+    field_name = "direction" if directions is None else "directions"
+    for d in [direction] if directions is None else list(directions):
+        if d is not None and not isinstance(d, StudyDirection) and d not in DIRECTIONS:
+            raise InvalidArgument(
+                f"{field_name}: {d!r} is not a direction; use 'minimize' or 'maximize'",
+                field=field_name,
+            )
 
 
 def _check_directions(

@@ -514,3 +514,21 @@ def test_a_budget_that_runs_nothing_is_refused_before_any_run(
     assert field in err.value.message
     assert study.get_trials() == []
     assert fluent.search_runs(search_all_experiments=True).empty
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "message"),
+    [
+        ({"direction": "up"}, "direction", "direction: 'up' is not a direction; use 'minimize'"),
+        ({"directions": ["minimize", "Max"]}, "directions", "directions: 'Max' is not a"),
+        ({"direction": "minimize", "directions": ["minimize"]}, "direction", "not both"),
+    ],
+)
+def test_a_bad_direction_is_refused_naming_the_argument(
+    fluent, kwargs: dict[str, object], field: str, message: str
+) -> None:
+    """direction="up" came back as Optuna's bare ValueError, naming `directions`."""
+    with pytest.raises(InvalidArgument) as err:
+        tuning.create_study(**kwargs)  # type: ignore[arg-type]
+    assert err.value.field == field and message in err.value.message
+    assert fluent.search_runs(search_all_experiments=True).empty
