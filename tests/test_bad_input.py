@@ -410,9 +410,10 @@ NESTED: dict[str, Nested] = {
         also_at_fault={"inputs.shape": "inputs.contents"},
         answer=frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION}),
     ),
+    # A load with parameters (Triton's config and file overrides) is refused, whatever they hold.
     "GRPCInferenceService.RepositoryModelLoad": Nested(
         _repository(grpc_predict_v2_pb2.RepositoryModelLoadRequest),
-        answer=frozenset({grpc.StatusCode.FAILED_PRECONDITION}),
+        answer=frozenset({grpc.StatusCode.UNIMPLEMENTED}),
     ),
     "GRPCInferenceService.RepositoryModelUnload": Nested(
         _repository(grpc_predict_v2_pb2.RepositoryModelUnloadRequest)
