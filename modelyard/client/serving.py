@@ -334,9 +334,8 @@ class ServingClient:
         request_id: str | None = None,
         served_model: str | None = None,
     ) -> dict[str, np.ndarray]:
-        """Call an endpoint: a DataFrame goes as one tensor per column (to a model that takes
-        one array, logged from one, as that array: its ModelMetadata says), an array as one
-        tensor, a dict as a tensor per key. Records (a list of dicts) and MLflow's scoring
+        """Call an endpoint: a DataFrame goes as one tensor per column, an array as one tensor,
+        a dict as a tensor per key. Records (a list of dicts) and MLflow's scoring
         payloads ({"dataframe_split": ...}, {"dataframe_records": ...}, {"inputs": ...},
         {"instances": ...}) are read as MLflow reads them."""
         request = oip.ModelInferRequest(
@@ -344,13 +343,9 @@ class ServingClient:
         )
         data = _mlflow_input(data)
         if isinstance(data, pd.DataFrame):
-            inputs = self.model_inputs(endpoint, served_model)
-            only = next(iter(inputs)) if len(inputs) == 1 else None
-            if only is not None and only not in data.columns:
-                # As MLflow's pyfunc does for a tensor model: the frame's rows are its array.
-                columns = {only: data.to_numpy()}
-            else:
-                columns = {str(c): data[c].to_numpy() for c in data.columns}
+            # A model logged from an array takes the columns as its rows' values (the server
+            # puts them side by side), as MLflow's pyfunc takes a frame for a tensor model.
+            columns = {str(c): data[c].to_numpy() for c in data.columns}
         elif isinstance(data, dict):
             columns = {k: np.asarray(v) for k, v in data.items()}
         else:

@@ -71,6 +71,15 @@ def _column(values: np.ndarray, spec: ColumnSpec) -> Any:
         ) from None
 
 
+def _columns_as_rows(tensors: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Tensors that are a table's columns (each 1-D, all as long) side by side, in the order
+    sent; None for anything else."""
+    columns = list(tensors.values())
+    if any(c.ndim != 1 for c in columns) or len({len(c) for c in columns}) != 1:
+        return None
+    return np.column_stack(columns)
+
+
 class LoadedModel:
     def __init__(
         self,
@@ -128,6 +137,10 @@ class LoadedModel:
             tensors = self.features.join(tensors, missing_features)
         if self.columns:
             return self._table(tensors)
+        if len(tensors) > 1 and (rows := _columns_as_rows(tensors)) is not None:
+            # A table's columns (a DataFrame, one tensor each) for a model logged from an array:
+            # its rows are the array, as MLflow's pyfunc takes a frame for a tensor model.
+            tensors = {"inputs": rows}
         if len(tensors) != 1:
             raise InvalidArgument(
                 f"model {self.name} takes one input tensor (it was logged from an array, not a "
