@@ -565,7 +565,7 @@ def _tabular(
         "exclude_frameworks": ",".join(excluded),
         "model_families": ",".join(f.name for f in candidates),
         "cv_folds": folds,
-        "split": "user"
+        "split": f"user:{split_col}"
         if split_col
         else f"time:{time_col}:{val_fraction}/{test_fraction}"
         if time_col

@@ -110,6 +110,13 @@ def run(
             "metrics.",
         ),
     ] = None,
+    split_col: Annotated[
+        str | None,
+        typer.Option(
+            "--split-col",
+            help="Classification, regression: each row's set, train / validate / test.",
+        ),
+    ] = None,
     time_col: Annotated[
         str | None, typer.Option("--time-col", help="Time (forecasting; else split by it).")
     ] = None,
@@ -144,6 +151,7 @@ def run(
         "--pos-label": (pos_label is not None, ("classification",)),
         "--sample-weight-col": (sample_weight_col is not None, ("classification", "regression")),
         "--exclude-col": (bool(exclude_cols), ("classification", "regression")),
+        "--split-col": (split_col is not None, ("classification", "regression")),
         "--horizon": (horizon is not None, ("forecasting",)),
     }
     for option, (is_given, problems) in given.items():
@@ -187,6 +195,7 @@ def run(
         "exclude_cols": _parse_list(exclude_cols),
         "identity_col": _parse_list(identity_cols),
         "sample_weight_col": sample_weight_col,
+        "split_col": split_col,
         "time_col": time_col,  # classification / regression: split by time
     }
     with bar:

@@ -150,6 +150,22 @@ def test_time_col_from_the_cli_splits_by_time(fluent, server, churn, tmp_path) -
     assert metrics["test_f1"] == pytest.approx(summary["best_trial"]["metrics"]["test_f1"])
 
 
+def test_split_col_from_the_cli_is_the_users_split(fluent, server, churn, tmp_path) -> None:
+    """--split-col (the API's split_col, which the CLI lacked): each row goes to the set its
+    column names, as logged with the training data."""
+    which = [
+        "test" if i % 5 == 0 else "validate" if i % 5 == 1 else "train" for i in range(len(churn))
+    ]
+    data = tmp_path / "churn.csv"
+    churn.assign(which=which).to_csv(data, index=False)
+    summary = _automl(server, data, "churned", "--split-col", "which")
+    c = fluent.client()
+    assert c.get_run(summary["parent_run_id"]).data.params["split"] == "user:which"
+    csv = pd.read_csv(c.download_artifacts(summary["parent_run_id"], "data/training_data.csv"))
+    named = {"train": "train", "validate": "val", "test": "test"}
+    assert csv["_automl_split"].tolist() == [named[w] for w in which]
+
+
 @pytest.mark.parametrize(
     ("extra", "message", "field"),
     [
@@ -196,6 +212,7 @@ def test_bad_identity_or_time_cols_are_refused_naming_the_option(
         ("forecasting", ["--pos-label", "1"], "--pos-label is for classification only"),
         ("forecasting", ["--exclude-col", "nope"], "--exclude-col is for classification and"),
         ("regression", ["--horizon", "7"], "--horizon is for forecasting only, not regression"),
+        ("forecasting", ["--split-col", "day"], "--split-col is for classification and"),
     ],
 )
 def test_options_of_another_problem_are_refused_not_ignored(
