@@ -23,6 +23,7 @@ EPS = 1e-4
 PSI_MODERATE, PSI_DRIFT = 0.1, 0.25
 BUCKETS = 30
 BAND_WINDOW, BAND_MIN, BAND_WIDTH = 8, 4, 3.0
+RATE_SECONDS = 300  # the live cards' window: request rate, latency and errors
 FORECAST_KEYS = (("yhat", "yhat_lower", "yhat_upper"), ("forecast", "lower", "upper"))
 
 
@@ -108,7 +109,8 @@ class Traffic:
     rate_per_s: float
     latency_p50: float | None
     latency_p95: float | None
-    errors: int
+    errors: int  # failed requests served over the rate's 5 minutes (estimated as the rate is)
+    error_percent: float | None  # of the requests logged over those 5 minutes
     total: int
 
 
@@ -121,23 +123,25 @@ def traffic(
 ) -> Traffic:
     """Requests and latency per minute over the last hour; the rate over the last 5 minutes.
 
-    The log holds a sample of the requests (`sampling_rate` of them), so request counts and
-    the rate stand each logged request for 1 / sampling_rate served ones; and when it was cut
-    to its latest rows (`cut`), the rate is over the time those rows span: over 5 minutes they
-    do not fill, a busy endpoint's rate stopped at rows / 300 s."""
+    The log holds a sample of the requests (`sampling_rate` of them), so request and error
+    counts and the rate stand each logged request for 1 / sampling_rate served ones; and when
+    it was cut to its latest rows (`cut`), the rate is over the time those rows span: over 5
+    minutes they do not fill, a busy endpoint's rate stopped at rows / 300 s. Errors are
+    those of the same 5 minutes (at the same rate), not of whatever the log's rows span."""
     if log.empty:
-        return Traffic([], [], [], [], 0.0, None, None, 0, 0)
-    scale = 1 / (sampling_rate or 1.0)
+        return Traffic([], [], [], [], 0.0, None, None, 0, None, 0)
+    scale = 1 / (sampling_rate or 1.0)  # served requests per logged one
     times = pd.to_datetime(log["request_time"], utc=True)
     recent = log[times >= now - pd.Timedelta(minutes=window_minutes)].assign(
         minute=times.dt.floor("min")
     )
     grouped = recent.groupby("minute")["latency_ms"]
-    since = now - pd.Timedelta(minutes=5)
+    since = now - pd.Timedelta(seconds=RATE_SECONDS)
     if cut:
         since = max(since, times.min())
     last5 = log[times >= since]
     seconds = max((now - since).total_seconds(), 1.0)
+    failed = int((last5["status"] != "OK").sum())
     return Traffic(
         minutes=[m.isoformat() for m in grouped.size().index],
         requests=[round(v * scale) for v in grouped.size()],
@@ -146,7 +150,8 @@ def traffic(
         rate_per_s=round(len(last5) * scale / seconds, 3),
         latency_p50=round(float(last5["latency_ms"].quantile(0.5)), 3) if len(last5) else None,
         latency_p95=round(float(last5["latency_ms"].quantile(0.95)), 3) if len(last5) else None,
-        errors=int((log["status"] != "OK").sum()),
+        errors=round(failed * scale * RATE_SECONDS / seconds),
+        error_percent=round(100 * failed / len(last5), 1) if len(last5) else None,
         total=len(log),
     )
 

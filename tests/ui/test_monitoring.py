@@ -91,11 +91,11 @@ def test_ground_truth_accuracy_and_errors() -> None:
 
 def test_traffic_counts_recent_requests_and_errors() -> None:
     rows = [{"inputs": {}, "outputs": {}, "t": i * 30, "latency": float(i)} for i in range(20)]
-    rows[3]["status"] = "INTERNAL"
+    rows[15]["status"] = "INTERNAL"
     log = _log(rows)
     now = log["request_time"].max() + pd.Timedelta(seconds=1)
     t = monitoring.traffic(log, now)
-    assert t.total == 20 and t.errors == 1
+    assert t.total == 20 and t.errors == 1 and t.error_percent == 10.0
     assert sum(t.requests) == 20 and len(t.minutes) == 10  # two requests a minute
     assert t.rate_per_s == round(10 / 300, 3)  # the last five minutes hold 10 requests
 
@@ -147,3 +147,21 @@ def test_the_request_rate_counts_what_the_log_left_out() -> None:
     now = busy["request_time"].max() + pd.Timedelta(seconds=0.01)  # the latest 50 s only
     assert monitoring.traffic(busy, now, cut=True).rate_per_s == 100.0
     assert monitoring.traffic(busy, now).rate_per_s == round(5000 / 300, 3)  # the whole log
+
+
+def test_errors_are_the_last_five_minutes_as_served() -> None:
+    """The Errors card counted failed rows among the latest 5000 logged, however old (an
+    outage of last week stayed on it), and as logged: a tenth of them with a 10% sample."""
+    old = [{"inputs": {}, "outputs": {}, "t": i, "status": "UNAVAILABLE"} for i in range(50)]
+    recent = [{"inputs": {}, "outputs": {}, "t": 3600 + i * 0.5} for i in range(600)]
+    for row in recent[::100]:
+        row["status"] = "INTERNAL"
+    log = _log(old + recent)
+    now = log["request_time"].max() + pd.Timedelta(seconds=0.5)  # 600 rows in the last 300 s
+    t = monitoring.traffic(log, now, sampling_rate=0.1)
+    assert t.errors == 60 and t.error_percent == 1.0  # 6 logged of 600: 60 of 6000 served
+    busy = _log([{"inputs": {}, "outputs": {}, "t": i * 0.01} for i in range(5000)])
+    busy.loc[::50, "status"] = "INTERNAL"  # 100 failures in the 50 s the rows span
+    now = busy["request_time"].max() + pd.Timedelta(seconds=0.01)
+    cut = monitoring.traffic(busy, now, cut=True)
+    assert cut.errors == 600 and cut.rate_per_s == 100.0  # 2/s over 5 minutes

@@ -152,6 +152,7 @@ def endpoint_stats(request: Request) -> Response:
             latency_p95=t.latency_p95,
             total=t.total,
             errors=t.errors,
+            error_percent=t.error_percent,
             charts=_traffic_charts(t),
         )
     return JSONResponse(body)
