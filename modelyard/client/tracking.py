@@ -407,16 +407,33 @@ class TrackingClient:
     def iter_artifacts(
         self, run_id: str, path: str = "", recursive: bool = False
     ) -> Iterator[FileInfo]:
-        token = ""
+        token: str | None = None
         while True:
-            request = pb.ListArtifactsRequest(
-                run_id=run_id, path=path, recursive=recursive, page_token=token
-            )
-            response = self._t.call(self._tracking.ListArtifacts, request)
-            yield from (file_info_to_entity(f) for f in response.files)
-            token = response.next_page_token
+            page = self.list_artifacts_page(run_id, path, recursive=recursive, page_token=token)
+            yield from page
+            token = page.token
             if not token:
                 return
+
+    def list_artifacts_page(
+        self,
+        run_id: str,
+        path: str | None = None,
+        max_results: int | None = None,
+        page_token: str | None = None,
+        recursive: bool = False,
+    ) -> PagedList[FileInfo]:
+        """One page of a listing (the server's default size unless `max_results`), with the
+        token of the next: for a caller that shows a directory of any size a page at a time."""
+        request = pb.ListArtifactsRequest(
+            run_id=run_id,
+            path=path or "",
+            recursive=recursive,
+            page_size=0 if max_results is None else page_size_arg(max_results, "max_results"),
+            page_token=page_token or "",
+        )
+        response = self._t.call(self._tracking.ListArtifacts, request)
+        return PagedList([file_info_to_entity(f) for f in response.files], response.next_page_token)
 
     def log_artifact(
         self, run_id: str, local_path: str | Path, artifact_path: str | None = None

@@ -280,14 +280,13 @@ def paged(
     client: Client, rid: str, path: str = "", recursive: bool = False, size: int = 1
 ) -> list[str]:
     """Every path ListArtifacts lists, `size` per page."""
-    token, found = "", []
+    token: str | None = None
+    found: list[str] = []
     while True:
-        request = pb.ListArtifactsRequest(
-            run_id=rid, path=path, recursive=recursive, page_size=size, page_token=token
-        )
-        reply = client._t.call(client._tracking.ListArtifacts, request)
-        found += [f.path for f in reply.files]
-        token = reply.next_page_token
+        page = client.list_artifacts_page(rid, path, size, token, recursive=recursive)
+        assert len(page) <= size
+        found += [f.path for f in page]
+        token = page.token
         if not token:
             return found
 

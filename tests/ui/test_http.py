@@ -24,7 +24,7 @@ from modelyard.services.common.auth import tokens
 from modelyard.services.common.server import ModelyardServer
 from modelyard.services.common.settings import AuthSettings, Settings
 from modelyard.services.ui import previews
-from modelyard.services.ui.pages import experiments
+from modelyard.services.ui.pages import experiments, runs
 from modelyard.services.ui.web import CSP
 from tests import silent_peer
 from tests.conftest import failed_registration, free_port, running_server
@@ -709,3 +709,43 @@ def test_compare_marks_params_that_differ_only_in_case(
     page = web.get(f"/compare?runs={ids[0]},{ids[1]}").data.decode()
     rows = {key: kind for kind, key in re.findall(r'<tr class="(\w*)"><th>(\w+)', page)}
     assert rows == {"optimizer": "differs", "seed": ""}
+
+
+def _files(page: str, testid: str) -> list[str]:
+    """The entries a page lists under `testid`, as shown."""
+    listing = re.search(rf'<ul class="files" data-testid="{testid}">(.*?)</ul>', page, re.S)
+    return re.findall(r'path=[^"]*">([^<]+)</a>', listing.group(1)) if listing else []
+
+
+def test_a_run_with_more_files_than_a_page_lists_them_a_page_at_a_time(
+    server: ModelyardServer, web: WebSession, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run page and the artifacts browser listed every file of a directory, however many:
+    a run of thousands of checkpoints was one page of thousands of links."""
+    monkeypatch.setattr(runs, "FILES_PAGE", 4)
+    names = [f"step-{i}.txt" for i in range(6)]
+    local = tmp_path / "ckpt"
+    local.mkdir()
+    for name in names:
+        (local / name).write_text(name)
+    with Client(server.address) as c:
+        rid = c.create_run("0").info.run_id
+        c.log_artifacts(rid, local, "ckpt")
+        for name in names[:4]:
+            c.log_text(rid, name, name)
+        few = c.create_run("0").info.run_id
+        c.log_text(few, "x", "only.txt")
+    first = web.get(f"/runs/{rid}/artifacts?path=ckpt").data.decode()
+    assert _files(first, "listing") == [f"ckpt/{n}" for n in names[:4]]
+    more = re.search(r'<a href="([^"]+)" class="next" data-testid="more-files">', first)
+    assert more, first
+    second = web.get(html.unescape(more.group(1))).data.decode()
+    assert _files(second, "listing") == [f"ckpt/{n}" for n in names[4:]]
+    assert "more-files" not in second and "First files" in second
+    run_page = web.get(f"/runs/{rid}").data.decode()
+    assert _files(run_page, "artifacts") == ["ckpt/", *names[:3]]
+    rest = re.search(r'data-testid="more-artifacts">[^<]*<a href="([^"]+)"', run_page)
+    assert rest, run_page
+    assert _files(web.get(html.unescape(rest.group(1))).data.decode(), "listing") == [names[3]]
+    assert "more-artifacts" not in web.get(f"/runs/{few}").data.decode()
+    assert web.get(f"/runs/{rid}/artifacts?path=ckpt&page_token=x").status == 400

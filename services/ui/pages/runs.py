@@ -16,6 +16,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from modelyard.client import Client
+from modelyard.entities.common import FileInfo
 from modelyard.entities.tracking import Run, SystemTag
 from modelyard.errors import InvalidArgument, ModelyardError
 from modelyard.services.ui import charts, monitoring, previews
@@ -25,6 +26,7 @@ from modelyard.services.ui.web import client, render, ui_of
 # what the sandbox does not (loading scripts, frames, fonts or beacons from anywhere).
 HTML_PREVIEW_CSP = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 MAX_CHILDREN = 50  # nested runs linked from the run's lineage
+FILES_PAGE = 100  # artifact entries listed at a time, on the run page and in the browser
 
 
 def metric_charts(c: Client, keys: list[str], run: Run) -> list[dict[str, Any]]:
@@ -77,6 +79,8 @@ def run_page(request: Request) -> Response:
     )
     versions = c.search_model_versions(filter_string=f"run_id = '{rid}'", max_results=50)
     charted, uncharted = charts.charted_keys(run.data.metrics)
+    # a run may log thousands of files (checkpoints, per-step plots): a page of them at a time
+    artifacts = c.list_artifacts_page(rid, max_results=FILES_PAGE)
     return render(
         request,
         "run.html",
@@ -90,7 +94,8 @@ def run_page(request: Request) -> Response:
         metrics=sorted(run.data.latest_metrics, key=lambda m: m.key),
         charts=metric_charts(c, charted, run),
         uncharted=uncharted,
-        artifacts=c.list_artifacts(rid),
+        artifacts=artifacts,
+        more_artifacts=_files_link(rid, "", artifacts.token),
         automl=run.data.tags.get("modelyard.automl.role") == "parent",
         description=run.data.tags.get(SystemTag.NOTE, ""),
         # MLflow's system tags repeat what the page shows already (name, user, parent, source)
@@ -116,12 +121,21 @@ def _head(chunks: Iterator[bytes], limit: int) -> bytes:
     return bytes(data)
 
 
+def _files_link(rid: str, path: str, token: str | None) -> str:
+    """The artifacts browser's page from `token` on ("" when there is no next page)."""
+    if not token:
+        return ""
+    return f"/runs/{rid}/artifacts?{urlencode({'path': path, 'page_token': token})}"
+
+
 def artifacts_page(request: Request) -> Response:
     rid = request.path_params["run_id"]
     path = _safe_path(request.query_params.get("path", ""))
+    page_token = request.query_params.get("page_token") or None
     c = client(request)
     run = c.get_run(rid)
-    listing = c.list_artifacts(rid, path or None)
+    page = c.list_artifacts_page(rid, path or None, max_results=FILES_PAGE, page_token=page_token)
+    listing: list[FileInfo] = list(page)
     is_file = len(listing) == 1 and listing[0].path == path and not listing[0].is_dir
     preview = None
     info = None
@@ -142,9 +156,12 @@ def artifacts_page(request: Request) -> Response:
         path=path,
         parent="" if parent == "." else parent,
         listing=listing,
+        next_link=_files_link(rid, path, page.token) if listing else "",
+        first_link=f"/runs/{rid}/artifacts?{urlencode({'path': path})}" if page_token else "",
         info=info,
         preview=preview,
         preview_kib=previews.PREVIEW_BYTES // 1024,
+        page_size=FILES_PAGE,
     )
 
 
