@@ -749,3 +749,23 @@ def test_a_run_with_more_files_than_a_page_lists_them_a_page_at_a_time(
     assert _files(web.get(html.unescape(rest.group(1))).data.decode(), "listing") == [names[3]]
     assert "more-artifacts" not in web.get(f"/runs/{few}").data.decode()
     assert web.get(f"/runs/{rid}/artifacts?path=ckpt&page_token=x").status == 400
+
+
+def test_a_run_registered_more_times_than_listed_links_to_the_rest(
+    server: ModelyardServer, web: WebSession, run_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run page's lineage listed the first 50 versions registered from the run and said
+    nothing of the rest."""
+    monkeypatch.setattr(runs, "MAX_REGISTERED", 2)
+    with Client(server.address) as c:
+        c.log_text(run_id, "m", "model/MLmodel")
+        for name in ("a", "b", "c"):
+            c.create_model_version(name, f"runs:/{run_id}/model")
+    registered = r">(\w) version 1</a>"
+    page = web.get(f"/runs/{run_id}").data.decode()
+    assert re.findall(registered, page) == ["a", "b"]
+    more = re.search(r'<a href="([^"]+)" class="next" data-testid="more-registered">', page)
+    assert more, page
+    rest = web.get(f"/runs/{run_id}{html.unescape(more.group(1))}").data.decode()
+    assert re.findall(registered, rest) == ["c"]
+    assert "more-registered" not in rest and "First registrations" in rest

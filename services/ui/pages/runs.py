@@ -26,6 +26,7 @@ from modelyard.services.ui.web import client, render, ui_of
 # what the sandbox does not (loading scripts, frames, fonts or beacons from anywhere).
 HTML_PREVIEW_CSP = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 MAX_CHILDREN = 50  # nested runs linked from the run's lineage
+MAX_REGISTERED = 50  # model versions registered from the run, listed in its lineage at a time
 FILES_PAGE = 100  # artifact entries listed at a time, on the run page and in the browser
 
 
@@ -77,7 +78,13 @@ def run_page(request: Request) -> Response:
         if children.token
         else ""
     )
-    versions = c.search_model_versions(filter_string=f"run_id = '{rid}'", max_results=50)
+    # a run's model may be registered under many names (or again and again): a page at a time
+    registered_token = request.query_params.get("registered_token") or None
+    versions = c.search_model_versions(
+        filter_string=f"run_id = '{rid}'",
+        max_results=MAX_REGISTERED,
+        page_token=registered_token,
+    )
     charted, uncharted = charts.charted_keys(run.data.metrics)
     # a run may log thousands of files (checkpoints, per-step plots): a page of them at a time
     artifacts = c.list_artifacts_page(rid, max_results=FILES_PAGE)
@@ -90,6 +97,10 @@ def run_page(request: Request) -> Response:
         children=list(children),
         all_children=all_children,
         versions=list(versions),
+        more_registered=f"?{urlencode({'registered_token': versions.token})}#lineage"
+        if versions.token
+        else "",
+        first_registered=f"/runs/{rid}#lineage" if registered_token else "",
         datasets=datasets(run),
         metrics=sorted(run.data.latest_metrics, key=lambda m: m.key),
         charts=metric_charts(c, charted, run),
