@@ -112,6 +112,7 @@ class Traffic:
     errors: int  # failed requests served over the rate's 5 minutes (estimated as the rate is)
     error_percent: float | None  # of the requests logged over those 5 minutes
     total: int
+    covered_from: int | None = None  # ms of the oldest row read, when the read was cut
 
 
 def traffic(
@@ -126,15 +127,18 @@ def traffic(
     The log holds a sample of the requests (`sampling_rate` of them), so request and error
     counts and the rate stand each logged request for 1 / sampling_rate served ones; and when
     it was cut to its latest rows (`cut`), the rate is over the time those rows span: over 5
-    minutes they do not fill, a busy endpoint's rate stopped at rows / 300 s. Errors are
-    those of the same 5 minutes (at the same rate), not of whatever the log's rows span."""
+    minutes they do not fill, a busy endpoint's rate stopped at rows / 300 s, and the minute
+    of its oldest row is left out of the per-minute charts (it holds only that minute's last
+    requests: a dip that was never there). Errors are those of the same 5 minutes (at the same
+    rate), not of whatever the log's rows span."""
     if log.empty:
         return Traffic([], [], [], [], 0.0, None, None, 0, None, 0)
     scale = 1 / (sampling_rate or 1.0)  # served requests per logged one
     times = pd.to_datetime(log["request_time"], utc=True)
-    recent = log[times >= now - pd.Timedelta(minutes=window_minutes)].assign(
-        minute=times.dt.floor("min")
-    )
+    start = now - pd.Timedelta(minutes=window_minutes)
+    if cut:  # the rows of the oldest minute read are only its last ones: a bar of a few
+        start = max(start, times.min().ceil("min"))
+    recent = log[times >= start].assign(minute=times.dt.floor("min"))
     grouped = recent.groupby("minute")["latency_ms"]
     since = now - pd.Timedelta(seconds=RATE_SECONDS)
     if cut:
@@ -153,6 +157,7 @@ def traffic(
         errors=round(failed * scale * RATE_SECONDS / seconds),
         error_percent=round(100 * failed / len(last5), 1) if len(last5) else None,
         total=len(log),
+        covered_from=times.min().value // 1_000_000 if cut else None,
     )
 
 

@@ -165,3 +165,15 @@ def test_errors_are_the_last_five_minutes_as_served() -> None:
     now = busy["request_time"].max() + pd.Timedelta(seconds=0.01)
     cut = monitoring.traffic(busy, now, cut=True)
     assert cut.errors == 600 and cut.rate_per_s == 100.0  # 2/s over 5 minutes
+
+
+def test_a_cut_read_charts_only_the_minutes_it_holds_whole() -> None:
+    """With the read cut to its latest rows, the oldest minute they reach held only its last
+    requests: its bar showed a drop in traffic that was never there."""
+    steady = _log([{"inputs": {}, "outputs": {}, "t": 30 + i * 0.1} for i in range(1500)])
+    now = steady["request_time"].max() + pd.Timedelta(seconds=0.1)  # 12:00:30 to 12:03:00
+    t = monitoring.traffic(steady, now, cut=True)
+    assert t.requests == [600, 600] and t.minutes[0] == "2026-11-23T12:01:00+00:00"
+    assert t.covered_from == pd.Timestamp("2026-11-23T12:00:30Z").value // 1_000_000
+    whole = monitoring.traffic(steady, now)
+    assert whole.requests == [300, 600, 600] and whole.covered_from is None
