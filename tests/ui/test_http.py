@@ -19,6 +19,7 @@ import urllib3
 
 from modelyard import Client
 from modelyard.entities import PermissionLevel
+from modelyard.entities.serving import InferenceLogConfig, ServedModel
 from modelyard.entities.tracking import Dataset, DatasetInput, InputTag, Metric, SystemTag
 from modelyard.services.common.auth import tokens
 from modelyard.services.common.server import ModelyardServer
@@ -769,3 +770,18 @@ def test_a_run_registered_more_times_than_listed_links_to_the_rest(
     rest = web.get(f"/runs/{run_id}{html.unescape(more.group(1))}").data.decode()
     assert re.findall(registered, rest) == ["c"]
     assert "more-registered" not in rest and "First registrations" in rest
+
+
+def test_an_endpoint_with_nothing_logged_says_why_as_its_log_is(
+    server: ModelyardServer, web: WebSession, model: str
+) -> None:
+    """An endpoint whose inference log was on but had logged nothing yet was told to turn the
+    log on; one whose log was off was not told how."""
+    with Client(server.address) as c:
+        c.create_endpoint("on", [ServedModel(f"models:/{model}/1")], InferenceLogConfig(True, 0.25))
+        c.create_endpoint("off", [ServedModel(f"models:/{model}/1")])
+    on = web.get("/endpoints/on").data.decode()
+    assert "keeps 25% of the requests served" in on and "--log-sampling" not in on
+    off = web.get("/endpoints/off").data.decode()
+    assert "the inference log is off" in off
+    assert "modelyard endpoints update off --log-sampling 1.0" in off

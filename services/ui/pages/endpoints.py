@@ -24,15 +24,24 @@ def endpoints(request: Request) -> Response:
     return render(request, "endpoints.html", endpoints=client(request).list_endpoints())
 
 
-def _log(c: Client, name: str) -> tuple[pd.DataFrame | None, str]:
-    """The latest logged requests, or why there are none to show."""
+def _log(c: Client, ep: Endpoint) -> tuple[pd.DataFrame | None, str]:
+    """The latest logged requests, or why there are none to show (and what to do about it)."""
     try:
-        log = c.get_inference_log(name, max_results=LOG_ROWS, newest_first=True)
+        log = c.get_inference_log(ep.name, max_results=LOG_ROWS, newest_first=True)
     except PermissionDenied:
         return None, "Reading the inference log needs EDIT on this endpoint."
     assert isinstance(log, pd.DataFrame)
+    if log.empty and ep.inference_log.enabled:
+        kept = f"{ep.inference_log.sampling_rate * 100:g}%"
+        return None, (
+            f"No requests logged yet: the inference log keeps {kept} of the requests served, "
+            "and this dashboard fills in as they come."
+        )
     if log.empty:
-        return None, "No logged requests yet. Turn the inference log on (--log-sampling 1.0)."
+        return None, (
+            "No logged requests: the inference log is off. Turn it on with "
+            f"modelyard endpoints update {ep.name} --log-sampling 1.0"
+        )
     return log.iloc[::-1].reset_index(drop=True), ""
 
 
@@ -98,7 +107,7 @@ def endpoint(request: Request) -> Response:
     name = request.path_params["name"]
     c = client(request)
     ep = c.get_endpoint(name)
-    log, why = _log(c, name)
+    log, why = _log(c, ep)
     context: dict[str, Any] = {"endpoint": ep, "why": why, "split": None}
     context["split"] = charts.figure(
         [
@@ -138,7 +147,7 @@ def endpoint_stats(request: Request) -> Response:
     c = client(request)
     name = request.path_params["name"]
     ep = c.get_endpoint(name)
-    log, why = _log(c, name)
+    log, why = _log(c, ep)
     body: dict[str, Any] = {
         "states": {s.name: str(s.state) for s in ep.served_models},
         "versions": {s.name: s.version for s in ep.served_models},
