@@ -25,7 +25,7 @@ from modelyard.services.common.auth import tokens
 from modelyard.services.common.server import ModelyardServer
 from modelyard.services.common.settings import AuthSettings, Settings
 from modelyard.services.ui import previews
-from modelyard.services.ui.pages import experiments, runs
+from modelyard.services.ui.pages import experiments, models, runs
 from modelyard.services.ui.web import CSP
 from tests import silent_peer
 from tests.conftest import failed_registration, free_port, running_server
@@ -785,3 +785,19 @@ def test_an_endpoint_with_nothing_logged_says_why_as_its_log_is(
     off = web.get("/endpoints/off").data.decode()
     assert "the inference log is off" in off
     assert "modelyard endpoints update off --log-sampling 1.0" in off
+
+
+def test_a_model_with_more_events_than_shown_says_so(
+    server: ModelyardServer, web: WebSession, model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model page's history showed the newest 100 events and said nothing of older ones."""
+    monkeypatch.setattr(models, "MAX_EVENTS", 2)
+    with Client(server.address) as c:
+        c.set_registered_model_alias(model, "champion", 1)
+        c.create_registered_model("quiet")
+    page = web.get(f"/models/{model}").data.decode()
+    history = page[page.index('data-testid="events"') :]
+    assert history.count("<tr>") == 3  # the header and two events
+    assert "The newest 2 events are shown" in page
+    assert f"modelyard models history {model}" in page
+    assert "older-events" not in web.get("/models/quiet").data.decode()

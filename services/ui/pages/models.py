@@ -28,6 +28,7 @@ from modelyard.services.ui.web import (
 )
 
 PAGE = 100  # models, and one model's versions
+MAX_EVENTS = 100  # the newest of a model's history events on its page
 MAX_VERSION = 2**63 - 1
 STAGES = [s.value for s in Stage]
 
@@ -70,7 +71,8 @@ def model(request: Request) -> Response:
         max_results=PAGE,
         page_token=page_token,
     )
-    events = c.list_model_events(name, max_results=100, newest_first=True)
+    # one more than shown, to say when there are older ones (the API pages events forward only)
+    events = c.list_model_events(name, max_results=MAX_EVENTS + 1, newest_first=True)
     level = access_level(request, c, name)
     return render(
         request,
@@ -79,7 +81,8 @@ def model(request: Request) -> Response:
         versions=list(versions),
         older_link=f"?{urlencode({'page_token': versions.token})}" if versions.token else "",
         newest_link=f"/models/{quote(name, safe='')}" if page_token else "",
-        events=events,
+        events=events[:MAX_EVENTS],
+        older_events=len(events) > MAX_EVENTS,
         stages=STAGES,
         can_edit=level is not None and level >= PermissionLevel.EDIT,
         can_manage=level is not None and level >= PermissionLevel.MANAGE,
