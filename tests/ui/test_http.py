@@ -25,7 +25,7 @@ from modelyard.services.common.auth import tokens
 from modelyard.services.common.server import ModelyardServer
 from modelyard.services.common.settings import AuthSettings, Settings
 from modelyard.services.ui import previews
-from modelyard.services.ui.pages import experiments, models, runs
+from modelyard.services.ui.pages import automl, experiments, models, runs
 from modelyard.services.ui.web import CSP
 from tests import silent_peer
 from tests.conftest import failed_registration, free_port, running_server
@@ -801,3 +801,24 @@ def test_a_model_with_more_events_than_shown_says_so(
     assert "The newest 2 events are shown" in page
     assert f"modelyard models history {model}" in page
     assert "older-events" not in web.get("/models/quiet").data.decode()
+
+
+def test_an_automl_run_with_more_trials_than_ranked_shows_the_best(
+    server: ModelyardServer, web: WebSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The leaderboard ranked the newest 1000 trials and said nothing of the rest: in a
+    longer search the best trial, an early one, was not on it."""
+    monkeypatch.setattr(automl, "MAX_TRIALS", 2)
+    with Client(server.address) as c:
+        parent = c.create_run("0", tags={"modelyard.automl.role": "parent"}).info.run_id
+        c.log_param(parent, "primary_metric", "rmse")
+        c.set_tag(parent, "modelyard.automl.problem_type", "regression")
+        for name, rmse in (("early-best", 0.1), ("middle", 0.5), ("late", 0.3)):
+            trial = c.create_run("0", run_name=name, parent_run_id=parent).info.run_id
+            c.log_metric(trial, "val_rmse", rmse)
+    page = web.get(f"/automl/{parent}").data.decode()
+    assert re.findall(r">(early-best|middle|late)</a>", page) == ["early-best", "late"]
+    link = re.search(r'data-testid="more-trials">[^<]*<a href="([^"]+)"', page)
+    assert link, page
+    table = web.get(html.unescape(link.group(1))).data.decode()
+    assert all(f">{name}</a>" in table for name in ("early-best", "middle", "late"))

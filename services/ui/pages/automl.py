@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,20 +24,22 @@ def leaderboard(request: Request) -> Response:
     if tags.get("modelyard.automl.role") != "parent":
         raise InvalidArgument(f"run {rid} is not an AutoML run", field="run_id")
     primary = parent.data.params.get("primary_metric", "")
-    trials = list(
-        c.search_runs(
-            [parent.info.experiment_id],
-            filter_string=f"attributes.parent_run_id = '{rid}'",
-            max_results=MAX_TRIALS,
-        )
-    )
     key = f"val_{primary}"  # what AutoML ranks trials by
-    metric_keys = sorted({k for t in trials for k in t.data.metrics})
     problem = tags.get("modelyard.automl.problem_type", "")
     try:
         lower_is_better = not maximize(problem, primary)
     except KeyError:  # a run from another AutoML version: assume an error metric
         lower_is_better = True
+    of_parent = f"attributes.parent_run_id = '{rid}'"
+    # the best MAX_TRIALS, not the newest: the service ranks them (trials without the metric last)
+    page = c.search_runs(
+        [parent.info.experiment_id],
+        filter_string=of_parent,
+        max_results=MAX_TRIALS,
+        order_by=[f"metrics.`{key}` {'ASC' if lower_is_better else 'DESC'}"],
+    )
+    trials = list(page)
+    metric_keys = sorted({k for t in trials for k in t.data.metrics})
 
     def score(run) -> float:
         value = run.data.metrics.get(key)
@@ -57,6 +60,11 @@ def leaderboard(request: Request) -> Response:
         problem=problem,
         target=tags.get("modelyard.automl.target_col", ""),
         report=tags.get("modelyard.automl.report"),
+        all_trials=(
+            f"/experiments/{parent.info.experiment_id}?{urlencode({'filter': of_parent})}"
+            if page.token
+            else ""
+        ),
     )
 
 
