@@ -270,6 +270,20 @@ def _convert_column(spec: ColumnSpec, column: pd.Series) -> pd.Series:
     )
 
 
+def _changed_by_cast(array: np.ndarray, expected: np.dtype) -> str:
+    """What numpy's "safe" cast would silently change, said for the user ("" for nothing).
+    It takes booleans as numbers (Triton and KServe refuse BOOL for an FP64 input) and integers
+    into floats whose mantissa cannot hold them (2**53 + 1 becomes 2**53 in float64)."""
+    if array.dtype.kind == "b" and expected.kind != "b":
+        return "true/false flags, not numbers"
+    if array.dtype.kind in "iu" and expected.kind in "fc" and array.size:
+        limit = 2 ** (np.finfo(expected).nmant + 1)
+        if int(array.min()) < -limit or int(array.max()) > limit:
+            bits = np.finfo(expected).nmant + 1
+            return f"with integers beyond +-2**{bits}, which {expected} would round"
+    return ""
+
+
 def _enforce_tensor(spec: TensorSpec, array: np.ndarray) -> np.ndarray:
     expected = np.dtype(spec.dtype)
     if expected.kind in _STRING_KINDS:  # texts of any length (older packages: "<U12")
@@ -278,22 +292,28 @@ def _enforce_tensor(spec: TensorSpec, array: np.ndarray) -> np.ndarray:
             array = array.astype(expected.kind)
         if array.dtype.kind != expected.kind:
             raise InvalidArgument(
-                f"input tensor has dtype {array.dtype}; the model expects {spec.dtype} texts",
+                f"the tensor has dtype {array.dtype}; the model expects {spec.dtype} texts",
                 field=spec.name or "inputs",
             )
     elif array.dtype != expected:
-        if np.can_cast(array.dtype, expected, casting="safe"):
-            array = array.astype(expected)
-        else:
+        if not np.can_cast(array.dtype, expected, casting="safe"):
             raise InvalidArgument(
-                f"input tensor has dtype {array.dtype}; the model expects {expected}",
+                f"the tensor has dtype {array.dtype}; the model expects {expected}",
                 field=spec.name or "inputs",
             )
+        changed = _changed_by_cast(array, expected)
+        if changed:
+            raise InvalidArgument(
+                f"the tensor has dtype {array.dtype}, {changed}; the model expects "
+                f"{expected}: convert the values yourself if that is what you mean",
+                field=spec.name or "inputs",
+            )
+        array = array.astype(expected)
     if len(array.shape) != len(spec.shape) or any(
         want not in (-1, got) for want, got in zip(spec.shape, array.shape, strict=True)
     ):
         raise InvalidArgument(
-            f"input tensor has shape {list(array.shape)}; the model expects {list(spec.shape)} "
+            f"the tensor has shape {list(array.shape)}; the model expects {list(spec.shape)} "
             "(-1 is any size)",
             field=spec.name or "inputs",
         )

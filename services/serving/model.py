@@ -155,8 +155,8 @@ class LoadedModel:
                 array = _decoded(array, name)
             try:
                 return enforce(self.signature, array)
-            except InvalidArgument as exc:
-                raise InvalidArgument(exc.message, field=name) from None
+            except InvalidArgument as exc:  # named as the request named it
+                raise InvalidArgument(f"input {name!r}: {exc.message}", field=name) from None
         return array
 
     def _table(self, tensors: dict[str, np.ndarray]) -> Any:

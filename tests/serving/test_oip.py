@@ -131,6 +131,37 @@ def test_bf16_and_bytes_and_tensor_models(platform) -> None:
         assert [v.decode() if isinstance(v, bytes) else v for v in result] == ["pos", "neg"]
 
 
+def test_a_float64_tensor_model_refuses_values_a_cast_would_change(platform) -> None:
+    """numpy's "safe" cast took BOOL as numbers and rounded UINT64 / INT64 beyond 2**53, with
+    an answer as if all were well; Triton refuses them naming the input. Exact integers widen."""
+    server, client = platform
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    model = LinearRegression().fit(X, X.sum(axis=1))
+    register(model, X, "f64")
+    client.create_endpoint("f64", [ServedModel("models:/f64/1")])
+    wait_ready(client, "f64")
+    with triton.InferenceServerClient(server.address) as tc:
+        for datatype, array in (
+            ("BOOL", np.ones((1, 3), dtype=bool)),
+            ("UINT64", np.array([[2**63 + 1, 1, 1]], dtype=np.uint64)),
+            ("INT64", np.array([[2**53 + 1, 1, 1]], dtype=np.int64)),
+        ):
+            tensor = triton.InferInput("input", [1, 3], datatype)
+            tensor.set_data_from_numpy(array)
+            with pytest.raises(InferenceServerException) as refused:
+                tc.infer("f64", [tensor])
+            assert refused.value.status() == "StatusCode.INVALID_ARGUMENT", datatype
+            assert "'input'" in refused.value.message() and "float64" in refused.value.message()
+        for datatype, array in (
+            ("INT32", np.array([[1, 2, 3]], dtype=np.int32)),
+            ("INT64", np.array([[2**53, -(2**53), 7]], dtype=np.int64)),
+        ):
+            tensor = triton.InferInput("input", [1, 3], datatype)
+            tensor.set_data_from_numpy(array)
+            out = tc.infer("f64", [tensor]).as_numpy("predictions")
+            assert np.array_equal(out, model.predict(array.astype(np.float64))), datatype
+
+
 class _Column:
     """A text pipeline taking a one-column DataFrame (sklearn pipelines want the column)."""
 
