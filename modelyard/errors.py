@@ -218,11 +218,12 @@ def to_status(error: ModelyardError) -> grpc.Status:
     status = rpc_status.to_status(
         status_pb2.Status(code=_CODE_VALUE[error.code], message=message, details=details)
     )
-    if error.busy_for is None:
+    if error.busy_for is None and error.code != grpc.StatusCode.UNAVAILABLE:
         return status
-    # grpc's own retries (a client's retry policy on UNAVAILABLE) would retry a busy answer
-    # blind, a few times within a second or two; this pushback stops them, leaving the retry to
-    # the caller, told by the details above how soon and for how long.
+    # grpc's own retries (a client's retry policy on UNAVAILABLE, meant for a server not there
+    # yet) would retry a server's answer blind, a few times within a second or two: an unloaded
+    # model kept the SDK waiting for nothing. This pushback stops them, leaving the retry to the
+    # caller, told by the message (and for a busy answer, the details) whether it is worth it.
     return _Status(
         status.code, status.details, (*status.trailing_metadata, (_NO_TRANSPORT_RETRY, "-1"))
     )

@@ -7,12 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
+from prometheus_client import REGISTRY
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from tritonclient.utils import InferenceServerException
 
 import modelyard
 from modelyard import Client
 from modelyard.entities.serving import ServedModel
+from modelyard.errors import NoServer, Unavailable
 from modelyard.services.common.settings import ServingSettings, Settings
 from tests.conftest import running_server
 from tests.serving.conftest import register, wait_ready
@@ -244,6 +246,24 @@ def test_repository_unload_and_load(served) -> None:
     tc.load_model("iris")
     assert tc.is_model_ready("iris")
     assert tc.infer("iris", [tensor]).as_numpy("predictions").shape == (1,)
+
+
+def test_the_sdk_is_told_an_endpoint_is_unloaded_at_once(served) -> None:
+    """The SDK's channel retries UNAVAILABLE, meant for a server not there yet, and retried an
+    unloaded endpoint's own answer four more times (about 2 s) before saying it. The server's
+    answer now stops grpc's retries: one call, one request served."""
+    tc, client, _model = served
+    tc.unload_model("iris")
+    labels = {
+        "service": "inference.GRPCInferenceService",
+        "method": "ModelInfer",
+        "code": "UNAVAILABLE",
+    }
+    before = REGISTRY.get_sample_value("modelyard_rpc_requests_total", labels) or 0
+    with pytest.raises(Unavailable, match="unloaded on request") as refused:
+        client.predict("iris", np.ones((1, 4)))
+    assert not isinstance(refused.value, NoServer)
+    assert REGISTRY.get_sample_value("modelyard_rpc_requests_total", labels) == before + 1
 
 
 def test_an_unloaded_model_stays_unloaded_until_a_load_is_asked_for(tmp_path: Path, iris) -> None:
