@@ -33,6 +33,11 @@ _COLUMN_DATATYPE = {
 }
 
 
+# What the SDK names an array ("input"), and MLflow's tensor payloads ({"inputs": ...},
+# {"instances": ...}): a model logged from an array takes any of them as its one input.
+_ARRAY_NAMES = ("input", "inputs", "instances")
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     name: str
@@ -151,6 +156,8 @@ class LoadedModel:
         ((name, array),) = tensors.items()
         if self.signature is not None:
             spec = self.signature.inputs[0]
+            if isinstance(spec, TensorSpec):
+                self._check_name(name, spec)
             if array.dtype == object and isinstance(spec, TensorSpec) and spec.takes_text:
                 array = _decoded(array, name)
             try:
@@ -158,6 +165,20 @@ class LoadedModel:
             except InvalidArgument as exc:  # named as the request named it
                 raise InvalidArgument(f"input {name!r}: {exc.message}", field=name) from None
         return array
+
+    def _check_name(self, name: str, spec: TensorSpec) -> None:
+        """Refuse a tensor named as the model's input is not (Triton's "unexpected inference
+        input"): it was served as if it were the input. The name the metadata gives, and the
+        names MLflow's payloads and the SDK give an array, are the input."""
+        expected = spec.name or "input"
+        if name in (expected, *_ARRAY_NAMES):
+            return
+        raise InvalidArgument(
+            f"model {self.name} has no input {name!r}; it takes one tensor {expected!r} "
+            f"({BY_DTYPE.get(spec.dtype, 'BYTES')}, shape {list(spec.shape)}): send it under "
+            "that name",
+            field=name,
+        )
 
     def _table(self, tensors: dict[str, np.ndarray]) -> Any:
         names = self._names

@@ -164,6 +164,29 @@ def test_a_float64_tensor_model_refuses_values_a_cast_would_change(platform) -> 
             assert np.array_equal(out, model.predict(array.astype(np.float64))), datatype
 
 
+def test_a_tensor_model_refuses_an_input_it_does_not_have(platform) -> None:
+    """A tensor under any name was served as the model's input; Triton refuses an unexpected
+    input naming it. The metadata's name, and the SDK's and MLflow's array names, still serve."""
+    server, client = platform
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    model = LinearRegression().fit(X, X.sum(axis=1))
+    register(model, X, "f64")
+    client.create_endpoint("f64", [ServedModel("models:/f64/1")])
+    wait_ready(client, "f64")
+    with triton.InferenceServerClient(server.address) as tc:
+        tensor = triton.InferInput("wrong", [1, 3], "FP64")
+        tensor.set_data_from_numpy(X[:1])
+        with pytest.raises(InferenceServerException) as refused:
+            tc.infer("f64", [tensor])
+        assert refused.value.status() == "StatusCode.INVALID_ARGUMENT"
+        message = refused.value.message()
+        assert "'wrong'" in message and "'input'" in message and "FP64" in message
+    expected = model.predict(X[:2])
+    assert np.allclose(client.predict("f64", X[:2])["predictions"], expected)
+    for payload in ({"inputs": X[:2]}, {"instances": X[:2]}):
+        assert np.allclose(client.predict("f64", payload)["predictions"], expected)
+
+
 class _Column:
     """A text pipeline taking a one-column DataFrame (sklearn pipelines want the column)."""
 
