@@ -248,6 +248,13 @@ def _convert_column(spec: ColumnSpec, column: pd.Series) -> pd.Series:
     if actual == spec.type:
         return column
     if actual in _WIDENING.get(spec.type, ()):
+        changed = _changed_by_cast(column.to_numpy(), np.dtype(COLUMN_TYPES[spec.type]))
+        if changed:
+            raise InvalidArgument(
+                f"column {spec.name!r} has type {actual}, {changed}; the model expects "
+                f"{spec.type}: convert the values yourself if that is what you mean",
+                field=spec.name,
+            )
         return column.astype(COLUMN_TYPES[spec.type])
     if spec.type in ("string", "binary") and actual == "string":
         return column

@@ -164,6 +164,31 @@ def test_a_float64_tensor_model_refuses_values_a_cast_would_change(platform) -> 
             assert np.array_equal(out, model.predict(array.astype(np.float64))), datatype
 
 
+def test_a_double_column_refuses_integers_float64_would_round(served, iris) -> None:
+    """An INT64 or UINT64 column beyond 2**53 was widened to double, rounded, and answered;
+    integers float64 holds exactly still widen."""
+    tc, _client, model = served
+    X, _y = iris
+
+    def columns(first: np.ndarray, datatype: str) -> list[triton.InferInput]:
+        inputs = []
+        for i, column in enumerate(X.columns):
+            values = first if i == 0 else X[column].to_numpy()[:1]
+            tensor = triton.InferInput(column, [1], datatype if i == 0 else "FP64")
+            tensor.set_data_from_numpy(values)
+            inputs.append(tensor)
+        return inputs
+
+    for datatype, big in (("INT64", np.int64(2**53 + 1)), ("UINT64", np.uint64(2**63 + 1))):
+        with pytest.raises(InferenceServerException) as refused:
+            tc.infer("iris", columns(np.array([big]), datatype))
+        assert refused.value.status() == "StatusCode.INVALID_ARGUMENT", datatype
+        assert "'sepal_length'" in refused.value.message() and "2**53" in refused.value.message()
+    out = tc.infer("iris", columns(np.array([5], dtype=np.int64), "INT64"))
+    exact = X[:1].assign(sepal_length=5.0)
+    assert np.array_equal(out.as_numpy("predictions"), model.predict(exact))
+
+
 def test_a_tensor_model_refuses_an_input_it_does_not_have(platform) -> None:
     """A tensor under any name was served as the model's input; Triton refuses an unexpected
     input naming it. The metadata's name, and the SDK's and MLflow's array names, still serve."""
