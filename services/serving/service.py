@@ -457,11 +457,9 @@ class ServingService:
             # As Triton's: a model named while nothing of it is loaded is an error, not an
             # empty list that reads as "no requests yet".
             ((_endpoint, served),) = chosen
-            reasons = "; ".join(f"{s.name}: {s.reason or s.state.name.lower()}" for s in served)
+            reasons = "; ".join(f"{s.name}: {s.why_not_loaded()}" for s in served)
             raise Unavailable(
-                f"endpoint {name!r} has no model loaded ({reasons}), so it has no statistics; "
-                "load it (RepositoryModelLoad, tritonclient's load_model) or wait for its load, "
-                "then ask again",
+                f"endpoint {name!r} has no model loaded, so it has no statistics ({reasons})",
                 resource_type="endpoint",
                 resource_name=name,
             )
