@@ -155,12 +155,12 @@ def _times_checked(view: FeatureView, numeric: Collection[str]) -> None:
 _TIME_LIKE = ("TIMESTAMP", "DATE", "VARCHAR", "ENUM", '"NULL"', "NULL")
 
 
-def _time_types_checked(view: FeatureView, types: Mapping[str, str]) -> None:
-    """Refuse a source whose time column's DuckDB type (in `types`) is no time, naming the
-    column and its type: DuckDB's own error ('Unimplemented type for cast (BOOLEAN -> TIMESTAMP
-    WITH TIME ZONE)') came as a source that could not be read, with advice on paths."""
-    _times_checked(view, {c for c, t in types.items() if t in _NUMBERS or t.startswith("DECIMAL")})
-    kinds = {c.lower(): t for c, t in types.items()}
+def _time_types_checked(view: FeatureView, kinds: Mapping[str, str]) -> None:
+    """Refuse a source whose time column's DuckDB type (in `kinds`, by lower-case column name)
+    is no time, naming the column and its type: DuckDB's own error ('Unimplemented type for
+    cast (BOOLEAN -> TIMESTAMP WITH TIME ZONE)') came as a source that could not be read, with
+    advice on paths."""
+    _times_checked(view, {c for c, t in kinds.items() if t in _NUMBERS or t.startswith("DECIMAL")})
     for column in (view.source.timestamp_field, view.source.created_timestamp_column):
         kind = kinds.get(column.lower()) if column else None
         if kind is not None and not kind.startswith(_TIME_LIKE):
@@ -545,8 +545,8 @@ class SourceReader:
         )
         types = {row[0]: row[1] for row in con.execute(f"DESCRIBE {relation}").fetchall()}
         _columns_checked(view, keys, types)
-        _time_types_checked(view, types)
-        kinds = {c.lower(): t for c, t in types.items()}
+        kinds = {c.lower(): t for c, t in types.items()}  # names match as DuckDB matches them
+        _time_types_checked(view, kinds)
         features = "".join(f", {_typed(f, kinds.get(f.name.lower(), ''))}" for f in view.schema)
         return (
             f"SELECT {', '.join(_quote(k) for k in keys)}, "
