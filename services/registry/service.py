@@ -562,32 +562,37 @@ class RegistryService:
         let through to create one (any editor may); this checks again once the store finds
         the model, which another call may have created in between: before, that version was
         added to the other caller's model, on which this caller held no grant."""
-        me = identity.current()
-        if me.unrestricted:
-            return
-        access = self.authorizer.access(me, RESOURCE, name)
-        if access.level is None or access.level < PermissionLevel.EDIT:
-            raise PermissionDenied(
-                f"{me.name} needs EDIT on {access.resource} to add a version to it (another "
-                "call created it while this one was on its way); ask someone with MANAGE on "
-                "it for a grant, or register under another name",
-                resource_type=RESOURCE,
-                resource_name=name,
-            )
+        self._still_may(
+            name,
+            PermissionLevel.EDIT,
+            "add a version to it (another call created it while this one was on its way)",
+            ", or register under another name",
+        )
 
     def _may_manage(self, name: str) -> None:
         """Taking a version out of Production needs MANAGE. The access rules check it on the
         stage when the call arrives; this checks it again on the stage the move finds, which
         another call may have changed to Production in between."""
+        self._still_may(
+            name,
+            PermissionLevel.MANAGE,
+            "move its Production version out of Production (it was moved there while this "
+            "call was on its way)",
+        )
+
+    def _still_may(
+        self, name: str, level: PermissionLevel, action: str, otherwise: str = ""
+    ) -> None:
+        """PermissionDenied unless the caller holds `level` on the model as the store finds it
+        now, which may differ from the model the call was authorized on."""
         me = identity.current()
         if me.unrestricted:
             return
         access = self.authorizer.access(me, RESOURCE, name)
-        if access.level is None or access.level < PermissionLevel.MANAGE:
+        if access.level is None or access.level < level:
             raise PermissionDenied(
-                f"{me.name} needs MANAGE on {access.resource} to move its Production version "
-                "out of Production (it was moved there while this call was on its way); ask "
-                "someone with MANAGE on it for a grant",
+                f"{me.name} needs {level.name} on {access.resource} to {action}; ask someone "
+                f"with MANAGE on it for a grant{otherwise}",
                 resource_type=RESOURCE,
                 resource_name=name,
             )
