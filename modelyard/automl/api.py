@@ -17,7 +17,7 @@ generated script; the best trial's run also gets the model and its permutation i
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,6 @@ from modelyard.automl.metrics import CLASSIFICATION, REGRESSION
 from modelyard.automl.result import AutoMLResult
 from modelyard.errors import InvalidArgument
 from modelyard.models.signature import column_type
-from modelyard.services.common import validation
 
 OnTrial = Callable[[search.TrialEvent], None]
 CV_MAX_ROWS = 5000  # at most this many train + val rows: trials are scored by 5-fold CV
@@ -320,28 +319,20 @@ def _check_identity(
 ) -> None:
     """Identity columns must be columns (a misspelt one would be trained on, as with
     exclude_cols) and none of the columns with another role."""
+    roles: dict[str, Collection[str | None]] = {
+        "target_col": [target_col],
+        "split_col": [split_col],
+        "exclude_cols": excluded,
+    }
     for c in identity:
-        dataset.require_column(raw, c, "identity_col")
-        role = (
-            "target_col"
-            if c == target_col
-            else "split_col"
-            if c == split_col
-            else "exclude_cols"
-            if c in excluded
-            else None
+        dataset.require_own_column(
+            raw,
+            c,
+            "identity_col",
+            roles,
+            "an identity column is kept in the outputs and used for nothing else",
         )
-        if role is not None:
-            raise InvalidArgument(
-                f"identity_col {c!r} is also {role}: an identity column is kept in the "
-                "outputs and used for nothing else; name it in one of them only",
-                field="identity_col",
-            )
-    repeated = validation.named_twice(identity)
-    if repeated is not None:
-        raise InvalidArgument(
-            f"identity_col names {repeated!r} twice; name each column once", field="identity_col"
-        )
+    dataset.require_once(identity, "identity_col")
 
 
 def _check_weight_role(
@@ -355,21 +346,20 @@ def _check_weight_role(
 ) -> None:
     """The weight column must be a column (misspelt, the weights would be a feature) with no
     other role."""
-    dataset.require_column(raw, weight_col, "sample_weight_col")
-    roles: dict[str, Sequence[str | None]] = {
+    roles: dict[str, Collection[str | None]] = {
         "target_col": [target_col],
         "identity_col": identity,
         "exclude_cols": excluded,
         "split_col": [split_col],
         "time_col": [time_col],
     }
-    for role, names in roles.items():
-        if weight_col in names:
-            raise InvalidArgument(
-                f"sample_weight_col {weight_col!r} is also {role}: the weight column weighs "
-                "rows and is used for nothing else; name it in one of them only",
-                field="sample_weight_col",
-            )
+    dataset.require_own_column(
+        raw,
+        weight_col,
+        "sample_weight_col",
+        roles,
+        "the weight column weighs rows and is used for nothing else",
+    )
 
 
 def _sample_weights(col: pd.Series, name: str) -> pd.Series:

@@ -9,7 +9,7 @@ call. So a script sees exactly the rows, types and split the trial saw.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from modelyard.errors import InvalidArgument
+from modelyard.services.common import validation
 
 SPLIT_COL = "_automl_split"
 DATA_ARTIFACT = "data/training_data.csv"
@@ -88,6 +89,31 @@ def require_column(df: pd.DataFrame, column: str, name: str) -> None:
     else:
         hint = f"the columns are {names[:20]}{' ...' if len(names) > 20 else ''}"
     raise InvalidArgument(f"{name} {column!r} is not a column; {hint}", field=name)
+
+
+def require_own_column(
+    df: pd.DataFrame,
+    column: str,
+    name: str,
+    roles: Mapping[str, Collection[str | None]],
+    purpose: str,
+) -> None:
+    """Refuse a column the data does not have, or one that already has another of the run's
+    `roles` (role -> the columns named for it), saying what `name`'s column is for."""
+    require_column(df, column, name)
+    for role, names in roles.items():
+        if column in names:
+            raise InvalidArgument(
+                f"{name} {column!r} is also {role}: {purpose}; name it in one of them only",
+                field=name,
+            )
+
+
+def require_once(names: list[str], name: str) -> None:
+    """Refuse a column named twice for one role."""
+    repeated = validation.named_twice(names)
+    if repeated is not None:
+        raise InvalidArgument(f"{name} names {repeated!r} twice; name each column once", field=name)
 
 
 def numeric(col: pd.Series, name: str) -> pd.Series:

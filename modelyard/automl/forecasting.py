@@ -41,7 +41,6 @@ from modelyard.automl.forecasters import (
 from modelyard.automl.metrics import FORECASTING
 from modelyard.automl.result import AutoMLResult
 from modelyard.errors import InvalidArgument
-from modelyard.services.common import validation
 
 
 @dataclass(frozen=True)
@@ -510,15 +509,11 @@ def _refuse_several_series(raw: pd.DataFrame, times: pd.Series, time_col: str) -
 
 
 def _check_identity(raw: pd.DataFrame, identity: list[str], target_col: str, time_col: str) -> None:
+    roles = {"target_col": [target_col], "time_col": [time_col]}
     for c in identity:
-        dataset.require_column(raw, c, "identity_col")
-        if c in (target_col, time_col):
-            role = "target_col" if c == target_col else "time_col"
-            raise InvalidArgument(
-                f"identity_col {c!r} is also {role}: an identity column names the series a row "
-                "belongs to; name it in one of them only",
-                field="identity_col",
-            )
+        dataset.require_own_column(
+            raw, c, "identity_col", roles, "an identity column names the series a row belongs to"
+        )
         missing = int(raw[c].isna().sum())
         if missing:
             raise InvalidArgument(
@@ -526,11 +521,7 @@ def _check_identity(raw: pd.DataFrame, identity: list[str], target_col: str, tim
                 "series; fill those values in or drop those rows",
                 field="identity_col",
             )
-    repeated = validation.named_twice(identity)
-    if repeated is not None:
-        raise InvalidArgument(
-            f"identity_col names {repeated!r} twice; name each column once", field="identity_col"
-        )
+    dataset.require_once(identity, "identity_col")
 
 
 def _identity_dtype(col: pd.Series) -> str:
