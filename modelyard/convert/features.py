@@ -172,6 +172,11 @@ def _micros(value: Any) -> int:
     return (_moment(value) - EPOCH) // timedelta(microseconds=1)
 
 
+def from_micros(micros: int) -> datetime:
+    """The inverse of _micros: how ValueArray and packed event times carry a moment."""
+    return EPOCH + timedelta(microseconds=micros)
+
+
 # Per type: the Value field a Python value goes in, and how it is made that field's type.
 _FIELDS: dict[ValueType, tuple[str, Any]] = {
     ValueType.INT32: ("int32_val", int),
@@ -243,7 +248,7 @@ def array_to_python(array: pb.ValueArray) -> list[Any]:
     dtype = _TYPES_BACK.get(array.type, ValueType.STRING)
     values: list[Any] = list(getattr(array, _ARRAYS[dtype][0]))
     if dtype == ValueType.UNIX_TIMESTAMP:
-        values = [EPOCH + timedelta(microseconds=v) for v in values]
+        values = [from_micros(v) for v in values]
     for i in array.missing:
         values[i] = None
     return values

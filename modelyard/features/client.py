@@ -37,6 +37,7 @@ from modelyard.convert.features import (
     array_to_python,
     definition_to_entity,
     definition_to_proto,
+    from_micros,
     python_value,
     values_to_python,
 )
@@ -164,14 +165,22 @@ class OnlineResponse:
         }
 
     def event_timestamps(self) -> dict[str, list[datetime | None]]:
-        return {
-            c.name: [
-                ts.ToDatetime(tzinfo=UTC) if ts.seconds or ts.nanos else None
-                for ts in c.event_timestamps
-            ]
-            for c in self._response.columns
-            if c.statuses
-        }
+        """When each value was true, None where NOT_FOUND."""
+        times: dict[str, list[datetime | None]] = {}
+        for c in self._response.columns:
+            if not c.statuses:
+                continue
+            if len(c.event_time_micros) == len(c.statuses):
+                times[c.name] = [
+                    None if s == pb.FEATURE_STATUS_NOT_FOUND else from_micros(t)
+                    for s, t in zip(c.statuses, c.event_time_micros, strict=True)
+                ]
+            else:  # a server that ignores packed_event_times
+                times[c.name] = [
+                    ts.ToDatetime(tzinfo=UTC) if ts.seconds or ts.nanos else None
+                    for ts in c.event_timestamps
+                ]
+        return times
 
 
 def _refuse_entity_value(name: str, items: Sequence[Any]) -> None:
@@ -337,7 +346,7 @@ class FeatureStoreClient:
         full_feature_names: bool = False,
     ) -> OnlineResponse:
         request = pb.GetOnlineFeaturesRequest(
-            full_feature_names=full_feature_names, typed_arrays=True
+            full_feature_names=full_feature_names, typed_arrays=True, packed_event_times=True
         )
         if isinstance(features, FeatureService):
             request.feature_service = features.name

@@ -253,9 +253,14 @@ class FeatureStoreServicer(features_pb2_grpc.FeatureStoreServiceServicer):
         for column in columns:
             if id(column.statuses) not in shared:
                 part = pb.FeatureColumn(statuses=[_STATUS[s] for s in column.statuses])
-                part.event_timestamps.extend(
-                    Timestamp() if t is None else ms_to_timestamp(t) for t in column.event_times
-                )
+                if request.packed_event_times:
+                    part.event_time_micros.extend(
+                        [0 if t is None else t * 1000 for t in column.event_times]
+                    )
+                else:
+                    part.event_timestamps.extend(
+                        Timestamp() if t is None else ms_to_timestamp(t) for t in column.event_times
+                    )
                 shared[id(column.statuses)] = part.SerializeToString()
             out = response.columns.add(name=column.name)
             out.MergeFromString(shared[id(column.statuses)])

@@ -66,6 +66,33 @@ def test_materialize_then_look_up(store: FeatureStoreClient, repo: Repo) -> None
     assert times == [NOW - HOUR, NOW - 72 * HOUR, None]
 
 
+def test_packed_event_times_carry_what_a_timestamp_per_value_carries(
+    store: FeatureStoreClient, repo: Repo
+) -> None:
+    """The SDK asks for packed event times; a client that does not gets a Timestamp per value,
+    and both read back alike (None where NOT_FOUND, the time where OUTSIDE_MAX_AGE)."""
+    store.apply(repo.objects)
+    store.materialize(NOW - 100 * HOUR, NOW + HOUR)
+    refs = ["driver_stats:conv_rate", "driver_stats:trips"]
+    replies = {}
+    for packed in (True, False):
+        request = pb.GetOnlineFeaturesRequest(
+            features=refs, typed_arrays=True, packed_event_times=packed
+        )
+        append_python_values(request.entities.add(name="driver_id").values, [1, 2, 3])
+        replies[packed] = store._stub.GetOnlineFeatures(request)
+    _, *packed_columns = replies[True].columns
+    _, *message_columns = replies[False].columns
+    assert all(len(c.event_time_micros) == 3 and not c.event_timestamps for c in packed_columns)
+    assert all(len(c.event_timestamps) == 3 and not c.event_time_micros for c in message_columns)
+    expected = [NOW - HOUR, NOW - 72 * HOUR, None]
+    for reply in replies.values():
+        assert OnlineResponse(reply).event_timestamps() == {
+            "conv_rate": expected,
+            "trips": expected,
+        }
+
+
 def test_a_window_loads_the_latest_row_inside_it(store: FeatureStoreClient, repo: Repo) -> None:
     store.apply(repo.objects)
     store.materialize(NOW - 10 * HOUR, NOW - 90 * timedelta(minutes=1))

@@ -945,11 +945,17 @@ class GetOnlineFeaturesRequest(_message.Message):
     ENTITIES_FIELD_NUMBER: _builtins.int
     FULL_FEATURE_NAMES_FIELD_NUMBER: _builtins.int
     TYPED_ARRAYS_FIELD_NUMBER: _builtins.int
+    PACKED_EVENT_TIMES_FIELD_NUMBER: _builtins.int
     feature_service: _builtins.str
     full_feature_names: _builtins.bool
     typed_arrays: _builtins.bool
     """Send each feature column as one ValueArray (FeatureColumn.array) instead of a Value per
     row: much less to build, send and read when many values come back. The SDK sets it.
+    """
+    packed_event_times: _builtins.bool
+    """Send event times as FeatureColumn.event_time_micros, packed integers, instead of a Timestamp
+    message per value: a fraction of the bytes, and no message per value to build and read. The
+    SDK sets it.
     """
     @_builtins.property
     def features(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
@@ -963,10 +969,11 @@ class GetOnlineFeaturesRequest(_message.Message):
         entities: _abc.Iterable[Global___EntityColumn] | None = ...,
         full_feature_names: _builtins.bool = ...,
         typed_arrays: _builtins.bool = ...,
+        packed_event_times: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entities", b"entities", "feature_service", b"feature_service", "features", b"features", "full_feature_names", b"full_feature_names", "typed_arrays", b"typed_arrays"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entities", b"entities", "feature_service", b"feature_service", "features", b"features", "full_feature_names", b"full_feature_names", "packed_event_times", b"packed_event_times", "typed_arrays", b"typed_arrays"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -981,6 +988,7 @@ class FeatureColumn(_message.Message):
     STATUSES_FIELD_NUMBER: _builtins.int
     EVENT_TIMESTAMPS_FIELD_NUMBER: _builtins.int
     ARRAY_FIELD_NUMBER: _builtins.int
+    EVENT_TIME_MICROS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     @_builtins.property
     def values(self) -> _containers.RepeatedCompositeFieldContainer[Global___Value]:
@@ -996,6 +1004,12 @@ class FeatureColumn(_message.Message):
     def array(self) -> Global___ValueArray:
         """A feature column's values when the request set typed_arrays."""
 
+    @_builtins.property
+    def event_time_micros(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The event times when the request set packed_event_times (then event_timestamps is empty):
+        microseconds since the epoch (UTC), one per entity row, 0 where the status is NOT_FOUND.
+        """
+
     def __init__(
         self,
         *,
@@ -1004,10 +1018,11 @@ class FeatureColumn(_message.Message):
         statuses: _abc.Iterable[Global___FeatureStatus.ValueType] | None = ...,
         event_timestamps: _abc.Iterable[_timestamp_pb2.Timestamp] | None = ...,
         array: Global___ValueArray | None = ...,
+        event_time_micros: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["array", b"array"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["array", b"array", "event_timestamps", b"event_timestamps", "name", b"name", "statuses", b"statuses", "values", b"values"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["array", b"array", "event_time_micros", b"event_time_micros", "event_timestamps", b"event_timestamps", "name", b"name", "statuses", b"statuses", "values", b"values"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
