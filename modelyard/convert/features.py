@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -231,11 +232,26 @@ def append_values(values: Any, items: Sequence[Any], dtype: ValueType) -> None:
             add(**{field: cast(v)})
 
 
+_NUMBERS = frozenset({ValueType.INT32, ValueType.INT64, ValueType.FLOAT32, ValueType.FLOAT64})
+
+
+def _missing_rows(items: Sequence[Any], dtype: ValueType) -> list[int]:
+    """The rows that are None or NaN. A numeric column with neither, the common case of an
+    online lookup, is told in two C-speed passes rather than a call per value."""
+    if dtype in _NUMBERS:
+        try:
+            if None not in items and not any(map(math.isnan, items)):
+                return []
+        except TypeError:  # a value that is no number: looked at one by one below
+            pass
+    return [i for i, v in enumerate(items) if _missing(v)]
+
+
 def fill_array(array: pb.ValueArray, items: Sequence[Any], dtype: ValueType) -> None:
     """Python values (None or NaN where missing) as one typed ValueArray."""
     field, cast, placeholder = _ARRAYS.get(dtype, _ARRAYS[ValueType.STRING])
     array.type = _TYPES.get(dtype, pb.VALUE_TYPE_STRING)
-    missing = [i for i, v in enumerate(items) if _missing(v)]
+    missing = _missing_rows(items, dtype)
     if missing:
         gaps = set(missing)
         items = [placeholder if i in gaps else v for i, v in enumerate(items)]

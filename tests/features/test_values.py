@@ -3,6 +3,7 @@ Python values, for every kind the Value message carries."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,6 +76,16 @@ def test_typed_arrays_carry_what_a_value_per_row_carries() -> None:
         before_1970,
     ]
     assert array_to_python(_filled(["AP8="], ValueType.BYTES)) == [b"\x00\xff"]
+
+
+def test_typed_arrays_find_gaps_among_any_numbers() -> None:
+    """The quick look for gaps in a numeric column still finds them past infinities and values
+    that are no numbers yet (text a source held)."""
+    assert list(_filled([1.0, math.inf, -math.inf], ValueType.FLOAT64).missing) == []
+    assert list(_filled([math.inf, 2.0, math.nan], ValueType.FLOAT64).missing) == [2]
+    text = _filled(["5", 7], ValueType.INT64)
+    assert (list(text.int64_values), list(text.missing)) == ([5, 7], [])
+    assert list(_filled([True, None], ValueType.INT64).missing) == [1]
 
 
 def _filled(items: list, dtype: ValueType) -> pb.ValueArray:
