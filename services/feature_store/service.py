@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 import pyarrow as pa
@@ -80,9 +81,25 @@ class OnlineColumn:
 
     name: str
     dtype: ValueType
-    values: list[Any]
+    values: Sequence[Any]
     statuses: list[str]  # PRESENT, NOT_FOUND, OUTSIDE_MAX_AGE
     event_times: list[int | None]  # ms
+
+
+def _by_feature(
+    records: Sequence[dict[str, Any] | None], features: Sequence[str]
+) -> list[Sequence[Any]] | None:
+    """Each feature's values across the rows (None for a row not found), picked and transposed
+    in C-speed passes rather than a dict lookup per value; None if a row lacks one of the
+    features (stored before it was added), which the caller answers a feature at a time."""
+    pick = itemgetter(*features)
+    single = len(features) == 1  # then itemgetter gives the value, not a tuple
+    gap = None if single else (None,) * len(features)
+    try:
+        rows = [gap if r is None else pick(r) for r in records]
+    except KeyError:
+        return None
+    return [rows] if single else list(zip(*rows, strict=True))
 
 
 # The artifact store's folder for training sets written with output_uri.
@@ -634,13 +651,15 @@ class FeaturesService:
             ]
             times = [None if found is None else found[1] for found in stored]
             records = [None if found is None else found[0] for found in stored]
-            wanted = set(request.features)
-            complete = all(r is None or r.keys() >= wanted for r in records)
+            by_feature = _by_feature(records, request.features)
+            if by_feature is not None:
+                for feature, out, values in zip(
+                    request.features, request.output_names, by_feature, strict=True
+                ):
+                    columns.append(OnlineColumn(out, types[feature], values, statuses, times))
+                continue
             for feature, out in zip(request.features, request.output_names, strict=True):
                 values = [None if r is None else r.get(feature) for r in records]
-                if complete:
-                    columns.append(OnlineColumn(out, types[feature], values, statuses, times))
-                    continue
                 # Rows stored before the feature was added hold no value of it: NOT_FOUND, as
                 # Feast answers, not PRESENT with a null.
                 absent = [r is not None and feature not in r for r in records]
