@@ -146,14 +146,26 @@ class RetrievalJob:
 
 
 class OnlineResponse:
-    def __init__(self, response: pb.GetOnlineFeaturesResponse) -> None:
+    def __init__(
+        self, response: pb.GetOnlineFeaturesResponse, sent_keys: Sequence[list[Any] | None] = ()
+    ) -> None:
+        """`sent_keys`: the request's entity columns, each where it holds only plain integers or
+        text (else None). The response starts with them, echoed as sent, so they need not be
+        read back out of a Value message each (the larger part of reading a 100-row answer)."""
         self._response = response
+        self._sent_keys = sent_keys
 
     def to_dict(self) -> dict[str, list[Any]]:
-        return {
-            c.name: array_to_python(c.array) if c.HasField("array") else values_to_python(c.values)
-            for c in self._response.columns
-        }
+        out: dict[str, list[Any]] = {}
+        for i, c in enumerate(self._response.columns):
+            sent = self._sent_keys[i] if i < len(self._sent_keys) else None
+            if sent is not None:
+                out[c.name] = list(sent)
+            elif c.HasField("array"):
+                out[c.name] = array_to_python(c.array)
+            else:
+                out[c.name] = values_to_python(c.values)
+        return out
 
     def to_df(self) -> pd.DataFrame:
         return pd.DataFrame(self.to_dict())
@@ -359,6 +371,7 @@ class FeatureStoreClient:
             for name in row:
                 if name not in names:
                     names.append(name)
+        sent: list[list[Any] | None] = []
         for name in names:
             try:
                 items = [row[name] for row in entity_rows]
@@ -370,7 +383,9 @@ class FeatureStoreClient:
             except ValueError:  # protobuf's, naming neither the column nor the row
                 _refuse_entity_value(name, items)
                 raise
-        return OnlineResponse(self._t.call(self._stub.GetOnlineFeatures, request))
+            plain = all(type(x) is int for x in items) or all(type(x) is str for x in items)
+            sent.append(items if plain else None)
+        return OnlineResponse(self._t.call(self._stub.GetOnlineFeatures, request), sent)
 
     def push(self, feature_view: str, df: pd.DataFrame, to: str = "online") -> int:
         """Write fresh rows: to "online", "offline" or "online_and_offline". A frame larger than

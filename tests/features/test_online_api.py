@@ -93,6 +93,21 @@ def test_packed_event_times_carry_what_a_timestamp_per_value_carries(
         }
 
 
+def test_join_keys_come_back_as_python_values_however_they_were_given(
+    store: FeatureStoreClient, repo: Repo
+) -> None:
+    """The SDK reuses the keys it sent when they are plain integers; numpy's come back as the
+    server echoed them, plain integers too, and a mixed column as the server read it."""
+    store.apply(repo.objects)
+    store.materialize(NOW - 100 * HOUR, NOW + HOUR)
+    for ids in ([1, 3], [np.int64(1), np.int64(3)], [1, np.int32(3)]):
+        found = _lookup(store, ids, ["driver_stats:trips"]).to_dict()
+        assert found == {"driver_id": [1, 3], "trips": [35, None]}
+        assert [type(i) for i in found["driver_id"]] == [int, int]
+        found["driver_id"].append(9)  # the caller's list is a copy, not the one sent
+        assert len(ids) == 2
+
+
 def test_a_window_loads_the_latest_row_inside_it(store: FeatureStoreClient, repo: Repo) -> None:
     store.apply(repo.objects)
     store.materialize(NOW - 10 * HOUR, NOW - 90 * timedelta(minutes=1))
