@@ -92,3 +92,15 @@ def _filled(items: list, dtype: ValueType) -> pb.ValueArray:
     array = pb.ValueArray()
     fill_array(array, items, dtype)
     return array
+
+
+def test_an_entity_column_reads_as_a_feature_column() -> None:
+    """The online lookup echoes the join keys by copying each EntityColumn's bytes into a
+    FeatureColumn: that needs the same numbers and types for the fields an EntityColumn has."""
+    entity = pb.EntityColumn.DESCRIPTOR.fields_by_name
+    feature = pb.FeatureColumn.DESCRIPTOR.fields_by_name
+    for name, field in entity.items():
+        assert feature[name].number == field.number, name
+        assert feature[name].type == field.type, name
+        assert feature[name].message_type == field.message_type, name
+        assert feature[name].is_repeated == field.is_repeated, name
