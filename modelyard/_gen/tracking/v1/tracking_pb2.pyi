@@ -1067,7 +1067,11 @@ class SearchRunsRequest(_message.Message):
     max_results: _builtins.int
     """1-50000; 0 means the default of 1000."""
     page_token: _builtins.str
-    """Opaque token from a previous response; only valid with the same query."""
+    """Opaque token from a previous response; only valid with the same query. It holds where the
+    last page ended (its sort values and run id), not an offset: runs created or deleted
+    meanwhile neither repeat nor skip others, but a run whose sort value changes between pages
+    (a metric logged again) is found where it sorts now, so it may come twice or not at all.
+    """
     @_builtins.property
     def experiment_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The experiments to search; none finds no runs, as in MLflow."""
