@@ -229,6 +229,27 @@ def test_search(store: SqlRegistryStore) -> None:
         store.search_model_versions(parse_filter("metrics.x > 1"), [], 10, "")
 
 
+def test_ilike_folds_case_beyond_ascii_on_every_backend(store: SqlRegistryStore) -> None:
+    """ILIKE is PostgreSQL's: each character lower-cased, accented and Greek ones too. SQLite's
+    own lower() folds ASCII only, so there the first search found nothing."""
+    for name in ("MODÈLE-ÉTÉ", "ΣΑΣ-Straße", "other"):
+        version(store, name)
+
+    def models(flt: str) -> list[str]:
+        return [m.name for m in store.search_registered_models(parse_filter(flt), [], 10, "")]
+
+    def versions(flt: str) -> list[str]:
+        return [v.name for v in store.search_model_versions(parse_filter(flt), [], 10, "")]
+
+    assert models("name ILIKE '%modèle-été%'") == ["MODÈLE-ÉTÉ"]
+    assert models("name ILIKE '\u03c3\u03b1\u03c3%'") == ["ΣΑΣ-Straße"]  # lower-case Greek
+    assert models("name ILIKE '%STRASSE'") == []  # folded one character at a time, as PG does
+    assert models("name LIKE '%modèle%'") == []  # LIKE stays case-sensitive
+    assert versions("name ILIKE '%MODèLE%'") == ["MODÈLE-ÉTÉ"]
+    store.set_model_version_tag("other", 1, "owner", "Zoë", "u")
+    assert versions("tags.owner ILIKE 'ZOË'") == ["other"]
+
+
 def test_files_listing(store: SqlRegistryStore) -> None:
     _, pending = version(store, ready=False)
     store.finish_registration(

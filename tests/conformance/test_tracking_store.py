@@ -116,6 +116,16 @@ def test_search_experiments_filter_order_pages(store: SqlTrackingStore) -> None:
     assert err.value.field == "filter"
 
 
+def test_search_experiments_ilike_folds_case_beyond_ascii(store: SqlTrackingStore) -> None:
+    """One ILIKE for every service and backend (the registry's searches share it): SQLite's
+    own lower() left 'ÉTÉ' as it was, so the search found nothing there."""
+    store.create_experiment("ÉTÉ-Σ", None, {})
+    store.create_experiment("other", None, {})
+    flt = parse_filter("name ILIKE 'été-\u03c3'")  # a lower-case sigma
+    found = store.search_experiments(ViewType.ALL, flt, (), 10, "")
+    assert [e.name for e in found] == ["ÉTÉ-Σ"]
+
+
 def test_run_create_get_update(store: SqlTrackingStore) -> None:
     run = new_run(store, tags={"a": "b"}, run_name="first")
     info = run.info

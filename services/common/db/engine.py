@@ -253,6 +253,20 @@ def _ping_when_idle(engine: Engine) -> None:
 WAL_CHECKPOINT_PAGES = 8000
 
 
+# U+0130 (İ) lowers to 'i' plus a combining dot in Python, to 'i' in PostgreSQL; Python's
+# context rule for a final sigma (Σ -> ς at a word's end) is unknown to PostgreSQL.
+_ONE_FOR_ONE = str.maketrans({"\u0130": "i", "\u03a3": "\u03c3"})
+
+
+def unicode_lower(value: Any) -> Any:
+    """lower() as PostgreSQL's (UTF-8, libc or C.UTF-8 collation) is: each character on its
+    own, non-ASCII ones too; values that are not text come back as they are. About 0.1 µs a
+    row over SQLite's own, which folds ASCII only."""
+    if type(value) is not str:
+        return value
+    return value.lower() if value.isascii() else value.translate(_ONE_FOR_ONE).lower()
+
+
 def _configure_sqlite(engine: Engine, synchronous: SQLiteSynchronous) -> None:
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -275,6 +289,10 @@ def _configure_sqlite(engine: Engine, synchronous: SQLiteSynchronous) -> None:
         # case-insensitive one.
         cur.execute("PRAGMA case_sensitive_like=ON")
         cur.close()
+        # ILIKE compiles to lower(x) LIKE lower(pattern) here; SQLite's own lower() folds ASCII
+        # only, so 'MODÈLE' ILIKE '%modèle%' was false on SQLite and true on PostgreSQL. This
+        # replaces it for every query (tracking's and the registry's searches alike).
+        dbapi_conn.create_function("lower", 1, unicode_lower, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
