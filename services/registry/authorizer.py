@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from modelyard.entities.common import PermissionLevel as Level
-from modelyard.services.common.auth.grants import GrantStore
+from modelyard.services.common.auth.grants import GrantStore, Visibility
 from modelyard.services.common.auth.interceptor import Access
 from modelyard.services.common.auth.policy import role_level
 from modelyard.services.common.identity import Identity
@@ -31,8 +31,8 @@ class RegistryAuthorizer:
         ]
         return Access(f"{RESOURCE}/{key}", True, max(levels) if levels else None)
 
-    def readable(self, identity: Identity) -> set[str] | None:
-        """Ids of the models the caller may read; None when it may read them all."""
+    def readable(self, identity: Identity) -> Visibility | None:
+        """The models the caller may read; None when it may read them all."""
         if identity.unrestricted or (role_level(identity.roles, RESOURCE) or 0) >= Level.READ:
             return None
-        return self.grants.visible(identity.name, Level.READ)
+        return Visibility(identity.name, Level.READ)

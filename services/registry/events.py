@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 
 from modelyard.entities.registry import ModelEvent
 from modelyard.errors import Unavailable
+from modelyard.services.common.auth.grants import Visibility
 from modelyard.services.common.changes import ChangeCounter
 from modelyard.services.registry.store.base import RegistryStore
 
@@ -37,7 +38,7 @@ class EventFeed:
         name: str,
         since_event_id: int,
         is_active: Callable[[], bool],
-        visible: Callable[[], set[str] | None] = lambda: None,
+        visible: Callable[[], Visibility | None] = lambda: None,
     ) -> Iterator[ModelEvent]:
         """Events of `name` (or every model), re-asking `visible` which models may be seen."""
         last = since_event_id if since_event_id > 0 else self._store.last_event_id()
@@ -47,7 +48,7 @@ class EventFeed:
                     f"the registry is shutting down; watch again with since_event_id={last}"
                 )
             seen = self._changes.current()
-            events = self._store.list_events(name, last, _BATCH, only_model_ids=visible())
+            events = self._store.list_events(name, last, _BATCH, readable=visible())
             for event in events:
                 yield event
                 last = event.event_id

@@ -45,6 +45,7 @@ from modelyard.paths import relative_to
 from modelyard.services.common import identity
 from modelyard.services.common import validation as v
 from modelyard.services.common.artifacts import ArtifactStore, PresignedUrl, clean_path
+from modelyard.services.common.auth.grants import Visibility
 from modelyard.services.common.filters import parse_filter, parse_order_by
 from modelyard.services.common.identity import caller
 from modelyard.services.common.logging import get_logger
@@ -168,7 +169,7 @@ class RegistryService:
         if me.enforced and model_id is not None:
             self.authorizer.grants.set(model_id, me.name, PermissionLevel.MANAGE)
 
-    def _visible(self) -> set[str] | None:
+    def _visible(self) -> Visibility | None:
         return self.authorizer.readable(identity.current())
 
     # -- registered models ---------------------------------------------------------------------
@@ -222,7 +223,7 @@ class RegistryService:
             parse_order_by(order_by),
             size,
             check_position(page_token, is_offset),
-            only_model_ids=self._visible(),
+            readable=self._visible(),
         )
 
     def set_registered_model_tag(self, name: str, key: str, value: str) -> None:
@@ -518,7 +519,7 @@ class RegistryService:
             parse_order_by(order_by),
             size,
             check_position(page_token, is_offset),
-            only_model_ids=self._visible(),
+            readable=self._visible(),
         )
 
     def get_latest_versions(self, name: str, stages: Sequence[Stage] = ()) -> list[ModelVersion]:
@@ -655,7 +656,7 @@ class RegistryService:
             raise InvalidArgument("since_event_id must not be negative", field="since_event_id")
         size = page_size(max_results, default=1000, maximum=10000, field="max_results")
         return self.store.list_events(
-            name, since_event_id, size, newest_first, only_model_ids=self._visible()
+            name, since_event_id, size, newest_first, readable=self._visible()
         )
 
     def watch_events(

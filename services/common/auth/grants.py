@@ -3,6 +3,8 @@
 Each service adds a `<resource>_permissions` table to its own schema (`permissions_table`) and
 answers access questions through a GrantStore. Levels are cached briefly per resource; a change
 made in this process clears the cache at once, other replicas see it within `ttl_seconds`.
+A search limited to what its caller may read takes a Visibility, which the service's store turns
+into a subquery of that table: never a list of ids, bound one parameter each.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import builtins
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, delete, select
+from sqlalchemy import Column, Integer, MetaData, Select, String, Table, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from modelyard.entities.common import Grant, PermissionLevel
@@ -29,6 +32,23 @@ def permissions_table(metadata: MetaData, name: str) -> Table:
         Column("principal", String(256), primary_key=True),
         Column("level", Integer, nullable=False),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Visibility:
+    """The resources `principal` (or everyone) holds at least `minimum` on. Stores apply it as
+    `id IN (granted(table))`: the ids used to be read first and bound one parameter each, which
+    PostgreSQL (65,535) and SQLite (32,766) refuse past their limits, and cost a read and a
+    copy of every grant per search."""
+
+    principal: str
+    minimum: PermissionLevel
+
+    def granted(self, table: Table) -> Select:
+        t = table.c
+        return select(t.resource_id).where(
+            t.principal.in_([self.principal, EVERYONE]), t.level >= int(self.minimum)
+        )
 
 
 class GrantStore:
@@ -79,14 +99,8 @@ class GrantStore:
 
     def visible(self, principal: str, minimum: PermissionLevel) -> builtins.set[str]:
         """Ids of resources on which `principal` (or everyone) holds at least `minimum`."""
-        t = self.table.c
         with self.db.read() as conn:
-            rows = conn.execute(
-                select(t.resource_id).where(
-                    t.principal.in_([principal, EVERYONE]), t.level >= int(minimum)
-                )
-            ).scalars()
-            return set(rows)
+            return set(conn.execute(Visibility(principal, minimum).granted(self.table)).scalars())
 
     def _grants(self, resource_id: str) -> dict[str, PermissionLevel]:
         now = time.monotonic()

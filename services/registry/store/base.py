@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from modelyard.entities import FileInfo, PagedList
 from modelyard.entities.registry import ModelEvent, ModelVersion, RegisteredModel, Stage
+from modelyard.services.common.auth.grants import Visibility
 from modelyard.services.common.filters import Comparison, OrderKey
 
 
@@ -74,9 +75,9 @@ class RegistryStore(abc.ABC):
         order_by: Sequence[OrderKey],
         max_results: int,
         page_token: str,
-        only_model_ids: set[str] | None = None,
+        readable: Visibility | None = None,
     ) -> PagedList[RegisteredModel]:
-        """`only_model_ids`, when given, limits the search to those models (access control)."""
+        """`readable`, when given, limits the search to the models it grants (access control)."""
 
     @abc.abstractmethod
     def set_registered_model_tag(self, name: str, key: str, value: str, user: str) -> None: ...
@@ -121,7 +122,7 @@ class RegistryStore(abc.ABC):
         order_by: Sequence[OrderKey],
         max_results: int,
         page_token: str,
-        only_model_ids: set[str] | None = None,
+        readable: Visibility | None = None,
     ) -> PagedList[ModelVersion]: ...
 
     @abc.abstractmethod
@@ -192,7 +193,7 @@ class RegistryStore(abc.ABC):
         since_event_id: int,
         max_results: int,
         newest_first: bool = False,
-        only_model_ids: set[str] | None = None,
+        readable: Visibility | None = None,
     ) -> list[ModelEvent]: ...
 
     @abc.abstractmethod

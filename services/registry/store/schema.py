@@ -143,5 +143,12 @@ model_events = Table(
     Index("ix_model_events_model_id_id", "model_id", "event_id"),
 )
 
-# Grants on registered models (keyed by model id, so they survive renames).
+# Grants on registered models (keyed by model id, so they survive renames). Searches of a caller
+# who may read only some models select its grants (Visibility) through the principal index.
 registered_model_permissions = permissions_table(metadata, "registered_model_permissions")
+Index(
+    "ix_registered_model_permissions_principal",
+    registered_model_permissions.c.principal,
+    registered_model_permissions.c.level,
+    registered_model_permissions.c.resource_id,
+)

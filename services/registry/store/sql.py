@@ -29,6 +29,7 @@ from modelyard.entities.registry import (
     Stage,
 )
 from modelyard.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from modelyard.services.common.auth.grants import Visibility
 from modelyard.services.common.db import Database
 from modelyard.services.common.filters import Comparison, OrderKey
 from modelyard.services.common.filters.sql import compare, key_value_lookup
@@ -40,6 +41,7 @@ from modelyard.services.registry.store.schema import (
     model_version_files,
     model_version_tags,
     model_versions,
+    registered_model_permissions,
     registered_model_tags,
     registered_models,
 )
@@ -393,14 +395,15 @@ class SqlRegistryStore(RegistryStore):
         order_by: Sequence[OrderKey],
         max_results: int,
         page_token: str,
-        only_model_ids: set[str] | None = None,
+        readable: Visibility | None = None,
     ) -> PagedList[RegisteredModel]:
-        query = fingerprint("registered_models", filters, order_by, sorted(only_model_ids or ()))
+        # Not who reads: what a caller may read changes as it creates models or gains grants.
+        query = fingerprint("registered_models", filters, order_by)
         offset = decode_token(page_token, query) or 0
         rm = registered_models.c
         stmt = select(registered_models)
-        if only_model_ids is not None:
-            stmt = stmt.where(rm.model_id.in_(list(only_model_ids)))
+        if readable is not None:
+            stmt = stmt.where(rm.model_id.in_(readable.granted(registered_model_permissions)))
         for nth, c in enumerate(filters):
             if c.entity == "tag":
                 tags = registered_model_tags.c
@@ -624,14 +627,14 @@ class SqlRegistryStore(RegistryStore):
         order_by: Sequence[OrderKey],
         max_results: int,
         page_token: str,
-        only_model_ids: set[str] | None = None,
+        readable: Visibility | None = None,
     ) -> PagedList[ModelVersion]:
-        query = fingerprint("model_versions", filters, order_by, sorted(only_model_ids or ()))
+        query = fingerprint("model_versions", filters, order_by)
         offset = decode_token(page_token, query) or 0
         mv = model_versions.c
         stmt = self._version_select()
-        if only_model_ids is not None:
-            stmt = stmt.where(mv.model_id.in_(list(only_model_ids)))
+        if readable is not None:
+            stmt = stmt.where(mv.model_id.in_(readable.granted(registered_model_permissions)))
         string_columns = {
             "name": registered_models.c.name,
             "run_id": mv.run_id,
@@ -933,12 +936,12 @@ class SqlRegistryStore(RegistryStore):
         since_event_id: int,
         max_results: int,
         newest_first: bool = False,
-        only_model_ids: set[str] | None = None,
+        readable: Visibility | None = None,
     ) -> list[ModelEvent]:
         e = model_events.c
         stmt = select(model_events).where(e.event_id > since_event_id)
-        if only_model_ids is not None:
-            stmt = stmt.where(e.model_id.in_(list(only_model_ids)))
+        if readable is not None:
+            stmt = stmt.where(e.model_id.in_(readable.granted(registered_model_permissions)))
         with self.db.read() as conn:
             if name:
                 stmt = stmt.where(e.model_id == self._history_model_id(conn, name))
