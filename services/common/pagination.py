@@ -45,13 +45,6 @@ def _not_issued(field: str) -> InvalidArgument:
 
 INT64 = range(-(2**63), 2**63)  # what a 64-bit integer column holds
 
-MAX_OFFSET = 2**53  # past any result set, and far from overflowing SQL's 64-bit integers
-
-
-def is_offset(position: object) -> bool:
-    """The position of an offset token (the next page's first row): what a forged one is not."""
-    return type(position) is int and 0 <= position <= MAX_OFFSET
-
 
 def check_position(
     token: str, looks_issued: Callable[[Any], bool], field: str = "page_token"

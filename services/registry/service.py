@@ -49,7 +49,7 @@ from modelyard.services.common.auth.grants import Visibility
 from modelyard.services.common.filters import parse_filter, parse_order_by
 from modelyard.services.common.identity import caller
 from modelyard.services.common.logging import get_logger
-from modelyard.services.common.pagination import check_position, is_offset, page_size
+from modelyard.services.common.pagination import page_size
 from modelyard.services.registry.authorizer import RESOURCE, RegistryAuthorizer
 from modelyard.services.registry.events import EventFeed
 from modelyard.services.registry.names import alias_name, model_name, version_number
@@ -222,7 +222,7 @@ class RegistryService:
             parse_filter(filter_string),
             parse_order_by(order_by),
             size,
-            check_position(page_token, is_offset),
+            page_token,
             readable=self._visible(),
         )
 
@@ -518,7 +518,7 @@ class RegistryService:
             parse_filter(filter_string),
             parse_order_by(order_by),
             size,
-            check_position(page_token, is_offset),
+            page_token,
             readable=self._visible(),
         )
 

@@ -33,7 +33,15 @@ from modelyard.services.common.auth.grants import Visibility
 from modelyard.services.common.db import Database
 from modelyard.services.common.filters import Comparison, OrderKey
 from modelyard.services.common.filters.sql import compare, key_value_lookup
-from modelyard.services.common.pagination import decode_token, encode_token, fingerprint
+from modelyard.services.common.keyset import (
+    Term,
+    after_binds,
+    after_clause,
+    keyed,
+    position_of,
+    read_position,
+)
+from modelyard.services.common.pagination import encode_token, fingerprint
 from modelyard.services.registry.store.base import PendingVersion, RegistryStore, StoredFile
 from modelyard.services.registry.store.schema import (
     model_aliases,
@@ -399,7 +407,6 @@ class SqlRegistryStore(RegistryStore):
     ) -> PagedList[RegisteredModel]:
         # Not who reads: what a caller may read changes as it creates models or gains grants.
         query = fingerprint("registered_models", filters, order_by)
-        offset = decode_token(page_token, query) or 0
         rm = registered_models.c
         stmt = select(registered_models)
         if readable is not None:
@@ -423,12 +430,10 @@ class SqlRegistryStore(RegistryStore):
             "last_update_time": rm.last_update_time,
             "last_updated_timestamp": rm.last_update_time,
         }
-        stmt = stmt.order_by(*_order(order_by, columns, [rm.name.asc()]))
+        terms = _order(order_by, columns, [Term(rm.name)])
         with self.db.read() as conn:
-            rows = conn.execute(stmt.offset(offset).limit(max_results + 1)).all()
-            found = self._registered_models(conn, rows[:max_results])
-        token = encode_token(query, offset + max_results) if len(rows) > max_results else None
-        return PagedList(found, token)
+            rows, token = _page(conn, stmt, terms, query, page_token, max_results)
+            return PagedList(self._registered_models(conn, rows), token)
 
     def set_registered_model_tag(self, name: str, key: str, value: str, user: str) -> None:
         with self._write() as conn:
@@ -630,7 +635,6 @@ class SqlRegistryStore(RegistryStore):
         readable: Visibility | None = None,
     ) -> PagedList[ModelVersion]:
         query = fingerprint("model_versions", filters, order_by)
-        offset = decode_token(page_token, query) or 0
         mv = model_versions.c
         stmt = self._version_select()
         if readable is not None:
@@ -669,14 +673,11 @@ class SqlRegistryStore(RegistryStore):
             "last_update_time": mv.last_update_time,
             "last_updated_timestamp": mv.last_update_time,
         }
-        stmt = stmt.order_by(
-            *_order(order_by, columns, [registered_models.c.name.asc(), mv.version.desc()])
-        )
+        tiebreaks = [Term(registered_models.c.name), Term(mv.version, ascending=False)]
+        terms = _order(order_by, columns, tiebreaks)
         with self.db.read() as conn:
-            rows = conn.execute(stmt.offset(offset).limit(max_results + 1)).all()
-            found = self._versions(conn, rows[:max_results])
-        token = encode_token(query, offset + max_results) if len(rows) > max_results else None
-        return PagedList(found, token)
+            rows, token = _page(conn, stmt, terms, query, page_token, max_results)
+            return PagedList(self._versions(conn, rows), token)
 
     def version_stage(self, name: str, version: int) -> Stage | None:
         mv = model_versions.c
@@ -994,11 +995,12 @@ def _of_versions(columns: Any, keys: Sequence[tuple[str, int]]) -> Any:
 
 
 def _order(
-    order_by: Sequence[OrderKey], columns: dict[str, Any], tiebreaks: Sequence[Any]
-) -> list[Any]:
-    """The terms of `order_by`, then each of `tiebreaks` on a column it does not name: ties come
-    back in a fixed order (MLflow's: name ASC, then version DESC for versions), which offset page
-    tokens need. A column named twice (under any of its names) is refused, as MLflow does."""
+    order_by: Sequence[OrderKey], columns: dict[str, Any], tiebreaks: Sequence[Term]
+) -> list[Term]:
+    """The terms of `order_by`, then each of `tiebreaks` on a column it does not name: every row
+    has a place of its own (MLflow's order of ties: name ASC, then version DESC for versions),
+    which keyset page tokens need. A column named twice (under any of its names) is refused, as
+    MLflow does."""
     terms = []
     named: dict[str, str] = {}  # column -> the order_by key that named it
     for key in order_by:
@@ -1018,5 +1020,30 @@ def _order(
                 field="order_by",
             )
         named[column.key] = key.key
-        terms.append(column.asc() if key.ascending else column.desc())
-    return terms + [t for t in tiebreaks if t.element.key not in named]
+        terms.append(Term(column, key.ascending))
+    return terms + [t for t in tiebreaks if t.expr.key not in named]
+
+
+def _page(
+    conn: Connection,
+    stmt: Any,
+    terms: Sequence[Term],
+    query: str,
+    page_token: str,
+    max_results: int,
+) -> tuple[Sequence[Row], str | None]:
+    """One page of `stmt` in the order of `terms`, from the position `page_token` holds, and
+    the token of the next page (None after the last). Keyset, as tracking's searches: an offset
+    skipped a row when one before the page was deleted, and repeated one when a model or
+    version was created before it."""
+    after = read_position(terms, page_token, query)
+    binds: dict[str, object] = {}
+    if after is not None:
+        stmt = stmt.where(after_clause(terms, after))
+        binds = after_binds(terms, after)
+    rows = conn.execute(keyed(stmt, terms).limit(max_results + 1), binds).all()
+    if len(rows) <= max_results:
+        return rows, None
+    return rows[:max_results], encode_token(
+        query, position_of(rows[max_results - 1]._mapping, terms)
+    )

@@ -7,16 +7,12 @@ in an order-by come last, whichever the direction; NaN sorts above every number.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
-    Boolean,
     ColumnElement,
-    Float,
     FromClause,
-    Integer,
     Select,
     String,
     and_,
@@ -25,7 +21,6 @@ from sqlalchemy import (
     false,
     func,
     null,
-    or_,
     select,
     true,
 )
@@ -42,7 +37,11 @@ from modelyard.services.common.filters.sql import (
     lookup_exists,
     value_shape,
 )
-from modelyard.services.common.pagination import INT64, decode_token
+from modelyard.services.common.keyset import Term, after_clause, keyed
+from modelyard.services.common.keyset import after_binds as after_binds
+from modelyard.services.common.keyset import pattern as pattern
+from modelyard.services.common.keyset import position_of as position_of
+from modelyard.services.common.keyset import read_position as read_position
 from modelyard.services.tracking.store.schema import (
     datasets,
     experiment_tags,
@@ -230,123 +229,9 @@ def _as_text(value: object) -> object:
     return value
 
 
-# -- keyset paging ------------------------------------------------------------------------------
-#
-# A page token holds the sort key of the last row returned (one value per Term), and the next
-# page is the rows that sort after it. Unlike an offset, that position does not move when rows
-# are created or deleted between pages, so a reader sees each row that existed throughout once.
-
-
-@dataclass(frozen=True)
-class Term:
-    """One sort term. `missing` marks an IS NULL flag: False (present) sorts first; the terms
-    that follow it, up to the next flag, are NULL in the rows where it is True."""
-
-    expr: ColumnElement[Any]
-    ascending: bool = True
-    missing: bool = False
-    nullable: bool = False
-
-    def order(self) -> ColumnElement[Any]:
-        return self.expr.asc() if self.ascending else self.expr.desc()
-
-    def read(self, value: object) -> object:
-        """The position's value for this term, as the row gave it (SQLite: 0/1 for booleans)."""
-        if value is not None and (self.missing or isinstance(self.expr.type, Boolean)):
-            return bool(value)
-        return value
-
-    def accepts(self, value: object) -> bool:
-        """Whether `value` is what read() gives for some row: a forged token is refused instead
-        of failing in the SQL."""
-        if value is None:
-            return self.nullable
-        if self.missing or isinstance(self.expr.type, Boolean):
-            return type(value) is bool
-        if isinstance(self.expr.type, Float):
-            return type(value) in (int, float)
-        if isinstance(self.expr.type, Integer):
-            return type(value) is int and value in INT64
-        return type(value) is str
-
-
 def _optional(expr: ColumnElement[Any], ascending: bool) -> list[Term]:
     """A key some rows lack: those last, whichever the direction."""
     return [Term(expr.is_(None), missing=True), Term(expr, ascending, nullable=True)]
-
-
-def pattern(terms: Sequence[Term], position: Sequence[object] | None) -> tuple | None:
-    """What of `position` shapes the statement after_clause builds (flags and NULLs are
-    written into it): statements are kept by this, and each position's values are bound."""
-    if position is None:
-        return None
-    return tuple(v if t.missing else v is None for t, v in zip(terms, position, strict=True))
-
-
-def after_clause(
-    terms: Sequence[Term], position: Sequence[object], prefix: str = "after"
-) -> ColumnElement[bool]:
-    """Rows that sort after `position` in the order of `terms`: the first term beyond the
-    position's value, or equal to it and the rest after. Values are bind parameters named
-    `prefix`_i (after_binds)."""
-    clause: ColumnElement[bool] | None = None
-    for i in reversed(range(len(terms))):
-        term, value = terms[i], position[i]
-        if term.missing:
-            # Present (False) sorts first: after a present row come every missing one and the
-            # present ones after it; after a missing one, only missing ones after it.
-            if value:
-                clause = term.expr if clause is None else and_(term.expr, clause)
-            else:
-                clause = term.expr if clause is None else or_(term.expr, clause)
-        elif value is not None:  # NULL: equal in every row the preceding flag leaves
-            bound = bindparam(f"{prefix}_{i}", type_=term.expr.type)
-            beyond = term.expr > bound if term.ascending else term.expr < bound
-            clause = beyond if clause is None else or_(beyond, and_(term.expr == bound, clause))
-    return false() if clause is None else clause
-
-
-def after_binds(
-    terms: Sequence[Term], position: Sequence[object], prefix: str = "after"
-) -> dict[str, object]:
-    return {
-        f"{prefix}_{i}": v
-        for i, (t, v) in enumerate(zip(terms, position, strict=True))
-        if not t.missing and v is not None
-    }
-
-
-def keyed(stmt: Select, terms: Sequence[Term], order: Sequence[Term] | None = None) -> Select:
-    """`stmt` ordered by `order` (by default `terms`), with `terms` selected (as k0, k1, ...)
-    for position_of."""
-    labels = [t.expr.label(f"k{i}") for i, t in enumerate(terms)]
-    ordering = terms if order is None else order
-    return stmt.add_columns(*labels).order_by(*(t.order() for t in ordering))
-
-
-def position_of(row: Mapping[str, Any], terms: Sequence[Term]) -> list[object]:
-    return [t.read(row[f"k{i}"]) for i, t in enumerate(terms)]
-
-
-def read_position(
-    terms: Sequence[Term], token: str, query: str, field: str = "page_token"
-) -> list[object] | None:
-    """The position `token` holds (None for no token) if it fits `terms`; InvalidArgument
-    otherwise, naming `field`."""
-    if not token:
-        return None
-    position = decode_token(token, query, field)
-    if (
-        isinstance(position, list)
-        and len(position) == len(terms)
-        and all(t.accepts(v) for t, v in zip(terms, position, strict=True))
-    ):
-        return position
-    raise InvalidArgument(
-        f"{field} is not a token this server issued for this order; pass the next_page_token "
-        "of the previous response unchanged, or start again without a token",
-        field=field,
-    )
 
 
 def order_runs(
