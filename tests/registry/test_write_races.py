@@ -25,6 +25,7 @@ from modelyard.services.common.settings import S3Settings, Settings
 from modelyard.services.registry import app as registry_app
 from modelyard.services.registry.service import RegistryService
 from modelyard.services.registry.store.base import PendingVersion
+from modelyard.services.registry.store.sql import SqlRegistryStore
 from tests.conftest import running_server
 from tests.races import race
 from tests.registry.test_api import logged_model
@@ -210,3 +211,36 @@ def test_version_deleted_while_its_files_are_copied(
     ours = [r for r in caplog.records if r.name.startswith("modelyard.services.registry")]
     assert not [r for r in ours if r.levelno >= logging.ERROR or r.exc_info], ours
     assert any("was deleted while its files were copied" in r.getMessage() for r in ours)
+
+
+@pytest.mark.parametrize("write", ["create", "rename", "update"])
+def test_a_write_answers_with_what_it_wrote_when_another_follows_at_once(
+    db_client: Client, monkeypatch: pytest.MonkeyPatch, write: str
+) -> None:
+    """Another caller renames the model the moment the write commits. The write read its answer
+    afterwards, by name, in a transaction of its own: a create, rename or description update
+    that had taken effect answered NOT_FOUND. It now answers with the model it wrote."""
+    db_client.create_registered_model("before")
+    after_commit: list[Callable[[SqlRegistryStore], object]] = []
+    write_transaction = SqlRegistryStore._write
+
+    @contextlib.contextmanager
+    def write_then_another(store: SqlRegistryStore) -> Iterator[Any]:
+        with write_transaction(store) as conn:
+            yield conn
+        while after_commit:  # popped first: the other write's own transaction runs no hook
+            after_commit.pop()(store)
+
+    monkeypatch.setattr(SqlRegistryStore, "_write", write_then_another)
+    if write == "update":
+        db_client.rename_registered_model("before", "m")
+    after_commit.append(lambda store: store.rename_registered_model("m", "moved", "other"))
+    if write == "create":
+        model = db_client.create_registered_model("m", description="d")
+    elif write == "rename":
+        model = db_client.rename_registered_model("before", "m")
+    else:
+        model = db_client.update_registered_model("m", "d")
+    assert not after_commit  # the other write ran, between the write's commit and its answer
+    assert model.name == "m"
+    assert db_client.get_registered_model("moved").name == "moved"

@@ -287,6 +287,14 @@ class SqlRegistryStore(RegistryStore):
             for r in rows
         ]
 
+    def _written_model(self, conn: Connection, model_id: str) -> RegisteredModel:
+        """The model as the write `conn` leaves it. Read after the commit, by name, a rename or
+        delete committed in between made a write that took effect answer NOT_FOUND."""
+        row = conn.execute(
+            select(registered_models).where(registered_models.c.model_id == model_id)
+        ).one()
+        return self._registered_models(conn, [row])[0]
+
     # -- registered models ---------------------------------------------------------------------
 
     def _create_model_row(
@@ -325,14 +333,14 @@ class SqlRegistryStore(RegistryStore):
     ) -> tuple[RegisteredModel, str]:
         try:
             with self._write() as conn:
-                model_id = self._create_model_row(conn, name, description, tags, user).model_id
+                row = self._create_model_row(conn, name, description, tags, user)
+                return self._registered_models(conn, [row])[0], row.model_id
         except IntegrityError:
             raise AlreadyExists(
                 f"registered model {name!r} already exists; choose another name",
                 resource_type="registered_model",
                 resource_name=name,
             ) from None
-        return self.get_registered_model(name), model_id
 
     def get_registered_model(self, name: str) -> RegisteredModel:
         with self.db.read() as conn:
@@ -348,13 +356,13 @@ class SqlRegistryStore(RegistryStore):
                     .values(name=new_name, last_update_time=_now())
                 )
                 self._event(conn, model, "MODEL_RENAMED", user, name=new_name, old_name=name)
+                return self._written_model(conn, model.model_id)
         except IntegrityError:
             raise AlreadyExists(
                 f"registered model {new_name!r} already exists; choose another name",
                 resource_type="registered_model",
                 resource_name=new_name,
             ) from None
-        return self.get_registered_model(new_name)
 
     def update_registered_model(self, name: str, description: str, user: str) -> RegisteredModel:
         with self._write() as conn:
@@ -365,7 +373,7 @@ class SqlRegistryStore(RegistryStore):
                 .values(description=description, last_update_time=_now())
             )
             self._event(conn, model, "MODEL_UPDATED", user, description=description)
-        return self.get_registered_model(name)
+            return self._written_model(conn, model.model_id)
 
     def delete_registered_model(self, name: str, user: str) -> tuple[str, list[str]]:
         with self._write() as conn:
