@@ -7,7 +7,7 @@ from collections import OrderedDict
 
 from modelyard.entities.common import PermissionLevel as Level
 from modelyard.errors import PermissionDenied
-from modelyard.services.common.auth.grants import GrantStore
+from modelyard.services.common.auth.grants import GrantStore, Visibility
 from modelyard.services.common.auth.interceptor import Access
 from modelyard.services.common.auth.policy import role_level
 from modelyard.services.common.identity import Identity
@@ -59,11 +59,11 @@ class TrackingAuthorizer:
             return Access(f"{resource_type}/{key}", exists=False)
         return Access(f"experiment/{experiment_id}", True, self.level(identity, experiment_id))
 
-    def readable(self, identity: Identity) -> set[str] | None:
+    def readable(self, identity: Identity) -> Visibility | None:
         """Experiments the caller may read; None when it may read them all."""
         if identity.unrestricted or (role_level(identity.roles, "experiment") or 0) >= Level.READ:
             return None
-        return self.grants.visible(identity.name, Level.READ)
+        return Visibility(identity.name, Level.READ)
 
     def require_read(self, identity: Identity, experiment_ids: list[str]) -> None:
         if self.readable(identity) is None:

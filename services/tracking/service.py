@@ -271,7 +271,7 @@ class TrackingService:
             parse_order_by(order_by),
             size,
             page_token,  # checked against the order by the store (its positions are keys)
-            only_ids=self.authorizer.readable(identity.current()),
+            readable=self.authorizer.readable(identity.current()),
         )
 
     def rename_experiment(self, exp_id: str, new_name: str) -> None:

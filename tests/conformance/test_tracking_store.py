@@ -13,13 +13,16 @@ import psycopg
 import pytest
 
 from modelyard.entities import DatasetInput, Metric, Param, RunStatus, RunTag, ViewType
+from modelyard.entities.common import PermissionLevel
 from modelyard.entities.tracking import Dataset, InputTag
 from modelyard.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from modelyard.services.common.auth.grants import GrantStore, Visibility
 from modelyard.services.common.db import Database
 from modelyard.services.common.filters import parse_filter, parse_order_by
 from modelyard.services.tracking.app import migrate
 from modelyard.services.tracking.store import search
 from modelyard.services.tracking.store.hot import COPY_MIN
+from modelyard.services.tracking.store.schema import experiment_permissions
 from modelyard.services.tracking.store.sql import SqlTrackingStore
 
 ROOT = "file:///artifacts"
@@ -757,17 +760,22 @@ def test_search_experiments_pages_survive_a_new_grant(store: SqlTrackingStore) -
     (it creates one, or is granted one): its token was tied to the readable set, so the next
     page was refused as 'a different query'. It now goes on, and every experiment it could
     read throughout is seen once."""
-    readable = {store.create_experiment(f"mine-{i}", None, {}) for i in range(5)}
+    grants = GrantStore(store.db, experiment_permissions)
+    for i in range(5):
+        grants.set(store.create_experiment(f"mine-{i}", None, {}), "ann", PermissionLevel.READ)
     store.create_experiment("not mine", None, {})
     seen: list[str] = []
     token = ""
+    readable = Visibility("ann", PermissionLevel.READ)
     while True:
-        page = store.search_experiments(ViewType.ALL, (), (), 2, token, only_ids=set(readable))
+        page = store.search_experiments(ViewType.ALL, (), (), 2, token, readable=readable)
         seen.extend(e.experiment_id for e in page)
         token = page.token or ""
         if not token:
             break
-        readable.add(store.create_experiment(f"new-{len(seen)}", None, {}))
+        grants.set(
+            store.create_experiment(f"new-{len(seen)}", None, {}), "ann", PermissionLevel.READ
+        )
     assert len(seen) == len(set(seen)) and {f"mine-{i}" for i in range(5)} <= {
         store.get_experiment(e).name for e in seen
     }

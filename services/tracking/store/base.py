@@ -25,6 +25,7 @@ from modelyard.entities import (
     ViewType,
 )
 from modelyard.errors import FailedPrecondition
+from modelyard.services.common.auth.grants import Visibility
 from modelyard.services.common.filters import Comparison, OrderKey
 
 
@@ -87,9 +88,10 @@ class TrackingStore(abc.ABC):
         order_by: Sequence[OrderKey],
         max_results: int,
         page_token: str,
-        only_ids: set[str] | None = None,
+        readable: Visibility | None = None,
     ) -> PagedList[Experiment]:
-        """`only_ids`, when given, limits the search to those experiments (access control)."""
+        """`readable`, when given, limits the search to the experiments it grants (access
+        control)."""
 
     @abc.abstractmethod
     def experiment_exists(self, experiment_id: str) -> bool: ...

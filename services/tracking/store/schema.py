@@ -248,5 +248,12 @@ artifact_placements = Table(
     Column("expires_at", BigInteger, nullable=False),  # ms since the epoch
 )
 
-# Grants on experiments (and through them, on their runs).
+# Grants on experiments (and through them, on their runs). Searches of a caller who may read
+# only some experiments select its grants (Visibility) through the principal index.
 experiment_permissions = permissions_table(metadata, "experiment_permissions")
+Index(
+    "ix_experiment_permissions_principal",
+    experiment_permissions.c.principal,
+    experiment_permissions.c.level,
+    experiment_permissions.c.resource_id,
+)

@@ -13,8 +13,10 @@ from sqlalchemy import (
     Connection,
     Integer,
     Row,
+    String,
     and_,
     bindparam,
+    cast,
     delete,
     func,
     insert,
@@ -43,6 +45,7 @@ from modelyard.entities import (
 from modelyard.entities.common import LifecycleStage
 from modelyard.entities.tracking import NO_INPUTS, Dataset, InputTag, RunData, RunInputs, SystemTag
 from modelyard.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from modelyard.services.common.auth.grants import Visibility
 from modelyard.services.common.db import Database
 from modelyard.services.common.db.engine import IDLE_PING_SECONDS
 from modelyard.services.common.db.prepared import Prepared
@@ -67,6 +70,7 @@ from modelyard.services.tracking.store.schema import (
     artifact_placements,
     artifacts,
     datasets,
+    experiment_permissions,
     experiment_tags,
     experiments,
     input_tags,
@@ -334,7 +338,7 @@ class SqlTrackingStore(TrackingStore):
         order_by: Sequence[OrderKey],
         max_results: int,
         page_token: str,
-        only_ids: set[str] | None = None,
+        readable: Visibility | None = None,
     ) -> PagedList[Experiment]:
         # Not the readable ids: they change as the caller creates experiments or gains grants,
         # and a position (a key, not a count) stays good across that.
@@ -342,8 +346,11 @@ class SqlTrackingStore(TrackingStore):
         terms = search.experiment_order(order_by)
         after = search.read_position(terms, page_token, query)
         stmt = select(experiments)
-        if only_ids is not None:
-            stmt = stmt.where(experiments.c.experiment_id.in_([int(i) for i in only_ids]))
+        if readable is not None:
+            # Grants name experiments by their id as text: the id is cast to it (casting the
+            # grants' ids to numbers would fail on PostgreSQL for one that is none).
+            granted = readable.granted(experiment_permissions)
+            stmt = stmt.where(cast(experiments.c.experiment_id, String).in_(granted))
         stage = search.stage_filter(experiments.c.lifecycle_stage, view_type)
         if stage is not None:
             stmt = stmt.where(stage)
