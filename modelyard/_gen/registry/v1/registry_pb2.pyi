@@ -538,6 +538,11 @@ class SearchRegisteredModelsRequest(_message.Message):
     max_results: _builtins.int
     """1-1000; 0 means 100."""
     page_token: _builtins.str
+    """Opaque token from a previous response; only valid with the same query. It holds where the
+    last page ended (its sort values), not an offset: models created or deleted meanwhile
+    neither repeat nor skip others, but one whose sort value changes between pages (ordered by
+    last_updated_timestamp, and written meanwhile) may come twice or not at all.
+    """
     @_builtins.property
     def order_by(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """name, creation_time, last_update_time; ASC or DESC."""
@@ -970,6 +975,7 @@ class SearchModelVersionsRequest(_message.Message):
     max_results: _builtins.int
     """1-10000; 0 means 1000."""
     page_token: _builtins.str
+    """As SearchRegisteredModelsRequest.page_token, for versions."""
     @_builtins.property
     def order_by(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """version, creation_time, last_update_time, name; ASC or DESC."""
