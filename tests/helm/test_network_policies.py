@@ -138,6 +138,19 @@ class Cluster:
         )
         self.pods["notebook"] = Endpoint("notebook", {"app": "jupyter"}, "data-science")
         self.pods["kube-dns"] = Endpoint("kube-dns", {"k8s-app": "kube-dns"}, "kube-system")
+        # Any namespace's pods may carry that label: only kube-system's serve the cluster's DNS.
+        self.pods["fake-dns"] = Endpoint("fake-dns", {"k8s-app": "kube-dns"}, "data-science")
+        # PostgreSQL, MinIO and Redis run by their own charts or operators in the cluster.
+        self.pods["cluster-postgresql"] = Endpoint(
+            "cluster-postgresql", {"app.kubernetes.io/name": "postgresql"}, "databases"
+        )
+        self.pods["cluster-minio"] = Endpoint(
+            "cluster-minio", {"app.kubernetes.io/name": "minio"}, "storage"
+        )
+        self.pods["cluster-redis"] = Endpoint(
+            "cluster-redis", {"app.kubernetes.io/name": "redis"}, "redis"
+        )
+        self.pods["internet"] = Endpoint("internet", ip="203.0.113.7")
         self.pods["database"] = Endpoint("database", ip="10.20.1.5")
         self.pods["s3"] = Endpoint("s3", ip="52.95.150.10")
         self.pods["apiserver"] = Endpoint("apiserver", ip="10.96.0.1")
@@ -181,17 +194,19 @@ NEEDED = [
     ("serving", "registry", 50051),
     ("notebook", "gateway", 50051),
     ("ingress-controller", "gateway", 50051),
-    ("auth", "database", 5432),
-    ("tracking", "database", 5432),
-    ("registry", "database", 5432),
-    ("serving", "database", 5432),
-    ("migrations", "database", 5432),
-    ("tracking", "s3", 443),
-    ("registry", "s3", 443),
-    ("serving", "s3", 443),
+    # Unnamed dependencies are reached where they run in the cluster.
+    ("auth", "cluster-postgresql", 5432),
+    ("tracking", "cluster-postgresql", 5432),
+    ("registry", "cluster-postgresql", 5432),
+    ("serving", "cluster-postgresql", 5432),
+    ("migrations", "cluster-postgresql", 5432),
+    ("tracking", "cluster-minio", 443),
+    ("registry", "cluster-minio", 443),
+    ("serving", "cluster-minio", 443),
+    ("features", "cluster-redis", 6379),
     ("keys", "apiserver", 6443),
     ("auth", "apiserver", 6443),  # the token bootstrap init container
-    ("token-renewal", "database", 5432),  # the service-token renewal CronJob
+    ("token-renewal", "cluster-postgresql", 5432),  # the service-token renewal CronJob
     ("token-renewal", "apiserver", 6443),
     *((pod, "kube-dns", 53) for pod in ("auth", "tracking", "gateway", "migrations", "keys")),
 ]
@@ -210,8 +225,14 @@ NOT_NEEDED = [
     ("notebook", "auth", 50051),
     ("tracking", "apiserver", 6443),
     ("serving", "apiserver", 6443),  # no endpoint controller by default
-    ("tracking", "database", 3306),
+    ("tracking", "cluster-postgresql", 3306),
     ("tracking", "auth", 9464),
+    # Nothing outside the cluster until the operator names where it is.
+    ("tracking", "database", 5432),
+    ("migrations", "database", 5432),
+    ("tracking", "s3", 443),
+    ("features", "internet", 6379),
+    ("tracking", "cluster-redis", 6379),
 ]
 
 
@@ -280,15 +301,212 @@ def test_secured_endpoint_pods_take_probes_on_the_health_port():
     assert not cluster.can("endpoint", "tracking", 50051)
 
 
-def test_notes_warn_while_egress_is_open_to_any_address():
-    """Without externalServices / kubeApi the egress rules allow 0.0.0.0/0 and ::/0 on the
-    database, S3, Redis and API ports; failing the install would break `helm install` with the
-    default values (where those run is not knowable), so the notes say which value to set."""
+# What each pod may reach, probed on these (target, port) pairs: release services, DNS, where a
+# dependency may run (a pod in the cluster, a private subnet, a public address) and the API server.
+PROBES = [
+    *((s, 50051) for s in ("auth", "tracking", "registry", "serving", "features", "gateway")),
+    ("kube-dns", 53),
+    ("fake-dns", 53),
+    *((t, p) for t in ("cluster-postgresql", "database", "internet") for p in (5432, 6379)),
+    *((t, 443) for t in ("cluster-minio", "database", "s3", "internet")),
+    ("cluster-redis", 6379),
+    ("apiserver", 6443),
+    ("internet", 6443),
+]
+SERVICES = {s: {(s, 50051)} for s in ("auth", "tracking", "registry", "serving", "features")}
+DNS = {("kube-dns", 53)}
+IN_CLUSTER_DB = {("cluster-postgresql", 5432)}
+IN_CLUSTER_S3 = {("cluster-minio", 443)}
+# (Any pod in the cluster on the port: which of them runs Redis is not known.)
+IN_CLUSTER_REDIS = {("cluster-redis", 6379), ("cluster-postgresql", 6379)}
+# No selector names the API server: without networkPolicy.kubeApi, any address on its ports.
+ANY_KUBE_API = {(t, p) for t, p in PROBES if p in (443, 6443)}
+
+
+def egress(cluster: Cluster, component: str) -> set[tuple[str, int]]:
+    """The probes `component`'s pods may reach."""
+    return {(target, port) for target, port in PROBES if cluster.can(component, target, port)}
+
+
+def _calls(*services: str) -> set[tuple[str, int]]:
+    return set().union(*(SERVICES[s] for s in services))
+
+
+DEFAULT_EGRESS = {
+    "auth": DNS | IN_CLUSTER_DB | ANY_KUBE_API,
+    "tracking": DNS | _calls("auth") | IN_CLUSTER_DB | IN_CLUSTER_S3,
+    "registry": DNS | _calls("auth", "tracking") | IN_CLUSTER_DB | IN_CLUSTER_S3,
+    "serving": DNS | _calls("auth", "registry", "features") | IN_CLUSTER_DB | IN_CLUSTER_S3,
+    "features": DNS | _calls("auth") | IN_CLUSTER_DB | IN_CLUSTER_S3 | IN_CLUSTER_REDIS,
+    "gateway": DNS | _calls("auth", "tracking", "registry", "serving", "features"),
+    "ui": DNS
+    | _calls("auth", "tracking", "registry", "serving", "features")
+    | {("gateway", 50051)},
+    "migrations": DNS | IN_CLUSTER_DB,
+    "keys": DNS | ANY_KUBE_API,
+    "token-renewal": DNS | IN_CLUSTER_DB | ANY_KUBE_API,
+}
+
+
+def test_default_egress_of_each_pod_stays_in_the_cluster():
+    """With the default values (external dependencies not named) each pod reaches exactly the
+    release services it calls, the cluster's DNS in kube-system, and PostgreSQL, S3 and Redis
+    only as pods in the cluster: no address outside it, on any port, but the API server's."""
+    cluster = Cluster(render())
+    assert {c: egress(cluster, c) for c in DEFAULT_EGRESS} == DEFAULT_EGRESS
+
+
+def test_named_dependencies_are_reached_there_on_their_own_port_only():
+    """networkPolicy.database / s3 / redis each open their own port to their own peers: the
+    database's subnet does not get the S3 or Redis port, and an unnamed place none."""
+    values = {
+        "networkPolicy": {
+            "database": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
+            "s3": [
+                {
+                    "ipBlock": {
+                        "cidr": "0.0.0.0/0",
+                        "except": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"],
+                    }
+                }
+            ],
+            "redis": [
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "redis"}}}
+            ],
+            "kubeApi": [{"ipBlock": {"cidr": "10.96.0.1/32"}}],
+        }
+    }
+    cluster = Cluster(render(values))
+    database, s3, redis = (
+        {("database", 5432)},
+        {("s3", 443), ("internet", 443)},
+        {("cluster-redis", 6379)},
+    )
+    kube_api = {("apiserver", 6443)}
+    assert {c: egress(cluster, c) for c in DEFAULT_EGRESS} == {
+        "auth": DNS | database | kube_api,
+        "tracking": DNS | _calls("auth") | database | s3,
+        "registry": DNS | _calls("auth", "tracking") | database | s3,
+        "serving": DNS | _calls("auth", "registry", "features") | database | s3,
+        "features": DNS | _calls("auth") | database | s3 | redis,
+        "gateway": DEFAULT_EGRESS["gateway"],
+        "ui": DEFAULT_EGRESS["ui"],
+        "migrations": DNS | database,
+        "keys": DNS | kube_api,
+        "token-renewal": DNS | database | kube_api,
+    }
+
+
+def test_external_services_still_name_every_dependency_left_unnamed():
+    """Releases that set only networkPolicy.externalServices (the one list there was) keep
+    reaching their dependencies there after an upgrade; a dependency's own list wins."""
+    cluster = Cluster(
+        render(
+            {
+                "networkPolicy": {
+                    "externalServices": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
+                    "redis": [{"ipBlock": {"cidr": "203.0.113.0/24"}}],
+                }
+            }
+        )
+    )
+    assert egress(cluster, "features") == DNS | _calls("auth") | {
+        ("database", 5432),
+        ("database", 443),
+        ("internet", 6379),
+    }
+    assert not cluster.can("tracking", "cluster-postgresql", 5432)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        # The dev profile's dependencies are the release's own pods: nothing outside it.
+        (
+            "dev",
+            {
+                "tracking": DNS | _calls("auth") | {("postgresql", 5432), ("minio", 9000)},
+                "features": DNS
+                | _calls("auth")
+                | {("postgresql", 5432), ("minio", 9000), ("redis", 6379)},
+                "migrations": DNS | {("postgresql", 5432)},
+            },
+        ),
+        # Services of another installation, by namespace; PostgreSQL and AWS S3 by address.
+        (
+            "serving-only",
+            {
+                "serving": DNS
+                | {
+                    ("other-auth", 50051),
+                    ("other-registry", 50051),
+                    ("other-features", 50051),
+                    ("database", 5432),
+                    ("s3", 443),
+                    ("internet", 443),
+                },
+            },
+        ),
+        (
+            "production",
+            {
+                "tracking": DNS
+                | _calls("auth")
+                | {("database", 5432), ("s3", 443), ("internet", 443)},
+                "features": DNS
+                | _calls("auth")
+                | {("database", 5432), ("database", 6380), ("s3", 443), ("internet", 443)},
+                "auth": DNS | {("database", 5432)},
+            },
+        ),
+    ],
+)
+def test_egress_of_the_example_values(values: str, expected: dict[str, set[tuple[str, int]]]):
+    cluster = Cluster(render(values_of(values)))
+    probes = [
+        *PROBES,
+        ("database", 6380),
+        *((d, p) for d in ("postgresql", "redis", "minio") for p in (5432, 6379, 9000)),
+        *((f"other-{s}", 50051) for s in ("auth", "registry", "features")),
+    ]
+    for name in ("auth", "registry", "features"):
+        cluster.pods[f"other-{name}"] = Endpoint(
+            f"other-{name}", {"app.kubernetes.io/component": name}, "modelyard"
+        )
+    for component, wanted in expected.items():
+        found = {(t, p) for t, p in probes if t in cluster.pods and cluster.can(component, t, p)}
+        assert found == wanted, component
+
+
+def test_notes_say_which_dependencies_are_reached_only_inside_the_cluster():
+    """Where PostgreSQL, S3 and Redis run is not knowable from the default values, and failing
+    the install would break `helm install` with them: the notes say which value to set."""
     notes = render().notes
-    assert "set networkPolicy.externalServices" in notes
-    assert "(5432, 443, 6379)" in notes
+    for line in (
+        "PostgreSQL on port 5432 (networkPolicy.database)",
+        "S3 on port 443 (networkPolicy.s3)",
+        "Redis on port 6379 (networkPolicy.redis)",
+    ):
+        assert line in notes
+    # s3.endpoint "" is AWS S3, outside the cluster by definition.
+    assert "cannot reach it until you set networkPolicy.s3" in notes
     assert "set networkPolicy.kubeApi" in notes
     assert "ports 443, 6443" in notes
+    minio = render({"s3": {"endpoint": "http://minio.storage:9000"}}).notes
+    assert "S3 on port 443 (networkPolicy.s3)" in minio
+    assert "networkPolicy.s3, e.g." not in minio
+    named = render(
+        {
+            "networkPolicy": {
+                "database": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
+                "s3": [{"ipBlock": {"cidr": "52.95.0.0/16"}}],
+            }
+        }
+    ).notes
+    assert "Redis on port 6379 (networkPolicy.redis)" in named
+    assert "networkPolicy.database)" not in named and "networkPolicy.s3" not in named
+    no_features = render({"services": {"features": {"enabled": False}}}).notes
+    assert "networkPolicy.redis" not in no_features
     closed = render(
         {
             "networkPolicy": {
@@ -297,9 +515,9 @@ def test_notes_warn_while_egress_is_open_to_any_address():
             }
         }
     ).notes
-    assert "WARNING: the NetworkPolicies" not in closed
+    assert "NOTE: the NetworkPolicies" not in closed and "WARNING" not in closed
     # The dev profile's dependencies are in-release pods, reached by selector.
     dev = render(values_of("dev")).notes
-    assert "networkPolicy.externalServices" not in dev
+    assert "NOTE: the NetworkPolicies" not in dev
     assert "networkPolicy.kubeApi" in dev
     assert "WARNING: the NetworkPolicies" not in render({"networkPolicy": {"enabled": False}}).notes
