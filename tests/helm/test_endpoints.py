@@ -131,3 +131,42 @@ def test_endpoint_pods_are_sized_by_the_values(monkeypatch):
     (deployment, *_) = controller_objects(render(values_of("dev")), monkeypatch)
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["resources"]["limits"] == {"cpu": "2", "memory": "2Gi"}  # the defaults
+
+
+def test_a_changed_setting_rolls_the_endpoint_pods(monkeypatch: pytest.MonkeyPatch):
+    """Endpoint pods read the release's settings (log level, S3 endpoint, grace period...) from
+    their environment Secret at start, as the chart's pods read the ConfigMap: a changed setting
+    rolls the chart's pods (checksum/config), so it must roll the endpoint pods too, or they keep
+    running with the old one until something else restarts them."""
+
+    def values(log_level: str, s3_endpoint: str) -> dict[str, Any]:
+        return {
+            "logLevel": log_level,
+            "services": {"serving": {"controller": {"enabled": True}}},
+            "database": {"url": "postgresql://a@db/modelyard"},
+            "s3": {"endpoint": s3_endpoint, "accessKey": "ak", "secretKey": "sk"},
+        }
+
+    def endpoint_pods(values: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+        """The endpoint pods' environment Secret, and their annotations."""
+        out = render(values)
+        environment = out.get("Secret", "modelyard-endpoint-env")["stringData"]
+        deployment = _endpoint_deployment(out, monkeypatch)
+        return environment, deployment["spec"]["template"]["metadata"]["annotations"]
+
+    env, first = endpoint_pods(values("INFO", "s3.example"))
+    assert endpoint_pods(values("INFO", "s3.example"))[1] == first  # no roll without a change
+    debug_env, debug = endpoint_pods(values("DEBUG", "s3.example"))
+    assert (env["MODELYARD_LOG_LEVEL"], debug_env["MODELYARD_LOG_LEVEL"]) == ("INFO", "DEBUG")
+    assert debug != first
+    moved_env, moved = endpoint_pods(values("INFO", "s3.other.example"))
+    assert moved_env["MODELYARD_S3__ENDPOINT"] == "s3.other.example"
+    assert moved != first
+    # The dev profile's key Job writes the same settings into the endpoint pods' Secret.
+    dev = values_of("dev") or {}
+    quiet = _endpoint_deployment(render({**dev, "logLevel": "WARNING"}), monkeypatch)
+    loud = _endpoint_deployment(render({**dev, "logLevel": "DEBUG"}), monkeypatch)
+    assert (
+        quiet["spec"]["template"]["metadata"]["annotations"]
+        != (loud["spec"]["template"]["metadata"]["annotations"])
+    )

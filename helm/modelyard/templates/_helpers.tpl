@@ -442,9 +442,14 @@ s3.caSecret), for every pod that connects to them. */}}
   value: {{ include "modelyard.endpointEnvSecret" $ | quote }}
 - name: MODELYARD_SERVING__CLUSTER__SECRET_FILES
   value: {{ include "modelyard.endpointSecretFiles" $ | quote }}
-# Endpoint pods read their environment at start: a changed Secret value must roll them too.
+# Endpoint pods read their environment at start: a changed Secret value, or a changed setting
+# in the environment Secret the chart makes them, must roll them too.
+{{- $checksums := dict "checksum/secrets" (include "modelyard.chartSecretsInput" $ | sha256sum) }}
+{{- if include "modelyard.chartEndpointEnv" $ }}
+{{- $_ := set $checksums "checksum/config" (include "modelyard.endpointEnvConfig" $ | sha256sum) }}
+{{- end }}
 - name: MODELYARD_SERVING__CLUSTER__POD_ANNOTATIONS
-  value: {{ merge (dict "checksum/secrets" (include "modelyard.chartSecretsInput" $ | sha256sum)) (.podAnnotations | default dict) | toJson | quote }}
+  value: {{ merge $checksums (.podAnnotations | default dict) | toJson | quote }}
 {{- if $.Values.auth.enabled }}
 - name: MODELYARD_SERVING__CLUSTER__SERVICE_TOKEN_SECRET
   value: {{ include "modelyard.serviceTokensSecret" $ | quote }}
