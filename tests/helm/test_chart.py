@@ -25,6 +25,7 @@ from tests.helm.conftest import (
     helm,
     key_job_secrets,
     pod_spec,
+    pod_template,
     render,
     values_of,
 )
@@ -75,6 +76,47 @@ def test_objects_are_namespaced_and_labelled(rendered: Rendered):
         assert meta["labels"]["app.kubernetes.io/instance"] == "modelyard"
         assert meta["labels"]["app.kubernetes.io/part-of"] == "modelyard"
         assert len(meta["name"]) <= 63
+
+
+RECOMMENDED_LABELS = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/managed-by",
+)
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_every_pod_carries_the_recommended_labels_and_the_values_labels(name: str):
+    """Pods are what `kubectl get pods -l app.kubernetes.io/part-of=modelyard`, cost reports
+    and policy engines select: they carry the Kubernetes recommended labels of their workload,
+    commonLabels ("every object") and podLabels ("every pod"), and podAnnotations (a sidecar
+    opt-out has to reach the hook Jobs too, or they never finish)."""
+    extra = {
+        "commonLabels": {"team": "ml-platform"},
+        "podLabels": {"cost-center": "1234"},
+        "podAnnotations": {"sidecar.istio.io/inject": "false"},
+    }
+    out = render({**(values_of(name) or {}), **extra})
+    for workload in out.workloads():
+        where = f"{workload['kind']}/{workload['metadata']['name']}"
+        template = pod_template(workload)["metadata"]
+        labels = template["labels"]
+        owner = workload["metadata"]["labels"]
+        for label in RECOMMENDED_LABELS:
+            assert labels.get(label) == owner[label], (where, label)
+        assert labels["team"] == "ml-platform" and labels["cost-center"] == "1234", where
+        assert template["annotations"]["sidecar.istio.io/inject"] == "false", where
+        selector = workload["spec"].get("selector", {}).get("matchLabels", {})
+        assert selector.items() <= labels.items(), where
+    # podLabels cannot take the labels the Deployments select their pods by.
+    clash = render({"podLabels": {"app.kubernetes.io/component": "other"}})
+    tracking = clash.get("Deployment", "modelyard-tracking")
+    assert pod_template(tracking)["metadata"]["labels"]["app.kubernetes.io/component"] == (
+        "tracking"
+    )
 
 
 def test_no_cluster_wide_objects_or_rights(rendered: Rendered):

@@ -44,6 +44,17 @@ app.kubernetes.io/instance: {{ .ctx.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
+{{/*
+Labels of a component's pods: (dict "ctx" $ "component" "tracking"). Its workload's labels (the
+recommended ones and commonLabels) and podLabels; the labels the workload selects its pods by
+win, so that podLabels cannot take a pod out of its Deployment.
+*/}}
+{{- define "modelyard.podLabels" -}}
+{{- $selector := include "modelyard.selectorLabels" . | fromYaml -}}
+{{- $labels := include "modelyard.componentLabels" . | fromYaml -}}
+{{- toYaml (merge $selector (.ctx.Values.podLabels | default dict) $labels) -}}
+{{- end -}}
+
 {{- define "modelyard.image" -}}
 {{- $tag := default .Chart.AppVersion .Values.image.tag -}}
 {{- if .Values.image.digest -}}
