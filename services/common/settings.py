@@ -68,6 +68,9 @@ class ClusterSettings(BaseModel):
     # two releases can share a namespace. The default keeps a single install's names.
     instance: str = Field(default="modelyard", pattern=r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
     image: str = "modelyard:latest"
+    # The endpoint pods' imagePullPolicy (the chart passes image.pullPolicy: a mutable tag
+    # pulled Always by the chart's pods must be pulled Always by the endpoint pods too).
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     service_account: str | None = None
     env_secret: str | None = None
     # {path in an endpoint pod: "<secret>/<key>"}: the files it reads (public signing key, TLS).

@@ -53,6 +53,7 @@ def cluster_config(settings: Settings, namespace: str) -> ClusterConfig:
         namespace=namespace,
         instance=cluster.instance,
         image=cluster.image,
+        image_pull_policy=cluster.image_pull_policy,
         service_account=cluster.service_account,
         env_secret=cluster.env_secret,
         secret_files=cluster.secret_files,

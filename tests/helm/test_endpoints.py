@@ -170,3 +170,19 @@ def test_a_changed_setting_rolls_the_endpoint_pods(monkeypatch: pytest.MonkeyPat
         quiet["spec"]["template"]["metadata"]["annotations"]
         != (loud["spec"]["template"]["metadata"]["annotations"])
     )
+
+
+@pytest.mark.parametrize("policy", ["Always", "IfNotPresent", "Never"])
+def test_endpoint_pods_pull_the_image_as_the_charts_pods_do(
+    monkeypatch: pytest.MonkeyPatch, policy: str
+):
+    """image.pullPolicy Always (a mutable tag such as :main) re-pulls on every start of the
+    chart's pods; endpoint pods kept IfNotPresent, so after a push they ran the old image the
+    node had cached while the serving pod that made them ran the new one."""
+    out = render({**CONTROLLER, "image": {"tag": "main", "pullPolicy": policy}})
+    serving = out.get("Deployment", "modelyard-serving")
+    (deployment, *_) = controller_objects(out, monkeypatch)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    (own,) = serving["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == own["image"] == "ghcr.io/modelyard/modelyard:main"
+    assert container["imagePullPolicy"] == own["imagePullPolicy"] == policy

@@ -447,6 +447,8 @@ s3.caSecret), for every pod that connects to them. */}}
   value: {{ include "modelyard.fullname" $ | quote }}
 - name: MODELYARD_SERVING__CLUSTER__IMAGE
   value: {{ include "modelyard.image" $ | quote }}
+- name: MODELYARD_SERVING__CLUSTER__IMAGE_PULL_POLICY
+  value: {{ $.Values.image.pullPolicy | quote }}
 - name: MODELYARD_SERVING__CLUSTER__SERVICE_ACCOUNT
   value: {{ printf "%s-endpoint" (include "modelyard.fullname" $) | quote }}
 - name: MODELYARD_SERVING__CLUSTER__ENV_SECRET
