@@ -60,6 +60,7 @@ def cluster_config(settings: Settings, namespace: str) -> ClusterConfig:
         service_token_secret=cluster.service_token_secret,
         pod_annotations=cluster.pod_annotations,
         health_port=settings.health_port,
+        grace_period=settings.grace_period,
         registry_uri=cluster.registry_uri,
         features_uri=cluster.features_uri,
         min_replicas=cluster.min_replicas,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import posixpath
 import threading
 from collections.abc import Callable
@@ -46,6 +47,12 @@ INFERENCE_SERVICE = "inference.GRPCInferenceService"
 SERVICE_TOKEN_FILE = "/etc/modelyard/service-token/token"
 # Kubernetes object names (a Service's is a DNS label) are at most this long.
 MAX_NAME = 63
+# Seconds a stopping pod keeps serving before SIGTERM, while its Service endpoint is removed
+# (kube-proxy and clients learn of it a moment after the pod starts terminating); then SIGTERM
+# drains for grace_period, and the kubelet kills it DRAIN_MARGIN seconds later at the earliest.
+# As the chart's own pods (templates/services.yaml: preStop sleep 5, grace period + 15 s).
+PRE_STOP_SECONDS = 5
+DRAIN_MARGIN = 15
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,9 @@ class ClusterConfig:
     pod_annotations: dict[str, str] = field(default_factory=dict)
     # The plaintext grpc.health.v1 port the pods also answer on (kubelets probe without TLS).
     health_port: int | None = None
+    # Seconds in-flight calls get after SIGTERM (the pods' MODELYARD_GRACE_PERIOD, as this
+    # process's): the pods' terminationGracePeriodSeconds leaves room for it.
+    grace_period: float = 10.0
     # Where endpoint pods reach the registry.
     registry_uri: str = "modelyard-registry:50051"
     # Where endpoint pods look features up.
@@ -202,6 +212,11 @@ def _container(
             else None
         ),
         ports=ports,
+        lifecycle=k8s.V1Lifecycle(
+            pre_stop=k8s.V1LifecycleHandler(
+                _exec=k8s.V1ExecAction(command=["sleep", str(PRE_STOP_SECONDS)])
+            )
+        ),
         readiness_probe=k8s.V1Probe(grpc=ready_probe, period_seconds=5, failure_threshold=3),
         liveness_probe=k8s.V1Probe(grpc=grpc_probe, period_seconds=10, failure_threshold=6),
         resources=k8s.V1ResourceRequirements(requests=config.requests, limits=config.limits),
@@ -250,6 +265,7 @@ def build_objects(endpoint: Endpoint, config: ClusterConfig) -> list[Any]:
                 spec=k8s.V1PodSpec(
                     service_account_name=config.service_account,
                     automount_service_account_token=False,
+                    termination_grace_period_seconds=math.ceil(config.grace_period) + DRAIN_MARGIN,
                     security_context=k8s.V1PodSecurityContext(
                         run_as_non_root=True,
                         run_as_user=10001,

@@ -162,13 +162,16 @@ def env_of(container: dict[str, Any]) -> dict[str, Any]:
 
 def controller_objects(out: Rendered, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """What the serving pod's controller builds for an endpoint, configured by the environment
-    the chart gives that pod."""
+    the chart gives that pod: its ConfigMap (envFrom) and its own env values."""
     (serving,) = [
         d for d in out.of_kind("Deployment") if d["metadata"]["name"].endswith("-serving")
     ]
+    (container,) = pod_spec(serving)["containers"]
+    (config_map,) = [e["configMapRef"]["name"] for e in container["envFrom"]]
+    environment = {**out.get("ConfigMap", config_map)["data"], **env_of(container)}
     with monkeypatch.context() as patch:
-        for name, value in env_of(containers(serving)[0]).items():
-            if name.startswith("MODELYARD_SERVING__CLUSTER__") and isinstance(value, str):
+        for name, value in environment.items():
+            if name.startswith("MODELYARD_") and isinstance(value, str):
                 patch.setenv(name, value)
         config = cluster_config(Settings(), NAMESPACE)
     endpoint = Endpoint("fraud", (ServedModel("models:/fraud/1", 100, name="fraud-1", version=1),))

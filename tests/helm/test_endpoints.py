@@ -186,3 +186,23 @@ def test_endpoint_pods_pull_the_image_as_the_charts_pods_do(
     (own,) = serving["spec"]["template"]["spec"]["containers"]
     assert container["image"] == own["image"] == "ghcr.io/modelyard/modelyard:main"
     assert container["imagePullPolicy"] == own["imagePullPolicy"] == policy
+
+
+@pytest.mark.parametrize("grace", [20, 60])
+def test_endpoint_pods_drain_as_the_charts_serving_pods_do(
+    monkeypatch: pytest.MonkeyPatch, grace: int
+):
+    """A new model version rolls an endpoint's pods. The chart's serving pods keep answering
+    for a preStop pause while their Service endpoint goes away, then drain for
+    gracePeriodSeconds, with room before the kill; endpoint pods had neither: calls routed to a
+    stopping pod in that moment failed UNAVAILABLE on every rollout, and with gracePeriodSeconds
+    over 30 the kubelet killed them mid-drain."""
+    out = render({**CONTROLLER, "gracePeriodSeconds": grace})
+    serving = out.get("Deployment", "modelyard-serving")["spec"]["template"]["spec"]
+    (deployment, *_) = controller_objects(out, monkeypatch)
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == serving["terminationGracePeriodSeconds"]
+    assert pod["terminationGracePeriodSeconds"] > grace + 5
+    (container,) = pod["containers"]
+    assert container["lifecycle"] == serving["containers"][0]["lifecycle"]
+    assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
