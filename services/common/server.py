@@ -262,12 +262,55 @@ def _credentials(settings: Settings) -> grpc.ServerCredentials:
     tls = settings.tls
     if tls.cert_file is None or tls.key_file is None:
         raise ValueError("TLS needs both tls.cert_file and tls.key_file")
-    client_ca = Path(tls.client_ca_file).read_bytes() if tls.client_ca_file else None
-    return grpc.ssl_server_credentials(
-        [(Path(tls.key_file).read_bytes(), Path(tls.cert_file).read_bytes())],
-        root_certificates=client_ca,
-        require_client_auth=client_ca is not None,
+    files = _CertificateFiles(tls.key_file, tls.cert_file, tls.client_ca_file)
+    return grpc.dynamic_ssl_server_credentials(
+        files.load(),
+        files.changed,
+        require_client_authentication=tls.client_ca_file is not None,
     )
+
+
+class _CertificateFiles:
+    """The server's key, certificate and client CA, read again when the files change.
+
+    In Kubernetes they are a mounted Secret that cert-manager renews and the kubelet swaps in
+    (atomically, through the ..data link) while the pod runs: read once, the server would present
+    the certificate it started with until it expired. grpc asks `changed` before each new
+    connection's handshake, so that costs a stat of each file per connection, never per call.
+    """
+
+    def __init__(self, key: Path, cert: Path, client_ca: Path | None) -> None:
+        self._paths = [Path(key), Path(cert), *([Path(client_ca)] if client_ca else [])]
+        self._lock = threading.Lock()
+        self._stamp = self._stamps()
+
+    def _stamps(self) -> tuple[tuple[int, int, int], ...]:
+        def stamp(path: Path) -> tuple[int, int, int]:
+            st = path.stat()
+            return st.st_ino, st.st_mtime_ns, st.st_size
+
+        return tuple(stamp(p) for p in self._paths)
+
+    def load(self) -> grpc.ServerCertificateConfiguration:
+        key, cert, *ca = (p.read_bytes() for p in self._paths)
+        return grpc.ssl_server_certificate_configuration(
+            [(key, cert)], root_certificates=ca[0] if ca else None
+        )
+
+    def changed(self) -> grpc.ServerCertificateConfiguration | None:
+        """The files' new contents, or None while they are what the server presents."""
+        with self._lock:
+            try:
+                stamp = self._stamps()
+                if stamp == self._stamp:
+                    return None
+                configuration = self.load()
+            except OSError as exc:  # mid-swap, or gone: keep serving what we have
+                log.warning("TLS files could not be read again, keeping the current ones: %s", exc)
+                return None
+            self._stamp = stamp
+            log.info("TLS certificate files changed; new connections get the new certificate")
+            return configuration
 
 
 def create_server(

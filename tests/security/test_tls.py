@@ -243,3 +243,64 @@ def test_an_untrusted_certificate_says_which_ca_to_give(ca: CA, tmp_path: Path) 
     assert "MODELYARD_TLS_CA" in message and "tls_ca=" in message
     assert "modelyard up" not in message
     assert refused.value.field == "tls_ca"
+
+
+def _mount_secret(directory: Path, files: dict[str, Path], version: str) -> None:
+    """Put `files` into `directory` as the kubelet puts a Secret's keys into a volume: each name
+    links to ..data/<name>, and an update swaps the ..data link to a new directory at once."""
+    import os
+    import shutil
+
+    directory.mkdir(exist_ok=True)
+    data = directory / f"..{version}"
+    data.mkdir()
+    for name, source in files.items():
+        shutil.copy(source, data / name)
+        link = directory / name
+        if not link.is_symlink():
+            link.symlink_to(Path("..data") / name)
+    swap = directory / "..data_tmp"
+    swap.symlink_to(data.name)
+    os.replace(swap, directory / "..data")
+
+
+def _presented_serial(address: str, ca: CA) -> int:
+    """The serial number of the certificate the server presents to a new connection."""
+    import socket
+    import ssl
+
+    host, port = address.rsplit(":", 1)
+    context = ssl.create_default_context(cafile=str(ca.cert_file))
+    context.set_alpn_protocols(["h2"])
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def test_a_renewed_certificate_is_served_without_a_restart(ca: CA, tmp_path: Path) -> None:
+    """cert-manager renews the certificate in the TLS Secret (tls.existingSecret) before it
+    expires and the kubelet swaps the new files into the running pods; a server that read them
+    once at start presented the old certificate until it expired, and every client refused it."""
+    first_cert, first_key = ca.issue("first", server=True)
+    mounted = tmp_path / "tls"
+    _mount_secret(mounted, {"tls.crt": first_cert, "tls.key": first_key}, "2026_01_01")
+    tls = TLSSettings(
+        cert_file=mounted / "tls.crt", key_file=mounted / "tls.key", ca_file=ca.cert_file
+    )
+    settings = Settings(home=tmp_path, port=0, grace_period=0, tls=tls)
+    serial = x509.load_pem_x509_certificate(first_cert.read_bytes()).serial_number
+    with running_server(settings, ("tracking",)) as server:
+        assert _presented_serial(server.address, ca) == serial
+        renewed_cert, renewed_key = ca.issue("renewed", server=True)
+        _mount_secret(mounted, {"tls.crt": renewed_cert, "tls.key": renewed_key}, "2026_03_01")
+        renewed = x509.load_pem_x509_certificate(renewed_cert.read_bytes()).serial_number
+        assert _presented_serial(server.address, ca) == renewed != serial
+        with Client(f"grpcs://{server.address}", tls_ca=str(ca.cert_file)) as client:
+            assert client.search_experiments() is not None
+        # Files that cannot be read (mid-way through a change by hand) leave the current ones.
+        (mounted / "..data").unlink()
+        assert _presented_serial(server.address, ca) == renewed
