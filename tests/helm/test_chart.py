@@ -499,6 +499,52 @@ def test_gateway_configuration_is_valid_for_envoy(rendered: Rendered):
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_gateway_reads_a_renewed_certificate_without_a_restart(default: Rendered):
+    """Envoy reads static tls_certificates once: with a certificate cert-manager renews
+    (tls.existingSecret), the gateway presented the old one until it expired. Through file-based
+    SDS watching the TLS mount, the kubelet's swap of the renewed files reloads it."""
+    check_envoy_configs(default)  # registers Envoy's types
+    from envoy_data_plane.envoy.extensions.transport_sockets.tls.v3 import Secret
+
+    data = default.get("ConfigMap", "modelyard-gateway")["data"]
+    envoy = yaml.safe_load(data["envoy.yaml"])
+    listener = envoy["static_resources"]["listeners"][0]
+    context = listener["filter_chains"][0]["transport_socket"]["typed_config"]
+    common = context["common_tls_context"]
+    assert "tls_certificates" not in common
+    (sds,) = common["tls_certificate_sds_secret_configs"]
+    source = sds["sds_config"]["path_config_source"]
+    pod = pod_spec(default.get("Deployment", "modelyard-gateway"))
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    # The watched directory is where the TLS Secret is mounted (whole, so the kubelet swaps it).
+    assert source["watched_directory"]["path"] == mounts["tls"] == "/etc/modelyard/tls"
+    assert volumes["tls"]["secret"]["secretName"] == "modelyard-tls"
+    # The SDS file is in the gateway's ConfigMap, and names the mounted key and certificate.
+    directory, _, key = source["path"].rpartition("/")
+    assert directory == mounts["config"] and volumes["config"]["configMap"]["name"] == (
+        "modelyard-gateway"
+    )
+    (resource,) = yaml.safe_load(data[key])["resources"]
+    assert resource.pop("@type") == (
+        "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+    )
+    secret = Secret.from_dict(resource)  # strict, as Envoy reads it
+    assert secret.name == sds["name"]
+    certificate = secret.tls_certificate
+    assert certificate and certificate.certificate_chain and certificate.private_key
+    assert certificate.certificate_chain.filename == f"{mounts['tls']}/tls.crt"
+    assert certificate.private_key.filename == f"{mounts['tls']}/tls.key"
+    # A changed certificate file name rolls the gateway pods, as a changed envoy.yaml does.
+    annotations = default.get("Deployment", "modelyard-gateway")["spec"]["template"]["metadata"]
+    assert annotations["annotations"]["checksum/envoy"]
+    assert (
+        "tls-certificate.yaml"
+        not in render({"tls": {"enabled": False}}).get("ConfigMap", "modelyard-gateway")["data"]
+    )
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_gateway_configuration_check_is_strict(default: Rendered):
     config = yaml.safe_load(default.get("ConfigMap", "modelyard-gateway")["data"]["envoy.yaml"])
     config["static_resources"]["clusters"][0]["dns_refresh_rat"] = "5s"
