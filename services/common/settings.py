@@ -8,7 +8,7 @@ environment: the settings object is passed down.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +18,14 @@ from modelyard.services.common.cpu_affinity import parse_cpus
 
 # How the SQLite store commits (see Settings.sqlite_synchronous).
 SQLiteSynchronous = Literal["normal", "full"]
+# The user and groups the image runs as (Dockerfile: USER 10001:10001), for the pods the serving
+# endpoint controller makes.
+PodUserKey = Literal["runAsUser", "runAsGroup", "fsGroup"]
+DEFAULT_POD_USER: dict[PodUserKey, int] = {
+    "runAsUser": 10001,
+    "runAsGroup": 10001,
+    "fsGroup": 10001,
+}
 
 
 class S3Settings(BaseModel):
@@ -71,6 +79,11 @@ class ClusterSettings(BaseModel):
     # The endpoint pods' imagePullPolicy (the chart passes image.pullPolicy: a mutable tag
     # pulled Always by the chart's pods must be pulled Always by the endpoint pods too).
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    # The endpoint pods' user and groups (the chart passes its securityContext, so they run as its
+    # own pods do); a key left out is left to the cluster, as OpenShift assigns one per namespace.
+    pod_security_context: dict[PodUserKey, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: dict(DEFAULT_POD_USER)
+    )
     service_account: str | None = None
     env_secret: str | None = None
     # {path in an endpoint pod: "<secret>/<key>"}: the files it reads (public signing key, TLS).

@@ -54,6 +54,7 @@ def cluster_config(settings: Settings, namespace: str) -> ClusterConfig:
         instance=cluster.instance,
         image=cluster.image,
         image_pull_policy=cluster.image_pull_policy,
+        pod_security_context=dict(cluster.pod_security_context),
         service_account=cluster.service_account,
         env_secret=cluster.env_secret,
         secret_files=cluster.secret_files,

@@ -27,6 +27,7 @@ from kubernetes.client.rest import ApiException
 
 from modelyard.entities.serving import Endpoint
 from modelyard.services.common.logging import get_logger
+from modelyard.services.common.settings import DEFAULT_POD_USER
 
 log = get_logger(__name__)
 
@@ -63,6 +64,8 @@ class ClusterConfig:
     instance: str = "modelyard"
     image: str = "modelyard:latest"
     image_pull_policy: str = "IfNotPresent"
+    # runAsUser / runAsGroup / fsGroup of the pods; one left out is the cluster's to choose.
+    pod_security_context: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_POD_USER))
     service_account: str | None = None
     # Secret with the pods' environment (database URL, S3 keys, settings).
     env_secret: str | None = None
@@ -268,9 +271,9 @@ def build_objects(endpoint: Endpoint, config: ClusterConfig) -> list[Any]:
                     termination_grace_period_seconds=math.ceil(config.grace_period) + DRAIN_MARGIN,
                     security_context=k8s.V1PodSecurityContext(
                         run_as_non_root=True,
-                        run_as_user=10001,
-                        run_as_group=10001,
-                        fs_group=10001,
+                        run_as_user=config.pod_security_context.get("runAsUser"),
+                        run_as_group=config.pod_security_context.get("runAsGroup"),
+                        fs_group=config.pod_security_context.get("fsGroup"),
                         seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
                     ),
                     containers=[_container(endpoint, config, [m for _, m in files])],

@@ -206,3 +206,28 @@ def test_endpoint_pods_drain_as_the_charts_serving_pods_do(
     (container,) = pod["containers"]
     assert container["lifecycle"] == serving["containers"][0]["lifecycle"]
     assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+
+
+@pytest.mark.parametrize(
+    "security",
+    [
+        {},  # the chart's defaults: the image's user
+        {"runAsUser": 20000, "runAsGroup": 20001, "fsGroup": 20002},
+        # OpenShift's restricted SCC assigns each namespace's pods a user from its own range.
+        {"runAsUser": None, "runAsGroup": None, "fsGroup": None},
+    ],
+)
+def test_endpoint_pods_run_as_the_charts_pods_do(
+    monkeypatch: pytest.MonkeyPatch, security: dict[str, int | None]
+):
+    """Endpoint pods ran as 10001 whatever securityContext said: with another user they differed
+    from the chart's pods, and where the cluster assigns users (null) they were refused while
+    the chart's own pods ran."""
+    out = render({**CONTROLLER, "securityContext": security})
+    serving = out.get("Deployment", "modelyard-serving")["spec"]["template"]["spec"]
+    (deployment, *_) = controller_objects(out, monkeypatch)
+    pod = deployment["spec"]["template"]["spec"]["securityContext"]
+    assert pod == serving["securityContext"]
+    assert pod["runAsNonRoot"] is True
+    for key, value in security.items():
+        assert pod.get(key) == value

@@ -449,6 +449,11 @@ s3.caSecret), for every pod that connects to them. */}}
   value: {{ include "modelyard.image" $ | quote }}
 - name: MODELYARD_SERVING__CLUSTER__IMAGE_PULL_POLICY
   value: {{ $.Values.image.pullPolicy | quote }}
+# The chart's pod user and groups (securityContext), those set only.
+{{- $user := dict }}
+{{- range $key, $id := $.Values.securityContext }}{{ if $id }}{{ $_ := set $user $key (int $id) }}{{ end }}{{ end }}
+- name: MODELYARD_SERVING__CLUSTER__POD_SECURITY_CONTEXT
+  value: {{ $user | toJson | quote }}
 - name: MODELYARD_SERVING__CLUSTER__SERVICE_ACCOUNT
   value: {{ printf "%s-endpoint" (include "modelyard.fullname" $) | quote }}
 - name: MODELYARD_SERVING__CLUSTER__ENV_SECRET
