@@ -521,3 +521,25 @@ def test_notes_say_which_dependencies_are_reached_only_inside_the_cluster():
     assert "NOTE: the NetworkPolicies" not in dev
     assert "networkPolicy.kubeApi" in dev
     assert "WARNING: the NetworkPolicies" not in render({"networkPolicy": {"enabled": False}}).notes
+
+
+def test_extra_egress_opens_one_components_pods_to_a_named_place():
+    """services.features.sourceLocations may name a warehouse database other than the metadata
+    one: its pods need egress there, which no value could open (short of turning the
+    NetworkPolicies off). networkPolicy.extraEgress adds rules to one component's pods only."""
+    warehouse = {
+        "to": [{"ipBlock": {"cidr": "10.30.0.0/16"}}],
+        "ports": [{"port": 5439, "protocol": "TCP"}],
+    }
+    values = values_of("dev") or {}
+    values["services"]["features"] = {"enabled": True}
+    values["networkPolicy"] = {"extraEgress": {"features": [warehouse], "endpoints": [warehouse]}}
+    cluster = Cluster(render(values))
+    cluster.pods["warehouse"] = Endpoint("warehouse", ip="10.30.4.2")
+    assert cluster.can("features", "warehouse", 5439)
+    assert cluster.can("endpoint", "warehouse", 5439)
+    assert not cluster.can("features", "warehouse", 5432)
+    for other in ("auth", "tracking", "registry", "serving", "gateway", "ui"):
+        assert not cluster.can(other, "warehouse", 5439), other
+    with pytest.raises(Exception, match="extraEgress"):
+        render({"networkPolicy": {"extraEgress": {"featurs": [warehouse]}}})
