@@ -30,6 +30,7 @@ from modelyard.services.common.metrics import RPC_QUEUED, RPC_THREADS
 from modelyard.services.common.settings import Settings
 from modelyard.services.common.signals import on_stop_signals, wait_for
 from modelyard.services.common.thread_pool import ElasticThreadPool
+from modelyard.services.common.watched_files import WatchedFiles
 
 if TYPE_CHECKING:
     import signal
@@ -271,28 +272,16 @@ def _credentials(settings: Settings) -> grpc.ServerCredentials:
 
 
 class _CertificateFiles:
-    """The server's key, certificate and client CA, read again when the files change.
-
-    In Kubernetes they are a mounted Secret that cert-manager renews and the kubelet swaps in
-    (atomically, through the ..data link) while the pod runs: read once, the server would present
-    the certificate it started with until it expired. grpc asks `changed` before each new
-    connection's handshake, so that costs a stat of each file per connection, never per call.
-    """
+    """The server's key, certificate and client CA, read again when the files change (a
+    renewed certificate swapped into the pod): grpc asks `changed` before each new connection's
+    handshake."""
 
     def __init__(self, key: Path, cert: Path, client_ca: Path | None) -> None:
-        self._paths = [Path(key), Path(cert), *([Path(client_ca)] if client_ca else [])]
+        self._files = WatchedFiles(key, cert, *([client_ca] if client_ca else []))
         self._lock = threading.Lock()
-        self._stamp = self._stamps()
-
-    def _stamps(self) -> tuple[tuple[int, int, int], ...]:
-        def stamp(path: Path) -> tuple[int, int, int]:
-            st = path.stat()
-            return st.st_ino, st.st_mtime_ns, st.st_size
-
-        return tuple(stamp(p) for p in self._paths)
 
     def load(self) -> grpc.ServerCertificateConfiguration:
-        key, cert, *ca = (p.read_bytes() for p in self._paths)
+        key, cert, *ca = (p.read_bytes() for p in self._files.paths)
         return grpc.ssl_server_certificate_configuration(
             [(key, cert)], root_certificates=ca[0] if ca else None
         )
@@ -301,14 +290,13 @@ class _CertificateFiles:
         """The files' new contents, or None while they are what the server presents."""
         with self._lock:
             try:
-                stamp = self._stamps()
-                if stamp == self._stamp:
+                if not self._files.changed():
                     return None
                 configuration = self.load()
             except OSError as exc:  # mid-swap, or gone: keep serving what we have
                 log.warning("TLS files could not be read again, keeping the current ones: %s", exc)
+                self._files.retry()
                 return None
-            self._stamp = stamp
             log.info("TLS certificate files changed; new connections get the new certificate")
             return configuration
 

@@ -304,3 +304,29 @@ def test_a_renewed_certificate_is_served_without_a_restart(ca: CA, tmp_path: Pat
         # Files that cannot be read (mid-way through a change by hand) leave the current ones.
         (mounted / "..data").unlink()
         assert _presented_serial(server.address, ca) == renewed
+
+
+def test_the_ui_serves_a_renewed_certificate_without_a_restart(ca: CA, tmp_path: Path) -> None:
+    """The UI serves HTTPS with the services' certificate; uvicorn read it once at start, so
+    after cert-manager renewed it the UI presented the old one until it expired."""
+    first_cert, first_key = ca.issue("first", server=True)
+    mounted = tmp_path / "tls"
+    _mount_secret(mounted, {"tls.crt": first_cert, "tls.key": first_key}, "2026_01_01")
+    tls = TLSSettings(
+        cert_file=mounted / "tls.crt", key_file=mounted / "tls.key", ca_file=ca.cert_file
+    )
+    settings = Settings(home=tmp_path, port=0, grace_period=0, tls=tls)
+    with (
+        running_server(settings, ("tracking",)) as server,
+        serving_ui(settings, server.address) as url,
+    ):
+        address = url.removeprefix("https://")
+        first = x509.load_pem_x509_certificate(first_cert.read_bytes()).serial_number
+        assert _presented_serial(address, ca) == first
+        renewed_cert, renewed_key = ca.issue("renewed", server=True)
+        _mount_secret(mounted, {"tls.crt": renewed_cert, "tls.key": renewed_key}, "2026_03_01")
+        renewed = x509.load_pem_x509_certificate(renewed_cert.read_bytes()).serial_number
+        assert _presented_serial(address, ca) == renewed != first
+        assert WebSession(url, ca_file=str(ca.cert_file)).get("/healthz").status == 200
+        (mounted / "..data").unlink()  # unreadable mid-change: the current one stays
+        assert _presented_serial(address, ca) == renewed
