@@ -102,6 +102,10 @@ class ClusterSettings(BaseModel):
     min_replicas: int = Field(default=1, ge=1)
     max_replicas: int = Field(default=5, ge=1)
     target_cpu_percent: int = Field(default=70, ge=1, le=100)
+    # Where endpoint pods may run (Kubernetes nodeSelector and tolerations, as the API spells
+    # them), e.g. GPU nodes, which are usually tainted.
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, str | int]] = Field(default_factory=list)
     resync_seconds: float = Field(default=30.0, gt=0)
 
 

@@ -69,6 +69,8 @@ def cluster_config(settings: Settings, namespace: str) -> ClusterConfig:
         target_cpu_percent=cluster.target_cpu_percent,
         requests=cluster.requests,
         limits=cluster.limits,
+        node_selector=dict(cluster.node_selector),
+        tolerations=[dict(t) for t in cluster.tolerations],
     )
     secret_volumes(pod_secret_files(config))  # a mistake there stops start-up, not a reconcile
     return config

@@ -92,6 +92,9 @@ class ClusterConfig:
     target_cpu_percent: int = 70
     requests: dict[str, str] = field(default_factory=lambda: {"cpu": "250m", "memory": "512Mi"})
     limits: dict[str, str] = field(default_factory=lambda: {"cpu": "2", "memory": "2Gi"})
+    # Where the pods may run: nodeSelector, and tolerations as the API spells them.
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
 
 
 def object_name(endpoint: str, instance: str = "modelyard") -> str:
@@ -238,6 +241,11 @@ def _container(
     )
 
 
+def _tolerations(tolerations: list[dict[str, Any]]) -> list[k8s.V1Toleration]:
+    """Tolerations as the API spells them (tolerationSeconds), as client objects."""
+    return [t for t in map(k8s.V1Toleration.from_dict, tolerations) if t is not None]
+
+
 def build_objects(endpoint: Endpoint, config: ClusterConfig) -> list[Any]:
     """The Deployment, Service and HorizontalPodAutoscaler of one endpoint."""
     files = secret_volumes(pod_secret_files(config))
@@ -269,6 +277,8 @@ def build_objects(endpoint: Endpoint, config: ClusterConfig) -> list[Any]:
                     service_account_name=config.service_account,
                     automount_service_account_token=False,
                     termination_grace_period_seconds=math.ceil(config.grace_period) + DRAIN_MARGIN,
+                    node_selector=config.node_selector or None,
+                    tolerations=_tolerations(config.tolerations) or None,
                     security_context=k8s.V1PodSecurityContext(
                         run_as_non_root=True,
                         run_as_user=config.pod_security_context.get("runAsUser"),

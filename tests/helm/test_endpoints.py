@@ -231,3 +231,25 @@ def test_endpoint_pods_run_as_the_charts_pods_do(
     assert pod["runAsNonRoot"] is True
     for key, value in security.items():
         assert pod.get(key) == value
+
+
+def test_endpoint_pods_can_be_placed_on_gpu_nodes(monkeypatch: pytest.MonkeyPatch):
+    """GPU nodes (and spot or dedicated pools) are labelled and tainted: with no nodeSelector or
+    tolerations for endpoint pods (the serving pod's own place only the serving pod) a model
+    could not be served there; its pods stayed Pending or landed elsewhere."""
+    values = values_of("dev") or {}
+    controller = values["services"]["serving"]["controller"]
+    controller["nodeSelector"] = {"nvidia.com/gpu.present": "true"}
+    controller["tolerations"] = [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "spot", "operator": "Equal", "value": "yes", "effect": "NoExecute",
+         "tolerationSeconds": 60},
+    ]  # fmt: skip
+    (deployment, *_) = controller_objects(render(values), monkeypatch)
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == controller["nodeSelector"]
+    assert pod["tolerations"] == controller["tolerations"]
+    kubernetes_validate.validate(deployment, "1.37.0", strict=True)
+    (default, *_) = controller_objects(render(values_of("dev")), monkeypatch)
+    assert "nodeSelector" not in default["spec"]["template"]["spec"]
+    assert "tolerations" not in default["spec"]["template"]["spec"]

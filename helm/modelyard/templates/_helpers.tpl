@@ -486,6 +486,10 @@ s3.caSecret), for every pod that connects to them. */}}
   value: {{ .maxReplicas | quote }}
 - name: MODELYARD_SERVING__CLUSTER__TARGET_CPU_PERCENT
   value: {{ .targetCPUPercent | quote }}
+- name: MODELYARD_SERVING__CLUSTER__NODE_SELECTOR
+  value: {{ .nodeSelector | default dict | toJson | quote }}
+- name: MODELYARD_SERVING__CLUSTER__TOLERATIONS
+  value: {{ .tolerations | default list | toJson | quote }}
 {{- end }}
 {{- end }}
 {{- end }}
