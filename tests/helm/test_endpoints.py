@@ -253,3 +253,29 @@ def test_endpoint_pods_can_be_placed_on_gpu_nodes(monkeypatch: pytest.MonkeyPatc
     (default, *_) = controller_objects(render(values_of("dev")), monkeypatch)
     assert "nodeSelector" not in default["spec"]["template"]["spec"]
     assert "tolerations" not in default["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize(
+    "resource", ["nvidia.com/gpu", "amd.com/gpu", "hugepages-2Mi", "example.com/fpga"]
+)
+def test_endpoint_and_serving_pods_may_ask_for_gpus(monkeypatch: pytest.MonkeyPatch, resource: str):
+    """The schema allowed cpu, memory and ephemeral-storage only: a GPU model's endpoint (or the
+    serving pod) could not ask for nvidia.com/gpu, and the install failed on the values."""
+    sized = {"requests": {"cpu": "1", "memory": "4Gi"}, "limits": {"memory": "16Gi", resource: "1"}}
+    values = values_of("dev") or {}
+    values["services"]["serving"]["controller"]["resources"] = sized
+    values["services"]["serving"]["resources"] = sized
+    out = render(values)
+    serving = out.get("Deployment", "modelyard-serving")["spec"]["template"]["spec"]
+    assert serving["containers"][0]["resources"]["limits"][resource] == "1"
+    (deployment, *_) = controller_objects(out, monkeypatch)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["resources"]["limits"][resource] == "1"
+    for obj in (deployment, out.get("Deployment", "modelyard-serving")):
+        kubernetes_validate.validate(obj, "1.37.0", strict=True)
+
+
+@pytest.mark.parametrize("name", ["gpu", "nvidia.com/", "cpus", "nvidia.com/gpu/x"])
+def test_a_misspelt_resource_is_still_refused(name: str):
+    with pytest.raises(helm().HelmValuesError):
+        render({"services": {"serving": {"resources": {"limits": {"memory": "1Gi", name: "1"}}}}})
