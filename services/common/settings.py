@@ -10,7 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from modelyard.errors import InvalidArgument
@@ -20,6 +27,9 @@ from modelyard.services.common.cpu_affinity import parse_cpus
 SQLiteSynchronous = Literal["normal", "full"]
 # The user and groups the image runs as (Dockerfile: USER 10001:10001), for the pods the serving
 # endpoint controller makes.
+# A Kubernetes resource quantity: YAML and JSON give `cpu: 2` and `nvidia.com/gpu: 1` as numbers,
+# which Kubernetes takes as they are.
+Quantity = Annotated[str, BeforeValidator(lambda v: str(v) if type(v) in (int, float) else v)]
 PodUserKey = Literal["runAsUser", "runAsGroup", "fsGroup"]
 DEFAULT_POD_USER: dict[PodUserKey, int] = {
     "runAsUser": 10001,
@@ -97,8 +107,10 @@ class ClusterSettings(BaseModel):
     features_uri: str = "modelyard-features:50051"
     # Requests and limits of each endpoint pod (Kubernetes quantities: {"cpu": "2", "memory":
     # "8Gi"}); its models are loaded in its memory.
-    requests: dict[str, str] = Field(default_factory=lambda: {"cpu": "250m", "memory": "512Mi"})
-    limits: dict[str, str] = Field(default_factory=lambda: {"cpu": "2", "memory": "2Gi"})
+    requests: dict[str, Quantity] = Field(
+        default_factory=lambda: {"cpu": "250m", "memory": "512Mi"}
+    )
+    limits: dict[str, Quantity] = Field(default_factory=lambda: {"cpu": "2", "memory": "2Gi"})
     min_replicas: int = Field(default=1, ge=1)
     max_replicas: int = Field(default=5, ge=1)
     target_cpu_percent: int = Field(default=70, ge=1, le=100)

@@ -279,3 +279,21 @@ def test_endpoint_and_serving_pods_may_ask_for_gpus(monkeypatch: pytest.MonkeyPa
 def test_a_misspelt_resource_is_still_refused(name: str):
     with pytest.raises(helm().HelmValuesError):
         render({"services": {"serving": {"resources": {"limits": {"memory": "1Gi", name: "1"}}}}})
+
+
+def test_endpoint_pods_take_quantities_written_as_numbers(monkeypatch: pytest.MonkeyPatch):
+    """`cpu: 2` and `nvidia.com/gpu: 1` are numbers in YAML, which the schema (and Kubernetes)
+    accept; the serving pod read them into its settings as strings only, and with the controller
+    on it stopped at start on "Input should be a valid string"."""
+    values = values_of("dev") or {}
+    values["services"]["serving"]["controller"]["resources"] = {
+        "requests": {"cpu": 1, "memory": "1Gi"},
+        "limits": {"cpu": 2.5, "memory": "2Gi", "nvidia.com/gpu": 1},
+    }
+    (deployment, *_) = controller_objects(render(values), monkeypatch)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["resources"] == {
+        "requests": {"cpu": "1", "memory": "1Gi"},
+        "limits": {"cpu": "2.5", "memory": "2Gi", "nvidia.com/gpu": "1"},
+    }
+    kubernetes_validate.validate(deployment, "1.37.0", strict=True)
