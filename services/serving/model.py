@@ -7,6 +7,7 @@ on every request, so a missing column or an unsafe type is INVALID_ARGUMENT nami
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -256,6 +257,8 @@ class LoadedModel:
         # The model's own code failed: say so, without a traceback. BaseException too: a
         # sys.exit() in a preprocessing step must answer the call, not leave it hanging.
         except BaseException as exc:
+            if _about_non_finite(exc) and (found := self._non_finite(model_input)):
+                raise self._refused_values(*found, exc) from None
             raise Internal(
                 f"model {self.name} version {self.version} failed to predict: "
                 f"{type(exc).__name__}: {exc}"
@@ -275,6 +278,41 @@ class LoadedModel:
                 f"that is no tensor ({exc}); return an array, a DataFrame or a dict of arrays"
             ) from None
         return {name: _sendable(array) for name, array in outputs.items()}
+
+    def _non_finite(self, model_input: Any) -> tuple[str, int, float] | None:
+        """The first NaN or infinity in the input (its column or tensor, row and value); None
+        if it holds none. Looked for only once the model has failed, so answers cost nothing."""
+        if isinstance(model_input, pd.DataFrame):
+            named = [(str(c), model_input[c].to_numpy()) for c in model_input.columns]
+        elif (array := np.asarray(model_input)).ndim == 2 and self.columns:
+            named = [(n, array[:, j]) for j, n in enumerate(self._names)]  # a table's columns
+        else:
+            spec = self.signature.inputs[0] if self.signature else None
+            named = [(getattr(spec, "name", None) or "input", array)]
+        for name, values in named:
+            if values.dtype.kind != "f" or values.ndim == 0:
+                continue
+            per_row = values.reshape(len(values), -1)
+            bad = np.flatnonzero(~np.isfinite(per_row).all(axis=1))
+            if bad.size:
+                row = per_row[bad[0]]
+                return name, int(bad[0]), float(row[~np.isfinite(row)][0])
+        return None
+
+    def _refused_values(
+        self, name: str, row: int, value: float, exc: BaseException
+    ) -> InvalidArgument:
+        """The model refused values the caller sent (scikit-learn's "Input X contains NaN"): the
+        caller's to fix, named, where a failure on finite values stays the model's (INTERNAL)."""
+        said = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        what = "NaN" if np.isnan(value) else "infinity"
+        return InvalidArgument(
+            f"input {name!r} holds {what} (row {row}), which model {self.name} version "
+            f"{self.version} refuses ({type(exc).__name__}: {said}); replace missing or infinite "
+            "values before sending (impute them), or serve a model that accepts NaN (such as "
+            "scikit-learn's HistGradientBoosting)",
+            field=name,
+        )
 
     @property
     def output_name(self) -> str:
@@ -340,6 +378,17 @@ class LoadedModel:
                     )
                 )
         return infos
+
+
+# How libraries word a refusal of NaN or infinity: scikit-learn's "Input X contains NaN",
+# numpy's "cannot convert float NaN to integer", pandas' "non-finite values (NA or inf)".
+_NON_FINITE_WORDS = re.compile(r"\b(nan|inf|infinity|infinite|non-finite)\b", re.IGNORECASE)
+
+
+def _about_non_finite(exc: BaseException) -> bool:
+    """Whether the model's failure is its refusal of NaN or infinity (a ValueError saying so),
+    rather than a fault of its own code."""
+    return isinstance(exc, ValueError) and bool(_NON_FINITE_WORDS.search(str(exc)))
 
 
 def _sendable(array: np.ndarray) -> np.ndarray:

@@ -140,3 +140,17 @@ class Scores(RegressorMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         return np.asarray(X, dtype=float)
+
+
+class Faulty(RegressorMixin, BaseEstimator):
+    """A bug of its own: given a negative value in column 0, raises a ValueError that says
+    nothing of the values (as a model's own code does); answers column 0 otherwise."""
+
+    def fit(self, X, y=None) -> Faulty:
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        X = np.asarray(X, dtype=float)
+        if (X[:, 0] < 0).any():
+            raise ValueError("operands could not be broadcast together with shapes (3,) (2,)")
+        return X[:, 0]

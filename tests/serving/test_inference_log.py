@@ -147,7 +147,7 @@ def test_each_request_is_logged_capped_strict_and_with_the_status_it_got(
         "plain": grpc.StatusCode.OK,
         "big": grpc.StatusCode.OK,
         "empty": grpc.StatusCode.INVALID_ARGUMENT,
-        "nan": grpc.StatusCode.INTERNAL,  # the model refuses NaN: the request to debug
+        "nan": grpc.StatusCode.INVALID_ARGUMENT,  # the model refuses NaN: the caller's to fix
         "no-such-output": grpc.StatusCode.INVALID_ARGUMENT,
     }
     records = {r.request_id: r for r in client.get_inference_log("inflog", as_frame=False)}

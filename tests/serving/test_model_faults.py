@@ -11,6 +11,7 @@ import grpc
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LinearRegression
 
 import modelyard
@@ -18,7 +19,7 @@ from modelyard import Client
 from modelyard._gen.inference import grpc_predict_v2_pb2 as oip
 from modelyard._gen.inference import grpc_predict_v2_pb2_grpc
 from modelyard.entities.serving import ServedModel
-from modelyard.errors import DeadlineExceeded, Internal
+from modelyard.errors import DeadlineExceeded, Internal, InvalidArgument
 from modelyard.services.common.server import ModelyardServer
 from modelyard.services.common.settings import Settings
 from tests.conftest import running_server
@@ -53,6 +54,40 @@ def test_a_model_that_calls_sys_exit_answers_internal(platform) -> None:
                 caller.predict("exits", X.assign(a=-1.0))
             assert "failed to predict" in str(err.value) and "SystemExit" in str(err.value)
         assert caller.predict("exits", X)["predictions"] == pytest.approx([1.0, 2.0, 3.0])
+
+
+def test_values_the_model_refuses_are_the_callers_to_fix(platform) -> None:
+    """NaN or infinity sent to a model that refuses them (scikit-learn's "Input X contains NaN")
+    was INTERNAL, a server fault to report. It is INVALID_ARGUMENT naming the column; a model
+    that takes NaN answers it, and a model's own fault stays INTERNAL with a request id, NaN in
+    the request or not."""
+    server, client = platform
+    y = [1.0, 2.0, 3.0]
+    _serve(client, LinearRegression().fit(X, y), "linear")
+    for bad in (np.nan, np.inf):
+        with pytest.raises(InvalidArgument) as refused:
+            client.predict("linear", X.assign(b=[4.0, bad, 6.0]))
+        assert refused.value.field == "b" and "(row 1)" in refused.value.message
+        assert "model linear version 1 refuses" in refused.value.message
+        assert "replace missing or infinite values" in refused.value.message
+    with grpc.insecure_channel(server.address) as channel:  # a 2-D tensor names the column too
+        request = oip.ModelInferRequest(model_name="linear")
+        tensor = request.inputs.add(name="features", datatype="FP64", shape=[1, 2])
+        tensor.contents.fp64_contents.extend([np.nan, 4.0])
+        with pytest.raises(grpc.RpcError) as err:
+            grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "input 'a' holds NaN (row 0)" in err.value.details()
+    nan_ok = HistGradientBoostingRegressor(max_iter=3, min_samples_leaf=1).fit(X, y)
+    _serve(client, nan_ok, "takes-nan")
+    with_nan = X.assign(b=[4.0, np.nan, 6.0])
+    answer = client.predict("takes-nan", with_nan)["predictions"]
+    assert answer.tolist() == nan_ok.predict(with_nan).tolist()
+    _serve(client, models.Faulty(), "faulty")
+    with pytest.raises(Internal) as fault:
+        client.predict("faulty", X.assign(a=[-1.0, 2.0, 3.0], b=[np.nan, 5.0, 6.0]))
+    assert "failed to predict: ValueError: operands" in fault.value.message
+    assert fault.value.request_id
 
 
 @pytest.fixture
