@@ -18,7 +18,7 @@ from modelyard._gen.serving.v1 import serving_pb2_grpc
 from modelyard.client._transport import Transport
 from modelyard.convert.common import grant_to_entity, grant_to_proto, id_arg, page_size_arg
 from modelyard.convert.serving import endpoint_to_entity, endpoint_to_proto, record_to_entity
-from modelyard.convert.tensors import datatype_of, from_raw, to_raw
+from modelyard.convert.tensors import CONTENT_TYPE, TABLE, datatype_of, from_raw, to_raw
 from modelyard.entities.common import Grant, PermissionLevel
 from modelyard.entities.serving import (
     Endpoint,
@@ -344,8 +344,10 @@ class ServingClient:
         data = _mlflow_input(data)
         if isinstance(data, pd.DataFrame):
             # A model logged from an array takes the columns as its rows' values (the server
-            # puts them side by side), as MLflow's pyfunc takes a frame for a tensor model.
+            # puts them side by side; one column is the array), as MLflow's pyfunc takes a
+            # frame for a tensor model: the request says they are a table's, whatever their names.
             columns = {str(c): data[c].to_numpy() for c in data.columns}
+            request.parameters[CONTENT_TYPE].string_param = TABLE
         elif isinstance(data, dict):
             columns = {k: np.asarray(v) for k, v in data.items()}
         else:

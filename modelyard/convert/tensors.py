@@ -16,6 +16,11 @@ import numpy as np
 
 from modelyard.errors import InvalidArgument
 
+# MLServer's request parameter for what the inputs are, and its value for a DataFrame's columns
+# (its PandasCodec sends it; so does the SDK for a DataFrame or records).
+CONTENT_TYPE = "content_type"
+TABLE = "pd"
+
 # OIP datatype -> (numpy dtype, InferTensorContents field; None: raw only).
 DATATYPES: dict[str, tuple[str, str | None]] = {
     "BOOL": ("bool", "bool_contents"),

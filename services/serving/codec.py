@@ -15,7 +15,9 @@ import numpy as np
 
 from modelyard._gen.inference import grpc_predict_v2_pb2 as oip
 from modelyard.convert.tensors import (
+    CONTENT_TYPE,
     DATATYPES,
+    TABLE,
     bad_tensor,
     checked_shape,
     datatype_of,
@@ -124,6 +126,12 @@ def decode_inputs(request: oip.ModelInferRequest) -> dict[str, np.ndarray]:
         else:
             decoded[tensor.name] = _from_contents(at, tensor, shape)
     return decoded
+
+
+def is_table(request: oip.ModelInferRequest) -> bool:
+    """Whether the request's inputs are a table's columns (content_type "pd")."""
+    kind = request.parameters.get(CONTENT_TYPE)
+    return kind is not None and kind.string_param == TABLE
 
 
 def unknown_outputs(wanted: Sequence[str], outputs: Mapping[str, np.ndarray]) -> None:

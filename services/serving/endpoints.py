@@ -169,14 +169,15 @@ class ServedModelRuntime:
         missing_features: MissingFeaturePolicy = MissingFeaturePolicy.FAIL,
         deadline: float | None = None,
         timing: Timing | None = None,
+        table: bool = False,
     ) -> tuple[LoadedModel, dict[str, Any]]:
         """`timing` learns which version's counters took the request (they count its outcome)
-        and where its time went."""
+        and where its time went; `table`: see LoadedModel.to_input."""
         model, batcher = self.current
         start = time.perf_counter_ns()
         if timing is not None:
             timing.stats = batcher.stats
-        model_input = model.to_input(tensors, missing_features)
+        model_input = model.to_input(tensors, missing_features, table)
         if timing is not None:
             timing.input_ns = time.perf_counter_ns() - start
             timing.rows = rows(model_input)

@@ -136,14 +136,23 @@ class LoadedModel:
         self,
         tensors: dict[str, np.ndarray],
         missing_features: MissingFeaturePolicy = MissingFeaturePolicy.FAIL,
+        table: bool = False,
     ) -> Any:
         """The model input for one request (with its online features joined in, for a model
-        trained from a feature service), validated against the signature."""
+        trained from a feature service), validated against the signature. `table`: the tensors
+        are a DataFrame's columns (the request said so: content_type "pd"), whatever their
+        names; a model logged from an array takes them as MLflow's pyfunc takes a frame."""
         if self.features is not None:
             tensors = self.features.join(tensors, missing_features)
         if self.columns:
             return self._table(tensors)
-        if len(tensors) > 1 and (rows := _columns_as_rows(tensors)) is not None:
+        if table and len(tensors) == 1:
+            # One column: its values are the array (shaped [rows, 1] if the model says so).
+            ((_name, array),) = tensors.items()
+            spec = self.signature.inputs[0] if self.signature else None
+            shape = getattr(spec, "shape", ())
+            tensors = {"inputs": array[:, None] if array.ndim == 1 and shape == (-1, 1) else array}
+        elif len(tensors) > 1 and (rows := _columns_as_rows(tensors)) is not None:
             # A table's columns (a DataFrame, one tensor each) for a model logged from an array:
             # its rows are the array, as MLflow's pyfunc takes a frame for a tensor model.
             tensors = {"inputs": rows}

@@ -35,6 +35,7 @@ from modelyard.services.serving.codec import (
     classified,
     decode_inputs,
     encode_outputs,
+    is_table,
     requested_classes,
 )
 from modelyard.services.serving.endpoints import EndpointRuntime, ServedModelRuntime
@@ -360,6 +361,7 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
             tensors,
             deadline,
             wanted,
+            table=is_table(request),
         )
         response = oip.ModelInferResponse(
             model_name=request.model_name, model_version=str(model.version), id=request.id

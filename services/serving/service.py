@@ -473,9 +473,11 @@ class ServingService:
         tensors: dict[str, np.ndarray],
         deadline: float | None = None,
         wanted: Sequence[str] = (),
+        table: bool = False,
     ) -> tuple[ServedModelRuntime, LoadedModel, dict[str, Any]]:
         """`deadline` (a time.monotonic() value): when the caller stops waiting. `wanted`: the
-        outputs asked for, checked here so that a refusal is counted and logged as one."""
+        outputs asked for, checked here so that a refusal is counted and logged as one.
+        `table`: the tensors are a table's columns (LoadedModel.to_input)."""
         start = time.perf_counter()
         timing = Timing()
         runtime = self.runtime(endpoint)
@@ -485,7 +487,7 @@ class ServingService:
         outputs: dict[str, Any] = {}
         try:
             model, outputs = served.predict(
-                tensors, runtime.spec.missing_features, deadline, timing
+                tensors, runtime.spec.missing_features, deadline, timing, table
             )
             unknown_outputs(wanted, outputs)
             return served, model, outputs

@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.compose import make_column_transformer
-from sklearn.linear_model import LogisticRegression
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
@@ -250,3 +252,33 @@ def test_a_table_sent_to_a_model_logged_from_an_array_is_its_rows(platform, iris
     assert "takes one input tensor" in str(err.value) and "send the rows as one tensor" in str(
         err.value
     )
+
+
+def test_a_one_column_table_is_the_array_of_a_model_logged_from_one(infer, platform) -> None:
+    """A one-column DataFrame sent to a model logged from a 1-D array (texts) or a [rows, 1]
+    one was refused: "model has no input 'review'". MLflow's pyfunc takes the column as the
+    array; so does serving, for a request that says its inputs are a table's columns (MLServer's
+    content_type "pd", which the SDK sends). A lone tensor under another name is still refused."""
+    _server, client = platform
+    texts = np.array(["good film", "bad film", "great plot", "awful acting"] * 5)
+    words = make_pipeline(CountVectorizer(), MultinomialNB()).fit(texts, ["pos", "neg"] * 10)
+    x = np.arange(20.0).reshape(-1, 1)
+    line = LinearRegression().fit(x, 2 * x[:, 0] + 1)
+    with modelyard.start_run():
+        for model, example, name in ((words, texts[:3], "words"), (line, x[:3], "line")):
+            modelyard.sklearn.log_model(
+                model, "model", input_example=example, registered_model_name=name
+            )
+    for name in ("words", "line"):
+        client.create_endpoint(name, [ServedModel(f"models:/{name}/1")])
+        wait_ready(client, name)
+    reviews = pd.DataFrame({"review": ["good plot", "awful film"]})
+    for data in (reviews, reviews.to_dict(orient="records")):
+        assert client.predict("words", data)["predictions"].tolist() == ["pos", "neg"]
+    assert client.predict("line", pd.DataFrame({"x": [3.0, 4.0]}))["predictions"] == (
+        pytest.approx([7.0, 9.0])
+    )
+    request = _request("words", review=("BYTES", [1], "bytes_contents", [b"good plot"]))
+    assert "has no input 'review'" in _refused(infer, request)
+    request.parameters["content_type"].string_param = "pd"  # as MLServer's PandasCodec sends
+    assert list(infer(request, timeout=30).outputs[0].contents.bytes_contents) == [b"pos"]
