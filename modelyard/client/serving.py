@@ -132,6 +132,27 @@ def _mlflow_input(data: Any) -> Any:
     return data
 
 
+def _frame_column(name: str, column: pd.Series) -> np.ndarray:
+    """A DataFrame column's values as sent. A pandas nullable integer or boolean column (Int64,
+    UInt8, boolean, int64[pyarrow]) with a missing value (pd.NA) is refused naming it: its
+    to_numpy() was float64 with NaN (integers beyond 2**53 rounded on the way) or objects, and
+    the model got other values than the column's, or a refusal about a double column."""
+    dtype = column.dtype
+    if not isinstance(dtype, pd.api.extensions.ExtensionDtype) or dtype.kind not in "iub":
+        return column.to_numpy()
+    missing = np.flatnonzero(column.isna().to_numpy())
+    if missing.size:
+        kind = "a true/false" if dtype.kind == "b" else "an integer"
+        raise InvalidArgument(
+            f"column {name!r} ({dtype}) has a missing value (<NA>) at position {missing[0]}, "
+            f"which {kind} tensor cannot hold; fill it first (frame[{name!r}].fillna(...)), or "
+            f"send the column as float (frame[{name!r}].astype('float64')) if the model takes "
+            "NaN as missing",
+            field=name,
+        )
+    return column.to_numpy(dtype=dtype.numpy_dtype)
+
+
 def _sendable_input(name: str, array: np.ndarray) -> np.ndarray:
     """An input as the protocol can carry it. Times go as ISO 8601 text, which the server reads
     for a datetime column and answers times in (datetime64 was refused here, naming no input).
@@ -346,7 +367,7 @@ class ServingClient:
             # A model logged from an array takes the columns as its rows' values (the server
             # puts them side by side; one column is the array), as MLflow's pyfunc takes a
             # frame for a tensor model: the request says they are a table's, whatever their names.
-            columns = {str(c): data[c].to_numpy() for c in data.columns}
+            columns = {str(c): _frame_column(str(c), data[c]) for c in data.columns}
             request.parameters[CONTENT_TYPE].string_param = TABLE
         elif isinstance(data, dict):
             columns = {k: np.asarray(v) for k, v in data.items()}

@@ -101,6 +101,27 @@ def test_the_sdk_refuses_missing_texts_instead_of_sending_none(platform, colors)
     assert answers.tolist() == colors.predict(COLORS).tolist()
 
 
+def test_the_sdk_refuses_nullable_integers_with_missing_values(platform) -> None:
+    """A pandas Int64 column with <NA> went as float64: NaN, and integers beyond 2**53 rounded
+    (9007199254740993 answered as ...992, status OK), or, for a long column, a refusal speaking
+    of doubles the caller never sent. It is refused naming the column and saying what to do;
+    without <NA> it goes as the integers it holds."""
+    _server, client = platform
+    X = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
+    _serve(client, models.Gated(), "first", X)  # answers column a
+    big = 2**53 + 1
+    for column in (
+        pd.Series([big, None], dtype="Int64"),
+        pd.Series([True, None], dtype="boolean"),
+    ):
+        with pytest.raises(InvalidArgument) as err:
+            client.predict("first", X.assign(a=column))
+        assert err.value.field == "a" and "missing value (<NA>) at position 1" in str(err.value)
+        assert f"({column.dtype})" in str(err.value) and "fillna" in str(err.value)
+    whole = client.predict("first", X.assign(a=pd.Series([7, 8], dtype="Int64")))
+    assert whole["predictions"].tolist() == [7.0, 8.0]
+
+
 def test_the_sdk_takes_records_and_mlflow_payloads_as_tables(platform, colors) -> None:
     """Records (a list of dicts, MLflow's usual input) went as one tensor of the dicts' text,
     refused as "input 'input' has shape [4]"; a dict inside a column went as its text."""
