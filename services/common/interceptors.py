@@ -18,7 +18,13 @@ from typing import Any
 
 import grpc
 
-from modelyard.errors import Internal, InvalidArgument, ModelyardError, to_status
+from modelyard.errors import (
+    Internal,
+    InvalidArgument,
+    ModelyardError,
+    ResourceExhausted,
+    to_status,
+)
 from modelyard.services.common import call_end
 from modelyard.services.common import logging as mlog
 from modelyard.services.common.metrics import RPC_ERRORS, RPC_LATENCY, RPC_REQUESTS
@@ -29,17 +35,30 @@ Behavior = Callable[..., Any]
 
 
 class Undecodable:
-    """Stands in for a request message whose bytes did not parse, so the error is ours to report."""
+    """Stands in for a request message the server does not take: bytes that did not parse, or
+    more of them than max_message_mb. The error is ours to report."""
 
-    def __init__(self, type_name: str, reason: str) -> None:
-        self.type_name = type_name
-        self.reason = reason
+    def __init__(self, error: ModelyardError) -> None:
+        self.error = error
 
-    def error(self) -> InvalidArgument:
-        return InvalidArgument(
-            f"request is not a valid {self.type_name} message ({self.reason}); "
+
+def _unparsable(type_name: str, reason: str) -> Undecodable:
+    return Undecodable(
+        InvalidArgument(
+            f"request is not a valid {type_name} message ({reason}); "
             "send a message built from the modelyard protos"
         )
+    )
+
+
+def _oversized(size: int, limit: int) -> Undecodable:
+    return Undecodable(
+        ResourceExhausted(
+            f"the request is {size / 2**20:.1f} MiB, over this server's message limit of "
+            f"{limit / 2**20:g} MiB; send fewer rows per request, or raise the server's "
+            "max_message_mb (MODELYARD_MAX_MESSAGE_MB)"
+        )
+    )
 
 
 def split_method(full_method: str) -> tuple[str, str]:
@@ -95,11 +114,18 @@ class ErrorMappingInterceptor(_WrappingInterceptor):
     `per_message_errors`: streaming methods ('/pkg.Service/Method') that answer each request on
     its own, errors included (ModelStreamInfer); an undecodable message reaches them as an
     Undecodable, to answer as that message's error, instead of ending the whole call.
+
+    `max_message_bytes`: the largest request message taken (settings.max_message_mb); a larger
+    one is RESOURCE_EXHAUSTED saying what to do, for a per-message stream that message's alone.
+    grpc itself must read up to more (server.RECEIVE_HEADROOM): what it refuses ends the call.
     """
 
-    def __init__(self, per_message_errors: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self, per_message_errors: frozenset[str] = frozenset(), max_message_bytes: int = 0
+    ) -> None:
         super().__init__()
         self._per_message_errors = per_message_errors
+        self._max_message_bytes = max_message_bytes
 
     def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         kind = _behavior_kind(handler)
@@ -108,12 +134,15 @@ class ErrorMappingInterceptor(_WrappingInterceptor):
         changes: dict[str, Any] = {}
         if deserializer is not None:
             type_name = _type_name(deserializer)
+            limit = self._max_message_bytes
 
             def safe_deserialize(data: bytes) -> Any:
+                if limit and len(data) > limit:
+                    return _oversized(len(data), limit)
                 try:
                     return deserializer(data)
                 except Exception as exc:  # the parser's own error says what was wrong
-                    return Undecodable(type_name, str(exc) or type(exc).__name__)
+                    return _unparsable(type_name, str(exc) or type(exc).__name__)
 
             changes["request_deserializer"] = safe_deserialize
         wrapper = _stream_response if handler.response_streaming else _unary_response
@@ -138,7 +167,7 @@ def _call_request_id(context: grpc.ServicerContext) -> str:
 def _checked_requests(requests: Iterator[Any]) -> Iterator[Any]:
     for request in requests:
         if isinstance(request, Undecodable):
-            raise request.error()
+            raise request.error
         yield request
 
 
@@ -146,7 +175,7 @@ def _prepare(request: Any, checked_stream: bool) -> Any:
     if checked_stream:
         return _checked_requests(request)
     if isinstance(request, Undecodable):
-        raise request.error()
+        raise request.error
     return request
 
 

@@ -76,6 +76,13 @@ class ServiceRegistration:
     per_message_errors: frozenset[str] = frozenset()
 
 
+# grpc reads requests up to this many times max_message_mb, for the error mapping to refuse the
+# ones over it on their own (a ModelStreamInfer stream goes on, a unary caller is told what to
+# do); what grpc itself refuses ends its call, a stream with all it still had to answer. More
+# headroom costs memory: each call may hold a request this large before it is refused.
+RECEIVE_HEADROOM = 2
+
+
 class ModelyardServer:
     def __init__(
         self,
@@ -99,13 +106,14 @@ class ModelyardServer:
             # metrics next, so those refusals (auth's) are counted like any error.
             interceptors=[
                 ErrorMappingInterceptor(
-                    frozenset().union(*(r.per_message_errors for r in self._registrations))
+                    frozenset().union(*(r.per_message_errors for r in self._registrations)),
+                    max_bytes,
                 ),
                 MetricsInterceptor(),
                 *interceptors,
             ],
             options=[
-                ("grpc.max_receive_message_length", max_bytes),
+                ("grpc.max_receive_message_length", max_bytes * RECEIVE_HEADROOM),
                 ("grpc.max_send_message_length", max_bytes),
                 # Two servers must never share a port silently.
                 ("grpc.so_reuseport", 0),

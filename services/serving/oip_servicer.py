@@ -317,7 +317,7 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
         self, request: oip.ModelInferRequest | Undecodable, deadline: float | None
     ) -> oip.ModelStreamInferResponse:
         if isinstance(request, Undecodable):  # costs only itself, as any failed request
-            return self._failed(oip.ModelInferRequest(), request.error().message)
+            return self._failed(oip.ModelInferRequest(), request.error.message)
         try:
             self._may_infer(request)
             answer = oip.ModelStreamInferResponse(infer_response=self._infer(request, deadline))

@@ -591,10 +591,9 @@ def test_a_cancelled_model_infer_waiting_for_the_model_is_never_computed(platfor
         models.GATE.set()
 
 
-def test_an_answer_over_the_message_limit_fails_alone_and_says_what_to_do(tmp_path) -> None:
-    """An answer larger than the server's max_message_mb ended the whole stream (the requests
-    after it were never answered), and a unary call got grpc's bare "Sent message larger than
-    max". Now that request alone fails, naming the limit and what to change."""
+@pytest.fixture
+def wide(tmp_path) -> Iterator[triton.InferenceServerClient]:
+    """A server with 4 MiB messages serving "wide", whose answers are 1000 times its rows."""
     from modelyard import Client
     from modelyard.services.common.settings import Settings
     from tests.conftest import running_server
@@ -611,31 +610,63 @@ def test_an_answer_over_the_message_limit_fails_alone_and_says_what_to_do(tmp_pa
                 )
             client.create_endpoint("wide", "models:/wide/1")
             wait_ready(client, "wide")
-
-            def rows(n: int) -> list[triton.InferInput]:
-                tensor = triton.InferInput("input", [n, 3], "FP64")
-                tensor.set_data_from_numpy(np.ones((n, 3)))
-                return [tensor]
-
             with triton.InferenceServerClient(server.address) as tc:
-                stream = Stream(tc)
-                for i, n in enumerate((10, 1000, 10)):  # 1000 rows answer 8 MB
-                    stream.send("wide", rows(n), f"w{i}")
-                answers = [stream.next() for _ in range(3)]
-                tc.stop_stream()
-                assert [e is None for _r, e in answers] == [True, False, True]
-                assert answers[2][0].as_numpy("predictions").shape == (10, 1000)
-                too_big = answers[1][1]
-                assert too_big is not None
-                assert "over this server's message limit of 4 MiB" in too_big.message()
-                assert "send fewer rows per request" in too_big.message()
-
-                refused = refusal(lambda: tc.infer("wide", rows(1000)))
-                assert refused.status() == "StatusCode.RESOURCE_EXHAUSTED"
-                assert "max_message_mb" in refused.message()
-                assert tc.infer("wide", rows(10)).as_numpy("predictions").shape == (10, 1000)
+                yield tc
         finally:
             modelyard.set_tracking_uri("127.0.0.1:1")
+
+
+def _rows(n: int) -> list[triton.InferInput]:
+    tensor = triton.InferInput("input", [n, 3], "FP64")
+    tensor.set_data_from_numpy(np.ones((n, 3)))
+    return [tensor]
+
+
+def test_an_answer_over_the_message_limit_fails_alone_and_says_what_to_do(wide) -> None:
+    """An answer larger than the server's max_message_mb ended the whole stream (the requests
+    after it were never answered), and a unary call got grpc's bare "Sent message larger than
+    max". Now that request alone fails, naming the limit and what to change."""
+    tc = wide
+    stream = Stream(tc)
+    for i, n in enumerate((10, 1000, 10)):  # 1000 rows answer 8 MB
+        stream.send("wide", _rows(n), f"w{i}")
+    answers = [stream.next() for _ in range(3)]
+    tc.stop_stream()
+    assert [e is None for _r, e in answers] == [True, False, True]
+    assert answers[2][0].as_numpy("predictions").shape == (10, 1000)
+    too_big = answers[1][1]
+    assert too_big is not None
+    assert "over this server's message limit of 4 MiB" in too_big.message()
+    assert "send fewer rows per request" in too_big.message()
+
+    refused = refusal(lambda: tc.infer("wide", _rows(1000)))
+    assert refused.status() == "StatusCode.RESOURCE_EXHAUSTED"
+    assert "max_message_mb" in refused.message()
+    assert tc.infer("wide", _rows(10)).as_numpy("predictions").shape == (10, 1000)
+
+
+def test_a_request_over_the_message_limit_fails_alone_and_says_what_to_do(wide) -> None:
+    """A request larger than max_message_mb on a ModelStreamInfer stream ended the whole stream
+    with grpc's "Received message larger than max": the requests after it were never answered.
+    Triton answers that request's error and goes on; so does serving. A unary caller is told
+    what to do too."""
+    tc = wide
+    stream = Stream(tc)
+    for i, n in enumerate((2, 200_000, 2)):  # 200,000 rows are 4.6 MiB
+        stream.send("wide", _rows(n), f"r{i}")
+    answers = [stream.next() for _ in range(3)]
+    tc.stop_stream()
+    assert [e is None for _r, e in answers] == [True, False, True]
+    assert [answers[i][0].get_response().id for i in (0, 2)] == ["r0", "r2"]
+    too_big = answers[1][1]
+    assert too_big is not None
+    assert "the request is 4.6 MiB, over this server's message limit of 4 MiB" in (
+        too_big.message()
+    )
+    refused = refusal(lambda: tc.infer("wide", _rows(200_000)))
+    assert refused.status() == "StatusCode.RESOURCE_EXHAUSTED"
+    assert "send fewer rows per request" in refused.message()
+    assert "MODELYARD_MAX_MESSAGE_MB" in refused.message()
 
 
 def test_outputs_asked_for_as_classes_are_ranked_as_tritons_are(platform, iris, served):
