@@ -13,6 +13,9 @@ hand callers each other's rows, so such a batch is run again request by request,
 is never batched again. A request whose caller's deadline passes while it waits behind a slow
 model leaves the queue, so callers that gave up do not hold the server's threads nor get
 computed later; so does one whose call ends (the client cancelled it, or the stream it came on).
+A request's own timeout (Triton's `timeout` parameter) counts from when it joins the queue: one
+still waiting when it passes is answered DEADLINE_EXCEEDED without being run, as Triton's queue
+policy rejects it; once in a batch, it runs to its answer.
 """
 
 from __future__ import annotations
@@ -54,19 +57,36 @@ class _Pending:
         "done",
         "enqueued",
         "error",
+        "expired",
         "inputs",
         "result",
         "rows",
         "timing",
     )
 
-    def __init__(self, inputs: Any, deadline: float | None, timing: Timing | None) -> None:
+    def __init__(
+        self,
+        inputs: Any,
+        deadline: float | None,
+        timing: Timing | None,
+        timeout: float | None = None,
+    ) -> None:
         self.inputs = inputs
         self.rows = rows(inputs)
         self.enqueued = time.perf_counter_ns()
         self.timing = timing
         self._key: tuple[Any, ...] | None = None
         self.deadline = deadline  # time.monotonic() by which the caller wants its answer
+        # What passing `deadline` means, for the caller: its own, or the request's timeout.
+        self.expired = "the request's deadline passed"
+        if timeout is not None:
+            until = time.monotonic() + timeout
+            if deadline is None or until < deadline:
+                self.deadline = until
+                self.expired = (
+                    f"request timeout expired: the request's timeout ({timeout * 1e6:.0f} us, "
+                    "its timeout parameter) passed"
+                )
         self.done = False
         self.result: dict[str, Any] | None = None
         self.error: BaseException | None = None
@@ -78,6 +98,12 @@ class _Pending:
         if self._key is None:
             self._key = batch_key(self.inputs)
         return self._key
+
+
+_UNRUN = (
+    "it was not run. Give it longer, or send when the model is less busy (more replicas, or a "
+    "larger max batch so that the queue moves faster)"
+)
 
 
 class _NotRowWise(Exception):
@@ -107,12 +133,16 @@ class DynamicBatcher:
         self._row_wise = True  # until a batch's output says otherwise
 
     def __call__(
-        self, inputs: Any, deadline: float | None = None, timing: Timing | None = None
+        self,
+        inputs: Any,
+        deadline: float | None = None,
+        timing: Timing | None = None,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
         """The model's outputs for `inputs`; DeadlineExceeded once `deadline` (a monotonic time)
-        passes while the request still waits for its turn. `timing` gets the time the request
-        queued and its batch took."""
-        item = _Pending(inputs, deadline, timing)
+        passes, or `timeout` seconds from now, while the request still waits for its turn.
+        `timing` gets the time the request queued and its batch took."""
+        item = _Pending(inputs, deadline, timing, timeout)
         with interrupted_when_call_ends(lambda: self._abandon(item)):
             with self._cond:
                 self._queue.append(item)
@@ -164,7 +194,7 @@ class DynamicBatcher:
         if item in self._queue:
             self._queue.remove(item)
             self._pending.dec()
-        raise DeadlineExceeded("the request's deadline passed while it waited for the model")
+        raise DeadlineExceeded(f"{item.expired} while it waited for the model; {_UNRUN}")
 
     def _take(self) -> list[_Pending]:
         """The next batch: the oldest request and, in order, those of its key that fit. Others
@@ -179,7 +209,7 @@ class DynamicBatcher:
                 # Its thread has not woken to leave yet: do not compute what nobody will read.
                 del self._queue[i]
                 self._pending.dec()
-                item.error = DeadlineExceeded("the request's deadline passed before its turn")
+                item.error = DeadlineExceeded(f"{item.expired} before its turn; {_UNRUN}")
                 item.done = True
                 continue
             if batch and item.key != batch[0].key and self._row_wise:

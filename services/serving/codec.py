@@ -134,6 +134,34 @@ def is_table(request: oip.ModelInferRequest) -> bool:
     return kind is not None and kind.string_param == TABLE
 
 
+def _count(request: oip.ModelInferRequest, name: str) -> int | None:
+    """An integer request parameter (tritonclient sends int64, others uint64); None if absent."""
+    value = request.parameters.get(name)
+    if value is None:
+        return None
+    if value.WhichOneof("parameter_choice") not in ("int64_param", "uint64_param"):
+        raise InvalidArgument(
+            f"parameters.{name} must be an integer (int64_param or uint64_param)",
+            field=f"parameters.{name}",
+        )
+    count = value.int64_param or value.uint64_param
+    if count < 0:
+        raise InvalidArgument(
+            f"parameters.{name} is {count}; it must not be negative", field=f"parameters.{name}"
+        )
+    return count
+
+
+def queue_timeout(request: oip.ModelInferRequest) -> float | None:
+    """Triton's per-request `timeout` (microseconds; 0 or none: no timeout) in seconds: how long
+    the request may wait for the model before it is refused unrun. Triton's `priority` is
+    checked and otherwise ignored, as Triton ignores it for a model whose config has no
+    priority_levels (ModelConfig reports none): requests are taken in the order they came."""
+    _count(request, "priority")
+    micros = _count(request, "timeout")
+    return micros / 1e6 if micros else None
+
+
 def unknown_outputs(wanted: Sequence[str], outputs: Mapping[str, np.ndarray]) -> None:
     """Refuse requested outputs (the request's `outputs[i].name`) the model does not give, as
     Triton does."""

@@ -170,9 +170,11 @@ class ServedModelRuntime:
         deadline: float | None = None,
         timing: Timing | None = None,
         table: bool = False,
+        timeout: float | None = None,
     ) -> tuple[LoadedModel, dict[str, Any]]:
         """`timing` learns which version's counters took the request (they count its outcome)
-        and where its time went; `table`: see LoadedModel.to_input."""
+        and where its time went; `table`: see LoadedModel.to_input; `timeout`: seconds the
+        request may wait for the model (DynamicBatcher)."""
         model, batcher = self.current
         start = time.perf_counter_ns()
         if timing is not None:
@@ -186,7 +188,7 @@ class ServedModelRuntime:
                 "inputs: the request has no rows (a first dimension of 0); send at least one",
                 field="inputs",
             )
-        return model, batcher(model_input, deadline, timing)
+        return model, batcher(model_input, deadline, timing, timeout)
 
     def statistics(self) -> tuple[int, StatsSnapshot] | None:
         """The serving version and its counters; None while nothing is loaded."""

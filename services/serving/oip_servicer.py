@@ -36,6 +36,7 @@ from modelyard.services.serving.codec import (
     decode_inputs,
     encode_outputs,
     is_table,
+    queue_timeout,
     requested_classes,
 )
 from modelyard.services.serving.endpoints import EndpointRuntime, ServedModelRuntime
@@ -362,6 +363,7 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
             deadline,
             wanted,
             table=is_table(request),
+            timeout=queue_timeout(request),
         )
         response = oip.ModelInferResponse(
             model_name=request.model_name, model_version=str(model.version), id=request.id

@@ -474,10 +474,12 @@ class ServingService:
         deadline: float | None = None,
         wanted: Sequence[str] = (),
         table: bool = False,
+        timeout: float | None = None,
     ) -> tuple[ServedModelRuntime, LoadedModel, dict[str, Any]]:
         """`deadline` (a time.monotonic() value): when the caller stops waiting. `wanted`: the
         outputs asked for, checked here so that a refusal is counted and logged as one.
-        `table`: the tensors are a table's columns (LoadedModel.to_input)."""
+        `table`: the tensors are a table's columns (LoadedModel.to_input). `timeout`: seconds
+        the request may wait for the model before it is refused unrun (Triton's parameter)."""
         start = time.perf_counter()
         timing = Timing()
         runtime = self.runtime(endpoint)
@@ -487,7 +489,7 @@ class ServingService:
         outputs: dict[str, Any] = {}
         try:
             model, outputs = served.predict(
-                tensors, runtime.spec.missing_features, deadline, timing, table
+                tensors, runtime.spec.missing_features, deadline, timing, table, timeout
             )
             unknown_outputs(wanted, outputs)
             return served, model, outputs

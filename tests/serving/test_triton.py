@@ -591,6 +591,61 @@ def test_a_cancelled_model_infer_waiting_for_the_model_is_never_computed(platfor
         models.GATE.set()
 
 
+def test_a_request_still_queued_past_its_timeout_is_refused_unrun(platform) -> None:
+    """Triton's per-request timeout (tritonclient's infer(timeout=us)) was ignored: a request
+    waited behind a slow model however long, then ran. One still queued when its timeout passes
+    is now DEADLINE_EXCEEDED, never run (as Triton's queue policy rejects it, "Request timeout
+    expired"); a request with a longer timeout, or with priority (ignored, as Triton ignores it
+    without priority levels), waits and is answered. A timeout that is no count is refused."""
+    from tests.serving import models
+
+    server, client = platform
+    X = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
+    register(models.Gated(), X, "gated")
+    client.create_endpoint("gated", [ServedModel("models:/gated/1")])
+    wait_ready(client, "gated")
+    models.GATE.clear()
+    models.ENTERED.clear()
+    models.SEEN.clear()
+
+    def row(first: float) -> list[triton.InferInput]:
+        return columns(pd.DataFrame({"a": [first], "b": [0.0]}))
+
+    try:
+        with triton.InferenceServerClient(server.address) as tc:
+            answers: queue.Queue[tuple[Any, Any]] = queue.Queue()
+
+            def later(result: Any, error: Any) -> None:
+                answers.put((result, error))
+
+            tc.async_infer("gated", row(-1.0), later)  # holds the model
+            assert models.ENTERED.wait(60)
+            tc.async_infer("gated", row(5.0), later, timeout=120_000_000, priority=2)
+            wait_pending(client, "gated", 1)
+            refused = refusal(lambda: tc.infer("gated", row(6.0), timeout=1))
+            assert refused.status() == "StatusCode.DEADLINE_EXCEEDED"
+            assert "request timeout expired" in refused.message()
+            assert "(1 us, its timeout parameter)" in refused.message()
+            assert "it was not run" in refused.message()
+            models.GATE.set()
+            results = [answers.get(timeout=60) for _ in range(2)]
+            assert sorted(r.as_numpy("predictions").tolist()[0] for r, _e in results) == [-1, 5]
+            request = oip.ModelInferRequest(model_name="gated")
+            for name in ("a", "b"):
+                request.inputs.add(name=name, datatype="FP64", shape=[1])
+                request.inputs[-1].contents.fp64_contents.append(1.0)
+            request.parameters["timeout"].string_param = "1s"
+            with grpc.insecure_channel(server.address) as channel:
+                stub = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel)
+                with pytest.raises(grpc.RpcError) as err:
+                    stub.ModelInfer(request, timeout=60)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "parameters.timeout must be an integer" in err.value.details()
+        assert models.SEEN == [[-1.0], [5.0]]  # 6.0 was never run
+    finally:
+        models.GATE.set()
+
+
 @pytest.fixture
 def wide(tmp_path) -> Iterator[triton.InferenceServerClient]:
     """A server with 4 MiB messages serving "wide", whose answers are 1000 times its rows."""
