@@ -325,7 +325,7 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
             answer.infer_response.parameters.get_or_create(FINAL).bool_param = True
             return self._fitting(answer)
         except ModelyardError as exc:
-            return self._failed(request, exc.message)
+            return self._failed(request, str(exc))  # with its request id, if INTERNAL
         except CallEnded:  # the stream ended: nobody reads this answer
             return self._failed(request, "the stream ended before the request's turn")
         except Exception:

@@ -23,9 +23,10 @@ from prometheus_client import Counter, Histogram
 from modelyard.client.registry import RegistryClient
 from modelyard.entities.common import Grant, PermissionLevel
 from modelyard.entities.serving import Endpoint, InferenceRecord, ServedModel
-from modelyard.errors import InvalidArgument, ModelyardError, NotFound, Unavailable
+from modelyard.errors import Internal, InvalidArgument, ModelyardError, NotFound, Unavailable
 from modelyard.models.uri import parse_models_uri
 from modelyard.services.common import identity
+from modelyard.services.common import logging as mlog
 from modelyard.services.common import validation as v
 from modelyard.services.common.auth.grants import GrantStore
 from modelyard.services.common.call_end import CallEnded
@@ -42,6 +43,8 @@ from modelyard.services.serving.loader import ModelLoader
 from modelyard.services.serving.model import LoadedModel
 from modelyard.services.serving.statistics import StatsSnapshot, Timing
 from modelyard.services.serving.store.sql import SqlServingStore
+
+log = mlog.get_logger(__name__)
 
 # Short enough for "modelyard-ep-<name>" to stay a valid Kubernetes Service name (a longer
 # "<instance>-ep-<name>" is cut, with a hash: cluster.object_name).
@@ -495,6 +498,15 @@ class ServingService:
             return served, model, outputs
         except ModelyardError as exc:
             code = exc.code.name
+            if isinstance(exc, Internal):  # the model's fault: the operator's to find by its id
+                exc.request_id = exc.request_id or mlog.request_id.get()
+                log.error(
+                    "endpoint %s, served model %s: %s",
+                    endpoint,
+                    served.name,
+                    exc.message,
+                    exc_info=exc.__cause__ or exc,
+                )
             raise
         except CallEnded:
             code = "CANCELLED"

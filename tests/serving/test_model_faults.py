@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from modelyard._gen.inference import grpc_predict_v2_pb2 as oip
 from modelyard._gen.inference import grpc_predict_v2_pb2_grpc
 from modelyard.entities.serving import ServedModel
 from modelyard.errors import DeadlineExceeded, Internal, InvalidArgument
+from modelyard.services.common import logging as mlog
 from modelyard.services.common.server import ModelyardServer
 from modelyard.services.common.settings import Settings
 from tests.conftest import running_server
@@ -88,6 +90,43 @@ def test_values_the_model_refuses_are_the_callers_to_fix(platform) -> None:
         client.predict("faulty", X.assign(a=[-1.0, 2.0, 3.0], b=[np.nan, 5.0, 6.0]))
     assert "failed to predict: ValueError: operands" in fault.value.message
     assert fault.value.request_id
+
+
+def test_a_models_fault_is_logged_under_the_request_id_it_answers(platform) -> None:
+    """A model's own fault was answered INTERNAL, "report the request id to the operator", yet
+    nothing was logged under that id (the operator had the model's one-line message at most),
+    and a ModelStreamInfer answer's error_message carried no request id at all. Both now carry
+    it, and the fault is logged under it with the model's traceback."""
+    server, client = platform
+    _serve(client, models.Faulty(), "faulty")
+    seen: list[tuple[str | None, logging.LogRecord]] = []
+
+    class Tagged(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append((mlog.request_id.get(), record))
+
+    logger = logging.getLogger("modelyard.services.serving.service")
+    handler = Tagged()
+    logger.addHandler(handler)
+    request = oip.ModelInferRequest(model_name="faulty", id="s1")
+    for name, value in (("a", -1.0), ("b", 4.0)):
+        tensor = request.inputs.add(name=name, datatype="FP64", shape=[1])
+        tensor.contents.fp64_contents.append(value)
+    try:
+        with pytest.raises(Internal) as fault:
+            client.predict("faulty", X.assign(a=-1.0))
+        with grpc.insecure_channel(server.address) as channel:
+            stream = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel).ModelStreamInfer
+            (answer,) = stream(iter([request]), metadata=(("x-request-id", "st-7"),), timeout=60)
+    finally:
+        logger.removeHandler(handler)
+    assert "failed to predict: ValueError" in answer.error_message
+    assert "(request id st-7)" in answer.error_message and answer.infer_response.id == "s1"
+    errors = {rid: record for rid, record in seen if record.levelno == logging.ERROR}
+    assert set(errors) == {fault.value.request_id, "st-7"}
+    for record in errors.values():
+        assert record.exc_info and record.exc_info[0] is ValueError
+        assert "faulty" in record.getMessage()
 
 
 @pytest.fixture
