@@ -207,7 +207,12 @@ def enforce(signature: Signature, data: Any) -> Any:
         return _enforce_columns(signature, data)
     spec = signature.inputs[0]
     assert isinstance(spec, TensorSpec)
-    array = data.to_numpy() if isinstance(data, pd.DataFrame) else np.asarray(data)
+    if isinstance(data, pd.DataFrame):
+        # As MLflow's pyfunc: a one-column frame is a 1-D model's array, columns are rows'.
+        one = data.shape[1] == 1 and len(spec.shape) == 1
+        array = data.iloc[:, 0].to_numpy() if one else data.to_numpy()
+    else:
+        array = np.asarray(data)
     return _enforce_tensor(spec, array)
 
 

@@ -226,6 +226,18 @@ def test_text_tensor_signature_takes_texts_of_any_length() -> None:
     assert list(enforce(legacy, np.array(longer))) == longer
 
 
+def test_a_one_column_frame_is_the_array_of_a_model_logged_from_one() -> None:
+    """A model logged from a 1-D array refused a one-column DataFrame ("the tensor has shape
+    [2, 1]; the model expects [-1]"); MLflow's pyfunc takes the column as the array."""
+    texts = infer_signature(np.array(["good film", "bad plot"]))
+    reviews = pd.DataFrame({"review": ["great acting", "awful"]})
+    assert enforce(texts, reviews).tolist() == ["great acting", "awful"]
+    column = infer_signature(np.zeros((4, 1)))
+    assert enforce(column, pd.DataFrame({"x": [1.0, 2.0]})).shape == (2, 1)
+    with pytest.raises(InvalidArgument, match="shape"):
+        enforce(texts, reviews.assign(other=["a", "b"]))
+
+
 def test_autolog_logs_params_metrics_and_model(fluent, iris) -> None:
     X, y = iris
     modelyard.sklearn.autolog()
