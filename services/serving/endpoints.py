@@ -178,7 +178,7 @@ class ServedModelRuntime:
         model, batcher = self.current
         start = time.perf_counter_ns()
         if timing is not None:
-            timing.stats = batcher.stats
+            timing.stats, timing.version = batcher.stats, model.version
         model_input = model.to_input(tensors, missing_features, table)
         if timing is not None:
             timing.input_ns = time.perf_counter_ns() - start

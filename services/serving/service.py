@@ -518,7 +518,8 @@ class ServingService:
             elapsed = time.perf_counter() - start
             if timing.stats is not None:  # a version took it: its ModelStatistics count it
                 timing.stats.request(code == "OK", timing.rows, int(elapsed * 1e9), timing)
-            label_version = str(model.version) if model else "none"
+            # The version that took it, though it failed (its own fault, or the caller's).
+            label_version = str(timing.version) if timing.version else "none"
             INFER_REQUESTS.labels(endpoint, served.name, label_version, code).inc()
             INFER_LATENCY.labels(endpoint, served.name, label_version).observe(elapsed)
             config = runtime.spec.inference_log
@@ -530,7 +531,7 @@ class ServingService:
                         request_time=int(time.time() * 1000),
                         endpoint=endpoint,
                         served_model=served.name,
-                        model_version=model.version if model else 0,
+                        model_version=timing.version,
                         latency_ms=elapsed * 1000,
                         inputs_json=to_json(tensors),
                         outputs_json=to_json(outputs),

@@ -18,6 +18,7 @@ class Timing:
     its time went (ns); filled in by the served model and its batcher."""
 
     stats: InferenceStats | None = None
+    version: int = 0  # of the model that took it, answered or not (0: none did)
     rows: int = 0
     input_ns: int = 0  # tensors -> model input (signature checks, feature joins)
     queue_ns: int = 0  # waiting for its batch to start

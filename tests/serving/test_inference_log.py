@@ -166,7 +166,9 @@ def test_each_request_is_logged_capped_strict_and_with_the_status_it_got(
         "features": {"shape": [1000, 1000, 0], "dtype": "float64", "truncated": True}
     }
     assert _strict(records["nan"].inputs_json) == {"features": [["NaN", 1.0, "Infinity", 3.0]]}
-    assert _counted() == {"OK": ok + 2, "INVALID_ARGUMENT": refused + 1}  # no-such-output
+    # Counted under the version that refused them (they were "none", hiding a failing canary).
+    assert _counted() == {"OK": ok + 2, "INVALID_ARGUMENT": refused + 3}
+    assert {r.model_version for r in records.values()} == {1}
     # The dashboard reads these records: the truncated one is left out, the others are read.
     log = client.get_inference_log("inflog")
     inputs, predictions = monitoring.decode(log, list(X.columns))
