@@ -275,6 +275,15 @@ def _convert_column(spec: ColumnSpec, column: pd.Series) -> pd.Series:
         integral = spec.type in ("double", "float") or bool((converted.dropna() % 1 == 0).all())
         if not converted.isna().any() and integral:
             return converted.astype(COLUMN_TYPES[spec.type])
+    if actual in ("float", "double") and spec.type in ("long", "integer"):
+        missing = np.flatnonzero(column.isna().to_numpy())
+        if missing.size:  # the usual cause: integers with a gap, read from CSV or JSON
+            raise InvalidArgument(
+                f"column {spec.name!r} has a missing value (NaN at position {missing[0]}), which "
+                f"a {spec.type} column cannot hold; fill it before calling predict, or log the "
+                "model from an example with missing values there (the column is then double)",
+                field=spec.name,
+            )
     raise InvalidArgument(
         f"column {spec.name!r} has type {actual}, but the model expects {spec.type}; convert it "
         "before calling predict",

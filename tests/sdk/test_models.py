@@ -146,6 +146,10 @@ def test_signature_enforcement() -> None:
     assert err.value.field == "a"
     with pytest.raises(InvalidArgument, match="column 'b' has type double"):
         enforce(sig, good.assign(b=[1.5, 2.0]))
+    # Integers with a gap (read_csv makes them float): "convert it" could not be done.
+    with pytest.raises(InvalidArgument) as err:
+        enforce(sig, good.assign(b=[1.0, np.nan]))
+    assert "column 'b' has a missing value (NaN at position 1)" in err.value.message
     numeric_text = enforce(sig, good.assign(a=["1.5", "2"]))
     assert list(numeric_text["a"]) == [1.5, 2.0]
     as_array = enforce(
