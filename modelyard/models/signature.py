@@ -250,6 +250,8 @@ def _convert_column(spec: ColumnSpec, column: pd.Series) -> pd.Series:
         actual = column_type(column.dtype)
     except InvalidArgument:
         actual = str(column.dtype)
+    if actual == spec.type and isinstance(column.dtype, np.dtype) and column.dtype.kind == "u":
+        return _signed(spec, column)
     if actual == spec.type:
         return column
     if actual in _WIDENING.get(spec.type, ()):
@@ -289,6 +291,20 @@ def _convert_column(spec: ColumnSpec, column: pd.Series) -> pd.Series:
         "before calling predict",
         field=spec.name,
     )
+
+
+def _signed(spec: ColumnSpec, column: pd.Series) -> pd.Series:
+    """An unsigned column (UINT64, UINT32 from OIP) as the signed type the signature says, or
+    InvalidArgument naming a value beyond it: it reached the model unsigned, past int64's max."""
+    expected = np.dtype(COLUMN_TYPES[spec.type])
+    limit = np.iinfo(expected).max
+    if len(column) and int(column.max()) > limit:
+        raise InvalidArgument(
+            f"column {spec.name!r} holds {int(column.max())}, beyond the model's {spec.type} "
+            f"({expected}, at most {limit}); send values within it",
+            field=spec.name,
+        )
+    return column.astype(expected)
 
 
 def _changed_by_cast(array: np.ndarray, expected: np.dtype) -> str:

@@ -150,6 +150,12 @@ def test_signature_enforcement() -> None:
     with pytest.raises(InvalidArgument) as err:
         enforce(sig, good.assign(b=[1.0, np.nan]))
     assert "column 'b' has a missing value (NaN at position 1)" in err.value.message
+    # Unsigned integers (OIP's UINT64) went to the model unsigned, past what a long holds.
+    with pytest.raises(InvalidArgument, match="holds 9223372036854775813, beyond") as err:
+        enforce(sig, good.assign(b=np.array([1, 2**63 + 5], dtype=np.uint64)))
+    assert err.value.field == "b"
+    fits = enforce(sig, good.assign(b=np.array([1, 2], dtype=np.uint64)))["b"]
+    assert fits.dtype == np.int64 and fits.tolist() == [1, 2]
     numeric_text = enforce(sig, good.assign(a=["1.5", "2"]))
     assert list(numeric_text["a"]) == [1.5, 2.0]
     as_array = enforce(
