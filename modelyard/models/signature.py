@@ -321,6 +321,25 @@ def _changed_by_cast(array: np.ndarray, expected: np.dtype) -> str:
     return ""
 
 
+def cast_tensor(array: np.ndarray, expected: np.dtype, field: str) -> np.ndarray:
+    """`array` as the numeric dtype a tensor input expects, or InvalidArgument (naming `field`)
+    where the cast is not safe or would change values."""
+    if array.dtype == expected:
+        return array
+    if not np.can_cast(array.dtype, expected, casting="safe"):
+        raise InvalidArgument(
+            f"the tensor has dtype {array.dtype}; the model expects {expected}", field=field
+        )
+    changed = _changed_by_cast(array, expected)
+    if changed:
+        raise InvalidArgument(
+            f"the tensor has dtype {array.dtype}, {changed}; the model expects "
+            f"{expected}: convert the values yourself if that is what you mean",
+            field=field,
+        )
+    return array.astype(expected)
+
+
 def _enforce_tensor(spec: TensorSpec, array: np.ndarray) -> np.ndarray:
     expected = np.dtype(spec.dtype)
     if expected.kind in _STRING_KINDS:  # texts of any length (older packages: "<U12")
@@ -332,20 +351,8 @@ def _enforce_tensor(spec: TensorSpec, array: np.ndarray) -> np.ndarray:
                 f"the tensor has dtype {array.dtype}; the model expects {spec.dtype} texts",
                 field=spec.name or "inputs",
             )
-    elif array.dtype != expected:
-        if not np.can_cast(array.dtype, expected, casting="safe"):
-            raise InvalidArgument(
-                f"the tensor has dtype {array.dtype}; the model expects {expected}",
-                field=spec.name or "inputs",
-            )
-        changed = _changed_by_cast(array, expected)
-        if changed:
-            raise InvalidArgument(
-                f"the tensor has dtype {array.dtype}, {changed}; the model expects "
-                f"{expected}: convert the values yourself if that is what you mean",
-                field=spec.name or "inputs",
-            )
-        array = array.astype(expected)
+    else:
+        array = cast_tensor(array, expected, spec.name or "inputs")
     if len(array.shape) != len(spec.shape) or any(
         want not in (-1, got) for want, got in zip(spec.shape, array.shape, strict=True)
     ):

@@ -17,7 +17,13 @@ import pandas as pd
 from modelyard.convert.tensors import BY_DTYPE
 from modelyard.entities.serving import MissingFeaturePolicy
 from modelyard.errors import Internal, InvalidArgument, ModelyardError
-from modelyard.models.signature import COLUMN_TYPES, ColumnSpec, TensorSpec, enforce
+from modelyard.models.signature import (
+    COLUMN_TYPES,
+    ColumnSpec,
+    TensorSpec,
+    cast_tensor,
+    enforce,
+)
 from modelyard.pyfunc import PyFuncModel
 from modelyard.services.serving.features import KEY_DATATYPE, FeatureJoin
 
@@ -77,12 +83,20 @@ def _column(values: np.ndarray, spec: ColumnSpec) -> Any:
         ) from None
 
 
-def _columns_as_rows(tensors: dict[str, np.ndarray]) -> np.ndarray | None:
+def _columns_as_rows(tensors: dict[str, np.ndarray], spec: Any) -> np.ndarray | None:
     """Tensors that are a table's columns (each 1-D, all as long) side by side, in the order
-    sent; None for anything else."""
+    sent; None for anything else. Each is first cast to the numeric dtype `spec` (a TensorSpec,
+    if the model has a signature) says, naming the column where that would change it: stacked
+    as they came, a bool column became 1.0 and an integer beyond 2**53 was rounded."""
     columns = list(tensors.values())
     if any(c.ndim != 1 for c in columns) or len({len(c) for c in columns}) != 1:
         return None
+    expected = np.dtype(spec.dtype) if isinstance(spec, TensorSpec) else None
+    if expected is not None and expected.kind in "biuf":
+        try:
+            columns = [cast_tensor(c, expected, name) for name, c in tensors.items()]
+        except InvalidArgument as exc:  # named as the request named it
+            raise InvalidArgument(f"input {exc.field!r}: {exc.message}", field=exc.field) from None
     return np.column_stack(columns)
 
 
@@ -146,13 +160,13 @@ class LoadedModel:
             tensors = self.features.join(tensors, missing_features)
         if self.columns:
             return self._table(tensors)
+        spec = self.signature.inputs[0] if self.signature else None
         if table and len(tensors) == 1:
             # One column: its values are the array (shaped [rows, 1] if the model says so).
             ((_name, array),) = tensors.items()
-            spec = self.signature.inputs[0] if self.signature else None
             shape = getattr(spec, "shape", ())
             tensors = {"inputs": array[:, None] if array.ndim == 1 and shape == (-1, 1) else array}
-        elif len(tensors) > 1 and (rows := _columns_as_rows(tensors)) is not None:
+        elif len(tensors) > 1 and (rows := _columns_as_rows(tensors, spec)) is not None:
             # A table's columns (a DataFrame, one tensor each) for a model logged from an array:
             # its rows are the array, as MLflow's pyfunc takes a frame for a tensor model.
             tensors = {"inputs": rows}

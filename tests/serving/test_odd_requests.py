@@ -275,6 +275,28 @@ def test_a_table_sent_to_a_model_logged_from_an_array_is_its_rows(platform, iris
     )
 
 
+def test_a_tables_columns_are_checked_one_by_one_before_they_become_rows(platform) -> None:
+    """A DataFrame's columns, put side by side for a model logged from a float64 array, were
+    stacked as they came: a bool column became 1.0, and an integer beyond 2**53 beside a float
+    column was rounded, each answered with status OK. Each column is cast as the model's array
+    is, and refused naming it where that would change it."""
+    _server, client = platform
+    with modelyard.start_run():
+        modelyard.sklearn.log_model(
+            models.Scores(), "model", input_example=np.ones((4, 2)), registered_model_name="echo"
+        )
+    client.create_endpoint("echo", [ServedModel("models:/echo/1")])
+    wait_ready(client, "echo")
+    big = np.array([2**53 + 1, 1], dtype=np.int64)
+    for column, said in (([True, False], "true/false flags"), (big, "beyond +-2**53")):
+        with pytest.raises(InvalidArgument) as err:
+            client.predict("echo", pd.DataFrame({"a": column, "b": [0.5, 0.25]}))
+        assert err.value.field == "a" and said in err.value.message
+        assert err.value.message.startswith("input 'a': ")
+    small = pd.DataFrame({"a": np.array([3, 1], dtype=np.int64), "b": [0.5, 0.25]})
+    assert client.predict("echo", small)["predictions"].tolist() == [[3.0, 0.5], [1.0, 0.25]]
+
+
 def test_a_one_column_table_is_the_array_of_a_model_logged_from_one(infer, platform) -> None:
     """A one-column DataFrame sent to a model logged from a 1-D array (texts) or a [rows, 1]
     one was refused: "model has no input 'review'". MLflow's pyfunc takes the column as the
