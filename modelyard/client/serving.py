@@ -133,10 +133,11 @@ def _mlflow_input(data: Any) -> Any:
 
 
 def _frame_column(name: str, column: pd.Series) -> np.ndarray:
-    """A DataFrame column's values as sent. A pandas nullable integer or boolean column (Int64,
-    UInt8, boolean, int64[pyarrow]) with a missing value (pd.NA) is refused naming it: its
-    to_numpy() was float64 with NaN (integers beyond 2**53 rounded on the way) or objects, and
-    the model got other values than the column's, or a refusal about a double column."""
+    """A pandas column's values as sent (a DataFrame's, or a Series in a dict). A nullable
+    integer or boolean column (Int64, UInt8, boolean, int64[pyarrow]) with a missing value
+    (pd.NA) is refused naming it: its to_numpy() was float64 with NaN (integers beyond 2**53
+    rounded on the way) or objects, and the model got other values than the column's, or a
+    refusal about a double column."""
     dtype = column.dtype
     if not isinstance(dtype, pd.api.extensions.ExtensionDtype) or dtype.kind not in "iub":
         return column.to_numpy()
@@ -370,7 +371,10 @@ class ServingClient:
             columns = {str(c): _frame_column(str(c), data[c]) for c in data.columns}
             request.parameters[CONTENT_TYPE].string_param = TABLE
         elif isinstance(data, dict):
-            columns = {k: np.asarray(v) for k, v in data.items()}
+            columns = {
+                k: _frame_column(k, v) if isinstance(v, pd.Series) else np.asarray(v)
+                for k, v in data.items()
+            }
         else:
             columns = {"input": np.asarray(data)}
         for name, values in columns.items():

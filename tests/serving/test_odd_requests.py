@@ -114,10 +114,12 @@ def test_the_sdk_refuses_nullable_integers_with_missing_values(platform) -> None
         pd.Series([big, None], dtype="Int64"),
         pd.Series([True, None], dtype="boolean"),
     ):
-        with pytest.raises(InvalidArgument) as err:
-            client.predict("first", X.assign(a=column))
-        assert err.value.field == "a" and "missing value (<NA>) at position 1" in str(err.value)
-        assert f"({column.dtype})" in str(err.value) and "fillna" in str(err.value)
+        for data in (X.assign(a=column), {"a": column, "b": X["b"]}):
+            with pytest.raises(InvalidArgument) as err:
+                client.predict("first", data)
+            assert err.value.field == "a"
+            assert "missing value (<NA>) at position 1" in str(err.value)
+            assert f"({column.dtype})" in str(err.value) and "fillna" in str(err.value)
     whole = client.predict("first", X.assign(a=pd.Series([7, 8], dtype="Int64")))
     assert whole["predictions"].tolist() == [7.0, 8.0]
 
