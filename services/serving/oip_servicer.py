@@ -252,7 +252,7 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
         return oip.ModelConfigResponse(config=_config(runtime, served))
 
     def ModelInfer(self, request, context):
-        return self._fitting(self._infer(request, deadline_of(context)))
+        return self._infer(request, deadline_of(context))  # checked to fit (_fitting)
 
     def _fitting(self, answer: Answer) -> Answer:
         """`answer`, or ResourceExhausted if grpc would refuse to send it: a stream it did not
@@ -355,25 +355,29 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
         tensors = decode_inputs(request)
         wanted = [o.name for o in request.outputs]
         classes = requested_classes(request)
-        _served, model, outputs = self.service.infer(
+
+        def respond(model: LoadedModel, outputs: dict[str, Any]) -> oip.ModelInferResponse:
+            response = oip.ModelInferResponse(
+                model_name=request.model_name, model_version=str(model.version), id=request.id
+            )
+            for name, k in classes.items():
+                outputs[name] = classified(name, outputs[name], k, model.batchable)
+            encode_outputs(
+                response, outputs, raw=bool(request.raw_input_contents), wanted=set(wanted) or None
+            )
+            return self._fitting(response)
+
+        return self.service.infer(
             request.model_name,
             request.model_version,
             request.id,
             tensors,
+            respond,
             deadline,
             wanted,
             table=is_table(request),
             timeout=queue_timeout(request),
         )
-        response = oip.ModelInferResponse(
-            model_name=request.model_name, model_version=str(model.version), id=request.id
-        )
-        for name, k in classes.items():
-            outputs[name] = classified(name, outputs[name], k, model.batchable)
-        encode_outputs(
-            response, outputs, raw=bool(request.raw_input_contents), wanted=set(wanted) or None
-        )
-        return response
 
     def ModelStatistics(self, request, context):
         return oip.ModelStatisticsResponse(

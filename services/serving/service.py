@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from prometheus_client import Counter, Histogram
@@ -50,6 +50,8 @@ log = mlog.get_logger(__name__)
 # "<instance>-ep-<name>" is cut, with a hash: cluster.object_name).
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?\Z")
 _SERVED_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,200}\Z")
+
+Answer = TypeVar("Answer")
 
 INFER_REQUESTS = Counter(
     "modelyard_serving_requests_total",
@@ -474,13 +476,16 @@ class ServingService:
         version: str,
         request_id: str,
         tensors: dict[str, np.ndarray],
+        respond: Callable[[LoadedModel, dict[str, Any]], Answer],
         deadline: float | None = None,
         wanted: Sequence[str] = (),
         table: bool = False,
         timeout: float | None = None,
-    ) -> tuple[ServedModelRuntime, LoadedModel, dict[str, Any]]:
-        """`deadline` (a time.monotonic() value): when the caller stops waiting. `wanted`: the
-        outputs asked for, checked here so that a refusal is counted and logged as one.
+    ) -> Answer:
+        """The answer `respond` makes of the model's outputs, made here so that its refusals
+        (an output of no protocol type, an answer over the message limit) are counted and
+        logged as what the caller gets, not OK. `deadline` (a time.monotonic() value): when the
+        caller stops waiting. `wanted`: the outputs asked for, checked here for the same reason.
         `table`: the tensors are a table's columns (LoadedModel.to_input). `timeout`: seconds
         the request may wait for the model before it is refused unrun (Triton's parameter)."""
         start = time.perf_counter()
@@ -495,7 +500,7 @@ class ServingService:
                 tensors, runtime.spec.missing_features, deadline, timing, table, timeout
             )
             unknown_outputs(wanted, outputs)
-            return served, model, outputs
+            return respond(model, outputs)
         except ModelyardError as exc:
             code = exc.code.name
             if isinstance(exc, Internal):  # the model's fault: the operator's to find by its id

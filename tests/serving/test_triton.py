@@ -680,7 +680,15 @@ def _rows(n: int) -> list[triton.InferInput]:
 def test_an_answer_over_the_message_limit_fails_alone_and_says_what_to_do(wide) -> None:
     """An answer larger than the server's max_message_mb ended the whole stream (the requests
     after it were never answered), and a unary call got grpc's bare "Sent message larger than
-    max". Now that request alone fails, naming the limit and what to change."""
+    max". Now that request alone fails, naming the limit and what to change, and is counted as
+    the caller's RESOURCE_EXHAUSTED (it was counted OK)."""
+    from prometheus_client import REGISTRY
+
+    def counted(code: str) -> float:
+        labels = {"endpoint": "wide", "served_model": "wide-1", "version": "1", "code": code}
+        return REGISTRY.get_sample_value("modelyard_serving_requests_total", labels) or 0.0
+
+    before = {code: counted(code) for code in ("OK", "RESOURCE_EXHAUSTED")}
     tc = wide
     stream = Stream(tc)
     for i, n in enumerate((10, 1000, 10)):  # 1000 rows answer 8 MB
@@ -698,6 +706,10 @@ def test_an_answer_over_the_message_limit_fails_alone_and_says_what_to_do(wide) 
     assert refused.status() == "StatusCode.RESOURCE_EXHAUSTED"
     assert "max_message_mb" in refused.message()
     assert tc.infer("wide", _rows(10)).as_numpy("predictions").shape == (10, 1000)
+    assert {code: counted(code) - n for code, n in before.items()} == {
+        "OK": 3,
+        "RESOURCE_EXHAUSTED": 2,
+    }
 
 
 def test_a_request_over_the_message_limit_fails_alone_and_says_what_to_do(wide) -> None:
