@@ -719,6 +719,8 @@ class FeaturesService:
             _require_online(view, "push to the online store")
         if table.num_rows == 0:
             return 0
+        # Online, a push updates the features it sends; the others keep their values.
+        sent = [f for f in view.feature_names if f in table.column_names]
         table = push_log.normalize(view, self.join_key_fields(view), table)
         for column in needed:
             if table[column].null_count:
@@ -727,7 +729,8 @@ class FeaturesService:
             created = view.source.created_timestamp_column
             event_us = _micros(table[view.source.timestamp_field])
             created_us = _micros(table[created]) if created else None
-            self.online.write(view_name, self._online_rows(view, table, event_us, created_us))
+            rows = self._online_rows(view, table.select([*keys, *sent]), event_us, created_us)
+            self.online.write(view_name, rows, partial=len(sent) < len(view.feature_names))
         if to_offline:
             buffer = io.BytesIO()
             pq.write_table(table, buffer)

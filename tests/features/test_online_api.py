@@ -177,6 +177,26 @@ def test_push_to_online_is_visible_at_once(store: FeatureStoreClient, repo: Repo
     )
 
 
+def test_a_push_of_some_features_keeps_the_others_online(
+    store: FeatureStoreClient, repo: Repo
+) -> None:
+    """As Feast's online stores: the features not sent keep their values, served with the push's
+    event time (an entity's row has one); an entity never stored has only the sent ones."""
+    store.apply(repo.objects)
+    store.materialize(NOW - 100 * HOUR, NOW + HOUR)
+    pushed = {"driver_id": [1, 9], "event_timestamp": [NOW, NOW], "trips": [77, 99]}
+    store.push("driver_stats", pd.DataFrame(pushed))
+    response = _lookup(store, [1, 9])
+    assert response.to_dict() == {
+        "driver_id": [1, 9],
+        "conv_rate": [0.35, None],
+        "trips": [77, 99],
+        "city": ["Bergen", None],
+    }
+    assert response.event_timestamps()["conv_rate"] == [NOW, None]
+    assert response.statuses()["city"] == ["PRESENT", "NOT_FOUND"]
+
+
 def test_push_to_the_offline_log_reaches_training_sets(
     store: FeatureStoreClient, repo: Repo
 ) -> None:
@@ -455,7 +475,7 @@ def test_a_feature_added_after_rows_were_stored_is_not_found_for_them(
         "rating": [None, 4.5, None],
     }
     assert response.statuses() == {
-        "trips": ["PRESENT", "PRESENT", "NOT_FOUND"],
+        "trips": ["PRESENT", "NOT_FOUND", "NOT_FOUND"],  # driver 9's push sent no trips
         "rating": ["NOT_FOUND", "PRESENT", "NOT_FOUND"],
     }
     assert response.event_timestamps()["rating"] == [None, NOW, None]

@@ -87,6 +87,41 @@ def test_a_tie_in_event_time_goes_to_the_later_microsecond_then_created_time(
     assert online.read("view", [key]) == [({"x": "the same, later"}, 1000)]
 
 
+def test_a_partial_write_keeps_the_features_it_does_not_send(online: OnlineStore) -> None:
+    """As Feast's stores: a push of some features updates those; the row takes the write's event
+    time (one per row), an older partial write drops whole, and a sent null is stored."""
+    key, fresh = entity_key([1]), entity_key([2])
+    online.write("view", [OnlineRow(key, {"x": 1.5, "y": "a", "z": math.nan}, 1000)])
+    online.write(
+        "view",
+        [OnlineRow(key, {"x": 2.5}, 2000, "5"), OnlineRow(fresh, {"y": "b"}, 7)],
+        partial=True,
+    )
+    ((values, at), only_sent) = online.read("view", [key, fresh])  # type: ignore[misc]
+    assert math.isnan(values.pop("z"))
+    assert (values, at, only_sent) == ({"x": 2.5, "y": "a"}, 2000, ({"y": "b"}, 7))
+    online.write("view", [OnlineRow(key, {"y": "older"}, 2000, "4")], partial=True)
+    online.write("view", [OnlineRow(key, {"y": None, "z": 0.0}, 2000, "5")], partial=True)
+    assert online.read("view", [key]) == [({"x": 2.5, "y": None, "z": 0.0}, 2000)]
+
+
+def test_concurrent_partial_writers_each_keep_their_feature(online: OnlineStore) -> None:
+    """Writers of different features at one time (a tie goes to the write) each merge over the
+    others' latest values, none over values another replaced meanwhile."""
+    key = entity_key([1])
+
+    def write(feature: str) -> None:
+        for i in range(100):
+            online.write("view", [OnlineRow(key, {feature: i}, 5)], partial=True)
+
+    threads = [threading.Thread(target=write, args=(f"f{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert online.read("view", [key]) == [({f"f{i}": 99 for i in range(4)}, 5)]
+
+
 def test_event_times_are_floored_to_the_millisecond() -> None:
     assert row_order(1_999, None)[0] == 1
     assert row_order(-1_500, None)[0] == -2  # the earlier ms, as DuckDB's epoch_ms
@@ -149,6 +184,10 @@ def test_rows_stored_before_tiebreaks_read_and_give_way(online_store_uri: str) -
         assert online.read("view", [key]) == [({"x": "old"}, 1000)]
         online.write("view", [OnlineRow(key, {"x": "new"}, *row_order(1_000_000, None))])
         assert online.read("view", [key]) == [({"x": "new"}, 1000)]
+        if isinstance(online, RedisOnlineStore):
+            online._redis.set(online._key("view", key), b'1000|{"x": "old"}')
+            online.write("view", [OnlineRow(key, {"y": 1}, *row_order(1_000_000, None))], True)
+            assert online.read("view", [key]) == [({"x": "old", "y": 1}, 1000)]
     finally:
         online.close()
 

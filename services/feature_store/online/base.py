@@ -4,6 +4,12 @@ Rows are keyed by (feature view, entity key); an entity key is the JSON of the v
 values in join-key order. A write only replaces a stored row that is not newer, by the order
 training sets pick rows in (event time, then created time), so materializing an old window after a
 fresh push never goes back in time, and online serves the row a training set would take.
+
+A partial write (a push of some of a view's features) updates only the features it sends, as
+Feast's online stores do; the others keep their stored values. A row has one event time, that of
+its latest write, so the kept values are served with it (Feast's Redis store keeps one
+`_ts:<view>` per entity likewise): a view's TTL counts from the entity's latest write. A write
+older than the stored row is dropped whole, its sent features included.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import abc
 import base64
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
@@ -42,6 +48,23 @@ class OnlineRow:
     @property
     def order(self) -> tuple[int, str]:
         return self.event_time_ms, self.tiebreak
+
+
+def merge_all(rows: Sequence[OnlineRow], stored: dict[str, OnlineRow]) -> list[OnlineRow]:
+    """What a partial write of `rows` stores over `stored` (the stored rows by key): each row's
+    values over its key's stored ones, at the row's own time; a row older than its key's stored
+    row is dropped. `stored` is updated as it goes, so a key's later row merges over its
+    earlier one."""
+    out = []
+    for row in rows:
+        before = stored.get(row.entity_key)
+        if before is not None:
+            if row.order < before.order:
+                continue
+            row = replace(row, values={**before.values, **row.values})
+        stored[row.entity_key] = row
+        out.append(row)
+    return out
 
 
 def row_order(event_us: int, created_us: int | None) -> tuple[int, str]:
@@ -241,9 +264,10 @@ def decode_values(data: str | bytes) -> dict[str, Any]:
 
 class OnlineStore(abc.ABC):
     @abc.abstractmethod
-    def write(self, view: str, rows: Sequence[OnlineRow]) -> int:
+    def write(self, view: str, rows: Sequence[OnlineRow], partial: bool = False) -> int:
         """Store each row unless the stored one is newer (by `order`: a tie goes to the row
-        written); returns how many rows were offered."""
+        written); returns how many rows were offered. `partial`: the rows hold some of the
+        view's features, and a stored row keeps its values of the others (see the module)."""
 
     @abc.abstractmethod
     def read(self, view: str, keys: Sequence[str]) -> list[tuple[dict[str, Any], int] | None]:

@@ -1,8 +1,9 @@
 """RedisOnlineStore: the production store. One string per (view, entity key), holding
 "<event time ms>|<tiebreak>|<values JSON>" (rows written before the tiebreak existed hold
 "<event time ms>|<values JSON>", whose JSON starts with "{"); a server-side script keeps only
-values not older (see OnlineRow.order), atomically, and
-reads are one MGET (plain strings, not hashes, so no script runs on the read path).
+values not older (see OnlineRow.order), atomically (a partial write merges in a WATCHed
+transaction instead), and reads are one MGET (plain strings, not hashes, so no script runs on
+the read path).
 
 `redis://host:6379/0?prefix=team-a` puts keys under `team-a:` (default `modelyard:online`), so
 several deployments can share one Redis.
@@ -21,6 +22,7 @@ from modelyard.services.feature_store.online.base import (
     OnlineStore,
     decode_values,
     encode_values,
+    merge_all,
 )
 
 # KEYS: the rows' keys; ARGV: per row, values JSON, event time, tiebreak. Writes each row only if
@@ -64,7 +66,11 @@ class RedisOnlineStore(OnlineStore):
     def _key(self, view: str, entity_key: str) -> str:
         return f"{self.prefix}:{view}:{entity_key}"
 
-    def write(self, view: str, rows: Sequence[OnlineRow]) -> int:
+    def write(self, view: str, rows: Sequence[OnlineRow], partial: bool = False) -> int:
+        if partial:
+            for start in range(0, len(rows), _ROWS_PER_CALL):
+                self._write_merged(view, rows[start : start + _ROWS_PER_CALL])
+            return len(rows)
         with self._redis.pipeline(transaction=False) as pipe:
             for start in range(0, len(rows), _ROWS_PER_CALL):
                 part = rows[start : start + _ROWS_PER_CALL]
@@ -75,6 +81,31 @@ class RedisOnlineStore(OnlineStore):
                 self._write(keys=keys, args=args, client=pipe)
             pipe.execute()
         return len(rows)
+
+    def _write_merged(self, view: str, rows: Sequence[OnlineRow]) -> None:
+        """Each row over its stored one (see base.merge_all), in a transaction that WATCHes the
+        keys read, retried if another write changed one meanwhile: merging needs the stored
+        values decoded (a script's cjson would round floats), and a merge over values
+        replaced meanwhile would undo that write."""
+        keys = [self._key(view, row.entity_key) for row in rows]
+        while True:
+            with self._redis.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(*keys)
+                    found = cast(list[bytes | None], pipe.mget(keys))
+                    stored = {
+                        row.entity_key: _stored_row(row.entity_key, raw)
+                        for row, raw in zip(rows, found, strict=True)
+                        if raw is not None
+                    }
+                    pipe.multi()
+                    for row in merge_all(rows, stored):
+                        value = f"{row.event_time_ms}|{row.tiebreak}|{encode_values(row.values)}"
+                        pipe.set(self._key(view, row.entity_key), value)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue
 
     def read(self, view: str, keys: Sequence[str]) -> list[tuple[dict[str, Any], int] | None]:
         # Keys as bytes, which redis-py passes on as they are (a third less of its time than
@@ -104,3 +135,13 @@ class RedisOnlineStore(OnlineStore):
 
     def close(self) -> None:
         self._redis.close()
+
+
+def _stored_row(entity_key: str, raw: bytes) -> OnlineRow:
+    """A stored string as a row, in either layout (see the module); read() parses it inline,
+    keeping the lookup path to what a lookup needs."""
+    event_time, _, rest = raw.partition(b"|")
+    tiebreak = b""
+    if rest[:1] not in (b"{", b"["):  # a tiebreak (digits, maybe none) comes first
+        tiebreak, _, rest = rest.partition(b"|")
+    return OnlineRow(entity_key, decode_values(rest), int(event_time), tiebreak.decode())

@@ -13,6 +13,7 @@ from modelyard.services.feature_store.online.base import (
     OnlineStore,
     decode_values,
     encode_values,
+    merge_all,
 )
 
 _SCHEMA = """
@@ -67,11 +68,14 @@ class SqliteOnlineStore(OnlineStore):
             self._local.conn = conn
         return conn
 
-    def write(self, view: str, rows: Sequence[OnlineRow]) -> int:
+    def write(self, view: str, rows: Sequence[OnlineRow], partial: bool = False) -> int:
         conn = self._conn()
+        offered = len(rows)
         with self._write_lock:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                if partial:  # read under the write lock: no other write comes between
+                    rows = self._merged(conn, view, rows)
                 conn.executemany(
                     _UPSERT,
                     [
@@ -83,7 +87,23 @@ class SqliteOnlineStore(OnlineStore):
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        return len(rows)
+        return offered
+
+    @staticmethod
+    def _merged(conn: sqlite3.Connection, view: str, rows: Sequence[OnlineRow]) -> list[OnlineRow]:
+        """Each row over the stored one (see base.merge_all)."""
+        stored: dict[str, OnlineRow] = {}
+        keys = [r.entity_key for r in rows]
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for key, values, event_time, tiebreak in conn.execute(
+                f"SELECT entity_key, feature_values, event_time, tiebreak FROM online_features "
+                f"WHERE view = ? AND entity_key IN ({marks})",
+                [view, *chunk],
+            ):
+                stored[key] = OnlineRow(key, decode_values(values), event_time, tiebreak)
+        return merge_all(rows, stored)
 
     def read(self, view: str, keys: Sequence[str]) -> list[tuple[dict[str, Any], int] | None]:
         conn = self._conn()
