@@ -388,9 +388,11 @@ class FeatureStoreClient:
         return OnlineResponse(self._t.call(self._stub.GetOnlineFeatures, request), sent)
 
     def push(self, feature_view: str, df: pd.DataFrame, to: str = "online") -> int:
-        """Write fresh rows: to "online", "offline" or "online_and_offline". A frame larger than
-        one message takes several pushes (rows of one entity and time written later win, as
-        within one push)."""
+        """Write fresh rows: to "online", "offline" or "online_and_offline". Online, the
+        features a frame lacks keep their stored values; the offline store takes only frames
+        with every feature (a training set takes a row whole). A frame larger than one message
+        takes several pushes (rows of one entity and time written later win, as within one
+        push)."""
         if to not in ("online", "offline", "online_and_offline"):
             raise InvalidArgument("to must be online, offline or online_and_offline", field="to")
         table = pa.Table.from_pandas(df, preserve_index=False)

@@ -715,12 +715,22 @@ class FeaturesService:
             raise InvalidArgument(
                 f"feature view {view_name!r} has no feature {unknown[0]!r}", field=unknown[0]
             )
+        unsent = [f for f in view.feature_names if f not in table.column_names]
+        if to_offline and unsent:
+            # Feast refuses these too: a training set takes a view's row whole, so an unsent
+            # feature would read as null from this row on, while online keeps its value.
+            raise InvalidArgument(
+                f"pushed rows lack {', '.join(map(repr, unsent))} of feature view "
+                f"{view_name!r}; a push to the offline store sends every feature, as a training "
+                "set takes a row whole: send them, or push to online only",
+                field=unsent[0],
+            )
         if to_online:
             _require_online(view, "push to the online store")
         if table.num_rows == 0:
             return 0
         # Online, a push updates the features it sends; the others keep their values.
-        sent = [f for f in view.feature_names if f in table.column_names]
+        sent = [f for f in view.feature_names if f not in unsent]
         table = push_log.normalize(view, self.join_key_fields(view), table)
         for column in needed:
             if table[column].null_count:
@@ -730,7 +740,7 @@ class FeaturesService:
             event_us = _micros(table[view.source.timestamp_field])
             created_us = _micros(table[created]) if created else None
             rows = self._online_rows(view, table.select([*keys, *sent]), event_us, created_us)
-            self.online.write(view_name, rows, partial=len(sent) < len(view.feature_names))
+            self.online.write(view_name, rows, partial=bool(unsent))
         if to_offline:
             buffer = io.BytesIO()
             pq.write_table(table, buffer)

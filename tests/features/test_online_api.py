@@ -40,6 +40,11 @@ from tests.features.repo import NOW, Repo
 HOUR = timedelta(hours=1)
 
 
+# driver_stats' features besides trips, for one pushed row: a push to the offline store sends
+# every feature.
+_OTHERS = {"conv_rate": [0.5], "city": ["Oslo"]}
+
+
 def _lookup(store: FeatureStoreClient, ids: list[int | None], features=None):
     return store.get_online_features(
         features or ["driver_stats:conv_rate", "driver_stats:trips", "driver_stats:city"],
@@ -227,7 +232,7 @@ def test_push_keeps_event_times_finer_than_a_millisecond(
     moment = NOW - HOUR + timedelta(microseconds=1500)
 
     def push(at: datetime, trips: int) -> None:
-        row = {"driver_id": [5], "event_timestamp": [at], "trips": [trips]}
+        row = {"driver_id": [5], "event_timestamp": [at], **_OTHERS, "trips": [trips]}
         store.push("driver_stats", pd.DataFrame(row), to="online_and_offline")
 
     push(moment, 1)
@@ -249,13 +254,14 @@ def test_online_breaks_event_time_ties_by_created_time_as_training_sets_do(
 
     def push(ids: list[int], created: list[datetime], trips: list[int]) -> None:
         rows = {"driver_id": ids, "event_timestamp": [at] * len(ids), "created": created}
-        store.push("driver_stats", pd.DataFrame({**rows, "trips": trips}), "online_and_offline")
+        rows |= {"conv_rate": [0.5] * len(ids), "city": ["Oslo"] * len(ids), "trips": trips}
+        store.push("driver_stats", pd.DataFrame(rows), "online_and_offline")
 
     push([6], [NOW], [61])
     push([6], [NOW - HOUR], [60])  # a later push, created earlier: loses
     push([7, 7], [NOW, NOW - HOUR], [71, 70])  # one push: the later created wins
     push([8], [NOW - HOUR], [80])
-    no_created = {"driver_id": [8], "event_timestamp": [at], "trips": [81]}
+    no_created = {"driver_id": [8], "event_timestamp": [at], **_OTHERS, "trips": [81]}
     store.push("driver_stats", pd.DataFrame(no_created), "online_and_offline")  # loses
     online = _lookup(store, [6, 7, 8], ["driver_stats:trips"]).to_dict()["trips"]
     entity = pd.DataFrame({"driver_id": [6, 7, 8], "event_timestamp": [NOW] * 3})
@@ -332,7 +338,7 @@ def test_a_push_refuses_the_keys_lookups_refuse(
     a push of driver True replaced driver 1's row online and offline."""
     store.apply(repo.objects)
     store.materialize(NOW - 10 * HOUR, NOW)
-    rows = pd.DataFrame({"driver_id": [key], "event_timestamp": [NOW], "trips": [5]})
+    rows = pd.DataFrame({"driver_id": [key], "event_timestamp": [NOW], **_OTHERS, "trips": [5]})
     with pytest.raises(InvalidArgument) as err:
         store.push("driver_stats", rows, "online_and_offline")
     assert err.value.field == "driver_id" and "INT64" in str(err.value)
@@ -388,6 +394,8 @@ def test_a_frame_larger_than_a_message_is_pushed_whole(repo: Repo, tmp_path) -> 
         {
             "driver_id": range(rows),
             "event_timestamp": [NOW] * rows,
+            "conv_rate": [0.5] * rows,
+            "trips": range(rows),
             "city": [f"{i:04d}" * 1000 for i in range(rows)],  # 4 KB each: 12 MB in all
         }
     )
@@ -414,6 +422,7 @@ def test_infinities_are_served_as_training_sets_hold_them(
     store.apply(repo.objects)
     rates = [math.inf, -math.inf, 0.5]
     rows = {"driver_id": [5, 6, 7], "event_timestamp": [NOW - HOUR] * 3, "conv_rate": rates}
+    rows |= {"trips": [5, 6, 7], "city": ["Oslo"] * 3}
     store.push("driver_stats", pd.DataFrame(rows), to="online_and_offline")
     response = _lookup(store, [5, 6, 7], ["driver_stats:conv_rate"])
     assert response.to_dict()["conv_rate"] == rates
@@ -436,6 +445,25 @@ def test_push_rejects_columns_the_view_lacks(store: FeatureStoreClient, repo: Re
         store.push("nope", bad)
 
 
+def test_a_push_to_the_offline_store_must_send_every_feature(
+    store: FeatureStoreClient, repo: Repo
+) -> None:
+    """As Feast's write_to_offline_store: a training set takes a row whole, so the features not
+    sent read as null from the pushed row on, while online keeps their values."""
+    store.apply(repo.objects)
+    store.materialize(NOW - 100 * HOUR, NOW + HOUR)
+    rows = pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW], "trips": [77]})
+    for to in ("offline", "online_and_offline"):
+        with pytest.raises(InvalidArgument) as err:
+            store.push("driver_stats", rows, to=to)
+        assert err.value.field == "conv_rate"
+        assert "'conv_rate', 'city'" in str(err.value) and "online only" in str(err.value)
+    assert _lookup(store, [1], ["driver_stats:trips"]).to_dict()["trips"] == [35]
+    entity = pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW + HOUR]})
+    training = store.get_historical_features(entity, ["driver_stats:conv_rate"]).to_df()
+    assert list(training["conv_rate"]) == [0.35]
+
+
 def test_offline_only_views_cannot_be_materialized(store: FeatureStoreClient, repo: Repo) -> None:
     store.apply([repo.driver, replace(repo.stats, online=False)])
     with pytest.raises(FailedPrecondition) as err:
@@ -448,7 +476,7 @@ def test_offline_only_views_are_neither_pushed_to_nor_read_online(
     store: FeatureStoreClient, repo: Repo
 ) -> None:
     store.apply([repo.driver, replace(repo.stats, online=False)])
-    rows = pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW], "trips": [5]})
+    rows = pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW], **_OTHERS, "trips": [5]})
     for to in ("online", "online_and_offline"):
         with pytest.raises(FailedPrecondition) as err:
             store.push("driver_stats", rows, to=to)
@@ -503,7 +531,7 @@ def test_a_schema_may_list_the_timestamp_field(store: FeatureStoreClient, repo: 
         repo.stats, schema=(*repo.stats.schema, Field("event_timestamp", UnixTimestamp))
     )
     store.apply([repo.driver, listed])
-    rows = {"driver_id": [4], "event_timestamp": [at], "trips": [4]}
+    rows = {"driver_id": [4], "event_timestamp": [at], **_OTHERS, "trips": [4]}
     store.push("driver_stats", pd.DataFrame(rows), to="online_and_offline")
     online = _lookup(store, [4], ["driver_stats:trips", "driver_stats:event_timestamp"])
     assert online.to_dict() == {"driver_id": [4], "trips": [4], "event_timestamp": [at]}
@@ -623,7 +651,9 @@ def test_a_feature_added_after_offline_pushes_is_null_in_their_rows(
     schema, and every read of the view failed on the missing column."""
     slim = replace(repo.stats, schema=tuple(f for f in repo.stats.schema if f.name != "city"))
     store.apply([repo.driver, slim])
-    old = pd.DataFrame({"driver_id": [4], "event_timestamp": [NOW - HOUR], "trips": [44]})
+    old = pd.DataFrame(
+        {"driver_id": [4], "event_timestamp": [NOW - HOUR], "conv_rate": [0.4], "trips": [44]}
+    )
     store.push("driver_stats", old, to="offline")
     store.apply([repo.stats])  # city is back, and in the source
     features = ["driver_stats:trips", "driver_stats:city"]
@@ -662,7 +692,7 @@ def test_a_view_created_again_starts_without_the_old_ones_rows(
     materialization windows came back with a new view of the same name."""
     store.apply(repo.objects)
     pushed = pd.DataFrame(
-        {"driver_id": [4], "event_timestamp": [NOW - HOUR], "conv_rate": [0.4], "trips": [44]}
+        {"driver_id": [4], "event_timestamp": [NOW - HOUR], **_OTHERS, "trips": [44]}
     )
     store.push("driver_stats", pushed, to="online_and_offline")
     store.materialize_incremental(NOW)

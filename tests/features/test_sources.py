@@ -97,7 +97,16 @@ def test_parquet_on_s3(s3_platform, s3_server: S3Settings, tmp_path: Path) -> No
 
     fs.push(
         "driver_stats",
-        pd.DataFrame({"driver_id": [3], "event_timestamp": [NOW], "created": [NOW], "trips": [7]}),
+        pd.DataFrame(
+            {
+                "driver_id": [3],
+                "event_timestamp": [NOW],
+                "created": [NOW],
+                "conv_rate": [0.7],
+                "trips": [7],
+                "city": ["Oslo"],
+            }
+        ),
         to="offline",
     )
     assert _trips(fs.get_historical_features(ENTITIES, ["driver_stats:trips"]).to_df()) == [

@@ -1,7 +1,8 @@
 """The offline push log: pushed rows kept as Parquet beside the view's source.
 
 Every file holds the view's full, declared schema (join keys, event time, created time, every
-feature) whatever subset a push sent, so files from different pushes read as one dataset.
+feature; a push here sends every feature), so files from different pushes read as one dataset;
+files pushed before a feature was added read it as null.
 """
 
 from __future__ import annotations
