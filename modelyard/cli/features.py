@@ -265,8 +265,11 @@ def _described(definition: Definition) -> dict[str, str]:
 
 @features.command("materialize")
 def features_materialize(
-    start: Annotated[str | None, typer.Argument(help="ISO time; omit for incremental.")] = None,
-    end: Annotated[str | None, typer.Argument(help="ISO time (default now).")] = None,
+    start: Annotated[
+        str | None,
+        typer.Argument(help="ISO time, included; omit for incremental (after the last end)."),
+    ] = None,
+    end: Annotated[str | None, typer.Argument(help="ISO time, included (default now).")] = None,
     view: Annotated[
         list[str] | None, typer.Option("--view", help="Only these views (repeatable).")
     ] = None,
@@ -274,7 +277,8 @@ def features_materialize(
     token: Token = None,
     as_json: Json = False,
 ) -> None:
-    """Load the latest values per entity into the online store, one view at a time."""
+    """Load the latest values per entity with an event time from START to END, both included,
+    into the online store, one view at a time."""
     client = _client(uri, token)
     end_time = _when(end) if end else datetime.now(UTC)
     start_time = _when(start) if start else None

@@ -335,13 +335,15 @@ class FeatureStoreClient:
     def materialize(
         self, start_date: datetime, end_date: datetime, feature_views: Sequence[str] | None = None
     ) -> list[Materialization]:
-        """Load the latest value per entity with an event time in [start, end) online."""
+        """Load the latest value per entity with an event time in [start_date, end_date] online:
+        both included (to the millisecond), as in Feast."""
         return self._materialize(start_date, end_date, feature_views)
 
     def materialize_incremental(
         self, end_date: datetime, feature_views: Sequence[str] | None = None
     ) -> list[Materialization]:
-        """Continue each view from where its last materialization ended."""
+        """Continue each view from where its last materialization ended: event times after that
+        end, up to and including end_date (a view never materialized starts its TTL back)."""
         return self._materialize(None, end_date, feature_views)
 
     def list_materializations(self, feature_view: str) -> list[Materialization]:

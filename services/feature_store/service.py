@@ -493,8 +493,16 @@ class FeaturesService:
     def materialize(
         self, views: Sequence[str], start_ms: int | None, end_ms: int
     ) -> list[MaterializationRecord]:
-        if start_ms is not None and start_ms >= end_ms:
-            raise InvalidArgument("start_time must be before end_time", field="start_time")
+        """Rows with an event time in [start, end], both included to the ms, as in Feast's
+        materialize(start_date, end_date). An incremental run (no start) takes (the view's last
+        end, end]: a row at a window's end is in that window only, neither missed nor read
+        twice."""
+        if start_ms is not None and start_ms > end_ms:
+            raise InvalidArgument(
+                f"start_time {_shown_ms(start_ms)} is after end_time {_shown_ms(end_ms)}; both "
+                "are included, so give a start_time up to end_time",
+                field="start_time",
+            )
         if end_ms > _now_ms() + MAX_END_AHEAD_MS:
             raise InvalidArgument(
                 f"end_time {_shown_ms(end_ms)} is more than a day from now: incremental runs "
@@ -514,26 +522,9 @@ class FeaturesService:
             view = self._view(name)
             self.authorizer.require("feature_view", name, PermissionLevel.EDIT)
             _require_online(view, "materialize it")
-            start = start_ms
-            if start is None:  # incremental: continue after the last window
-                start = self.store.last_materialized(name)
-                if start is None:
-                    start = 0
-                    if view.ttl:  # not before the first day a Timestamp holds, however long
-                        start = max(end_ms - int(view.ttl.total_seconds() * 1000), MIN_MS)
-                elif start > end_ms:
-                    # Not an empty window recorded (from the future back to now) with every
-                    # run: say why nothing can be done. An end equal to the last one (a
-                    # daily job run twice a day) is an empty window, as in Feast.
-                    raise FailedPrecondition(
-                        f"feature view {name!r} is materialized up to {_shown_ms(start)}, after "
-                        f"end_time {_shown_ms(end_ms)}: incremental runs continue from there; "
-                        "give a later end_time, or a start_time for this window",
-                        resource_type="feature_view",
-                        resource_name=name,
-                    )
+            start, first_us = self._window(view, start_ms, end_ms)
             written = 0
-            for batch in self.engine.latest(view, start, end_ms):
+            for batch in self.engine.latest(view, first_us, end_ms * 1000 + 999):
                 try:
                     rows = self._online_rows(
                         view,
@@ -552,6 +543,31 @@ class FeaturesService:
             self.store.record_materialization(record)
             records.append(record)
         return records
+
+    def _window(self, view: FeatureView, start_ms: int | None, end_ms: int) -> tuple[int, int]:
+        """The start a materialization of `view` records (ms), and the first event time it
+        reads (µs): `start_ms`; or, incremental, the view's last end, read from the ms after it
+        (that window took its end's ms whole), or without one a TTL back from `end_ms`."""
+        if start_ms is not None:
+            return start_ms, start_ms * 1000
+        last = self.store.last_materialized(view.name)
+        if last is None:
+            start = 0
+            if view.ttl:  # not before the first day a Timestamp holds, however long
+                start = max(end_ms - int(view.ttl.total_seconds() * 1000), MIN_MS)
+            return start, start * 1000
+        if last > end_ms:
+            # Not an empty window recorded (from the future back to now) with every run: say
+            # why nothing can be done. An end equal to the last one (a daily job run twice a
+            # day) is an empty window, as in Feast.
+            raise FailedPrecondition(
+                f"feature view {view.name!r} is materialized up to {_shown_ms(last)}, after "
+                f"end_time {_shown_ms(end_ms)}: incremental runs continue from there; "
+                "give a later end_time, or a start_time for this window",
+                resource_type="feature_view",
+                resource_name=view.name,
+            )
+        return last, (last + 1) * 1000
 
     def _online_rows(
         self,

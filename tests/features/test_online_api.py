@@ -708,6 +708,50 @@ def test_a_view_created_again_starts_without_the_old_ones_rows(
     assert _lookup(store, [4, 1]).to_dict()["trips"] == [None, 35]
 
 
+def test_a_window_includes_its_end_and_the_next_incremental_run_starts_after_it(
+    store: FeatureStoreClient, repo: Repo, tmp_path
+) -> None:
+    """As Feast's materialize(start_date, end_date): both ends included, to the ms (a row later
+    in the end's ms too); an incremental run then takes what came after, nothing twice."""
+    start, end = NOW - 2 * HOUR, NOW - HOUR
+    at = {
+        10: start,
+        11: end,
+        12: end + timedelta(microseconds=500),
+        13: end + timedelta(milliseconds=1),
+    }
+    path = tmp_path / "boundary.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "driver_id": list(at),
+                "ts": pa.array(list(at.values()), pa.timestamp("us", tz="UTC")),
+                "trips": list(at),
+            }
+        ),
+        path,
+    )
+    view = FeatureView(
+        name="boundary",
+        entities=[repo.driver],
+        schema=[Field("trips", Int64)],
+        source=FileSource(path=str(path), timestamp_field="ts"),
+    )
+    store.apply([repo.driver, view])
+    assert store.materialize(start, end, ["boundary"])[0].rows == 3
+    found = store.get_online_features(["boundary:trips"], [{"driver_id": i} for i in at])
+    assert found.to_dict()["trips"] == [10, 11, 12, None]
+    (after,) = store.materialize_incremental(NOW, ["boundary"])
+    assert (after.start_time, after.rows) == (end, 1)
+    assert store.materialize_incremental(NOW, ["boundary"])[0].rows == 0
+    found = store.get_online_features(["boundary:trips"], [{"driver_id": 13}])
+    assert found.to_dict()["trips"] == [13]
+    assert store.materialize(end, end, ["boundary"])[0].rows == 2  # one instant: its ms
+    with pytest.raises(InvalidArgument) as err:
+        store.materialize(end, start, ["boundary"])
+    assert err.value.field == "start_time" and "included" in str(err.value)
+
+
 def test_a_window_ending_far_ahead_is_refused(store: FeatureStoreClient, repo: Repo) -> None:
     """A window to 9999-12-31 was recorded, and every incremental run after it recorded a
     window from 9999 back to now with no rows, answering OK."""

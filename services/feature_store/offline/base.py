@@ -35,8 +35,9 @@ class OfflineEngine(abc.ABC):
         in the order they were given, with the requested columns appended."""
 
     @abc.abstractmethod
-    def latest(self, view: FeatureView, start_ms: int, end_ms: int) -> Iterator[pa.RecordBatch]:
-        """The latest row per entity with an event time in [start, end), for materialization:
+    def latest(self, view: FeatureView, start_us: int, end_us: int) -> Iterator[pa.RecordBatch]:
+        """The latest row per entity with an event time in [start, end] (µs since 1970, both
+        included, as Feast's materialize window), for materialization:
         join keys, `__event_time_us` and `__created_time_us` (µs since 1970, the latter null where
         the row has none), then the features. In batches, each entity in one only, so that a
         view's size does not decide the server's memory; errors of reading the source may come

@@ -258,20 +258,20 @@ class DuckDbEngine(OfflineEngine):
         ttl_us = int(view.ttl.total_seconds() * 1_000_000) if view.ttl else None
         return TimeWindow(first - ttl_us if ttl_us else None, last)
 
-    def latest(self, view: FeatureView, start_ms: int, end_ms: int) -> Iterator[pa.RecordBatch]:
+    def latest(self, view: FeatureView, start_us: int, end_us: int) -> Iterator[pa.RecordBatch]:
         con = connect(self._threads)
         keys = [f.name for f in self._join_keys(view)]
         partition = ", ".join(_quote(k) for k in keys)
         features = "".join(f", {_quote(f.name)}" for f in view.schema)
-        window = TimeWindow(start_ms * 1000, end_ms * 1000)
+        window = TimeWindow(start_us, end_us)
         with reading(view):  # the source is read as the batches are
             self._sources.register(con, view, keys, "src", window)
             yield from con.sql(
                 f"SELECT {partition}, epoch_us(__ts) AS __event_time_us, "
                 f"epoch_us(__created) AS __created_time_us{features} "
                 "FROM src "
-                "WHERE __ts >= make_timestamptz(CAST(? AS BIGINT) * 1000) "
-                "AND __ts < make_timestamptz(CAST(? AS BIGINT) * 1000) "
+                "WHERE __ts >= make_timestamptz(CAST(? AS BIGINT)) "
+                "AND __ts <= make_timestamptz(CAST(? AS BIGINT)) "
                 # A row without its key is no entity's: nothing could look it up.
                 + "".join(f"AND {_quote(k)} IS NOT NULL " for k in keys)
                 + f"QUALIFY row_number() OVER (PARTITION BY {partition} "
@@ -279,5 +279,5 @@ class DuckDbEngine(OfflineEngine):
                 # In key order: an online store keyed by them (SQLite's table) then fills in
                 # order, which took a third of the time random order did.
                 f"ORDER BY {partition}",
-                params=[start_ms, end_ms],
+                params=[start_us, end_us],
             ).to_arrow_reader(_LATEST_BATCH_ROWS)
