@@ -22,6 +22,7 @@ from modelyard.convert.common import ms_to_timestamp
 from modelyard.errors import FailedPrecondition, InvalidArgument
 from modelyard.features import FeatureStoreClient, FileSource, SqlSource
 from modelyard.services.common.server import ModelyardServer
+from modelyard.services.feature_store.offline import sources
 from tests.features.repo import NOW, Repo, driver_rows
 
 HOUR = timedelta(hours=1)
@@ -392,3 +393,69 @@ def test_a_time_column_of_another_type_is_named(
     assert err.value.resource_name == "driver_stats"
     assert "time column 'created' is of type BOOLEAN" in str(err.value)
     assert "could not be read" not in str(err.value)
+
+
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+def test_a_source_larger_than_a_batch_reads_as_in_one_batch(
+    store: FeatureStoreClient, repo: Repo, warehouse: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SQL source streams to DuckDB a batch at a time: seven rows in batches of two give the
+    training set and the online values that one batch gives."""
+    source = SqlSource(warehouse, "driver_window", created_timestamp_column="created")
+    store.apply([repo.driver, replace(repo.stats, source=source)])
+    entities = pd.DataFrame(
+        {"driver_id": [1, 2, 3, 1], "event_timestamp": [NOW, NOW, NOW, NOW - 299 * HOUR]}
+    )
+    features = ["driver_stats:conv_rate", "driver_stats:trips", "driver_stats:city"]
+
+    def read() -> tuple[dict[str, list], int, dict[str, list]]:
+        frame = store.get_historical_features(entities, features).to_df()
+        training = frame.astype(object).where(frame.notna(), None).to_dict("list")
+        (run,) = store.materialize(NOW - 500 * HOUR, NOW, ["driver_stats"])
+        rows = [{"driver_id": i} for i in (1, 2, 3)]
+        return training, run.rows, store.get_online_features(features, rows).to_dict()
+
+    whole = read()
+    assert whole[0]["trips"] == [35, None, None, 1] and whole[1] == 3  # 1: an hour old
+    monkeypatch.setattr(sources, "_SQL_BATCH_ROWS", 2)
+    assert read() == whole
+
+
+@pytest.mark.parametrize("online_store_uri", ["sqlite"], indirect=True)
+def test_a_stream_takes_its_column_types_from_the_rows_that_have_them(
+    store: FeatureStoreClient, repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite types each value, not a column: the stream's schema, fixed before the first
+    batch, is read from the batches ahead; a float feature's whole numbers first take fractions
+    later, a feature null for longer takes its declared type, a column the view does not read
+    may hold anything, and a column whose values change kind is named."""
+    db = tmp_path / "warehouse.db"
+    at = (NOW - HOUR).isoformat()
+    rows: list[tuple[Any, ...]] = [
+        (1, at, 1, 10, None, 1),
+        (2, at, 2, 20, None, 2),
+        (3, at, 0.5, 30, None, "x"),
+    ]
+    rows += [(i, at, 1.5, i * 10, None, None) for i in range(4, 9)]
+    rows += [(9, at, 2.5, 90, "Rome", "y"), (10, at, 2.5, 100, "Rome", "z")]
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE t (driver_id, event_timestamp, conv_rate, trips, city, note)")
+        conn.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?, ?)", rows)
+    conn.close()
+    source = SqlSource(f"sqlite:///{db}", "t")
+    store.apply([repo.driver, replace(repo.stats, source=source)])
+    monkeypatch.setattr(sources, "_SQL_BATCH_ROWS", 2)
+    entities = pd.DataFrame({"driver_id": [1, 3, 9], "event_timestamp": [NOW] * 3})
+    frame = store.get_historical_features(
+        entities, ["driver_stats:conv_rate", "driver_stats:city"]
+    ).to_df()
+    assert frame["conv_rate"].tolist() == [1.0, 0.5, 2.5]
+    assert frame["city"].tolist()[2] == "Rome"
+    with sqlite3.connect(db) as conn:
+        conn.executemany(
+            "INSERT INTO t VALUES (?, ?, 1.5, 'many', 'Oslo', 0)", [(10, at), (11, at)]
+        )
+    conn.close()
+    with pytest.raises(FailedPrecondition) as err:
+        store.materialize(NOW - 10 * HOUR, NOW)
+    assert "'trips' holds string values after int64 ones" in str(err.value)

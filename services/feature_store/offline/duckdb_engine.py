@@ -11,6 +11,7 @@ import atexit
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 
 import duckdb
 import pyarrow as pa
@@ -204,8 +205,8 @@ class DuckDbEngine(OfflineEngine):
                     f"{view.name!r}",
                     field=missing[0],
                 )
-            with reading(view):
-                self._join_view(con, i, request, fields)
+            with reading(view), ExitStack() as stack:
+                self._join_view(con, i, request, fields, stack)
             selects.append((f"joined_{i}", request.output_names))
         columns = ", ".join(f"{table}.{_quote(out)}" for table, outs in selects for out in outs)
         joins = " ".join(f"LEFT JOIN {table} USING (__row)" for table, _ in selects)
@@ -216,13 +217,19 @@ class DuckDbEngine(OfflineEngine):
         return con.sql(query).to_arrow_reader(_BATCH_ROWS)
 
     def _join_view(
-        self, con: duckdb.DuckDBPyConnection, i: int, request: ViewRequest, fields: list[Field]
+        self,
+        con: duckdb.DuckDBPyConnection,
+        i: int,
+        request: ViewRequest,
+        fields: list[Field],
+        stack: ExitStack,
     ) -> None:
-        """Table joined_<i>: each entity row's values of one view at its event time."""
+        """Table joined_<i>: each entity row's values of one view at its event time (the view's
+        source read once, while `stack` is open)."""
         view = request.view
         source = f"src_{i}"
         keys = [f.name for f in fields]
-        self._sources.register(con, view, keys, source, self._needed(con, view))
+        self._sources.register(con, view, keys, source, stack, self._needed(con, view))
         _check_entity_keys(con, source, fields, view)
         if view.source.created_timestamp_column:
             partition = ", ".join(_quote(k) for k in keys)
@@ -264,8 +271,9 @@ class DuckDbEngine(OfflineEngine):
         partition = ", ".join(_quote(k) for k in keys)
         features = "".join(f", {_quote(f.name)}" for f in view.schema)
         window = TimeWindow(start_us, end_us)
-        with reading(view):  # the source is read as the batches are
-            self._sources.register(con, view, keys, "src", window)
+        # The source is read as the batches are.
+        with reading(view), ExitStack() as stack:
+            self._sources.register(con, view, keys, "src", stack, window)
             yield from con.sql(
                 f"SELECT {partition}, epoch_us(__ts) AS __event_time_us, "
                 f"epoch_us(__created) AS __created_time_us{features} "

@@ -67,7 +67,7 @@ def log_schema(view: FeatureView, join_keys: list[tuple[str, pa.DataType]]) -> p
     return pa.schema(columns)
 
 
-def _kind(dtype: pa.DataType) -> str | None:
+def column_kind(dtype: pa.DataType) -> str | None:
     """A column type's kind of key (online.base.KEY_KINDS); None for all-null columns."""
     for test, kind in (
         (pa.types.is_integer, "integer"),
@@ -90,7 +90,7 @@ def normalize(view: FeatureView, join_keys: list[Field], table: pa.Table) -> pa.
     driver 1, '7' as 7 and a time as its µs, which no lookup finds (or another entity's)."""
     for key in join_keys:
         if key.name in table.column_names:
-            kind = _kind(table[key.name].type)
+            kind = column_kind(table[key.name].type)
             if kind is not None and kind not in KEY_KINDS[key.dtype]:
                 raise InvalidArgument(
                     f"pushed column {key.name!r} holds {table[key.name].type} values, which are "

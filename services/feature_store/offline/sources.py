@@ -8,8 +8,9 @@ unioned in. S3 objects are read through pyarrow's S3 filesystem with the platfor
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Iterator, Mapping
-from contextlib import contextmanager
+from collections import deque
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -347,17 +348,134 @@ def _subquery(query: str) -> str:
 _SQL_BATCH_ROWS = 50_000
 
 
-def _sql_table(
-    conn: sqlalchemy.Connection, query: str, params: dict[str, Any], view: FeatureView
-) -> pa.Table:
-    """The query's rows as Arrow, read in batches. Column by column from the result's own
-    names: a query with no rows still has its columns (all null), where rows alone would give a
-    table of none."""
+# Batches a SQL source's stream reads ahead for the types of a feature's column that holds
+# nothing but nulls so far; then the feature's declared type is the column's.
+_AHEAD_BATCHES = 4
+_FLOATS = (ValueType.FLOAT32, ValueType.FLOAT64)
+
+
+class _SqlStream:
+    """A SQL source's rows as one Arrow stream, fetched as DuckDB reads it (so the connection
+    stays open until then), never held whole. Its schema is fixed before the first batch goes
+    out: batches are read ahead until each column the view reads has a type (a batch of nulls
+    has none; a feature still without one after _AHEAD_BATCHES takes its declared type), a
+    float feature's whole numbers read as floats, and later batches are cast to it. Columns
+    the view does not read keep their names but not their values. What ends the stream early
+    is kept in `failure`: DuckDB reports it only as text."""
+
+    def __init__(
+        self, result: sqlalchemy.CursorResult[Any], view: FeatureView, keys: list[str]
+    ) -> None:
+        self._names = list(result.keys())
+        self._view = view
+        source = view.source
+        read = [*keys, source.timestamp_field, source.created_timestamp_column]
+        declared = {f.name.lower(): push_log.ARROW_TYPES[f.dtype] for f in view.schema}
+        read_names = {c.lower() for c in read if c} | set(declared)
+        self._unread = {n for n in self._names if n.lower() not in read_names}
+        self._parts = result.partitions(_SQL_BATCH_ROWS)
+        self.failure: BaseException | None = None
+        self._ahead: deque[pa.Table] = deque()
+        schema = None
+        for rows in self._parts:
+            part = self._table(rows)
+            if schema is None:  # refused before the rest of a table of numeric times is read
+                _times_checked(view, {f.name for f in part.schema if _is_number(f.type)})
+            self._ahead.append(part)
+            schema = _unified(schema, part.schema)
+            untyped = {f.name for f in schema if pa.types.is_null(f.type)} - self._unread
+            if len(self._ahead) >= _AHEAD_BATCHES:
+                untyped -= {n for n in untyped if n.lower() in declared}
+            if not untyped:
+                break
+        if schema is None:  # no rows: the columns still have names (all null)
+            schema = pa.schema([(n, pa.null()) for n in self._names])
+        capped = len(self._ahead) >= _AHEAD_BATCHES
+        floats = {f.name.lower() for f in view.schema if f.dtype in _FLOATS}
+
+        def fixed(field: pa.Field) -> pa.Field:
+            name = field.name.lower()
+            if capped and pa.types.is_null(field.type) and name in declared:
+                return field.with_type(declared[name])
+            if name in floats and _is_number(field.type):
+                return field.with_type(pa.float64())
+            return field
+
+        self.schema = pa.schema(map(fixed, schema))
+
+    def _table(self, rows: Sequence[Any]) -> pa.Table:
+        columns = map(list, zip(*rows, strict=True))
+        return pa.table(
+            {
+                name: pa.nulls(len(rows)) if name in self._unread else values
+                for name, values in zip(self._names, columns, strict=True)
+            }
+        )
+
+    def _cast(self, part: pa.Table) -> pa.Table:
+        """`part` in the stream's schema; a kind the schema's does not take (text after numbers)
+        is the source's to fix."""
+        if part.schema == self.schema:
+            return part
+        numbers = {"integer", "real"}
+        for field, given in zip(self.schema, part.schema, strict=True):
+            if pa.types.is_null(given.type):
+                continue
+            kinds = {push_log.column_kind(given.type), push_log.column_kind(field.type)}
+            if len(kinds) > 1 and not kinds <= numbers:
+                raise FailedPrecondition(
+                    f"feature view {self._view.name!r}: its source's column {field.name!r} holds "
+                    f"{given.type} values after {field.type} ones; give the column one type "
+                    "(CAST it in the source's query)",
+                    resource_type="feature_view",
+                    resource_name=self._view.name,
+                )
+        return part.cast(self.schema)  # safe: a fraction for an integer column fails
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        try:
+            while self._ahead:
+                yield from self._cast(self._ahead.popleft()).to_batches()
+            for rows in self._parts:
+                yield from self._cast(self._table(rows)).to_batches()
+        except BaseException as exc:
+            self.failure = exc
+            raise
+
+    def reader(self) -> pa.RecordBatchReader:
+        return pa.RecordBatchReader.from_batches(self.schema, self._batches())
+
+    @contextmanager
+    def failures(self) -> Iterator[None]:
+        """DuckDB's error for a stream that failed, as the failure itself."""
+        try:
+            yield
+        except duckdb.Error:
+            if self.failure is not None:
+                raise self.failure from None
+            raise
+
+
+def _unified(schema: pa.Schema | None, part: pa.Schema) -> pa.Schema:
+    # A batch of nulls only has no type yet; the others say it.
+    return (
+        part if schema is None else pa.unify_schemas([schema, part], promote_options="permissive")
+    )
+
+
+def _sql_stream(
+    conn: sqlalchemy.Connection,
+    query: str,
+    params: dict[str, Any],
+    view: FeatureView,
+    keys: list[str],
+) -> _SqlStream:
+    """The query's rows, streamed. Column by column from the result's own names: a query with
+    no rows still has its columns (all null), where rows alone would give a table of none."""
     result = conn.execute(
         sqlalchemy.text(query), params, execution_options={"stream_results": True}
     )
-    names = list(result.keys())
-    twice = v.named_twice(names)
+    twice = v.named_twice(list(result.keys()))
     if twice is not None:  # a table by name keeps one of them: the other's values are lost
         raise FailedPrecondition(
             f"feature view {view.name!r}: its source's query gives two columns named {twice!r} "
@@ -365,16 +483,7 @@ def _sql_table(
             resource_type="feature_view",
             resource_name=view.name,
         )
-    parts: list[pa.Table] = []
-    for rows in result.partitions(_SQL_BATCH_ROWS):
-        part = pa.table(dict(zip(names, map(list, zip(*rows, strict=True)), strict=True)))
-        if not parts:  # refused before the rest of a table of numeric times is read
-            _times_checked(view, {f.name for f in part.schema if _is_number(f.type)})
-        parts.append(part)
-    if not parts:
-        return pa.table({n: [] for n in names})
-    # A batch of nulls only has no type yet; the others say it.
-    return pa.concat_tables(parts, promote_options="permissive")
+    return _SqlStream(result, view, keys)
 
 
 def _is_number(kind: pa.DataType) -> bool:
@@ -456,10 +565,12 @@ class SourceReader:
         view: FeatureView,
         join_keys: list[str],
         name: str,
+        stack: ExitStack,
         window: TimeWindow | None = None,
     ) -> None:
         """Create relation `name` for the view's rows (source plus pushed offline log); of a SQL
-        source, those in `window`."""
+        source, those in `window`, streamed from a connection `stack` keeps open: read `name`
+        once (a stream cannot be read again), before `stack` closes."""
         source = view.source
         raw = f"{name}__raw"
         if isinstance(source, FileSource):
@@ -496,21 +607,19 @@ class SourceReader:
             if _TABLE.fullmatch(query):
                 query = f"SELECT * FROM {query}"
             engine = sqlalchemy.create_engine(source.url)
+            stack.callback(engine.dispose)
+            conn = stack.enter_context(engine.connect())
+            stack.enter_context(call_end.interrupted_when_call_ends(_stop(conn)))
+            _read_only(conn)
+            windowed, params = _windowed(query, conn.dialect.name, source.timestamp_field, window)
             try:
-                with engine.connect() as conn, call_end.interrupted_when_call_ends(_stop(conn)):
-                    _read_only(conn)
-                    windowed, params = _windowed(
-                        query, conn.dialect.name, source.timestamp_field, window
-                    )
-                    try:
-                        table = _sql_table(conn, windowed, params, view)
-                    except sqlalchemy.exc.DBAPIError as exc:
-                        if windowed != query:
-                            _diagnose(conn, query, view, exc)
-                        raise
-            finally:
-                engine.dispose()
-            con.register(raw, table)
+                stream = _sql_stream(conn, windowed, params, view, join_keys)
+            except sqlalchemy.exc.DBAPIError as exc:
+                if windowed != query:
+                    _diagnose(conn, query, view, exc)
+                raise
+            stack.enter_context(stream.failures())
+            con.register(raw, stream.reader())
         pushed = self._dataset(f"{self.push_log_root}/{view.name}", "parquet")
         select = self._normalized(con, view, join_keys, raw)
         if pushed is not None:
