@@ -151,6 +151,14 @@ class FeaturesSettings(BaseModel):
     online_store_uri: str | None = None
     # DuckDB worker threads for training sets; None uses every core.
     duckdb_threads: int | None = Field(default=None, ge=1)
+    # The memory a training set's or materialization's join may take before DuckDB spills it
+    # to duckdb_temp_directory, e.g. "4GB"; None: DuckDB's default, 80% of the machine's RAM.
+    duckdb_memory_limit: str | None = Field(
+        default=None, pattern=r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
+    )
+    # Where DuckDB spills; None: <home>/duckdb-tmp (DuckDB's own default is the server's
+    # working directory).
+    duckdb_temp_directory: Path | None = None
     # Definitions are cached this long; another replica's apply shows here within it.
     definitions_cache_seconds: float = Field(default=5.0, ge=0)
     # Where callers without the admin role may point feature view sources (the server reads

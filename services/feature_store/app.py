@@ -15,7 +15,7 @@ from modelyard.services.common.server import ServiceRegistration
 from modelyard.services.common.settings import Settings
 from modelyard.services.feature_store.access import RULES
 from modelyard.services.feature_store.offline import push_log
-from modelyard.services.feature_store.offline.duckdb_engine import DuckDbEngine
+from modelyard.services.feature_store.offline.duckdb_engine import DuckDbEngine, DuckDbSettings
 from modelyard.services.feature_store.offline.sources import SourceReader
 from modelyard.services.feature_store.online import open_online_store
 from modelyard.services.feature_store.service import FeatureAuthorizer, FeaturesService
@@ -43,10 +43,12 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
     )
     authorizer = FeatureAuthorizer(GrantStore(db, feature_permissions), store)
     sources = SourceReader(settings.s3, push_log.log_root(artifacts.root_uri))
+    features = settings.features
+    spill = features.duckdb_temp_directory or settings.home_dir / "duckdb-tmp"
     engine = DuckDbEngine(
         sources,
         store.join_key_fields,
-        settings.features.duckdb_threads,
+        DuckDbSettings(features.duckdb_threads, features.duckdb_memory_limit, str(spill)),
     )
     locations = SourceLocations(
         settings.features.source_locations,

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
-from modelyard.features import FeatureStoreClient
+from modelyard.features import (
+    Entity,
+    FeatureStoreClient,
+    FeatureView,
+    Field,
+    FileSource,
+    Float64,
+    Int64,
+    String,
+)
+from modelyard.services.common.settings import FeaturesSettings, Settings
+from tests.conftest import running_server
 from tests.features.repo import NOW, Repo
 
 
@@ -41,3 +54,39 @@ def test_retrievals_share_one_database_each_on_a_connection_of_its_own(
         results = list(pool.map(trips, [1, 2, 3, 1] * 3))
     assert results == [[35] * 50, [None] * 50, [None] * 50, [35] * 50] * 3
     assert len(opened) <= 1  # the first retrieval of the process opens the database
+
+
+def test_a_join_larger_than_the_memory_limit_spills_under_the_home(tmp_path: Path) -> None:
+    """DuckDB took up to 80% of the machine's RAM and spilled into `.tmp` in the server's
+    working directory; features.duckdb_memory_limit caps it, and the join spills under the
+    home (or features.duckdb_temp_directory)."""
+    rows = 2_000_000
+    frame = pd.DataFrame(
+        {
+            "k": np.arange(rows) % 100_000,
+            "ts": pd.Timestamp(NOW - timedelta(hours=1)) + pd.to_timedelta(np.arange(rows), "us"),
+            "f": np.arange(rows, dtype=np.float64),
+            "s": ["x" * 50] * rows,
+        }
+    )
+    frame.to_parquet(tmp_path / "big.parquet")
+    entity = Entity(name="e", join_keys=["k"], value_type=Int64)
+    view = FeatureView(
+        "big",
+        [entity],
+        [Field("f", Float64), Field("s", String)],
+        FileSource(str(tmp_path / "big.parquet"), "ts"),
+    )
+    features = FeaturesSettings(duckdb_memory_limit="100MB", duckdb_threads=1)
+    settings = Settings(home=tmp_path / "home", port=0, grace_period=0, features=features)
+    with (
+        running_server(settings, ("features",)) as server,
+        FeatureStoreClient(server.address) as store,
+    ):
+        store.apply([entity, view])
+        (run,) = store.materialize(NOW - timedelta(hours=2), NOW)
+        assert run.rows == 100_000
+        found = store.get_online_features(["big:f"], [{"k": 7}]).to_dict()
+        assert found["f"] == [rows - 100_000 + 7]  # each key's latest row
+        spilled = list((tmp_path / "home" / "duckdb-tmp").glob("duckdb_temp_*"))
+        assert spilled

@@ -12,6 +12,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
@@ -23,6 +24,7 @@ from modelyard.services.feature_store.offline.base import OfflineEngine, ViewReq
 from modelyard.services.feature_store.offline.sources import (
     SourceReader,
     TimeWindow,
+    _literal,
     _quote,
     reading,
     summary,
@@ -128,31 +130,46 @@ def _interrupter(con: duckdb.DuckDBPyConnection) -> Callable[[], None]:
     return interrupt
 
 
-# The in-memory databases retrievals connect to, one per thread count (a database's setting):
-# opening a database took 75-120 ms, paid by every training set and every view materialized
-# (a materialization of 1,000 entities spent most of its time there). Each retrieval opens a
-# connection of its own to one: its temporary tables and registered sources are its alone, and
-# go (with their memory) when it is dropped.
-_databases: dict[int | None, duckdb.DuckDBPyConnection] = {}
+@dataclass(frozen=True)
+class DuckDbSettings:
+    """A database's settings: worker threads (None: every core), the memory its joins take
+    before they spill to disk (DuckDB's memory_limit, e.g. "4GB"; None: DuckDB's 80% of RAM),
+    and where they spill (None: DuckDB's `.tmp` in the working directory)."""
+
+    threads: int | None = None
+    memory_limit: str | None = None
+    temp_directory: str | None = None
+
+
+# The in-memory databases retrievals connect to, one per settings: opening a database took
+# 75-120 ms, paid by every training set and every view materialized (a materialization of 1,000
+# entities spent most of its time there). Each retrieval opens a connection of its own to one:
+# its temporary tables and registered sources are its alone, and go (with their memory) when it
+# is dropped.
+_databases: dict[DuckDbSettings, duckdb.DuckDBPyConnection] = {}
 _databases_lock = threading.Lock()
 
 
-def _database(threads: int | None) -> duckdb.DuckDBPyConnection:
+def _database(settings: DuckDbSettings) -> duckdb.DuckDBPyConnection:
     with _databases_lock:
-        database = _databases.get(threads)
+        database = _databases.get(settings)
         if database is None:
-            database = _databases[threads] = duckdb.connect()
-            if threads:
-                database.execute(f"SET threads = {int(threads)}")
+            database = _databases[settings] = duckdb.connect()
+            if settings.threads:
+                database.execute(f"SET threads = {int(settings.threads)}")
+            if settings.memory_limit:
+                database.execute(f"SET memory_limit = {_literal(settings.memory_limit)}")
+            if settings.temp_directory:
+                database.execute(f"SET temp_directory = {_literal(settings.temp_directory)}")
             # Closed before the interpreter finalizes (see _interrupter).
             atexit.register(database.close)
         return database.cursor()
 
 
-def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
+def connect(settings: DuckDbSettings | None = None) -> duckdb.DuckDBPyConnection:
     """A connection for one retrieval, interrupted if its call ends first: a client that gave
     up on a training set would otherwise leave its join running for seconds on every core."""
-    con = _database(threads)
+    con = _database(settings or DuckDbSettings())
     call_end.on_end(_interrupter(con))
     con.execute("SET TimeZone = 'UTC'")
     return con
@@ -163,11 +180,11 @@ class DuckDbEngine(OfflineEngine):
         self,
         sources: SourceReader,
         join_keys: Callable[[FeatureView], list[Field]],
-        threads: int | None = None,
+        settings: DuckDbSettings | None = None,
     ) -> None:
         self._sources = sources
         self._join_keys = join_keys  # the views' join key fields, their entities' in order
-        self._threads = threads
+        self._settings = settings or DuckDbSettings()
 
     def historical(
         self, entities: pa.Table, requests: Sequence[ViewRequest], event_timestamp_column: str
@@ -178,7 +195,7 @@ class DuckDbEngine(OfflineEngine):
                 "row's features should be taken at",
                 field="event_timestamp_column",
             )
-        con = connect(self._threads)
+        con = connect(self._settings)
         rows = entities.append_column("__row", pa.array(range(entities.num_rows), pa.int64()))
         con.register("entity_input", rows)
         try:
@@ -266,7 +283,7 @@ class DuckDbEngine(OfflineEngine):
         return TimeWindow(first - ttl_us if ttl_us else None, last)
 
     def latest(self, view: FeatureView, start_us: int, end_us: int) -> Iterator[pa.RecordBatch]:
-        con = connect(self._threads)
+        con = connect(self._settings)
         keys = [f.name for f in self._join_keys(view)]
         partition = ", ".join(_quote(k) for k in keys)
         features = "".join(f", {_quote(f.name)}" for f in view.schema)
