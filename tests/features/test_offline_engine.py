@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from modelyard.errors import ResourceExhausted
 from modelyard.features import (
     Entity,
     FeatureStoreClient,
@@ -56,11 +57,12 @@ def test_retrievals_share_one_database_each_on_a_connection_of_its_own(
     assert len(opened) <= 1  # the first retrieval of the process opens the database
 
 
-def test_a_join_larger_than_the_memory_limit_spills_under_the_home(tmp_path: Path) -> None:
-    """DuckDB took up to 80% of the machine's RAM and spilled into `.tmp` in the server's
-    working directory; features.duckdb_memory_limit caps it, and the join spills under the
-    home (or features.duckdb_temp_directory)."""
-    rows = 2_000_000
+_BIG_ROWS = 2_000_000
+
+
+def _big_view(directory: Path) -> tuple[Entity, FeatureView]:
+    """A view of 100,000 keys with 20 rows each, 2M rows in all."""
+    rows = _BIG_ROWS
     frame = pd.DataFrame(
         {
             "k": np.arange(rows) % 100_000,
@@ -69,24 +71,49 @@ def test_a_join_larger_than_the_memory_limit_spills_under_the_home(tmp_path: Pat
             "s": ["x" * 50] * rows,
         }
     )
-    frame.to_parquet(tmp_path / "big.parquet")
+    frame.to_parquet(directory / "big.parquet")
     entity = Entity(name="e", join_keys=["k"], value_type=Int64)
     view = FeatureView(
         "big",
         [entity],
         [Field("f", Float64), Field("s", String)],
-        FileSource(str(tmp_path / "big.parquet"), "ts"),
+        FileSource(str(directory / "big.parquet"), "ts"),
     )
-    features = FeaturesSettings(duckdb_memory_limit="100MB", duckdb_threads=1)
-    settings = Settings(home=tmp_path / "home", port=0, grace_period=0, features=features)
+    return entity, view
+
+
+def _limited(tmp_path: Path, memory_limit: str) -> Settings:
+    features = FeaturesSettings(duckdb_memory_limit=memory_limit, duckdb_threads=1)
+    return Settings(home=tmp_path / "home", port=0, grace_period=0, features=features)
+
+
+def test_a_join_larger_than_the_memory_limit_spills_under_the_home(tmp_path: Path) -> None:
+    """DuckDB took up to 80% of the machine's RAM and spilled into `.tmp` in the server's
+    working directory; features.duckdb_memory_limit caps it, and the join spills under the
+    home (or features.duckdb_temp_directory)."""
+    entity, view = _big_view(tmp_path)
     with (
-        running_server(settings, ("features",)) as server,
+        running_server(_limited(tmp_path, "100MB"), ("features",)) as server,
         FeatureStoreClient(server.address) as store,
     ):
         store.apply([entity, view])
         (run,) = store.materialize(NOW - timedelta(hours=2), NOW)
         assert run.rows == 100_000
         found = store.get_online_features(["big:f"], [{"k": 7}]).to_dict()
-        assert found["f"] == [rows - 100_000 + 7]  # each key's latest row
+        assert found["f"] == [_BIG_ROWS - 100_000 + 7]  # each key's latest row
         spilled = list((tmp_path / "home" / "duckdb-tmp").glob("duckdb_temp_*"))
         assert spilled
+
+
+def test_a_join_that_does_not_fit_even_spilled_is_resource_exhausted(tmp_path: Path) -> None:
+    """DuckDB's out of memory error was an INTERNAL error, with nothing for the caller to do."""
+    entity, view = _big_view(tmp_path)
+    with (
+        running_server(_limited(tmp_path, "10MB"), ("features",)) as server,
+        FeatureStoreClient(server.address) as store,
+    ):
+        store.apply([entity, view])
+        with pytest.raises(ResourceExhausted) as err:
+            store.materialize(NOW - timedelta(hours=2), NOW)
+        assert err.value.resource_name == "big"
+        assert "features.duckdb_memory_limit" in str(err.value)

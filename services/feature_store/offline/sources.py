@@ -23,7 +23,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import sqlalchemy
 
-from modelyard.errors import FailedPrecondition, InvalidArgument
+from modelyard.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from modelyard.features.definitions import FeatureView, Field, FileSource, SqlSource, ValueType
 from modelyard.services.common import call_end
 from modelyard.services.common import validation as v
@@ -56,9 +56,18 @@ def summary(exc: BaseException) -> str:
 
 @contextmanager
 def reading(view: FeatureView) -> Iterator[None]:
-    """Errors of reading `view`'s source, as FailedPrecondition naming the view."""
+    """Errors of reading `view`'s source, as FailedPrecondition naming the view; a join larger
+    than DuckDB may hold even spilled, as ResourceExhausted naming the setting."""
     try:
         yield
+    except duckdb.OutOfMemoryException as exc:
+        raise ResourceExhausted(
+            f"feature view {view.name!r}: its rows took more memory than the feature store's "
+            f"DuckDB may use ({summary(exc)}); ask for a shorter time window or fewer entity "
+            "rows, or have the operator raise features.duckdb_memory_limit",
+            resource_type="feature_view",
+            resource_name=view.name,
+        ) from None
     except _SOURCE_ERRORS as exc:
         raise FailedPrecondition(
             f"feature view {view.name!r}: its source could not be read ({summary(exc)}); fix the "
