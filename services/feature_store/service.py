@@ -517,12 +517,16 @@ class FeaturesService:
             for s in self.store.list_definitions("feature_view")
             if isinstance(s.definition, FeatureView) and s.definition.online
         ]
-        records = []
-        for name in names:
-            view = self._view(name)
-            self.authorizer.require("feature_view", name, PermissionLevel.EDIT)
+        # Every view checked before any is loaded: a refusal of the last one named left the
+        # others loaded and recorded, with no answer saying so.
+        windows = []
+        for view in map(self._view, names):
+            self.authorizer.require("feature_view", view.name, PermissionLevel.EDIT)
             _require_online(view, "materialize it")
-            start, first_us = self._window(view, start_ms, end_ms)
+            windows.append((view, *self._window(view, start_ms, end_ms)))
+        records = []
+        for view, start, first_us in windows:
+            name = view.name
             written = 0
             for batch in self.engine.latest(view, first_us, end_ms * 1000 + 999):
                 try:

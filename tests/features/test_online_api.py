@@ -472,6 +472,23 @@ def test_offline_only_views_cannot_be_materialized(store: FeatureStoreClient, re
     assert store.materialize(NOW - HOUR, NOW) == []  # all online views: none
 
 
+def test_a_materialization_refused_for_one_view_loads_none(
+    store: FeatureStoreClient, repo: Repo
+) -> None:
+    """Views were loaded and recorded one by one until one was refused: the refusal was the
+    answer, and the views before it were loaded without a word."""
+    store.apply([*repo.objects, replace(repo.stats, name="offline_stats", online=False)])
+    refused: list[tuple[list[str], type[Exception]]] = [
+        (["driver_stats", "nope"], NotFound),
+        (["driver_stats", "offline_stats"], FailedPrecondition),
+    ]
+    for views, error in refused:
+        with pytest.raises(error):
+            store.materialize(NOW - 100 * HOUR, NOW, views)
+    assert store.list_materializations("driver_stats") == []
+    assert _lookup(store, [1]).statuses()["trips"] == ["NOT_FOUND"]
+
+
 def test_offline_only_views_are_neither_pushed_to_nor_read_online(
     store: FeatureStoreClient, repo: Repo
 ) -> None:
