@@ -736,6 +736,13 @@ class FeaturesService:
                 f"feature view {view_name!r} has no feature {unknown[0]!r}", field=unknown[0]
             )
         unsent = [f for f in view.feature_names if f not in table.column_names]
+        if unsent and len(unsent) == len(view.feature_names):
+            # Online it would move the entities' event time on, their old values served as new.
+            raise InvalidArgument(
+                f"pushed rows hold no feature of feature view {view_name!r}; send at least one "
+                f"of {', '.join(map(repr, unsent))}",
+                field=unsent[0],
+            )
         if to_offline and unsent:
             # Feast refuses these too: a training set takes a view's row whole, so an unsent
             # feature would read as null from this row on, while online keeps its value.

@@ -445,6 +445,18 @@ def test_push_rejects_columns_the_view_lacks(store: FeatureStoreClient, repo: Re
         store.push("nope", bad)
 
 
+def test_a_push_without_features_is_refused(store: FeatureStoreClient, repo: Repo) -> None:
+    """It stored nothing but a newer event time: driver 2's day-old values were served as
+    fresh (PRESENT, not OUTSIDE_MAX_AGE)."""
+    store.apply(repo.objects)
+    store.materialize(NOW - 100 * HOUR, NOW + HOUR)
+    rows = pd.DataFrame({"driver_id": [2], "event_timestamp": [NOW]})
+    with pytest.raises(InvalidArgument) as err:
+        store.push("driver_stats", rows)
+    assert err.value.field == "conv_rate" and "'trips'" in str(err.value)
+    assert _lookup(store, [2]).statuses()["trips"] == ["OUTSIDE_MAX_AGE"]
+
+
 def test_a_push_to_the_offline_store_must_send_every_feature(
     store: FeatureStoreClient, repo: Repo
 ) -> None:
