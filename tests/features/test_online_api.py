@@ -15,7 +15,7 @@ import pytest
 
 from modelyard._gen.features.v1 import features_pb2 as pb
 from modelyard.convert.features import append_python_values
-from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound
+from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from modelyard.features import (
     Bool,
     Bytes,
@@ -33,8 +33,8 @@ from modelyard.features import (
     UnixTimestamp,
 )
 from modelyard.features.client import _arrow_bytes
-from modelyard.services.common.settings import Settings
-from tests.conftest import running_server
+from modelyard.services.common.settings import FeaturesSettings, Settings
+from tests.conftest import free_port, running_server
 from tests.features.repo import NOW, Repo
 
 HOUR = timedelta(hours=1)
@@ -779,6 +779,27 @@ def test_a_window_includes_its_end_and_the_next_incremental_run_starts_after_it(
     with pytest.raises(InvalidArgument) as err:
         store.materialize(end, start, ["boundary"])
     assert err.value.field == "start_time" and "included" in str(err.value)
+
+
+def test_writes_to_a_redis_that_is_down_are_unavailable(repo: Repo, tmp_path) -> None:
+    """Push, materialize and deleting a view failed INTERNAL when the online store's Redis could
+    not be reached: UNAVAILABLE says to retry."""
+    features = FeaturesSettings(online_store_uri=f"redis://127.0.0.1:{free_port()}/0")
+    settings = Settings(home=tmp_path / "home", port=0, grace_period=0, features=features)
+    with (
+        running_server(settings, ("features",)) as server,
+        FeatureStoreClient(server.address) as store,
+    ):
+        store.apply(repo.objects)
+        rows = pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW], "trips": [5]})
+        for write in (
+            lambda: store.push("driver_stats", rows),
+            lambda: store.materialize(NOW - 100 * HOUR, NOW),
+            lambda: store.apply([repo.driver], partial=False),
+        ):
+            with pytest.raises(Unavailable) as err:
+                write()
+            assert "Redis" in str(err.value)
 
 
 def test_a_window_ending_far_ahead_is_refused(store: FeatureStoreClient, repo: Repo) -> None:

@@ -11,12 +11,14 @@ several deployments can share one Redis.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
+from modelyard.errors import Unavailable
 from modelyard.services.feature_store.online.base import (
     OnlineRow,
     OnlineStore,
@@ -55,6 +57,17 @@ _ROWS_PER_CALL = 500
 _PREFIX = "modelyard:online"
 
 
+@contextmanager
+def _reachable() -> Iterator[None]:
+    """A Redis that cannot be reached, as Unavailable (the caller may retry), not INTERNAL."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise Unavailable(
+            f"the online store's Redis cannot be reached ({exc}); retry once it is back"
+        ) from None
+
+
 class RedisOnlineStore(OnlineStore):
     def __init__(self, uri: str) -> None:
         parts = urlsplit(uri)
@@ -67,6 +80,10 @@ class RedisOnlineStore(OnlineStore):
         return f"{self.prefix}:{view}:{entity_key}"
 
     def write(self, view: str, rows: Sequence[OnlineRow], partial: bool = False) -> int:
+        with _reachable():
+            return self._write_rows(view, rows, partial)
+
+    def _write_rows(self, view: str, rows: Sequence[OnlineRow], partial: bool) -> int:
         if partial:
             for start in range(0, len(rows), _ROWS_PER_CALL):
                 self._write_merged(view, rows[start : start + _ROWS_PER_CALL])
@@ -124,6 +141,10 @@ class RedisOnlineStore(OnlineStore):
         return rows
 
     def delete_view(self, view: str) -> None:
+        with _reachable():
+            self._delete_view(view)
+
+    def _delete_view(self, view: str) -> None:
         batch = []
         for key in self._redis.scan_iter(match=f"{self.prefix}:{view}:*", count=1000):
             batch.append(key)
