@@ -316,7 +316,8 @@ class FeaturesService:
             for step in steps:
                 if step.action == "create" and step.kind == "feature_view":
                     # Left by a view of this name whose delete did not finish (see below): a
-                    # new view starts with none of its rows.
+                    # new view starts with none of its rows, online or offline.
+                    self.online.delete_view(step.name)
                     self._delete_push_log(step.name)
             tx.write(upserts, deletes, me.name)
         for step in steps:

@@ -34,10 +34,13 @@ from modelyard.features import (
 )
 from modelyard.features.client import _arrow_bytes
 from modelyard.services.common.settings import FeaturesSettings, Settings
+from modelyard.services.feature_store.online import OnlineRow, open_online_store
+from modelyard.services.feature_store.online.base import entity_key
 from tests.conftest import free_port, running_server
 from tests.features.repo import NOW, Repo
 
 HOUR = timedelta(hours=1)
+NOW_MS = int(NOW.timestamp() * 1000)
 
 
 # driver_stats' features besides trips, for one pushed row: a push to the offline store sends
@@ -782,24 +785,45 @@ def test_a_window_includes_its_end_and_the_next_incremental_run_starts_after_it(
 
 
 def test_writes_to_a_redis_that_is_down_are_unavailable(repo: Repo, tmp_path) -> None:
-    """Push, materialize and deleting a view failed INTERNAL when the online store's Redis could
-    not be reached: UNAVAILABLE says to retry."""
-    features = FeaturesSettings(online_store_uri=f"redis://127.0.0.1:{free_port()}/0")
-    settings = Settings(home=tmp_path / "home", port=0, grace_period=0, features=features)
+    """Push, materialize and deleting (or creating) a view failed INTERNAL when the online
+    store's Redis could not be reached: UNAVAILABLE says to retry."""
+
+    def settings(online_store_uri: str) -> Settings:
+        features = FeaturesSettings(online_store_uri=online_store_uri)
+        return Settings(home=tmp_path / "home", port=0, grace_period=0, features=features)
+
+    up = settings(f"sqlite:///{tmp_path / 'online.db'}")
+    with running_server(up, ("features",)) as server, FeatureStoreClient(server.address) as store:
+        store.apply(repo.objects)
+    down = settings(f"redis://127.0.0.1:{free_port()}/0")
     with (
-        running_server(settings, ("features",)) as server,
+        running_server(down, ("features",)) as server,
         FeatureStoreClient(server.address) as store,
     ):
-        store.apply(repo.objects)
         rows = pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW], "trips": [5]})
         for write in (
             lambda: store.push("driver_stats", rows),
             lambda: store.materialize(NOW - 100 * HOUR, NOW),
             lambda: store.apply([repo.driver], partial=False),
+            lambda: store.apply([repo.driver, replace(repo.stats, name="new_stats")]),
         ):
             with pytest.raises(Unavailable) as err:
                 write()
             assert "Redis" in str(err.value)
+
+
+def test_a_new_view_does_not_serve_online_rows_a_deleted_one_left(
+    store: FeatureStoreClient, repo: Repo, online_store_uri: str
+) -> None:
+    """A view's online rows are deleted after its definition: if that failed (the store was
+    unreachable), a view created again under the name served them. Creating one clears them."""
+    left = open_online_store(online_store_uri)
+    try:
+        left.write("driver_stats", [OnlineRow(entity_key([1]), {"trips": 99}, NOW_MS)])
+    finally:
+        left.close()
+    store.apply(repo.objects)
+    assert _lookup(store, [1]).statuses()["trips"] == ["NOT_FOUND"]
 
 
 def test_a_window_ending_far_ahead_is_refused(store: FeatureStoreClient, repo: Repo) -> None:
