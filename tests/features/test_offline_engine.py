@@ -117,3 +117,22 @@ def test_a_join_that_does_not_fit_even_spilled_is_resource_exhausted(tmp_path: P
             store.materialize(NOW - timedelta(hours=2), NOW)
         assert err.value.resource_name == "big"
         assert "features.duckdb_memory_limit" in str(err.value)
+
+
+def test_a_training_set_that_does_not_fit_even_spilled_is_resource_exhausted(
+    tmp_path: Path, repo: Repo
+) -> None:
+    """The view's join fits in 20 MB; ordering 500,000 entity rows of 100 bytes back as sent
+    does not, and failed INTERNAL."""
+    with (
+        running_server(_limited(tmp_path, "20MB"), ("features",)) as server,
+        FeatureStoreClient(server.address) as store,
+    ):
+        store.apply(repo.objects)
+        rows = 500_000
+        entities = pd.DataFrame(
+            {"driver_id": [1] * rows, "event_timestamp": [NOW] * rows, "pad": ["y" * 100] * rows}
+        )
+        with pytest.raises(ResourceExhausted) as err:
+            store.get_historical_features(entities, ["driver_stats:trips"]).to_df()
+        assert "features.duckdb_memory_limit" in str(err.value)

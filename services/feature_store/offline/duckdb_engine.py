@@ -28,6 +28,7 @@ from modelyard.services.feature_store.offline.sources import (
     _quote,
     reading,
     summary,
+    within_memory,
 )
 from modelyard.services.feature_store.online.base import KEY_KINDS
 
@@ -175,6 +176,13 @@ def connect(settings: DuckDbSettings | None = None) -> duckdb.DuckDBPyConnection
     return con
 
 
+def _memory_bounded(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+    """A training set's batches; its last join running out of memory as it streams is the
+    caller's to shrink (ResourceExhausted), not a server error."""
+    with within_memory("the training set"):
+        yield from reader
+
+
 class DuckDbEngine(OfflineEngine):
     def __init__(
         self,
@@ -199,11 +207,12 @@ class DuckDbEngine(OfflineEngine):
         rows = entities.append_column("__row", pa.array(range(entities.num_rows), pa.int64()))
         con.register("entity_input", rows)
         try:
-            con.execute(
-                "CREATE TEMP TABLE entities AS SELECT *, "
-                f"CAST({_quote(event_timestamp_column)} AS TIMESTAMPTZ) AS __event_ts "
-                "FROM entity_input"
-            )
+            with within_memory("the entity rows"):
+                con.execute(
+                    "CREATE TEMP TABLE entities AS SELECT *, "
+                    f"CAST({_quote(event_timestamp_column)} AS TIMESTAMPTZ) AS __event_ts "
+                    "FROM entity_input"
+                )
         except _CAST_ERRORS as exc:
             raise InvalidArgument(
                 f"the entity rows' {event_timestamp_column!r} column holds values that are not "
@@ -231,7 +240,9 @@ class DuckDbEngine(OfflineEngine):
             f"SELECT e.* EXCLUDE (__row, __event_ts){', ' + columns if columns else ''} "
             f"FROM entities e {joins} ORDER BY e.__row"
         )
-        return con.sql(query).to_arrow_reader(_BATCH_ROWS)
+        with within_memory("the training set"):
+            reader = con.sql(query).to_arrow_reader(_BATCH_ROWS)
+        return pa.RecordBatchReader.from_batches(reader.schema, _memory_bounded(reader))
 
     def _join_view(
         self,

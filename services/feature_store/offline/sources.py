@@ -55,19 +55,30 @@ def summary(exc: BaseException) -> str:
 
 
 @contextmanager
-def reading(view: FeatureView) -> Iterator[None]:
-    """Errors of reading `view`'s source, as FailedPrecondition naming the view; a join larger
-    than DuckDB may hold even spilled, as ResourceExhausted naming the setting."""
+def within_memory(
+    what: str, resource_type: str | None = None, resource_name: str | None = None
+) -> Iterator[None]:
+    """DuckDB's refusal of work larger than it may hold even spilled, as ResourceExhausted
+    saying `what` took too much and what to do: it is no server error."""
     try:
         yield
     except duckdb.OutOfMemoryException as exc:
         raise ResourceExhausted(
-            f"feature view {view.name!r}: its rows took more memory than the feature store's "
-            f"DuckDB may use ({summary(exc)}); ask for a shorter time window or fewer entity "
-            "rows, or have the operator raise features.duckdb_memory_limit",
-            resource_type="feature_view",
-            resource_name=view.name,
+            f"{what} took more memory than the feature store's DuckDB may use ({summary(exc)}); "
+            "ask for a shorter time window or fewer entity rows, or have the operator raise "
+            "features.duckdb_memory_limit",
+            resource_type=resource_type,
+            resource_name=resource_name,
         ) from None
+
+
+@contextmanager
+def reading(view: FeatureView) -> Iterator[None]:
+    """Errors of reading `view`'s source, as FailedPrecondition naming the view (running out of
+    memory, as within_memory)."""
+    try:
+        with within_memory(f"feature view {view.name!r}: its rows", "feature_view", view.name):
+            yield
     except _SOURCE_ERRORS as exc:
         raise FailedPrecondition(
             f"feature view {view.name!r}: its source could not be read ({summary(exc)}); fix the "
