@@ -10,7 +10,15 @@ See `modelyard.automl.api` for what is logged where.
 """
 
 from modelyard.automl.api import classify, forecast, regress
-from modelyard.automl.result import AutoMLResult, BestTrial
+from modelyard.automl.result import AutoMLResult, BestTrial, SkippedSeries
 from modelyard.automl.search import TrialEvent
 
-__all__ = ["AutoMLResult", "BestTrial", "TrialEvent", "classify", "forecast", "regress"]
+__all__ = [
+    "AutoMLResult",
+    "BestTrial",
+    "SkippedSeries",
+    "TrialEvent",
+    "classify",
+    "forecast",
+    "regress",
+]

@@ -124,7 +124,9 @@ def forecast(
     before them the validation set. `identity_col` (one name or several: a store, a product)
     makes it multi-series, as in Databricks AutoML: each series, the rows sharing those
     columns' values, gets its own split and its own model, fitted on its history only; the
-    logged model forecasts a row with its series' model."""
+    logged model forecasts a row with its series' model. A series too short (fewer than
+    2 x horizon + 10 periods) is skipped, not the run: `AutoMLResult.skipped_series` and the
+    run's `data/skipped_series.json` list them."""
     kwargs = dict(locals())
     kwargs["identity_col"] = common.names(identity_col)
     from modelyard.automl import forecasting

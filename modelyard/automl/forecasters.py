@@ -198,15 +198,18 @@ def series_key(values: Any) -> tuple[str, ...]:
 class MultiSeriesForecastModel:
     """One fitted `ForecastModel` per series, keyed by the values of `identity_cols`;
     `dtypes` are those columns' types in the training data (an id 17 is a number there, and
-    so in the input example and signature)."""
+    so in the input example and signature); `skipped`, the series of the data left without a
+    model, and why, so a forecast for one says so rather than that it was never seen."""
 
     def __init__(
         self,
         models: dict[tuple[str, ...], ForecastModel],
         identity_cols: list[str],
         dtypes: dict[str, Any] | None = None,
+        skipped: dict[tuple[str, ...], str] | None = None,
     ):
         self.models = models
+        self.skipped = dict(skipped or {})
         self.identity_cols = list(identity_cols)
         self.dtypes = {c: str(t) for c, t in (dtypes or {}).items()}
         self.time_col = next(iter(models.values())).time_col
@@ -223,6 +226,13 @@ class MultiSeriesForecastModel:
         rows = data.reset_index(drop=True)
         for key, group in rows.groupby(self.identity_cols, sort=False, dropna=False):
             model = self.models.get(series_key(key))
+            why = getattr(self, "skipped", {}).get(series_key(key))  # none in older models
+            if model is None and why is not None:
+                raise InvalidArgument(
+                    f"series {', '.join(series_key(key))!r} of {self.identity_cols} was skipped "
+                    f"in training, too short to forecast ({why}): it has no model",
+                    field=self.identity_cols[0],
+                )
             if model is None:
                 known = [", ".join(k) for k in list(self.models)[:5]]
                 raise InvalidArgument(

@@ -16,12 +16,14 @@ Families: Holt-Winters exponential smoothing and seasonal ARIMA (statsmodels), R
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 from typing import Any
 
+import numpy as np
 import optuna
 import pandas as pd
 
@@ -39,7 +41,7 @@ from modelyard.automl.forecasters import (
     series_key,
 )
 from modelyard.automl.metrics import FORECASTING
-from modelyard.automl.result import AutoMLResult
+from modelyard.automl.result import AutoMLResult, SkippedSeries
 from modelyard.errors import InvalidArgument
 
 
@@ -375,6 +377,7 @@ class ForecastSearch(search.Search):
     frequency: str = "D"
     series: Series = Series(0, 1, True)
     identity_cols: list[str] = field(default_factory=list)
+    skipped: dict[tuple[str, ...], str] = field(default_factory=dict)  # key -> why, too short
 
     def series_frames(self) -> list[tuple[tuple[str, ...], pd.DataFrame]]:
         """Mirrors the generated script's series_frames."""
@@ -400,7 +403,7 @@ class ForecastSearch(search.Search):
         out = {name: search.fold_mean([s[name] for s in scores]) for name in scores[0]}
         ids = self.identity_cols
         dtypes = self.df[ids].dtypes.to_dict()
-        final = MultiSeriesForecastModel(models, ids, dtypes) if ids else models[()]
+        final = MultiSeriesForecastModel(models, ids, dtypes, self.skipped) if ids else models[()]
         return final, out, final.input_example()
 
     def evaluate_series(
@@ -536,6 +539,20 @@ def _identity_dtype(col: pd.Series) -> str:
     return "str"
 
 
+def min_points(horizon: int) -> int:
+    """Periods a series needs: `horizon` for validation, `horizon` for test, 10 to fit on."""
+    return 2 * horizon + 10
+
+
+class _TooShort(InvalidArgument):
+    """A series with fewer than `minimum` periods: refused alone, skipped among several."""
+
+    def __init__(self, message: str, points: int, minimum: int) -> None:
+        super().__init__(message, field="horizon")
+        self.points = points
+        self.minimum = minimum
+
+
 def _grid(
     frame: pd.DataFrame, target_col: str, time_col: str, frequency: str, horizon: int, name: str
 ) -> tuple[pd.DataFrame, list[str]]:
@@ -545,6 +562,12 @@ def _grid(
     of = f"series {name}: " if name else ""
     notes = []
     series = frame.set_index(time_col)[target_col].sort_index().resample(frequency).mean()
+    if len(series) < min_points(horizon):  # first: a short series is skipped, whatever else
+        raise _TooShort(
+            f"{of}{len(series)} points leave too little history for 2 x horizon {horizon} held out",
+            len(series),
+            min_points(horizon),
+        )
     observed = int(series.notna().sum())
     if observed < len(frame):
         notes.append(
@@ -564,11 +587,6 @@ def _grid(
         notes.append(
             f"{of}{gaps} of {len(series)} {frequency!r} periods have no value: models are fitted "
             "with them interpolated, and scored only on periods with a value"
-        )
-    if len(series) < 2 * horizon + 10:
-        raise InvalidArgument(
-            f"{of}{len(series)} points leave too little history for 2 x horizon {horizon} held out",
-            field="horizon",
         )
     df = pd.DataFrame({time_col: series.index, target_col: series.to_numpy()})
     df[dataset.SPLIT_COL] = dataset.time_split(df[time_col], horizon).to_numpy()
@@ -590,9 +608,10 @@ def _prepare(
     horizon: int,
     workdir: Path,
     identity: list[str] | None = None,
-) -> tuple[pd.DataFrame, dataset.Schema, Path, str, list[str]]:
+) -> tuple[pd.DataFrame, dataset.Schema, Path, str, list[str], list[SkippedSeries]]:
     """Each series (one, or one per value of the `identity` columns) on its own grid and split
-    by its own last periods; the series' rows one after the other, identity columns as text."""
+    by its own last periods; the series' rows one after the other. Among several series, one
+    too short to split is skipped (and returned) rather than refusing the others."""
     identity = identity or []
     raw = dataset.load(data)
     dataset.require_column(raw, target_col, "target_col")
@@ -626,19 +645,55 @@ def _prepare(
         raise InvalidArgument(f"no row has both a {time_col} and a {target_col}", field="data")
     frequency = resolve_frequency(frequency, frame[time_col])
     groups = frame.groupby(identity, sort=True) if identity else [((), frame)]
-    parts = []
+    parts, skipped = [], []
     for key, rows in groups:
         name = ", ".join(f"{c}={v!r}" for c, v in zip(identity, series_key(key), strict=True))
-        df, found = _grid(rows, target_col, time_col, frequency, horizon, name)
+        try:
+            df, found = _grid(rows, target_col, time_col, frequency, horizon, name)
+        except _TooShort as short:
+            if not identity:
+                raise
+            values = key if isinstance(key, tuple) else (key,)
+            plain = {
+                c: v.item() if isinstance(v, np.generic) else v
+                for c, v in zip(identity, values, strict=True)
+            }
+            skipped.append(SkippedSeries(plain, short.points, short.minimum))
+            continue
         for c, v in reversed(list(zip(identity, key, strict=True))):
             df.insert(0, c, pd.Series([v] * len(df), dtype=dtypes[c]))
         parts.append(df)
         notes += found
+    if skipped:
+        notes.insert(0, _skipped_note(skipped, len(skipped) + len(parts), frequency, horizon))
+    if not parts:
+        longest = max(s.points for s in skipped)
+        raise InvalidArgument(
+            f"all {len(skipped)} series are too short: the longest has {longest} {frequency!r} "
+            f"periods, and a series needs {min_points(horizon)} (2 x horizon {horizon} held "
+            "out, 10 to fit on). Pass a shorter horizon, or a finer frequency",
+            field="horizon",
+        )
     df = pd.concat(parts, ignore_index=True)
     schema = dataset.Schema({**dtypes, target_col: "float64", dataset.SPLIT_COL: "str"}, [time_col])
     csv_path = workdir / "training_data.csv"
     df.to_csv(csv_path, index=False)
-    return schema.read(csv_path), schema, csv_path, frequency, notes
+    return schema.read(csv_path), schema, csv_path, frequency, notes, skipped
+
+
+SKIPPED_ARTIFACT = "data/skipped_series.json"
+
+
+def _skipped_note(skipped: list[SkippedSeries], n: int, frequency: str, horizon: int) -> str:
+    shown = "; ".join(
+        f"{', '.join(f'{c}={v!r}' for c, v in s.series.items())} ({s.points})" for s in skipped[:5]
+    )
+    more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+    return (
+        f"{len(skipped)} of {n} series skipped, too short to forecast: fewer than "
+        f"{min_points(horizon)} {frequency!r} periods (2 x horizon {horizon} held out, 10 to fit "
+        f"on): {shown}{more}. They have no model; the list is in {SKIPPED_ARTIFACT}"
+    )
 
 
 def run(
@@ -667,7 +722,7 @@ def run(
     _, timeout = common.budget_seconds(timeout_minutes, max_trials)
     workdir = common.output_dir(output_dir)
     identity = common.names(identity_col)
-    df, schema, csv_path, frequency, notes = _prepare(
+    df, schema, csv_path, frequency, notes, skipped = _prepare(
         data, target_col, time_col, frequency, horizon, workdir, identity
     )
     season = season_length(frequency)
@@ -691,6 +746,7 @@ def run(
         "time_col": time_col,
         "identity_cols": ",".join(identity),
         "n_series": df.groupby(identity).ngroups if identity else 1,
+        "n_series_skipped": len(skipped),
         "horizon": horizon,
         "frequency": frequency,
         "season_length": season,
@@ -705,6 +761,10 @@ def run(
     with common.start_parent(FORECASTING, target_col, exp_id, params) as parent:
         name = Path(str(data)).stem if isinstance(data, str | Path) else "training_data"
         common.log_data(df, csv_path, name, target_col)
+        if skipped:
+            listed = {"skipped_series": [dataclasses.asdict(x) for x in skipped]}
+            fluent.log_dict(listed, SKIPPED_ARTIFACT)
+            fluent.set_tag("modelyard.automl.skipped_series", str(len(skipped)))
         report_uri = common.log_exploration(prof, f"Data exploration: {target_col} (forecasting)")
         s = ForecastSearch(
             problem=FORECASTING,
@@ -722,6 +782,12 @@ def run(
             frequency=frequency,
             series=series,
             identity_cols=identity,
+            skipped={
+                series_key(tuple(x.series.values())): (
+                    f"{x.points} {frequency!r} periods, fewer than the {x.minimum} a series needs"
+                )
+                for x in skipped
+            },
         )
         remaining = None if timeout is None else max(1.0, timeout - (time.monotonic() - started))
         enqueue = [f.enqueued(series) for f in candidates]
@@ -739,7 +805,7 @@ def run(
             )
             return info.model_uri, info.registered_model_version
 
-        return common.finish(
+        result = common.finish(
             s,
             tuned,
             log_model=log_model,
@@ -748,3 +814,4 @@ def run(
             report_uri=report_uri,
             warnings=notes + [w.message for w in prof.warnings],
         )
+        return dataclasses.replace(result, skipped_series=skipped)

@@ -26,6 +26,16 @@ class BestTrial:
 
 
 @dataclass(frozen=True)
+class SkippedSeries:
+    """A series of a multi-series forecast left out for being too short (Databricks AutoML
+    skips such series too, rather than refusing every other series for them)."""
+
+    series: dict[str, Any]  # identity column -> this series' value
+    points: int  # periods on the series' grid
+    minimum: int  # periods a series needs: 2 x horizon held out, and history to fit on
+
+
+@dataclass(frozen=True)
 class AutoMLResult:
     problem_type: str
     primary_metric: str
@@ -37,6 +47,7 @@ class AutoMLResult:
     report_uri: str
     registered_model_version: int | None = None
     warnings: list[str] = field(default_factory=list)
+    skipped_series: list[SkippedSeries] = field(default_factory=list)  # forecast() only
 
     @property
     def best_score(self) -> float:

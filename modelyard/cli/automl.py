@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import ProgressColumn, Task, TextColumn
@@ -13,6 +13,9 @@ from rich.progress_bar import ProgressBar
 from rich.text import Text
 
 from modelyard.cli.output import console, print_json, progress, say, table
+
+if TYPE_CHECKING:
+    from modelyard.automl.result import SkippedSeries
 
 app = typer.Typer(help="AutoML: a tracked, glass-box baseline model.", no_args_is_help=True)
 
@@ -238,6 +241,7 @@ def run(
                 "registered_model_version": result.registered_model_version,
                 "report_uri": result.report_uri,
                 "warnings": result.warnings,
+                "skipped_series": result.skipped_series,
             }
         )
         return
@@ -258,6 +262,8 @@ def run(
             for _, row in top.iterrows()
         ],
     )
+    if result.skipped_series:
+        _show_skipped(result.skipped_series)
     for warning in result.warnings:
         console.print(Text.assemble(("warning", "yellow"), f" {warning}"))
     say(f"AutoML run   {result.parent_run_id} (experiment {result.experiment_id})")
@@ -268,6 +274,21 @@ def run(
     say(f"report       {result.report_uri}")
     if result.registered_model_version is not None:
         say(f"registered   models:/{register_model}/{result.registered_model_version}")
+
+
+def _show_skipped(skipped: list[SkippedSeries], most: int = 20) -> None:
+    """The series a forecast left out (too short), by id, with their length and the minimum."""
+    from modelyard.automl.forecasting import SKIPPED_ARTIFACT
+
+    columns = list(skipped[0].series)
+    say(f"Skipped series ({len(skipped)}), too short to forecast: no model")
+    table(
+        None,
+        [*columns, "periods", "minimum"],
+        [(*s.series.values(), s.points, s.minimum) for s in skipped[:most]],
+    )
+    if len(skipped) > most:
+        say(f"... and {len(skipped) - most} more: see {SKIPPED_ARTIFACT} on the AutoML run")
 
 
 def _fmt(value: object) -> str:

@@ -83,7 +83,7 @@ def test_forecast_refuses_a_grid_that_is_mostly_made_up(fluent) -> None:
 
 
 def _grid(data: pd.DataFrame, frequency: str, tmp_path: Path) -> tuple[pd.DataFrame, str, list]:
-    df, _, _, resolved, notes = forecasting._prepare(data, "y", "ds", frequency, 3, tmp_path)
+    df, _, _, resolved, notes, _ = forecasting._prepare(data, "y", "ds", frequency, 3, tmp_path)
     return df, resolved, notes
 
 

@@ -3,10 +3,12 @@ fitted on its own history, and a logged model that answers each row with its ser
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -108,15 +110,71 @@ def test_identity_cols_for_forecasting_are_checked(fluent) -> None:
         modelyard.automl.forecast(data, "sales", "day", 5, identity_col="Store", max_trials=1)
     with pytest.raises(InvalidArgument, match="identity_col 'day' is also time_col"):
         modelyard.automl.forecast(data, "sales", "day", 5, identity_col="day", max_trials=1)
-    short = pd.concat(
-        [
-            data,
-            pd.DataFrame({"day": pd.date_range("2024-01-01", periods=3), "store": "c", "sales": 1}),
-        ]
-    )
-    with pytest.raises(InvalidArgument, match="series store='c': 3 points leave too little"):
+    short = data.sort_values("day").groupby("store").head(12)  # 12 days each, 20 needed
+    with pytest.raises(
+        InvalidArgument,
+        match=r"all 2 series are too short: the longest has 12 'D' periods, "
+        r"and a series needs 20 \(2 x horizon 5 held out, 10 to fit on\)",
+    ):
         modelyard.automl.forecast(short, "sales", "day", 5, identity_col="store", max_trials=1)
     assert fluent.search_runs(search_all_experiments=True).empty
+
+
+def _with_short_store(data: pd.DataFrame, store: str = "c", days: int = 3) -> pd.DataFrame:
+    day = pd.date_range("2024-01-01", periods=days)
+    return pd.concat([data, pd.DataFrame({"day": day, "store": store, "sales": 1.0})])
+
+
+def test_a_series_too_short_is_skipped_and_reported_not_the_whole_run(fluent, tmp_path) -> None:
+    """One store with 3 days refused the forecast of every other store."""
+    data = _with_short_store(_with_short_store(_stores(), "c", 3), "d", 19)
+    result = _forecast(data, tmp_path, identity_col="store")
+    c = fluent.client()
+    run = c.get_run(result.parent_run_id)
+    assert (run.data.params["n_series"], run.data.params["n_series_skipped"]) == ("2", "2")
+    assert run.data.tags["modelyard.automl.skipped_series"] == "2"
+    listed = c.download_artifacts(result.parent_run_id, "data/skipped_series.json")
+    expected = [
+        {"series": {"store": "c"}, "points": 3, "minimum": 20},
+        {"series": {"store": "d"}, "points": 19, "minimum": 20},
+    ]
+    assert json.loads(Path(listed).read_text()) == {"skipped_series": expected}
+    assert [dataclasses.asdict(s) for s in result.skipped_series] == expected
+    assert any(
+        w.startswith("2 of 4 series skipped, too short to forecast: fewer than 20 'D' periods")
+        and "store='c' (3); store='d' (19)" in w
+        for w in result.warnings
+    )
+    csv = pd.read_csv(c.download_artifacts(result.parent_run_id, "data/training_data.csv"))
+    assert sorted(csv["store"].unique()) == ["a", "b"]
+
+    model = modelyard.pyfunc.load_model(result.best_trial.model_uri)
+    day = pd.Timestamp(csv["day"].max()) + pd.Timedelta(days=1)
+    assert np.isfinite(model.predict(pd.DataFrame({"store": ["a"], "day": [day]}))).all()
+    with pytest.raises(InvalidArgument, match="series 'c' of \\['store'\\] was skipped in train"):
+        model.predict(pd.DataFrame({"store": ["c"], "day": [day]}))
+
+
+def test_the_cli_lists_the_skipped_series(fluent, server, tmp_path) -> None:
+    data = tmp_path / "stores.csv"
+    _with_short_store(_stores()).to_csv(data, index=False)
+    args = ["automl", "run", "--data", str(data), "--target", "sales", "--problem", "forecasting"]
+    args += ["--time-col", "day", "--horizon", "5", "--identity-col", "store", "--max-trials"]
+    args += ["1", "--uri", server.address, "--output-dir", str(tmp_path / "code")]
+    for name in ONE_FAMILY:
+        args += ["--exclude-framework", name]
+    shown = CliRunner().invoke(app, args)
+    assert shown.exit_code == 0, shown.output
+    assert "Skipped series (1), too short to forecast: no model" in shown.output
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in shown.output.splitlines()]
+    assert ["store", "periods", "minimum"] in [
+        [c.strip() for c in line.split("┃")[1:-1]] for line in shown.output.splitlines()
+    ]
+    assert ["c", "3", "20"] in cells
+    done = CliRunner().invoke(app, [*args, "--json"])
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.output)
+    assert summary["skipped_series"] == [{"series": {"store": "c"}, "points": 3, "minimum": 20}]
 
 
 def test_multi_series_from_the_cli_and_the_generated_script(fluent, server, tmp_path) -> None:
