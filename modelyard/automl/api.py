@@ -124,9 +124,11 @@ def forecast(
     before them the validation set. `identity_col` (one name or several: a store, a product)
     makes it multi-series, as in Databricks AutoML: each series, the rows sharing those
     columns' values, gets its own split and its own model, fitted on its history only; the
-    logged model forecasts a row with its series' model. A series too short (fewer than
-    2 x horizon + 10 periods) is skipped, not the run: `AutoMLResult.skipped_series` and the
-    run's `data/skipped_series.json` list them."""
+    logged model forecasts a row with its series' model. A trial's metrics are then over
+    every series' scored points (each series' metric weighted by its points; parent param
+    `series_metrics`), each series' own in the trial's `per_series_metrics.json`. A series
+    too short (fewer than 2 x horizon + 10 periods) is skipped, not the run:
+    `AutoMLResult.skipped_series` and the run's `data/skipped_series.json` list them."""
     kwargs = dict(locals())
     kwargs["identity_col"] = common.names(identity_col)
     from modelyard.automl import forecasting

@@ -8,7 +8,10 @@ and forecasts the test points. The refitted model is the one logged for the best
 
 With `identity_col` (Databricks AutoML's multi-series forecasting) each series (rows sharing
 the identity columns' values) gets its own grid, split and model, fitted on its history only;
-a trial's metrics are the mean over the series of each series' metric.
+a trial's metrics are over every series' scored points together (each series' metric weighted
+by its points in that split, RMSE the root of the weighted mean square: a 5-point series weighs
+a thousandth of a 5000-point one), and each series' own metrics are the trial's artifact
+`per_series_metrics.json`.
 
 Families: Holt-Winters exponential smoothing and seasonal ARIMA (statsmodels), Ridge
 (scikit-learn) and LightGBM / XGBoost on lag, rolling-mean and calendar features.
@@ -271,22 +274,42 @@ def series_frames(df: pd.DataFrame):
     return [(tuple(str(v) for v in key), rows) for key, rows in df.groupby(IDENTITY, sort=True)]
 
 
-def mean_defined(values) -> float:
-    # A metric's mean over the series where it is defined (MASE is not on a flat history).
-    defined = [v for v in values if not np.isnan(v)]
-    return float(np.mean(defined)) if defined else float("nan")
+def over_series(scores, points) -> dict[str, float]:
+    # Each metric over every series' scored points together: the series' values weighted by
+    # their scored points in that split (RMSE: the root of the weighted mean square). A series
+    # where a metric is undefined (MASE of a flat history) is left out of that metric.
+    out = {}
+    for key in scores[0]:
+        split, name = key.split("_", 1)
+        pairs = [
+            (s[key], p[split])
+            for s, p in zip(scores, points, strict=True)
+            if p[split] and not np.isnan(s[key])
+        ]
+        total = sum(n for _, n in pairs)
+        if not total:
+            out[key] = float("nan")
+        elif name == "rmse":
+            out[key] = float(np.sqrt(sum(n * v**2 for v, n in pairs) / total))
+        else:
+            out[key] = float(sum(n * v for v, n in pairs) / total)
+    return out
 
 
 def train_and_evaluate(df: pd.DataFrame):
-    # Each series' model, fitted on that series only; each metric the mean over series.
-    models, scores = {}, []
+    # Each series' model, fitted on that series only; each metric over every series' scored
+    # points (see over_series), and each series' own metrics (`per_series`).
+    models, scores, points, per_series = {}, [], [], []
     for key, rows in series_frames(df):
-        models[key], metrics = train_and_evaluate_series(rows)
+        models[key], metrics, scored = train_and_evaluate_series(rows)
         scores.append(metrics)
-    metrics = {name: mean_defined([s[name] for s in scores]) for name in scores[0]}
+        points.append(scored)
+        counts = {f"{part}_points": n for part, n in scored.items()}
+        per_series.append({**dict(zip(IDENTITY, key, strict=True)), **counts, **metrics})
+    metrics = over_series(scores, points)
     dtypes = df[IDENTITY].dtypes.to_dict()
     model = MultiSeriesForecastModel(models, IDENTITY, dtypes) if IDENTITY else models[()]
-    return model, metrics
+    return model, metrics, per_series
 
 
 def train_and_evaluate_series(df: pd.DataFrame):
@@ -306,14 +329,20 @@ def train_and_evaluate_series(df: pd.DataFrame):
     model = build_forecaster().fit(fill_gaps(history))
     scores = evaluate(test, model.forecast(len(test)), history)
     metrics.update({f"test_{name}": v for name, v in scores.items()})
-    return ForecastModel(model, TIME, FREQUENCY, history.index[-1]), metrics
+    # The points each split scored: periods with a value.
+    scored = {
+        "train": int(np.isfinite(train.to_numpy()[-k:]).sum()),
+        "val": int(val.notna().sum()),
+        "test": int(test.notna().sum()),
+    }
+    return ForecastModel(model, TIME, FREQUENCY, history.index[-1]), metrics, scored
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-log", action="store_true", help="print the metrics, log nothing")
     args = parser.parse_args()
-    model, metrics = train_and_evaluate(load_data())
+    model, metrics, per_series = train_and_evaluate(load_data())
     for name, value in sorted(metrics.items()):
         print(f"{name:24s} {value:.6g}")
     if args.no_log:
@@ -323,6 +352,8 @@ def main() -> None:
     with modelyard.start_run(experiment_id=EXPERIMENT_ID, run_name=$run_name_literal, tags=tags):
         modelyard.log_param("model_family", $family_literal)
         modelyard.log_metrics(metrics)
+        if IDENTITY:
+            modelyard.log_dict({"series": per_series}, $per_series_literal)
         example = model.input_example()  # the first periods after the training data
         info = modelyard.sklearn.log_model(model, "model", input_example=example)
     print(f"logged run {info.run_id}; model {info.model_uri}")
@@ -361,6 +392,7 @@ def script(
         trial_run_id_literal=repr(origin.trial_run_id),
         run_name_literal=repr(f"reproduce-trial-{origin.trial_number}-{family}"),
         family_literal=repr(family),
+        per_series_literal=repr(PER_SERIES_ARTIFACT),
     )
     return Template(codegen.HEADER + _FORECAST).substitute(values)
 
@@ -394,13 +426,21 @@ class ForecastSearch(search.Search):
         return train, val, test
 
     def evaluate(self, spec: ForecastSpec) -> tuple[Any, dict[str, float], pd.DataFrame]:
-        """Mirrors the generated script's train_and_evaluate: a model per series."""
-        models, scores = {}, []
+        """Mirrors the generated script's train_and_evaluate: a model per series, each metric
+        over every series' scored points, each series' own metrics an artifact of the trial."""
+        models, scores, points, per_series = {}, [], [], []
         for key, rows in self.series_frames():
             self.check_time()
-            models[key], found = self.evaluate_series(spec, rows)
+            models[key], found, scored = self.evaluate_series(spec, rows)
             scores.append(found)
-        out = {name: search.fold_mean([s[name] for s in scores]) for name in scores[0]}
+            points.append(scored)
+            counts = {f"{part}_points": n for part, n in scored.items()}
+            per_series.append(
+                {**dict(zip(self.identity_cols, key, strict=True)), **counts, **found}
+            )
+        out = metrics.over_series(scores, points)
+        if self.identity_cols:
+            fluent.log_dict({"series": per_series}, PER_SERIES_ARTIFACT)
         ids = self.identity_cols
         dtypes = self.df[ids].dtypes.to_dict()
         final = MultiSeriesForecastModel(models, ids, dtypes, self.skipped) if ids else models[()]
@@ -408,7 +448,7 @@ class ForecastSearch(search.Search):
 
     def evaluate_series(
         self, spec: ForecastSpec, df: pd.DataFrame
-    ) -> tuple[ForecastModel, dict[str, float]]:
+    ) -> tuple[ForecastModel, dict[str, float], dict[str, int]]:
         train, val, test = self.parts(df)
         season = self.series.season
         model = build(spec, self.frequency).fit(fill_gaps(train))
@@ -424,7 +464,13 @@ class ForecastSearch(search.Search):
         model = build(spec, self.frequency).fit(fill_gaps(history))
         scores = metrics.forecasting(test, model.forecast(len(test)), history, season)
         out.update({f"test_{m}": v for m, v in scores.items()})
-        return ForecastModel(model, self.time_col, self.frequency, history.index[-1]), out
+        scored = {
+            "train": int(np.isfinite(train.to_numpy()[-k:]).sum()),
+            "val": int(val.notna().sum()),
+            "test": int(test.notna().sum()),
+        }
+        last = history.index[-1]
+        return ForecastModel(model, self.time_col, self.frequency, last), out, scored
 
     def objective(self, trial: optuna.Trial) -> float:
         names = [f.name for f in self.families]
@@ -682,6 +728,8 @@ def _prepare(
 
 
 SKIPPED_ARTIFACT = "data/skipped_series.json"
+PER_SERIES_ARTIFACT = "per_series_metrics.json"  # on each trial's run
+SERIES_METRICS = "each series weighted by its scored points"
 
 
 def _skipped_note(skipped: list[SkippedSeries], n: int, frequency: str, horizon: int) -> str:
@@ -747,6 +795,7 @@ def run(
         "identity_cols": ",".join(identity),
         "n_series": df.groupby(identity).ngroups if identity else 1,
         "n_series_skipped": len(skipped),
+        "series_metrics": SERIES_METRICS if identity else "",
         "horizon": horizon,
         "frequency": frequency,
         "season_length": season,

@@ -163,3 +163,26 @@ def forecasting(y_true: Any, y_pred: Any, history: Any, season: int) -> dict[str
         "mae": float(np.mean(np.abs(a - f))),
         "rmse": float(np.sqrt(np.mean((a - f) ** 2))),
     }
+
+
+def over_series(scores: list[dict[str, float]], points: list[dict[str, int]]) -> dict[str, float]:
+    """Each `<split>_<name>` metric over every series' scored points together: the series'
+    values weighted by their scored points in that split (RMSE: the root of the weighted mean
+    square), so a 5-point series weighs a thousandth of a 5000-point one, not as much. A series
+    where a metric is undefined (MASE of a flat history) is left out of that metric."""
+    out: dict[str, float] = {}
+    for key in scores[0]:
+        split, name = key.split("_", 1)
+        pairs = [
+            (s[key], p[split])
+            for s, p in zip(scores, points, strict=True)
+            if p[split] and not math.isnan(s[key])
+        ]
+        total = sum(n for _, n in pairs)
+        if not total:
+            out[key] = math.nan
+        elif name == "rmse":
+            out[key] = float(np.sqrt(sum(n * v**2 for v, n in pairs) / total))
+        else:
+            out[key] = float(sum(n * v for v, n in pairs) / total)
+    return out

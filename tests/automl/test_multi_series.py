@@ -77,12 +77,44 @@ def test_each_series_is_forecast_from_its_own_history(fluent, tmp_path) -> None:
         alone[store] = own.best_trial.metrics
     assert predicted[rows["store"] == "a"].between(95, 115).all()
     assert predicted[rows["store"] == "b"].between(25, 40).all()
-    for name in ("val_smape", "test_mae"):  # each metric: the mean over the series
+    for name in ("val_smape", "test_mae"):  # as many points each: weighted is the plain mean
         mean = (alone["a"][name] + alone["b"][name]) / 2
         assert both.best_trial.metrics[name] == pytest.approx(mean)
 
     with pytest.raises(InvalidArgument, match="no series 'c' of \\['store'\\]"):
         model.predict(rows.assign(store="c"))
+
+
+def test_metrics_over_series_weigh_each_series_by_its_scored_points(fluent, tmp_path) -> None:
+    """Each metric was the plain mean over series: a series scored on 4 points counted as much
+    as one scored on 5, a short history's training fit as much as one 3 times as long, and the
+    mean of two RMSEs is no RMSE of their points."""
+    long = _stores(120)
+    long = long[long["store"] == "b"].sort_values("day")
+    gap = long["day"].iloc[-7]  # a day of b's validation period without a value: not scored
+    data = pd.concat([_stores(45).query("store == 'a'"), long[long["day"] != gap]])
+    result = _forecast(data, tmp_path, identity_col="store")
+    c = fluent.client()
+    params = c.get_run(result.parent_run_id).data.params
+    assert params["series_metrics"] == "each series weighted by its scored points"
+    listed = c.download_artifacts(result.best_trial.run_id, "per_series_metrics.json")
+    rows = {r["store"]: r for r in json.loads(Path(listed).read_text())["series"]}
+    a, b = rows["a"], rows["b"]
+    assert (a["val_points"], b["val_points"], a["test_points"], b["test_points"]) == (5, 4, 5, 5)
+    assert b["train_points"] > 2 * a["train_points"]
+    for store in ("a", "b"):  # each series' metrics: those of its forecast alone
+        alone = _forecast(data[data["store"] == store].drop(columns="store"), tmp_path / store)
+        for name in ("train_mae", "val_smape", "test_rmse"):
+            assert rows[store][name] == pytest.approx(alone.best_trial.metrics[name])
+    got = result.best_trial.metrics
+    for name in ("train_mae", "val_smape", "val_mase", "test_mae"):
+        split = name.split("_")[0]
+        n_a, n_b = a[f"{split}_points"], b[f"{split}_points"]
+        assert got[name] == pytest.approx((n_a * a[name] + n_b * b[name]) / (n_a + n_b))
+    assert got["val_rmse"] == pytest.approx(
+        np.sqrt((5 * a["val_rmse"] ** 2 + 4 * b["val_rmse"] ** 2) / 9)
+    )
+    assert got["train_mae"] != pytest.approx((a["train_mae"] + b["train_mae"]) / 2)
 
 
 def test_numeric_series_ids_stay_numbers(fluent, tmp_path) -> None:
