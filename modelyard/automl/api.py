@@ -124,7 +124,9 @@ def forecast(
     before them the validation set. `identity_col` (one name or several: a store, a product)
     makes it multi-series, as in Databricks AutoML: each series, the rows sharing those
     columns' values, gets its own split and its own model, fitted on its history only; the
-    logged model forecasts a row with its series' model. A trial's metrics are then over
+    logged model forecasts a row with its series' model, matching ids by value as the
+    training data's type (17, 17.0 and "17" are the integer id 17; text ids take text only).
+    A trial's metrics are then over
     every series' scored points (each series' metric weighted by its points; parent param
     `series_metrics`), each series' own in the trial's `per_series_metrics.json`. A series
     too short (fewer than 2 x horizon + 10 periods) is skipped, not the run:

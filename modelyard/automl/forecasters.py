@@ -188,25 +188,68 @@ class ForecastModel:
         return pd.DataFrame({self.time_col: future_times(self.last_time, steps, self.frequency)})
 
 
-def series_key(values: Any) -> tuple[str, ...]:
-    """A series' key as text, so 17 (a number in the data) and "17" (read back from the
-    training CSV, or typed in a request) name the same series."""
+def series_key(values: Any) -> tuple[Any, ...]:
+    """A series' key: its identity values as plain Python values of the training data's type
+    (numpy's int64 17 is 17), compared by value, never as text: as text, 1 and "1" were one
+    series in training, and 1.0 was no series at predict time."""
     values = values if isinstance(values, tuple) else (values,)
-    return tuple(str(v) for v in values)
+    return tuple(v.item() if isinstance(v, np.generic) else v for v in values)
+
+
+def describe(identity_cols: list[str], key: tuple[Any, ...]) -> str:
+    """A series named for people: store='a', region=3."""
+    return ", ".join(f"{c}={v!r}" for c, v in zip(identity_cols, key, strict=True))
+
+
+_TYPE_NAMES = {"bool": "true/false", "int64": "whole-number", "float64": "number", "str": "text"}
+
+
+def as_training_type(column: pd.Series, dtype: str, name: str) -> pd.Series:
+    """The ids in `column` as the training data's type `dtype`, matched by value: for an
+    integer id column 17, 17.0 and "17" are all the series 17; text ids take text only (is 1
+    the id "1" or "001"?). InvalidArgument naming the column and the values that do not match."""
+
+    def each(kind: type | tuple[type, ...]) -> pd.Series:  # only for a column of objects
+        return column.map(lambda v: isinstance(v, kind)).astype(bool)
+
+    flags = pd.Series(True, index=column.index) if pd.api.types.is_bool_dtype(column) else None
+    converted = column
+    if dtype == "bool":
+        bad = column.isna() if flags is not None else ~each((bool, np.bool_))
+    elif dtype in ("int64", "float64"):
+        if flags is None:
+            numbers = pd.api.types.is_numeric_dtype(column)
+            flags = pd.Series(False, index=column.index) if numbers else each((bool, np.bool_))
+        converted = pd.to_numeric(column.where(~flags), errors="coerce")
+        bad = converted.isna() | ~np.isfinite(converted.fillna(0))
+        if dtype == "int64":
+            bad |= converted.fillna(0) % 1 != 0
+    else:
+        bad = column.isna() if isinstance(column.dtype, pd.StringDtype) else ~each(str)
+    if bad.any():
+        shown = ", ".join(f"{v!r} ({type(v).__name__})" for v in column[bad].drop_duplicates()[:3])
+        raise InvalidArgument(
+            f"identity column {name!r} holds {_TYPE_NAMES.get(dtype, dtype)} ids in the training "
+            f"data, and {int(bad.sum())} input row(s) hold ids that are none: {shown}; pass "
+            f"each series' id as in the training data",
+            field=name,
+        )
+    return converted.astype(dtype)
 
 
 class MultiSeriesForecastModel:
-    """One fitted `ForecastModel` per series, keyed by the values of `identity_cols`;
-    `dtypes` are those columns' types in the training data (an id 17 is a number there, and
-    so in the input example and signature); `skipped`, the series of the data left without a
-    model, and why, so a forecast for one says so rather than that it was never seen."""
+    """One fitted `ForecastModel` per series, keyed by the values of `identity_cols` (see
+    `series_key`); `dtypes` are those columns' types in the training data (an id 17 is a
+    number there, and so in the input example and signature, and input ids are matched as
+    that type); `skipped`, the series of the data left without a model, and why, so a forecast
+    for one says so rather than that it was never seen."""
 
     def __init__(
         self,
-        models: dict[tuple[str, ...], ForecastModel],
+        models: dict[tuple[Any, ...], ForecastModel],
         identity_cols: list[str],
         dtypes: dict[str, Any] | None = None,
-        skipped: dict[tuple[str, ...], str] | None = None,
+        skipped: dict[tuple[Any, ...], str] | None = None,
     ):
         self.models = models
         self.skipped = dict(skipped or {})
@@ -224,20 +267,24 @@ class MultiSeriesForecastModel:
             )
         out = np.full(len(data), np.nan)
         rows = data.reset_index(drop=True)
+        for c in self.identity_cols:
+            if c in self.dtypes:
+                rows[c] = as_training_type(rows[c], self.dtypes[c], c)
         for key, group in rows.groupby(self.identity_cols, sort=False, dropna=False):
-            model = self.models.get(series_key(key))
-            why = getattr(self, "skipped", {}).get(series_key(key))  # none in older models
+            key = series_key(key)
+            model = self.models.get(key)
+            why = getattr(self, "skipped", {}).get(key)  # none in older models
             if model is None and why is not None:
                 raise InvalidArgument(
-                    f"series {', '.join(series_key(key))!r} of {self.identity_cols} was skipped "
-                    f"in training, too short to forecast ({why}): it has no model",
+                    f"series {describe(self.identity_cols, key)} was skipped in training, too "
+                    f"short to forecast ({why}): it has no model",
                     field=self.identity_cols[0],
                 )
             if model is None:
-                known = [", ".join(k) for k in list(self.models)[:5]]
+                known = [describe(self.identity_cols, k) for k in list(self.models)[:5]]
                 raise InvalidArgument(
-                    f"no series {', '.join(series_key(key))!r} of {self.identity_cols} in the "
-                    f"training data: forecasts are for the series trained on, e.g. {known}",
+                    f"no series {describe(self.identity_cols, key)} in the training data: "
+                    f"forecasts are for the series trained on, e.g. {'; '.join(known)}",
                     field=self.identity_cols[0],
                 )
             out[group.index.to_numpy()] = model.predict(group)
@@ -249,13 +296,7 @@ class MultiSeriesForecastModel:
         for key, model in list(self.models.items())[:2]:
             frame = model.input_example(steps)
             for c, v in zip(self.identity_cols, key, strict=True):
-                frame.insert(len(frame.columns) - 1, c, self._typed(c, v, len(frame)))
+                column = pd.Series([v] * len(frame), dtype=self.dtypes.get(c, "object"))
+                frame.insert(len(frame.columns) - 1, c, column)
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)
-
-    def _typed(self, column: str, value: str, n: int) -> pd.Series:
-        """`n` times a key's text `value` as the column's training type."""
-        dtype = self.dtypes.get(column, "object")
-        if dtype == "bool":
-            return pd.Series([value == "True"] * n, dtype=bool)
-        return pd.Series([value] * n, dtype=object).astype(dtype)

@@ -39,6 +39,7 @@ from modelyard.automl.forecasters import (
     LagForecaster,
     MultiSeriesForecastModel,
     StatsmodelsForecaster,
+    describe,
     fill_gaps,
     season_length,
     series_key,
@@ -271,7 +272,7 @@ def series_frames(df: pd.DataFrame):
     # (key, rows) of each series: the whole frame when IDENTITY is empty.
     if not IDENTITY:
         return [((), df)]
-    return [(tuple(str(v) for v in key), rows) for key, rows in df.groupby(IDENTITY, sort=True)]
+    return [(series_key(key), rows) for key, rows in df.groupby(IDENTITY, sort=True)]
 
 
 def over_series(scores, points) -> dict[str, float]:
@@ -379,7 +380,7 @@ def script(
     imports, call = source(spec)
     imports.append(
         "from modelyard.automl.forecasters import ForecastModel, MultiSeriesForecastModel, "
-        "fill_gaps"
+        "fill_gaps, series_key"
     )
     title = f"AutoML trial {origin.trial_number}: {family} forecaster for {target_col}"
     values = codegen.common_values(origin, schema, target_col, title, filename, imports)
@@ -570,12 +571,23 @@ def _check_identity(raw: pd.DataFrame, identity: list[str], target_col: str, tim
                 "series; fill those values in or drop those rows",
                 field="identity_col",
             )
+        kinds = raw[c].map(lambda v: type(v).__name__)
+        if _identity_dtype(raw[c]) == "str" and kinds.nunique() > 1:
+            shown = ", ".join(repr(v) for v in raw[c].groupby(kinds.to_numpy()).first())
+            raise InvalidArgument(
+                f"identity_col {c!r} mixes types of id ({', '.join(sorted(kinds.unique()))}: "
+                f"{shown}): is 1 the series '1'? Make every id one type, e.g. "
+                f"df[{c!r}] = df[{c!r}].astype(str), and predict with ids of that type",
+                field="identity_col",
+            )
     dataset.require_once(identity, "identity_col")
 
 
 def _identity_dtype(col: pd.Series) -> str:
     """An identity column's type in the training CSV: numbers and booleans as they are (an id
     17 stays 17, as the logged model's signature then takes it), anything else as text."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        col = col.astype(col.cat.categories.dtype)
     if pd.api.types.is_bool_dtype(col):
         return "bool"
     if pd.api.types.is_integer_dtype(col):
@@ -693,17 +705,13 @@ def _prepare(
     groups = frame.groupby(identity, sort=True) if identity else [((), frame)]
     parts, skipped = [], []
     for key, rows in groups:
-        name = ", ".join(f"{c}={v!r}" for c, v in zip(identity, series_key(key), strict=True))
+        name = describe(identity, series_key(key))
         try:
             df, found = _grid(rows, target_col, time_col, frequency, horizon, name)
         except _TooShort as short:
             if not identity:
                 raise
-            values = key if isinstance(key, tuple) else (key,)
-            plain = {
-                c: v.item() if isinstance(v, np.generic) else v
-                for c, v in zip(identity, values, strict=True)
-            }
+            plain = dict(zip(identity, series_key(key), strict=True))
             skipped.append(SkippedSeries(plain, short.points, short.minimum))
             continue
         for c, v in reversed(list(zip(identity, key, strict=True))):

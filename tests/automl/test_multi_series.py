@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 import modelyard.automl
 import modelyard.pyfunc
+import modelyard.sklearn
 from modelyard.automl.dataset import SPLIT_COL
 from modelyard.cli import app
 from modelyard.errors import InvalidArgument
@@ -81,7 +82,7 @@ def test_each_series_is_forecast_from_its_own_history(fluent, tmp_path) -> None:
         mean = (alone["a"][name] + alone["b"][name]) / 2
         assert both.best_trial.metrics[name] == pytest.approx(mean)
 
-    with pytest.raises(InvalidArgument, match="no series 'c' of \\['store'\\]"):
+    with pytest.raises(InvalidArgument, match="no series store='c' in the training data"):
         model.predict(rows.assign(store="c"))
 
 
@@ -134,6 +135,41 @@ def test_numeric_series_ids_stay_numbers(fluent, tmp_path) -> None:
     assert 25 < ahead[0] < 40 and 95 < ahead[1] < 115
 
 
+def test_series_ids_are_matched_by_value_as_the_training_type(fluent, tmp_path) -> None:
+    """Ids were matched as text: the series 17 was no series when asked for as 17.0 (a column
+    with a missing value elsewhere is float), text ids took numbers, and in training the ids 1
+    and "1" were one series, their rows averaged together."""
+    data = _stores().assign(store=lambda f: np.where(f["store"] == "a", 17, 23))
+    result = _forecast(data, tmp_path / "numbers", identity_col="store")
+    model = modelyard.sklearn.load_model(result.best_trial.model_uri)  # no signature between
+    csv = pd.read_csv(
+        fluent.client().download_artifacts(result.parent_run_id, "data/training_data.csv")
+    )
+    day = pd.Timestamp(csv["day"].max()) + pd.Timedelta(days=1)
+    as_int = model.predict(pd.DataFrame({"store": [17, 23], "day": [day, day]}))
+    for ids in ([17.0, 23.0], ["17", "23"], np.array([17, 23], dtype=np.int32)):
+        got = model.predict(pd.DataFrame({"store": ids, "day": [day, day]}))
+        assert got == pytest.approx(as_int)
+    with pytest.raises(
+        InvalidArgument,
+        match=r"identity column 'store' holds whole-number ids in the training data, and 1 "
+        r"input row\(s\) hold ids that are none: 17.5 \(float\)",
+    ):
+        model.predict(pd.DataFrame({"store": [17.5, 23.0], "day": [day, day]}))
+
+    text = _stores().assign(store=lambda f: np.where(f["store"] == "a", "1", "2"))
+    result = _forecast(text, tmp_path / "text", identity_col="store")
+    model = modelyard.sklearn.load_model(result.best_trial.model_uri)
+    assert np.isfinite(model.predict(pd.DataFrame({"store": ["1"], "day": [day]}))).all()
+    with pytest.raises(InvalidArgument, match=r"holds text ids in the training data.*1 \(int\)"):
+        model.predict(pd.DataFrame({"store": [1], "day": [day]}))
+
+    mixed = _stores()  # store a: the number 1; store b: the text "1"
+    mixed["store"] = [1 if v == "a" else "1" for v in mixed["store"]]
+    with pytest.raises(InvalidArgument, match=r"identity_col 'store' mixes types of id \(int, str"):
+        _forecast(mixed, tmp_path / "mixed", identity_col="store")
+
+
 def test_identity_cols_for_forecasting_are_checked(fluent) -> None:
     data = _stores()
     with pytest.raises(InvalidArgument, match="pass identity_col='store' to forecast each"):
@@ -183,7 +219,7 @@ def test_a_series_too_short_is_skipped_and_reported_not_the_whole_run(fluent, tm
     model = modelyard.pyfunc.load_model(result.best_trial.model_uri)
     day = pd.Timestamp(csv["day"].max()) + pd.Timedelta(days=1)
     assert np.isfinite(model.predict(pd.DataFrame({"store": ["a"], "day": [day]}))).all()
-    with pytest.raises(InvalidArgument, match="series 'c' of \\['store'\\] was skipped in train"):
+    with pytest.raises(InvalidArgument, match="series store='c' was skipped in train"):
         model.predict(pd.DataFrame({"store": ["c"], "day": [day]}))
 
 
