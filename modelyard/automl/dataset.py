@@ -9,6 +9,7 @@ call. So a script sees exactly the rows, types and split the trial saw.
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.api import guess_datetime_format
 
 from modelyard.errors import InvalidArgument
 from modelyard.services.common import validation
@@ -156,15 +158,39 @@ def timestamps(col: pd.Series, name: str) -> pd.Series:
         except (ValueError, TypeError):
             try:  # offsets that differ row to row: pandas parses them only as UTC
                 col = pd.to_datetime(col, utc=True)
-            except (ValueError, TypeError) as exc:
-                raise InvalidArgument(
-                    f"column {name!r} does not hold timestamps ({exc}); give dates or "
-                    "date-times such as 2024-01-31 or 2024-01-31T08:00:00+01:00",
-                    field=name,
-                ) from None
+            except (ValueError, TypeError, OverflowError):
+                raise _no_timestamps(col, name) from None
     if getattr(col.dt, "tz", None) is not None:
         col = col.dt.tz_convert("UTC").dt.tz_localize(None)
     return col
+
+
+def _no_timestamps(col: pd.Series, name: str) -> InvalidArgument:
+    """Why `col` is no timestamps: how many values read as none, and the first few as given
+    (pandas names one, and advises on its own arguments); or, when each value reads alone,
+    the two date formats the column mixes."""
+    given = col.dropna()
+    advice = "give dates or date-times such as 2024-01-31 or 2024-01-31T08:00:00+01:00"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # day-first guesses
+        each = pd.to_datetime(given, errors="coerce", format="mixed", utc=True)
+        bad = given[each.isna()]
+        if len(bad):
+            shown = ", ".join(repr(v) for v in bad.drop_duplicates().head(3))
+            return InvalidArgument(
+                f"column {name!r} holds {len(bad)} value(s) that are no timestamp, e.g. "
+                f"{shown}; {advice}",
+                field=name,
+            )
+        first = given.iloc[0]
+        form = guess_datetime_format(str(first))
+        other = given[pd.to_datetime(given, errors="coerce", format=form, utc=True).isna()]
+    then = f" and {other.iloc[0]!r}" if form and len(other) else ""
+    return InvalidArgument(
+        f"column {name!r} mixes date formats ({first!r}{then}): give every value in one "
+        "format, such as 2024-01-31 or 2024-01-31T08:00:00+01:00 (ISO 8601)",
+        field=name,
+    )
 
 
 def normalize(

@@ -153,6 +153,25 @@ class LagForecaster:
         return self.fitted_
 
 
+def forecast_times(data: pd.DataFrame, time_col: str) -> pd.Series:
+    """The input's `time_col` as timestamps. A value that is no timestamp, or none, is refused
+    (naming how many and which), not forecast as NaN nor left out: a forecast is one value per
+    input row, as MLflow's pyfunc refuses input its schema cannot read rather than skip it."""
+    if time_col not in data.columns:
+        raise InvalidArgument(f"input needs a {time_col!r} column", field=time_col)
+    times = timestamps(data[time_col], time_col)
+    missing = times.isna().to_numpy()
+    if missing.any():
+        at = np.flatnonzero(missing)[:5].tolist()
+        more = "..." if missing.sum() > 5 else ""
+        raise InvalidArgument(
+            f"column {time_col!r} is missing in {int(missing.sum())} input row(s) (at "
+            f"positions {at}{more}): each row needs the time to forecast",
+            field=time_col,
+        )
+    return times
+
+
 class ForecastModel:
     """A fitted forecaster for the points after `last_time`: `predict(df)` reads `df[time_col]`."""
 
@@ -165,9 +184,7 @@ class ForecastModel:
         self.feature_names_in_ = np.asarray([time_col], dtype=object)
 
     def predict(self, data: pd.DataFrame) -> np.ndarray:
-        if self.time_col not in data.columns:
-            raise InvalidArgument(f"input needs a {self.time_col!r} column", field=self.time_col)
-        times = timestamps(data[self.time_col], self.time_col)
+        times = forecast_times(data, self.time_col)
         if (times <= self.last_time).any():
             raise InvalidArgument(
                 f"{self.time_col} must be after the end of the training data ({self.last_time})",
@@ -267,6 +284,7 @@ class MultiSeriesForecastModel:
             )
         out = np.full(len(data), np.nan)
         rows = data.reset_index(drop=True)
+        rows[self.time_col] = forecast_times(rows, self.time_col)  # positions of the whole input
         for c in self.identity_cols:
             if c in self.dtypes:
                 rows[c] = as_training_type(rows[c], self.dtypes[c], c)

@@ -184,7 +184,11 @@ def test_split_col_from_the_cli_is_the_users_split(fluent, server, churn, tmp_pa
             "time_col 'signp' is not a column; did you mean 'signup'?",
             "time_col",
         ),
-        (["--time-col", "plan"], "time_col: column 'plan' does not hold timestamps", "time_col"),
+        (
+            ["--time-col", "plan"],
+            "time_col: column 'plan' holds 240 value(s) that are no timestamp",
+            "time_col",
+        ),
     ],
 )
 def test_bad_identity_or_time_cols_are_refused_naming_the_option(

@@ -20,6 +20,11 @@ import modelyard.automl
 import modelyard.pyfunc
 from modelyard.automl import families, forecasting, search
 from modelyard.automl.dataset import SPLIT_COL
+from modelyard.automl.forecasters import (
+    ForecastModel,
+    MultiSeriesForecastModel,
+    StatsmodelsForecaster,
+)
 from modelyard.automl.metrics import CLASSIFICATION
 from modelyard.automl.result import AutoMLResult
 from modelyard.errors import FailedPrecondition, InvalidArgument
@@ -137,6 +142,47 @@ def test_forecast_refuses_text_targets_and_several_series(tmp_path) -> None:
     )
     with pytest.raises(InvalidArgument, match="column 'store' tells 2 series apart"):
         _grid(stores, "D", tmp_path)
+
+
+def _forecast_model(store: str = "") -> ForecastModel:
+    history = pd.Series(np.arange(30.0), index=pd.date_range("2024-01-01", periods=30))
+    fitted = StatsmodelsForecaster("exponential_smoothing").fit(history)
+    return ForecastModel(fitted, "day", "D", history.index[-1])
+
+
+@pytest.mark.parametrize(
+    ("days", "message"),
+    [
+        (
+            ["2024-01-31", None],
+            r"column 'day' is missing in 1 input row\(s\) \(at positions \[1\]\)",
+        ),
+        (["", "NaT"], r"column 'day' is missing in 2 input row\(s\) \(at positions \[0, 1\]\)"),
+        ([None, None], r"column 'day' is missing in 2 input row\(s\)"),
+        (
+            ["not a date", "2024-02-30", "2024-02-01", "not a date"],
+            r"column 'day' holds 3 value\(s\) that are no timestamp, e.g. 'not a date', "
+            r"'2024-02-30'; give dates",
+        ),
+        (
+            ["31/01/2024", "2024-02-01"],
+            r"column 'day' mixes date formats \('31/01/2024' and '2024-02-01'\): give every value",
+        ),
+    ],
+)
+def test_a_forecast_refuses_times_it_cannot_read_naming_them(days: list, message: str) -> None:
+    """A missing time was told it was off the grid (all missing: pandas' ValueError), and text
+    that is no date got pandas' advice on its own arguments, naming one value of several."""
+    with pytest.raises(InvalidArgument, match=message):
+        _forecast_model().predict(pd.DataFrame({"day": days}))
+
+
+def test_a_multi_series_forecast_names_the_row_without_a_time() -> None:
+    model = MultiSeriesForecastModel({("a",): _forecast_model(), ("b",): _forecast_model()}, ["s"])
+    rows = pd.DataFrame({"s": ["a", "b", "a"], "day": ["2024-01-31", "2024-01-31", None]})
+    with pytest.raises(InvalidArgument, match=r"1 input row\(s\) \(at positions \[2\]\)"):
+        model.predict(rows)
+    assert len(model.predict(rows.iloc[:2])) == 2
 
 
 # -- tabular -----------------------------------------------------------------------------------
