@@ -34,6 +34,7 @@ from modelyard.models.signature import column_type
 
 OnTrial = Callable[[search.TrialEvent], None]
 CV_MAX_ROWS = 5000  # at most this many train + val rows: trials are scored by 5-fold CV
+MIN_ROWS = 20  # rows with a target value, for train, validation and test splits
 
 
 def classify(
@@ -290,8 +291,13 @@ def _prepare(
         raw[weight_col] = _sample_weights(raw[weight_col], weight_col)
     splits_by = {c for c in (split_col, time_col) if c is not None}  # dropped once split by
     raw = raw.drop(columns=[c for c in drop if c not in splits_by]).reset_index(drop=True)
-    if len(raw) < 20:
-        raise InvalidArgument(f"{len(raw)} rows is too few to train and validate", field="data")
+    if len(raw) < MIN_ROWS:
+        dropped = f" ({missing} without one were left out)" if missing else ""
+        raise InvalidArgument(
+            f"{len(raw)} rows with a {target_col} value{dropped} are too few to train, validate "
+            f"and test: AutoML needs at least {MIN_ROWS}",
+            field="data",
+        )
     if time_col is not None:
         split = dataset.chronological_split(raw, time_col, val_fraction, test_fraction)
     else:

@@ -196,6 +196,24 @@ def test_regression_refuses_a_target_value_that_is_no_number(tmp_path) -> None:
         modelyard.automl.regress(data, "y", max_trials=1, output_dir=tmp_path)
 
 
+def test_too_few_rows_say_how_many_are_needed_and_count_only_those_with_a_target(
+    tmp_path,
+) -> None:
+    """A target missing in every row was "0 rows is too few to train and validate": nothing
+    said the rows were there, without a target value, nor how many AutoML needs."""
+    data = _binary().head(30)
+    with pytest.raises(
+        InvalidArgument,
+        match=r"^6 rows with a y value are too few to train, validate and test: AutoML needs "
+        r"at least 20$",
+    ):
+        modelyard.automl.classify(data.head(6), "y", max_trials=1, output_dir=tmp_path)
+    with pytest.raises(
+        InvalidArgument, match=r"^0 rows with a y value \(30 without one were left out\) are"
+    ):
+        modelyard.automl.regress(data.assign(y=np.nan), "y", max_trials=1, output_dir=tmp_path)
+
+
 def test_columns_with_the_same_name_as_text_are_refused(fluent, tmp_path) -> None:
     """Columns 1 and "1" (one name in the training CSV) crashed classify with AttributeError:
     'DataFrame' object has no attribute 'dtype'."""
