@@ -101,10 +101,13 @@ def _arima(trial: optuna.Trial, s: Series) -> ForecastSpec:
 def _lag_settings(trial: optuna.Trial, name: str, s: Series) -> dict[str, Any]:
     most = max(2, min(3 * s.season, s.n_train // 4))
     n_lags = trial.suggest_int(f"{name}.n_lags", 1, most)
-    lags = sorted({*range(1, n_lags + 1), *([s.season] if 1 < s.season < s.n_train // 2 else [])})
+    # A season longer than half the history (52 weeks of 60) is neither a lag nor the rolling
+    # window: a 52-point window left no training row, and every lag trial failed.
+    seasonal = 1 < s.season < s.n_train // 2
+    lags = sorted({*range(1, n_lags + 1), *([s.season] if seasonal else [])})
     return {
         "lags": lags,
-        "window": s.season if s.season > 1 else 3,
+        "window": s.season if seasonal else 3,
         "difference": trial.suggest_categorical(f"{name}.difference", [False, True]),
     }
 
@@ -320,7 +323,8 @@ def train_and_evaluate_series(df: pd.DataFrame):
     model = build_forecaster().fit(fill_gaps(train))
     metrics = {}
     fitted = model.fitted()
-    k = min(len(fitted), len(train) - SEASON)  # skip the first cycle: no history for it yet
+    # Skip the first cycle (no history for it yet), when the history is longer than one.
+    k = min(len(fitted), len(train) - SEASON) if len(train) > SEASON else len(fitted)
     scores = evaluate(train.to_numpy()[-k:], fitted[-k:], train)
     metrics.update({f"train_{name}": v for name, v in scores.items()})
     scores = evaluate(val, model.forecast(len(val)), train)
@@ -455,7 +459,8 @@ class ForecastSearch(search.Search):
         model = build(spec, self.frequency).fit(fill_gaps(train))
         out: dict[str, float] = {}
         fitted = model.fitted()
-        k = min(len(fitted), len(train) - season)
+        # -0: would score every point: fitted values and actuals of different lengths.
+        k = min(len(fitted), len(train) - season) if len(train) > season else len(fitted)
         for name, scores in (
             ("train", metrics.forecasting(train.to_numpy()[-k:], fitted[-k:], train, season)),
             ("val", metrics.forecasting(val, model.forecast(len(val)), train, season)),

@@ -87,6 +87,25 @@ def test_forecast_refuses_a_grid_that_is_mostly_made_up(fluent) -> None:
     assert fluent.search_runs(search_all_experiments=True).empty
 
 
+def test_lag_models_fit_a_weekly_series_shorter_than_two_years(fluent, tmp_path) -> None:
+    """Weekly data has a 52-week season; with 60 weeks the rolling window of 52 left no row to
+    fit on, and every ridge, LightGBM and XGBoost trial failed ("52 points are too few")."""
+    weeks = pd.date_range("2020-01-05", periods=60, freq="W-SUN")
+    data = pd.DataFrame({"ds": weeks, "y": 10 + np.sin(np.arange(60) / 3)})
+    result = modelyard.automl.forecast(
+        data,
+        "y",
+        "ds",
+        horizon=4,
+        frequency="W",
+        max_trials=1,
+        exclude_frameworks=["statsmodels", "lightgbm", "xgboost"],
+        output_dir=tmp_path,
+    )
+    assert result.best_trial.model_family == "ridge"
+    assert np.isfinite(result.best_trial.metrics["val_smape"])
+
+
 def _grid(data: pd.DataFrame, frequency: str, tmp_path: Path) -> tuple[pd.DataFrame, str, list]:
     df, _, _, resolved, notes, _ = forecasting._prepare(data, "y", "ds", frequency, 3, tmp_path)
     return df, resolved, notes
