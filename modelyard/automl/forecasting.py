@@ -699,7 +699,11 @@ def _prepare(
             time_col: times,
             target_col: dataset.numeric(raw[target_col], target_col),
         }
-    ).dropna(subset=[time_col])
+    )
+    untimed = int(frame[time_col].isna().sum())
+    if untimed:  # e.g. empty cells in a CSV: such a row belongs to no period
+        notes.append(f"{untimed} rows without a {time_col} were dropped")
+        frame = frame.dropna(subset=[time_col])
     unvalued = int(frame[target_col].isna().sum())
     if unvalued:  # e.g. future rows without a value yet: they must not become test points
         notes.append(f"{unvalued} rows without a {target_col} value were dropped")

@@ -111,6 +111,15 @@ def _grid(data: pd.DataFrame, frequency: str, tmp_path: Path) -> tuple[pd.DataFr
     return df, resolved, notes
 
 
+def test_rows_without_a_time_are_dropped_with_a_note(tmp_path) -> None:
+    """They were dropped without a word: only a note on gaps in the grid hinted at them."""
+    data = pd.DataFrame({"ds": pd.date_range("2024-01-01", periods=40).astype(str), "y": 1.0})
+    data.loc[[3, 7], "ds"] = None
+    df, _, notes = _grid(data, "D", tmp_path)
+    assert len(df) == 40 and df["y"].isna().sum() == 2
+    assert "2 rows without a ds were dropped" in notes
+
+
 def test_rows_finer_than_the_frequency_are_averaged_per_period(tmp_path) -> None:
     hours = pd.date_range("2024-01-01", periods=24 * 20, freq="h")
     data = pd.DataFrame({"ds": hours, "y": np.repeat(np.arange(20.0), 24) + hours.hour / 100})
