@@ -522,6 +522,16 @@ def _tabular(
         if pos_label is None and imbalanced and len(classes) == 2 and label == counts.idxmax():
             notes.append(_majority_pos_label(label, counts, primary))
         fit_counts = df.loc[df[dataset.SPLIT_COL] != "test", target_col].value_counts()
+        if len(fit_counts) < 2:  # every model then fails ("only one class"), and so the run
+            absent = ", ".join(
+                f"{c!r} ({int(counts[c])} row(s))" for c in classes[:5] if c not in fit_counts
+            )
+            raise InvalidArgument(
+                f"the rows models are fit on (train and validation) hold one class, "
+                f"{fit_counts.index[0]!r}: the others are all in the test split: {absent}; add "
+                "rows of those classes, or choose each row's split with split_col",
+                field="target_col",
+            )
         stratified = folds is not None and int(fit_counts.min()) >= folds
         rare = {k: int(n) for k, n in fit_counts.items() if folds is not None and n < folds}
         if rare:

@@ -242,6 +242,22 @@ def test_too_few_rows_say_how_many_are_needed_and_count_only_those_with_a_target
         modelyard.automl.regress(data.assign(y=np.nan), "y", max_trials=1, output_dir=tmp_path)
 
 
+def test_a_class_only_in_the_test_split_is_refused_before_any_trial(fluent, tmp_path) -> None:
+    """With every row of a class in the test split, every trial failed (LightGBM: "Shape of
+    passed values is (12, 2)"; linear: "needs samples of at least 2 classes"), and the run
+    ended in "no AutoML trial finished"."""
+    data = _binary().assign(y="a", split="train")
+    data.loc[:11, "split"] = "validate"
+    data.loc[58:, ["y", "split"]] = ["b", "test"]
+    with pytest.raises(
+        InvalidArgument,
+        match=r"the rows models are fit on \(train and validation\) hold one class, 'a': the "
+        r"others are all in the test split: 'b' \(2 row\(s\)\); add rows",
+    ):
+        modelyard.automl.classify(data, "y", split_col="split", max_trials=2, output_dir=tmp_path)
+    assert fluent.search_runs(search_all_experiments=True).empty
+
+
 def test_columns_with_the_same_name_as_text_are_refused(fluent, tmp_path) -> None:
     """Columns 1 and "1" (one name in the training CSV) crashed classify with AttributeError:
     'DataFrame' object has no attribute 'dtype'."""
