@@ -515,6 +515,13 @@ def _tabular(
         dataset.check_split(df[dataset.SPLIT_COL], split_col, folds)
     classes, label = (None, None)
     imbalanced, stratified, rarest = False, False, 0
+    if problem == REGRESSION and df[target_col].nunique() < 2:  # as one class is refused
+        raise InvalidArgument(
+            f"target_col {target_col!r} is {df[target_col].iloc[0]} in every row: there is "
+            "nothing to predict (every model scores perfectly, and r2 is undefined); check the "
+            "column, and the rows with a value",
+            field="target_col",
+        )
     if problem == CLASSIFICATION:
         classes, label = _classes(df[target_col], pos_label)
         counts = df[target_col].value_counts()

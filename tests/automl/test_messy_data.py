@@ -258,6 +258,15 @@ def test_a_class_only_in_the_test_split_is_refused_before_any_trial(fluent, tmp_
     assert fluent.search_runs(search_all_experiments=True).empty
 
 
+def test_regression_refuses_a_target_with_one_value(fluent, tmp_path) -> None:
+    """It ran, and reported a perfect model (val_rmse 0) without a word."""
+    data = _binary().assign(y=1.5)
+    data.loc[:4, "y"] = np.nan  # rows without a value do not count
+    with pytest.raises(InvalidArgument, match=r"target_col 'y' is 1.5 in every row: there is"):
+        modelyard.automl.regress(data, "y", max_trials=1, output_dir=tmp_path)
+    assert fluent.search_runs(search_all_experiments=True).empty
+
+
 def test_columns_with_the_same_name_as_text_are_refused(fluent, tmp_path) -> None:
     """Columns 1 and "1" (one name in the training CSV) crashed classify with AttributeError:
     'DataFrame' object has no attribute 'dtype'."""
