@@ -20,6 +20,7 @@ Families: Holt-Winters exponential smoothing and seasonal ARIMA (statsmodels), R
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -749,6 +750,25 @@ PER_SERIES_ARTIFACT = "per_series_metrics.json"  # on each trial's run
 SERIES_METRICS = "each series weighted by its scored points"
 
 
+def _require_mase_scale(
+    train_rows: pd.DataFrame, target_col: str, identity: list[str], season: int
+) -> None:
+    """MASE as the primary metric needs one series whose training history is not flat: else
+    every trial's value was NaN, every trial failed, and the run ended in "no AutoML trial
+    finished"."""
+    groups = train_rows.groupby(identity, sort=False) if identity else [((), train_rows)]
+    for _, rows in groups:
+        scale = metrics.mase_scale(rows[target_col], season)
+        if scale and not math.isnan(scale):
+            return
+    which = "every series is" if identity else "the series is"
+    raise InvalidArgument(
+        f"primary_metric 'mase' is undefined here: {which} flat over its training periods, so "
+        "the seasonal naive forecast it is scaled by makes no error; pick smape, mae or rmse",
+        field="primary_metric",
+    )
+
+
 def _skipped_note(skipped: list[SkippedSeries], n: int, frequency: str, horizon: int) -> str:
     shown = "; ".join(
         f"{', '.join(f'{c}={v!r}' for c, v in s.series.items())} ({s.points})" for s in skipped[:5]
@@ -792,6 +812,8 @@ def run(
     )
     season = season_length(frequency)
     train_rows = df[df[dataset.SPLIT_COL] == "train"]
+    if primary == "mase":
+        _require_mase_scale(train_rows, target_col, identity, season)
     n_train = int(train_rows.groupby(identity).size().min()) if identity else len(train_rows)
     series = Series(n_train, season, bool((df[target_col].dropna() > 0).all()))
     candidates = [f for f in FAMILIES if f.framework not in excluded]

@@ -144,12 +144,18 @@ def smape(y_true: Any, y_pred: Any) -> float:
 def mase(y_true: Any, y_pred: Any, history: Any, season: int) -> float:
     """Mean absolute scaled error: MAE over the in-sample MAE of the seasonal naive forecast
     (over the history's periods that have a value)."""
+    scale = mase_scale(history, season)
+    error = np.mean(np.abs(np.asarray(y_true, dtype=float) - np.asarray(y_pred, dtype=float)))
+    return float(error / scale) if scale and not math.isnan(scale) else math.nan
+
+
+def mase_scale(history: Any, season: int) -> float:
+    """MASE's denominator: the seasonal naive forecast's in-sample MAE (NaN without one; 0 for
+    a flat history, where MASE is undefined)."""
     h = np.asarray(history, dtype=float)
     lag = season if 1 < season < len(h) else 1
     steps = np.abs(h[lag:] - h[:-lag]) if len(h) > lag else np.array([])
-    scale = float(np.nanmean(steps)) if np.isfinite(steps).any() else math.nan
-    error = np.mean(np.abs(np.asarray(y_true, dtype=float) - np.asarray(y_pred, dtype=float)))
-    return float(error / scale) if scale and not math.isnan(scale) else math.nan
+    return float(np.nanmean(steps)) if np.isfinite(steps).any() else math.nan
 
 
 def forecasting(y_true: Any, y_pred: Any, history: Any, season: int) -> dict[str, float]:

@@ -106,6 +106,32 @@ def test_lag_models_fit_a_weekly_series_shorter_than_two_years(fluent, tmp_path)
     assert np.isfinite(result.best_trial.metrics["val_smape"])
 
 
+def test_mase_on_flat_series_is_refused_before_any_trial(fluent, tmp_path) -> None:
+    """MASE divides by the seasonal naive forecast's error, none on a flat history: every
+    trial returned NaN and failed, and the run ended in "no AutoML trial finished"."""
+    days = pd.date_range("2024-01-01", periods=60)
+    data = pd.concat([pd.DataFrame({"ds": days, "s": s, "y": 5.0}) for s in ("a", "b")])
+    with pytest.raises(
+        InvalidArgument, match=r"primary_metric 'mase' is undefined here: every series is flat"
+    ):
+        modelyard.automl.forecast(
+            data, "y", "ds", 5, identity_col="s", primary_metric="mase", max_trials=1
+        )
+    assert fluent.search_runs(search_all_experiments=True).empty
+    data.loc[data["s"] == "b", "y"] = np.arange(60.0)  # one series to scale by is enough
+    result = modelyard.automl.forecast(
+        data,
+        "y",
+        "ds",
+        5,
+        identity_col="s",
+        primary_metric="mase",
+        max_trials=1,
+        output_dir=tmp_path,
+    )
+    assert np.isfinite(result.best_score)
+
+
 def _grid(data: pd.DataFrame, frequency: str, tmp_path: Path) -> tuple[pd.DataFrame, str, list]:
     df, _, _, resolved, notes, _ = forecasting._prepare(data, "y", "ds", frequency, 3, tmp_path)
     return df, resolved, notes
