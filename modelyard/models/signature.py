@@ -270,7 +270,16 @@ def _convert_column(spec: ColumnSpec, column: pd.Series) -> pd.Series:
         try:
             return pd.to_datetime(column, format="ISO8601")
         except (TypeError, ValueError):
-            pass  # refused below, naming the column
+            parsed = pd.to_datetime(column, format="ISO8601", errors="coerce")
+            bad = column[parsed.isna() & column.notna()]
+            if len(bad):  # which values, not only that the column is text
+                shown = ", ".join(repr(v) for v in bad.drop_duplicates().head(3))
+                raise InvalidArgument(
+                    f"column {spec.name!r} has type string, and {len(bad)} value(s) are no "
+                    f"ISO 8601 date or time, e.g. {shown}; the model expects datetime: send "
+                    "values such as 2024-01-31 or 2024-01-31T08:00:00",
+                    field=spec.name,
+                ) from None
     if actual == "string" and spec.type in ("double", "float", "long", "integer"):
         # Values that arrived as text (JSON, CSV) but are all numbers convert safely.
         converted = pd.to_numeric(column, errors="coerce")

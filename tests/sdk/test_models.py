@@ -211,6 +211,19 @@ def test_dates_sent_as_iso_text_convert_to_a_datetime_column() -> None:
     assert refused.value.field == "day"
 
 
+def test_text_that_is_no_date_is_named_for_a_datetime_column() -> None:
+    """It was only "has type string, but the model expects datetime": which of a batch's
+    values was at fault went unsaid (an AutoML forecast's times arrive so from a CSV)."""
+    signature = infer_signature(pd.DataFrame({"day": pd.date_range("2024-01-01", periods=2)}))
+    batch = ["2024-01-05", "2024-02-30", None, "31/01/2024", "2024-02-30", "tomorrow"]
+    with pytest.raises(
+        InvalidArgument,
+        match=r"column 'day' has type string, and 4 value\(s\) are no ISO 8601 date or time, "
+        r"e.g. '2024-02-30', '31/01/2024', 'tomorrow'; the model expects datetime",
+    ):
+        enforce(signature, pd.DataFrame({"day": batch}))
+
+
 def test_tensor_signature() -> None:
     sig = infer_signature(np.zeros((4, 3), dtype="float32"))
     spec = sig.inputs[0]
