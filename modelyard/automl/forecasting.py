@@ -236,6 +236,7 @@ _FORECAST = """
 
 TIME = $time_literal
 IDENTITY = $identity_literal  # the columns naming a row's series: one model per series
+SKIPPED = $skipped_literal  # series of the data too short to forecast: no model, and why
 FREQUENCY = $frequency_literal
 SEASON = $season  # points per seasonal cycle, used to scale MASE
 
@@ -313,7 +314,7 @@ def train_and_evaluate(df: pd.DataFrame):
         per_series.append({**dict(zip(IDENTITY, key, strict=True)), **counts, **metrics})
     metrics = over_series(scores, points)
     dtypes = df[IDENTITY].dtypes.to_dict()
-    model = MultiSeriesForecastModel(models, IDENTITY, dtypes) if IDENTITY else models[()]
+    model = MultiSeriesForecastModel(models, IDENTITY, dtypes, SKIPPED) if IDENTITY else models[()]
     return model, metrics, per_series
 
 
@@ -381,6 +382,7 @@ def script(
     season: int,
     filename: str,
     identity: list[str],
+    skipped: dict[tuple[Any, ...], str] | None = None,
 ) -> str:
     imports, call = source(spec)
     imports.append(
@@ -392,6 +394,7 @@ def script(
     values.update(
         time_literal=repr(time_col),
         identity_literal=repr(identity),
+        skipped_literal=repr(skipped or {}),
         frequency_literal=repr(frequency),
         season=repr(season),
         forecaster=call,
@@ -497,6 +500,7 @@ class ForecastSearch(search.Search):
                 self.series.season,
                 filename,
                 self.identity_cols,
+                self.skipped,
             )
 
         estimator = spec.regressor.cls if spec.regressor else spec.kind

@@ -223,6 +223,29 @@ def test_a_series_too_short_is_skipped_and_reported_not_the_whole_run(fluent, tm
         model.predict(pd.DataFrame({"store": ["c"], "day": [day]}))
 
 
+def test_the_generated_script_knows_the_skipped_series(fluent, server, tmp_path) -> None:
+    """The script's model was built without them: asked for one, it said the series was not
+    in the training data, where the model AutoML logged says it was skipped, and why."""
+    result = _forecast(_with_short_store(_stores()), tmp_path, identity_col="store")
+    env = {**os.environ, "MODELYARD_URI": server.address}
+    ran = subprocess.run(
+        [sys.executable, str(result.best_trial.source_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert ran.returncode == 0, ran.stderr
+    model = modelyard.sklearn.load_model(ran.stdout.splitlines()[-1].split()[-1])
+    day = pd.Timestamp("2024-03-01")
+    with pytest.raises(
+        InvalidArgument,
+        match=r"store='c' was skipped in training, too short to "
+        r"forecast \(3 'D' periods, fewer than the 20 a series needs\)",
+    ):
+        model.predict(pd.DataFrame({"store": ["c"], "day": [day]}))
+
+
 def test_the_cli_lists_the_skipped_series(fluent, server, tmp_path) -> None:
     data = tmp_path / "stores.csv"
     _with_short_store(_stores()).to_csv(data, index=False)
