@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -48,7 +49,7 @@ NOW_MS = int(NOW.timestamp() * 1000)
 _OTHERS = {"conv_rate": [0.5], "city": ["Oslo"]}
 
 
-def _lookup(store: FeatureStoreClient, ids: list[int | None], features=None):
+def _lookup(store: FeatureStoreClient, ids: Sequence[Any], features=None):
     return store.get_online_features(
         features or ["driver_stats:conv_rate", "driver_stats:trips", "driver_stats:city"],
         [{"driver_id": i} for i in ids],
