@@ -375,8 +375,9 @@ class TrackingClient:
         return list(self.iter_metric_history(run_id, key))
 
     def sample_metric_history(self, run_id: str, key: str, max_points: int) -> list[Metric]:
-        """At most `max_points` (2 or more) values of the metric for a chart, evenly spread by
-        step, first and last among them; the server samples, so a long history is not sent."""
+        """At most `max_points` (2 or more) values of the metric for a chart, in step order:
+        first and last, and each stretch's lowest and highest value, so spikes stay; the
+        server samples, so a long history is not sent."""
         request = pb.GetMetricHistoryRequest(
             run_id=run_id, metric_key=key, max_points=count_arg(max_points, "max_points")
         )

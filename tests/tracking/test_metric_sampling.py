@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -20,11 +21,27 @@ def _history(stack: Client, values: list[float]) -> str:
 def test_a_sample_spreads_evenly_from_the_first_point_to_the_last(stack: Client) -> None:
     rid = _history(stack, [float(i) for i in range(1000)])
     sample = stack.sample_metric_history(rid, "m", 10)
-    assert [m.step for m in sample] == [b * 111 for b in range(10)]
-    assert [m.value for m in sample] == [float(b * 111) for b in range(10)]
-    assert [m.timestamp for m in sample] == [1000 + b * 111 for b in range(10)]
-    assert len(stack.sample_metric_history(rid, "m", 999)) == 999
+    steps = [m.step for m in sample]
+    assert steps[0] == 0 and steps[-1] == 999 and len(steps) == 10
+    assert all(b - a <= 250 for a, b in itertools.pairwise(steps)), steps
+    assert [m.value for m in sample] == [float(s) for s in steps]
+    assert [m.timestamp for m in sample] == [1000 + s for s in steps]
+    assert 998 <= len(stack.sample_metric_history(rid, "m", 999)) <= 999
     assert [m.step for m in stack.sample_metric_history(rid, "m", 1000)] == list(range(1000))
+
+
+def test_a_sample_keeps_a_single_spike_and_a_single_dip(stack: Client) -> None:
+    values = [1.0 + (i % 7) / 100 for i in range(10_000)]
+    values[4321], values[8765], values[2000] = 1e6, -1e6, math.nan
+    rid = _history(stack, values)
+    for points in (100, 11, 4):
+        sample = stack.sample_metric_history(rid, "m", points)
+        by_step = {m.step: m.value for m in sample}
+        assert len(sample) <= points
+        assert by_step[4321] == 1e6 and by_step[8765] == -1e6, (points, sorted(by_step))
+        assert by_step[0] == 1.0 and 9999 in by_step
+        assert not any(math.isnan(v) for v in by_step.values())
+    assert [m.step for m in stack.sample_metric_history(rid, "m", 3)] == [0, 9999]
 
 
 def test_short_histories_come_whole_and_nan_stays_nan(stack: Client) -> None:

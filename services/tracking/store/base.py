@@ -206,8 +206,9 @@ class TrackingStore(abc.ABC):
 
     @abc.abstractmethod
     def sample_metric_history(self, run_id: str, key: str, points: int) -> list[Metric]:
-        """At most `points` (>= 2) of the history, evenly spread in its order, first and last
-        included: the database reads them all, nothing more crosses the wire."""
+        """At most `points` (>= 2) of the history in its order: the first and the last, and the
+        lowest and highest value of each of (points - 2) // 2 equal buckets between them, so a
+        chart keeps every spike. The database reads them all, nothing more crosses the wire."""
 
     # -- artifact index ------------------------------------------------------------------------
 

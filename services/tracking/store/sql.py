@@ -1130,16 +1130,31 @@ class SqlTrackingStore(TrackingStore):
             if n <= points:
                 whole = select(metrics).where(*of_key).order_by(m.step, m.timestamp, m.id)
                 return [_metric(r) for r in conn.execute(whole).mappings()]
-            # Numbered in the index's order (ties on step and time in any), row i falls in
-            # bucket i * (points - 1) // (n - 1), 0 to points - 1; each bucket's first row is
-            # kept, the last row being alone in the last bucket.
-            order = func.row_number().over(order_by=(m.step, m.timestamp)) - 1
+            # The rows between the first and the last fall in buckets of equal count, and each
+            # bucket keeps its lowest and its highest value (NaN only in a bucket of NaN): a
+            # spike stays on the chart wherever it falls, where one row per bucket (or MLflow's
+            # evenly spaced steps, get_metric_history_bulk_interval) drops it unless it lands
+            # on a kept row.
+            buckets = (points - 2) // 2
+            order = func.row_number().over(order_by=(m.step, m.timestamp, m.id)) - 1
             numbered = select(metrics, order.label("i")).where(*of_key).subquery()
-            i = numbered.c.i
-            span, last = points - 1, n - 1
-            first_of_bucket = or_(i == 0, (i * span) // last != ((i - 1) * span) // last)
-            sample = select(numbered).where(first_of_bucket).order_by(i)
-            return [_metric(r) for r in conn.execute(sample).mappings()]
+            c = numbered.c
+            bucket = (c.i - 1) * buckets // (n - 2)
+            ends = or_(c.i == 0, c.i == n - 1)
+
+            def rank(*by: Any) -> Any:
+                return func.row_number().over(partition_by=(ends, bucket), order_by=by)
+
+            ranked = select(
+                numbered,
+                ends.label("is_end"),
+                rank(c.is_nan, c.value, c.i).label("low"),
+                rank(c.is_nan, c.value.desc(), c.i).label("high"),
+            ).subquery()
+            r = ranked.c
+            kept = r.is_end if buckets == 0 else or_(r.is_end, r.low == 1, r.high == 1)
+            sample = select(ranked).where(kept).order_by(r.i)
+            return [_metric(row) for row in conn.execute(sample).mappings()]
 
     # -- artifact index ------------------------------------------------------------------------
 

@@ -1396,9 +1396,11 @@ class GetMetricHistoryRequest(_message.Message):
     """0 means the default of 25000."""
     page_token: _builtins.str
     max_points: _builtins.int
-    """For charts: when set (2 to 100000), one response with at most this many points, spread
-    evenly over the history in step order, its first and last point among them; max_results
-    and page_token must then be unset. The server samples, so a long history is not sent whole.
+    """For charts: when set (2 to 100000), one response with at most this many points in step
+    order: the first and last point, and the lowest and highest value of each of
+    (max_points - 2) / 2 buckets of equal count between them, so no spike is dropped;
+    max_results and page_token must then be unset. The server samples, so a long history is
+    not sent whole.
     """
     def __init__(
         self,
