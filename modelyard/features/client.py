@@ -346,10 +346,14 @@ class FeatureStoreClient:
         end, up to and including end_date (a view never materialized starts its TTL back)."""
         return self._materialize(None, end_date, feature_views)
 
-    def list_materializations(self, feature_view: str) -> list[Materialization]:
+    def list_materializations(
+        self, feature_view: str, latest_only: bool = False
+    ) -> list[Materialization]:
+        """A view's materializations in the order they ran, or every readable view's for "";
+        with `latest_only`, only each view's latest (the one whose window ends last)."""
         response = self._t.call(
             self._stub.ListMaterializations,
-            pb.ListMaterializationsRequest(feature_view=feature_view),
+            pb.ListMaterializationsRequest(feature_view=feature_view, latest_only=latest_only),
         )
         return [_materialization(m) for m in response.materializations]
 

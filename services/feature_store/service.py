@@ -603,15 +603,18 @@ class FeaturesService:
                 latest[key] = row
         return list(latest.values())
 
-    def materializations(self, view: str) -> list[MaterializationRecord]:
+    def materializations(self, view: str, latest_only: bool = False) -> list[MaterializationRecord]:
         """One view's runs (its READ is checked by the access rule), or without a view every
-        run of the views the caller may read: the rule has no view to check then."""
+        run of the views the caller may read: the rule has no view to check then. With
+        `latest_only`, only each view's latest run."""
         if view:
             self._view(view)
-            return self.store.materializations(view)
+            return self.store.materializations(view, latest_only)
         readable = self.authorizer.readable()
         return [
-            r for r in self.store.materializations() if readable("feature_view", r.feature_view)
+            r
+            for r in self.store.materializations(latest_only=latest_only)
+            if readable("feature_view", r.feature_view)
         ]
 
     # -- online --------------------------------------------------------------------------------

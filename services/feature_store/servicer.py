@@ -221,7 +221,7 @@ class FeatureStoreServicer(features_pb2_grpc.FeatureStoreServiceServicer):
         return pb.MaterializeResponse(materializations=[_materialization(r) for r in records])
 
     def ListMaterializations(self, request, context):
-        records = self.service.materializations(request.feature_view)
+        records = self.service.materializations(request.feature_view, request.latest_only)
         return pb.ListMaterializationsResponse(
             materializations=[_materialization(r) for r in records]
         )

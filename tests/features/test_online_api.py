@@ -141,6 +141,28 @@ def test_incremental_continues_where_the_last_window_ended(
     ]
 
 
+def test_latest_only_lists_each_views_run_whose_window_ends_last(
+    store: FeatureStoreClient, repo: Repo
+) -> None:
+    """What a freshness overview reads: one run per view, the latest window (not the latest
+    run: an older window loaded again afterwards is not fresher), in one call."""
+    other = replace(repo.stats, name="other_stats")
+    store.apply([*repo.objects, other])
+    store.materialize(NOW - 100 * HOUR, NOW + HOUR, ["driver_stats"])
+    store.materialize(NOW - 10 * HOUR, NOW - 3 * HOUR, ["driver_stats"])
+    store.materialize(NOW - 10 * HOUR, NOW - 5 * HOUR, ["other_stats"])
+    store.materialize(NOW - 5 * HOUR, NOW - 4 * HOUR, ["other_stats"])
+    latest = store.list_materializations("", latest_only=True)
+    assert [(m.feature_view, m.start_time, m.end_time) for m in latest] == [
+        ("driver_stats", NOW - 100 * HOUR, NOW + HOUR),
+        ("other_stats", NOW - 5 * HOUR, NOW - 4 * HOUR),
+    ]
+    assert store.list_materializations("other_stats", latest_only=True) == latest[1:]
+    assert len(store.list_materializations("")) == 4
+    store.apply([repo.driver, other], partial=False)
+    assert store.list_materializations("", latest_only=True) == latest[1:]
+
+
 def test_an_older_window_does_not_overwrite_newer_values(
     store: FeatureStoreClient, repo: Repo
 ) -> None:

@@ -190,9 +190,11 @@ def test_materializations_of_all_views_show_only_those_one_may_read(
     with pytest.raises(PermissionDenied):
         eve.list_materializations("driver_stats")
     assert eve.list_materializations("") == []
+    assert eve.list_materializations("", latest_only=True) == []
     assert [m.feature_view for m in alice.list_materializations("")] == ["driver_stats"]
     alice.set_permission("feature_view", "driver_stats", "eve", L.READ)
     assert [m.rows for m in eve.list_materializations("")] == [2]
+    assert eve.list_materializations("", latest_only=True) == eve.list_materializations("")
     with pytest.raises(NotFound, match="nope"):
         alice.list_materializations("nope")
     for c in (alice, eve):

@@ -10,17 +10,22 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote, unquote, urlencode
 
 import pytest
 import urllib3
+from prometheus_client import REGISTRY
 
 from modelyard import Client
 from modelyard.entities import PermissionLevel
 from modelyard.entities.serving import InferenceLogConfig, ServedModel
 from modelyard.entities.tracking import Dataset, DatasetInput, InputTag, Metric, SystemTag
+from modelyard.features import FeatureStoreClient
 from modelyard.services.common.auth import tokens
 from modelyard.services.common.server import ModelyardServer
 from modelyard.services.common.settings import AuthSettings, Settings
@@ -29,6 +34,7 @@ from modelyard.services.ui.pages import automl, experiments, models, runs
 from modelyard.services.ui.web import CSP
 from tests import silent_peer
 from tests.conftest import failed_registration, free_port, running_server
+from tests.features.repo import NOW, make_repo
 from tests.ui.http import WebSession, serving_ui
 
 
@@ -822,3 +828,31 @@ def test_an_automl_run_with_more_trials_than_ranked_shows_the_best(
     assert link, page
     table = web.get(html.unescape(link.group(1))).data.decode()
     assert all(f">{name}</a>" in table for name in ("early-best", "middle", "late"))
+
+
+def test_the_features_overview_reads_every_views_freshness_in_one_call(
+    server: ModelyardServer, web: WebSession, tmp_path: Path
+) -> None:
+    """The overview made one ListMaterializations per view, each reading the view's whole
+    history; one call now brings each view's latest window."""
+    repo = make_repo(tmp_path / "repo")
+    views = [replace(repo.stats, name=f"stats_{i}", ttl=timedelta(days=3)) for i in range(3)]
+    with FeatureStoreClient(server.address) as store:
+        store.apply([repo.driver, *views])
+        day = timedelta(days=1)
+        for start, end in ((5, 2), (6, 4)):  # the older window loaded last
+            store.materialize(NOW - start * day, NOW - end * day, ["stats_0", "stats_1"])
+    labels = {
+        "service": "modelyard.features.v1.FeatureStoreService",
+        "method": "ListMaterializations",
+        "code": "OK",
+    }
+    before = REGISTRY.get_sample_value("modelyard_rpc_requests_total", labels) or 0
+    page = web.get("/features").data.decode()
+    assert REGISTRY.get_sample_value("modelyard_rpc_requests_total", labels) == before + 1
+    rows = re.findall(r'<a href="/features/views/(stats_\d)">.*?</tr>', page, re.S)
+    assert rows == ["stats_0", "stats_1", "stats_2"]
+    table = page[page.index('data-testid="feature-views"') :]
+    ends = re.findall(r"<td>(\d{4}-\d\d-\d\d [^<]*)</td>", table)
+    assert ends == [str(NOW - timedelta(days=2))] * 2, ends
+    assert "never materialized" in table

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from google.protobuf import json_format
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from modelyard._gen.features.v1 import features_pb2 as pb
 from modelyard.convert.features import definition_to_entity, definition_to_proto
@@ -162,11 +162,21 @@ class SqlFeatureStore:
                 )
             )
 
-    def materializations(self, feature_view: str = "") -> list[MaterializationRecord]:
+    def materializations(
+        self, feature_view: str = "", latest_only: bool = False
+    ) -> list[MaterializationRecord]:
+        """In the order they ran; with `latest_only`, each view's run whose window ends last
+        (the last to run of those), so a freshness overview reads one row per view."""
         m = materializations.c
         stmt = select(materializations).order_by(m.id)
         if feature_view:
             stmt = stmt.where(m.feature_view == feature_view)
+        if latest_only:
+            rank = func.row_number().over(
+                partition_by=m.feature_view, order_by=(m.end_time.desc(), m.id.desc())
+            )
+            ranked = stmt.add_columns(rank.label("rank")).subquery()
+            stmt = select(ranked).where(ranked.c.rank == 1).order_by(ranked.c.id)
         with self.db.read() as conn:
             rows = conn.execute(stmt).all()
         return [

@@ -877,15 +877,22 @@ class ListMaterializationsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     FEATURE_VIEW_FIELD_NUMBER: _builtins.int
+    LATEST_ONLY_FIELD_NUMBER: _builtins.int
     feature_view: _builtins.str
+    """Empty for every view the caller may read."""
+    latest_only: _builtins.bool
+    """Only each view's latest materialization (the one whose window ends last): what a view's
+    freshness needs, without its whole history.
+    """
     def __init__(
         self,
         *,
         feature_view: _builtins.str = ...,
+        latest_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["feature_view", b"feature_view"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feature_view", b"feature_view", "latest_only", b"latest_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
