@@ -39,6 +39,8 @@ from modelyard.entities.registry import (
 )
 from modelyard.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
 
+FILES_PAGE = 1000  # a model version's files listed per call
+
 
 def _stage(stage: Stage | str) -> Any:
     try:
@@ -324,11 +326,37 @@ class RegistryClient:
     def list_model_version_artifacts(
         self, name: str, version: int | str, path: str = ""
     ) -> list[FileInfo]:
+        """Every file of the version at or below `path`, read a page at a time."""
+        files: list[FileInfo] = []
+        token: str | None = None
+        while True:
+            page = self.list_model_version_artifacts_page(
+                name, version, path, FILES_PAGE, page_token=token
+            )
+            files.extend(page)
+            token = page.token
+            if not token:
+                return files
+
+    def list_model_version_artifacts_page(
+        self,
+        name: str,
+        version: int | str,
+        path: str = "",
+        max_results: int = FILES_PAGE,
+        page_token: str | None = None,
+    ) -> PagedList[FileInfo]:
+        """One page of the version's files by path, with the token of the next: for a caller
+        that shows a model of thousands of files a page at a time."""
         request = pb.ListModelVersionArtifactsRequest(
-            name=name, version=version_arg(version), path=path
+            name=name,
+            version=version_arg(version),
+            path=path,
+            page_size=page_size_arg(max_results, "max_results"),
+            page_token=page_token or "",
         )
         response = self._t.call(self._registry.ListModelVersionArtifacts, request)
-        return [file_info_to_entity(f) for f in response.files]
+        return PagedList([file_info_to_entity(f) for f in response.files], response.next_page_token)
 
     def download_model_version(self, name: str, version: int | str, dst_path: str | Path) -> Path:
         """Download every file of the version into `dst_path`, checking each sha256."""

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from modelyard.errors import InvalidArgument
+from modelyard.paths import MAX_PATH_LENGTH
 
 
 def fingerprint(*parts: Any) -> str:
@@ -44,6 +45,16 @@ def _not_issued(field: str) -> InvalidArgument:
 
 
 INT64 = range(-(2**63), 2**63)  # what a 64-bit integer column holds
+
+
+def is_path(position: object) -> bool:
+    """The position of a file listing's keyset token (the last path listed, a directory's
+    with a '/' after it): what a forged one is not."""
+    return (
+        isinstance(position, str)
+        and len(position) <= MAX_PATH_LENGTH + 1
+        and "\x00" not in position
+    )
 
 
 def check_position(

@@ -49,7 +49,14 @@ from modelyard.services.common.auth.grants import Visibility
 from modelyard.services.common.filters import parse_filter, parse_order_by
 from modelyard.services.common.identity import caller
 from modelyard.services.common.logging import get_logger
-from modelyard.services.common.pagination import page_size
+from modelyard.services.common.pagination import (
+    check_position,
+    decode_token,
+    encode_token,
+    fingerprint,
+    is_path,
+    page_size,
+)
 from modelyard.services.registry.authorizer import RESOURCE, RegistryAuthorizer
 from modelyard.services.registry.events import EventFeed
 from modelyard.services.registry.names import alias_name, model_name, version_number
@@ -59,6 +66,7 @@ log = get_logger(__name__)
 
 MAX_DESCRIPTION = 65535
 MAX_TAG_VALUE = 8000
+MAX_FILES_PAGE = 10000  # ListModelVersionArtifacts' page_size
 # Copies of one file within the store before its registration fails: each one past the first
 # follows an upload that replaced the file (or was replacing it) while it was copied.
 COPY_ATTEMPTS = 3
@@ -617,10 +625,24 @@ class RegistryService:
 
     # -- files ---------------------------------------------------------------------------------
 
-    def list_files(self, name: str, version: int, path: str = "") -> list[FileInfo]:
+    def list_files(
+        self, name: str, version: int, path: str = "", page_size_: int = 0, page_token: str = ""
+    ) -> PagedList[FileInfo]:
+        """Every file at or below `path`, or with a page size a page of them by path: a model
+        may hold thousands (checkpoints, shards). A size of 0 lists them all, as clients from
+        before paging, which read no next token, expect."""
         model_name("name", name)
         version_number("version", version)
-        return self.store.list_version_files(name, version, clean_path(path, allow_empty=True))
+        prefix = clean_path(path, allow_empty=True)
+        size = page_size(page_size_, default=0, maximum=MAX_FILES_PAGE, field="page_size")
+        query = fingerprint("version_files", name, version, prefix)
+        after = decode_token(check_position(page_token, is_path), query) or ""
+        files = self.store.list_version_files(
+            name, version, prefix, after, limit=size + 1 if size else None
+        )
+        if not size or len(files) <= size:
+            return PagedList(files, None)
+        return PagedList(files[:size], encode_token(query, files[size - 1].path))
 
     def _file(self, name: str, version: int, path: str) -> tuple[ModelVersion, FileInfo]:
         path = clean_path(path, field="path")

@@ -170,8 +170,12 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
     # -- files ---------------------------------------------------------------------------------
 
     def ListModelVersionArtifacts(self, request, context):
-        files = self.service.list_files(request.name, request.version, request.path)
-        return pb.ListModelVersionArtifactsResponse(files=[file_info_to_proto(f) for f in files])
+        files = self.service.list_files(
+            request.name, request.version, request.path, request.page_size, request.page_token
+        )
+        return pb.ListModelVersionArtifactsResponse(
+            files=[file_info_to_proto(f) for f in files], next_page_token=files.token or ""
+        )
 
     def DownloadModelVersionArtifact(self, request, context):
         file, chunks = self.service.open_file(request.name, request.version, request.path)

@@ -32,7 +32,6 @@ from modelyard.entities import (
 )
 from modelyard.entities.common import Grant, LifecycleStage, PermissionLevel
 from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound
-from modelyard.paths import MAX_PATH_LENGTH
 from modelyard.services.common import identity
 from modelyard.services.common import validation as v
 from modelyard.services.common.artifacts import (
@@ -54,6 +53,7 @@ from modelyard.services.common.pagination import (
     decode_token,
     encode_token,
     fingerprint,
+    is_path,
     page_size,
 )
 from modelyard.services.tracking import limits
@@ -646,7 +646,7 @@ class TrackingService:
             field="page_size",
         )
         query = fingerprint("artifacts", rid, prefix, recursive)
-        after = decode_token(check_position(page_token, _is_path), query) or ""
+        after = decode_token(check_position(page_token, is_path), query) or ""
         start = _past(after) if after else ""
         if recursive:
             entries = self.store.list_artifacts(rid, prefix, start, limit=size + 1)
@@ -808,14 +808,6 @@ def _is_metric_position(position: object) -> bool:
         isinstance(position, list)
         and len(position) == 3
         and all(type(x) is int and x in INT64 for x in position)
-    )
-
-
-def _is_path(position: object) -> bool:
-    return (
-        isinstance(position, str)
-        and len(position) <= MAX_PATH_LENGTH + 1
-        and "\x00" not in position
     )
 
 

@@ -258,6 +258,10 @@ def test_files_listing(store: SqlRegistryStore) -> None:
     assert [f.path for f in store.list_version_files("m", 1, "")] == ["MLmodel", "data/model.pkl"]
     assert [f.path for f in store.list_version_files("m", 1, "data")] == ["data/model.pkl"]
     assert [f.path for f in store.list_version_files("m", 1, "MLmodel")] == ["MLmodel"]
+    assert [f.path for f in store.list_version_files("m", 1, "", limit=1)] == ["MLmodel"]
+    after = store.list_version_files("m", 1, "", after="MLmodel", limit=1)
+    assert [f.path for f in after] == ["data/model.pkl"]
+    assert store.list_version_files("m", 1, "data", after="data/model.pkl") == []
 
 
 def test_events_pages_and_newest_first(store: SqlRegistryStore) -> None:

@@ -63,6 +63,44 @@ def test_a_source_registers_the_same_files_however_its_path_is_spelled(stack: Cl
         assert listed == files, spelling
 
 
+def test_a_versions_files_come_a_page_at_a_time(stack: Client) -> None:
+    """ListModelVersionArtifacts sent every file in one response, however many a model holds;
+    it pages by path now, and a page size of 0 (older clients) still gets them all."""
+    from modelyard._gen.registry.v1 import registry_pb2 as pb
+
+    paths = sorted(["MLmodel", *(f"shards/{i:02}.bin" for i in range(7)), "é/ü.txt"])
+    rid = logged_model(stack, {p: p.encode() for p in paths})
+    stack.create_model_version("paged", f"runs:/{rid}/model")
+    pages, token = [], None
+    while True:
+        page = stack.list_model_version_artifacts_page("paged", 1, max_results=3, page_token=token)
+        pages.append([f.path for f in page])
+        token = page.token
+        if not token:
+            break
+    assert pages == [paths[i : i + 3] for i in range(0, len(paths), 3)]
+    assert [f.path for f in stack.list_model_version_artifacts("paged", 1)] == paths
+    under = stack.list_model_version_artifacts_page("paged", 1, "shards", max_results=5)
+    assert [f.path for f in under] == paths[1:6] and under.token
+    unpaged = stack._t.call(  # what a client from before paging sends
+        stack._registry.ListModelVersionArtifacts,
+        pb.ListModelVersionArtifactsRequest(name="paged", version=1),
+    )
+    assert [f.path for f in unpaged.files] == paths and not unpaged.next_page_token
+    first = stack.list_model_version_artifacts_page("paged", 1, max_results=3)
+    stack.create_model_version("paged", f"runs:/{rid}/model")
+    for bad in (under.token, "nonsense"):  # another listing's token, or none at all
+        with pytest.raises(InvalidArgument) as err:
+            stack.list_model_version_artifacts_page("paged", 1, max_results=3, page_token=bad)
+        assert err.value.field == "page_token"
+    with pytest.raises(InvalidArgument) as err:
+        stack.list_model_version_artifacts_page("paged", 2, max_results=3, page_token=first.token)
+    assert err.value.field == "page_token"
+    with pytest.raises(InvalidArgument) as err:
+        stack.list_model_version_artifacts_page("paged", 1, max_results=10_001)
+    assert err.value.field == "page_size"
+
+
 def test_registration_errors(stack: Client) -> None:
     with pytest.raises(NotFound, match="source run"):
         stack.create_model_version("m", f"runs:/{'0' * 32}/model")

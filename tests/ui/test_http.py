@@ -856,3 +856,31 @@ def test_the_features_overview_reads_every_views_freshness_in_one_call(
     ends = re.findall(r"<td>(\d{4}-\d\d-\d\d [^<]*)</td>", table)
     assert ends == [str(NOW - timedelta(days=2))] * 2, ends
     assert "never materialized" in table
+
+
+def test_a_model_version_with_more_files_than_a_page_lists_them_a_page_at_a_time(
+    server: ModelyardServer, web: WebSession, run_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The version page listed every file of the version, however many: a model of thousands
+    of shards was one page of thousands of rows, read in one unpaged call."""
+    monkeypatch.setattr(runs, "FILES_PAGE", 4)
+    names = ["MLmodel", *(f"shards/{i}.bin" for i in range(5))]
+    with Client(server.address) as c:
+        for name in names:
+            c.log_text(run_id, name, f"model/{name}")
+        c.create_model_version("sharded model", f"runs:/{run_id}/model")
+
+    def files(page: str) -> list[str]:
+        listing = re.search(r'data-testid="version-files">(.*?)</ul>', page, re.S)
+        assert listing, page
+        return re.findall(r"<li>(\S+) <span", listing.group(1))
+
+    here = f"/models/{quote('sharded model', safe='')}/versions/1"
+    first = web.get(here).data.decode()
+    assert files(first) == names[:4]
+    link = re.search(r'<a href="([^"]+)" class="next" data-testid="more-files">Next 4', first)
+    assert link, first
+    rest = web.get(html.unescape(link.group(1))).data.decode()
+    assert files(rest) == names[4:]
+    assert "more-files" not in rest and ">First files</a>" in rest
+    assert web.get(f"{here}?page_token=forged").status == 400

@@ -182,7 +182,11 @@ class RegistryStore(abc.ABC):
         if it was deleted."""
 
     @abc.abstractmethod
-    def list_version_files(self, name: str, version: int, prefix: str) -> list[FileInfo]: ...
+    def list_version_files(
+        self, name: str, version: int, prefix: str, after: str = "", limit: int | None = None
+    ) -> list[FileInfo]:
+        """The version's files at or below `prefix`, by path; with `after` only those whose
+        path sorts after it, and at most `limit` of them (a page of a keyset listing)."""
 
     # -- events --------------------------------------------------------------------------------
 

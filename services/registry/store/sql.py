@@ -912,7 +912,9 @@ class SqlRegistryStore(RegistryStore):
             .values(status=status.value, status_message=message, last_update_time=_now())
         )
 
-    def list_version_files(self, name: str, version: int, prefix: str) -> list[FileInfo]:
+    def list_version_files(
+        self, name: str, version: int, prefix: str, after: str = "", limit: int | None = None
+    ) -> list[FileInfo]:
         f = model_version_files.c
         with self.db.read() as conn:
             model, row = self._version(conn, name, version)
@@ -931,7 +933,9 @@ class SqlRegistryStore(RegistryStore):
                 stmt = stmt.where(
                     (f.path == prefix) | ((f.path > prefix + "/") & (f.path < prefix + "0"))
                 )
-            rows = conn.execute(stmt.order_by(f.path)).all()
+            if after:
+                stmt = stmt.where(f.path > after)
+            rows = conn.execute(stmt.order_by(f.path).limit(limit)).all()
         return [
             FileInfo(path=r.path, is_dir=False, file_size=r.file_size, sha256=r.sha256)
             for r in rows

@@ -12,9 +12,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modelyard.client import Client
-from modelyard.entities.common import PermissionLevel
+from modelyard.entities.common import FileInfo, PermissionLevel
 from modelyard.entities.registry import Stage
 from modelyard.errors import ModelyardError, NotFound, PermissionDenied
+from modelyard.services.ui.pages import runs
 from modelyard.services.ui.pages.runs import datasets
 from modelyard.services.ui.web import (
     check_csrf,
@@ -94,12 +95,21 @@ def model_version(request: Request) -> Response:
     version = int(request.path_params["version"])
     if version > MAX_VERSION:  # the API's versions are int64: the call could not be made
         raise NotFound(f"model {name!r} has no version {version}; see its versions on /models")
+    page_token = request.query_params.get("page_token") or None
     c = client(request)
     lineage = c.get_model_version_lineage(name, version)
+    here = f"/models/{quote(name, safe='')}/versions/{version}"
+    # a version may hold thousands of files (checkpoints, shards): a page of them at a time
+    files: list[FileInfo] = []
+    files_refused = next_link = ""
     try:
-        files, files_refused = c.list_model_version_artifacts(name, version), ""
+        page = c.list_model_version_artifacts_page(
+            name, version, max_results=runs.FILES_PAGE, page_token=page_token
+        )
+        files = list(page)
+        next_link = f"{here}?{urlencode({'page_token': page.token})}" if page.token else ""
     except PermissionDenied as exc:  # listing files takes USE; the rest of the page, READ
-        files, files_refused = [], said(request, exc)
+        files_refused = said(request, exc)
     return render(
         request,
         "model_version.html",
@@ -108,6 +118,9 @@ def model_version(request: Request) -> Response:
         datasets=datasets(lineage.run) if lineage.run else [],
         files=files,
         files_refused=files_refused,
+        next_link=next_link,
+        first_link=here if page_token else "",
+        page_size=runs.FILES_PAGE,
     )
 
 
