@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,49 @@ def query_text(request: Request, name: str, limit: int, label: str, advice: str)
     if len(text) > limit:
         raise InvalidArgument(f"{label} is {len(text)} characters long; {advice}", field=name)
     return text
+
+
+# Characters of earlier pages' tokens a paged listing's links carry, so "Previous" can go back
+# (the APIs page forward only); past it the oldest are dropped, and "First page" goes further.
+MAX_BACK = 16_000
+
+
+@dataclass(frozen=True)
+class Pager:
+    """The links of a listing paged by the services' tokens: first, previous and next."""
+
+    first: str = ""
+    previous: str = ""
+    next: str = ""
+
+
+def pager(request: Request, path: str, params: dict[str, str], next_token: str | None) -> Pager:
+    """Links to the first, previous and next pages of the listing at `path` with `params`
+    (empty ones left out). The page's own token is `page_token`; the tokens of the pages
+    before it ride along as `back` (the first page's as ""), a page's own stack, so a link
+    works wherever it is opened, newest last, at most MAX_BACK characters of them beyond the
+    one before (a keyset token may be long: it carries the last row's sort value)."""
+    token = request.query_params.get("page_token", "")
+    back = request.query_params.getlist("back") if token else []
+
+    def url(page_token: str, stack: list[str]) -> str:
+        query = [(k, v) for k, v in params.items() if v]
+        if page_token:
+            query += [("page_token", page_token), *(("back", t) for t in stack)]
+        return f"{path}?{urlencode(query)}" if query else path
+
+    def kept(stack: list[str]) -> list[str]:
+        start, size = len(stack) - 1, 0
+        while start > 0 and size + len(stack[start - 1]) <= MAX_BACK:
+            start -= 1
+            size += len(stack[start])
+        return stack[start:]
+
+    return Pager(
+        first=url("", []) if token else "",
+        previous=url(back[-1], back[:-1]) if back else "",
+        next=url(next_token, kept([*back, token])) if next_token else "",
+    )
 
 
 def name_search(request: Request) -> tuple[str, str | None]:

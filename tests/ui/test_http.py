@@ -30,6 +30,7 @@ from modelyard.services.common.auth import tokens
 from modelyard.services.common.server import ModelyardServer
 from modelyard.services.common.settings import AuthSettings, Settings
 from modelyard.services.ui import previews
+from modelyard.services.ui import web as web_module
 from modelyard.services.ui.pages import automl, experiments, models, runs
 from modelyard.services.ui.web import CSP
 from tests import silent_peer
@@ -884,3 +885,42 @@ def test_a_model_version_with_more_files_than_a_page_lists_them_a_page_at_a_time
     assert files(rest) == names[4:]
     assert "more-files" not in rest and ">First files</a>" in rest
     assert web.get(f"{here}?page_token=forged").status == 400
+
+
+def test_listings_page_back_and_keep_a_bounded_trail(
+    server: ModelyardServer, web: WebSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Paged listings linked only forward (and to the first page). "Previous page" follows
+    the earlier pages' tokens the links carry; past MAX_BACK characters of them the oldest
+    are dropped, so a deep page's URL stays bounded, and "First page" still goes back."""
+    monkeypatch.setattr(models, "PAGE", 1)
+    with Client(server.address) as c:
+        for name in ("m0", "m1", "m2", "m3"):
+            c.create_registered_model(name)
+
+    def follow(page: str, testid: str) -> str:
+        link = re.search(rf'<a href="([^"]+)"[^>]* data-testid="{testid}"', page)
+        assert link, (testid, page)
+        return web.get(html.unescape(link.group(1))).data.decode()
+
+    def shown(page: str) -> list[str]:
+        return re.findall(r'<a href="/models/[^"]+">(m\d)</a>', page)
+
+    pages = [web.get("/models").data.decode()]
+    for _ in range(3):
+        pages.append(follow(pages[-1], "next-page"))
+    assert [shown(p) for p in pages] == [["m0"], ["m1"], ["m2"], ["m3"]]
+    assert "next-page" not in pages[-1] and "previous-page" not in pages[0]
+    back = pages[-1]
+    for expected in (["m2"], ["m1"], ["m0"]):
+        back = follow(back, "previous-page")
+        assert shown(back) == expected
+    assert "previous-page" not in back and "first-page" not in back
+
+    monkeypatch.setattr(web_module, "MAX_BACK", 0)  # only the page before is kept
+    deep = web.get("/models").data.decode()
+    for _ in range(3):
+        deep = follow(deep, "next-page")
+    one_back = follow(deep, "previous-page")
+    assert shown(one_back) == ["m2"] and "previous-page" not in one_back
+    assert shown(follow(one_back, "first-page")) == ["m0"]

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from playwright.sync_api import expect
 from sklearn.linear_model import LinearRegression
 
@@ -20,6 +21,7 @@ import modelyard.sklearn
 from modelyard import Client
 from modelyard.entities.serving import InferenceLogConfig, ServedModel
 from modelyard.features import FeatureStoreClient
+from modelyard.services.ui.pages import experiments
 from tests.features.repo import NOW, make_repo
 from tests.serving.conftest import wait_ready
 from tests.ui.conftest import UI
@@ -301,6 +303,43 @@ def test_forecast_with_intervals(ui: UI, client: Client) -> None:
         " return d[0].y.map((u, i) => u - d[1].y[i]); }"
     )
     assert widths[-1] > widths[0]  # the interval widens with the horizon
+
+
+def test_the_runs_table_pages_back_as_well_as_forward_with_long_tokens(
+    ui: UI, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runs table had "Next page" and "First page" only: from page 3 there was no way to
+    page 2 but paging forward again. Sorted by a long non-ASCII param, each keyset token
+    carries the last row's value (tens of KB in the URL), and the links still work."""
+    monkeypatch.setattr(experiments, "PAGE", 2)
+    eid = client.create_experiment("long sort keys")
+    for i in range(5):
+        rid = client.create_run(eid, run_name=f"run-{i}").info.run_id
+        client.log_param(rid, "note", "ünïcode " * 700 + str(i))
+    page = ui.page
+    ui.go(f"/experiments/{eid}?order=params.note+ASC")
+    names = page.get_by_test_id("runs").locator("tbody tr td a")
+
+    def shown() -> list[str]:
+        return [n for n in names.all_inner_texts() if n.startswith("run-")]
+
+    assert shown() == ["run-0", "run-1"]
+    expect(page.get_by_test_id("previous-page")).to_have_count(0)
+    for expected in (["run-2", "run-3"], ["run-4"]):
+        page.get_by_test_id("next-page").click()
+        page.wait_for_load_state("load")
+        assert shown() == expected
+    assert len(page.url) > 10_000  # the token in it held the last row's note
+    expect(page.get_by_test_id("next-page")).to_have_count(0)
+    for expected in (["run-2", "run-3"], ["run-0", "run-1"]):
+        page.get_by_test_id("previous-page").click()
+        page.wait_for_load_state("load")
+        assert shown() == expected
+    expect(page.get_by_test_id("previous-page")).to_have_count(0)
+    page.get_by_test_id("next-page").click()
+    page.wait_for_load_state("load")
+    assert shown() == ["run-2", "run-3"]
+    ui.screenshot("experiment-runs-previous")
 
 
 def test_features_pages(ui: UI, tmp_path) -> None:

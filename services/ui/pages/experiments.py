@@ -15,7 +15,15 @@ from modelyard.entities.common import ViewType
 from modelyard.entities.tracking import Run
 from modelyard.errors import InvalidArgument
 from modelyard.services.ui.pages.runs import attachment
-from modelyard.services.ui.web import MAX_SEARCH, client, name_search, query_text, render, said
+from modelyard.services.ui.web import (
+    MAX_SEARCH,
+    client,
+    name_search,
+    pager,
+    query_text,
+    render,
+    said,
+)
 
 PAGE = 100
 AUTO_COLUMNS = 6  # when none are chosen: this many metrics and params seen on the page
@@ -38,7 +46,11 @@ def experiments(request: Request) -> Response:
         order_by=["last_update_time DESC"],
     )
     return render(
-        request, "experiments.html", experiments=list(page), next_token=page.token, q=query
+        request,
+        "experiments.html",
+        experiments=list(page),
+        pages=pager(request, "/experiments", {"q": query}, page.token),
+        q=query,
     )
 
 
@@ -166,11 +178,15 @@ def experiment(request: Request) -> Response:
         views=list(VIEWS),
         chosen=chosen_text,
         error=error,
-        next_link=link(page_token=next_token) if next_token else "",
+        pages=pager(
+            request,
+            f"/experiments/{eid}",
+            {**selection, "columns": chosen_text},
+            next_token,
+        ),
         csv_link=f"/experiments/{eid}/runs.csv?"
         + urlencode({k: v for k, v in selection.items() if v}),
         max_csv_runs=MAX_CSV_RUNS,
-        first_link=link() if params.get("page_token") else "",
         sort_link=sort_link,
         sort_key_link=sort_key_link,
     )

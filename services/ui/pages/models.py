@@ -23,6 +23,7 @@ from modelyard.services.ui.web import (
     flash,
     identity_of,
     name_search,
+    pager,
     redirect,
     render,
     said,
@@ -58,7 +59,13 @@ def models(request: Request) -> Response:
         max_results=PAGE,
         page_token=request.query_params.get("page_token") or None,
     )
-    return render(request, "models.html", models=list(page), next_token=page.token, q=query)
+    return render(
+        request,
+        "models.html",
+        models=list(page),
+        pages=pager(request, "/models", {"q": query}, page.token),
+        q=query,
+    )
 
 
 def model(request: Request) -> Response:
