@@ -242,9 +242,13 @@ def test_every_version_of_a_model_is_reachable_from_its_page(
         page = response.data.decode()
         seen += [int(v) for v in re.findall(r">Version (\d+)</a>", page)]
         older = re.search(r'<a href="([^"]+)" class="next" data-testid="older-versions">', page)
-        path = f"/models/{model}{html.unescape(older.group(1))}" if older else None
+        path = html.unescape(older.group(1)) if older else None
     assert seen == list(range(201, 0, -1))
     assert "Newest versions" in page
+    newer = re.search(r'<a href="([^"]+)" class="previous" data-testid="previous-page">', page)
+    assert newer, page  # back a page: the versions before the oldest
+    page = web.get(html.unescape(newer.group(1))).data.decode()
+    assert [int(v) for v in re.findall(r">Version (\d+)</a>", page)] == list(range(101, 1, -1))
 
 
 @pytest.fixture
@@ -750,11 +754,20 @@ def test_a_run_with_more_files_than_a_page_lists_them_a_page_at_a_time(
     second = web.get(html.unescape(more.group(1))).data.decode()
     assert _files(second, "listing") == [f"ckpt/{n}" for n in names[4:]]
     assert "more-files" not in second and "First files" in second
+    back = re.search(r'<a href="([^"]+)" class="previous" data-testid="previous-page">', second)
+    assert back, second
+    again = web.get(html.unescape(back.group(1))).data.decode()
+    assert _files(again, "listing") == [f"ckpt/{n}" for n in names[:4]]
     run_page = web.get(f"/runs/{rid}").data.decode()
     assert _files(run_page, "artifacts") == ["ckpt/", *names[:3]]
     rest = re.search(r'data-testid="more-artifacts">[^<]*<a href="([^"]+)"', run_page)
     assert rest, run_page
-    assert _files(web.get(html.unescape(rest.group(1))).data.decode(), "listing") == [names[3]]
+    carried_on = web.get(html.unescape(rest.group(1))).data.decode()
+    assert _files(carried_on, "listing") == [names[3]]
+    back = re.search(r'<a href="([^"]+)" class="previous" data-testid="previous-page">', carried_on)
+    assert back, carried_on
+    first_files = _files(web.get(html.unescape(back.group(1))).data.decode(), "listing")
+    assert first_files == ["ckpt/", *names[:3]]
     assert "more-artifacts" not in web.get(f"/runs/{few}").data.decode()
     assert web.get(f"/runs/{rid}/artifacts?path=ckpt&page_token=x").status == 400
 
@@ -884,6 +897,9 @@ def test_a_model_version_with_more_files_than_a_page_lists_them_a_page_at_a_time
     rest = web.get(html.unescape(link.group(1))).data.decode()
     assert files(rest) == names[4:]
     assert "more-files" not in rest and ">First files</a>" in rest
+    back = re.search(r'<a href="([^"]+)" class="previous" data-testid="previous-page">', rest)
+    assert back, rest
+    assert files(web.get(html.unescape(back.group(1))).data.decode()) == names[:4]
     assert web.get(f"{here}?page_token=forged").status == 400
 
 

@@ -4,7 +4,7 @@ history, and the alias/stage actions for callers allowed to take them."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -18,6 +18,7 @@ from modelyard.errors import ModelyardError, NotFound, PermissionDenied
 from modelyard.services.ui.pages import runs
 from modelyard.services.ui.pages.runs import datasets
 from modelyard.services.ui.web import (
+    Pager,
     check_csrf,
     client,
     flash,
@@ -87,8 +88,7 @@ def model(request: Request) -> Response:
         "model.html",
         model=registered,
         versions=list(versions),
-        older_link=f"?{urlencode({'page_token': versions.token})}" if versions.token else "",
-        newest_link=f"/models/{quote(name, safe='')}" if page_token else "",
+        pages=pager(request, f"/models/{quote(name, safe='')}", {}, versions.token),
         events=events[:MAX_EVENTS],
         older_events=len(events) > MAX_EVENTS,
         stages=STAGES,
@@ -108,13 +108,14 @@ def model_version(request: Request) -> Response:
     here = f"/models/{quote(name, safe='')}/versions/{version}"
     # a version may hold thousands of files (checkpoints, shards): a page of them at a time
     files: list[FileInfo] = []
-    files_refused = next_link = ""
+    files_refused = ""
+    pages = Pager()
     try:
         page = c.list_model_version_artifacts_page(
             name, version, max_results=runs.FILES_PAGE, page_token=page_token
         )
         files = list(page)
-        next_link = f"{here}?{urlencode({'page_token': page.token})}" if page.token else ""
+        pages = pager(request, here, {}, page.token)
     except PermissionDenied as exc:  # listing files takes USE; the rest of the page, READ
         files_refused = said(request, exc)
     return render(
@@ -125,8 +126,7 @@ def model_version(request: Request) -> Response:
         datasets=datasets(lineage.run) if lineage.run else [],
         files=files,
         files_refused=files_refused,
-        next_link=next_link,
-        first_link=here if page_token else "",
+        pages=pages,
         page_size=runs.FILES_PAGE,
     )
 

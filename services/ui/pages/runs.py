@@ -20,7 +20,7 @@ from modelyard.entities.common import FileInfo
 from modelyard.entities.tracking import Run, SystemTag
 from modelyard.errors import InvalidArgument, ModelyardError
 from modelyard.services.ui import charts, monitoring, previews
-from modelyard.services.ui.web import client, render, ui_of
+from modelyard.services.ui.web import client, pager, render, ui_of
 
 # An HTML artifact shown inline: this policy replaces the page's, so it must forbid on its own
 # what the sandbox does not (loading scripts, frames, fonts or beacons from anywhere).
@@ -133,10 +133,11 @@ def _head(chunks: Iterator[bytes], limit: int) -> bytes:
 
 
 def _files_link(rid: str, path: str, token: str | None) -> str:
-    """The artifacts browser's page from `token` on ("" when there is no next page)."""
+    """The artifacts browser's page from `token` on ("" when there is no next page), whose
+    page before is the first (`back`, as web.pager reads it)."""
     if not token:
         return ""
-    return f"/runs/{rid}/artifacts?{urlencode({'path': path, 'page_token': token})}"
+    return f"/runs/{rid}/artifacts?{urlencode({'path': path, 'page_token': token, 'back': ''})}"
 
 
 def artifacts_page(request: Request) -> Response:
@@ -167,8 +168,9 @@ def artifacts_page(request: Request) -> Response:
         path=path,
         parent="" if parent == "." else parent,
         listing=listing,
-        next_link=_files_link(rid, path, page.token) if listing else "",
-        first_link=f"/runs/{rid}/artifacts?{urlencode({'path': path})}" if page_token else "",
+        pages=pager(
+            request, f"/runs/{rid}/artifacts", {"path": path}, page.token if listing else None
+        ),
         info=info,
         preview=preview,
         preview_kib=previews.PREVIEW_BYTES // 1024,
