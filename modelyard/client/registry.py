@@ -385,12 +385,16 @@ class RegistryClient:
         since_event_id: int = 0,
         max_results: int = 1000,
         newest_first: bool = False,
+        before_event_id: int = 0,
     ) -> list[ModelEvent]:
+        """Events after `since_event_id` (and before `before_event_id`, unless 0): newest
+        first, a page's last event id as `before_event_id` gives the page of older ones."""
         request = pb.ListModelEventsRequest(
             name=name or "",
             since_event_id=id_arg(since_event_id, "since_event_id"),
             max_results=page_size_arg(max_results, "max_results"),
             newest_first=newest_first,
+            before_event_id=id_arg(before_event_id, "before_event_id"),
         )
         response = self._t.call(self._registry.ListModelEvents, request)
         return [event_to_entity(e) for e in response.events]

@@ -670,15 +670,29 @@ class RegistryService:
     # -- events and lineage --------------------------------------------------------------------
 
     def list_events(
-        self, name: str, since_event_id: int, max_results: int, newest_first: bool = False
+        self,
+        name: str,
+        since_event_id: int,
+        max_results: int,
+        newest_first: bool = False,
+        before_event_id: int = 0,
     ) -> list[ModelEvent]:
         if name:
             model_name("name", name)
-        if since_event_id < 0:
-            raise InvalidArgument("since_event_id must not be negative", field="since_event_id")
+        for field, value in (
+            ("since_event_id", since_event_id),
+            ("before_event_id", before_event_id),
+        ):
+            if value < 0:
+                raise InvalidArgument(f"{field} must not be negative", field=field)
         size = page_size(max_results, default=1000, maximum=10000, field="max_results")
         return self.store.list_events(
-            name, since_event_id, size, newest_first, readable=self._visible()
+            name,
+            since_event_id,
+            size,
+            newest_first,
+            readable=self._visible(),
+            before_event_id=before_event_id,
         )
 
     def watch_events(

@@ -193,7 +193,11 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
 
     def ListModelEvents(self, request, context):
         events = self.service.list_events(
-            request.name, request.since_event_id, request.max_results, request.newest_first
+            request.name,
+            request.since_event_id,
+            request.max_results,
+            request.newest_first,
+            request.before_event_id,
         )
         return pb.ListModelEventsResponse(
             events=[event_to_proto(e) for e in events],

@@ -272,6 +272,8 @@ def test_events_pages_and_newest_first(store: SqlRegistryStore) -> None:
     assert store.list_events("m", 0, 1, newest_first=True)[0].event_id == all_events[-1].event_id
     assert store.last_event_id() == all_events[-1].event_id
     assert store.list_events("m", all_events[1].event_id, 100) == all_events[2:]
+    older = store.list_events("m", 0, 2, newest_first=True, before_event_id=all_events[-1].event_id)
+    assert older == all_events[-3:-1][::-1]
 
 
 def test_a_model_created_by_its_first_version_is_stamped_once(

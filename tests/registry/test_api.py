@@ -184,6 +184,36 @@ def test_events_record_who_did_what(stack: Client) -> None:
     }
 
 
+def test_a_history_pages_back_newest_first(stack: Client) -> None:
+    """Newest first, only the newest events could be listed: since_event_id bounds from
+    below. before_event_id bounds from above, so a page's last id gives the older page."""
+    from modelyard._gen.registry.v1 import registry_pb2 as pb
+
+    stack.create_model_version("paged", f"runs:/{logged_model(stack)}/model")
+    for alias in ("a", "b", "c"):
+        stack.set_registered_model_alias("paged", alias, 1)
+    stack.create_registered_model("other")  # another model's event among the ids
+    everything = stack.list_model_events("paged", newest_first=True)
+    pages: list[list[int]] = []
+    before = 0
+    for _ in range(len(everything)):  # a bound that ignores before_event_id cannot loop forever
+        page = stack.list_model_events(
+            "paged", max_results=2, newest_first=True, before_event_id=before
+        )
+        if not page:
+            break
+        pages.append([e.event_id for e in page])
+        before = page[-1].event_id
+    assert [i for p in pages for i in p] == [e.event_id for e in everything]
+    assert len(everything) == 6 and all(len(p) == 2 for p in pages)
+    with pytest.raises(InvalidArgument) as err:
+        stack._t.call(
+            stack._registry.ListModelEvents,
+            pb.ListModelEventsRequest(name="paged", before_event_id=-1),
+        )
+    assert err.value.field == "before_event_id"
+
+
 def test_lineage(stack: Client) -> None:
     from modelyard.entities import DatasetInput
     from modelyard.entities.tracking import Dataset, InputTag

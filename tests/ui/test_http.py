@@ -807,20 +807,48 @@ def test_an_endpoint_with_nothing_logged_says_why_as_its_log_is(
     assert "modelyard endpoints update off --log-sampling 1.0" in off
 
 
-def test_a_model_with_more_events_than_shown_says_so(
+def test_a_model_with_more_events_than_shown_pages_through_them(
     server: ModelyardServer, web: WebSession, model: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The model page's history showed the newest 100 events and said nothing of older ones."""
+    """The model page's history showed the newest 100 events, and older ones only through the
+    CLI: it pages back through them now, and forward again."""
     monkeypatch.setattr(models, "MAX_EVENTS", 2)
     with Client(server.address) as c:
-        c.set_registered_model_alias(model, "champion", 1)
+        for alias in ("champion", "challenger"):
+            c.set_registered_model_alias(model, alias, 1)
         c.create_registered_model("quiet")
-    page = web.get(f"/models/{model}").data.decode()
-    history = page[page.index('data-testid="events"') :]
-    assert history.count("<tr>") == 3  # the header and two events
-    assert "The newest 2 events are shown" in page
-    assert f"modelyard models history {model}" in page
+        assert len(c.list_model_events(model)) == 5  # created, version created, ready, 2 aliases
+
+    def follow(page: str, testid: str) -> str | None:
+        link = re.search(rf'<a href="([^"]+)"[^>]* data-testid="{testid}"', page)
+        return web.get(html.unescape(link.group(1))).data.decode() if link else None
+
+    def kinds_on(page: str) -> list[str]:
+        history = page[page.index('data-testid="events"') :]
+        return re.findall(r"<tr><td>[^<]+</td><td>(\w+)</td>", history)
+
+    pages = [web.get(f"/models/{model}").data.decode()]
+    for _ in range(5):  # bounded: a link back to the same page must not loop forever
+        older = follow(pages[-1], "older-events")
+        if older is None:
+            break
+        pages.append(older)
+    kinds = [kinds_on(p) for p in pages]
+    assert kinds == [
+        ["ALIAS_SET", "ALIAS_SET"],
+        ["VERSION_READY", "VERSION_CREATED"],
+        ["MODEL_CREATED"],
+    ]
+    assert f"modelyard models history {model}" in pages[0]
+    assert "newer-events" not in pages[0] and "Newest events" in pages[-1]
+    back: str | None = pages[-1]
+    for expected in reversed(kinds[:-1]):
+        assert back is not None
+        back = follow(back, "newer-events")
+        assert back is not None and kinds_on(back) == expected
+    assert back is not None and "newer-events" not in back
     assert "older-events" not in web.get("/models/quiet").data.decode()
+    assert web.get(f"/models/{model}?events_before=x").status == 400
 
 
 def test_an_automl_run_with_more_trials_than_ranked_shows_the_best(

@@ -198,7 +198,10 @@ class RegistryStore(abc.ABC):
         max_results: int,
         newest_first: bool = False,
         readable: Visibility | None = None,
-    ) -> list[ModelEvent]: ...
+        before_event_id: int = 0,
+    ) -> list[ModelEvent]:
+        """Events with ids after `since_event_id` (and before `before_event_id` unless 0), the
+        first `max_results` of them in id order, or newest first."""
 
     @abc.abstractmethod
     def last_event_id(self) -> int: ...

@@ -950,9 +950,12 @@ class SqlRegistryStore(RegistryStore):
         max_results: int,
         newest_first: bool = False,
         readable: Visibility | None = None,
+        before_event_id: int = 0,
     ) -> list[ModelEvent]:
         e = model_events.c
         stmt = select(model_events).where(e.event_id > since_event_id)
+        if before_event_id:
+            stmt = stmt.where(e.event_id < before_event_id)
         if readable is not None:
             stmt = stmt.where(e.model_id.in_(readable.granted(registered_model_permissions)))
         with self.db.read() as conn:

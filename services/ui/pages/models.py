@@ -4,7 +4,8 @@ history, and the alias/stage actions for callers allowed to take them."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import quote
+from typing import Any
+from urllib.parse import quote, urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -14,7 +15,7 @@ from starlette.routing import Route
 from modelyard.client import Client
 from modelyard.entities.common import FileInfo, PermissionLevel
 from modelyard.entities.registry import Stage
-from modelyard.errors import ModelyardError, NotFound, PermissionDenied
+from modelyard.errors import InvalidArgument, ModelyardError, NotFound, PermissionDenied
 from modelyard.services.ui.pages import runs
 from modelyard.services.ui.pages.runs import datasets
 from modelyard.services.ui.web import (
@@ -80,8 +81,8 @@ def model(request: Request) -> Response:
         max_results=PAGE,
         page_token=page_token,
     )
-    # one more than shown, to say when there are older ones (the API pages events forward only)
-    events = c.list_model_events(name, max_results=MAX_EVENTS + 1, newest_first=True)
+    here = f"/models/{quote(name, safe='')}"
+    history = _history(c, name, here, _event_bound(request))
     level = access_level(request, c, name)
     return render(
         request,
@@ -89,12 +90,50 @@ def model(request: Request) -> Response:
         model=registered,
         versions=list(versions),
         pages=pager(request, f"/models/{quote(name, safe='')}", {}, versions.token),
-        events=events[:MAX_EVENTS],
-        older_events=len(events) > MAX_EVENTS,
+        **history,
         stages=STAGES,
         can_edit=level is not None and level >= PermissionLevel.EDIT,
         can_manage=level is not None and level >= PermissionLevel.MANAGE,
     )
+
+
+def _event_bound(request: Request) -> int:
+    """The History's `events_before` (0 for the newest events)."""
+    text = request.query_params.get("events_before", "") or "0"
+    if not text.isdigit():
+        raise InvalidArgument(
+            f"events_before {text[:20]!r} is not an event id; follow the History's links",
+            field="events_before",
+        )
+    return int(text)
+
+
+def _history(c: Client, name: str, here: str, before: int) -> dict[str, Any]:
+    """A page of the model's events, newest first, before event id `before` (0: the newest),
+    with links to the older and the newer page: the page showed the newest MAX_EVENTS and
+    nothing older but through the CLI."""
+    # one more than shown, to know whether there are older ones
+    events = c.list_model_events(
+        name, max_results=MAX_EVENTS + 1, newest_first=True, before_event_id=before
+    )
+    shown = events[:MAX_EVENTS]
+    older = newer = ""
+    if len(events) > MAX_EVENTS:
+        older = f"{here}?{urlencode({'events_before': shown[-1].event_id})}#history"
+    if before:
+        # the page above this one: the MAX_EVENTS events just newer than its first
+        since = shown[0].event_id if shown else before - 1
+        above = c.list_model_events(name, since_event_id=since, max_results=MAX_EVENTS + 1)
+        newer = here + "#history"
+        if len(above) > MAX_EVENTS:
+            bound = above[MAX_EVENTS - 1].event_id + 1
+            newer = f"{here}?{urlencode({'events_before': bound})}#history"
+    return {
+        "events": shown,
+        "older_events": older,
+        "newer_events": newer,
+        "newest_events": here + "#history" if before else "",
+    }
 
 
 def model_version(request: Request) -> Response:

@@ -1499,6 +1499,7 @@ class ListModelEventsRequest(_message.Message):
     SINCE_EVENT_ID_FIELD_NUMBER: _builtins.int
     MAX_RESULTS_FIELD_NUMBER: _builtins.int
     NEWEST_FIRST_FIELD_NUMBER: _builtins.int
+    BEFORE_EVENT_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Empty for every model."""
     since_event_id: _builtins.int
@@ -1507,6 +1508,10 @@ class ListModelEventsRequest(_message.Message):
     """1-10000; 0 means 1000."""
     newest_first: _builtins.bool
     """Newest first instead of oldest first (max_results=1 gives the latest event id)."""
+    before_event_id: _builtins.int
+    """Only events before this id (0 for no bound): with newest_first, pass the last event id of
+    a page to get the page of older events.
+    """
     def __init__(
         self,
         *,
@@ -1514,10 +1519,11 @@ class ListModelEventsRequest(_message.Message):
         since_event_id: _builtins.int = ...,
         max_results: _builtins.int = ...,
         newest_first: _builtins.bool = ...,
+        before_event_id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_results", b"max_results", "name", b"name", "newest_first", b"newest_first", "since_event_id", b"since_event_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["before_event_id", b"before_event_id", "max_results", b"max_results", "name", b"name", "newest_first", b"newest_first", "since_event_id", b"since_event_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
