@@ -968,3 +968,24 @@ def test_listings_page_back_and_keep_a_bounded_trail(
     one_back = follow(deep, "previous-page")
     assert shown(one_back) == ["m2"] and "previous-page" not in one_back
     assert shown(follow(one_back, "first-page")) == ["m0"]
+
+
+def test_a_version_trained_in_a_deleted_run_says_so(
+    server: ModelyardServer, web: WebSession, run_id: str
+) -> None:
+    """The version page named its source run and experiment as if both were live after they
+    were deleted; the link led to a run page saying so, the version page did not."""
+    with Client(server.address) as c:
+        eid = c.create_experiment("gone")
+        rid = c.create_run(eid, run_name="gone-run").info.run_id
+        c.log_text(rid, "m", "model/MLmodel")
+        c.create_model_version("kept", f"runs:/{rid}/model")
+        c.log_text(run_id, "m", "model/MLmodel")
+        c.create_model_version("kept", f"runs:/{run_id}/model")
+        c.delete_run(rid)
+        c.delete_experiment(eid)
+    page = html.unescape(web.get("/models/kept/versions/1").data.decode())
+    assert "gone-run</a> <span" in page and "(deleted: its files here" in page
+    assert 'gone</a> <span class="muted">(deleted)</span>' in page
+    assert "MLmodel" in page  # the registry's copy is still listed
+    assert "(deleted" not in web.get("/models/kept/versions/2").data.decode()
