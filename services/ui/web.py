@@ -66,7 +66,11 @@ class UI:
             lstrip_blocks=True,
         )
         self.templates.filters.update(
-            ms=format_ms, duration=format_duration, number=format_number, chart=chart_json
+            ms=format_ms,
+            duration=format_duration,
+            number=format_number,
+            chart=chart_json,
+            in_ui_terms=in_ui_terms,
         )
         self.templates.globals["quote"] = functools.partial(quote, safe="")
 
@@ -299,11 +303,17 @@ _INSTEAD = {
 }
 
 
+def in_ui_terms(message: str) -> str:
+    """A services' message shown on a page (a served model's failure, kept by serving) with
+    the API methods it names replaced by the page or command that does the same."""
+    return reword(message, _INSTEAD)
+
+
 def said(request: Request, exc: ModelyardError) -> str:
     """What a page says of a failed call: what went wrong, in the UI's terms."""
     if isinstance(exc, NoServer):  # its own text names the SDK's settings, not the UI's
         return f"No Modelyard services answered at {ui_of(request).transport.uri}."
-    return reword(str(exc), _INSTEAD)
+    return in_ui_terms(str(exc))
 
 
 def _hint(request: Request, exc: ModelyardError) -> str:

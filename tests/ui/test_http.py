@@ -25,6 +25,7 @@ from modelyard import Client
 from modelyard.entities import PermissionLevel
 from modelyard.entities.serving import InferenceLogConfig, ServedModel
 from modelyard.entities.tracking import Dataset, DatasetInput, InputTag, Metric, SystemTag
+from modelyard.errors import FailedPrecondition
 from modelyard.features import FeatureStoreClient
 from modelyard.services.common.auth import tokens
 from modelyard.services.common.server import ModelyardServer
@@ -989,3 +990,23 @@ def test_a_version_trained_in_a_deleted_run_says_so(
     assert 'gone</a> <span class="muted">(deleted)</span>' in page
     assert "MLmodel" in page  # the registry's copy is still listed
     assert "(deleted" not in web.get("/models/kept/versions/2").data.decode()
+
+
+def test_a_served_model_that_failed_is_told_in_the_uis_terms(
+    server: ModelyardServer, web: WebSession, model: str
+) -> None:
+    """A served model's failure was shown as serving kept it, naming an API method ("list them
+    with SearchModelVersions"), and the endpoints list gave a version never loaded as "v?"."""
+    with Client(server.address) as c:
+        c.create_endpoint("orphan", [ServedModel(f"models:/{model}/1")])
+        with pytest.raises(FailedPrecondition, match="no flavors"):  # its MLmodel is no model
+            c.wait_endpoint_ready("orphan", timeout=60)
+        c.delete_model_version(model, 1)  # serving loads it again, and fails on the version
+        reasons = (e.served_models[0].reason for e in c.watch_endpoint("orphan", timeout=60))
+        reason = next(r for r in reasons if "has no version" in r)
+    assert "SearchModelVersions" in reason  # as the SDK reads it
+    page = html.unescape(web.get("/endpoints/orphan").data.decode())
+    assert "has no version 1; list them with the model's page" in page
+    assert "SearchModelVersions" not in page
+    listing = web.get("/endpoints").data.decode()
+    assert "v?" not in listing and "no version loaded" in listing
