@@ -192,7 +192,7 @@ def pager(request: Request, path: str, params: dict[str, str], next_token: str |
 
     return Pager(
         first=url("", []) if token else "",
-        previous=url(back[-1], back[:-1]) if back else "",
+        previous=url(back[-1], kept(back[:-1]) if len(back) > 1 else []) if back else "",
         next=url(next_token, kept([*back, token])) if next_token else "",
     )
 
