@@ -28,8 +28,9 @@ CHART = ROOT / "helm" / "modelyard"
 EXAMPLES = sorted((CHART / "examples").glob("*.yaml"))
 # The default values, and every example values file.
 VALUE_SETS = ["default", *(p.stem for p in EXAMPLES)]
-# Validated against an older, a recent and the newest Kubernetes kubernetes-validate knows.
-KUBERNETES_VERSIONS = ["1.30.0", "1.33.0", "1.37.0"]
+# Validated against the oldest the chart declares (Chart.yaml kubeVersion), an older, a recent
+# and the newest Kubernetes kubernetes-validate knows.
+KUBERNETES_VERSIONS = ["1.25.0", "1.30.0", "1.33.0", "1.37.0"]
 RELEASE, NAMESPACE = "modelyard", "ml"
 WORKLOADS = {"Deployment", "Job", "StatefulSet", "DaemonSet", "CronJob"}
 

@@ -62,7 +62,7 @@ def test_every_object_validates_against_the_kubernetes_api(rendered: Rendered, v
 
 
 @pytest.mark.parametrize("values", VALUE_SETS)
-@pytest.mark.parametrize("version", ["v1.30.0", "v1.37.0"])
+@pytest.mark.parametrize("version", ["v1.25.0", "v1.30.0", "v1.37.0"])
 def test_helm_lint_is_clean(values: str, version: str):
     report = helm().lint(CHART, values_of(values), strict=True, kube_version=version)
     problems = [m for m in report["messages"] if m["severity"] >= 2]  # warnings and errors
