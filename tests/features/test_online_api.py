@@ -835,6 +835,27 @@ def test_writes_to_a_redis_that_is_down_are_unavailable(repo: Repo, tmp_path) ->
             assert "Redis" in str(err.value)
 
 
+def test_lookups_in_a_redis_that_is_down_are_unavailable(repo: Repo, tmp_path) -> None:
+    """A lookup failed INTERNAL when the online store's Redis could not be reached, where
+    writes answer UNAVAILABLE: a lookup says the same, and to retry."""
+
+    def settings(online_store_uri: str) -> Settings:
+        features = FeaturesSettings(online_store_uri=online_store_uri)
+        return Settings(home=tmp_path / "home", port=0, grace_period=0, features=features)
+
+    up = settings(f"sqlite:///{tmp_path / 'online.db'}")
+    with running_server(up, ("features",)) as server, FeatureStoreClient(server.address) as store:
+        store.apply(repo.objects)
+    down = settings(f"redis://127.0.0.1:{free_port()}/0")
+    with (
+        running_server(down, ("features",)) as server,
+        FeatureStoreClient(server.address) as store,
+    ):
+        with pytest.raises(Unavailable) as err:
+            _lookup(store, [1])
+        assert "Redis cannot be reached" in str(err.value) and "retry" in str(err.value)
+
+
 def test_a_new_view_does_not_serve_online_rows_a_deleted_one_left(
     store: FeatureStoreClient, repo: Repo, online_store_uri: str
 ) -> None:

@@ -57,15 +57,21 @@ _ROWS_PER_CALL = 500
 _PREFIX = "modelyard:online"
 
 
+# What redis-py raises when Redis cannot be reached (refused, reset, timed out).
+_DOWN = (redis.ConnectionError, redis.TimeoutError)
+
+
+def _unavailable(exc: Exception) -> Unavailable:
+    """A Redis that cannot be reached, as Unavailable (the caller may retry), not INTERNAL."""
+    return Unavailable(f"the online store's Redis cannot be reached ({exc}); retry once it is back")
+
+
 @contextmanager
 def _reachable() -> Iterator[None]:
-    """A Redis that cannot be reached, as Unavailable (the caller may retry), not INTERNAL."""
     try:
         yield
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise Unavailable(
-            f"the online store's Redis cannot be reached ({exc}); retry once it is back"
-        ) from None
+    except _DOWN as exc:
+        raise _unavailable(exc) from None
 
 
 class RedisOnlineStore(OnlineStore):
@@ -127,8 +133,14 @@ class RedisOnlineStore(OnlineStore):
     def read(self, view: str, keys: Sequence[str]) -> list[tuple[dict[str, Any], int] | None]:
         # Keys as bytes, which redis-py passes on as they are (a third less of its time than
         # encoding text); responses come back undecoded (its default).
+        # A try block rather than _reachable(): it costs nothing unless raised.
         base = self._key(view, "").encode()
-        found = cast(list[bytes | None], self._redis.mget([base + key.encode() for key in keys]))
+        try:
+            found = cast(
+                list[bytes | None], self._redis.mget([base + key.encode() for key in keys])
+            )
+        except _DOWN as exc:
+            raise _unavailable(exc) from None
         rows: list[tuple[dict[str, Any], int] | None] = []
         for raw in found:
             if raw is None:
