@@ -16,7 +16,7 @@ import io
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -91,10 +91,16 @@ def _arrow_bytes(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _ms(moment: datetime) -> int:
+    """Milliseconds since 1970, floored as the server floors event times, in integers: float
+    maths rounded a time far ahead with 999 µs up a ms and truncated times before 1970 toward it,
+    moving an end that materialize includes to the ms."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 class RetrievalJob:

@@ -33,7 +33,7 @@ from modelyard.features import (
     String,
     UnixTimestamp,
 )
-from modelyard.features.client import _arrow_bytes
+from modelyard.features.client import _arrow_bytes, _ms
 from modelyard.services.common.settings import FeaturesSettings, Settings
 from modelyard.services.feature_store.online import OnlineRow, open_online_store
 from modelyard.services.feature_store.online.base import entity_key
@@ -805,6 +805,30 @@ def test_a_window_includes_its_end_and_the_next_incremental_run_starts_after_it(
     with pytest.raises(InvalidArgument) as err:
         store.materialize(end, start, ["boundary"])
     assert err.value.field == "start_time" and "included" in str(err.value)
+
+
+def test_a_window_end_is_sent_to_its_exact_millisecond(
+    store: FeatureStoreClient, repo: Repo, tmp_path
+) -> None:
+    """The client took ms through float maths: an end half a ms before 1970 went out as 1970's
+    first ms (truncated toward zero), so materialize loaded a row after the end; a time far
+    ahead with 999 µs was rounded up a ms."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    end = epoch - timedelta(microseconds=500)
+    path = tmp_path / "epoch.parquet"
+    at = pa.array([epoch - timedelta(milliseconds=1), epoch], pa.timestamp("us", tz="UTC"))
+    pq.write_table(pa.table({"driver_id": [1, 2], "ts": at, "trips": [1, 2]}), path)
+    view = FeatureView(
+        name="epoch",
+        entities=[repo.driver],
+        schema=[Field("trips", Int64)],
+        source=FileSource(path=str(path), timestamp_field="ts"),
+    )
+    store.apply([repo.driver, view])
+    (run,) = store.materialize(epoch - HOUR, end, ["epoch"])
+    assert run.rows == 1 and run.end_time == epoch - timedelta(milliseconds=1)
+    far = datetime(3000, 6, 1, 12, 0, 0, 999, tzinfo=UTC)
+    assert _ms(far) == _ms(far.replace(microsecond=0))
 
 
 def test_writes_to_a_redis_that_is_down_are_unavailable(repo: Repo, tmp_path) -> None:
