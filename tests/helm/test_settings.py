@@ -161,6 +161,22 @@ def test_features_and_the_endpoint_controller_are_configured(monkeypatch):
     assert endpoint.backend_store_uri.startswith("postgresql://")
 
 
+def test_features_duckdb_limits_reach_the_features_pods(monkeypatch):
+    """features.duckdb_memory_limit and duckdb_temp_directory had no value in the chart, so a
+    cluster's joins took DuckDB's default share of the node's memory."""
+    values = values_of("production")
+    assert values is not None
+    features = values.setdefault("services", {}).setdefault("features", {})
+    features |= {"duckdbMemoryLimit": "1GB", "duckdbTempDirectory": "/var/lib/modelyard/spill"}
+    production = render(values)
+    by_name = dict(modelyard_containers(production))
+    settings = settings_from(
+        environment(production, by_name["modelyard-features/features"]), monkeypatch
+    )
+    assert settings.features.duckdb_memory_limit == "1GB"
+    assert settings.features.duckdb_temp_directory == Path("/var/lib/modelyard/spill")
+
+
 def test_ui_reaches_the_services_through_the_gateway(monkeypatch):
     values = values_of("production")
     assert values is not None
