@@ -299,6 +299,24 @@ class FeaturesService:
                     )
 
     def apply(self, desired: Sequence[Definition], dry_run: bool, partial: bool) -> list[defs.Step]:
+        """Plans (checking everything) and, unless `dry_run`, applies. A view created under the
+        name of a deleted one starts with none of its rows: its namesake's delete may have left
+        some (the online store was unreachable then). Clearing them scans the online store, so
+        it is done between planning and applying, not in the transaction, which would hold
+        every other apply meanwhile; names never deleted have none to clear."""
+        steps = self._apply(desired, dry_run=True, partial=partial, cleared=set())
+        if dry_run:
+            return steps
+        created = {s.name for s in steps if s.action == "create" and s.kind == "feature_view"}
+        for name in self.store.deleted_before("feature_view", created):
+            self._clear_view_rows(name)
+        return self._apply(desired, dry_run=False, partial=partial, cleared=created)
+
+    def _apply(
+        self, desired: Sequence[Definition], dry_run: bool, partial: bool, cleared: set[str]
+    ) -> list[defs.Step]:
+        """`cleared`: views whose leftover rows were cleared before (see apply); a view this
+        apply creates that is not among them (an apply in between deleted it) is cleared here."""
         me = identity.current()
         with self.store.applying() as tx:
             existing = tx.existing()
@@ -314,11 +332,12 @@ class FeaturesService:
             upserts = [wanted[(s.kind, s.name)] for s in steps if s.action in ("create", "update")]
             deletes = [(s.kind, s.name) for s in steps if s.action == "delete"]
             for step in steps:
-                if step.action == "create" and step.kind == "feature_view":
-                    # Left by a view of this name whose delete did not finish (see below): a
-                    # new view starts with none of its rows, online or offline.
-                    self.online.delete_view(step.name)
-                    self._delete_push_log(step.name)
+                if (
+                    step.action == "create"
+                    and step.kind == "feature_view"
+                    and step.name not in cleared
+                ):
+                    self._clear_view_rows(step.name)
             tx.write(upserts, deletes, me.name)
         for step in steps:
             if step.action == "create" and step.kind in GRANTED_KINDS and me.enforced:
@@ -329,11 +348,15 @@ class FeaturesService:
                 if step.kind == "feature_view":
                     # Its rows go with it, or a view created again under the name would
                     # serve them.
-                    self.online.delete_view(step.name)
-                    self._delete_push_log(step.name)
+                    self._clear_view_rows(step.name)
                 if step.kind in GRANTED_KINDS:
                     self.authorizer.grants.delete_all(f"{step.kind}:{step.name}")
         return steps
+
+    def _clear_view_rows(self, view_name: str) -> None:
+        """A view's rows online and those pushed to the offline store."""
+        self.online.delete_view(view_name)
+        self._delete_push_log(view_name)
 
     def _push_log_key(self, view_name: str) -> str:
         key = self.artifacts.key_for(f"{self.push_log_root}/{view_name}")

@@ -832,8 +832,8 @@ def test_a_window_end_is_sent_to_its_exact_millisecond(
 
 
 def test_writes_to_a_redis_that_is_down_are_unavailable(repo: Repo, tmp_path) -> None:
-    """Push, materialize and deleting (or creating) a view failed INTERNAL when the online
-    store's Redis could not be reached: UNAVAILABLE says to retry."""
+    """Push, materialize, deleting a view (or creating one under a deleted name) failed
+    INTERNAL when the online store's Redis could not be reached: UNAVAILABLE says to retry."""
 
     def settings(online_store_uri: str) -> Settings:
         features = FeaturesSettings(online_store_uri=online_store_uri)
@@ -852,11 +852,15 @@ def test_writes_to_a_redis_that_is_down_are_unavailable(repo: Repo, tmp_path) ->
             lambda: store.push("driver_stats", rows),
             lambda: store.materialize(NOW - 100 * HOUR, NOW),
             lambda: store.apply([repo.driver], partial=False),
-            lambda: store.apply([repo.driver, replace(repo.stats, name="new_stats")]),
+            # Created under the name just deleted: the rows it left must be cleared first.
+            lambda: store.apply([repo.driver, repo.stats]),
         ):
             with pytest.raises(Unavailable) as err:
                 write()
             assert "Redis" in str(err.value)
+        # A name never deleted has no rows to clear: defining it needs no online store.
+        (step,) = store.apply([replace(repo.stats, name="new_stats")])
+        assert step.action == "create"
 
 
 def test_lookups_in_a_redis_that_is_down_are_unavailable(repo: Repo, tmp_path) -> None:
@@ -885,13 +889,19 @@ def test_a_new_view_does_not_serve_online_rows_a_deleted_one_left(
 ) -> None:
     """A view's online rows are deleted after its definition: if that failed (the store was
     unreachable), a view created again under the name served them. Creating one clears them."""
-    left = open_online_store(online_store_uri)
-    try:
-        left.write("driver_stats", [OnlineRow(entity_key([1]), {"trips": 99}, NOW_MS)])
-    finally:
-        left.close()
     store.apply(repo.objects)
-    assert _lookup(store, [1]).statuses()["trips"] == ["NOT_FOUND"]
+    store.apply([repo.driver], partial=False)
+    left = open_online_store(online_store_uri)
+    try:  # as a delete that could not reach the online store leaves them
+        left.write("driver_stats", [OnlineRow(entity_key([1]), {"trips": 99}, NOW_MS)])
+        left.write("driver_statsx", [OnlineRow(entity_key([1]), {"trips": 7}, NOW_MS)])
+        store.apply(repo.objects)
+        assert _lookup(store, [1]).statuses()["trips"] == ["NOT_FOUND"]
+        # Only its own rows are cleared, not those of a view whose name it begins.
+        assert left.read("driver_statsx", [entity_key([1])])[0] is not None
+    finally:
+        left.delete_view("driver_statsx")
+        left.close()
 
 
 def test_a_window_ending_far_ahead_is_refused(store: FeatureStoreClient, repo: Repo) -> None:
