@@ -213,8 +213,8 @@ def _validate_view(
 
 
 def _validate_source(at: str, view: FeatureView) -> None:
-    """What the readers (offline/sources.py) can open, checked when the view is applied rather
-    than when it is first read."""
+    """What the readers (offline/file_sources.py, sql_sources.py) can open, checked when the
+    view is applied rather than when it is first read."""
     source = view.source
     if isinstance(source, FileSource):
         try:

@@ -135,11 +135,11 @@ def test_a_sql_source_streams_to_duckdb(tmp_path: Path) -> None:
     """A SQL source's batches were gathered into one Arrow table for DuckDB to read: in batches
     of 5,000 rows, 600k rows grew the server by 56 MB (300k by 34). They now stream to DuckDB
     as it reads them, the connection open meanwhile: 16 MB for either."""
-    small_batches = "sources._SQL_BATCH_ROWS = 5000\nhome, rows = Path"
+    small_batches = "sql_sources._SQL_BATCH_ROWS = 5000\nhome, rows = Path"
     script = _SQL_SOURCE_MEMORY.replace("home, rows = Path", small_batches).replace(
         "from modelyard.services.apps import build_server",
         "from modelyard.services.apps import build_server\n"
-        "from modelyard.services.feature_store.offline import sources",
+        "from modelyard.services.feature_store.offline import sql_sources",
     )
     grown, out = _grown_mb(script, tmp_path, 600_000)
     assert grown < 30, out

@@ -22,7 +22,7 @@ from modelyard.convert.common import ms_to_timestamp
 from modelyard.errors import FailedPrecondition, InvalidArgument
 from modelyard.features import FeatureStoreClient, FileSource, SqlSource
 from modelyard.services.common.server import ModelyardServer
-from modelyard.services.feature_store.offline import sources
+from modelyard.services.feature_store.offline import sql_sources
 from tests.features.repo import NOW, Repo, driver_rows
 
 HOUR = timedelta(hours=1)
@@ -417,7 +417,7 @@ def test_a_source_larger_than_a_batch_reads_as_in_one_batch(
 
     whole = read()
     assert whole[0]["trips"] == [35, None, None, 1] and whole[1] == 3  # 1: an hour old
-    monkeypatch.setattr(sources, "_SQL_BATCH_ROWS", 2)
+    monkeypatch.setattr(sql_sources, "_SQL_BATCH_ROWS", 2)
     assert read() == whole
 
 
@@ -444,7 +444,7 @@ def test_a_stream_takes_its_column_types_from_the_rows_that_have_them(
     conn.close()
     source = SqlSource(f"sqlite:///{db}", "t")
     store.apply([repo.driver, replace(repo.stats, source=source)])
-    monkeypatch.setattr(sources, "_SQL_BATCH_ROWS", 2)
+    monkeypatch.setattr(sql_sources, "_SQL_BATCH_ROWS", 2)
     entities = pd.DataFrame({"driver_id": [1, 3, 9], "event_timestamp": [NOW] * 3})
     frame = store.get_historical_features(
         entities, ["driver_stats:conv_rate", "driver_stats:city"]

@@ -21,11 +21,10 @@ from modelyard.errors import InvalidArgument
 from modelyard.features.definitions import FeatureView, Field, ValueType
 from modelyard.services.common import call_end
 from modelyard.services.feature_store.offline.base import OfflineEngine, ViewRequest
+from modelyard.services.feature_store.offline.source_types import literal, quote
 from modelyard.services.feature_store.offline.sources import (
     SourceReader,
     TimeWindow,
-    _literal,
-    _quote,
     reading,
     summary,
     within_memory,
@@ -71,12 +70,12 @@ def _check_entity_keys(
     them), or cannot be the source's type, are the caller's to fix: say so, rather than join
     them (True as 1, '7' as 7) or let the join fail as if the source were broken."""
     names = [k.name for k in keys]
-    relation = con.sql(f"SELECT {', '.join(map(_quote, names))} FROM {source}")
+    relation = con.sql(f"SELECT {', '.join(map(quote, names))} FROM {source}")
     types = dict(zip(names, relation.types, strict=True))
-    entity_keys = con.sql(f"SELECT {', '.join(map(_quote, names))} FROM entities")
+    entity_keys = con.sql(f"SELECT {', '.join(map(quote, names))} FROM entities")
     given = dict(zip(names, entity_keys.types, strict=True))
     for field in keys:
-        key, column = field.name, _quote(field.name)
+        key, column = field.name, quote(field.name)
         family = _family(given[key])
         if family != "NULL" and _KINDS.get(family) not in KEY_KINDS[field.dtype]:
             raise InvalidArgument(
@@ -111,7 +110,7 @@ def _check_entity_keys(
 def _same_key(key: Field) -> str:
     """The join condition of one key. FLOAT32 keys are compared as float32, as online keys are
     (narrowed): compared as DOUBLE, an entity row's 0.1 missed the source's float32 0.1."""
-    e, f = f"e.{_quote(key.name)}", f"f.{_quote(key.name)}"
+    e, f = f"e.{quote(key.name)}", f"f.{quote(key.name)}"
     if key.dtype == ValueType.FLOAT32:
         return f"CAST({e} AS FLOAT) = CAST({f} AS FLOAT)"
     return f"{e} = {f}"
@@ -159,9 +158,9 @@ def _database(settings: DuckDbSettings) -> duckdb.DuckDBPyConnection:
             if settings.threads:
                 database.execute(f"SET threads = {int(settings.threads)}")
             if settings.memory_limit:
-                database.execute(f"SET memory_limit = {_literal(settings.memory_limit)}")
+                database.execute(f"SET memory_limit = {literal(settings.memory_limit)}")
             if settings.temp_directory:
-                database.execute(f"SET temp_directory = {_literal(settings.temp_directory)}")
+                database.execute(f"SET temp_directory = {literal(settings.temp_directory)}")
             # Closed before the interpreter finalizes (see _interrupter).
             atexit.register(database.close)
         return database.cursor()
@@ -210,7 +209,7 @@ class DuckDbEngine(OfflineEngine):
             with within_memory("the entity rows"):
                 con.execute(
                     "CREATE TEMP TABLE entities AS SELECT *, "
-                    f"CAST({_quote(event_timestamp_column)} AS TIMESTAMPTZ) AS __event_ts "
+                    f"CAST({quote(event_timestamp_column)} AS TIMESTAMPTZ) AS __event_ts "
                     "FROM entity_input"
                 )
         except _CAST_ERRORS as exc:
@@ -234,7 +233,7 @@ class DuckDbEngine(OfflineEngine):
             with reading(view), ExitStack() as stack:
                 self._join_view(con, i, request, fields, stack)
             selects.append((f"joined_{i}", request.output_names))
-        columns = ", ".join(f"{table}.{_quote(out)}" for table, outs in selects for out in outs)
+        columns = ", ".join(f"{table}.{quote(out)}" for table, outs in selects for out in outs)
         joins = " ".join(f"LEFT JOIN {table} USING (__row)" for table, _ in selects)
         query = (
             f"SELECT e.* EXCLUDE (__row, __event_ts){', ' + columns if columns else ''} "
@@ -260,7 +259,7 @@ class DuckDbEngine(OfflineEngine):
         self._sources.register(con, view, keys, source, stack, self._needed(con, view))
         _check_entity_keys(con, source, fields, view)
         if view.source.created_timestamp_column:
-            partition = ", ".join(_quote(k) for k in keys)
+            partition = ", ".join(quote(k) for k in keys)
             con.execute(
                 f"CREATE TEMP TABLE dedup_{i} AS SELECT * FROM {source} QUALIFY row_number() "
                 f"OVER (PARTITION BY {partition}, __ts ORDER BY __created DESC NULLS LAST) = 1"
@@ -273,7 +272,7 @@ class DuckDbEngine(OfflineEngine):
         else:
             fresh = "f.__ts IS NOT NULL"
         values = ", ".join(
-            f"CASE WHEN {fresh} THEN f.{_quote(feature)} END AS {_quote(out)}"
+            f"CASE WHEN {fresh} THEN f.{quote(feature)} END AS {quote(out)}"
             for feature, out in zip(request.features, request.output_names, strict=True)
         )
         con.execute(
@@ -296,8 +295,8 @@ class DuckDbEngine(OfflineEngine):
     def latest(self, view: FeatureView, start_us: int, end_us: int) -> Iterator[pa.RecordBatch]:
         con = connect(self._settings)
         keys = [f.name for f in self._join_keys(view)]
-        partition = ", ".join(_quote(k) for k in keys)
-        features = "".join(f", {_quote(f.name)}" for f in view.schema)
+        partition = ", ".join(quote(k) for k in keys)
+        features = "".join(f", {quote(f.name)}" for f in view.schema)
         window = TimeWindow(start_us, end_us)
         # The source is read as the batches are.
         with reading(view), ExitStack() as stack:
@@ -309,7 +308,7 @@ class DuckDbEngine(OfflineEngine):
                 "WHERE __ts >= make_timestamptz(CAST(? AS BIGINT)) "
                 "AND __ts <= make_timestamptz(CAST(? AS BIGINT)) "
                 # A row without its key is no entity's: nothing could look it up.
-                + "".join(f"AND {_quote(k)} IS NOT NULL " for k in keys)
+                + "".join(f"AND {quote(k)} IS NOT NULL " for k in keys)
                 + f"QUALIFY row_number() OVER (PARTITION BY {partition} "
                 "ORDER BY __ts DESC, __created DESC NULLS LAST) = 1 "
                 # In key order: an online store keyed by them (SQLite's table) then fills in
