@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import socket
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator
 
 import numpy as np
@@ -12,7 +14,7 @@ import pyarrow as pa
 import pytest
 import redis
 
-from modelyard.errors import InvalidArgument
+from modelyard.errors import FailedPrecondition, InvalidArgument, Unavailable
 from modelyard.services.feature_store.online import open_online_store
 from modelyard.services.feature_store.online.base import (
     OnlineRow,
@@ -268,3 +270,54 @@ def test_rows_of_the_older_hash_layout_are_replaced_on_write(
     finally:
         online.close()
         raw.close()
+
+
+def test_a_prefix_with_glob_characters_deletes_only_its_own_keys(redis_url: str) -> None:
+    """delete_view matched keys by `prefix:view:*` with the prefix as a glob: a deployment whose
+    prefix is "team-*" deleted the view's rows of every other "team-..." deployment."""
+    base = redis_url.rsplit("?prefix=", 1)[1]
+    mine = RedisOnlineStore(f"{redis_url}-*")
+    theirs = RedisOnlineStore(f"{redis_url}-b")
+    try:
+        row = OnlineRow(entity_key([1]), {"x": 1}, 10)
+        mine.write("v", [row])
+        theirs.write("v", [row])
+        mine.delete_view("v")
+        assert mine.read("v", [row.entity_key]) == [None]
+        assert theirs.read("v", [row.entity_key]) == [({"x": 1}, 10)]
+        assert theirs.prefix == f"{base}-b"
+    finally:
+        theirs.delete_view("v")
+        mine.close()
+        theirs.close()
+
+
+def test_a_redis_that_never_answers_is_unavailable_not_a_hang(redis_server: str) -> None:
+    """redis-py waits forever for an answer unless told: a Redis that accepts connections and
+    never answers held each lookup until the caller's deadline. The store sets timeouts (the
+    URI's own win), and their expiry is UNAVAILABLE."""
+    default = RedisOnlineStore(redis_server)
+    kwargs = default._redis.connection_pool.connection_kwargs
+    assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (5.0, 5.0)
+    default.close()
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts (backlog), never answers
+        port = silent.getsockname()[1]
+        store = RedisOnlineStore(f"redis://127.0.0.1:{port}/0?socket_timeout=0.2")
+        try:
+            with pytest.raises(Unavailable, match="cannot be reached"):
+                store.read("v", [entity_key([1])])
+        finally:
+            store.close()
+
+
+def test_credentials_redis_refuses_are_the_operators_to_fix(redis_server: str) -> None:
+    """A wrong user or password was UNAVAILABLE "retry once it is back", which no retry cures: it
+    is FAILED_PRECONDITION naming the setting."""
+    host = redis_server.split("://", 1)[1]
+    store = RedisOnlineStore(f"redis://nobody-{uuid.uuid4().hex[:6]}:wrong@{host}")
+    try:
+        with pytest.raises(FailedPrecondition) as err:
+            store.read("v", [entity_key([1])])
+        assert err.value.field == "features.online_store_uri"
+    finally:
+        store.close()

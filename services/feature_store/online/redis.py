@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
-from modelyard.errors import Unavailable
+from modelyard.errors import FailedPrecondition, ModelyardError, Unavailable
 from modelyard.services.feature_store.online.base import (
     OnlineRow,
     OnlineStore,
@@ -61,9 +61,23 @@ _PREFIX = "modelyard:online"
 _DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 
-def _unavailable(exc: Exception) -> Unavailable:
-    """A Redis that cannot be reached, as Unavailable (the caller may retry), not INTERNAL."""
+def _unreachable(exc: Exception) -> ModelyardError:
+    """A Redis that cannot be reached, as Unavailable (the caller may retry), not INTERNAL;
+    one that refuses the credentials, as the operator's to fix (no retry will help)."""
+    if isinstance(exc, redis.AuthenticationError):
+        return FailedPrecondition(
+            f"the online store's Redis refused the credentials it was given ({exc}); set the "
+            "right user and password in features.online_store_uri "
+            "(redis://USER:PASSWORD@host:6379/0)",
+            field="features.online_store_uri",
+        )
     return Unavailable(f"the online store's Redis cannot be reached ({exc}); retry once it is back")
+
+
+# Seconds to wait for Redis to connect or answer, unless the URI says (?socket_timeout=...):
+# redis-py waits forever by default, so a Redis that accepts connections and never answers held
+# each lookup (and a server thread) until the caller's deadline.
+_TIMEOUTS = {"socket_connect_timeout": "5", "socket_timeout": "5"}
 
 
 @contextmanager
@@ -71,7 +85,7 @@ def _reachable() -> Iterator[None]:
     try:
         yield
     except _DOWN as exc:
-        raise _unavailable(exc) from None
+        raise _unreachable(exc) from None
 
 
 class RedisOnlineStore(OnlineStore):
@@ -79,6 +93,7 @@ class RedisOnlineStore(OnlineStore):
         parts = urlsplit(uri)
         query = dict(parse_qsl(parts.query))
         self.prefix = query.pop("prefix", _PREFIX)
+        query = {**_TIMEOUTS, **query}
         self._redis = redis.Redis.from_url(urlunsplit(parts._replace(query=urlencode(query))))
         self._write = self._redis.register_script(_WRITE_IF_NEWER)
 
@@ -140,7 +155,7 @@ class RedisOnlineStore(OnlineStore):
                 list[bytes | None], self._redis.mget([base + key.encode() for key in keys])
             )
         except _DOWN as exc:
-            raise _unavailable(exc) from None
+            raise _unreachable(exc) from None
         rows: list[tuple[dict[str, Any], int] | None] = []
         for raw in found:
             if raw is None:
@@ -157,14 +172,19 @@ class RedisOnlineStore(OnlineStore):
             self._delete_view(view)
 
     def _delete_view(self, view: str) -> None:
+        # The prefix is the operator's text: its glob characters are matched as themselves, or
+        # a prefix "team-*" would delete every "team-b:" key of this view's name. UNLINK frees
+        # the memory off Redis's main thread.
         batch = []
-        for key in self._redis.scan_iter(match=f"{self.prefix}:{view}:*", count=1000):
+        for key in self._redis.scan_iter(
+            match=f"{_glob_escaped(self.prefix)}:{view}:*", count=1000
+        ):
             batch.append(key)
             if len(batch) >= 1000:
-                self._redis.delete(*batch)
+                self._redis.unlink(*batch)
                 batch.clear()
         if batch:
-            self._redis.delete(*batch)
+            self._redis.unlink(*batch)
 
     def close(self) -> None:
         self._redis.close()
@@ -178,3 +198,8 @@ def _stored_row(entity_key: str, raw: bytes) -> OnlineRow:
     if rest[:1] not in (b"{", b"["):  # a tiebreak (digits, maybe none) comes first
         tiebreak, _, rest = rest.partition(b"|")
     return OnlineRow(entity_key, decode_values(rest), int(event_time), tiebreak.decode())
+
+
+def _glob_escaped(text: str) -> str:
+    """`text` as a Redis glob pattern matching only itself."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
