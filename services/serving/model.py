@@ -169,13 +169,14 @@ class LoadedModel:
         elif len(tensors) > 1 and (rows := _columns_as_rows(tensors, spec)) is not None:
             # A table's columns (a DataFrame, one tensor each) for a model logged from an array:
             # its rows are the array, as MLflow's pyfunc takes a frame for a tensor model.
+            self._check_columns(list(tensors), spec)
             tensors = {"inputs": rows}
         if len(tensors) != 1:
             raise InvalidArgument(
                 f"model {self.name} takes one input tensor (it was logged from an array, not a "
                 f"table), got {len(tensors)}: {sorted(tensors)}; send the rows as one tensor, "
                 "e.g. predict(endpoint, frame.to_numpy()) from the SDK",
-                field="inputs",
+                field=getattr(spec, "name", None) or "input",
             )
         ((name, array),) = tensors.items()
         if self.signature is not None:
@@ -189,6 +190,33 @@ class LoadedModel:
             except InvalidArgument as exc:  # named as the request named it
                 raise InvalidArgument(f"input {name!r}: {exc.message}", field=name) from None
         return array
+
+    def _check_columns(self, sent: list[str], spec: Any) -> None:
+        """Refuse a table whose column count is not the model's array's width, naming the
+        columns sent and the input they were for: stacked, they were refused as an input
+        'inputs' of the wrong shape, an input no model has."""
+        if not isinstance(spec, TensorSpec) or len(spec.shape) not in (1, 2):
+            return
+        width = 1 if len(spec.shape) == 1 or spec.shape[1] == 1 else spec.shape[1]
+        if width in (-1, len(sent)):
+            return
+        what = (
+            "one column"
+            if width == 1
+            else f"{width} columns (in the order of the array it was trained on)"
+        )
+        name = spec.name or "input"
+        raise InvalidArgument(
+            f"model {self.name} takes {what}: its one input {name!r} is a tensor "
+            f"({BY_DTYPE.get(spec.dtype, 'BYTES')}, shape {list(spec.shape)}), and the request "
+            f"sent {len(sent)} columns {sent}; send only "
+            + (
+                f"the column it was trained on, as a one-column frame (frame[[{sent[0]!r}]])"
+                if width == 1
+                else what
+            ),
+            field=name,
+        )
 
     def _check_name(self, name: str, spec: TensorSpec) -> None:
         """Refuse a tensor named as the model's input is not (Triton's "unexpected inference

@@ -327,3 +327,37 @@ def test_a_one_column_table_is_the_array_of_a_model_logged_from_one(infer, platf
     assert "has no input 'review'" in _refused(infer, request)
     request.parameters["content_type"].string_param = "pd"  # as MLServer's PandasCodec sends
     assert list(infer(request, timeout=30).outputs[0].contents.bytes_contents) == [b"pos"]
+
+
+def test_too_many_columns_for_a_model_logged_from_one_are_refused_naming_them(
+    infer, platform
+) -> None:
+    """A two-column DataFrame sent to a model logged from a 1-D array of texts (or a [rows, 1]
+    one) was put side by side and refused as "input 'inputs': the tensor has shape [2, 2]", an
+    input no model has. It is refused saying the model takes one column, naming its input and
+    the columns sent, and what to send."""
+    _server, client = platform
+    texts = np.array(["good film", "bad film", "great plot", "awful acting"] * 5)
+    words = make_pipeline(CountVectorizer(), MultinomialNB()).fit(texts, ["pos", "neg"] * 10)
+    x = np.arange(20.0).reshape(-1, 1)
+    _serve(client, words, "words", texts[:3])
+    _serve(client, LinearRegression().fit(x, 2 * x[:, 0] + 1), "line", x[:3])
+    sent = {
+        "words": pd.DataFrame({"review": ["good plot", "awful film"], "stars": ["5", "1"]}),
+        "line": pd.DataFrame({"x": [3.0, 4.0], "z": [1.0, 2.0]}),
+    }
+    for name, frame in sent.items():
+        with pytest.raises(InvalidArgument) as err:
+            client.predict(name, frame)
+        assert err.value.field == "input"
+        message = err.value.message
+        assert f"model {name} takes one column: its one input 'input'" in message
+        assert f"sent 2 columns {list(frame.columns)}" in message
+        assert f"as a one-column frame (frame[[{frame.columns[0]!r}]])" in message
+        assert "'inputs'" not in message
+    # The same tensors sent by any Open Inference Protocol client.
+    request = _request("line", x=("FP64", [2], "fp64_contents", [3.0, 4.0]))
+    request.inputs.add(name="z", datatype="FP64", shape=[2]).contents.fp64_contents.extend([1, 2])
+    assert "takes one column" in _refused(infer, request)
+    one = client.predict("words", sent["words"][["review"]])["predictions"]
+    assert one.tolist() == ["pos", "neg"]
