@@ -308,7 +308,8 @@ class LoadedModel:
         # The model's own code failed: say so, without a traceback. BaseException too: a
         # sys.exit() in a preprocessing step must answer the call, not leave it hanging.
         except BaseException as exc:
-            if _about_non_finite(exc) and (found := self._non_finite(model_input)):
+            limit = float(np.finfo(np.float32).max) if _BEYOND_FLOAT32.search(str(exc)) else np.inf
+            if _about_non_finite(exc) and (found := self._non_finite(model_input, limit)):
                 raise self._refused_values(*found, exc) from None
             raise Internal(
                 f"model {self.name} version {self.version} failed to predict: "
@@ -330,9 +331,10 @@ class LoadedModel:
             ) from None
         return {name: _sendable(array) for name, array in outputs.items()}
 
-    def _non_finite(self, model_input: Any) -> tuple[str, int, float] | None:
-        """The first NaN or infinity in the input (its column or tensor, row and value); None
-        if it holds none. Looked for only once the model has failed, so answers cost nothing."""
+    def _non_finite(self, model_input: Any, limit: float = np.inf) -> tuple[str, int, float] | None:
+        """The first NaN or infinity (or value beyond +-`limit`) in the input: its column or
+        tensor, row and value; None if it holds none. Looked for only once the model has
+        failed, so answers cost nothing."""
         if isinstance(model_input, pd.DataFrame):
             named = [(str(c), model_input[c].to_numpy()) for c in model_input.columns]
         elif (array := np.asarray(model_input)).ndim == 2 and self.columns:
@@ -344,10 +346,12 @@ class LoadedModel:
             if values.dtype.kind != "f" or values.ndim == 0:
                 continue
             per_row = values.reshape(len(values), -1)
-            bad = np.flatnonzero(~np.isfinite(per_row).all(axis=1))
+            refused = ~np.isfinite(per_row)
+            if limit < np.inf:
+                refused |= np.abs(per_row, where=~refused, out=np.zeros_like(per_row)) > limit
+            bad = np.flatnonzero(refused.any(axis=1))
             if bad.size:
-                row = per_row[bad[0]]
-                return name, int(bad[0]), float(row[~np.isfinite(row)][0])
+                return name, int(bad[0]), float(per_row[bad[0]][refused[bad[0]]][0])
         return None
 
     def _refused_values(
@@ -356,12 +360,18 @@ class LoadedModel:
         """The model refused values the caller sent (scikit-learn's "Input X contains NaN"): the
         caller's to fix, named, where a failure on finite values stays the model's (INTERNAL)."""
         said = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        what = "NaN" if np.isnan(value) else "infinity"
+        if np.isfinite(value):
+            what = f"{value:g}, beyond the float32 range the model computes in (+-3.4e38)"
+            fix = "send values within it (scale them)"
+        else:
+            what = "NaN" if np.isnan(value) else "infinity"
+            fix = (
+                "replace missing or infinite values before sending (impute them), or serve a "
+                "model that accepts NaN (such as scikit-learn's HistGradientBoosting)"
+            )
         return InvalidArgument(
             f"input {name!r} holds {what} (row {row}), which model {self.name} version "
-            f"{self.version} refuses ({type(exc).__name__}: {said}); replace missing or infinite "
-            "values before sending (impute them), or serve a model that accepts NaN (such as "
-            "scikit-learn's HistGradientBoosting)",
+            f"{self.version} refuses ({type(exc).__name__}: {said}); {fix}",
             field=name,
         )
 
@@ -431,15 +441,38 @@ class LoadedModel:
         return infos
 
 
-# How libraries word a refusal of NaN or infinity: scikit-learn's "Input X contains NaN",
-# numpy's "cannot convert float NaN to integer", pandas' "non-finite values (NA or inf)".
-_NON_FINITE_WORDS = re.compile(r"\b(nan|inf|infinity|infinite|non-finite)\b", re.IGNORECASE)
+# Exception types that are, by their library's own account, a refusal of missing or non-finite
+# values, whatever their words: pandas' IntCastingNaNError (a float column with NaN cast to
+# int), statsmodels' MissingDataError ("exog contains inf or nans", not a ValueError), named by
+# module so statsmodels (a second to import) is never imported here.
+_NON_FINITE_TYPES = (pd.errors.IntCastingNaNError,)
+_NON_FINITE_TYPE_NAMES = {("statsmodels.tools.sm_exceptions", "MissingDataError")}
+
+# How other refusals are worded, in ValueErrors (and OverflowError, Python's for int(inf)):
+# scikit-learn's "Input X contains NaN", numpy's "cannot convert float NaN to integer" and
+# "cannot convert float infinity to integer", scipy's "array must not contain infs or NaNs",
+# xgboost's "Input data contains `inf`" (a DMatrix's; its predict and lightgbm's take NaN as
+# missing and infinity as a value), pandas' "cannot convert NA to integer" and "... with
+# missing values".
+_NON_FINITE_WORDS = re.compile(
+    r"(?i:\b(nans?|infs?|infinity|infinite|non-finite|missing values?)\b)|\bNA\b"
+)
+
+# scikit-learn's trees and xgboost compute in float32 and refuse a finite value beyond it in the
+# same words as infinity ("Input X contains infinity or a value too large for dtype('float32')",
+# "Input data contains `inf` or a value too large").
+_BEYOND_FLOAT32 = re.compile(r"value too large(?! for dtype\('float64'\))")
 
 
 def _about_non_finite(exc: BaseException) -> bool:
-    """Whether the model's failure is its refusal of NaN or infinity (a ValueError saying so),
-    rather than a fault of its own code."""
-    return isinstance(exc, ValueError) and bool(_NON_FINITE_WORDS.search(str(exc)))
+    """Whether the model's failure is its refusal of NaN or infinity (a type its library
+    raises for that alone, or a ValueError saying so), rather than a fault of its own code.
+    The values must also be in the request for it to be answered as the caller's."""
+    if isinstance(exc, _NON_FINITE_TYPES) or any(
+        (c.__module__, c.__qualname__) in _NON_FINITE_TYPE_NAMES for c in type(exc).__mro__
+    ):
+        return True
+    return isinstance(exc, (ValueError, OverflowError)) and bool(_NON_FINITE_WORDS.search(str(exc)))
 
 
 def _sendable(array: np.ndarray) -> np.ndarray:

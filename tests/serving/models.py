@@ -7,6 +7,8 @@ import sys
 import threading
 
 import numpy as np
+import pandas as pd
+import scipy.linalg
 from sklearn.base import BaseEstimator, RegressorMixin
 
 # Held shut by a test: the Gated model's predict waits on it.
@@ -154,3 +156,46 @@ class Faulty(RegressorMixin, BaseEstimator):
         if (X[:, 0] < 0).any():
             raise ValueError("operands could not be broadcast together with shapes (3,) (2,)")
         return X[:, 0]
+
+
+class Solves(RegressorMixin, BaseEstimator):
+    """Solves a linear system per row with scipy, which refuses NaN in its own words ("array
+    must not contain infs or NaNs"); answers the rows as they are otherwise."""
+
+    def fit(self, X, y=None) -> Solves:
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        X = np.asarray(X, dtype=float)
+        return scipy.linalg.solve(np.eye(X.shape[1]), X.T).T[:, 0]
+
+
+class Counts(RegressorMixin, BaseEstimator):
+    """Takes column 0 as counts: pandas' cast to int64 raises IntCastingNaNError for NaN, and
+    its cast to nullable Int64 an OverflowError for infinity."""
+
+    def __init__(self, nullable: bool = False) -> None:
+        self.nullable = nullable
+
+    def fit(self, X, y=None) -> Counts:
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        counts = pd.DataFrame(np.asarray(X, dtype=float)).iloc[:, 0]
+        return counts.astype("Int64" if self.nullable else "int64").to_numpy(dtype=float)
+
+
+class Forecasts(RegressorMixin, BaseEstimator):
+    """A statsmodels ARIMA with an exogenous regressor (column 0): forecasts one step per row,
+    and statsmodels refuses NaN there with MissingDataError, which is no ValueError."""
+
+    def fit(self, X, y=None) -> Forecasts:
+        from statsmodels.tsa.arima.model import ARIMA  # a second to import: only where used
+
+        exog = np.asarray(X, dtype=float)[:, :1]
+        self.result_ = ARIMA(np.asarray(y, dtype=float), exog=exog, order=(1, 0, 0)).fit()
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        exog = np.asarray(X, dtype=float)[:, :1]
+        return np.asarray(self.result_.forecast(len(exog), exog=exog))

@@ -12,8 +12,10 @@ import grpc
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
 from sklearn.linear_model import LinearRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
 
 import modelyard
 from modelyard import Client
@@ -90,6 +92,40 @@ def test_values_the_model_refuses_are_the_callers_to_fix(platform) -> None:
         client.predict("faulty", X.assign(a=[-1.0, 2.0, 3.0], b=[np.nan, 5.0, 6.0]))
     assert "failed to predict: ValueError: operands" in fault.value.message
     assert fault.value.request_id
+
+
+@pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")  # the models' own casts
+def test_refusals_of_nan_by_common_libraries_are_the_callers_to_fix(platform) -> None:
+    """Only ValueErrors worded "NaN"/"inf" were taken for a model's refusal of the caller's
+    values; scipy's "must not contain infs or NaNs", statsmodels' MissingDataError (no
+    ValueError), pandas' OverflowError for infinity cast to Int64, and a tree's float32 "value
+    too large" were INTERNAL, a server fault to report. Each is INVALID_ARGUMENT naming the
+    column and row; a NaN the model made itself from finite values stays INTERNAL."""
+    _server, client = platform
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"a": rng.normal(size=40), "b": rng.normal(size=40)})
+    y = 2 * train["a"] + rng.normal(size=40)
+    cases = {
+        "solves": (models.Solves(), np.nan, "ValueError: array must not contain infs or NaNs"),
+        "counts": (models.Counts(), np.nan, "IntCastingNaNError: "),
+        "nullable-counts": (models.Counts(nullable=True), np.inf, "OverflowError: "),
+        "forecasts": (models.Forecasts().fit(train, y), np.nan, "MissingDataError: exog"),
+        "forest": (RandomForestRegressor(n_estimators=2).fit(train, y), 1e300, "float32 range"),
+    }
+    for name, (model, _bad, _said) in cases.items():
+        _serve(client, model, name)
+    for name, (_model, bad, said) in cases.items():
+        with pytest.raises(InvalidArgument) as refused:
+            client.predict(name, X.assign(a=[1.0, bad, 3.0]))
+        assert refused.value.field == "a", (name, refused.value.message)
+        assert f"which model {name} version 1 refuses" in refused.value.message
+        assert "(row 1)" in refused.value.message and said in refused.value.message
+    assert client.predict("counts", X)["predictions"].tolist() == [1.0, 2.0, 3.0]
+    logs = make_pipeline(FunctionTransformer(np.log), LinearRegression()).fit(X, [1.0, 2.0, 3.0])
+    _serve(client, logs, "logs")
+    with pytest.raises(Internal) as fault:  # its own NaN, from a log of -1.0
+        client.predict("logs", X.assign(a=[-1.0, 2.0, 3.0]))
+    assert "Input X contains NaN" in fault.value.message and fault.value.request_id
 
 
 def test_a_models_fault_is_logged_under_the_request_id_it_answers(platform) -> None:
