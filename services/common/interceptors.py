@@ -36,10 +36,18 @@ Behavior = Callable[..., Any]
 
 class Undecodable:
     """Stands in for a request message the server does not take: bytes that did not parse, or
-    more of them than max_message_mb. The error is ours to report."""
+    more of them than max_message_mb. The error is ours to report. `head`: an oversized
+    message's first bytes (never parsed whole), where a per-message stream may find the fields
+    that name the request (protobuf writes fields in number order, names before data)."""
 
-    def __init__(self, error: ModelyardError) -> None:
+    def __init__(self, error: ModelyardError, head: bytes = b"") -> None:
         self.error = error
+        self.head = head
+
+
+# How much of an oversized message is kept for its answer to name it: what names it comes
+# first, the bulk of its bytes after.
+OVERSIZED_HEAD = 4096
 
 
 def _unparsable(type_name: str, reason: str) -> Undecodable:
@@ -51,13 +59,14 @@ def _unparsable(type_name: str, reason: str) -> Undecodable:
     )
 
 
-def _oversized(size: int, limit: int) -> Undecodable:
+def _oversized(data: bytes, limit: int) -> Undecodable:
     return Undecodable(
         ResourceExhausted(
-            f"the request is {size / 2**20:.1f} MiB, over this server's message limit of "
+            f"the request is {len(data) / 2**20:.1f} MiB, over this server's message limit of "
             f"{limit / 2**20:g} MiB; send fewer rows per request, or raise the server's "
             "max_message_mb (MODELYARD_MAX_MESSAGE_MB)"
-        )
+        ),
+        head=data[:OVERSIZED_HEAD],
     )
 
 
@@ -138,7 +147,7 @@ class ErrorMappingInterceptor(_WrappingInterceptor):
 
             def safe_deserialize(data: bytes) -> Any:
                 if limit and len(data) > limit:
-                    return _oversized(len(data), limit)
+                    return _oversized(data, limit)
                 try:
                     return deserializer(data)
                 except Exception as exc:  # the parser's own error says what was wrong

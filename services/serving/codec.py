@@ -128,6 +128,40 @@ def decode_inputs(request: oip.ModelInferRequest) -> dict[str, np.ndarray]:
     return decoded
 
 
+def request_named_in(head: bytes) -> oip.ModelInferRequest:
+    """The fields that name a ModelInferRequest (model_name, model_version, id: numbers 1-3,
+    written first) read from its first bytes alone, for a request too large to parse whole;
+    whichever of them the bytes do not hold whole are left empty."""
+    named = oip.ModelInferRequest()
+    at = 0
+    try:
+        while at < len(head):
+            key, at = _varint(head, at)
+            if key & 7 != 2 or not 1 <= key >> 3 <= 3:  # a field past the names: the data
+                break
+            size, at = _varint(head, at)
+            if at + size > len(head):
+                break
+            value = head[at : at + size].decode()
+            at += size
+            setattr(named, ("model_name", "model_version", "id")[(key >> 3) - 1], value)
+    except (IndexError, UnicodeDecodeError):  # cut short, or no request at all
+        pass
+    return named
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    """The protobuf varint at `at`, and where the next field begins."""
+    value = shift = 0
+    while True:
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+        shift += 7
+
+
 def is_table(request: oip.ModelInferRequest) -> bool:
     """Whether the request's inputs are a table's columns (content_type "pd")."""
     kind = request.parameters.get(CONTENT_TYPE)

@@ -37,6 +37,7 @@ from modelyard.services.serving.codec import (
     encode_outputs,
     is_table,
     queue_timeout,
+    request_named_in,
     requested_classes,
 )
 from modelyard.services.serving.endpoints import EndpointRuntime, ServedModelRuntime
@@ -271,7 +272,8 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
     def ModelStreamInfer(self, request_iterator, context):
         """Requests are read ahead and answered at once, up to the stream window of them (so
         that a stream's requests are batched together, as concurrent ModelInfer calls are);
-        answers go back in the order the requests came."""
+        answers go back in the order the requests came, one per request, refused ones too (a
+        request too large to read among them), so the nth answer is the nth request's."""
         deadline = deadline_of(context)
         call = contextvars.copy_context()  # the caller's identity and request id
         window: queue.Queue[Future[oip.ModelStreamInferResponse] | BaseException | None] = (
@@ -288,10 +290,13 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
             return False  # the call ended: nobody reads on
 
         def read() -> None:
+            model = ""  # the stream's last request's, for one too large to read its own from
             try:
                 for request in request_iterator:
+                    if not isinstance(request, Undecodable):
+                        model = request.model_name
                     answer = self._stream_workers.submit(
-                        call.copy().run, self._stream_answer, request, deadline
+                        call.copy().run, self._stream_answer, request, deadline, model
                     )
                     if not put(answer):
                         return
@@ -315,10 +320,10 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
             yield item.result()
 
     def _stream_answer(
-        self, request: oip.ModelInferRequest | Undecodable, deadline: float | None
+        self, request: oip.ModelInferRequest | Undecodable, deadline: float | None, model: str
     ) -> oip.ModelStreamInferResponse:
         if isinstance(request, Undecodable):  # costs only itself, as any failed request
-            return self._failed(oip.ModelInferRequest(), request.error.message)
+            return self._unread(request, model)
         try:
             self._may_infer(request)
             answer = oip.ModelStreamInferResponse(infer_response=self._infer(request, deadline))
@@ -339,6 +344,16 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
 
     def close(self) -> None:
         self._stream_workers.shutdown(wait=False, cancel_futures=True)
+
+    def _unread(self, request: Undecodable, model: str) -> oip.ModelStreamInferResponse:
+        """The answer to a request that was not parsed (too large, or no ModelInferRequest):
+        named by what its first bytes name, else by the stream's model, and saying so, as
+        Triton's answers are matched to requests by their id and model."""
+        named = request_named_in(request.head)
+        named.model_name = named.model_name or model
+        which = f"request {named.id!r}" if named.id else "a request (its id not read)"
+        to = f" to model {named.model_name!r}" if named.model_name else ""
+        return self._failed(named, f"{which}{to} was not parsed: {request.error.message}")
 
     @staticmethod
     def _failed(request: oip.ModelInferRequest, message: str) -> oip.ModelStreamInferResponse:

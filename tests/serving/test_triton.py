@@ -736,6 +736,49 @@ def test_a_request_over_the_message_limit_fails_alone_and_says_what_to_do(wide) 
     assert "MODELYARD_MAX_MESSAGE_MB" in refused.message()
 
 
+def test_a_request_over_the_message_limit_is_answered_naming_it(wide) -> None:
+    """The answer to a ModelStreamInfer request over max_message_mb (never parsed) carried no
+    model name or id, and its error_message did not say which request it was: the only way to
+    match it was its place in the stream. It names what the request's first bytes name (its
+    id and model), else the stream's model, and says it was not parsed; it comes in the
+    request's place."""
+    tc = wide
+    stream = Stream(tc)
+    stream.send("wide", _rows(2), "r0")
+    stream.send("wide", _rows(200_000), "r1")  # 4.6 MiB
+    stream.send("", _rows(200_000), "")  # naming neither: the stream's model is "wide"
+    stream.send("wide", _rows(2), "r3")
+    answers = [stream.next() for _ in range(4)]
+    tc.stop_stream()
+    assert [e is None for _r, e in answers] == [True, False, False, True]
+    assert [answers[i][0].get_response().id for i in (0, 3)] == ["r0", "r3"]
+    named, unnamed = (answers[i][1] for i in (1, 2))
+    assert named is not None and unnamed is not None
+    assert named.message().startswith("request 'r1' to model 'wide' was not parsed: ")
+    assert "the request is 4.6 MiB, over this server's message limit" in named.message()
+    assert unnamed.message().startswith(
+        "a request (its id not read) to model 'wide' was not parsed: the request is 4.6 MiB"
+    )
+
+
+def test_the_names_of_a_request_are_read_from_its_first_bytes_alone() -> None:
+    """What names a ModelInferRequest too large to parse is read from its first bytes: all of
+    it where they hold it whole, none of a field they cut, and nothing from bytes that are no
+    request."""
+    from modelyard.services.common.interceptors import OVERSIZED_HEAD
+    from modelyard.services.serving.codec import request_named_in
+
+    request = oip.ModelInferRequest(model_name="wide", model_version="2", id="r" * 300)
+    request.inputs.add(name="input", datatype="FP64", shape=[1]).contents.fp64_contents.append(1)
+    data = request.SerializeToString()
+    whole = request_named_in(data[:OVERSIZED_HEAD])
+    assert (whole.model_name, whole.model_version, whole.id) == ("wide", "2", "r" * 300)
+    cut = request_named_in(data[:100])
+    assert (cut.model_name, cut.model_version, cut.id) == ("wide", "2", "")
+    assert request_named_in(b"\xff" * 8) == oip.ModelInferRequest()
+    assert request_named_in(b"") == oip.ModelInferRequest()
+
+
 def test_outputs_asked_for_as_classes_are_ranked_as_tritons_are(platform, iris, served):
     """tritonclient's InferRequestedOutput(name, class_count=k) (Triton's classification
     extension) was answered with the plain tensor, which clients parse as "value:index" text."""
