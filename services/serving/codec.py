@@ -186,6 +186,32 @@ def _count(request: oip.ModelInferRequest, name: str) -> int | None:
     return count
 
 
+# Triton's sequence parameters, and the value kinds its frontend takes for each.
+_SEQUENCE_KINDS = {
+    "sequence_id": ("int64_param", "string_param"),
+    "sequence_start": ("bool_param",),
+    "sequence_end": ("bool_param",),
+}
+
+
+def check_sequence(request: oip.ModelInferRequest) -> None:
+    """Refuse Triton's sequence parameters of a kind Triton refuses ("invalid value type for
+    'sequence_start' parameter"); well-formed ones are ignored, as Triton ignores them for a
+    model without a sequence batcher (only that batcher wants a correlation ID): no model
+    here keeps state between requests, and ModelConfig reports no sequence_batching."""
+    if not request.parameters:
+        return
+    for name, kinds in _SEQUENCE_KINDS.items():
+        value = request.parameters.get(name)
+        if value is not None and value.WhichOneof("parameter_choice") not in kinds:
+            raise InvalidArgument(
+                f"parameters.{name} must be {' or '.join(kinds)}, as Triton takes it; "
+                f"model {request.model_name!r} keeps no state between requests, so sequence "
+                "parameters are accepted and have no effect: leave them out",
+                field=f"parameters.{name}",
+            )
+
+
 def queue_timeout(request: oip.ModelInferRequest) -> float | None:
     """Triton's per-request `timeout` (microseconds; 0 or none: no timeout) in seconds: how long
     the request may wait for the model before it is refused unrun. Triton's `priority` is

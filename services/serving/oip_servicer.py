@@ -32,6 +32,7 @@ from modelyard.services.common import validation as v
 from modelyard.services.common.call_end import CallEnded
 from modelyard.services.common.interceptors import Undecodable
 from modelyard.services.serving.codec import (
+    check_sequence,
     classified,
     decode_inputs,
     encode_outputs,
@@ -367,6 +368,7 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
     def _infer(
         self, request: oip.ModelInferRequest, deadline: float | None
     ) -> oip.ModelInferResponse:
+        check_sequence(request)
         tensors = decode_inputs(request)
         wanted = [o.name for o in request.outputs]
         classes = requested_classes(request)

@@ -779,6 +779,39 @@ def test_the_names_of_a_request_are_read_from_its_first_bytes_alone() -> None:
     assert request_named_in(b"") == oip.ModelInferRequest()
 
 
+def test_sequence_parameters_are_checked_and_ignored_as_tritons_are(served, platform, iris) -> None:
+    """Triton's sequence parameters were ignored whatever their kind. Triton's frontend refuses
+    a sequence_id that is no int64 or string and flags that are no bool; well-formed ones it
+    ignores for a model without a sequence batcher (only that batcher wants a correlation ID).
+    So does serving: such a request answers as one without them."""
+    tc = served
+    X, _y = iris
+    plain = tc.infer("iris", columns(X[:5])).as_numpy("predictions").tolist()
+    for sequence_id in (7, "session-7", 0):
+        answer = tc.infer(
+            "iris", columns(X[:5]), sequence_id=sequence_id, sequence_start=True, sequence_end=True
+        )
+        assert answer.as_numpy("predictions").tolist() == plain
+    server, _client = platform
+    with grpc.insecure_channel(server.address) as channel:
+        infer = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer
+        for name, kind, value in (
+            ("sequence_start", "int64_param", 1),
+            ("sequence_end", "string_param", "true"),
+            ("sequence_id", "bool_param", True),
+        ):
+            request = oip.ModelInferRequest(model_name="iris")
+            for column in X.columns:
+                tensor = request.inputs.add(name=column, datatype="FP64", shape=[1])
+                tensor.contents.fp64_contents.append(float(X[column].iloc[0]))
+            setattr(request.parameters[name], kind, value)
+            with pytest.raises(grpc.RpcError) as err:
+                infer(request, timeout=30)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert f"parameters.{name} must be " in err.value.details()
+            assert "sequence parameters are accepted and have no effect" in err.value.details()
+
+
 def test_outputs_asked_for_as_classes_are_ranked_as_tritons_are(platform, iris, served):
     """tritonclient's InferRequestedOutput(name, class_count=k) (Triton's classification
     extension) was answered with the plain tensor, which clients parse as "value:index" text."""
