@@ -161,6 +161,16 @@ def _no_region(kind: str, name: str) -> NotFound:
     )
 
 
+def _one_repository(name: str) -> None:
+    """Refuse a repository named, as Triton does ("'repository_name' specification is not
+    supported"): the endpoints were listed, loaded or unloaded as if they were its."""
+    if name:
+        raise Unimplemented(
+            f"repository_name {name!r}: Modelyard serving has one model repository, its "
+            "endpoints; leave repository_name empty"
+        )
+
+
 def _platform(model: LoadedModel) -> str:
     flavors = [f for f in model.model.metadata.flavors if f != "python_function"]
     return f"modelyard_{flavors[0] if flavors else 'pyfunc'}"
@@ -405,6 +415,7 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
         )
 
     def RepositoryIndex(self, request, context):
+        _one_repository(request.repository_name)
         response = oip.RepositoryIndexResponse()
         for endpoint in self.service.list_endpoints():
             for served in endpoint.served_models:
@@ -422,6 +433,7 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
         return response
 
     def RepositoryModelLoad(self, request, context):
+        _one_repository(request.repository_name)
         if request.parameters:
             # Triton's overrides ("config" JSON, "file:<path>" contents) were once ignored, and
             # the load reported success as if they had been applied.
@@ -448,6 +460,7 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
         return oip.RepositoryModelLoadResponse()
 
     def RepositoryModelUnload(self, request, context):
+        _one_repository(request.repository_name)
         self.service.unload(request.model_name)
         return oip.RepositoryModelUnloadResponse()
 

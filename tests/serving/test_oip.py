@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
@@ -13,6 +14,8 @@ from tritonclient.utils import InferenceServerException
 
 import modelyard
 from modelyard import Client
+from modelyard._gen.inference import grpc_predict_v2_pb2 as oip
+from modelyard._gen.inference import grpc_predict_v2_pb2_grpc
 from modelyard.entities.serving import ServedModel
 from modelyard.errors import NoServer, Unavailable
 from modelyard.services.common.settings import ServingSettings, Settings
@@ -294,6 +297,36 @@ def test_repository_unload_and_load(served) -> None:
     tc.load_model("iris")
     assert tc.is_model_ready("iris")
     assert tc.infer("iris", [tensor]).as_numpy("predictions").shape == (1,)
+
+
+def test_a_named_model_repository_is_refused_as_tritons_is(served, platform) -> None:
+    """A RepositoryIndex, load or unload naming a repository was answered as if the endpoints
+    were that repository's (an unload naming another repository unloaded the endpoint).
+    Triton refuses a repository_name ("'repository_name' specification is not supported");
+    so does serving, saying to leave it empty, and the endpoint goes on serving."""
+    tc, _client, _model = served
+    server, _client = platform
+    with grpc.insecure_channel(server.address) as channel:
+        stub = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel)
+        for call, request in (
+            (stub.RepositoryIndex, oip.RepositoryIndexRequest(repository_name="other")),
+            (
+                stub.RepositoryModelUnload,
+                oip.RepositoryModelUnloadRequest(repository_name="other", model_name="iris"),
+            ),
+            (
+                stub.RepositoryModelLoad,
+                oip.RepositoryModelLoadRequest(repository_name="other", model_name="iris"),
+            ),
+        ):
+            with pytest.raises(grpc.RpcError) as refused:
+                call(request, timeout=30)
+            assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            assert "repository_name 'other'" in refused.value.details()
+            assert "leave repository_name empty" in refused.value.details()
+    assert tc.is_model_ready("iris")
+    index = tc.get_model_repository_index()
+    assert [(m.name, m.state) for m in index.models] == [("iris", "READY")]
 
 
 def test_the_sdk_is_told_an_endpoint_is_unloaded_at_once(served) -> None:
