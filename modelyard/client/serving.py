@@ -132,6 +132,19 @@ def _mlflow_input(data: Any) -> Any:
     return data
 
 
+def _unique_columns(frame: pd.DataFrame) -> None:
+    """Refuse a DataFrame with two columns of one name (as the server's inputs are named): the
+    pair failed here with AttributeError, and 1 beside "1" went as one input, a column lost."""
+    names = [str(c) for c in frame.columns]
+    if len(set(names)) != len(names):
+        twice = next(n for i, n in enumerate(names) if n in names[:i])
+        raise InvalidArgument(
+            f"the DataFrame has more than one column named {twice!r} (columns {names}); each "
+            "column goes as the input of its name: rename or drop the others (frame.columns)",
+            field=twice,
+        )
+
+
 def _frame_column(name: str, column: pd.Series) -> np.ndarray:
     """A pandas column's values as sent (a DataFrame's, or a Series in a dict). A nullable
     integer or boolean column (Int64, UInt8, boolean, int64[pyarrow]) with a missing value
@@ -368,6 +381,7 @@ class ServingClient:
             # A model logged from an array takes the columns as its rows' values (the server
             # puts them side by side; one column is the array), as MLflow's pyfunc takes a
             # frame for a tensor model: the request says they are a table's, whatever their names.
+            _unique_columns(data)
             columns = {str(c): _frame_column(str(c), data[c]) for c in data.columns}
             request.parameters[CONTENT_TYPE].string_param = TABLE
         elif isinstance(data, dict):

@@ -361,3 +361,27 @@ def test_too_many_columns_for_a_model_logged_from_one_are_refused_naming_them(
     assert "takes one column" in _refused(infer, request)
     one = client.predict("words", sent["words"][["review"]])["predictions"]
     assert one.tolist() == ["pos", "neg"]
+
+
+def test_a_frame_with_two_columns_of_one_name_is_refused_naming_it(platform) -> None:
+    """A DataFrame with two columns of one name failed in the SDK with "'DataFrame' object has
+    no attribute 'dtype'", and columns 1 and "1" went as one input "1" (the first lost). Each
+    column goes as the input of its name, so the SDK refuses the pair, naming it."""
+    _server, client = platform
+    _serve(
+        client,
+        LinearRegression().fit(pd.DataFrame({"a": [1.0, 2.0], "b": [0.0, 1.0]}), [1, 2]),
+        "line2",
+        pd.DataFrame({"a": [1.0], "b": [0.0]}),
+    )
+    for frame, name in (
+        (pd.DataFrame([[1.0, 2.0, 3.0]], columns=["a", "b", "a"]), "a"),
+        (pd.DataFrame([[1.0, 2.0, 3.0]], columns=["a", 1, "1"]), "1"),
+    ):
+        with pytest.raises(InvalidArgument) as err:
+            client.predict("line2", frame)
+        assert err.value.field == name
+        assert f"more than one column named {name!r}" in err.value.message
+        assert "rename or drop the others" in err.value.message
+    answer = client.predict("line2", pd.DataFrame({"a": [1.0], "b": [0.0]}))["predictions"]
+    assert answer.tolist() == pytest.approx([1.0])
