@@ -243,10 +243,18 @@ class ServingClient:
         self, name: str, version: int | None = None, timeout: float = 300
     ) -> Endpoint:
         """Block until every served model is READY (at `version`, when given); a served model
-        that FAILED to load raises, with why."""
+        that FAILED to load, or was UNLOADED on request, raises, with why."""
         try:
             for endpoint in self.watch_endpoint(name, timeout=timeout):
                 states = [(s.state, s.version, s.reason) for s in endpoint.served_models]
+                if any(state == ServedModelState.UNLOADED for state, _v, _r in states):
+                    raise FailedPrecondition(
+                        f"endpoint {name!r} was unloaded on request and serves nothing until it "
+                        "is loaded again (RepositoryModelLoad, tritonclient's load_model) or "
+                        "updated",
+                        resource_type="endpoint",
+                        resource_name=name,
+                    )
                 failed = [r for state, _v, r in states if state == ServedModelState.FAILED]
                 if failed:
                     raise FailedPrecondition(

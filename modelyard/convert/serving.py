@@ -18,6 +18,7 @@ _STATE = {
     ServedModelState.LOADING: pb.SERVED_MODEL_STATE_LOADING,
     ServedModelState.READY: pb.SERVED_MODEL_STATE_READY,
     ServedModelState.FAILED: pb.SERVED_MODEL_STATE_FAILED,
+    ServedModelState.UNLOADED: pb.SERVED_MODEL_STATE_UNLOADED,
 }
 _STATE_BACK = {v: k for k, v in _STATE.items()}
 _POLICY = {

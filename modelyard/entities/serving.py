@@ -10,6 +10,7 @@ class ServedModelState(enum.StrEnum):
     LOADING = "LOADING"
     READY = "READY"
     FAILED = "FAILED"
+    UNLOADED = "UNLOADED"
 
 
 class MissingFeaturePolicy(enum.StrEnum):

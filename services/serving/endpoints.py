@@ -160,7 +160,7 @@ class ServedModelRuntime:
         with self._load_lock:
             self._unloaded = True
             self._current = None
-            self.state, self.reason = ServedModelState.LOADING, "unloaded on request"
+            self.state, self.reason = ServedModelState.UNLOADED, "unloaded on request"
         self._changed()
 
     def predict(

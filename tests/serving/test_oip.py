@@ -16,8 +16,8 @@ import modelyard
 from modelyard import Client
 from modelyard._gen.inference import grpc_predict_v2_pb2 as oip
 from modelyard._gen.inference import grpc_predict_v2_pb2_grpc
-from modelyard.entities.serving import ServedModel
-from modelyard.errors import NoServer, Unavailable
+from modelyard.entities.serving import ServedModel, ServedModelState
+from modelyard.errors import FailedPrecondition, NoServer, Unavailable
 from modelyard.services.common.settings import ServingSettings, Settings
 from tests.conftest import running_server
 from tests.serving.conftest import register, wait_ready
@@ -327,6 +327,21 @@ def test_a_named_model_repository_is_refused_as_tritons_is(served, platform) -> 
     assert tc.is_model_ready("iris")
     index = tc.get_model_repository_index()
     assert [(m.name, m.state) for m in index.models] == [("iris", "READY")]
+
+
+def test_an_unloaded_endpoint_says_so_and_is_not_waited_for(served) -> None:
+    """An endpoint unloaded on request showed as LOADING, so wait_endpoint_ready waited its whole
+    timeout (300 s by default) for a load nobody had asked for. It is UNLOADED, and the wait
+    says so at once."""
+    tc, client, _model = served
+    tc.unload_model("iris")
+    (unloaded,) = client.get_endpoint("iris").served_models
+    assert (unloaded.state, unloaded.reason) == (ServedModelState.UNLOADED, "unloaded on request")
+    with pytest.raises(FailedPrecondition, match=r"unloaded on request.*load_model"):
+        client.wait_endpoint_ready("iris", timeout=120)
+    tc.load_model("iris")
+    (loaded,) = client.wait_endpoint_ready("iris", timeout=120).served_models
+    assert loaded.state == ServedModelState.READY
 
 
 def test_the_sdk_is_told_an_endpoint_is_unloaded_at_once(served) -> None:

@@ -33,6 +33,10 @@ class _ServedModelStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Serv
     SERVED_MODEL_STATE_LOADING: _ServedModelState.ValueType  # 1
     SERVED_MODEL_STATE_READY: _ServedModelState.ValueType  # 2
     SERVED_MODEL_STATE_FAILED: _ServedModelState.ValueType  # 3
+    SERVED_MODEL_STATE_UNLOADED: _ServedModelState.ValueType  # 4
+    """Unloaded on request (RepositoryModelUnload): serves nothing until a load is asked for
+    (RepositoryModelLoad); registry changes do not bring it back.
+    """
 
 class ServedModelState(_ServedModelState, metaclass=_ServedModelStateEnumTypeWrapper): ...
 
@@ -40,6 +44,10 @@ SERVED_MODEL_STATE_UNSPECIFIED: ServedModelState.ValueType  # 0
 SERVED_MODEL_STATE_LOADING: ServedModelState.ValueType  # 1
 SERVED_MODEL_STATE_READY: ServedModelState.ValueType  # 2
 SERVED_MODEL_STATE_FAILED: ServedModelState.ValueType  # 3
+SERVED_MODEL_STATE_UNLOADED: ServedModelState.ValueType  # 4
+"""Unloaded on request (RepositoryModelUnload): serves nothing until a load is asked for
+(RepositoryModelLoad); registry changes do not bring it back.
+"""
 Global___ServedModelState: _TypeAlias = ServedModelState  # noqa: Y015
 
 class _MissingFeaturePolicy:
