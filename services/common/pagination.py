@@ -22,8 +22,13 @@ def fingerprint(*parts: Any) -> str:
 
 
 def encode_token(query: str, position: Any) -> str:
-    raw = json.dumps({"q": query, "p": position}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    """The token of `position` in `query`: JSON in UTF-8, URL-safe base64. A keyset position
+    carries the last row's sort value, and JSON's \\u escapes (6 bytes a character) made a long
+    non-ASCII one's token 3-6 times its UTF-8 size, past what ingresses allow in a link.
+    Tokens written so (all ASCII) still read: both are JSON, and _read takes either."""
+    raw = json.dumps({"q": query, "p": position}, separators=(",", ":"), ensure_ascii=False)
+    # surrogatepass: a lone surrogate (no valid UTF-8) round-trips; json.loads decodes so too.
+    return base64.urlsafe_b64encode(raw.encode("utf-8", "surrogatepass")).decode().rstrip("=")
 
 
 def _read(token: str) -> tuple[Any, Any]:
