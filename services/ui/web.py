@@ -168,20 +168,32 @@ class Pager:
     next: str = ""
 
 
-def pager(request: Request, path: str, params: dict[str, str], next_token: str | None) -> Pager:
+def pager(
+    request: Request,
+    path: str,
+    params: dict[str, str],
+    next_token: str | None,
+    *,
+    token_param: str = "page_token",
+    back_param: str = "back",
+    fragment: str = "",
+) -> Pager:
     """Links to the first, previous and next pages of the listing at `path` with `params`
-    (empty ones left out). The page's own token is `page_token`; the tokens of the pages
-    before it ride along as `back` (the first page's as ""), a page's own stack, so a link
-    works wherever it is opened, newest last, at most MAX_BACK characters of them beyond the
-    one before (a keyset token may be long: it carries the last row's sort value)."""
-    token = request.query_params.get("page_token", "")
-    back = request.query_params.getlist("back") if token else []
+    (empty ones left out), ending in `#fragment` if given. The page's own token is
+    `token_param`; the tokens of the pages before it ride along as `back_param` (the first
+    page's as ""), a page's own stack, so a link works wherever it is opened, newest last, at
+    most MAX_BACK characters of them beyond the one before (a keyset token may be long: it
+    carries the last row's sort value). A page listing more than its main list (a run's
+    registrations) names its parameters apart."""
+    token = request.query_params.get(token_param, "")
+    back = request.query_params.getlist(back_param) if token else []
+    anchor = f"#{fragment}" if fragment else ""
 
     def url(page_token: str, stack: list[str]) -> str:
         query = [(k, v) for k, v in params.items() if v]
         if page_token:
-            query += [("page_token", page_token), *(("back", t) for t in stack)]
-        return f"{path}?{urlencode(query)}" if query else path
+            query += [(token_param, page_token), *((back_param, t) for t in stack)]
+        return (f"{path}?{urlencode(query)}" if query else path) + anchor
 
     def kept(stack: list[str]) -> list[str]:
         start, size = len(stack) - 1, 0

@@ -773,24 +773,35 @@ def test_a_run_with_more_files_than_a_page_lists_them_a_page_at_a_time(
     assert web.get(f"/runs/{rid}/artifacts?path=ckpt&page_token=x").status == 400
 
 
-def test_a_run_registered_more_times_than_listed_links_to_the_rest(
+def test_a_run_registered_more_times_than_listed_links_to_the_rest_and_back(
     server: ModelyardServer, web: WebSession, run_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The run page's lineage listed the first 50 versions registered from the run and said
-    nothing of the rest."""
+    nothing of the rest; then its "More registrations" went forward only."""
     monkeypatch.setattr(runs, "MAX_REGISTERED", 2)
     with Client(server.address) as c:
         c.log_text(run_id, "m", "model/MLmodel")
-        for name in ("a", "b", "c"):
+        for name in ("a", "b", "c", "d", "e"):
             c.create_model_version(name, f"runs:/{run_id}/model")
     registered = r">(\w) version 1</a>"
-    page = web.get(f"/runs/{run_id}").data.decode()
-    assert re.findall(registered, page) == ["a", "b"]
-    more = re.search(r'<a href="([^"]+)" class="next" data-testid="more-registered">', page)
-    assert more, page
-    rest = web.get(f"/runs/{run_id}{html.unescape(more.group(1))}").data.decode()
-    assert re.findall(registered, rest) == ["c"]
-    assert "more-registered" not in rest and "First registrations" in rest
+
+    def follow(page: str, testid: str) -> str:
+        link = re.search(rf'<a href="([^"]+)"[^>]* data-testid="{testid}"', page)
+        assert link, (testid, page)
+        assert link.group(1).startswith(f"/runs/{run_id}") and link.group(1).endswith("#lineage")
+        return web.get(html.unescape(link.group(1))).data.decode()
+
+    pages = [web.get(f"/runs/{run_id}").data.decode()]
+    assert "previous-page" not in pages[0] and "first-page" not in pages[0]
+    for _ in range(2):
+        pages.append(follow(pages[-1], "more-registered"))
+    assert [re.findall(registered, p) for p in pages] == [["a", "b"], ["c", "d"], ["e"]]
+    assert "more-registered" not in pages[-1] and "First registrations" in pages[-1]
+    back = follow(pages[-1], "previous-page")
+    assert re.findall(registered, back) == ["c", "d"]
+    assert "Earlier registrations" in back
+    assert re.findall(registered, follow(back, "previous-page")) == ["a", "b"]
+    assert re.findall(registered, follow(pages[-1], "first-page")) == ["a", "b"]
 
 
 def test_an_endpoint_with_nothing_logged_says_why_as_its_log_is(

@@ -79,11 +79,10 @@ def run_page(request: Request) -> Response:
         else ""
     )
     # a run's model may be registered under many names (or again and again): a page at a time
-    registered_token = request.query_params.get("registered_token") or None
     versions = c.search_model_versions(
         filter_string=f"run_id = '{rid}'",
         max_results=MAX_REGISTERED,
-        page_token=registered_token,
+        page_token=request.query_params.get("registered_token") or None,
     )
     charted, uncharted = charts.charted_keys(run.data.metrics)
     # a run may log thousands of files (checkpoints, per-step plots): a page of them at a time
@@ -97,10 +96,15 @@ def run_page(request: Request) -> Response:
         children=list(children),
         all_children=all_children,
         versions=list(versions),
-        more_registered=f"?{urlencode({'registered_token': versions.token})}#lineage"
-        if versions.token
-        else "",
-        first_registered=f"/runs/{rid}#lineage" if registered_token else "",
+        registered_pages=pager(
+            request,
+            f"/runs/{rid}",
+            {},
+            versions.token,
+            token_param="registered_token",
+            back_param="registered_back",
+            fragment="lineage",
+        ),
         datasets=datasets(run),
         metrics=sorted(run.data.latest_metrics, key=lambda m: m.key),
         charts=metric_charts(c, charted, run),
