@@ -912,6 +912,34 @@ def test_the_features_overview_reads_every_views_freshness_in_one_call(
     assert "never materialized" in table
 
 
+def test_no_feature_views_tells_a_viewer_whom_to_ask_and_an_editor_how_to_define_them(
+    secure, tmp_path: Path
+) -> None:
+    """A viewer who could read no feature view was told to define some and run `modelyard
+    features apply`, which needs the editor role they have not."""
+    server, url, root, vera = secure
+    repo = make_repo(tmp_path / "repo")
+    with FeatureStoreClient(server.address, token=root) as store:
+        store.apply([repo.driver, repo.stats])
+    with Client(server.address, token=root) as admin:
+        admin.create_principal("ed", ["editor"])
+        ed, _ = admin.create_token("ed")
+
+    def empty_state(token: str) -> str:
+        web = WebSession(url)
+        assert web.post("/login", {"csrf": web.csrf("/login"), "token": token}).status == 303
+        page = html.unescape(web.get("/features").data.decode())
+        said = re.search(r"(No feature views.*?)</td>", page, re.S)
+        return said.group(1) if said else ""
+
+    viewer = empty_state(vera)
+    assert "No feature views you may read" in viewer and "MANAGE" in viewer and "admin" in viewer
+    assert "features apply" not in viewer
+    editor = empty_state(ed)
+    assert "modelyard features apply" in editor and "you may read" not in editor
+    assert empty_state(root) == ""  # the admin reads the view: no empty state at all
+
+
 def test_a_model_version_with_more_files_than_a_page_lists_them_a_page_at_a_time(
     server: ModelyardServer, web: WebSession, run_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

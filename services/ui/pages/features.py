@@ -12,9 +12,10 @@ from starlette.routing import Route
 
 from modelyard.features.client import FeatureStoreClient, Materialization
 from modelyard.features.definitions import FeatureView
+from modelyard.services.common.auth.policy import CREATOR_ROLES
 from modelyard.services.ui import charts
+from modelyard.services.ui.web import client, identity_of, render
 from modelyard.services.ui.web import features as feature_store
-from modelyard.services.ui.web import render
 
 
 def freshness(view: FeatureView, runs: list[Materialization]) -> dict[str, object]:
@@ -50,7 +51,18 @@ def overview(request: Request) -> Response:
         entities=store.list_entities(),
         views=rows,
         services=store.list_feature_services(),
+        can_define=not views and can_define(request),
     )
+
+
+def can_define(request: Request) -> bool:
+    """Whether the caller may apply definitions (the editor or admin role): only they are
+    told to define views; a viewer who sees none is told whom to ask for access instead."""
+    identity = identity_of(request)
+    if identity is None or not identity.auth:
+        return True
+    principal, _ = client(request).whoami()
+    return bool(set(principal.roles) & CREATOR_ROLES)
 
 
 def view_page(request: Request) -> Response:
