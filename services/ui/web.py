@@ -69,6 +69,7 @@ class UI:
             ms=format_ms,
             duration=format_duration,
             number=format_number,
+            counted=counted,
             chart=chart_json,
             in_ui_terms=in_ui_terms,
         )
@@ -273,6 +274,13 @@ def format_number(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return "" if value is None else str(value)
+
+
+def counted(n: int, singular: str, plural: str = "") -> str:
+    """`n` and the noun that agrees with it ("1 run", "2 runs"): a page shows what is left
+    after the services filter (one readable run of two compared), so any count may be 1.
+    `plural` is for nouns not made by adding an s ("entry", "entries")."""
+    return f"{n} {singular if n == 1 else plural or singular + 's'}"
 
 
 def chart_json(figure: dict[str, Any]) -> Markup:

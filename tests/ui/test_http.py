@@ -30,7 +30,7 @@ from modelyard.features import FeatureStoreClient
 from modelyard.services.common.auth import tokens
 from modelyard.services.common.server import ModelyardServer
 from modelyard.services.common.settings import AuthSettings, Settings
-from modelyard.services.ui import previews
+from modelyard.services.ui import charts, previews
 from modelyard.services.ui import web as web_module
 from modelyard.services.ui.pages import automl, experiments, models, runs
 from modelyard.services.ui.web import CSP
@@ -490,6 +490,37 @@ def test_compare_leaves_out_the_runs_it_cannot_show(secure) -> None:
     assert "Left out: vera needs READ on experiment/" in page
     assert "hidden-run" not in page and "secret_param" not in page
     assert web.get(f"/compare?runs={hidden.info.run_id},{also_hidden}").status == 403
+
+
+def test_counts_of_one_take_the_singular(
+    server: ModelyardServer, web: WebSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one readable run of two the compare page said "Comparing 1 runs"; a one-byte
+    file was "1 bytes" and the last page of a run's registrations "1 registrations shown"."""
+    monkeypatch.setattr(runs, "MAX_REGISTERED", 1)
+    with Client(server.address) as c:
+        rid = c.create_run("0").info.run_id
+        c.log_text(rid, "x", "one.txt")
+        c.log_text(rid, "m", "model/MLmodel")
+        for name in ("a", "b"):
+            c.create_model_version(name, f"runs:/{rid}/model")
+        for i in range(2):
+            c.log_metric(rid, f"m{i}", 1.0)
+    monkeypatch.setattr(charts, "MAX_CHARTS", 1)
+    missing = "0" * 32  # no run has this id: the comparison leaves it out
+    compared = html.unescape(web.get(f"/compare?runs={rid},{missing}").data.decode())
+    assert "Comparing 1 run<" in compared and "<title>Compare 1 run" in compared
+    assert "1 more metric is not charted" in compared
+    run_page = html.unescape(web.get(f"/runs/{rid}").data.decode())
+    assert "1 byte<" in run_page and "1 more metric is not charted" in run_page
+    more = re.search(r'<a href="([^"]+)"[^>]* data-testid="more-registered"', run_page)
+    assert more, run_page
+    last = html.unescape(web.get(more.group(1)).data.decode())
+    assert "1 registration shown" in last
+    file_page = html.unescape(web.get(f"/runs/{rid}/artifacts?path=one.txt").data.decode())
+    assert "1 byte ·" in file_page
+    for page in (compared, run_page, last, file_page):
+        assert not re.search(r"\b1 (runs|bytes|registrations|more metrics)\b", page)
 
 
 class SlowStore:

@@ -15,7 +15,7 @@ from modelyard.entities.serving import Endpoint
 from modelyard.errors import ModelyardError, PermissionDenied
 from modelyard.models.uri import parse_models_uri
 from modelyard.services.ui import charts, monitoring
-from modelyard.services.ui.web import client, render
+from modelyard.services.ui.web import client, counted, render
 
 LOG_ROWS = 5000  # the latest requests the dashboard looks at
 
@@ -215,7 +215,7 @@ def _forecast_chart(f: monitoring.Forecast) -> dict[str, Any]:
             *charts.band(f.steps, f.lower, f.upper, "interval", "rgba(16,185,129,0.2)"),
             {**line, "y": f.value, "name": "forecast", "line": {"color": "#059669"}},
         ],
-        f"Latest forecast (request {f.request_id}): {len(f.steps)} steps ahead",
+        f"Latest forecast (request {f.request_id}): {counted(len(f.steps), 'step')} ahead",
     )  # fmt: skip
 
 
