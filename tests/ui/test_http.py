@@ -492,6 +492,18 @@ def test_compare_leaves_out_the_runs_it_cannot_show(secure) -> None:
     assert web.get(f"/compare?runs={hidden.info.run_id},{also_hidden}").status == 403
 
 
+def test_a_bad_registrations_token_names_the_pages_own_parameter(
+    web: WebSession, run_id: str
+) -> None:
+    """A hand-edited registrations link was refused naming the API's page_token and telling
+    the user to pass "the next_page_token of the previous response", which no page shows."""
+    response = web.get(f"/runs/{run_id}?registered_token=abc")
+    assert response.status == 400
+    said = html.unescape(response.data.decode())
+    assert "registered_token is not one" in said and f"(/runs/{run_id})" in said
+    assert "page_token" not in said.replace("registered_token", "")
+
+
 def test_counts_of_one_take_the_singular(
     server: ModelyardServer, web: WebSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -79,11 +79,20 @@ def run_page(request: Request) -> Response:
         else ""
     )
     # a run's model may be registered under many names (or again and again): a page at a time
-    versions = c.search_model_versions(
-        filter_string=f"run_id = '{rid}'",
-        max_results=MAX_REGISTERED,
-        page_token=request.query_params.get("registered_token") or None,
-    )
+    try:
+        versions = c.search_model_versions(
+            filter_string=f"run_id = '{rid}'",
+            max_results=MAX_REGISTERED,
+            page_token=request.query_params.get("registered_token") or None,
+        )
+    except InvalidArgument as exc:  # named the API's page_token, not this page's parameter
+        if exc.field != "page_token":
+            raise
+        raise InvalidArgument(
+            "registered_token is not one this page's links carry; open the run page again "
+            f"(/runs/{rid}) and follow its registration links",
+            field="registered_token",
+        ) from None
     charted, uncharted = charts.charted_keys(run.data.metrics)
     # a run may log thousands of files (checkpoints, per-step plots): a page of them at a time
     artifacts = c.list_artifacts_page(rid, max_results=FILES_PAGE)
