@@ -333,6 +333,13 @@ def said(request: Request, exc: ModelyardError) -> str:
     """What a page says of a failed call: what went wrong, in the UI's terms."""
     if isinstance(exc, NoServer):  # its own text names the SDK's settings, not the UI's
         return f"No Modelyard services answered at {ui_of(request).transport.uri}."
+    if isinstance(exc, InvalidArgument) and exc.field == "page_token":
+        # the services' advice ("pass the next_page_token of the previous response") is an
+        # API client's; here the token came in a link, edited or kept from another listing
+        return (
+            "page_token in this link is not one this listing's pages made; follow the "
+            "listing's own page links, or open it again without page_token (its first page)."
+        )
     return in_ui_terms(str(exc))
 
 

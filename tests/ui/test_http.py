@@ -504,6 +504,18 @@ def test_a_bad_registrations_token_names_the_pages_own_parameter(
     assert "page_token" not in said.replace("registered_token", "")
 
 
+def test_a_bad_page_token_in_a_link_is_explained_in_the_uis_terms(
+    web: WebSession, run_id: str
+) -> None:
+    """An edited or stale page_token in a listing's link was refused with the API's advice,
+    "pass the next_page_token of the previous response unchanged", which no page shows."""
+    for path in ("/models", "/experiments", "/experiments/0", f"/runs/{run_id}/artifacts"):
+        response = web.get(f"{path}?page_token=abc")
+        said = html.unescape(response.data.decode())
+        assert "page_token in this link is not one" in said, path
+        assert "next_page_token" not in said and "previous response" not in said, path
+
+
 def test_counts_of_one_take_the_singular(
     server: ModelyardServer, web: WebSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
