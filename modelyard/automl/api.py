@@ -130,8 +130,10 @@ def forecast(
     A trial's metrics are then over
     every series' scored points (each series' metric weighted by its points; parent param
     `series_metrics`), each series' own in the trial's `per_series_metrics.json`. A series
-    too short (fewer than 2 x horizon + 10 periods) is skipped, not the run:
-    `AutoMLResult.skipped_series` and the run's `data/skipped_series.json` list them."""
+    AutoML cannot forecast (fewer than 2 x horizon + 10 periods, under half its periods with
+    a value, or no value in its validation or test period) is skipped, not the run:
+    `AutoMLResult.skipped_series` and the run's `data/skipped_series.json` list them, each
+    with its reason; only no series left refuses the run."""
     kwargs = dict(locals())
     kwargs["identity_col"] = common.names(identity_col)
     from modelyard.automl import forecasting

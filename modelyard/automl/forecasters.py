@@ -294,8 +294,8 @@ class MultiSeriesForecastModel:
             why = getattr(self, "skipped", {}).get(key)  # none in older models
             if model is None and why is not None:
                 raise InvalidArgument(
-                    f"series {describe(self.identity_cols, key)} was skipped in training, too "
-                    f"short to forecast ({why}): it has no model",
+                    f"series {describe(self.identity_cols, key)} was skipped in training "
+                    f"({why}): it has no model",
                     field=self.identity_cols[0],
                 )
             if model is None:

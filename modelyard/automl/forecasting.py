@@ -236,7 +236,7 @@ _FORECAST = """
 
 TIME = $time_literal
 IDENTITY = $identity_literal  # the columns naming a row's series: one model per series
-SKIPPED = $skipped_literal  # series of the data too short to forecast: no model, and why
+SKIPPED = $skipped_literal  # series of the data AutoML could not forecast: no model, and why
 FREQUENCY = $frequency_literal
 SEASON = $season  # points per seasonal cycle, used to scale MASE
 
@@ -418,7 +418,7 @@ class ForecastSearch(search.Search):
     frequency: str = "D"
     series: Series = Series(0, 1, True)
     identity_cols: list[str] = field(default_factory=list)
-    skipped: dict[tuple[str, ...], str] = field(default_factory=dict)  # key -> why, too short
+    skipped: dict[tuple[str, ...], str] = field(default_factory=dict)  # key -> why skipped
 
     def series_frames(self) -> list[tuple[tuple[str, ...], pd.DataFrame]]:
         """Mirrors the generated script's series_frames."""
@@ -612,11 +612,13 @@ def min_points(horizon: int) -> int:
     return 2 * horizon + 10
 
 
-class _TooShort(InvalidArgument):
-    """A series with fewer than `minimum` periods: refused alone, skipped among several."""
+class _Unfit(InvalidArgument):
+    """A series AutoML cannot forecast (too short, too sparse for the frequency, or a held-out
+    period with no value): refused alone, skipped among several, with `reason` for the list."""
 
-    def __init__(self, message: str, points: int, minimum: int) -> None:
-        super().__init__(message, field="horizon")
+    def __init__(self, message: str, field: str, reason: str, points: int, minimum: int) -> None:
+        super().__init__(message, field=field)
+        self.reason = reason
         self.points = points
         self.minimum = minimum
 
@@ -630,11 +632,14 @@ def _grid(
     of = f"series {name}: " if name else ""
     notes = []
     series = frame.set_index(time_col)[target_col].sort_index().resample(frequency).mean()
-    if len(series) < min_points(horizon):  # first: a short series is skipped, whatever else
-        raise _TooShort(
-            f"{of}{len(series)} points leave too little history for 2 x horizon {horizon} held out",
-            len(series),
-            min_points(horizon),
+    points, minimum = len(series), min_points(horizon)
+    if points < minimum:  # first: a short series is skipped, whatever else
+        raise _Unfit(
+            f"{of}{points} points leave too little history for 2 x horizon {horizon} held out",
+            "horizon",
+            f"{points} {frequency!r} periods, fewer than the {minimum} a series needs",
+            points,
+            minimum,
         )
     observed = int(series.notna().sum())
     if observed < len(frame):
@@ -642,28 +647,35 @@ def _grid(
             f"{of}{len(frame)} rows fall in {observed} {frequency!r} periods: each period is the "
             "mean of its rows"
         )
-    if observed < len(series) / 2:
-        raise InvalidArgument(
-            f"{of}only {observed} of the {len(series)} {frequency!r} periods from "
+    if observed < points / 2:
+        raise _Unfit(
+            f"{of}only {observed} of the {points} {frequency!r} periods from "
             f"{series.index[0]} to {series.index[-1]} have a value: the data is not recorded "
             f"every {frequency!r}. Pass the frequency it is recorded at, or a coarser one "
             "(each period is then the mean of its rows)",
-            field="frequency",
+            "frequency",
+            f"too sparse for {frequency!r}: only {observed} of its {points} periods have a value",
+            points,
+            minimum,
         )
-    gaps = len(series) - observed
+    gaps = points - observed
     if gaps:
         notes.append(
-            f"{of}{gaps} of {len(series)} {frequency!r} periods have no value: models are fitted "
+            f"{of}{gaps} of {points} {frequency!r} periods have no value: models are fitted "
             "with them interpolated, and scored only on periods with a value"
         )
     df = pd.DataFrame({time_col: series.index, target_col: series.to_numpy()})
     df[dataset.SPLIT_COL] = dataset.time_split(df[time_col], horizon).to_numpy()
     for part, what in (("val", "validation"), ("test", "test")):
         if df.loc[df[dataset.SPLIT_COL] == part, target_col].isna().all():
-            raise InvalidArgument(
+            raise _Unfit(
                 f"{of}the {what} period (the {horizon} {frequency!r} periods held out for it) "
                 "has no value to score on: pass a longer horizon, or data without that gap",
-                field="horizon",
+                "horizon",
+                f"its {what} period (its last {horizon} {frequency!r} periods held out for it) "
+                "has no value to score on",
+                points,
+                minimum,
             )
     return df, notes
 
@@ -679,7 +691,8 @@ def _prepare(
 ) -> tuple[pd.DataFrame, dataset.Schema, Path, str, list[str], list[SkippedSeries]]:
     """Each series (one, or one per value of the `identity` columns) on its own grid and split
     by its own last periods; the series' rows one after the other. Among several series, one
-    too short to split is skipped (and returned) rather than refusing the others."""
+    that cannot be forecast (too short, too sparse, nothing held out to score on) is skipped
+    (and returned, with its reason) rather than refusing the others."""
     identity = identity or []
     raw = dataset.load(data)
     dataset.require_column(raw, target_col, "target_col")
@@ -722,26 +735,20 @@ def _prepare(
         name = describe(identity, series_key(key))
         try:
             df, found = _grid(rows, target_col, time_col, frequency, horizon, name)
-        except _TooShort as short:
+        except _Unfit as unfit:
             if not identity:
                 raise
             plain = dict(zip(identity, series_key(key), strict=True))
-            skipped.append(SkippedSeries(plain, short.points, short.minimum))
+            skipped.append(SkippedSeries(plain, unfit.points, unfit.minimum, unfit.reason))
             continue
         for c, v in reversed(list(zip(identity, key, strict=True))):
             df.insert(0, c, pd.Series([v] * len(df), dtype=dtypes[c]))
         parts.append(df)
         notes += found
     if skipped:
-        notes.insert(0, _skipped_note(skipped, len(skipped) + len(parts), frequency, horizon))
+        notes.insert(0, _skipped_note(skipped, len(skipped) + len(parts)))
     if not parts:
-        longest = max(s.points for s in skipped)
-        raise InvalidArgument(
-            f"all {len(skipped)} series are too short: the longest has {longest} {frequency!r} "
-            f"periods, and a series needs {min_points(horizon)} (2 x horizon {horizon} held "
-            "out, 10 to fit on). Pass a shorter horizon, or a finer frequency",
-            field="horizon",
-        )
+        _refuse_all_skipped(skipped, frequency, horizon)
     df = pd.concat(parts, ignore_index=True)
     schema = dataset.Schema({**dtypes, target_col: "float64", dataset.SPLIT_COL: "str"}, [time_col])
     csv_path = workdir / "training_data.csv"
@@ -773,15 +780,35 @@ def _require_mase_scale(
     )
 
 
-def _skipped_note(skipped: list[SkippedSeries], n: int, frequency: str, horizon: int) -> str:
-    shown = "; ".join(
-        f"{', '.join(f'{c}={v!r}' for c, v in s.series.items())} ({s.points})" for s in skipped[:5]
-    )
+def _skipped_note(skipped: list[SkippedSeries], n: int) -> str:
+    shown = "; ".join(f"{_named(s)} ({s.reason})" for s in skipped[:5])
     more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
     return (
-        f"{len(skipped)} of {n} series skipped, too short to forecast: fewer than "
-        f"{min_points(horizon)} {frequency!r} periods (2 x horizon {horizon} held out, 10 to fit "
-        f"on): {shown}{more}. They have no model; the list is in {SKIPPED_ARTIFACT}"
+        f"{len(skipped)} of {n} series skipped, AutoML cannot forecast them: {shown}{more}. "
+        f"They have no model; the list, with each one's reason, is in {SKIPPED_ARTIFACT}"
+    )
+
+
+def _named(s: SkippedSeries) -> str:
+    return describe(list(s.series), tuple(s.series.values()))
+
+
+def _refuse_all_skipped(skipped: list[SkippedSeries], frequency: str, horizon: int) -> None:
+    """No series left to forecast: all too short gets the advice for that; else each reason."""
+    if all(s.points < s.minimum for s in skipped):
+        longest = max(s.points for s in skipped)
+        raise InvalidArgument(
+            f"all {len(skipped)} series are too short: the longest has {longest} {frequency!r} "
+            f"periods, and a series needs {min_points(horizon)} (2 x horizon {horizon} held "
+            "out, 10 to fit on). Pass a shorter horizon, or a finer frequency",
+            field="horizon",
+        )
+    shown = "; ".join(f"{_named(s)}: {s.reason}" for s in skipped[:5])
+    more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+    raise InvalidArgument(
+        f"none of the {len(skipped)} series can be forecast ({shown}{more}). Pass a coarser "
+        "frequency for sparse data, a horizon that suits every series, or data without the gaps",
+        field="data",
     )
 
 
@@ -874,12 +901,7 @@ def run(
             frequency=frequency,
             series=series,
             identity_cols=identity,
-            skipped={
-                series_key(tuple(x.series.values())): (
-                    f"{x.points} {frequency!r} periods, fewer than the {x.minimum} a series needs"
-                )
-                for x in skipped
-            },
+            skipped={series_key(tuple(x.series.values())): x.reason for x in skipped},
         )
         remaining = None if timeout is None else max(1.0, timeout - (time.monotonic() - started))
         enqueue = [f.enqueued(series) for f in candidates]

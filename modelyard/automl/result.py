@@ -27,12 +27,14 @@ class BestTrial:
 
 @dataclass(frozen=True)
 class SkippedSeries:
-    """A series of a multi-series forecast left out for being too short (Databricks AutoML
-    skips such series too, rather than refusing every other series for them)."""
+    """A series of a multi-series forecast left out: too short, too sparse for the frequency,
+    or no value in a held-out period (Databricks AutoML skips such series too, rather than
+    refusing every other series for them)."""
 
     series: dict[str, Any]  # identity column -> this series' value
     points: int  # periods on the series' grid
     minimum: int  # periods a series needs: 2 x horizon held out, and history to fit on
+    reason: str  # why this series was skipped, in words
 
 
 @dataclass(frozen=True)

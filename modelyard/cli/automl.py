@@ -277,15 +277,15 @@ def run(
 
 
 def _show_skipped(skipped: list[SkippedSeries], most: int = 20) -> None:
-    """The series a forecast left out (too short), by id, with their length and the minimum."""
+    """The series a forecast left out, by id, with their length, the minimum, and why."""
     from modelyard.automl.forecasting import SKIPPED_ARTIFACT
 
     columns = list(skipped[0].series)
-    say(f"Skipped series ({len(skipped)}), too short to forecast: no model")
+    say(f"Skipped series ({len(skipped)}), AutoML cannot forecast them: no model")
     table(
         None,
-        [*columns, "periods", "minimum"],
-        [(*s.series.values(), s.points, s.minimum) for s in skipped[:most]],
+        [*columns, "periods", "minimum", "reason"],
+        [(*s.series.values(), s.points, s.minimum, s.reason) for s in skipped[:most]],
     )
     if len(skipped) > most:
         say(f"... and {len(skipped) - most} more: see {SKIPPED_ARTIFACT} on the AutoML run")

@@ -193,6 +193,10 @@ def _with_short_store(data: pd.DataFrame, store: str = "c", days: int = 3) -> pd
     return pd.concat([data, pd.DataFrame({"day": day, "store": store, "sales": 1.0})])
 
 
+def _short(points: int) -> str:
+    return f"{points} 'D' periods, fewer than the 20 a series needs"
+
+
 def test_a_series_too_short_is_skipped_and_reported_not_the_whole_run(fluent, tmp_path) -> None:
     """One store with 3 days refused the forecast of every other store."""
     data = _with_short_store(_with_short_store(_stores(), "c", 3), "d", 19)
@@ -203,14 +207,14 @@ def test_a_series_too_short_is_skipped_and_reported_not_the_whole_run(fluent, tm
     assert run.data.tags["modelyard.automl.skipped_series"] == "2"
     listed = c.download_artifacts(result.parent_run_id, "data/skipped_series.json")
     expected = [
-        {"series": {"store": "c"}, "points": 3, "minimum": 20},
-        {"series": {"store": "d"}, "points": 19, "minimum": 20},
+        {"series": {"store": "c"}, "points": 3, "minimum": 20, "reason": _short(3)},
+        {"series": {"store": "d"}, "points": 19, "minimum": 20, "reason": _short(19)},
     ]
     assert json.loads(Path(listed).read_text()) == {"skipped_series": expected}
     assert [dataclasses.asdict(s) for s in result.skipped_series] == expected
     assert any(
-        w.startswith("2 of 4 series skipped, too short to forecast: fewer than 20 'D' periods")
-        and "store='c' (3); store='d' (19)" in w
+        w.startswith("2 of 4 series skipped, AutoML cannot forecast them: ")
+        and f"store='c' ({_short(3)}); store='d' ({_short(19)})" in w
         for w in result.warnings
     )
     csv = pd.read_csv(c.download_artifacts(result.parent_run_id, "data/training_data.csv"))
@@ -221,6 +225,48 @@ def test_a_series_too_short_is_skipped_and_reported_not_the_whole_run(fluent, tm
     assert np.isfinite(model.predict(pd.DataFrame({"store": ["a"], "day": [day]}))).all()
     with pytest.raises(InvalidArgument, match="series store='c' was skipped in train"):
         model.predict(pd.DataFrame({"store": ["c"], "day": [day]}))
+
+
+def test_a_sparse_series_or_one_without_validation_values_is_skipped_with_its_reason(
+    fluent, tmp_path
+) -> None:
+    """A series too sparse for the frequency, or with no value in its validation period,
+    refused every other series' forecast; each is now skipped, saying why."""
+    days = pd.date_range("2024-01-01", periods=45, freq="D")
+    sparse = pd.DataFrame({"day": days[::3], "store": "e", "sales": 5.0})  # 15 of 43 days
+    gap = pd.DataFrame({"day": days, "store": "f", "sales": np.arange(45.0)})
+    gap = gap[~gap["day"].isin(days[35:40])]  # the 5 days held out for validation
+    result = _forecast(pd.concat([_stores(), sparse, gap]), tmp_path, identity_col="store")
+    expected = [
+        {
+            "series": {"store": "e"},
+            "points": 43,
+            "minimum": 20,
+            "reason": "too sparse for 'D': only 15 of its 43 periods have a value",
+        },
+        {
+            "series": {"store": "f"},
+            "points": 45,
+            "minimum": 20,
+            "reason": "its validation period (its last 5 'D' periods held out for it) has no "
+            "value to score on",
+        },
+    ]
+    assert [dataclasses.asdict(s) for s in result.skipped_series] == expected
+    c = fluent.client()
+    listed = c.download_artifacts(result.parent_run_id, "data/skipped_series.json")
+    assert json.loads(Path(listed).read_text()) == {"skipped_series": expected}
+    assert c.get_run(result.parent_run_id).data.params["n_series"] == "2"
+    model = modelyard.pyfunc.load_model(result.best_trial.model_uri)
+    with pytest.raises(InvalidArgument, match=r"store='e' was skipped in training \(too sparse"):
+        model.predict(pd.DataFrame({"store": ["e"], "day": [pd.Timestamp("2024-03-01")]}))
+
+    with pytest.raises(
+        InvalidArgument,
+        match=r"none of the 2 series can be forecast \(store='e': too sparse for 'D'.*"
+        r"store='f': its validation period",
+    ):
+        _forecast(pd.concat([sparse, gap]), tmp_path / "none", identity_col="store")
 
 
 def test_the_generated_script_knows_the_skipped_series(fluent, server, tmp_path) -> None:
@@ -240,8 +286,8 @@ def test_the_generated_script_knows_the_skipped_series(fluent, server, tmp_path)
     day = pd.Timestamp("2024-03-01")
     with pytest.raises(
         InvalidArgument,
-        match=r"store='c' was skipped in training, too short to "
-        r"forecast \(3 'D' periods, fewer than the 20 a series needs\)",
+        match=r"store='c' was skipped in training \(3 'D' periods, fewer than the 20 a series "
+        r"needs\): it has no model",
     ):
         model.predict(pd.DataFrame({"store": ["c"], "day": [day]}))
 
@@ -256,16 +302,17 @@ def test_the_cli_lists_the_skipped_series(fluent, server, tmp_path) -> None:
         args += ["--exclude-framework", name]
     shown = CliRunner().invoke(app, args)
     assert shown.exit_code == 0, shown.output
-    assert "Skipped series (1), too short to forecast: no model" in shown.output
+    assert "Skipped series (1), AutoML cannot forecast them: no model" in shown.output
     cells = [[c.strip() for c in line.split("│")[1:-1]] for line in shown.output.splitlines()]
-    assert ["store", "periods", "minimum"] in [
+    assert ["store", "periods", "minimum", "reason"] in [
         [c.strip() for c in line.split("┃")[1:-1]] for line in shown.output.splitlines()
     ]
-    assert ["c", "3", "20"] in cells
+    assert ["c", "3", "20", _short(3)] in cells
     done = CliRunner().invoke(app, [*args, "--json"])
     assert done.exit_code == 0, done.output
     summary = json.loads(done.output)
-    assert summary["skipped_series"] == [{"series": {"store": "c"}, "points": 3, "minimum": 20}]
+    expected = {"series": {"store": "c"}, "points": 3, "minimum": 20, "reason": _short(3)}
+    assert summary["skipped_series"] == [expected]
 
 
 def test_multi_series_from_the_cli_and_the_generated_script(fluent, server, tmp_path) -> None:
