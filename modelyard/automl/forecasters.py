@@ -19,6 +19,7 @@ All of them fit one regular series (a pandas Series with a DatetimeIndex) and fo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -254,6 +255,24 @@ def as_training_type(column: pd.Series, dtype: str, name: str) -> pd.Series:
     return converted.astype(dtype)
 
 
+_FROM_TEXT: dict[str, Callable[[str], Any]] = {
+    "int64": int,
+    "float64": float,
+    "bool": lambda text: text == "True",
+}
+
+
+def _typed_key(key: tuple[Any, ...], cols: list[str], dtypes: dict[str, str]) -> tuple[Any, ...]:
+    """An older model's key, each id written as str() of the training data's value, as
+    that value again ("17" -> 17 in an int64 column); typed keys are returned as they are."""
+    return series_key(
+        tuple(
+            _FROM_TEXT[dtypes[c]](v) if isinstance(v, str) and dtypes.get(c) in _FROM_TEXT else v
+            for c, v in zip(cols, key, strict=True)
+        )
+    )
+
+
 class MultiSeriesForecastModel:
     """One fitted `ForecastModel` per series, keyed by the values of `identity_cols` (see
     `series_key`); `dtypes` are those columns' types in the training data (an id 17 is a
@@ -275,6 +294,21 @@ class MultiSeriesForecastModel:
         self.time_col = next(iter(models.values())).time_col
         self.feature_names_in_ = np.asarray([*self.identity_cols, self.time_col], dtype=object)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Loads a model pickled by an older Modelyard as this one: series keyed by their text
+        (str(17) is "17") become keys of the training data's type, which the model recorded
+        (`dtypes`), so typed ids match them as they match a new model's, with no cost per
+        predict. A model older still recorded no types and took text ids only: it keeps its
+        text keys, and its ids are matched as text ("17" only), as it was trained."""
+        state = dict(state)
+        cols = state["identity_cols"]
+        dtypes = state.get("dtypes") or dict.fromkeys(cols, "str")
+        state["dtypes"] = dtypes
+        state["models"] = {_typed_key(k, cols, dtypes): m for k, m in state["models"].items()}
+        skipped = state.get("skipped", {})
+        state["skipped"] = {_typed_key(k, cols, dtypes): why for k, why in skipped.items()}
+        self.__dict__.update(state)
+
     def predict(self, data: pd.DataFrame) -> np.ndarray:
         missing = [c for c in self.identity_cols if c not in data.columns]
         if missing:
@@ -291,7 +325,7 @@ class MultiSeriesForecastModel:
         for key, group in rows.groupby(self.identity_cols, sort=False, dropna=False):
             key = series_key(key)
             model = self.models.get(key)
-            why = getattr(self, "skipped", {}).get(key)  # none in older models
+            why = self.skipped.get(key)
             if model is None and why is not None:
                 raise InvalidArgument(
                     f"series {describe(self.identity_cols, key)} was skipped in training "

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -267,6 +268,48 @@ def test_a_sparse_series_or_one_without_validation_values_is_skipped_with_its_re
         r"store='f': its validation period",
     ):
         _forecast(pd.concat([sparse, gap]), tmp_path / "none", identity_col="store")
+
+
+def _as_saved_before_typed_ids(model: Any, dtypes: bool = True) -> dict[str, Any]:
+    """The pickled state of `model` as Modelyard wrote it before series ids were typed: each
+    key the text of its ids (str(17)), and, older still, no `dtypes` nor `skipped` at all."""
+    state = dict(model.__dict__)
+    state["models"] = {tuple(str(v) for v in k): m for k, m in model.models.items()}
+    state["skipped"] = {tuple(str(v) for v in k): why for k, why in model.skipped.items()}
+    if not dtypes:
+        del state["dtypes"], state["skipped"]
+    return state
+
+
+def test_a_model_saved_with_text_keys_matches_ids_as_it_was_trained(fluent, tmp_path) -> None:
+    """Models saved before ids were typed keyed series by text ("17"): typed ids (17) then
+    matched no series of theirs, and the oldest (no recorded types) failed on any input."""
+    data = _with_short_store(_stores(), "c").assign(
+        store=lambda f: f["store"].map({"a": 17, "b": 23, "c": 5})
+    )
+    result = _forecast(data, tmp_path, identity_col="store")
+    model = modelyard.sklearn.load_model(result.best_trial.model_uri)
+    day = pd.Timestamp("2024-02-20")
+    expected = model.predict(pd.DataFrame({"store": [17, 23], "day": [day, day]}))
+
+    old = object.__new__(type(model))
+    old.__dict__.update(_as_saved_before_typed_ids(model))
+    modelyard.sklearn.save_model(old, tmp_path / "typed_as_text")
+    loaded = modelyard.sklearn.load_model(str(tmp_path / "typed_as_text"))
+    for ids in ([17, 23], [17.0, 23.0], ["17", "23"]):
+        got = loaded.predict(pd.DataFrame({"store": ids, "day": [day, day]}))
+        np.testing.assert_allclose(got, expected)
+    with pytest.raises(InvalidArgument, match=r"store=5 was skipped in training \(3 'D'"):
+        loaded.predict(pd.DataFrame({"store": [5], "day": [day]}))
+
+    oldest = object.__new__(type(model))
+    oldest.__dict__.update(_as_saved_before_typed_ids(model, dtypes=False))
+    modelyard.sklearn.save_model(oldest, tmp_path / "text_only")
+    loaded = modelyard.sklearn.load_model(str(tmp_path / "text_only"))
+    got = loaded.predict(pd.DataFrame({"store": ["17", "23"], "day": [day, day]}))
+    np.testing.assert_allclose(got, expected)
+    with pytest.raises(InvalidArgument, match=r"holds text ids in the training data"):
+        loaded.predict(pd.DataFrame({"store": [17], "day": [day]}))
 
 
 def test_the_generated_script_knows_the_skipped_series(fluent, server, tmp_path) -> None:
