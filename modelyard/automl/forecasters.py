@@ -211,7 +211,36 @@ def series_key(values: Any) -> tuple[Any, ...]:
     (numpy's int64 17 is 17), compared by value, never as text: as text, 1 and "1" were one
     series in training, and 1.0 was no series at predict time."""
     values = values if isinstance(values, tuple) else (values,)
-    return tuple(v.item() if isinstance(v, np.generic) else v for v in values)
+    return tuple(
+        pd.Timestamp(v)
+        if isinstance(v, np.datetime64)
+        else v.item()
+        if isinstance(v, np.generic)
+        else v
+        for v in values
+    )
+
+
+def plain_id(value: Any) -> Any:
+    """An id as JSON takes it (a date/time id as ISO text), for the logged series lists."""
+    return value.isoformat() if isinstance(value, pd.Timestamp) else value
+
+
+def id_literal(value: Any) -> str:
+    """An id, keys of them, or a dict keyed by them, as Python source for the generated script
+    (a date/time id as pd.Timestamp("..."): the repr of a Timestamp names no module)."""
+    if isinstance(value, pd.Timestamp):
+        return f"pd.Timestamp({value.isoformat()!r})"
+    if isinstance(value, tuple):
+        return "(" + "".join(f"{id_literal(v)}, " for v in value) + ")"
+    if isinstance(value, dict):
+        items = ", ".join(f"{id_literal(k)}: {id_literal(v)}" for k, v in value.items())
+        return "{" + items + "}"
+    return repr(value)
+
+
+def is_datetime(dtype: str) -> bool:
+    return dtype.startswith("datetime64")
 
 
 def describe(identity_cols: list[str], key: tuple[Any, ...]) -> str:
@@ -220,19 +249,27 @@ def describe(identity_cols: list[str], key: tuple[Any, ...]) -> str:
 
 
 _TYPE_NAMES = {"bool": "true/false", "int64": "whole-number", "float64": "number", "str": "text"}
+_TYPE_NAMES |= {f"datetime64[{u}]": "date/time" for u in ("s", "ms", "us", "ns")}
 
 
 def as_training_type(column: pd.Series, dtype: str, name: str) -> pd.Series:
     """The ids in `column` as the training data's type `dtype`, matched by value: for an
-    integer id column 17, 17.0 and "17" are all the series 17; text ids take text only (is 1
-    the id "1" or "001"?). InvalidArgument naming the column and the values that do not match."""
+    integer id column 17, 17.0 and "17" are all the series 17; for a date/time id column a
+    Timestamp and its ISO text are the same series; text ids take text only (is 1 the id "1"
+    or "001"?). InvalidArgument naming the column and the values that do not match."""
 
     def each(kind: type | tuple[type, ...]) -> pd.Series:  # only for a column of objects
         return column.map(lambda v: isinstance(v, kind)).astype(bool)
 
     flags = pd.Series(True, index=column.index) if pd.api.types.is_bool_dtype(column) else None
     converted = column
-    if dtype == "bool":
+    if is_datetime(dtype):  # a date: Timestamps and ISO text alike, by value
+        if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+            bad = pd.Series(True, index=column.index)  # 17 is no date (nor 17 ns after 1970)
+        else:
+            converted = timestamps(column, name)
+            bad = converted.isna()
+    elif dtype == "bool":
         bad = column.isna() if flags is not None else ~each((bool, np.bool_))
     elif dtype in ("int64", "float64"):
         if flags is None:

@@ -42,6 +42,9 @@ from modelyard.automl.forecasters import (
     StatsmodelsForecaster,
     describe,
     fill_gaps,
+    id_literal,
+    is_datetime,
+    plain_id,
     season_length,
     series_key,
 )
@@ -311,7 +314,8 @@ def train_and_evaluate(df: pd.DataFrame):
         scores.append(metrics)
         points.append(scored)
         counts = {f"{part}_points": n for part, n in scored.items()}
-        per_series.append({**dict(zip(IDENTITY, key, strict=True)), **counts, **metrics})
+        ids = {c: plain_id(v) for c, v in zip(IDENTITY, key, strict=True)}
+        per_series.append({**ids, **counts, **metrics})
     metrics = over_series(scores, points)
     dtypes = df[IDENTITY].dtypes.to_dict()
     model = MultiSeriesForecastModel(models, IDENTITY, dtypes, SKIPPED) if IDENTITY else models[()]
@@ -387,14 +391,14 @@ def script(
     imports, call = source(spec)
     imports.append(
         "from modelyard.automl.forecasters import ForecastModel, MultiSeriesForecastModel, "
-        "fill_gaps, series_key"
+        "fill_gaps, plain_id, series_key"
     )
     title = f"AutoML trial {origin.trial_number}: {family} forecaster for {target_col}"
     values = codegen.common_values(origin, schema, target_col, title, filename, imports)
     values.update(
         time_literal=repr(time_col),
         identity_literal=repr(identity),
-        skipped_literal=repr(skipped or {}),
+        skipped_literal=id_literal(skipped or {}),
         frequency_literal=repr(frequency),
         season=repr(season),
         forecaster=call,
@@ -444,9 +448,8 @@ class ForecastSearch(search.Search):
             scores.append(found)
             points.append(scored)
             counts = {f"{part}_points": n for part, n in scored.items()}
-            per_series.append(
-                {**dict(zip(self.identity_cols, key, strict=True)), **counts, **found}
-            )
+            named = {c: plain_id(v) for c, v in zip(self.identity_cols, key, strict=True)}
+            per_series.append({**named, **counts, **found})
         out = metrics.over_series(scores, points)
         if self.identity_cols:
             fluent.log_dict({"series": per_series}, PER_SERIES_ARTIFACT)
@@ -594,10 +597,12 @@ def _check_identity(raw: pd.DataFrame, identity: list[str], target_col: str, tim
 
 
 def _identity_dtype(col: pd.Series) -> str:
-    """An identity column's type in the training CSV: numbers and booleans as they are (an id
-    17 stays 17, as the logged model's signature then takes it), anything else as text."""
+    """An identity column's type in the training CSV: numbers, booleans and dates as they are
+    (an id 17 stays 17, as the logged model's signature then takes it), anything else as text."""
     if isinstance(col.dtype, pd.CategoricalDtype):
         col = col.astype(col.cat.categories.dtype)
+    if pd.api.types.is_datetime64_any_dtype(col):  # a date as text matched no Timestamp
+        return "datetime64[ns]"
     if pd.api.types.is_bool_dtype(col):
         return "bool"
     if pd.api.types.is_integer_dtype(col):
@@ -713,7 +718,10 @@ def _prepare(
     dtypes = {c: _identity_dtype(raw[c]) for c in identity}
     frame = pd.DataFrame(
         {
-            **{c: raw[c].astype(dtypes[c]) for c in identity},
+            **{
+                c: dataset.timestamps(raw[c], c) if is_datetime(t) else raw[c].astype(t)
+                for c, t in dtypes.items()
+            },
             time_col: times,
             target_col: dataset.numeric(raw[target_col], target_col),
         }
@@ -750,7 +758,11 @@ def _prepare(
     if not parts:
         _refuse_all_skipped(skipped, frequency, horizon)
     df = pd.concat(parts, ignore_index=True)
-    schema = dataset.Schema({**dtypes, target_col: "float64", dataset.SPLIT_COL: "str"}, [time_col])
+    dates = [c for c, t in dtypes.items() if is_datetime(t)]  # read_csv parses, never casts, them
+    typed = {c: t for c, t in dtypes.items() if c not in dates}
+    schema = dataset.Schema(
+        {**typed, target_col: "float64", dataset.SPLIT_COL: "str"}, [time_col, *dates]
+    )
     csv_path = workdir / "training_data.csv"
     df.to_csv(csv_path, index=False)
     return schema.read(csv_path), schema, csv_path, frequency, notes, skipped
@@ -881,7 +893,15 @@ def run(
         name = Path(str(data)).stem if isinstance(data, str | Path) else "training_data"
         common.log_data(df, csv_path, name, target_col)
         if skipped:
-            listed = {"skipped_series": [dataclasses.asdict(x) for x in skipped]}
+            listed = {
+                "skipped_series": [
+                    {
+                        **dataclasses.asdict(x),
+                        "series": {c: plain_id(v) for c, v in x.series.items()},
+                    }
+                    for x in skipped
+                ]
+            }
             fluent.log_dict(listed, SKIPPED_ARTIFACT)
             fluent.set_tag("modelyard.automl.skipped_series", str(len(skipped)))
         report_uri = common.log_exploration(prof, f"Data exploration: {target_col} (forecasting)")

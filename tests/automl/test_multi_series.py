@@ -312,6 +312,44 @@ def test_a_model_saved_with_text_keys_matches_ids_as_it_was_trained(fluent, tmp_
         loaded.predict(pd.DataFrame({"store": [17], "day": [day]}))
 
 
+def test_date_ids_match_by_value_as_timestamps_or_iso_text(fluent, server, tmp_path) -> None:
+    """A date identity column (a cohort by its launch day) was written as text: predict then
+    refused the Timestamps the data held, and took only the text as the CSV had written it."""
+    launch = {"a": pd.Timestamp("2023-05-01"), "b": pd.Timestamp("2023-06-01")}
+    data = _with_short_store(_stores(), "c").assign(
+        store=lambda f: f["store"].map({**launch, "c": pd.Timestamp("2023-07-01")})
+    )
+    result = _forecast(data, tmp_path, identity_col="store")
+    model = modelyard.sklearn.load_model(result.best_trial.model_uri)
+    day = pd.Timestamp("2024-02-20")
+    typed = model.predict(pd.DataFrame({"store": list(launch.values()), "day": [day, day]}))
+    assert np.isfinite(typed).all() and typed[0] != typed[1]
+    for ids in (["2023-05-01", "2023-06-01"], ["2023-05-01T00:00:00", "2023-06-01T00:00:00"]):
+        got = model.predict(pd.DataFrame({"store": ids, "day": [day, day]}))
+        np.testing.assert_allclose(got, typed)
+    with pytest.raises(InvalidArgument, match=r"store=Timestamp\('2023-07-01 00:00:00'\) was "):
+        model.predict(pd.DataFrame({"store": ["2023-07-01"], "day": [day]}))
+    with pytest.raises(InvalidArgument, match=r"holds date/time ids in the training data"):
+        model.predict(pd.DataFrame({"store": [17], "day": [day]}))
+    pyfunc = modelyard.pyfunc.load_model(result.best_trial.model_uri)
+    np.testing.assert_allclose(
+        pyfunc.predict(pd.DataFrame({"store": list(launch.values()), "day": [day, day]})), typed
+    )
+    c = fluent.client()
+    listed = c.download_artifacts(result.parent_run_id, "data/skipped_series.json")
+    assert json.loads(Path(listed).read_text())["skipped_series"][0]["series"] == {
+        "store": "2023-07-01T00:00:00"
+    }
+
+    env = {**os.environ, "MODELYARD_URI": server.address}
+    script = str(result.best_trial.source_path)
+    ran = subprocess.run([sys.executable, script], capture_output=True, text=True, env=env)
+    assert ran.returncode == 0, ran.stderr
+    again = modelyard.sklearn.load_model(ran.stdout.splitlines()[-1].split()[-1])
+    got = again.predict(pd.DataFrame({"store": ["2023-05-01", "2023-06-01"], "day": [day, day]}))
+    np.testing.assert_allclose(got, typed)
+
+
 def test_the_generated_script_knows_the_skipped_series(fluent, server, tmp_path) -> None:
     """The script's model was built without them: asked for one, it said the series was not
     in the training data, where the model AutoML logged says it was skipped, and why."""
