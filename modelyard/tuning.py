@@ -36,7 +36,8 @@ What lands where:
   run. The first two keep their owner's status. The trial runs are always new runs, never the
   environment's. On the parent: the sampler, pruner and direction as params; `best_value` as
   a metric while the study runs, stepped by the number of complete trials (the latest is the
-  study's best, whatever order trials end in); at the end the study summary
+  study's best, whatever order trials end in), and the tags `best_trial.number`,
+  `best_trial.run_id`, `best_trial.params` as each new best completes; at the end the study summary
   (`n_trials`, `n_complete`, `n_pruned`, `n_failed`, `best_value`, `param_importance.<name>`),
   tags `best_trial.number`, `best_trial.run_id`, `best_trial.params`, and artifacts
   `study/summary.json`, `study/trials.csv`, `study/param_importances.json`.
@@ -523,6 +524,17 @@ def _best_value(study: optuna.Study, complete: list[FrozenTrial], now: int) -> M
     return Metric("best_value", float(study.best_value), now, len(complete))
 
 
+def _best_trial_tags(best: FrozenTrial) -> list[RunTag]:
+    """The parent's tags naming the study's best trial: set as each new best completes (in the
+    batch that logs best_value), so they agree with it while the study runs, after a resumed
+    study's new best, and in a study stopped before its summary; the summary sets them last."""
+    return [
+        RunTag("best_trial.number", str(best.number)),
+        RunTag("best_trial.run_id", str(best.user_attrs.get(TRIAL_RUN_ATTR, ""))),
+        RunTag("best_trial.params", json.dumps(best.params, default=str)[:8000]),
+    ]
+
+
 def _trial_row(t: FrozenTrial) -> dict[str, Any]:
     return {
         "number": t.number,
@@ -556,11 +568,7 @@ def summarize(
         best = study.best_trial
         summary["best_trial"] = _trial_row(best)
         metrics.append(_best_value(study, complete, now))
-        tags += [
-            RunTag("best_trial.number", str(best.number)),
-            RunTag("best_trial.run_id", str(best.user_attrs.get(TRIAL_RUN_ATTR, ""))),
-            RunTag("best_trial.params", json.dumps(best.params, default=str)[:8000]),
-        ]
+        tags += _best_trial_tags(best)
     elif complete:
         summary["best_trials"] = [_trial_row(t) for t in study.best_trials]
     importances = _importances(study, complete) if log_importance else {}
@@ -628,7 +636,9 @@ def optimize(
     def progress(s: optuna.Study, t: FrozenTrial) -> None:
         if single and t.state == TrialState.COMPLETE:
             complete = s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            c.log_batch(rid, metrics=[_best_value(s, complete, _now_ms())])
+            best = s.best_trial
+            tags = _best_trial_tags(best) if best.number == t.number else []
+            c.log_batch(rid, metrics=[_best_value(s, complete, _now_ms())], tags=tags)
 
     failed = True
     try:

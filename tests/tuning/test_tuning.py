@@ -532,3 +532,25 @@ def test_a_bad_direction_is_refused_naming_the_argument(
         tuning.create_study(**kwargs)  # type: ignore[arg-type]
     assert err.value.field == field and message in err.value.message
     assert fluent.search_runs(search_all_experiments=True).empty
+
+
+def test_the_parent_names_the_best_trial_while_the_study_runs(fluent) -> None:
+    """The best trial's tags were set only by the summary at the end: while trials ran (or in
+    a study stopped before its end, or resumed) the parent's best_value named no trial, or an
+    earlier session's."""
+    c = fluent.client()
+    seen: list[tuple[str | None, str | None]] = []
+    study = tuning.create_study(direction="minimize", experiment_name="tuning-best-tags")
+    parent_id = study.user_attrs[tuning.PARENT_RUN_ATTR]
+
+    def objective(trial: optuna.Trial) -> float:
+        tags = c.get_run(parent_id).data.tags
+        seen.append((tags.get("best_trial.number"), tags.get("best_trial.run_id")))
+        return trial.suggest_float("x", 0.0, 10.0)
+
+    for x in (5.0, 3.0, 4.0, 1.0):
+        study.enqueue_trial({"x": x})
+    result = tuning.optimize(study, objective, n_trials=4)
+    runs = result.trial_run_ids
+    assert seen == [(None, None), ("0", runs[0]), ("1", runs[1]), ("1", runs[1])]
+    assert c.get_run(parent_id).data.tags["best_trial.run_id"] == runs[3]
