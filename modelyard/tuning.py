@@ -223,8 +223,10 @@ def create_study(
     study's parent; otherwise a parent run is created
     (in `experiment_name`, or the active experiment) and `optimize` manages its status. Call this
     once per study, before starting workers: the workers find the parent through the study.
-    A study of that name already in `storage` is loaded (`load_if_exists`); one stored with
-    other directions than `direction` / `directions` is refused (InvalidArgument).
+    A study of that name already in `storage` is loaded (`load_if_exists`) and goes on under
+    its recorded parent run; one stored with other directions than `direction` / `directions`,
+    or whose parent is in another experiment than `experiment_name` / `experiment_id`, is
+    refused (InvalidArgument).
     """
     _check_direction_names(direction, directions)
     study = optuna.create_study(
@@ -237,6 +239,7 @@ def create_study(
         load_if_exists=load_if_exists,
     )
     _check_directions(study, direction, directions)
+    _check_experiment(study, experiment_name, experiment_id)
     if PARENT_RUN_ATTR not in study.user_attrs:
         ambient = None if experiment_name or experiment_id else _ambient_run()
         if ambient is not None:
@@ -281,6 +284,32 @@ def _check_directions(
             f"{field_name}: study {study.study_name!r} already exists in the storage with "
             f"directions {stored}, not {[d.name.lower() for d in wanted]}; pass its directions, "
             "or another study_name for a new study",
+            field=field_name,
+        )
+
+
+def _check_experiment(
+    study: optuna.Study, experiment_name: str | None, experiment_id: str | None
+) -> None:
+    """Refuse a loaded study whose parent run is in another experiment than the one asked
+    for: resumed, its trials go on under that parent, so they would land, without a word,
+    in an experiment the caller did not name."""
+    recorded = study.user_attrs.get(EXPERIMENT_ATTR)
+    if recorded is None or not (experiment_name or experiment_id):
+        return
+    if experiment_id:
+        field_name, asked = "experiment_id", str(experiment_id)
+        matches = asked == recorded
+    else:
+        field_name, asked = "experiment_name", str(experiment_name)
+        found = fluent.client().get_experiment_by_name(asked)
+        matches = found is not None and found.experiment_id == recorded
+    if not matches:
+        raise InvalidArgument(
+            f"{field_name}: study {study.study_name!r} already exists in the storage, its "
+            f"trials logged under run {study.user_attrs.get(PARENT_RUN_ATTR)} in experiment "
+            f"{recorded}, not {asked!r}; resume it without {field_name} (or with that "
+            "experiment), or pass another study_name for a new study",
             field=field_name,
         )
 

@@ -554,3 +554,29 @@ def test_the_parent_names_the_best_trial_while_the_study_runs(fluent) -> None:
     runs = result.trial_run_ids
     assert seen == [(None, None), ("0", runs[0]), ("1", runs[1]), ("1", runs[1])]
     assert c.get_run(parent_id).data.tags["best_trial.run_id"] == runs[3]
+
+
+def test_resuming_a_study_by_name_in_another_experiment_is_refused(fluent, tmp_path: Path) -> None:
+    """Resumed by name, a study goes on under its recorded parent run: an experiment_name or
+    experiment_id naming another experiment was ignored, and the trials landed elsewhere."""
+    c = fluent.client()
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = tuning.create_study(study_name="s", storage=url, experiment_name="first")
+    parent_id = study.user_attrs[tuning.PARENT_RUN_ATTR]
+    first = c.get_experiment_by_name("first").experiment_id
+    other = c.create_experiment("other")
+
+    again = tuning.create_study(study_name="s", storage=url, experiment_name="first")
+    assert again.user_attrs[tuning.PARENT_RUN_ATTR] == parent_id
+    assert tuning.create_study(study_name="s", storage=url, experiment_id=first)
+    for kwargs, field in (
+        ({"experiment_name": "second"}, "experiment_name"),
+        ({"experiment_name": "other"}, "experiment_name"),
+        ({"experiment_id": other}, "experiment_id"),
+    ):
+        with pytest.raises(InvalidArgument, match=rf"{field}: study 's' already exists") as err:
+            tuning.create_study(study_name="s", storage=url, **kwargs)
+        assert err.value.field == field and parent_id in str(err.value)
+    assert c.get_experiment_by_name("second") is None
+    runs = fluent.search_runs(search_all_experiments=True, output_format="list")
+    assert [r.info.run_id for r in runs] == [parent_id]
