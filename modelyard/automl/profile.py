@@ -192,6 +192,28 @@ def _target_summary(y: pd.Series, problem_type: str) -> dict[str, Any]:
     }
 
 
+def _far_outliers(y: pd.Series, name: str) -> str | None:
+    """Why a regression target's far-out values (beyond Tukey's far fences, 3 x IQR past the
+    quartiles) matter: squared errors make them most of rmse and r2, so every trial looked
+    bad, and the best was the one fitting them, without a word on why."""
+    numbers = pd.to_numeric(y, errors="coerce").dropna().astype(float)
+    q1, q3 = numbers.quantile([0.25, 0.75])
+    iqr = q3 - q1
+    if len(numbers) < 20 or not iqr > 0:
+        return None
+    lo, hi = q1 - 3 * iqr, q3 + 3 * iqr
+    far = numbers[(numbers < lo) | (numbers > hi)]
+    if far.empty:
+        return None
+    shown = ", ".join(f"{v:.4g}" for v in far.drop_duplicates().head(3))
+    return (
+        f"{len(far)} of {len(numbers)} {name} values lie far outside the rest (beyond "
+        f"{lo:.4g} .. {hi:.4g}, 3 x IQR past the quartiles), e.g. {shown}: rmse and r2 square "
+        "the errors, so these rows dominate them. Check they are real values (not a unit or "
+        "entry error), or rank trials by mae (primary_metric='mae', --metric mae)"
+    )
+
+
 def _numeric_target(y: pd.Series, problem_type: str) -> pd.Series | None:
     if problem_type != "classification":
         return pd.to_numeric(y, errors="coerce").astype(float)
@@ -287,6 +309,9 @@ def profile(
                 "are searched",
             )
         )
+    far = _far_outliers(df[target_col], target_col) if problem_type == "regression" else None
+    if far:
+        notes.append(Finding("outliers", target_col, far))
     numeric = [c for c, k in types.items() if k == NUMERIC and c != time_col]
     ny = _numeric_target(y, problem_type)
     target_corr: dict[str, float] = {}

@@ -74,3 +74,21 @@ def test_imbalanced_classes_search_class_weights() -> None:
     assert "knn" not in {
         f.name for f in families.available(families.Context("classification", n_rows=50_000))
     }  # kernel and neighbour models only on small data
+
+
+def test_far_outlying_regression_targets_are_warned_about() -> None:
+    """A few target values far outside the rest made rmse and r2 all about them, without a
+    word: every trial scored badly, and the report did not say why."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=200)
+    df = pd.DataFrame({"x": x, "price": 3 * x + rng.normal(0, 0.3, 200)})
+    types = profile.detect_types(df.drop(columns=["price"]))
+    clean = profile.profile(df, "price", "regression", types)
+    assert not [w for w in clean.warnings if w.kind == "outliers"]
+    df.loc[:4, "price"] = 1e6
+    found = profile.profile(df, "price", "regression", types)
+    [far] = [w for w in found.warnings if w.kind == "outliers"]
+    assert far.column == "price"
+    assert far.message.startswith("5 of 200 price values lie far outside the rest")
+    assert "e.g. 1e+06" in far.message and "--metric mae" in far.message
+    assert "5 of 200 price values" in report.render(found)
