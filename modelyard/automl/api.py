@@ -16,6 +16,7 @@ generated script; the best trial's run also gets the model and its permutation i
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
@@ -207,13 +208,13 @@ def _majority_pos_label(label: Any, counts: pd.Series, primary: str) -> str:
     rare = counts.idxmin()
     share = counts[label] / counts.sum()
     scored = (
-        f"the primary metric {primary} and " if primary in ("f1", "precision", "recall") else ""
+        f" ({primary} is the primary metric)" if primary in ("f1", "precision", "recall") else ""
     )
     return (
         f"pos_label defaults to {label!r} (the last label), the common class ({share:.0%} of "
-        f"rows): {scored}f1, precision and recall score finding {label!r}, and look good even "
-        f"for a model that never predicts {rare!r}; pass pos_label={rare!r} to score the rare "
-        "class"
+        f"rows): f1, precision and recall{scored} score finding {label!r}, and look good even "
+        f"for a model that never predicts {rare!r}; pass pos_label={rare!r} (on the command "
+        f"line --pos-label {shlex.quote(str(rare))}) to score the rare class"
     )
 
 

@@ -413,8 +413,10 @@ def test_a_default_pos_label_that_is_the_common_class_is_warned_of(fluent, tmp_p
     data = _rare_first()
     result = modelyard.automl.classify(data, "y", max_trials=1, output_dir=tmp_path / "a")
     (note,) = [w for w in result.warnings if w.startswith("pos_label defaults to 'ok'")]
-    assert "the primary metric f1 and f1, precision and recall score finding 'ok'" in note
-    assert note.endswith("pass pos_label='fraud' to score the rare class")
+    assert "f1, precision and recall (f1 is the primary metric) score finding 'ok'" in note
+    assert note.endswith(
+        "pass pos_label='fraud' (on the command line --pos-label fraud) to score the rare class"
+    )
     chosen = modelyard.automl.classify(
         data, "y", pos_label="fraud", max_trials=1, output_dir=tmp_path / "b"
     )
