@@ -671,18 +671,26 @@ def _grid(
         )
     df = pd.DataFrame({time_col: series.index, target_col: series.to_numpy()})
     df[dataset.SPLIT_COL] = dataset.time_split(df[time_col], horizon).to_numpy()
+    held = f"{horizon} {frequency!r} periods"
+    spans = {"val": f"the {held} before its last {horizon}", "test": f"its last {held}"}
     for part, what in (("val", "validation"), ("test", "test")):
         if df.loc[df[dataset.SPLIT_COL] == part, target_col].isna().all():
             raise _Unfit(
                 f"{of}the {what} period (the {horizon} {frequency!r} periods held out for it) "
                 "has no value to score on: pass a longer horizon, or data without that gap",
                 "horizon",
-                f"its {what} period (its last {horizon} {frequency!r} periods held out for it) "
-                "has no value to score on",
+                f"its {what} period ({spans[part]}, from {_first(df, part, time_col)}) has no "
+                "value to score on",
                 points,
                 minimum,
             )
     return df, notes
+
+
+def _first(df: pd.DataFrame, part: str, time_col: str) -> str:
+    """The first period of a split, as a date where the grid is daily or coarser."""
+    first = pd.Timestamp(df.loc[df[dataset.SPLIT_COL] == part, time_col].min())
+    return first.isoformat() if first != first.normalize() else first.date().isoformat()
 
 
 def _prepare(

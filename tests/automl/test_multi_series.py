@@ -249,8 +249,8 @@ def test_a_sparse_series_or_one_without_validation_values_is_skipped_with_its_re
             "series": {"store": "f"},
             "points": 45,
             "minimum": 20,
-            "reason": "its validation period (its last 5 'D' periods held out for it) has no "
-            "value to score on",
+            "reason": "its validation period (the 5 'D' periods before its last 5, from "
+            "2024-02-05) has no value to score on",
         },
     ]
     assert [dataclasses.asdict(s) for s in result.skipped_series] == expected
