@@ -53,6 +53,17 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.pop(variable, None)
 
 
+@pytest.fixture(autouse=True)
+def _no_active_experiment_left() -> Iterator[None]:
+    """The fluent API's active experiment is process-wide, as MLflow's: one a test set (the UI
+    pages do) was still active in the next test on that worker, whose runs then went to an
+    experiment id of a server no longer there ("experiment '1' does not exist")."""
+    yield
+    from modelyard import fluent
+
+    fluent._experiment_id = None
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _temporary_files_under_pytest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """What the code under test leaves in the system's temporary directory on purpose, as MLflow
