@@ -29,7 +29,7 @@ class RegistryAuthorizer:
             )
             if lvl is not None
         ]
-        return Access(f"{RESOURCE}/{key}", True, max(levels) if levels else None)
+        return Access(f"{RESOURCE}/{key}", True, max(levels) if levels else None, model_id)
 
     def readable(self, identity: Identity) -> Visibility | None:
         """The models the caller may read; None when it may read them all."""

@@ -46,6 +46,7 @@ from modelyard.services.common import identity
 from modelyard.services.common import validation as v
 from modelyard.services.common.artifacts import ArtifactStore, PresignedUrl, clean_path
 from modelyard.services.common.auth.grants import Visibility
+from modelyard.services.common.auth.interceptor import authorized_id
 from modelyard.services.common.filters import parse_filter, parse_order_by
 from modelyard.services.common.identity import caller
 from modelyard.services.common.logging import get_logger
@@ -200,19 +201,21 @@ class RegistryService:
     def rename_registered_model(self, name: str, new_name: str) -> RegisteredModel:
         model_name("name", name)
         model_name("new_name", new_name)
-        model = self.store.rename_registered_model(name, new_name, caller())
+        model = self.store.rename_registered_model(name, new_name, caller(), authorized_id())
         self._changed()
         return model
 
     def update_registered_model(self, name: str, description: str) -> RegisteredModel:
         model_name("name", name)
         v.max_length("description", description, MAX_DESCRIPTION)
-        model = self.store.update_registered_model(name, description, caller())
+        model = self.store.update_registered_model(name, description, caller(), authorized_id())
         self._changed()
         return model
 
     def delete_registered_model(self, name: str) -> None:
-        model_id, locations = self.store.delete_registered_model(model_name("name", name), caller())
+        model_id, locations = self.store.delete_registered_model(
+            model_name("name", name), caller(), authorized_id()
+        )
         self.authorizer.grants.delete_all(model_id)
         self._changed()
         for location in locations:
@@ -237,13 +240,13 @@ class RegistryService:
     def set_registered_model_tag(self, name: str, key: str, value: str) -> None:
         model_name("name", name)
         _tags("tag", {key: value})
-        self.store.set_registered_model_tag(name, key, value, caller())
+        self.store.set_registered_model_tag(name, key, value, caller(), authorized_id())
         self._changed()
 
     def delete_registered_model_tag(self, name: str, key: str) -> None:
         model_name("name", name)
         v.key("key", key, existing=True)
-        self.store.delete_registered_model_tag(name, key, caller())
+        self.store.delete_registered_model_tag(name, key, caller(), authorized_id())
         self._changed()
 
     def set_permission(self, name: str, principal: str, level: PermissionLevel | None) -> None:
@@ -270,7 +273,8 @@ class RegistryService:
         return self.authorizer.grants.list(self._model_id(name))
 
     def _model_id(self, name: str) -> str:
-        model_id = self.store.model_id_of(model_name("name", name))
+        """The model a grant change applies to: the one the call was authorized on, if any."""
+        model_id = authorized_id() or self.store.model_id_of(model_name("name", name))
         if model_id is None:
             self.store.get_registered_model(name)  # raises the standard NotFound
         assert model_id is not None
@@ -328,6 +332,7 @@ class RegistryService:
             _tags("tags", tags or {}),
             caller(),
             lambda: self._may_add(name),
+            authorized_id(),
         )
         if pending.model_created:
             self._own(pending.model_id)
@@ -502,14 +507,16 @@ class RegistryService:
         model_name("name", name)
         version_number("version", version)
         v.max_length("description", description, MAX_DESCRIPTION)
-        updated = self.store.update_model_version(name, version, description, caller())
+        updated = self.store.update_model_version(
+            name, version, description, caller(), authorized_id()
+        )
         self._changed()
         return updated
 
     def delete_model_version(self, name: str, version: int) -> None:
         model_name("name", name)
         location = self.store.delete_model_version(
-            name, version_number("version", version), caller()
+            name, version_number("version", version), caller(), authorized_id()
         )
         self._changed()
         self._delete_files(location)
@@ -537,14 +544,14 @@ class RegistryService:
         model_name("name", name)
         version_number("version", version)
         _tags("tag", {key: value})
-        self.store.set_model_version_tag(name, version, key, value, caller())
+        self.store.set_model_version_tag(name, version, key, value, caller(), authorized_id())
         self._changed()
 
     def delete_model_version_tag(self, name: str, version: int, key: str) -> None:
         model_name("name", name)
         version_number("version", version)
         v.key("key", key, existing=True)
-        self.store.delete_model_version_tag(name, version, key, caller())
+        self.store.delete_model_version_tag(name, version, key, caller(), authorized_id())
         self._changed()
 
     def transition_stage(
@@ -561,7 +568,13 @@ class RegistryService:
                 field="archive_existing_versions",
             )
         moved = self.store.transition_stage(
-            name, version, stage, archive_existing, caller(), lambda: self._may_manage(name)
+            name,
+            version,
+            stage,
+            archive_existing,
+            caller(),
+            lambda: self._may_manage(name),
+            authorized_id(),
         )
         self._changed()
         return moved
@@ -611,13 +624,15 @@ class RegistryService:
     def set_alias(self, name: str, alias: str, version: int) -> None:
         model_name("name", name)
         alias_name("alias", alias)
-        self.store.set_alias(name, alias, version_number("version", version), caller())
+        self.store.set_alias(
+            name, alias, version_number("version", version), caller(), authorized_id()
+        )
         self._changed()
 
     def delete_alias(self, name: str, alias: str) -> None:
         model_name("name", name)
         alias_name("alias", alias)
-        self.store.delete_alias(name, alias, caller())
+        self.store.delete_alias(name, alias, caller(), authorized_id())
         self._changed()
 
     def get_version_by_alias(self, name: str, alias: str) -> ModelVersion:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -45,6 +46,18 @@ class Access:
     resource: str
     exists: bool
     level: Level | None = None
+    # The resource's immutable id, when its key (a name) may come to name another one.
+    resource_id: str | None = None
+
+
+_authorized: ContextVar[str | None] = ContextVar("modelyard_authorized_id", default=None)
+
+
+def authorized_id() -> str | None:
+    """The id of the resource this call was authorized on (None when the check found none, or
+    made none: admins, auth off). A write addressed by name applies to that resource or fails:
+    the name may have been given to another resource after the check."""
+    return _authorized.get()
 
 
 class Authorizer(Protocol):
@@ -94,11 +107,18 @@ class Authenticator:
 
 def check(rule: Rule, identity: Identity, request: Any, authorizer: Authorizer | None) -> str:
     """Raise PermissionDenied unless `identity` may make the call; returns the resource name."""
+    return authorize(rule, identity, request, authorizer)[0]
+
+
+def authorize(
+    rule: Rule, identity: Identity, request: Any, authorizer: Authorizer | None
+) -> tuple[str, str | None]:
+    """As `check`, and the id of the resource the decision was made on (see `authorized_id`)."""
     if rule.kind == "resource":
         assert rule.resource is not None
         resource_type, key = rule.resource(request)
         if identity.unrestricted or authorizer is None:
-            return f"{resource_type}/{key}"
+            return f"{resource_type}/{key}", None
         # A key with NUL names nothing (no service stores one), and PostgreSQL fails any query
         # that holds one: looked up, it made callers other than admins an INTERNAL error where
         # admins got the service's refusal naming the field.
@@ -115,7 +135,7 @@ def check(rule: Rule, identity: Identity, request: Any, authorizer: Authorizer |
                     resource_type=resource_type,
                     resource_name=key,
                 )
-            return access.resource  # the service answers NOT_FOUND (or creates it)
+            return access.resource, None  # the service answers NOT_FOUND (or creates it)
         needed = rule.needed(request)
         if access.level is None or access.level < needed:
             have = access.level.name if access.level else "no access"
@@ -126,21 +146,21 @@ def check(rule: Rule, identity: Identity, request: Any, authorizer: Authorizer |
                 resource_type=kind,
                 resource_name=name,
             )
-        return access.resource
+        return access.resource, access.resource_id
     if rule.kind == "service":
         # Admins too are refused: the audit log holds them to account, so they must not be able
         # to write events into it.
         if identity.roles & SERVICE_ROLES or not identity.enforced:
-            return ""
+            return "", None
         raise PermissionDenied(
             f"{identity.name} may not do this: only the services' own identities (svc-<service> "
             "principals) may, not even admins; admins read principals, tokens and the audit log "
             "with `modelyard users list`, `modelyard tokens list` and `modelyard audit`"
         )
     if identity.unrestricted or rule.kind in ("filtered", "authenticated"):
-        return ""
+        return "", None
     if rule.kind == "create" and identity.roles & CREATOR_ROLES:
-        return ""
+        return "", None
     needs = {"create": "the editor or admin role", "admin": "the admin role"}[rule.kind]
     raise PermissionDenied(f"{identity.name} may not do this: it needs {needs}")
 
@@ -249,13 +269,17 @@ class AuthInterceptor(_WrappingInterceptor):
             seen: list[Any] = [] if handler.request_streaming else [request]
             exc_seen: BaseException | None = None
             token = None
+            # Set on every call: the thread serving it served others before.
+            checked_id = _authorized.set(None)
             try:
                 identity = who(context)
                 if handler.request_streaming:
                     request = checked_stream(request, identity, box, seen)
                 else:
                     assert rule is not None
-                    box.append(check(rule, identity, request, authorizer))
+                    resource, resource_id = authorize(rule, identity, request, authorizer)
+                    box.append(resource)
+                    _authorized.set(resource_id)
                 token = set_current(identity)
                 return behavior(request, context)
             except BaseException as exc:
@@ -264,6 +288,7 @@ class AuthInterceptor(_WrappingInterceptor):
             finally:
                 if token is not None:
                     reset_current(token)
+                _authorized.reset(checked_id)
                 audit(identity, box[0] if box else "", seen[0] if seen else None, context, exc_seen)
 
         if not handler.response_streaming:
@@ -272,11 +297,13 @@ class AuthInterceptor(_WrappingInterceptor):
         def streamed(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             identity = who(context)
             assert rule is not None
-            check(rule, identity, request, authorizer)
+            _, resource_id = authorize(rule, identity, request, authorizer)
+            checked_id = _authorized.set(resource_id)
             token = set_current(identity)
             try:
                 yield from behavior(request, context)
             finally:
                 reset_current(token)
+                _authorized.reset(checked_id)
 
         return streamed

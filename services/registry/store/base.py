@@ -3,6 +3,10 @@
 Every mutating method records its model event in the same transaction, so the history and the
 change feed never miss or invent a change. Names identify models at the interface; inside, models
 have immutable ids (`PendingVersion.model_id`) so a rename during registration is harmless.
+
+A write's `model_id`, when given, is the id of the model the call was authorized on: the write
+applies to that model only, and fails (Aborted) when `name` has come to name another one, or
+NotFound when it names none (renamed or deleted after the check).
 """
 
 from __future__ import annotations
@@ -52,15 +56,19 @@ class RegistryStore(abc.ABC):
     def get_registered_model(self, name: str) -> RegisteredModel: ...
 
     @abc.abstractmethod
-    def rename_registered_model(self, name: str, new_name: str, user: str) -> RegisteredModel: ...
-
-    @abc.abstractmethod
-    def update_registered_model(
-        self, name: str, description: str, user: str
+    def rename_registered_model(
+        self, name: str, new_name: str, user: str, model_id: str | None = None
     ) -> RegisteredModel: ...
 
     @abc.abstractmethod
-    def delete_registered_model(self, name: str, user: str) -> tuple[str, list[str]]:
+    def update_registered_model(
+        self, name: str, description: str, user: str, model_id: str | None = None
+    ) -> RegisteredModel: ...
+
+    @abc.abstractmethod
+    def delete_registered_model(
+        self, name: str, user: str, model_id: str | None = None
+    ) -> tuple[str, list[str]]:
         """Delete the model and its versions: the id it had (its grants go with it) and its
         versions' storage locations to clean up."""
 
@@ -80,10 +88,14 @@ class RegistryStore(abc.ABC):
         """`readable`, when given, limits the search to the models it grants (access control)."""
 
     @abc.abstractmethod
-    def set_registered_model_tag(self, name: str, key: str, value: str, user: str) -> None: ...
+    def set_registered_model_tag(
+        self, name: str, key: str, value: str, user: str, model_id: str | None = None
+    ) -> None: ...
 
     @abc.abstractmethod
-    def delete_registered_model_tag(self, name: str, key: str, user: str) -> None: ...
+    def delete_registered_model_tag(
+        self, name: str, key: str, user: str, model_id: str | None = None
+    ) -> None: ...
 
     # -- versions ------------------------------------------------------------------------------
 
@@ -97,6 +109,7 @@ class RegistryStore(abc.ABC):
         tags: dict[str, str],
         user: str,
         adding: Callable[[], None] = lambda: None,
+        model_id: str | None = None,
     ) -> tuple[ModelVersion, PendingVersion]:
         """Allocate the next version number (creating the model if needed), status PENDING.
         `adding` is called, with the model's row locked, when the model exists already; it
@@ -108,11 +121,18 @@ class RegistryStore(abc.ABC):
 
     @abc.abstractmethod
     def update_model_version(
-        self, name: str, version: int, description: str, user: str
+        self,
+        name: str,
+        version: int,
+        description: str,
+        user: str,
+        model_id: str | None = None,
     ) -> ModelVersion: ...
 
     @abc.abstractmethod
-    def delete_model_version(self, name: str, version: int, user: str) -> str:
+    def delete_model_version(
+        self, name: str, version: int, user: str, model_id: str | None = None
+    ) -> str:
         """Delete the version (and aliases pointing at it); returns its storage location."""
 
     @abc.abstractmethod
@@ -134,11 +154,19 @@ class RegistryStore(abc.ABC):
 
     @abc.abstractmethod
     def set_model_version_tag(
-        self, name: str, version: int, key: str, value: str, user: str
+        self,
+        name: str,
+        version: int,
+        key: str,
+        value: str,
+        user: str,
+        model_id: str | None = None,
     ) -> None: ...
 
     @abc.abstractmethod
-    def delete_model_version_tag(self, name: str, version: int, key: str, user: str) -> None: ...
+    def delete_model_version_tag(
+        self, name: str, version: int, key: str, user: str, model_id: str | None = None
+    ) -> None: ...
 
     @abc.abstractmethod
     def transition_stage(
@@ -149,6 +177,7 @@ class RegistryStore(abc.ABC):
         archive_existing: bool,
         user: str,
         leaving_production: Callable[[], None] = lambda: None,
+        model_id: str | None = None,
     ) -> ModelVersion:
         """`leaving_production` is called, with the version's row locked, when the move takes
         it out of Production; it raises to refuse (the caller's right to do that is decided on
@@ -157,10 +186,14 @@ class RegistryStore(abc.ABC):
     # -- aliases -------------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def set_alias(self, name: str, alias: str, version: int, user: str) -> None: ...
+    def set_alias(
+        self, name: str, alias: str, version: int, user: str, model_id: str | None = None
+    ) -> None: ...
 
     @abc.abstractmethod
-    def delete_alias(self, name: str, alias: str, user: str) -> None: ...
+    def delete_alias(
+        self, name: str, alias: str, user: str, model_id: str | None = None
+    ) -> None: ...
 
     @abc.abstractmethod
     def get_version_by_alias(self, name: str, alias: str) -> ModelVersion: ...

@@ -28,7 +28,13 @@ from modelyard.entities.registry import (
     RegisteredModel,
     Stage,
 )
-from modelyard.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from modelyard.errors import (
+    Aborted,
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 from modelyard.services.common.auth.grants import Visibility
 from modelyard.services.common.db import Database
 from modelyard.services.common.filters import Comparison, OrderKey
@@ -109,10 +115,21 @@ class SqlRegistryStore(RegistryStore):
         stmt = select(registered_models).where(registered_models.c.name == name)
         return conn.execute(stmt.with_for_update() if lock else stmt).first()
 
-    def _model(self, conn: Connection, name: str, *, lock: bool = False) -> Row:
+    def _model(
+        self, conn: Connection, name: str, *, lock: bool = False, model_id: str | None = None
+    ) -> Row:
+        """`model_id`: the model the call was authorized on, which `name` must still name."""
         row = self._find_model(conn, name, lock=lock)
         if row is None:
             raise _model_not_found(name)
+        if model_id is not None and row.model_id != model_id:
+            raise Aborted(
+                f"registered model {name!r} is another model than when this call was authorized "
+                "(it was renamed or deleted, and the name given to another), so nothing was "
+                "changed; look the model up again and retry",
+                resource_type="registered_model",
+                resource_name=name,
+            )
         return row
 
     def _find_alias(self, conn: Connection, model: Row, alias: str) -> int | None:
@@ -134,10 +151,16 @@ class SqlRegistryStore(RegistryStore):
         return version
 
     def _version(
-        self, conn: Connection, name: str, version: int, *, lock: bool = False
+        self,
+        conn: Connection,
+        name: str,
+        version: int,
+        *,
+        lock: bool = False,
+        model_id: str | None = None,
     ) -> tuple[Row, Row]:
-        """The model and its version row; `lock` locks the model's row (see `_model`)."""
-        model = self._model(conn, name, lock=lock)
+        """The model and its version row; `lock` and `model_id` as in `_model`."""
+        model = self._model(conn, name, lock=lock, model_id=model_id)
         row = conn.execute(
             select(model_versions).where(
                 model_versions.c.model_id == model.model_id, model_versions.c.version == version
@@ -346,10 +369,12 @@ class SqlRegistryStore(RegistryStore):
         with self.db.read() as conn:
             return self._registered_models(conn, [self._model(conn, name)])[0]
 
-    def rename_registered_model(self, name: str, new_name: str, user: str) -> RegisteredModel:
+    def rename_registered_model(
+        self, name: str, new_name: str, user: str, model_id: str | None = None
+    ) -> RegisteredModel:
         try:
             with self._write() as conn:
-                model = self._model(conn, name, lock=True)
+                model = self._model(conn, name, lock=True, model_id=model_id)
                 conn.execute(
                     update(registered_models)
                     .where(registered_models.c.model_id == model.model_id)
@@ -364,9 +389,11 @@ class SqlRegistryStore(RegistryStore):
                 resource_name=new_name,
             ) from None
 
-    def update_registered_model(self, name: str, description: str, user: str) -> RegisteredModel:
+    def update_registered_model(
+        self, name: str, description: str, user: str, model_id: str | None = None
+    ) -> RegisteredModel:
         with self._write() as conn:
-            model = self._model(conn, name, lock=True)
+            model = self._model(conn, name, lock=True, model_id=model_id)
             conn.execute(
                 update(registered_models)
                 .where(registered_models.c.model_id == model.model_id)
@@ -375,9 +402,11 @@ class SqlRegistryStore(RegistryStore):
             self._event(conn, model, "MODEL_UPDATED", user, description=description)
             return self._written_model(conn, model.model_id)
 
-    def delete_registered_model(self, name: str, user: str) -> tuple[str, list[str]]:
+    def delete_registered_model(
+        self, name: str, user: str, model_id: str | None = None
+    ) -> tuple[str, list[str]]:
         with self._write() as conn:
-            model = self._model(conn, name, lock=True)
+            model = self._model(conn, name, lock=True, model_id=model_id)
             locations = list(
                 conn.execute(
                     select(model_versions.c.storage_location).where(
@@ -443,18 +472,22 @@ class SqlRegistryStore(RegistryStore):
             rows, token = _page(conn, stmt, terms, query, page_token, max_results)
             return PagedList(self._registered_models(conn, rows), token)
 
-    def set_registered_model_tag(self, name: str, key: str, value: str, user: str) -> None:
+    def set_registered_model_tag(
+        self, name: str, key: str, value: str, user: str, model_id: str | None = None
+    ) -> None:
         with self._write() as conn:
-            model = self._model(conn, name, lock=True)
+            model = self._model(conn, name, lock=True, model_id=model_id)
             self._upsert_tag(
                 conn, registered_model_tags, {"model_id": model.model_id, "key": key}, value
             )
             self._touch(conn, model.model_id)
             self._event(conn, model, "MODEL_TAG_SET", user, key=key, value=value)
 
-    def delete_registered_model_tag(self, name: str, key: str, user: str) -> None:
+    def delete_registered_model_tag(
+        self, name: str, key: str, user: str, model_id: str | None = None
+    ) -> None:
         with self._write() as conn:
-            model = self._model(conn, name, lock=True)
+            model = self._model(conn, name, lock=True, model_id=model_id)
             deleted = conn.execute(
                 delete(registered_model_tags).where(
                     registered_model_tags.c.model_id == model.model_id,
@@ -481,11 +514,12 @@ class SqlRegistryStore(RegistryStore):
         tags: dict[str, str],
         user: str,
         adding: Callable[[], None] = lambda: None,
+        model_id: str | None = None,
     ) -> tuple[ModelVersion, PendingVersion]:
         for attempt in range(3):
             try:
                 return self._create_model_version(
-                    name, source, run_id, description, tags, user, adding
+                    name, source, run_id, description, tags, user, adding, model_id
                 )
             except IntegrityError:
                 # Two callers created the same new model at once; the loser retries and finds it.
@@ -502,13 +536,18 @@ class SqlRegistryStore(RegistryStore):
         tags: dict[str, str],
         user: str,
         adding: Callable[[], None],
+        model_id: str | None,
     ) -> tuple[ModelVersion, PendingVersion]:
         with self._write() as conn:
             # Concurrent registrations queue at the model's row lock. A delete or rename of the
             # model holding it leaves no model of that name once it commits: the version then
             # starts a new one, as it would have after them (the model was looked up by name, and
             # its counter bumped by name, so that case used to fail with NoResultFound).
-            found = self._find_model(conn, name, lock=True)
+            found = (
+                self._model(conn, name, lock=True, model_id=model_id)
+                if model_id is not None
+                else self._find_model(conn, name, lock=True)
+            )
             # One time for every row written, read once the lock is held: a model created by
             # this version was stamped later than its own last update, and versions that waited
             # at the lock were stamped before the version ahead of them.
@@ -579,10 +618,15 @@ class SqlRegistryStore(RegistryStore):
             return self._load_version(conn, model.model_id, version)
 
     def update_model_version(
-        self, name: str, version: int, description: str, user: str
+        self,
+        name: str,
+        version: int,
+        description: str,
+        user: str,
+        model_id: str | None = None,
     ) -> ModelVersion:
         with self._write() as conn:
-            model, _ = self._version(conn, name, version, lock=True)
+            model, _ = self._version(conn, name, version, lock=True, model_id=model_id)
             conn.execute(
                 update(model_versions)
                 .where(
@@ -596,9 +640,11 @@ class SqlRegistryStore(RegistryStore):
             )
             return self._load_version(conn, model.model_id, version)
 
-    def delete_model_version(self, name: str, version: int, user: str) -> str:
+    def delete_model_version(
+        self, name: str, version: int, user: str, model_id: str | None = None
+    ) -> str:
         with self._write() as conn:
-            model, row = self._version(conn, name, version, lock=True)
+            model, row = self._version(conn, name, version, lock=True, model_id=model_id)
             removed_aliases = list(
                 conn.execute(
                     select(model_aliases.c.alias).where(
@@ -703,10 +749,16 @@ class SqlRegistryStore(RegistryStore):
         return [v for v in model.latest_versions if not wanted or v.current_stage in wanted]
 
     def set_model_version_tag(
-        self, name: str, version: int, key: str, value: str, user: str
+        self,
+        name: str,
+        version: int,
+        key: str,
+        value: str,
+        user: str,
+        model_id: str | None = None,
     ) -> None:
         with self._write() as conn:
-            model, _ = self._version(conn, name, version, lock=True)
+            model, _ = self._version(conn, name, version, lock=True, model_id=model_id)
             self._upsert_tag(
                 conn,
                 model_version_tags,
@@ -716,9 +768,11 @@ class SqlRegistryStore(RegistryStore):
             self._touch(conn, model.model_id, version)
             self._event(conn, model, "VERSION_TAG_SET", user, version=version, key=key, value=value)
 
-    def delete_model_version_tag(self, name: str, version: int, key: str, user: str) -> None:
+    def delete_model_version_tag(
+        self, name: str, version: int, key: str, user: str, model_id: str | None = None
+    ) -> None:
         with self._write() as conn:
-            model, _ = self._version(conn, name, version, lock=True)
+            model, _ = self._version(conn, name, version, lock=True, model_id=model_id)
             deleted = conn.execute(
                 delete(model_version_tags).where(
                     model_version_tags.c.model_id == model.model_id,
@@ -743,9 +797,10 @@ class SqlRegistryStore(RegistryStore):
         archive_existing: bool,
         user: str,
         leaving_production: Callable[[], None] = lambda: None,
+        model_id: str | None = None,
     ) -> ModelVersion:
         with self._write() as conn:
-            model, row = self._version(conn, name, version, lock=True)
+            model, row = self._version(conn, name, version, lock=True, model_id=model_id)
             _not_failed(row, name, f"move it to {stage.value}")
             if row.current_stage == Stage.PRODUCTION.value and stage != Stage.PRODUCTION:
                 leaving_production()
@@ -796,9 +851,11 @@ class SqlRegistryStore(RegistryStore):
 
     # -- aliases -------------------------------------------------------------------------------
 
-    def set_alias(self, name: str, alias: str, version: int, user: str) -> None:
+    def set_alias(
+        self, name: str, alias: str, version: int, user: str, model_id: str | None = None
+    ) -> None:
         with self._write() as conn:
-            model, row = self._version(conn, name, version, lock=True)
+            model, row = self._version(conn, name, version, lock=True, model_id=model_id)
             _not_failed(row, name, f"point alias {alias!r} at it")
             previous = self._find_alias(conn, model, alias)
             stmt = self._insert(model_aliases).values(
@@ -815,9 +872,9 @@ class SqlRegistryStore(RegistryStore):
                 details["previous_version"] = previous
             self._event(conn, model, "ALIAS_SET", user, version=version, **details)
 
-    def delete_alias(self, name: str, alias: str, user: str) -> None:
+    def delete_alias(self, name: str, alias: str, user: str, model_id: str | None = None) -> None:
         with self._write() as conn:
-            model = self._model(conn, name, lock=True)
+            model = self._model(conn, name, lock=True, model_id=model_id)
             version = self._alias_version(conn, model, alias)
             conn.execute(
                 delete(model_aliases).where(
