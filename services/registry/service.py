@@ -659,28 +659,30 @@ class RegistryService:
             return PagedList(files, None)
         return PagedList(files[:size], encode_token(query, files[size - 1].path))
 
-    def _file(self, name: str, version: int, path: str) -> tuple[ModelVersion, FileInfo]:
+    def _file(self, name: str, version: int, path: str) -> tuple[str, FileInfo]:
+        """The file's storage key and record, of the model the call was authorized on."""
+        model_name("name", name)
+        version_number("version", version)
         path = clean_path(path, field="path")
-        matches = [f for f in self.list_files(name, version, path) if f.path == path]
-        if not matches:
+        location, file = self.store.find_version_file(name, version, path, authorized_id())
+        if file is None:
             raise NotFound(
                 f"version {version} of model {name!r} has no file {path!r}; list its files with "
                 "ListModelVersionArtifacts",
                 resource_type="model_version_file",
                 resource_name=path,
             )
-        return self.store.get_model_version(name, version), matches[0]
+        return f"{self._storage_key(location)}/{file.path}", file
 
     def open_file(self, name: str, version: int, path: str) -> tuple[FileInfo, Iterator[bytes]]:
-        mv, file = self._file(name, version, path)
-        return file, self.artifacts.read(f"{self._storage_key(mv.storage_location)}/{file.path}")
+        key, file = self._file(name, version, path)
+        return file, self.artifacts.read(key)
 
     def file_download_url(
         self, name: str, version: int, path: str
     ) -> tuple[PresignedUrl, FileInfo]:
-        mv, file = self._file(name, version, path)
-        url = self.artifacts.presign_get(f"{self._storage_key(mv.storage_location)}/{file.path}")
-        return url, file
+        key, file = self._file(name, version, path)
+        return self.artifacts.presign_get(key), file
 
     # -- events and lineage --------------------------------------------------------------------
 

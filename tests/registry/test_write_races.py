@@ -244,3 +244,33 @@ def test_a_write_answers_with_what_it_wrote_when_another_follows_at_once(
     assert not after_commit  # the other write ran, between the write's commit and its answer
     assert model.name == "m"
     assert db_client.get_registered_model("moved").name == "moved"
+
+
+def test_a_download_reads_the_file_and_its_location_from_one_model(
+    db_client: Client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The model is renamed and another takes its name just after the download has looked the
+    version up. The download read the file's record and the version's storage location in two
+    lookups by name, so it served the other model's bytes under this one's sha256 (the client
+    refused them). It now reads both of the model it looked up, in one read."""
+    old = logged_model(db_client, {"MLmodel": b"m", "model.pkl": b"old" * 100})
+    new = logged_model(db_client, {"MLmodel": b"m", "model.pkl": b"new" * 100})
+    db_client.create_model_version("m", f"runs:/{old}/model")
+    db_client.create_model_version("n", f"runs:/{new}/model")
+    swaps: list[Callable[[SqlRegistryStore], object]] = [
+        lambda store: store.rename_registered_model("m", "m-old", "other"),
+        lambda store: store.rename_registered_model("n", "m", "other"),
+    ]
+    looked_up = SqlRegistryStore._version
+
+    def swap_after_the_lookup(store: SqlRegistryStore, *args: Any, **kwargs: Any) -> Any:
+        found = looked_up(store, *args, **kwargs)
+        renames, swaps[:] = list(swaps), []
+        for rename in renames:
+            rename(store)
+        return found
+
+    monkeypatch.setattr(SqlRegistryStore, "_version", swap_after_the_lookup)
+    target = db_client.download_model_version_file("m", 1, "model.pkl", tmp_path)
+    assert not swaps
+    assert target.read_bytes() == b"old" * 100

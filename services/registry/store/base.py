@@ -215,6 +215,14 @@ class RegistryStore(abc.ABC):
         if it was deleted."""
 
     @abc.abstractmethod
+    def find_version_file(
+        self, name: str, version: int, path: str, model_id: str | None = None
+    ) -> tuple[str, FileInfo | None]:
+        """The version's storage location and its file at `path` (None if it has none), read
+        together: read apart, a model renamed or re-created under `name` in between gave one
+        model's file record and the other's location."""
+
+    @abc.abstractmethod
     def list_version_files(
         self, name: str, version: int, prefix: str, after: str = "", limit: int | None = None
     ) -> list[FileInfo]:

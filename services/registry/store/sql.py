@@ -969,20 +969,46 @@ class SqlRegistryStore(RegistryStore):
             .values(status=status.value, status_message=message, last_update_time=_now())
         )
 
+    def _ready_version(
+        self, conn: Connection, name: str, version: int, model_id: str | None
+    ) -> tuple[Row, Row]:
+        """The model and its version, which must be READY to have files."""
+        model, row = self._version(conn, name, version, model_id=model_id)
+        if row.status != ModelVersionStatus.READY.value:
+            raise FailedPrecondition(
+                f"version {version} of model {name!r} is {row.status}"
+                + (f" ({row.status_message})" if row.status_message else "")
+                + "; its files are available once it is READY",
+                resource_type="model_version",
+                resource_name=f"{name}/{version}",
+            )
+        return model, row
+
+    def find_version_file(
+        self, name: str, version: int, path: str, model_id: str | None = None
+    ) -> tuple[str, FileInfo | None]:
+        f = model_version_files.c
+        with self.db.read() as conn:
+            model, row = self._ready_version(conn, name, version, model_id)
+            # By the model's id, not its name: the file is the version's whatever `name` names now.
+            found = conn.execute(
+                select(model_version_files).where(
+                    f.model_id == model.model_id, f.version == version, f.path == path
+                )
+            ).first()
+        if found is None:
+            return row.storage_location, None
+        info = FileInfo(
+            path=found.path, is_dir=False, file_size=found.file_size, sha256=found.sha256
+        )
+        return row.storage_location, info
+
     def list_version_files(
         self, name: str, version: int, prefix: str, after: str = "", limit: int | None = None
     ) -> list[FileInfo]:
         f = model_version_files.c
         with self.db.read() as conn:
-            model, row = self._version(conn, name, version)
-            if row.status != ModelVersionStatus.READY.value:
-                raise FailedPrecondition(
-                    f"version {version} of model {name!r} is {row.status}"
-                    + (f" ({row.status_message})" if row.status_message else "")
-                    + "; its files are available once it is READY",
-                    resource_type="model_version",
-                    resource_name=f"{name}/{version}",
-                )
+            model, _ = self._ready_version(conn, name, version, None)
             stmt = select(model_version_files).where(
                 f.model_id == model.model_id, f.version == version
             )
