@@ -57,6 +57,30 @@ def parse_models_uri(uri: str) -> tuple[str, str, str]:
     return name, "stage", ref
 
 
+def check_models_uri(uri: str) -> tuple[str, str, str]:
+    """As `parse_models_uri`, and the stage or alias it names must be one the registry could
+    hold: a stage by name (any case, as MLflow), an alias by the registry's rules, which reserve
+    'latest' and v<number> for versions. Refused, the URI is named, not a field it lacks."""
+    from modelyard.entities.registry import Stage
+    from modelyard.services.registry.names import alias_name
+
+    name, kind, ref = parse_models_uri(uri)
+    if kind == "stage":
+        try:
+            Stage.parse(ref)
+        except ValueError:
+            raise InvalidArgument(
+                f"{ref!r} in {uri!r} is not a version, alias or stage (None, Staging, "
+                "Production, Archived); an alias is written models:/<name>@<alias>"
+            ) from None
+    elif kind == "alias":
+        try:
+            alias_name("alias", ref)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"model URI {uri!r}: {exc.message}") from None
+    return name, kind, ref
+
+
 def _check_name(uri: str, name: str) -> str:
     """`name`, if the registry could hold a model so named: it goes into a search filter (for
     latest), where a quote in it made an error about a filter the user never wrote."""
@@ -74,7 +98,7 @@ def resolve_model_version(uri: str, registry: RegistryClient | None = None) -> t
     from modelyard.errors import NotFound
     from modelyard.fluent import client
 
-    name, kind, ref = parse_models_uri(uri)
+    name, kind, ref = check_models_uri(uri)
     registry = registry or client()
     if kind == "version":
         return name, int(ref)
@@ -86,14 +110,7 @@ def resolve_model_version(uri: str, registry: RegistryClient | None = None) -> t
             f"name = '{name}' AND status = 'READY'", max_results=1, order_by=["version DESC"]
         )
     else:
-        try:
-            stage = Stage.parse(ref)
-        except ValueError:
-            raise InvalidArgument(
-                f"{ref!r} in {uri!r} is not a version, alias or stage (None, Staging, "
-                "Production, Archived)"
-            ) from None
-        versions = registry.get_latest_versions(name, [stage])
+        versions = registry.get_latest_versions(name, [Stage.parse(ref)])
     if not versions:
         raise NotFound(
             f"{uri} matches no version of {name!r}",

@@ -24,7 +24,7 @@ from modelyard.client.registry import RegistryClient
 from modelyard.entities.common import Grant, PermissionLevel
 from modelyard.entities.serving import Endpoint, InferenceRecord, ServedModel
 from modelyard.errors import Internal, InvalidArgument, ModelyardError, NotFound, Unavailable
-from modelyard.models.uri import parse_models_uri
+from modelyard.models.uri import check_models_uri, parse_models_uri
 from modelyard.services.common import identity
 from modelyard.services.common import logging as mlog
 from modelyard.services.common import validation as v
@@ -102,7 +102,7 @@ def validate_endpoint(endpoint: Endpoint) -> Endpoint:
                 field=f"{field}.model_uri",
             )
         try:
-            parse_models_uri(s.model_uri)
+            check_models_uri(s.model_uri)
         except InvalidArgument as exc:
             raise InvalidArgument(exc.message, field=f"{field}.model_uri") from None
         if not 0 <= s.traffic_percent <= 100:

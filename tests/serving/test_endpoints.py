@@ -538,3 +538,17 @@ def test_an_update_to_another_version_answers_from_the_old_until_the_new_is_load
     models.LOAD_GATE.set()
     wait_ready(client, "ep", version=2)
     assert answer() == [2.0, 2.0]
+
+
+def test_a_model_uri_naming_no_stage_or_a_reserved_alias_is_refused_when_served(
+    platform, two_versions
+) -> None:
+    """models:/iris/champion (an alias written as a stage) and models:/iris@v1 or @latest (names
+    MLflow reserves for versions, which no alias may take) were taken as they came, and the
+    endpoint then never loaded. They are refused at once, naming the URI's field."""
+    _server, client = platform
+    for uri in ("models:/iris/champion", "models:/iris@v1", "models:/iris@latest"):
+        with pytest.raises(InvalidArgument) as err:
+            client.create_endpoint("bad", uri)
+        assert err.value.field == "endpoint.served_models[0].model_uri", err.value
+        assert uri in err.value.message
