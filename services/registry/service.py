@@ -653,7 +653,7 @@ class RegistryService:
         query = fingerprint("version_files", name, version, prefix)
         after = decode_token(check_position(page_token, is_path), query) or ""
         files = self.store.list_version_files(
-            name, version, prefix, after, limit=size + 1 if size else None
+            name, version, prefix, after, limit=size + 1 if size else None, model_id=authorized_id()
         )
         if not size or len(files) <= size:
             return PagedList(files, None)

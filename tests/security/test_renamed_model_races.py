@@ -120,3 +120,32 @@ def test_a_grant_goes_on_the_model_it_was_authorized_on(
         n: {g.principal for g in admin.list_registered_model_permissions(n)} for n in ("a", "a-old")
     }
     assert grants == {"a": {"root"}, "a-old": {"root", "alice", "bob"}}
+
+
+def test_a_file_listing_is_of_the_model_it_was_authorized_on(
+    make_secure: Callable[..., Secure], database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ListModelVersionArtifacts looked the name up again after the check: a model renamed to
+    that name in between had its files listed to a caller holding no grant on it."""
+    secure = make_secure(backend_store_uri=database_url)
+    admin = secure.admin
+    alice = secure.user("alice", "viewer")
+    for name in ("a", "b"):
+        run = logged_model(admin, {"MLmodel": b"m", f"{name}.pkl": b"x"})
+        admin.create_model_version(name, f"runs:/{run}/model")
+    admin.set_registered_model_permission("a", "alice", PermissionLevel.USE)
+    looked_up = SqlRegistryStore.model_id_of
+    swapped: list[str] = []
+
+    def swap_after_the_check(store: SqlRegistryStore, name: str) -> str | None:
+        model_id = looked_up(store, name)
+        if not swapped:
+            swapped.append(name)
+            store.rename_registered_model("a", "a-old", "root")
+            store.rename_registered_model("b", "a", "root")
+        return model_id
+
+    monkeypatch.setattr(SqlRegistryStore, "model_id_of", swap_after_the_check)
+    with pytest.raises(Aborted, match="'a' is another model"):
+        alice.list_model_version_artifacts("a", 1)
+    assert swapped == ["a"]

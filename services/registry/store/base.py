@@ -224,10 +224,17 @@ class RegistryStore(abc.ABC):
 
     @abc.abstractmethod
     def list_version_files(
-        self, name: str, version: int, prefix: str, after: str = "", limit: int | None = None
+        self,
+        name: str,
+        version: int,
+        prefix: str,
+        after: str = "",
+        limit: int | None = None,
+        model_id: str | None = None,
     ) -> list[FileInfo]:
         """The version's files at or below `prefix`, by path; with `after` only those whose
-        path sorts after it, and at most `limit` of them (a page of a keyset listing)."""
+        path sorts after it, and at most `limit` of them (a page of a keyset listing).
+        `model_id` as for writes: the files are those of the model the caller may use."""
 
     # -- events --------------------------------------------------------------------------------
 

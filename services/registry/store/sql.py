@@ -1004,11 +1004,17 @@ class SqlRegistryStore(RegistryStore):
         return row.storage_location, info
 
     def list_version_files(
-        self, name: str, version: int, prefix: str, after: str = "", limit: int | None = None
+        self,
+        name: str,
+        version: int,
+        prefix: str,
+        after: str = "",
+        limit: int | None = None,
+        model_id: str | None = None,
     ) -> list[FileInfo]:
         f = model_version_files.c
         with self.db.read() as conn:
-            model, _ = self._ready_version(conn, name, version, None)
+            model, _ = self._ready_version(conn, name, version, model_id)
             stmt = select(model_version_files).where(
                 f.model_id == model.model_id, f.version == version
             )
