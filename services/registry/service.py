@@ -196,7 +196,7 @@ class RegistryService:
         return model
 
     def get_registered_model(self, name: str) -> RegisteredModel:
-        return self.store.get_registered_model(model_name("name", name))
+        return self.store.get_registered_model(model_name("name", name), authorized_id())
 
     def rename_registered_model(self, name: str, new_name: str) -> RegisteredModel:
         model_name("name", name)
@@ -500,7 +500,7 @@ class RegistryService:
 
     def get_model_version(self, name: str, version: int) -> ModelVersion:
         return self.store.get_model_version(
-            model_name("name", name), version_number("version", version)
+            model_name("name", name), version_number("version", version), authorized_id()
         )
 
     def update_model_version(self, name: str, version: int, description: str) -> ModelVersion:
@@ -538,7 +538,7 @@ class RegistryService:
         )
 
     def get_latest_versions(self, name: str, stages: Sequence[Stage] = ()) -> list[ModelVersion]:
-        return self.store.get_latest_versions(model_name("name", name), stages)
+        return self.store.get_latest_versions(model_name("name", name), stages, authorized_id())
 
     def set_model_version_tag(self, name: str, version: int, key: str, value: str) -> None:
         model_name("name", name)
@@ -636,7 +636,9 @@ class RegistryService:
         self._changed()
 
     def get_version_by_alias(self, name: str, alias: str) -> ModelVersion:
-        return self.store.get_version_by_alias(model_name("name", name), alias_name("alias", alias))
+        return self.store.get_version_by_alias(
+            model_name("name", name), alias_name("alias", alias), authorized_id()
+        )
 
     # -- files ---------------------------------------------------------------------------------
 

@@ -149,3 +149,46 @@ def test_a_file_listing_is_of_the_model_it_was_authorized_on(
     with pytest.raises(Aborted, match="'a' is another model"):
         alice.list_model_version_artifacts("a", 1)
     assert swapped == ["a"]
+
+
+READS: dict[str, Callable[[Client], object]] = {
+    "model": lambda c: c.get_registered_model("a"),
+    "version": lambda c: c.get_model_version("a", 1),
+    "latest": lambda c: c.get_latest_versions("a"),
+    "alias": lambda c: c.get_model_version_by_alias("a", "x"),
+    "lineage": lambda c: c.get_model_version_lineage("a", 1),
+}
+
+
+@pytest.mark.parametrize("read", list(READS))
+def test_a_read_is_of_the_model_it_was_authorized_on(
+    make_secure: Callable[..., Secure],
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    read: str,
+) -> None:
+    """The READ-gated lookups by name looked the name up again after the check: a model renamed
+    to that name in between was shown to a caller holding no grant on it."""
+    secure = make_secure(backend_store_uri=database_url)
+    admin = secure.admin
+    alice = secure.user("alice", "viewer")
+    run = logged_model(admin)
+    for name in ("a", "b"):
+        admin.create_model_version(name, f"runs:/{run}/model")
+        admin.set_registered_model_alias(name, "x", 1)
+    admin.set_registered_model_permission("a", "alice", PermissionLevel.READ)
+    looked_up = SqlRegistryStore.model_id_of
+    swapped: list[str] = []
+
+    def swap_after_the_check(store: SqlRegistryStore, name: str) -> str | None:
+        model_id = looked_up(store, name)
+        if not swapped:
+            swapped.append(name)
+            store.rename_registered_model("a", "a-old", "root")
+            store.rename_registered_model("b", "a", "root")
+        return model_id
+
+    monkeypatch.setattr(SqlRegistryStore, "model_id_of", swap_after_the_check)
+    with pytest.raises(Aborted, match="'a' is another model"):
+        READS[read](alice)
+    assert swapped == ["a"]

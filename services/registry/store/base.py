@@ -53,7 +53,8 @@ class RegistryStore(abc.ABC):
         up by name afterwards, it could be another model's)."""
 
     @abc.abstractmethod
-    def get_registered_model(self, name: str) -> RegisteredModel: ...
+    def get_registered_model(self, name: str, model_id: str | None = None) -> RegisteredModel:
+        """`model_id` as for writes: the model the caller may read, or ABORTED."""
 
     @abc.abstractmethod
     def rename_registered_model(
@@ -117,7 +118,9 @@ class RegistryStore(abc.ABC):
         created it meanwhile)."""
 
     @abc.abstractmethod
-    def get_model_version(self, name: str, version: int) -> ModelVersion: ...
+    def get_model_version(
+        self, name: str, version: int, model_id: str | None = None
+    ) -> ModelVersion: ...
 
     @abc.abstractmethod
     def update_model_version(
@@ -150,7 +153,9 @@ class RegistryStore(abc.ABC):
         """The version's current stage; None when the model has no such version."""
 
     @abc.abstractmethod
-    def get_latest_versions(self, name: str, stages: Sequence[Stage]) -> list[ModelVersion]: ...
+    def get_latest_versions(
+        self, name: str, stages: Sequence[Stage], model_id: str | None = None
+    ) -> list[ModelVersion]: ...
 
     @abc.abstractmethod
     def set_model_version_tag(
@@ -196,7 +201,9 @@ class RegistryStore(abc.ABC):
     ) -> None: ...
 
     @abc.abstractmethod
-    def get_version_by_alias(self, name: str, alias: str) -> ModelVersion: ...
+    def get_version_by_alias(
+        self, name: str, alias: str, model_id: str | None = None
+    ) -> ModelVersion: ...
 
     # -- registration and files ----------------------------------------------------------------
 

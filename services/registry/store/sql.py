@@ -365,9 +365,10 @@ class SqlRegistryStore(RegistryStore):
                 resource_name=name,
             ) from None
 
-    def get_registered_model(self, name: str) -> RegisteredModel:
+    def get_registered_model(self, name: str, model_id: str | None = None) -> RegisteredModel:
         with self.db.read() as conn:
-            return self._registered_models(conn, [self._model(conn, name)])[0]
+            model = self._model(conn, name, model_id=model_id)
+            return self._registered_models(conn, [model])[0]
 
     def rename_registered_model(
         self, name: str, new_name: str, user: str, model_id: str | None = None
@@ -612,9 +613,11 @@ class SqlRegistryStore(RegistryStore):
         ).all()
         return self._versions(conn, rows)[0]
 
-    def get_model_version(self, name: str, version: int) -> ModelVersion:
+    def get_model_version(
+        self, name: str, version: int, model_id: str | None = None
+    ) -> ModelVersion:
         with self.db.read() as conn:
-            model, _ = self._version(conn, name, version)
+            model, _ = self._version(conn, name, version, model_id=model_id)
             return self._load_version(conn, model.model_id, version)
 
     def update_model_version(
@@ -743,8 +746,10 @@ class SqlRegistryStore(RegistryStore):
             ).scalar()
         return None if stage is None else Stage(stage)
 
-    def get_latest_versions(self, name: str, stages: Sequence[Stage]) -> list[ModelVersion]:
-        model = self.get_registered_model(name)
+    def get_latest_versions(
+        self, name: str, stages: Sequence[Stage], model_id: str | None = None
+    ) -> list[ModelVersion]:
+        model = self.get_registered_model(name, model_id)
         wanted = set(stages)
         return [v for v in model.latest_versions if not wanted or v.current_stage in wanted]
 
@@ -884,9 +889,11 @@ class SqlRegistryStore(RegistryStore):
             self._touch(conn, model.model_id)
             self._event(conn, model, "ALIAS_DELETED", user, version=version, alias=alias)
 
-    def get_version_by_alias(self, name: str, alias: str) -> ModelVersion:
+    def get_version_by_alias(
+        self, name: str, alias: str, model_id: str | None = None
+    ) -> ModelVersion:
         with self.db.read() as conn:
-            model = self._model(conn, name)
+            model = self._model(conn, name, model_id=model_id)
             return self._load_version(conn, model.model_id, self._alias_version(conn, model, alias))
 
     # -- registration and files ----------------------------------------------------------------
