@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -831,9 +833,10 @@ def test_a_window_end_is_sent_to_its_exact_millisecond(
     assert _ms(far) == _ms(far.replace(microsecond=0))
 
 
-def test_writes_to_a_redis_that_is_down_are_unavailable(repo: Repo, tmp_path) -> None:
-    """Push, materialize, deleting a view (or creating one under a deleted name) failed
-    INTERNAL when the online store's Redis could not be reached: UNAVAILABLE says to retry."""
+@contextmanager
+def _online_store_down(repo: Repo, tmp_path: Path) -> Iterator[FeatureStoreClient]:
+    """A feature store holding `repo`'s definitions whose online store (a Redis on a closed
+    loopback port) cannot be reached."""
 
     def settings(online_store_uri: str) -> Settings:
         features = FeaturesSettings(online_store_uri=online_store_uri)
@@ -847,6 +850,13 @@ def test_writes_to_a_redis_that_is_down_are_unavailable(repo: Repo, tmp_path) ->
         running_server(down, ("features",)) as server,
         FeatureStoreClient(server.address) as store,
     ):
+        yield store
+
+
+def test_writes_to_a_redis_that_is_down_are_unavailable(repo: Repo, tmp_path: Path) -> None:
+    """Push, materialize, deleting a view (or creating one under a deleted name) failed
+    INTERNAL when the online store's Redis could not be reached: UNAVAILABLE says to retry."""
+    with _online_store_down(repo, tmp_path) as store:
         rows = pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW], "trips": [5]})
         for write in (
             lambda: store.push("driver_stats", rows),
@@ -863,22 +873,10 @@ def test_writes_to_a_redis_that_is_down_are_unavailable(repo: Repo, tmp_path) ->
         assert step.action == "create"
 
 
-def test_lookups_in_a_redis_that_is_down_are_unavailable(repo: Repo, tmp_path) -> None:
+def test_lookups_in_a_redis_that_is_down_are_unavailable(repo: Repo, tmp_path: Path) -> None:
     """A lookup failed INTERNAL when the online store's Redis could not be reached, where
     writes answer UNAVAILABLE: a lookup says the same, and to retry."""
-
-    def settings(online_store_uri: str) -> Settings:
-        features = FeaturesSettings(online_store_uri=online_store_uri)
-        return Settings(home=tmp_path / "home", port=0, grace_period=0, features=features)
-
-    up = settings(f"sqlite:///{tmp_path / 'online.db'}")
-    with running_server(up, ("features",)) as server, FeatureStoreClient(server.address) as store:
-        store.apply(repo.objects)
-    down = settings(f"redis://127.0.0.1:{free_port()}/0")
-    with (
-        running_server(down, ("features",)) as server,
-        FeatureStoreClient(server.address) as store,
-    ):
+    with _online_store_down(repo, tmp_path) as store:
         with pytest.raises(Unavailable) as err:
             _lookup(store, [1])
         assert "Redis cannot be reached" in str(err.value) and "retry" in str(err.value)

@@ -91,17 +91,9 @@ def test_a_write_lands_on_the_model_it_was_authorized_on_or_nowhere(
     assert snapshot(admin, "a-old") == a_before
 
 
-def test_a_grant_goes_on_the_model_it_was_authorized_on(
-    make_secure: Callable[..., Secure], database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """SetRegisteredModelPermission looked the name up again after the check: the grant went on
-    the model renamed to that name in between, which its caller did not manage."""
-    secure = make_secure(backend_store_uri=database_url)
-    admin = secure.admin
-    alice = secure.user("alice", "viewer")
-    for name in ("a", "b"):
-        admin.create_registered_model(name)
-    admin.set_registered_model_permission("a", "alice", PermissionLevel.MANAGE)
+def swap_names_after_the_check(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Makes the first name lookup (the access check's) rename a away and b to "a" just after
+    it; returns the list that records the name it was made for."""
     looked_up = SqlRegistryStore.model_id_of
     swapped: list[str] = []
 
@@ -114,6 +106,21 @@ def test_a_grant_goes_on_the_model_it_was_authorized_on(
         return model_id
 
     monkeypatch.setattr(SqlRegistryStore, "model_id_of", swap_after_the_check)
+    return swapped
+
+
+def test_a_grant_goes_on_the_model_it_was_authorized_on(
+    make_secure: Callable[..., Secure], database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SetRegisteredModelPermission looked the name up again after the check: the grant went on
+    the model renamed to that name in between, which its caller did not manage."""
+    secure = make_secure(backend_store_uri=database_url)
+    admin = secure.admin
+    alice = secure.user("alice", "viewer")
+    for name in ("a", "b"):
+        admin.create_registered_model(name)
+    admin.set_registered_model_permission("a", "alice", PermissionLevel.MANAGE)
+    swapped = swap_names_after_the_check(monkeypatch)
     alice.set_registered_model_permission("a", "bob", PermissionLevel.READ)
     assert swapped == ["a"]
     grants = {
@@ -134,18 +141,7 @@ def test_a_file_listing_is_of_the_model_it_was_authorized_on(
         run = logged_model(admin, {"MLmodel": b"m", f"{name}.pkl": b"x"})
         admin.create_model_version(name, f"runs:/{run}/model")
     admin.set_registered_model_permission("a", "alice", PermissionLevel.USE)
-    looked_up = SqlRegistryStore.model_id_of
-    swapped: list[str] = []
-
-    def swap_after_the_check(store: SqlRegistryStore, name: str) -> str | None:
-        model_id = looked_up(store, name)
-        if not swapped:
-            swapped.append(name)
-            store.rename_registered_model("a", "a-old", "root")
-            store.rename_registered_model("b", "a", "root")
-        return model_id
-
-    monkeypatch.setattr(SqlRegistryStore, "model_id_of", swap_after_the_check)
+    swapped = swap_names_after_the_check(monkeypatch)
     with pytest.raises(Aborted, match="'a' is another model"):
         alice.list_model_version_artifacts("a", 1)
     assert swapped == ["a"]
@@ -177,18 +173,7 @@ def test_a_read_is_of_the_model_it_was_authorized_on(
         admin.create_model_version(name, f"runs:/{run}/model")
         admin.set_registered_model_alias(name, "x", 1)
     admin.set_registered_model_permission("a", "alice", PermissionLevel.READ)
-    looked_up = SqlRegistryStore.model_id_of
-    swapped: list[str] = []
-
-    def swap_after_the_check(store: SqlRegistryStore, name: str) -> str | None:
-        model_id = looked_up(store, name)
-        if not swapped:
-            swapped.append(name)
-            store.rename_registered_model("a", "a-old", "root")
-            store.rename_registered_model("b", "a", "root")
-        return model_id
-
-    monkeypatch.setattr(SqlRegistryStore, "model_id_of", swap_after_the_check)
+    swapped = swap_names_after_the_check(monkeypatch)
     with pytest.raises(Aborted, match="'a' is another model"):
         READS[read](alice)
     assert swapped == ["a"]
