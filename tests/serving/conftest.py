@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression
 import modelyard
 import modelyard.sklearn
 from modelyard import Client
-from modelyard.entities.serving import Endpoint
+from modelyard.entities.serving import Endpoint, ServedModel
 from modelyard.services.common.server import ModelyardServer
 from tests.conftest import running_server
 
@@ -48,6 +48,13 @@ def register(model, X, name: str) -> int:
         )
     assert info.registered_model_version is not None
     return info.registered_model_version
+
+
+def serve(client: Client, model, X, name: str) -> None:
+    """Register `model` as `name` and serve its version 1 on an endpoint of that name, ready."""
+    register(model, X, name)
+    client.create_endpoint(name, [ServedModel(f"models:/{name}/1")])
+    wait_ready(client, name)
 
 
 def wait_ready(

@@ -21,14 +21,13 @@ import modelyard
 from modelyard import Client
 from modelyard._gen.inference import grpc_predict_v2_pb2 as oip
 from modelyard._gen.inference import grpc_predict_v2_pb2_grpc
-from modelyard.entities.serving import ServedModel
 from modelyard.errors import DeadlineExceeded, Internal, InvalidArgument
 from modelyard.services.common import logging as mlog
 from modelyard.services.common.server import ModelyardServer
 from modelyard.services.common.settings import Settings
 from tests.conftest import running_server
 from tests.serving import models
-from tests.serving.conftest import register, wait_pending, wait_ready
+from tests.serving.conftest import serve, wait_pending
 
 X = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [4.0, 5.0, 6.0]})
 
@@ -42,16 +41,10 @@ def gate() -> Iterator[None]:
     models.GATE.set()  # never leave a server thread waiting
 
 
-def _serve(client: Client, model, name: str) -> None:
-    register(model, X, name)
-    client.create_endpoint(name, [ServedModel(f"models:/{name}/1")])
-    wait_ready(client, name)
-
-
 def test_a_model_that_calls_sys_exit_answers_internal(platform) -> None:
     """SystemExit is no Exception: it used to leave the call unanswered until its deadline."""
     server, client = platform
-    _serve(client, models.Exits(), "exits")
+    serve(client, models.Exits(), X, "exits")
     with Client(server.address, timeout=30) as caller:
         for _ in range(2):  # and the endpoint goes on answering
             with pytest.raises(Internal) as err:
@@ -67,7 +60,7 @@ def test_values_the_model_refuses_are_the_callers_to_fix(platform) -> None:
     the request or not."""
     server, client = platform
     y = [1.0, 2.0, 3.0]
-    _serve(client, LinearRegression().fit(X, y), "linear")
+    serve(client, LinearRegression().fit(X, y), X, "linear")
     for bad in (np.nan, np.inf):
         with pytest.raises(InvalidArgument) as refused:
             client.predict("linear", X.assign(b=[4.0, bad, 6.0]))
@@ -83,11 +76,11 @@ def test_values_the_model_refuses_are_the_callers_to_fix(platform) -> None:
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "input 'a' holds NaN (row 0)" in err.value.details()
     nan_ok = HistGradientBoostingRegressor(max_iter=3, min_samples_leaf=1).fit(X, y)
-    _serve(client, nan_ok, "takes-nan")
+    serve(client, nan_ok, X, "takes-nan")
     with_nan = X.assign(b=[4.0, np.nan, 6.0])
     answer = client.predict("takes-nan", with_nan)["predictions"]
     assert answer.tolist() == nan_ok.predict(with_nan).tolist()
-    _serve(client, models.Faulty(), "faulty")
+    serve(client, models.Faulty(), X, "faulty")
     with pytest.raises(Internal) as fault:
         client.predict("faulty", X.assign(a=[-1.0, 2.0, 3.0], b=[np.nan, 5.0, 6.0]))
     assert "failed to predict: ValueError: operands" in fault.value.message
@@ -113,7 +106,7 @@ def test_refusals_of_nan_by_common_libraries_are_the_callers_to_fix(platform) ->
         "forest": (RandomForestRegressor(n_estimators=2).fit(train, y), 1e300, "float32 range"),
     }
     for name, (model, _bad, _said) in cases.items():
-        _serve(client, model, name)
+        serve(client, model, X, name)
     for name, (_model, bad, said) in cases.items():
         with pytest.raises(InvalidArgument) as refused:
             client.predict(name, X.assign(a=[1.0, bad, 3.0]))
@@ -122,7 +115,7 @@ def test_refusals_of_nan_by_common_libraries_are_the_callers_to_fix(platform) ->
         assert "(row 1)" in refused.value.message and said in refused.value.message
     assert client.predict("counts", X)["predictions"].tolist() == [1.0, 2.0, 3.0]
     logs = make_pipeline(FunctionTransformer(np.log), LinearRegression()).fit(X, [1.0, 2.0, 3.0])
-    _serve(client, logs, "logs")
+    serve(client, logs, X, "logs")
     with pytest.raises(Internal) as fault:  # its own NaN, from a log of -1.0
         client.predict("logs", X.assign(a=[-1.0, 2.0, 3.0]))
     assert "Input X contains NaN" in fault.value.message and fault.value.request_id
@@ -134,7 +127,7 @@ def test_a_models_fault_is_logged_under_the_request_id_it_answers(platform) -> N
     and a ModelStreamInfer answer's error_message carried no request id at all. Both now carry
     it, and the fault is logged under it with the model's traceback."""
     server, client = platform
-    _serve(client, models.Faulty(), "faulty")
+    serve(client, models.Faulty(), X, "faulty")
     seen: list[tuple[str | None, logging.LogRecord]] = []
 
     class Tagged(logging.Handler):
@@ -180,8 +173,8 @@ def test_callers_that_give_up_behind_a_slow_model_free_the_server(few_threads, g
     the server's threads until the model finished; now they leave at their deadline (that they
     are then never run is test_batching's), and other endpoints' callers are answered."""
     server, client = few_threads
-    _serve(client, models.Gated(), "slow")
-    _serve(client, LinearRegression().fit(X, [1.0, 2.0, 3.0]), "fast")
+    serve(client, models.Gated(), X, "slow")
+    serve(client, LinearRegression().fit(X, [1.0, 2.0, 3.0]), X, "fast")
     answer: dict[str, np.ndarray] = {}
     held = threading.Thread(target=lambda: answer.update(client.predict("slow", X.assign(a=-1.0))))
     held.start()
@@ -203,7 +196,7 @@ def test_callers_without_a_deadline_wait_behind_a_running_call(platform, gate) -
     """tritonclient sets no deadline by default; grpc then reports ~9.2e18 s remaining, and the
     callers that had to wait behind a running call got INTERNAL (an OverflowError)."""
     server, client = platform
-    _serve(client, models.Gated(), "patient")
+    serve(client, models.Gated(), X, "patient")
     with grpc.insecure_channel(server.address) as channel:
         infer = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer
 

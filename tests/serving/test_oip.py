@@ -20,7 +20,7 @@ from modelyard.entities.serving import ServedModel, ServedModelState
 from modelyard.errors import FailedPrecondition, NoServer, Unavailable
 from modelyard.services.common.settings import ServingSettings, Settings
 from tests.conftest import running_server
-from tests.serving.conftest import register, wait_ready
+from tests.serving.conftest import register, serve, wait_ready
 
 
 @pytest.fixture
@@ -142,9 +142,7 @@ def test_a_float64_tensor_model_refuses_values_a_cast_would_change(platform) -> 
     server, client = platform
     X = np.random.default_rng(0).normal(size=(20, 3))
     model = LinearRegression().fit(X, X.sum(axis=1))
-    register(model, X, "f64")
-    client.create_endpoint("f64", [ServedModel("models:/f64/1")])
-    wait_ready(client, "f64")
+    serve(client, model, X, "f64")
     with triton.InferenceServerClient(server.address) as tc:
         for datatype, array in (
             ("BOOL", np.ones((1, 3), dtype=bool)),
@@ -198,9 +196,7 @@ def test_a_tensor_model_refuses_an_input_it_does_not_have(platform) -> None:
     server, client = platform
     X = np.random.default_rng(0).normal(size=(20, 3))
     model = LinearRegression().fit(X, X.sum(axis=1))
-    register(model, X, "f64")
-    client.create_endpoint("f64", [ServedModel("models:/f64/1")])
-    wait_ready(client, "f64")
+    serve(client, model, X, "f64")
     with triton.InferenceServerClient(server.address) as tc:
         tensor = triton.InferInput("wrong", [1, 3], "FP64")
         tensor.set_data_from_numpy(X[:1])

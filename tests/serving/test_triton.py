@@ -23,12 +23,13 @@ from tritonclient.utils import InferenceServerException
 
 import modelyard
 import modelyard.sklearn
+from modelyard import Client
 from modelyard._gen.inference import grpc_predict_v2_pb2 as oip
 from modelyard._gen.inference import grpc_predict_v2_pb2_grpc
 from modelyard.entities.common import PermissionLevel
 from modelyard.entities.serving import BatchingConfig, ServedModel
 from tests.security.conftest import Secure, make_secure, secure  # noqa: F401
-from tests.serving.conftest import register, wait_pending, wait_ready
+from tests.serving.conftest import register, serve, wait_pending, wait_ready
 
 
 @pytest.fixture
@@ -54,6 +55,17 @@ def refusal(call: Callable[[], object]) -> InferenceServerException:
     with pytest.raises(InferenceServerException) as caught:
         call()
     return caught.value
+
+
+def _serve_gated(client: Client) -> None:
+    """The Gated model served as endpoint "gated", with its gate shut and its records empty:
+    each call it takes waits in the model until the test opens the gate."""
+    from tests.serving import models
+
+    serve(client, models.Gated(), pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]}), "gated")
+    models.GATE.clear()
+    models.ENTERED.clear()
+    models.SEEN.clear()
 
 
 def test_statistics_count_requests_rows_and_model_calls(served, iris) -> None:
@@ -486,12 +498,7 @@ def test_a_streams_requests_are_answered_together_and_batched(platform) -> None:
     from tests.serving import models
 
     server, client = platform
-    X = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
-    register(models.Gated(), X, "gated")
-    client.create_endpoint("gated", [ServedModel("models:/gated/1")])
-    wait_ready(client, "gated")
-    models.GATE.clear()
-    models.ENTERED.clear()
+    _serve_gated(client)
     try:
         with triton.InferenceServerClient(server.address) as tc:
             stream = Stream(tc)
@@ -521,13 +528,7 @@ def test_a_cancelled_streams_waiting_requests_are_never_computed(platform) -> No
     from tests.serving import models
 
     server, client = platform
-    X = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
-    register(models.Gated(), X, "gated")
-    client.create_endpoint("gated", [ServedModel("models:/gated/1")])
-    wait_ready(client, "gated")
-    models.GATE.clear()
-    models.ENTERED.clear()
-    models.SEEN.clear()
+    _serve_gated(client)
     try:
         with triton.InferenceServerClient(server.address) as tc:
             stream = Stream(tc)
@@ -555,13 +556,7 @@ def test_a_cancelled_model_infer_waiting_for_the_model_is_never_computed(platfor
     from tests.serving import models
 
     server, client = platform
-    X = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
-    register(models.Gated(), X, "gated")
-    client.create_endpoint("gated", [ServedModel("models:/gated/1")])
-    wait_ready(client, "gated")
-    models.GATE.clear()
-    models.ENTERED.clear()
-    models.SEEN.clear()
+    _serve_gated(client)
 
     def request(first: float) -> oip.ModelInferRequest:
         request = oip.ModelInferRequest(model_name="gated")
@@ -600,13 +595,7 @@ def test_a_request_still_queued_past_its_timeout_is_refused_unrun(platform) -> N
     from tests.serving import models
 
     server, client = platform
-    X = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
-    register(models.Gated(), X, "gated")
-    client.create_endpoint("gated", [ServedModel("models:/gated/1")])
-    wait_ready(client, "gated")
-    models.GATE.clear()
-    models.ENTERED.clear()
-    models.SEEN.clear()
+    _serve_gated(client)
 
     def row(first: float) -> list[triton.InferInput]:
         return columns(pd.DataFrame({"a": [first], "b": [0.0]}))
@@ -649,7 +638,6 @@ def test_a_request_still_queued_past_its_timeout_is_refused_unrun(platform) -> N
 @pytest.fixture
 def wide(tmp_path) -> Iterator[triton.InferenceServerClient]:
     """A server with 4 MiB messages serving "wide", whose answers are 1000 times its rows."""
-    from modelyard import Client
     from modelyard.services.common.settings import Settings
     from tests.conftest import running_server
     from tests.serving import models
@@ -875,7 +863,6 @@ def test_stream_limits_are_settings_with_bounds(tmp_path) -> None:
     """Two stream workers: while the first request holds the model, the second waits for it in
     the batcher, and the others wait for a worker (with the default 32 all three waited
     there, and a thread was started for each)."""
-    from modelyard import Client
     from modelyard.services.common.settings import Settings
     from tests.conftest import running_server
     from tests.serving import models
@@ -895,11 +882,7 @@ def test_stream_limits_are_settings_with_bounds(tmp_path) -> None:
     )
     with running_server(settings) as server, Client(server.address) as client:
         modelyard.set_tracking_uri(server.address)
-        register(models.Gated(), pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]}), "gated")
-        client.create_endpoint("gated", [ServedModel("models:/gated/1")])
-        wait_ready(client, "gated")
-        models.GATE.clear()
-        models.ENTERED.clear()
+        _serve_gated(client)
         try:
             with triton.InferenceServerClient(server.address) as tc:
                 stream = Stream(tc)
