@@ -55,7 +55,12 @@ class ServedModelRuntime:
         self.state = ServedModelState.LOADING
         self.reason = ""
         self.loaded_time: int | None = None
+        # One load at a time; held for a whole load, so unload() never waits on it.
         self._load_lock = threading.Lock()
+        # Guards what a load reads at its start and publishes at its end against unload().
+        self._state_lock = threading.Lock()
+        # Bumped by every unload: a load begun before it is discarded when it ends.
+        self._generation = 0
         # Unloaded on request: registry events leave it so, only a load asked for brings it back.
         self._unloaded = False
 
@@ -99,27 +104,54 @@ class ServedModelRuntime:
 
     def _load(self, requested: bool) -> bool:
         with self._load_lock:
-            if requested:
-                self._unloaded = False
-            elif self._unloaded:
-                return False
+            with self._state_lock:
+                if requested:
+                    if self._unloaded:
+                        self.state, self.reason = ServedModelState.LOADING, ""
+                    self._unloaded = False
+                elif self._unloaded:
+                    return False
+                generation = self._generation
             version = 0
             try:
                 name, version = self._loader.resolve(self.spec.model_uri)
                 located = self._loader.files_of(name, version)
                 if self._serving(located, self._current):
-                    self.state, self.reason = ServedModelState.READY, ""
+                    with self._state_lock:
+                        if self._generation == generation:
+                            self.state, self.reason = ServedModelState.READY, ""
                     return False
                 model = self._loader.load_files(located)
-                self._current = (model, self._batcher(model))  # the atomic switch
-                self.state, self.reason = ServedModelState.READY, ""
-                self.loaded_time = int(time.time() * 1000)
+                with self._state_lock:
+                    if self._generation != generation:
+                        log.info(
+                            "endpoint %s: discarded %s version %s, unloaded while it loaded",
+                            self.endpoint,
+                            name,
+                            version,
+                        )
+                        return False
+                    self._current = (model, self._batcher(model))  # the atomic switch
+                    self.state, self.reason = ServedModelState.READY, ""
+                    self.loaded_time = int(time.time() * 1000)
                 log.info("endpoint %s serves %s version %s", self.endpoint, name, version)
                 return True
             except Exception as exc:
                 target = f"version {version}" if version else self.spec.model_uri
-                self.reason = f"loading {target} failed: {exc}"
-                self.state = ServedModelState.READY if self._current else ServedModelState.FAILED
+                with self._state_lock:
+                    if self._generation != generation:
+                        log.info(
+                            "endpoint %s: discarded the failed load of %s, unloaded while it "
+                            "loaded: %s",
+                            self.endpoint,
+                            target,
+                            exc,
+                        )
+                        return False
+                    self.reason = f"loading {target} failed: {exc}"
+                    self.state = (
+                        ServedModelState.READY if self._current else ServedModelState.FAILED
+                    )
                 log.warning("endpoint %s: %s", self.endpoint, self.reason)
                 return False
 
@@ -138,8 +170,8 @@ class ServedModelRuntime:
         current = donor._current
         if current is None:
             return
-        with self._load_lock:
-            if self._current is None:
+        with self._load_lock, self._state_lock:
+            if self._current is None and not self._unloaded:
                 self._current = (current[0], self._batcher(current[0]))
                 self.state, self.reason = ServedModelState.READY, ""
                 self.loaded_time = donor.loaded_time
@@ -155,9 +187,11 @@ class ServedModelRuntime:
         )
 
     def unload(self) -> None:
-        """Stop serving until a load is asked for (after a load under way ends, so it cannot
-        bring the model back)."""
-        with self._load_lock:
+        """Stop serving until a load is asked for, at once: a load under way goes on (a model's
+        unpickling cannot be interrupted) but is discarded when it ends, so it cannot bring the
+        model back, and what it loaded is released then (KServe and Triton unload so)."""
+        with self._state_lock:
+            self._generation += 1
             self._unloaded = True
             self._current = None
             self.state, self.reason = ServedModelState.UNLOADED, "unloaded on request"

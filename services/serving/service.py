@@ -335,10 +335,12 @@ class ServingService:
 
     def delete_endpoint(self, name: str) -> None:
         with self._manage:
-            self.runtime(name)
+            runtime = self.runtime(name)
             self.store.delete_endpoint(name)
             del self._runtimes[name]
             self.grants.delete_all(name)
+        # Loads under way are discarded when they end, rather than keep a model nobody serves.
+        self._unload(runtime)
         self._changed()
 
     def set_permission(self, name: str, principal: str, level: PermissionLevel | None) -> None:
@@ -423,7 +425,11 @@ class ServingService:
         return runtime
 
     def unload(self, name: str) -> None:
-        runtime = self.runtime(name)
+        self._unload(self.runtime(name))
+
+    @staticmethod
+    def _unload(runtime: EndpointRuntime) -> None:
+        """Stop serving at once, loads under way included (ServedModelRuntime.unload)."""
         runtime.previous = None  # nor does the endpoint as it was before an update answer
         for served in runtime.served:
             served.unload()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import weakref
 
 import numpy as np
 import pandas as pd
@@ -84,6 +85,8 @@ class Answers(RegressorMixin, BaseEstimator):
 LOAD_GATE = threading.Event()
 LOAD_GATE.set()
 LOADING = threading.Event()
+# Every SlowToLoad alive: what a test checks to see a discarded load's model released.
+ALIVE: weakref.WeakSet[SlowToLoad] = weakref.WeakSet()
 
 
 class SlowToLoad(RegressorMixin, BaseEstimator):
@@ -103,6 +106,7 @@ class SlowToLoad(RegressorMixin, BaseEstimator):
         LOADING.set()
         LOAD_GATE.wait(120)
         super().__setstate__(state)
+        ALIVE.add(self)
 
 
 class Wide(RegressorMixin, BaseEstimator):

@@ -3,7 +3,10 @@ inference log and metrics."""
 
 from __future__ import annotations
 
+import gc
+import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -552,3 +555,35 @@ def test_a_model_uri_naming_no_stage_or_a_reserved_alias_is_refused_when_served(
             client.create_endpoint("bad", uri)
         assert err.value.field == "endpoint.served_models[0].model_uri", err.value
         assert uri in err.value.message
+
+
+def test_an_endpoint_unloaded_or_deleted_while_loading_is_so_at_once(
+    platform, slow_endpoint, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Unloading an endpoint whose model was loading waited for the load to end (held here, it
+    timed out), and the load then served the model it had been told to drop. The unload (and a
+    deletion) is answered at once and the endpoint is UNLOADED; the load, once it ends, is
+    discarded (never READY, its model released), and a load asked for later serves."""
+    server, client = platform
+    with triton.InferenceServerClient(server.address) as tc:
+        for name in ("fresh", "gone"):
+            models.LOADING.clear()
+            client.create_endpoint(name, [ServedModel("models:/slow/2")])
+            assert models.LOADING.wait(60)  # its version 2 is being loaded, and held
+        tc.unload_model("fresh", client_timeout=30)
+        (unloaded,) = client.get_endpoint("fresh").served_models
+        assert (unloaded.state, unloaded.version) == (ServedModelState.UNLOADED, 0)
+        client.delete_endpoint("gone")
+        with caplog.at_level(logging.INFO, logger="modelyard.services.serving.endpoints"):
+            models.LOAD_GATE.set()
+            deadline = time.monotonic() + 60
+            while sum("discarded" in r.getMessage() for r in caplog.records) < 2:
+                assert time.monotonic() < deadline, "the loads under way never ended"
+                time.sleep(0.01)  # polling the server's log for the loads' end
+        gc.collect()
+        assert 2.0 not in [m.value for m in models.ALIVE], "a discarded model is still held"
+        (still,) = client.get_endpoint("fresh").served_models
+        assert (still.state, still.version) == (ServedModelState.UNLOADED, 0)
+        tc.load_model("fresh")
+    wait_ready(client, "fresh", version=2)
+    assert client.predict("fresh", pd.DataFrame({"a": [1.0]}))["predictions"].tolist() == [2.0]
