@@ -391,11 +391,13 @@ NESTED: dict[str, Nested] = {
     "ServingService.UpdateEndpoint": Nested(
         lambda ch, s: serving_pb2.UpdateEndpointRequest(endpoint=_endpoint(_existing_endpoint(ch)))
     ),
+    # No request was logged (the seed's model does not load): values are checked before ids.
     "ServingService.LogGroundTruth": Nested(
         lambda ch, s: serving_pb2.LogGroundTruthRequest(
             endpoint=_existing_endpoint(ch),
             ground_truth=[serving_pb2.GroundTruth(request_id="r1", value_json="[1, 2]")],
-        )
+        ),
+        answer=frozenset({grpc.StatusCode.NOT_FOUND}),
     ),
     "ServingService.SetEndpointPermission": Nested(
         lambda ch, s: serving_pb2.SetEndpointPermissionRequest(

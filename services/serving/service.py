@@ -407,7 +407,33 @@ class ServingService:
                     f"{at}.value_json (request {request_id!r}) is not JSON (e.g. 3.5 or [0, 1])",
                     field="ground_truth.value_json",
                 ) from None
-        return self.store.record_ground_truth(name, values)
+        self.inference_log.flush()  # a request answered just now is in the log
+        unknown = self.store.record_ground_truth(name, values)
+        if unknown:
+            raise self._not_logged(name, unknown)
+        return len(values)
+
+    def _not_logged(self, name: str, unknown: list[str]) -> NotFound:
+        """Ground truth for request ids the endpoint's inference log does not hold: refused
+        whole, naming them (at most 5), as nothing could ever join it to a prediction."""
+        shown = ", ".join(repr(r) for r in unknown[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        config = self.runtime(name).spec.inference_log
+        if not config.enabled:
+            why = "its inference log is disabled; enable it (inference_log.enabled) first"
+        elif 0 < config.sampling_rate < 1:
+            why = (
+                f"it logs a sample ({config.sampling_rate:g}) of its requests; send ground "
+                "truth for the request ids GetInferenceLog lists"
+            )
+        else:
+            why = "send ground truth for the request ids GetInferenceLog lists"
+        return NotFound(
+            f"endpoint {name!r} logged no request with id {shown}{more} (nothing was recorded): "
+            + why,
+            resource_type="inference_request",
+            resource_name=unknown[0],
+        )
 
     # -- loading -------------------------------------------------------------------------------
 

@@ -483,6 +483,31 @@ def test_update_keeps_unchanged_models_loaded(platform, iris, two_versions) -> N
         client.get_endpoint("evolving")
 
 
+def test_ground_truth_for_a_request_never_logged_is_refused(platform, iris, two_versions) -> None:
+    """Ground truth is only ever read joined to the inference log, yet it was stored for any
+    request id: one never served (a typo, another endpoint's) was counted recorded and never
+    seen again. A batch naming one is refused NOT_FOUND naming it, and none of it is written."""
+    _server, client = platform
+    X, _y = iris
+    client.create_endpoint(
+        "truth", [ServedModel("models:/iris/1")], InferenceLogConfig(enabled=True)
+    )
+    client.create_endpoint("quiet", [ServedModel("models:/iris/1")])
+    for name in ("truth", "quiet"):
+        wait_ready(client, name)
+        modelyard.deployments.predict(name, X.iloc[0:1], request_id=f"{name}-0")
+    with pytest.raises(NotFound) as refused:
+        client.log_ground_truth("truth", {"truth-0": 1, "never": 2, "quiet-0": 0})
+    assert refused.value.resource_name == "never"
+    assert "'never', 'quiet-0' (nothing was recorded)" in refused.value.message
+    assert "GetInferenceLog" in refused.value.message
+    assert list(client.get_inference_log("truth")["ground_truth_json"]) == [""]
+    assert client.log_ground_truth("truth", {"truth-0": 1}) == 1
+    assert list(client.get_inference_log("truth")["ground_truth_json"]) == ["1"]
+    with pytest.raises(NotFound, match="its inference log is disabled; enable it"):
+        client.log_ground_truth("quiet", {"quiet-0": 1})
+
+
 @pytest.fixture
 def slow_endpoint(platform) -> Iterator[tuple[ServedModel, Callable[[], list[float]]]]:
     """Endpoint "ep" on "slow" version 1 (two versions registered), loaded, then loads held

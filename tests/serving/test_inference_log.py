@@ -24,6 +24,7 @@ from modelyard.services.common.server import ModelyardServer
 from modelyard.services.common.settings import Settings
 from modelyard.services.serving.app import migrate
 from modelyard.services.serving.inference_log import MAX_LOGGED_BYTES, to_json
+from modelyard.services.serving.service import MAX_GROUND_TRUTH
 from modelyard.services.serving.store.sql import TRUNCATED_JSON, SqlServingStore
 from modelyard.services.ui import monitoring
 from tests.conftest import running_server
@@ -242,5 +243,24 @@ def test_the_store_bounds_pages_by_bytes_and_truncates_old_oversized_rows(
         assert [r.request_id for r in newest] == ["after", "huge", "r-9", "r-8"]
         one = store.list_inferences("ep", 0, 1, max_bytes=1, field_bytes=10_000)
         assert [r.request_id for r in one] == ["r-0"]  # a page holds one record at least
+    finally:
+        store.close()
+
+
+def test_ground_truth_is_checked_against_the_log_a_whole_batch_at_once(database_url: str) -> None:
+    """A full LogGroundTruth batch is checked in one query on each backend (SQLite bounds a
+    statement's parameters); one id the log does not hold, or holds for another endpoint, and
+    nothing of the batch is written."""
+    db = Database(database_url)
+    migrate(db)
+    store = SqlServingStore(db)
+    try:
+        store.record_inferences([_record(f"r-{i}", "{}") for i in range(MAX_GROUND_TRUTH)])
+        values = [(f"r-{i}", str(i)) for i in range(MAX_GROUND_TRUTH)]
+        assert store.record_ground_truth("ep", [*values[1:], ("nope", "1")]) == ["nope"]
+        assert {r.ground_truth_json for r in store.list_inferences("ep", 0, 10)} == {""}
+        assert store.record_ground_truth("other", values[:2]) == ["r-0", "r-1"]
+        assert store.record_ground_truth("ep", values) == []
+        assert [r.ground_truth_json for r in store.list_inferences("ep", 0, 3)] == ["0", "1", "2"]
     finally:
         store.close()

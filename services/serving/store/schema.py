@@ -53,6 +53,8 @@ inference_log = Table(
     Column("outputs_json", Text, nullable=False),
     Column("status", String(32), nullable=False),
     Index("ix_serving_inference_log_endpoint_record", "endpoint", "record_id"),
+    # Ground truth is accepted only for logged request ids: one lookup per LogGroundTruth.
+    Index("ix_serving_inference_log_endpoint_request", "endpoint", "request_id"),
 )
 
 # Outcomes for logged requests, by request id (the latest logged value wins).

@@ -256,16 +256,27 @@ class SqlServingStore:
             for r in rows
         ]
 
-    def record_ground_truth(self, endpoint: str, values: Sequence[tuple[str, str]]) -> int:
-        """Upsert (request id, value JSON) pairs; returns how many were written."""
+    def record_ground_truth(self, endpoint: str, values: Sequence[tuple[str, str]]) -> list[str]:
+        """Upsert (request id, value JSON) pairs for requests the endpoint's log holds; the ids
+        it does not hold, in the order given (then nothing is written). Ground truth is only
+        ever read joined to the log, so a value for another id would be stored unreadable.
+        One indexed query checks the whole batch, in the transaction that writes it."""
         if not values:
-            return 0
+            return []
+        ids = list(dict.fromkeys(rid for rid, _value in values))
         now = int(time.time() * 1000)
         rows = [
             {"endpoint": endpoint, "request_id": rid, "value_json": value, "record_time": now}
             for rid, value in values
         ]
+        t = inference_log.c
+        logged = (
+            select(t.request_id).where(t.endpoint == endpoint, t.request_id.in_(ids)).distinct()
+        )
         with self.db.write() as conn:
+            known = set(conn.execute(logged).scalars())
+            if len(known) < len(ids):
+                return [rid for rid in ids if rid not in known]
             dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
             stmt = dialect.insert(ground_truth)
             conn.execute(
@@ -275,4 +286,4 @@ class SqlServingStore:
                 ),
                 rows,
             )
-        return len(rows)
+        return []
