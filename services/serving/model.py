@@ -448,14 +448,27 @@ class LoadedModel:
 _NON_FINITE_TYPES = (pd.errors.IntCastingNaNError,)
 _NON_FINITE_TYPE_NAMES = {("statsmodels.tools.sm_exceptions", "MissingDataError")}
 
-# How other refusals are worded, in ValueErrors (and OverflowError, Python's for int(inf)):
-# scikit-learn's "Input X contains NaN", numpy's "cannot convert float NaN to integer" and
-# "cannot convert float infinity to integer", scipy's "array must not contain infs or NaNs",
-# xgboost's "Input data contains `inf`" (a DMatrix's; its predict and lightgbm's take NaN as
-# missing and infinity as a value), pandas' "cannot convert NA to integer" and "... with
-# missing values".
-_NON_FINITE_WORDS = re.compile(
-    r"(?i:\b(nans?|infs?|infinity|infinite|non-finite|missing values?)\b)|\bNA\b"
+# How other libraries word the refusal, in ValueErrors (and OverflowError, Python's for
+# int(inf)): each phrase whole, as the words alone ("nan", "inf", "missing values") turn up in
+# a model's own faults too, which must stay INTERNAL (a server fault to report) though the
+# request holds a NaN. A library not listed answers INTERNAL: add its phrase here.
+_REFUSAL_PHRASES = re.compile(
+    "|".join(
+        (
+            # scikit-learn: "Input X contains NaN.", "Input contains infinity or a value too
+            # large for dtype('float64')."
+            r"\bInput (?:\w+ )?contains (?:NaN|infinity)\b",
+            # xgboost's DMatrix (its predict and lightgbm's take NaN as missing, inf as a value)
+            r"\bInput data contains `inf`",
+            # numpy's asarray_chkfinite (scipy.linalg and others) and numpy.linalg
+            r"\b[Aa]rray must not contain infs or NaNs\b",
+            # Python's int() of a float (numpy's casts of one value)
+            r"\bcannot convert float (?:NaN|infinity) to integer\b",
+            # pandas: nullable integers, and nullable arrays to numpy
+            r"\bcannot convert NA to integer\b",
+            r"\bcannot convert to '\w+'-dtype NumPy array with missing values\b",
+        )
+    )
 )
 
 # scikit-learn's trees and xgboost compute in float32 and refuse a finite value beyond it in the
@@ -466,13 +479,14 @@ _BEYOND_FLOAT32 = re.compile(r"value too large(?! for dtype\('float64'\))")
 
 def _about_non_finite(exc: BaseException) -> bool:
     """Whether the model's failure is its refusal of NaN or infinity (a type its library
-    raises for that alone, or a ValueError saying so), rather than a fault of its own code.
-    The values must also be in the request for it to be answered as the caller's."""
+    raises for that alone, or a ValueError in a library's own words for it), rather than a
+    fault of its own code. The values must also be in the request for it to be answered as
+    the caller's."""
     if isinstance(exc, _NON_FINITE_TYPES) or any(
         (c.__module__, c.__qualname__) in _NON_FINITE_TYPE_NAMES for c in type(exc).__mro__
     ):
         return True
-    return isinstance(exc, (ValueError, OverflowError)) and bool(_NON_FINITE_WORDS.search(str(exc)))
+    return isinstance(exc, (ValueError, OverflowError)) and bool(_REFUSAL_PHRASES.search(str(exc)))
 
 
 def _sendable(array: np.ndarray) -> np.ndarray:

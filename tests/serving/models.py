@@ -149,8 +149,14 @@ class Scores(RegressorMixin, BaseEstimator):
 
 
 class Faulty(RegressorMixin, BaseEstimator):
-    """A bug of its own: given a negative value in column 0, raises a ValueError that says
-    nothing of the values (as a model's own code does); answers column 0 otherwise."""
+    """A bug of its own: given a negative value in column 0, raises a ValueError saying
+    `message`, nothing of the request's values (as a model's own code does); answers column 0
+    otherwise."""
+
+    def __init__(
+        self, message: str = "operands could not be broadcast together with shapes (3,) (2,)"
+    ) -> None:
+        self.message = message
 
     def fit(self, X, y=None) -> Faulty:
         return self
@@ -158,8 +164,25 @@ class Faulty(RegressorMixin, BaseEstimator):
     def predict(self, X) -> np.ndarray:
         X = np.asarray(X, dtype=float)
         if (X[:, 0] < 0).any():
-            raise ValueError("operands could not be broadcast together with shapes (3,) (2,)")
+            raise ValueError(self.message)
         return X[:, 0]
+
+
+class Boosted(RegressorMixin, BaseEstimator):
+    """An xgboost booster predicting through a DMatrix, which refuses infinity with an
+    XGBoostError (a ValueError) in its own words, after a timestamp and a C++ file name."""
+
+    def fit(self, X, y=None) -> Boosted:
+        import xgboost  # only where used
+
+        data = xgboost.DMatrix(np.asarray(X, dtype=float), label=np.asarray(y, dtype=float))
+        self.booster_ = xgboost.train({"max_depth": 2}, data, num_boost_round=2)
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        import xgboost
+
+        return self.booster_.predict(xgboost.DMatrix(np.asarray(X, dtype=float)))
 
 
 class Solves(RegressorMixin, BaseEstimator):

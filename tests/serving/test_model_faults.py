@@ -104,6 +104,7 @@ def test_refusals_of_nan_by_common_libraries_are_the_callers_to_fix(platform) ->
         "nullable-counts": (models.Counts(nullable=True), np.inf, "OverflowError: "),
         "forecasts": (models.Forecasts().fit(train, y), np.nan, "MissingDataError: exog"),
         "forest": (RandomForestRegressor(n_estimators=2).fit(train, y), 1e300, "float32 range"),
+        "boosted": (models.Boosted().fit(train, y), np.inf, "Input data contains `inf`"),
     }
     for name, (model, _bad, _said) in cases.items():
         serve(client, model, X, name)
@@ -119,6 +120,33 @@ def test_refusals_of_nan_by_common_libraries_are_the_callers_to_fix(platform) ->
     with pytest.raises(Internal) as fault:  # its own NaN, from a log of -1.0
         client.predict("logs", X.assign(a=[-1.0, 2.0, 3.0]))
     assert "Input X contains NaN" in fault.value.message and fault.value.request_id
+
+
+def test_a_models_own_fault_worded_like_a_refusal_of_nan_stays_internal(
+    platform, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Any ValueError with the word "NaN", "inf" or "missing values" in it was taken for the
+    model's refusal of a NaN in the request: a model's own fault saying so was answered
+    INVALID_ARGUMENT, the caller's to fix, and nobody was told. Only libraries' own phrases for
+    that refusal are; these stay INTERNAL, with a request id, and are logged."""
+    _server, client = platform
+    faults = {
+        "weights": "weights are NaN after the warm-up step; retrain the model",
+        "lookup": "region table has missing values for 'eu'",
+        "budget": "an inf budget is not supported by this scorer",
+    }
+    for name, message in faults.items():
+        serve(client, models.Faulty(message), X, name)
+    with caplog.at_level(logging.ERROR, logger="modelyard.services.serving.service"):
+        for name, message in faults.items():
+            with pytest.raises(Internal) as fault:
+                client.predict(name, X.assign(a=[-1.0, 2.0, 3.0], b=[np.nan, np.inf, 6.0]))
+            assert f"failed to predict: ValueError: {message}" in fault.value.message
+            assert fault.value.request_id
+    logged = [(r.getMessage(), r.exc_info[0] if r.exc_info else None) for r in caplog.records]
+    assert len(logged) == len(faults), logged
+    for (said, kind), (name, message) in zip(logged, faults.items(), strict=True):
+        assert name in said and message in said and kind is ValueError, said
 
 
 def test_a_models_fault_is_logged_under_the_request_id_it_answers(platform) -> None:
