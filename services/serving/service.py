@@ -67,6 +67,8 @@ INFER_LATENCY = Histogram(
 
 
 MAX_GROUND_TRUTH = 10_000
+# The longest request id the inference log keeps (and ground truth is logged against).
+MAX_REQUEST_ID = 128
 # A GetInferenceLog page stops short of max_results at this many bytes: below gRPC's default
 # 4 MiB receive limit (clients in any language) and the smallest max_message_mb a server takes.
 # Callers go on from last_record_id.
@@ -394,7 +396,7 @@ class ServingService:
         for i, (request_id, value) in enumerate(values):
             at = f"ground_truth[{i}]"
             v.require(f"{at}.request_id", request_id)
-            v.max_length(f"{at}.request_id", request_id, 128)
+            v.max_length(f"{at}.request_id", request_id, MAX_REQUEST_ID)
             if len(value) > 65536:
                 raise InvalidArgument(
                     f"{at}.value_json (request {request_id!r}) exceeds 64 KiB",
@@ -523,6 +525,14 @@ class ServingService:
         start = time.perf_counter()
         timing = Timing()
         runtime = self.runtime(endpoint)
+        if len(request_id) > MAX_REQUEST_ID and runtime.spec.inference_log.enabled:
+            # It was logged cut to its first 128 characters: no ground truth could name it,
+            # and two ids alike that far were one.
+            raise InvalidArgument(
+                f"id is {len(request_id)} characters; endpoint {endpoint!r} logs its requests "
+                f"by id, which holds at most {MAX_REQUEST_ID}: send a shorter id (a UUID)",
+                field="id",
+            )
         served = runtime.select(version) if version else runtime.route(request_id)
         model: LoadedModel | None = None
         code = "OK"

@@ -176,6 +176,32 @@ def test_each_request_is_logged_capped_strict_and_with_the_status_it_got(
     assert len(predictions) == 2 + 20_000 and list(inputs["sepal_length"][:2]) == list(rows[:, 0])
 
 
+def test_a_request_id_too_long_to_log_is_refused_by_an_endpoint_that_logs(
+    small_messages, iris
+) -> None:
+    """A request id over 128 characters was logged cut to its first 128: no ground truth could
+    name it (LogGroundTruth takes 128 at most), and ids alike that far were logged as one. An
+    endpoint that logs refuses it, naming the id; one that logs nothing answers it, and an id
+    of 128 is logged whole."""
+    server, client = small_messages
+    X, _y = iris
+    rows = X.to_numpy()[:1]
+    client.create_endpoint("unlogged", [ServedModel("models:/iris/1")])
+    wait_ready(client, "unlogged")
+    unlogged = _features(rows, "u" * 200)
+    unlogged.model_name = "unlogged"
+    with grpc.insecure_channel(server.address) as channel:
+        infer = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer
+        with pytest.raises(grpc.RpcError) as refused:
+            infer(_features(rows, "r" * 129), timeout=60)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "id is 129 characters" in (refused.value.details() or "")
+        infer(_features(rows, "k" * 128), timeout=60)
+        assert infer(unlogged, timeout=60).id == "u" * 200
+    assert list(client.get_inference_log("inflog")["request_id"]) == ["k" * 128]
+    assert client.log_ground_truth("inflog", {"k" * 128: 1}) == 1
+
+
 def test_pages_fit_a_message_and_continue_from_last_record_id(small_messages) -> None:
     """24 records of ~210 KB are 5 MB: a page of them was over the 4 MiB message limit, and
     GetInferenceLog failed with RESOURCE_EXHAUSTED."""
