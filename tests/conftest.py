@@ -583,6 +583,14 @@ def client(server: ModelyardServer) -> Iterator[Client]:
 
 
 @pytest.fixture
+def db_client(database_url: str, tmp_path: Path) -> Iterator[Client]:
+    """A client of a full server on each metadata store backend, with local files."""
+    settings = Settings(home=tmp_path, port=0, grace_period=0, backend_store_uri=database_url)
+    with running_server(settings) as server, Client(server.address, timeout=120) as c:
+        yield c
+
+
+@pytest.fixture
 def fluent(server: ModelyardServer) -> Iterator[object]:
     """The fluent API pointed at a fresh server, with no active run or experiment left over."""
     import modelyard

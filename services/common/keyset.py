@@ -2,18 +2,42 @@
 and the next page is the rows that sort after it. Unlike an offset, that position does not move
 when rows are created or deleted between pages, so a reader sees each row that existed
 throughout once. Tracking's and the registry's searches page this way.
+
+A position longer than INLINE_LIMIT (a 6000-character param a run is sorted by) is not carried:
+the token names the row instead (its primary key) with a digest of its position, and the next
+page reads the position back from that row (resume), so every token stays short enough for a
+link (nginx's default request line is 8 KB).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, Float, Integer, Select, and_, bindparam, false, or_
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Connection,
+    Float,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    false,
+    or_,
+)
 
 from modelyard.errors import InvalidArgument
-from modelyard.services.common.pagination import INT64, decode_token
+from modelyard.services.common.pagination import INT64, decode_token, encode_token
+
+# Bytes of a position's JSON (UTF-8) a token carries as it is: base64 of that plus the query's
+# fingerprint is at most ~380 characters. Longer ones are carried by their row (RowRef).
+INLINE_LIMIT = 256
+_DIGEST_LENGTH = 22  # characters: 16 bytes of SHA-256, URL-safe base64 without padding
 
 
 @dataclass(frozen=True)
@@ -98,15 +122,51 @@ def keyed(stmt: Select, terms: Sequence[Term], order: Sequence[Term] | None = No
     return stmt.add_columns(*labels).order_by(*(t.order() for t in ordering))
 
 
-def position_of(row: Mapping[str, Any], terms: Sequence[Term]) -> list[object]:
+def position_of(row: Mapping[Any, Any], terms: Sequence[Term]) -> list[object]:
     return [t.read(row[f"k{i}"]) for i, t in enumerate(terms)]
 
 
+@dataclass(frozen=True)
+class RowRef:
+    """A position too long for a token, by its row: the row's primary key and a digest of the
+    position it had when the token was issued."""
+
+    key: tuple[object, ...]
+    digest: str
+
+
+def _json(position: Sequence[object]) -> bytes:
+    text = json.dumps(position, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8", "surrogatepass")  # as encode_token writes it
+
+
+def _digest(position: Sequence[object]) -> str:
+    digest = hashlib.sha256(_json(position)).digest()[:16]
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def next_token(
+    query: str, terms: Sequence[Term], row: Mapping[Any, Any], key: Sequence[Term]
+) -> str:
+    """The token of the page after `row` (a row of `keyed`, with the columns of `key`, the
+    primary key, under their names): its position, or if that is longer than INLINE_LIMIT,
+    the row's key and the position's digest (resume reads the position back)."""
+    position = position_of(row, terms)
+    if len(_json(position)) <= INLINE_LIMIT:
+        return encode_token(query, position)
+    ref = {"row": [row[t.expr.key] for t in key], "digest": _digest(position)}
+    return encode_token(query, ref)
+
+
 def read_position(
-    terms: Sequence[Term], token: str, query: str, field: str = "page_token"
-) -> list[object] | None:
-    """The position `token` holds (None for no token) if it fits `terms`; InvalidArgument
-    otherwise, naming `field`."""
+    terms: Sequence[Term],
+    token: str,
+    query: str,
+    field: str = "page_token",
+    key: Sequence[Term] = (),
+) -> list[object] | RowRef | None:
+    """The position `token` holds (None for no token) if it fits `terms`, or the row it names
+    by `key` (next_token); InvalidArgument otherwise, naming `field`."""
     if not token:
         return None
     position = decode_token(token, query, field)
@@ -116,8 +176,47 @@ def read_position(
         and all(t.accepts(v) for t, v in zip(terms, position, strict=True))
     ):
         return position
+    if (
+        key
+        and isinstance(position, dict)
+        and position.keys() == {"row", "digest"}
+        and isinstance(position["row"], list)
+        and len(position["row"]) == len(key)
+        and all(t.accepts(v) for t, v in zip(key, position["row"], strict=True))
+        and isinstance(position["digest"], str)
+        and len(position["digest"]) == _DIGEST_LENGTH
+    ):
+        return RowRef(tuple(position["row"]), position["digest"])
     raise InvalidArgument(
         f"{field} is not a token this server issued for this order; pass the next_page_token "
         "of the previous response unchanged, or start again without a token",
         field=field,
     )
+
+
+def resume(
+    conn: Connection,
+    rows: Select,
+    terms: Sequence[Term],
+    key: Sequence[Term],
+    at: list[object] | RowRef | None,
+    field: str = "page_token",
+) -> list[object] | None:
+    """The position `at` stands for: itself, or that of the row it names, read from `rows`
+    (the search's rows, joined as `terms` need, not filtered: a row may stop matching the
+    filter between pages, as with a position carried whole) by its primary key. A row that
+    is gone or sorts elsewhere now is refused: paging on from where it is now would skip or
+    repeat rows, and the reader would not know; from the first page it sees each row once."""
+    if not isinstance(at, RowRef):
+        return at
+    found = rows.where(*(t.expr == v for t, v in zip(key, at.key, strict=True)))
+    row = conn.execute(keyed(found, terms).limit(1)).first()
+    position = None if row is None else position_of(row._mapping, terms)
+    if position is None or _digest(position) != at.digest:
+        raise InvalidArgument(
+            f"{field}: the row the previous page ended at was deleted or its sort value changed "
+            f"since, so the next page cannot be found; start again from the first page (without "
+            f"{field})",
+            field=field,
+        )
+    return position

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 import pytest
 
 from modelyard import Client
+from modelyard.entities import PagedList
 from modelyard.errors import InvalidArgument
 from tests.registry.test_api import logged_model
 from tests.test_bad_input import _bad_tokens, _token
@@ -99,3 +101,42 @@ def test_version_pages_see_each_version_once_while_versions_come_and_go(
             db_client.delete_model_version("pv", seen[-1])
     assert len(seen) == len(set(seen)), seen
     assert set(range(1, 6)) <= set(seen), seen
+
+
+@pytest.mark.parametrize("search", ["search_registered_models", "search_model_versions"])
+def test_a_long_position_is_carried_by_its_row_until_the_row_changes(
+    db_client: Client, search: str
+) -> None:
+    """Sorted by 256-character names, a page's position is longer than a token carries: the
+    token names the page's last model (or version) and the next page reads the position back
+    from it, so every token stays short. Once that row is renamed or deleted, its token is
+    refused naming page_token, telling to start from the first page (paging on from its new
+    place would skip or repeat rows)."""
+    src = f"runs:/{logged_model(db_client)}/model"
+    names = ["long" + "n" * 251 + last for last in "abc"]
+    for name in names:
+        db_client.create_model_version(name, src)
+
+    def page(token: str | None) -> PagedList[Any]:
+        return getattr(db_client, search)(
+            "name LIKE 'longn%'", max_results=1, order_by=["name"], page_token=token
+        )
+
+    seen: list[str] = []
+    token: str | None = None
+    for _ in names:
+        found = page(token)
+        seen += [m.name for m in found]
+        token = found.token
+        assert token is None or len(token) < 200
+    assert seen == names and token is None
+
+    after_a = page(None).token
+    assert after_a and [m.name for m in page(after_a)] == names[1:2]
+    if search == "search_registered_models":
+        db_client.rename_registered_model(names[0], names[0][:-1] + "z")
+    else:
+        db_client.delete_model_version(names[0], 1)
+    with pytest.raises(InvalidArgument, match="start again from the first page") as err:
+        page(after_a)
+    assert err.value.field == "page_token"

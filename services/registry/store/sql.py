@@ -44,10 +44,11 @@ from modelyard.services.common.keyset import (
     after_binds,
     after_clause,
     keyed,
-    position_of,
+    next_token,
     read_position,
+    resume,
 )
-from modelyard.services.common.pagination import encode_token, fingerprint
+from modelyard.services.common.pagination import fingerprint
 from modelyard.services.registry.store.base import PendingVersion, RegistryStore, StoredFile
 from modelyard.services.registry.store.schema import (
     model_aliases,
@@ -446,9 +447,10 @@ class SqlRegistryStore(RegistryStore):
         # Not who reads: what a caller may read changes as it creates models or gains grants.
         query = fingerprint("registered_models", filters, order_by)
         rm = registered_models.c
-        stmt = select(registered_models)
+        scope = select(registered_models)
         if readable is not None:
-            stmt = stmt.where(rm.model_id.in_(readable.granted(registered_model_permissions)))
+            scope = scope.where(rm.model_id.in_(readable.granted(registered_model_permissions)))
+        stmt = scope
         for nth, c in enumerate(filters):
             if c.entity == "tag":
                 tags = registered_model_tags.c
@@ -470,7 +472,9 @@ class SqlRegistryStore(RegistryStore):
         }
         terms = _order(order_by, columns, [Term(rm.name)])
         with self.db.read() as conn:
-            rows, token = _page(conn, stmt, terms, query, page_token, max_results)
+            rows, token = _page(
+                conn, stmt, terms, query, page_token, max_results, scope=scope, key=_MODEL_KEY
+            )
             return PagedList(self._registered_models(conn, rows), token)
 
     def set_registered_model_tag(
@@ -693,9 +697,10 @@ class SqlRegistryStore(RegistryStore):
     ) -> PagedList[ModelVersion]:
         query = fingerprint("model_versions", filters, order_by)
         mv = model_versions.c
-        stmt = self._version_select()
+        scope = self._version_select()
         if readable is not None:
-            stmt = stmt.where(mv.model_id.in_(readable.granted(registered_model_permissions)))
+            scope = scope.where(mv.model_id.in_(readable.granted(registered_model_permissions)))
+        stmt = scope
         string_columns = {
             "name": registered_models.c.name,
             "run_id": mv.run_id,
@@ -733,7 +738,9 @@ class SqlRegistryStore(RegistryStore):
         tiebreaks = [Term(registered_models.c.name), Term(mv.version, ascending=False)]
         terms = _order(order_by, columns, tiebreaks)
         with self.db.read() as conn:
-            rows, token = _page(conn, stmt, terms, query, page_token, max_results)
+            rows, token = _page(
+                conn, stmt, terms, query, page_token, max_results, scope=scope, key=_VERSION_KEY
+            )
             return PagedList(self._versions(conn, rows), token)
 
     def version_stage(self, name: str, version: int) -> Stage | None:
@@ -1135,6 +1142,12 @@ def _order(
     return terms + [t for t in tiebreaks if t.expr.key not in named]
 
 
+# The primary keys a token names a row by when its position is too long to carry (keyset): a
+# model's name, its tie-break, may be 256 characters.
+_MODEL_KEY = (Term(registered_models.c.model_id),)
+_VERSION_KEY = (Term(model_versions.c.model_id), Term(model_versions.c.version))
+
+
 def _page(
     conn: Connection,
     stmt: Any,
@@ -1142,12 +1155,17 @@ def _page(
     query: str,
     page_token: str,
     max_results: int,
+    *,
+    scope: Any,
+    key: Sequence[Term],
 ) -> tuple[Sequence[Row], str | None]:
     """One page of `stmt` in the order of `terms`, from the position `page_token` holds, and
     the token of the next page (None after the last). Keyset, as tracking's searches: an offset
     skipped a row when one before the page was deleted, and repeated one when a model or
-    version was created before it."""
-    after = read_position(terms, page_token, query)
+    version was created before it. A long position's token names its row by `key`, read back
+    from `scope` (stmt before its filters: the rows the caller may read)."""
+    at = read_position(terms, page_token, query, key=key)
+    after = resume(conn, scope, terms, key, at)
     binds: dict[str, object] = {}
     if after is not None:
         stmt = stmt.where(after_clause(terms, after))
@@ -1155,6 +1173,4 @@ def _page(
     rows = conn.execute(keyed(stmt, terms).limit(max_results + 1), binds).all()
     if len(rows) <= max_results:
         return rows, None
-    return rows[:max_results], encode_token(
-        query, position_of(rows[max_results - 1]._mapping, terms)
-    )
+    return rows[:max_results], next_token(query, terms, rows[max_results - 1]._mapping, key)

@@ -39,9 +39,11 @@ from modelyard.services.common.filters.sql import (
 )
 from modelyard.services.common.keyset import Term, after_clause, keyed
 from modelyard.services.common.keyset import after_binds as after_binds
+from modelyard.services.common.keyset import next_token as next_token
 from modelyard.services.common.keyset import pattern as pattern
 from modelyard.services.common.keyset import position_of as position_of
 from modelyard.services.common.keyset import read_position as read_position
+from modelyard.services.common.keyset import resume as resume
 from modelyard.services.tracking.store.schema import (
     datasets,
     experiment_tags,
@@ -53,6 +55,10 @@ from modelyard.services.tracking.store.schema import (
     runs,
     tags,
 )
+
+# The primary keys a token names a row by when its position is too long to carry (keyset).
+RUN_KEY = (Term(runs.c.run_uuid),)
+EXPERIMENT_KEY = (Term(experiments.c.experiment_id),)
 
 # attribute name -> (column, kind); aliases as MLflow accepts them.
 _RUN_ATTRIBUTES = {

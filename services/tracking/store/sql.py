@@ -50,6 +50,7 @@ from modelyard.services.common.db import Database
 from modelyard.services.common.db.engine import IDLE_PING_SECONDS
 from modelyard.services.common.db.prepared import Prepared
 from modelyard.services.common.filters import Comparison, OrderKey
+from modelyard.services.common.keyset import RowRef
 from modelyard.services.common.pagination import decode_token, encode_token, fingerprint
 from modelyard.services.tracking import limits
 from modelyard.services.tracking.store import schema, search
@@ -344,28 +345,30 @@ class SqlTrackingStore(TrackingStore):
         # and a position (a key, not a count) stays good across that.
         query = fingerprint("experiments", view_type, filters, order_by)
         terms = search.experiment_order(order_by)
-        after = search.read_position(terms, page_token, query)
-        stmt = select(experiments)
+        at = search.read_position(terms, page_token, query, key=search.EXPERIMENT_KEY)
+        scope = select(experiments)
         if readable is not None:
             # Grants name experiments by their id as text: the id is cast to it (casting the
             # grants' ids to numbers would fail on PostgreSQL for one that is none).
             granted = readable.granted(experiment_permissions)
-            stmt = stmt.where(cast(experiments.c.experiment_id, String).in_(granted))
+            scope = scope.where(cast(experiments.c.experiment_id, String).in_(granted))
+        stmt = scope
         stage = search.stage_filter(experiments.c.lifecycle_stage, view_type)
         if stage is not None:
             stmt = stmt.where(stage)
         stmt = stmt.where(*search.experiment_filter_clauses(filters))
-        binds: dict[str, object] = {}
-        if after is not None:
-            stmt = stmt.where(search.after_clause(terms, after))
-            binds = search.after_binds(terms, after)
-        stmt = search.keyed(stmt, terms).limit(max_results + 1)
         with self.db.read() as conn:
-            rows = conn.execute(stmt, binds).all()
+            after = search.resume(conn, scope, terms, search.EXPERIMENT_KEY, at)
+            binds: dict[str, object] = {}
+            if after is not None:
+                stmt = stmt.where(search.after_clause(terms, after))
+                binds = search.after_binds(terms, after)
+            rows = conn.execute(search.keyed(stmt, terms).limit(max_results + 1), binds).all()
             found = self._experiments(conn, rows[:max_results])
         token = None
         if len(rows) > max_results:
-            token = encode_token(query, search.position_of(rows[max_results - 1]._mapping, terms))
+            last = rows[max_results - 1]._mapping
+            token = search.next_token(query, terms, last, search.EXPERIMENT_KEY)
         return PagedList(found, token)
 
     def _touch_experiment(self, conn: Connection, experiment_id: str, **values: Any) -> Row:
@@ -704,13 +707,14 @@ class SqlTrackingStore(TrackingStore):
         order = tuple(order_by)
         # The order's terms, to check the token's position against before any SQL is built.
         terms = self._statement(("order", order), lambda: search.order_runs(select(runs), order)[1])
-        position = search.read_position(terms, page_token, query)
-        after = search.pattern(terms, position)
+        at = search.read_position(terms, page_token, query, key=search.RUN_KEY)
         keys = [_experiment_key(e) for e in experiment_ids]
         filter_shape, filter_values = search.filter_binds(filters)
         shape = (filter_shape, view_type)
         limit = max_results + 1
         with self.db.read() as conn:
+            position = self._resume_runs(conn, keys, order, at)
+            after = search.pattern(terms, position)
             rows = None
             if len(set(keys)) == 1 and len(order_by) == 1 and order_by[0].entity == "metric":
                 rows = self._search_by_metric(
@@ -744,8 +748,22 @@ class SqlTrackingStore(TrackingStore):
             found = self._runs(conn, rows[:max_results])
         token = None
         if len(rows) > max_results:
-            token = encode_token(query, search.position_of(rows[max_results - 1], terms))
+            token = search.next_token(query, terms, rows[max_results - 1], search.RUN_KEY)
         return PagedList(found, token)
+
+    @staticmethod
+    def _resume_runs(
+        conn: Connection,
+        experiment_keys: Sequence[int],
+        order: tuple[OrderKey, ...],
+        at: list[object] | RowRef | None,
+    ) -> list[object] | None:
+        """The position of a runs search's token (search.resume), a run of its experiments."""
+        if not isinstance(at, RowRef):
+            return at
+        of_experiments = select(runs).where(runs.c.experiment_id.in_(experiment_keys))
+        stmt, terms = search.order_runs(of_experiments, order)
+        return search.resume(conn, stmt, terms, search.RUN_KEY, at)
 
     def _statement(self, key: tuple, build: Callable[[], _Built]) -> _Built:
         """A search's statement (or its clauses) by shape, built once: building the walk of a
