@@ -155,9 +155,11 @@ def query_text(request: Request, name: str, limit: int, label: str, advice: str)
     return text
 
 
-# Characters of earlier pages' tokens a paged listing's links carry, so "Previous" can go back
-# (the APIs page forward only); past it the oldest are dropped, and "First page" goes further.
-MAX_BACK = 16_000
+# Characters of a paged listing's links at most, when their trail of earlier pages' tokens (for
+# "Previous") is what makes them longer: nginx's default buffer for a request line is 8 KB
+# (large_client_header_buffers), with the method, host and protocol to fit beside the link. The
+# oldest tokens are dropped past it; "First page" goes further back.
+MAX_LINK = 7000
 
 
 @dataclass(frozen=True)
@@ -182,10 +184,10 @@ def pager(
     """Links to the first, previous and next pages of the listing at `path` with `params`
     (empty ones left out), ending in `#fragment` if given. The page's own token is
     `token_param`; the tokens of the pages before it ride along as `back_param` (the first
-    page's as ""), a page's own stack, so a link works wherever it is opened, newest last, at
-    most MAX_BACK characters of them beyond the one before (a keyset token may be long: it
-    carries the last row's sort value). A page listing more than its main list (a run's
-    registrations) names its parameters apart."""
+    page's as ""), a page's own stack, so a link works wherever it is opened, newest last: the
+    one before always, older ones while the link stays within MAX_LINK characters (the
+    services keep each token short: a long sort value's names its row). A page listing more
+    than its main list (a run's registrations) names its parameters apart."""
     token = request.query_params.get(token_param, "")
     back = request.query_params.getlist(back_param) if token else []
     anchor = f"#{fragment}" if fragment else ""
@@ -196,17 +198,21 @@ def pager(
             query += [(token_param, page_token), *((back_param, t) for t in stack)]
         return (f"{path}?{urlencode(query)}" if query else path) + anchor
 
-    def kept(stack: list[str]) -> list[str]:
-        start, size = len(stack) - 1, 0
-        while start > 0 and size + len(stack[start - 1]) <= MAX_BACK:
-            start -= 1
-            size += len(stack[start])
-        return stack[start:]
+    def link(page_token: str, stack: list[str]) -> str:
+        """url(page_token, stack) with as many of the stack's oldest dropped as it takes."""
+        start = len(stack) - 1 if stack else 0
+        size = len(url(page_token, stack[start:]))
+        while start > 0:
+            more = len(back_param) + 2 + len(quote(stack[start - 1], safe=""))  # &back=...
+            if size + more > MAX_LINK:
+                break
+            start, size = start - 1, size + more
+        return url(page_token, stack[start:])
 
     return Pager(
         first=url("", []) if token else "",
-        previous=url(back[-1], kept(back[:-1]) if len(back) > 1 else []) if back else "",
-        next=url(next_token, kept([*back, token])) if next_token else "",
+        previous=link(back[-1], back[:-1]) if back else "",
+        next=link(next_token, [*back, token]) if next_token else "",
     )
 
 
@@ -335,10 +341,12 @@ def said(request: Request, exc: ModelyardError) -> str:
         return f"No Modelyard services answered at {ui_of(request).transport.uri}."
     if isinstance(exc, InvalidArgument) and exc.field == "page_token":
         # the services' advice ("pass the next_page_token of the previous response") is an
-        # API client's; here the token came in a link, edited or kept from another listing
+        # API client's; here the token came in a link, edited or kept from another listing,
+        # or kept while the row it continues from (a long sort value's) changed
         return (
-            "page_token in this link is not one this listing's pages made; follow the "
-            "listing's own page links, or open it again without page_token (its first page)."
+            "page_token in this link is not one this listing's pages made, or the row the "
+            "page before ended at was changed or deleted since; follow the listing's own page "
+            "links, or open it again without page_token (its first page)."
         )
     return in_ui_terms(str(exc))
 

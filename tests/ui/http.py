@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import html
 import re
 from collections.abc import Iterator
 from http.cookies import SimpleCookie
@@ -61,6 +62,17 @@ class WebSession:
 
     def get(self, path: str, headers: dict[str, str] | None = None) -> urllib3.BaseHTTPResponse:
         return self.request("GET", path, headers=headers)
+
+    def link(self, page: str, testid: str) -> str | None:
+        """Where the link marked `testid` on `page` (HTML) leads, or None if it has none."""
+        found = re.search(rf'<a href="([^"]+)"[^>]* data-testid="{testid}"', page)
+        return html.unescape(found.group(1)) if found else None
+
+    def follow(self, page: str, testid: str) -> str:
+        """The page the link marked `testid` on `page` leads to; the link must be there."""
+        link = self.link(page, testid)
+        assert link, (testid, page)
+        return self.get(link).data.decode()
 
     def csrf(self, path: str = "/experiments", headers: dict[str, str] | None = None) -> str:
         """The CSRF token in the forms of the page at `path`."""

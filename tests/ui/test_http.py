@@ -39,6 +39,8 @@ from tests.conftest import failed_registration, free_port, running_server
 from tests.features.repo import NOW, make_repo
 from tests.ui.http import WebSession, serving_ui
 
+NGINX_REQUEST_LINE = 8 * 1024  # bytes: large_client_header_buffers' default buffer
+
 
 @pytest.fixture
 def web(settings: Settings, server: ModelyardServer) -> Iterator[WebSession]:
@@ -1030,17 +1032,14 @@ def test_listings_page_back_and_keep_a_bounded_trail(
     server: ModelyardServer, web: WebSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Paged listings linked only forward (and to the first page). "Previous page" follows
-    the earlier pages' tokens the links carry; past MAX_BACK characters of them the oldest
+    the earlier pages' tokens the links carry; past MAX_LINK characters of link the oldest
     are dropped, so a deep page's URL stays bounded, and "First page" still goes back."""
     monkeypatch.setattr(models, "PAGE", 1)
     with Client(server.address) as c:
         for name in ("m0", "m1", "m2", "m3"):
             c.create_registered_model(name)
 
-    def follow(page: str, testid: str) -> str:
-        link = re.search(rf'<a href="([^"]+)"[^>]* data-testid="{testid}"', page)
-        assert link, (testid, page)
-        return web.get(html.unescape(link.group(1))).data.decode()
+    follow = web.follow
 
     def shown(page: str) -> list[str]:
         return re.findall(r'<a href="/models/[^"]+">(m\d)</a>', page)
@@ -1056,7 +1055,7 @@ def test_listings_page_back_and_keep_a_bounded_trail(
         assert shown(back) == expected
     assert "previous-page" not in back and "first-page" not in back
 
-    monkeypatch.setattr(web_module, "MAX_BACK", 0)  # only the page before is kept
+    monkeypatch.setattr(web_module, "MAX_LINK", 0)  # only the page before is kept
     deep = web.get("/models").data.decode()
     for _ in range(3):
         deep = follow(deep, "next-page")
@@ -1068,6 +1067,56 @@ def test_listings_page_back_and_keep_a_bounded_trail(
     crafted = web.get(f"/models?page_token={token}&back=" + "&back=x" * 500).data.decode()
     previous = re.search(r'<a href="([^"]+)"[^>]* data-testid="previous-page"', crafted)
     assert previous and html.unescape(previous.group(1)).count("back=") == 1
+
+
+@pytest.mark.parametrize(
+    "chars",
+    [5998, 64],  # a 6000-character CJK tag; the longest a token still carries whole (~380)
+)
+def test_a_deep_page_of_long_sort_values_keeps_its_links_within_a_request_line(
+    server: ModelyardServer, web: WebSession, monkeypatch: pytest.MonkeyPatch, chars: int
+) -> None:
+    """Sorted by 6000-character CJK tags, a page's link carried the last row's value in its
+    keyset token (~24 KB), and earlier pages' tokens for "Previous" (up to 16 KB more): past
+    nginx's default 8 KB request line, so such pages broke behind the default ingress. Every
+    link of a page 25 deep fits in one, "Previous" leads back through the pages its trail
+    keeps, and "First page" from there. A link whose page before ended at a run whose value
+    changed since says so, and where to go."""
+    monkeypatch.setattr(experiments, "PAGE", 1)
+    names = [f"run-{i:02d}" for i in range(25)]
+    with Client(server.address) as c:
+        eid = c.create_experiment("long sort values")
+        ids = [c.create_run(eid, run_name=name).info.run_id for name in names]
+        for rid, name in zip(ids, names, strict=True):
+            c.set_tag(rid, "note", "模" * chars + name[-2:])
+
+    def opened(link: str | None) -> str:
+        assert link and len(f"GET {link} HTTP/1.1".encode()) < NGINX_REQUEST_LINE, link
+        return web.get(link).data.decode()
+
+    def shown(page: str) -> list[str]:
+        return re.findall(r">(run-\d\d)</a>", page)
+
+    pages = [opened(f"/experiments/{eid}?order=tags.note+ASC")]
+    while web.link(pages[-1], "next-page"):
+        pages.append(opened(web.link(pages[-1], "next-page")))
+    assert [shown(p) for p in pages] == [[n] for n in names]
+    back, at = pages[-1], len(names) - 1
+    while web.link(back, "previous-page"):
+        back, at = opened(web.link(back, "previous-page")), at - 1
+        assert shown(back) == [names[at]]
+    assert at <= len(names) - 10  # ten pages back at least, however long the tokens
+    if at:  # past the trail the links keep: the first page is a link away
+        assert shown(opened(web.link(back, "first-page"))) == names[:1]
+
+    first = opened(f"/experiments/{eid}?order=tags.note+ASC")
+    with Client(server.address) as c:
+        c.set_tag(ids[0], "note", "changed")
+    stale = html.unescape(opened(web.link(first, "next-page")))
+    if chars > 64:  # the token names the run, whose value changed: from the first page again
+        assert "changed or deleted since" in stale and "(its first page)" in stale
+    else:  # the token carries the value: the pages after it, whatever became of the run
+        assert shown(stale) == names[1:2]
 
 
 def test_a_version_trained_in_a_deleted_run_says_so(
