@@ -920,6 +920,17 @@ def test_a_model_with_more_events_than_shown_pages_through_them(
     assert web.get(f"/models/{model}?events_before=x").status == 400
 
 
+def test_a_history_link_with_a_digit_that_is_no_number_is_refused(
+    web: WebSession, model: str
+) -> None:
+    """events_before was checked with str.isdigit, which '²' passes and int() then refuses:
+    the model page answered 500 ("Something went wrong"), with a traceback in the UI's log."""
+    for text in ("²", "١٢"):
+        response = web.get(f"/models/{model}?{urlencode({'events_before': text})}")
+        assert response.status == 400, text
+        assert "events_before" in html.unescape(response.data.decode())
+
+
 def test_an_automl_run_with_more_trials_than_ranked_shows_the_best(
     server: ModelyardServer, web: WebSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -100,7 +100,7 @@ def model(request: Request) -> Response:
 def _event_bound(request: Request) -> int:
     """The History's `events_before` (0 for the newest events)."""
     text = request.query_params.get("events_before", "") or "0"
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # '²' is a digit to isdigit, not to int()
         raise InvalidArgument(
             f"events_before {text[:20]!r} is not an event id; follow the History's links",
             field="events_before",
