@@ -541,7 +541,10 @@ class SearchRegisteredModelsRequest(_message.Message):
     """Opaque token from a previous response; only valid with the same query. It holds where the
     last page ended (its sort values), not an offset: models created or deleted meanwhile
     neither repeat nor skip others, but one whose sort value changes between pages (ordered by
-    last_updated_timestamp, and written meanwhile) may come twice or not at all.
+    last_updated_timestamp, and written meanwhile) may come twice or not at all. Sort values
+    too long to carry (over 256 bytes) are held by the model instead; if it is renamed or
+    deleted before the next page is asked for, the token is refused (INVALID_ARGUMENT): start
+    again from the first page.
     """
     @_builtins.property
     def order_by(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:

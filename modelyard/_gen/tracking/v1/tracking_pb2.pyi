@@ -481,7 +481,9 @@ class SearchExperimentsRequest(_message.Message):
     max_results: _builtins.int
     """1-10000; 0 means the default of 1000."""
     page_token: _builtins.str
-    """Opaque token from a previous response; only valid with the same filter and order."""
+    """Opaque token from a previous response; only valid with the same filter and order. As
+    SearchRunsRequest.page_token, for experiments (a long name is held by the experiment).
+    """
     view_type: _common_pb2.ViewType.ValueType
     @_builtins.property
     def order_by(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -1071,6 +1073,10 @@ class SearchRunsRequest(_message.Message):
     last page ended (its sort values and run id), not an offset: runs created or deleted
     meanwhile neither repeat nor skip others, but a run whose sort value changes between pages
     (a metric logged again) is found where it sorts now, so it may come twice or not at all.
+    Sort values too long to carry (over 256 bytes: a long param or tag) are held by the run
+    instead; if that run's value changes or the run is purged before the next page is asked
+    for, the token is refused (INVALID_ARGUMENT): start again from the first page. Tokens stay
+    under ~400 characters either way.
     """
     @_builtins.property
     def experiment_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
