@@ -920,6 +920,17 @@ def test_a_model_with_more_events_than_shown_pages_through_them(
     assert web.get(f"/models/{model}?events_before=x").status == 400
 
 
+def test_a_pasted_token_grpc_cannot_send_is_refused_with_what_to_do(web: WebSession) -> None:
+    """A token pasted with a stray character (a line break, a typographic quote) or a page of
+    text in its place made gRPC refuse the header client-side (ValueError, not a status): the
+    login answered 500 "Something went wrong", with a traceback in the UI's log."""
+    for token in ("eyJ\u201cabc", "eyJ\nabc", "eyJ\x7fabc", "x" * 20_000):
+        response = web.post("/login", {"csrf": web.csrf("/login"), "token": token})
+        said = html.unescape(response.data.decode())
+        assert response.status == 400, token[:10]
+        assert "That is not an API token" in said and "modelyard tokens create" in said
+
+
 def test_a_history_link_with_a_digit_that_is_no_number_is_refused(
     web: WebSession, model: str
 ) -> None:

@@ -25,6 +25,10 @@ from modelyard.services.ui.web import (
     ui_of,
 )
 
+# Characters of a pasted token at most: ours are under 1000, and gRPC refuses a header of more
+# than 16 KB (as it refuses one with a character past ASCII or a line break in it).
+MAX_TOKEN = 8000
+
 
 def _identify(request: Request) -> None:
     """Without a token: who the services take an anonymous caller for (when auth is off)."""
@@ -67,6 +71,16 @@ async def login(request: Request) -> Response:
     target = local_path(form.get("next"))
     if not token:
         return render(request, "login.html", 400, next=target, error="Paste an API token.")
+    if len(token) > MAX_TOKEN or not (token.isascii() and token.isprintable()):
+        # gRPC refuses such a header before any service sees it (ValueError, not a status)
+        return render(
+            request,
+            "login.html",
+            400,
+            next=target,
+            error="That is not an API token: tokens are one line of ASCII letters, digits, '-', "
+            "'_' and '.', as `modelyard tokens create` prints them. Copy it again.",
+        )
     candidate = Client.over(ui_of(request).transport.with_token(token))
     try:
         principal, enforced = await run_in_threadpool(candidate.whoami)
