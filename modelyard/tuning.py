@@ -71,6 +71,7 @@ import logging
 import math
 import os
 import socket
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -661,13 +662,18 @@ def optimize(
     if managed:
         c.update_run(rid, status=RunStatus.RUNNING)
     single = len(study.directions) == 1
+    best_lock = threading.Lock()
 
     def progress(s: optuna.Study, t: FrozenTrial) -> None:
         if single and t.state == TrialState.COMPLETE:
             complete = s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            best = s.best_trial
-            tags = _best_trial_tags(best) if best.number == t.number else []
-            c.log_batch(rid, metrics=[_best_value(s, complete, _now_ms())], tags=tags)
+            metric = _best_value(s, complete, _now_ms())
+            # The best is read and its tags written under one lock: read outside it, a worse
+            # trial's thread could write its tags after a better trial's (n_jobs > 1), and
+            # the parent named a trial that is not the best until the summary.
+            with best_lock:
+                tags = _best_trial_tags(t) if s.best_trial.number == t.number else []
+                c.log_batch(rid, metrics=[metric], tags=tags)
 
     failed = True
     try:

@@ -580,3 +580,54 @@ def test_resuming_a_study_by_name_in_another_experiment_is_refused(fluent, tmp_p
     assert c.get_experiment_by_name("second") is None
     runs = fluent.search_runs(search_all_experiments=True, output_format="list")
     assert [r.info.run_id for r in runs] == [parent_id]
+
+
+class _StaleBestStorage(optuna.storages.InMemoryStorage):
+    """Optuna's in-memory storage whose first best-trial read in the thread of `slow` (a
+    trial's x) answers as of the call, then is delayed until `release` is set: a thread
+    preempted between reading the best trial and writing the parent's tags."""
+
+    def __init__(self, slow: float) -> None:
+        super().__init__()
+        self.slow = slow
+        self.slow_thread: int | None = None
+        self.read = threading.Event()
+        self.release = threading.Event()
+
+    def get_best_trial(self, study_id: int) -> optuna.trial.FrozenTrial:
+        best = super().get_best_trial(study_id)
+        if threading.get_ident() == self.slow_thread and not self.read.is_set():
+            self.read.set()
+            assert self.release.wait(timeout=60), "the better trial never finished"
+        return best
+
+
+def test_the_best_trial_tags_never_go_back_to_a_worse_trial_with_threads(fluent) -> None:
+    """n_jobs=2: trial x=5 ends first and reads itself as the best, then stalls; trial x=1
+    ends, better, and tags itself. The stalled thread then wrote x=5's tags over x=1's, and the
+    parent named a worse trial until the summary."""
+    c = fluent.client()
+    storage = _StaleBestStorage(slow=5.0)
+    study = tuning.create_study(direction="minimize", storage=storage)
+    parent_id = study.user_attrs[tuning.PARENT_RUN_ATTR]
+    for x in (5.0, 1.0):
+        study.enqueue_trial({"x": x})
+    seen: dict[float, str] = {}
+
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0.0, 10.0)
+        if x == storage.slow:
+            storage.slow_thread = threading.get_ident()
+        else:
+            assert storage.read.wait(timeout=60), "the worse trial never read the best"
+        return x
+
+    def after(s: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
+        # Runs after optimize's own callback has written trial t's best-trial tags.
+        seen[t.params["x"]] = c.get_run(parent_id).data.tags["best_trial.number"]
+        if t.params["x"] != storage.slow:
+            storage.release.set()
+
+    tuning.optimize(study, objective, n_trials=2, n_jobs=2, callbacks=[after])
+    better = next(t.number for t in study.get_trials() if t.params["x"] == 1.0)
+    assert seen == {1.0: str(better), 5.0: str(better)}
