@@ -50,7 +50,12 @@ Each trial is run, and so tracked, by exactly one worker; each worker refreshes 
 summary when it finishes, and the parent is marked FINISHED once no trial of the study is running.
 
 A worker that dies mid-trial (killed, out of memory, a preempted pod) leaves its trial RUNNING in
-Optuna, and so its run and the parent, unless the storage has a heartbeat: give every worker
+Optuna. Each trial records its worker process (host, PID namespace, pid, start time): a worker
+of the same host that is gone is seen as a study is loaded (`create_study`), before each
+trial starts and as `optimize` ends; its trial is failed and its run ended FAILED, with the
+reason in `optuna.fail_reason`. A worker on another host (a pod, another machine) cannot be
+seen from here, so its trial stays RUNNING, and so its run and the parent, unless the storage
+has a heartbeat: give every worker
 `optuna.storages.RDBStorage(url, heartbeat_interval=60)` (a stale trial is one not heard from
 for `grace_period`, by default two intervals). Optuna then fails the dead worker's trial, as any
 worker starts a trial or finishes, and that worker ends the trial's run FAILED (and, with no
@@ -79,6 +84,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 import optuna
+import psutil
 from optuna.storages._heartbeat import is_heartbeat_enabled  # what Optuna's optimize checks
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, Trial, TrialState
@@ -96,6 +102,8 @@ from modelyard.services.tracking.limits import (
 PARENT_RUN_ATTR = "modelyard.parent_run_id"
 EXPERIMENT_ATTR = "modelyard.experiment_id"
 TRIAL_RUN_ATTR = "modelyard.run_id"
+OWNER_ATTR = "modelyard.worker"  # the process running the trial (see `_owner`)
+FAIL_REASON_ATTR = "modelyard.fail_reason"  # why we failed a trial its worker left RUNNING
 MANAGED_TAG = "modelyard.tuning.managed"
 ROLE_TAG = "modelyard.tuning.role"
 INTERMEDIATE_METRIC = "intermediate_value"
@@ -148,6 +156,45 @@ def _now_ms() -> int:
 
 def _worker() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_namespace() -> str:
+    """This process's PID namespace ("" where there is no /proc): pids of two containers on
+    one host (or sharing its hostname) are only comparable within one namespace."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def _owner() -> dict[str, Any]:
+    """Who runs a trial: host, PID namespace, pid and the process's start time (a pid reused
+    by a later process has another)."""
+    return {
+        "host": socket.gethostname(),
+        "pid_namespace": _pid_namespace(),
+        "pid": os.getpid(),
+        "started": psutil.Process().create_time(),
+    }
+
+
+def _owner_is_gone(owner: dict[str, Any]) -> bool:
+    """True only when `owner` (see `_owner`) is a process of this host and namespace that no
+    longer runs: exited, killed (a zombie too), or its pid since taken by another process.
+    A process elsewhere cannot be seen from here, so it is never judged gone."""
+    if owner.get("host") != socket.gethostname() or owner.get("pid_namespace") != (
+        _pid_namespace()
+    ):
+        return False
+    try:
+        process = psutil.Process(int(owner["pid"]))
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return True
+        return abs(process.create_time() - float(owner["started"])) > 0.01
+    except psutil.NoSuchProcess:
+        return True
+    except (psutil.Error, KeyError, TypeError, ValueError):
+        return False  # not ours to see (AccessDenied) or not recorded as we write it
 
 
 def _experiment_id(experiment_name: str | None, experiment_id: str | None) -> str:
@@ -247,6 +294,9 @@ def create_study(
             _record_parent(study, *ambient)
         else:
             _start_parent(study, _experiment_id(experiment_name, experiment_id), run_name, tags)
+    else:  # resumed: trials a dead worker left RUNNING are failed, and their runs ended
+        parent, experiment = _resolve_parent(study, None, None, None)
+        _end_stale_trial_runs(study, parent, experiment)
     return study
 
 
@@ -450,8 +500,9 @@ def track(
     target = _Target(parent_run_id, experiment_id, tuple(metric_names), intermediate_metric)
 
     def tracked(trial: Trial) -> Any:
-        # A dead worker's trial, failed by Optuna as this one started, ends its run now rather
-        # than when this worker's optimize ends, which may be hours away.
+        trial.set_user_attr(OWNER_ATTR, _owner())  # so a trial left by a dead process is seen
+        # A dead worker's trial, failed as this one started, ends its run now rather than when
+        # this worker's optimize ends, which may be hours away.
         _end_stale_trial_runs(trial.study, parent_run_id, experiment_id)
         return _run_trial(objective, trial, target)
 
@@ -724,18 +775,46 @@ def _check_budget(n_trials: Any, timeout: Any) -> None:
         )
 
 
+def _fail_trials_of_gone_workers(study: optuna.Study) -> None:
+    """Fail the RUNNING trials whose worker process, on this host, is gone (killed, out of
+    memory): without a heartbeat Optuna never learns of it, and they stayed RUNNING for good,
+    their runs and the parent's status with them. A worker on another host cannot be checked
+    from here: for those the storage's heartbeat (see the module docstring) is the way."""
+    storage = study._storage
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = t.user_attrs.get(OWNER_ATTR)
+        if not isinstance(owner, dict) or not _owner_is_gone(owner):
+            continue
+        reason = (
+            f"its worker process ({owner['host']}, pid {owner['pid']}) stopped while the trial ran"
+        )
+        try:
+            storage.set_trial_user_attr(t._trial_id, FAIL_REASON_ATTR, reason)
+            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        except RuntimeError:  # UpdateFinishedTrialError: another process failed it first
+            continue
+        _log.warning("trial %d failed: %s", t.number, reason)
+
+
 def _end_stale_trial_runs(study: optuna.Study, parent_run_id: str, experiment_id: str) -> None:
-    """End FAILED the runs of trials Optuna failed for a stale heartbeat (their worker died), so
-    that neither they nor the parent stay RUNNING. Optuna fails such trials itself, here and
-    before each trial any worker starts; only a storage with a heartbeat can tell."""
-    if not is_heartbeat_enabled(study._storage):
-        return
-    with warnings.catch_warnings():  # as Optuna calls it: experimental since 2.9, still is
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
+    """Fail the trials whose worker died, and end FAILED their runs, so that neither they nor
+    the parent stay RUNNING: a worker process of this host that is gone is seen here; any
+    other through the storage's heartbeat, Optuna failing its trial for a stale heartbeat.
+    Runs here, before each trial any worker starts, and when a study is loaded or ends."""
+    _fail_trials_of_gone_workers(study)
+    heartbeat = is_heartbeat_enabled(study._storage)
+    if heartbeat:
+        with warnings.catch_warnings():  # as Optuna calls it: experimental since 2.9, still is
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
     # Failed trials first, their runs' status after: a live worker ends a trial's run before
     # Optuna records the trial FAIL, so a run still RUNNING then has no worker left to end it.
-    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    # Without a heartbeat only trials failed here can have such a run: no search for others.
+    failed = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        if heartbeat or FAIL_REASON_ATTR in t.user_attrs
+    ]
     if not failed:
         return
     running = fluent.search_runs(
@@ -748,7 +827,9 @@ def _end_stale_trial_runs(study: optuna.Study, parent_run_id: str, experiment_id
     for t in failed:
         run_id = t.user_attrs.get(TRIAL_RUN_ATTR)
         if run_id in running_ids:
-            reason = "its worker stopped: no heartbeat within the storage's grace period"
+            reason = t.user_attrs.get(FAIL_REASON_ATTR) or (
+                "its worker stopped: no heartbeat within the storage's grace period"
+            )
             c.log_batch(
                 run_id,
                 tags=[RunTag("optuna.trial_state", "FAIL"), RunTag("optuna.fail_reason", reason)],

@@ -631,3 +631,62 @@ def test_the_best_trial_tags_never_go_back_to_a_worse_trial_with_threads(fluent)
     tuning.optimize(study, objective, n_trials=2, n_jobs=2, callbacks=[after])
     better = next(t.number for t in study.get_trials() if t.params["x"] == 1.0)
     assert seen == {1.0: str(better), 5.0: str(better)}
+
+
+def test_a_killed_workers_trial_is_failed_when_the_study_is_resumed_without_a_heartbeat(
+    fluent, server, tmp_path: Path
+) -> None:
+    """kill -9 mid-trial on storage without a heartbeat: the trial, its run and the parent
+    stayed RUNNING for good. Resuming the study on the same host sees the worker is gone,
+    fails the trial and ends its run FAILED; the next optimize finishes the parent."""
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = tuning.create_study(study_name="orphan", storage=url, direction="minimize")
+    parent_id = study.user_attrs[tuning.PARENT_RUN_ATTR]
+    worker = [sys.executable, str(Path(__file__).with_name("worker.py")), server.address, url]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    doomed = subprocess.Popen([*worker, "orphan", "1", "--hang"], env=env, stdout=subprocess.PIPE)
+    try:
+        assert doomed.stdout is not None and doomed.stdout.readline() == b"running 0\n"
+    finally:
+        doomed.kill()  # SIGKILL: no handler, no finally, runs in the worker
+        doomed.wait()
+    (crashed,) = study.get_trials()
+    assert crashed.state.name == "RUNNING"
+    c = fluent.client()
+    run_id = crashed.user_attrs[tuning.TRIAL_RUN_ATTR]
+
+    resumed = tuning.create_study(study_name="orphan", storage=url, direction="minimize")
+    (failed,) = resumed.get_trials()
+    assert failed.state.name == "FAIL"
+    run = c.get_run(run_id)
+    assert run.info.status == RunStatus.FAILED and run.data.tags["optuna.trial_state"] == "FAIL"
+    assert f"pid {doomed.pid}) stopped" in run.data.tags["optuna.fail_reason"]
+    assert c.get_run(parent_id).info.status == RunStatus.RUNNING  # the dead worker's optimize
+
+    tuning.optimize(resumed, lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    parent = c.get_run(parent_id)
+    assert parent.info.status == RunStatus.FINISHED and parent.data.metrics["n_failed"] == 1
+
+
+def test_a_live_workers_running_trial_is_left_running(fluent, tmp_path: Path) -> None:
+    """Only a worker that is gone has its trial failed: a study loaded while another thread's
+    trial runs leaves that trial RUNNING."""
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = tuning.create_study(study_name="alive", storage=url, direction="minimize")
+    started, finish = threading.Event(), threading.Event()
+
+    def objective(trial: optuna.Trial) -> float:
+        started.set()
+        assert finish.wait(timeout=60)
+        return trial.suggest_float("x", 0, 1)
+
+    thread = threading.Thread(target=tuning.optimize, args=(study, objective, 1))
+    thread.start()
+    try:
+        assert started.wait(timeout=60)
+        loaded = tuning.create_study(study_name="alive", storage=url, direction="minimize")
+        assert [t.state.name for t in loaded.get_trials()] == ["RUNNING"]
+    finally:
+        finish.set()
+        thread.join()
+    assert [t.state.name for t in study.get_trials()] == ["COMPLETE"]
