@@ -295,11 +295,37 @@ def _convert_column(spec: ColumnSpec, column: pd.Series) -> pd.Series:
                 "model from an example with missing values there (the column is then double)",
                 field=spec.name,
             )
+        return _whole_numbers(spec, actual, column)
     raise InvalidArgument(
         f"column {spec.name!r} has type {actual}, but the model expects {spec.type}; convert it "
         "before calling predict",
         field=spec.name,
     )
+
+
+def _whole_numbers(spec: ColumnSpec, actual: str, column: pd.Series) -> pd.Series:
+    """A float column whose values are all whole numbers (17.0: an id JSON or a float column
+    carried) as the integer type the signature says, as integral text already is; a value
+    that is not one (17.5), or beyond that type, is refused naming the column and the value."""
+    values = column.to_numpy()
+    expected = np.dtype(COLUMN_TYPES[spec.type])
+    info = np.iinfo(expected)
+    with np.errstate(invalid="ignore"):
+        bad = (
+            ~np.isfinite(values)
+            | (values % 1 != 0)
+            | (values < info.min)
+            | (values >= float(info.max) + 1)
+        )
+    if bad.any():
+        shown = ", ".join(repr(float(v)) for v in pd.unique(values[bad])[:3])
+        raise InvalidArgument(
+            f"column {spec.name!r} has type {actual}, and {int(bad.sum())} value(s) are no "
+            f"whole number a {spec.type} ({expected}) holds: {shown}; the model expects "
+            f"{spec.type}: send whole numbers (17 or 17.0)",
+            field=spec.name,
+        )
+    return column.astype(expected)
 
 
 def _signed(spec: ColumnSpec, column: pd.Series) -> pd.Series:

@@ -134,6 +134,13 @@ def test_numeric_series_ids_stay_numbers(fluent, tmp_path) -> None:
     day = pd.Timestamp(csv["day"].max())
     ahead = model.predict(pd.DataFrame({"store": [23, 17], "day": [day, day]}))
     assert 25 < ahead[0] < 40 and 95 < ahead[1] < 115
+    # Ids as floats (JSON, a column with a gap elsewhere) were refused by the signature:
+    # "column 'store' has type double, but the model expects long".
+    as_floats = model.predict(pd.DataFrame({"store": [23.0, 17.0], "day": [day, day]}))
+    assert list(as_floats) == pytest.approx(list(ahead))
+    with pytest.raises(InvalidArgument, match=r"column 'store' .* no whole number .*: 17\.5") as no:
+        model.predict(pd.DataFrame({"store": [23.0, 17.5], "day": [day, day]}))
+    assert no.value.field == "store"
 
 
 def test_series_ids_are_matched_by_value_as_the_training_type(fluent, tmp_path) -> None:
