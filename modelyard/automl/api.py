@@ -120,6 +120,7 @@ def forecast(
     seed: int = 0,
     output_dir: str | Path | None = None,
     on_trial: OnTrial | None = None,
+    country_code: str | None = None,
 ) -> AutoMLResult:
     """Forecast `target_col` `horizon` steps of `frequency` ahead. Primary metric: smape
     (default), mase, mae or rmse. The last `horizon` points are the test set, the `horizon`
@@ -134,7 +135,10 @@ def forecast(
     AutoML cannot forecast (fewer than 2 x horizon + 10 periods, under half its periods with
     a value, or no value in its validation or test period) is skipped, not the run:
     `AutoMLResult.skipped_series` and the run's `data/skipped_series.json` list them, each
-    with its reason; only no series left refuses the run."""
+    with its reason; only no series left refuses the run. `country_code` (ISO 3166-1
+    alpha-2, "US"; Databricks AutoML's) adds that country's public holidays in each period
+    (the `holidays` package) as a feature of the lag models (Ridge, LightGBM, XGBoost), a
+    setting in each trial's script; a code it does not know is refused before any run."""
     kwargs = dict(locals())
     kwargs["identity_col"] = common.names(identity_col)
     from modelyard.automl import forecasting

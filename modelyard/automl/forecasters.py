@@ -6,7 +6,8 @@ All of them fit one regular series (a pandas Series with a DatetimeIndex) and fo
 - `StatsmodelsForecaster`: Holt-Winters exponential smoothing or (seasonal) ARIMA.
 - `LagForecaster`: any scikit-learn style regressor on lag, rolling-mean and calendar features,
   forecasting recursively (each prediction becomes a lag of the next); optionally on differences,
-  so tree models can follow a trend.
+  so tree models can follow a trend; with `country_code`, also on that country's public holidays
+  in each period (Databricks AutoML's country_code, from the `holidays` package).
 - `ForecastModel`: what gets logged: a fitted forecaster that answers `predict(df)` for the
   timestamps in `df[time_col]`.
 - `MultiSeriesForecastModel`: one `ForecastModel` per series (`identity_cols`, as Databricks
@@ -19,6 +20,7 @@ All of them fit one regular series (a pandas Series with a DatetimeIndex) and fo
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -58,6 +60,58 @@ def future_times(last: pd.Timestamp, steps: int, frequency: str) -> pd.DatetimeI
     return pd.date_range(last, periods=steps + 1, freq=frequency)[1:]
 
 
+LIST_COUNTRY_CODES = (
+    'python -c "import holidays; print(sorted(holidays.list_supported_countries()))"'
+)
+
+
+def check_country_code(country_code: str | None) -> str | None:
+    """`country_code` if the `holidays` package knows the country (ISO 3166-1 alpha-2, "US"),
+    else InvalidArgument naming the field and how to list the codes it takes."""
+    if country_code is None:
+        return None
+    if not isinstance(country_code, str) or country_code not in _country_codes():
+        raise InvalidArgument(
+            f"country_code {country_code!r} is no country with a holiday calendar: pass an ISO "
+            f"3166-1 alpha-2 code in capitals, such as 'US', 'GB' or 'DE' ({LIST_COUNTRY_CODES} "
+            "lists them), or leave it out for no holiday features",
+            field="country_code",
+        )
+    return country_code
+
+
+@functools.cache
+def _country_codes() -> frozenset[str]:
+    import holidays
+
+    return frozenset(holidays.list_supported_countries())  # about a second: once
+
+
+@functools.cache
+def _calendar(country_code: str) -> Any:
+    import holidays
+
+    return holidays.country_holidays(country_code)
+
+
+def holidays_in_period(country_code: str, when: pd.Timestamp, frequency: str) -> int:
+    """How many of the country's public holidays fall in the period `when` labels on the
+    `frequency` grid: the day itself for daily and shorter periods; for longer ones the days
+    from the previous point (exclusive) to `when`, or from `when` to the next one for grids
+    labelled by their start (MS, QS, YS)."""
+    calendar = _calendar(country_code)
+    offset = pd.tseries.frequencies.to_offset(frequency)
+    day = when.normalize()
+    one_day = isinstance(offset, pd.offsets.BusinessDay)  # Friday's next point is Monday
+    if one_day or (day + offset).normalize() <= day + pd.Timedelta(days=1):
+        return int(day.date() in calendar)
+    if offset.rule_code.upper().split("-")[0].endswith("S"):
+        days = pd.date_range(day, (when + offset).normalize(), freq="D", inclusive="left")
+    else:
+        days = pd.date_range((when - offset).normalize(), day, freq="D", inclusive="right")
+    return sum(d.date() in calendar for d in days)
+
+
 class StatsmodelsForecaster:
     """`kind` is "exponential_smoothing" or "arima"; `settings` go to the statsmodels model."""
 
@@ -92,7 +146,8 @@ class StatsmodelsForecaster:
 
 
 class LagForecaster:
-    """A regressor on lags `lags`, a rolling mean over `window` points and calendar features."""
+    """A regressor on lags `lags`, a rolling mean over `window` points and calendar features;
+    with `country_code`, also the number of that country's holidays in each period."""
 
     def __init__(
         self,
@@ -101,17 +156,22 @@ class LagForecaster:
         window: int,
         frequency: str,
         difference: bool = False,
+        country_code: str | None = None,
     ) -> None:
         self.estimator = estimator
         self.lags = lags
         self.window = window
         self.frequency = frequency
         self.difference = difference
+        self.country_code = check_country_code(country_code)
 
     def _row(self, history: list[float], when: pd.Timestamp) -> list[float]:
         row = [history[-lag] for lag in self.lags]
         row.append(float(np.mean(history[-self.window :])))
         row += [when.day_of_week, when.month, when.day, when.hour, len(history)]
+        code = getattr(self, "country_code", None)  # a model pickled before it had one: None
+        if code:
+            row.append(holidays_in_period(code, when, self.frequency))
         return row
 
     @property

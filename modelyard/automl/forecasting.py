@@ -14,7 +14,9 @@ a thousandth of a 5000-point one), and each series' own metrics are the trial's 
 `per_series_metrics.json`.
 
 Families: Holt-Winters exponential smoothing and seasonal ARIMA (statsmodels), Ridge
-(scikit-learn) and LightGBM / XGBoost on lag, rolling-mean and calendar features.
+(scikit-learn) and LightGBM / XGBoost on lag, rolling-mean and calendar features, and with
+`country_code` (Databricks AutoML's) the number of that country's public holidays in each
+period (the `holidays` package): a setting of the lag models, so it is in each generated script.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from modelyard.automl.forecasters import (
     LagForecaster,
     MultiSeriesForecastModel,
     StatsmodelsForecaster,
+    check_country_code,
     describe,
     fill_gaps,
     id_literal,
@@ -67,6 +70,7 @@ class Series:
     n_train: int
     season: int
     positive: bool
+    country_code: str | None = None  # holiday features for the lag models
 
 
 # -- families ----------------------------------------------------------------------------------
@@ -109,11 +113,14 @@ def _lag_settings(trial: optuna.Trial, name: str, s: Series) -> dict[str, Any]:
     # window: a 52-point window left no training row, and every lag trial failed.
     seasonal = 1 < s.season < s.n_train // 2
     lags = sorted({*range(1, n_lags + 1), *([s.season] if seasonal else [])})
-    return {
+    settings: dict[str, Any] = {
         "lags": lags,
         "window": s.season if seasonal else 3,
         "difference": trial.suggest_categorical(f"{name}.difference", [False, True]),
     }
+    if s.country_code:  # a setting, so the generated script builds the same features
+        settings["country_code"] = s.country_code
+    return settings
 
 
 def _ridge(trial: optuna.Trial, s: Series) -> ForecastSpec:
@@ -849,9 +856,11 @@ def run(
     seed: int = 0,
     output_dir: str | Path | None = None,
     on_trial: Any = None,
+    country_code: str | None = None,
 ) -> AutoMLResult:
     started = time.monotonic()
     primary = metrics.primary_metric(FORECASTING, primary_metric)
+    check_country_code(country_code)
     excluded = common.excluded_frameworks(exclude_frameworks)
     common.check_seed(seed)
     common.registered_model_name(register_model)
@@ -866,7 +875,8 @@ def run(
     if primary == "mase":
         _require_mase_scale(train_rows, target_col, identity, season)
     n_train = int(train_rows.groupby(identity).size().min()) if identity else len(train_rows)
-    series = Series(n_train, season, bool((df[target_col].dropna() > 0).all()))
+    positive = bool((df[target_col].dropna() > 0).all())
+    series = Series(n_train, season, positive, country_code)
     candidates = [f for f in FAMILIES if f.framework not in excluded]
     if not candidates:
         raise InvalidArgument(
@@ -889,6 +899,7 @@ def run(
         "horizon": horizon,
         "frequency": frequency,
         "season_length": season,
+        "country_code": country_code,
         "primary_metric": primary,
         "timeout_minutes": timeout_minutes,
         "max_trials": max_trials,

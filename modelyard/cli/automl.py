@@ -127,6 +127,10 @@ def run(
     frequency: Annotated[
         str, typer.Option("--frequency", help="Forecasting: D, h, W, MS...")
     ] = "D",
+    country_code: Annotated[
+        str | None,
+        typer.Option("--country-code", help="Forecasting: holidays of this country (US, GB...)."),
+    ] = None,
     register_model: Annotated[
         str | None, typer.Option("--register-model", help="Register the best model as NAME.")
     ] = None,
@@ -156,6 +160,7 @@ def run(
         "--exclude-col": (bool(exclude_cols), ("classification", "regression")),
         "--split-col": (split_col is not None, ("classification", "regression")),
         "--horizon": (horizon is not None, ("forecasting",)),
+        "--country-code": (country_code is not None, ("forecasting",)),
     }
     for option, (is_given, problems) in given.items():
         if is_given and problem not in problems:  # else silently ignored: misspelt, unchecked
@@ -218,6 +223,7 @@ def run(
                 horizon,
                 frequency,
                 identity_col=_parse_list(identity_cols),
+                country_code=country_code,
                 **common,
             )
         bar.update(task, completed=1.0)

@@ -331,3 +331,81 @@ def test_a_fractional_horizon_is_refused_naming_it(fluent, sales) -> None:
         modelyard.automl.forecast(sales, "sales", "day", horizon=2.5, max_trials=1)  # type: ignore[arg-type]
     assert refused.value.field == "horizon"
     assert fluent.search_runs(search_all_experiments=True).empty
+
+
+def _holiday_sales(start: str, end: str, seed: int = 3) -> pd.DataFrame:
+    """Daily sales with a weekly cycle and 40 more on each US public holiday."""
+    import holidays
+
+    days = pd.date_range(start, end, freq="D")
+    us = holidays.country_holidays("US")
+    rng = np.random.default_rng(seed)
+    weekly = np.array([0, 2, 4, 5, 8, 14, 10])[days.day_of_week]
+    spike = np.array([40.0 if d.date() in us else 0.0 for d in days])
+    return pd.DataFrame({"day": days, "sales": 50 + weekly + spike + rng.normal(0, 1, len(days))})
+
+
+def test_country_code_adds_holidays_the_lag_models_fit_on() -> None:
+    """There was no holiday input: a holiday's spike was noise to every model. With
+    country_code the lag models have a feature counting the country's holidays in each period,
+    and the fitted model gives it the spike's weight and forecasts the holiday."""
+    from sklearn.linear_model import Ridge
+
+    from modelyard.automl.forecasters import LagForecaster, holidays_in_period
+
+    data = _holiday_sales("2023-01-01", "2024-06-30").set_index("day")["sales"]
+    future = _holiday_sales("2024-07-01", "2024-07-07").set_index("day")["sales"]
+    fitted = {
+        code: LagForecaster(Ridge(alpha=1.0), [1, 7], 7, "D", country_code=code).fit(data)
+        for code in (None, "US")
+    }
+    with_days, without = fitted["US"], fitted[None]
+    assert with_days.estimator.n_features_in_ == without.estimator.n_features_in_ + 1
+    history = list(data)
+    assert with_days._row(history, pd.Timestamp("2024-07-04"))[-1] == 1
+    assert with_days._row(history, pd.Timestamp("2024-07-05"))[-1] == 0
+    assert 30 < with_days.estimator.coef_[-1] < 50  # the spike is on the holiday feature
+    july_4 = 3
+    errors = {
+        code: abs(model.forecast(7)[july_4] - future.iloc[july_4]) for code, model in fitted.items()
+    }
+    assert errors["US"] < 8 < 25 < errors[None]
+    # Longer periods count the holidays in them: July 4th; Veterans Day and Thanksgiving.
+    assert holidays_in_period("US", pd.Timestamp("2024-07-31"), "ME") == 1
+    assert holidays_in_period("US", pd.Timestamp("2024-07-01"), "MS") == 1
+    assert holidays_in_period("US", pd.Timestamp("2024-11-30"), "ME") == 2
+    assert holidays_in_period("US", pd.Timestamp("2024-07-07"), "W-SUN") == 1
+
+
+def test_forecast_with_country_code_writes_the_holidays_into_the_trial_script(
+    fluent, tmp_path
+) -> None:
+    data = _holiday_sales("2024-01-01", "2024-07-10")
+    result = modelyard.automl.forecast(
+        data,
+        "sales",
+        "day",
+        horizon=14,
+        country_code="US",
+        exclude_frameworks=["statsmodels", "lightgbm", "xgboost"],
+        max_trials=1,
+        output_dir=tmp_path,
+    )
+    c = fluent.client()
+    assert c.get_run(result.parent_run_id).data.params["country_code"] == "US"
+    source = Path(result.best_trial.source_path).read_text()
+    assert "country_code='US'" in source
+    model = modelyard.pyfunc.load_model(result.best_trial.model_uri).unwrap_python_model()
+    assert model.forecaster.country_code == "US"
+    out = _run_script(result.best_trial.source_path, fluent.get_tracking_uri(), "--no-log")
+    printed = dict(line.split() for line in out.strip().splitlines())
+    for key in ("val_mae", "test_rmse"):  # the script fits the same holiday features
+        assert float(printed[key]) == pytest.approx(result.best_trial.metrics[key], rel=1e-5)
+
+
+def test_an_unknown_country_code_is_refused_before_any_run(fluent, sales) -> None:
+    with pytest.raises(InvalidArgument, match="country_code 'XX' is no country") as refused:
+        modelyard.automl.forecast(sales, "sales", "day", horizon=7, country_code="XX")
+    assert refused.value.field == "country_code"
+    assert "holidays.list_supported_countries()" in refused.value.message
+    assert fluent.search_runs(search_all_experiments=True).empty

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 import modelyard.pyfunc
 from modelyard.cli import app
+from modelyard.errors import InvalidArgument
 
 runner = CliRunner()
 
@@ -217,6 +218,7 @@ def test_bad_identity_or_time_cols_are_refused_naming_the_option(
         ("forecasting", ["--exclude-col", "nope"], "--exclude-col is for classification and"),
         ("regression", ["--horizon", "7"], "--horizon is for forecasting only, not regression"),
         ("forecasting", ["--split-col", "day"], "--split-col is for classification and"),
+        ("regression", ["--country-code", "US"], "--country-code is for forecasting only"),
     ],
 )
 def test_options_of_another_problem_are_refused_not_ignored(
@@ -232,3 +234,15 @@ def test_options_of_another_problem_are_refused_not_ignored(
     done = runner.invoke(app, [*args, *extra, "--uri", "127.0.0.1:1"])
     assert done.exit_code == 2, done.output
     assert message in " ".join(done.output.split())
+
+
+def test_country_code_from_the_cli_reaches_the_forecast(fluent, server, sales, tmp_path) -> None:
+    """--country-code is the forecast's country_code: one it does not know is refused so."""
+    data = tmp_path / "sales.csv"
+    sales.to_csv(data, index=False)
+    args = ["automl", "run", "--data", str(data), "--target", "sales", "--problem", "forecasting"]
+    args += ["--time-col", "day", "--horizon", "7", "--max-trials", "1", "--country-code", "XX"]
+    done = runner.invoke(app, [*args, "--uri", server.address])
+    assert isinstance(done.exception, InvalidArgument), done.output
+    assert done.exception.field == "country_code"
+    assert fluent.search_runs(search_all_experiments=True).empty
