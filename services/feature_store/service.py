@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
 import tempfile
 import time
 import uuid
@@ -46,6 +47,7 @@ from modelyard.services.feature_store.online.base import (
     OnlineRow,
     OnlineStore,
     entity_keys,
+    online_name,
     row_orders,
 )
 from modelyard.services.feature_store.source_locations import SourceLocations
@@ -54,6 +56,8 @@ from modelyard.services.feature_store.store.sql import (
     SqlFeatureStore,
     Stored,
 )
+
+log = logging.getLogger(__name__)
 
 MAX_ONLINE_ROWS = 10_000
 GRANTED_KINDS = ("feature_view", "feature_service")
@@ -300,23 +304,25 @@ class FeaturesService:
 
     def apply(self, desired: Sequence[Definition], dry_run: bool, partial: bool) -> list[defs.Step]:
         """Plans (checking everything) and, unless `dry_run`, applies. A view created under the
-        name of a deleted one starts with none of its rows: its namesake's delete may have left
-        some (the online store was unreachable then). Clearing them scans the online store, so
-        it is done between planning and applying, not in the transaction, which would hold
-        every other apply meanwhile; names never deleted have none to clear."""
+        name of a deleted one starts with none of its rows. Online it has a generation of its
+        own, so it never reads its namesake's rows and needs no online store to be created.
+        Pushed rows in the offline store are kept by name: those its namesake's delete may
+        have left are deleted between planning and applying, not in the transaction, which
+        would hold every other apply meanwhile; names never deleted have none."""
         steps = self._apply(desired, dry_run=True, partial=partial, cleared=set())
         if dry_run:
             return steps
         created = {s.name for s in steps if s.action == "create" and s.kind == "feature_view"}
         for name in self.store.deleted_before("feature_view", created):
-            self._clear_view_rows(name)
+            self._delete_push_log(name)
         return self._apply(desired, dry_run=False, partial=partial, cleared=created)
 
     def _apply(
         self, desired: Sequence[Definition], dry_run: bool, partial: bool, cleared: set[str]
     ) -> list[defs.Step]:
-        """`cleared`: views whose leftover rows were cleared before (see apply); a view this
-        apply creates that is not among them (an apply in between deleted it) is cleared here."""
+        """`cleared`: views whose leftover pushed rows were deleted before (see apply); a view
+        this apply creates that is not among them (an apply in between deleted it) has them
+        deleted here."""
         me = identity.current()
         with self.store.applying() as tx:
             existing = tx.existing()
@@ -337,8 +343,8 @@ class FeaturesService:
                     and step.kind == "feature_view"
                     and step.name not in cleared
                 ):
-                    self._clear_view_rows(step.name)
-            tx.write(upserts, deletes, me.name)
+                    self._delete_push_log(step.name)
+            deleted = tx.write(upserts, deletes, me.name)
         for step in steps:
             if step.action == "create" and step.kind in GRANTED_KINDS and me.enforced:
                 self.authorizer.grants.set(
@@ -346,17 +352,32 @@ class FeaturesService:
                 )
             if step.action == "delete":
                 if step.kind == "feature_view":
-                    # Its rows go with it, or a view created again under the name would
-                    # serve them.
-                    self._clear_view_rows(step.name)
+                    self._delete_push_log(step.name)
+                    self._drop_online_rows(step.name, deleted[(step.kind, step.name)])
                 if step.kind in GRANTED_KINDS:
                     self.authorizer.grants.delete_all(f"{step.kind}:{step.name}")
         return steps
 
-    def _clear_view_rows(self, view_name: str) -> None:
-        """A view's rows online and those pushed to the offline store."""
-        self.online.delete_view(view_name)
-        self._delete_push_log(view_name)
+    def _drop_online_rows(self, view_name: str, generation: int) -> None:
+        """Frees a deleted view's online rows, as a cleanup only: no view reads them any more
+        (a view created again under the name has a generation of its own), so an online store
+        that cannot be reached does not fail the delete, which is committed; the rows left are
+        logged, with how to drop them."""
+        name = online_name(view_name, generation)
+        try:
+            self.online.delete_view(name)
+        except Exception as exc:  # any failure leaves only rows no view reads
+            log.warning(
+                "feature view %r was deleted, but its online rows (stored as %r) could not be "
+                "dropped: %s; no view reads them, so they only take space: drop them later "
+                "(Redis: UNLINK the keys matching '<prefix>:%s:*'; SQLite: DELETE FROM "
+                "online_features WHERE view = '%s')",
+                view_name,
+                name,
+                exc,
+                name,
+                name,
+            )
 
     def _push_log_key(self, view_name: str) -> str:
         key = self.artifacts.key_for(f"{self.push_log_root}/{view_name}")
@@ -387,6 +408,10 @@ class FeaturesService:
         return replace(stored, definition=defs.as_shown(stored.definition))
 
     def _view(self, name: str) -> FeatureView:
+        return self._stored_view(name)[0]
+
+    def _stored_view(self, name: str) -> tuple[FeatureView, int]:
+        """The view and its generation."""
         found = self.store.find("feature_view", name)
         if found is None:
             raise NotFound(
@@ -395,7 +420,7 @@ class FeaturesService:
                 resource_name=name,
             )
         assert isinstance(found.definition, FeatureView)
-        return found.definition
+        return found.definition, found.generation
 
     def join_key_fields(self, view: FeatureView) -> list[Field]:
         return self.store.join_key_fields(view)
@@ -448,7 +473,7 @@ class FeaturesService:
         requests = []
         taken: set[tuple[str, str]] = set()
         for view_name, features in wanted:
-            view = self._view(view_name)
+            view, generation = self._stored_view(view_name)
             if check_views:
                 self.authorizer.require("feature_view", view_name, PermissionLevel.USE)
             names = features or view.feature_names
@@ -464,7 +489,9 @@ class FeaturesService:
             taken.update((view_name, f) for f in names)
             if names:
                 outputs = tuple(f"{view_name}__{f}" if full_names else f for f in names)
-                requests.append(ViewRequest(view, tuple(names), outputs))
+                requests.append(
+                    ViewRequest(view, tuple(names), outputs, online_name(view_name, generation))
+                )
         twice = v.named_twice([o for r in requests for o in r.output_names])
         if twice is not None:
             raise InvalidArgument(
@@ -544,12 +571,12 @@ class FeaturesService:
         # Every view checked before any is loaded: a refusal of the last one named left the
         # others loaded and recorded, with no answer saying so.
         windows = []
-        for view in map(self._view, names):
+        for view, generation in map(self._stored_view, names):
             self.authorizer.require("feature_view", view.name, PermissionLevel.EDIT)
             _require_online(view, "materialize it")
-            windows.append((view, *self._window(view, start_ms, end_ms)))
+            windows.append((view, generation, *self._window(view, start_ms, end_ms)))
         records = []
-        for view, start, first_us in windows:
+        for view, generation, start, first_us in windows:
             name = view.name
             written = 0
             for batch in self.engine.latest(view, first_us, end_ms * 1000 + 999):
@@ -566,7 +593,7 @@ class FeaturesService:
                         resource_type="feature_view",
                         resource_name=name,
                     ) from None
-                written += self.online.write(name, rows)
+                written += self.online.write(online_name(name, generation), rows)
             record = MaterializationRecord(name, start, end_ms, written, _now_ms())
             self.store.record_materialization(record)
             records.append(record)
@@ -685,7 +712,7 @@ class FeaturesService:
                         f"entity rows lack join key {key.name!r} of feature view {view.name!r}",
                         field=key.name,
                     )
-            stored = self._read_online(view.name, key_fields, entities, rows)
+            stored = self._read_online(request.online_name, key_fields, entities, rows)
             ttl_ms = int(view.ttl.total_seconds() * 1000) if view.ttl else None
             types = {f.name: f.dtype for f in view.schema}
             statuses = [
@@ -737,7 +764,7 @@ class FeaturesService:
         return stored
 
     def push(self, view_name: str, table: pa.Table, to_online: bool, to_offline: bool) -> int:
-        view = self._view(view_name)
+        view, generation = self._stored_view(view_name)
         if not to_online and not to_offline:
             raise InvalidArgument("push to_online, to_offline or both", field="to_online")
         twice = v.named_twice(table.column_names)
@@ -794,7 +821,7 @@ class FeaturesService:
             event_us = _micros(table[view.source.timestamp_field])
             created_us = _micros(table[created]) if created else None
             rows = self._online_rows(view, table.select([*keys, *sent]), event_us, created_us)
-            self.online.write(view_name, rows, partial=bool(unsent))
+            self.online.write(online_name(view_name, generation), rows, partial=bool(unsent))
         if to_offline:
             buffer = io.BytesIO()
             pq.write_table(table, buffer)

@@ -406,3 +406,50 @@ def test_concurrent_applies_all_succeed(settings_for: Settings, repo: Repo) -> N
         finally:
             for c in clients:
                 c.close()
+
+
+def test_views_defined_before_generations_keep_their_online_rows(
+    database_url: str, online_store_uri: str, tmp_path: Path, repo: Repo
+) -> None:
+    """Views get a generation in their online keys; those defined before it (migrated) have
+    generation 0, the keys their rows are stored under, so they keep serving them; one deleted
+    and created again gets a generation of its own, past those rows."""
+    from sqlalchemy import insert
+
+    from modelyard.services.common.db import Database
+    from modelyard.services.common.db.migrations import upgrade
+    from modelyard.services.feature_store.app import MIGRATIONS
+    from modelyard.services.feature_store.online import OnlineRow, open_online_store
+    from modelyard.services.feature_store.online.base import entity_key
+    from modelyard.services.feature_store.store.schema import definitions
+    from modelyard.services.feature_store.store.sql import _spec
+
+    db = Database(database_url)
+    upgrade(db, "features", MIGRATIONS, "0001")  # as the release before generations left it
+    with db.engine.begin() as conn:
+        for kind, d in (("entity", repo.driver), ("feature_view", repo.stats)):
+            row = {"version": 1, "spec": _spec(d), "user_id": "alice", "update_time": 0}
+            conn.execute(insert(definitions).values(kind=kind, name=d.name, **row))
+    db.dispose()
+    online = open_online_store(online_store_uri)
+    online.write("driver_stats", [OnlineRow(entity_key([1]), {"trips": 99}, 0)])
+    features = FeaturesSettings(online_store_uri=online_store_uri)
+    settings = Settings(
+        home=tmp_path / "home",
+        port=0,
+        grace_period=0,
+        backend_store_uri=database_url,
+        features=features,
+    )
+    try:
+        with running_server(settings, ("features",)) as server:
+            fs = FeatureStoreClient(server.address)
+            lookup = partial(fs.get_online_features, ["driver_stats:trips"], [{"driver_id": 1}])
+            assert lookup().to_dict()["trips"] == [99]
+            fs.apply([repo.driver], partial=False)
+            fs.apply([repo.driver, repo.stats])
+            assert lookup().statuses()["trips"] == ["NOT_FOUND"]
+            fs.close()
+    finally:
+        online.delete_view("driver_stats")
+        online.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -38,7 +39,7 @@ from modelyard.features import (
 from modelyard.features.client import _arrow_bytes, _ms
 from modelyard.services.common.settings import FeaturesSettings, Settings
 from modelyard.services.feature_store.online import OnlineRow, open_online_store
-from modelyard.services.feature_store.online.base import entity_key
+from modelyard.services.feature_store.online.base import entity_key, online_name
 from tests.conftest import free_port, running_server
 from tests.features.repo import NOW, Repo
 
@@ -854,23 +855,38 @@ def _online_store_down(repo: Repo, tmp_path: Path) -> Iterator[FeatureStoreClien
 
 
 def test_writes_to_a_redis_that_is_down_are_unavailable(repo: Repo, tmp_path: Path) -> None:
-    """Push, materialize, deleting a view (or creating one under a deleted name) failed
-    INTERNAL when the online store's Redis could not be reached: UNAVAILABLE says to retry."""
+    """Push and materialize failed INTERNAL when the online store's Redis could not be reached:
+    UNAVAILABLE says to retry."""
     with _online_store_down(repo, tmp_path) as store:
         rows = pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW], "trips": [5]})
         for write in (
             lambda: store.push("driver_stats", rows),
             lambda: store.materialize(NOW - 100 * HOUR, NOW),
-            lambda: store.apply([repo.driver], partial=False),
-            # Created under the name just deleted: the rows it left must be cleared first.
-            lambda: store.apply([repo.driver, repo.stats]),
         ):
             with pytest.raises(Unavailable) as err:
                 write()
             assert "Redis" in str(err.value)
-        # A name never deleted has no rows to clear: defining it needs no online store.
-        (step,) = store.apply([replace(repo.stats, name="new_stats")])
-        assert step.action == "create"
+
+
+def test_views_are_deleted_and_created_again_while_redis_is_down(
+    repo: Repo, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Deleting a view while Redis was down committed the delete and answered UNAVAILABLE, and
+    creating one under a deleted name scanned all of Redis for rows the delete left, so failed
+    too. A created view has a generation of its own, which no earlier rows are under: creating
+    needs no online store, and a delete that cannot drop the rows succeeds and logs them."""
+    with _online_store_down(repo, tmp_path) as store:
+        with caplog.at_level(logging.WARNING, "modelyard.services.feature_store"):
+            steps = store.apply([repo.driver], partial=False)
+        assert ("delete", "feature_view", "driver_stats") in {
+            (s.action, s.kind, s.name) for s in steps
+        }
+        (logged,) = [r.getMessage() for r in caplog.records if "driver_stats" in r.getMessage()]
+        assert "could not be dropped" in logged and "UNLINK" in logged
+        created = {(s.action, s.name) for s in store.apply(repo.objects)}
+        assert ("create", "driver_stats") in created
+        with pytest.raises(Unavailable):  # what the view holds online: Redis must answer
+            _lookup(store, [1])
 
 
 def test_lookups_in_a_redis_that_is_down_are_unavailable(repo: Repo, tmp_path: Path) -> None:
@@ -885,20 +901,32 @@ def test_lookups_in_a_redis_that_is_down_are_unavailable(repo: Repo, tmp_path: P
 def test_a_new_view_does_not_serve_online_rows_a_deleted_one_left(
     store: FeatureStoreClient, repo: Repo, online_store_uri: str
 ) -> None:
-    """A view's online rows are deleted after its definition: if that failed (the store was
-    unreachable), a view created again under the name served them. Creating one clears them."""
+    """A view's online rows are dropped after its delete commits; some may stay (the store was
+    unreachable) or come after (a push that read the view before the delete). A view created
+    again under the name has a generation of its own and never reads them; it needs no scan of
+    the online store to be created."""
     store.apply(repo.objects)
+    deleted = online_name("driver_stats", store.get_definition("feature_view", "driver_stats")[1])
     store.apply([repo.driver], partial=False)
+    store.apply(repo.objects)
     left = open_online_store(online_store_uri)
-    try:  # as a delete that could not reach the online store leaves them
-        left.write("driver_stats", [OnlineRow(entity_key([1]), {"trips": 99}, NOW_MS)])
+    try:  # as a delete that could not reach the online store, or a late write, leaves them
+        for name in (deleted, "driver_stats"):  # the deleted generation; the layout before them
+            left.write(name, [OnlineRow(entity_key([1]), {"trips": 99}, NOW_MS)])
         left.write("driver_statsx", [OnlineRow(entity_key([1]), {"trips": 7}, NOW_MS)])
-        store.apply(repo.objects)
         assert _lookup(store, [1]).statuses()["trips"] == ["NOT_FOUND"]
-        # Only its own rows are cleared, not those of a view whose name it begins.
+        store.push(
+            "driver_stats", pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW], "trips": [5]})
+        )
+        assert _lookup(store, [1]).to_dict()["trips"] == [5]
+        # Deleting it drops its own generation's rows only, not those of a view whose name it
+        # begins, nor another generation's.
+        store.apply([repo.driver], partial=False)
         assert left.read("driver_statsx", [entity_key([1])])[0] is not None
+        assert left.read(deleted, [entity_key([1])])[0] is not None
     finally:
-        left.delete_view("driver_statsx")
+        for name in ("driver_statsx", deleted, "driver_stats"):
+            left.delete_view(name)
         left.close()
 
 

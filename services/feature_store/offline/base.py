@@ -18,11 +18,14 @@ RESERVED_PREFIX = "__"
 
 @dataclass(frozen=True)
 class ViewRequest:
-    """Features wanted from one view, and the names they get in the result."""
+    """Features wanted from one view, and the names they get in the result; `online_name`:
+    what the online store keys the view's rows by (online.base.online_name), taken with the
+    definition so that a lookup asks for nothing more."""
 
     view: FeatureView
     features: tuple[str, ...]
     output_names: tuple[str, ...]
+    online_name: str
 
 
 class OfflineEngine(abc.ABC):

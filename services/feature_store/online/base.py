@@ -1,6 +1,7 @@
 """The online store interface, and choosing a backend from its URI.
 
-Rows are keyed by (feature view, entity key); an entity key is the JSON of the view's join key
+Rows are keyed by (feature view's online name, entity key), the online name being the view's name
+and generation (see online_name); an entity key is the JSON of the view's join key
 values in join-key order. A write only replaces a stored row that is not newer, by the order
 training sets pick rows in (event time, then created time), so materializing an old window after a
 fresh push never goes back in time, and online serves the row a training set would take.
@@ -94,6 +95,14 @@ def row_orders(event_us: pa.Array, created_us: pa.Array | None) -> tuple[list[in
         padded = pc.utf8_lpad(created.cast(pa.string()), 18, "0")
         tiebreaks = pc.binary_join_element_wise(tiebreaks, pc.fill_null(padded, ""), "")
     return ms.tolist(), tiebreaks.to_pylist()
+
+
+def online_name(view: str, generation: int) -> str:
+    """What the online store keys a view's rows by: its name and generation (see
+    store.schema.definitions), so a view created again under a deleted one's name never reads
+    rows the delete left. "@" is in no view's name; generation 0 is the layout rows were stored
+    in before generations, the name alone, so they keep being read."""
+    return f"{view}@{generation}" if generation else view
 
 
 def entity_key(values: Sequence[Any]) -> str:
@@ -263,6 +272,8 @@ def decode_values(data: str | bytes) -> dict[str, Any]:
 
 
 class OnlineStore(abc.ABC):
+    """Each method's `view` is a view's online name (online_name), not its bare name."""
+
     @abc.abstractmethod
     def write(self, view: str, rows: Sequence[OnlineRow], partial: bool = False) -> int:
         """Store each row unless the stored one is newer (by `order`: a tie goes to the row
@@ -274,7 +285,8 @@ class OnlineStore(abc.ABC):
         """(values, event time ms) per key, None where nothing is stored."""
 
     @abc.abstractmethod
-    def delete_view(self, view: str) -> None: ...
+    def delete_view(self, view: str) -> None:
+        """Delete the rows of `view` (an online name): those of that generation only."""
 
     def close(self) -> None:
         """Release connections."""

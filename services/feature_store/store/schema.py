@@ -22,6 +22,10 @@ definitions = Table(
     Column("spec", Text, nullable=False),
     Column("user_id", String(256), nullable=False),
     Column("update_time", BigInteger, nullable=False),
+    # A feature view's online rows are keyed by it (online.base.online_name): the version it was
+    # (re)created at, so a view created again under a deleted one's name never reads its rows.
+    # Rows stored before it existed have 0, their keys' old layout.
+    Column("generation", BigInteger, nullable=False, server_default="0"),
 )
 
 # Every version ever applied (deleted ones included), for audits and GetDefinition(version=).

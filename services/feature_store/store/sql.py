@@ -36,9 +36,13 @@ def _load(spec: str) -> Definition:
 
 @dataclass(frozen=True)
 class Stored:
+    """`generation`: what a feature view's online rows are keyed by (see schema.definitions);
+    0 for a version out of the history, which does not keep it."""
+
     definition: Definition
     version: int
     update_time: int
+    generation: int = 0
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,7 @@ class SqlFeatureStore:
             stmt = stmt.where(definitions.c.kind == kind)
         with self.db.read() as conn:
             rows = conn.execute(stmt).all()
-        return [Stored(_load(r.spec), r.version, r.update_time) for r in rows]
+        return [Stored(_load(r.spec), r.version, r.update_time, r.generation) for r in rows]
 
     def find(self, kind: str, name: str) -> Stored | None:
         if "\x00" in name:  # no name holds one (apply checks them); PostgreSQL fails the query
@@ -87,7 +91,9 @@ class SqlFeatureStore:
             row = conn.execute(
                 select(definitions).where(definitions.c.kind == kind, definitions.c.name == name)
             ).first()
-        return Stored(_load(row.spec), row.version, row.update_time) if row else None
+        if row is None:
+            return None
+        return Stored(_load(row.spec), row.version, row.update_time, row.generation)
 
     def get(self, kind: str, name: str, version: int = 0) -> Stored:
         if version and "\x00" not in name:
@@ -116,10 +122,11 @@ class SqlFeatureStore:
 
     def apply(
         self, upserts: Sequence[Definition], deletes: Sequence[tuple[str, str]], user: str
-    ) -> None:
-        """Write the changes in one transaction, each with a new version in the history."""
+    ) -> dict[tuple[str, str], int]:
+        """Write the changes in one transaction, each with a new version in the history;
+        returns the generation of each definition deleted."""
         with self.applying() as tx:
-            tx.write(upserts, deletes, user)
+            return tx.write(upserts, deletes, user)
 
     def deleted_before(self, kind: str, names: Collection[str]) -> set[str]:
         """Those of `names` that had a definition of `kind` deleted: only a view created under
@@ -232,10 +239,14 @@ class Applying:
 
     def write(
         self, upserts: Sequence[Definition], deletes: Sequence[tuple[str, str]], user: str
-    ) -> None:
+    ) -> dict[tuple[str, str], int]:
         """Each change with a new version in the history; a deleted view's materialization
-        records go with it (a view created again under its name starts afresh)."""
+        records go with it (a view created again under its name starts afresh). A definition
+        created gets its version as its generation: versions of a name only grow, deletes
+        included, so a generation is never used twice. Returns the generation of each
+        definition deleted."""
         conn, now = self._conn, _now()
+        deleted: dict[tuple[str, str], int] = {}
         d, h = definitions.c, definition_history.c
         for definition in upserts:
             kind, name, spec = kind_of(definition), definition.name, _spec(definition)
@@ -254,7 +265,9 @@ class Applying:
                 update(definitions).where(d.kind == kind, d.name == name).values(**values)
             ).rowcount
             if not changed:
-                conn.execute(insert(definitions).values(kind=kind, name=name, **values))
+                conn.execute(
+                    insert(definitions).values(kind=kind, name=name, generation=version, **values)
+                )
             conn.execute(
                 insert(definition_history).values(
                     kind=kind, name=name, action="update" if changed else "create", **values
@@ -265,6 +278,7 @@ class Applying:
             if row is None:
                 continue
             conn.execute(delete(definitions).where(d.kind == kind, d.name == name))
+            deleted[(kind, name)] = row.generation
             conn.execute(
                 insert(definition_history).values(
                     kind=kind,
@@ -280,3 +294,4 @@ class Applying:
                 conn.execute(
                     delete(materializations).where(materializations.c.feature_view == name)
                 )
+        return deleted
