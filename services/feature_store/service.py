@@ -410,9 +410,10 @@ class FeaturesService:
     def _view(self, name: str) -> FeatureView:
         return self._stored_view(name)[0]
 
-    def _stored_view(self, name: str) -> tuple[FeatureView, int]:
-        """The view and its generation."""
-        found = self.store.find("feature_view", name)
+    def _stored_view(self, name: str, fresh: bool = False) -> tuple[FeatureView, int]:
+        """The view and its generation; `fresh`: read from the table, not the cache (see
+        SqlFeatureStore.find)."""
+        found = self.store.find("feature_view", name, fresh)
         if found is None:
             raise NotFound(
                 f"feature view {name!r} is not defined; list views with `modelyard features list`",
@@ -570,12 +571,14 @@ class FeaturesService:
         ]
         # Every view checked before any is loaded: a refusal of the last one named left the
         # others loaded and recorded, with no answer saying so.
+        # Read from the table, not the cache: the rows go under the view's generation, and a
+        # view another replica deleted is not materialized.
         windows = []
-        for view, generation in map(self._stored_view, names):
+        for view, generation in (self._stored_view(n, fresh=True) for n in names):
             self.authorizer.require("feature_view", view.name, PermissionLevel.EDIT)
             _require_online(view, "materialize it")
             windows.append((view, generation, *self._window(view, start_ms, end_ms)))
-        records = []
+        records: list[MaterializationRecord] = []
         for view, generation, start, first_us in windows:
             name = view.name
             written = 0
@@ -595,7 +598,16 @@ class FeaturesService:
                     ) from None
                 written += self.online.write(online_name(name, generation), rows)
             record = MaterializationRecord(name, start, end_ms, written, _now_ms())
-            self.store.record_materialization(record)
+            if not self.store.record_materialization(record, generation):
+                done = ", ".join(repr(r.feature_view) for r in records) or "none"
+                raise NotFound(
+                    f"feature view {name!r} was deleted (or created again) while it was "
+                    "materialized: its rows went to the deleted view, which no view reads, and "
+                    f"the run is not recorded (views of this request recorded before it: {done})"
+                    "; materialize it again if it is defined",
+                    resource_type="feature_view",
+                    resource_name=name,
+                )
             records.append(record)
         return records
 
@@ -764,7 +776,11 @@ class FeaturesService:
         return stored
 
     def push(self, view_name: str, table: pa.Table, to_online: bool, to_offline: bool) -> int:
-        view, generation = self._stored_view(view_name)
+        """The view is read from the table, not the cache (one read by primary key a push):
+        a push to a view another replica deleted is refused NOT_FOUND rather than answered OK
+        with its rows gone where no view reads them. A delete committed between that read and
+        the write leaves the rows under the deleted view's generation, which no view reads."""
+        view, generation = self._stored_view(view_name, fresh=True)
         if not to_online and not to_offline:
             raise InvalidArgument("push to_online, to_offline or both", field="to_online")
         twice = v.named_twice(table.column_names)

@@ -453,3 +453,29 @@ def test_views_defined_before_generations_keep_their_online_rows(
     finally:
         online.delete_view("driver_stats")
         online.close()
+
+
+def test_a_run_of_a_view_deleted_meanwhile_is_not_recorded(database_url: str, repo: Repo) -> None:
+    """A materialization recorded its run after loading the rows, whatever happened to the
+    view meanwhile: a run of a deleted view was kept as the start of incremental runs of one
+    created again under its name. It is recorded only if the view is still the generation
+    the run loaded."""
+    from modelyard.services.common.db import Database
+    from modelyard.services.feature_store.app import migrate
+    from modelyard.services.feature_store.store.sql import MaterializationRecord, SqlFeatureStore
+
+    db = Database(database_url)
+    migrate(db)
+    store = SqlFeatureStore(db, 0)
+    store.apply([repo.driver, repo.stats], [], "alice")
+    loaded = store.find("feature_view", "driver_stats")
+    store.apply([], [("feature_view", "driver_stats")], "alice")
+    store.apply([repo.stats], [], "alice")
+    again = store.find("feature_view", "driver_stats")
+    assert loaded is not None and again is not None and again.generation > loaded.generation
+    run = MaterializationRecord("driver_stats", 0, 1000, 2, 1000)
+    assert not store.record_materialization(run, loaded.generation)
+    assert store.materializations("driver_stats") == []
+    assert store.record_materialization(run, again.generation)
+    assert store.materializations("driver_stats") == [run]
+    db.dispose()

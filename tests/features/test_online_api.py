@@ -930,6 +930,38 @@ def test_a_new_view_does_not_serve_online_rows_a_deleted_one_left(
         left.close()
 
 
+def test_a_write_to_a_view_another_replica_deleted_is_refused(
+    repo: Repo, tmp_path: Path, online_store_uri: str
+) -> None:
+    """Definitions are cached (5 s by default), so a replica that had read a view went on
+    accepting pushes to it after another replica deleted it, and wrote them where a view
+    created again under its name read them. A push or materialization reads the view from the
+    database: a deleted one is refused NOT_FOUND, and one created again is written to anew."""
+    features = FeaturesSettings(online_store_uri=online_store_uri, definitions_cache_seconds=3600)
+    settings = Settings(home=tmp_path / "home", port=0, grace_period=0, features=features)
+    row = pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW], "trips": [5]})
+    with (
+        running_server(settings, ("features",)) as one,
+        running_server(settings, ("features",)) as two,
+        FeatureStoreClient(one.address) as here,
+        FeatureStoreClient(two.address) as there,
+    ):
+        here.apply(repo.objects)
+        there.push("driver_stats", row)  # `there` has the view cached now
+        assert _lookup(there, [1]).to_dict()["trips"] == [5]
+        here.apply([repo.driver], partial=False)
+        for write in (
+            lambda: there.push("driver_stats", row),
+            lambda: there.materialize(NOW - 100 * HOUR, NOW, ["driver_stats"]),
+        ):
+            with pytest.raises(NotFound) as err:
+                write()
+            assert err.value.resource_name == "driver_stats"
+        here.apply(repo.objects)
+        there.push("driver_stats", row.assign(trips=[6]))
+        assert _lookup(here, [1]).to_dict()["trips"] == [6]
+
+
 def test_a_window_ending_far_ahead_is_refused(store: FeatureStoreClient, repo: Repo) -> None:
     """A window to 9999-12-31 was recorded, and every incremental run after it recorded a
     window from 9999 back to now with no rows, answering OK."""

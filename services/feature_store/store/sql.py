@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from google.protobuf import json_format
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, exists, func, insert, literal, select, update
 
 from modelyard._gen.features.v1 import features_pb2 as pb
 from modelyard.convert.features import definition_to_entity, definition_to_proto
@@ -75,12 +75,14 @@ class SqlFeatureStore:
             rows = conn.execute(stmt).all()
         return [Stored(_load(r.spec), r.version, r.update_time, r.generation) for r in rows]
 
-    def find(self, kind: str, name: str) -> Stored | None:
+    def find(self, kind: str, name: str, fresh: bool = False) -> Stored | None:
+        """`fresh`: read the table rather than the cache (and cache what it holds), for writes
+        that must not go to a definition another replica deleted meanwhile."""
         if "\x00" in name:  # no name holds one (apply checks them); PostgreSQL fails the query
             return None
         now = time.monotonic()
         cached = self._cache.get((kind, name))
-        if cached is not None and now - cached[0] < self._cache_seconds:
+        if not fresh and cached is not None and now - cached[0] < self._cache_seconds:
             return cached[1]
         found = self._find(kind, name)
         self._cache[(kind, name)] = (now, found)
@@ -170,17 +172,33 @@ class SqlFeatureStore:
             fields.extend(found.definition.join_keys)
         return fields
 
-    def record_materialization(self, record: MaterializationRecord) -> None:
-        with self.db.write() as conn:
-            conn.execute(
-                insert(materializations).values(
-                    feature_view=record.feature_view,
-                    start_time=record.start_time,
-                    end_time=record.end_time,
-                    rows=record.rows,
-                    run_time=record.run_time,
-                )
+    def record_materialization(self, record: MaterializationRecord, generation: int) -> bool:
+        """Records the run if its view is still the `generation` it loaded (in the insert
+        itself, so no delete comes between); False if it was deleted or created again
+        meanwhile: a record of the old one would set where the new one's incremental runs
+        start."""
+        d = definitions.c
+        current = select(
+            literal(record.feature_view),
+            literal(record.start_time),
+            literal(record.end_time),
+            literal(record.rows),
+            literal(record.run_time),
+        ).where(
+            exists().where(
+                d.kind == "feature_view",
+                d.name == record.feature_view,
+                d.generation == generation,
             )
+        )
+        m = materializations.c
+        columns = [m.feature_view, m.start_time, m.end_time, m.rows, m.run_time]
+        with self.db.write() as conn:
+            # RETURNING rather than rowcount, which PostgreSQL's driver leaves at -1 here.
+            added = conn.execute(
+                insert(materializations).from_select(columns, current).returning(m.id)
+            )
+            return added.first() is not None
 
     def materializations(
         self, feature_view: str = "", latest_only: bool = False
