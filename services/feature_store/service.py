@@ -19,7 +19,13 @@ import pyarrow.parquet as pq
 
 from modelyard.convert.common import MIN_SECONDS
 from modelyard.entities.common import Grant, PermissionLevel
-from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from modelyard.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    ModelyardError,
+    NotFound,
+    PermissionDenied,
+)
 from modelyard.features.definitions import (
     Definition,
     Entity,
@@ -839,14 +845,21 @@ class FeaturesService:
             rows = self._online_rows(view, table.select([*keys, *sent]), event_us, created_us)
             self.online.write(online_name(view_name, generation), rows, partial=bool(unsent))
         if to_offline:
-            buffer = io.BytesIO()
-            pq.write_table(table, buffer)
-            key = self.artifacts.key_for(
-                f"{self.push_log_root}/{view_name}/{uuid.uuid4().hex}.parquet"
-            )
-            assert key is not None
-            self.artifacts.write(key, iter([buffer.getvalue()]))
+            try:
+                self._log_push(view_name, table)
+            except ModelyardError as exc:
+                if not to_online:
+                    raise
+                raise _pushed_online_only(exc, view_name, table.num_rows) from exc
         return table.num_rows
+
+    def _log_push(self, view_name: str, table: pa.Table) -> None:
+        """The rows into the offline store's push log, one new file a push."""
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        key = self.artifacts.key_for(f"{self.push_log_root}/{view_name}/{uuid.uuid4().hex}.parquet")
+        assert key is not None
+        self.artifacts.write(key, iter([buffer.getvalue()]))
 
     # -- permissions ---------------------------------------------------------------------------
 
@@ -881,6 +894,24 @@ class FeaturesService:
 
     def list_permissions(self, kind: str, name: str) -> list[Grant]:
         return self.authorizer.grants.list(self._granted(kind, name))
+
+
+def _pushed_online_only(exc: ModelyardError, view_name: str, rows: int) -> ModelyardError:
+    """A push to both stores whose offline write failed after its online one, which is not
+    undone: the error, with its status, saying where the rows are and how to finish. Online
+    goes first since writing it again is idempotent (a stored row is replaced only by one not
+    older), where each offline push is a file of its own."""
+    status = next(c for c in type(exc).__mro__ if c.__module__ == ModelyardError.__module__)
+    return status(  # type: ignore[no-any-return]
+        f"the {rows} pushed rows of feature view {view_name!r} were written to the online store "
+        f"(served from now on) but not to the offline store: {exc.message}. Once that is fixed, "
+        "push the same rows again to the offline store only (to_offline, not to_online); "
+        "pushing them to both again is safe too, as the online store keeps them once",
+        field=exc.field,
+        resource_type="feature_view",
+        resource_name=view_name,
+        busy_for=exc.busy_for,
+    )
 
 
 def _require_online(view: FeatureView, to: str) -> None:

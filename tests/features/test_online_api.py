@@ -981,3 +981,29 @@ def test_a_window_ending_far_ahead_is_refused(store: FeatureStoreClient, repo: R
     assert refused.value.resource_name == "driver_stats"
     assert ahead.isoformat() in str(refused.value) and "start_time" in str(refused.value)
     assert store.materialize_incremental(ahead)[0].rows == 0  # the same end: nothing to do
+
+
+def test_a_push_whose_offline_write_fails_says_where_its_rows_are(
+    store: FeatureStoreClient, repo: Repo, feature_server
+) -> None:
+    """A push to both stores writes online first (a retry of it is idempotent there); when the
+    offline write then failed, the error said only what the offline store refused, not that
+    the rows were served online already nor how to finish the push."""
+    store.apply(repo.objects)
+    root = Path(feature_server.settings.artifact_root.removeprefix("file://"))
+    blocked = root / "features" / "push" / "driver_stats"
+    blocked.parent.mkdir(parents=True)
+    blocked.write_bytes(b"")  # a file where the view's pushed rows go: every write there fails
+    row = pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW], "trips": [5], **_OTHERS})
+    with pytest.raises(FailedPrecondition) as err:
+        store.push("driver_stats", row, to="online_and_offline")
+    message = str(err.value)
+    assert "written to the online store" in message and "not to the offline store" in message
+    assert "to_offline" in message or "offline only" in message
+    assert _lookup(store, [1]).to_dict()["trips"] == [5]  # online has them, as it says
+    blocked.unlink()
+    store.push("driver_stats", row, to="offline")  # what it says to do
+    found = store.get_historical_features(
+        pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW]}), ["driver_stats:trips"]
+    )
+    assert found.to_df()["trips"].tolist() == [5]
