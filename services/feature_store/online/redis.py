@@ -1,4 +1,6 @@
-"""RedisOnlineStore: the production store. One string per (view, entity key), holding
+"""RedisOnlineStore: the production store. One string per (view's online name, entity key), under
+"<prefix>:<online name>:<entity key>" (the online name holds the view's generation, see
+base.online_name, so deleting a view drops one exact prefix), holding
 "<event time ms>|<tiebreak>|<values JSON>" (rows written before the tiebreak existed hold
 "<event time ms>|<values JSON>", whose JSON starts with "{"); a server-side script keeps only
 values not older (see OnlineRow.order), atomically (a partial write merges in a WATCHed

@@ -1,4 +1,5 @@
-"""SqliteOnlineStore: the embedded default, one table keyed by (view, entity key)."""
+"""SqliteOnlineStore: the embedded default, one table keyed by (view, entity key), `view` being
+the view's online name (its name and generation, see base.online_name)."""
 
 from __future__ import annotations
 
