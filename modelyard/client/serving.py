@@ -6,7 +6,7 @@ import json
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -352,16 +352,31 @@ class ServingClient:
             frame["request_time"] = pd.to_datetime(frame["request_time"], unit="ms", utc=True)
         return frame
 
-    def log_ground_truth(self, endpoint: str, values: dict[str, Any]) -> int:
-        """Record outcomes by request id (the id sent with `predict`), e.g. {"req-1": 3.5}."""
+    @overload
+    def log_ground_truth(
+        self, endpoint: str, values: dict[str, Any], skip_unlogged: Literal[False] = False
+    ) -> int: ...
+    @overload
+    def log_ground_truth(
+        self, endpoint: str, values: dict[str, Any], skip_unlogged: Literal[True]
+    ) -> list[str]: ...
+    def log_ground_truth(
+        self, endpoint: str, values: dict[str, Any], skip_unlogged: bool = False
+    ) -> int | list[str]:
+        """Record outcomes by request id (the id sent with `predict`), e.g. {"req-1": 3.5}; the
+        number recorded. An id the endpoint's inference log does not hold refuses them all,
+        unless skip_unlogged (an endpoint that logs a sample): then the others are recorded and
+        the ids skipped are returned."""
         request = pb.LogGroundTruthRequest(
             endpoint=endpoint,
             ground_truth=[
                 pb.GroundTruth(request_id=rid, value_json=json.dumps(value, default=str))
                 for rid, value in values.items()
             ],
+            skip_unlogged=skip_unlogged,
         )
-        return self._t.call(self._serving.LogGroundTruth, request).recorded
+        response = self._t.call(self._serving.LogGroundTruth, request)
+        return list(response.unlogged_request_ids) if skip_unlogged else response.recorded
 
     def model_inputs(self, endpoint: str, served_model: str | None = None) -> dict[str, list[int]]:
         """The input tensors the endpoint's model takes (ModelMetadata), name -> shape (-1: any

@@ -385,7 +385,10 @@ class ServingService:
             field_bytes=MAX_LOGGED_BYTES,
         )
 
-    def log_ground_truth(self, name: str, values: Sequence[tuple[str, str]]) -> int:
+    def log_ground_truth(
+        self, name: str, values: Sequence[tuple[str, str]], skip_unlogged: bool = False
+    ) -> tuple[int, list[str]]:
+        """Values recorded, and (with skip_unlogged) the ids the log does not hold."""
         self.runtime(name)
         if len(values) > MAX_GROUND_TRUTH:
             raise InvalidArgument(
@@ -410,10 +413,13 @@ class ServingService:
                     field="ground_truth.value_json",
                 ) from None
         self.inference_log.flush()  # a request answered just now is in the log
-        unknown = self.store.record_ground_truth(name, values)
-        if unknown:
+        unknown = self.store.record_ground_truth(name, values, skip_unlogged=skip_unlogged)
+        if not unknown:
+            return len(values), []
+        if not skip_unlogged:
             raise self._not_logged(name, unknown)
-        return len(values)
+        skipped = set(unknown)
+        return sum(rid not in skipped for rid, _value in values), unknown
 
     def _not_logged(self, name: str, unknown: list[str]) -> NotFound:
         """Ground truth for request ids the endpoint's inference log does not hold: refused
@@ -432,7 +438,8 @@ class ServingService:
             why = "send ground truth for the request ids GetInferenceLog lists"
         return NotFound(
             f"endpoint {name!r} logged no request with id {shown}{more} (nothing was recorded): "
-            + why,
+            + why
+            + ", or set skip_unlogged to record the others",
             resource_type="inference_request",
             resource_name=unknown[0],
         )

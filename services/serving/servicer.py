@@ -64,10 +64,12 @@ class ServingServicer(serving_pb2_grpc.ServingServiceServicer):
         )
 
     def LogGroundTruth(self, request, context):
-        recorded = self.service.log_ground_truth(
-            request.endpoint, [(g.request_id, g.value_json) for g in request.ground_truth]
+        recorded, unlogged = self.service.log_ground_truth(
+            request.endpoint,
+            [(g.request_id, g.value_json) for g in request.ground_truth],
+            skip_unlogged=request.skip_unlogged,
         )
-        return pb.LogGroundTruthResponse(recorded=recorded)
+        return pb.LogGroundTruthResponse(recorded=recorded, unlogged_request_ids=unlogged)
 
     def SetEndpointPermission(self, request, context):
         self.service.set_permission(

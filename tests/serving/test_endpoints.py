@@ -508,6 +508,25 @@ def test_ground_truth_for_a_request_never_logged_is_refused(platform, iris, two_
         client.log_ground_truth("quiet", {"quiet-0": 1})
 
 
+def test_ground_truth_for_a_sampled_log_records_the_ids_it_holds(platform, iris, two_versions):
+    """An endpoint that logs a sample of its requests: a client sending ground truth for all of
+    them asks skip_unlogged, gets the values of logged ids recorded and the others back."""
+    _server, client = platform
+    X, _y = iris
+    client.create_endpoint(
+        "sampled", [ServedModel("models:/iris/1")], InferenceLogConfig(enabled=True)
+    )
+    wait_ready(client, "sampled")
+    modelyard.deployments.predict("sampled", X.iloc[0:1], request_id="kept")
+    sent = {"gone-1": 0, "kept": 2, "gone-2": 1}
+    with pytest.raises(NotFound, match="or set skip_unlogged to record the others"):
+        client.log_ground_truth("sampled", sent)
+    assert client.log_ground_truth("sampled", sent, skip_unlogged=True) == ["gone-1", "gone-2"]
+    assert list(client.get_inference_log("sampled")["ground_truth_json"]) == ["2"]
+    assert client.log_ground_truth("sampled", {"gone-3": 1}, skip_unlogged=True) == ["gone-3"]
+    assert list(client.get_inference_log("sampled")["ground_truth_json"]) == ["2"]
+
+
 @pytest.fixture
 def slow_endpoint(platform) -> Iterator[tuple[ServedModel, Callable[[], list[float]]]]:
     """Endpoint "ep" on "slow" version 1 (two versions registered), loaded, then loads held

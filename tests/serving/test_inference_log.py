@@ -286,6 +286,9 @@ def test_ground_truth_is_checked_against_the_log_a_whole_batch_at_once(database_
         assert store.record_ground_truth("ep", [*values[1:], ("nope", "1")]) == ["nope"]
         assert {r.ground_truth_json for r in store.list_inferences("ep", 0, 10)} == {""}
         assert store.record_ground_truth("other", values[:2]) == ["r-0", "r-1"]
+        skipping = store.record_ground_truth("ep", [("nope", "9"), values[0]], skip_unlogged=True)
+        assert skipping == ["nope"]
+        assert [r.ground_truth_json for r in store.list_inferences("ep", 0, 1)] == ["0"]
         assert store.record_ground_truth("ep", values) == []
         assert [r.ground_truth_json for r in store.list_inferences("ep", 0, 3)] == ["0", "1", "2"]
     finally:

@@ -256,9 +256,12 @@ class SqlServingStore:
             for r in rows
         ]
 
-    def record_ground_truth(self, endpoint: str, values: Sequence[tuple[str, str]]) -> list[str]:
+    def record_ground_truth(
+        self, endpoint: str, values: Sequence[tuple[str, str]], skip_unlogged: bool = False
+    ) -> list[str]:
         """Upsert (request id, value JSON) pairs for requests the endpoint's log holds; the ids
-        it does not hold, in the order given (then nothing is written). Ground truth is only
+        it does not hold, in the order given (then nothing is written, unless skip_unlogged:
+        then the others are). Ground truth is only
         ever read joined to the log, so a value for another id would be stored unreadable.
         One indexed query checks the whole batch, in the transaction that writes it."""
         if not values:
@@ -275,8 +278,13 @@ class SqlServingStore:
         )
         with self.db.write() as conn:
             known = set(conn.execute(logged).scalars())
-            if len(known) < len(ids):
-                return [rid for rid in ids if rid not in known]
+            unknown = [rid for rid in ids if rid not in known] if len(known) < len(ids) else []
+            if unknown and not skip_unlogged:
+                return unknown
+            if unknown:
+                rows = [row for row in rows if row["request_id"] in known]
+            if not rows:
+                return unknown
             dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
             stmt = dialect.insert(ground_truth)
             conn.execute(
@@ -286,4 +294,4 @@ class SqlServingStore:
                 ),
                 rows,
             )
-        return []
+        return unknown

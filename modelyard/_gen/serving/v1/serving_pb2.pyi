@@ -590,7 +590,13 @@ class LogGroundTruthRequest(_message.Message):
 
     ENDPOINT_FIELD_NUMBER: _builtins.int
     GROUND_TRUTH_FIELD_NUMBER: _builtins.int
+    SKIP_UNLOGGED_FIELD_NUMBER: _builtins.int
     endpoint: _builtins.str
+    skip_unlogged: _builtins.bool
+    """By default a request id the endpoint's inference log does not hold refuses the whole batch
+    (NOT_FOUND). Set for an endpoint that logs a sample of its requests: the values of ids it
+    holds are recorded, and the others are listed in unlogged_request_ids.
+    """
     @_builtins.property
     def ground_truth(self) -> _containers.RepeatedCompositeFieldContainer[Global___GroundTruth]:
         """At most 10000; a request id logged again replaces its earlier value."""
@@ -600,10 +606,11 @@ class LogGroundTruthRequest(_message.Message):
         *,
         endpoint: _builtins.str = ...,
         ground_truth: _abc.Iterable[Global___GroundTruth] | None = ...,
+        skip_unlogged: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "ground_truth", b"ground_truth"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "ground_truth", b"ground_truth", "skip_unlogged", b"skip_unlogged"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -614,15 +621,21 @@ class LogGroundTruthResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RECORDED_FIELD_NUMBER: _builtins.int
+    UNLOGGED_REQUEST_IDS_FIELD_NUMBER: _builtins.int
     recorded: _builtins.int
+    @_builtins.property
+    def unlogged_request_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """With skip_unlogged, the request ids given that the log does not hold (nothing recorded)."""
+
     def __init__(
         self,
         *,
         recorded: _builtins.int = ...,
+        unlogged_request_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["recorded", b"recorded"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["recorded", b"recorded", "unlogged_request_ids", b"unlogged_request_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
