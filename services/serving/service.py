@@ -581,7 +581,9 @@ class ServingService:
                 self.inference_log.record(
                     InferenceRecord(
                         record_id=0,
-                        request_id=request_id,
+                        # Without an id (tritonclient sends none by default), the call's
+                        # x-request-id, else its generated id: ground truth can name it.
+                        request_id=request_id or mlog.request_id.get(),
                         request_time=int(time.time() * 1000),
                         endpoint=endpoint,
                         served_model=served.name,

@@ -202,6 +202,22 @@ def test_a_request_id_too_long_to_log_is_refused_by_an_endpoint_that_logs(
     assert client.log_ground_truth("inflog", {"k" * 128: 1}) == 1
 
 
+def test_a_request_without_id_is_logged_under_its_calls_request_id(small_messages, iris) -> None:
+    """tritonclient sends no request id unless asked: such requests were all logged under "",
+    so no ground truth could name one. They are logged under the call's x-request-id (the
+    id the server's own logs use), else a generated one; the answer still echoes no id."""
+    server, client = small_messages
+    rows = iris[0].to_numpy()[:1]
+    with grpc.insecure_channel(server.address) as channel:
+        infer = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer
+        assert infer(_features(rows, ""), metadata=[("x-request-id", "hdr-1")], timeout=60).id == ""
+        infer(_features(rows, ""), timeout=60)
+        infer(_features(rows, ""), timeout=60)
+    logged = list(client.get_inference_log("inflog")["request_id"])
+    assert "hdr-1" in logged and len(set(logged)) == 3 and "" not in logged
+    assert client.log_ground_truth("inflog", {"hdr-1": 1}) == 1
+
+
 def test_pages_fit_a_message_and_continue_from_last_record_id(small_messages) -> None:
     """24 records of ~210 KB are 5 MB: a page of them was over the 4 MiB message limit, and
     GetInferenceLog failed with RESOURCE_EXHAUSTED."""
