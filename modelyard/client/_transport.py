@@ -5,6 +5,7 @@ and turning RpcError into Modelyard's own error classes.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
@@ -24,6 +25,9 @@ from modelyard.errors import (
     Unavailable,
     from_rpc_error,
 )
+from modelyard.services.common.watched_files import WatchedFiles
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -128,15 +132,29 @@ class Transport:
             ("grpc.keepalive_time_ms", 30000),
         ]
         if tls or tls_ca or tls_cert:
-            credentials = grpc.ssl_channel_credentials(
-                root_certificates=Path(tls_ca).read_bytes() if tls_ca else None,
-                private_key=Path(tls_key).read_bytes() if tls_key else None,
-                certificate_chain=Path(tls_cert).read_bytes() if tls_cert else None,
-            )
-            self.channel = grpc.secure_channel(target, credentials, options=options)
+            files = [Path(p) for p in (tls_ca, tls_key, tls_cert) if p]
+
+            def secure() -> grpc.Channel:
+                credentials = grpc.ssl_channel_credentials(
+                    root_certificates=Path(tls_ca).read_bytes() if tls_ca else None,
+                    private_key=Path(tls_key).read_bytes() if tls_key else None,
+                    certificate_chain=Path(tls_cert).read_bytes() if tls_cert else None,
+                )
+                return grpc.secure_channel(target, credentials, options=options)
+
+            self._slot = _ChannelSlot(secure, WatchedFiles(*files) if files else None)
         else:
-            self.channel = grpc.insecure_channel(target, options=options)
+            self._slot = _ChannelSlot(lambda: grpc.insecure_channel(target, options=options))
         self._token = token
+
+    @property
+    def channel(self) -> grpc.Channel:
+        """The channel calls go through now: a new one once the TLS files changed."""
+        return self._slot.channel
+
+    @channel.setter
+    def channel(self, channel: grpc.Channel) -> None:
+        self._slot.set(channel)
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
@@ -148,7 +166,7 @@ class Transport:
     def stub(self, stub_class: Callable[[grpc.Channel], S]) -> S:
         """A generated stub over this channel whose methods keep their full name, so that a
         failed call can say which service it waited on."""
-        return stub_class(_NamingChannel(self.channel))
+        return stub_class(_NamingChannel(self._slot))
 
     def with_token(self, token: str | None) -> Transport:
         """The same channel, calling as another principal (services acting for their caller)."""
@@ -163,7 +181,25 @@ class Transport:
             with self._waiting():
                 return method(request, metadata=self.metadata, timeout=timeout)
         except grpc.RpcError as exc:
+            if not self._renewed(exc):
+                raise self._error(exc, method, timeout) from None
+        # The call never reached a server, so making it again is safe; once, on the new channel.
+        try:
+            with self._waiting():
+                return method(request, metadata=self.metadata, timeout=timeout)
+        except grpc.RpcError as exc:
             raise self._error(exc, method, timeout) from None
+
+    def _renewed(self, exc: grpc.RpcError) -> bool:
+        """Whether a call that got no connection (the TLS handshake failed, say) found the TLS
+        files changed, and the channel was made again from them: a rotated CA, or a renewed
+        client certificate, is read where it is needed, and costs nothing while calls succeed."""
+        return (
+            isinstance(exc, grpc.Call)
+            and exc.code() == grpc.StatusCode.UNAVAILABLE
+            and not _from_a_server(exc)
+            and self._slot.renew()
+        )
 
     def stream(
         self,
@@ -203,6 +239,7 @@ class Transport:
                     resource_type="service",
                     resource_name=service_of(method),
                 ) from None
+            self._renewed(exc)  # the next call goes through a channel made from the new files
             raise self._error(exc, method, timeout) from None
         finally:
             if watch is not None:
@@ -252,47 +289,94 @@ class Transport:
         self.channel.close()
 
 
+class _ChannelSlot:
+    """The channel of a Transport (shared with its with_token clones), made again from its TLS
+    files when they changed: in Kubernetes the CA bundle and client certificate are a mounted
+    Secret, swapped by the kubelet while the pod runs. The old channel is left to its calls."""
+
+    def __init__(self, make: Callable[[], grpc.Channel], files: WatchedFiles | None = None) -> None:
+        self._make = make
+        self._files = files  # stamped before the first read: a change in between is seen
+        self._lock = threading.Lock()
+        self.generation = 0
+        self.channel = make()
+
+    def set(self, channel: grpc.Channel) -> None:
+        self.channel = channel
+        self.generation += 1
+
+    def renew(self) -> bool:
+        """Whether the files changed since the channel was made, and a new one was made."""
+        if self._files is None:
+            return False
+        with self._lock:
+            try:
+                if not self._files.changed():
+                    return False
+                channel = self._make()
+            except OSError as exc:  # mid-swap: try again at the next failure
+                self._files.retry()
+                log.warning("TLS files could not be read again, keeping the channel: %s", exc)
+                return False
+            self.set(channel)
+        log.info("TLS files changed; new connections use the new CA and certificate")
+        return True
+
+
 class _Named:
     """A stub's method, and its full name ('/modelyard.tracking.v1.TrackingService/GetRun'):
-    grpc's own multi-callables keep it only in a private attribute."""
+    grpc's own multi-callables keep it only in a private attribute. It calls through the
+    slot's current channel (one comparison per call)."""
 
-    def __init__(self, name: str, method: Any) -> None:
+    def __init__(self, name: str, slot: _ChannelSlot, kind: str, args: Any, kwargs: Any) -> None:
         self.name = name
-        self._method = method
+        self._slot = slot
+        self._make = (kind, args, kwargs)
+        self._bound: tuple[int, Any] = (-1, None)
+
+    def _method(self) -> Any:
+        generation, method = self._bound
+        slot = self._slot
+        if generation != slot.generation:
+            generation, channel = slot.generation, slot.channel
+            kind, args, kwargs = self._make
+            method = getattr(channel, kind)(self.name, *args, **kwargs)
+            self._bound = (generation, method)
+        return method
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._method(*args, **kwargs)
+        return self._method()(*args, **kwargs)
 
     def __getattr__(self, attribute: str) -> Any:  # with_call, future
-        return getattr(self._method, attribute)
+        return getattr(self._method(), attribute)
 
 
 class _NamingChannel(grpc.Channel):
     """A channel for stubs whose methods are _Named, with the name each stub gives grpc."""
 
-    def __init__(self, channel: grpc.Channel) -> None:
-        self._channel = channel
+    def __init__(self, slot: _ChannelSlot) -> None:
+        self._slot = slot
 
     def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return _Named(method, self._channel.unary_unary(method, *args, **kwargs))
+        return _Named(method, self._slot, "unary_unary", args, kwargs)
 
     def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return _Named(method, self._channel.unary_stream(method, *args, **kwargs))
+        return _Named(method, self._slot, "unary_stream", args, kwargs)
 
     def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return _Named(method, self._channel.stream_unary(method, *args, **kwargs))
+        return _Named(method, self._slot, "stream_unary", args, kwargs)
 
     def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return _Named(method, self._channel.stream_stream(method, *args, **kwargs))
+        return _Named(method, self._slot, "stream_stream", args, kwargs)
 
     def subscribe(self, callback: Any, try_to_connect: bool = False) -> None:
-        self._channel.subscribe(callback, try_to_connect)
+        self._slot.channel.subscribe(callback, try_to_connect)
 
     def unsubscribe(self, callback: Any) -> None:
-        self._channel.unsubscribe(callback)
+        self._slot.channel.unsubscribe(callback)
 
     def close(self) -> None:
-        self._channel.close()
+        self._slot.channel.close()
 
     def __enter__(self) -> _NamingChannel:
         return self

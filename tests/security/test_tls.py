@@ -330,3 +330,58 @@ def test_the_ui_serves_a_renewed_certificate_without_a_restart(ca: CA, tmp_path:
         assert WebSession(url, ca_file=str(ca.cert_file)).get("/healthz").status == 200
         (mounted / "..data").unlink()  # unreadable mid-change: the current one stays
         assert _presented_serial(address, ca) == renewed
+
+
+def test_a_rotated_ca_is_trusted_without_a_restart(
+    ca: CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CA that signs the internal certificates is rotated by swapping ca.crt (and the
+    certificates it signed) in the mounted Secret. Clients read the CA file once, when their
+    channel was made, so every process that started before the rotation refused the new
+    certificates until it was restarted; a server with mutual TLS must verify clients against
+    the new CA too."""
+    mounted = tmp_path / "tls"
+
+    def mount(authority: CA, version: str) -> None:
+        cert, key = authority.issue(f"server-{version}", server=True)
+        client_cert, client_key = authority.issue(f"client-{version}", server=False)
+        files = {"ca.crt": authority.cert_file, "tls.crt": cert, "tls.key": key}
+        _mount_secret(
+            mounted, {**files, "client.crt": client_cert, "client.key": client_key}, version
+        )
+
+    mount(ca, "2026_01_01")
+    settings = Settings(
+        home=tmp_path,
+        port=0,
+        grace_period=0,
+        tls=TLSSettings(
+            cert_file=mounted / "tls.crt",
+            key_file=mounted / "tls.key",
+            ca_file=mounted / "ca.crt",
+            client_ca_file=mounted / "ca.crt",
+            client_cert_file=mounted / "client.crt",
+            client_key_file=mounted / "client.key",
+        ),
+    )
+    monkeypatch.setenv("MODELYARD_TLS_CERT", str(mounted / "client.crt"))
+    monkeypatch.setenv("MODELYARD_TLS_KEY", str(mounted / "client.key"))
+    with running_server(settings) as server:
+        address = f"grpcs://{server.address}"
+        # Made before the rotation: its channel has read the old CA and client certificate.
+        client = Client(address, tls_ca=str(mounted / "ca.crt"), timeout=10)
+        mount(CA(tmp_path, "rotated-ca"), "2026_06_01")
+        with client:
+            rid = logged_model(client)
+            # The registry's channel to tracking (made at start) presents the new client
+            # certificate and trusts the new CA as well.
+            assert client.create_model_version("rotated", f"runs:/{rid}/model").status == "READY"
+        # The server verifies clients against the new CA: the old one's certificates are refused.
+        old = mounted / "..2026_01_01"  # the swapped-out Secret's files
+        monkeypatch.setenv("MODELYARD_TLS_CERT", str(old / "client.crt"))
+        monkeypatch.setenv("MODELYARD_TLS_KEY", str(old / "client.key"))
+        with (
+            Client(address, tls_ca=str(mounted / "ca.crt"), timeout=5) as stale,
+            pytest.raises(Unavailable),
+        ):
+            stale.search_experiments()
