@@ -2,9 +2,9 @@
 
 It speaks just enough of the REST API for the serving endpoint controller and the chart's token
 bootstrap, through the real `kubernetes` client: create, read, replace, delete and label-selected
-list of Deployments, Services, HorizontalPodAutoscalers and Secrets in a namespace, with
-resourceVersions and 404/409 Status replies (422 for a changed Deployment selector). `conflicts`
-makes the next replaces answer 409, as
+list of Deployments, Services, HorizontalPodAutoscalers, PodDisruptionBudgets and Secrets in a
+namespace, with resourceVersions and 404/409 Status replies (422 for a changed Deployment
+selector). `conflicts` makes the next replaces answer 409, as
 when another writer got there first.
 """
 
@@ -21,12 +21,13 @@ from urllib.parse import parse_qs, urlparse
 
 _PATH = re.compile(
     r"^/(?:api/v1|apis/(?P<group>[\w.]+)/(?P<version>\w+))/namespaces/(?P<ns>[\w-]+)/"
-    r"(?P<plural>deployments|services|horizontalpodautoscalers|secrets)(?:/(?P<name>[\w.-]+))?$"
+    r"(?P<plural>deployments|services|horizontalpodautoscalers|poddisruptionbudgets|secrets)(?:/(?P<name>[\w.-]+))?$"
 )
 _KIND = {
     "deployments": "Deployment",
     "services": "Service",
     "horizontalpodautoscalers": "HorizontalPodAutoscaler",
+    "poddisruptionbudgets": "PodDisruptionBudget",
     "secrets": "Secret",
 }
 _CORE = ("services", "secrets")

@@ -1,5 +1,5 @@
-"""Endpoints as Kubernetes workloads: each endpoint becomes its own Deployment, Service and
-HorizontalPodAutoscaler, built here and kept in line by a reconcile loop.
+"""Endpoints as Kubernetes workloads: each endpoint becomes its own Deployment, Service,
+HorizontalPodAutoscaler and PodDisruptionBudget, built here and kept in line by a reconcile loop.
 
 The objects are named <instance>-ep-<endpoint> and carry owner labels
 (app.kubernetes.io/managed-by=modelyard, modelyard.io/instance=<instance>,
@@ -8,7 +8,8 @@ alone the endpoints of another release's controller in the same namespace, and a
 spec hash on the pod template so a change of served models or versions rolls the pods
 (maxUnavailable 0: old pods answer until new ones are ready). Pods meet the Pod Security
 "restricted" profile. RBAC the controller needs in its namespace: get/list/create/update/delete
-on deployments (apps), services (core) and horizontalpodautoscalers (autoscaling).
+on deployments (apps), services (core), horizontalpodautoscalers (autoscaling) and
+poddisruptionbudgets (policy).
 """
 
 from __future__ import annotations
@@ -247,7 +248,8 @@ def _tolerations(tolerations: list[dict[str, Any]]) -> list[k8s.V1Toleration]:
 
 
 def build_objects(endpoint: Endpoint, config: ClusterConfig) -> list[Any]:
-    """The Deployment, Service and HorizontalPodAutoscaler of one endpoint."""
+    """The Deployment, Service, HorizontalPodAutoscaler and PodDisruptionBudget of one
+    endpoint."""
     files = secret_volumes(pod_secret_files(config))
     name = object_name(endpoint.name, config.instance)
     labels = _labels(endpoint.name, config.instance)
@@ -332,7 +334,22 @@ def build_objects(endpoint: Endpoint, config: ClusterConfig) -> list[Any]:
             ],
         ),
     )
-    objects: list[Any] = [deployment, service, autoscaler]
+    # As the chart's own pods (values.yaml pdb): voluntary evictions (node drains) take one pod
+    # at a time. maxUnavailable, not minAvailable: with a single replica, minAvailable 1 would
+    # block every drain of its node forever; this lets it go, and with more replicas keeps the
+    # others serving while one moves.
+    budget = k8s.V1PodDisruptionBudget(
+        api_version="policy/v1",
+        kind="PodDisruptionBudget",
+        metadata=metadata(),
+        spec=k8s.V1PodDisruptionBudgetSpec(
+            max_unavailable=1,
+            selector=k8s.V1LabelSelector(
+                match_labels=_pod_selector(endpoint.name, config.instance)
+            ),
+        ),
+    )
+    objects: list[Any] = [deployment, service, autoscaler, budget]
     serializer = k8s.ApiClient()
     for obj in objects:
         body = json.dumps(serializer.sanitize_for_serialization(obj), sort_keys=True)
@@ -366,6 +383,7 @@ class EndpointController:
         self._apps = k8s.AppsV1Api(api)
         self._core = k8s.CoreV1Api(api)
         self._scaling = k8s.AutoscalingV2Api(api)
+        self._policy = k8s.PolicyV1Api(api)
         self._resync = resync_seconds
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -398,6 +416,19 @@ class EndpointController:
                 lambda name: self._scaling.delete_namespaced_horizontal_pod_autoscaler(name, ns),
                 lambda: (
                     self._scaling.list_namespaced_horizontal_pod_autoscaler(
+                        ns, label_selector=labels
+                    ).items
+                ),
+            ),
+            "PodDisruptionBudget": (
+                lambda name: self._policy.read_namespaced_pod_disruption_budget(name, ns),
+                lambda body: self._policy.create_namespaced_pod_disruption_budget(ns, body),
+                lambda name, body: self._policy.replace_namespaced_pod_disruption_budget(
+                    name, ns, body
+                ),
+                lambda name: self._policy.delete_namespaced_pod_disruption_budget(name, ns),
+                lambda: (
+                    self._policy.list_namespaced_pod_disruption_budget(
                         ns, label_selector=labels
                     ).items
                 ),

@@ -396,6 +396,7 @@ def test_endpoint_controller_gets_exactly_the_rights_it_uses():
         ("apps", "deployments"): verbs,
         ("", "services"): verbs,
         ("autoscaling", "horizontalpodautoscalers"): verbs,
+        ("policy", "poddisruptionbudgets"): verbs,
     }
     binding = out.get("RoleBinding", "modelyard-endpoint-controller")
     assert binding["subjects"] == [

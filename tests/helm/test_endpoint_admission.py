@@ -112,7 +112,12 @@ def test_the_controllers_own_objects_are_admitted(example: str, monkeypatch: pyt
     out = render_with_apis(CONTROLLER_VALUES[example], [VAP_API])
     policy = _policy(out)
     objects = controller_objects(out, monkeypatch)
-    assert {o["kind"] for o in objects} == {"Deployment", "Service", "HorizontalPodAutoscaler"}
+    assert {o["kind"] for o in objects} == {
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+    }
     for obj in objects:
         assert policy.refusals("CREATE", obj) == [], obj["kind"]
         assert policy.refusals("UPDATE", obj, old=obj) == [], obj["kind"]
@@ -232,7 +237,7 @@ def test_hostile_requests_by_the_serving_token_are_refused(
     other = copy.deepcopy(deployment)
     other["metadata"]["labels"]["modelyard.io/instance"] = "team-b-modelyard"
     assert policy.refusals("DELETE", None, old=other)
-    service, autoscaler = objects[1], objects[2]
+    service, autoscaler, budget = objects[1], objects[2], objects[3]
     exposed = copy.deepcopy(service)
     exposed["spec"]["type"] = "LoadBalancer"
     assert policy.refusals("CREATE", exposed)
@@ -246,6 +251,16 @@ def test_hostile_requests_by_the_serving_token_are_refused(
     unbounded["spec"]["maxReplicas"] = 1000
     (message,) = policy.refusals("CREATE", unbounded)
     assert "at most" in message
+    # A budget over the chart's pods, or one that allows no eviction, would hold drains up.
+    holding = copy.deepcopy(budget)
+    holding["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] = "auth"
+    blocking = copy.deepcopy(budget)
+    blocking["spec"]["maxUnavailable"] = 0
+    minimum = copy.deepcopy(budget)
+    minimum["spec"] = {"minAvailable": 1, "selector": budget["spec"]["selector"]}
+    for bad in (holding, blocking, minimum):
+        (message,) = policy.refusals("CREATE", bad)
+        assert "PodDisruptionBudget must select" in message
     # Anyone else (an admin, Helm) is not matched by the policy.
     assert policy.refusals("DELETE", None, old=tracking, user="kubernetes-admin") == []
 

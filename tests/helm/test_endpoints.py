@@ -11,7 +11,9 @@ import yaml
 
 from tests.helm.conftest import (
     CHART,
+    KUBERNETES_VERSIONS,
     NAMESPACE,
+    RELEASE,
     Rendered,
     controller_objects,
     helm,
@@ -297,3 +299,25 @@ def test_endpoint_pods_take_quantities_written_as_numbers(monkeypatch: pytest.Mo
         "limits": {"cpu": "2.5", "memory": "2Gi", "nvidia.com/gpu": "1"},
     }
     kubernetes_validate.validate(deployment, "1.37.0", strict=True)
+
+
+def test_endpoints_get_the_disruption_budget_the_charts_pods_have(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """Endpoint pods had no PodDisruptionBudget, so a node drain could evict every replica of an
+    endpoint at once, while each of the chart's components had one. Both now allow one eviction
+    at a time: maxUnavailable 1, never minAvailable, which with one replica would hold the
+    drain of its node forever."""
+    out = render(CONTROLLER)
+    objects = controller_objects(out, monkeypatch)
+    deployment, (budget,) = objects[0], [o for o in objects if o["kind"] == "PodDisruptionBudget"]
+    pods = deployment["spec"]["template"]["metadata"]["labels"]
+    assert budget["spec"]["selector"] == deployment["spec"]["selector"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pods.items()
+    assert budget["metadata"]["name"] == deployment["metadata"]["name"]
+    serving = out.get("PodDisruptionBudget", f"{RELEASE}-serving")
+    for spec in (budget["spec"], serving["spec"]):
+        assert "minAvailable" not in spec
+        assert spec["maxUnavailable"] == 1
+    for version in KUBERNETES_VERSIONS:
+        kubernetes_validate.validate(budget, version, strict=True)

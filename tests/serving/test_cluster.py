@@ -26,6 +26,8 @@ from modelyard.services.serving.cluster import (
 from tests.fake_kube import FakeKube
 
 KUBERNETES_VERSIONS = ["1.30.0", "1.33.0", "1.37.0"]
+# What the controller makes for each endpoint.
+KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget")
 CONFIG = ClusterConfig(
     namespace="ml", image="registry.example/modelyard:0.1.0", env_secret="modelyard-env"
 )
@@ -140,9 +142,7 @@ def test_reconcile_creates_updates_and_deletes(kube) -> None:
     controller = EndpointController(api, CONFIG, lambda: desired)
     first = controller.reconcile()
     assert sorted(first.created) == sorted(
-        f"{kind}/modelyard-ep-{name}"
-        for kind in ("Deployment", "Service", "HorizontalPodAutoscaler")
-        for name in ("fraud", "churn")
+        f"{kind}/modelyard-ep-{name}" for kind in KINDS for name in ("fraud", "churn")
     )
     assert set(fake.kinds("deployments")) == {"modelyard-ep-fraud", "modelyard-ep-churn"}
     # Nothing changed: nothing is written.
@@ -158,13 +158,10 @@ def test_reconcile_creates_updates_and_deletes(kube) -> None:
     assert "Deployment/modelyard-ep-fraud" in second.updated
     new = fake.kinds("deployments")["modelyard-ep-fraud"]
     assert new["spec"]["template"]["metadata"]["annotations"][SPEC_HASH] != old_hash
-    # "churn" deleted: all three of its objects go.
+    # "churn" deleted: all its objects go.
     desired.pop()
     third = controller.reconcile()
-    assert sorted(third.deleted) == sorted(
-        f"{kind}/modelyard-ep-churn"
-        for kind in ("Deployment", "Service", "HorizontalPodAutoscaler")
-    )
+    assert sorted(third.deleted) == sorted(f"{kind}/modelyard-ep-churn" for kind in KINDS)
     assert set(fake.kinds("services")) == {"modelyard-ep-fraud"}
 
 
@@ -196,10 +193,7 @@ def test_controller_recovers_after_a_restart(kube) -> None:
     restarted = EndpointController(api, CONFIG, lambda: [endpoint("fraud", 1)])
     result = restarted.reconcile()
     assert result.created == [] and result.updated == []
-    assert sorted(result.deleted) == sorted(
-        f"{kind}/modelyard-ep-stale"
-        for kind in ("Deployment", "Service", "HorizontalPodAutoscaler")
-    )
+    assert sorted(result.deleted) == sorted(f"{kind}/modelyard-ep-stale" for kind in KINDS)
     assert set(fake.kinds("deployments")) == {"modelyard-ep-fraud", "someone-elses"}
 
 
@@ -257,7 +251,7 @@ def test_two_instances_in_one_namespace_keep_their_own_endpoints(kube) -> None:
         "team-b-modelyard-ep-churn",
     }
     wanted_b.clear()
-    assert len(b.reconcile().deleted) == 6
+    assert len(b.reconcile().deleted) == 2 * len(KINDS)
     assert set(fake.kinds("services")) == {"team-a-modelyard-ep-fraud"}
     # A's Service and Deployment select A's pods only (not B's, which share the endpoint name).
     service = fake.kinds("services")["team-a-modelyard-ep-fraud"]
