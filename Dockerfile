@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # One image for every Modelyard service: `modelyard serve <service>` is what each Deployment runs.
 #
-#   docker build -t modelyard:0.1.0 .
+#   docker build -t modelyard:0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" .
 #   docker run --rm -p 50051:50051 modelyard:0.1.0 serve tracking
 #
 # Two stages: the build stage installs the package into a virtualenv; the final stage holds only
@@ -63,5 +63,12 @@ WORKDIR /var/lib/modelyard
 EXPOSE 50051 9464
 # Drain on SIGTERM: health turns NOT_SERVING, in-flight calls get MODELYARD_GRACE_PERIOD seconds.
 STOPSIGNAL SIGTERM
+# What the image is (OCI annotations, read by registries and scanners): VERSION is the package's
+# (pyproject.toml; the chart's appVersion, the image tag it pulls), REVISION the commit built.
+# Declared last, so a new commit does not invalidate the layers above.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
 ENTRYPOINT ["modelyard"]
 CMD ["serve", "tracking", "--host", "0.0.0.0", "--port", "50051"]

@@ -50,7 +50,8 @@ NOT_RUN = {
     "modelyard admin bootstrap --name alice        # creates the first admin, prints its token": (
         "starts a second server with --auth; tests/security runs bootstrap, users, tokens, audit"
     ),
-    "docker build -t registry.example.com/ml/modelyard:0.1.0 .": "needs a Docker engine",
+    'docker build -t registry.example.com/ml/modelyard:0.1.0 --build-arg REVISION="$(git rev-parse'
+    ' HEAD)" .': "needs a Docker engine",
     "helm install modelyard helm/modelyard -n modelyard --create-namespace \\": (
         "needs a Kubernetes cluster; tests/helm renders the chart with each example values file"
     ),

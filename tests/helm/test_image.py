@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 
 import pytest
 import yaml
@@ -63,6 +64,35 @@ def test_runs_modelyard_as_the_user_the_chart_expects():
     assert values["securityContext"]["runAsGroup"] == 10001
 
 
+def _version() -> str:
+    version: str = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    return version
+
+
+def test_image_and_chart_carry_the_packages_version():
+    """The image said nothing of what it was (no OCI version or revision label), and nothing
+    tied the chart's appVersion (the image tag its pods pull) to the package's version: a
+    release that bumped one and not the other installed an image of another version."""
+    import modelyard
+
+    version = _version()
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["appVersion"] == chart["version"] == version == modelyard.__version__
+    _, runtime = stages()
+    args = dict(a.partition("=")[::2] for i, a in runtime if i == "ARG")
+    assert args["VERSION"] == version
+    assert "REVISION" in args  # docker build --build-arg REVISION="$(git rev-parse HEAD)"
+    labels = dict(
+        re.findall(
+            r'(org\.opencontainers\.image\.\w+)="([^"]*)"',
+            " ".join(a for i, a in runtime if i == "LABEL"),
+        )
+    )
+    assert labels["org.opencontainers.image.version"] == "${VERSION}"
+    assert labels["org.opencontainers.image.revision"] == "${REVISION}"
+    assert labels["org.opencontainers.image.source"] == chart["sources"][0] == chart["home"]
+
+
 def test_build_fails_when_migrations_are_missing_from_the_install():
     build, _ = stages()
     commands = " ".join(a for i, a in build if i == "RUN")
@@ -99,7 +129,11 @@ def test_the_image_builds_and_answers_health_checks(docker_engine: None) -> None
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     client = docker.from_env()
-    image, _logs = client.images.build(path=str(ROOT), tag="modelyard:test", rm=True)
+    image, _logs = client.images.build(
+        path=str(ROOT), tag="modelyard:test", rm=True, buildargs={"REVISION": "0" * 40}
+    )
+    assert image.labels["org.opencontainers.image.version"] == _version()
+    assert image.labels["org.opencontainers.image.revision"] == "0" * 40
     container = client.containers.run(
         image.id,
         ["serve", "tracking", "--host", "0.0.0.0", "--port", "50051"],
