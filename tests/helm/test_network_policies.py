@@ -4,6 +4,7 @@ policies the way the Kubernetes NetworkPolicy API defines them, for pairs of pod
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -490,7 +491,7 @@ def test_notes_say_which_dependencies_are_reached_only_inside_the_cluster():
         assert line in notes
     # s3.endpoint "" is AWS S3, outside the cluster by definition.
     assert "cannot reach it until you set networkPolicy.s3" in notes
-    assert "set networkPolicy.kubeApi" in notes
+    assert "networkPolicy.kubeApi to its address" in notes
     assert "ports 443, 6443" in notes
     minio = render({"s3": {"endpoint": "http://minio.storage:9000"}}).notes
     assert "S3 on port 443 (networkPolicy.s3)" in minio
@@ -543,3 +544,50 @@ def test_extra_egress_opens_one_components_pods_to_a_named_place():
         assert not cluster.can(other, "warehouse", 5439), other
     with pytest.raises(Exception, match="extraEgress"):
         render({"networkPolicy": {"extraEgress": {"featurs": [warehouse]}}})
+
+
+NO_API_CALLERS = {
+    "auth": {"enabled": False},
+    "tls": {"enabled": False},
+    "services": {"ui": {"enabled": False}},
+}
+
+
+@pytest.mark.parametrize(
+    ("values", "callers"),
+    [
+        ("default", {"keys", "auth", "token-renewal"}),
+        ("auth-off", {"keys", "serving"}),  # the endpoint controller; dev passwords by the Job
+        ("dev", {"keys", "auth", "token-renewal", "serving"}),
+        ("none", set()),
+    ],
+)
+def test_only_the_pods_that_call_the_kubernetes_api_reach_it(values: str, callers: set[str]):
+    """No selector matches the API server, so its egress rule (networkPolicy.kubeApi unset) opens
+    any address on its ports: only the pods that call it get that rule, and the install notes
+    name them and say how to narrow it, or say nothing when no pod has it."""
+    out = render(NO_API_CALLERS if values == "none" else values_of(values))
+    cluster = Cluster(out)
+    release = {
+        pod_template(w)["metadata"]["labels"]["app.kubernetes.io/component"]
+        for w in out.workloads()
+    }
+    if "modelyard-endpoints" in out.names("NetworkPolicy"):  # the controller makes them
+        release.add("endpoint")
+    assert {c for c in release if cluster.can(c, "apiserver", 6443)} == callers
+    for caller in callers:
+        assert cluster.can(caller, "internet", 6443), caller  # hence the warning
+    warning = re.search(r"call the Kubernetes API \(([^)]*)\)", out.notes)
+    if not callers:
+        assert warning is None and "networkPolicy.kubeApi" not in out.notes
+        return
+    assert warning is not None and set(warning.group(1).split(", ")) == callers
+    assert "kubectl get endpoints kubernetes -n default" in out.notes
+    assert "kubeApi: [{ipBlock: {cidr: <that address>/32}}]" in out.notes
+    narrowed = values_of(values) or {}
+    narrowed.setdefault("networkPolicy", {})["kubeApi"] = [{"ipBlock": {"cidr": "10.96.0.1/32"}}]
+    closed = render(narrowed)
+    assert "call the Kubernetes API" not in closed.notes
+    cluster = Cluster(closed)
+    for caller in callers:
+        assert cluster.can(caller, "apiserver", 6443) and not cluster.can(caller, "internet", 6443)

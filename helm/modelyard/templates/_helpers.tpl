@@ -306,6 +306,16 @@ an older chart's template), else empty: such a Secret stays rendered, as it is. 
 {{- end -}}
 {{- end -}}
 
+{{/* The pods that call the Kubernetes API, by component, comma-separated: the only ones the
+NetworkPolicies give egress to it (networkPolicy.kubeApi). */}}
+{{- define "modelyard.kubeApiClients" -}}
+{{- $clients := list -}}
+{{- if include "modelyard.generatesSecrets" . }}{{ $clients = append $clients "keys" }}{{ end -}}
+{{- if include "modelyard.mintServiceTokens" . }}{{ $clients = concat $clients (list "auth" "token-renewal") }}{{ end -}}
+{{- if and .Values.services.serving.enabled .Values.services.serving.controller.enabled }}{{ $clients = append $clients "serving" }}{{ end -}}
+{{- join "," $clients -}}
+{{- end -}}
+
 {{- define "modelyard.mintServiceTokens" -}}
 {{- if and .Values.auth.enabled .Values.services.auth.enabled (not .Values.auth.serviceTokens.existingSecret) -}}true{{- end -}}
 {{- end -}}
