@@ -390,49 +390,28 @@ class EndpointController:
         self._thread: threading.Thread | None = None
 
     def _kinds(self) -> dict[str, tuple[Callable[..., Any], ...]]:
+        """Read, create, replace, delete and list of each kind the controller owns, bound to
+        its namespace; the client names them all `<verb>_namespaced_<kind>`."""
         ns = self.config.namespace
         labels = selector(self.config)
+
+        def verbs(api: Any, kind: str) -> tuple[Callable[..., Any], ...]:
+            def call(verb: str) -> Callable[..., Any]:
+                return getattr(api, f"{verb}_namespaced_{kind}")
+
+            return (
+                lambda name: call("read")(name, ns),
+                lambda body: call("create")(ns, body),
+                lambda name, body: call("replace")(name, ns, body),
+                lambda name: call("delete")(name, ns),
+                lambda: call("list")(ns, label_selector=labels).items,
+            )
+
         return {
-            "Deployment": (
-                lambda name: self._apps.read_namespaced_deployment(name, ns),
-                lambda body: self._apps.create_namespaced_deployment(ns, body),
-                lambda name, body: self._apps.replace_namespaced_deployment(name, ns, body),
-                lambda name: self._apps.delete_namespaced_deployment(name, ns),
-                lambda: self._apps.list_namespaced_deployment(ns, label_selector=labels).items,
-            ),
-            "Service": (
-                lambda name: self._core.read_namespaced_service(name, ns),
-                lambda body: self._core.create_namespaced_service(ns, body),
-                lambda name, body: self._core.replace_namespaced_service(name, ns, body),
-                lambda name: self._core.delete_namespaced_service(name, ns),
-                lambda: self._core.list_namespaced_service(ns, label_selector=labels).items,
-            ),
-            "HorizontalPodAutoscaler": (
-                lambda name: self._scaling.read_namespaced_horizontal_pod_autoscaler(name, ns),
-                lambda body: self._scaling.create_namespaced_horizontal_pod_autoscaler(ns, body),
-                lambda name, body: self._scaling.replace_namespaced_horizontal_pod_autoscaler(
-                    name, ns, body
-                ),
-                lambda name: self._scaling.delete_namespaced_horizontal_pod_autoscaler(name, ns),
-                lambda: (
-                    self._scaling.list_namespaced_horizontal_pod_autoscaler(
-                        ns, label_selector=labels
-                    ).items
-                ),
-            ),
-            "PodDisruptionBudget": (
-                lambda name: self._policy.read_namespaced_pod_disruption_budget(name, ns),
-                lambda body: self._policy.create_namespaced_pod_disruption_budget(ns, body),
-                lambda name, body: self._policy.replace_namespaced_pod_disruption_budget(
-                    name, ns, body
-                ),
-                lambda name: self._policy.delete_namespaced_pod_disruption_budget(name, ns),
-                lambda: (
-                    self._policy.list_namespaced_pod_disruption_budget(
-                        ns, label_selector=labels
-                    ).items
-                ),
-            ),
+            "Deployment": verbs(self._apps, "deployment"),
+            "Service": verbs(self._core, "service"),
+            "HorizontalPodAutoscaler": verbs(self._scaling, "horizontal_pod_autoscaler"),
+            "PodDisruptionBudget": verbs(self._policy, "pod_disruption_budget"),
         }
 
     def reconcile(self) -> ReconcileResult:
