@@ -165,8 +165,9 @@ def test_aliases_point_at_one_version(store: SqlRegistryStore) -> None:
     store.delete_model_version("m", 2, "ann")  # deleting a version drops its aliases
     with pytest.raises(NotFound):
         store.get_version_by_alias("m", "champion")
+    store.delete_alias("m", "champion", "ann")  # already gone: nothing to do, as in MLflow
     with pytest.raises(NotFound):
-        store.delete_alias("m", "champion", "ann")
+        store.delete_alias("nope", "champion", "ann")
 
 
 def test_stages_and_archive_existing(store: SqlRegistryStore) -> None:

@@ -471,3 +471,21 @@ def test_registering_from_a_deleted_experiment_says_to_restore_the_experiment(
     assert (
         client.create_model_version("dx", f"runs:/{rid}/model").status == ModelVersionStatus.READY
     )
+
+
+def test_deleting_an_alias_the_model_does_not_hold_changes_nothing(db_client: Client) -> None:
+    """As MLflow's SQL store: deleting an alias is idempotent (a retried delete, or one racing
+    another, used to fail NOT_FOUND); a model that does not exist is still NOT_FOUND."""
+    db_client.create_model_version("da", f"runs:/{logged_model(db_client)}/model")
+    db_client.set_registered_model_alias("da", "champion", 1)
+    db_client.delete_registered_model_alias("da", "champion")
+    before = db_client.get_registered_model("da")
+    events = len(db_client.list_model_events("da"))
+    db_client.delete_registered_model_alias("da", "champion")
+    db_client.delete_registered_model_alias("da", "never-set")
+    after = db_client.get_registered_model("da")
+    assert (after.aliases, after.last_updated_timestamp) == ({}, before.last_updated_timestamp)
+    assert len(db_client.list_model_events("da")) == events  # no ALIAS_DELETED for nothing
+    with pytest.raises(NotFound) as err:
+        db_client.delete_registered_model_alias("no-such-model", "champion")
+    assert "no-such-model" in err.value.message

@@ -196,9 +196,8 @@ class RegistryStore(abc.ABC):
     ) -> None: ...
 
     @abc.abstractmethod
-    def delete_alias(
-        self, name: str, alias: str, user: str, model_id: str | None = None
-    ) -> None: ...
+    def delete_alias(self, name: str, alias: str, user: str, model_id: str | None = None) -> None:
+        """Remove the alias; one the model does not hold is no error (MLflow's behaviour)."""
 
     @abc.abstractmethod
     def get_version_by_alias(

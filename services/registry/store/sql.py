@@ -887,7 +887,9 @@ class SqlRegistryStore(RegistryStore):
     def delete_alias(self, name: str, alias: str, user: str, model_id: str | None = None) -> None:
         with self._write() as conn:
             model = self._model(conn, name, lock=True, model_id=model_id)
-            version = self._alias_version(conn, model, alias)
+            version = self._find_alias(conn, model, alias)
+            if version is None:
+                return  # idempotent, as MLflow: a retried or racing delete has nothing to do
             conn.execute(
                 delete(model_aliases).where(
                     model_aliases.c.model_id == model.model_id, model_aliases.c.alias == alias

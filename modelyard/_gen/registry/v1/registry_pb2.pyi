@@ -1250,6 +1250,10 @@ Global___SetRegisteredModelAliasResponse: _TypeAlias = SetRegisteredModelAliasRe
 
 @_typing.final
 class DeleteRegisteredModelAliasRequest(_message.Message):
+    """Idempotent, as MLflow: an alias the model does not hold is no error (nothing changes, no
+    event); a model that does not exist is NOT_FOUND.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
