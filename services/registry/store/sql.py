@@ -141,11 +141,32 @@ class SqlRegistryStore(RegistryStore):
             )
         ).scalar()
 
+    def _alias_in_other_case(self, conn: Connection, model: Row, alias: str) -> str | None:
+        """The alias the model holds that is `alias` in another case, if any. Aliases are
+        case-sensitive (as MLflow's SQL store on SQLite and PostgreSQL), but the reserved and
+        protected names are so in any case; two aliases differing only in case would be
+        look-alikes, one protected and one not. Alias names are ASCII, which SQL's lower() folds
+        on both backends. Read only on the rare paths: an alias not found, or a new one."""
+        a = model_aliases.c
+        return conn.execute(
+            select(a.alias).where(
+                a.model_id == model.model_id,
+                func.lower(a.alias) == alias.lower(),
+                a.alias != alias,
+            )
+        ).scalar()
+
     def _alias_version(self, conn: Connection, model: Row, alias: str) -> int:
         version = self._find_alias(conn, model, alias)
         if version is None:
+            other = self._alias_in_other_case(conn, model, alias)
+            hint = (
+                f"it holds {other!r} (alias names are case-sensitive)"
+                if other
+                else "set it with SetRegisteredModelAlias"
+            )
             raise NotFound(
-                f"model {model.name!r} has no alias {alias!r}; set it with SetRegisteredModelAlias",
+                f"model {model.name!r} has no alias {alias!r}; {hint}",
                 resource_type="model_alias",
                 resource_name=f"{model.name}@{alias}",
             )
@@ -870,6 +891,14 @@ class SqlRegistryStore(RegistryStore):
             model, row = self._version(conn, name, version, lock=True, model_id=model_id)
             _not_failed(row, name, f"point alias {alias!r} at it")
             previous = self._find_alias(conn, model, alias)
+            if previous is None and (other := self._alias_in_other_case(conn, model, alias)):
+                raise FailedPrecondition(
+                    f"model {name!r} holds alias {other!r}, which {alias!r} differs from only in "
+                    f"case; move {other!r} itself, or delete it first, or choose a name that "
+                    "differs in more than case",
+                    resource_type="model_alias",
+                    resource_name=f"{name}@{other}",
+                )
             stmt = self._insert(model_aliases).values(
                 model_id=model.model_id, alias=alias, version=version
             )

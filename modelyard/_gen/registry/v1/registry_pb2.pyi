@@ -1215,7 +1215,10 @@ class SetRegisteredModelAliasRequest(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     alias: _builtins.str
-    """Letters, digits, '_' and '-'; not "latest" and not of the form v<number>."""
+    """Letters, digits, '_' and '-'; not "latest" and not of the form v<number>, in any case.
+    Case-sensitive, as MLflow's; one differing only in case from an alias the model holds is
+    FAILED_PRECONDITION (a look-alike of it).
+    """
     version: _builtins.int
     """Not a FAILED_REGISTRATION version (FAILED_PRECONDITION); a PENDING one may be named."""
     def __init__(
