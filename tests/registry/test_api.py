@@ -489,3 +489,36 @@ def test_deleting_an_alias_the_model_does_not_hold_changes_nothing(db_client: Cl
     with pytest.raises(NotFound) as err:
         db_client.delete_registered_model_alias("no-such-model", "champion")
     assert "no-such-model" in err.value.message
+
+
+def test_a_version_that_fails_registration_loses_its_aliases(
+    db_client: Client, database_url: str, tmp_path: Path
+) -> None:
+    """An alias may name a PENDING version (it becomes READY); if its registration then failed,
+    the alias went on naming a version with no files, so every models:/m@alias load failed until
+    someone moved it. It is now removed with the failure, as deleting a version removes its
+    aliases, with an ALIAS_DELETED event saying why; other versions' aliases stay."""
+    from modelyard.services.common.db import Database
+    from modelyard.services.registry.store.sql import SqlRegistryStore
+
+    rid = logged_model(db_client)
+    db_client.create_model_version("fa", f"runs:/{rid}/model")
+    store = SqlRegistryStore(Database(database_url), (tmp_path / "unused").as_uri())
+    _version, pending = store.create_model_version("fa", f"runs:/{rid}/model", rid, "", {}, "u")
+    db_client.set_registered_model_alias("fa", "champion", 1)
+    db_client.set_registered_model_alias("fa", "challenger", 2)
+    db_client.set_registered_model_alias("fa", "canary", 2)
+    assert store.fail_registration(pending, "the copy failed")
+    store.close()
+
+    assert db_client.get_registered_model("fa").aliases == {"champion": 1}
+    assert db_client.get_model_version("fa", 2).aliases == ()
+    with pytest.raises(NotFound):
+        db_client.get_model_version_by_alias("fa", "challenger")
+    last = [(e.event_type, e.details) for e in db_client.list_model_events("fa")][-3:]
+    reason = "version 2 failed registration: the copy failed"
+    assert last == [
+        ("ALIAS_DELETED", {"alias": "canary", "reason": reason}),
+        ("ALIAS_DELETED", {"alias": "challenger", "reason": reason}),
+        ("VERSION_FAILED", {"reason": "the copy failed"}),
+    ]

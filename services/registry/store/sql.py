@@ -244,6 +244,21 @@ class SqlRegistryStore(RegistryStore):
                 .values(last_update_time=now)
             )
 
+    def _drop_aliases(
+        self, conn: Connection, model: Row, version: int, user: str, **details: Any
+    ) -> bool:
+        """Remove the aliases naming `version` (it is going, or has no files), each with an
+        ALIAS_DELETED event carrying `details`; `model`: a row with model_id and name. True if
+        there were any."""
+        a = model_aliases.c
+        of_version = and_(a.model_id == model.model_id, a.version == version)
+        removed = conn.execute(select(a.alias).where(of_version).order_by(a.alias)).scalars().all()
+        if removed:
+            conn.execute(delete(model_aliases).where(of_version))
+        for alias in removed:
+            self._event(conn, model, "ALIAS_DELETED", user, version=version, alias=alias, **details)
+        return bool(removed)
+
     def _upsert_tag(self, conn: Connection, table: Any, keys: dict[str, Any], value: str) -> None:
         stmt = self._insert(table).values(**keys, value=value)
         conn.execute(
@@ -673,14 +688,7 @@ class SqlRegistryStore(RegistryStore):
     ) -> str:
         with self._write() as conn:
             model, row = self._version(conn, name, version, lock=True, model_id=model_id)
-            removed_aliases = list(
-                conn.execute(
-                    select(model_aliases.c.alias).where(
-                        model_aliases.c.model_id == model.model_id,
-                        model_aliases.c.version == version,
-                    )
-                ).scalars()
-            )
+            self._drop_aliases(conn, model, version, user)
             key = and_(
                 model_version_files.c.model_id == model.model_id,
                 model_version_files.c.version == version,
@@ -693,18 +701,11 @@ class SqlRegistryStore(RegistryStore):
                 )
             )
             conn.execute(
-                delete(model_aliases).where(
-                    model_aliases.c.model_id == model.model_id, model_aliases.c.version == version
-                )
-            )
-            conn.execute(
                 delete(model_versions).where(
                     model_versions.c.model_id == model.model_id, model_versions.c.version == version
                 )
             )
             self._touch(conn, model.model_id)
-            for alias in removed_aliases:
-                self._event(conn, model, "ALIAS_DELETED", user, version=version, alias=alias)
             self._event(conn, model, "VERSION_DELETED", user, version=version)
         return row.storage_location
 
@@ -997,6 +998,10 @@ class SqlRegistryStore(RegistryStore):
             if row is None or row.status != ModelVersionStatus.PENDING_REGISTRATION.value:
                 return row is not None
             self._set_status(conn, pending, ModelVersionStatus.FAILED_REGISTRATION, message)
+            # It will never have files: an alias naming it would fail every load through it.
+            reason = f"version {pending.version} failed registration: {message}"
+            if self._drop_aliases(conn, row, pending.version, "modelyard", reason=reason):
+                self._touch(conn, pending.model_id)
             self._event(
                 conn, row, "VERSION_FAILED", "modelyard", version=pending.version, reason=message
             )

@@ -1220,7 +1220,9 @@ class SetRegisteredModelAliasRequest(_message.Message):
     FAILED_PRECONDITION (a look-alike of it).
     """
     version: _builtins.int
-    """Not a FAILED_REGISTRATION version (FAILED_PRECONDITION); a PENDING one may be named."""
+    """Not a FAILED_REGISTRATION version (FAILED_PRECONDITION); a PENDING one may be named. If its
+    registration then fails, the alias is removed (an ALIAS_DELETED event with a reason).
+    """
     def __init__(
         self,
         *,
