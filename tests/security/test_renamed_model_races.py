@@ -84,8 +84,10 @@ def test_a_write_lands_on_the_model_it_was_authorized_on_or_nowhere(
     monkeypatch.setattr(SqlRegistryStore, "_write", swapped_first)
     swaps.append(lambda store: store.rename_registered_model("a", "a-old", "root"))
     swaps.append(lambda store: store.rename_registered_model("b", "a", "root"))
-    with pytest.raises(Aborted, match="'a' is another model"):
+    with pytest.raises(Aborted, match="'a' is another model") as refused:
         WRITES[write](alice, run)
+    assert "nothing was changed" in refused.value.message
+    assert "now called 'a-old'" in refused.value.message
     assert not swaps
     assert snapshot(admin, "a") == b_before  # b, now called "a", is untouched
     assert snapshot(admin, "a-old") == a_before
@@ -174,6 +176,9 @@ def test_a_read_is_of_the_model_it_was_authorized_on(
         admin.set_registered_model_alias(name, "x", 1)
     admin.set_registered_model_permission("a", "alice", PermissionLevel.READ)
     swapped = swap_names_after_the_check(monkeypatch)
-    with pytest.raises(Aborted, match="'a' is another model"):
+    with pytest.raises(Aborted, match="'a' is another model") as refused:
         READS[read](alice)
     assert swapped == ["a"]
+    # A read changes nothing, so it does not say it changed nothing; it says where the model is.
+    assert "changed" not in refused.value.message
+    assert "now called 'a-old'" in refused.value.message

@@ -119,19 +119,36 @@ class SqlRegistryStore(RegistryStore):
     def _model(
         self, conn: Connection, name: str, *, lock: bool = False, model_id: str | None = None
     ) -> Row:
-        """`model_id`: the model the call was authorized on, which `name` must still name."""
+        """`model_id`: the model the call was authorized on, which `name` must still name.
+        `lock` is taken by writes only, so it also says which the refusal is of."""
         row = self._find_model(conn, name, lock=lock)
         if row is None:
             raise _model_not_found(name)
         if model_id is not None and row.model_id != model_id:
-            raise Aborted(
-                f"registered model {name!r} is another model than when this call was authorized "
-                "(it was renamed or deleted, and the name given to another), so nothing was "
-                "changed; look the model up again and retry",
-                resource_type="registered_model",
-                resource_name=name,
-            )
+            raise self._renamed_meanwhile(conn, name, model_id, write=lock)
         return row
+
+    def _renamed_meanwhile(
+        self, conn: Connection, name: str, model_id: str, write: bool
+    ) -> Aborted:
+        """The refusal of a call authorized on model `model_id` by the name `name`, which now
+        names another model. It says where the caller's model went (the caller may see it: the
+        call was authorized on it), and claims no write for a read."""
+        now = conn.execute(
+            select(registered_models.c.name).where(registered_models.c.model_id == model_id)
+        ).scalar()
+        where = f"is now called {now!r}" if now else "was deleted"
+        then = (
+            ("nothing was changed; " if write else "")
+            + (f"retry with the name {now!r}" if now else "look the model up again")
+            + ("" if write else " to read it")
+        )
+        return Aborted(
+            f"registered model {name!r} is another model than when this call was authorized: "
+            f"the one it was authorized on {where}, and the name was given to another; {then}",
+            resource_type="registered_model",
+            resource_name=name,
+        )
 
     def _find_alias(self, conn: Connection, model: Row, alias: str) -> int | None:
         """The version `alias` points to, or None when the model has no such alias."""
