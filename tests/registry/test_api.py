@@ -522,3 +522,19 @@ def test_a_version_that_fails_registration_loses_its_aliases(
         ("ALIAS_DELETED", {"alias": "challenger", "reason": reason}),
         ("VERSION_FAILED", {"reason": "the copy failed"}),
     ]
+
+
+def test_deleting_a_tag_the_model_or_version_does_not_hold_changes_nothing(
+    db_client: Client,
+) -> None:
+    """As MLflow's SQL store (delete_registered_model_tag, delete_model_version_tag): deleting a
+    tag that is not there is no error (it was NOT_FOUND); the model and version must exist."""
+    db_client.create_model_version("dt", f"runs:/{logged_model(db_client)}/model")
+    events = len(db_client.list_model_events("dt"))
+    db_client.delete_registered_model_tag("dt", "never-set")
+    db_client.delete_model_version_tag("dt", 1, "never-set")
+    assert len(db_client.list_model_events("dt")) == events
+    with pytest.raises(NotFound, match="no-such"):
+        db_client.delete_registered_model_tag("no-such", "k")
+    with pytest.raises(NotFound, match="no version 9"):
+        db_client.delete_model_version_tag("dt", 9, "k")

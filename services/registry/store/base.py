@@ -96,7 +96,8 @@ class RegistryStore(abc.ABC):
     @abc.abstractmethod
     def delete_registered_model_tag(
         self, name: str, key: str, user: str, model_id: str | None = None
-    ) -> None: ...
+    ) -> None:
+        """Remove the tag; one not held is no error (MLflow's behaviour)."""
 
     # -- versions ------------------------------------------------------------------------------
 
@@ -171,7 +172,8 @@ class RegistryStore(abc.ABC):
     @abc.abstractmethod
     def delete_model_version_tag(
         self, name: str, version: int, key: str, user: str, model_id: str | None = None
-    ) -> None: ...
+    ) -> None:
+        """Remove the tag; one not held is no error (MLflow's behaviour)."""
 
     @abc.abstractmethod
     def transition_stage(

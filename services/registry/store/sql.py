@@ -553,11 +553,7 @@ class SqlRegistryStore(RegistryStore):
                 )
             ).rowcount
             if not deleted:
-                raise NotFound(
-                    f"registered model {name!r} has no tag {key!r}",
-                    resource_type="registered_model_tag",
-                    resource_name=key,
-                )
+                return  # idempotent, as MLflow's registry: nothing to delete
             self._touch(conn, model.model_id)
             self._event(conn, model, "MODEL_TAG_DELETED", user, key=key)
 
@@ -832,11 +828,7 @@ class SqlRegistryStore(RegistryStore):
                 )
             ).rowcount
             if not deleted:
-                raise NotFound(
-                    f"version {version} of model {name!r} has no tag {key!r}",
-                    resource_type="model_version_tag",
-                    resource_name=key,
-                )
+                return  # idempotent, as MLflow's registry: nothing to delete
             self._touch(conn, model.model_id, version)
             self._event(conn, model, "VERSION_TAG_DELETED", user, version=version, key=key)
 

@@ -631,6 +631,10 @@ Global___SetRegisteredModelTagResponse: _TypeAlias = SetRegisteredModelTagRespon
 
 @_typing.final
 class DeleteRegisteredModelTagRequest(_message.Message):
+    """Idempotent, as MLflow: a tag the model does not hold is no error (nothing changes, no
+    event); a model that does not exist is NOT_FOUND.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -1114,6 +1118,10 @@ Global___SetModelVersionTagResponse: _TypeAlias = SetModelVersionTagResponse  # 
 
 @_typing.final
 class DeleteModelVersionTagRequest(_message.Message):
+    """Idempotent, as MLflow: a tag the version does not hold is no error (nothing changes, no
+    event); a version that does not exist is NOT_FOUND.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
