@@ -7,6 +7,7 @@ Every registry timestamp is pinned to one value, so ordering by a timestamp ties
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -104,3 +105,21 @@ def test_an_order_by_key_that_is_not_a_field_is_named_as_written(
     with pytest.raises(InvalidArgument, match=r"cannot order by 'tags\.team'; use one of") as err:
         getattr(db_client, search)(order_by=["tags.team DESC"])
     assert err.value.field == "order_by"
+
+
+def test_registered_models_order_by_timestamp_as_in_mlflow(
+    db_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow's search_registered_models takes 'timestamp' for last_updated_timestamp (its docs'
+    examples order by it); it was refused as not a field."""
+    ticks = itertools.count(1_700_000_000_000, 1000)  # each write a second after the last
+    monkeypatch.setattr(sql, "_now", lambda: next(ticks))
+    src = f"runs:/{logged_model(db_client)}/model"
+    for name in ("ts-old", "ts-new", "ts-mid"):
+        db_client.create_model_version(name, src)
+    db_client.set_registered_model_tag("ts-mid", "touched", "1")
+    db_client.set_registered_model_tag("ts-old", "touched", "2")  # last updated: old, then mid
+    models = db_client.search_registered_models("name LIKE 'ts-%'", order_by=["timestamp DESC"])
+    assert [m.name for m in models] == ["ts-old", "ts-mid", "ts-new"]
+    with pytest.raises(InvalidArgument, match="given twice"):
+        db_client.search_registered_models(order_by=["timestamp", "last_updated_timestamp"])

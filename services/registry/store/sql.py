@@ -522,6 +522,7 @@ class SqlRegistryStore(RegistryStore):
             "creation_timestamp": rm.creation_time,
             "last_update_time": rm.last_update_time,
             "last_updated_timestamp": rm.last_update_time,
+            "timestamp": rm.last_update_time,  # MLflow's name for it here
         }
         terms = _order(order_by, columns, [Term(rm.name)])
         with self.db.read() as conn:

@@ -548,7 +548,9 @@ class SearchRegisteredModelsRequest(_message.Message):
     """
     @_builtins.property
     def order_by(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """name, creation_time, last_update_time; ASC or DESC."""
+        """name, creation_time, last_update_time (MLflow's spellings too: creation_timestamp,
+        last_updated_timestamp, timestamp); ASC or DESC.
+        """
 
     def __init__(
         self,
