@@ -41,7 +41,7 @@ class ModelVersion:
     description: str = ""
     status_message: str = ""
     tags: dict[str, str] = field(default_factory=dict)
-    aliases: tuple[str, ...] = ()
+    aliases: list[str] = field(default_factory=list)  # lists, as MLflow's entities
     storage_location: str = ""
     creation_timestamp: int | None = None
     last_updated_timestamp: int | None = None
@@ -54,7 +54,8 @@ class RegisteredModel:
     description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
     aliases: dict[str, int] = field(default_factory=dict)
-    latest_versions: tuple[ModelVersion, ...] = ()  # the newest READY version of each stage
+    # The newest READY version of each stage.
+    latest_versions: list[ModelVersion] = field(default_factory=list)
     creation_timestamp: int | None = None
     last_updated_timestamp: int | None = None
     user_id: str = ""

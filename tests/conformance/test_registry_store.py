@@ -155,8 +155,8 @@ def test_aliases_point_at_one_version(store: SqlRegistryStore) -> None:
     store.set_alias("m", "champion", 1, "ann")
     store.set_alias("m", "champion", 2, "ann")
     assert store.get_version_by_alias("m", "champion").version == 2
-    assert store.get_model_version("m", 1).aliases == ()
-    assert store.get_model_version("m", 2).aliases == ("champion",)
+    assert store.get_model_version("m", 1).aliases == []
+    assert store.get_model_version("m", 2).aliases == ["champion"]
     assert store.get_registered_model("m").aliases == {"champion": 2}
     moved = [e for e in store.list_events("m", 0, 100) if e.event_type == "ALIAS_SET"]
     assert moved[-1].details == {"alias": "champion", "previous_version": "1"}

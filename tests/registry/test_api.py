@@ -512,7 +512,7 @@ def test_a_version_that_fails_registration_loses_its_aliases(
     store.close()
 
     assert db_client.get_registered_model("fa").aliases == {"champion": 1}
-    assert db_client.get_model_version("fa", 2).aliases == ()
+    assert db_client.get_model_version("fa", 2).aliases == []
     with pytest.raises(NotFound):
         db_client.get_model_version_by_alias("fa", "challenger")
     last = [(e.event_type, e.details) for e in db_client.list_model_events("fa")][-3:]
@@ -538,3 +538,18 @@ def test_deleting_a_tag_the_model_or_version_does_not_hold_changes_nothing(
         db_client.delete_registered_model_tag("no-such", "k")
     with pytest.raises(NotFound, match="no version 9"):
         db_client.delete_model_version_tag("dt", 9, "k")
+
+
+def test_version_aliases_and_latest_versions_are_lists_as_in_mlflow(client: Client) -> None:
+    """MLflow's ModelVersion.aliases and RegisteredModel.latest_versions are lists; ours were
+    tuples, so code ported from MLflow comparing them to a list (mv.aliases == ['champion'])
+    was False however they matched."""
+    client.create_model_version("ls", f"runs:/{logged_model(client)}/model")
+    client.set_registered_model_alias("ls", "champion", 1)
+    assert client.get_model_version("ls", 1).aliases == ["champion"]
+    assert client.get_model_version_by_alias("ls", "champion").aliases == ["champion"]
+    model = client.get_registered_model("ls")
+    assert [v.aliases for v in model.latest_versions] == [["champion"]]
+    assert isinstance(model.latest_versions, list)
+    (found,) = client.search_registered_models("name = 'ls'")
+    assert found.latest_versions == model.latest_versions

@@ -77,8 +77,8 @@ def test_reading_a_version_or_model_reads_as_many_rows_however_big_the_model(
     assert large_version == small_version
     assert large_model == small_model
     assert version.tags == {f"t{i}": "x" * 50 for i in range(5)}
-    assert version.aliases == ("champion",)
-    assert [(v.version, v.aliases) for v in model.latest_versions] == [(22, ())]
+    assert version.aliases == ["champion"]
+    assert [(v.version, v.aliases) for v in model.latest_versions] == [(22, [])]
 
 
 def test_versions_of_several_models_get_their_own_tags_and_aliases(
@@ -90,7 +90,7 @@ def test_versions_of_several_models_get_their_own_tags_and_aliases(
     store.set_alias("b", "champion", 1, "u")
     found = store.search_model_versions([], [], 10, "")
     assert [(v.name, v.version, sorted(v.tags), v.aliases) for v in found] == [
-        ("a", 2, ["t0"], ("champion",)),
-        ("a", 1, ["t0"], ()),
-        ("b", 1, ["t0", "t1"], ("champion",)),
+        ("a", 2, ["t0"], ["champion"]),
+        ("a", 1, ["t0"], []),
+        ("b", 1, ["t0", "t1"], ["champion"]),
     ]
