@@ -59,10 +59,14 @@ class ServedModelRuntime:
         self._load_lock = threading.Lock()
         # Guards what a load reads at its start and publishes at its end against unload().
         self._state_lock = threading.Lock()
-        # Bumped by every unload: a load begun before it is discarded when it ends.
+        # Bumped by every unload and by retirement: a load begun before it is discarded when it
+        # ends; `_discarding` says why, for the log.
         self._generation = 0
+        self._discarding = ""
         # Unloaded on request: registry events leave it so, only a load asked for brings it back.
         self._unloaded = False
+        # Replaced or removed by an endpoint update: no load of it ever serves again.
+        self._retired = False
 
     @property
     def name(self) -> str:
@@ -105,6 +109,8 @@ class ServedModelRuntime:
     def _load(self, requested: bool) -> bool:
         with self._load_lock:
             with self._state_lock:
+                if self._retired:
+                    return False
                 if requested:
                     if self._unloaded:
                         self.state, self.reason = ServedModelState.LOADING, ""
@@ -125,10 +131,11 @@ class ServedModelRuntime:
                 with self._state_lock:
                     if self._generation != generation:
                         log.info(
-                            "endpoint %s: discarded %s version %s, unloaded while it loaded",
+                            "endpoint %s: discarded %s version %s, %s while it loaded",
                             self.endpoint,
                             name,
                             version,
+                            self._discarding,
                         )
                         return False
                     self._current = (model, self._batcher(model))  # the atomic switch
@@ -141,10 +148,10 @@ class ServedModelRuntime:
                 with self._state_lock:
                     if self._generation != generation:
                         log.info(
-                            "endpoint %s: discarded the failed load of %s, unloaded while it "
-                            "loaded: %s",
+                            "endpoint %s: discarded the failed load of %s, %s while it loaded: %s",
                             self.endpoint,
                             target,
+                            self._discarding,
                             exc,
                         )
                         return False
@@ -191,11 +198,25 @@ class ServedModelRuntime:
         unpickling cannot be interrupted) but is discarded when it ends, so it cannot bring the
         model back, and what it loaded is released then (KServe and Triton unload so)."""
         with self._state_lock:
-            self._generation += 1
+            self._discard_loads("unloaded")
             self._unloaded = True
             self._current = None
             self.state, self.reason = ServedModelState.UNLOADED, "unloaded on request"
         self._changed()
+
+    def retire(self) -> None:
+        """An endpoint update replaced or removed this served model: a load of it under way (or
+        not yet begun) is discarded as unload() discards one, so it neither turns READY nor holds
+        its model longer than it takes. What is loaded stays: the endpoint as it was before the
+        update may answer with it until the new served models are loaded."""
+        with self._state_lock:
+            self._discard_loads("replaced by an endpoint update")
+            self._retired = True
+
+    def _discard_loads(self, why: str) -> None:
+        """Under _state_lock: a load begun before now is discarded when it ends."""
+        self._generation += 1
+        self._discarding = why
 
     def predict(
         self,

@@ -257,9 +257,13 @@ class ServingService:
                 (k for k, s in reusable.items() if s.spec.model_uri == spec.model_uri), None
             )
             if donor is not None:
-                runtime.adopt(reusable.pop(donor))
+                adopted = reusable.pop(donor)
+                runtime.adopt(adopted)
+                adopted.retire()  # its load, if under way, is this runtime's to do
             served.append(runtime)
             loads.append(runtime)
+        for replaced in reusable.values():
+            replaced.retire()  # a load of a model no longer served is not waited for
         previous = None
         if old is not None:
             previous = old if any(s.ready for s in old.served) else old.stand_in()

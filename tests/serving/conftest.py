@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +76,30 @@ def wait_pending(client: Client, endpoint: str, count: int) -> None:
     while REGISTRY.get_sample_value("modelyard_serving_pending_requests", labels) != count:
         assert time.monotonic() < deadline, f"{count} requests never waited in {endpoint}"
         time.sleep(0.01)  # polling the server's own metric
+
+
+@contextmanager
+def logged(
+    text: str, logger: str = "modelyard.services.serving.endpoints"
+) -> Iterator[threading.Event]:
+    """An event set once the server's `logger` logs a message containing `text`: how a test
+    waits for something it cannot otherwise see end (a load whose result is discarded)."""
+    event = threading.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if text in record.getMessage():
+                event.set()
+
+    watch, target = Watch(logging.INFO), logging.getLogger(logger)
+    level = target.level
+    target.addHandler(watch)
+    target.setLevel(logging.INFO)
+    try:
+        yield event
+    finally:
+        target.removeHandler(watch)
+        target.setLevel(level)
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from modelyard.entities.serving import (
 )
 from modelyard.errors import FailedPrecondition, InvalidArgument, NotFound
 from tests.serving import models
-from tests.serving.conftest import register, wait_ready
+from tests.serving.conftest import logged, register, wait_ready
 
 
 def test_validation(platform, two_versions) -> None:
@@ -631,3 +631,38 @@ def test_an_endpoint_unloaded_or_deleted_while_loading_is_so_at_once(
         tc.load_model("fresh")
     wait_ready(client, "fresh", version=2)
     assert client.predict("fresh", pd.DataFrame({"a": [1.0]}))["predictions"].tolist() == [2.0]
+
+
+@pytest.mark.parametrize(
+    "loading",
+    [
+        pytest.param([ServedModel("models:/slow/2")], id="replaced"),
+        pytest.param(
+            [
+                ServedModel("models:/slow/1", traffic_percent=50),
+                ServedModel("models:/slow/2", traffic_percent=50),
+            ],
+            id="removed",
+        ),
+    ],
+)
+def test_an_update_replacing_a_loading_model_discards_its_load(
+    platform, slow_endpoint, loading: list[ServedModel]
+) -> None:
+    """An update that replaced a served model still loading (another URI, or none) let that
+    load run on: it turned READY on a runtime no longer served (on the endpoint standing in
+    while the new one loads, it could even answer) and held its model. It is discarded as an
+    unload's is: never READY, its model released once the load ends."""
+    _first, answer = slow_endpoint
+    _server, client = platform
+    client.update_endpoint("ep", loading)
+    assert models.LOADING.wait(60)  # version 2 is being loaded, and held
+    with logged("discarded slow version 2") as discarded, logged("serves slow version 2") as served:
+        (now,) = client.update_endpoint("ep", [ServedModel("models:/slow/1")]).served_models
+        models.LOAD_GATE.set()
+        assert discarded.wait(60), "the replaced load was not discarded"
+        assert wait_ready(client, "ep", version=1).served_models[0].name == now.name
+        assert not served.is_set(), "the replaced load turned READY"
+    gc.collect()
+    assert 2.0 not in [m.value for m in models.ALIVE], "a discarded model is still held"
+    assert answer() == [1.0, 1.0]
