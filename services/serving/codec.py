@@ -239,7 +239,17 @@ def requested_classes(request: oip.ModelInferRequest) -> dict[str, int]:
     InferRequestedOutput(name, class_count=k)): name -> k. They were answered as plain tensors,
     which a client parsing "value:index" text could not read."""
     classes: dict[str, int] = {}
+    asked: dict[str, int] = {}  # name -> the first outputs[i] naming it
     for i, output in enumerate(request.outputs):
+        first = asked.setdefault(output.name, i)
+        if first != i and dict(output.parameters) != dict(request.outputs[first].parameters):
+            # Triton answers an output once: two different asks of it cannot both be met (the
+            # last one used to win, silently).
+            raise InvalidArgument(
+                f"outputs[{i}]: output {output.name!r} is asked for again with other parameters "
+                f"than outputs[{first}]; ask for it once (a model answers each output once)",
+                field=f"outputs[{i}].parameters",
+            )
         if "classification" not in output.parameters:
             continue
         field = f"outputs[{i}].parameters.classification"

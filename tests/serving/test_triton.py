@@ -837,6 +837,25 @@ def test_outputs_asked_for_as_classes_are_ranked_as_tritons_are(platform, iris, 
     assert "outputs[0].parameters.classification" in err.value.details()
 
 
+def test_an_output_asked_for_twice_differently_is_refused_naming_it(platform, iris, served):
+    """The same output asked for twice with other class counts (or once as classes, once as the
+    tensor) was answered as the last ask said, silently. Refused naming it; the same ask twice
+    is answered once, as Triton does."""
+    X, _y = iris
+    tc = served
+    for second in (
+        triton.InferRequestedOutput("predictions", class_count=3),
+        triton.InferRequestedOutput("predictions"),
+    ):
+        asked = [triton.InferRequestedOutput("predictions", class_count=2), second]
+        err = refusal(partial(tc.infer, "iris", columns(X[:2]), outputs=asked))
+        assert err.status() == "StatusCode.INVALID_ARGUMENT", err
+        assert "outputs[1]" in err.message() and "'predictions'" in err.message(), err
+    same = [triton.InferRequestedOutput("predictions", class_count=2) for _ in range(2)]
+    labels = tc.infer("iris", columns(X[:2]), outputs=same).as_numpy("predictions")
+    assert labels.shape == (2, 1) and labels[0, 0].endswith(b":0")
+
+
 def test_model_config_of_a_model_without_signature_claims_no_batch_dimension(platform) -> None:
     from sklearn.linear_model import LinearRegression
 
