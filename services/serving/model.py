@@ -8,6 +8,7 @@ on every request, so a missing column or an unsafe type is INVALID_ARGUMENT nami
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,13 @@ from modelyard.models.signature import (
     enforce,
 )
 from modelyard.pyfunc import PyFuncModel
+from modelyard.services.common.logging import get_logger
 from modelyard.services.serving.features import KEY_DATATYPE, FeatureJoin
+
+log = get_logger(__name__)
+
+# How many sets of ignored columns a loaded model logs: bounded, as callers choose the names.
+_MAX_IGNORED_SETS = 100
 
 # Signature column type -> protocol datatype.
 _COLUMN_DATATYPE = {
@@ -126,6 +133,12 @@ class LoadedModel:
         )
         self._names = [c.name for c in self.columns]
         self._index = pd.Index(self._names)  # built once, not per request
+        # Sent, though not a column: the entity keys its features are looked up by.
+        self._expected = frozenset(self._names) | frozenset(
+            k.name for k in (features.join_keys if features else ())
+        )
+        self._ignored: set[tuple[str, ...]] = set()  # column sets already logged as ignored
+        self._ignored_lock = threading.Lock()
         self._numeric_dtype = (
             np.dtype(COLUMN_TYPES[self.columns[0].type])
             if self.columns
@@ -278,6 +291,8 @@ class LoadedModel:
                     )
                 rows = len(column)
                 data[n] = _column(column, spec)
+            if len(tensors) > len(data):  # more than the model's columns came
+                self._ignoring(tensors)
             if (
                 self._array_ok
                 and len(data) == len(names)
@@ -287,6 +302,27 @@ class LoadedModel:
             # The index built once, where every column came (no optional one left out).
             frame = pd.DataFrame(data, columns=self._index if len(data) == len(names) else None)
         return self._enforced(frame)
+
+    def _ignoring(self, tensors: dict[str, np.ndarray]) -> None:
+        """Columns the signature does not have are dropped, as MLflow's pyfunc drops them (with
+        a warning): tables carrying an id or a label column keep working. Logged once per set
+        of them, so that a misspelt optional column (left out unnoticed) can be found."""
+        extra = tuple(sorted(n for n in tensors if n not in self._expected))
+        if not extra:
+            return
+        with self._ignored_lock:
+            if extra in self._ignored or len(self._ignored) >= _MAX_IGNORED_SETS:
+                return
+            self._ignored.add(extra)
+        log.warning(
+            "model %s version %s ignores input columns %s: its signature has none of that name "
+            "(it takes %s), so requests sending them are answered without them, as MLflow's "
+            "pyfunc answers; logged once per set of columns",
+            self.name,
+            self.version,
+            list(extra),
+            self._names,
+        )
 
     def _enforced(self, frame: pd.DataFrame) -> Any:
         assert self.signature is not None

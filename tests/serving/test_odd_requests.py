@@ -4,6 +4,7 @@ doing and never a wrong answer."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 
 import grpc
@@ -38,6 +39,26 @@ def _serve(client, model, name: str, example, signature: Signature | None = None
         )
     client.create_endpoint(name, [ServedModel(f"models:/{name}/1")])
     wait_ready(client, name)
+
+
+def test_columns_the_model_does_not_have_are_answered_without_and_logged_once(
+    platform, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A table with columns the signature lacks (an id, a label, a misspelt optional column)
+    was answered without them and nothing said so. It still is, as MLflow's pyfunc answers (a
+    KServe/MLServer user's MLflow model drops them so, and frames carrying ids are common), but
+    the server logs it, once per set of such columns, naming them and what the model takes."""
+    _server, client = platform
+    frame = pd.DataFrame({"a": [1.0, 2.0], "b": [0.0, 1.0]})
+    _serve(client, LinearRegression().fit(frame, [1, 2]), "line3", frame[:1])
+    with caplog.at_level(logging.WARNING, logger="modelyard.services.serving.model"):
+        for extra in ("id", "id", "label"):
+            sent = pd.DataFrame({"a": [1.0], "b": [0.0], extra: ["x"]})
+            assert client.predict("line3", sent)["predictions"].tolist() == pytest.approx([1.0])
+        assert client.predict("line3", frame[:1])["predictions"].tolist() == pytest.approx([1.0])
+    said = [r.getMessage() for r in caplog.records if "ignores input columns" in r.getMessage()]
+    assert len(said) == 2, said
+    assert "['id']" in said[0] and "['label']" in said[1] and "['a', 'b']" in said[0], said
 
 
 @pytest.fixture
