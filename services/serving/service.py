@@ -400,10 +400,19 @@ class ServingService:
                 "request",
                 field="ground_truth",
             )
+        first: dict[str, int] = {}  # request id -> the first ground_truth[i] naming it
         for i, (request_id, value) in enumerate(values):
             at = f"ground_truth[{i}]"
             v.require(f"{at}.request_id", request_id)
             v.max_length(f"{at}.request_id", request_id, MAX_REQUEST_ID)
+            j = first.setdefault(request_id, i)
+            if j != i and values[j][1] != value:
+                # One is kept per id: the other was lost, and counted as recorded.
+                raise InvalidArgument(
+                    f"{at}.request_id {request_id!r} is given ground_truth[{j}]'s id with another "
+                    "value; send one value per request id (nothing was recorded)",
+                    field=f"{at}.request_id",
+                )
             if len(value) > 65536:
                 raise InvalidArgument(
                     f"{at}.value_json (request {request_id!r}) exceeds 64 KiB",
@@ -419,11 +428,11 @@ class ServingService:
         self.inference_log.flush()  # a request answered just now is in the log
         unknown = self.store.record_ground_truth(name, values, skip_unlogged=skip_unlogged)
         if not unknown:
-            return len(values), []
+            return len(first), []
         if not skip_unlogged:
             raise self._not_logged(name, unknown)
         skipped = set(unknown)
-        return sum(rid not in skipped for rid, _value in values), unknown
+        return sum(rid not in skipped for rid in first), unknown
 
     def _not_logged(self, name: str, unknown: list[str]) -> NotFound:
         """Ground truth for request ids the endpoint's inference log does not hold: refused

@@ -400,6 +400,22 @@ def test_ground_truth_joins_the_log(platform, iris, two_versions) -> None:
             ),
         )
     assert err.value.field == "ground_truth.value_json"
+    # One id twice: with two values one was lost (and counted as recorded); with one, it is
+    # recorded once.
+    twice = [serving_pb2.GroundTruth(request_id="t-1", value_json=v) for v in ("0", "1")]
+    with pytest.raises(InvalidArgument) as err:
+        client._t.call(
+            client._serving.LogGroundTruth,
+            serving_pb2.LogGroundTruthRequest(endpoint="truth", ground_truth=twice),
+        )
+    assert err.value.field == "ground_truth[1].request_id" and "'t-1'" in err.value.message
+    assert list(client.get_inference_log("truth")["ground_truth_json"])[1] == ""
+    again = client._t.call(
+        client._serving.LogGroundTruth,
+        serving_pb2.LogGroundTruthRequest(endpoint="truth", ground_truth=[twice[1], twice[1]]),
+    )
+    assert again.recorded == 1
+    assert list(client.get_inference_log("truth")["ground_truth_json"])[1] == "1"
     # Deleting the endpoint deletes what it logged: a new one of that name starts clean.
     client.delete_endpoint("truth")
     client.create_endpoint("truth", [ServedModel("models:/iris/1")])
