@@ -165,20 +165,34 @@ class RegistryClient:
         source: str,
         run_id: str | None = None,
         tags: dict[str, Any] | None = None,
+        run_link: str | None = None,
         description: str | None = None,
         await_creation_for: float = 300,
+        local_model_path: str | None = None,
+        model_id: str | None = None,
     ) -> ModelVersion:
         """Register `source` (runs:/<run_id>/<path>) as the next version of `name`.
 
-        Waits up to `await_creation_for` seconds for the files to be copied (0: return at once,
-        still PENDING_REGISTRATION); a failed registration raises FailedPrecondition with why.
+        Arguments in MlflowClient's order, so ported positional calls mean the same. Waits up to
+        `await_creation_for` seconds for the files to be copied (0: return at once, still
+        PENDING_REGISTRATION); a failed registration raises FailedPrecondition with why.
+        `local_model_path` and `model_id` (MLflow's logged models) are not supported: the
+        registry copies the files from the run named in `source`.
         """
+        for field, value in (("local_model_path", local_model_path), ("model_id", model_id)):
+            if value is not None:
+                raise InvalidArgument(
+                    f"{field} is not supported: register a model logged to a run, with "
+                    "source='runs:/<run_id>/<path>'",
+                    field=field,
+                )
         request = pb.CreateModelVersionRequest(
             name=name,
             source=source,
             run_id=run_id or "",
             description=description or "",
             tags=_tags(tags),
+            run_link=run_link or "",
         )
         created = model_version_to_entity(
             self._t.call(self._registry.CreateModelVersion, request).model_version

@@ -68,6 +68,7 @@ def model_version_to_proto(v: ModelVersion) -> pb.ModelVersion:
         creation_time=ms_to_timestamp(v.creation_timestamp),
         last_update_time=ms_to_timestamp(v.last_updated_timestamp),
         user_id=v.user_id,
+        run_link=v.run_link,
     )
 
 
@@ -87,6 +88,7 @@ def model_version_to_entity(m: pb.ModelVersion) -> ModelVersion:
         creation_timestamp=timestamp_to_ms(m.creation_time, m.HasField("creation_time")),
         last_updated_timestamp=timestamp_to_ms(m.last_update_time, m.HasField("last_update_time")),
         user_id=m.user_id,
+        run_link=m.run_link,
     )
 
 

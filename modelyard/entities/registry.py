@@ -46,6 +46,7 @@ class ModelVersion:
     creation_timestamp: int | None = None
     last_updated_timestamp: int | None = None
     user_id: str = ""
+    run_link: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,6 +66,7 @@ from modelyard.services.registry.store.base import PendingVersion, RegistryStore
 log = get_logger(__name__)
 
 MAX_DESCRIPTION = 65535
+MAX_RUN_LINK = 2000  # a URL, as long as a source may be
 MAX_TAG_VALUE = 8000
 MAX_FILES_PAGE = 10000  # ListModelVersionArtifacts' page_size
 # Copies of one file within the store before its registration fails: each one past the first
@@ -289,11 +290,13 @@ class RegistryService:
         run_id: str = "",
         description: str = "",
         tags: dict[str, str] | None = None,
+        run_link: str = "",
     ) -> ModelVersion:
         model_name("name", name)
         v.require("source", source)
         v.max_length("source", source, 2000)
         v.max_length("description", description, MAX_DESCRIPTION)
+        v.max_length("run_link", run_link, MAX_RUN_LINK)
         source_run, path = parse_runs_uri(source, field="source")
         path = clean_path(path, field="source", allow_empty=True)
         if run_id and run_id != source_run:
@@ -333,6 +336,7 @@ class RegistryService:
             caller(),
             lambda: self._may_add(name),
             authorized_id(),
+            run_link,
         )
         if pending.model_created:
             self._own(pending.model_id)

@@ -101,6 +101,7 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
             request.run_id,
             request.description,
             v.unique_tags(request.tags),
+            request.run_link,
         )
         return pb.CreateModelVersionResponse(model_version=model_version_to_proto(version))
 

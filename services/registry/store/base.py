@@ -112,6 +112,7 @@ class RegistryStore(abc.ABC):
         user: str,
         adding: Callable[[], None] = lambda: None,
         model_id: str | None = None,
+        run_link: str = "",
     ) -> tuple[ModelVersion, PendingVersion]:
         """Allocate the next version number (creating the model if needed), status PENDING.
         `adding` is called, with the model's row locked, when the model exists already; it

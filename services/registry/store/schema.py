@@ -79,6 +79,7 @@ model_versions = Table(
     Column("user_id", String(256), nullable=False),
     Column("creation_time", BigInteger, nullable=False),
     Column("last_update_time", BigInteger, nullable=False),
+    Column("run_link", Text, nullable=False, server_default=""),
     Index("ix_model_versions_status", "status"),
 )
 

@@ -315,6 +315,7 @@ class SqlRegistryStore(RegistryStore):
                 creation_timestamp=r.creation_time,
                 last_updated_timestamp=r.last_update_time,
                 user_id=r.user_id,
+                run_link=r.run_link,
             )
             for r in rows
         ]
@@ -570,11 +571,12 @@ class SqlRegistryStore(RegistryStore):
         user: str,
         adding: Callable[[], None] = lambda: None,
         model_id: str | None = None,
+        run_link: str = "",
     ) -> tuple[ModelVersion, PendingVersion]:
         for attempt in range(3):
             try:
                 return self._create_model_version(
-                    name, source, run_id, description, tags, user, adding, model_id
+                    name, source, run_id, description, tags, user, adding, model_id, run_link
                 )
             except IntegrityError:
                 # Two callers created the same new model at once; the loser retries and finds it.
@@ -592,6 +594,7 @@ class SqlRegistryStore(RegistryStore):
         user: str,
         adding: Callable[[], None],
         model_id: str | None,
+        run_link: str,
     ) -> tuple[ModelVersion, PendingVersion]:
         with self._write() as conn:
             # Concurrent registrations queue at the model's row lock. A delete or rename of the
@@ -634,6 +637,7 @@ class SqlRegistryStore(RegistryStore):
                     user_id=user,
                     creation_time=now,
                     last_update_time=now,
+                    run_link=run_link,
                 )
             )
             if tags:

@@ -205,6 +205,7 @@ class ModelVersion(_message.Message):
     CREATION_TIME_FIELD_NUMBER: _builtins.int
     LAST_UPDATE_TIME_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
+    RUN_LINK_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     version: _builtins.int
     """1, 2, 3, ... per registered model; never reused."""
@@ -219,6 +220,8 @@ class ModelVersion(_message.Message):
     storage_location: _builtins.str
     """Registry-owned location of the version's files."""
     user_id: _builtins.str
+    run_link: _builtins.str
+    """Link to the run that produced the model (e.g. in another system), as given at creation."""
     @_builtins.property
     def tags(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Tag]: ...
     @_builtins.property
@@ -244,10 +247,11 @@ class ModelVersion(_message.Message):
         creation_time: _timestamp_pb2.Timestamp | None = ...,
         last_update_time: _timestamp_pb2.Timestamp | None = ...,
         user_id: _builtins.str = ...,
+        run_link: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["creation_time", b"creation_time", "last_update_time", b"last_update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "creation_time", b"creation_time", "current_stage", b"current_stage", "description", b"description", "last_update_time", b"last_update_time", "name", b"name", "run_id", b"run_id", "source", b"source", "status", b"status", "status_message", b"status_message", "storage_location", b"storage_location", "tags", b"tags", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "creation_time", b"creation_time", "current_stage", b"current_stage", "description", b"description", "last_update_time", b"last_update_time", "name", b"name", "run_id", b"run_id", "run_link", b"run_link", "source", b"source", "status", b"status", "status_message", b"status_message", "storage_location", b"storage_location", "tags", b"tags", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -799,6 +803,7 @@ class CreateModelVersionRequest(_message.Message):
     RUN_ID_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
+    RUN_LINK_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The registered model; created when it does not exist yet."""
     source: _builtins.str
@@ -806,6 +811,8 @@ class CreateModelVersionRequest(_message.Message):
     run_id: _builtins.str
     """Optional; must match the run named in source when both are given."""
     description: _builtins.str
+    run_link: _builtins.str
+    """Optional link to the run that produced the model, kept with the version."""
     @_builtins.property
     def tags(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Tag]: ...
     def __init__(
@@ -816,10 +823,11 @@ class CreateModelVersionRequest(_message.Message):
         run_id: _builtins.str = ...,
         description: _builtins.str = ...,
         tags: _abc.Iterable[_common_pb2.Tag] | None = ...,
+        run_link: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "run_id", b"run_id", "source", b"source", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "run_id", b"run_id", "run_link", b"run_link", "source", b"source", "tags", b"tags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
