@@ -287,15 +287,58 @@ class RegistryClient:
         response = self._t.call(self._registry.GetLatestVersions, request)
         return [model_version_to_entity(v) for v in response.model_versions]
 
-    def set_model_version_tag(self, name: str, version: int | str, key: str, value: Any) -> None:
+    def set_model_version_tag(
+        self,
+        name: str,
+        version: int | str | None = None,
+        key: str | None = None,
+        value: Any = None,
+        stage: Stage | str | None = None,
+    ) -> None:
+        """Tag a version, named by number or, as MlflowClient allows, by `stage` (the newest
+        READY version in it)."""
         request = pb.SetModelVersionTagRequest(
-            name=name, version=version_arg(version), key=key, value=str(value)
+            name=name,
+            version=self._version_or_stage(name, version, stage),
+            key=key or "",
+            value=str(value),
         )
         self._t.call(self._registry.SetModelVersionTag, request)
 
-    def delete_model_version_tag(self, name: str, version: int | str, key: str) -> None:
-        request = pb.DeleteModelVersionTagRequest(name=name, version=version_arg(version), key=key)
+    def delete_model_version_tag(
+        self,
+        name: str,
+        version: int | str | None = None,
+        key: str | None = None,
+        stage: Stage | str | None = None,
+    ) -> None:
+        """Untag a version, named by number or by `stage`, as set_model_version_tag."""
+        request = pb.DeleteModelVersionTagRequest(
+            name=name, version=self._version_or_stage(name, version, stage), key=key or ""
+        )
         self._t.call(self._registry.DeleteModelVersionTag, request)
+
+    def _version_or_stage(
+        self, name: str, version: int | str | None, stage: Stage | str | None
+    ) -> int:
+        """The version number MlflowClient's (version, stage) pair names; exactly one is given
+        (MLflow lets stage override a version given too, which hides a mismatch)."""
+        if (version is None) == (stage is None):
+            raise InvalidArgument(
+                f"give either version or stage (got version={version!r}, stage={stage!r})",
+                field="version",
+            )
+        if version is not None:
+            return version_arg(version)
+        assert stage is not None
+        found = self.get_latest_versions(name, [stage])
+        if not found:
+            raise InvalidArgument(
+                f"model {name!r} has no READY version in stage {stage!r}; pass the version "
+                "number, or move a version into that stage first",
+                field="stage",
+            )
+        return found[0].version
 
     def transition_model_version_stage(
         self,

@@ -30,3 +30,22 @@ def test_create_model_version_takes_mlflow_arguments_and_keeps_the_run_link(
     # MLflow's logged-model arguments are refused by name, rather than ignored.
     with pytest.raises(InvalidArgument, match="model_id"):
         db_client.create_model_version("linked", f"runs:/{rid}/model", model_id="m-1")
+
+
+def test_version_tags_take_mlflow_stage_argument(client: Client) -> None:
+    """MlflowClient's set/delete_model_version_tag take stage= in place of a version (the
+    newest version in that stage); ported calls using it raised TypeError."""
+    rid = logged_model(client)
+    for _ in range(2):
+        client.create_model_version("staged", f"runs:/{rid}/model")
+    client.transition_model_version_stage("staged", 1, "Production")
+    client.set_model_version_tag("staged", key="k", value="v", stage="Production")
+    assert [client.get_model_version("staged", n).tags for n in (1, 2)] == [{"k": "v"}, {}]
+    client.delete_model_version_tag("staged", key="k", stage="production")
+    assert client.get_model_version("staged", 1).tags == {}
+    with pytest.raises(InvalidArgument, match="stage"):
+        client.set_model_version_tag("staged", key="k", value="v", stage="Staging")
+    with pytest.raises(InvalidArgument, match="version or stage"):
+        client.set_model_version_tag("staged", key="k", value="v")
+    with pytest.raises(InvalidArgument, match="version or stage"):
+        client.delete_model_version_tag("staged", 1, "k", stage="Production")
