@@ -524,6 +524,30 @@ def test_a_version_that_fails_registration_loses_its_aliases(
     ]
 
 
+def test_a_pending_version_archives_no_stage_before_it_is_ready(
+    db_client: Client, database_url: str, tmp_path: Path
+) -> None:
+    """Moving a PENDING version to Production with archive_existing_versions archived the READY
+    Production version at once: models:/m/Production had nothing to load until the copy ended,
+    and nothing at all if it failed. It is refused until READY; without archiving it is taken."""
+    from modelyard.services.common.db import Database
+    from modelyard.services.registry.store.sql import SqlRegistryStore
+
+    rid = logged_model(db_client)
+    db_client.create_model_version("pa", f"runs:/{rid}/model")
+    db_client.transition_model_version_stage("pa", 1, "Production")
+    store = SqlRegistryStore(Database(database_url), (tmp_path / "unused").as_uri())
+    _version, _pending = store.create_model_version("pa", f"runs:/{rid}/model", rid, "", {}, "u")
+    store.close()
+    with pytest.raises(FailedPrecondition, match="still PENDING_REGISTRATION") as refused:
+        db_client.transition_model_version_stage("pa", 2, "Production", True)
+    assert refused.value.resource_name == "pa/2"
+    assert db_client.get_model_version("pa", 1).current_stage == "Production"
+    assert db_client.get_model_version("pa", 2).current_stage == "None"
+    db_client.transition_model_version_stage("pa", 2, "Production")
+    assert [v.version for v in db_client.get_latest_versions("pa", ["Production"])] == [1]
+
+
 def test_deleting_a_tag_the_model_or_version_does_not_hold_changes_nothing(
     db_client: Client,
 ) -> None:

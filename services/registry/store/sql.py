@@ -850,6 +850,20 @@ class SqlRegistryStore(RegistryStore):
         with self._write() as conn:
             model, row = self._version(conn, name, version, lock=True, model_id=model_id)
             _not_failed(row, name, f"move it to {stage.value}")
+            if (
+                archive_existing
+                and stage in (Stage.STAGING, Stage.PRODUCTION)
+                and row.status == ModelVersionStatus.PENDING_REGISTRATION.value
+            ):
+                # Archiving now would leave the stage with no version to load until this one
+                # is READY, and with none at all if its registration fails.
+                raise FailedPrecondition(
+                    f"version {version} of model {name!r} is still PENDING_REGISTRATION; "
+                    f"archiving the versions in {stage.value} now would leave none to load: "
+                    "move it with archive_existing_versions once it is READY, or without it now",
+                    resource_type="model_version",
+                    resource_name=f"{name}/{version}",
+                )
             if row.current_stage == Stage.PRODUCTION.value and stage != Stage.PRODUCTION:
                 leaving_production()
             mv = model_versions.c
