@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, quote_plus, urlencode, urlsplit
 
 import orjson
 import plotly.offline
@@ -41,7 +41,11 @@ from modelyard.services.ui import charts
 from modelyard.services.ui.sessions import Identity, SessionStore
 
 log = logging.getLogger(__name__)
-MAX_SEARCH = 1000  # characters in a search box: longer than any name (experiments: 500)
+# Characters of a search box's text once percent-encoded in a link (urlencode's), not as typed:
+# a non-ASCII character takes 6 to 12 ("模" is %E6%A8%A1), so a count of characters let 1000 CJK
+# ones make a 9 KB link. This fits an experiment's longest name (500) in CJK, with two page
+# tokens beside it within MAX_LINK.
+MAX_SEARCH = 5000
 TEMPLATES = Path(__file__).parent / "templates"
 
 # Plotly draws with inline styles; scripts only from this origin (no inline scripts at all).
@@ -145,13 +149,25 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     return HTMLResponse(html, status_code=status_code)
 
 
+def encoded_length(text: str) -> int:
+    """Characters `text` takes in a link's query, as urlencode writes it."""
+    return len(quote_plus(text))
+
+
 def query_text(request: Request, name: str, limit: int, label: str, advice: str) -> str:
-    """The query parameter `name`, stripped, if at most `limit` characters: pages repeat such
-    text in their links (a runs table in every column's sort link), so an unbounded one made
-    pages that grew with the square of the URL's length."""
+    """The query parameter `name`, stripped, if at most `limit` characters once encoded in a
+    link: pages repeat such text in their links (a runs table in every column's sort link), so
+    an unbounded one made pages that grew with the square of the URL's length, and links past
+    nginx's default request line (MAX_LINK). Bounded as encoded, since that is what a link
+    carries: CJK text takes 9 characters for each one typed."""
     text = request.query_params.get(name, "").strip()
-    if len(text) > limit:
-        raise InvalidArgument(f"{label} is {len(text)} characters long; {advice}", field=name)
+    size = encoded_length(text)
+    if size > limit:
+        raise InvalidArgument(
+            f"{label} (`{name}`) takes {size} characters in a link once URL-encoded (at most "
+            f"{limit}; a non-ASCII character or punctuation takes 3 to 12); {advice}",
+            field=name,
+        )
     return text
 
 
@@ -218,7 +234,7 @@ def pager(
 
 def name_search(request: Request) -> tuple[str, str | None]:
     """The search box's text (`q`) and the name filter it means."""
-    advice = f"search for at most {MAX_SEARCH} (no name is longer)"
+    advice = "search for a shorter part of the name"
     query = query_text(request, "q", MAX_SEARCH, "the search text", advice)
     return query, (f"name ILIKE '%{like_literal(query)}%'" if query else None)
 

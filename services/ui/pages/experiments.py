@@ -16,8 +16,8 @@ from modelyard.entities.tracking import Run
 from modelyard.errors import InvalidArgument
 from modelyard.services.ui.pages.runs import attachment
 from modelyard.services.ui.web import (
-    MAX_SEARCH,
     client,
+    encoded_length,
     name_search,
     pager,
     query_text,
@@ -27,9 +27,18 @@ from modelyard.services.ui.web import (
 
 PAGE = 100
 AUTO_COLUMNS = 6  # when none are chosen: this many metrics and params seen on the page
-# Every column's sort link carries the filter and the columns again: these bound the page.
+# Every column's sort link carries the filter and the columns again: these bound the page, and
+# each link. Characters once percent-encoded (web.query_text), as a link carries them: with the
+# path, `view` and two page tokens (this page's and the one before, ~380 each) every link fits
+# MAX_LINK. ASCII filters of 2000 characters fit, CJK ones of 300.
 MAX_COLUMNS = 50
-MAX_FILTER = 2000  # characters of `filter`, and of `columns`
+MAX_FILTER = 2800  # `filter`
+MAX_COLUMNS_TEXT = 2200  # `columns`
+MAX_ORDER = 1000  # `order`: a column's sort link whose order is longer is not made
+FILTER_ADVICE = (
+    "shorten it, or search with the SDK's search_runs (modelyard.search_runs), which takes "
+    "filters of any length"
+)
 COLUMN_KINDS = ("metrics", "params", "tags")
 MAX_CSV_RUNS = 10_000  # runs in a CSV download (the SDK's search_runs has no bound)
 # The runs table's choice of runs, as the SDK and CLI (--view) name them.
@@ -107,10 +116,10 @@ def auto_columns(runs: list[Run]) -> list[tuple[str, str]]:
 def filter_and_order(request: Request) -> tuple[str, str, str]:
     """The runs table's `filter`, `order` (one column, maybe with ASC/DESC) and `view` (which
     runs: active, deleted or all)."""
-    filter_string = query_text(
-        request, "filter", MAX_FILTER, "the filter", f"use at most {MAX_FILTER} characters"
+    filter_string = query_text(request, "filter", MAX_FILTER, "the filter", FILTER_ADVICE)
+    order = query_text(
+        request, "order", MAX_ORDER, "the sort order", "sort by one column, from its heading"
     )
-    order = query_text(request, "order", MAX_SEARCH, "the sort order", "sort by one column")
     view = request.query_params.get("view") or "active"
     if view not in VIEWS:
         raise InvalidArgument(
@@ -127,7 +136,7 @@ def experiment(request: Request) -> Response:
     params = request.query_params
     filter_string, order, view = filter_and_order(request)
     chosen_text = query_text(
-        request, "columns", MAX_FILTER, "the columns list", f"use at most {MAX_FILTER} characters"
+        request, "columns", MAX_COLUMNS_TEXT, "the columns list", "choose fewer or shorter columns"
     )
     chosen = parse_columns(chosen_text)
     if len(chosen) > MAX_COLUMNS:
@@ -159,8 +168,13 @@ def experiment(request: Request) -> Response:
         return f"/experiments/{eid}?" + urlencode({k: v for k, v in query.items() if v})
 
     def sort_link(column: str) -> str:
+        """The link sorting by `column`, or "" if its order is too long for one (a 250-character
+        CJK key): the page would refuse it."""
         descending = order == f"{column} DESC"
-        return link(order=f"{column} {'ASC' if descending else 'DESC'}", page_token="")
+        changed = f"{column} {'ASC' if descending else 'DESC'}"
+        if encoded_length(changed) > MAX_ORDER:
+            return ""
+        return link(order=changed, page_token="")
 
     def sort_key_link(kind: str, key: str) -> str:
         # Back-quoted: keys may hold spaces, dashes, colons and slashes, never a back-quote.
