@@ -62,6 +62,84 @@ def is_path(position: object) -> bool:
     )
 
 
+# Bytes (UTF-8) of a file listing's last path its token carries as they are: base64 of that
+# with the query's fingerprint stays ~300 characters. A longer path (1024 CJK characters made a
+# 4 KB token, past what a link behind nginx's default 8 KB request line can carry beside the
+# listing's own path) is carried as its first PATH_INLINE bytes and a digest of the whole.
+PATH_INLINE = 192
+_PATH_DIGEST = 22  # characters: 16 bytes of SHA-256, URL-safe base64 without padding
+_RESOLVE_BATCH = 1000  # paths read at a time while finding a digest's
+
+
+def path_digest(path: str) -> str:
+    digest = hashlib.sha256(path.encode("utf-8", "surrogatepass")).digest()[:16]
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def path_position(path: str) -> str | dict[str, str]:
+    """A file listing's token position for its last `path` (a directory's ending in '/'): the
+    path itself when short; else {"cut": its first PATH_INLINE bytes, "sha": its digest}, which
+    resolve_path turns back into the path. Not a row id: the index of files is keyed by path."""
+    raw = path.encode("utf-8", "surrogatepass")
+    if len(raw) <= PATH_INLINE:
+        return path
+    cut = raw[:PATH_INLINE].decode("utf-8", "ignore")  # a character cut in two goes whole
+    return {"cut": cut, "sha": path_digest(path)}
+
+
+def is_path_position(position: object) -> bool:
+    """A position path_position makes (tokens from before it carry the path: is_path)."""
+    if isinstance(position, dict):
+        cut, sha = position.get("cut"), position.get("sha")
+        return (
+            position.keys() == {"cut", "sha"}
+            and is_path(cut)
+            and isinstance(sha, str)
+            and len(sha) == _PATH_DIGEST
+        )
+    return is_path(position)
+
+
+def digest_named(path: str, cut: str, sha: str) -> str | None:
+    """What of a stored `path` (starting with `cut`) the digest `sha` names: the path, one of
+    the directories ('/'-ended) leading to it that is longer than `cut`, or None."""
+    for end in range(len(cut), len(path)):
+        if path[end] == "/" and path_digest(path[: end + 1]) == sha:
+            return path[: end + 1]
+    return path if path_digest(path) == sha else None
+
+
+def resolve_path(
+    position: str | dict[str, str],
+    paths_after: Callable[[str, int], list[str]],
+    field: str = "page_token",
+) -> str:
+    """The path (or directory, '/'-ended) a position names. A cut one is found among the stored
+    paths from its cut on, in order (`paths_after(path, n)`: at most n paths sorting after
+    `path`), as the path or a directory leading to it whose digest is the position's. This
+    reads the paths sharing those first PATH_INLINE bytes that sort before it: few, unless a
+    directory has a name that long and many files."""
+    if isinstance(position, str):
+        return position
+    cut, sha = position["cut"], position["sha"]
+    after = cut
+    while paths := paths_after(after, _RESOLVE_BATCH):
+        for path in paths:
+            if not path.startswith(cut):
+                break
+            if named := digest_named(path, cut, sha):
+                return named
+        else:
+            after = paths[-1]
+            continue
+        break
+    raise InvalidArgument(
+        f"{field}: the file the page before ended at was deleted or moved since; list again "
+        "without a token (the first page)",
+        field=field,
+    )
+
+
 def check_position(
     token: str, looks_issued: Callable[[Any], bool], field: str = "page_token"
 ) -> str:

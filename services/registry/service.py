@@ -55,8 +55,10 @@ from modelyard.services.common.pagination import (
     decode_token,
     encode_token,
     fingerprint,
-    is_path,
+    is_path_position,
     page_size,
+    path_position,
+    resolve_path,
 )
 from modelyard.services.registry.authorizer import RESOURCE, RegistryAuthorizer
 from modelyard.services.registry.events import EventFeed
@@ -657,13 +659,20 @@ class RegistryService:
         prefix = clean_path(path, allow_empty=True)
         size = page_size(page_size_, default=0, maximum=MAX_FILES_PAGE, field="page_size")
         query = fingerprint("version_files", name, version, prefix)
-        after = decode_token(check_position(page_token, is_path), query) or ""
+        position = decode_token(check_position(page_token, is_path_position), query)
+        model_id = authorized_id()
+
+        def paths_after(path: str, limit: int) -> list[str]:
+            files = self.store.list_version_files(name, version, prefix, path, limit, model_id)
+            return [f.path for f in files]
+
+        after = resolve_path(position, paths_after) if position else ""
         files = self.store.list_version_files(
-            name, version, prefix, after, limit=size + 1 if size else None, model_id=authorized_id()
+            name, version, prefix, after, limit=size + 1 if size else None, model_id=model_id
         )
         if not size or len(files) <= size:
             return PagedList(files, None)
-        return PagedList(files[:size], encode_token(query, files[size - 1].path))
+        return PagedList(files[:size], encode_token(query, path_position(files[size - 1].path)))
 
     def _file(self, name: str, version: int, path: str) -> tuple[str, FileInfo]:
         """The file's storage key and record, of the model the call was authorized on."""

@@ -53,8 +53,10 @@ from modelyard.services.common.pagination import (
     decode_token,
     encode_token,
     fingerprint,
-    is_path,
+    is_path_position,
     page_size,
+    path_position,
+    resolve_path,
 )
 from modelyard.services.tracking import limits
 from modelyard.services.tracking.authorizer import TrackingAuthorizer
@@ -646,14 +648,20 @@ class TrackingService:
             field="page_size",
         )
         query = fingerprint("artifacts", rid, prefix, recursive)
-        after = decode_token(check_position(page_token, is_path), query) or ""
+        position = decode_token(check_position(page_token, is_path_position), query)
+
+        def paths_after(path: str, limit: int) -> list[str]:
+            return [f.path for f in self.store.list_artifacts(rid, prefix, path + "\x01", limit)]
+
+        after = resolve_path(position, paths_after) if position else ""
         start = _past(after) if after else ""
         if recursive:
             entries = self.store.list_artifacts(rid, prefix, start, limit=size + 1)
         else:
             entries = self._one_level(rid, prefix, start, size + 1)
         page = entries[:size]
-        token = encode_token(query, _position(page[-1])) if len(entries) > size else None
+        last = path_position(_position(page[-1])) if len(entries) > size else None
+        token = encode_token(query, last) if last else None
         return info.artifact_uri, PagedList(page, token)
 
     def _one_level(self, rid: str, prefix: str, start: str, wanted: int) -> list[FileInfo]:

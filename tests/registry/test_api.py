@@ -101,6 +101,25 @@ def test_a_versions_files_come_a_page_at_a_time(stack: Client) -> None:
     assert err.value.field == "page_size"
 
 
+def test_a_versions_long_file_paths_page_with_short_tokens(stack: Client) -> None:
+    """A token carried the last path whole (~4 KB for 1000 CJK characters): too long for a
+    link. Long paths' tokens carry a prefix and a digest now, and page the same."""
+    long_dir = "/".join(["模" * 30] * 4)  # ~460 bytes a path: S3 takes it under a key
+    paths = sorted([f"{long_dir}/{'型' * 30}{i}" for i in range(5)] + ["MLmodel"])
+    rid = logged_model(stack, {p: b"x" for p in paths})
+    stack.create_model_version("long", f"runs:/{rid}/model")
+    found, tokens, token = [], [], None
+    while True:
+        page = stack.list_model_version_artifacts_page("long", 1, max_results=2, page_token=token)
+        found += [f.path for f in page]
+        token = page.token
+        if not token:
+            break
+        tokens.append(token)
+    assert found == paths
+    assert len(tokens) == 2 and max(len(t) for t in tokens) < 400
+
+
 def test_registration_errors(stack: Client) -> None:
     with pytest.raises(NotFound, match="source run"):
         stack.create_model_version("m", f"runs:/{'0' * 32}/model")

@@ -41,7 +41,7 @@ from modelyard.services.common.artifacts import (
     open_artifact_store,
 )
 from modelyard.services.common.artifacts.s3 import S3ArtifactStore
-from modelyard.services.common.pagination import encode_token
+from modelyard.services.common.pagination import encode_token, fingerprint
 from modelyard.services.common.settings import S3Settings, Settings
 from tests.conftest import S3_BUCKET, free_port, running_server, serve_s3
 
@@ -318,6 +318,50 @@ def test_listings_page_through_every_entry_once(stack: Client) -> None:
         stack._t.call(
             stack._tracking.ListArtifacts, pb.ListArtifactsRequest(run_id=rid, page_token=forged)
         )
+    assert err.value.field == "page_token"
+
+
+def test_listings_of_long_paths_page_with_short_tokens(stack: Client) -> None:
+    """A token carried the last path whole: 1024 CJK characters made a ~4 KB token, past what
+    a link behind nginx's default 8 KB request line carries beside the path listed. A long
+    path's token carries its first bytes and a digest now, found again among the stored
+    paths: every listing pages as before, with short tokens. Tokens of before still read; one
+    whose file was deleted since says so."""
+    rid = stack.create_run("0").info.run_id
+    upper = "/".join(["模" * 20] * 4)  # ~630 bytes a path: what S3 takes under a run's key
+    long_dir = f"{upper}/{'模' * 20}"
+    deep = f"{long_dir}/{'/'.join(['型' * 20] * 4)}"
+    paths = [f"{deep}/{'型' * 20}{i}" for i in range(4)] + [f"{long_dir}0", "a"]
+    paths += [f"{deep}/{'型' * 20}d{i}/deep" for i in range(2)]
+    for path in paths:
+        stack.log_text(rid, path, path)
+    in_dir = paths[:4] + [f"{deep}/{'型' * 20}d{i}" for i in range(2)]
+    tokens: list[str] = []
+
+    def pages(path: str = "", recursive: bool = False, size: int = 1) -> list[str]:
+        token: str | None = None
+        found: list[str] = []
+        while True:
+            page = stack.list_artifacts_page(rid, path, size, token, recursive=recursive)
+            found += [f.path for f in page]
+            token = page.token
+            if not token:
+                return found
+            tokens.append(token)
+
+    for size in (1, 2, 3):
+        assert pages(size=size) == ["a", "模" * 20], size
+        assert pages(upper, size=size) == [long_dir, f"{long_dir}0"], size
+        assert pages(deep, size=size) == in_dir, size
+        assert pages(recursive=True, size=size) == sorted(paths), size
+    assert max(len(t) for t in tokens) < 400
+    before = encode_token(fingerprint("artifacts", rid, "", True), paths[0])  # a path whole
+    after = stack.list_artifacts_page(rid, None, 2, before, recursive=True)
+    assert [f.path for f in after] == sorted(paths)[sorted(paths).index(paths[0]) + 1 :][:2]
+    first = stack.list_artifacts_page(rid, long_dir, 1, recursive=True)
+    stack.delete_artifact(rid, first[0].path)
+    with pytest.raises(InvalidArgument, match="deleted or moved since") as err:
+        stack.list_artifacts_page(rid, long_dir, 1, first.token, recursive=True)
     assert err.value.field == "page_token"
 
 
