@@ -227,6 +227,66 @@ def test_search_text_is_bounded_as_links_carry_it(
         assert web.get(f"{path}?" + urlencode({"q": q})).status == 200, path
 
 
+def test_artifact_links_of_long_paths_fit_a_request_line(
+    server: ModelyardServer, web: WebSession, run_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The artifact browser carried a path whole in its links, and the listing's token carried
+    the last one again: a 900-character CJK path made links of 8 KB and more, so they broke
+    behind nginx's default request line. A long path goes as its first bytes and a digest that
+    the UI finds again; each link fits MAX_LINK, and leads where it did. The version page's
+    file pages too."""
+    deep = "/".join(["模" * 80] * 10)  # names are at most 255 bytes: long paths are deep
+    names = [f"{deep}/{'型' * 80}{i}.txt" for i in range(3)]
+    with Client(server.address) as c:
+        for name in names:
+            c.log_text(run_id, f"text {name[-5:]}", f"model/{name}")
+        c.log_text(run_id, "m", "model/MLmodel")
+        c.create_model_version("long paths", f"runs:/{run_id}/model")
+
+    def links(page: str) -> list[str]:
+        found = [html.unescape(h) for h in re.findall(r'(?:href|src)="([^"]+)"', page)]
+        assert all(len(f"GET {h} HTTP/1.1") <= web_module.MAX_LINK for h in found), page
+        return found
+
+    def opened(link: str | None) -> str:
+        assert link, link
+        response = web.get(link)
+        assert response.status == 200, (link, response.data.decode())
+        page = response.data.decode()
+        links(page)
+        return page
+
+    def entries(page: str) -> list[tuple[str, str]]:
+        """(link, name) of each entry the listing shows."""
+        listing = re.search(r'data-testid="listing">(.*?)</ul>', page, re.S)
+        assert listing, page
+        found = re.findall(r'<li><a href="([^"]+)">([^<]+)</a>', listing.group(1))
+        return [(html.unescape(h), html.unescape(n)) for h, n in found]
+
+    link = next(h for h in links(opened(f"/runs/{run_id}")) if "artifacts?" in h)
+    while into := [h for h, name in entries(opened(link)) if name.endswith("/")]:
+        link = into[0]  # down the long directory, to the one that holds the files
+    assert "sha=" in link
+    monkeypatch.setattr(runs, "FILES_PAGE", 1)  # a page of each file, and a token after it
+    page = opened(link)
+    shown: list[str] = []
+    while True:
+        [(entry, _)] = entries(page)
+        download = next(h for h in links(opened(entry)) if "/artifact?" in h)
+        shown.append(web.get(download).data.decode())
+        more = web.link(page, "more-files")
+        if not more:
+            break
+        page = opened(more)
+    assert shown == [f"text {n[-5:]}" for n in names]
+    cut = re.search(r"sha=[^&]+", link)
+    assert cut and web.get(link.replace(cut.group(0), "sha=" + "A" * 22)).status == 404
+
+    version = opened("/models/long%20paths/versions/1")
+    while more := web.link(version, "more-files"):
+        version = opened(more)
+
+
 def test_previews_read_nothing_of_files_they_will_not_show(
     web: WebSession, run_id: str, server: ModelyardServer, tmp_path, monkeypatch
 ) -> None:

@@ -18,7 +18,8 @@ from starlette.routing import Route
 from modelyard.client import Client
 from modelyard.entities.common import FileInfo
 from modelyard.entities.tracking import Run, SystemTag
-from modelyard.errors import InvalidArgument, ModelyardError
+from modelyard.errors import InvalidArgument, ModelyardError, NotFound
+from modelyard.services.common.pagination import digest_named, path_position
 from modelyard.services.ui import charts, monitoring, previews
 from modelyard.services.ui.web import client, pager, render, ui_of
 
@@ -28,6 +29,11 @@ HTML_PREVIEW_CSP = "sandbox; default-src 'none'; img-src data:; style-src 'unsaf
 MAX_CHILDREN = 50  # nested runs linked from the run's lineage
 MAX_REGISTERED = 50  # model versions registered from the run, listed in its lineage at a time
 FILES_PAGE = 100  # artifact entries listed at a time, on the run page and in the browser
+# Characters of an artifact's path, percent-encoded, that its links carry as it is: a longer one
+# (1000 CJK characters are 9 KB) goes as its first bytes and a digest (path_query). ASCII paths
+# (at most 1024 characters) mostly fit.
+MAX_PATH_LINK = 2000
+RESOLVE_PAGE = 10_000  # entries read at a time while finding a digest's path
 
 
 def metric_charts(c: Client, keys: list[str], run: Run) -> list[dict[str, Any]]:
@@ -120,6 +126,7 @@ def run_page(request: Request) -> Response:
         uncharted=uncharted,
         artifacts=artifacts,
         more_artifacts=_files_link(rid, "", artifacts.token),
+        path_query=path_query,
         automl=run.data.tags.get("modelyard.automl.role") == "parent",
         description=run.data.tags.get(SystemTag.NOTE, ""),
         # MLflow's system tags repeat what the page shows already (name, user, parent, source)
@@ -145,19 +152,66 @@ def _head(chunks: Iterator[bytes], limit: int) -> bytes:
     return bytes(data)
 
 
+def path_params(path: str, is_dir: bool = False) -> dict[str, str]:
+    """How the artifact pages' links name `path`: as it is, or past MAX_PATH_LINK once
+    encoded, by its first bytes and the digest of the whole (a directory's with a '/' after
+    it), which wanted_path finds again; so every link fits nginx's default request line."""
+    if len(quote(path, safe="")) <= MAX_PATH_LINK:
+        return {"path": path}
+    position = path_position(f"{path}/" if is_dir else path)
+    assert isinstance(position, dict)  # longer than path_position keeps whole
+    return {"path": position["cut"], "sha": position["sha"]}
+
+
+def path_query(path: str, is_dir: bool = False) -> str:
+    return urlencode(path_params(path, is_dir))
+
+
+def wanted_path(request: Request, c: Client, rid: str) -> str:
+    """The artifact a page's `path` (and `sha`, for a long one: path_params) names."""
+    path = _safe_path(request.query_params.get("path", ""))
+    sha = request.query_params.get("sha", "")
+    if not sha:
+        return path
+    # its stored paths from the deepest directory `path` names whole, in order, to the digest's
+    directory = path.rpartition("/")[0]
+    token = None
+    while True:
+        page = c.list_artifacts_page(
+            rid, directory or None, max_results=RESOLVE_PAGE, page_token=token, recursive=True
+        )
+        for f in page:
+            named = digest_named(f.path, path, sha) if f.path.startswith(path) else None
+            if named:
+                return named.removesuffix("/")
+            if f.path > path and not f.path.startswith(path):
+                token = None
+                break
+        else:
+            token = page.token
+        if not token:
+            raise NotFound(
+                f"run {rid} has no artifact this link names (sha {sha[:32]!r}): it was deleted "
+                f"or the link was cut; browse to it from the run's artifacts (/runs/{rid})",
+                resource_type="artifact",
+                resource_name=path,
+            )
+
+
 def _files_link(rid: str, path: str, token: str | None) -> str:
     """The artifacts browser's page from `token` on ("" when there is no next page), whose
     page before is the first (`back`, as web.pager reads it)."""
     if not token:
         return ""
-    return f"/runs/{rid}/artifacts?{urlencode({'path': path, 'page_token': token, 'back': ''})}"
+    query = {**path_params(path, is_dir=True), "page_token": token, "back": ""}
+    return f"/runs/{rid}/artifacts?{urlencode(query)}"
 
 
 def artifacts_page(request: Request) -> Response:
     rid = request.path_params["run_id"]
-    path = _safe_path(request.query_params.get("path", ""))
     page_token = request.query_params.get("page_token") or None
     c = client(request)
+    path = wanted_path(request, c, rid)
     run = c.get_run(rid)
     page = c.list_artifacts_page(rid, path or None, max_results=FILES_PAGE, page_token=page_token)
     listing: list[FileInfo] = list(page)
@@ -182,8 +236,12 @@ def artifacts_page(request: Request) -> Response:
         parent="" if parent == "." else parent,
         listing=listing,
         pages=pager(
-            request, f"/runs/{rid}/artifacts", {"path": path}, page.token if listing else None
+            request,
+            f"/runs/{rid}/artifacts",
+            path_params(path, is_dir=True),
+            page.token if listing else None,
         ),
+        path_query=path_query,
         info=info,
         preview=preview,
         preview_kib=previews.PREVIEW_BYTES // 1024,
@@ -208,7 +266,7 @@ def artifact_raw(request: Request) -> Response:
     """The file's bytes. Only raster images are shown inline; HTML is sandboxed (no scripts, no
     access to this origin, nothing loaded from elsewhere); everything else downloads."""
     rid = request.path_params["run_id"]
-    path = _safe_path(request.query_params.get("path", ""))
+    path = wanted_path(request, client(request), rid)
     # A download may take hours: no deadline on the whole, but a service that sends nothing
     # for a page's call timeout has stalled, and the download fails rather than hang.
     stall = ui_of(request).transport.timeout
