@@ -1086,6 +1086,30 @@ def test_an_automl_run_with_more_trials_than_ranked_shows_the_best(
     assert all(f">{name}</a>" in table for name in ("early-best", "middle", "late"))
 
 
+def test_an_automl_leaderboards_links_to_long_paths_fit_a_request_line(
+    server: ModelyardServer, web: WebSession
+) -> None:
+    """The leaderboard linked its report and each trial's source by the path in their tags,
+    whole: a deep CJK path made a link past nginx's default 8 KB request line."""
+    deep = "/".join(["模" * 80] * 10)
+    with Client(server.address) as c:
+        parent = c.create_run("0", tags={"modelyard.automl.role": "parent"}).info.run_id
+        c.log_param(parent, "primary_metric", "rmse")
+        c.log_text(parent, "report", f"{deep}/report.html")
+        c.set_tag(parent, "modelyard.automl.report", f"{deep}/report.html")
+        trial = c.create_run("0", run_name="t", parent_run_id=parent).info.run_id
+        c.log_text(trial, "source", f"{deep}/train.py")
+        c.set_tag(trial, "modelyard.automl.source", f"{deep}/train.py")
+    page = web.get(f"/automl/{parent}").data.decode()
+    links = [html.unescape(h) for h in re.findall(r'href="([^"]+/artifacts\?[^"]+)"', page)]
+    assert len(links) == 2
+    for link, text in zip(links, ("report", "source"), strict=True):
+        assert len(f"GET {link} HTTP/1.1") <= web_module.MAX_LINK, link
+        download = re.search(r'href="([^"]+/artifact\?[^"]+)"', web.get(link).data.decode())
+        assert download, link
+        assert web.get(html.unescape(download.group(1))).data.decode() == text
+
+
 def test_the_features_overview_reads_every_views_freshness_in_one_call(
     server: ModelyardServer, web: WebSession, tmp_path: Path
 ) -> None:

@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from modelyard.automl.metrics import maximize
 from modelyard.errors import InvalidArgument
+from modelyard.services.ui.pages.runs import path_query
 from modelyard.services.ui.web import client, render
 
 MAX_TRIALS = 1000
@@ -60,6 +61,7 @@ def leaderboard(request: Request) -> Response:
         problem=problem,
         target=tags.get("modelyard.automl.target_col", ""),
         report=tags.get("modelyard.automl.report"),
+        path_query=path_query,  # the report's and sources' paths are tags: any length
         all_trials=(
             f"/experiments/{parent.info.experiment_id}?{urlencode({'filter': of_parent})}"
             if page.token
