@@ -310,25 +310,10 @@ class FeaturesService:
 
     def apply(self, desired: Sequence[Definition], dry_run: bool, partial: bool) -> list[defs.Step]:
         """Plans (checking everything) and, unless `dry_run`, applies. A view created under the
-        name of a deleted one starts with none of its rows. Online it has a generation of its
-        own, so it never reads its namesake's rows and needs no online store to be created.
-        Pushed rows in the offline store are kept by name: those its namesake's delete may
-        have left are deleted between planning and applying, not in the transaction, which
-        would hold every other apply meanwhile; names never deleted have none."""
-        steps = self._apply(desired, dry_run=True, partial=partial, cleared=set())
-        if dry_run:
-            return steps
-        created = {s.name for s in steps if s.action == "create" and s.kind == "feature_view"}
-        for name in self.store.deleted_before("feature_view", created):
-            self._delete_push_log(name)
-        return self._apply(desired, dry_run=False, partial=partial, cleared=created)
-
-    def _apply(
-        self, desired: Sequence[Definition], dry_run: bool, partial: bool, cleared: set[str]
-    ) -> list[defs.Step]:
-        """`cleared`: views whose leftover pushed rows were deleted before (see apply); a view
-        this apply creates that is not among them (an apply in between deleted it) has them
-        deleted here."""
+        name of a deleted one starts with none of its rows: it has a generation of its own,
+        which its online rows and pushed offline rows are kept under, so it never reads its
+        namesake's (nor those of a push that read the namesake and wrote after the delete),
+        and needs neither store to be created."""
         me = identity.current()
         with self.store.applying() as tx:
             existing = tx.existing()
@@ -343,13 +328,6 @@ class FeaturesService:
             wanted = {(kind_of(d), d.name): d for d in desired}
             upserts = [wanted[(s.kind, s.name)] for s in steps if s.action in ("create", "update")]
             deletes = [(s.kind, s.name) for s in steps if s.action == "delete"]
-            for step in steps:
-                if (
-                    step.action == "create"
-                    and step.kind == "feature_view"
-                    and step.name not in cleared
-                ):
-                    self._delete_push_log(step.name)
             deleted = tx.write(upserts, deletes, me.name)
         for step in steps:
             if step.action == "create" and step.kind in GRANTED_KINDS and me.enforced:
@@ -358,8 +336,9 @@ class FeaturesService:
                 )
             if step.action == "delete":
                 if step.kind == "feature_view":
-                    self._delete_push_log(step.name)
-                    self._drop_online_rows(step.name, deleted[(step.kind, step.name)])
+                    generation = deleted[(step.kind, step.name)]
+                    self._delete_push_log(online_name(step.name, generation))
+                    self._drop_online_rows(step.name, generation)
                 if step.kind in GRANTED_KINDS:
                     self.authorizer.grants.delete_all(f"{step.kind}:{step.name}")
         return steps
@@ -385,13 +364,15 @@ class FeaturesService:
                 name,
             )
 
-    def _push_log_key(self, view_name: str) -> str:
-        key = self.artifacts.key_for(f"{self.push_log_root}/{view_name}")
+    def _push_log_key(self, log_name: str) -> str:
+        """The folder of a view's pushed rows; `log_name`: its online name (online_name), so
+        each generation has its own and generation 0's is the one named before generations."""
+        key = self.artifacts.key_for(f"{self.push_log_root}/{log_name}")
         assert key is not None
         return key
 
-    def _delete_push_log(self, view_name: str) -> None:
-        self.artifacts.delete_prefix(self._push_log_key(view_name))
+    def _delete_push_log(self, log_name: str) -> None:
+        self.artifacts.delete_prefix(self._push_log_key(log_name))
 
     def list_definitions(self, kind: str) -> list[Stored]:
         if kind:
@@ -588,7 +569,8 @@ class FeaturesService:
         for view, generation, start, first_us in windows:
             name = view.name
             written = 0
-            for batch in self.engine.latest(view, first_us, end_ms * 1000 + 999):
+            stored_as = online_name(name, generation)
+            for batch in self.engine.latest(view, stored_as, first_us, end_ms * 1000 + 999):
                 try:
                     rows = self._online_rows(
                         view,
@@ -602,7 +584,7 @@ class FeaturesService:
                         resource_type="feature_view",
                         resource_name=name,
                     ) from None
-                written += self.online.write(online_name(name, generation), rows)
+                written += self.online.write(stored_as, rows)
             record = MaterializationRecord(name, start, end_ms, written, _now_ms())
             if not self.store.record_materialization(record, generation):
                 done = ", ".join(repr(r.feature_view) for r in records) or "none"
@@ -846,19 +828,19 @@ class FeaturesService:
             self.online.write(online_name(view_name, generation), rows, partial=bool(unsent))
         if to_offline:
             try:
-                self._log_push(view_name, table)
+                self._log_push(online_name(view_name, generation), table)
             except ModelyardError as exc:
                 if not to_online:
                     raise
                 raise _pushed_online_only(exc, view_name, table.num_rows) from exc
         return table.num_rows
 
-    def _log_push(self, view_name: str, table: pa.Table) -> None:
-        """The rows into the offline store's push log, one new file a push."""
+    def _log_push(self, log_name: str, table: pa.Table) -> None:
+        """The rows into the offline store's push log (of the generation the push read, see
+        _push_log_key), one new file a push."""
         buffer = io.BytesIO()
         pq.write_table(table, buffer)
-        key = self.artifacts.key_for(f"{self.push_log_root}/{view_name}/{uuid.uuid4().hex}.parquet")
-        assert key is not None
+        key = f"{self._push_log_key(log_name)}/{uuid.uuid4().hex}.parquet"
         self.artifacts.write(key, iter([buffer.getvalue()]))
 
     # -- permissions ---------------------------------------------------------------------------

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -962,6 +964,40 @@ def test_a_write_to_a_view_another_replica_deleted_is_refused(
         assert _lookup(here, [1]).to_dict()["trips"] == [6]
 
 
+def test_an_offline_push_that_lands_after_its_view_was_created_again_is_not_read(
+    store: FeatureStoreClient, repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pushed offline rows were kept by view name, and creating a view under a deleted one's
+    name cleared that name's: a push that had read the deleted view and wrote its rows after
+    the clear put them in the new view's training sets. They are kept under the generation the
+    push read, which the new view does not read."""
+    store.apply(repo.objects)
+    reached, go = threading.Event(), threading.Event()
+    write_table = pq.write_table
+
+    def held(*args: Any, **kwargs: Any) -> None:  # the server writing the pushed rows' file
+        if not reached.is_set():
+            reached.set()
+            assert go.wait(60)
+        write_table(*args, **kwargs)
+
+    monkeypatch.setattr(pq, "write_table", held)
+    row = pd.DataFrame({"driver_id": [77], "event_timestamp": [NOW], "trips": [5], **_OTHERS})
+    with ThreadPoolExecutor(1) as pool:
+        pushed = pool.submit(store.push, "driver_stats", row, to="offline")
+        assert reached.wait(60)
+        store.apply([repo.driver], partial=False)
+        store.apply(repo.objects)
+        go.set()
+        assert pushed.result() == 1  # it read the view before the delete
+    entities = pd.DataFrame({"driver_id": [77], "event_timestamp": [NOW]})
+    found = store.get_historical_features(entities, ["driver_stats:trips"]).to_df()
+    assert found["trips"].isna().all()
+    store.push("driver_stats", row.assign(trips=[6]), to="offline")  # the new view's own
+    found = store.get_historical_features(entities, ["driver_stats:trips"]).to_df()
+    assert found["trips"].tolist() == [6]
+
+
 def test_a_window_ending_far_ahead_is_refused(store: FeatureStoreClient, repo: Repo) -> None:
     """A window to 9999-12-31 was recorded, and every incremental run after it recorded a
     window from 9999 back to now with no rows, answering OK."""
@@ -991,7 +1027,8 @@ def test_a_push_whose_offline_write_fails_says_where_its_rows_are(
     the rows were served online already nor how to finish the push."""
     store.apply(repo.objects)
     root = Path(feature_server.settings.artifact_root.removeprefix("file://"))
-    blocked = root / "features" / "push" / "driver_stats"
+    generation = store.get_definition("feature_view", "driver_stats")[1]
+    blocked = root / "features" / "push" / online_name("driver_stats", generation)
     blocked.parent.mkdir(parents=True)
     blocked.write_bytes(b"")  # a file where the view's pushed rows go: every write there fails
     row = pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW], "trips": [5], **_OTHERS})

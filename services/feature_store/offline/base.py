@@ -20,7 +20,8 @@ RESERVED_PREFIX = "__"
 class ViewRequest:
     """Features wanted from one view, and the names they get in the result; `online_name`:
     what the online store keys the view's rows by (online.base.online_name), taken with the
-    definition so that a lookup asks for nothing more."""
+    definition so that a lookup asks for nothing more; its pushed offline rows are kept under it
+    too, so a view created again under a deleted one's name reads none of the deleted one's."""
 
     view: FeatureView
     features: tuple[str, ...]
@@ -38,10 +39,13 @@ class OfflineEngine(abc.ABC):
         in the order they were given, with the requested columns appended."""
 
     @abc.abstractmethod
-    def latest(self, view: FeatureView, start_us: int, end_us: int) -> Iterator[pa.RecordBatch]:
+    def latest(
+        self, view: FeatureView, online_name: str, start_us: int, end_us: int
+    ) -> Iterator[pa.RecordBatch]:
         """The latest row per entity with an event time in [start, end] (µs since 1970, both
-        included, as Feast's materialize window), for materialization:
-        join keys, `__event_time_us` and `__created_time_us` (µs since 1970, the latter null where
-        the row has none), then the features. In batches, each entity in one only, so that a
+        included, as Feast's materialize window), for materialization; `online_name`: as
+        ViewRequest's (the view's pushed rows are kept under it). Join keys,
+        `__event_time_us` and `__created_time_us` (µs since 1970, the latter null where the row
+        has none), then the features. In batches, each entity in one only, so that a
         view's size does not decide the server's memory; errors of reading the source may come
         with any batch."""

@@ -256,7 +256,8 @@ class DuckDbEngine(OfflineEngine):
         view = request.view
         source = f"src_{i}"
         keys = [f.name for f in fields]
-        self._sources.register(con, view, keys, source, stack, self._needed(con, view))
+        window = self._needed(con, view)
+        self._sources.register(con, view, request.online_name, keys, source, stack, window)
         _check_entity_keys(con, source, fields, view)
         if view.source.created_timestamp_column:
             partition = ", ".join(quote(k) for k in keys)
@@ -292,7 +293,9 @@ class DuckDbEngine(OfflineEngine):
         ttl_us = int(view.ttl.total_seconds() * 1_000_000) if view.ttl else None
         return TimeWindow(first - ttl_us if ttl_us else None, last)
 
-    def latest(self, view: FeatureView, start_us: int, end_us: int) -> Iterator[pa.RecordBatch]:
+    def latest(
+        self, view: FeatureView, online_name: str, start_us: int, end_us: int
+    ) -> Iterator[pa.RecordBatch]:
         con = connect(self._settings)
         keys = [f.name for f in self._join_keys(view)]
         partition = ", ".join(quote(k) for k in keys)
@@ -300,7 +303,7 @@ class DuckDbEngine(OfflineEngine):
         window = TimeWindow(start_us, end_us)
         # The source is read as the batches are.
         with reading(view), ExitStack() as stack:
-            self._sources.register(con, view, keys, "src", stack, window)
+            self._sources.register(con, view, online_name, keys, "src", stack, window)
             yield from con.sql(
                 f"SELECT {partition}, epoch_us(__ts) AS __event_time_us, "
                 f"epoch_us(__created) AS __created_time_us{features} "

@@ -99,21 +99,23 @@ class SourceReader:
         self,
         con: duckdb.DuckDBPyConnection,
         view: FeatureView,
+        online_name: str,
         join_keys: list[str],
         name: str,
         stack: ExitStack,
         window: TimeWindow | None = None,
     ) -> None:
-        """Create relation `name` for the view's rows (source plus pushed offline log); of a SQL
-        source, those in `window`, streamed from a connection `stack` keeps open: read `name`
-        once (a stream cannot be read again), before `stack` closes."""
+        """Create relation `name` for the view's rows (source plus pushed offline log, kept under
+        the view's `online_name`, see base.ViewRequest); of a SQL source, those in `window`,
+        streamed from a connection `stack` keeps open: read `name` once (a stream cannot be read
+        again), before `stack` closes."""
         source = view.source
         raw = f"{name}__raw"
         if isinstance(source, FileSource):
             register_file(con, view, raw, self._s3)
         else:
             register_sql(con, view, join_keys, raw, stack, window)
-        pushed = dataset(self._s3, f"{self.push_log_root}/{view.name}", "parquet")
+        pushed = dataset(self._s3, f"{self.push_log_root}/{online_name}", "parquet")
         select = self._normalized(con, view, join_keys, raw)
         if pushed is not None:
             # A dataset takes its schema from its first file, which may predate a feature added

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -129,19 +129,6 @@ class SqlFeatureStore:
         returns the generation of each definition deleted."""
         with self.applying() as tx:
             return tx.write(upserts, deletes, user)
-
-    def deleted_before(self, kind: str, names: Collection[str]) -> set[str]:
-        """Those of `names` that had a definition of `kind` deleted: only a view created under
-        such a name may find rows online that its namesake's delete left (see
-        FeaturesService.apply)."""
-        h = definition_history.c
-        with self.db.read() as conn:
-            found = conn.execute(
-                select(h.name)
-                .where(h.kind == kind, h.action == "delete", h.name.in_(list(names)))
-                .distinct()
-            ).scalars()
-            return set(found)
 
     @contextmanager
     def applying(self) -> Iterator[Applying]:
