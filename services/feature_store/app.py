@@ -55,6 +55,7 @@ def build(settings: Settings, runtime: Runtime) -> ServiceRegistration:
         server_own=[artifacts.root_uri, str(settings.home_dir), settings.database_url],
     )
     service = FeaturesService(store, engine, online, authorizer, artifacts, locations)
+    service.retry_cleanups()  # those a delete left while a store was down
     servicer = FeatureStoreServicer(service)
 
     def close() -> None:

@@ -237,6 +237,10 @@ class FeatureAuthorizer:
         return Access(resource, True, self.level(who, kind, name))
 
 
+# Where a deleted view's rows are dropped from: its online rows, its pushed offline rows.
+CLEANUP_STORES = ("online", "offline")
+
+
 class FeaturesService:
     def __init__(
         self,
@@ -329,6 +333,7 @@ class FeaturesService:
             upserts = [wanted[(s.kind, s.name)] for s in steps if s.action in ("create", "update")]
             deletes = [(s.kind, s.name) for s in steps if s.action == "delete"]
             deleted = tx.write(upserts, deletes, me.name)
+        self.retry_cleanups()  # those earlier deletes left; this one's are tried below
         for step in steps:
             if step.action == "create" and step.kind in GRANTED_KINDS and me.enforced:
                 self.authorizer.grants.set(
@@ -336,33 +341,72 @@ class FeaturesService:
                 )
             if step.action == "delete":
                 if step.kind == "feature_view":
-                    generation = deleted[(step.kind, step.name)]
-                    self._delete_push_log(online_name(step.name, generation))
-                    self._drop_online_rows(step.name, generation)
+                    self._drop_deleted_view(step.name, deleted[(step.kind, step.name)])
                 if step.kind in GRANTED_KINDS:
                     self.authorizer.grants.delete_all(f"{step.kind}:{step.name}")
         return steps
 
-    def _drop_online_rows(self, view_name: str, generation: int) -> None:
-        """Frees a deleted view's online rows, as a cleanup only: no view reads them any more
-        (a view created again under the name has a generation of its own), so an online store
-        that cannot be reached does not fail the delete, which is committed; the rows left are
-        logged, with how to drop them."""
+    def _drop_deleted_view(self, view_name: str, generation: int) -> None:
+        """Frees a deleted view's rows (online, and pushed offline), as a cleanup only: no view
+        reads them any more (a view created again under the name has a generation of its own),
+        so a store that cannot be reached does not fail the delete, which is committed. A
+        cleanup that fails is kept (schema.pending_cleanups) and retried at startup and after
+        later applies (retry_cleanups), and logged with how to do it by hand."""
         name = online_name(view_name, generation)
-        try:
+        for store in CLEANUP_STORES:
+            try:
+                self._clean_up(name, store)
+            except Exception as exc:  # any failure leaves only rows no view reads
+                self._keep_cleanup(view_name, name, store, exc)
+
+    def _clean_up(self, name: str, store: str) -> None:
+        if store == "online":
             self.online.delete_view(name)
-        except Exception as exc:  # any failure leaves only rows no view reads
-            log.warning(
-                "feature view %r was deleted, but its online rows (stored as %r) could not be "
-                "dropped: %s; no view reads them, so they only take space: drop them later "
-                "(Redis: UNLINK the keys matching '<prefix>:%s:*'; SQLite: DELETE FROM "
-                "online_features WHERE view = '%s')",
-                view_name,
-                name,
-                exc,
-                name,
-                name,
-            )
+        else:
+            self._delete_push_log(name)
+
+    def _keep_cleanup(self, view_name: str, name: str, store: str, exc: Exception) -> None:
+        try:
+            self.store.add_cleanup(name, store)
+            kept = "it is retried at startup and after later applies"
+        except Exception as kept_exc:  # the database too: the log is all that is left
+            kept = f"it could not be kept to retry ({kept_exc})"
+        how = (
+            f"Redis: UNLINK the keys matching '<prefix>:{name}:*'; SQLite: DELETE FROM "
+            f"online_features WHERE view = '{name}'"
+            if store == "online"
+            else f"delete {self.push_log_root}/{name}/"
+        )
+        log.warning(
+            "feature view %r was deleted, but its %s rows (stored as %r) could not be dropped: "
+            "%s; no view reads them, so they only take space: %s, or drop them by hand (%s)",
+            view_name,
+            store,
+            name,
+            exc,
+            kept,
+            how,
+        )
+
+    def retry_cleanups(self) -> None:
+        """Drops the rows of deleted views that could not be dropped before (see
+        _drop_deleted_view), as a cleanup: never fails. A store that fails one is not tried
+        again in this pass, so a store still down costs one attempt, not one per view."""
+        try:
+            pending = self.store.pending_cleanups()
+        except Exception as exc:
+            log.info("pending cleanups of deleted feature views were not read: %s", exc)
+            return
+        down: set[str] = set()
+        for name, store in pending:
+            if store in down:
+                continue
+            try:
+                self._clean_up(name, store)
+                self.store.remove_cleanup(name, store)
+            except Exception as exc:  # kept for the next pass
+                down.add(store)
+                log.info("the %s rows of deleted %r are still not dropped: %s", store, name, exc)
 
     def _push_log_key(self, log_name: str) -> str:
         """The folder of a view's pushed rows; `log_name`: its online name (online_name), so

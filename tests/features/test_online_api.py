@@ -836,19 +836,26 @@ def test_a_window_end_is_sent_to_its_exact_millisecond(
     assert _ms(far) == _ms(far.replace(microsecond=0))
 
 
+def _settings(tmp_path: Path, online_store_uri: str) -> Settings:
+    """A feature store's settings; servers given the same `tmp_path` share its database."""
+    features = FeaturesSettings(online_store_uri=online_store_uri)
+    return Settings(home=tmp_path / "home", port=0, grace_period=0, features=features)
+
+
+def _redis_down() -> str:
+    """A Redis on a closed loopback port: one that cannot be reached."""
+    return f"redis://127.0.0.1:{free_port()}/0"
+
+
 @contextmanager
 def _online_store_down(repo: Repo, tmp_path: Path) -> Iterator[FeatureStoreClient]:
     """A feature store holding `repo`'s definitions whose online store (a Redis on a closed
     loopback port) cannot be reached."""
 
-    def settings(online_store_uri: str) -> Settings:
-        features = FeaturesSettings(online_store_uri=online_store_uri)
-        return Settings(home=tmp_path / "home", port=0, grace_period=0, features=features)
-
-    up = settings(f"sqlite:///{tmp_path / 'online.db'}")
+    up = _settings(tmp_path, f"sqlite:///{tmp_path / 'online.db'}")
     with running_server(up, ("features",)) as server, FeatureStoreClient(server.address) as store:
         store.apply(repo.objects)
-    down = settings(f"redis://127.0.0.1:{free_port()}/0")
+    down = _settings(tmp_path, _redis_down())
     with (
         running_server(down, ("features",)) as server,
         FeatureStoreClient(server.address) as store,
@@ -889,6 +896,41 @@ def test_views_are_deleted_and_created_again_while_redis_is_down(
         assert ("create", "driver_stats") in created
         with pytest.raises(Unavailable):  # what the view holds online: Redis must answer
             _lookup(store, [1])
+
+
+@pytest.mark.redis
+def test_online_rows_a_delete_could_not_drop_are_dropped_once_redis_is_back(
+    repo: Repo, tmp_path: Path, redis_url: str
+) -> None:
+    """A delete that could not reach Redis only logged the rows it left, which stayed for
+    good. It keeps them as a cleanup to do, retried after later applies and at startup."""
+    row = pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW], "trips": [5]})
+    online = open_online_store(redis_url)
+    left = []
+
+    def delete_while_redis_is_down(up: FeatureStoreClient, down: FeatureStoreClient) -> None:
+        up.apply(repo.objects)
+        up.push("driver_stats", row)
+        generation = up.get_definition("feature_view", "driver_stats")[1]
+        left.append(online_name("driver_stats", generation))
+        down.apply([repo.driver], partial=False)
+        assert online.read(left[-1], [entity_key([1])])[0] is not None
+
+    try:
+        with (
+            running_server(_settings(tmp_path, redis_url), ("features",)) as one,
+            running_server(_settings(tmp_path, _redis_down()), ("features",)) as two,
+            FeatureStoreClient(one.address) as up,
+            FeatureStoreClient(two.address) as down,
+        ):
+            delete_while_redis_is_down(up, down)
+            up.apply(repo.objects)  # a later apply where Redis is up drops them
+            assert online.read(left[0], [entity_key([1])])[0] is None
+            delete_while_redis_is_down(up, down)
+        with running_server(_settings(tmp_path, redis_url), ("features",)):  # at startup
+            assert online.read(left[1], [entity_key([1])])[0] is None
+    finally:
+        online.close()
 
 
 def test_lookups_in_a_redis_that_is_down_are_unavailable(repo: Repo, tmp_path: Path) -> None:

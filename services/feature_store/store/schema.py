@@ -53,5 +53,17 @@ materializations = Table(
     Index("ix_feature_materializations_view_end", "feature_view", "end_time"),
 )
 
+# Rows of deleted views that could not be dropped when they were deleted (their store was
+# down): dropped at startup and after later applies, then removed. `online_name`: the deleted
+# view's (online.base.online_name); `store`: "online" (its online rows) or "offline" (its
+# pushed rows).
+pending_cleanups = Table(
+    "feature_pending_cleanups",
+    metadata,
+    Column("online_name", String(300), primary_key=True),
+    Column("store", String(16), primary_key=True),
+    Column("since", BigInteger, nullable=False),
+)
+
 # Grants on "feature_view:<name>" and "feature_service:<name>".
 feature_permissions = permissions_table(metadata, "feature_permissions")

@@ -19,6 +19,7 @@ from modelyard.services.feature_store.store.schema import (
     definition_history,
     definitions,
     materializations,
+    pending_cleanups,
 )
 
 
@@ -218,6 +219,31 @@ class SqlFeatureStore:
                 .order_by(m.end_time.desc())
                 .limit(1)
             ).scalar()
+
+    def add_cleanup(self, online_name: str, store: str) -> None:
+        """Keeps a cleanup to retry (see schema.pending_cleanups); one kept already stays."""
+        c = pending_cleanups.c
+        new = select(literal(online_name), literal(store), literal(_now())).where(
+            ~exists().where(c.online_name == online_name, c.store == store)
+        )
+        with self.db.write() as conn:
+            conn.execute(
+                insert(pending_cleanups).from_select([c.online_name, c.store, c.since], new)
+            )
+
+    def pending_cleanups(self) -> list[tuple[str, str]]:
+        """(online name, store) of each cleanup to retry, oldest first."""
+        c = pending_cleanups.c
+        with self.db.read() as conn:
+            rows = conn.execute(select(c.online_name, c.store).order_by(c.since)).all()
+        return [(r.online_name, r.store) for r in rows]
+
+    def remove_cleanup(self, online_name: str, store: str) -> None:
+        c = pending_cleanups.c
+        with self.db.write() as conn:
+            conn.execute(
+                delete(pending_cleanups).where(c.online_name == online_name, c.store == store)
+            )
 
 
 class Applying:
