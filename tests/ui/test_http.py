@@ -1138,6 +1138,21 @@ def test_the_features_overview_reads_every_views_freshness_in_one_call(
     assert "never materialized" in table
 
 
+def test_a_view_page_says_an_incremental_window_excludes_its_start(
+    server: ModelyardServer, web: WebSession, tmp_path: Path
+) -> None:
+    """A view's materializations were shown as start and end with nothing saying which were
+    included: an incremental run's start is the run before's end, which it does not load."""
+    repo = make_repo(tmp_path / "repo")
+    with FeatureStoreClient(server.address) as store:
+        store.apply([repo.driver, repo.stats])
+        store.materialize(NOW - timedelta(days=2), NOW - timedelta(days=1))
+        store.materialize_incremental(NOW)
+    page = html.unescape(web.get("/features/views/driver_stats").data.decode())
+    note = page[page.index('data-testid="window-ends"') :].split("</p>")[0]
+    assert "both included" in note and "incremental" in note and "excludes" in note
+
+
 def test_no_feature_views_tells_a_viewer_whom_to_ask_and_an_editor_how_to_define_them(
     secure, tmp_path: Path
 ) -> None:
