@@ -11,8 +11,6 @@ link (nginx's default request line is 8 KB).
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,12 +30,17 @@ from sqlalchemy import (
 )
 
 from modelyard.errors import InvalidArgument
-from modelyard.services.common.pagination import INT64, decode_token, encode_token
+from modelyard.services.common.pagination import (
+    DIGEST_LENGTH,
+    INT64,
+    decode_token,
+    encode_token,
+    short_digest,
+)
 
 # Bytes of a position's JSON (UTF-8) a token carries as it is: base64 of that plus the query's
 # fingerprint is at most ~380 characters. Longer ones are carried by their row (RowRef).
 INLINE_LIMIT = 256
-_DIGEST_LENGTH = 22  # characters: 16 bytes of SHA-256, URL-safe base64 without padding
 
 
 @dataclass(frozen=True)
@@ -141,8 +144,7 @@ def _json(position: Sequence[object]) -> bytes:
 
 
 def _digest(position: Sequence[object]) -> str:
-    digest = hashlib.sha256(_json(position)).digest()[:16]
-    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+    return short_digest(_json(position))
 
 
 def next_token(
@@ -184,7 +186,7 @@ def read_position(
         and len(position["row"]) == len(key)
         and all(t.accepts(v) for t, v in zip(key, position["row"], strict=True))
         and isinstance(position["digest"], str)
-        and len(position["digest"]) == _DIGEST_LENGTH
+        and len(position["digest"]) == DIGEST_LENGTH
     ):
         return RowRef(tuple(position["row"]), position["digest"])
     raise InvalidArgument(

@@ -67,13 +67,19 @@ def is_path(position: object) -> bool:
 # 4 KB token, past what a link behind nginx's default 8 KB request line can carry beside the
 # listing's own path) is carried as its first PATH_INLINE bytes and a digest of the whole.
 PATH_INLINE = 192
-_PATH_DIGEST = 22  # characters: 16 bytes of SHA-256, URL-safe base64 without padding
 _RESOLVE_BATCH = 1000  # paths read at a time while finding a digest's
+# Characters of short_digest: 16 bytes of SHA-256, URL-safe base64 without padding.
+DIGEST_LENGTH = 22
+
+
+def short_digest(data: bytes) -> str:
+    """What a token carries in place of a value too long for it (a path, a keyset position):
+    enough to tell that value from others once read back, short enough for a link."""
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()[:16]).decode().rstrip("=")
 
 
 def path_digest(path: str) -> str:
-    digest = hashlib.sha256(path.encode("utf-8", "surrogatepass")).digest()[:16]
-    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+    return short_digest(path.encode("utf-8", "surrogatepass"))
 
 
 def path_position(path: str) -> str | dict[str, str]:
@@ -95,7 +101,7 @@ def is_path_position(position: object) -> bool:
             position.keys() == {"cut", "sha"}
             and is_path(cut)
             and isinstance(sha, str)
-            and len(sha) == _PATH_DIGEST
+            and len(sha) == DIGEST_LENGTH
         )
     return is_path(position)
 
