@@ -219,7 +219,7 @@ def pager(
         start = len(stack) - 1 if stack else 0
         size = len(url(page_token, stack[start:]))
         while start > 0:
-            more = len(back_param) + 2 + len(quote(stack[start - 1], safe=""))  # &back=...
+            more = len(back_param) + 2 + encoded_length(stack[start - 1])  # &back=...
             if size + more > MAX_LINK:
                 break
             start, size = start - 1, size + more
